@@ -1,0 +1,167 @@
+//! The command layer: clap definitions ([`args`]) and one handler module per command group.
+//! Handlers resolve arguments into library settings, call the library, and write to the
+//! [`Io`] they are given; they never call `print!` or `exit`. [`run`] is the one entry
+//! point `main.rs` calls; it renders errors in one place and returns the exit code.
+
+pub mod args;
+mod bundle;
+mod govern;
+mod lint;
+mod list;
+mod misc;
+mod promote;
+pub mod render;
+mod run;
+mod status;
+mod template;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+pub use args::Cli;
+use args::{ColorChoice, Command, GlobalArgs};
+
+use crate::{Error, Result, exit_code};
+
+/// Where command output goes. `main.rs` passes the process's stdout and stderr; tests pass
+/// buffers.
+pub struct Io<'a> {
+    /// Machine output (and human output of listing commands).
+    pub out: &'a mut dyn Write,
+    /// Human diagnostics, progress, summaries.
+    pub err: &'a mut dyn Write,
+    /// Whether stderr is a terminal (progress bars only then).
+    pub err_is_tty: bool,
+    /// Whether stdout is a terminal.
+    pub out_is_tty: bool,
+}
+
+impl std::fmt::Debug for Io<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("err_is_tty", &self.err_is_tty)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Io<'_> {
+    /// Write a line to stdout, naming stdout in the error.
+    pub fn outln(&mut self, s: impl AsRef<str>) -> Result<()> {
+        writeln!(self.out, "{}", s.as_ref()).map_err(|e| Error::io("write", "<stdout>", e))
+    }
+
+    /// Write a line to stderr.
+    pub fn errln(&mut self, s: impl AsRef<str>) -> Result<()> {
+        writeln!(self.err, "{}", s.as_ref()).map_err(|e| Error::io("write", "<stderr>", e))
+    }
+
+    /// Write raw bytes to stdout.
+    pub fn out_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.out
+            .write_all(b)
+            .map_err(|e| Error::io("write", "<stdout>", e))
+    }
+}
+
+/// Resolved global settings every handler gets.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// `--json`.
+    pub json: bool,
+    /// `-q`.
+    pub quiet: bool,
+    /// `-v` count.
+    pub verbose: u8,
+    /// Whether to colour stderr.
+    pub color: bool,
+    /// The project root.
+    pub root: PathBuf,
+    /// `--state-dir`, if given.
+    pub state_dir: Option<PathBuf>,
+    /// The current directory.
+    pub cwd: PathBuf,
+}
+
+impl Ctx {
+    fn resolve(g: &GlobalArgs, err_is_tty: bool) -> Result<Self> {
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::io("read the current directory", ".", e))?;
+        let root = match &g.root {
+            Some(r) => crate::util::fsx::absolute(r)?,
+            None => crate::load::find_project_root(&cwd),
+        };
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = match g.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => err_is_tty && !no_color,
+        };
+        Ok(Self {
+            json: g.json,
+            quiet: g.quiet,
+            verbose: g.verbose,
+            color,
+            root,
+            state_dir: g.state_dir.clone(),
+            cwd,
+        })
+    }
+
+    /// The default out root: `<root>/out`.
+    pub fn default_out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+}
+
+/// Run a parsed command line; returns the process exit code. Errors are rendered here, once:
+/// `error: <message>`, `  hint: …`, `  caused by: …` on stderr, and with `--json` also an
+/// `{"error": …}` object on stdout.
+pub fn run(cli: Cli, io: &mut Io<'_>) -> i32 {
+    let json = cli.global.json;
+    let result =
+        Ctx::resolve(&cli.global, io.err_is_tty).and_then(|ctx| dispatch(cli.command, &ctx, io));
+    match result {
+        Ok(code) => code,
+        Err(e) if e.is_broken_pipe() => exit_code::OK,
+        Err(e) => {
+            render::error(&e, json, io);
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
+    match command {
+        Command::Run(a) => run::run(ctx, io, a),
+        Command::Status(a) => status::status(ctx, io, &a),
+        Command::ValidateBundle(a) => bundle::validate(ctx, io, &a),
+        Command::ReindexBundle(a) => bundle::reindex(ctx, io, &a),
+        Command::EmitPromotion(a) => promote::emit(ctx, io, &a),
+        Command::SummarizeOps(a) => promote::summarize_ops(ctx, io, &a),
+        Command::Promote(a) => promote::promote(ctx, io, &a),
+        Command::ListPlans(a) => list::list_plans(ctx, io, &a),
+        Command::PlanLint(a) => lint::plan_lint(ctx, io, &a),
+        Command::ListRegistries => list::list_registries(ctx, io),
+        Command::ListProbes(a) => list::list_probes(ctx, io, &a),
+        Command::ListProfiles(a) => list::list_profiles(ctx, io, &a),
+        Command::DescribeProbe(a) => list::describe_probe(ctx, io, &a),
+        Command::DescribeProfile(a) => list::describe_profile(ctx, io, &a),
+        Command::RegistryLint(a) => lint::registry_lint(ctx, io, &a),
+        Command::ListTemplates => template::list_templates(ctx, io),
+        Command::PlanBuild(a) => template::plan_build(ctx, io, &a),
+        Command::Evolve(a) => govern::evolve(ctx, io, &a),
+        Command::Evolution(a) => govern::evolution(ctx, io, &a),
+        Command::Approve(a) => govern::approve(ctx, io, &a),
+        Command::Audit(a) => govern::audit(ctx, io, &a),
+        Command::Omens(a) => govern::omens(ctx, io, &a),
+        Command::Missions(a) => govern::missions(ctx, io, &a),
+        Command::Init(a) => govern::init(ctx, io, &a),
+        Command::Completions(a) => misc::completions(io, &a),
+        Command::Probe(a) => Ok(crate::exec::helper::main(&a.args, io.out)),
+    }
+}
+
+/// The error for a command whose implementation has not landed yet.
+pub(crate) fn not_implemented(command: &str) -> Error {
+    Error::runner(format!("`{command}` is not implemented in this build"))
+}

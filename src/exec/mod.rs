@@ -1,0 +1,3 @@
+//! Execution: scheduling, lanes, child control, and the builtin probe helper.
+
+pub mod helper;

@@ -1,0 +1,1 @@
+//! Governance (`DESIGN.md` §8): the gate, approvals, the audit log, omens, evolution.

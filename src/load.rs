@@ -1,0 +1,392 @@
+//! Loading a plan with everything it resolves: find the project and the registry, read
+//! probes and profiles, check every reference, compute `plan_digest` (§3.3) and list the
+//! scenarios.
+//!
+//! This is the strict, fail-fast path used by `run` and friends: the first problem is an
+//! error naming the file, the place and the fix. `plan-lint` (in [`crate::lint`]) reports
+//! every finding at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::plan::Expectation;
+use crate::model::{Id, Plan, PlanKind, Probe, ProbesFile, Profile, ProfilesFile, SCHEMA_VERSION};
+use crate::source::{Document, TypedError};
+use crate::util::digest::Digest;
+use crate::util::{fsx, json, suggest};
+use crate::{Error, Result};
+
+/// Version of the digest input layout; bump when the layout changes.
+pub const DIGEST_VERSION: u32 = 1;
+
+/// The project root of `start`: the nearest ancestor (itself included) holding a
+/// `registry/`, `plans/` or `.nexusmon/` directory; `start` itself if there is none.
+pub fn find_project_root(start: &Path) -> PathBuf {
+    fsx::find_upwards(start, |d| {
+        d.join("registry").is_dir() || d.join("plans").is_dir() || d.join(".nexusmon").is_dir()
+    })
+    .unwrap_or_else(|| start.to_path_buf())
+}
+
+/// The registry directory `registry/<registry_id>/` nearest to `plan_dir` (searching
+/// upwards).
+pub fn find_registry_dir(plan_dir: &Path, registry_id: &Id) -> Option<PathBuf> {
+    fsx::find_upwards(plan_dir, |d| {
+        d.join("registry").join(registry_id.as_str()).is_dir()
+    })
+    .map(|d| d.join("registry").join(registry_id.as_str()))
+}
+
+/// The file `<dir>/<stem>.json`, `.yaml` or `.yml`: exactly one must exist.
+pub fn find_data_file(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = ["json", "yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{stem}.{ext}")))
+        .filter(|p| p.is_file())
+        .collect();
+    match candidates.len() {
+        1 => Ok(candidates.into_iter().next().unwrap_or_default()),
+        0 => Err(
+            Error::input(dir, format!("has no {stem}.json (or {stem}.yaml)")).with_hint(format!(
+                "create {}",
+                dir.join(format!("{stem}.json")).display()
+            )),
+        ),
+        _ => Err(Error::input(
+            dir,
+            format!("has more than one of {stem}.json, {stem}.yaml, {stem}.yml"),
+        )
+        .with_hint("keep one; the others would be silently ignored")),
+    }
+}
+
+/// Turn a typed-deserialization failure into an input error with line and column.
+pub fn typed_error(doc: &Document, e: &TypedError) -> Error {
+    let loc = doc.locate(&e.pointer);
+    let pos = loc
+        .key_span
+        .filter(|_| e.message.starts_with("unknown field"))
+        .unwrap_or(loc.value_span)
+        .start;
+    let at = if e.pointer.is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", e.pointer)
+    };
+    Error::input(
+        &doc.path,
+        format!("{}:{}: {}{at}", pos.line, pos.col, e.message),
+    )
+    .with_hint(format!(
+        "`nexusmon plan-lint {}` lists every problem with a suggestion",
+        doc.path.display()
+    ))
+}
+
+/// Load a document and deserialize it strictly.
+pub fn load_typed<T: DeserializeOwned>(path: &Path) -> Result<(Document, T)> {
+    let doc = Document::load(path)?;
+    let value: T = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
+    Ok((doc, value))
+}
+
+/// A registry: its probes and profiles files.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// `registry/<registry_id>/`.
+    pub dir: PathBuf,
+    /// The probes file's path.
+    pub probes_path: PathBuf,
+    /// The profiles file's path.
+    pub profiles_path: PathBuf,
+    /// The probes file.
+    pub probes: ProbesFile,
+    /// The profiles file.
+    pub profiles: ProfilesFile,
+}
+
+impl Registry {
+    /// Load `dir/probes.*` and `dir/profiles.*`, checking their `registry_id`s and schema
+    /// versions.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let probes_path = find_data_file(dir, "probes")?;
+        let profiles_path = find_data_file(dir, "profiles")?;
+        let (_, probes): (_, ProbesFile) = load_typed(&probes_path)?;
+        let (_, profiles): (_, ProfilesFile) = load_typed(&profiles_path)?;
+        check_version(&probes_path, probes.schema_version)?;
+        check_version(&profiles_path, profiles.schema_version)?;
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (path, id) in [
+            (&probes_path, &probes.registry_id),
+            (&profiles_path, &profiles.registry_id),
+        ] {
+            if id.as_str() != dir_name {
+                return Err(Error::input(
+                    path,
+                    format!("registry_id `{id}` does not match its directory `{dir_name}`"),
+                )
+                .with_hint(format!(
+                    "set \"registry_id\": \"{dir_name}\" or move the file"
+                )));
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            probes_path,
+            profiles_path,
+            probes,
+            profiles,
+        })
+    }
+}
+
+fn check_version(path: &Path, v: u32) -> Result<()> {
+    if v == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(Error::input(
+            path,
+            format!(
+                "schema_version {v} is not supported by this build (it reads {SCHEMA_VERSION})"
+            ),
+        )
+        .with_hint(format!("set \"schema_version\": {SCHEMA_VERSION}")))
+    }
+}
+
+/// One (profile, probe) pair to run, with its expectation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ScenarioSpec {
+    /// `<profile_id>:<probe_id>`.
+    pub scenario_id: String,
+    /// The profile.
+    pub profile_id: Id,
+    /// The probe.
+    pub probe_id: Id,
+    /// The expected decision.
+    pub expected: Expectation,
+    /// True if it comes from the plan's `controls`.
+    pub control: bool,
+}
+
+/// A plan with everything it resolves.
+#[derive(Debug, Clone)]
+pub struct LoadedPlan {
+    /// The plan file.
+    pub path: PathBuf,
+    /// The parsed document (for spans).
+    pub doc: Document,
+    /// The plan.
+    pub plan: Plan,
+    /// The registry it uses.
+    pub registry: Registry,
+    /// The probes the plan references, by id.
+    pub probes: BTreeMap<Id, Probe>,
+    /// The profiles the plan references, by id.
+    pub profiles: BTreeMap<Id, Profile>,
+    /// `plan_digest` (§3.3): blake3 (and sha256) of the canonical JSON of the plan together
+    /// with every registry entry it resolves.
+    pub digest: Digest,
+}
+
+/// The canonical digest input of a plan: the plan (without `$schema`) with every probe and
+/// profile it resolves.
+#[derive(Debug, Serialize)]
+pub struct DigestInput<'a> {
+    /// [`DIGEST_VERSION`].
+    pub digest_version: u32,
+    /// The plan, `$schema` removed.
+    pub plan: serde_json::Value,
+    /// The resolved probes.
+    pub probes: &'a BTreeMap<Id, Probe>,
+    /// The resolved profiles.
+    pub profiles: &'a BTreeMap<Id, Profile>,
+    /// The registry id they come from.
+    pub registry_id: &'a Id,
+}
+
+/// Compute `plan_digest` for a plan and its resolved entries.
+pub fn plan_digest(
+    plan: &Plan,
+    probes: &BTreeMap<Id, Probe>,
+    profiles: &BTreeMap<Id, Profile>,
+) -> Result<Digest> {
+    let mut plan_value = serde_json::to_value(plan)
+        .map_err(|e| Error::runner("cannot serialize plan").with_source(e))?;
+    if let Some(obj) = plan_value.as_object_mut() {
+        obj.remove("$schema");
+    }
+    let input = DigestInput {
+        digest_version: DIGEST_VERSION,
+        plan: plan_value,
+        probes,
+        profiles,
+        registry_id: &plan.registry_id,
+    };
+    Ok(Digest::both_of(&json::canonical(&input)?))
+}
+
+impl Plan {
+    /// Every probe id the plan references (scenarios, controls, mission tasks).
+    pub fn referenced_probes(&self) -> BTreeSet<&Id> {
+        let mut out: BTreeSet<&Id> = self.scenarios.values().flat_map(BTreeMap::keys).collect();
+        out.extend(self.controls.iter());
+        if let Some(m) = &self.mission {
+            out.extend(m.tasks.values().map(|t| &t.probe));
+        }
+        out
+    }
+
+    /// Every profile id the plan references (profiles, scenario keys, preflight, tasks).
+    pub fn referenced_profiles(&self) -> BTreeSet<&Id> {
+        let mut out: BTreeSet<&Id> = self.profiles.iter().collect();
+        out.extend(self.scenarios.keys());
+        out.extend(self.apply_preflight_profile.iter());
+        if let Some(m) = &self.mission {
+            out.extend(m.tasks.values().map(|t| &t.profile));
+        }
+        out
+    }
+
+    /// The scenarios the plan declares, sorted by id: for each profile in `profiles`, its
+    /// `scenarios` entries, then the `controls` not already listed (expected `allow`).
+    /// Missions' tasks are scheduled by the governance layer, not listed here.
+    pub fn scenario_specs(&self) -> Vec<ScenarioSpec> {
+        let mut out = Vec::new();
+        for profile in &self.profiles {
+            let declared = self.scenarios.get(profile);
+            if let Some(map) = declared {
+                for (probe, expected) in map {
+                    out.push(ScenarioSpec {
+                        scenario_id: format!("{profile}:{probe}"),
+                        profile_id: profile.clone(),
+                        probe_id: probe.clone(),
+                        expected: *expected,
+                        control: self.controls.contains(probe),
+                    });
+                }
+            }
+            for probe in &self.controls {
+                if declared.is_some_and(|m| m.contains_key(probe)) {
+                    continue;
+                }
+                out.push(ScenarioSpec {
+                    scenario_id: format!("{profile}:{probe}"),
+                    profile_id: profile.clone(),
+                    probe_id: probe.clone(),
+                    expected: Expectation::Allow,
+                    control: true,
+                });
+            }
+        }
+        out.sort();
+        out.dedup_by(|a, b| a.scenario_id == b.scenario_id);
+        out
+    }
+}
+
+/// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
+pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
+    let (doc, plan): (Document, Plan) = load_typed(path)?;
+    check_version(path, plan.schema_version)?;
+    match (plan.kind, &plan.mission) {
+        (PlanKind::Mission, None) => {
+            return Err(Error::input(path, "`kind` is `mission` but there is no `mission` block")
+                .with_hint("add a `mission` block (objective, category, rank, scores, requested_by, tasks) or set `kind` to `experiment`"));
+        }
+        (PlanKind::Experiment, Some(_)) => {
+            return Err(Error::input(
+                path,
+                "a `mission` block in a plan whose `kind` is `experiment`",
+            )
+            .with_hint("set \"kind\": \"mission\" or remove the block"));
+        }
+        _ => {}
+    }
+    let plan_dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let plan_dir = fsx::absolute(&plan_dir)?;
+    let registry_dir = find_registry_dir(&plan_dir, &plan.registry_id).ok_or_else(|| {
+        Error::input(path, format!("registry `{}` not found", plan.registry_id)).with_hint(format!(
+            "no `registry/{}/` directory in {} or any parent",
+            plan.registry_id,
+            plan_dir.display()
+        ))
+    })?;
+    let registry = Registry::load(&registry_dir)?;
+
+    let mut probes = BTreeMap::new();
+    for id in plan.referenced_probes() {
+        match registry.probes.probes.get(id) {
+            Some(p) => {
+                probes.insert(id.clone(), p.clone());
+            }
+            None => {
+                return Err(missing_ref(
+                    path,
+                    &registry.probes_path,
+                    "probe",
+                    id,
+                    registry.probes.probes.keys(),
+                ));
+            }
+        }
+    }
+    let mut profiles = BTreeMap::new();
+    for id in plan.referenced_profiles() {
+        match registry.profiles.profiles.get(id) {
+            Some(p) => {
+                profiles.insert(id.clone(), p.clone());
+            }
+            None => {
+                return Err(missing_ref(
+                    path,
+                    &registry.profiles_path,
+                    "profile",
+                    id,
+                    registry.profiles.profiles.keys(),
+                ));
+            }
+        }
+    }
+    let digest = plan_digest(&plan, &probes, &profiles)?;
+    Ok(LoadedPlan {
+        path: path.to_path_buf(),
+        doc,
+        plan,
+        registry,
+        probes,
+        profiles,
+        digest,
+    })
+}
+
+fn missing_ref<'a>(
+    plan: &Path,
+    file: &Path,
+    what: &str,
+    id: &Id,
+    known: impl Iterator<Item = &'a Id>,
+) -> Error {
+    let known: Vec<&str> = known.map(Id::as_str).collect();
+    let mut e = Error::input(
+        plan,
+        format!("{what} `{id}` is not defined in {}", file.display()),
+    );
+    if let Some(s) = suggest::did_you_mean(id.as_str(), known.iter().copied()) {
+        e = e.with_hint(format!("did you mean `{s}`?"));
+    } else {
+        e = e.with_hint(format!(
+            "define it in {} or fix the reference",
+            file.display()
+        ));
+    }
+    e
+}

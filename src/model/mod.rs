@@ -1,0 +1,17 @@
+//! serde types for every file nexusmon reads or writes.
+//!
+//! User-written files (plans, registries, templates) are strict: unknown keys are errors,
+//! ids are validated, enums use kebab-case words. JSON Schemas in `schemas/` are generated
+//! from these types (see `lint::schema`).
+
+pub mod id;
+pub mod index;
+pub mod plan;
+pub mod registry;
+
+pub use id::{Id, VarName};
+pub use plan::{Expectation, Plan, PlanKind};
+pub use registry::{Operation, Probe, ProbesFile, Profile, ProfilesFile};
+
+/// The only schema version this build reads and writes for user files.
+pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,259 @@
+//! The plan file (`plans/<name>/plan.json` or `.yaml`), `DESIGN.md` §3.2 and §8.
+//!
+//! Experiments and missions share one schema: a mission is a plan with `kind: mission` and a
+//! `mission` block.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::id::{Id, VarName};
+
+/// A plan: which profiles run which probes, with what expectations, how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "nexusmon plan")]
+pub struct Plan {
+    /// The JSON Schema this file follows, for editors (not part of `plan_digest`).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Format version; this build reads `1`.
+    pub schema_version: u32,
+    /// The plan's id (matches its directory name by convention).
+    pub plan_id: Id,
+    /// `experiment` (does this policy allow/deny these operations?) or `mission` (do this
+    /// work under this policy, with governance).
+    pub kind: PlanKind,
+    /// What the plan is for, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The registry (`registry/<registry_id>/`) whose probes and profiles the plan uses.
+    pub registry_id: Id,
+    /// The profiles the plan runs, in order.
+    pub profiles: Vec<Id>,
+    /// For each profile: the probes it runs and the decision expected for each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scenarios: BTreeMap<Id, BTreeMap<Id, Expectation>>,
+    /// Which lanes run.
+    #[serde(default)]
+    pub lanes: Lanes,
+    /// Control probes run under every profile: operations the profile must not change
+    /// (typically ones Landlock does not govern). Expected `allow` unless the plan's
+    /// `scenarios` say otherwise for that profile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<Id>,
+    /// A profile that must apply cleanly before anything runs; if the kernel cannot enforce
+    /// it, the run stops with exit 5 before any lane executes. Every selected profile is
+    /// preflighted regardless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_preflight_profile: Option<Id>,
+    /// Parallelism, timeouts, retries, isolation.
+    #[serde(default)]
+    pub execution: Execution,
+    /// Plan variables usable as `${NAME}` in probe targets, argv and fixtures.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<VarName, String>,
+    /// The mission block (required when `kind` is `mission`, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mission: Option<Mission>,
+}
+
+/// What a plan is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    /// Does this policy really allow/deny these operations?
+    Experiment,
+    /// Do this work under this policy, with governance (§8).
+    Mission,
+}
+
+/// The decision a scenario is expected to have.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expectation {
+    /// The operation succeeds (or fails for reasons other than the policy).
+    Allow,
+    /// The policy denies the operation.
+    Deny,
+}
+
+impl Expectation {
+    /// `allow` / `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expectation::Allow => "allow",
+            Expectation::Deny => "deny",
+        }
+    }
+}
+
+/// Which lanes run (all three by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lanes {
+    /// The probe with no profile applied.
+    #[serde(default = "yes")]
+    pub baseline: bool,
+    /// The probe with the profile enforced by the kernel.
+    #[serde(default = "yes")]
+    pub scenario: bool,
+    /// The static prediction from the profile's rules.
+    #[serde(default = "yes")]
+    pub oracle: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            baseline: true,
+            scenario: true,
+            oracle: true,
+        }
+    }
+}
+
+/// How the plan executes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Execution {
+    /// Parallel children (default: the number of cores; `--jobs` overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub jobs: Option<u32>,
+    /// Default per-probe wall timeout in milliseconds (a probe's own `timeout_ms` wins; when
+    /// neither is set the runner's default applies and is reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+    /// Extra attempts for a scenario whose observation is not its expectation. Every attempt
+    /// is kept; one that passes only on retry is `flaky`.
+    #[serde(default)]
+    #[schemars(range(max = 10))]
+    pub retries: u32,
+    /// How children are isolated from each other and from the runner.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Bytes of stdout and of stderr kept per child (default 1 MiB); the rest is counted and
+    /// the truncation recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cap_bytes: Option<u64>,
+    /// Whether a `flaky` scenario fails the run (exit 1). Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_on_flaky: Option<bool>,
+}
+
+/// Child isolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Each child in its own process group; the runner is a child subreaper and sweeps
+    /// descendants that escape the group.
+    #[default]
+    ProcessGroup,
+}
+
+/// The mission block (§8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mission {
+    /// What the mission is meant to achieve.
+    pub objective: String,
+    /// The mission's category.
+    pub category: Category,
+    /// Risk rank, `E` (lowest) to `S` (highest).
+    pub rank: Rank,
+    /// Six-axis scores, each 0–100.
+    pub scores: Scores,
+    /// Who asked for the mission (an operator principal; cannot approve it at rank S).
+    pub requested_by: String,
+    /// Tasks: each a probe under a profile, ordered by `depends_on`.
+    pub tasks: BTreeMap<Id, Task>,
+}
+
+/// Mission category.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Earns something.
+    Coin,
+    /// Builds something.
+    Forge,
+    /// Learns or records something.
+    Library,
+    /// Protects something.
+    Sanctuary,
+}
+
+/// Risk rank.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Rank {
+    /// Lowest risk.
+    E,
+    /// Low risk.
+    D,
+    /// Moderate: runs, flagged for review.
+    C,
+    /// Elevated: runs, flagged for review.
+    B,
+    /// High: needs one valid approval.
+    A,
+    /// Critical: needs two approvals from distinct approvers, neither the requester.
+    S,
+}
+
+/// The six axes, each 0–100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scores {
+    /// How expensive the mission is to run (higher is costlier).
+    #[schemars(range(max = 100))]
+    pub compute_cost: u8,
+    /// How maintainable the result is.
+    #[schemars(range(max = 100))]
+    pub maintainability: u8,
+    /// How much operator attention it needs (higher needs more).
+    #[schemars(range(max = 100))]
+    pub attention: u8,
+    /// The value it produces.
+    #[schemars(range(max = 100))]
+    pub economic_value: u8,
+    /// How far its inputs and actors are trusted.
+    #[schemars(range(max = 100))]
+    pub trust: u8,
+    /// How confident the prediction of its outcome is.
+    #[schemars(range(max = 100))]
+    pub prediction_confidence: u8,
+}
+
+/// One mission task: a probe under a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// The probe to run.
+    pub probe: Id,
+    /// The profile it runs under.
+    pub profile: Id,
+    /// Tasks that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Id>,
+    /// The expected decision (default `allow`: the task's work succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}

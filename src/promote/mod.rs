@@ -1,0 +1,1 @@
+//! Promotion packets, promotability, mappings, op summaries (`DESIGN.md` §7).

@@ -1,0 +1,1 @@
+//! Reports derived from results and findings: summary.md, JSON, JUnit, SARIF, GitHub annotations.

@@ -1,0 +1,383 @@
+//! A small JSON parser (RFC 8259) that records the line and column of every key and value.
+//! serde_json reports positions only for errors; lint needs them for every finding.
+
+use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
+
+const MAX_DEPTH: usize = 128;
+
+pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut p = Parser {
+        chars: text.char_indices().peekable(),
+        text,
+        line: 1,
+        col: 1,
+        depth: 0,
+    };
+    if text.starts_with('\u{feff}') {
+        p.bump();
+    }
+    p.skip_ws();
+    if p.peek().is_none() {
+        return Err(p.err("the file is empty; expected a JSON object"));
+    }
+    let node = p.value()?;
+    p.skip_ws();
+    if let Some(c) = p.peek() {
+        return Err(p.err(format!("unexpected `{c}` after the end of the document")));
+    }
+    Ok(node)
+}
+
+struct Parser<'a> {
+    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
+    text: &'a str,
+    line: u32,
+    col: u32,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    fn pos(&self) -> Pos {
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> SyntaxError {
+        SyntaxError {
+            message: message.into(),
+            pos: self.pos(),
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.chars.peek().map(|&(_, c)| c)
+    }
+
+    fn offset(&mut self) -> usize {
+        self.chars.peek().map_or(self.text.len(), |&(i, _)| i)
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let (_, c) = self.chars.next()?;
+        if c == '\n' {
+            self.line += 1;
+            self.col = 1;
+        } else {
+            self.col += 1;
+        }
+        Some(c)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(' ' | '\t' | '\n' | '\r')) {
+            self.bump();
+        }
+    }
+
+    fn expect(&mut self, want: char, what: &str) -> Result<(), SyntaxError> {
+        match self.peek() {
+            Some(c) if c == want => {
+                self.bump();
+                Ok(())
+            }
+            Some(c) => Err(self.err(format!("expected {what}, found `{c}`"))),
+            None => Err(self.err(format!("expected {what}, found the end of the file"))),
+        }
+    }
+
+    fn value(&mut self) -> Result<Node, SyntaxError> {
+        let start = self.pos();
+        let kind = match self.peek() {
+            Some('{') => self.object()?,
+            Some('[') => self.array()?,
+            Some('"') => NodeKind::String(self.string()?),
+            Some('t') => self.word("true", NodeKind::Bool(true))?,
+            Some('f') => self.word("false", NodeKind::Bool(false))?,
+            Some('n') => self.word("null", NodeKind::Null)?,
+            Some(c) if c == '-' || c.is_ascii_digit() => self.number()?,
+            Some(c) => {
+                let hint = if c == '\'' {
+                    " (JSON strings use double quotes)"
+                } else {
+                    ""
+                };
+                return Err(self.err(format!("expected a value, found `{c}`{hint}")));
+            }
+            None => return Err(self.err("expected a value, found the end of the file")),
+        };
+        Ok(Node {
+            span: Span {
+                start,
+                end: self.pos(),
+            },
+            kind,
+        })
+    }
+
+    fn word(&mut self, word: &str, kind: NodeKind) -> Result<NodeKind, SyntaxError> {
+        for want in word.chars() {
+            match self.peek() {
+                Some(c) if c == want => {
+                    self.bump();
+                }
+                _ => return Err(self.err(format!("expected `{word}`"))),
+            }
+        }
+        Ok(kind)
+    }
+
+    fn enter(&mut self) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err(format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(())
+    }
+
+    fn object(&mut self) -> Result<NodeKind, SyntaxError> {
+        self.enter()?;
+        self.bump(); // {
+        let mut members = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some('}') {
+            self.bump();
+            self.depth -= 1;
+            return Ok(NodeKind::Object(members));
+        }
+        loop {
+            self.skip_ws();
+            let key_start = self.pos();
+            if self.peek() != Some('"') {
+                return Err(match self.peek() {
+                    Some('}') => self.err("trailing comma before `}` (JSON does not allow one)"),
+                    Some(c) => self.err(format!("expected a key in double quotes, found `{c}`")),
+                    None => self.err("expected a key, found the end of the file"),
+                });
+            }
+            let key = self.string()?;
+            let key_span = Span {
+                start: key_start,
+                end: self.pos(),
+            };
+            self.skip_ws();
+            self.expect(':', "`:` after the key")?;
+            self.skip_ws();
+            let value = self.value()?;
+            members.push(Member {
+                key,
+                key_span,
+                value,
+            });
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => {
+                    self.bump();
+                }
+                Some('}') => {
+                    self.bump();
+                    break;
+                }
+                Some(c) => return Err(self.err(format!("expected `,` or `}}`, found `{c}`"))),
+                None => {
+                    return Err(
+                        self.err("unclosed object: expected `,` or `}`, found the end of the file")
+                    );
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(NodeKind::Object(members))
+    }
+
+    fn array(&mut self) -> Result<NodeKind, SyntaxError> {
+        self.enter()?;
+        self.bump(); // [
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(']') {
+            self.bump();
+            self.depth -= 1;
+            return Ok(NodeKind::Array(items));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(']') {
+                return Err(self.err("trailing comma before `]` (JSON does not allow one)"));
+            }
+            items.push(self.value()?);
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => {
+                    self.bump();
+                }
+                Some(']') => {
+                    self.bump();
+                    break;
+                }
+                Some(c) => return Err(self.err(format!("expected `,` or `]`, found `{c}`"))),
+                None => {
+                    return Err(
+                        self.err("unclosed array: expected `,` or `]`, found the end of the file")
+                    );
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(NodeKind::Array(items))
+    }
+
+    fn string(&mut self) -> Result<String, SyntaxError> {
+        self.bump(); // "
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.err("unterminated string"));
+            };
+            match c {
+                '"' => {
+                    self.bump();
+                    return Ok(out);
+                }
+                '\\' => {
+                    self.bump();
+                    let Some(e) = self.bump() else {
+                        return Err(self.err("unterminated escape"));
+                    };
+                    match e {
+                        '"' => out.push('"'),
+                        '\\' => out.push('\\'),
+                        '/' => out.push('/'),
+                        'b' => out.push('\u{8}'),
+                        'f' => out.push('\u{c}'),
+                        'n' => out.push('\n'),
+                        'r' => out.push('\r'),
+                        't' => out.push('\t'),
+                        'u' => {
+                            let hi = self.hex4()?;
+                            let ch = if (0xD800..0xDC00).contains(&hi) {
+                                if self.bump() != Some('\\') || self.bump() != Some('u') {
+                                    return Err(self.err("a high surrogate must be followed by a `\\u` low surrogate"));
+                                }
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(self.err("invalid low surrogate"));
+                                }
+                                char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                            } else {
+                                char::from_u32(hi)
+                            };
+                            match ch {
+                                Some(ch) => out.push(ch),
+                                None => return Err(self.err("invalid unicode escape")),
+                            }
+                        }
+                        other => return Err(self.err(format!("invalid escape `\\{other}`"))),
+                    }
+                }
+                c if (c as u32) < 0x20 => {
+                    return Err(self.err("control character in string (escape newlines as `\\n`)"));
+                }
+                c => {
+                    self.bump();
+                    out.push(c);
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let Some(d) = self.bump().and_then(|c| c.to_digit(16)) else {
+                return Err(self.err("expected 4 hex digits in `\\u` escape"));
+            };
+            v = v * 16 + d;
+        }
+        Ok(v)
+    }
+
+    fn number(&mut self) -> Result<NodeKind, SyntaxError> {
+        let start = self.offset();
+        if self.peek() == Some('-') {
+            self.bump();
+        }
+        match self.peek() {
+            Some('0') => {
+                self.bump();
+                if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    return Err(self.err("numbers cannot have leading zeros"));
+                }
+            }
+            Some(c) if c.is_ascii_digit() => self.digits(),
+            _ => return Err(self.err("expected a digit")),
+        }
+        if self.peek() == Some('.') {
+            self.bump();
+            if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                return Err(self.err("expected a digit after `.`"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some('e' | 'E')) {
+            self.bump();
+            if matches!(self.peek(), Some('+' | '-')) {
+                self.bump();
+            }
+            if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                return Err(self.err("expected a digit in the exponent"));
+            }
+            self.digits();
+        }
+        let end = self.offset();
+        let slice = &self.text[start..end];
+        serde_json::from_str::<serde_json::Number>(slice)
+            .map(NodeKind::Number)
+            .map_err(|_| self.err(format!("number `{slice}` is out of range")))
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.bump();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> SyntaxError {
+        parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn parses_everything_serde_json_does() {
+        let text = r#"{"a": [1, -2.5e3, true, false, null, "x\u00e9\ud83d\ude00\n"], "b": {}}"#;
+        let ours = parse(text).unwrap().to_value();
+        let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let e = err("{\n  \"a\": 1,\n  \"b\": ,\n}");
+        assert_eq!(e.pos, Pos { line: 3, col: 8 });
+        let e = err("{\"a\": 1,}");
+        assert!(e.message.contains("trailing comma"), "{}", e.message);
+        let e = err("{\"a\": 'x'}");
+        assert!(e.message.contains("double quotes"), "{}", e.message);
+        let e = err("");
+        assert!(e.message.contains("empty"));
+        let e = err("{} x");
+        assert!(e.message.contains("after the end"));
+        assert!(err("[01]").message.contains("leading zeros"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let text = "[".repeat(10_000);
+        assert!(err(&text).message.contains("nesting"));
+    }
+}

@@ -1,0 +1,396 @@
+//! Documents the user writes (plans, registries, templates), parsed from JSON or YAML into
+//! one tree that remembers where every key and value came from (line and column), so lint
+//! and load errors can point at the exact place.
+//!
+//! The same content written as JSON or YAML gives the same [`Document::value`], so it loads
+//! to the same typed value and the same digest.
+
+mod json;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+/// The syntax a document is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON (RFC 8259).
+    Json,
+    /// YAML 1.2 (core schema), one document per file.
+    Yaml,
+}
+
+impl Format {
+    /// The format a path's extension names: `.yaml`/`.yml` are YAML, anything else JSON.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            _ => Format::Json,
+        }
+    }
+}
+
+/// A position in a document: 1-based line and 1-based column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, counted in characters.
+    pub col: u32,
+}
+
+/// A range of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// First position (inclusive).
+    pub start: Pos,
+    /// Last position (exclusive).
+    pub end: Pos,
+}
+
+/// A value with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the value is written.
+    pub span: Span,
+    /// The value.
+    pub kind: NodeKind,
+}
+
+/// The value of a [`Node`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Node>),
+    /// An object, in source order.
+    Object(Vec<Member>),
+}
+
+/// One key of an object with its span and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The key.
+    pub key: String,
+    /// Where the key is written.
+    pub key_span: Span,
+    /// The value.
+    pub value: Node,
+}
+
+/// A syntax error with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub pos: Pos,
+}
+
+/// A key written twice in the same object (the later one wins in [`Document::value`], and
+/// lint reports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// JSON pointer of the object member.
+    pub pointer: String,
+    /// Where the repeated key is written.
+    pub span: Span,
+    /// Where it was first written.
+    pub first: Span,
+}
+
+/// Where a JSON pointer points in a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The span of the key, when the pointer ends at an object member.
+    pub key_span: Option<Span>,
+    /// The span of the value (or, if the pointer does not resolve fully, of the deepest
+    /// node it reached).
+    pub value_span: Span,
+    /// False if the pointer did not resolve fully (e.g. a missing required key).
+    pub exact: bool,
+}
+
+/// A parsed document: path, text, format and the spanned tree.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file it was read from (as given).
+    pub path: PathBuf,
+    /// The source text.
+    pub text: String,
+    /// The syntax.
+    pub format: Format,
+    /// The root value.
+    pub root: Node,
+    /// Keys written twice.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A typed-deserialization failure: where (JSON pointer) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedError {
+    /// JSON pointer of the offending value ("" for the root).
+    pub pointer: String,
+    /// serde's message.
+    pub message: String,
+}
+
+impl Document {
+    /// Parse `text` (the format taken from `path`'s extension).
+    pub fn parse(path: impl Into<PathBuf>, text: String) -> std::result::Result<Self, SyntaxError> {
+        let path = path.into();
+        let format = Format::from_path(&path);
+        Self::parse_as(path, text, format)
+    }
+
+    /// Parse `text` in the given format.
+    pub fn parse_as(
+        path: impl Into<PathBuf>,
+        text: String,
+        format: Format,
+    ) -> std::result::Result<Self, SyntaxError> {
+        let mut duplicates = Vec::new();
+        let root = match format {
+            Format::Json => json::parse(&text)?,
+            Format::Yaml => yaml::parse(&text)?,
+        };
+        collect_duplicates(&root, &mut String::new(), &mut duplicates);
+        Ok(Self {
+            path: path.into(),
+            text,
+            format,
+            root,
+            duplicates,
+        })
+    }
+
+    /// Read and parse a file; a syntax error becomes an input error naming the file, line
+    /// and column.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = crate::util::fsx::read_input_string(path)?;
+        Self::parse(path, text).map_err(|e| syntax_error(path, &e))
+    }
+
+    /// The document as a JSON value (for a key written twice, the later one wins).
+    pub fn value(&self) -> serde_json::Value {
+        self.root.to_value()
+    }
+
+    /// Deserialize into `T`, reporting the JSON pointer of the first failure.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> std::result::Result<T, TypedError> {
+        deserialize_value(self.value())
+    }
+
+    /// Where `pointer` points (RFC 6901).
+    pub fn locate(&self, pointer: &str) -> Location {
+        let mut node = &self.root;
+        let mut key_span = None;
+        if pointer.is_empty() {
+            return Location {
+                key_span: None,
+                value_span: node.span,
+                exact: true,
+            };
+        }
+        for token in pointer.split('/').skip(1) {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            let next = match &node.kind {
+                NodeKind::Object(members) => members
+                    .iter()
+                    .rev()
+                    .find(|m| m.key == token)
+                    .map(|m| (Some(m.key_span), &m.value)),
+                NodeKind::Array(items) => token
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .map(|n| (None, n)),
+                _ => None,
+            };
+            match next {
+                Some((ks, n)) => {
+                    key_span = ks;
+                    node = n;
+                }
+                None => {
+                    return Location {
+                        key_span,
+                        value_span: node.span,
+                        exact: false,
+                    };
+                }
+            }
+        }
+        Location {
+            key_span,
+            value_span: node.span,
+            exact: true,
+        }
+    }
+
+    /// The text of a 1-based line, without its newline.
+    pub fn line_text(&self, line: u32) -> &str {
+        self.text
+            .lines()
+            .nth((line as usize).saturating_sub(1))
+            .unwrap_or("")
+    }
+}
+
+/// Turn a syntax error into an input error naming the file, line and column.
+pub fn syntax_error(path: &Path, e: &SyntaxError) -> Error {
+    Error::input(
+        path,
+        format!("{}:{}: syntax error: {}", e.pos.line, e.pos.col, e.message),
+    )
+    .with_hint("fix the syntax at that line and column; `nexusmon plan-lint` shows the line")
+}
+
+/// Deserialize a JSON value into `T`, reporting the JSON pointer of the first failure.
+pub fn deserialize_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+) -> std::result::Result<T, TypedError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut pointer = String::new();
+        for seg in e.path() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => {
+                    pointer.push('/');
+                    pointer.push_str(&index.to_string());
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    pointer.push('/');
+                    pointer.push_str(&escape_pointer_token(key));
+                }
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        TypedError {
+            pointer,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Escape one JSON pointer token (RFC 6901).
+pub fn escape_pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+impl Node {
+    /// The node as a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            NodeKind::Null => Value::Null,
+            NodeKind::Bool(b) => Value::Bool(*b),
+            NodeKind::Number(n) => Value::Number(n.clone()),
+            NodeKind::String(s) => Value::String(s.clone()),
+            NodeKind::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
+            NodeKind::Object(members) => {
+                let mut map = serde_json::Map::new();
+                for m in members {
+                    map.insert(m.key.clone(), m.value.to_value());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate>) {
+    match &node.kind {
+        NodeKind::Object(members) => {
+            for (i, m) in members.iter().enumerate() {
+                if let Some(first) = members[..i].iter().find(|p| p.key == m.key) {
+                    out.push(Duplicate {
+                        pointer: format!("{pointer}/{}", escape_pointer_token(&m.key)),
+                        span: m.key_span,
+                        first: first.key_span,
+                    });
+                }
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&escape_pointer_token(&m.key));
+                collect_duplicates(&m.value, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        NodeKind::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                collect_duplicates(item, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: &str = "{\n  \"a\": [1, {\"b\": \"x\"}],\n  \"c/d\": true\n}\n";
+    const YAML: &str = "a:\n  - 1\n  - b: x\n\"c/d\": true\n";
+
+    #[test]
+    fn json_and_yaml_give_the_same_value() {
+        let j = Document::parse("p.json", JSON.into()).unwrap();
+        let y = Document::parse("p.yaml", YAML.into()).unwrap();
+        assert_eq!(j.value(), y.value());
+    }
+
+    #[test]
+    fn locate_points_at_keys_and_values() {
+        let j = Document::parse("p.json", JSON.into()).unwrap();
+        let loc = j.locate("/a/1/b");
+        assert!(loc.exact);
+        assert_eq!(loc.key_span.unwrap().start, Pos { line: 2, col: 13 });
+        assert_eq!(loc.value_span.start, Pos { line: 2, col: 18 });
+        let loc = j.locate("/c~1d");
+        assert_eq!(loc.value_span.start, Pos { line: 3, col: 10 });
+        let y = Document::parse("p.yaml", YAML.into()).unwrap();
+        let loc = y.locate("/a/1/b");
+        assert_eq!(loc.value_span.start, Pos { line: 3, col: 8 });
+        let missing = y.locate("/a/7");
+        assert!(!missing.exact);
+    }
+
+    #[test]
+    fn duplicates_are_reported() {
+        let j = Document::parse("p.json", "{\"a\":1,\n\"a\":2}".into()).unwrap();
+        assert_eq!(j.duplicates.len(), 1);
+        assert_eq!(j.duplicates[0].pointer, "/a");
+        assert_eq!(j.duplicates[0].span.start, Pos { line: 2, col: 1 });
+        assert_eq!(j.value()["a"], 2);
+        let y = Document::parse("p.yaml", "a: 1\na: 2\n".into()).unwrap();
+        assert_eq!(y.duplicates.len(), 1);
+    }
+
+    #[test]
+    fn typed_errors_carry_a_pointer() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            a: Vec<u32>,
+        }
+        let j = Document::parse("p.json", "{\"a\": [1, \"x\"]}".into()).unwrap();
+        let e = j.deserialize::<T>().unwrap_err();
+        assert_eq!(e.pointer, "/a/1");
+    }
+}

@@ -1,0 +1,1 @@
+//! Templates and plan-build (`DESIGN.md` §3.4).

@@ -1,0 +1,9 @@
+//! Small helpers shared by every module: filesystem calls that name their path
+//! ([`fsx`]), deterministic JSON ([`json`]), digests ([`digest`]), time stamps ([`time`]) and
+//! "did you mean" suggestions ([`suggest`]).
+
+pub mod digest;
+pub mod fsx;
+pub mod json;
+pub mod suggest;
+pub mod time;

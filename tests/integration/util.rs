@@ -1,0 +1,117 @@
+//! The test harness: a temp project directory, the real binary, and checks on status,
+#![allow(dead_code)]
+//! stdout, stderr and files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The built `nexusmon` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
+}
+
+/// A test: a temp dir, a command line, and the result.
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+/// The result of running the binary.
+pub struct Ran {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            args: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn arg(mut self, a: impl AsRef<str>) -> Self {
+        self.args.push(a.as_ref().to_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, a: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args
+            .extend(a.into_iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    pub fn cwd(mut self, p: impl AsRef<Path>) -> Self {
+        self.cwd = Some(p.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn write(self, rel: &str, content: &str) -> Self {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn run(&self) -> Ran {
+        let mut cmd = Command::new(bin());
+        cmd.args(&self.args);
+        cmd.current_dir(
+            self.cwd
+                .clone()
+                .unwrap_or_else(|| self.dir.path().to_path_buf()),
+        );
+        cmd.env_remove("NEXUSMON_ROOT")
+            .env_remove("NEXUSMON_STATE_DIR")
+            .env_remove("NEXUSMON_RUN_ID");
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        Ran {
+            status: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.status, want,
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
