@@ -1,17 +1,52 @@
 //! The bundle store (`DESIGN.md` §6): the only way run evidence is written and read.
 //!
-//! Writing: [`StagedBundle::begin`] takes the out-root lock, creates
-//! `out/.staging/<run_id>/` and writes `run_status.json` (`in_progress`); the runner writes
-//! files through [`StagedBundle::write_json`] / [`StagedBundle::write_bytes`] (each atomic);
-//! [`StagedBundle::seal`] writes the final status, `BLAKE3SUMS` and `artifact_index.json`
-//! (last), moves the directory to `out/<run_id>` without replacing anything, replaces
-//! `LATEST` atomically and makes the sealed files read-only.
+//! Writing ([`writer`]): [`StagedBundle::begin`] takes the out-root lock ([`lock`]), removes
+//! what crashed runs left in `.staging/`, creates `out/.staging/<run_id>/` and writes
+//! `run_status.json` (`in_progress`). The runner writes member files through
+//! [`StagedBundle::write_json`], [`StagedBundle::write_bytes`],
+//! [`StagedBundle::write_file_from`] or [`StagedBundle::create_file`] (each atomic: temp file
+//! then rename; callable from many threads). [`StagedBundle::seal`] writes the final status
+//! and `BLAKE3SUMS`, makes everything durable, writes `artifact_index.json` last, makes the
+//! files read-only, moves the directory to `out/<run_id>` without replacing anything and
+//! replaces `LATEST`. A bundle without an index is uncommitted, whatever else it holds.
+//!
+//! Reading ([`check`], [`reader`]): [`check_bundle`] lists every problem of a bundle (what
+//! `validate-bundle` prints); [`load_bundle`] is the strict reader the rest of the tool uses
+//! (it refuses any problem, and re-verifies each file it hands out);
+//! [`open_bundle_unverified`] is for debugging only. All of them accept a bundle directory or
+//! an out root, which resolves through `LATEST`.
+//!
+//! Repair ([`repair`]): [`repair_bundle`] rewrites the index of a completed or failed bundle
+//! from what is on disk and records the change in `repair_log.json`.
+//!
+//! State of an out root ([`outroot`]): [`out_root_state`] (for `status`).
+//!
+//! Testing the store from a process: the hidden command `nexusmon __bundle-write --out DIR
+//! [--files N --size BYTES | --from DIR [--link|--move]] [--hold-ms MS] [--lock fail|wait]
+//! [--crash-at STEP] [--fail-sync]` drives the real writer (see [`devtool`]); the crash,
+//! lock and tamper tests and `benches/bundle.sh` use it until `run` writes bundles.
 
+pub mod check;
+pub mod devtool;
+mod fsio;
+mod hash;
 pub mod lock;
+pub mod outroot;
+pub mod reader;
+pub mod repair;
+mod tree;
 pub mod writer;
 
-pub use lock::{LockMode, LockOptions, OutLock};
-pub use writer::{BeginOptions, SealInfo, Sealed, StagedBundle, new_run_id, validate_run_id};
+pub use check::{Problem, ProblemKind, Report, check_bundle};
+pub use lock::{LockHolder, LockMode, LockOptions, LockState, OutLock};
+pub use outroot::{OutRootState, out_root_state};
+pub use reader::{Bundle, UnverifiedBundle, load_bundle, open_bundle_unverified};
+pub use repair::{RepairOutcome, repair_bundle};
+pub use tree::unsafe_reason;
+pub use writer::{
+    BeginOptions, SealInfo, Sealed, StagedBundle, StagedFile, clean_staging, new_run_id,
+    validate_run_id,
+};
 
 /// Name of the seal file.
 pub const INDEX_FILE: &str = "artifact_index.json";
@@ -19,6 +54,8 @@ pub const INDEX_FILE: &str = "artifact_index.json";
 pub const STATUS_FILE: &str = "run_status.json";
 /// Name of the b3sum-compatible manifest.
 pub const SUMS_FILE: &str = "BLAKE3SUMS";
+/// Name of the log `reindex-bundle --repair` writes (itself indexed).
+pub const REPAIR_LOG_FILE: &str = "repair_log.json";
 /// Name of the pointer to the newest sealed run.
 pub const LATEST_FILE: &str = "LATEST";
 /// Name of the staging directory under the out root.

@@ -110,6 +110,9 @@ pub enum Command {
     /// (internal) the builtin probe helper.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeHelperArgs),
+    /// (internal) write and seal a bundle through the store, for tests and benchmarks.
+    #[command(name = "__bundle-write", hide = true)]
+    BundleWrite(BundleWriteArgs),
 }
 
 /// `--lock`.
@@ -195,6 +198,65 @@ pub struct ReindexArgs {
     /// Rewrite the index of a completed bundle and record what changed in repair_log.json.
     #[arg(long, group = "mode")]
     pub repair: bool,
+    /// With --repair: what to do when a run holds the out root.
+    #[arg(long, value_enum, default_value_t = LockMode::Fail)]
+    pub lock: LockMode,
+    /// Seconds to wait for the lock with --lock wait.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_timeout: u64,
+}
+
+/// `__bundle-write` (hidden): drive the bundle writer from a process.
+#[derive(Debug, Args)]
+pub struct BundleWriteArgs {
+    /// Out root.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Run id (else NEXUSMON_RUN_ID, else a new one).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Generate this many files.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "from")]
+    pub files: u64,
+    /// Bytes per generated file.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub size: u64,
+    /// Seed of the generated content.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Copy every regular file under DIR into the bundle.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// With --from: hard-link instead of copying (same filesystem).
+    #[arg(long, requires = "from", conflicts_with = "move_in")]
+    pub link: bool,
+    /// With --from: move the top-level entries in (one rename each; same filesystem).
+    #[arg(long = "move", requires = "from")]
+    pub move_in: bool,
+    /// Declare a file as expected (listed as missing if not written).
+    #[arg(long, value_name = "REL")]
+    pub expect: Vec<String>,
+    /// Seal as failed instead of complete.
+    #[arg(long)]
+    pub failed: bool,
+    /// Hold the lock this long after taking it, before writing.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub hold_ms: u64,
+    /// What to do when another run holds the out root.
+    #[arg(long, value_enum, default_value_t = LockMode::Fail)]
+    pub lock: LockMode,
+    /// Seconds to wait for the lock with --lock wait.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_timeout: u64,
+    /// Kill the process with SIGKILL at this protocol step.
+    #[arg(long, value_name = "STEP")]
+    pub crash_at: Option<String>,
+    /// Make the durability barrier fail with EIO.
+    #[arg(long)]
+    pub fail_sync: bool,
+    /// Use per-file fsync instead of syncfs.
+    #[arg(long)]
+    pub per_file_fsync: bool,
 }
 
 /// `emit-promotion`.

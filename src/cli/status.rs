@@ -1,9 +1,183 @@
-//! `status`.
+//! `status`: what this host's kernel can enforce, whether the runner itself is already
+//! confined, and the state of the out root (LATEST and whether it validates, sealed bundles,
+//! leftovers of crashed runs, the lock). Informational: exit 0 unless it cannot read.
+
+use std::fmt::Write as _;
 
 use super::args::StatusArgs;
-use super::{Ctx, Io, not_implemented};
-use crate::Result;
+use super::bundle::human_bytes;
+use super::{Ctx, Io};
+use crate::bundle::check::status_word;
+use crate::bundle::{OutRootState, out_root_state};
+use crate::sandbox::host::{HostFacts, host_facts};
+use crate::{Result, exit_code};
 
-pub fn status(_ctx: &Ctx, _io: &mut Io<'_>, _a: &StatusArgs) -> Result<i32> {
-    Err(not_implemented("status"))
+pub fn status(ctx: &Ctx, io: &mut Io<'_>, a: &StatusArgs) -> Result<i32> {
+    let host = host_facts();
+    let out_root = a
+        .out
+        .as_ref()
+        .map_or_else(|| ctx.default_out(), |p| ctx.cwd.join(p));
+    let out = out_root_state(&out_root)?;
+    if ctx.json {
+        let v = serde_json::json!({ "host": host, "out_root": out });
+        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+    } else {
+        io.out_bytes(render(&host, &out).as_bytes())?;
+    }
+    Ok(exit_code::OK)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn render(h: &HostFacts, o: &OutRootState) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "host {} ({}), euid {}, {} cores",
+        h.hostname, h.machine, h.euid, h.cores
+    );
+    let _ = writeln!(s, "  kernel              {}", h.kernel_release);
+    let landlock = match (h.landlock_abi, &h.landlock_unavailable) {
+        (Some(abi), _) => format!("ABI {abi}"),
+        (None, Some(why)) => format!("unavailable: {why}"),
+        (None, None) => "unavailable".into(),
+    };
+    let _ = writeln!(s, "  landlock            {landlock}");
+    let _ = writeln!(
+        s,
+        "  seccomp filters     {}",
+        if h.seccomp_filter_available {
+            "available"
+        } else {
+            "unavailable"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  user namespaces     {}",
+        if h.user_namespaces {
+            "available"
+        } else {
+            "unavailable"
+        }
+    );
+    let mode = match h.runner_seccomp_mode {
+        0 => "off",
+        1 => "strict",
+        _ => "filter",
+    };
+    let confined = if h.runner_confined() {
+        "YES: results may reflect the runner's own confinement, not the profile alone"
+    } else {
+        "no"
+    };
+    let _ = writeln!(
+        s,
+        "  runner confined     {confined} (no-new-privs {}, seccomp {mode})",
+        yes_no(h.runner_no_new_privs)
+    );
+    let _ = writeln!(
+        s,
+        "  pids cgroup         {}",
+        h.pids_cgroup.as_deref().unwrap_or("none writable")
+    );
+
+    let _ = writeln!(s, "out root {}", o.path.display());
+    if !o.exists {
+        let _ = writeln!(s, "  (does not exist yet: nothing has run here)");
+        return s;
+    }
+    match &o.latest {
+        None => {
+            let _ = writeln!(s, "  LATEST              none (nothing sealed yet)");
+        }
+        Some(r) => {
+            let id = r.run_id.as_deref().unwrap_or("?");
+            let verdict = if r.valid {
+                format!(
+                    "validates ({} files, {})",
+                    r.files_verified,
+                    human_bytes(r.total_bytes)
+                )
+            } else {
+                let kinds: Vec<&str> = r.problems.iter().map(|p| p.kind.as_str()).collect();
+                format!(
+                    "DOES NOT VALIDATE: {} problem(s): {}",
+                    r.problems.len(),
+                    kinds.join(", ")
+                )
+            };
+            let status = r.status.map_or("", status_word);
+            let _ = writeln!(s, "  LATEST              {id} {status}, {verdict}");
+        }
+    }
+    let _ = writeln!(s, "  sealed bundles      {}", o.sealed_bundles);
+    let leftovers: Vec<_> = o.staging.iter().filter(|e| !e.active).collect();
+    for e in o.staging.iter().filter(|e| e.active) {
+        let _ = writeln!(
+            s,
+            "  writing now         {} ({} files, {})",
+            e.run_id,
+            e.files,
+            human_bytes(e.bytes)
+        );
+    }
+    if leftovers.is_empty() {
+        let _ = writeln!(s, "  crashed leftovers   none");
+    } else {
+        let _ = writeln!(
+            s,
+            "  crashed leftovers   {} in .staging/ (the next run removes them):",
+            leftovers.len()
+        );
+        for e in leftovers {
+            let mut what = e.status.map_or_else(
+                || "no run_status".to_string(),
+                |st| status_word(st).to_string(),
+            );
+            if let Some(stage) = &e.failure_stage {
+                let _ = write!(what, " at {stage}");
+            }
+            if e.has_index {
+                what.push_str(", sealed but never published");
+            }
+            let started = e.started_at.as_deref().unwrap_or("?");
+            let _ = writeln!(
+                s,
+                "    {}  started {started}, {what}, {} files, {}",
+                e.run_id,
+                e.files,
+                human_bytes(e.bytes)
+            );
+        }
+    }
+    if !o.stray_temp_files.is_empty() {
+        let _ = writeln!(s, "  stray temp files    {}", o.stray_temp_files.join(", "));
+    }
+    if !o.unexpected.is_empty() {
+        let _ = writeln!(s, "  not bundles         {}", o.unexpected.join(", "));
+    }
+    let lock = &o.lock;
+    let lock_line = match (&lock.holder, lock.held, lock.stale) {
+        (_, false, false) => "free".to_string(),
+        (Some(h), true, _) => format!("held by {}", h.describe()),
+        (None, true, _) => "held (no holder record yet)".to_string(),
+        (Some(h), false, true) => {
+            let alive = match lock.holder_alive {
+                Some(true) => "still running but not holding it",
+                Some(false) => "gone",
+                None => "on another host",
+            };
+            format!(
+                "STALE: left by {} ({alive}); the next run takes it over",
+                h.describe()
+            )
+        }
+        (None, false, true) => "stale".to_string(),
+    };
+    let _ = writeln!(s, "  lock                {lock_line}");
+    s
 }

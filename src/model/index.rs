@@ -96,6 +96,9 @@ pub struct ArtifactIndex {
     /// True if written by `reindex-bundle --repair` (see `repair_log.json`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repaired: bool,
+    /// Version of the tool that wrote the index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_version: Option<String>,
 }
 
 /// `out/LATEST`.
@@ -109,4 +112,73 @@ pub struct Latest {
     /// The audit-log head at the time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<AuditHead>,
+}
+
+/// `repair_log.json`: every `reindex-bundle --repair` of a bundle, oldest first. The file is
+/// itself indexed, so the record of a repair is sealed with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "nexusmon repair log")]
+pub struct RepairLog {
+    /// [`INDEX_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The run id of the repaired bundle.
+    pub run_id: String,
+    /// One record per repair.
+    pub repairs: Vec<RepairRecord>,
+}
+
+/// One repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRecord {
+    /// When (RFC 3339 UTC).
+    pub repaired_at: String,
+    /// Tool version that repaired.
+    pub tool_version: String,
+    /// blake3 of the index that was replaced (absent if there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_index_blake3: Option<String>,
+    /// What the old index said against what was on disk.
+    pub before: RepairBefore,
+    /// What the new index says.
+    pub after: RepairAfter,
+}
+
+/// The state before a repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairBefore {
+    /// `ok`, `missing` or `unparseable`: the state of the old index.
+    pub index: String,
+    /// Indexed files that were gone.
+    pub missing: Vec<String>,
+    /// Indexed files whose size or digest differed.
+    pub mismatched: Vec<RepairMismatch>,
+    /// Files on disk the old index did not list.
+    pub unindexed: Vec<IndexEntry>,
+}
+
+/// A file whose content no longer matched its index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairMismatch {
+    /// Path in the bundle.
+    pub path: String,
+    /// What the old index said.
+    pub indexed: IndexEntry,
+    /// What was found.
+    pub found: IndexEntry,
+}
+
+/// The state after a repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairAfter {
+    /// Files the new index lists, not counting `BLAKE3SUMS` and this log.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// The new index's `missing` list: the old one plus every indexed file that was gone.
+    pub missing: Vec<String>,
 }

@@ -105,6 +105,12 @@ pub fn landlock_abi() -> Result<u8, String> {
     }
 }
 
+/// The kernel release (`uname -r`), read once.
+pub fn kernel_release() -> String {
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| uname().0).clone()
+}
+
 fn uname() -> (String, String) {
     // SAFETY: utsname is plain data; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };

@@ -1,0 +1,283 @@
+//! Low-level filesystem steps of the commit protocol, each naming its path on error:
+//! staged writes (temp in the same directory, then rename), durability (`syncfs(2)` on the
+//! staging filesystem, or an `fsync` of every file where `syncfs` cannot report errors),
+//! the no-replace directory move (`renameat2(RENAME_NOREPLACE)`), and opening a bundle member
+//! without following any symlink (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`).
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Prefix of every temp file the store creates. No artifact may start with it, so a leftover
+/// temp file can never be mistaken for evidence.
+pub const TEMP_PREFIX: &str = ".tmp.";
+
+/// A temp path beside `path` (same directory, so the rename is atomic).
+pub(crate) fn temp_path_for(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{TEMP_PREFIX}{}.{n}.{name}", std::process::id()))
+}
+
+/// Create a temp file exclusively (`O_EXCL`), so two writers can never share one. The file
+/// is born read-only (0444): the descriptor returned can write it, nothing else can, and
+/// sealing has nothing to change.
+pub(crate) fn create_temp(tmp: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(tmp)
+        .map_err(|e| Error::io("create", tmp, e))
+}
+
+/// Rename `tmp` over `path`; on failure the temp file is removed.
+pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        Error::io("rename into place", path, e)
+    })
+}
+
+/// Write `bytes` to `path` through a temp file and a rename, with an `fsync` of the file
+/// before the rename and of the directory after it: the classic durable atomic write, for
+/// the few files that must be durable on their own (the index, `LATEST`, repair outputs).
+pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path_for(path);
+    let written = (|| {
+        let mut f = create_temp(&tmp)?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    rename_into_place(&tmp, path)?;
+    sync_dir(parent_of(path))
+}
+
+/// The directory holding `path` (`.` for a bare name).
+pub(crate) fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `fsync` a directory so the entries created or renamed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).map_err(|e| Error::io("open directory for fsync", dir, e))?;
+    f.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// `syncfs(2)` on the filesystem holding the open directory `dir`. Since Linux 5.8 it
+/// reports every writeback error on that filesystem since `dir` was opened, which is what
+/// makes it usable as the durability barrier of a whole bundle.
+pub(crate) fn syncfs(dir: &File, path: &Path) -> Result<()> {
+    // SAFETY: syncfs on a valid open descriptor.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(
+            "syncfs the staging filesystem",
+            path,
+            io::Error::last_os_error(),
+        ))
+    }
+}
+
+/// True if this kernel's `syncfs(2)` reports writeback errors (Linux ≥ 5.8); older kernels
+/// return success even when data was lost, so the writer falls back to per-file `fsync`.
+pub(crate) fn syncfs_reports_errors(kernel_release: &str) -> bool {
+    let mut parts = kernel_release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (5, 8)
+}
+
+/// `renameat2(RENAME_NOREPLACE)`: move `from` to `to`, failing if `to` exists.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    let f = cstring(from)?;
+    let t = cstring(to)?;
+    // SAFETY: valid C strings; AT_FDCWD.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(
+            "move the sealed bundle into place (no replace)",
+            to,
+            io::Error::last_os_error(),
+        ))
+    }
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::runner("path contains a NUL byte").with_path(p))
+}
+
+/// `struct open_how` of `openat2(2)` (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Open `rel` (a `/`-separated relative path) beneath the directory `dir` for reading,
+/// refusing any symlink on the way and any escape from `dir`: `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`. Where `openat2` does not exist (Linux < 5.6),
+/// falls back to `openat(O_NOFOLLOW)`, which protects the last component only.
+/// Reading evidence does not touch it: `O_NOATIME` where allowed (the file's owner or
+/// root), so a check does not dirty every inode it reads.
+pub(crate) fn open_beneath(dir: &File, rel: &str) -> io::Result<File> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NOATIME_DENIED: AtomicBool = AtomicBool::new(false);
+    // O_NONBLOCK: a FIFO swapped in after the listing must not hang the open.
+    let plain =
+        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK;
+    if !NOATIME_DENIED.load(Ordering::Relaxed) {
+        match open_beneath_flags(dir, rel, plain | libc::O_NOATIME) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                NOATIME_DENIED.store(true, Ordering::Relaxed);
+            }
+            r => return r,
+        }
+    }
+    open_beneath_flags(dir, rel, plain)
+}
+
+fn open_beneath_flags(dir: &File, rel: &str, flags: libc::c_int) -> io::Result<File> {
+    let c = CString::new(rel).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow {
+        flags: u64::try_from(flags).unwrap_or(0),
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, C string and a correctly sized open_how.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = if rc >= 0 {
+        rc
+    } else {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err);
+        }
+        // SAFETY: openat with a valid dirfd and C string.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::c_long::from(fd)
+    };
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: fd is a freshly opened descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Open a directory (for `openat2`, `syncfs` and `fsync`).
+pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Read a whole small file, at most `limit` bytes (a longer file is an error): for the
+/// index, `LATEST`, `run_status.json`, which are never large.
+pub(crate) fn read_limited(file: &mut File, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    file.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncfs_error_reporting_needs_linux_5_8() {
+        assert!(syncfs_reports_errors("6.18.0-1-amd64"));
+        assert!(syncfs_reports_errors("5.8.0"));
+        assert!(!syncfs_reports_errors("5.4.0-150-generic"));
+        assert!(!syncfs_reports_errors("4.19.0"));
+        assert!(!syncfs_reports_errors("garbage"));
+    }
+
+    #[test]
+    fn open_beneath_refuses_symlinks_and_escapes() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("sub", d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("sub/flink")).unwrap();
+        let dir = open_dir(d.path()).unwrap();
+        assert!(open_beneath(&dir, "sub/f").is_ok());
+        assert!(open_beneath(&dir, "link/f").is_err());
+        assert!(open_beneath(&dir, "sub/flink").is_err());
+        assert!(open_beneath(&dir, "../x").is_err());
+        assert!(open_beneath(&dir, "/etc/hostname").is_err());
+    }
+
+    #[test]
+    fn noreplace_refuses_an_existing_target() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::create_dir(d.path().join("b")).unwrap();
+        let e = rename_noreplace(&d.path().join("a"), &d.path().join("b")).unwrap_err();
+        assert!(e.to_string().contains('b'), "{e}");
+        rename_noreplace(&d.path().join("a"), &d.path().join("c")).unwrap();
+        assert!(d.path().join("c").is_dir());
+    }
+
+    #[test]
+    fn durable_write_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.json");
+        write_durable(&p, b"1").unwrap();
+        write_durable(&p, b"2").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
