@@ -463,9 +463,9 @@ pub(crate) fn inspect_dir(
     {
         report.push(
             K::LatestMismatch,
-            Some(LATEST_FILE),
+            Some(INDEX_FILE),
             format!(
-                "LATEST records index blake3 {}, the index is {index_blake3}",
+                "the index's blake3 is {index_blake3}, but LATEST records {}: the index (or LATEST) was changed after the seal",
                 l.artifact_index_blake3
             ),
         );
@@ -760,7 +760,10 @@ fn check_members(
                 report.push(
                     K::UnindexedFile,
                     Some(&n.rel),
-                    format!("{size} bytes on disk that the index does not list"),
+                    format!(
+                        "{size} byte{} on disk that the index does not list",
+                        if size == 1 { "" } else { "s" }
+                    ),
                 );
             }
             NodeKind::Symlink => {

@@ -3,4 +3,8 @@
 
 mod util;
 
+mod bundle;
+mod bundle_crash;
+mod bundle_lock;
 mod cli;
+mod status;
