@@ -176,14 +176,13 @@ impl Report {
         self.problems.is_empty()
     }
 
-    fn finish(mut self) -> Self {
+    fn finish(&mut self) {
         self.problems.sort_by(|a, b| {
             (a.path.as_deref().map(str::as_bytes), a.kind)
                 .cmp(&(b.path.as_deref().map(str::as_bytes), b.kind))
         });
         self.problems.dedup();
         self.valid = self.problems.is_empty();
-        self
     }
 
     fn push(&mut self, kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) {
@@ -224,8 +223,9 @@ pub(crate) fn inspect_path(path: &Path) -> Result<Inspection> {
         Resolved::BrokenLatest { out_root, problem } => {
             let mut report = Report::new(&out_root, Some(&out_root), true);
             report.problems.push(problem);
+            report.finish();
             Ok(Inspection {
-                report: report.finish(),
+                report,
                 index: None,
                 status: None,
                 dir_fd: None,
@@ -380,47 +380,51 @@ pub(crate) fn inspect_dir(
     via_latest: bool,
     latest: Option<&Latest>,
 ) -> Inspection {
-    use ProblemKind as K;
-    let mut report = Report::new(dir, out_root, via_latest);
-    let mut out = Inspection {
+    let mut ins = Inspection {
         report: Report::new(dir, out_root, via_latest),
         index: None,
         status: None,
         dir_fd: None,
         index_state: "missing",
     };
+    inspect_into(&mut ins, dir, latest);
+    ins.report.finish();
+    ins
+}
+
+/// Fill `ins`; returns early where nothing further can be checked.
+fn inspect_into(ins: &mut Inspection, dir: &Path, latest: Option<&Latest>) {
+    use ProblemKind as K;
+    let report = &mut ins.report;
     let dir_fd = match fsio::open_dir(dir) {
-        Ok(f) => f,
+        Ok(f) => ins.dir_fd.insert(f),
         Err(e) => {
             report.push(K::Unreadable, None, format!("cannot open the bundle: {e}"));
-            out.report = report.finish();
-            return out;
+            return;
         }
     };
 
     // run_status.json, read for agreement (its bytes are verified below like any member).
-    let status_read = read_meta(&dir_fd, STATUS_FILE);
-    let status: Option<RunStatusFile> = match &status_read {
+    let status_read = read_meta(dir_fd, STATUS_FILE);
+    ins.status = match &status_read {
         Some(Ok(b)) => serde_json::from_slice(b).ok(),
         _ => None,
     };
 
     // The index.
-    let index_bytes = match read_meta(&dir_fd, INDEX_FILE) {
+    let index_bytes = match read_meta(dir_fd, INDEX_FILE) {
         None => None,
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => {
             report.push(K::Unreadable, Some(INDEX_FILE), e.to_string());
-            out.report = report.finish();
-            return out;
+            return;
         }
     };
     let nodes = match tree::walk(dir) {
         Ok(n) => n,
         Err(e) => {
             report.push(K::Unreadable, None, e.to_string());
-            out.report = report.finish();
-            return out;
+            return;
         }
     };
     let Some(index_bytes) = index_bytes else {
@@ -441,7 +445,8 @@ pub(crate) fn inspect_dir(
                 "no artifact_index.json: the bundle was never sealed (or its seal was removed)",
             ),
         }
-        if status
+        if ins
+            .status
             .as_ref()
             .is_some_and(|s| s.status == BundleStatus::InProgress)
         {
@@ -451,13 +456,9 @@ pub(crate) fn inspect_dir(
                 "run_status.json says in_progress: the run has not finished (or crashed)",
             );
         }
-        out.status = status;
-        out.dir_fd = Some(dir_fd);
-        out.report = report.finish();
-        return out;
+        return;
     };
     let index_blake3 = digest::blake3_hex(&index_bytes);
-    report.index_blake3 = Some(index_blake3.clone());
     if let Some(l) = latest
         && l.artifact_index_blake3 != index_blake3
     {
@@ -470,6 +471,7 @@ pub(crate) fn inspect_dir(
             ),
         );
     }
+    report.index_blake3 = Some(index_blake3);
     let de = &mut serde_json::Deserializer::from_slice(&index_bytes);
     let index: ArtifactIndex = match serde_path_to_error::deserialize(de) {
         Ok(i) => i,
@@ -480,27 +482,24 @@ pub(crate) fn inspect_dir(
                 Some(INDEX_FILE),
                 format!("{} (at `{at}`)", e.into_inner()),
             );
-            out.index_state = "unparseable";
-            out.status = status;
-            out.dir_fd = Some(dir_fd);
-            out.report = report.finish();
-            return out;
+            ins.index_state = "unparseable";
+            return;
         }
     };
-    out.index_state = "ok";
+    ins.index_state = "ok";
     report.run_id = Some(index.run_id.clone());
     report.status = Some(index.status);
     report.repaired = index.repaired;
     report.file_count = index.file_count;
     report.total_bytes = index.total_bytes;
 
-    check_index_shape(&index, &mut report);
+    check_index_shape(&index, report);
     check_status(
         &index,
-        status.as_ref(),
+        ins.status.as_ref(),
         status_read.as_ref(),
         &nodes,
-        &mut report,
+        report,
     );
     if let Some(name) = dir.file_name().map(|n| n.to_string_lossy())
         && name != index.run_id
@@ -514,13 +513,8 @@ pub(crate) fn inspect_dir(
             ),
         );
     }
-    check_members(dir, &dir_fd, &index, &nodes, &mut report);
-
-    out.index = Some(index);
-    out.status = status;
-    out.dir_fd = Some(dir_fd);
-    out.report = report.finish();
-    out
+    check_members(dir, dir_fd, &index, &nodes, report);
+    ins.index = Some(index);
 }
 
 fn check_index_shape(index: &ArtifactIndex, report: &mut Report) {

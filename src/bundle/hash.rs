@@ -132,7 +132,10 @@ fn hash_mapped(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Resul
     // truncates the file while it is mapped, reads past the new end raise SIGBUS (as with
     // b3sum); a bundle being hashed is either ours (staging, under the lock) or sealed
     // read-only evidence.
-    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+    let Ok(map) = (unsafe { memmap2::MmapOptions::new().len(len).map(file) }) else {
+        // A filesystem that cannot map: stream through one window-sized buffer.
+        return hash_streamed(file, hasher);
+    };
     let _ = map.advise(memmap2::Advice::Sequential);
     let mut off = 0;
     while off < len {
@@ -147,6 +150,23 @@ fn hash_mapped(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Resul
         off = end;
     }
     Ok(size)
+}
+
+fn hash_streamed(file: &File, hasher: &mut blake3::Hasher) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; WINDOW];
+    let mut off = 0u64;
+    loop {
+        match file.read_at(&mut buf, off) {
+            Ok(0) => return Ok(off),
+            Ok(n) => {
+                hasher.update_rayon(&buf[..n]);
+                off += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +194,18 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn streaming_fallback_hashes_like_blake3() {
+        let data: Vec<u8> = (0..(WINDOW * 2 + 17))
+            .map(|i| u8::try_from(i % 253).unwrap())
+            .collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&data).unwrap();
+        let mut h = blake3::Hasher::new();
+        assert_eq!(hash_streamed(&f, &mut h).unwrap(), data.len() as u64);
+        assert_eq!(h.finalize(), blake3::hash(&data));
     }
 
     #[test]
