@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -151,7 +151,9 @@ pub struct Faults {
     pub crash_at: Option<CrashPoint>,
     /// With [`CrashPoint::MidFile`]: which member write (1-based) is cut in half.
     pub crash_write_number: usize,
-    /// The durability barrier (`syncfs`/`fsync`) reports EIO, as a failing disk would.
+    /// The first call of the durability barrier (`syncfs`, or one file's `fsync`) reports
+    /// EIO, as a failing disk would. Later calls would succeed, so a retry would seal: the
+    /// tests check that none happens.
     pub fail_sync: bool,
     /// Use per-file `fsync` instead of `syncfs` (the path taken on kernels < 5.8).
     pub per_file_fsync: bool,
@@ -172,6 +174,8 @@ pub struct StagedBundle {
     lock: OutLock,
     cleaned: Vec<String>,
     faults: Faults,
+    /// Armed by `faults.fail_sync`; consumed by the first barrier call.
+    sync_fault: AtomicBool,
     writes: AtomicUsize,
 }
 
@@ -319,6 +323,7 @@ impl StagedBundle {
             lock,
             cleaned,
             faults: Faults::default(),
+            sync_fault: AtomicBool::new(false),
             writes: AtomicUsize::new(0),
         };
         b.write_status(BundleStatus::InProgress, None, None)?;
@@ -329,6 +334,7 @@ impl StagedBundle {
     /// `__bundle-write` command calls this.
     #[doc(hidden)]
     pub fn inject_faults(&mut self, faults: Faults) {
+        self.sync_fault = AtomicBool::new(faults.fail_sync);
         self.faults = faults;
     }
 
@@ -579,7 +585,8 @@ impl StagedBundle {
             &self.dir,
             &member_paths,
             &mut dirs,
-            &self.faults,
+            self.faults.per_file_fsync,
+            &self.sync_fault,
         )?;
         self.crash_point(CrashPoint::AfterSync);
 
@@ -791,28 +798,29 @@ fn make_durable(
     dir: &Path,
     members: &[&str],
     dirs: &mut [String],
-    faults: &Faults,
+    per_file_fsync: bool,
+    fault: &AtomicBool,
 ) -> Result<()> {
-    let injected = || {
-        Err(Error::io(
-            "make the bundle durable",
-            dir,
-            io::Error::from_raw_os_error(libc::EIO),
-        ))
-    };
-    let use_syncfs = !faults.per_file_fsync
-        && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
-    if use_syncfs {
-        if faults.fail_sync {
-            return injected();
+    let injected = |path: &Path| {
+        if fault.swap(false, Ordering::SeqCst) {
+            Err(Error::io(
+                "make the bundle durable",
+                path,
+                io::Error::from_raw_os_error(libc::EIO),
+            ))
+        } else {
+            Ok(())
         }
+    };
+    let use_syncfs =
+        !per_file_fsync && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
+    if use_syncfs {
+        injected(dir)?;
         return fsio::syncfs(dir_fd, dir);
     }
     members.par_iter().try_for_each(|rel| {
         let path = dir.join(rel);
-        if faults.fail_sync {
-            return injected();
-        }
+        injected(&path)?;
         let f = fsio::open_beneath(dir_fd, rel).map_err(|e| Error::io("open", &path, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &path, e))
     })?;

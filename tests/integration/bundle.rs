@@ -337,6 +337,7 @@ fn a_failing_durability_barrier_aborts_the_seal_unsealed() {
         let mut args = vec!["__bundle-write", "--out", out.to_str().unwrap()];
         args.extend(["--run-id", id, "--files", "5", "--fail-sync"]);
         args.extend(extra);
+        // Only the first barrier call fails: had the writer retried, it would have sealed.
         let r = nx(&args);
         r.code(3);
         assert!(r.stderr.contains("Input/output error"), "{}", r.stderr);
