@@ -11,14 +11,19 @@
 # BLAKE3SUMS, syncfs, write the index (fsync), move, replace LATEST (fsync). b3sum only
 # hashes. The data files are created read-only, as the store creates the files written
 # through it (sealing chmods only files still writable). Caches are warm (hyperfine warm-up
-# runs; the data fits in RAM), as for a seal right after a run wrote its files. The machine's
-# load average is printed: on a shared machine, medians move with it.
+# runs; the data fits in RAM), as for a seal right after a run wrote its files.
 #
-# Usage: benches/bundle.sh [RUNS]   (default 10; needs hyperfine, b3sum, /usr/bin/time)
-# Env: BENCH_DIR (default: a fresh dir under target/), KEEP=1 keeps the data.
+# On a shared machine the load drifts during a run, so each comparison is made ROUNDS times
+# (alternating which command goes first) and the medians are taken over all samples; the
+# load average is printed with the results.
+#
+# Usage: benches/bundle.sh [RUNS_PER_ROUND]   (default 10; needs hyperfine, b3sum,
+#        /usr/bin/time, python3)
+# Env: ROUNDS (default 3), BENCH_DIR (default: a fresh dir under target/), KEEP=1 keeps it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-10}
+ROUNDS=${ROUNDS:-3}
 for t in hyperfine b3sum /usr/bin/time python3; do
   command -v "$t" >/dev/null || { echo "bundle.sh: needs $t" >&2; exit 2; }
 done
@@ -27,13 +32,14 @@ cargo build --release --quiet
 BIN=$PWD/target/release/nexusmon
 W=${BENCH_DIR:-$(mktemp -d "$PWD/target/bundle-bench.XXXXXX")}
 mkdir -p "$W"
-[ "${KEEP:-0}" = 1 ] || trap 'chmod -R u+w "$W" 2>/dev/null; rm -rf "$W"' EXIT
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT
 export NEXUSMON_RUN_ID=bench
 log() { printf '\n== %s\n' "$*" >&2; }
 
 log "generating data in $W"
 mkdir -p "$W/big/src/payload" "$W/small/src/payload"
 head -c $((1 << 30)) /dev/urandom >"$W/big/src/payload/data.bin"
+chmod 0444 "$W/big/src/payload/data.bin"
 python3 - "$W/small/src/payload" <<'EOF'
 import os, sys
 root = sys.argv[1]
@@ -45,61 +51,65 @@ for i in range(10000):
         f.write(os.urandom(1024))
     os.chmod(p, 0o444)
 EOF
-chmod 0444 "$W/big/src/payload/data.bin"
 (cd "$W/small/src/payload" && find . -type f -print0 | sort -z >"$W/small.list")
 sync
 
-# prepare: put the payload back where --move takes it from, drop the previous out root.
+# Put the payload back where --move takes it from, and drop the previous out root.
 restore() { # $1 = big|small
   echo "set -e; d=$W/$1; if [ -d \$d/out/bench/payload ]; then mv \$d/out/bench/payload \$d/src/payload; fi; rm -rf \$d/out"
 }
+# b3sum over the payload at $2 (a directory).
+b3() { # $1 = big|small, $2 = payload dir
+  if [ "$1" = big ]; then echo "b3sum $2/data.bin"; else echo "cd $2 && xargs -0 -a $W/small.list b3sum"; fi
+}
+# hyperfine ROUNDS times over "ours" and "ref", alternating the order.
+compare() { # $1 = name, $2 = ours, $3 = ref, $4 = prepare ('' for none)
+  local r prep=()
+  [ -n "$4" ] && prep=(--prepare "$4")
+  for r in $(seq 1 "$ROUNDS"); do
+    local cmds=(-n "ours" "$2" -n "ref" "$3")
+    [ $((r % 2)) = 0 ] && cmds=(-n "ref" "$3" -n "ours" "$2")
+    hyperfine --warmup 2 --runs "$RUNS" "${prep[@]}" --export-json "$W/$1-$r.json" "${cmds[@]}" >&2
+  done
+}
 
 for case in big small; do
-  if [ "$case" = big ]; then
-    b3="b3sum $W/big/src/payload/data.bin"
-  else
-    b3="cd $W/small/src/payload && xargs -0 -a $W/small.list b3sum"
-  fi
   log "seal vs b3sum: $case"
-  hyperfine --warmup 2 --runs "$RUNS" --export-json "$W/seal-$case.json" \
-    --prepare "$(restore "$case")" \
-    -n "b3sum-$case" "$b3" \
-    -n "seal-$case" "$BIN __bundle-write --out $W/$case/out --from $W/$case/src --move" >&2
-  # The last timed run (a seal: hyperfine runs the commands in order) left a sealed bundle at $W/$case/out/bench: validate it.
-  if [ "$case" = big ]; then
-    b3="b3sum $W/big/out/bench/payload/data.bin"
-  else
-    b3="cd $W/small/out/bench/payload && xargs -0 -a $W/small.list b3sum"
-  fi
+  compare "seal-$case" "$BIN __bundle-write --out $W/$case/out --from $W/$case/src --move" \
+    "$(b3 "$case" "$W/$case/src/payload")" "$(restore "$case")"
+  bash -c "$(restore "$case")"
+  "$BIN" __bundle-write --out "$W/$case/out" --from "$W/$case/src" --move -q
   log "validate vs b3sum: $case"
-  hyperfine --warmup 2 --runs "$RUNS" --export-json "$W/validate-$case.json" \
-    -n "validate-$case" "$BIN validate-bundle --bundle $W/$case/out" \
-    -n "b3sum-$case" "$b3" >&2
-  if [ "$case" = big ]; then
-    log "peak RSS (1 GiB)"
-    /usr/bin/time -v "$BIN" validate-bundle --bundle "$W/big/out" >/dev/null 2>"$W/rss-validate.txt"
-    /usr/bin/time -v b3sum "$W/big/out/bench/payload/data.bin" >/dev/null 2>"$W/rss-b3sum.txt"
-    bash -c "$(restore big)"
-    /usr/bin/time -v "$BIN" __bundle-write --out "$W/big/out" --from "$W/big/src" --move -q \
-      >/dev/null 2>"$W/rss-seal.txt"
-  fi
+  compare "validate-$case" "$BIN validate-bundle --bundle $W/$case/out" \
+    "$(b3 "$case" "$W/$case/out/bench/payload")" ""
 done
 
-log "results (medians; ratio = b3sum / ours, >= 0.90 meets the target); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$W" <<'EOF'
-import json, sys, re
-w = sys.argv[1]
-def med(path, name):
-    for r in json.load(open(path))["results"]:
-        if r["command"] == name:
-            return r["median"]
+log "peak RSS (1 GiB)"
+/usr/bin/time -v "$BIN" validate-bundle --bundle "$W/big/out" >/dev/null 2>"$W/rss-validate.txt"
+/usr/bin/time -v b3sum "$W/big/out/bench/payload/data.bin" >/dev/null 2>"$W/rss-b3sum.txt"
+bash -c "$(restore big)"
+/usr/bin/time -v "$BIN" __bundle-write --out "$W/big/out" --from "$W/big/src" --move -q \
+  >/dev/null 2>"$W/rss-seal.txt"
+
+log "results: medians over $ROUNDS rounds x $RUNS runs; ratio = b3sum / ours (>= 0.90 meets the target); load $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$W" "$ROUNDS" <<'EOF'
+import json, re, statistics, sys
+w, rounds = sys.argv[1], int(sys.argv[2])
+def samples(name, cmd):
+    times, cpu = [], []
+    for r in range(1, rounds + 1):
+        for res in json.load(open(f"{w}/{name}-{r}.json"))["results"]:
+            if res["command"] == cmd:
+                times += res["times"]
+                cpu.append(res["user"] + res["system"])
+    return statistics.median(times), statistics.mean(cpu)
 for op in ["seal", "validate"]:
     for case, label, size in [("big", "1 GiB, 1 file", 1 << 30), ("small", "10,000 x 1 KiB", 10000 * 1024)]:
-        ours = med(f"{w}/{op}-{case}.json", f"{op}-{case}")
-        ref = med(f"{w}/{op}-{case}.json", f"b3sum-{case}")
+        ours, ours_cpu = samples(f"{op}-{case}", "ours")
+        ref, ref_cpu = samples(f"{op}-{case}", "ref")
         ratio = ref / ours
-        print(f"{op:8} {label:15} ours {ours*1000:8.1f} ms ({size/ours/2**20:8.1f} MiB/s)  "
-              f"b3sum {ref*1000:8.1f} ms  ratio {ratio:4.2f} {'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
+        print(f"{op:8} {label:15} ours {ours*1000:7.1f} ms ({size/ours/2**20:7.1f} MiB/s, cpu {ours_cpu*1000:6.1f} ms)  "
+              f"b3sum {ref*1000:7.1f} ms (cpu {ref_cpu*1000:6.1f} ms)  ratio {ratio:4.2f} {'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
 for name in ["seal", "validate", "b3sum"]:
     txt = open(f"{w}/rss-{name}.txt").read()
     kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt).group(1))
