@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{Error, Result};
 
@@ -17,16 +17,9 @@ use crate::{Error, Result};
 /// temp file can never be mistaken for evidence.
 pub const TEMP_PREFIX: &str = ".tmp.";
 
-/// A temp path beside `path` (same directory, so the rename is atomic).
-pub(crate) fn temp_path_for(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!("{TEMP_PREFIX}{}.{n}.{name}", std::process::id()))
-}
+/// A temp path beside `path` (same directory, so the rename is atomic), named with
+/// [`TEMP_PREFIX`], the pid and a counter.
+pub(crate) use crate::util::fsx::temp_path_for;
 
 /// Create a temp file exclusively (`O_EXCL`), so two writers can never share one. The file
 /// is born read-only (0444): the descriptor returned can write it, nothing else can, and
@@ -52,7 +45,18 @@ pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
 /// Write `bytes` to `path` through a temp file and a rename, with an `fsync` of the file
 /// before the rename and of the directory after it: the classic durable atomic write, for
 /// the few files that must be durable on their own (the index, `LATEST`, repair outputs).
+/// The file is born read-only.
 pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_durable_hooked(path, bytes, || {})
+}
+
+/// [`write_durable`], calling `before_rename` once the temp file is durable (the writer's
+/// crash points).
+pub(crate) fn write_durable_hooked(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(),
+) -> Result<()> {
     let tmp = temp_path_for(path);
     let written = (|| {
         let mut f = create_temp(&tmp)?;
@@ -64,8 +68,20 @@ pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    before_rename();
     rename_into_place(&tmp, path)?;
     sync_dir(parent_of(path))
+}
+
+/// Make `rels` under `base` read-only (0444).
+pub(crate) fn make_read_only(base: &Path, rels: &[&str]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for rel in rels {
+        let p = base.join(rel);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| Error::io("make read-only", &p, e))?;
+    }
+    Ok(())
 }
 
 /// The directory holding `path` (`.` for a bare name).

@@ -293,14 +293,6 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
     let index_bytes = json::to_sorted_pretty(&index)?;
     fsio::write_durable(&dir.join(INDEX_FILE), &index_bytes)?;
     let index_blake3 = digest::blake3_hex(&index_bytes);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for rel in [REPAIR_LOG_FILE, SUMS_FILE, INDEX_FILE] {
-            let p = dir.join(rel);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444))
-                .map_err(|e| Error::io("make read-only", &p, e))?;
-        }
-    }
     let mut new_latest = None;
     if let (Some(root), Some(l)) = (&lock_root, &latest) {
         let updated = Latest {

@@ -599,7 +599,7 @@ impl StagedBundle {
         self.write_index(&index_bytes, progress)?;
         self.crash_point(CrashPoint::AfterIndex);
         // Members were made read-only as they were hashed; the two files written since:
-        make_read_only(&self.dir, &[SUMS_FILE, INDEX_FILE])?;
+        fsio::make_read_only(&self.dir, &[SUMS_FILE, INDEX_FILE])?;
         self.crash_point(CrashPoint::AfterChmod);
 
         // Publish: move into place without replacing anything, then LATEST.
@@ -660,45 +660,18 @@ impl StagedBundle {
     }
 
     fn write_index(&self, bytes: &[u8], progress: &mut Progress) -> Result<()> {
-        let path = self.dir.join(INDEX_FILE);
-        let tmp = fsio::temp_path_for(&path);
-        let mut f = fsio::create_temp(&tmp)?;
-        let written = f
-            .write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))
-            .and_then(|()| sync_file(&f, &tmp));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        drop(f);
-        self.crash_point(CrashPoint::MidIndex);
-        fsio::rename_into_place(&tmp, &path)?;
+        fsio::write_durable_hooked(&self.dir.join(INDEX_FILE), bytes, || {
+            self.crash_point(CrashPoint::MidIndex);
+        })?;
         progress.index_written = true;
-        fsio::sync_dir(&self.dir)
+        Ok(())
     }
 
     fn write_latest(&self, bytes: &[u8]) -> Result<()> {
-        let path = self.out_root.join(LATEST_FILE);
-        let tmp = fsio::temp_path_for(&path);
-        let mut f = fsio::create_temp(&tmp)?;
-        let written = f
-            .write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))
-            .and_then(|()| sync_file(&f, &tmp));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        drop(f);
-        self.crash_point(CrashPoint::MidLatest);
-        fsio::rename_into_place(&tmp, &path)?;
-        fsio::sync_dir(&self.out_root)
+        fsio::write_durable_hooked(&self.out_root.join(LATEST_FILE), bytes, || {
+            self.crash_point(CrashPoint::MidLatest);
+        })
     }
-}
-
-fn sync_file(f: &File, path: &Path) -> Result<()> {
-    f.sync_all().map_err(|e| Error::io("fsync", path, e))
 }
 
 /// How far a seal got (to decide what a failure leaves behind).
@@ -832,16 +805,6 @@ fn make_durable(
         fsio::sync_dir(&dir.join(d))?;
     }
     fsio::sync_dir(dir)
-}
-
-fn make_read_only(base: &Path, rels: &[&str]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for rel in rels {
-        let p = base.join(rel);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444))
-            .map_err(|err| Error::io("make read-only", &p, err))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -732,6 +732,11 @@ fn repair_rewrites_the_index_records_why_and_then_validates() {
     assert_eq!(rec.before.unindexed[0].path, "logs/late.log");
     assert_eq!(rec.after.missing, index.missing);
     assert!(b3sum_check(&dir).status.success());
+    for f in ["artifact_index.json", "BLAKE3SUMS", "repair_log.json"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444, "{f}");
+    }
 
     // A second repair keeps the first record.
     std::fs::write(dir.join("more.log"), "again").unwrap();
