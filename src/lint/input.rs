@@ -19,11 +19,13 @@ pub struct Input {
     pub text: Option<String>,
     /// The parsed document, if the syntax is valid.
     pub doc: Option<Document>,
-    /// The document's value with every member the schema rejected removed (unknown keys,
-    /// bad values), so the typed checks can still read the rest.
+    /// The document's value with unknown keys removed (they mean nothing), so the typed
+    /// checks can read the rest.
     pub value: Option<Value>,
     /// True if the schema stage reported anything.
     pub schema_errors: bool,
+    /// Where the schema found problems other than unknown keys.
+    pub validated: schema::Validated,
     /// Findings so far.
     pub findings: Vec<Finding>,
 }
@@ -36,6 +38,7 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
         doc: None,
         value: None,
         schema_errors: false,
+        validated: schema::Validated::default(),
         findings: Vec::new(),
     };
     let text = match crate::util::fsx::read_input_string(path) {
@@ -63,13 +66,17 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
                 crate::source::Format::Json => "JSON",
                 crate::source::Format::Yaml => "YAML",
             };
-            input.findings.push(Finding::new(
+            let mut f = Finding::new(
                 Code::Syntax,
                 path,
                 span,
                 "",
                 format!("{kind} syntax error: {}", e.message),
-            ));
+            );
+            if e.message.starts_with("expected `,` or") {
+                f.hint = Some("is a `,` missing before this?".into());
+            }
+            input.findings.push(f);
             input.text = Some(text);
             return Ok(input);
         }
@@ -95,9 +102,10 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
     }
     let mut value = doc.value();
     let before = sink.findings.len();
-    let strip = schema::validate(schema_name, &value, &mut sink)?;
+    let validated = schema::validate(schema_name, &value, &mut sink)?;
     input.schema_errors = sink.findings.len() > before;
-    schema::strip(&mut value, &strip);
+    schema::strip(&mut value, &validated.unknown_keys);
+    input.validated = validated;
     input.findings = sink.findings;
     input.value = Some(value);
     input.doc = Some(doc);

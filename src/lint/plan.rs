@@ -50,9 +50,12 @@ pub fn read(path: &Path) -> Result<PlanInput> {
             .get("registry_id")
             .and_then(|x| x.as_str())
             .map(str::to_string);
-        match deserialize_value::<Plan>(v) {
-            Ok(p) => plan = Some(p),
-            Err(e) => input.typed_failure(&e.pointer, &e.message),
+        // A plan with invalid values is not checked further: its values would be misread.
+        if !input.validated.invalid_under("") {
+            match deserialize_value::<Plan>(v) {
+                Ok(p) => plan = Some(p),
+                Err(e) => input.typed_failure(&e.pointer, &e.message),
+            }
         }
     }
     let registry_dir = registry_id.as_deref().and_then(|id| {
@@ -100,11 +103,11 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
     };
     let mut sink = Sink::new(doc, &pi.input.path);
     structure(&mut sink, plan, &pi.input.path);
-    let vars_ok = variables(&mut sink, plan);
+    variables(&mut sink, plan);
     if let Some(reg) = reg {
         let refs = references(&mut sink, plan, reg, base);
         if refs {
-            entries_in_context(&mut sink, plan, reg, vars_ok);
+            entries_in_context(&mut sink, plan, reg);
             timeouts(&mut sink, plan, reg);
         }
     } else {
@@ -200,10 +203,8 @@ fn structure(sink: &mut Sink<'_>, plan: &Plan, path: &Path) {
     }
 }
 
-/// Plan variables: names, values. Returns false if a value has a problem (then usage-based
-/// checks are skipped).
-fn variables(sink: &mut Sink<'_>, plan: &Plan) -> bool {
-    let mut ok = true;
+/// Plan variables: names and the references in their values.
+fn variables(sink: &mut Sink<'_>, plan: &Plan) {
     let names: Vec<&str> = plan
         .variables
         .keys()
@@ -219,11 +220,9 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) -> bool {
                 format!("`{k}` is a builtin variable; the runner sets it for every run"),
                 Some("rename the variable".into()),
             );
-            ok = false;
         }
         let (used, issues) = vars::scan(v);
         for issue in issues {
-            ok = false;
             let (code, msg) = match issue {
                 VarIssue::Unclosed => (
                     Code::BadVariableSyntax,
@@ -248,7 +247,6 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) -> bool {
                     At::Value,
                     format!("`{k}` refers to itself"),
                 );
-                ok = false;
             } else if !BUILTINS.contains(&n.as_str()) && !names.contains(&n.as_str()) {
                 let cands = BUILTINS.iter().copied().chain(names.iter().copied());
                 sink.push_hint(
@@ -258,11 +256,9 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) -> bool {
                     format!("`${{{n}}}` is not defined"),
                     did_you_mean(&n, cands),
                 );
-                ok = false;
             }
         }
     }
-    ok
 }
 
 /// Where the plan first names each probe and profile (for findings about them in context).
@@ -340,7 +336,6 @@ fn unknown(sink: &mut Sink<'_>, kind: &Kind<'_>, ptr: &str, at: At, id: &str) {
 
 /// Every reference resolves. Returns true if all of them do.
 fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path) -> bool {
-    let before = sink.findings.len();
     let probes_file = reg.probes_path.as_deref().map(|p| display_path(p, base));
     let profiles_file = reg.profiles_path.as_deref().map(|p| display_path(p, base));
     let probe_k = Kind {
@@ -455,11 +450,17 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
             }
         }
     }
-    sink.findings.len() == before
+    plan.referenced_probes()
+        .iter()
+        .all(|p| reg.probe_ids.contains(p.as_str()))
+        && plan
+            .referenced_profiles()
+            .iter()
+            .all(|p| reg.profile_ids.contains(p.as_str()))
 }
 
 /// The registry entries the plan uses, checked with the plan's variables.
-fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, vars_ok: bool) {
+fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     let refs = Refs::of(plan);
     let plan_scope = Scope::with_plan(plan.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut used: BTreeSet<String> = BTreeSet::new();
@@ -570,9 +571,9 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, vars
             }
         }
     }
-    if complete && vars_ok {
+    if complete {
         for k in plan.variables.keys() {
-            if !used.contains(k.as_str()) {
+            if !used.contains(k.as_str()) && !BUILTINS.contains(&k.as_str()) {
                 sink.push_hint(
                     Code::UnusedVariable,
                     &pointer(["variables", k.as_str()]),
@@ -622,13 +623,22 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     } else {
         ""
     };
+    let (scenarios, probes_word) = if pairs.len() == 1 {
+        ("1 scenario has".to_string(), "probe")
+    } else {
+        (format!("{} scenarios have", pairs.len()), "probes")
+    };
+    let probes_word = if probes.len() == 1 {
+        "probe"
+    } else {
+        probes_word
+    };
     sink.push_hint(
         Code::DefaultTimeout,
         at,
         At::Key,
         format!(
-            "{} scenario(s) have no timeout (probes {}{more}): the runner default of {DEFAULT_TIMEOUT_MS} ms applies",
-            pairs.len(),
+            "{scenarios} no timeout ({probes_word} {}{more}): the runner default of {DEFAULT_TIMEOUT_MS} ms applies",
             list.join(", ")
         ),
         Some("set `execution.timeout_ms` here, `timeout_ms` on the probes or `limits.wall_timeout_ms` on the profiles to choose it".into()),

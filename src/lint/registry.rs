@@ -208,6 +208,9 @@ fn lint_probes(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
         for (id, entry) in map {
             reg.probe_ids.insert(id.clone());
             let base = pointer(["probes", id.as_str()]);
+            if input.validated.invalid_under(&base) {
+                continue;
+            }
             match deserialize_value::<Probe>(entry.clone()) {
                 Ok(probe) => {
                     check_probe(&mut sink, &base, &probe);
@@ -241,6 +244,9 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
         for (id, entry) in map {
             reg.profile_ids.insert(id.clone());
             let base = pointer(["profiles", id.as_str()]);
+            if input.validated.invalid_under(&base) {
+                continue;
+            }
             match deserialize_value::<Profile>(entry.clone()) {
                 Ok(profile) => {
                     check_profile(&mut sink, &base, &profile);

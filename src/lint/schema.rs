@@ -225,16 +225,40 @@ fn compiled(name: &'static str) -> Result<&'static Compiled> {
         .map_err(|e| Error::runner(e.clone()))
 }
 
-/// Validate `sink.doc` against the schema `name` (`plan`, `probes`, `profiles`), reporting
-/// every violation. Returns the pointers of object members that are wrong (unknown keys,
-/// bad values): removing them leaves a value the typed checks can still read.
-pub fn validate(name: &'static str, value: &Value, sink: &mut Sink<'_>) -> Result<Vec<String>> {
-    let c = compiled(name)?;
-    let mut strip = Vec::new();
-    for err in c.validator.iter_errors(value) {
-        translate(&err, &c.schema, sink, &mut strip);
+/// What schema validation leaves for the typed checks.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// Unknown keys: removing them loses nothing, so the rest can still be checked.
+    pub unknown_keys: Vec<String>,
+    /// Where every other violation is: an entity containing one of these is not checked
+    /// further (its values would be misread).
+    pub invalid: Vec<String>,
+}
+
+impl Validated {
+    /// True if a violation other than an unknown key lies at or beneath `pointer`.
+    pub fn invalid_under(&self, pointer: &str) -> bool {
+        self.invalid.iter().any(|p| {
+            p == pointer
+                || p.strip_prefix(pointer)
+                    .is_some_and(|rest| rest.starts_with('/'))
+                || pointer.is_empty()
+        })
     }
-    Ok(strip)
+}
+
+/// Validate `value` (the document of `sink`) against the schema `name` (`plan`, `probes`,
+/// `profiles`), reporting every violation as a finding.
+pub fn validate(name: &'static str, value: &Value, sink: &mut Sink<'_>) -> Result<Validated> {
+    let c = compiled(name)?;
+    let mut out = Validated::default();
+    for err in c.validator.iter_errors(value) {
+        if !matches!(err.kind(), ValidationErrorKind::AdditionalProperties { .. }) {
+            out.invalid.push(err.instance_path().as_str().to_string());
+        }
+        translate(&err, &c.schema, sink, &mut out.unknown_keys);
+    }
+    Ok(out)
 }
 
 fn esc(token: &str) -> String {
@@ -281,13 +305,11 @@ fn translate(
             let ptr = format!("{inst}/{}", esc(&key));
             let (code, msg) = bad_name_message(&key, pattern_of(error));
             sink.push(code, &ptr, At::Key, msg);
-            strip.push(ptr);
         }
         ValidationErrorKind::Pattern { pattern } => {
             let s = instance.as_str().unwrap_or_default();
             let (code, msg) = bad_name_message(s, Some(pattern.as_str()));
             sink.push(code, &inst, At::Value, msg);
-            strip.push(inst);
         }
         ValidationErrorKind::Enum { options } => {
             let allowed: Vec<String> = options
@@ -295,11 +317,9 @@ fn translate(
                 .map(|a| a.iter().map(show).collect())
                 .unwrap_or_default();
             bad_word(sink, &inst, instance, &allowed);
-            strip.push(inst);
         }
         ValidationErrorKind::Constant { expected_value } => {
             bad_word(sink, &inst, instance, &[show(expected_value)]);
-            strip.push(inst);
         }
         ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
             let described = schema_description(schema, err.schema_path().as_str());
@@ -320,7 +340,6 @@ fn translate(
                 At::Value,
                 format!("expected {want}, found {}", describe(instance)),
             );
-            strip.push(inst);
         }
         ValidationErrorKind::Required { property } => {
             let key = property.as_str().unwrap_or_default();
@@ -344,7 +363,6 @@ fn translate(
                 At::Value,
                 format!("{} is below the minimum of {limit}", show(instance)),
             );
-            strip.push(inst);
         }
         ValidationErrorKind::Maximum { limit }
         | ValidationErrorKind::ExclusiveMaximum { limit } => {
@@ -354,7 +372,6 @@ fn translate(
                 At::Value,
                 format!("{} is above the maximum of {limit}", show(instance)),
             );
-            strip.push(inst);
         }
         ValidationErrorKind::MinItems { limit } => {
             sink.push(
@@ -379,7 +396,6 @@ fn translate(
                 At::Value,
                 format!("expected at least {limit} character(s)"),
             );
-            strip.push(inst);
         }
         ValidationErrorKind::MaxLength { limit } => {
             sink.push(
@@ -388,7 +404,6 @@ fn translate(
                 At::Value,
                 format!("expected at most {limit} character(s)"),
             );
-            strip.push(inst);
         }
         ValidationErrorKind::UniqueItems => {
             let dup = instance
@@ -410,7 +425,6 @@ fn translate(
         }
         _ => {
             sink.push(Code::SchemaViolation, &inst, At::Value, err.to_string());
-            strip.push(inst);
         }
     }
 }
@@ -467,7 +481,6 @@ fn one_of(
         let allowed: Vec<String> = consts.iter().map(|(_, v)| v.clone()).collect();
         let found = value_at(instance, &at[inst.len()..]).unwrap_or(&Value::Null);
         bad_word(sink, &at, found, &allowed);
-        strip.push(inst.to_string());
         return;
     }
     // Otherwise list what each branch expects.
@@ -519,7 +532,6 @@ fn one_of(
             hint,
         );
     }
-    strip.push(inst.to_string());
 }
 
 fn bad_word(sink: &mut Sink<'_>, ptr: &str, found: &Value, allowed: &[String]) {
