@@ -4,5 +4,7 @@
 mod util;
 
 mod cli;
+mod digest;
 mod lint;
+mod list;
 mod schemas;
