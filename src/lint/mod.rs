@@ -22,6 +22,7 @@ pub mod schema;
 pub mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -129,6 +130,17 @@ pub fn discover_plans(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let abs = absolute_existing(p)?;
         if abs.is_dir() {
             walk(&abs, &|n| PLAN_FILE_NAMES.contains(&n), &mut out)?;
+        } else if abs
+            .file_stem()
+            .is_some_and(|s| s == "probes" || s == "profiles")
+        {
+            return Err(
+                Error::usage(format!("`{}` is a registry file, not a plan", p.display()))
+                    .with_hint(format!(
+                        "lint it with `nexusmon registry-lint {}`",
+                        p.display()
+                    )),
+            );
         } else {
             out.push(abs);
         }
@@ -293,6 +305,53 @@ fn ambiguous_plan_files(plans: &mut [plan::PlanInput]) {
                 .with_hint("keep one; the directory names one plan"),
             );
         }
+    }
+}
+
+/// Lint one plan file (with its registry) for a command that is about to use it, e.g.
+/// `run`: returns the report, whose [`Report::has_errors`] means "refuse". Paths in
+/// messages are shown relative to `base`.
+pub fn check_plan(path: &Path, base: &Path) -> Result<Report> {
+    let abs = absolute_existing(path)?;
+    lint_plan_files(&[abs], base)
+}
+
+impl Report {
+    /// `Ok` if the report has no error; otherwise an input error (exit 2) naming the first
+    /// errors as `file:line:column: [code] message`, with a hint to run `plan-lint`. For
+    /// commands that refuse a plan that does not lint (`run`).
+    pub fn refuse_on_errors(&self, subject: &Path, base: &Path) -> Result<()> {
+        let errors: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.severity() == Severity::Error)
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let mut msg = format!(
+            "does not lint: {} error{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for f in errors.iter().take(5) {
+            let _ = write!(
+                msg,
+                "\n  {}:{}:{}: [{}] {}",
+                finding::display_path(&f.file, base),
+                f.line,
+                f.column,
+                f.code.id(),
+                f.message
+            );
+        }
+        if errors.len() > 5 {
+            let _ = write!(msg, "\n  … and {} more", errors.len() - 5);
+        }
+        Err(Error::input(subject, msg).with_hint(format!(
+            "`nexusmon plan-lint {}` shows every finding with its source line",
+            finding::display_path(subject, base)
+        )))
     }
 }
 

@@ -695,3 +695,42 @@ fn shipped_plans_load_strictly() {
         }
     }
 }
+
+#[test]
+fn a_registry_file_given_to_plan_lint_is_a_usage_error() {
+    let r = run_in_repo(["plan-lint", "registry/linux-core/probes.json"]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("is a registry file, not a plan"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("nexusmon registry-lint registry/linux-core/probes.json")
+    );
+}
+
+/// The library entry point other commands (`run`) use to refuse a plan that does not lint.
+#[test]
+fn check_plan_refuses_with_the_first_errors() {
+    let root = repo_root();
+    let good = root.join("plans/quickstart/plan.json");
+    let report = nexusmon::lint::check_plan(&good, &root).unwrap();
+    assert!(!report.has_errors());
+    report.refuse_on_errors(&good, &root).unwrap();
+
+    let bad = root.join("tests/fixtures/lint/dangling-probe/plans/dangling-probe/plan.json");
+    let report = nexusmon::lint::check_plan(&bad, &root).unwrap();
+    let e = report.refuse_on_errors(&bad, &root).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let msg = e.to_string();
+    assert!(msg.contains("does not lint: 2 errors"), "{msg}");
+    assert!(
+        msg.contains("tests/fixtures/lint/dangling-probe/plans/dangling-probe/plan.json:7:27: [NX101] probe `read-hostnme` is not defined"),
+        "{msg}"
+    );
+    assert!(e.hint().unwrap().contains(
+        "nexusmon plan-lint tests/fixtures/lint/dangling-probe/plans/dangling-probe/plan.json"
+    ));
+}
