@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::codes::Code;
-use super::finding::{At, Finding, Sink, did_you_mean, pointer};
+use super::finding::{At, Finding, Sink, pointer};
 use super::input::{self, Input};
 use super::vars::{self, BUILTINS, Lead, Scope, VarIssue};
 use crate::model::SCHEMA_VERSION;
@@ -710,10 +710,17 @@ fn check_string_vars(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope) {
         if scope.vars.contains_key(&n) {
             continue;
         }
-        let known: Vec<&str> = scope.vars.keys().map(String::as_str).collect();
-        if let Some(hint) = did_you_mean(&n, known.iter().copied())
+        // A near miss of a name in scope (`SCRACH`) is a typo; anything else may be a plan
+        // variable (`SCRATCH_DIR`), which plan-lint checks with the plan.
+        let typo = scope
+            .vars
+            .keys()
+            .filter(|k| strsim::levenshtein(k, &n) <= 2 && n.len() >= 4)
+            .min_by_key(|k| strsim::levenshtein(k, &n));
+        if let Some(near) = typo
             && !scope.plan_known
         {
+            let hint = format!("did you mean `{near}`?");
             sink.push_hint(
                 Code::UndefinedVariable,
                 ptr,
@@ -1065,4 +1072,74 @@ fn check_net(sink: &mut Sink<'_>, base: &str, net: &NetRules, abi: u8) -> bool {
 pub fn not_a_registry(path: &Path) -> Error {
     Error::input(path, "is not a registry directory or a probes/profiles file")
         .with_hint("pass `registry/<id>/`, a directory containing registries, or a probes.json / profiles.json file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Document;
+
+    fn lint_probe(json: &str) -> Vec<(Code, String)> {
+        let text = format!(r#"{{"probes": {{"p": {json}}}}}"#);
+        let doc = Document::parse("probes.json", text).unwrap();
+        let probe: Probe = serde_json::from_str(json).unwrap();
+        let mut sink = Sink::new(&doc, Path::new("/x/probes.json"));
+        check_probe(&mut sink, "/probes/p", &probe);
+        sink.findings
+            .into_iter()
+            .map(|f| (f.code, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_near_miss_of_a_builtin_is_a_typo_a_longer_name_a_plan_variable() {
+        let f = lint_probe(r#"{"operation": "file-read", "target": "${SCRACH}/a"}"#);
+        assert_eq!(f[0].0, Code::UndefinedVariable, "{f:?}");
+        let f = lint_probe(r#"{"operation": "file-read", "target": "${SCRATCH_DIR}/a"}"#);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].0, Code::PlanVariable);
+    }
+
+    #[test]
+    fn host_port_targets() {
+        let ok = |t: &str, op: &str| {
+            lint_probe(&format!(r#"{{"operation": "{op}", "target": "{t}"}}"#)).is_empty()
+        };
+        assert!(ok("127.0.0.1:443", "tcp-connect"));
+        assert!(ok("[::1]:443", "tcp-connect"));
+        assert!(ok("localhost:1", "udp-send"));
+        assert!(ok("127.0.0.1:0", "tcp-bind"));
+        assert!(!ok("127.0.0.1:0", "tcp-connect"));
+        assert!(!ok("127.0.0.1:65536", "tcp-connect"));
+        assert!(!ok(":80", "tcp-connect"));
+        assert!(!ok("::1:80", "tcp-connect"));
+        assert!(!ok("127.0.0.1:http", "tcp-connect"));
+    }
+
+    #[test]
+    fn writes_must_stay_in_scratch() {
+        let codes =
+            |json: &str| -> Vec<Code> { lint_probe(json).into_iter().map(|f| f.0).collect() };
+        assert!(codes(r#"{"operation": "file-write", "target": "${SCRATCH}/a"}"#).is_empty());
+        assert_eq!(
+            codes(r#"{"operation": "file-write", "target": "/etc/passwd"}"#),
+            vec![Code::WriteOutsideScratch]
+        );
+        assert_eq!(
+            codes(r#"{"operation": "file-chmod", "target": "${HOME}/.bashrc"}"#),
+            vec![Code::WriteOutsideScratch]
+        );
+        assert_eq!(
+            codes(
+                r#"{"operation": "file-rename", "target": "${SCRATCH}/a", "destination": "${SCRATCH}/../b"}"#
+            ),
+            vec![Code::WriteOutsideScratch]
+        );
+        // Reading a host path is fine; a machine path only warns.
+        assert!(codes(r#"{"operation": "file-read", "target": "/etc/hostname"}"#).is_empty());
+        assert_eq!(
+            codes(r#"{"operation": "file-read", "target": "/home/bob/x"}"#),
+            vec![Code::MachinePath]
+        );
+    }
 }
