@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use ssh_key::private::KeypairData;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
 use super::trust::{APPROVER_ROLE, EntryRefusal, TrustEntry, TrustStore};
@@ -42,13 +43,15 @@ pub fn load_private_key(path: &Path, record: &Path) -> Result<PrivateKey> {
 /// Sign `bytes` in the nexusmon namespace; returns the armored signature (as
 /// `ssh-keygen -Y sign` writes it).
 pub fn sign(key: &PrivateKey, bytes: &[u8], key_path: &Path) -> Result<String> {
-    let sig = key
-        .sign(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes)
-        .map_err(|e| {
-            Error::input(key_path, "cannot sign with this key")
-                .with_source(e)
-                .with_hint("Ed25519, RSA and ECDSA P-256 keys are supported")
-        })?;
+    let sig = match key.key_data() {
+        KeypairData::Rsa(kp) => sign_rsa(kp, key.public_key(), bytes),
+        _ => key.sign(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes),
+    }
+    .map_err(|e| {
+        Error::input(key_path, "cannot sign with this key")
+            .with_source(e)
+            .with_hint("Ed25519, RSA and ECDSA P-256 keys are supported")
+    })?;
     let mut pem = sig
         .to_pem(LineEnding::LF)
         .map_err(|e| Error::runner("cannot encode the signature").with_source(e))?;
@@ -56,6 +59,46 @@ pub fn sign(key: &PrivateKey, bytes: &[u8], key_path: &Path) -> Result<String> {
         pem.push('\n');
     }
     Ok(pem)
+}
+
+/// RSA signing done here rather than by `ssh-key` 0.6.7, whose conversion to an `rsa` key
+/// passes the first prime twice (RustCrypto/SSH#387), so every RSA signature it makes
+/// fails. Same construction: PKCS#1 v1.5 with SHA-512 (`rsa-sha2-512`, what
+/// `ssh-keygen -Y sign` uses) over the SSHSIG signed-data blob.
+fn sign_rsa(
+    kp: &ssh_key::private::RsaKeypair,
+    public: &PublicKey,
+    bytes: &[u8],
+) -> ssh_key::Result<SshSig> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let int = |m: &ssh_key::Mpint| {
+        m.as_positive_bytes()
+            .map(rsa::BigUint::from_bytes_be)
+            .ok_or(ssh_key::Error::Crypto)
+    };
+    let key = rsa::RsaPrivateKey::from_components(
+        int(&kp.public.n)?,
+        int(&kp.public.e)?,
+        int(&kp.private.d)?,
+        vec![int(&kp.private.p)?, int(&kp.private.q)?],
+    )
+    .map_err(|_| ssh_key::Error::Crypto)?;
+    let data = SshSig::signed_data(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes)?;
+    let signature = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(key)
+        .try_sign(&data)
+        .map_err(|_| ssh_key::Error::Crypto)?;
+    let signature = ssh_key::Signature::new(
+        ssh_key::Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        signature.to_vec(),
+    )?;
+    SshSig::new(
+        public.key_data().clone(),
+        SIGNATURE_NAMESPACE,
+        HashAlg::Sha512,
+        signature,
+    )
 }
 
 /// `SHA256:…` fingerprint of a public key.

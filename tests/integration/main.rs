@@ -4,3 +4,7 @@
 mod util;
 
 mod cli;
+mod govern;
+mod govern_audit;
+mod govern_evolution;
+mod govern_omens;
