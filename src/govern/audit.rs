@@ -428,6 +428,8 @@ struct Prev {
 #[derive(Debug, Clone)]
 struct Break {
     after: Option<u64>,
+    /// The `seq` of line `after` and of the line after it (if known).
+    seqs: (Option<u64>, Option<u64>),
     why: String,
 }
 
@@ -442,8 +444,6 @@ struct Verifier {
     /// Other problems (seq), by line.
     problems: Vec<Problem>,
     breaks: Vec<Break>,
-    /// Lines' seq by index, only for lines next to a break (for messages).
-    seqs: BTreeMap<u64, Option<u64>>,
     seen_anchor_seqs: BTreeSet<u64>,
     notes: Vec<String>,
 }
@@ -453,7 +453,6 @@ impl Verifier {
         let digest = blake3_hex(bytes);
         let parsed = parse_entry(bytes);
         let seq = parsed.as_ref().ok().map(|e| e.seq);
-        self.seqs.insert(index, seq);
         match &parsed {
             Err(e) => {
                 self.definite.insert(
@@ -489,6 +488,7 @@ impl Verifier {
                         if a.head.blake3 != digest {
                             self.breaks.push(Break {
                                 after: Some(index),
+                                seqs: (Some(entry.seq), None),
                                 why: format!(
                                     "its digest differs from the head anchored in {} (seq {}, blake3 {})",
                                     a.source,
@@ -533,6 +533,7 @@ impl Verifier {
                 // The genesis line's own commitment is broken: it was changed.
                 self.breaks.push(Break {
                     after: None,
+                    seqs: (None, Some(entry.seq)),
                     why: "its `prev` is not the digest of its own log header".into(),
                 });
                 None
@@ -560,6 +561,7 @@ impl Verifier {
         if !gap {
             self.breaks.push(Break {
                 after: Some(prev.index),
+                seqs: (prev.seq, Some(seq)),
                 why: format!(
                     "its digest is not the `prev` recorded by line {} (seq {seq})",
                     index + 1
@@ -639,48 +641,35 @@ impl Verifier {
         // changed. A line known bad covers its breaks; otherwise, scanning in order, a
         // break followed by a break on the line's other side is explained by that one line
         // (its bytes and its `prev` changed), else by the earlier line.
-        self.breaks.sort_by_key(|b| b.after.map_or(0, |a| a + 1));
-        let mut changed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        let positions: Vec<u64> = self
-            .breaks
-            .iter()
-            .map(|b| b.after.map_or(0, |a| a + 1))
-            .collect();
-        let mut i = 0;
-        while i < self.breaks.len() {
-            // Break at boundary `pos` (between line pos-1 and line pos).
-            let pos = positions[i];
+        let pos_of = |b: &Break| b.after.map_or(0, |a| a + 1);
+        self.breaks.sort_by_key(pos_of);
+        // Changed line index → (its seq, why).
+        let mut changed: BTreeMap<u64, (Option<u64>, Vec<String>)> = BTreeMap::new();
+        for (i, b) in self.breaks.iter().enumerate() {
+            // The break sits between line `pos - 1` (`left`) and line `pos`.
+            let pos = pos_of(b);
             let left = pos.checked_sub(1);
-            let covered = left
-                .is_some_and(|l| self.definite.contains_key(&l) || changed.contains_key(&l))
-                || self.definite.contains_key(&pos)
-                || changed.contains_key(&pos);
-            if covered {
-                if let Some(l) = left.filter(|l| changed.contains_key(l)) {
-                    changed
-                        .entry(l)
-                        .or_default()
-                        .push(self.breaks[i].why.clone());
+            let known_bad = |l: u64| self.definite.contains_key(&l) || changed.contains_key(&l);
+            if left.is_some_and(known_bad) || known_bad(pos) {
+                if let Some(entry) = left.and_then(|l| changed.get_mut(&l)) {
+                    entry.1.push(b.why.clone());
                 }
-                i += 1;
                 continue;
             }
-            let next_also = positions.get(i + 1).is_some_and(|&p| p == pos + 1);
-            let culprit = if next_also || left.is_none() {
-                pos
-            } else {
-                left.unwrap_or(0)
+            let next_also = self.breaks.get(i + 1).is_some_and(|n| pos_of(n) == pos + 1);
+            let (culprit, seq) = match left {
+                Some(l) if !next_also => (l, b.seqs.0),
+                _ => (pos, b.seqs.1),
             };
             changed
                 .entry(culprit)
-                .or_default()
-                .push(self.breaks[i].why.clone());
-            i += 1;
+                .or_insert((seq, Vec::new()))
+                .1
+                .push(b.why.clone());
         }
 
         let mut problems: Vec<Problem> = self.definite.into_values().collect();
-        for (idx, whys) in changed {
-            let seq = self.seqs.get(&idx).copied().flatten();
+        for (idx, (seq, whys)) in changed {
             let seq_txt = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
             problems.push(Problem {
                 line: idx + 1,
