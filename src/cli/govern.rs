@@ -741,6 +741,9 @@ pub fn missions(ctx: &Ctx, io: &mut Io<'_>, a: &MissionsArgs) -> Result<i32> {
             display_rel(&r.path, &ctx.cwd)
         ))?;
         if ctx.verbose > 0 || r.state == missions::MissionState::Invalid {
+            for flag in &r.flags {
+                io.outln(format!("    flag: {flag}"))?;
+            }
             for reason in r
                 .reasons
                 .iter()

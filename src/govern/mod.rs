@@ -448,3 +448,60 @@ fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::approval::{ApprovalRecord, ClearanceRecord};
+    use crate::model::audit::AuditEntry;
+    use crate::model::evolution::EvolutionFile;
+    use crate::model::omens::OmensFile;
+
+    fn valid<T: JsonSchema>(instance: &serde_json::Value) -> bool {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        jsonschema::validator_for(&schema)
+            .unwrap()
+            .is_valid(instance)
+    }
+
+    #[test]
+    fn every_file_governance_writes_validates_against_its_schema() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join(".nexusmon");
+        state::init(&dir).unwrap();
+        let s = StateDir::open(&dir).unwrap();
+        let log = AuditLog::open(&s).unwrap();
+        log.append(AuditKind::Evolution, json!({"x": 1})).unwrap();
+        for line in std::fs::read_to_string(log.path()).unwrap().lines() {
+            assert!(
+                valid::<AuditEntry>(&serde_json::from_str(line).unwrap()),
+                "{line}"
+            );
+        }
+        let read = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        assert!(valid::<OmensFile>(&read(state::OMENS_FILE)));
+        assert!(valid::<EvolutionFile>(&read(state::EVOLUTION_FILE)));
+        assert!(valid::<AuditHead>(&read(state::AUDIT_HEAD_FILE)));
+
+        let record = json!({
+            "schema": "nexusmon/approval/v1", "plan_id": "p", "plan_path": "plans/p/plan.json",
+            "plan_digest": {"blake3": "a", "sha256": "b"}, "scope": "run", "decision": "approve",
+            "approver": "alice", "issued_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-02T00:00:00Z", "nonce": "00", "rank": "A", "requested_by": "rita"
+        });
+        assert!(valid::<ApprovalRecord>(&record));
+        let mut extra = record.clone();
+        extra["surprise"] = json!(1);
+        assert!(!valid::<ApprovalRecord>(&extra), "unknown keys are refused");
+        let clearance = json!({
+            "schema": "nexusmon/omen-clearance/v1", "fingerprint": "f", "plan_id": "p",
+            "scenario_id": "a:b", "count": 13, "decision": "approve", "approver": "alice",
+            "issued_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "nonce": "00"
+        });
+        assert!(valid::<ClearanceRecord>(&clearance));
+        let schema = serde_json::to_value(schemars::schema_for!(GateRecord)).unwrap();
+        assert_eq!(schema["title"], "nexusmon gate record");
+    }
+}

@@ -329,6 +329,17 @@ fn rank_a_needs_an_approval_signed_by_ssh_keygen_and_an_edited_probe_voids_it() 
         ]
     );
     assert_eq!(g.files[0].bytes, std::fs::read(&rec).unwrap());
+    let gate: serde_json::Value = serde_json::from_slice(&g.files[2].bytes).unwrap();
+    let schema = serde_json::to_value(schemars::schema_for!(nexusmon::govern::GateRecord)).unwrap();
+    assert!(
+        jsonschema::validator_for(&schema).unwrap().is_valid(&gate),
+        "{gate:#}"
+    );
+    assert_eq!(
+        gate["approvals"]["valid"][0]["record_path"],
+        "governance/approvals/deploy-a.alice.json"
+    );
+    assert_eq!(gate["decision"]["outcome"], "allow");
 
     // Edit one probe of the plan's registry: the digest changes, the approval is void.
     let probes = p.path("registry/core/probes.json");
@@ -822,4 +833,32 @@ fn missions_lists_states_bands_and_approvals() {
     let r = p.nx(&["missions"]);
     r.code(0);
     assert!(r.stdout.contains("invalid"), "{}", r.stdout);
+}
+
+#[test]
+fn missions_table_reads_well() {
+    let p = Project::new();
+    let alice = p.approver("alice", "ed25519");
+    p.nx(&[
+        "approve",
+        "--plan",
+        "plans/deploy-a/plan.json",
+        "--approver",
+        "alice",
+        "--sign-with",
+        alice.to_str().unwrap(),
+    ])
+    .code(0);
+    let bad = p.approve_unsigned("rotate-s", "alice", &[]);
+    p.ssh_sign(&alice, "git", &bad);
+    std::fs::create_dir_all(p.path("plans/rotate-s/approvals")).unwrap();
+    std::fs::rename(&bad, p.path("plans/rotate-s/approvals/rotate-s.alice.json")).unwrap();
+    std::fs::rename(
+        format!("{}.sig", bad.display()),
+        p.path("plans/rotate-s/approvals/rotate-s.alice.json.sig"),
+    )
+    .unwrap();
+    let r = p.nx(&["-v", "missions"]);
+    r.code(0);
+    insta::assert_snapshot!(r.stdout);
 }

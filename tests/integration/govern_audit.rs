@@ -254,3 +254,22 @@ fn a_torn_last_line_is_recovered_on_the_next_append_and_recorded() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["report"]["recovered_entries"], 1);
 }
+
+#[test]
+fn a_failed_verification_reads_well() {
+    let p = twenty_lines();
+    let mut lines = log_lines(&p);
+    lines[4] = lines[4].replacen("run-", "RUN-", 1);
+    lines.remove(11);
+    lines.truncate(17);
+    write_lines(&p, &lines);
+    let r = p.nx(&["audit", "verify"]);
+    r.code(1);
+    let root = p.root().display().to_string();
+    insta::with_settings!({filters => vec![
+        (root.as_str(), "[ROOT]"),
+        (r"\b[0-9a-f]{12}\b", "[HEX]"),
+    ]}, {
+        insta::assert_snapshot!(r.stderr);
+    });
+}
