@@ -15,8 +15,8 @@ use crate::govern::audit::{AuditKind, VerifyReport};
 use crate::govern::evolution::{self, NotAnOutcome};
 use crate::govern::sign::{self, RejectReason};
 use crate::govern::state::{self, CLEARANCES_DIR, STATE_DIR_NAME, StateDir};
-use crate::govern::trust::{APPROVER_ROLE, TrustStore};
-use crate::govern::{Governance, anchors, approvals, missions, omens};
+use crate::govern::trust::{self, APPROVER_ROLE, TrustStore};
+use crate::govern::{Governance, anchors, approvals, missions, omens, short_hex};
 use crate::model::approval::SIGNATURE_NAMESPACE;
 use crate::model::evolution::MissionOutcome;
 use crate::util::digest::blake3_hex;
@@ -29,10 +29,6 @@ fn governance(ctx: &Ctx) -> Result<Governance> {
 
 fn write_json(io: &mut Io<'_>, v: &impl serde::Serialize) -> Result<()> {
     io.out_bytes(&json::to_sorted_pretty(v)?)
-}
-
-fn short(hex: &str) -> &str {
-    hex.get(..12).unwrap_or(hex)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -79,15 +75,9 @@ pub fn init(ctx: &Ctx, io: &mut Io<'_>, a: &InitArgs) -> Result<i32> {
 pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
     approvals::validate_principal(&a.approver)?;
     let validity = approvals::parse_validity(&a.expires_in)?;
-    for r in &a.roles {
-        if r.is_empty()
-            || !r
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(Error::usage(format!("invalid role `{r}`"))
-                .with_hint("roles are lowercase letters, digits and `-`, as in the trust file"));
-        }
+    if let Some(r) = a.roles.iter().find(|r| !trust::valid_role(r)) {
+        return Err(Error::usage(format!("invalid role `{r}`"))
+            .with_hint("roles are lowercase letters, digits and `-`, as in the trust file"));
     }
     let plan = crate::load::load_plan(&a.plan)?;
     // The state directory is optional here: an operator may approve on a machine without
@@ -95,7 +85,8 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
     // file.
     let gov = match governance(ctx) {
         Ok(g) => Some(g),
-        Err(e) if ctx.state_dir.is_some() => return Err(e),
+        // Asked for, or there but broken: that is an error, not "no state".
+        Err(e) if ctx.state_dir.is_some() || state::find(&ctx.root).is_some() => return Err(e),
         Err(_) => None,
     };
     let out = a
@@ -199,7 +190,7 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
             "wrote approval {} for plan {} (digest {}, scope {}, expires {})",
             out.display(),
             record.plan_id,
-            short(&record.plan_digest.blake3),
+            short_hex(&record.plan_digest.blake3),
             record.scope,
             record.expires_at
         ))?;
@@ -282,7 +273,7 @@ fn render_verify(
 ) -> Result<()> {
     let head = r.head.as_ref().map_or_else(
         || "no head".to_string(),
-        |h| format!("head seq {} ({})", h.seq, short(&h.blake3)),
+        |h| format!("head seq {} ({})", h.seq, short_hex(&h.blake3)),
     );
     if r.ok {
         if !ctx.quiet {
@@ -403,7 +394,7 @@ fn omens_clear(ctx: &Ctx, io: &mut Io<'_>, a: &OmensClearArgs) -> Result<i32> {
     let current = &file.omens[&fp];
     if omens::effective(current) == 0 {
         return Err(
-            Error::usage(format!("omen {} has nothing to clear", short(&fp)))
+            Error::usage(format!("omen {} has nothing to clear", short_hex(&fp)))
                 .with_hint("it has not failed since it was last cleared"),
         );
     }
@@ -448,7 +439,7 @@ fn omens_clear(ctx: &Ctx, io: &mut Io<'_>, a: &OmensClearArgs) -> Result<i32> {
                 "wrote clearance record {} (not cleared yet); sign it, then clear:\n  ssh-keygen -Y sign -f KEY -n {SIGNATURE_NAMESPACE} {}\n  nexusmon omens clear {} --approver {} --record {}",
                 path.display(),
                 path.display(),
-                short(&fp),
+                short_hex(&fp),
                 a.approver,
                 path.display()
             ))?;
@@ -503,7 +494,7 @@ fn omens_clear(ctx: &Ctx, io: &mut Io<'_>, a: &OmensClearArgs) -> Result<i32> {
     if !ctx.quiet {
         io.errln(format!(
             "cleared omen {} ({} {}) at count {} by {} (key {})",
-            short(&fp),
+            short_hex(&fp),
             omen.plan_id,
             omen.scenario_id,
             omen.count,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::short_hex;
 use super::sign::{self, Refusal, RejectReason};
 use super::trust::TrustStore;
 use crate::load::LoadedPlan;
@@ -172,8 +173,8 @@ fn verify_one(
             RejectReason::PlanDigestMismatch,
             format!(
                 "approves plan digest {}, but the plan as it is now (with its probes and profiles) has {}: it changed since it was approved",
-                short(&record.plan_digest.blake3),
-                short(&plan.digest.blake3)
+                short_hex(&record.plan_digest.blake3),
+                short_hex(&plan.digest.blake3)
             ),
         ));
     }
@@ -236,10 +237,6 @@ pub(crate) fn record_times(
         ));
     }
     Ok((issued, expires))
-}
-
-fn short(hex: &str) -> &str {
-    hex.get(..16).unwrap_or(hex)
 }
 
 /// The approvals directory of a plan: `approvals/` beside the plan file.

@@ -19,13 +19,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::state::{AUDIT_FILE, AUDIT_HEAD_FILE, RECOVERED_DIR, StateDir, flock_exclusive};
+use super::short_hex;
+use super::state::{
+    AUDIT_FILE, AUDIT_HEAD_FILE, RECOVERED_DIR, StateDir, flock_exclusive, flock_shared,
+};
 use crate::model::audit::{AUDIT_LOG_FORMAT, AuditEntry};
 use crate::model::index::AuditHead;
 use crate::util::digest::blake3_hex;
@@ -493,7 +495,7 @@ impl Verifier {
                                     "its digest differs from the head anchored in {} (seq {}, blake3 {})",
                                     a.source,
                                     a.head.seq,
-                                    short(&a.head.blake3)
+                                    short_hex(&a.head.blake3)
                                 ),
                             });
                         }
@@ -700,10 +702,6 @@ impl Verifier {
     }
 }
 
-fn short(hex: &str) -> &str {
-    hex.get(..12).unwrap_or(hex)
-}
-
 /// Parse one line (without newline) strictly.
 fn parse_entry(bytes: &[u8]) -> std::result::Result<AuditEntry, String> {
     let s = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
@@ -711,20 +709,6 @@ fn parse_entry(bytes: &[u8]) -> std::result::Result<AuditEntry, String> {
         return Err("empty line".into());
     }
     serde_json::from_str::<AuditEntry>(s).map_err(|e| e.to_string())
-}
-
-fn flock_shared(file: &File, path: &Path) -> Result<()> {
-    loop {
-        // SAFETY: flock on a valid open descriptor owned by `file`.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("lock", path, err));
-        }
-    }
 }
 
 /// Read the end of the log: the last complete line and any bytes after its newline.

@@ -12,6 +12,19 @@
 //! [`Governance`] is the one handle the runner and the command handlers use: it reads the
 //! state the gate needs, records decisions in the audit log, and hands the runner the files
 //! to copy into the bundle.
+//!
+//! How `run` uses it (`DESIGN.md` §5.1), in order:
+//! 1. `Governance::discover(ctx.state_dir, &ctx.root)` (exit 2 with a hint if missing);
+//! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
+//!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing
+//!    executed (`--dry` prints what would run and `report.decision.explain()` either way);
+//! 3. once the run id is known: `record_run_started(&report, run_id)`; write every
+//!    `report.files` entry with `StagedBundle::write_bytes(rel, bytes)` (so the records,
+//!    their signatures and `governance/gate.json` are indexed); cap parallelism at
+//!    `report.decision.max_jobs`; carry `report.decision.flags` into the summary and packet;
+//! 4. at seal: `SealInfo { audit_head: Some(gov.audit_head()?), .. }` (index and `LATEST`);
+//! 5. after the seal: `record_run_sealed(&SealedRun { .. })`, then
+//!    `record_failures(run_id, &failures)` with one [`omens::Failure`] per mismatch.
 
 pub mod anchors;
 pub mod approvals;
@@ -45,6 +58,11 @@ use crate::model::plan::PlanKind;
 use crate::util::digest::{Digest, blake3_hex};
 use crate::util::{fsx, json, time};
 use crate::{Error, Result};
+
+/// The first 12 characters of a hex digest, for messages (full digests go in files).
+pub fn short_hex(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
 
 /// The `schema` of `governance/gate.json` in a bundle.
 pub const GATE_RECORD_SCHEMA: &str = "nexusmon/gate/v1";
@@ -231,7 +249,9 @@ impl Governance {
                     .with_hint("pass the record written by `nexusmon approve` (its signature is `<record>.sig`)"));
             }
         }
-        records.extend(approvals::discover(plan)?);
+        for found in approvals::discover(plan)? {
+            records.push(fsx::absolute(&found)?);
+        }
         records.sort();
         records.dedup();
         let check = approvals::verify(plan, &records, &trust, now);

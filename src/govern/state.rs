@@ -281,9 +281,18 @@ impl StateLock {
 
 /// Block until `file` holds an exclusive `flock`, retrying on EINTR.
 pub(crate) fn flock_exclusive(file: &File, path: &Path) -> Result<()> {
+    flock(file, path, libc::LOCK_EX)
+}
+
+/// Block until `file` holds a shared `flock`, retrying on EINTR.
+pub(crate) fn flock_shared(file: &File, path: &Path) -> Result<()> {
+    flock(file, path, libc::LOCK_SH)
+}
+
+fn flock(file: &File, path: &Path, op: libc::c_int) -> Result<()> {
     loop {
         // SAFETY: flock on a valid open descriptor owned by `file`.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
         if rc == 0 {
             return Ok(());
         }

@@ -26,6 +26,13 @@ use crate::{Error, Result};
 /// The role that lets a key approve missions and clear omens.
 pub const APPROVER_ROLE: &str = "approver";
 
+/// Whether `r` is a well-formed role name: lowercase letters, digits and `-`.
+pub fn valid_role(r: &str) -> bool {
+    !r.is_empty()
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// One trusted key line.
 #[derive(Debug, Clone)]
 pub struct TrustEntry {
@@ -269,10 +276,7 @@ fn parse_line(line: &str, line_no: usize) -> std::result::Result<Option<TrustEnt
     for word in comment.split_whitespace() {
         if let Some(list) = word.strip_prefix("roles=") {
             for r in list.split(',').filter(|r| !r.is_empty()) {
-                if !r
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                {
+                if !valid_role(r) {
                     return Err(format!(
                         "role `{r}`: roles are lowercase letters, digits and `-`"
                     ));
