@@ -273,3 +273,32 @@ fn a_failed_verification_reads_well() {
         insta::assert_snapshot!(r.stderr);
     });
 }
+
+#[test]
+fn a_promotion_packet_is_an_anchor_too() {
+    let p = twenty_lines();
+    let head = p.gov().audit_head().unwrap();
+    let packet = p.path("promotion_packet.json");
+    std::fs::write(
+        &packet,
+        serde_json::to_vec_pretty(
+            &json!({"schema_version": 1, "governance": {"audit_head": head}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    p.nx(&["audit", "verify", "--anchors", "promotion_packet.json"])
+        .code(0);
+    let mut lines = log_lines(&p);
+    lines.truncate(19);
+    write_lines(&p, &lines);
+    std::fs::remove_file(p.state().join("audit_head.json")).unwrap();
+    let r = p.nx(&["audit", "verify", "--anchors", "promotion_packet.json"]);
+    r.code(1);
+    assert!(
+        r.stderr
+            .contains("promotion_packet.json anchors seq 19 but the log ends at seq 18"),
+        "{}",
+        r.stderr
+    );
+}
