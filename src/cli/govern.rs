@@ -94,10 +94,12 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| approvals::default_record_path(&plan, &a.approver));
     let sig_out = sign::sig_path(&out);
-    let key = a
-        .sign_with
-        .as_ref()
-        .map(|k| (k, sign::load_private_key(k, &out)));
+    // A key that cannot be read stops here, before anything is written; an encrypted one
+    // still gets its record, to be signed with ssh-keygen.
+    let key = match &a.sign_with {
+        Some(k) => Some((k, sign::load_private_key(k)?)),
+        None => None,
+    };
 
     let record = approvals::new_record(
         &plan,
@@ -120,21 +122,19 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
                     .map_err(|e| Error::io("remove stale signature", &sig_out, e))?;
             }
         }
-        Some((_, Err(e))) => {
+        Some((key_path, sign::SigningKey::Encrypted)) => {
+            let e = sign::encrypted_key_error(key_path, &out);
             return Err(Error::input(
-                &out,
+                key_path,
                 format!(
-                    "the record was written, but it is not signed: {}",
-                    e.message()
+                    "{}; the record {} was written but is not signed",
+                    e.message(),
+                    out.display()
                 ),
             )
-            .with_hint(
-                e.hint()
-                    .unwrap_or("sign it with ssh-keygen -Y sign")
-                    .to_string(),
-            ));
+            .with_hint(e.hint().unwrap_or_default().to_string()));
         }
-        Some((key_path, Ok(key))) => {
+        Some((key_path, sign::SigningKey::Ready(key))) => {
             let pem = sign::sign(&key, &bytes, key_path)?;
             approvals::write_file(&sig_out, pem.as_bytes(), a.overwrite)?;
             signed_by = Some(sign::fingerprint(key.public_key()));
@@ -404,15 +404,14 @@ fn omens_clear(ctx: &Ctx, io: &mut Io<'_>, a: &OmensClearArgs) -> Result<i32> {
     } else {
         let path = clearance_path(&state_dir, &fp, &a.approver, current.count);
         let key = match &a.sign_with {
-            Some(k) => Some((
-                k,
-                sign::load_private_key(k, &path).map_err(|e| {
-                    let msg = e.message().to_string();
-                    Error::input(k, msg).with_hint(
-                        "use --prepare, sign the record with `ssh-keygen -Y sign -n nexusmon-approval-v1` (it can use ssh-agent), then pass it with --record",
-                    )
-                })?,
-            )),
+            Some(k) => match sign::load_private_key(k)? {
+                sign::SigningKey::Ready(key) => Some((k, key)),
+                sign::SigningKey::Encrypted => {
+                    return Err(sign::encrypted_key_error(k, &path).with_hint(
+                        "nexusmon does not read passphrases: use --prepare, sign the record with `ssh-keygen -Y sign -n nexusmon-approval-v1` (it can use ssh-agent), then pass it with --record",
+                    ));
+                }
+            },
             None => None,
         };
         let rec = omens::new_clearance(&file, &fp, &a.approver, jiff::Timestamp::now(), validity)?;

@@ -20,24 +20,38 @@ pub fn sig_path(record: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Load an unencrypted OpenSSH private key. An encrypted key is refused with the
-/// `ssh-keygen` command that signs `record` instead (nexusmon never asks for passphrases).
-pub fn load_private_key(path: &Path, record: &Path) -> Result<PrivateKey> {
+/// A private key file, read.
+#[derive(Debug)]
+pub enum SigningKey {
+    /// Usable.
+    Ready(Box<PrivateKey>),
+    /// Passphrase-protected: nexusmon never asks for passphrases.
+    Encrypted,
+}
+
+/// Read an OpenSSH private key. A missing or malformed file is an input error; an
+/// encrypted key is [`SigningKey::Encrypted`] (see [`encrypted_key_error`]).
+pub fn load_private_key(path: &Path) -> Result<SigningKey> {
     let text = fsx::read_input_string(path)?;
     let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
         Error::input(path, "is not an OpenSSH private key")
             .with_source(e)
             .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
     })?;
-    if key.is_encrypted() {
-        return Err(Error::input(path, "the private key is encrypted (passphrase-protected)")
-            .with_hint(format!(
-                "nexusmon does not read passphrases; sign with ssh-keygen (it can use ssh-agent): ssh-keygen -Y sign -f {} -n {SIGNATURE_NAMESPACE} {}",
-                path.display(),
-                record.display()
-            )));
-    }
-    Ok(key)
+    Ok(if key.is_encrypted() {
+        SigningKey::Encrypted
+    } else {
+        SigningKey::Ready(Box::new(key))
+    })
+}
+
+/// The error for an encrypted key, with the `ssh-keygen` command that signs `record`.
+pub fn encrypted_key_error(key: &Path, record: &Path) -> Error {
+    Error::input(key, "the private key is encrypted (passphrase-protected)").with_hint(format!(
+        "nexusmon does not read passphrases; sign with ssh-keygen (it can use ssh-agent): ssh-keygen -Y sign -f {} -n {SIGNATURE_NAMESPACE} {}",
+        key.display(),
+        record.display()
+    ))
 }
 
 /// Sign `bytes` in the nexusmon namespace; returns the armored signature (as

@@ -740,6 +740,41 @@ fn an_encrypted_key_is_refused_with_the_ssh_keygen_command() {
         !p.path("plans/deploy-a/approvals/deploy-a.alice.json.sig")
             .exists()
     );
+    // A key file that cannot be read stops before anything is written.
+    let r = p.nx(&[
+        "approve",
+        "--plan",
+        "plans/deploy-a/plan.json",
+        "--approver",
+        "bob",
+        "--sign-with",
+        "keys/nope",
+    ]);
+    r.code(2);
+    assert!(r.stderr.contains("keys/nope"), "{}", r.stderr);
+    assert!(
+        !p.path("plans/deploy-a/approvals/deploy-a.bob.json")
+            .exists()
+    );
+    let r = p.nx(&[
+        "approve",
+        "--plan",
+        "plans/deploy-a/plan.json",
+        "--approver",
+        "bob",
+        "--sign-with",
+        "keys/locked.pub",
+    ]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("not an OpenSSH private key"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !p.path("plans/deploy-a/approvals/deploy-a.bob.json")
+            .exists()
+    );
 }
 
 #[test]
