@@ -5,6 +5,10 @@ mod util;
 
 mod cli;
 mod digest;
+mod govern;
+mod govern_audit;
+mod govern_evolution;
+mod govern_omens;
 mod lint;
 mod list;
 mod schemas;
