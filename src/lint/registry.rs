@@ -121,10 +121,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
                     have,
                     format!("registry `{dir_name}` has no {missing}.json (or {missing}.yaml)"),
                 )
-                .with_hint(format!(
-                    "create {}",
-                    dir.join(format!("{missing}.json")).display()
-                )),
+                .with_hint(format!("create `{missing}.json` in the same directory")),
             );
         }
         _ => {}
