@@ -92,14 +92,25 @@ fn is_hidden(p: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
+/// Directories a search never enters: hidden ones (`.git`, `.nexusmon`, `out/.staging`),
+/// build output (`target`), and run bundles (which may hold copies of plans).
+fn skipped_dir(dir: &Path) -> bool {
+    is_hidden(dir)
+        || dir
+            .file_name()
+            .is_some_and(|n| n == "target" || n == "node_modules")
+        || dir.join("run_status.json").is_file()
+        || dir.join("artifact_index.json").is_file()
+}
+
 /// Files under `dir` (recursively, sorted, not following symlinked directories, skipping
-/// hidden directories) whose name satisfies `want`.
+/// [`skipped_dir`]s) whose name satisfies `want`.
 fn walk(dir: &Path, want: &dyn Fn(&str) -> bool, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in fsx::read_dir_sorted(dir)? {
         let meta =
             std::fs::symlink_metadata(&entry).map_err(|e| Error::io_input("inspect", &entry, e))?;
         if meta.is_dir() {
-            if !is_hidden(&entry) {
+            if !skipped_dir(&entry) {
                 walk(&entry, want, out)?;
             }
         } else if entry

@@ -734,3 +734,33 @@ fn check_plan_refuses_with_the_first_errors() {
         "nexusmon plan-lint tests/fixtures/lint/dangling-probe/plans/dangling-probe/plan.json"
     ));
 }
+
+#[test]
+fn searches_skip_bundles_build_output_and_hidden_dirs_and_flag_two_plan_files() {
+    let t = mini_project()
+        .write("plans/a/plan.json", &plan("a"))
+        .write("plans/a/plan.yaml", "schema_version: 1\n")
+        .write("out/20261124-1/run_status.json", "{}")
+        .write("out/20261124-1/plan.json", "{ not even json")
+        .write("target/debug/plan.json", "{ not even json")
+        .write(".hidden/plan.json", "{ not even json");
+    let r = t.args(["plan-lint", ".", "--format", "json"]).run();
+    r.code(1);
+    let v = json(&r);
+    let files: std::collections::BTreeSet<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(files.iter().all(|f| f.starts_with("plans/a/")), "{files:?}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "NX012" && f["file"] == "plans/a/plan.yaml"),
+        "{}",
+        r.stdout
+    );
+}
