@@ -171,8 +171,8 @@ codes! {
         "Probes run with a scratch working directory, so relative paths are ambiguous: start the path with `/` or a variable such as `${SCRATCH}`.";
     /// A builtin probe without a target.
     MissingTarget = "NX203", "missing-target", Error,
-        "A builtin probe without a `target`.",
-        "Builtin probes act on their target; add one.";
+        "A probe without the `target` its operation needs.",
+        "Builtin probes act on their target; exec probes that declare an operation other than `exec` name what the program acts on, so the oracle can predict it.";
     /// `destination` missing on `file-rename`, or present on another operation.
     BadDestination = "NX204", "bad-destination", Error,
         "`file-rename` without a `destination`, or a `destination` on another operation.",
@@ -264,8 +264,8 @@ codes! {
         "Environment names are `[A-Za-z_][A-Za-z0-9_]*`.";
     /// A rule that repeats another.
     RedundantRule = "NX307", "redundant-rule", Warning,
-        "An allow rule that repeats another rule on the same path, or an ancestor rule with the same rights.",
-        "Merge the rules; the duplicate has no effect.";
+        "An allow rule on the same path as an earlier rule.",
+        "Rules on one path are unioned; merge them so the profile reads as what it grants.";
     /// A rule path that is not absolute.
     RelativeRulePath = "NX308", "relative-rule-path", Error,
         "An allow rule whose path is not absolute after variable expansion.",
