@@ -1,7 +1,7 @@
 //! `plan-lint`, `registry-lint`: resolve paths and the format, call [`crate::lint`], write
 //! the rendered report to stdout (and, for machine formats, a summary line to stderr).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::args::{LintArgs, LintFormat, RegistryLintArgs};
 use super::{Ctx, Io};
@@ -69,7 +69,7 @@ pub fn registry_lint(ctx: &Ctx, io: &mut Io<'_>, a: &RegistryLintArgs) -> Result
         if !default.is_dir() {
             return Err(Error::usage(format!(
                 "no registry directory at {}",
-                shown(&default, &ctx.cwd)
+                format::shown(&default, &ctx.cwd)
             ))
             .with_hint("pass registry directories or files, or run from a project with a registry/ directory (or use --root)"));
         }
@@ -79,8 +79,4 @@ pub fn registry_lint(ctx: &Ctx, io: &mut Io<'_>, a: &RegistryLintArgs) -> Result
     };
     let report = lint::lint_registries(&paths)?;
     emit(ctx, io, &report, fmt, "registry-lint")
-}
-
-fn shown(p: &Path, base: &Path) -> String {
-    format::shown(p, base)
 }

@@ -192,10 +192,3 @@ pub fn did_you_mean<'c>(
 ) -> Option<String> {
     crate::util::suggest::did_you_mean(input, candidates).map(|s| format!("did you mean `{s}`?"))
 }
-
-/// `path` relative to `base` if it lies beneath it, else as is; `/`-separated.
-pub fn display_path(path: &Path, base: &Path) -> String {
-    let shown = path.strip_prefix(base).unwrap_or(path);
-    let s = shown.to_string_lossy().into_owned();
-    if s.is_empty() { ".".into() } else { s }
-}

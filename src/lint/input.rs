@@ -85,7 +85,7 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
     let mut sink = Sink::new(&doc, path);
     for d in &doc.duplicates {
         let key = d.pointer.rsplit('/').next().unwrap_or_default();
-        let key = key.replace("~1", "/").replace("~0", "~");
+        let key = crate::source::unescape_pointer_token(key);
         sink.findings.push(
             Finding::new(
                 Code::DuplicateKey,

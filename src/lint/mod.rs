@@ -274,7 +274,7 @@ fn duplicate_plan_ids(plans: &mut [plan::PlanInput], base: &Path) {
                 first.insert(id, p.input.path.clone());
             }
             Some(other) => {
-                let other = finding::display_path(other, base);
+                let other = format::shown(other, base);
                 if let Some(mut sink) = p.input.sink() {
                     sink.push_hint(
                         Code::DuplicateId,
@@ -349,7 +349,7 @@ impl Report {
             let _ = write!(
                 msg,
                 "\n  {}:{}:{}: [{}] {}",
-                finding::display_path(&f.file, base),
+                format::shown(&f.file, base),
                 f.line,
                 f.column,
                 f.code.id(),
@@ -361,7 +361,7 @@ impl Report {
         }
         Err(Error::input(subject, msg).with_hint(format!(
             "`nexusmon plan-lint {}` shows every finding with its source line",
-            finding::display_path(subject, base)
+            format::shown(subject, base)
         )))
     }
 }

@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::codes::Code;
-use super::finding::{At, Sink, did_you_mean, display_path, pointer};
+use super::finding::{At, Sink, did_you_mean, pointer};
+use super::format::shown;
 use super::input::{self, Input};
 use super::registry::{RegistryLint, fixture_vars, probe_strings, profile_strings};
-use super::vars::{self, BUILTINS, Lead, Scope, VarIssue};
+use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::Result;
 use crate::model::plan::Task;
 use crate::model::{Id, Plan, PlanKind, SCHEMA_VERSION};
@@ -223,21 +224,8 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) {
         }
         let (used, issues) = vars::scan(v);
         for issue in issues {
-            let (code, msg) = match issue {
-                VarIssue::Unclosed => (
-                    Code::BadVariableSyntax,
-                    format!("`${{` without a closing `}}` in `{v}`"),
-                ),
-                VarIssue::BadName(n) => (
-                    Code::BadVariableSyntax,
-                    format!("`${{{n}}}` is not a valid variable reference"),
-                ),
-                VarIssue::Unbraced(n) => (
-                    Code::UnbracedVariable,
-                    format!("`${n}` is not expanded (only `${{{n}}}` is)"),
-                ),
-            };
-            sink.push(code, &ptr, At::Value, msg);
+            let (code, msg, hint) = issue.finding(v);
+            sink.push_hint(code, &ptr, At::Value, msg, Some(hint));
         }
         for n in used {
             if n == k.as_str() {
@@ -336,8 +324,8 @@ fn unknown(sink: &mut Sink<'_>, kind: &Kind<'_>, ptr: &str, at: At, id: &str) {
 
 /// Every reference resolves. Returns true if all of them do.
 fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path) -> bool {
-    let probes_file = reg.probes_path.as_deref().map(|p| display_path(p, base));
-    let profiles_file = reg.profiles_path.as_deref().map(|p| display_path(p, base));
+    let probes_file = reg.probes_path.as_deref().map(|p| shown(p, base));
+    let profiles_file = reg.profiles_path.as_deref().map(|p| shown(p, base));
     let probe_k = Kind {
         code: Code::UnknownProbe,
         what: "probe",

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::codes::Code;
 use super::finding::{At, Finding, Sink, pointer};
 use super::input::{self, Input};
-use super::vars::{self, BUILTINS, Lead, Scope, VarIssue};
+use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::model::SCHEMA_VERSION;
 use crate::model::registry::{
     Access, Driver, Fixture, Handle, Landlock, NetRules, Operation, Probe, Profile, TargetKind,
@@ -671,37 +671,8 @@ fn machine_path_check(sink: &mut Sink<'_>, ptr: &str, s: &str) {
 fn check_string_vars(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope) {
     let (names, issues) = vars::scan(s);
     for issue in issues {
-        match issue {
-            VarIssue::Unclosed => sink.push_hint(
-                Code::BadVariableSyntax,
-                ptr,
-                At::Value,
-                format!("`${{` without a closing `}}` in `{s}`"),
-                Some("write variables as `${NAME}`".into()),
-            ),
-            VarIssue::BadName(n) => {
-                let upper = n.to_ascii_uppercase();
-                let hint = if vars::is_var_name(&upper) {
-                    format!("variable names are uppercase: `${{{upper}}}`")
-                } else {
-                    "variable names are uppercase letters, digits and `_`".to_string()
-                };
-                sink.push_hint(
-                    Code::BadVariableSyntax,
-                    ptr,
-                    At::Value,
-                    format!("`${{{n}}}` is not a valid variable reference"),
-                    Some(hint),
-                );
-            }
-            VarIssue::Unbraced(n) => sink.push_hint(
-                Code::UnbracedVariable,
-                ptr,
-                At::Value,
-                format!("`${n}` is not expanded (only `${{{n}}}` is)"),
-                Some(format!("write `${{{n}}}`")),
-            ),
-        }
+        let (code, msg, hint) = issue.finding(s);
+        sink.push_hint(code, ptr, At::Value, msg, Some(hint));
     }
     for n in names {
         if scope.vars.contains_key(&n) {

@@ -619,11 +619,7 @@ fn value_at<'v>(v: &'v Value, rel_pointer: &str) -> Option<&'v Value> {
 }
 
 fn last_token(ptr: &str) -> String {
-    ptr.rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .replace("~1", "/")
-        .replace("~0", "~")
+    crate::source::unescape_pointer_token(ptr.rsplit('/').next().unwrap_or_default())
 }
 
 /// A noun for the value at `ptr`, for messages ("not a valid operation").
@@ -696,7 +692,7 @@ pub fn strip(value: &mut Value, pointers: &[String]) {
         let Some((parent, last)) = p.rsplit_once('/') else {
             continue;
         };
-        let key = last.replace("~1", "/").replace("~0", "~");
+        let key = crate::source::unescape_pointer_token(last);
         let target = if parent.is_empty() {
             Some(&mut *value)
         } else {

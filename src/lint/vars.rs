@@ -18,6 +18,38 @@ pub enum VarIssue {
     Unbraced(String),
 }
 
+impl VarIssue {
+    /// The code, message and hint of a finding about this issue in the string `s`.
+    pub fn finding(&self, s: &str) -> (super::Code, String, String) {
+        use super::Code;
+        match self {
+            VarIssue::Unclosed => (
+                Code::BadVariableSyntax,
+                format!("`${{` without a closing `}}` in `{s}`"),
+                "write variables as `${NAME}`".into(),
+            ),
+            VarIssue::BadName(n) => {
+                let upper = n.to_ascii_uppercase();
+                let hint = if is_var_name(&upper) {
+                    format!("variable names are uppercase: `${{{upper}}}`")
+                } else {
+                    "variable names are uppercase letters, digits and `_`".to_string()
+                };
+                (
+                    Code::BadVariableSyntax,
+                    format!("`${{{n}}}` is not a valid variable reference"),
+                    hint,
+                )
+            }
+            VarIssue::Unbraced(n) => (
+                Code::UnbracedVariable,
+                format!("`${n}` is not expanded (only `${{{n}}}` is)"),
+                format!("write `${{{n}}}`"),
+            ),
+        }
+    }
+}
+
 /// The variable names a string uses (in order, with repeats) and its syntax problems.
 pub fn scan(s: &str) -> (Vec<String>, Vec<VarIssue>) {
     let mut names = Vec::new();
