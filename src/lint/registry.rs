@@ -221,12 +221,6 @@ fn lint_probes(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
     for (p, m) in failures {
         input.typed_failure(&p, &m);
     }
-    // Ids that failed the schema are still "defined" for reference checks.
-    if let Some(orig) = input.doc.as_ref().map(crate::source::Document::value)
-        && let Some(all) = orig.get("probes").and_then(Value::as_object)
-    {
-        reg.probe_ids.extend(all.keys().cloned());
-    }
 }
 
 fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
@@ -256,11 +250,6 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
     }
     for (p, m) in failures {
         input.typed_failure(&p, &m);
-    }
-    if let Some(orig) = input.doc.as_ref().map(crate::source::Document::value)
-        && let Some(all) = orig.get("profiles").and_then(Value::as_object)
-    {
-        reg.profile_ids.extend(all.keys().cloned());
     }
 }
 
