@@ -156,6 +156,49 @@ fn a_sealed_bundle_validates_and_b3sum_agrees() {
     );
 }
 
+/// Validate a JSON document against a committed schema with an independent validator
+/// (Python's `jsonschema`, installed by `.ci/run`).
+pub fn assert_matches_schema(doc: &Path, schema_file: &str) {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))",
+        ])
+        .arg(repo_root().join("schemas").join(schema_file))
+        .arg(doc)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "{} does not match {schema_file}: {}",
+        doc.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn sealed_and_repaired_indexes_match_the_committed_schema() {
+    let t = Test::new();
+    let out = t.path().join("out");
+    let dir = seal_from(&out, &realistic(), "r-schema");
+    assert_matches_schema(
+        &dir.join("artifact_index.json"),
+        "artifact-index.schema.json",
+    );
+    std::fs::write(dir.join("late"), "x").unwrap();
+    nx([
+        "reindex-bundle",
+        "--bundle",
+        dir.to_str().unwrap(),
+        "--repair",
+    ])
+    .code(0);
+    assert_matches_schema(
+        &dir.join("artifact_index.json"),
+        "artifact-index.schema.json",
+    );
+}
+
 #[test]
 fn validate_human_output() {
     let t = Test::new();
