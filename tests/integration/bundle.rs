@@ -34,6 +34,13 @@ where
     Test::new().args(args).run()
 }
 
+/// `nexusmon __bundle-write --out OUT ARGS…`.
+pub fn write_bundle(out: &Path, args: &[&str]) -> Ran {
+    nx(["__bundle-write", "--out", out.to_str().unwrap()]
+        .iter()
+        .chain(args))
+}
+
 pub fn validate(path: &Path) -> Ran {
     nx(["validate-bundle", "--bundle", path.to_str().unwrap()])
 }
@@ -321,7 +328,7 @@ fn generated_run_ids_sort_by_time_and_differ() {
     let t = Test::new();
     let out = t.path().join("out");
     for _ in 0..3 {
-        nx(["__bundle-write", "--out", out.to_str().unwrap()]).code(0);
+        write_bundle(&out, &[]).code(0);
     }
     let mut ids: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -338,20 +345,20 @@ fn generated_run_ids_sort_by_time_and_differ() {
 fn expected_but_missing_files_are_listed_and_failed_runs_validate() {
     let t = Test::new();
     let out = t.path().join("out");
-    nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "r-failed",
-        "--files",
-        "2",
-        "--expect",
-        "summary.json",
-        "--expect",
-        "data/00/000000.bin",
-        "--failed",
-    ])
+    write_bundle(
+        &out,
+        &[
+            "--run-id",
+            "r-failed",
+            "--files",
+            "2",
+            "--expect",
+            "summary.json",
+            "--expect",
+            "data/00/000000.bin",
+            "--failed",
+        ],
+    )
     .code(0);
     let dir = out.join("r-failed");
     let index: ArtifactIndex = read_json(&dir.join("artifact_index.json"));
@@ -403,17 +410,17 @@ fn a_large_file_is_hashed_through_the_map_and_a_flip_in_it_is_caught() {
     let t = Test::new();
     let out = t.path().join("out");
     // 40 MiB: several hashing windows; its digest must match an independent blake3.
-    nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "r-big",
-        "--files",
-        "1",
-        "--size",
-        &(40u64 << 20).to_string(),
-    ])
+    write_bundle(
+        &out,
+        &[
+            "--run-id",
+            "r-big",
+            "--files",
+            "1",
+            "--size",
+            &(40u64 << 20).to_string(),
+        ],
+    )
     .code(0);
     let dir = out.join("r-big");
     let data = dir.join("data/00/000000.bin");
@@ -825,15 +832,7 @@ fn repair_rebuilds_a_missing_index() {
 fn repair_refuses_in_progress_and_symlinks() {
     let t = Test::new();
     let out = t.path().join("out");
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "r-staged",
-        "--crash-at",
-        "after-begin",
-    ]);
+    let r = write_bundle(&out, &["--run-id", "r-staged", "--crash-at", "after-begin"]);
     assert_eq!(r.status, -1);
     let staged = out.join(".staging/r-staged");
     let r = reindex(&staged, "--repair");
@@ -889,14 +888,7 @@ fn seal_from_a_tree_with_a_symlink_is_refused_and_nothing_is_published() {
     std::fs::write(src.join("a"), "1").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", src.join("l")).unwrap();
     let out = t.path().join("out");
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--from",
-        src.to_str().unwrap(),
-        "--move",
-    ]);
+    let r = write_bundle(&out, &["--from", src.to_str().unwrap(), "--move"]);
     r.code(3);
     assert!(r.stderr.contains("symlink"), "{}", r.stderr);
     assert!(!out.join("LATEST").exists());

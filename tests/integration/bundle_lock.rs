@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nexusmon::bundle::lock::hostname;
 use nexusmon::model::index::{Latest, RunStatusFile};
 
-use crate::bundle::{nx, read_json, validate};
+use crate::bundle::{nx, read_json, validate, write_bundle};
 use crate::util::bin;
 
 fn spawn_writer(out: &Path, run_id: &str, extra: &[&str]) -> Child {
@@ -51,15 +51,7 @@ fn lock_fail_names_the_holder_and_lock_wait_runs_after_it() {
     wait_for(&out.join(".staging/holder"));
 
     // --lock fail: exit 3, naming pid, host, start time and run.
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "second",
-        "--lock",
-        "fail",
-    ]);
+    let r = write_bundle(&out, &["--run-id", "second", "--lock", "fail"]);
     r.code(3);
     assert!(
         r.stderr
@@ -73,17 +65,17 @@ fn lock_fail_names_the_holder_and_lock_wait_runs_after_it() {
     assert!(!out.join("second").exists() && !out.join(".staging/second").exists());
 
     // --lock wait with a timeout shorter than the hold gives up, naming the holder.
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "impatient",
-        "--lock",
-        "wait",
-        "--lock-timeout",
-        "1",
-    ]);
+    let r = write_bundle(
+        &out,
+        &[
+            "--run-id",
+            "impatient",
+            "--lock",
+            "wait",
+            "--lock-timeout",
+            "1",
+        ],
+    );
     r.code(3);
     assert!(
         r.stderr.contains("gave up after waiting 1s"),
@@ -134,7 +126,7 @@ fn a_lock_held_by_another_tool_is_respected() {
     // Wait until flock(1) holds it (then ours is refused).
     let deadline = Instant::now() + Duration::from_secs(10);
     let r = loop {
-        let r = nx(["__bundle-write", "--out", out.to_str().unwrap()]);
+        let r = write_bundle(&out, &[]);
         if r.status != 0 || Instant::now() > deadline {
             break r;
         }
@@ -165,13 +157,7 @@ fn a_stale_lock_is_reported_and_taken_over() {
     assert_eq!(v["out_root"]["lock"]["stale"], true);
     assert_eq!(v["out_root"]["lock"]["holder"]["pid"], 999_999_999);
 
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--files",
-        "1",
-    ]);
+    let r = write_bundle(&out, &["--files", "1"]);
     r.code(0);
     assert!(
         r.stderr
@@ -182,13 +168,7 @@ fn a_stale_lock_is_reported_and_taken_over() {
     assert!(r.stderr.contains("(run dead-run), is gone"), "{}", r.stderr);
     // Released cleanly: the record is cleared and the next writer warns about nothing.
     assert_eq!(std::fs::read_to_string(out.join(".lock")).unwrap(), "");
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--files",
-        "1",
-    ]);
+    let r = write_bundle(&out, &["--files", "1"]);
     r.code(0);
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bundle::{nx, realistic, seal_from};
+use crate::bundle::{nx, realistic, seal_from, write_bundle};
 use crate::util::bin;
 
 fn status_json(out: &Path) -> serde_json::Value {
@@ -115,17 +115,17 @@ fn a_latest_that_does_not_validate_is_shown() {
 fn leftovers_and_a_stale_lock_after_a_crash() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let r = nx([
-        "__bundle-write",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "r-crashed",
-        "--files",
-        "4",
-        "--crash-at",
-        "after-files",
-    ]);
+    let r = write_bundle(
+        &out,
+        &[
+            "--run-id",
+            "r-crashed",
+            "--files",
+            "4",
+            "--crash-at",
+            "after-files",
+        ],
+    );
     assert_eq!(r.status, -1, "killed");
     let v = status_json(&out);
     let o = &v["out_root"];
