@@ -243,6 +243,10 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
         repaired_at: crate::util::time::now_rfc3339(),
         tool_version: crate::VERSION.to_string(),
         previous_index_blake3: ins.report.index_blake3.clone(),
+        latest_recorded_blake3: latest
+            .as_ref()
+            .map(|l| l.artifact_index_blake3.clone())
+            .filter(|d| ins.report.index_blake3.as_ref() != Some(d)),
         before,
         after: RepairAfter {
             files: found.len() as u64,

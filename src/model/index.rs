@@ -139,6 +139,10 @@ pub struct RepairRecord {
     /// blake3 of the index that was replaced (absent if there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_index_blake3: Option<String>,
+    /// The index blake3 `LATEST` recorded for this bundle, when it disagreed with the
+    /// replaced index (one of the two was changed after the seal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_recorded_blake3: Option<String>,
     /// What the old index said against what was on disk.
     pub before: RepairBefore,
     /// What the new index says.

@@ -767,6 +767,10 @@ fn repair_rewrites_the_index_records_why_and_then_validates() {
         rec.previous_index_blake3.as_deref(),
         Some(old_digest.as_str())
     );
+    assert_eq!(
+        rec.latest_recorded_blake3, None,
+        "LATEST agreed with the old index"
+    );
     assert_eq!(rec.before.index, "ok");
     assert_eq!(
         rec.before.missing,
@@ -804,6 +808,38 @@ fn repair_rewrites_the_index_records_why_and_then_validates() {
         std::fs::read(dir.join("artifact_index.json")).unwrap(),
         before
     );
+}
+
+#[test]
+fn repair_after_latest_disagreed_records_what_latest_said() {
+    let t = Test::new();
+    let out = t.path().join("out");
+    let dir = seal_from(&out, &realistic(), "r-latest");
+    let index_digest = blake3::hash(&std::fs::read(dir.join("artifact_index.json")).unwrap())
+        .to_hex()
+        .to_string();
+    let forged = "f".repeat(64);
+    writable(&out.join("LATEST"));
+    std::fs::write(
+        out.join("LATEST"),
+        format!("{{\"artifact_index_blake3\": \"{forged}\", \"run_id\": \"r-latest\"}}"),
+    )
+    .unwrap();
+    let r = validate(&out);
+    r.code(1);
+    assert!(r.stdout.contains("latest-mismatch"), "{}", r.stdout);
+    reindex(&out, "--repair").code(0);
+    validate(&out).code(0);
+    let log: RepairLog = read_json(&dir.join("repair_log.json"));
+    let rec = &log.repairs[0];
+    assert_eq!(
+        rec.previous_index_blake3.as_deref(),
+        Some(index_digest.as_str())
+    );
+    assert_eq!(rec.latest_recorded_blake3.as_deref(), Some(forged.as_str()));
+    assert!(rec.before.missing.is_empty() && rec.before.mismatched.is_empty());
+    let index: ArtifactIndex = read_json(&dir.join("artifact_index.json"));
+    assert!(index.repaired);
 }
 
 #[test]
