@@ -295,19 +295,18 @@ impl StagedBundle {
             attempts += 1;
             let final_dir = opts.out_root.join(&run_id);
             let dir = staging_root.join(&run_id);
-            let exists = if std::fs::symlink_metadata(&final_dir).is_ok() {
-                Some(final_dir)
+            let taken = if std::fs::symlink_metadata(&final_dir).is_ok() {
+                final_dir
             } else {
                 match std::fs::create_dir(&dir) {
                     Ok(()) => break dir,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Some(dir),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => dir,
                     Err(e) => return Err(Error::io("create the staging directory", &dir, e)),
                 }
             };
             if explicit.is_some() || attempts >= 3 {
-                let path = exists.unwrap_or_default();
                 return Err(Error::usage(format!("run `{run_id}` already exists"))
-                    .with_path(path)
+                    .with_path(taken)
                     .with_hint("run ids are never reused; unset NEXUSMON_RUN_ID or pick another"));
             }
             run_id = new_run_id();
@@ -396,7 +395,13 @@ impl StagedBundle {
     /// then a rename, so a file under its final name is always complete. Made durable at
     /// seal.
     pub fn write_bytes(&self, rel: &str, bytes: &[u8]) -> Result<()> {
-        let mut f = self.create_file(rel)?;
+        check_member_rel(rel)?;
+        self.write_staged(rel, bytes)
+    }
+
+    /// Write a member (or one of the store's own files) atomically, unchecked.
+    fn write_staged(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let mut f = self.create_staged(rel)?;
         f.write_all(bytes)
             .map_err(|e| Error::io("write", &f.tmp, e))?;
         f.commit().map(|_| ())
@@ -489,10 +494,7 @@ impl StagedBundle {
             started_at: self.started_at.clone(),
             finished_at,
         })?;
-        let mut f = self.create_staged(STATUS_FILE)?;
-        f.write_all(&bytes)
-            .map_err(|e| Error::io("write", &f.tmp, e))?;
-        f.commit().map(|_| ())
+        self.write_staged(STATUS_FILE, &bytes)
     }
 
     /// Give up on this run without sealing it: `run_status.json` says `failed` (best
@@ -545,11 +547,7 @@ impl StagedBundle {
         for e in &entries {
             let _ = writeln!(sums, "{}  {}", e.blake3, e.path);
         }
-        self.create_staged(SUMS_FILE).and_then(|mut f| {
-            f.write_all(sums.as_bytes())
-                .map_err(|e| Error::io("write", &f.tmp, e))?;
-            f.commit()
-        })?;
+        self.write_staged(SUMS_FILE, sums.as_bytes())?;
         entries.push(IndexEntry {
             path: SUMS_FILE.into(),
             size: sums.len() as u64,
