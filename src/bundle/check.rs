@@ -360,7 +360,7 @@ pub(crate) fn read_latest(out_root: &Path) -> Result<Latest, Problem> {
 
 /// Read a small member without verifying it (the index, `run_status.json`): `None` if it is
 /// not there as a regular file.
-fn read_meta(dir: &File, rel: &str) -> Option<std::io::Result<Vec<u8>>> {
+pub(crate) fn read_meta(dir: &File, rel: &str) -> Option<std::io::Result<Vec<u8>>> {
     match fsio::open_beneath(dir, rel) {
         Ok(mut f) => match f.metadata() {
             Ok(m) if m.is_file() => Some(fsio::read_limited(&mut f, META_LIMIT)),

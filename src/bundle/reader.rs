@@ -215,10 +215,7 @@ pub fn open_bundle_unverified(path: &Path) -> Result<UnverifiedBundle> {
         }
     };
     let dir_fd = fsio::open_dir(&dir).map_err(|e| Error::io_input("open bundle", &dir, e))?;
-    let read = |rel: &str| -> Option<Vec<u8>> {
-        let mut f = fsio::open_beneath(&dir_fd, rel).ok()?;
-        fsio::read_limited(&mut f, 512 << 20).ok()
-    };
+    let read = |rel: &str| check::read_meta(&dir_fd, rel).and_then(Result::ok);
     let index: Option<ArtifactIndex> =
         read(super::INDEX_FILE).and_then(|b| serde_json::from_slice(&b).ok());
     let status: Option<RunStatusFile> =
