@@ -4,16 +4,19 @@
 //! Member files are written as temp file → rename (a file under its final name is always
 //! complete) and are born read-only (0444; the writer keeps a writable descriptor).
 //!
-//! Durability: no `fsync` per member file. At seal, one `syncfs(2)` on the staging filesystem,
-//! through a directory descriptor opened at [`StagedBundle::begin`] (so it reports every
-//! writeback error on that filesystem since the run started), makes every member and
-//! directory entry durable; only then is the index written (temp, `fsync`, rename, directory
-//! `fsync`). The index therefore becomes durable only after every file it lists. On kernels
-//! older than 5.8, whose `syncfs` does not report errors, every file is fsynced instead (in
-//! parallel), then every directory. A failed `syncfs`/`fsync` aborts the seal and is never
-//! retried: the bundle stays unsealed under `.staging` with `run_status.json` saying
-//! `failed`. Measured here: `fsync` per file costs ~0.26 ms (~5 s for 20,000 log files,
-//! ~2 s with 8 threads); one `syncfs` after 4,000 files took 44 ms.
+//! Durability: no `fsync` as each member is written. At seal, one barrier makes every member
+//! and directory entry durable, and only then is the index written (temp, `fsync`, rename,
+//! directory `fsync`): the index becomes durable only after every file it lists. The barrier
+//! is one `syncfs(2)` on the staging filesystem when the bundle has more than
+//! [`PER_FILE_FSYNC_MAX`] files, through a directory descriptor opened at
+//! [`StagedBundle::begin`] (so it reports every writeback error on that filesystem since the
+//! run started); for fewer files, or on kernels older than 5.8 (whose `syncfs` does not
+//! report errors), an `fsync` of every file (in parallel), then of every directory. A failed
+//! `syncfs`/`fsync` aborts the seal and is never retried: the bundle stays unsealed under
+//! `.staging` with `run_status.json` saying `failed`. Measured here: `fsync` per file costs
+//! ~0.26 ms (~5 s for 20,000 log files, ~2 s with 8 threads); one `syncfs` after 4,000 files
+//! took 44 ms, but it also waits for every other process's dirty data on the filesystem,
+//! which is why a few files are fsynced one by one.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -764,9 +767,13 @@ fn hash_members(dir_fd: &File, dir: &Path, files: &[String]) -> Result<Vec<Index
         .collect()
 }
 
-/// Make every member and directory durable: one `syncfs` where it reports errors (it
-/// covers file data and directory entries alike), else an `fsync` of each file (in
-/// parallel) and of each directory, deepest first. Any error aborts; nothing is retried.
+/// Up to this many members, the barrier fsyncs each file instead of calling `syncfs`.
+const PER_FILE_FSYNC_MAX: usize = 128;
+
+/// Make every member and directory durable: for more than [`PER_FILE_FSYNC_MAX`] files, one
+/// `syncfs` where it reports errors (it covers file data and directory entries alike);
+/// otherwise an `fsync` of each file (in parallel) and of each directory, deepest first.
+/// Any error aborts; nothing is retried.
 fn make_durable(
     dir_fd: &File,
     dir: &Path,
@@ -786,8 +793,11 @@ fn make_durable(
             Ok(())
         }
     };
-    let use_syncfs =
-        !per_file_fsync && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
+    // syncfs flushes the whole filesystem, other processes' dirty data included: worth it
+    // for many files, not for a few (whose own fsyncs cost less than that wait).
+    let use_syncfs = !per_file_fsync
+        && members.len() > PER_FILE_FSYNC_MAX
+        && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
     if use_syncfs {
         injected(dir)?;
         return fsio::syncfs(dir_fd, dir);
@@ -955,11 +965,14 @@ mod tests {
 
     #[test]
     fn a_failed_durability_barrier_leaves_the_bundle_unsealed_and_failed() {
+        // Enough files for syncfs, then the per-file path.
         for per_file in [false, true] {
             let d = tempfile::tempdir().unwrap();
             let out = d.path().join("out");
             let mut b = begin(&out, "r1");
-            b.write_bytes("a", b"1").unwrap();
+            for i in 0..=PER_FILE_FSYNC_MAX {
+                b.write_bytes(&format!("f/{i}"), b"1").unwrap();
+            }
             b.inject_faults(Faults {
                 fail_sync: true,
                 per_file_fsync: per_file,

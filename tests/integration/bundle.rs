@@ -379,18 +379,22 @@ fn a_failing_durability_barrier_aborts_the_seal_unsealed() {
     seal_from(&out, &realistic(), "r-before");
     let latest_before = std::fs::read(out.join("LATEST")).unwrap();
     for extra in [None, Some("--per-file-fsync")] {
-        let id = if extra.is_some() {
-            "r-eio-each"
+        // 200 files take the syncfs barrier; with --per-file-fsync, each file is fsynced.
+        let (id, files) = if extra.is_some() {
+            ("r-eio-each", "5")
         } else {
-            "r-eio"
+            ("r-eio", "200")
         };
         let mut args = vec!["__bundle-write", "--out", out.to_str().unwrap()];
-        args.extend(["--run-id", id, "--files", "5", "--fail-sync"]);
+        args.extend(["--run-id", id, "--files", files, "--fail-sync"]);
         args.extend(extra);
         // Only the first barrier call fails: had the writer retried, it would have sealed.
         let r = nx(&args);
         r.code(3);
         assert!(r.stderr.contains("Input/output error"), "{}", r.stderr);
+        // syncfs fails for the whole staging directory, fsync for one file in it.
+        let whole = format!(".staging/{id}: cannot make the bundle durable");
+        assert_eq!(r.stderr.contains(&whole), extra.is_none(), "{}", r.stderr);
         // Not sealed, not published; the staging copy says failed and has no index.
         assert!(!out.join(id).exists());
         assert_eq!(std::fs::read(out.join("LATEST")).unwrap(), latest_before);
