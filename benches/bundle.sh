@@ -13,17 +13,18 @@
 # through it (sealing chmods only files still writable). Caches are warm (hyperfine warm-up
 # runs; the data fits in RAM), as for a seal right after a run wrote its files.
 #
-# On a shared machine the load drifts during a run, so each comparison is made ROUNDS times
-# (alternating which command goes first) and the medians are taken over all samples; the
-# load average is printed with the results.
+# On a shared machine the load drifts during a run, so each comparison is made in ROUNDS
+# short rounds (alternating which command goes first); the ratio is computed within each
+# round (both commands under the same load) and the median over rounds is reported, with
+# the range. The CPU time (user + system, which the load moves much less) is compared too.
 #
-# Usage: benches/bundle.sh [RUNS_PER_ROUND]   (default 10; needs hyperfine, b3sum,
+# Usage: benches/bundle.sh [RUNS_PER_ROUND]   (default 5; needs hyperfine, b3sum,
 #        /usr/bin/time, python3)
-# Env: ROUNDS (default 3), BENCH_DIR (default: a fresh dir under target/), KEEP=1 keeps it.
+# Env: ROUNDS (default 8), BENCH_DIR (default: a fresh dir under target/), KEEP=1 keeps it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-10}
-ROUNDS=${ROUNDS:-3}
+RUNS=${1:-5}
+ROUNDS=${ROUNDS:-8}
 for t in hyperfine b3sum /usr/bin/time python3; do
   command -v "$t" >/dev/null || { echo "bundle.sh: needs $t" >&2; exit 2; }
 done
@@ -91,25 +92,29 @@ bash -c "$(restore big)"
 /usr/bin/time -v "$BIN" __bundle-write --out "$W/big/out" --from "$W/big/src" --move -q \
   >/dev/null 2>"$W/rss-seal.txt"
 
-log "results: medians over $ROUNDS rounds x $RUNS runs; ratio = b3sum / ours (>= 0.90 meets the target); load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "results: ratio = b3sum / ours within each round, median over $ROUNDS rounds of $RUNS runs (>= 0.90 meets the target); times are medians of the round medians; load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$W" "$ROUNDS" <<'EOF'
 import json, re, statistics, sys
 w, rounds = sys.argv[1], int(sys.argv[2])
-def samples(name, cmd):
-    times, cpu = [], []
+def load(name):
+    """Per round: {command: (median time, user + system)}."""
+    out = []
     for r in range(1, rounds + 1):
-        for res in json.load(open(f"{w}/{name}-{r}.json"))["results"]:
-            if res["command"] == cmd:
-                times += res["times"]
-                cpu.append(res["user"] + res["system"])
-    return statistics.median(times), statistics.mean(cpu)
+        res = json.load(open(f"{w}/{name}-{r}.json"))["results"]
+        out.append({x["command"]: (statistics.median(x["times"]), x["user"] + x["system"]) for x in res})
+    return out
 for op in ["seal", "validate"]:
     for case, label, size in [("big", "1 GiB, 1 file", 1 << 30), ("small", "10,000 x 1 KiB", 10000 * 1024)]:
-        ours, ours_cpu = samples(f"{op}-{case}", "ours")
-        ref, ref_cpu = samples(f"{op}-{case}", "ref")
-        ratio = ref / ours
-        print(f"{op:8} {label:15} ours {ours*1000:7.1f} ms ({size/ours/2**20:7.1f} MiB/s, cpu {ours_cpu*1000:6.1f} ms)  "
-              f"b3sum {ref*1000:7.1f} ms (cpu {ref_cpu*1000:6.1f} ms)  ratio {ratio:4.2f} {'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
+        rs = load(f"{op}-{case}")
+        # The ratio is taken within each round (both commands ran back to back, under the
+        # same load), then the median over rounds.
+        ratio = statistics.median(r["ref"][0] / r["ours"][0] for r in rs)
+        cpu_ratio = statistics.median(r["ref"][1] / r["ours"][1] for r in rs)
+        ours = statistics.median(r["ours"][0] for r in rs)
+        ref = statistics.median(r["ref"][0] for r in rs)
+        print(f"{op:8} {label:15} ours {ours*1000:6.1f} ms ({size/ours/2**20:6.1f} MiB/s)  b3sum {ref*1000:6.1f} ms  "
+              f"ratio {ratio:4.2f} {'ok' if ratio >= 0.9 else 'BELOW TARGET'}  (cpu ratio {cpu_ratio:4.2f}; "
+              f"per-round ratios {min(r['ref'][0] / r['ours'][0] for r in rs):.2f}..{max(r['ref'][0] / r['ours'][0] for r in rs):.2f})")
 for name in ["seal", "validate", "b3sum"]:
     txt = open(f"{w}/rss-{name}.txt").read()
     kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt).group(1))
