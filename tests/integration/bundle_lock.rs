@@ -47,7 +47,7 @@ fn finish(child: Child) -> String {
 fn lock_fail_names_the_holder_and_lock_wait_runs_after_it() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let holder = spawn_writer(&out, "holder", &["--hold-ms", "3000", "--files", "5"]);
+    let holder = spawn_writer(&out, "holder", &["--hold-ms", "5000", "--files", "5"]);
     wait_for(&out.join(".staging/holder"));
 
     // --lock fail: exit 3, naming pid, host, start time and run.

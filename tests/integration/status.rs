@@ -157,7 +157,7 @@ fn a_run_in_progress_holds_the_lock() {
     let out = t.path().join("out");
     let child = Command::new(bin())
         .args(["__bundle-write", "--out", out.to_str().unwrap()])
-        .args(["--run-id", "r-live", "--hold-ms", "3000", "--files", "2"])
+        .args(["--run-id", "r-live", "--hold-ms", "5000", "--files", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
