@@ -105,24 +105,33 @@ fn hash_read(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Result<
     // bytes, plus one byte to notice a file that grew. A regular file's read returns less
     // than asked only at its end, so reaching `size` with a short read means the file has
     // exactly `size` bytes: one read per file.
-    let want = usize::try_from(size.min(MMAP_MIN)).unwrap_or(0);
-    let mut buf = vec![0u8; want + 1];
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n;
-                if got == want {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    // The buffer is per thread and reused: no allocation or page faults per file.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    hasher.update(&buf[..got]);
-    Ok(got as u64)
+    let want = usize::try_from(size.min(MMAP_MIN)).unwrap_or(0);
+    BUF.with_borrow_mut(|buf| {
+        if buf.len() < want + 1 {
+            buf.resize(want + 1, 0);
+        }
+        let buf = &mut buf[..=want];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if got == want {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        hasher.update(&buf[..got]);
+        Ok(got as u64)
+    })
 }
 
 fn hash_mapped(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Result<u64> {
