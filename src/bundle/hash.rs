@@ -1,11 +1,15 @@
 //! Hashing bundle members: in parallel across files (rayon), streaming within a file, with
 //! memory that does not grow with file size.
 //!
-//! Small files are read into one buffer. Files of [`MMAP_MIN`] bytes or more are mapped and
-//! hashed window by window with blake3's multi-threaded `update_rayon`; after each window the
-//! pages are dropped from this process (`MADV_DONTNEED`; they stay in the page cache), so
-//! the resident set stays near one window whatever the file size. This is as fast as `b3sum`
-//! (which maps whole files) without its resident set growing to the file size.
+//! Small files are read into one (per-thread, reused) buffer. Files of [`MMAP_MIN`] bytes or
+//! more are mapped and hashed as independent BLAKE3 subtrees of at most [`LEAF`] bytes, in
+//! parallel (`blake3::hazmat`: each leaf's chaining value, merged along the tree's own shape,
+//! so the result is the ordinary blake3 of the file). After a leaf is hashed its pages are
+//! dropped from this process (`MADV_DONTNEED`; they stay in the page cache), so the resident
+//! set stays near one leaf per thread whatever the file size. Threads take leaves as they
+//! free up, so a thread the scheduler pauses delays only its own leaf, never the others (a
+//! windowed `update_rayon` would wait for it at every window). This is as fast as `b3sum`
+//! (which maps and hashes whole files) without its resident set growing to the file size.
 
 use std::fs::File;
 use std::io;
@@ -14,7 +18,10 @@ use rayon::prelude::*;
 
 /// Files at least this large are hashed through a memory map.
 pub(crate) const MMAP_MIN: u64 = 1 << 20;
-/// Bytes hashed per window of a mapped file.
+/// Largest subtree of a mapped file hashed by one thread (a power of two, so leaves are
+/// whole BLAKE3 subtrees).
+const LEAF: usize = 8 << 20;
+/// Buffer size when a file cannot be mapped.
 const WINDOW: usize = 16 << 20;
 
 /// The result of hashing one open file.
@@ -29,12 +36,13 @@ pub(crate) struct Hashed {
 /// Hash an open regular file whose `fstat` size is `size`. The file must not change while it
 /// is hashed; a size that changes underneath is reported as an error.
 pub(crate) fn hash_open(file: &File, size: u64) -> io::Result<Hashed> {
-    let mut hasher = blake3::Hasher::new();
-    let taken = if size >= MMAP_MIN {
-        hash_mapped(file, size, &mut hasher)?;
-        file.metadata()?.len()
+    let (taken, hash) = if size >= MMAP_MIN {
+        let hash = hash_mapped(file, size)?;
+        (file.metadata()?.len(), hash)
     } else {
-        hash_read(file, size, &mut hasher)?
+        let mut hasher = blake3::Hasher::new();
+        let taken = hash_read(file, size, &mut hasher)?;
+        (taken, hasher.finalize())
     };
     if taken != size {
         return Err(io::Error::other(format!(
@@ -43,7 +51,7 @@ pub(crate) fn hash_open(file: &File, size: u64) -> io::Result<Hashed> {
     }
     Ok(Hashed {
         size,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3: hash.to_hex().to_string(),
     })
 }
 
@@ -134,7 +142,8 @@ fn hash_read(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Result<
     })
 }
 
-fn hash_mapped(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Result<u64> {
+fn hash_mapped(file: &File, size: u64) -> io::Result<blake3::Hash> {
+    use blake3::hazmat::{Mode, left_subtree_len, merge_subtrees_root};
     let len = usize::try_from(size)
         .map_err(|_| io::Error::other("the file is too large to map on this platform"))?;
     // SAFETY: the mapping is read-only and private to this function. If another process
@@ -143,22 +152,52 @@ fn hash_mapped(file: &File, size: u64, hasher: &mut blake3::Hasher) -> io::Resul
     // read-only evidence.
     let Ok(map) = (unsafe { memmap2::MmapOptions::new().len(len).map(file) }) else {
         // A filesystem that cannot map: stream through one window-sized buffer.
-        return hash_streamed(file, hasher);
+        let mut hasher = blake3::Hasher::new();
+        hash_streamed(file, &mut hasher)?;
+        return Ok(hasher.finalize());
     };
     let _ = map.advise(memmap2::Advice::Sequential);
-    let mut off = 0;
-    while off < len {
-        let end = (off + WINDOW).min(len);
-        hasher.update_rayon(&map[off..end]);
-        // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops our page-table
-        // entries; the window is not touched again, and a later access would re-read the
-        // same file pages.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, end - off)
-        };
-        off = end;
+    if len <= LEAF {
+        let hash = blake3::Hasher::new().update_rayon(&map).finalize();
+        drop_pages(&map, 0, len);
+        return Ok(hash);
     }
-    Ok(size)
+    // The root splits where BLAKE3's tree does; each side is a whole subtree.
+    let split = usize::try_from(left_subtree_len(size)).unwrap_or(len);
+    let (left, right) = rayon::join(
+        || subtree_cv(&map, 0, split),
+        || subtree_cv(&map, split, len),
+    );
+    Ok(merge_subtrees_root(&left, &right, Mode::Hash))
+}
+
+/// The chaining value of the subtree `map[start..end]`, which must be a node of the file's
+/// BLAKE3 tree (the recursion from the root via `left_subtree_len` guarantees it).
+fn subtree_cv(map: &memmap2::Mmap, start: usize, end: usize) -> blake3::hazmat::ChainingValue {
+    use blake3::hazmat::{HasherExt, Mode, left_subtree_len, merge_subtrees_non_root};
+    let n = end - start;
+    if n <= LEAF {
+        let cv = blake3::Hasher::new()
+            .set_input_offset(start as u64)
+            .update(&map[start..end])
+            .finalize_non_root();
+        drop_pages(map, start, n);
+        return cv;
+    }
+    let split = start + usize::try_from(left_subtree_len(n as u64)).unwrap_or(n);
+    let (left, right) = rayon::join(
+        || subtree_cv(map, start, split),
+        || subtree_cv(map, split, end),
+    );
+    merge_subtrees_non_root(&left, &right, Mode::Hash)
+}
+
+/// Drop `map[off..off + len]` from this process's page tables.
+fn drop_pages(map: &memmap2::Mmap, off: usize, len: usize) {
+    // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops our page-table
+    // entries; the range is not touched again, and a later access would re-read the same
+    // file pages.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) };
 }
 
 fn hash_streamed(file: &File, hasher: &mut blake3::Hasher) -> io::Result<u64> {
@@ -191,7 +230,21 @@ mod tests {
 
     #[test]
     fn small_and_mapped_files_hash_like_blake3() {
-        for len in [0usize, 1, 1023, 1 << 20, (1 << 20) + 7, (16 << 20) + 4099] {
+        // Mapped sizes around the leaf size and odd tails exercise the subtree merging.
+        for len in [
+            0usize,
+            1,
+            1023,
+            1 << 20,
+            (1 << 20) + 7,
+            LEAF - 1,
+            LEAF,
+            LEAF + 1,
+            LEAF + 1024,
+            3 * LEAF + 4099,
+            (16 << 20) + 4099,
+            (32 << 20) + 1,
+        ] {
             let data: Vec<u8> = (0..len)
                 .map(|i| u8::try_from(i * 31 % 251).unwrap())
                 .collect();

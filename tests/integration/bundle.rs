@@ -437,6 +437,7 @@ fn a_large_file_is_hashed_through_the_map_and_a_flip_in_it_is_caught() {
         .unwrap();
     assert_eq!(e.size, 40 << 20);
     assert_eq!(e.blake3, blake3::hash(&bytes).to_hex().to_string());
+    assert!(b3sum_check(&dir).status.success(), "stock b3sum agrees");
     validate(&out).code(0);
     flip_byte(&data, (25 << 20) + 3);
     let r = validate(&out);
