@@ -8,6 +8,7 @@ pub mod id;
 pub mod index;
 pub mod plan;
 pub mod registry;
+pub mod results;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};
