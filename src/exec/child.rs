@@ -24,6 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::model::results::{Leaked, Rusage};
@@ -230,6 +231,7 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
     };
     drop(side_r);
     drop(cmd);
+    RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = child.id();
     let ipid = i32::try_from(pid).unwrap_or(i32::MAX);
     let stdout = child.stdout.take();
@@ -299,14 +301,25 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
     if let Some(cg) = cgroup {
-        for p in cg.members() {
-            if p != pid {
-                leaked.push(leak_record(p, "cgroup"));
+        let killed = cg.kill_all();
+        for (p, comm) in &killed {
+            if *p != pid {
+                leaked.push(Leaked {
+                    pid: *p,
+                    comm: comm.clone(),
+                    found_by: "cgroup".into(),
+                    action: "sigkill".into(),
+                });
             }
         }
-        cg.kill_all();
+        let pids: Vec<u32> = killed
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != pid)
+            .collect();
+        reap(&pids);
     }
-    sweep_orphans(pid, &mut leaked);
+    sweep_orphans(pid, cgroup.is_some(), &mut leaked);
     let drain_deadline = Instant::now() + Duration::from_millis(500);
     while (so.is_some() || se.is_some()) && Instant::now() < drain_deadline {
         let mut fds = Vec::with_capacity(2);
@@ -321,7 +334,20 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
         drain(&mut se, &mut err, &mut buf, spec.output_cap);
         if so.is_some() || se.is_some() {
             // Something still holds the pipe: a descendant re-parented late.
-            sweep_orphans(pid, &mut leaked);
+            if let Some(cg) = cgroup {
+                for (p, comm) in cg.kill_all() {
+                    if !leaked.iter().any(|l| l.pid == p) {
+                        leaked.push(Leaked {
+                            pid: p,
+                            comm,
+                            found_by: "cgroup".into(),
+                            action: "sigkill".into(),
+                        });
+                    }
+                    reap(&[p]);
+                }
+            }
+            sweep_orphans(pid, cgroup.is_some(), &mut leaked);
         }
     }
     out.complete = so.is_none();
@@ -341,7 +367,8 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
     }
     // Already reaped above; std's `Child` does nothing on drop.
     drop(child);
-    sweep_orphans(pid, &mut leaked);
+    sweep_orphans(pid, cgroup.is_some(), &mut leaked);
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
     } else {
@@ -501,17 +528,31 @@ fn signal_group(pid: i32, sig: i32) {
     }
 }
 
-/// This thread's children other than `child`: orphans re-parented to this worker thread.
-fn orphans(child: u32) -> Vec<u32> {
-    // SAFETY: gettid cannot fail.
-    let tid = unsafe { libc::gettid() };
-    let path = format!("/proc/self/task/{tid}/children");
-    std::fs::read_to_string(path)
+/// Children currently between spawn and the end of their leak sweep.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Orphans re-parented to the runner. The kernel hands an orphan to the first live thread
+/// of the subreaper process, which is the main thread, so this reads its children list.
+fn orphans(exclude: u32) -> Vec<u32> {
+    let pid = std::process::id();
+    std::fs::read_to_string(format!("/proc/self/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| *p != child)
+        .filter(|p| *p != exclude)
         .collect()
+}
+
+/// `(state, process group, session)` from `/proc/<pid>/stat`.
+fn proc_info(pid: u32) -> Option<(char, i64, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let sid = f.next()?.parse().ok()?;
+    Some((state, pgrp, sid))
 }
 
 fn leak_record(pid: u32, found_by: &str) -> Leaked {
@@ -526,33 +567,101 @@ fn leak_record(pid: u32, found_by: &str) -> Leaked {
     }
 }
 
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    after.trim_start().chars().next()
+/// Reap `pids` (killed descendants) as they come back to the runner; gives up on each
+/// after a bounded wait (a pid that no longer exists was reaped by its own parent).
+fn reap(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pending: Vec<u32> = pids.to_vec();
+    while !pending.is_empty() && Instant::now() < deadline {
+        pending.retain(|&p| {
+            let Ok(ip) = i32::try_from(p) else {
+                return false;
+            };
+            let mut st = 0;
+            // SAFETY: waiting for one specific pid (never -1: other workers' children).
+            let r = unsafe { libc::waitpid(ip, &raw mut st, libc::WNOHANG) };
+            r != ip && Path::new(&format!("/proc/{p}")).exists()
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
-/// Kill and reap every orphan re-parented to this thread, repeatedly (killing one
-/// re-parents its own children), recording each.
-fn sweep_orphans(child: u32, leaked: &mut Vec<Leaked>) {
+/// Kill and reap the descendants of `child` that escaped it: without a cgroup, the orphans
+/// re-parented to the runner that are in the child's session or process group, or any
+/// orphan while this is the only child running (an escape through `setsid` cannot be
+/// told apart otherwise); with a cgroup, those were found and killed already, and are
+/// only reaped here.
+fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
+    let cid = i64::from(child);
     for _ in 0..256 {
-        let found = orphans(child);
-        if found.is_empty() {
+        let alone = RUNNING.load(Ordering::SeqCst) <= 1;
+        let mine: Vec<(u32, char)> = orphans(child)
+            .into_iter()
+            .filter_map(|p| {
+                let (state, pgrp, sid) = proc_info(p)?;
+                let known = leaked.iter().any(|l| l.pid == p);
+                let related = pgrp == cid || sid == cid;
+                (known || related || (!tracked && alone)).then_some((p, state))
+            })
+            .filter(|(p, _)| {
+                !leaked
+                    .iter()
+                    .any(|l| l.pid == *p && l.action == "reaped-done")
+            })
+            .collect();
+        if mine.is_empty() {
             return;
         }
-        for p in found {
-            let zombie = proc_state(p) == Some('Z');
-            let mut rec = leak_record(p, "subreaper");
-            if let Some(existing) = leaked.iter().find(|l| l.pid == p) {
-                rec.comm.clone_from(&existing.comm);
-            }
-            if zombie {
-                rec.action = "reaped".into();
-            }
+        let mut progressed = false;
+        for (p, state) in mine {
             let Ok(ip) = i32::try_from(p) else {
                 continue;
             };
-            // SAFETY: signalling and reaping our own (re-parented) child.
+            if !leaked.iter().any(|l| l.pid == p) {
+                let mut rec = leak_record(p, "subreaper");
+                if state == 'Z' {
+                    rec.action = "reaped".into();
+                }
+                leaked.push(rec);
+            }
+            // SAFETY: signalling and reaping one re-parented descendant.
+            unsafe {
+                if state != 'Z' {
+                    libc::kill(ip, libc::SIGKILL);
+                }
+                let mut st = 0;
+                if libc::waitpid(ip, &raw mut st, 0) == ip {
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
+
+/// After every child finished: kill and reap every orphan still re-parented to the runner
+/// (descendants whose leak could not be attributed to one child). Returns them.
+pub fn final_sweep() -> Vec<Leaked> {
+    let mut out = Vec::new();
+    for _ in 0..256 {
+        let found = orphans(0);
+        if found.is_empty() {
+            break;
+        }
+        for p in found {
+            let Ok(ip) = i32::try_from(p) else {
+                continue;
+            };
+            let zombie = proc_info(p).is_some_and(|(s, _, _)| s == 'Z');
+            let mut rec = leak_record(p, "subreaper (end of run)");
+            if zombie {
+                rec.action = "reaped".into();
+            }
+            // SAFETY: signalling and reaping a re-parented descendant; no worker runs now.
             unsafe {
                 if !zombie {
                     libc::kill(ip, libc::SIGKILL);
@@ -560,11 +669,13 @@ fn sweep_orphans(child: u32, leaked: &mut Vec<Leaked>) {
                 let mut st = 0;
                 libc::waitpid(ip, &raw mut st, 0);
             }
-            if !leaked.iter().any(|l| l.pid == p) {
-                leaked.push(rec);
+            if !out.iter().any(|l: &Leaked| l.pid == p) {
+                out.push(rec);
             }
         }
     }
+    out.sort();
+    out
 }
 
 /// Resolve a program the way `execvp` would, with `path_var` (default

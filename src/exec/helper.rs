@@ -184,6 +184,11 @@ pub fn run(req: &HelperRequest) -> HelperLine {
         detail: String::new(),
         enforcement: None,
     };
+    // Die with the runner's worker thread (it outlives every child it waits for).
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
     if req.clean {
         // SAFETY: plain syscalls on our own process.
         unsafe {

@@ -9,8 +9,11 @@
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
-//! - [`results`]: assembling result files from observations.
 
 pub mod child;
+pub mod fixtures;
 pub mod helper;
+pub mod lanes;
 pub mod outcome;
+pub mod run;
+pub mod scheduler;

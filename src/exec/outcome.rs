@@ -203,10 +203,9 @@ pub fn classify_exec(end: &ExecEnd, allow: &[i32], deny: &[i32]) -> (Outcome, St
         ExecEnd::SpawnFailed(_) => (Outcome::Error, Stage::Exec),
         ExecEnd::SetupFailed => (Outcome::ApplyFailed, Stage::Apply),
         ExecEnd::TimedOut => (Outcome::Timeout, Stage::Timeout),
-        ExecEnd::Signaled(_) => (Outcome::Error, Stage::Operation),
         ExecEnd::Exited(code) if allow.contains(code) => (Outcome::Allow, Stage::Operation),
         ExecEnd::Exited(code) if deny.contains(code) => (Outcome::Deny, Stage::Operation),
-        ExecEnd::Exited(_) => (Outcome::Error, Stage::Operation),
+        ExecEnd::Signaled(_) | ExecEnd::Exited(_) => (Outcome::Error, Stage::Operation),
     }
 }
 
@@ -243,7 +242,6 @@ pub fn mismatches(
     match observed {
         Outcome::ApplyFailed => out.push(MismatchKind::ApplyFailed),
         Outcome::Error | Outcome::Timeout => out.push(MismatchKind::Inconclusive),
-        Outcome::Skipped => {}
         Outcome::Allow if expected == Expectation::Deny => {
             out.push(MismatchKind::ExpectedDenyObservedAllow);
         }

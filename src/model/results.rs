@@ -942,6 +942,10 @@ pub struct Summary {
     pub leaked: Vec<ObservationNote>,
     /// Truncated outputs.
     pub truncated: Vec<ObservationNote>,
+    /// Descendants found re-parented to the runner at the end of the run that could not be
+    /// attributed to one child (killed and reaped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattributed_leaks: Vec<Leaked>,
     /// Resource use summed per lane (children only).
     pub rusage: BTreeMap<String, Rusage>,
     /// Children started per lane (attempts included).

@@ -48,14 +48,21 @@ pub struct ChildCgroup {
 }
 
 impl ChildCgroup {
-    /// Create `<run dir>/<name>` with `pids.max = limit` and open its `cgroup.procs` for
-    /// the child to join.
-    pub fn create(run_dir: &Path, name: &str, limit: u64, v1: bool) -> std::io::Result<Self> {
+    /// Create `<run dir>/<name>` with `pids.max = limit` (`None`: no limit, the cgroup only
+    /// tracks the child's descendants) and open its `cgroup.procs` for the child to join.
+    pub fn create(
+        run_dir: &Path,
+        name: &str,
+        limit: Option<u64>,
+        v1: bool,
+    ) -> std::io::Result<Self> {
         let dir = run_dir.join(name);
         std::fs::create_dir(&dir)?;
         let setup = || -> std::io::Result<File> {
-            let mut max = OpenOptions::new().write(true).open(dir.join("pids.max"))?;
-            max.write_all(limit.to_string().as_bytes())?;
+            if let Some(limit) = limit {
+                let mut max = OpenOptions::new().write(true).open(dir.join("pids.max"))?;
+                max.write_all(limit.to_string().as_bytes())?;
+            }
             OpenOptions::new()
                 .write(true)
                 .open(dir.join("cgroup.procs"))
@@ -108,12 +115,10 @@ impl ChildCgroup {
     }
 
     /// SIGKILL every member until the cgroup is empty (members cannot fork past the limit,
-    /// and killed ones cannot fork at all, so this converges). Returns the pids killed.
-    pub fn kill_all(&self) -> Vec<u32> {
-        let mut killed = Vec::new();
-        if !self.v1 && std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
-            // v2: the kernel kills the whole cgroup atomically.
-        }
+    /// and killed ones cannot fork at all, so this converges). Returns the pids killed with
+    /// their command names (read before the kill).
+    pub fn kill_all(&self) -> Vec<(u32, String)> {
+        let mut killed: Vec<(u32, String)> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let members = self.members();
@@ -121,17 +126,23 @@ impl ChildCgroup {
                 break;
             }
             for pid in members {
+                if !killed.iter().any(|(p, _)| *p == pid) {
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_default();
+                    killed.push((pid, comm));
+                }
                 if let Ok(p) = i32::try_from(pid) {
                     // SAFETY: sending a signal.
                     unsafe {
                         libc::kill(p, libc::SIGKILL);
                     }
                 }
-                if !killed.contains(&pid) {
-                    killed.push(pid);
-                }
             }
-            std::thread::sleep(Duration::from_millis(2));
+            if !self.v1 {
+                let _ = std::fs::write(self.dir.join("cgroup.kill"), b"1");
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
         killed
     }

@@ -647,14 +647,19 @@ pub fn compile(
                     ("udp_bind", &n.udp_bind, net::BIND_UDP, &mut udp.bind),
                 ] {
                     if let Some(ports) = list {
-                        if landlock_udp {
+                        // `hard` keeps the rule as written (the profile will not apply, and
+                        // the oracle judges it as written); `best-effort` drops it.
+                        if landlock_udp || gaps.hard {
                             net_requested |= right;
-                            udp.enforced_by = "landlock".into();
+                            if landlock_udp {
+                                udp.enforced_by = "landlock".into();
+                            }
                             let mut p = ports.clone();
                             p.sort_unstable();
                             p.dedup();
                             *slot = Some(p);
-                        } else {
+                        }
+                        if !landlock_udp {
                             gaps.add(
                                 format!("landlock.net.{key}"),
                                 format!(

@@ -223,7 +223,10 @@ pub fn program_needs(program: &Path) -> ProgramNeeds {
                     }
                 }
                 // The interpreter is loaded by the kernel, not opened again by the loader.
-                if elf.interpreter.as_deref() != Some(lib.to_string_lossy().as_ref()) {
+                let same_as_interp = elf.interpreter.as_ref().is_some_and(|i| {
+                    std::fs::canonicalize(i).ok() == std::fs::canonicalize(&lib).ok()
+                });
+                if !same_as_interp {
                     needs.read.push(lib);
                 }
             }

@@ -159,7 +159,7 @@ impl Oracle<'_> {
         let name = rights::fs_name(right);
         let on_s = on.to_string_lossy().into_owned();
         let pid = &self.c.profile_id;
-        let (decision, reason, rule) = match self.c.fs_decide(on, right) {
+        let (decision, reason, cited_rule) = match self.c.fs_decide(on, right) {
             FsDecision::NoLandlock => (
                 OracleDecision::Allow,
                 format!("profile `{pid}` has no Landlock filesystem rules"),
@@ -171,8 +171,8 @@ impl Oracle<'_> {
                 cited("unhandled"),
             ),
             FsDecision::Granted(i) => {
-                let rule = self.c.landlock.as_ref().and_then(|l| l.rules.get(i));
-                match rule {
+                let found = self.c.landlock.as_ref().and_then(|l| l.rules.get(i));
+                match found {
                     Some(r) => {
                         let words: Vec<String> =
                             r.access.iter().map(|a| a.as_str().to_string()).collect();
@@ -213,7 +213,7 @@ impl Oracle<'_> {
             role: role.to_string(),
             decision,
             reason,
-            rule,
+            rule: cited_rule,
         });
     }
 
@@ -367,10 +367,8 @@ impl Oracle<'_> {
                 "connections to abstract UNIX sockets created",
                 &target,
             ),
-            Operation::Exec => {
-                if self.input.driver != Driver::Exec {
-                    self.program(Path::new(&target), "program");
-                }
+            Operation::Exec if self.input.driver != Driver::Exec => {
+                self.program(Path::new(&target), "program");
             }
             _ => {}
         }
@@ -389,12 +387,12 @@ impl Oracle<'_> {
 
     fn rename(&mut self, target: &str) {
         let src = self.resolve(target, "target", false);
-        let Some(dest) = self.input.destination.map(str::to_string) else {
+        let Some(destination) = self.input.destination.map(str::to_string) else {
             self.notes
                 .push("file-rename without `destination`: nothing to judge".into());
             return;
         };
-        let dst = self.resolve(&dest, "destination", false);
+        let dst = self.resolve(&destination, "destination", false);
         let kind = std::fs::symlink_metadata(&src.canonical).ok();
         let (remove, make) = match kind.map(|m| m.file_type()) {
             Some(t) if t.is_dir() => (fs::REMOVE_DIR, fs::MAKE_DIR),
@@ -610,8 +608,8 @@ mod tests {
 
     #[test]
     fn cross_directory_rename_needs_refer() {
-        let d = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(d.path()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
         std::fs::create_dir_all(root.join("a")).unwrap();
         std::fs::create_dir_all(root.join("b")).unwrap();
         std::fs::write(root.join("a/f"), "x").unwrap();
@@ -623,22 +621,22 @@ mod tests {
             Handle::All,
             vec![rule(vec![Access::Create, Access::Remove])],
         );
-        let t = root.join("a/f").to_string_lossy().into_owned();
-        let dst = root.join("b/g").to_string_lossy().into_owned();
+        let src_path = root.join("a/f").to_string_lossy().into_owned();
+        let dst_path = root.join("b/g").to_string_lossy().into_owned();
         let input = OracleInput {
             scenario_id: "p:r",
             probe_id: "r",
             operation: Operation::FileRename,
             driver: Driver::Builtin,
-            target: Some(&t),
-            destination: Some(&dst),
+            target: Some(&src_path),
+            destination: Some(&dst_path),
             program: None,
             base: Path::new("/"),
         };
-        let (v, w) = predict(&c, &input);
-        assert_eq!(v.decision, OracleDecision::Deny);
-        assert!(v.reason.contains("refer"), "{}", v.reason);
-        assert_eq!(w.len(), 2);
+        let (verdict, witnesses) = predict(&c, &input);
+        assert_eq!(verdict.decision, OracleDecision::Deny);
+        assert!(verdict.reason.contains("refer"), "{}", verdict.reason);
+        assert_eq!(witnesses.len(), 2);
         let c = compiled(
             Handle::All,
             vec![rule(vec![Access::Create, Access::Remove, Access::Rename])],

@@ -54,6 +54,27 @@ impl Vars {
         v
     }
 
+    /// Expand, once, the values that reference other variables (plan variables may use
+    /// `${SCRATCH}`, `${HOME}`, `${RUNNER_PID}` or listener ports). Values that cannot be
+    /// expanded are left as they are (the reference is reported where it is used).
+    #[must_use]
+    pub fn nested(mut self) -> Self {
+        let keys: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, v)| v.contains("${"))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(v) = self.map.get(&k).cloned()
+                && let Ok(x) = self.expand(&v)
+            {
+                self.map.insert(k, x);
+            }
+        }
+        self
+    }
+
     /// Expand every `${NAME}` in `s`. `$` not followed by `{` is kept literally; `$${` is a
     /// literal `${`.
     pub fn expand(&self, s: &str) -> Result<String, ExpandError> {
