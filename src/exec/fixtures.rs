@@ -55,6 +55,13 @@ impl Scratch {
         Ok(d)
     }
 
+    /// The directory a profile is compiled and preflighted with, before any child.
+    pub fn preflight_dir(&self, profile: &str) -> Result<PathBuf> {
+        let d = self.root.join("preflight").join(profile);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io("create scratch directory", &d, e))?;
+        Ok(d)
+    }
+
     /// The directory the oracle uses for one scenario.
     pub fn oracle_dir(&self, profile: &str, probe: &str) -> PathBuf {
         self.root

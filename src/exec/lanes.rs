@@ -19,13 +19,14 @@ use super::fixtures::{self, Scratch};
 use super::helper::{self, HelperLine};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::run::{LaneAttempt, ProbeExecutor, ScenarioRun};
+use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env};
 use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
 use crate::sandbox::apply::{ApplyFailure, Prepared};
 use crate::sandbox::cgroup::ChildCgroup;
-use crate::sandbox::compile::CompiledProfile;
+use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
 
@@ -38,7 +39,13 @@ pub trait LogSink: Sync {
 /// A profile ready for the scenario lane.
 #[derive(Debug)]
 pub struct ProfileRuntime {
-    /// The compiled profile.
+    /// The profile as written (compiled again per child when `compiled.per_child`).
+    pub profile: Profile,
+    /// The file it comes from (for error messages).
+    pub profiles_file: PathBuf,
+    /// The host the compiler targets.
+    pub host: CompileHost,
+    /// The compiled profile (before any child: per-child rules pending).
     pub compiled: CompiledProfile,
     /// Its apply spec as JSON (the helper's `apply`), built once.
     pub spec_json: String,
@@ -239,7 +246,6 @@ impl<'a> LiveExecutor<'a> {
                 "profile not compiled",
             ));
         };
-        let compiled = &runtime.compiled;
         let job_dir = match self.scratch.job_dir(
             lane.as_str(),
             sc.spec.profile_id.as_str(),
@@ -296,6 +302,37 @@ impl<'a> LiveExecutor<'a> {
             }
         };
         let scenario_lane = lane == Lane::Scenario;
+        // A profile whose rules name the child's scratch directory is compiled again for
+        // this child, now that its fixtures exist (same compiler, same IR).
+        let child_compiled = if scenario_lane && runtime.compiled.per_child {
+            let ctx = CompileContext {
+                host: &runtime.host,
+                vars: &vars,
+                before_child: false,
+            };
+            match compile::compile(
+                sc.spec.profile_id.as_str(),
+                &runtime.profile,
+                &runtime.profiles_file,
+                &ctx,
+            ) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return LaneAttempt {
+                        attempt: Attempt::without_child(
+                            Outcome::ApplyFailed,
+                            Stage::Apply,
+                            format!("the profile cannot be compiled for this child: {e}"),
+                        ),
+                        target,
+                        argv,
+                    };
+                }
+            }
+        } else {
+            None
+        };
+        let compiled = child_compiled.as_ref().unwrap_or(&runtime.compiled);
         if scenario_lane && let Some(e) = &compiled.apply_error {
             return LaneAttempt {
                 attempt: Attempt::without_child(
@@ -327,6 +364,7 @@ impl<'a> LiveExecutor<'a> {
                 lane,
                 attempt,
                 runtime,
+                child_compiled.as_ref(),
                 target.as_ref(),
                 destination.as_ref(),
                 env,
@@ -350,6 +388,7 @@ impl<'a> LiveExecutor<'a> {
                     lane,
                     attempt,
                     runtime,
+                    child_compiled.as_ref(),
                     &argv,
                     path_var.as_deref(),
                     env,
@@ -405,6 +444,7 @@ impl<'a> LiveExecutor<'a> {
         lane: Lane,
         attempt: u32,
         runtime: &ProfileRuntime,
+        child_compiled: Option<&CompiledProfile>,
         target: Option<&String>,
         destination: Option<&String>,
         env: Option<Vec<(String, String)>>,
@@ -413,8 +453,15 @@ impl<'a> LiveExecutor<'a> {
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
     ) -> Attempt {
+        let child_json;
         let spec_json = if lane == Lane::Scenario {
-            &runtime.spec_json
+            match child_compiled {
+                Some(c) => {
+                    child_json = serde_json::to_string(&c.apply_spec()).unwrap_or_default();
+                    &child_json
+                }
+                None => &runtime.spec_json,
+            }
         } else {
             &self.baseline.spec_json
         };
@@ -491,6 +538,7 @@ impl<'a> LiveExecutor<'a> {
         lane: Lane,
         attempt: u32,
         runtime: &ProfileRuntime,
+        child_compiled: Option<&CompiledProfile>,
         argv: &[String],
         path_var: Option<&str>,
         env: Option<Vec<(String, String)>>,
@@ -519,9 +567,10 @@ impl<'a> LiveExecutor<'a> {
             return a;
         };
         let prepared = if lane == Lane::Scenario {
-            match &runtime.prepared {
-                Some(p) => p.clone(),
-                None => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
+            match (child_compiled, &runtime.prepared) {
+                (Some(c), _) => Prepared::new(&c.apply_spec()).map(Arc::new),
+                (None, Some(p)) => p.clone(),
+                (None, None) => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
             }
         } else {
             self.baseline.prepared.clone()

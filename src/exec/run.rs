@@ -36,7 +36,7 @@ use crate::model::results::{
     TimeoutSource, ToolInfo,
 };
 use crate::sandbox::apply::Prepared;
-use crate::sandbox::compile::{self, CompileContext, CompiledProfile};
+use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::host::{HostFacts, host_facts};
 use crate::sandbox::oracle::{self, OracleInput};
 use crate::sandbox::vars::Vars;
@@ -689,27 +689,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         base_vars.set(k.clone(), v.clone());
     }
 
-    // Compile every selected profile (and the required preflight profile) once.
-    let scratch_s = scratch.root().to_string_lossy().into_owned();
-    let rule_home = if clean {
-        scratch_s.clone()
-    } else {
-        runner_home.clone().unwrap_or_else(|| scratch_s.clone())
-    };
-    let rule_vars = base_vars
-        .with(&[
-            ("SCRATCH", scratch_s.as_str()),
-            ("HOME", rule_home.as_str()),
-        ])
-        .nested();
-    let ctx = CompileContext {
-        kernel_abi: facts.landlock_abi,
-        landlock_unavailable: facts.landlock_unavailable.clone(),
-        vars: &rule_vars,
-        euid: facts.euid,
-        pids_cgroup: facts.pids_cgroup.clone(),
-        seccomp_available: facts.seccomp_filter_available,
-    };
+    // Compile every selected profile (and the required preflight profile) once, before
+    // any child exists. Rules on a child's scratch directory are compiled again per child.
+    let host = CompileHost::from_facts(&facts, clean);
     let mut profile_ids: BTreeSet<String> = scenarios
         .iter()
         .map(|s| s.spec.profile_id.to_string())
@@ -721,6 +703,21 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     for id in &profile_ids {
         let Some(profile) = loaded.profiles.get(id.as_str()) else {
             continue;
+        };
+        let dir = scratch.preflight_dir(id)?;
+        let dir_s = dir.to_string_lossy().into_owned();
+        let home = if clean {
+            dir_s.clone()
+        } else {
+            runner_home.clone().unwrap_or_else(|| dir_s.clone())
+        };
+        let rule_vars = base_vars
+            .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+            .nested();
+        let ctx = CompileContext {
+            host: &host,
+            vars: &rule_vars,
+            before_child: true,
         };
         compiled.insert(
             id.clone(),
@@ -738,11 +735,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
                     oracle_for(
                         sc,
                         c,
-                        &scratch,
-                        &base_vars,
-                        clean,
-                        runner_home.as_deref(),
-                        &runner_env,
+                        &OracleEnv {
+                            scratch: &scratch,
+                            base_vars: &base_vars,
+                            clean,
+                            runner_home: runner_home.as_deref(),
+                            runner_env: &runner_env,
+                            host: &host,
+                            profile: loaded.profiles.get(&sc.spec.profile_id),
+                            profiles_file: &loaded.registry.profiles_path,
+                        },
                     )
                 })
             })
@@ -851,6 +853,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
     let ctx2 = Pipeline {
         settings: &settings,
+        host,
         loaded: &loaded,
         facts: &facts,
         run_id: &run_id,
@@ -949,15 +952,31 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
 }
 
 /// The oracle for one scenario, with its own scratch directory and fixtures.
+/// What the oracle needs besides the scenario and the compiled profile.
+struct OracleEnv<'a> {
+    scratch: &'a Scratch,
+    base_vars: &'a Vars,
+    clean: bool,
+    runner_home: Option<&'a str>,
+    runner_env: &'a [(String, String)],
+    host: &'a CompileHost,
+    profile: Option<&'a crate::model::Profile>,
+    profiles_file: &'a Path,
+}
+
 fn oracle_for(
     sc: &ScenarioRun,
     c: &CompiledProfile,
-    scratch: &Scratch,
-    base_vars: &Vars,
-    clean: bool,
-    runner_home: Option<&str>,
-    runner_env: &[(String, String)],
+    env: &OracleEnv<'_>,
 ) -> (OracleVerdict, Vec<PathWitness>) {
+    let OracleEnv {
+        scratch,
+        base_vars,
+        clean,
+        runner_home,
+        runner_env,
+        ..
+    } = *env;
     let dir = scratch.oracle_dir(sc.spec.profile_id.as_str(), sc.spec.probe_id.as_str());
     let dir_s = dir.to_string_lossy().into_owned();
     let home = if clean {
@@ -974,6 +993,31 @@ fn oracle_for(
     {
         notes.push(format!("fixtures could not be created for the oracle: {e}"));
     }
+    // Rules on the child's scratch directory: compile again against the oracle's own
+    // scratch directory, now that its fixtures exist (as the scenario lane does per child).
+    let per_child;
+    let c = match (c.per_child, env.profile) {
+        (true, Some(profile)) => {
+            let ctx = CompileContext {
+                host: env.host,
+                vars: &vars,
+                before_child: false,
+            };
+            match compile::compile(&c.profile_id, profile, env.profiles_file, &ctx) {
+                Ok(x) => {
+                    per_child = x;
+                    &per_child
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "the profile could not be compiled for the oracle: {e}"
+                    ));
+                    c
+                }
+            }
+        }
+        _ => c,
+    };
     let target = sc.probe.target.as_ref().and_then(|t| vars.expand(t).ok());
     let destination = sc
         .probe
@@ -1062,6 +1106,7 @@ fn observation_event(o: &Observation, expected: Expectation) -> RunEvent {
 
 struct Pipeline<'a> {
     settings: &'a RunSettings,
+    host: CompileHost,
     loaded: &'a LoadedPlan,
     facts: &'a HostFacts,
     run_id: &'a str,
@@ -1166,6 +1211,14 @@ impl Pipeline<'_> {
             runtimes.insert(
                 id.clone(),
                 ProfileRuntime {
+                    profile: self
+                        .loaded
+                        .profiles
+                        .get(id.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                    profiles_file: self.loaded.registry.profiles_path.clone(),
+                    host: self.host.clone(),
                     compiled: c.clone(),
                     spec_json,
                     prepared,
@@ -1501,7 +1554,7 @@ fn preflight_profile(
     scratch: &Scratch,
     cgroup_dir: Option<&Path>,
 ) -> Result<PreflightRecord> {
-    let dir = scratch.job_dir("preflight", &c.profile_id, "noop", 1)?;
+    let dir = scratch.preflight_dir(&c.profile_id)?;
     let cg = match (c.needs_pids_cgroup(), cgroup_dir) {
         (Some((limit, root)), Some(d)) => crate::sandbox::cgroup::ChildCgroup::create(
             d,

@@ -24,21 +24,49 @@ use crate::model::registry::{
 use crate::model::results::Unenforceable;
 use crate::{Error, Result};
 
-/// What the compiler needs to know about the host.
-#[derive(Debug, Clone)]
-pub struct CompileContext<'a> {
+/// What the compiler needs to know about the host (owned: kept by the runner to compile
+/// again for each child when rules depend on the child's scratch directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileHost {
     /// The kernel's Landlock ABI (`None`: no Landlock).
     pub kernel_abi: Option<u8>,
     /// Why Landlock is unavailable, when it is.
     pub landlock_unavailable: Option<String>,
-    /// Variables for rule paths (`SCRATCH`/`HOME` are the scratch root here).
-    pub vars: &'a Vars,
     /// The runner's effective uid (root ignores RLIMIT_NPROC).
     pub euid: u32,
     /// A writable pids cgroup hierarchy, if any (`/sys/fs/cgroup/pids` is v1).
     pub pids_cgroup: Option<String>,
     /// The kernel supports seccomp filters.
     pub seccomp_available: bool,
+    /// `${HOME}` is the child's scratch directory (clean channel).
+    pub home_is_scratch: bool,
+}
+
+impl CompileHost {
+    /// From the host facts; `clean`: the clean channel (HOME is per child).
+    pub fn from_facts(f: &crate::sandbox::host::HostFacts, clean: bool) -> Self {
+        Self {
+            kernel_abi: f.landlock_abi,
+            landlock_unavailable: f.landlock_unavailable.clone(),
+            euid: f.euid,
+            pids_cgroup: f.pids_cgroup.clone(),
+            seccomp_available: f.seccomp_filter_available,
+            home_is_scratch: clean,
+        }
+    }
+}
+
+/// One compilation's context.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileContext<'a> {
+    /// The host.
+    pub host: &'a CompileHost,
+    /// Variables for rule paths (`SCRATCH`, `HOME`, plan variables, listener ports).
+    pub vars: &'a Vars,
+    /// Compiling before a child exists (preflight, manifest): a rule on the child's
+    /// scratch directory that does not exist yet is not an error; it is resolved again in
+    /// each child, after its fixtures are created.
+    pub before_child: bool,
 }
 
 /// One compiled allow rule.
@@ -177,6 +205,10 @@ pub struct CompiledProfile {
     pub compat: Compat,
     /// The kernel's Landlock ABI.
     pub kernel_abi: Option<u8>,
+    /// Some rule depends on the child's scratch directory (`${SCRATCH}`, or `${HOME}` on
+    /// the clean channel): the profile is compiled again for each child, after its
+    /// fixtures exist.
+    pub per_child: bool,
     /// Landlock rules (absent: the profile has none).
     pub landlock: Option<CompiledLandlock>,
     /// Seccomp deny groups installed (requested plus implied), sorted.
@@ -426,24 +458,26 @@ pub fn compile(
         unenforceable: Vec::new(),
         dropped: Vec::new(),
     };
-    let kernel = ctx.kernel_abi.unwrap_or(0);
+    let kernel = ctx.host.kernel_abi.unwrap_or(0);
     let mut seccomp: Vec<SeccompGroup> = profile
         .seccomp
         .as_ref()
         .map(|s| s.deny_groups.clone())
         .unwrap_or_default();
     let mut skipped_rules = Vec::new();
+    let mut per_child = false;
 
     let landlock = match &profile.landlock {
         None => None,
         Some(ll) => {
             let pin = ll.abi;
-            if ctx.kernel_abi.is_none() {
+            if ctx.host.kernel_abi.is_none() {
                 gaps.add(
                     "landlock",
                     format!(
                         "Landlock is not available on this kernel: {}",
-                        ctx.landlock_unavailable
+                        ctx.host
+                            .landlock_unavailable
                             .as_deref()
                             .unwrap_or("unknown reason")
                     ),
@@ -482,7 +516,7 @@ pub fn compile(
             };
             let kernel_fs = rights::fs_all(kernel);
             let lacking = fs_requested & !kernel_fs;
-            if lacking != 0 && ctx.kernel_abi.is_some() {
+            if lacking != 0 && ctx.host.kernel_abi.is_some() {
                 gaps.add(
                     "landlock.fs.handle",
                     format!(
@@ -522,6 +556,11 @@ pub fn compile(
                     )
                     .with_hint("rule paths must be absolute (or start with a variable such as ${SCRATCH})"));
                 }
+                let refs = Vars::references(&rule.path);
+                let child_rule = refs
+                    .iter()
+                    .any(|r| r == "SCRATCH" || (r == "HOME" && ctx.host.home_is_scratch));
+                per_child |= child_rule;
                 let res = paths::resolve(Path::new(&expanded), Path::new("/"), true);
                 let is_dir = std::fs::metadata(&res.canonical).is_ok_and(|m| m.is_dir());
                 for w in &rule.access {
@@ -541,9 +580,15 @@ pub fn compile(
                 if !is_dir {
                     requested &= fs::FILE_RIGHTS;
                 }
-                let skipped = !res.exists && missing == MissingPaths::Skip;
+                let pending = !res.exists && child_rule && ctx.before_child;
+                let skipped = !res.exists && (missing == MissingPaths::Skip || pending);
                 if !res.exists {
-                    if missing == MissingPaths::Skip {
+                    if pending {
+                        skipped_rules.push(format!(
+                            "landlock.fs.allow[{i}] `{}`: per child, resolved in each child's scratch directory",
+                            rule.path
+                        ));
+                    } else if missing == MissingPaths::Skip {
                         skipped_rules.push(format!(
                             "landlock.fs.allow[{i}] `{expanded}`: does not exist (missing_paths: skip)"
                         ));
@@ -627,7 +672,7 @@ pub fn compile(
                     if landlock_udp {
                         net_requested |= net::BIND_UDP | net::CONNECT_SEND_UDP;
                         udp.enforced_by = "landlock".into();
-                    } else if ctx.seccomp_available {
+                    } else if ctx.host.seccomp_available {
                         seccomp.push(SeccompGroup::Udp);
                         udp.enforced_by = "seccomp".into();
                     } else {
@@ -746,7 +791,7 @@ pub fn compile(
     }
     seccomp.sort();
     seccomp.dedup();
-    if !seccomp.is_empty() && !ctx.seccomp_available {
+    if !seccomp.is_empty() && !ctx.host.seccomp_available {
         gaps.add("seccomp", "the kernel does not support seccomp filters");
         seccomp.clear();
     }
@@ -788,14 +833,14 @@ pub fn compile(
         }
     }
     let processes = l.processes.map(|limit| {
-        let cgroup_kind = ctx.pids_cgroup.as_deref().map(|root| {
+        let cgroup_kind = ctx.host.pids_cgroup.as_deref().map(|root| {
             if root.ends_with("/pids") {
                 ("pids-cgroup-v1", root)
             } else {
                 ("pids-cgroup-v2", root)
             }
         });
-        match (cgroup_kind, ctx.euid) {
+        match (cgroup_kind, ctx.host.euid) {
             (Some((kind, root)), _) => ProcessLimit {
                 limit,
                 enforced_by: kind.into(),
@@ -855,7 +900,8 @@ pub fn compile(
     Ok(CompiledProfile {
         profile_id: profile_id.to_string(),
         compat,
-        kernel_abi: ctx.kernel_abi,
+        kernel_abi: ctx.host.kernel_abi,
+        per_child,
         landlock,
         seccomp,
         rlimits,
@@ -888,14 +934,22 @@ mod tests {
     use super::*;
     use crate::model::registry::{FsRule, FsRules, Landlock, Limits, NetRules};
 
-    fn ctx(vars: &Vars, abi: u8) -> CompileContext<'_> {
-        CompileContext {
+    fn host(abi: u8) -> CompileHost {
+        CompileHost {
             kernel_abi: Some(abi),
             landlock_unavailable: None,
-            vars,
             euid: 0,
             pids_cgroup: None,
             seccomp_available: true,
+            home_is_scratch: true,
+        }
+    }
+
+    fn ctx<'a>(vars: &'a Vars, host: &'a CompileHost) -> CompileContext<'a> {
+        CompileContext {
+            host,
+            vars,
+            before_child: false,
         }
     }
 
@@ -932,7 +986,7 @@ mod tests {
             "p",
             &profile(Compat::Hard, None),
             Path::new("profiles.json"),
-            &ctx(&vars, 7),
+            &ctx(&vars, &host(7)),
         )
         .unwrap();
         assert!(c.apply_error.is_none(), "{:?}", c.unenforceable);
@@ -978,7 +1032,7 @@ mod tests {
             "p",
             &profile(Compat::Hard, Some(net.clone())),
             Path::new("x"),
-            &ctx(&vars, 7),
+            &ctx(&vars, &host(7)),
         )
         .unwrap();
         assert!(hard.apply_error.as_deref().unwrap().contains("udp_connect"));
@@ -986,7 +1040,7 @@ mod tests {
             "p",
             &profile(Compat::BestEffort, Some(net)),
             Path::new("x"),
-            &ctx(&vars, 7),
+            &ctx(&vars, &host(7)),
         )
         .unwrap();
         assert!(be.apply_error.is_none());
@@ -1005,7 +1059,7 @@ mod tests {
             "p",
             &profile(Compat::Hard, Some(net)),
             Path::new("x"),
-            &ctx(&vars, 7),
+            &ctx(&vars, &host(7)),
         )
         .unwrap();
         assert!(c.apply_error.is_none());
@@ -1028,12 +1082,12 @@ mod tests {
                 access: vec![Access::Read],
             });
         }
-        let c = compile("p", &p, Path::new("x"), &ctx(&vars, 7)).unwrap();
+        let c = compile("p", &p, Path::new("x"), &ctx(&vars, &host(7))).unwrap();
         assert!(c.apply_error.as_deref().unwrap().contains("does not exist"));
         if let Some(fs) = p.landlock.as_mut().and_then(|l| l.fs.as_mut()) {
             fs.missing_paths = MissingPaths::Skip;
         }
-        let c = compile("p", &p, Path::new("x"), &ctx(&vars, 7)).unwrap();
+        let c = compile("p", &p, Path::new("x"), &ctx(&vars, &host(7))).unwrap();
         assert!(c.apply_error.is_none());
         assert_eq!(c.skipped_rules.len(), 1);
         assert_eq!(c.apply_spec().landlock.unwrap().paths.len(), 2);
@@ -1049,21 +1103,21 @@ mod tests {
             },
             ..Profile::default()
         };
-        let c = compile("p", &p, Path::new("x"), &ctx(&vars, 7)).unwrap();
+        let c = compile("p", &p, Path::new("x"), &ctx(&vars, &host(7))).unwrap();
         assert!(
             c.apply_error
                 .as_deref()
                 .unwrap()
                 .contains("limits.processes")
         );
-        let mut with_cg = ctx(&vars, 7);
-        with_cg.pids_cgroup = Some("/sys/fs/cgroup/pids".into());
-        let c = compile("p", &p, Path::new("x"), &with_cg).unwrap();
+        let mut h = host(7);
+        h.pids_cgroup = Some("/sys/fs/cgroup/pids".into());
+        let c = compile("p", &p, Path::new("x"), &ctx(&vars, &h)).unwrap();
         assert!(c.apply_error.is_none());
         assert_eq!(c.processes.unwrap().enforced_by, "pids-cgroup-v1");
-        let mut user = ctx(&vars, 7);
-        user.euid = 1000;
-        let c = compile("p", &p, Path::new("x"), &user).unwrap();
+        let mut h = host(7);
+        h.euid = 1000;
+        let c = compile("p", &p, Path::new("x"), &ctx(&vars, &h)).unwrap();
         assert!(c.rlimits.iter().any(|r| r.name == "RLIMIT_NPROC"));
     }
 
@@ -1074,8 +1128,70 @@ mod tests {
         if let Some(fs) = p.landlock.as_mut().and_then(|l| l.fs.as_mut()) {
             fs.allow[0].path = "${NOPE}/x".into();
         }
-        let e = compile("p", &p, Path::new("profiles.json"), &ctx(&vars, 7)).unwrap_err();
+        let e = compile("p", &p, Path::new("profiles.json"), &ctx(&vars, &host(7))).unwrap_err();
         assert!(e.to_string().contains("NOPE"), "{e}");
         assert_eq!(e.exit_code(), crate::exit_code::USAGE);
+    }
+}
+
+#[cfg(test)]
+mod per_child_tests {
+    use super::*;
+    use crate::model::registry::{FsRule, FsRules, Landlock};
+
+    #[test]
+    fn scratch_rules_are_per_child_and_pending_before_the_child_exists() {
+        let host = CompileHost {
+            kernel_abi: Some(7),
+            landlock_unavailable: None,
+            euid: 0,
+            pids_cgroup: None,
+            seccomp_available: true,
+            home_is_scratch: true,
+        };
+        let p = Profile {
+            landlock: Some(Landlock {
+                compat: Compat::Hard,
+                abi: 7,
+                fs: Some(FsRules {
+                    handle: Handle::All,
+                    allow: vec![FsRule {
+                        path: "${SCRATCH}/ws".into(),
+                        access: vec![Access::Write],
+                    }],
+                    missing_paths: MissingPaths::Error,
+                }),
+                net: None,
+                scope: Vec::new(),
+            }),
+            ..Profile::default()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let mut vars = Vars::new();
+        vars.set("SCRATCH", d.path().to_string_lossy());
+        let before = CompileContext {
+            host: &host,
+            vars: &vars,
+            before_child: true,
+        };
+        let c = compile("p", &p, Path::new("x"), &before).unwrap();
+        assert!(c.per_child);
+        assert!(c.apply_error.is_none(), "{:?}", c.unenforceable);
+        assert_eq!(c.skipped_rules.len(), 1);
+        // In the child, after its fixtures: the rule applies (or fails if still missing).
+        let child = CompileContext {
+            before_child: false,
+            ..before
+        };
+        assert!(
+            compile("p", &p, Path::new("x"), &child)
+                .unwrap()
+                .apply_error
+                .is_some()
+        );
+        std::fs::create_dir(d.path().join("ws")).unwrap();
+        let c = compile("p", &p, Path::new("x"), &child).unwrap();
+        assert!(c.apply_error.is_none());
+        assert_eq!(c.apply_spec().landlock.unwrap().paths.len(), 1);
     }
 }

@@ -473,7 +473,7 @@ mod tests {
         Access, Compat, FsRule, FsRules, Handle, Landlock, MissingPaths, NetRules, Profile,
         ScopeWord,
     };
-    use crate::sandbox::compile::{CompileContext, compile};
+    use crate::sandbox::compile::{CompileContext, CompileHost, compile};
     use crate::sandbox::vars::Vars;
 
     fn compiled(handle: Handle, allow: Vec<FsRule>) -> CompiledProfile {
@@ -495,17 +495,22 @@ mod tests {
             ..Profile::default()
         };
         let vars = Vars::new();
+        let host = CompileHost {
+            kernel_abi: Some(7),
+            landlock_unavailable: None,
+            euid: 0,
+            pids_cgroup: None,
+            seccomp_available: true,
+            home_is_scratch: true,
+        };
         compile(
             "p",
             &p,
             Path::new("x"),
             &CompileContext {
-                kernel_abi: Some(7),
-                landlock_unavailable: None,
+                host: &host,
                 vars: &vars,
-                euid: 0,
-                pids_cgroup: None,
-                seccomp_available: true,
+                before_child: false,
             },
         )
         .unwrap()
