@@ -556,7 +556,7 @@ pub fn compile(
                     )
                     .with_hint("rule paths must be absolute (or start with a variable such as ${SCRATCH})"));
                 }
-                let refs = Vars::references(&rule.path);
+                let referenced = Vars::references(&rule.path);
                 let child_rule = refs
                     .iter()
                     .any(|r| r == "SCRATCH" || (r == "HOME" && ctx.host.home_is_scratch));
