@@ -557,7 +557,7 @@ pub fn compile(
                     .with_hint("rule paths must be absolute (or start with a variable such as ${SCRATCH})"));
                 }
                 let referenced = Vars::references(&rule.path);
-                let child_rule = refs
+                let child_rule = referenced
                     .iter()
                     .any(|r| r == "SCRATCH" || (r == "HOME" && ctx.host.home_is_scratch));
                 per_child |= child_rule;
