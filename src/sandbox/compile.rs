@@ -692,18 +692,17 @@ pub fn compile(
                     ("udp_bind", &n.udp_bind, net::BIND_UDP, &mut udp.bind),
                 ] {
                     if let Some(ports) = list {
-                        // `hard` keeps the rule as written (the profile will not apply, and
-                        // the oracle judges it as written); `best-effort` drops it.
-                        if landlock_udp || gaps.hard {
-                            net_requested |= right;
-                            if landlock_udp {
-                                udp.enforced_by = "landlock".into();
-                            }
-                            let mut p = ports.clone();
-                            p.sort_unstable();
-                            p.dedup();
-                            *slot = Some(p);
+                        // The rule is requested as written: `hard` does not apply (and the
+                        // oracle judges the profile as written); `best-effort` lets the
+                        // kernel drop it, which it reports as partially enforced.
+                        net_requested |= right;
+                        if landlock_udp {
+                            udp.enforced_by = "landlock".into();
                         }
+                        let mut p = ports.clone();
+                        p.sort_unstable();
+                        p.dedup();
+                        *slot = Some(p);
                         if !landlock_udp {
                             gaps.add(
                                 format!("landlock.net.{key}"),

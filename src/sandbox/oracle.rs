@@ -203,7 +203,7 @@ impl Oracle<'_> {
             }
             FsDecision::Denied => (
                 OracleDecision::Deny,
-                format!("no rule grants `{name}` on `{on_s}` or beneath any directory above it"),
+                format!("no rule grants `{name}` on `{on_s}` or on any directory above it"),
                 cited("absent"),
             ),
         };

@@ -4,3 +4,5 @@
 mod util;
 
 mod cli;
+mod run;
+mod run_children;
