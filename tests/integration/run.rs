@@ -3,6 +3,8 @@
 //! of `hard` profiles, best-effort downgrades, exit codes, determinism and the NDJSON
 //! stream. Fixture plans and a registry live in `tests/fixtures/run/`.
 
+#![allow(clippy::many_single_char_names)] // t(est), r(esult), b(undle), s(cenario), v(erdict)
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -608,9 +610,7 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
             normalize(&mut v, &out);
             texts.push(serde_json::to_string_pretty(&v).unwrap());
         }
-        if f != "run_manifest.json" {
-            assert_eq!(texts[0], texts[1], "{f} differs between runs");
-        } else {
+        if f == "run_manifest.json" {
             // The manifest records the job count, which differs on purpose here.
             let strip = |s: &str| {
                 s.lines()
@@ -619,6 +619,8 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
                     .join("\n")
             };
             assert_eq!(strip(&texts[0]), strip(&texts[1]), "{f} differs");
+        } else {
+            assert_eq!(texts[0], texts[1], "{f} differs between runs");
         }
     }
     // Scenario order in every file is by scenario id, whatever the completion order.

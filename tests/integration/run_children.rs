@@ -3,6 +3,8 @@
 //! capped with the runner's memory bounded, and a real fork bomb is contained by a per-child
 //! pids cgroup (root ignores RLIMIT_NPROC).
 
+#![allow(clippy::many_single_char_names)] // t(est), r(esult), b(undle), s(cenario), v(erdict)
+
 use serde_json::Value;
 
 use crate::run::{bundle, obs, read, run_plan};
