@@ -27,9 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::spawn::{self, SpawnError};
 use crate::model::results::{Leaked, Rusage};
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
-use crate::sandbox::cgroup::ChildCgroup;
+use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
 
 /// What to enforce in `pre_exec` (exec driver only).
 #[derive(Debug, Clone)]
@@ -141,106 +142,41 @@ pub fn stop_subreaper() {
     }
 }
 
-const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+/// How a child's descendants are tracked.
+#[derive(Debug, Clone, Copy)]
+pub enum Tracking<'a> {
+    /// The subreaper sweep only (attribution by session / process group).
+    None,
+    /// The child's own pids cgroup (the profile limits processes), joined in `pre_exec`
+    /// (exec probes; the helper joins it itself by path).
+    Child(&'a ChildCgroup),
+    /// The spawning worker thread's cgroup: the child is born in it.
+    Worker(&'a WorkerCgroup),
+}
 
-/// Spawn and see one child through. `cgroup`: the child's pids cgroup, joined in
-/// `pre_exec` (exec probes; the helper joins it itself by path).
-pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult {
-    let start = Instant::now();
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args);
-    if let Some(a0) = &spec.arg0 {
-        cmd.arg0(a0);
-    }
-    if let Some(env) = &spec.env {
-        cmd.env_clear();
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-    }
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if !spec.clean {
-        cmd.process_group(0);
-    }
-    let mut side: Option<(OwnedFd, OwnedFd)> = None;
-    if let Some(pre) = &spec.pre_exec {
-        let Ok((r, w)) = pipe_cloexec() else {
-            return failed_before_spawn(start, Ended::SetupFailed(SetupStep::CloseFds, errno()));
-        };
-        let wfd = w.as_raw_fd();
-        let prepared = Arc::clone(&pre.prepared);
-        let clean = spec.clean;
-        let cg_fd: Option<RawFd> = cgroup.map(ChildCgroup::procs_fd);
-        // SAFETY: the closure makes raw syscalls on data prepared in the parent only: no
-        // allocation, no lock, no panic (see `Prepared::enforce_in_child`).
-        unsafe {
-            cmd.pre_exec(move || {
-                let report = |step: SetupStep, e: i32| {
-                    let mut b = [0u8; 8];
-                    b[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-                    b[4..].copy_from_slice(&e.to_ne_bytes());
-                    libc::write(wfd, b.as_ptr().cast(), 8);
-                    std::io::Error::from_raw_os_error(e)
-                };
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                if clean {
-                    if libc::setsid() < 0 {
-                        return Err(report(SetupStep::Setsid, errno()));
-                    }
-                    libc::umask(0o022);
-                    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC)
-                        != 0
-                    {
-                        return Err(report(SetupStep::CloseFds, errno()));
-                    }
-                }
-                if let Some(fd) = cg_fd
-                    && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-                {
-                    return Err(report(SetupStep::Cgroup, errno()));
-                }
-                prepared
-                    .enforce_in_child()
-                    .map_err(|(step, e)| report(step, e))
-            });
-        }
-        side = Some((r, w));
-    }
-    let spawned = cmd.spawn();
-    // The parent's copy of the side channel's write end must be closed before reading.
-    let side_r = side.map(|(r, w)| {
-        drop(w);
-        r
-    });
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let setup = side_r.and_then(|r| read_setup_failure(&r));
-            let ended = match setup {
-                Some((step, en)) => Ended::SetupFailed(step, en),
-                None => Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)),
-            };
-            drop(cmd);
-            return failed_before_spawn(start, ended);
-        }
+/// Spawn and see one child through.
+pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
+    let cgroup = match tracking {
+        Tracking::Child(c) => Some(c),
+        _ => None,
     };
-    drop(side_r);
-    drop(cmd);
+    let worker = match tracking {
+        Tracking::Worker(w) => Some(w),
+        _ => None,
+    };
+    let tracked = cgroup.is_some() || worker.is_some();
+    let start = Instant::now();
+    let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
+        Ok(x) => x,
+        Err(ended) => return failed_before_spawn(start, ended),
+    };
     RUNNING.fetch_add(1, Ordering::SeqCst);
-    let pid = child.id();
-    let ipid = i32::try_from(pid).unwrap_or(i32::MAX);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let pid = u32::try_from(ipid).unwrap_or(0);
     let mut out = Captured::default();
     let mut err = Captured::default();
     let pidfd = pidfd_open(ipid);
-    let mut so = stdout;
-    let mut se = stderr;
+    let mut so = Some(stdout);
+    let mut se = Some(stderr);
     for fd in [
         so.as_ref().map(AsRawFd::as_raw_fd),
         se.as_ref().map(AsRawFd::as_raw_fd),
@@ -269,6 +205,9 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
             signal_group(ipid, libc::SIGKILL);
             if let Some(cg) = cgroup {
                 cg.kill_all();
+            }
+            if let Some(w) = worker {
+                w.kill_leftovers();
             }
             kill_at = Some(now + Duration::from_millis(200));
         }
@@ -300,26 +239,28 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
-    if let Some(cg) = cgroup {
-        let killed = cg.kill_all();
-        for (p, comm) in &killed {
-            if *p != pid {
-                leaked.push(Leaked {
-                    pid: *p,
-                    comm: comm.clone(),
-                    found_by: "cgroup".into(),
-                    action: "sigkill".into(),
-                });
-            }
+    let killed = match (cgroup, worker) {
+        (Some(cg), _) => cg.kill_all(),
+        (None, Some(w)) => w.kill_leftovers(),
+        (None, None) => Vec::new(),
+    };
+    for (p, comm) in &killed {
+        if *p != pid {
+            leaked.push(Leaked {
+                pid: *p,
+                comm: comm.clone(),
+                found_by: "cgroup".into(),
+                action: "sigkill".into(),
+            });
         }
-        let pids: Vec<u32> = killed
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| *p != pid)
-            .collect();
-        reap(&pids);
     }
-    sweep_orphans(pid, cgroup.is_some(), &mut leaked);
+    let pids: Vec<u32> = killed
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| *p != pid)
+        .collect();
+    reap(&pids);
+    sweep_orphans(pid, tracked, &mut leaked);
     let drain_deadline = Instant::now() + Duration::from_millis(500);
     while (so.is_some() || se.is_some()) && Instant::now() < drain_deadline {
         let mut fds = Vec::with_capacity(2);
@@ -334,20 +275,23 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
         drain(&mut se, &mut err, &mut buf, spec.output_cap);
         if so.is_some() || se.is_some() {
             // Something still holds the pipe: a descendant re-parented late.
-            if let Some(cg) = cgroup {
-                for (p, comm) in cg.kill_all() {
-                    if !leaked.iter().any(|l| l.pid == p) {
-                        leaked.push(Leaked {
-                            pid: p,
-                            comm,
-                            found_by: "cgroup".into(),
-                            action: "sigkill".into(),
-                        });
-                    }
-                    reap(&[p]);
+            let late = match (cgroup, worker) {
+                (Some(cg), _) => cg.kill_all(),
+                (None, Some(w)) => w.kill_leftovers(),
+                (None, None) => Vec::new(),
+            };
+            for (p, comm) in late {
+                if !leaked.iter().any(|l| l.pid == p) {
+                    leaked.push(Leaked {
+                        pid: p,
+                        comm,
+                        found_by: "cgroup".into(),
+                        action: "sigkill".into(),
+                    });
                 }
+                reap(&[p]);
             }
-            sweep_orphans(pid, cgroup.is_some(), &mut leaked);
+            sweep_orphans(pid, tracked, &mut leaked);
         }
     }
     out.complete = so.is_none();
@@ -365,9 +309,7 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
             break;
         }
     }
-    // Already reaped above; std's `Child` does nothing on drop.
-    drop(child);
-    sweep_orphans(pid, cgroup.is_some(), &mut leaked);
+    sweep_orphans(pid, tracked, &mut leaked);
     RUNNING.fetch_sub(1, Ordering::SeqCst);
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
@@ -390,6 +332,71 @@ pub fn run_child(spec: &ChildSpec, cgroup: Option<&ChildCgroup>) -> ChildResult 
         leaked,
         pid,
     }
+}
+
+/// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
+/// before `execve`), the builtin helper through std (`posix_spawn`; it restricts itself).
+fn start_child(
+    spec: &ChildSpec,
+    cgroup: Option<&ChildCgroup>,
+) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
+    if let Some(pre) = &spec.pre_exec {
+        let mut argv = vec![
+            spec.arg0
+                .clone()
+                .unwrap_or_else(|| spec.program.to_string_lossy().into_owned()),
+        ];
+        argv.extend(spec.args.iter().cloned());
+        let env: Vec<(String, String)> = match &spec.env {
+            Some(e) => e.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        return match spawn::spawn(
+            &spec.program,
+            &argv,
+            &env,
+            spec.cwd.as_deref(),
+            spec.clean,
+            cgroup.map(ChildCgroup::procs_fd),
+            &pre.prepared,
+        ) {
+            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
+            Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
+            Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
+        };
+    }
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args);
+    if let Some(a0) = &spec.arg0 {
+        cmd.arg0(a0);
+    }
+    if let Some(env) = &spec.env {
+        cmd.env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !spec.clean {
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Ended::SpawnFailed(libc::EIO));
+    };
+    // std's `Child` does nothing on drop: the runner reaps the pid itself.
+    drop(child);
+    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
 }
 
 fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
@@ -415,28 +422,6 @@ fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
 
 fn tv_us(tv: libc::timeval) -> u64 {
     u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
-}
-
-fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn read_setup_failure(r: &OwnedFd) -> Option<(SetupStep, i32)> {
-    let mut b = [0u8; 8];
-    // SAFETY: reading into a local buffer from our fd.
-    let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
-    if n != 8 {
-        return None;
-    }
-    let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-    let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-    SetupStep::from_u32(step).map(|s| (s, e))
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
@@ -724,13 +709,16 @@ mod tests {
     fn captures_output_with_a_cap_and_exit_codes() {
         let r = run_child(
             &spec("/bin/sh", &["-c", "printf hello; printf oops >&2; exit 3"]),
-            None,
+            Tracking::None,
         );
         assert_eq!(r.ended, Ended::Exited(3));
         assert_eq!(r.stdout.kept, b"hello");
         assert_eq!(r.stderr.kept, b"oops");
         assert!(r.stdout.complete);
-        let r = run_child(&spec("/bin/sh", &["-c", "head -c 100000 /dev/zero"]), None);
+        let r = run_child(
+            &spec("/bin/sh", &["-c", "head -c 100000 /dev/zero"]),
+            Tracking::None,
+        );
         assert_eq!(r.stdout.bytes, 100_000);
         assert_eq!(r.stdout.kept.len(), 1024);
         assert!(r.stdout.truncated);
@@ -738,7 +726,7 @@ mod tests {
 
     #[test]
     fn spawn_errors_are_reported() {
-        let r = run_child(&spec("/nonexistent/prog", &[]), None);
+        let r = run_child(&spec("/nonexistent/prog", &[]), Tracking::None);
         assert_eq!(r.ended, Ended::SpawnFailed(libc::ENOENT));
     }
 
@@ -747,7 +735,7 @@ mod tests {
         let mut s = spec("/bin/sh", &["-c", "sleep 30 & sleep 30; wait"]);
         s.timeout = Duration::from_millis(300);
         let t = Instant::now();
-        let r = run_child(&s, None);
+        let r = run_child(&s, Tracking::None);
         assert!(r.timed_out);
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM));

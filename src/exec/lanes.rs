@@ -8,13 +8,15 @@
 //! exec probes run `argv` (never through a shell) with the profile prepared once in the
 //! parent and enforced in `pre_exec`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec};
+use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Tracking};
 use super::fixtures::{self, Scratch};
 use super::helper::{self, HelperLine};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
@@ -25,7 +27,7 @@ use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
 use crate::sandbox::apply::{ApplyFailure, Prepared};
-use crate::sandbox::cgroup::ChildCgroup;
+use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
 use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
@@ -209,6 +211,7 @@ impl<'a> LiveExecutor<'a> {
         sc
     }
 
+    /// A child's own pids cgroup, when the scenario lane's profile limits processes.
     fn new_cgroup(
         &self,
         compiled: &CompiledProfile,
@@ -219,22 +222,21 @@ impl<'a> LiveExecutor<'a> {
         } else {
             None
         };
+        let Some(limit) = limit else {
+            return Ok(None);
+        };
         let Some((dir, v1)) = &self.tracking else {
-            return match limit {
-                Some(_) => Err("no pids cgroup is available for this run".into()),
-                None => Ok(None),
-            };
+            return Err("no pids cgroup is available for this run".into());
         };
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        match ChildCgroup::create(dir, &format!("c{n}"), limit, *v1) {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if limit.is_some() => Err(format!(
-                "cannot create the pids cgroup under `{}`: {e}",
-                dir.display()
-            )),
-            // Tracking only: fall back to the subreaper sweep.
-            Err(_) => Ok(None),
-        }
+        ChildCgroup::create(dir, &format!("c{n}"), Some(limit), *v1)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "cannot create the pids cgroup under `{}`: {e}",
+                    dir.display()
+                )
+            })
     }
 
     fn observe_inner(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
@@ -489,7 +491,7 @@ impl<'a> LiveExecutor<'a> {
             grace,
             output_cap: self.output_cap,
         };
-        let res = child::run_child(&spec, None);
+        let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let result_line = helper::parse_line(&res.stdout.kept);
         let mut a = base_attempt(&res);
         let sid = &sc.spec.scenario_id;
@@ -600,7 +602,7 @@ impl<'a> LiveExecutor<'a> {
             grace,
             output_cap: self.output_cap,
         };
-        let res = child::run_child(&spec, cgroup);
+        let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let mut a = base_attempt(&res);
         let sid = &sc.spec.scenario_id;
         a.stdout = self.capture(&res.stdout, lane, sid, attempt, "stdout", false);
@@ -662,6 +664,62 @@ impl<'a> LiveExecutor<'a> {
             },
         };
         a
+    }
+}
+
+/// The tracking of one child: its own cgroup, or its worker's.
+enum ChildTracking<'a> {
+    None,
+    Child(&'a ChildCgroup),
+    Worker(Rc<WorkerCgroup>),
+}
+
+impl ChildTracking<'_> {
+    fn as_tracking(&self) -> Tracking<'_> {
+        match self {
+            ChildTracking::None => Tracking::None,
+            ChildTracking::Child(c) => Tracking::Child(c),
+            ChildTracking::Worker(w) => Tracking::Worker(w),
+        }
+    }
+}
+
+thread_local! {
+    /// This worker thread's own cgroup, for the run directory it was made under.
+    static WORKER_CGROUP: RefCell<Option<(PathBuf, Option<Rc<WorkerCgroup>>)>> =
+        const { RefCell::new(None) };
+}
+
+impl LiveExecutor<'_> {
+    /// The calling worker thread's cgroup (created and joined on first use; v1 only).
+    fn worker_cgroup(&self) -> Option<Rc<WorkerCgroup>> {
+        let (dir, v1) = self.tracking.as_ref()?;
+        if !*v1 {
+            return None;
+        }
+        WORKER_CGROUP.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some((d, w)) = slot.as_ref()
+                && d == dir
+            {
+                return w.clone();
+            }
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let w = WorkerCgroup::join_current_thread(dir, &format!("w{n}"))
+                .ok()
+                .map(Rc::new);
+            *slot = Some((dir.clone(), w.clone()));
+            w
+        })
+    }
+
+    fn tracking_for<'c>(&self, child: Option<&'c ChildCgroup>) -> ChildTracking<'c> {
+        match child {
+            Some(c) => ChildTracking::Child(c),
+            None => self
+                .worker_cgroup()
+                .map_or(ChildTracking::None, ChildTracking::Worker),
+        }
     }
 }
 

@@ -17,3 +17,4 @@ pub mod lanes;
 pub mod outcome;
 pub mod run;
 pub mod scheduler;
+pub mod spawn;

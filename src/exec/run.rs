@@ -656,7 +656,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let scratch_parent = settings
         .scratch_parent
         .clone()
-        .unwrap_or_else(std::env::temp_dir);
+        .unwrap_or_else(Scratch::default_parent);
     let scratch = Scratch::create(&scratch_parent, &run_id)?;
     let _guard = ScratchGuard {
         scratch: &scratch,
@@ -1445,7 +1445,7 @@ impl Pipeline<'_> {
             .collect();
         variables.insert(
             "SCRATCH".into(),
-            "(per child: <scratch>/<lane>/<profile>/<probe>/a<attempt>)".into(),
+            "(per child: <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into(),
         );
         variables.insert(
             "HOME".into(),
@@ -1592,7 +1592,8 @@ fn preflight_profile(
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
         },
-        None,
+        cg.as_ref()
+            .map_or(child::Tracking::None, child::Tracking::Child),
     );
     if let Some(g) = cg {
         g.kill_all();

@@ -25,18 +25,104 @@ pub fn create_run_dir(root: &Path, run_id: &str) -> std::io::Result<PathBuf> {
 }
 
 /// Remove the run's cgroup directory (and `nexusmon/` if it is empty; another run may
-/// still use it, so failures there are ignored).
+/// still use it, so failures there are ignored). A worker thread leaves its cgroup only when
+/// the kernel has finished its exit, shortly after it was joined: retry briefly.
 pub fn remove_run_dir(root: &Path, run_id: &str) {
     let dir = run_dir(root, run_id);
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let _ = std::fs::remove_dir(e.path());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut left = 0;
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) && std::fs::remove_dir(e.path()).is_err()
+                {
+                    left += 1;
+                }
             }
         }
+        if left == 0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(root.join("nexusmon"));
+}
+
+/// Processes in the cgroup at `dir`, the runner itself excluded (a worker thread of the
+/// runner may be a member).
+fn members(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .filter(|p| *p != me)
+        .collect()
+}
+
+/// SIGKILL every member of the cgroup at `dir` (never the runner) until none is left.
+fn kill_members(dir: &Path, v1: bool) -> Vec<(u32, String)> {
+    let mut killed: Vec<(u32, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = members(dir);
+        if found.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in found {
+            if !killed.iter().any(|(p, _)| *p == pid) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default();
+                killed.push((pid, comm));
+            }
+            if let Ok(p) = i32::try_from(pid) {
+                // SAFETY: sending a signal to a process that is not the runner.
+                unsafe {
+                    libc::kill(p, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = v1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed
+}
+
+/// A worker thread's own pids cgroup (cgroup v1 lets single threads join a cgroup): every
+/// child the worker forks is born in it, so no child pays for a cgroup migration (a
+/// synchronize-RCU in the kernel, about a millisecond), and after a child exits, whatever
+/// is left in the cgroup but the worker itself escaped from that child — even through
+/// `setsid` or a double fork.
+#[derive(Debug)]
+pub struct WorkerCgroup {
+    dir: PathBuf,
+}
+
+impl WorkerCgroup {
+    /// Create `<run dir>/<name>` and move the calling thread into it (v1 only).
+    pub fn join_current_thread(run_dir: &Path, name: &str) -> std::io::Result<Self> {
+        let dir = run_dir.join(name);
+        std::fs::create_dir(&dir)?;
+        // SAFETY: gettid cannot fail.
+        let tid = unsafe { libc::gettid() };
+        if let Err(e) = std::fs::write(dir.join("tasks"), tid.to_string()) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+        Ok(Self { dir })
+    }
+
+    /// Processes left in the worker's cgroup (the runner excluded).
+    pub fn leftovers(&self) -> Vec<u32> {
+        members(&self.dir)
+    }
+
+    /// Kill every leftover; returns them with their command names.
+    pub fn kill_leftovers(&self) -> Vec<(u32, String)> {
+        kill_members(&self.dir, true)
+    }
 }
 
 /// One child's pids cgroup.
@@ -91,13 +177,9 @@ impl ChildCgroup {
         &self.dir
     }
 
-    /// Pids currently in the cgroup.
+    /// Pids currently in the cgroup (never the runner itself).
     pub fn members(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|s| s.parse().ok())
-            .collect()
+        members(&self.dir)
     }
 
     /// `(pids.peak, forks refused at the limit)`.
@@ -118,33 +200,7 @@ impl ChildCgroup {
     /// and killed ones cannot fork at all, so this converges). Returns the pids killed with
     /// their command names (read before the kill).
     pub fn kill_all(&self) -> Vec<(u32, String)> {
-        let mut killed: Vec<(u32, String)> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let members = self.members();
-            if members.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            for pid in members {
-                if !killed.iter().any(|(p, _)| *p == pid) {
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_default();
-                    killed.push((pid, comm));
-                }
-                if let Ok(p) = i32::try_from(pid) {
-                    // SAFETY: sending a signal.
-                    unsafe {
-                        libc::kill(p, libc::SIGKILL);
-                    }
-                }
-            }
-            if !self.v1 {
-                let _ = std::fs::write(self.dir.join("cgroup.kill"), b"1");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        killed
+        kill_members(&self.dir, self.v1)
     }
 
     /// Remove the directory, waiting briefly for exiting members to leave.
