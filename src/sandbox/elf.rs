@@ -159,8 +159,34 @@ pub fn library_dirs() -> Vec<PathBuf> {
 
 /// What running `program` needs: `#!` interpreters (recursively), the ELF interpreter, and
 /// the transitive `DT_NEEDED` libraries found in the runpath or the standard directories.
-/// Paths are as found (not canonicalized: the oracle canonicalizes them).
+/// Paths are as found (not canonicalized: the oracle canonicalizes them). Memoized per
+/// (path, size, mtime): a plan of thousands of exec probes parses each program once.
 pub fn program_needs(program: &Path) -> ProgramNeeds {
+    type Key = (PathBuf, u64, i64, i64);
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::BTreeMap<Key, ProgramNeeds>>,
+    > = std::sync::OnceLock::new();
+    let key = std::fs::metadata(program).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (program.to_path_buf(), m.size(), m.mtime(), m.mtime_nsec())
+    });
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = &key
+        && let Ok(c) = cache.lock()
+        && let Some(n) = c.get(k)
+    {
+        return n.clone();
+    }
+    let needs = compute_needs(program);
+    if let Some(k) = key
+        && let Ok(mut c) = cache.lock()
+    {
+        c.insert(k, needs.clone());
+    }
+    needs
+}
+
+fn compute_needs(program: &Path) -> ProgramNeeds {
     let mut needs = ProgramNeeds::default();
     let mut prog = program.to_path_buf();
     // `#!` chains: each interpreter is opened by execve for execution.

@@ -686,3 +686,29 @@ fn json_streams_versioned_ndjson_events_and_keeps_the_human_view_on_stderr() {
     );
     assert!(r.stderr.contains("result: ok"), "{}", r.stderr);
 }
+
+#[test]
+fn the_human_summary_shows_the_table_the_mismatch_the_oracle_and_the_bundle() {
+    let (t, r) = run_plan(Test::new(), "expect-allow", &[]);
+    r.code(1);
+    let tmp = regex_escape(&t.path().to_string_lossy());
+    insta::with_settings!({filters => vec![
+        (tmp.as_str(), "[TMP]"),
+        (r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}", "[RUN_ID]"),
+        (r"blake3 [0-9a-f]{16}", "blake3 [DIGEST]"),
+    ]}, {
+        insta::assert_snapshot!(r.stderr);
+    });
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
