@@ -364,6 +364,12 @@ pub struct ApproveArgs {
     /// Sign the record with this SSH private key (writes `<record>.sig`).
     #[arg(long, value_name = "KEY")]
     pub sign_with: Option<PathBuf>,
+    /// A role the approver claims (repeatable); the trust file must grant it.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// Replace an existing record (and signature).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `audit`.
@@ -418,8 +424,15 @@ pub struct OmensClearArgs {
     #[arg(long, value_name = "KEY")]
     pub sign_with: Option<PathBuf>,
     /// A clearance record signed with `ssh-keygen -Y sign` (instead of --sign-with).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sign_with", "prepare"])]
     pub record: Option<PathBuf>,
+    /// Only write the unsigned clearance record (to sign with `ssh-keygen -Y sign`, then
+    /// pass with --record).
+    #[arg(long, conflicts_with = "sign_with")]
+    pub prepare: bool,
+    /// How long a prepared or signed clearance stays usable (default 24h).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub expires_in: String,
 }
 
 /// `missions`.

@@ -74,6 +74,8 @@ pub struct Ctx {
     pub verbose: u8,
     /// Whether to colour stderr.
     pub color: bool,
+    /// Whether to colour stdout (the same choice, judged for stdout's terminal).
+    pub color_out: bool,
     /// The project root.
     pub root: PathBuf,
     /// `--state-dir`, if given.
@@ -83,7 +85,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn resolve(g: &GlobalArgs, err_is_tty: bool) -> Result<Self> {
+    fn resolve(g: &GlobalArgs, err_is_tty: bool, out_is_tty: bool) -> Result<Self> {
         let cwd =
             std::env::current_dir().map_err(|e| Error::io("read the current directory", ".", e))?;
         let root = match &g.root {
@@ -91,16 +93,18 @@ impl Ctx {
             None => crate::load::find_project_root(&cwd),
         };
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let color = match g.color {
+        let color_for = |is_tty: bool| match g.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => err_is_tty && !no_color,
+            ColorChoice::Auto => is_tty && !no_color,
         };
+        let (color, color_out) = (color_for(err_is_tty), color_for(out_is_tty));
         Ok(Self {
             json: g.json,
             quiet: g.quiet,
             verbose: g.verbose,
             color,
+            color_out,
             root,
             state_dir: g.state_dir.clone(),
             cwd,
@@ -118,8 +122,8 @@ impl Ctx {
 /// `{"error": …}` object on stdout.
 pub fn run(cli: Cli, io: &mut Io<'_>) -> i32 {
     let json = cli.global.json;
-    let result =
-        Ctx::resolve(&cli.global, io.err_is_tty).and_then(|ctx| dispatch(cli.command, &ctx, io));
+    let result = Ctx::resolve(&cli.global, io.err_is_tty, io.out_is_tty)
+        .and_then(|ctx| dispatch(cli.command, &ctx, io));
     match result {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => exit_code::OK,

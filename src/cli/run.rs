@@ -9,7 +9,13 @@ use std::fmt::Write as _;
 use super::args::{Channel, LockMode, RunArgs};
 use super::{Ctx, Io};
 use crate::bundle::{LockMode as StoreLockMode, LockOptions};
-use crate::exec::run::{EventSink, RunOutcome, RunSettings, execute};
+use crate::exec::run::{
+    AuditHook, EventSink, Gate, GateDecision, GateInput, RunOutcome, RunSettings, SealReport,
+    execute,
+};
+use crate::govern::{GateReport, Governance, SealedRun, omens::Failure};
+use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::plan::PlanKind;
 use crate::model::results::{ChannelKind, RunEvent, RunStatus};
 use crate::report::table;
 use crate::util::{fsx, json};
@@ -100,6 +106,107 @@ impl EventSink for CliSink<'_, '_> {
     }
 }
 
+/// A governed run: the gate, approvals and audit log of the project's `.nexusmon/` state
+/// directory, wired as `govern/mod.rs` documents.
+struct Governed {
+    gov: Governance,
+    approvals: Vec<std::path::PathBuf>,
+    report: std::cell::RefCell<Option<GateReport>>,
+}
+
+struct GovGate(std::rc::Rc<Governed>);
+struct GovAudit(std::rc::Rc<Governed>);
+
+impl Gate for GovGate {
+    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
+        let g = &self.0;
+        let report = g.gov.gate_for(input.plan, &g.approvals, input.dry)?;
+        if !report.allows() && !input.dry {
+            g.gov.record_refusal(&report)?;
+        }
+        let d = &report.decision;
+        let decision = GateDecision {
+            allowed: report.allows(),
+            reasons: d.explain(),
+            notes: std::iter::once(format!("gate: {}", d.outcome.as_str()))
+                .chain(d.explain())
+                .collect(),
+            flags: d.flags.clone(),
+            max_jobs: d.max_jobs,
+            files: report
+                .files
+                .iter()
+                .map(|f| (f.rel.clone(), f.bytes.clone()))
+                .collect(),
+        };
+        *g.report.borrow_mut() = Some(report);
+        Ok(decision)
+    }
+
+    fn started(&self, run_id: &str) -> Result<()> {
+        if let Some(r) = self.0.report.borrow().as_ref() {
+            self.0.gov.record_run_started(r, run_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl AuditHook for GovAudit {
+    fn head(&self) -> Result<Option<AuditHead>> {
+        Ok(Some(self.0.gov.audit_head()?))
+    }
+
+    fn sealed(&self, s: &SealReport<'_>) -> Result<()> {
+        let status = match s.bundle_status {
+            BundleStatus::Complete => "complete",
+            BundleStatus::Failed => "failed",
+            BundleStatus::InProgress => "in_progress",
+        };
+        self.0.gov.record_run_sealed(&SealedRun {
+            plan_id: s.plan_id,
+            run_id: s.run_id,
+            status,
+            bundle_dir: s.bundle_dir,
+            index_blake3: s.index_blake3,
+            anchored_head: s.anchored_head,
+        })?;
+        let failures: Vec<Failure> = s
+            .mismatches
+            .iter()
+            .map(|m| Failure {
+                plan_id: s.plan_id.to_string(),
+                scenario_id: m.scenario_id.clone(),
+                mismatch_kind: m.kind.as_str().to_string(),
+                outcome: m.observed.map_or("none", |o| o.as_str()).to_string(),
+            })
+            .collect();
+        self.0.gov.record_failures(s.run_id, &failures)?;
+        Ok(())
+    }
+}
+
+/// No `.nexusmon/` state directory: experiments run and say so; missions are refused.
+struct Ungoverned;
+
+impl Gate for Ungoverned {
+    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
+        if input.plan.plan.kind == PlanKind::Mission {
+            return Err(Error::input(
+                &input.plan.path,
+                "a mission runs only under governance, and there is no .nexusmon/ state directory",
+            )
+            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
+        }
+        Ok(GateDecision {
+            allowed: true,
+            notes: vec![
+                "ungoverned: no .nexusmon/ state directory, so no gate record and no audit entry (`nexusmon init` enables both)".into(),
+            ],
+            ..GateDecision::default()
+        })
+    }
+}
+
 /// `nexusmon run`.
 pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     let plan_path = if a.plan.is_absolute() {
@@ -135,6 +242,40 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     };
     settings.keep_scratch = a.keep_scratch;
     settings.command_line = std::env::args().collect();
+    // Governed when a state directory is named or found (the way git finds .git);
+    // otherwise an ungoverned run, said so in the manifest.
+    let state_dir = match &ctx.state_dir {
+        Some(d) => Some(d.clone()),
+        None => crate::govern::state::find(&ctx.root),
+    };
+    match state_dir {
+        Some(dir) => {
+            let g = std::rc::Rc::new(Governed {
+                gov: Governance::open(&dir)?,
+                approvals: a
+                    .approval
+                    .iter()
+                    .map(|p| {
+                        if p.is_absolute() {
+                            p.clone()
+                        } else {
+                            ctx.cwd.join(p)
+                        }
+                    })
+                    .collect(),
+                report: std::cell::RefCell::new(None),
+            });
+            settings.gate = Some(Box::new(GovGate(std::rc::Rc::clone(&g))));
+            settings.audit = Some(Box::new(GovAudit(g)));
+        }
+        None if !a.approval.is_empty() => {
+            return Err(Error::usage(
+                "--approval needs the governance state (the trust file) and there is no .nexusmon/ state directory",
+            )
+            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
+        }
+        None => settings.gate = Some(Box::new(Ungoverned)),
+    }
     let mut sink = CliSink {
         io,
         json: ctx.json,

@@ -87,32 +87,59 @@ pub struct GateInput<'a> {
 pub struct GateDecision {
     /// May the run proceed?
     pub allowed: bool,
-    /// Why not (or why flagged), sorted.
+    /// Why not (or why flagged), one sentence each.
     pub reasons: Vec<String>,
     /// Notes recorded in the manifest (e.g. "rank C: flagged for review").
     pub notes: Vec<String>,
-    /// Files to copy into the bundle (bundle-relative path, bytes), e.g. approval records.
+    /// Review flags carried into `summary.json` (e.g. `review-required`), sorted.
+    pub flags: Vec<String>,
+    /// A cap on parallel children (e.g. missions without the parallelism capability).
+    pub max_jobs: Option<u32>,
+    /// Files to copy into the bundle: (bundle-relative path, exact bytes), e.g. approval
+    /// records, their signatures and `governance/gate.json`.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// The governance gate, consulted after resolve and before the lock.
+/// The governance gate, consulted after lint and resolve and before the out-root lock.
 pub trait Gate {
-    /// Decide.
+    /// Decide. A refusal of a real run is exit 4 with nothing written; `--dry` shows what
+    /// would run either way.
     fn check(&self, input: &GateInput<'_>) -> Result<GateDecision>;
+    /// The run passed the gate and has its id (real runs only, before any child starts).
+    fn started(&self, _run_id: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a sealed run reports to the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct SealReport<'a> {
+    /// The plan.
+    pub plan_id: &'a str,
+    /// `plan_digest`.
+    pub plan_digest: &'a Digest,
+    /// The run id.
+    pub run_id: &'a str,
+    /// The bundle's status (`complete` or `failed`).
+    pub bundle_status: BundleStatus,
+    /// The run's status.
+    pub run_status: RunStatus,
+    /// `out/<run_id>`.
+    pub bundle_dir: &'a Path,
+    /// blake3 of `artifact_index.json`.
+    pub index_blake3: &'a str,
+    /// The audit head the index anchored.
+    pub anchored_head: Option<&'a AuditHead>,
+    /// The run's mismatches (empty for a failed run).
+    pub mismatches: &'a [MismatchPacket],
 }
 
 /// The audit log's seam.
 pub trait AuditHook {
     /// The audit head to anchor in the seal.
     fn head(&self) -> Result<Option<AuditHead>>;
-    /// Called after the bundle is sealed.
-    fn sealed(
-        &self,
-        run_id: &str,
-        index_blake3: &str,
-        status: RunStatus,
-        plan: &Digest,
-    ) -> Result<()>;
+    /// Called after the bundle is sealed (a failed run included).
+    fn sealed(&self, report: &SealReport<'_>) -> Result<()>;
 }
 
 /// Receives NDJSON events as they happen (on the calling thread).
@@ -596,6 +623,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let started = Instant::now();
     let loaded = load_plan(&settings.plan_path)?;
     let selected = select(&loaded, &settings.only_profiles, &settings.only_scenarios)?;
+    // A plan that does not lint is refused (exit 2) before anything runs.
+    crate::lint::check_plan(&loaded.path, &settings.root)?
+        .refuse_on_errors(&loaded.path, &settings.root)?;
     let plan = &loaded.plan;
 
     // Variables known before anything runs.
@@ -616,6 +646,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // Governance gate.
     let mut governance = Vec::new();
     let mut gate_files = Vec::new();
+    let mut gate_flags = Vec::new();
+    let mut max_jobs = None;
     let mut refused = Vec::new();
     if let Some(g) = &settings.gate {
         let d = g.check(&GateInput {
@@ -636,6 +668,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
             refused.clone_from(&d.reasons);
         }
         gate_files = d.files;
+        gate_flags = d.flags;
+        max_jobs = d.max_jobs;
     }
 
     let facts = host_facts();
@@ -651,6 +685,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         .jobs
         .or(plan.execution.jobs)
         .unwrap_or(facts.cores)
+        .min(max_jobs.unwrap_or(u32::MAX))
         .clamp(1, 1024);
     let clean = settings.channel == ChannelKind::Clean;
     let scratch_parent = settings
@@ -868,6 +903,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         runner_env,
         governance,
         gate_files,
+        gate_flags,
         listeners: listeners.described.clone(),
         started,
         started_at: crate::util::time::now_rfc3339(),
@@ -894,12 +930,17 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
                 audit_head,
             })?;
             if let Some(a) = &settings.audit {
-                a.sealed(
-                    &sealed.run_id,
-                    &sealed.index_blake3,
-                    out.status,
-                    &loaded.digest,
-                )?;
+                a.sealed(&SealReport {
+                    plan_id: plan.plan_id.as_str(),
+                    plan_digest: &loaded.digest,
+                    run_id: &sealed.run_id,
+                    bundle_status: sealed.index.status,
+                    run_status: out.status,
+                    bundle_dir: &sealed.dir,
+                    index_blake3: &sealed.index_blake3,
+                    anchored_head: sealed.index.audit_head.as_ref(),
+                    mismatches: &out.mismatches,
+                })?;
             }
             out.bundle = Some(sealed.dir.clone());
             out.index_blake3 = Some(sealed.index_blake3.clone());
@@ -924,6 +965,20 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
                 plan_digest: Some(loaded.digest.clone()),
                 audit_head,
             });
+            if let (Some(a), Ok(s)) = (&settings.audit, &sealed) {
+                // The run already failed; a failure to record it adds nothing to report.
+                let _ = a.sealed(&SealReport {
+                    plan_id: plan.plan_id.as_str(),
+                    plan_digest: &loaded.digest,
+                    run_id: &s.run_id,
+                    bundle_status: s.index.status,
+                    run_status: RunStatus::Failed,
+                    bundle_dir: &s.dir,
+                    index_blake3: &s.index_blake3,
+                    anchored_head: s.index.audit_head.as_ref(),
+                    mismatches: &[],
+                });
+            }
             let (dir, hint) = match &sealed {
                 Ok(s) => (
                     Some(s.dir.clone()),
@@ -1121,6 +1176,7 @@ struct Pipeline<'a> {
     runner_env: Vec<(String, String)>,
     governance: Vec<String>,
     gate_files: Vec<(String, Vec<u8>)>,
+    gate_flags: Vec<String>,
     listeners: Vec<String>,
     started: Instant,
     started_at: String,
@@ -1134,13 +1190,18 @@ impl Pipeline<'_> {
         stage: &mut &'static str,
     ) -> Result<RunOutcome> {
         let plan = &self.loaded.plan;
+        *stage = "governance";
+        if let Some(g) = &self.settings.gate {
+            g.started(self.run_id)?;
+        }
+        *stage = "preflight";
         let helper_exe = match &self.settings.helper_exe {
             Some(p) => p.clone(),
             None => std::env::current_exe()
                 .map_err(|e| Error::io("locate the nexusmon executable", "/proc/self/exe", e))?,
         };
         for (rel, bytes) in &self.gate_files {
-            bundle.write_bytes(&format!("governance/{rel}"), bytes)?;
+            bundle.write_bytes(rel, bytes)?;
         }
 
         // Per-child pids cgroups under the run's directory: exact leak tracking for every
@@ -1354,6 +1415,7 @@ impl Pipeline<'_> {
             &preflight,
         );
         a.summary.unattributed_leaks = unattributed;
+        a.summary.governance_flags.clone_from(&self.gate_flags);
         write_results(bundle, &a)?;
         let report = crate::report::RunReport {
             summary: &a.summary,
@@ -1455,8 +1517,7 @@ impl Pipeline<'_> {
                 "(the runner's $HOME)".into()
             },
         );
-        let mut governance = self.governance.clone();
-        governance.extend(self.listeners.iter().map(|l| format!("fixture: {l}")));
+        let governance = self.governance.clone();
         RunManifest {
             schema_version: RESULTS_SCHEMA_VERSION,
             run_id: self.run_id.to_string(),
@@ -1498,6 +1559,7 @@ impl Pipeline<'_> {
             profiles,
             preflight: preflight.to_vec(),
             governance,
+            listeners: self.listeners.clone(),
             started_at: self.started_at.clone(),
         }
     }
@@ -1536,13 +1598,18 @@ fn relative_to(p: &Path, root: &Path) -> String {
     )
 }
 
-/// The runner's own peak RSS.
+/// The runner's own peak RSS: `VmHWM` from `/proc/self/status`, the high-water mark of this
+/// process's memory since it started. (`getrusage(RUSAGE_SELF)` is not used: Linux seeds a
+/// process's `ru_maxrss` with its spawner's resident set at `execve`.)
 pub fn runner_max_rss_kib() -> u64 {
-    // SAFETY: zeroed plain data filled by getrusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
-    u64::try_from(ru.ru_maxrss).unwrap_or(0)
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Apply a profile in a throw-away helper (`noop`) and record what the kernel said.
@@ -2015,6 +2082,7 @@ pub fn assemble(
         runner_max_rss_kib: ctx.runner_max_rss_kib,
         wall_us: ctx.wall_us,
         unattributed_leaks: Vec::new(),
+        governance_flags: Vec::new(),
     };
     let collect = |v: Vec<Option<Observation>>, lane: Lane| LaneResults {
         schema_version: RESULTS_SCHEMA_VERSION,

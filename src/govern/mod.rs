@@ -1,1 +1,527 @@
 //! Governance (`DESIGN.md` §8): the gate, approvals, the audit log, omens, evolution.
+//!
+//! - [`state`]: the `.nexusmon/` state directory (discovery, `init`, the state lock).
+//! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
+//! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
+//! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signatures, approval
+//!   records.
+//! - [`gate`]: the pure decision function.
+//! - [`omens`], [`evolution`]: state that outlives runs.
+//! - [`mission`]: mission task graphs; [`missions`]: the missions listing.
+//!
+//! [`Governance`] is the one handle the runner and the command handlers use: it reads the
+//! state the gate needs, records decisions in the audit log, and hands the runner the files
+//! to copy into the bundle.
+//!
+//! How `run` uses it (`DESIGN.md` §5.1), in order:
+//! 1. `Governance::discover(ctx.state_dir, &ctx.root)` (exit 2 with a hint if missing);
+//! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
+//!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing
+//!    executed (`--dry` prints what would run and `report.decision.explain()` either way);
+//! 3. once the run id is known: `record_run_started(&report, run_id)`; write every
+//!    `report.files` entry with `StagedBundle::write_bytes(rel, bytes)` (so the records,
+//!    their signatures and `governance/gate.json` are indexed); cap parallelism at
+//!    `report.decision.max_jobs`; carry `report.decision.flags` into the summary and packet;
+//! 4. at seal: `SealInfo { audit_head: Some(gov.audit_head()?), .. }` (index and `LATEST`);
+//! 5. after the seal: `record_run_sealed(&SealedRun { .. })`, then
+//!    `record_failures(run_id, &failures)` with one [`omens::Failure`] per mismatch.
+
+pub mod anchors;
+pub mod approvals;
+pub mod audit;
+pub mod evolution;
+pub mod gate;
+pub mod mission;
+pub mod missions;
+pub mod omens;
+pub mod sign;
+pub mod state;
+pub mod trust;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
+
+use self::approvals::ApprovalCheck;
+use self::audit::{AuditKind, AuditLog};
+use self::evolution::Capabilities;
+use self::gate::{GateDecision, GateInput};
+use self::omens::{Crossing, Failure};
+use self::state::StateDir;
+use self::trust::TrustStore;
+use crate::load::LoadedPlan;
+use crate::model::index::AuditHead;
+use crate::model::plan::PlanKind;
+use crate::util::digest::{Digest, blake3_hex};
+use crate::util::{fsx, json, time};
+use crate::{Error, Result};
+
+/// The first 12 characters of a hex digest, for messages (full digests go in files).
+pub fn short_hex(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// The `schema` of `governance/gate.json` in a bundle.
+pub const GATE_RECORD_SCHEMA: &str = "nexusmon/gate/v1";
+
+/// The bundle directory governance files are copied into.
+pub const BUNDLE_DIR: &str = "governance";
+
+/// The governance state of a project: the handle every governed operation goes through.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    state: StateDir,
+    audit: AuditLog,
+}
+
+/// A file to write into the run's bundle (bundle-relative path, exact bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    /// `governance/…`.
+    pub rel: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What the gate decided for a plan, with everything needed to record it.
+#[derive(Debug, Clone)]
+pub struct GateReport {
+    /// The plan.
+    pub plan_id: String,
+    /// Its `plan_digest`.
+    pub plan_digest: Digest,
+    /// Its path.
+    pub plan_path: PathBuf,
+    /// The approval records considered (given and found beside the plan), sorted.
+    pub records: Vec<PathBuf>,
+    /// Their verdicts.
+    pub approvals: ApprovalCheck,
+    /// The decision.
+    pub decision: GateDecision,
+    /// The capabilities it was made with.
+    pub capabilities: Capabilities,
+    /// When.
+    pub evaluated_at: String,
+    /// Files for the bundle: the records and signatures as verified, and `gate.json`.
+    pub files: Vec<BundleFile>,
+}
+
+/// `governance/gate.json`: the gate's decision as recorded in a bundle.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(title = "nexusmon gate record")]
+pub struct GateRecord {
+    /// [`GATE_RECORD_SCHEMA`].
+    pub schema: String,
+    /// When the gate decided (RFC 3339).
+    pub evaluated_at: String,
+    /// The plan.
+    pub plan_id: String,
+    /// Its `plan_digest`.
+    pub plan_digest: Digest,
+    /// The decision.
+    pub decision: GateDecision,
+    /// Approval verdicts; paths are bundle-relative copies (see `copies`).
+    pub approvals: ApprovalCheck,
+    /// Original path of each copied record or signature → its bundle path.
+    pub copies: BTreeMap<String, String>,
+    /// Evolution capabilities at the time.
+    pub capabilities: Capabilities,
+}
+
+impl GateReport {
+    /// Whether the plan may run.
+    pub fn allows(&self) -> bool {
+        self.decision.allows()
+    }
+
+    fn audit_data(&self) -> serde_json::Value {
+        json!({
+            "plan_id": self.plan_id,
+            "plan_digest": self.plan_digest,
+            "plan_path": self.plan_path.display().to_string(),
+            "outcome": self.decision.outcome.as_str(),
+            "reasons": self.decision.reasons,
+            "flags": self.decision.flags,
+            "rank": self.decision.rank,
+            "composite": self.decision.composite,
+            "required_approvals": self.decision.required_approvals,
+            "valid_approvals": self.decision.valid_approvals,
+            "approvals": self.approvals.valid.iter().map(|v| json!({
+                "approver": v.approver,
+                "key_fingerprint": v.key_fingerprint,
+                "record_blake3": v.record_blake3,
+                "expires_at": v.expires_at,
+            })).collect::<Vec<_>>(),
+            "rejected": self.approvals.rejected.iter().map(|r| json!({
+                "path": r.path.display().to_string(),
+                "reason": r.reason.as_str(),
+            })).collect::<Vec<_>>(),
+            "omens": self.decision.omens.iter().map(|o| json!({
+                "fingerprint": o.fingerprint,
+                "scenario_id": o.scenario_id,
+                "level": o.level.as_str(),
+            })).collect::<Vec<_>>(),
+            "level": self.capabilities.level,
+            "capabilities": self.capabilities.held,
+        })
+    }
+}
+
+impl Governance {
+    /// Open the state directory `dir` (which must exist, with its audit log).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let state = StateDir::open(dir)?;
+        let audit = AuditLog::open(&state)?;
+        Ok(Self { state, audit })
+    }
+
+    /// Find and open the state directory: `explicit` (`--state-dir`), else the nearest
+    /// `.nexusmon/` at or above `start`. Missing: exit 2 with a hint to run `nexusmon init`.
+    pub fn discover(explicit: Option<&Path>, start: &Path) -> Result<Self> {
+        let state = StateDir::discover(explicit, start)?;
+        let audit = AuditLog::open(&state)?;
+        Ok(Self { state, audit })
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The trust file.
+    pub fn trust(&self) -> Result<TrustStore> {
+        TrustStore::from_state(&self.state)
+    }
+
+    /// The evolution capabilities the gate checks (none if there is no evolution state).
+    /// An `evolution.json` whose derived fields do not match its outcomes is refused.
+    pub fn capabilities(&self) -> Result<Capabilities> {
+        match self.state.read_evolution()? {
+            None => Ok(Capabilities::none()),
+            Some(evo) => {
+                evolution::check_consistent(&evo, &self.state.file(state::EVOLUTION_FILE))?;
+                Ok(Capabilities::of(&evo))
+            }
+        }
+    }
+
+    /// The audit log's head, for the bundle index and `LATEST` at seal time.
+    pub fn audit_head(&self) -> Result<AuditHead> {
+        self.audit.head()
+    }
+
+    /// Run the gate for `plan` now. Approval records are those given plus those found in
+    /// `approvals/` beside the plan (`<plan_id>.*.json`). Reads the trust file, the omens
+    /// of the plan's scenarios and the evolution capabilities. Writes nothing.
+    pub fn gate_for(
+        &self,
+        plan: &LoadedPlan,
+        approvals: &[PathBuf],
+        dry: bool,
+    ) -> Result<GateReport> {
+        self.gate_at(plan, approvals, dry, jiff::Timestamp::now())
+    }
+
+    /// [`Governance::gate_for`] at a given time (for tests and replays).
+    pub fn gate_at(
+        &self,
+        plan: &LoadedPlan,
+        approvals: &[PathBuf],
+        dry: bool,
+        now: jiff::Timestamp,
+    ) -> Result<GateReport> {
+        let trust = self.trust()?;
+        let mut records: Vec<PathBuf> = approvals
+            .iter()
+            .map(|p| fsx::absolute(p))
+            .collect::<Result<_>>()?;
+        for p in &records {
+            if !p.is_file() {
+                return Err(Error::input(p, "approval record not found")
+                    .with_hint("pass the record written by `nexusmon approve` (its signature is `<record>.sig`)"));
+            }
+        }
+        for found in approvals::discover(plan)? {
+            records.push(fsx::absolute(&found)?);
+        }
+        records.sort();
+        records.dedup();
+        let check = approvals::verify(plan, &records, &trust, now);
+        let omens_file = self.state.read_omens()?;
+        let scenarios = plan_scenarios(plan);
+        let hits = omens::hits_for(&omens_file, plan.plan.plan_id.as_str(), &scenarios);
+        let capabilities = self.capabilities()?;
+        let decision = gate::decide(&GateInput::for_plan(
+            &plan.plan,
+            &check,
+            &hits,
+            &capabilities,
+            dry,
+        ));
+        let evaluated_at = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+        let mut report = GateReport {
+            plan_id: plan.plan.plan_id.to_string(),
+            plan_digest: plan.digest.clone(),
+            plan_path: plan.path.clone(),
+            records,
+            approvals: check,
+            decision,
+            capabilities,
+            evaluated_at,
+            files: Vec::new(),
+        };
+        report.files = bundle_files(&report)?;
+        Ok(report)
+    }
+
+    fn record_rejections(&self, report: &GateReport, run_id: Option<&str>) -> Result<()> {
+        for r in &report.approvals.rejected {
+            self.audit.append(
+                AuditKind::ApprovalRejected,
+                json!({
+                    "plan_id": report.plan_id,
+                    "path": r.path.display().to_string(),
+                    "reason": r.reason.as_str(),
+                    "detail": r.detail,
+                    "run_id": run_id,
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Record a refusal (after `approval-rejected` entries for each rejected record).
+    /// Call for real runs only, not `--dry`. Returns the new head.
+    pub fn record_refusal(&self, report: &GateReport) -> Result<AuditHead> {
+        self.record_rejections(report, None)?;
+        self.audit
+            .append(AuditKind::RunRefused, report.audit_data())
+    }
+
+    /// Record that a run passed the gate and started (after `approval-rejected` entries).
+    /// Returns the new head; anchor [`Governance::audit_head`] at seal time.
+    pub fn record_run_started(&self, report: &GateReport, run_id: &str) -> Result<AuditHead> {
+        self.record_rejections(report, Some(run_id))?;
+        let mut data = report.audit_data();
+        data["run_id"] = json!(run_id);
+        self.audit.append(AuditKind::RunStarted, data)
+    }
+
+    /// Record a sealed bundle: its status, the digest of its `artifact_index.json` and the
+    /// head the index anchored.
+    pub fn record_run_sealed(&self, seal: &SealedRun<'_>) -> Result<AuditHead> {
+        self.audit.append(
+            AuditKind::RunSealed,
+            json!({
+                "plan_id": seal.plan_id,
+                "run_id": seal.run_id,
+                "status": seal.status,
+                "bundle": seal.bundle_dir.display().to_string(),
+                "artifact_index_blake3": seal.index_blake3,
+                "anchored_head": seal.anchored_head,
+            }),
+        )
+    }
+
+    /// Count a run's failures as omens (each fingerprint once per run) and record every
+    /// threshold crossing in the audit log. Returns the crossings.
+    pub fn record_failures(&self, run_id: &str, failures: &[Failure]) -> Result<Vec<Crossing>> {
+        let _lock = self.state.lock()?;
+        let mut file = self.state.read_omens()?;
+        let crossings = omens::record(&mut file, failures, run_id, &time::now_rfc3339());
+        self.state.write_omens(&file)?;
+        for c in &crossings {
+            self.audit.append(
+                AuditKind::OmenRecorded,
+                json!({
+                    "run_id": run_id,
+                    "fingerprint": c.fingerprint,
+                    "scenario_id": c.scenario_id,
+                    "from": c.from.as_str(),
+                    "to": c.to.as_str(),
+                    "count": c.count,
+                }),
+            )?;
+        }
+        Ok(crossings)
+    }
+}
+
+/// What [`Governance::record_run_sealed`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedRun<'a> {
+    /// The plan.
+    pub plan_id: &'a str,
+    /// The run.
+    pub run_id: &'a str,
+    /// `complete` or `failed`.
+    pub status: &'a str,
+    /// `out/<run_id>`.
+    pub bundle_dir: &'a Path,
+    /// blake3 of `artifact_index.json`.
+    pub index_blake3: &'a str,
+    /// The head anchored in the index.
+    pub anchored_head: Option<&'a AuditHead>,
+}
+
+/// The scenarios of a plan the gate consults omens for: an experiment's scenario specs, a
+/// mission's tasks (`<profile>:<probe>`) and scenario specs.
+pub fn plan_scenarios(plan: &LoadedPlan) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = plan
+        .plan
+        .scenario_specs()
+        .into_iter()
+        .map(|s| s.scenario_id)
+        .collect();
+    if plan.plan.kind == PlanKind::Mission
+        && let Some(m) = &plan.plan.mission
+    {
+        out.extend(mission::task_scenarios(m));
+    }
+    out
+}
+
+/// The records and signatures the gate considered, as bytes for the bundle, plus
+/// `governance/gate.json`. A valid record whose bytes changed since verification is an
+/// error (never copy something other than what was checked).
+fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
+    let mut files = Vec::new();
+    let mut copies: BTreeMap<String, String> = BTreeMap::new();
+    let mut used: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for record in &report.records {
+        let name = record.file_name().map_or_else(
+            || "record.json".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut rel = format!("{BUNDLE_DIR}/approvals/{name}");
+        let mut n = 2;
+        while used.contains(&rel) {
+            rel = format!("{BUNDLE_DIR}/approvals/{n}-{name}");
+            n += 1;
+        }
+        used.insert(rel.clone());
+        let Ok(bytes) = std::fs::read(record) else {
+            continue;
+        };
+        if let Some(v) = report
+            .approvals
+            .valid
+            .iter()
+            .find(|v| &v.record_path == record)
+            && blake3_hex(&bytes) != v.record_blake3
+        {
+            return Err(
+                Error::runner("an approval record changed while it was being checked")
+                    .with_path(record),
+            );
+        }
+        copies.insert(record.display().to_string(), rel.clone());
+        files.push(BundleFile {
+            rel: rel.clone(),
+            bytes,
+        });
+        let sig = sign::sig_path(record);
+        if let Ok(sig_bytes) = std::fs::read(&sig) {
+            let sig_rel = format!("{rel}.sig");
+            copies.insert(sig.display().to_string(), sig_rel.clone());
+            files.push(BundleFile {
+                rel: sig_rel,
+                bytes: sig_bytes,
+            });
+        }
+    }
+    let mut approvals = report.approvals.clone();
+    let map = |p: &Path| -> PathBuf {
+        copies
+            .get(&p.display().to_string())
+            .map_or_else(|| p.to_path_buf(), PathBuf::from)
+    };
+    for v in &mut approvals.valid {
+        v.record_path = map(&v.record_path);
+        v.sig_path = map(&v.sig_path);
+    }
+    for r in &mut approvals.rejected {
+        r.path = map(&r.path);
+    }
+    let record = GateRecord {
+        schema: GATE_RECORD_SCHEMA.to_string(),
+        evaluated_at: report.evaluated_at.clone(),
+        plan_id: report.plan_id.clone(),
+        plan_digest: report.plan_digest.clone(),
+        decision: report.decision.clone(),
+        approvals,
+        copies,
+        capabilities: report.capabilities.clone(),
+    };
+    files.push(BundleFile {
+        rel: format!("{BUNDLE_DIR}/gate.json"),
+        bytes: json::to_sorted_pretty(&record)?,
+    });
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::approval::{ApprovalRecord, ClearanceRecord};
+    use crate::model::audit::AuditEntry;
+    use crate::model::evolution::EvolutionFile;
+    use crate::model::omens::OmensFile;
+
+    fn valid<T: JsonSchema>(instance: &serde_json::Value) -> bool {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        jsonschema::validator_for(&schema)
+            .unwrap()
+            .is_valid(instance)
+    }
+
+    #[test]
+    fn every_file_governance_writes_validates_against_its_schema() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join(".nexusmon");
+        state::init(&dir).unwrap();
+        let s = StateDir::open(&dir).unwrap();
+        let log = AuditLog::open(&s).unwrap();
+        log.append(AuditKind::Evolution, json!({"x": 1})).unwrap();
+        for line in std::fs::read_to_string(log.path()).unwrap().lines() {
+            assert!(
+                valid::<AuditEntry>(&serde_json::from_str(line).unwrap()),
+                "{line}"
+            );
+        }
+        let read = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        assert!(valid::<OmensFile>(&read(state::OMENS_FILE)));
+        assert!(valid::<EvolutionFile>(&read(state::EVOLUTION_FILE)));
+        assert!(valid::<AuditHead>(&read(state::AUDIT_HEAD_FILE)));
+
+        let record = json!({
+            "schema": "nexusmon/approval/v1", "plan_id": "p", "plan_path": "plans/p/plan.json",
+            "plan_digest": {"blake3": "a", "sha256": "b"}, "scope": "run", "decision": "approve",
+            "approver": "alice", "issued_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-02T00:00:00Z", "nonce": "00", "rank": "A", "requested_by": "rita"
+        });
+        assert!(valid::<ApprovalRecord>(&record));
+        let mut extra = record.clone();
+        extra["surprise"] = json!(1);
+        assert!(!valid::<ApprovalRecord>(&extra), "unknown keys are refused");
+        let clearance = json!({
+            "schema": "nexusmon/omen-clearance/v1", "fingerprint": "f", "plan_id": "p",
+            "scenario_id": "a:b", "count": 13, "decision": "approve", "approver": "alice",
+            "issued_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "nonce": "00"
+        });
+        assert!(valid::<ClearanceRecord>(&clearance));
+        let schema = serde_json::to_value(schemars::schema_for!(GateRecord)).unwrap();
+        assert_eq!(schema["title"], "nexusmon gate record");
+    }
+}

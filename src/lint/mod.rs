@@ -1,2 +1,400 @@
-//! Plan and registry lint (`DESIGN.md` §4): every finding at once, each with a stable code,
-//! severity, file, line, column, JSON pointer, message and hint. Lint reads files only.
+//! Lint of plans and registries (`DESIGN.md` §4): every finding at once, each with a stable
+//! code ([`codes`]), a severity, the file, line and column, the JSON pointer, a message and
+//! where it helps a hint; four output formats ([`format`]); and the JSON Schemas lint
+//! validates with and `schemas/` publishes ([`schema`]).
+//!
+//! The pipeline per file: read → syntax (one finding with line and column) → duplicate keys →
+//! schema (every violation, translated into readable findings) → typed checks on what the
+//! schema did not reject → checks across files (plan ↔ registry). Lint reads files only: it
+//! never resolves target paths, opens sockets or asks the kernel anything.
+//!
+//! Other modules call [`lint_plans`] (e.g. `run` refuses a plan whose report
+//! [`Report::has_errors`]) and [`lint_registries`].
+
+pub mod catalog;
+pub mod codes;
+pub mod finding;
+pub mod format;
+pub mod input;
+pub mod plan;
+pub mod registry;
+pub mod schema;
+pub mod vars;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+pub use codes::{Code, Severity};
+pub use finding::Finding;
+
+use crate::error::ErrorKind;
+use crate::util::fsx;
+use crate::{Error, Result, exit_code};
+
+/// The result of a lint: what was checked and what was found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Number of files read (plans and registry files).
+    pub files_checked: usize,
+    /// Findings, sorted by file, line, column, code.
+    pub findings: Vec<Finding>,
+    /// Source text of every file with findings (for excerpts), by absolute path.
+    pub sources: BTreeMap<PathBuf, String>,
+}
+
+impl Report {
+    /// Number of findings of `severity`.
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity() == severity)
+            .count()
+    }
+
+    /// True if any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.count(Severity::Error) > 0
+    }
+
+    /// 0 (no errors; warnings and notes allowed) or 1 (errors).
+    pub fn exit_code(&self) -> i32 {
+        if self.has_errors() {
+            exit_code::FINDINGS
+        } else {
+            exit_code::OK
+        }
+    }
+
+    fn add_sources(&mut self, sources: impl IntoIterator<Item = (PathBuf, String)>) {
+        let with: BTreeSet<&Path> = self.findings.iter().map(|f| f.file.as_path()).collect();
+        let keep: Vec<(PathBuf, String)> = sources
+            .into_iter()
+            .filter(|(p, _)| with.contains(p.as_path()))
+            .collect();
+        self.sources.extend(keep);
+    }
+
+    fn finish(&mut self) {
+        self.findings
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.findings.dedup();
+    }
+}
+
+/// Names a plan file may have in a directory that is searched.
+pub const PLAN_FILE_NAMES: [&str; 3] = ["plan.json", "plan.yaml", "plan.yml"];
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Directories a search never enters: hidden ones (`.git`, `.nexusmon`, `out/.staging`),
+/// build output (`target`), and run bundles (which may hold copies of plans).
+fn skipped_dir(dir: &Path) -> bool {
+    is_hidden(dir)
+        || dir
+            .file_name()
+            .is_some_and(|n| n == "target" || n == "node_modules")
+        || dir.join("run_status.json").is_file()
+        || dir.join("artifact_index.json").is_file()
+}
+
+/// Files under `dir` (recursively, sorted, not following symlinked directories, skipping
+/// [`skipped_dir`]s) whose name satisfies `want`.
+fn walk(dir: &Path, want: &dyn Fn(&str) -> bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fsx::read_dir_sorted(dir)? {
+        let meta =
+            std::fs::symlink_metadata(&entry).map_err(|e| Error::io_input("inspect", &entry, e))?;
+        if meta.is_dir() {
+            if !skipped_dir(&entry) {
+                walk(&entry, want, out)?;
+            }
+        } else if entry
+            .file_name()
+            .is_some_and(|n| want(&n.to_string_lossy()))
+            && entry.is_file()
+        {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn absolute_existing(p: &Path) -> Result<PathBuf> {
+    let abs = fsx::absolute(p)?;
+    if !abs.exists() {
+        return Err(Error::usage(format!("`{}` does not exist", p.display()))
+            .with_hint("pass plan files or directories that exist"));
+    }
+    Ok(abs)
+}
+
+/// The plan files `paths` name: files as given, directories searched recursively for
+/// `plan.json`, `plan.yaml`, `plan.yml`. Sorted, without repeats.
+pub fn discover_plans(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let abs = absolute_existing(p)?;
+        if abs.is_dir() {
+            walk(&abs, &|n| PLAN_FILE_NAMES.contains(&n), &mut out)?;
+        } else if abs
+            .file_stem()
+            .is_some_and(|s| s == "probes" || s == "profiles")
+        {
+            return Err(
+                Error::usage(format!("`{}` is a registry file, not a plan", p.display()))
+                    .with_hint(format!(
+                        "lint it with `nexusmon registry-lint {}`",
+                        p.display()
+                    )),
+            );
+        } else {
+            out.push(abs);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The registry directories `paths` name: a directory holding `probes.*` or `profiles.*`
+/// files is a registry; directories are searched recursively; a probes/profiles file names
+/// the registry it is in. Sorted, without repeats.
+pub fn discover_registries(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let is_data = |n: &str| {
+        ["probes", "profiles"].iter().any(|stem| {
+            ["json", "yaml", "yml"]
+                .iter()
+                .any(|ext| n == format!("{stem}.{ext}"))
+        })
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        let abs = absolute_existing(p)?;
+        if abs.is_dir() {
+            let mut files = Vec::new();
+            walk(&abs, &is_data, &mut files)?;
+            out.extend(
+                files
+                    .iter()
+                    .filter_map(|f| f.parent().map(Path::to_path_buf)),
+            );
+        } else if abs
+            .file_name()
+            .is_some_and(|n| is_data(&n.to_string_lossy()))
+        {
+            out.extend(abs.parent().map(Path::to_path_buf));
+        } else {
+            return Err(registry::not_a_registry(p));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Lint the plans `paths` name (files or directories, recursive) with the registries they
+/// use. `base` is the directory paths in messages are shown relative to (the cwd).
+///
+/// A path that does not exist is a usage error (exit 2); finding no plan at all is
+/// "nothing selected" (exit 6), never a silent pass.
+pub fn lint_plans(paths: &[PathBuf], base: &Path) -> Result<Report> {
+    let files = discover_plans(paths)?;
+    if files.is_empty() {
+        return Err(Error::new(
+            ErrorKind::NothingSelected,
+            format!(
+                "no plan files (plan.json, plan.yaml, plan.yml) under {}",
+                paths
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_hint("pass a plan file or a directory containing plans/<name>/plan.json"));
+    }
+    lint_plan_files(&files, base)
+}
+
+/// Lint these plan files (absolute paths).
+pub fn lint_plan_files(files: &[PathBuf], base: &Path) -> Result<Report> {
+    let mut plans: Vec<plan::PlanInput> = files
+        .par_iter()
+        .map(|f| plan::read(f))
+        .collect::<Result<Vec<_>>>()?;
+    let reg_dirs: BTreeSet<PathBuf> = plans
+        .iter()
+        .filter_map(|p| p.registry_dir.clone())
+        .collect();
+    let regs: BTreeMap<PathBuf, registry::RegistryLint> = reg_dirs
+        .into_par_iter()
+        .map(|d| registry::lint_registry(&d).map(|r| (d, r)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .collect();
+    plans.par_iter_mut().for_each(|p| {
+        let reg = p.registry_dir.as_ref().and_then(|d| regs.get(d));
+        plan::check(p, reg, base);
+    });
+    let mut report = Report::default();
+    duplicate_plan_ids(&mut plans, base);
+    ambiguous_plan_files(&mut plans);
+    let mut sources = Vec::new();
+    for p in plans {
+        report.files_checked += 1;
+        report.findings.extend(p.input.findings);
+        if let Some(t) = p.input.text {
+            sources.push((p.input.path, t));
+        }
+    }
+    for (_, r) in regs {
+        report.files_checked += r.files_checked;
+        report.findings.extend(r.findings);
+        sources.extend(r.sources);
+    }
+    report.finish();
+    report.add_sources(sources);
+    Ok(report)
+}
+
+/// Two plans with one `plan_id`: reported on every plan but the first (by path).
+fn duplicate_plan_ids(plans: &mut [plan::PlanInput], base: &Path) {
+    let mut first: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for p in plans.iter_mut() {
+        let Some(id) = p.plan_id.clone() else {
+            continue;
+        };
+        match first.get(&id) {
+            None => {
+                first.insert(id, p.input.path.clone());
+            }
+            Some(other) => {
+                let other = format::shown(other, base);
+                if let Some(mut sink) = p.input.sink() {
+                    sink.push_hint(
+                        Code::DuplicateId,
+                        "/plan_id",
+                        finding::At::Value,
+                        format!("plan id `{id}` is also used by {other}"),
+                        Some("plan ids name bundles and packets; give each plan its own".into()),
+                    );
+                    let mut f = sink.findings;
+                    p.input.findings.append(&mut f);
+                }
+            }
+        }
+    }
+}
+
+/// `plan.json` and `plan.yaml` in one directory.
+fn ambiguous_plan_files(plans: &mut [plan::PlanInput]) {
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    for p in plans.iter_mut() {
+        let name = p
+            .input
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        if !name.is_some_and(|n| PLAN_FILE_NAMES.contains(&n.as_str())) {
+            continue;
+        }
+        let Some(dir) = p.input.path.parent().map(Path::to_path_buf) else {
+            continue;
+        };
+        if !seen.insert(dir) {
+            p.input.findings.push(
+                Finding::file_level(
+                    Code::AmbiguousFile,
+                    &p.input.path,
+                    "more than one plan file (plan.json, plan.yaml, plan.yml) in one directory",
+                )
+                .with_hint("keep one; the directory names one plan"),
+            );
+        }
+    }
+}
+
+/// Lint one plan file (with its registry) for a command that is about to use it, e.g.
+/// `run`: returns the report, whose [`Report::has_errors`] means "refuse". Paths in
+/// messages are shown relative to `base`.
+pub fn check_plan(path: &Path, base: &Path) -> Result<Report> {
+    let abs = absolute_existing(path)?;
+    lint_plan_files(&[abs], base)
+}
+
+impl Report {
+    /// `Ok` if the report has no error; otherwise an input error (exit 2) naming the first
+    /// errors as `file:line:column: [code] message`, with a hint to run `plan-lint`. For
+    /// commands that refuse a plan that does not lint (`run`).
+    pub fn refuse_on_errors(&self, subject: &Path, base: &Path) -> Result<()> {
+        let errors: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.severity() == Severity::Error)
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let mut msg = format!(
+            "does not lint: {} error{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for f in errors.iter().take(5) {
+            let _ = write!(
+                msg,
+                "\n  {}:{}:{}: [{}] {}",
+                format::shown(&f.file, base),
+                f.line,
+                f.column,
+                f.code.id(),
+                f.message
+            );
+        }
+        if errors.len() > 5 {
+            let _ = write!(msg, "\n  … and {} more", errors.len() - 5);
+        }
+        Err(Error::input(subject, msg).with_hint(format!(
+            "`nexusmon plan-lint {}` shows every finding with its source line",
+            format::shown(subject, base)
+        )))
+    }
+}
+
+/// Lint the registries `paths` name (see [`discover_registries`]).
+pub fn lint_registries(paths: &[PathBuf]) -> Result<Report> {
+    let dirs = discover_registries(paths)?;
+    if dirs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::NothingSelected,
+            format!(
+                "no registry files (probes.json, profiles.json) under {}",
+                paths
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_hint("pass registry/<id>/ or a directory containing registries"));
+    }
+    let regs = dirs
+        .par_iter()
+        .map(|d| registry::lint_registry(d))
+        .collect::<Result<Vec<_>>>()?;
+    let mut report = Report::default();
+    let mut sources = Vec::new();
+    for r in regs {
+        report.files_checked += r.files_checked;
+        report.findings.extend(r.findings);
+        sources.extend(r.sources);
+    }
+    report.finish();
+    report.add_sources(sources);
+    Ok(report)
+}

@@ -4,8 +4,12 @@
 //! ids are validated, enums use kebab-case words. JSON Schemas in `schemas/` are generated
 //! from these types (see `lint::schema`).
 
+pub mod approval;
+pub mod audit;
+pub mod evolution;
 pub mod id;
 pub mod index;
+pub mod omens;
 pub mod plan;
 pub mod registry;
 pub mod results;

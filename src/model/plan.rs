@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::id::{Id, VarName};
 
+/// The per-child wall timeout in milliseconds when neither the probe (`timeout_ms`), the
+/// profile (`limits.wall_timeout_ms`) nor the plan (`execution.timeout_ms`) sets one. Lint
+/// reports when it applies; the runner records it.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
 /// A plan: which profiles run which probes, with what expectations, how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -338,7 +338,9 @@ pub struct Rusage {
     pub user_us: u64,
     /// System CPU, microseconds.
     pub sys_us: u64,
-    /// Peak resident set size, KiB.
+    /// Peak resident set size, KiB (`ru_maxrss`). Linux seeds a spawned child's value with
+    /// the spawner's resident set at `execve` (fork and vfork alike), so for a small
+    /// program this is an upper bound dominated by the runner's own size.
     pub max_rss_kib: u64,
 }
 
@@ -946,11 +948,14 @@ pub struct Summary {
     /// attributed to one child (killed and reaped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unattributed_leaks: Vec<Leaked>,
+    /// Review flags from the governance gate (e.g. `review-required`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub governance_flags: Vec<String>,
     /// Resource use summed per lane (children only).
     pub rusage: BTreeMap<String, Rusage>,
     /// Children started per lane (attempts included).
     pub children: BTreeMap<String, u64>,
-    /// The runner's own peak RSS, KiB.
+    /// The runner's own peak RSS (`VmHWM`), KiB, when the results were assembled.
     pub runner_max_rss_kib: u64,
     /// The run's wall time, microseconds.
     pub wall_us: u64,
@@ -1050,6 +1055,9 @@ pub struct RunManifest {
     /// Governance notes (gate decision, approvals copied), if a gate ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub governance: Vec<String>,
+    /// Run-wide fixtures started (listeners and the variables they publish).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<String>,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
 }

@@ -283,6 +283,11 @@ pub fn deserialize_value<T: DeserializeOwned>(
     })
 }
 
+/// Unescape one JSON pointer token (RFC 6901).
+pub fn unescape_pointer_token(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
+
 /// Escape one JSON pointer token (RFC 6901).
 pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")

@@ -4,5 +4,13 @@
 mod util;
 
 mod cli;
+mod digest;
+mod govern;
+mod govern_audit;
+mod govern_evolution;
+mod govern_omens;
+mod lint;
+mod list;
 mod run;
 mod run_children;
+mod schemas;

@@ -1,0 +1,565 @@
+//! Evolution (`DESIGN.md` §8): XP, levels and capabilities earned from proven mission
+//! outcomes, and lost to policy violations.
+//!
+//! The state is a **pure function of the set of consumed outcomes** ([`fold`]): the same
+//! packets in any order, or consumed twice, give byte-identical `evolution.json`.
+//!
+//! Rules (all documented in the README):
+//! - XP per promotable, passing mission, by rank: E 1, D 2, C 3, B 5, A 8, S 13.
+//! - Each violation (a scenario allowed that was expected denied) costs
+//!   [`VIOLATION_PENALTY_XP`], whether or not its packet is promotable: a violation cannot
+//!   be hidden by making the evidence weaker.
+//! - `xp = max(0, earned - penalty)`, computed on the totals (so order never matters).
+//! - Levels are XP thresholds: DORMANT 0, AWAKENING 1 (one passing mission of any rank),
+//!   FORGING 10, SOVEREIGN 50, APEX 200. Falling below a threshold drops the level and
+//!   revokes what it unlocked.
+//! - Capabilities, cumulative: AWAKENING `parallel-missions`, FORGING `auto-run-cb`,
+//!   SOVEREIGN `reuse-proven-results`; APEX adds none (it is the top rank of trust, not a
+//!   new power).
+//! - One outcome per run: if several packets describe the same `run_id`, the one worth
+//!   least (lowest net XP, then lowest digest) counts and the others are `superseded`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::model::evolution::{Capability, EVOLUTION_SCHEMA, EvolutionFile, Level, MissionOutcome};
+use crate::model::plan::Rank;
+use crate::util::digest::{Digest, blake3_hex};
+use crate::util::json;
+use crate::{Error, Result};
+
+/// XP lost per violation.
+pub const VIOLATION_PENALTY_XP: u64 = 10;
+
+/// The mismatch kind that is a violation.
+pub const VIOLATION_KIND: &str = "expected-deny-observed-allow";
+
+/// XP a promotable, passing mission of `rank` earns.
+pub fn xp_for(rank: Rank) -> u64 {
+    match rank {
+        Rank::E => 1,
+        Rank::D => 2,
+        Rank::C => 3,
+        Rank::B => 5,
+        Rank::A => 8,
+        Rank::S => 13,
+    }
+}
+
+/// Every level with its XP threshold, lowest first.
+pub const LEVELS: [(Level, u64); 5] = [
+    (Level::Dormant, 0),
+    (Level::Awakening, 1),
+    (Level::Forging, 10),
+    (Level::Sovereign, 50),
+    (Level::Apex, 200),
+];
+
+/// The level `xp` reaches.
+pub fn level_for(xp: u64) -> Level {
+    LEVELS
+        .iter()
+        .rev()
+        .find(|(_, t)| xp >= *t)
+        .map_or(Level::Dormant, |(l, _)| *l)
+}
+
+/// The XP threshold of `level`.
+pub fn threshold(level: Level) -> u64 {
+    LEVELS
+        .iter()
+        .find(|(l, _)| *l == level)
+        .map_or(0, |(_, t)| *t)
+}
+
+/// The next level and its threshold, if any.
+pub fn next_level(level: Level) -> Option<(Level, u64)> {
+    LEVELS.iter().copied().find(|(l, _)| *l > level)
+}
+
+/// The capability a level unlocks (none for DORMANT and APEX).
+pub fn unlocks(level: Level) -> Option<Capability> {
+    match level {
+        Level::Awakening => Some(Capability::ParallelMissions),
+        Level::Forging => Some(Capability::AutoRunCb),
+        Level::Sovereign => Some(Capability::ReuseProvenResults),
+        Level::Dormant | Level::Apex => None,
+    }
+}
+
+/// Every capability held at `level` (cumulative), sorted.
+pub fn capabilities_at(level: Level) -> Vec<Capability> {
+    let mut out: Vec<Capability> = LEVELS
+        .iter()
+        .filter(|(l, _)| *l <= level)
+        .filter_map(|(l, _)| unlocks(*l))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The capabilities the gate consults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Capabilities {
+    /// The level they come from.
+    pub level: Option<Level>,
+    /// Held capabilities.
+    pub held: BTreeSet<Capability>,
+}
+
+impl Capabilities {
+    /// No capability (DORMANT).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The capabilities of an evolution state.
+    pub fn of(state: &EvolutionFile) -> Self {
+        Self {
+            level: Some(state.level),
+            held: state.capabilities.iter().copied().collect(),
+        }
+    }
+
+    /// Whether `c` is held.
+    pub fn has(&self, c: Capability) -> bool {
+        self.held.contains(&c)
+    }
+}
+
+fn net(o: &MissionOutcome) -> i128 {
+    let earned = if o.promotable && o.passed {
+        i128::from(xp_for(o.rank))
+    } else {
+        0
+    };
+    earned - i128::from(o.violations) * i128::from(VIOLATION_PENALTY_XP)
+}
+
+/// The state derived from a set of outcomes (duplicates and order do not matter).
+pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
+    let mut unique: BTreeMap<&str, &MissionOutcome> = BTreeMap::new();
+    for o in outcomes {
+        // Same digest = same packet: keep one (the smallest, should two differ).
+        unique
+            .entry(o.packet_digest.as_str())
+            .and_modify(|cur| {
+                if o < *cur {
+                    *cur = o;
+                }
+            })
+            .or_insert(o);
+    }
+    let mut by_run: BTreeMap<&str, Vec<&MissionOutcome>> = BTreeMap::new();
+    for o in unique.values() {
+        by_run.entry(o.run_id.as_str()).or_default().push(o);
+    }
+    let mut superseded = Vec::new();
+    let (mut earned, mut penalty, mut passed, mut violations) = (0u64, 0u64, 0u64, 0u64);
+    for list in by_run.values() {
+        let counted = list
+            .iter()
+            .min_by(|a, b| {
+                net(a)
+                    .cmp(&net(b))
+                    .then_with(|| a.packet_digest.cmp(&b.packet_digest))
+            })
+            .copied();
+        let Some(c) = counted else { continue };
+        for o in list {
+            if o.packet_digest != c.packet_digest {
+                superseded.push(o.packet_digest.clone());
+            }
+        }
+        if c.promotable && c.passed {
+            earned += xp_for(c.rank);
+            passed += 1;
+        }
+        violations += c.violations;
+        penalty += c.violations.saturating_mul(VIOLATION_PENALTY_XP);
+    }
+    superseded.sort();
+    let xp = earned.saturating_sub(penalty);
+    let level = level_for(xp);
+    EvolutionFile {
+        schema: EVOLUTION_SCHEMA.to_string(),
+        consumed: unique.into_values().cloned().collect(),
+        superseded,
+        earned_xp: earned,
+        penalty_xp: penalty,
+        xp,
+        level,
+        capabilities: capabilities_at(level),
+        missions_passed: passed,
+        violations,
+    }
+}
+
+/// Check that a stored state is exactly what its consumed outcomes give (an edited
+/// `evolution.json` is refused, never trusted).
+pub fn check_consistent(state: &EvolutionFile, path: &std::path::Path) -> Result<()> {
+    let derived = fold(&state.consumed);
+    if &derived == state {
+        Ok(())
+    } else {
+        Err(Error::input(
+            path,
+            format!(
+                "the derived state (xp {}, level {}) does not match its consumed outcomes (xp {}, level {})",
+                state.xp,
+                state.level.as_str(),
+                derived.xp,
+                derived.level.as_str()
+            ),
+        )
+        .with_hint("the file was edited; restore it, or rebuild it with `nexusmon evolve --packets …` in a fresh state directory"))
+    }
+}
+
+/// What one `evolve` changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvolveReport {
+    /// Outcomes consumed for the first time (packet digests).
+    pub added: Vec<String>,
+    /// Outcomes already consumed (no change).
+    pub already_consumed: Vec<String>,
+    /// XP before.
+    pub xp_before: u64,
+    /// XP after.
+    pub xp_after: u64,
+    /// Level before.
+    pub level_before: Level,
+    /// Level after.
+    pub level_after: Level,
+    /// Capabilities gained.
+    pub gained: Vec<Capability>,
+    /// Capabilities revoked.
+    pub revoked: Vec<Capability>,
+}
+
+/// Consume `new` outcomes into `state`: the result is `fold(state.consumed ∪ new)`.
+pub fn consume(state: &EvolutionFile, new: &[MissionOutcome]) -> (EvolutionFile, EvolveReport) {
+    let known: BTreeSet<&str> = state
+        .consumed
+        .iter()
+        .map(|o| o.packet_digest.as_str())
+        .collect();
+    let mut added = BTreeSet::new();
+    let mut already = BTreeSet::new();
+    for o in new {
+        if known.contains(o.packet_digest.as_str()) {
+            already.insert(o.packet_digest.clone());
+        } else {
+            added.insert(o.packet_digest.clone());
+        }
+    }
+    let mut all = state.consumed.clone();
+    all.extend(new.iter().cloned());
+    let next = fold(&all);
+    let before: BTreeSet<Capability> = state.capabilities.iter().copied().collect();
+    let after: BTreeSet<Capability> = next.capabilities.iter().copied().collect();
+    let report = EvolveReport {
+        added: added.into_iter().collect(),
+        already_consumed: already.into_iter().collect(),
+        xp_before: state.xp,
+        xp_after: next.xp,
+        level_before: state.level,
+        level_after: next.level,
+        gained: after.difference(&before).copied().collect(),
+        revoked: before.difference(&after).copied().collect(),
+    };
+    (next, report)
+}
+
+/// Why a packet gives no mission outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAnOutcome {
+    /// The packet is about an experiment, not a mission: evolution ignores it.
+    NotAMission(String),
+    /// The packet lacks a field evolution needs, or has the wrong type.
+    Malformed(String),
+}
+
+/// Read a mission outcome from a promotion packet.
+///
+/// The packet shape this reads (the adapter point for the promotion module; every field
+/// not listed is ignored):
+///
+/// ```json
+/// {
+///   "run_id": "…",                                   // or bundle.run_id
+///   "plan": {"plan_id": "…", "plan_digest": {"blake3": "…", "sha256": "…"}},
+///                                                    // or top-level plan_id / plan_digest
+///   "promotability": {"promotable": true},
+///   "summary": {"status": "ok",
+///               "mismatch_counts": {"expected-deny-observed-allow": 0, …},
+///               "tasks": {"failed": 0, "skipped": 0}},   // tasks optional
+///   "governance": {"kind": "mission", "rank": "A"}
+/// }
+/// ```
+///
+/// `passed` = status `ok`, no mismatch of any kind, no failed or skipped task.
+/// `violations` = the `expected-deny-observed-allow` count. `packet_digest` = blake3 of
+/// the packet's canonical JSON (RFC 8785), so re-formatting a packet does not make it new.
+pub fn outcome_from_packet(
+    packet: &serde_json::Value,
+) -> std::result::Result<MissionOutcome, NotAnOutcome> {
+    let gov = packet.get("governance");
+    let kind = gov.and_then(|g| g.get("kind")).and_then(|k| k.as_str());
+    let rank = gov.and_then(|g| g.get("rank"));
+    match (kind, rank) {
+        (Some(k), _) if k != "mission" => {
+            return Err(NotAnOutcome::NotAMission(format!(
+                "governance.kind is `{k}`"
+            )));
+        }
+        (_, Some(_)) => {}
+        (Some(_), None) => {
+            return Err(NotAnOutcome::Malformed(
+                "a mission packet without governance.rank".into(),
+            ));
+        }
+        (None, None) => return Err(NotAnOutcome::NotAMission("no governance.rank".into())),
+    }
+    let rank: Rank = rank
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            NotAnOutcome::Malformed("governance.rank is not one of E D C B A S".into())
+        })?;
+    let str_at = |ptrs: &[&str]| -> std::result::Result<String, NotAnOutcome> {
+        ptrs.iter()
+            .find_map(|p| packet.pointer(p).and_then(|v| v.as_str()))
+            .map(str::to_string)
+            .ok_or_else(|| NotAnOutcome::Malformed(format!("missing string {}", ptrs.join(" or "))))
+    };
+    let run_id = str_at(&["/run_id", "/bundle/run_id"])?;
+    let plan_id = str_at(&["/plan/plan_id", "/plan_id"])?;
+    let plan_digest: Digest = ["/plan/plan_digest", "/plan_digest"]
+        .iter()
+        .find_map(|p| packet.pointer(p))
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| NotAnOutcome::Malformed(format!("plan_digest: {e}")))?
+        .ok_or_else(|| NotAnOutcome::Malformed("missing plan.plan_digest".into()))?;
+    let promotable = packet
+        .pointer("/promotability/promotable")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| {
+            NotAnOutcome::Malformed("missing boolean promotability.promotable".into())
+        })?;
+    let status = str_at(&["/summary/status"])?;
+    let counts = packet.pointer("/summary/mismatch_counts");
+    let mut total = 0u64;
+    let mut violations = 0u64;
+    if let Some(c) = counts {
+        let obj = c.as_object().ok_or_else(|| {
+            NotAnOutcome::Malformed("summary.mismatch_counts is not an object".into())
+        })?;
+        for (k, v) in obj {
+            let n = v.as_u64().ok_or_else(|| {
+                NotAnOutcome::Malformed(format!("summary.mismatch_counts.{k} is not a count"))
+            })?;
+            total += n;
+            if k == VIOLATION_KIND {
+                violations = n;
+            }
+        }
+    }
+    let task_count = |k: &str| {
+        packet
+            .pointer(&format!("/summary/tasks/{k}"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let passed =
+        status == "ok" && total == 0 && task_count("failed") == 0 && task_count("skipped") == 0;
+    let canonical = json::canonical(packet)
+        .map_err(|e| NotAnOutcome::Malformed(format!("cannot canonicalize: {e}")))?;
+    Ok(MissionOutcome {
+        packet_digest: blake3_hex(&canonical),
+        run_id,
+        plan_id,
+        plan_digest,
+        rank,
+        promotable,
+        passed,
+        violations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn outcome(
+        run: &str,
+        rank: Rank,
+        promotable: bool,
+        passed: bool,
+        violations: u64,
+    ) -> MissionOutcome {
+        MissionOutcome {
+            packet_digest: blake3_hex(
+                format!("{run}{rank:?}{promotable}{passed}{violations}").as_bytes(),
+            ),
+            run_id: run.into(),
+            plan_id: "m".into(),
+            plan_digest: Digest::blake3_of(b"plan"),
+            rank,
+            promotable,
+            passed,
+            violations,
+        }
+    }
+
+    #[test]
+    fn levels_and_thresholds() {
+        assert_eq!(level_for(0), Level::Dormant);
+        assert_eq!(level_for(1), Level::Awakening);
+        assert_eq!(level_for(9), Level::Awakening);
+        assert_eq!(level_for(10), Level::Forging);
+        assert_eq!(level_for(49), Level::Forging);
+        assert_eq!(level_for(50), Level::Sovereign);
+        assert_eq!(level_for(199), Level::Sovereign);
+        assert_eq!(level_for(200), Level::Apex);
+        assert_eq!(capabilities_at(Level::Dormant), vec![]);
+        assert_eq!(
+            capabilities_at(Level::Forging),
+            vec![Capability::ParallelMissions, Capability::AutoRunCb]
+        );
+        assert_eq!(capabilities_at(Level::Apex).len(), 3);
+        assert_eq!(next_level(Level::Forging), Some((Level::Sovereign, 50)));
+        assert_eq!(next_level(Level::Apex), None);
+        assert_eq!(threshold(Level::Apex), 200);
+    }
+
+    #[test]
+    fn one_mission_of_any_rank_awakens() {
+        for r in [Rank::E, Rank::D, Rank::C, Rank::B, Rank::A, Rank::S] {
+            assert!(fold(&[outcome("r", r, true, true, 0)]).level >= Level::Awakening);
+        }
+        // Not promotable or not passing: nothing earned.
+        assert_eq!(fold(&[outcome("r", Rank::S, false, true, 0)]).xp, 0);
+        assert_eq!(fold(&[outcome("r", Rank::S, true, false, 0)]).xp, 0);
+    }
+
+    #[test]
+    fn fold_is_order_independent_and_idempotent() {
+        let set = vec![
+            outcome("r1", Rank::A, true, true, 0),
+            outcome("r2", Rank::B, true, true, 0),
+            outcome("r3", Rank::E, true, false, 1),
+            outcome("r4", Rank::S, true, true, 0),
+            outcome("r5", Rank::C, false, true, 0),
+        ];
+        let base = json::to_sorted_pretty(&fold(&set)).unwrap();
+        let mut rev = set.clone();
+        rev.reverse();
+        assert_eq!(json::to_sorted_pretty(&fold(&rev)).unwrap(), base);
+        let mut twice = set.clone();
+        twice.extend(set.iter().cloned());
+        assert_eq!(json::to_sorted_pretty(&fold(&twice)).unwrap(), base);
+        // Clamping is applied to totals, so a penalty consumed first changes nothing.
+        let s = fold(&set);
+        assert_eq!(s.earned_xp, 8 + 5 + 13);
+        assert_eq!(s.penalty_xp, 10);
+        assert_eq!(s.xp, 16);
+    }
+
+    #[test]
+    fn consuming_is_incremental_fold() {
+        let a = outcome("r1", Rank::A, true, true, 0);
+        let b = outcome("r2", Rank::A, true, true, 0);
+        let (s1, r1) = consume(&fold(&[]), std::slice::from_ref(&a));
+        assert_eq!(r1.added.len(), 1);
+        assert_eq!(r1.gained, vec![Capability::ParallelMissions]);
+        let (s2, r2) = consume(&s1, &[a.clone(), b.clone()]);
+        assert_eq!(r2.already_consumed, vec![a.packet_digest.clone()]);
+        assert_eq!(r2.gained, vec![Capability::AutoRunCb]);
+        assert_eq!(s2, fold(&[b, a]));
+        let (s3, r3) = consume(&s2, &[outcome("r3", Rank::E, true, false, 1)]);
+        assert_eq!(s3.xp, 6);
+        assert_eq!(r3.revoked, vec![Capability::AutoRunCb]);
+        assert_eq!(s3.level, Level::Awakening);
+    }
+
+    #[test]
+    fn one_outcome_per_run_the_least_favourable_counts() {
+        let good = outcome("r1", Rank::S, true, true, 0);
+        let bad = outcome("r1", Rank::S, true, false, 2);
+        let s = fold(&[good.clone(), bad.clone()]);
+        assert_eq!(s.xp, 0);
+        assert_eq!(s.violations, 2);
+        assert_eq!(s.superseded, vec![good.packet_digest]);
+        assert_eq!(s.consumed.len(), 2);
+    }
+
+    #[test]
+    fn an_edited_state_is_refused() {
+        let mut s = fold(&[outcome("r1", Rank::A, true, true, 0)]);
+        check_consistent(&s, std::path::Path::new("e.json")).unwrap();
+        s.xp = 500;
+        let e = check_consistent(&s, std::path::Path::new("e.json")).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
+
+    fn packet(rank: &str, status: &str, eda: u64, promotable: bool) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": "run-1",
+            "plan": {"plan_id": "m1", "plan_digest": {"blake3": "ab", "sha256": "cd"}},
+            "promotability": {"promotable": promotable, "reasons": []},
+            "summary": {"status": status, "mismatch_counts": {"expected-deny-observed-allow": eda}},
+            "governance": {"kind": "mission", "rank": rank}
+        })
+    }
+
+    #[test]
+    fn outcome_from_the_documented_packet_shape() {
+        let o = outcome_from_packet(&packet("A", "ok", 0, true)).unwrap();
+        assert_eq!(o.rank, Rank::A);
+        assert!(o.passed && o.promotable);
+        assert_eq!(o.violations, 0);
+        assert_eq!(o.plan_id, "m1");
+        let o = outcome_from_packet(&packet("S", "partial", 2, false)).unwrap();
+        assert!(!o.passed);
+        assert_eq!(o.violations, 2);
+        // Key order and whitespace do not change the identity.
+        let p = packet("A", "ok", 0, true);
+        let reformatted: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&p).unwrap()).unwrap();
+        assert_eq!(
+            outcome_from_packet(&p).unwrap().packet_digest,
+            outcome_from_packet(&reformatted).unwrap().packet_digest
+        );
+    }
+
+    #[test]
+    fn experiments_and_malformed_packets_are_told_apart() {
+        let mut p = packet("A", "ok", 0, true);
+        p["governance"] = serde_json::json!({"kind": "experiment"});
+        assert!(matches!(
+            outcome_from_packet(&p),
+            Err(NotAnOutcome::NotAMission(_))
+        ));
+        let mut p = packet("A", "ok", 0, true);
+        p["governance"]["rank"] = serde_json::json!("Z");
+        assert!(matches!(
+            outcome_from_packet(&p),
+            Err(NotAnOutcome::Malformed(_))
+        ));
+        let mut p = packet("A", "ok", 0, true);
+        p.as_object_mut().unwrap().remove("promotability");
+        assert!(
+            matches!(outcome_from_packet(&p), Err(NotAnOutcome::Malformed(m)) if m.contains("promotable"))
+        );
+        let mut p = packet("A", "ok", 0, true);
+        p["summary"]["tasks"] = serde_json::json!({"failed": 1});
+        assert!(!outcome_from_packet(&p).unwrap().passed);
+    }
+}

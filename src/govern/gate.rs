@@ -1,0 +1,670 @@
+//! The gate (`DESIGN.md` §8): a pure function from a plan's governance facts to a
+//! decision, consulted before anything runs.
+//!
+//! Rules, each adding a reason (stable names) and the stricter always winning:
+//!
+//! | rule | effect | reason |
+//! |---|---|---|
+//! | experiment | runs | `experiment` |
+//! | rank E, D | runs | `rank-runs` |
+//! | rank C, B | runs, flagged `review-required` | `rank-review` |
+//! | rank C, B + capability `auto-run-cb` | runs, no flag | `rank-review-waived` |
+//! | rank A | ≥ 1 valid approval | `rank-needs-approval` |
+//! | rank S | ≥ 2 valid approvals from distinct approvers, not `requested_by` | `rank-needs-two-approvals` |
+//! | composite SAFE (≥ 60) | — | — |
+//! | composite BORDERLINE (30–59) | ≥ 1 valid approval | `composite-borderline` |
+//! | composite FAILING (< 30) | refused | `composite-failing` |
+//! | omen at warn (≥ 3) | flagged `omen-warning` | `omen-warning` |
+//! | omen needing approval (≥ 7) | mission: ≥ 1 valid approval; experiment: flagged | `omen-needs-approval` |
+//! | omen locked (≥ 13) | refused | `omen-locked` |
+//! | fewer valid approvals than required | refused | `approvals-insufficient` |
+//! | a rank-S approval by the requester | not counted | `requester-approval-not-counted` |
+//! | mission without `parallel-missions` | one task at a time | `parallelism-limited` |
+//!
+//! Composite score (integer 0–100): a weighted mean of the six axes where the cost-like
+//! axes count inverted —
+//! `round((3·trust + 2·prediction_confidence + 2·maintainability + economic_value
+//! + (100 − compute_cost) + (100 − attention)) / 10)`, halves rounding up.
+//!
+//! Trust and prediction confidence weigh most because they say how far the outcome can be
+//! foreseen; cost and attention count against a mission.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::approvals::ApprovalCheck;
+use super::evolution::Capabilities;
+use super::omens::{OmenHit, OmenLevel};
+use crate::model::evolution::Capability;
+use crate::model::plan::{Plan, PlanKind, Rank, Scores};
+
+/// Composite at or above this is SAFE.
+pub const SAFE_AT: u8 = 60;
+/// Composite at or above this (and below [`SAFE_AT`]) is BORDERLINE; below is FAILING.
+pub const BORDERLINE_AT: u8 = 30;
+
+/// The gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Run.
+    Allow,
+    /// Run, flagged for review in the summary and packet.
+    AllowFlagged,
+    /// Do not run (exit 4); nothing executes.
+    Refuse,
+}
+
+impl Outcome {
+    /// `allow`, `allow-flagged`, `refuse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::AllowFlagged => "allow-flagged",
+            Outcome::Refuse => "refuse",
+        }
+    }
+}
+
+/// Composite score band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Band {
+    /// ≥ 60.
+    Safe,
+    /// 30–59: needs an approval.
+    Borderline,
+    /// < 30: refused.
+    Failing,
+}
+
+impl Band {
+    /// `SAFE`, `BORDERLINE`, `FAILING`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::Safe => "SAFE",
+            Band::Borderline => "BORDERLINE",
+            Band::Failing => "FAILING",
+        }
+    }
+}
+
+/// A composite score and its band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Composite {
+    /// 0–100.
+    pub score: u8,
+    /// Its band.
+    pub band: Band,
+}
+
+/// The composite score of six-axis scores (formula in the module docs).
+pub fn composite(s: &Scores) -> Composite {
+    let c = |v: u8| u32::from(v.min(100));
+    let sum = 3 * c(s.trust)
+        + 2 * c(s.prediction_confidence)
+        + 2 * c(s.maintainability)
+        + c(s.economic_value)
+        + (100 - c(s.compute_cost))
+        + (100 - c(s.attention));
+    let score = u8::try_from((sum + 5) / 10).unwrap_or(100);
+    let band = if score >= SAFE_AT {
+        Band::Safe
+    } else if score >= BORDERLINE_AT {
+        Band::Borderline
+    } else {
+        Band::Failing
+    };
+    Composite { score, band }
+}
+
+/// Everything the gate decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct GateInput<'a> {
+    /// Experiment or mission.
+    pub kind: PlanKind,
+    /// The mission's rank.
+    pub rank: Option<Rank>,
+    /// The mission's scores.
+    pub scores: Option<&'a Scores>,
+    /// The mission's requester.
+    pub requested_by: Option<&'a str>,
+    /// Verified approvals.
+    pub approvals: &'a ApprovalCheck,
+    /// Omens on the plan's scenarios (warn or above).
+    pub omens: &'a [OmenHit],
+    /// Evolution capabilities.
+    pub capabilities: &'a Capabilities,
+    /// A dry run (recorded in the decision; the rules are the same).
+    pub dry: bool,
+}
+
+impl<'a> GateInput<'a> {
+    /// The input for `plan`.
+    pub fn for_plan(
+        plan: &'a Plan,
+        approvals: &'a ApprovalCheck,
+        omens: &'a [OmenHit],
+        capabilities: &'a Capabilities,
+        dry: bool,
+    ) -> Self {
+        let m = plan.mission.as_ref();
+        Self {
+            kind: plan.kind,
+            rank: m.map(|m| m.rank),
+            scores: m.map(|m| &m.scores),
+            requested_by: m.map(|m| m.requested_by.as_str()),
+            approvals,
+            omens,
+            capabilities,
+            dry,
+        }
+    }
+}
+
+/// The gate's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct GateDecision {
+    /// allow | allow-flagged | refuse.
+    pub outcome: Outcome,
+    /// Experiment or mission.
+    pub kind: PlanKind,
+    /// The mission's rank.
+    pub rank: Option<Rank>,
+    /// Every rule that applied, in evaluation order (stable names; see module docs).
+    pub reasons: Vec<String>,
+    /// Review flags for the summary and packet (`review-required`, `omen-warning`,
+    /// `omen-needs-approval`), sorted.
+    pub flags: Vec<String>,
+    /// Valid approvals the rules require.
+    pub required_approvals: u32,
+    /// Valid approvals that count towards it.
+    pub valid_approvals: u32,
+    /// The approvers counted, sorted.
+    pub approvers: Vec<String>,
+    /// Composite score (missions).
+    pub composite: Option<Composite>,
+    /// Omens on the plan's scenarios at warn or above.
+    pub omens: Vec<OmenHit>,
+    /// Capabilities that changed the decision.
+    pub capabilities_used: Vec<Capability>,
+    /// Parallelism cap for the run (missions without `parallel-missions`: 1).
+    pub max_jobs: Option<u32>,
+    /// Whether the runner may reuse proven results (`reuse-proven-results`).
+    pub reuse_proven_results: bool,
+    /// A dry run.
+    pub dry: bool,
+}
+
+impl GateDecision {
+    /// Whether the plan may run.
+    pub fn allows(&self) -> bool {
+        self.outcome != Outcome::Refuse
+    }
+
+    /// One human sentence per reason.
+    pub fn explain(&self) -> Vec<String> {
+        self.reasons
+            .iter()
+            .map(|r| {
+                let s = match r.as_str() {
+                    "experiment" => "an experiment: runs unless an omen locks one of its scenarios".to_string(),
+                    "rank-runs" => format!("rank {}: runs", rank_str(self.rank)),
+                    "rank-review" => format!("rank {}: runs, flagged for review", rank_str(self.rank)),
+                    "rank-review-waived" => format!(
+                        "rank {}: runs without the review flag (capability auto-run-cb)",
+                        rank_str(self.rank)
+                    ),
+                    "rank-needs-approval" => "rank A: needs one valid approval".to_string(),
+                    "rank-needs-two-approvals" => {
+                        "rank S: needs two valid approvals from distinct approvers, neither the requester".to_string()
+                    }
+                    "composite-borderline" => format!(
+                        "composite score {} is BORDERLINE (30-59): needs an approval",
+                        self.composite.map_or(0, |c| c.score)
+                    ),
+                    "composite-failing" => format!(
+                        "composite score {} is FAILING (below 30): refused",
+                        self.composite.map_or(0, |c| c.score)
+                    ),
+                    "omen-warning" => "an omen warns on a scenario of this plan".to_string(),
+                    "omen-needs-approval" => "an omen on a scenario of this plan needs an approval".to_string(),
+                    "omen-locked" => "an omen locks a scenario of this plan until an approver clears it".to_string(),
+                    "approvals-insufficient" => format!(
+                        "{} valid approval(s), {} required",
+                        self.valid_approvals, self.required_approvals
+                    ),
+                    "requester-approval-not-counted" => {
+                        "the requester's own approval does not count at rank S".to_string()
+                    }
+                    "parallelism-limited" => {
+                        "tasks run one at a time (capability parallel-missions not held)".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                format!("{r}: {s}")
+            })
+            .collect()
+    }
+}
+
+fn rank_str(r: Option<Rank>) -> &'static str {
+    match r {
+        Some(Rank::E) => "E",
+        Some(Rank::D) => "D",
+        Some(Rank::C) => "C",
+        Some(Rank::B) => "B",
+        Some(Rank::A) => "A",
+        Some(Rank::S) => "S",
+        None => "-",
+    }
+}
+
+/// Decide. Pure: the same input always gives the same decision.
+pub fn decide(input: &GateInput<'_>) -> GateDecision {
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut flags: Vec<&'static str> = Vec::new();
+    let mut used: Vec<Capability> = Vec::new();
+    let mut required: u32 = 0;
+    let mut refuse = false;
+    let mut composite_v = None;
+    let mut max_jobs = None;
+    let mut reuse_results = false;
+    let mission = input.kind == PlanKind::Mission;
+
+    if mission {
+        match input.rank {
+            Some(Rank::E | Rank::D) => reasons.push("rank-runs"),
+            Some(Rank::C | Rank::B) => {
+                if input.capabilities.has(Capability::AutoRunCb) {
+                    reasons.push("rank-review-waived");
+                    used.push(Capability::AutoRunCb);
+                } else {
+                    reasons.push("rank-review");
+                    flags.push("review-required");
+                }
+            }
+            Some(Rank::A) => {
+                reasons.push("rank-needs-approval");
+                required = required.max(1);
+            }
+            Some(Rank::S) | None => {
+                // A mission without a rank is treated as the highest (fail closed).
+                reasons.push("rank-needs-two-approvals");
+                required = required.max(2);
+            }
+        }
+        if let Some(scores) = input.scores {
+            let c = composite(scores);
+            composite_v = Some(c);
+            match c.band {
+                Band::Safe => {}
+                Band::Borderline => {
+                    reasons.push("composite-borderline");
+                    required = required.max(1);
+                }
+                Band::Failing => {
+                    reasons.push("composite-failing");
+                    refuse = true;
+                }
+            }
+        }
+        if input.capabilities.has(Capability::ParallelMissions) {
+            used.push(Capability::ParallelMissions);
+        } else {
+            reasons.push("parallelism-limited");
+            max_jobs = Some(1);
+        }
+        if input.capabilities.has(Capability::ReuseProvenResults) {
+            reuse_results = true;
+            used.push(Capability::ReuseProvenResults);
+        }
+    } else {
+        reasons.push("experiment");
+    }
+
+    let worst = input.omens.iter().map(|o| o.level).max();
+    if input.omens.iter().any(|o| o.level == OmenLevel::Warn) {
+        reasons.push("omen-warning");
+        flags.push("omen-warning");
+    }
+    if input
+        .omens
+        .iter()
+        .any(|o| o.level == OmenLevel::NeedsApproval)
+    {
+        reasons.push("omen-needs-approval");
+        if mission {
+            required = required.max(1);
+        } else {
+            flags.push("omen-needs-approval");
+        }
+    }
+    if worst == Some(OmenLevel::Locked) {
+        reasons.push("omen-locked");
+        refuse = true;
+    }
+
+    let excluded = match input.rank {
+        Some(Rank::S) | None if mission => input.requested_by,
+        _ => None,
+    };
+    let mut approvers: Vec<String> = input
+        .approvals
+        .approvers_except(excluded)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    approvers.sort();
+    if required > 0
+        && excluded.is_some_and(|r| input.approvals.valid.iter().any(|v| v.approver == r))
+    {
+        reasons.push("requester-approval-not-counted");
+    }
+    let counted = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
+    if counted < required {
+        reasons.push("approvals-insufficient");
+        refuse = true;
+    }
+
+    flags.sort_unstable();
+    flags.dedup();
+    used.sort();
+    used.dedup();
+    let outcome = if refuse {
+        Outcome::Refuse
+    } else if flags.is_empty() {
+        Outcome::Allow
+    } else {
+        Outcome::AllowFlagged
+    };
+    GateDecision {
+        outcome,
+        kind: input.kind,
+        rank: input.rank,
+        reasons: reasons.into_iter().map(str::to_string).collect(),
+        flags: flags.into_iter().map(str::to_string).collect(),
+        required_approvals: required,
+        valid_approvals: counted,
+        approvers,
+        composite: composite_v,
+        omens: input.omens.to_vec(),
+        capabilities_used: used,
+        max_jobs,
+        reuse_proven_results: reuse_results,
+        dry: input.dry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::govern::approvals::ValidApproval;
+    use crate::model::evolution::Level;
+    use std::path::PathBuf;
+
+    fn scores(x: u8) -> Scores {
+        Scores {
+            compute_cost: 100 - x,
+            maintainability: x,
+            attention: 100 - x,
+            economic_value: x,
+            trust: x,
+            prediction_confidence: x,
+        }
+    }
+
+    fn approvals(names: &[&str]) -> ApprovalCheck {
+        ApprovalCheck {
+            valid: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ValidApproval {
+                    approver: (*n).to_string(),
+                    key_fingerprint: format!("SHA256:k{i}"),
+                    record_path: PathBuf::from(format!("{n}.json")),
+                    sig_path: PathBuf::from(format!("{n}.json.sig")),
+                    roles: vec!["approver".into()],
+                    issued_at: String::new(),
+                    expires_at: String::new(),
+                    record_blake3: String::new(),
+                })
+                .collect(),
+            rejected: vec![],
+        }
+    }
+
+    fn caps(list: &[Capability]) -> Capabilities {
+        Capabilities {
+            level: Some(Level::Dormant),
+            held: list.iter().copied().collect(),
+        }
+    }
+
+    fn omen(level: OmenLevel) -> OmenHit {
+        OmenHit {
+            scenario_id: "p:x".into(),
+            fingerprint: "f".repeat(64),
+            mismatch_kind: "expected-deny-observed-allow".into(),
+            level,
+            count: 0,
+        }
+    }
+
+    struct Case {
+        kind: PlanKind,
+        rank: Option<Rank>,
+        score: u8,
+        approvers: &'static [&'static str],
+        omens: Vec<OmenLevel>,
+        caps: Vec<Capability>,
+    }
+
+    fn mission(rank: Rank) -> Case {
+        Case {
+            kind: PlanKind::Mission,
+            rank: Some(rank),
+            score: 80,
+            approvers: &[],
+            omens: vec![],
+            caps: vec![],
+        }
+    }
+
+    fn run(c: &Case) -> GateDecision {
+        let a = approvals(c.approvers);
+        let o: Vec<OmenHit> = c.omens.iter().map(|l| omen(*l)).collect();
+        let cp = caps(&c.caps);
+        let s = scores(c.score);
+        decide(&GateInput {
+            kind: c.kind,
+            rank: c.rank,
+            scores: (c.kind == PlanKind::Mission).then_some(&s),
+            requested_by: Some("rita"),
+            approvals: &a,
+            omens: &o,
+            capabilities: &cp,
+            dry: false,
+        })
+    }
+
+    #[test]
+    fn composite_formula_and_band_edges() {
+        for (x, band) in [
+            (0, Band::Failing),
+            (29, Band::Failing),
+            (30, Band::Borderline),
+            (59, Band::Borderline),
+            (60, Band::Safe),
+            (100, Band::Safe),
+        ] {
+            let c = composite(&scores(x));
+            assert_eq!(c.score, x);
+            assert_eq!(c.band, band, "score {x}");
+        }
+        // Weights: trust counts three times as much as economic value.
+        let mut s = scores(50);
+        s.trust = 60;
+        assert_eq!(composite(&s).score, 53);
+        let mut s = scores(50);
+        s.economic_value = 60;
+        assert_eq!(composite(&s).score, 51);
+        // Cost-like axes count inverted.
+        let mut s = scores(50);
+        s.compute_cost = 100;
+        assert_eq!(composite(&s).score, 45);
+        // Halves round up: sum 295 → 30.
+        let s = Scores {
+            compute_cost: 100,
+            maintainability: 0,
+            attention: 100,
+            economic_value: 95,
+            trust: 50,
+            prediction_confidence: 25,
+        };
+        assert_eq!(composite(&s).score, 30);
+    }
+
+    #[test]
+    fn rank_table() {
+        use Outcome::*;
+        for (rank, approvers, want, required) in [
+            (Rank::E, &[][..], Allow, 0),
+            (Rank::D, &[], Allow, 0),
+            (Rank::C, &[], AllowFlagged, 0),
+            (Rank::B, &[], AllowFlagged, 0),
+            (Rank::A, &[], Refuse, 1),
+            (Rank::A, &["alice"], Allow, 1),
+            (Rank::A, &["rita"], Allow, 1),
+            (Rank::S, &["alice"], Refuse, 2),
+            (Rank::S, &["alice", "rita"], Refuse, 2),
+            (Rank::S, &["alice", "bob"], Allow, 2),
+            (Rank::S, &["alice", "bob", "rita"], Allow, 2),
+        ] {
+            let mut c = mission(rank);
+            c.approvers = approvers;
+            let d = run(&c);
+            assert_eq!(d.outcome, want, "{rank:?} {approvers:?}: {d:#?}");
+            assert_eq!(d.required_approvals, required, "{rank:?}");
+        }
+    }
+
+    #[test]
+    fn requester_is_never_counted_at_rank_s() {
+        let mut c = mission(Rank::S);
+        c.approvers = &["alice", "rita"];
+        let d = run(&c);
+        assert_eq!(d.valid_approvals, 1);
+        assert_eq!(d.approvers, vec!["alice"]);
+        assert!(
+            d.reasons
+                .contains(&"requester-approval-not-counted".to_string())
+        );
+        assert!(d.reasons.contains(&"approvals-insufficient".to_string()));
+    }
+
+    #[test]
+    fn review_flag_is_waived_by_auto_run_cb() {
+        let mut c = mission(Rank::C);
+        assert_eq!(run(&c).flags, vec!["review-required"]);
+        c.caps = vec![Capability::AutoRunCb];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.flags.is_empty());
+        assert_eq!(d.capabilities_used, vec![Capability::AutoRunCb]);
+        // It waives review only: an A mission still needs its approval.
+        let mut c = mission(Rank::A);
+        c.caps = vec![Capability::AutoRunCb];
+        assert_eq!(run(&c).outcome, Outcome::Refuse);
+    }
+
+    #[test]
+    fn composite_bands_and_the_stricter_rule() {
+        let mut c = mission(Rank::E);
+        c.score = 59;
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(d.required_approvals, 1);
+        assert!(d.reasons.contains(&"composite-borderline".to_string()));
+        c.approvers = &["alice"];
+        assert_eq!(run(&c).outcome, Outcome::Allow);
+        c.score = 60;
+        c.approvers = &[];
+        assert_eq!(run(&c).outcome, Outcome::Allow);
+        // FAILING refuses whatever the approvals.
+        c.score = 29;
+        c.approvers = &["alice", "bob"];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(
+            d.reasons,
+            vec!["rank-runs", "composite-failing", "parallelism-limited"]
+        );
+        // S + BORDERLINE: still two.
+        let mut c = mission(Rank::S);
+        c.score = 40;
+        c.approvers = &["alice"];
+        assert_eq!(run(&c).required_approvals, 2);
+    }
+
+    #[test]
+    fn omens() {
+        let mut c = mission(Rank::E);
+        c.omens = vec![OmenLevel::Warn];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::AllowFlagged);
+        assert_eq!(d.flags, vec!["omen-warning"]);
+        c.omens = vec![OmenLevel::NeedsApproval];
+        assert_eq!(run(&c).outcome, Outcome::Refuse);
+        c.approvers = &["alice"];
+        assert_eq!(run(&c).outcome, Outcome::Allow);
+        c.omens = vec![OmenLevel::Locked, OmenLevel::Warn];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert!(d.reasons.contains(&"omen-locked".to_string()));
+    }
+
+    #[test]
+    fn experiments_pass_unless_an_omen_locks() {
+        let mut c = mission(Rank::S);
+        c.kind = PlanKind::Experiment;
+        c.rank = None;
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert_eq!(d.reasons, vec!["experiment"]);
+        assert_eq!(d.required_approvals, 0);
+        assert_eq!(d.max_jobs, None);
+        c.omens = vec![OmenLevel::NeedsApproval];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::AllowFlagged);
+        assert_eq!(d.flags, vec!["omen-needs-approval"]);
+        c.omens = vec![OmenLevel::Locked];
+        assert_eq!(run(&c).outcome, Outcome::Refuse);
+    }
+
+    #[test]
+    fn parallelism_and_reuse_follow_capabilities() {
+        let c = mission(Rank::E);
+        let d = run(&c);
+        assert_eq!(d.max_jobs, Some(1));
+        assert!(!d.reuse_proven_results);
+        let mut c = mission(Rank::E);
+        c.caps = vec![Capability::ParallelMissions, Capability::ReuseProvenResults];
+        let d = run(&c);
+        assert_eq!(d.max_jobs, None);
+        assert!(d.reuse_proven_results);
+        assert!(!d.reasons.contains(&"parallelism-limited".to_string()));
+    }
+
+    #[test]
+    fn every_reason_has_an_explanation() {
+        let mut c = mission(Rank::S);
+        c.score = 40;
+        c.approvers = &["rita"];
+        c.omens = vec![OmenLevel::Warn, OmenLevel::NeedsApproval, OmenLevel::Locked];
+        let d = run(&c);
+        for (r, line) in d.reasons.iter().zip(d.explain()) {
+            assert!(line.len() > r.len() + 3, "{line}");
+        }
+    }
+}

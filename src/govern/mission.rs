@@ -1,0 +1,385 @@
+//! Mission task graphs (`DESIGN.md` §8): checks for lint, topological layers for the
+//! runner, and the tasks a failure skips.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::model::Id;
+use crate::model::plan::{Mission, Plan};
+use crate::{Error, Result};
+
+/// Tasks in dependency order: each layer's tasks depend only on earlier layers, so a layer
+/// may run in parallel. Tasks within a layer are sorted by id. A cycle is an error naming
+/// it (`a → b → a`); so is a dependency on a task that does not exist.
+pub fn order(m: &Mission) -> Result<Vec<Vec<Id>>> {
+    for (id, t) in &m.tasks {
+        if let Some(d) = t.depends_on.iter().find(|d| !m.tasks.contains_key(*d)) {
+            return Err(Error::usage(format!(
+                "mission task `{id}` depends on `{d}`, which is not a task"
+            ))
+            .with_hint(format!("define task `{d}` or remove it from `depends_on`")));
+        }
+    }
+    let mut indegree: BTreeMap<&Id, usize> = m
+        .tasks
+        .iter()
+        .map(|(id, t)| (id, t.depends_on.iter().collect::<BTreeSet<_>>().len()))
+        .collect();
+    let dependents = dependents_map(m);
+    let mut layers = Vec::new();
+    let mut ready: Vec<&Id> = indegree
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut done = 0;
+    while !ready.is_empty() {
+        ready.sort();
+        let mut next = Vec::new();
+        for id in &ready {
+            for d in dependents.get(*id).into_iter().flatten() {
+                if let Some(n) = indegree.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        next.push(*d);
+                    }
+                }
+            }
+        }
+        done += ready.len();
+        layers.push(ready.iter().map(|id| (*id).clone()).collect());
+        ready = next;
+    }
+    if done < m.tasks.len() {
+        let cycle = find_cycle(m).unwrap_or_default();
+        return Err(Error::usage(format!(
+            "mission tasks form a cycle: {}",
+            cycle.iter().map(Id::as_str).collect::<Vec<_>>().join(" → ")
+        ))
+        .with_hint("remove one of these `depends_on` entries"));
+    }
+    Ok(layers)
+}
+
+fn dependents_map(m: &Mission) -> BTreeMap<&Id, BTreeSet<&Id>> {
+    let mut out: BTreeMap<&Id, BTreeSet<&Id>> = BTreeMap::new();
+    for (id, t) in &m.tasks {
+        for d in &t.depends_on {
+            out.entry(d).or_default().insert(id);
+        }
+    }
+    out
+}
+
+/// A cycle as a closed path `a → b → … → a`, found by depth-first search in id order.
+pub fn find_cycle(m: &Mission) -> Option<Vec<Id>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        m: &'a Mission,
+        id: &'a Id,
+        marks: &mut BTreeMap<&'a Id, Mark>,
+        stack: &mut Vec<&'a Id>,
+    ) -> Option<Vec<Id>> {
+        marks.insert(id, Mark::Active);
+        stack.push(id);
+        let mut deps: Vec<&Id> = m
+            .tasks
+            .get(id)
+            .map(|t| t.depends_on.iter().collect())
+            .unwrap_or_default();
+        deps.sort();
+        for d in deps {
+            match marks.get(d).copied().unwrap_or(Mark::New) {
+                Mark::Active => {
+                    let start = stack.iter().position(|s| *s == d).unwrap_or(0);
+                    let mut cycle: Vec<Id> = stack[start..].iter().map(|s| (*s).clone()).collect();
+                    cycle.push(d.clone());
+                    return Some(cycle);
+                }
+                Mark::New if m.tasks.contains_key(d) => {
+                    if let Some(c) = visit(m, d, marks, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        marks.insert(id, Mark::Done);
+        None
+    }
+    let mut marks: BTreeMap<&Id, Mark> = m.tasks.keys().map(|k| (k, Mark::New)).collect();
+    for id in m.tasks.keys() {
+        if marks.get(id) == Some(&Mark::New) {
+            let mut stack = Vec::new();
+            if let Some(c) = visit(m, id, &mut marks, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// Every task that depends on `task`, directly or not (sorted).
+pub fn dependents_of(m: &Mission, task: &Id) -> BTreeSet<Id> {
+    skipped_after(m, &BTreeSet::from([task.clone()]))
+}
+
+/// The tasks to skip once `failed` tasks failed: every transitive dependent not itself in
+/// `failed` (sorted).
+pub fn skipped_after(m: &Mission, failed: &BTreeSet<Id>) -> BTreeSet<Id> {
+    let dependents = dependents_map(m);
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<&Id> = failed.iter().collect();
+    while let Some(id) = todo.pop() {
+        for d in dependents.get(id).into_iter().flatten() {
+            if !failed.contains(*d) && out.insert((*d).clone()) {
+                todo.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// The scenarios a mission runs: `<profile>:<probe>` of each task, sorted.
+pub fn task_scenarios(m: &Mission) -> BTreeSet<String> {
+    m.tasks
+        .values()
+        .map(|t| format!("{}:{}", t.profile, t.probe))
+        .collect()
+}
+
+/// A problem with a mission's task graph, for `plan-lint`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MissionFinding {
+    /// Stable code: `mission-no-tasks`, `mission-dangling-dependency`,
+    /// `mission-self-dependency`, `mission-cycle`, `mission-task-profile-not-in-plan`.
+    pub code: &'static str,
+    /// JSON pointer of the offending value.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Every problem with `plan`'s mission block (empty for experiments), sorted by pointer.
+/// References to probes and profiles the registry lacks are the general reference check's
+/// business; this reports what only a mission can get wrong.
+pub fn check(plan: &Plan) -> Vec<MissionFinding> {
+    let Some(m) = &plan.mission else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if m.tasks.is_empty() {
+        out.push(MissionFinding {
+            code: "mission-no-tasks",
+            pointer: "/mission/tasks".into(),
+            message: "the mission has no tasks: nothing would run".into(),
+            hint: Some("add tasks, each a probe under a profile".into()),
+        });
+    }
+    let profiles: BTreeSet<&Id> = plan.profiles.iter().collect();
+    for (id, t) in &m.tasks {
+        if !profiles.contains(&t.profile) {
+            out.push(MissionFinding {
+                code: "mission-task-profile-not-in-plan",
+                pointer: format!("/mission/tasks/{id}/profile"),
+                message: format!(
+                    "task `{id}` runs under profile `{}`, which is not in the plan's `profiles`",
+                    t.profile
+                ),
+                hint: Some(format!(
+                    "add `{}` to `profiles` or pick one of them",
+                    t.profile
+                )),
+            });
+        }
+        for (i, d) in t.depends_on.iter().enumerate() {
+            let pointer = format!("/mission/tasks/{id}/depends_on/{i}");
+            if d == id {
+                out.push(MissionFinding {
+                    code: "mission-self-dependency",
+                    pointer,
+                    message: format!("task `{id}` depends on itself"),
+                    hint: Some("remove it from its own `depends_on`".into()),
+                });
+            } else if !m.tasks.contains_key(d) {
+                let known: Vec<&str> = m.tasks.keys().map(Id::as_str).collect();
+                out.push(MissionFinding {
+                    code: "mission-dangling-dependency",
+                    pointer,
+                    message: format!("task `{id}` depends on `{d}`, which is not a task"),
+                    hint: crate::util::suggest::did_you_mean(d.as_str(), known.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?")),
+                });
+            }
+        }
+    }
+    if !out.iter().any(|f| f.code == "mission-self-dependency")
+        && let Some(cycle) = find_cycle(m)
+    {
+        let first = &cycle[0];
+        let to = &cycle[1];
+        let i = m.tasks[first]
+            .depends_on
+            .iter()
+            .position(|d| d == to)
+            .unwrap_or(0);
+        out.push(MissionFinding {
+            code: "mission-cycle",
+            pointer: format!("/mission/tasks/{first}/depends_on/{i}"),
+            message: format!(
+                "mission tasks form a cycle: {}",
+                cycle.iter().map(Id::as_str).collect::<Vec<_>>().join(" → ")
+            ),
+            hint: Some("remove one of these `depends_on` entries".into()),
+        });
+    }
+    out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.code.cmp(b.code)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::plan::{Category, Rank, Scores, Task};
+
+    fn id(s: &str) -> Id {
+        Id::new(s).unwrap()
+    }
+
+    fn mission(edges: &[(&str, &[&str])]) -> Mission {
+        Mission {
+            objective: "o".into(),
+            category: Category::Forge,
+            rank: Rank::E,
+            scores: Scores {
+                compute_cost: 0,
+                maintainability: 0,
+                attention: 0,
+                economic_value: 0,
+                trust: 0,
+                prediction_confidence: 0,
+            },
+            requested_by: "rita".into(),
+            tasks: edges
+                .iter()
+                .map(|(t, deps)| {
+                    (
+                        id(t),
+                        Task {
+                            probe: id("read"),
+                            profile: id("p"),
+                            depends_on: deps.iter().map(|d| id(d)).collect(),
+                            expect: None,
+                            notes: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn names(layers: &[Vec<Id>]) -> Vec<Vec<&str>> {
+        layers
+            .iter()
+            .map(|l| l.iter().map(Id::as_str).collect())
+            .collect()
+    }
+
+    #[test]
+    fn layers_in_dependency_order() {
+        let m = mission(&[
+            ("build", &["fetch"]),
+            ("fetch", &[]),
+            ("lint", &["fetch"]),
+            ("ship", &["build", "lint"]),
+            ("notes", &[]),
+        ]);
+        assert_eq!(
+            names(&order(&m).unwrap()),
+            vec![vec!["fetch", "notes"], vec!["build", "lint"], vec!["ship"]]
+        );
+    }
+
+    #[test]
+    fn duplicate_dependencies_do_not_stall() {
+        let m = mission(&[("a", &[]), ("b", &["a", "a"])]);
+        assert_eq!(names(&order(&m).unwrap()), vec![vec!["a"], vec!["b"]]);
+    }
+
+    #[test]
+    fn a_cycle_is_named() {
+        let m = mission(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]);
+        let e = order(&m).unwrap_err();
+        assert_eq!(e.message(), "mission tasks form a cycle: a → c → b → a");
+        let f = check(&Plan {
+            mission: Some(m),
+            ..plan()
+        });
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].code, "mission-cycle");
+        assert_eq!(f[0].pointer, "/mission/tasks/a/depends_on/0");
+    }
+
+    #[test]
+    fn dangling_and_self_dependencies_and_profiles() {
+        let mut m = mission(&[("a", &["a"]), ("b", &["aa"])]);
+        m.tasks.get_mut("b").unwrap().profile = id("other");
+        assert!(
+            order(&m)
+                .unwrap_err()
+                .message()
+                .contains("`aa`, which is not a task")
+        );
+        let f = check(&Plan {
+            mission: Some(m),
+            ..plan()
+        });
+        let codes: Vec<&str> = f.iter().map(|f| f.code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                "mission-self-dependency",
+                "mission-dangling-dependency",
+                "mission-task-profile-not-in-plan"
+            ]
+        );
+        assert_eq!(f[1].hint.as_deref(), Some("did you mean `a`?"));
+    }
+
+    #[test]
+    fn a_failure_skips_its_transitive_dependents() {
+        let m = mission(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["b"]),
+            ("d", &[]),
+            ("e", &["d", "b"]),
+        ]);
+        let s: Vec<String> = dependents_of(&m, &id("a"))
+            .into_iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(s, vec!["b", "c", "e"]);
+        let s = skipped_after(&m, &BTreeSet::from([id("b"), id("d")]));
+        let s: Vec<&str> = s.iter().map(Id::as_str).collect();
+        assert_eq!(s, vec!["c", "e"]);
+        assert_eq!(task_scenarios(&m).len(), 1);
+    }
+
+    fn plan() -> Plan {
+        serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "plan_id": "m", "kind": "mission", "registry_id": "r",
+            "profiles": ["p"]
+        }))
+        .unwrap()
+    }
+}

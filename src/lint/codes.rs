@@ -1,0 +1,333 @@
+//! The one table of lint codes: stable ids (`NX0xx` files, syntax and schema; `NX1xx`
+//! references; `NX2xx` probes, targets and variables; `NX3xx` profiles; `NX4xx` plan
+//! structure and missions), their severity and the texts SARIF rules and `--explain`-style
+//! documentation use. Codes are an API: never renumber one; retire it instead.
+
+use serde::{Serialize, Serializer};
+
+/// How bad a finding is. `error` makes lint exit 1; warnings and notes alone exit 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The file is wrong: `run` would refuse it or do something other than intended.
+    Error,
+    /// Probably a mistake, or has no effect.
+    Warning,
+    /// Information: a default that applies, a consequence worth knowing.
+    Note,
+}
+
+impl Severity {
+    /// `error`, `warning`, `note` (also the SARIF `level`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
+impl Serialize for Severity {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal, $name:literal, $sev:ident,
+        $short:literal, $help:literal; )*) => {
+        /// A lint code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, in id order.
+            pub const ALL: &'static [Code] = &[ $( Code::$variant, )* ];
+
+            /// The stable id, e.g. `NX101`.
+            pub fn id(self) -> &'static str {
+                match self { $( Code::$variant => $id, )* }
+            }
+
+            /// A short kebab-case name, e.g. `unknown-probe`.
+            pub fn name(self) -> &'static str {
+                match self { $( Code::$variant => $name, )* }
+            }
+
+            /// The severity every finding of this code has.
+            pub fn severity(self) -> Severity {
+                match self { $( Code::$variant => Severity::$sev, )* }
+            }
+
+            /// One sentence: what the code reports.
+            pub fn short(self) -> &'static str {
+                match self { $( Code::$variant => $short, )* }
+            }
+
+            /// Why it matters and how to fix it.
+            pub fn help(self) -> &'static str {
+                match self { $( Code::$variant => $help, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file is not valid JSON or YAML.
+    Syntax = "NX001", "syntax-error", Error,
+        "The file is not valid JSON or YAML.",
+        "Fix the syntax at the reported line and column. JSON allows no trailing commas, comments or single quotes; YAML files hold exactly one document.";
+    /// A key the format does not define.
+    UnknownKey = "NX002", "unknown-key", Error,
+        "A key the format does not define.",
+        "Unknown keys are errors, never silently ignored: a misspelt key would otherwise change nothing. Rename it to the suggested key or remove it.";
+    /// An id that does not match `^[a-z0-9][a-z0-9._-]{0,63}$`.
+    InvalidId = "NX003", "invalid-id", Error,
+        "An id that is not 1-64 lowercase letters, digits, `.`, `_` or `-` starting with a letter or digit.",
+        "Ids are used as file names and in scenario ids (`<profile>:<probe>`), so they are restricted to `^[a-z0-9][a-z0-9._-]{0,63}$`. Rename the id and every reference to it.";
+    /// A word that is not one of the allowed values.
+    InvalidValue = "NX004", "invalid-value", Error,
+        "A value that is not one of the allowed words.",
+        "Use one of the listed words; the hint names the closest one.";
+    /// A value of the wrong JSON type.
+    WrongType = "NX005", "wrong-type", Error,
+        "A value of the wrong type (e.g. a string where a list is expected).",
+        "Write the value with the type the message names.";
+    /// A required key is missing.
+    MissingKey = "NX006", "missing-key", Error,
+        "A required key is missing.",
+        "Add the key; the schema in `schemas/` lists what each object needs.";
+    /// A key written twice in one object.
+    DuplicateKey = "NX007", "duplicate-key", Error,
+        "A key written twice in the same object.",
+        "JSON and YAML parsers silently keep one of the two values; remove the duplicate so the file says one thing.";
+    /// A `schema_version` this build does not read.
+    UnsupportedVersion = "NX008", "unsupported-schema-version", Error,
+        "A `schema_version` this build does not read.",
+        "Set `schema_version` to the version this build reads (1), or use the nexusmon release that reads this version.";
+    /// A number, string or list outside its allowed range.
+    OutOfRange = "NX009", "out-of-range", Error,
+        "A number, string or list outside its allowed range.",
+        "Use a value inside the range the message names.";
+    /// An id defined or listed twice.
+    DuplicateId = "NX010", "duplicate-id", Error,
+        "An id defined or listed twice (two plans with one `plan_id`, a profile listed twice).",
+        "Ids name bundles, scenarios and mappings; each must be unique where it is defined and listed once where it is used.";
+    /// A file that cannot be read.
+    UnreadableFile = "NX011", "unreadable-file", Error,
+        "A file that cannot be read, or is not UTF-8.",
+        "Check the file's permissions and encoding: plans and registries are UTF-8 JSON or YAML.";
+    /// Two files for one role.
+    AmbiguousFile = "NX012", "ambiguous-file", Error,
+        "Two files for one role (e.g. `probes.json` and `probes.yaml` in one registry).",
+        "Keep one: the tool would otherwise have to pick, and the other would be silently ignored.";
+    /// Any other schema violation.
+    SchemaViolation = "NX013", "schema-violation", Error,
+        "A value the schema does not allow.",
+        "The message says which rule the value breaks; `schemas/` holds the full schema.";
+
+    /// A probe id that the registry does not define.
+    UnknownProbe = "NX101", "unknown-probe", Error,
+        "A probe id that the plan's registry does not define.",
+        "Every probe a plan names (scenarios, controls, mission tasks) must be defined in `registry/<registry_id>/probes.json`. Fix the spelling (see the hint) or add the probe.";
+    /// A profile id that the registry does not define.
+    UnknownProfile = "NX102", "unknown-profile", Error,
+        "A profile id that the plan's registry does not define.",
+        "Every profile a plan names must be defined in `registry/<registry_id>/profiles.json`. Fix the spelling (see the hint) or add the profile.";
+    /// A registry that cannot be found.
+    UnknownRegistry = "NX103", "unknown-registry", Error,
+        "The plan's `registry_id` names no `registry/<id>/` directory in the plan's directory or any parent.",
+        "Fix `registry_id` (see the hint) or create the registry directory with `probes.json` and `profiles.json`.";
+    /// A profile used in scenarios or tasks but not listed in `profiles`.
+    ProfileNotSelected = "NX104", "profile-not-selected", Error,
+        "A profile used by `scenarios` or a mission task but not listed in the plan's `profiles`.",
+        "`profiles` is the list of profiles the plan runs; add the profile there or remove its scenarios.";
+    /// `registry_id` differs from the registry's directory name.
+    RegistryIdMismatch = "NX105", "registry-id-mismatch", Warning,
+        "A registry file whose `registry_id` differs from its directory name.",
+        "Plans find a registry by its directory name (`registry/<registry_id>/`); keep the id and the directory name equal.";
+    /// `plan_id` differs from the plan's directory name.
+    PlanIdMismatch = "NX106", "plan-id-mismatch", Warning,
+        "A plan whose `plan_id` differs from its directory name.",
+        "By convention `plans/<plan_id>/plan.json`; keeping them equal makes bundles and listings easy to trace back.";
+    /// `depends_on` names a task that does not exist.
+    UnknownTask = "NX107", "unknown-task", Error,
+        "A mission task `depends_on` a task the mission does not define.",
+        "Fix the task id (see the hint) or define the task.";
+    /// A registry directory without both files, or whose files disagree.
+    RegistryIncomplete = "NX108", "registry-incomplete", Error,
+        "A registry directory without both `probes` and `profiles` files, or whose two files name different registries.",
+        "A registry is `registry/<id>/probes.json` plus `registry/<id>/profiles.json` (or `.yaml`), both with the same `registry_id`.";
+
+    /// A target that does not fit the operation.
+    BadTarget = "NX201", "bad-target", Error,
+        "A probe target that does not fit its operation (`host:port`, a pid, `@name`).",
+        "Network operations take `host:port` (IPv6 as `[addr]:port`), `signal-send` a pid or `${RUNNER_PID}`, `unix-abstract-connect` `@name`.";
+    /// A path target that is not absolute.
+    RelativePath = "NX202", "relative-path", Error,
+        "A path that is not absolute after variable expansion.",
+        "Probes run with a scratch working directory, so relative paths are ambiguous: start the path with `/` or a variable such as `${SCRATCH}`.";
+    /// A builtin probe without a target.
+    MissingTarget = "NX203", "missing-target", Error,
+        "A probe without the `target` its operation needs.",
+        "Builtin probes act on their target; exec probes that declare an operation other than `exec` name what the program acts on, so the oracle can predict it.";
+    /// `destination` missing on `file-rename`, or present on another operation.
+    BadDestination = "NX204", "bad-destination", Error,
+        "`file-rename` without a `destination`, or a `destination` on another operation.",
+        "Only `file-rename` has two paths: `target` (the file) and `destination` (its new name).";
+    /// `operation: exec` with the builtin driver.
+    ExecDriverMismatch = "NX205", "exec-driver-mismatch", Error,
+        "`operation: exec` on a probe whose driver is not `exec`.",
+        "`exec` runs a program, which only the `exec` driver does; set `driver: exec` and give `argv`.";
+    /// An exec probe without a usable `argv`.
+    BadArgv = "NX206", "bad-argv", Error,
+        "An `exec` probe without `argv`, with an empty one, or whose program is not an absolute path.",
+        "Exec probes run `argv` directly (never through a shell, never searching PATH): `argv[0]` must be an absolute path or start with a variable.";
+    /// `argv` or exit codes on a builtin probe.
+    ArgvOnBuiltin = "NX207", "argv-on-builtin", Error,
+        "`argv`, `allow_exit_codes` or `deny_exit_codes` on a builtin probe.",
+        "Builtin probes are performed by the runner itself; these keys only mean something with `driver: exec`.";
+    /// An exit code listed as both allow and deny.
+    ExitCodeOverlap = "NX208", "exit-code-overlap", Error,
+        "An exit code listed in both `allow_exit_codes` and `deny_exit_codes`.",
+        "Each exit code must classify one way.";
+    /// A `${NAME}` that nothing defines.
+    UndefinedVariable = "NX209", "undefined-variable", Error,
+        "A `${NAME}` that neither the runner (`SCRATCH`, `HOME`, `RUNNER_PID`), the plan's `variables` nor a `tcp-listener` fixture defines.",
+        "Define it in the plan's `variables`, or fix the name (see the hint).";
+    /// An absolute machine path where a variable is meant.
+    MachinePath = "NX210", "machine-path", Warning,
+        "An absolute path tied to one machine or user (`/home/<user>`, `/root`, `/tmp/...`) where a variable is meant.",
+        "Use `${HOME}` or `${SCRATCH}` so the plan means the same on every machine and in every run.";
+    /// A writing probe whose target is not under `${SCRATCH}`.
+    WriteOutsideScratch = "NX211", "write-outside-scratch", Error,
+        "A probe that modifies the filesystem with a target outside `${SCRATCH}`.",
+        "The baseline lane runs every probe without any policy: a writing probe aimed at a real path would really modify the host. Point it under `${SCRATCH}` and create what it needs with `fixtures`.";
+    /// A fixture outside `${SCRATCH}`.
+    FixtureOutsideScratch = "NX212", "fixture-outside-scratch", Error,
+        "A fixture whose path is not under `${SCRATCH}`.",
+        "Fixtures are created by the runner before a probe runs; they belong in the run's scratch directory, never on the host.";
+    /// No timeout applies, so the runner default does.
+    DefaultTimeout = "NX213", "default-timeout", Note,
+        "No timeout is set for some scenarios, so the runner's default applies.",
+        "Every child has a hard timeout. Set `timeout_ms` on the probe, `limits.wall_timeout_ms` on the profile or `execution.timeout_ms` on the plan to choose it; otherwise the default (10000 ms) applies and is recorded.";
+    /// A malformed `${...}` reference.
+    BadVariableSyntax = "NX214", "bad-variable-syntax", Error,
+        "A malformed variable reference (`${` without `}`, or a name that is not `[A-Z][A-Z0-9_]*`).",
+        "Write variables as `${NAME}` with an uppercase name.";
+    /// `$NAME` without braces.
+    UnbracedVariable = "NX215", "unbraced-variable", Warning,
+        "`$NAME` without braces, which is not expanded.",
+        "Only `${NAME}` is expanded; write `${NAME}`, or leave it if the `$` is meant literally.";
+    /// A fixture variable that collides with another definition.
+    VariableConflict = "NX216", "variable-conflict", Error,
+        "A `tcp-listener` fixture variable that is also a builtin or a plan variable.",
+        "The runner publishes the listener's port under that name; pick a name nothing else defines.";
+    /// A plan variable nothing uses.
+    UnusedVariable = "NX217", "unused-variable", Warning,
+        "A plan variable that no probe, fixture or profile of the plan uses.",
+        "Remove it, or use it: an unused variable often means a misspelt reference elsewhere.";
+    /// A plan variable that shadows a builtin.
+    BuiltinShadowed = "NX218", "builtin-shadowed", Error,
+        "A plan variable named like a builtin (`SCRATCH`, `HOME`, `RUNNER_PID`).",
+        "The runner sets the builtins for every run; a plan cannot override them. Rename the variable.";
+    /// A non-builtin variable in a registry entry, defined by the plans that use it.
+    PlanVariable = "NX219", "plan-variable", Note,
+        "A registry entry uses a variable that is not a builtin, so every plan that uses the entry must define it.",
+        "Plan-lint checks each plan that uses the entry; define the variable in those plans' `variables`.";
+
+    /// An access word, net key or scope above the pinned ABI.
+    AboveAbi = "NX301", "above-abi", Error,
+        "An access word, network key or scope that needs a newer Landlock ABI than the profile pins.",
+        "`abi` pins what the profile means. Raise `abi` (the kernel must then support it, or the `hard` profile fails to apply) or drop the word. ABI 2 adds `rename`, 3 truncate (in `write`), 4 TCP, 5 `ioctl-dev`, 6 scopes, 9 `unix-connect`, 10 UDP.";
+    /// A right granted by a rule but not handled.
+    UnhandledRight = "NX302", "unhandled-right-granted", Warning,
+        "An allow rule grants a right that `handle` does not list.",
+        "Rights that are not handled are allowed everywhere, so granting one has no effect. Add it to `handle`, or drop it from the rule.";
+    /// A nested rule that tries to restrict its ancestor.
+    ExceptionRule = "NX303", "exception-rule", Error,
+        "An allow rule that grants nothing beyond an ancestor rule, or grants nothing at all.",
+        "Landlock rules are allow-only unions along the path: a rule beneath an allowed directory cannot take rights away, so \"allow /home except /home/.ssh\" cannot be expressed. Narrow the ancestor rule to the sub-paths that should be allowed instead.";
+    /// A port listed twice.
+    DuplicatePort = "NX304", "duplicate-port", Warning,
+        "A port listed twice in one network rule.",
+        "Remove the duplicate.";
+    /// An rlimit or timeout that cannot work.
+    BadLimit = "NX305", "bad-limit", Error,
+        "A limit that cannot work (a CPU limit of 0 seconds, a wall timeout of 0 ms).",
+        "Use a positive value, or remove the limit.";
+    /// A malformed environment variable name.
+    BadEnvName = "NX306", "bad-env-name", Error,
+        "An `env.set` or `env.pass` name that is not a valid environment variable name.",
+        "Environment names are `[A-Za-z_][A-Za-z0-9_]*`.";
+    /// A rule that repeats another.
+    RedundantRule = "NX307", "redundant-rule", Warning,
+        "An allow rule on the same path as an earlier rule.",
+        "Rules on one path are unioned; merge them so the profile reads as what it grants.";
+    /// A rule path that is not absolute.
+    RelativeRulePath = "NX308", "relative-rule-path", Error,
+        "An allow rule whose path is not absolute after variable expansion.",
+        "Landlock rules are opened by path when the profile is compiled; start the path with `/` or a variable such as `${SCRATCH}`.";
+    /// A profile that restricts nothing.
+    EmptyProfile = "NX309", "empty-profile", Warning,
+        "A profile that restricts nothing: no Landlock rules, no seccomp group, no limit, no environment change.",
+        "Scenarios under it behave like the baseline; if that is the intent (a reference profile), say so in its description.";
+    /// A best-effort profile.
+    BestEffort = "NX310", "best-effort", Note,
+        "A profile with `compat: best-effort`.",
+        "The kernel enforces what it can and the downgrade is recorded; runs that downgraded are not promotable.";
+    /// A Landlock block that handles nothing.
+    NothingHandled = "NX311", "nothing-handled", Error,
+        "A `landlock` block that handles no right: no filesystem rights, no network key, no scope.",
+        "The kernel refuses an empty ruleset. Handle something, or remove the `landlock` block.";
+    /// A limit that is legal but probably wrong.
+    SuspiciousLimit = "NX312", "suspicious-limit", Warning,
+        "A limit so low that most programs cannot start (e.g. `address_space_bytes` under 16 MiB, `open_files` 0).",
+        "Check the unit: byte limits are in bytes, timeouts in milliseconds.";
+
+    /// A plan that selects no scenario.
+    NoScenarios = "NX401", "no-scenarios", Error,
+        "A plan that selects no scenario (and, for a mission, no task).",
+        "A plan that runs nothing would exit 6 (nothing selected); add scenarios or controls for the listed profiles.";
+    /// `kind` and the `mission` block disagree.
+    MissionMismatch = "NX402", "mission-mismatch", Error,
+        "`kind: mission` without a `mission` block, or a `mission` block in an experiment.",
+        "Missions and experiments share one schema; the `mission` block is required exactly when `kind` is `mission`.";
+    /// A cycle in the mission's task graph.
+    TaskCycle = "NX403", "task-cycle", Error,
+        "Mission tasks whose `depends_on` form a cycle.",
+        "Tasks run in dependency order, so a cycle can never start. Break it by removing one of the named dependencies.";
+    /// No lane enabled.
+    NoLanes = "NX404", "no-lanes", Error,
+        "A plan whose `lanes` are all `false`.",
+        "Enable at least one of `baseline`, `scenario`, `oracle`.";
+    /// A listed profile that runs nothing.
+    UnusedProfile = "NX405", "unused-profile", Warning,
+        "A profile listed in `profiles` with no scenario, control or task.",
+        "It would be applied to nothing; add scenarios for it or remove it from `profiles`.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_sorted_and_well_formed() {
+        let ids: Vec<&str> = Code::ALL.iter().map(|c| c.id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "codes must be unique and listed in id order");
+        for c in Code::ALL {
+            assert!(c.id().starts_with("NX") && c.id().len() == 5, "{}", c.id());
+            assert!(!c.short().is_empty() && !c.help().is_empty());
+            assert!(
+                c.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-')
+            );
+        }
+    }
+}

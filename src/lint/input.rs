@@ -1,0 +1,138 @@
+//! Reading one user file for lint: read, parse, duplicate keys, schema. Every problem becomes
+//! a finding; what survives is handed to the semantic checks.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::codes::Code;
+use super::finding::{At, Finding, Sink};
+use super::schema;
+use crate::source::{Document, Span};
+
+/// One file after the syntax and schema stages.
+#[derive(Debug)]
+pub struct Input {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// The source text, if the file could be read.
+    pub text: Option<String>,
+    /// The parsed document, if the syntax is valid.
+    pub doc: Option<Document>,
+    /// The document's value with unknown keys removed (they mean nothing), so the typed
+    /// checks can read the rest.
+    pub value: Option<Value>,
+    /// True if the schema stage reported anything.
+    pub schema_errors: bool,
+    /// Where the schema found problems other than unknown keys.
+    pub validated: schema::Validated,
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+}
+
+/// Read, parse and schema-check `path` against the schema `schema_name`.
+pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
+    let mut input = Input {
+        path: path.to_path_buf(),
+        text: None,
+        doc: None,
+        value: None,
+        schema_errors: false,
+        validated: schema::Validated::default(),
+        findings: Vec::new(),
+    };
+    let text = match crate::util::fsx::read_input_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut msg = e.message().to_string();
+            for c in e.causes() {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+            let mut f = Finding::file_level(Code::UnreadableFile, path, msg);
+            f.hint = e.hint().map(str::to_string);
+            input.findings.push(f);
+            return Ok(input);
+        }
+    };
+    let doc = match Document::parse(path, text.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            let span = Span {
+                start: e.pos,
+                end: e.pos,
+            };
+            let kind = match crate::source::Format::from_path(path) {
+                crate::source::Format::Json => "JSON",
+                crate::source::Format::Yaml => "YAML",
+            };
+            let mut f = Finding::new(
+                Code::Syntax,
+                path,
+                span,
+                "",
+                format!("{kind} syntax error: {}", e.message),
+            );
+            if e.message.starts_with("expected `,` or") {
+                f.hint = Some("is a `,` missing before this?".into());
+            }
+            input.findings.push(f);
+            input.text = Some(text);
+            return Ok(input);
+        }
+    };
+    input.text = Some(text);
+    let mut sink = Sink::new(&doc, path);
+    for d in &doc.duplicates {
+        let key = d.pointer.rsplit('/').next().unwrap_or_default();
+        let key = crate::source::unescape_pointer_token(key);
+        sink.findings.push(
+            Finding::new(
+                Code::DuplicateKey,
+                path,
+                d.span,
+                d.pointer.clone(),
+                format!(
+                    "key `{key}` is written twice in the same object (first at line {})",
+                    d.first.start.line
+                ),
+            )
+            .with_hint("remove one; parsers silently keep only one of the values"),
+        );
+    }
+    let mut value = doc.value();
+    let before = sink.findings.len();
+    let validated = schema::validate(schema_name, &value, &mut sink)?;
+    input.schema_errors = sink.findings.len() > before;
+    schema::strip(&mut value, &validated.unknown_keys);
+    input.validated = validated;
+    input.findings = sink.findings;
+    input.value = Some(value);
+    input.doc = Some(doc);
+    Ok(input)
+}
+
+impl Input {
+    /// A sink over this input's document (which must exist).
+    pub fn sink(&self) -> Option<Sink<'_>> {
+        self.doc.as_ref().map(|d| Sink::new(d, &self.path))
+    }
+
+    /// Report a typed-deserialization failure the schema did not catch (so nothing is
+    /// silently lost); if the schema already reported problems, they explain it.
+    pub fn typed_failure(&mut self, pointer: &str, message: &str) {
+        if self.schema_errors {
+            return;
+        }
+        if let Some(doc) = &self.doc {
+            let mut sink = Sink::new(doc, &self.path);
+            sink.push(
+                Code::SchemaViolation,
+                pointer,
+                At::Value,
+                message.to_string(),
+            );
+            self.findings.append(&mut sink.findings);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `list-plans`, `list-registries`, `list-probes`, `list-profiles`, `describe-probe`,
+//! `describe-profile` on the shipped data and on small projects.
+
+use serde_json::Value;
+
+use crate::util::{Ran, Test, repo_root};
+
+fn in_repo<I, S>(args: I) -> Ran
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    Test::new().cwd(repo_root()).args(args).run()
+}
+
+fn json(r: &Ran) -> Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{}", r.stdout))
+}
+
+#[test]
+fn list_plans_shows_every_shipped_plan_sorted() {
+    let r = in_repo(["list-plans"]);
+    r.code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("PLAN"), "{}", r.stdout);
+    for h in ["KIND", "REGISTRY", "PROFILES", "SCENARIOS", "PATH"] {
+        assert!(lines[0].contains(h));
+    }
+    assert!(lines[1].starts_with("fs-confinement  experiment  linux-core"));
+    assert!(lines[2].starts_with("net-egress"));
+    assert!(lines[3].starts_with("quickstart"));
+    assert!(lines[3].ends_with("plans/quickstart/plan.json"));
+    // Columns are aligned: every PATH starts at the same column.
+    let col = lines[0].find("PATH").unwrap();
+    for l in &lines[1..] {
+        assert_eq!(&l[col..col + 6], "plans/", "{l}");
+    }
+    let v = json(&in_repo(["--json", "list-plans"]));
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2]["plan_id"], "quickstart");
+    assert_eq!(rows[2]["profiles"], 2);
+    assert_eq!(rows[2]["scenarios"], 10);
+    assert_eq!(rows[2]["path"], "plans/quickstart/plan.json");
+    assert_eq!(rows[2]["error"], Value::Null);
+}
+
+#[test]
+fn list_plans_marks_a_broken_plan_instead_of_failing() {
+    let t = Test::new()
+        .write("plans/good/plan.json", "{\"schema_version\": 1, \"plan_id\": \"good\", \"kind\": \"experiment\", \"registry_id\": \"r\", \"profiles\": [\"p\"], \"scenarios\": {\"p\": {\"x\": \"deny\"}}}")
+        .write("plans/bad/plan.json", "{\"schema_version\": 1, \"plan_id\": \"bad\",");
+    let r = t.args(["list-plans"]).run();
+    r.code(0);
+    assert!(
+        r.stdout
+            .contains("-     invalid     -         -         -          plans/bad/plan.json"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("1 plan(s) do not load; `nexusmon plan-lint` lists every problem")
+    );
+}
+
+#[test]
+fn list_registries_counts_entries() {
+    let r = in_repo(["list-registries"]);
+    r.code(0);
+    assert!(r.stdout.starts_with("REGISTRY"));
+    assert!(
+        r.stdout
+            .contains("linux-core  40      10        registry/linux-core"),
+        "{}",
+        r.stdout
+    );
+    let v = json(&in_repo(["--json", "list-registries"]));
+    assert_eq!(v[0]["registry_id"], "linux-core");
+    assert_eq!(v[0]["probes"], 40);
+    assert_eq!(v[0]["profiles"], 10);
+}
+
+#[test]
+fn list_probes_and_profiles() {
+    let r = in_repo(["list-probes"]);
+    r.code(0);
+    let ids: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+    assert_eq!(ids.len(), 40);
+    assert!(r.stdout.contains("rename-across-ws"));
+    assert!(
+        r.stdout
+            .contains("${SCRATCH}/ws/from/a.txt -> ${SCRATCH}/ws/to/a.txt")
+    );
+    let v = json(&in_repo([
+        "--json",
+        "list-probes",
+        "--registry",
+        "linux-core",
+    ]));
+    assert_eq!(v.as_array().unwrap().len(), 40);
+    assert_eq!(v[0]["probe"]["operation"], "unix-abstract-connect");
+
+    let r = in_repo(["list-profiles"]);
+    r.code(0);
+    assert!(r.stdout.starts_with("PROFILE"));
+    assert!(
+        r.stdout
+            .contains("net-https-only      hard    4    -              connect[443] bind[]"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("cpu=2s as=512MiB nofile=64"));
+    let v = json(&in_repo(["--json", "list-profiles"]));
+    assert_eq!(v.as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn describe_shows_everything_and_who_uses_it() {
+    let r = in_repo(["describe-probe", "read-etc-hostname"]);
+    r.code(0);
+    assert!(r.stdout.contains("operation  file-read"));
+    assert!(r.stdout.contains("notes      Reads a host file"));
+    assert!(r.stdout.contains("used by    fs-confinement (plans/fs-confinement/plan.json)\n           quickstart (plans/quickstart/plan.json)"), "{}", r.stdout);
+    let v = json(&in_repo(["--json", "describe-probe", "exec-cat-hostname"]));
+    assert_eq!(v["probe"]["argv"][0], "/usr/bin/cat");
+    assert_eq!(v["used_by"][0]["plan_id"], "fs-confinement");
+
+    let r = in_repo(["describe-profile", "workspace-confined"]);
+    r.code(0);
+    assert!(
+        r.stdout
+            .contains("${SCRATCH}/ws: read, write, create, remove, rename")
+    );
+    assert!(r.stdout.contains("missing paths  skip"));
+    let v = json(&in_repo(["--json", "describe-profile", "system-ro"]));
+    let users: Vec<&str> = v["used_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["plan_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["fs-confinement", "quickstart"]);
+}
+
+#[test]
+fn unknown_ids_are_usage_errors_with_suggestions() {
+    let r = in_repo(["describe-probe", "read-etc-hostnam"]);
+    r.code(2);
+    assert!(
+        r.stderr
+            .contains("probe `read-etc-hostnam` is not defined in registry `linux-core`")
+    );
+    assert!(
+        r.stderr.contains("did you mean `read-etc-hostname`?"),
+        "{}",
+        r.stderr
+    );
+    let r = in_repo(["describe-profile", "sytem-ro"]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("did you mean `system-ro`?"),
+        "{}",
+        r.stderr
+    );
+    let r = in_repo(["list-probes", "--registry", "linux-cor"]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("did you mean `linux-core`?"),
+        "{}",
+        r.stderr
+    );
+    // With --json the error is also an object on stdout.
+    let r = in_repo(["--json", "describe-probe", "nope"]);
+    r.code(2);
+    assert_eq!(json(&r)["error"]["exit_code"], 2);
+}
+
+#[test]
+fn several_registries_need_a_choice_unless_one_is_linux_core() {
+    let reg = |id: &str| {
+        (
+            format!("{{\"schema_version\": 1, \"registry_id\": \"{id}\", \"probes\": {{}}}}"),
+            format!("{{\"schema_version\": 1, \"registry_id\": \"{id}\", \"profiles\": {{}}}}"),
+        )
+    };
+    let (a1, a2) = reg("alpha");
+    let (b1, b2) = reg("beta");
+    let t = Test::new()
+        .write("registry/alpha/probes.json", &a1)
+        .write("registry/alpha/profiles.json", &a2)
+        .write("registry/beta/probes.json", &b1)
+        .write("registry/beta/profiles.json", &b2);
+    let r = t.args(["list-probes"]).run();
+    r.code(2);
+    assert!(
+        r.stderr
+            .contains("several registries; say which with --registry"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("registries: alpha, beta"));
+}
