@@ -6,6 +6,8 @@
 //!   trait (with a fake in the tests).
 //! - [`lanes`]: the real executor: baseline and scenario lanes through one spawn path.
 //! - [`child`]: spawning, waiting, timeouts, output capture, leak sweeping, rusage.
+//! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
+//!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.

@@ -1684,6 +1684,17 @@ fn preflight_profile(
         dropped_rights: c.dropped.clone(),
         unenforceable: c.unenforceable.clone(),
         skipped_rules: c.skipped_rules.clone(),
+        seccomp_groups: c
+            .seccomp
+            .iter()
+            .map(|g| {
+                serde_json::to_value(g)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect(),
+        processes_enforced_by: c.processes.as_ref().map(|p| p.enforced_by.clone()),
         required: false,
     };
     match line {

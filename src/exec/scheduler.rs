@@ -7,8 +7,9 @@
 //! order. Experiments have no dependencies; missions will run their tasks through the same
 //! function.
 //!
-//! What a job *does* is behind the [`Executor`] trait: the real one spawns processes
-//! ([`super::lanes::LiveExecutor`]); tests use a fake.
+//! What a job *does* is behind the [`Executor`] trait (any `Fn(&J) -> R` is one). The run
+//! pipeline's jobs call [`super::run::observe_lane`] on a [`super::run::ProbeExecutor`]:
+//! [`super::lanes::LiveExecutor`] spawns real processes; the unit tests use a fake.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;

@@ -705,6 +705,12 @@ pub struct PreflightRecord {
     /// Rules skipped because their path does not exist (`missing_paths: skip`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_rules: Vec<String>,
+    /// Seccomp deny groups installed with the profile (requested and implied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seccomp_groups: Vec<String>,
+    /// How `limits.processes` is contained, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes_enforced_by: Option<String>,
     /// True if this is the plan's `apply_preflight_profile`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,

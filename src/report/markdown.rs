@@ -56,6 +56,12 @@ impl Report for SummaryMarkdown {
                     .map(|d| format!("dropped `{}`: {}", d.item, d.reason)),
             );
             notes.extend(p.skipped_rules.iter().cloned());
+            if !p.seccomp_groups.is_empty() {
+                notes.push(format!("seccomp denies: {}", p.seccomp_groups.join(", ")));
+            }
+            if let Some(by) = &p.processes_enforced_by {
+                notes.push(format!("processes limited by {by}"));
+            }
             if p.required {
                 notes.push("apply_preflight_profile".into());
             }
@@ -66,7 +72,11 @@ impl Report for SummaryMarkdown {
                 p.compat,
                 p.abi_requested.map_or("-".into(), |a| a.to_string()),
                 p.abi_kernel.map_or("none".into(), |a| a.to_string()),
-                p.ruleset_status.map_or("-", |x| x.as_str()),
+                if p.abi_requested.is_some() {
+                    p.ruleset_status.map_or("-", |x| x.as_str())
+                } else {
+                    "no Landlock rules"
+                },
                 if p.apply_ok { "yes" } else { "**no**" },
                 esc(&notes.join("; "))
             );
