@@ -21,6 +21,9 @@ use crate::model::results::Lane;
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
 
+/// The file in a scratch root naming the runner that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
 /// The run's scratch root.
 #[derive(Debug)]
 pub struct Scratch {
@@ -54,7 +57,43 @@ impl Scratch {
         std::fs::create_dir(&root).map_err(|e| Error::io("create scratch directory", &root, e))?;
         let _ = std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755));
         let root = std::fs::canonicalize(&root).unwrap_or(root);
+        let owner = root.join(OWNER_FILE);
+        std::fs::write(&owner, std::process::id().to_string())
+            .map_err(|e| Error::io("write", &owner, e))?;
         Ok(Self { root })
+    }
+
+    /// Remove scratch roots under `parent` left by runs that were killed (their owner
+    /// process is gone), and those runs' pids cgroups under `cgroup_root`. Returns the run
+    /// ids cleaned. A root whose owner is alive, or unknown, is left alone.
+    pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<String> {
+        let mut cleaned = Vec::new();
+        let Ok(rd) = std::fs::read_dir(parent) else {
+            return cleaned;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(run_id) = name.strip_prefix("nexusmon-") else {
+                continue;
+            };
+            let Some(pid) = std::fs::read_to_string(e.path().join(OWNER_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if crate::bundle::lock::pid_alive(pid) {
+                continue;
+            }
+            if std::fs::remove_dir_all(e.path()).is_ok() {
+                if let Some(root) = cgroup_root {
+                    crate::sandbox::cgroup::remove_run_dir(root, run_id);
+                }
+                cleaned.push(run_id.to_string());
+            }
+        }
+        cleaned.sort();
+        cleaned
     }
 
     /// The root.

@@ -692,6 +692,19 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         .scratch_parent
         .clone()
         .unwrap_or_else(Scratch::default_parent);
+    let mut housekeeping = Vec::new();
+    let stale = if settings.dry {
+        Vec::new()
+    } else {
+        Scratch::sweep_stale(&scratch_parent, facts.pids_cgroup.as_deref().map(Path::new))
+    };
+    if !stale.is_empty() {
+        housekeeping.push(format!(
+            "removed the scratch directories (and pids cgroups) of {} killed run(s): {}",
+            stale.len(),
+            stale.join(", ")
+        ));
+    }
     let scratch = Scratch::create(&scratch_parent, &run_id)?;
     let _guard = ScratchGuard {
         scratch: &scratch,
@@ -902,6 +915,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         base_vars,
         runner_env,
         governance,
+        housekeeping,
         gate_files,
         gate_flags,
         listeners: listeners.described.clone(),
@@ -1175,6 +1189,7 @@ struct Pipeline<'a> {
     base_vars: Vars,
     runner_env: Vec<(String, String)>,
     governance: Vec<String>,
+    housekeeping: Vec<String>,
     gate_files: Vec<(String, Vec<u8>)>,
     gate_flags: Vec<String>,
     listeners: Vec<String>,
@@ -1560,6 +1575,7 @@ impl Pipeline<'_> {
             preflight: preflight.to_vec(),
             governance,
             listeners: self.listeners.clone(),
+            housekeeping: self.housekeeping.clone(),
             started_at: self.started_at.clone(),
         }
     }

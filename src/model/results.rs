@@ -1064,6 +1064,10 @@ pub struct RunManifest {
     /// Run-wide fixtures started (listeners and the variables they publish).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<String>,
+    /// What the runner cleaned up before starting (scratch directories and pids cgroups of
+    /// killed runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub housekeeping: Vec<String>,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
 }

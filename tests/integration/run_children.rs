@@ -175,3 +175,35 @@ fn unsafe_euid_is_root() -> bool {
         .and_then(|l| l.split_whitespace().nth(2))
         == Some("0")
 }
+
+#[test]
+fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run() {
+    // A runner that no longer exists: a child that has exited and been reaped.
+    let dead = std::process::Command::new("/bin/true")
+        .spawn()
+        .and_then(|mut c| {
+            let id = c.id();
+            c.wait().map(|_| id)
+        })
+        .unwrap();
+    let parent = std::path::Path::new("/dev/shm");
+    if !parent.is_dir() {
+        return;
+    }
+    let stale = parent.join(format!("nexusmon-stale-{}-{dead}", std::process::id()));
+    std::fs::create_dir_all(stale.join("scenario/p/x.a1")).unwrap();
+    std::fs::write(stale.join("owner.pid"), dead.to_string()).unwrap();
+    // A live owner is never touched.
+    let live = parent.join(format!("nexusmon-live-{}", std::process::id()));
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("owner.pid"), std::process::id().to_string()).unwrap();
+    let (_t, r) = run_plan(
+        Test::new(),
+        "enforce",
+        &["--only-scenario", "no-etc:read-os-release"],
+    );
+    r.code(0);
+    assert!(!stale.exists(), "the stale scratch root was removed");
+    assert!(live.exists(), "a live owner's scratch root is kept");
+    std::fs::remove_dir_all(&live).unwrap();
+}
