@@ -693,16 +693,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         .clone()
         .unwrap_or_else(Scratch::default_parent);
     let mut housekeeping = Vec::new();
-    let stale = if settings.dry {
+    let stale_runs = if settings.dry {
         Vec::new()
     } else {
         Scratch::sweep_stale(&scratch_parent, facts.pids_cgroup.as_deref().map(Path::new))
     };
-    if !stale.is_empty() {
+    if !stale_runs.is_empty() {
         housekeeping.push(format!(
             "removed the scratch directories (and pids cgroups) of {} killed run(s): {}",
-            stale.len(),
-            stale.join(", ")
+            stale_runs.len(),
+            stale_runs.join(", ")
         ));
     }
     let scratch = Scratch::create(&scratch_parent, &run_id)?;
