@@ -30,10 +30,9 @@ use crate::model::registry::{Driver, Fixture, Operation, Probe, TargetKind};
 use crate::model::results::{
     ApplyPreflight, Attempt, ChannelKind, Enforcement, ExpectedEntry, ExpectedMatrix, Lane,
     LaneCell, LanePolicy, LaneResults, MismatchKind, MismatchPacket, MismatchSummary,
-    NormalizedEvents, NormalizedRow, Observation, ObservationNote, OracleCell, OracleResults,
-    OracleVerdict, Outcome, PathWitness, PathWitnesses, PreflightRecord, RESULTS_SCHEMA_VERSION,
-    ResolvedProbe, RunEvent, RunManifest, RunStatus, Rusage, Stage, Summary, TimeoutSetting,
-    TimeoutSource, ToolInfo,
+    NormalizedRow, Observation, ObservationNote, OracleCell, OracleResults, OracleVerdict, Outcome,
+    PathWitness, PathWitnesses, PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe, RunEvent,
+    RunManifest, RunStatus, Rusage, Stage, Summary, TimeoutSetting, TimeoutSource, ToolInfo,
 };
 use crate::sandbox::apply::Prepared;
 use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
@@ -2177,18 +2176,89 @@ fn mismatch_message(
     }
 }
 
+/// Key-sorted pretty JSON of an object whose field `key` is the list `items`, built one
+/// item at a time: the same bytes as `util::json::to_sorted_pretty` of the whole object,
+/// without holding a JSON tree of every item (result files of thousands of scenarios).
+pub fn pretty_list_doc<T: serde::Serialize>(
+    head: &serde_json::Value,
+    key: &str,
+    items: &[T],
+) -> Result<Vec<u8>> {
+    let ser = |e: serde_json::Error| Error::runner("cannot serialize JSON").with_source(e);
+    let indent = |text: &str, by: &str| text.replace('\n', &format!("\n{by}"));
+    let mut fields: BTreeMap<&str, Option<&serde_json::Value>> = head
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), Some(v))).collect())
+        .unwrap_or_default();
+    fields.insert(key, None);
+    let mut out = String::from("{\n");
+    let n = fields.len();
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        out.push_str("  ");
+        out.push_str(&serde_json::to_string(k).map_err(ser)?);
+        out.push_str(": ");
+        match v {
+            Some(v) => out.push_str(&indent(
+                &serde_json::to_string_pretty(v).map_err(ser)?,
+                "  ",
+            )),
+            None if items.is_empty() => out.push_str("[]"),
+            None => {
+                out.push_str("[\n");
+                for (j, item) in items.iter().enumerate() {
+                    let value = serde_json::to_value(item).map_err(ser)?;
+                    out.push_str("    ");
+                    out.push_str(&indent(
+                        &serde_json::to_string_pretty(&value).map_err(ser)?,
+                        "    ",
+                    ));
+                    out.push_str(if j + 1 == items.len() { "\n" } else { ",\n" });
+                }
+                out.push_str("  ]");
+            }
+        }
+        out.push_str(if i + 1 == n { "\n" } else { ",\n" });
+    }
+    out.push_str("}\n");
+    Ok(out.into_bytes())
+}
+
+fn lane_doc(r: &LaneResults) -> Result<Vec<u8>> {
+    pretty_list_doc(
+        &serde_json::json!({
+            "schema_version": r.schema_version,
+            "run_id": r.run_id,
+            "lane": r.lane,
+        }),
+        "observations",
+        &r.observations,
+    )
+}
+
 fn write_results(bundle: &StagedBundle, a: &Assembled) -> Result<()> {
-    bundle.write_json("runtime_results.json", &a.runtime)?;
-    bundle.write_json("baseline_results.json", &a.baseline)?;
-    bundle.write_json("oracle_results.json", &a.oracle)?;
-    bundle.write_json("path_witnesses.json", &a.witnesses)?;
-    bundle.write_json(
+    bundle.write_bytes("runtime_results.json", &lane_doc(&a.runtime)?)?;
+    bundle.write_bytes("baseline_results.json", &lane_doc(&a.baseline)?)?;
+    let head = |run_id: &str| {
+        serde_json::json!({
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "run_id": run_id,
+        })
+    };
+    bundle.write_bytes(
+        "oracle_results.json",
+        &pretty_list_doc(&head(&a.oracle.run_id), "verdicts", &a.oracle.verdicts)?,
+    )?;
+    bundle.write_bytes(
+        "path_witnesses.json",
+        &pretty_list_doc(
+            &head(&a.witnesses.run_id),
+            "witnesses",
+            &a.witnesses.witnesses,
+        )?,
+    )?;
+    bundle.write_bytes(
         "runtime_events.normalized.json",
-        &NormalizedEvents {
-            schema_version: RESULTS_SCHEMA_VERSION,
-            run_id: a.summary.run_id.clone(),
-            rows: a.rows.clone(),
-        },
+        &pretty_list_doc(&head(&a.summary.run_id), "rows", &a.rows)?,
     )?;
     bundle.write_json("mismatch_summary.json", &a.mismatch_summary)?;
     let mut jsonl = String::new();
@@ -2404,6 +2474,43 @@ mod tests {
             .unwrap();
         assert!(pkt.message.contains("EACCES"), "{}", pkt.message);
         assert_eq!(pkt.oracle_reason.as_deref(), Some("fake deny"));
+    }
+
+    #[test]
+    fn streamed_list_documents_are_byte_identical_to_sorted_pretty_json() {
+        let scs = vec![
+            scenario("a", "x", Expectation::Deny),
+            scenario("a", "y", Expectation::Allow),
+        ];
+        for n in [0, 1, 2] {
+            let r = LaneResults {
+                schema_version: RESULTS_SCHEMA_VERSION,
+                run_id: "r".into(),
+                lane: Lane::Scenario,
+                observations: scs[..n]
+                    .iter()
+                    .map(|s| skipped_observation(s, Lane::Scenario, "why\nnot"))
+                    .collect(),
+            };
+            assert_eq!(
+                String::from_utf8(lane_doc(&r).unwrap()).unwrap(),
+                String::from_utf8(json::to_sorted_pretty(&r).unwrap()).unwrap()
+            );
+        }
+        let v = crate::model::results::NormalizedEvents {
+            schema_version: 1,
+            run_id: "r".into(),
+            rows: Vec::new(),
+        };
+        assert_eq!(
+            pretty_list_doc(
+                &serde_json::json!({"schema_version": 1, "run_id": "r"}),
+                "rows",
+                &v.rows
+            )
+            .unwrap(),
+            json::to_sorted_pretty(&v).unwrap()
+        );
     }
 
     #[test]
