@@ -2478,7 +2478,7 @@ mod tests {
 
     #[test]
     fn streamed_list_documents_are_byte_identical_to_sorted_pretty_json() {
-        let scs = vec![
+        let scs = [
             scenario("a", "x", Expectation::Deny),
             scenario("a", "y", Expectation::Allow),
         ];
