@@ -18,7 +18,6 @@
 
 use std::ffi::{CStr, CString};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -739,13 +738,6 @@ pub fn parse_line(stdout: &[u8]) -> Option<HelperLine> {
     serde_json::from_str::<HelperLine>(first)
         .ok()
         .filter(|l| l.v == HELPER_VERSION)
-}
-
-/// The raw argument bytes of a path (helper requests carry UTF-8 paths only).
-pub fn path_arg(p: &std::path::Path) -> Option<String> {
-    std::str::from_utf8(p.as_os_str().as_bytes())
-        .ok()
-        .map(str::to_string)
 }
 
 #[cfg(test)]

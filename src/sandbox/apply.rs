@@ -391,22 +391,7 @@ impl Prepared {
         })
     }
 
-    /// True if a Landlock ruleset is enforced.
-    pub fn has_landlock(&self) -> bool {
-        self.ruleset_fd.is_some()
-    }
-
-    /// True if a seccomp filter is installed.
-    pub fn has_seccomp(&self) -> bool {
-        self.bpf.is_some()
-    }
-
-    /// True if no-new-privs is set.
-    pub fn nnp(&self) -> bool {
-        self.nnp
-    }
-
-    /// Enforce in the child between `fork` and `execve`: raw syscalls on prepared data
+    /// Enforce in the child between clone and `execve`: raw syscalls on prepared data
     /// only — no allocation, no lock, no panic. Order: rlimits, no-new-privs, Landlock,
     /// seccomp last. Returns the failed step and errno.
     ///

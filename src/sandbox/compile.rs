@@ -11,7 +11,7 @@
 //! why. A `hard` profile with anything unenforceable does not apply (`apply_error`); a
 //! `best-effort` one records the dropped items.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -918,14 +918,6 @@ pub fn compile(
 /// The compiled form as a JSON value for the manifest.
 pub fn to_manifest_value(c: &CompiledProfile) -> serde_json::Value {
     serde_json::to_value(c).unwrap_or(serde_json::Value::Null)
-}
-
-/// A path buffer for a rule (test helper and describe-profile).
-pub fn rule_paths(c: &CompiledProfile) -> Vec<PathBuf> {
-    c.landlock
-        .iter()
-        .flat_map(|l| l.rules.iter().map(|r| PathBuf::from(&r.resolved)))
-        .collect()
 }
 
 #[cfg(test)]
