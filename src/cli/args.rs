@@ -167,6 +167,10 @@ pub struct RunArgs {
     /// Approval records (repeatable); each `F` has its signature beside it as `F.sig`.
     #[arg(long, value_name = "FILE")]
     pub approval: Vec<PathBuf>,
+    /// Keep the run's scratch directory (fixtures, per-child HOME) after the run; its path
+    /// is in run_manifest.json.
+    #[arg(long)]
+    pub keep_scratch: bool,
 }
 
 /// `status`.

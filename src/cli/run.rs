@@ -1,9 +1,405 @@
-//! `run`.
+//! `run`: resolve the command line into [`RunSettings`], stream NDJSON events on stdout with
+//! `--json` (one per finished observation, plus start, preflight and end events), show a
+//! progress bar when stderr is a terminal, and print the human summary on stderr: the
+//! scenario × lane table, the mismatches with the oracle's reasons, the bundle and the exit
+//! reason.
 
-use super::args::RunArgs;
-use super::{Ctx, Io, not_implemented};
-use crate::Result;
+use std::fmt::Write as _;
 
-pub fn run(_ctx: &Ctx, _io: &mut Io<'_>, _a: RunArgs) -> Result<i32> {
-    Err(not_implemented("run"))
+use super::args::{Channel, LockMode, RunArgs};
+use super::{Ctx, Io};
+use crate::bundle::{LockMode as StoreLockMode, LockOptions};
+use crate::exec::run::{
+    AuditHook, EventSink, Gate, GateDecision, GateInput, RunOutcome, RunSettings, SealReport,
+    execute,
+};
+use crate::govern::{GateReport, Governance, SealedRun, omens::Failure};
+use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::plan::PlanKind;
+use crate::model::results::{ChannelKind, RunEvent, RunStatus};
+use crate::report::table;
+use crate::util::{fsx, json};
+use crate::{Error, Result};
+
+struct CliSink<'a, 'b> {
+    io: &'a mut Io<'b>,
+    json: bool,
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+    error: Option<Error>,
+}
+
+impl EventSink for CliSink<'_, '_> {
+    fn event(&mut self, e: &RunEvent) {
+        if self.json && self.error.is_none() {
+            match json::to_sorted_line(e) {
+                Ok(line) => {
+                    if let Err(err) =
+                        writeln!(self.io.out, "{line}").and_then(|()| self.io.out.flush())
+                    {
+                        self.error = Some(Error::io("write", "<stdout>", err));
+                    }
+                }
+                Err(err) => self.error = Some(err),
+            }
+        }
+        match e {
+            RunEvent::RunStart {
+                scenarios,
+                lanes,
+                dry,
+                ..
+            } if !*dry => {
+                let executing = lanes
+                    .iter()
+                    .filter(|l| !matches!(l, crate::model::results::Lane::Oracle))
+                    .count() as u64;
+                if self.io.err_is_tty {
+                    let bar = indicatif::ProgressBar::with_draw_target(
+                        Some(scenarios * executing.max(1)),
+                        indicatif::ProgressDrawTarget::stderr(),
+                    );
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} observations {msg}",
+                    ) {
+                        bar.set_style(style);
+                    }
+                    self.bar = Some(bar);
+                }
+            }
+            RunEvent::Observation {
+                lane,
+                scenario_id,
+                outcome,
+                detail,
+                ..
+            } => {
+                if !matches!(lane, crate::model::results::Lane::Oracle)
+                    && let Some(b) = &self.bar
+                {
+                    b.inc(1);
+                }
+                if self.verbose && !self.json {
+                    let line = format!("{lane:<8} {scenario_id}: {outcome} {detail}");
+                    match &self.bar {
+                        Some(b) => b.println(line),
+                        None => {
+                            let _ = writeln!(self.io.err, "{line}");
+                        }
+                    }
+                }
+            }
+            RunEvent::Preflight { record, .. } if self.verbose && !record.apply_ok => {
+                let _ = writeln!(
+                    self.io.err,
+                    "preflight: profile `{}` cannot be applied: {}",
+                    record.profile, record.detail
+                );
+            }
+            RunEvent::RunEnd { .. } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A governed run: the gate, approvals and audit log of the project's `.nexusmon/` state
+/// directory, wired as `govern/mod.rs` documents.
+struct Governed {
+    gov: Governance,
+    approvals: Vec<std::path::PathBuf>,
+    report: std::cell::RefCell<Option<GateReport>>,
+}
+
+struct GovGate(std::rc::Rc<Governed>);
+struct GovAudit(std::rc::Rc<Governed>);
+
+impl Gate for GovGate {
+    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
+        let g = &self.0;
+        let report = g.gov.gate_for(input.plan, &g.approvals, input.dry)?;
+        if !report.allows() && !input.dry {
+            g.gov.record_refusal(&report)?;
+        }
+        let d = &report.decision;
+        let decision = GateDecision {
+            allowed: report.allows(),
+            reasons: d.explain(),
+            notes: std::iter::once(format!("gate: {}", d.outcome.as_str()))
+                .chain(d.explain())
+                .collect(),
+            flags: d.flags.clone(),
+            max_jobs: d.max_jobs,
+            files: report
+                .files
+                .iter()
+                .map(|f| (f.rel.clone(), f.bytes.clone()))
+                .collect(),
+        };
+        *g.report.borrow_mut() = Some(report);
+        Ok(decision)
+    }
+
+    fn started(&self, run_id: &str) -> Result<()> {
+        if let Some(r) = self.0.report.borrow().as_ref() {
+            self.0.gov.record_run_started(r, run_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl AuditHook for GovAudit {
+    fn head(&self) -> Result<Option<AuditHead>> {
+        Ok(Some(self.0.gov.audit_head()?))
+    }
+
+    fn sealed(&self, s: &SealReport<'_>) -> Result<()> {
+        let status = match s.bundle_status {
+            BundleStatus::Complete => "complete",
+            BundleStatus::Failed => "failed",
+            BundleStatus::InProgress => "in_progress",
+        };
+        self.0.gov.record_run_sealed(&SealedRun {
+            plan_id: s.plan_id,
+            run_id: s.run_id,
+            status,
+            bundle_dir: s.bundle_dir,
+            index_blake3: s.index_blake3,
+            anchored_head: s.anchored_head,
+        })?;
+        let failures: Vec<Failure> = s
+            .mismatches
+            .iter()
+            .map(|m| Failure {
+                plan_id: s.plan_id.to_string(),
+                scenario_id: m.scenario_id.clone(),
+                mismatch_kind: m.kind.as_str().to_string(),
+                outcome: m.observed.map_or("none", |o| o.as_str()).to_string(),
+            })
+            .collect();
+        self.0.gov.record_failures(s.run_id, &failures)?;
+        Ok(())
+    }
+}
+
+/// No `.nexusmon/` state directory: experiments run and say so; missions are refused.
+struct Ungoverned;
+
+impl Gate for Ungoverned {
+    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
+        if input.plan.plan.kind == PlanKind::Mission {
+            return Err(Error::input(
+                &input.plan.path,
+                "a mission runs only under governance, and there is no .nexusmon/ state directory",
+            )
+            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
+        }
+        Ok(GateDecision {
+            allowed: true,
+            notes: vec![
+                "ungoverned: no .nexusmon/ state directory, so no gate record and no audit entry (`nexusmon init` enables both)".into(),
+            ],
+            ..GateDecision::default()
+        })
+    }
+}
+
+/// `nexusmon run`.
+pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
+    let plan_path = if a.plan.is_absolute() {
+        a.plan.clone()
+    } else {
+        ctx.cwd.join(&a.plan)
+    };
+    let out_root = match &a.out {
+        Some(o) if o.is_absolute() => o.clone(),
+        Some(o) => ctx.cwd.join(o),
+        None => ctx.default_out(),
+    };
+    if let Some(j) = a.jobs
+        && j == 0
+    {
+        return Err(Error::usage("--jobs must be at least 1"));
+    }
+    let mut settings = RunSettings::new(plan_path, ctx.root.clone(), fsx::absolute(&out_root)?);
+    settings.channel = match a.channel {
+        Channel::Clean => ChannelKind::Clean,
+        Channel::Direct => ChannelKind::Direct,
+    };
+    settings.only_profiles.clone_from(&a.only_profile);
+    settings.only_scenarios.clone_from(&a.only_scenario);
+    settings.dry = a.dry;
+    settings.jobs = a.jobs;
+    settings.lock = LockOptions {
+        mode: match a.lock {
+            LockMode::Fail => StoreLockMode::Fail,
+            LockMode::Wait => StoreLockMode::Wait,
+        },
+        timeout: std::time::Duration::from_secs(a.lock_timeout),
+    };
+    settings.keep_scratch = a.keep_scratch;
+    settings.command_line = std::env::args().collect();
+    // Governed when a state directory is named or found (the way git finds .git);
+    // otherwise an ungoverned run, said so in the manifest.
+    let state_dir = match &ctx.state_dir {
+        Some(d) => Some(d.clone()),
+        None => crate::govern::state::find(&ctx.root),
+    };
+    match state_dir {
+        Some(dir) => {
+            let g = std::rc::Rc::new(Governed {
+                gov: Governance::open(&dir)?,
+                approvals: a
+                    .approval
+                    .iter()
+                    .map(|p| {
+                        if p.is_absolute() {
+                            p.clone()
+                        } else {
+                            ctx.cwd.join(p)
+                        }
+                    })
+                    .collect(),
+                report: std::cell::RefCell::new(None),
+            });
+            settings.gate = Some(Box::new(GovGate(std::rc::Rc::clone(&g))));
+            settings.audit = Some(Box::new(GovAudit(g)));
+        }
+        None if !a.approval.is_empty() => {
+            return Err(Error::usage(
+                "--approval needs the governance state (the trust file) and there is no .nexusmon/ state directory",
+            )
+            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
+        }
+        None => settings.gate = Some(Box::new(Ungoverned)),
+    }
+    let mut sink = CliSink {
+        io,
+        json: ctx.json,
+        verbose: ctx.verbose > 0,
+        bar: None,
+        error: None,
+    };
+    let result = execute(settings, &mut sink);
+    if let Some(b) = sink.bar.take() {
+        b.finish_and_clear();
+    }
+    if let Some(e) = sink.error.take() {
+        return Err(e);
+    }
+    let outcome = result?;
+    if !ctx.quiet {
+        human_summary(io, &outcome)?;
+    }
+    Ok(outcome.exit_code)
+}
+
+fn human_summary(io: &mut Io<'_>, o: &RunOutcome) -> Result<()> {
+    let mut s = String::new();
+    if o.status == RunStatus::Dry {
+        let mut rows = vec![[
+            "scenario".to_string(),
+            "expected".into(),
+            "oracle".into(),
+            "reason".into(),
+        ]];
+        for r in &o.rows {
+            rows.push([
+                r.scenario_id.clone(),
+                r.expected.as_str().into(),
+                r.oracle
+                    .as_ref()
+                    .map_or("-".into(), |x| x.decision.as_str().to_string()),
+                r.oracle
+                    .as_ref()
+                    .map_or(String::new(), |x| x.reason.clone()),
+            ]);
+        }
+        let widths: Vec<usize> = (0..3)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in &rows {
+            let _ = writeln!(
+                s,
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+        }
+        for reason in &o.refused {
+            let _ = writeln!(s, "governance: {reason}");
+        }
+        let _ = writeln!(s, "{}", o.exit_reason);
+        return io.errln(s.trim_end());
+    }
+    if !o.rows.is_empty() {
+        s.push_str(&table::align(&table::table_rows(&o.rows)));
+    }
+    let failed: Vec<_> = o.preflight.iter().filter(|p| !p.apply_ok).collect();
+    if !failed.is_empty() {
+        s.push_str("\nprofiles that could not be applied:\n");
+        for p in failed {
+            let _ = writeln!(s, "  {} ({}): {}", p.profile, p.compat, p.detail);
+        }
+    }
+    if !o.mismatches.is_empty() {
+        s.push_str("\nmismatches:\n");
+        for m in &o.mismatches {
+            let _ = writeln!(s, "  {} {}: {}", m.scenario_id, m.kind.as_str(), m.message);
+            if let (Some(d), Some(r)) = (m.oracle, &m.oracle_reason)
+                && m.kind != crate::model::results::MismatchKind::OracleDivergence
+            {
+                let _ = writeln!(s, "    oracle: {} ({r})", d.as_str());
+            }
+        }
+    }
+    if let Some(sum) = &o.summary {
+        if !sum.flaky.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nflaky (passed only on retry): {}",
+                sum.flaky.join(", ")
+            );
+        }
+        for n in &sum.leaked {
+            let _ = writeln!(s, "leaked: {} {}: {}", n.scenario_id, n.lane, n.note);
+        }
+        for n in &sum.truncated {
+            let _ = writeln!(s, "truncated: {} {}: {}", n.scenario_id, n.lane, n.note);
+        }
+        for l in &sum.unattributed_leaks {
+            let _ = writeln!(
+                s,
+                "leaked (not attributable to one probe): pid {} ({}) found by {}, {}",
+                l.pid, l.comm, l.found_by, l.action
+            );
+        }
+    }
+    if let Some(b) = &o.bundle {
+        let _ = writeln!(
+            s,
+            "\nbundle: {}{}",
+            b.display(),
+            o.index_blake3.as_ref().map_or(String::new(), |d| format!(
+                " (artifact_index.json blake3 {})",
+                &d[..16.min(d.len())]
+            ))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "result: {} — {} (exit {})",
+        o.status.as_str(),
+        o.exit_reason,
+        o.exit_code
+    );
+    io.errln(s.trim_end())
 }

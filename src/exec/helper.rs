@@ -1,14 +1,801 @@
-//! The builtin probe helper: `nexusmon __probe …`, a hidden mode of the same binary that
-//! restricts itself from a compiled profile, performs exactly one operation and prints one
-//! JSON line.
+//! The builtin probe helper: `nexusmon __probe '<request json>'`, a hidden mode of the same
+//! binary. The runner starts it with a plain spawn (no `pre_exec`, so `posix_spawn`); the
+//! helper
+//! 1. on the clean channel: `setsid`, umask 022, closes every descriptor above 2;
+//! 2. resolves the target (before any restriction, so the witness is exact);
+//! 3. joins the probe's pids cgroup if it has one;
+//! 4. restricts itself from the compiled profile (rlimits, no-new-privs, Landlock from the
+//!    same [`ApplySpec`] the exec driver uses, seccomp last);
+//! 5. performs exactly one operation and prints exactly one JSON line:
+//!    `{"v":1,"op","target","resolved_path","outcome","stage","errno","errno_name","detail",
+//!    "enforcement":{"ruleset","abi","no_new_privs","seccomp"}}`.
+//!
+//! Exit codes: 0 allow, 1 deny, 2 error, 3 bad request, 125 apply failed. The JSON line is
+//! authoritative; the runner treats a missing line as a crash. Operations are
+//! non-destructive where the kernel's check allows it: `file-write` opens for writing and
+//! writes nothing, `file-truncate` truncates to the current size, `file-chmod`/`file-chown`/
+//! `file-utime` set the current values (Landlock decides at open/truncate time).
 
+use std::ffi::{CStr, CString};
 use std::io::Write;
 
+use serde::{Deserialize, Serialize};
+
+use super::outcome::{classify_errno, errno_name};
+use crate::model::registry::Operation;
+use crate::model::results::{Outcome, RulesetStatus, Stage};
+use crate::sandbox::apply::{self, errno};
+use crate::sandbox::compile::ApplySpec;
+
+/// Version of the helper's request and result line.
+pub const HELPER_VERSION: u32 = 1;
+
+/// Exit code of the helper when the profile could not be applied.
+pub const EXIT_APPLY_FAILED: i32 = 125;
+
+/// What the runner asks the helper to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelperRequest {
+    /// [`HELPER_VERSION`].
+    pub v: u32,
+    /// The operation, or `noop` (apply only; the preflight).
+    pub op: String,
+    /// The expanded target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The expanded destination (`file-rename`, `symlink-create` link content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// What to apply before the operation.
+    pub apply: ApplySpec,
+    /// Clean channel: setsid, umask 022, close descriptors above 2.
+    #[serde(default)]
+    pub clean: bool,
+    /// `cgroup.procs` of the probe's pids cgroup, joined before restricting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_procs: Option<String>,
+    /// Connect timeout for network operations, milliseconds.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    2000
+}
+
+/// The enforcement the helper observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelperEnforcement {
+    /// Landlock's status from `restrict_self`.
+    pub ruleset: RulesetStatus,
+    /// The kernel's Landlock ABI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abi: Option<u8>,
+    /// `no_new_privs` was set.
+    pub no_new_privs: bool,
+    /// A seccomp filter was installed.
+    pub seccomp: bool,
+}
+
+/// The helper's one result line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelperLine {
+    /// [`HELPER_VERSION`].
+    pub v: u32,
+    /// The operation.
+    pub op: String,
+    /// The target as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The path the operation acted on (symlinks resolved as the operation resolves them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_path: Option<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Where it ended.
+    pub stage: Stage,
+    /// The errno.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_name: Option<String>,
+    /// Human detail.
+    #[serde(default)]
+    pub detail: String,
+    /// What was enforced (absent if the apply failed before restricting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<HelperEnforcement>,
+}
+
 /// Run the helper with its raw arguments; returns its exit code.
-pub fn main(_args: &[String], out: &mut dyn Write) -> i32 {
-    let _ = writeln!(
-        out,
-        "{{\"v\":1,\"outcome\":\"error\",\"detail\":\"probe helper not implemented\"}}"
-    );
+pub fn main(args: &[String], out: &mut dyn Write) -> i32 {
+    let req: HelperRequest = match args
+        .first()
+        .map(|a| serde_json::from_str::<HelperRequest>(a))
+    {
+        Some(Ok(r)) if r.v == HELPER_VERSION => r,
+        Some(Ok(r)) => {
+            return emit_usage(out, &format!("unsupported helper request version {}", r.v));
+        }
+        Some(Err(e)) => return emit_usage(out, &format!("bad helper request: {e}")),
+        None => {
+            return emit_usage(
+                out,
+                "missing helper request (internal mode of `nexusmon run`)",
+            );
+        }
+    };
+    let line = run(&req);
+    let code = match (line.outcome, line.stage) {
+        (_, Stage::Apply) => EXIT_APPLY_FAILED,
+        (Outcome::Allow, _) => 0,
+        (Outcome::Deny, _) => 1,
+        _ => 2,
+    };
+    let text = serde_json::to_string(&line).unwrap_or_else(|_| {
+        "{\"v\":1,\"outcome\":\"error\",\"stage\":\"operation\",\"detail\":\"cannot serialize\"}"
+            .into()
+    });
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+    code
+}
+
+fn emit_usage(out: &mut dyn Write, msg: &str) -> i32 {
+    let line = HelperLine {
+        v: HELPER_VERSION,
+        op: String::new(),
+        target: None,
+        resolved_path: None,
+        outcome: Outcome::Error,
+        stage: Stage::Resolve,
+        errno: None,
+        errno_name: None,
+        detail: msg.to_string(),
+        enforcement: None,
+    };
+    let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
     3
+}
+
+/// Everything prepared before restricting (no allocation needed after, except the result).
+struct Prepared {
+    op: Option<Operation>,
+    target: Option<CString>,
+    destination: Option<CString>,
+    resolved: Option<String>,
+    sockaddr: Option<SockAddr>,
+    pid: Option<i32>,
+}
+
+/// Perform the request; never panics, always returns a line.
+pub fn run(req: &HelperRequest) -> HelperLine {
+    let mut line = HelperLine {
+        v: HELPER_VERSION,
+        op: req.op.clone(),
+        target: req.target.clone(),
+        resolved_path: None,
+        outcome: Outcome::Error,
+        stage: Stage::Resolve,
+        errno: None,
+        errno_name: None,
+        detail: String::new(),
+        enforcement: None,
+    };
+    // Die with the runner's worker thread (it outlives every child it waits for).
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
+    if req.clean {
+        // SAFETY: plain syscalls on our own process.
+        unsafe {
+            libc::setsid();
+            libc::umask(0o022);
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        }
+    }
+    let prepared = match prepare(req) {
+        Ok(p) => p,
+        Err(msg) => {
+            line.detail = msg;
+            return line;
+        }
+    };
+    line.resolved_path.clone_from(&prepared.resolved);
+
+    if let Some(procs) = &req.cgroup_procs
+        && let Err(e) = std::fs::write(procs, b"0")
+    {
+        line.stage = Stage::Apply;
+        line.outcome = Outcome::ApplyFailed;
+        line.errno = e.raw_os_error();
+        line.errno_name = e.raw_os_error().map(errno_name);
+        line.detail = format!("cannot join the pids cgroup `{procs}`: {e}");
+        return line;
+    }
+    match apply::apply_self(&req.apply) {
+        Ok(applied) => {
+            line.enforcement = Some(HelperEnforcement {
+                ruleset: applied.ruleset,
+                abi: crate::sandbox::host::landlock_abi().ok(),
+                no_new_privs: applied.no_new_privs,
+                seccomp: applied.seccomp,
+            });
+        }
+        Err(f) => {
+            line.stage = Stage::Apply;
+            line.outcome = Outcome::ApplyFailed;
+            line.errno = f.errno;
+            line.errno_name = f.errno.map(errno_name);
+            line.detail = format!("{} failed: {}", f.step.as_str(), f.detail);
+            return line;
+        }
+    }
+    line.stage = Stage::Operation;
+    let Some(op) = prepared.op else {
+        line.outcome = Outcome::Allow;
+        line.detail = "applied; no operation (noop)".into();
+        return line;
+    };
+    let (err, detail) = perform(op, &prepared, req.connect_timeout_ms);
+    line.outcome = classify_errno(op, err);
+    if err != 0 {
+        line.errno = Some(err);
+        line.errno_name = Some(errno_name(err));
+    }
+    line.detail = detail;
+    line
+}
+
+fn prepare(req: &HelperRequest) -> Result<Prepared, String> {
+    let op = if req.op == "noop" {
+        None
+    } else {
+        Some(
+            serde_json::from_value::<Operation>(serde_json::Value::String(req.op.clone()))
+                .map_err(|_| format!("unknown operation `{}`", req.op))?,
+        )
+    };
+    let mut p = Prepared {
+        op,
+        target: None,
+        destination: None,
+        resolved: None,
+        sockaddr: None,
+        pid: None,
+    };
+    let Some(op) = op else {
+        return Ok(p);
+    };
+    let target = req
+        .target
+        .clone()
+        .ok_or_else(|| format!("`{}` needs a target", op.as_str()))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("`{s}` contains a NUL byte"));
+    match op {
+        Operation::TcpConnect | Operation::TcpBind | Operation::UdpSend => {
+            p.sockaddr = Some(SockAddr::parse_inet(&target)?);
+        }
+        Operation::UnixAbstractConnect => {
+            let name = target.strip_prefix('@').unwrap_or(&target);
+            p.sockaddr = Some(SockAddr::abstract_unix(name)?);
+        }
+        Operation::SignalSend => {
+            p.pid = Some(
+                target
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{target}` is not a pid"))?,
+            );
+        }
+        Operation::Exec => {
+            return Err("`exec` is performed by the exec driver, not the builtin helper".into());
+        }
+        _ => {
+            p.target = Some(cstr(&target)?);
+            let follow = !matches!(
+                op,
+                Operation::FileRemove
+                    | Operation::FileRename
+                    | Operation::DirRemove
+                    | Operation::SymlinkCreate
+                    | Operation::SymlinkRead
+                    | Operation::FileCreate
+                    | Operation::DirCreate
+            );
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            let r = crate::sandbox::paths::resolve(std::path::Path::new(&target), &cwd, follow);
+            p.resolved = Some(r.canonical.to_string_lossy().into_owned());
+            if let Some(d) = &req.destination {
+                p.destination = Some(cstr(d)?);
+            } else if op == Operation::FileRename {
+                return Err("`file-rename` needs a destination".into());
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Perform one operation; returns (errno or 0, detail).
+fn perform(op: Operation, p: &Prepared, connect_timeout_ms: u64) -> (i32, String) {
+    let t = p.target.as_deref().unwrap_or(c"");
+    let ok = |d: &str| (0, d.to_string());
+    let fail = || (errno(), String::new());
+    // SAFETY (every block below): plain syscalls on valid C strings and local buffers.
+    match op {
+        Operation::FileRead => {
+            let fd = unsafe { libc::open(t.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return fail();
+            }
+            let mut buf = [0u8; 4096];
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            let e = errno();
+            unsafe { libc::close(fd) };
+            if n < 0 {
+                (e, String::new())
+            } else {
+                ok(&format!("read {n} bytes"))
+            }
+        }
+        Operation::FileWrite => {
+            let fd = unsafe {
+                libc::open(
+                    t.as_ptr(),
+                    libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return fail();
+            }
+            let n = unsafe { libc::write(fd, c"".as_ptr().cast(), 0) };
+            let e = errno();
+            unsafe { libc::close(fd) };
+            if n < 0 {
+                (e, String::new())
+            } else {
+                ok("opened for writing; wrote 0 bytes (non-destructive)")
+            }
+        }
+        Operation::FileCreate => {
+            let fd = unsafe {
+                libc::open(
+                    t.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                return fail();
+            }
+            unsafe { libc::close(fd) };
+            ok("created")
+        }
+        Operation::FileRemove => simple(unsafe { libc::unlink(t.as_ptr()) }, "removed"),
+        Operation::FileTruncate => match stat(t) {
+            Err(e) => (e, "stat before truncate failed".into()),
+            Ok(st) => simple(
+                unsafe { libc::truncate(t.as_ptr(), st.st_size) },
+                "truncated to its current size (non-destructive)",
+            ),
+        },
+        Operation::FileRename => {
+            let d = p.destination.as_deref().unwrap_or(c"");
+            simple(unsafe { libc::rename(t.as_ptr(), d.as_ptr()) }, "renamed")
+        }
+        Operation::DirList => {
+            let fd = unsafe {
+                libc::open(
+                    t.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return fail();
+            }
+            let mut buf = [0u8; 4096];
+            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+            let e = errno();
+            unsafe { libc::close(fd) };
+            if n < 0 {
+                (e, String::new())
+            } else {
+                ok("listed")
+            }
+        }
+        Operation::DirCreate => simple(unsafe { libc::mkdir(t.as_ptr(), 0o755) }, "created"),
+        Operation::DirRemove => simple(unsafe { libc::rmdir(t.as_ptr()) }, "removed"),
+        Operation::SymlinkCreate => {
+            let to = p.destination.as_deref().unwrap_or(c"nexusmon-probe");
+            simple(unsafe { libc::symlink(to.as_ptr(), t.as_ptr()) }, "created")
+        }
+        Operation::FileExec => file_exec(t),
+        Operation::TcpConnect | Operation::TcpBind | Operation::UdpSend => {
+            inet(op, p.sockaddr.as_ref(), connect_timeout_ms)
+        }
+        Operation::UnixAbstractConnect => unix_connect(p.sockaddr.as_ref()),
+        Operation::SignalSend => simple(
+            unsafe { libc::kill(p.pid.unwrap_or(0), 0) },
+            "signal 0 delivered",
+        ),
+        Operation::FileStat => match stat(t) {
+            Ok(st) => ok(&format!("size {}", st.st_size)),
+            Err(e) => (e, String::new()),
+        },
+        Operation::FileChmod => match stat(t) {
+            Err(e) => (e, "stat before chmod failed".into()),
+            Ok(st) => simple(
+                unsafe { libc::chmod(t.as_ptr(), st.st_mode & 0o7777) },
+                "mode set to its current value",
+            ),
+        },
+        Operation::FileChown => match stat(t) {
+            Err(e) => (e, "stat before chown failed".into()),
+            Ok(st) => simple(
+                unsafe { libc::chown(t.as_ptr(), st.st_uid, st.st_gid) },
+                "owner set to its current value",
+            ),
+        },
+        Operation::FileUtime => match stat(t) {
+            Err(e) => (e, "stat before utimensat failed".into()),
+            Ok(st) => {
+                let times = [
+                    libc::timespec {
+                        tv_sec: st.st_atime,
+                        tv_nsec: st.st_atime_nsec,
+                    },
+                    libc::timespec {
+                        tv_sec: st.st_mtime,
+                        tv_nsec: st.st_mtime_nsec,
+                    },
+                ];
+                simple(
+                    unsafe { libc::utimensat(libc::AT_FDCWD, t.as_ptr(), times.as_ptr(), 0) },
+                    "times set to their current values",
+                )
+            }
+        },
+        Operation::FileSetxattr => simple(
+            unsafe {
+                libc::setxattr(
+                    t.as_ptr(),
+                    c"user.nexusmon.probe".as_ptr(),
+                    c"1".as_ptr().cast(),
+                    1,
+                    0,
+                )
+            },
+            "set user.nexusmon.probe",
+        ),
+        Operation::FileAccess => simple(unsafe { libc::access(t.as_ptr(), libc::F_OK) }, "exists"),
+        Operation::DirChdir => simple(unsafe { libc::chdir(t.as_ptr()) }, "changed directory"),
+        Operation::SymlinkRead => {
+            let mut buf = [0u8; 4096];
+            let n = unsafe { libc::readlink(t.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                fail()
+            } else {
+                ok(&format!("link of {n} bytes"))
+            }
+        }
+        Operation::Exec => (libc::EINVAL, "exec is not a builtin operation".into()),
+    }
+}
+
+fn simple(rc: libc::c_int, what: &str) -> (i32, String) {
+    if rc == 0 {
+        (0, what.to_string())
+    } else {
+        (errno(), String::new())
+    }
+}
+
+fn stat(path: &CStr) -> Result<libc::stat, i32> {
+    // SAFETY: zeroed plain data filled by stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out pointer.
+    if unsafe { libc::stat(path.as_ptr(), &raw mut st) } == 0 {
+        Ok(st)
+    } else {
+        Err(errno())
+    }
+}
+
+/// `execve` the target in a forked child whose stdout goes to the helper's stderr; a CLOEXEC
+/// pipe reports the exec errno. On success the child is killed at once: the probe judges
+/// whether execution is permitted, not what the program does.
+fn file_exec(path: &CStr) -> (i32, String) {
+    let mut fds = [0i32; 2];
+    // SAFETY: valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return (errno(), "pipe2 failed".into());
+    }
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the child only makes async-signal-safe calls before execve/_exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = errno();
+        // SAFETY: closing our pipe.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        return (e, "fork failed".into());
+    }
+    if pid == 0 {
+        // SAFETY: in the child: dup2, execve, write, _exit only.
+        unsafe {
+            libc::close(fds[0]);
+            libc::dup2(2, 1);
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let e = *libc::__errno_location();
+            let b = e.to_ne_bytes();
+            libc::write(fds[1], b.as_ptr().cast(), b.len());
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: parent side of the pipe.
+    unsafe { libc::close(fds[1]) };
+    let mut b = [0u8; 4];
+    // SAFETY: reading into a local buffer.
+    let n = unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 4) };
+    // SAFETY: closing our fd.
+    unsafe { libc::close(fds[0]) };
+    let result = if n == 4 {
+        (i32::from_ne_bytes(b), String::new())
+    } else {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        (
+            0,
+            "execve succeeded; the program was stopped at once".into(),
+        )
+    };
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    result
+}
+
+/// A socket address built before restricting.
+#[derive(Debug, Clone)]
+enum SockAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+    Unix(libc::sockaddr_un, libc::socklen_t),
+}
+
+impl SockAddr {
+    fn parse_inet(target: &str) -> Result<Self, String> {
+        let (host, port) = target
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{target}` is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` in `{target}` is not a port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+            // SAFETY: zeroed plain data.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(2);
+            sa.sin_port = port.to_be();
+            sa.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+            return Ok(SockAddr::V4(sa));
+        }
+        if let Ok(v6) = host.parse::<std::net::Ipv6Addr>() {
+            // SAFETY: zeroed plain data.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::sa_family_t::try_from(libc::AF_INET6).unwrap_or(10);
+            sa.sin6_port = port.to_be();
+            sa.sin6_addr.s6_addr = v6.octets();
+            return Ok(SockAddr::V6(sa));
+        }
+        Err(format!(
+            "`{host}` is not an IP address (the helper does no DNS: name lookups use UDP)"
+        ))
+    }
+
+    fn abstract_unix(name: &str) -> Result<Self, String> {
+        // SAFETY: zeroed plain data.
+        let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        sa.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap_or(1);
+        let bytes = name.as_bytes();
+        if bytes.len() + 1 > sa.sun_path.len() {
+            return Err(format!("abstract socket name `{name}` is too long"));
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            sa.sun_path[i + 1] = libc::c_char::from_ne_bytes([*b]);
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
+        Ok(SockAddr::Unix(
+            sa,
+            libc::socklen_t::try_from(len).unwrap_or(0),
+        ))
+    }
+
+    fn family(&self) -> i32 {
+        match self {
+            SockAddr::V4(_) => libc::AF_INET,
+            SockAddr::V6(_) => libc::AF_INET6,
+            SockAddr::Unix(..) => libc::AF_UNIX,
+        }
+    }
+
+    fn as_ptr(&self) -> (*const libc::sockaddr, libc::socklen_t) {
+        let len = |n: usize| libc::socklen_t::try_from(n).unwrap_or(0);
+        match self {
+            SockAddr::V4(a) => (
+                std::ptr::from_ref(a).cast(),
+                len(std::mem::size_of::<libc::sockaddr_in>()),
+            ),
+            SockAddr::V6(a) => (
+                std::ptr::from_ref(a).cast(),
+                len(std::mem::size_of::<libc::sockaddr_in6>()),
+            ),
+            SockAddr::Unix(a, l) => (std::ptr::from_ref(a).cast(), *l),
+        }
+    }
+}
+
+fn inet(op: Operation, addr: Option<&SockAddr>, timeout_ms: u64) -> (i32, String) {
+    let Some(addr) = addr else {
+        return (libc::EINVAL, "no address".into());
+    };
+    let ty = if op == Operation::UdpSend {
+        libc::SOCK_DGRAM
+    } else {
+        libc::SOCK_STREAM
+    };
+    // SAFETY: socket syscalls on values we own.
+    let fd = unsafe { libc::socket(addr.family(), ty | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return (errno(), "socket() failed".into());
+    }
+    let (sa, len) = addr.as_ptr();
+    let result = match op {
+        Operation::TcpConnect => {
+            let tv = libc::timeval {
+                tv_sec: libc::time_t::try_from(timeout_ms / 1000).unwrap_or(2),
+                tv_usec: libc::suseconds_t::try_from((timeout_ms % 1000) * 1000).unwrap_or(0),
+            };
+            // SAFETY: valid option pointer.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    std::ptr::from_ref(&tv).cast(),
+                    libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(0),
+                );
+            }
+            // SAFETY: valid address.
+            simple(unsafe { libc::connect(fd, sa, len) }, "connected")
+        }
+        Operation::TcpBind => {
+            let one: libc::c_int = 1;
+            // SAFETY: valid option pointer.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    std::ptr::from_ref(&one).cast(),
+                    4,
+                );
+            }
+            // SAFETY: valid address.
+            simple(unsafe { libc::bind(fd, sa, len) }, "bound")
+        }
+        _ => {
+            // SAFETY: valid buffer and address.
+            let n = unsafe { libc::sendto(fd, c"x".as_ptr().cast(), 1, 0, sa, len) };
+            if n < 0 {
+                (errno(), String::new())
+            } else {
+                (0, "sent 1 byte".into())
+            }
+        }
+    };
+    // SAFETY: closing our socket.
+    unsafe { libc::close(fd) };
+    result
+}
+
+fn unix_connect(addr: Option<&SockAddr>) -> (i32, String) {
+    let Some(addr) = addr else {
+        return (libc::EINVAL, "no address".into());
+    };
+    // SAFETY: socket syscalls on values we own.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return (errno(), "socket() failed".into());
+    }
+    let (sa, len) = addr.as_ptr();
+    // SAFETY: valid address.
+    let r = simple(unsafe { libc::connect(fd, sa, len) }, "connected");
+    // SAFETY: closing our socket.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// The helper's line from a child's stdout: exactly one line that parses as a
+/// [`HelperLine`] of our version. `None` means the helper crashed or printed something else.
+pub fn parse_line(stdout: &[u8]) -> Option<HelperLine> {
+    let text = std::str::from_utf8(stdout).ok()?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    serde_json::from_str::<HelperLine>(first)
+        .ok()
+        .filter(|l| l.v == HELPER_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(op: &str, target: &str) -> HelperRequest {
+        HelperRequest {
+            v: 1,
+            op: op.into(),
+            target: Some(target.into()),
+            destination: None,
+            apply: ApplySpec {
+                landlock: None,
+                seccomp: Vec::new(),
+                rlimits: Vec::new(),
+                nnp: false,
+            },
+            clean: false,
+            cgroup_procs: None,
+            connect_timeout_ms: 500,
+        }
+    }
+
+    #[test]
+    fn unrestricted_operations_classify_by_errno() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "hello").unwrap();
+        let l = run(&req("file-read", f.to_str().unwrap()));
+        assert_eq!(l.outcome, Outcome::Allow, "{l:?}");
+        assert_eq!(l.detail, "read 5 bytes");
+        let l = run(&req(
+            "file-read",
+            d.path().join("missing").to_str().unwrap(),
+        ));
+        assert_eq!(l.outcome, Outcome::Error);
+        assert_eq!(l.errno_name.as_deref(), Some("ENOENT"));
+        let l = run(&req("file-stat", f.to_str().unwrap()));
+        assert_eq!(l.outcome, Outcome::Allow);
+        let l = run(&req("tcp-connect", "127.0.0.1:1"));
+        assert_eq!(l.outcome, Outcome::Allow, "refused is allow: {l:?}");
+        let l = run(&req("tcp-connect", "example.org:80"));
+        assert_eq!(l.outcome, Outcome::Error);
+        let l = run(&req("file-exec", "/bin/true"));
+        assert_eq!(l.outcome, Outcome::Allow, "{l:?}");
+        let l = run(&req("bogus", "/x"));
+        assert_eq!(l.outcome, Outcome::Error);
+        assert!(l.detail.contains("unknown operation"));
+    }
+
+    #[test]
+    fn parse_line_needs_exactly_one_line() {
+        let l = run(&req("noop", "/"));
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(parse_line(text.as_bytes()).is_some());
+        assert!(parse_line(format!("{text}\n{text}\n").as_bytes()).is_none());
+        assert!(parse_line(b"").is_none());
+        assert!(parse_line(b"garbage\n").is_none());
+    }
 }

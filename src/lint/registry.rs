@@ -293,7 +293,7 @@ pub fn fixture_vars(probe: &Probe) -> Vec<&str> {
         .fixtures
         .iter()
         .filter_map(|f| match f {
-            Fixture::TcpListener { variable } => Some(variable.as_str()),
+            Fixture::TcpListener { variable, .. } => Some(variable.as_str()),
             _ => None,
         })
         .collect()
@@ -495,7 +495,7 @@ fn check_probe(sink: &mut Sink<'_>, base: &str, probe: &Probe) {
                 fixture_path(sink, &format!("{fp}/path"), path, &scope);
                 machine_path_check(sink, &format!("{fp}/to"), to);
             }
-            Fixture::TcpListener { variable } => {
+            Fixture::TcpListener { variable, .. } => {
                 if BUILTINS.contains(&variable.as_str()) {
                     sink.push_hint(
                         Code::VariableConflict,

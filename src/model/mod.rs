@@ -12,6 +12,7 @@ pub mod index;
 pub mod omens;
 pub mod plan;
 pub mod registry;
+pub mod results;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};

@@ -308,6 +308,10 @@ pub enum Fixture {
     TcpListener {
         /// Variable receiving the port, e.g. `LISTEN_PORT` for `${LISTEN_PORT}`.
         variable: super::id::VarName,
+        /// A fixed port to listen on (so a profile's `tcp_connect` list can name it);
+        /// default: an ephemeral port chosen by the kernel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
     /// An abstract UNIX socket listener `@name` the runner keeps open while the probe runs.
     UnixAbstractListener {

@@ -1,5 +1,18 @@
 //! Profile compilation into one intermediate form shared by the scenario lane and the
-//! oracle; Landlock, seccomp and rlimit application; preflight; the oracle's rule matcher;
-//! host facts.
+//! oracle ([`compile`]); Landlock, seccomp and rlimit application ([`apply`]); the oracle's
+//! rule matcher ([`oracle`]); path normalization ([`paths`]); ELF facts for exec
+//! predictions ([`elf`]); per-child pids cgroups ([`cgroup`]); variables ([`vars`]); host
+//! facts ([`host`]).
 
+pub mod apply;
+pub mod cgroup;
+pub mod compile;
+pub mod elf;
 pub mod host;
+pub mod oracle;
+pub mod paths;
+pub mod rights;
+pub mod vars;
+
+pub use compile::{ApplySpec, CompileContext, CompiledProfile, compile};
+pub use oracle::{OracleInput, predict};

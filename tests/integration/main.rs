@@ -14,5 +14,7 @@ mod govern_evolution;
 mod govern_omens;
 mod lint;
 mod list;
+mod run;
+mod run_children;
 mod schemas;
 mod status;

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Generate the benchmark project for benches/run.sh: a registry with N exec probes running
+/bin/true (or N builtin file-read probes) and one Landlock profile, and a plan running every
+probe under it (baseline + scenario lanes; the oracle lane as given)."""
+import json
+import os
+import sys
+
+root, kind, n, oracle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "on"
+reg = os.path.join(root, "registry", "bench")
+os.makedirs(reg, exist_ok=True)
+os.makedirs(os.path.join(root, "plans", kind), exist_ok=True)
+probes = {}
+for i in range(n):
+    pid = f"p{i:05d}"
+    if kind == "exec":
+        probes[pid] = {"operation": "exec", "driver": "exec", "argv": ["/bin/true"]}
+    else:
+        probes[pid] = {"operation": "file-read", "target": "/usr/lib/os-release"}
+profiles = {
+    "usr-ro": {
+        "description": "Read and run /usr and the merged-/usr links; nothing else.",
+        "landlock": {
+            "abi": 7,
+            "fs": {
+                "handle": "all",
+                "allow": [
+                    {"path": "/usr", "access": ["read", "exec"]},
+                    {"path": "/etc/ld.so.cache", "access": ["read"]},
+                ],
+            },
+        },
+    }
+}
+for name, body in (("probes.json", {"probes": probes}), ("profiles.json", {"profiles": profiles})):
+    doc = {"schema_version": 1, "registry_id": "bench", **body}
+    with open(os.path.join(reg, name), "w") as f:
+        json.dump(doc, f)
+plan = {
+    "schema_version": 1,
+    "plan_id": f"bench-{kind}",
+    "kind": "experiment",
+    "registry_id": "bench",
+    "profiles": ["usr-ro"],
+    "scenarios": {"usr-ro": {pid: "allow" for pid in probes}},
+    "lanes": {"baseline": True, "scenario": True, "oracle": oracle},
+}
+with open(os.path.join(root, "plans", kind, "plan.json"), "w") as f:
+    json.dump(plan, f)

@@ -1,0 +1,753 @@
+//! Child control: spawning one probe child and seeing it through.
+//!
+//! - Spawn: std `Command`, stdin `/dev/null`, stdout/stderr piped, its own process group
+//!   (direct channel) or its own session (clean channel: `setsid`). Exec probes enforce the
+//!   prepared profile in `pre_exec` with raw syscalls only, and a CLOEXEC side-channel pipe
+//!   reports `(step, errno)` of a failed setup step, so a setup failure (apply-failed) is
+//!   never confused with `execve` being refused (a denial).
+//! - Wait: one thread per child polls its stdout, stderr and a pidfd; output is kept up to
+//!   the cap, the rest is counted and discarded, so memory stays bounded whatever the child
+//!   writes.
+//! - Timeout: SIGTERM to the group, `kill_grace_ms`, then SIGKILL (and every member of the
+//!   child's pids cgroup).
+//! - Leaks: the runner is a child subreaper. The kernel re-parents orphans to the subreaper
+//!   *thread* that forked the dead ancestor, and each worker thread runs one child at a
+//!   time, so after the child exits the worker's own `/proc/self/task/<tid>/children` lists
+//!   exactly the descendants that escaped — even through `setsid` — and nothing from
+//!   concurrent children. They are killed, reaped and reported as `leaked`; the child's own
+//!   output is still drained and kept.
+//! - rusage from `wait4`: user/system CPU, peak RSS; wall time from spawn to reap.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::spawn::{self, SpawnError};
+use crate::model::results::{Leaked, Rusage};
+use crate::sandbox::apply::{Prepared, SetupStep, errno};
+use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
+
+/// What to enforce in `pre_exec` (exec driver only).
+#[derive(Debug, Clone)]
+pub struct PreExec {
+    /// The prepared profile (shared, immutable).
+    pub prepared: Arc<Prepared>,
+}
+
+/// How to start one child.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    /// The program (absolute).
+    pub program: PathBuf,
+    /// `argv[1..]`.
+    pub args: Vec<String>,
+    /// `argv[0]` as the program sees it (default: the program path).
+    pub arg0: Option<String>,
+    /// `None`: inherit the runner's environment; `Some`: exactly these variables.
+    pub env: Option<Vec<(String, String)>>,
+    /// Working directory (`None`: inherit).
+    pub cwd: Option<PathBuf>,
+    /// Clean channel: a new session; in `pre_exec` (exec probes) also umask 022 and every
+    /// descriptor above 2 marked close-on-exec. The helper does the same itself.
+    pub clean: bool,
+    /// Enforce in `pre_exec` (exec probes). Builtin helpers restrict themselves.
+    pub pre_exec: Option<PreExec>,
+    /// Wall timeout.
+    pub timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Bytes kept per stream.
+    pub output_cap: u64,
+}
+
+/// One captured stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// Bytes the child wrote.
+    pub bytes: u64,
+    /// The first `cap` bytes.
+    pub kept: Vec<u8>,
+    /// More than `cap` bytes were written.
+    pub truncated: bool,
+    /// The stream reached EOF.
+    pub complete: bool,
+}
+
+impl Captured {
+    fn push(&mut self, data: &[u8], cap: u64) {
+        self.bytes += data.len() as u64;
+        let room = usize::try_from(cap.saturating_sub(self.kept.len() as u64)).unwrap_or(0);
+        if room > 0 {
+            let n = room.min(data.len());
+            self.kept.extend_from_slice(&data[..n]);
+        }
+        if self.bytes > cap {
+            self.truncated = true;
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// `spawn` failed with this errno (`execve` refused, program missing, …).
+    SpawnFailed(i32),
+    /// A `pre_exec` setup step failed.
+    SetupFailed(SetupStep, i32),
+    /// Exited with a code.
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+}
+
+/// Everything the runner learned about one child.
+#[derive(Debug, Clone)]
+pub struct ChildResult {
+    /// How it ended.
+    pub ended: Ended,
+    /// The runner's timeout fired.
+    pub timed_out: bool,
+    /// Resource use.
+    pub rusage: Rusage,
+    /// stdout.
+    pub stdout: Captured,
+    /// stderr.
+    pub stderr: Captured,
+    /// Descendants that outlived it.
+    pub leaked: Vec<Leaked>,
+    /// Its pid (0 if it never started).
+    pub pid: u32,
+}
+
+/// Make this process a child subreaper (orphans of our children come back to us).
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Stop being a subreaper.
+pub fn stop_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+    }
+}
+
+/// How a child's descendants are tracked.
+#[derive(Debug, Clone, Copy)]
+pub enum Tracking<'a> {
+    /// The subreaper sweep only (attribution by session / process group).
+    None,
+    /// The child's own pids cgroup (the profile limits processes), joined in `pre_exec`
+    /// (exec probes; the helper joins it itself by path).
+    Child(&'a ChildCgroup),
+    /// The spawning worker thread's cgroup: the child is born in it.
+    Worker(&'a WorkerCgroup),
+}
+
+/// Spawn and see one child through.
+pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
+    let cgroup = match tracking {
+        Tracking::Child(c) => Some(c),
+        _ => None,
+    };
+    let worker = match tracking {
+        Tracking::Worker(w) => Some(w),
+        _ => None,
+    };
+    let tracked = cgroup.is_some() || worker.is_some();
+    let start = Instant::now();
+    let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
+        Ok(x) => x,
+        Err(ended) => return failed_before_spawn(start, ended),
+    };
+    RUNNING.fetch_add(1, Ordering::SeqCst);
+    let pid = u32::try_from(ipid).unwrap_or(0);
+    let mut out = Captured::default();
+    let mut err = Captured::default();
+    let pidfd = pidfd_open(ipid);
+    let mut so = Some(stdout);
+    let mut se = Some(stderr);
+    for fd in [
+        so.as_ref().map(AsRawFd::as_raw_fd),
+        se.as_ref().map(AsRawFd::as_raw_fd),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        set_nonblocking(fd);
+    }
+    let deadline = start + spec.timeout;
+    let mut timed_out = false;
+    let mut kill_at: Option<Instant> = None;
+    let mut exited = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    // Phase 1: until the child exits (or is killed at its timeout).
+    while !exited {
+        let now = Instant::now();
+        if !timed_out && now >= deadline {
+            timed_out = true;
+            signal_group(ipid, libc::SIGTERM);
+            kill_at = Some(now + spec.grace);
+        }
+        if let Some(k) = kill_at
+            && now >= k
+        {
+            signal_group(ipid, libc::SIGKILL);
+            if let Some(cg) = cgroup {
+                cg.kill_all();
+            }
+            if let Some(w) = worker {
+                w.kill_leftovers();
+            }
+            kill_at = Some(now + Duration::from_millis(200));
+        }
+        let wake = kill_at.unwrap_or(deadline);
+        let wait_ms = wake
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .clamp(1, 1000);
+        let wait_ms = if pidfd.is_some() {
+            wait_ms
+        } else {
+            wait_ms.min(10)
+        };
+        let mut fds = Vec::with_capacity(3);
+        if let Some(s) = &so {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        if let Some(s) = &se {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(pollfd(p.as_raw_fd()));
+        }
+        poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
+        drain(&mut so, &mut out, &mut buf, spec.output_cap);
+        drain(&mut se, &mut err, &mut buf, spec.output_cap);
+        exited = has_exited(ipid, pidfd.as_ref());
+    }
+    // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
+    // reap every descendant that escaped, then drain the pipes to EOF.
+    let mut leaked = Vec::new();
+    let killed = match (cgroup, worker) {
+        (Some(cg), _) => cg.kill_all(),
+        (None, Some(w)) => w.kill_leftovers(),
+        (None, None) => Vec::new(),
+    };
+    for (p, comm) in &killed {
+        if *p != pid {
+            leaked.push(Leaked {
+                pid: *p,
+                comm: comm.clone(),
+                found_by: "cgroup".into(),
+                action: "sigkill".into(),
+            });
+        }
+    }
+    let pids: Vec<u32> = killed
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| *p != pid)
+        .collect();
+    reap(&pids);
+    sweep_orphans(pid, tracked, &mut leaked);
+    let drain_deadline = Instant::now() + Duration::from_millis(500);
+    while (so.is_some() || se.is_some()) && Instant::now() < drain_deadline {
+        let mut fds = Vec::with_capacity(2);
+        if let Some(s) = &so {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        if let Some(s) = &se {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        poll(&mut fds, 50);
+        drain(&mut so, &mut out, &mut buf, spec.output_cap);
+        drain(&mut se, &mut err, &mut buf, spec.output_cap);
+        if so.is_some() || se.is_some() {
+            // Something still holds the pipe: a descendant re-parented late.
+            let late = match (cgroup, worker) {
+                (Some(cg), _) => cg.kill_all(),
+                (None, Some(w)) => w.kill_leftovers(),
+                (None, None) => Vec::new(),
+            };
+            for (p, comm) in late {
+                if !leaked.iter().any(|l| l.pid == p) {
+                    leaked.push(Leaked {
+                        pid: p,
+                        comm,
+                        found_by: "cgroup".into(),
+                        action: "sigkill".into(),
+                    });
+                }
+                reap(&[p]);
+            }
+            sweep_orphans(pid, tracked, &mut leaked);
+        }
+    }
+    out.complete = so.is_none();
+    err.complete = se.is_none();
+    drop(so);
+    drop(se);
+    // Reap with rusage.
+    let mut status = 0;
+    // SAFETY: zeroed plain data filled by wait4.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: reaping our own child.
+        let rc = unsafe { libc::wait4(ipid, &raw mut status, 0, &raw mut ru) };
+        if rc >= 0 || errno() != libc::EINTR {
+            break;
+        }
+    }
+    sweep_orphans(pid, tracked, &mut leaked);
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    let ended = if libc::WIFSIGNALED(status) {
+        Ended::Signaled(libc::WTERMSIG(status))
+    } else {
+        Ended::Exited(libc::WEXITSTATUS(status))
+    };
+    leaked.sort();
+    leaked.dedup_by_key(|l| l.pid);
+    ChildResult {
+        ended,
+        timed_out,
+        rusage: Rusage {
+            wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            user_us: tv_us(ru.ru_utime),
+            sys_us: tv_us(ru.ru_stime),
+            max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+        },
+        stdout: out,
+        stderr: err,
+        leaked,
+        pid,
+    }
+}
+
+/// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
+/// before `execve`), the builtin helper through std (`posix_spawn`; it restricts itself).
+fn start_child(
+    spec: &ChildSpec,
+    cgroup: Option<&ChildCgroup>,
+) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
+    if let Some(pre) = &spec.pre_exec {
+        let mut argv = vec![
+            spec.arg0
+                .clone()
+                .unwrap_or_else(|| spec.program.to_string_lossy().into_owned()),
+        ];
+        argv.extend(spec.args.iter().cloned());
+        let env: Vec<(String, String)> = match &spec.env {
+            Some(e) => e.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        return match spawn::spawn(
+            &spec.program,
+            &argv,
+            &env,
+            spec.cwd.as_deref(),
+            spec.clean,
+            cgroup.map(ChildCgroup::procs_fd),
+            &pre.prepared,
+        ) {
+            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
+            Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
+            Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
+        };
+    }
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args);
+    if let Some(a0) = &spec.arg0 {
+        cmd.arg0(a0);
+    }
+    if let Some(env) = &spec.env {
+        cmd.env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !spec.clean {
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Ended::SpawnFailed(libc::EIO));
+    };
+    // std's `Child` does nothing on drop: the runner reaps the pid itself.
+    drop(child);
+    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
+}
+
+fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
+    ChildResult {
+        ended,
+        timed_out: false,
+        rusage: Rusage {
+            wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            ..Rusage::default()
+        },
+        stdout: Captured {
+            complete: true,
+            ..Captured::default()
+        },
+        stderr: Captured {
+            complete: true,
+            ..Captured::default()
+        },
+        leaked: Vec::new(),
+        pid: 0,
+    }
+}
+
+fn tv_us(tv: libc::timeval) -> u64 {
+    u64::try_from(tv.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(tv.tv_usec).unwrap_or(0)
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: a fresh fd we own.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn has_exited(pid: i32, pidfd: Option<&OwnedFd>) -> bool {
+    if let Some(p) = pidfd {
+        let mut fds = [pollfd(p.as_raw_fd())];
+        poll(&mut fds, 0);
+        return fds[0].revents & libc::POLLIN != 0;
+    }
+    // SAFETY: zeroed plain data; WNOWAIT leaves the child unreaped.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            libc::id_t::try_from(pid).unwrap_or(0),
+            &raw mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: reading the pid field of a siginfo filled by waitid.
+    rc == 0 && unsafe { info.si_pid() } != 0
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
+    // SAFETY: a valid slice of pollfd.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            libc::nfds_t::try_from(fds.len()).unwrap_or(0),
+            timeout_ms,
+        );
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on our fd.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Read everything available; close the stream at EOF.
+fn drain<R: Read>(stream: &mut Option<R>, cap: &mut Captured, buf: &mut [u8], limit: u64) {
+    let Some(s) = stream else {
+        return;
+    };
+    loop {
+        match s.read(buf) {
+            Ok(0) => {
+                *stream = None;
+                return;
+            }
+            Ok(n) => cap.push(&buf[..n], limit),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                *stream = None;
+                return;
+            }
+        }
+    }
+}
+
+/// SIGnal the child's process group (its pgid is its pid: `setsid` or `process_group(0)`),
+/// falling back to the child alone if the group does not exist yet.
+fn signal_group(pid: i32, sig: i32) {
+    // SAFETY: sending signals.
+    unsafe {
+        if libc::killpg(pid, sig) != 0 {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Children currently between spawn and the end of their leak sweep.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Orphans re-parented to the runner. The kernel hands an orphan to the first live thread
+/// of the subreaper process, which is the main thread, so this reads its children list.
+fn orphans(exclude: u32) -> Vec<u32> {
+    let pid = std::process::id();
+    std::fs::read_to_string(format!("/proc/self/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .filter(|p| *p != exclude)
+        .collect()
+}
+
+/// `(state, process group, session)` from `/proc/<pid>/stat`.
+fn proc_info(pid: u32) -> Option<(char, i64, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let sid = f.next()?.parse().ok()?;
+    Some((state, pgrp, sid))
+}
+
+fn leak_record(pid: u32, found_by: &str) -> Leaked {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Leaked {
+        pid,
+        comm,
+        found_by: found_by.to_string(),
+        action: "sigkill".into(),
+    }
+}
+
+/// Reap `pids` (killed descendants) as they come back to the runner; gives up on each
+/// after a bounded wait (a pid that no longer exists was reaped by its own parent).
+fn reap(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pending: Vec<u32> = pids.to_vec();
+    while !pending.is_empty() && Instant::now() < deadline {
+        pending.retain(|&p| {
+            let Ok(ip) = i32::try_from(p) else {
+                return false;
+            };
+            let mut st = 0;
+            // SAFETY: waiting for one specific pid (never -1: other workers' children).
+            let r = unsafe { libc::waitpid(ip, &raw mut st, libc::WNOHANG) };
+            r != ip && Path::new(&format!("/proc/{p}")).exists()
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Kill and reap the descendants of `child` that escaped it: without a cgroup, the orphans
+/// re-parented to the runner that are in the child's session or process group, or any
+/// orphan while this is the only child running (an escape through `setsid` cannot be
+/// told apart otherwise); with a cgroup, those were found and killed already, and are
+/// only reaped here.
+fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
+    let cid = i64::from(child);
+    for _ in 0..256 {
+        let alone = RUNNING.load(Ordering::SeqCst) <= 1;
+        let mine: Vec<(u32, char)> = orphans(child)
+            .into_iter()
+            .filter_map(|p| {
+                let (state, pgrp, sid) = proc_info(p)?;
+                let known = leaked.iter().any(|l| l.pid == p);
+                let related = pgrp == cid || sid == cid;
+                (known || related || (!tracked && alone)).then_some((p, state))
+            })
+            .filter(|(p, _)| {
+                !leaked
+                    .iter()
+                    .any(|l| l.pid == *p && l.action == "reaped-done")
+            })
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        let mut progressed = false;
+        for (p, state) in mine {
+            let Ok(ip) = i32::try_from(p) else {
+                continue;
+            };
+            if !leaked.iter().any(|l| l.pid == p) {
+                let mut rec = leak_record(p, "subreaper");
+                if state == 'Z' {
+                    rec.action = "reaped".into();
+                }
+                leaked.push(rec);
+            }
+            // SAFETY: signalling and reaping one re-parented descendant.
+            unsafe {
+                if state != 'Z' {
+                    libc::kill(ip, libc::SIGKILL);
+                }
+                let mut st = 0;
+                if libc::waitpid(ip, &raw mut st, 0) == ip {
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
+
+/// After every child finished: kill and reap every orphan still re-parented to the runner
+/// (descendants whose leak could not be attributed to one child). Returns them.
+pub fn final_sweep() -> Vec<Leaked> {
+    let mut out = Vec::new();
+    for _ in 0..256 {
+        let found = orphans(0);
+        if found.is_empty() {
+            break;
+        }
+        for p in found {
+            let Ok(ip) = i32::try_from(p) else {
+                continue;
+            };
+            let zombie = proc_info(p).is_some_and(|(s, _, _)| s == 'Z');
+            let mut rec = leak_record(p, "subreaper (end of run)");
+            if zombie {
+                rec.action = "reaped".into();
+            }
+            // SAFETY: signalling and reaping a re-parented descendant; no worker runs now.
+            unsafe {
+                if !zombie {
+                    libc::kill(ip, libc::SIGKILL);
+                }
+                let mut st = 0;
+                libc::waitpid(ip, &raw mut st, 0);
+            }
+            if !out.iter().any(|l: &Leaked| l.pid == p) {
+                out.push(rec);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Resolve a program the way `execvp` would, with `path_var` (default
+/// `/usr/local/bin:/usr/bin:/bin`). Names with a `/` are taken as they are.
+pub fn which(program: &str, path_var: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = Path::new(program);
+        return Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        });
+    }
+    let dirs = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    dirs.split(':').filter(|d| !d.is_empty()).find_map(|d| {
+        let cand = Path::new(d).join(program);
+        is_executable(&cand).then_some(cand)
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(program: &str, args: &[&str]) -> ChildSpec {
+        ChildSpec {
+            program: PathBuf::from(program),
+            args: args.iter().map(ToString::to_string).collect(),
+            arg0: None,
+            env: None,
+            cwd: None,
+            clean: false,
+            pre_exec: None,
+            timeout: Duration::from_secs(10),
+            grace: Duration::from_millis(200),
+            output_cap: 1024,
+        }
+    }
+
+    #[test]
+    fn captures_output_with_a_cap_and_exit_codes() {
+        let r = run_child(
+            &spec("/bin/sh", &["-c", "printf hello; printf oops >&2; exit 3"]),
+            Tracking::None,
+        );
+        assert_eq!(r.ended, Ended::Exited(3));
+        assert_eq!(r.stdout.kept, b"hello");
+        assert_eq!(r.stderr.kept, b"oops");
+        assert!(r.stdout.complete);
+        let r = run_child(
+            &spec("/bin/sh", &["-c", "head -c 100000 /dev/zero"]),
+            Tracking::None,
+        );
+        assert_eq!(r.stdout.bytes, 100_000);
+        assert_eq!(r.stdout.kept.len(), 1024);
+        assert!(r.stdout.truncated);
+    }
+
+    #[test]
+    fn spawn_errors_are_reported() {
+        let r = run_child(&spec("/nonexistent/prog", &[]), Tracking::None);
+        assert_eq!(r.ended, Ended::SpawnFailed(libc::ENOENT));
+    }
+
+    #[test]
+    fn timeouts_kill_the_group() {
+        let mut s = spec("/bin/sh", &["-c", "sleep 30 & sleep 30; wait"]);
+        s.timeout = Duration::from_millis(300);
+        let t = Instant::now();
+        let r = run_child(&s, Tracking::None);
+        assert!(r.timed_out);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM));
+    }
+
+    #[test]
+    fn which_follows_path() {
+        assert!(which("sh", None, Path::new("/")).is_some());
+        assert!(which("no-such-program-here", None, Path::new("/")).is_none());
+        assert_eq!(
+            which("./x", None, Path::new("/tmp")),
+            Some(PathBuf::from("/tmp/./x"))
+        );
+    }
+}

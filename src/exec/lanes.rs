@@ -1,0 +1,810 @@
+//! The real executor of the baseline and scenario lanes: one spawn path for both, the
+//! scenario lane adding the profile (Landlock, seccomp, rlimits, the pids cgroup) and
+//! nothing else, so differences between the lanes come from the policy alone. Both lanes
+//! set no-new-privs (setuid programs behave the same in both) and RLIMIT_CORE=0, and use
+//! the same environment, working directory and timeout.
+//!
+//! Builtin probes run the helper (`nexusmon __probe`, plain spawn, self-restricting);
+//! exec probes run `argv` (never through a shell) with the profile prepared once in the
+//! parent and enforced in `pre_exec`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Tracking};
+use super::fixtures::{self, Scratch};
+use super::helper::{self, HelperLine};
+use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
+use super::run::{LaneAttempt, ProbeExecutor, ScenarioRun};
+use crate::model::registry::Profile;
+use crate::model::registry::{Driver, Env};
+use crate::model::results::{
+    Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
+};
+use crate::sandbox::apply::{ApplyFailure, Prepared};
+use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
+use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
+use crate::sandbox::vars::Vars;
+use crate::{Error, Result};
+
+/// Where captured output goes (the bundle).
+pub trait LogSink: Sync {
+    /// Write `bytes` at the bundle-relative path `rel`.
+    fn write_log(&self, rel: &str, bytes: &[u8]) -> Result<()>;
+}
+
+/// A profile ready for the scenario lane.
+#[derive(Debug)]
+pub struct ProfileRuntime {
+    /// The profile as written (compiled again per child when `compiled.per_child`).
+    pub profile: Profile,
+    /// The file it comes from (for error messages).
+    pub profiles_file: PathBuf,
+    /// The host the compiler targets.
+    pub host: CompileHost,
+    /// The compiled profile (before any child: per-child rules pending).
+    pub compiled: CompiledProfile,
+    /// Its apply spec as JSON (the helper's `apply`), built once.
+    pub spec_json: String,
+    /// Its ruleset prepared in the parent for exec probes (built once, at preflight).
+    pub prepared: Option<std::result::Result<Arc<Prepared>, ApplyFailure>>,
+    /// What the preflight saw the kernel enforce.
+    pub enforcement: Option<Enforcement>,
+}
+
+/// The baseline lane's spawn setup.
+#[derive(Debug)]
+pub struct BaselineRuntime {
+    /// The baseline apply spec as JSON.
+    pub spec_json: String,
+    /// Prepared for exec probes.
+    pub prepared: std::result::Result<Arc<Prepared>, ApplyFailure>,
+}
+
+/// Spawns real children.
+pub struct LiveExecutor<'a> {
+    /// The helper executable (this binary).
+    pub helper_exe: PathBuf,
+    /// Clean channel.
+    pub clean: bool,
+    /// The run's scratch root.
+    pub scratch: &'a Scratch,
+    /// Run variables (plan variables, listener ports, RUNNER_PID).
+    pub vars: Vars,
+    /// The runner's environment (for `env.pass` and the direct channel), sorted.
+    pub runner_env: Vec<(String, String)>,
+    /// Profiles by id.
+    pub profiles: BTreeMap<String, ProfileRuntime>,
+    /// The baseline lane.
+    pub baseline: BaselineRuntime,
+    /// Where logs go.
+    pub logs: Option<&'a dyn LogSink>,
+    /// The run's pids cgroup directory and whether it is v1: every child gets its own
+    /// cgroup beneath it (exact leak tracking; the limit when the profile sets one).
+    pub tracking: Option<(PathBuf, bool)>,
+    /// Bytes kept per stream.
+    pub output_cap: u64,
+    /// The first log-writing failure (fails the run).
+    pub log_error: Mutex<Option<Error>>,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for LiveExecutor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveExecutor")
+            .field("helper_exe", &self.helper_exe)
+            .field("clean", &self.clean)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> LiveExecutor<'a> {
+    /// A new executor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        helper_exe: PathBuf,
+        clean: bool,
+        scratch: &'a Scratch,
+        vars: Vars,
+        runner_env: Vec<(String, String)>,
+        profiles: BTreeMap<String, ProfileRuntime>,
+        baseline: BaselineRuntime,
+        logs: Option<&'a dyn LogSink>,
+        tracking: Option<(PathBuf, bool)>,
+        output_cap: u64,
+    ) -> Self {
+        Self {
+            helper_exe,
+            clean,
+            scratch,
+            vars,
+            runner_env,
+            profiles,
+            baseline,
+            logs,
+            tracking,
+            output_cap,
+            log_error: Mutex::new(None),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The environment of a child: clean → `HOME`, `TMPDIR` (the child's scratch) plus the
+    /// profile's `pass` and `set`; direct → inherited (cleared first if `env.clear`) with
+    /// `set` applied. `None` means inherit unchanged.
+    pub fn child_env(&self, env: &Env, job_dir: &Path) -> Option<Vec<(String, String)>> {
+        let pass = |out: &mut BTreeMap<String, String>| {
+            for name in &env.pass {
+                if let Some((_, v)) = self.runner_env.iter().find(|(k, _)| k == name) {
+                    out.insert(name.clone(), v.clone());
+                }
+            }
+        };
+        if self.clean {
+            let mut m = BTreeMap::new();
+            let dir = job_dir.to_string_lossy().into_owned();
+            m.insert("HOME".to_string(), dir.clone());
+            m.insert("TMPDIR".to_string(), dir);
+            pass(&mut m);
+            m.extend(env.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            return Some(m.into_iter().collect());
+        }
+        if env.clear {
+            let mut m = BTreeMap::new();
+            pass(&mut m);
+            m.extend(env.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            return Some(m.into_iter().collect());
+        }
+        if env.set.is_empty() {
+            return None;
+        }
+        let mut m: BTreeMap<String, String> = self.runner_env.iter().cloned().collect();
+        m.extend(env.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(m.into_iter().collect())
+    }
+
+    fn write_log(&self, rel: String, bytes: &[u8]) -> Option<String> {
+        let sink = self.logs?;
+        match sink.write_log(&rel, bytes) {
+            Ok(()) => Some(rel),
+            Err(e) => {
+                if let Ok(mut slot) = self.log_error.lock()
+                    && slot.is_none()
+                {
+                    *slot = Some(e);
+                }
+                None
+            }
+        }
+    }
+
+    fn capture(
+        &self,
+        c: &Captured,
+        lane: Lane,
+        scenario: &str,
+        attempt: u32,
+        stream: &str,
+        is_witness: bool,
+    ) -> StreamCapture {
+        let mut sc = StreamCapture {
+            bytes: c.bytes,
+            kept: c.kept.len() as u64,
+            truncated: c.truncated,
+            log: None,
+            complete: c.complete,
+        };
+        if !c.kept.is_empty() && !is_witness {
+            let suffix = if attempt > 1 {
+                format!(".attempt-{attempt}")
+            } else {
+                String::new()
+            };
+            let rel = format!("logs/{}/{scenario}{suffix}.{stream}", lane.as_str());
+            sc.log = self.write_log(rel, &c.kept);
+        }
+        sc
+    }
+
+    /// A child's own pids cgroup, when the scenario lane's profile limits processes.
+    fn new_cgroup(
+        &self,
+        compiled: &CompiledProfile,
+        lane: Lane,
+    ) -> std::result::Result<Option<ChildCgroup>, String> {
+        let limit = if lane == Lane::Scenario {
+            compiled.needs_pids_cgroup().map(|(l, _)| l)
+        } else {
+            None
+        };
+        let Some(limit) = limit else {
+            return Ok(None);
+        };
+        let Some((dir, v1)) = &self.tracking else {
+            return Err("no pids cgroup is available for this run".into());
+        };
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        ChildCgroup::create(dir, &format!("c{n}"), Some(limit), *v1)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "cannot create the pids cgroup under `{}`: {e}",
+                    dir.display()
+                )
+            })
+    }
+
+    fn observe_inner(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
+        let p = &sc.probe;
+        let Some(runtime) = self.profiles.get(sc.spec.profile_id.as_str()) else {
+            return LaneAttempt::without_child(Attempt::without_child(
+                Outcome::Error,
+                Stage::Resolve,
+                "profile not compiled",
+            ));
+        };
+        let job_dir = match self.scratch.job_dir(
+            lane.as_str(),
+            sc.spec.profile_id.as_str(),
+            sc.spec.probe_id.as_str(),
+            attempt,
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                return LaneAttempt::without_child(Attempt::without_child(
+                    Outcome::Error,
+                    Stage::Resolve,
+                    e.to_string(),
+                ));
+            }
+        };
+        let dir_s = job_dir.to_string_lossy().into_owned();
+        let home = if self.clean {
+            dir_s.clone()
+        } else {
+            self.runner_env
+                .iter()
+                .find(|(k, _)| k == "HOME")
+                .map_or_else(|| dir_s.clone(), |(_, v)| v.clone())
+        };
+        let vars = self
+            .vars
+            .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+            .nested();
+        let expand = |s: &Option<String>| -> std::result::Result<Option<String>, String> {
+            s.as_ref()
+                .map(|t| vars.expand(t).map_err(|e| e.message))
+                .transpose()
+        };
+        let resolved = (|| -> std::result::Result<_, String> {
+            fixtures::create_fixtures(p, &vars, &job_dir)?;
+            let target = expand(&p.target)?;
+            let destination = expand(&p.destination)?;
+            let argv: Vec<String> = p
+                .argv
+                .iter()
+                .flatten()
+                .map(|a| vars.expand(a).map_err(|e| e.message))
+                .collect::<std::result::Result<_, _>>()?;
+            Ok((target, destination, argv))
+        })();
+        let (target, destination, argv) = match resolved {
+            Ok(r) => r,
+            Err(msg) => {
+                return LaneAttempt::without_child(Attempt::without_child(
+                    Outcome::Error,
+                    Stage::Resolve,
+                    msg,
+                ));
+            }
+        };
+        let scenario_lane = lane == Lane::Scenario;
+        // A profile whose rules name the child's scratch directory is compiled again for
+        // this child, now that its fixtures exist (same compiler, same IR).
+        let child_compiled = if scenario_lane && runtime.compiled.per_child {
+            let ctx = CompileContext {
+                host: &runtime.host,
+                vars: &vars,
+                before_child: false,
+            };
+            match compile::compile(
+                sc.spec.profile_id.as_str(),
+                &runtime.profile,
+                &runtime.profiles_file,
+                &ctx,
+            ) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return LaneAttempt {
+                        attempt: Attempt::without_child(
+                            Outcome::ApplyFailed,
+                            Stage::Apply,
+                            format!("the profile cannot be compiled for this child: {e}"),
+                        ),
+                        target,
+                        argv,
+                    };
+                }
+            }
+        } else {
+            None
+        };
+        let compiled = child_compiled.as_ref().unwrap_or(&runtime.compiled);
+        if scenario_lane && let Some(e) = &compiled.apply_error {
+            return LaneAttempt {
+                attempt: Attempt::without_child(
+                    Outcome::ApplyFailed,
+                    Stage::Apply,
+                    format!("the profile cannot be applied on this host: {e}"),
+                ),
+                target,
+                argv,
+            };
+        }
+        let cgroup = match self.new_cgroup(compiled, lane) {
+            Ok(c) => c,
+            Err(msg) => {
+                return LaneAttempt {
+                    attempt: Attempt::without_child(Outcome::ApplyFailed, Stage::Apply, msg),
+                    target,
+                    argv,
+                };
+            }
+        };
+        let env = self.child_env(&compiled.env, &job_dir);
+        let cwd = self.clean.then(|| job_dir.clone());
+        let timeout = Duration::from_millis(sc.timeout.ms);
+        let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
+        let mut out = match p.driver {
+            Driver::Builtin => self.builtin(
+                sc,
+                lane,
+                attempt,
+                runtime,
+                child_compiled.as_ref(),
+                target.as_ref(),
+                destination.as_ref(),
+                env,
+                cwd,
+                timeout,
+                grace,
+                cgroup.as_ref(),
+            ),
+            Driver::Exec => {
+                let path_var = env.as_ref().map_or_else(
+                    || {
+                        self.runner_env
+                            .iter()
+                            .find(|(k, _)| k == "PATH")
+                            .map(|(_, v)| v.clone())
+                    },
+                    |e| e.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()),
+                );
+                self.exec(
+                    sc,
+                    lane,
+                    attempt,
+                    runtime,
+                    child_compiled.as_ref(),
+                    &argv,
+                    path_var.as_deref(),
+                    env,
+                    cwd,
+                    &job_dir,
+                    timeout,
+                    grace,
+                    cgroup.as_ref(),
+                )
+            }
+        };
+        if let Some(cg) = cgroup {
+            let (peak, refused) = cg.accounting();
+            let limited = scenario_lane && compiled.needs_pids_cgroup().is_some();
+            out.processes =
+                compiled
+                    .processes
+                    .as_ref()
+                    .filter(|_| limited)
+                    .map(|pl| ProcessAccounting {
+                        limit: pl.limit,
+                        peak,
+                        refused_forks: refused,
+                        enforced_by: pl.enforced_by.clone(),
+                    });
+            cg.kill_all();
+            cg.remove();
+        } else if scenario_lane && let Some(pl) = &compiled.processes {
+            out.processes = Some(ProcessAccounting {
+                limit: pl.limit,
+                peak: None,
+                refused_forks: None,
+                enforced_by: pl.enforced_by.clone(),
+            });
+        }
+        out.attempt = attempt;
+        let argv = if p.driver == Driver::Exec {
+            argv
+        } else {
+            Vec::new()
+        };
+        LaneAttempt {
+            attempt: out,
+            target,
+            argv,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn builtin(
+        &self,
+        sc: &ScenarioRun,
+        lane: Lane,
+        attempt: u32,
+        runtime: &ProfileRuntime,
+        child_compiled: Option<&CompiledProfile>,
+        target: Option<&String>,
+        destination: Option<&String>,
+        env: Option<Vec<(String, String)>>,
+        cwd: Option<PathBuf>,
+        timeout: Duration,
+        grace: Duration,
+        cgroup: Option<&ChildCgroup>,
+    ) -> Attempt {
+        let child_json;
+        let spec_json = if lane == Lane::Scenario {
+            match child_compiled {
+                Some(c) => {
+                    child_json = serde_json::to_string(&c.apply_spec()).unwrap_or_default();
+                    &child_json
+                }
+                None => &runtime.spec_json,
+            }
+        } else {
+            &self.baseline.spec_json
+        };
+        let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
+        let request = helper_request(
+            sc.probe.operation.as_str(),
+            target.map(String::as_str),
+            destination.map(String::as_str),
+            spec_json,
+            self.clean,
+            cgroup
+                .map(|c| c.procs_path().to_string_lossy().into_owned())
+                .as_deref(),
+            u64::try_from(connect_ms).unwrap_or(2000),
+        );
+        let spec = ChildSpec {
+            program: self.helper_exe.clone(),
+            args: vec!["__probe".into(), request],
+            arg0: Some("nexusmon-probe".into()),
+            env,
+            cwd,
+            clean: self.clean,
+            pre_exec: None,
+            timeout,
+            grace,
+            output_cap: self.output_cap,
+        };
+        let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
+        let result_line = helper::parse_line(&res.stdout.kept);
+        let mut a = base_attempt(&res);
+        let sid = &sc.spec.scenario_id;
+        a.stdout = self.capture(
+            &res.stdout,
+            lane,
+            sid,
+            attempt,
+            "stdout",
+            result_line.is_some(),
+        );
+        a.stderr = self.capture(&res.stderr, lane, sid, attempt, "stderr", false);
+        if let Ended::SpawnFailed(e) = res.ended {
+            a.outcome = Outcome::Error;
+            a.stage = Stage::Exec;
+            a.errno = Some(e);
+            a.errno_name = Some(errno_name(e));
+            a.detail = format!(
+                "cannot start the probe helper `{}`: {}",
+                self.helper_exe.display(),
+                errno_name(e)
+            );
+            return a;
+        }
+        if res.timed_out {
+            timeout_attempt(&mut a, &res, timeout, grace);
+            return a;
+        }
+        if let Some(l) = &result_line {
+            apply_line(&mut a, l, lane);
+        } else {
+            a.outcome = Outcome::Error;
+            a.stage = Stage::Operation;
+            a.detail = format!(
+                "the probe helper {} without a result line (a crash)",
+                ended_words(&res.ended)
+            );
+        }
+        a
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exec(
+        &self,
+        sc: &ScenarioRun,
+        lane: Lane,
+        attempt: u32,
+        runtime: &ProfileRuntime,
+        child_compiled: Option<&CompiledProfile>,
+        argv: &[String],
+        path_var: Option<&str>,
+        env: Option<Vec<(String, String)>>,
+        cwd: Option<PathBuf>,
+        job_dir: &Path,
+        timeout: Duration,
+        grace: Duration,
+        cgroup: Option<&ChildCgroup>,
+    ) -> Attempt {
+        let Some(program_name) = argv.first() else {
+            return Attempt::without_child(
+                Outcome::Error,
+                Stage::Resolve,
+                "exec probe without argv",
+            );
+        };
+        let base = cwd.as_deref().unwrap_or(job_dir);
+        let Some(program) = child::which(program_name, path_var, base) else {
+            let mut a = Attempt::without_child(
+                Outcome::Error,
+                Stage::Exec,
+                format!("`{program_name}` was not found in PATH"),
+            );
+            a.errno = Some(libc::ENOENT);
+            a.errno_name = Some("ENOENT".into());
+            return a;
+        };
+        let prepared = if lane == Lane::Scenario {
+            match (child_compiled, &runtime.prepared) {
+                (Some(c), _) => Prepared::new(&c.apply_spec()).map(Arc::new),
+                (None, Some(p)) => p.clone(),
+                (None, None) => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
+            }
+        } else {
+            self.baseline.prepared.clone()
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(f) => {
+                let mut a = Attempt::without_child(
+                    Outcome::ApplyFailed,
+                    Stage::Apply,
+                    format!("{} failed: {}", f.step.as_str(), f.detail),
+                );
+                a.errno = f.errno;
+                a.errno_name = f.errno.map(errno_name);
+                return a;
+            }
+        };
+        let spec = ChildSpec {
+            program: program.clone(),
+            args: argv[1..].to_vec(),
+            arg0: Some(program_name.clone()),
+            env,
+            cwd,
+            clean: self.clean,
+            pre_exec: Some(PreExec { prepared }),
+            timeout,
+            grace,
+            output_cap: self.output_cap,
+        };
+        let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
+        let mut a = base_attempt(&res);
+        let sid = &sc.spec.scenario_id;
+        a.stdout = self.capture(&res.stdout, lane, sid, attempt, "stdout", false);
+        a.stderr = self.capture(&res.stderr, lane, sid, attempt, "stderr", false);
+        if lane == Lane::Scenario {
+            a.enforcement.clone_from(&runtime.enforcement);
+        }
+        if res.timed_out {
+            timeout_attempt(&mut a, &res, timeout, grace);
+            return a;
+        }
+        let end = match res.ended {
+            Ended::SpawnFailed(e) => ExecEnd::SpawnFailed(e),
+            Ended::SetupFailed(..) => ExecEnd::SetupFailed,
+            Ended::Exited(c) => ExecEnd::Exited(c),
+            Ended::Signaled(s) => ExecEnd::Signaled(s),
+        };
+        let allow = sc.probe.allow_exit_codes.clone().unwrap_or_else(|| vec![0]);
+        let deny = sc.probe.deny_exit_codes.clone().unwrap_or_default();
+        let (outcome, stage) = classify_exec(&end, &allow, &deny);
+        a.outcome = outcome;
+        a.stage = stage;
+        a.detail = match res.ended {
+            Ended::SpawnFailed(e) => {
+                a.errno = Some(e);
+                a.errno_name = Some(errno_name(e));
+                if outcome == Outcome::Deny {
+                    format!(
+                        "execve of `{}` was refused: {}",
+                        program.display(),
+                        errno_name(e)
+                    )
+                } else {
+                    format!("cannot start `{}`: {}", program.display(), errno_name(e))
+                }
+            }
+            Ended::SetupFailed(step, e) => {
+                a.errno = Some(e);
+                a.errno_name = Some(errno_name(e));
+                format!(
+                    "setup step `{}` failed in the child: {}",
+                    step.as_str(),
+                    errno_name(e)
+                )
+            }
+            Ended::Exited(c) => {
+                let kind = if allow.contains(&c) {
+                    "an allow code"
+                } else if deny.contains(&c) {
+                    "a deny code"
+                } else {
+                    "neither an allow nor a deny code"
+                };
+                format!("exit code {c} ({kind})")
+            }
+            Ended::Signaled(s) => match signal_meaning(s) {
+                Some(m) => format!("killed by {}: {m}", signal_name(s)),
+                None => format!("killed by {}", signal_name(s)),
+            },
+        };
+        a
+    }
+}
+
+/// The tracking of one child: its own cgroup, or its worker's.
+enum ChildTracking<'a> {
+    None,
+    Child(&'a ChildCgroup),
+    Worker(Rc<WorkerCgroup>),
+}
+
+impl ChildTracking<'_> {
+    fn as_tracking(&self) -> Tracking<'_> {
+        match self {
+            ChildTracking::None => Tracking::None,
+            ChildTracking::Child(c) => Tracking::Child(c),
+            ChildTracking::Worker(w) => Tracking::Worker(w),
+        }
+    }
+}
+
+thread_local! {
+    /// This worker thread's own cgroup, for the run directory it was made under.
+    static WORKER_CGROUP: RefCell<Option<(PathBuf, Option<Rc<WorkerCgroup>>)>> =
+        const { RefCell::new(None) };
+}
+
+impl LiveExecutor<'_> {
+    /// The calling worker thread's cgroup (created and joined on first use; v1 only).
+    fn worker_cgroup(&self) -> Option<Rc<WorkerCgroup>> {
+        let (dir, v1) = self.tracking.as_ref()?;
+        if !*v1 {
+            return None;
+        }
+        WORKER_CGROUP.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some((d, w)) = slot.as_ref()
+                && d == dir
+            {
+                return w.clone();
+            }
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let w = WorkerCgroup::join_current_thread(dir, &format!("w{n}"))
+                .ok()
+                .map(Rc::new);
+            *slot = Some((dir.clone(), w.clone()));
+            w
+        })
+    }
+
+    fn tracking_for<'c>(&self, child: Option<&'c ChildCgroup>) -> ChildTracking<'c> {
+        match child {
+            Some(c) => ChildTracking::Child(c),
+            None => self
+                .worker_cgroup()
+                .map_or(ChildTracking::None, ChildTracking::Worker),
+        }
+    }
+}
+
+impl ProbeExecutor for LiveExecutor<'_> {
+    fn observe(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
+        self.observe_inner(sc, lane, attempt)
+    }
+}
+
+/// The helper's request line.
+pub fn helper_request(
+    op: &str,
+    target: Option<&str>,
+    destination: Option<&str>,
+    spec_json: &str,
+    clean: bool,
+    cgroup_procs: Option<&str>,
+    connect_timeout_ms: u64,
+) -> String {
+    let s = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+    let o = |v: Option<&str>| v.map_or_else(|| "null".to_string(), s);
+    format!(
+        "{{\"v\":{},\"op\":{},\"target\":{},\"destination\":{},\"apply\":{spec_json},\"clean\":{clean},\"cgroup_procs\":{},\"connect_timeout_ms\":{connect_timeout_ms}}}",
+        helper::HELPER_VERSION,
+        s(op),
+        o(target),
+        o(destination),
+        o(cgroup_procs),
+    )
+}
+
+fn base_attempt(res: &ChildResult) -> Attempt {
+    let mut a = Attempt::without_child(Outcome::Error, Stage::Operation, "");
+    a.rusage = res.rusage;
+    a.leaked.clone_from(&res.leaked);
+    match res.ended {
+        Ended::Exited(c) => a.exit_code = Some(c),
+        Ended::Signaled(s) => a.signal = Some(signal_name(s)),
+        _ => {}
+    }
+    a
+}
+
+fn timeout_attempt(a: &mut Attempt, res: &ChildResult, timeout: Duration, grace: Duration) {
+    a.outcome = Outcome::Timeout;
+    a.stage = Stage::Timeout;
+    let how = match res.ended {
+        Ended::Signaled(s) if s == libc::SIGKILL => format!(
+            "SIGTERM to its process group, then SIGKILL after the {} ms grace",
+            grace.as_millis()
+        ),
+        Ended::Signaled(s) => format!("{} to its process group", signal_name(s)),
+        _ => "it exited during the grace period".to_string(),
+    };
+    a.detail = format!("killed at the {} ms timeout ({how})", timeout.as_millis());
+}
+
+fn apply_line(a: &mut Attempt, l: &HelperLine, lane: Lane) {
+    a.outcome = l.outcome;
+    a.stage = l.stage;
+    a.errno = l.errno;
+    a.errno_name.clone_from(&l.errno_name);
+    a.detail.clone_from(&l.detail);
+    a.resolved_path.clone_from(&l.resolved_path);
+    if lane == Lane::Scenario
+        && let Some(e) = &l.enforcement
+    {
+        a.enforcement = Some(Enforcement {
+            ruleset: e.ruleset,
+            abi: e.abi,
+            no_new_privs: e.no_new_privs,
+            seccomp: e.seccomp,
+            reported_by: "helper".into(),
+        });
+    }
+    a.witness = serde_json::to_value(l).ok();
+}
+
+fn ended_words(e: &Ended) -> String {
+    match e {
+        Ended::Exited(c) => format!("exited with code {c}"),
+        Ended::Signaled(s) => format!("was killed by {}", signal_name(*s)),
+        Ended::SpawnFailed(e) => format!("could not start ({})", errno_name(*e)),
+        Ended::SetupFailed(step, e) => {
+            format!("failed setup {} ({})", step.as_str(), errno_name(*e))
+        }
+    }
+}

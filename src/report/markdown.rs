@@ -1,0 +1,203 @@
+//! `summary.md`: header facts, the profiles' apply preflight, a scenario × lane table
+//! (baseline, scenario, oracle, expected, attribution, mismatch), every mismatch with the
+//! oracle's cited rule, flaky / leaked / truncated notes, and resource use per lane.
+
+use std::fmt::Write as _;
+
+use super::table::cell_text;
+use super::{Report, RunReport, human_us};
+
+/// The bundle's `summary.md`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SummaryMarkdown;
+
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+impl Report for SummaryMarkdown {
+    fn name(&self) -> &'static str {
+        "markdown"
+    }
+
+    fn render(&self, r: &RunReport<'_>) -> crate::Result<String> {
+        let s = r.summary;
+        let mut m = String::new();
+        let _ = writeln!(m, "# nexusmon run `{}`\n", s.run_id);
+        let _ = writeln!(m, "| | |\n|---|---|");
+        let _ = writeln!(m, "| plan | `{}` |", s.plan_id);
+        let _ = writeln!(m, "| plan digest | `blake3:{}` |", s.plan_digest.blake3);
+        let _ = writeln!(
+            m,
+            "| status | **{}** (exit {}): {} |",
+            s.status.as_str(),
+            s.exit_code,
+            esc(&s.exit_reason)
+        );
+        let _ = writeln!(m, "| channel | {} |", s.channel.as_str());
+        let _ = writeln!(m, "| scenarios | {} |", s.scenarios);
+        let total: u64 = s.mismatches.values().sum();
+        let _ = writeln!(m, "| mismatches | {total} |");
+        let _ = writeln!(m, "| flaky | {} |", s.flaky.len());
+
+        let _ = writeln!(m, "\n## Profiles (apply preflight)\n");
+        let _ = writeln!(
+            m,
+            "| profile | compat | ABI (profile / kernel) | kernel reported | applied | notes |\n|---|---|---|---|---|---|"
+        );
+        for p in r.preflight {
+            let mut notes: Vec<String> = Vec::new();
+            if !p.detail.is_empty() {
+                notes.push(p.detail.clone());
+            }
+            notes.extend(
+                p.dropped_rights
+                    .iter()
+                    .map(|d| format!("dropped `{}`: {}", d.item, d.reason)),
+            );
+            notes.extend(p.skipped_rules.iter().cloned());
+            if !p.seccomp_groups.is_empty() {
+                notes.push(format!("seccomp denies: {}", p.seccomp_groups.join(", ")));
+            }
+            if let Some(by) = &p.processes_enforced_by {
+                notes.push(format!("processes limited by {by}"));
+            }
+            if p.required {
+                notes.push("apply_preflight_profile".into());
+            }
+            let _ = writeln!(
+                m,
+                "| `{}` | {} | {} / {} | {} | {} | {} |",
+                p.profile,
+                p.compat,
+                p.abi_requested.map_or("-".into(), |a| a.to_string()),
+                p.abi_kernel.map_or("none".into(), |a| a.to_string()),
+                if p.abi_requested.is_some() {
+                    p.ruleset_status.map_or("-", |x| x.as_str())
+                } else {
+                    "no Landlock rules"
+                },
+                if p.apply_ok { "yes" } else { "**no**" },
+                esc(&notes.join("; "))
+            );
+        }
+
+        let _ = writeln!(m, "\n## Scenarios\n");
+        let _ = writeln!(
+            m,
+            "| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|"
+        );
+        for row in r.rows {
+            let mut mm: Vec<String> = row
+                .mismatches
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect();
+            if row.flaky {
+                mm.push("flaky".into());
+            }
+            let _ = writeln!(
+                m,
+                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                row.scenario_id,
+                row.expected.as_str(),
+                cell_text(row.baseline.as_ref()),
+                cell_text(row.scenario.as_ref()),
+                row.oracle.as_ref().map_or("-", |o| o.decision.as_str()),
+                row.attribution.map_or("-", |a| a.as_str()),
+                mm.join(", ")
+            );
+        }
+
+        let _ = writeln!(m, "\n## Mismatches\n");
+        if r.mismatches.is_empty() {
+            let _ = writeln!(m, "None.");
+        }
+        for p in r.mismatches {
+            let _ = writeln!(
+                m,
+                "- `{}` **{}**: {}",
+                p.scenario_id,
+                p.kind.as_str(),
+                esc(&p.message)
+            );
+            if let Some(reason) = &p.oracle_reason {
+                let _ = writeln!(
+                    m,
+                    "  - oracle: {} ({})",
+                    p.oracle.map_or("-", |o| o.as_str()),
+                    esc(reason)
+                );
+            }
+        }
+
+        let notes = [
+            (
+                "Flaky (passed only on retry)",
+                s.flaky.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>(),
+            ),
+            (
+                "Leaked descendants (killed by the runner)",
+                s.leaked
+                    .iter()
+                    .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
+                    .collect(),
+            ),
+            (
+                "Leaked descendants not attributable to one probe",
+                s.unattributed_leaks
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "pid {} (`{}`) found by {}, {}",
+                            l.pid,
+                            esc(&l.comm),
+                            l.found_by,
+                            l.action
+                        )
+                    })
+                    .collect(),
+            ),
+            (
+                "Truncated output",
+                s.truncated
+                    .iter()
+                    .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
+                    .collect(),
+            ),
+        ];
+        for (title, items) in notes {
+            if items.is_empty() {
+                continue;
+            }
+            let _ = writeln!(m, "\n## {title}\n");
+            for i in items {
+                let _ = writeln!(m, "- {i}");
+            }
+        }
+
+        let _ = writeln!(m, "\n## Resource use (children)\n");
+        let _ = writeln!(
+            m,
+            "| lane | children | wall | user CPU | system CPU | peak RSS |\n|---|---|---|---|---|---|"
+        );
+        for (lane, u) in &s.rusage {
+            let _ = writeln!(
+                m,
+                "| {lane} | {} | {} | {} | {} | {} KiB |",
+                s.children.get(lane).copied().unwrap_or(0),
+                human_us(u.wall_us),
+                human_us(u.user_us),
+                human_us(u.sys_us),
+                u.max_rss_kib
+            );
+        }
+        let _ = writeln!(
+            m,
+            "\nRunner: peak RSS {} KiB, wall {}.",
+            s.runner_max_rss_kib,
+            human_us(s.wall_us)
+        );
+        Ok(m)
+    }
+}

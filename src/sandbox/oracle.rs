@@ -1,0 +1,651 @@
+//! The oracle lane: a static prediction of a profile's decision for one probe, computed from
+//! the same [`CompiledProfile`] the scenario lane applies, with the same rule matcher
+//! ([`CompiledProfile::fs_decide`], [`CompiledProfile::port_decide`]). Nothing executes.
+//!
+//! Rules that mirror the kernel (`research/sandbox.md` §6):
+//! 1. the target is normalized like the kernel walks it (symlinks and `..` resolved; for
+//!    operations on the final name only the parent is resolved) and the resolution is
+//!    recorded as a path witness;
+//! 2. a right the profile does not handle is allowed;
+//! 3. otherwise it is allowed iff some rule on the path or an ancestor grants it (rules are
+//!    a union: no deny, no precedence), and the verdict cites that rule, or the absence;
+//! 4. a cross-directory rename needs `refer` on both parents (EXDEV otherwise);
+//! 5. operations Landlock does not govern are `not-enforceable`;
+//! 6. network rules match the port only;
+//! 7. running a program needs `execute` on it and on its interpreters, and `read-file` on
+//!    the libraries the loader opens.
+
+use std::path::{Path, PathBuf};
+
+use super::compile::{CompiledProfile, FsDecision, PortDecision};
+use super::elf;
+use super::paths::{self, Resolution};
+use super::rights::{self, FsRights, fs, net, scope};
+use crate::model::registry::{Driver, Operation, SeccompGroup};
+use crate::model::results::{CitedRule, OracleCheck, OracleDecision, OracleVerdict, PathWitness};
+
+/// What the oracle is asked.
+#[derive(Debug, Clone)]
+pub struct OracleInput<'a> {
+    /// `<profile>:<probe>`.
+    pub scenario_id: &'a str,
+    /// The probe.
+    pub probe_id: &'a str,
+    /// The operation.
+    pub operation: Operation,
+    /// The driver.
+    pub driver: Driver,
+    /// The target, variables expanded.
+    pub target: Option<&'a str>,
+    /// The destination (`file-rename`), variables expanded.
+    pub destination: Option<&'a str>,
+    /// The program an exec probe runs (after PATH lookup).
+    pub program: Option<&'a Path>,
+    /// Directory relative paths are resolved against (the child's working directory).
+    pub base: &'a Path,
+}
+
+/// Predict the profile's decision. Returns the verdict and the path witnesses made.
+pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, Vec<PathWitness>) {
+    let mut o = Oracle {
+        c,
+        input,
+        checks: Vec::new(),
+        witnesses: Vec::new(),
+        notes: Vec::new(),
+    };
+    if input.driver == Driver::Exec
+        && let Some(program) = input.program
+    {
+        o.program(program, "program");
+    }
+    o.operation();
+    if let Some(e) = &c.apply_error {
+        o.notes.push(format!(
+            "the profile cannot be applied on this host ({e}); the verdict is for the profile as written"
+        ));
+    }
+    for d in &c.dropped {
+        o.notes.push(format!(
+            "best-effort: `{}` is not enforced on this host ({}); predicted as unhandled",
+            d.item, d.reason
+        ));
+    }
+    let Oracle {
+        checks,
+        witnesses,
+        notes,
+        ..
+    } = o;
+    let deny = checks.iter().find(|k| k.decision == OracleDecision::Deny);
+    let control = input.operation.is_control();
+    let (decision, deciding) = if let Some(d) = deny {
+        (OracleDecision::Deny, Some(d))
+    } else if control {
+        (
+            OracleDecision::NotEnforceable,
+            checks
+                .iter()
+                .rev()
+                .find(|k| k.decision == OracleDecision::NotEnforceable),
+        )
+    } else {
+        (OracleDecision::Allow, checks.last())
+    };
+    let (reason, rule) = deciding.map_or_else(
+        || {
+            (
+                "nothing to check".to_string(),
+                CitedRule {
+                    kind: "unhandled".into(),
+                    index: None,
+                    path: None,
+                    resolved_path: None,
+                    access: Vec::new(),
+                    port: None,
+                },
+            )
+        },
+        |k| (k.reason.clone(), k.rule.clone()),
+    );
+    let verdict = OracleVerdict {
+        scenario_id: input.scenario_id.to_string(),
+        profile_id: c.profile_id.clone(),
+        probe_id: input.probe_id.to_string(),
+        operation: input.operation,
+        decision,
+        reason,
+        rule,
+        checks,
+        notes,
+    };
+    (verdict, witnesses)
+}
+
+struct Oracle<'a> {
+    c: &'a CompiledProfile,
+    input: &'a OracleInput<'a>,
+    checks: Vec<OracleCheck>,
+    witnesses: Vec<PathWitness>,
+    notes: Vec<String>,
+}
+
+fn cited(kind: &str) -> CitedRule {
+    CitedRule {
+        kind: kind.into(),
+        index: None,
+        path: None,
+        resolved_path: None,
+        access: Vec::new(),
+        port: None,
+    }
+}
+
+impl Oracle<'_> {
+    fn resolve(&mut self, path: &str, role: &str, follow: bool) -> Resolution {
+        let r = paths::resolve(Path::new(path), self.input.base, follow);
+        self.witnesses.push(PathWitness {
+            scenario_id: self.input.scenario_id.to_string(),
+            role: role.to_string(),
+            requested: r.requested.to_string_lossy().into_owned(),
+            canonical: r.canonical.to_string_lossy().into_owned(),
+            is_symlink: r.is_symlink,
+            exists: r.exists,
+        });
+        r
+    }
+
+    fn fs_check(&mut self, on: &Path, right: FsRights, role: &str) {
+        let name = rights::fs_name(right);
+        let on_s = on.to_string_lossy().into_owned();
+        let pid = &self.c.profile_id;
+        let (decision, reason, cited_rule) = match self.c.fs_decide(on, right) {
+            FsDecision::NoLandlock => (
+                OracleDecision::Allow,
+                format!("profile `{pid}` has no Landlock filesystem rules"),
+                cited("unhandled"),
+            ),
+            FsDecision::Unhandled => (
+                OracleDecision::Allow,
+                format!("`{name}` is not handled by profile `{pid}`"),
+                cited("unhandled"),
+            ),
+            FsDecision::Granted(i) => {
+                let found = self.c.landlock.as_ref().and_then(|l| l.rules.get(i));
+                match found {
+                    Some(r) => {
+                        let words: Vec<String> =
+                            r.access.iter().map(|a| a.as_str().to_string()).collect();
+                        (
+                            OracleDecision::Allow,
+                            format!(
+                                "rule {} (`{}` {}) grants `{name}` on `{on_s}`",
+                                r.index,
+                                r.resolved,
+                                words.join("+")
+                            ),
+                            CitedRule {
+                                kind: "fs".into(),
+                                index: Some(r.index),
+                                path: Some(r.path.clone()),
+                                resolved_path: Some(r.resolved.clone()),
+                                access: words,
+                                port: None,
+                            },
+                        )
+                    }
+                    None => (
+                        OracleDecision::Allow,
+                        format!("a rule grants `{name}` on `{on_s}`"),
+                        cited("fs"),
+                    ),
+                }
+            }
+            FsDecision::Denied => (
+                OracleDecision::Deny,
+                format!("no rule grants `{name}` on `{on_s}` or on any directory above it"),
+                cited("absent"),
+            ),
+        };
+        self.checks.push(OracleCheck {
+            right: name.to_string(),
+            on: on_s,
+            role: role.to_string(),
+            decision,
+            reason,
+            rule: cited_rule,
+        });
+    }
+
+    fn port_check(&mut self, right: u64, key: &str, target: &str) {
+        let pid = &self.c.profile_id;
+        let name = rights::net_names(right).join("");
+        let Some(port) = parse_port(target) else {
+            self.checks.push(OracleCheck {
+                right: name,
+                on: target.to_string(),
+                role: "target".into(),
+                decision: OracleDecision::Allow,
+                reason: format!("`{target}` is not `host:port`; nothing to judge"),
+                rule: cited("unhandled"),
+            });
+            return;
+        };
+        let (decision, reason, rule) = match self.c.port_decide(right, port) {
+            PortDecision::Unhandled => (
+                OracleDecision::Allow,
+                format!("`{name}` is not handled by profile `{pid}`"),
+                cited("unhandled"),
+            ),
+            PortDecision::Granted => (
+                OracleDecision::Allow,
+                format!("`{key}` allows port {port}"),
+                CitedRule {
+                    port: Some(port),
+                    path: Some(format!("landlock.net.{key}")),
+                    ..cited("net")
+                },
+            ),
+            PortDecision::Denied => (
+                OracleDecision::Deny,
+                format!("no `{key}` rule allows port {port} (rules match the port only)"),
+                CitedRule {
+                    port: Some(port),
+                    ..cited("absent")
+                },
+            ),
+        };
+        self.checks.push(OracleCheck {
+            right: name,
+            on: target.to_string(),
+            role: "target".into(),
+            decision,
+            reason,
+            rule,
+        });
+    }
+
+    fn scope_check(&mut self, bit: u64, scope_name: &str, what: &str, on: &str) {
+        let pid = &self.c.profile_id;
+        let (decision, reason, rule) = if self.c.scoped(bit) {
+            (
+                OracleDecision::Deny,
+                format!("scope `{scope_name}` denies {what} outside the sandbox"),
+                CitedRule {
+                    path: Some(format!("landlock.scope {scope_name}")),
+                    ..cited("scope")
+                },
+            )
+        } else {
+            (
+                OracleDecision::Allow,
+                format!("scope `{scope_name}` is not set by profile `{pid}`"),
+                cited("unhandled"),
+            )
+        };
+        self.checks.push(OracleCheck {
+            right: format!("scope-{scope_name}"),
+            on: on.to_string(),
+            role: "target".into(),
+            decision,
+            reason,
+            rule,
+        });
+    }
+
+    /// execute on the program and its interpreters, read-file on the libraries.
+    fn program(&mut self, program: &Path, role: &str) {
+        let prog = self.resolve(&program.to_string_lossy(), role, true);
+        self.fs_check(&prog.canonical, fs::EXECUTE, role);
+        let needs = elf::program_needs(&prog.canonical);
+        for interp in &needs.execute {
+            let r = self.resolve(&interp.to_string_lossy(), "interpreter", true);
+            self.fs_check(&r.canonical, fs::EXECUTE, "interpreter");
+        }
+        if role == "program" {
+            for lib in &needs.read {
+                let r = self.resolve(&lib.to_string_lossy(), "library", true);
+                self.fs_check(&r.canonical, fs::READ_FILE, "library");
+            }
+        }
+        self.notes.extend(needs.notes);
+    }
+
+    fn operation(&mut self) {
+        let op = self.input.operation;
+        let Some(target) = self.input.target.map(str::to_string) else {
+            return;
+        };
+        if op.is_control() {
+            let follow = !matches!(op, Operation::SymlinkRead);
+            let r = self.resolve(&target, "target", follow);
+            self.checks.push(OracleCheck {
+                right: op.as_str().to_string(),
+                on: r.canonical.to_string_lossy().into_owned(),
+                role: "target".into(),
+                decision: OracleDecision::NotEnforceable,
+                reason: format!(
+                    "`{}` is not governed by Landlock (stat, chmod, chown, utime, setxattr, access, chdir and readlink cannot be restricted)",
+                    op.as_str()
+                ),
+                rule: cited("not-governed"),
+            });
+            return;
+        }
+        match op {
+            Operation::FileRead => self.on_target(&target, fs::READ_FILE),
+            Operation::FileWrite => self.on_target(&target, fs::WRITE_FILE),
+            Operation::FileTruncate => self.on_target(&target, fs::TRUNCATE),
+            Operation::DirList => self.on_target(&target, fs::READ_DIR),
+            Operation::FileExec => {
+                let r = self.resolve(&target, "target", true);
+                self.fs_check(&r.canonical, fs::EXECUTE, "target");
+                let needs = elf::program_needs(&r.canonical);
+                for interp in &needs.execute {
+                    let ir = self.resolve(&interp.to_string_lossy(), "interpreter", true);
+                    self.fs_check(&ir.canonical, fs::EXECUTE, "interpreter");
+                }
+                self.notes.push(
+                    "file-exec judges execve only; the loader's libraries (read-file) are not needed for execve to succeed".into(),
+                );
+            }
+            Operation::FileCreate => self.on_parent(&target, fs::MAKE_REG),
+            Operation::FileRemove => self.on_parent(&target, fs::REMOVE_FILE),
+            Operation::DirCreate => self.on_parent(&target, fs::MAKE_DIR),
+            Operation::DirRemove => self.on_parent(&target, fs::REMOVE_DIR),
+            Operation::SymlinkCreate => self.on_parent(&target, fs::MAKE_SYM),
+            Operation::FileRename => self.rename(&target),
+            Operation::TcpConnect => self.port_check(net::CONNECT_TCP, "tcp_connect", &target),
+            Operation::TcpBind => self.port_check(net::BIND_TCP, "tcp_bind", &target),
+            Operation::UdpSend => self.udp(&target),
+            Operation::SignalSend => {
+                self.scope_check(scope::SIGNAL, "signal", "signals to processes", &target);
+            }
+            Operation::UnixAbstractConnect => self.scope_check(
+                scope::ABSTRACT_UNIX_SOCKET,
+                "abstract-unix-socket",
+                "connections to abstract UNIX sockets created",
+                &target,
+            ),
+            Operation::Exec if self.input.driver != Driver::Exec => {
+                self.program(Path::new(&target), "program");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_target(&mut self, target: &str, right: FsRights) {
+        let r = self.resolve(target, "target", true);
+        self.fs_check(&r.canonical, right, "target");
+    }
+
+    fn on_parent(&mut self, target: &str, right: FsRights) {
+        let r = self.resolve(target, "target", false);
+        let parent = paths::parent_of(&r.canonical);
+        self.fs_check(&parent, right, "parent of target");
+    }
+
+    fn rename(&mut self, target: &str) {
+        let src = self.resolve(target, "target", false);
+        let Some(destination) = self.input.destination.map(str::to_string) else {
+            self.notes
+                .push("file-rename without `destination`: nothing to judge".into());
+            return;
+        };
+        let dst = self.resolve(&destination, "destination", false);
+        let kind = std::fs::symlink_metadata(&src.canonical).ok();
+        let (remove, make) = match kind.map(|m| m.file_type()) {
+            Some(t) if t.is_dir() => (fs::REMOVE_DIR, fs::MAKE_DIR),
+            Some(t) if t.is_symlink() => (fs::REMOVE_FILE, fs::MAKE_SYM),
+            _ => (fs::REMOVE_FILE, fs::MAKE_REG),
+        };
+        let p1: PathBuf = paths::parent_of(&src.canonical);
+        let p2: PathBuf = paths::parent_of(&dst.canonical);
+        self.fs_check(&p1, remove, "parent of target");
+        self.fs_check(&p2, make, "parent of destination");
+        if p1 != p2 {
+            self.fs_check(&p1, fs::REFER, "parent of target (cross-directory)");
+            self.fs_check(&p2, fs::REFER, "parent of destination (cross-directory)");
+            if self
+                .checks
+                .iter()
+                .any(|k| k.right == "refer" && k.decision == OracleDecision::Deny)
+            {
+                self.notes.push(
+                    "a cross-directory rename without `refer` on both parents fails with EXDEV"
+                        .into(),
+                );
+            }
+        }
+        if dst.exists {
+            self.notes.push(
+                "the destination exists: the kernel also checks removing it (not modelled)".into(),
+            );
+        }
+    }
+
+    fn udp(&mut self, target: &str) {
+        let pid = &self.c.profile_id;
+        if self.c.seccomp.contains(&SeccompGroup::Udp) {
+            self.checks.push(OracleCheck {
+                right: "udp-socket".into(),
+                on: target.to_string(),
+                role: "target".into(),
+                decision: OracleDecision::Deny,
+                reason: "the seccomp `udp` group denies UDP sockets (EPERM)".into(),
+                rule: CitedRule {
+                    path: Some("seccomp udp".into()),
+                    ..cited("seccomp")
+                },
+            });
+            return;
+        }
+        let handled = self
+            .c
+            .landlock
+            .as_ref()
+            .is_some_and(|l| l.net_handled & net::CONNECT_SEND_UDP != 0);
+        if handled {
+            self.port_check(net::CONNECT_SEND_UDP, "udp_connect", target);
+        } else {
+            self.checks.push(OracleCheck {
+                right: "connect-send-udp".into(),
+                on: target.to_string(),
+                role: "target".into(),
+                decision: OracleDecision::Allow,
+                reason: format!("UDP is not restricted by profile `{pid}`"),
+                rule: cited("unhandled"),
+            });
+        }
+    }
+}
+
+/// The port of `host:port` or `[v6]:port`.
+pub fn parse_port(target: &str) -> Option<u16> {
+    let (_, port) = target.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::registry::{
+        Access, Compat, FsRule, FsRules, Handle, Landlock, MissingPaths, NetRules, Profile,
+        ScopeWord,
+    };
+    use crate::sandbox::compile::{CompileContext, CompileHost, compile};
+    use crate::sandbox::vars::Vars;
+
+    fn compiled(handle: Handle, allow: Vec<FsRule>) -> CompiledProfile {
+        let p = Profile {
+            landlock: Some(Landlock {
+                compat: Compat::Hard,
+                abi: 7,
+                fs: Some(FsRules {
+                    handle,
+                    allow,
+                    missing_paths: MissingPaths::Error,
+                }),
+                net: Some(NetRules {
+                    tcp_connect: Some(vec![8080]),
+                    ..NetRules::default()
+                }),
+                scope: vec![ScopeWord::Signal],
+            }),
+            ..Profile::default()
+        };
+        let vars = Vars::new();
+        let host = CompileHost {
+            kernel_abi: Some(7),
+            landlock_unavailable: None,
+            euid: 0,
+            pids_cgroup: None,
+            seccomp_available: true,
+            home_is_scratch: true,
+        };
+        compile(
+            "p",
+            &p,
+            Path::new("x"),
+            &CompileContext {
+                host: &host,
+                vars: &vars,
+                before_child: false,
+            },
+        )
+        .unwrap()
+    }
+
+    fn ask(c: &CompiledProfile, op: Operation, target: &str) -> OracleVerdict {
+        predict(
+            c,
+            &OracleInput {
+                scenario_id: "p:x",
+                probe_id: "x",
+                operation: op,
+                driver: Driver::Builtin,
+                target: Some(target),
+                destination: None,
+                program: None,
+                base: Path::new("/"),
+            },
+        )
+        .0
+    }
+
+    fn usr_only() -> Vec<FsRule> {
+        vec![FsRule {
+            path: "/usr".into(),
+            access: vec![Access::Read, Access::Exec],
+        }]
+    }
+
+    #[test]
+    fn missing_rule_denies_and_says_so() {
+        let c = compiled(Handle::All, usr_only());
+        let v = ask(&c, Operation::FileRead, "/etc/hostname");
+        assert_eq!(v.decision, OracleDecision::Deny);
+        assert!(
+            v.reason.contains("no rule grants `read-file`"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(v.rule.kind, "absent");
+        let v = ask(&c, Operation::FileRead, "/usr/lib/os-release");
+        assert_eq!(v.decision, OracleDecision::Allow);
+        assert_eq!(v.rule.index, Some(0));
+    }
+
+    #[test]
+    fn unhandled_rights_are_allowed() {
+        let c = compiled(Handle::List(vec![Access::Read]), usr_only());
+        let v = ask(&c, Operation::FileWrite, "/etc/hostname");
+        assert_eq!(v.decision, OracleDecision::Allow);
+        assert!(
+            v.reason.contains("`write-file` is not handled"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn controls_are_not_enforceable_and_ports_match() {
+        let c = compiled(Handle::All, usr_only());
+        assert_eq!(
+            ask(&c, Operation::FileStat, "/etc/hostname").decision,
+            OracleDecision::NotEnforceable
+        );
+        assert_eq!(
+            ask(&c, Operation::TcpConnect, "127.0.0.1:8080").decision,
+            OracleDecision::Allow
+        );
+        let v = ask(&c, Operation::TcpConnect, "[::1]:9");
+        assert_eq!(v.decision, OracleDecision::Deny);
+        assert_eq!(v.rule.port, Some(9));
+        assert_eq!(
+            ask(&c, Operation::SignalSend, "1").decision,
+            OracleDecision::Deny
+        );
+        assert_eq!(
+            ask(&c, Operation::UnixAbstractConnect, "@x").decision,
+            OracleDecision::Allow
+        );
+    }
+
+    #[test]
+    fn exec_needs_the_interpreter() {
+        // /usr has exec (merged /usr: /lib64 links into it on Debian).
+        let c = compiled(Handle::All, usr_only());
+        let v = ask(&c, Operation::FileExec, "/usr/bin/true");
+        let interp = v.checks.iter().find(|k| k.role == "interpreter");
+        assert!(interp.is_some(), "{:?}", v.checks);
+        let c2 = compiled(
+            Handle::All,
+            vec![FsRule {
+                path: "/usr/bin".into(),
+                access: vec![Access::Exec],
+            }],
+        );
+        let v = ask(&c2, Operation::FileExec, "/usr/bin/true");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert!(v.reason.contains("ld-linux"), "{}", v.reason);
+    }
+
+    #[test]
+    fn cross_directory_rename_needs_refer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        std::fs::write(root.join("a/f"), "x").unwrap();
+        let rule = |access| FsRule {
+            path: root.to_string_lossy().into_owned(),
+            access,
+        };
+        let c = compiled(
+            Handle::All,
+            vec![rule(vec![Access::Create, Access::Remove])],
+        );
+        let src_path = root.join("a/f").to_string_lossy().into_owned();
+        let dst_path = root.join("b/g").to_string_lossy().into_owned();
+        let input = OracleInput {
+            scenario_id: "p:r",
+            probe_id: "r",
+            operation: Operation::FileRename,
+            driver: Driver::Builtin,
+            target: Some(&src_path),
+            destination: Some(&dst_path),
+            program: None,
+            base: Path::new("/"),
+        };
+        let (verdict, witnesses) = predict(&c, &input);
+        assert_eq!(verdict.decision, OracleDecision::Deny);
+        assert!(verdict.reason.contains("refer"), "{}", verdict.reason);
+        assert_eq!(witnesses.len(), 2);
+        let c = compiled(
+            Handle::All,
+            vec![rule(vec![Access::Create, Access::Remove, Access::Rename])],
+        );
+        assert_eq!(predict(&c, &input).0.decision, OracleDecision::Allow);
+    }
+}
