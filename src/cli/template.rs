@@ -1,13 +1,286 @@
-//! `list-templates`, `plan-build`.
+//! Templates and plan-build (`DESIGN.md` §3.4): `list-templates` (every template with its
+//! parameters: on stdout, a block per template, or with `--json` an array) and `plan-build`
+//! (what was written on stderr; with `--json` the build report on stdout).
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
 
 use super::args::PlanBuildArgs;
-use super::{Ctx, Io, not_implemented};
-use crate::Result;
+use super::{Ctx, Io};
+use crate::lint::format::shown;
+use crate::model::template::ParamType;
+use crate::template::{self, Entry, Param, build::Action, params};
+use crate::{Result, exit_code};
 
-pub fn list_templates(_ctx: &Ctx, _io: &mut Io<'_>) -> Result<i32> {
-    Err(not_implemented("list-templates"))
+/// The constraints of a parameter as short phrases.
+fn constraints(p: &Param) -> Vec<String> {
+    let s = &p.spec;
+    let mut out = Vec::new();
+    match (s.minimum, s.maximum) {
+        (Some(a), Some(b)) => out.push(format!("{a}-{b}")),
+        (Some(a), None) => out.push(format!(">= {a}")),
+        (None, Some(b)) => out.push(format!("<= {b}")),
+        (None, None) => {}
+    }
+    match (s.min_items, s.max_items) {
+        (Some(a), Some(b)) => out.push(format!("{a}-{b} items")),
+        (Some(a), None) => out.push(format!(
+            "at least {a} item{}",
+            if a == 1 { "" } else { "s" }
+        )),
+        (None, Some(b)) => out.push(format!("at most {b} items")),
+        (None, None) => {}
+    }
+    match (s.min_length, s.max_length) {
+        (Some(a), Some(b)) => out.push(format!("{a}-{b} characters")),
+        (Some(a), None) => out.push(format!("at least {a} characters")),
+        (None, Some(b)) => out.push(format!("at most {b} characters")),
+        (None, None) => {}
+    }
+    if let Some(v) = &s.values {
+        out.push(v.join("|"));
+    }
+    if matches!(s.kind, ParamType::Path | ParamType::PathList) {
+        match &s.beneath {
+            Some(b) => out.push(format!("beneath {b}")),
+            None => out.push("absolute".into()),
+        }
+    }
+    if !s.exclude.is_empty() {
+        out.push(format!("not overlapping {}", s.exclude.join(", ")));
+    }
+    for d in &s.disjoint_with {
+        out.push(format!("no items shared with {d}"));
+    }
+    out
 }
 
-pub fn plan_build(_ctx: &Ctx, _io: &mut Io<'_>, _a: &PlanBuildArgs) -> Result<i32> {
-    Err(not_implemented("plan-build"))
+fn param_json(p: &Param) -> Value {
+    let s = &p.spec;
+    let mut c = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            c.insert(k.into(), v);
+        }
+    };
+    put("minimum", s.minimum.map(Value::from));
+    put("maximum", s.maximum.map(Value::from));
+    put("min_items", s.min_items.map(Value::from));
+    put("max_items", s.max_items.map(Value::from));
+    put("min_length", s.min_length.map(Value::from));
+    put("max_length", s.max_length.map(Value::from));
+    put("values", s.values.clone().map(Value::from));
+    put("beneath", s.beneath.clone().map(Value::from));
+    put(
+        "exclude",
+        (!s.exclude.is_empty()).then(|| Value::from(s.exclude.clone())),
+    );
+    put(
+        "disjoint_with",
+        (!s.disjoint_with.is_empty()).then(|| {
+            Value::from(
+                s.disjoint_with
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
+        }),
+    );
+    let mut v = json!({
+        "name": p.name,
+        "type": s.kind.as_str(),
+        "description": s.description,
+        "required": p.default.is_none(),
+        "builtin": p.builtin,
+        "constraints": c,
+        "example": params::example(p),
+    });
+    if let Some(d) = &p.default {
+        v["default"] = d.clone();
+    }
+    v
+}
+
+fn entry_json(e: &Entry, ctx: &Ctx) -> Value {
+    let path = match e.origin {
+        template::Origin::Project => shown(&e.path, &ctx.cwd),
+        template::Origin::BuiltIn => e.path.display().to_string(),
+    };
+    match &e.template {
+        Ok(t) => json!({
+            "template_id": e.id,
+            "origin": e.origin.as_str(),
+            "path": path,
+            "valid": true,
+            "description": t.file.description,
+            "output_format": t.file.output_format.unwrap_or_default().as_str(),
+            "parameters": t.params.iter().map(param_json).collect::<Vec<_>>(),
+        }),
+        Err(err) => json!({
+            "template_id": e.id,
+            "origin": e.origin.as_str(),
+            "path": path,
+            "valid": false,
+            "error": {"message": err.to_string(), "hint": err.hint()},
+        }),
+    }
+}
+
+/// Columns padded to their widest cell; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut s = String::from(indent);
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&header.iter().map(|h| (*h).to_string()).collect::<Vec<_>>());
+    for r in rows {
+        line(r);
+    }
+    out
+}
+
+pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
+    let entries = template::catalog(&ctx.root)?;
+    let invalid = entries.iter().filter(|e| e.template.is_err()).count();
+    let code = if invalid > 0 {
+        exit_code::FINDINGS
+    } else {
+        exit_code::OK
+    };
+    if ctx.json {
+        let v: Vec<Value> = entries.iter().map(|e| entry_json(e, ctx)).collect();
+        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+        return Ok(code);
+    }
+    if entries.is_empty() {
+        io.errln("no templates found")?;
+        return Ok(exit_code::NOTHING_SELECTED);
+    }
+    let mut out = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let origin = match e.origin {
+            template::Origin::Project => format!("project: {}", shown(&e.path, &ctx.cwd)),
+            template::Origin::BuiltIn => "built-in".to_string(),
+        };
+        let _ = writeln!(out, "{} ({origin})", e.id);
+        match &e.template {
+            Err(err) => {
+                let _ = writeln!(out, "  INVALID: {err}");
+                if let Some(h) = err.hint() {
+                    let _ = writeln!(out, "  hint: {h}");
+                }
+            }
+            Ok(t) => {
+                let _ = writeln!(out, "  {}", t.file.description);
+                let rows: Vec<Vec<String>> = t
+                    .params
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.name.clone(),
+                            p.spec.kind.as_str().to_string(),
+                            p.default.as_ref().map_or_else(
+                                || "(required)".into(),
+                                |d| {
+                                    let s = params::scalar_text(d);
+                                    if s.is_empty() { "(none)".into() } else { s }
+                                },
+                            ),
+                            {
+                                let c = constraints(p);
+                                if c.is_empty() {
+                                    "-".into()
+                                } else {
+                                    c.join("; ")
+                                }
+                            },
+                            p.spec.description.clone(),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(
+                    &["PARAMETER", "TYPE", "DEFAULT", "CONSTRAINTS", "DESCRIPTION"],
+                    &rows,
+                    "  ",
+                ));
+            }
+        }
+    }
+    if invalid > 0 {
+        let _ = writeln!(
+            out,
+            "\n{invalid} template{} invalid",
+            if invalid == 1 { " is" } else { "s are" }
+        );
+    }
+    io.out_bytes(out.as_bytes())?;
+    Ok(code)
+}
+
+pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> {
+    let t = template::find(&ctx.root, &a.template)?;
+    let report = template::build(
+        &t,
+        &template::BuildOptions {
+            out: a.out.clone(),
+            sets: a.set.clone(),
+            overwrite: a.overwrite,
+            expected_matrix: !a.no_expected_matrix,
+        },
+    )?;
+    if ctx.json {
+        io.out_bytes(&crate::util::json::to_sorted_pretty(&report)?)?;
+    }
+    if !ctx.quiet {
+        let mut s = format!(
+            "built plan `{}` from template `{}` ({}): {} profile{}, {} probe{}, {} scenario{}\n",
+            report.plan_id,
+            report.template_id,
+            report.format.as_str(),
+            report.profiles,
+            if report.profiles == 1 { "" } else { "s" },
+            report.probes,
+            if report.probes == 1 { "" } else { "s" },
+            report.scenarios,
+            if report.scenarios == 1 { "" } else { "s" },
+        );
+        for f in &report.files {
+            let verb = match f.action {
+                Action::Created => "wrote",
+                Action::Replaced => "replaced",
+                Action::Removed => "removed",
+            };
+            let _ = writeln!(s, "  {verb:<8} {}", shown(&f.path, &ctx.cwd));
+        }
+        for line in &report.lint.findings {
+            let _ = writeln!(s, "  lint: {line}");
+        }
+        let _ = writeln!(
+            s,
+            "next: nexusmon run --plan {}",
+            shown(&report.plan, &ctx.cwd)
+        );
+        io.err
+            .write_all(s.as_bytes())
+            .map_err(|e| crate::Error::io("write", "<stderr>", e))?;
+    }
+    Ok(exit_code::OK)
 }

@@ -61,6 +61,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::ProfilesFile>,
     },
     SchemaSpec {
+        name: "template",
+        file_name: "template.schema.json",
+        title: "nexusmon template",
+        generate: raw::<crate::model::template::TemplateFile>,
+    },
+    SchemaSpec {
         name: "artifact-index",
         file_name: "artifact-index.schema.json",
         title: "nexusmon artifact index",

@@ -13,6 +13,7 @@ pub mod omens;
 pub mod plan;
 pub mod registry;
 pub mod results;
+pub mod template;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};

@@ -1,5 +1,5 @@
 //! `schemas/`: generated from the model types, committed, checked for drift; every shipped
-//! plan and registry file validates against them with an independent validator (Python's
+//! plan, registry and template file validates against them with an independent validator (Python's
 //! `jsonschema`).
 
 use std::path::{Path, PathBuf};
@@ -136,13 +136,17 @@ fn python_validate(schema: &Path, files: &[PathBuf]) -> (i32, String) {
 }
 
 #[test]
-fn shipped_plans_and_registries_validate_with_python_jsonschema() {
+fn shipped_plans_registries_and_templates_validate_with_python_jsonschema() {
     let cases = [
         ("plan.schema.json", shipped("plans", &["plan.json"])),
         ("probes.schema.json", shipped("registry", &["probes.json"])),
         (
             "profiles.schema.json",
             shipped("registry", &["profiles.json"]),
+        ),
+        (
+            "template.schema.json",
+            shipped("templates", &["template.json"]),
         ),
     ];
     for (schema_file, files) in cases {

@@ -1,0 +1,34 @@
+//! The templates built into the binary: the repository's `templates/` at compile time, so
+//! `plan-build` works in any directory. A test checks that every directory under
+//! `templates/` is listed here.
+
+/// One built-in template.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltIn {
+    /// The template id (its directory name).
+    pub id: &'static str,
+    /// The file name in that directory.
+    pub file: &'static str,
+    /// The file's text.
+    pub text: &'static str,
+}
+
+macro_rules! builtin {
+    ($($id:literal),* $(,)?) => {
+        /// Every built-in template, sorted by id.
+        pub const BUILTIN: &[BuiltIn] = &[
+            $(BuiltIn {
+                id: $id,
+                file: "template.json",
+                text: include_str!(concat!("../../templates/", $id, "/template.json")),
+            },)*
+        ];
+    };
+}
+
+builtin!(
+    "exec-allowlist",
+    "readonly-system",
+    "tcp-egress-allowlist",
+    "workspace-confinement",
+);
