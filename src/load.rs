@@ -23,10 +23,14 @@ use crate::{Error, Result};
 pub const DIGEST_VERSION: u32 = 1;
 
 /// The project root of `start`: the nearest ancestor (itself included) holding a
-/// `registry/`, `plans/` or `.nexusmon/` directory; `start` itself if there is none.
+/// `registry/`, `plans/`, `templates/` or `.nexusmon/` directory; `start` itself if there is
+/// none.
 pub fn find_project_root(start: &Path) -> PathBuf {
     fsx::find_upwards(start, |d| {
-        d.join("registry").is_dir() || d.join("plans").is_dir() || d.join(".nexusmon").is_dir()
+        d.join("registry").is_dir()
+            || d.join("plans").is_dir()
+            || d.join("templates").is_dir()
+            || d.join(".nexusmon").is_dir()
     })
     .unwrap_or_else(|| start.to_path_buf())
 }

@@ -191,6 +191,19 @@ fn schema_root(dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// The nearest existing ancestor of `dir` (itself included), if it is not a directory: a
+/// file where the build needs a directory.
+fn blocked(dir: &Path) -> Option<PathBuf> {
+    for a in dir.ancestors() {
+        match std::fs::metadata(a) {
+            Ok(m) if m.is_dir() => return None,
+            Ok(_) => return Some(a.to_path_buf()),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
 /// The relative path from `from_dir` to `root/schemas/<name>.schema.json`, where `from_dir`
 /// lies beneath `root`.
 fn relative_schema(root: &Path, from_dir: &Path, name: &str) -> Option<String> {
@@ -397,18 +410,8 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
     if !opts.expected_matrix {
         stale.push((plan_rel.join("expected_matrix.json"), "expected-matrix"));
     }
-    for dir in [
-        PathBuf::new(),
-        PathBuf::from("plans"),
-        plan_rel.clone(),
-        PathBuf::from("registry"),
-        reg_rel.clone(),
-    ] {
-        let p = out.join(&dir);
-        if let Ok(m) = std::fs::symlink_metadata(&p)
-            && !m.is_dir()
-            && !(m.file_type().is_symlink() && p.is_dir())
-        {
+    for dir in [out.join(&plan_rel), out.join(&reg_rel)] {
+        if let Some(p) = blocked(&dir) {
             return Err(Error::usage(format!(
                 "`{}` is in the way: it is not a directory",
                 p.display()

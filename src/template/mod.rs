@@ -252,12 +252,8 @@ impl Template {
         if problems.len() > 8 {
             let _ = write!(msg, "\n  … and {} more", problems.len() - 8);
         }
-        let e = Error::usage(msg);
-        match self.origin {
-            Origin::Project => e.with_path(&self.path),
-            Origin::BuiltIn => e,
-        }
-        .with_hint("fix the template; `nexusmon list-templates` checks every template")
+        Error::usage(msg)
+            .with_hint("fix the template; `nexusmon list-templates` checks every template")
     }
 
     /// Render with every default, to catch what only values reveal. Templates with a

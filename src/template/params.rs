@@ -88,7 +88,12 @@ pub fn check_spec(
         ));
     }
     let t = spec.kind;
-    let not_for = |what: &str| format!("`{what}` does not apply to a `{}` parameter", t.as_str());
+    let not_for = |what: &str| {
+        format!(
+            "`{what}` does not apply to parameters of type `{}`",
+            t.as_str()
+        )
+    };
     let numeric = matches!(
         t,
         ParamType::Integer | ParamType::Port | ParamType::PortList
@@ -196,13 +201,9 @@ pub fn check_spec(
     }
     match &spec.default {
         None => Ok(None),
-        Some(d) => from_json(spec, d).map(Some).map_err(|e| {
-            format!(
-                "the default {} does not satisfy the declaration: {}",
-                show_json(d),
-                e.rule
-            )
-        }),
+        Some(d) => from_json(spec, d)
+            .map(Some)
+            .map_err(|e| format!("default: `{}` {}", e.value, e.rule)),
     }
 }
 
@@ -618,10 +619,18 @@ pub fn example(p: &Param) -> String {
     }
     match p.spec.kind {
         ParamType::String => "text".into(),
-        ParamType::Integer => p.spec.minimum.unwrap_or(1).to_string(),
+        ParamType::Integer => p.spec.minimum.or(p.spec.maximum).unwrap_or(1).to_string(),
         ParamType::Boolean => "true".into(),
-        ParamType::Port => "443".into(),
-        ParamType::PortList => "443,8443".into(),
+        ParamType::Port => in_range(p, 443).to_string(),
+        ParamType::PortList => {
+            let a = in_range(p, 443);
+            let b = if a < p.spec.maximum.unwrap_or(65535) {
+                a + 1
+            } else {
+                a - 1
+            };
+            format!("{a},{b}")
+        }
         ParamType::Path | ParamType::PathList => match &p.spec.beneath {
             Some(b) => format!("{b}/dir"),
             None => "/usr/bin/true".into(),
@@ -636,13 +645,24 @@ pub fn example(p: &Param) -> String {
     }
 }
 
+/// `want` if the parameter's bounds allow it, else the nearest bound.
+fn in_range(p: &Param, want: i64) -> i64 {
+    let lo = p.spec.minimum.unwrap_or(1);
+    let hi = p.spec.maximum.unwrap_or(65535).max(lo);
+    want.clamp(lo, hi)
+}
+
 /// The error for a value that fails its parameter.
 pub fn value_error(template_id: &str, p: &Param, e: &ValueError) -> Error {
+    let shown = if e.value.is_empty() {
+        "the empty value".to_string()
+    } else {
+        format!("`{}`", e.value)
+    };
     Error::usage(format!(
-        "template `{template_id}`: parameter `{}` ({}): `{}` {}",
+        "template `{template_id}`: parameter `{}` ({}): {shown} {}",
         p.name,
         p.spec.kind.as_str(),
-        e.value,
         e.rule
     ))
     .with_hint(format!("for example: --set {}={}", p.name, example(p)))

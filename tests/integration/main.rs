@@ -18,3 +18,5 @@ mod run;
 mod run_children;
 mod schemas;
 mod status;
+mod template;
+mod template_run;
