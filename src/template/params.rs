@@ -762,6 +762,31 @@ pub fn resolve(template_id: &str, params: &[Param], sets: &[String]) -> Result<R
                 .filter(|x| b.contains(x))
                 .map(scalar_text)
                 .collect();
+            if shared.is_empty() && p.spec.kind == ParamType::PathList {
+                // Paths overlap when one lies beneath the other: allowing `/usr/bin` while
+                // denying `/usr/bin/id` is as contradictory as listing it twice.
+                for x in a.iter().filter_map(Value::as_str) {
+                    for y in b.iter().filter_map(Value::as_str) {
+                        let (cx, cy) = (path_components(x), path_components(y));
+                        let n = cx.len().min(cy.len());
+                        if cx[..n] == cy[..n] {
+                            let how = if cx.len() < cy.len() {
+                                "contains"
+                            } else {
+                                "lies beneath"
+                            };
+                            return Err(Error::usage(format!(
+                                "template `{template_id}`: parameters `{}` and `{other}` must not overlap, but `{x}` ({}) {how} `{y}` ({other})",
+                                p.name, p.name
+                            ))
+                            .with_hint(format!(
+                                "list disjoint paths in --set {}=… and --set {other}=…",
+                                p.name
+                            )));
+                        }
+                    }
+                }
+            }
             if !shared.is_empty() {
                 return Err(Error::usage(format!(
                     "template `{template_id}`: parameters `{}` and `{other}` must not share items, but both have {}",

@@ -873,6 +873,25 @@ fn bad_parameters_are_refused_naming_the_parameter_value_rule_and_an_example() {
             &["lies beneath `/usr/lib`"],
         ),
         (
+            "exec-allowlist",
+            &["--set", "allowed=/usr/bin"],
+            &[
+                "parameters `allowed` and `denied` must not overlap, but `/usr/bin` (allowed) contains `/usr/bin/id` (denied)",
+            ],
+        ),
+        (
+            "exec-allowlist",
+            &[
+                "--set",
+                "allowed=/usr/bin/true",
+                "--set",
+                "denied=/usr/bin/true,/usr/bin/id",
+            ],
+            &[
+                "parameters `allowed` and `denied` must not share items, but both have `/usr/bin/true`",
+            ],
+        ),
+        (
             "workspace-confinement",
             &["--set", "refer=1"],
             &["`1` is not a boolean"],
@@ -1055,4 +1074,66 @@ fn a_yaml_template_file_is_accepted() {
     let r = Test::new().cwd(t.path()).arg("list-plans").run();
     r.code(0);
     assert!(r.stdout.contains("tiny"), "{}", r.stdout);
+}
+
+#[test]
+fn a_project_template_shadows_the_built_in_one_with_its_id() {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("templates/tcp-egress-allowlist/template.json"))
+            .unwrap();
+    let mine = shipped.replace(
+        "\"kind\": \"experiment\",",
+        "\"kind\": \"experiment\",\n    \"execution\": {\"timeout_ms\": 2000, \"retries\": 1},",
+    );
+    let mine = mine.replace(
+        "    \"execution\": {\"timeout_ms\": 5000, \"retries\": 0}\n",
+        "    \"lanes\": {\"baseline\": true, \"scenario\": true, \"oracle\": true}\n",
+    );
+    let mine = mine.replace(
+        "    \"lanes\": {\"baseline\": true, \"scenario\": true, \"oracle\": true},\n",
+        "",
+    );
+    assert_ne!(mine, shipped);
+    let t = Test::new().write("templates/tcp-egress-allowlist/template.json", &mine);
+    let t = t.args(["--json", "list-templates"]);
+    let r = t.run();
+    r.code(0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let origins: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["template_id"].as_str().unwrap(),
+                e["origin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            ("exec-allowlist", "built-in"),
+            ("readonly-system", "built-in"),
+            ("tcp-egress-allowlist", "project"),
+            ("workspace-confinement", "built-in"),
+        ]
+    );
+    assert_eq!(v[2]["path"], "templates/tcp-egress-allowlist/template.json");
+    let r = Test::new()
+        .cwd(t.path())
+        .args([
+            "plan-build",
+            "--template",
+            "tcp-egress-allowlist",
+            "--out",
+            ".",
+        ])
+        .run();
+    r.code(0);
+    let plan: Value = serde_json::from_slice(
+        &std::fs::read(t.path().join("plans/tcp-egress-allowlist/plan.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["execution"]["retries"], 1, "{plan:#}");
 }
