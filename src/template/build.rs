@@ -24,7 +24,8 @@
 //! 5. write the files atomically, one by one: registry first, plan last, so an interrupted
 //!    build never leaves a plan whose registry is missing. With `--overwrite`, stale
 //!    alternatives (`plan.yaml` when writing `plan.json`, an old `expected_matrix.json` with
-//!    `--no-expected-matrix`) are removed after the new files are in place.
+//!    `--no-expected-matrix`) are removed after the new files are in place. If a write fails
+//!    midway (a full disk), the files and directories this build created are removed again.
 //!
 //! `$schema`: when the out directory lies inside a tree whose root has `schemas/` with the
 //! plan, probes and profiles schemas (a nexusmon checkout, or a project that keeps copies),
@@ -452,23 +453,61 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
         .with_hint("pass --overwrite to replace them (stale plan.yaml/plan.json alternatives are removed), or choose another --out"));
     }
 
-    // Write.
-    let mut actions = Vec::new();
+    // Write. If a write fails (a full disk, a permission), the files this build created are
+    // removed again, so a failed build leaves nothing new behind.
+    let mut actions: Vec<FileAction> = Vec::new();
     let mut dirs_done: Vec<PathBuf> = Vec::new();
+    // Directories this build creates, deepest first (removed again on failure).
+    let mut new_dirs: Vec<PathBuf> = Vec::new();
+    for f in &files {
+        for a in out.join(&f.rel).ancestors().skip(1) {
+            if a.exists() {
+                break;
+            }
+            if !new_dirs.iter().any(|d| d == a) {
+                new_dirs.push(a.to_path_buf());
+            }
+        }
+    }
+    new_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for f in &files {
         let p = out.join(&f.rel);
-        if let Some(parent) = p.parent()
-            && !dirs_done.iter().any(|d| d == parent)
-        {
-            fsx::create_dir_all(parent)?;
-            dirs_done.push(parent.to_path_buf());
-        }
         let action = if existing.contains(&p) {
             Action::Replaced
         } else {
             Action::Created
         };
-        fsx::write_atomic(&p, &f.bytes)?;
+        let written = (|| {
+            if let Some(parent) = p.parent()
+                && !dirs_done.iter().any(|d| d == parent)
+            {
+                fsx::create_dir_all(parent)?;
+                dirs_done.push(parent.to_path_buf());
+            }
+            fsx::write_atomic(&p, &f.bytes)
+        })();
+        if let Err(e) = written {
+            let replaced: Vec<String> = actions
+                .iter()
+                .filter(|a| a.action == Action::Replaced)
+                .map(|a| a.path.display().to_string())
+                .collect();
+            for a in actions.iter().filter(|a| a.action == Action::Created) {
+                let _ = std::fs::remove_file(&a.path);
+            }
+            for d in &new_dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+            let hint = if replaced.is_empty() {
+                "nothing was written; fix the cause and build again".to_string()
+            } else {
+                format!(
+                    "the files it created were removed; these were already replaced: {}; build again with --overwrite",
+                    replaced.join(", ")
+                )
+            };
+            return Err(e.with_hint(hint));
+        }
         actions.push(FileAction {
             path: p,
             kind: f.kind,

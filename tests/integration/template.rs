@@ -1137,3 +1137,48 @@ fn a_project_template_shadows_the_built_in_one_with_its_id() {
     .unwrap();
     assert_eq!(plan["execution"]["retries"], 1, "{plan:#}");
 }
+
+/// Removes the immutable flag on drop, so the temp dir can be deleted even if a check fails.
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_write_that_fails_midway_removes_the_files_the_build_created() {
+    // The registry is written first; the plan directory is made immutable (even root cannot
+    // create files in it), so the build fails after two files and must take them back.
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("gen");
+    let plan_dir = out.join("plans/exec-allowlist");
+    std::fs::create_dir_all(&plan_dir).unwrap();
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(&plan_dir)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "chattr +i (e2fsprogs, on ext4) is needed for this test"
+    );
+    let guard = Immutable(plan_dir.clone());
+    let r = plan_build(d.path(), d.path(), "exec-allowlist", &out, &[]);
+    r.code(3);
+    assert!(r.stderr.contains("plans/exec-allowlist"), "{}", r.stderr);
+    assert!(r.stderr.contains("Operation not permitted"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("hint: nothing was written; fix the cause and build again"),
+        "{}",
+        r.stderr
+    );
+    drop(guard);
+    let left: Vec<String> = tree(&out).into_keys().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The directories it created are gone too; the ones that were there stay.
+    assert!(!out.join("registry").exists());
+    assert!(plan_dir.is_dir());
+}
