@@ -127,6 +127,27 @@ fn entry_json(e: &Entry, ctx: &Ctx) -> Value {
     }
 }
 
+/// `text` wrapped at 100 columns, every line starting with `indent`.
+fn wrap(text: &str, indent: &str) -> String {
+    const WIDTH: usize = 100;
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.chars().count() > WIDTH {
+            let _ = writeln!(out, "{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+    out
+}
+
 /// Columns padded to their widest cell; the last column is not padded.
 fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -189,7 +210,7 @@ pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
                 }
             }
             Ok(t) => {
-                let _ = writeln!(out, "  {}", t.file.description);
+                out.push_str(&wrap(&t.file.description, "  "));
                 let rows: Vec<Vec<String>> = t
                     .params
                     .iter()
@@ -212,15 +233,23 @@ pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
                                     c.join("; ")
                                 }
                             },
-                            p.spec.description.clone(),
                         ]
                     })
                     .collect();
-                out.push_str(&table(
-                    &["PARAMETER", "TYPE", "DEFAULT", "CONSTRAINTS", "DESCRIPTION"],
+                // The table, each parameter's description wrapped beneath its row.
+                let text = table(
+                    &["PARAMETER", "TYPE", "DEFAULT", "CONSTRAINTS"],
                     &rows,
                     "  ",
-                ));
+                );
+                let mut lines = text.lines();
+                if let Some(header) = lines.next() {
+                    let _ = writeln!(out, "{header}");
+                }
+                for (line, p) in lines.zip(&t.params) {
+                    let _ = writeln!(out, "{line}");
+                    out.push_str(&wrap(&p.spec.description, "      "));
+                }
             }
         }
     }

@@ -185,7 +185,9 @@ fn list_templates_reports_broken_project_templates_with_line_and_column() {
     // The valid project templates and the built-in ones are still listed.
     assert!(r.stdout.contains("needs-port (project:"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("port       port    (required)  >= 1024"),
+        r.stdout.contains(
+            "  port       port    (required)  >= 1024\n      Required: the port to connect to.\n"
+        ),
         "{}",
         r.stdout
     );
