@@ -30,6 +30,7 @@ pub mod anchors;
 pub mod approvals;
 pub mod audit;
 pub mod evolution;
+pub mod explain;
 pub mod gate;
 pub mod mission;
 pub mod missions;
@@ -95,6 +96,8 @@ pub struct GateReport {
     pub plan_digest: Digest,
     /// Its path.
     pub plan_path: PathBuf,
+    /// The mission's `requested_by` (missions only).
+    pub requested_by: Option<String>,
     /// The approval records considered (given and found beside the plan), sorted.
     pub records: Vec<PathBuf>,
     /// Their verdicts.
@@ -271,6 +274,7 @@ impl Governance {
             plan_id: plan.plan.plan_id.to_string(),
             plan_digest: plan.digest.clone(),
             plan_path: plan.path.clone(),
+            requested_by: plan.plan.mission.as_ref().map(|m| m.requested_by.clone()),
             records,
             approvals: check,
             decision,
