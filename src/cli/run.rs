@@ -155,7 +155,7 @@ impl Gate for GovGate {
                         )
                     })
                     .collect();
-                message.push_str(&format!("; not counted: {}", list.join(", ")));
+                let _ = write!(message, "; not counted: {}", list.join(", "));
             }
             GateRefusal {
                 message,

@@ -844,10 +844,21 @@ impl LogSink for BundleLogs<'_> {
 pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
     let started = Instant::now();
     let loaded = load_plan(&settings.plan_path)?;
+    // A plan that does not lint is refused (exit 2) before anything runs. A mission is
+    // linted before its tasks are selected, so a broken task graph is reported with every
+    // other finding; an experiment that selects nothing still exits 6.
+    let lint = || {
+        crate::lint::check_plan(&loaded.path, &settings.root)?
+            .refuse_on_errors(&loaded.path, &settings.root)
+    };
+    let is_mission = loaded.plan.kind == crate::model::plan::PlanKind::Mission;
+    if is_mission {
+        lint()?;
+    }
     let selected = select(&loaded, &settings.only_profiles, &settings.only_scenarios)?;
-    // A plan that does not lint is refused (exit 2) before anything runs.
-    crate::lint::check_plan(&loaded.path, &settings.root)?
-        .refuse_on_errors(&loaded.path, &settings.root)?;
+    if !is_mission {
+        lint()?;
+    }
     let plan = &loaded.plan;
 
     // Variables known before anything runs.
@@ -2917,6 +2928,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)] // b(aseline), s(cenario), c(tx), a(ssembled), t(asks)
     fn a_failed_task_skips_its_dependents_transitively_in_every_lane_and_they_never_run() {
         // fetch → build → ship; notes is independent; fetch fails (denied).
         let scs = vec![

@@ -2,6 +2,8 @@
 //! refusal (which approvals are missing, the `approve` / `ssh-keygen -Y sign` commands, how
 //! to clear a locked omen). Pure text from a [`GateReport`]; the command layer prints it.
 
+use std::fmt::Write as _;
+
 use super::GateReport;
 use crate::model::approval::SIGNATURE_NAMESPACE;
 use crate::model::plan::{PlanKind, Rank};
@@ -27,7 +29,7 @@ pub fn describe_plan(report: &GateReport) -> String {
     }
     let mut s = format!("rank {}", rank_word(d.rank));
     if let Some(c) = d.composite {
-        s.push_str(&format!(", composite {} {}", c.score, c.band.as_str()));
+        let _ = write!(s, ", composite {} {}", c.score, c.band.as_str());
     }
     s
 }
@@ -96,7 +98,7 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
         if d.required_approvals >= 2 {
             s.push_str(" (from distinct approvers");
             if let Some(r) = &requester {
-                s.push_str(&format!(", not the requester `{r}`"));
+                let _ = write!(s, ", not the requester `{r}`");
             }
             s.push(')');
         }
