@@ -2463,7 +2463,7 @@ pub fn assemble(
         if !skipped_tasks.is_empty() {
             let _ = write!(
                 reason,
-                ", {} skipped because of it ({})",
+                ", {} skipped because a task they depend on failed ({})",
                 skipped_tasks.len(),
                 list(&skipped_tasks)
             );

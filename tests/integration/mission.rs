@@ -251,6 +251,28 @@ fn rank_a_is_refused_until_approved_with_ssh_keygen_and_an_edited_probe_voids_th
     );
     assert_eq!(index["audit_head"]["seq"], log.len() - 2);
     p.nx(&["audit", "verify"]).code(0);
+    // Editing the run-started line fails verification and names it; cutting the tail
+    // fails through the anchor in this run's index.
+    let path = p.state().join("audit.jsonl");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let n = lines.len();
+    let mut edited: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    edited[n - 2] = edited[n - 2].replace("\"ranked-a\"", "\"ranked-b\"");
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    let v = p.nx(&["audit", "verify"]);
+    v.code(1);
+    assert!(v.stderr.contains(&format!("first bad line: {}", n - 1)), "{}", v.stderr);
+    std::fs::write(&path, lines[..n - 2].join("\n") + "\n").unwrap();
+    let v = p.nx(&["audit", "verify"]);
+    v.code(1);
+    assert!(
+        v.stderr.contains(&format!("{}/artifact_index.json anchors seq {}", b.display(), n - 2)),
+        "{}",
+        v.stderr
+    );
+    std::fs::write(&path, &original).unwrap();
+    p.nx(&["audit", "verify"]).code(0);
 
     // Edit one probe the plan runs (its timeout): the approval is void, refused again.
     clear_marks(&p);
