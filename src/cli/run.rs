@@ -2,7 +2,9 @@
 //! `--json` (one per finished observation, plus start, preflight and end events), show a
 //! progress bar when stderr is a terminal, and print the human summary on stderr: the
 //! scenario × lane table, the mismatches with the oracle's reasons, the bundle and the exit
-//! reason.
+//! reason. For a mission: the tasks in dependency order with their results (or, with `--dry`,
+//! the oracle's prediction and the gate's decision); a refusal prints the decision and what
+//! to do (the `approve` and `ssh-keygen -Y sign` commands) before the error.
 
 use std::fmt::Write as _;
 

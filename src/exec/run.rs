@@ -7,6 +7,21 @@
 //! into [`RunSettings`] (no clap types here) and renders [`RunEvent`]s and the
 //! [`RunOutcome`]. Governance slots in through [`Gate`] (consulted after resolve, before the
 //! lock) and [`AuditHook`] (the audit head at seal time, a notification after).
+//!
+//! **Missions** (`DESIGN.md` §8) run through the same pipeline. Each task is one scenario
+//! row `<profile>:<probe>` with its expectation (`expect`, default `allow`) and, in every
+//! result file, its `task_id` (plus `depends_on`, and `skipped_because` for a task that did
+//! not run); a mission's declared `scenarios`/`controls` run beside the tasks, outside the
+//! graph. [`run_lanes`] schedules the tasks with the DAG scheduler: in dependency order,
+//! independent tasks in parallel up to the job cap (the gate caps a mission at one task at
+//! a time without the `parallel-missions` capability); a task that fails (its scenario-lane
+//! outcome is not its expectation) skips every task that depends on it, directly or not.
+//! The tasks share one workspace per lane as `${SCRATCH}` (`<scratch>/mission/<lane>`), so
+//! a task hands its output to its dependents. Lanes: the scenario lane is required, the
+//! oracle lane follows `lanes.oracle`, and the baseline lane, which would do a task's work a
+//! second time without any policy, runs only when the plan sets `lanes.baseline: true`
+//! explicitly. `summary.json` counts the tasks (`tasks`: succeeded, failed, skipped, the
+//! layers); a failed task exits 1, skipped tasks are counted, not mismatches.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -8,6 +8,8 @@
 //! "nothing ran" is proven by the absence of its file, order and overlap by the times the
 //! tasks wrote themselves.
 
+#![allow(clippy::many_single_char_names)] // p(roject), r(esult), b(undle), v(alue), n, w
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -262,12 +264,20 @@ fn rank_a_is_refused_until_approved_with_ssh_keygen_and_an_edited_probe_voids_th
     std::fs::write(&path, edited.join("\n") + "\n").unwrap();
     let v = p.nx(&["audit", "verify"]);
     v.code(1);
-    assert!(v.stderr.contains(&format!("first bad line: {}", n - 1)), "{}", v.stderr);
+    assert!(
+        v.stderr.contains(&format!("first bad line: {}", n - 1)),
+        "{}",
+        v.stderr
+    );
     std::fs::write(&path, lines[..n - 2].join("\n") + "\n").unwrap();
     let v = p.nx(&["audit", "verify"]);
     v.code(1);
     assert!(
-        v.stderr.contains(&format!("{}/artifact_index.json anchors seq {}", b.display(), n - 2)),
+        v.stderr.contains(&format!(
+            "{}/artifact_index.json anchors seq {}",
+            b.display(),
+            n - 2
+        )),
         "{}",
         v.stderr
     );
@@ -528,6 +538,37 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
             .contains("shared by every task"),
         "{m:#}"
     );
+    // By default a mission does not run its work a second time without the policy.
+    assert_eq!(m["lanes"]["lanes"], json!(["scenario", "oracle"]));
+    let base = read(&latest(&p), "baseline_results.json");
+    assert_eq!(base["observations"], json!([]));
+
+    // Asked for explicitly, the baseline lane runs the tasks in order in its own workspace.
+    let plan = p.path("plans/workspace/plan.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    v["lanes"] = json!({"baseline": true});
+    std::fs::write(&plan, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    run(&p, "workspace", &[]).code(0);
+    let b = latest(&p);
+    assert_eq!(
+        read(&b, "run_manifest.json")["lanes"]["lanes"],
+        json!(["baseline", "scenario", "oracle"])
+    );
+    let base = read(&b, "baseline_results.json");
+    let outcomes: Vec<(&str, &str)> = base["observations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["task_id"].as_str().unwrap(),
+                o["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, vec![("read", "allow"), ("write", "allow")]);
+    let rows = &read(&b, "runtime_events.normalized.json")["rows"];
+    assert_eq!(row(rows, "read")["attribution"], "unaffected");
 }
 
 /// The intervals two tasks recorded around a one-second sleep.
@@ -836,8 +877,8 @@ fn the_shipped_mission_demo_lints_clean_and_runs_green_after_init() {
         &dir.path().join("plans/mission-demo"),
     );
     copy_dir(
-        &repo_root().join("registry/missions-demo"),
-        &dir.path().join("registry/missions-demo"),
+        &repo_root().join("registry/missions"),
+        &dir.path().join("registry/missions"),
     );
     let p = Project { dir };
     let lint = p.nx(&["--json", "plan-lint", "plans/mission-demo/plan.json"]);
