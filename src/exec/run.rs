@@ -1441,6 +1441,7 @@ fn oracle_event(sc: &ScenarioRun, v: &OracleVerdict) -> RunEvent {
         flaky: false,
         detail: v.reason.clone(),
         wall_us: None,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
     }
 }
 
@@ -1457,6 +1458,7 @@ fn observation_event(o: &Observation, expected: Expectation) -> RunEvent {
         flaky: o.flaky,
         detail: o.result.detail.clone(),
         wall_us: Some(o.result.rusage.wall_us),
+        task_id: o.task_id.clone(),
     }
 }
 

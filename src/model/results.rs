@@ -1198,6 +1198,9 @@ pub enum RunEvent {
         /// Wall time of the deciding attempt, microseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wall_us: Option<u64>,
+        /// The mission task (missions only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
     },
     /// The run ended.
     RunEnd {

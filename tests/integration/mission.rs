@@ -815,8 +815,8 @@ fn filters_that_cut_a_task_from_what_it_depends_on_are_refused() {
         r.stderr
     );
     assert!(!p.path("out").exists());
-    // A closed selection runs.
-    run(
+    // A closed selection runs; the NDJSON stream names each observation's task.
+    let r = run(
         &p,
         "chain",
         &[
@@ -824,10 +824,22 @@ fn filters_that_cut_a_task_from_what_it_depends_on_are_refused() {
             "work:mark-fourth",
             "--only-scenario",
             "work:read-shadow",
+            "--json",
         ],
-    )
-    .code(0);
+    );
+    r.code(0);
     assert_eq!(read(&latest(&p), "summary.json")["tasks"]["total"], 2);
+    let tasks: std::collections::BTreeSet<String> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "observation" && e["lane"] == "scenario")
+        .map(|e| e["task_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        tasks,
+        ["guard", "notes"].iter().map(ToString::to_string).collect()
+    );
 }
 
 #[test]
