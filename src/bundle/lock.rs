@@ -59,6 +59,9 @@ pub struct LockHolder {
     /// The run the lock was taken for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The plan that run executes, if any (`missions` shows such missions as running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
 }
 
 impl LockHolder {
@@ -68,8 +71,14 @@ impl LockHolder {
             "pid {} on {} since {}",
             self.pid, self.host, self.started_at
         );
-        if let Some(r) = &self.run_id {
-            let _ = write!(s, " (run {r})");
+        match (&self.run_id, &self.plan_id) {
+            (Some(r), Some(p)) => {
+                let _ = write!(s, " (run {r} of plan {p})");
+            }
+            (Some(r), None) => {
+                let _ = write!(s, " (run {r})");
+            }
+            _ => {}
         }
         s
     }
@@ -93,6 +102,16 @@ impl OutLock {
 
     /// Take the lock, recording `run_id` in the holder record.
     pub fn acquire_for(out_root: &Path, opts: LockOptions, run_id: Option<&str>) -> Result<Self> {
+        Self::acquire_for_plan(out_root, opts, run_id, None)
+    }
+
+    /// Take the lock, recording `run_id` and the `plan_id` it runs in the holder record.
+    pub fn acquire_for_plan(
+        out_root: &Path,
+        opts: LockOptions,
+        run_id: Option<&str>,
+        plan_id: Option<&str>,
+    ) -> Result<Self> {
         crate::util::fsx::create_dir_all(out_root)?;
         let path = out_root.join(super::LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -152,6 +171,7 @@ impl OutLock {
             host: hostname(),
             started_at: crate::util::time::now_rfc3339(),
             run_id: run_id.map(str::to_string),
+            plan_id: plan_id.map(str::to_string),
         };
         let bytes = crate::util::json::to_sorted_line(&me)?;
         let write = (|| {
@@ -344,6 +364,7 @@ mod tests {
             host: hostname(),
             started_at: "2020-01-01T00:00:00Z".into(),
             run_id: Some("old".into()),
+            plan_id: None,
         };
         std::fs::write(
             d.path().join(".lock"),

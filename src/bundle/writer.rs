@@ -282,6 +282,12 @@ impl StagedBundle {
     /// [`StagedBundle::cleaned_staging`]), create the staging directory, write
     /// `run_status.json` (`in_progress`). A run id whose directory exists is refused.
     pub fn begin(opts: &BeginOptions) -> Result<Self> {
+        Self::begin_for_plan(opts, None)
+    }
+
+    /// [`StagedBundle::begin`], naming the plan the run executes in the out-root lock's
+    /// holder record (so `missions` can tell which mission is running).
+    pub fn begin_for_plan(opts: &BeginOptions, plan_id: Option<&str>) -> Result<Self> {
         let explicit = opts.run_id.clone().or_else(|| {
             std::env::var("NEXUSMON_RUN_ID")
                 .ok()
@@ -289,7 +295,7 @@ impl StagedBundle {
         });
         let mut run_id = explicit.clone().unwrap_or_else(new_run_id);
         validate_run_id(&run_id)?;
-        let lock = OutLock::acquire_for(&opts.out_root, opts.lock, Some(&run_id))?;
+        let lock = OutLock::acquire_for_plan(&opts.out_root, opts.lock, Some(&run_id), plan_id)?;
         let cleaned = clean_staging(&lock)?;
         let staging_root = opts.out_root.join(STAGING_DIR);
         crate::util::fsx::create_dir_all(&staging_root)?;

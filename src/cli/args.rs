@@ -502,6 +502,9 @@ pub struct OmensClearArgs {
 pub struct MissionsArgs {
     /// Directories to search for mission plans (default: <root>/plans).
     pub paths: Vec<PathBuf>,
+    /// Out roots whose running runs to show (repeatable; default: <root>/out).
+    #[arg(long, value_name = "DIR")]
+    pub out: Vec<PathBuf>,
 }
 
 /// `init`.

@@ -1,7 +1,6 @@
 //! `approve`, `audit`, `omens`, `evolve`, `evolution`, `missions`, `init`: thin handlers
 //! over [`crate::govern`].
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -687,7 +686,16 @@ pub fn missions(ctx: &Ctx, io: &mut Io<'_>, a: &MissionsArgs) -> Result<i32> {
         }
         files.extend(missions::find_plan_files(r)?);
     }
-    let rows = missions::list(&gov, &files, &BTreeMap::new(), jiff::Timestamp::now())?;
+    let outs: Vec<PathBuf> = if a.out.is_empty() {
+        vec![ctx.default_out()]
+    } else {
+        a.out
+            .iter()
+            .map(|o| fsx::absolute(&ctx.cwd.join(o)))
+            .collect::<Result<_>>()?
+    };
+    let running = missions::running_in(&outs);
+    let rows = missions::list(&gov, &files, &running, jiff::Timestamp::now())?;
     if ctx.json {
         write_json(io, &json!({ "missions": rows }))?;
         return Ok(exit_code::OK);
@@ -730,6 +738,17 @@ pub fn missions(ctx: &Ctx, io: &mut Io<'_>, a: &MissionsArgs) -> Result<i32> {
             r.plan_id.as_deref().unwrap_or("-"),
             display_rel(&r.path, &ctx.cwd)
         ))?;
+        if let (Some(run), Some(since)) = (&r.run_id, &r.run_started_at) {
+            io.outln(format!(
+                "    run {run} since {since}{}",
+                r.run_out_root
+                    .as_ref()
+                    .map_or_else(String::new, |o| format!(
+                        " (out root {})",
+                        display_rel(o, &ctx.cwd)
+                    ))
+            ))?;
+        }
         if ctx.verbose > 0 || r.state == missions::MissionState::Invalid {
             for flag in &r.flags {
                 io.outln(format!("    flag: {flag}"))?;

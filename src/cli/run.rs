@@ -2,7 +2,9 @@
 //! `--json` (one per finished observation, plus start, preflight and end events), show a
 //! progress bar when stderr is a terminal, and print the human summary on stderr: the
 //! scenario × lane table, the mismatches with the oracle's reasons, the bundle and the exit
-//! reason.
+//! reason. For a mission: the tasks in dependency order with their results (or, with `--dry`,
+//! the oracle's prediction and the gate's decision); a refusal prints the decision and what
+//! to do (the `approve` and `ssh-keygen -Y sign` commands) before the error.
 
 use std::fmt::Write as _;
 
@@ -10,10 +12,10 @@ use super::args::{Channel, LockMode, RunArgs};
 use super::{Ctx, Io};
 use crate::bundle::{LockMode as StoreLockMode, LockOptions};
 use crate::exec::run::{
-    AuditHook, EventSink, Gate, GateDecision, GateInput, RunOutcome, RunSettings, SealReport,
-    execute,
+    AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, RunOutcome, RunSettings,
+    SealReport, execute,
 };
-use crate::govern::{GateReport, Governance, SealedRun, omens::Failure};
+use crate::govern::{GateReport, Governance, SealedRun, explain, omens::Failure};
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::plan::PlanKind;
 use crate::model::results::{ChannelKind, RunEvent, RunStatus};
@@ -112,6 +114,13 @@ struct Governed {
     gov: Governance,
     approvals: Vec<std::path::PathBuf>,
     report: std::cell::RefCell<Option<GateReport>>,
+    /// For paths in messages.
+    cwd: std::path::PathBuf,
+}
+
+/// `p` relative to `cwd` when beneath it (how the operator would type it).
+fn shown(p: &std::path::Path, cwd: &std::path::Path) -> String {
+    p.strip_prefix(cwd).unwrap_or(p).display().to_string()
 }
 
 struct GovGate(std::rc::Rc<Governed>);
@@ -125,12 +134,48 @@ impl Gate for GovGate {
             g.gov.record_refusal(&report)?;
         }
         let d = &report.decision;
+        let refusal = (!report.allows()).then(|| {
+            let plan_arg = shown(&report.plan_path, &g.cwd);
+            let records_dir = report.plan_path.parent().map_or_else(
+                || "approvals".to_string(),
+                |dir| shown(&dir.join("approvals"), &g.cwd),
+            );
+            let text = explain::refusal(&report, &plan_arg, &records_dir);
+            let mut message = text.headline;
+            if !report.approvals.rejected.is_empty() {
+                let list: Vec<String> = report
+                    .approvals
+                    .rejected
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} ({})",
+                            r.path
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                            r.reason.as_str()
+                        )
+                    })
+                    .collect();
+                let _ = write!(message, "; not counted: {}", list.join(", "));
+            }
+            GateRefusal {
+                message,
+                hint: text.next.join("\n    "),
+            }
+        });
         let decision = GateDecision {
             allowed: report.allows(),
             reasons: d.explain(),
-            notes: std::iter::once(format!("gate: {}", d.outcome.as_str()))
-                .chain(d.explain())
-                .collect(),
+            notes: std::iter::once(format!(
+                "gate: {} ({}; rules: {})",
+                d.outcome.as_str(),
+                explain::describe_plan(&report),
+                d.reasons.join(", ")
+            ))
+            .chain(d.explain())
+            .collect(),
+            refusal,
             flags: d.flags.clone(),
             max_jobs: d.max_jobs,
             files: report
@@ -248,6 +293,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         Some(d) => Some(d.clone()),
         None => crate::govern::state::find(&ctx.root),
     };
+    let mut governed = None;
     match state_dir {
         Some(dir) => {
             let g = std::rc::Rc::new(Governed {
@@ -264,9 +310,11 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
                     })
                     .collect(),
                 report: std::cell::RefCell::new(None),
+                cwd: ctx.cwd.clone(),
             });
             settings.gate = Some(Box::new(GovGate(std::rc::Rc::clone(&g))));
-            settings.audit = Some(Box::new(GovAudit(g)));
+            settings.audit = Some(Box::new(GovAudit(std::rc::Rc::clone(&g))));
+            governed = Some(g);
         }
         None if !a.approval.is_empty() => {
             return Err(Error::usage(
@@ -290,15 +338,155 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     if let Some(e) = sink.error.take() {
         return Err(e);
     }
-    let outcome = result?;
+    let report = governed.as_ref().and_then(|g| g.report.borrow().clone());
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if e.kind() == crate::error::ErrorKind::Refused
+                && !ctx.quiet
+                && let Some(r) = &report
+            {
+                let mut lines = explain::decision_lines(r);
+                lines.push(
+                    "nothing was executed and no bundle was written; the refusal is recorded in the audit log"
+                        .to_string(),
+                );
+                io.errln(lines.join("\n"))?;
+            }
+            return Err(e);
+        }
+    };
     if !ctx.quiet {
-        human_summary(io, &outcome)?;
+        // A refused `--dry` says what to do, as a refused run would.
+        let next = report
+            .as_ref()
+            .filter(|r| !r.allows())
+            .map(|r| {
+                let records_dir = r.plan_path.parent().map_or_else(
+                    || "approvals".to_string(),
+                    |dir| shown(&dir.join("approvals"), &ctx.cwd),
+                );
+                explain::refusal(r, &shown(&r.plan_path, &ctx.cwd), &records_dir).next
+            })
+            .unwrap_or_default();
+        human_summary(io, &outcome, report.as_ref(), &next)?;
     }
     Ok(outcome.exit_code)
 }
 
-fn human_summary(io: &mut Io<'_>, o: &RunOutcome) -> Result<()> {
+/// A mission's tasks in dependency order, one line each.
+fn task_lines(o: &RunOutcome, dry: bool) -> String {
     let mut s = String::new();
+    let by_task: std::collections::BTreeMap<&str, &crate::model::results::NormalizedRow> = o
+        .rows
+        .iter()
+        .filter_map(|r| r.task_id.as_deref().map(|t| (t, r)))
+        .collect();
+    let tasks: usize = o.layers.iter().map(Vec::len).sum();
+    let _ = writeln!(
+        s,
+        "mission tasks: {tasks} in {} layer(s) of dependencies, {}",
+        o.layers.len(),
+        if o.jobs > 1 {
+            format!("up to {} at a time", o.jobs)
+        } else {
+            "one at a time".to_string()
+        }
+    );
+    let mut rows = vec![[
+        "layer".to_string(),
+        "task".into(),
+        "scenario".into(),
+        "after".into(),
+        "expected".into(),
+        if dry { "oracle" } else { "observed" }.into(),
+        if dry { "" } else { "result" }.into(),
+    ]];
+    for (n, layer) in o.layers.iter().enumerate() {
+        for t in layer {
+            let Some(r) = by_task.get(t.as_str()) else {
+                continue;
+            };
+            let observed = if dry {
+                r.oracle
+                    .as_ref()
+                    .map_or("-".to_string(), |x| x.decision.as_str().to_string())
+            } else {
+                crate::report::table::cell_text(r.scenario.as_ref())
+            };
+            let result = if dry {
+                String::new()
+            } else {
+                match r.scenario.as_ref().map(|c| c.outcome) {
+                    Some(crate::model::results::Outcome::Skipped) => format!(
+                        "skipped (task `{}` failed)",
+                        r.skipped_because.as_deref().unwrap_or("?")
+                    ),
+                    Some(out) if crate::exec::outcome::matches_expectation(r.expected, out) => {
+                        "succeeded".to_string()
+                    }
+                    _ => "FAILED".to_string(),
+                }
+            };
+            rows.push([
+                (n + 1).to_string(),
+                t.clone(),
+                r.scenario_id.clone(),
+                if r.depends_on.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.depends_on.join(", ")
+                },
+                r.expected.as_str().to_string(),
+                observed,
+                result,
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            let _ = write!(line, "{:<w$}  ", cell, w = widths[i]);
+        }
+        let _ = writeln!(s, "  {}", line.trim_end());
+    }
+    s
+}
+
+fn human_summary(
+    io: &mut Io<'_>,
+    o: &RunOutcome,
+    gate: Option<&GateReport>,
+    next: &[String],
+) -> Result<()> {
+    let mut s = String::new();
+    let mission = !o.layers.is_empty();
+    if o.status == RunStatus::Dry && mission {
+        s.push_str(&task_lines(o, true));
+        let others: Vec<_> = o.rows.iter().filter(|r| r.task_id.is_none()).collect();
+        if !others.is_empty() {
+            let _ = writeln!(
+                s,
+                "other scenarios (outside the task graph): {}",
+                others
+                    .iter()
+                    .map(|r| r.scenario_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(g) = gate {
+            let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
+        }
+        for line in next {
+            let _ = writeln!(s, "{line}");
+        }
+        let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
+        return io.errln(s.trim_end());
+    }
     if o.status == RunStatus::Dry {
         let mut rows = vec![[
             "scenario".to_string(),
@@ -334,13 +522,35 @@ fn human_summary(io: &mut Io<'_>, o: &RunOutcome) -> Result<()> {
                 w2 = widths[2]
             );
         }
-        for reason in &o.refused {
-            let _ = writeln!(s, "governance: {reason}");
+        match gate {
+            Some(g) => {
+                let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
+            }
+            None => {
+                for reason in &o.refused {
+                    let _ = writeln!(s, "governance: {reason}");
+                }
+            }
         }
-        let _ = writeln!(s, "{}", o.exit_reason);
+        for line in next {
+            let _ = writeln!(s, "{line}");
+        }
+        let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
         return io.errln(s.trim_end());
     }
-    if !o.rows.is_empty() {
+    if mission {
+        s.push_str(&task_lines(o, false));
+        let others: Vec<crate::model::results::NormalizedRow> = o
+            .rows
+            .iter()
+            .filter(|r| r.task_id.is_none())
+            .cloned()
+            .collect();
+        if !others.is_empty() {
+            s.push_str("\nother scenarios:\n");
+            s.push_str(&table::align(&table::table_rows(&others)));
+        }
+    } else if !o.rows.is_empty() {
         s.push_str(&table::align(&table::table_rows(&o.rows)));
     }
     let failed: Vec<_> = o.preflight.iter().filter(|p| !p.apply_ok).collect();
@@ -374,6 +584,13 @@ fn human_summary(io: &mut Io<'_>, o: &RunOutcome) -> Result<()> {
         }
         for n in &sum.truncated {
             let _ = writeln!(s, "truncated: {} {}: {}", n.scenario_id, n.lane, n.note);
+        }
+        if !sum.governance_flags.is_empty() {
+            let _ = writeln!(
+                s,
+                "\ngovernance flags: {} (recorded in summary.json and governance/gate.json)",
+                sum.governance_flags.join(", ")
+            );
         }
         for l in &sum.unattributed_leaks {
             let _ = writeln!(

@@ -32,6 +32,16 @@ use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
 
+/// A mission's shared workspace in `lane`: `<scratch>/mission/<lane>` (created). Every
+/// task of a mission gets it as `${SCRATCH}` (and, on the clean channel, as `HOME`,
+/// `TMPDIR` and working directory), so a task hands its results to the tasks that depend
+/// on it; each lane has its own, so the lanes never see each other's work.
+pub fn mission_workspace(scratch: &Scratch, lane: Lane) -> Result<PathBuf> {
+    let d = scratch.root().join("mission").join(lane.as_str());
+    std::fs::create_dir_all(&d).map_err(|e| Error::io("create scratch directory", &d, e))?;
+    Ok(d)
+}
+
 /// Where captured output goes (the bundle).
 pub trait LogSink: Sync {
     /// Write `bytes` at the bundle-relative path `rel`.
@@ -248,12 +258,17 @@ impl<'a> LiveExecutor<'a> {
                 "profile not compiled",
             ));
         };
-        let job_dir = match self.scratch.job_dir(
-            lane.as_str(),
-            sc.spec.profile_id.as_str(),
-            sc.spec.probe_id.as_str(),
-            attempt,
-        ) {
+        let dir = if sc.task.is_some() {
+            mission_workspace(self.scratch, lane)
+        } else {
+            self.scratch.job_dir(
+                lane.as_str(),
+                sc.spec.profile_id.as_str(),
+                sc.spec.probe_id.as_str(),
+                attempt,
+            )
+        };
+        let job_dir = match dir {
             Ok(d) => d,
             Err(e) => {
                 return LaneAttempt::without_child(Attempt::without_child(

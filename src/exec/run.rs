@@ -7,8 +7,24 @@
 //! into [`RunSettings`] (no clap types here) and renders [`RunEvent`]s and the
 //! [`RunOutcome`]. Governance slots in through [`Gate`] (consulted after resolve, before the
 //! lock) and [`AuditHook`] (the audit head at seal time, a notification after).
+//!
+//! **Missions** (`DESIGN.md` §8) run through the same pipeline. Each task is one scenario
+//! row `<profile>:<probe>` with its expectation (`expect`, default `allow`) and, in every
+//! result file, its `task_id` (plus `depends_on`, and `skipped_because` for a task that did
+//! not run); a mission's declared `scenarios`/`controls` run beside the tasks, outside the
+//! graph. [`run_lanes`] schedules the tasks with the DAG scheduler: in dependency order,
+//! independent tasks in parallel up to the job cap (the gate caps a mission at one task at
+//! a time without the `parallel-missions` capability); a task that fails (its scenario-lane
+//! outcome is not its expectation) skips every task that depends on it, directly or not.
+//! The tasks share one workspace per lane as `${SCRATCH}` (`<scratch>/mission/<lane>`), so
+//! a task hands its output to its dependents. Lanes: the scenario lane is required, the
+//! oracle lane follows `lanes.oracle`, and the baseline lane, which would do a task's work a
+//! second time without any policy, runs only when the plan sets `lanes.baseline: true`
+//! explicitly. `summary.json` counts the tasks (`tasks`: succeeded, failed, skipped, the
+//! layers); a failed task exits 1, skipped tasks are counted, not mismatches.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +113,18 @@ pub struct GateDecision {
     /// Files to copy into the bundle: (bundle-relative path, exact bytes), e.g. approval
     /// records, their signatures and `governance/gate.json`.
     pub files: Vec<(String, Vec<u8>)>,
+    /// For a refusal: the error message and hint to report (else one is built from
+    /// `reasons`).
+    pub refusal: Option<GateRefusal>,
+}
+
+/// How a refusal is reported (exit 4).
+#[derive(Debug, Clone, Default)]
+pub struct GateRefusal {
+    /// The error message: what blocks the run.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
 }
 
 /// The governance gate, consulted after lint and resolve and before the out-root lock.
@@ -253,6 +281,88 @@ pub struct RunOutcome {
     pub verdicts: Vec<OracleVerdict>,
     /// Gate reasons, if the gate refused a `--dry` run.
     pub refused: Vec<String>,
+    /// A mission's selected tasks in dependency order (empty for experiments).
+    pub layers: Vec<Vec<String>>,
+    /// Parallel children (for a mission: how many tasks may run at once).
+    pub jobs: u32,
+}
+
+/// What the runner knows about a mission before anything runs.
+#[derive(Debug, Clone)]
+struct MissionShape {
+    /// Selected tasks.
+    tasks: usize,
+    /// The selected tasks in dependency order.
+    layers: Vec<Vec<String>>,
+    /// Whether the baseline lane runs.
+    baseline: bool,
+}
+
+impl MissionShape {
+    /// The shape of a mission plan (`None` for experiments). A cycle or a dependency on a
+    /// missing task is an input error (lint reports it first). A mission's tasks run in the
+    /// scenario lane, so `lanes.scenario: false` is refused. The baseline lane runs a task's
+    /// work a second time without any policy, so for a mission it runs only when the plan
+    /// asks for it explicitly (`"lanes": {"baseline": true}`); the oracle lane follows
+    /// `lanes.oracle` as for experiments.
+    fn of(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<Option<Self>> {
+        let plan = &loaded.plan;
+        let Some(m) = plan
+            .mission
+            .as_ref()
+            .filter(|_| plan.kind == crate::model::plan::PlanKind::Mission)
+        else {
+            return Ok(None);
+        };
+        let order = crate::govern::mission::order(m).map_err(|e| e.with_path(&loaded.path))?;
+        if !plan.lanes.scenario {
+            return Err(Error::input(
+                &loaded.path,
+                "a mission's tasks run in the scenario lane, and `lanes.scenario` is false",
+            )
+            .with_hint("remove `\"scenario\": false` from `lanes`"));
+        }
+        let selected: BTreeSet<&str> = scenarios
+            .iter()
+            .filter_map(|s| s.task.as_ref().map(|t| t.task_id.as_str()))
+            .collect();
+        let layers: Vec<Vec<String>> = order
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .filter(|t| selected.contains(t.as_str()))
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        let baseline =
+            loaded.doc.value().pointer("/lanes/baseline") == Some(&serde_json::Value::Bool(true));
+        Ok(Some(Self {
+            tasks: selected.len(),
+            layers,
+            baseline,
+        }))
+    }
+
+    /// The manifest note describing how the tasks run.
+    fn note(&self, jobs: u32) -> String {
+        format!(
+            "mission: {} task(s) in {} layer(s) of dependencies, {}; the shared workspace ${{SCRATCH}} is one directory per lane; baseline lane {}",
+            self.tasks,
+            self.layers.len(),
+            if jobs > 1 {
+                format!("up to {jobs} at a time")
+            } else {
+                "one at a time".to_string()
+            },
+            if self.baseline {
+                "on (lanes.baseline: true)"
+            } else {
+                "off (a mission runs it only when lanes.baseline is set to true)"
+            }
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -268,6 +378,86 @@ pub struct ScenarioRun {
     pub probe: Probe,
     /// The effective timeout and its source.
     pub timeout: TimeoutSetting,
+    /// The mission task this scenario is (missions only).
+    pub task: Option<TaskMeta>,
+}
+
+/// A mission task's place in the task graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMeta {
+    /// The task id.
+    pub task_id: String,
+    /// The tasks it runs after (sorted, deduplicated).
+    pub depends_on: Vec<String>,
+}
+
+/// A mission's tasks as scenarios (`<profile>:<probe>`, expectation `expect`, default
+/// `allow`) with their place in the graph, sorted by scenario id. Empty for experiments.
+/// Two tasks with the same (profile, probe) are refused: each task is one scenario row.
+pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> {
+    let Some(m) = &loaded.plan.mission else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(ScenarioSpec, TaskMeta)> = Vec::with_capacity(m.tasks.len());
+    for (id, t) in &m.tasks {
+        let scenario_id = format!("{}:{}", t.profile, t.probe);
+        if let Some((_, other)) = out.iter().find(|(s, _)| s.scenario_id == scenario_id) {
+            return Err(Error::input(
+                &loaded.path,
+                format!(
+                    "mission tasks `{}` and `{id}` both run probe `{}` under profile `{}`",
+                    other.task_id, t.probe, t.profile
+                ),
+            )
+            .with_hint("each task is one scenario `<profile>:<probe>`: merge the two tasks"));
+        }
+        let mut deps: Vec<String> = t.depends_on.iter().map(ToString::to_string).collect();
+        deps.sort();
+        deps.dedup();
+        out.push((
+            ScenarioSpec {
+                scenario_id,
+                profile_id: t.profile.clone(),
+                probe_id: t.probe.clone(),
+                expected: t.expect.unwrap_or(Expectation::Allow),
+                control: false,
+            },
+            TaskMeta {
+                task_id: id.to_string(),
+                depends_on: deps,
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.scenario_id.cmp(&b.0.scenario_id));
+    Ok(out)
+}
+
+/// Every scenario of a plan: an experiment's scenario specs; for a mission, its tasks plus
+/// any `scenarios`/`controls` it declares (those run outside the task graph). A declared
+/// scenario that is also a task is one row, and their expectations must agree.
+pub fn all_specs(loaded: &LoadedPlan) -> Result<Vec<ScenarioSpec>> {
+    let mut all = loaded.plan.scenario_specs();
+    for (spec, meta) in task_specs(loaded)? {
+        match all.iter().find(|s| s.scenario_id == spec.scenario_id) {
+            Some(declared) if declared.expected != spec.expected => {
+                return Err(Error::input(
+                    &loaded.path,
+                    format!(
+                        "task `{}` expects `{}` of `{}`, but `scenarios` expects `{}`",
+                        meta.task_id,
+                        spec.expected.as_str(),
+                        spec.scenario_id,
+                        declared.expected.as_str()
+                    ),
+                )
+                .with_hint("make the task's `expect` and the scenario's expectation agree, or drop the scenario"));
+            }
+            Some(_) => {}
+            None => all.push(spec),
+        }
+    }
+    all.sort();
+    Ok(all)
 }
 
 /// One attempt of one lane, with what it ran.
@@ -348,6 +538,8 @@ pub fn observe_lane(
             Vec::new()
         },
         flaky,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+        skipped_because: None,
     }
 }
 
@@ -358,7 +550,12 @@ fn driver_word(d: Driver) -> &'static str {
     }
 }
 
-fn skipped_observation(sc: &ScenarioRun, lane: Lane, because: &str) -> Observation {
+fn skipped_observation(
+    sc: &ScenarioRun,
+    lane: Lane,
+    because: &str,
+    skipped_because: Option<String>,
+) -> Observation {
     Observation {
         scenario_id: sc.spec.scenario_id.clone(),
         profile_id: sc.spec.profile_id.to_string(),
@@ -372,6 +569,8 @@ fn skipped_observation(sc: &ScenarioRun, lane: Lane, because: &str) -> Observati
         result: Attempt::without_child(Outcome::Skipped, Stage::Resolve, because),
         attempts: Vec::new(),
         flaky: false,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+        skipped_because,
     }
 }
 
@@ -385,7 +584,7 @@ pub fn select(
     only_profiles: &[String],
     only_scenarios: &[String],
 ) -> Result<Vec<ScenarioSpec>> {
-    let all = loaded.plan.scenario_specs();
+    let all = all_specs(loaded)?;
     let profiles: Vec<&str> = loaded
         .plan
         .profiles
@@ -426,6 +625,7 @@ pub fn select(
         })
         .filter(|s| only_scenarios.is_empty() || only_scenarios.contains(&s.scenario_id))
         .collect();
+    check_task_closure(loaded, &selected)?;
     if selected.is_empty() {
         let why = if only_profiles.is_empty() && only_scenarios.is_empty() {
             format!("plan `{}` declares no scenario", loaded.plan.plan_id)
@@ -442,6 +642,39 @@ pub fn select(
     Ok(selected)
 }
 
+/// A selected task whose dependency is not selected could never run in order: refuse the
+/// filter (exit 2) rather than run it without what it depends on.
+fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<()> {
+    let tasks = task_specs(loaded)?;
+    let chosen: BTreeSet<&str> = selected.iter().map(|s| s.scenario_id.as_str()).collect();
+    let by_task: BTreeMap<&str, &str> = tasks
+        .iter()
+        .map(|(s, m)| (m.task_id.as_str(), s.scenario_id.as_str()))
+        .collect();
+    for (spec, meta) in &tasks {
+        if !chosen.contains(spec.scenario_id.as_str()) {
+            continue;
+        }
+        let missing: Vec<String> = meta
+            .depends_on
+            .iter()
+            .filter_map(|d| by_task.get(d.as_str()).map(|sid| (d, *sid)))
+            .filter(|(_, sid)| !chosen.contains(sid))
+            .map(|(d, sid)| format!("`{d}` ({sid})"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::usage(format!(
+                "the filters select task `{}` ({}) but not {}, which it depends on",
+                meta.task_id,
+                spec.scenario_id,
+                missing.join(", ")
+            ))
+            .with_hint("select the tasks it depends on too (`--only-scenario <profile>:<probe>`), or run the whole mission"));
+        }
+    }
+    Ok(())
+}
+
 /// Validate the selected scenarios' probes and compute effective timeouts. Input errors
 /// (exit 2) name the registry file, the probe and the fix.
 pub fn resolve_scenarios(
@@ -450,6 +683,10 @@ pub fn resolve_scenarios(
     known_vars: &BTreeSet<String>,
 ) -> Result<Vec<ScenarioRun>> {
     let probes_file = &loaded.registry.probes_path;
+    let tasks: BTreeMap<String, TaskMeta> = task_specs(loaded)?
+        .into_iter()
+        .map(|(s, m)| (s.scenario_id, m))
+        .collect();
     let mut out = Vec::with_capacity(selected.len());
     for spec in selected {
         let Some(probe) = loaded.probes.get(&spec.probe_id) else {
@@ -480,6 +717,7 @@ pub fn resolve_scenarios(
                 source,
                 kill_grace_ms: grace,
             },
+            task: tasks.get(&spec.scenario_id).cloned(),
         });
     }
     Ok(out)
@@ -621,10 +859,21 @@ impl LogSink for BundleLogs<'_> {
 pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
     let started = Instant::now();
     let loaded = load_plan(&settings.plan_path)?;
+    // A plan that does not lint is refused (exit 2) before anything runs. A mission is
+    // linted before its tasks are selected, so a broken task graph is reported with every
+    // other finding; an experiment that selects nothing still exits 6.
+    let lint = || {
+        crate::lint::check_plan(&loaded.path, &settings.root)?
+            .refuse_on_errors(&loaded.path, &settings.root)
+    };
+    let is_mission = loaded.plan.kind == crate::model::plan::PlanKind::Mission;
+    if is_mission {
+        lint()?;
+    }
     let selected = select(&loaded, &settings.only_profiles, &settings.only_scenarios)?;
-    // A plan that does not lint is refused (exit 2) before anything runs.
-    crate::lint::check_plan(&loaded.path, &settings.root)?
-        .refuse_on_errors(&loaded.path, &settings.root)?;
+    if !is_mission {
+        lint()?;
+    }
     let plan = &loaded.plan;
 
     // Variables known before anything runs.
@@ -641,6 +890,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         }
     }
     let scenarios = resolve_scenarios(&loaded, &selected, &known)?;
+    let mission = MissionShape::of(&loaded, &scenarios)?;
 
     // Governance gate.
     let mut governance = Vec::new();
@@ -657,12 +907,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         governance.extend(d.notes.iter().cloned());
         if !d.allowed {
             if !settings.dry {
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    format!("refused by governance: {}", d.reasons.join("; ")),
-                )
-                .with_path(&settings.plan_path)
-                .with_hint("see `nexusmon approve` and `nexusmon missions`"));
+                let (message, hint) = match &d.refusal {
+                    Some(r) => (r.message.clone(), r.hint.clone()),
+                    None => (
+                        format!("refused by governance: {}", d.reasons.join("; ")),
+                        "see `nexusmon approve` and `nexusmon missions`".to_string(),
+                    ),
+                };
+                return Err(Error::new(ErrorKind::Refused, message)
+                    .with_path(&settings.plan_path)
+                    .with_hint(hint));
             }
             refused.clone_from(&d.reasons);
         }
@@ -686,6 +940,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         .unwrap_or(facts.cores)
         .min(max_jobs.unwrap_or(u32::MAX))
         .clamp(1, 1024);
+    if let Some(m) = &mission {
+        governance.push(m.note(jobs));
+    }
     let clean = settings.channel == ChannelKind::Clean;
     let scratch_parent = settings
         .scratch_parent
@@ -799,8 +1056,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     } else {
         scenarios.iter().map(|_| None).collect()
     };
+    let baseline_on = mission.as_ref().map_or(plan.lanes.baseline, |m| m.baseline);
     let lanes: Vec<Lane> = [
-        (plan.lanes.baseline, Lane::Baseline),
+        (baseline_on, Lane::Baseline),
         (plan.lanes.scenario, Lane::Scenario),
         (plan.lanes.oracle, Lane::Oracle),
     ]
@@ -849,24 +1107,37 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
                 attribution: None,
                 mismatches: Vec::new(),
                 flaky: false,
+                task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+                depends_on: sc
+                    .task
+                    .as_ref()
+                    .map(|t| t.depends_on.clone())
+                    .unwrap_or_default(),
+                skipped_because: None,
             })
             .collect();
-        let reason = if refused.is_empty() {
-            format!(
-                "dry run: {} scenario(s) would run; nothing executed",
-                scenarios.len()
+        let what = match &mission {
+            Some(m) => format!("{} task(s) in {} layer(s)", m.tasks, m.layers.len()),
+            None => format!("{} scenario(s)", scenarios.len()),
+        };
+        let (dry_exit, reason) = if refused.is_empty() {
+            (
+                exit_code::OK,
+                format!("dry run: {what} would run; nothing executed"),
             )
         } else {
-            format!(
-                "dry run: governance would refuse this run ({})",
-                refused.join("; ")
+            (
+                exit_code::REFUSED,
+                format!(
+                    "dry run: governance would refuse this run, so none of its {what} would run; nothing executed"
+                ),
             )
         };
         sink.event(&RunEvent::RunEnd {
             v: crate::model::results::EVENTS_VERSION,
             run_id: None,
             status: RunStatus::Dry,
-            exit_code: exit_code::OK,
+            exit_code: dry_exit,
             reason: reason.clone(),
             bundle: None,
             index_blake3: None,
@@ -876,7 +1147,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         return Ok(RunOutcome {
             run_id: None,
             status: RunStatus::Dry,
-            exit_code: exit_code::OK,
+            exit_code: dry_exit,
             exit_reason: reason,
             bundle: None,
             index_blake3: None,
@@ -886,15 +1157,23 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
             summary: None,
             verdicts,
             refused,
+            layers: mission
+                .as_ref()
+                .map(|m| m.layers.clone())
+                .unwrap_or_default(),
+            jobs,
         });
     }
 
     // Stage the bundle: from here on, failures seal it as `failed`.
-    let bundle = StagedBundle::begin(&BeginOptions {
-        out_root: settings.out_root.clone(),
-        run_id: Some(run_id.clone()),
-        lock: settings.lock,
-    })?;
+    let bundle = StagedBundle::begin_for_plan(
+        &BeginOptions {
+            out_root: settings.out_root.clone(),
+            run_id: Some(run_id.clone()),
+            lock: settings.lock,
+        },
+        Some(plan.plan_id.as_str()),
+    )?;
     for f in RESULT_FILES {
         bundle.expect(f);
     }
@@ -917,6 +1196,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         housekeeping,
         gate_files,
         gate_flags,
+        baseline_on,
+        layers: mission
+            .as_ref()
+            .map(|m| m.layers.clone())
+            .unwrap_or_default(),
         listeners: listeners.described.clone(),
         started,
         started_at: crate::util::time::now_rfc3339(),
@@ -1045,7 +1329,11 @@ fn oracle_for(
         runner_env,
         ..
     } = *env;
-    let dir = scratch.oracle_dir(sc.spec.profile_id.as_str(), sc.spec.probe_id.as_str());
+    let dir = if sc.task.is_some() {
+        scratch.root().join("mission").join(Lane::Oracle.as_str())
+    } else {
+        scratch.oracle_dir(sc.spec.profile_id.as_str(), sc.spec.probe_id.as_str())
+    };
     let dir_s = dir.to_string_lossy().into_owned();
     let home = if clean {
         dir_s.clone()
@@ -1153,6 +1441,7 @@ fn oracle_event(sc: &ScenarioRun, v: &OracleVerdict) -> RunEvent {
         flaky: false,
         detail: v.reason.clone(),
         wall_us: None,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
     }
 }
 
@@ -1169,6 +1458,7 @@ fn observation_event(o: &Observation, expected: Expectation) -> RunEvent {
         flaky: o.flaky,
         detail: o.result.detail.clone(),
         wall_us: Some(o.result.rusage.wall_us),
+        task_id: o.task_id.clone(),
     }
 }
 
@@ -1191,6 +1481,8 @@ struct Pipeline<'a> {
     housekeeping: Vec<String>,
     gate_files: Vec<(String, Vec<u8>)>,
     gate_flags: Vec<String>,
+    baseline_on: bool,
+    layers: Vec<Vec<String>>,
     listeners: Vec<String>,
     started: Instant,
     started_at: String,
@@ -1340,6 +1632,8 @@ impl Pipeline<'_> {
                 summary: None,
                 verdicts: Vec::new(),
                 refused: Vec::new(),
+                layers: self.layers.clone(),
+                jobs: self.jobs,
             });
         }
 
@@ -1378,7 +1672,7 @@ impl Pipeline<'_> {
         let (baseline_obs, scenario_obs, unattributed) = run_lanes(
             &executor,
             self.scenarios,
-            plan.lanes.baseline,
+            self.baseline_on,
             plan.lanes.scenario,
             plan.execution.retries,
             self.jobs as usize,
@@ -1418,6 +1712,8 @@ impl Pipeline<'_> {
             fail_on_flaky: plan.execution.fail_on_flaky.unwrap_or(true),
             wall_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             runner_max_rss_kib: runner_max_rss_kib(),
+            layers: self.layers.clone(),
+            max_parallel: self.jobs,
         };
         let mut a = assemble(
             &ctx,
@@ -1455,6 +1751,8 @@ impl Pipeline<'_> {
             summary: Some(a.summary),
             verdicts: Vec::new(),
             refused: Vec::new(),
+            layers: self.layers.clone(),
+            jobs: self.jobs,
         })
     }
 
@@ -1473,6 +1771,12 @@ impl Pipeline<'_> {
                             probe_id: s.spec.probe_id.to_string(),
                             expected: s.spec.expected,
                             control: s.spec.control,
+                            task_id: s.task.as_ref().map(|t| t.task_id.clone()),
+                            depends_on: s
+                                .task
+                                .as_ref()
+                                .map(|t| t.depends_on.clone())
+                                .unwrap_or_default(),
                         },
                     )
                 })
@@ -1521,7 +1825,11 @@ impl Pipeline<'_> {
             .collect();
         variables.insert(
             "SCRATCH".into(),
-            "(per child: <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into(),
+            if self.loaded.plan.mission.is_some() {
+                "(mission tasks: one workspace per lane, <scratch>/mission/<lane>, shared by every task; other scenarios: per child, <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into()
+            } else {
+                "(per child: <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into()
+            },
         );
         variables.insert(
             "HOME".into(),
@@ -1750,6 +2058,14 @@ type LaneObservations = (
 
 /// Run the baseline and scenario lanes of every scenario on `jobs` workers. Results are
 /// indexed by scenario (completion order does not matter).
+///
+/// Mission tasks ([`ScenarioRun::task`]) run in dependency order: a task's scenario-lane
+/// job starts once the scenario-lane jobs of every task it depends on **succeeded** (their
+/// outcome matched their expectation); its baseline job, once those tasks' jobs in both
+/// lanes finished (so a baseline task sees its dependencies' baseline work). A task that
+/// failed skips every dependent, transitively and in both lanes: a skipped task never
+/// runs, and its observations name the failed task (`skipped_because`). Scenarios outside
+/// the task graph (experiments, a mission's declared scenarios) have no dependencies.
 pub fn run_lanes(
     exec: &dyn ProbeExecutor,
     scenarios: &[ScenarioRun],
@@ -1759,34 +2075,89 @@ pub fn run_lanes(
     jobs: usize,
     sink: &mut dyn EventSink,
 ) -> Result<LaneObservations> {
-    let mut nodes = Vec::new();
-    for (i, _) in scenarios.iter().enumerate() {
-        if baseline {
-            nodes.push(JobNode {
-                job: (i, Lane::Baseline),
-                deps: Vec::new(),
-            });
-        }
-        if scenario {
-            nodes.push(JobNode {
-                job: (i, Lane::Scenario),
-                deps: Vec::new(),
-            });
-        }
-    }
-    let reaper = child::become_subreaper().is_ok();
-    let run = |job: &(usize, Lane)| observe_lane(exec, &scenarios[job.0], job.1, retries);
-    let mut on_done = |i: usize, st: &JobState<Observation>| {
-        let (si, lane) = nodes[i].job;
-        match st {
-            JobState::Done(o) => sink.event(&observation_event(o, scenarios[si].spec.expected)),
-            JobState::Skipped(_) => {
-                let o = skipped_observation(&scenarios[si], lane, "a dependency failed");
-                sink.event(&observation_event(&o, scenarios[si].spec.expected));
+    // Node indexes first, then dependencies between them.
+    let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
+    let mut order: Vec<(usize, Lane)> = Vec::new();
+    for i in 0..scenarios.len() {
+        for (on, lane) in [(baseline, Lane::Baseline), (scenario, Lane::Scenario)] {
+            if on {
+                index.insert((i, lane), order.len());
+                order.push((i, lane));
             }
         }
+    }
+    let by_task: BTreeMap<&str, usize> = scenarios
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.task.as_ref().map(|t| (t.task_id.as_str(), i)))
+        .collect();
+    let nodes: Vec<JobNode<(usize, Lane)>> = order
+        .iter()
+        .map(|&(i, lane)| {
+            let mut deps: Vec<usize> = Vec::new();
+            for d in scenarios[i].task.iter().flat_map(|t| &t.depends_on) {
+                let Some(&di) = by_task.get(d.as_str()) else {
+                    continue;
+                };
+                deps.extend(index.get(&(di, Lane::Scenario)));
+                if lane == Lane::Baseline {
+                    deps.extend(index.get(&(di, Lane::Baseline)));
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            JobNode {
+                job: (i, lane),
+                deps,
+            }
+        })
+        .collect();
+    // A task's scenario-lane job succeeds when it matched its expectation; baseline jobs
+    // and scenarios outside the task graph never hold anything back.
+    let succeeded = |o: &Observation| {
+        o.lane != Lane::Scenario
+            || o.task_id.is_none()
+            || scenarios
+                .iter()
+                .find(|s| s.spec.scenario_id == o.scenario_id)
+                .is_none_or(|s| outcome::matches_expectation(s.spec.expected, o.result.outcome))
     };
-    let states = scheduler::run_dag(&nodes, jobs, &run, &|_| true, &mut on_done);
+    let reaper = child::become_subreaper().is_ok();
+    let run = |job: &(usize, Lane)| observe_lane(exec, &scenarios[job.0], job.1, retries);
+    // Per node: the failed task (and why) that stopped it, as completions arrive (a job's
+    // cause has always finished before the job is skipped).
+    let mut causes: Vec<Option<(String, String)>> = vec![None; nodes.len()];
+    let skipped = |sc: &ScenarioRun, lane: Lane, cause: Option<&(String, String)>| match cause {
+        Some((task, why)) => skipped_observation(
+            sc,
+            lane,
+            &format!("not run: task `{task}`, which it depends on, failed ({why})"),
+            Some(task.clone()),
+        ),
+        None => skipped_observation(sc, lane, "not run: a dependency failed", None),
+    };
+    let states = {
+        let mut on_done = |i: usize, st: &JobState<Observation>| {
+            let (si, lane) = nodes[i].job;
+            let sc = &scenarios[si];
+            match st {
+                JobState::Done(o) => {
+                    if !succeeded(o)
+                        && let Some(t) = &sc.task
+                    {
+                        causes[i] = Some((t.task_id.clone(), failure_words(sc, o)));
+                    }
+                    sink.event(&observation_event(o, sc.spec.expected));
+                }
+                JobState::Skipped(j) => {
+                    causes[i] = causes.get(*j).cloned().flatten();
+                    let o = skipped(sc, lane, causes[i].as_ref());
+                    sink.event(&observation_event(&o, sc.spec.expected));
+                }
+            }
+        };
+        scheduler::run_dag(&nodes, jobs, &run, &succeeded, &mut on_done)
+    };
     let unattributed = if reaper {
         child::final_sweep()
     } else {
@@ -1798,13 +2169,11 @@ pub fn run_lanes(
     let states = states.map_err(Error::runner)?;
     let mut base: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
     let mut scen: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
-    for (node, st) in nodes.iter().zip(states) {
+    for (n, (node, st)) in nodes.iter().zip(states).enumerate() {
         let (si, lane) = node.job;
         let o = match st {
             JobState::Done(o) => o,
-            JobState::Skipped(_) => {
-                skipped_observation(&scenarios[si], lane, "a dependency failed")
-            }
+            JobState::Skipped(_) => skipped(&scenarios[si], lane, causes[n].as_ref()),
         };
         match lane {
             Lane::Baseline => base[si] = Some(o),
@@ -1812,6 +2181,23 @@ pub fn run_lanes(
         }
     }
     Ok((base, scen, unattributed))
+}
+
+/// "expected allow, observed deny (EACCES)" for a failed task.
+fn failure_words(sc: &ScenarioRun, o: &Observation) -> String {
+    let mut s = format!(
+        "expected {}, observed {}",
+        sc.spec.expected.as_str(),
+        o.result.outcome.as_str()
+    );
+    if let Some(e) = &o.result.errno_name {
+        let _ = write!(s, " {e}");
+    } else if let Some(c) = o.result.exit_code
+        && o.result.outcome == Outcome::Error
+    {
+        let _ = write!(s, " (exit {c})");
+    }
+    s
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1835,6 +2221,10 @@ pub struct AssembleCtx {
     pub wall_us: u64,
     /// The runner's peak RSS.
     pub runner_max_rss_kib: u64,
+    /// A mission's task layers (empty for experiments).
+    pub layers: Vec<Vec<String>>,
+    /// How many tasks could run at once.
+    pub max_parallel: u32,
 }
 
 /// Every result file's content.
@@ -1892,6 +2282,9 @@ pub fn assemble(
         .filter(|r| !r.apply_ok)
         .map(|r| r.profile.clone())
         .collect();
+    let (mut tasks_total, mut tasks_ok) = (0u64, 0u64);
+    let mut failed_tasks: Vec<String> = Vec::new();
+    let mut skipped_tasks: Vec<String> = Vec::new();
 
     for (i, sc) in scenarios.iter().enumerate() {
         let b = baseline.get(i).and_then(Option::as_ref);
@@ -1984,6 +2377,7 @@ pub fn assemble(
                 oracle_rule: o.map(|v| v.rule.clone()),
                 attribution,
                 message: mismatch_message(*k, sc, s, o),
+                task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
             });
         }
         rows.push(NormalizedRow {
@@ -2005,8 +2399,37 @@ pub fn assemble(
             attribution,
             mismatches: kinds,
             flaky: s.is_some_and(|x| x.flaky),
+            task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+            depends_on: sc
+                .task
+                .as_ref()
+                .map(|t| t.depends_on.clone())
+                .unwrap_or_default(),
+            skipped_because: s.and_then(|x| x.skipped_because.clone()),
         });
+        if let Some(t) = &sc.task {
+            tasks_total += 1;
+            match s.map(|x| x.result.outcome) {
+                Some(Outcome::Skipped) => skipped_tasks.push(t.task_id.clone()),
+                Some(o) if outcome::matches_expectation(sc.spec.expected, o) => {
+                    tasks_ok += 1;
+                }
+                _ => failed_tasks.push(t.task_id.clone()),
+            }
+        }
     }
+    failed_tasks.sort();
+    skipped_tasks.sort();
+    let tasks = (tasks_total > 0).then(|| crate::model::results::TaskSummary {
+        total: tasks_total,
+        succeeded: tasks_ok,
+        failed: failed_tasks.len() as u64,
+        skipped: skipped_tasks.len() as u64,
+        failed_tasks: failed_tasks.clone(),
+        skipped_tasks: skipped_tasks.clone(),
+        layers: ctx.layers.clone(),
+        max_parallel: ctx.max_parallel,
+    });
     let mut by_kind: BTreeMap<String, u64> = MismatchKind::ALL
         .iter()
         .map(|k| (k.as_str().to_string(), 0))
@@ -2042,6 +2465,28 @@ pub fn assemble(
                     .join(", ")
             ),
         )
+    } else if !failed_tasks.is_empty() {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut reason = format!(
+            "{} of {tasks_total} task(s) failed ({})",
+            failed_tasks.len(),
+            list(&failed_tasks)
+        );
+        if !skipped_tasks.is_empty() {
+            let _ = write!(
+                reason,
+                ", {} skipped because a task they depend on failed ({})",
+                skipped_tasks.len(),
+                list(&skipped_tasks)
+            );
+        }
+        let _ = write!(reason, "; {} mismatch(es)", packets.len());
+        (exit_code::FINDINGS, reason)
     } else if !packets.is_empty() {
         (
             exit_code::FINDINGS,
@@ -2059,6 +2504,16 @@ pub fn assemble(
                 flaky.len()
             ),
         )
+    } else if tasks_total > 0 {
+        let others = scenarios.len() as u64 - tasks_total;
+        let mut reason = format!("all {tasks_total} task(s) succeeded");
+        if others > 0 {
+            let _ = write!(
+                reason,
+                " and the {others} other scenario(s) matched their expectations"
+            );
+        }
+        (exit_code::OK, reason)
     } else {
         (
             exit_code::OK,
@@ -2109,6 +2564,7 @@ pub fn assemble(
         wall_us: ctx.wall_us,
         unattributed_leaks: Vec::new(),
         governance_flags: Vec::new(),
+        tasks,
     };
     let collect = |v: Vec<Option<Observation>>, lane: Lane| LaneResults {
         schema_version: RESULTS_SCHEMA_VERSION,
@@ -2334,6 +2790,7 @@ mod tests {
                 source: TimeoutSource::Default,
                 kill_grace_ms: 500,
             },
+            task: None,
         }
     }
 
@@ -2367,6 +2824,8 @@ mod tests {
             fail_on_flaky: true,
             wall_us: 1,
             runner_max_rss_kib: 1,
+            layers: Vec::new(),
+            max_parallel: 1,
         }
     }
 
@@ -2476,6 +2935,124 @@ mod tests {
         assert_eq!(pkt.oracle_reason.as_deref(), Some("fake deny"));
     }
 
+    fn task(profile: &str, probe: &str, id: &str, deps: &[&str]) -> ScenarioRun {
+        let mut sc = scenario(profile, probe, Expectation::Allow);
+        sc.task = Some(TaskMeta {
+            task_id: id.into(),
+            depends_on: deps.iter().map(ToString::to_string).collect(),
+        });
+        sc
+    }
+
+    #[test]
+    #[allow(clippy::many_single_char_names)] // b(aseline), s(cenario), c(tx), a(ssembled), t(asks)
+    fn a_failed_task_skips_its_dependents_transitively_in_every_lane_and_they_never_run() {
+        // fetch → build → ship; notes is independent; fetch fails (denied).
+        let scs = vec![
+            task("p", "build", "build", &["fetch"]),
+            task("p", "fetch", "fetch", &[]),
+            task("p", "notes", "notes", &[]),
+            task("p", "ship", "ship", &["build"]),
+        ];
+        let mut script = BTreeMap::new();
+        for id in ["p:build", "p:fetch", "p:notes", "p:ship"] {
+            script.insert((id.to_string(), Lane::Baseline), vec![Outcome::Allow]);
+            script.insert((id.to_string(), Lane::Scenario), vec![Outcome::Allow]);
+        }
+        script.insert(("p:fetch".into(), Lane::Scenario), vec![Outcome::Deny]);
+        let fake = Fake {
+            script,
+            calls: Mutex::new(Vec::new()),
+        };
+        let (b, s, _) = run_lanes(&fake, &scs, true, true, 0, 4, &mut NullSink).unwrap();
+        let calls: BTreeSet<(String, Lane)> = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, l, _)| (id.clone(), *l))
+            .collect();
+        for skipped in ["p:build", "p:ship"] {
+            for lane in [Lane::Baseline, Lane::Scenario] {
+                assert!(
+                    !calls.contains(&(skipped.to_string(), lane)),
+                    "{skipped} ran"
+                );
+            }
+        }
+        assert!(calls.contains(&("p:notes".to_string(), Lane::Scenario)));
+        assert!(calls.contains(&("p:fetch".to_string(), Lane::Baseline)));
+        for i in [0, 3] {
+            let o = s[i].as_ref().unwrap();
+            assert_eq!(o.result.outcome, Outcome::Skipped);
+            assert_eq!(o.skipped_because.as_deref(), Some("fetch"));
+            assert!(
+                o.result.detail.contains("task `fetch`")
+                    && o.result.detail.contains("observed deny"),
+                "{}",
+                o.result.detail
+            );
+            assert_eq!(b[i].as_ref().unwrap().result.outcome, Outcome::Skipped);
+        }
+        let mut c = ctx();
+        c.layers = vec![
+            vec!["fetch".into(), "notes".into()],
+            vec!["build".into()],
+            vec!["ship".into()],
+        ];
+        let oracle = scs.iter().map(|_| None).collect();
+        let a = assemble(&c, &scs, b, s, oracle, Vec::new(), &[]);
+        let t = a.summary.tasks.clone().unwrap();
+        assert_eq!((t.total, t.succeeded, t.failed, t.skipped), (4, 1, 1, 2));
+        assert_eq!(t.failed_tasks, vec!["fetch"]);
+        assert_eq!(t.skipped_tasks, vec!["build", "ship"]);
+        assert_eq!(a.summary.exit_code, exit_code::FINDINGS);
+        assert!(
+            a.summary
+                .exit_reason
+                .starts_with("1 of 4 task(s) failed (`fetch`)"),
+            "{}",
+            a.summary.exit_reason
+        );
+        // Skipped tasks are not mismatches: only the failed task is.
+        assert_eq!(a.packets.len(), 1);
+        assert_eq!(a.packets[0].task_id.as_deref(), Some("fetch"));
+        let row = a.rows.iter().find(|r| r.scenario_id == "p:ship").unwrap();
+        assert_eq!(row.skipped_because.as_deref(), Some("fetch"));
+        assert_eq!(row.depends_on, vec!["build"]);
+    }
+
+    #[test]
+    fn tasks_wait_for_their_dependencies_even_with_free_workers() {
+        // Each observation records when it ran relative to the others.
+        struct Ordered {
+            seq: Mutex<Vec<String>>,
+        }
+        impl ProbeExecutor for Ordered {
+            fn observe(&self, sc: &ScenarioRun, _lane: Lane, _attempt: u32) -> LaneAttempt {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                self.seq.lock().unwrap().push(sc.spec.probe_id.to_string());
+                let mut a = Attempt::without_child(Outcome::Allow, Stage::Operation, "");
+                a.rusage.wall_us = 1;
+                LaneAttempt::without_child(a)
+            }
+        }
+        let scs = vec![
+            task("p", "a", "a", &[]),
+            task("p", "b", "b", &["a"]),
+            task("p", "c", "c", &["b"]),
+        ];
+        let ex = Ordered {
+            seq: Mutex::new(Vec::new()),
+        };
+        let (_, s, _) = run_lanes(&ex, &scs, false, true, 0, 8, &mut NullSink).unwrap();
+        assert_eq!(*ex.seq.lock().unwrap(), vec!["a", "b", "c"]);
+        assert!(
+            s.iter()
+                .all(|o| o.as_ref().unwrap().result.outcome == Outcome::Allow)
+        );
+    }
+
     #[test]
     fn streamed_list_documents_are_byte_identical_to_sorted_pretty_json() {
         let scs = [
@@ -2489,7 +3066,7 @@ mod tests {
                 lane: Lane::Scenario,
                 observations: scs[..n]
                     .iter()
-                    .map(|s| skipped_observation(s, Lane::Scenario, "why\nnot"))
+                    .map(|s| skipped_observation(s, Lane::Scenario, "why\nnot", None))
                     .collect(),
             };
             assert_eq!(
@@ -2516,7 +3093,7 @@ mod tests {
     #[test]
     fn apply_failures_exit_5_and_flaky_alone_exits_1_unless_allowed() {
         let scs = vec![scenario("hard", "x", Expectation::Deny)];
-        let mut obs = skipped_observation(&scs[0], Lane::Scenario, "");
+        let mut obs = skipped_observation(&scs[0], Lane::Scenario, "", None);
         obs.result.outcome = Outcome::ApplyFailed;
         let a = assemble(
             &ctx(),
@@ -2532,7 +3109,7 @@ mod tests {
         assert_eq!(a.rows[0].mismatches, vec![MismatchKind::ApplyFailed]);
 
         let scs = vec![scenario("p", "f", Expectation::Allow)];
-        let mut obs = skipped_observation(&scs[0], Lane::Scenario, "");
+        let mut obs = skipped_observation(&scs[0], Lane::Scenario, "", None);
         obs.result.outcome = Outcome::Allow;
         obs.flaky = true;
         let mut c = ctx();

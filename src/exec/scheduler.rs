@@ -4,8 +4,8 @@
 //! dependents (transitively) are `Skipped`, never run. Results come back to the calling
 //! thread, which sees each completion (`on_done`, for streaming events and progress) and
 //! gets every result back **indexed by job**, so nothing downstream depends on completion
-//! order. Experiments have no dependencies; missions will run their tasks through the same
-//! function.
+//! order. Experiments have no dependencies; missions run their tasks through the same
+//! function (see [`super::run::run_lanes`]).
 //!
 //! What a job *does* is behind the [`Executor`] trait (any `Fn(&J) -> R` is one). The run
 //! pipeline's jobs call [`super::run::observe_lane`] on a [`super::run::ProbeExecutor`]:

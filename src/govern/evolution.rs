@@ -13,9 +13,12 @@
 //! - Levels are XP thresholds: DORMANT 0, AWAKENING 1 (one passing mission of any rank),
 //!   FORGING 10, SOVEREIGN 50, APEX 200. Falling below a threshold drops the level and
 //!   revokes what it unlocked.
-//! - Capabilities, cumulative: AWAKENING `parallel-missions`, FORGING `auto-run-cb`,
-//!   SOVEREIGN `reuse-proven-results`; APEX adds none (it is the top rank of trust, not a
-//!   new power).
+//! - Capabilities, cumulative: AWAKENING `parallel-missions` (a mission's independent tasks
+//!   run in parallel), FORGING `auto-run-cb` (rank C and B missions run without the review
+//!   flag). SOVEREIGN and APEX add none: they are ranks of trust, not new powers. (There is
+//!   deliberately no "reuse proven results": a mission task does work its dependents
+//!   consume, so reporting it done from an earlier run's evidence would skip the work and
+//!   claim an observation this run never made.)
 //! - One outcome per run: if several packets describe the same `run_id`, the one worth
 //!   least (lowest net XP, then lowest digest) counts and the others are `superseded`.
 
@@ -83,8 +86,7 @@ pub fn unlocks(level: Level) -> Option<Capability> {
     match level {
         Level::Awakening => Some(Capability::ParallelMissions),
         Level::Forging => Some(Capability::AutoRunCb),
-        Level::Sovereign => Some(Capability::ReuseProvenResults),
-        Level::Dormant | Level::Apex => None,
+        Level::Dormant | Level::Sovereign | Level::Apex => None,
     }
 }
 
@@ -433,7 +435,11 @@ mod tests {
             capabilities_at(Level::Forging),
             vec![Capability::ParallelMissions, Capability::AutoRunCb]
         );
-        assert_eq!(capabilities_at(Level::Apex).len(), 3);
+        assert_eq!(capabilities_at(Level::Apex).len(), 2);
+        assert_eq!(
+            capabilities_at(Level::Sovereign),
+            capabilities_at(Level::Forging)
+        );
         assert_eq!(next_level(Level::Forging), Some((Level::Sovereign, 50)));
         assert_eq!(next_level(Level::Apex), None);
         assert_eq!(threshold(Level::Apex), 200);

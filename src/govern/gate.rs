@@ -190,8 +190,6 @@ pub struct GateDecision {
     pub capabilities_used: Vec<Capability>,
     /// Parallelism cap for the run (missions without `parallel-missions`: 1).
     pub max_jobs: Option<u32>,
-    /// Whether the runner may reuse proven results (`reuse-proven-results`).
-    pub reuse_proven_results: bool,
     /// A dry run.
     pub dry: bool,
 }
@@ -202,49 +200,88 @@ impl GateDecision {
         self.outcome != Outcome::Refuse
     }
 
-    /// One human sentence per reason.
+    /// One human sentence per reason, in the order of [`GateDecision::reasons`] (the
+    /// sentences do not repeat the reason codes).
     pub fn explain(&self) -> Vec<String> {
         self.reasons
             .iter()
-            .map(|r| {
-                let s = match r.as_str() {
-                    "experiment" => "an experiment: runs unless an omen locks one of its scenarios".to_string(),
-                    "rank-runs" => format!("rank {}: runs", rank_str(self.rank)),
-                    "rank-review" => format!("rank {}: runs, flagged for review", rank_str(self.rank)),
-                    "rank-review-waived" => format!(
-                        "rank {}: runs without the review flag (capability auto-run-cb)",
-                        rank_str(self.rank)
-                    ),
-                    "rank-needs-approval" => "rank A: needs one valid approval".to_string(),
-                    "rank-needs-two-approvals" => {
-                        "rank S: needs two valid approvals from distinct approvers, neither the requester".to_string()
-                    }
-                    "composite-borderline" => format!(
-                        "composite score {} is BORDERLINE (30-59): needs an approval",
-                        self.composite.map_or(0, |c| c.score)
-                    ),
-                    "composite-failing" => format!(
-                        "composite score {} is FAILING (below 30): refused",
-                        self.composite.map_or(0, |c| c.score)
-                    ),
-                    "omen-warning" => "an omen warns on a scenario of this plan".to_string(),
-                    "omen-needs-approval" => "an omen on a scenario of this plan needs an approval".to_string(),
-                    "omen-locked" => "an omen locks a scenario of this plan until an approver clears it".to_string(),
-                    "approvals-insufficient" => format!(
-                        "{} valid approval(s), {} required",
-                        self.valid_approvals, self.required_approvals
-                    ),
-                    "requester-approval-not-counted" => {
-                        "the requester's own approval does not count at rank S".to_string()
-                    }
-                    "parallelism-limited" => {
-                        "tasks run one at a time (capability parallel-missions not held)".to_string()
-                    }
-                    other => other.to_string(),
-                };
-                format!("{r}: {s}")
-            })
+            .map(|r| self.explain_reason(r))
             .collect()
+    }
+
+    /// The sentence for one reason code (the code itself if it is unknown).
+    pub fn explain_reason(&self, r: &str) -> String {
+        match r {
+            "experiment" => {
+                "experiments run unless an omen locks one of their scenarios".to_string()
+            }
+            "rank-runs" => format!("rank {}: runs", rank_str(self.rank)),
+            "rank-review" => format!("rank {}: runs, flagged for review", rank_str(self.rank)),
+            "rank-review-waived" => format!(
+                "rank {}: runs without the review flag (capability auto-run-cb)",
+                rank_str(self.rank)
+            ),
+            "rank-needs-approval" => "rank A: needs one valid approval".to_string(),
+            "rank-needs-two-approvals" => {
+                "rank S: needs two valid approvals from distinct approvers, neither the requester"
+                    .to_string()
+            }
+            "composite-borderline" => format!(
+                "composite score {} is BORDERLINE (30-59): needs an approval",
+                self.composite.map_or(0, |c| c.score)
+            ),
+            "composite-failing" => format!(
+                "composite score {} is FAILING (below 30): refused",
+                self.composite.map_or(0, |c| c.score)
+            ),
+            "omen-warning" => format!(
+                "an omen warns on {} (it failed 3 or more times)",
+                self.omen_scenarios(OmenLevel::Warn)
+            ),
+            "omen-needs-approval" => format!(
+                "an omen on {} needs an approval (it failed 7 or more times)",
+                self.omen_scenarios(OmenLevel::NeedsApproval)
+            ),
+            "omen-locked" => format!(
+                "an omen locks {} until an approver clears it (it failed 13 or more times)",
+                self.omen_scenarios(OmenLevel::Locked)
+            ),
+            "approvals-insufficient" => format!(
+                "{} valid approval(s), {} required",
+                self.valid_approvals, self.required_approvals
+            ),
+            "requester-approval-not-counted" => {
+                "the requester's own approval does not count at rank S".to_string()
+            }
+            "parallelism-limited" => {
+                "tasks run one at a time (capability parallel-missions not held)".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl GateDecision {
+    /// "scenario `a:b` (omen 1a2b3c4d5e6f)" for the omens at `level`.
+    fn omen_scenarios(&self, level: OmenLevel) -> String {
+        let list: Vec<String> = self
+            .omens
+            .iter()
+            .filter(|o| o.level == level)
+            .map(|o| {
+                format!(
+                    "`{}` (omen {}, {} failure(s))",
+                    o.scenario_id,
+                    super::short_hex(&o.fingerprint),
+                    o.count
+                )
+            })
+            .collect();
+        if list.is_empty() {
+            "a scenario of this plan".to_string()
+        } else {
+            format!("scenario {}", list.join(", "))
+        }
     }
 }
 
@@ -269,7 +306,6 @@ pub fn decide(input: &GateInput<'_>) -> GateDecision {
     let mut refuse = false;
     let mut composite_v = None;
     let mut max_jobs = None;
-    let mut reuse_results = false;
     let mission = input.kind == PlanKind::Mission;
 
     if mission {
@@ -314,10 +350,6 @@ pub fn decide(input: &GateInput<'_>) -> GateDecision {
         } else {
             reasons.push("parallelism-limited");
             max_jobs = Some(1);
-        }
-        if input.capabilities.has(Capability::ReuseProvenResults) {
-            reuse_results = true;
-            used.push(Capability::ReuseProvenResults);
         }
     } else {
         reasons.push("experiment");
@@ -391,7 +423,6 @@ pub fn decide(input: &GateInput<'_>) -> GateDecision {
         omens: input.omens.to_vec(),
         capabilities_used: used,
         max_jobs,
-        reuse_proven_results: reuse_results,
         dry: input.dry,
     }
 }
@@ -643,16 +674,16 @@ mod tests {
     }
 
     #[test]
-    fn parallelism_and_reuse_follow_capabilities() {
+    fn parallelism_follows_the_capability() {
         let c = mission(Rank::E);
         let d = run(&c);
         assert_eq!(d.max_jobs, Some(1));
-        assert!(!d.reuse_proven_results);
+        assert!(d.reasons.contains(&"parallelism-limited".to_string()));
         let mut c = mission(Rank::E);
-        c.caps = vec![Capability::ParallelMissions, Capability::ReuseProvenResults];
+        c.caps = vec![Capability::ParallelMissions];
         let d = run(&c);
         assert_eq!(d.max_jobs, None);
-        assert!(d.reuse_proven_results);
+        assert_eq!(d.capabilities_used, vec![Capability::ParallelMissions]);
         assert!(!d.reasons.contains(&"parallelism-limited".to_string()));
     }
 
@@ -662,9 +693,16 @@ mod tests {
         c.score = 40;
         c.approvers = &["rita"];
         c.omens = vec![OmenLevel::Warn, OmenLevel::NeedsApproval, OmenLevel::Locked];
-        let d = run(&c);
+        let mut d = run(&c);
+        d.reasons.push("rank-review-waived".into());
+        d.reasons.push("rank-review".into());
+        d.reasons.push("rank-runs".into());
+        d.reasons.push("experiment".into());
         for (r, line) in d.reasons.iter().zip(d.explain()) {
-            assert!(line.len() > r.len() + 3, "{line}");
+            assert_ne!(&line, r, "no sentence for `{r}`");
+            assert!(line.contains(' '), "{line}");
+            // The sentence does not start by repeating the code ("experiment: an experiment").
+            assert!(!line.starts_with(&format!("{r}:")), "{line}");
         }
     }
 }

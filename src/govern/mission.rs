@@ -159,7 +159,8 @@ pub fn task_scenarios(m: &Mission) -> BTreeSet<String> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct MissionFinding {
     /// Stable code: `mission-no-tasks`, `mission-dangling-dependency`,
-    /// `mission-self-dependency`, `mission-cycle`, `mission-task-profile-not-in-plan`.
+    /// `mission-self-dependency`, `mission-cycle`, `mission-task-profile-not-in-plan`,
+    /// `mission-duplicate-task`, `mission-task-scenario-conflict`.
     pub code: &'static str,
     /// JSON pointer of the offending value.
     pub pointer: String,
@@ -222,6 +223,56 @@ pub fn check(plan: &Plan) -> Vec<MissionFinding> {
             }
         }
     }
+    let mut pairs: BTreeMap<(&Id, &Id), &Id> = BTreeMap::new();
+    for (id, t) in &m.tasks {
+        match pairs.get(&(&t.profile, &t.probe)) {
+            Some(first) => out.push(MissionFinding {
+                code: "mission-duplicate-task",
+                pointer: format!("/mission/tasks/{id}"),
+                message: format!(
+                    "tasks `{first}` and `{id}` both run probe `{}` under profile `{}`",
+                    t.probe, t.profile
+                ),
+                hint: Some(format!(
+                    "each task is one scenario `{}:{}`: merge the two tasks",
+                    t.profile, t.probe
+                )),
+            }),
+            None => {
+                pairs.insert((&t.profile, &t.probe), id);
+            }
+        }
+        let declared = plan
+            .scenarios
+            .get(&t.profile)
+            .and_then(|probes| probes.get(&t.probe))
+            .copied()
+            .or_else(|| {
+                plan.controls
+                    .contains(&t.probe)
+                    .then_some(crate::model::plan::Expectation::Allow)
+            });
+        let expect = t.expect.unwrap_or(crate::model::plan::Expectation::Allow);
+        if let Some(d) = declared
+            && d != expect
+        {
+            out.push(MissionFinding {
+                code: "mission-task-scenario-conflict",
+                pointer: format!("/mission/tasks/{id}"),
+                message: format!(
+                    "task `{id}` expects `{}` of `{}:{}`, but the plan's scenarios expect `{}`",
+                    expect.as_str(),
+                    t.profile,
+                    t.probe,
+                    d.as_str()
+                ),
+                hint: Some(
+                    "make the task's `expect` and the scenario's expectation agree, or drop the scenario"
+                        .into(),
+                ),
+            });
+        }
+    }
     if !out.iter().any(|f| f.code == "mission-self-dependency")
         && let Some(cycle) = find_cycle(m)
     {
@@ -275,7 +326,7 @@ mod tests {
                     (
                         id(t),
                         Task {
-                            probe: id("read"),
+                            probe: id(t),
                             profile: id("p"),
                             depends_on: deps.iter().map(|d| id(d)).collect(),
                             expect: None,
@@ -372,7 +423,42 @@ mod tests {
         let s = skipped_after(&m, &BTreeSet::from([id("b"), id("d")]));
         let s: Vec<&str> = s.iter().map(Id::as_str).collect();
         assert_eq!(s, vec!["c", "e"]);
-        assert_eq!(task_scenarios(&m).len(), 1);
+        assert_eq!(task_scenarios(&m).len(), 5);
+    }
+
+    #[test]
+    fn two_tasks_on_one_scenario_and_conflicting_expectations_are_findings() {
+        let mut m = mission(&[("a", &[]), ("b", &["a"]), ("c", &[])]);
+        m.tasks.get_mut("b").unwrap().probe = id("a");
+        m.tasks.get_mut("c").unwrap().expect = Some(crate::model::plan::Expectation::Deny);
+        let mut p = plan();
+        p.mission = Some(m);
+        p.scenarios.insert(
+            id("p"),
+            [(id("c"), crate::model::plan::Expectation::Allow)]
+                .into_iter()
+                .collect(),
+        );
+        let f = check(&p);
+        let codes: Vec<(&str, &str)> = f.iter().map(|f| (f.code, f.pointer.as_str())).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("mission-duplicate-task", "/mission/tasks/b"),
+                ("mission-task-scenario-conflict", "/mission/tasks/c"),
+            ]
+        );
+        assert!(
+            f[0].message.contains("tasks `a` and `b`"),
+            "{}",
+            f[0].message
+        );
+        // Agreeing expectations are one row, not a conflict.
+        p.scenarios
+            .get_mut("p")
+            .unwrap()
+            .insert(id("c"), crate::model::plan::Expectation::Deny);
+        assert_eq!(check(&p).len(), 1);
     }
 
     fn plan() -> Plan {

@@ -69,8 +69,49 @@ pub struct MissionRow {
     pub flags: Vec<String>,
     /// The running run's id.
     pub run_id: Option<String>,
+    /// When the running run took the out-root lock (RFC 3339).
+    pub run_started_at: Option<String>,
+    /// The out root the running run writes to.
+    pub run_out_root: Option<PathBuf>,
     /// Why the plan does not load.
     pub error: Option<String>,
+}
+
+/// A run in progress, read from an out root's lock holder record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Running {
+    /// The run id.
+    pub run_id: String,
+    /// When it took the lock (RFC 3339).
+    pub started_at: String,
+    /// Its out root.
+    pub out_root: PathBuf,
+}
+
+/// The plans being run now in `out_roots`, by plan id: an out root whose lock is held (per
+/// `/proc/locks`, not merely a record left behind by a killed run) by a run that named its
+/// plan. A missing out root runs nothing.
+pub fn running_in(out_roots: &[PathBuf]) -> BTreeMap<String, Running> {
+    let mut out = BTreeMap::new();
+    for root in out_roots {
+        let st = crate::bundle::lock::inspect(root);
+        if !st.held {
+            continue;
+        }
+        if let Some(h) = st.holder
+            && let (Some(plan), Some(run)) = (h.plan_id, h.run_id)
+        {
+            out.insert(
+                plan,
+                Running {
+                    run_id: run,
+                    started_at: h.started_at,
+                    out_root: root.clone(),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Plan files (`plan.json`, `plan.yaml`, `plan.yml`) under `dir`, recursively, sorted;
@@ -108,11 +149,12 @@ fn is_mission_file(path: &Path) -> bool {
 
 /// List the missions among `plans` (paths of plan files): the gate is evaluated for each
 /// (with the approvals found beside it), nothing is written. `running` maps plan ids to the
-/// run ids holding a lock (empty until the runner reports them).
+/// runs holding an out-root lock ([`running_in`]); those missions are `running`, whatever
+/// the gate would say now.
 pub fn list(
     gov: &Governance,
     plans: &[PathBuf],
-    running: &BTreeMap<String, String>,
+    running: &BTreeMap<String, Running>,
     now: jiff::Timestamp,
 ) -> Result<Vec<MissionRow>> {
     let mut rows = Vec::new();
@@ -136,6 +178,8 @@ pub fn list(
                     reasons: Vec::new(),
                     flags: Vec::new(),
                     run_id: None,
+                    run_started_at: None,
+                    run_out_root: None,
                     error: Some(e.to_string()),
                 });
                 continue;
@@ -143,7 +187,8 @@ pub fn list(
         };
         let report = gov.gate_at(&plan, &[], true, now)?;
         let d = &report.decision;
-        let run_id = running.get(plan.plan.plan_id.as_str()).cloned();
+        let run = running.get(plan.plan.plan_id.as_str());
+        let run_id = run.map(|r| r.run_id.clone());
         let blocking: Vec<&String> = d
             .reasons
             .iter()
@@ -184,6 +229,8 @@ pub fn list(
             reasons: d.reasons.clone(),
             flags: d.flags.clone(),
             run_id,
+            run_started_at: run.map(|r| r.started_at.clone()),
+            run_out_root: run.map(|r| r.out_root.clone()),
             error: None,
         });
     }

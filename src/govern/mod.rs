@@ -5,7 +5,8 @@
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
 //! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signatures, approval
 //!   records.
-//! - [`gate`]: the pure decision function.
+//! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
+//!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs.
 //! - [`mission`]: mission task graphs; [`missions`]: the missions listing.
 //!
@@ -17,7 +18,8 @@
 //! 1. `Governance::discover(ctx.state_dir, &ctx.root)` (exit 2 with a hint if missing);
 //! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
 //!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing
-//!    executed (`--dry` prints what would run and `report.decision.explain()` either way);
+//!    executed, the refusal explained with [`explain::refusal`] (`--dry` prints what would
+//!    run and [`explain::decision_lines`] either way, and exits 4 when the gate refuses);
 //! 3. once the run id is known: `record_run_started(&report, run_id)`; write every
 //!    `report.files` entry with `StagedBundle::write_bytes(rel, bytes)` (so the records,
 //!    their signatures and `governance/gate.json` are indexed); cap parallelism at
@@ -30,6 +32,7 @@ pub mod anchors;
 pub mod approvals;
 pub mod audit;
 pub mod evolution;
+pub mod explain;
 pub mod gate;
 pub mod mission;
 pub mod missions;
@@ -95,6 +98,8 @@ pub struct GateReport {
     pub plan_digest: Digest,
     /// Its path.
     pub plan_path: PathBuf,
+    /// The mission's `requested_by` (missions only).
+    pub requested_by: Option<String>,
     /// The approval records considered (given and found beside the plan), sorted.
     pub records: Vec<PathBuf>,
     /// Their verdicts.
@@ -271,6 +276,7 @@ impl Governance {
             plan_id: plan.plan.plan_id.to_string(),
             plan_digest: plan.digest.clone(),
             plan_path: plan.path.clone(),
+            requested_by: plan.plan.mission.as_ref().map(|m| m.requested_by.clone()),
             records,
             approvals: check,
             decision,

@@ -307,6 +307,14 @@ codes! {
     UnusedProfile = "NX405", "unused-profile", Warning,
         "A profile listed in `profiles` with no scenario, control or task.",
         "It would be applied to nothing; add scenarios for it or remove it from `profiles`.";
+    /// Two mission tasks with the same probe and profile.
+    DuplicateTask = "NX406", "duplicate-task", Error,
+        "Two mission tasks that run the same probe under the same profile.",
+        "Each task is one scenario `<profile>:<probe>` in the bundle, so two tasks cannot share one; merge them, or give one of them its own probe.";
+    /// A mission task and a declared scenario expect different decisions.
+    TaskScenarioConflict = "NX407", "task-scenario-conflict", Error,
+        "A mission task whose `expect` differs from the expectation `scenarios` declares for the same profile and probe.",
+        "A task and a declared scenario with the same `<profile>:<probe>` are one row of the run; make their expectations agree or drop the scenario.";
 }
 
 #[cfg(test)]

@@ -635,6 +635,16 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
 
 fn mission(sink: &mut Sink<'_>, plan: &Plan) {
     let Some(m) = &plan.mission else { return };
+    // What only the runner's task model can get wrong: two tasks on one scenario row, a
+    // task and a declared scenario that disagree (`govern::mission::check`).
+    for f in crate::govern::mission::check(plan) {
+        let code = match f.code {
+            "mission-duplicate-task" => Code::DuplicateTask,
+            "mission-task-scenario-conflict" => Code::TaskScenarioConflict,
+            _ => continue,
+        };
+        sink.push_hint(code, &f.pointer, At::Key, f.message, f.hint);
+    }
     let ids: BTreeSet<&str> = m.tasks.keys().map(Id::as_str).collect();
     for (t, task) in &m.tasks {
         for (i, dep) in task.depends_on.iter().enumerate() {

@@ -72,6 +72,48 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         title: "nexusmon artifact index",
         generate: raw::<crate::model::index::ArtifactIndex>,
     },
+    SchemaSpec {
+        name: "approval-record",
+        file_name: "approval-record.schema.json",
+        title: "nexusmon approval record",
+        generate: raw::<crate::model::approval::ApprovalRecord>,
+    },
+    SchemaSpec {
+        name: "omen-clearance",
+        file_name: "omen-clearance.schema.json",
+        title: "nexusmon omen clearance record",
+        generate: raw::<crate::model::approval::ClearanceRecord>,
+    },
+    SchemaSpec {
+        name: "audit-entry",
+        file_name: "audit-entry.schema.json",
+        title: "nexusmon audit log line",
+        generate: raw::<crate::model::audit::AuditEntry>,
+    },
+    SchemaSpec {
+        name: "audit-head",
+        file_name: "audit-head.schema.json",
+        title: "nexusmon audit log head",
+        generate: raw::<crate::model::index::AuditHead>,
+    },
+    SchemaSpec {
+        name: "omens",
+        file_name: "omens.schema.json",
+        title: "nexusmon omens",
+        generate: raw::<crate::model::omens::OmensFile>,
+    },
+    SchemaSpec {
+        name: "evolution",
+        file_name: "evolution.schema.json",
+        title: "nexusmon evolution state",
+        generate: raw::<crate::model::evolution::EvolutionFile>,
+    },
+    SchemaSpec {
+        name: "gate-record",
+        file_name: "gate-record.schema.json",
+        title: "nexusmon gate record",
+        generate: raw::<crate::govern::GateRecord>,
+    },
 ];
 
 /// The `$id` of a schema: a URN, because it identifies the format rather than a place to

@@ -52,18 +52,14 @@ pub enum Capability {
     ParallelMissions,
     /// Rank C and B missions run without the review flag.
     AutoRunCb,
-    /// The runner may reuse results already proven by a promotable packet of the same
-    /// plan digest instead of re-running them.
-    ReuseProvenResults,
 }
 
 impl Capability {
-    /// `parallel-missions`, `auto-run-cb`, `reuse-proven-results`.
+    /// `parallel-missions`, `auto-run-cb`.
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::ParallelMissions => "parallel-missions",
             Capability::AutoRunCb => "auto-run-cb",
-            Capability::ReuseProvenResults => "reuse-proven-results",
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct RunStatusFile {
 /// The head of the audit log `{seq, blake3}` anchored in indexes, `LATEST` and packets.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "nexusmon audit log head")]
 pub struct AuditHead {
     /// Sequence number of the last line.
     pub seq: u64,

@@ -98,7 +98,9 @@ impl Expectation {
     }
 }
 
-/// Which lanes run (all three by default).
+/// Which lanes run (all three by default). A mission's tasks always run in the scenario
+/// lane; its baseline lane (a task's work again, without any policy) runs only when
+/// `baseline` is set to `true` explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lanes {

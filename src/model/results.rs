@@ -532,6 +532,13 @@ pub struct Observation {
     /// True if an earlier attempt did not match the expectation and a later one did.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    /// The mission task this observation belongs to (missions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// For a task that did not run: the task whose failure skipped it (the first failing
+    /// ancestor in the task graph).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
 }
 
 /// `runtime_results.json` / `baseline_results.json`.
@@ -746,6 +753,12 @@ pub struct ExpectedEntry {
     /// True for control probes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub control: bool,
+    /// The mission task this scenario is (missions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The tasks it runs after, sorted (missions only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// `expected_matrix.json`.
@@ -817,6 +830,15 @@ pub struct NormalizedRow {
     /// Passed only on retry.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
+    /// The mission task this row is (missions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The tasks it runs after, sorted (missions only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// For a task that did not run: the task whose failure skipped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_because: Option<String>,
 }
 
 /// `runtime_events.normalized.json`.
@@ -876,6 +898,9 @@ pub struct MismatchPacket {
     pub attribution: Option<Attribution>,
     /// One sentence saying what is wrong.
     pub message: String,
+    /// The mission task (missions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
 }
 
 /// `mismatch_summary.json`.
@@ -957,6 +982,9 @@ pub struct Summary {
     /// Review flags from the governance gate (e.g. `review-required`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub governance_flags: Vec<String>,
+    /// A mission's tasks: how many succeeded, failed and were skipped (missions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskSummary>,
     /// Resource use summed per lane (children only).
     pub rusage: BTreeMap<String, Rusage>,
     /// Children started per lane (attempts included).
@@ -965,6 +993,35 @@ pub struct Summary {
     pub runner_max_rss_kib: u64,
     /// The run's wall time, microseconds.
     pub wall_us: u64,
+}
+
+/// The tasks of a mission run, in `summary.json`.
+///
+/// A task **succeeded** when its scenario-lane outcome equals its expectation (a flaky pass
+/// included); it **failed** otherwise (a decision against the expectation, an error, a
+/// timeout, an apply failure); it was **skipped** when a task it depends on, directly or
+/// not, failed: skipped tasks never run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskSummary {
+    /// Tasks selected.
+    pub total: u64,
+    /// Tasks whose outcome matched their expectation.
+    pub succeeded: u64,
+    /// Tasks that ran and did not match their expectation.
+    pub failed: u64,
+    /// Tasks not run because a dependency failed.
+    pub skipped: u64,
+    /// Ids of the failed tasks, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_tasks: Vec<String>,
+    /// Ids of the skipped tasks, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_tasks: Vec<String>,
+    /// The task graph in dependency order: each layer's tasks depend only on earlier
+    /// layers (tasks of one layer may run in parallel).
+    pub layers: Vec<Vec<String>>,
+    /// How many tasks could run at once (1 without the `parallel-missions` capability).
+    pub max_parallel: u32,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1141,6 +1198,9 @@ pub enum RunEvent {
         /// Wall time of the deciding attempt, microseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wall_us: Option<u64>,
+        /// The mission task (missions only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
     },
     /// The run ended.
     RunEnd {

@@ -39,6 +39,24 @@ impl Report for SummaryMarkdown {
         let total: u64 = s.mismatches.values().sum();
         let _ = writeln!(m, "| mismatches | {total} |");
         let _ = writeln!(m, "| flaky | {} |", s.flaky.len());
+        if let Some(t) = &s.tasks {
+            let _ = writeln!(
+                m,
+                "| tasks | {}: {} succeeded, {} failed, {} skipped |",
+                t.total, t.succeeded, t.failed, t.skipped
+            );
+        }
+        if !s.governance_flags.is_empty() {
+            let _ = writeln!(
+                m,
+                "| governance flags | {} |",
+                s.governance_flags
+                    .iter()
+                    .map(|f| format!("**{f}**"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
 
         let _ = writeln!(m, "\n## Profiles (apply preflight)\n");
         let _ = writeln!(
@@ -80,6 +98,57 @@ impl Report for SummaryMarkdown {
                 if p.apply_ok { "yes" } else { "**no**" },
                 esc(&notes.join("; "))
             );
+        }
+
+        if let Some(t) = &s.tasks {
+            let _ = writeln!(
+                m,
+                "\n## Tasks\n\nIn dependency order, {}; a failed task skips every task that depends on it.\n",
+                if t.max_parallel > 1 {
+                    format!("up to {} at a time", t.max_parallel)
+                } else {
+                    "one at a time".to_string()
+                }
+            );
+            let _ = writeln!(
+                m,
+                "| layer | task | scenario | after | expected | observed | result |\n|---|---|---|---|---|---|---|"
+            );
+            for (n, layer) in t.layers.iter().enumerate() {
+                for task in layer {
+                    let Some(row) = r.rows.iter().find(|x| x.task_id.as_deref() == Some(task))
+                    else {
+                        continue;
+                    };
+                    let result = if t.failed_tasks.contains(task) {
+                        "**failed**".to_string()
+                    } else if t.skipped_tasks.contains(task) {
+                        format!(
+                            "skipped (task `{}` failed)",
+                            row.skipped_because.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        "succeeded".to_string()
+                    };
+                    let _ = writeln!(
+                        m,
+                        "| {} | `{task}` | `{}` | {} | {} | {} | {result} |",
+                        n + 1,
+                        row.scenario_id,
+                        if row.depends_on.is_empty() {
+                            "-".to_string()
+                        } else {
+                            row.depends_on
+                                .iter()
+                                .map(|d| format!("`{d}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                        row.expected.as_str(),
+                        cell_text(row.scenario.as_ref()),
+                    );
+                }
+            }
         }
 
         let _ = writeln!(m, "\n## Scenarios\n");

@@ -248,14 +248,14 @@ fn shipped_plans_and_registry_lint_clean() {
     let r = run_in_repo(["plan-lint", "plans/"]);
     r.code(0);
     assert!(
-        r.stdout.contains("checked 5 files: no problems found"),
+        r.stdout.contains("checked 8 files: no problems found"),
         "{}",
         r.stdout
     );
     let r = run_in_repo(["registry-lint"]);
     r.code(0);
     assert!(
-        r.stdout.contains("checked 2 files: no problems found"),
+        r.stdout.contains("checked 4 files: no problems found"),
         "{}",
         r.stdout
     );

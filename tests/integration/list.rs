@@ -27,9 +27,10 @@ fn list_plans_shows_every_shipped_plan_sorted() {
         assert!(lines[0].contains(h));
     }
     assert!(lines[1].starts_with("fs-confinement  experiment  linux-core"));
-    assert!(lines[2].starts_with("net-egress"));
-    assert!(lines[3].starts_with("quickstart"));
-    assert!(lines[3].ends_with("plans/quickstart/plan.json"));
+    assert!(lines[2].starts_with("mission-demo    mission     missions"));
+    assert!(lines[3].starts_with("net-egress"));
+    assert!(lines[4].starts_with("quickstart"));
+    assert!(lines[4].ends_with("plans/quickstart/plan.json"));
     // Columns are aligned: every PATH starts at the same column.
     let col = lines[0].find("PATH").unwrap();
     for l in &lines[1..] {
@@ -37,12 +38,12 @@ fn list_plans_shows_every_shipped_plan_sorted() {
     }
     let v = json(&in_repo(["--json", "list-plans"]));
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[2]["plan_id"], "quickstart");
-    assert_eq!(rows[2]["profiles"], 2);
-    assert_eq!(rows[2]["scenarios"], 10);
-    assert_eq!(rows[2]["path"], "plans/quickstart/plan.json");
-    assert_eq!(rows[2]["error"], Value::Null);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3]["plan_id"], "quickstart");
+    assert_eq!(rows[3]["profiles"], 2);
+    assert_eq!(rows[3]["scenarios"], 10);
+    assert_eq!(rows[3]["path"], "plans/quickstart/plan.json");
+    assert_eq!(rows[3]["error"], Value::Null);
 }
 
 #[test]
