@@ -272,9 +272,12 @@ pub struct EmitPromotionArgs {
     /// Where to write promotion_packet.json (the in-toto Statement goes beside it).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Refuse to write a packet that is not promotable.
+    /// Refuse to write a packet that is not promotable (exit 1, nothing written).
     #[arg(long)]
     pub require_promotable: bool,
+    /// Replace an existing packet and its in-toto Statement.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `summarize-ops`.
