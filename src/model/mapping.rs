@@ -139,7 +139,7 @@ pub struct LinkedProfile {
 pub struct MappedScenario {
     /// `<profile>:<probe>`.
     pub scenario_id: String,
-    /// The probe's definition digest, or `conflict`-free absence when unknown.
+    /// The probe's definition digest (absent when unknown, or when packets disagree on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_digest: Option<Digest>,
     /// The operation.

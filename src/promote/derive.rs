@@ -22,7 +22,7 @@ use crate::bundle::{INDEX_FILE, REPAIR_LOG_FILE, STATUS_FILE, unsafe_reason};
 use crate::exec::run::RESULT_FILES;
 use crate::govern::sign;
 use crate::model::approval::{ApprovalRecord, Decision, SIGNATURE_NAMESPACE};
-use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::index::AuditHead;
 use crate::model::packet::{
     ApprovalInput, ArtifactPointer, EmittedBy, GatingInputs, GovernanceSlot, IndexInput,
     InputState, PACKET_VERSION, PacketApproval, PacketBundle, PacketPlan, PacketSummary,
@@ -600,9 +600,4 @@ fn verify_copy(
         Some(_) => Err("the record approves another plan digest".into()),
         None => Err("the bundle's plan digest is unknown".into()),
     }
-}
-
-/// Whether the bundle's status says it sealed (used by callers for messages).
-pub fn sealed(status: Option<BundleStatus>) -> bool {
-    matches!(status, Some(BundleStatus::Complete | BundleStatus::Failed))
 }
