@@ -34,6 +34,6 @@ pub use emit::{EmitOutcome, EmitSettings, emit};
 pub use mapping::{PromoteOutcome, PromoteSettings, promote};
 pub use ops::{summarize_bundle, summarize_packet};
 pub use pointers::PointerContext;
-pub use verify::{VerifiedPacket, packet_digest, read_packet, verify_packet};
+pub use verify::{VerifiedPacket, check_packet, packet_digest, read_packet, verify_packet};
 
 pub use crate::model::packet::PromotionPacket;

@@ -5,10 +5,11 @@
 //! - [`check_pointers`]: every pointer resolves (relative to the project root or the
 //!   packet's directory, as the packet records) to a regular file of the recorded size,
 //!   blake3 and sha256. A bundle that changed since the packet was emitted fails here.
-//! - [`verify_packet`] (promotion): the packet must be promotable, its pointers must check
-//!   out, and deriving the packet again from its bundle must give the same packet (only the
-//!   emission's `audit_head` and `emitted_by` may differ): an edited packet, or a bundle
-//!   that no longer verifies, is refused with what differs.
+//! - [`check_packet`]: its pointers check out, and deriving the packet again from its
+//!   bundle gives the same packet (only the emission's `audit_head` and `emitted_by` may
+//!   differ): an edited packet, or a bundle that changed, is refused with what differs.
+//! - [`verify_packet`] (promotion): the packet must be promotable (its recorded verdict, and
+//!   the verdict its own gating inputs give), then [`check_packet`].
 
 use std::path::{Path, PathBuf};
 
@@ -211,6 +212,34 @@ pub fn verify_packet(
                 .collect(),
         );
     }
+    check_against_bundle(path, packet, root)
+}
+
+/// Check the packet at `path` against its bundle, promotable or not: its pointers resolve
+/// to the bytes it records, and deriving it again from the bundle gives the same packet
+/// (only `audit_head` and `emitted_by` may differ). For consumers that must not trust a
+/// packet's content blindly but also read non-promotable packets (e.g. evolution, where a
+/// violation costs XP whatever the packet's promotability).
+pub fn check_packet(
+    path: &Path,
+    root: &Path,
+) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
+    let (packet, _) = read_packet(path)?;
+    check_against_bundle(path, packet, root)
+}
+
+fn check_against_bundle(
+    path: &Path,
+    packet: PromotionPacket,
+    root: &Path,
+) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
+    let refuse = |what: String, details: Vec<String>| {
+        Ok(Err(Refusal {
+            path: path.to_path_buf(),
+            what,
+            details,
+        }))
+    };
     let ctx = context_of(&packet, path, root)?;
     let problems = check_pointers(&packet, &ctx, path);
     if !problems.is_empty() {
@@ -228,10 +257,10 @@ pub fn verify_packet(
         let b = serde_json::to_value(&again).unwrap_or_default();
         let mut diffs = Vec::new();
         diff("", &a, &b, &mut diffs);
-        let what = if again.promotability.promotable {
-            "the packet does not match its bundle (it was edited after it was emitted)"
+        let what = if packet.promotability.promotable && !again.promotability.promotable {
+            "its bundle is no longer promotable (or the packet was edited)"
         } else {
-            "its bundle is no longer promotable"
+            "the packet does not match its bundle (it was edited after it was emitted)"
         };
         let mut details: Vec<String> = again
             .promotability

@@ -552,6 +552,22 @@ fn a_runner_started_under_no_new_privs_gives_already_sandboxed() {
 }
 
 #[test]
+fn a_hard_profile_the_kernel_cannot_enforce_gives_apply_failed() {
+    // `udp-ports-hard` pins Landlock ABI 10 (UDP port rules); this kernel has ABI 7. The
+    // other profile's lanes run and the bundle is complete, but not promotable.
+    let p = Proj::new();
+    p.run("hard", &[]).code(5);
+    p.emit(&p.latest(), "pk.json", &[]).code(0);
+    let packet = p.json("pk.json");
+    assert_eq!(reasons(&packet), vec!["apply-failed"], "{packet:#}");
+    assert_eq!(packet["bundle"]["status"], "complete");
+    assert_eq!(
+        packet["promotability"]["gating_inputs"]["preflight"]["apply_failed"],
+        serde_json::json!(["udp-ports-hard"])
+    );
+}
+
+#[test]
 fn a_required_preflight_that_cannot_apply_gives_bundle_failed() {
     let p = Proj::new();
     p.run("preflight-fails", &[]).code(5);

@@ -251,10 +251,38 @@ fn a_governed_packet_anchors_the_audit_head_and_emission_is_audited() {
     // The governed experiment carries its gate record.
     assert_eq!(packet["governance"]["kind"], "experiment");
     assert_eq!(packet["promotability"]["promotable"], true);
-    // audit verify checks the packet's anchor.
+    // audit verify checks the packet's anchor ...
     let r = p.nx(&["--json", "audit", "verify", "--anchors", "pk.json"]);
     r.code(0);
-    assert!(r.stdout.contains("pk.json"), "{}", r.stdout);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["report"]["ok"], true);
+    let sources = v["anchor_sources"].as_array().unwrap();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["source"] == "pk.json" && s["head"] == packet["audit_head"]),
+        "{v:#}"
+    );
+    // ... and a log cut back to before it fails through that anchor.
+    let log = p.path(".nexusmon/audit.jsonl");
+    let full = std::fs::read_to_string(&log).unwrap();
+    let seq = packet["audit_head"]["seq"].as_u64().unwrap();
+    let cut: String = full
+        .lines()
+        .take(usize::try_from(seq).unwrap())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, cut).unwrap();
+    let r = p.nx(&["audit", "verify", "--anchors", "pk.json"]);
+    assert_ne!(r.status, 0);
+    assert!(
+        r.stderr.contains(&format!("pk.json anchors seq {seq}"))
+            || r.stdout.contains(&format!("pk.json anchors seq {seq}")),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    std::fs::write(&log, full).unwrap();
     // promote records the mapping change once, and nothing when nothing changes.
     p.nx(&["promote", "--out", "maps", "--packets", "pk.json"])
         .code(0);
