@@ -267,11 +267,11 @@ fn a_governed_packet_anchors_the_audit_head_and_emission_is_audited() {
     let log = p.path(".nexusmon/audit.jsonl");
     let full = std::fs::read_to_string(&log).unwrap();
     let seq = packet["audit_head"]["seq"].as_u64().unwrap();
-    let cut: String = full
-        .lines()
-        .take(usize::try_from(seq).unwrap())
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let mut cut = String::new();
+    for l in full.lines().take(usize::try_from(seq).unwrap()) {
+        cut.push_str(l);
+        cut.push('\n');
+    }
     std::fs::write(&log, cut).unwrap();
     let r = p.nx(&["audit", "verify", "--anchors", "pk.json"]);
     assert_ne!(r.status, 0);
