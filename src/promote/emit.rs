@@ -91,6 +91,16 @@ pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
         .out
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if let (Ok(b), Some(d)) = (std::fs::canonicalize(&src.dir), nearest_existing(&dir))
+        && d.starts_with(&b)
+    {
+        return Err(Error::usage(format!(
+            "--out {} lies inside the bundle {}: a file added after the seal would make the bundle invalid",
+            s.out.display(),
+            src.dir.display()
+        ))
+        .with_hint("write the packet outside the bundle, e.g. --out promotion/promotion_packet.json"));
+    }
     fsx::create_dir_all(&dir)?;
     let ctx = PointerContext::for_emit(&src.dir, &s.root, &dir)?;
     let mut packet = derive_packet(&src, &ctx)?;
@@ -146,4 +156,9 @@ pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
         )?);
     }
     Ok(out)
+}
+
+/// `dir` if it exists, else its nearest existing ancestor, with symlinks resolved.
+fn nearest_existing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|a| std::fs::canonicalize(a).ok())
 }

@@ -18,7 +18,7 @@ use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
-use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PromotionPacket};
+use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket};
 use crate::util::{digest, fsx, json};
 use crate::{Error, Result};
 
@@ -241,8 +241,17 @@ fn check_against_bundle(
         }))
     };
     let ctx = context_of(&packet, path, root)?;
-    let problems = check_pointers(&packet, &ctx, path);
+    let mut problems = check_pointers(&packet, &ctx, path);
     if !problems.is_empty() {
+        problems.push(match ctx.base {
+            PointerBase::ProjectRoot => format!(
+                "(pointers are relative to the project root, here {}: run from the project the packet was emitted in, or pass --root)",
+                ctx.base_dir.display()
+            ),
+            PointerBase::PacketDir => {
+                "(pointers are relative to the packet's directory: keep the packet where it was emitted)".into()
+            }
+        });
         return refuse(
             "the bundle changed since the packet was emitted (or the packet was moved)".into(),
             problems,

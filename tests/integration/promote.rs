@@ -364,6 +364,13 @@ fn an_existing_packet_is_never_overwritten_silently_and_emission_is_reproducible
     p.emit(&b, "pk.json", &["--overwrite"]).code(0);
     assert_eq!(std::fs::read(p.path("pk.json")).unwrap(), first);
     assert_eq!(std::fs::read(p.path("pk.intoto.json")).unwrap(), stmt);
+    // Inside the sealed bundle, a packet would be an unindexed file that invalidates it.
+    let inside = b.join("promotion/pk.json");
+    let r = p.emit(&b, inside.to_str().unwrap(), &[]);
+    r.code(2);
+    assert!(r.stderr.contains("lies inside the bundle"), "{}", r.stderr);
+    assert!(!b.join("promotion").exists());
+    p.nx(&["validate-bundle", "--bundle", b.to_str().unwrap()]).code(0);
     // A packet named like a bundle file would make two subjects with one name.
     let r = p.emit(&b, "summary.json", &[]);
     r.code(2);
