@@ -65,7 +65,8 @@ pub enum Command {
     ValidateBundle(BundleArg),
     /// Check (--strict) or rewrite (--repair) a bundle's index.
     ReindexBundle(ReindexArgs),
-    /// Write a promotion packet (and its in-toto Statement) for a sealed bundle.
+    /// Write a promotion packet (and its in-toto Statement) for a bundle; promotability is
+    /// derived from the bundle alone.
     EmitPromotion(EmitPromotionArgs),
     /// Write an op-level summary of a bundle or a packet.
     SummarizeOps(SummarizeOpsArgs),
@@ -266,15 +267,19 @@ pub struct BundleWriteArgs {
 /// `emit-promotion`.
 #[derive(Debug, Args)]
 pub struct EmitPromotionArgs {
-    /// A bundle directory, or an out root (resolved through LATEST).
+    /// A bundle directory, an out root (resolved through LATEST), or a `.staging/<run_id>`
+    /// directory of a run that never sealed (its packet is never promotable).
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
     /// Where to write promotion_packet.json (the in-toto Statement goes beside it).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Refuse to write a packet that is not promotable.
+    /// Refuse to write a packet that is not promotable (exit 1, nothing written).
     #[arg(long)]
     pub require_promotable: bool,
+    /// Replace an existing packet and its in-toto Statement.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `summarize-ops`.
@@ -287,7 +292,8 @@ pub struct SummarizeOpsArgs {
     /// A promotion packet.
     #[arg(long, value_name = "FILE", group = "input")]
     pub packet: Option<PathBuf>,
-    /// Write the summary here (default: stdout).
+    /// Write the summary as JSON here (atomically; replaces the file) instead of the table
+    /// on stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -295,10 +301,11 @@ pub struct SummarizeOpsArgs {
 /// `promote`.
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
-    /// Promotion packets.
+    /// Promotion packets (each must be promotable and match its bundle; if any is refused,
+    /// nothing is written).
     #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
     pub packets: Vec<PathBuf>,
-    /// Mappings directory.
+    /// Mappings directory (created if missing; mappings already there are merged with).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }

@@ -165,8 +165,3 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::BundleWrite(a) => bundle::bundle_write(ctx, io, &a),
     }
 }
-
-/// The error for a command whose implementation has not landed yet.
-pub(crate) fn not_implemented(command: &str) -> Error {
-    Error::runner(format!("`{command}` is not implemented in this build"))
-}

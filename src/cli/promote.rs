@@ -1,17 +1,353 @@
-//! `emit-promotion`, `summarize-ops`, `promote`.
+//! `emit-promotion`, `summarize-ops`, `promote`: resolve arguments into `promote::`
+//! settings, call the library, render the outcome (human text on stderr for the commands
+//! that write files, the op table on stdout; `--json` objects on stdout).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
 
 use super::args::{EmitPromotionArgs, PromoteArgs, SummarizeOpsArgs};
-use super::{Ctx, Io, not_implemented};
-use crate::Result;
+use super::{Ctx, Io};
+use crate::govern::short_hex;
+use crate::model::mapping::{OpCounts, OpSummary};
+use crate::model::packet::PromotionPacket;
+use crate::promote::{self, EmitSettings, PromoteSettings, promotability};
+use crate::util::{fsx, json};
+use crate::{Result, exit_code};
 
-pub fn emit(_ctx: &Ctx, _io: &mut Io<'_>, _a: &EmitPromotionArgs) -> Result<i32> {
-    Err(not_implemented("emit-promotion"))
+fn abs(ctx: &Ctx, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        ctx.cwd.join(p)
+    }
 }
 
-pub fn summarize_ops(_ctx: &Ctx, _io: &mut Io<'_>, _a: &SummarizeOpsArgs) -> Result<i32> {
-    Err(not_implemented("summarize-ops"))
+/// The governance state directory, when there is one (`--state-dir`, else `.nexusmon/`
+/// found upwards from the project root).
+fn state_dir(ctx: &Ctx) -> Option<PathBuf> {
+    match &ctx.state_dir {
+        Some(d) => Some(abs(ctx, d)),
+        None => crate::govern::state::find(&ctx.root),
+    }
 }
 
-pub fn promote(_ctx: &Ctx, _io: &mut Io<'_>, _a: &PromoteArgs) -> Result<i32> {
-    Err(not_implemented("promote"))
+fn reasons_json(p: &PromotionPacket) -> Vec<serde_json::Value> {
+    let g = &p.promotability.gating_inputs;
+    p.promotability
+        .reasons
+        .iter()
+        .map(|r| json!({"reason": r.as_str(), "detail": promotability::explain(*r, g)}))
+        .collect()
+}
+
+fn reasons_text(p: &PromotionPacket) -> String {
+    let g = &p.promotability.gating_inputs;
+    let w = p
+        .promotability
+        .reasons
+        .iter()
+        .map(|r| r.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::new();
+    for r in &p.promotability.reasons {
+        let _ = writeln!(s, "  {:w$}  {}", r.as_str(), promotability::explain(*r, g));
+    }
+    s
+}
+
+/// `emit-promotion --bundle B --out F [--require-promotable] [--overwrite]`.
+#[allow(clippy::many_single_char_names)]
+pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
+    let settings = EmitSettings {
+        bundle: abs(ctx, &a.bundle),
+        out: fsx::absolute(&abs(ctx, &a.out))?,
+        root: ctx.root.clone(),
+        require_promotable: a.require_promotable,
+        overwrite: a.overwrite,
+        state_dir: state_dir(ctx),
+    };
+    let o = promote::emit(&settings)?;
+    let p = &o.packet;
+    if ctx.json {
+        io.out_bytes(&json::to_sorted_pretty(&json!({
+            "written": o.written,
+            "packet": o.packet_path,
+            "statement": o.statement_path,
+            "packet_blake3": o.packet_blake3,
+            "packet_digest": o.packet_digest,
+            "run_id": p.run_id,
+            "plan_id": p.plan.plan_id,
+            "promotable": p.promotability.promotable,
+            "reasons": reasons_json(p),
+            "audit_head": o.audit_head,
+        }))?)?;
+    }
+    let n = p.promotability.reasons.len();
+    let plural = if n == 1 { "" } else { "s" };
+    if !o.written {
+        io.errln(format!(
+            "error: the packet of run {} is NOT promotable ({n} reason{plural}); nothing was written (--require-promotable)\n{}",
+            p.run_id,
+            reasons_text(p).trim_end()
+        ))?;
+        return Ok(exit_code::FINDINGS);
+    }
+    if !p.promotability.promotable {
+        // Said even with -q: a packet must never be misread as promotable.
+        io.errln(format!(
+            "warning: the packet of run {} is NOT promotable ({n} reason{plural}):\n{}",
+            p.run_id,
+            reasons_text(p).trim_end()
+        ))?;
+    }
+    if !ctx.quiet {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "packet     {} (blake3 {})",
+            o.packet_path.display(),
+            short_hex(&o.packet_blake3)
+        );
+        let _ = writeln!(s, "statement  {}", o.statement_path.display());
+        let status = p
+            .bundle
+            .status
+            .map_or("unknown", crate::bundle::check::status_word);
+        let _ = writeln!(
+            s,
+            "run        {} of plan {} ({status}{})",
+            p.run_id,
+            p.plan.plan_id.as_deref().unwrap_or("?"),
+            if p.bundle.verified {
+                ", verified"
+            } else {
+                ", NOT verified"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "pointers   relative to the {} ({})",
+            match p.bundle.pointer_base {
+                crate::model::packet::PointerBase::ProjectRoot => "project root",
+                crate::model::packet::PointerBase::PacketDir => "packet's directory",
+            },
+            p.bundle.pointer
+        );
+        let _ = write!(
+            s,
+            "promotable {}",
+            if p.promotability.promotable {
+                "yes"
+            } else {
+                "NO"
+            }
+        );
+        io.errln(s)?;
+    }
+    Ok(exit_code::OK)
+}
+
+/// `summarize-ops --bundle B | --packet P [--out F]`.
+pub fn summarize_ops(ctx: &Ctx, io: &mut Io<'_>, a: &SummarizeOpsArgs) -> Result<i32> {
+    let summary = match (&a.bundle, &a.packet) {
+        (Some(b), _) => promote::summarize_bundle(&abs(ctx, b))?,
+        (None, Some(p)) => promote::summarize_packet(&abs(ctx, p), &ctx.root)?,
+        (None, None) => {
+            return Err(crate::Error::usage("pass --bundle DIR or --packet FILE"));
+        }
+    };
+    let bytes = json::to_sorted_pretty(&summary)?;
+    if let Some(out) = &a.out {
+        let out = abs(ctx, out);
+        if let Some(parent) = out.parent() {
+            fsx::create_dir_all(parent)?;
+        }
+        fsx::write_atomic(&out, &bytes)?;
+        if !ctx.quiet {
+            io.errln(format!("wrote {}", out.display()))?;
+        }
+    }
+    if ctx.json {
+        io.out_bytes(&bytes)?;
+    } else if a.out.is_none() {
+        io.out_bytes(ops_table(&summary).as_bytes())?;
+    }
+    Ok(exit_code::OK)
+}
+
+fn ops_table(s: &OpSummary) -> String {
+    let all: Vec<&OpCounts> = s.operations.values().chain([&s.totals]).collect();
+    let decisions: BTreeSet<&String> = all.iter().flat_map(|c| c.decisions.keys()).collect();
+    let attributions: BTreeSet<&String> = all.iter().flat_map(|c| c.attribution.keys()).collect();
+    let mut header = vec!["operation".to_string(), "scenarios".into()];
+    header.extend(decisions.iter().map(|d| (*d).clone()));
+    header.extend(attributions.iter().map(|a| (*a).clone()));
+    header.push("mismatches".into());
+    let row = |name: &str, c: &OpCounts| {
+        let mut r = vec![name.to_string(), c.scenarios.to_string()];
+        r.extend(
+            decisions
+                .iter()
+                .map(|d| c.decisions.get(*d).copied().unwrap_or(0).to_string()),
+        );
+        r.extend(
+            attributions
+                .iter()
+                .map(|a| c.attribution.get(*a).copied().unwrap_or(0).to_string()),
+        );
+        r.push(c.mismatches.values().sum::<u64>().to_string());
+        r
+    };
+    let mut rows = vec![header];
+    for (op, c) in &s.operations {
+        rows.push(row(op, c));
+    }
+    rows.push(row("total", &s.totals));
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    let src = &s.source;
+    let _ = writeln!(
+        out,
+        "run {} of plan {} ({}{})",
+        src.run_id,
+        src.plan_id.as_deref().unwrap_or("?"),
+        src.kind,
+        match src.promotable {
+            Some(true) => ", promotable",
+            Some(false) => ", NOT promotable",
+            None => "",
+        }
+    );
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
+            } else {
+                let _ = write!(line, "{c:>w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str("\nby profile:\n");
+    for (op, c) in &s.operations {
+        let parts: Vec<String> = c
+            .by_profile
+            .iter()
+            .map(|(p, d)| {
+                let counts: Vec<String> = d.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                format!("{p}: {}", counts.join(", "))
+            })
+            .collect();
+        let _ = writeln!(out, "  {op}: {}", parts.join("; "));
+    }
+    for (op, c) in &s.operations {
+        if c.mismatches.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = c
+            .mismatches
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(out, "mismatches in {op}: {}", parts.join(", "));
+    }
+    out
+}
+
+/// `promote --packets P… --out DIR`.
+pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
+    let settings = PromoteSettings {
+        packets: a.packets.iter().map(|p| abs(ctx, p)).collect(),
+        out: abs(ctx, &a.out),
+        root: ctx.root.clone(),
+        state_dir: state_dir(ctx),
+    };
+    let o = promote::promote(&settings)?;
+    if !o.refused.is_empty() {
+        if ctx.json {
+            io.out_bytes(&json::to_sorted_pretty(&json!({
+                "written": false,
+                "refused": o.refused.iter().map(|r| json!({
+                    "packet": r.path,
+                    "what": r.what,
+                    "details": r.details,
+                })).collect::<Vec<_>>(),
+            }))?)?;
+        }
+        let mut s = format!(
+            "error: {} of {} packet(s) refused; nothing was written to {}\n",
+            o.refused.len(),
+            a.packets.len(),
+            o.out.display()
+        );
+        for r in &o.refused {
+            let _ = writeln!(s, "{}: {}", r.path.display(), r.what);
+            for d in &r.details {
+                let _ = writeln!(s, "  {d}");
+            }
+        }
+        io.errln(s.trim_end())?;
+        return Ok(exit_code::FINDINGS);
+    }
+    let sigs = o.signatures.as_ref();
+    let conflicts = sigs.map_or(0, |s| s.conflicts.len());
+    let profiles: usize = sigs.map_or(0, |s| {
+        s.profiles
+            .values()
+            .map(std::collections::BTreeMap::len)
+            .sum()
+    });
+    let scenarios = o.op_summary.as_ref().map_or(0, |s| s.totals.scenarios);
+    if ctx.json {
+        io.out_bytes(&json::to_sorted_pretty(&json!({
+            "written": o.changed,
+            "mappings": o.out,
+            "added": o.added,
+            "already_consumed": o.already_consumed,
+            "consumed": o.links.as_ref().map_or(0, |l| l.consumed_packets.len()),
+            "profiles": profiles,
+            "scenarios": scenarios,
+            "conflicts": sigs.map(|s| &s.conflicts),
+            "audit_head": o.audit_head,
+        }))?)?;
+    }
+    if !ctx.quiet {
+        let mut s = format!(
+            "{} {}: {} new packet(s), {} already consumed; {profiles} profile definition(s), {scenarios} scenario(s), {conflicts} conflict(s)\n",
+            if o.changed { "updated" } else { "unchanged" },
+            o.out.display(),
+            o.added.len(),
+            o.already_consumed.len(),
+        );
+        for c in sigs.map(|s| s.conflicts.as_slice()).unwrap_or_default() {
+            let _ = writeln!(
+                s,
+                "conflict: {} (profile {}) differs in {}:",
+                c.scenario_id,
+                short_hex(&c.profile_digest),
+                c.fields.join(", ")
+            );
+            for side in &c.sides {
+                let _ = writeln!(
+                    s,
+                    "  {} / {} / {} / oracle {} — runs {}",
+                    side.decision,
+                    side.attribution,
+                    side.stage,
+                    side.oracle,
+                    side.runs.join(", ")
+                );
+            }
+        }
+        io.errln(s.trim_end())?;
+    }
+    Ok(exit_code::OK)
 }

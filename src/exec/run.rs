@@ -1883,6 +1883,10 @@ impl Pipeline<'_> {
             governance,
             listeners: self.listeners.clone(),
             housekeeping: self.housekeeping.clone(),
+            registry_digests: crate::model::results::RegistryDigests::of(
+                &self.loaded.probes,
+                &self.loaded.profiles,
+            ),
             started_at: self.started_at.clone(),
         }
     }

@@ -283,71 +283,70 @@ pub enum NotAnOutcome {
     Malformed(String),
 }
 
-/// Read a mission outcome from a promotion packet.
-///
-/// The packet shape this reads (the adapter point for the promotion module; every field
-/// not listed is ignored):
+/// Read a mission outcome from a promotion packet (`model::packet::PromotionPacket`, as
+/// `emit-promotion` writes it). Only these fields are read; every other one is ignored, and
+/// the minimal shape below (the same paths) is accepted too:
 ///
 /// ```json
 /// {
-///   "run_id": "…",                                   // or bundle.run_id
-///   "plan": {"plan_id": "…", "plan_digest": {"blake3": "…", "sha256": "…"}},
-///                                                    // or top-level plan_id / plan_digest
+///   "run_id": "…",
+///   "plan": {"plan_id": "…", "plan_digest": {"blake3": "…", "sha256": "…"},
+///            "kind": "mission", "rank": "A"},
 ///   "promotability": {"promotable": true},
 ///   "summary": {"status": "ok",
 ///               "mismatch_counts": {"expected-deny-observed-allow": 0, …},
-///               "tasks": {"failed": 0, "skipped": 0}},   // tasks optional
-///   "governance": {"kind": "mission", "rank": "A"}
+///               "tasks": {"total": 3, "failed": 0, "skipped": 0}},
+///   "governance": {"kind": "mission", "rank": "A"}      // the gate record, or null
 /// }
 /// ```
 ///
-/// `passed` = status `ok`, no mismatch of any kind, no failed or skipped task.
-/// `violations` = the `expected-deny-observed-allow` count. `packet_digest` = blake3 of
-/// the packet's canonical JSON (RFC 8785), so re-formatting a packet does not make it new.
+/// - A mission is a packet whose governance record (`governance.kind`) or plan
+///   (`plan.kind`) says `mission`; either is enough (the stricter reading). Anything else is
+///   [`NotAnOutcome::NotAMission`].
+/// - The rank is the one the gate recorded (`governance.rank`), else the plan's
+///   (`plan.rank`). A mission packet without a governance record still yields an outcome (it
+///   is not promotable, `approval-missing`, so it earns nothing, but its violations count).
+/// - `passed` = promotable, status `ok`, no mismatch of any kind, and no failed or skipped
+///   task. A packet without a status (its bundle had no readable `summary.json`) has not
+///   passed.
+/// - `violations` = the `expected-deny-observed-allow` count.
+/// - `packet_digest` = blake3 of the packet's canonical JSON (RFC 8785), so re-formatting a
+///   packet does not make it new (the same digest `promote` records).
 pub fn outcome_from_packet(
     packet: &serde_json::Value,
 ) -> std::result::Result<MissionOutcome, NotAnOutcome> {
-    let gov = packet.get("governance");
-    let kind = gov.and_then(|g| g.get("kind")).and_then(|k| k.as_str());
-    let rank = gov.and_then(|g| g.get("rank"));
-    match (kind, rank) {
-        (Some(k), _) if k != "mission" => {
-            return Err(NotAnOutcome::NotAMission(format!(
-                "governance.kind is `{k}`"
-            )));
-        }
-        (_, Some(_)) => {}
-        (Some(_), None) => {
-            return Err(NotAnOutcome::Malformed(
-                "a mission packet without governance.rank".into(),
-            ));
-        }
-        (None, None) => return Err(NotAnOutcome::NotAMission("no governance.rank".into())),
+    let kind_at = |p: &str| packet.pointer(p).and_then(|k| k.as_str());
+    let kinds = [kind_at("/governance/kind"), kind_at("/plan/kind")];
+    if !kinds.contains(&Some("mission")) {
+        return Err(NotAnOutcome::NotAMission(match kinds {
+            [Some(k), _] | [None, Some(k)] => format!("the plan is an {k}, not a mission"),
+            [None, None] => "neither governance.kind nor plan.kind says mission".into(),
+        }));
     }
-    let rank: Rank = rank
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            NotAnOutcome::Malformed("governance.rank is not one of E D C B A S".into())
-        })?;
-    let str_at = |ptrs: &[&str]| -> std::result::Result<String, NotAnOutcome> {
-        ptrs.iter()
-            .find_map(|p| packet.pointer(p).and_then(|v| v.as_str()))
-            .map(str::to_string)
-            .ok_or_else(|| NotAnOutcome::Malformed(format!("missing string {}", ptrs.join(" or "))))
-    };
-    let run_id = str_at(&["/run_id", "/bundle/run_id"])?;
-    let plan_id = str_at(&["/plan/plan_id", "/plan_id"])?;
-    let plan_digest: Digest = ["/plan/plan_digest", "/plan_digest"]
+    let rank = ["/governance/rank", "/plan/rank"]
         .iter()
-        .find_map(|p| packet.pointer(p))
+        .find_map(|p| packet.pointer(p).filter(|v| !v.is_null()))
+        .ok_or_else(|| {
+            NotAnOutcome::Malformed("a mission packet without governance.rank or plan.rank".into())
+        })?;
+    let rank: Rank = serde_json::from_value(rank.clone()).map_err(|_| {
+        NotAnOutcome::Malformed(format!("the rank {rank} is not one of E D C B A S"))
+    })?;
+    let str_at = |p: &str| -> std::result::Result<String, NotAnOutcome> {
+        packet
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| NotAnOutcome::Malformed(format!("missing string {p}")))
+    };
+    let run_id = str_at("/run_id")?;
+    let plan_id = str_at("/plan/plan_id")?;
+    let plan_digest: Digest = packet
+        .pointer("/plan/plan_digest")
         .cloned()
         .map(serde_json::from_value)
         .transpose()
-        .map_err(|e| NotAnOutcome::Malformed(format!("plan_digest: {e}")))?
+        .map_err(|e| NotAnOutcome::Malformed(format!("plan.plan_digest: {e}")))?
         .ok_or_else(|| NotAnOutcome::Malformed("missing plan.plan_digest".into()))?;
     let promotable = packet
         .pointer("/promotability/promotable")
@@ -355,11 +354,10 @@ pub fn outcome_from_packet(
         .ok_or_else(|| {
             NotAnOutcome::Malformed("missing boolean promotability.promotable".into())
         })?;
-    let status = str_at(&["/summary/status"])?;
-    let counts = packet.pointer("/summary/mismatch_counts");
+    let status = packet.pointer("/summary/status").and_then(|v| v.as_str());
     let mut total = 0u64;
     let mut violations = 0u64;
-    if let Some(c) = counts {
+    if let Some(c) = packet.pointer("/summary/mismatch_counts") {
         let obj = c.as_object().ok_or_else(|| {
             NotAnOutcome::Malformed("summary.mismatch_counts is not an object".into())
         })?;
@@ -379,8 +377,11 @@ pub fn outcome_from_packet(
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
-    let passed =
-        status == "ok" && total == 0 && task_count("failed") == 0 && task_count("skipped") == 0;
+    let passed = promotable
+        && status == Some("ok")
+        && total == 0
+        && task_count("failed") == 0
+        && task_count("skipped") == 0;
     let canonical = json::canonical(packet)
         .map_err(|e| NotAnOutcome::Malformed(format!("cannot canonicalize: {e}")))?;
     Ok(MissionOutcome {
@@ -566,6 +567,50 @@ mod tests {
         );
         let mut p = packet("A", "ok", 0, true);
         p["summary"]["tasks"] = serde_json::json!({"failed": 1});
+        assert!(!outcome_from_packet(&p).unwrap().passed);
+    }
+
+    #[test]
+    fn a_mission_packet_without_a_governance_record_still_counts_its_violations() {
+        // What emit-promotion writes for a mission bundle whose gate record is gone: the
+        // slot is null, the plan says mission and its rank; not promotable.
+        let p = serde_json::json!({
+            "run_id": "run-9",
+            "plan": {"plan_id": "m1", "kind": "mission", "rank": "B",
+                     "plan_digest": {"blake3": "ab", "sha256": "cd"}},
+            "promotability": {"promotable": false, "reasons": ["approval-missing"]},
+            "summary": {"status": "partial", "mismatch_counts": {"expected-deny-observed-allow": 1}},
+            "governance": null
+        });
+        let o = outcome_from_packet(&p).unwrap();
+        assert_eq!(o.rank, Rank::B);
+        assert!(!o.promotable && !o.passed);
+        assert_eq!(o.violations, 1);
+        // The gate's recorded rank wins over the plan's.
+        let mut q = p.clone();
+        q["governance"] = serde_json::json!({"kind": "mission", "rank": "S"});
+        assert_eq!(outcome_from_packet(&q).unwrap().rank, Rank::S);
+        // Either kind saying mission is enough; an experiment plan without a record is not.
+        let mut e = p.clone();
+        e["plan"]["kind"] = serde_json::json!("experiment");
+        assert!(matches!(
+            outcome_from_packet(&e),
+            Err(NotAnOutcome::NotAMission(_))
+        ));
+    }
+
+    #[test]
+    fn passing_needs_promotable_ok_and_no_mismatch() {
+        assert!(
+            !outcome_from_packet(&packet("A", "ok", 0, false))
+                .unwrap()
+                .passed
+        );
+        let mut p = packet("A", "ok", 0, true);
+        p["summary"]["mismatch_counts"]["oracle-divergence"] = serde_json::json!(1);
+        assert!(!outcome_from_packet(&p).unwrap().passed);
+        let mut p = packet("A", "ok", 0, true);
+        p["summary"].as_object_mut().unwrap().remove("status");
         assert!(!outcome_from_packet(&p).unwrap().passed);
     }
 }

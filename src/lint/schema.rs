@@ -114,6 +114,36 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         title: "nexusmon gate record",
         generate: raw::<crate::govern::GateRecord>,
     },
+    SchemaSpec {
+        name: "promotion-packet",
+        file_name: "promotion-packet.schema.json",
+        title: "nexusmon promotion packet",
+        generate: raw::<crate::model::packet::PromotionPacket>,
+    },
+    SchemaSpec {
+        name: "runtime-signatures",
+        file_name: "runtime-signatures.schema.json",
+        title: "nexusmon runtime signatures",
+        generate: raw::<crate::model::mapping::RuntimeSignatures>,
+    },
+    SchemaSpec {
+        name: "op-runtime-summary",
+        file_name: "op-runtime-summary.schema.json",
+        title: "nexusmon op runtime summary",
+        generate: raw::<crate::model::mapping::OpRuntimeSummary>,
+    },
+    SchemaSpec {
+        name: "runtime-links",
+        file_name: "runtime-links.schema.json",
+        title: "nexusmon runtime links",
+        generate: raw::<crate::model::mapping::RuntimeLinks>,
+    },
+    SchemaSpec {
+        name: "op-summary",
+        file_name: "op-summary.schema.json",
+        title: "nexusmon op summary",
+        generate: raw::<crate::model::mapping::OpSummary>,
+    },
 ];
 
 /// The `$id` of a schema: a URN, because it identifies the format rather than a place to

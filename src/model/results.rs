@@ -1125,8 +1125,53 @@ pub struct RunManifest {
     /// killed runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub housekeeping: Vec<String>,
+    /// The digest of every registry entry the plan resolved, so readers can tell whether two
+    /// runs used the same profile or probe definition (promotion keys its mappings by them).
+    /// Absent in bundles written before this field existed.
+    #[serde(default, skip_serializing_if = "RegistryDigests::is_empty")]
+    pub registry_digests: RegistryDigests,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
+}
+
+/// blake3 of each resolved registry entry's canonical JSON (RFC 8785), by id: the identity
+/// of a profile or probe definition, independent of the plan that uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RegistryDigests {
+    /// Probe id → digest of its definition.
+    #[serde(default)]
+    pub probes: BTreeMap<String, Digest>,
+    /// Profile id → digest of its definition.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Digest>,
+}
+
+impl RegistryDigests {
+    /// True if nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty() && self.profiles.is_empty()
+    }
+
+    /// The digests of `probes` and `profiles` (entries that cannot be serialized are left
+    /// out, which readers treat as unknown).
+    pub fn of<K: ToString, P: Serialize, Q: Serialize>(
+        probes: &BTreeMap<K, P>,
+        profiles: &BTreeMap<K, Q>,
+    ) -> Self {
+        fn digests<K: ToString, T: Serialize>(m: &BTreeMap<K, T>) -> BTreeMap<String, Digest> {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    crate::util::json::canonical(v)
+                        .ok()
+                        .map(|b| (k.to_string(), Digest::blake3_of(&b)))
+                })
+                .collect()
+        }
+        Self {
+            probes: digests(probes),
+            profiles: digests(profiles),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

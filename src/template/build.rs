@@ -243,14 +243,20 @@ fn bytes_of(v: &Value, format: OutputFormat, name: &str) -> Result<Vec<u8>> {
 
 /// The expected matrix of a plan: every scenario it declares with its expectation (what the
 /// run writes into its bundle when no filter is given).
-pub fn expected_matrix(plan: &crate::model::Plan) -> ExpectedMatrix {
-    ExpectedMatrix {
+pub fn expected_matrix(loaded: &crate::load::LoadedPlan) -> Result<ExpectedMatrix> {
+    let plan = &loaded.plan;
+    let tasks: std::collections::BTreeMap<String, crate::exec::run::TaskMeta> =
+        crate::exec::run::task_specs(loaded)?
+            .into_iter()
+            .map(|(s, m)| (s.scenario_id, m))
+            .collect();
+    Ok(ExpectedMatrix {
         schema_version: RESULTS_SCHEMA_VERSION,
         plan_id: plan.plan_id.to_string(),
-        scenarios: plan
-            .scenario_specs()
+        scenarios: crate::exec::run::all_specs(loaded)?
             .into_iter()
             .map(|s| {
+                let task = tasks.get(&s.scenario_id);
                 (
                     s.scenario_id.clone(),
                     ExpectedEntry {
@@ -258,11 +264,13 @@ pub fn expected_matrix(plan: &crate::model::Plan) -> ExpectedMatrix {
                         probe_id: s.probe_id.to_string(),
                         expected: s.expected,
                         control: s.control,
+                        task_id: task.map(|t| t.task_id.clone()),
+                        depends_on: task.map(|t| t.depends_on.clone()).unwrap_or_default(),
                     },
                 )
             })
             .collect(),
-    }
+    })
 }
 
 /// One file to write: where (relative to the out dir), what, its bytes.
@@ -373,7 +381,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
     }
     let loaded = crate::load::load_plan(&temp_plan)?;
     check_loaded(&rendered, &schemas, &loaded)?;
-    let matrix = expected_matrix(&loaded.plan);
+    let matrix = expected_matrix(&loaded)?;
     let scenarios = matrix.scenarios.len();
     if opts.expected_matrix {
         files.push(Planned {

@@ -1,0 +1,748 @@
+//! `promote --packets P… --out DIR`: merge verified, promotable packets into the mapping
+//! files (`model::mapping` documents the files, the keys and what "disagree" means).
+//!
+//! Every packet is verified first ([`super::verify::verify_packet`]); if any is refused,
+//! nothing is written. The existing mappings in `DIR` are read back and checked (the two
+//! derived files must be exactly what `runtime_links.json` gives), the new packets' rows
+//! are added, and all three files are derived again from the whole set of rows: the result
+//! is a pure function of the set of packets consumed, so the same packets in any order, or
+//! a packet promoted twice, give the same bytes. Files are written atomically,
+//! `runtime_links.json` first, under an exclusive lock on `DIR`; files whose bytes do not
+//! change are not rewritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::ops::NORMALIZED;
+use super::verify::{Refusal, VerifiedPacket, verify_packet};
+use crate::govern::Governance;
+use crate::govern::audit::AuditKind;
+use crate::model::index::AuditHead;
+use crate::model::mapping::{
+    Backing, CONFLICT, Conflict, ConflictSide, DigestContext, LINKS_FILE, LinkedProfile,
+    MAPPING_VERSION, MappedScenario, OP_SUMMARY_FILE, OpCounts, OpRuntimeSummary, PacketLink,
+    ProfileSignature, RuntimeLinks, RuntimeSignatures, SIGNATURES_FILE,
+};
+use crate::model::registry::Operation;
+use crate::model::results::{NormalizedEvents, Outcome, RunManifest};
+use crate::util::digest::{self, Digest};
+use crate::util::{fsx, json};
+use crate::{Error, Result};
+
+/// What `promote` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PromoteSettings {
+    /// Packet files.
+    pub packets: Vec<PathBuf>,
+    /// The mappings directory (created if missing).
+    pub out: PathBuf,
+    /// The project root (for project-relative pointers).
+    pub root: PathBuf,
+    /// The governance state directory, if any (a `promotion` audit entry is recorded when
+    /// the mappings change).
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What `promote` did.
+#[derive(Debug, Clone)]
+pub struct PromoteOutcome {
+    /// The mappings directory.
+    pub out: PathBuf,
+    /// Packets refused (nothing was written when any was).
+    pub refused: Vec<Refusal>,
+    /// Packets consumed for the first time (digests), sorted.
+    pub added: Vec<String>,
+    /// Packets already consumed (digests), sorted.
+    pub already_consumed: Vec<String>,
+    /// Whether any file changed.
+    pub changed: bool,
+    /// The signatures now in `DIR`.
+    pub signatures: Option<RuntimeSignatures>,
+    /// The op summary now in `DIR`.
+    pub op_summary: Option<OpRuntimeSummary>,
+    /// The links now in `DIR`.
+    pub links: Option<RuntimeLinks>,
+    /// The audit head after the `promotion` entry, when one was recorded.
+    pub audit_head: Option<AuditHead>,
+}
+
+/// One scenario reported by one packet, with the profile key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Fact {
+    profile_id: String,
+    profile_key: String,
+    context: DigestContext,
+    backing: Backing,
+}
+
+/// Promote `s.packets` into `s.out`.
+pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
+    let mut verified: Vec<VerifiedPacket> = Vec::new();
+    let mut refused = Vec::new();
+    for p in &s.packets {
+        match verify_packet(p, &s.root)? {
+            Ok(v) => verified.push(v),
+            Err(r) => refused.push(r),
+        }
+    }
+    let mut outcome = PromoteOutcome {
+        out: s.out.clone(),
+        refused,
+        added: Vec::new(),
+        already_consumed: Vec::new(),
+        changed: false,
+        signatures: None,
+        op_summary: None,
+        links: None,
+        audit_head: None,
+    };
+    if !outcome.refused.is_empty() {
+        return Ok(outcome);
+    }
+    fsx::create_dir_all(&s.out)?;
+    let _lock = DirLock::acquire(&s.out)?;
+    let existing = read_existing(&s.out)?;
+    let (mut packets, mut facts) = existing
+        .as_ref()
+        .map(|e| (e.links.packets.clone(), facts_of_links(&e.links)))
+        .unwrap_or_default();
+    let mut added = BTreeSet::new();
+    let mut already = BTreeSet::new();
+    for v in &verified {
+        if packets.contains_key(&v.digest) {
+            already.insert(v.digest.clone());
+            continue;
+        }
+        let (link, new) = facts_of_packet(v)?;
+        packets.insert(v.digest.clone(), link);
+        facts.extend(new);
+        added.insert(v.digest.clone());
+    }
+    let (signatures, op_summary, links) = fold(&packets, &facts)?;
+    let files = [
+        (LINKS_FILE, json::to_sorted_pretty(&links)?),
+        (SIGNATURES_FILE, json::to_sorted_pretty(&signatures)?),
+        (OP_SUMMARY_FILE, json::to_sorted_pretty(&op_summary)?),
+    ];
+    let mut changed = false;
+    for (name, bytes) in &files {
+        let path = s.out.join(name);
+        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+            fsx::write_atomic(&path, bytes)?;
+            changed = true;
+        }
+    }
+    if changed && let Some(dir) = &s.state_dir {
+        let gov = Governance::open(dir)?;
+        let digests: BTreeMap<&str, String> = files
+            .iter()
+            .map(|(n, b)| (*n, digest::blake3_hex(b)))
+            .collect();
+        outcome.audit_head = Some(gov.audit().append(
+            AuditKind::Promotion,
+            json!({
+                "action": "mappings-updated",
+                "mappings": s.out.display().to_string(),
+                "added": added,
+                "consumed": links.consumed_packets.len(),
+                "conflicts": signatures.conflicts.len(),
+                "files_blake3": digests,
+            }),
+        )?);
+    }
+    outcome.added = added.into_iter().collect();
+    outcome.already_consumed = already.into_iter().collect();
+    outcome.changed = changed;
+    outcome.signatures = Some(signatures);
+    outcome.op_summary = Some(op_summary);
+    outcome.links = Some(links);
+    Ok(outcome)
+}
+
+/// An exclusive `flock` on a directory, released on drop: one `promote` at a time per
+/// mappings directory.
+struct DirLock {
+    _dir: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let f = File::open(dir).map_err(|e| Error::io("open for locking", dir, e))?;
+        loop {
+            // SAFETY: flock on a valid descriptor owned by `f`.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Self { _dir: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("lock", dir, e));
+            }
+        }
+    }
+}
+
+struct Existing {
+    links: RuntimeLinks,
+}
+
+fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fsx::read_input(path)?;
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        Error::input(path, format!("is not a valid mapping file (at `{at}`)"))
+            .with_source(e.into_inner())
+            .with_hint(
+                "restore it from version control, or promote the packets into a new directory",
+            )
+    })
+}
+
+/// The mappings in `dir`, checked: all three files or none; a known version; the two
+/// derived files exactly what the links give.
+fn read_existing(dir: &Path) -> Result<Option<Existing>> {
+    let names = [LINKS_FILE, SIGNATURES_FILE, OP_SUMMARY_FILE];
+    let present: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+        .collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    if present.len() != names.len() {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !present.contains(n))
+            .collect();
+        return Err(Error::input(
+            dir,
+            format!(
+                "holds {} but not {}: the mappings are incomplete",
+                present.join(", "),
+                missing.join(", ")
+            ),
+        )
+        .with_hint("restore the missing files, or promote the packets into a new directory"));
+    }
+    let links: RuntimeLinks = parse_file(&dir.join(LINKS_FILE))?;
+    let signatures: RuntimeSignatures = parse_file(&dir.join(SIGNATURES_FILE))?;
+    let ops: OpRuntimeSummary = parse_file(&dir.join(OP_SUMMARY_FILE))?;
+    for (name, v) in [
+        (LINKS_FILE, links.mapping_version),
+        (SIGNATURES_FILE, signatures.mapping_version),
+        (OP_SUMMARY_FILE, ops.mapping_version),
+    ] {
+        if v != MAPPING_VERSION {
+            return Err(Error::input(
+                dir.join(name),
+                format!("is mapping version {v}; this build reads version {MAPPING_VERSION}"),
+            ));
+        }
+    }
+    let (s2, o2, l2) = fold(&links.packets, &facts_of_links(&links))?;
+    let mut bad = Vec::new();
+    if l2 != links {
+        bad.push(LINKS_FILE);
+    }
+    if s2 != signatures {
+        bad.push(SIGNATURES_FILE);
+    }
+    if o2 != ops {
+        bad.push(OP_SUMMARY_FILE);
+    }
+    if !bad.is_empty() {
+        return Err(Error::input(
+            dir,
+            format!(
+                "{} {} not what runtime_links.json derives: the mappings were edited (or a promote was interrupted)",
+                bad.join(", "),
+                if bad.len() == 1 { "is" } else { "are" }
+            ),
+        )
+        .with_hint("restore the directory from version control, or promote the packets listed in runtime_links.json into a new directory"));
+    }
+    Ok(Some(Existing { links }))
+}
+
+fn facts_of_links(links: &RuntimeLinks) -> Vec<Fact> {
+    let mut out = Vec::new();
+    for (profile_id, versions) in &links.profiles {
+        for (key, lp) in versions {
+            for rows in lp.probes.values() {
+                for b in rows {
+                    out.push(Fact {
+                        profile_id: profile_id.clone(),
+                        profile_key: key.clone(),
+                        context: lp.digest_context,
+                        backing: b.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The link and the facts of one verified packet, read through its pointers.
+fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
+    let parse = |member: &str, bytes: &[u8]| -> Result<serde_json::Value> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::input(&v.path, format!("the bundle's `{member}` does not parse")).with_source(e)
+        })
+    };
+    let manifest: RunManifest = serde_json::from_value(parse(
+        "run_manifest.json",
+        &v.read_member("run_manifest.json")?,
+    )?)
+    .map_err(|e| {
+        Error::input(
+            &v.path,
+            "the bundle's run_manifest.json is not a run manifest",
+        )
+        .with_source(e)
+    })?;
+    let events: NormalizedEvents =
+        serde_json::from_value(parse(NORMALIZED, &v.read_member(NORMALIZED)?)?).map_err(|e| {
+            Error::input(
+                &v.path,
+                format!("the bundle's {NORMALIZED} is not normalized events"),
+            )
+            .with_source(e)
+        })?;
+    let p = &v.packet;
+    let index = p.bundle.artifact_index.as_ref().ok_or_else(|| {
+        Error::input(
+            &v.path,
+            "a promotable packet without an artifact index pointer",
+        )
+    })?;
+    let link = PacketLink {
+        run_id: p.run_id.clone(),
+        plan_id: p
+            .plan
+            .plan_id
+            .clone()
+            .unwrap_or_else(|| manifest.plan_id.clone()),
+        plan_digest: p
+            .plan
+            .plan_digest
+            .clone()
+            .unwrap_or_else(|| manifest.plan_digest.clone()),
+        artifact_index: Digest {
+            blake3: index.blake3.clone(),
+            sha256: Some(index.sha256.clone()),
+        },
+        bundle_pointer: p.bundle.pointer.clone(),
+        kernel_release: Some(manifest.host.kernel_release.clone()),
+    };
+    let reg = &manifest.registry_digests;
+    let mut facts = Vec::new();
+    for r in &events.rows {
+        let Some(sc) = &r.scenario else { continue };
+        if sc.outcome == Outcome::Skipped {
+            continue;
+        }
+        let (context, key) = match reg.profiles.get(&r.profile_id) {
+            Some(d) => (DigestContext::ProfileDefinition, d.blake3.clone()),
+            None => (DigestContext::Plan, manifest.plan_digest.blake3.clone()),
+        };
+        facts.push(Fact {
+            profile_id: r.profile_id.clone(),
+            profile_key: key,
+            context,
+            backing: Backing {
+                packet: v.digest.clone(),
+                run_id: p.run_id.clone(),
+                artifact_index_blake3: index.blake3.clone(),
+                scenario_id: r.scenario_id.clone(),
+                probe_id: r.probe_id.clone(),
+                probe_digest: reg.probes.get(&r.probe_id).map(|d| Digest {
+                    blake3: d.blake3.clone(),
+                    sha256: None,
+                }),
+                operation: r.operation,
+                expected: r.expected,
+                control: r.control,
+                decision: sc.outcome.as_str().to_string(),
+                attribution: r.attribution.map_or("none", |a| a.as_str()).to_string(),
+                stage: sc.stage.as_str().to_string(),
+                oracle: r
+                    .oracle
+                    .as_ref()
+                    .map_or("none", |o| o.decision.as_str())
+                    .to_string(),
+            },
+        });
+    }
+    Ok((link, facts))
+}
+
+/// The facts compared to decide whether two reports of a scenario disagree.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Behaviour {
+    probe_digest: Option<String>,
+    operation: Operation,
+    decision: String,
+    attribution: String,
+    stage: String,
+    oracle: String,
+}
+
+impl Behaviour {
+    fn of(b: &Backing) -> Self {
+        Self {
+            probe_digest: b.probe_digest.as_ref().map(|d| d.blake3.clone()),
+            operation: b.operation,
+            decision: b.decision.clone(),
+            attribution: b.attribution.clone(),
+            stage: b.stage.clone(),
+            oracle: b.oracle.clone(),
+        }
+    }
+}
+
+/// One value if every report agrees on it, else `conflict`.
+fn agreed<'a>(values: impl Iterator<Item = &'a str>) -> (String, bool) {
+    let set: BTreeSet<&str> = values.collect();
+    if set.len() == 1 {
+        (
+            set.into_iter().next().unwrap_or_default().to_string(),
+            false,
+        )
+    } else {
+        (CONFLICT.to_string(), true)
+    }
+}
+
+type Folded = (RuntimeSignatures, OpRuntimeSummary, RuntimeLinks);
+
+/// Derive the three files from the consumed packets and their facts.
+fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded> {
+    // profile id → key → (context, probe → rows)
+    type Probes = BTreeMap<String, BTreeSet<Backing>>;
+    let mut grouped: BTreeMap<String, BTreeMap<String, (DigestContext, Probes)>> = BTreeMap::new();
+    for f in facts {
+        let entry = grouped
+            .entry(f.profile_id.clone())
+            .or_default()
+            .entry(f.profile_key.clone())
+            .or_insert_with(|| (f.context, BTreeMap::new()));
+        entry.0 = entry.0.min(f.context);
+        entry
+            .1
+            .entry(f.backing.probe_id.clone())
+            .or_default()
+            .insert(f.backing.clone());
+    }
+    let consumed: Vec<String> = packets.keys().cloned().collect();
+    let mut profiles_sig: BTreeMap<String, BTreeMap<String, ProfileSignature>> = BTreeMap::new();
+    let mut profiles_links: BTreeMap<String, BTreeMap<String, LinkedProfile>> = BTreeMap::new();
+    let mut conflicts: Vec<Conflict> = Vec::new();
+    let mut ops: BTreeMap<String, OpCounts> = BTreeMap::new();
+    let mut totals = OpCounts::default();
+    for (profile_id, versions) in &grouped {
+        for (key, (context, probes)) in versions {
+            let mut scenarios = BTreeMap::new();
+            let mut signature_input = Vec::new();
+            let mut n_conflicts = 0u64;
+            for (probe_id, rows) in probes {
+                let behaviours: BTreeSet<Behaviour> = rows.iter().map(Behaviour::of).collect();
+                let (decision, c1) = agreed(behaviours.iter().map(|b| b.decision.as_str()));
+                let (attribution, c2) = agreed(behaviours.iter().map(|b| b.attribution.as_str()));
+                let (stage, c3) = agreed(behaviours.iter().map(|b| b.stage.as_str()));
+                let (oracle, c4) = agreed(behaviours.iter().map(|b| b.oracle.as_str()));
+                let digests: BTreeSet<Option<&String>> =
+                    behaviours.iter().map(|b| b.probe_digest.as_ref()).collect();
+                let operations: BTreeSet<Operation> =
+                    behaviours.iter().map(|b| b.operation).collect();
+                let c5 = digests.len() > 1;
+                let c6 = operations.len() > 1;
+                let conflict = c1 || c2 || c3 || c4 || c5 || c6;
+                let probe_digest = if c5 {
+                    None
+                } else {
+                    digests.into_iter().next().flatten().map(|d| Digest {
+                        blake3: d.clone(),
+                        sha256: None,
+                    })
+                };
+                let operation = operations
+                    .iter()
+                    .next()
+                    .copied()
+                    .unwrap_or(Operation::FileRead);
+                let scenario_id = rows.iter().next().map_or_else(
+                    || format!("{profile_id}:{probe_id}"),
+                    |b| b.scenario_id.clone(),
+                );
+                if conflict {
+                    n_conflicts += 1;
+                    let mut fields = Vec::new();
+                    for (c, name) in [
+                        (c2, "attribution"),
+                        (c1, "decision"),
+                        (c6, "operation"),
+                        (c4, "oracle"),
+                        (c5, "probe_digest"),
+                        (c3, "stage"),
+                    ] {
+                        if c {
+                            fields.push(name.to_string());
+                        }
+                    }
+                    let sides = behaviours
+                        .iter()
+                        .map(|b| {
+                            let backing: Vec<&Backing> =
+                                rows.iter().filter(|r| Behaviour::of(r) == *b).collect();
+                            let packets: BTreeSet<String> =
+                                backing.iter().map(|r| r.packet.clone()).collect();
+                            let runs: BTreeSet<String> =
+                                backing.iter().map(|r| r.run_id.clone()).collect();
+                            ConflictSide {
+                                probe_digest: b.probe_digest.as_ref().map(|d| Digest {
+                                    blake3: d.clone(),
+                                    sha256: None,
+                                }),
+                                decision: b.decision.clone(),
+                                attribution: b.attribution.clone(),
+                                stage: b.stage.clone(),
+                                oracle: b.oracle.clone(),
+                                packets: packets.into_iter().collect(),
+                                runs: runs.into_iter().collect(),
+                            }
+                        })
+                        .collect();
+                    conflicts.push(Conflict {
+                        profile_id: profile_id.clone(),
+                        profile_digest: key.clone(),
+                        probe_id: probe_id.clone(),
+                        scenario_id: scenario_id.clone(),
+                        fields,
+                        sides,
+                    });
+                }
+                let expected: BTreeSet<_> = rows.iter().map(|r| r.expected).collect();
+                let packets_n = rows
+                    .iter()
+                    .map(|r| &r.packet)
+                    .collect::<BTreeSet<_>>()
+                    .len();
+                signature_input.push(json!({
+                    "probe_id": probe_id,
+                    "probe_digest": if c5 { Some(CONFLICT.to_string()) } else { probe_digest.as_ref().map(|d| d.blake3.clone()) },
+                    "decision": decision,
+                    "attribution": attribution,
+                    "stage": stage,
+                }));
+                // Op counts over mapped scenarios.
+                for c in [
+                    ops.entry(operation.as_str().to_string()).or_default(),
+                    &mut totals,
+                ] {
+                    c.scenarios += 1;
+                    *c.decisions.entry(decision.clone()).or_default() += 1;
+                    *c.by_profile
+                        .entry(profile_id.clone())
+                        .or_default()
+                        .entry(decision.clone())
+                        .or_default() += 1;
+                    *c.attribution.entry(attribution.clone()).or_default() += 1;
+                }
+                scenarios.insert(
+                    probe_id.clone(),
+                    MappedScenario {
+                        scenario_id,
+                        probe_digest,
+                        operation,
+                        decision,
+                        attribution,
+                        stage,
+                        oracle,
+                        expected: expected.into_iter().collect(),
+                        control: rows.iter().any(|r| r.control),
+                        conflict,
+                        packets: packets_n as u64,
+                    },
+                );
+            }
+            let signature = Digest::blake3_of(&json::canonical(&signature_input)?);
+            profiles_sig.entry(profile_id.clone()).or_default().insert(
+                key.clone(),
+                ProfileSignature {
+                    profile_id: profile_id.clone(),
+                    profile_digest: Digest {
+                        blake3: key.clone(),
+                        sha256: None,
+                    },
+                    digest_context: *context,
+                    scenarios,
+                    signature,
+                    conflicts: n_conflicts,
+                },
+            );
+            profiles_links
+                .entry(profile_id.clone())
+                .or_default()
+                .insert(
+                    key.clone(),
+                    LinkedProfile {
+                        digest_context: *context,
+                        probes: probes
+                            .iter()
+                            .map(|(k, rows)| (k.clone(), rows.iter().cloned().collect()))
+                            .collect(),
+                    },
+                );
+        }
+    }
+    Ok((
+        RuntimeSignatures {
+            mapping_version: MAPPING_VERSION,
+            consumed_packets: consumed.clone(),
+            profiles: profiles_sig,
+            conflicts,
+        },
+        OpRuntimeSummary {
+            mapping_version: MAPPING_VERSION,
+            consumed_packets: consumed.clone(),
+            operations: ops,
+            totals,
+        },
+        RuntimeLinks {
+            mapping_version: MAPPING_VERSION,
+            consumed_packets: consumed,
+            packets: packets.clone(),
+            profiles: profiles_links,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::plan::Expectation;
+
+    fn fact(packet: &str, profile: &str, probe: &str, decision: &str) -> Fact {
+        Fact {
+            profile_id: profile.into(),
+            profile_key: "k1".into(),
+            context: DigestContext::ProfileDefinition,
+            backing: Backing {
+                packet: packet.into(),
+                run_id: format!("run-{packet}"),
+                artifact_index_blake3: format!("idx-{packet}"),
+                scenario_id: format!("{profile}:{probe}"),
+                probe_id: probe.into(),
+                probe_digest: Some(Digest::blake3_of(probe.as_bytes())),
+                operation: Operation::FileRead,
+                expected: Expectation::Deny,
+                control: false,
+                decision: decision.into(),
+                attribution: "profile-shaped".into(),
+                stage: "operation".into(),
+                oracle: "deny".into(),
+            },
+        }
+    }
+
+    fn link(packet: &str) -> PacketLink {
+        PacketLink {
+            run_id: format!("run-{packet}"),
+            plan_id: "p".into(),
+            plan_digest: Digest::blake3_of(b"p"),
+            artifact_index: Digest::both_of(packet.as_bytes()),
+            bundle_pointer: format!("out/run-{packet}"),
+            kernel_release: None,
+        }
+    }
+
+    fn bytes(f: &Folded) -> Vec<Vec<u8>> {
+        vec![
+            json::to_sorted_pretty(&f.0).unwrap(),
+            json::to_sorted_pretty(&f.1).unwrap(),
+            json::to_sorted_pretty(&f.2).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn folding_is_a_function_of_the_set() {
+        let packets: BTreeMap<String, PacketLink> = ["a", "b"]
+            .iter()
+            .map(|p| ((*p).to_string(), link(p)))
+            .collect();
+        let facts = vec![
+            fact("a", "ro", "read", "deny"),
+            fact("a", "ro", "write", "deny"),
+            fact("b", "ro", "read", "deny"),
+        ];
+        let one = bytes(&fold(&packets, &facts).unwrap());
+        let mut rev = facts.clone();
+        rev.reverse();
+        rev.extend(facts.iter().cloned());
+        assert_eq!(bytes(&fold(&packets, &rev).unwrap()), one);
+        let (s, o, l) = fold(&packets, &facts).unwrap();
+        assert!(s.conflicts.is_empty());
+        assert_eq!(s.profiles["ro"]["k1"].scenarios["read"].packets, 2);
+        assert_eq!(o.totals.scenarios, 2);
+        assert_eq!(l.consumed_packets, vec!["a", "b"]);
+        // The links alone rebuild everything.
+        assert_eq!(bytes(&fold(&l.packets, &facts_of_links(&l)).unwrap()), one);
+    }
+
+    #[test]
+    fn disagreement_is_a_conflict_listing_both_sides() {
+        let packets: BTreeMap<String, PacketLink> = ["a", "b"]
+            .iter()
+            .map(|p| ((*p).to_string(), link(p)))
+            .collect();
+        let facts = vec![
+            fact("a", "ro", "read", "deny"),
+            fact("b", "ro", "read", "allow"),
+        ];
+        let (s, o, _) = fold(&packets, &facts).unwrap();
+        let m = &s.profiles["ro"]["k1"].scenarios["read"];
+        assert_eq!(m.decision, CONFLICT);
+        assert!(m.conflict);
+        assert_eq!(s.conflicts.len(), 1);
+        assert_eq!(s.conflicts[0].fields, vec!["decision"]);
+        let sides: Vec<(&str, &Vec<String>)> = s.conflicts[0]
+            .sides
+            .iter()
+            .map(|x| (x.decision.as_str(), &x.packets))
+            .collect();
+        assert_eq!(
+            sides,
+            vec![
+                ("allow", &vec!["b".to_string()]),
+                ("deny", &vec!["a".to_string()])
+            ]
+        );
+        assert_eq!(o.totals.decisions[CONFLICT], 1);
+    }
+
+    #[test]
+    fn the_signature_ignores_runs_and_packets() {
+        let one: BTreeMap<String, PacketLink> = [("a".to_string(), link("a"))].into();
+        let other: BTreeMap<String, PacketLink> = [("z".to_string(), link("z"))].into();
+        let (s1, ..) = fold(&one, &[fact("a", "ro", "read", "deny")]).unwrap();
+        let (s2, ..) = fold(&other, &[fact("z", "ro", "read", "deny")]).unwrap();
+        assert_eq!(
+            s1.profiles["ro"]["k1"].signature,
+            s2.profiles["ro"]["k1"].signature
+        );
+        let (s3, ..) = fold(&other, &[fact("z", "ro", "read", "allow")]).unwrap();
+        assert_ne!(
+            s1.profiles["ro"]["k1"].signature,
+            s3.profiles["ro"]["k1"].signature
+        );
+    }
+}

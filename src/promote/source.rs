@@ -1,0 +1,210 @@
+//! Reading a bundle for promotion: strictly when it verifies ([`crate::bundle::load_bundle`],
+//! every member re-verified against the index as it is read), without verification
+//! otherwise ([`crate::bundle::open_bundle_unverified`]), so an in-progress, crashed or
+//! tampered bundle can still be described, never promoted.
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::{self, Bundle, INDEX_FILE, Report, STAGING_DIR, STATUS_FILE, UnverifiedBundle};
+use crate::error::ErrorKind;
+use crate::model::index::{ArtifactIndex, RunStatusFile};
+use crate::model::packet::InputState;
+use crate::util::digest;
+use crate::{Error, Result};
+
+enum Access {
+    Strict(Box<Bundle>),
+    Unverified(Box<UnverifiedBundle>),
+}
+
+/// A bundle opened for promotion.
+pub struct BundleSource {
+    /// The bundle directory (after resolving an out root through `LATEST`).
+    pub dir: PathBuf,
+    /// The strict check (empty problems when the bundle verified).
+    pub report: Report,
+    /// The index, if present and parseable.
+    pub index: Option<ArtifactIndex>,
+    /// The index file's bytes, if present.
+    pub index_bytes: Option<Vec<u8>>,
+    /// `run_status.json`, if present and parseable.
+    pub status: Option<RunStatusFile>,
+    /// The state of `run_status.json`.
+    pub status_state: InputState,
+    /// The state of `artifact_index.json`.
+    pub index_state: InputState,
+    access: Access,
+}
+
+impl std::fmt::Debug for BundleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleSource")
+            .field("dir", &self.dir)
+            .field("verified", &self.verified())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BundleSource {
+    /// Open the bundle at `path` (a bundle directory, a `.staging/<run_id>` directory, or an
+    /// out root resolved through `LATEST`). Exit 2 when `path` is none of these.
+    pub fn open(path: &Path) -> Result<Self> {
+        match bundle::load_bundle(path) {
+            Ok(b) => Self::strict(b),
+            Err(e) if e.kind() == ErrorKind::Findings => Self::unverified(path),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn strict(b: Bundle) -> Result<Self> {
+        let index_path = b.dir.join(INDEX_FILE);
+        let index_bytes =
+            std::fs::read(&index_path).map_err(|e| Error::io("read", &index_path, e))?;
+        if digest::blake3_hex(&index_bytes) != b.index_blake3 {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                "changed while it was being read (its digest differs from the one just verified)",
+            )
+            .with_path(&index_path));
+        }
+        let report = empty_report(&b);
+        Ok(Self {
+            dir: b.dir.clone(),
+            report,
+            index: Some(b.index.clone()),
+            index_bytes: Some(index_bytes),
+            status: Some(b.status.clone()),
+            status_state: InputState::Present,
+            index_state: InputState::Present,
+            access: Access::Strict(Box::new(b)),
+        })
+    }
+
+    fn unverified(path: &Path) -> Result<Self> {
+        let report = bundle::check_bundle(path)?;
+        let u = bundle::open_bundle_unverified(path)?;
+        let state_of = |rel: &str, parsed: bool| match std::fs::symlink_metadata(u.dir.join(rel)) {
+            Err(_) => InputState::Missing,
+            Ok(m) if !m.is_file() => InputState::Unreadable,
+            Ok(_) if parsed => InputState::Present,
+            Ok(_) => InputState::Unreadable,
+        };
+        let index_state = state_of(INDEX_FILE, u.index.is_some());
+        let status_state = state_of(STATUS_FILE, u.status.is_some());
+        let index_bytes = match index_state {
+            InputState::Missing => None,
+            _ => u.read(INDEX_FILE).ok(),
+        };
+        Ok(Self {
+            dir: u.dir.clone(),
+            report,
+            index: u.index.clone(),
+            index_bytes,
+            status: u.status.clone(),
+            status_state,
+            index_state,
+            access: Access::Unverified(Box::new(u)),
+        })
+    }
+
+    /// Every file was verified against the seal.
+    pub fn verified(&self) -> bool {
+        matches!(self.access, Access::Strict(_))
+    }
+
+    /// The bundle directory lies in an out root's `.staging/`.
+    pub fn in_staging(&self) -> bool {
+        self.dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == STAGING_DIR)
+    }
+
+    /// The run id: the index's, else `run_status.json`'s, else the directory name.
+    pub fn run_id(&self) -> String {
+        self.index
+            .as_ref()
+            .map(|i| i.run_id.clone())
+            .or_else(|| self.status.as_ref().map(|s| s.run_id.clone()))
+            .unwrap_or_else(|| {
+                self.dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Member `rel`: `None` when it is not there (strict: not indexed; unverified: not a
+    /// regular file on disk, or unreadable). A strict read that no longer matches the index
+    /// is an error: the bundle changed while it was being read.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        if bundle::unsafe_reason(rel).is_some() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => {
+                if b.has(rel) {
+                    b.read_verified(rel).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+            Access::Unverified(u) => match std::fs::symlink_metadata(u.dir.join(rel)) {
+                Ok(m) if m.is_file() => Ok(u.read(rel).ok()),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    /// Members whose path starts with `prefix` (e.g. `governance/`), sorted.
+    pub fn members_under(&self, prefix: &str) -> Vec<String> {
+        match &self.access {
+            Access::Strict(b) => b
+                .index
+                .entries
+                .iter()
+                .filter(|e| e.path.starts_with(prefix))
+                .map(|e| e.path.clone())
+                .collect(),
+            Access::Unverified(u) => {
+                let mut out = Vec::new();
+                walk(&u.dir, prefix.trim_end_matches('/'), &mut out);
+                out.sort();
+                out
+            }
+        }
+    }
+}
+
+/// Regular files beneath `dir/rel`, as bundle-relative paths (symlinks are not followed).
+fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir.join(rel)) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = format!("{rel}/{name}");
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(dir, &child, out),
+            Ok(t) if t.is_file() => out.push(child),
+            _ => {}
+        }
+    }
+}
+
+fn empty_report(b: &Bundle) -> Report {
+    Report {
+        valid: true,
+        bundle: b.dir.clone(),
+        out_root: b.out_root.clone(),
+        via_latest: b.via_latest,
+        run_id: Some(b.run_id.clone()),
+        status: Some(b.index.status),
+        index_blake3: Some(b.index_blake3.clone()),
+        repaired: b.index.repaired,
+        file_count: b.index.file_count,
+        total_bytes: b.index.total_bytes,
+        files_verified: b.index.file_count,
+        problems: Vec::new(),
+    }
+}

@@ -1,0 +1,324 @@
+//! Reading a packet back, for `summarize-ops --packet` and `promote`.
+//!
+//! - [`read_packet`]: the file parses strictly as a packet of a known `packet_version`
+//!   (exit 2 otherwise: it is not a packet this build can read).
+//! - [`check_pointers`]: every pointer resolves (relative to the project root or the
+//!   packet's directory, as the packet records) to a regular file of the recorded size,
+//!   blake3 and sha256. A bundle that changed since the packet was emitted fails here.
+//! - [`check_packet`]: its pointers check out, and deriving the packet again from its
+//!   bundle gives the same packet (only the emission's `audit_head` and `emitted_by` may
+//!   differ): an edited packet, or a bundle that changed, is refused with what differs.
+//! - [`verify_packet`] (promotion): the packet must be promotable (its recorded verdict, and
+//!   the verdict its own gating inputs give), then [`check_packet`].
+
+use std::path::{Path, PathBuf};
+
+use super::derive::derive_packet;
+use super::pointers::PointerContext;
+use super::promotability;
+use super::source::BundleSource;
+use crate::error::ErrorKind;
+use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket};
+use crate::util::{digest, fsx, json};
+use crate::{Error, Result};
+
+/// blake3 (hex) of the packet's canonical JSON (RFC 8785): the packet's identity in
+/// mappings and evolution (re-formatting a packet does not make it another packet).
+pub fn packet_digest(packet: &PromotionPacket) -> Result<String> {
+    Ok(digest::blake3_hex(&json::canonical(packet)?))
+}
+
+/// Read and parse the packet at `path` strictly.
+pub fn read_packet(path: &Path) -> Result<(PromotionPacket, Vec<u8>)> {
+    let bytes = fsx::read_input(path)?;
+    let hint = "pass a promotion_packet.json written by `nexusmon emit-promotion`";
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(path, "is not JSON")
+            .with_source(e)
+            .with_hint(hint)
+    })?;
+    match value
+        .get("packet_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(PACKET_VERSION) => {}
+        Some(v) => {
+            return Err(Error::input(
+                path,
+                format!("is a version {v} packet; this build reads version {PACKET_VERSION}"),
+            )
+            .with_hint("emit the packet again with this build"));
+        }
+        None => {
+            return Err(
+                Error::input(path, "is not a promotion packet (no `packet_version`)")
+                    .with_hint(hint),
+            );
+        }
+    }
+    let packet: PromotionPacket = serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        Error::input(path, format!("is not a valid promotion packet (at `{at}`)"))
+            .with_source(e.into_inner())
+            .with_hint(hint)
+    })?;
+    Ok((packet, bytes))
+}
+
+/// The pointer context a packet at `path` records, resolved for `root`.
+pub fn context_of(packet: &PromotionPacket, path: &Path, root: &Path) -> Result<PointerContext> {
+    PointerContext::for_read(
+        packet.bundle.pointer_base,
+        &packet.bundle.pointer,
+        root,
+        path,
+    )
+}
+
+/// Every pointer of `packet` that does not resolve to the bytes it records, as sentences.
+pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let all = packet.bundle.artifact_index.iter().chain(&packet.artifacts);
+    for a in all {
+        if let Err(e) = super::pointers::check_pointer(ctx.base, &a.path, path) {
+            problems.push(e.message().to_string());
+            continue;
+        }
+        if let Some(p) = check_one(a, ctx) {
+            problems.push(p);
+        }
+    }
+    problems
+}
+
+fn check_one(a: &ArtifactPointer, ctx: &PointerContext) -> Option<String> {
+    let file = ctx.resolve(&a.path);
+    match std::fs::symlink_metadata(&file) {
+        Err(e) => return Some(format!("{}: cannot read ({e})", file.display())),
+        Ok(m) if !m.is_file() => {
+            return Some(format!("{}: not a regular file", file.display()));
+        }
+        Ok(_) => {}
+    }
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) => return Some(format!("{}: cannot read ({e})", file.display())),
+    };
+    if bytes.len() as u64 != a.size {
+        return Some(format!(
+            "{}: {} bytes, the packet says {}",
+            file.display(),
+            bytes.len(),
+            a.size
+        ));
+    }
+    if digest::blake3_hex(&bytes) != a.blake3 || digest::sha256_hex(&bytes) != a.sha256 {
+        return Some(format!(
+            "{}: its digest is not the one the packet records",
+            file.display()
+        ));
+    }
+    None
+}
+
+/// A packet that passed [`verify_packet`].
+#[derive(Debug, Clone)]
+pub struct VerifiedPacket {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The packet.
+    pub packet: PromotionPacket,
+    /// [`packet_digest`].
+    pub digest: String,
+    /// How its pointers resolve.
+    pub ctx: PointerContext,
+}
+
+impl VerifiedPacket {
+    /// Read the bundle member `member` through the packet's pointer, checked against the
+    /// digest the packet records.
+    pub fn read_member(&self, member: &str) -> Result<Vec<u8>> {
+        let a = self.packet.artifact(member).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Findings,
+                format!("the packet does not point to `{member}`"),
+            )
+            .with_path(&self.path)
+        })?;
+        read_pointer(a, &self.ctx)
+    }
+}
+
+/// Read `a` and check it against its recorded digests (exit 1 when it changed).
+pub fn read_pointer(a: &ArtifactPointer, ctx: &PointerContext) -> Result<Vec<u8>> {
+    let file = ctx.resolve(&a.path);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io_input("read", &file, e))?;
+    if bytes.len() as u64 != a.size
+        || digest::blake3_hex(&bytes) != a.blake3
+        || digest::sha256_hex(&bytes) != a.sha256
+    {
+        return Err(Error::new(
+            ErrorKind::Findings,
+            "changed since the packet was emitted: its digest is not the one the packet records",
+        )
+        .with_path(&file));
+    }
+    Ok(bytes)
+}
+
+/// Why a packet is refused for promotion: one heading and the details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The packet.
+    pub path: PathBuf,
+    /// What is wrong, one line.
+    pub what: String,
+    /// The details (reasons with their explanation, changed files, differing fields).
+    pub details: Vec<String>,
+}
+
+/// Verify the packet at `path` for promotion (see the module docs). `Err` for a file that
+/// is not a readable packet (exit 2); `Ok(Err(refusal))` for a packet that is refused.
+pub fn verify_packet(
+    path: &Path,
+    root: &Path,
+) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
+    let (packet, _) = read_packet(path)?;
+    let refuse = |what: String, details: Vec<String>| {
+        Ok(Err(Refusal {
+            path: path.to_path_buf(),
+            what,
+            details,
+        }))
+    };
+    let g = &packet.promotability.gating_inputs;
+    if !packet.promotability.promotable || !packet.promotability.reasons.is_empty() {
+        let details = packet
+            .promotability
+            .reasons
+            .iter()
+            .map(|r| format!("{r}: {}", promotability::explain(*r, g)))
+            .collect();
+        return refuse("the packet is not promotable".into(), details);
+    }
+    // The recorded verdict must be what its own inputs give (an edited verdict is refused
+    // before anything else is read).
+    if !promotability::reasons(g).is_empty() {
+        return refuse(
+            "the packet says promotable, but its own gating inputs say otherwise".into(),
+            promotability::reasons(g)
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .collect(),
+        );
+    }
+    check_against_bundle(path, packet, root)
+}
+
+/// Check the packet at `path` against its bundle, promotable or not: its pointers resolve
+/// to the bytes it records, and deriving it again from the bundle gives the same packet
+/// (only `audit_head` and `emitted_by` may differ). For consumers that must not trust a
+/// packet's content blindly but also read non-promotable packets (e.g. evolution, where a
+/// violation costs XP whatever the packet's promotability).
+pub fn check_packet(
+    path: &Path,
+    root: &Path,
+) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
+    let (packet, _) = read_packet(path)?;
+    check_against_bundle(path, packet, root)
+}
+
+fn check_against_bundle(
+    path: &Path,
+    packet: PromotionPacket,
+    root: &Path,
+) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
+    let refuse = |what: String, details: Vec<String>| {
+        Ok(Err(Refusal {
+            path: path.to_path_buf(),
+            what,
+            details,
+        }))
+    };
+    let ctx = context_of(&packet, path, root)?;
+    let mut problems = check_pointers(&packet, &ctx, path);
+    if !problems.is_empty() {
+        problems.push(match ctx.base {
+            PointerBase::ProjectRoot => format!(
+                "(pointers are relative to the project root, here {}: run from the project the packet was emitted in, or pass --root)",
+                ctx.base_dir.display()
+            ),
+            PointerBase::PacketDir => {
+                "(pointers are relative to the packet's directory: keep the packet where it was emitted)".into()
+            }
+        });
+        return refuse(
+            "the bundle changed since the packet was emitted (or the packet was moved)".into(),
+            problems,
+        );
+    }
+    let src = BundleSource::open(&ctx.bundle_dir())?;
+    let mut again = derive_packet(&src, &ctx)?;
+    again.audit_head.clone_from(&packet.audit_head);
+    again.emitted_by.clone_from(&packet.emitted_by);
+    if again != packet {
+        let a = serde_json::to_value(&packet).unwrap_or_default();
+        let b = serde_json::to_value(&again).unwrap_or_default();
+        let mut diffs = Vec::new();
+        diff("", &a, &b, &mut diffs);
+        let what = if packet.promotability.promotable && !again.promotability.promotable {
+            "its bundle is no longer promotable (or the packet was edited)"
+        } else {
+            "the packet does not match its bundle (it was edited after it was emitted)"
+        };
+        let mut details: Vec<String> = again
+            .promotability
+            .reasons
+            .iter()
+            .map(|r| {
+                format!(
+                    "{r}: {}",
+                    promotability::explain(*r, &again.promotability.gating_inputs)
+                )
+            })
+            .collect();
+        details.extend(
+            diffs
+                .into_iter()
+                .take(12)
+                .map(|p| format!("differs at {p}")),
+        );
+        return refuse(what.into(), details);
+    }
+    Ok(Ok(VerifiedPacket {
+        path: path.to_path_buf(),
+        digest: packet_digest(&packet)?,
+        packet,
+        ctx,
+    }))
+}
+
+/// JSON pointers where `a` and `b` differ.
+#[allow(clippy::many_single_char_names)]
+fn diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = format!("{at}/{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => diff(&p, u, v, out),
+                    _ => out.push(p),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{at}/{i}"), u, v, out);
+            }
+        }
+        _ if a != b => out.push(if at.is_empty() { "/".into() } else { at.into() }),
+        _ => {}
+    }
+}
