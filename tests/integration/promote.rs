@@ -370,7 +370,8 @@ fn an_existing_packet_is_never_overwritten_silently_and_emission_is_reproducible
     r.code(2);
     assert!(r.stderr.contains("lies inside the bundle"), "{}", r.stderr);
     assert!(!b.join("promotion").exists());
-    p.nx(&["validate-bundle", "--bundle", b.to_str().unwrap()]).code(0);
+    p.nx(&["validate-bundle", "--bundle", b.to_str().unwrap()])
+        .code(0);
     // A packet named like a bundle file would make two subjects with one name.
     let r = p.emit(&b, "summary.json", &[]);
     r.code(2);
