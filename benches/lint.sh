@@ -62,8 +62,12 @@ for i in range(n):
         plan["kind"] = "mission"
         tasks = {}
         names = [f"t{k}" for k in range(rng.randint(2, 6))]
-        for k, t in enumerate(names):
-            tasks[t] = {"probe": rng.choice(probes), "profile": profs[0], "depends_on": names[:k][-1:]}
+        # Distinct probes (one task per scenario), expectations agreeing with `scenarios`.
+        for k, (t, probe) in enumerate(zip(names, rng.sample(probes, len(names)))):
+            tasks[t] = {"probe": probe, "profile": profs[0], "depends_on": names[:k][-1:]}
+            declared = plan["scenarios"][profs[0]].get(probe)
+            if declared:
+                tasks[t]["expect"] = declared
         plan["mission"] = {"objective": "bench", "category": "forge", "rank": "D",
                            "scores": {"compute_cost": 10, "maintainability": 80, "attention": 20,
                                       "economic_value": 50, "trust": 90, "prediction_confidence": 70},
