@@ -162,6 +162,17 @@ impl Error {
         out
     }
 
+    /// The message with its path and every cause, on one line (`path: message: cause: …`),
+    /// for records that outlive the process (a failed bundle's `run_status.json`).
+    pub fn full_message(&self) -> String {
+        let mut s = self.to_string();
+        for c in self.causes() {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        s
+    }
+
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self.kind {

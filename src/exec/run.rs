@@ -1258,7 +1258,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
             let sealed = bundle.seal(SealInfo {
                 status: BundleStatus::Failed,
                 failure_stage: Some(stage.to_string()),
-                error: Some(e.to_string()),
+                error: Some(e.full_message()),
                 plan_digest: Some(loaded.digest.clone()),
                 audit_head,
             });
@@ -1288,7 +1288,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
                 run_id: Some(run_id.clone()),
                 status: RunStatus::Failed,
                 exit_code: exit_code::RUNNER_FAILED,
-                reason: e.to_string(),
+                reason: e.full_message(),
                 bundle: dir.map(|d| d.to_string_lossy().into_owned()),
                 index_blake3: sealed.as_ref().ok().map(|s| s.index_blake3.clone()),
                 mismatches: 0,

@@ -21,6 +21,7 @@ mod promote_govern;
 mod promote_mapping;
 mod run;
 mod run_children;
+mod run_failure;
 mod schemas;
 mod status;
 mod template;
