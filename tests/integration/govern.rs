@@ -8,7 +8,7 @@ use nexusmon::govern::Governance;
 use nexusmon::govern::gate::Outcome;
 use nexusmon::govern::sign::RejectReason;
 
-use crate::util::{Ran, bin, repo_root};
+use crate::util::{Ran, copy_dir, repo_root, run_in};
 
 /// A temp project: the fixture project copied in, `.nexusmon/` initialized.
 pub struct Project {
@@ -179,35 +179,6 @@ impl Project {
             by_id.insert(m["plan_id"].as_str().unwrap_or("?").to_string(), m.clone());
         }
         serde_json::Value::Object(by_id)
-    }
-}
-
-pub fn run_in(dir: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NEXUSMON_ROOT")
-        .env_remove("NEXUSMON_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    Ran {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

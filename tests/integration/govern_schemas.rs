@@ -3,14 +3,14 @@
 //! clearance records, audit log lines, the audit head, omens, evolution, and the gate
 //! record in a bundle. The files come from real commands, not hand-written samples.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use nexusmon::govern::omens::Failure;
 use serde_json::json;
 
 use crate::govern::Project;
-use crate::util::repo_root;
+use crate::util::{latest_bundle, repo_root};
 
 /// Validate `files` against `schemas/<schema>`; a `.jsonl` file is one instance per line.
 fn validate(schema: &str, files: &[PathBuf]) -> (i32, String) {
@@ -62,12 +62,6 @@ fn check(schema: &str, files: &[PathBuf], documents: usize) {
         text.contains(&format!("checked {documents} documents, 0 errors")),
         "{schema}: {text}"
     );
-}
-
-fn latest_bundle(root: &Path) -> PathBuf {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("out/LATEST")).unwrap()).unwrap();
-    root.join("out").join(v["run_id"].as_str().unwrap())
 }
 
 #[test]

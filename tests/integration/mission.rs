@@ -15,8 +15,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::govern::{Project, copy_dir};
-use crate::util::{bin, repo_root};
+use crate::govern::Project;
+use crate::util::{bin, copy_dir, repo_root};
 
 /// The mission fixture project in a temp dir, `${MARK}` pointing at `<tmp>/marks`,
 /// `.nexusmon/` initialized.

@@ -14,7 +14,7 @@ use std::process::Command;
 use nexusmon::util::digest::{blake3_hex, sha256_hex};
 use serde_json::Value;
 
-use crate::util::{Ran, bin, repo_root};
+use crate::util::{Ran, bin, copy_dir, repo_root, run_in};
 
 /// A temp copy of the fixture project (plans, registry `promote-test`).
 pub struct Proj {
@@ -77,36 +77,6 @@ impl Proj {
         self.run(plan, &[]).code(0);
         self.emit(&self.latest(), out, &[]).code(0);
         self.json(out)
-    }
-}
-
-pub fn run_in(dir: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NEXUSMON_ROOT")
-        .env_remove("NEXUSMON_STATE_DIR")
-        .env_remove("NEXUSMON_RUN_ID")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    Ran {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

@@ -13,7 +13,8 @@ use std::process::Command;
 use nexusmon::util::digest::blake3_hex;
 use serde_json::Value;
 
-use crate::promote::{Proj, check_schema, copy_dir, reasons};
+use crate::promote::{Proj, check_schema, reasons};
+use crate::util::copy_dir;
 
 /// The fixture project with `nexusmon init` run.
 fn governed() -> Proj {

@@ -115,3 +115,68 @@ impl Ran {
         self
     }
 }
+
+/// Run the binary in `dir` with `args` (no `NEXUSMON_*` variables from the environment).
+pub fn run_in(dir: &Path, args: &[&str]) -> Ran {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NEXUSMON_ROOT")
+        .env_remove("NEXUSMON_STATE_DIR")
+        .env_remove("NEXUSMON_RUN_ID")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Ran {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Copy the tree `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The sealed bundle `<root>/out/LATEST` names.
+pub fn latest_bundle(root: &Path) -> PathBuf {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("out/LATEST")).unwrap()).unwrap();
+    root.join("out").join(v["run_id"].as_str().unwrap())
+}
+
+/// A real packet: run `plans/<plan>/plan.json` in project `root` (out root `out/`; the run
+/// must exit `code`), then `emit-promotion --bundle <its bundle> --out <root>/<out>`.
+/// Returns the packet's path.
+pub fn run_and_emit(root: &Path, plan: &str, code: i32, out: &str) -> PathBuf {
+    let plan_path = format!("plans/{plan}/plan.json");
+    run_in(root, &["run", "--plan", &plan_path]).code(code);
+    emit_packet(root, &latest_bundle(root), out)
+}
+
+/// `emit-promotion --bundle <bundle> --out <root>/<out>` (exit 0); returns the packet's path.
+pub fn emit_packet(root: &Path, bundle: &Path, out: &str) -> PathBuf {
+    let packet = root.join(out);
+    run_in(
+        root,
+        &[
+            "emit-promotion",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--out",
+            packet.to_str().unwrap(),
+        ],
+    )
+    .code(0);
+    packet
+}
