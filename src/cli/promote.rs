@@ -13,11 +13,13 @@ use super::{Ctx, Io};
 use crate::govern::short_hex;
 use crate::model::mapping::{OpCounts, OpSummary};
 use crate::model::packet::PromotionPacket;
+use crate::promote::verify::Refusal;
 use crate::promote::{self, EmitSettings, PromoteSettings, promotability};
 use crate::util::{fsx, json};
 use crate::{Result, exit_code};
 
-fn abs(ctx: &Ctx, p: &Path) -> PathBuf {
+/// `p` resolved against the current directory.
+pub(super) fn abs(ctx: &Ctx, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -262,6 +264,39 @@ fn ops_table(s: &OpSummary) -> String {
     out
 }
 
+/// Report refused packets (`--json`: `{"written": false, "refused": [{packet, what,
+/// details}]}` on stdout; always the human text on stderr, even with `-q`): exit 1.
+pub(super) fn report_refused(
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+    refused: &[Refusal],
+    total: usize,
+    nothing_written: &str,
+) -> Result<i32> {
+    if ctx.json {
+        io.out_bytes(&json::to_sorted_pretty(&json!({
+            "written": false,
+            "refused": refused.iter().map(|r| json!({
+                "packet": r.path,
+                "what": r.what,
+                "details": r.details,
+            })).collect::<Vec<_>>(),
+        }))?)?;
+    }
+    let mut s = format!(
+        "error: {} of {total} packet(s) refused; {nothing_written}\n",
+        refused.len(),
+    );
+    for r in refused {
+        let _ = writeln!(s, "{}: {}", r.path.display(), r.what);
+        for d in &r.details {
+            let _ = writeln!(s, "  {d}");
+        }
+    }
+    io.errln(s.trim_end())?;
+    Ok(exit_code::FINDINGS)
+}
+
 /// `promote --packets P… --out DIR`.
 pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
     let settings = PromoteSettings {
@@ -272,30 +307,8 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
     };
     let o = promote::promote(&settings)?;
     if !o.refused.is_empty() {
-        if ctx.json {
-            io.out_bytes(&json::to_sorted_pretty(&json!({
-                "written": false,
-                "refused": o.refused.iter().map(|r| json!({
-                    "packet": r.path,
-                    "what": r.what,
-                    "details": r.details,
-                })).collect::<Vec<_>>(),
-            }))?)?;
-        }
-        let mut s = format!(
-            "error: {} of {} packet(s) refused; nothing was written to {}\n",
-            o.refused.len(),
-            a.packets.len(),
-            o.out.display()
-        );
-        for r in &o.refused {
-            let _ = writeln!(s, "{}: {}", r.path.display(), r.what);
-            for d in &r.details {
-                let _ = writeln!(s, "  {d}");
-            }
-        }
-        io.errln(s.trim_end())?;
-        return Ok(exit_code::FINDINGS);
+        let nothing = format!("nothing was written to {}", o.out.display());
+        return report_refused(ctx, io, &o.refused, a.packets.len(), &nothing);
     }
     let sigs = o.signatures.as_ref();
     let conflicts = sigs.map_or(0, |s| s.conflicts.len());
