@@ -92,7 +92,7 @@ pub enum Command {
     ListTemplates,
     /// Generate a plan, its registry files and expected matrix from a template.
     PlanBuild(PlanBuildArgs),
-    /// Earn XP and capabilities from promotable mission packets.
+    /// Earn XP and capabilities from mission packets, each checked against its bundle.
     Evolve(EvolveArgs),
     /// Show evolution state.
     Evolution(EvolutionArgs),
@@ -392,7 +392,14 @@ pub struct PlanBuildArgs {
 /// `evolve`.
 #[derive(Debug, Args)]
 pub struct EvolveArgs {
-    /// Promotion packets of missions.
+    /// Promotion packets of mission runs (`emit-promotion`). Each is checked against its
+    /// bundle, as `promote` does: its pointers must resolve to the bytes it records and the
+    /// bundle must give the same packet again, so the bundles must still be where the packet
+    /// points (pointers are relative to the project root, or to the packet's directory when
+    /// the bundle lies outside the project). If any packet is refused (edited, hand-written,
+    /// or its bundle changed or moved), nothing is written (exit 1). Non-promotable packets
+    /// are accepted: they earn nothing, but their violations cost XP. Experiment packets are
+    /// skipped.
     #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
     pub packets: Vec<PathBuf>,
 }

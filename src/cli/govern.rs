@@ -18,6 +18,7 @@ use crate::govern::trust::{self, APPROVER_ROLE, TrustStore};
 use crate::govern::{Governance, anchors, approvals, missions, omens, short_hex};
 use crate::model::approval::SIGNATURE_NAMESPACE;
 use crate::model::evolution::MissionOutcome;
+use crate::promote;
 use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result, exit_code};
@@ -533,22 +534,39 @@ fn refusal_hint(reason: RejectReason) -> &'static str {
 // evolve / evolution status
 // ---------------------------------------------------------------------------------------
 
+/// `evolve --packets P…`: every packet is checked against its bundle first
+/// ([`crate::promote::check_packet`]); if any is refused, nothing is written (exit 1).
 pub fn evolve(ctx: &Ctx, io: &mut Io<'_>, a: &EvolveArgs) -> Result<i32> {
     let gov = governance(ctx)?;
     let mut outcomes: Vec<MissionOutcome> = Vec::new();
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    let mut refused = Vec::new();
     for p in &a.packets {
-        let bytes = fsx::read_input(p)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::input(p, "is not a JSON promotion packet").with_source(e))?;
-        match evolution::outcome_from_packet(&value) {
+        let path = super::promote::abs(ctx, p);
+        let verified = match promote::check_packet(&path, &ctx.root)? {
+            Ok(v) => v,
+            Err(r) => {
+                refused.push(r);
+                continue;
+            }
+        };
+        match evolution::outcome_of_verified(&verified) {
             Ok(o) => outcomes.push(o),
             Err(NotAnOutcome::NotAMission(why)) => skipped.push((p.clone(), why)),
             Err(NotAnOutcome::Malformed(why)) => {
-                return Err(Error::input(p, format!("cannot read a mission outcome: {why}"))
+                return Err(Error::input(&path, format!("cannot read a mission outcome: {why}"))
                     .with_hint("pass promotion packets written by `nexusmon emit-promotion` for mission runs"));
             }
         }
+    }
+    if !refused.is_empty() {
+        return super::promote::report_refused(
+            ctx,
+            io,
+            &refused,
+            a.packets.len(),
+            "nothing was written (the evolution state and the audit log are unchanged)",
+        );
     }
     let state_dir = gov.state().clone();
     let _lock = state_dir.lock()?;
@@ -582,6 +600,7 @@ pub fn evolve(ctx: &Ctx, io: &mut Io<'_>, a: &EvolveArgs) -> Result<i32> {
         write_json(
             io,
             &json!({
+                "written": head.is_some(),
                 "report": report,
                 "skipped": skipped.iter().map(|(p, w)| json!({"packet": p.display().to_string(), "why": w})).collect::<Vec<_>>(),
                 "state": next,

@@ -4,6 +4,12 @@
 //! The state is a **pure function of the set of consumed outcomes** ([`fold`]): the same
 //! packets in any order, or consumed twice, give byte-identical `evolution.json`.
 //!
+//! Outcomes come only from packets checked against their bundles
+//! ([`outcome_of_verified`], after `promote::check_packet`): a packet's pointers must resolve
+//! to the bytes it records and deriving it again from its bundle must give the same packet,
+//! so a hand-written or edited packet cannot earn XP (nor hide a violation), and the bundles
+//! must still exist where the packets point.
+//!
 //! Rules (all documented in the README):
 //! - XP per promotable, passing mission, by rank: E 1, D 2, C 3, B 5, A 8, S 13.
 //! - Each violation (a scenario allowed that was expected denied) costs
@@ -27,9 +33,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::model::evolution::{Capability, EVOLUTION_SCHEMA, EvolutionFile, Level, MissionOutcome};
-use crate::model::plan::Rank;
-use crate::util::digest::{Digest, blake3_hex};
-use crate::util::json;
+use crate::model::packet::PromotionPacket;
+use crate::model::plan::{PlanKind, Rank};
+use crate::model::results::RunStatus;
 use crate::{Error, Result};
 
 /// XP lost per violation.
@@ -279,26 +285,25 @@ pub fn consume(state: &EvolutionFile, new: &[MissionOutcome]) -> (EvolutionFile,
 pub enum NotAnOutcome {
     /// The packet is about an experiment, not a mission: evolution ignores it.
     NotAMission(String),
-    /// The packet lacks a field evolution needs, or has the wrong type.
+    /// The packet lacks a field evolution needs (its bundle recorded no plan id, plan
+    /// digest or rank).
     Malformed(String),
 }
 
-/// Read a mission outcome from a promotion packet (`model::packet::PromotionPacket`, as
-/// `emit-promotion` writes it). Only these fields are read; every other one is ignored, and
-/// the minimal shape below (the same paths) is accepted too:
-///
-/// ```json
-/// {
-///   "run_id": "…",
-///   "plan": {"plan_id": "…", "plan_digest": {"blake3": "…", "sha256": "…"},
-///            "kind": "mission", "rank": "A"},
-///   "promotability": {"promotable": true},
-///   "summary": {"status": "ok",
-///               "mismatch_counts": {"expected-deny-observed-allow": 0, …},
-///               "tasks": {"total": 3, "failed": 0, "skipped": 0}},
-///   "governance": {"kind": "mission", "rank": "A"}      // the gate record, or null
-/// }
-/// ```
+/// The mission outcome of a packet that was checked against its bundle
+/// ([`crate::promote::check_packet`]): the only way `evolve` reads packets, so a
+/// hand-written or edited packet, or one whose bundle changed, never earns (or hides) XP.
+/// Its identity is the digest `promote` records for the same packet.
+pub fn outcome_of_verified(
+    v: &crate::promote::VerifiedPacket,
+) -> std::result::Result<MissionOutcome, NotAnOutcome> {
+    outcome_of(&v.packet, &v.digest)
+}
+
+/// Read a mission outcome from a promotion packet (`model::packet::PromotionPacket`);
+/// `packet_digest` is its identity (`promote::packet_digest`: blake3 of its canonical JSON,
+/// RFC 8785). This is pure: it trusts `packet`, so callers check the packet against its
+/// bundle first ([`outcome_of_verified`]).
 ///
 /// - A mission is a packet whose governance record (`governance.kind`) or plan
 ///   (`plan.kind`) says `mission`; either is enough (the stricter reading). Anything else is
@@ -306,87 +311,54 @@ pub enum NotAnOutcome {
 /// - The rank is the one the gate recorded (`governance.rank`), else the plan's
 ///   (`plan.rank`). A mission packet without a governance record still yields an outcome (it
 ///   is not promotable, `approval-missing`, so it earns nothing, but its violations count).
-/// - `passed` = promotable, status `ok`, no mismatch of any kind, and no failed or skipped
-///   task. A packet without a status (its bundle had no readable `summary.json`) has not
-///   passed.
+/// - `passed` = promotable, `summary.status` `ok`, no mismatch of any kind
+///   (`summary.mismatch_counts`), and no failed or skipped task (`summary.tasks`). A packet
+///   without a status (its bundle had no readable `summary.json`) has not passed.
 /// - `violations` = the `expected-deny-observed-allow` count.
-/// - `packet_digest` = blake3 of the packet's canonical JSON (RFC 8785), so re-formatting a
-///   packet does not make it new (the same digest `promote` records).
-pub fn outcome_from_packet(
-    packet: &serde_json::Value,
+pub fn outcome_of(
+    packet: &PromotionPacket,
+    packet_digest: &str,
 ) -> std::result::Result<MissionOutcome, NotAnOutcome> {
-    let kind_at = |p: &str| packet.pointer(p).and_then(|k| k.as_str());
-    let kinds = [kind_at("/governance/kind"), kind_at("/plan/kind")];
-    if !kinds.contains(&Some("mission")) {
+    let gov = packet.governance.as_ref();
+    let kinds = [gov.and_then(|g| g.kind), packet.plan.kind];
+    if !kinds.contains(&Some(PlanKind::Mission)) {
         return Err(NotAnOutcome::NotAMission(match kinds {
-            [Some(k), _] | [None, Some(k)] => format!("the plan is an {k}, not a mission"),
+            [Some(_), _] | [None, Some(_)] => "the plan is an experiment, not a mission".into(),
             [None, None] => "neither governance.kind nor plan.kind says mission".into(),
         }));
     }
-    let rank = ["/governance/rank", "/plan/rank"]
-        .iter()
-        .find_map(|p| packet.pointer(p).filter(|v| !v.is_null()))
+    let rank = gov
+        .and_then(|g| g.rank)
+        .or(packet.plan.rank)
         .ok_or_else(|| {
             NotAnOutcome::Malformed("a mission packet without governance.rank or plan.rank".into())
         })?;
-    let rank: Rank = serde_json::from_value(rank.clone()).map_err(|_| {
-        NotAnOutcome::Malformed(format!("the rank {rank} is not one of E D C B A S"))
-    })?;
-    let str_at = |p: &str| -> std::result::Result<String, NotAnOutcome> {
-        packet
-            .pointer(p)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| NotAnOutcome::Malformed(format!("missing string {p}")))
-    };
-    let run_id = str_at("/run_id")?;
-    let plan_id = str_at("/plan/plan_id")?;
-    let plan_digest: Digest = packet
-        .pointer("/plan/plan_digest")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| NotAnOutcome::Malformed(format!("plan.plan_digest: {e}")))?
-        .ok_or_else(|| NotAnOutcome::Malformed("missing plan.plan_digest".into()))?;
-    let promotable = packet
-        .pointer("/promotability/promotable")
-        .and_then(serde_json::Value::as_bool)
-        .ok_or_else(|| {
-            NotAnOutcome::Malformed("missing boolean promotability.promotable".into())
-        })?;
-    let status = packet.pointer("/summary/status").and_then(|v| v.as_str());
-    let mut total = 0u64;
-    let mut violations = 0u64;
-    if let Some(c) = packet.pointer("/summary/mismatch_counts") {
-        let obj = c.as_object().ok_or_else(|| {
-            NotAnOutcome::Malformed("summary.mismatch_counts is not an object".into())
-        })?;
-        for (k, v) in obj {
-            let n = v.as_u64().ok_or_else(|| {
-                NotAnOutcome::Malformed(format!("summary.mismatch_counts.{k} is not a count"))
-            })?;
-            total += n;
-            if k == VIOLATION_KIND {
-                violations = n;
-            }
-        }
-    }
-    let task_count = |k: &str| {
-        packet
-            .pointer(&format!("/summary/tasks/{k}"))
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
+    let plan_id = packet
+        .plan
+        .plan_id
+        .clone()
+        .ok_or_else(|| NotAnOutcome::Malformed("the packet names no plan.plan_id".into()))?;
+    let plan_digest = packet
+        .plan
+        .plan_digest
+        .clone()
+        .ok_or_else(|| NotAnOutcome::Malformed("the packet has no plan.plan_digest".into()))?;
+    let promotable = packet.promotability.promotable;
+    let s = &packet.summary;
+    let mismatches = s
+        .mismatch_counts
+        .values()
+        .fold(0u64, |a, n| a.saturating_add(*n));
+    let violations = s.mismatch_counts.get(VIOLATION_KIND).copied().unwrap_or(0);
+    let tasks = s.tasks.unwrap_or_default();
     let passed = promotable
-        && status == Some("ok")
-        && total == 0
-        && task_count("failed") == 0
-        && task_count("skipped") == 0;
-    let canonical = json::canonical(packet)
-        .map_err(|e| NotAnOutcome::Malformed(format!("cannot canonicalize: {e}")))?;
+        && s.status == Some(RunStatus::Ok)
+        && mismatches == 0
+        && tasks.failed == 0
+        && tasks.skipped == 0;
     Ok(MissionOutcome {
-        packet_digest: blake3_hex(&canonical),
-        run_id,
+        packet_digest: packet_digest.to_string(),
+        run_id: packet.run_id.clone(),
         plan_id,
         plan_digest,
         rank,
@@ -399,6 +371,9 @@ pub fn outcome_from_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::packet::TaskCounts;
+    use crate::util::digest::{Digest, blake3_hex};
+    use crate::util::json;
 
     pub(crate) fn outcome(
         run: &str,
@@ -516,101 +491,116 @@ mod tests {
         assert!(e.to_string().contains("does not match"), "{e}");
     }
 
-    fn packet(rank: &str, status: &str, eda: u64, promotable: bool) -> serde_json::Value {
-        serde_json::json!({
+    /// A mission packet as `emit-promotion` writes it (pointers and gating inputs trimmed to
+    /// what the type requires), rank `rank`, status `status`, `eda` violations.
+    fn packet(rank: &str, status: &str, eda: u64, promotable: bool) -> PromotionPacket {
+        let gate = serde_json::json!({"path": "out/run-1/governance/gate.json",
+            "member": "governance/gate.json", "size": 2, "blake3": "00", "sha256": "00"});
+        serde_json::from_value(serde_json::json!({
+            "packet_version": 1,
             "run_id": "run-1",
-            "plan": {"plan_id": "m1", "plan_digest": {"blake3": "ab", "sha256": "cd"}},
-            "promotability": {"promotable": promotable, "reasons": []},
-            "summary": {"status": status, "mismatch_counts": {"expected-deny-observed-allow": eda}},
-            "governance": {"kind": "mission", "rank": rank}
-        })
+            "plan": {"plan_id": "m1", "kind": "mission", "rank": rank,
+                     "plan_digest": {"blake3": "ab", "sha256": "cd"}},
+            "bundle": {"pointer": "out/run-1", "pointer_base": "project-root",
+                       "run_id": "run-1", "verified": true},
+            "artifacts": [],
+            "summary": {"status": status,
+                        "mismatch_counts": {"expected-deny-observed-allow": eda},
+                        "tasks": {"total": 2, "failed": 0, "skipped": 0}},
+            "governance": {"gate_record": gate, "kind": "mission", "rank": rank},
+            "audit_head": null,
+            "emitted_by": {"name": "nexusmon", "version": "0"},
+            "promotability": {"promotable": promotable, "reasons": [], "gating_inputs": {
+                "index": {"state": "present", "verified": true, "staging": false},
+                "manifest": "present", "run_status_file": "present",
+                "preflight": {"state": "present", "profiles": 1}}}
+        }))
+        .unwrap()
+    }
+
+    fn of(p: &PromotionPacket) -> std::result::Result<MissionOutcome, NotAnOutcome> {
+        outcome_of(p, "d1")
     }
 
     #[test]
-    fn outcome_from_the_documented_packet_shape() {
-        let o = outcome_from_packet(&packet("A", "ok", 0, true)).unwrap();
+    fn outcome_from_a_packet() {
+        let o = of(&packet("A", "ok", 0, true)).unwrap();
         assert_eq!(o.rank, Rank::A);
         assert!(o.passed && o.promotable);
         assert_eq!(o.violations, 0);
         assert_eq!(o.plan_id, "m1");
-        let o = outcome_from_packet(&packet("S", "partial", 2, false)).unwrap();
+        assert_eq!(o.run_id, "run-1");
+        assert_eq!(o.packet_digest, "d1");
+        let o = of(&packet("S", "partial", 2, false)).unwrap();
         assert!(!o.passed);
         assert_eq!(o.violations, 2);
-        // Key order and whitespace do not change the identity.
-        let p = packet("A", "ok", 0, true);
-        let reformatted: serde_json::Value =
-            serde_json::from_str(&serde_json::to_string_pretty(&p).unwrap()).unwrap();
-        assert_eq!(
-            outcome_from_packet(&p).unwrap().packet_digest,
-            outcome_from_packet(&reformatted).unwrap().packet_digest
-        );
     }
 
     #[test]
     fn experiments_and_malformed_packets_are_told_apart() {
         let mut p = packet("A", "ok", 0, true);
-        p["governance"] = serde_json::json!({"kind": "experiment"});
-        assert!(matches!(
-            outcome_from_packet(&p),
-            Err(NotAnOutcome::NotAMission(_))
-        ));
+        p.plan.kind = Some(PlanKind::Experiment);
+        if let Some(g) = p.governance.as_mut() {
+            g.kind = Some(PlanKind::Experiment);
+        }
+        assert!(matches!(of(&p), Err(NotAnOutcome::NotAMission(m)) if m.contains("experiment")));
         let mut p = packet("A", "ok", 0, true);
-        p["governance"]["rank"] = serde_json::json!("Z");
-        assert!(matches!(
-            outcome_from_packet(&p),
-            Err(NotAnOutcome::Malformed(_))
-        ));
+        p.plan.rank = None;
+        if let Some(g) = p.governance.as_mut() {
+            g.rank = None;
+        }
+        assert!(matches!(of(&p), Err(NotAnOutcome::Malformed(m)) if m.contains("rank")));
         let mut p = packet("A", "ok", 0, true);
-        p.as_object_mut().unwrap().remove("promotability");
-        assert!(
-            matches!(outcome_from_packet(&p), Err(NotAnOutcome::Malformed(m)) if m.contains("promotable"))
-        );
-        let mut p = packet("A", "ok", 0, true);
-        p["summary"]["tasks"] = serde_json::json!({"failed": 1});
-        assert!(!outcome_from_packet(&p).unwrap().passed);
+        p.plan.plan_digest = None;
+        assert!(matches!(of(&p), Err(NotAnOutcome::Malformed(m)) if m.contains("plan_digest")));
+        for (failed, skipped) in [(1, 0), (0, 1)] {
+            let mut p = packet("A", "ok", 0, true);
+            p.summary.tasks = Some(TaskCounts {
+                total: 2,
+                failed,
+                skipped,
+            });
+            assert!(!of(&p).unwrap().passed);
+        }
     }
 
     #[test]
     fn a_mission_packet_without_a_governance_record_still_counts_its_violations() {
         // What emit-promotion writes for a mission bundle whose gate record is gone: the
         // slot is null, the plan says mission and its rank; not promotable.
-        let p = serde_json::json!({
-            "run_id": "run-9",
-            "plan": {"plan_id": "m1", "kind": "mission", "rank": "B",
-                     "plan_digest": {"blake3": "ab", "sha256": "cd"}},
-            "promotability": {"promotable": false, "reasons": ["approval-missing"]},
-            "summary": {"status": "partial", "mismatch_counts": {"expected-deny-observed-allow": 1}},
-            "governance": null
-        });
-        let o = outcome_from_packet(&p).unwrap();
-        assert_eq!(o.rank, Rank::B);
-        assert!(!o.promotable && !o.passed);
-        assert_eq!(o.violations, 1);
+        let mut p = packet("B", "partial", 1, false);
+        let slot = p.governance.take();
+        let outcome = of(&p).unwrap();
+        assert_eq!(outcome.rank, Rank::B);
+        assert!(!outcome.promotable && !outcome.passed);
+        assert_eq!(outcome.violations, 1);
         // The gate's recorded rank wins over the plan's.
-        let mut q = p.clone();
-        q["governance"] = serde_json::json!({"kind": "mission", "rank": "S"});
-        assert_eq!(outcome_from_packet(&q).unwrap().rank, Rank::S);
+        let mut recorded = p.clone();
+        recorded.governance = slot.map(|mut g| {
+            g.rank = Some(Rank::S);
+            g
+        });
+        assert_eq!(of(&recorded).unwrap().rank, Rank::S);
         // Either kind saying mission is enough; an experiment plan without a record is not.
-        let mut e = p.clone();
-        e["plan"]["kind"] = serde_json::json!("experiment");
-        assert!(matches!(
-            outcome_from_packet(&e),
-            Err(NotAnOutcome::NotAMission(_))
-        ));
+        let mut experiment = p.clone();
+        experiment.plan.kind = Some(PlanKind::Experiment);
+        assert!(matches!(of(&experiment), Err(NotAnOutcome::NotAMission(_))));
+        let mut gated = recorded.clone();
+        gated.plan.kind = Some(PlanKind::Experiment);
+        assert!(of(&gated).is_ok(), "the gate record says mission");
     }
 
     #[test]
     fn passing_needs_promotable_ok_and_no_mismatch() {
-        assert!(
-            !outcome_from_packet(&packet("A", "ok", 0, false))
-                .unwrap()
-                .passed
-        );
+        assert!(!of(&packet("A", "ok", 0, false)).unwrap().passed);
         let mut p = packet("A", "ok", 0, true);
-        p["summary"]["mismatch_counts"]["oracle-divergence"] = serde_json::json!(1);
-        assert!(!outcome_from_packet(&p).unwrap().passed);
+        p.summary
+            .mismatch_counts
+            .insert("oracle-divergence".into(), 1);
+        assert!(!of(&p).unwrap().passed);
         let mut p = packet("A", "ok", 0, true);
-        p["summary"].as_object_mut().unwrap().remove("status");
-        assert!(!outcome_from_packet(&p).unwrap().passed);
+        p.summary.status = None;
+        assert!(!of(&p).unwrap().passed);
+        assert!(!of(&packet("A", "partial", 0, true)).unwrap().passed);
     }
 }

@@ -10,7 +10,7 @@ use nexusmon::govern::omens::Failure;
 use serde_json::json;
 
 use crate::govern::Project;
-use crate::util::{latest_bundle, repo_root};
+use crate::util::{emit_packet, latest_bundle, repo_root};
 
 /// Validate `files` against `schemas/<schema>`; a `.jsonl` file is one instance per line.
 fn validate(schema: &str, files: &[PathBuf]) -> (i32, String) {
@@ -117,19 +117,8 @@ fn every_governance_file_the_tool_writes_validates_against_its_schema() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     assert_eq!(clearances.len(), 1, "{clearances:?}");
-    let packet = p.path("packet.json");
-    std::fs::write(
-        &packet,
-        serde_json::to_vec(&json!({
-            "run_id": "r1",
-            "plan": {"plan_id": "m", "plan_digest": {"blake3": "00"}},
-            "promotability": {"promotable": true},
-            "summary": {"status": "ok", "mismatch_counts": {}},
-            "governance": {"kind": "mission", "rank": "B"}
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    // The evolution state from the governed run's real packet (rank A, approved: 8 XP).
+    let packet = emit_packet(p.root(), &bundle, "packet.json");
     p.nx(&["evolve", "--packets", packet.to_str().unwrap()])
         .code(0);
 

@@ -1,7 +1,8 @@
 //! Missions run for real under governance, through the binary: the gate before anything
 //! runs (ranks, composite bands, approvals signed with `ssh-keygen -Y sign`, the requester
 //! rule), tasks in dependency order with real Landlock profiles, a failed task skipping its
-//! dependents, parallelism only with the capability, the review flag and `auto-run-cb`,
+//! dependents, parallelism only with the capability, the review flag and `auto-run-cb`
+//! (earned by `evolve` from the missions' own real packets, lost to a real violation),
 //! `missions` telling running from awaiting approval, `--dry`.
 //!
 //! Every task records its own execution in a marks directory (`${MARK}`, a temp dir):
@@ -16,7 +17,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::govern::Project;
-use crate::util::{bin, copy_dir, repo_root};
+use crate::util::{bin, copy_dir, emit_packet, repo_root};
 
 /// The mission fixture project in a temp dir, `${MARK}` pointing at `<tmp>/marks`,
 /// `.nexusmon/` initialized.
@@ -95,22 +96,20 @@ fn row<'a>(rows: &'a Value, task: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for task {task}"))
 }
 
-/// Write a promotion packet in the documented minimal shape; returns its path.
-fn packet(p: &Project, name: &str, rank: &str, status: &str, violations: u64) -> String {
-    let v = json!({
-        "run_id": format!("run-{name}"),
-        "plan": {"plan_id": "seed", "plan_digest": {"blake3": "00"}},
-        "promotability": {"promotable": true, "reasons": []},
-        "summary": {
-            "status": status,
-            "mismatch_counts": {"expected-deny-observed-allow": violations}
-        },
-        "governance": {"kind": "mission", "rank": rank}
-    });
-    let path = p.path(&format!("packets/{name}.json"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    path.to_string_lossy().into_owned()
+/// The real promotion packet of the run `out/LATEST` names, written to `packets/<name>.json`.
+fn packet_of_latest(p: &Project, name: &str) -> String {
+    emit_packet(p.root(), &latest(p), &format!("packets/{name}.json"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `evolve --packets …` (exit 0); returns stderr.
+fn evolve(p: &Project, packets: &[&str]) -> String {
+    let mut args = vec!["evolve", "--packets"];
+    args.extend_from_slice(packets);
+    let r = p.nx(&args);
+    r.code(0);
+    r.stderr.clone()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -599,14 +598,11 @@ fn independent_tasks_overlap_only_with_the_parallel_missions_capability() {
             .contains(&json!("parallelism-limited"))
     );
 
-    // One passing mission packet: AWAKENING, which unlocks parallel-missions.
-    let e = p.nx(&["evolve", "--packets", &packet(&p, "seed", "E", "ok", 0)]);
-    e.code(0);
-    assert!(
-        e.stderr.contains("gained capability parallel-missions"),
-        "{}",
-        e.stderr
-    );
+    // That run passed: its real packet (checked against its bundle) is one passing mission,
+    // AWAKENING, which unlocks parallel-missions.
+    let seed = packet_of_latest(&p, "seed");
+    let e = evolve(&p, &[&seed]);
+    assert!(e.contains("gained capability parallel-missions"), "{e}");
     clear_marks(&p);
     run(&p, "parallel", &["--jobs", "2"]).code(0);
     let ((a0, a1), (b0, b1)) = spans(&p);
@@ -653,19 +649,26 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
         "{md}"
     );
 
-    // Two passing rank-A outcomes: 16 XP, FORGING, which unlocks auto-run-cb.
-    let e = p.nx(&[
-        "evolve",
-        "--packets",
-        &packet(&p, "a1", "A", "ok", 0),
-        &packet(&p, "a2", "A", "ok", 0),
-    ]);
-    e.code(0);
-    assert!(
-        e.stderr.contains("gained capability auto-run-cb"),
-        "{}",
-        e.stderr
+    // Every run is its own outcome: rank C earns 3 XP per passing run. Three real packets
+    // (this run's and two more): 9 XP, AWAKENING, which does not drop the flag.
+    let mut packets = vec![packet_of_latest(&p, "c1")];
+    for n in 2..=3 {
+        run(&p, "review-c", &[]).code(0);
+        packets.push(packet_of_latest(&p, &format!("c{n}")));
+    }
+    let refs: Vec<&str> = packets.iter().map(String::as_str).collect();
+    let e = evolve(&p, &refs);
+    assert!(e.contains("XP 0 → 9, level DORMANT → AWAKENING"), "{e}");
+    run(&p, "review-c", &[]).code(0);
+    assert_eq!(
+        flags(&p),
+        (json!(["review-required"]), json!(["review-required"]))
     );
+    // That run's packet makes 12 XP: FORGING, which unlocks auto-run-cb.
+    let c4 = packet_of_latest(&p, "c4");
+    let e = evolve(&p, &[&c4]);
+    assert!(e.contains("XP 9 → 12, level AWAKENING → FORGING"), "{e}");
+    assert!(e.contains("gained capability auto-run-cb"), "{e}");
     let r = run(&p, "review-c", &[]);
     r.code(0);
     assert_eq!(flags(&p), (Value::Null, json!([])));
@@ -678,23 +681,26 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
     );
     assert!(!r.stderr.contains("governance flags"), "{}", r.stderr);
 
-    // A violation (a scenario allowed that was expected denied) costs 10 XP: 6 XP,
-    // AWAKENING, auto-run-cb revoked, the flag is back.
-    let e = p.nx(&[
-        "evolve",
-        "--packets",
-        &packet(&p, "hole", "E", "partial", 1),
-    ]);
-    e.code(0);
-    assert!(
-        e.stderr.contains("revoked capability auto-run-cb"),
-        "{}",
-        e.stderr
-    );
+    // A violation, for real: the `hole` mission's task expects deny, but its profile allows
+    // the read. It costs 10 XP: 2 XP, AWAKENING, auto-run-cb revoked, the flag is back.
+    run(&p, "hole", &[]).code(1);
+    let rows = &read(&latest(&p), "runtime_events.normalized.json")["rows"];
+    assert_eq!(row(rows, "peek")["expected"], "deny");
+    assert_eq!(row(rows, "peek")["scenario"]["outcome"], "allow");
+    let hole = packet_of_latest(&p, "hole");
+    let e = evolve(&p, &[&hole]);
+    assert!(e.contains("XP 12 → 2, level FORGING → AWAKENING"), "{e}");
+    assert!(e.contains("revoked capability auto-run-cb"), "{e}");
     run(&p, "review-c", &[]).code(0);
     assert_eq!(
         flags(&p),
         (json!(["review-required"]), json!(["review-required"]))
+    );
+    let gate = read(&latest(&p), "governance/gate.json");
+    assert_eq!(
+        gate["decision"]["capabilities_used"],
+        json!(["parallel-missions"]),
+        "AWAKENING still holds parallel-missions"
     );
 }
 
