@@ -144,7 +144,7 @@ pub struct RunArgs {
     /// How children are started.
     #[arg(long, value_enum, default_value_t = Channel::Clean)]
     pub channel: Channel,
-    /// Out root (default: <root>/out).
+    /// Out root (default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Run only these profiles (repeatable).
@@ -177,7 +177,7 @@ pub struct RunArgs {
 /// `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Out root to report on (default: <root>/out).
+    /// Out root to report on (default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -313,7 +313,7 @@ pub struct PromoteArgs {
 /// `list-plans`.
 #[derive(Debug, Args)]
 pub struct ListPlansArgs {
-    /// Directories to search (default: <root>/plans).
+    /// Directories to search (default: `<root>/plans`).
     pub paths: Vec<PathBuf>,
 }
 
@@ -344,7 +344,7 @@ pub struct LintArgs {
 /// `registry-lint`.
 #[derive(Debug, Args)]
 pub struct RegistryLintArgs {
-    /// Registry directories or files (default: <root>/registry).
+    /// Registry directories or files (default: `<root>/registry`).
     pub paths: Vec<PathBuf>,
     /// Output format (default human; `--json` means json).
     #[arg(long, value_enum)]
@@ -375,7 +375,7 @@ pub struct PlanBuildArgs {
     /// Template id.
     #[arg(long, value_name = "ID")]
     pub template: String,
-    /// Output directory (gets plans/<plan_id>/ and registry/<registry_id>/).
+    /// Output directory (gets `plans/<plan_id>/` and `registry/<registry_id>/`).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Set a parameter (repeatable).
@@ -428,7 +428,7 @@ pub struct ApproveArgs {
     /// The approver principal (as in the trust file).
     #[arg(long, value_name = "NAME")]
     pub approver: String,
-    /// Where to write the record (default: approvals/<plan_id>.<approver>.json beside the plan).
+    /// Where to write the record (default: `approvals/<plan_id>.<approver>.json` beside the plan).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// How long the approval is valid, e.g. `24h`, `7d` (default 24h).
@@ -466,7 +466,7 @@ pub enum AuditCommand {
 /// `audit verify`.
 #[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
-    /// Out roots, bundles or packets whose anchors to check (default: <root>/out).
+    /// Out roots, bundles or packets whose anchors to check (default: `<root>/out`).
     #[arg(long = "anchors", value_name = "PATH")]
     pub anchors: Vec<PathBuf>,
 }
@@ -514,9 +514,9 @@ pub struct OmensClearArgs {
 /// `missions`.
 #[derive(Debug, Args)]
 pub struct MissionsArgs {
-    /// Directories to search for mission plans (default: <root>/plans).
+    /// Directories to search for mission plans (default: `<root>/plans`).
     pub paths: Vec<PathBuf>,
-    /// Out roots whose running runs to show (repeatable; default: <root>/out).
+    /// Out roots whose running runs to show (repeatable; default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Vec<PathBuf>,
 }
