@@ -8,7 +8,9 @@ use nexusmon::govern::Governance;
 use nexusmon::govern::gate::Outcome;
 use nexusmon::govern::sign::RejectReason;
 
-use crate::util::{Ran, copy_dir, repo_root, run_in};
+use crate::util::{
+    Ran, copy_dir, repo_root, run_in, ssh_approver, ssh_keygen, ssh_pubkey, ssh_sign, trust_line,
+};
 
 /// A temp project: the fixture project copied in, `.nexusmon/` initialized.
 pub struct Project {
@@ -51,50 +53,28 @@ impl Project {
 
     /// Generate a key `keys/<name>` (`ed25519` or `rsa`) with ssh-keygen.
     pub fn keygen(&self, name: &str, kind: &str) -> PathBuf {
-        std::fs::create_dir_all(self.path("keys")).unwrap();
-        let key = self.path(&format!("keys/{name}"));
-        let mut cmd = Command::new("ssh-keygen");
-        cmd.args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
-            .arg(&key);
-        if kind == "rsa" {
-            cmd.args(["-b", "2048"]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        key
+        ssh_keygen(self.root(), name, kind)
     }
 
     /// `keytype base64` of a generated key.
     #[allow(clippy::unused_self)]
     pub fn pubkey(&self, key: &Path) -> String {
-        let text = std::fs::read_to_string(format!("{}.pub", key.display())).unwrap();
-        text.split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
+        ssh_pubkey(key)
     }
 
     /// Append a trust-file line.
     pub fn trust(&self, line: &str) {
-        let path = self.state().join("trusted_signers");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(line);
-        text.push('\n');
-        std::fs::write(path, text).unwrap();
+        trust_line(&self.state().join("trusted_signers"), line);
     }
 
     /// Generate a key for `name` and trust it as an approver.
     pub fn approver(&self, name: &str, kind: &str) -> PathBuf {
-        let key = self.keygen(name, kind);
-        self.trust(&format!(
-            "{name} namespaces=\"nexusmon-approval-v1\" {} {name}@ops roles=approver",
-            self.pubkey(&key)
-        ));
-        key
+        ssh_approver(
+            self.root(),
+            &self.state().join("trusted_signers"),
+            name,
+            kind,
+        )
     }
 
     /// Write an unsigned approval record with `approve`; returns its path.
@@ -121,17 +101,7 @@ impl Project {
     /// Sign `file` with `ssh-keygen -Y sign` in `namespace`.
     #[allow(clippy::unused_self)]
     pub fn ssh_sign(&self, key: &Path, namespace: &str, file: &Path) {
-        let out = Command::new("ssh-keygen")
-            .args(["-Y", "sign", "-n", namespace, "-f"])
-            .arg(key)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ssh_sign(key, namespace, file);
     }
 
     /// `ssh-keygen -Y verify` of `file` by `principal` against the trust file.

@@ -6,15 +6,13 @@
 
 #![allow(clippy::many_single_char_names)] // p(roject), b(undle), r(esult), a/b (packets), v(alue), g(ating inputs)
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nexusmon::util::digest::blake3_hex;
 use serde_json::Value;
 
 use crate::promote::{Proj, check_schema, reasons};
-use crate::util::copy_dir;
+use crate::util::{copy_dir, ssh_approver, ssh_sign};
 
 /// The fixture project with `nexusmon init` run.
 fn governed() -> Proj {
@@ -25,30 +23,12 @@ fn governed() -> Proj {
 
 /// Generate an ed25519 key for `name` with ssh-keygen and trust it as an approver.
 fn approver(p: &Proj, name: &str) -> PathBuf {
-    std::fs::create_dir_all(p.path("keys")).unwrap();
-    let key = p.path(&format!("keys/{name}"));
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = std::fs::read_to_string(format!("{}.pub", key.display())).unwrap();
-    let public: Vec<&str> = public.split_whitespace().take(2).collect();
-    let trust = p.path(".nexusmon/trusted_signers");
-    let mut text = std::fs::read_to_string(&trust).unwrap();
-    writeln!(
-        text,
-        "{name} namespaces=\"nexusmon-approval-v1\" {} {name}@ops roles=approver",
-        public.join(" ")
+    ssh_approver(
+        p.root(),
+        &p.path(".nexusmon/trusted_signers"),
+        name,
+        "ed25519",
     )
-    .unwrap();
-    std::fs::write(trust, text).unwrap();
-    key
 }
 
 /// An approval record for `plan` by `name`, written by `approve` and signed with
@@ -65,17 +45,7 @@ fn approve(p: &Proj, plan: &str, name: &str, key: &Path) -> String {
         &rel,
     ])
     .code(0);
-    let out = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "nexusmon-approval-v1", "-f"])
-        .arg(key)
-        .arg(p.path(&rel))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ssh_sign(key, "nexusmon-approval-v1", &p.path(&rel));
     rel
 }
 
