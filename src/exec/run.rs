@@ -432,6 +432,18 @@ pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> 
     Ok(out)
 }
 
+/// The `expected_matrix.json` entry of one scenario (with its task, for missions).
+pub fn expected_entry(spec: &ScenarioSpec, task: Option<&TaskMeta>) -> ExpectedEntry {
+    ExpectedEntry {
+        profile_id: spec.profile_id.to_string(),
+        probe_id: spec.probe_id.to_string(),
+        expected: spec.expected,
+        control: spec.control,
+        task_id: task.map(|t| t.task_id.clone()),
+        depends_on: task.map(|t| t.depends_on.clone()).unwrap_or_default(),
+    }
+}
+
 /// Every scenario of a plan: an experiment's scenario specs; for a mission, its tasks plus
 /// any `scenarios`/`controls` it declares (those run outside the task graph). A declared
 /// scenario that is also a task is one row, and their expectations must agree.
@@ -1766,18 +1778,7 @@ impl Pipeline<'_> {
                 .map(|s| {
                     (
                         s.spec.scenario_id.clone(),
-                        ExpectedEntry {
-                            profile_id: s.spec.profile_id.to_string(),
-                            probe_id: s.spec.probe_id.to_string(),
-                            expected: s.spec.expected,
-                            control: s.spec.control,
-                            task_id: s.task.as_ref().map(|t| t.task_id.clone()),
-                            depends_on: s
-                                .task
-                                .as_ref()
-                                .map(|t| t.depends_on.clone())
-                                .unwrap_or_default(),
-                        },
+                        expected_entry(&s.spec, s.task.as_ref()),
                     )
                 })
                 .collect(),

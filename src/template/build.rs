@@ -43,7 +43,7 @@ use serde_json::Value;
 use super::render::{self, Rendered};
 use super::{Template, params, yaml};
 use crate::lint::{Finding, Severity};
-use crate::model::results::{ExpectedEntry, ExpectedMatrix, RESULTS_SCHEMA_VERSION};
+use crate::model::results::{ExpectedMatrix, RESULTS_SCHEMA_VERSION};
 use crate::model::template::OutputFormat;
 use crate::util::digest::Digest;
 use crate::util::{fsx, json};
@@ -256,18 +256,8 @@ pub fn expected_matrix(loaded: &crate::load::LoadedPlan) -> Result<ExpectedMatri
         scenarios: crate::exec::run::all_specs(loaded)?
             .into_iter()
             .map(|s| {
-                let task = tasks.get(&s.scenario_id);
-                (
-                    s.scenario_id.clone(),
-                    ExpectedEntry {
-                        profile_id: s.profile_id.to_string(),
-                        probe_id: s.probe_id.to_string(),
-                        expected: s.expected,
-                        control: s.control,
-                        task_id: task.map(|t| t.task_id.clone()),
-                        depends_on: task.map(|t| t.depends_on.clone()).unwrap_or_default(),
-                    },
-                )
+                let entry = crate::exec::run::expected_entry(&s, tasks.get(&s.scenario_id));
+                (s.scenario_id, entry)
             })
             .collect(),
     })
