@@ -11,7 +11,7 @@ fn main() {
         let args: Vec<String> = raw.map(|a| a.to_string_lossy().into_owned()).collect();
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        let code = nexusmon::exec::helper::main(&args, &mut out);
+        let code = nexusmon::exec::probe_helper_main(&args, &mut out);
         let _ = out.flush();
         #[allow(clippy::exit)]
         std::process::exit(code);

@@ -37,6 +37,22 @@ pub mod repair;
 mod tree;
 pub mod writer;
 
+/// Every file a run bundle holds (besides logs and the store's own files).
+pub const RESULT_FILES: [&str; 12] = [
+    "run_manifest.json",
+    "apply_preflight.json",
+    "expected_matrix.json",
+    "runtime_results.json",
+    "baseline_results.json",
+    "oracle_results.json",
+    "runtime_events.normalized.json",
+    "path_witnesses.json",
+    "mismatch_summary.json",
+    "mismatch_packets.jsonl",
+    "summary.json",
+    "summary.md",
+];
+
 pub use check::{Problem, ProblemKind, Report, check_bundle};
 pub use lock::{LockHolder, LockMode, LockOptions, LockState, OutLock};
 pub use outroot::{OutRootState, out_root_state};

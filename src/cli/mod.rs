@@ -161,7 +161,7 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::Missions(a) => govern::missions(ctx, io, &a),
         Command::Init(a) => govern::init(ctx, io, &a),
         Command::Completions(a) => misc::completions(io, &a),
-        Command::Probe(a) => Ok(crate::exec::helper::main(&a.args, io.out)),
+        Command::Probe(a) => Ok(crate::exec::probe_helper_main(&a.args, io.out)),
         Command::BundleWrite(a) => bundle::bundle_write(ctx, io, &a),
     }
 }

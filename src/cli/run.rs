@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use super::args::{Channel, LockMode, RunArgs};
 use super::{Ctx, Io};
 use crate::bundle::{LockMode as StoreLockMode, LockOptions};
-use crate::exec::run::{
+use crate::exec::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, RunOutcome, RunSettings,
     SealReport, execute,
 };
@@ -422,7 +422,7 @@ fn task_lines(o: &RunOutcome, dry: bool) -> String {
                         "skipped (task `{}` failed)",
                         r.skipped_because.as_deref().unwrap_or("?")
                     ),
-                    Some(out) if crate::exec::outcome::matches_expectation(r.expected, out) => {
+                    Some(out) if crate::exec::matches_expectation(r.expected, out) => {
                         "succeeded".to_string()
                     }
                     _ => "FAILED".to_string(),

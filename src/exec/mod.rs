@@ -20,3 +20,11 @@ pub mod outcome;
 pub mod run;
 pub mod scheduler;
 pub mod spawn;
+
+// The run's public surface, so callers outside `exec` never name the stage files.
+pub use helper::main as probe_helper_main;
+pub use outcome::matches_expectation;
+pub use run::{
+    AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
+    RunSettings, SealReport, execute,
+};

@@ -37,18 +37,20 @@ use super::helper;
 use super::lanes::{BaselineRuntime, LiveExecutor, LogSink, ProfileRuntime};
 use super::outcome::{self, errno_name};
 use super::scheduler::{self, JobNode, JobState};
+use crate::bundle::RESULT_FILES;
 use crate::bundle::{BeginOptions, LockOptions, SealInfo, StagedBundle};
 use crate::error::ErrorKind;
+use crate::load::mission::{TaskMeta, all_specs, expected_entry, task_specs};
 use crate::load::{LoadedPlan, ScenarioSpec, load_plan};
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::plan::Expectation;
 use crate::model::registry::{Driver, Fixture, Operation, Probe, TargetKind};
 use crate::model::results::{
-    ApplyPreflight, Attempt, ChannelKind, Enforcement, ExpectedEntry, ExpectedMatrix, Lane,
-    LaneCell, LanePolicy, LaneResults, MismatchKind, MismatchPacket, MismatchSummary,
-    NormalizedRow, Observation, ObservationNote, OracleCell, OracleResults, OracleVerdict, Outcome,
-    PathWitness, PathWitnesses, PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe, RunEvent,
-    RunManifest, RunStatus, Rusage, Stage, Summary, TimeoutSetting, TimeoutSource, ToolInfo,
+    ApplyPreflight, Attempt, ChannelKind, Enforcement, ExpectedMatrix, Lane, LaneCell, LanePolicy,
+    LaneResults, MismatchKind, MismatchPacket, MismatchSummary, NormalizedRow, Observation,
+    ObservationNote, OracleCell, OracleResults, OracleVerdict, Outcome, PathWitness, PathWitnesses,
+    PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe, RunEvent, RunManifest, RunStatus,
+    Rusage, Stage, Summary, TimeoutSetting, TimeoutSource, ToolInfo,
 };
 use crate::sandbox::apply::Prepared;
 use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
@@ -65,22 +67,6 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KILL_GRACE_MS: u64 = 500;
 /// Default bytes kept per output stream.
 pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
-
-/// Every file a run bundle holds (besides logs and the store's own files).
-pub const RESULT_FILES: [&str; 12] = [
-    "run_manifest.json",
-    "apply_preflight.json",
-    "expected_matrix.json",
-    "runtime_results.json",
-    "baseline_results.json",
-    "oracle_results.json",
-    "runtime_events.normalized.json",
-    "path_witnesses.json",
-    "mismatch_summary.json",
-    "mismatch_packets.jsonl",
-    "summary.json",
-    "summary.md",
-];
 
 // ---------------------------------------------------------------------------------------
 // Settings, seams, outcome
@@ -314,7 +300,7 @@ impl MissionShape {
         else {
             return Ok(None);
         };
-        let order = crate::govern::mission::order(m).map_err(|e| e.with_path(&loaded.path))?;
+        let order = crate::load::mission::order(m).map_err(|e| e.with_path(&loaded.path))?;
         if !plan.lanes.scenario {
             return Err(Error::input(
                 &loaded.path,
@@ -380,96 +366,6 @@ pub struct ScenarioRun {
     pub timeout: TimeoutSetting,
     /// The mission task this scenario is (missions only).
     pub task: Option<TaskMeta>,
-}
-
-/// A mission task's place in the task graph.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskMeta {
-    /// The task id.
-    pub task_id: String,
-    /// The tasks it runs after (sorted, deduplicated).
-    pub depends_on: Vec<String>,
-}
-
-/// A mission's tasks as scenarios (`<profile>:<probe>`, expectation `expect`, default
-/// `allow`) with their place in the graph, sorted by scenario id. Empty for experiments.
-/// Two tasks with the same (profile, probe) are refused: each task is one scenario row.
-pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> {
-    let Some(m) = &loaded.plan.mission else {
-        return Ok(Vec::new());
-    };
-    let mut out: Vec<(ScenarioSpec, TaskMeta)> = Vec::with_capacity(m.tasks.len());
-    for (id, t) in &m.tasks {
-        let scenario_id = format!("{}:{}", t.profile, t.probe);
-        if let Some((_, other)) = out.iter().find(|(s, _)| s.scenario_id == scenario_id) {
-            return Err(Error::input(
-                &loaded.path,
-                format!(
-                    "mission tasks `{}` and `{id}` both run probe `{}` under profile `{}`",
-                    other.task_id, t.probe, t.profile
-                ),
-            )
-            .with_hint("each task is one scenario `<profile>:<probe>`: merge the two tasks"));
-        }
-        let mut deps: Vec<String> = t.depends_on.iter().map(ToString::to_string).collect();
-        deps.sort();
-        deps.dedup();
-        out.push((
-            ScenarioSpec {
-                scenario_id,
-                profile_id: t.profile.clone(),
-                probe_id: t.probe.clone(),
-                expected: t.expect.unwrap_or(Expectation::Allow),
-                control: false,
-            },
-            TaskMeta {
-                task_id: id.to_string(),
-                depends_on: deps,
-            },
-        ));
-    }
-    out.sort_by(|a, b| a.0.scenario_id.cmp(&b.0.scenario_id));
-    Ok(out)
-}
-
-/// The `expected_matrix.json` entry of one scenario (with its task, for missions).
-pub fn expected_entry(spec: &ScenarioSpec, task: Option<&TaskMeta>) -> ExpectedEntry {
-    ExpectedEntry {
-        profile_id: spec.profile_id.to_string(),
-        probe_id: spec.probe_id.to_string(),
-        expected: spec.expected,
-        control: spec.control,
-        task_id: task.map(|t| t.task_id.clone()),
-        depends_on: task.map(|t| t.depends_on.clone()).unwrap_or_default(),
-    }
-}
-
-/// Every scenario of a plan: an experiment's scenario specs; for a mission, its tasks plus
-/// any `scenarios`/`controls` it declares (those run outside the task graph). A declared
-/// scenario that is also a task is one row, and their expectations must agree.
-pub fn all_specs(loaded: &LoadedPlan) -> Result<Vec<ScenarioSpec>> {
-    let mut all = loaded.plan.scenario_specs();
-    for (spec, meta) in task_specs(loaded)? {
-        match all.iter().find(|s| s.scenario_id == spec.scenario_id) {
-            Some(declared) if declared.expected != spec.expected => {
-                return Err(Error::input(
-                    &loaded.path,
-                    format!(
-                        "task `{}` expects `{}` of `{}`, but `scenarios` expects `{}`",
-                        meta.task_id,
-                        spec.expected.as_str(),
-                        spec.scenario_id,
-                        declared.expected.as_str()
-                    ),
-                )
-                .with_hint("make the task's `expect` and the scenario's expectation agree, or drop the scenario"));
-            }
-            Some(_) => {}
-            None => all.push(spec),
-        }
-    }
-    all.sort();
-    Ok(all)
 }
 
 /// One attempt of one lane, with what it ran.

@@ -34,7 +34,6 @@ pub mod audit;
 pub mod evolution;
 pub mod explain;
 pub mod gate;
-pub mod mission;
 pub mod missions;
 pub mod omens;
 pub mod sign;
@@ -390,7 +389,7 @@ pub fn plan_scenarios(plan: &LoadedPlan) -> std::collections::BTreeSet<String> {
     if plan.plan.kind == PlanKind::Mission
         && let Some(m) = &plan.plan.mission
     {
-        out.extend(mission::task_scenarios(m));
+        out.extend(crate::load::mission::task_scenarios(m));
     }
     out
 }

@@ -636,8 +636,8 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
 fn mission(sink: &mut Sink<'_>, plan: &Plan) {
     let Some(m) = &plan.mission else { return };
     // What only the runner's task model can get wrong: two tasks on one scenario row, a
-    // task and a declared scenario that disagree (`govern::mission::check`).
-    for f in crate::govern::mission::check(plan) {
+    // task and a declared scenario that disagree (`load::mission::check`).
+    for f in crate::load::mission::check(plan) {
         let code = match f.code {
             "mission-duplicate-task" => Code::DuplicateTask,
             "mission-task-scenario-conflict" => Code::TaskScenarioConflict,

@@ -6,7 +6,7 @@
 //! registry digests), `apply_preflight.json`, `summary.json`, the decision-stage artifacts
 //! (each parsed: present but unreadable counts as missing), and `governance/gate.json` with
 //! the approval records and signatures it names. The artifacts listed are the result files
-//! of a run (`exec::run::RESULT_FILES`), `run_status.json`, `repair_log.json` and everything
+//! of a run (`bundle::RESULT_FILES`), `run_status.json`, `repair_log.json` and everything
 //! under `governance/`; logs are covered by the index digest, not listed one by one.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,8 +18,8 @@ use super::pointers::PointerContext;
 use super::promotability::{self, DECISION_ARTIFACTS};
 use super::source::BundleSource;
 use crate::Result;
+use crate::bundle::RESULT_FILES;
 use crate::bundle::{INDEX_FILE, REPAIR_LOG_FILE, STATUS_FILE, unsafe_reason};
-use crate::exec::run::RESULT_FILES;
 use crate::govern::sign;
 use crate::model::approval::{ApprovalRecord, Decision, SIGNATURE_NAMESPACE};
 use crate::model::index::AuditHead;

@@ -245,18 +245,18 @@ fn bytes_of(v: &Value, format: OutputFormat, name: &str) -> Result<Vec<u8>> {
 /// run writes into its bundle when no filter is given).
 pub fn expected_matrix(loaded: &crate::load::LoadedPlan) -> Result<ExpectedMatrix> {
     let plan = &loaded.plan;
-    let tasks: std::collections::BTreeMap<String, crate::exec::run::TaskMeta> =
-        crate::exec::run::task_specs(loaded)?
+    let tasks: std::collections::BTreeMap<String, crate::load::mission::TaskMeta> =
+        crate::load::mission::task_specs(loaded)?
             .into_iter()
             .map(|(s, m)| (s.scenario_id, m))
             .collect();
     Ok(ExpectedMatrix {
         schema_version: RESULTS_SCHEMA_VERSION,
         plan_id: plan.plan_id.to_string(),
-        scenarios: crate::exec::run::all_specs(loaded)?
+        scenarios: crate::load::mission::all_specs(loaded)?
             .into_iter()
             .map(|s| {
-                let entry = crate::exec::run::expected_entry(&s, tasks.get(&s.scenario_id));
+                let entry = crate::load::mission::expected_entry(&s, tasks.get(&s.scenario_id));
                 (s.scenario_id, entry)
             })
             .collect(),

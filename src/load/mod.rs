@@ -6,6 +6,8 @@
 //! error naming the file, the place and the fix. `plan-lint` (in [`crate::lint`]) reports
 //! every finding at once.
 
+pub mod mission;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

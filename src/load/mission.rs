@@ -1,12 +1,16 @@
 //! Mission task graphs (`DESIGN.md` §8): checks for lint, topological layers for the
-//! runner, and the tasks a failure skips.
+//! runner, the tasks a failure skips, and a mission's tasks as scenarios (with their
+//! `expected_matrix.json` entries), all derived from the loaded plan.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::load::{LoadedPlan, ScenarioSpec};
 use crate::model::Id;
+use crate::model::plan::Expectation;
 use crate::model::plan::{Mission, Plan};
+use crate::model::results::ExpectedEntry;
 use crate::{Error, Result};
 
 /// Tasks in dependency order: each layer's tasks depend only on earlier layers, so a layer
@@ -295,6 +299,96 @@ pub fn check(plan: &Plan) -> Vec<MissionFinding> {
     }
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.code.cmp(b.code)));
     out
+}
+
+/// A mission task's place in the task graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMeta {
+    /// The task id.
+    pub task_id: String,
+    /// The tasks it runs after (sorted, deduplicated).
+    pub depends_on: Vec<String>,
+}
+
+/// A mission's tasks as scenarios (`<profile>:<probe>`, expectation `expect`, default
+/// `allow`) with their place in the graph, sorted by scenario id. Empty for experiments.
+/// Two tasks with the same (profile, probe) are refused: each task is one scenario row.
+pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> {
+    let Some(m) = &loaded.plan.mission else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(ScenarioSpec, TaskMeta)> = Vec::with_capacity(m.tasks.len());
+    for (id, t) in &m.tasks {
+        let scenario_id = format!("{}:{}", t.profile, t.probe);
+        if let Some((_, other)) = out.iter().find(|(s, _)| s.scenario_id == scenario_id) {
+            return Err(Error::input(
+                &loaded.path,
+                format!(
+                    "mission tasks `{}` and `{id}` both run probe `{}` under profile `{}`",
+                    other.task_id, t.probe, t.profile
+                ),
+            )
+            .with_hint("each task is one scenario `<profile>:<probe>`: merge the two tasks"));
+        }
+        let mut deps: Vec<String> = t.depends_on.iter().map(ToString::to_string).collect();
+        deps.sort();
+        deps.dedup();
+        out.push((
+            ScenarioSpec {
+                scenario_id,
+                profile_id: t.profile.clone(),
+                probe_id: t.probe.clone(),
+                expected: t.expect.unwrap_or(Expectation::Allow),
+                control: false,
+            },
+            TaskMeta {
+                task_id: id.to_string(),
+                depends_on: deps,
+            },
+        ));
+    }
+    out.sort_by(|a, b| a.0.scenario_id.cmp(&b.0.scenario_id));
+    Ok(out)
+}
+
+/// The `expected_matrix.json` entry of one scenario (with its task, for missions).
+pub fn expected_entry(spec: &ScenarioSpec, task: Option<&TaskMeta>) -> ExpectedEntry {
+    ExpectedEntry {
+        profile_id: spec.profile_id.to_string(),
+        probe_id: spec.probe_id.to_string(),
+        expected: spec.expected,
+        control: spec.control,
+        task_id: task.map(|t| t.task_id.clone()),
+        depends_on: task.map(|t| t.depends_on.clone()).unwrap_or_default(),
+    }
+}
+
+/// Every scenario of a plan: an experiment's scenario specs; for a mission, its tasks plus
+/// any `scenarios`/`controls` it declares (those run outside the task graph). A declared
+/// scenario that is also a task is one row, and their expectations must agree.
+pub fn all_specs(loaded: &LoadedPlan) -> Result<Vec<ScenarioSpec>> {
+    let mut all = loaded.plan.scenario_specs();
+    for (spec, meta) in task_specs(loaded)? {
+        match all.iter().find(|s| s.scenario_id == spec.scenario_id) {
+            Some(declared) if declared.expected != spec.expected => {
+                return Err(Error::input(
+                    &loaded.path,
+                    format!(
+                        "task `{}` expects `{}` of `{}`, but `scenarios` expects `{}`",
+                        meta.task_id,
+                        spec.expected.as_str(),
+                        spec.scenario_id,
+                        declared.expected.as_str()
+                    ),
+                )
+                .with_hint("make the task's `expect` and the scenario's expectation agree, or drop the scenario"));
+            }
+            Some(_) => {}
+            None => all.push(spec),
+        }
+    }
+    all.sort();
+    Ok(all)
 }
 
 #[cfg(test)]
