@@ -16,6 +16,7 @@
 //! writes nothing, `file-truncate` truncates to the current size, `file-chmod`/`file-chown`/
 //! `file-utime` set the current values (Landlock decides at open/truncate time).
 
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::io::Write;
 
@@ -33,30 +34,46 @@ pub const HELPER_VERSION: u32 = 1;
 /// Exit code of the helper when the profile could not be applied.
 pub const EXIT_APPLY_FAILED: i32 = 125;
 
-/// What the runner asks the helper to do.
+/// The helper's mode argument: `nexusmon __probe '<request json>'`.
+pub const HELPER_MODE: &str = "__probe";
+
+/// The helper's `argv[0]` (what `ps` and the leak sweeper see).
+pub const HELPER_ARG0: &str = "nexusmon-probe";
+
+/// What the runner asks the helper to do: built by the runner ([`HelperRequest::to_args`])
+/// and parsed by the helper ([`main`]) from this one type. Absent optional fields are
+/// written as `null` (the helper accepts them absent too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HelperRequest {
+pub struct HelperRequest<'a> {
     /// [`HELPER_VERSION`].
     pub v: u32,
     /// The operation, or `noop` (apply only; the preflight).
     pub op: String,
     /// The expanded target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub target: Option<String>,
     /// The expanded destination (`file-rename`, `symlink-create` link content).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub destination: Option<String>,
-    /// What to apply before the operation.
-    pub apply: ApplySpec,
+    /// What to apply before the operation (borrowed by the runner, owned by the helper).
+    pub apply: Cow<'a, ApplySpec>,
     /// Clean channel: setsid, umask 022, close descriptors above 2.
     #[serde(default)]
     pub clean: bool,
     /// `cgroup.procs` of the probe's pids cgroup, joined before restricting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cgroup_procs: Option<String>,
     /// Connect timeout for network operations, milliseconds.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+}
+
+impl HelperRequest<'_> {
+    /// The helper's arguments after the program: [`HELPER_MODE`] and the request as one
+    /// line of JSON.
+    pub fn to_args(&self) -> serde_json::Result<Vec<String>> {
+        Ok(vec![HELPER_MODE.to_string(), serde_json::to_string(self)?])
+    }
 }
 
 fn default_connect_timeout() -> u64 {
@@ -110,7 +127,7 @@ pub struct HelperLine {
 
 /// Run the helper with its raw arguments; returns its exit code.
 pub fn main(args: &[String], out: &mut dyn Write) -> i32 {
-    let req: HelperRequest = match args
+    let req: HelperRequest<'static> = match args
         .first()
         .map(|a| serde_json::from_str::<HelperRequest>(a))
     {
@@ -170,7 +187,7 @@ struct Prepared {
 }
 
 /// Perform the request; never panics, always returns a line.
-pub fn run(req: &HelperRequest) -> HelperLine {
+pub fn run(req: &HelperRequest<'_>) -> HelperLine {
     let mut line = HelperLine {
         v: HELPER_VERSION,
         op: req.op.clone(),
@@ -249,7 +266,7 @@ pub fn run(req: &HelperRequest) -> HelperLine {
     line
 }
 
-fn prepare(req: &HelperRequest) -> Result<Prepared, String> {
+fn prepare(req: &HelperRequest<'_>) -> Result<Prepared, String> {
     let op = if req.op == "noop" {
         None
     } else {
@@ -744,18 +761,18 @@ pub fn parse_line(stdout: &[u8]) -> Option<HelperLine> {
 mod tests {
     use super::*;
 
-    fn req(op: &str, target: &str) -> HelperRequest {
+    fn req(op: &str, target: &str) -> HelperRequest<'static> {
         HelperRequest {
             v: 1,
             op: op.into(),
             target: Some(target.into()),
             destination: None,
-            apply: ApplySpec {
+            apply: Cow::Owned(ApplySpec {
                 landlock: None,
                 seccomp: Vec::new(),
                 rlimits: Vec::new(),
                 nnp: false,
-            },
+            }),
             clean: false,
             cgroup_procs: None,
             connect_timeout_ms: 500,
@@ -797,5 +814,82 @@ mod tests {
         assert!(parse_line(format!("{text}\n{text}\n").as_bytes()).is_none());
         assert!(parse_line(b"").is_none());
         assert!(parse_line(b"garbage\n").is_none());
+    }
+
+    /// The request line as the runner wrote it by hand before it was built from
+    /// [`HelperRequest`] (kept here as the reference for the bytes on the wire).
+    #[allow(clippy::too_many_arguments)]
+    fn hand_built(
+        op: &str,
+        target: Option<&str>,
+        destination: Option<&str>,
+        spec_json: &str,
+        clean: bool,
+        cgroup_procs: Option<&str>,
+        connect_timeout_ms: u64,
+    ) -> String {
+        let s = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        let o = |v: Option<&str>| v.map_or_else(|| "null".to_string(), s);
+        format!(
+            "{{\"v\":{},\"op\":{},\"target\":{},\"destination\":{},\"apply\":{spec_json},\"clean\":{clean},\"cgroup_procs\":{},\"connect_timeout_ms\":{connect_timeout_ms}}}",
+            HELPER_VERSION,
+            s(op),
+            o(target),
+            o(destination),
+            o(cgroup_procs),
+        )
+    }
+
+    #[test]
+    fn the_request_has_the_bytes_of_the_hand_built_line_and_round_trips() {
+        let spec = ApplySpec {
+            landlock: Some(crate::sandbox::compile::LandlockSpec {
+                hard: true,
+                fs: 7,
+                net: 0,
+                scopes: 1,
+                paths: vec![("/tmp/a \"q\"\u{e9}".into(), 3)],
+                ports: vec![(80, 1)],
+            }),
+            seccomp: Vec::new(),
+            rlimits: Vec::new(),
+            nnp: true,
+        };
+        let spec_json = serde_json::to_string(&spec).unwrap();
+        for (op, target, destination, clean, procs, ms) in [
+            ("noop", None, None, true, None, 1000),
+            (
+                "file-rename",
+                Some("/s/x"),
+                Some("/s/y\n"),
+                false,
+                Some("/sys/fs/cgroup/c0/cgroup.procs"),
+                2000,
+            ),
+            ("tcp-connect", Some("127.0.0.1:1"), None, true, None, 1),
+        ] {
+            let req = HelperRequest {
+                v: HELPER_VERSION,
+                op: op.into(),
+                target: target.map(str::to_string),
+                destination: destination.map(str::to_string),
+                apply: Cow::Borrowed(&spec),
+                clean,
+                cgroup_procs: procs.map(str::to_string),
+                connect_timeout_ms: ms,
+            };
+            let args = req.to_args().unwrap();
+            assert_eq!(args[0], "__probe");
+            assert_eq!(
+                args[1],
+                hand_built(op, target, destination, &spec_json, clean, procs, ms)
+            );
+            let back: HelperRequest<'static> = serde_json::from_str(&args[1]).unwrap();
+            assert_eq!(back, req);
+        }
+        // Absent optional fields are accepted as well as `null`.
+        let back: HelperRequest<'static> =
+            serde_json::from_str(r#"{"v":1,"op":"noop","apply":{"nnp":false}}"#).unwrap();
+        assert_eq!((back.target, back.connect_timeout_ms), (None, 2000));
     }
 }

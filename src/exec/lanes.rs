@@ -7,7 +7,11 @@
 //! Builtin probes run the helper (`nexusmon __probe`, plain spawn, self-restricting);
 //! exec probes run `argv` (never through a shell) with the profile prepared once in the
 //! parent and enforced in `pre_exec`.
+//!
+//! This is the live side of the executor seam ([`super::seam`]): it depends on the seam,
+//! child control, fixtures and the helper's request type, never on the pipeline's stages.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,9 +22,9 @@ use std::time::Duration;
 
 use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Tracking};
 use super::fixtures::{self, Scratch};
-use super::helper::{self, HelperLine};
+use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
-use super::run::{LaneAttempt, ProbeExecutor, ScenarioRun};
+use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun};
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env};
 use crate::model::results::{
@@ -28,7 +32,7 @@ use crate::model::results::{
 };
 use crate::sandbox::apply::{ApplyFailure, Prepared};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
-use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
+use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
 
@@ -59,8 +63,8 @@ pub struct ProfileRuntime {
     pub host: CompileHost,
     /// The compiled profile (before any child: per-child rules pending).
     pub compiled: CompiledProfile,
-    /// Its apply spec as JSON (the helper's `apply`), built once.
-    pub spec_json: String,
+    /// Its apply spec (the helper's `apply`), built once.
+    pub spec: ApplySpec,
     /// Its ruleset prepared in the parent for exec probes (built once, at preflight).
     pub prepared: Option<std::result::Result<Arc<Prepared>, ApplyFailure>>,
     /// What the preflight saw the kernel enforce.
@@ -70,10 +74,70 @@ pub struct ProfileRuntime {
 /// The baseline lane's spawn setup.
 #[derive(Debug)]
 pub struct BaselineRuntime {
-    /// The baseline apply spec as JSON.
-    pub spec_json: String,
+    /// The baseline apply spec.
+    pub spec: ApplySpec,
     /// Prepared for exec probes.
     pub prepared: std::result::Result<Arc<Prepared>, ApplyFailure>,
+}
+
+impl BaselineRuntime {
+    /// The baseline lane: no-new-privs and RLIMIT_CORE=0, no policy
+    /// (`sandbox::compile::baseline_spec`), prepared once.
+    pub fn new() -> Self {
+        let spec = compile::baseline_spec();
+        let prepared = Prepared::new(&spec).map(Arc::new);
+        Self { spec, prepared }
+    }
+}
+
+impl Default for BaselineRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The run's pids cgroup directory (`<root>/<run_id>` under the host's pids cgroup), under
+/// which every child gets its own cgroup: exact leak tracking for every child, and the
+/// process limit where a profile sets one. Absent where the host has no pids cgroup or
+/// the directory cannot be created.
+#[derive(Debug)]
+pub struct RunCgroups {
+    root: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl RunCgroups {
+    /// Create the run's directory under the host's pids cgroup `root`.
+    pub fn create(root: Option<&str>, run_id: &str) -> Self {
+        let dir =
+            root.and_then(|r| crate::sandbox::cgroup::create_run_dir(Path::new(r), run_id).ok());
+        Self {
+            root: root.map(str::to_string),
+            dir,
+        }
+    }
+
+    /// The run's directory.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// What [`LiveExecutor::tracking`] takes: the directory and whether it is cgroup v1.
+    pub fn tracking(&self) -> Option<(PathBuf, bool)> {
+        self.dir.clone().map(|d| {
+            (
+                d,
+                self.root.as_deref().is_some_and(|r| r.ends_with("/pids")),
+            )
+        })
+    }
+
+    /// Remove the run's directory (if it was created).
+    pub fn remove(&self, run_id: &str) {
+        if let (Some(root), Some(_)) = (&self.root, &self.dir) {
+            crate::sandbox::cgroup::remove_run_dir(Path::new(root), run_id);
+        }
+    }
 }
 
 /// Spawns real children.
@@ -470,34 +534,43 @@ impl<'a> LiveExecutor<'a> {
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
     ) -> Attempt {
-        let child_json;
-        let spec_json = if lane == Lane::Scenario {
+        let child_spec;
+        let apply = if lane == Lane::Scenario {
             match child_compiled {
                 Some(c) => {
-                    child_json = serde_json::to_string(&c.apply_spec()).unwrap_or_default();
-                    &child_json
+                    child_spec = c.apply_spec();
+                    &child_spec
                 }
-                None => &runtime.spec_json,
+                None => &runtime.spec,
             }
         } else {
-            &self.baseline.spec_json
+            &self.baseline.spec
         };
         let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
-        let request = helper_request(
-            sc.probe.operation.as_str(),
-            target.map(String::as_str),
-            destination.map(String::as_str),
-            spec_json,
-            self.clean,
-            cgroup
-                .map(|c| c.procs_path().to_string_lossy().into_owned())
-                .as_deref(),
-            u64::try_from(connect_ms).unwrap_or(2000),
-        );
+        let request = HelperRequest {
+            v: helper::HELPER_VERSION,
+            op: sc.probe.operation.as_str().to_string(),
+            target: target.cloned(),
+            destination: destination.cloned(),
+            apply: Cow::Borrowed(apply),
+            clean: self.clean,
+            cgroup_procs: cgroup.map(|c| c.procs_path().to_string_lossy().into_owned()),
+            connect_timeout_ms: u64::try_from(connect_ms).unwrap_or(2000),
+        };
+        let args = match request.to_args() {
+            Ok(a) => a,
+            Err(e) => {
+                return Attempt::without_child(
+                    Outcome::Error,
+                    Stage::Resolve,
+                    format!("cannot serialize the probe helper request: {e}"),
+                );
+            }
+        };
         let spec = ChildSpec {
             program: self.helper_exe.clone(),
-            args: vec!["__probe".into(), request],
-            arg0: Some("nexusmon-probe".into()),
+            args,
+            arg0: Some(helper::HELPER_ARG0.into()),
             env,
             cwd,
             clean: self.clean,
@@ -742,28 +815,6 @@ impl ProbeExecutor for LiveExecutor<'_> {
     fn observe(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
         self.observe_inner(sc, lane, attempt)
     }
-}
-
-/// The helper's request line.
-pub fn helper_request(
-    op: &str,
-    target: Option<&str>,
-    destination: Option<&str>,
-    spec_json: &str,
-    clean: bool,
-    cgroup_procs: Option<&str>,
-    connect_timeout_ms: u64,
-) -> String {
-    let s = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
-    let o = |v: Option<&str>| v.map_or_else(|| "null".to_string(), s);
-    format!(
-        "{{\"v\":{},\"op\":{},\"target\":{},\"destination\":{},\"apply\":{spec_json},\"clean\":{clean},\"cgroup_procs\":{},\"connect_timeout_ms\":{connect_timeout_ms}}}",
-        helper::HELPER_VERSION,
-        s(op),
-        o(target),
-        o(destination),
-        o(cgroup_procs),
-    )
 }
 
 fn base_attempt(res: &ChildResult) -> Attempt {

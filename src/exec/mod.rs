@@ -1,30 +1,58 @@
-//! Execution: scheduling, lanes, child control, and the builtin probe helper.
+//! Execution: a run as named stages, the executor behind them, child control, and the
+//! builtin probe helper.
 //!
-//! - [`run`]: the run pipeline (`execute`), its settings and outcome, and the seams for
-//!   governance (gate, audit head).
-//! - [`scheduler`]: a job DAG run on worker threads behind the [`scheduler::Executor`]
-//!   trait (with a fake in the tests).
-//! - [`lanes`]: the real executor: baseline and scenario lanes through one spawn path.
+//! The stages, in the order a run goes through them ([`pipeline`] only orchestrates):
+//! - [`settings`]: [`RunSettings`], the defaults, the governance hooks ([`Gate`],
+//!   [`AuditHook`], [`EventSink`]) and what a run returns ([`RunOutcome`]).
+//! - [`select`]: lint, the filters, the selected scenarios with their timeouts, a
+//!   mission's shape.
+//! - [`setup`]: the run's environment (run id, jobs, scratch, listeners, variables) and
+//!   every selected profile compiled once.
+//! - [`oracle`]: the oracle lane, static, from the same compiled profiles.
+//! - [`preflight`]: every profile applied once in a throw-away helper before any lane.
+//! - [`scheduler`]: the baseline and scenario lanes as a job DAG on worker threads
+//!   (`run_lanes`; missions in dependency order).
+//! - [`assemble`]: pure classification, attribution, comparison and summary.
+//! - [`write`]: the bundle's documents and result files.
+//! - [`pipeline`]: `execute`, which runs the stages and seals the bundle; the
+//!   [`pipeline::FailureStage`] a failed run records.
+//!
+//! Beneath them:
+//! - [`seam`]: the executor seam (`ScenarioRun`, `LaneAttempt`, `ProbeExecutor`,
+//!   `observe_lane`), depending on no other file here.
+//! - [`lanes`]: the live executor: baseline and scenario lanes through one spawn path.
 //! - [`child`]: spawning, waiting, timeouts, output capture, leak sweeping, rusage.
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
-//! - [`helper`]: `nexusmon __probe`, the builtin probe helper.
+//! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
 
+pub mod assemble;
 pub mod child;
 pub mod fixtures;
 pub mod helper;
 pub mod lanes;
+pub mod oracle;
 pub mod outcome;
-pub mod run;
+pub mod pipeline;
+pub mod preflight;
 pub mod scheduler;
+pub mod seam;
+pub mod select;
+pub mod settings;
+pub mod setup;
 pub mod spawn;
+pub mod write;
+
+#[cfg(test)]
+mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
 pub use helper::main as probe_helper_main;
-pub use outcome::matches_expectation;
-pub use run::{
+pub use pipeline::execute;
+pub use seam::matches_expectation;
+pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
-    RunSettings, SealReport, execute,
+    RunSettings, SealReport,
 };

@@ -220,14 +220,6 @@ pub fn attribute(baseline: Outcome, scenario: Outcome) -> Attribution {
     }
 }
 
-/// True if a scenario-lane outcome satisfies the expectation.
-pub fn matches_expectation(expected: Expectation, observed: Outcome) -> bool {
-    matches!(
-        (expected, observed),
-        (Expectation::Allow, Outcome::Allow) | (Expectation::Deny, Outcome::Deny)
-    )
-}
-
 /// The mismatches of one scenario, sorted: expected vs scenario lane, oracle vs scenario
 /// lane (`not-enforceable` is not a divergence where the kernel allowed it).
 pub fn mismatches(

@@ -1,19 +1,39 @@
-//! The scheduler: a DAG of jobs run on a fixed number of worker threads.
+//! Stage 6, scheduling: the baseline and scenario lanes of every scenario as jobs of a
+//! DAG ([`run_lanes`]), run on a fixed number of worker threads ([`run_dag`]).
+//!
+//! **Missions** (`DESIGN.md` §8): each task is one scenario row `<profile>:<probe>` with
+//! its expectation; the tasks run in dependency order, independent tasks in parallel up to
+//! the job cap (the gate caps a mission at one task at a time without the
+//! `parallel-missions` capability); a task that fails (its scenario-lane outcome is not its
+//! expectation) skips every task that depends on it, directly or not. The tasks share one
+//! workspace per lane as `${SCRATCH}` (`<scratch>/mission/<lane>`), so a task hands its
+//! output to its dependents. A mission's declared `scenarios`/`controls` run beside the
+//! tasks, outside the graph.
 //!
 //! Jobs become ready when every dependency finished and succeeded; a failed job's
 //! dependents (transitively) are `Skipped`, never run. Results come back to the calling
 //! thread, which sees each completion (`on_done`, for streaming events and progress) and
 //! gets every result back **indexed by job**, so nothing downstream depends on completion
 //! order. Experiments have no dependencies; missions run their tasks through the same
-//! function (see [`super::run::run_lanes`]).
+//! function (see [`run_lanes`]).
 //!
 //! What a job *does* is behind the [`Executor`] trait (any `Fn(&J) -> R` is one). The run
-//! pipeline's jobs call [`super::run::observe_lane`] on a [`super::run::ProbeExecutor`]:
+//! pipeline's jobs call [`super::seam::observe_lane`] on a [`super::seam::ProbeExecutor`]:
 //! [`super::lanes::LiveExecutor`] spawns real processes; the unit tests use a fake.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
+
+use super::child;
+use super::seam::{
+    ProbeExecutor, ScenarioRun, matches_expectation, observe_lane, skipped_observation,
+};
+use super::settings::EventSink;
+use crate::model::plan::Expectation;
+use crate::model::results::{Lane, Leaked, Observation, Outcome, RunEvent};
+use crate::{Error, Result};
 
 /// Runs one job. Implementations must not panic (a panic fails the run).
 pub trait Executor<J, R>: Sync {
@@ -224,9 +244,187 @@ fn acyclic<J>(jobs: &[JobNode<J>]) -> Vec<bool> {
     ok
 }
 
+// ---------------------------------------------------------------------------------------
+// The run's lanes as jobs
+// ---------------------------------------------------------------------------------------
+
+/// Per scenario: its baseline and scenario-lane observations, and the leaks the final
+/// sweep found that no child claimed.
+pub type LaneObservations = (
+    Vec<Option<Observation>>,
+    Vec<Option<Observation>>,
+    Vec<Leaked>,
+);
+
+/// Run the baseline and scenario lanes of every scenario on `jobs` workers. Results are
+/// indexed by scenario (completion order does not matter).
+///
+/// Mission tasks ([`ScenarioRun::task`]) run in dependency order: a task's scenario-lane
+/// job starts once the scenario-lane jobs of every task it depends on **succeeded** (their
+/// outcome matched their expectation); its baseline job, once those tasks' jobs in both
+/// lanes finished (so a baseline task sees its dependencies' baseline work). A task that
+/// failed skips every dependent, transitively and in both lanes: a skipped task never
+/// runs, and its observations name the failed task (`skipped_because`). Scenarios outside
+/// the task graph (experiments, a mission's declared scenarios) have no dependencies.
+pub fn run_lanes(
+    exec: &dyn ProbeExecutor,
+    scenarios: &[ScenarioRun],
+    baseline: bool,
+    scenario: bool,
+    retries: u32,
+    jobs: usize,
+    sink: &mut dyn EventSink,
+) -> Result<LaneObservations> {
+    // Node indexes first, then dependencies between them.
+    let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
+    let mut order: Vec<(usize, Lane)> = Vec::new();
+    for i in 0..scenarios.len() {
+        for (on, lane) in [(baseline, Lane::Baseline), (scenario, Lane::Scenario)] {
+            if on {
+                index.insert((i, lane), order.len());
+                order.push((i, lane));
+            }
+        }
+    }
+    let by_task: BTreeMap<&str, usize> = scenarios
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.task.as_ref().map(|t| (t.task_id.as_str(), i)))
+        .collect();
+    let nodes: Vec<JobNode<(usize, Lane)>> = order
+        .iter()
+        .map(|&(i, lane)| {
+            let mut deps: Vec<usize> = Vec::new();
+            for d in scenarios[i].task.iter().flat_map(|t| &t.depends_on) {
+                let Some(&di) = by_task.get(d.as_str()) else {
+                    continue;
+                };
+                deps.extend(index.get(&(di, Lane::Scenario)));
+                if lane == Lane::Baseline {
+                    deps.extend(index.get(&(di, Lane::Baseline)));
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            JobNode {
+                job: (i, lane),
+                deps,
+            }
+        })
+        .collect();
+    // A task's scenario-lane job succeeds when it matched its expectation; baseline jobs
+    // and scenarios outside the task graph never hold anything back.
+    let succeeded = |o: &Observation| {
+        o.lane != Lane::Scenario
+            || o.task_id.is_none()
+            || scenarios
+                .iter()
+                .find(|s| s.spec.scenario_id == o.scenario_id)
+                .is_none_or(|s| matches_expectation(s.spec.expected, o.result.outcome))
+    };
+    let reaper = child::become_subreaper().is_ok();
+    let run = |job: &(usize, Lane)| observe_lane(exec, &scenarios[job.0], job.1, retries);
+    // Per node: the failed task (and why) that stopped it, as completions arrive (a job's
+    // cause has always finished before the job is skipped).
+    let mut causes: Vec<Option<(String, String)>> = vec![None; nodes.len()];
+    let skipped = |sc: &ScenarioRun, lane: Lane, cause: Option<&(String, String)>| match cause {
+        Some((task, why)) => skipped_observation(
+            sc,
+            lane,
+            &format!("not run: task `{task}`, which it depends on, failed ({why})"),
+            Some(task.clone()),
+        ),
+        None => skipped_observation(sc, lane, "not run: a dependency failed", None),
+    };
+    let states = {
+        let mut on_done = |i: usize, st: &JobState<Observation>| {
+            let (si, lane) = nodes[i].job;
+            let sc = &scenarios[si];
+            match st {
+                JobState::Done(o) => {
+                    if !succeeded(o)
+                        && let Some(t) = &sc.task
+                    {
+                        causes[i] = Some((t.task_id.clone(), failure_words(sc, o)));
+                    }
+                    sink.event(&observation_event(o, sc.spec.expected));
+                }
+                JobState::Skipped(j) => {
+                    causes[i] = causes.get(*j).cloned().flatten();
+                    let o = skipped(sc, lane, causes[i].as_ref());
+                    sink.event(&observation_event(&o, sc.spec.expected));
+                }
+            }
+        };
+        run_dag(&nodes, jobs, &run, &succeeded, &mut on_done)
+    };
+    let unattributed = if reaper {
+        child::final_sweep()
+    } else {
+        Vec::new()
+    };
+    if reaper {
+        child::stop_subreaper();
+    }
+    let states = states.map_err(Error::runner)?;
+    let mut base: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
+    let mut scen: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
+    for (n, (node, st)) in nodes.iter().zip(states).enumerate() {
+        let (si, lane) = node.job;
+        let o = match st {
+            JobState::Done(o) => o,
+            JobState::Skipped(_) => skipped(&scenarios[si], lane, causes[n].as_ref()),
+        };
+        match lane {
+            Lane::Baseline => base[si] = Some(o),
+            _ => scen[si] = Some(o),
+        }
+    }
+    Ok((base, scen, unattributed))
+}
+
+/// "expected allow, observed deny (EACCES)" for a failed task.
+fn failure_words(sc: &ScenarioRun, o: &Observation) -> String {
+    let mut s = format!(
+        "expected {}, observed {}",
+        sc.spec.expected.as_str(),
+        o.result.outcome.as_str()
+    );
+    if let Some(e) = &o.result.errno_name {
+        let _ = write!(s, " {e}");
+    } else if let Some(c) = o.result.exit_code
+        && o.result.outcome == Outcome::Error
+    {
+        let _ = write!(s, " (exit {c})");
+    }
+    s
+}
+
+/// The `observation` event of a lane.
+fn observation_event(o: &Observation, expected: Expectation) -> RunEvent {
+    RunEvent::Observation {
+        v: crate::model::results::EVENTS_VERSION,
+        scenario_id: o.scenario_id.clone(),
+        lane: o.lane,
+        outcome: o.result.outcome.as_str().to_string(),
+        stage: Some(o.result.stage),
+        errno_name: o.result.errno_name.clone(),
+        expected,
+        attempts: u32::try_from(o.attempts.len().max(1)).unwrap_or(u32::MAX),
+        flaky: o.flaky,
+        detail: o.result.detail.clone(),
+        wall_us: Some(o.result.rusage.wall_us),
+        task_id: o.task_id.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::seam::LaneAttempt;
+    use crate::exec::settings::NullSink;
+    use crate::exec::testkit::task;
+    use crate::model::results::{Attempt, Stage};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn nodes(deps: &[&[usize]]) -> Vec<JobNode<usize>> {
@@ -295,5 +493,36 @@ mod tests {
         };
         let e = run_dag(&jobs, 1, &exec, &|()| true, &mut |_, _| {}).unwrap_err();
         assert!(e.contains("panicked"), "{e}");
+    }
+
+    #[test]
+    fn tasks_wait_for_their_dependencies_even_with_free_workers() {
+        // Each observation records when it ran relative to the others.
+        struct Ordered {
+            seq: Mutex<Vec<String>>,
+        }
+        impl ProbeExecutor for Ordered {
+            fn observe(&self, sc: &ScenarioRun, _lane: Lane, _attempt: u32) -> LaneAttempt {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                self.seq.lock().unwrap().push(sc.spec.probe_id.to_string());
+                let mut a = Attempt::without_child(Outcome::Allow, Stage::Operation, "");
+                a.rusage.wall_us = 1;
+                LaneAttempt::without_child(a)
+            }
+        }
+        let scs = vec![
+            task("p", "a", "a", &[]),
+            task("p", "b", "b", &["a"]),
+            task("p", "c", "c", &["b"]),
+        ];
+        let ex = Ordered {
+            seq: Mutex::new(Vec::new()),
+        };
+        let (_, s, _) = run_lanes(&ex, &scs, false, true, 0, 8, &mut NullSink).unwrap();
+        assert_eq!(*ex.seq.lock().unwrap(), vec!["a", "b", "c"]);
+        assert!(
+            s.iter()
+                .all(|o| o.as_ref().unwrap().result.outcome == Outcome::Allow)
+        );
     }
 }

@@ -1,0 +1,200 @@
+//! Stage 4, the oracle lane: a static prediction for every scenario from the same compiled
+//! profile the kernel enforces (`sandbox::oracle`), each in its own scratch directory with
+//! its own fixtures (a mission's tasks share `<scratch>/mission/oracle`). Nothing executes;
+//! the verdicts and path witnesses go to `assemble` and their events are sent before the
+//! executing lanes start.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::child;
+use super::fixtures;
+use super::seam::ScenarioRun;
+use super::setup::RunSetup;
+use crate::load::LoadedPlan;
+use crate::model::registry::Driver;
+use crate::model::results::{Lane, OracleVerdict, PathWitness, RunEvent};
+use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
+use crate::sandbox::oracle::{self, OracleInput};
+use crate::sandbox::vars::Vars;
+
+/// One scenario's oracle verdict and path witnesses (`None`: its profile was not compiled,
+/// or the oracle lane is off).
+pub type OracleOutput = Option<(OracleVerdict, Vec<PathWitness>)>;
+
+/// The oracle lane of every scenario (indexed like `scenarios`), in parallel; all `None`
+/// when the plan turns the lane off.
+pub fn oracle_lane(
+    setup: &RunSetup,
+    loaded: &LoadedPlan,
+    scenarios: &[ScenarioRun],
+) -> Vec<OracleOutput> {
+    if !loaded.plan.lanes.oracle {
+        return scenarios.iter().map(|_| None).collect();
+    }
+    scenarios
+        .par_iter()
+        .map(|sc| {
+            setup.compiled.get(sc.spec.profile_id.as_str()).map(|c| {
+                oracle_for(
+                    sc,
+                    c,
+                    &OracleEnv {
+                        scratch: &setup.scratch,
+                        base_vars: &setup.base_vars,
+                        clean: setup.clean,
+                        runner_home: setup.runner_home.as_deref(),
+                        runner_env: &setup.runner_env,
+                        host: &setup.host,
+                        profile: loaded.profiles.get(&sc.spec.profile_id),
+                        profiles_file: &loaded.registry.profiles_path,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// What the oracle needs besides the scenario and the compiled profile.
+struct OracleEnv<'a> {
+    scratch: &'a fixtures::Scratch,
+    base_vars: &'a Vars,
+    clean: bool,
+    runner_home: Option<&'a str>,
+    runner_env: &'a [(String, String)],
+    host: &'a CompileHost,
+    profile: Option<&'a crate::model::Profile>,
+    profiles_file: &'a Path,
+}
+
+/// The oracle for one scenario, with its own scratch directory and fixtures.
+fn oracle_for(
+    sc: &ScenarioRun,
+    c: &CompiledProfile,
+    env: &OracleEnv<'_>,
+) -> (OracleVerdict, Vec<PathWitness>) {
+    let OracleEnv {
+        scratch,
+        base_vars,
+        clean,
+        runner_home,
+        runner_env,
+        ..
+    } = *env;
+    let dir = if sc.task.is_some() {
+        scratch.root().join("mission").join(Lane::Oracle.as_str())
+    } else {
+        scratch.oracle_dir(sc.spec.profile_id.as_str(), sc.spec.probe_id.as_str())
+    };
+    let dir_s = dir.to_string_lossy().into_owned();
+    let home = if clean {
+        dir_s.clone()
+    } else {
+        runner_home.map_or_else(|| dir_s.clone(), str::to_string)
+    };
+    let vars = base_vars
+        .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+        .nested();
+    let mut notes = Vec::new();
+    if std::fs::create_dir_all(&dir).is_ok()
+        && let Err(e) = fixtures::create_fixtures(&sc.probe, &vars, &dir)
+    {
+        notes.push(format!("fixtures could not be created for the oracle: {e}"));
+    }
+    // Rules on the child's scratch directory: compile again against the oracle's own
+    // scratch directory, now that its fixtures exist (as the scenario lane does per child).
+    let per_child;
+    let c = match (c.per_child, env.profile) {
+        (true, Some(profile)) => {
+            let ctx = CompileContext {
+                host: env.host,
+                vars: &vars,
+                before_child: false,
+            };
+            match compile::compile(&c.profile_id, profile, env.profiles_file, &ctx) {
+                Ok(x) => {
+                    per_child = x;
+                    &per_child
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "the profile could not be compiled for the oracle: {e}"
+                    ));
+                    c
+                }
+            }
+        }
+        _ => c,
+    };
+    let target = sc.probe.target.as_ref().and_then(|t| vars.expand(t).ok());
+    let destination = sc
+        .probe
+        .destination
+        .as_ref()
+        .and_then(|t| vars.expand(t).ok());
+    let program = if sc.probe.driver == Driver::Exec {
+        let argv0 = sc
+            .probe
+            .argv
+            .as_ref()
+            .and_then(|a| a.first())
+            .and_then(|a| vars.expand(a).ok());
+        let path_var = if clean {
+            c.env.set.get("PATH").cloned().or_else(|| {
+                c.env
+                    .pass
+                    .iter()
+                    .any(|p| p == "PATH")
+                    .then(|| {
+                        runner_env
+                            .iter()
+                            .find(|(k, _)| k == "PATH")
+                            .map(|(_, v)| v.clone())
+                    })
+                    .flatten()
+            })
+        } else {
+            runner_env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+        };
+        argv0.and_then(|a| child::which(&a, path_var.as_deref(), &dir))
+    } else {
+        None
+    };
+    let (mut v, w) = oracle::predict(
+        c,
+        &OracleInput {
+            scenario_id: &sc.spec.scenario_id,
+            probe_id: sc.spec.probe_id.as_str(),
+            operation: sc.probe.operation,
+            driver: sc.probe.driver,
+            target: target.as_deref(),
+            destination: destination.as_deref(),
+            program: program.as_deref(),
+            base: &dir,
+        },
+    );
+    v.notes.extend(notes);
+    (v, w)
+}
+
+/// The `observation` event of an oracle verdict.
+pub fn oracle_event(sc: &ScenarioRun, v: &OracleVerdict) -> RunEvent {
+    RunEvent::Observation {
+        v: crate::model::results::EVENTS_VERSION,
+        scenario_id: sc.spec.scenario_id.clone(),
+        lane: Lane::Oracle,
+        outcome: v.decision.as_str().to_string(),
+        stage: None,
+        errno_name: None,
+        expected: sc.spec.expected,
+        attempts: 1,
+        flaky: false,
+        detail: v.reason.clone(),
+        wall_us: None,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+    }
+}

@@ -1,0 +1,577 @@
+//! The run pipeline (`DESIGN.md` §5.1), which only orchestrates the stages: load the plan
+//! → select scenarios ([`super::select`]) → governance gate ([`Admission`]) → the run's
+//! environment and compiled profiles ([`super::setup`]) → oracle lane ([`super::oracle`])
+//! → take the out-root lock and stage the bundle → preflight every profile
+//! ([`super::preflight`]) → run the baseline and scenario lanes ([`super::scheduler`] on
+//! the [`super::lanes::LiveExecutor`]) → classify, attribute, compare
+//! ([`super::assemble`]) → write every result file ([`super::write`]) → seal → audit
+//! notification.
+//!
+//! [`execute`] is the library entry point; `cli/run.rs` resolves command-line arguments
+//! into [`RunSettings`] and renders [`RunEvent`]s and the [`RunOutcome`]. Errors before the
+//! bundle is begun write nothing; an error after it seals the bundle as `failed`, naming
+//! the [`FailureStage`] the run was in.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::assemble::{self, AssembleCtx};
+use super::lanes::{BaselineRuntime, LiveExecutor, ProfileRuntime, RunCgroups};
+use super::oracle::{self, OracleOutput};
+use super::preflight;
+use super::scheduler::{LaneObservations, run_lanes};
+use super::seam::ScenarioRun;
+use super::select::{self, Selection};
+use super::settings::{
+    Admission, DEFAULT_OUTPUT_CAP, EventSink, RunOutcome, RunSettings, SealReport,
+};
+use super::setup::{RunSetup, runner_max_rss_kib};
+use super::write::{self, BundleLogs, RunDescription};
+use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
+use crate::error::ErrorKind;
+use crate::load::{LoadedPlan, load_plan};
+use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::plan::Lanes;
+use crate::model::results::{Lane, PreflightRecord, RunEvent, RunStatus};
+use crate::{Error, Result, exit_code};
+
+/// The stage a run was in when it failed: `failure_stage` in the sealed bundle's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureStage {
+    /// Telling the gate the run started.
+    Governance,
+    /// Preflight, and the documents written before any lane.
+    Preflight,
+    /// The executing lanes.
+    Execute,
+    /// Assembling and writing the results.
+    Write,
+}
+
+impl FailureStage {
+    /// The word recorded in the bundle (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "governance",
+            Self::Preflight => "preflight",
+            Self::Execute => "execute",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// Run a plan. Errors before the bundle is begun write nothing (exit 2, 4, 6, or 3 if the
+/// out root is locked); an error after it seals the bundle as `failed` (exit 3).
+#[allow(clippy::needless_pass_by_value)] // the settings belong to the run (API shape)
+pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let loaded = load_plan(&settings.plan_path)?;
+    let sel = select::selection(&loaded, &settings)?;
+    let admission = Admission::consult(&settings, &loaded, &sel.selected)?;
+    let mut setup = RunSetup::prepare(&settings, &loaded, &sel.scenarios, admission.max_jobs)?;
+    let mut governance = admission.notes.clone();
+    if let Some(m) = &sel.mission {
+        governance.push(m.note(setup.jobs));
+    }
+    let oracle_out = oracle::oracle_lane(&setup, &loaded, &sel.scenarios);
+    let baseline_on = sel
+        .mission
+        .as_ref()
+        .map_or(loaded.plan.lanes.baseline, |m| m.baseline);
+    let lanes = lanes_that_run(loaded.plan.lanes, baseline_on);
+    sink.event(&RunEvent::RunStart {
+        v: crate::model::results::EVENTS_VERSION,
+        run_id: (!settings.dry).then(|| setup.run_id.clone()),
+        plan_id: loaded.plan.plan_id.to_string(),
+        plan_digest: loaded.digest.blake3.clone(),
+        channel: settings.channel,
+        scenarios: sel.scenarios.len() as u64,
+        lanes: lanes.clone(),
+        jobs: setup.jobs,
+        dry: settings.dry,
+    });
+    if settings.dry {
+        return Ok(dry_run(
+            &sel,
+            &oracle_out,
+            admission.refused,
+            setup.jobs,
+            sink,
+        ));
+    }
+
+    // Stage the bundle: from here on, failures seal it as `failed`.
+    let bundle = begin_bundle(&settings, &loaded, &setup.run_id)?;
+    let pipeline = Pipeline {
+        settings: &settings,
+        loaded: &loaded,
+        setup: &setup,
+        scenarios: &sel.scenarios,
+        oracle_out: &oracle_out,
+        lanes: &lanes,
+        governance: &governance,
+        gate_files: &admission.files,
+        gate_flags: &admission.flags,
+        baseline_on,
+        layers: layers(&sel),
+        started,
+        started_at: crate::util::time::now_rfc3339(),
+    };
+    let mut stage = FailureStage::Preflight;
+    let result = pipeline.run(&bundle, sink, &mut stage);
+    setup.stop_listeners();
+    let sealer = Seal {
+        settings: &settings,
+        loaded: &loaded,
+        run_id: &setup.run_id,
+        audit_head: match &settings.audit {
+            Some(a) => a.head()?,
+            None => None,
+        },
+    };
+    match result {
+        Ok(out) => sealer.completed(bundle, out, sink),
+        Err(e) => Err(sealer.failed(bundle, e, stage, sink)),
+    }
+}
+
+/// The lanes the plan runs, in order (the baseline as the mission shape decides).
+fn lanes_that_run(plan_lanes: Lanes, baseline_on: bool) -> Vec<Lane> {
+    [
+        (baseline_on, Lane::Baseline),
+        (plan_lanes.scenario, Lane::Scenario),
+        (plan_lanes.oracle, Lane::Oracle),
+    ]
+    .into_iter()
+    .filter_map(|(on, l)| on.then_some(l))
+    .collect()
+}
+
+/// A mission's selected tasks in dependency order (empty for experiments).
+fn layers(sel: &Selection) -> Vec<Vec<String>> {
+    sel.mission
+        .as_ref()
+        .map(|m| m.layers.clone())
+        .unwrap_or_default()
+}
+
+/// `--dry`: the oracle's verdicts, what would run, and nothing executed.
+fn dry_run(
+    sel: &Selection,
+    oracle_out: &[OracleOutput],
+    refused: Vec<String>,
+    jobs: u32,
+    sink: &mut dyn EventSink,
+) -> RunOutcome {
+    let scenarios = &sel.scenarios;
+    let verdicts = oracle_out
+        .iter()
+        .flatten()
+        .map(|(v, _)| v.clone())
+        .collect();
+    for (sc, o) in scenarios.iter().zip(oracle_out) {
+        if let Some((v, _)) = o {
+            sink.event(&oracle::oracle_event(sc, v));
+        }
+    }
+    let what = match &sel.mission {
+        Some(m) => format!("{} task(s) in {} layer(s)", m.tasks, m.layers.len()),
+        None => format!("{} scenario(s)", scenarios.len()),
+    };
+    let (dry_exit, reason) = if refused.is_empty() {
+        (
+            exit_code::OK,
+            format!("dry run: {what} would run; nothing executed"),
+        )
+    } else {
+        (
+            exit_code::REFUSED,
+            format!(
+                "dry run: governance would refuse this run, so none of its {what} would run; nothing executed"
+            ),
+        )
+    };
+    sink.event(&RunEvent::RunEnd {
+        v: crate::model::results::EVENTS_VERSION,
+        run_id: None,
+        status: RunStatus::Dry,
+        exit_code: dry_exit,
+        reason: reason.clone(),
+        bundle: None,
+        index_blake3: None,
+        mismatches: 0,
+        flaky: 0,
+    });
+    RunOutcome {
+        run_id: None,
+        status: RunStatus::Dry,
+        exit_code: dry_exit,
+        exit_reason: reason,
+        bundle: None,
+        index_blake3: None,
+        rows: assemble::dry_rows(scenarios, oracle_out),
+        mismatches: Vec::new(),
+        preflight: Vec::new(),
+        summary: None,
+        verdicts,
+        refused,
+        layers: layers(sel),
+        jobs,
+    }
+}
+
+/// Take the out-root lock and stage the bundle, expecting every result file.
+fn begin_bundle(settings: &RunSettings, loaded: &LoadedPlan, run_id: &str) -> Result<StagedBundle> {
+    let bundle = StagedBundle::begin_for_plan(
+        &BeginOptions {
+            out_root: settings.out_root.clone(),
+            run_id: Some(run_id.to_string()),
+            lock: settings.lock,
+        },
+        Some(loaded.plan.plan_id.as_str()),
+    )?;
+    for f in RESULT_FILES {
+        bundle.expect(f);
+    }
+    Ok(bundle)
+}
+
+/// The stages that run inside a staged bundle.
+struct Pipeline<'a> {
+    settings: &'a RunSettings,
+    loaded: &'a LoadedPlan,
+    setup: &'a RunSetup,
+    scenarios: &'a [ScenarioRun],
+    oracle_out: &'a [OracleOutput],
+    lanes: &'a [Lane],
+    governance: &'a [String],
+    gate_files: &'a [(String, Vec<u8>)],
+    gate_flags: &'a [String],
+    baseline_on: bool,
+    layers: Vec<Vec<String>>,
+    started: Instant,
+    started_at: String,
+}
+
+impl Pipeline<'_> {
+    /// Governance start → preflight → lanes → assemble and write. `stage` follows along,
+    /// for the seal of a failed run.
+    fn run(
+        self,
+        bundle: &StagedBundle,
+        sink: &mut dyn EventSink,
+        stage: &mut FailureStage,
+    ) -> Result<RunOutcome> {
+        let run_id = self.setup.run_id.as_str();
+        *stage = FailureStage::Governance;
+        if let Some(g) = &self.settings.gate {
+            g.started(run_id)?;
+        }
+        *stage = FailureStage::Preflight;
+        let helper_exe = self.helper_exe()?;
+        for (rel, bytes) in self.gate_files {
+            bundle.write_bytes(rel, bytes)?;
+        }
+        let cgroups = RunCgroups::create(self.setup.facts.pids_cgroup.as_deref(), run_id);
+        let (preflight, runtimes) = preflight::preflight_all(
+            self.setup,
+            self.loaded,
+            self.scenarios,
+            &helper_exe,
+            cgroups.dir(),
+            sink,
+        )?;
+        write::write_run_docs(bundle, &self.description(), &preflight)?;
+        if let Some(reason) = preflight::required_failure(&preflight) {
+            cgroups.remove(run_id);
+            return Ok(self.no_lane_ran(reason, preflight));
+        }
+
+        // Oracle events first (nothing executes for them).
+        for (sc, o) in self.scenarios.iter().zip(self.oracle_out) {
+            if let Some((v, _)) = o {
+                sink.event(&oracle::oracle_event(sc, v));
+            }
+        }
+
+        *stage = FailureStage::Execute;
+        let observed = self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, sink)?;
+
+        *stage = FailureStage::Write;
+        let a = self.assemble(observed, &preflight);
+        write::write_results(bundle, &a, &preflight)?;
+        Ok(RunOutcome {
+            run_id: Some(run_id.to_string()),
+            status: a.summary.status,
+            exit_code: a.summary.exit_code,
+            exit_reason: a.summary.exit_reason.clone(),
+            bundle: None,
+            index_blake3: None,
+            rows: a.rows,
+            mismatches: a.packets,
+            preflight,
+            summary: Some(a.summary),
+            verdicts: Vec::new(),
+            refused: Vec::new(),
+            layers: self.layers,
+            jobs: self.setup.jobs,
+        })
+    }
+
+    /// The helper executable: the settings', else this executable.
+    fn helper_exe(&self) -> Result<PathBuf> {
+        match &self.settings.helper_exe {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("locate the nexusmon executable", "/proc/self/exe", e)),
+        }
+    }
+
+    fn description(&self) -> RunDescription<'_> {
+        RunDescription {
+            settings: self.settings,
+            loaded: self.loaded,
+            setup: self.setup,
+            scenarios: self.scenarios,
+            lanes: self.lanes,
+            governance: self.governance,
+            started_at: &self.started_at,
+        }
+    }
+
+    /// The plan's required preflight profile failed: the run is `failed` (exit 5).
+    fn no_lane_ran(&self, reason: String, preflight: Vec<PreflightRecord>) -> RunOutcome {
+        RunOutcome {
+            run_id: Some(self.setup.run_id.clone()),
+            status: RunStatus::Failed,
+            exit_code: exit_code::NOT_ENFORCEABLE,
+            exit_reason: reason,
+            bundle: None,
+            index_blake3: None,
+            rows: Vec::new(),
+            mismatches: Vec::new(),
+            preflight,
+            summary: None,
+            verdicts: Vec::new(),
+            refused: Vec::new(),
+            layers: self.layers.clone(),
+            jobs: self.setup.jobs,
+        }
+    }
+
+    /// The baseline and scenario lanes on the live executor; a failure to write a log
+    /// fails the run.
+    fn execute_lanes(
+        &self,
+        bundle: &StagedBundle,
+        helper_exe: PathBuf,
+        runtimes: std::collections::BTreeMap<String, ProfileRuntime>,
+        cgroups: &RunCgroups,
+        sink: &mut dyn EventSink,
+    ) -> Result<LaneObservations> {
+        let plan = &self.loaded.plan;
+        let logs = BundleLogs(bundle);
+        let output_cap = plan
+            .execution
+            .output_cap_bytes
+            .unwrap_or(DEFAULT_OUTPUT_CAP);
+        let executor = LiveExecutor::new(
+            helper_exe,
+            self.setup.clean,
+            &self.setup.scratch,
+            self.setup.base_vars.clone(),
+            self.setup.runner_env.clone(),
+            runtimes,
+            BaselineRuntime::new(),
+            Some(&logs),
+            cgroups.tracking(),
+            output_cap,
+        );
+        let observed = run_lanes(
+            &executor,
+            self.scenarios,
+            self.baseline_on,
+            plan.lanes.scenario,
+            plan.execution.retries,
+            self.setup.jobs as usize,
+            sink,
+        )?;
+        cgroups.remove(&self.setup.run_id);
+        if let Ok(mut slot) = executor.log_error.lock()
+            && let Some(e) = slot.take()
+        {
+            return Err(e);
+        }
+        Ok(observed)
+    }
+
+    /// Classify, attribute, compare (pure), with the run's gate flags and leaks.
+    fn assemble(
+        &self,
+        (baseline_obs, scenario_obs, unattributed): LaneObservations,
+        preflight: &[PreflightRecord],
+    ) -> assemble::Assembled {
+        let plan = &self.loaded.plan;
+        let (oracle, witnesses) = assemble::split_oracle(self.oracle_out);
+        let ctx = AssembleCtx {
+            run_id: self.setup.run_id.clone(),
+            plan_id: plan.plan_id.to_string(),
+            plan_digest: self.loaded.digest.clone(),
+            channel: self.settings.channel,
+            fail_on_flaky: plan.execution.fail_on_flaky.unwrap_or(true),
+            wall_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            runner_max_rss_kib: runner_max_rss_kib(),
+            layers: self.layers.clone(),
+            max_parallel: self.setup.jobs,
+        };
+        let mut a = assemble::assemble(
+            &ctx,
+            self.scenarios,
+            baseline_obs,
+            scenario_obs,
+            oracle,
+            witnesses,
+            preflight,
+        );
+        a.summary.unattributed_leaks = unattributed;
+        a.summary.governance_flags = self.gate_flags.to_vec();
+        a
+    }
+}
+
+/// Sealing the bundle and telling the audit log.
+struct Seal<'a> {
+    settings: &'a RunSettings,
+    loaded: &'a LoadedPlan,
+    run_id: &'a str,
+    audit_head: Option<AuditHead>,
+}
+
+impl Seal<'_> {
+    /// The pipeline finished: seal `complete` (or `failed` at preflight, exit 5), notify
+    /// the audit hook, send `run-end`.
+    fn completed(
+        self,
+        bundle: StagedBundle,
+        mut out: RunOutcome,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunOutcome> {
+        let failed_preflight = out.status == RunStatus::Failed;
+        let sealed = bundle.seal(SealInfo {
+            status: if failed_preflight {
+                BundleStatus::Failed
+            } else {
+                BundleStatus::Complete
+            },
+            failure_stage: failed_preflight.then(|| FailureStage::Preflight.as_str().to_string()),
+            error: failed_preflight.then(|| out.exit_reason.clone()),
+            plan_digest: Some(self.loaded.digest.clone()),
+            audit_head: self.audit_head.clone(),
+        })?;
+        if let Some(a) = &self.settings.audit {
+            a.sealed(&self.report(&sealed, out.status, &out.mismatches))?;
+        }
+        out.bundle = Some(sealed.dir.clone());
+        out.index_blake3 = Some(sealed.index_blake3.clone());
+        sink.event(&RunEvent::RunEnd {
+            v: crate::model::results::EVENTS_VERSION,
+            run_id: Some(self.run_id.to_string()),
+            status: out.status,
+            exit_code: out.exit_code,
+            reason: out.exit_reason.clone(),
+            bundle: Some(sealed.dir.to_string_lossy().into_owned()),
+            index_blake3: Some(sealed.index_blake3),
+            mismatches: out.mismatches.len() as u64,
+            flaky: out.summary.as_ref().map_or(0, |s| s.flaky.len() as u64),
+        });
+        Ok(out)
+    }
+
+    /// The pipeline failed in `stage`: seal `failed`, notify the audit hook (best effort),
+    /// send `run-end`; the error becomes a runner error (exit 3) naming the bundle.
+    fn failed(
+        self,
+        bundle: StagedBundle,
+        e: Error,
+        stage: FailureStage,
+        sink: &mut dyn EventSink,
+    ) -> Error {
+        let sealed = bundle.seal(SealInfo {
+            status: BundleStatus::Failed,
+            failure_stage: Some(stage.as_str().to_string()),
+            error: Some(e.full_message()),
+            plan_digest: Some(self.loaded.digest.clone()),
+            audit_head: self.audit_head.clone(),
+        });
+        if let (Some(a), Ok(s)) = (&self.settings.audit, &sealed) {
+            // The run already failed; a failure to record it adds nothing to report.
+            let _ = a.sealed(&self.report(s, RunStatus::Failed, &[]));
+        }
+        let (dir, hint) = match &sealed {
+            Ok(s) => (
+                Some(s.dir.clone()),
+                format!("the bundle {} is sealed as `failed`", s.dir.display()),
+            ),
+            Err(se) => (None, format!("the bundle could not be sealed either: {se}")),
+        };
+        sink.event(&RunEvent::RunEnd {
+            v: crate::model::results::EVENTS_VERSION,
+            run_id: Some(self.run_id.to_string()),
+            status: RunStatus::Failed,
+            exit_code: exit_code::RUNNER_FAILED,
+            reason: e.full_message(),
+            bundle: dir.map(|d| d.to_string_lossy().into_owned()),
+            index_blake3: sealed.as_ref().ok().map(|s| s.index_blake3.clone()),
+            mismatches: 0,
+            flaky: 0,
+        });
+        let hint = match e.hint() {
+            Some(h) => format!("{h}; {hint}"),
+            None => hint,
+        };
+        e.with_kind(ErrorKind::Runner).with_hint(hint)
+    }
+
+    fn report<'s>(
+        &'s self,
+        sealed: &'s Sealed,
+        run_status: RunStatus,
+        mismatches: &'s [crate::model::results::MismatchPacket],
+    ) -> SealReport<'s> {
+        SealReport {
+            plan_id: self.loaded.plan.plan_id.as_str(),
+            plan_digest: &self.loaded.digest,
+            run_id: &sealed.run_id,
+            bundle_status: sealed.index.status,
+            run_status,
+            bundle_dir: &sealed.dir,
+            index_blake3: &sealed.index_blake3,
+            anchored_head: sealed.index.audit_head.as_ref(),
+            mismatches,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_stages_are_recorded_as_the_words_bundles_always_had() {
+        for (s, word) in [
+            (FailureStage::Governance, "governance"),
+            (FailureStage::Preflight, "preflight"),
+            (FailureStage::Execute, "execute"),
+            (FailureStage::Write, "write"),
+        ] {
+            assert_eq!(s.as_str(), word);
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::String(word.into())
+            );
+        }
+    }
+}

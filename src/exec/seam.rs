@@ -1,0 +1,150 @@
+//! The executor seam: what one attempt of one lane is ([`ScenarioRun`] in, [`LaneAttempt`]
+//! out), the trait that performs it ([`ProbeExecutor`]: [`super::lanes::LiveExecutor`]
+//! spawns real processes, the unit tests use a fake), and the retry rule around it
+//! ([`observe_lane`]: the scenario lane is retried while its outcome does not match the
+//! expectation, [`matches_expectation`]).
+//!
+//! This file depends on no other file of `exec` (only on `model` and `load`), so every
+//! stage above it, and every fake, can name the seam without pulling in the others.
+
+use crate::load::ScenarioSpec;
+use crate::load::mission::TaskMeta;
+use crate::model::plan::Expectation;
+use crate::model::registry::{Driver, Probe};
+use crate::model::results::{Attempt, Lane, Observation, Outcome, Stage, TimeoutSetting};
+
+/// True if a scenario-lane outcome satisfies the expectation.
+pub fn matches_expectation(expected: Expectation, observed: Outcome) -> bool {
+    matches!(
+        (expected, observed),
+        (Expectation::Allow, Outcome::Allow) | (Expectation::Deny, Outcome::Deny)
+    )
+}
+
+/// A selected scenario with its probe and effective timeout.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    /// The scenario.
+    pub spec: ScenarioSpec,
+    /// The probe as written.
+    pub probe: Probe,
+    /// The effective timeout and its source.
+    pub timeout: TimeoutSetting,
+    /// The mission task this scenario is (missions only).
+    pub task: Option<TaskMeta>,
+}
+
+/// One attempt of one lane, with what it ran.
+#[derive(Debug, Clone)]
+pub struct LaneAttempt {
+    /// The attempt.
+    pub attempt: Attempt,
+    /// The target after expansion.
+    pub target: Option<String>,
+    /// The argv after expansion (exec probes).
+    pub argv: Vec<String>,
+}
+
+impl LaneAttempt {
+    /// An attempt that resolved nothing.
+    pub fn without_child(attempt: Attempt) -> Self {
+        Self {
+            attempt,
+            target: None,
+            argv: Vec::new(),
+        }
+    }
+}
+
+/// Performs one attempt of one executing lane. The real implementation spawns processes
+/// ([`LiveExecutor`]); tests use a fake.
+pub trait ProbeExecutor: Sync {
+    /// Observe `scenario` in `lane` (attempt numbers start at 1).
+    fn observe(&self, scenario: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt;
+}
+
+/// Run one lane of one scenario, retrying the scenario lane up to `retries` extra times
+/// while its outcome does not match the expectation (an apply failure is never retried).
+/// Every attempt is kept; a pass that needed a retry is `flaky`.
+pub fn observe_lane(
+    exec: &dyn ProbeExecutor,
+    sc: &ScenarioRun,
+    lane: Lane,
+    retries: u32,
+) -> Observation {
+    let max = if lane == Lane::Scenario {
+        1 + retries
+    } else {
+        1
+    };
+    let mut attempts: Vec<LaneAttempt> = Vec::new();
+    for n in 1..=max {
+        let mut la = exec.observe(sc, lane, n);
+        la.attempt.attempt = n;
+        let o = la.attempt.outcome;
+        let done = lane != Lane::Scenario
+            || matches_expectation(sc.spec.expected, o)
+            || o == Outcome::ApplyFailed;
+        attempts.push(la);
+        if done {
+            break;
+        }
+    }
+    let last = attempts.last().cloned().unwrap_or_else(|| {
+        LaneAttempt::without_child(Attempt::without_child(Outcome::Error, Stage::Resolve, ""))
+    });
+    let flaky = attempts.len() > 1 && matches_expectation(sc.spec.expected, last.attempt.outcome);
+    Observation {
+        scenario_id: sc.spec.scenario_id.clone(),
+        profile_id: sc.spec.profile_id.to_string(),
+        probe_id: sc.spec.probe_id.to_string(),
+        lane,
+        operation: sc.probe.operation,
+        driver: driver_word(sc.probe.driver).into(),
+        target: last.target.clone(),
+        argv: last.argv.clone(),
+        timeout: sc.timeout,
+        result: last.attempt.clone(),
+        attempts: if attempts.len() > 1 {
+            attempts.into_iter().map(|a| a.attempt).collect()
+        } else {
+            Vec::new()
+        },
+        flaky,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+        skipped_because: None,
+    }
+}
+
+fn driver_word(d: Driver) -> &'static str {
+    match d {
+        Driver::Builtin => "builtin",
+        Driver::Exec => "exec",
+    }
+}
+
+/// The observation of a lane that did not run (`because` says why; `skipped_because` names
+/// the failed task that stopped a mission task).
+pub fn skipped_observation(
+    sc: &ScenarioRun,
+    lane: Lane,
+    because: &str,
+    skipped_because: Option<String>,
+) -> Observation {
+    Observation {
+        scenario_id: sc.spec.scenario_id.clone(),
+        profile_id: sc.spec.profile_id.to_string(),
+        probe_id: sc.spec.probe_id.to_string(),
+        lane,
+        operation: sc.probe.operation,
+        driver: driver_word(sc.probe.driver).into(),
+        target: None,
+        argv: Vec::new(),
+        timeout: sc.timeout,
+        result: Attempt::without_child(Outcome::Skipped, Stage::Resolve, because),
+        attempts: Vec::new(),
+        flaky: false,
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+        skipped_because,
+    }
+}

@@ -1,0 +1,405 @@
+//! Stage 1, selection: which scenarios run. Lint the plan (a mission before its tasks are
+//! selected, so a broken task graph is reported with every other finding; an experiment
+//! after, so one that selects nothing still exits 6), apply `--only-profile` /
+//! `--only-scenario` ([`select`]; a filter that leaves a task without a task it depends on
+//! is refused), validate each selected probe and compute its effective timeout
+//! ([`resolve_scenarios`]), and, for a mission, its shape ([`MissionShape`]: the task
+//! layers and whether the baseline lane runs).
+//!
+//! Input errors are exit 2 (naming the file, the probe and the fix), nothing selected exit
+//! 6; nothing is written and no child exists yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::seam::ScenarioRun;
+use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
+use crate::error::ErrorKind;
+use crate::load::mission::{TaskMeta, all_specs, task_specs};
+use crate::load::{LoadedPlan, ScenarioSpec};
+use crate::model::plan::PlanKind;
+use crate::model::registry::{Driver, Fixture, Operation, Probe, TargetKind};
+use crate::model::results::{TimeoutSetting, TimeoutSource};
+use crate::sandbox::oracle;
+use crate::sandbox::vars::Vars;
+use crate::{Error, Result};
+
+/// What selection hands to the later stages.
+#[derive(Debug)]
+pub struct Selection {
+    /// The selected scenario rows, as the gate sees them.
+    pub selected: Vec<ScenarioSpec>,
+    /// The same scenarios with their probes and effective timeouts.
+    pub scenarios: Vec<ScenarioRun>,
+    /// A mission's shape (`None` for experiments).
+    pub mission: Option<MissionShape>,
+}
+
+/// Lint the plan, select its scenarios under the settings' filters and resolve them.
+pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selection> {
+    let lint = || {
+        crate::lint::check_plan(&loaded.path, &settings.root)?
+            .refuse_on_errors(&loaded.path, &settings.root)
+    };
+    let is_mission = loaded.plan.kind == PlanKind::Mission;
+    if is_mission {
+        lint()?;
+    }
+    let selected = select(loaded, &settings.only_profiles, &settings.only_scenarios)?;
+    if !is_mission {
+        lint()?;
+    }
+    let scenarios = resolve_scenarios(loaded, &selected, &known_variables(loaded))?;
+    let mission = MissionShape::of(loaded, &scenarios)?;
+    Ok(Selection {
+        selected,
+        scenarios,
+        mission,
+    })
+}
+
+/// Variables known before anything runs: the builtins, the plan's, and those the
+/// tcp-listener fixtures publish.
+fn known_variables(loaded: &LoadedPlan) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID"]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    known.extend(loaded.plan.variables.keys().map(ToString::to_string));
+    for p in loaded.probes.values() {
+        for f in &p.fixtures {
+            if let Fixture::TcpListener { variable, .. } = f {
+                known.insert(variable.to_string());
+            }
+        }
+    }
+    known
+}
+
+/// What the runner knows about a mission before anything runs.
+#[derive(Debug, Clone)]
+pub struct MissionShape {
+    /// Selected tasks.
+    pub tasks: usize,
+    /// The selected tasks in dependency order.
+    pub layers: Vec<Vec<String>>,
+    /// Whether the baseline lane runs.
+    pub baseline: bool,
+}
+
+impl MissionShape {
+    /// The shape of a mission plan (`None` for experiments). A cycle or a dependency on a
+    /// missing task is an input error (lint reports it first). A mission's tasks run in the
+    /// scenario lane, so `lanes.scenario: false` is refused. The baseline lane runs a task's
+    /// work a second time without any policy, so for a mission it runs only when the plan
+    /// asks for it explicitly (`"lanes": {"baseline": true}`); the oracle lane follows
+    /// `lanes.oracle` as for experiments.
+    pub fn of(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<Option<Self>> {
+        let plan = &loaded.plan;
+        let Some(m) = plan
+            .mission
+            .as_ref()
+            .filter(|_| plan.kind == PlanKind::Mission)
+        else {
+            return Ok(None);
+        };
+        let order = crate::load::mission::order(m).map_err(|e| e.with_path(&loaded.path))?;
+        if !plan.lanes.scenario {
+            return Err(Error::input(
+                &loaded.path,
+                "a mission's tasks run in the scenario lane, and `lanes.scenario` is false",
+            )
+            .with_hint("remove `\"scenario\": false` from `lanes`"));
+        }
+        let selected: BTreeSet<&str> = scenarios
+            .iter()
+            .filter_map(|s| s.task.as_ref().map(|t| t.task_id.as_str()))
+            .collect();
+        let layers: Vec<Vec<String>> = order
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .filter(|t| selected.contains(t.as_str()))
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        let baseline =
+            loaded.doc.value().pointer("/lanes/baseline") == Some(&serde_json::Value::Bool(true));
+        Ok(Some(Self {
+            tasks: selected.len(),
+            layers,
+            baseline,
+        }))
+    }
+
+    /// The manifest note describing how the tasks run.
+    pub fn note(&self, jobs: u32) -> String {
+        format!(
+            "mission: {} task(s) in {} layer(s) of dependencies, {}; the shared workspace ${{SCRATCH}} is one directory per lane; baseline lane {}",
+            self.tasks,
+            self.layers.len(),
+            if jobs > 1 {
+                format!("up to {jobs} at a time")
+            } else {
+                "one at a time".to_string()
+            },
+            if self.baseline {
+                "on (lanes.baseline: true)"
+            } else {
+                "off (a mission runs it only when lanes.baseline is set to true)"
+            }
+        )
+    }
+}
+
+/// The scenarios the plan and the filters select, or exit 2 (unknown filter) / 6 (none).
+pub fn select(
+    loaded: &LoadedPlan,
+    only_profiles: &[String],
+    only_scenarios: &[String],
+) -> Result<Vec<ScenarioSpec>> {
+    let all = all_specs(loaded)?;
+    let profiles: Vec<&str> = loaded
+        .plan
+        .profiles
+        .iter()
+        .map(crate::model::Id::as_str)
+        .collect();
+    for p in only_profiles {
+        if !profiles.contains(&p.as_str()) {
+            let mut e = Error::usage(format!(
+                "--only-profile `{p}`: the plan `{}` does not run this profile",
+                loaded.plan.plan_id
+            ));
+            e = match crate::util::suggest::did_you_mean(p, profiles.iter().copied()) {
+                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                None => e.with_hint(format!("profiles of the plan: {}", profiles.join(", "))),
+            };
+            return Err(e);
+        }
+    }
+    let ids: Vec<&str> = all.iter().map(|s| s.scenario_id.as_str()).collect();
+    for s in only_scenarios {
+        if !ids.contains(&s.as_str()) {
+            let mut e = Error::usage(format!(
+                "--only-scenario `{s}`: no such scenario in plan `{}`",
+                loaded.plan.plan_id
+            ));
+            e = match crate::util::suggest::did_you_mean(s, ids.iter().copied()) {
+                Some(x) => e.with_hint(format!("did you mean `{x}`?")),
+                None => e.with_hint("scenario ids are `<profile>:<probe>`"),
+            };
+            return Err(e);
+        }
+    }
+    let selected: Vec<ScenarioSpec> = all
+        .into_iter()
+        .filter(|s| {
+            only_profiles.is_empty() || only_profiles.iter().any(|p| p == s.profile_id.as_str())
+        })
+        .filter(|s| only_scenarios.is_empty() || only_scenarios.contains(&s.scenario_id))
+        .collect();
+    check_task_closure(loaded, &selected)?;
+    if selected.is_empty() {
+        let why = if only_profiles.is_empty() && only_scenarios.is_empty() {
+            format!("plan `{}` declares no scenario", loaded.plan.plan_id)
+        } else {
+            "the filters select no scenario".to_string()
+        };
+        return Err(Error::new(
+            ErrorKind::NothingSelected,
+            format!("nothing selected: {why}"),
+        )
+        .with_path(&loaded.path)
+        .with_hint("\"nothing ran\" is never a pass; declare scenarios or widen the filters"));
+    }
+    Ok(selected)
+}
+
+/// A selected task whose dependency is not selected could never run in order: refuse the
+/// filter (exit 2) rather than run it without what it depends on.
+fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<()> {
+    let tasks = task_specs(loaded)?;
+    let chosen: BTreeSet<&str> = selected.iter().map(|s| s.scenario_id.as_str()).collect();
+    let by_task: BTreeMap<&str, &str> = tasks
+        .iter()
+        .map(|(s, m)| (m.task_id.as_str(), s.scenario_id.as_str()))
+        .collect();
+    for (spec, meta) in &tasks {
+        if !chosen.contains(spec.scenario_id.as_str()) {
+            continue;
+        }
+        let missing: Vec<String> = meta
+            .depends_on
+            .iter()
+            .filter_map(|d| by_task.get(d.as_str()).map(|sid| (d, *sid)))
+            .filter(|(_, sid)| !chosen.contains(sid))
+            .map(|(d, sid)| format!("`{d}` ({sid})"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::usage(format!(
+                "the filters select task `{}` ({}) but not {}, which it depends on",
+                meta.task_id,
+                spec.scenario_id,
+                missing.join(", ")
+            ))
+            .with_hint("select the tasks it depends on too (`--only-scenario <profile>:<probe>`), or run the whole mission"));
+        }
+    }
+    Ok(())
+}
+
+/// Validate the selected scenarios' probes and compute effective timeouts. Input errors
+/// (exit 2) name the registry file, the probe and the fix.
+pub fn resolve_scenarios(
+    loaded: &LoadedPlan,
+    selected: &[ScenarioSpec],
+    known_vars: &BTreeSet<String>,
+) -> Result<Vec<ScenarioRun>> {
+    let probes_file = &loaded.registry.probes_path;
+    let tasks: BTreeMap<String, TaskMeta> = task_specs(loaded)?
+        .into_iter()
+        .map(|(s, m)| (s.scenario_id, m))
+        .collect();
+    let mut out = Vec::with_capacity(selected.len());
+    for spec in selected {
+        let Some(probe) = loaded.probes.get(&spec.probe_id) else {
+            return Err(Error::input(
+                probes_file,
+                format!("probe `{}` is not defined", spec.probe_id),
+            ));
+        };
+        check_probe(probes_file, spec.probe_id.as_str(), probe, known_vars)?;
+        let profile = loaded.profiles.get(&spec.profile_id);
+        let (ms, source) = if let Some(t) = probe.timeout_ms {
+            (t, TimeoutSource::Probe)
+        } else if let Some(t) = profile.and_then(|p| p.limits.wall_timeout_ms) {
+            (t, TimeoutSource::Profile)
+        } else if let Some(t) = loaded.plan.execution.timeout_ms {
+            (t, TimeoutSource::Plan)
+        } else {
+            (DEFAULT_TIMEOUT_MS, TimeoutSource::Default)
+        };
+        let grace = profile
+            .and_then(|p| p.limits.kill_grace_ms)
+            .unwrap_or(DEFAULT_KILL_GRACE_MS);
+        out.push(ScenarioRun {
+            spec: spec.clone(),
+            probe: probe.clone(),
+            timeout: TimeoutSetting {
+                ms: ms.max(1),
+                source,
+                kill_grace_ms: grace,
+            },
+            task: tasks.get(&spec.scenario_id).cloned(),
+        });
+    }
+    Ok(out)
+}
+
+fn check_probe(file: &Path, id: &str, p: &Probe, known: &BTreeSet<String>) -> Result<()> {
+    let err = |msg: String, hint: &str| {
+        Err(Error::input(file, format!("probe `{id}`: {msg}")).with_hint(hint.to_string()))
+    };
+    match p.driver {
+        Driver::Builtin => {
+            if p.operation == Operation::Exec {
+                return err(
+                    "operation `exec` needs `driver: exec`".into(),
+                    "set \"driver\": \"exec\" and an `argv`",
+                );
+            }
+            if p.argv.is_some() {
+                return err(
+                    "`argv` is only for `driver: exec`".into(),
+                    "remove `argv` or set \"driver\": \"exec\"",
+                );
+            }
+            if p.target.is_none() {
+                return err(
+                    format!("`{}` needs a `target`", p.operation),
+                    "add a `target`",
+                );
+            }
+        }
+        Driver::Exec => {
+            if p.argv.as_ref().is_none_or(Vec::is_empty) {
+                return err(
+                    "`driver: exec` needs a non-empty `argv`".into(),
+                    "add \"argv\": [\"/usr/bin/…\", …] (never run through a shell)",
+                );
+            }
+            if p.operation != Operation::Exec && !p.operation.is_control() && p.target.is_none() {
+                return err(
+                    format!(
+                        "an exec probe declaring `{}` needs a `target` the oracle can judge",
+                        p.operation
+                    ),
+                    "add the `target` the program acts on, or set \"operation\": \"exec\"",
+                );
+            }
+        }
+    }
+    if p.operation == Operation::FileRename && p.destination.is_none() {
+        return err(
+            "`file-rename` needs a `destination`".into(),
+            "add \"destination\": \"${SCRATCH}/…\"",
+        );
+    }
+    let mut strings: Vec<&str> = Vec::new();
+    strings.extend(p.target.as_deref());
+    strings.extend(p.destination.as_deref());
+    strings.extend(p.argv.iter().flatten().map(String::as_str));
+    for f in &p.fixtures {
+        match f {
+            Fixture::File { path, content, .. } => {
+                strings.push(path);
+                strings.extend(content.as_deref());
+            }
+            Fixture::Dir { path } => strings.push(path),
+            Fixture::Symlink { path, to } => {
+                strings.push(path);
+                strings.push(to);
+            }
+            Fixture::UnixAbstractListener { name } => strings.push(name),
+            Fixture::TcpListener { .. } => {}
+        }
+    }
+    for s in strings {
+        for name in Vars::references(s) {
+            if !known.contains(&name) {
+                let suggestion =
+                    crate::util::suggest::did_you_mean(&name, known.iter().map(String::as_str));
+                let hint = match suggestion {
+                    Some(x) => format!("did you mean `${{{x}}}`?"),
+                    None => "define it in the plan's `variables` (builtin: SCRATCH, HOME, RUNNER_PID; tcp-listener fixtures publish theirs)".to_string(),
+                };
+                return err(format!("undefined variable `${{{name}}}` in `{s}`"), &hint);
+            }
+        }
+    }
+    if let Some(t) = &p.target
+        && !t.contains("${")
+    {
+        let ok = match p.operation.target_kind() {
+            TargetKind::HostPort => oracle::parse_port(t).is_some(),
+            TargetKind::Pid => t.trim().parse::<i32>().is_ok(),
+            TargetKind::AbstractSocket => t.starts_with('@'),
+            TargetKind::Path | TargetKind::Program => true,
+        };
+        if !ok {
+            let want = match p.operation.target_kind() {
+                TargetKind::HostPort => "`host:port` (an IP address or localhost)",
+                TargetKind::Pid => "a pid (or ${RUNNER_PID})",
+                _ => "`@name`",
+            };
+            return err(
+                format!("target `{t}` of `{}` is not {want}", p.operation),
+                "fix the target",
+            );
+        }
+    }
+    Ok(())
+}
