@@ -12,7 +12,7 @@ use super::outcome;
 use super::seam::{ScenarioRun, matches_expectation};
 use crate::exit_code;
 use crate::model::results::{
-    Attempt, ChannelKind, Lane, LaneCell, LaneResults, MismatchKind, MismatchPacket,
+    Attempt, Attribution, ChannelKind, Lane, LaneCell, LaneResults, MismatchKind, MismatchPacket,
     MismatchSummary, NormalizedRow, Observation, ObservationNote, OracleCell, OracleResults,
     OracleVerdict, Outcome, PathWitness, PathWitnesses, PreflightRecord, RESULTS_SCHEMA_VERSION,
     RunStatus, Rusage, Summary,
@@ -82,89 +82,23 @@ pub fn assemble(
     witnesses: Vec<PathWitness>,
     preflight: &[PreflightRecord],
 ) -> Assembled {
+    let mut tally = Tally::new(preflight);
     let mut rows = Vec::with_capacity(scenarios.len());
     let mut packets = Vec::new();
-    let mut flaky = Vec::new();
-    let mut leaked = Vec::new();
-    let mut truncated = Vec::new();
-    let mut rusage: BTreeMap<String, Rusage> = BTreeMap::new();
-    let mut children: BTreeMap<String, u64> = BTreeMap::new();
-    let mut outcomes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut oracle_counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut attribution_counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut apply_failed: BTreeSet<String> = preflight
-        .iter()
-        .filter(|r| !r.apply_ok)
-        .map(|r| r.profile.clone())
-        .collect();
-    let (mut tasks_total, mut tasks_ok) = (0u64, 0u64);
-    let mut failed_tasks: Vec<String> = Vec::new();
-    let mut skipped_tasks: Vec<String> = Vec::new();
-
     for (i, sc) in scenarios.iter().enumerate() {
         let b = baseline.get(i).and_then(Option::as_ref);
         let s = scenario.get(i).and_then(Option::as_ref);
         let o = oracle.get(i).and_then(Option::as_ref);
         for obs in [b, s].into_iter().flatten() {
-            let lane = obs.lane.as_str().to_string();
-            *outcomes
-                .entry(lane.clone())
-                .or_default()
-                .entry(obs.result.outcome.as_str().to_string())
-                .or_default() += 1;
-            let all: Vec<&Attempt> = if obs.attempts.is_empty() {
-                vec![&obs.result]
-            } else {
-                obs.attempts.iter().collect()
-            };
-            for a in all {
-                if a.rusage.wall_us > 0 || a.exit_code.is_some() || a.signal.is_some() {
-                    rusage.entry(lane.clone()).or_default().add(&a.rusage);
-                    *children.entry(lane.clone()).or_default() += 1;
-                }
-                for l in &a.leaked {
-                    leaked.push(ObservationNote {
-                        scenario_id: sc.spec.scenario_id.clone(),
-                        lane: obs.lane,
-                        note: format!(
-                            "attempt {}: pid {} ({}) found by {}, {}",
-                            a.attempt, l.pid, l.comm, l.found_by, l.action
-                        ),
-                    });
-                }
-                for (name, c) in [("stdout", &a.stdout), ("stderr", &a.stderr)] {
-                    if c.truncated {
-                        truncated.push(ObservationNote {
-                            scenario_id: sc.spec.scenario_id.clone(),
-                            lane: obs.lane,
-                            note: format!(
-                                "attempt {}: {name} {} bytes, {} kept",
-                                a.attempt, c.bytes, c.kept
-                            ),
-                        });
-                    }
-                }
-            }
+            tally.lane(sc, obs);
         }
-        if let Some(v) = o {
-            *oracle_counts
-                .entry(v.decision.as_str().to_string())
-                .or_default() += 1;
-        }
-        if s.is_some_and(|x| x.flaky) {
-            flaky.push(sc.spec.scenario_id.clone());
-        }
-        if s.is_some_and(|x| x.result.outcome == Outcome::ApplyFailed) {
-            apply_failed.insert(sc.spec.profile_id.to_string());
-        }
+        tally.scenario(sc, s, o);
         let attribution = match (b, s) {
             (Some(b), Some(s)) => Some(outcome::attribute(b.result.outcome, s.result.outcome)),
             _ => None,
         };
         if let Some(a) = attribution {
-            *attribution_counts
-                .entry(a.as_str().to_string())
-                .or_default() += 1;
+            *tally.attribution.entry(a.as_str().to_string()).or_default() += 1;
         }
         let kinds = outcome::mismatches(
             sc.spec.expected,
@@ -172,215 +106,19 @@ pub fn assemble(
             o.map(|v| v.decision),
         );
         for k in &kinds {
-            packets.push(MismatchPacket {
-                schema_version: RESULTS_SCHEMA_VERSION,
-                scenario_id: sc.spec.scenario_id.clone(),
-                kind: *k,
-                profile_id: sc.spec.profile_id.to_string(),
-                probe_id: sc.spec.probe_id.to_string(),
-                operation: sc.probe.operation,
-                target: s
-                    .and_then(|x| x.target.clone())
-                    .or_else(|| sc.probe.target.clone()),
-                expected: sc.spec.expected,
-                observed: s.map(|x| x.result.outcome),
-                stage: s.map(|x| x.result.stage),
-                errno_name: s.and_then(|x| x.result.errno_name.clone()),
-                baseline: b.map(|x| x.result.outcome),
-                oracle: o.map(|v| v.decision),
-                oracle_reason: o.map(|v| v.reason.clone()),
-                oracle_rule: o.map(|v| v.rule.clone()),
-                attribution,
-                message: mismatch_message(*k, sc, s, o),
-                task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
-            });
+            packets.push(packet(*k, sc, b, s, o, attribution));
         }
-        rows.push(NormalizedRow {
-            scenario_id: sc.spec.scenario_id.clone(),
-            profile_id: sc.spec.profile_id.to_string(),
-            probe_id: sc.spec.probe_id.to_string(),
-            operation: sc.probe.operation,
-            target: s
-                .and_then(|x| x.target.clone())
-                .or_else(|| sc.probe.target.clone()),
-            expected: sc.spec.expected,
-            control: sc.spec.control,
-            baseline: b.map(cell),
-            scenario: s.map(cell),
-            oracle: o.map(|v| OracleCell {
-                decision: v.decision,
-                reason: v.reason.clone(),
-            }),
-            attribution,
-            mismatches: kinds,
-            flaky: s.is_some_and(|x| x.flaky),
-            task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
-            depends_on: sc
-                .task
-                .as_ref()
-                .map(|t| t.depends_on.clone())
-                .unwrap_or_default(),
-            skipped_because: s.and_then(|x| x.skipped_because.clone()),
-        });
-        if let Some(t) = &sc.task {
-            tasks_total += 1;
-            match s.map(|x| x.result.outcome) {
-                Some(Outcome::Skipped) => skipped_tasks.push(t.task_id.clone()),
-                Some(o) if matches_expectation(sc.spec.expected, o) => {
-                    tasks_ok += 1;
-                }
-                _ => failed_tasks.push(t.task_id.clone()),
-            }
-        }
+        rows.push(row(sc, b, s, o, attribution, kinds));
+        tally.task(sc, s);
     }
-    failed_tasks.sort();
-    skipped_tasks.sort();
-    let tasks = (tasks_total > 0).then(|| crate::model::results::TaskSummary {
-        total: tasks_total,
-        succeeded: tasks_ok,
-        failed: failed_tasks.len() as u64,
-        skipped: skipped_tasks.len() as u64,
-        failed_tasks: failed_tasks.clone(),
-        skipped_tasks: skipped_tasks.clone(),
-        layers: ctx.layers.clone(),
-        max_parallel: ctx.max_parallel,
-    });
-    let mut by_kind: BTreeMap<String, u64> = MismatchKind::ALL
-        .iter()
-        .map(|k| (k.as_str().to_string(), 0))
-        .collect();
-    let mut by_profile: BTreeMap<String, u64> = BTreeMap::new();
-    for p in &packets {
-        *by_kind.entry(p.kind.as_str().to_string()).or_default() += 1;
-        *by_profile.entry(p.profile_id.clone()).or_default() += 1;
-    }
-    let mismatch_scenarios: Vec<String> = {
-        let s: BTreeSet<String> = packets.iter().map(|p| p.scenario_id.clone()).collect();
-        s.into_iter().collect()
-    };
-    let mismatch_summary = MismatchSummary {
-        schema_version: RESULTS_SCHEMA_VERSION,
-        run_id: ctx.run_id.clone(),
-        total: packets.len() as u64,
-        by_kind: by_kind.clone(),
-        by_profile,
-        scenarios: mismatch_scenarios,
-    };
-    let flaky_fails = ctx.fail_on_flaky && !flaky.is_empty();
-    let apply_failed: Vec<String> = apply_failed.into_iter().collect();
-    let (exit, reason) = if !apply_failed.is_empty() {
-        (
-            exit_code::NOT_ENFORCEABLE,
-            format!(
-                "profile(s) {} could not be applied on this host (see apply_preflight.json); the other profiles' lanes ran",
-                apply_failed
-                    .iter()
-                    .map(|p| format!("`{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    } else if !failed_tasks.is_empty() {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|t| format!("`{t}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut reason = format!(
-            "{} of {tasks_total} task(s) failed ({})",
-            failed_tasks.len(),
-            list(&failed_tasks)
-        );
-        if !skipped_tasks.is_empty() {
-            let _ = write!(
-                reason,
-                ", {} skipped because a task they depend on failed ({})",
-                skipped_tasks.len(),
-                list(&skipped_tasks)
-            );
-        }
-        let _ = write!(reason, "; {} mismatch(es)", packets.len());
-        (exit_code::FINDINGS, reason)
-    } else if !packets.is_empty() {
-        (
-            exit_code::FINDINGS,
-            format!(
-                "{} mismatch(es) in {} scenario(s)",
-                packets.len(),
-                mismatch_summary.scenarios.len()
-            ),
-        )
-    } else if flaky_fails {
-        (
-            exit_code::FINDINGS,
-            format!(
-                "{} flaky scenario(s) passed only on retry (execution.fail_on_flaky)",
-                flaky.len()
-            ),
-        )
-    } else if tasks_total > 0 {
-        let others = scenarios.len() as u64 - tasks_total;
-        let mut reason = format!("all {tasks_total} task(s) succeeded");
-        if others > 0 {
-            let _ = write!(
-                reason,
-                " and the {others} other scenario(s) matched their expectations"
-            );
-        }
-        (exit_code::OK, reason)
-    } else {
-        (
-            exit_code::OK,
-            format!(
-                "all {} scenario(s) matched their expectations",
-                scenarios.len()
-            ),
-        )
-    };
-    let status = if exit == exit_code::OK {
-        RunStatus::Ok
-    } else {
-        RunStatus::Partial
-    };
-    let partially: Vec<String> = preflight
-        .iter()
-        .filter(|r| {
-            r.ruleset_status == Some(crate::model::results::RulesetStatus::PartiallyEnforced)
-                || !r.dropped_rights.is_empty()
-        })
-        .map(|r| r.profile.clone())
-        .collect();
-    leaked.sort();
-    truncated.sort();
-    let summary = Summary {
-        schema_version: RESULTS_SCHEMA_VERSION,
-        run_id: ctx.run_id.clone(),
-        plan_id: ctx.plan_id.clone(),
-        plan_digest: ctx.plan_digest.clone(),
-        status,
-        exit_code: exit,
-        exit_reason: reason,
-        channel: ctx.channel,
-        scenarios: scenarios.len() as u64,
-        outcomes,
-        oracle: oracle_counts,
-        attribution: attribution_counts,
-        mismatches: by_kind,
-        flaky,
-        fail_on_flaky: ctx.fail_on_flaky,
-        apply_failed_profiles: apply_failed,
-        partially_enforced_profiles: partially,
-        leaked,
-        truncated,
-        rusage,
-        children,
-        runner_max_rss_kib: ctx.runner_max_rss_kib,
-        wall_us: ctx.wall_us,
-        unattributed_leaks: Vec::new(),
-        governance_flags: Vec::new(),
-        tasks,
-    };
+    let mismatch_summary = mismatch_summary(ctx, &packets);
+    let summary = tally.summary(
+        ctx,
+        scenarios.len() as u64,
+        &packets,
+        &mismatch_summary,
+        preflight,
+    );
     let collect = |v: Vec<Option<Observation>>, lane: Lane| LaneResults {
         schema_version: RESULTS_SCHEMA_VERSION,
         run_id: ctx.run_id.clone(),
@@ -404,6 +142,358 @@ pub fn assemble(
         packets,
         mismatch_summary,
         summary,
+    }
+}
+
+/// The mismatch packet of kind `k` for one scenario.
+fn packet(
+    k: MismatchKind,
+    sc: &ScenarioRun,
+    b: Option<&Observation>,
+    s: Option<&Observation>,
+    o: Option<&OracleVerdict>,
+    attribution: Option<Attribution>,
+) -> MismatchPacket {
+    MismatchPacket {
+        schema_version: RESULTS_SCHEMA_VERSION,
+        scenario_id: sc.spec.scenario_id.clone(),
+        kind: k,
+        profile_id: sc.spec.profile_id.to_string(),
+        probe_id: sc.spec.probe_id.to_string(),
+        operation: sc.probe.operation,
+        target: s
+            .and_then(|x| x.target.clone())
+            .or_else(|| sc.probe.target.clone()),
+        expected: sc.spec.expected,
+        observed: s.map(|x| x.result.outcome),
+        stage: s.map(|x| x.result.stage),
+        errno_name: s.and_then(|x| x.result.errno_name.clone()),
+        baseline: b.map(|x| x.result.outcome),
+        oracle: o.map(|v| v.decision),
+        oracle_reason: o.map(|v| v.reason.clone()),
+        oracle_rule: o.map(|v| v.rule.clone()),
+        attribution,
+        message: mismatch_message(k, sc, s, o),
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+    }
+}
+
+/// One scenario's row of `runtime_events.normalized.json`.
+fn row(
+    sc: &ScenarioRun,
+    b: Option<&Observation>,
+    s: Option<&Observation>,
+    o: Option<&OracleVerdict>,
+    attribution: Option<Attribution>,
+    mismatches: Vec<MismatchKind>,
+) -> NormalizedRow {
+    NormalizedRow {
+        scenario_id: sc.spec.scenario_id.clone(),
+        profile_id: sc.spec.profile_id.to_string(),
+        probe_id: sc.spec.probe_id.to_string(),
+        operation: sc.probe.operation,
+        target: s
+            .and_then(|x| x.target.clone())
+            .or_else(|| sc.probe.target.clone()),
+        expected: sc.spec.expected,
+        control: sc.spec.control,
+        baseline: b.map(cell),
+        scenario: s.map(cell),
+        oracle: o.map(|v| OracleCell {
+            decision: v.decision,
+            reason: v.reason.clone(),
+        }),
+        attribution,
+        mismatches,
+        flaky: s.is_some_and(|x| x.flaky),
+        task_id: sc.task.as_ref().map(|t| t.task_id.clone()),
+        depends_on: sc
+            .task
+            .as_ref()
+            .map(|t| t.depends_on.clone())
+            .unwrap_or_default(),
+        skipped_because: s.and_then(|x| x.skipped_because.clone()),
+    }
+}
+
+/// `mismatch_summary.json`: the packets counted by kind (every kind, zeros included) and
+/// by profile, and the scenarios they concern.
+fn mismatch_summary(ctx: &AssembleCtx, packets: &[MismatchPacket]) -> MismatchSummary {
+    let mut by_kind: BTreeMap<String, u64> = MismatchKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_string(), 0))
+        .collect();
+    let mut by_profile: BTreeMap<String, u64> = BTreeMap::new();
+    for p in packets {
+        *by_kind.entry(p.kind.as_str().to_string()).or_default() += 1;
+        *by_profile.entry(p.profile_id.clone()).or_default() += 1;
+    }
+    let scenarios: BTreeSet<String> = packets.iter().map(|p| p.scenario_id.clone()).collect();
+    MismatchSummary {
+        schema_version: RESULTS_SCHEMA_VERSION,
+        run_id: ctx.run_id.clone(),
+        total: packets.len() as u64,
+        by_kind,
+        by_profile,
+        scenarios: scenarios.into_iter().collect(),
+    }
+}
+
+/// What the scenarios add up to, gathered one scenario at a time.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Outcomes per lane.
+    outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Summed rusage of every attempt that ran a child, per lane.
+    rusage: BTreeMap<String, Rusage>,
+    /// Children per lane.
+    children: BTreeMap<String, u64>,
+    leaked: Vec<ObservationNote>,
+    truncated: Vec<ObservationNote>,
+    /// Oracle decisions.
+    oracle: BTreeMap<String, u64>,
+    attribution: BTreeMap<String, u64>,
+    flaky: Vec<String>,
+    /// Profiles that could not be applied (preflight or scenario lane).
+    apply_failed: BTreeSet<String>,
+    tasks_total: u64,
+    tasks_ok: u64,
+    failed_tasks: Vec<String>,
+    skipped_tasks: Vec<String>,
+}
+
+impl Tally {
+    fn new(preflight: &[PreflightRecord]) -> Self {
+        Self {
+            apply_failed: preflight
+                .iter()
+                .filter(|r| !r.apply_ok)
+                .map(|r| r.profile.clone())
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// One executing lane's observation: its outcome, and per attempt its rusage, leaks
+    /// and truncated output.
+    fn lane(&mut self, sc: &ScenarioRun, obs: &Observation) {
+        let lane = obs.lane.as_str().to_string();
+        *self
+            .outcomes
+            .entry(lane.clone())
+            .or_default()
+            .entry(obs.result.outcome.as_str().to_string())
+            .or_default() += 1;
+        let all: Vec<&Attempt> = if obs.attempts.is_empty() {
+            vec![&obs.result]
+        } else {
+            obs.attempts.iter().collect()
+        };
+        for a in all {
+            if a.rusage.wall_us > 0 || a.exit_code.is_some() || a.signal.is_some() {
+                self.rusage.entry(lane.clone()).or_default().add(&a.rusage);
+                *self.children.entry(lane.clone()).or_default() += 1;
+            }
+            for l in &a.leaked {
+                self.leaked.push(ObservationNote {
+                    scenario_id: sc.spec.scenario_id.clone(),
+                    lane: obs.lane,
+                    note: format!(
+                        "attempt {}: pid {} ({}) found by {}, {}",
+                        a.attempt, l.pid, l.comm, l.found_by, l.action
+                    ),
+                });
+            }
+            for (name, c) in [("stdout", &a.stdout), ("stderr", &a.stderr)] {
+                if c.truncated {
+                    self.truncated.push(ObservationNote {
+                        scenario_id: sc.spec.scenario_id.clone(),
+                        lane: obs.lane,
+                        note: format!(
+                            "attempt {}: {name} {} bytes, {} kept",
+                            a.attempt, c.bytes, c.kept
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The oracle's decision, and whether the scenario lane was flaky or not applied.
+    fn scenario(&mut self, sc: &ScenarioRun, s: Option<&Observation>, o: Option<&OracleVerdict>) {
+        if let Some(v) = o {
+            *self
+                .oracle
+                .entry(v.decision.as_str().to_string())
+                .or_default() += 1;
+        }
+        if s.is_some_and(|x| x.flaky) {
+            self.flaky.push(sc.spec.scenario_id.clone());
+        }
+        if s.is_some_and(|x| x.result.outcome == Outcome::ApplyFailed) {
+            self.apply_failed.insert(sc.spec.profile_id.to_string());
+        }
+    }
+
+    /// A mission task: succeeded, failed or skipped.
+    fn task(&mut self, sc: &ScenarioRun, s: Option<&Observation>) {
+        let Some(t) = &sc.task else {
+            return;
+        };
+        self.tasks_total += 1;
+        match s.map(|x| x.result.outcome) {
+            Some(Outcome::Skipped) => self.skipped_tasks.push(t.task_id.clone()),
+            Some(o) if matches_expectation(sc.spec.expected, o) => {
+                self.tasks_ok += 1;
+            }
+            _ => self.failed_tasks.push(t.task_id.clone()),
+        }
+    }
+
+    /// `summary.json` (without the unattributed leaks and governance flags, which the
+    /// pipeline adds).
+    fn summary(
+        mut self,
+        ctx: &AssembleCtx,
+        scenarios: u64,
+        packets: &[MismatchPacket],
+        mismatches: &MismatchSummary,
+        preflight: &[PreflightRecord],
+    ) -> Summary {
+        self.failed_tasks.sort();
+        self.skipped_tasks.sort();
+        let tasks = (self.tasks_total > 0).then(|| crate::model::results::TaskSummary {
+            total: self.tasks_total,
+            succeeded: self.tasks_ok,
+            failed: self.failed_tasks.len() as u64,
+            skipped: self.skipped_tasks.len() as u64,
+            failed_tasks: self.failed_tasks.clone(),
+            skipped_tasks: self.skipped_tasks.clone(),
+            layers: ctx.layers.clone(),
+            max_parallel: ctx.max_parallel,
+        });
+        let apply_failed: Vec<String> =
+            std::mem::take(&mut self.apply_failed).into_iter().collect();
+        let (exit, reason) = self.verdict(ctx, scenarios, packets, mismatches, &apply_failed);
+        let status = if exit == exit_code::OK {
+            RunStatus::Ok
+        } else {
+            RunStatus::Partial
+        };
+        let partially: Vec<String> = preflight
+            .iter()
+            .filter(|r| {
+                r.ruleset_status == Some(crate::model::results::RulesetStatus::PartiallyEnforced)
+                    || !r.dropped_rights.is_empty()
+            })
+            .map(|r| r.profile.clone())
+            .collect();
+        self.leaked.sort();
+        self.truncated.sort();
+        Summary {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: ctx.run_id.clone(),
+            plan_id: ctx.plan_id.clone(),
+            plan_digest: ctx.plan_digest.clone(),
+            status,
+            exit_code: exit,
+            exit_reason: reason,
+            channel: ctx.channel,
+            scenarios,
+            outcomes: self.outcomes,
+            oracle: self.oracle,
+            attribution: self.attribution,
+            mismatches: mismatches.by_kind.clone(),
+            flaky: self.flaky,
+            fail_on_flaky: ctx.fail_on_flaky,
+            apply_failed_profiles: apply_failed,
+            partially_enforced_profiles: partially,
+            leaked: self.leaked,
+            truncated: self.truncated,
+            rusage: self.rusage,
+            children: self.children,
+            runner_max_rss_kib: ctx.runner_max_rss_kib,
+            wall_us: ctx.wall_us,
+            unattributed_leaks: Vec::new(),
+            governance_flags: Vec::new(),
+            tasks,
+        }
+    }
+
+    /// The run's exit code and its reason, first match wins: a profile not applied (5),
+    /// failed tasks (1), mismatches (1), flaky scenarios under `fail_on_flaky` (1), else 0.
+    fn verdict(
+        &self,
+        ctx: &AssembleCtx,
+        scenarios: u64,
+        packets: &[MismatchPacket],
+        mismatches: &MismatchSummary,
+        apply_failed: &[String],
+    ) -> (i32, String) {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let tasks_total = self.tasks_total;
+        if !apply_failed.is_empty() {
+            (
+                exit_code::NOT_ENFORCEABLE,
+                format!(
+                    "profile(s) {} could not be applied on this host (see apply_preflight.json); the other profiles' lanes ran",
+                    list(apply_failed)
+                ),
+            )
+        } else if !self.failed_tasks.is_empty() {
+            let mut reason = format!(
+                "{} of {tasks_total} task(s) failed ({})",
+                self.failed_tasks.len(),
+                list(&self.failed_tasks)
+            );
+            if !self.skipped_tasks.is_empty() {
+                let _ = write!(
+                    reason,
+                    ", {} skipped because a task they depend on failed ({})",
+                    self.skipped_tasks.len(),
+                    list(&self.skipped_tasks)
+                );
+            }
+            let _ = write!(reason, "; {} mismatch(es)", packets.len());
+            (exit_code::FINDINGS, reason)
+        } else if !packets.is_empty() {
+            (
+                exit_code::FINDINGS,
+                format!(
+                    "{} mismatch(es) in {} scenario(s)",
+                    packets.len(),
+                    mismatches.scenarios.len()
+                ),
+            )
+        } else if ctx.fail_on_flaky && !self.flaky.is_empty() {
+            (
+                exit_code::FINDINGS,
+                format!(
+                    "{} flaky scenario(s) passed only on retry (execution.fail_on_flaky)",
+                    self.flaky.len()
+                ),
+            )
+        } else if tasks_total > 0 {
+            let others = scenarios - tasks_total;
+            let mut reason = format!("all {tasks_total} task(s) succeeded");
+            if others > 0 {
+                let _ = write!(
+                    reason,
+                    " and the {others} other scenario(s) matched their expectations"
+                );
+            }
+            (exit_code::OK, reason)
+        } else {
+            (
+                exit_code::OK,
+                format!("all {scenarios} scenario(s) matched their expectations"),
+            )
+        }
     }
 }
 
