@@ -71,6 +71,70 @@ pub struct ProfileRuntime {
     pub enforcement: Option<Enforcement>,
 }
 
+impl ProfileRuntime {
+    /// The profile compiled again for one child, against its variables (its `${SCRATCH}`
+    /// now exists, with its fixtures).
+    fn compile_for_child(&self, sc: &ScenarioRun, vars: &Vars) -> Result<CompiledProfile> {
+        let ctx = CompileContext {
+            host: &self.host,
+            vars,
+            before_child: false,
+        };
+        compile::compile(
+            sc.spec.profile_id.as_str(),
+            &self.profile,
+            &self.profiles_file,
+            &ctx,
+        )
+    }
+}
+
+/// What one attempt resolved before anything is spawned.
+struct Resolved {
+    /// The child's `${SCRATCH}`.
+    job_dir: PathBuf,
+    /// Run variables with the child's `SCRATCH` and `HOME`.
+    vars: Vars,
+    target: Option<String>,
+    destination: Option<String>,
+    argv: Vec<String>,
+}
+
+/// The process accounting of a scenario-lane child whose profile limits processes (from
+/// its pids cgroup, which is emptied and removed here).
+fn account_processes(
+    cgroup: Option<ChildCgroup>,
+    compiled: &CompiledProfile,
+    scenario_lane: bool,
+) -> Option<ProcessAccounting> {
+    if let Some(cg) = cgroup {
+        let (peak, refused) = cg.accounting();
+        let limited = scenario_lane && compiled.needs_pids_cgroup().is_some();
+        let out = compiled
+            .processes
+            .as_ref()
+            .filter(|_| limited)
+            .map(|pl| ProcessAccounting {
+                limit: pl.limit,
+                peak,
+                refused_forks: refused,
+                enforced_by: pl.enforced_by.clone(),
+            });
+        cg.kill_all();
+        cg.remove();
+        out
+    } else if scenario_lane && let Some(pl) = &compiled.processes {
+        Some(ProcessAccounting {
+            limit: pl.limit,
+            peak: None,
+            refused_forks: None,
+            enforced_by: pl.enforced_by.clone(),
+        })
+    } else {
+        None
+    }
+}
+
 /// The baseline lane's spawn setup.
 #[derive(Debug)]
 pub struct BaselineRuntime {
@@ -313,6 +377,9 @@ impl<'a> LiveExecutor<'a> {
             })
     }
 
+    /// One attempt: resolve the child's directory, variables, fixtures and arguments,
+    /// compile the profile again for this child if its rules need it, then spawn through
+    /// the driver's path and account for the child's pids cgroup.
     fn observe_inner(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
         let p = &sc.probe;
         let Some(runtime) = self.profiles.get(sc.spec.profile_id.as_str()) else {
@@ -322,6 +389,76 @@ impl<'a> LiveExecutor<'a> {
                 "profile not compiled",
             ));
         };
+        let r = match self.resolve(sc, lane, attempt) {
+            Ok(r) => r,
+            Err(msg) => {
+                return LaneAttempt::without_child(Attempt::without_child(
+                    Outcome::Error,
+                    Stage::Resolve,
+                    msg,
+                ));
+            }
+        };
+        let scenario_lane = lane == Lane::Scenario;
+        let refused = |msg: String| LaneAttempt {
+            attempt: Attempt::without_child(Outcome::ApplyFailed, Stage::Apply, msg),
+            target: r.target.clone(),
+            argv: r.argv.clone(),
+        };
+        // A profile whose rules name the child's scratch directory is compiled again for
+        // this child, now that its fixtures exist (same compiler, same IR).
+        let child_compiled = if scenario_lane && runtime.compiled.per_child {
+            match runtime.compile_for_child(sc, &r.vars) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return refused(format!(
+                        "the profile cannot be compiled for this child: {e}"
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let compiled = child_compiled.as_ref().unwrap_or(&runtime.compiled);
+        if scenario_lane && let Some(e) = &compiled.apply_error {
+            return refused(format!("the profile cannot be applied on this host: {e}"));
+        }
+        let cgroup = match self.new_cgroup(compiled, lane) {
+            Ok(c) => c,
+            Err(msg) => return refused(msg),
+        };
+        let mut out = self.spawn(
+            sc,
+            lane,
+            attempt,
+            runtime,
+            child_compiled.as_ref(),
+            &r,
+            cgroup.as_ref(),
+        );
+        out.processes = account_processes(cgroup, compiled, scenario_lane);
+        out.attempt = attempt;
+        let argv = if p.driver == Driver::Exec {
+            r.argv
+        } else {
+            Vec::new()
+        };
+        LaneAttempt {
+            attempt: out,
+            target: r.target,
+            argv,
+        }
+    }
+
+    /// The child's directory (a mission's shared workspace, else its own), its variables,
+    /// its fixtures (created), and its expanded target, destination and argv.
+    fn resolve(
+        &self,
+        sc: &ScenarioRun,
+        lane: Lane,
+        attempt: u32,
+    ) -> std::result::Result<Resolved, String> {
+        let p = &sc.probe;
         let dir = if sc.task.is_some() {
             mission_workspace(self.scratch, lane)
         } else {
@@ -332,16 +469,7 @@ impl<'a> LiveExecutor<'a> {
                 attempt,
             )
         };
-        let job_dir = match dir {
-            Ok(d) => d,
-            Err(e) => {
-                return LaneAttempt::without_child(Attempt::without_child(
-                    Outcome::Error,
-                    Stage::Resolve,
-                    e.to_string(),
-                ));
-            }
-        };
+        let job_dir = dir.map_err(|e| e.to_string())?;
         let dir_s = job_dir.to_string_lossy().into_owned();
         let home = if self.clean {
             dir_s.clone()
@@ -360,99 +488,55 @@ impl<'a> LiveExecutor<'a> {
                 .map(|t| vars.expand(t).map_err(|e| e.message))
                 .transpose()
         };
-        let resolved = (|| -> std::result::Result<_, String> {
-            fixtures::create_fixtures(p, &vars, &job_dir)?;
-            let target = expand(&p.target)?;
-            let destination = expand(&p.destination)?;
-            let argv: Vec<String> = p
-                .argv
-                .iter()
-                .flatten()
-                .map(|a| vars.expand(a).map_err(|e| e.message))
-                .collect::<std::result::Result<_, _>>()?;
-            Ok((target, destination, argv))
-        })();
-        let (target, destination, argv) = match resolved {
-            Ok(r) => r,
-            Err(msg) => {
-                return LaneAttempt::without_child(Attempt::without_child(
-                    Outcome::Error,
-                    Stage::Resolve,
-                    msg,
-                ));
-            }
-        };
-        let scenario_lane = lane == Lane::Scenario;
-        // A profile whose rules name the child's scratch directory is compiled again for
-        // this child, now that its fixtures exist (same compiler, same IR).
-        let child_compiled = if scenario_lane && runtime.compiled.per_child {
-            let ctx = CompileContext {
-                host: &runtime.host,
-                vars: &vars,
-                before_child: false,
-            };
-            match compile::compile(
-                sc.spec.profile_id.as_str(),
-                &runtime.profile,
-                &runtime.profiles_file,
-                &ctx,
-            ) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    return LaneAttempt {
-                        attempt: Attempt::without_child(
-                            Outcome::ApplyFailed,
-                            Stage::Apply,
-                            format!("the profile cannot be compiled for this child: {e}"),
-                        ),
-                        target,
-                        argv,
-                    };
-                }
-            }
-        } else {
-            None
-        };
-        let compiled = child_compiled.as_ref().unwrap_or(&runtime.compiled);
-        if scenario_lane && let Some(e) = &compiled.apply_error {
-            return LaneAttempt {
-                attempt: Attempt::without_child(
-                    Outcome::ApplyFailed,
-                    Stage::Apply,
-                    format!("the profile cannot be applied on this host: {e}"),
-                ),
-                target,
-                argv,
-            };
-        }
-        let cgroup = match self.new_cgroup(compiled, lane) {
-            Ok(c) => c,
-            Err(msg) => {
-                return LaneAttempt {
-                    attempt: Attempt::without_child(Outcome::ApplyFailed, Stage::Apply, msg),
-                    target,
-                    argv,
-                };
-            }
-        };
-        let env = self.child_env(&compiled.env, &job_dir);
-        let cwd = self.clean.then(|| job_dir.clone());
+        fixtures::create_fixtures(p, &vars, &job_dir)?;
+        let target = expand(&p.target)?;
+        let destination = expand(&p.destination)?;
+        let argv: Vec<String> = p
+            .argv
+            .iter()
+            .flatten()
+            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Resolved {
+            job_dir,
+            vars,
+            target,
+            destination,
+            argv,
+        })
+    }
+
+    /// Spawn the child through its driver's path (the helper, or `argv` itself).
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &self,
+        sc: &ScenarioRun,
+        lane: Lane,
+        attempt: u32,
+        runtime: &ProfileRuntime,
+        child_compiled: Option<&CompiledProfile>,
+        r: &Resolved,
+        cgroup: Option<&ChildCgroup>,
+    ) -> Attempt {
+        let compiled = child_compiled.unwrap_or(&runtime.compiled);
+        let env = self.child_env(&compiled.env, &r.job_dir);
+        let cwd = self.clean.then(|| r.job_dir.clone());
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
-        let mut out = match p.driver {
+        match sc.probe.driver {
             Driver::Builtin => self.builtin(
                 sc,
                 lane,
                 attempt,
                 runtime,
-                child_compiled.as_ref(),
-                target.as_ref(),
-                destination.as_ref(),
+                child_compiled,
+                r.target.as_ref(),
+                r.destination.as_ref(),
                 env,
                 cwd,
                 timeout,
                 grace,
-                cgroup.as_ref(),
+                cgroup,
             ),
             Driver::Exec => {
                 let path_var = env.as_ref().map_or_else(
@@ -469,52 +553,17 @@ impl<'a> LiveExecutor<'a> {
                     lane,
                     attempt,
                     runtime,
-                    child_compiled.as_ref(),
-                    &argv,
+                    child_compiled,
+                    &r.argv,
                     path_var.as_deref(),
                     env,
                     cwd,
-                    &job_dir,
+                    &r.job_dir,
                     timeout,
                     grace,
-                    cgroup.as_ref(),
+                    cgroup,
                 )
             }
-        };
-        if let Some(cg) = cgroup {
-            let (peak, refused) = cg.accounting();
-            let limited = scenario_lane && compiled.needs_pids_cgroup().is_some();
-            out.processes =
-                compiled
-                    .processes
-                    .as_ref()
-                    .filter(|_| limited)
-                    .map(|pl| ProcessAccounting {
-                        limit: pl.limit,
-                        peak,
-                        refused_forks: refused,
-                        enforced_by: pl.enforced_by.clone(),
-                    });
-            cg.kill_all();
-            cg.remove();
-        } else if scenario_lane && let Some(pl) = &compiled.processes {
-            out.processes = Some(ProcessAccounting {
-                limit: pl.limit,
-                peak: None,
-                refused_forks: None,
-                enforced_by: pl.enforced_by.clone(),
-            });
-        }
-        out.attempt = attempt;
-        let argv = if p.driver == Driver::Exec {
-            argv
-        } else {
-            Vec::new()
-        };
-        LaneAttempt {
-            attempt: out,
-            target,
-            argv,
         }
     }
 
