@@ -18,6 +18,7 @@
 //!   output is still drained and kept.
 //! - rusage from `wait4`: user/system CPU, peak RSS; wall time from spawn to reap.
 
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -172,26 +173,171 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     };
     RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = u32::try_from(ipid).unwrap_or(0);
-    let mut out = Captured::default();
-    let mut err = Captured::default();
     let pidfd = pidfd_open(ipid);
-    let mut so = Some(stdout);
-    let mut se = Some(stderr);
-    for fd in [
-        so.as_ref().map(AsRawFd::as_raw_fd),
-        se.as_ref().map(AsRawFd::as_raw_fd),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        set_nonblocking(fd);
+    let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
+    let timed_out = wait_for_exit(
+        spec,
+        ipid,
+        pidfd.as_ref(),
+        cgroup,
+        worker,
+        start,
+        &mut pipes,
+    );
+    // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
+    // reap every descendant that escaped, then drain the pipes to EOF.
+    let mut leaked = Vec::new();
+    let killed = kill_tracked(cgroup, worker);
+    for (p, comm) in &killed {
+        if *p != pid {
+            leaked.push(Leaked {
+                pid: *p,
+                comm: comm.clone(),
+                found_by: "cgroup".into(),
+                action: "sigkill".into(),
+            });
+        }
     }
+    let pids: Vec<u32> = killed
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| *p != pid)
+        .collect();
+    reap(&pids);
+    sweep_orphans(pid, tracked, &mut leaked);
+    pipes.drain_to_eof(pid, tracked, cgroup, worker, &mut leaked);
+    let (out, err) = pipes.finish();
+    let (status, ru) = reap_with_rusage(ipid);
+    sweep_orphans(pid, tracked, &mut leaked);
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    let ended = if libc::WIFSIGNALED(status) {
+        Ended::Signaled(libc::WTERMSIG(status))
+    } else {
+        Ended::Exited(libc::WEXITSTATUS(status))
+    };
+    leaked.sort();
+    leaked.dedup_by_key(|l| l.pid);
+    ChildResult {
+        ended,
+        timed_out,
+        rusage: Rusage {
+            wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            user_us: tv_us(ru.ru_utime),
+            sys_us: tv_us(ru.ru_stime),
+            max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+        },
+        stdout: out,
+        stderr: err,
+        leaked,
+        pid,
+    }
+}
+
+/// A child's stdout and stderr while it runs: the open read ends (`None` at EOF) and what
+/// was captured, up to the cap.
+struct Pipes {
+    so: Option<File>,
+    se: Option<File>,
+    out: Captured,
+    err: Captured,
+    buf: Vec<u8>,
+    cap: u64,
+}
+
+impl Pipes {
+    fn new(stdout: File, stderr: File, cap: u64) -> Self {
+        for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
+            set_nonblocking(fd);
+        }
+        Self {
+            so: Some(stdout),
+            se: Some(stderr),
+            out: Captured::default(),
+            err: Captured::default(),
+            buf: vec![0u8; 64 * 1024],
+            cap,
+        }
+    }
+
+    /// The open pipes' poll entries.
+    fn pollfds(&self) -> Vec<libc::pollfd> {
+        let mut fds = Vec::with_capacity(3);
+        if let Some(s) = &self.so {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        if let Some(s) = &self.se {
+            fds.push(pollfd(s.as_raw_fd()));
+        }
+        fds
+    }
+
+    fn drain(&mut self) {
+        drain(&mut self.so, &mut self.out, &mut self.buf, self.cap);
+        drain(&mut self.se, &mut self.err, &mut self.buf, self.cap);
+    }
+
+    fn open(&self) -> bool {
+        self.so.is_some() || self.se.is_some()
+    }
+
+    /// Drain both pipes to EOF (for at most 500 ms) after the child exited, killing and
+    /// recording any descendant that still holds them.
+    fn drain_to_eof(
+        &mut self,
+        pid: u32,
+        tracked: bool,
+        cgroup: Option<&ChildCgroup>,
+        worker: Option<&WorkerCgroup>,
+        leaked: &mut Vec<Leaked>,
+    ) {
+        let drain_deadline = Instant::now() + Duration::from_millis(500);
+        while self.open() && Instant::now() < drain_deadline {
+            let mut fds = self.pollfds();
+            poll(&mut fds, 50);
+            self.drain();
+            if self.open() {
+                // Something still holds the pipe: a descendant re-parented late.
+                for (p, comm) in kill_tracked(cgroup, worker) {
+                    if !leaked.iter().any(|l| l.pid == p) {
+                        leaked.push(Leaked {
+                            pid: p,
+                            comm,
+                            found_by: "cgroup".into(),
+                            action: "sigkill".into(),
+                        });
+                    }
+                    reap(&[p]);
+                }
+                sweep_orphans(pid, tracked, leaked);
+            }
+        }
+    }
+
+    /// What was captured, each marked complete if its pipe reached EOF; closes the pipes.
+    fn finish(self) -> (Captured, Captured) {
+        let (mut out, mut err) = (self.out, self.err);
+        out.complete = self.so.is_none();
+        err.complete = self.se.is_none();
+        (out, err)
+    }
+}
+
+/// Phase 1: capture output until the child exits, sending SIGTERM to its group at the
+/// timeout and SIGKILL (to the group and every tracked member) after the grace. Returns
+/// whether it timed out.
+fn wait_for_exit(
+    spec: &ChildSpec,
+    ipid: i32,
+    pidfd: Option<&OwnedFd>,
+    cgroup: Option<&ChildCgroup>,
+    worker: Option<&WorkerCgroup>,
+    start: Instant,
+    pipes: &mut Pipes,
+) -> bool {
     let deadline = start + spec.timeout;
     let mut timed_out = false;
     let mut kill_at: Option<Instant> = None;
     let mut exited = false;
-    let mut buf = vec![0u8; 64 * 1024];
-    // Phase 1: until the child exits (or is killed at its timeout).
     while !exited {
         let now = Instant::now();
         if !timed_out && now >= deadline {
@@ -221,84 +367,28 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         } else {
             wait_ms.min(10)
         };
-        let mut fds = Vec::with_capacity(3);
-        if let Some(s) = &so {
-            fds.push(pollfd(s.as_raw_fd()));
-        }
-        if let Some(s) = &se {
-            fds.push(pollfd(s.as_raw_fd()));
-        }
-        if let Some(p) = &pidfd {
+        let mut fds = pipes.pollfds();
+        if let Some(p) = pidfd {
             fds.push(pollfd(p.as_raw_fd()));
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
-        drain(&mut so, &mut out, &mut buf, spec.output_cap);
-        drain(&mut se, &mut err, &mut buf, spec.output_cap);
-        exited = has_exited(ipid, pidfd.as_ref());
+        pipes.drain();
+        exited = has_exited(ipid, pidfd);
     }
-    // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
-    // reap every descendant that escaped, then drain the pipes to EOF.
-    let mut leaked = Vec::new();
-    let killed = match (cgroup, worker) {
+    timed_out
+}
+
+/// Kill every member of the child's cgroup, or what is left in its worker's.
+fn kill_tracked(cgroup: Option<&ChildCgroup>, worker: Option<&WorkerCgroup>) -> Vec<(u32, String)> {
+    match (cgroup, worker) {
         (Some(cg), _) => cg.kill_all(),
         (None, Some(w)) => w.kill_leftovers(),
         (None, None) => Vec::new(),
-    };
-    for (p, comm) in &killed {
-        if *p != pid {
-            leaked.push(Leaked {
-                pid: *p,
-                comm: comm.clone(),
-                found_by: "cgroup".into(),
-                action: "sigkill".into(),
-            });
-        }
     }
-    let pids: Vec<u32> = killed
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| *p != pid)
-        .collect();
-    reap(&pids);
-    sweep_orphans(pid, tracked, &mut leaked);
-    let drain_deadline = Instant::now() + Duration::from_millis(500);
-    while (so.is_some() || se.is_some()) && Instant::now() < drain_deadline {
-        let mut fds = Vec::with_capacity(2);
-        if let Some(s) = &so {
-            fds.push(pollfd(s.as_raw_fd()));
-        }
-        if let Some(s) = &se {
-            fds.push(pollfd(s.as_raw_fd()));
-        }
-        poll(&mut fds, 50);
-        drain(&mut so, &mut out, &mut buf, spec.output_cap);
-        drain(&mut se, &mut err, &mut buf, spec.output_cap);
-        if so.is_some() || se.is_some() {
-            // Something still holds the pipe: a descendant re-parented late.
-            let late = match (cgroup, worker) {
-                (Some(cg), _) => cg.kill_all(),
-                (None, Some(w)) => w.kill_leftovers(),
-                (None, None) => Vec::new(),
-            };
-            for (p, comm) in late {
-                if !leaked.iter().any(|l| l.pid == p) {
-                    leaked.push(Leaked {
-                        pid: p,
-                        comm,
-                        found_by: "cgroup".into(),
-                        action: "sigkill".into(),
-                    });
-                }
-                reap(&[p]);
-            }
-            sweep_orphans(pid, tracked, &mut leaked);
-        }
-    }
-    out.complete = so.is_none();
-    err.complete = se.is_none();
-    drop(so);
-    drop(se);
-    // Reap with rusage.
+}
+
+/// Reap the child (retrying on EINTR), with its rusage.
+fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
     let mut status = 0;
     // SAFETY: zeroed plain data filled by wait4.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -309,29 +399,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
             break;
         }
     }
-    sweep_orphans(pid, tracked, &mut leaked);
-    RUNNING.fetch_sub(1, Ordering::SeqCst);
-    let ended = if libc::WIFSIGNALED(status) {
-        Ended::Signaled(libc::WTERMSIG(status))
-    } else {
-        Ended::Exited(libc::WEXITSTATUS(status))
-    };
-    leaked.sort();
-    leaked.dedup_by_key(|l| l.pid);
-    ChildResult {
-        ended,
-        timed_out,
-        rusage: Rusage {
-            wall_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            user_us: tv_us(ru.ru_utime),
-            sys_us: tv_us(ru.ru_stime),
-            max_rss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
-        },
-        stdout: out,
-        stderr: err,
-        leaked,
-        pid,
-    }
+    (status, ru)
 }
 
 /// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
