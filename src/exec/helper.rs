@@ -342,40 +342,8 @@ fn perform(op: Operation, p: &Prepared, connect_timeout_ms: u64) -> (i32, String
     let fail = || (errno(), String::new());
     // SAFETY (every block below): plain syscalls on valid C strings and local buffers.
     match op {
-        Operation::FileRead => {
-            let fd = unsafe { libc::open(t.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return fail();
-            }
-            let mut buf = [0u8; 4096];
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            let e = errno();
-            unsafe { libc::close(fd) };
-            if n < 0 {
-                (e, String::new())
-            } else {
-                ok(&format!("read {n} bytes"))
-            }
-        }
-        Operation::FileWrite => {
-            let fd = unsafe {
-                libc::open(
-                    t.as_ptr(),
-                    libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return fail();
-            }
-            let n = unsafe { libc::write(fd, c"".as_ptr().cast(), 0) };
-            let e = errno();
-            unsafe { libc::close(fd) };
-            if n < 0 {
-                (e, String::new())
-            } else {
-                ok("opened for writing; wrote 0 bytes (non-destructive)")
-            }
-        }
+        Operation::FileRead => file_read(t),
+        Operation::FileWrite => file_write(t),
         Operation::FileCreate => {
             let fd = unsafe {
                 libc::open(
@@ -402,26 +370,7 @@ fn perform(op: Operation, p: &Prepared, connect_timeout_ms: u64) -> (i32, String
             let d = p.destination.as_deref().unwrap_or(c"");
             simple(unsafe { libc::rename(t.as_ptr(), d.as_ptr()) }, "renamed")
         }
-        Operation::DirList => {
-            let fd = unsafe {
-                libc::open(
-                    t.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return fail();
-            }
-            let mut buf = [0u8; 4096];
-            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
-            let e = errno();
-            unsafe { libc::close(fd) };
-            if n < 0 {
-                (e, String::new())
-            } else {
-                ok("listed")
-            }
-        }
+        Operation::DirList => dir_list(t),
         Operation::DirCreate => simple(unsafe { libc::mkdir(t.as_ptr(), 0o755) }, "created"),
         Operation::DirRemove => simple(unsafe { libc::rmdir(t.as_ptr()) }, "removed"),
         Operation::SymlinkCreate => {
@@ -498,6 +447,75 @@ fn perform(op: Operation, p: &Prepared, connect_timeout_ms: u64) -> (i32, String
             }
         }
         Operation::Exec => (libc::EINVAL, "exec is not a builtin operation".into()),
+    }
+}
+
+/// `file-read`: open read-only and read up to 4 KiB.
+fn file_read(t: &CStr) -> (i32, String) {
+    let ok = |d: &str| (0, d.to_string());
+    let fail = || (errno(), String::new());
+    // SAFETY (every block below): plain syscalls on a valid C string and a local buffer.
+    let fd = unsafe { libc::open(t.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return fail();
+    }
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    let e = errno();
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        (e, String::new())
+    } else {
+        ok(&format!("read {n} bytes"))
+    }
+}
+
+/// `file-write`: open for appending and write nothing (non-destructive).
+fn file_write(t: &CStr) -> (i32, String) {
+    let ok = |d: &str| (0, d.to_string());
+    let fail = || (errno(), String::new());
+    // SAFETY (every block below): plain syscalls on a valid C string and a local buffer.
+    let fd = unsafe {
+        libc::open(
+            t.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return fail();
+    }
+    let n = unsafe { libc::write(fd, c"".as_ptr().cast(), 0) };
+    let e = errno();
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        (e, String::new())
+    } else {
+        ok("opened for writing; wrote 0 bytes (non-destructive)")
+    }
+}
+
+/// `dir-list`: open the directory and read one batch of entries.
+fn dir_list(t: &CStr) -> (i32, String) {
+    let ok = |d: &str| (0, d.to_string());
+    let fail = || (errno(), String::new());
+    // SAFETY (every block below): plain syscalls on a valid C string and a local buffer.
+    let fd = unsafe {
+        libc::open(
+            t.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return fail();
+    }
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+    let e = errno();
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        (e, String::new())
+    } else {
+        ok("listed")
     }
 }
 
