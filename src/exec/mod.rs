@@ -13,7 +13,7 @@
 //! - [`scheduler`]: the baseline and scenario lanes as a job DAG on worker threads
 //!   (`run_lanes`; missions in dependency order).
 //! - [`assemble`]: pure classification, attribution, comparison and summary.
-//! - [`write`]: the bundle's documents and result files.
+//! - [`write`](mod@write): the bundle's documents and result files.
 //! - [`pipeline`]: `execute`, which runs the stages and seals the bundle; the
 //!   [`pipeline::FailureStage`] a failed run records.
 //!

@@ -57,7 +57,7 @@ impl LaneAttempt {
 }
 
 /// Performs one attempt of one executing lane. The real implementation spawns processes
-/// ([`LiveExecutor`]); tests use a fake.
+/// ([`LiveExecutor`](super::lanes::LiveExecutor)); tests use a fake.
 pub trait ProbeExecutor: Sync {
     /// Observe `scenario` in `lane` (attempt numbers start at 1).
     fn observe(&self, scenario: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt;

@@ -2,7 +2,7 @@
 //! is begun: host facts, the run id, the job count, the scratch root (stale runs' scratch
 //! directories swept first), the runner's environment, the listeners (they publish their
 //! ports before any target is expanded), the run variables, and every selected profile
-//! compiled once ([`RunSetup::compile_profiles`]; rules on a child's scratch directory are
+//! compiled once (`RunSetup::compile_profiles`; rules on a child's scratch directory are
 //! compiled again per child by the lanes and the oracle).
 //!
 //! Errors here are returned before anything is written; the scratch root created here is
