@@ -252,6 +252,10 @@ fn not_a_bundle_is_a_usage_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn an_unsealed_staging_bundle_is_in_progress_and_never_valid() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -362,6 +366,10 @@ fn expected_but_missing_files_are_listed_and_failed_runs_validate() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_failing_durability_barrier_aborts_the_seal_unsealed() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -859,6 +867,10 @@ fn repair_rebuilds_a_missing_index() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn repair_refuses_in_progress_and_symlinks() {
     let t = Test::new();
     let out = t.path().join("out");

@@ -112,6 +112,10 @@ fn a_latest_that_does_not_validate_is_shown() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn leftovers_and_a_stale_lock_after_a_crash() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
