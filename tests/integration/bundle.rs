@@ -7,7 +7,7 @@ use std::process::Command;
 
 use nexusmon::model::index::{ArtifactIndex, BundleStatus, Latest, RepairLog, RunStatusFile};
 
-use crate::util::{Ran, Test, repo_root};
+use crate::util::{Ran, Test, python, repo_root, snapshot_settings};
 
 /// The realistic bundle content (results, summaries, nested logs, an empty log).
 pub fn realistic() -> PathBuf {
@@ -98,15 +98,7 @@ pub fn b3sum_check(dir: &Path) -> std::process::Output {
         .args(["--check", "BLAKE3SUMS"])
         .current_dir(dir)
         .output()
-        .expect("b3sum must be installed (.ci/run installs it)")
-}
-
-fn insta_filters() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
-        (r"[0-9a-f]{64}", "[B3]"),
-        (r"\d+\.\d KiB", "[SIZE]"),
-    ]
+        .expect("b3sum must be installed (scripts/test installs it)")
 }
 
 // --- sealing and the happy path -------------------------------------------------------
@@ -164,17 +156,16 @@ fn a_sealed_bundle_validates_and_b3sum_agrees() {
 }
 
 /// Validate a JSON document against a committed schema with an independent validator
-/// (Python's `jsonschema`, installed by `.ci/run`).
+/// (Python's `jsonschema`, from the venv scripts/test provisions).
 pub fn assert_matches_schema(doc: &Path, schema_file: &str) {
-    let o = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))",
-        ])
-        .arg(repo_root().join("schemas").join(schema_file))
-        .arg(doc)
-        .output()
-        .expect("python3");
+    let o = python(
+        &["jsonschema"],
+        "import json, sys, jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))",
+    )
+    .arg(repo_root().join("schemas").join(schema_file))
+    .arg(doc)
+    .output()
+    .unwrap();
     assert!(
         o.status.success(),
         "{} does not match {schema_file}: {}",
@@ -217,9 +208,7 @@ fn validate_human_output() {
     std::fs::write(dir.join("summary.json"), "{\"status\": \"ok!\"}\n").unwrap();
     let r = validate(&out);
     r.code(1);
-    insta::with_settings!({filters => insta_filters()}, {
-        insta::assert_snapshot!(r.stdout);
-    });
+    snapshot_settings(&[(t.path(), "[TMP]")]).bind(|| insta::assert_snapshot!(r.stdout));
     let r = nx([
         "--json",
         "validate-bundle",
@@ -263,6 +252,10 @@ fn not_a_bundle_is_a_usage_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn an_unsealed_staging_bundle_is_in_progress_and_never_valid() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -373,6 +366,10 @@ fn expected_but_missing_files_are_listed_and_failed_runs_validate() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_failing_durability_barrier_aborts_the_seal_unsealed() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -870,6 +867,10 @@ fn repair_rebuilds_a_missing_index() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn repair_refuses_in_progress_and_symlinks() {
     let t = Test::new();
     let out = t.path().join("out");

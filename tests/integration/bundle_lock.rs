@@ -9,10 +9,10 @@ use nexusmon::bundle::lock::hostname;
 use nexusmon::model::index::{Latest, RunStatusFile};
 
 use crate::bundle::{nx, read_json, validate, write_bundle};
-use crate::util::bin;
+use crate::util::nexusmon;
 
 fn spawn_writer(out: &Path, run_id: &str, extra: &[&str]) -> Child {
-    Command::new(bin())
+    nexusmon(out.parent().unwrap())
         .args([
             "__bundle-write",
             "--out",
@@ -21,7 +21,6 @@ fn spawn_writer(out: &Path, run_id: &str, extra: &[&str]) -> Child {
             run_id,
         ])
         .args(extra)
-        .env_remove("NEXUSMON_RUN_ID")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nexusmon::load::load_plan;
 use serde_json::Value;
 
-use crate::util::{Test, repo_root};
+use crate::util::{Project, Test, repo_root};
 
 fn digest(plan: &Path) -> String {
     load_plan(plan)
@@ -16,19 +16,11 @@ fn digest(plan: &Path) -> String {
         .blake3
 }
 
-/// A temp project with the shipped quickstart plan and linux-core registry.
-fn project() -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    let copy = |rel: &str| {
-        let dst = t.path().join(rel);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(repo_root().join(rel), &dst).unwrap();
-    };
-    copy("plans/quickstart/plan.json");
-    copy("registry/linux-core/probes.json");
-    copy("registry/linux-core/profiles.json");
-    let plan = t.path().join("plans/quickstart/plan.json");
-    (t, plan)
+/// A temp copy of the shipped examples; the path of its quickstart plan.
+fn project() -> (Project, PathBuf) {
+    let p = Project::shipped();
+    let plan = p.path("plans/quickstart/plan.json");
+    (p, plan)
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
@@ -78,7 +70,7 @@ fn formatting_key_order_and_schema_do_not_change_the_digest() {
 fn editing_a_resolved_probe_changes_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.path().join("registry/linux-core/probes.json"), |v| {
+    edit(&t.root().join("registry/linux-core/probes.json"), |v| {
         v["probes"]["read-etc-hostname"]["timeout_ms"] = Value::from(1234);
     });
     assert_ne!(digest(&plan), before);
@@ -88,7 +80,7 @@ fn editing_a_resolved_probe_changes_the_digest() {
 fn editing_a_resolved_profile_changes_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.path().join("registry/linux-core/profiles.json"), |v| {
+    edit(&t.root().join("registry/linux-core/profiles.json"), |v| {
         v["profiles"]["net-deny-all"]["landlock"]["net"]["tcp_connect"] = serde_json::json!([443]);
     });
     assert_ne!(digest(&plan), before);
@@ -98,11 +90,11 @@ fn editing_a_resolved_profile_changes_the_digest() {
 fn editing_an_unreferenced_entry_does_not_change_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.path().join("registry/linux-core/probes.json"), |v| {
+    edit(&t.root().join("registry/linux-core/probes.json"), |v| {
         v["probes"]["udp-send-discard"]["notes"] = Value::String("edited".into());
         v["probes"]["brand-new"] = serde_json::json!({"operation": "file-stat", "target": "/etc/hostname", "notes": "new"});
     });
-    edit(&t.path().join("registry/linux-core/profiles.json"), |v| {
+    edit(&t.root().join("registry/linux-core/profiles.json"), |v| {
         v["profiles"]["ipc-scoped"]["description"] = Value::String("edited".into());
     });
     assert_eq!(digest(&plan), before);

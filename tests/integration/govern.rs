@@ -4,153 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nexusmon::govern::Governance;
 use nexusmon::govern::gate::Outcome;
 use nexusmon::govern::sign::RejectReason;
 
-use crate::util::{
-    Ran, copy_dir, repo_root, run_in, ssh_approver, ssh_keygen, ssh_pubkey, ssh_sign, trust_line,
-};
-
-/// A temp project: the fixture project copied in, `.nexusmon/` initialized.
-pub struct Project {
-    pub dir: tempfile::TempDir,
-}
-
-impl Project {
-    pub fn new() -> Self {
-        let p = Self::bare();
-        p.nx(&["init"]).code(0);
-        p
-    }
-
-    /// The fixture project without a state directory.
-    pub fn bare() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &repo_root().join("tests/fixtures/govern/project"),
-            dir.path(),
-        );
-        Self { dir }
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    pub fn state(&self) -> PathBuf {
-        self.path(".nexusmon")
-    }
-
-    /// Run the binary in the project root.
-    pub fn nx(&self, args: &[&str]) -> Ran {
-        run_in(self.root(), args)
-    }
-
-    /// Generate a key `keys/<name>` (`ed25519` or `rsa`) with ssh-keygen.
-    pub fn keygen(&self, name: &str, kind: &str) -> PathBuf {
-        ssh_keygen(self.root(), name, kind)
-    }
-
-    /// `keytype base64` of a generated key.
-    #[allow(clippy::unused_self)]
-    pub fn pubkey(&self, key: &Path) -> String {
-        ssh_pubkey(key)
-    }
-
-    /// Append a trust-file line.
-    pub fn trust(&self, line: &str) {
-        trust_line(&self.state().join("trusted_signers"), line);
-    }
-
-    /// Generate a key for `name` and trust it as an approver.
-    pub fn approver(&self, name: &str, kind: &str) -> PathBuf {
-        ssh_approver(
-            self.root(),
-            &self.state().join("trusted_signers"),
-            name,
-            kind,
-        )
-    }
-
-    /// Write an unsigned approval record with `approve`; returns its path.
-    pub fn approve_unsigned(&self, plan: &str, approver: &str, extra: &[&str]) -> PathBuf {
-        let out = self.path(&format!("records/{plan}.{approver}.json"));
-        let mut args = vec![
-            "approve",
-            "--plan",
-            &format!("plans/{plan}/plan.json"),
-            "--approver",
-            approver,
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(ToString::to_string));
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.nx(&a).code(0);
-        out
-    }
-
-    /// Sign `file` with `ssh-keygen -Y sign` in `namespace`.
-    #[allow(clippy::unused_self)]
-    pub fn ssh_sign(&self, key: &Path, namespace: &str, file: &Path) {
-        ssh_sign(key, namespace, file);
-    }
-
-    /// `ssh-keygen -Y verify` of `file` by `principal` against the trust file.
-    pub fn ssh_verify(&self, principal: &str, file: &Path) -> std::process::Output {
-        Command::new("ssh-keygen")
-            .args([
-                "-Y",
-                "verify",
-                "-n",
-                "nexusmon-approval-v1",
-                "-I",
-                principal,
-                "-f",
-            ])
-            .arg(self.state().join("trusted_signers"))
-            .arg("-s")
-            .arg(format!("{}.sig", file.display()))
-            .stdin(std::fs::File::open(file).unwrap())
-            .output()
-            .unwrap()
-    }
-
-    pub fn gov(&self) -> Governance {
-        Governance::open(&self.state()).unwrap()
-    }
-
-    pub fn plan(&self, plan: &str) -> nexusmon::load::LoadedPlan {
-        nexusmon::load::load_plan(&self.path(&format!("plans/{plan}/plan.json"))).unwrap()
-    }
-
-    /// The gate for `plan` with `records` (and those found beside the plan).
-    pub fn gate(&self, plan: &str, records: &[PathBuf]) -> nexusmon::govern::GateReport {
-        self.gov()
-            .gate_for(&self.plan(plan), records, false)
-            .unwrap()
-    }
-
-    /// `missions --json` as a value, keyed by plan id.
-    pub fn missions(&self) -> serde_json::Value {
-        let r = self.nx(&["--json", "missions"]);
-        r.code(0);
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        let mut by_id = serde_json::Map::new();
-        for m in v["missions"].as_array().unwrap() {
-            by_id.insert(m["plan_id"].as_str().unwrap_or("?").to_string(), m.clone());
-        }
-        serde_json::Value::Object(by_id)
-    }
-}
+use crate::util::{Project, snapshot_settings};
 
 fn reasons(report: &nexusmon::govern::GateReport) -> Vec<RejectReason> {
     report.approvals.rejected.iter().map(|r| r.reason).collect()
@@ -160,7 +17,7 @@ fn reasons(report: &nexusmon::govern::GateReport) -> Vec<RejectReason> {
 
 #[test]
 fn init_creates_the_state_directory_and_is_idempotent() {
-    let p = Project::bare();
+    let p = Project::copy_of("govern/project");
     let r = p.nx(&["--json", "init"]);
     r.code(0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -196,7 +53,7 @@ fn init_creates_the_state_directory_and_is_idempotent() {
 
 #[test]
 fn the_trust_file_template_is_accepted_by_ssh_keygen_and_by_us() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     // A line with every option we honour, plus roles in the comment.
     let carol = p.keygen("carol", "ed25519");
@@ -219,7 +76,7 @@ fn the_trust_file_template_is_accepted_by_ssh_keygen_and_by_us() {
 
 #[test]
 fn commands_that_need_state_explain_how_to_create_it() {
-    let p = Project::bare();
+    let p = Project::copy_of("govern/project");
     for args in [
         &["audit", "verify"][..],
         &["omens", "list"],
@@ -237,7 +94,7 @@ fn commands_that_need_state_explain_how_to_create_it() {
 
 #[test]
 fn rank_a_needs_an_approval_signed_by_ssh_keygen_and_an_edited_probe_voids_it() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     // No approval: refused, awaiting approval.
     let g = p.gate("deploy-a", &[]);
@@ -298,7 +155,7 @@ fn rank_a_needs_an_approval_signed_by_ssh_keygen_and_an_edited_probe_voids_it() 
 
 #[test]
 fn editing_a_profile_or_the_plan_voids_the_approval_too() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     p.nx(&[
         "approve",
@@ -331,7 +188,7 @@ fn editing_a_profile_or_the_plan_voids_the_approval_too() {
 
 #[test]
 fn our_signatures_verify_with_ssh_keygen_for_ed25519_and_rsa() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     for (name, kind) in [("alice", "ed25519"), ("bob", "rsa")] {
         let key = p.approver(name, kind);
         let r = p.nx(&[
@@ -372,7 +229,7 @@ fn our_signatures_verify_with_ssh_keygen_for_ed25519_and_rsa() {
 
 #[test]
 fn ssh_keygen_rsa_signatures_verify_with_us() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let bob = p.approver("bob", "rsa");
     let rec = p.approve_unsigned("deploy-a", "bob", &[]);
     p.ssh_sign(&bob, "nexusmon-approval-v1", &rec);
@@ -382,7 +239,7 @@ fn ssh_keygen_rsa_signatures_verify_with_us() {
 
 #[test]
 fn rank_s_needs_two_distinct_approvers_neither_the_requester() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let rita = p.approver("rita", "ed25519");
     let bob = p.approver("bob", "ed25519");
@@ -426,7 +283,7 @@ fn rank_s_needs_two_distinct_approvers_neither_the_requester() {
 
 #[test]
 fn one_approver_counts_once_and_one_key_approves_once() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     // A second key for alice, trusted too.
     let alice2 = p.keygen("alice2", "ed25519");
@@ -465,7 +322,7 @@ fn one_approver_counts_once_and_one_key_approves_once() {
 
 #[test]
 fn every_way_an_approval_fails_is_a_named_reason() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let stranger = p.keygen("stranger", "ed25519");
     let noroles = p.keygen("nora", "ed25519");
@@ -563,7 +420,7 @@ fn every_way_an_approval_fails_is_a_named_reason() {
 
 #[test]
 fn an_expired_approval_does_not_count() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let rec = p.approve_unsigned("deploy-a", "alice", &["--expires-in", "1h"]);
     p.ssh_sign(&alice, "nexusmon-approval-v1", &rec);
@@ -593,7 +450,7 @@ fn an_expired_approval_does_not_count() {
 
 #[test]
 fn approve_refuses_to_overwrite_and_warns_about_untrusted_keys() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let stranger = p.keygen("stranger", "ed25519");
     let r = p.nx(&[
         "approve",
@@ -645,7 +502,7 @@ fn approve_refuses_to_overwrite_and_warns_about_untrusted_keys() {
 
 #[test]
 fn an_encrypted_key_is_refused_with_the_ssh_keygen_command() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let key = p.path("keys/locked");
     std::fs::create_dir_all(p.path("keys")).unwrap();
     let out = Command::new("ssh-keygen")
@@ -720,7 +577,7 @@ fn an_encrypted_key_is_refused_with_the_ssh_keygen_command() {
 
 #[test]
 fn approvals_are_recorded_in_the_audit_log() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     p.nx(&[
         "approve",
@@ -745,7 +602,7 @@ fn approvals_are_recorded_in_the_audit_log() {
 
 #[test]
 fn refusals_and_runs_are_recorded_with_rejected_approvals() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let rec = p.approve_unsigned("deploy-a", "alice", &[]);
     p.ssh_sign(&alice, "git", &rec);
@@ -778,7 +635,7 @@ fn refusals_and_runs_are_recorded_with_rejected_approvals() {
 
 #[test]
 fn missions_lists_states_bands_and_approvals() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let m = p.missions();
     assert_eq!(m["deploy-a"]["state"], "awaiting-approval");
     assert_eq!(m["deploy-a"]["approvals_required"], 1);
@@ -813,7 +670,7 @@ fn missions_lists_states_bands_and_approvals() {
 
 #[test]
 fn missions_table_reads_well() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     p.nx(&[
         "approve",
@@ -836,5 +693,5 @@ fn missions_table_reads_well() {
     .unwrap();
     let r = p.nx(&["-v", "missions"]);
     r.code(0);
-    insta::assert_snapshot!(r.stdout);
+    snapshot_settings(&[(p.root(), "[ROOT]")]).bind(|| insta::assert_snapshot!(r.stdout));
 }

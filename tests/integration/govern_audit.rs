@@ -8,11 +8,11 @@ use nexusmon::govern::audit::AuditKind;
 use nexusmon::model::index::BundleStatus;
 use serde_json::json;
 
-use crate::govern::Project;
+use crate::util::{Project, snapshot_settings};
 
 /// A project whose audit log has exactly 20 lines (genesis + 19 entries).
 fn twenty_lines() -> Project {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let gov = p.gov();
     for i in 1..20 {
         gov.audit()
@@ -208,7 +208,7 @@ fn a_rewritten_history_fails_through_the_anchor_and_names_the_line() {
 
 #[test]
 fn a_torn_last_line_is_recovered_on_the_next_append_and_recorded() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let log = p.state().join("audit.jsonl");
     let torn = b"{\"data\":{\"run_id\":\"half";
@@ -265,13 +265,7 @@ fn a_failed_verification_reads_well() {
     write_lines(&p, &lines);
     let r = p.nx(&["audit", "verify"]);
     r.code(1);
-    let root = p.root().display().to_string();
-    insta::with_settings!({filters => vec![
-        (root.as_str(), "[ROOT]"),
-        (r"\b[0-9a-f]{12}\b", "[HEX]"),
-    ]}, {
-        insta::assert_snapshot!(r.stderr);
-    });
+    snapshot_settings(&[(p.root(), "[ROOT]")]).bind(|| insta::assert_snapshot!(r.stderr));
 }
 
 #[test]

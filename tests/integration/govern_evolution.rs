@@ -15,20 +15,12 @@ use std::path::{Path, PathBuf};
 use nexusmon::govern::gate::Outcome;
 use serde_json::{Value, json};
 
-use crate::govern::Project;
 use crate::promote::make_writable;
-use crate::util::{Ran, copy_dir, emit_packet, latest_bundle, repo_root, run_and_emit};
+use crate::util::{Project, Ran, emit_packet, latest_bundle, run_and_emit};
 
 /// The evolution fixture project in a temp dir, `.nexusmon/` initialized.
 fn project() -> Project {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo_root().join("tests/fixtures/evolution/project"),
-        dir.path(),
-    );
-    let p = Project { dir };
-    p.nx(&["init"]).code(0);
-    p
+    Project::copy_of("evolution/project").init()
 }
 
 /// Run `plan` (exit `code`) and emit its real packet to `packets/<name>.json`.

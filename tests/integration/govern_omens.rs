@@ -4,7 +4,7 @@
 use nexusmon::govern::gate::Outcome;
 use nexusmon::govern::omens::{Failure, OmenLevel};
 
-use crate::govern::Project;
+use crate::util::Project;
 
 fn failure() -> Failure {
     Failure {
@@ -26,7 +26,7 @@ fn fail_runs(p: &Project, from: u32, n: u32) {
 
 #[test]
 fn thresholds_warn_then_need_approval_then_lock() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     fail_runs(&p, 0, 2);
     assert_eq!(p.gate("readonly-exp", &[]).decision.outcome, Outcome::Allow);
     fail_runs(&p, 2, 1);
@@ -69,7 +69,7 @@ fn thresholds_warn_then_need_approval_then_lock() {
 
 #[test]
 fn an_approver_clears_a_locked_omen_with_our_signature() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     fail_runs(&p, 0, 13);
     let fp = failure().fingerprint();
@@ -100,7 +100,7 @@ fn an_approver_clears_a_locked_omen_with_our_signature() {
 
 #[test]
 fn a_clearance_signed_by_ssh_keygen_counts_once_and_not_after_new_failures() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     fail_runs(&p, 0, 13);
     let fp = failure().fingerprint();
@@ -164,7 +164,7 @@ fn a_clearance_signed_by_ssh_keygen_counts_once_and_not_after_new_failures() {
 
 #[test]
 fn an_untrusted_or_unprivileged_signer_cannot_clear() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let stranger = p.keygen("stranger", "ed25519");
     let nora = p.keygen("nora", "ed25519");
     p.trust(&format!("nora {}", p.pubkey(&nora)));
@@ -206,7 +206,7 @@ fn an_untrusted_or_unprivileged_signer_cannot_clear() {
 
 #[test]
 fn a_needs_approval_omen_makes_a_mission_need_an_approval() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     let gov = p.gov();
     for i in 0..7 {

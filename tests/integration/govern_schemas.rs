@@ -4,13 +4,12 @@
 //! record in a bundle. The files come from real commands, not hand-written samples.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use nexusmon::govern::omens::Failure;
 use serde_json::json;
 
-use crate::govern::Project;
-use crate::util::{emit_packet, latest_bundle, repo_root};
+use crate::util::Project;
+use crate::util::{emit_packet, latest_bundle, python, repo_root};
 
 /// Validate `files` against `schemas/<schema>`; a `.jsonl` file is one instance per line.
 fn validate(schema: &str, files: &[PathBuf]) -> (i32, String) {
@@ -35,13 +34,11 @@ for path in sys.argv[2:]:
 print(f"checked {n} documents, {bad} errors")
 sys.exit(1 if bad else 0)
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PY)
+    let out = python(&["jsonschema"], PY)
         .arg(repo_root().join("schemas").join(schema))
         .args(files)
         .output()
-        .expect("python3 with the `jsonschema` module (installed by .ci/run)");
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -66,7 +63,7 @@ fn check(schema: &str, files: &[PathBuf], documents: usize) {
 
 #[test]
 fn every_governance_file_the_tool_writes_validates_against_its_schema() {
-    let p = Project::new();
+    let p = Project::copy_of("govern/project").init();
     let alice = p.approver("alice", "ed25519");
     // An approval record (written by `approve`, signed), a governed run that copies it and
     // writes the gate record, an omen, a clearance record, an evolution state.

@@ -3,11 +3,10 @@
 //! exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::util::{Ran, Test, repo_root};
+use crate::util::{Project, Ran, Test, python, repo_root, snapshot_settings};
 
 /// One case of the bad corpus.
 struct Case {
@@ -57,12 +56,24 @@ fn cases() -> Vec<Case> {
     out
 }
 
+/// Run the binary in the repository root, on fixture paths (`tests/fixtures/lint/...`) only.
 fn run_in_repo<I, S>(args: I) -> Ran
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
     Test::new().cwd(repo_root()).args(args).run()
+}
+
+/// Run the binary in a temp copy of the shipped examples (never the checkout's `plans/`
+/// and `registry/`, which may hold a user's own files).
+fn run_in_shipped<I, S>(args: I) -> Ran
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let p = Project::shipped();
+    Test::new().cwd(p.root()).args(args).run()
 }
 
 fn json(r: &Ran) -> Value {
@@ -150,10 +161,9 @@ fn corpus_snapshots() {
             r.stdout
         );
         let result = std::panic::catch_unwind(|| {
-            let mut settings = insta::Settings::clone_current();
+            let mut settings = snapshot_settings(&[(Path::new(&root), "[REPO]")]);
             settings.set_snapshot_suffix(case.name.clone());
             settings.set_prepend_module_to_snapshot(false);
-            settings.add_filter(&regex_escape(&root), "[REPO]");
             settings.bind(|| insta::assert_snapshot!("corpus", shown));
         });
         if result.is_err() {
@@ -161,17 +171,6 @@ fn corpus_snapshots() {
         }
     }
     assert!(failed.is_empty(), "snapshots differ for: {failed:?}");
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[test]
@@ -245,14 +244,14 @@ fn dangling_references_name_the_missing_id() {
 
 #[test]
 fn shipped_plans_and_registry_lint_clean() {
-    let r = run_in_repo(["plan-lint", "plans/"]);
+    let r = run_in_shipped(["plan-lint", "plans/"]);
     r.code(0);
     assert!(
         r.stdout.contains("checked 8 files: no problems found"),
         "{}",
         r.stdout
     );
-    let r = run_in_repo(["registry-lint"]);
+    let r = run_in_shipped(["registry-lint"]);
     r.code(0);
     assert!(
         r.stdout.contains("checked 4 files: no problems found"),
@@ -260,7 +259,7 @@ fn shipped_plans_and_registry_lint_clean() {
         r.stdout
     );
     // Not even notes: every shipped timeout is explicit.
-    let r = run_in_repo(["--json", "plan-lint", "plans"]);
+    let r = run_in_shipped(["--json", "plan-lint", "plans"]);
     r.code(0);
     assert_eq!(json(&r)["findings"], Value::Array(vec![]));
 }
@@ -479,13 +478,11 @@ sys.exit(1 if bad else 0)
 
 fn validate_sarif(logs: &[&Path]) -> (i32, String) {
     let schema = repo_root().join("tests/fixtures/sarif/sarif-2.1.0.json");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PY_SARIF)
+    let out = python(&["jsonschema"], PY_SARIF)
         .arg(schema)
         .args(logs)
         .output()
-        .expect("python3 with `jsonschema` (installed by .ci/run)");
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -698,7 +695,7 @@ fn shipped_plans_load_strictly() {
 
 #[test]
 fn a_registry_file_given_to_plan_lint_is_a_usage_error() {
-    let r = run_in_repo(["plan-lint", "registry/linux-core/probes.json"]);
+    let r = run_in_shipped(["plan-lint", "registry/linux-core/probes.json"]);
     r.code(2);
     assert!(
         r.stderr.contains("is a registry file, not a plan"),
@@ -714,11 +711,13 @@ fn a_registry_file_given_to_plan_lint_is_a_usage_error() {
 /// The library entry point other commands (`run`) use to refuse a plan that does not lint.
 #[test]
 fn check_plan_refuses_with_the_first_errors() {
-    let root = repo_root();
-    let good = root.join("plans/quickstart/plan.json");
-    let report = nexusmon::lint::check_plan(&good, &root).unwrap();
+    let shipped = Project::shipped();
+    let good = shipped.path("plans/quickstart/plan.json");
+    let report = nexusmon::lint::check_plan(&good, shipped.root()).unwrap();
     assert!(!report.has_errors());
-    report.refuse_on_errors(&good, &root).unwrap();
+    report.refuse_on_errors(&good, shipped.root()).unwrap();
+
+    let root = repo_root();
 
     let bad = root.join("tests/fixtures/lint/dangling-probe/plans/dangling-probe/plan.json");
     let report = nexusmon::lint::check_plan(&bad, &root).unwrap();

@@ -3,14 +3,17 @@
 
 use serde_json::Value;
 
-use crate::util::{Ran, Test, repo_root};
+use crate::util::{Project, Ran, Test};
 
+/// Run the binary in a temp copy of the shipped examples (never the checkout itself, whose
+/// `plans/` may hold a user's own plans).
 fn in_repo<I, S>(args: I) -> Ran
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    Test::new().cwd(repo_root()).args(args).run()
+    let p = Project::shipped();
+    Test::new().cwd(p.root()).args(args).run()
 }
 
 fn json(r: &Ran) -> Value {

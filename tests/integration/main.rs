@@ -19,6 +19,7 @@ mod mission;
 mod promote;
 mod promote_govern;
 mod promote_mapping;
+mod readme;
 mod run;
 mod run_children;
 mod run_failure;

@@ -12,31 +12,23 @@
 #![allow(clippy::many_single_char_names)] // p(roject), r(esult), b(undle), v(alue), n, w
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::govern::Project;
-use crate::util::{bin, copy_dir, emit_packet, repo_root};
+use crate::util::{Project, emit_packet, nexusmon};
 
 /// The mission fixture project in a temp dir, `${MARK}` pointing at `<tmp>/marks`,
 /// `.nexusmon/` initialized.
 fn project() -> Project {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo_root().join("tests/fixtures/mission/project"),
-        dir.path(),
-    );
-    let marks = dir.path().join("marks");
+    let p = Project::copy_of("mission/project");
+    let marks = p.path("marks");
     std::fs::create_dir_all(&marks).unwrap();
-    for e in std::fs::read_dir(dir.path().join("plans")).unwrap() {
+    for e in std::fs::read_dir(p.path("plans")).unwrap() {
         let plan = e.unwrap().path().join("plan.json");
         let text = std::fs::read_to_string(&plan).unwrap();
         std::fs::write(&plan, text.replace("__MARK__", marks.to_str().unwrap())).unwrap();
     }
-    let p = Project { dir };
-    p.nx(&["init"]).code(0);
-    p
+    p.init()
 }
 
 fn marks(p: &Project) -> PathBuf {
@@ -707,11 +699,8 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
 #[test]
 fn missions_shows_a_running_mission_apart_from_one_awaiting_approval() {
     let p = project();
-    let mut child = Command::new(bin())
+    let mut child = nexusmon(p.root())
         .args(["run", "--plan", "plans/slow/plan.json"])
-        .current_dir(p.root())
-        .env_remove("NEXUSMON_ROOT")
-        .env_remove("NEXUSMON_STATE_DIR")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -889,16 +878,8 @@ fn lint_rejects_two_tasks_on_one_scenario_and_a_task_contradicting_a_scenario() 
 
 #[test]
 fn the_shipped_mission_demo_lints_clean_and_runs_green_after_init() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo_root().join("plans/mission-demo"),
-        &dir.path().join("plans/mission-demo"),
-    );
-    copy_dir(
-        &repo_root().join("registry/missions"),
-        &dir.path().join("registry/missions"),
-    );
-    let p = Project { dir };
+    // The shipped examples, copied by name (not the checkout's plans/ and registry/).
+    let p = Project::shipped();
     let lint = p.nx(&["--json", "plan-lint", "plans/mission-demo/plan.json"]);
     lint.code(0);
     let report: Value = serde_json::from_str(&lint.stdout).unwrap();

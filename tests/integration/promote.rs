@@ -14,76 +14,8 @@ use std::process::Command;
 use nexusmon::util::digest::{blake3_hex, sha256_hex};
 use serde_json::Value;
 
-use crate::util::{Ran, bin, copy_dir, repo_root, run_in};
-
-/// A temp copy of the fixture project (plans, registry `promote-test`).
-pub struct Proj {
-    pub dir: tempfile::TempDir,
-}
-
-impl Proj {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &repo_root().join("tests/fixtures/promote/project"),
-            dir.path(),
-        );
-        Self { dir }
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Run the binary in the project root.
-    pub fn nx(&self, args: &[&str]) -> Ran {
-        run_in(self.root(), args)
-    }
-
-    /// `run --plan plans/<plan>/plan.json --out out --channel clean <extra>`.
-    pub fn run(&self, plan: &str, extra: &[&str]) -> Ran {
-        let plan = format!("plans/{plan}/plan.json");
-        let mut args = vec!["run", "--plan", &plan, "--out", "out", "--channel", "clean"];
-        args.extend_from_slice(extra);
-        self.nx(&args)
-    }
-
-    /// The bundle `out/LATEST` names.
-    pub fn latest(&self) -> PathBuf {
-        let latest: Value =
-            serde_json::from_slice(&std::fs::read(self.path("out/LATEST")).unwrap()).unwrap();
-        self.path(&format!("out/{}", latest["run_id"].as_str().unwrap()))
-    }
-
-    /// `emit-promotion --bundle <bundle> --out <out> <extra>`.
-    pub fn emit(&self, bundle: &Path, out: &str, extra: &[&str]) -> Ran {
-        let b = bundle.to_str().unwrap();
-        let mut args = vec!["emit-promotion", "--bundle", b, "--out", out];
-        args.extend_from_slice(extra);
-        self.nx(&args)
-    }
-
-    /// A JSON file of the project.
-    pub fn json(&self, rel: &str) -> Value {
-        read_json(&self.path(rel))
-    }
-
-    /// Run `plan` and emit its packet to `out`; returns the packet.
-    pub fn run_and_emit(&self, plan: &str, out: &str) -> Value {
-        self.run(plan, &[]).code(0);
-        self.emit(&self.latest(), out, &[]).code(0);
-        self.json(out)
-    }
-}
-
-pub fn read_json(p: &Path) -> Value {
-    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+pub use crate::util::read_json;
+use crate::util::{Project, bin, copy_dir, nexusmon, python, repo_root, run_in};
 
 /// The packet's reasons, as strings.
 pub fn reasons(packet: &Value) -> Vec<String> {
@@ -97,7 +29,7 @@ pub fn reasons(packet: &Value) -> Vec<String> {
 
 /// Copy a sealed bundle into a fresh out root of the project (`<name>/<run_id>`), so one
 /// run can be damaged several ways. Sealed files are read-only; the copies are writable.
-fn copy_bundle(p: &Proj, bundle: &Path, name: &str) -> PathBuf {
+fn copy_bundle(p: &Project, bundle: &Path, name: &str) -> PathBuf {
     let dest = p.path(name).join(bundle.file_name().unwrap());
     copy_dir(bundle, &dest);
     dest
@@ -129,7 +61,7 @@ print(f"valid statement: {len(pb.subject)} subjects, predicate {pb.predicate_typ
 
 /// Validate the Statement beside `packet_path` with the in-toto tooling; every subject's
 /// digests are checked against the files (blake3 here, sha256 in Python).
-pub fn check_statement(p: &Proj, packet_path: &Path) -> Value {
+pub fn check_statement(p: &Project, packet_path: &Path) -> Value {
     let name = packet_path.file_name().unwrap().to_str().unwrap();
     let stmt_path = packet_path.with_file_name(name.replace(".json", ".intoto.json"));
     let stmt = read_json(&stmt_path);
@@ -177,9 +109,7 @@ pub fn check_statement(p: &Proj, packet_path: &Path) -> Value {
         assert_eq!(s["digest"]["sha256"], sha256_hex(&bytes), "{n}");
         pairs.push(format!("{n}={}", file.display()));
     }
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PY_INTOTO)
+    let out = python(&["in_toto_attestation", "google.protobuf"], PY_INTOTO)
         .arg(&stmt_path)
         .args(&pairs)
         .output()
@@ -203,8 +133,7 @@ errors = [f'{list(e.absolute_path)}: {e.message}' for e in v.iter_errors(json.lo
 print('\n'.join(errors))
 sys.exit(1 if errors else 0)
 ";
-    let out = Command::new("python3")
-        .args(["-c", script])
+    let out = python(&["jsonschema"], script)
         .arg(repo_root().join(format!("schemas/{schema}.schema.json")))
         .arg(file)
         .output()
@@ -222,7 +151,7 @@ sys.exit(1 if errors else 0)
 
 #[test]
 fn a_clean_run_gives_a_promotable_packet_whose_pointers_and_statement_check_out() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     let bundle = p.latest();
     // The out root resolves through LATEST.
@@ -317,7 +246,7 @@ fn a_clean_run_gives_a_promotable_packet_whose_pointers_and_statement_check_out(
 
 #[test]
 fn an_existing_packet_is_never_overwritten_silently_and_emission_is_reproducible() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     let b = p.latest();
     p.emit(&b, "pk.json", &[]).code(0);
@@ -351,7 +280,7 @@ fn an_existing_packet_is_never_overwritten_silently_and_emission_is_reproducible
 
 #[test]
 fn the_direct_channel_gives_not_clean_channel_and_require_promotable_writes_nothing() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.nx(&[
         "run",
         "--plan",
@@ -415,7 +344,7 @@ fn the_direct_channel_gives_not_clean_channel_and_require_promotable_writes_noth
 
 #[test]
 fn a_tampered_bundle_gives_integrity_unverified_and_a_repaired_one_bundle_repaired() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     let b = p.latest();
     let md = b.join("summary.md");
@@ -471,7 +400,7 @@ fn a_tampered_bundle_gives_integrity_unverified_and_a_repaired_one_bundle_repair
 
 #[test]
 fn a_best_effort_downgrade_gives_apply_partial() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("best-effort", &[]).code(0);
     p.emit(&p.latest(), "pk.json", &[]).code(0);
     let packet = p.json("pk.json");
@@ -493,7 +422,7 @@ fn a_best_effort_downgrade_gives_apply_partial() {
 
 #[test]
 fn a_runner_started_under_no_new_privs_gives_already_sandboxed() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     let out = Command::new("setpriv")
         .arg("--no-new-privs")
         .arg(bin())
@@ -533,7 +462,7 @@ fn a_runner_started_under_no_new_privs_gives_already_sandboxed() {
 fn a_hard_profile_the_kernel_cannot_enforce_gives_apply_failed() {
     // `udp-ports-hard` pins Landlock ABI 10 (UDP port rules); this kernel has ABI 7. The
     // other profile's lanes run and the bundle is complete, but not promotable.
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("hard", &[]).code(5);
     p.emit(&p.latest(), "pk.json", &[]).code(0);
     let packet = p.json("pk.json");
@@ -547,7 +476,7 @@ fn a_hard_profile_the_kernel_cannot_enforce_gives_apply_failed() {
 
 #[test]
 fn a_required_preflight_that_cannot_apply_gives_bundle_failed() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("preflight-fails", &[]).code(5);
     let runs: Vec<PathBuf> = std::fs::read_dir(p.path("out"))
         .unwrap()
@@ -573,7 +502,7 @@ fn a_required_preflight_that_cannot_apply_gives_bundle_failed() {
 
 #[test]
 fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     let b = p.latest();
     for (file, reason) in [
@@ -648,8 +577,12 @@ fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_crashed_writer_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     // The real result files of a run, written again by the real writer, which is killed
     // before the seal.
@@ -658,7 +591,7 @@ fn a_crashed_writer_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress()
     for f in ["artifact_index.json", "BLAKE3SUMS", "run_status.json"] {
         std::fs::remove_file(src.join(f)).unwrap();
     }
-    let st = Command::new(bin())
+    let st = nexusmon(p.root())
         .args([
             "__bundle-write",
             "--out",
@@ -700,8 +633,8 @@ fn a_crashed_writer_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress()
 
 #[test]
 fn a_killed_run_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress() {
-    let p = Proj::new();
-    let mut child = Command::new(bin())
+    let p = Project::copy_of("promote/project");
+    let mut child = nexusmon(p.root())
         .args([
             "run",
             "--plan",
@@ -712,9 +645,6 @@ fn a_killed_run_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress() {
             "clean",
             "-q",
         ])
-        .current_dir(p.root())
-        .env_remove("NEXUSMON_STATE_DIR")
-        .env_remove("NEXUSMON_ROOT")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -774,7 +704,7 @@ fn a_killed_run_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress() {
 
 #[test]
 fn a_packet_outside_the_project_points_relative_to_its_own_directory() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run("clean", &[]).code(0);
     let b = p.latest();
     let elsewhere = tempfile::tempdir().unwrap();

@@ -11,18 +11,18 @@ use std::path::{Path, PathBuf};
 use nexusmon::util::digest::blake3_hex;
 use serde_json::Value;
 
-use crate::promote::{Proj, check_schema, reasons};
-use crate::util::{copy_dir, ssh_approver, ssh_sign};
+use crate::promote::{check_schema, reasons};
+use crate::util::{Project, copy_dir, ssh_approver, ssh_sign};
 
 /// The fixture project with `nexusmon init` run.
-fn governed() -> Proj {
-    let p = Proj::new();
+fn governed() -> Project {
+    let p = Project::copy_of("promote/project");
     p.nx(&["init"]).code(0);
     p
 }
 
 /// Generate an ed25519 key for `name` with ssh-keygen and trust it as an approver.
-fn approver(p: &Proj, name: &str) -> PathBuf {
+fn approver(p: &Project, name: &str) -> PathBuf {
     ssh_approver(
         p.root(),
         &p.path(".nexusmon/trusted_signers"),
@@ -33,7 +33,7 @@ fn approver(p: &Proj, name: &str) -> PathBuf {
 
 /// An approval record for `plan` by `name`, written by `approve` and signed with
 /// `ssh-keygen -Y sign`.
-fn approve(p: &Proj, plan: &str, name: &str, key: &Path) -> String {
+fn approve(p: &Project, plan: &str, name: &str, key: &Path) -> String {
     let rel = format!("records/{plan}.{name}.json");
     p.nx(&[
         "approve",
@@ -49,7 +49,7 @@ fn approve(p: &Proj, plan: &str, name: &str, key: &Path) -> String {
     rel
 }
 
-fn audit_kinds(p: &Proj) -> Vec<Value> {
+fn audit_kinds(p: &Project) -> Vec<Value> {
     std::fs::read_to_string(p.path(".nexusmon/audit.jsonl"))
         .unwrap()
         .lines()
@@ -101,7 +101,7 @@ fn an_approved_mission_is_promotable_and_loses_it_when_its_approvals_are_gone() 
     assert_eq!(g["carried"], 1);
     assert_eq!(g["gate_record"], true);
     // The gate record's anchored audit head is the index's.
-    let index: Value = crate::promote::read_json(&bundle.join("artifact_index.json"));
+    let index: Value = crate::util::read_json(&bundle.join("artifact_index.json"));
     assert_eq!(gov["audit_head"], index["audit_head"]);
     check_schema("promotion-packet", &p.path("pk.json"));
 

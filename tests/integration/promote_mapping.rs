@@ -10,7 +10,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::promote::{Proj, check_schema, make_writable, read_json};
+use crate::promote::{check_schema, make_writable};
+use crate::util::{Project, read_json};
 
 const FILES: [&str; 3] = [
     "runtime_signatures.json",
@@ -25,7 +26,7 @@ fn files(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn promote(p: &Proj, out: &str, packets: &[&str]) -> crate::util::Ran {
+fn promote(p: &Project, out: &str, packets: &[&str]) -> crate::util::Ran {
     let mut args = vec!["--json", "promote", "--out", out, "--packets"];
     args.extend_from_slice(packets);
     p.nx(&args)
@@ -33,7 +34,7 @@ fn promote(p: &Proj, out: &str, packets: &[&str]) -> crate::util::Ran {
 
 #[test]
 fn the_same_packets_in_any_order_give_byte_identical_mappings_and_repeats_change_nothing() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     let a = p.run_and_emit("clean", "a.json");
     let b = p.run_and_emit("clean", "b.json");
     p.run_and_emit("best-effort", "c.json"); // not promotable: kept out of this test
@@ -109,7 +110,7 @@ fn the_same_packets_in_any_order_give_byte_identical_mappings_and_repeats_change
 
 #[test]
 fn the_same_behaviour_gives_the_same_signature_across_runs() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run_and_emit("clean", "a.json");
     p.run_and_emit("clean", "b.json");
     promote(&p, "only-a", &["a.json"]).code(0);
@@ -140,7 +141,7 @@ fn the_same_behaviour_gives_the_same_signature_across_runs() {
 
 /// Point the `marker` plan at `<project>/marker` (both runs use the same plan, profile and
 /// probe definitions; only the host changes between them).
-fn marker_plan(p: &Proj) {
+fn marker_plan(p: &Project) {
     let path = p.path("plans/marker/plan.json");
     let mut plan = read_json(&path);
     plan["variables"]["MARKER"] = Value::from(p.path("marker").to_str().unwrap());
@@ -149,7 +150,7 @@ fn marker_plan(p: &Proj) {
 
 #[test]
 fn packets_that_disagree_record_a_conflict_never_last_writer_wins() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     marker_plan(&p);
     std::fs::write(p.path("marker"), "here\n").unwrap();
     let a = p.run_and_emit("marker", "present.json");
@@ -224,7 +225,7 @@ fn packets_that_disagree_record_a_conflict_never_last_writer_wins() {
 
 #[test]
 fn non_promotable_packets_are_refused_with_their_reasons_and_nothing_is_written() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run_and_emit("clean", "good.json");
     p.nx(&[
         "run",
@@ -295,7 +296,7 @@ fn non_promotable_packets_are_refused_with_their_reasons_and_nothing_is_written(
 
 #[test]
 fn a_packet_whose_bundle_changed_is_refused_by_promote_and_summarize_ops() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     let packet = p.run_and_emit("clean", "pk.json");
     let bundle = p.path(packet["bundle"]["pointer"].as_str().unwrap());
     let f = bundle.join("summary.json");
@@ -333,7 +334,7 @@ fn a_packet_whose_bundle_changed_is_refused_by_promote_and_summarize_ops() {
 
 #[test]
 fn edited_mappings_are_refused_never_merged_into() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     p.run_and_emit("clean", "a.json");
     p.run_and_emit("clean", "b.json");
     promote(&p, "maps", &["a.json"]).code(0);
@@ -376,7 +377,7 @@ fn edited_mappings_are_refused_never_merged_into() {
 
 #[test]
 fn summarize_ops_counts_per_operation_from_a_bundle_or_a_packet() {
-    let p = Proj::new();
+    let p = Project::copy_of("promote/project");
     let packet = p.run_and_emit("clean", "pk.json");
     let bundle = packet["bundle"]["pointer"].as_str().unwrap().to_string();
     let r = p.nx(&["summarize-ops", "--bundle", &bundle]);

@@ -3,11 +3,10 @@
 //! `jsonschema`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nexusmon::lint::schema::{self, SCHEMAS};
 
-use crate::util::repo_root;
+use crate::util::{python, repo_root, shipped_files};
 
 fn schemas_dir() -> PathBuf {
     repo_root().join("schemas")
@@ -83,25 +82,10 @@ fn schemas_carry_id_title_descriptions_and_id_patterns() {
     );
 }
 
-/// Every shipped JSON file under `dir` named `name`.
+/// Every shipped JSON file under `dir` named one of `names` (the fixed list util::SHIPPED,
+/// not whatever the checkout holds).
 fn shipped(dir: &str, names: &[&str]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![repo_root().join(dir)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .is_some_and(|n| names.contains(&n.to_string_lossy().as_ref()))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    shipped_files(dir, names)
 }
 
 const PY_VALIDATE: &str = r#"
@@ -120,13 +104,11 @@ sys.exit(1 if bad else 0)
 "#;
 
 fn python_validate(schema: &Path, files: &[PathBuf]) -> (i32, String) {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PY_VALIDATE)
+    let out = python(&["jsonschema"], PY_VALIDATE)
         .arg(schema)
         .args(files)
         .output()
-        .expect("python3 (with the `jsonschema` module, installed by .ci/run) is needed");
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

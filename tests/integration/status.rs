@@ -2,11 +2,11 @@
 //! state (LATEST and whether it validates, bundles, leftovers of crashed runs, the lock).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::bundle::{nx, realistic, seal_from, write_bundle};
-use crate::util::bin;
+use crate::util::nexusmon;
 
 fn status_json(out: &Path) -> serde_json::Value {
     let r = nx(["--json", "status", "--out", out.to_str().unwrap()]);
@@ -112,6 +112,10 @@ fn a_latest_that_does_not_validate_is_shown() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn leftovers_and_a_stale_lock_after_a_crash() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -155,7 +159,7 @@ fn leftovers_and_a_stale_lock_after_a_crash() {
 fn a_run_in_progress_holds_the_lock() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let child = Command::new(bin())
+    let child = nexusmon(t.path())
         .args(["__bundle-write", "--out", out.to_str().unwrap()])
         .args(["--run-id", "r-live", "--hold-ms", "5000", "--files", "2"])
         .stdout(Stdio::null())

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::util::{Ran, Test, repo_root};
+use crate::util::{Ran, Test, python, repo_root, shipped_files};
 
 const SHIPPED: [&str; 4] = [
     "exec-allowlist",
@@ -80,12 +80,15 @@ fn list_templates_shows_every_shipped_template_with_typed_parameters() {
         .map(|t| t["template_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, SHIPPED);
-    // Every directory under templates/ is built in.
-    let mut dirs: Vec<String> = std::fs::read_dir(repo_root().join("templates"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    // Every template this repository ships (by name, in util::SHIPPED) is built in.
+    let dirs: Vec<String> = shipped_files("templates", &["template.json"])
+        .iter()
+        .map(|f| {
+            assert!(f.is_file(), "{}", f.display());
+            let dir = f.parent().unwrap().file_name().unwrap();
+            dir.to_string_lossy().into_owned()
+        })
         .collect();
-    dirs.sort();
     assert_eq!(dirs, SHIPPED);
     for t in v.as_array().unwrap() {
         assert_eq!(t["origin"], "built-in");
@@ -487,12 +490,11 @@ fn yaml_output_loads_to_the_same_plan_and_digest_as_json() {
             d.path().join(format!("j/registry/{id}/profiles.json")),
         ),
     ] {
-        let out = Command::new("python3")
-            .args(["-c", PY_YAML_EQUALS_JSON])
+        let out = python(&["yaml"], PY_YAML_EQUALS_JSON)
             .arg(&yf)
             .arg(&jf)
             .output()
-            .expect("python3 with PyYAML (installed by .ci/run)");
+            .unwrap();
         assert!(
             out.status.success(),
             "{}: {}{}",
@@ -746,12 +748,11 @@ fn schema_paths_point_at_the_project_schemas_when_the_out_dir_has_them() {
             ],
         ),
     ] {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import json,sys\nfrom jsonschema import Draft202012Validator as V\ns=V(json.load(open(sys.argv[1])))\nbad=[e.message for f in sys.argv[2:] for e in s.iter_errors(json.load(open(f)))]\nprint(bad)\nsys.exit(1 if bad else 0)",
-            ])
-            .arg(repo_root().join(format!("schemas/{schema}.schema.json")))
+        let out = python(
+            &["jsonschema"],
+            "import json,sys\nfrom jsonschema import Draft202012Validator as V\ns=V(json.load(open(sys.argv[1])))\nbad=[e.message for f in sys.argv[2:] for e in s.iter_errors(json.load(open(f)))]\nprint(bad)\nsys.exit(1 if bad else 0)",
+        )
+        .arg(repo_root().join(format!("schemas/{schema}.schema.json")))
             .args(&files)
             .output()
             .unwrap();

@@ -1,11 +1,16 @@
-//! The test harness: a temp project directory, the real binary, and checks on status,
+//! The test harness, one for every integration test: a temp project directory
+//! ([`Project`]: empty, a copy of a fixture project, or of the shipped examples), the real
+//! binary run in it ([`nexusmon`], [`Test`], [`run_in`]), checks on status, stdout, stderr
+//! and files, the one list of snapshot filters ([`snapshot_settings`]), the Python that runs
+//! the independent validators ([`python`]) and the ssh-keygen helpers.
 #![allow(dead_code)]
-//! stdout, stderr and files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The repository root (where Cargo.toml is).
+/// The repository root (where Cargo.toml is). Tests read `tests/fixtures/` and `schemas/`
+/// from it, and the shipped examples only through [`SHIPPED`] / [`Project::shipped`]; never
+/// the working tree's `plans/`, `registry/` or `templates/` as a whole.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -15,12 +20,47 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
 }
 
-/// A test: a temp dir, a command line, and the result.
-pub struct Test {
-    pub dir: tempfile::TempDir,
-    args: Vec<String>,
-    cwd: Option<PathBuf>,
-    env: Vec<(String, String)>,
+/// The shipped example files, by name: what `Project::shipped` copies and what the tests
+/// of the shipped data check. A file a user adds to their checkout is not one of them.
+pub const SHIPPED: &[&str] = &[
+    "plans/fs-confinement/plan.json",
+    "plans/mission-demo/plan.json",
+    "plans/net-egress/plan.json",
+    "plans/quickstart/plan.json",
+    "registry/linux-core/probes.json",
+    "registry/linux-core/profiles.json",
+    "registry/missions/probes.json",
+    "registry/missions/profiles.json",
+    "templates/exec-allowlist/template.json",
+    "templates/readonly-system/template.json",
+    "templates/tcp-egress-allowlist/template.json",
+    "templates/workspace-confinement/template.json",
+];
+
+/// The shipped files under `dir` (`plans`, `registry`, `templates`) named one of `names`,
+/// as paths in the repository, sorted.
+pub fn shipped_files(dir: &str, names: &[&str]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = SHIPPED
+        .iter()
+        .filter(|f| f.starts_with(&format!("{dir}/")))
+        .filter(|f| names.iter().any(|n| f.ends_with(&format!("/{n}"))))
+        .map(|f| repo_root().join(f))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The command that runs the binary in `dir`: no `NEXUSMON_*` variables from the
+/// environment, no colour. Every test runs the binary through this (directly, or through
+/// [`Test`], [`run_in`] and [`Project::nx`]).
+pub fn nexusmon(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .env_remove("NEXUSMON_ROOT")
+        .env_remove("NEXUSMON_STATE_DIR")
+        .env_remove("NEXUSMON_RUN_ID")
+        .env("NO_COLOR", "1");
+    cmd
 }
 
 /// The result of running the binary.
@@ -30,10 +70,236 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl From<Output> for Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.status, want,
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Run the binary in `dir` with `args`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Ran {
+    nexusmon(dir).args(args).output().unwrap().into()
+}
+
+/// A temp project directory: empty, a copy of a fixture project under `tests/fixtures/`,
+/// or a copy of the shipped examples. Removed when dropped.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty temp directory.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A copy of the fixture project `tests/fixtures/<fixture>` (no state directory).
+    pub fn copy_of(fixture: &str) -> Self {
+        let p = Self::empty();
+        copy_dir(&repo_root().join("tests/fixtures").join(fixture), p.root());
+        p
+    }
+
+    /// A copy of the shipped examples ([`SHIPPED`]) and `schemas/` (their `$schema`).
+    pub fn shipped() -> Self {
+        let p = Self::empty();
+        for f in SHIPPED {
+            let dest = p.path(f);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(repo_root().join(f), dest).unwrap();
+        }
+        copy_dir(&repo_root().join("schemas"), &p.path("schemas"));
+        p
+    }
+
+    /// `nexusmon init` run in the project (exit 0).
+    pub fn init(self) -> Self {
+        self.nx(&["init"]).code(0);
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The state directory `.nexusmon/`.
+    pub fn state(&self) -> PathBuf {
+        self.path(".nexusmon")
+    }
+
+    /// Run the binary in the project root.
+    pub fn nx(&self, args: &[&str]) -> Ran {
+        run_in(self.root(), args)
+    }
+
+    /// `run --plan plans/<plan>/plan.json --out out --channel clean <extra>`.
+    pub fn run(&self, plan: &str, extra: &[&str]) -> Ran {
+        let plan = format!("plans/{plan}/plan.json");
+        let mut args = vec!["run", "--plan", &plan, "--out", "out", "--channel", "clean"];
+        args.extend_from_slice(extra);
+        self.nx(&args)
+    }
+
+    /// The bundle `out/LATEST` names.
+    pub fn latest(&self) -> PathBuf {
+        latest_bundle(self.root())
+    }
+
+    /// `emit-promotion --bundle <bundle> --out <out> <extra>`.
+    pub fn emit(&self, bundle: &Path, out: &str, extra: &[&str]) -> Ran {
+        let b = bundle.to_str().unwrap();
+        let mut args = vec!["emit-promotion", "--bundle", b, "--out", out];
+        args.extend_from_slice(extra);
+        self.nx(&args)
+    }
+
+    /// A JSON file of the project.
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        read_json(&self.path(rel))
+    }
+
+    /// Run `plan` (exit 0) and emit its packet to `out`; returns the packet.
+    pub fn run_and_emit(&self, plan: &str, out: &str) -> serde_json::Value {
+        self.run(plan, &[]).code(0);
+        self.emit(&self.latest(), out, &[]).code(0);
+        self.json(out)
+    }
+
+    // --- governance -------------------------------------------------------------------
+
+    /// Generate a key `keys/<name>` (`ed25519` or `rsa`) with ssh-keygen.
+    pub fn keygen(&self, name: &str, kind: &str) -> PathBuf {
+        ssh_keygen(self.root(), name, kind)
+    }
+
+    /// `keytype base64` of a generated key.
+    #[allow(clippy::unused_self)]
+    pub fn pubkey(&self, key: &Path) -> String {
+        ssh_pubkey(key)
+    }
+
+    /// Append a trust-file line.
+    pub fn trust(&self, line: &str) {
+        trust_line(&self.state().join("trusted_signers"), line);
+    }
+
+    /// Generate a key for `name` and trust it as an approver.
+    pub fn approver(&self, name: &str, kind: &str) -> PathBuf {
+        ssh_approver(
+            self.root(),
+            &self.state().join("trusted_signers"),
+            name,
+            kind,
+        )
+    }
+
+    /// Write an unsigned approval record with `approve`; returns its path.
+    pub fn approve_unsigned(&self, plan: &str, approver: &str, extra: &[&str]) -> PathBuf {
+        let out = self.path(&format!("records/{plan}.{approver}.json"));
+        let plan_path = format!("plans/{plan}/plan.json");
+        let mut args = vec![
+            "approve",
+            "--plan",
+            &plan_path,
+            "--approver",
+            approver,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.nx(&args).code(0);
+        out
+    }
+
+    /// Sign `file` with `ssh-keygen -Y sign` in `namespace`.
+    #[allow(clippy::unused_self)]
+    pub fn ssh_sign(&self, key: &Path, namespace: &str, file: &Path) {
+        ssh_sign(key, namespace, file);
+    }
+
+    /// `ssh-keygen -Y verify` of `file` by `principal` against the trust file.
+    pub fn ssh_verify(&self, principal: &str, file: &Path) -> std::process::Output {
+        Command::new("ssh-keygen")
+            .args([
+                "-Y",
+                "verify",
+                "-n",
+                "nexusmon-approval-v1",
+                "-I",
+                principal,
+                "-f",
+            ])
+            .arg(self.state().join("trusted_signers"))
+            .arg("-s")
+            .arg(format!("{}.sig", file.display()))
+            .stdin(std::fs::File::open(file).unwrap())
+            .output()
+            .unwrap()
+    }
+
+    pub fn gov(&self) -> nexusmon::govern::Governance {
+        nexusmon::govern::Governance::open(&self.state()).unwrap()
+    }
+
+    pub fn plan(&self, plan: &str) -> nexusmon::load::LoadedPlan {
+        nexusmon::load::load_plan(&self.path(&format!("plans/{plan}/plan.json"))).unwrap()
+    }
+
+    /// The gate for `plan` with `records` (and those found beside the plan).
+    pub fn gate(&self, plan: &str, records: &[PathBuf]) -> nexusmon::govern::GateReport {
+        self.gov()
+            .gate_for(&self.plan(plan), records, false)
+            .unwrap()
+    }
+
+    /// `missions --json` as a value, keyed by plan id.
+    pub fn missions(&self) -> serde_json::Value {
+        let r = self.nx(&["--json", "missions"]);
+        r.code(0);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let mut by_id = serde_json::Map::new();
+        for m in v["missions"].as_array().unwrap() {
+            by_id.insert(m["plan_id"].as_str().unwrap_or("?").to_string(), m.clone());
+        }
+        serde_json::Value::Object(by_id)
+    }
+}
+
+/// One command line run in a temp directory: `Test::new().args([...]).run()`. The directory
+/// is an empty [`Project`]'s; `cwd` runs elsewhere, `write` adds files first.
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
 impl Test {
     pub fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir: Project::empty().dir,
             args: Vec::new(),
             cwd: None,
             env: Vec::new(),
@@ -77,61 +343,131 @@ impl Test {
     }
 
     pub fn run(&self) -> Ran {
-        let mut cmd = Command::new(bin());
+        let dir = self.cwd.as_deref().unwrap_or(self.dir.path());
+        let mut cmd = nexusmon(dir);
         cmd.args(&self.args);
-        cmd.current_dir(
-            self.cwd
-                .clone()
-                .unwrap_or_else(|| self.dir.path().to_path_buf()),
-        );
-        cmd.env_remove("NEXUSMON_ROOT")
-            .env_remove("NEXUSMON_STATE_DIR")
-            .env_remove("NEXUSMON_RUN_ID");
-        cmd.env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().unwrap();
-        Ran {
-            status: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        cmd.output().unwrap().into()
+    }
+}
+
+// --- snapshots ----------------------------------------------------------------------------
+
+/// `s` with every regex metacharacter escaped.
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
         }
+        out.push(c);
     }
+    out
 }
 
-impl Ran {
-    #[track_caller]
-    pub fn code(&self, want: i32) -> &Self {
-        assert_eq!(
-            self.status, want,
-            "exit status\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
+/// The one list of snapshot filters: first each of `paths` (a temp directory, the
+/// repository) becomes its placeholder, then what varies from run to run: blake3 digests
+/// (`[B3]`, and `blake3 [DIGEST]` for the 16-hex short form), 12-hex digest prefixes
+/// (`[HEX]`), run ids (`[RUN_ID]`), sizes in KiB (`[SIZE]`) and any other temp directory
+/// (`[TMP]`).
+pub fn snapshot_filters(paths: &[(&Path, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = paths
+        .iter()
+        .map(|(p, name)| (regex_escape(&p.to_string_lossy()), (*name).to_string()))
+        .collect();
+    for (re, to) in [
+        (r"[0-9a-f]{64}", "[B3]"),
+        (r"blake3 [0-9a-f]{16}", "blake3 [DIGEST]"),
+        (r"\b[0-9a-f]{12}\b", "[HEX]"),
+        (r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}", "[RUN_ID]"),
+        (r"\d+\.\d KiB", "[SIZE]"),
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+    ] {
+        out.push((re.to_string(), to.to_string()));
     }
+    out
 }
 
-/// Run the binary in `dir` with `args` (no `NEXUSMON_*` variables from the environment).
-pub fn run_in(dir: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NEXUSMON_ROOT")
-        .env_remove("NEXUSMON_STATE_DIR")
-        .env_remove("NEXUSMON_RUN_ID")
-        .env("NO_COLOR", "1")
+/// insta settings with [`snapshot_filters`]: `snapshot_settings(&[(t.path(), "[TMP]")])
+/// .bind(|| insta::assert_snapshot!(text))`.
+pub fn snapshot_settings(paths: &[(&Path, &str)]) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    for (re, to) in snapshot_filters(paths) {
+        s.add_filter(&re, to);
+    }
+    s
+}
+
+// --- Python validators ----------------------------------------------------------------------
+
+/// The command that fixes the test venv.
+const PROVISION: &str = "run scripts/test, which creates .venv from tests/requirements.txt";
+
+/// The Python the tests run the independent validators with: `NEXUSMON_TEST_PYTHON` (set
+/// by scripts/test to its venv), else `<repo>/.venv/bin/python` when present, else `python3`.
+pub fn python_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("NEXUSMON_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// `<python> -c <script>`, after checking that `modules` (import names: `jsonschema`,
+/// `yaml`, `in_toto_attestation`, `google.protobuf`) import; a missing interpreter or module
+/// fails the test with the command to run, never with a Python traceback.
+#[track_caller]
+pub fn python(modules: &[&str], script: &str) -> Command {
+    let py = python_path();
+    let check = "import importlib, sys\nmissing = []\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n    except Exception:\n        missing.append(m)\nprint(' '.join(missing))";
+    let out = Command::new(&py)
+        .args(["-c", check])
+        .args(modules)
         .output()
-        .unwrap();
-    Ran {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        .unwrap_or_else(|e| {
+            panic!(
+                "python `{}` cannot be run ({e}): {PROVISION} (or set NEXUSMON_TEST_PYTHON)",
+                py.display()
+            )
+        });
+    let missing = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "python `{}` failed to start: {PROVISION}",
+        py.display()
+    );
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.split(' ').map(pip_name).collect();
+        panic!(
+            "python module {} missing: {PROVISION} (python: {})",
+            names.join(", "),
+            py.display()
+        );
     }
+    let mut cmd = Command::new(py);
+    cmd.arg("-c").arg(script);
+    cmd
+}
+
+/// The module `m` as named in tests/requirements.txt, when that differs.
+fn pip_name(m: &str) -> String {
+    match m {
+        "yaml" => "yaml (PyYAML)".to_string(),
+        "google.protobuf" => "google.protobuf (protobuf)".to_string(),
+        m if m.starts_with("in_toto_attestation") => format!("{m} (in-toto-attestation)"),
+        m => m.to_string(),
+    }
+}
+
+/// A JSON file, parsed (the path in the panic message).
+pub fn read_json(p: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Copy the tree `from` into `to` (created).
