@@ -7,6 +7,10 @@ resolved to the longest existing module prefix. Edges from a module to its own a
 descendants are ignored (a parent re-exporting its children is not a cycle); `#[cfg(test)]`
 modules at the end of a file are ignored. Cycles are the strongly connected components of
 the remaining graph with more than one module.
+
+It also checks the layering of top-level modules (LAYERS below, lowest first): a module
+may use its own layer and the ones below it, never one above. That is what makes the data
+flow one way (plan -> load -> lint -> ... -> cli); docs/ARCHITECTURE.md explains each layer.
 """
 import os
 import re
@@ -125,6 +129,25 @@ def sccs(graph):
     return out
 
 
+# Top-level modules, lowest first. A module may import from its own entry and earlier ones.
+LAYERS = [
+    ["util", "error"],
+    ["model"],
+    ["source"],
+    ["load"],
+    ["lint"],
+    ["sign"],
+    ["sandbox"],
+    ["bundle"],
+    ["report"],
+    ["exec"],
+    ["promote"],
+    ["govern"],
+    ["template"],
+    ["cli"],
+]
+
+
 def main():
     mods = modules()
     graph = {m: set() for m in mods}
@@ -163,10 +186,23 @@ def main():
                 if b in top.get(a, ()):
                     print(f"  {a} -> {b}   (crate::{why[(a, b)]})")
     bad += bad_top
+    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    for ta in sorted(top):
+        if ta not in rank:
+            print(f"layering: top-level module `{ta}` is not in LAYERS (scripts/import-cycles.py)")
+            bad.append([ta])
+            continue
+        for tb in sorted(top[ta]):
+            if tb not in rank:
+                print(f"layering: top-level module `{tb}` is not in LAYERS (scripts/import-cycles.py)")
+                bad.append([tb])
+            elif rank[tb] > rank[ta]:
+                print(f"layering: {ta} -> {tb} goes up   (crate::{why[(ta, tb)]})")
+                bad.append([ta, tb])
     if bad:
-        print(f"{len(bad)} import cycle(s) between modules", file=sys.stderr)
+        print(f"{len(bad)} import cycle(s) or upward import(s) between modules")
         return 1
-    print(f"no import cycles among {len(mods)} modules")
+    print(f"no import cycles among {len(mods)} modules; layering holds")
     return 0
 
 
