@@ -803,7 +803,7 @@ fn make_durable(
     // for many files, not for a few (whose own fsyncs cost less than that wait).
     let use_syncfs = !per_file_fsync
         && members.len() > PER_FILE_FSYNC_MAX
-        && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
+        && fsio::syncfs_reports_errors(&crate::util::host::kernel_release());
     if use_syncfs {
         injected(dir)?;
         return fsio::syncfs(dir_fd, dir);

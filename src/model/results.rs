@@ -1082,7 +1082,7 @@ pub struct RunManifest {
     /// The channel.
     pub channel: ChannelKind,
     /// Host facts.
-    pub host: crate::sandbox::host::HostFacts,
+    pub host: crate::model::host::HostFacts,
     /// The kernel's Landlock ABI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock_abi: Option<u8>,

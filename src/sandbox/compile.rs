@@ -44,7 +44,7 @@ pub struct CompileHost {
 
 impl CompileHost {
     /// From the host facts; `clean`: the clean channel (HOME is per child).
-    pub fn from_facts(f: &crate::sandbox::host::HostFacts, clean: bool) -> Self {
+    pub fn from_facts(f: &crate::model::host::HostFacts, clean: bool) -> Self {
         Self {
             kernel_abi: f.landlock_abi,
             landlock_unavailable: f.landlock_unavailable.clone(),

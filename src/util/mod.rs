@@ -1,9 +1,10 @@
 //! Small helpers shared by every module: filesystem calls that name their path
-//! ([`fsx`]), deterministic JSON ([`json`]), digests ([`digest`]), time stamps ([`time`]) and
+//! ([`fsx`]), deterministic JSON ([`json`]), digests ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
 //! "did you mean" suggestions ([`suggest`]).
 
 pub mod digest;
 pub mod fsx;
+pub mod host;
 pub mod json;
 pub mod suggest;
 pub mod time;
