@@ -648,6 +648,10 @@ fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_crashed_writer_leaves_a_staging_bundle_whose_packet_is_bundle_in_progress() {
     let p = Proj::new();
     p.run("clean", &[]).code(0);
