@@ -254,7 +254,8 @@ mod tests {
         std::fs::create_dir(d.path().join("a")).unwrap();
         std::fs::create_dir(d.path().join("b")).unwrap();
         let e = rename_noreplace(&d.path().join("a"), &d.path().join("b")).unwrap_err();
-        assert!(e.to_string().contains('b'), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
+        assert_eq!(e.path(), Some(d.path().join("b").as_path()), "{e}");
         rename_noreplace(&d.path().join("a"), &d.path().join("c")).unwrap();
         assert!(d.path().join("c").is_dir());
     }

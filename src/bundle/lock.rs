@@ -321,12 +321,14 @@ mod tests {
         assert!(st.held && !st.stale, "{st:?}");
         assert_eq!(st.holder.as_ref().unwrap().run_id.as_deref(), Some("r1"));
         let e = OutLock::acquire(d.path(), opts(LockMode::Fail, 0)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
         assert!(
             e.message().contains(&format!("pid {}", std::process::id())),
             "{e}"
         );
         assert!(e.message().contains("run r1"), "{e}");
         let e = OutLock::acquire(d.path(), opts(LockMode::Wait, 100)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
         assert!(e.message().contains("gave up"), "{e}");
         drop(first);
         let st = inspect(d.path());

@@ -733,6 +733,7 @@ fn make_durable(
 mod tests {
     use super::*;
     use crate::bundle::lock::LockMode;
+    use crate::error::ErrorKind;
 
     fn begin(out: &Path, id: &str) -> StagedBundle {
         StagedBundle::begin(&BeginOptions {
@@ -793,6 +794,7 @@ mod tests {
             "/abs",
         ] {
             let e = b.write_bytes(bad, b"x").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
             assert!(e.message().contains(bad), "{e}");
         }
     }
@@ -863,6 +865,7 @@ mod tests {
             lock: LockOptions::default(),
         })
         .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
         assert!(e.message().contains("already exists"), "{e}");
         // A run that never sealed leaves its staging dir; the next run removes it.
         let left = begin(&out, "r2");
@@ -893,6 +896,7 @@ mod tests {
                 ..Faults::default()
             });
             let e = b.seal(info()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
             assert!(e.to_string().contains("durable"), "{e}");
             assert!(!out.join("r1").exists());
             assert!(!out.join("LATEST").exists());
@@ -927,10 +931,12 @@ mod tests {
         let b = begin(&out, "r1");
         std::os::unix::fs::symlink("/etc/hostname", b.dir().join("link")).unwrap();
         let e = b.seal(info()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
         let b = begin(&out, "r2");
         std::fs::write(b.dir().join(".tmp.1.2.x"), b"x").unwrap();
         let e = b.seal(info()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
         assert!(e.to_string().contains("temp file"), "{e}");
     }
 }

@@ -268,7 +268,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("missing/a.json");
         let e = write_atomic(&p, b"x").unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
+        assert!(
+            e.path()
+                .is_some_and(|q| q.starts_with(dir.path().join("missing"))),
+            "{e}"
+        );
     }
 
     #[test]
