@@ -1,5 +1,6 @@
-//! Small helpers shared by every module: filesystem calls that name their path
-//! ([`fsx`]), deterministic JSON ([`json`]), digests ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
+//! Small helpers shared by every module: filesystem calls that name their path, the
+//! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
+//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
 //! "did you mean" suggestions ([`suggest`]).
 
 pub mod digest;
