@@ -29,7 +29,7 @@ for t in hyperfine b3sum /usr/bin/time python3; do
   command -v "$t" >/dev/null || { echo "bundle.sh: needs $t" >&2; exit 2; }
 done
 
-cargo build --release --quiet
+cargo build --release --quiet --features fault-injection  # __bundle-write
 BIN=$PWD/target/release/nexusmon
 W=${BENCH_DIR:-$(mktemp -d "$PWD/target/bundle-bench.XXXXXX")}
 mkdir -p "$W"

@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -17,29 +17,24 @@ use crate::{Error, Result};
 /// temp file can never be mistaken for evidence.
 pub const TEMP_PREFIX: &str = ".tmp.";
 
+/// Rename `tmp` over `path`; on failure the temp file is removed.
+pub(crate) use crate::util::fsx::rename_into_place;
+/// `fsync` a directory so the entries created or renamed in it are durable.
+pub(crate) use crate::util::fsx::sync_dir;
 /// A temp path beside `path` (same directory, so the rename is atomic), named with
 /// [`TEMP_PREFIX`], the pid and a counter.
 pub(crate) use crate::util::fsx::temp_path_for;
+use crate::util::fsx::{self, AtomicWrite};
+
+/// Bundle members are born read-only: the descriptor that creates one can write it,
+/// nothing else can, and sealing has nothing to change.
+const MEMBER_MODE: u32 = 0o444;
 
 /// Create a temp file exclusively (`O_EXCL`), so two writers can never share one. The file
 /// is born read-only (0444): the descriptor returned can write it, nothing else can, and
 /// sealing has nothing to change.
 pub(crate) fn create_temp(tmp: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(tmp)
-        .map_err(|e| Error::io("create", tmp, e))
-}
-
-/// Rename `tmp` over `path`; on failure the temp file is removed.
-pub(crate) fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
-        Error::io("rename into place", path, e)
-    })
+    fsx::create_exclusive(tmp, MEMBER_MODE)
 }
 
 /// Write `bytes` to `path` through a temp file and a rename, with an `fsync` of the file
@@ -57,20 +52,12 @@ pub(crate) fn write_durable_hooked(
     bytes: &[u8],
     before_rename: impl FnOnce(),
 ) -> Result<()> {
-    let tmp = temp_path_for(path);
-    let written = (|| {
-        let mut f = create_temp(&tmp)?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    before_rename();
-    rename_into_place(&tmp, path)?;
-    sync_dir(parent_of(path))
+    let how = AtomicWrite {
+        mode: MEMBER_MODE,
+        sync_parent: true,
+        no_replace: false,
+    };
+    fsx::write_atomic_opts(path, bytes, how, before_rename)
 }
 
 /// Make `rels` under `base` read-only (0444).
@@ -82,21 +69,6 @@ pub(crate) fn make_read_only(base: &Path, rels: &[&str]) -> Result<()> {
             .map_err(|e| Error::io("make read-only", &p, e))?;
     }
     Ok(())
-}
-
-/// The directory holding `path` (`.` for a bare name).
-pub(crate) fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// `fsync` a directory so the entries created or renamed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).map_err(|e| Error::io("open directory for fsync", dir, e))?;
-    f.sync_all()
-        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// `syncfs(2)` on the filesystem holding the open directory `dir`. Since Linux 5.8 it
@@ -282,7 +254,8 @@ mod tests {
         std::fs::create_dir(d.path().join("a")).unwrap();
         std::fs::create_dir(d.path().join("b")).unwrap();
         let e = rename_noreplace(&d.path().join("a"), &d.path().join("b")).unwrap_err();
-        assert!(e.to_string().contains('b'), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
+        assert_eq!(e.path(), Some(d.path().join("b").as_path()), "{e}");
         rename_noreplace(&d.path().join("a"), &d.path().join("c")).unwrap();
         assert!(d.path().join("c").is_dir());
     }

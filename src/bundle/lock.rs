@@ -1,4 +1,5 @@
-//! The out-root lock `out/.lock`: an exclusive `flock(2)` plus a record of the holder (pid,
+//! The out-root lock `out/.lock`: an exclusive `flock(2)` (taken with `util::fsx`'s lock
+//! helper) plus a record of the holder (pid,
 //! host, start time, run id) so a second writer can name it.
 //!
 //! The record is cleared when the lock is released. A record still present when the lock
@@ -10,7 +11,6 @@
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::util::fsx;
+/// Re-exported from [`crate::util::host`] (old path, used by the integration tests).
+pub use crate::util::host::hostname;
 use crate::{Error, Result};
 
 /// What to do when another process holds the lock.
@@ -112,7 +115,7 @@ impl OutLock {
         run_id: Option<&str>,
         plan_id: Option<&str>,
     ) -> Result<Self> {
-        crate::util::fsx::create_dir_all(out_root)?;
+        fsx::create_dir_all(out_root)?;
         let path = out_root.join(super::LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -126,17 +129,8 @@ impl OutLock {
         let start = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {
-            // SAFETY: flock on a valid owned fd.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
+            if fsx::try_lock_exclusive(&file, &path)? {
                 break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(Error::io("lock", &path, err));
             }
             let who = read_holder(&mut file).map_or_else(
                 || "another process (no holder record yet)".to_string(),
@@ -204,10 +198,7 @@ impl Drop for OutLock {
     fn drop(&mut self) {
         // Clear the record first: a record present without a holder means a stale lock.
         let _ = self.file.set_len(0);
-        // SAFETY: unlocking our own fd.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
+        fsx::unlock(&self.file);
     }
 }
 
@@ -310,18 +301,6 @@ pub fn pid_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// This host's name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for its length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,12 +321,14 @@ mod tests {
         assert!(st.held && !st.stale, "{st:?}");
         assert_eq!(st.holder.as_ref().unwrap().run_id.as_deref(), Some("r1"));
         let e = OutLock::acquire(d.path(), opts(LockMode::Fail, 0)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
         assert!(
             e.message().contains(&format!("pid {}", std::process::id())),
             "{e}"
         );
         assert!(e.message().contains("run r1"), "{e}");
         let e = OutLock::acquire(d.path(), opts(LockMode::Wait, 100)).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
         assert!(e.message().contains("gave up"), "{e}");
         drop(first);
         let st = inspect(d.path());

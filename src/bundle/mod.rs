@@ -23,11 +23,15 @@
 //!
 //! Testing the store from a process: the hidden command `nexusmon __bundle-write --out DIR
 //! [--files N --size BYTES | --from DIR [--link|--move]] [--hold-ms MS] [--lock fail|wait]
-//! [--crash-at STEP] [--fail-sync]` drives the real writer (see [`devtool`]); the crash,
-//! lock and tamper tests and `benches/bundle.sh` use it until `run` writes bundles.
+//! [--crash-at STEP] [--fail-sync]` drives the real writer (see `devtool`); the crash,
+//! lock and tamper tests and `benches/bundle.sh` use it until `run` writes bundles. It and
+//! the writer's fault hooks (`faults`) exist only in a build with the cargo feature
+//! `fault-injection` (off by default; `scripts/test` turns it on), never in a release build.
 
 pub mod check;
+#[cfg(feature = "fault-injection")]
 pub mod devtool;
+mod faults;
 mod fsio;
 mod hash;
 pub mod lock;

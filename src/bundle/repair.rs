@@ -21,7 +21,7 @@ use super::{
 use crate::error::ErrorKind;
 use crate::model::index::{
     ArtifactIndex, BundleStatus, INDEX_SCHEMA_VERSION, IndexEntry, Latest, RepairAfter,
-    RepairBefore, RepairLog, RepairMismatch, RepairRecord,
+    RepairBefore, RepairLog, RepairMismatch, RepairRecord, RunStatusFile,
 };
 use crate::util::{digest, json};
 use crate::{Error, Result};
@@ -48,28 +48,8 @@ fn refuse(dir: &Path, msg: impl Into<String>) -> Error {
 /// Repair the bundle at `path` (a bundle directory or an out root), holding the out-root
 /// lock while it rewrites the index.
 pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
-    let (dir, out_root) = match check::resolve(path)? {
-        Resolved::Bundle { dir, out_root, .. } => (dir, out_root),
-        Resolved::BrokenLatest { out_root, problem } => {
-            return Err(refuse(
-                &out_root,
-                format!("cannot follow LATEST: {}", problem.detail),
-            )
-            .with_hint("pass the bundle directory itself"));
-        }
-    };
+    let (dir, out_root) = resolve_repairable(path)?;
     let parent = dir.parent().map(Path::to_path_buf);
-    if parent
-        .as_deref()
-        .and_then(Path::file_name)
-        .is_some_and(|n| n == STAGING_DIR)
-    {
-        return Err(refuse(
-            &dir,
-            "is a staging directory: its run never sealed (in progress, or crashed); it cannot be repaired",
-        )
-        .with_hint("the next run on this out root removes it; `nexusmon status` lists it"));
-    }
     // Hold the out-root lock (if the bundle sits in one) so no run moves LATEST meanwhile.
     let lock_root = out_root.or_else(|| {
         parent.filter(|p| {
@@ -101,128 +81,14 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
     }
 
     // What may be repaired.
-    let Some(status) = ins.status.clone() else {
-        return Err(refuse(
-            &dir,
-            "run_status.json is missing or does not parse: the bundle's status cannot be established, so it cannot be repaired",
-        ));
-    };
+    let status = repairable_status(&dir, &ins)?;
     let run_id = status.run_id.clone();
-    if status.status == BundleStatus::InProgress
-        || ins
-            .index
-            .as_ref()
-            .is_some_and(|i| i.status == BundleStatus::InProgress)
-    {
-        return Err(refuse(
-            &dir,
-            "the bundle is in_progress: only a completed or failed bundle can be repaired",
-        ));
-    }
-    if dir
-        .file_name()
-        .is_none_or(|n| n.to_string_lossy() != run_id)
-    {
-        return Err(refuse(
-            &dir,
-            format!(
-                "the directory is not named after its run `{run_id}`; it cannot be repaired in place"
-            ),
-        ));
-    }
-    let mut bad = Vec::new();
-    let mut files = Vec::new();
-    for n in tree::walk(&dir)? {
-        let why = match n.kind {
-            NodeKind::Dir => continue,
-            NodeKind::Symlink => Some("a symlink"),
-            NodeKind::Other => Some("not a regular file"),
-            NodeKind::File if !n.utf8 => Some("a name that is not UTF-8"),
-            NodeKind::File => tree::unsafe_reason(&n.rel).or_else(|| {
-                n.rel
-                    .split('/')
-                    .any(|c| c.starts_with(fsio::TEMP_PREFIX))
-                    .then_some("a leftover temp file")
-            }),
-        };
-        match why {
-            Some(w) => bad.push(format!("`{}` ({w})", n.rel)),
-            None if n.rel == INDEX_FILE => {}
-            None => files.push(n.rel),
-        }
-    }
-    if !bad.is_empty() {
-        return Err(refuse(
-            &dir,
-            format!(
-                "holds what a bundle must not: {}; remove it first, the repair indexes regular files only",
-                bad.join(", ")
-            ),
-        ));
-    }
-    let mut log = if files.iter().any(|f| f == REPAIR_LOG_FILE) {
-        let p = dir.join(REPAIR_LOG_FILE);
-        let bytes = crate::util::fsx::read(&p)?;
-        serde_json::from_slice::<RepairLog>(&bytes)
-            .map_err(|e| refuse(&p, "does not parse; move it aside to repair").with_source(e))?
-    } else {
-        RepairLog {
-            schema_version: INDEX_SCHEMA_VERSION,
-            run_id: run_id.clone(),
-            repairs: Vec::new(),
-        }
-    };
+    let files = repairable_files(&dir)?;
+    let mut log = read_repair_log(&dir, &files, &run_id)?;
 
-    // What is on disk.
-    let dir_fd = ins
-        .dir_fd
-        .as_ref()
-        .ok_or_else(|| refuse(&dir, "cannot be opened"))?;
-    let mut found = BTreeMap::new();
-    let jobs: Vec<hash::Job<'_>> = files.iter().map(|f| hash::Job::any(f)).collect();
-    for (rel, h) in files.iter().zip(hash::hash_members(dir_fd, &jobs, false)) {
-        let h = h.map_err(|e| Error::io("hash", dir.join(rel), e))?;
-        found.insert(
-            rel.clone(),
-            IndexEntry {
-                path: rel.clone(),
-                size: h.size,
-                blake3: h.blake3,
-            },
-        );
-    }
-
-    // Before: the old index against the disk.
-    let old_entries: BTreeMap<&str, &IndexEntry> = ins
-        .index
-        .iter()
-        .flat_map(|i| i.entries.iter())
-        .map(|e| (e.path.as_str(), e))
-        .collect();
-    let before = RepairBefore {
-        index: ins.index_state.to_string(),
-        missing: old_entries
-            .keys()
-            .filter(|p| !found.contains_key(**p))
-            .map(|p| (*p).to_string())
-            .collect(),
-        mismatched: old_entries
-            .iter()
-            .filter_map(|(p, old)| {
-                let f = found.get(*p)?;
-                (f != *old).then(|| RepairMismatch {
-                    path: (*p).to_string(),
-                    indexed: (*old).clone(),
-                    found: f.clone(),
-                })
-            })
-            .collect(),
-        unindexed: found
-            .values()
-            .filter(|e| !old_entries.contains_key(e.path.as_str()))
-            .cloned()
-            .collect(),
-    };
+    // What is on disk, and the old index against it.
+    let mut found = hash_found(&dir, &ins, &files)?;
+    let before = compare(&ins, &found);
 
     // The new index: the evidence as found, a fresh log and BLAKE3SUMS.
     found.remove(SUMS_FILE);
@@ -255,29 +121,7 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
         },
     };
     log.repairs.push(record.clone());
-    let log_bytes = json::to_sorted_pretty(&log)?;
-    fsio::write_durable(&dir.join(REPAIR_LOG_FILE), &log_bytes)?;
-    found.insert(
-        REPAIR_LOG_FILE.into(),
-        IndexEntry {
-            path: REPAIR_LOG_FILE.into(),
-            size: log_bytes.len() as u64,
-            blake3: digest::blake3_hex(&log_bytes),
-        },
-    );
-    let mut sums = String::new();
-    for e in found.values() {
-        let _ = writeln!(sums, "{}  {}", e.blake3, e.path);
-    }
-    fsio::write_durable(&dir.join(SUMS_FILE), sums.as_bytes())?;
-    found.insert(
-        SUMS_FILE.into(),
-        IndexEntry {
-            path: SUMS_FILE.into(),
-            size: sums.len() as u64,
-            blake3: digest::blake3_hex(sums.as_bytes()),
-        },
-    );
+    write_log_and_sums(&dir, &log, &mut found)?;
     // BTreeMap<String, _> iterates in byte order of the keys: the index's sort order.
     let entries: Vec<IndexEntry> = found.into_values().collect();
     let index = ArtifactIndex {
@@ -327,4 +171,210 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
         latest_updated: new_latest.is_some(),
         after,
     })
+}
+
+/// The bundle directory `path` names and its out root, refusing a `LATEST` that cannot be
+/// followed and a staging directory.
+fn resolve_repairable(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let (dir, out_root) = match check::resolve(path)? {
+        Resolved::Bundle { dir, out_root, .. } => (dir, out_root),
+        Resolved::BrokenLatest { out_root, problem } => {
+            return Err(refuse(
+                &out_root,
+                format!("cannot follow LATEST: {}", problem.detail),
+            )
+            .with_hint("pass the bundle directory itself"));
+        }
+    };
+    if dir
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == STAGING_DIR)
+    {
+        return Err(refuse(
+            &dir,
+            "is a staging directory: its run never sealed (in progress, or crashed); it cannot be repaired",
+        )
+        .with_hint("the next run on this out root removes it; `nexusmon status` lists it"));
+    }
+    Ok((dir, out_root))
+}
+
+/// The bundle's `run_status.json`, if it allows a repair: readable, not `in_progress`, and
+/// naming the run the directory is named after.
+fn repairable_status(dir: &Path, ins: &check::Inspection) -> Result<RunStatusFile> {
+    let Some(status) = ins.status.clone() else {
+        return Err(refuse(
+            dir,
+            "run_status.json is missing or does not parse: the bundle's status cannot be established, so it cannot be repaired",
+        ));
+    };
+    let run_id = &status.run_id;
+    if status.status == BundleStatus::InProgress
+        || ins
+            .index
+            .as_ref()
+            .is_some_and(|i| i.status == BundleStatus::InProgress)
+    {
+        return Err(refuse(
+            dir,
+            "the bundle is in_progress: only a completed or failed bundle can be repaired",
+        ));
+    }
+    if dir
+        .file_name()
+        .is_none_or(|n| n.to_string_lossy() != *run_id)
+    {
+        return Err(refuse(
+            dir,
+            format!(
+                "the directory is not named after its run `{run_id}`; it cannot be repaired in place"
+            ),
+        ));
+    }
+    Ok(status)
+}
+
+/// The regular files to index (all but the index itself); anything else refuses the repair.
+fn repairable_files(dir: &Path) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    let mut files = Vec::new();
+    for n in tree::walk(dir)? {
+        let why = match n.kind {
+            NodeKind::Dir => continue,
+            NodeKind::Symlink => Some("a symlink"),
+            NodeKind::Other => Some("not a regular file"),
+            NodeKind::File if !n.utf8 => Some("a name that is not UTF-8"),
+            NodeKind::File => tree::unsafe_reason(&n.rel).or_else(|| {
+                n.rel
+                    .split('/')
+                    .any(|c| c.starts_with(fsio::TEMP_PREFIX))
+                    .then_some("a leftover temp file")
+            }),
+        };
+        match why {
+            Some(w) => bad.push(format!("`{}` ({w})", n.rel)),
+            None if n.rel == INDEX_FILE => {}
+            None => files.push(n.rel),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(refuse(
+            dir,
+            format!(
+                "holds what a bundle must not: {}; remove it first, the repair indexes regular files only",
+                bad.join(", ")
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// The bundle's `repair_log.json` (earlier repairs are kept), or a new one.
+fn read_repair_log(dir: &Path, files: &[String], run_id: &str) -> Result<RepairLog> {
+    if files.iter().any(|f| f == REPAIR_LOG_FILE) {
+        let p = dir.join(REPAIR_LOG_FILE);
+        let bytes = crate::util::fsx::read(&p)?;
+        serde_json::from_slice::<RepairLog>(&bytes)
+            .map_err(|e| refuse(&p, "does not parse; move it aside to repair").with_source(e))
+    } else {
+        Ok(RepairLog {
+            schema_version: INDEX_SCHEMA_VERSION,
+            run_id: run_id.to_string(),
+            repairs: Vec::new(),
+        })
+    }
+}
+
+/// Hash `files` as they are on disk.
+fn hash_found(
+    dir: &Path,
+    ins: &check::Inspection,
+    files: &[String],
+) -> Result<BTreeMap<String, IndexEntry>> {
+    let dir_fd = ins
+        .dir_fd
+        .as_ref()
+        .ok_or_else(|| refuse(dir, "cannot be opened"))?;
+    let mut found = BTreeMap::new();
+    let jobs: Vec<hash::Job<'_>> = files.iter().map(|f| hash::Job::any(f)).collect();
+    for (rel, h) in files.iter().zip(hash::hash_members(dir_fd, &jobs, false)) {
+        let h = h.map_err(|e| Error::io("hash", dir.join(rel), e))?;
+        found.insert(
+            rel.clone(),
+            IndexEntry {
+                path: rel.clone(),
+                size: h.size,
+                blake3: h.blake3,
+            },
+        );
+    }
+    Ok(found)
+}
+
+/// What the old index said against what was found.
+fn compare(ins: &check::Inspection, found: &BTreeMap<String, IndexEntry>) -> RepairBefore {
+    let old_entries: BTreeMap<&str, &IndexEntry> = ins
+        .index
+        .iter()
+        .flat_map(|i| i.entries.iter())
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    RepairBefore {
+        index: ins.index_state.to_string(),
+        missing: old_entries
+            .keys()
+            .filter(|p| !found.contains_key(**p))
+            .map(|p| (*p).to_string())
+            .collect(),
+        mismatched: old_entries
+            .iter()
+            .filter_map(|(p, old)| {
+                let f = found.get(*p)?;
+                (f != *old).then(|| RepairMismatch {
+                    path: (*p).to_string(),
+                    indexed: (*old).clone(),
+                    found: f.clone(),
+                })
+            })
+            .collect(),
+        unindexed: found
+            .values()
+            .filter(|e| !old_entries.contains_key(e.path.as_str()))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Write `repair_log.json` and a fresh `BLAKE3SUMS` (of everything found plus the log) and
+/// add both to `found`.
+fn write_log_and_sums(
+    dir: &Path,
+    log: &RepairLog,
+    found: &mut BTreeMap<String, IndexEntry>,
+) -> Result<()> {
+    let log_bytes = json::to_sorted_pretty(log)?;
+    fsio::write_durable(&dir.join(REPAIR_LOG_FILE), &log_bytes)?;
+    found.insert(
+        REPAIR_LOG_FILE.into(),
+        IndexEntry {
+            path: REPAIR_LOG_FILE.into(),
+            size: log_bytes.len() as u64,
+            blake3: digest::blake3_hex(&log_bytes),
+        },
+    );
+    let mut sums = String::new();
+    for e in found.values() {
+        let _ = writeln!(sums, "{}  {}", e.blake3, e.path);
+    }
+    fsio::write_durable(&dir.join(SUMS_FILE), sums.as_bytes())?;
+    found.insert(
+        SUMS_FILE.into(),
+        IndexEntry {
+            path: SUMS_FILE.into(),
+            size: sums.len() as u64,
+            blake3: digest::blake3_hex(sums.as_bytes()),
+        },
+    );
+    Ok(())
 }

@@ -24,7 +24,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -80,90 +79,10 @@ pub struct Sealed {
     pub index: ArtifactIndex,
 }
 
-/// A point of the commit protocol where a test can have the writer kill itself (SIGKILL).
-/// Armed only through [`StagedBundle::inject_faults`], which only the hidden
-/// `__bundle-write` command calls.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Staging created, `run_status.json` written, nothing else.
-    AfterBegin,
-    /// Half-way through writing a member file (its temp file is partial).
-    MidFile,
-    /// Every member written, seal not started.
-    AfterFiles,
-    /// Files hashed and `BLAKE3SUMS` written, before the durability barrier.
-    BeforeSync,
-    /// Everything durable, index not yet written.
-    AfterSync,
-    /// Index temp file written and fsynced, not renamed.
-    MidIndex,
-    /// Index in place under `.staging`; `BLAKE3SUMS` and the index still writable.
-    AfterIndex,
-    /// Every file read-only, bundle not yet moved.
-    AfterChmod,
-    /// Bundle moved to `out/<run_id>`, `LATEST` not updated.
-    AfterMove,
-    /// `LATEST` temp written, not renamed.
-    MidLatest,
-    /// `LATEST` replaced, lock not yet released.
-    AfterLatest,
-}
-
-impl CrashPoint {
-    /// Every point, in protocol order.
-    pub const ALL: [Self; 11] = [
-        Self::AfterBegin,
-        Self::MidFile,
-        Self::AfterFiles,
-        Self::BeforeSync,
-        Self::AfterSync,
-        Self::MidIndex,
-        Self::AfterIndex,
-        Self::AfterChmod,
-        Self::AfterMove,
-        Self::MidLatest,
-        Self::AfterLatest,
-    ];
-
-    /// The point's name (`after-begin`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AfterBegin => "after-begin",
-            Self::MidFile => "mid-file",
-            Self::AfterFiles => "after-files",
-            Self::BeforeSync => "before-sync",
-            Self::AfterSync => "after-sync",
-            Self::MidIndex => "mid-index",
-            Self::AfterIndex => "after-index",
-            Self::AfterChmod => "after-chmod",
-            Self::AfterMove => "after-move",
-            Self::MidLatest => "mid-latest",
-            Self::AfterLatest => "after-latest",
-        }
-    }
-
-    /// Parse a name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-}
-
-/// Faults a test can inject into a writer (see [`CrashPoint`]).
-#[doc(hidden)]
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Kill the process at this point.
-    pub crash_at: Option<CrashPoint>,
-    /// With [`CrashPoint::MidFile`]: which member write (1-based) is cut in half.
-    pub crash_write_number: usize,
-    /// The first call of the durability barrier (`syncfs`, or one file's `fsync`) reports
-    /// EIO, as a failing disk would. Later calls would succeed, so a retry would seal: the
-    /// tests check that none happens.
-    pub fail_sync: bool,
-    /// Use per-file `fsync` instead of `syncfs` (the path taken on kernels < 5.8).
-    pub per_file_fsync: bool,
-}
+pub use super::faults::CrashPoint;
+#[cfg(any(test, feature = "fault-injection"))]
+pub use super::faults::Faults;
+use super::faults::Hooks;
 
 /// A bundle being written under `out/.staging/<run_id>/`. Thread-safe: workers may write
 /// files concurrently through `&self`.
@@ -179,10 +98,8 @@ pub struct StagedBundle {
     expected: Mutex<BTreeSet<String>>,
     lock: OutLock,
     cleaned: Vec<String>,
-    faults: Faults,
-    /// Armed by `faults.fail_sync`; consumed by the first barrier call.
-    sync_fault: AtomicBool,
-    writes: AtomicUsize,
+    /// Test faults (no-ops unless built for tests or with `fault-injection`).
+    faults: Hooks,
 }
 
 /// A new run id: UTC time to the millisecond (so ids sort by time) and 32 random bits (so
@@ -333,31 +250,26 @@ impl StagedBundle {
             expected: Mutex::new(BTreeSet::new()),
             lock,
             cleaned,
-            faults: Faults::default(),
-            sync_fault: AtomicBool::new(false),
-            writes: AtomicUsize::new(0),
+            faults: Hooks::none(),
         };
         b.write_status(BundleStatus::InProgress, None, None)?;
         Ok(b)
     }
 
     /// Arm test faults (crash points, a failing durability barrier). Only the hidden
-    /// `__bundle-write` command calls this.
+    /// `__bundle-write` command (built with the `fault-injection` feature) and unit tests
+    /// call this.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_faults(&mut self, faults: Faults) {
-        self.sync_fault = AtomicBool::new(faults.fail_sync);
-        self.faults = faults;
+        self.faults = Hooks::new(faults);
     }
 
-    /// Kill the process here if a test armed this point.
+    /// Kill the process here if a test armed this point (a no-op unless built for tests or
+    /// with `fault-injection`).
     #[doc(hidden)]
     pub fn crash_point(&self, point: CrashPoint) {
-        if self.faults.crash_at == Some(point) {
-            // SAFETY: signalling ourselves; never returns.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
+        self.faults.crash(point);
     }
 
     /// The run id.
@@ -475,9 +387,7 @@ impl StagedBundle {
         let path = self.member_path(rel)?;
         let tmp = fsio::temp_path_for(&path);
         let file = fsio::create_temp(&tmp)?;
-        let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        let crash_armed = self.faults.crash_at == Some(CrashPoint::MidFile)
-            && n >= self.faults.crash_write_number.max(1);
+        let crash_armed = self.faults.arm_mid_file();
         Ok(StagedFile {
             bundle: self,
             tmp,
@@ -595,8 +505,7 @@ impl StagedBundle {
             &self.dir,
             &member_paths,
             &mut dirs,
-            self.faults.per_file_fsync,
-            &self.sync_fault,
+            &self.faults,
         )?;
         self.crash_point(CrashPoint::AfterSync);
 
@@ -785,11 +694,10 @@ fn make_durable(
     dir: &Path,
     members: &[&str],
     dirs: &mut [String],
-    per_file_fsync: bool,
-    fault: &AtomicBool,
+    faults: &Hooks,
 ) -> Result<()> {
     let injected = |path: &Path| {
-        if fault.swap(false, Ordering::SeqCst) {
+        if faults.take_sync_fault() {
             Err(Error::io(
                 "make the bundle durable",
                 path,
@@ -801,9 +709,9 @@ fn make_durable(
     };
     // syncfs flushes the whole filesystem, other processes' dirty data included: worth it
     // for many files, not for a few (whose own fsyncs cost less than that wait).
-    let use_syncfs = !per_file_fsync
+    let use_syncfs = !faults.per_file_fsync()
         && members.len() > PER_FILE_FSYNC_MAX
-        && fsio::syncfs_reports_errors(&crate::sandbox::host::kernel_release());
+        && fsio::syncfs_reports_errors(&crate::util::host::kernel_release());
     if use_syncfs {
         injected(dir)?;
         return fsio::syncfs(dir_fd, dir);
@@ -825,6 +733,7 @@ fn make_durable(
 mod tests {
     use super::*;
     use crate::bundle::lock::LockMode;
+    use crate::error::ErrorKind;
 
     fn begin(out: &Path, id: &str) -> StagedBundle {
         StagedBundle::begin(&BeginOptions {
@@ -885,6 +794,7 @@ mod tests {
             "/abs",
         ] {
             let e = b.write_bytes(bad, b"x").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
             assert!(e.message().contains(bad), "{e}");
         }
     }
@@ -955,6 +865,7 @@ mod tests {
             lock: LockOptions::default(),
         })
         .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
         assert!(e.message().contains("already exists"), "{e}");
         // A run that never sealed leaves its staging dir; the next run removes it.
         let left = begin(&out, "r2");
@@ -985,6 +896,7 @@ mod tests {
                 ..Faults::default()
             });
             let e = b.seal(info()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
             assert!(e.to_string().contains("durable"), "{e}");
             assert!(!out.join("r1").exists());
             assert!(!out.join("LATEST").exists());
@@ -1019,10 +931,12 @@ mod tests {
         let b = begin(&out, "r1");
         std::os::unix::fs::symlink("/etc/hostname", b.dir().join("link")).unwrap();
         let e = b.seal(info()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
         assert!(e.to_string().contains("symlink"), "{e}");
         let b = begin(&out, "r2");
         std::fs::write(b.dir().join(".tmp.1.2.x"), b"x").unwrap();
         let e = b.seal(info()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Runner, "{e}");
         assert!(e.to_string().contains("temp file"), "{e}");
     }
 }

@@ -112,6 +112,7 @@ pub enum Command {
     #[command(name = "__probe", hide = true)]
     Probe(ProbeHelperArgs),
     /// (internal) write and seal a bundle through the store, for tests and benchmarks.
+    #[cfg(feature = "fault-injection")]
     #[command(name = "__bundle-write", hide = true)]
     BundleWrite(BundleWriteArgs),
 }
@@ -212,6 +213,7 @@ pub struct ReindexArgs {
 }
 
 /// `__bundle-write` (hidden): drive the bundle writer from a process.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Args)]
 pub struct BundleWriteArgs {
     /// Out root.

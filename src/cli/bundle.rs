@@ -3,14 +3,23 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::args::{BundleArg, BundleWriteArgs, LockMode, ReindexArgs};
+#[cfg(feature = "fault-injection")]
+use super::args::BundleWriteArgs;
+use super::args::{BundleArg, LockMode, ReindexArgs};
 use super::{Ctx, Io};
+#[cfg(feature = "fault-injection")]
+use crate::Error;
+#[cfg(feature = "fault-injection")]
+use crate::bundle::StagedBundle;
 use crate::bundle::check::status_word;
+#[cfg(feature = "fault-injection")]
 use crate::bundle::devtool::{DevSource, DevWriteOptions, FromMode, dev_write};
+#[cfg(feature = "fault-injection")]
 use crate::bundle::writer::{CrashPoint, Faults};
-use crate::bundle::{self, LockOptions, Report, StagedBundle};
+use crate::bundle::{self, LockOptions, Report};
+#[cfg(feature = "fault-injection")]
 use crate::model::index::BundleStatus;
-use crate::{Error, Result, exit_code};
+use crate::{Result, exit_code};
 
 fn lock_options(mode: LockMode, timeout_secs: u64) -> LockOptions {
     LockOptions {
@@ -170,6 +179,7 @@ pub fn reindex(ctx: &Ctx, io: &mut Io<'_>, a: &ReindexArgs) -> Result<i32> {
 }
 
 /// `__bundle-write`: write and seal a bundle through the store (tests and benchmarks).
+#[cfg(feature = "fault-injection")]
 pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i32> {
     let crash_at = match &a.crash_at {
         None => None,
@@ -246,6 +256,7 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
 }
 
 /// The warnings a run shows after `begin`: a stale lock taken over, leftovers removed.
+#[cfg(feature = "fault-injection")]
 pub(crate) fn begin_warnings(b: &StagedBundle) -> Vec<String> {
     let mut w = Vec::new();
     if let Some(h) = &b.lock().took_over {

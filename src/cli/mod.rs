@@ -162,6 +162,7 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::Init(a) => govern::init(ctx, io, &a),
         Command::Completions(a) => misc::completions(io, &a),
         Command::Probe(a) => Ok(crate::exec::probe_helper_main(&a.args, io.out)),
+        #[cfg(feature = "fault-injection")]
         Command::BundleWrite(a) => bundle::bundle_write(ctx, io, &a),
     }
 }

@@ -17,7 +17,6 @@
 //! `.nexusmon/` at or above the project root. Bundles never depend on it to verify.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::model::evolution::EvolutionFile;
@@ -281,26 +280,12 @@ impl StateLock {
 
 /// Block until `file` holds an exclusive `flock`, retrying on EINTR.
 pub(crate) fn flock_exclusive(file: &File, path: &Path) -> Result<()> {
-    flock(file, path, libc::LOCK_EX)
+    fsx::lock_exclusive(file, path)
 }
 
 /// Block until `file` holds a shared `flock`, retrying on EINTR.
 pub(crate) fn flock_shared(file: &File, path: &Path) -> Result<()> {
-    flock(file, path, libc::LOCK_SH)
-}
-
-fn flock(file: &File, path: &Path, op: libc::c_int) -> Result<()> {
-    loop {
-        // SAFETY: flock on a valid open descriptor owned by `file`.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("lock", path, err));
-        }
-    }
+    fsx::lock_shared(file, path)
 }
 
 /// `n` random bytes from the kernel (`getrandom(2)`), as lowercase hex.

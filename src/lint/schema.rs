@@ -353,30 +353,7 @@ fn translate(
     let instance: &Value = err.instance();
     match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let known = known_properties(schema, err.schema_path().as_str());
-            for key in unexpected {
-                let ptr = format!("{inst}/{}", esc(key));
-                let hint = did_you_mean(key, known.iter().map(String::as_str)).or_else(|| {
-                    (!known.is_empty()).then(|| {
-                        format!(
-                            "allowed keys here: {}",
-                            known
-                                .iter()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-                });
-                sink.push_hint(
-                    Code::UnknownKey,
-                    &ptr,
-                    At::Key,
-                    format!("unknown key `{key}`"),
-                    hint,
-                );
-                strip.push(ptr);
-            }
+            unknown_keys(err, schema, &inst, unexpected, sink, strip);
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = error.instance().as_str().unwrap_or_default().to_string();
@@ -483,28 +460,67 @@ fn translate(
                 format!("expected at most {limit} character(s)"),
             );
         }
-        ValidationErrorKind::UniqueItems => {
-            let dup = instance
-                .as_array()
-                .and_then(|items| {
-                    items
-                        .iter()
-                        .enumerate()
-                        .find(|(i, x)| items[..*i].contains(x))
-                        .map(|(_, x)| show(x))
-                })
-                .unwrap_or_default();
-            sink.push(
-                Code::SchemaViolation,
-                &inst,
-                At::Value,
-                format!("{dup} is listed twice"),
-            );
-        }
+        ValidationErrorKind::UniqueItems => listed_twice(&inst, instance, sink),
         _ => {
             sink.push(Code::SchemaViolation, &inst, At::Value, err.to_string());
         }
     }
+}
+
+/// `additionalProperties`: each unexpected key, with the nearest known key or the list of
+/// allowed ones; the keys are stripped before the typed parse.
+fn unknown_keys(
+    err: &ValidationError<'_>,
+    schema: &Value,
+    inst: &str,
+    unexpected: &[String],
+    sink: &mut Sink<'_>,
+    strip: &mut Vec<String>,
+) {
+    let known = known_properties(schema, err.schema_path().as_str());
+    for key in unexpected {
+        let ptr = format!("{inst}/{}", esc(key));
+        let hint = did_you_mean(key, known.iter().map(String::as_str)).or_else(|| {
+            (!known.is_empty()).then(|| {
+                format!(
+                    "allowed keys here: {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        });
+        sink.push_hint(
+            Code::UnknownKey,
+            &ptr,
+            At::Key,
+            format!("unknown key `{key}`"),
+            hint,
+        );
+        strip.push(ptr);
+    }
+}
+
+/// `uniqueItems`: name the first repeated item.
+fn listed_twice(inst: &str, instance: &Value, sink: &mut Sink<'_>) {
+    let dup = instance
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .enumerate()
+                .find(|(i, x)| items[..*i].contains(x))
+                .map(|(_, x)| show(x))
+        })
+        .unwrap_or_default();
+    sink.push(
+        Code::SchemaViolation,
+        inst,
+        At::Value,
+        format!("{dup} is listed twice"),
+    );
 }
 
 /// `oneOf`/`anyOf`: find the branch the author meant and report its errors; if no branch

@@ -478,12 +478,9 @@ mod tests {
     fn dangling_and_self_dependencies_and_profiles() {
         let mut m = mission(&[("a", &["a"]), ("b", &["aa"])]);
         m.tasks.get_mut("b").unwrap().profile = id("other");
-        assert!(
-            order(&m)
-                .unwrap_err()
-                .message()
-                .contains("`aa`, which is not a task")
-        );
+        let e = order(&m).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
+        assert!(e.message().contains("`aa`, which is not a task"), "{e}");
         let f = check(&Plan {
             mission: Some(m),
             ..plan()

@@ -7,6 +7,7 @@
 pub mod approval;
 pub mod audit;
 pub mod evolution;
+pub mod host;
 pub mod id;
 pub mod index;
 pub mod mapping;

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -173,17 +172,8 @@ struct DirLock {
 impl DirLock {
     fn acquire(dir: &Path) -> Result<Self> {
         let f = File::open(dir).map_err(|e| Error::io("open for locking", dir, e))?;
-        loop {
-            // SAFETY: flock on a valid descriptor owned by `f`.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(Self { _dir: f });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io("lock", dir, e));
-            }
-        }
+        fsx::lock_exclusive(&f, dir)?;
+        Ok(Self { _dir: f })
     }
 }
 

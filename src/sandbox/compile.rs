@@ -10,19 +10,24 @@
 //! the rlimits, how the process limit is contained, and what cannot be enforced here and
 //! why. A `hard` profile with anything unenforceable does not apply (`apply_error`); a
 //! `best-effort` one records the dropped items.
+//!
+//! This file holds the compiled form and [`compile`], which runs the steps in order: the
+//! Landlock part ([`landlock`]: ABI, filesystem handle and rules, network, scopes), then
+//! seccomp, rlimits and the process limit ([`limits`]).
 
 use std::path::Path;
 
 use serde::Serialize;
 
+mod landlock;
+mod limits;
+
 use super::paths;
-use super::rights::{self, FsRights, fs, net};
+use super::rights::{FsRights, fs, net};
 use super::vars::Vars;
-use crate::model::registry::{
-    Access, Compat, Env, Handle, MissingPaths, Profile, ScopeWord, SeccompGroup, UdpPolicy,
-};
+use crate::Result;
+use crate::model::registry::{Access, Compat, Env, MissingPaths, Profile, SeccompGroup};
 use crate::model::results::Unenforceable;
-use crate::{Error, Result};
 
 /// What the compiler needs to know about the host (owned: kept by the runner to compile
 /// again for each child when rules depend on the child's scratch directory).
@@ -44,7 +49,7 @@ pub struct CompileHost {
 
 impl CompileHost {
     /// From the host facts; `clean`: the clean channel (HOME is per child).
-    pub fn from_facts(f: &crate::sandbox::host::HostFacts, clean: bool) -> Self {
+    pub fn from_facts(f: &crate::model::host::HostFacts, clean: bool) -> Self {
         Self {
             kernel_abi: f.landlock_abi,
             landlock_unavailable: f.landlock_unavailable.clone(),
@@ -441,6 +446,43 @@ impl Gaps {
             reason: reason.into(),
         });
     }
+
+    /// `(unenforceable, dropped, apply_error)`: both lists sorted and deduplicated, and the
+    /// error a profile with anything unenforceable fails to apply with.
+    fn finish(self) -> (Vec<Unenforceable>, Vec<Unenforceable>, Option<String>) {
+        let mut unenforceable = self.unenforceable;
+        unenforceable.sort();
+        unenforceable.dedup();
+        let mut dropped = self.dropped;
+        dropped.sort();
+        dropped.dedup();
+        let apply_error = if unenforceable.is_empty() {
+            None
+        } else {
+            Some(
+                unenforceable
+                    .iter()
+                    .map(|u| format!("{}: {}", u.item, u.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
+        (unenforceable, dropped, apply_error)
+    }
+}
+
+/// One compilation in progress: what its steps ([`landlock`], [`limits`]) read and add to.
+struct Build<'a> {
+    profile_id: &'a str,
+    profiles_file: &'a Path,
+    ctx: CompileContext<'a>,
+    /// The kernel's Landlock ABI (0: none).
+    kernel: u8,
+    gaps: Gaps,
+    /// Seccomp deny groups: requested, plus `udp` where Landlock cannot restrict UDP.
+    seccomp: Vec<SeccompGroup>,
+    skipped_rules: Vec<String>,
+    per_child: bool,
 }
 
 /// Compile `profile` for this host. Errors are input errors (an undefined variable in a
@@ -453,456 +495,39 @@ pub fn compile(
     ctx: &CompileContext<'_>,
 ) -> Result<CompiledProfile> {
     let compat = profile.landlock.as_ref().map_or(Compat::Hard, |l| l.compat);
-    let mut gaps = Gaps {
-        hard: compat == Compat::Hard,
-        unenforceable: Vec::new(),
-        dropped: Vec::new(),
+    let mut b = Build {
+        profile_id,
+        profiles_file,
+        ctx: *ctx,
+        kernel: ctx.host.kernel_abi.unwrap_or(0),
+        gaps: Gaps {
+            hard: compat == Compat::Hard,
+            unenforceable: Vec::new(),
+            dropped: Vec::new(),
+        },
+        seccomp: profile
+            .seccomp
+            .as_ref()
+            .map(|s| s.deny_groups.clone())
+            .unwrap_or_default(),
+        skipped_rules: Vec::new(),
+        per_child: false,
     };
-    let kernel = ctx.host.kernel_abi.unwrap_or(0);
-    let mut seccomp: Vec<SeccompGroup> = profile
-        .seccomp
-        .as_ref()
-        .map(|s| s.deny_groups.clone())
-        .unwrap_or_default();
-    let mut skipped_rules = Vec::new();
-    let mut per_child = false;
-
     let landlock = match &profile.landlock {
         None => None,
-        Some(ll) => {
-            let pin = ll.abi;
-            if ctx.host.kernel_abi.is_none() {
-                gaps.add(
-                    "landlock",
-                    format!(
-                        "Landlock is not available on this kernel: {}",
-                        ctx.host
-                            .landlock_unavailable
-                            .as_deref()
-                            .unwrap_or("unknown reason")
-                    ),
-                );
-            } else if pin > kernel {
-                gaps.add(
-                    "landlock.abi",
-                    format!("the profile pins Landlock ABI {pin}; this kernel has ABI {kernel}"),
-                );
-            }
-            // Filesystem.
-            let (fs_requested, rules_in, missing) = match &ll.fs {
-                None => (0, Vec::new(), MissingPaths::Error),
-                Some(f) => {
-                    let handled = match &f.handle {
-                        Handle::All => rights::fs_all(pin),
-                        Handle::List(words) => {
-                            for w in words {
-                                let (_, beyond) = rights::access_rights(*w, pin);
-                                if beyond != 0 && rights::access_rights(*w, pin).0 == 0 {
-                                    gaps.fatal(
-                                        format!("landlock.fs.handle `{}`", w.as_str()),
-                                        format!(
-                                            "access `{}` needs Landlock ABI {}; the profile pins {pin}",
-                                            w.as_str(),
-                                            w.min_abi()
-                                        ),
-                                    );
-                                }
-                            }
-                            rights::words_rights(words, pin)
-                        }
-                    };
-                    (handled, f.allow.clone(), f.missing_paths)
-                }
-            };
-            let kernel_fs = rights::fs_all(kernel);
-            let lacking = fs_requested & !kernel_fs;
-            if lacking != 0 && ctx.host.kernel_abi.is_some() {
-                gaps.add(
-                    "landlock.fs.handle",
-                    format!(
-                        "rights {} need Landlock ABI {}; this kernel has ABI {kernel}",
-                        rights::fs_names(lacking).join(", "),
-                        rights::fs_min_abi(lacking)
-                    ),
-                );
-            }
-            let fs_handled = if gaps.hard {
-                fs_requested
-            } else {
-                fs_requested & kernel_fs
-            };
-
-            let mut rules = Vec::new();
-            for (i, rule) in rules_in.iter().enumerate() {
-                let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let expanded = ctx.vars.expand(&rule.path).map_err(|e| {
-                    Error::input(
-                        profiles_file,
-                        format!(
-                            "profile `{profile_id}`: landlock.fs.allow[{i}].path: {}",
-                            e.message
-                        ),
-                    )
-                    .with_hint(
-                        "define the variable in the plan's `variables` (builtin: SCRATCH, HOME, RUNNER_PID)",
-                    )
-                })?;
-                if !Path::new(&expanded).is_absolute() {
-                    return Err(Error::input(
-                        profiles_file,
-                        format!(
-                            "profile `{profile_id}`: landlock.fs.allow[{i}].path `{expanded}` is not absolute"
-                        ),
-                    )
-                    .with_hint("rule paths must be absolute (or start with a variable such as ${SCRATCH})"));
-                }
-                let referenced = Vars::references(&rule.path);
-                let child_rule = referenced
-                    .iter()
-                    .any(|r| r == "SCRATCH" || (r == "HOME" && ctx.host.home_is_scratch));
-                per_child |= child_rule;
-                let res = paths::resolve(Path::new(&expanded), Path::new("/"), true);
-                let is_dir = std::fs::metadata(&res.canonical).is_ok_and(|m| m.is_dir());
-                for w in &rule.access {
-                    let (within, beyond) = rights::access_rights(*w, pin);
-                    if within == 0 && beyond != 0 {
-                        gaps.fatal(
-                            format!("landlock.fs.allow[{i}] `{}`", w.as_str()),
-                            format!(
-                                "access `{}` needs Landlock ABI {}; the profile pins {pin}",
-                                w.as_str(),
-                                w.min_abi()
-                            ),
-                        );
-                    }
-                }
-                let mut requested = rights::words_rights(&rule.access, pin) & fs_requested;
-                if !is_dir {
-                    requested &= fs::FILE_RIGHTS;
-                }
-                let pending = !res.exists && child_rule && ctx.before_child;
-                let skipped = !res.exists && (missing == MissingPaths::Skip || pending);
-                if !res.exists {
-                    if pending {
-                        skipped_rules.push(format!(
-                            "landlock.fs.allow[{i}] `{}`: per child, resolved in each child's scratch directory",
-                            rule.path
-                        ));
-                    } else if missing == MissingPaths::Skip {
-                        skipped_rules.push(format!(
-                            "landlock.fs.allow[{i}] `{expanded}`: does not exist (missing_paths: skip)"
-                        ));
-                    } else {
-                        gaps.fatal(
-                            format!("landlock.fs.allow[{i}]"),
-                            format!(
-                                "path `{expanded}` does not exist (missing_paths: error; use `skip` to drop such rules)"
-                            ),
-                        );
-                    }
-                }
-                let effective = if gaps.hard {
-                    requested
-                } else {
-                    requested & kernel_fs
-                };
-                rules.push(CompiledRule {
-                    index,
-                    path: rule.path.clone(),
-                    expanded,
-                    resolved: res.canonical.to_string_lossy().into_owned(),
-                    exists: res.exists,
-                    is_dir,
-                    access: rule.access.clone(),
-                    requested_rights: if skipped { 0 } else { requested },
-                    rights: if skipped { 0 } else { effective },
-                    rights_names: if skipped {
-                        Vec::new()
-                    } else {
-                        rights::fs_names(effective)
-                    },
-                    skipped,
-                });
-            }
-
-            // Network.
-            let mut net_requested = 0u64;
-            let mut tcp_connect = None;
-            let mut tcp_bind = None;
-            let mut udp = UdpCompiled {
-                deny_all: false,
-                enforced_by: "none".into(),
-                connect: None,
-                bind: None,
-            };
-            let landlock_udp = pin >= 10 && kernel >= 10;
-            if let Some(n) = &ll.net {
-                for (key, list, right, slot) in [
-                    (
-                        "tcp_connect",
-                        &n.tcp_connect,
-                        net::CONNECT_TCP,
-                        &mut tcp_connect,
-                    ),
-                    ("tcp_bind", &n.tcp_bind, net::BIND_TCP, &mut tcp_bind),
-                ] {
-                    if let Some(ports) = list {
-                        if pin < 4 {
-                            gaps.fatal(
-                                format!("landlock.net.{key}"),
-                                format!("TCP rules need Landlock ABI 4; the profile pins {pin}"),
-                            );
-                        } else if kernel < 4 {
-                            gaps.add(
-                                format!("landlock.net.{key}"),
-                                format!(
-                                    "TCP rules need Landlock ABI 4; this kernel has ABI {kernel}"
-                                ),
-                            );
-                        }
-                        net_requested |= right;
-                        let mut p = ports.clone();
-                        p.sort_unstable();
-                        p.dedup();
-                        *slot = Some(p);
-                    }
-                }
-                if n.udp == Some(UdpPolicy::Deny) {
-                    udp.deny_all = true;
-                    if landlock_udp {
-                        net_requested |= net::BIND_UDP | net::CONNECT_SEND_UDP;
-                        udp.enforced_by = "landlock".into();
-                    } else if ctx.host.seccomp_available {
-                        seccomp.push(SeccompGroup::Udp);
-                        udp.enforced_by = "seccomp".into();
-                    } else {
-                        gaps.add(
-                            "landlock.net.udp",
-                            "UDP needs Landlock ABI 10 or a seccomp filter; neither is available",
-                        );
-                    }
-                }
-                for (key, list, right, slot) in [
-                    (
-                        "udp_connect",
-                        &n.udp_connect,
-                        net::CONNECT_SEND_UDP,
-                        &mut udp.connect,
-                    ),
-                    ("udp_bind", &n.udp_bind, net::BIND_UDP, &mut udp.bind),
-                ] {
-                    if let Some(ports) = list {
-                        // The rule is requested as written: `hard` does not apply (and the
-                        // oracle judges the profile as written); `best-effort` lets the
-                        // kernel drop it, which it reports as partially enforced.
-                        net_requested |= right;
-                        if landlock_udp {
-                            udp.enforced_by = "landlock".into();
-                        }
-                        let mut p = ports.clone();
-                        p.sort_unstable();
-                        p.dedup();
-                        *slot = Some(p);
-                        if !landlock_udp {
-                            gaps.add(
-                                format!("landlock.net.{key}"),
-                                format!(
-                                    "UDP port rules need Landlock ABI 10 (profile pins {pin}, kernel has {kernel}); seccomp cannot filter by port"
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-            let kernel_net = if kernel >= 10 {
-                net::BIND_TCP | net::CONNECT_TCP | net::BIND_UDP | net::CONNECT_SEND_UDP
-            } else if kernel >= 4 {
-                net::BIND_TCP | net::CONNECT_TCP
-            } else {
-                0
-            };
-            let net_handled = if gaps.hard {
-                net_requested
-            } else {
-                net_requested & kernel_net
-            };
-            if net_handled & net::CONNECT_TCP == 0 {
-                tcp_connect = None;
-            }
-            if net_handled & net::BIND_TCP == 0 {
-                tcp_bind = None;
-            }
-
-            // Scopes.
-            let mut scopes_requested = 0u64;
-            for s in &ll.scope {
-                let (bit, name) = rights::scope_bit(*s);
-                if pin < 6 {
-                    gaps.fatal(
-                        format!("landlock.scope `{name}`"),
-                        format!("scopes need Landlock ABI 6; the profile pins {pin}"),
-                    );
-                } else if kernel < 6 {
-                    gaps.add(
-                        format!("landlock.scope `{name}`"),
-                        format!("scopes need Landlock ABI 6; this kernel has ABI {kernel}"),
-                    );
-                }
-                scopes_requested |= bit;
-            }
-            let scopes = if gaps.hard || kernel >= 6 {
-                scopes_requested
-            } else {
-                0
-            };
-            let scope_names = [ScopeWord::AbstractUnixSocket, ScopeWord::Signal]
-                .into_iter()
-                .map(rights::scope_bit)
-                .filter(|(b, _)| scopes & b != 0)
-                .map(|(_, n)| n.to_string())
-                .collect();
-
-            Some(CompiledLandlock {
-                abi: pin,
-                fs_requested,
-                fs_handled,
-                fs_handled_names: rights::fs_names(fs_handled),
-                refer_implicit: fs_handled != 0,
-                rules,
-                missing_paths: missing,
-                net_requested,
-                net_handled,
-                net_handled_names: rights::net_names(net_handled),
-                tcp_connect,
-                tcp_bind,
-                udp,
-                scopes_requested,
-                scopes,
-                scope_names,
-            })
-        }
+        Some(ll) => Some(b.landlock(ll)?),
     };
-
-    // Seccomp.
-    if seccomp.contains(&SeccompGroup::Udp) && !seccomp.contains(&SeccompGroup::IoUring) {
-        // io_uring can create sockets without socket(2): a UDP filter without it is a hole.
-        seccomp.push(SeccompGroup::IoUring);
-    }
-    seccomp.sort();
-    seccomp.dedup();
-    if !seccomp.is_empty() && !ctx.host.seccomp_available {
-        gaps.add("seccomp", "the kernel does not support seccomp filters");
-        seccomp.clear();
-    }
-    let arch_ok = seccompiler::TargetArch::try_from(std::env::consts::ARCH).is_ok();
-    if !seccomp.is_empty() && !arch_ok {
-        gaps.add(
-            "seccomp",
-            format!(
-                "seccomp filters are not built for {}",
-                std::env::consts::ARCH
-            ),
-        );
-        seccomp.clear();
-    }
-
-    // Limits.
+    b.finish_seccomp();
     let l = &profile.limits;
-    let mut rlimits = Vec::new();
-    if let Some(s) = l.cpu_seconds {
-        rlimits.push(RlimitSpec {
-            name: "RLIMIT_CPU".into(),
-            resource: libc::RLIMIT_CPU,
-            soft: s,
-            hard: s.saturating_add(1),
-        });
-    }
-    for (name, res, v) in [
-        ("RLIMIT_AS", libc::RLIMIT_AS, l.address_space_bytes),
-        ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE, l.open_files),
-        ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE, l.file_size_bytes),
-    ] {
-        if let Some(v) = v {
-            rlimits.push(RlimitSpec {
-                name: name.into(),
-                resource: res,
-                soft: v,
-                hard: v,
-            });
-        }
-    }
-    let processes = l.processes.map(|limit| {
-        let cgroup_kind = ctx.host.pids_cgroup.as_deref().map(|root| {
-            if root.ends_with("/pids") {
-                ("pids-cgroup-v1", root)
-            } else {
-                ("pids-cgroup-v2", root)
-            }
-        });
-        match (cgroup_kind, ctx.host.euid) {
-            (Some((kind, root)), _) => ProcessLimit {
-                limit,
-                enforced_by: kind.into(),
-                cgroup_root: Some(root.into()),
-                note: None,
-            },
-            (None, 0) => {
-                gaps.add(
-                    "limits.processes",
-                    "the runner is root (RLIMIT_NPROC does not bind root) and no writable pids cgroup exists",
-                );
-                ProcessLimit {
-                    limit,
-                    enforced_by: "none".into(),
-                    cgroup_root: None,
-                    note: None,
-                }
-            }
-            (None, _) => {
-                rlimits.push(RlimitSpec {
-                    name: "RLIMIT_NPROC".into(),
-                    resource: libc::RLIMIT_NPROC,
-                    soft: limit,
-                    hard: limit,
-                });
-                ProcessLimit {
-                    limit,
-                    enforced_by: "rlimit-nproc".into(),
-                    cgroup_root: None,
-                    note: Some(
-                        "RLIMIT_NPROC counts every process of the uid, not only the probe's tree"
-                            .into(),
-                    ),
-                }
-            }
-        }
-    });
-    rlimits.push(core_limit());
-
-    let mut unenforceable = gaps.unenforceable;
-    unenforceable.sort();
-    unenforceable.dedup();
-    let mut dropped = gaps.dropped;
-    dropped.sort();
-    dropped.dedup();
-    let apply_error = if unenforceable.is_empty() {
-        None
-    } else {
-        Some(
-            unenforceable
-                .iter()
-                .map(|u| format!("{}: {}", u.item, u.reason))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    };
+    let (rlimits, processes) = b.limits(l);
+    let (unenforceable, dropped, apply_error) = b.gaps.finish();
     Ok(CompiledProfile {
         profile_id: profile_id.to_string(),
         compat,
         kernel_abi: ctx.host.kernel_abi,
-        per_child,
+        per_child: b.per_child,
         landlock,
-        seccomp,
+        seccomp: b.seccomp,
         rlimits,
         processes,
         wall_timeout_ms: l.wall_timeout_ms,
@@ -910,7 +535,7 @@ pub fn compile(
         env: profile.env.clone(),
         unenforceable,
         dropped,
-        skipped_rules,
+        skipped_rules: b.skipped_rules,
         apply_error,
     })
 }
@@ -923,7 +548,10 @@ pub fn to_manifest_value(c: &CompiledProfile) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::registry::{FsRule, FsRules, Landlock, Limits, NetRules};
+    use crate::model::registry::{
+        FsRule, FsRules, Handle, Landlock, Limits, NetRules, ScopeWord, UdpPolicy,
+    };
+    use crate::sandbox::rights;
 
     fn host(abi: u8) -> CompileHost {
         CompileHost {
@@ -1128,7 +756,7 @@ mod tests {
 #[cfg(test)]
 mod per_child_tests {
     use super::*;
-    use crate::model::registry::{FsRule, FsRules, Landlock};
+    use crate::model::registry::{FsRule, FsRules, Handle, Landlock};
 
     #[test]
     fn scratch_rules_are_per_child_and_pending_before_the_child_exists() {

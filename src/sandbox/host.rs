@@ -5,47 +5,10 @@
 
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// What the kernel offers and how the runner itself is confined.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct HostFacts {
-    /// `uname -r`.
-    pub kernel_release: String,
-    /// `uname -m`.
-    pub machine: String,
-    /// Host name.
-    pub hostname: String,
-    /// Landlock ABI version, or `None` when unavailable.
-    pub landlock_abi: Option<u8>,
-    /// Why Landlock is unavailable (`ENOSYS`: not built in; `EOPNOTSUPP`: disabled at boot).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub landlock_unavailable: Option<String>,
-    /// The kernel supports seccomp filters (`/proc/sys/kernel/seccomp/actions_avail`).
-    pub seccomp_filter_available: bool,
-    /// The runner's own seccomp mode: 0 none, 1 strict, 2 filter.
-    pub runner_seccomp_mode: u8,
-    /// The runner already runs with no-new-privs.
-    pub runner_no_new_privs: bool,
-    /// User namespaces can be created (`/proc/sys/user/max_user_namespaces` > 0).
-    pub user_namespaces: bool,
-    /// A pids cgroup the runner can write (v1 `pids` hierarchy or v2 with `pids`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids_cgroup: Option<String>,
-    /// Effective uid of the runner.
-    pub euid: u32,
-    /// Usable cores.
-    pub cores: u32,
-}
-
-impl HostFacts {
-    /// True if the runner itself is already confined (seccomp or no-new-privs set by
-    /// whoever started it): results may not reflect the profile alone.
-    pub fn runner_confined(&self) -> bool {
-        self.runner_seccomp_mode != 0 || self.runner_no_new_privs
-    }
-}
+pub use crate::model::host::HostFacts;
+/// Re-exported from [`crate::util::host`] (old path).
+pub use crate::util::host::kernel_release;
+use crate::util::host::uname;
 
 /// Read the host facts.
 pub fn host_facts() -> HostFacts {
@@ -65,7 +28,7 @@ pub fn host_facts() -> HostFacts {
     HostFacts {
         kernel_release,
         machine,
-        hostname: crate::bundle::lock::hostname(),
+        hostname: crate::util::host::hostname(),
         landlock_abi,
         landlock_unavailable,
         seccomp_filter_available: Path::new("/proc/sys/kernel/seccomp/actions_avail").exists(),
@@ -103,30 +66,6 @@ pub fn landlock_abi() -> Result<u8, String> {
             other => format!("errno {other}"),
         })
     }
-}
-
-/// The kernel release (`uname -r`), read once.
-pub fn kernel_release() -> String {
-    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    RELEASE.get_or_init(|| uname().0).clone()
-}
-
-fn uname() -> (String, String) {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    if unsafe { libc::uname(&raw mut u) } != 0 {
-        return ("unknown".into(), "unknown".into());
-    }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c.cast_unsigned())
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    (field(&u.release), field(&u.machine))
 }
 
 fn pids_cgroup() -> Option<String> {

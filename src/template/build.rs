@@ -300,21 +300,80 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
     let plan_rel = PathBuf::from("plans").join(rendered.plan_id.as_str());
     let reg_rel = PathBuf::from("registry").join(rendered.registry_id.as_str());
 
+    let (schemas, mut files) = planned_files(&rendered, &out, &plan_rel, &reg_rel, format)?;
+
+    let (lint, loaded, matrix) = check_in_temp(
+        template,
+        &rendered,
+        &schemas,
+        &files,
+        &out,
+        &plan_rel.join(format!("plan.{ext}")),
+    )?;
+    let scenarios = matrix.scenarios.len();
+    if opts.expected_matrix {
+        files.push(Planned {
+            rel: plan_rel.join("expected_matrix.json"),
+            kind: "expected-matrix",
+            bytes: json::to_sorted_pretty(&matrix)?,
+        });
+    }
+    // Registry first, then the matrix, the plan last.
+    files.sort_by_key(|f| match f.kind {
+        "probes" => 0,
+        "profiles" => 1,
+        "expected-matrix" => 2,
+        _ => 3,
+    });
+
+    // Check every target before writing the first.
+    let stale = stale_targets(&reg_rel, &plan_rel, ext, opts.expected_matrix);
+    let existing = existing_targets(&out, &files, &stale, &plan_rel, &reg_rel, opts.overwrite)?;
+
+    let actions = write_files(&out, &files, &stale, &existing)?;
+    Ok(BuildReport {
+        template_id: template.id().to_string(),
+        template_origin: template.origin.as_str(),
+        plan_id: rendered.plan_id.to_string(),
+        registry_id: rendered.registry_id.to_string(),
+        format,
+        plan: out.join(plan_rel.join(format!("plan.{ext}"))),
+        plan_digest: loaded.digest.clone(),
+        parameters: resolved.values.clone(),
+        non_default: resolved.non_default.clone(),
+        profiles: rendered.plan.profiles.len(),
+        probes: rendered.probes.probes.len(),
+        scenarios,
+        files: actions,
+        lint,
+    })
+}
+
+/// The `$schema` references (where the out dir lies in a tree that has the schemas) and the
+/// rendered files to write: probes, profiles, plan.
+fn planned_files(
+    rendered: &Rendered,
+    out: &Path,
+    plan_rel: &Path,
+    reg_rel: &Path,
+    format: OutputFormat,
+) -> Result<(BTreeMap<&'static str, String>, Vec<Planned>)> {
     // `$schema` where the out dir lies in a tree that has the schemas.
     let mut schemas: BTreeMap<&'static str, String> = BTreeMap::new();
-    if let Some(root) = schema_root(&out) {
+    if let Some(root) = schema_root(out) {
         for (name, dir) in [
-            ("plan", &plan_rel),
-            ("probes", &reg_rel),
-            ("profiles", &reg_rel),
+            ("plan", plan_rel),
+            ("probes", reg_rel),
+            ("profiles", reg_rel),
         ] {
             if let Some(r) = relative_schema(&root, &out.join(dir), name) {
                 schemas.insert(name, r);
             }
         }
     }
-    let [plan_v, probes_v, profiles_v] = render::values(&rendered, &schemas);
-    let mut files = vec![
+    let [plan_v, probes_v, profiles_v] = render::values(rendered, &schemas);
+    let ext = format.as_str();
+    let files = vec![
         Planned {
             rel: reg_rel.join(format!("probes.{ext}")),
             kind: "probes",
@@ -331,17 +390,30 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             bytes: bytes_of(&plan_v, format, &format!("plan.{ext}"))?,
         },
     ];
+    Ok((schemas, files))
+}
 
+/// Lint and load the files where nobody else sees them (a temp dir, removed on return):
+/// the lint summary, the plan as `run` loads it (checked to be what was rendered) and its
+/// expected matrix.
+fn check_in_temp(
+    template: &Template,
+    rendered: &Rendered,
+    schemas: &BTreeMap<&'static str, String>,
+    files: &[Planned],
+    out: &Path,
+    plan_rel_file: &Path,
+) -> Result<(LintSummary, crate::load::LoadedPlan, ExpectedMatrix)> {
     // Lint and load the files where nobody else sees them.
     let temp = TempDir::new()?;
-    for f in &files {
+    for f in files {
         let p = temp.0.join(&f.rel);
         if let Some(parent) = p.parent() {
             fsx::create_dir_all(parent)?;
         }
         std::fs::write(&p, &f.bytes).map_err(|e| Error::io("write", &p, e))?;
     }
-    let temp_plan = temp.0.join(plan_rel.join(format!("plan.{ext}")));
+    let temp_plan = temp.0.join(plan_rel_file);
     let report = crate::lint::check_plan(&temp_plan, &temp.0)?;
     let mut lint = LintSummary::default();
     for f in &report.findings {
@@ -350,7 +422,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             Severity::Warning => lint.warnings += 1,
             Severity::Note => lint.notes += 1,
         }
-        lint.findings.push(finding_line(f, &temp.0, &out));
+        lint.findings.push(finding_line(f, &temp.0, out));
     }
     if lint.errors > 0 {
         let mut msg = format!(
@@ -370,33 +442,26 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
         )));
     }
     let loaded = crate::load::load_plan(&temp_plan)?;
-    check_loaded(&rendered, &schemas, &loaded)?;
+    check_loaded(rendered, schemas, &loaded)?;
     let matrix = expected_matrix(&loaded)?;
-    let scenarios = matrix.scenarios.len();
-    if opts.expected_matrix {
-        files.push(Planned {
-            rel: plan_rel.join("expected_matrix.json"),
-            kind: "expected-matrix",
-            bytes: json::to_sorted_pretty(&matrix)?,
-        });
-    }
-    // Registry first, then the matrix, the plan last.
-    files.sort_by_key(|f| match f.kind {
-        "probes" => 0,
-        "profiles" => 1,
-        "expected-matrix" => 2,
-        _ => 3,
-    });
-    drop(temp);
+    Ok((lint, loaded, matrix))
+}
 
-    // Check every target before writing the first.
+/// The other formats' files (and an expected matrix not asked for) that a build removes
+/// if they exist.
+fn stale_targets(
+    reg_rel: &Path,
+    plan_rel: &Path,
+    ext: &str,
+    expected_matrix: bool,
+) -> Vec<(PathBuf, &'static str)> {
     let mut stale: Vec<(PathBuf, &'static str)> = Vec::new();
     for (dir, stems) in [
         (
-            &reg_rel,
+            reg_rel,
             vec![("probes", "probes"), ("profiles", "profiles")],
         ),
-        (&plan_rel, vec![("plan", "plan")]),
+        (plan_rel, vec![("plan", "plan")]),
     ] {
         for (stem, kind) in stems {
             for e in ["json", "yaml", "yml"] {
@@ -406,10 +471,23 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             }
         }
     }
-    if !opts.expected_matrix {
+    if !expected_matrix {
         stale.push((plan_rel.join("expected_matrix.json"), "expected-matrix"));
     }
-    for dir in [out.join(&plan_rel), out.join(&reg_rel)] {
+    stale
+}
+
+/// The targets that exist already; refuses a file or directory in the way, and existing
+/// files unless `overwrite`.
+fn existing_targets(
+    out: &Path,
+    files: &[Planned],
+    stale: &[(PathBuf, &'static str)],
+    plan_rel: &Path,
+    reg_rel: &Path,
+    overwrite: bool,
+) -> Result<Vec<PathBuf>> {
+    for dir in [out.join(plan_rel), out.join(reg_rel)] {
         if let Some(p) = blocked(&dir) {
             return Err(Error::usage(format!(
                 "`{}` is in the way: it is not a directory",
@@ -437,7 +515,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             Err(_) => {}
         }
     }
-    if !existing.is_empty() && !opts.overwrite {
+    if !existing.is_empty() && !overwrite {
         return Err(Error::usage(format!(
             "plan-build would replace {} existing file{}; nothing was written:\n{}",
             existing.len(),
@@ -450,14 +528,24 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
         ))
         .with_hint("pass --overwrite to replace them (stale plan.yaml/plan.json alternatives are removed), or choose another --out"));
     }
+    Ok(existing)
+}
 
+/// Write the files (removing what this build created if a write fails), then remove the
+/// stale alternatives.
+fn write_files(
+    out: &Path,
+    files: &[Planned],
+    stale: &[(PathBuf, &'static str)],
+    existing: &[PathBuf],
+) -> Result<Vec<FileAction>> {
     // Write. If a write fails (a full disk, a permission), the files this build created are
     // removed again, so a failed build leaves nothing new behind.
     let mut actions: Vec<FileAction> = Vec::new();
     let mut dirs_done: Vec<PathBuf> = Vec::new();
     // Directories this build creates, deepest first (removed again on failure).
     let mut new_dirs: Vec<PathBuf> = Vec::new();
-    for f in &files {
+    for f in files {
         for a in out.join(&f.rel).ancestors().skip(1) {
             if a.exists() {
                 break;
@@ -468,7 +556,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
         }
     }
     new_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for f in &files {
+    for f in files {
         let p = out.join(&f.rel);
         let action = if existing.contains(&p) {
             Action::Replaced
@@ -512,7 +600,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             action,
         });
     }
-    for (rel, kind) in &stale {
+    for (rel, kind) in stale {
         let p = out.join(rel);
         if existing.contains(&p) {
             std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
@@ -526,22 +614,7 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             });
         }
     }
-    Ok(BuildReport {
-        template_id: template.id().to_string(),
-        template_origin: template.origin.as_str(),
-        plan_id: rendered.plan_id.to_string(),
-        registry_id: rendered.registry_id.to_string(),
-        format,
-        plan: out.join(plan_rel.join(format!("plan.{ext}"))),
-        plan_digest: loaded.digest.clone(),
-        parameters: resolved.values.clone(),
-        non_default: resolved.non_default.clone(),
-        profiles: rendered.plan.profiles.len(),
-        probes: rendered.probes.probes.len(),
-        scenarios,
-        files: actions,
-        lint,
-    })
+    Ok(actions)
 }
 
 /// The files, loaded the way `run` loads them, are exactly what was rendered.

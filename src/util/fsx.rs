@@ -1,5 +1,7 @@
-//! Filesystem calls whose errors name their path (every I/O error must), and the atomic
-//! write recipe: temp file in the same directory, write, fsync, rename, fsync the directory.
+//! Filesystem calls whose errors name their path (every I/O error must), the one atomic
+//! write recipe (temp file in the same directory, created exclusively, write, fsync, rename
+//! or no-replace link, fsync the directory: [`write_atomic_opts`]) and the one file-lock
+//! helper (`flock(2)` through std's `File::lock` family, retrying on EINTR).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -53,6 +55,14 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// The directory holding `path` (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// The temp name used for an atomic write of `path`: same directory, a prefix no real
 /// artifact uses, the pid and a counter, so concurrent writers never collide.
 pub fn temp_path_for(path: &Path) -> PathBuf {
@@ -66,43 +76,156 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(tmp)
 }
 
+/// Create `path` exclusively (`O_CREAT | O_EXCL`: never an existing file, so two writers
+/// can never share one) with permission bits `mode` (before the umask).
+pub fn create_exclusive(path: &Path, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// Rename `tmp` over `path`; on failure the temp file is removed.
+pub fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path).map_err(|e| {
+        let _ = fs::remove_file(tmp);
+        Error::io("rename into place", path, e)
+    })
+}
+
+/// How [`write_atomic_opts`] lands a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// Permission bits of the new file, before the umask (`0o666`, the `open(2)` default;
+    /// bundle members are born read-only, `0o444`).
+    pub mode: u32,
+    /// fsync the directory once the file is in place (callers that fsync the directory
+    /// once after many files pass `false`).
+    pub sync_parent: bool,
+    /// Refuse to replace an existing `path`: the temp file is hard-linked to `path` (which
+    /// fails if it exists: the error is user input, `already exists`) instead of renamed over it.
+    pub no_replace: bool,
+}
+
+impl Default for AtomicWrite {
+    fn default() -> Self {
+        Self {
+            mode: 0o666,
+            sync_parent: true,
+            no_replace: false,
+        }
+    }
+}
+
 /// Write `bytes` to `path` atomically and durably: temp file in the same directory
 /// (created exclusively), write, fsync, rename over `path`, fsync the directory.
 /// On any error the temp file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, bytes, true)
+    write_atomic_opts(path, bytes, AtomicWrite::default(), || {})
 }
 
 /// As [`write_atomic`], with the directory fsync optional (callers that fsync the
 /// directory once after many files pass `false`).
 pub fn write_atomic_with(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> {
+    let how = AtomicWrite {
+        sync_parent,
+        ..AtomicWrite::default()
+    };
+    write_atomic_opts(path, bytes, how, || {})
+}
+
+/// Write a file that must not exist yet, atomically and durably: a temp file in the same
+/// directory (written, fsynced) is hard-linked to `path`, which fails if `path` exists, so
+/// a concurrent writer can never be overwritten; then the temp name is removed.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let how = AtomicWrite {
+        no_replace: true,
+        ..AtomicWrite::default()
+    };
+    write_atomic_opts(path, bytes, how, || {})
+}
+
+/// The one atomic-create recipe: temp file beside `path` (created exclusively with
+/// `how.mode`), write, fsync, `before_rename` (the bundle writer's crash points), then
+/// rename over `path` (or hard-link to it when `how.no_replace`), then fsync the directory
+/// if `how.sync_parent`. On any error the temp file is removed and `path` is untouched.
+pub fn write_atomic_opts(
+    path: &Path,
+    bytes: &[u8],
+    how: AtomicWrite,
+    before_rename: impl FnOnce(),
+) -> Result<()> {
     let tmp = temp_path_for(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
+    let written = (|| {
+        let mut f = create_exclusive(&tmp, how.mode)?;
         f.write_all(bytes)
             .map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| Error::io("rename into place", path, e))?;
-        Ok(())
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
     })();
-    if result.is_err() {
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return result;
+        return Err(e);
     }
-    if sync_parent && let Some(parent) = path.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        sync_dir(parent)?;
+    before_rename();
+    if how.no_replace {
+        let linked = fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::input(path, "already exists")
+            } else {
+                Error::io("create", path, e)
+            }
+        });
+        let _ = fs::remove_file(&tmp);
+        linked?;
+    } else {
+        rename_into_place(&tmp, path)?;
+    }
+    if how.sync_parent {
+        sync_dir(parent_of(path))?;
     }
     Ok(())
+}
+
+/// Block until `file` holds an exclusive lock (`flock(2)`, through std's `File::lock`),
+/// retrying on EINTR. An error names `path`.
+pub fn lock_exclusive(file: &File, path: &Path) -> Result<()> {
+    retry_eintr(path, || file.lock())
+}
+
+/// Block until `file` holds a shared lock (`flock(2)` `LOCK_SH`), retrying on EINTR.
+pub fn lock_shared(file: &File, path: &Path) -> Result<()> {
+    retry_eintr(path, || file.lock_shared())
+}
+
+/// Try once to take an exclusive lock on `file` without blocking (retrying on EINTR):
+/// `Ok(true)` if it is now held, `Ok(false)` if another open file description holds it.
+pub fn try_lock_exclusive(file: &File, path: &Path) -> Result<bool> {
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        }
+    }
+}
+
+/// Release a lock taken with one of the functions above (closing the file releases it too).
+pub fn unlock(file: &File) {
+    let _ = file.unlock();
+}
+
+fn retry_eintr(path: &Path, mut op: impl FnMut() -> std::io::Result<()>) -> Result<()> {
+    loop {
+        match op() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("lock", path, e)),
+        }
+    }
 }
 
 /// The nearest ancestor of `start` (itself included) for which `pred` holds.
@@ -145,6 +268,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("missing/a.json");
         let e = write_atomic(&p, b"x").unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Runner, "{e}");
+        assert!(
+            e.path()
+                .is_some_and(|q| q.starts_with(dir.path().join("missing"))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn write_new_refuses_an_existing_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write_new(&p, b"one").unwrap();
+        let e = write_new(&p, b"two").unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn try_lock_sees_another_holder_and_unlock_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".lock");
+        let a = File::create(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        lock_exclusive(&a, &p).unwrap();
+        assert!(!try_lock_exclusive(&b, &p).unwrap());
+        unlock(&a);
+        assert!(try_lock_exclusive(&b, &p).unwrap());
+        unlock(&b);
+        lock_shared(&a, &p).unwrap();
+        lock_shared(&b, &p).unwrap();
     }
 }

@@ -1,9 +1,11 @@
-//! Small helpers shared by every module: filesystem calls that name their path
-//! ([`fsx`]), deterministic JSON ([`json`]), digests ([`digest`]), time stamps ([`time`]) and
+//! Small helpers shared by every module: filesystem calls that name their path, the
+//! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
+//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
 //! "did you mean" suggestions ([`suggest`]).
 
 pub mod digest;
 pub mod fsx;
+pub mod host;
 pub mod json;
 pub mod suggest;
 pub mod time;

@@ -104,6 +104,10 @@ pub fn b3sum_check(dir: &Path) -> std::process::Output {
 // --- sealing and the happy path -------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_sealed_bundle_validates_and_b3sum_agrees() {
     use std::os::unix::fs::PermissionsExt;
     let t = Test::new();
@@ -175,6 +179,10 @@ pub fn assert_matches_schema(doc: &Path, schema_file: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn sealed_and_repaired_indexes_match_the_committed_schema() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -198,6 +206,10 @@ fn sealed_and_repaired_indexes_match_the_committed_schema() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn validate_human_output() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -281,6 +293,10 @@ fn an_unsealed_staging_bundle_is_in_progress_and_never_valid() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn run_id_from_env_and_reuse_is_refused() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -317,6 +333,10 @@ fn run_id_from_env_and_reuse_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn generated_run_ids_sort_by_time_and_differ() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -335,6 +355,10 @@ fn generated_run_ids_sort_by_time_and_differ() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn expected_but_missing_files_are_listed_and_failed_runs_validate() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -407,6 +431,10 @@ fn a_failing_durability_barrier_aborts_the_seal_unsealed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_large_file_is_hashed_through_the_map_and_a_flip_in_it_is_caught() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -516,6 +544,10 @@ fn mutate(dir: &Path, rel: &str, m: Mutation, scratch: &Path) -> Option<String> 
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn every_mutation_of_every_file_is_caught_and_named() {
     let t = Test::new();
     let base = t.path().join("base");
@@ -567,6 +599,10 @@ fn every_mutation_of_every_file_is_caught_and_named() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn tampering_with_latest_is_caught() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -622,6 +658,10 @@ fn tampering_with_latest_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn an_index_that_lies_is_caught() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -668,6 +708,10 @@ fn an_index_that_lies_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_symlinked_directory_and_a_fifo_are_caught() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -709,6 +753,10 @@ fn reindex(path: &Path, mode: &str) -> Ran {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn reindex_strict_only_verifies() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -728,6 +776,10 @@ fn reindex_strict_only_verifies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn repair_rewrites_the_index_records_why_and_then_validates() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -813,6 +865,10 @@ fn repair_rewrites_the_index_records_why_and_then_validates() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn repair_after_latest_disagreed_records_what_latest_said() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -845,6 +901,10 @@ fn repair_after_latest_disagreed_records_what_latest_said() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn repair_rebuilds_a_missing_index() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -901,6 +961,10 @@ fn repair_refuses_in_progress_and_symlinks() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn the_strict_reader_verifies_each_read_and_the_unverified_one_does_not() {
     let t = Test::new();
     let out = t.path().join("out");
@@ -923,6 +987,10 @@ fn the_strict_reader_verifies_each_read_and_the_unverified_one_does_not() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn seal_from_a_tree_with_a_symlink_is_refused_and_nothing_is_published() {
     let t = Test::new();
     let src = t.path().join("src");

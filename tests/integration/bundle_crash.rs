@@ -95,6 +95,10 @@ fn next_writer_recovers(out: &Path, run_id: &str, stale: bool, leftover: Option<
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_kill_at_every_step_of_the_protocol_never_leaves_a_half_committed_bundle() {
     use nexusmon::bundle::writer::CrashPoint;
     let t = Test::new();
@@ -196,6 +200,10 @@ fn count_files(dir: &Path) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn kills_at_random_points_of_a_larger_write_never_leave_a_half_committed_bundle() {
     // Kill points are chosen by progress, not by wall time (which varies too much on a
     // shared machine): even rounds once a random number of the files are in staging, odd

@@ -43,6 +43,10 @@ fn finish(child: Child) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn lock_fail_names_the_holder_and_lock_wait_runs_after_it() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -112,6 +116,10 @@ fn lock_fail_names_the_holder_and_lock_wait_runs_after_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_lock_held_by_another_tool_is_respected() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -138,6 +146,10 @@ fn a_lock_held_by_another_tool_is_respected() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_stale_lock_is_reported_and_taken_over() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");

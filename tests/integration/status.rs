@@ -68,6 +68,10 @@ fn host_facts_match_the_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_healthy_out_root() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -93,6 +97,10 @@ fn a_healthy_out_root() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_latest_that_does_not_validate_is_shown() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -156,6 +164,10 @@ fn leftovers_and_a_stale_lock_after_a_crash() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection: run scripts/test"
+)]
 fn a_run_in_progress_holds_the_lock() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
