@@ -25,6 +25,7 @@ pub mod model;
 pub mod promote;
 pub mod report;
 pub mod sandbox;
+pub mod sign;
 pub mod source;
 pub mod template;
 pub mod util;

@@ -41,7 +41,7 @@ pub fn init(ctx: &Ctx, io: &mut Io<'_>, a: &InitArgs) -> Result<i32> {
         (None, Some(s)) => fsx::absolute(s)?,
         (None, None) => ctx.root.join(STATE_DIR_NAME),
     };
-    let report = state::init(&dir)?;
+    let report = crate::govern::init::init(&dir)?;
     if ctx.json {
         write_json(io, &report)?;
     }

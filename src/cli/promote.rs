@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::args::{EmitPromotionArgs, PromoteArgs, SummarizeOpsArgs};
 use super::{Ctx, Io};
-use crate::govern::short_hex;
+use crate::govern::{promotion, short_hex};
 use crate::model::mapping::{OpCounts, OpSummary};
 use crate::model::packet::PromotionPacket;
 use crate::promote::verify::Refusal;
@@ -70,9 +70,8 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
         root: ctx.root.clone(),
         require_promotable: a.require_promotable,
         overwrite: a.overwrite,
-        state_dir: state_dir(ctx),
     };
-    let o = promote::emit(&settings)?;
+    let o = promotion::emit_and_record(&settings, state_dir(ctx).as_deref())?;
     let p = &o.packet;
     if ctx.json {
         io.out_bytes(&json::to_sorted_pretty(&json!({
@@ -303,9 +302,8 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         packets: a.packets.iter().map(|p| abs(ctx, p)).collect(),
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
-        state_dir: state_dir(ctx),
     };
-    let o = promote::promote(&settings)?;
+    let o = promotion::promote_and_record(&settings, state_dir(ctx).as_deref())?;
     if !o.refused.is_empty() {
         let nothing = format!("nothing was written to {}", o.out.display());
         return report_refused(ctx, io, &o.refused, a.packets.len(), &nothing);

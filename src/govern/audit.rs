@@ -777,12 +777,12 @@ fn truncated_tail(file: &mut File, path: &Path, offset: u64) -> Result<Option<(u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::govern::state;
+    use crate::govern::init::init;
 
     fn new_log() -> (tempfile::TempDir, StateDir, AuditLog) {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join(".nexusmon");
-        state::init(&dir).unwrap();
+        init(&dir).unwrap();
         let s = StateDir::open(&dir).unwrap();
         let log = AuditLog::open(&s).unwrap();
         (t, s, log)

@@ -1,6 +1,7 @@
 //! Governance (`DESIGN.md` §8): the gate, approvals, the audit log, omens, evolution.
 //!
-//! - [`state`]: the `.nexusmon/` state directory (discovery, `init`, the state lock).
+//! - [`state`]: the `.nexusmon/` state directory (discovery, the state lock); [`init`]:
+//!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
 //! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signatures, approval
@@ -34,8 +35,10 @@ pub mod audit;
 pub mod evolution;
 pub mod explain;
 pub mod gate;
+pub mod init;
 pub mod missions;
 pub mod omens;
+pub mod promotion;
 pub mod sign;
 pub mod state;
 pub mod trust;
@@ -493,7 +496,7 @@ mod tests {
     fn every_file_governance_writes_validates_against_its_schema() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join(".nexusmon");
-        state::init(&dir).unwrap();
+        init::init(&dir).unwrap();
         let s = StateDir::open(&dir).unwrap();
         let log = AuditLog::open(&s).unwrap();
         log.append(AuditKind::Evolution, json!({"x": 1})).unwrap();

@@ -8,20 +8,17 @@
 //! is a pure function of the set of packets consumed, so the same packets in any order, or
 //! a packet promoted twice, give the same bytes. Files are written atomically,
 //! `runtime_links.json` first, under an exclusive lock on `DIR`; files whose bytes do not
-//! change are not rewritten.
+//! change are not rewritten. A governed promotion
+//! ([`crate::govern::promotion::promote_and_record`]) records the change through the hook
+//! of [`promote_with`], still under the lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-use serde_json::json;
-
 use super::ops::NORMALIZED;
 use super::verify::{Refusal, VerifiedPacket, verify_packet};
-use crate::govern::Governance;
-use crate::govern::audit::AuditKind;
 use crate::model::index::AuditHead;
 use crate::model::mapping::{
     Backing, CONFLICT, Conflict, ConflictSide, DigestContext, LINKS_FILE, LinkedProfile,
@@ -33,6 +30,8 @@ use crate::model::results::{NormalizedEvents, Outcome, RunManifest};
 use crate::util::digest::{self, Digest};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 /// What `promote` was asked to do.
 #[derive(Debug, Clone)]
@@ -43,9 +42,21 @@ pub struct PromoteSettings {
     pub out: PathBuf,
     /// The project root (for project-relative pointers).
     pub root: PathBuf,
-    /// The governance state directory, if any (a `promotion` audit entry is recorded when
-    /// the mappings change).
-    pub state_dir: Option<PathBuf>,
+}
+
+/// What changed in the mappings directory, for the hook of [`promote_with`].
+#[derive(Debug, Clone)]
+pub struct MappingsChange<'a> {
+    /// The mappings directory.
+    pub out: &'a Path,
+    /// Packets consumed for the first time (digests).
+    pub added: &'a BTreeSet<String>,
+    /// Packets consumed in all.
+    pub consumed: usize,
+    /// Conflicts now in the signatures.
+    pub conflicts: usize,
+    /// blake3 of each file's new bytes, by file name.
+    pub files_blake3: BTreeMap<&'a str, String>,
 }
 
 /// What `promote` did.
@@ -67,7 +78,8 @@ pub struct PromoteOutcome {
     pub op_summary: Option<OpRuntimeSummary>,
     /// The links now in `DIR`.
     pub links: Option<RuntimeLinks>,
-    /// The audit head after the `promotion` entry, when one was recorded.
+    /// What the hook of [`promote_with`] returned (the audit head after a governed
+    /// promotion's `promotion` entry).
     pub audit_head: Option<AuditHead>,
 }
 
@@ -80,8 +92,17 @@ struct Fact {
     backing: Backing,
 }
 
-/// Promote `s.packets` into `s.out`.
+/// Promote `s.packets` into `s.out` (ungoverned: nothing is recorded).
 pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
+    promote_with(s, |_| Ok(None))
+}
+
+/// [`promote`], calling `on_change` when a file changed, while the lock on `s.out` is still
+/// held; its result becomes [`PromoteOutcome::audit_head`].
+pub fn promote_with(
+    s: &PromoteSettings,
+    on_change: impl FnOnce(&MappingsChange<'_>) -> Result<Option<AuditHead>>,
+) -> Result<PromoteOutcome> {
     let mut verified: Vec<VerifiedPacket> = Vec::new();
     let mut refused = Vec::new();
     for p in &s.packets {
@@ -137,23 +158,17 @@ pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
             changed = true;
         }
     }
-    if changed && let Some(dir) = &s.state_dir {
-        let gov = Governance::open(dir)?;
-        let digests: BTreeMap<&str, String> = files
-            .iter()
-            .map(|(n, b)| (*n, digest::blake3_hex(b)))
-            .collect();
-        outcome.audit_head = Some(gov.audit().append(
-            AuditKind::Promotion,
-            json!({
-                "action": "mappings-updated",
-                "mappings": s.out.display().to_string(),
-                "added": added,
-                "consumed": links.consumed_packets.len(),
-                "conflicts": signatures.conflicts.len(),
-                "files_blake3": digests,
-            }),
-        )?);
+    if changed {
+        outcome.audit_head = on_change(&MappingsChange {
+            out: &s.out,
+            added: &added,
+            consumed: links.consumed_packets.len(),
+            conflicts: signatures.conflicts.len(),
+            files_blake3: files
+                .iter()
+                .map(|(n, b)| (*n, digest::blake3_hex(b)))
+                .collect(),
+        })?;
     }
     outcome.added = added.into_iter().collect();
     outcome.already_consumed = already.into_iter().collect();
