@@ -53,7 +53,7 @@ use serde_json::json;
 use self::approvals::ApprovalCheck;
 use self::audit::{AuditKind, AuditLog};
 use self::evolution::Capabilities;
-use self::gate::{GateDecision, GateInput};
+use self::gate::{GateVerdict, GateFacts};
 use self::omens::{Crossing, Failure};
 use self::state::StateDir;
 use self::trust::TrustStore;
@@ -107,7 +107,7 @@ pub struct GateReport {
     /// Their verdicts.
     pub approvals: ApprovalCheck,
     /// The decision.
-    pub decision: GateDecision,
+    pub decision: GateVerdict,
     /// The capabilities it was made with.
     pub capabilities: Capabilities,
     /// When.
@@ -129,7 +129,7 @@ pub struct GateRecord {
     /// Its `plan_digest`.
     pub plan_digest: Digest,
     /// The decision.
-    pub decision: GateDecision,
+    pub decision: GateVerdict,
     /// Approval verdicts; paths are bundle-relative copies (see `copies`).
     pub approvals: ApprovalCheck,
     /// Original path of each copied record or signature → its bundle path.
@@ -266,7 +266,7 @@ impl Governance {
         let scenarios = plan_scenarios(plan);
         let hits = omens::hits_for(&omens_file, plan.plan.plan_id.as_str(), &scenarios);
         let capabilities = self.capabilities()?;
-        let decision = gate::decide(&GateInput::for_plan(
+        let decision = gate::decide(&GateFacts::for_plan(
             &plan.plan,
             &check,
             &hits,
