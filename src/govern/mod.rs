@@ -31,8 +31,11 @@
 
 pub mod anchors;
 pub mod approvals;
+pub mod approve;
 pub mod audit;
+pub mod clearing;
 pub mod evolution;
+pub mod evolve;
 pub mod explain;
 pub mod gate;
 pub mod init;
