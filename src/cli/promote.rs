@@ -15,6 +15,7 @@ use crate::model::mapping::{OpCounts, OpSummary};
 use crate::model::packet::PromotionPacket;
 use crate::promote::verify::Refusal;
 use crate::promote::{self, EmitSettings, PromoteSettings, promotability};
+use crate::report::table::{Column, Table};
 use crate::util::{fsx, json};
 use crate::{Result, exit_code};
 
@@ -47,18 +48,13 @@ fn reasons_json(p: &PromotionPacket) -> Vec<serde_json::Value> {
 
 fn reasons_text(p: &PromotionPacket) -> String {
     let g = &p.promotability.gating_inputs;
-    let w = p
+    let rows: Vec<[String; 2]> = p
         .promotability
         .reasons
         .iter()
-        .map(|r| r.as_str().len())
-        .max()
-        .unwrap_or(0);
-    let mut s = String::new();
-    for r in &p.promotability.reasons {
-        let _ = writeln!(s, "  {:w$}  {}", r.as_str(), promotability::explain(*r, g));
-    }
-    s
+        .map(|r| [r.as_str().to_string(), promotability::explain(*r, g)])
+        .collect();
+    Table::left(2).indent("  ").keep_trailing().render(&rows)
 }
 
 /// `emit-promotion --bundle B --out F [--require-promotable] [--overwrite]`.
@@ -106,48 +102,59 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
         ))?;
     }
     if !ctx.quiet {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "packet     {} (blake3 {})",
-            o.packet_path.display(),
-            short_hex(&o.packet_blake3)
-        );
-        let _ = writeln!(s, "statement  {}", o.statement_path.display());
         let status = p
             .bundle
             .status
             .map_or("unknown", crate::bundle::check::status_word);
-        let _ = writeln!(
-            s,
-            "run        {} of plan {} ({status}{})",
-            p.run_id,
-            p.plan.plan_id.as_deref().unwrap_or("?"),
-            if p.bundle.verified {
-                ", verified"
-            } else {
-                ", NOT verified"
-            }
-        );
-        let _ = writeln!(
-            s,
-            "pointers   relative to the {} ({})",
-            match p.bundle.pointer_base {
-                crate::model::packet::PointerBase::ProjectRoot => "project root",
-                crate::model::packet::PointerBase::PacketDir => "packet's directory",
-            },
-            p.bundle.pointer
-        );
-        let _ = write!(
-            s,
-            "promotable {}",
-            if p.promotability.promotable {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-        io.errln(s)?;
+        let rows = [
+            [
+                "packet".to_string(),
+                format!(
+                    "{} (blake3 {})",
+                    o.packet_path.display(),
+                    short_hex(&o.packet_blake3)
+                ),
+            ],
+            ["statement".into(), o.statement_path.display().to_string()],
+            [
+                "run".into(),
+                format!(
+                    "{} of plan {} ({status}{})",
+                    p.run_id,
+                    p.plan.plan_id.as_deref().unwrap_or("?"),
+                    if p.bundle.verified {
+                        ", verified"
+                    } else {
+                        ", NOT verified"
+                    }
+                ),
+            ],
+            [
+                "pointers".into(),
+                format!(
+                    "relative to the {} ({})",
+                    match p.bundle.pointer_base {
+                        crate::model::packet::PointerBase::ProjectRoot => "project root",
+                        crate::model::packet::PointerBase::PacketDir => "packet's directory",
+                    },
+                    p.bundle.pointer
+                ),
+            ],
+            [
+                "promotable".into(),
+                if p.promotability.promotable {
+                    "yes"
+                } else {
+                    "NO"
+                }
+                .into(),
+            ],
+        ];
+        let text = Table::new(&[Column::left().fixed(10), Column::left()])
+            .gap(" ")
+            .keep_trailing()
+            .render(&rows);
+        io.errln(text.strip_suffix('\n').unwrap_or(&text))?;
     }
     Ok(exit_code::OK)
 }
@@ -208,9 +215,6 @@ fn ops_table(s: &OpSummary) -> String {
         rows.push(row(op, c));
     }
     rows.push(row("total", &s.totals));
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = String::new();
     let src = &s.source;
     let _ = writeln!(
@@ -225,18 +229,9 @@ fn ops_table(s: &OpSummary) -> String {
             None => "",
         }
     );
-    for r in &rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i == 0 {
-                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
-            } else {
-                let _ = write!(line, "{c:>w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut columns = vec![Column::right(); rows[0].len()];
+    columns[0] = Column::left();
+    out.push_str(&Table::new(&columns).render(&rows));
     out.push_str("\nby profile:\n");
     for (op, c) in &s.operations {
         let parts: Vec<String> = c

@@ -15,7 +15,7 @@ use crate::exec::{EventSink, RunOutcome, RunSettings};
 use crate::govern::runner::{self, RunGovernance};
 use crate::govern::{GateReport, explain};
 use crate::model::results::{ChannelKind, RunEvent, RunStatus};
-use crate::report::table;
+use crate::report::table::{self, Table};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
@@ -268,16 +268,7 @@ fn task_lines(o: &RunOutcome, dry: bool) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            let _ = write!(line, "{:<w$}  ", cell, w = widths[i]);
-        }
-        let _ = writeln!(s, "  {}", line.trim_end());
-    }
+    s.push_str(&Table::left(7).indent("  ").render(&rows));
     s
 }
 
@@ -331,22 +322,7 @@ fn human_summary(
                     .map_or(String::new(), |x| x.reason.clone()),
             ]);
         }
-        let widths: Vec<usize> = (0..3)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for r in &rows {
-            let _ = writeln!(
-                s,
-                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            );
-        }
+        s.push_str(&Table::left(4).keep_trailing().render(&rows));
         match gate {
             Some(g) => {
                 let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
