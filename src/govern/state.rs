@@ -277,7 +277,7 @@ mod tests {
     fn discover_walks_up_and_explains_when_missing() {
         let t = tempfile::tempdir().unwrap();
         let e = StateDir::discover(None, t.path()).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit_code::USAGE);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
         assert!(e.hint().unwrap().contains("nexusmon init"), "{e:?}");
 
         init(&t.path().join(STATE_DIR_NAME)).unwrap();
@@ -317,8 +317,8 @@ mod tests {
         init(&dir).unwrap();
         std::fs::write(dir.join(OMENS_FILE), "{\"schema\": 1}").unwrap();
         let e = StateDir::open(&dir).unwrap().read_omens().unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit_code::USAGE);
-        assert!(e.to_string().contains(OMENS_FILE), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
+        assert_eq!(e.path(), Some(dir.join(OMENS_FILE).as_path()), "{e}");
     }
 
     #[test]
