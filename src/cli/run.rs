@@ -272,15 +272,11 @@ fn task_lines(o: &RunOutcome, dry: bool) -> String {
     s
 }
 
-fn human_summary(
-    io: &mut Io<'_>,
-    o: &RunOutcome,
-    gate: Option<&GateReport>,
-    next: &[String],
-) -> Result<()> {
+/// `--dry`: a mission's task layers with the oracle's prediction, or the scenarios with the
+/// oracle's decision and reason; the gate's decision and what to do about a refusal.
+fn dry_summary(o: &RunOutcome, gate: Option<&GateReport>, next: &[String]) -> String {
     let mut s = String::new();
-    let mission = !o.layers.is_empty();
-    if o.status == RunStatus::Dry && mission {
+    if !o.layers.is_empty() {
         s.push_str(&task_lines(o, true));
         let others: Vec<_> = o.rows.iter().filter(|r| r.task_id.is_none()).collect();
         if !others.is_empty() {
@@ -301,44 +297,55 @@ fn human_summary(
             let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
-        return io.errln(s.trim_end());
+        return s;
     }
+    let mut rows = vec![[
+        "scenario".to_string(),
+        "expected".into(),
+        "oracle".into(),
+        "reason".into(),
+    ]];
+    for r in &o.rows {
+        rows.push([
+            r.scenario_id.clone(),
+            r.expected.as_str().into(),
+            r.oracle
+                .as_ref()
+                .map_or("-".into(), |x| x.decision.as_str().to_string()),
+            r.oracle
+                .as_ref()
+                .map_or(String::new(), |x| x.reason.clone()),
+        ]);
+    }
+    s.push_str(&Table::left(4).keep_trailing().render(&rows));
+    match gate {
+        Some(g) => {
+            let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
+        }
+        None => {
+            for reason in &o.refused {
+                let _ = writeln!(s, "governance: {reason}");
+            }
+        }
+    }
+    for line in next {
+        let _ = writeln!(s, "{line}");
+    }
+    let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
+    s
+}
+
+fn human_summary(
+    io: &mut Io<'_>,
+    o: &RunOutcome,
+    gate: Option<&GateReport>,
+    next: &[String],
+) -> Result<()> {
     if o.status == RunStatus::Dry {
-        let mut rows = vec![[
-            "scenario".to_string(),
-            "expected".into(),
-            "oracle".into(),
-            "reason".into(),
-        ]];
-        for r in &o.rows {
-            rows.push([
-                r.scenario_id.clone(),
-                r.expected.as_str().into(),
-                r.oracle
-                    .as_ref()
-                    .map_or("-".into(), |x| x.decision.as_str().to_string()),
-                r.oracle
-                    .as_ref()
-                    .map_or(String::new(), |x| x.reason.clone()),
-            ]);
-        }
-        s.push_str(&Table::left(4).keep_trailing().render(&rows));
-        match gate {
-            Some(g) => {
-                let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
-            }
-            None => {
-                for reason in &o.refused {
-                    let _ = writeln!(s, "governance: {reason}");
-                }
-            }
-        }
-        for line in next {
-            let _ = writeln!(s, "{line}");
-        }
-        let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
-        return io.errln(s.trim_end());
+        return io.errln(dry_summary(o, gate, next).trim_end());
     }
+    let mut s = String::new();
+    let mission = !o.layers.is_empty();
     if mission {
         s.push_str(&task_lines(o, false));
         let others: Vec<crate::model::results::NormalizedRow> = o
