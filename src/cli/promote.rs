@@ -28,13 +28,9 @@ pub(super) fn abs(ctx: &Ctx, p: &Path) -> PathBuf {
     }
 }
 
-/// The governance state directory, when there is one (`--state-dir`, else `.nexusmon/`
-/// found upwards from the project root).
+/// `--state-dir`, resolved against the current directory.
 fn state_dir(ctx: &Ctx) -> Option<PathBuf> {
-    match &ctx.state_dir {
-        Some(d) => Some(abs(ctx, d)),
-        None => crate::govern::state::find(&ctx.root),
-    }
+    ctx.state_dir.as_ref().map(|d| abs(ctx, d))
 }
 
 fn reasons_json(p: &PromotionPacket) -> Vec<serde_json::Value> {
@@ -171,10 +167,7 @@ pub fn summarize_ops(ctx: &Ctx, io: &mut Io<'_>, a: &SummarizeOpsArgs) -> Result
     let bytes = json::to_sorted_pretty(&summary)?;
     if let Some(out) = &a.out {
         let out = abs(ctx, out);
-        if let Some(parent) = out.parent() {
-            fsx::create_dir_all(parent)?;
-        }
-        fsx::write_atomic(&out, &bytes)?;
+        promote::ops::write_summary(&out, &bytes)?;
         if !ctx.quiet {
             io.errln(format!("wrote {}", out.display()))?;
         }

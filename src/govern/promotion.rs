@@ -2,10 +2,11 @@
 //! layer derives, verifies and writes; this module anchors the audit head in the packet and
 //! appends the `promotion` entries, so `promote` never imports `govern`.
 //!
-//! Without a state directory both are exactly the ungoverned [`promote::emit`] and
-//! [`promote::promote`].
+//! The state directory is `--state-dir` when given, else the nearest `.nexusmon/` at or
+//! above the project root; without one both are exactly the ungoverned [`promote::emit`]
+//! and [`promote::promote`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -17,10 +18,10 @@ use crate::promote::{self, EmitOutcome, EmitSettings, PromoteOutcome, PromoteSet
 /// `emit-promotion`: derive the packet of `s.bundle`; with a state directory, anchor the
 /// audit head as it stands before emission in the packet, write it, and append a
 /// `promotion` entry (`packet-emitted`) recording its digests.
-pub fn emit_and_record(s: &EmitSettings, state_dir: Option<&Path>) -> Result<EmitOutcome> {
+pub fn emit_and_record(s: &EmitSettings, explicit: Option<&Path>) -> Result<EmitOutcome> {
     let mut prepared = promote::emit::prepare(s)?;
-    let gov = match state_dir {
-        Some(d) => Some(Governance::open(d)?),
+    let gov = match state_dir(explicit, &s.root) {
+        Some(d) => Some(Governance::open(&d)?),
         None => None,
     };
     if let Some(g) = &gov {
@@ -54,12 +55,12 @@ pub fn emit_and_record(s: &EmitSettings, state_dir: Option<&Path>) -> Result<Emi
 /// `promote`: merge the packets into the mappings; with a state directory, append a
 /// `promotion` entry (`mappings-updated`) when a file changed, while the mappings lock is
 /// still held.
-pub fn promote_and_record(s: &PromoteSettings, state_dir: Option<&Path>) -> Result<PromoteOutcome> {
-    let Some(dir) = state_dir else {
+pub fn promote_and_record(s: &PromoteSettings, explicit: Option<&Path>) -> Result<PromoteOutcome> {
+    let Some(dir) = state_dir(explicit, &s.root) else {
         return promote::promote(s);
     };
     promote::promote_with(s, |change| {
-        let gov = Governance::open(dir)?;
+        let gov = Governance::open(&dir)?;
         gov.audit()
             .append(
                 AuditKind::Promotion,
@@ -74,4 +75,12 @@ pub fn promote_and_record(s: &PromoteSettings, state_dir: Option<&Path>) -> Resu
             )
             .map(Some)
     })
+}
+
+/// `explicit` (`--state-dir`), else the nearest `.nexusmon/` at or above `root`.
+fn state_dir(explicit: Option<&Path>, root: &Path) -> Option<PathBuf> {
+    match explicit {
+        Some(d) => Some(d.to_path_buf()),
+        None => super::state::find(root),
+    }
 }
