@@ -4,19 +4,27 @@
 //!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
-//! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signatures, approval
-//!   records.
+//! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signature checks against
+//!   it (signing itself is [`crate::sign`]), approval records.
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
-//! - [`omens`], [`evolution`]: state that outlives runs.
-//! - [`mission`]: mission task graphs; [`missions`]: the missions listing.
+//! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
+//! - [`missions`]: the missions listing.
 //!
-//! [`Governance`] is the one handle the runner and the command handlers use: it reads the
-//! state the gate needs, records decisions in the audit log, and hands the runner the files
-//! to copy into the bundle.
+//! Workflows, one per command, each the one library call its CLI handler makes (the
+//! handler parses arguments and renders; it never locks, signs or writes state):
+//! - [`runner`]: `run` under governance: the gate and audit hooks of [`crate::exec`];
+//! - [`approve`]: `approve`; [`clearing`]: `omens list` / `omens clear`;
+//! - [`evolve`]: `evolve` / `evolution status`; [`promotion`]: `emit-promotion` and
+//!   `promote` with their audit entries (promote sits below govern and never imports it);
+//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`.
 //!
-//! How `run` uses it (`DESIGN.md` §5.1), in order:
-//! 1. `Governance::discover(ctx.state_dir, &ctx.root)` (exit 2 with a hint if missing);
+//! [`Governance`] is the one handle the workflows use: it reads the state the gate needs,
+//! records decisions in the audit log, and hands the runner the files to copy into the
+//! bundle.
+//!
+//! How a governed run uses it ([`runner`]; `DESIGN.md` §5.1), in order:
+//! 1. `Governance::open(dir)` for `--state-dir` or the `.nexusmon/` found above the root;
 //! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
 //!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing
 //!    executed, the refusal explained with [`explain::refusal`] (`--dry` prints what would
