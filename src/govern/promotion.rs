@@ -3,7 +3,7 @@
 //! appends the `promotion` entries, so `promote` never imports `govern`.
 //!
 //! The state directory is `--state-dir` when given, else the nearest `.nexusmon/` at or
-//! above the project root; without one both are exactly the ungoverned [`promote::emit`]
+//! above the project root; without one both are exactly the ungoverned [`promote::emit()`]
 //! and [`promote::promote`].
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! `overwrite` is set. With `require_promotable`, a packet that is not promotable is not
 //! written at all. Governance is not this module's business: a governed emission
 //! ([`crate::govern::promotion::emit_and_record`]) anchors the audit head in the packet
-//! between [`prepare`] and [`write`] ([`Prepared::anchor`]) and records the packet after it
+//! between [`prepare`] and [`write()`] ([`Prepared::anchor`]) and records the packet after it
 //! is written.
 
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ pub struct EmitOutcome {
     pub audit_head: Option<AuditHead>,
 }
 
-/// A packet derived and checked, not yet written: [`prepare`]'s result, [`write`]'s input.
+/// A packet derived and checked, not yet written: [`prepare`]'s result, [`write()`]'s input.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The packet.
