@@ -168,9 +168,9 @@ impl<'a> GateFacts<'a> {
 /// The rules' verdict, with every reason, as recorded in `governance/gate.json` and the
 /// audit log. Not [`crate::exec::GateDecision`], the runner-facing answer (allowed, notes,
 /// files to copy, the refusal text) that the run hook translates this verdict into. The
-/// schema keeps its published name, `GateDecision`.
+/// schema keeps its published name and description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[schemars(rename = "GateDecision")]
+#[schemars(rename = "GateDecision", description = "The gate's decision.")]
 pub struct GateVerdict {
     /// allow | allow-flagged | refuse.
     pub outcome: Outcome,
