@@ -469,7 +469,8 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
     /// Out roots, bundles or packets whose anchors to check (default: `<root>/out`).
-    #[arg(long = "anchors", value_name = "PATH")]
+    // Both `--anchors A B` and `--anchors A --anchors B` (as the README shows).
+    #[arg(long = "anchors", value_name = "PATH", num_args = 1.., action = clap::ArgAction::Append)]
     pub anchors: Vec<PathBuf>,
 }
 

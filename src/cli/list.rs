@@ -14,36 +14,15 @@ use super::{Ctx, Io};
 use crate::lint::catalog::{self, Entry};
 use crate::lint::format::shown;
 use crate::model::registry::{Driver, Fixture, Handle, Landlock, Limits, Probe, Profile};
+use crate::report::table::Table;
 use crate::{Error, Result, exit_code};
 
-/// Columns padded to their widest cell; the last column is not padded.
+/// A header and rows through the one table renderer: columns padded to their widest cell,
+/// the last column not padded.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                let pad = width[i] - c.chars().count();
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
-    out
+    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_string()).collect()];
+    all.extend(rows.iter().cloned());
+    Table::left(header.len()).render(&all)
 }
 
 fn write_json<T: Serialize>(io: &mut Io<'_>, v: &T) -> Result<i32> {
@@ -342,23 +321,15 @@ pub fn list_profiles(ctx: &Ctx, io: &mut Io<'_>, a: &RegistrySelect) -> Result<i
     Ok(exit_code::OK)
 }
 
-/// Key/value lines, keys padded.
+/// Key/value lines, keys padded; a multi-line value continues beneath its first line.
 fn block(pairs: &[(String, String)]) -> String {
-    let w = pairs
-        .iter()
-        .map(|(k, _)| k.chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = String::new();
+    let mut rows: Vec<[String; 2]> = Vec::new();
     for (k, v) in pairs {
         let mut lines = v.lines();
-        let first = lines.next().unwrap_or("");
-        let _ = writeln!(out, "{k:<w$}  {first}");
-        for l in lines {
-            let _ = writeln!(out, "{:<w$}  {l}", "");
-        }
+        rows.push([k.clone(), lines.next().unwrap_or("").to_string()]);
+        rows.extend(lines.map(|l| [String::new(), l.to_string()]));
     }
-    out
+    Table::left(2).keep_trailing().render(&rows)
 }
 
 fn users_text(users: &[catalog::User], base: &Path) -> String {

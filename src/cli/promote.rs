@@ -10,11 +10,12 @@ use serde_json::json;
 
 use super::args::{EmitPromotionArgs, PromoteArgs, SummarizeOpsArgs};
 use super::{Ctx, Io};
-use crate::govern::short_hex;
+use crate::govern::{promotion, short_hex};
 use crate::model::mapping::{OpCounts, OpSummary};
 use crate::model::packet::PromotionPacket;
 use crate::promote::verify::Refusal;
 use crate::promote::{self, EmitSettings, PromoteSettings, promotability};
+use crate::report::table::{Column, Table};
 use crate::util::{fsx, json};
 use crate::{Result, exit_code};
 
@@ -27,13 +28,9 @@ pub(super) fn abs(ctx: &Ctx, p: &Path) -> PathBuf {
     }
 }
 
-/// The governance state directory, when there is one (`--state-dir`, else `.nexusmon/`
-/// found upwards from the project root).
+/// `--state-dir`, resolved against the current directory.
 fn state_dir(ctx: &Ctx) -> Option<PathBuf> {
-    match &ctx.state_dir {
-        Some(d) => Some(abs(ctx, d)),
-        None => crate::govern::state::find(&ctx.root),
-    }
+    ctx.state_dir.as_ref().map(|d| abs(ctx, d))
 }
 
 fn reasons_json(p: &PromotionPacket) -> Vec<serde_json::Value> {
@@ -47,18 +44,13 @@ fn reasons_json(p: &PromotionPacket) -> Vec<serde_json::Value> {
 
 fn reasons_text(p: &PromotionPacket) -> String {
     let g = &p.promotability.gating_inputs;
-    let w = p
+    let rows: Vec<[String; 2]> = p
         .promotability
         .reasons
         .iter()
-        .map(|r| r.as_str().len())
-        .max()
-        .unwrap_or(0);
-    let mut s = String::new();
-    for r in &p.promotability.reasons {
-        let _ = writeln!(s, "  {:w$}  {}", r.as_str(), promotability::explain(*r, g));
-    }
-    s
+        .map(|r| [r.as_str().to_string(), promotability::explain(*r, g)])
+        .collect();
+    Table::left(2).indent("  ").keep_trailing().render(&rows)
 }
 
 /// `emit-promotion --bundle B --out F [--require-promotable] [--overwrite]`.
@@ -70,9 +62,8 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
         root: ctx.root.clone(),
         require_promotable: a.require_promotable,
         overwrite: a.overwrite,
-        state_dir: state_dir(ctx),
     };
-    let o = promote::emit(&settings)?;
+    let o = promotion::emit_and_record(&settings, state_dir(ctx).as_deref())?;
     let p = &o.packet;
     if ctx.json {
         io.out_bytes(&json::to_sorted_pretty(&json!({
@@ -107,48 +98,59 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
         ))?;
     }
     if !ctx.quiet {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "packet     {} (blake3 {})",
-            o.packet_path.display(),
-            short_hex(&o.packet_blake3)
-        );
-        let _ = writeln!(s, "statement  {}", o.statement_path.display());
         let status = p
             .bundle
             .status
             .map_or("unknown", crate::bundle::check::status_word);
-        let _ = writeln!(
-            s,
-            "run        {} of plan {} ({status}{})",
-            p.run_id,
-            p.plan.plan_id.as_deref().unwrap_or("?"),
-            if p.bundle.verified {
-                ", verified"
-            } else {
-                ", NOT verified"
-            }
-        );
-        let _ = writeln!(
-            s,
-            "pointers   relative to the {} ({})",
-            match p.bundle.pointer_base {
-                crate::model::packet::PointerBase::ProjectRoot => "project root",
-                crate::model::packet::PointerBase::PacketDir => "packet's directory",
-            },
-            p.bundle.pointer
-        );
-        let _ = write!(
-            s,
-            "promotable {}",
-            if p.promotability.promotable {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-        io.errln(s)?;
+        let rows = [
+            [
+                "packet".to_string(),
+                format!(
+                    "{} (blake3 {})",
+                    o.packet_path.display(),
+                    short_hex(&o.packet_blake3)
+                ),
+            ],
+            ["statement".into(), o.statement_path.display().to_string()],
+            [
+                "run".into(),
+                format!(
+                    "{} of plan {} ({status}{})",
+                    p.run_id,
+                    p.plan.plan_id.as_deref().unwrap_or("?"),
+                    if p.bundle.verified {
+                        ", verified"
+                    } else {
+                        ", NOT verified"
+                    }
+                ),
+            ],
+            [
+                "pointers".into(),
+                format!(
+                    "relative to the {} ({})",
+                    match p.bundle.pointer_base {
+                        crate::model::packet::PointerBase::ProjectRoot => "project root",
+                        crate::model::packet::PointerBase::PacketDir => "packet's directory",
+                    },
+                    p.bundle.pointer
+                ),
+            ],
+            [
+                "promotable".into(),
+                if p.promotability.promotable {
+                    "yes"
+                } else {
+                    "NO"
+                }
+                .into(),
+            ],
+        ];
+        let text = Table::new(&[Column::left().fixed(10), Column::left()])
+            .gap(" ")
+            .keep_trailing()
+            .render(&rows);
+        io.errln(text.strip_suffix('\n').unwrap_or(&text))?;
     }
     Ok(exit_code::OK)
 }
@@ -165,10 +167,7 @@ pub fn summarize_ops(ctx: &Ctx, io: &mut Io<'_>, a: &SummarizeOpsArgs) -> Result
     let bytes = json::to_sorted_pretty(&summary)?;
     if let Some(out) = &a.out {
         let out = abs(ctx, out);
-        if let Some(parent) = out.parent() {
-            fsx::create_dir_all(parent)?;
-        }
-        fsx::write_atomic(&out, &bytes)?;
+        promote::ops::write_summary(&out, &bytes)?;
         if !ctx.quiet {
             io.errln(format!("wrote {}", out.display()))?;
         }
@@ -209,9 +208,6 @@ fn ops_table(s: &OpSummary) -> String {
         rows.push(row(op, c));
     }
     rows.push(row("total", &s.totals));
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = String::new();
     let src = &s.source;
     let _ = writeln!(
@@ -226,18 +222,9 @@ fn ops_table(s: &OpSummary) -> String {
             None => "",
         }
     );
-    for r in &rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i == 0 {
-                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
-            } else {
-                let _ = write!(line, "{c:>w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut columns = vec![Column::right(); rows[0].len()];
+    columns[0] = Column::left();
+    out.push_str(&Table::new(&columns).render(&rows));
     out.push_str("\nby profile:\n");
     for (op, c) in &s.operations {
         let parts: Vec<String> = c
@@ -303,9 +290,8 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         packets: a.packets.iter().map(|p| abs(ctx, p)).collect(),
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
-        state_dir: state_dir(ctx),
     };
-    let o = promote::promote(&settings)?;
+    let o = promotion::promote_and_record(&settings, state_dir(ctx).as_deref())?;
     if !o.refused.is_empty() {
         let nothing = format!("nothing was written to {}", o.out.display());
         return report_refused(ctx, io, &o.refused, a.packets.len(), &nothing);

@@ -11,15 +11,11 @@ use std::fmt::Write as _;
 use super::args::{Channel, LockMode, RunArgs};
 use super::{Ctx, Io};
 use crate::bundle::{LockMode as StoreLockMode, LockOptions};
-use crate::exec::{
-    AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, RunOutcome, RunSettings,
-    SealReport, execute,
-};
-use crate::govern::{GateReport, Governance, SealedRun, explain, omens::Failure};
-use crate::model::index::{AuditHead, BundleStatus};
-use crate::model::plan::PlanKind;
+use crate::exec::{EventSink, RunOutcome, RunSettings};
+use crate::govern::runner::{self, RunGovernance};
+use crate::govern::{GateReport, explain};
 use crate::model::results::{ChannelKind, RunEvent, RunStatus};
-use crate::report::table;
+use crate::report::table::{self, Table};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
@@ -108,150 +104,6 @@ impl EventSink for CliSink<'_, '_> {
     }
 }
 
-/// A governed run: the gate, approvals and audit log of the project's `.nexusmon/` state
-/// directory, wired as `govern/mod.rs` documents.
-struct Governed {
-    gov: Governance,
-    approvals: Vec<std::path::PathBuf>,
-    report: std::cell::RefCell<Option<GateReport>>,
-    /// For paths in messages.
-    cwd: std::path::PathBuf,
-}
-
-/// `p` relative to `cwd` when beneath it (how the operator would type it).
-fn shown(p: &std::path::Path, cwd: &std::path::Path) -> String {
-    p.strip_prefix(cwd).unwrap_or(p).display().to_string()
-}
-
-struct GovGate(std::rc::Rc<Governed>);
-struct GovAudit(std::rc::Rc<Governed>);
-
-impl Gate for GovGate {
-    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
-        let g = &self.0;
-        let report = g.gov.gate_for(input.plan, &g.approvals, input.dry)?;
-        if !report.allows() && !input.dry {
-            g.gov.record_refusal(&report)?;
-        }
-        let d = &report.decision;
-        let refusal = (!report.allows()).then(|| {
-            let plan_arg = shown(&report.plan_path, &g.cwd);
-            let records_dir = report.plan_path.parent().map_or_else(
-                || "approvals".to_string(),
-                |dir| shown(&dir.join("approvals"), &g.cwd),
-            );
-            let text = explain::refusal(&report, &plan_arg, &records_dir);
-            let mut message = text.headline;
-            if !report.approvals.rejected.is_empty() {
-                let list: Vec<String> = report
-                    .approvals
-                    .rejected
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{} ({})",
-                            r.path
-                                .file_name()
-                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                            r.reason.as_str()
-                        )
-                    })
-                    .collect();
-                let _ = write!(message, "; not counted: {}", list.join(", "));
-            }
-            GateRefusal {
-                message,
-                hint: text.next.join("\n    "),
-            }
-        });
-        let decision = GateDecision {
-            allowed: report.allows(),
-            reasons: d.explain(),
-            notes: std::iter::once(format!(
-                "gate: {} ({}; rules: {})",
-                d.outcome.as_str(),
-                explain::describe_plan(&report),
-                d.reasons.join(", ")
-            ))
-            .chain(d.explain())
-            .collect(),
-            refusal,
-            flags: d.flags.clone(),
-            max_jobs: d.max_jobs,
-            files: report
-                .files
-                .iter()
-                .map(|f| (f.rel.clone(), f.bytes.clone()))
-                .collect(),
-        };
-        *g.report.borrow_mut() = Some(report);
-        Ok(decision)
-    }
-
-    fn started(&self, run_id: &str) -> Result<()> {
-        if let Some(r) = self.0.report.borrow().as_ref() {
-            self.0.gov.record_run_started(r, run_id)?;
-        }
-        Ok(())
-    }
-}
-
-impl AuditHook for GovAudit {
-    fn head(&self) -> Result<Option<AuditHead>> {
-        Ok(Some(self.0.gov.audit_head()?))
-    }
-
-    fn sealed(&self, s: &SealReport<'_>) -> Result<()> {
-        let status = match s.bundle_status {
-            BundleStatus::Complete => "complete",
-            BundleStatus::Failed => "failed",
-            BundleStatus::InProgress => "in_progress",
-        };
-        self.0.gov.record_run_sealed(&SealedRun {
-            plan_id: s.plan_id,
-            run_id: s.run_id,
-            status,
-            bundle_dir: s.bundle_dir,
-            index_blake3: s.index_blake3,
-            anchored_head: s.anchored_head,
-        })?;
-        let failures: Vec<Failure> = s
-            .mismatches
-            .iter()
-            .map(|m| Failure {
-                plan_id: s.plan_id.to_string(),
-                scenario_id: m.scenario_id.clone(),
-                mismatch_kind: m.kind.as_str().to_string(),
-                outcome: m.observed.map_or("none", |o| o.as_str()).to_string(),
-            })
-            .collect();
-        self.0.gov.record_failures(s.run_id, &failures)?;
-        Ok(())
-    }
-}
-
-/// No `.nexusmon/` state directory: experiments run and say so; missions are refused.
-struct Ungoverned;
-
-impl Gate for Ungoverned {
-    fn check(&self, input: &GateInput<'_>) -> Result<GateDecision> {
-        if input.plan.plan.kind == PlanKind::Mission {
-            return Err(Error::input(
-                &input.plan.path,
-                "a mission runs only under governance, and there is no .nexusmon/ state directory",
-            )
-            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
-        }
-        Ok(GateDecision {
-            allowed: true,
-            notes: vec![
-                "ungoverned: no .nexusmon/ state directory, so no gate record and no audit entry (`nexusmon init` enables both)".into(),
-            ],
-            ..GateDecision::default()
-        })
-    }
-}
-
 /// `nexusmon run`.
 pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     let plan_path = if a.plan.is_absolute() {
@@ -287,43 +139,22 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     };
     settings.keep_scratch = a.keep_scratch;
     settings.command_line = std::env::args().collect();
-    // Governed when a state directory is named or found (the way git finds .git);
-    // otherwise an ungoverned run, said so in the manifest.
-    let state_dir = match &ctx.state_dir {
-        Some(d) => Some(d.clone()),
-        None => crate::govern::state::find(&ctx.root),
+    let governance = RunGovernance {
+        state_dir: ctx.state_dir.clone(),
+        root: ctx.root.clone(),
+        approvals: a
+            .approval
+            .iter()
+            .map(|p| {
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    ctx.cwd.join(p)
+                }
+            })
+            .collect(),
+        cwd: ctx.cwd.clone(),
     };
-    let mut governed = None;
-    match state_dir {
-        Some(dir) => {
-            let g = std::rc::Rc::new(Governed {
-                gov: Governance::open(&dir)?,
-                approvals: a
-                    .approval
-                    .iter()
-                    .map(|p| {
-                        if p.is_absolute() {
-                            p.clone()
-                        } else {
-                            ctx.cwd.join(p)
-                        }
-                    })
-                    .collect(),
-                report: std::cell::RefCell::new(None),
-                cwd: ctx.cwd.clone(),
-            });
-            settings.gate = Some(Box::new(GovGate(std::rc::Rc::clone(&g))));
-            settings.audit = Some(Box::new(GovAudit(std::rc::Rc::clone(&g))));
-            governed = Some(g);
-        }
-        None if !a.approval.is_empty() => {
-            return Err(Error::usage(
-                "--approval needs the governance state (the trust file) and there is no .nexusmon/ state directory",
-            )
-            .with_hint("run `nexusmon init` at the project root (or pass --state-dir DIR)"));
-        }
-        None => settings.gate = Some(Box::new(Ungoverned)),
-    }
     let mut sink = CliSink {
         io,
         json: ctx.json,
@@ -331,15 +162,15 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         bar: None,
         error: None,
     };
-    let result = execute(settings, &mut sink);
+    let run = runner::run(settings, &governance, &mut sink)?;
     if let Some(b) = sink.bar.take() {
         b.finish_and_clear();
     }
     if let Some(e) = sink.error.take() {
         return Err(e);
     }
-    let report = governed.as_ref().and_then(|g| g.report.borrow().clone());
-    let outcome = match result {
+    let report = run.gate;
+    let outcome = match run.result {
         Ok(o) => o,
         Err(e) => {
             if e.kind() == crate::error::ErrorKind::Refused
@@ -361,13 +192,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         let next = report
             .as_ref()
             .filter(|r| !r.allows())
-            .map(|r| {
-                let records_dir = r.plan_path.parent().map_or_else(
-                    || "approvals".to_string(),
-                    |dir| shown(&dir.join("approvals"), &ctx.cwd),
-                );
-                explain::refusal(r, &shown(&r.plan_path, &ctx.cwd), &records_dir).next
-            })
+            .map(|r| runner::next_steps(r, &ctx.cwd))
             .unwrap_or_default();
         human_summary(io, &outcome, report.as_ref(), &next)?;
     }
@@ -443,28 +268,15 @@ fn task_lines(o: &RunOutcome, dry: bool) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            let _ = write!(line, "{:<w$}  ", cell, w = widths[i]);
-        }
-        let _ = writeln!(s, "  {}", line.trim_end());
-    }
+    s.push_str(&Table::left(7).indent("  ").render(&rows));
     s
 }
 
-fn human_summary(
-    io: &mut Io<'_>,
-    o: &RunOutcome,
-    gate: Option<&GateReport>,
-    next: &[String],
-) -> Result<()> {
+/// `--dry`: a mission's task layers with the oracle's prediction, or the scenarios with the
+/// oracle's decision and reason; the gate's decision and what to do about a refusal.
+fn dry_summary(o: &RunOutcome, gate: Option<&GateReport>, next: &[String]) -> String {
     let mut s = String::new();
-    let mission = !o.layers.is_empty();
-    if o.status == RunStatus::Dry && mission {
+    if !o.layers.is_empty() {
         s.push_str(&task_lines(o, true));
         let others: Vec<_> = o.rows.iter().filter(|r| r.task_id.is_none()).collect();
         if !others.is_empty() {
@@ -485,59 +297,55 @@ fn human_summary(
             let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
-        return io.errln(s.trim_end());
+        return s;
     }
+    let mut rows = vec![[
+        "scenario".to_string(),
+        "expected".into(),
+        "oracle".into(),
+        "reason".into(),
+    ]];
+    for r in &o.rows {
+        rows.push([
+            r.scenario_id.clone(),
+            r.expected.as_str().into(),
+            r.oracle
+                .as_ref()
+                .map_or("-".into(), |x| x.decision.as_str().to_string()),
+            r.oracle
+                .as_ref()
+                .map_or(String::new(), |x| x.reason.clone()),
+        ]);
+    }
+    s.push_str(&Table::left(4).keep_trailing().render(&rows));
+    match gate {
+        Some(g) => {
+            let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
+        }
+        None => {
+            for reason in &o.refused {
+                let _ = writeln!(s, "governance: {reason}");
+            }
+        }
+    }
+    for line in next {
+        let _ = writeln!(s, "{line}");
+    }
+    let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
+    s
+}
+
+fn human_summary(
+    io: &mut Io<'_>,
+    o: &RunOutcome,
+    gate: Option<&GateReport>,
+    next: &[String],
+) -> Result<()> {
     if o.status == RunStatus::Dry {
-        let mut rows = vec![[
-            "scenario".to_string(),
-            "expected".into(),
-            "oracle".into(),
-            "reason".into(),
-        ]];
-        for r in &o.rows {
-            rows.push([
-                r.scenario_id.clone(),
-                r.expected.as_str().into(),
-                r.oracle
-                    .as_ref()
-                    .map_or("-".into(), |x| x.decision.as_str().to_string()),
-                r.oracle
-                    .as_ref()
-                    .map_or(String::new(), |x| x.reason.clone()),
-            ]);
-        }
-        let widths: Vec<usize> = (0..3)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for r in &rows {
-            let _ = writeln!(
-                s,
-                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2]
-            );
-        }
-        match gate {
-            Some(g) => {
-                let _ = writeln!(s, "{}", explain::decision_lines(g).join("\n"));
-            }
-            None => {
-                for reason in &o.refused {
-                    let _ = writeln!(s, "governance: {reason}");
-                }
-            }
-        }
-        for line in next {
-            let _ = writeln!(s, "{line}");
-        }
-        let _ = writeln!(s, "{} (exit {})", o.exit_reason, o.exit_code);
-        return io.errln(s.trim_end());
+        return io.errln(dry_summary(o, gate, next).trim_end());
     }
+    let mut s = String::new();
+    let mission = !o.layers.is_empty();
     if mission {
         s.push_str(&task_lines(o, false));
         let others: Vec<crate::model::results::NormalizedRow> = o

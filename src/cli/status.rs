@@ -9,6 +9,7 @@ use super::bundle::human_bytes;
 use super::{Ctx, Io};
 use crate::bundle::check::status_word;
 use crate::bundle::{OutRootState, out_root_state};
+use crate::report::table::{Column, Table};
 use crate::sandbox::host::{HostFacts, host_facts};
 use crate::{Result, exit_code};
 
@@ -32,38 +33,56 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+/// `  label               value` lines: the one table renderer, one row at a time.
+struct Lines {
+    table: Table,
+    s: String,
+}
+
+impl Lines {
+    fn new() -> Self {
+        Self {
+            table: Table::new(&[Column::left().fixed(18), Column::left()])
+                .indent("  ")
+                .keep_trailing(),
+            s: String::new(),
+        }
+    }
+
+    fn kv(&mut self, label: &str, value: &str) {
+        let _ = writeln!(self.s, "{}", self.table.line(&[label, value]));
+    }
+
+    fn raw(&mut self, line: &str) {
+        let _ = writeln!(self.s, "{line}");
+    }
+}
+
 fn render(h: &HostFacts, o: &OutRootState) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
+    let mut l = Lines::new();
+    host_lines(&mut l, h);
+    out_root_lines(&mut l, o);
+    l.s
+}
+
+fn available(b: bool) -> &'static str {
+    if b { "available" } else { "unavailable" }
+}
+
+fn host_lines(l: &mut Lines, h: &HostFacts) {
+    l.raw(&format!(
         "host {} ({}), euid {}, {} cores",
         h.hostname, h.machine, h.euid, h.cores
-    );
-    let _ = writeln!(s, "  kernel              {}", h.kernel_release);
+    ));
+    l.kv("kernel", &h.kernel_release);
     let landlock = match (h.landlock_abi, &h.landlock_unavailable) {
         (Some(abi), _) => format!("ABI {abi}"),
         (None, Some(why)) => format!("unavailable: {why}"),
         (None, None) => "unavailable".into(),
     };
-    let _ = writeln!(s, "  landlock            {landlock}");
-    let _ = writeln!(
-        s,
-        "  seccomp filters     {}",
-        if h.seccomp_filter_available {
-            "available"
-        } else {
-            "unavailable"
-        }
-    );
-    let _ = writeln!(
-        s,
-        "  user namespaces     {}",
-        if h.user_namespaces {
-            "available"
-        } else {
-            "unavailable"
-        }
-    );
+    l.kv("landlock", &landlock);
+    l.kv("seccomp filters", available(h.seccomp_filter_available));
+    l.kv("user namespaces", available(h.user_namespaces));
     let mode = match h.runner_seccomp_mode {
         0 => "off",
         1 => "strict",
@@ -74,26 +93,27 @@ fn render(h: &HostFacts, o: &OutRootState) -> String {
     } else {
         "no"
     };
-    let _ = writeln!(
-        s,
-        "  runner confined     {confined} (no-new-privs {}, seccomp {mode})",
-        yes_no(h.runner_no_new_privs)
+    l.kv(
+        "runner confined",
+        &format!(
+            "{confined} (no-new-privs {}, seccomp {mode})",
+            yes_no(h.runner_no_new_privs)
+        ),
     );
-    let _ = writeln!(
-        s,
-        "  pids cgroup         {}",
-        h.pids_cgroup.as_deref().unwrap_or("none writable")
+    l.kv(
+        "pids cgroup",
+        h.pids_cgroup.as_deref().unwrap_or("none writable"),
     );
+}
 
-    let _ = writeln!(s, "out root {}", o.path.display());
+fn out_root_lines(l: &mut Lines, o: &OutRootState) {
+    l.raw(&format!("out root {}", o.path.display()));
     if !o.exists {
-        let _ = writeln!(s, "  (does not exist yet: nothing has run here)");
-        return s;
+        l.raw("  (does not exist yet: nothing has run here)");
+        return;
     }
     match &o.latest {
-        None => {
-            let _ = writeln!(s, "  LATEST              none (nothing sealed yet)");
-        }
+        None => l.kv("LATEST", "none (nothing sealed yet)"),
         Some(r) => {
             let id = r.run_id.as_deref().unwrap_or("?");
             let verdict = if r.valid {
@@ -111,57 +131,64 @@ fn render(h: &HostFacts, o: &OutRootState) -> String {
                 )
             };
             let status = r.status.map_or("", status_word);
-            let _ = writeln!(s, "  LATEST              {id} {status}, {verdict}");
+            l.kv("LATEST", &format!("{id} {status}, {verdict}"));
         }
     }
-    let _ = writeln!(s, "  sealed bundles      {}", o.sealed_bundles);
+    l.kv("sealed bundles", &o.sealed_bundles.to_string());
+    staging_lines(l, o);
+    if !o.stray_temp_files.is_empty() {
+        l.kv("stray temp files", &o.stray_temp_files.join(", "));
+    }
+    if !o.unexpected.is_empty() {
+        l.kv("not bundles", &o.unexpected.join(", "));
+    }
+    l.kv("lock", &lock_line(o));
+}
+
+/// Bundles being written now, and leftovers of crashed runs.
+fn staging_lines(l: &mut Lines, o: &OutRootState) {
     let leftovers: Vec<_> = o.staging.iter().filter(|e| !e.active).collect();
     for e in o.staging.iter().filter(|e| e.active) {
-        let _ = writeln!(
-            s,
-            "  writing now         {} ({} files, {})",
-            e.run_id,
-            e.files,
-            human_bytes(e.bytes)
+        l.kv(
+            "writing now",
+            &format!("{} ({} files, {})", e.run_id, e.files, human_bytes(e.bytes)),
         );
     }
     if leftovers.is_empty() {
-        let _ = writeln!(s, "  crashed leftovers   none");
-    } else {
-        let _ = writeln!(
-            s,
-            "  crashed leftovers   {} in .staging/ (the next run removes them):",
+        l.kv("crashed leftovers", "none");
+        return;
+    }
+    l.kv(
+        "crashed leftovers",
+        &format!(
+            "{} in .staging/ (the next run removes them):",
             leftovers.len()
+        ),
+    );
+    for e in leftovers {
+        let mut what = e.status.map_or_else(
+            || "no run_status".to_string(),
+            |st| status_word(st).to_string(),
         );
-        for e in leftovers {
-            let mut what = e.status.map_or_else(
-                || "no run_status".to_string(),
-                |st| status_word(st).to_string(),
-            );
-            if let Some(stage) = &e.failure_stage {
-                let _ = write!(what, " at {stage}");
-            }
-            if e.has_index {
-                what.push_str(", sealed but never published");
-            }
-            let started = e.started_at.as_deref().unwrap_or("?");
-            let _ = writeln!(
-                s,
-                "    {}  started {started}, {what}, {} files, {}",
-                e.run_id,
-                e.files,
-                human_bytes(e.bytes)
-            );
+        if let Some(stage) = &e.failure_stage {
+            let _ = write!(what, " at {stage}");
         }
+        if e.has_index {
+            what.push_str(", sealed but never published");
+        }
+        let started = e.started_at.as_deref().unwrap_or("?");
+        l.raw(&format!(
+            "    {}  started {started}, {what}, {} files, {}",
+            e.run_id,
+            e.files,
+            human_bytes(e.bytes)
+        ));
     }
-    if !o.stray_temp_files.is_empty() {
-        let _ = writeln!(s, "  stray temp files    {}", o.stray_temp_files.join(", "));
-    }
-    if !o.unexpected.is_empty() {
-        let _ = writeln!(s, "  not bundles         {}", o.unexpected.join(", "));
-    }
+}
+
+fn lock_line(o: &OutRootState) -> String {
     let lock = &o.lock;
-    let lock_line = match (&lock.holder, lock.held, lock.stale) {
+    match (&lock.holder, lock.held, lock.stale) {
         (_, false, false) => "free".to_string(),
         (Some(h), true, _) => format!("held by {}", h.describe()),
         (None, true, _) => "held (no holder record yet)".to_string(),
@@ -177,7 +204,5 @@ fn render(h: &HostFacts, o: &OutRootState) -> String {
             )
         }
         (None, false, true) => "stale".to_string(),
-    };
-    let _ = writeln!(s, "  lock                {lock_line}");
-    s
+    }
 }

@@ -10,6 +10,7 @@ use super::args::PlanBuildArgs;
 use super::{Ctx, Io};
 use crate::lint::format::shown;
 use crate::model::template::ParamType;
+use crate::report::table::Table;
 use crate::template::{self, Entry, Param, build::Action, params};
 use crate::{Result, exit_code};
 
@@ -148,31 +149,12 @@ fn wrap(text: &str, indent: &str) -> String {
     out
 }
 
-/// Columns padded to their widest cell; the last column is not padded.
+/// A header and rows through the one table renderer, each line indented: columns padded
+/// to their widest cell, the last column not padded.
 fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[String]| {
-        let mut s = String::from(indent);
-        for (i, c) in cells.iter().enumerate() {
-            s.push_str(c);
-            if i + 1 < cells.len() {
-                s.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(&header.iter().map(|h| (*h).to_string()).collect::<Vec<_>>());
-    for r in rows {
-        line(r);
-    }
-    out
+    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_string()).collect()];
+    all.extend(rows.iter().cloned());
+    Table::left(header.len()).indent(indent).render(&all)
 }
 
 pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {

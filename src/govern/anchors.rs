@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::audit::Anchor;
+use super::Governance;
+use super::audit::{Anchor, VerifyReport};
 use crate::bundle::{INDEX_FILE, LATEST_FILE, STAGING_DIR};
 use crate::model::index::AuditHead;
 use crate::util::fsx;
@@ -21,6 +22,19 @@ pub struct Found {
     pub files: u64,
     /// Things worth saying (a file without an anchor, an unreadable one).
     pub notes: Vec<String>,
+}
+
+/// `audit verify`: open the state directory (`explicit`, else found at or above `root`),
+/// collect the anchors in `paths` ([`collect`]) and verify the log against them.
+pub fn verify_log(
+    explicit: Option<&Path>,
+    root: &Path,
+    paths: &[PathBuf],
+) -> Result<(VerifyReport, Found)> {
+    let gov = Governance::discover(explicit, root)?;
+    let found = collect(paths)?;
+    let report = gov.audit().verify(&found.anchors)?;
+    Ok((report, found))
 }
 
 /// Collect anchors from each path: an out root (its `LATEST` and every sealed bundle in

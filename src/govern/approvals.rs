@@ -17,8 +17,7 @@ use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
-/// The scope `run` checks approvals for.
-pub const RUN_SCOPE: &str = "run";
+pub use crate::model::approval::RUN_SCOPE;
 
 /// Clock skew tolerated for `issued_at` in the future.
 pub const ISSUED_AT_SKEW_SECS: i64 = 300;

@@ -488,7 +488,8 @@ mod tests {
         check_consistent(&s, std::path::Path::new("e.json")).unwrap();
         s.xp = 500;
         let e = check_consistent(&s, std::path::Path::new("e.json")).unwrap_err();
-        assert!(e.to_string().contains("does not match"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
+        assert_eq!(e.path(), Some(std::path::Path::new("e.json")), "{e}");
     }
 
     /// A mission packet as `emit-promotion` writes it (pointers and gating inputs trimmed to

@@ -118,9 +118,12 @@ pub fn composite(s: &Scores) -> Composite {
     Composite { score, band }
 }
 
-/// Everything the gate decides on.
+/// The governance facts the gate's rules decide on (rank, scores, verified approvals,
+/// omens, capabilities). Not [`crate::exec::GateInput`], which is what the runner hands
+/// its gate hook (the loaded plan); [`super::Governance::gate_for`] derives these facts
+/// from it.
 #[derive(Debug, Clone, Copy)]
-pub struct GateInput<'a> {
+pub struct GateFacts<'a> {
     /// Experiment or mission.
     pub kind: PlanKind,
     /// The mission's rank.
@@ -139,7 +142,7 @@ pub struct GateInput<'a> {
     pub dry: bool,
 }
 
-impl<'a> GateInput<'a> {
+impl<'a> GateFacts<'a> {
     /// The input for `plan`.
     pub fn for_plan(
         plan: &'a Plan,
@@ -162,9 +165,13 @@ impl<'a> GateInput<'a> {
     }
 }
 
-/// The gate's decision.
+/// The rules' verdict, with every reason, as recorded in `governance/gate.json` and the
+/// audit log. Not [`crate::exec::GateDecision`], the runner-facing answer (allowed, notes,
+/// files to copy, the refusal text) that the run hook translates this verdict into. The
+/// schema keeps its published name and description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct GateDecision {
+#[schemars(rename = "GateDecision", description = "The gate's decision.")]
+pub struct GateVerdict {
     /// allow | allow-flagged | refuse.
     pub outcome: Outcome,
     /// Experiment or mission.
@@ -194,13 +201,13 @@ pub struct GateDecision {
     pub dry: bool,
 }
 
-impl GateDecision {
+impl GateVerdict {
     /// Whether the plan may run.
     pub fn allows(&self) -> bool {
         self.outcome != Outcome::Refuse
     }
 
-    /// One human sentence per reason, in the order of [`GateDecision::reasons`] (the
+    /// One human sentence per reason, in the order of [`GateVerdict::reasons`] (the
     /// sentences do not repeat the reason codes).
     pub fn explain(&self) -> Vec<String> {
         self.reasons
@@ -261,7 +268,7 @@ impl GateDecision {
     }
 }
 
-impl GateDecision {
+impl GateVerdict {
     /// "scenario `a:b` (omen 1a2b3c4d5e6f)" for the omens at `level`.
     fn omen_scenarios(&self, level: OmenLevel) -> String {
         let list: Vec<String> = self
@@ -298,7 +305,7 @@ fn rank_str(r: Option<Rank>) -> &'static str {
 }
 
 /// Decide. Pure: the same input always gives the same decision.
-pub fn decide(input: &GateInput<'_>) -> GateDecision {
+pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
     let mut reasons: Vec<&'static str> = Vec::new();
     let mut flags: Vec<&'static str> = Vec::new();
     let mut used: Vec<Capability> = Vec::new();
@@ -410,7 +417,7 @@ pub fn decide(input: &GateInput<'_>) -> GateDecision {
     } else {
         Outcome::AllowFlagged
     };
-    GateDecision {
+    GateVerdict {
         outcome,
         kind: input.kind,
         rank: input.rank,
@@ -502,12 +509,12 @@ mod tests {
         }
     }
 
-    fn run(c: &Case) -> GateDecision {
+    fn run(c: &Case) -> GateVerdict {
         let a = approvals(c.approvers);
         let o: Vec<OmenHit> = c.omens.iter().map(|l| omen(*l)).collect();
         let cp = caps(&c.caps);
         let s = scores(c.score);
-        decide(&GateInput {
+        decide(&GateFacts {
             kind: c.kind,
             rank: c.rank,
             scores: (c.kind == PlanKind::Mission).then_some(&s),

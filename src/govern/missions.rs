@@ -147,6 +147,29 @@ fn is_mission_file(path: &Path) -> bool {
         .is_some_and(|d| d.value().get("kind").and_then(|k| k.as_str()) == Some("mission"))
 }
 
+/// `missions`: open the state directory (`explicit`, else found at or above `root`), find
+/// the plan files under `roots` (each must exist) and list the missions among them, with
+/// the runs holding a lock in the out roots `outs`.
+pub fn overview(
+    explicit: Option<&Path>,
+    root: &Path,
+    roots: &[PathBuf],
+    outs: &[PathBuf],
+    now: jiff::Timestamp,
+) -> Result<Vec<MissionRow>> {
+    let gov = Governance::discover(explicit, root)?;
+    let mut files = Vec::new();
+    for r in roots {
+        if !r.exists() {
+            return Err(crate::Error::input(r, "not found")
+                .with_hint("pass plan files or directories holding them"));
+        }
+        files.extend(find_plan_files(r)?);
+    }
+    let running = running_in(outs);
+    list(&gov, &files, &running, now)
+}
+
 /// List the missions among `plans` (paths of plan files): the gate is evaluated for each
 /// (with the approvals found beside it), nothing is written. `running` maps plan ids to the
 /// runs holding an out-root lock ([`running_in`]); those missions are `running`, whatever

@@ -1,21 +1,30 @@
 //! Governance (`DESIGN.md` §8): the gate, approvals, the audit log, omens, evolution.
 //!
-//! - [`state`]: the `.nexusmon/` state directory (discovery, `init`, the state lock).
+//! - [`state`]: the `.nexusmon/` state directory (discovery, the state lock); [`init`]:
+//!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
-//! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signatures, approval
-//!   records.
+//! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signature checks against
+//!   it (signing itself is [`crate::sign`]), approval records.
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
-//! - [`omens`], [`evolution`]: state that outlives runs.
-//! - [`mission`]: mission task graphs; [`missions`]: the missions listing.
+//! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
+//! - [`missions`]: the missions listing.
 //!
-//! [`Governance`] is the one handle the runner and the command handlers use: it reads the
-//! state the gate needs, records decisions in the audit log, and hands the runner the files
-//! to copy into the bundle.
+//! Workflows, one per command, each the one library call its CLI handler makes (the
+//! handler parses arguments and renders; it never locks, signs or writes state):
+//! - [`runner`]: `run` under governance: the gate and audit hooks of [`crate::exec`];
+//! - [`approve`]: `approve`; [`clearing`]: `omens list` / `omens clear`;
+//! - [`evolve`]: `evolve` / `evolution status`; [`promotion`]: `emit-promotion` and
+//!   `promote` with their audit entries (promote sits below govern and never imports it);
+//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`.
 //!
-//! How `run` uses it (`DESIGN.md` §5.1), in order:
-//! 1. `Governance::discover(ctx.state_dir, &ctx.root)` (exit 2 with a hint if missing);
+//! [`Governance`] is the one handle the workflows use: it reads the state the gate needs,
+//! records decisions in the audit log, and hands the runner the files to copy into the
+//! bundle.
+//!
+//! How a governed run uses it ([`runner`]; `DESIGN.md` §5.1), in order:
+//! 1. `Governance::open(dir)` for `--state-dir` or the `.nexusmon/` found above the root;
 //! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
 //!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing
 //!    executed, the refusal explained with [`explain::refusal`] (`--dry` prints what would
@@ -30,12 +39,18 @@
 
 pub mod anchors;
 pub mod approvals;
+pub mod approve;
 pub mod audit;
+pub mod clearing;
 pub mod evolution;
+pub mod evolve;
 pub mod explain;
 pub mod gate;
+pub mod init;
 pub mod missions;
 pub mod omens;
+pub mod promotion;
+pub mod runner;
 pub mod sign;
 pub mod state;
 pub mod trust;
@@ -50,7 +65,7 @@ use serde_json::json;
 use self::approvals::ApprovalCheck;
 use self::audit::{AuditKind, AuditLog};
 use self::evolution::Capabilities;
-use self::gate::{GateDecision, GateInput};
+use self::gate::{GateFacts, GateVerdict};
 use self::omens::{Crossing, Failure};
 use self::state::StateDir;
 use self::trust::TrustStore;
@@ -104,7 +119,7 @@ pub struct GateReport {
     /// Their verdicts.
     pub approvals: ApprovalCheck,
     /// The decision.
-    pub decision: GateDecision,
+    pub decision: GateVerdict,
     /// The capabilities it was made with.
     pub capabilities: Capabilities,
     /// When.
@@ -126,7 +141,7 @@ pub struct GateRecord {
     /// Its `plan_digest`.
     pub plan_digest: Digest,
     /// The decision.
-    pub decision: GateDecision,
+    pub decision: GateVerdict,
     /// Approval verdicts; paths are bundle-relative copies (see `copies`).
     pub approvals: ApprovalCheck,
     /// Original path of each copied record or signature → its bundle path.
@@ -263,7 +278,7 @@ impl Governance {
         let scenarios = plan_scenarios(plan);
         let hits = omens::hits_for(&omens_file, plan.plan.plan_id.as_str(), &scenarios);
         let capabilities = self.capabilities()?;
-        let decision = gate::decide(&GateInput::for_plan(
+        let decision = gate::decide(&GateFacts::for_plan(
             &plan.plan,
             &check,
             &hits,
@@ -493,7 +508,7 @@ mod tests {
     fn every_file_governance_writes_validates_against_its_schema() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join(".nexusmon");
-        state::init(&dir).unwrap();
+        init::init(&dir).unwrap();
         let s = StateDir::open(&dir).unwrap();
         let log = AuditLog::open(&s).unwrap();
         log.append(AuditKind::Evolution, json!({"x": 1})).unwrap();

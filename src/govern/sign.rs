@@ -1,124 +1,17 @@
-//! SSHSIG signatures over operator records (approvals, omen clearances), made with the
-//! `ssh-key` crate or `ssh-keygen -Y sign -n nexusmon-approval-v1`, and checked against the
-//! trust file. Signatures are always over the record's exact bytes.
+//! SSHSIG signatures over operator records (approvals, omen clearances) checked against
+//! the trust file: why a record does not count ([`RejectReason`]), verifying a record's
+//! signature over its exact bytes and authorizing its key for a principal. Making
+//! signatures is [`crate::sign`] (re-exported here).
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use ssh_key::private::KeypairData;
-use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+use ssh_key::{PublicKey, SshSig};
 
 use super::trust::{APPROVER_ROLE, EntryRefusal, TrustEntry, TrustStore};
 use crate::model::approval::SIGNATURE_NAMESPACE;
-use crate::util::fsx;
-use crate::{Error, Result};
-
-/// `<record>.sig`: where a record's signature lives.
-pub fn sig_path(record: &Path) -> PathBuf {
-    let mut s: OsString = record.as_os_str().to_owned();
-    s.push(".sig");
-    PathBuf::from(s)
-}
-
-/// A private key file, read.
-#[derive(Debug)]
-pub enum SigningKey {
-    /// Usable.
-    Ready(Box<PrivateKey>),
-    /// Passphrase-protected: nexusmon never asks for passphrases.
-    Encrypted,
-}
-
-/// Read an OpenSSH private key. A missing or malformed file is an input error; an
-/// encrypted key is [`SigningKey::Encrypted`] (see [`encrypted_key_error`]).
-pub fn load_private_key(path: &Path) -> Result<SigningKey> {
-    let text = fsx::read_input_string(path)?;
-    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
-        Error::input(path, "is not an OpenSSH private key")
-            .with_source(e)
-            .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
-    })?;
-    Ok(if key.is_encrypted() {
-        SigningKey::Encrypted
-    } else {
-        SigningKey::Ready(Box::new(key))
-    })
-}
-
-/// The error for an encrypted key, with the `ssh-keygen` command that signs `record`.
-pub fn encrypted_key_error(key: &Path, record: &Path) -> Error {
-    Error::input(key, "the private key is encrypted (passphrase-protected)").with_hint(format!(
-        "nexusmon does not read passphrases; sign with ssh-keygen (it can use ssh-agent): ssh-keygen -Y sign -f {} -n {SIGNATURE_NAMESPACE} {}",
-        key.display(),
-        record.display()
-    ))
-}
-
-/// Sign `bytes` in the nexusmon namespace; returns the armored signature (as
-/// `ssh-keygen -Y sign` writes it).
-pub fn sign(key: &PrivateKey, bytes: &[u8], key_path: &Path) -> Result<String> {
-    let sig = match key.key_data() {
-        KeypairData::Rsa(kp) => sign_rsa(kp, key.public_key(), bytes),
-        _ => key.sign(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes),
-    }
-    .map_err(|e| {
-        Error::input(key_path, "cannot sign with this key")
-            .with_source(e)
-            .with_hint("Ed25519, RSA and ECDSA P-256 keys are supported")
-    })?;
-    let mut pem = sig
-        .to_pem(LineEnding::LF)
-        .map_err(|e| Error::runner("cannot encode the signature").with_source(e))?;
-    if !pem.ends_with('\n') {
-        pem.push('\n');
-    }
-    Ok(pem)
-}
-
-/// RSA signing done here rather than by `ssh-key` 0.6.7, whose conversion to an `rsa` key
-/// passes the first prime twice (RustCrypto/SSH#387), so every RSA signature it makes
-/// fails. Same construction: PKCS#1 v1.5 with SHA-512 (`rsa-sha2-512`, what
-/// `ssh-keygen -Y sign` uses) over the SSHSIG signed-data blob.
-fn sign_rsa(
-    kp: &ssh_key::private::RsaKeypair,
-    public: &PublicKey,
-    bytes: &[u8],
-) -> ssh_key::Result<SshSig> {
-    use rsa::signature::{SignatureEncoding, Signer};
-    let int = |m: &ssh_key::Mpint| {
-        m.as_positive_bytes()
-            .map(rsa::BigUint::from_bytes_be)
-            .ok_or(ssh_key::Error::Crypto)
-    };
-    let key = rsa::RsaPrivateKey::from_components(
-        int(&kp.public.n)?,
-        int(&kp.public.e)?,
-        int(&kp.private.d)?,
-        vec![int(&kp.private.p)?, int(&kp.private.q)?],
-    )
-    .map_err(|_| ssh_key::Error::Crypto)?;
-    let data = SshSig::signed_data(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes)?;
-    let signature = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(key)
-        .try_sign(&data)
-        .map_err(|_| ssh_key::Error::Crypto)?;
-    let signature = ssh_key::Signature::new(
-        ssh_key::Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-        signature.to_vec(),
-    )?;
-    SshSig::new(
-        public.key_data().clone(),
-        SIGNATURE_NAMESPACE,
-        HashAlg::Sha512,
-        signature,
-    )
-}
-
-/// `SHA256:…` fingerprint of a public key.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
-}
+pub use crate::sign::{
+    SigningKey, encrypted_key_error, fingerprint, load_private_key, sig_path, sign,
+};
 
 /// Why a signature does not make a record count (stable kebab-case names).
 #[derive(

@@ -167,65 +167,6 @@ pub(crate) fn read_state_json<T: serde::de::DeserializeOwned>(path: &Path) -> Re
     })
 }
 
-/// What [`init`] did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InitReport {
-    /// The state directory.
-    pub dir: PathBuf,
-    /// Files created, by name.
-    pub created: Vec<String>,
-    /// Files that already existed and were left alone.
-    pub existing: Vec<String>,
-}
-
-/// Create the state directory `dir` (the `.nexusmon/` itself) and every missing file: the
-/// audit log with its genesis line, the trust file template, empty omens and evolution
-/// state. Existing files are never touched.
-pub fn init(dir: &Path) -> Result<InitReport> {
-    fsx::create_dir_all(dir)?;
-    let state = StateDir::open(dir)?;
-    let _lock = state.lock()?;
-    let mut created = Vec::new();
-    let mut existing = Vec::new();
-
-    let audit = state.file(AUDIT_FILE);
-    if audit.exists() {
-        existing.push(AUDIT_FILE.to_string());
-    } else {
-        super::audit::AuditLog::create(&state)?;
-        created.push(AUDIT_FILE.to_string());
-        created.push(AUDIT_HEAD_FILE.to_string());
-    }
-    let trust = state.file(TRUST_FILE);
-    if trust.exists() {
-        existing.push(TRUST_FILE.to_string());
-    } else {
-        write_new(&trust, TRUST_TEMPLATE.as_bytes())?;
-        created.push(TRUST_FILE.to_string());
-    }
-    let omens = state.file(OMENS_FILE);
-    if omens.exists() {
-        existing.push(OMENS_FILE.to_string());
-    } else {
-        state.write_omens(&OmensFile::default())?;
-        created.push(OMENS_FILE.to_string());
-    }
-    let evo = state.file(EVOLUTION_FILE);
-    if evo.exists() {
-        existing.push(EVOLUTION_FILE.to_string());
-    } else {
-        state.write_evolution(&super::evolution::fold(&[]))?;
-        created.push(EVOLUTION_FILE.to_string());
-    }
-    created.sort();
-    existing.sort();
-    Ok(InitReport {
-        dir: state.dir.clone(),
-        created,
-        existing,
-    })
-}
-
 /// Write a file that must not exist yet, atomically and durably: a temp file in the same
 /// directory (written, fsynced) is hard-linked to `path`, which fails if `path` exists, so
 /// a concurrent writer can never be overwritten; then the temp name is removed.
@@ -315,12 +256,13 @@ pub(crate) fn random_hex(n: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::govern::init::init;
 
     #[test]
     fn discover_walks_up_and_explains_when_missing() {
         let t = tempfile::tempdir().unwrap();
         let e = StateDir::discover(None, t.path()).unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit_code::USAGE);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
         assert!(e.hint().unwrap().contains("nexusmon init"), "{e:?}");
 
         init(&t.path().join(STATE_DIR_NAME)).unwrap();
@@ -360,8 +302,8 @@ mod tests {
         init(&dir).unwrap();
         std::fs::write(dir.join(OMENS_FILE), "{\"schema\": 1}").unwrap();
         let e = StateDir::open(&dir).unwrap().read_omens().unwrap_err();
-        assert_eq!(e.exit_code(), crate::exit_code::USAGE);
-        assert!(e.to_string().contains(OMENS_FILE), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
+        assert_eq!(e.path(), Some(dir.join(OMENS_FILE).as_path()), "{e}");
     }
 
     #[test]

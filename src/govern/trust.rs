@@ -434,6 +434,7 @@ mod tests {
     #[test]
     fn bad_lines_name_the_line() {
         let e = parse(&format!("# c\nalice foo=1 {KEY}\n")).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
         assert!(
             e.to_string().contains("line 2: unknown option `foo=1`"),
             "{e}"

@@ -20,6 +20,8 @@ pub const CLEARANCE_SCHEMA: &str = "nexusmon/omen-clearance/v1";
 /// The SSHSIG namespace of every operator signature. A fixed namespace means a signature
 /// made for something else (a git commit: `-n git`, a file: `-n file`) never counts here.
 pub const SIGNATURE_NAMESPACE: &str = "nexusmon-approval-v1";
+/// The scope of an approval for running a plan (`approve --scope`, the default).
+pub const RUN_SCOPE: &str = "run";
 
 /// What the operator decided.
 #[derive(

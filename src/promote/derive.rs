@@ -20,7 +20,6 @@ use super::source::BundleSource;
 use crate::Result;
 use crate::bundle::RESULT_FILES;
 use crate::bundle::{INDEX_FILE, REPAIR_LOG_FILE, STATUS_FILE, unsafe_reason};
-use crate::govern::sign;
 use crate::model::approval::{ApprovalRecord, Decision, SIGNATURE_NAMESPACE};
 use crate::model::index::AuditHead;
 use crate::model::packet::{
@@ -33,6 +32,7 @@ use crate::model::results::{
     ApplyPreflight, ExpectedMatrix, LaneResults, MismatchPacket, MismatchSummary, NormalizedEvents,
     OracleResults, Outcome, RulesetStatus, RunManifest, Summary,
 };
+use crate::sign;
 use crate::util::digest::{self, Digest};
 
 /// The bundle-relative path of the gate record.
@@ -586,7 +586,7 @@ fn verify_copy(
     if rec.decision != Decision::Approve {
         return Err("the record does not approve".into());
     }
-    if rec.scope != crate::govern::approvals::RUN_SCOPE {
+    if rec.scope != crate::model::approval::RUN_SCOPE {
         return Err(format!("the record's scope is `{}`, not `run`", rec.scope));
     }
     if rec.approver != approver {

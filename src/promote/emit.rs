@@ -3,21 +3,18 @@
 //! Writes are atomic (temp file, fsync, rename, fsync of the directory), the packet first,
 //! then the Statement. An existing packet or Statement is never replaced unless
 //! `overwrite` is set. With `require_promotable`, a packet that is not promotable is not
-//! written at all. When a governance state directory exists, the packet carries the audit
-//! head as it stood before emission (`audit_head`, an anchor `audit verify` checks), and a
-//! `promotion` entry recording the packet's digests is appended after it is written.
+//! written at all. Governance is not this module's business: a governed emission
+//! ([`crate::govern::promotion::emit_and_record`]) anchors the audit head in the packet
+//! between [`prepare`] and [`write()`] ([`Prepared::anchor`]) and records the packet after it
+//! is written.
 
 use std::path::{Path, PathBuf};
-
-use serde_json::json;
 
 use super::derive::derive_packet;
 use super::intoto;
 use super::pointers::PointerContext;
 use super::source::BundleSource;
 use super::verify::packet_digest;
-use crate::govern::Governance;
-use crate::govern::audit::AuditKind;
 use crate::model::index::AuditHead;
 use crate::model::packet::PromotionPacket;
 use crate::util::{digest, fsx, json};
@@ -36,8 +33,6 @@ pub struct EmitSettings {
     pub require_promotable: bool,
     /// Replace an existing packet and Statement.
     pub overwrite: bool,
-    /// The governance state directory, if there is one.
-    pub state_dir: Option<PathBuf>,
 }
 
 /// What `emit-promotion` did.
@@ -55,12 +50,43 @@ pub struct EmitOutcome {
     pub packet_blake3: String,
     /// blake3 of the packet's canonical JSON (its identity in mappings and evolution).
     pub packet_digest: String,
-    /// The audit head after the `promotion` entry, when one was recorded.
+    /// blake3 of the Statement file's bytes (empty when nothing was written).
+    pub statement_blake3: String,
+    /// The audit head after the `promotion` entry, when a governed emission recorded one
+    /// (never set by this module).
     pub audit_head: Option<AuditHead>,
 }
 
-/// Emit the packet of `s.bundle`.
+/// A packet derived and checked, not yet written: [`prepare`]'s result, [`write()`]'s input.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The packet.
+    pub packet: PromotionPacket,
+    /// The packet file's name (the Statement's subject).
+    name: String,
+    /// Where it goes.
+    packet_path: PathBuf,
+    /// The Statement beside it.
+    statement_path: PathBuf,
+    /// Write nothing unless the packet is promotable.
+    require_promotable: bool,
+}
+
+impl Prepared {
+    /// Record the audit head as it stands before emission in the packet (an anchor
+    /// `audit verify` checks).
+    pub fn anchor(&mut self, head: AuditHead) {
+        self.packet.audit_head = Some(head);
+    }
+}
+
+/// Emit the packet of `s.bundle` (ungoverned: no audit head, no audit entry).
 pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
+    write(prepare(s)?)
+}
+
+/// Check `s`, open the bundle and derive its packet; write nothing.
+pub fn prepare(s: &EmitSettings) -> Result<Prepared> {
     let name = s
         .out
         .file_name()
@@ -103,7 +129,7 @@ pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
     }
     fsx::create_dir_all(&dir)?;
     let ctx = PointerContext::for_emit(&src.dir, &s.root, &dir)?;
-    let mut packet = derive_packet(&src, &ctx)?;
+    let packet = derive_packet(&src, &ctx)?;
     if packet.artifacts.iter().any(|a| a.member == name) || name == crate::bundle::INDEX_FILE {
         return Err(Error::usage(format!(
             "--out {}: the packet's name collides with the bundle file `{name}` (both would be subjects of the in-toto Statement)",
@@ -111,50 +137,38 @@ pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
         ))
         .with_hint("e.g. --out promotion_packet.json"));
     }
-    let gov = match &s.state_dir {
-        Some(d) => Some(Governance::open(d)?),
-        None => None,
-    };
-    if let Some(g) = &gov {
-        packet.audit_head = Some(g.audit_head()?);
-    }
-    let bytes = json::to_sorted_pretty(&packet)?;
-    let mut out = EmitOutcome {
-        packet_blake3: digest::blake3_hex(&bytes),
-        packet_digest: packet_digest(&packet)?,
+    Ok(Prepared {
         packet,
+        name,
         packet_path: s.out.clone(),
         statement_path,
+        require_promotable: s.require_promotable,
+    })
+}
+
+/// Write a prepared packet and its Statement (nothing when `require_promotable` refuses a
+/// packet that is not promotable).
+pub fn write(p: Prepared) -> Result<EmitOutcome> {
+    let bytes = json::to_sorted_pretty(&p.packet)?;
+    let mut out = EmitOutcome {
+        packet_blake3: digest::blake3_hex(&bytes),
+        packet_digest: packet_digest(&p.packet)?,
+        packet: p.packet,
+        packet_path: p.packet_path,
+        statement_path: p.statement_path,
         written: false,
+        statement_blake3: String::new(),
         audit_head: None,
     };
-    if s.require_promotable && !out.packet.promotability.promotable {
+    if p.require_promotable && !out.packet.promotability.promotable {
         return Ok(out);
     }
-    let statement = intoto::statement(&out.packet, &bytes, &name);
+    let statement = intoto::statement(&out.packet, &bytes, &p.name);
     let statement_bytes = json::to_sorted_pretty(&statement)?;
     fsx::write_atomic(&out.packet_path, &bytes)?;
     fsx::write_atomic(&out.statement_path, &statement_bytes)?;
     out.written = true;
-    if let Some(g) = &gov {
-        let p = &out.packet;
-        out.audit_head = Some(g.audit().append(
-            AuditKind::Promotion,
-            json!({
-                "action": "packet-emitted",
-                "run_id": p.run_id,
-                "plan_id": p.plan.plan_id,
-                "packet": out.packet_path.display().to_string(),
-                "packet_blake3": out.packet_blake3,
-                "packet_digest": out.packet_digest,
-                "statement_blake3": digest::blake3_hex(&statement_bytes),
-                "artifact_index_blake3": p.bundle.artifact_index.as_ref().map(|a| a.blake3.clone()),
-                "promotable": p.promotability.promotable,
-                "reasons": p.promotability.reasons,
-                "anchored_head": p.audit_head,
-            }),
-        )?);
-    }
+    out.statement_blake3 = digest::blake3_hex(&statement_bytes);
     Ok(out)
 }
 

@@ -8,19 +8,16 @@
 //! is a pure function of the set of packets consumed, so the same packets in any order, or
 //! a packet promoted twice, give the same bytes. Files are written atomically,
 //! `runtime_links.json` first, under an exclusive lock on `DIR`; files whose bytes do not
-//! change are not rewritten.
+//! change are not rewritten. A governed promotion
+//! ([`crate::govern::promotion::promote_and_record`]) records the change through the hook
+//! of [`promote_with`], still under the lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-use serde_json::json;
-
 use super::ops::NORMALIZED;
 use super::verify::{Refusal, VerifiedPacket, verify_packet};
-use crate::govern::Governance;
-use crate::govern::audit::AuditKind;
 use crate::model::index::AuditHead;
 use crate::model::mapping::{
     Backing, CONFLICT, Conflict, ConflictSide, DigestContext, LINKS_FILE, LinkedProfile,
@@ -32,6 +29,8 @@ use crate::model::results::{NormalizedEvents, Outcome, RunManifest};
 use crate::util::digest::{self, Digest};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 /// What `promote` was asked to do.
 #[derive(Debug, Clone)]
@@ -42,9 +41,21 @@ pub struct PromoteSettings {
     pub out: PathBuf,
     /// The project root (for project-relative pointers).
     pub root: PathBuf,
-    /// The governance state directory, if any (a `promotion` audit entry is recorded when
-    /// the mappings change).
-    pub state_dir: Option<PathBuf>,
+}
+
+/// What changed in the mappings directory, for the hook of [`promote_with`].
+#[derive(Debug, Clone)]
+pub struct MappingsChange<'a> {
+    /// The mappings directory.
+    pub out: &'a Path,
+    /// Packets consumed for the first time (digests).
+    pub added: &'a BTreeSet<String>,
+    /// Packets consumed in all.
+    pub consumed: usize,
+    /// Conflicts now in the signatures.
+    pub conflicts: usize,
+    /// blake3 of each file's new bytes, by file name.
+    pub files_blake3: BTreeMap<&'a str, String>,
 }
 
 /// What `promote` did.
@@ -66,7 +77,8 @@ pub struct PromoteOutcome {
     pub op_summary: Option<OpRuntimeSummary>,
     /// The links now in `DIR`.
     pub links: Option<RuntimeLinks>,
-    /// The audit head after the `promotion` entry, when one was recorded.
+    /// What the hook of [`promote_with`] returned (the audit head after a governed
+    /// promotion's `promotion` entry).
     pub audit_head: Option<AuditHead>,
 }
 
@@ -79,8 +91,17 @@ struct Fact {
     backing: Backing,
 }
 
-/// Promote `s.packets` into `s.out`.
+/// Promote `s.packets` into `s.out` (ungoverned: nothing is recorded).
 pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
+    promote_with(s, |_| Ok(None))
+}
+
+/// [`promote`], calling `on_change` when a file changed, while the lock on `s.out` is still
+/// held; its result becomes [`PromoteOutcome::audit_head`].
+pub fn promote_with(
+    s: &PromoteSettings,
+    on_change: impl FnOnce(&MappingsChange<'_>) -> Result<Option<AuditHead>>,
+) -> Result<PromoteOutcome> {
     let mut verified: Vec<VerifiedPacket> = Vec::new();
     let mut refused = Vec::new();
     for p in &s.packets {
@@ -136,23 +157,17 @@ pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
             changed = true;
         }
     }
-    if changed && let Some(dir) = &s.state_dir {
-        let gov = Governance::open(dir)?;
-        let digests: BTreeMap<&str, String> = files
-            .iter()
-            .map(|(n, b)| (*n, digest::blake3_hex(b)))
-            .collect();
-        outcome.audit_head = Some(gov.audit().append(
-            AuditKind::Promotion,
-            json!({
-                "action": "mappings-updated",
-                "mappings": s.out.display().to_string(),
-                "added": added,
-                "consumed": links.consumed_packets.len(),
-                "conflicts": signatures.conflicts.len(),
-                "files_blake3": digests,
-            }),
-        )?);
+    if changed {
+        outcome.audit_head = on_change(&MappingsChange {
+            out: &s.out,
+            added: &added,
+            consumed: links.consumed_packets.len(),
+            conflicts: signatures.conflicts.len(),
+            files_blake3: files
+                .iter()
+                .map(|(n, b)| (*n, digest::blake3_hex(b)))
+                .collect(),
+        })?;
     }
     outcome.added = added.into_iter().collect();
     outcome.already_consumed = already.into_iter().collect();
@@ -414,11 +429,15 @@ fn agreed<'a>(values: impl Iterator<Item = &'a str>) -> (String, bool) {
 
 type Folded = (RuntimeSignatures, OpRuntimeSummary, RuntimeLinks);
 
-/// Derive the three files from the consumed packets and their facts.
-fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded> {
-    // profile id → key → (context, probe → rows)
-    type Probes = BTreeMap<String, BTreeSet<Backing>>;
-    let mut grouped: BTreeMap<String, BTreeMap<String, (DigestContext, Probes)>> = BTreeMap::new();
+/// probe id → its rows.
+type Probes = BTreeMap<String, BTreeSet<Backing>>;
+/// profile id → profile key → (digest context, probes).
+type Grouped = BTreeMap<String, BTreeMap<String, (DigestContext, Probes)>>;
+
+/// The facts grouped by profile, profile key and probe (the weakest digest context of a
+/// key wins).
+fn group(facts: &[Fact]) -> Grouped {
+    let mut grouped: Grouped = BTreeMap::new();
     for f in facts {
         let entry = grouped
             .entry(f.profile_id.clone())
@@ -432,6 +451,141 @@ fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded
             .or_default()
             .insert(f.backing.clone());
     }
+    grouped
+}
+
+/// One probe of one profile version, mapped from its rows.
+struct Mapped {
+    scenario: MappedScenario,
+    conflict: Option<Conflict>,
+    /// Its part of the profile signature's input.
+    signature_input: serde_json::Value,
+}
+
+/// Map one probe's rows: the agreed behaviour, or `CONFLICT` in each field the rows
+/// disagree on (with the conflict and its sides).
+fn map_probe(profile_id: &str, key: &str, probe_id: &str, rows: &BTreeSet<Backing>) -> Mapped {
+    let behaviours: BTreeSet<Behaviour> = rows.iter().map(Behaviour::of).collect();
+    let (decision, c1) = agreed(behaviours.iter().map(|b| b.decision.as_str()));
+    let (attribution, c2) = agreed(behaviours.iter().map(|b| b.attribution.as_str()));
+    let (stage, c3) = agreed(behaviours.iter().map(|b| b.stage.as_str()));
+    let (oracle, c4) = agreed(behaviours.iter().map(|b| b.oracle.as_str()));
+    let digests: BTreeSet<Option<&String>> =
+        behaviours.iter().map(|b| b.probe_digest.as_ref()).collect();
+    let operations: BTreeSet<Operation> = behaviours.iter().map(|b| b.operation).collect();
+    let c5 = digests.len() > 1;
+    let c6 = operations.len() > 1;
+    let conflict = c1 || c2 || c3 || c4 || c5 || c6;
+    let probe_digest = if c5 {
+        None
+    } else {
+        digests.into_iter().next().flatten().map(|d| Digest {
+            blake3: d.clone(),
+            sha256: None,
+        })
+    };
+    let operation = operations
+        .iter()
+        .next()
+        .copied()
+        .unwrap_or(Operation::FileRead);
+    let scenario_id = rows.iter().next().map_or_else(
+        || format!("{profile_id}:{probe_id}"),
+        |b| b.scenario_id.clone(),
+    );
+    let conflict_record = conflict.then(|| {
+        let fields = [
+            (c2, "attribution"),
+            (c1, "decision"),
+            (c6, "operation"),
+            (c4, "oracle"),
+            (c5, "probe_digest"),
+            (c3, "stage"),
+        ]
+        .into_iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        Conflict {
+            profile_id: profile_id.to_string(),
+            profile_digest: key.to_string(),
+            probe_id: probe_id.to_string(),
+            scenario_id: scenario_id.clone(),
+            fields,
+            sides: conflict_sides(&behaviours, rows),
+        }
+    });
+    let expected: BTreeSet<_> = rows.iter().map(|r| r.expected).collect();
+    let packets_n = rows
+        .iter()
+        .map(|r| &r.packet)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let signature_input = json!({
+        "probe_id": probe_id,
+        "probe_digest": if c5 { Some(CONFLICT.to_string()) } else { probe_digest.as_ref().map(|d| d.blake3.clone()) },
+        "decision": decision,
+        "attribution": attribution,
+        "stage": stage,
+    });
+    Mapped {
+        scenario: MappedScenario {
+            scenario_id,
+            probe_digest,
+            operation,
+            decision,
+            attribution,
+            stage,
+            oracle,
+            expected: expected.into_iter().collect(),
+            control: rows.iter().any(|r| r.control),
+            conflict,
+            packets: packets_n as u64,
+        },
+        conflict: conflict_record,
+        signature_input,
+    }
+}
+
+/// One side per distinct behaviour, with the packets and runs that back it.
+fn conflict_sides(behaviours: &BTreeSet<Behaviour>, rows: &BTreeSet<Backing>) -> Vec<ConflictSide> {
+    behaviours
+        .iter()
+        .map(|b| {
+            let backing: Vec<&Backing> = rows.iter().filter(|r| Behaviour::of(r) == *b).collect();
+            let packets: BTreeSet<String> = backing.iter().map(|r| r.packet.clone()).collect();
+            let runs: BTreeSet<String> = backing.iter().map(|r| r.run_id.clone()).collect();
+            ConflictSide {
+                probe_digest: b.probe_digest.as_ref().map(|d| Digest {
+                    blake3: d.clone(),
+                    sha256: None,
+                }),
+                decision: b.decision.clone(),
+                attribution: b.attribution.clone(),
+                stage: b.stage.clone(),
+                oracle: b.oracle.clone(),
+                packets: packets.into_iter().collect(),
+                runs: runs.into_iter().collect(),
+            }
+        })
+        .collect()
+}
+
+/// Count one mapped scenario of `profile_id` in `c`.
+fn count(c: &mut OpCounts, profile_id: &str, m: &MappedScenario) {
+    c.scenarios += 1;
+    *c.decisions.entry(m.decision.clone()).or_default() += 1;
+    *c.by_profile
+        .entry(profile_id.to_string())
+        .or_default()
+        .entry(m.decision.clone())
+        .or_default() += 1;
+    *c.attribution.entry(m.attribution.clone()).or_default() += 1;
+}
+
+/// Derive the three files from the consumed packets and their facts.
+fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded> {
+    let grouped = group(facts);
     let consumed: Vec<String> = packets.keys().cloned().collect();
     let mut profiles_sig: BTreeMap<String, BTreeMap<String, ProfileSignature>> = BTreeMap::new();
     let mut profiles_links: BTreeMap<String, BTreeMap<String, LinkedProfile>> = BTreeMap::new();
@@ -444,125 +598,21 @@ fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded
             let mut signature_input = Vec::new();
             let mut n_conflicts = 0u64;
             for (probe_id, rows) in probes {
-                let behaviours: BTreeSet<Behaviour> = rows.iter().map(Behaviour::of).collect();
-                let (decision, c1) = agreed(behaviours.iter().map(|b| b.decision.as_str()));
-                let (attribution, c2) = agreed(behaviours.iter().map(|b| b.attribution.as_str()));
-                let (stage, c3) = agreed(behaviours.iter().map(|b| b.stage.as_str()));
-                let (oracle, c4) = agreed(behaviours.iter().map(|b| b.oracle.as_str()));
-                let digests: BTreeSet<Option<&String>> =
-                    behaviours.iter().map(|b| b.probe_digest.as_ref()).collect();
-                let operations: BTreeSet<Operation> =
-                    behaviours.iter().map(|b| b.operation).collect();
-                let c5 = digests.len() > 1;
-                let c6 = operations.len() > 1;
-                let conflict = c1 || c2 || c3 || c4 || c5 || c6;
-                let probe_digest = if c5 {
-                    None
-                } else {
-                    digests.into_iter().next().flatten().map(|d| Digest {
-                        blake3: d.clone(),
-                        sha256: None,
-                    })
-                };
-                let operation = operations
-                    .iter()
-                    .next()
-                    .copied()
-                    .unwrap_or(Operation::FileRead);
-                let scenario_id = rows.iter().next().map_or_else(
-                    || format!("{profile_id}:{probe_id}"),
-                    |b| b.scenario_id.clone(),
-                );
-                if conflict {
+                let m = map_probe(profile_id, key, probe_id, rows);
+                if let Some(c) = m.conflict {
                     n_conflicts += 1;
-                    let mut fields = Vec::new();
-                    for (c, name) in [
-                        (c2, "attribution"),
-                        (c1, "decision"),
-                        (c6, "operation"),
-                        (c4, "oracle"),
-                        (c5, "probe_digest"),
-                        (c3, "stage"),
-                    ] {
-                        if c {
-                            fields.push(name.to_string());
-                        }
-                    }
-                    let sides = behaviours
-                        .iter()
-                        .map(|b| {
-                            let backing: Vec<&Backing> =
-                                rows.iter().filter(|r| Behaviour::of(r) == *b).collect();
-                            let packets: BTreeSet<String> =
-                                backing.iter().map(|r| r.packet.clone()).collect();
-                            let runs: BTreeSet<String> =
-                                backing.iter().map(|r| r.run_id.clone()).collect();
-                            ConflictSide {
-                                probe_digest: b.probe_digest.as_ref().map(|d| Digest {
-                                    blake3: d.clone(),
-                                    sha256: None,
-                                }),
-                                decision: b.decision.clone(),
-                                attribution: b.attribution.clone(),
-                                stage: b.stage.clone(),
-                                oracle: b.oracle.clone(),
-                                packets: packets.into_iter().collect(),
-                                runs: runs.into_iter().collect(),
-                            }
-                        })
-                        .collect();
-                    conflicts.push(Conflict {
-                        profile_id: profile_id.clone(),
-                        profile_digest: key.clone(),
-                        probe_id: probe_id.clone(),
-                        scenario_id: scenario_id.clone(),
-                        fields,
-                        sides,
-                    });
+                    conflicts.push(c);
                 }
-                let expected: BTreeSet<_> = rows.iter().map(|r| r.expected).collect();
-                let packets_n = rows
-                    .iter()
-                    .map(|r| &r.packet)
-                    .collect::<BTreeSet<_>>()
-                    .len();
-                signature_input.push(json!({
-                    "probe_id": probe_id,
-                    "probe_digest": if c5 { Some(CONFLICT.to_string()) } else { probe_digest.as_ref().map(|d| d.blake3.clone()) },
-                    "decision": decision,
-                    "attribution": attribution,
-                    "stage": stage,
-                }));
+                signature_input.push(m.signature_input);
                 // Op counts over mapped scenarios.
-                for c in [
-                    ops.entry(operation.as_str().to_string()).or_default(),
-                    &mut totals,
-                ] {
-                    c.scenarios += 1;
-                    *c.decisions.entry(decision.clone()).or_default() += 1;
-                    *c.by_profile
-                        .entry(profile_id.clone())
-                        .or_default()
-                        .entry(decision.clone())
-                        .or_default() += 1;
-                    *c.attribution.entry(attribution.clone()).or_default() += 1;
-                }
-                scenarios.insert(
-                    probe_id.clone(),
-                    MappedScenario {
-                        scenario_id,
-                        probe_digest,
-                        operation,
-                        decision,
-                        attribution,
-                        stage,
-                        oracle,
-                        expected: expected.into_iter().collect(),
-                        control: rows.iter().any(|r| r.control),
-                        conflict,
-                        packets: packets_n as u64,
-                    },
+                count(
+                    ops.entry(m.scenario.operation.as_str().to_string())
+                        .or_default(),
+                    profile_id,
+                    &m.scenario,
                 );
+                count(&mut totals, profile_id, &m.scenario);
+                scenarios.insert(probe_id.clone(), m.scenario);
             }
             let signature = Digest::blake3_of(&json::canonical(&signature_input)?);
             profiles_sig.entry(profile_id.clone()).or_default().insert(

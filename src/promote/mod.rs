@@ -10,8 +10,8 @@
 //!   holds unless the bundle gives positive evidence against it, so a missing or unreadable
 //!   input can only make a packet less promotable (the in-toto monotonic principle).
 //! - [`emit`]: `emit-promotion`: write the packet and the in-toto Statement v1 beside it
-//!   ([`intoto`]) atomically, refuse to overwrite, and record a `promotion` audit entry when
-//!   a state directory exists (the packet carries the head before that entry).
+//!   ([`intoto`]) atomically, refuse to overwrite. Recording it in the audit log is
+//!   governance's ([`crate::govern::promotion`]): promote never imports `govern`.
 //! - [`verify`]: read a packet back: strict parse, pointers resolved and every digest
 //!   checked, and (for promotion) the packet derived again from its bundle and compared, so
 //!   an edited packet or a changed bundle is refused.
@@ -30,8 +30,8 @@ pub mod source;
 pub mod verify;
 
 pub use derive::derive_packet;
-pub use emit::{EmitOutcome, EmitSettings, emit};
-pub use mapping::{PromoteOutcome, PromoteSettings, promote};
+pub use emit::{EmitOutcome, EmitSettings, Prepared, emit};
+pub use mapping::{MappingsChange, PromoteOutcome, PromoteSettings, promote, promote_with};
 pub use ops::{summarize_bundle, summarize_packet};
 pub use pointers::PointerContext;
 pub use verify::{VerifiedPacket, check_packet, packet_digest, read_packet, verify_packet};

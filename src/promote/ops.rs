@@ -136,3 +136,10 @@ pub fn summarize_packet(path: &Path, root: &Path) -> Result<OpSummary> {
         totals,
     })
 }
+/// Write a summary's bytes to `out` atomically, creating its directory.
+pub fn write_summary(out: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = out.parent() {
+        crate::util::fsx::create_dir_all(parent)?;
+    }
+    crate::util::fsx::write_atomic(out, bytes)
+}

@@ -21,252 +21,283 @@ impl Report for SummaryMarkdown {
     }
 
     fn render(&self, r: &RunReport<'_>) -> crate::Result<String> {
-        let s = r.summary;
         let mut m = String::new();
-        let _ = writeln!(m, "# nexusmon run `{}`\n", s.run_id);
-        let _ = writeln!(m, "| | |\n|---|---|");
-        let _ = writeln!(m, "| plan | `{}` |", s.plan_id);
-        let _ = writeln!(m, "| plan digest | `blake3:{}` |", s.plan_digest.blake3);
+        header(&mut m, r);
+        preflight(&mut m, r);
+        tasks(&mut m, r);
+        scenarios(&mut m, r);
+        mismatches(&mut m, r);
+        notes(&mut m, r);
+        resources(&mut m, r);
+        Ok(m)
+    }
+}
+
+/// The title and the facts table.
+fn header(m: &mut String, r: &RunReport<'_>) {
+    let s = r.summary;
+    let _ = writeln!(m, "# nexusmon run `{}`\n", s.run_id);
+    let _ = writeln!(m, "| | |\n|---|---|");
+    let _ = writeln!(m, "| plan | `{}` |", s.plan_id);
+    let _ = writeln!(m, "| plan digest | `blake3:{}` |", s.plan_digest.blake3);
+    let _ = writeln!(
+        m,
+        "| status | **{}** (exit {}): {} |",
+        s.status.as_str(),
+        s.exit_code,
+        esc(&s.exit_reason)
+    );
+    let _ = writeln!(m, "| channel | {} |", s.channel.as_str());
+    let _ = writeln!(m, "| scenarios | {} |", s.scenarios);
+    let total: u64 = s.mismatches.values().sum();
+    let _ = writeln!(m, "| mismatches | {total} |");
+    let _ = writeln!(m, "| flaky | {} |", s.flaky.len());
+    if let Some(t) = &s.tasks {
         let _ = writeln!(
             m,
-            "| status | **{}** (exit {}): {} |",
-            s.status.as_str(),
-            s.exit_code,
-            esc(&s.exit_reason)
+            "| tasks | {}: {} succeeded, {} failed, {} skipped |",
+            t.total, t.succeeded, t.failed, t.skipped
         );
-        let _ = writeln!(m, "| channel | {} |", s.channel.as_str());
-        let _ = writeln!(m, "| scenarios | {} |", s.scenarios);
-        let total: u64 = s.mismatches.values().sum();
-        let _ = writeln!(m, "| mismatches | {total} |");
-        let _ = writeln!(m, "| flaky | {} |", s.flaky.len());
-        if let Some(t) = &s.tasks {
-            let _ = writeln!(
-                m,
-                "| tasks | {}: {} succeeded, {} failed, {} skipped |",
-                t.total, t.succeeded, t.failed, t.skipped
-            );
-        }
-        if !s.governance_flags.is_empty() {
-            let _ = writeln!(
-                m,
-                "| governance flags | {} |",
-                s.governance_flags
-                    .iter()
-                    .map(|f| format!("**{f}**"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-
-        let _ = writeln!(m, "\n## Profiles (apply preflight)\n");
+    }
+    if !s.governance_flags.is_empty() {
         let _ = writeln!(
             m,
-            "| profile | compat | ABI (profile / kernel) | kernel reported | applied | notes |\n|---|---|---|---|---|---|"
-        );
-        for p in r.preflight {
-            let mut notes: Vec<String> = Vec::new();
-            if !p.detail.is_empty() {
-                notes.push(p.detail.clone());
-            }
-            notes.extend(
-                p.dropped_rights
-                    .iter()
-                    .map(|d| format!("dropped `{}`: {}", d.item, d.reason)),
-            );
-            notes.extend(p.skipped_rules.iter().cloned());
-            if !p.seccomp_groups.is_empty() {
-                notes.push(format!("seccomp denies: {}", p.seccomp_groups.join(", ")));
-            }
-            if let Some(by) = &p.processes_enforced_by {
-                notes.push(format!("processes limited by {by}"));
-            }
-            if p.required {
-                notes.push("apply_preflight_profile".into());
-            }
-            let _ = writeln!(
-                m,
-                "| `{}` | {} | {} / {} | {} | {} | {} |",
-                p.profile,
-                p.compat,
-                p.abi_requested.map_or("-".into(), |a| a.to_string()),
-                p.abi_kernel.map_or("none".into(), |a| a.to_string()),
-                if p.abi_requested.is_some() {
-                    p.ruleset_status.map_or("-", |x| x.as_str())
-                } else {
-                    "no Landlock rules"
-                },
-                if p.apply_ok { "yes" } else { "**no**" },
-                esc(&notes.join("; "))
-            );
-        }
-
-        if let Some(t) = &s.tasks {
-            let _ = writeln!(
-                m,
-                "\n## Tasks\n\nIn dependency order, {}; a failed task skips every task that depends on it.\n",
-                if t.max_parallel > 1 {
-                    format!("up to {} at a time", t.max_parallel)
-                } else {
-                    "one at a time".to_string()
-                }
-            );
-            let _ = writeln!(
-                m,
-                "| layer | task | scenario | after | expected | observed | result |\n|---|---|---|---|---|---|---|"
-            );
-            for (n, layer) in t.layers.iter().enumerate() {
-                for task in layer {
-                    let Some(row) = r.rows.iter().find(|x| x.task_id.as_deref() == Some(task))
-                    else {
-                        continue;
-                    };
-                    let result = if t.failed_tasks.contains(task) {
-                        "**failed**".to_string()
-                    } else if t.skipped_tasks.contains(task) {
-                        format!(
-                            "skipped (task `{}` failed)",
-                            row.skipped_because.as_deref().unwrap_or("?")
-                        )
-                    } else {
-                        "succeeded".to_string()
-                    };
-                    let _ = writeln!(
-                        m,
-                        "| {} | `{task}` | `{}` | {} | {} | {} | {result} |",
-                        n + 1,
-                        row.scenario_id,
-                        if row.depends_on.is_empty() {
-                            "-".to_string()
-                        } else {
-                            row.depends_on
-                                .iter()
-                                .map(|d| format!("`{d}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        },
-                        row.expected.as_str(),
-                        cell_text(row.scenario.as_ref()),
-                    );
-                }
-            }
-        }
-
-        let _ = writeln!(m, "\n## Scenarios\n");
-        let _ = writeln!(
-            m,
-            "| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|"
-        );
-        for row in r.rows {
-            let mut mm: Vec<String> = row
-                .mismatches
+            "| governance flags | {} |",
+            s.governance_flags
                 .iter()
-                .map(|k| k.as_str().to_string())
-                .collect();
-            if row.flaky {
-                mm.push("flaky".into());
-            }
-            let _ = writeln!(
-                m,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
-                row.scenario_id,
-                row.expected.as_str(),
-                cell_text(row.baseline.as_ref()),
-                cell_text(row.scenario.as_ref()),
-                row.oracle.as_ref().map_or("-", |o| o.decision.as_str()),
-                row.attribution.map_or("-", |a| a.as_str()),
-                mm.join(", ")
-            );
-        }
+                .map(|f| format!("**{f}**"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
 
-        let _ = writeln!(m, "\n## Mismatches\n");
-        if r.mismatches.is_empty() {
-            let _ = writeln!(m, "None.");
+/// The profiles' apply preflight.
+fn preflight(m: &mut String, r: &RunReport<'_>) {
+    let _ = writeln!(m, "\n## Profiles (apply preflight)\n");
+    let _ = writeln!(
+        m,
+        "| profile | compat | ABI (profile / kernel) | kernel reported | applied | notes |\n|---|---|---|---|---|---|"
+    );
+    for p in r.preflight {
+        let mut notes: Vec<String> = Vec::new();
+        if !p.detail.is_empty() {
+            notes.push(p.detail.clone());
         }
-        for p in r.mismatches {
-            let _ = writeln!(
-                m,
-                "- `{}` **{}**: {}",
-                p.scenario_id,
-                p.kind.as_str(),
-                esc(&p.message)
-            );
-            if let Some(reason) = &p.oracle_reason {
+        notes.extend(
+            p.dropped_rights
+                .iter()
+                .map(|d| format!("dropped `{}`: {}", d.item, d.reason)),
+        );
+        notes.extend(p.skipped_rules.iter().cloned());
+        if !p.seccomp_groups.is_empty() {
+            notes.push(format!("seccomp denies: {}", p.seccomp_groups.join(", ")));
+        }
+        if let Some(by) = &p.processes_enforced_by {
+            notes.push(format!("processes limited by {by}"));
+        }
+        if p.required {
+            notes.push("apply_preflight_profile".into());
+        }
+        let _ = writeln!(
+            m,
+            "| `{}` | {} | {} / {} | {} | {} | {} |",
+            p.profile,
+            p.compat,
+            p.abi_requested.map_or("-".into(), |a| a.to_string()),
+            p.abi_kernel.map_or("none".into(), |a| a.to_string()),
+            if p.abi_requested.is_some() {
+                p.ruleset_status.map_or("-", |x| x.as_str())
+            } else {
+                "no Landlock rules"
+            },
+            if p.apply_ok { "yes" } else { "**no**" },
+            esc(&notes.join("; "))
+        );
+    }
+}
+
+/// A mission's tasks in dependency order.
+fn tasks(m: &mut String, r: &RunReport<'_>) {
+    let s = r.summary;
+    if let Some(t) = &s.tasks {
+        let _ = writeln!(
+            m,
+            "\n## Tasks\n\nIn dependency order, {}; a failed task skips every task that depends on it.\n",
+            if t.max_parallel > 1 {
+                format!("up to {} at a time", t.max_parallel)
+            } else {
+                "one at a time".to_string()
+            }
+        );
+        let _ = writeln!(
+            m,
+            "| layer | task | scenario | after | expected | observed | result |\n|---|---|---|---|---|---|---|"
+        );
+        for (n, layer) in t.layers.iter().enumerate() {
+            for task in layer {
+                let Some(row) = r.rows.iter().find(|x| x.task_id.as_deref() == Some(task)) else {
+                    continue;
+                };
+                let result = if t.failed_tasks.contains(task) {
+                    "**failed**".to_string()
+                } else if t.skipped_tasks.contains(task) {
+                    format!(
+                        "skipped (task `{}` failed)",
+                        row.skipped_because.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    "succeeded".to_string()
+                };
                 let _ = writeln!(
                     m,
-                    "  - oracle: {} ({})",
-                    p.oracle.map_or("-", |o| o.as_str()),
-                    esc(reason)
+                    "| {} | `{task}` | `{}` | {} | {} | {} | {result} |",
+                    n + 1,
+                    row.scenario_id,
+                    if row.depends_on.is_empty() {
+                        "-".to_string()
+                    } else {
+                        row.depends_on
+                            .iter()
+                            .map(|d| format!("`{d}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    row.expected.as_str(),
+                    cell_text(row.scenario.as_ref()),
                 );
             }
         }
+    }
+}
 
-        let notes = [
-            (
-                "Flaky (passed only on retry)",
-                s.flaky.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>(),
-            ),
-            (
-                "Leaked descendants (killed by the runner)",
-                s.leaked
-                    .iter()
-                    .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
-                    .collect(),
-            ),
-            (
-                "Leaked descendants not attributable to one probe",
-                s.unattributed_leaks
-                    .iter()
-                    .map(|l| {
-                        format!(
-                            "pid {} (`{}`) found by {}, {}",
-                            l.pid,
-                            esc(&l.comm),
-                            l.found_by,
-                            l.action
-                        )
-                    })
-                    .collect(),
-            ),
-            (
-                "Truncated output",
-                s.truncated
-                    .iter()
-                    .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
-                    .collect(),
-            ),
-        ];
-        for (title, items) in notes {
-            if items.is_empty() {
-                continue;
-            }
-            let _ = writeln!(m, "\n## {title}\n");
-            for i in items {
-                let _ = writeln!(m, "- {i}");
-            }
+/// The scenario × lane table.
+fn scenarios(m: &mut String, r: &RunReport<'_>) {
+    let _ = writeln!(m, "\n## Scenarios\n");
+    let _ = writeln!(
+        m,
+        "| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|"
+    );
+    for row in r.rows {
+        let mut mm: Vec<String> = row
+            .mismatches
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        if row.flaky {
+            mm.push("flaky".into());
         }
-
-        let _ = writeln!(m, "\n## Resource use (children)\n");
         let _ = writeln!(
             m,
-            "| lane | children | wall | user CPU | system CPU | peak RSS |\n|---|---|---|---|---|---|"
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            row.scenario_id,
+            row.expected.as_str(),
+            cell_text(row.baseline.as_ref()),
+            cell_text(row.scenario.as_ref()),
+            row.oracle.as_ref().map_or("-", |o| o.decision.as_str()),
+            row.attribution.map_or("-", |a| a.as_str()),
+            mm.join(", ")
         );
-        for (lane, u) in &s.rusage {
+    }
+}
+
+/// Every mismatch with the oracle's cited rule.
+fn mismatches(m: &mut String, r: &RunReport<'_>) {
+    let _ = writeln!(m, "\n## Mismatches\n");
+    if r.mismatches.is_empty() {
+        let _ = writeln!(m, "None.");
+    }
+    for p in r.mismatches {
+        let _ = writeln!(
+            m,
+            "- `{}` **{}**: {}",
+            p.scenario_id,
+            p.kind.as_str(),
+            esc(&p.message)
+        );
+        if let Some(reason) = &p.oracle_reason {
             let _ = writeln!(
                 m,
-                "| {lane} | {} | {} | {} | {} | {} KiB |",
-                s.children.get(lane).copied().unwrap_or(0),
-                human_us(u.wall_us),
-                human_us(u.user_us),
-                human_us(u.sys_us),
-                u.max_rss_kib
+                "  - oracle: {} ({})",
+                p.oracle.map_or("-", |o| o.as_str()),
+                esc(reason)
             );
         }
+    }
+}
+
+/// Flaky, leaked and truncated notes.
+fn notes(m: &mut String, r: &RunReport<'_>) {
+    let s = r.summary;
+    let notes = [
+        (
+            "Flaky (passed only on retry)",
+            s.flaky.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>(),
+        ),
+        (
+            "Leaked descendants (killed by the runner)",
+            s.leaked
+                .iter()
+                .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
+                .collect(),
+        ),
+        (
+            "Leaked descendants not attributable to one probe",
+            s.unattributed_leaks
+                .iter()
+                .map(|l| {
+                    format!(
+                        "pid {} (`{}`) found by {}, {}",
+                        l.pid,
+                        esc(&l.comm),
+                        l.found_by,
+                        l.action
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "Truncated output",
+            s.truncated
+                .iter()
+                .map(|n| format!("`{}` {}: {}", n.scenario_id, n.lane, esc(&n.note)))
+                .collect(),
+        ),
+    ];
+    for (title, items) in notes {
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(m, "\n## {title}\n");
+        for i in items {
+            let _ = writeln!(m, "- {i}");
+        }
+    }
+}
+
+/// Resource use per lane and the runner's own.
+fn resources(m: &mut String, r: &RunReport<'_>) {
+    let s = r.summary;
+    let _ = writeln!(m, "\n## Resource use (children)\n");
+    let _ = writeln!(
+        m,
+        "| lane | children | wall | user CPU | system CPU | peak RSS |\n|---|---|---|---|---|---|"
+    );
+    for (lane, u) in &s.rusage {
         let _ = writeln!(
             m,
-            "\nRunner: peak RSS {} KiB, wall {}.",
-            s.runner_max_rss_kib,
-            human_us(s.wall_us)
+            "| {lane} | {} | {} | {} | {} | {} KiB |",
+            s.children.get(lane).copied().unwrap_or(0),
+            human_us(u.wall_us),
+            human_us(u.user_us),
+            human_us(u.sys_us),
+            u.max_rss_kib
         );
-        Ok(m)
     }
+    let _ = writeln!(
+        m,
+        "\nRunner: peak RSS {} KiB, wall {}.",
+        s.runner_max_rss_kib,
+        human_us(s.wall_us)
+    );
 }

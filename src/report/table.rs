@@ -1,10 +1,153 @@
-//! The scenario × lane table shown on the terminal at the end of a run (and, with
-//! `--dry`, the plan's scenarios with the oracle's prediction).
+//! Human tables: [`Table`], the one renderer every aligned table on the terminal goes
+//! through (run summaries, listings, status, omens, missions, promotion outputs), and the
+//! scenario × lane table shown at the end of a run ([`TerminalTable`]).
 
 use std::fmt::Write as _;
 
 use super::{Report, RunReport};
 use crate::model::results::{LaneCell, NormalizedRow};
+
+/// How a column's cells are aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Padded on the right.
+    Left,
+    /// Padded on the left.
+    Right,
+}
+
+/// One column: its alignment and width (fitted to the widest cell unless fixed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    align: Align,
+    width: Option<usize>,
+}
+
+impl Column {
+    /// Left-aligned, as wide as its widest cell.
+    pub const fn left() -> Self {
+        Self {
+            align: Align::Left,
+            width: None,
+        }
+    }
+
+    /// Right-aligned, as wide as its widest cell.
+    pub const fn right() -> Self {
+        Self {
+            align: Align::Right,
+            width: None,
+        }
+    }
+
+    /// Padded to `width` characters in every row (a longer cell overflows), whatever the
+    /// other rows hold: for tables printed one row at a time ([`Table::line`]).
+    #[must_use]
+    pub const fn fixed(self, width: usize) -> Self {
+        Self {
+            width: Some(width),
+            ..self
+        }
+    }
+}
+
+/// An aligned plain-text table: cells separated by a gap (two spaces unless set), each line
+/// prefixed by an indent. Widths count characters. A left-aligned last column is never
+/// padded; lines lose trailing whitespace unless [`Table::keep_trailing`] is set.
+#[derive(Debug, Clone)]
+pub struct Table {
+    columns: Vec<Column>,
+    indent: String,
+    gap: String,
+    trim: bool,
+}
+
+impl Table {
+    /// A table of these columns.
+    pub fn new(columns: &[Column]) -> Self {
+        Self {
+            columns: columns.to_vec(),
+            indent: String::new(),
+            gap: "  ".into(),
+            trim: true,
+        }
+    }
+
+    /// `n` left-aligned, fitted columns.
+    pub fn left(n: usize) -> Self {
+        Self::new(&vec![Column::left(); n])
+    }
+
+    /// Prefix every line with `indent`.
+    #[must_use]
+    pub fn indent(mut self, indent: &str) -> Self {
+        self.indent = indent.to_string();
+        self
+    }
+
+    /// Separate cells with `gap` (default two spaces).
+    #[must_use]
+    pub fn gap(mut self, gap: &str) -> Self {
+        self.gap = gap.to_string();
+        self
+    }
+
+    /// Keep trailing whitespace (an empty last cell leaves the gap before it).
+    #[must_use]
+    pub fn keep_trailing(mut self) -> Self {
+        self.trim = false;
+        self
+    }
+
+    /// Every row as a line ending in `\n`, fitted columns as wide as their widest cell.
+    pub fn render<R: AsRef<[S]>, S: AsRef<str>>(&self, rows: &[R]) -> String {
+        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.width.unwrap_or(0)).collect();
+        for r in rows {
+            for (i, c) in r.as_ref().iter().enumerate() {
+                if self.columns.get(i).is_some_and(|c| c.width.is_none()) {
+                    widths[i] = widths[i].max(c.as_ref().chars().count());
+                }
+            }
+        }
+        let mut out = String::new();
+        for r in rows {
+            out.push_str(&self.format(r.as_ref(), &widths));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// One row as a line (no newline), with fixed widths (fitted columns unpadded).
+    pub fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {
+        let widths: Vec<usize> = self.columns.iter().map(|c| c.width.unwrap_or(0)).collect();
+        self.format(cells, &widths)
+    }
+
+    fn format<S: AsRef<str>>(&self, cells: &[S], widths: &[usize]) -> String {
+        let mut line = self.indent.clone();
+        for (i, cell) in cells.iter().enumerate() {
+            let cell = cell.as_ref();
+            let last = i + 1 == cells.len();
+            let w = widths.get(i).copied().unwrap_or(0);
+            match self.columns.get(i).map_or(Align::Left, |c| c.align) {
+                Align::Left if last => line.push_str(cell),
+                Align::Left => {
+                    let _ = write!(line, "{cell:<w$}");
+                }
+                Align::Right => {
+                    let _ = write!(line, "{cell:>w$}");
+                }
+            }
+            if !last {
+                line.push_str(&self.gap);
+            }
+        }
+        if self.trim {
+            line.truncate(line.trim_end().len());
+        }
+        line
+    }
+}
 
 /// Plain text, aligned columns, no colour.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,26 +201,7 @@ pub fn table_rows(rows: &[NormalizedRow]) -> Vec<[String; 7]> {
 
 /// Align rows into text lines.
 pub fn align(rows: &[[String; 7]]) -> String {
-    let mut widths = [0usize; 7];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut s = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
-            }
-        }
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    s
+    Table::left(7).render(rows)
 }
 
 impl Report for TerminalTable {

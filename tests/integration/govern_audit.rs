@@ -296,3 +296,41 @@ fn a_promotion_packet_is_an_anchor_too() {
         r.stderr
     );
 }
+
+#[test]
+fn anchors_take_several_paths_after_one_flag_or_the_flag_repeated() {
+    let p = twenty_lines();
+    seal_bundle(&p, "20261124T000000.000Z-00000001");
+    let head = p.gov().audit_head().unwrap();
+    std::fs::write(
+        p.path("promotion_packet.json"),
+        serde_json::to_vec_pretty(
+            &json!({"schema_version": 1, "governance": {"audit_head": head}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let verify = |anchors: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--json", "audit", "verify"];
+        args.extend_from_slice(anchors);
+        let r = p.nx(&args);
+        r.code(0);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let out_only = verify(&["--anchors", "out"]);
+    let one_flag = verify(&["--anchors", "out", "promotion_packet.json"]);
+    let repeated = verify(&["--anchors", "out", "--anchors", "promotion_packet.json"]);
+    assert_eq!(one_flag["anchor_sources"], repeated["anchor_sources"]);
+    assert_eq!(
+        one_flag["report"]["anchors_checked"],
+        repeated["report"]["anchors_checked"]
+    );
+    assert!(
+        one_flag["report"]["anchors_checked"].as_u64().unwrap()
+            > out_only["report"]["anchors_checked"].as_u64().unwrap(),
+        "{one_flag:#}"
+    );
+    let sources = one_flag["anchor_sources"].to_string();
+    assert!(sources.contains("promotion_packet.json"), "{sources}");
+    assert!(sources.contains("artifact_index.json"), "{sources}");
+}
