@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::short_hex;
@@ -13,6 +12,7 @@ use super::sign::{self, Refusal, RejectReason};
 use super::trust::TrustStore;
 use crate::load::LoadedPlan;
 use crate::model::approval::{APPROVAL_SCHEMA, ApprovalRecord, Decision};
+pub use crate::model::gate::{ApprovalCheck, Rejected, ValidApproval};
 use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
@@ -24,47 +24,6 @@ pub const ISSUED_AT_SKEW_SECS: i64 = 300;
 
 /// Longest `--expires-in` accepted.
 pub const MAX_VALIDITY_DAYS: i64 = 366;
-
-/// A record that counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct ValidApproval {
-    /// The approver principal.
-    pub approver: String,
-    /// `SHA256:…` of the signing key.
-    pub key_fingerprint: String,
-    /// The record.
-    pub record_path: PathBuf,
-    /// Its signature.
-    pub sig_path: PathBuf,
-    /// Roles the trust file grants the key.
-    pub roles: Vec<String>,
-    /// When it was issued.
-    pub issued_at: String,
-    /// When it expires.
-    pub expires_at: String,
-    /// blake3 of the record's bytes.
-    pub record_blake3: String,
-}
-
-/// A record that does not count, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct Rejected {
-    /// The record.
-    pub path: PathBuf,
-    /// The stable reason.
-    pub reason: RejectReason,
-    /// What exactly.
-    pub detail: String,
-}
-
-/// The verdict on a set of approval records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct ApprovalCheck {
-    /// Records that count: distinct approvers and distinct keys.
-    pub valid: Vec<ValidApproval>,
-    /// Records that do not.
-    pub rejected: Vec<Rejected>,
-}
 
 impl ApprovalCheck {
     /// Valid approvers other than `excluded`.

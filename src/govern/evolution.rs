@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::model::evolution::{Capability, EVOLUTION_SCHEMA, EvolutionFile, Level, MissionOutcome};
+pub use crate::model::gate::Capabilities;
 use crate::model::packet::PromotionPacket;
 use crate::model::plan::{PlanKind, Rank};
 use crate::model::results::RunStatus;
@@ -105,15 +106,6 @@ pub fn capabilities_at(level: Level) -> Vec<Capability> {
         .collect();
     out.sort();
     out
-}
-
-/// The capabilities the gate consults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Capabilities {
-    /// The level they come from.
-    pub level: Option<Level>,
-    /// Held capabilities.
-    pub held: BTreeSet<Capability>,
 }
 
 impl Capabilities {

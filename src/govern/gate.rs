@@ -29,31 +29,17 @@
 //! Trust and prediction confidence weigh most because they say how far the outcome can be
 //! foreseen; cost and attention count against a mission.
 
-use schemars::JsonSchema;
-use serde::Serialize;
-
 use super::approvals::ApprovalCheck;
 use super::evolution::Capabilities;
 use super::omens::{OmenHit, OmenLevel};
 use crate::model::evolution::Capability;
+pub use crate::model::gate::{Band, Composite, GateVerdict, Outcome};
 use crate::model::plan::{Plan, PlanKind, Rank, Scores};
 
 /// Composite at or above this is SAFE.
 pub const SAFE_AT: u8 = 60;
 /// Composite at or above this (and below [`SAFE_AT`]) is BORDERLINE; below is FAILING.
 pub const BORDERLINE_AT: u8 = 30;
-
-/// The gate's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Run.
-    Allow,
-    /// Run, flagged for review in the summary and packet.
-    AllowFlagged,
-    /// Do not run (exit 4); nothing executes.
-    Refuse,
-}
 
 impl Outcome {
     /// `allow`, `allow-flagged`, `refuse`.
@@ -66,18 +52,6 @@ impl Outcome {
     }
 }
 
-/// Composite score band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Band {
-    /// ≥ 60.
-    Safe,
-    /// 30–59: needs an approval.
-    Borderline,
-    /// < 30: refused.
-    Failing,
-}
-
 impl Band {
     /// `SAFE`, `BORDERLINE`, `FAILING`.
     pub fn as_str(self) -> &'static str {
@@ -87,15 +61,6 @@ impl Band {
             Band::Failing => "FAILING",
         }
     }
-}
-
-/// A composite score and its band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct Composite {
-    /// 0–100.
-    pub score: u8,
-    /// Its band.
-    pub band: Band,
 }
 
 /// The composite score of six-axis scores (formula in the module docs).
@@ -163,42 +128,6 @@ impl<'a> GateFacts<'a> {
             dry,
         }
     }
-}
-
-/// The rules' verdict, with every reason, as recorded in `governance/gate.json` and the
-/// audit log. Not [`crate::exec::GateDecision`], the runner-facing answer (allowed, notes,
-/// files to copy, the refusal text) that the run hook translates this verdict into. The
-/// schema keeps its published name and description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[schemars(rename = "GateDecision", description = "The gate's decision.")]
-pub struct GateVerdict {
-    /// allow | allow-flagged | refuse.
-    pub outcome: Outcome,
-    /// Experiment or mission.
-    pub kind: PlanKind,
-    /// The mission's rank.
-    pub rank: Option<Rank>,
-    /// Every rule that applied, in evaluation order (stable names; see module docs).
-    pub reasons: Vec<String>,
-    /// Review flags for the summary and packet (`review-required`, `omen-warning`,
-    /// `omen-needs-approval`), sorted.
-    pub flags: Vec<String>,
-    /// Valid approvals the rules require.
-    pub required_approvals: u32,
-    /// Valid approvals that count towards it.
-    pub valid_approvals: u32,
-    /// The approvers counted, sorted.
-    pub approvers: Vec<String>,
-    /// Composite score (missions).
-    pub composite: Option<Composite>,
-    /// Omens on the plan's scenarios at warn or above.
-    pub omens: Vec<OmenHit>,
-    /// Capabilities that changed the decision.
-    pub capabilities_used: Vec<Capability>,
-    /// Parallelism cap for the run (missions without `parallel-missions`: 1).
-    pub max_jobs: Option<u32>,
-    /// A dry run.
-    pub dry: bool,
 }
 
 impl GateVerdict {

@@ -58,8 +58,6 @@ pub mod trust;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::json;
 
 use self::approvals::ApprovalCheck;
@@ -70,6 +68,7 @@ use self::omens::{Crossing, Failure};
 use self::state::StateDir;
 use self::trust::TrustStore;
 use crate::load::LoadedPlan;
+pub use crate::model::gate::GateRecord;
 use crate::model::index::AuditHead;
 use crate::model::plan::PlanKind;
 use crate::util::digest::{Digest, blake3_hex};
@@ -126,28 +125,6 @@ pub struct GateReport {
     pub evaluated_at: String,
     /// Files for the bundle: the records and signatures as verified, and `gate.json`.
     pub files: Vec<BundleFile>,
-}
-
-/// `governance/gate.json`: the gate's decision as recorded in a bundle.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-#[schemars(title = "nexusmon gate record")]
-pub struct GateRecord {
-    /// [`GATE_RECORD_SCHEMA`].
-    pub schema: String,
-    /// When the gate decided (RFC 3339).
-    pub evaluated_at: String,
-    /// The plan.
-    pub plan_id: String,
-    /// Its `plan_digest`.
-    pub plan_digest: Digest,
-    /// The decision.
-    pub decision: GateVerdict,
-    /// Approval verdicts; paths are bundle-relative copies (see `copies`).
-    pub approvals: ApprovalCheck,
-    /// Original path of each copied record or signature → its bundle path.
-    pub copies: BTreeMap<String, String>,
-    /// Evolution capabilities at the time.
-    pub capabilities: Capabilities,
 }
 
 impl GateReport {
@@ -497,7 +474,7 @@ mod tests {
     use crate::model::evolution::EvolutionFile;
     use crate::model::omens::OmensFile;
 
-    fn valid<T: JsonSchema>(instance: &serde_json::Value) -> bool {
+    fn valid<T: schemars::JsonSchema>(instance: &serde_json::Value) -> bool {
         let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
         jsonschema::validator_for(&schema)
             .unwrap()

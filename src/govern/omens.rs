@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::sign::{self, Refusal, RejectReason};
 use super::trust::TrustStore;
 use crate::model::approval::{CLEARANCE_SCHEMA, ClearanceRecord, Decision};
+pub use crate::model::gate::{OmenHit, OmenLevel};
 use crate::model::omens::{ClearanceNote, Omen, OmensFile};
 use crate::util::digest::blake3_hex;
 use crate::{Error, Result};
@@ -24,20 +24,6 @@ pub const WARN_AT: u64 = 3;
 pub const APPROVAL_AT: u64 = 7;
 /// Count at which the scenario is locked until cleared.
 pub const LOCK_AT: u64 = 13;
-
-/// How serious an omen is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum OmenLevel {
-    /// Below the warning threshold.
-    Quiet,
-    /// ≥ 3: warn.
-    Warn,
-    /// ≥ 7: the scenario needs an approval to run.
-    NeedsApproval,
-    /// ≥ 13: locked until cleared by an approver.
-    Locked,
-}
 
 impl OmenLevel {
     /// `quiet`, `warn`, `needs-approval`, `locked`.
@@ -159,21 +145,6 @@ pub fn record(
         }
     }
     crossings
-}
-
-/// An omen that matters to the gate (level warn or above).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-pub struct OmenHit {
-    /// The scenario.
-    pub scenario_id: String,
-    /// The fingerprint.
-    pub fingerprint: String,
-    /// The mismatch kind.
-    pub mismatch_kind: String,
-    /// The level.
-    pub level: OmenLevel,
-    /// Failures since the last clearance.
-    pub count: u64,
 }
 
 /// The omens of `plan_id` on `scenarios` at warn level or above, sorted by scenario.

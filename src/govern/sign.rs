@@ -9,61 +9,10 @@ use ssh_key::{PublicKey, SshSig};
 
 use super::trust::{APPROVER_ROLE, EntryRefusal, TrustEntry, TrustStore};
 use crate::model::approval::SIGNATURE_NAMESPACE;
+pub use crate::model::gate::RejectReason;
 pub use crate::sign::{
     SigningKey, encrypted_key_error, fingerprint, load_private_key, sig_path, sign,
 };
-
-/// Why a signature does not make a record count (stable kebab-case names).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum RejectReason {
-    /// The record file cannot be read.
-    RecordUnreadable,
-    /// No `<record>.sig` beside the record.
-    SignatureMissing,
-    /// The `.sig` file is not an armored SSH signature.
-    SignatureMalformed,
-    /// The signature was made for another namespace (e.g. `-n git`).
-    WrongNamespace,
-    /// The signing key is not in the trust file.
-    UnknownKey,
-    /// The signature does not verify over the record's bytes (the record was changed).
-    SignatureInvalid,
-    /// The record is not a valid record of its kind.
-    MalformedRecord,
-    /// The key's trust-file line does not name the record's approver.
-    KeyNotTrustedForPrincipal,
-    /// The key's `namespaces=` option excludes nexusmon.
-    NamespaceNotAllowed,
-    /// Before the key's `valid-after`.
-    KeyNotYetValid,
-    /// At or after the key's `valid-before`.
-    KeyExpired,
-    /// The key's line does not grant the `approver` role.
-    MissingRole,
-    /// The record claims a role the trust file does not grant.
-    RoleNotGranted,
-    /// The record approves another plan.
-    PlanIdMismatch,
-    /// The plan, one of its probes or one of its profiles changed since the approval.
-    PlanDigestMismatch,
-    /// The record's scope is not the one asked for.
-    ScopeMismatch,
-    /// The decision is not `approve`.
-    DecisionNotApprove,
-    /// `expires_at` has passed.
-    Expired,
-    /// `issued_at` is in the future.
-    NotYetValid,
-    /// Another valid record has the same approver.
-    DuplicateApprover,
-    /// Another valid record was signed with the same key.
-    DuplicateKey,
-    /// A clearance for another state of the omen (its count changed since).
-    StaleClearance,
-}
 
 impl RejectReason {
     /// The stable name.

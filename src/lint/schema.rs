@@ -112,7 +112,7 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         name: "gate-record",
         file_name: "gate-record.schema.json",
         title: "nexusmon gate record",
-        generate: raw::<crate::govern::GateRecord>,
+        generate: raw::<crate::model::gate::GateRecord>,
     },
     SchemaSpec {
         name: "promotion-packet",

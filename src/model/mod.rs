@@ -7,6 +7,7 @@
 pub mod approval;
 pub mod audit;
 pub mod evolution;
+pub mod gate;
 pub mod host;
 pub mod id;
 pub mod index;
