@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """List module-level import cycles in src/ from `crate::` paths; exit 1 if there is any.
 
+Usage: scripts/import-cycles.py [SRC_DIR]
+
 A module is a file under src/ (`src/exec/run.rs` is `exec::run`, `src/exec/mod.rs` is
 `exec`). An edge A -> B is any `crate::B...` path written in A (in `use` items or inline),
 resolved to the longest existing module prefix. Edges from a module to its own ancestors or
@@ -16,7 +18,10 @@ import os
 import re
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+# The tree to check: the first argument, else the crate's src/ beside this script.
+ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "src"
+)
 
 
 def modules():

@@ -1,6 +1,6 @@
 //! The crate's error type and the exit codes it maps to.
 //!
-//! Exit codes are an API (`DESIGN.md` §9, README): they are named constants in
+//! Exit codes are an API (README): they are named constants in
 //! [`exit_code`], and [`Error::exit_code`] is the one place an error becomes one.
 
 use std::fmt;

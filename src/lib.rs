@@ -6,7 +6,7 @@
 //! the process. Every other module returns [`Error`] values that carry the path, id or
 //! command they are about.
 //!
-//! Layout (see `DESIGN.md` §10):
+//! Layout:
 //! - [`model`]: serde types for the files users write (plans, registries, templates) and the
 //!   files the tool writes (results, index, packets, approvals).
 //! - [`source`]: JSON and YAML documents with line/column spans, the base of loading and lint.

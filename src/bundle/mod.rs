@@ -1,4 +1,4 @@
-//! The bundle store (`DESIGN.md` §6): the only way run evidence is written and read.
+//! The bundle store: the only way run evidence is written and read.
 //!
 //! Writing ([`writer`]): [`StagedBundle::begin`] takes the out-root lock ([`lock`]), removes
 //! what crashed runs left in `.staging/`, creates `out/.staging/<run_id>/` and writes

@@ -1,4 +1,4 @@
-//! clap definitions for every command (`DESIGN.md` §9). No logic here: handlers in the
+//! clap definitions for every command. No logic here: handlers in the
 //! sibling modules turn these into settings and call the library.
 
 use std::path::PathBuf;

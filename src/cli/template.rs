@@ -1,4 +1,4 @@
-//! Templates and plan-build (`DESIGN.md` §3.4): `list-templates` (every template with its
+//! Templates and plan-build: `list-templates` (every template with its
 //! parameters: on stdout, a block per template, or with `--json` an array) and `plan-build`
 //! (what was written on stderr; with `--json` the build report on stdout).
 

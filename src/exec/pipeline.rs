@@ -1,4 +1,4 @@
-//! The run pipeline (`DESIGN.md` §5.1), which only orchestrates the stages: load the plan
+//! The run pipeline, which only orchestrates the stages: load the plan
 //! → select scenarios ([`super::select`]) → governance gate ([`Admission`]) → the run's
 //! environment and compiled profiles ([`super::setup`]) → oracle lane ([`super::oracle`])
 //! → take the out-root lock and stage the bundle → preflight every profile

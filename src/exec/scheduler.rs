@@ -1,7 +1,7 @@
 //! Stage 6, scheduling: the baseline and scenario lanes of every scenario as jobs of a
 //! DAG ([`run_lanes`]), run on a fixed number of worker threads ([`run_dag`]).
 //!
-//! **Missions** (`DESIGN.md` §8): each task is one scenario row `<profile>:<probe>` with
+//! **Missions**: each task is one scenario row `<profile>:<probe>` with
 //! its expectation; the tasks run in dependency order, independent tasks in parallel up to
 //! the job cap (the gate caps a mission at one task at a time without the
 //! `parallel-missions` capability); a task that fails (its scenario-lane outcome is not its

@@ -1,4 +1,4 @@
-//! Approval records (`DESIGN.md` §8, `research/evidence-formats.md` §4): writing them,
+//! Approval records: writing them,
 //! signing them, and verifying a set of them for a plan. Fail closed: anything wrong with a
 //! record makes it "not approved", with a stable reason.
 

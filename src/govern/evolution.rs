@@ -1,4 +1,4 @@
-//! Evolution (`DESIGN.md` §8): XP, levels and capabilities earned from proven mission
+//! Evolution: XP, levels and capabilities earned from proven mission
 //! outcomes, and lost to policy violations.
 //!
 //! The state is a **pure function of the set of consumed outcomes** ([`fold`]): the same

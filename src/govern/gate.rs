@@ -1,4 +1,4 @@
-//! The gate (`DESIGN.md` §8): a pure function from a plan's governance facts to a
+//! The gate: a pure function from a plan's governance facts to a
 //! decision, consulted before anything runs.
 //!
 //! Rules, each adding a reason (stable names) and the stricter always winning:

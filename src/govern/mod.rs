@@ -1,4 +1,4 @@
-//! Governance (`DESIGN.md` §8): the gate, approvals, the audit log, omens, evolution.
+//! Governance: the gate, approvals, the audit log, omens, evolution.
 //!
 //! - [`state`]: the `.nexusmon/` state directory (discovery, the state lock); [`init`]:
 //!   creating it.
@@ -23,7 +23,7 @@
 //! records decisions in the audit log, and hands the runner the files to copy into the
 //! bundle.
 //!
-//! How a governed run uses it ([`runner`]; `DESIGN.md` §5.1), in order:
+//! How a governed run uses it ([`runner`]), in order:
 //! 1. `Governance::open(dir)` for `--state-dir` or the `.nexusmon/` found above the root;
 //! 2. after lint, before the out-root lock: `gate_for(&plan, &args.approval, dry)`;
 //!    on `!report.allows()`: if not `--dry`, `record_refusal(&report)`; exit 4, nothing

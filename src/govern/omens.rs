@@ -1,4 +1,4 @@
-//! Omens (`DESIGN.md` §8): failure fingerprints counted across runs.
+//! Omens: failure fingerprints counted across runs.
 //!
 //! A fingerprint is the blake3 of `plan_id|scenario_id|mismatch_kind|outcome`: the same
 //! scenario of the same plan failing the same way. Thresholds apply to the count since the

@@ -1,4 +1,4 @@
-//! The state directory `.nexusmon/` (`DESIGN.md` §8): where it is, what it holds, how it
+//! The state directory `.nexusmon/`: where it is, what it holds, how it
 //! is created, and the lock that serializes every change to it.
 //!
 //! ```text
@@ -171,31 +171,7 @@ pub(crate) fn read_state_json<T: serde::de::DeserializeOwned>(path: &Path) -> Re
 /// directory (written, fsynced) is hard-linked to `path`, which fails if `path` exists, so
 /// a concurrent writer can never be overwritten; then the temp name is removed.
 pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = fsx::temp_path_for(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::input(path, "already exists")
-            } else {
-                Error::io("create", path, e)
-            }
-        })
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsx::sync_dir(parent)?;
-    }
-    Ok(())
+    fsx::write_new(path, bytes)
 }
 
 /// An exclusive `flock` on a lock file, released on drop.

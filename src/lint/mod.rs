@@ -1,4 +1,4 @@
-//! Lint of plans and registries (`DESIGN.md` §4): every finding at once, each with a stable
+//! Lint of plans and registries: every finding at once, each with a stable
 //! code ([`codes`]), a severity, the file, line and column, the JSON pointer, a message and
 //! where it helps a hint; four output formats ([`format`]); and the JSON Schemas lint
 //! validates with and `schemas/` publishes ([`schema`]).

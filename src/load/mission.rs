@@ -1,4 +1,4 @@
-//! Mission task graphs (`DESIGN.md` §8): checks for lint, topological layers for the
+//! Mission task graphs: checks for lint, topological layers for the
 //! runner, the tasks a failure skips, and a mission's tasks as scenarios (with their
 //! `expected_matrix.json` entries), all derived from the loaded plan.
 

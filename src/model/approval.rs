@@ -1,5 +1,4 @@
-//! Operator decisions signed with SSH keys (`DESIGN.md` §8, `research/evidence-formats.md`
-//! §4): approval records for plans and clearance records for locked omens.
+//! Operator decisions signed with SSH keys: approval records for plans and clearance records for locked omens.
 //!
 //! Both are fixed-layout JSON written by the tool (keys sorted, two-space indent, trailing
 //! newline) and signed **as bytes** with `ssh-keygen -Y sign -n nexusmon-approval-v1` or the
@@ -58,8 +57,8 @@ pub struct ApprovalRecord {
     /// Where the plan was when it was approved, relative to the project root
     /// (informational: the digest, not the path, binds the approval).
     pub plan_path: String,
-    /// `plan_digest` of the plan with every probe and profile it resolves (`DESIGN.md`
-    /// §3.3): editing any of them voids the approval.
+    /// `plan_digest` of the plan with every probe and profile it resolves: editing any of
+    /// them voids the approval.
     pub plan_digest: Digest,
     /// What the approval is for; `run` approves running the plan.
     pub scope: String,

@@ -1,5 +1,4 @@
-//! Lines of the audit log `.nexusmon/audit.jsonl` (`DESIGN.md` §8,
-//! `research/evidence-formats.md` §5).
+//! Lines of the audit log `.nexusmon/audit.jsonl`.
 //!
 //! Every line is one compact JSON object with sorted keys. Line 0 is the genesis line (kind
 //! `genesis`, `data.log` and a random `data.log_id`); its `prev` is the blake3 of

@@ -1,5 +1,5 @@
 //! `.nexusmon/evolution.json`: XP, level and capabilities earned from proven mission
-//! outcomes (`DESIGN.md` §8). The state is a pure function of the set of consumed
+//! outcomes. The state is a pure function of the set of consumed
 //! outcomes, so replaying the same packets in any order gives the same bytes.
 
 use schemars::JsonSchema;

@@ -6,7 +6,7 @@ use std::fmt;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The id pattern of `DESIGN.md` §2.
+/// The id pattern.
 pub const ID_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 /// The variable-name pattern.
 pub const VAR_PATTERN: &str = "^[A-Z][A-Z0-9_]{0,63}$";

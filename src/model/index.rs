@@ -1,4 +1,4 @@
-//! Files of the bundle's commit protocol (`DESIGN.md` §6): `run_status.json`,
+//! Files of the bundle's commit protocol: `run_status.json`,
 //! `artifact_index.json` (the seal) and `LATEST`.
 
 use schemars::JsonSchema;

@@ -1,4 +1,4 @@
-//! Knowledge merged from promotable packets (`DESIGN.md` §7): the three mapping files
+//! Knowledge merged from promotable packets: the three mapping files
 //! `promote` writes into a mappings directory, and the op-level summary `summarize-ops`
 //! writes.
 //!

@@ -1,4 +1,4 @@
-//! `.nexusmon/omens.json`: failure fingerprints counted across runs (`DESIGN.md` §8).
+//! `.nexusmon/omens.json`: failure fingerprints counted across runs.
 
 use std::collections::BTreeMap;
 

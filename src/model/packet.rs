@@ -1,4 +1,4 @@
-//! `promotion_packet.json` (`DESIGN.md` §7): the small, reviewable record between evidence
+//! `promotion_packet.json`: the small, reviewable record between evidence
 //! (a bundle) and knowledge (mappings, evolution).
 //!
 //! A packet holds pointers with digests to the bundle's decision artifacts, the index

@@ -1,4 +1,4 @@
-//! The plan file (`plans/<name>/plan.json` or `.yaml`), `DESIGN.md` §3.2 and §8.
+//! The plan file (`plans/<name>/plan.json` or `.yaml`).
 //!
 //! Experiments and missions share one schema: a mission is a plan with `kind: mission` and a
 //! `mission` block.

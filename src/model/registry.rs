@@ -1,5 +1,4 @@
-//! Registry files: `registry/<registry_id>/probes.json` and `profiles.json` (or `.yaml`),
-//! `DESIGN.md` §3.1 and `research/sandbox.md` §6.
+//! Registry files: `registry/<registry_id>/probes.json` and `profiles.json` (or `.yaml`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -367,7 +366,7 @@ pub struct Profile {
     pub tags: Vec<String>,
 }
 
-/// Landlock rules (`research/sandbox.md` §6).
+/// Landlock rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Landlock {

@@ -1,4 +1,4 @@
-//! Every result file of a run bundle (`DESIGN.md` §6): the run manifest, the apply
+//! Every result file of a run bundle: the run manifest, the apply
 //! preflight, lane observations, oracle verdicts, the normalized event rows, path
 //! witnesses, mismatches, the summary, and the NDJSON events `run --json` streams.
 //!

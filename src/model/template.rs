@@ -1,4 +1,4 @@
-//! The template file (`templates/<template_id>/template.json` or `.yaml`), `DESIGN.md` §3.4.
+//! The template file (`templates/<template_id>/template.json` or `.yaml`).
 //!
 //! A template declares typed parameters and a body (`plan`, `probes`, `profiles`) written in
 //! a small expansion language (see [`crate::template::expand`]): `${param}` interpolation and

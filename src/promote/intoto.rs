@@ -1,5 +1,5 @@
 //! The in-toto Statement v1 written beside a packet (`<packet stem>.intoto.json`), so
-//! standard tooling can sign and check it (`research/evidence-formats.md` §1).
+//! standard tooling can sign and check it.
 //!
 //! - `_type` `https://in-toto.io/Statement/v1`.
 //! - `subject`: the bundle's `artifact_index.json` (when it has one), every artifact the

@@ -1,4 +1,4 @@
-//! Promotion (`DESIGN.md` §7): the boundary between evidence (bundles) and knowledge
+//! Promotion: the boundary between evidence (bundles) and knowledge
 //! (mappings, evolution).
 //!
 //! - [`derive`]: a bundle → its [`PromotionPacket`]: pointers with digests to the decision

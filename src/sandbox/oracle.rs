@@ -2,7 +2,7 @@
 //! the same [`CompiledProfile`] the scenario lane applies, with the same rule matcher
 //! ([`CompiledProfile::fs_decide`], [`CompiledProfile::port_decide`]). Nothing executes.
 //!
-//! Rules that mirror the kernel (`research/sandbox.md` §6):
+//! Rules that mirror the kernel:
 //! 1. the target is normalized like the kernel walks it (symlinks and `..` resolved; for
 //!    operations on the final name only the parent is resolved) and the resolution is
 //!    recorded as a path witness;

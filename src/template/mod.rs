@@ -1,4 +1,4 @@
-//! Templates and `plan-build` (`DESIGN.md` §3.4): plan authors start from a template, not a
+//! Templates and `plan-build`: plan authors start from a template, not a
 //! blank file.
 //!
 //! A template (`templates/<template_id>/template.json`, YAML accepted; model in

@@ -1,5 +1,5 @@
 //! Digests that leave the tool are labelled with their algorithm (`{"blake3": "…"}`), with
-//! `sha256` beside it where a standard consumer needs one (`DESIGN.md` §3.3).
+//! `sha256` beside it where a standard consumer needs one.
 
 use std::io::Read;
 use std::path::Path;

@@ -13,6 +13,7 @@ mod govern_audit;
 mod govern_evolution;
 mod govern_omens;
 mod govern_schemas;
+mod layering;
 mod lint;
 mod list;
 mod mission;

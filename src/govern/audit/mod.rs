@@ -1,5 +1,4 @@
-//! The hash-chained audit log `.nexusmon/audit.jsonl` (`DESIGN.md` §8,
-//! `research/evidence-formats.md` §5).
+//! The hash-chained audit log `.nexusmon/audit.jsonl`.
 //!
 //! - Format: see [`crate::model::audit`]. Each line commits to the previous line's exact
 //!   bytes, so editing, inserting, removing or reordering any line before the head breaks

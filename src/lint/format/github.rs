@@ -1,4 +1,4 @@
-//! GitHub Actions workflow commands (`research/evidence-formats.md` §3.3):
+//! GitHub Actions workflow commands:
 //! `::error file=…,line=…,endLine=…,col=…,endColumn=…,title=NX101 unknown-probe::message`
 //! (`::warning`, `::notice` for the other severities), escaped as actions/toolkit does:
 //! in the message `%` → `%25`, CR → `%0D`, LF → `%0A`; in properties also `:` → `%3A` and

@@ -1,4 +1,4 @@
-//! SARIF 2.1.0 as GitHub code scanning accepts it (`research/evidence-formats.md` §3.2):
+//! SARIF 2.1.0 as GitHub code scanning accepts it:
 //! one run; `tool.driver` with every lint code as a rule; results with `ruleId`, `level`,
 //! `message.text`, a repository-relative `artifactLocation.uri`, a region in Unicode code
 //! points, and a `primaryLocationLineHash` that stays stable when lines move (a digest of
