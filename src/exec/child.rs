@@ -28,10 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::exitwatch::ExitWatch;
 use super::spawn::{self, SpawnError};
 use crate::model::results::{Leaked, Rusage};
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
+use crate::sandbox::privilege::Isolation;
 
 /// What to enforce in `pre_exec` (exec driver only).
 #[derive(Debug, Clone)]
@@ -58,6 +60,9 @@ pub struct ChildSpec {
     pub clean: bool,
     /// Enforce in `pre_exec` (exec probes). Builtin helpers restrict themselves.
     pub pre_exec: Option<PreExec>,
+    /// Namespaces, identity and capabilities (clean channel): the child is started through
+    /// [`spawn::spawn`] even without `pre_exec`.
+    pub isolation: Option<Isolation>,
     /// Wall timeout.
     pub timeout: Duration,
     /// Grace between SIGTERM and SIGKILL.
@@ -165,9 +170,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         Tracking::Worker(w) => Some(w),
         _ => None,
     };
-    let tracked = cgroup.is_some() || worker.is_some();
     let start = Instant::now();
-    let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
+    let (ipid, stdout, stderr, listener) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
@@ -175,6 +179,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
+    let mut watch = listener.map(|l| ExitWatch::new(l, pid));
     let timed_out = wait_for_exit(
         spec,
         ipid,
@@ -183,13 +188,19 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         worker,
         start,
         &mut pipes,
+        watch.as_mut(),
     );
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
+    if let Some(mut w) = watch {
+        w.service();
+        leaked.extend(w.into_leaked());
+    }
     let killed = kill_tracked(cgroup, worker);
     for (p, comm) in &killed {
-        if *p != pid {
+        // Members of the group the runner killed at a timeout are not leaks.
+        if *p != pid && !(timed_out && in_group(*p, pid)) {
             leaked.push(Leaked {
                 pid: *p,
                 comm: comm.clone(),
@@ -204,11 +215,11 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         .filter(|p| *p != pid)
         .collect();
     reap(&pids);
-    sweep_orphans(pid, tracked, &mut leaked);
-    pipes.drain_to_eof(pid, tracked, cgroup, worker, &mut leaked);
+    sweep_orphans(pid, timed_out, &mut leaked);
+    pipes.drain_to_eof(pid, timed_out, cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
     let (status, ru) = reap_with_rusage(ipid);
-    sweep_orphans(pid, tracked, &mut leaked);
+    sweep_orphans(pid, timed_out, &mut leaked);
     RUNNING.fetch_sub(1, Ordering::SeqCst);
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
@@ -281,11 +292,12 @@ impl Pipes {
     }
 
     /// Drain both pipes to EOF (for at most 500 ms) after the child exited, killing and
-    /// recording any descendant that still holds them.
+    /// recording any descendant that still holds them (`group_killed` as for
+    /// [`sweep_orphans`]).
     fn drain_to_eof(
         &mut self,
         pid: u32,
-        tracked: bool,
+        group_killed: bool,
         cgroup: Option<&ChildCgroup>,
         worker: Option<&WorkerCgroup>,
         leaked: &mut Vec<Leaked>,
@@ -298,7 +310,8 @@ impl Pipes {
             if self.open() {
                 // Something still holds the pipe: a descendant re-parented late.
                 for (p, comm) in kill_tracked(cgroup, worker) {
-                    if !leaked.iter().any(|l| l.pid == p) {
+                    let known = leaked.iter().any(|l| l.pid == p);
+                    if !(known || group_killed && in_group(p, pid)) {
                         leaked.push(Leaked {
                             pid: p,
                             comm,
@@ -308,7 +321,7 @@ impl Pipes {
                     }
                     reap(&[p]);
                 }
-                sweep_orphans(pid, tracked, leaked);
+                sweep_orphans(pid, group_killed, leaked);
             }
         }
     }
@@ -323,8 +336,9 @@ impl Pipes {
 }
 
 /// Phase 1: capture output until the child exits, sending SIGTERM to its group at the
-/// timeout and SIGKILL (to the group and every tracked member) after the grace. Returns
-/// whether it timed out.
+/// timeout and SIGKILL (to the group and every tracked member) after the grace, and
+/// answering its exit watch. Returns whether it timed out.
+#[allow(clippy::too_many_arguments)]
 fn wait_for_exit(
     spec: &ChildSpec,
     ipid: i32,
@@ -333,6 +347,7 @@ fn wait_for_exit(
     worker: Option<&WorkerCgroup>,
     start: Instant,
     pipes: &mut Pipes,
+    mut watch: Option<&mut ExitWatch>,
 ) -> bool {
     let deadline = start + spec.timeout;
     let mut timed_out = false;
@@ -342,12 +357,18 @@ fn wait_for_exit(
         let now = Instant::now();
         if !timed_out && now >= deadline {
             timed_out = true;
+            if let Some(w) = watch.as_deref_mut() {
+                w.group_signalled();
+            }
             signal_group(ipid, libc::SIGTERM);
             kill_at = Some(now + spec.grace);
         }
         if let Some(k) = kill_at
             && now >= k
         {
+            if let Some(w) = watch.as_deref_mut() {
+                w.before_group_kill();
+            }
             signal_group(ipid, libc::SIGKILL);
             if let Some(cg) = cgroup {
                 cg.kill_all();
@@ -371,7 +392,13 @@ fn wait_for_exit(
         if let Some(p) = pidfd {
             fds.push(pollfd(p.as_raw_fd()));
         }
+        if let Some(fd) = watch.as_deref().and_then(ExitWatch::fd) {
+            fds.push(pollfd(fd));
+        }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
+        if let Some(w) = watch.as_deref_mut() {
+            w.service();
+        }
         pipes.drain();
         exited = has_exited(ipid, pidfd);
     }
@@ -404,11 +431,14 @@ fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
 
 /// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
 /// before `execve`), the builtin helper through std (`posix_spawn`; it restricts itself).
+#[allow(clippy::type_complexity)]
 fn start_child(
     spec: &ChildSpec,
     cgroup: Option<&ChildCgroup>,
-) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
-    if let Some(pre) = &spec.pre_exec {
+) -> std::result::Result<(i32, std::fs::File, std::fs::File, Option<OwnedFd>), Ended> {
+    if spec.pre_exec.is_some() || spec.isolation.is_some() {
+        let none = Prepared::none();
+        let prepared = spec.pre_exec.as_ref().map_or(&none, |p| &*p.prepared);
         let mut argv = vec![
             spec.arg0
                 .clone()
@@ -428,9 +458,10 @@ fn start_child(
             spec.cwd.as_deref(),
             spec.clean,
             cgroup.map(ChildCgroup::procs_fd),
-            &pre.prepared,
+            prepared,
+            spec.isolation.as_ref(),
         ) {
-            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
+            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into(), s.exit_listener)),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
         };
@@ -464,7 +495,7 @@ fn start_child(
     };
     // std's `Child` does nothing on drop: the runner reaps the pid itself.
     drop(child);
-    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
+    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into(), None))
 }
 
 fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
@@ -608,6 +639,11 @@ fn proc_info(pid: u32) -> Option<(char, i64, i64)> {
     Some((state, pgrp, sid))
 }
 
+/// `pid` is in the process group `group`.
+fn in_group(pid: u32, group: u32) -> bool {
+    proc_info(pid).is_some_and(|(_, pgrp, _)| pgrp == i64::from(group))
+}
+
 fn leak_record(pid: u32, found_by: &str) -> Leaked {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim().to_string())
@@ -641,24 +677,26 @@ fn reap(pids: &[u32]) {
     }
 }
 
-/// Kill and reap the descendants of `child` that escaped it: without a cgroup, the orphans
-/// re-parented to the runner that are in the child's session or process group, or any
-/// orphan while this is the only child running (an escape through `setsid` cannot be
-/// told apart otherwise); with a cgroup, those were found and killed already, and are
-/// only reaped here.
-fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
+/// Kill and reap the descendants of `child` that escaped it: the orphans re-parented to
+/// the runner that are in the child's session or process group, or any orphan while this
+/// is the only child running (an escape through `setsid`, or out of a cgroup, cannot be
+/// told apart otherwise; with several children running it is left to [`final_sweep`]).
+/// With `group_killed` (the runner signalled the child's group at a timeout), members of
+/// that group are killed and reaped but not recorded: the runner killed them.
+fn sweep_orphans(child: u32, group_killed: bool, leaked: &mut Vec<Leaked>) {
     let cid = i64::from(child);
     for _ in 0..256 {
         let alone = RUNNING.load(Ordering::SeqCst) <= 1;
-        let mine: Vec<(u32, char)> = orphans(child)
+        let mine: Vec<(u32, char, bool)> = orphans(child)
             .into_iter()
             .filter_map(|p| {
                 let (state, pgrp, sid) = proc_info(p)?;
                 let known = leaked.iter().any(|l| l.pid == p);
                 let related = pgrp == cid || sid == cid;
-                (known || related || (!tracked && alone)).then_some((p, state))
+                let killed_by_runner = group_killed && pgrp == cid;
+                (known || related || alone).then_some((p, state, killed_by_runner))
             })
-            .filter(|(p, _)| {
+            .filter(|(p, _, _)| {
                 !leaked
                     .iter()
                     .any(|l| l.pid == *p && l.action == "reaped-done")
@@ -668,11 +706,11 @@ fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
             return;
         }
         let mut progressed = false;
-        for (p, state) in mine {
+        for (p, state, killed_by_runner) in mine {
             let Ok(ip) = i32::try_from(p) else {
                 continue;
             };
-            if !leaked.iter().any(|l| l.pid == p) {
+            if !killed_by_runner && !leaked.iter().any(|l| l.pid == p) {
                 let mut rec = leak_record(p, "subreaper");
                 if state == 'Z' {
                     rec.action = "reaped".into();
@@ -767,6 +805,7 @@ mod tests {
             cwd: None,
             clean: false,
             pre_exec: None,
+            isolation: None,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(200),
             output_cap: 1024,

@@ -26,13 +26,14 @@ use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun};
 use crate::model::registry::Profile;
-use crate::model::registry::{Driver, Env};
+use crate::model::registry::{Driver, Env, Operation};
 use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
 use crate::sandbox::apply::{ApplyFailure, Prepared};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
 use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
+use crate::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
 use crate::sandbox::vars::Vars;
 use crate::{Error, Result};
 
@@ -61,6 +62,9 @@ pub struct ProfileRuntime {
     pub profiles_file: PathBuf,
     /// The host the compiler targets.
     pub host: CompileHost,
+    /// What the runner can give its children, and whether this is the clean channel (the
+    /// child privileges compiled into every per-child compilation).
+    pub runner: (RunnerPrivileges, bool),
     /// The compiled profile (before any child: per-child rules pending).
     pub compiled: CompiledProfile,
     /// Its apply spec (the helper's `apply`), built once.
@@ -80,13 +84,43 @@ impl ProfileRuntime {
             vars,
             before_child: false,
         };
-        compile::compile(
+        let mut c = compile::compile(
             sc.spec.profile_id.as_str(),
             &self.profile,
             &self.profiles_file,
             &ctx,
-        )
+        )?;
+        privilege::attach(&mut c, &self.profile, &self.runner.0, self.runner.1);
+        Ok(c)
     }
+}
+
+/// Why a probe runs without its own PID namespace though its profile gives one.
+fn pid_namespace_for(operation: Operation) -> std::result::Result<(), String> {
+    if operation == Operation::SignalSend {
+        Err("a `signal-send` probe must reach a process outside the child (its target pid, e.g. ${RUNNER_PID}, is in the runner's PID namespace), so it shares the runner's; the runner is non-dumpable, so its /proc entries still need CAP_SYS_PTRACE".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Give `dir` and everything beneath it (symlinks themselves) to `uid`:`gid`.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::result::Result<(), String> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        std::os::unix::fs::lchown(&d, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give `{}` to uid {uid}, gid {gid}: {e}", d.display()))?;
+        let is_dir = std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            let rd = std::fs::read_dir(&d)
+                .map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
+            for e in rd {
+                let e = e.map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What one attempt resolved before anything is spawned.
@@ -423,6 +457,17 @@ impl<'a> LiveExecutor<'a> {
         if scenario_lane && let Some(e) = &compiled.apply_error {
             return refused(format!("the profile cannot be applied on this host: {e}"));
         }
+        let who = &runtime.compiled.child;
+        if who.applied
+            && who.identity
+            && let Err(msg) = chown_tree(&r.job_dir, who.uid, who.gid)
+        {
+            return LaneAttempt {
+                attempt: Attempt::without_child(Outcome::Error, Stage::Resolve, msg),
+                target: r.target.clone(),
+                argv: r.argv.clone(),
+            };
+        }
         let cgroup = match self.new_cgroup(compiled, lane) {
             Ok(c) => c,
             Err(msg) => return refused(msg),
@@ -523,7 +568,16 @@ impl<'a> LiveExecutor<'a> {
         let cwd = self.clean.then(|| r.job_dir.clone());
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
-        match sc.probe.driver {
+        // The baseline of an exec probe keeps the host read-only but its scratch.
+        let read_only = lane == Lane::Baseline && sc.probe.driver == Driver::Exec;
+        let (isolation, ro_landlock) = Isolation::new(&ChildRequest {
+            privileges: &runtime.compiled.child,
+            pid_namespace: pid_namespace_for(sc.probe.operation),
+            read_only_except: read_only.then_some(r.job_dir.as_path()),
+        });
+        let record = isolation.record().clone();
+        let isolation = (!isolation.is_noop()).then_some(isolation);
+        let mut a = match sc.probe.driver {
             Driver::Builtin => self.builtin(
                 sc,
                 lane,
@@ -537,6 +591,7 @@ impl<'a> LiveExecutor<'a> {
                 timeout,
                 grace,
                 cgroup,
+                isolation,
             ),
             Driver::Exec => {
                 let path_var = env.as_ref().map_or_else(
@@ -562,9 +617,15 @@ impl<'a> LiveExecutor<'a> {
                     timeout,
                     grace,
                     cgroup,
+                    isolation,
+                    ro_landlock,
                 )
             }
+        };
+        if a.rusage.wall_us > 0 || a.exit_code.is_some() || a.signal.is_some() {
+            a.isolation = Some(record);
         }
+        a
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -582,6 +643,7 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
+        isolation: Option<Isolation>,
     ) -> Attempt {
         let child_spec;
         let apply = if lane == Lane::Scenario {
@@ -603,8 +665,13 @@ impl<'a> LiveExecutor<'a> {
             destination: destination.cloned(),
             apply: Cow::Borrowed(apply),
             clean: self.clean,
-            cgroup_procs: cgroup.map(|c| c.procs_path().to_string_lossy().into_owned()),
+            // Started through the isolating spawn, the helper joins its cgroup before it
+            // drops root; otherwise it joins by path itself.
+            cgroup_procs: cgroup
+                .filter(|_| isolation.is_none())
+                .map(|c| c.procs_path().to_string_lossy().into_owned()),
             connect_timeout_ms: u64::try_from(connect_ms).unwrap_or(2000),
+            observe_runner: None,
         };
         let args = match request.to_args() {
             Ok(a) => a,
@@ -624,6 +691,7 @@ impl<'a> LiveExecutor<'a> {
             cwd,
             clean: self.clean,
             pre_exec: None,
+            isolation,
             timeout,
             grace,
             output_cap: self.output_cap,
@@ -686,6 +754,8 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
+        isolation: Option<Isolation>,
+        ro_landlock: Option<compile::LandlockSpec>,
     ) -> Attempt {
         let Some(program_name) = argv.first() else {
             return Attempt::without_child(
@@ -711,6 +781,9 @@ impl<'a> LiveExecutor<'a> {
                 (None, Some(p)) => p.clone(),
                 (None, None) => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
             }
+        } else if let Some(ll) = ro_landlock {
+            // No mount namespace here: the read-only host is a Landlock ruleset of its own.
+            Prepared::new(&privilege::with_landlock(&self.baseline.spec, ll)).map(Arc::new)
         } else {
             self.baseline.prepared.clone()
         };
@@ -735,6 +808,7 @@ impl<'a> LiveExecutor<'a> {
             cwd,
             clean: self.clean,
             pre_exec: Some(PreExec { prepared }),
+            isolation,
             timeout,
             grace,
             output_cap: self.output_cap,

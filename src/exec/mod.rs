@@ -22,6 +22,7 @@
 //!   `observe_lane`), depending on no other file here.
 //! - [`lanes`]: the live executor: baseline and scenario lanes through one spawn path.
 //! - [`child`]: spawning, waiting, timeouts, output capture, leak sweeping, rusage.
+//! - [`exitwatch`]: leak accounting for a child that is pid 1 of its own PID namespace.
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
@@ -30,6 +31,7 @@
 
 pub mod assemble;
 pub mod child;
+pub mod exitwatch;
 pub mod fixtures;
 pub mod helper;
 pub mod lanes;

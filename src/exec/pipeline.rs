@@ -276,6 +276,9 @@ impl Pipeline<'_> {
             bundle.write_bytes(rel, bytes)?;
         }
         let cgroups = RunCgroups::create(self.setup.facts.pids_cgroup.as_deref(), run_id);
+        // No child may read the runner's memory or environment through /proc while they
+        // run (restored when the run is over).
+        let _non_dumpable = crate::sandbox::privilege::NonDumpable::new();
         let (preflight, runtimes) = preflight::preflight_all(
             self.setup,
             self.loaded,

@@ -1,6 +1,7 @@
 //! Stage 5, preflight: before any lane, every compiled profile is applied once in a
-//! throw-away helper (`noop`) and what the kernel said is recorded
-//! (`apply_preflight.json`); for profiles with exec probes the ruleset is also prepared in
+//! throw-away helper (`noop`), started with the isolation the profile's children get, and
+//! what the kernel said is recorded (`apply_preflight.json`), with the child privileges
+//! and what the helper saw about itself (pid, uid, gid, capabilities, the runner); for profiles with exec probes the ruleset is also prepared in
 //! the parent, once. The result is the [`ProfileRuntime`] of every profile, ready for the
 //! scenario lane. A plan whose `apply_preflight_profile` cannot be applied runs no lane
 //! ([`required_failure`], exit 5).
@@ -24,6 +25,7 @@ use crate::model::registry::Driver;
 use crate::model::results::{Enforcement, Outcome, PreflightRecord, RunEvent};
 use crate::sandbox::apply::Prepared;
 use crate::sandbox::compile::{ApplySpec, CompiledProfile};
+use crate::sandbox::privilege::{ChildRequest, Isolation};
 use crate::{Error, Result};
 
 /// Preflight every compiled profile (in id order), sending one `preflight` event each.
@@ -82,7 +84,7 @@ pub fn preflight_all(
         });
         sink.event(&RunEvent::Preflight {
             v: crate::model::results::EVENTS_VERSION,
-            record: rec.clone(),
+            record: Box::new(rec.clone()),
         });
         preflight.push(rec);
         runtimes.insert(
@@ -95,6 +97,7 @@ pub fn preflight_all(
                     .unwrap_or_default(),
                 profiles_file: loaded.registry.profiles_path.clone(),
                 host: setup.host.clone(),
+                runner: (setup.runner, setup.clean),
                 compiled: c.clone(),
                 spec,
                 prepared,
@@ -139,6 +142,13 @@ fn preflight_profile(
         .ok(),
         _ => None,
     };
+    // The profile's children's own isolation (no read-only host: that is the baseline's).
+    let (isolation, _) = Isolation::new(&ChildRequest {
+        privileges: &c.child,
+        pid_namespace: Ok(()),
+        read_only_except: None,
+    });
+    let isolation = (!isolation.is_noop()).then_some(isolation);
     let args = HelperRequest {
         v: helper::HELPER_VERSION,
         op: "noop".into(),
@@ -148,8 +158,10 @@ fn preflight_profile(
         clean,
         cgroup_procs: cg
             .as_ref()
+            .filter(|_| isolation.is_none())
             .map(|g| g.procs_path().to_string_lossy().into_owned()),
         connect_timeout_ms: 1000,
+        observe_runner: Some(std::process::id()),
     }
     .to_args()
     .map_err(|e| Error::runner("cannot serialize an apply spec").with_source(e))?;
@@ -165,6 +177,7 @@ fn preflight_profile(
             cwd: clean.then(|| dir.clone()),
             clean,
             pre_exec: None,
+            isolation,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
@@ -206,9 +219,12 @@ fn preflight_profile(
             .collect(),
         processes_enforced_by: c.processes.as_ref().map(|p| p.enforced_by.clone()),
         required: false,
+        child: c.child.clone(),
+        child_observed: None,
     };
     match line {
         Some(l) => {
+            rec.child_observed.clone_from(&l.child_self);
             rec.ruleset_status = l.enforcement.as_ref().map(|e| e.ruleset);
             rec.errno = l.errno;
             rec.errno_name = l.errno_name.clone();

@@ -9,8 +9,11 @@
 //!
 //! The child runs [`child_main`] on a stack allocated by the parent. It makes raw system
 //! calls on data prepared in the parent only — no allocation, no lock, no panic, no
-//! unwinding: dup2 of stdio, chdir, PDEATHSIG, `setsid` / `setpgid`, umask, close-on-exec
-//! of descriptors above 2, joining a pids cgroup, then [`Prepared::enforce_in_child`]
+//! unwinding: dup2 of stdio, the mounts of its private mount namespace
+//! ([`Isolation::enforce_mounts`]: its own `/proc` when it is pid 1 of a new PID namespace,
+//! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
+//! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities
+//! ([`Isolation::enforce_identity`]), then [`Prepared::enforce_in_child`]
 //! (rlimits, no-new-privs, `landlock_restrict_self`, seccomp last), the signal mask, and
 //! `execve`. A failure writes `(step, errno)` to a CLOEXEC pipe and `_exit(127)`s, so the
 //! parent tells a setup failure (apply-failed) from `execve` being refused (a denial).
@@ -25,6 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
+use crate::sandbox::privilege::{ExitWatchSetup, Isolation};
 
 /// Bytes of stack for the child (it only makes system calls).
 const CHILD_STACK: usize = 64 * 1024;
@@ -52,6 +56,8 @@ struct ChildArgs<'a> {
     clean: bool,
     cgroup_fd: Option<RawFd>,
     prepared: &'a Prepared,
+    isolation: Option<&'a Isolation>,
+    exit_watch: Option<ExitWatchSetup>,
     report: RawFd,
     mask: libc::sigset_t,
 }
@@ -65,6 +71,9 @@ pub struct Spawned {
     pub stdout: OwnedFd,
     /// Read end of its stderr.
     pub stderr: OwnedFd,
+    /// The listener of its exit-watch filter (a child in its own PID namespace): its
+    /// `exit_group` calls wait for the runner's answer.
+    pub exit_listener: Option<OwnedFd>,
 }
 
 /// Why a spawn did not produce a running program.
@@ -107,8 +116,10 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 
 /// Start `program` with `argv` (argv[0] included), `env` (`NAME=value` pairs), in `cwd`,
 /// stdin `/dev/null`, stdout/stderr piped, a new session (`clean`) or process group,
-/// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, with
-/// `prepared` enforced before `execve`.
+/// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, in the
+/// namespaces and with the identity and capabilities of `isolation`, with `prepared`
+/// enforced before `execve`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     program: &Path,
     argv: &[String],
@@ -117,6 +128,7 @@ pub fn spawn(
     clean: bool,
     cgroup_fd: Option<RawFd>,
     prepared: &Prepared,
+    isolation: Option<&Isolation>,
 ) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
         SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
@@ -142,6 +154,14 @@ pub fn spawn(
     let out_w = above_stdio(out_w).map_err(io)?;
     let err_w = above_stdio(err_w).map_err(io)?;
     let (rep_r, rep_w) = pipe().map_err(io)?;
+    let watch_socks = if isolation.is_some_and(Isolation::pid_namespace) {
+        Some(seqpacket_pair().map_err(io)?)
+    } else {
+        None
+    };
+    let exit_watch = watch_socks
+        .as_ref()
+        .and_then(|(_, child_end)| ExitWatchSetup::new(child_end.as_raw_fd()));
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down: pass its top, 16-byte aligned.
     // SAFETY: within the allocation.
@@ -169,6 +189,8 @@ pub fn spawn(
         clean,
         cgroup_fd,
         prepared,
+        isolation,
+        exit_watch,
         report: rep_w.as_raw_fd(),
         mask: old,
     };
@@ -178,7 +200,10 @@ pub fn spawn(
         libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::SIGCHLD
+                | isolation.map_or(0, Isolation::clone_flags),
             std::ptr::from_ref(&child_args).cast_mut().cast(),
         )
     };
@@ -193,6 +218,10 @@ pub fn spawn(
     drop(err_w);
     drop(rep_w);
     drop(devnull);
+    let watch_parent = watch_socks.map(|(parent_end, child_end)| {
+        drop(child_end);
+        parent_end
+    });
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
     }
@@ -217,11 +246,66 @@ pub fn spawn(
             s => SpawnError::Setup(SetupStep::from_u32(s).unwrap_or(SetupStep::CloseFds), e),
         });
     }
+    let exit_listener = watch_parent.as_ref().and_then(|s| receive_fd(s.as_raw_fd()));
     Ok(Spawned {
         pid,
         stdout: out_r,
         stderr: err_r,
+        exit_listener,
     })
+}
+
+/// A close-on-exec `SOCK_SEQPACKET` pair (parent end, child end).
+fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: valid array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The descriptor a child sent on `sock` with `SCM_RIGHTS` (already there: the child has
+/// exec'd or exited), close-on-exec.
+fn receive_fd(sock: RawFd) -> Option<OwnedFd> {
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = Control([0; 64]);
+    // SAFETY: recvmsg into our own buffers; CMSG_* walk the control buffer it filled.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
+        if n != 1 {
+            return None;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+    }
 }
 
 /// Write `(step, errno)` to the report pipe and exit.
@@ -267,6 +351,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
             return fail(a.report, STEP_STDIO, *libc::__errno_location());
         }
+        // Mounts first: the working directory is looked up after them.
+        if let Some(iso) = a.isolation
+            && let Err((step, e)) = iso.enforce_mounts()
+        {
+            return fail(a.report, step as u32, e);
+        }
         if let Some(cwd) = &a.cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
@@ -300,6 +390,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 SetupStep::Cgroup as u32,
                 *libc::__errno_location(),
             );
+        }
+        // The exit watch needs CAP_SYS_ADMIN (no no-new-privs yet).
+        if let Some(w) = &a.exit_watch
+            && let Err((step, e)) = w.install()
+        {
+            return fail(a.report, step as u32, e);
+        }
+        // Identity and capabilities after every step that needs root (the cgroup join).
+        if let Some(iso) = a.isolation
+            && let Err((step, e)) = iso.enforce_identity()
+        {
+            return fail(a.report, step as u32, e);
         }
         if let Err((step, e)) = a.prepared.enforce_in_child() {
             return fail(a.report, step as u32, e);

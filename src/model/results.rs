@@ -314,11 +314,13 @@ pub enum TimeoutSource {
     Default,
 }
 
+mod isolation;
 mod manifest;
 mod observation;
 mod oracle;
 mod summary;
 
+pub use isolation::*;
 pub use manifest::*;
 pub use observation::*;
 pub use oracle::*;

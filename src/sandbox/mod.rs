@@ -2,7 +2,7 @@
 //! oracle ([`compile`]); Landlock, seccomp and rlimit application ([`apply`]); the oracle's
 //! rule matcher ([`oracle`]); path normalization ([`paths`]); ELF facts for exec
 //! predictions ([`elf`]); per-child pids cgroups ([`cgroup`]); variables ([`vars`]); host
-//! facts ([`host`]).
+//! facts ([`host`]); who a child is and what it sees ([`privilege`]).
 
 pub mod apply;
 pub mod cgroup;
@@ -11,6 +11,7 @@ pub mod elf;
 pub mod host;
 pub mod oracle;
 pub mod paths;
+pub mod privilege;
 pub mod rights;
 pub mod vars;
 

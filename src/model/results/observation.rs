@@ -162,6 +162,9 @@ pub struct Attempt {
     /// Process accounting (when the profile limits processes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<ProcessAccounting>,
+    /// Who the child was and what it could see (absent when no child ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<ChildIsolation>,
 }
 
 impl Attempt {
@@ -184,6 +187,7 @@ impl Attempt {
             stderr: StreamCapture::default(),
             leaked: Vec::new(),
             processes: None,
+            isolation: None,
         }
     }
 }
