@@ -171,11 +171,16 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         _ => None,
     };
     let start = Instant::now();
+    // Orphans the runner holds already are not this child's; nor are any re-parented while
+    // another child ran beside it (see `Alone`).
+    let alone = Alone::begin();
     let (ipid, stdout, stderr, listener) = match start_child(spec, cgroup) {
         Ok(x) => x,
-        Err(ended) => return failed_before_spawn(start, ended),
+        Err(ended) => {
+            alone.end();
+            return failed_before_spawn(start, ended);
+        }
     };
-    RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
@@ -193,10 +198,16 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
-    if let Some(mut w) = watch {
+    // A child that was pid 1 of its own PID namespace leaves no orphan to the runner (the
+    // kernel ended its descendants): its exit watch recorded them, and the subreaper
+    // sweep must not take another child's orphans for its own.
+    let sweep = if let Some(mut w) = watch {
         w.service();
         leaked.extend(w.into_leaked());
-    }
+        None
+    } else {
+        Some(&alone)
+    };
     let killed = kill_tracked(cgroup, worker);
     for (p, comm) in &killed {
         // Members of the group the runner killed at a timeout are not leaks.
@@ -215,12 +226,12 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         .filter(|p| *p != pid)
         .collect();
     reap(&pids);
-    sweep_orphans(pid, timed_out, &mut leaked);
-    pipes.drain_to_eof(pid, timed_out, cgroup, worker, &mut leaked);
+    sweep_orphans(pid, sweep, timed_out, &mut leaked);
+    pipes.drain_to_eof(pid, (sweep, timed_out), cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
     let (status, ru) = reap_with_rusage(ipid);
-    sweep_orphans(pid, timed_out, &mut leaked);
-    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    sweep_orphans(pid, sweep, timed_out, &mut leaked);
+    alone.end();
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
     } else {
@@ -297,7 +308,7 @@ impl Pipes {
     fn drain_to_eof(
         &mut self,
         pid: u32,
-        group_killed: bool,
+        (sweep, group_killed): (Option<&Alone>, bool),
         cgroup: Option<&ChildCgroup>,
         worker: Option<&WorkerCgroup>,
         leaked: &mut Vec<Leaked>,
@@ -321,7 +332,7 @@ impl Pipes {
                     }
                     reap(&[p]);
                 }
-                sweep_orphans(pid, group_killed, leaked);
+                sweep_orphans(pid, sweep, group_killed, leaked);
             }
         }
     }
@@ -614,6 +625,42 @@ fn signal_group(pid: i32, sig: i32) {
 
 /// Children currently between spawn and the end of their leak sweep.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Children started so far.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a child ran alone: no other child alive at any point of its life (none running
+/// when it started, none started since), and the orphans the runner held before it
+/// started. Only then can an orphan unrelated to it by session or group be its own.
+#[derive(Debug)]
+struct Alone {
+    started: usize,
+    others_at_start: usize,
+    before: Vec<u32>,
+}
+
+impl Alone {
+    fn begin() -> Self {
+        let others_at_start = RUNNING.fetch_add(1, Ordering::SeqCst);
+        let started = STARTED.fetch_add(1, Ordering::SeqCst);
+        Self {
+            started,
+            others_at_start,
+            before: orphans(0),
+        }
+    }
+
+    /// True if `orphan` can only be this child's descendant.
+    fn owns(&self, orphan: u32) -> bool {
+        self.others_at_start == 0
+            && RUNNING.load(Ordering::SeqCst) <= 1
+            && STARTED.load(Ordering::SeqCst) == self.started + 1
+            && !self.before.contains(&orphan)
+    }
+
+    fn end(&self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Orphans re-parented to the runner. The kernel hands an orphan to the first live thread
 /// of the subreaper process, which is the main thread, so this reads its children list.
@@ -678,15 +725,18 @@ fn reap(pids: &[u32]) {
 }
 
 /// Kill and reap the descendants of `child` that escaped it: the orphans re-parented to
-/// the runner that are in the child's session or process group, or any orphan while this
-/// is the only child running (an escape through `setsid`, or out of a cgroup, cannot be
-/// told apart otherwise; with several children running it is left to [`final_sweep`]).
-/// With `group_killed` (the runner signalled the child's group at a timeout), members of
-/// that group are killed and reaped but not recorded: the runner killed them.
-fn sweep_orphans(child: u32, group_killed: bool, leaked: &mut Vec<Leaked>) {
+/// the runner that are in the child's session or process group, or any new orphan when the
+/// child ran alone (an escape through `setsid`, or out of a cgroup, cannot be told apart
+/// otherwise; beside other children it is left to [`final_sweep`]). `None`: the child had
+/// its own PID namespace, so no orphan of the runner is its own. With `group_killed` (the
+/// runner signalled the child's group at a timeout), members of that group are killed
+/// and reaped but not recorded: the runner killed them.
+fn sweep_orphans(child: u32, alone: Option<&Alone>, group_killed: bool, leaked: &mut Vec<Leaked>) {
+    let Some(alone) = alone else {
+        return;
+    };
     let cid = i64::from(child);
     for _ in 0..256 {
-        let alone = RUNNING.load(Ordering::SeqCst) <= 1;
         let mine: Vec<(u32, char, bool)> = orphans(child)
             .into_iter()
             .filter_map(|p| {
@@ -694,7 +744,7 @@ fn sweep_orphans(child: u32, group_killed: bool, leaked: &mut Vec<Leaked>) {
                 let known = leaked.iter().any(|l| l.pid == p);
                 let related = pgrp == cid || sid == cid;
                 let killed_by_runner = group_killed && pgrp == cid;
-                (known || related || alone).then_some((p, state, killed_by_runner))
+                (known || related || alone.owns(p)).then_some((p, state, killed_by_runner))
             })
             .filter(|(p, _, _)| {
                 !leaked

@@ -300,9 +300,7 @@ fn observe_self(runner: u32) -> ChildSelf {
     let environ = format!("/proc/{runner}/environ");
     let runner_environ = match std::fs::File::open(&environ) {
         Ok(_) => "allowed".to_string(),
-        Err(e) => e
-            .raw_os_error()
-            .map_or_else(|| e.to_string(), errno_name),
+        Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
     };
     ChildSelf {
         pid: std::process::id(),

@@ -112,8 +112,8 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::result::Result<(), String>
             .map_err(|e| format!("cannot give `{}` to uid {uid}, gid {gid}: {e}", d.display()))?;
         let is_dir = std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir());
         if is_dir {
-            let rd = std::fs::read_dir(&d)
-                .map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
+            let rd =
+                std::fs::read_dir(&d).map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
             for e in rd {
                 let e = e.map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
                 stack.push(e.path());
@@ -132,6 +132,8 @@ struct Resolved {
     target: Option<String>,
     destination: Option<String>,
     argv: Vec<String>,
+    /// The declared read-only inputs (`reads`), expanded.
+    reads: Vec<String>,
 }
 
 /// The process accounting of a scenario-lane child whose profile limits processes (from
@@ -542,12 +544,18 @@ impl<'a> LiveExecutor<'a> {
             .flatten()
             .map(|a| vars.expand(a).map_err(|e| e.message))
             .collect::<std::result::Result<_, _>>()?;
+        let reads: Vec<String> = p
+            .reads
+            .iter()
+            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .collect::<std::result::Result<_, _>>()?;
         Ok(Resolved {
             job_dir,
             vars,
             target,
             destination,
             argv,
+            reads,
         })
     }
 
@@ -573,7 +581,9 @@ impl<'a> LiveExecutor<'a> {
         let (isolation, ro_landlock) = Isolation::new(&ChildRequest {
             privileges: &runtime.compiled.child,
             pid_namespace: pid_namespace_for(sc.probe.operation),
-            read_only_except: read_only.then_some(r.job_dir.as_path()),
+            scratch: &r.job_dir,
+            host_read_only: read_only,
+            read_only_inputs: &r.reads,
         });
         let record = isolation.record().clone();
         let isolation = (!isolation.is_noop()).then_some(isolation);

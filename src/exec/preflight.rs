@@ -146,7 +146,9 @@ fn preflight_profile(
     let (isolation, _) = Isolation::new(&ChildRequest {
         privileges: &c.child,
         pid_namespace: Ok(()),
-        read_only_except: None,
+        scratch: &dir,
+        host_read_only: false,
+        read_only_inputs: &[],
     });
     let isolation = (!isolation.is_noop()).then_some(isolation);
     let args = HelperRequest {

@@ -246,7 +246,9 @@ pub fn spawn(
             s => SpawnError::Setup(SetupStep::from_u32(s).unwrap_or(SetupStep::CloseFds), e),
         });
     }
-    let exit_listener = watch_parent.as_ref().and_then(|s| receive_fd(s.as_raw_fd()));
+    let exit_listener = watch_parent
+        .as_ref()
+        .and_then(|s| receive_fd(s.as_raw_fd()));
     Ok(Spawned {
         pid,
         stdout: out_r,
@@ -292,7 +294,11 @@ fn receive_fd(sock: RawFd) -> Option<OwnedFd> {
         msg.msg_iovlen = 1;
         msg.msg_control = control.0.as_mut_ptr().cast();
         msg.msg_controllen = control.0.len();
-        let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
+        let n = libc::recvmsg(
+            sock,
+            &raw mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        );
         if n != 1 {
             return None;
         }
@@ -316,9 +322,12 @@ unsafe fn fail(report: RawFd, step: u32, e: i32) -> libc::c_int {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&step.to_ne_bytes());
     b[4..].copy_from_slice(&e.to_ne_bytes());
-    // SAFETY: writing a local buffer, then exiting without running any destructor.
+    // SAFETY: writing a local buffer, then exiting without running any destructor. `exit`,
+    // not `exit_group`: an exit watch installed already would make `exit_group` wait for
+    // the runner, which waits (vfork) for this child — the only thread of its process.
     unsafe {
         libc::write(report, b.as_ptr().cast(), 8);
+        libc::syscall(libc::SYS_exit, 127);
         libc::_exit(127)
     }
 }

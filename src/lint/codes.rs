@@ -237,6 +237,10 @@ codes! {
     PlanVariable = "NX219", "plan-variable", Note,
         "A registry entry uses a variable that is not a builtin, so every plan that uses the entry must define it.",
         "Plan-lint checks each plan that uses the entry; define the variable in those plans' `variables`.";
+    /// A host path in an exec probe's `argv` that the probe does not declare in `reads`.
+    ArgvHostPath = "NX220", "argv-host-path", Error,
+        "An absolute path in an exec probe's `argv` outside `${SCRATCH}` and `${HOME}` that the probe does not declare as a read-only input in `reads`.",
+        "The baseline lane runs the program without any policy, so a host path in its arguments could really be modified. If the program only reads the path, declare it in `reads` (the runner keeps it read-only in both lanes); if it writes, point it under `${SCRATCH}` and create what it needs with `fixtures`.";
 
     /// An access word, net key or scope above the pinned ABI.
     AboveAbi = "NX301", "above-abi", Error,

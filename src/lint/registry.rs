@@ -18,6 +18,7 @@ use crate::model::SCHEMA_VERSION;
 use crate::model::registry::{Probe, Profile};
 use crate::source::deserialize_value;
 
+mod argv;
 mod probe;
 mod profile;
 

@@ -217,9 +217,11 @@ fn compile(
         ),
     };
     if !clean {
-        let inherited = |what: &str| Unenforceable {
+        let inherited = |what: &str| {
+            Unenforceable {
             item: what.to_string(),
             reason: "the direct channel runs children with the runner's identity and capabilities; use the clean channel".into(),
+        }
         };
         if profile.identity.is_some() {
             hard.push(inherited("identity"));
@@ -238,8 +240,7 @@ fn compile(
             pid_namespace_reason: Some("the direct channel shares the runner's namespaces".into()),
             baseline_host_read_only: ro.into(),
             baseline_host_reason: ro_reason,
-            runner_environ: "inherited: the direct channel passes the runner's environment"
-                .into(),
+            runner_environ: "inherited: the direct channel passes the runner's environment".into(),
         };
         return (child, hard, soft);
     }
@@ -336,8 +337,12 @@ pub struct ChildRequest<'a> {
     pub privileges: &'a ChildPrivileges,
     /// Its own PID namespace (`Err`: why not, though the profile would give one).
     pub pid_namespace: Result<(), String>,
-    /// Keep the host read-only outside this directory (the baseline of exec probes).
-    pub read_only_except: Option<&'a Path>,
+    /// The child's scratch directory.
+    pub scratch: &'a Path,
+    /// Keep the host read-only outside the scratch directory (the baseline of exec probes).
+    pub host_read_only: bool,
+    /// The probe's declared read-only inputs (`reads`, expanded), kept read-only.
+    pub read_only_inputs: &'a [String],
 }
 
 /// One child's isolation, prepared in the parent (no allocation in the child).
@@ -345,8 +350,12 @@ pub struct ChildRequest<'a> {
 pub struct Isolation {
     pid_namespace: bool,
     mount_namespace: bool,
-    /// The directory that stays writable when the host is made read-only by mounts.
+    /// Every mount read-only (the baseline of exec probes) but `writable`.
+    host_read_only: bool,
+    /// The scratch directory, kept writable under read-only mounts.
     writable: Option<CString>,
+    /// Paths bound read-only onto themselves: `(path, recursive)`.
+    read_only: Vec<(CString, bool)>,
     /// `(uid, gid)` to switch to.
     identity: Option<(u32, u32)>,
     /// Drop capabilities (and switch identity): the clean channel.
@@ -374,7 +383,8 @@ impl Isolation {
         let mut host_ro = RO_NONE.to_string();
         let mut writable = None;
         let mut landlock = None;
-        if let Some(dir) = req.read_only_except {
+        if req.host_read_only {
+            let dir = req.scratch;
             match p.baseline_host_read_only.as_str() {
                 RO_MOUNT_NAMESPACE => {
                     writable = CString::new(dir.as_os_str().as_bytes()).ok();
@@ -389,6 +399,11 @@ impl Isolation {
                 _ => {}
             }
         }
+        let (read_only, inputs, inputs_reason) = read_only_inputs(req, host_ro != RO_NONE);
+        let host_read_only = writable.is_some();
+        if !read_only.is_empty() {
+            writable = CString::new(req.scratch.as_os_str().as_bytes()).ok();
+        }
         let identity = (p.applied && p.identity).then_some((p.uid, p.gid));
         let caps = caps_mask(&p.capabilities);
         let record = ChildIsolation {
@@ -398,12 +413,16 @@ impl Isolation {
             pid_namespace: pid_ns,
             pid_namespace_reason: pid_reason,
             host_read_only: host_ro,
+            read_only_inputs: inputs,
+            read_only_inputs_reason: inputs_reason,
         };
         (
             Self {
                 pid_namespace: pid_ns,
-                mount_namespace: pid_ns || writable.is_some(),
+                mount_namespace: pid_ns || writable.is_some() || !read_only.is_empty(),
+                host_read_only,
                 writable,
+                read_only,
                 identity,
                 drop_privileges: p.applied,
                 caps,
@@ -444,7 +463,8 @@ impl Isolation {
     }
 
     /// The mounts of the child's private mount namespace: nothing propagates back to the
-    /// host; a fresh `/proc` for its PID namespace; the host read-only but `writable`.
+    /// host; a fresh `/proc` for its PID namespace; the declared read-only inputs bound
+    /// read-only; the whole host read-only (the baseline); the scratch writable.
     /// Before `chdir` (a bind mount of the working directory is only seen by a new lookup).
     ///
     /// # Safety
@@ -477,22 +497,39 @@ impl Isolation {
             {
                 return Err(step());
             }
-            if let Some(dir) = &self.writable {
-                if libc::mount(
+            // The scratch directory becomes a mount of its own first, so that it is copied
+            // into every read-only bind above it and can be made writable again last.
+            if let Some(dir) = &self.writable
+                && libc::mount(
                     dir.as_ptr(),
                     dir.as_ptr(),
                     std::ptr::null(),
                     libc::MS_BIND | libc::MS_REC,
                     std::ptr::null(),
                 ) != 0
+            {
+                return Err(step());
+            }
+            for (path, recursive) in &self.read_only {
+                if libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                    || mount_setattr_flags(path.as_ptr(), *recursive, MOUNT_ATTR_RDONLY, 0) != 0
                 {
                     return Err(step());
                 }
-                if mount_setattr(c"/".as_ptr(), MOUNT_ATTR_RDONLY, 0) != 0
-                    || mount_setattr(dir.as_ptr(), 0, MOUNT_ATTR_RDONLY) != 0
-                {
-                    return Err(step());
-                }
+            }
+            if self.host_read_only && mount_setattr(c"/".as_ptr(), MOUNT_ATTR_RDONLY, 0) != 0 {
+                return Err(step());
+            }
+            if let Some(dir) = &self.writable
+                && mount_setattr(dir.as_ptr(), 0, MOUNT_ATTR_RDONLY) != 0
+            {
+                return Err(step());
             }
         }
         Ok(())
@@ -683,7 +720,8 @@ impl ExitWatchSetup {
         let mut control = Control([0; 64]);
         // SAFETY: CMSG_* are pointer arithmetic on our own buffer, sized for one int.
         unsafe {
-            let space = libc::CMSG_SPACE(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4));
+            let space =
+                libc::CMSG_SPACE(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4));
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = &raw mut iov;
             msg.msg_iovlen = 1;
@@ -696,7 +734,8 @@ impl ExitWatchSetup {
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len =
-                libc::CMSG_LEN(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4)) as usize;
+                libc::CMSG_LEN(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4))
+                    as usize;
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
             if libc::sendmsg(self.sock, &raw const msg, libc::MSG_NOSIGNAL) != 1 {
                 return Err((SetupStep::ExitWatch, errno()));
@@ -736,6 +775,20 @@ struct MountAttr {
 /// # Safety
 /// `path` is a valid C string.
 unsafe fn mount_setattr(path: *const libc::c_char, set: u64, clr: u64) -> libc::c_long {
+    // SAFETY: as the caller guarantees.
+    unsafe { mount_setattr_flags(path, true, set, clr) }
+}
+
+/// `mount_setattr` on `path` (its whole subtree of mounts when `recursive`); 0 or -1.
+///
+/// # Safety
+/// `path` is a valid C string.
+unsafe fn mount_setattr_flags(
+    path: *const libc::c_char,
+    recursive: bool,
+    set: u64,
+    clr: u64,
+) -> libc::c_long {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,
@@ -748,11 +801,74 @@ unsafe fn mount_setattr(path: *const libc::c_char, set: u64, clr: u64) -> libc::
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             path,
-            libc::AT_RECURSIVE,
+            if recursive { libc::AT_RECURSIVE } else { 0 },
             &raw const attr,
             std::mem::size_of::<MountAttr>(),
         )
     }
+}
+
+/// The declared read-only inputs to bind read-only (the scenario lane: the baseline's host
+/// is read-only already), with the attempt's record of them and why they are not bound
+/// when they cannot be. An input that exists is bound with everything beneath it; one
+/// that does not exist cannot be bound, so its nearest existing ancestor is (that mount
+/// only), which keeps the program from creating it. Inputs inside the child's scratch
+/// are its own and skipped.
+fn read_only_inputs(
+    req: &ChildRequest<'_>,
+    host_read_only: bool,
+) -> (Vec<(CString, bool)>, Vec<String>, Option<String>) {
+    if req.read_only_inputs.is_empty() || host_read_only {
+        return (Vec::new(), Vec::new(), None);
+    }
+    if req.privileges.baseline_host_read_only != RO_MOUNT_NAMESPACE {
+        return (
+            Vec::new(),
+            Vec::new(),
+            Some(
+                "declared read-only inputs are kept read-only with a mount namespace, which this runner cannot create; the profile alone decides".into(),
+            ),
+        );
+    }
+    let mut binds: Vec<(CString, bool)> = Vec::new();
+    let mut record = Vec::new();
+    for input in req.read_only_inputs {
+        let path = Path::new(input);
+        // `/proc` is the child's own (a fresh one in its PID namespace): nothing of the
+        // host's file system to keep.
+        if !path.is_absolute() || path.starts_with("/proc") {
+            continue;
+        }
+        let res = super::paths::resolve(path, Path::new("/"), true);
+        let (target, recursive, note) = if res.exists {
+            (res.canonical.clone(), true, input.clone())
+        } else {
+            let mut a = res.canonical.as_path();
+            while !a.exists() {
+                match a.parent() {
+                    Some(p) => a = p,
+                    None => break,
+                }
+            }
+            (
+                a.to_path_buf(),
+                false,
+                format!("{} (for `{input}`, which does not exist)", a.display()),
+            )
+        };
+        if target.starts_with(req.scratch) {
+            continue;
+        }
+        let Ok(c) = CString::new(target.as_os_str().as_bytes()) else {
+            continue;
+        };
+        if !binds.iter().any(|(b, r)| *b == c && *r == recursive) {
+            binds.push((c, recursive));
+            record.push(note);
+        }
+    }
+    record.sort();
+    (binds, record, None)
 }
 
 /// The Landlock ruleset that keeps the host read-only but `dir` (and the character devices
@@ -874,7 +990,10 @@ mod tests {
     #[test]
     fn the_direct_channel_applies_nothing() {
         let (c, hard, soft) = compile(
-            &profile(&[LinuxCapability::NetRaw], Some(Identity { uid: 1, gid: 1 })),
+            &profile(
+                &[LinuxCapability::NetRaw],
+                Some(Identity { uid: 1, gid: 1 }),
+            ),
             &RunnerPrivileges::root(),
             false,
         );

@@ -90,4 +90,11 @@ pub struct ChildIsolation {
     /// The host outside its scratch directory was read-only (`mount-namespace` or
     /// `landlock`), or `none`.
     pub host_read_only: String,
+    /// The probe's declared read-only inputs (`reads`) bound read-only for it (the
+    /// scenario lane; the baseline's whole host is read-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_inputs: Vec<String>,
+    /// Why declared inputs could not be kept read-only, when they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_inputs_reason: Option<String>,
 }
