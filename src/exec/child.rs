@@ -176,10 +176,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let alone = Alone::begin();
     let (ipid, stdout, stderr, listener) = match start_child(spec, cgroup) {
         Ok(x) => x,
-        Err(ended) => {
-            alone.end();
-            return failed_before_spawn(start, ended);
-        }
+        Err(ended) => return failed_before_spawn(start, ended),
     };
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
@@ -231,7 +228,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let (out, err) = pipes.finish();
     let (status, ru) = reap_with_rusage(ipid);
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
-    alone.end();
+    drop(alone);
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
     } else {
@@ -656,8 +653,11 @@ impl Alone {
             && STARTED.load(Ordering::SeqCst) == self.started + 1
             && !self.before.contains(&orphan)
     }
+}
 
-    fn end(&self) {
+impl Drop for Alone {
+    /// The child's leak sweep is over.
+    fn drop(&mut self) {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -420,3 +420,194 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         fail(a.report, STEP_EXEC, *libc::__errno_location())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::model::registry::LinuxCapability;
+    use crate::model::results::ChildPrivileges;
+    use crate::sandbox::privilege::{self, ChildRequest, RunnerPrivileges};
+
+    /// Run `argv` with `isolation` (no profile), return its stdout and wait status,
+    /// answering its exit watch meanwhile (its processes wait in `exit_group` for it).
+    fn run(argv: &[&str], isolation: &Isolation, cwd: &Path) -> (String, i32) {
+        let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
+        let s = spawn(
+            Path::new(&argv[0]),
+            &argv,
+            &[],
+            Some(cwd),
+            true,
+            None,
+            &Prepared::none(),
+            Some(isolation),
+        )
+        .expect("spawned");
+        let mut watch = s
+            .exit_listener
+            .map(|l| super::super::exitwatch::ExitWatch::new(l, u32::try_from(s.pid).unwrap()));
+        let mut stdout = std::fs::File::from(s.stdout);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = vec![libc::pollfd {
+                fd: stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(fd) = watch
+                .as_ref()
+                .and_then(super::super::exitwatch::ExitWatch::fd)
+            {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SAFETY: valid pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            if let Some(w) = watch.as_mut() {
+                w.service();
+            }
+            if fds[0].revents != 0 {
+                let n = stdout.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+        let mut st = 0;
+        loop {
+            if let Some(w) = watch.as_mut() {
+                w.service();
+            }
+            // SAFETY: reaping our own child.
+            let r = unsafe { libc::waitpid(s.pid, &raw mut st, libc::WNOHANG) };
+            if r == s.pid {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (String::from_utf8_lossy(&out).into_owned(), st)
+    }
+
+    fn field(out: &str, key: &str) -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Random kept capability sets, identities and namespaces, applied to a real child:
+    /// its five capability sets hold exactly the kept ones, its ids are the identity's, and
+    /// it is pid 1 exactly when it got a PID namespace.
+    #[test]
+    fn generated_privileges_are_exactly_what_the_child_gets() {
+        let runner = RunnerPrivileges::current();
+        let probe = crate::model::registry::Profile {
+            identity: Some(crate::model::registry::Identity {
+                uid: 65534,
+                gid: 65534,
+            }),
+            capabilities: vec![LinuxCapability::NetRaw],
+            ..Default::default()
+        };
+        let mut c = crate::sandbox::compile::compile(
+            "p",
+            &probe,
+            Path::new("x"),
+            &crate::sandbox::compile::CompileContext {
+                host: &crate::sandbox::compile::CompileHost {
+                    kernel_abi: None,
+                    landlock_unavailable: None,
+                    euid: runner.euid,
+                    pids_cgroup: None,
+                    seccomp_available: true,
+                    home_is_scratch: true,
+                },
+                vars: &crate::sandbox::vars::Vars::new(),
+                before_child: false,
+            },
+        )
+        .unwrap();
+        privilege::attach(&mut c, &probe, &runner, true);
+        if runner.effective & (1 << 21) == 0 || runner.euid != 0 {
+            // Not root here: the compiler says what it cannot give, and why.
+            assert!(!c.child.pid_namespace);
+            assert!(c.child.pid_namespace_reason.is_some());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 0x0005_DEEC_E66D_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..24 {
+            let kept = next() & runner.effective & runner.bounding & ((1u64 << 41) - 1);
+            let kept = if round % 4 == 0 { 0 } else { kept };
+            let (uid, gid, identity) = match next() % 3 {
+                0 => (0, 0, false),
+                1 => (65534, 65534, true),
+                _ => (1000 + u32::try_from(next() % 1000).unwrap(), 2000, true),
+            };
+            let pid_ns = next() % 2 == 0;
+            let privileges = ChildPrivileges {
+                applied: true,
+                uid,
+                gid,
+                identity,
+                capabilities: privilege::caps_names(kept),
+                cap_last: runner.cap_last,
+                pid_namespace: pid_ns,
+                pid_namespace_reason: None,
+                baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+                baseline_host_reason: None,
+                runner_environ: String::new(),
+            };
+            let (iso, _) = Isolation::new(&ChildRequest {
+                privileges: &privileges,
+                pid_namespace: Ok(()),
+                scratch: dir.path(),
+                host_read_only: false,
+                read_only_inputs: &[],
+            });
+            let (out, st) = run(
+                &["/bin/sh", "-c", "cat /proc/self/status; echo \"pid $$\""],
+                &iso,
+                Path::new("/"),
+            );
+            assert!(
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                "{round}: {out}"
+            );
+            let want = format!("{kept:016x}");
+            for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+                let got = field(&out, set);
+                // Root keeps no ambient set (execve gives it the bounding set anyway).
+                let want = if set == "CapAmb:" && uid == 0 {
+                    "0000000000000000".to_string()
+                } else {
+                    want.clone()
+                };
+                assert_eq!(got, want, "round {round} {set} uid {uid}\n{out}");
+            }
+            assert_eq!(
+                field(&out, "Uid:"),
+                format!("{uid}\t{uid}\t{uid}\t{uid}"),
+                "{round}"
+            );
+            assert_eq!(field(&out, "Gid:"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
+            if identity {
+                assert_eq!(field(&out, "Groups:"), gid.to_string(), "{round}");
+            }
+            assert_eq!(out.contains("pid 1\n"), pid_ns, "round {round}\n{out}");
+        }
+    }
+}

@@ -2,11 +2,13 @@
 //! oracle ([`compile`]); Landlock, seccomp and rlimit application ([`apply`]); the oracle's
 //! rule matcher ([`oracle`]); path normalization ([`paths`]); ELF facts for exec
 //! predictions ([`elf`]); per-child pids cgroups ([`cgroup`]); variables ([`vars`]); host
-//! facts ([`host`]); who a child is and what it sees ([`privilege`]).
+//! facts ([`host`]); who a child is and what it sees ([`privilege`]); what a profile
+//! compiles to on this host, for `describe-profile` ([`describe`]).
 
 pub mod apply;
 pub mod cgroup;
 pub mod compile;
+pub mod describe;
 pub mod elf;
 pub mod host;
 pub mod oracle;

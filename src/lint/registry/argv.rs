@@ -190,7 +190,7 @@ pub(super) fn check_argv(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: 
                     "`argv[{i}]` names `{path}`, a host path outside `${{SCRATCH}}` and `${{HOME}}` that the probe does not declare in `reads`"
                 ),
                 Some(format!(
-                    "if the program only reads it, add \"reads\": [\"{path}\"] (it is then kept read-only in both lanes); if it writes there, use a path under `${{SCRATCH}}` created with a fixture"
+                    "if the program only reads it, add \"reads\": [\"{norm}\"] (it is then kept read-only in both lanes); if it writes there, use a path under `${{SCRATCH}}` created with a fixture"
                 )),
             );
         }
@@ -253,6 +253,141 @@ mod tests {
         assert_eq!(shell_script(&argv(&["/usr/bin/cat", "-c", "x"])), None);
         assert_eq!(shell_script(&argv(&["/bin/sh", "-c"])), None);
         assert_eq!(shell_script(&argv(&["/bin/sh", "script.sh"])), None);
+    }
+
+    /// A tiny deterministic generator (no dependency): xorshift64*.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n as u64).unwrap_or(0)
+        }
+    }
+
+    /// What a generated token is, and the host path it names when it names one.
+    enum Token {
+        /// Nothing to flag.
+        Fine(String),
+        /// A host path outside the scratch: `(text, normalized path)`.
+        Host(String, String),
+    }
+
+    fn token(rng: &mut Rng, i: usize) -> Token {
+        match rng.below(10) {
+            0 => Token::Fine(format!("word{i}")),
+            1 => Token::Fine(format!("${{SCRATCH}}/d{i}/f")),
+            2 => Token::Fine(format!("${{HOME}}/h{i}")),
+            3 => Token::Fine(
+                ["/dev/null", "/dev/zero", "/proc/self/status", "/dev/fd/1"][rng.below(4)]
+                    .to_string(),
+            ),
+            4 => Token::Host(format!("/etc/e{i}"), format!("/etc/e{i}")),
+            5 => Token::Host(format!("of=/var/v{i}"), format!("/var/v{i}")),
+            6 => Token::Host(
+                format!("${{SCRATCH}}/../../../x{i}"),
+                format!("${{SCRATCH}}/../../../x{i}"),
+            ),
+            7 => Token::Host(
+                format!("/usr/share/s/../../../tmp/t{i}"),
+                format!("/tmp/t{i}"),
+            ),
+            8 => Token::Host("/proc/self/../1/environ".into(), "/proc/1/environ".into()),
+            _ => Token::Host(format!("//srv//./w{i}"), format!("/srv/w{i}")),
+        }
+    }
+
+    /// Random exec probes (plain arguments and `sh -c` scripts, random `reads`): NX220 is
+    /// reported for exactly the host paths that no `reads` entry covers.
+    #[test]
+    fn generated_probes_are_flagged_exactly_for_their_undeclared_host_paths() {
+        use crate::source::Document;
+        let (mut total_flagged, mut total_declared) = (0, 0);
+        for seed in 1..=400u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let shell = rng.below(2) == 0;
+            let mut argv: Vec<String> = Vec::new();
+            let mut hosts: Vec<String> = Vec::new();
+            let n = 1 + rng.below(5);
+            let mut script = Vec::new();
+            for i in 0..n {
+                let (text, host) = match token(&mut rng, i) {
+                    Token::Fine(t) => (t, None),
+                    Token::Host(t, h) => (t, Some(h)),
+                };
+                if let Some(h) = host {
+                    hosts.push(h);
+                }
+                if shell {
+                    // A program in command position (never flagged), the token as its
+                    // argument or as a redirection target.
+                    let redirect = if rng.below(2) == 0 { "> " } else { "" };
+                    script.push(format!("/usr/bin/p{i} {redirect}{text}"));
+                } else {
+                    argv.push(text);
+                }
+            }
+            let argv: Vec<String> = if shell {
+                vec!["/bin/sh".into(), "-c".into(), script.join("; ")]
+            } else {
+                std::iter::once("/usr/bin/prog".to_string())
+                    .chain(argv)
+                    .collect()
+            };
+            // Declare a random half of the host paths (by a prefix or the path itself).
+            let mut reads = Vec::new();
+            let mut undeclared = Vec::new();
+            for h in &hosts {
+                if h.starts_with("${") || rng.below(2) == 0 {
+                    undeclared.push(h.clone());
+                } else if rng.below(2) == 0 {
+                    reads.push(h.clone());
+                } else {
+                    let parent = h.rsplit_once('/').map_or("/", |(p, _)| p).to_string();
+                    reads.push(if parent.is_empty() {
+                        "/".into()
+                    } else {
+                        parent
+                    });
+                }
+            }
+            // A declared parent also covers the other host paths beneath it.
+            undeclared.retain(|u| {
+                !reads
+                    .iter()
+                    .any(|r| u == r || u.starts_with(&format!("{r}/")) || r == "/")
+            });
+            let probe = serde_json::json!({
+                "operation": "exec", "driver": "exec", "argv": argv, "reads": reads,
+            });
+            let text = format!(r#"{{"probes": {{"p": {probe}}}}}"#);
+            let doc = Document::parse("probes.json", text).unwrap();
+            let parsed: Probe = serde_json::from_value(probe.clone()).unwrap();
+            let mut sink = Sink::new(&doc, std::path::Path::new("/x/probes.json"));
+            check_argv(&mut sink, "/probes/p", &parsed, &Scope::builtins());
+            let mut flagged: Vec<String> = sink
+                .findings
+                .iter()
+                .filter(|f| f.code == Code::ArgvHostPath)
+                .map(|f| f.message.split('`').nth(3).unwrap_or_default().to_string())
+                .map(|p| if p.starts_with("${") { p } else { lexical(&p) })
+                .collect();
+            flagged.sort();
+            undeclared.sort();
+            assert_eq!(flagged, undeclared, "seed {seed}: {probe}");
+            total_flagged += flagged.len();
+            total_declared += hosts.len() - undeclared.len();
+        }
+        // The generator exercises both sides.
+        assert!(
+            total_flagged > 200 && total_declared > 200,
+            "{total_flagged} {total_declared}"
+        );
     }
 
     #[test]
