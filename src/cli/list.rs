@@ -561,8 +561,11 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
     }
     pairs.push(("tags".into(), dash(Some(p.tags.join(", ")))));
     pairs.push(("used by".into(), users_text(&users, &ctx.cwd)));
-    compiled_pairs(&compiled, &mut pairs);
+    let mut compiled_block = Vec::new();
+    compiled_pairs(&compiled, &mut compiled_block);
     io.out_bytes(block(&pairs).as_bytes())?;
+    io.out_bytes(b"\ncompiled for this kernel and runner (clean channel):\n")?;
+    io.out_bytes(block(&compiled_block).as_bytes())?;
     Ok(exit_code::OK)
 }
 
@@ -578,7 +581,7 @@ fn compiled_pairs(
     );
     let Some(c) = &d.compiled else {
         pairs.push((
-            "on this kernel".into(),
+            "status".into(),
             format!(
                 "{abi}; cannot be compiled outside a plan: {}",
                 d.error.as_deref().unwrap_or("unknown error")
@@ -587,9 +590,9 @@ fn compiled_pairs(
         return;
     };
     pairs.push((
-        "on this kernel".into(),
+        "status".into(),
         match &c.apply_error {
-            None => format!("{abi}; applies (clean channel)"),
+            None => format!("{abi}; applies"),
             Some(e) => format!("{abi}; does NOT apply: {e}"),
         },
     ));
@@ -614,7 +617,7 @@ fn compiled_pairs(
             .collect();
         pairs.push(("ruleset".into(), dash(Some(rules.join("\n")))));
         pairs.push((
-            "fs handled".into(),
+            "handled rights".into(),
             dash(Some(ll.fs_handled_names.join(", "))),
         ));
         let ports = |l: &Option<Vec<u16>>| {
