@@ -173,7 +173,12 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let start = Instant::now();
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
-    let alone = Alone::begin();
+    let alone = Alone::begin(
+        !spec
+            .isolation
+            .as_ref()
+            .is_some_and(Isolation::pid_namespace),
+    );
     let (ipid, stdout, stderr, listener) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
@@ -636,13 +641,19 @@ struct Alone {
 }
 
 impl Alone {
-    fn begin() -> Self {
+    /// A child starts; `orphans_matter`: it may leave orphans to the runner (it gets no PID
+    /// namespace of its own), so the orphans held now are noted.
+    fn begin(orphans_matter: bool) -> Self {
         let others_at_start = RUNNING.fetch_add(1, Ordering::SeqCst);
         let started = STARTED.fetch_add(1, Ordering::SeqCst);
         Self {
             started,
             others_at_start,
-            before: orphans(0),
+            before: if orphans_matter {
+                orphans(0)
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -104,19 +104,100 @@ fn pid_namespace_for(operation: Operation) -> std::result::Result<(), String> {
     }
 }
 
-/// Give `dir` and everything beneath it (symlinks themselves) to `uid`:`gid`.
+/// Give `dir` and what beneath it belongs to the runner to `uid`:`gid` (the profile's
+/// identity). A mission's workspace holds what earlier tasks' children made, so nothing is
+/// trusted: every entry is opened relative to its opened parent without following a
+/// symlink and changed through that descriptor (no path can be swapped in between), a file
+/// with more than one link is left alone (a hard link to a host file must not hand that
+/// file over), symlinks are not followed, and so is anything not owned by the runner.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::result::Result<(), String> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        std::os::unix::fs::lchown(&d, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot give `{}` to uid {uid}, gid {gid}: {e}", d.display()))?;
-        let is_dir = std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir());
-        if is_dir {
-            let rd =
-                std::fs::read_dir(&d).map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
-            for e in rd {
-                let e = e.map_err(|e| format!("cannot list `{}`: {e}", d.display()))?;
-                stack.push(e.path());
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    fn open_at(parent: i32, name: &std::ffi::CStr, flags: i32) -> Option<OwnedFd> {
+        // SAFETY: openat on a valid descriptor and C string.
+        let fd = unsafe {
+            libc::openat(
+                parent,
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        // SAFETY: a fresh descriptor we own.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    fn give(fd: &OwnedFd, uid: u32, gid: u32, me: u32) -> std::io::Result<libc::stat> {
+        // SAFETY: zeroed plain data filled by fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat/fchownat on our own descriptor.
+        unsafe {
+            if libc::fstat(fd.as_raw_fd(), &raw mut st) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if st.st_uid == me
+                && (is_dir || st.st_nlink == 1)
+                && libc::fchownat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(st)
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let root = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| format!("`{}` contains a NUL byte", dir.display()))?;
+    let top =
+        open_at(libc::AT_FDCWD, &root, libc::O_RDONLY | libc::O_DIRECTORY).ok_or_else(|| {
+            format!(
+                "cannot open `{}`: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            )
+        })?;
+    let fail = |what: &Path, e: std::io::Error| {
+        format!(
+            "cannot give `{}` to uid {uid}, gid {gid}: {e}",
+            what.display()
+        )
+    };
+    give(&top, uid, gid, me).map_err(|e| fail(dir, e))?;
+    // (directory descriptor, its path for messages, depth)
+    let mut stack = vec![(top, dir.to_path_buf(), 0u32)];
+    let mut budget = 100_000u32;
+    while let Some((dfd, dpath, depth)) = stack.pop() {
+        let listing = std::fs::read_dir(format!("/proc/self/fd/{}", dfd.as_raw_fd()))
+            .map_err(|e| format!("cannot list `{}`: {e}", dpath.display()))?;
+        for e in listing {
+            let e = e.map_err(|e| format!("cannot list `{}`: {e}", dpath.display()))?;
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return Err(format!(
+                    "`{}` holds too many entries to hand over",
+                    dir.display()
+                ));
+            }
+            let name = e.file_name();
+            let Ok(cname) = std::ffi::CString::new(name.as_bytes()) else {
+                continue;
+            };
+            let path = dpath.join(&name);
+            let Some(fd) = open_at(dfd.as_raw_fd(), &cname, libc::O_PATH) else {
+                continue;
+            };
+            let st = give(&fd, uid, gid, me).map_err(|e| fail(&path, e))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && depth < 64
+                && let Some(sub) =
+                    open_at(dfd.as_raw_fd(), &cname, libc::O_RDONLY | libc::O_DIRECTORY)
+            {
+                stack.push((sub, path, depth + 1));
             }
         }
     }
@@ -1005,5 +1086,49 @@ fn ended_words(e: &Ended) -> String {
         Ended::SetupFailed(step, e) => {
             format!("failed setup {} ({})", step.as_str(), errno_name(*e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::chown_tree;
+
+    /// What an earlier child left in a shared workspace cannot make the runner hand a host
+    /// file over: a hard link to it and a symlink to it are left alone, the child's own
+    /// files and directories are given to the identity.
+    #[test]
+    fn handing_a_scratch_over_never_reaches_a_host_file() {
+        let host = tempfile::tempdir().unwrap();
+        let outside = host.path().join("secret");
+        std::fs::write(&outside, "x").unwrap();
+        let ws = tempfile::tempdir_in(host.path()).unwrap();
+        std::fs::create_dir(ws.path().join("d")).unwrap();
+        std::fs::write(ws.path().join("d/own"), "y").unwrap();
+        std::fs::hard_link(&outside, ws.path().join("d/hard")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(host.path(), ws.path().join("dirlink")).unwrap();
+        let before = std::fs::metadata(&outside).unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            // Not root: handing over fails, naming the path.
+            let e = chown_tree(ws.path(), 65534, 65534).unwrap_err();
+            assert!(e.contains(&ws.path().display().to_string()), "{e}");
+            return;
+        }
+        chown_tree(ws.path(), 65534, 65534).unwrap();
+        let after = std::fs::metadata(&outside).unwrap();
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        for own in ["", "d", "d/own"] {
+            let m = std::fs::symlink_metadata(ws.path().join(own)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{own}");
+        }
+        let host_dir = std::fs::metadata(host.path()).unwrap();
+        assert_eq!(
+            host_dir.uid(),
+            before.uid(),
+            "the directory a symlink names"
+        );
     }
 }
