@@ -204,6 +204,44 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// Why the scenario lane cannot run an exec probe whose declared read-only inputs this
+/// runner cannot bind read-only (no mount namespace) while the profile would let the
+/// program write them (any right beyond reading, on the input or, for creating and removing
+/// it, on its parent): running it could change the host.
+fn unprotected_input(compiled: &CompiledProfile, reads: &[String]) -> Option<String> {
+    use crate::sandbox::compile::FsDecision;
+    use crate::sandbox::rights::fs;
+    if reads.is_empty() || compiled.child.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE {
+        return None;
+    }
+    let writes = fs::TABLE.iter().map(|(bit, _, _)| *bit).filter(|b| {
+        *b & (fs::EXECUTE | fs::READ_FILE | fs::READ_DIR | fs::IOCTL_DEV | fs::RESOLVE_UNIX) == 0
+    });
+    for input in reads {
+        let path = Path::new(input);
+        let res = crate::sandbox::paths::resolve(path, Path::new("/"), true);
+        let parent = res.canonical.parent().map(Path::to_path_buf);
+        for bit in writes.clone() {
+            for at in std::iter::once(res.canonical.clone()).chain(parent.clone()) {
+                if !matches!(compiled.fs_decide(&at, bit), FsDecision::Denied) {
+                    return Some(format!(
+                        "the probe declares `{input}` a read-only input, but profile `{}` lets it be written (`{}` on `{}`) and this runner cannot keep it read-only without a mount namespace ({})",
+                        compiled.profile_id,
+                        crate::sandbox::rights::fs_name(bit),
+                        at.display(),
+                        compiled
+                            .child
+                            .pid_namespace_reason
+                            .as_deref()
+                            .unwrap_or("no CAP_SYS_ADMIN")
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// What one attempt resolved before anything is spawned.
 struct Resolved {
     /// The child's `${SCRATCH}`.
@@ -550,6 +588,9 @@ impl<'a> LiveExecutor<'a> {
                 target: r.target.clone(),
                 argv: r.argv.clone(),
             };
+        }
+        if scenario_lane && let Some(msg) = unprotected_input(compiled, &r.reads) {
+            return refused(msg);
         }
         let cgroup = match self.new_cgroup(compiled, lane) {
             Ok(c) => c,

@@ -565,6 +565,7 @@ mod tests {
                 identity,
                 capabilities: privilege::caps_names(kept),
                 cap_last: runner.cap_last,
+                bounding_cleared: true,
                 pid_namespace: pid_ns,
                 pid_namespace_reason: None,
                 baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),

@@ -187,11 +187,13 @@ pub fn rows(c: &CompiledProfile) -> Vec<RightRow> {
         !child.capabilities.is_empty(),
         by(
             child.applied,
-            if child.capabilities.is_empty() {
+            if child.capabilities.is_empty() && child.bounding_cleared {
                 format!(
                     "every capability dropped (bounding set cleared up to {})",
                     child.cap_last
                 )
+            } else if child.capabilities.is_empty() {
+                "every capability dropped (the bounding set stays the runner's: it lacks CAP_SETPCAP)".to_string()
             } else {
                 format!("only {} kept", child.capabilities.join(", "))
             },

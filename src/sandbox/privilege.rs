@@ -236,6 +236,7 @@ fn compile(
             identity: false,
             capabilities: caps_names(runner.effective),
             cap_last: runner.cap_last,
+            bounding_cleared: false,
             pid_namespace: false,
             pid_namespace_reason: Some("the direct channel shares the runner's namespaces".into()),
             baseline_host_read_only: ro.into(),
@@ -302,6 +303,7 @@ fn compile(
         identity: profile.identity.is_some(),
         capabilities: caps_names(kept),
         cap_last: runner.cap_last,
+        bounding_cleared: runner.has(LinuxCapability::Setpcap),
         pid_namespace: ns.is_none(),
         pid_namespace_reason: ns,
         baseline_host_read_only: ro.into(),
@@ -360,6 +362,8 @@ pub struct Isolation {
     identity: Option<(u32, u32)>,
     /// Drop capabilities (and switch identity): the clean channel.
     drop_privileges: bool,
+    /// Clear the bounding set (the runner holds `CAP_SETPCAP`).
+    clear_bounding: bool,
     /// Capabilities kept.
     caps: u64,
     cap_last: u8,
@@ -425,6 +429,7 @@ impl Isolation {
                 read_only,
                 identity,
                 drop_privileges: p.applied,
+                clear_bounding: p.bounding_cleared,
                 caps,
                 cap_last: p.cap_last,
                 record,
@@ -553,7 +558,8 @@ impl Isolation {
         // pointers to stack values.
         unsafe {
             for n in 0..=u32::from(self.cap_last) {
-                if self.caps & (1u64 << n) == 0
+                if self.clear_bounding
+                    && self.caps & (1u64 << n) == 0
                     && libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) != 0
                 {
                     return Err(caps_err());
@@ -930,7 +936,7 @@ mod tests {
     fn root_keeps_only_what_the_profile_names() {
         let (c, hard, soft) = compile(&profile(&[], None), &RunnerPrivileges::root(), true);
         assert!(c.applied && c.capabilities.is_empty());
-        assert!(c.pid_namespace);
+        assert!(c.pid_namespace && c.bounding_cleared);
         assert_eq!(c.baseline_host_read_only, RO_MOUNT_NAMESPACE);
         assert!(hard.is_empty() && soft.is_empty());
         let (c, _, _) = compile(
@@ -968,6 +974,7 @@ mod tests {
             true,
         );
         assert!(!c.pid_namespace);
+        assert!(!c.bounding_cleared);
         assert!(c.pid_namespace_reason.unwrap().contains("CAP_SYS_ADMIN"));
         assert_eq!(c.baseline_host_read_only, RO_LANDLOCK);
         assert_eq!(hard.len(), 1, "identity is never weakened");

@@ -312,3 +312,130 @@ fn leaks_are_found_without_the_childs_cooperation_run_after_run() {
         }
     }
 }
+
+/// Copy a fixture tree (files and directories only).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Give `p` and everything beneath it to `uid`.
+fn give(p: &std::path::Path, uid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            give(&e.path(), uid);
+        }
+    }
+}
+
+#[test]
+fn an_unprivileged_runner_records_why_there_is_no_namespace_and_still_protects_the_host() {
+    // The runner as nobody, with no capability (the way a CI job without root runs it).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    for sub in ["plans", "registry"] {
+        copy_tree(
+            &crate::util::repo_root()
+                .join("tests/fixtures/run")
+                .join(sub),
+            &root.join(sub),
+        );
+    }
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if as_root {
+        give(&root, 65534);
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(crate::util::bin());
+        c
+    } else {
+        std::process::Command::new(crate::util::bin())
+    };
+    let out = cmd
+        .args([
+            "run",
+            "--plan",
+            "plans/isolation/plan.json",
+            "--out",
+            "out",
+            "--only-scenario",
+            "proc-read:self-status",
+            "--only-scenario",
+            "proc-read:runner-environ-outside",
+            "--only-scenario",
+            "proc-read:touch-tmp",
+            "--only-scenario",
+            "plain:touch-tmp",
+        ])
+        .current_dir(&root)
+        .env("HOME", &root)
+        .env_remove("NEXUSMON_ROOT")
+        .env_remove("NEXUSMON_STATE_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `plain` would let the declared input be written and no mount namespace can keep it
+    // read-only here: that scenario is refused (exit 5), the rest runs.
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("out/LATEST")).unwrap()).unwrap();
+    let b = root.join("out").join(latest["run_id"].as_str().unwrap());
+    let pid = runner_pid(&b);
+    let pre = read(&b, "apply_preflight.json");
+    let p = pre["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["profile"] == "proc-read")
+        .unwrap()
+        .clone();
+    assert_eq!(p["child"]["pid_namespace"], false, "{p:#}");
+    assert!(
+        p["child"]["pid_namespace_reason"]
+            .as_str()
+            .unwrap()
+            .contains("CAP_SYS_ADMIN"),
+        "{p:#}"
+    );
+    assert_eq!(p["child"]["baseline_host_read_only"], "landlock", "{p:#}");
+    assert_eq!(p["child_observed"]["sees_runner"], true, "{p:#}");
+    assert_eq!(p["child_observed"]["runner_environ"], "EACCES", "{p:#}");
+    assert_eq!(p["child_observed"]["cap_eff"], "0000000000000000", "{p:#}");
+    for file in ["runtime_results.json", "baseline_results.json"] {
+        let o = obs(&b, file, "proc-read:self-status");
+        let out = log(&b, &o, "stdout");
+        assert_eq!(status_field(&out, "CapEff:"), "0000000000000000", "{out}");
+        let o = obs(&b, file, "proc-read:runner-environ-outside");
+        assert_eq!(
+            log(&b, &o, "stderr"),
+            format!("/bin/cat: /proc/{pid}/environ: Permission denied\n")
+        );
+        let o = obs(&b, file, "proc-read:touch-tmp");
+        assert_eq!(o["outcome"], "deny", "{o:#}");
+    }
+    let o = obs(&b, "baseline_results.json", "proc-read:touch-tmp");
+    assert_eq!(o["isolation"]["host_read_only"], "landlock", "{o:#}");
+    let o = obs(&b, "runtime_results.json", "plain:touch-tmp");
+    assert_eq!(o["outcome"], "apply-failed", "{o:#}");
+    assert!(
+        o["detail"].as_str().unwrap().contains("read-only input"),
+        "{o:#}"
+    );
+    let target = std::path::PathBuf::from(format!("/tmp/nexusmon-touch-{pid}"));
+    assert!(!target.exists(), "{} was created", target.display());
+}

@@ -25,6 +25,12 @@ pub struct ChildPrivileges {
     /// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`):
     /// the bounding set is cleared up to it.
     pub cap_last: u8,
+    /// The child's bounding set is cleared but the kept capabilities. False when the runner
+    /// lacks `CAP_SETPCAP` (not root): the child, which is not root either, then holds no
+    /// capability in its other four sets and cannot gain one (no-new-privs), but its
+    /// bounding set stays the runner's.
+    #[serde(default)]
+    pub bounding_cleared: bool,
     /// Each child gets its own PID namespace (it is pid 1 there) with its own `/proc`, so it
     /// sees neither the runner nor other children.
     pub pid_namespace: bool,
