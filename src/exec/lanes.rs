@@ -627,6 +627,7 @@ impl<'a> LiveExecutor<'a> {
             timeout,
             grace,
             output_cap: self.output_cap,
+            stdin: None,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let result_line = helper::parse_line(&res.stdout.kept);
@@ -738,6 +739,7 @@ impl<'a> LiveExecutor<'a> {
             timeout,
             grace,
             output_cap: self.output_cap,
+            stdin: None,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let mut a = base_attempt(&res);

@@ -168,6 +168,7 @@ fn preflight_profile(
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
+            stdin: None,
         },
         cg.as_ref()
             .map_or(child::Tracking::None, child::Tracking::Child),

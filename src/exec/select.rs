@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::seam::ScenarioRun;
+use super::seam::{ScenarioRun, WorkerRun};
 use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
 use crate::error::ErrorKind;
 use crate::load::mission::{TaskMeta, all_specs, task_specs};
@@ -61,7 +61,7 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
 /// Variables known before anything runs: the builtins, the plan's, and those the
 /// tcp-listener fixtures publish.
 fn known_variables(loaded: &LoadedPlan) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID"]
+    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID", "OUTPUT", "WORKER"]
         .iter()
         .map(|s| (*s).to_string())
         .collect();
@@ -127,6 +127,13 @@ impl MissionShape {
             .collect();
         let baseline =
             loaded.doc.value().pointer("/lanes/baseline") == Some(&serde_json::Value::Bool(true));
+        if baseline && !loaded.workers.is_empty() {
+            return Err(Error::input(
+                &loaded.path,
+                "the mission has worker tasks and `lanes.baseline` is true: the baseline lane would run every worker again without its profile",
+            )
+            .with_hint("remove `\"baseline\": true` from `lanes`"));
+        }
         Ok(Some(Self {
             tasks: selected.len(),
             layers,
@@ -265,6 +272,26 @@ pub fn resolve_scenarios(
         .collect();
     let mut out = Vec::with_capacity(selected.len());
     for spec in selected {
+        let task = tasks.get(&spec.scenario_id).cloned();
+        if let Some(run) = worker_run(loaded, task.as_ref()) {
+            let grace = loaded
+                .profiles
+                .get(&spec.profile_id)
+                .and_then(|p| p.limits.kill_grace_ms)
+                .unwrap_or(DEFAULT_KILL_GRACE_MS);
+            out.push(ScenarioRun {
+                spec: spec.clone(),
+                probe: worker_probe(&run),
+                timeout: TimeoutSetting {
+                    ms: run.worker.decl.timeout_ms.max(1),
+                    source: TimeoutSource::Worker,
+                    kill_grace_ms: grace,
+                },
+                task,
+                worker: Some(run),
+            });
+            continue;
+        }
         let Some(probe) = loaded.probes.get(&spec.probe_id) else {
             return Err(Error::input(
                 probes_file,
@@ -293,10 +320,54 @@ pub fn resolve_scenarios(
                 source,
                 kill_grace_ms: grace,
             },
-            task: tasks.get(&spec.scenario_id).cloned(),
+            task,
+            worker: None,
         });
     }
     Ok(out)
+}
+
+/// The worker and inputs of a worker task (`None` for anything else).
+fn worker_run(loaded: &LoadedPlan, task: Option<&TaskMeta>) -> Option<WorkerRun> {
+    let task = task?;
+    let name = task.worker.as_deref()?;
+    let t = loaded
+        .plan
+        .mission
+        .as_ref()?
+        .tasks
+        .iter()
+        .find(|(id, _)| id.as_str() == task.task_id)?
+        .1;
+    let worker = loaded.workers.iter().find(|(k, _)| k.as_str() == name)?.1;
+    Some(WorkerRun {
+        worker: worker.clone(),
+        inputs: t.inputs.clone(),
+    })
+}
+
+/// The exec probe that stands for a worker in the lanes and the oracle: operation `exec`
+/// of the checked copy of its executable (`${WORKER}/<file>`), with the rest of its command.
+pub fn worker_probe(run: &WorkerRun) -> Probe {
+    let decl = &run.worker.decl;
+    let file = std::path::Path::new(&run.worker.executable_rel)
+        .file_name()
+        .map_or_else(|| "worker".to_string(), |n| n.to_string_lossy().into_owned());
+    let mut argv = vec![format!("${{WORKER}}/{file}")];
+    argv.extend(decl.command.iter().skip(1).cloned());
+    Probe {
+        operation: Operation::Exec,
+        target: None,
+        destination: None,
+        driver: Driver::Exec,
+        argv: Some(argv),
+        allow_exit_codes: Some(vec![0]),
+        deny_exit_codes: None,
+        timeout_ms: Some(decl.timeout_ms),
+        fixtures: Vec::new(),
+        notes: decl.description.clone(),
+        tags: vec!["worker".into()],
+    }
 }
 
 fn check_probe(file: &Path, id: &str, p: &Probe, known: &BTreeSet<String>) -> Result<()> {

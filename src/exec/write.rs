@@ -197,6 +197,13 @@ impl RunDescription<'_> {
                 &self.loaded.probes,
                 &self.loaded.profiles,
             ),
+            workers: self
+                .loaded
+                .workers
+                .iter()
+                .map(|(k, w)| (k.to_string(), w.identity()))
+                .collect(),
+            inputs_digest: self.loaded.inputs_digest.clone(),
             started_at: self.started_at.to_string(),
         }
     }

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-/// Variables the runner defines for every run.
-pub const BUILTINS: [&str; 3] = ["HOME", "RUNNER_PID", "SCRATCH"];
+/// Variables the runner defines for every run (`OUTPUT`, the worker's output directory
+/// beneath the mission workspace, and `WORKER`, the directory holding the checked copy of
+/// its executable, only for the children of worker tasks).
+pub const BUILTINS: [&str; 5] = ["HOME", "OUTPUT", "RUNNER_PID", "SCRATCH", "WORKER"];
 
 /// One `${...}` problem in a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,8 @@ impl Scope {
         vars.insert("SCRATCH".into(), VarValue::Dir { scratch: true });
         vars.insert("HOME".into(), VarValue::Dir { scratch: false });
         vars.insert("RUNNER_PID".into(), VarValue::Number);
+        vars.insert("OUTPUT".into(), VarValue::Dir { scratch: true });
+        vars.insert("WORKER".into(), VarValue::Dir { scratch: false });
         Self {
             vars,
             plan_known: false,

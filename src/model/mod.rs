@@ -18,6 +18,7 @@ pub mod plan;
 pub mod registry;
 pub mod results;
 pub mod template;
+pub mod worker;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};

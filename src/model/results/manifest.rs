@@ -109,6 +109,13 @@ pub struct RunManifest {
     /// Absent in bundles written before this field existed.
     #[serde(default, skip_serializing_if = "RegistryDigests::is_empty")]
     pub registry_digests: RegistryDigests,
+    /// The mission workers the plan uses, by name: declaration and executable digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<String, crate::model::worker::WorkerIdentity>,
+    /// Digest of the inputs the plan's worker tasks are given (absent for plans without
+    /// worker tasks): with `plan_digest`, the identity of a mission's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<Digest>,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
 }
