@@ -439,6 +439,11 @@ pub struct ApproveArgs {
     /// The scope the approval is for (default `run`).
     #[arg(long, value_name = "SCOPE", default_value = "run")]
     pub scope: String,
+    /// How many runs the approval may be used for (e.g. `--uses 1`: single use; each use
+    /// is recorded in the audit log under the record's nonce). Default: any number until
+    /// it expires.
+    #[arg(long, value_name = "N")]
+    pub uses: Option<u32>,
     /// Sign the record with this SSH private key (writes `<record>.sig`).
     #[arg(long, value_name = "KEY")]
     pub sign_with: Option<PathBuf>,

@@ -436,7 +436,7 @@ pub fn describe_probe(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<i3
                 }
                 Fixture::Dir { path } => format!("dir {path}"),
                 Fixture::Symlink { path, to } => format!("symlink {path} -> {to}"),
-                Fixture::TcpListener { variable, port } => match port {
+                Fixture::TcpListener { variable, port, .. } => match port {
                     Some(p) => format!("tcp listener on 127.0.0.1:{p}, port in ${{{variable}}}"),
                     None => format!("tcp listener on 127.0.0.1, port in ${{{variable}}}"),
                 },

@@ -27,6 +27,8 @@
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
+//! - [`worker`]: mission workers around their child: staging (output directory, checked
+//!   copy of the executable), inputs, the request, and judging the result and files.
 
 pub mod assemble;
 pub mod child;
@@ -43,6 +45,7 @@ pub mod select;
 pub mod settings;
 pub mod setup;
 pub mod spawn;
+pub mod worker;
 pub mod write;
 
 #[cfg(test)]

@@ -152,9 +152,18 @@ impl RunSetup {
             } else {
                 self.runner_home.clone().unwrap_or_else(|| dir_s.clone())
             };
+            // `OUTPUT` and `WORKER` exist only for a worker task's child: here they name
+            // directories that do not exist, so their rules are pending until that child.
+            let output = format!("{dir_s}/.worker-output");
+            let worker = format!("{dir_s}/.worker");
             let rule_vars = self
                 .base_vars
-                .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+                .with(&[
+                    ("SCRATCH", dir_s.as_str()),
+                    ("HOME", home.as_str()),
+                    ("OUTPUT", output.as_str()),
+                    ("WORKER", worker.as_str()),
+                ])
                 .nested();
             let ctx = CompileContext {
                 host: &self.host,

@@ -170,7 +170,40 @@ fn verify_one(
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         record_blake3: blake3_hex(&signed.bytes),
+        nonce: record.nonce,
+        uses: record.uses,
+        used: None,
     })
+}
+
+/// Take out of `check` the limited-use approvals whose uses are spent (`uses_of(nonce)`:
+/// how many runs used the record with that nonce), rejected as `uses-exhausted`; the
+/// others get their `used` count.
+pub fn apply_uses(check: &mut ApprovalCheck, uses_of: &dyn Fn(&str) -> u32) {
+    let mut keep = Vec::with_capacity(check.valid.len());
+    for mut v in std::mem::take(&mut check.valid) {
+        match v.uses {
+            Some(limit) => {
+                let used = uses_of(&v.nonce);
+                if used >= limit {
+                    check.rejected.push(Rejected {
+                        path: v.record_path.clone(),
+                        reason: RejectReason::UsesExhausted,
+                        detail: format!(
+                            "a {limit}-use approval, already used by {used} run(s) (nonce {})",
+                            short_hex(&v.nonce)
+                        ),
+                    });
+                } else {
+                    v.used = Some(used);
+                    keep.push(v);
+                }
+            }
+            None => keep.push(v),
+        }
+    }
+    check.valid = keep;
+    check.rejected.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 /// Parse a record's `issued_at` and `expires_at`; `expires_at` must be later.
@@ -304,6 +337,8 @@ pub struct NewApproval<'a> {
     pub root: &'a Path,
     /// Issue time.
     pub now: jiff::Timestamp,
+    /// Runs the approval may be used for (`None`: any number until it expires).
+    pub uses: Option<u32>,
 }
 
 /// Build an approval record for `plan`.
@@ -335,6 +370,13 @@ pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalReco
         issued_at: issued.to_string(),
         expires_at: expires.to_string(),
         nonce: super::state::random_hex(16)?,
+        uses: match n.uses {
+            Some(0) => {
+                return Err(Error::usage("`--uses 0` would approve nothing")
+                    .with_hint("use `--uses 1` for a single-use approval, or leave it out"));
+            }
+            u => u,
+        },
         rank: mission.map(|m| m.rank),
         requested_by: mission.map(|m| m.requested_by.clone()),
     })

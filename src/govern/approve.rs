@@ -41,6 +41,8 @@ pub struct ApproveRequest<'a> {
     pub state_dir: Option<&'a Path>,
     /// The project root.
     pub root: &'a Path,
+    /// `--uses N`: runs the approval may be used for.
+    pub uses: Option<u32>,
 }
 
 /// What `approve` did.
@@ -99,6 +101,7 @@ pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
             roles: r.roles.to_vec(),
             root: r.root,
             now: jiff::Timestamp::now(),
+            uses: r.uses,
         },
     )?;
     let bytes = approvals::record_bytes(&record)?;
@@ -181,6 +184,8 @@ fn record_approval(gov: &Governance, done: &mut Approved, bytes: &[u8]) -> Resul
             "approver": record.approver,
             "scope": record.scope,
             "expires_at": record.expires_at,
+            "uses": record.uses,
+            "nonce": record.nonce,
             "record": done.out.display().to_string(),
             "record_blake3": blake3_hex(bytes),
             "signed": done.signed_by.is_some(),

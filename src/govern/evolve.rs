@@ -97,6 +97,7 @@ pub fn evolve(
                 "state_blake3": blake3_hex(&json::to_sorted_pretty(&next)?),
             }),
         )?);
+        head = record_capability_changes(&gov, &report, &next)?.or(head);
     }
     Ok(Evolved::Consumed(Box::new(Consumed {
         report,
@@ -104,6 +105,50 @@ pub fn evolve(
         state: next,
         audit_head: head,
     })))
+}
+
+/// One `capability-unlocked` entry per capability gained (with the level and the packets
+/// whose XP reached it) and one `capability-revoked` entry per capability lost. Returns
+/// the last head written.
+fn record_capability_changes(
+    gov: &Governance,
+    report: &EvolveReport,
+    next: &EvolutionFile,
+) -> Result<Option<AuditHead>> {
+    let earned: Vec<String> = evolution::earnings(next)
+        .into_iter()
+        .map(|e| e.packet_digest)
+        .collect();
+    let mut head = None;
+    for c in &report.gained {
+        let (level, threshold) = evolution::unlocked_at(*c);
+        head = Some(gov.audit().append(
+            AuditKind::CapabilityUnlocked,
+            json!({
+                "capability": c,
+                "unlocked_at": level,
+                "threshold_xp": threshold,
+                "xp": next.xp,
+                "level": next.level,
+                "earned_by": earned,
+            }),
+        )?);
+    }
+    for c in &report.revoked {
+        let (level, threshold) = evolution::unlocked_at(*c);
+        head = Some(gov.audit().append(
+            AuditKind::CapabilityRevoked,
+            json!({
+                "capability": c,
+                "unlocked_at": level,
+                "threshold_xp": threshold,
+                "xp": next.xp,
+                "level": next.level,
+                "penalty_xp": next.penalty_xp,
+            }),
+        )?);
+    }
+    Ok(head)
 }
 
 /// `evolution status`: the state (checked for consistency; the empty state when there is

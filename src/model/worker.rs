@@ -397,8 +397,16 @@ pub struct WorkerIdentity {
 pub struct WorkerObservation {
     /// The worker.
     pub worker: WorkerIdentity,
-    /// Digest of the resolved inputs (canonical JSON; artifact inputs by their digests).
+    /// The resolved inputs as the worker received them (the workspace shown as
+    /// `${SCRATCH}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    /// Digest of the resolved inputs (canonical JSON of `inputs`; artifact inputs carry
+    /// their digests).
     pub inputs_digest: Digest,
+    /// Artifacts of other tasks it consumed: `<task>/<name>` → their digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumed: BTreeMap<String, Digest>,
     /// Why the task failed (absent: the worker did its work).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<WorkerFault>,

@@ -3,8 +3,10 @@
 //! Builtin variables: `SCRATCH` (the child's private scratch directory; in profile rules the
 //! run's scratch root, which contains every child's directory), `HOME` (the child's home:
 //! its scratch directory on the clean channel, the runner's `$HOME` on the direct channel;
-//! in profile rules on the clean channel, the scratch root), `RUNNER_PID`, plus the plan's
-//! `variables` and the ports published by `tcp-listener` fixtures.
+//! in profile rules on the clean channel, the scratch root), `RUNNER_PID`, for the children
+//! of mission worker tasks `OUTPUT` (the worker's output directory) and `WORKER` (the
+//! directory holding the checked copy of its executable), plus the plan's `variables` and
+//! the ports published by `tcp-listener` fixtures.
 
 use std::collections::BTreeMap;
 

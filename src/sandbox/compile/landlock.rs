@@ -185,7 +185,10 @@ impl Build<'_> {
         let referenced = Vars::references(&rule.path);
         let child_rule = referenced
             .iter()
-            .any(|r| r == "SCRATCH" || (r == "HOME" && self.ctx.host.home_is_scratch));
+            .any(|r| {
+                matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER")
+                    || (r == "HOME" && self.ctx.host.home_is_scratch)
+            });
         self.per_child |= child_rule;
         let res = paths::resolve(Path::new(&expanded), Path::new("/"), true);
         let is_dir = std::fs::metadata(&res.canonical).is_ok_and(|m| m.is_dir());
