@@ -243,6 +243,10 @@ fn start_listeners(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<(Va
         base_vars.set(k.to_string(), v.clone());
     }
     base_vars.set("RUNNER_PID", std::process::id().to_string());
+    // A worker task's child gets its own; every other child has none (rules on them are
+    // skipped for it).
+    base_vars.set("OUTPUT", crate::sandbox::vars::NO_WORKER_DIR);
+    base_vars.set("WORKER", crate::sandbox::vars::NO_WORKER_DIR);
     let listeners = Listeners::start(selected_probes.iter().copied(), &base_vars)?;
     for (k, v) in &listeners.published {
         base_vars.set(k.clone(), v.clone());

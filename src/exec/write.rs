@@ -141,6 +141,12 @@ impl RunDescription<'_> {
                 "(per child: <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into()
             },
         );
+        for (k, what) in [
+            ("OUTPUT", "(worker tasks: the worker's output directory, ${SCRATCH}/artifacts/<task>; other children: none)"),
+            ("WORKER", "(worker tasks: the directory holding the checked copy of the worker's executable, <scratch>/workers/<lane>/<task>; other children: none)"),
+        ] {
+            variables.insert(k.into(), what.into());
+        }
         variables.insert(
             "HOME".into(),
             if self.setup.clean {

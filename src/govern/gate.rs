@@ -198,11 +198,14 @@ impl GateVerdict {
             "experiment" => {
                 "experiments run unless an omen locks one of their scenarios".to_string()
             }
-            "rank-runs" => format!("rank {}: runs", rank_str(self.rank)),
-            "rank-review" => format!("rank {}: runs, flagged for review", rank_str(self.rank)),
+            "rank-runs" => format!("rank {}: runs", rank_str(self.gated_rank())),
+            "rank-review" => format!(
+                "rank {}: runs, flagged for review",
+                rank_str(self.gated_rank())
+            ),
             "rank-review-waived" => format!(
                 "rank {}: runs without the review flag (capability auto-run-cb)",
-                rank_str(self.rank)
+                rank_str(self.gated_rank())
             ),
             "rank-needs-approval" => "rank A: needs one valid approval".to_string(),
             "rank-needs-two-approvals" => {
@@ -293,6 +296,12 @@ impl GateVerdict {
 }
 
 impl GateVerdict {
+    /// The rank the rules applied: the effective rank (a worker's risk may raise it), else
+    /// the mission's.
+    pub fn gated_rank(&self) -> Option<Rank> {
+        self.effective_rank.or(self.rank)
+    }
+
     /// "scenario `a:b` (omen 1a2b3c4d5e6f)" for the omens at `level`.
     fn omen_scenarios(&self, level: OmenLevel) -> String {
         let list: Vec<String> = self

@@ -384,7 +384,9 @@ fn check_worker(
         let outside: Vec<&str> = rules
             .iter()
             .filter(|r| r.access.iter().any(writes))
-            .filter(|r| !(r.path == "${OUTPUT}" || r.path.starts_with("${OUTPUT}/")))
+            .filter(|r| {
+                !(r.path == "${OUTPUT}" || r.path.starts_with("${OUTPUT}/") || r.path == "/dev/null")
+            })
             .map(|r| r.path.as_str())
             .collect();
         if !handled {

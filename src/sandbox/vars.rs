@@ -10,6 +10,11 @@
 
 use std::collections::BTreeMap;
 
+/// What `${OUTPUT}` and `${WORKER}` name for a child that is not a worker task's: a path
+/// that never exists, so a profile rule on them is skipped for that child (it has no
+/// output directory and no worker executable).
+pub const NO_WORKER_DIR: &str = "/proc/nonexistent/nexusmon-not-a-worker-task";
+
 /// A set of variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vars {

@@ -210,9 +210,15 @@ impl Build<'_> {
             requested &= fs::FILE_RIGHTS;
         }
         let pending = !res.exists && child_rule && self.ctx.before_child;
-        let skipped = !res.exists && (missing == MissingPaths::Skip || pending);
+        let no_worker = expanded.starts_with(crate::sandbox::vars::NO_WORKER_DIR);
+        let skipped = !res.exists && (missing == MissingPaths::Skip || pending || no_worker);
         if !res.exists {
-            if pending {
+            if no_worker {
+                self.skipped_rules.push(format!(
+                    "landlock.fs.allow[{i}] `{}`: only a worker task's child has it",
+                    rule.path
+                ));
+            } else if pending {
                 self.skipped_rules.push(format!(
                     "landlock.fs.allow[{i}] `{}`: per child, resolved in each child's scratch directory",
                     rule.path
