@@ -92,6 +92,9 @@ pub enum Command {
     ListTemplates,
     /// Generate a plan, its registry files and expected matrix from a template.
     PlanBuild(PlanBuildArgs),
+    /// Scaffold a mission worker from the worker template: workers/<name>.py, its registry
+    /// (workers.json, a confined profile) and a mission that runs it.
+    WorkerNew(WorkerNewArgs),
     /// Earn XP and capabilities from mission packets, each checked against its bundle.
     Evolve(EvolveArgs),
     /// Show evolution state.
@@ -369,6 +372,18 @@ pub struct DescribeArgs {
     /// Registry id (default: the only registry, or `linux-core`).
     #[arg(long, value_name = "ID")]
     pub registry: Option<String>,
+}
+
+/// `worker-new`.
+#[derive(Debug, Args)]
+pub struct WorkerNewArgs {
+    /// The worker's name (an id): gives `workers/<name>.py`, `registry/<name>/` and
+    /// `plans/<name>/`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Replace files a previous scaffold of the same name wrote.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `plan-build`.

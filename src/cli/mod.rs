@@ -153,6 +153,7 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::RegistryLint(a) => lint::registry_lint(ctx, io, &a),
         Command::ListTemplates => template::list_templates(ctx, io),
         Command::PlanBuild(a) => template::plan_build(ctx, io, &a),
+        Command::WorkerNew(a) => template::worker_new(ctx, io, &a),
         Command::Evolve(a) => govern::evolve(ctx, io, &a),
         Command::Evolution(a) => govern::evolution(ctx, io, &a),
         Command::Approve(a) => govern::approve(ctx, io, &a),
