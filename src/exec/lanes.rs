@@ -239,6 +239,10 @@ pub struct LiveExecutor<'a> {
     pub run_id: String,
     /// The plan id (in a worker's request).
     pub plan_id: String,
+    /// Mission tasks share a workspace: a worker task holds this exclusively while it runs
+    /// (every other mission task holds it shared), so the workspace changes the runner
+    /// sees around a worker are the worker's own.
+    exclusive: std::sync::RwLock<()>,
     counter: AtomicU64,
 }
 
@@ -280,6 +284,7 @@ impl<'a> LiveExecutor<'a> {
             log_error: Mutex::new(None),
             run_id: String::new(),
             plan_id: String::new(),
+            exclusive: std::sync::RwLock::new(()),
             counter: AtomicU64::new(0),
         }
     }
@@ -394,8 +399,17 @@ impl<'a> LiveExecutor<'a> {
     /// the driver's path and account for the child's pids cgroup.
     fn observe_inner(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
         if let Some(run) = &sc.worker {
+            let _alone = self
+                .exclusive
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             return self.observe_worker(sc, run, lane, attempt);
         }
+        let _shared = sc.task.is_some().then(|| {
+            self.exclusive
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         let p = &sc.probe;
         let Some(runtime) = self.profiles.get(sc.spec.profile_id.as_str()) else {
             return LaneAttempt::without_child(Attempt::without_child(

@@ -28,3 +28,4 @@ mod schemas;
 mod status;
 mod template;
 mod template_run;
+mod workers;
