@@ -838,7 +838,7 @@ impl<'a> LiveExecutor<'a> {
 impl LiveExecutor<'_> {
     /// One attempt of a mission worker: stage its directories and executable, resolve its
     /// inputs and write its request, start it through the exec spawn path under the
-    /// task's profile (compiled for this child: `${OUTPUT}` and `${WORKER}` exist now) with
+    /// task's profile (compiled for this child: `${OUTPUT}` and `${WORKER_BIN}` exist now) with
     /// the request as stdin, then judge its result, files and the workspace, and copy the
     /// verified files into the bundle (`artifacts/<task>/…`, scenario lane).
     fn observe_worker(
@@ -913,7 +913,7 @@ impl LiveExecutor<'_> {
                 ("SCRATCH", ws.as_str()),
                 ("HOME", home.as_str()),
                 ("OUTPUT", out_s.as_str()),
-                ("WORKER", bin_s.as_str()),
+                ("WORKER_BIN", bin_s.as_str()),
             ])
             .nested();
         let (inputs, consumed) = match worker::resolve_inputs(run, &vars, &dirs.workspace) {

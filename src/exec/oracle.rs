@@ -95,7 +95,7 @@ fn oracle_for(
     };
     let mut notes = Vec::new();
     // A worker task: its output directory and the checked copy of its executable, as the
-    // scenario lane stages them (`${OUTPUT}`, `${WORKER}`).
+    // scenario lane stages them (`${OUTPUT}`, `${WORKER_BIN}`).
     let (mut output, mut worker_dir) = (String::new(), String::new());
     if let (Some(run), Some(task)) = (&sc.worker, &sc.task) {
         let _ = std::fs::create_dir_all(&dir);
@@ -113,7 +113,7 @@ fn oracle_for(
     let mut overrides = vec![("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())];
     if sc.worker.is_some() {
         overrides.push(("OUTPUT", output.as_str()));
-        overrides.push(("WORKER", worker_dir.as_str()));
+        overrides.push(("WORKER_BIN", worker_dir.as_str()));
     }
     let vars = base_vars.with(&overrides).nested();
     if std::fs::create_dir_all(&dir).is_ok()

@@ -61,7 +61,7 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
 /// Variables known before anything runs: the builtins, the plan's, and those the
 /// tcp-listener fixtures publish.
 fn known_variables(loaded: &LoadedPlan) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID", "OUTPUT", "WORKER"]
+    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID", "OUTPUT", "WORKER_BIN"]
         .iter()
         .map(|s| (*s).to_string())
         .collect();
@@ -347,13 +347,13 @@ fn worker_run(loaded: &LoadedPlan, task: Option<&TaskMeta>) -> Option<WorkerRun>
 }
 
 /// The exec probe that stands for a worker in the lanes and the oracle: operation `exec`
-/// of the checked copy of its executable (`${WORKER}/<file>`), with the rest of its command.
+/// of the checked copy of its executable (`${WORKER_BIN}/<file>`), with the rest of its command.
 pub fn worker_probe(run: &WorkerRun) -> Probe {
     let decl = &run.worker.decl;
     let file = std::path::Path::new(&run.worker.executable_rel)
         .file_name()
         .map_or_else(|| "worker".to_string(), |n| n.to_string_lossy().into_owned());
-    let mut argv = vec![format!("${{WORKER}}/{file}")];
+    let mut argv = vec![format!("${{WORKER_BIN}}/{file}")];
     argv.extend(decl.command.iter().skip(1).cloned());
     Probe {
         operation: Operation::Exec,

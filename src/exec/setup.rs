@@ -152,7 +152,7 @@ impl RunSetup {
             } else {
                 self.runner_home.clone().unwrap_or_else(|| dir_s.clone())
             };
-            // `OUTPUT` and `WORKER` exist only for a worker task's child: here they name
+            // `OUTPUT` and `WORKER_BIN` exist only for a worker task's child: here they name
             // directories that do not exist, so their rules are pending until that child.
             let output = format!("{dir_s}/.worker-output");
             let worker = format!("{dir_s}/.worker");
@@ -162,7 +162,7 @@ impl RunSetup {
                     ("SCRATCH", dir_s.as_str()),
                     ("HOME", home.as_str()),
                     ("OUTPUT", output.as_str()),
-                    ("WORKER", worker.as_str()),
+                    ("WORKER_BIN", worker.as_str()),
                 ])
                 .nested();
             let ctx = CompileContext {
@@ -246,7 +246,7 @@ fn start_listeners(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<(Va
     // A worker task's child gets its own; every other child has none (rules on them are
     // skipped for it).
     base_vars.set("OUTPUT", crate::sandbox::vars::NO_WORKER_DIR);
-    base_vars.set("WORKER", crate::sandbox::vars::NO_WORKER_DIR);
+    base_vars.set("WORKER_BIN", crate::sandbox::vars::NO_WORKER_DIR);
     let listeners = Listeners::start(selected_probes.iter().copied(), &base_vars)?;
     for (k, v) in &listeners.published {
         base_vars.set(k.clone(), v.clone());

@@ -40,7 +40,7 @@ pub struct WorkerDirs {
     pub workspace: PathBuf,
     /// Its output directory (`${OUTPUT}`): `<workspace>/artifacts/<task>`.
     pub output: PathBuf,
-    /// The directory holding the copy of its executable (`${WORKER}`).
+    /// The directory holding the copy of its executable (`${WORKER_BIN}`).
     pub bin_dir: PathBuf,
     /// The copy of its executable.
     pub exe: PathBuf,

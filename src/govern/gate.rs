@@ -552,6 +552,9 @@ mod tests {
                     issued_at: String::new(),
                     expires_at: String::new(),
                     record_blake3: String::new(),
+                    nonce: String::new(),
+                    uses: None,
+                    used: None,
                 })
                 .collect(),
             rejected: vec![],
@@ -781,6 +784,49 @@ mod tests {
         assert_eq!(d.max_jobs, None);
         assert_eq!(d.capabilities_used, vec![Capability::ParallelMissions]);
         assert!(!d.reasons.contains(&"parallelism-limited".to_string()));
+    }
+
+    #[test]
+    fn workers_raise_the_rank_demand_approvals_and_need_capabilities() {
+        let w = |risk: Rank, approval: bool, needs: Vec<Capability>| WorkerFacts {
+            name: "w".into(),
+            risk_level: risk,
+            requires_approval: approval,
+            needs,
+        };
+        // The stricter of rank and risk: a rank-D mission with a risk-A worker needs one.
+        let mut c = mission(Rank::D);
+        c.workers = vec![w(Rank::A, false, vec![])];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(d.effective_rank, Some(Rank::A));
+        assert_eq!(d.rank, Some(Rank::D));
+        assert!(d.reasons.contains(&"worker-risk".to_string()));
+        c.approvers = &["alice"];
+        assert_eq!(run(&c).outcome, Outcome::Allow);
+        // A lower risk never lowers the rank.
+        let mut c = mission(Rank::B);
+        c.workers = vec![w(Rank::E, false, vec![])];
+        let d = run(&c);
+        assert_eq!(d.effective_rank, Some(Rank::B));
+        assert!(!d.reasons.contains(&"worker-risk".to_string()));
+        // requires_approval at rank E.
+        let mut c = mission(Rank::E);
+        c.workers = vec![w(Rank::E, true, vec![])];
+        let d = run(&c);
+        assert_eq!((d.outcome, d.required_approvals), (Outcome::Refuse, 1));
+        // A locked capability refuses whatever the approvals, naming the level.
+        let mut c = mission(Rank::E);
+        c.workers = vec![w(Rank::E, false, vec![Capability::RunScripts])];
+        c.approvers = &["alice", "bob"];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(d.workers[0].locked[0].unlocked_at, Level::Awakening);
+        assert!(d.explain_reason("worker-capability-locked").contains("AWAKENING (1 XP)"));
+        c.caps = vec![Capability::RunScripts];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.capabilities_used.contains(&Capability::RunScripts));
     }
 
     #[test]

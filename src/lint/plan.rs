@@ -282,7 +282,11 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) {
                     format!("`{k}` refers to itself"),
                 );
             } else if !BUILTINS.contains(&n.as_str()) && !names.contains(&n.as_str()) {
-                let cands = BUILTINS.iter().copied().chain(names.iter().copied());
+                let cands = BUILTINS
+                    .iter()
+                    .copied()
+                    .filter(|b| !vars::WORKER_ONLY.contains(b))
+                    .chain(names.iter().copied());
                 sink.push_hint(
                     Code::UndefinedVariable,
                     &ptr,
@@ -550,7 +554,14 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
             used.extend(names.iter().cloned());
             for n in &names {
                 if !scope.vars.contains_key(n) {
-                    let hint = did_you_mean(n, scope.vars.keys().map(String::as_str))
+                    let hint = did_you_mean(
+                        n,
+                        scope
+                            .vars
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|k| !vars::WORKER_ONLY.contains(k)),
+                    )
                         .unwrap_or_else(|| format!("add `{n}` to the plan's `variables`"));
                     sink.push_hint(
                         Code::UndefinedVariable,
@@ -949,6 +960,8 @@ mod tests {
                 Id::new(n.clone()).unwrap(),
                 Task {
                     probe: Some(Id::new("p").unwrap()),
+                    worker: None,
+                    inputs: BTreeMap::new(),
                     profile: Id::new("q").unwrap(),
                     depends_on: deps,
                     expect: None,

@@ -516,6 +516,7 @@ fn check_string_vars(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope) {
         let typo = scope
             .vars
             .keys()
+            .filter(|k| !vars::WORKER_ONLY.contains(&k.as_str()))
             .filter(|k| strsim::levenshtein(k, &n) <= 2 && n.len() >= 4)
             .min_by_key(|k| strsim::levenshtein(k, &n));
         if let Some(near) = typo

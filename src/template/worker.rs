@@ -146,7 +146,7 @@ fn profiles_file(id: &Id) -> serde_json::Value {
                             {"path": "/bin", "access": ["read", "exec"]},
                             {"path": "/etc/ld.so.cache", "access": ["read"]},
                             {"path": "${SCRATCH}", "access": ["read"]},
-                            {"path": "${WORKER}", "access": ["read", "exec"]},
+                            {"path": "${WORKER_BIN}", "access": ["read", "exec"]},
                             {"path": "${OUTPUT}", "access": ["read", "write", "create", "remove"]}
                         ],
                         "missing_paths": "skip"

@@ -12,7 +12,7 @@ use nexusmon::util::digest::blake3_hex;
 use crate::util::{Project, read_json};
 
 /// A registry `reg` with the profiles workers in these tests run under: `confined` (read
-/// the system and the workspace, execute `${WORKER}`, write only `${OUTPUT}`) and `loose`
+/// the system and the workspace, execute `${WORKER_BIN}`, write only `${OUTPUT}`) and `loose`
 /// (the same, plus writes anywhere in the mission workspace `${SCRATCH}`).
 fn registry(p: &Project, workers: &serde_json::Value) {
     let system = serde_json::json!([
@@ -21,7 +21,7 @@ fn registry(p: &Project, workers: &serde_json::Value) {
         {"path": "/lib64", "access": ["read", "exec"]},
         {"path": "/bin", "access": ["read", "exec"]},
         {"path": "/etc/ld.so.cache", "access": ["read"]},
-        {"path": "${WORKER}", "access": ["read", "exec"]},
+        {"path": "${WORKER_BIN}", "access": ["read", "exec"]},
         {"path": "${OUTPUT}", "access": ["read", "write", "create", "remove"]}
     ]);
     let mut confined = system.as_array().unwrap().clone();

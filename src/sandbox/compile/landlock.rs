@@ -186,7 +186,7 @@ impl Build<'_> {
         let child_rule = referenced
             .iter()
             .any(|r| {
-                matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER")
+                matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER_BIN")
                     || (r == "HOME" && self.ctx.host.home_is_scratch)
             });
         self.per_child |= child_rule;
