@@ -249,12 +249,7 @@ pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
 /// `worker-new NAME`: scaffold a worker, its registry and a mission that runs it.
 pub fn worker_new(ctx: &Ctx, io: &mut Io<'_>, a: &super::args::WorkerNewArgs) -> Result<i32> {
     let done = crate::template::worker::scaffold(&ctx.root, &a.name, a.overwrite)?;
-    let shown = |p: &std::path::Path| {
-        p.strip_prefix(&ctx.cwd)
-            .unwrap_or(p)
-            .display()
-            .to_string()
-    };
+    let shown = |p: &std::path::Path| p.strip_prefix(&ctx.cwd).unwrap_or(p).display().to_string();
     if ctx.json {
         io.out_bytes(&crate::util::json::to_sorted_pretty(&serde_json::json!({
             "files": done.files.iter().map(|p| shown(p)).collect::<Vec<_>>(),

@@ -31,13 +31,13 @@ use crate::model::registry::{Driver, Env};
 use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
-use crate::sandbox::apply::{ApplyFailure, Prepared};
-use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
-use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
 use crate::model::worker::{
     Artifact, MAX_RESULT_BYTES, WORKER_PROTOCOL, WorkerFault, WorkerObservation, WorkerRequest,
     WorkerResult,
 };
+use crate::sandbox::apply::{ApplyFailure, Prepared};
+use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
+use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::vars::Vars;
 use crate::util::digest::Digest;
 use crate::{Error, Result};
@@ -935,9 +935,8 @@ impl LiveExecutor<'_> {
         let written = crate::util::json::to_sorted_pretty(&request)
             .map_err(|e| e.to_string())
             .and_then(|b| {
-                worker::write_file(&dirs.request, &b, 0o444).map_err(|e| {
-                    format!("cannot write `{}`: {e}", dirs.request.display())
-                })
+                worker::write_file(&dirs.request, &b, 0o444)
+                    .map_err(|e| format!("cannot write `{}`: {e}", dirs.request.display()))
             });
         if let Err(why) = written {
             return not_started(Outcome::Error, Stage::Resolve, WorkerFault::NotStarted, why);

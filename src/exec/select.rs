@@ -352,7 +352,10 @@ pub fn worker_probe(run: &WorkerRun) -> Probe {
     let decl = &run.worker.decl;
     let file = std::path::Path::new(&run.worker.executable_rel)
         .file_name()
-        .map_or_else(|| "worker".to_string(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(
+            || "worker".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
     let mut argv = vec![format!("${{WORKER_BIN}}/{file}")];
     argv.extend(decl.command.iter().skip(1).cloned());
     Probe {

@@ -109,6 +109,7 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 /// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a new session (`clean`) or process group,
 /// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, with
 /// `prepared` enforced before `execve`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     program: &Path,
     argv: &[String],

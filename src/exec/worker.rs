@@ -23,9 +23,9 @@ use super::child::{ChildResult, Ended};
 use super::seam::WorkerRun;
 use crate::model::results::Lane;
 use crate::model::worker::{
-    ARTIFACTS_SCHEMA, ArtifactInput, ArtifactsFile, TaskArtifacts, InputType, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_FILES, MAX_OUTPUT_TOTAL_BYTES,
-    MAX_RESULT_BYTES, ProducedFile, ResultStatus, WORKER_PROTOCOL, WorkerFault, WorkerResult,
-    parse_artifact_ref, safe_relative,
+    ARTIFACTS_SCHEMA, ArtifactInput, ArtifactsFile, InputType, MAX_OUTPUT_FILE_BYTES,
+    MAX_OUTPUT_FILES, MAX_OUTPUT_TOTAL_BYTES, MAX_RESULT_BYTES, ProducedFile, ResultStatus,
+    TaskArtifacts, WORKER_PROTOCOL, WorkerFault, WorkerResult, parse_artifact_ref, safe_relative,
 };
 use crate::sandbox::vars::Vars;
 use crate::util::digest::{Digest, sha256_hex};
@@ -128,6 +128,12 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A request's inputs by name, and the artifacts they consume (`<task>/<name>` → digest).
+pub type ResolvedInputs = (
+    BTreeMap<String, serde_json::Value>,
+    BTreeMap<String, Digest>,
+);
+
 /// The request's inputs (strings expanded with `vars`; artifact inputs as
 /// [`ArtifactInput`]s, checked to be regular files of the producing task's output
 /// directory), and the artifacts consumed (`<task>/<name>` → digest).
@@ -135,13 +141,7 @@ pub fn resolve_inputs(
     run: &WorkerRun,
     vars: &Vars,
     workspace: &Path,
-) -> Result<
-    (
-        BTreeMap<String, serde_json::Value>,
-        BTreeMap<String, Digest>,
-    ),
-    Failure,
-> {
+) -> Result<ResolvedInputs, Failure> {
     let mut inputs = BTreeMap::new();
     let mut consumed = BTreeMap::new();
     for (name, value) in &run.inputs {
@@ -168,6 +168,18 @@ pub fn resolve_inputs(
                     ));
                 };
                 let dir = output_dir(workspace, task.as_str());
+                for d in [workspace.join("artifacts"), dir.clone()] {
+                    let is_real_dir = std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir());
+                    if !is_real_dir {
+                        return Err((
+                            WorkerFault::NotStarted,
+                            format!(
+                                "input `{name}`: artifact `{s}`: `{}` is not a directory the runner made",
+                                d.display()
+                            ),
+                        ));
+                    }
+                }
                 let path = inside(&dir, rel).map_err(|why| {
                     (
                         WorkerFault::NotStarted,
@@ -298,12 +310,19 @@ impl Snapshot {
             };
             for e in rd.flatten() {
                 let p = e.path();
-                if p == exclude {
-                    continue;
-                }
                 let Ok(m) = std::fs::symlink_metadata(&p) else {
                     continue;
                 };
+                if p == exclude {
+                    // The output directory itself: only what it is (replaced by a symlink
+                    // or another directory is a change), not what the worker writes in it.
+                    let rel = p.strip_prefix(workspace).unwrap_or(&p);
+                    s.entries.insert(
+                        rel.to_string_lossy().into_owned(),
+                        (m.mode() & 0o170_000, 0, 0, 0, m.ino()),
+                    );
+                    continue;
+                }
                 if s.entries.len() >= SNAPSHOT_LIMIT {
                     s.truncated = true;
                     return s;
@@ -315,7 +334,13 @@ impl Snapshot {
                     .into_owned();
                 s.entries.insert(
                     rel,
-                    (m.mode() & 0o170_000, m.size(), m.mtime(), m.mtime_nsec(), m.ino()),
+                    (
+                        m.mode() & 0o170_000,
+                        m.size(),
+                        m.mtime(),
+                        m.mtime_nsec(),
+                        m.ino(),
+                    ),
                 );
                 if m.is_dir() {
                     todo.push(p);
@@ -680,9 +705,10 @@ mod tests {
         j.fault.as_ref().map(|f| f.0)
     }
 
-    /// Every way a result can be wrong is its own fault; generated cases (seeded) mix
-    /// good and bad claims so the order of the checks does not hide one.
+    /// Every way a result can be wrong is its own fault; each bad claim sits between good
+    /// ones so the order of the checks does not hide one.
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn each_fault_has_its_own_reason() {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("out");
@@ -698,7 +724,7 @@ mod tests {
         let j = |stdout: &str| judge(&res(exited.clone(), stdout), &out, &[]);
         // Good: everything listed (the symlinks are listed here, so they are judged).
         let mut cases: Vec<(String, Option<WorkerFault>)> = vec![
-            ("".into(), Some(WorkerFault::NoResult)),
+            (String::new(), Some(WorkerFault::NoResult)),
             ("  \n".into(), Some(WorkerFault::NoResult)),
             ("{not json".into(), Some(WorkerFault::MalformedResult)),
             (
@@ -724,7 +750,11 @@ mod tests {
             ("missing.txt", WorkerFault::MissingOutput),
             ("sub/missing", WorkerFault::MissingOutput),
         ] {
-            let files = [("a.txt", a.as_str()), ("sub/b.txt", b.as_str()), (claim, a.as_str())];
+            let files = [
+                ("a.txt", a.as_str()),
+                ("sub/b.txt", b.as_str()),
+                (claim, a.as_str()),
+            ];
             cases.push((result(&files), Some(want)));
         }
         cases.push((
@@ -785,5 +815,11 @@ mod tests {
             before.changed(&Snapshot::take(ws, &out)),
             vec!["report.txt", "stray"]
         );
+        // Replacing the output directory itself (here by a symlink) is a change too.
+        let before = Snapshot::take(ws, &out);
+        std::fs::rename(&out, ws.join("moved")).unwrap();
+        std::os::unix::fs::symlink("/etc", &out).unwrap();
+        let changed = before.changed(&Snapshot::take(ws, &out));
+        assert!(changed.contains(&"artifacts/t".to_string()), "{changed:?}");
     }
 }

@@ -142,8 +142,14 @@ impl RunDescription<'_> {
             },
         );
         for (k, what) in [
-            ("OUTPUT", "(worker tasks: the worker's output directory, ${SCRATCH}/artifacts/<task>; other children: none)"),
-            ("WORKER_BIN", "(worker tasks: the directory holding the checked copy of the worker's executable, <scratch>/workers/<lane>/<task>; other children: none)"),
+            (
+                "OUTPUT",
+                "(worker tasks: the worker's output directory, ${SCRATCH}/artifacts/<task>; other children: none)",
+            ),
+            (
+                "WORKER_BIN",
+                "(worker tasks: the directory holding the checked copy of the worker's executable, <scratch>/workers/<lane>/<task>; other children: none)",
+            ),
         ] {
             variables.insert(k.into(), what.into());
         }

@@ -261,7 +261,7 @@ pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
     let mut superseded = Vec::new();
     let mut repeats = Vec::new();
     // Outcome key → the packet digest that earns for it (the lowest, whatever the order).
-    let mut earner: BTreeMap<String, &str> = BTreeMap::new();
+    let mut first_of: BTreeMap<String, &str> = BTreeMap::new();
     let (mut earned, mut penalty, mut passed, mut violations) = (0u64, 0u64, 0u64, 0u64);
     let mut counted_list: Vec<&MissionOutcome> = Vec::new();
     for list in by_run.values() {
@@ -285,7 +285,7 @@ pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
     }
     for c in &counted_list {
         if c.promotable && c.passed {
-            earner
+            first_of
                 .entry(outcome_key(c))
                 .and_modify(|d| {
                     if c.packet_digest.as_str() < *d {
@@ -295,7 +295,7 @@ pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
                 .or_insert(c.packet_digest.as_str());
         }
     }
-    let earners: BTreeSet<&str> = earner.values().copied().collect();
+    let earners: BTreeSet<&str> = first_of.values().copied().collect();
     for c in &counted_list {
         if !(c.promotable && c.passed) {
             continue;
@@ -541,7 +541,10 @@ mod tests {
             ]
         );
         assert_eq!(capabilities_at(Level::Apex).len(), 4);
-        assert_eq!(capabilities_at(Level::Apex), capabilities_at(Level::Sovereign));
+        assert_eq!(
+            capabilities_at(Level::Apex),
+            capabilities_at(Level::Sovereign)
+        );
         assert_eq!(unlocked_at(Capability::RunScripts), (Level::Awakening, 1));
         assert_eq!(unlocked_at(Capability::Network), (Level::Sovereign, 50));
         assert_eq!(next_level(Level::Forging), Some((Level::Sovereign, 50)));
@@ -618,7 +621,10 @@ mod tests {
         assert_eq!(s.earned_xp, 8);
         assert_eq!(s.missions_passed, 1);
         assert_eq!(s.repeats.len(), 19);
-        let mut min = set.iter().map(|o| o.packet_digest.clone()).collect::<Vec<_>>();
+        let mut min = set
+            .iter()
+            .map(|o| o.packet_digest.clone())
+            .collect::<Vec<_>>();
         min.sort();
         assert!(!s.repeats.contains(&min[0]), "the lowest digest earns");
         set.reverse();

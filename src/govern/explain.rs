@@ -179,7 +179,9 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
         next.push(
             "earn the level: run passing, promotable missions, emit their packets and consume them (`nexusmon evolution status` shows the XP):".to_string(),
         );
-        next.push("  nexusmon emit-promotion --bundle out --out promotion/<mission>.json".to_string());
+        next.push(
+            "  nexusmon emit-promotion --bundle out --out promotion/<mission>.json".to_string(),
+        );
         next.push("  nexusmon evolve --packets promotion/<mission>.json".to_string());
     }
     if has("omen-locked") {

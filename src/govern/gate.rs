@@ -36,9 +36,7 @@ use super::approvals::ApprovalCheck;
 use super::evolution::Capabilities;
 use super::omens::{OmenHit, OmenLevel};
 use crate::model::evolution::{Capability, Level};
-pub use crate::model::gate::{
-    Band, Composite, GateVerdict, LockedCapability, Outcome, WorkerGate,
-};
+pub use crate::model::gate::{Band, Composite, GateVerdict, LockedCapability, Outcome, WorkerGate};
 use crate::model::plan::{Plan, PlanKind, Rank, Scores};
 
 /// Composite at or above this is SAFE.
@@ -822,7 +820,10 @@ mod tests {
         let d = run(&c);
         assert_eq!(d.outcome, Outcome::Refuse);
         assert_eq!(d.workers[0].locked[0].unlocked_at, Level::Awakening);
-        assert!(d.explain_reason("worker-capability-locked").contains("AWAKENING (1 XP)"));
+        assert!(
+            d.explain_reason("worker-capability-locked")
+                .contains("AWAKENING (1 XP)")
+        );
         c.caps = vec![Capability::RunScripts];
         let d = run(&c);
         assert_eq!(d.outcome, Outcome::Allow);

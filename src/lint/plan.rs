@@ -172,7 +172,13 @@ fn worker_tasks(sink: &mut Sink<'_>, plan: &Plan, reg: Option<&RegistryLint>) {
             } else {
                 At::Value
             };
-            sink.push_hint(code, &format!("{base}{}", p.at), at, p.message, Some(p.hint));
+            sink.push_hint(
+                code,
+                &format!("{base}{}", p.at),
+                at,
+                p.message,
+                Some(p.hint),
+            );
         }
     }
     if plan.referenced_workers().is_empty() {
@@ -189,7 +195,6 @@ fn worker_tasks(sink: &mut Sink<'_>, plan: &Plan, reg: Option<&RegistryLint>) {
         );
     }
 }
-
 
 fn structure(sink: &mut Sink<'_>, plan: &Plan, path: &Path) {
     if plan.schema_version != SCHEMA_VERSION {
@@ -461,7 +466,9 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
         code: Code::UnknownWorker,
         what: "worker",
         ids: &reg.worker_ids,
-        file: workers_file.as_deref().unwrap_or("the registry's workers.json"),
+        file: workers_file
+            .as_deref()
+            .unwrap_or("the registry's workers.json"),
     };
     if let Some(m) = &plan.mission {
         for (t, task) in &m.tasks {
@@ -480,7 +487,13 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
             if let Some(w) = &task.worker
                 && !reg.worker_ids.contains(w.as_str())
             {
-                unknown(sink, &worker_k, &format!("{base}/worker"), At::Value, w.as_str());
+                unknown(
+                    sink,
+                    &worker_k,
+                    &format!("{base}/worker"),
+                    At::Value,
+                    w.as_str(),
+                );
             }
             if !reg.profile_ids.contains(task.profile.as_str()) {
                 unknown(
@@ -562,7 +575,7 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
                             .map(String::as_str)
                             .filter(|k| !vars::WORKER_ONLY.contains(k)),
                     )
-                        .unwrap_or_else(|| format!("add `{n}` to the plan's `variables`"));
+                    .unwrap_or_else(|| format!("add `{n}` to the plan's `variables`"));
                     sink.push_hint(
                         Code::UndefinedVariable,
                         ptr,

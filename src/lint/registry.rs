@@ -378,14 +378,20 @@ fn check_worker(
         let writes = |a: &Access| {
             matches!(
                 a,
-                Access::Write | Access::Create | Access::CreateDev | Access::Remove | Access::Rename
+                Access::Write
+                    | Access::Create
+                    | Access::CreateDev
+                    | Access::Remove
+                    | Access::Rename
             )
         };
         let outside: Vec<&str> = rules
             .iter()
             .filter(|r| r.access.iter().any(writes))
             .filter(|r| {
-                !(r.path == "${OUTPUT}" || r.path.starts_with("${OUTPUT}/") || r.path == "/dev/null")
+                !(r.path == "${OUTPUT}"
+                    || r.path.starts_with("${OUTPUT}/")
+                    || r.path == "/dev/null")
             })
             .map(|r| r.path.as_str())
             .collect();

@@ -153,10 +153,7 @@ pub fn skipped_after(m: &Mission, failed: &BTreeSet<Id>) -> BTreeSet<Id> {
 
 /// The scenarios a mission runs: `<profile>:<probe>` of each task, sorted.
 pub fn task_scenarios(m: &Mission) -> BTreeSet<String> {
-    m.tasks
-        .iter()
-        .map(|(id, t)| t.scenario_id(id))
-        .collect()
+    m.tasks.iter().map(|(id, t)| t.scenario_id(id)).collect()
 }
 
 /// A problem with a mission's task graph, for `plan-lint`.

@@ -96,7 +96,9 @@ pub fn load_workers_file(dir: &Path, dir_name: &str) -> Result<Option<(PathBuf, 
                 file.registry_id
             ),
         )
-        .with_hint(format!("set \"registry_id\": \"{dir_name}\" or move the file")));
+        .with_hint(format!(
+            "set \"registry_id\": \"{dir_name}\" or move the file"
+        )));
     }
     Ok(Some((path, file)))
 }
@@ -343,7 +345,9 @@ pub fn task_problems_decl(
         };
         if !spec.kind.accepts(v) {
             let hint = match spec.kind {
-                InputType::Artifact => "write `\"<task>/<file>\"`: a file a worker task this task depends on produced",
+                InputType::Artifact => {
+                    "write `\"<task>/<file>\"`: a file a worker task this task depends on produced"
+                }
                 InputType::String => "write a JSON string",
                 InputType::Integer => "write a JSON integer",
                 InputType::Boolean => "write `true` or `false`",
@@ -392,7 +396,10 @@ pub fn task_problems_decl(
             out.push(p(
                 "missing-input",
                 "/inputs",
-                format!("task `{id}`: worker `{name}` needs input `{k}` ({})", spec.kind.as_str()),
+                format!(
+                    "task `{id}`: worker `{name}` needs input `{k}` ({})",
+                    spec.kind.as_str()
+                ),
                 &format!("add \"{k}\" to the task's `inputs`"),
             ));
         }

@@ -7,6 +7,7 @@
 //! the same code `run` uses before it is reported; nothing is replaced without `overwrite`,
 //! and a scaffold that fails midway removes what it wrote.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -36,7 +37,11 @@ pub fn scaffold(root: &Path, name: &str, overwrite: bool) -> Result<Scaffolded> 
     })?;
     let exe_rel = format!("workers/{id}.py");
     let files: Vec<(PathBuf, Vec<u8>, u32)> = vec![
-        (root.join(&exe_rel), WORKER_TEMPLATE.as_bytes().to_vec(), 0o755),
+        (
+            root.join(&exe_rel),
+            WORKER_TEMPLATE.as_bytes().to_vec(),
+            0o755,
+        ),
         (
             root.join(format!("registry/{id}/workers.json")),
             json::to_sorted_pretty(&workers_file(&id, &exe_rel))?,
@@ -74,7 +79,6 @@ pub fn scaffold(root: &Path, name: &str, overwrite: bool) -> Result<Scaffolded> 
             fsx::create_dir_all(fsx::parent_of(p))?;
             fsx::write_atomic(p, bytes)?;
             written.push(p.clone());
-            use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode))
                 .map_err(|e| Error::io("set the mode of", p, e))?;
         }

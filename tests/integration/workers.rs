@@ -5,6 +5,7 @@
 //! directory; governance from the worker's declaration (risk level, `requires_approval`);
 //! single-use approvals; reruns of one mission earning the XP of one.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nexusmon::util::digest::blake3_hex;
@@ -68,7 +69,6 @@ fn script(p: &Project, name: &str, body: &str) -> String {
     let path = p.path(&rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     rel
 }
@@ -135,17 +135,24 @@ fn the_shipped_workers_run_green_once_run_scripts_is_earned_with_artifacts_and_l
         .code(0);
     let log = std::fs::read_to_string(p.state().join("audit.jsonl")).unwrap();
     assert!(
-        log.contains(r#""kind":"capability-unlocked""#) && log.contains(r#""capability":"run-scripts""#),
+        log.contains(r#""kind":"capability-unlocked""#)
+            && log.contains(r#""capability":"run-scripts""#),
         "{log}"
     );
     let status = p.nx(&["evolution", "status"]);
     status.code(0);
     assert!(
-        status.stdout.contains("run-scripts: unlocked at AWAKENING (1 XP)"),
+        status
+            .stdout
+            .contains("run-scripts: unlocked at AWAKENING (1 XP)"),
         "{}",
         status.stdout
     );
-    assert!(status.stdout.contains("plan mission-demo): +3 XP"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("plan mission-demo): +3 XP"),
+        "{}",
+        status.stdout
+    );
 
     let r = p.run("worker-demo", &[]);
     r.code(0);
@@ -155,7 +162,10 @@ fn the_shipped_workers_run_green_once_run_scripts_is_earned_with_artifacts_and_l
     let a = read_json(&bundle.join("artifacts.json"));
     assert_eq!(a["schema"], "nexusmon/artifacts/v1");
     let tasks: Vec<&serde_json::Value> = a["tasks"].as_array().unwrap().iter().collect();
-    let ids: Vec<&str> = tasks.iter().map(|t| t["task_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["generate", "health", "shout"]);
     // Every artifact is a bundle member with the digests listed.
     for t in &tasks {
@@ -216,7 +226,10 @@ fn the_shipped_workers_run_green_once_run_scripts_is_earned_with_artifacts_and_l
 fn a_worker_added_in_a_temp_registry_runs_without_any_change_to_src() {
     let p = Project::empty().init();
     let cmd = script(&p, "count", GOOD);
-    registry(&p, &serde_json::json!({"count": worker(&cmd, "confined", 5000)}));
+    registry(
+        &p,
+        &serde_json::json!({"count": worker(&cmd, "confined", 5000)}),
+    );
     mission(
         &p,
         "counting",
@@ -252,7 +265,12 @@ fn every_worker_fault_fails_its_task_with_its_own_reason_and_skips_its_dependent
         ("hang", "sleep 30", "confined", Some("timed-out")),
         ("silent", "exit 0", "confined", Some("no-result")),
         ("nonzero", "exit 3", "confined", Some("exited-nonzero")),
-        ("garbage", "echo 'this is not json'", "confined", Some("malformed-result")),
+        (
+            "garbage",
+            "echo 'this is not json'",
+            "confined",
+            Some("malformed-result"),
+        ),
         (
             "unknown-key",
             r#"printf '{"protocol": 1, "status": "ok", "surprise": true}\n'"#,
@@ -380,7 +398,11 @@ printf '{"protocol": 1, "status": "ok", "files": [{"path": "a.txt", "sha256": "0
     let a = read_json(&bundle.join("artifacts.json"));
     for t in a["tasks"].as_array().unwrap() {
         let arts = t["artifacts"].as_array().unwrap();
-        assert_eq!(t.get("fault").is_none(), t["task_id"] == "count" || t["task_id"] == "confined", "{t}");
+        assert_eq!(
+            t.get("fault").is_none(),
+            t["task_id"] == "count" || t["task_id"] == "confined",
+            "{t}"
+        );
         if t.get("fault").is_some() {
             assert!(arts.is_empty(), "{t}");
         }
@@ -416,11 +438,20 @@ fn a_risk_a_worker_in_a_rank_d_mission_is_refused_without_an_approval() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("needs 1 valid approval(s) and has 0"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs 1 valid approval(s) and has 0"),
+        "{}",
+        r.stderr
+    );
     assert!(!p.path("out/LATEST").exists());
     let key = p.approver("alice", "ed25519");
     p.nx(&[
-        "approve", "--plan", "plans/risky/plan.json", "--approver", "alice", "--sign-with",
+        "approve",
+        "--plan",
+        "plans/risky/plan.json",
+        "--approver",
+        "alice",
+        "--sign-with",
         key.to_str().unwrap(),
     ])
     .code(0);
@@ -435,7 +466,8 @@ fn a_risk_a_worker_in_a_rank_d_mission_is_refused_without_an_approval() {
     let r = q.run("risky", &[]);
     r.code(4);
     assert!(
-        r.stderr.contains("requires an approval of every mission that uses it"),
+        r.stderr
+            .contains("requires an approval of every mission that uses it"),
         "{}",
         r.stderr
     );
@@ -447,8 +479,15 @@ fn a_single_use_approval_is_refused_the_second_time() {
     risky(&p, false, "A");
     let key = p.approver("alice", "ed25519");
     p.nx(&[
-        "approve", "--plan", "plans/risky/plan.json", "--approver", "alice", "--uses", "1",
-        "--sign-with", key.to_str().unwrap(),
+        "approve",
+        "--plan",
+        "plans/risky/plan.json",
+        "--approver",
+        "alice",
+        "--uses",
+        "1",
+        "--sign-with",
+        key.to_str().unwrap(),
     ])
     .code(0);
     let record = read_json(&p.path("plans/risky/approvals/risky.alice.json"));
@@ -486,7 +525,12 @@ fn rerunning_the_same_approved_mission_20_times_earns_the_xp_of_one() {
     );
     let key = p.approver("alice", "ed25519");
     p.nx(&[
-        "approve", "--plan", "plans/approved/plan.json", "--approver", "alice", "--sign-with",
+        "approve",
+        "--plan",
+        "plans/approved/plan.json",
+        "--approver",
+        "alice",
+        "--sign-with",
         key.to_str().unwrap(),
     ])
     .code(0);

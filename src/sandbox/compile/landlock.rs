@@ -183,12 +183,10 @@ impl Build<'_> {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let expanded = self.expand_rule_path(i, rule)?;
         let referenced = Vars::references(&rule.path);
-        let child_rule = referenced
-            .iter()
-            .any(|r| {
-                matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER_BIN")
-                    || (r == "HOME" && self.ctx.host.home_is_scratch)
-            });
+        let child_rule = referenced.iter().any(|r| {
+            matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER_BIN")
+                || (r == "HOME" && self.ctx.host.home_is_scratch)
+        });
         self.per_child |= child_rule;
         let res = paths::resolve(Path::new(&expanded), Path::new("/"), true);
         let is_dir = std::fs::metadata(&res.canonical).is_ok_and(|m| m.is_dir());
