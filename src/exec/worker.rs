@@ -799,6 +799,78 @@ mod tests {
         assert_eq!(j.files[0].digest.sha256.as_deref(), Some(a.as_str()));
     }
 
+    /// Seeded random claims built from path pieces that escape in every way (`..`, `.`,
+    /// empty components, absolute paths, symlinks to a directory and to a file outside):
+    /// whatever a worker claims, a file the runner accepts is a regular file reached
+    /// without any symlink, inside the output directory.
+    #[test]
+    fn no_generated_claim_gets_a_file_from_outside_the_output_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir_all(out.join("sub")).unwrap();
+        std::fs::write(out.join("a.txt"), b"a").unwrap();
+        std::fs::write(out.join("sub/b.txt"), b"b").unwrap();
+        std::fs::write(t.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(t.path(), out.join("up")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("secret"), out.join("sub/s")).unwrap();
+        let pieces = [
+            "a.txt", "sub", "b.txt", "..", ".", "", "up", "s", "secret", "out", "/",
+        ];
+        let canon_out = std::fs::canonicalize(&out).unwrap();
+        let mut seed: u64 = 0x5eed_1234_abcd_0001;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).unwrap() % n
+        };
+        let mut accepted = 0;
+        for _ in 0..2000 {
+            let len = 1 + next(4);
+            let claim: Vec<&str> = (0..len).map(|_| pieces[next(pieces.len())]).collect();
+            let claim = claim.join("/");
+            // What `verify_files` does with a claimed path: refuse it unless it is a safe
+            // relative path, then walk it with `inside`.
+            let reached = if safe_relative(&claim) {
+                inside(&out, &claim)
+            } else {
+                Err("not a safe relative path".into())
+            };
+            match reached {
+                Ok(p) => {
+                    accepted += 1;
+                    let canon = std::fs::canonicalize(&p).unwrap();
+                    assert!(
+                        canon.starts_with(&canon_out),
+                        "{claim} → {}",
+                        canon.display()
+                    );
+                    assert_eq!(canon, p, "{claim} went through a symlink");
+                    assert!(std::fs::symlink_metadata(&p).unwrap().is_file(), "{claim}");
+                }
+                Err(_) => {
+                    // And the whole check agrees: such a claim never verifies.
+                    let files = [ProducedFile {
+                        path: claim.clone(),
+                        sha256: "00".into(),
+                        media_type: None,
+                    }];
+                    let fault = verify_files(&files, &out).unwrap_err().0;
+                    assert!(
+                        matches!(
+                            fault,
+                            WorkerFault::OutputOutsideDir | WorkerFault::MissingOutput
+                        ),
+                        "{claim}: {fault:?}"
+                    );
+                }
+            }
+        }
+        // The generator reaches the good files too (`a.txt`, `sub/b.txt`), so the property
+        // is checked on accepted claims, not only on refusals.
+        assert!(accepted >= 10, "only {accepted} claims reached a file");
+    }
+
     #[test]
     fn snapshots_see_changes_outside_the_output_directory_only() {
         let t = tempfile::tempdir().unwrap();
