@@ -836,34 +836,31 @@ mod tests {
             } else {
                 Err("not a safe relative path".into())
             };
-            match reached {
-                Ok(p) => {
-                    accepted += 1;
-                    let canon = std::fs::canonicalize(&p).unwrap();
-                    assert!(
-                        canon.starts_with(&canon_out),
-                        "{claim} → {}",
-                        canon.display()
-                    );
-                    assert_eq!(canon, p, "{claim} went through a symlink");
-                    assert!(std::fs::symlink_metadata(&p).unwrap().is_file(), "{claim}");
-                }
-                Err(_) => {
-                    // And the whole check agrees: such a claim never verifies.
-                    let files = [ProducedFile {
-                        path: claim.clone(),
-                        sha256: "00".into(),
-                        media_type: None,
-                    }];
-                    let fault = verify_files(&files, &out).unwrap_err().0;
-                    assert!(
-                        matches!(
-                            fault,
-                            WorkerFault::OutputOutsideDir | WorkerFault::MissingOutput
-                        ),
-                        "{claim}: {fault:?}"
-                    );
-                }
+            if let Ok(p) = reached {
+                accepted += 1;
+                let canon = std::fs::canonicalize(&p).unwrap();
+                assert!(
+                    canon.starts_with(&canon_out),
+                    "{claim} → {}",
+                    canon.display()
+                );
+                assert_eq!(canon, p, "{claim} went through a symlink");
+                assert!(std::fs::symlink_metadata(&p).unwrap().is_file(), "{claim}");
+            } else {
+                // And the whole check agrees: such a claim never verifies.
+                let files = [ProducedFile {
+                    path: claim.clone(),
+                    sha256: "00".into(),
+                    media_type: None,
+                }];
+                let fault = verify_files(&files, &out).unwrap_err().0;
+                assert!(
+                    matches!(
+                        fault,
+                        WorkerFault::OutputOutsideDir | WorkerFault::MissingOutput
+                    ),
+                    "{claim}: {fault:?}"
+                );
             }
         }
         // The generator reaches the good files too (`a.txt`, `sub/b.txt`), so the property
