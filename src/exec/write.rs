@@ -93,10 +93,12 @@ impl RunDescription<'_> {
     /// `run_manifest.json`.
     fn manifest(&self, preflight: &[PreflightRecord]) -> RunManifest {
         let plan = &self.loaded.plan;
-        let symbolic = self
-            .setup
-            .base_vars
-            .with(&[("SCRATCH", "${SCRATCH}"), ("HOME", "${HOME}")]);
+        let symbolic = self.setup.base_vars.with(&[
+            ("SCRATCH", "${SCRATCH}"),
+            ("HOME", "${HOME}"),
+            ("OUTPUT", "${OUTPUT}"),
+            ("WORKER_BIN", "${WORKER_BIN}"),
+        ]);
         let mut probes = BTreeMap::new();
         for sc in self.scenarios {
             let p = &sc.probe;
