@@ -302,7 +302,13 @@ impl Pipeline<'_> {
 
         *stage = FailureStage::Write;
         let a = self.assemble(observed, &preflight);
-        write::write_results(bundle, &a, &preflight)?;
+        let governance = self
+            .gate_files
+            .iter()
+            .find(|(rel, _)| rel == "governance/gate.json")
+            .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .map(|v| crate::model::view::GovernanceView::from_gate_json(&v));
+        write::write_results(bundle, &a, &preflight, governance.as_ref())?;
         Ok(RunOutcome {
             run_id: Some(run_id.to_string()),
             status: a.summary.status,

@@ -189,6 +189,17 @@ impl RunDescription<'_> {
             plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
             probes,
             profiles,
+            profile_definitions: self
+                .loaded
+                .profiles
+                .iter()
+                .map(|(id, p)| {
+                    let mut v = serde_json::to_value(p).unwrap_or(serde_json::Value::Null);
+                    let key = blake3::derive_key("nexusmon profile redaction v1", id.as_str().as_bytes());
+                    redact_env(&mut v, &key);
+                    (id.to_string(), v)
+                })
+                .collect(),
             preflight: preflight.to_vec(),
             governance,
             listeners: self.setup.listener_notes.clone(),
@@ -299,6 +310,7 @@ pub fn write_results(
     bundle: &StagedBundle,
     a: &Assembled,
     preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
     bundle.write_bytes("runtime_results.json", &lane_doc(&a.runtime)?)?;
     bundle.write_bytes("baseline_results.json", &lane_doc(&a.baseline)?)?;
@@ -338,6 +350,9 @@ pub fn write_results(
         mismatches: &a.packets,
         preflight,
         oracle: &a.oracle.verdicts,
+        governance,
+        view: None,
+        links: "",
     };
     bundle.write_bytes(
         "summary.md",

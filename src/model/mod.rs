@@ -6,6 +6,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod diff;
 pub mod evolution;
 pub mod gate;
 pub mod host;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod registry;
 pub mod results;
 pub mod template;
+pub mod view;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};
