@@ -11,6 +11,7 @@ mod list;
 mod misc;
 mod promote;
 pub mod render;
+mod review;
 mod run;
 mod status;
 mod template;
@@ -156,6 +157,10 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::Evolve(a) => govern::evolve(ctx, io, &a),
         Command::Evolution(a) => govern::evolution(ctx, io, &a),
         Command::Approve(a) => govern::approve(ctx, io, &a),
+        Command::Report(a) => review::report(ctx, io, &a),
+        Command::Diff(a) => review::diff(ctx, io, &a),
+        Command::Review(a) => review::review(ctx, io, &a),
+        Command::Trust(a) => review::trust(ctx, io, &a),
         Command::Audit(a) => govern::audit(ctx, io, &a),
         Command::Omens(a) => govern::omens(ctx, io, &a),
         Command::Missions(a) => govern::missions(ctx, io, &a),

@@ -193,12 +193,7 @@ impl RunDescription<'_> {
                 .loaded
                 .profiles
                 .iter()
-                .map(|(id, p)| {
-                    let mut v = serde_json::to_value(p).unwrap_or(serde_json::Value::Null);
-                    let key = blake3::derive_key("nexusmon profile redaction v1", id.as_str().as_bytes());
-                    redact_env(&mut v, &key);
-                    (id.to_string(), v)
-                })
+                .map(|(id, p)| (id.to_string(), profile_definition(id.as_str(), p)))
                 .collect(),
             preflight: preflight.to_vec(),
             governance,
@@ -211,6 +206,16 @@ impl RunDescription<'_> {
             started_at: self.started_at.to_string(),
         }
     }
+}
+
+/// A profile as written, for `run_manifest.json`'s `profile_definitions` and for the plan
+/// inputs an approval is recorded with: secret-looking `env.set` values are replaced by a
+/// digest keyed by the profile id, so an unchanged secret reads the same in every run.
+pub fn profile_definition(id: &str, p: &crate::model::Profile) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).unwrap_or(serde_json::Value::Null);
+    let key = blake3::derive_key("nexusmon profile redaction v1", id.as_bytes());
+    redact_env(&mut v, &key);
+    v
 }
 
 /// Values of environment variables whose names look secret are replaced by a keyed digest.

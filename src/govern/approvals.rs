@@ -19,6 +19,9 @@ use crate::{Error, Result};
 
 pub use crate::model::approval::RUN_SCOPE;
 
+/// Every scope an approval can be for; `approve --scope` refuses any other at once.
+pub const KNOWN_SCOPES: [&str; 1] = [RUN_SCOPE];
+
 /// Clock skew tolerated for `issued_at` in the future.
 pub const ISSUED_AT_SKEW_SECS: i64 = 300;
 
@@ -309,9 +312,11 @@ pub struct NewApproval<'a> {
 /// Build an approval record for `plan`.
 pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalRecord> {
     validate_principal(n.approver)?;
-    if n.scope.is_empty() || n.scope.chars().any(char::is_whitespace) {
-        return Err(Error::usage(format!("invalid scope `{}`", n.scope))
-            .with_hint("a scope is one word, e.g. `run`"));
+    if !KNOWN_SCOPES.contains(&n.scope) {
+        return Err(Error::usage(format!("unknown scope `{}`", n.scope)).with_hint(format!(
+            "an approval is for one of: {} (the gate consults no other scope)",
+            KNOWN_SCOPES.join(", ")
+        )));
     }
     let issued = n.now.round(jiff::Unit::Second).unwrap_or(n.now);
     let expires = issued

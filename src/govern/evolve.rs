@@ -52,12 +52,16 @@ pub fn evolve(
     let mut outcomes: Vec<MissionOutcome> = Vec::new();
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut refused = Vec::new();
-    for p in packets {
-        let path = if p.is_absolute() {
-            p.clone()
-        } else {
-            cwd.join(p)
-        };
+    let given: Vec<PathBuf> = packets
+        .iter()
+        .map(|p| if p.is_absolute() { p.clone() } else { cwd.join(p) })
+        .collect();
+    let (packets, statements) = promote::verify::packet_paths(&given)?;
+    for s in statements {
+        skipped.push((s, "an in-toto Statement beside a packet, not a packet".into()));
+    }
+    for p in &packets {
+        let path = p.clone();
         let verified = match promote::check_packet(&path, root)? {
             Ok(v) => v,
             Err(r) => {

@@ -50,6 +50,7 @@ pub mod init;
 pub mod missions;
 pub mod omens;
 pub mod promotion;
+pub mod review;
 pub mod runner;
 pub mod sign;
 pub mod state;

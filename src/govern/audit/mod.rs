@@ -58,6 +58,8 @@ pub enum AuditKind {
     OmenRecorded,
     /// An approver cleared an omen.
     OmenCleared,
+    /// `trust add` added a key to the trust file.
+    TrustAdded,
     /// A torn last line was dropped.
     Recovered,
 }
@@ -76,6 +78,7 @@ impl AuditKind {
             AuditKind::Evolution => "evolution",
             AuditKind::OmenRecorded => "omen-recorded",
             AuditKind::OmenCleared => "omen-cleared",
+            AuditKind::TrustAdded => "trust-added",
             AuditKind::Recovered => "recovered",
         }
     }
