@@ -106,6 +106,20 @@ pub enum Ended {
     Signaled(i32),
 }
 
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::outcome::{errno_name, signal_name};
+        match self {
+            Ended::SpawnFailed(e) => write!(f, "spawn failed with {}", errno_name(*e)),
+            Ended::SetupFailed(step, e) => {
+                write!(f, "setup step {} failed with {}", step.as_str(), errno_name(*e))
+            }
+            Ended::Exited(c) => write!(f, "exit code {c}"),
+            Ended::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),
+        }
+    }
+}
+
 /// Everything the runner learned about one child.
 #[derive(Debug, Clone)]
 pub struct ChildResult {

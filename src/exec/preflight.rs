@@ -220,7 +220,7 @@ fn preflight_profile(
         }
         None => {
             rec.detail = format!(
-                "the preflight helper gave no result line (exit {:?}, stderr: {})",
+                "the preflight helper gave no result line ({}, stderr: {})",
                 res.ended,
                 String::from_utf8_lossy(&res.stderr.kept).trim()
             );
