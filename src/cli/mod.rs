@@ -79,6 +79,8 @@ pub struct Ctx {
     pub color_out: bool,
     /// The project root.
     pub root: PathBuf,
+    /// Whether `--root` (or `NEXUSMON_ROOT`) named it.
+    pub root_given: bool,
     /// `--state-dir`, if given.
     pub state_dir: Option<PathBuf>,
     /// The current directory.
@@ -107,6 +109,7 @@ impl Ctx {
             color,
             color_out,
             root,
+            root_given: g.root.is_some(),
             state_dir: g.state_dir.clone(),
             cwd,
         })

@@ -116,10 +116,20 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     } else {
         ctx.cwd.join(&a.plan)
     };
+    // The project is the one the plan belongs to when the current directory is in none
+    // (`nexusmon run --plan ~/proj/plans/x/plan.json` from elsewhere writes ~/proj/out).
+    let root = if ctx.root_given || crate::load::project_root_above(&ctx.cwd).is_some() {
+        ctx.root.clone()
+    } else {
+        plan_path
+            .parent()
+            .and_then(crate::load::project_root_above)
+            .unwrap_or_else(|| ctx.root.clone())
+    };
     let out_root = match &a.out {
         Some(o) if o.is_absolute() => o.clone(),
         Some(o) => ctx.cwd.join(o),
-        None => ctx.default_out(),
+        None => root.join("out"),
     };
     if let Some(j) = a.jobs
         && j == 0
@@ -135,7 +145,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         (None, false) => RunFormat::Human,
     };
     let json = ctx.json || format == RunFormat::Json;
-    let mut settings = RunSettings::new(plan_path, ctx.root.clone(), fsx::absolute(&out_root)?);
+    let mut settings = RunSettings::new(plan_path, root.clone(), fsx::absolute(&out_root)?);
     settings.channel = match a.channel {
         Channel::Clean => ChannelKind::Clean,
         Channel::Direct => ChannelKind::Direct,
@@ -156,7 +166,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     settings.command_line = std::env::args().collect();
     let governance = RunGovernance {
         state_dir: ctx.state_dir.clone(),
-        root: ctx.root.clone(),
+        root,
         approvals: a
             .approval
             .iter()

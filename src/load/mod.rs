@@ -28,13 +28,18 @@ pub const DIGEST_VERSION: u32 = 1;
 /// `registry/`, `plans/`, `templates/` or `.nexusmon/` directory; `start` itself if there is
 /// none.
 pub fn find_project_root(start: &Path) -> PathBuf {
+    project_root_above(start).unwrap_or_else(|| start.to_path_buf())
+}
+
+/// The nearest ancestor of `start` (itself included) that looks like a project root
+/// (`registry/`, `plans/`, `templates/` or `.nexusmon/`), if any.
+pub fn project_root_above(start: &Path) -> Option<PathBuf> {
     fsx::find_upwards(start, |d| {
         d.join("registry").is_dir()
             || d.join("plans").is_dir()
             || d.join("templates").is_dir()
             || d.join(".nexusmon").is_dir()
     })
-    .unwrap_or_else(|| start.to_path_buf())
 }
 
 /// The registry directory `registry/<registry_id>/` nearest to `plan_dir` (searching
