@@ -21,6 +21,7 @@ mod promote;
 mod promote_govern;
 mod promote_mapping;
 mod readme;
+mod report;
 mod run;
 mod run_children;
 mod run_failure;
