@@ -766,3 +766,32 @@ pub struct ProbeHelperArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and subcommand a user can type shows examples in its `--help`.
+    #[test]
+    fn every_command_has_an_examples_section() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let help = sub.get_after_help().map(ToString::to_string).unwrap_or_default();
+                let has_subs = sub.get_subcommands().any(|s| s.get_name() != "help");
+                if !help.starts_with("Examples:") && !has_subs {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "nexusmon", &mut missing);
+        assert!(missing.is_empty(), "no Examples in --help of: {missing:?}");
+    }
+}

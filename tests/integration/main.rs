@@ -25,6 +25,7 @@ mod report;
 mod run;
 mod run_children;
 mod run_failure;
+mod run_views;
 mod schemas;
 mod status;
 mod template;
