@@ -144,6 +144,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         title: "nexusmon op summary",
         generate: raw::<crate::model::mapping::OpSummary>,
     },
+    SchemaSpec {
+        name: "diff",
+        file_name: "diff.schema.json",
+        title: "nexusmon run diff",
+        generate: raw::<crate::model::diff::RunDiff>,
+    },
 ];
 
 /// The `$id` of a schema: a URN, because it identifies the format rather than a place to

@@ -214,6 +214,17 @@ fn diff_of_two_quickstart_runs_is_empty_and_granting_etc_is_a_critical_change_na
         .find(|c| c["kind"] == "profile-changed")
         .unwrap();
     assert_eq!(field["fields"][0]["path"], "landlock.fs.allow[5].path");
+    // The document follows its published schema (checked by an independent validator).
+    std::fs::write(p.path("diff.json"), &j.stdout).unwrap();
+    let check = python(
+        &["jsonschema"],
+        "import json, sys, jsonschema\njsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
+    )
+    .arg(p.path("diff.json"))
+    .arg(crate::util::repo_root().join("schemas/diff.schema.json"))
+    .output()
+    .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let md = p.nx(&["diff", b, "out", "--format", "markdown"]);
     assert!(md.stdout.contains("| **critical** | decision-changed | `system-ro:read-etc-hostname`"));
 }
