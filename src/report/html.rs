@@ -135,7 +135,7 @@ Array.prototype.slice.call(tb.rows).sort(function(a,b){var x=a.cells[k].textCont
 fn state(word: &str, text: &str) -> String {
     let sym = match word {
         "allow" => "✓ ",
-        "deny" => "⛔ ",
+        "deny" => "⊘ ",
         "error" | "timeout" | "apply-failed" => "⚠ ",
         _ => "",
     };

@@ -50,8 +50,8 @@ pub fn shipped_files(dir: &str, names: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// The command that runs the binary in `dir`: no `NEXUSMON_*` variables from the
-/// environment, no colour. Every test runs the binary through this (directly, or through
+/// The command that runs the binary in `dir`: no `NEXUSMON_*` or GitHub Actions variables
+/// from the environment, no colour. Every test runs the binary through this (directly, or through
 /// [`Test`], [`run_in`] and [`Project::nx`]).
 pub fn nexusmon(dir: &Path) -> Command {
     let mut cmd = Command::new(bin());
@@ -59,6 +59,8 @@ pub fn nexusmon(dir: &Path) -> Command {
         .env_remove("NEXUSMON_ROOT")
         .env_remove("NEXUSMON_STATE_DIR")
         .env_remove("NEXUSMON_RUN_ID")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .env("NO_COLOR", "1");
     cmd
 }
