@@ -17,6 +17,7 @@ use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
+pub use super::trust::validate_principal;
 pub use crate::model::approval::RUN_SCOPE;
 
 /// Every scope an approval can be for; `approve --scope` refuses any other at once.
@@ -228,27 +229,6 @@ pub fn discover(plan: &LoadedPlan) -> Result<Vec<PathBuf>> {
         })
         .filter(|p| p.is_file())
         .collect())
-}
-
-/// Check an approver principal is usable: 1-64 of letters, digits, `.`, `_`, `-`, `@`, `+`,
-/// starting with a letter or digit (safe in a file name, no pattern characters).
-pub fn validate_principal(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::usage(format!("invalid principal `{name}`")).with_hint(
-            "principals are 1-64 letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter or digit, as in the trust file",
-        ))
-    }
 }
 
 /// Parse a validity like `24h`, `7d`, `90m`, `1d12h` (units `s`, `m`, `h`, `d`, `w`).

@@ -26,6 +26,27 @@ use crate::{Error, Result};
 /// The role that lets a key approve missions and clear omens.
 pub const APPROVER_ROLE: &str = "approver";
 
+/// Check an approver principal is usable: 1-64 of letters, digits, `.`, `_`, `-`, `@`, `+`,
+/// starting with a letter or digit (safe in a file name, no pattern characters).
+pub fn validate_principal(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid principal `{name}`")).with_hint(
+            "principals are 1-64 letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter or digit, as in the trust file",
+        ))
+    }
+}
+
 /// Whether `r` is a well-formed role name: lowercase letters, digits and `-`.
 pub fn valid_role(r: &str) -> bool {
     !r.is_empty()
@@ -408,7 +429,7 @@ pub fn add(
     roles: &[String],
 ) -> Result<TrustAdded> {
     let gov = super::Governance::discover(explicit, root)?;
-    super::approvals::validate_principal(principal)?;
+    validate_principal(principal)?;
     if roles.is_empty() {
         return Err(Error::usage("trust add needs at least one --role")
             .with_hint(format!("e.g. --role {APPROVER_ROLE}")));
