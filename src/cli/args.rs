@@ -58,41 +58,59 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a plan: every scenario in the baseline, scenario and oracle lanes; write a sealed bundle.
-    #[command(after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out")]
+    #[command(
+        after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out"
+    )]
     Run(RunArgs),
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
     #[command(after_help = "Examples:\n  nexusmon status\n  nexusmon status --out /tmp/out --json")]
     Status(StatusArgs),
     /// Check a sealed bundle: index, sizes, digests, no unindexed files.
-    #[command(after_help = "Examples:\n  nexusmon validate-bundle --bundle out\n  nexusmon --json validate-bundle --bundle out/<run_id>")]
+    #[command(
+        after_help = "Examples:\n  nexusmon validate-bundle --bundle out\n  nexusmon --json validate-bundle --bundle out/<run_id>"
+    )]
     ValidateBundle(BundleArg),
     /// Check (--strict) or rewrite (--repair) a bundle's index.
-    #[command(after_help = "Examples:\n  nexusmon reindex-bundle --bundle out --strict\n  nexusmon reindex-bundle --bundle out --repair")]
+    #[command(
+        after_help = "Examples:\n  nexusmon reindex-bundle --bundle out --strict\n  nexusmon reindex-bundle --bundle out --repair"
+    )]
     ReindexBundle(ReindexArgs),
     /// Write a promotion packet (and its in-toto Statement) for a bundle; promotability is
     /// derived from the bundle alone.
-    #[command(after_help = "Examples:\n  nexusmon emit-promotion --bundle out --out promotion/promotion_packet.json\n  nexusmon emit-promotion --bundle out --out promotion/p.json --require-promotable")]
+    #[command(
+        after_help = "Examples:\n  nexusmon emit-promotion --bundle out --out promotion/promotion_packet.json\n  nexusmon emit-promotion --bundle out --out promotion/p.json --require-promotable"
+    )]
     EmitPromotion(EmitPromotionArgs),
     /// Write an op-level summary of a bundle or a packet.
-    #[command(after_help = "Examples:\n  nexusmon summarize-ops --bundle out\n  nexusmon summarize-ops --packet promotion/promotion_packet.json --out ops.json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon summarize-ops --bundle out\n  nexusmon summarize-ops --packet promotion/promotion_packet.json --out ops.json"
+    )]
     SummarizeOps(SummarizeOpsArgs),
     /// Merge promotable packets into mappings.
-    #[command(after_help = "Examples:\n  nexusmon promote --packets promotion/ --out mappings/\n  nexusmon promote --packets promotion/*.json --out mappings/")]
+    #[command(
+        after_help = "Examples:\n  nexusmon promote --packets promotion/ --out mappings/\n  nexusmon promote --packets promotion/*.json --out mappings/"
+    )]
     Promote(PromoteArgs),
     /// List plans.
     #[command(after_help = "Examples:\n  nexusmon list-plans\n  nexusmon --json list-plans plans/")]
     ListPlans(ListPlansArgs),
     /// Lint plans (files or directories, recursive).
-    #[command(after_help = "Examples:\n  nexusmon plan-lint plans/\n  nexusmon plan-lint plans/ --format sarif > lint.sarif")]
+    #[command(
+        after_help = "Examples:\n  nexusmon plan-lint plans/\n  nexusmon plan-lint plans/ --format sarif > lint.sarif"
+    )]
     PlanLint(LintArgs),
     /// List registries.
     #[command(after_help = "Examples:\n  nexusmon list-registries")]
     ListRegistries,
     /// List the probes of a registry.
-    #[command(after_help = "Examples:\n  nexusmon list-probes\n  nexusmon list-probes --registry linux-core --json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon list-probes\n  nexusmon list-probes --registry linux-core --json"
+    )]
     ListProbes(RegistrySelect),
     /// List the profiles of a registry.
-    #[command(after_help = "Examples:\n  nexusmon list-profiles\n  nexusmon list-profiles --registry linux-core --json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon list-profiles\n  nexusmon list-profiles --registry linux-core --json"
+    )]
     ListProfiles(RegistrySelect),
     /// Show one probe.
     #[command(after_help = "Examples:\n  nexusmon describe-probe read-etc-hostname")]
@@ -101,52 +119,78 @@ pub enum Command {
     #[command(after_help = "Examples:\n  nexusmon describe-profile system-ro")]
     DescribeProfile(DescribeArgs),
     /// Lint registries (files or directories, recursive; default: registry/).
-    #[command(after_help = "Examples:\n  nexusmon registry-lint\n  nexusmon registry-lint registry/linux-core --format json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon registry-lint\n  nexusmon registry-lint registry/linux-core --format json"
+    )]
     RegistryLint(RegistryLintArgs),
     /// List templates with their parameters.
-    #[command(after_help = "Examples:\n  nexusmon list-templates\n  nexusmon --json list-templates")]
+    #[command(
+        after_help = "Examples:\n  nexusmon list-templates\n  nexusmon --json list-templates"
+    )]
     ListTemplates,
     /// Generate a plan, its registry files and expected matrix from a template.
-    #[command(after_help = "Examples:\n  nexusmon plan-build --template tcp-egress-allowlist --out . --set allowed_ports=443,8443\n  nexusmon plan-build --template readonly-system --out . --set format=yaml")]
+    #[command(
+        after_help = "Examples:\n  nexusmon plan-build --template tcp-egress-allowlist --out . --set allowed_ports=443,8443\n  nexusmon plan-build --template readonly-system --out . --set format=yaml"
+    )]
     PlanBuild(PlanBuildArgs),
     /// Earn XP and capabilities from mission packets, each checked against its bundle.
-    #[command(after_help = "Examples:\n  nexusmon evolve --packets promotion/\n  nexusmon evolve --packets promotion/promotion_packet.json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon evolve --packets promotion/\n  nexusmon evolve --packets promotion/promotion_packet.json"
+    )]
     Evolve(EvolveArgs),
     /// Show evolution state.
     #[command(after_help = "Examples:\n  nexusmon evolution status")]
     Evolution(EvolutionArgs),
     /// Write (and optionally sign) an approval record for a plan.
-    #[command(after_help = "Examples:\n  nexusmon approve --plan plans/mission-demo/plan.json --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon approve --plan plans/mission-demo/plan.json --approver bob --expires-in 7d")]
+    #[command(
+        after_help = "Examples:\n  nexusmon approve --plan plans/mission-demo/plan.json --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon approve --plan plans/mission-demo/plan.json --approver bob --expires-in 7d"
+    )]
     Approve(ApproveArgs),
     /// Render a run (or a set of packets) for review: a self-contained HTML page, Markdown,
     /// JUnit XML.
-    #[command(after_help = "Examples:\n  nexusmon report --bundle out --out report.html\n  nexusmon report --bundle out --format markdown\n  nexusmon report --bundle out --junit junit.xml\n  nexusmon report --packet promotion/")]
+    #[command(
+        after_help = "Examples:\n  nexusmon report --bundle out --out report.html\n  nexusmon report --bundle out --format markdown\n  nexusmon report --bundle out --junit junit.xml\n  nexusmon report --packet promotion/"
+    )]
     Report(ReportArgs),
     /// What changed between two runs (bundles, out roots, packets), each change with a
     /// severity.
-    #[command(after_help = "Examples:\n  nexusmon diff out/<run_a> out/<run_b>\n  nexusmon diff old-out out --fail-on critical\n  nexusmon diff a/promotion_packet.json b/promotion_packet.json --format markdown")]
+    #[command(
+        after_help = "Examples:\n  nexusmon diff out/<run_a> out/<run_b>\n  nexusmon diff old-out out --fail-on critical\n  nexusmon diff a/promotion_packet.json b/promotion_packet.json --format markdown"
+    )]
     Diff(DiffArgs),
     /// What awaits an operator: missions awaiting approval, packets flagged for review or
     /// not promotable.
-    #[command(after_help = "Examples:\n  nexusmon review\n  nexusmon review show mission:mission-demo\n  nexusmon --json review --packets promotion/")]
+    #[command(
+        after_help = "Examples:\n  nexusmon review\n  nexusmon review show mission:mission-demo\n  nexusmon --json review --packets promotion/"
+    )]
     Review(ReviewArgs),
     /// Edit the trust file (operator keys and their roles).
-    #[command(after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver")]
+    #[command(
+        after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver"
+    )]
     Trust(TrustArgs),
     /// Audit log commands.
-    #[command(after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out/LATEST --anchors promotion/promotion_packet.json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out/LATEST --anchors promotion/promotion_packet.json"
+    )]
     Audit(AuditArgs),
     /// Failure fingerprints counted across runs.
-    #[command(after_help = "Examples:\n  nexusmon omens list\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519")]
+    #[command(
+        after_help = "Examples:\n  nexusmon omens list\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519"
+    )]
     Omens(OmensArgs),
     /// Missions awaiting approval, and their state.
-    #[command(after_help = "Examples:\n  nexusmon missions\n  nexusmon --json missions plans/ --out out")]
+    #[command(
+        after_help = "Examples:\n  nexusmon missions\n  nexusmon --json missions plans/ --out out"
+    )]
     Missions(MissionsArgs),
     /// Create the state directory `.nexusmon/`.
     #[command(after_help = "Examples:\n  nexusmon init\n  nexusmon init /path/to/project")]
     Init(InitArgs),
     /// Print shell completions.
-    #[command(after_help = "Examples:\n  nexusmon completions bash > /etc/bash_completion.d/nexusmon")]
+    #[command(
+        after_help = "Examples:\n  nexusmon completions bash > /etc/bash_completion.d/nexusmon"
+    )]
     Completions(CompletionsArgs),
     /// (internal) the builtin probe helper.
     #[command(name = "__probe", hide = true)]
@@ -348,7 +392,9 @@ pub struct ReviewArgs {
 pub enum ReviewCommand {
     /// One item in full: what the operator must decide, and for an approval voided by an
     /// edit, what changed in the plan (field by field).
-    #[command(after_help = "Examples:\n  nexusmon review show mission:mission-demo\n  nexusmon review show packet:20261124T172507.255Z-6c2eb6f3")]
+    #[command(
+        after_help = "Examples:\n  nexusmon review show mission:mission-demo\n  nexusmon review show packet:20261124T172507.255Z-6c2eb6f3"
+    )]
     Show(ReviewShowArgs),
 }
 
@@ -372,7 +418,9 @@ pub struct TrustArgs {
 pub enum TrustCommand {
     /// Add an operator key: a line `NAME namespaces="nexusmon-approval-v1" KEY roles=ROLE`
     /// in the trust file (atomically, recorded in the audit log).
-    #[command(after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver\n  nexusmon trust add 'ssh-ed25519 AAAA…' --principal bob --role approver")]
+    #[command(
+        after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver\n  nexusmon trust add 'ssh-ed25519 AAAA…' --principal bob --role approver"
+    )]
     Add(TrustAddArgs),
 }
 
@@ -634,7 +682,9 @@ pub struct EvolutionArgs {
 #[derive(Debug, Subcommand)]
 pub enum EvolutionCommand {
     /// XP, level and capabilities.
-    #[command(after_help = "Examples:\n  nexusmon evolution status\n  nexusmon --json evolution status")]
+    #[command(
+        after_help = "Examples:\n  nexusmon evolution status\n  nexusmon --json evolution status"
+    )]
     Status,
 }
 
@@ -679,7 +729,9 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain and every anchor that can be found.
-    #[command(after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out --anchors promotion/promotion_packet.json")]
+    #[command(
+        after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out --anchors promotion/promotion_packet.json"
+    )]
     Verify(AuditVerifyArgs),
 }
 
@@ -707,7 +759,9 @@ pub enum OmensCommand {
     #[command(after_help = "Examples:\n  nexusmon omens list\n  nexusmon --json omens list")]
     List,
     /// Clear a locked omen (needs a valid approval of an approver).
-    #[command(after_help = "Examples:\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon omens clear 3f2a9c --approver alice --prepare")]
+    #[command(
+        after_help = "Examples:\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon omens clear 3f2a9c --approver alice --prepare"
+    )]
     Clear(OmensClearArgs),
 }
 
@@ -782,7 +836,10 @@ mod tests {
                 if sub.get_name() == "help" {
                     continue;
                 }
-                let help = sub.get_after_help().map(ToString::to_string).unwrap_or_default();
+                let help = sub
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 let has_subs = sub.get_subcommands().any(|s| s.get_name() != "help");
                 if !help.starts_with("Examples:") && !has_subs {
                     missing.push(name.clone());

@@ -557,6 +557,9 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
 fn codes(v: &[i32]) -> String {
     format!(
         "[{}]",
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }

@@ -290,7 +290,10 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
     let (packets, statements) = promote::verify::packet_paths(&given)?;
     if !ctx.quiet && ctx.verbose > 0 {
         for s in &statements {
-            io.errln(format!("skipped {}: an in-toto Statement, not a packet", s.display()))?;
+            io.errln(format!(
+                "skipped {}: an in-toto Statement, not a packet",
+                s.display()
+            ))?;
         }
     }
     let settings = PromoteSettings {

@@ -35,24 +35,23 @@ fn links_for(out: Option<&Path>, bundle: &Path) -> Result<String> {
         Some(o) => fsx::relative_path(fsx::parent_of(o), bundle)?,
         None => bundle.display().to_string(),
     };
-    Ok(if rel.is_empty() { rel } else { format!("{rel}/") })
+    Ok(if rel.is_empty() {
+        rel
+    } else {
+        format!("{rel}/")
+    })
 }
 
-fn render_view(
-    view: &RunView,
-    format: ReportFormat,
-    links: &str,
-) -> Result<String> {
+fn render_view(view: &RunView, format: ReportFormat, links: &str) -> Result<String> {
     let placeholder;
-    let summary: &Summary = match &view.summary {
-        Some(s) => s,
-        None => {
-            placeholder = Summary::placeholder(
-                &view.run_id,
-                view.manifest.as_ref().map_or("?", |m| m.plan_id.as_str()),
-            );
-            &placeholder
-        }
+    let summary: &Summary = if let Some(s) = &view.summary {
+        s
+    } else {
+        placeholder = Summary::placeholder(
+            &view.run_id,
+            view.manifest.as_ref().map_or("?", |m| m.plan_id.as_str()),
+        );
+        &placeholder
     };
     let governance = view.governance();
     let r = RunReport::of_view(view, summary, governance.as_ref(), links);
@@ -104,7 +103,13 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
         if let Some(j) = &a.junit {
             let j = abs(ctx, j);
             let links = links_for(Some(&j), &view.bundle_dir)?;
-            emit(ctx, io, Some(&j), &render_view(&view, ReportFormat::Junit, &links)?, "JUnit XML")?;
+            emit(
+                ctx,
+                io,
+                Some(&j),
+                &render_view(&view, ReportFormat::Junit, &links)?,
+                "JUnit XML",
+            )?;
         }
         let banner = view.banner();
         if !ctx.quiet {
@@ -125,7 +130,11 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     if a.format != ReportFormat::Html {
         return Err(Error::usage(format!(
             "--format {} renders one run: pass --bundle DIR or a single --packet FILE",
-            if a.format == ReportFormat::Junit { "junit" } else { "markdown" }
+            if a.format == ReportFormat::Junit {
+                "junit"
+            } else {
+                "markdown"
+            }
         )));
     }
     if a.junit.is_some() {
@@ -135,8 +144,11 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
         let path = abs(ctx, m).join(crate::model::mapping::SIGNATURES_FILE);
         let sigs: crate::model::mapping::RuntimeSignatures =
             serde_json::from_slice(&fsx::read_input(&path)?).map_err(|e| {
-                Error::input(&path, "is not a runtime_signatures.json written by `promote`")
-                    .with_source(e)
+                Error::input(
+                    &path,
+                    "is not a runtime_signatures.json written by `promote`",
+                )
+                .with_source(e)
             })?;
         (Vec::new(), Some(sigs))
     } else {
@@ -152,7 +164,12 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
                 run_id: p.run_id.clone(),
                 plan_id: p.plan.plan_id.clone().unwrap_or_default(),
                 promotable: p.promotability.promotable,
-                reasons: p.promotability.reasons.iter().map(|r| r.as_str().to_string()).collect(),
+                reasons: p
+                    .promotability
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .collect(),
                 flags: p.summary.governance_flags.clone(),
                 refused: Vec::new(),
                 scenarios: p.summary.scenarios.unwrap_or(0),
@@ -167,7 +184,9 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
                 promotable: false,
                 reasons: Vec::new(),
                 flags: Vec::new(),
-                refused: std::iter::once(r.what.clone()).chain(r.details.clone()).collect(),
+                refused: std::iter::once(r.what.clone())
+                    .chain(r.details.clone())
+                    .collect(),
                 scenarios: 0,
                 mismatches: 0,
             });
@@ -177,7 +196,11 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     let text = packets_page(&entries, sigs.as_ref());
     emit(ctx, io, out.as_deref(), &text, "report")?;
     let bad = entries.iter().any(|e| !e.refused.is_empty());
-    Ok(if bad { exit_code::FINDINGS } else { exit_code::OK })
+    Ok(if bad {
+        exit_code::FINDINGS
+    } else {
+        exit_code::OK
+    })
 }
 
 /// `diff A B [--fail-on S] [--format human|json|markdown]`.
@@ -199,7 +222,11 @@ pub fn diff(ctx: &Ctx, io: &mut Io<'_>, a: &DiffArgs) -> Result<i32> {
         Some(FailOn::Breaking) => d.reaches(Severity::Breaking),
         Some(FailOn::Any) => !d.changes.is_empty(),
     };
-    Ok(if fail { exit_code::FINDINGS } else { exit_code::OK })
+    Ok(if fail {
+        exit_code::FINDINGS
+    } else {
+        exit_code::OK
+    })
 }
 
 /// `review [show ID] [--plans DIR]… [--packets DIR]…`.

@@ -112,7 +112,12 @@ impl std::fmt::Display for Ended {
         match self {
             Ended::SpawnFailed(e) => write!(f, "spawn failed with {}", errno_name(*e)),
             Ended::SetupFailed(step, e) => {
-                write!(f, "setup step {} failed with {}", step.as_str(), errno_name(*e))
+                write!(
+                    f,
+                    "setup step {} failed with {}",
+                    step.as_str(),
+                    errno_name(*e)
+                )
             }
             Ended::Exited(c) => write!(f, "exit code {c}"),
             Ended::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),

@@ -52,8 +52,8 @@ mod testkit;
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;
 pub use seam::matches_expectation;
-pub use write::profile_definition;
 pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
     RunSettings, SealReport,
 };
+pub use write::profile_definition;

@@ -212,7 +212,9 @@ pub fn select(
         let hits: Vec<&ScenarioSpec> = all
             .iter()
             .filter(|s| {
-                selector_matches(sel, &s.scenario_id, || probe_tags(loaded, s.probe_id.as_str()))
+                selector_matches(sel, &s.scenario_id, || {
+                    probe_tags(loaded, s.probe_id.as_str())
+                })
             })
             .collect();
         if hits.is_empty() {
@@ -286,16 +288,15 @@ fn probe_tags(loaded: &LoadedPlan, id: &str) -> Vec<String> {
 /// `b` (a bundle or an out root), which must be a run of the same plan and verify.
 pub fn failed_in(b: &Path, plan_id: &str) -> Result<Vec<String>> {
     let bundle = crate::bundle::load_bundle(b).map_err(|e| {
-        e.with_hint("--rerun-failed reads a sealed bundle that verifies (`nexusmon validate-bundle`)")
+        e.with_hint(
+            "--rerun-failed reads a sealed bundle that verifies (`nexusmon validate-bundle`)",
+        )
     })?;
     let summary: crate::model::results::Summary = bundle.read_json("summary.json")?;
     if summary.plan_id != plan_id {
         return Err(Error::input(
             &bundle.dir,
-            format!(
-                "is a run of plan `{}`, not of `{plan_id}`",
-                summary.plan_id
-            ),
+            format!("is a run of plan `{}`, not of `{plan_id}`", summary.plan_id),
         )
         .with_hint("--rerun-failed takes a bundle of the plan being run"));
     }
@@ -305,7 +306,10 @@ pub fn failed_in(b: &Path, plan_id: &str) -> Result<Vec<String>> {
     if out.is_empty() {
         return Err(Error::new(
             ErrorKind::NothingSelected,
-            format!("nothing selected: run {} has no failed scenario", summary.run_id),
+            format!(
+                "nothing selected: run {} has no failed scenario",
+                summary.run_id
+            ),
         )
         .with_path(&bundle.dir)
         .with_hint("every scenario of that run matched; there is nothing to run again"));

@@ -293,10 +293,12 @@ pub struct NewApproval<'a> {
 pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalRecord> {
     validate_principal(n.approver)?;
     if !KNOWN_SCOPES.contains(&n.scope) {
-        return Err(Error::usage(format!("unknown scope `{}`", n.scope)).with_hint(format!(
-            "an approval is for one of: {} (the gate consults no other scope)",
-            KNOWN_SCOPES.join(", ")
-        )));
+        return Err(
+            Error::usage(format!("unknown scope `{}`", n.scope)).with_hint(format!(
+                "an approval is for one of: {} (the gate consults no other scope)",
+                KNOWN_SCOPES.join(", ")
+            )),
+        );
     }
     let issued = n.now.round(jiff::Unit::Second).unwrap_or(n.now);
     let expires = issued

@@ -54,11 +54,20 @@ pub fn evolve(
     let mut refused = Vec::new();
     let given: Vec<PathBuf> = packets
         .iter()
-        .map(|p| if p.is_absolute() { p.clone() } else { cwd.join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                cwd.join(p)
+            }
+        })
         .collect();
     let (packets, statements) = promote::verify::packet_paths(&given)?;
     for s in statements {
-        skipped.push((s, "an in-toto Statement beside a packet, not a packet".into()));
+        skipped.push((
+            s,
+            "an in-toto Statement beside a packet, not a packet".into(),
+        ));
     }
     for p in &packets {
         let path = p.clone();

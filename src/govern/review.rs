@@ -48,7 +48,10 @@ pub fn plan_inputs(plan: &LoadedPlan) -> serde_json::Value {
 }
 
 fn inputs_path(state: &StateDir, plan_blake3: &str) -> PathBuf {
-    state.dir().join(INPUTS_DIR).join(format!("{plan_blake3}.json"))
+    state
+        .dir()
+        .join(INPUTS_DIR)
+        .join(format!("{plan_blake3}.json"))
 }
 
 /// Keep the inputs of `plan`'s digest in the state directory (`plan-inputs/<blake3>.json`,
@@ -94,10 +97,10 @@ fn check_anchor(gov: &Governance, dir: &Path, head: AuditHead, seq: u64) -> Resu
         AnchorState::Anchored { seq }
     } else {
         AnchorState::NotAnchored {
-            detail: report
-                .problems
-                .first()
-                .map_or_else(|| "the audit log does not verify".into(), |p| p.message.clone()),
+            detail: report.problems.first().map_or_else(
+                || "the audit log does not verify".into(),
+                |p| p.message.clone(),
+            ),
         }
     })
 }
@@ -140,7 +143,10 @@ pub fn queue(
     }
     let rows = missions::list(&gov, &files, &BTreeMap::new(), now)?;
     let mut out = Vec::new();
-    for r in rows.iter().filter(|r| r.state == MissionState::AwaitingApproval) {
+    for r in rows
+        .iter()
+        .filter(|r| r.state == MissionState::AwaitingApproval)
+    {
         let plan_id = r.plan_id.clone().unwrap_or_default();
         let plan_arg = shown(&r.path, cwd);
         let mut why = vec![format!(
@@ -151,7 +157,11 @@ pub fn queue(
             r.approvals_required,
             r.approvals_valid
         )];
-        why.extend(r.approvals_rejected.iter().map(|x| format!("not counted: {x}")));
+        why.extend(
+            r.approvals_rejected
+                .iter()
+                .map(|x| format!("not counted: {x}")),
+        );
         out.push(ReviewItem {
             id: format!("mission:{plan_id}"),
             state: "awaiting-approval".into(),
@@ -191,7 +201,10 @@ pub fn queue(
                 })
                 .collect();
             let (state, title) = if !p.promotability.promotable {
-                ("not-promotable", format!("packet of run {} is not promotable", p.run_id))
+                (
+                    "not-promotable",
+                    format!("packet of run {} is not promotable", p.run_id),
+                )
             } else if flags.iter().any(|f| f == "review-required") {
                 (
                     "flagged-for-review",
@@ -215,7 +228,10 @@ pub fn queue(
                 path: f.clone(),
                 why,
                 next: vec![
-                    format!("nexusmon report --packet {}   # the review page", shown(&f, cwd)),
+                    format!(
+                        "nexusmon report --packet {}   # the review page",
+                        shown(&f, cwd)
+                    ),
                     format!("nexusmon review show packet:{}", p.run_id),
                 ],
             });
@@ -342,14 +358,26 @@ pub fn show(
                 g.band.as_deref().unwrap_or("-"),
                 g.valid_approvals.unwrap_or(0),
                 g.required_approvals.unwrap_or(0),
-                if g.flags.is_empty() { "none".into() } else { g.flags.join(", ") }
+                if g.flags.is_empty() {
+                    "none".into()
+                } else {
+                    g.flags.join(", ")
+                }
             ));
             for a in &g.approvals {
-                facts.push(format!("approved by {} with key {}", a.approver, a.key_fingerprint));
+                facts.push(format!(
+                    "approved by {} with key {}",
+                    a.approver, a.key_fingerprint
+                ));
             }
         }
         for m in &v.mismatches {
-            facts.push(format!("mismatch {} {}: {}", m.scenario_id, m.kind.as_str(), m.message));
+            facts.push(format!(
+                "mismatch {} {}: {}",
+                m.scenario_id,
+                m.kind.as_str(),
+                m.message
+            ));
         }
     }
     Ok(ReviewDetail {

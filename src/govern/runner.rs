@@ -19,6 +19,7 @@ use crate::exec::{
 };
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::plan::PlanKind;
+use crate::report::{Report, RunReport};
 use crate::{Error, Result};
 
 /// How a run is governed.
@@ -114,7 +115,6 @@ pub fn run(
 /// Make the reports `out` asks for from the sealed `bundle`.
 fn outputs(done: &mut GovernedRun, g: &RunGovernance, bundle: &Path, plan: &Path) -> Result<()> {
     let (out, root) = (&g.outputs, &g.root);
-    use crate::report::{Report, RunReport};
     let any = out.junit.is_some() || out.step_summary.is_some() || out.annotations || out.view;
     if !any {
         return Ok(());
@@ -124,7 +124,11 @@ fn outputs(done: &mut GovernedRun, g: &RunGovernance, bundle: &Path, plan: &Path
         let governance = view.governance();
         if let Some(j) = &out.junit {
             let links = crate::util::fsx::relative_path(crate::util::fsx::parent_of(j), bundle)?;
-            let links = if links.is_empty() { links } else { format!("{links}/") };
+            let links = if links.is_empty() {
+                links
+            } else {
+                format!("{links}/")
+            };
             let r = RunReport::of_view(&view, summary, governance.as_ref(), &links);
             let xml = crate::report::junit::Junit.render(&r)?;
             if let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty()) {

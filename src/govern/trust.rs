@@ -474,9 +474,11 @@ pub fn add(
         e.with_hint("run `nexusmon init` to create the state directory and its trust file")
     })?;
     let store = TrustStore::parse(&path, &old)?;
-    if let Some(e) = store.entries.iter().find(|e| {
-        e.fingerprint == fingerprint && e.principals.iter().any(|p| p == principal)
-    }) {
+    if let Some(e) = store
+        .entries
+        .iter()
+        .find(|e| e.fingerprint == fingerprint && e.principals.iter().any(|p| p == principal))
+    {
         if roles.iter().all(|r| e.roles.contains(r)) {
             return Ok(TrustAdded {
                 path,

@@ -21,6 +21,7 @@
 //! the run did not see is still worth a look).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::view;
@@ -160,7 +161,10 @@ fn agrees(r: &NormalizedRow) -> Option<bool> {
 
 /// The scenario-lane change of one scenario, with its severity.
 fn scenario_lane(a: &NormalizedRow, b: &NormalizedRow, out: &mut Vec<Change>) {
-    let (sa, sb) = (outcome_text(a.scenario.as_ref()), outcome_text(b.scenario.as_ref()));
+    let (sa, sb) = (
+        outcome_text(a.scenario.as_ref()),
+        outcome_text(b.scenario.as_ref()),
+    );
     if sa == sb {
         return;
     }
@@ -168,10 +172,16 @@ fn scenario_lane(a: &NormalizedRow, b: &NormalizedRow, out: &mut Vec<Change>) {
     let ob = b.scenario.as_ref().map(|c| c.outcome);
     let id = &b.scenario_id;
     let (severity, message) = match (oa, ob) {
-        (Some(x), Some(Outcome::Allow)) if x != Outcome::Allow && b.expected == Expectation::Deny => (
-            Severity::Critical,
-            format!("policy hole: `{id}` is expected to be denied and the kernel now allows it"),
-        ),
+        (Some(x), Some(Outcome::Allow))
+            if x != Outcome::Allow && b.expected == Expectation::Deny =>
+        {
+            (
+                Severity::Critical,
+                format!(
+                    "policy hole: `{id}` is expected to be denied and the kernel now allows it"
+                ),
+            )
+        }
         (Some(Outcome::Allow), Some(Outcome::Deny)) if b.expected != Expectation::Deny => (
             Severity::Breaking,
             format!("`{id}` was allowed and is now denied by the kernel"),
@@ -210,14 +220,14 @@ fn compare_rows(a: &NormalizedRow, b: &NormalizedRow, out: &mut Vec<Change>) {
             None,
             Some(a.expected.as_str().into()),
             Some(b.expected.as_str().into()),
-            format!(
-                "the plan now expects `{id}` to {}",
-                b.expected.as_str()
-            ),
+            format!("the plan now expects `{id}` to {}", b.expected.as_str()),
         ));
     }
     scenario_lane(a, b, out);
-    let (ba, bb) = (outcome_text(a.baseline.as_ref()), outcome_text(b.baseline.as_ref()));
+    let (ba, bb) = (
+        outcome_text(a.baseline.as_ref()),
+        outcome_text(b.baseline.as_ref()),
+    );
     if ba != bb {
         out.push(change(
             Severity::Changed,
@@ -294,7 +304,10 @@ fn preflight_rank(p: &PreflightRecord) -> u8 {
     if !p.apply_ok {
         return 0;
     }
-    match p.ruleset_status.map(|s| s.as_str()) {
+    match p
+        .ruleset_status
+        .map(crate::model::results::RulesetStatus::as_str)
+    {
         Some("fully-enforced") | None => 3,
         Some("partially-enforced") => 2,
         _ => 1,
@@ -310,18 +323,21 @@ fn preflight_text(p: &PreflightRecord) -> String {
         "apply-failed".to_string()
     };
     if let Some(abi) = p.abi_requested {
-        s.push_str(&format!(" (ABI {abi})"));
+        let _ = write!(s, " (ABI {abi})");
     }
     if !p.dropped_rights.is_empty() {
         let d: Vec<&str> = p.dropped_rights.iter().map(|d| d.item.as_str()).collect();
-        s.push_str(&format!("; dropped {}", d.join(", ")));
+        let _ = write!(s, "; dropped {}", d.join(", "));
     }
     s
 }
 
 fn compare_preflight(a: &RunView, b: &RunView, out: &mut Vec<Change>) {
-    let pa: BTreeMap<&str, &PreflightRecord> =
-        a.preflight.iter().map(|p| (p.profile.as_str(), p)).collect();
+    let pa: BTreeMap<&str, &PreflightRecord> = a
+        .preflight
+        .iter()
+        .map(|p| (p.profile.as_str(), p))
+        .collect();
     for p in &b.preflight {
         let Some(q) = pa.get(p.profile.as_str()) else {
             continue;
@@ -334,7 +350,9 @@ fn compare_preflight(a: &RunView, b: &RunView, out: &mut Vec<Change>) {
         let (kind, severity) = match (q.apply_ok, p.apply_ok) {
             (true, false) => ("apply-failed", Severity::Breaking),
             (false, true) => ("apply-recovered", Severity::Changed),
-            _ if preflight_rank(p) < preflight_rank(q) || p.dropped_rights.len() > q.dropped_rights.len() => {
+            _ if preflight_rank(p) < preflight_rank(q)
+                || p.dropped_rights.len() > q.dropped_rights.len() =>
+            {
                 ("enforcement-changed", Severity::Breaking)
             }
             _ => ("enforcement-changed", Severity::Changed),
@@ -346,7 +364,10 @@ fn compare_preflight(a: &RunView, b: &RunView, out: &mut Vec<Change>) {
             None,
             Some(ta),
             Some(tb),
-            format!("the kernel's enforcement of profile `{}` changed", p.profile),
+            format!(
+                "the kernel's enforcement of profile `{}` changed",
+                p.profile
+            ),
         ));
     }
 }
@@ -465,18 +486,25 @@ pub fn diff(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> RunDiff
             &mb.profile_definitions,
             &mut defs,
         );
-        let probes = |m: &crate::model::results::RunManifest| -> BTreeMap<String, serde_json::Value> {
-            m.probes
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        serde_json::to_value(&p.probe).unwrap_or(serde_json::Value::Null),
-                    )
-                })
-                .collect()
-        };
-        definitions("probe-changed", "probe", &probes(ma), &probes(mb), &mut defs);
+        let probes =
+            |m: &crate::model::results::RunManifest| -> BTreeMap<String, serde_json::Value> {
+                m.probes
+                    .iter()
+                    .map(|(k, p)| {
+                        (
+                            k.clone(),
+                            serde_json::to_value(&p.probe).unwrap_or(serde_json::Value::Null),
+                        )
+                    })
+                    .collect()
+            };
+        definitions(
+            "probe-changed",
+            "probe",
+            &probes(ma),
+            &probes(mb),
+            &mut defs,
+        );
         let strip = |v: &serde_json::Value| {
             let mut v = v.clone();
             if let Some(o) = v.as_object_mut() {
@@ -570,7 +598,11 @@ mod tests {
             "port ${P} and 146145"
         );
         assert_eq!(
-            replace_token("/dev/shm/nexusmon-x/a/b", "/dev/shm/nexusmon-x", "<scratch>"),
+            replace_token(
+                "/dev/shm/nexusmon-x/a/b",
+                "/dev/shm/nexusmon-x",
+                "<scratch>"
+            ),
             "<scratch>/a/b"
         );
     }

@@ -368,4 +368,3 @@ pub fn packet_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     }
     Ok((packets, skipped))
 }
-

@@ -43,8 +43,9 @@ pub fn bundle_dir_of(path: &Path, root: &Path) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    Err(Error::input(path, "not found")
-        .with_hint("pass a bundle directory, an out root (resolved through LATEST) or a promotion packet"))
+    Err(Error::input(path, "not found").with_hint(
+        "pass a bundle directory, an out root (resolved through LATEST) or a promotion packet",
+    ))
 }
 
 /// Read the run at `path` (a bundle, an out root, or a packet) into a [`RunView`].
@@ -115,7 +116,10 @@ pub fn load(path: &Path, root: &Path) -> Result<RunView> {
                 )
             })
             .collect(),
-        bundle_status: src.status.as_ref().map(|s| status_word(s.status).to_string()),
+        bundle_status: src
+            .status
+            .as_ref()
+            .map(|s| status_word(s.status).to_string()),
         signature: if src.dir.join(SIGNATURE_FILE).is_file() {
             SignatureState::Unverified {
                 detail: "a signature is there; this view did not verify it".into(),

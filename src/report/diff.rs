@@ -11,7 +11,9 @@ fn side_line(label: &str, s: &crate::model::diff::DiffSide) -> String {
         s.source,
         s.run_id,
         s.plan_id.as_deref().unwrap_or("?"),
-        s.plan_digest.as_deref().map_or("?", |d| &d[..12.min(d.len())]),
+        s.plan_digest
+            .as_deref()
+            .map_or("?", |d| &d[..12.min(d.len())]),
         s.kernel.as_deref().unwrap_or("?"),
         s.landlock_abi.map_or("none".to_string(), |a| a.to_string()),
         if s.verified { "" } else { "; NOT VERIFIED" }
@@ -21,7 +23,13 @@ fn side_line(label: &str, s: &crate::model::diff::DiffSide) -> String {
 fn counts(d: &RunDiff) -> String {
     Severity::ALL
         .iter()
-        .map(|s| format!("{} {}", d.counts.get(s.as_str()).copied().unwrap_or(0), s.as_str()))
+        .map(|s| {
+            format!(
+                "{} {}",
+                d.counts.get(s.as_str()).copied().unwrap_or(0),
+                s.as_str()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -46,7 +54,10 @@ pub fn human(d: &RunDiff) -> String {
     }
     let _ = writeln!(s, "{} change(s): {}", d.changes.len(), counts(d));
     for c in &d.changes {
-        let lane = c.lane.as_deref().map_or(String::new(), |l| format!(" ({l})"));
+        let lane = c
+            .lane
+            .as_deref()
+            .map_or(String::new(), |l| format!(" ({l})"));
         let _ = writeln!(
             s,
             "{:<8}  {}  {}{lane}: {}{}",

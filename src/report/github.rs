@@ -31,10 +31,7 @@ pub fn annotations(
         by.entry(m.scenario_id.as_str()).or_default().push(m);
     }
     let place = |id: &str| match plan.at.get(id) {
-        Some((l, c)) => format!(
-            "file={},line={l},col={c}",
-            escape_property(&plan.file)
-        ),
+        Some((l, c)) => format!("file={},line={l},col={c}", escape_property(&plan.file)),
         None => format!("file={}", escape_property(&plan.file)),
     };
     for (id, ms) in &by {

@@ -139,7 +139,11 @@ fn state(word: &str, text: &str) -> String {
         "error" | "timeout" | "apply-failed" => "⚠ ",
         _ => "",
     };
-    format!("<span class=\"s s-{}\">{sym}{}</span>", esc(word), esc(text))
+    format!(
+        "<span class=\"s s-{}\">{sym}{}</span>",
+        esc(word),
+        esc(text)
+    )
 }
 
 fn cell(c: Option<&LaneCell>) -> String {
@@ -211,7 +215,11 @@ fn banner(out: &mut String, r: &RunReport<'_>) {
     if let Some(v) = v {
         let verdict = &v.verdict;
         out.push_str(&match verdict.integrity {
-            Integrity::Valid => chip("c-good", "integrity", "✓ bundle valid: every file matches its seal"),
+            Integrity::Valid => chip(
+                "c-good",
+                "integrity",
+                "✓ bundle valid: every file matches its seal",
+            ),
             Integrity::Invalid => chip(
                 "c-bad",
                 "integrity",
@@ -231,9 +239,11 @@ fn banner(out: &mut String, r: &RunReport<'_>) {
         }
         out.push_str(&match &verdict.signature {
             SignatureState::Unsigned => chip("c-none", "signature", "– unsigned"),
-            SignatureState::Unverified { detail } => {
-                chip("c-warn", "signature", &format!("? signed, not verified: {detail}"))
-            }
+            SignatureState::Unverified { detail } => chip(
+                "c-warn",
+                "signature",
+                &format!("? signed, not verified: {detail}"),
+            ),
             SignatureState::Valid {
                 signer,
                 fingerprint,
@@ -242,9 +252,11 @@ fn banner(out: &mut String, r: &RunReport<'_>) {
                 "signature",
                 &format!("✓ signed by {signer} ({fingerprint})"),
             ),
-            SignatureState::Invalid { detail } => {
-                chip("c-bad", "signature", &format!("✗ signature NOT VALID: {detail}"))
-            }
+            SignatureState::Invalid { detail } => chip(
+                "c-bad",
+                "signature",
+                &format!("✗ signature NOT VALID: {detail}"),
+            ),
         });
         out.push_str(&match &verdict.anchor {
             AnchorState::NotRecorded => {
@@ -279,7 +291,11 @@ fn banner(out: &mut String, r: &RunReport<'_>) {
                     &format!("✗ NOT promotable: {}", reasons.join(", ")),
                 ));
             }
-            None => out.push_str(&chip("c-bad", "promotable", "✗ NOT promotable: no packet could be derived")),
+            None => out.push_str(&chip(
+                "c-bad",
+                "promotable",
+                "✗ NOT promotable: no packet could be derived",
+            )),
         }
     }
     out.push_str("</ul>");
@@ -300,7 +316,11 @@ fn facts(out: &mut String, r: &RunReport<'_>) {
     let m = r.view.and_then(|v| v.manifest.as_ref());
     out.push_str("<section id=\"facts\"><h2>Run</h2><table class=\"kv\"><tbody>");
     let mut row = |k: &str, v: String| {
-        let _ = write!(out, "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>", esc(k));
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>",
+            esc(k)
+        );
     };
     row("plan", format!("<code>{}</code>", esc(&s.plan_id)));
     if let Some(m) = m {
@@ -314,11 +334,7 @@ fn facts(out: &mut String, r: &RunReport<'_>) {
     if let Some(m) = m {
         row(
             "kernel",
-            format!(
-                "{} ({})",
-                esc(&m.host.kernel_release),
-                esc(&m.host.machine)
-            ),
+            format!("{} ({})", esc(&m.host.kernel_release), esc(&m.host.machine)),
         );
         row(
             "Landlock ABI",
@@ -355,12 +371,13 @@ fn governance(out: &mut String, r: &RunReport<'_>) {
     };
     out.push_str("<table class=\"kv\"><tbody>");
     let mut row = |k: &str, v: String| {
-        let _ = write!(out, "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>", esc(k));
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>",
+            esc(k)
+        );
     };
-    row(
-        "gate",
-        esc(g.outcome.as_deref().unwrap_or("?")),
-    );
+    row("gate", esc(g.outcome.as_deref().unwrap_or("?")));
     row("kind", esc(g.kind.as_deref().unwrap_or("?")));
     if let Some(rank) = &g.rank {
         row("rank", esc(rank));
@@ -540,13 +557,14 @@ fn row(out: &mut String, c: &Ctx<'_>, r: &NormalizedRow, full: bool) {
             }
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<tr{class}><td>{result}<td><code>{}</code>{}<td>{}<td>{}<td>{}<td>{oracle}<td>{}<td>{rule}<td>{time}<td>{}</tr>\n",
+        "<tr{class}><td>{result}<td><code>{}</code>{}<td>{}<td>{}<td>{}<td>{oracle}<td>{}<td>{rule}<td>{time}<td>{}</tr>",
         esc(&r.scenario_id),
-        r.task_id
-            .as_deref()
-            .map_or(String::new(), |t| format!(" <span class=\"note\">task {}</span>", esc(t))),
+        r.task_id.as_deref().map_or(String::new(), |t| format!(
+            " <span class=\"note\">task {}</span>",
+            esc(t)
+        )),
         esc(r.expected.as_str()),
         cell(r.baseline.as_ref()),
         cell(r.scenario.as_ref()),
@@ -556,9 +574,9 @@ fn row(out: &mut String, c: &Ctx<'_>, r: &NormalizedRow, full: bool) {
 }
 
 fn table(out: &mut String, c: &Ctx<'_>, rows: &[&NormalizedRow], full: bool, caption: &str) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<table class=\"rows\"><caption class=\"note\">{}</caption>{HEAD}<tbody>\n",
+        "<table class=\"rows\"><caption class=\"note\">{}</caption>{HEAD}<tbody>",
         esc(caption)
     );
     for r in rows {
@@ -588,14 +606,23 @@ fn scenarios(out: &mut String, r: &RunReport<'_>) {
     let _ = write!(
         out,
         "<details id=\"attention\" open><summary>Needs attention: {} mismatch(es), {} flaky</summary>",
-        attention.iter().filter(|x| !x.mismatches.is_empty()).count(),
+        attention
+            .iter()
+            .filter(|x| !x.mismatches.is_empty())
+            .count(),
         attention.iter().filter(|x| x.mismatches.is_empty()).count()
     );
     if attention.is_empty() {
         out.push_str("<p>None: every scenario matched its expectation and the oracle.</p>");
     } else {
         let shown = &attention[..attention.len().min(ATTENTION_ROWS)];
-        table(out, &c, shown, true, "scenarios that need attention, mismatches first");
+        table(
+            out,
+            &c,
+            shown,
+            true,
+            "scenarios that need attention, mismatches first",
+        );
         if attention.len() > shown.len() {
             let _ = write!(
                 out,
@@ -632,7 +659,13 @@ fn scenarios(out: &mut String, r: &RunReport<'_>) {
                 esc(profile),
                 rows.len()
             );
-            table(out, &c, page, false, &format!("profile {profile}, matching scenarios"));
+            table(
+                out,
+                &c,
+                page,
+                false,
+                &format!("profile {profile}, matching scenarios"),
+            );
             out.push_str("</details>\n");
         }
     }
@@ -690,9 +723,9 @@ fn resources(out: &mut String, s: &Summary) {
             u.max_rss_kib
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</tbody></table><p>Runner: peak RSS {} KiB, wall {}.</p></section>\n",
+        "</tbody></table><p>Runner: peak RSS {} KiB, wall {}.</p></section>",
         s.runner_max_rss_kib,
         human_us(s.wall_us)
     );
@@ -774,7 +807,10 @@ pub fn packets_page(entries: &[PacketEntry], sigs: Option<&RuntimeSignatures>) -
         b.push_str("<section id=\"packets\"><h2>Packets</h2><table><thead><tr><th scope=\"col\">packet</th><th scope=\"col\">run</th><th scope=\"col\">plan</th><th scope=\"col\">promotable</th><th scope=\"col\">flags</th><th scope=\"col\">scenarios</th><th scope=\"col\">mismatches</th></tr></thead><tbody>");
         for e in entries {
             let prom = if !e.refused.is_empty() {
-                state("apply-failed", &format!("REFUSED: {}", e.refused.join("; ")))
+                state(
+                    "apply-failed",
+                    &format!("REFUSED: {}", e.refused.join("; ")),
+                )
             } else if e.promotable {
                 state("allow", "yes")
             } else {
@@ -853,7 +889,9 @@ mod tests {
     /// unescaped, and hrefs never gain a scheme, a query or a fragment.
     #[test]
     fn escaping_holds_for_generated_inputs() {
-        let alphabet = ['<', '>', '&', '"', '\'', 'a', '/', ':', '?', '#', ' ', '\u{7}', 'é'];
+        let alphabet = [
+            '<', '>', '&', '"', '\'', 'a', '/', ':', '?', '#', ' ', '\u{7}', 'é',
+        ];
         let mut seed: u64 = 7;
         for _ in 0..2000 {
             let mut s = String::new();

@@ -14,6 +14,7 @@
 //! number of scenarios.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use quick_junit::{
@@ -117,12 +118,16 @@ fn case(r: &RunReport<'_>, row: &NormalizedRow, packets: &[&MismatchPacket]) -> 
             NonSuccessKind::Failure
         });
         let sentences: Vec<&str> = packets.iter().map(|p| p.message.as_str()).collect();
-        s.set_message(cap(&format!("{}: {}", kinds.join(", "), sentences.join(" "))));
+        s.set_message(cap(&format!(
+            "{}: {}",
+            kinds.join(", "),
+            sentences.join(" ")
+        )));
         s.set_type(kinds.first().copied().unwrap_or("mismatch"));
         let mut desc = lane_text(row);
         for p in packets {
             if let Some(reason) = &p.oracle_reason {
-                desc.push_str(&format!("\noracle's deciding rule: {reason}"));
+                let _ = write!(desc, "\noracle's deciding rule: {reason}");
                 break;
             }
         }
@@ -161,7 +166,10 @@ impl Report for Junit {
     fn render(&self, r: &RunReport<'_>) -> Result<String> {
         let mut by_scenario: BTreeMap<&str, Vec<&MismatchPacket>> = BTreeMap::new();
         for p in r.mismatches {
-            by_scenario.entry(p.scenario_id.as_str()).or_default().push(p);
+            by_scenario
+                .entry(p.scenario_id.as_str())
+                .or_default()
+                .push(p);
         }
         let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
         for row in r.rows {

@@ -35,6 +35,7 @@ impl Report for SummaryMarkdown {
 }
 
 /// The title and the facts table.
+#[allow(clippy::many_single_char_names)]
 fn header(m: &mut String, r: &RunReport<'_>) {
     let s = r.summary;
     let _ = writeln!(m, "# nexusmon run `{}`\n", s.run_id);

@@ -289,7 +289,11 @@ pub fn apply_self(spec: &ApplySpec) -> Result<Applied, ApplyFailure> {
                 let errno = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<std::io::Error>())
                     .and_then(std::io::Error::raw_os_error);
-                ApplyFailure::new(SetupStep::LandlockRestrict, errno, plain_flags(&e.to_string()))
+                ApplyFailure::new(
+                    SetupStep::LandlockRestrict,
+                    errno,
+                    plain_flags(&e.to_string()),
+                )
             })?;
             match status.ruleset {
                 landlock::RulesetStatus::FullyEnforced => RulesetStatus::FullyEnforced,

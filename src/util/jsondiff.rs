@@ -74,13 +74,11 @@ fn key_path(base: &str, key: &str) -> String {
     match (base.is_empty(), simple) {
         (true, true) => key.to_string(),
         (false, true) => format!("{base}.{key}"),
-        (_, false) => format!(
-            "{base}[{}]",
-            serde_json::to_string(key).unwrap_or_default()
-        ),
+        (_, false) => format!("{base}[{}]", serde_json::to_string(key).unwrap_or_default()),
     }
 }
 
+#[allow(clippy::many_single_char_names)]
 fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
     if a == b {
         return;
@@ -117,6 +115,7 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
     }
 }
 
+#[allow(clippy::many_single_char_names)]
 fn arrays(path: &str, x: &[Value], y: &[Value], out: &mut Vec<FieldChange>) {
     let at = |i: usize| format!("{path}[{i}]");
     if x.len() > LCS_LIMIT || y.len() > LCS_LIMIT {
@@ -207,7 +206,8 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].path, "landlock.fs.allow[1]");
         assert_eq!(d[0].kind(), "added");
-        let c = json!({"landlock": {"fs": {"allow": [{"path": "/usr", "access": ["read", "exec"]}]}}});
+        let c =
+            json!({"landlock": {"fs": {"allow": [{"path": "/usr", "access": ["read", "exec"]}]}}});
         let d = diff(&a, &c);
         assert_eq!(d[0].path, "landlock.fs.allow[0].access[1]", "{d:?}");
         assert!(diff(&a, &a).is_empty());
@@ -225,6 +225,7 @@ mod tests {
     /// Generated pairs: applying the reported changes' count is never more than the
     /// elements that differ, and equal values never differ.
     #[test]
+    #[allow(clippy::cast_possible_truncation)]
     fn generated_values_diff_consistently() {
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {

@@ -76,7 +76,10 @@ fn the_review_page_shows_mismatches_flaky_and_apply_failures_in_chromium_and_a_t
     }
     let dom = chromium(&page, None);
     // The inline script ran (it reveals the filter controls) and the banner says FAILED.
-    assert!(dom.contains("id=\"ctl\"") && !dom.contains("id=\"ctl\" hidden"), "script did not run");
+    assert!(
+        dom.contains("id=\"ctl\"") && !dom.contains("id=\"ctl\" hidden"),
+        "script did not run"
+    );
     assert!(dom.contains("data-state=\"failed\""), "banner: {dom}");
     assert!(dom.contains("data-check=\"integrity\""));
     let mut mm = rows_with_class(&dom, "mm");
@@ -123,12 +126,19 @@ fn the_review_page_shows_mismatches_flaky_and_apply_failures_in_chromium_and_a_t
 #[test]
 fn junit_parses_with_junitparser_one_case_per_scenario_with_failure_and_flaky_counts() {
     let p = review_run();
-    p.nx(&["report", "--bundle", "out", "--format", "junit", "--out", "junit.xml"])
-        .code(0);
-    let script = r#"
+    p.nx(&[
+        "report",
+        "--bundle",
+        "out",
+        "--format",
+        "junit",
+        "--out",
+        "junit.xml",
+    ])
+    .code(0);
+    let script = r"
 import sys
-from junitparser import JUnitXml
-from junitparser.xunit2 import JUnitXml as X2, TestCase as TC2
+from junitparser.xunit2 import JUnitXml as X2
 x = X2.fromfile(sys.argv[1])
 cases, failures, errors, flaky, names = 0, 0, 0, 0, []
 for suite in x:
@@ -141,12 +151,16 @@ for suite in x:
             if t == 'Error': errors += 1
         flaky += len(case.flaky_failures())
 print(cases, failures, errors, flaky, len(set(names)) == len(names), ','.join(sorted(s.name for s in x)))
-"#;
+";
     let out = python(&["junitparser"], script)
         .arg(p.path("junit.xml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = String::from_utf8_lossy(&out.stdout);
     // 4 scenarios; the expected-deny read is a failure, the apply failure an error; the
     // flaky scenario passed on its second attempt after one flakyFailure; names unique.
@@ -173,6 +187,7 @@ fn edit_system_ro_to_read_etc(p: &Project) {
 }
 
 #[test]
+#[allow(clippy::many_single_char_names)]
 fn diff_of_two_quickstart_runs_is_empty_and_granting_etc_is_a_critical_change_naming_the_field() {
     let p = Project::shipped();
     p.run("quickstart", &[]).code(0);
@@ -198,7 +213,8 @@ fn diff_of_two_quickstart_runs_is_empty_and_granting_etc_is_a_critical_change_na
         .unwrap_or_else(|| panic!("{}", r.stdout));
     assert!(line.contains("system-ro:read-etc-hostname"), "{line}");
     assert!(
-        r.stdout.contains("landlock.fs.allow[5].path: \"/etc/ld.so.cache\" → \"/etc\""),
+        r.stdout
+            .contains("landlock.fs.allow[5].path: \"/etc/ld.so.cache\" → \"/etc\""),
         "{}",
         r.stdout
     );
@@ -224,12 +240,20 @@ fn diff_of_two_quickstart_runs_is_empty_and_granting_etc_is_a_critical_change_na
     .arg(crate::util::repo_root().join("schemas/diff.schema.json"))
     .output()
     .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let md = p.nx(&["diff", b, "out", "--format", "markdown"]);
-    assert!(md.stdout.contains("| **critical** | decision-changed | `system-ro:read-etc-hostname`"));
+    assert!(
+        md.stdout
+            .contains("| **critical** | decision-changed | `system-ro:read-etc-hostname`")
+    );
 }
 
 #[test]
+#[allow(clippy::many_single_char_names)]
 fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
     let p = Project::copy_of("govern/project").init();
     let key = p.approver("alice", "ed25519");
@@ -249,7 +273,15 @@ fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
     let plan_id = mission.file_name().unwrap().to_str().unwrap().to_string();
     let plan_arg = format!("plans/{plan_id}/plan.json");
     // Unknown scopes are refused at once, nothing written.
-    let r = p.nx(&["approve", "--plan", &plan_arg, "--approver", "alice", "--scope", "deploy"]);
+    let r = p.nx(&[
+        "approve",
+        "--plan",
+        &plan_arg,
+        "--approver",
+        "alice",
+        "--scope",
+        "deploy",
+    ]);
     r.code(2);
     assert!(!mission.join("approvals").exists());
     p.nx(&[
@@ -264,7 +296,11 @@ fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
     .code(0);
     let q = p.nx(&["--json", "review"]);
     q.code(0);
-    assert!(!q.stdout.contains(&format!("mission:{plan_id}")), "approved: {}", q.stdout);
+    assert!(
+        !q.stdout.contains(&format!("mission:{plan_id}")),
+        "approved: {}",
+        q.stdout
+    );
 
     let plan = read_json(&mission.join("plan.json"));
     let registry = plan["registry_id"].as_str().unwrap().to_string();
@@ -287,7 +323,9 @@ fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
     let id = format!("mission:{plan_id}");
     assert!(q.stdout.contains(&id), "{}", q.stdout);
     assert!(
-        q.stdout.contains(&format!("nexusmon approve --plan {plan_arg} --approver <approver>")),
+        q.stdout.contains(&format!(
+            "nexusmon approve --plan {plan_arg} --approver <approver>"
+        )),
         "{}",
         q.stdout
     );
@@ -297,7 +335,9 @@ fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
     assert!(
         s.stdout.contains(&format!(
             "profiles.{profile}.description: added \"edited after the approval\""
-        )) || s.stdout.contains(&format!("profiles.{profile}.description: \"")),
+        )) || s
+            .stdout
+            .contains(&format!("profiles.{profile}.description: \"")),
         "{}",
         s.stdout
     );
@@ -309,7 +349,15 @@ fn trust_add_appends_an_allowed_signers_line_atomically_and_audits_it() {
     let p = Project::shipped().init();
     let key = crate::util::ssh_keygen(p.root(), "carol", "ed25519");
     let pubkey = format!("{}.pub", key.display());
-    let r = p.nx(&["trust", "add", &pubkey, "--principal", "carol", "--role", "approver"]);
+    let r = p.nx(&[
+        "trust",
+        "add",
+        &pubkey,
+        "--principal",
+        "carol",
+        "--role",
+        "approver",
+    ]);
     r.code(0);
     let trust = std::fs::read_to_string(p.state().join("trusted_signers")).unwrap();
     let line = trust.lines().last().unwrap();
@@ -326,12 +374,36 @@ fn trust_add_appends_an_allowed_signers_line_atomically_and_audits_it() {
     p.ssh_sign(&key, "nexusmon-approval-v1", &f);
     assert!(p.ssh_verify("carol", &f).status.success());
     // Again: nothing written. Bad input: exit 2 and the file unchanged.
-    p.nx(&["trust", "add", &pubkey, "--principal", "carol", "--role", "approver"])
-        .code(0);
-    p.nx(&["trust", "add", "not-a-key", "--principal", "dave", "--role", "approver"])
-        .code(2);
-    p.nx(&["trust", "add", &pubkey, "--principal", "bad name", "--role", "approver"])
-        .code(2);
+    p.nx(&[
+        "trust",
+        "add",
+        &pubkey,
+        "--principal",
+        "carol",
+        "--role",
+        "approver",
+    ])
+    .code(0);
+    p.nx(&[
+        "trust",
+        "add",
+        "not-a-key",
+        "--principal",
+        "dave",
+        "--role",
+        "approver",
+    ])
+    .code(2);
+    p.nx(&[
+        "trust",
+        "add",
+        &pubkey,
+        "--principal",
+        "bad name",
+        "--role",
+        "approver",
+    ])
+    .code(2);
     assert_eq!(
         std::fs::read_to_string(p.state().join("trusted_signers")).unwrap(),
         trust
@@ -352,20 +424,35 @@ fn trust_add_appends_an_allowed_signers_line_atomically_and_audits_it() {
 #[test]
 fn promote_and_evolve_take_a_directory_and_skip_in_toto_statements() {
     let p = Project::shipped().init();
-    p.nx(&["run", "--plan", "plans/mission-demo/plan.json"]).code(0);
-    p.emit(&latest_bundle(p.root()), "promotion/promotion_packet.json", &[])
+    p.nx(&["run", "--plan", "plans/mission-demo/plan.json"])
         .code(0);
+    p.emit(
+        &latest_bundle(p.root()),
+        "promotion/promotion_packet.json",
+        &[],
+    )
+    .code(0);
     assert!(p.path("promotion/promotion_packet.intoto.json").is_file());
     p.nx(&["promote", "--packets", "promotion/", "--out", "mappings/"])
         .code(0);
     // The README's glob picks up the Statement too: it is skipped, not refused.
     let glob = std::process::Command::new("sh")
         .current_dir(p.root())
-        .args(["-c", &format!("{} promote --packets promotion/*.json --out mappings2/", crate::util::bin().display())])
+        .args([
+            "-c",
+            &format!(
+                "{} promote --packets promotion/*.json --out mappings2/",
+                crate::util::bin().display()
+            ),
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert!(glob.status.success(), "{}", String::from_utf8_lossy(&glob.stderr));
+    assert!(
+        glob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&glob.stderr)
+    );
     p.nx(&["evolve", "--packets", "promotion"]).code(0);
     // The packets page shows it with its signatures.
     p.nx(&["report", "--packet", "promotion/", "--out", "packets.html"])
@@ -374,5 +461,6 @@ fn promote_and_evolve_take_a_directory_and_skip_in_toto_statements() {
     assert!(html.contains("Per-profile signatures") && html.contains("report-writer"));
     // A directory without packets selects nothing.
     std::fs::create_dir_all(p.path("empty")).unwrap();
-    p.nx(&["promote", "--packets", "empty", "--out", "m3"]).code(6);
+    p.nx(&["promote", "--packets", "empty", "--out", "m3"])
+        .code(6);
 }

@@ -7,7 +7,13 @@ use crate::util::{Project, latest_bundle, read_json, run_in};
 
 /// The scenarios a `--dry --json` run selects.
 fn selected(p: &Project, extra: &[&str]) -> u64 {
-    let mut args = vec!["--json", "run", "--plan", "plans/quickstart/plan.json", "--dry"];
+    let mut args = vec![
+        "--json",
+        "run",
+        "--plan",
+        "plans/quickstart/plan.json",
+        "--dry",
+    ];
     args.extend_from_slice(extra);
     let r = p.nx(&args);
     r.code(0);
@@ -23,7 +29,10 @@ fn only_scenario_and_only_profile_take_globs_and_tags() {
     assert_eq!(selected(&p, &["--only-scenario", "*:read-*"]), 3);
     assert_eq!(selected(&p, &["--only-scenario", "@net"]), 2);
     assert_eq!(selected(&p, &["--only-profile", "@fs"]), 5);
-    assert_eq!(selected(&p, &["--only-profile", "net-*", "--only-scenario", "@fs"]), 2);
+    assert_eq!(
+        selected(&p, &["--only-profile", "net-*", "--only-scenario", "@fs"]),
+        2
+    );
     for bad in [
         vec!["--only-scenario", "nope:*"],
         vec!["--only-scenario", "@nosuchtag"],
@@ -52,7 +61,13 @@ fn rerun_failed_annotations_and_the_step_summary() {
     let summary = p.path("step-summary.md");
     let r = crate::util::Test::new()
         .cwd(p.root())
-        .args(["run", "--plan", "plans/quickstart/plan.json", "--junit", "junit.xml"])
+        .args([
+            "run",
+            "--plan",
+            "plans/quickstart/plan.json",
+            "--junit",
+            "junit.xml",
+        ])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())
         .run();
@@ -76,21 +91,39 @@ fn rerun_failed_annotations_and_the_step_summary() {
         "{ann}"
     );
     let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.contains("# nexusmon run") && md.contains("## Governance"), "{md}");
+    assert!(
+        md.contains("# nexusmon run") && md.contains("## Governance"),
+        "{md}"
+    );
     assert!(md.contains("system-ro:read-etc-hostname"));
     assert!(p.path("junit.xml").is_file());
     let first = latest_bundle(p.root());
 
     // Only the failed scenario runs again.
-    let r = p.nx(&["run", "--plan", "plans/quickstart/plan.json", "--rerun-failed", "out"]);
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/quickstart/plan.json",
+        "--rerun-failed",
+        "out",
+    ]);
     r.code(1);
     let m = read_json(&latest_bundle(p.root()).join("run_manifest.json"));
-    assert_eq!(m["selected"], serde_json::json!(["system-ro:read-etc-hostname"]));
+    assert_eq!(
+        m["selected"],
+        serde_json::json!(["system-ro:read-etc-hostname"])
+    );
     // A clean run has nothing to rerun (exit 6); a bundle of another plan is refused.
     let clean = Project::shipped();
     clean.run("quickstart", &[]).code(0);
     clean
-        .nx(&["run", "--plan", "plans/quickstart/plan.json", "--rerun-failed", "out"])
+        .nx(&[
+            "run",
+            "--plan",
+            "plans/quickstart/plan.json",
+            "--rerun-failed",
+            "out",
+        ])
         .code(6);
     let other = p.nx(&[
         "run",
@@ -100,7 +133,11 @@ fn rerun_failed_annotations_and_the_step_summary() {
         first.to_str().unwrap(),
     ]);
     other.code(2);
-    assert!(other.stderr.contains("not of `net-egress`"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("not of `net-egress`"),
+        "{}",
+        other.stderr
+    );
 }
 
 #[test]
@@ -109,7 +146,8 @@ fn large_runs_show_failures_only_unless_show_all_with_colour_and_durations() {
     let r = p.run("fs-confinement", &[]);
     r.code(0);
     assert!(
-        r.stderr.contains("(66 matching scenario(s) not shown; --show all lists every row)"),
+        r.stderr
+            .contains("(66 matching scenario(s) not shown; --show all lists every row)"),
         "{}",
         r.stderr
     );
@@ -121,20 +159,38 @@ fn large_runs_show_failures_only_unless_show_all_with_colour_and_durations() {
         .lines()
         .find(|l| l.contains("scenario") && l.contains("expected"))
         .unwrap();
-    assert!(header.starts_with("\x1b[1m") && header.contains("time"), "{header:?}");
-    assert!(r.stderr.contains(" ms") || r.stderr.contains(" µs"), "{}", r.stderr);
+    assert!(
+        header.starts_with("\x1b[1m") && header.contains("time"),
+        "{header:?}"
+    );
+    assert!(
+        r.stderr.contains(" ms") || r.stderr.contains(" µs"),
+        "{}",
+        r.stderr
+    );
     let r = p.run("quickstart", &["--show", "failures"]);
-    assert!(r.stderr.contains("(10 matching scenario(s) not shown"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(10 matching scenario(s) not shown"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn an_out_root_that_cannot_be_created_is_exit_2_naming_it_and_the_default_is_the_projects() {
     let p = Project::shipped();
     std::fs::write(p.path("afile"), "x").unwrap();
-    let r = p.nx(&["run", "--plan", "plans/quickstart/plan.json", "--out", "afile/out"]);
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/quickstart/plan.json",
+        "--out",
+        "afile/out",
+    ]);
     r.code(2);
     assert!(
-        r.stderr.contains("afile/out: cannot create the out root") && r.stderr.contains("Not a directory"),
+        r.stderr.contains("afile/out: cannot create the out root")
+            && r.stderr.contains("Not a directory"),
         "{}",
         r.stderr
     );
@@ -159,7 +215,15 @@ fn generated_profiles_the_kernel_cannot_enforce_never_print_a_rust_debug_value()
         seed ^= seed << 17;
         seed % n
     };
-    let words = ["read", "exec", "write", "create", "remove", "rename", "ioctl-dev"];
+    let words = [
+        "read",
+        "exec",
+        "write",
+        "create",
+        "remove",
+        "rename",
+        "ioctl-dev",
+    ];
     let mut profiles = serde_json::Map::new();
     let mut scenarios = serde_json::Map::new();
     for i in 0..8 {
@@ -201,7 +265,14 @@ fn generated_profiles_the_kernel_cannot_enforce_never_print_a_rust_debug_value()
     });
     std::fs::create_dir_all(p.path("plans/gen")).unwrap();
     std::fs::write(p.path("plans/gen/plan.json"), plan.to_string()).unwrap();
-    let r = p.nx(&["run", "--plan", "plans/gen/plan.json", "--show", "all", "-v"]);
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/gen/plan.json",
+        "--show",
+        "all",
+        "-v",
+    ]);
     assert!(r.status != 2 && r.status != 3, "{}", r.stderr);
     let mut texts = vec![r.stdout, r.stderr];
     let b = latest_bundle(p.root());
@@ -220,7 +291,9 @@ fn generated_profiles_the_kernel_cannot_enforce_never_print_a_rust_debug_value()
     }
     // The case the issue names: an ABI-9 profile's unknown right is named in words.
     assert!(
-        texts.iter().any(|t| t.contains("resolve-unix") || t.contains("connect-send-udp")),
+        texts
+            .iter()
+            .any(|t| t.contains("resolve-unix") || t.contains("connect-send-udp")),
         "no generated profile reached the kernel's refusal"
     );
 }
