@@ -308,9 +308,15 @@ pub fn review(ctx: &Ctx, io: &mut Io<'_>, a: &ReviewArgs) -> Result<i32> {
                     }
                 }
             }
-            if !d.item.next.is_empty() {
+            let next: Vec<&String> = d
+                .item
+                .next
+                .iter()
+                .filter(|n| !n.contains(&format!("review show {}", d.item.id)))
+                .collect();
+            if !next.is_empty() {
                 let _ = writeln!(s, "\nnext:");
-                for n in &d.item.next {
+                for n in next {
                     let _ = writeln!(s, "  $ {n}");
                 }
             }

@@ -301,6 +301,13 @@ fn the_review_queue_shows_what_an_edit_changed_since_the_approval_it_voided() {
         "approved: {}",
         q.stdout
     );
+    // The approved run's summary.md names the approver and the key.
+    p.nx(&["run", "--plan", &plan_arg]).code(0);
+    let md = std::fs::read_to_string(latest_bundle(p.root()).join("summary.md")).unwrap();
+    assert!(
+        md.contains("| approved by | alice (key `SHA256:") && md.contains("| rank | A |"),
+        "{md}"
+    );
 
     let plan = read_json(&mission.join("plan.json"));
     let registry = plan["registry_id"].as_str().unwrap().to_string();
@@ -459,8 +466,47 @@ fn promote_and_evolve_take_a_directory_and_skip_in_toto_statements() {
         .code(0);
     let html = std::fs::read_to_string(p.path("packets.html")).unwrap();
     assert!(html.contains("Per-profile signatures") && html.contains("report-writer"));
+    p.nx(&["report", "--mappings", "mappings", "--out", "maps.html"])
+        .code(0);
+    let html = std::fs::read_to_string(p.path("maps.html")).unwrap();
+    assert!(html.contains("Per-profile signatures") && html.contains("report-writer"));
     // A directory without packets selects nothing.
     std::fs::create_dir_all(p.path("empty")).unwrap();
     p.nx(&["promote", "--packets", "empty", "--out", "m3"])
         .code(6);
+}
+
+#[test]
+fn a_governed_runs_report_checks_its_audit_anchor_and_summary_md_shows_the_governance_record() {
+    let p = Project::shipped().init();
+    p.nx(&["run", "--plan", "plans/mission-demo/plan.json"])
+        .code(0);
+    let md = std::fs::read_to_string(latest_bundle(p.root()).join("summary.md")).unwrap();
+    for row in [
+        "## Governance",
+        "| gate | allow-flagged (mission) |",
+        "| rank | C |",
+        "| composite score | 82 (SAFE) |",
+        "| review flags | review-required |",
+    ] {
+        assert!(md.contains(row), "no `{row}` in summary.md:\n{md}");
+    }
+    p.nx(&["report", "--bundle", "out", "--out", "ok.html"])
+        .code(0);
+    let html = std::fs::read_to_string(p.path("ok.html")).unwrap();
+    assert!(html.contains("data-state=\"ok\""), "{html}");
+    assert!(html.contains("anchored in the audit log at seq"), "{html}");
+    assert!(html.contains("<td>82 (SAFE)</td>"));
+    // The audit log loses its tail: the index's anchor is no longer in it, and the page
+    // says the evidence is not valid, though every file still matches the seal.
+    let log = p.state().join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first = text.lines().next().unwrap();
+    std::fs::write(&log, format!("{first}\n")).unwrap();
+    p.nx(&["report", "--bundle", "out", "--out", "cut.html"])
+        .code(1);
+    let html = std::fs::read_to_string(p.path("cut.html")).unwrap();
+    assert!(html.contains("data-state=\"not-valid\""), "{html}");
+    assert!(html.contains("NOT in the audit log"), "{html}");
+    assert!(html.contains("bundle valid: every file matches its seal"));
 }
