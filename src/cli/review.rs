@@ -97,6 +97,21 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     };
     if let Some(source) = single {
         let view = review::run_view(&source, &ctx.root, state_dir(ctx).as_deref())?;
+        // A file written into a sealed bundle would make it invalid.
+        let inside = |p: &Path| fsx::absolute(p).is_ok_and(|p| p.starts_with(&view.bundle_dir));
+        for p in out
+            .iter()
+            .chain(a.junit.as_ref().map(|j| abs(ctx, j)).as_ref())
+        {
+            if inside(p) {
+                return Err(Error::usage(format!(
+                    "{} is inside the bundle {}; a file written there would make it invalid",
+                    p.display(),
+                    view.bundle_dir.display()
+                ))
+                .with_hint("write the report next to the out root, e.g. --out report.html"));
+            }
+        }
         let links = links_for(out.as_deref(), &view.bundle_dir)?;
         let text = render_view(&view, a.format, &links)?;
         emit(ctx, io, out.as_deref(), &text, "report")?;

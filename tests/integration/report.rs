@@ -104,6 +104,18 @@ fn the_review_page_shows_mismatches_flaky_and_apply_failures_in_chromium_and_a_t
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
 
+    // Never written into the sealed bundle itself.
+    let inside = latest_bundle(p.root()).join("report.html");
+    p.nx(&[
+        "report",
+        "--bundle",
+        "out",
+        "--out",
+        inside.to_str().unwrap(),
+    ])
+    .code(2);
+    assert!(!inside.exists());
+
     // One byte changed in a result file: the same page says NOT VALID, never green, and
     // `report` exits 1.
     let bundle = latest_bundle(p.root());
