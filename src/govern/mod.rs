@@ -9,7 +9,8 @@
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
-//! - [`missions`]: the missions listing.
+//! - [`missions`]: the missions listing; [`review`]: the review queue, a run's view with its
+//!   audit anchor checked, and the plan inputs each approval was given for.
 //!
 //! Workflows, one per command, each the one library call its CLI handler makes (the
 //! handler parses arguments and renders; it never locks, signs or writes state):
@@ -17,7 +18,9 @@
 //! - [`approve`]: `approve`; [`clearing`]: `omens list` / `omens clear`;
 //! - [`evolve`]: `evolve` / `evolution status`; [`promotion`]: `emit-promotion` and
 //!   `promote` with their audit entries (promote sits below govern and never imports it);
-//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`.
+//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`;
+//! - [`review::queue`] / [`review::show`]: `review`; [`review::run_view`]: `report`;
+//!   [`trust::add`]: `trust add`.
 //!
 //! [`Governance`] is the one handle the workflows use: it reads the state the gate needs,
 //! records decisions in the audit log, and hands the runner the files to copy into the

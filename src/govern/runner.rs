@@ -3,6 +3,10 @@
 //! state directory as the module docs of [`crate::govern`] describe, and [`run`], the one
 //! call `nexusmon run` makes.
 //!
+//! After the seal, the reports the command line asked for ([`RunOutputs`]: JUnit, the
+//! GitHub step summary and annotations, the view `-v` shows durations from) are made from
+//! the sealed bundle, read back through `promote::view`.
+//!
 //! Governed when a state directory is named or found (the way git finds `.git`); otherwise
 //! an ungoverned run, said so in the manifest, and a mission is refused.
 
