@@ -589,7 +589,140 @@ pub fn diff(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> RunDiff
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::model::registry::Operation;
+    use crate::model::results::{LaneCell, OracleCell, OracleDecision, Stage};
+    use crate::model::view::{AnchorState, SignatureState, Verdict};
+
+    fn cell(o: Outcome) -> LaneCell {
+        LaneCell {
+            outcome: o,
+            stage: Stage::Operation,
+            errno_name: (o == Outcome::Deny).then(|| "EACCES".to_string()),
+        }
+    }
+
+    fn row(
+        id: &str,
+        expected: Expectation,
+        scenario: Outcome,
+        oracle: OracleDecision,
+    ) -> NormalizedRow {
+        NormalizedRow {
+            scenario_id: id.to_string(),
+            profile_id: id.split(':').next().unwrap_or_default().to_string(),
+            probe_id: id.split(':').nth(1).unwrap_or_default().to_string(),
+            operation: Operation::FileRead,
+            target: None,
+            expected,
+            control: false,
+            baseline: Some(cell(Outcome::Allow)),
+            scenario: Some(cell(scenario)),
+            oracle: Some(OracleCell {
+                decision: oracle,
+                reason: "r".into(),
+            }),
+            attribution: None,
+            mismatches: Vec::new(),
+            flaky: false,
+            task_id: None,
+            depends_on: Vec::new(),
+            skipped_because: None,
+        }
+    }
+
+    fn view(rows: Vec<NormalizedRow>) -> RunView {
+        RunView {
+            bundle_dir: PathBuf::from("/b"),
+            run_id: "r".into(),
+            manifest: None,
+            summary: None,
+            rows,
+            mismatches: Vec::new(),
+            preflight: Vec::new(),
+            oracle: Vec::new(),
+            details: BTreeMap::new(),
+            packet: None,
+            verdict: Verdict {
+                integrity: Integrity::Valid,
+                problems: Vec::new(),
+                bundle_status: Some("complete".into()),
+                signature: SignatureState::Unsigned,
+                anchor: AnchorState::NotRecorded,
+            },
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Generated pairs of runs over the same scenarios: a run never differs from itself,
+    /// and the diff is critical exactly when some scenario expected to be denied went from
+    /// not allowed to allowed in the scenario lane, breaking when (short of that) one
+    /// expected to be allowed went from allow to deny, an apply failure appeared, or the
+    /// oracle stopped agreeing with the kernel.
+    #[test]
+    #[allow(clippy::cast_possible_truncation)]
+    fn severities_follow_the_decision_changes_of_generated_runs() {
+        let outcomes = [
+            Outcome::Allow,
+            Outcome::Deny,
+            Outcome::Error,
+            Outcome::ApplyFailed,
+        ];
+        let decisions = [OracleDecision::Allow, OracleDecision::Deny];
+        let mut seed: u64 = 0xdead_beef_1234_5678;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..400 {
+            let n = 1 + next(5);
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            for i in 0..n {
+                let id = format!("p:s{i}");
+                let e = if next(2) == 0 {
+                    Expectation::Allow
+                } else {
+                    Expectation::Deny
+                };
+                a.push(row(&id, e, outcomes[next(4)], decisions[next(2)]));
+                b.push(row(&id, e, outcomes[next(4)], decisions[next(2)]));
+            }
+            let (va, vb) = (view(a.clone()), view(b.clone()));
+            assert!(diff(&va, &va, "a", "a").changes.is_empty());
+            let d = diff(&va, &vb, "a", "b");
+            let out = |r: &NormalizedRow| r.scenario.as_ref().map(|c| c.outcome);
+            let critical = a.iter().zip(&b).any(|(x, y)| {
+                y.expected == Expectation::Deny
+                    && out(y) == Some(Outcome::Allow)
+                    && out(x) != Some(Outcome::Allow)
+            });
+            let breaking = a.iter().zip(&b).any(|(x, y)| {
+                (out(x) == Some(Outcome::Allow)
+                    && out(y) == Some(Outcome::Deny)
+                    && y.expected != Expectation::Deny)
+                    || (out(x) != out(y) && out(y) == Some(Outcome::ApplyFailed))
+                    || (agrees(x) == Some(true) && agrees(y) == Some(false))
+            });
+            let want = if critical {
+                Some(Severity::Critical)
+            } else if breaking {
+                Some(Severity::Breaking)
+            } else if d.changes.is_empty() {
+                None
+            } else {
+                Some(Severity::Changed)
+            };
+            assert_eq!(d.highest, want, "{a:#?}\n{b:#?}\n{:#?}", d.changes);
+            if critical {
+                assert!(d.reaches(Severity::Breaking));
+            }
+        }
+    }
 
     #[test]
     fn run_specific_values_are_normalised_as_whole_tokens() {

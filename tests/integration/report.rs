@@ -3,7 +3,7 @@
 //! valid), JUnit read by an independent reader (junitparser), `diff` of two runs, the
 //! review queue, `trust add`, `approve --scope`, and `promote`/`evolve` over a directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::util::{Project, chromium, latest_bundle, python, read_json};
 
@@ -213,6 +213,12 @@ fn diff_of_two_quickstart_runs_is_empty_and_granting_etc_is_a_critical_change_na
     let j = p.nx(&["--json", "diff", a, b]);
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v["changes"].as_array().unwrap().len(), 0, "{v:#}");
+    // Packets name their bundles: the same diff.
+    p.emit(Path::new(a), "pa.json", &[]).code(0);
+    p.emit(Path::new(b), "pb.json", &[]).code(0);
+    let r = p.nx(&["diff", "pa.json", "pb.json", "--fail-on", "any"]);
+    r.code(0);
+    assert!(r.stdout.contains("no changes"), "{}", r.stdout);
 
     edit_system_ro_to_read_etc(&p);
     p.run("quickstart", &[]).code(1);
