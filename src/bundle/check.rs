@@ -3,10 +3,16 @@
 //! A bundle is valid when its index exists and parses; neither the index nor
 //! `run_status.json` says `in_progress` and they agree; every entry is a regular file (no
 //! symlink anywhere on its path) at a safe relative path with the right size and blake3;
-//! nothing on disk is unindexed; `BLAKE3SUMS` says what the index says; and, when the bundle
-//! is reached through (or named by) an out root's `LATEST`, the index's blake3 is the one
-//! `LATEST` records. Sizes are compared before anything is hashed; hashing runs in parallel.
-//! Empty directories carry no evidence and are ignored.
+//! nothing on disk is unindexed; every sealed file (the index and its signature files too)
+//! is read-only, has one link and no setuid/setgid bit (a writable file, or a second name
+//! for it outside the bundle, lets someone change evidence behind the seal); every
+//! directory holds an indexed file (no empty or unexpected directory); `BLAKE3SUMS` says
+//! what the index says; a signature (`artifact_index.sig`, `bundle.intoto.json`), when
+//! there is one, verifies over the index with the key it carries (whether that key is
+//! trusted is checked against a trust file by `govern::attest`); and, when the bundle is
+//! reached through (or named by) an out root's `LATEST`, the index's blake3 is the one
+//! `LATEST` records. Sizes are compared before anything is hashed; hashing runs in
+//! parallel.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -15,6 +21,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::signature::{self, SIGNATURE_FILES, SignatureCheck};
 use super::tree::{self, Node, NodeKind};
 use super::{INDEX_FILE, LATEST_FILE, LOCK_FILE, STAGING_DIR, STATUS_FILE, SUMS_FILE, fsio, hash};
 use crate::model::index::{
@@ -68,6 +75,20 @@ pub enum ProblemKind {
     LatestDangling,
     /// The index's blake3 is not the one `LATEST` records.
     LatestMismatch,
+    /// A sealed file has more than one link (a second name, maybe outside the bundle).
+    Hardlink,
+    /// A sealed file is writable, or setuid/setgid.
+    UnsafeMode,
+    /// A directory that holds no indexed file (empty, or not the index's).
+    UnexpectedDirectory,
+    /// The signature does not verify over the index (or the DSSE envelope does not), its
+    /// key is not trusted as a `runner`, or one of the two signature files is missing.
+    BundleSignatureInvalid,
+    /// A trust policy requires signed bundles and this one has no signature.
+    BundleUnsigned,
+    /// The audit log's `run-sealed` entry for the run names another index digest (or none,
+    /// or the index's `audit_head` is not the head the log anchored).
+    IndexNotAnchored,
 }
 
 impl ProblemKind {
@@ -93,6 +114,12 @@ impl ProblemKind {
             Self::LatestUnparseable => "latest-unparseable",
             Self::LatestDangling => "latest-dangling",
             Self::LatestMismatch => "latest-mismatch",
+            Self::Hardlink => "hardlink",
+            Self::UnsafeMode => "unsafe-mode",
+            Self::UnexpectedDirectory => "unexpected-directory",
+            Self::BundleSignatureInvalid => "bundle-signature-invalid",
+            Self::BundleUnsigned => "bundle-unsigned",
+            Self::IndexNotAnchored => "index-not-anchored",
         }
     }
 }
@@ -111,7 +138,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) -> Self {
+    /// A problem of `kind` about `path`.
+    pub fn new(kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) -> Self {
         Self {
             kind,
             path: path.map(str::to_string),
@@ -149,6 +177,14 @@ pub struct Report {
     pub total_bytes: u64,
     /// Files whose size and digest were verified.
     pub files_verified: u64,
+    /// `SHA256:…` of the key whose signature over the index verifies (absent: unsigned,
+    /// or the signature does not verify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Checks against a trust file and the audit log, when they were made
+    /// (`validate-bundle --trust`, a state directory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attested: Vec<String>,
     /// Every problem, sorted by path then kind.
     pub problems: Vec<Problem>,
 }
@@ -167,6 +203,8 @@ impl Report {
             file_count: 0,
             total_bytes: 0,
             files_verified: 0,
+            signed_by: None,
+            attested: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -176,7 +214,8 @@ impl Report {
         self.problems.is_empty()
     }
 
-    fn finish(&mut self) {
+    /// Sort and deduplicate the problems and set `valid` (after adding problems).
+    pub fn finish(&mut self) {
         self.problems.sort_by(|a, b| {
             (a.path.as_deref().map(str::as_bytes), a.kind)
                 .cmp(&(b.path.as_deref().map(str::as_bytes), b.kind))
@@ -185,7 +224,8 @@ impl Report {
         self.valid = self.problems.is_empty();
     }
 
-    fn push(&mut self, kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) {
+    /// Add a problem (call [`Report::finish`] after).
+    pub fn push(&mut self, kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) {
         self.problems.push(Problem::new(kind, path, detail));
     }
 }
@@ -514,7 +554,65 @@ fn inspect_into(ins: &mut Inspection, dir: &Path, latest: Option<&Latest>) {
         );
     }
     check_members(dir, dir_fd, &index, &nodes, report);
+    check_companions(dir, &nodes, report);
+    match signature::check_signature(&|rel| read_meta(dir_fd, rel), &index_bytes, Some(&index)) {
+        SignatureCheck::Absent => {}
+        SignatureCheck::Valid { fingerprint, .. } => report.signed_by = Some(fingerprint),
+        SignatureCheck::Invalid { path, problem, .. } => {
+            report.push(K::BundleSignatureInvalid, Some(path), problem);
+        }
+    }
     ins.index = Some(index);
+}
+
+/// The index and its signature files are sealed files too: regular, read-only, one link.
+fn check_companions(dir: &Path, nodes: &[Node], report: &mut Report) {
+    use ProblemKind as K;
+    use std::os::unix::fs::MetadataExt;
+    for rel in std::iter::once(INDEX_FILE).chain(SIGNATURE_FILES) {
+        let Some(n) = nodes.iter().find(|n| n.rel == rel) else {
+            continue;
+        };
+        match n.kind {
+            NodeKind::File => {}
+            NodeKind::Symlink => {
+                report.push(K::Symlink, Some(rel), "a symlink, not a regular file");
+                continue;
+            }
+            _ => {
+                report.push(K::NotRegularFile, Some(rel), "not a regular file");
+                continue;
+            }
+        }
+        match std::fs::symlink_metadata(dir.join(rel)) {
+            Ok(m) => check_mode(rel, m.mode() & 0o7777, m.nlink(), report),
+            Err(e) => report.push(K::Unreadable, Some(rel), e.to_string()),
+        }
+    }
+}
+
+/// A sealed file must be read-only (no write bit), without setuid/setgid, with one link.
+fn check_mode(rel: &str, mode: u32, nlink: u64, report: &mut Report) {
+    use ProblemKind as K;
+    if nlink > 1 {
+        report.push(
+            K::Hardlink,
+            Some(rel),
+            format!("{nlink} hard links: another name for this file can change it after the seal"),
+        );
+    }
+    if mode & 0o222 != 0 || mode & 0o6000 != 0 {
+        let what = if mode & 0o6000 != 0 {
+            "setuid/setgid"
+        } else {
+            "writable"
+        };
+        report.push(
+            K::UnsafeMode,
+            Some(rel),
+            format!("mode {mode:04o} is {what}; sealed files are 0444"),
+        );
+    }
 }
 
 fn check_index_shape(index: &ArtifactIndex, report: &mut Report) {
@@ -567,11 +665,20 @@ fn check_index_shape(index: &ArtifactIndex, report: &mut Report) {
             bad("the index lists itself".into());
         }
     }
+    if let Some(h) = &index.audit_head
+        && !digest::is_hex64(&h.blake3)
+    {
+        report.push(
+            K::IndexInvalid,
+            Some(INDEX_FILE),
+            "the index's audit_head blake3 is not 64 lowercase hex characters",
+        );
+    }
     if index.status == BundleStatus::InProgress {
         report.push(
             K::InProgress,
             Some(INDEX_FILE),
-            "the index says in_progress: a sealed bundle is complete or failed",
+            "the index says in_progress: a sealed bundle is complete, failed or interrupted",
         );
     }
 }
@@ -639,6 +746,7 @@ pub fn status_word(s: BundleStatus) -> &'static str {
         BundleStatus::InProgress => "in_progress",
         BundleStatus::Complete => "complete",
         BundleStatus::Failed => "failed",
+        BundleStatus::Interrupted => "interrupted",
     }
 }
 
@@ -729,7 +837,10 @@ fn check_members(
                 Some(&e.path),
                 format!("blake3 is {}, the index says {}", h.blake3, e.blake3),
             ),
-            Ok(_) => report.files_verified += 1,
+            Ok(h) => {
+                report.files_verified += 1;
+                check_mode(&e.path, h.mode, h.nlink, report);
+            }
             Err(err) if err.raw_os_error() == Some(libc::ELOOP) => report.push(
                 K::Symlink,
                 Some(&e.path),
@@ -738,12 +849,29 @@ fn check_members(
             Err(err) => report.push(K::Unreadable, Some(&e.path), err.to_string()),
         }
     }
+    // Every directory an indexed path lies beneath.
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    for e in &index.entries {
+        let mut rest = e.path.as_str();
+        while let Some((parent, _)) = rest.rsplit_once('/') {
+            needed.insert(parent);
+            rest = parent;
+        }
+    }
     for n in nodes {
-        if n.rel == INDEX_FILE || indexed.contains(n.rel.as_str()) {
+        if n.rel == INDEX_FILE
+            || SIGNATURE_FILES.contains(&n.rel.as_str())
+            || indexed.contains(n.rel.as_str())
+        {
             continue;
         }
         match n.kind {
-            NodeKind::Dir => {}
+            NodeKind::Dir if needed.contains(n.rel.as_str()) => {}
+            NodeKind::Dir => report.push(
+                K::UnexpectedDirectory,
+                Some(&n.rel),
+                "a directory that holds no indexed file (empty, or added after the seal)",
+            ),
             NodeKind::File if !n.utf8 => report.push(
                 K::UnsafePath,
                 Some(&n.rel),

@@ -38,6 +38,7 @@ pub mod lock;
 pub mod outroot;
 pub mod reader;
 pub mod repair;
+pub mod signature;
 mod tree;
 pub mod writer;
 
@@ -62,6 +63,7 @@ pub use lock::{LockHolder, LockMode, LockOptions, LockState, OutLock};
 pub use outroot::{OutRootState, out_root_state};
 pub use reader::{Bundle, UnverifiedBundle, load_bundle, open_bundle_unverified};
 pub use repair::{RepairOutcome, repair_bundle};
+pub use signature::{ENVELOPE_FILE, SIG_FILE, SealSigner, SignatureCheck};
 pub use tree::unsafe_reason;
 pub use writer::{
     BeginOptions, SealInfo, Sealed, StagedBundle, StagedFile, clean_staging, new_run_id,

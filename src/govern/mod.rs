@@ -39,6 +39,7 @@
 
 pub mod anchors;
 pub mod approvals;
+pub mod attest;
 pub mod approve;
 pub mod audit;
 pub mod clearing;
