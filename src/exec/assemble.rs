@@ -385,18 +385,18 @@ impl Tally {
             RunStatus::Partial
         };
         if let Some(sig) = ctx.interrupted {
-            let observed: u64 = self
-                .outcomes
-                .values()
-                .flat_map(|m| m.iter())
+            let all = || self.outcomes.values().flat_map(|m| m.iter());
+            let total: u64 = all().map(|(_, n)| n).sum();
+            let observed: u64 = all()
                 .filter(|(o, _)| o.as_str() != Outcome::Skipped.as_str())
                 .map(|(_, n)| n)
                 .sum();
             status = RunStatus::Interrupted;
             exit = exit_code::interrupted(sig);
             reason = format!(
-                "interrupted by {}: {observed} lane observation(s) of {scenarios} scenario(s) were made before it, the rest were not run or were killed (so far: {reason})",
-                super::interrupt::signal_name(sig)
+                "interrupted by {}: {observed} of {total} lane observation(s) were made before it, the rest were not run or were killed; {} mismatch(es) among them",
+                super::interrupt::signal_name(sig),
+                packets.len()
             );
         }
         let partially: Vec<String> = preflight

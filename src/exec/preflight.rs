@@ -154,6 +154,7 @@ fn preflight_profile(
             .as_ref()
             .map(|g| g.procs_path().to_string_lossy().into_owned()),
         connect_timeout_ms: 1000,
+        runner_pid: Some(std::process::id()),
     }
     .to_args()
     .map_err(|e| Error::runner("cannot serialize an apply spec").with_source(e))?;

@@ -64,7 +64,8 @@ impl SealedRuns {
     /// Read the log of `gov`: verify it, then collect its `run-sealed` entries.
     pub fn read(gov: &Governance) -> Result<Self> {
         let report = gov.audit().verify(&[])?;
-        let broken = (!report.ok).then(|| {
+        let mut out = Self::scan(gov)?;
+        out.broken = (!report.ok).then(|| {
             let first = report
                 .problems
                 .first()
@@ -74,6 +75,12 @@ impl SealedRuns {
                 report.path.display()
             )
         });
+        Ok(out)
+    }
+
+    /// Collect the `run-sealed` entries of the log of `gov` without verifying it.
+    pub fn scan(gov: &Governance) -> Result<Self> {
+        let broken = None;
         let path = gov.audit().path().to_path_buf();
         let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let mut runs: BTreeMap<String, Vec<SealedEntry>> = BTreeMap::new();

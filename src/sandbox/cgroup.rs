@@ -49,6 +49,27 @@ pub fn remove_run_dir(root: &Path, run_id: &str) {
     let _ = std::fs::remove_dir(root.join("nexusmon"));
 }
 
+/// Kill every process left anywhere in the run's cgroup directory (its worker and child
+/// cgroups, and the directory itself) until none is left, then remove the directories: for
+/// a run that was killed (its runner is gone, so none of them is the runner's). Returns
+/// the processes killed with their command names.
+pub fn kill_run_dir(root: &Path, run_id: &str) -> Vec<(u32, String)> {
+    let dir = run_dir(root, run_id);
+    let mut killed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                killed.extend(kill_members(&e.path(), true));
+            }
+        }
+    }
+    killed.extend(kill_members(&dir, true));
+    remove_run_dir(root, run_id);
+    killed.sort();
+    killed.dedup();
+    killed
+}
+
 /// Processes in the cgroup at `dir`, the runner itself excluded (a worker thread of the
 /// runner may be a member).
 fn members(dir: &Path) -> Vec<u32> {

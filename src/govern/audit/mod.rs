@@ -121,6 +121,17 @@ pub enum ProblemKind {
     AnchorBeyondEnd,
     /// An anchor names a `seq` the log does not contain (lines were removed).
     AnchorMissing,
+    /// `audit_head.json` is missing or does not parse: the head beside the log is gone.
+    HeadMissing,
+    /// The log goes on past the head `audit_head.json` records: lines were appended
+    /// without the head (or the head was rolled back).
+    HeadBehindLog,
+    /// A bundle's index is not the one the log sealed for its run (forged or swapped); its
+    /// `audit_head` is not used as an anchor.
+    IndexNotAnchored,
+    /// An out root's `LATEST` names an older sealed run than the last `run-sealed` entry
+    /// for that out root (a silent rollback).
+    LatestRollback,
 }
 
 /// One problem, naming the line (1-based, as editors count) and its `seq`.
@@ -408,11 +419,38 @@ impl AuditLog {
             index += 1;
         }
         let mut report = v.finish(index, &by_seq, &self.path);
-        if self.head_path.exists() && head_anchor.is_none() {
-            report.notes.push(format!(
-                "{AUDIT_HEAD_FILE} exists but does not parse; it was not checked"
-            ));
+        match (&head_anchor, &report.head) {
+            (None, _) => {
+                let why = if self.head_path.exists() {
+                    "does not parse"
+                } else {
+                    "is missing"
+                };
+                report.problems.push(Problem {
+                    line: 0,
+                    seq: None,
+                    kind: ProblemKind::HeadMissing,
+                    message: format!(
+                        "{AUDIT_HEAD_FILE} {why}: the head beside the log is gone, so a cut or rewritten tail is caught only by other anchors"
+                    ),
+                });
+            }
+            (Some(a), Some(last)) if a.head.seq < last.seq => {
+                report.problems.push(Problem {
+                    line: 0,
+                    seq: Some(a.head.seq),
+                    kind: ProblemKind::HeadBehindLog,
+                    message: format!(
+                        "the log goes on {} line(s) past the head {AUDIT_HEAD_FILE} records (seq {}, the log ends at seq {}): lines were appended without updating the head, or the head was rolled back",
+                        last.seq - a.head.seq,
+                        a.head.seq,
+                        last.seq
+                    ),
+                });
+            }
+            _ => {}
         }
+        report.ok = report.problems.is_empty();
         report.anchors_checked = all_anchors.len() as u64;
         Ok(report)
     }
