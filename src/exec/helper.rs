@@ -68,7 +68,7 @@ pub struct HelperRequest<'a> {
     pub connect_timeout_ms: u64,
     /// The runner's pid: a helper whose parent is no longer it (the runner died before the
     /// helper set its parent-death signal) exits at once instead of running orphaned.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_pid: Option<u32>,
 }
 

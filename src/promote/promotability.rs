@@ -340,6 +340,15 @@ mod tests {
             ("in progress", |g| {
                 g.run_status = Some(BundleStatus::InProgress);
             }),
+            ("interrupted", |g| {
+                g.run_status = Some(BundleStatus::Interrupted);
+            }),
+            ("index interrupted", |g| {
+                g.index_status = Some(BundleStatus::Interrupted);
+            }),
+            ("summary interrupted", |g| {
+                g.summary_status = Some(RunStatus::Interrupted);
+            }),
             ("failed", |g| g.index_status = Some(BundleStatus::Failed)),
             ("summary failed", |g| {
                 g.summary_status = Some(RunStatus::Failed);
@@ -368,15 +377,6 @@ mod tests {
             ("kind unknown", |g| g.plan_kind = None),
             ("mission without facts", |g| {
                 g.plan_kind = Some(PlanKind::Mission);
-            }),
-            ("interrupted", |g| {
-                g.run_status = Some(BundleStatus::Interrupted);
-            }),
-            ("index interrupted", |g| {
-                g.index_status = Some(BundleStatus::Interrupted);
-            }),
-            ("summary interrupted", |g| {
-                g.summary_status = Some(RunStatus::Interrupted);
             }),
             ("unsigned", |g| g.signature.state = SignatureState::Unsigned),
             ("signature unchecked", |g| {

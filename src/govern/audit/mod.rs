@@ -680,7 +680,11 @@ mod tests {
         ls.truncate(15);
         std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
         // Rewrite the state-dir anchor too, as someone cutting the tail would.
-        std::fs::remove_file(s.file(AUDIT_HEAD_FILE)).unwrap();
+        std::fs::write(
+            s.file(AUDIT_HEAD_FILE),
+            serde_json::to_vec(&log.head().unwrap()).unwrap(),
+        )
+        .unwrap();
         assert!(
             log.verify(&[]).unwrap().ok,
             "the chain alone cannot see a cut tail"
@@ -722,6 +726,31 @@ mod tests {
         let r = log.verify(std::slice::from_ref(&anchored)).unwrap();
         assert!(!r.ok);
         assert_eq!(r.first_bad_line, Some(13), "{r:#?}");
+    }
+
+    #[test]
+    fn a_missing_head_file_or_a_log_longer_than_its_head_is_a_problem() {
+        let (_t, s, log) = twenty_line_log();
+        let head = std::fs::read(s.file(AUDIT_HEAD_FILE)).unwrap();
+        std::fs::remove_file(s.file(AUDIT_HEAD_FILE)).unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems[0].kind, ProblemKind::HeadMissing, "{r:#?}");
+        // A head two lines behind the log: appended without the head, or rolled back.
+        std::fs::write(s.file(AUDIT_HEAD_FILE), &head).unwrap();
+        log.append(AuditKind::Evolution, json!({})).unwrap();
+        log.append(AuditKind::Evolution, json!({})).unwrap();
+        std::fs::write(s.file(AUDIT_HEAD_FILE), &head).unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems[0].kind, ProblemKind::HeadBehindLog, "{r:#?}");
+        assert!(r.problems[0].message.contains("2 line(s)"), "{r:#?}");
+        // A head beyond the log (the tail cut): the anchor check names it.
+        let mut ls = lines(&log);
+        ls.truncate(15);
+        std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert_eq!(r.problems[0].kind, ProblemKind::AnchorBeyondEnd, "{r:#?}");
     }
 
     #[test]
