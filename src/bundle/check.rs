@@ -89,6 +89,9 @@ pub enum ProblemKind {
     /// The audit log's `run-sealed` entry for the run names another index digest (or none,
     /// or the index's `audit_head` is not the head the log anchored).
     IndexNotAnchored,
+    /// `LATEST` names an older run than another sealed bundle of the out root (or than the
+    /// last run the audit log sealed into it): it was rolled back.
+    LatestRollback,
 }
 
 impl ProblemKind {
@@ -120,6 +123,7 @@ impl ProblemKind {
             Self::BundleSignatureInvalid => "bundle-signature-invalid",
             Self::BundleUnsigned => "bundle-unsigned",
             Self::IndexNotAnchored => "index-not-anchored",
+            Self::LatestRollback => "latest-rollback",
         }
     }
 }
@@ -428,8 +432,61 @@ pub(crate) fn inspect_dir(
         index_state: "missing",
     };
     inspect_into(&mut ins, dir, latest);
+    if let (Some(root), Some(l)) = (out_root, latest) {
+        check_rollback(root, l, ins.status.as_ref(), &mut ins.report);
+    }
     ins.report.finish();
     ins
+}
+
+/// A `LATEST` that names an older bundle than another sealed bundle of the out root (by
+/// `run_status.json`'s `finished_at`, then run id) was rolled back: the newer run was
+/// sealed and published, and `LATEST` was set back afterwards.
+fn check_rollback(
+    out_root: &Path,
+    latest: &Latest,
+    status: Option<&RunStatusFile>,
+    report: &mut Report,
+) {
+    let Some(mine) = status.and_then(|s| s.finished_at.as_deref()) else {
+        return;
+    };
+    let key = |at: &str, id: &str| (crate::util::time::parse_rfc3339(at), id.to_string());
+    let me = key(mine, &latest.run_id);
+    let Ok(entries) = std::fs::read_dir(out_root) else {
+        return;
+    };
+    let mut newest: Option<((Option<jiff::Timestamp>, String), String)> = None;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file()
+        {
+            continue;
+        }
+        let Some(st) = std::fs::read(e.path().join(STATUS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok())
+        else {
+            continue;
+        };
+        let Some(at) = st.finished_at.as_deref() else {
+            continue;
+        };
+        let k = key(at, &name);
+        if k > me && newest.as_ref().is_none_or(|(n, _)| k > *n) {
+            newest = Some((k, name));
+        }
+    }
+    if let Some((_, name)) = newest {
+        report.push(
+            ProblemKind::LatestRollback,
+            Some(LATEST_FILE),
+            format!(
+                "LATEST names run `{}`, but the out root holds a bundle sealed after it, `{name}`: LATEST was rolled back",
+                latest.run_id
+            ),
+        );
+    }
 }
 
 /// Fill `ins`; returns early where nothing further can be checked.

@@ -701,7 +701,7 @@ impl Drop for StagedFile<'_> {
 /// Remove the directories no member lies beneath (a log whose write was abandoned leaves
 /// its directory empty): a sealed bundle holds no directory its index does not explain.
 /// `dirs` keeps the ones that remain.
-fn prune_empty_dirs(dir: &Path, files: &[String], dirs: &mut Vec<String>) -> Result<()> {
+pub(crate) fn prune_empty_dirs(dir: &Path, files: &[String], dirs: &mut Vec<String>) -> Result<()> {
     let mut needed: BTreeSet<&str> = BTreeSet::new();
     for f in files {
         let mut rest = f.as_str();

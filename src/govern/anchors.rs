@@ -82,7 +82,7 @@ pub fn verify_log(
 
 /// A `LATEST` that names an older run than the last one the log sealed into its out root
 /// (a rollback), or a digest the log did not seal for its run.
-fn latest_problem(
+pub(crate) fn latest_problem(
     sealed: &SealedRuns,
     source: &str,
     out_root: &Path,

@@ -58,6 +58,8 @@ pub struct SealedRuns {
     pub broken: Option<String>,
     /// The state directory's log file.
     pub log: PathBuf,
+    /// The blake3 of every line, by `seq` (to tell whether a head is one of this log's).
+    lines: BTreeMap<u64, [u8; 32]>,
 }
 
 impl SealedRuns {
@@ -84,11 +86,13 @@ impl SealedRuns {
         let path = gov.audit().path().to_path_buf();
         let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let mut runs: BTreeMap<String, Vec<SealedEntry>> = BTreeMap::new();
+        let mut lines = BTreeMap::new();
         for line in BufReader::new(file).split(b'\n') {
             let line = line.map_err(|e| Error::io("read", &path, e))?;
             let Ok(entry) = serde_json::from_slice::<AuditEntry>(&line) else {
                 continue;
             };
+            lines.insert(entry.seq, *blake3::hash(&line).as_bytes());
             if entry.kind != AuditKind::RunSealed.as_str() {
                 continue;
             }
@@ -116,6 +120,7 @@ impl SealedRuns {
             runs,
             broken,
             log: path,
+            lines,
         })
     }
 
@@ -136,10 +141,27 @@ impl SealedRuns {
             return not(b.clone());
         }
         let Some(entries) = self.runs.get(run_id) else {
-            return not(format!(
-                "the audit log {} has no run-sealed entry for run `{run_id}` (sealed without this state directory, renamed, or forged)",
-                self.log.display()
-            ));
+            // Sealed under this log (its audit_head is one of the log's heads) but never
+            // recorded as sealed: forged under a new run id, or its record was cut.
+            let ours = index_head.is_some_and(|h| {
+                self.lines
+                    .get(&h.seq)
+                    .is_some_and(|d| blake3::Hash::from(*d).to_hex().as_str() == h.blake3)
+            });
+            if ours {
+                return not(format!(
+                    "the index's audit_head is a head of {}, so the run was sealed under it, but the log has no run-sealed entry for run `{run_id}`: forged under a new run id, or its record was cut",
+                    self.log.display()
+                ));
+            }
+            return AnchorInput {
+                state: AnchorState::Unchecked,
+                sealed_seq: None,
+                problem: Some(format!(
+                    "the audit log {} has no record of run `{run_id}` (sealed without this state directory): nothing to compare",
+                    self.log.display()
+                )),
+            };
         };
         let Some(e) = entries.iter().find(|e| e.index_blake3 == index_blake3) else {
             let e = &entries[entries.len() - 1];
@@ -318,6 +340,29 @@ impl GovAttestor {
                 _ => {}
             }
         }
+        if let (Some(sealed), Some(root)) = (&self.sealed, report.out_root.clone()) {
+            let latest: Option<crate::model::index::Latest> =
+                std::fs::read(root.join(crate::bundle::LATEST_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+            let named = latest.filter(|l| Some(&l.run_id) == index.as_ref().map(|i| &i.run_id));
+            if let Some(l) = named
+                && let Some(p) = super::anchors::latest_problem(
+                    sealed,
+                    crate::bundle::LATEST_FILE,
+                    &root,
+                    &l.run_id,
+                    &l.artifact_index_blake3,
+                )
+            {
+                let kind = if p.kind == super::audit::ProblemKind::LatestRollback {
+                    ProblemKind::LatestRollback
+                } else {
+                    ProblemKind::IndexNotAnchored
+                };
+                report.push(kind, Some(crate::bundle::LATEST_FILE), p.message);
+            }
+        }
         if self.sealed.is_some() {
             let a = self.anchor(index.as_ref(), index_bytes.as_deref());
             match a.state {
@@ -325,7 +370,11 @@ impl GovAttestor {
                     "anchor: the audit log's run-sealed entry (seq {}) names this index",
                     a.sealed_seq.unwrap_or_default()
                 )),
-                _ => report.push(
+                AnchorState::Unchecked => report.attested.push(format!(
+                    "anchor: not checked: {}",
+                    a.problem.unwrap_or_default()
+                )),
+                AnchorState::NotAnchored => report.push(
                     ProblemKind::IndexNotAnchored,
                     Some(INDEX_FILE),
                     a.problem.unwrap_or_default(),

@@ -22,7 +22,9 @@ use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
-use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket};
+use crate::model::packet::{
+    ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason,
+};
 use crate::util::{digest, fsx, json};
 use crate::{Error, Result};
 
@@ -266,6 +268,37 @@ fn check_against_bundle(
     }
     let src = BundleSource::open(&ctx.bundle_dir())?;
     let mut again = derive_packet(&src, &ctx, attestor)?;
+    // The signature and the anchor are checked again now, against the trust file and the
+    // audit log as they stand: a bundle that does not check out is refused whatever the
+    // packet recorded. Where they check out (or nothing can be checked here: no trust
+    // file, another state directory), the packet's own record of them stands.
+    let now: Vec<Reason> = promotability::reasons(&again.promotability.gating_inputs)
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Reason::BundleSignatureInvalid | Reason::BundleUnsigned | Reason::IndexNotAnchored
+            )
+        })
+        .collect();
+    if !now.is_empty() {
+        let g = &again.promotability.gating_inputs;
+        return refuse(
+            "its bundle does not check out against the trust file or the audit log".into(),
+            now.iter()
+                .map(|r| format!("{r}: {}", promotability::explain(*r, g)))
+                .collect(),
+        );
+    }
+    {
+        let recorded = &packet.promotability.gating_inputs;
+        let g = &mut again.promotability.gating_inputs;
+        g.signature.clone_from(&recorded.signature);
+        g.anchor.clone_from(&recorded.anchor);
+        let reasons = promotability::reasons(g);
+        again.promotability.promotable = reasons.is_empty();
+        again.promotability.reasons = reasons;
+    }
     again.audit_head.clone_from(&packet.audit_head);
     again.emitted_by.clone_from(&packet.emitted_by);
     if again != packet {

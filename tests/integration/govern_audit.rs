@@ -56,6 +56,7 @@ fn seal_bundle(p: &Project, run_id: &str) {
             error: None,
             plan_digest: None,
             audit_head: Some(gov.audit_head().unwrap()),
+            signer: None,
         })
         .unwrap();
 }
