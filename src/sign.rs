@@ -101,7 +101,12 @@ fn sign_rsa(
         },
         rsa_pkcs1v15_sha512(kp, &data)?,
     )?;
-    SshSig::new(public.key_data().clone(), namespace, HashAlg::Sha512, signature)
+    SshSig::new(
+        public.key_data().clone(),
+        namespace,
+        HashAlg::Sha512,
+        signature,
+    )
 }
 
 /// PKCS#1 v1.5 with SHA-512 over `data` (`rsa-sha2-512`), through the `rsa` crate directly

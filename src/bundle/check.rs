@@ -459,8 +459,7 @@ fn check_rollback(
     let mut newest: Option<((Option<jiff::Timestamp>, String), String)> = None;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file()
-        {
+        if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file() {
             continue;
         }
         let Some(st) = std::fs::read(e.path().join(STATUS_FILE))

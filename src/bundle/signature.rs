@@ -258,8 +258,8 @@ fn check_envelope(
         let raw = decode_b64(&s.sig).ok_or("a signature is not base64")?;
         dsse::verify_raw(key, &pae, &raw)?;
     }
-    let st: BundleStatement =
-        serde_json::from_slice(&payload).map_err(|e| format!("the Statement does not parse: {e}"))?;
+    let st: BundleStatement = serde_json::from_slice(&payload)
+        .map_err(|e| format!("the Statement does not parse: {e}"))?;
     if st.statement_type != STATEMENT_TYPE || st.predicate_type != BUNDLE_PREDICATE_TYPE {
         return Err("the Statement's _type or predicateType is not the bundle's".into());
     }
@@ -284,7 +284,7 @@ fn check_envelope(
 
 /// Standard or URL-safe base64, padded or not (DSSE verifiers must accept both).
 fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    use base64ct::{Base64UrlUnpadded, Base64Unpadded, Base64Url};
+    use base64ct::{Base64Unpadded, Base64Url, Base64UrlUnpadded};
     Base64::decode_vec(s)
         .or_else(|_| Base64Unpadded::decode_vec(s))
         .or_else(|_| Base64Url::decode_vec(s))

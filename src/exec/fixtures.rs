@@ -130,6 +130,17 @@ impl Scratch {
                 });
             }
         }
+        // Runs whose scratch directory is elsewhere (or already gone) but whose pids
+        // cgroups say their owner was killed.
+        if let Some(root) = cgroup_root {
+            for run_id in crate::sandbox::cgroup::stale_runs(root, crate::bundle::lock::pid_alive) {
+                if cleaned.iter().any(|c| c.run_id == run_id) {
+                    continue;
+                }
+                let killed = crate::sandbox::cgroup::kill_run_dir(root, &run_id);
+                cleaned.push(SweptRun { run_id, killed });
+            }
+        }
         cleaned.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         cleaned
     }

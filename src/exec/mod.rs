@@ -54,9 +54,9 @@ mod testkit;
 // The run's public surface, so callers outside `exec` never name the stage files.
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;
-pub use setup::clean_after_killed_runs;
 pub use seam::matches_expectation;
 pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
     RunSettings, SealReport,
 };
+pub use setup::clean_after_killed_runs;

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use super::attest::{SealedEntry, SealedRuns};
 use super::audit::{Anchor, Problem, ProblemKind, VerifyReport};
 use super::{Governance, short_hex};
-use crate::util::digest::blake3_hex;
 use crate::bundle::{INDEX_FILE, LATEST_FILE, STAGING_DIR};
 use crate::model::index::AuditHead;
+use crate::util::digest::blake3_hex;
 use crate::util::fsx;
 use crate::{Error, Result};
 
@@ -91,15 +91,14 @@ pub(crate) fn latest_problem(
 ) -> Option<Problem> {
     let root = std::fs::canonicalize(out_root).unwrap_or_else(|_| out_root.to_path_buf());
     let in_root = |bundle: &str| {
-        Path::new(bundle).parent().is_some_and(|p| {
-            std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root
-        })
+        Path::new(bundle)
+            .parent()
+            .is_some_and(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root)
     };
     let mut last: Option<(&str, &SealedEntry)> = None;
     for (rid, entries) in &sealed.runs {
         for e in entries {
-            if e.bundle.as_deref().is_some_and(in_root) && last.is_none_or(|(_, l)| e.seq > l.seq)
-            {
+            if e.bundle.as_deref().is_some_and(in_root) && last.is_none_or(|(_, l)| e.seq > l.seq) {
                 last = Some((rid.as_str(), e));
             }
         }

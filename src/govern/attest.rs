@@ -27,8 +27,8 @@ use crate::model::attest::BUNDLE_NAMESPACE;
 use crate::model::audit::AuditEntry;
 use crate::model::index::{ArtifactIndex, AuditHead};
 use crate::model::packet::{AnchorInput, AnchorState, SignatureInput, SignatureState};
-use crate::promote::source::BundleSource;
 use crate::promote::attest::{self_signature, signature_of};
+use crate::promote::source::BundleSource;
 use crate::promote::{Attestation, Attestor};
 use crate::util::digest;
 use crate::{Error, Result};
@@ -224,7 +224,12 @@ impl GovAttestor {
     }
 
     /// The signature facts of the bundle at `dir` whose self-check gave `own`.
-    fn signature(&self, dir: &Path, own: SignatureInput, index_bytes: Option<&[u8]>) -> SignatureInput {
+    fn signature(
+        &self,
+        dir: &Path,
+        own: SignatureInput,
+        index_bytes: Option<&[u8]>,
+    ) -> SignatureInput {
         let Some(trust) = &self.trust else {
             return own;
         };
@@ -293,7 +298,9 @@ impl GovAttestor {
             _ => AnchorInput {
                 state: AnchorState::NotAnchored,
                 sealed_seq: None,
-                problem: Some("the bundle has no readable index to compare with the audit log".into()),
+                problem: Some(
+                    "the bundle has no readable index to compare with the audit log".into(),
+                ),
             },
         }
     }

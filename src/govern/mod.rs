@@ -39,8 +39,8 @@
 
 pub mod anchors;
 pub mod approvals;
-pub mod attest;
 pub mod approve;
+pub mod attest;
 pub mod audit;
 pub mod clearing;
 pub mod evolution;

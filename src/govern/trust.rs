@@ -469,8 +469,15 @@ mod tests {
 
     #[test]
     fn the_signed_bundles_policy_is_a_comment_line() {
-        assert!(!parse(&format!("alice {KEY}\n")).unwrap().require_signed_bundles);
-        let t = parse(&format!("# nexusmon: require-signed-bundles\nci {KEY} roles=runner\n")).unwrap();
+        assert!(
+            !parse(&format!("alice {KEY}\n"))
+                .unwrap()
+                .require_signed_bundles
+        );
+        let t = parse(&format!(
+            "# nexusmon: require-signed-bundles\nci {KEY} roles=runner\n"
+        ))
+        .unwrap();
         assert!(t.require_signed_bundles);
         assert!(t.entries[0].roles.contains(RUNNER_ROLE));
         assert!(

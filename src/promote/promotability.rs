@@ -388,7 +388,9 @@ mod tests {
             ("signature invalid", |g| {
                 g.signature.state = SignatureState::Invalid;
             }),
-            ("not anchored", |g| g.anchor.state = AnchorState::NotAnchored),
+            ("not anchored", |g| {
+                g.anchor.state = AnchorState::NotAnchored
+            }),
         ]
     }
 

@@ -22,9 +22,7 @@ use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
-use crate::model::packet::{
-    ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason,
-};
+use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
 use crate::util::{digest, fsx, json};
 use crate::{Error, Result};
 

@@ -24,6 +24,7 @@ mod readme;
 mod run;
 mod run_children;
 mod run_failure;
+mod run_interrupt;
 mod schemas;
 mod status;
 mod template;
