@@ -6,6 +6,7 @@ mod util;
 mod bundle;
 mod bundle_crash;
 mod bundle_lock;
+mod bundle_sign;
 mod cli;
 mod digest;
 mod govern;
