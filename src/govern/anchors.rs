@@ -90,15 +90,23 @@ pub(crate) fn latest_problem(
     blake3: &str,
 ) -> Option<Problem> {
     let root = std::fs::canonicalize(out_root).unwrap_or_else(|_| out_root.to_path_buf());
-    let in_root = |bundle: &str| {
-        Path::new(bundle)
-            .parent()
-            .is_some_and(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root)
+    // The out root relative to the project: how entries name it even after a move.
+    let root_rel = sealed
+        .project
+        .as_deref()
+        .and_then(|p| super::relative_path(out_root, p));
+    let in_root = |e: &SealedEntry| match (&e.bundle_rel, &root_rel) {
+        (Some(rel), Some(r)) => Path::new(rel).parent() == Some(Path::new(r)),
+        _ => e.bundle.as_deref().is_some_and(|bundle| {
+            Path::new(bundle).parent().is_some_and(|p| {
+                std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root
+            })
+        }),
     };
     let mut last: Option<(&str, &SealedEntry)> = None;
     for (rid, entries) in &sealed.runs {
         for e in entries {
-            if e.bundle.as_deref().is_some_and(in_root) && last.is_none_or(|(_, l)| e.seq > l.seq) {
+            if in_root(e) && last.is_none_or(|(_, l)| e.seq > l.seq) {
                 last = Some((rid.as_str(), e));
             }
         }

@@ -4,7 +4,9 @@
 //!   `artifact_index.sig` must verify over the index (and its DSSE envelope with it, which
 //!   the bundle check does) with a key the trust file lists with the `runner` role, for the
 //!   namespace `nexusmon-bundle-v1`, valid now. A trust file that says
-//!   `# nexusmon: require-signed-bundles` makes an unsigned bundle fail too.
+//!   `# nexusmon: require-signed-bundles` makes an unsigned bundle fail too. A trust file
+//!   that neither names a runner nor requires signatures (a project's approvers only) says
+//!   nothing about bundle signers: a signature is then only checked against the index.
 //! - **Anchor** (`index-not-anchored`): when a state directory is present, the audit log
 //!   must verify (its chain and `audit_head.json`), hold a `run-sealed` entry for the run
 //!   naming this index's blake3, and that entry's `anchored_head` must be the index's own
@@ -44,6 +46,8 @@ pub struct SealedEntry {
     pub anchored_head: Option<AuditHead>,
     /// The bundle directory, as recorded.
     pub bundle: Option<String>,
+    /// The bundle directory relative to the project (the state directory's parent).
+    pub bundle_rel: Option<String>,
     /// The status recorded.
     pub status: Option<String>,
 }
@@ -60,6 +64,8 @@ pub struct SealedRuns {
     pub log: PathBuf,
     /// The blake3 of every line, by `seq` (to tell whether a head is one of this log's).
     lines: BTreeMap<u64, [u8; 32]>,
+    /// The project the log belongs to (the state directory's parent).
+    pub project: Option<PathBuf>,
 }
 
 impl SealedRuns {
@@ -113,6 +119,10 @@ impl SealedRuns {
                         .cloned()
                         .and_then(|h| serde_json::from_value(h).ok()),
                     bundle: d.get("bundle").and_then(|v| v.as_str()).map(str::to_string),
+                    bundle_rel: d
+                        .get("bundle_rel")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
                     status: d.get("status").and_then(|v| v.as_str()).map(str::to_string),
                 });
         }
@@ -121,6 +131,7 @@ impl SealedRuns {
             broken,
             log: path,
             lines,
+            project: gov.state().dir().parent().map(Path::to_path_buf),
         })
     }
 
@@ -234,6 +245,12 @@ impl GovAttestor {
             return own;
         };
         let required = trust.require_signed_bundles;
+        // A trust file that names no runner and requires nothing says nothing about who
+        // may sign bundles (e.g. a project's approvers only).
+        let names_runners = trust.entries.iter().any(|e| e.roles.contains(RUNNER_ROLE));
+        if !required && !names_runners {
+            return own;
+        }
         let mut out = SignatureInput { required, ..own };
         if out.state != SignatureState::Signed {
             return out;
@@ -395,9 +412,30 @@ impl GovAttestor {
 impl Attestor for GovAttestor {
     fn attest(&self, src: &BundleSource) -> Result<Attestation> {
         let own = self_signature(src);
+        let mut anchor = self.anchor(src.index.as_ref(), src.index_bytes.as_deref());
+        // Reached through a `LATEST` the log says was rolled back: not the run asked for.
+        if src.report.via_latest
+            && let (Some(sealed), Some(root)) = (&self.sealed, &src.report.out_root)
+            && let Some(l) = std::fs::read(root.join(crate::bundle::LATEST_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
+            && let Some(p) = super::anchors::latest_problem(
+                sealed,
+                crate::bundle::LATEST_FILE,
+                root,
+                &l.run_id,
+                &l.artifact_index_blake3,
+            )
+        {
+            anchor = AnchorInput {
+                state: AnchorState::NotAnchored,
+                sealed_seq: None,
+                problem: Some(p.message),
+            };
+        }
         Ok(Attestation {
             signature: self.signature(&src.dir, own, src.index_bytes.as_deref()),
-            anchor: self.anchor(src.index.as_ref(), src.index_bytes.as_deref()),
+            anchor,
         })
     }
 }

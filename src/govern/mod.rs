@@ -316,6 +316,12 @@ impl Governance {
     /// Record a sealed bundle: its status, the digest of its `artifact_index.json` and the
     /// head the index anchored.
     pub fn record_run_sealed(&self, seal: &SealedRun<'_>) -> Result<AuditHead> {
+        // The bundle relative to the project (the state directory's parent) too, so the
+        // record still names its out root after the project is moved or copied.
+        let project = self.state.dir().parent().map(Path::to_path_buf);
+        let bundle_rel = project
+            .as_deref()
+            .and_then(|p| relative_path(seal.bundle_dir, p));
         self.audit.append(
             AuditKind::RunSealed,
             json!({
@@ -323,6 +329,7 @@ impl Governance {
                 "run_id": seal.run_id,
                 "status": seal.status,
                 "bundle": seal.bundle_dir.display().to_string(),
+                "bundle_rel": bundle_rel,
                 "artifact_index_blake3": seal.index_blake3,
                 "anchored_head": seal.anchored_head,
             }),
@@ -351,6 +358,27 @@ impl Governance {
         }
         Ok(crossings)
     }
+}
+
+/// `path` relative to `base` (both made absolute; `..` where `path` is not beneath it).
+pub fn relative_path(path: &Path, base: &Path) -> Option<String> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .ok()
+    };
+    let (p, b) = (abs(path)?, abs(base)?);
+    let pc: Vec<_> = p.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = pc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &pc[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out.to_string_lossy().into_owned())
 }
 
 /// What [`Governance::record_run_sealed`] records.

@@ -7,6 +7,7 @@ mod bundle;
 mod bundle_crash;
 mod bundle_lock;
 mod bundle_sign;
+mod bundle_tamper;
 mod cli;
 mod digest;
 mod govern;
