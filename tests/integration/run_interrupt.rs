@@ -163,11 +163,65 @@ fn sigterm_exits_143_and_a_second_signal_aborts_leaving_staging_the_next_run_rep
     assert_eq!(code, 143);
     assert_eq!(events.last().unwrap()["status"], "interrupted");
 
-    // Two signals: the run aborts at once, no run-end, the bundle stays unsealed. Standard
-    // signals sent back to back merge into one, so the second must come after the first
-    // was handled, while the run is still busy: its stdout pipe is made one page small and
-    // not read, so the run blocks writing events once the bundle is staged.
-    let mut child = start(&p, plan, &[]);
+    // `status --clean` removes what an aborted run left, and says so.
+    let left = abort_twice(&p, plan);
+    let r = p.nx(&["status", "--clean", "--out", "out"]);
+    r.code(0);
+    assert!(
+        r.stderr.contains(&format!(
+            "clean: removed what crashed or aborted runs left behind: .staging/{left}"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("clean: released a stale out-root lock"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path("out/.staging").join(&left).exists());
+
+    // Aborted again: the next run prints what it found and cleaned.
+    let left = abort_twice(&p, plan);
+    let left = p.path("out/.staging").join(left);
+    p.nx(&["validate-bundle", "--bundle", left.to_str().unwrap()])
+        .code(1);
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/quickstart/plan.json",
+        "--out",
+        "out",
+    ]);
+    r.code(0);
+    assert!(
+        r.stderr
+            .contains("warning: took over a stale out-root lock"),
+        "{}",
+        r.stderr
+    );
+    let name = left.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: removed what crashed or aborted runs left behind: .staging/{name}"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!left.exists());
+    let manifest = read_json(&crate::util::latest_bundle(p.root()).join("run_manifest.json"));
+    let notes = manifest["housekeeping"].to_string();
+    assert!(notes.contains("stale out-root lock"), "{notes}");
+    assert!(notes.contains(&name), "{notes}");
+}
+
+/// Run `plan` and send it two SIGINTs: it aborts at once, with no run-end, leaving its
+/// bundle unsealed in staging. Returns the staging directory's name.
+fn abort_twice(p: &Project, plan: &str) -> String {
+    // Standard signals sent back to back merge into one, so the second must come after
+    // the first was handled, while the run is still busy: its stdout pipe is made one
+    // page small and not read, so the run blocks writing events once the bundle is staged.
+    let mut child = start(p, plan, &[]);
     let stdout = child.stdout.take().unwrap();
     // SAFETY: fcntl on our end of the pipe.
     unsafe {
@@ -202,37 +256,7 @@ fn sigterm_exits_143_and_a_second_signal_aborts_leaving_staging_the_next_run_rep
         read_json(&left.join("run_status.json"))["status"],
         "in_progress"
     );
-    p.nx(&["validate-bundle", "--bundle", left.to_str().unwrap()])
-        .code(1);
-
-    // The next run prints what it found and cleaned, not only records it.
-    let r = p.nx(&[
-        "run",
-        "--plan",
-        "plans/quickstart/plan.json",
-        "--out",
-        "out",
-    ]);
-    r.code(0);
-    assert!(
-        r.stderr
-            .contains("warning: took over a stale out-root lock"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!(
-            "warning: removed what crashed or aborted runs left behind: .staging/{}",
-            staging[0]
-        )),
-        "{}",
-        r.stderr
-    );
-    assert!(!left.exists());
-    let manifest = read_json(&crate::util::latest_bundle(p.root()).join("run_manifest.json"));
-    let notes = manifest["housekeeping"].to_string();
-    assert!(notes.contains("stale out-root lock"), "{notes}");
-    assert!(notes.contains(&staging[0]), "{notes}");
+    staging[0].clone()
 }
 
 /// Live processes whose command line contains `needle`.
