@@ -16,6 +16,10 @@
 //! [`open_bundle_unverified`] is for debugging only. All of them accept a bundle directory or
 //! an out root, which resolves through `LATEST`.
 //!
+//! Signatures ([`signature`]): with a [`SealSigner`], the seal also writes
+//! `artifact_index.sig` and `bundle.intoto.json` beside the index; every check verifies
+//! them against the index with the key they carry (trust is governance's question).
+//!
 //! Repair ([`repair`]): [`repair_bundle`] rewrites the index of a completed or failed bundle
 //! from what is on disk and records the change in `repair_log.json`.
 //!

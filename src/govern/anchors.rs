@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::attest::{SealedEntry, SealedRuns};
+use super::attest::{SealedRuns, latest_problem};
 use super::audit::{Anchor, Problem, ProblemKind, VerifyReport};
 use super::{Governance, short_hex};
 use crate::bundle::{INDEX_FILE, LATEST_FILE, STAGING_DIR};
@@ -80,68 +80,6 @@ pub fn verify_log(
     Ok((report, found))
 }
 
-/// A `LATEST` that names an older run than the last one the log sealed into its out root
-/// (a rollback), or a digest the log did not seal for its run.
-pub(crate) fn latest_problem(
-    sealed: &SealedRuns,
-    source: &str,
-    out_root: &Path,
-    run_id: &str,
-    blake3: &str,
-) -> Option<Problem> {
-    let root = std::fs::canonicalize(out_root).unwrap_or_else(|_| out_root.to_path_buf());
-    // The out root relative to the project: how entries name it even after a move.
-    let root_rel = sealed
-        .project
-        .as_deref()
-        .and_then(|p| super::relative_path(out_root, p));
-    let in_root = |e: &SealedEntry| match (&e.bundle_rel, &root_rel) {
-        (Some(rel), Some(r)) => Path::new(rel).parent() == Some(Path::new(r)),
-        _ => e.bundle.as_deref().is_some_and(|bundle| {
-            Path::new(bundle).parent().is_some_and(|p| {
-                std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root
-            })
-        }),
-    };
-    let mut last: Option<(&str, &SealedEntry)> = None;
-    for (rid, entries) in &sealed.runs {
-        for e in entries {
-            if in_root(e) && last.is_none_or(|(_, l)| e.seq > l.seq) {
-                last = Some((rid.as_str(), e));
-            }
-        }
-    }
-    let (last_run, last) = last?;
-    if last_run != run_id {
-        let named = sealed.runs.get(run_id).and_then(|v| v.last());
-        let what = match named {
-            Some(n) => format!("run `{run_id}`, sealed at seq {}", n.seq),
-            None => format!("run `{run_id}`, which the log never sealed"),
-        };
-        return Some(Problem {
-            line: 0,
-            seq: Some(last.seq),
-            kind: ProblemKind::LatestRollback,
-            message: format!(
-                "{source} names {what}, but the last run sealed into {} is `{last_run}` (seq {}): LATEST was rolled back",
-                out_root.display(),
-                last.seq
-            ),
-        });
-    }
-    (last.index_blake3 != blake3).then(|| Problem {
-        line: 0,
-        seq: Some(last.seq),
-        kind: ProblemKind::IndexNotAnchored,
-        message: format!(
-            "{source} records index blake3 {} for run `{run_id}`, but the log sealed {} (seq {})",
-            short_hex(blake3),
-            short_hex(&last.index_blake3),
-            last.seq
-        ),
-    })
-}
-
 /// Collect anchors from each path: an out root (its `LATEST` and every sealed bundle in
 /// it), a bundle directory, or a file (`artifact_index.json`, `LATEST`, a packet). A path
 /// that does not exist is an input error.
@@ -194,7 +132,7 @@ fn collect_file(path: &Path, found: &mut Found, note_missing: bool) {
     let bytes = std::fs::read(path);
     let value: serde_json::Value = match bytes
         .as_ref()
-        .map_err(|e| e.to_string())
+        .map_err(ToString::to_string)
         .and_then(|b| serde_json::from_slice(b).map_err(|e| e.to_string()))
     {
         Ok(v) => v,

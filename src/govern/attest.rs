@@ -21,7 +21,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Governance;
-use super::audit::AuditKind;
+use super::audit::{AuditKind, Problem, ProblemKind as AuditProblemKind};
+use super::short_hex;
 use super::trust::{RUNNER_ROLE, TrustStore};
 use crate::bundle::signature::{self, SignatureCheck};
 use crate::bundle::{self, INDEX_FILE, ProblemKind, Report, SIG_FILE};
@@ -334,7 +335,9 @@ impl GovAttestor {
             let sig = self.signature(&dir, own, index_bytes.as_deref());
             let mut line = format!("signature: {}", sig.state.as_str());
             if let Some(s) = &sig.signer {
-                line.push_str(&format!(" ({s})"));
+                line.push_str(" (");
+                line.push_str(s);
+                line.push(')');
             }
             if sig.required {
                 line.push_str(", required by the trust file");
@@ -371,7 +374,7 @@ impl GovAttestor {
                     .and_then(|b| serde_json::from_slice(&b).ok());
             let named = latest.filter(|l| Some(&l.run_id) == index.as_ref().map(|i| &i.run_id));
             if let Some(l) = named
-                && let Some(p) = super::anchors::latest_problem(
+                && let Some(p) = latest_problem(
                     sealed,
                     crate::bundle::LATEST_FILE,
                     &root,
@@ -379,7 +382,7 @@ impl GovAttestor {
                     &l.artifact_index_blake3,
                 )
             {
-                let kind = if p.kind == super::audit::ProblemKind::LatestRollback {
+                let kind = if p.kind == AuditProblemKind::LatestRollback {
                     ProblemKind::LatestRollback
                 } else {
                     ProblemKind::IndexNotAnchored
@@ -419,7 +422,7 @@ impl Attestor for GovAttestor {
             && let Some(l) = std::fs::read(root.join(crate::bundle::LATEST_FILE))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
-            && let Some(p) = super::anchors::latest_problem(
+            && let Some(p) = latest_problem(
                 sealed,
                 crate::bundle::LATEST_FILE,
                 root,
@@ -453,4 +456,66 @@ pub fn validate(
     let attestor = GovAttestor::open(trust, state_dir, root)?;
     attestor.check_report(&mut report);
     Ok(report)
+}
+
+/// A `LATEST` that names an older run than the last one the log sealed into its out root
+/// (a rollback), or a digest the log did not seal for its run.
+pub(crate) fn latest_problem(
+    sealed: &SealedRuns,
+    source: &str,
+    out_root: &Path,
+    run_id: &str,
+    blake3: &str,
+) -> Option<Problem> {
+    let root = std::fs::canonicalize(out_root).unwrap_or_else(|_| out_root.to_path_buf());
+    // The out root relative to the project: how entries name it even after a move.
+    let root_rel = sealed
+        .project
+        .as_deref()
+        .and_then(|p| super::relative_path(out_root, p));
+    let in_root = |e: &SealedEntry| match (&e.bundle_rel, &root_rel) {
+        (Some(rel), Some(r)) => Path::new(rel).parent() == Some(Path::new(r)),
+        _ => e.bundle.as_deref().is_some_and(|bundle| {
+            Path::new(bundle).parent().is_some_and(|p| {
+                std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()) == root
+            })
+        }),
+    };
+    let mut last: Option<(&str, &SealedEntry)> = None;
+    for (rid, entries) in &sealed.runs {
+        for e in entries {
+            if in_root(e) && last.is_none_or(|(_, l)| e.seq > l.seq) {
+                last = Some((rid.as_str(), e));
+            }
+        }
+    }
+    let (last_run, last) = last?;
+    if last_run != run_id {
+        let named = sealed.runs.get(run_id).and_then(|v| v.last());
+        let what = match named {
+            Some(n) => format!("run `{run_id}`, sealed at seq {}", n.seq),
+            None => format!("run `{run_id}`, which the log never sealed"),
+        };
+        return Some(Problem {
+            line: 0,
+            seq: Some(last.seq),
+            kind: AuditProblemKind::LatestRollback,
+            message: format!(
+                "{source} names {what}, but the last run sealed into {} is `{last_run}` (seq {}): LATEST was rolled back",
+                out_root.display(),
+                last.seq
+            ),
+        });
+    }
+    (last.index_blake3 != blake3).then(|| Problem {
+        line: 0,
+        seq: Some(last.seq),
+        kind: AuditProblemKind::IndexNotAnchored,
+        message: format!(
+            "{source} records index blake3 {} for run `{run_id}`, but the log sealed {} (seq {})",
+            short_hex(blake3),
+            short_hex(&last.index_blake3),
+            last.seq
+        ),
+    })
 }

@@ -4,6 +4,8 @@
 //!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
+//! - [`attest`]: bundles against the trust file (signatures) and the audit log (anchors):
+//!   `validate-bundle`'s extra checks and the attestor promotion uses.
 //! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signature checks against
 //!   it (signing itself is [`crate::sign`]), approval records.
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words

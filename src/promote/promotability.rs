@@ -389,7 +389,7 @@ mod tests {
                 g.signature.state = SignatureState::Invalid;
             }),
             ("not anchored", |g| {
-                g.anchor.state = AnchorState::NotAnchored
+                g.anchor.state = AnchorState::NotAnchored;
             }),
         ]
     }

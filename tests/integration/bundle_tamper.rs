@@ -12,7 +12,10 @@
 //!   consistently cannot be detected; the set that is not is exactly [`UNDETECTABLE`], and
 //!   each is named in the README's documented limit.
 
+#![allow(clippy::many_single_char_names)] // t(ampers), m(ember), c(ase), b(ytes), l(atest)
+
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -184,10 +187,11 @@ fn reseal(dir: &Path) {
         .collect();
     let mut sums = String::new();
     for m in &members {
-        sums.push_str(&format!(
-            "{}  {m}\n",
+        let _ = writeln!(
+            sums,
+            "{}  {m}",
             blake3_hex(&std::fs::read(dir.join(m)).unwrap())
-        ));
+        );
     }
     write(&dir.join("BLAKE3SUMS"), sums.as_bytes());
     let mut all = members.clone();
@@ -369,7 +373,7 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
         Box::new(|c| {
             let p = c.b().join("BLAKE3SUMS");
             let mut s = std::fs::read_to_string(&p).unwrap();
-            s.push_str(&format!("{}  extra.json\n", "0".repeat(64)));
+            let _ = writeln!(s, "{}  extra.json", "0".repeat(64));
             write(&p, s.as_bytes());
             true
         }),
