@@ -439,9 +439,12 @@ pub(crate) fn inspect_dir(
     ins
 }
 
-/// A `LATEST` that names an older bundle than another sealed bundle of the out root (by
-/// `run_status.json`'s `finished_at`, then run id) was rolled back: the newer run was
-/// sealed and published, and `LATEST` was set back afterwards.
+/// A `LATEST` that names an older bundle than another sealed bundle of the out root was
+/// rolled back: the newer run was sealed and published, and `LATEST` was set back
+/// afterwards. Runs of one out root never overlap (the out-root lock), so start order is
+/// seal order: generated run ids carry their start time to the millisecond and are
+/// compared by it; otherwise `run_status.json`'s `finished_at` (to the second) must be
+/// strictly later.
 fn check_rollback(
     out_root: &Path,
     latest: &Latest,
@@ -451,12 +454,15 @@ fn check_rollback(
     let Some(mine) = status.and_then(|s| s.finished_at.as_deref()) else {
         return;
     };
-    let key = |at: &str, id: &str| (crate::util::time::parse_rfc3339(at), id.to_string());
-    let me = key(mine, &latest.run_id);
+    let finished = |at: &str| crate::util::time::parse_rfc3339(at);
+    let later = |id: &str, at: &str| match (id_time(id), id_time(&latest.run_id)) {
+        (Some(a), Some(b)) => a > b,
+        _ => finished(at).is_some_and(|t| finished(mine).is_some_and(|m| t > m)),
+    };
     let Ok(entries) = std::fs::read_dir(out_root) else {
         return;
     };
-    let mut newest: Option<((Option<jiff::Timestamp>, String), String)> = None;
+    let mut newest: Option<String> = None;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file() {
@@ -471,12 +477,11 @@ fn check_rollback(
         let Some(at) = st.finished_at.as_deref() else {
             continue;
         };
-        let k = key(at, &name);
-        if k > me && newest.as_ref().is_none_or(|(n, _)| k > *n) {
-            newest = Some((k, name));
+        if later(&name, at) && newest.as_ref().is_none_or(|n| name > *n) {
+            newest = Some(name);
         }
     }
-    if let Some((_, name)) = newest {
+    if let Some(name) = newest {
         report.push(
             ProblemKind::LatestRollback,
             Some(LATEST_FILE),
@@ -796,6 +801,23 @@ fn check_status(
     }
 }
 
+/// The start time a generated run id carries (`20261124T150811.123Z-1a2b3c4d` →
+/// `20261124T150811.123Z`), or `None` for an id given by hand.
+fn id_time(id: &str) -> Option<&str> {
+    let (time, rand) = id.split_once('-')?;
+    let b = time.as_bytes();
+    let ok = b.len() == 20
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[19] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 15 | 19) || c.is_ascii_digit())
+        && rand.len() == 8
+        && rand.bytes().all(|c| c.is_ascii_hexdigit());
+    ok.then_some(time)
+}
+
 /// `complete`, `failed`, `in_progress`.
 pub fn status_word(s: BundleStatus) -> &'static str {
     match s {
@@ -1000,5 +1022,28 @@ fn check_sums(dir_fd: &File, index: &ArtifactIndex, report: &mut Report) {
             Some(SUMS_FILE),
             format!("BLAKE3SUMS differs from the index at line {}", line + 1),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_run_ids_carry_their_time_and_others_do_not() {
+        let id = crate::bundle::new_run_id();
+        assert_eq!(id_time(&id), Some(&id[..20]));
+        assert_eq!(
+            id_time("20261124T150811.123Z-1a2b3c4d"),
+            Some("20261124T150811.123Z")
+        );
+        for other in [
+            "r-0",
+            "next-after-begin",
+            "20261124T150811.123Z",
+            "x-1a2b3c4d",
+        ] {
+            assert_eq!(id_time(other), None, "{other}");
+        }
     }
 }

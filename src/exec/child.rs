@@ -177,7 +177,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         Err(ended) => return failed_before_spawn(start, ended),
     };
     // A second signal kills this group from the handler.
-    let _group = super::interrupt::GroupSlot::register(ipid);
+    let group = super::interrupt::GroupSlot::register(ipid);
     RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
@@ -214,6 +214,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     sweep_orphans(pid, tracked, &mut leaked);
     pipes.drain_to_eof(pid, tracked, cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
+    // Unregistered before the reap frees the pid for reuse.
+    drop(group);
     let (status, ru) = reap_with_rusage(ipid);
     sweep_orphans(pid, tracked, &mut leaked);
     RUNNING.fetch_sub(1, Ordering::SeqCst);

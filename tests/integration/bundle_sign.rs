@@ -188,17 +188,23 @@ fn the_trust_file_decides_whose_signature_counts_and_can_require_one() {
     r.code(1);
     assert_eq!(kinds(&r), ["bundle-unsigned"]);
     check(&signed, &format!("{require}{runner_line}")).code(0);
+    check(
+        &by_other,
+        &format!("ci {} roles=approver\n", ssh_pubkey(&other)),
+    )
+    .code(0);
     // A key the file does not list, a key without the runner role, a key limited to
     // another namespace, a key no longer valid: all `bundle-signature-invalid`.
+    // (A file that names no runner and requires nothing says nothing about signers.)
     for policy in [
         format!("{require}{runner_line}"),
-        format!("ci {} roles=approver\n", ssh_pubkey(&other)),
+        format!("{runner_line}ci {} roles=approver\n", ssh_pubkey(&other)),
         format!(
-            "ci namespaces=\"nexusmon-approval-v1\" {} roles=runner\n",
+            "{runner_line}ci namespaces=\"nexusmon-approval-v1\" {} roles=runner\n",
             ssh_pubkey(&other)
         ),
         format!(
-            "ci valid-before=\"20200101\" {} roles=runner\n",
+            "{runner_line}ci valid-before=\"20200101\" {} roles=runner\n",
             ssh_pubkey(&other)
         ),
     ] {
