@@ -4,6 +4,7 @@
 //! envelope carries ([`dsse`]). Low-level and policy-free: checking a signature against the
 //! trust file is [`crate::govern::sign`].
 
+pub mod agent;
 pub mod dsse;
 
 use std::ffi::OsString;
@@ -46,6 +47,18 @@ pub fn load_private_key(path: &Path) -> Result<SigningKey> {
     } else {
         SigningKey::Ready(Box::new(key))
     })
+}
+
+/// The public half of the OpenSSH private key at `path`, encrypted or not (the public key
+/// is stored in the clear).
+pub fn public_of_private(path: &Path) -> Result<PublicKey> {
+    let text = fsx::read_input_string(path)?;
+    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
+        Error::input(path, "is not an OpenSSH private key")
+            .with_source(e)
+            .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
+    })?;
+    Ok(key.public_key().clone())
 }
 
 /// The error for an encrypted key, with the `ssh-keygen` command that signs `record`.

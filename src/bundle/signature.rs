@@ -1,6 +1,9 @@
 //! Bundle signatures: what `run --sign-with KEY` writes beside the index at seal time, and
 //! the check of those files against the index without any trust file.
 //!
+//! The key is an OpenSSH private key file, or, when that file is passphrase-protected, the
+//! same key held by ssh-agent ([`crate::sign::agent`]).
+//!
 //! - `artifact_index.sig`: an SSHSIG over the exact bytes of `artifact_index.json` in the
 //!   namespace `nexusmon-bundle-v1` (SHA-512), so stock OpenSSH verifies it:
 //!   `ssh-keygen -Y verify -f allowed_signers -I runner -n nexusmon-bundle-v1
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64ct::{Base64, Encoding};
-use ssh_key::{PrivateKey, PublicKey};
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
 use crate::model::attest::{
     BUNDLE_NAMESPACE, BUNDLE_PREDICATE_TYPE, BundlePredicate, BundleStatement, DSSE_PAYLOAD_TYPE,
@@ -30,6 +33,7 @@ use crate::model::attest::{
 };
 use crate::model::host::HostFacts;
 use crate::model::index::ArtifactIndex;
+use crate::sign::agent::Agent;
 use crate::sign::{self, dsse};
 use crate::util::{digest, json};
 use crate::{Error, Result};
@@ -41,39 +45,50 @@ pub const ENVELOPE_FILE: &str = "bundle.intoto.json";
 /// Both, the index's unindexed companions.
 pub const SIGNATURE_FILES: [&str; 2] = [SIG_FILE, ENVELOPE_FILE];
 
+/// Where the signing key is: read from its file, or held by ssh-agent (a
+/// passphrase-protected key file names the key the agent must hold).
+#[derive(Debug, Clone)]
+enum KeySource {
+    File(Arc<PrivateKey>),
+    Agent(Agent),
+}
+
 /// The key a seal signs with, and the facts its Statement records.
 #[derive(Debug, Clone)]
 pub struct SealSigner {
-    key: Arc<PrivateKey>,
+    key: KeySource,
+    public: PublicKey,
     key_path: PathBuf,
     host: Option<HostFacts>,
 }
 
 impl SealSigner {
     /// Read and check a signing key: an OpenSSH private key of a supported type
-    /// (Ed25519, ECDSA P-256, RSA). A missing, unreadable or malformed file, an encrypted
-    /// (passphrase-protected) key or another key type is an input error (exit 2), so a run
-    /// refuses before anything executes.
+    /// (Ed25519, ECDSA P-256, RSA). A passphrase-protected key signs through ssh-agent
+    /// (`SSH_AUTH_SOCK`), which must hold it. A missing, unreadable or malformed file, a
+    /// passphrase-protected key no agent holds, or another key type is an input error
+    /// (exit 2), so a run refuses before anything executes.
     pub fn load(path: &Path) -> Result<Self> {
-        let key = match sign::load_private_key(path)? {
-            sign::SigningKey::Ready(k) => k,
+        let (key, public) = match sign::load_private_key(path)? {
+            sign::SigningKey::Ready(k) => {
+                let public = k.public_key().clone();
+                (KeySource::File(Arc::new(*k)), public)
+            }
             sign::SigningKey::Encrypted => {
-                return Err(Error::input(path, "the signing key is passphrase-protected")
-                    .with_hint(format!(
-                        "nexusmon reads no passphrases and does not talk to ssh-agent: sign with an unencrypted key kept for this purpose (e.g. `ssh-keygen -t ed25519 -N '' -f runner_key`), or sign the index afterwards: ssh-keygen -Y sign -f {} -n {BUNDLE_NAMESPACE} out/<run_id>/artifact_index.json",
-                        path.display()
-                    )));
+                let public = sign::public_of_private(path)?;
+                (KeySource::Agent(agent_for(path, &public)?), public)
             }
         };
-        if dsse::scheme_of(key.public_key().key_data()).is_none() {
+        if dsse::scheme_of(public.key_data()).is_none() {
             return Err(Error::input(
                 path,
-                format!("{} keys cannot sign bundles", key.algorithm()),
+                format!("{} keys cannot sign bundles", public.algorithm()),
             )
             .with_hint("use an Ed25519, ECDSA P-256 or RSA key"));
         }
         Ok(Self {
-            key: Arc::new(*key),
+            key,
+            public,
             key_path: path.to_path_buf(),
             host: None,
         })
@@ -88,12 +103,50 @@ impl SealSigner {
 
     /// `SHA256:…` of the key.
     pub fn fingerprint(&self) -> String {
-        sign::fingerprint(self.key.public_key())
+        sign::fingerprint(&self.public)
     }
 
     /// The public key.
     pub fn public_key(&self) -> &PublicKey {
-        self.key.public_key()
+        &self.public
+    }
+
+    /// The SSHSIG (armored) over `bytes` in the bundle namespace.
+    fn sshsig(&self, bytes: &[u8]) -> Result<String> {
+        match &self.key {
+            KeySource::File(k) => sign::sign_in(k, BUNDLE_NAMESPACE, bytes, &self.key_path),
+            KeySource::Agent(a) => {
+                let cannot = |e: &dyn std::fmt::Display| {
+                    Error::input(
+                        &self.key_path,
+                        format!("cannot sign through ssh-agent: {e}"),
+                    )
+                };
+                let data = SshSig::signed_data(BUNDLE_NAMESPACE, HashAlg::Sha512, bytes)
+                    .map_err(|e| cannot(&e))?;
+                let sig = a.sign(&self.public, &data).map_err(|e| cannot(&e))?;
+                let sshsig = SshSig::new(
+                    self.public.key_data().clone(),
+                    BUNDLE_NAMESPACE,
+                    HashAlg::Sha512,
+                    sig,
+                )
+                .map_err(|e| cannot(&e))?;
+                let mut pem = sshsig.to_pem(LineEnding::LF).map_err(|e| cannot(&e))?;
+                if !pem.ends_with('\n') {
+                    pem.push('\n');
+                }
+                Ok(pem)
+            }
+        }
+    }
+
+    /// The DSSE signature over `pae`.
+    fn dsse(&self, pae: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        match &self.key {
+            KeySource::File(k) => dsse::sign_raw(k, pae),
+            KeySource::Agent(a) => dsse::raw_from_ssh(&a.sign(&self.public, pae)?),
+        }
     }
 
     /// The SSHSIG over `index_bytes` and the DSSE envelope of the bundle's Statement.
@@ -102,11 +155,11 @@ impl SealSigner {
         index: &ArtifactIndex,
         index_bytes: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let sig =
-            sign::sign_in(&self.key, BUNDLE_NAMESPACE, index_bytes, &self.key_path)?.into_bytes();
+        let sig = self.sshsig(index_bytes)?.into_bytes();
         let statement = statement(index, index_bytes, self.host.clone());
         let payload = json::to_sorted_pretty(&statement)?;
-        let raw = dsse::sign_raw(&self.key, &dsse::pae(DSSE_PAYLOAD_TYPE, &payload))
+        let raw = self
+            .dsse(&dsse::pae(DSSE_PAYLOAD_TYPE, &payload))
             .map_err(|e| Error::input(&self.key_path, format!("cannot sign: {e}")))?;
         let envelope = Envelope {
             payload: Base64::encode_string(&payload),
@@ -117,6 +170,36 @@ impl SealSigner {
             }],
         };
         Ok((sig, json::to_sorted_pretty(&envelope)?))
+    }
+}
+
+/// The agent that holds the passphrase-protected key at `path` (public half `public`).
+fn agent_for(path: &Path, public: &PublicKey) -> Result<Agent> {
+    let Some(agent) = Agent::from_env() else {
+        return Err(Error::input(
+            path,
+            "the signing key is passphrase-protected and no ssh-agent is available (SSH_AUTH_SOCK is not set)",
+        )
+        .with_hint(format!(
+            "nexusmon reads no passphrases: start ssh-agent and `ssh-add {}`, or sign with an unencrypted key kept for this purpose",
+            path.display()
+        )));
+    };
+    match agent.holds(public) {
+        Ok(true) => Ok(agent),
+        Ok(false) => Err(Error::input(
+            path,
+            format!(
+                "the signing key is passphrase-protected and the ssh-agent at {} does not hold it",
+                agent.socket().display()
+            ),
+        )
+        .with_hint(format!("add it: ssh-add {}", path.display()))),
+        Err(e) => Err(Error::input(
+            path,
+            format!("the signing key is passphrase-protected and {e}"),
+        )
+        .with_hint("check SSH_AUTH_SOCK names a running ssh-agent")),
     }
 }
 

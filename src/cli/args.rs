@@ -173,9 +173,9 @@ pub struct RunArgs {
     /// is in run_manifest.json.
     #[arg(long)]
     pub keep_scratch: bool,
-    /// Sign the sealed bundle with this SSH private key (unencrypted Ed25519, ECDSA P-256 or
-    /// RSA): artifact_index.sig (SSHSIG, namespace nexusmon-bundle-v1) and
-    /// bundle.intoto.json (a DSSE-signed in-toto Statement).
+    /// Sign the sealed bundle with this SSH private key (Ed25519, ECDSA P-256 or RSA; a
+    /// passphrase-protected one through ssh-agent): artifact_index.sig (SSHSIG, namespace
+    /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
     #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
     pub sign_with: Option<PathBuf>,
 }

@@ -56,15 +56,33 @@ pub fn sign_raw(key: &PrivateKey, data: &[u8]) -> std::result::Result<Vec<u8>, S
     match key.key_data() {
         KeypairData::Ed25519(kp) => {
             let sig: ssh_key::Signature = kp.try_sign(data).map_err(|e| e.to_string())?;
-            Ok(sig.as_bytes().to_vec())
+            raw_from_ssh(&sig)
         }
         KeypairData::Ecdsa(kp @ ssh_key::private::EcdsaKeypair::NistP256 { .. }) => {
             let sig: ssh_key::Signature = kp.try_sign(data).map_err(|e| e.to_string())?;
-            let sig = p256::ecdsa::Signature::try_from(&sig).map_err(|e| e.to_string())?;
-            Ok(sig.to_der().as_bytes().to_vec())
+            raw_from_ssh(&sig)
         }
         KeypairData::Rsa(kp) => super::rsa_pkcs1v15_sha512(kp, data).map_err(|e| e.to_string()),
         _ => Err(unsupported()),
+    }
+}
+
+/// The DSSE signature bytes of an SSH signature over the same data (an agent's, or the
+/// key's own): Ed25519 and RSA signatures are the raw bytes; an ECDSA P-256 one (SSH
+/// `mpint r, mpint s` over SHA-256) becomes DER.
+pub fn raw_from_ssh(sig: &ssh_key::Signature) -> std::result::Result<Vec<u8>, String> {
+    match sig.algorithm() {
+        ssh_key::Algorithm::Ed25519
+        | ssh_key::Algorithm::Rsa {
+            hash: Some(ssh_key::HashAlg::Sha512),
+        } => Ok(sig.as_bytes().to_vec()),
+        ssh_key::Algorithm::Ecdsa {
+            curve: ssh_key::EcdsaCurve::NistP256,
+        } => {
+            let sig = p256::ecdsa::Signature::try_from(sig).map_err(|e| e.to_string())?;
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+        other => Err(format!("a {other} signature has no DSSE scheme here")),
     }
 }
 

@@ -363,3 +363,103 @@ fn a_key_that_cannot_sign_is_an_input_error_before_anything_runs() {
     assert!(r.status.success());
     assert!(latest_bundle(p.root()).join("artifact_index.sig").is_file());
 }
+
+#[test]
+fn a_passphrase_protected_key_signs_through_ssh_agent_when_the_agent_holds_it() {
+    let p = Project::shipped();
+    let sock = p.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for kind in ["ed25519", "ecdsa", "rsa"] {
+        let key = ssh_keygen(p.root(), &format!("a-{kind}"), kind);
+        // The agent holds the key; the file given to --sign-with is a passphrase-protected
+        // copy of it.
+        let locked = p.path(&format!("keys/locked-{kind}"));
+        std::fs::copy(&key, &locked).unwrap();
+        let out = Command::new("ssh-keygen")
+            .args(["-p", "-q", "-P", "", "-N", "secret", "-f"])
+            .arg(&locked)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = |sock_env: &Path| {
+            crate::util::nexusmon(p.root())
+                .args(["run", "--plan", QUICKSTART, "--out", "out", "--sign-with"])
+                .arg(&locked)
+                .env("SSH_AUTH_SOCK", sock_env)
+                .output()
+                .unwrap()
+        };
+        // Not loaded yet: refused before anything runs.
+        let r = run(&sock);
+        assert_eq!(r.status.code(), Some(2), "{kind}");
+        assert!(
+            String::from_utf8_lossy(&r.stderr).contains("does not hold it"),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let out = Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = run(&sock);
+        assert!(
+            r.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let b = latest_bundle(p.root());
+        let trust = p.path("trust");
+        std::fs::write(&trust, line("ci", &key, "")).unwrap();
+        let v = p.nx(&[
+            "validate-bundle",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+        ]);
+        v.code(0);
+        assert!(
+            v.stdout.contains("checked signature: verified"),
+            "{}",
+            v.stdout
+        );
+        let out = python(&["securesystemslib"], DSSE_CHECK)
+            .arg(b.join("bundle.intoto.json"))
+            .arg(format!("{}.pub", key.display()))
+            .arg(b.join("artifact_index.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
