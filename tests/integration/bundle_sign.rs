@@ -144,9 +144,32 @@ fn ssh_keygen_and_securesystemslib_verify_what_each_key_type_signs() {
             "{}",
             r.stdout
         );
-        let st: serde_json::Value =
+        let env: serde_json::Value =
             serde_json::from_slice(&std::fs::read(b.join("bundle.intoto.json")).unwrap()).unwrap();
-        assert_eq!(st["payloadType"], "application/vnd.in-toto+json");
+        assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+        // Both documents match their published schemas.
+        crate::bundle::assert_matches_schema(
+            &b.join("bundle.intoto.json"),
+            "bundle-envelope.schema.json",
+        );
+        let payload = p.path(&format!("statement-{kind}.json"));
+        let out = python(&[], "import base64, json, sys\nsys.stdout.buffer.write(base64.b64decode(json.load(open(sys.argv[1]))['payload']))")
+            .arg(b.join("bundle.intoto.json"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::write(&payload, &out.stdout).unwrap();
+        crate::bundle::assert_matches_schema(&payload, "bundle-statement.schema.json");
+        let st = crate::util::read_json(&payload);
+        assert_eq!(
+            st["predicate"]["run_id"],
+            b.file_name().unwrap().to_str().unwrap()
+        );
+        assert_eq!(st["predicate"]["runner"]["name"], "nexusmon");
+        assert!(
+            st["predicate"]["host"]["kernel_release"].is_string(),
+            "{st}"
+        );
     }
 }
 
