@@ -223,8 +223,12 @@ impl GovAttestor {
     pub fn with(trust: Option<&Path>, gov: Option<&Governance>) -> Result<Self> {
         let trust = match (trust, gov) {
             (Some(t), _) => Some(TrustStore::load(t)?),
-            (None, Some(g)) => Some(g.trust()?),
-            (None, None) => None,
+            // A state directory without a trust file has no trust policy (one that does
+            // not parse is an error, as everywhere).
+            (None, Some(g)) if g.state().file(super::state::TRUST_FILE).exists() => {
+                Some(g.trust()?)
+            }
+            (None, _) => None,
         };
         let sealed = gov.map(SealedRuns::read).transpose()?;
         Ok(Self { trust, sealed })
