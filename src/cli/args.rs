@@ -69,7 +69,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  nexusmon validate-bundle --bundle out\n  nexusmon --json validate-bundle --bundle out/<run_id>"
     )]
-    ValidateBundle(BundleArg),
+    ValidateBundle(ValidateArgs),
     /// Check (--strict) or rewrite (--repair) a bundle's index.
     #[command(
         after_help = "Examples:\n  nexusmon reindex-bundle --bundle out --strict\n  nexusmon reindex-bundle --bundle out --repair"
@@ -276,6 +276,11 @@ pub struct RunArgs {
     /// is in run_manifest.json.
     #[arg(long)]
     pub keep_scratch: bool,
+    /// Sign the sealed bundle with this SSH private key (Ed25519, ECDSA P-256 or RSA; a
+    /// passphrase-protected one through ssh-agent): artifact_index.sig (SSHSIG, namespace
+    /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
+    #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
+    pub sign_with: Option<PathBuf>,
 }
 
 /// `run --format`.
@@ -443,14 +448,24 @@ pub struct StatusArgs {
     /// Out root to report on (default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Clean up after killed runs: kill what is left in their pids cgroups and remove them,
+    /// remove their scratch directories, and (when the out root is not locked) the
+    /// unsealed staging directories; say what was done.
+    #[arg(long)]
+    pub clean: bool,
 }
 
-/// A bundle argument.
+/// `validate-bundle`.
 #[derive(Debug, Args)]
-pub struct BundleArg {
+pub struct ValidateArgs {
     /// A bundle directory, or an out root (resolved through LATEST).
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
+    /// Check the bundle's signature against this trust file (allowed-signers format; the
+    /// signer needs `roles=runner`; `# nexusmon: require-signed-bundles` makes an unsigned
+    /// bundle invalid). Default: the state directory's trusted_signers, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `reindex-bundle`.
@@ -496,12 +511,12 @@ pub struct BundleWriteArgs {
     /// Copy every regular file under DIR into the bundle.
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
-    /// With --from: hard-link instead of copying (same filesystem).
-    #[arg(long, requires = "from", conflicts_with = "move_in")]
-    pub link: bool,
     /// With --from: move the top-level entries in (one rename each; same filesystem).
     #[arg(long = "move", requires = "from")]
     pub move_in: bool,
+    /// Sign the seal with this SSH private key (as `run --sign-with`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_with: Option<PathBuf>,
     /// Declare a file as expected (listed as missing if not written).
     #[arg(long, value_name = "REL")]
     pub expect: Vec<String>,
@@ -544,6 +559,10 @@ pub struct EmitPromotionArgs {
     /// Replace an existing packet and its in-toto Statement.
     #[arg(long)]
     pub overwrite: bool,
+    /// Check the bundle's signature against this trust file (default: the state
+    /// directory's trusted_signers, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `summarize-ops`.
@@ -573,6 +592,10 @@ pub struct PromoteArgs {
     /// Mappings directory (created if missing; mappings already there are merged with).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Check each bundle's signature against this trust file (default: the state
+    /// directory's trusted_signers, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `list-plans`.

@@ -169,8 +169,11 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     } else {
         let given: Vec<PathBuf> = a.packet.iter().map(|p| abs(ctx, p)).collect();
         let (packets, _) = crate::promote::verify::packet_paths(&given)?;
-        let (verified, refused, sigs) =
-            crate::promote::mapping::signatures_of(&packets, &ctx.root)?;
+        let (verified, refused, sigs) = crate::govern::review::packet_signatures(
+            &packets,
+            &ctx.root,
+            state_dir(ctx).as_deref(),
+        )?;
         let mut entries = Vec::new();
         for v in &verified {
             let p = &v.packet;

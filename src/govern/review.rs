@@ -21,8 +21,7 @@ use super::sign::RejectReason;
 use super::state::StateDir;
 use crate::load::LoadedPlan;
 use crate::model::approval::{ApprovalRecord, SIGNATURE_NAMESPACE};
-use crate::model::index::AuditHead;
-use crate::model::view::{AnchorState, RunView};
+use crate::model::view::RunView;
 use crate::promote::{promotability, view};
 use crate::util::jsondiff::{self, FieldChange};
 use crate::util::{digest, fsx, json};
@@ -66,43 +65,28 @@ pub fn record_inputs(state: &StateDir, plan: &LoadedPlan) -> Result<String> {
     Ok(digest::blake3_hex(&bytes))
 }
 
-/// `report`: the run at `path` with its audit anchor checked against the state
-/// directory's log when there is one (`explicit`, else found at or above `root`).
+/// `report`: the run at `path` with its signature checked against the trust file and its
+/// index against the audit log of the state directory when there is one (`explicit`, else
+/// found at or above `root`; [`super::attest::GovAttestor`]).
 pub fn run_view(path: &Path, root: &Path, explicit: Option<&Path>) -> Result<RunView> {
-    let mut v = view::load(path, root)?;
-    let gov = match Governance::discover(explicit, root) {
-        Ok(g) => Some(g),
-        Err(e) if explicit.is_some() => return Err(e),
-        Err(_) => None,
-    };
-    if let (Some(gov), AnchorState::NotChecked { seq }) = (&gov, &v.verdict.anchor) {
-        let seq = *seq;
-        let head = crate::bundle::open_bundle_unverified(&v.bundle_dir)
-            .ok()
-            .and_then(|u| u.index.and_then(|i| i.audit_head));
-        if let Some(head) = head {
-            v.verdict.anchor = check_anchor(gov, &v.bundle_dir, head, seq)?;
-        }
-    }
-    Ok(v)
+    let attestor = super::attest::GovAttestor::open(None, explicit, root)?;
+    view::load(path, root, &attestor)
 }
 
-fn check_anchor(gov: &Governance, dir: &Path, head: AuditHead, seq: u64) -> Result<AnchorState> {
-    let anchor = super::audit::Anchor {
-        source: dir.join(crate::bundle::INDEX_FILE).display().to_string(),
-        head,
-    };
-    let report = gov.audit().verify(&[anchor])?;
-    Ok(if report.ok {
-        AnchorState::Anchored { seq }
-    } else {
-        AnchorState::NotAnchored {
-            detail: report.problems.first().map_or_else(
-                || "the audit log does not verify".into(),
-                |p| p.message.clone(),
-            ),
-        }
-    })
+/// `report --packet`: the per-profile signatures and conflicts `packets` would map to, each
+/// verified as `promote` verifies it (signature against the trust file, index against the
+/// audit log of the state directory `explicit`, else found at or above `root`).
+pub fn packet_signatures(
+    packets: &[PathBuf],
+    root: &Path,
+    explicit: Option<&Path>,
+) -> Result<(
+    Vec<crate::promote::VerifiedPacket>,
+    Vec<crate::promote::verify::Refusal>,
+    crate::model::mapping::RuntimeSignatures,
+)> {
+    let attestor = super::attest::GovAttestor::open(None, explicit, root)?;
+    crate::promote::mapping::signatures_of(packets, root, &attestor)
 }
 
 /// One thing awaiting an operator.

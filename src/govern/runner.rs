@@ -21,7 +21,7 @@ use crate::exec::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, RunOutcome, RunSettings,
     SealReport, execute,
 };
-use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::index::AuditHead;
 use crate::model::plan::PlanKind;
 use crate::report::{Report, RunReport};
 use crate::{Error, Result};
@@ -123,7 +123,7 @@ fn outputs(done: &mut GovernedRun, g: &RunGovernance, bundle: &Path, plan: &Path
     if !any {
         return Ok(());
     }
-    let view = crate::promote::view::load(bundle, root)?;
+    let view = super::review::run_view(bundle, root, g.state_dir.as_deref())?;
     if let Some(summary) = &view.summary {
         let governance = view.governance();
         if let Some(j) = &out.junit {
@@ -286,11 +286,7 @@ impl AuditHook for GovAudit {
     }
 
     fn sealed(&self, s: &SealReport<'_>) -> Result<()> {
-        let status = match s.bundle_status {
-            BundleStatus::Complete => "complete",
-            BundleStatus::Failed => "failed",
-            BundleStatus::InProgress => "in_progress",
-        };
+        let status = crate::bundle::check::status_word(s.bundle_status);
         self.0.gov.record_run_sealed(&SealedRun {
             plan_id: s.plan_id,
             run_id: s.run_id,

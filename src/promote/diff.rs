@@ -32,10 +32,12 @@ use crate::model::results::{NormalizedRow, Outcome, PreflightRecord};
 use crate::model::view::{Integrity, RunView};
 use crate::util::jsondiff;
 
-/// Diff the runs at `a` and `b` (bundles, out roots, packets).
+/// Diff the runs at `a` and `b` (bundles, out roots, packets). What the runs did is
+/// compared, not who vouches for them: signatures are checked against the key each carries
+/// ([`super::Unattested`]) and no audit log is consulted.
 pub fn diff_paths(a: &Path, b: &Path, root: &Path) -> Result<RunDiff> {
-    let va = view::load(a, root)?;
-    let vb = view::load(b, root)?;
+    let va = view::load(a, root, &super::Unattested)?;
+    let vb = view::load(b, root, &super::Unattested)?;
     Ok(diff(
         &va,
         &vb,

@@ -22,6 +22,7 @@
 //! - [`mapping`]: `promote`: merge verified, promotable packets into the mapping files, a
 //!   pure function of the set of packets consumed.
 
+pub mod attest;
 pub mod derive;
 pub mod diff;
 pub mod emit;
@@ -34,6 +35,7 @@ pub mod source;
 pub mod verify;
 pub mod view;
 
+pub use attest::{Attestation, Attestor, Unattested};
 pub use derive::derive_packet;
 pub use emit::{EmitOutcome, EmitSettings, Prepared, emit};
 pub use mapping::{MappingsChange, PromoteOutcome, PromoteSettings, promote, promote_with};

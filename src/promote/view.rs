@@ -5,9 +5,10 @@
 //! shown, as not valid; the packet is derived again from the bundle, so promotability and
 //! the governance slot are the bundle's own, never a packet's claim.
 //!
-//! What needs the state directory (whether the index's audit anchor is in the log, whether
-//! a bundle signature verifies against the trust file) is left at "not checked" here and
-//! filled in by `govern::review`.
+//! What needs the state directory (whether the index is anchored in the audit log, whether
+//! a bundle signature verifies against the trust file) comes from the [`Attestor`] the
+//! caller passes (`govern::review` passes governance's; [`super::Unattested`] checks the
+//! signature against the key it carries only and anchors nothing).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::PointerContext;
+use super::attest::{Attestation, Attestor};
 use super::derive::derive_packet;
 use super::source::BundleSource;
 use super::verify::{context_of, read_packet};
@@ -28,9 +30,6 @@ use crate::model::view::{
     AnchorState, AttemptBrief, Integrity, LaneDetail, RunView, SignatureState, Verdict,
 };
 use crate::{Error, Result};
-
-/// The bundle signature's file name (written by `run --sign-with`).
-pub const SIGNATURE_FILE: &str = "artifact_index.sig";
 
 /// The bundle directory `path` names: a packet file resolves through its pointers (relative
 /// to `root` or the packet's directory); a directory is a bundle or an out root.
@@ -48,10 +47,12 @@ pub fn bundle_dir_of(path: &Path, root: &Path) -> Result<PathBuf> {
     ))
 }
 
-/// Read the run at `path` (a bundle, an out root, or a packet) into a [`RunView`].
-pub fn load(path: &Path, root: &Path) -> Result<RunView> {
+/// Read the run at `path` (a bundle, an out root, or a packet) into a [`RunView`], its
+/// signature and anchor as `attestor` decides them.
+pub fn load(path: &Path, root: &Path, attestor: &dyn Attestor) -> Result<RunView> {
     let dir = bundle_dir_of(path, root)?;
     let src = BundleSource::open(&dir)?;
+    let attestation = attestor.attest(&src)?;
     let mut unreadable = Vec::new();
     let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
         let b = src.read(rel)?;
@@ -92,7 +93,7 @@ pub fn load(path: &Path, root: &Path) -> Result<RunView> {
     }
     let packet = match dir.parent() {
         Some(parent) => PointerContext::for_emit(&src.dir, root, parent)
-            .and_then(|ctx| derive_packet(&src, &ctx))
+            .and_then(|ctx| derive_packet(&src, &ctx, attestor))
             .ok(),
         None => None,
     };
@@ -120,17 +121,8 @@ pub fn load(path: &Path, root: &Path) -> Result<RunView> {
             .status
             .as_ref()
             .map(|s| status_word(s.status).to_string()),
-        signature: if src.dir.join(SIGNATURE_FILE).is_file() {
-            SignatureState::Unverified {
-                detail: "a signature is there; this view did not verify it".into(),
-            }
-        } else {
-            SignatureState::Unsigned
-        },
-        anchor: match index_anchor {
-            Some(h) => AnchorState::NotChecked { seq: h.seq },
-            None => AnchorState::NotRecorded,
-        },
+        signature: signature_state(&attestation),
+        anchor: anchor_state(&attestation, index_anchor.map(|h| h.seq)),
     };
     Ok(RunView {
         bundle_dir: src.dir.clone(),
@@ -146,6 +138,56 @@ pub fn load(path: &Path, root: &Path) -> Result<RunView> {
         verdict,
         unreadable,
     })
+}
+
+/// The view's signature state from the attestation's.
+fn signature_state(a: &Attestation) -> SignatureState {
+    use crate::model::packet::SignatureState as S;
+    let s = &a.signature;
+    let signer = s.signer.clone().unwrap_or_else(|| "an unnamed key".into());
+    match s.state {
+        S::Unsigned if s.required => SignatureState::Invalid {
+            detail: "unsigned, and the trust file requires signed bundles".into(),
+        },
+        S::Unsigned => SignatureState::Unsigned,
+        S::Unchecked => SignatureState::Unverified {
+            detail: "the signature could not be checked (no readable index)".into(),
+        },
+        S::Signed => SignatureState::Unverified {
+            detail: format!(
+                "verifies over the index with the key it carries ({signer}); no trust file names its runners"
+            ),
+        },
+        S::Verified => SignatureState::Valid {
+            signer: "a runner of the trust file".into(),
+            fingerprint: signer,
+        },
+        S::Invalid => SignatureState::Invalid {
+            detail: s
+                .problem
+                .clone()
+                .unwrap_or_else(|| "the signature does not verify".into()),
+        },
+    }
+}
+
+/// The view's anchor state from the attestation's (`seq`: the head the index anchors).
+fn anchor_state(a: &Attestation, seq: Option<u64>) -> AnchorState {
+    use crate::model::packet::AnchorState as A;
+    match (a.anchor.state, seq) {
+        (A::Anchored, s) => AnchorState::Anchored {
+            seq: a.anchor.sealed_seq.or(s).unwrap_or_default(),
+        },
+        (A::NotAnchored, _) => AnchorState::NotAnchored {
+            detail: a
+                .anchor
+                .problem
+                .clone()
+                .unwrap_or_else(|| "the audit log does not anchor this index".into()),
+        },
+        (A::Unchecked, Some(seq)) => AnchorState::NotChecked { seq },
+        (A::Unchecked, None) => AnchorState::NotRecorded,
+    }
 }
 
 /// The bytes of the index of the bundle a view was read from (for signature checks).

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{Project, chromium, latest_bundle, python, read_json};
+use crate::util::{Project, chromium, latest_bundle, python, read_json, ssh_keygen, ssh_pubkey};
 
 /// Every `href="…"` of a serialized DOM, percent-decoded.
 fn hrefs(dom: &str) -> Vec<String> {
@@ -527,4 +527,57 @@ fn a_governed_runs_report_checks_its_audit_anchor_and_summary_md_shows_the_gover
     assert!(html.contains("data-state=\"not-valid\""), "{html}");
     assert!(html.contains("NOT in the audit log"), "{html}");
     assert!(html.contains("bundle valid: every file matches its seal"));
+}
+
+#[test]
+fn the_banner_shows_a_trusted_signature_and_a_bundle_re_signed_by_an_unknown_key_as_not_valid() {
+    let p = Project::shipped().init();
+    let runner = ssh_keygen(p.root(), "runner", "ed25519");
+    let other = ssh_keygen(p.root(), "other", "ed25519");
+    let signers = p.state().join("trusted_signers");
+    let mut text = std::fs::read_to_string(&signers).unwrap();
+    text.push_str(&format!(
+        "ci {} ci@host roles=runner\n",
+        ssh_pubkey(&runner)
+    ));
+    std::fs::write(&signers, text).unwrap();
+    p.nx(&[
+        "run",
+        "--plan",
+        "plans/quickstart/plan.json",
+        "--out",
+        "out",
+        "--sign-with",
+        runner.to_str().unwrap(),
+    ])
+    .code(0);
+    p.nx(&["report", "--bundle", "out", "--out", "signed.html"])
+        .code(0);
+    let html = std::fs::read_to_string(p.path("signed.html")).unwrap();
+    assert!(html.contains("data-state=\"ok\""), "{html}");
+    assert!(html.contains("✓ signed by"), "{html}");
+    assert!(html.contains("anchored in the audit log"), "{html}");
+    // The same index signed by a key the trust file does not name: every file still
+    // matches the seal, but the page must not call it trustworthy.
+    let b = latest_bundle(p.root());
+    std::fs::copy(b.join("artifact_index.json"), p.path("idx")).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-f"])
+        .arg(&other)
+        .args(["-n", "nexusmon-bundle-v1"])
+        .arg(p.path("idx"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sig = b.join("artifact_index.sig");
+    let mut perm = std::fs::metadata(&sig).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&sig, perm).unwrap();
+    std::fs::copy(p.path("idx.sig"), &sig).unwrap();
+    p.nx(&["report", "--bundle", "out", "--out", "resigned.html"])
+        .code(1);
+    let html = std::fs::read_to_string(p.path("resigned.html")).unwrap();
+    assert!(html.contains("data-state=\"not-valid\""), "{html}");
+    assert!(html.contains("signature NOT VALID"), "{html}");
 }
