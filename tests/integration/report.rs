@@ -536,10 +536,9 @@ fn the_banner_shows_a_trusted_signature_and_a_bundle_re_signed_by_an_unknown_key
     let other = ssh_keygen(p.root(), "other", "ed25519");
     let signers = p.state().join("trusted_signers");
     let mut text = std::fs::read_to_string(&signers).unwrap();
-    text.push_str(&format!(
-        "ci {} ci@host roles=runner\n",
-        ssh_pubkey(&runner)
-    ));
+    text.push_str("ci ");
+    text.push_str(&ssh_pubkey(&runner));
+    text.push_str(" ci@host roles=runner\n");
     std::fs::write(&signers, text).unwrap();
     p.nx(&[
         "run",
