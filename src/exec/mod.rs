@@ -29,11 +29,14 @@
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
 //! - [`worker`]: mission workers around their child: staging (output directory, checked
 //!   copy of the executable), inputs, the request, and judging the result and files.
+//! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP during a run (the first seals `interrupted`, a
+//!   second aborts at once).
 
 pub mod assemble;
 pub mod child;
 pub mod fixtures;
 pub mod helper;
+pub mod interrupt;
 pub mod lanes;
 pub mod oracle;
 pub mod outcome;
@@ -59,3 +62,5 @@ pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
     RunSettings, SealReport,
 };
+pub use setup::clean_after_killed_runs;
+pub use write::profile_definition;

@@ -203,6 +203,12 @@ impl RunDescription<'_> {
             plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
             probes,
             profiles,
+            profile_definitions: self
+                .loaded
+                .profiles
+                .iter()
+                .map(|(id, p)| (id.to_string(), profile_definition(id.as_str(), p)))
+                .collect(),
             preflight: preflight.to_vec(),
             governance,
             listeners: self.setup.listener_notes.clone(),
@@ -221,6 +227,16 @@ impl RunDescription<'_> {
             started_at: self.started_at.to_string(),
         }
     }
+}
+
+/// A profile as written, for `run_manifest.json`'s `profile_definitions` and for the plan
+/// inputs an approval is recorded with: secret-looking `env.set` values are replaced by a
+/// digest keyed by the profile id, so an unchanged secret reads the same in every run.
+pub fn profile_definition(id: &str, p: &crate::model::Profile) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).unwrap_or(serde_json::Value::Null);
+    let key = blake3::derive_key("nexusmon profile redaction v1", id.as_bytes());
+    redact_env(&mut v, &key);
+    v
 }
 
 /// Values of environment variables whose names look secret are replaced by a keyed digest.
@@ -320,6 +336,7 @@ pub fn write_results(
     bundle: &StagedBundle,
     a: &Assembled,
     preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
     bundle.write_bytes("runtime_results.json", &lane_doc(&a.runtime)?)?;
     bundle.write_bytes("baseline_results.json", &lane_doc(&a.baseline)?)?;
@@ -359,6 +376,9 @@ pub fn write_results(
         mismatches: &a.packets,
         preflight,
         oracle: &a.oracle.verdicts,
+        governance,
+        view: None,
+        links: "",
     };
     bundle.write_bytes(
         "summary.md",

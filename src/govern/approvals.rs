@@ -17,7 +17,11 @@ use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
+pub use super::trust::validate_principal;
 pub use crate::model::approval::RUN_SCOPE;
+
+/// Every scope an approval can be for; `approve --scope` refuses any other at once.
+pub const KNOWN_SCOPES: [&str; 1] = [RUN_SCOPE];
 
 /// Clock skew tolerated for `issued_at` in the future.
 pub const ISSUED_AT_SKEW_SECS: i64 = 300;
@@ -260,27 +264,6 @@ pub fn discover(plan: &LoadedPlan) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Check an approver principal is usable: 1-64 of letters, digits, `.`, `_`, `-`, `@`, `+`,
-/// starting with a letter or digit (safe in a file name, no pattern characters).
-pub fn validate_principal(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::usage(format!("invalid principal `{name}`")).with_hint(
-            "principals are 1-64 letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter or digit, as in the trust file",
-        ))
-    }
-}
-
 /// Parse a validity like `24h`, `7d`, `90m`, `1d12h` (units `s`, `m`, `h`, `d`, `w`).
 pub fn parse_validity(s: &str) -> Result<jiff::SignedDuration> {
     let bad = || {
@@ -344,9 +327,13 @@ pub struct NewApproval<'a> {
 /// Build an approval record for `plan`.
 pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalRecord> {
     validate_principal(n.approver)?;
-    if n.scope.is_empty() || n.scope.chars().any(char::is_whitespace) {
-        return Err(Error::usage(format!("invalid scope `{}`", n.scope))
-            .with_hint("a scope is one word, e.g. `run`"));
+    if !KNOWN_SCOPES.contains(&n.scope) {
+        return Err(
+            Error::usage(format!("unknown scope `{}`", n.scope)).with_hint(format!(
+                "an approval is for one of: {} (the gate consults no other scope)",
+                KNOWN_SCOPES.join(", ")
+            )),
+        );
     }
     let issued = n.now.round(jiff::Unit::Second).unwrap_or(n.now);
     let expires = issued

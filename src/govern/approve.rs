@@ -67,6 +67,14 @@ pub struct Approved {
 /// signed with `ssh-keygen`).
 pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
     approvals::validate_principal(r.approver)?;
+    if !approvals::KNOWN_SCOPES.contains(&r.scope) {
+        return Err(
+            Error::usage(format!("unknown scope `{}`", r.scope)).with_hint(format!(
+                "an approval is for one of: {} (the gate consults no other scope)",
+                approvals::KNOWN_SCOPES.join(", ")
+            )),
+        );
+    }
     let validity = approvals::parse_validity(r.expires_in)?;
     if let Some(role) = r.roles.iter().find(|x| !trust::valid_role(x)) {
         return Err(Error::usage(format!("invalid role `{role}`"))
@@ -116,7 +124,10 @@ pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
         warnings: Vec::new(),
     };
     match &gov {
-        Some(gov) => record_approval(gov, &mut done, &bytes)?,
+        Some(gov) => {
+            let inputs = super::review::record_inputs(gov.state(), &plan)?;
+            record_approval(gov, &mut done, &bytes, &inputs)?;
+        }
         None => done.warnings.push(format!(
             "no {STATE_DIR_NAME}/ found: the approval is not recorded in an audit log (run `nexusmon init`)"
         )),
@@ -164,7 +175,12 @@ fn sign_record(
 
 /// Check the approver and key against the trust file (warnings) and append the
 /// `approval-recorded` entry.
-fn record_approval(gov: &Governance, done: &mut Approved, bytes: &[u8]) -> Result<()> {
+fn record_approval(
+    gov: &Governance,
+    done: &mut Approved,
+    bytes: &[u8],
+    inputs_blake3: &str,
+) -> Result<()> {
     match gov.trust() {
         Ok(trust) => done.warnings.extend(trust_warnings(
             &trust,
@@ -190,6 +206,7 @@ fn record_approval(gov: &Governance, done: &mut Approved, bytes: &[u8]) -> Resul
             "record_blake3": blake3_hex(bytes),
             "signed": done.signed_by.is_some(),
             "key_fingerprint": done.signed_by,
+            "plan_inputs_blake3": inputs_blake3,
         }),
     )?);
     Ok(())

@@ -37,7 +37,8 @@ pub fn describe_plan(report: &GateReport) -> String {
     s
 }
 
-fn rank_word(r: Option<Rank>) -> &'static str {
+/// `E` … `S`, or `-` without a rank.
+pub fn rank_word(r: Option<Rank>) -> &'static str {
     match r {
         Some(Rank::E) => "E",
         Some(Rank::D) => "D",

@@ -4,12 +4,15 @@
 //!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
+//! - [`attest`]: bundles against the trust file (signatures) and the audit log (anchors):
+//!   `validate-bundle`'s extra checks and the attestor promotion uses.
 //! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signature checks against
 //!   it (signing itself is [`crate::sign`]), approval records.
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
-//! - [`missions`]: the missions listing.
+//! - [`missions`]: the missions listing; [`review`]: the review queue, a run's view with its
+//!   audit anchor checked, and the plan inputs each approval was given for.
 //!
 //! Workflows, one per command, each the one library call its CLI handler makes (the
 //! handler parses arguments and renders; it never locks, signs or writes state):
@@ -17,7 +20,9 @@
 //! - [`approve`]: `approve`; [`clearing`]: `omens list` / `omens clear`;
 //! - [`evolve`]: `evolve` / `evolution status`; [`promotion`]: `emit-promotion` and
 //!   `promote` with their audit entries (promote sits below govern and never imports it);
-//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`.
+//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`;
+//! - [`review::queue`] / [`review::show`]: `review`; [`review::run_view`]: `report`;
+//!   [`trust::add`]: `trust add`.
 //!
 //! [`Governance`] is the one handle the workflows use: it reads the state the gate needs,
 //! records decisions in the audit log, and hands the runner the files to copy into the
@@ -40,6 +45,7 @@
 pub mod anchors;
 pub mod approvals;
 pub mod approve;
+pub mod attest;
 pub mod audit;
 pub mod clearing;
 pub mod evolution;
@@ -50,6 +56,7 @@ pub mod init;
 pub mod missions;
 pub mod omens;
 pub mod promotion;
+pub mod review;
 pub mod runner;
 pub mod sign;
 pub mod state;
@@ -382,6 +389,12 @@ impl Governance {
     /// Record a sealed bundle: its status, the digest of its `artifact_index.json` and the
     /// head the index anchored.
     pub fn record_run_sealed(&self, seal: &SealedRun<'_>) -> Result<AuditHead> {
+        // The bundle relative to the project (the state directory's parent) too, so the
+        // record still names its out root after the project is moved or copied.
+        let project = self.state.dir().parent().map(Path::to_path_buf);
+        let bundle_rel = project
+            .as_deref()
+            .and_then(|p| relative_path(seal.bundle_dir, p));
         self.audit.append(
             AuditKind::RunSealed,
             json!({
@@ -389,6 +402,7 @@ impl Governance {
                 "run_id": seal.run_id,
                 "status": seal.status,
                 "bundle": seal.bundle_dir.display().to_string(),
+                "bundle_rel": bundle_rel,
                 "artifact_index_blake3": seal.index_blake3,
                 "anchored_head": seal.anchored_head,
             }),
@@ -417,6 +431,27 @@ impl Governance {
         }
         Ok(crossings)
     }
+}
+
+/// `path` relative to `base` (both made absolute; `..` where `path` is not beneath it).
+pub fn relative_path(path: &Path, base: &Path) -> Option<String> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .ok()
+    };
+    let (p, b) = (abs(path)?, abs(base)?);
+    let pc: Vec<_> = p.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = pc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &pc[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out.to_string_lossy().into_owned())
 }
 
 /// What [`Governance::record_run_sealed`] records.

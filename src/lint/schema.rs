@@ -97,6 +97,18 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::index::ArtifactIndex>,
     },
     SchemaSpec {
+        name: "bundle-envelope",
+        file_name: "bundle-envelope.schema.json",
+        title: "nexusmon DSSE envelope",
+        generate: raw::<crate::model::attest::Envelope>,
+    },
+    SchemaSpec {
+        name: "bundle-statement",
+        file_name: "bundle-statement.schema.json",
+        title: "nexusmon bundle statement",
+        generate: raw::<crate::model::attest::BundleStatement>,
+    },
+    SchemaSpec {
         name: "approval-record",
         file_name: "approval-record.schema.json",
         title: "nexusmon approval record",
@@ -167,6 +179,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         file_name: "op-summary.schema.json",
         title: "nexusmon op summary",
         generate: raw::<crate::model::mapping::OpSummary>,
+    },
+    SchemaSpec {
+        name: "diff",
+        file_name: "diff.schema.json",
+        title: "nexusmon run diff",
+        generate: raw::<crate::model::diff::RunDiff>,
     },
 ];
 

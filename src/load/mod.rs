@@ -29,13 +29,18 @@ pub const DIGEST_VERSION: u32 = 1;
 /// `registry/`, `plans/`, `templates/` or `.nexusmon/` directory; `start` itself if there is
 /// none.
 pub fn find_project_root(start: &Path) -> PathBuf {
+    project_root_above(start).unwrap_or_else(|| start.to_path_buf())
+}
+
+/// The nearest ancestor of `start` (itself included) that looks like a project root
+/// (`registry/`, `plans/`, `templates/` or `.nexusmon/`), if any.
+pub fn project_root_above(start: &Path) -> Option<PathBuf> {
     fsx::find_upwards(start, |d| {
         d.join("registry").is_dir()
             || d.join("plans").is_dir()
             || d.join("templates").is_dir()
             || d.join(".nexusmon").is_dir()
     })
-    .unwrap_or_else(|| start.to_path_buf())
 }
 
 /// The registry directory `registry/<registry_id>/` nearest to `plan_dir` (searching
@@ -456,4 +461,54 @@ fn missing_ref<'a>(
         ));
     }
     e
+}
+
+/// Where each scenario's expectation is written in a loaded plan: scenario id → 1-based
+/// (line, column) of its key under `scenarios` (controls: their entry in `controls`; a
+/// mission's task scenarios: the task's key). For annotations that point at the plan.
+pub fn expectation_lines(loaded: &LoadedPlan) -> BTreeMap<String, (usize, usize)> {
+    let doc = &loaded.doc;
+    let at = |ptr: &str| {
+        let l = doc.locate(ptr);
+        let span = if l.exact {
+            l.key_span.unwrap_or(l.value_span)
+        } else {
+            l.value_span
+        };
+        (span.start.line as usize, span.start.col as usize)
+    };
+    let esc = crate::source::escape_pointer_token;
+    let mut out = BTreeMap::new();
+    for spec in loaded.plan.scenario_specs() {
+        let explicit = loaded
+            .plan
+            .scenarios
+            .get(&spec.profile_id)
+            .is_some_and(|m| m.contains_key(&spec.probe_id));
+        let ptr = if explicit {
+            format!(
+                "/scenarios/{}/{}",
+                esc(spec.profile_id.as_str()),
+                esc(spec.probe_id.as_str())
+            )
+        } else {
+            let i = loaded
+                .plan
+                .controls
+                .iter()
+                .position(|c| *c == spec.probe_id)
+                .unwrap_or(0);
+            format!("/controls/{i}")
+        };
+        out.insert(spec.scenario_id.clone(), at(&ptr));
+    }
+    if let Some(m) = &loaded.plan.mission {
+        for (task_id, t) in &m.tasks {
+            out.insert(
+                t.scenario_id(task_id),
+                at(&format!("/mission/tasks/{}", esc(task_id.as_str()))),
+            );
+        }
+    }
+    out
 }

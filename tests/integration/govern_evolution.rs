@@ -322,13 +322,14 @@ fn experiments_are_skipped_and_unreadable_packets_change_nothing() {
         "{}",
         r.stderr
     );
-    // The in-toto Statement beside a packet is not a packet: an input error naming it.
+    // The in-toto Statement beside a packet is not a packet: skipped, and said so; alone,
+    // it selects nothing (exit 6).
     let d = real_packet(&p, "patch-d", 0, "d");
     let before = snapshot(&p);
     let statement = p.path("packets/d.intoto.json");
-    let r = evolve(&p, &[&d, statement.to_str().unwrap()]);
-    r.code(2);
-    assert!(r.stderr.contains("d.intoto.json"), "{}", r.stderr);
+    let r = evolve(&p, &[statement.to_str().unwrap()]);
+    r.code(6);
+    assert!(snapshot(&p) == before, "nothing selected, nothing written");
     let r = evolve(&p, &[&d, "packets/missing.json"]);
     r.code(2);
     assert!(r.stderr.contains("packets/missing.json"), "{}", r.stderr);
@@ -337,6 +338,14 @@ fn experiments_are_skipped_and_unreadable_packets_change_nothing() {
     let r = crate::util::run_in(&p.path("packets"), &["evolve", "--packets", "d.json"]);
     r.code(0);
     assert_eq!(status(&p)["state"]["xp"], 2);
+    let r = evolve(&p, &[&d, statement.to_str().unwrap()]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("d.intoto.json") && r.stderr.contains("in-toto Statement"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(status(&p)["state"]["xp"], 2, "already consumed");
 }
 
 #[test]

@@ -92,6 +92,12 @@ pub struct RunManifest {
     /// Each profile compiled for this kernel (the form both the scenario lane and the oracle
     /// consume).
     pub profiles: BTreeMap<String, serde_json::Value>,
+    /// Each profile as written in the registry (secret-looking `env.set` values redacted to
+    /// a digest keyed by the profile id, so an unchanged secret reads the same in every run):
+    /// what `diff` compares field by field. Absent in bundles written before this field
+    /// existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_definitions: BTreeMap<String, serde_json::Value>,
     /// The apply preflight.
     pub preflight: Vec<PreflightRecord>,
     /// Governance notes (gate decision, approvals copied), if a gate ran.
