@@ -135,6 +135,9 @@ pub enum Command {
     PlanBuild(PlanBuildArgs),
     /// Scaffold a mission worker from the worker template: workers/<name>.py, its registry
     /// (workers.json, a confined profile) and a mission that runs it.
+    #[command(
+        after_help = "Examples:\n  nexusmon worker-new hello\n  nexusmon plan-lint plans/hello/plan.json"
+    )]
     WorkerNew(WorkerNewArgs),
     /// Earn XP and capabilities from mission packets, each checked against its bundle.
     #[command(
