@@ -1,6 +1,7 @@
 //! Child control: spawning one probe child and seeing it through.
 //!
-//! - Spawn: std `Command`, stdin `/dev/null`, stdout/stderr piped, its own process group
+//! - Spawn: std `Command`, stdin `/dev/null` (or a file the runner opens: a worker's
+//!   request), stdout/stderr piped, its own process group
 //!   (direct channel) or its own session (clean channel: `setsid`). Exec probes enforce the
 //!   prepared profile in `pre_exec` with raw syscalls only, and a CLOEXEC side-channel pipe
 //!   reports `(step, errno)` of a failed setup step, so a setup failure (apply-failed) is
@@ -69,6 +70,9 @@ pub struct ChildSpec {
     pub grace: Duration,
     /// Bytes kept per stream.
     pub output_cap: u64,
+    /// A file the child reads as its stdin (opened read-only by the runner before the
+    /// child starts; a worker's request), else `/dev/null`.
+    pub stdin: Option<PathBuf>,
 }
 
 /// One captured stream.
@@ -109,6 +113,25 @@ pub enum Ended {
     Exited(i32),
     /// Killed by a signal.
     Signaled(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::outcome::{errno_name, signal_name};
+        match self {
+            Ended::SpawnFailed(e) => write!(f, "spawn failed with {}", errno_name(*e)),
+            Ended::SetupFailed(step, e) => {
+                write!(
+                    f,
+                    "setup step {} failed with {}",
+                    step.as_str(),
+                    errno_name(*e)
+                )
+            }
+            Ended::Exited(c) => write!(f, "exit code {c}"),
+            Ended::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),
+        }
+    }
 }
 
 /// Everything the runner learned about one child.
@@ -171,6 +194,11 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         _ => None,
     };
     let start = Instant::now();
+    if super::interrupt::pending().is_some() {
+        // The run was interrupted: start nothing more.
+        super::interrupt::note_killed();
+        return failed_before_spawn(start, Ended::SpawnFailed(libc::EINTR));
+    }
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
     let alone = Alone::begin(
@@ -183,6 +211,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
+    // A second signal kills this group from the handler.
+    let group = super::interrupt::GroupSlot::register(ipid);
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
@@ -231,6 +261,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
     pipes.drain_to_eof(pid, (sweep, timed_out), cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
+    // Unregistered before the reap frees the pid for reuse.
+    drop(group);
     let (status, ru) = reap_with_rusage(ipid);
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
     drop(alone);
@@ -366,7 +398,25 @@ fn wait_for_exit(
     let mut timed_out = false;
     let mut kill_at: Option<Instant> = None;
     let mut exited = false;
+    let mut interrupted = false;
     while !exited {
+        if !interrupted && super::interrupt::pending().is_some() {
+            // The run was interrupted: kill the child's group now (and every tracked
+            // member), then wait for it as after a timeout's SIGKILL.
+            interrupted = true;
+            super::interrupt::note_killed();
+            if let Some(w) = watch.as_deref_mut() {
+                w.before_group_kill();
+            }
+            signal_group(ipid, libc::SIGKILL);
+            if let Some(cg) = cgroup {
+                cg.kill_all();
+            }
+            if let Some(w) = worker {
+                w.kill_leftovers();
+            }
+            kill_at = Some(Instant::now() + Duration::from_millis(200));
+        }
         let now = Instant::now();
         if !timed_out && now >= deadline {
             timed_out = true;
@@ -407,6 +457,9 @@ fn wait_for_exit(
         }
         if let Some(fd) = watch.as_deref().and_then(ExitWatch::fd) {
             fds.push(pollfd(fd));
+        }
+        if !interrupted && let Some(w) = super::interrupt::wake_fd() {
+            fds.push(pollfd(w));
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
         if let Some(w) = watch.as_deref_mut() {
@@ -472,6 +525,7 @@ fn start_child(
             spec.clean,
             cgroup.map(ChildCgroup::procs_fd),
             prepared,
+            spec.stdin.as_deref(),
             spec.isolation.as_ref(),
         ) {
             Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into(), s.exit_listener)),
@@ -493,9 +547,17 @@ fn start_child(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    match &spec.stdin {
+        Some(p) => {
+            let f = File::open(p)
+                .map_err(|e| Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            cmd.stdin(Stdio::from(f));
+        }
+        None => {
+            cmd.stdin(Stdio::null());
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if !spec.clean {
         cmd.process_group(0);
     }
@@ -870,6 +932,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(200),
             output_cap: 1024,
+            stdin: None,
         }
     }
 

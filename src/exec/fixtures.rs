@@ -24,6 +24,39 @@ use crate::{Error, Result};
 /// The file in a scratch root naming the runner that owns it.
 const OWNER_FILE: &str = "owner.pid";
 
+/// A killed run cleaned up by [`Scratch::sweep_stale`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptRun {
+    /// Its run id.
+    pub run_id: String,
+    /// The processes left in its pids cgroups, killed: (pid, command name).
+    pub killed: Vec<(u32, String)>,
+}
+
+impl SweptRun {
+    /// One sentence for the user.
+    pub fn describe(&self) -> String {
+        if self.killed.is_empty() {
+            format!(
+                "removed the scratch directory and pids cgroups of killed run {}",
+                self.run_id
+            )
+        } else {
+            let list: Vec<String> = self
+                .killed
+                .iter()
+                .map(|(p, c)| format!("{p} ({c})"))
+                .collect();
+            format!(
+                "killed {} process(es) left by killed run {} in its pids cgroups ({}), and removed its scratch directory and cgroups",
+                self.killed.len(),
+                self.run_id,
+                list.join(", ")
+            )
+        }
+    }
+}
+
 /// The run's scratch root.
 #[derive(Debug)]
 pub struct Scratch {
@@ -64,9 +97,11 @@ impl Scratch {
     }
 
     /// Remove scratch roots under `parent` left by runs that were killed (their owner
-    /// process is gone), and those runs' pids cgroups under `cgroup_root`. Returns the run
-    /// ids cleaned. A root whose owner is alive, or unknown, is left alone.
-    pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<String> {
+    /// process is gone), and those runs' pids cgroups under `cgroup_root` after killing
+    /// every process still in them (a probe's `setsid` descendant outlives a runner killed
+    /// with SIGKILL: only its cgroup still knows it). Returns each run id cleaned with the
+    /// processes killed. A root whose owner is alive, or unknown, is left alone.
+    pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<SweptRun> {
         let mut cleaned = Vec::new();
         let Ok(rd) = std::fs::read_dir(parent) else {
             return cleaned;
@@ -85,14 +120,28 @@ impl Scratch {
             if crate::bundle::lock::pid_alive(pid) {
                 continue;
             }
-            if std::fs::remove_dir_all(e.path()).is_ok() {
-                if let Some(root) = cgroup_root {
-                    crate::sandbox::cgroup::remove_run_dir(root, run_id);
-                }
-                cleaned.push(run_id.to_string());
+            let killed = cgroup_root.map_or_else(Vec::new, |root| {
+                crate::sandbox::cgroup::kill_run_dir(root, run_id)
+            });
+            if std::fs::remove_dir_all(e.path()).is_ok() || !killed.is_empty() {
+                cleaned.push(SweptRun {
+                    run_id: run_id.to_string(),
+                    killed,
+                });
             }
         }
-        cleaned.sort();
+        // Runs whose scratch directory is elsewhere (or already gone) but whose pids
+        // cgroups say their owner was killed.
+        if let Some(root) = cgroup_root {
+            for run_id in crate::sandbox::cgroup::stale_runs(root, crate::bundle::lock::pid_alive) {
+                if cleaned.iter().any(|c| c.run_id == run_id) {
+                    continue;
+                }
+                let killed = crate::sandbox::cgroup::kill_run_dir(root, &run_id);
+                cleaned.push(SweptRun { run_id, killed });
+            }
+        }
+        cleaned.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         cleaned
     }
 
@@ -221,15 +270,17 @@ impl Listeners {
     /// Start every listener the probes declare (deduplicated by variable / name).
     pub fn start<'a>(probes: impl IntoIterator<Item = &'a Probe>, vars: &Vars) -> Result<Self> {
         let mut l = Listeners::default();
-        let mut tcp: Vec<(String, u16)> = Vec::new();
+        let mut tcp: Vec<(String, u16, Option<String>)> = Vec::new();
         let mut unix: Vec<String> = Vec::new();
         for p in probes {
             for f in &p.fixtures {
                 match f {
-                    Fixture::TcpListener { variable, port }
-                        if !tcp.iter().any(|(v, _)| v == variable.as_str()) =>
-                    {
-                        tcp.push((variable.to_string(), port.unwrap_or(0)));
+                    Fixture::TcpListener {
+                        variable,
+                        port,
+                        reply,
+                    } if !tcp.iter().any(|(v, _, _)| v == variable.as_str()) => {
+                        tcp.push((variable.to_string(), port.unwrap_or(0), reply.clone()));
                     }
                     Fixture::UnixAbstractListener { name } => {
                         let n = vars.expand(name).map_err(|e| Error::usage(e.message))?;
@@ -243,7 +294,7 @@ impl Listeners {
         }
         tcp.sort();
         unix.sort();
-        for (var, want) in tcp {
+        for (var, want, reply) in tcp {
             let listener = TcpListener::bind(("127.0.0.1", want)).map_err(|e| {
                 Error::runner(format!("cannot start the tcp-listener for `{var}`")).with_source(e)
             })?;
@@ -252,9 +303,15 @@ impl Listeners {
                 .map_err(|e| Error::runner("cannot read the listener's port").with_source(e))?
                 .port();
             l.published.push((var.clone(), port.to_string()));
-            l.described
-                .push(format!("tcp-listener 127.0.0.1:{port} as ${{{var}}}"));
-            l.spawn_tcp(listener)?;
+            l.described.push(format!(
+                "tcp-listener 127.0.0.1:{port} as ${{{var}}}{}",
+                if reply.is_some() {
+                    " (replies with its fixed bytes)"
+                } else {
+                    ""
+                }
+            ));
+            l.spawn_tcp(listener, reply.map(String::into_bytes))?;
         }
         for name in unix {
             use std::os::linux::net::SocketAddrExt;
@@ -272,7 +329,7 @@ impl Listeners {
         Ok(l)
     }
 
-    fn spawn_tcp(&mut self, listener: TcpListener) -> Result<()> {
+    fn spawn_tcp(&mut self, listener: TcpListener, reply: Option<Vec<u8>>) -> Result<()> {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::runner("cannot configure a listener").with_source(e))?;
@@ -280,7 +337,11 @@ impl Listeners {
         self.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => drop(s),
+                    Ok((s, _)) => {
+                        if let Some(r) = &reply {
+                            answer(s, r);
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(std::time::Duration::from_millis(2));
                     }
@@ -306,6 +367,25 @@ impl Listeners {
         }));
         Ok(())
     }
+}
+
+/// Read what the client sends first (up to an empty line, 16 KiB or one second, so closing
+/// does not reset a connection with unread data), send `reply`, close. The bytes are the
+/// plan's: the runner neither parses nor builds a protocol here.
+fn answer(mut s: std::net::TcpStream, reply: &[u8]) {
+    use std::io::{Read, Write};
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut seen: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 2048];
+    while seen.len() < 16 * 1024 && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.write_all(reply);
+    let _ = s.shutdown(std::net::Shutdown::Both);
 }
 
 impl Drop for Listeners {

@@ -71,6 +71,10 @@ pub struct HelperRequest<'a> {
     /// before restricting itself. Written only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observe_runner: Option<u32>,
+    /// The runner's pid: a helper whose parent is no longer it (the runner died before the
+    /// helper set its parent-death signal) exits at once instead of running orphaned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_pid: Option<u32>,
 }
 
 impl HelperRequest<'_> {
@@ -210,10 +214,21 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
         enforcement: None,
         child_self: None,
     };
-    // Die with the runner's worker thread (it outlives every child it waits for).
-    // SAFETY: prctl with integer arguments.
+    // Die with the runner's worker thread (it outlives every child it waits for). If the
+    // runner died before this, the signal will never come: the parent is someone else now.
+    // SAFETY: prctl and getppid with integer arguments.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // Pid 1 of its own PID namespace, the helper's parent is outside it (`getppid` is
+        // 0); the spawn checked the runner before `execve`, and the parent-death signal it
+        // set is kept across it.
+        let ppid = libc::getppid();
+        if let Some(p) = req.runner_pid
+            && ppid != 0
+            && u32::try_from(ppid).ok() != Some(p)
+        {
+            libc::_exit(EXIT_APPLY_FAILED);
+        }
     }
     if req.clean {
         // SAFETY: plain syscalls on our own process.
@@ -849,6 +864,7 @@ mod tests {
             cgroup_procs: None,
             connect_timeout_ms: 500,
             observe_runner: None,
+            runner_pid: None,
         }
     }
 
@@ -951,6 +967,7 @@ mod tests {
                 cgroup_procs: procs.map(str::to_string),
                 connect_timeout_ms: ms,
                 observe_runner: None,
+                runner_pid: None,
             };
             let args = req.to_args().unwrap();
             assert_eq!(args[0], "__probe");

@@ -28,12 +28,17 @@
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
+//! - [`worker`]: mission workers around their child: staging (output directory, checked
+//!   copy of the executable), inputs, the request, and judging the result and files.
+//! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP during a run (the first seals `interrupted`, a
+//!   second aborts at once).
 
 pub mod assemble;
 pub mod child;
 pub mod exitwatch;
 pub mod fixtures;
 pub mod helper;
+pub mod interrupt;
 pub mod lanes;
 pub mod oracle;
 pub mod outcome;
@@ -45,6 +50,7 @@ pub mod select;
 pub mod settings;
 pub mod setup;
 pub mod spawn;
+pub mod worker;
 pub mod write;
 
 #[cfg(test)]
@@ -58,3 +64,5 @@ pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
     RunSettings, SealReport,
 };
+pub use setup::clean_after_killed_runs;
+pub use write::profile_definition;

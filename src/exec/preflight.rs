@@ -61,6 +61,10 @@ pub fn preflight_all(
             cgroup_dir,
         )?;
         rec.required = required.as_deref() == Some(id.as_str());
+        if super::interrupt::take_killed() {
+            rec.apply_ok = false;
+            rec.detail = "not preflighted: the run was interrupted".into();
+        }
         let prepared = if needs_exec.contains(id.as_str()) && c.apply_error.is_none() {
             let p = Prepared::new(&spec).map(Arc::new);
             if let Err(f) = &p
@@ -164,6 +168,7 @@ fn preflight_profile(
             .map(|g| g.procs_path().to_string_lossy().into_owned()),
         connect_timeout_ms: 1000,
         observe_runner: Some(std::process::id()),
+        runner_pid: Some(std::process::id()),
     }
     .to_args()
     .map_err(|e| Error::runner("cannot serialize an apply spec").with_source(e))?;
@@ -183,6 +188,7 @@ fn preflight_profile(
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
+            stdin: None,
         },
         cg.as_ref()
             .map_or(child::Tracking::None, child::Tracking::Child),
@@ -238,7 +244,7 @@ fn preflight_profile(
         }
         None => {
             rec.detail = format!(
-                "the preflight helper gave no result line (exit {:?}, stderr: {})",
+                "the preflight helper gave no result line ({}, stderr: {})",
                 res.ended,
                 String::from_utf8_lossy(&res.stderr.kept).trim()
             );

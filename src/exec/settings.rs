@@ -118,6 +118,9 @@ pub trait AuditHook {
 pub trait EventSink {
     /// One event.
     fn event(&mut self, e: &RunEvent);
+    /// A warning the user must see now (a stale lock taken over, leftovers of killed runs
+    /// removed, processes killed); also recorded in the manifest's `housekeeping`.
+    fn warning(&mut self, _text: &str) {}
 }
 
 /// A sink that drops everything.
@@ -142,6 +145,8 @@ pub struct RunSettings {
     pub only_profiles: Vec<String>,
     /// `--only-scenario`.
     pub only_scenarios: Vec<String>,
+    /// `--rerun-failed BUNDLE`: only the scenarios that mismatched or were flaky there.
+    pub rerun_failed: Option<PathBuf>,
     /// `--dry`.
     pub dry: bool,
     /// `--jobs` (else the plan's, else the number of cores).
@@ -162,6 +167,8 @@ pub struct RunSettings {
     pub gate: Option<Box<dyn Gate>>,
     /// The audit hook.
     pub audit: Option<Box<dyn AuditHook>>,
+    /// Sign the sealed bundle with this key (`--sign-with`).
+    pub signer: Option<crate::bundle::SealSigner>,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -185,6 +192,7 @@ impl RunSettings {
             channel: ChannelKind::Clean,
             only_profiles: Vec::new(),
             only_scenarios: Vec::new(),
+            rerun_failed: None,
             dry: false,
             jobs: None,
             lock: LockOptions::default(),
@@ -195,6 +203,7 @@ impl RunSettings {
             helper_exe: None,
             gate: None,
             audit: None,
+            signer: None,
         }
     }
 }

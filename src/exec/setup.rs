@@ -156,9 +156,18 @@ impl RunSetup {
             } else {
                 self.runner_home.clone().unwrap_or_else(|| dir_s.clone())
             };
+            // `OUTPUT` and `WORKER_BIN` exist only for a worker task's child: here they name
+            // directories that do not exist, so their rules are pending until that child.
+            let output = format!("{dir_s}/.worker-output");
+            let worker = format!("{dir_s}/.worker");
             let rule_vars = self
                 .base_vars
-                .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+                .with(&[
+                    ("SCRATCH", dir_s.as_str()),
+                    ("HOME", home.as_str()),
+                    ("OUTPUT", output.as_str()),
+                    ("WORKER_BIN", worker.as_str()),
+                ])
                 .nested();
             let ctx = CompileContext {
                 host: &self.host,
@@ -197,24 +206,65 @@ fn scratch_root(
         .scratch_parent
         .clone()
         .unwrap_or_else(Scratch::default_parent);
-    let mut housekeeping = Vec::new();
-    let stale_runs = if settings.dry {
+    let housekeeping = if settings.dry {
         Vec::new()
     } else {
         Scratch::sweep_stale(&scratch_parent, facts.pids_cgroup.as_deref().map(Path::new))
+            .iter()
+            .map(super::fixtures::SweptRun::describe)
+            .collect()
     };
-    if !stale_runs.is_empty() {
-        housekeeping.push(format!(
-            "removed the scratch directories (and pids cgroups) of {} killed run(s): {}",
-            stale_runs.len(),
-            stale_runs.join(", ")
-        ));
-    }
     let scratch = ScratchRoot {
         scratch: Scratch::create(&scratch_parent, run_id)?,
         keep: settings.keep_scratch,
     };
     Ok((scratch, housekeeping))
+}
+
+/// `status --clean`: what killed runs left behind, cleaned now: their scratch directories
+/// under the default scratch parent and their pids cgroups (every process still in them
+/// killed), and, when the out root is not locked by a live run, its unsealed staging
+/// directories and stray temp files. Returns what was done, one sentence each.
+pub fn clean_after_killed_runs(out_root: &Path) -> crate::Result<Vec<String>> {
+    let facts = host_facts();
+    let mut done: Vec<String> = Scratch::sweep_stale(
+        &Scratch::default_parent(),
+        facts.pids_cgroup.as_deref().map(Path::new),
+    )
+    .iter()
+    .map(super::fixtures::SweptRun::describe)
+    .collect();
+    if out_root.is_dir() {
+        let opts = crate::bundle::LockOptions {
+            mode: crate::bundle::LockMode::Fail,
+            timeout: std::time::Duration::ZERO,
+        };
+        match crate::bundle::OutLock::acquire(out_root, opts) {
+            Ok(lock) => {
+                if let Some(h) = &lock.took_over {
+                    done.push(format!(
+                        "released a stale out-root lock: its holder, {}, is gone",
+                        h.describe()
+                    ));
+                }
+                let removed = crate::bundle::clean_staging(&lock)?;
+                if !removed.is_empty() {
+                    done.push(format!(
+                        "removed what crashed or aborted runs left behind: {}",
+                        removed.join(", ")
+                    ));
+                }
+            }
+            Err(e) if e.kind() == crate::error::ErrorKind::Runner => {
+                done.push(format!(
+                    "left the out root alone: {} (a run holds it)",
+                    e.message()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// The runner's environment (UTF-8 entries only), sorted.
@@ -237,6 +287,10 @@ fn start_listeners(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<(Va
         base_vars.set(k.to_string(), v.clone());
     }
     base_vars.set("RUNNER_PID", std::process::id().to_string());
+    // A worker task's child gets its own; every other child has none (rules on them are
+    // skipped for it).
+    base_vars.set("OUTPUT", crate::sandbox::vars::NO_WORKER_DIR);
+    base_vars.set("WORKER_BIN", crate::sandbox::vars::NO_WORKER_DIR);
     let listeners = Listeners::start(selected_probes.iter().copied(), &base_vars)?;
     for (k, v) in &listeners.published {
         base_vars.set(k.clone(), v.clone());

@@ -60,6 +60,10 @@ struct ChildArgs<'a> {
     exit_watch: Option<ExitWatchSetup>,
     report: RawFd,
     mask: libc::sigset_t,
+    /// The runner's pid: the child's parent, unless the runner already died.
+    parent: libc::pid_t,
+    /// The runner's read end of the report pipe (the child closes its copy).
+    report_read: RawFd,
 }
 
 /// A started child.
@@ -115,10 +119,10 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 }
 
 /// Start `program` with `argv` (argv[0] included), `env` (`NAME=value` pairs), in `cwd`,
-/// stdin `/dev/null`, stdout/stderr piped, a new session (`clean`) or process group,
-/// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, in the
-/// namespaces and with the identity and capabilities of `isolation`, with `prepared`
-/// enforced before `execve`.
+/// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a
+/// new session (`clean`) or process group, optionally joining the pids cgroup whose
+/// `cgroup.procs` is open at `cgroup_fd`, in the namespaces and with the identity and
+/// capabilities of `isolation`, with `prepared` enforced before `execve`.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     program: &Path,
@@ -128,6 +132,7 @@ pub fn spawn(
     clean: bool,
     cgroup_fd: Option<RawFd>,
     prepared: &Prepared,
+    stdin: Option<&Path>,
     isolation: Option<&Isolation>,
 ) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
@@ -147,8 +152,10 @@ pub fn spawn(
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let devnull =
-        above_stdio(OwnedFd::from(std::fs::File::open("/dev/null").map_err(io)?)).map_err(io)?;
+    let devnull = above_stdio(OwnedFd::from(
+        std::fs::File::open(stdin.unwrap_or(Path::new("/dev/null"))).map_err(io)?,
+    ))
+    .map_err(io)?;
     let (out_r, out_w) = pipe().map_err(io)?;
     let (err_r, err_w) = pipe().map_err(io)?;
     let out_w = above_stdio(out_w).map_err(io)?;
@@ -193,6 +200,9 @@ pub fn spawn(
         exit_watch,
         report: rep_w.as_raw_fd(),
         mask: old,
+        // SAFETY: getpid cannot fail.
+        parent: unsafe { libc::getpid() },
+        report_read: rep_r.as_raw_fd(),
     };
     // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
     // outlives the call (CLONE_VFORK suspends this thread until the child execs or exits).
@@ -371,7 +381,27 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             return fail(a.report, STEP_CHDIR, *libc::__errno_location());
         }
+        // Die with the runner (the spawning worker thread, suspended in vfork until the
+        // exec, outlives the child's wait). A runner killed before this line left the child
+        // re-parented already: then the signal would never come, so stop here.
+        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
+        // the report pipe tells, once the child closed its copy of the read end — only a
+        // dead runner leaves the pipe without a reader.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::close(a.report_read);
+        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
+            let mut p = libc::pollfd {
+                fd: a.report,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLERR != 0
+        } else {
+            libc::getppid() != a.parent
+        };
+        if orphaned {
+            libc::_exit(127);
+        }
         if a.clean {
             if libc::setsid() < 0 {
                 return fail(
@@ -442,6 +472,7 @@ mod tests {
             true,
             None,
             &Prepared::none(),
+            None,
             Some(isolation),
         )
         .expect("spawned");

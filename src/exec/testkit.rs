@@ -76,6 +76,7 @@ pub fn scenario(profile: &str, probe: &str, expected: Expectation) -> ScenarioRu
             kill_grace_ms: 500,
         },
         task: None,
+        worker: None,
     }
 }
 
@@ -113,6 +114,7 @@ pub fn ctx() -> AssembleCtx {
         runner_max_rss_kib: 1,
         layers: Vec::new(),
         max_parallel: 1,
+        interrupted: None,
     }
 }
 
@@ -122,6 +124,7 @@ pub fn task(profile: &str, probe: &str, id: &str, deps: &[&str]) -> ScenarioRun 
     sc.task = Some(TaskMeta {
         task_id: id.into(),
         depends_on: deps.iter().map(ToString::to_string).collect(),
+        worker: None,
     });
     sc
 }

@@ -5,7 +5,9 @@
 //! from these types (see `lint::schema`).
 
 pub mod approval;
+pub mod attest;
 pub mod audit;
+pub mod diff;
 pub mod evolution;
 pub mod gate;
 pub mod host;
@@ -18,6 +20,8 @@ pub mod plan;
 pub mod registry;
 pub mod results;
 pub mod template;
+pub mod view;
+pub mod worker;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};

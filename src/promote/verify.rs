@@ -8,17 +8,21 @@
 //! - [`check_packet`]: its pointers check out, and deriving the packet again from its
 //!   bundle gives the same packet (only the emission's `audit_head` and `emitted_by` may
 //!   differ): an edited packet, or a bundle that changed, is refused with what differs.
+//!   The signature and anchor facts are decided again now by the caller's [`Attestor`]
+//!   (governance: the trust file and the audit log as they stand), so a bundle re-signed
+//!   or swapped since emission, or one the log no longer anchors, is refused too.
 //! - [`verify_packet`] (promotion): the packet must be promotable (its recorded verdict, and
 //!   the verdict its own gating inputs give), then [`check_packet`].
 
 use std::path::{Path, PathBuf};
 
+use super::attest::Attestor;
 use super::derive::derive_packet;
 use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
-use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket};
+use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
 use crate::util::{digest, fsx, json};
 use crate::{Error, Result};
 
@@ -182,6 +186,7 @@ pub struct Refusal {
 pub fn verify_packet(
     path: &Path,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let (packet, _) = read_packet(path)?;
     let refuse = |what: String, details: Vec<String>| {
@@ -212,7 +217,7 @@ pub fn verify_packet(
                 .collect(),
         );
     }
-    check_against_bundle(path, packet, root)
+    check_against_bundle(path, packet, root, attestor)
 }
 
 /// Check the packet at `path` against its bundle, promotable or not: its pointers resolve
@@ -223,15 +228,17 @@ pub fn verify_packet(
 pub fn check_packet(
     path: &Path,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let (packet, _) = read_packet(path)?;
-    check_against_bundle(path, packet, root)
+    check_against_bundle(path, packet, root, attestor)
 }
 
 fn check_against_bundle(
     path: &Path,
     packet: PromotionPacket,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let refuse = |what: String, details: Vec<String>| {
         Ok(Err(Refusal {
@@ -258,7 +265,38 @@ fn check_against_bundle(
         );
     }
     let src = BundleSource::open(&ctx.bundle_dir())?;
-    let mut again = derive_packet(&src, &ctx)?;
+    let mut again = derive_packet(&src, &ctx, attestor)?;
+    // The signature and the anchor are checked again now, against the trust file and the
+    // audit log as they stand: a bundle that does not check out is refused whatever the
+    // packet recorded. Where they check out (or nothing can be checked here: no trust
+    // file, another state directory), the packet's own record of them stands.
+    let now: Vec<Reason> = promotability::reasons(&again.promotability.gating_inputs)
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Reason::BundleSignatureInvalid | Reason::BundleUnsigned | Reason::IndexNotAnchored
+            )
+        })
+        .collect();
+    if !now.is_empty() {
+        let g = &again.promotability.gating_inputs;
+        return refuse(
+            "its bundle does not check out against the trust file or the audit log".into(),
+            now.iter()
+                .map(|r| format!("{r}: {}", promotability::explain(*r, g)))
+                .collect(),
+        );
+    }
+    {
+        let recorded = &packet.promotability.gating_inputs;
+        let g = &mut again.promotability.gating_inputs;
+        g.signature.clone_from(&recorded.signature);
+        g.anchor.clone_from(&recorded.anchor);
+        let reasons = promotability::reasons(g);
+        again.promotability.promotable = reasons.is_empty();
+        again.promotability.reasons = reasons;
+    }
     again.audit_head.clone_from(&packet.audit_head);
     again.emitted_by.clone_from(&packet.emitted_by);
     if again != packet {
@@ -321,4 +359,50 @@ fn diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<St
         _ if a != b => out.push(if at.is_empty() { "/".into() } else { at.into() }),
         _ => {}
     }
+}
+/// The packet files `paths` name: a file is itself, a directory every `*.json` in it (not
+/// recursive), sorted; in-toto Statements (`*.intoto.json`, written beside each packet) are
+/// skipped either way, so `promotion/` and `promotion/*.json` both name the packets. Returns
+/// the packets and the Statements skipped. A path that does not exist is an input error.
+pub fn packet_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let is_statement = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".intoto.json"))
+    };
+    let mut packets = Vec::new();
+    let mut skipped = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for f in fsx::read_dir_sorted(p)? {
+                let json = f.extension().is_some_and(|e| e == "json");
+                if !f.is_file() || !json {
+                    continue;
+                }
+                if is_statement(&f) {
+                    skipped.push(f);
+                } else {
+                    packets.push(f);
+                }
+            }
+        } else if p.is_file() {
+            if is_statement(p) {
+                skipped.push(p.clone());
+            } else {
+                packets.push(p.clone());
+            }
+        } else {
+            return Err(Error::input(p, "not found")
+                .with_hint("pass promotion packets, or directories holding them"));
+        }
+    }
+    packets.dedup();
+    if packets.is_empty() {
+        return Err(Error::new(
+            crate::error::ErrorKind::NothingSelected,
+            "no promotion packet found in the paths given",
+        )
+        .with_hint("write one with `nexusmon emit-promotion --bundle out --out promotion/promotion_packet.json`"));
+    }
+    Ok((packets, skipped))
 }

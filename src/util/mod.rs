@@ -1,11 +1,14 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
 //! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
-//! "did you mean" suggestions ([`suggest`]).
+//! "did you mean" suggestions ([`suggest`]), globs over ids ([`glob`]) and field-level
+//! JSON differences ([`jsondiff`]).
 
 pub mod digest;
 pub mod fsx;
+pub mod glob;
 pub mod host;
 pub mod json;
+pub mod jsondiff;
 pub mod suggest;
 pub mod time;

@@ -165,6 +165,10 @@ pub struct Attempt {
     /// Who the child was and what it could see (absent when no child ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<ChildIsolation>,
+    /// What a worker task's worker did: its identity, inputs digest, result, artifacts and
+    /// the fault that failed the task, if any (worker tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Box<crate::model::worker::WorkerObservation>>,
 }
 
 impl Attempt {
@@ -188,6 +192,7 @@ impl Attempt {
             leaked: Vec::new(),
             processes: None,
             isolation: None,
+            worker: None,
         }
     }
 }
