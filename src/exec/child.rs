@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::exitwatch::ExitWatch;
 use super::spawn::{self, SpawnError};
+use super::zygote::NsInit;
 use crate::model::results::{Leaked, Rusage};
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
@@ -64,6 +64,9 @@ pub struct ChildSpec {
     /// Namespaces, identity and capabilities (clean channel): the child is started through
     /// [`spawn::spawn`] even without `pre_exec`.
     pub isolation: Option<Isolation>,
+    /// The init of the PID namespace the child is started in (with an isolation that has
+    /// one): the child is pid 2 there.
+    pub ns_init: Option<std::sync::Arc<NsInit>>,
     /// Wall timeout.
     pub timeout: Duration,
     /// Grace between SIGTERM and SIGKILL.
@@ -201,13 +204,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     }
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
-    let alone = Alone::begin(
-        !spec
-            .isolation
-            .as_ref()
-            .is_some_and(Isolation::pid_namespace),
-    );
-    let (ipid, stdout, stderr, listener) = match start_child(spec, cgroup) {
+    let alone = Alone::begin(spec.ns_init.is_none());
+    let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
@@ -216,7 +214,6 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
-    let mut watch = listener.map(|l| ExitWatch::new(l, pid));
     let timed_out = wait_for_exit(
         spec,
         ipid,
@@ -225,25 +222,26 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         worker,
         start,
         &mut pipes,
-        watch.as_mut(),
     );
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
-    // A child that was pid 1 of its own PID namespace leaves no orphan to the runner (the
-    // kernel ended its descendants): its exit watch recorded them, and the subreaper
-    // sweep must not take another child's orphans for its own.
-    let sweep = if let Some(mut w) = watch {
-        w.service();
-        leaked.extend(w.into_leaked());
+    // A child in its own PID namespace left everything behind with the namespace's init,
+    // where it stays alive until listed here; killing the init then ends it all. No orphan
+    // of the runner is such a child's, so the subreaper sweep skips it.
+    let sweep = if let Some(init) = &spec.ns_init {
+        leaked.extend(init.survivors(timed_out.then_some(pid)));
+        init.kill();
         None
     } else {
         Some(&alone)
     };
     let killed = kill_tracked(cgroup, worker);
     for (p, comm) in &killed {
-        // Members of the group the runner killed at a timeout are not leaks.
-        if *p != pid && !(timed_out && in_group(*p, pid)) {
+        // Members of the group the runner killed at a timeout are not leaks; in a PID
+        // namespace everything was listed from the init (what the cgroup still holds is
+        // dying with the namespace).
+        if *p != pid && sweep.is_some() && !(timed_out && in_group(*p, pid)) {
             leaked.push(Leaked {
                 pid: *p,
                 comm: comm.clone(),
@@ -264,6 +262,10 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
     let (status, ru) = reap_with_rusage(ipid);
+    // Its namespace's init finishes dying once the child is reaped.
+    if let Some(init) = &spec.ns_init {
+        init.wait_gone(1000);
+    }
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
     drop(alone);
     let ended = if libc::WIFSIGNALED(status) {
@@ -356,7 +358,7 @@ impl Pipes {
                 // Something still holds the pipe: a descendant re-parented late.
                 for (p, comm) in kill_tracked(cgroup, worker) {
                     let known = leaked.iter().any(|l| l.pid == p);
-                    if !(known || group_killed && in_group(p, pid)) {
+                    if !(known || sweep.is_none() || group_killed && in_group(p, pid)) {
                         leaked.push(Leaked {
                             pid: p,
                             comm,
@@ -382,7 +384,7 @@ impl Pipes {
 
 /// Phase 1: capture output until the child exits, sending SIGTERM to its group at the
 /// timeout and SIGKILL (to the group and every tracked member) after the grace, and
-/// answering its exit watch. Returns whether it timed out.
+/// Returns whether it timed out.
 #[allow(clippy::too_many_arguments)]
 fn wait_for_exit(
     spec: &ChildSpec,
@@ -392,7 +394,6 @@ fn wait_for_exit(
     worker: Option<&WorkerCgroup>,
     start: Instant,
     pipes: &mut Pipes,
-    mut watch: Option<&mut ExitWatch>,
 ) -> bool {
     let deadline = start + spec.timeout;
     let mut timed_out = false;
@@ -405,9 +406,6 @@ fn wait_for_exit(
             // member), then wait for it as after a timeout's SIGKILL.
             interrupted = true;
             super::interrupt::note_killed();
-            if let Some(w) = watch.as_deref_mut() {
-                w.before_group_kill();
-            }
             signal_group(ipid, libc::SIGKILL);
             if let Some(cg) = cgroup {
                 cg.kill_all();
@@ -420,18 +418,12 @@ fn wait_for_exit(
         let now = Instant::now();
         if !timed_out && now >= deadline {
             timed_out = true;
-            if let Some(w) = watch.as_deref_mut() {
-                w.group_signalled();
-            }
             signal_group(ipid, libc::SIGTERM);
             kill_at = Some(now + spec.grace);
         }
         if let Some(k) = kill_at
             && now >= k
         {
-            if let Some(w) = watch.as_deref_mut() {
-                w.before_group_kill();
-            }
             signal_group(ipid, libc::SIGKILL);
             if let Some(cg) = cgroup {
                 cg.kill_all();
@@ -455,16 +447,10 @@ fn wait_for_exit(
         if let Some(p) = pidfd {
             fds.push(pollfd(p.as_raw_fd()));
         }
-        if let Some(fd) = watch.as_deref().and_then(ExitWatch::fd) {
-            fds.push(pollfd(fd));
-        }
         if !interrupted && let Some(w) = super::interrupt::wake_fd() {
             fds.push(pollfd(w));
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
-        if let Some(w) = watch.as_deref_mut() {
-            w.service();
-        }
         pipes.drain();
         exited = has_exited(ipid, pidfd);
     }
@@ -497,11 +483,10 @@ fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
 
 /// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
 /// before `execve`), the builtin helper through std (`posix_spawn`; it restricts itself).
-#[allow(clippy::type_complexity)]
 fn start_child(
     spec: &ChildSpec,
     cgroup: Option<&ChildCgroup>,
-) -> std::result::Result<(i32, std::fs::File, std::fs::File, Option<OwnedFd>), Ended> {
+) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
     if spec.pre_exec.is_some() || spec.isolation.is_some() {
         let none = Prepared::none();
         let prepared = spec.pre_exec.as_ref().map_or(&none, |p| &*p.prepared);
@@ -517,7 +502,15 @@ fn start_child(
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
         };
-        return match spawn::spawn(
+        // In the init's PID namespace for this one clone (this thread's children only).
+        let entered = match &spec.ns_init {
+            Some(init) => Some(
+                EnteredPidNs::enter(init)
+                    .map_err(|e| Ended::SetupFailed(SetupStep::Namespaces, e))?,
+            ),
+            None => None,
+        };
+        let spawned = spawn::spawn(
             &spec.program,
             &argv,
             &env,
@@ -527,8 +520,10 @@ fn start_child(
             prepared,
             spec.stdin.as_deref(),
             spec.isolation.as_ref(),
-        ) {
-            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into(), s.exit_listener)),
+        );
+        drop(entered);
+        return match spawned {
+            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
         };
@@ -570,7 +565,46 @@ fn start_child(
     };
     // std's `Child` does nothing on drop: the runner reaps the pid itself.
     drop(child);
-    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into(), None))
+    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
+}
+
+/// The calling thread's children created in another PID namespace until dropped
+/// (`setns(…, CLONE_NEWPID)` affects this thread's future children only; the thread itself
+/// stays where it is).
+struct EnteredPidNs {
+    own: OwnedFd,
+}
+
+impl EnteredPidNs {
+    /// Enter the PID namespace of `init` for this thread's children; the errno on failure.
+    fn enter(init: &NsInit) -> std::result::Result<Self, i32> {
+        // SAFETY: opening this thread's own namespace link.
+        let own = unsafe {
+            libc::open(
+                c"/proc/thread-self/ns/pid".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if own < 0 {
+            return Err(errno());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let own = unsafe { OwnedFd::from_raw_fd(own) };
+        // SAFETY: setns with a pidfd and the namespace flag.
+        if unsafe { libc::setns(init.pidfd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(errno());
+        }
+        Ok(Self { own })
+    }
+}
+
+impl Drop for EnteredPidNs {
+    fn drop(&mut self) {
+        // SAFETY: back to the thread's own (active) PID namespace for its children.
+        unsafe {
+            libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWPID);
+        }
+    }
 }
 
 fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
@@ -736,14 +770,16 @@ impl Drop for Alone {
 }
 
 /// Orphans re-parented to the runner. The kernel hands an orphan to the first live thread
-/// of the subreaper process, which is the main thread, so this reads its children list.
+/// of the subreaper process, which is the main thread, so this reads its children list
+/// (the zygote of the PID namespaces, a child of the runner, is no orphan).
 fn orphans(exclude: u32) -> Vec<u32> {
     let pid = std::process::id();
+    let zygote = super::zygote::zygote_pid();
     std::fs::read_to_string(format!("/proc/self/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| *p != exclude)
+        .filter(|p| *p != exclude && Some(*p) != zygote)
         .collect()
 }
 
@@ -929,6 +965,7 @@ mod tests {
             clean: false,
             pre_exec: None,
             isolation: None,
+            ns_init: None,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(200),
             output_cap: 1024,

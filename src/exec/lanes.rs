@@ -26,6 +26,7 @@ use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
 use super::worker;
+use super::zygote::{NsInit, Zygote};
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env, Operation};
 use crate::model::results::{
@@ -98,6 +99,39 @@ impl ProfileRuntime {
         )?;
         privilege::attach(&mut c, &self.profile, &self.runner.0, self.runner.1);
         Ok(c)
+    }
+}
+
+impl LiveExecutor<'_> {
+    /// The isolation of one child: with a PID namespace, a fresh init from the zygote
+    /// (without one, the child runs without a namespace and the record says why).
+    fn isolate(&self, req: ChildRequest<'_>) -> Isolated {
+        isolate(req, self.zygote.as_ref())
+    }
+}
+
+/// See [`LiveExecutor::isolate`] (also the preflight's).
+pub fn isolate(
+    mut req: ChildRequest<'_>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
+) -> Isolated {
+    let (mut iso, mut ll) = Isolation::new(&req);
+    let mut ns_init = None;
+    if iso.pid_namespace() {
+        match zygote.map_err(Clone::clone).and_then(|z| z.new_init()) {
+            Ok(init) => ns_init = Some(Arc::new(init)),
+            Err(why) => {
+                req.pid_namespace = Err(format!("no PID namespace could be made: {why}"));
+                (iso, ll) = Isolation::new(&req);
+            }
+        }
+    }
+    let record = iso.record().clone();
+    Isolated {
+        isolation: (!iso.is_noop()).then_some(iso),
+        ro_landlock: ll,
+        record,
+        ns_init,
     }
 }
 
@@ -399,6 +433,21 @@ pub struct LiveExecutor<'a> {
     /// sees around a worker are the worker's own.
     exclusive: std::sync::RwLock<()>,
     counter: AtomicU64,
+    /// The zygote of the children's PID namespaces (`Err`: why there is none).
+    pub zygote: std::result::Result<Arc<Zygote>, String>,
+}
+
+/// One child's isolation, its record, and the init of its PID namespace.
+#[derive(Debug)]
+pub struct Isolated {
+    /// What the child applies between clone and `execve` (`None`: nothing to apply).
+    pub isolation: Option<Isolation>,
+    /// The Landlock ruleset of a read-only host without a mount namespace.
+    pub ro_landlock: Option<compile::LandlockSpec>,
+    /// The attempt's record.
+    pub record: crate::model::results::ChildIsolation,
+    /// The init of the child's PID namespace.
+    pub ns_init: Option<Arc<NsInit>>,
 }
 
 impl std::fmt::Debug for LiveExecutor<'_> {
@@ -441,6 +490,7 @@ impl<'a> LiveExecutor<'a> {
             plan_id: String::new(),
             exclusive: std::sync::RwLock::new(()),
             counter: AtomicU64::new(0),
+            zygote: Err("no PID namespaces in this run".into()),
         }
     }
 
@@ -729,15 +779,19 @@ impl<'a> LiveExecutor<'a> {
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         // The baseline of an exec probe keeps the host read-only but its scratch.
         let read_only = lane == Lane::Baseline && sc.probe.driver == Driver::Exec;
-        let (isolation, ro_landlock) = Isolation::new(&ChildRequest {
+        let Isolated {
+            isolation,
+            ro_landlock,
+            record,
+            ns_init,
+        } = self.isolate(ChildRequest {
             privileges: &runtime.compiled.child,
             pid_namespace: pid_namespace_for(sc.probe.operation),
             scratch: &r.job_dir,
             host_read_only: read_only,
             read_only_inputs: &r.reads,
         });
-        let record = isolation.record().clone();
-        let isolation = (!isolation.is_noop()).then_some(isolation);
+        let isolation = (isolation, ns_init);
         let mut a = match sc.probe.driver {
             Driver::Builtin => self.builtin(
                 sc,
@@ -804,7 +858,7 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
-        isolation: Option<Isolation>,
+        (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
     ) -> Attempt {
         let child_spec;
         let apply = if lane == Lane::Scenario {
@@ -854,6 +908,7 @@ impl<'a> LiveExecutor<'a> {
             clean: self.clean,
             pre_exec: None,
             isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap,
@@ -917,7 +972,7 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
-        isolation: Option<Isolation>,
+        (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
         ro_landlock: Option<compile::LandlockSpec>,
     ) -> Attempt {
         let Some(program_name) = argv.first() else {
@@ -972,6 +1027,7 @@ impl<'a> LiveExecutor<'a> {
             clean: self.clean,
             pre_exec: Some(PreExec { prepared }),
             isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap,
@@ -1222,7 +1278,12 @@ impl LiveExecutor<'_> {
         // The same isolation as any exec child: its workspace is its scratch. A worker runs
         // under its task's profile in both lanes, so the baseline's read-only host is only
         // given by mounts (a Landlock one would replace the profile's).
-        let (isolation, _) = Isolation::new(&ChildRequest {
+        let Isolated {
+            isolation,
+            record,
+            ns_init,
+            ..
+        } = self.isolate(ChildRequest {
             privileges: who,
             pid_namespace: Ok(()),
             scratch: &dirs.workspace,
@@ -1230,8 +1291,6 @@ impl LiveExecutor<'_> {
                 && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
             read_only_inputs: &[],
         });
-        let record = isolation.record().clone();
-        let isolation = (!isolation.is_noop()).then_some(isolation);
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         let spec = ChildSpec {
@@ -1243,6 +1302,7 @@ impl LiveExecutor<'_> {
             clean: self.clean,
             pre_exec: Some(PreExec { prepared }),
             isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap.max(MAX_RESULT_BYTES + 1),

@@ -22,7 +22,8 @@
 //!   `observe_lane`), depending on no other file here.
 //! - [`lanes`]: the live executor: baseline and scenario lanes through one spawn path.
 //! - [`child`]: spawning, waiting, timeouts, output capture, leak sweeping, rusage.
-//! - [`exitwatch`]: leak accounting for a child that is pid 1 of its own PID namespace.
+//! - [`zygote`]: the PID namespaces children run in (pid 2 under a placeholder init), and
+//!   what a child leaves behind in one.
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
@@ -35,7 +36,6 @@
 
 pub mod assemble;
 pub mod child;
-pub mod exitwatch;
 pub mod fixtures;
 pub mod helper;
 pub mod interrupt;
@@ -52,6 +52,7 @@ pub mod setup;
 pub mod spawn;
 pub mod worker;
 pub mod write;
+pub mod zygote;
 
 #[cfg(test)]
 mod testkit;
@@ -66,3 +67,4 @@ pub use settings::{
 };
 pub use setup::clean_after_killed_runs;
 pub use write::profile_definition;
+pub use zygote::{ZYGOTE_MODE, zygote_main};

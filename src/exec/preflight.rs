@@ -15,17 +15,19 @@ use std::time::Duration;
 use super::child::{self, ChildSpec};
 use super::fixtures::Scratch;
 use super::helper::{self, HelperRequest};
+use super::lanes::Isolated;
 use super::lanes::ProfileRuntime;
 use super::outcome::errno_name;
 use super::seam::ScenarioRun;
 use super::settings::{DEFAULT_KILL_GRACE_MS, EventSink};
 use super::setup::RunSetup;
+use super::zygote::Zygote;
 use crate::load::LoadedPlan;
 use crate::model::registry::Driver;
 use crate::model::results::{Enforcement, Outcome, PreflightRecord, RunEvent};
 use crate::sandbox::apply::Prepared;
 use crate::sandbox::compile::{ApplySpec, CompiledProfile};
-use crate::sandbox::privilege::{ChildRequest, Isolation};
+use crate::sandbox::privilege::ChildRequest;
 use crate::{Error, Result};
 
 /// Preflight every compiled profile (in id order), sending one `preflight` event each.
@@ -36,6 +38,7 @@ pub fn preflight_all(
     scenarios: &[ScenarioRun],
     helper_exe: &Path,
     cgroup_dir: Option<&Path>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
     sink: &mut dyn EventSink,
 ) -> Result<(Vec<PreflightRecord>, BTreeMap<String, ProfileRuntime>)> {
     let required = loaded
@@ -59,6 +62,7 @@ pub fn preflight_all(
             setup.clean,
             &setup.scratch,
             cgroup_dir,
+            zygote,
         )?;
         rec.required = required.as_deref() == Some(id.as_str());
         if super::interrupt::take_killed() {
@@ -134,6 +138,7 @@ fn preflight_profile(
     clean: bool,
     scratch: &Scratch,
     cgroup_dir: Option<&Path>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
 ) -> Result<PreflightRecord> {
     let dir = scratch.preflight_dir(&c.profile_id)?;
     let cg = match (c.needs_pids_cgroup(), cgroup_dir) {
@@ -147,14 +152,21 @@ fn preflight_profile(
         _ => None,
     };
     // The profile's children's own isolation (no read-only host: that is the baseline's).
-    let (isolation, _) = Isolation::new(&ChildRequest {
-        privileges: &c.child,
-        pid_namespace: Ok(()),
-        scratch: &dir,
-        host_read_only: false,
-        read_only_inputs: &[],
-    });
-    let isolation = (!isolation.is_noop()).then_some(isolation);
+    let Isolated {
+        isolation,
+        record,
+        ns_init,
+        ..
+    } = super::lanes::isolate(
+        ChildRequest {
+            privileges: &c.child,
+            pid_namespace: Ok(()),
+            scratch: &dir,
+            host_read_only: false,
+            read_only_inputs: &[],
+        },
+        zygote,
+    );
     let args = HelperRequest {
         v: helper::HELPER_VERSION,
         op: "noop".into(),
@@ -185,6 +197,7 @@ fn preflight_profile(
             clean,
             pre_exec: None,
             isolation,
+            ns_init,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
@@ -230,6 +243,14 @@ fn preflight_profile(
         child: c.child.clone(),
         child_observed: None,
     };
+    // What the preflight child actually got (a PID namespace may have failed to be made).
+    rec.child.pid_namespace = record.pid_namespace;
+    if !record.pid_namespace {
+        rec.child
+            .pid_namespace_reason
+            .clone_from(&record.pid_namespace_reason);
+        rec.child.namespace_init = None;
+    }
     match line {
         Some(l) => {
             rec.child_observed.clone_from(&l.child_self);

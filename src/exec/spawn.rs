@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
-use crate::sandbox::privilege::{ExitWatchSetup, Isolation};
+use crate::sandbox::privilege::Isolation;
 
 /// Bytes of stack for the child (it only makes system calls).
 const CHILD_STACK: usize = 64 * 1024;
@@ -57,7 +57,6 @@ struct ChildArgs<'a> {
     cgroup_fd: Option<RawFd>,
     prepared: &'a Prepared,
     isolation: Option<&'a Isolation>,
-    exit_watch: Option<ExitWatchSetup>,
     report: RawFd,
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
@@ -75,9 +74,6 @@ pub struct Spawned {
     pub stdout: OwnedFd,
     /// Read end of its stderr.
     pub stderr: OwnedFd,
-    /// The listener of its exit-watch filter (a child in its own PID namespace): its
-    /// `exit_group` calls wait for the runner's answer.
-    pub exit_listener: Option<OwnedFd>,
 }
 
 /// Why a spawn did not produce a running program.
@@ -161,14 +157,6 @@ pub fn spawn(
     let out_w = above_stdio(out_w).map_err(io)?;
     let err_w = above_stdio(err_w).map_err(io)?;
     let (rep_r, rep_w) = pipe().map_err(io)?;
-    let watch_socks = if isolation.is_some_and(Isolation::pid_namespace) {
-        Some(seqpacket_pair().map_err(io)?)
-    } else {
-        None
-    };
-    let exit_watch = watch_socks
-        .as_ref()
-        .and_then(|(_, child_end)| ExitWatchSetup::new(child_end.as_raw_fd()));
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down: pass its top, 16-byte aligned.
     // SAFETY: within the allocation.
@@ -197,7 +185,6 @@ pub fn spawn(
         cgroup_fd,
         prepared,
         isolation,
-        exit_watch,
         report: rep_w.as_raw_fd(),
         mask: old,
         // SAFETY: getpid cannot fail.
@@ -228,10 +215,6 @@ pub fn spawn(
     drop(err_w);
     drop(rep_w);
     drop(devnull);
-    let watch_parent = watch_socks.map(|(parent_end, child_end)| {
-        drop(child_end);
-        parent_end
-    });
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
     }
@@ -256,72 +239,11 @@ pub fn spawn(
             s => SpawnError::Setup(SetupStep::from_u32(s).unwrap_or(SetupStep::CloseFds), e),
         });
     }
-    let exit_listener = watch_parent
-        .as_ref()
-        .and_then(|s| receive_fd(s.as_raw_fd()));
     Ok(Spawned {
         pid,
         stdout: out_r,
         stderr: err_r,
-        exit_listener,
     })
-}
-
-/// A close-on-exec `SOCK_SEQPACKET` pair (parent end, child end).
-fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: valid array.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// The descriptor a child sent on `sock` with `SCM_RIGHTS` (already there: the child has
-/// exec'd or exited), close-on-exec.
-fn receive_fd(sock: RawFd) -> Option<OwnedFd> {
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = Control([0; 64]);
-    // SAFETY: recvmsg into our own buffers; CMSG_* walk the control buffer it filled.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len();
-        let n = libc::recvmsg(
-            sock,
-            &raw mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        );
-        if n != 1 {
-            return None;
-        }
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
-    }
 }
 
 /// Write `(step, errno)` to the report pipe and exit.
@@ -332,12 +254,9 @@ unsafe fn fail(report: RawFd, step: u32, e: i32) -> libc::c_int {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&step.to_ne_bytes());
     b[4..].copy_from_slice(&e.to_ne_bytes());
-    // SAFETY: writing a local buffer, then exiting without running any destructor. `exit`,
-    // not `exit_group`: an exit watch installed already would make `exit_group` wait for
-    // the runner, which waits (vfork) for this child — the only thread of its process.
+    // SAFETY: writing a local buffer, then exiting without running any destructor.
     unsafe {
         libc::write(report, b.as_ptr().cast(), 8);
-        libc::syscall(libc::SYS_exit, 127);
         libc::_exit(127)
     }
 }
@@ -430,12 +349,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 *libc::__errno_location(),
             );
         }
-        // The exit watch needs CAP_SYS_ADMIN (no no-new-privs yet).
-        if let Some(w) = &a.exit_watch
-            && let Err((step, e)) = w.install()
-        {
-            return fail(a.report, step as u32, e);
-        }
         // Identity and capabilities after every step that needs root (the cgroup join).
         if let Some(iso) = a.isolation
             && let Err((step, e)) = iso.enforce_identity()
@@ -460,8 +373,7 @@ mod tests {
     use crate::model::results::ChildPrivileges;
     use crate::sandbox::privilege::{self, ChildRequest, RunnerPrivileges};
 
-    /// Run `argv` with `isolation` (no profile), return its stdout and wait status,
-    /// answering its exit watch meanwhile (its processes wait in `exit_group` for it).
+    /// Run `argv` with `isolation` (no profile), return its stdout and wait status.
     fn run(argv: &[&str], isolation: &Isolation, cwd: &Path) -> (String, i32) {
         let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
         let s = spawn(
@@ -476,54 +388,14 @@ mod tests {
             Some(isolation),
         )
         .expect("spawned");
-        let mut watch = s
-            .exit_listener
-            .map(|l| super::super::exitwatch::ExitWatch::new(l, u32::try_from(s.pid).unwrap()));
-        let mut stdout = std::fs::File::from(s.stdout);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let mut fds = vec![libc::pollfd {
-                fd: stdout.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if let Some(fd) = watch
-                .as_ref()
-                .and_then(super::super::exitwatch::ExitWatch::fd)
-            {
-                fds.push(libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            // SAFETY: valid pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-            if let Some(w) = watch.as_mut() {
-                w.service();
-            }
-            if fds[0].revents != 0 {
-                let n = stdout.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-        }
+        let mut out = String::new();
+        std::fs::File::from(s.stdout)
+            .read_to_string(&mut out)
+            .unwrap();
         let mut st = 0;
-        loop {
-            if let Some(w) = watch.as_mut() {
-                w.service();
-            }
-            // SAFETY: reaping our own child.
-            let r = unsafe { libc::waitpid(s.pid, &raw mut st, libc::WNOHANG) };
-            if r == s.pid {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        (String::from_utf8_lossy(&out).into_owned(), st)
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+        (out, st)
     }
 
     fn field(out: &str, key: &str) -> String {
@@ -533,9 +405,9 @@ mod tests {
             .unwrap_or_default()
     }
 
-    /// Random kept capability sets, identities and namespaces, applied to a real child:
-    /// its five capability sets hold exactly the kept ones, its ids are the identity's, and
-    /// it is pid 1 exactly when it got a PID namespace.
+    /// Random kept capability sets and identities, applied to a real child: its five
+    /// capability sets hold exactly the kept ones and its ids are the identity's (the PID
+    /// namespace, which the runner enters around the spawn, is tested end to end).
     #[test]
     fn generated_privileges_are_exactly_what_the_child_gets() {
         let runner = RunnerPrivileges::current();
@@ -588,7 +460,6 @@ mod tests {
                 1 => (65534, 65534, true),
                 _ => (1000 + u32::try_from(next() % 1000).unwrap(), 2000, true),
             };
-            let pid_ns = next() % 2 == 0;
             let privileges = ChildPrivileges {
                 applied: true,
                 uid,
@@ -597,7 +468,8 @@ mod tests {
                 capabilities: privilege::caps_names(kept),
                 cap_last: runner.cap_last,
                 bounding_cleared: true,
-                pid_namespace: pid_ns,
+                pid_namespace: false,
+                namespace_init: None,
                 pid_namespace_reason: None,
                 baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
                 baseline_host_reason: None,
@@ -639,7 +511,6 @@ mod tests {
             if identity {
                 assert_eq!(field(&out, "Groups:"), gid.to_string(), "{round}");
             }
-            assert_eq!(out.contains("pid 1\n"), pid_ns, "round {round}\n{out}");
         }
     }
 }

@@ -4,14 +4,17 @@
 //!   permitted, inheritable and ambient sets unless the profile names it in
 //!   `capabilities`; a kept one is in all five (ambient only when the child is not root,
 //!   where `execve` would otherwise drop it). With the bounding set cleared and
-//!   no-new-privs set, nothing the child executes can gain one back.
+//!   no-new-privs set, nothing the child executes can gain one back. A runner without
+//!   `CAP_SETPCAP` (not root) cannot clear the bounding set; its children hold no
+//!   capability in the other four sets either way (recorded: `bounding_cleared`).
 //! - **Identity.** `identity: {uid, gid}` runs the child as that uid and gid, with no
 //!   supplementary group; the runner gives the child's scratch directory to them.
-//! - **PID namespace.** Each child is pid 1 of its own PID namespace with its own `/proc`
-//!   mounted in a private mount namespace: it sees neither the runner nor other children,
-//!   and when it exits the kernel ends every descendant it left. It needs `CAP_SYS_ADMIN`
-//!   in the runner (root); without it the reason is recorded and the child shares the
-//!   host's `/proc`. A `signal-send` probe must reach a process outside (its target, e.g.
+//! - **PID namespace.** Each child runs in its own PID namespace, pid 2 under a placeholder
+//!   init (`exec::zygote`: an init ignores the signals it has no handler for, which would
+//!   change how a probe behaves), with that namespace's `/proc` mounted in a private mount
+//!   namespace: it sees neither the runner nor other children. It needs `CAP_SYS_ADMIN` in
+//!   the runner (root); without it the reason is recorded and the child shares the host's
+//!   `/proc`. A `signal-send` probe must reach a process outside (its target, e.g.
 //!   `${RUNNER_PID}`, in the runner's namespace), so it runs without one (recorded).
 //! - **Read-only host for the baseline of exec probes.** The baseline lane has no policy, so
 //!   an exec probe's child there gets the host read-only outside its scratch directory:
@@ -19,14 +22,17 @@
 //!   recursive) and the scratch directory, bound onto itself, writable again; without
 //!   `CAP_SYS_ADMIN`, a Landlock ruleset handling the write rights with only the scratch
 //!   and `/dev/{null,zero,full,tty}` granted. Reads are untouched, so the baseline stays
-//!   "what happens anyway" for them.
+//!   "what happens anyway" for them. In the scenario lane, an exec probe's declared
+//!   read-only inputs (`reads`) are bound read-only (a missing one: its nearest existing
+//!   directory, that mount only).
 //! - **The runner's environment.** The runner makes itself non-dumpable for the run, so
 //!   `/proc/<runner>/environ` (and `mem`, `maps`, …) needs `CAP_SYS_PTRACE`, which no child
 //!   keeps unless its profile names it; in a PID namespace the runner is not there at all.
 //!
 //! [`attach`] compiles the privileges into a [`CompiledProfile`]; [`Isolation`] is one
 //! child's part, prepared in the parent and applied between clone and `execve` with raw
-//! system calls only ([`Isolation::enforce_in_child`]).
+//! system calls only ([`Isolation::enforce_mounts`] before the working directory is
+//! entered, [`Isolation::enforce_identity`] after the cgroup is joined).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -37,6 +43,9 @@ use super::compile::{ApplySpec, CompiledProfile, LandlockSpec};
 use super::rights::fs;
 use crate::model::registry::{LinuxCapability, Profile};
 use crate::model::results::{ChildIsolation, ChildPrivileges, Unenforceable};
+
+/// Why a child is pid 2 of its PID namespace, not pid 1.
+pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2: an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
 
 /// `baseline_host_read_only` when a private mount namespace does it.
 pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";
@@ -238,6 +247,7 @@ fn compile(
             cap_last: runner.cap_last,
             bounding_cleared: false,
             pid_namespace: false,
+            namespace_init: None,
             pid_namespace_reason: Some("the direct channel shares the runner's namespaces".into()),
             baseline_host_read_only: ro.into(),
             baseline_host_reason: ro_reason,
@@ -305,6 +315,7 @@ fn compile(
         cap_last: runner.cap_last,
         bounding_cleared: runner.has(LinuxCapability::Setpcap),
         pid_namespace: ns.is_none(),
+        namespace_init: ns.is_none().then(|| NAMESPACE_INIT.to_string()),
         pid_namespace_reason: ns,
         baseline_host_read_only: ro.into(),
         baseline_host_reason: ro_reason,
@@ -449,22 +460,20 @@ impl Isolation {
         &self.record
     }
 
-    /// The child is pid 1 of its own PID namespace (its exit ends every descendant: the
-    /// runner watches it with [`ExitWatchSetup`] to record them first).
+    /// The child runs in a PID namespace of its own (the runner starts it there, pid 2
+    /// under a placeholder init) and mounts that namespace's `/proc`.
     pub fn pid_namespace(&self) -> bool {
         self.pid_namespace
     }
 
-    /// The namespace flags for `clone`.
+    /// The namespace flags for `clone` (the PID namespace is entered by the runner with
+    /// `setns` before the clone, so only the mount namespace is new here).
     pub fn clone_flags(&self) -> libc::c_int {
-        let mut f = 0;
-        if self.pid_namespace {
-            f |= libc::CLONE_NEWPID;
-        }
         if self.mount_namespace {
-            f |= libc::CLONE_NEWNS;
+            libc::CLONE_NEWNS
+        } else {
+            0
         }
-        f
     }
 
     /// The mounts of the child's private mount namespace: nothing propagates back to the
@@ -625,128 +634,6 @@ impl Isolation {
                     }
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-/// The audit architecture of this build, for the exit-watch filter.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: Option<u32> = Some(0xC000_003E);
-/// The audit architecture of this build, for the exit-watch filter.
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: Option<u32> = Some(0xC000_00B7);
-/// The audit architecture of this build, for the exit-watch filter.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const AUDIT_ARCH: Option<u32> = None;
-
-/// The exit-watch filter: `exit_group` (also its x32 number) is reported to the runner
-/// (`SECCOMP_RET_USER_NOTIF`), which answers "continue"; every other call is allowed.
-/// Hand-written classic BPF: seccompiler has no user-notification action.
-fn exit_watch_program(arch: u32) -> [libc::sock_filter; 7] {
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: u16::try_from(code).unwrap_or(0),
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: u16::try_from(code).unwrap_or(0),
-        jt,
-        jf,
-        k,
-    };
-    let nr = u32::try_from(libc::SYS_exit_group).unwrap_or(u32::MAX);
-    [
-        // A = seccomp_data.arch
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
-        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, arch, 0, 4),
-        // A = seccomp_data.nr without the x32 bit
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        stmt(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, !0x4000_0000u32),
-        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr, 0, 1),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_USER_NOTIF),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ]
-}
-
-/// The exit watch, prepared in the parent: the filter and the message that carries its
-/// listener to the runner.
-#[derive(Debug)]
-pub struct ExitWatchSetup {
-    program: [libc::sock_filter; 7],
-    /// The socket the child sends the listener on.
-    sock: libc::c_int,
-}
-
-impl ExitWatchSetup {
-    /// The watch for a child that sends its listener on `sock` (`None` on an architecture
-    /// without a known audit number).
-    pub fn new(sock: libc::c_int) -> Option<Self> {
-        AUDIT_ARCH.map(|arch| Self {
-            program: exit_watch_program(arch),
-            sock,
-        })
-    }
-
-    /// Install the filter with a new listener and send the listener to the runner with
-    /// `SCM_RIGHTS` (the child's copy is close-on-exec). Needs `CAP_SYS_ADMIN` (no
-    /// no-new-privs yet): call before the capabilities are dropped.
-    ///
-    /// # Safety
-    /// Only in a cloned child, before `execve`.
-    pub unsafe fn install(&self) -> Result<(), (SetupStep, i32)> {
-        #[repr(C, align(8))]
-        struct Control([u8; 64]);
-        let prog = libc::sock_fprog {
-            len: u16::try_from(self.program.len()).unwrap_or(0),
-            filter: self.program.as_ptr().cast_mut(),
-        };
-        // SAFETY: the kernel copies the program; `prog` outlives the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &raw const prog,
-            )
-        };
-        let Ok(fd) = libc::c_int::try_from(fd) else {
-            return Err((SetupStep::ExitWatch, libc::EINVAL));
-        };
-        if fd < 0 {
-            return Err((SetupStep::ExitWatch, errno()));
-        }
-        // One descriptor in an SCM_RIGHTS control message, built on the stack.
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut control = Control([0; 64]);
-        // SAFETY: CMSG_* are pointer arithmetic on our own buffer, sized for one int.
-        unsafe {
-            let space =
-                libc::CMSG_SPACE(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4));
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &raw mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.0.as_mut_ptr().cast();
-            msg.msg_controllen = space as usize;
-            let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-            if cmsg.is_null() {
-                return Err((SetupStep::ExitWatch, libc::EINVAL));
-            }
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len =
-                libc::CMSG_LEN(u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4))
-                    as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
-            if libc::sendmsg(self.sock, &raw const msg, libc::MSG_NOSIGNAL) != 1 {
-                return Err((SetupStep::ExitWatch, errno()));
-            }
-            libc::close(fd);
         }
         Ok(())
     }

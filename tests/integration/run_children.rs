@@ -89,8 +89,8 @@ fn a_setsid_grandchild_is_reported_leaked_and_killed_without_losing_the_probe_ou
     ] {
         let o = obs(&b, file, "plain:setsid-grandchild");
         assert_eq!(o["outcome"], "allow", "{o:#}");
-        // The probe is pid 1 of its own PID namespace: its exit watch lists what it leaves
-        // behind, which the kernel then ends with the namespace.
+        // The probe runs in its own PID namespace: what it leaves behind stays with the
+        // namespace's init until the runner has listed it, then ends with the namespace.
         let leaked = o["leaked"].as_array().expect("leaked descendants recorded");
         assert_eq!(leaked.len(), 1, "{o:#}");
         assert_eq!(leaked[0]["found_by"], "pid-namespace");
@@ -154,9 +154,8 @@ fn a_fork_bomb_is_contained_by_the_probes_pids_cgroup() {
     assert!(peak <= 16, "peak {peak}");
     assert!(peak >= 8, "the bomb did run: peak {peak}");
     assert!(p["refused_forks"].as_u64().unwrap() > 0, "{o:#}");
-    // The bomb's orphans are re-parented to the probe, pid 1 of its PID namespace, which
-    // reaps them: nothing of it outlives the probe (the kernel would end it with the
-    // namespace), and nothing is left in the cgroup either.
+    // What the bomb left behind when the probe exited is listed (if anything was still
+    // alive) and ends with the probe's PID namespace: nothing is left in the cgroup.
     let run_id = b.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         !std::path::Path::new("/sys/fs/cgroup/pids/nexusmon")

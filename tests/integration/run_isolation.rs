@@ -1,6 +1,7 @@
 //! Who a clean-channel child is and what it can see, on this kernel: every capability
-//! dropped unless the profile keeps it, the profile's identity, pid 1 of its own PID
-//! namespace with its own `/proc`, the runner's environment out of reach, declared
+//! dropped unless the profile keeps it, the profile's identity, its own PID namespace (pid
+//! 2 under a placeholder init, the reason recorded) with its own `/proc`, ordinary signal
+//! semantics, the runner's environment out of reach, declared
 //! read-only inputs kept read-only and the baseline's host read-only, and leaks found
 //! without the child's cooperation, run after run. Fixtures: `tests/fixtures/run/plans/
 //! isolation` and `leaks`.
@@ -36,7 +37,7 @@ fn runner_pid(b: &std::path::Path) -> String {
 }
 
 #[test]
-fn an_exec_probe_has_cap_eff_0_and_is_pid_1_of_its_own_namespace() {
+fn an_exec_probe_has_cap_eff_0_and_its_own_pid_namespace_with_the_reason_it_is_pid_2() {
     let (t, r) = run_plan(
         Test::new(),
         "isolation",
@@ -58,9 +59,12 @@ fn an_exec_probe_has_cap_eff_0_and_is_pid_1_of_its_own_namespace() {
             assert_eq!(status_field(&out, set), "0000000000000000", "{set}\n{out}");
         }
         assert_eq!(status_field(&out, "Uid:"), "0\t0\t0\t0");
-        assert!(out.contains("pid 1\n"), "{out}");
-        // `grep` is the shell's child: pid 2 there, and nothing of the host's numbering.
-        assert_eq!(status_field(&out, "NSpid:"), "2", "{out}");
+        // Pid 2 under the placeholder init; its /proc shows the two of them and nothing
+        // of the host (`grep`, the shell's child, was pid 3 and has exited).
+        assert!(out.contains("pid 2\n"), "{out}");
+        assert!(out.contains("procs /proc/1 /proc/2\n"), "{out}");
+        assert!(out.contains("init nexusmon-init\n"), "{out}");
+        assert_eq!(status_field(&out, "NSpid:"), "3", "{out}");
         assert_eq!(o["isolation"]["pid_namespace"], true, "{o:#}");
         // The profile's identity, keeping the one capability it names, and its scratch
         // directory given to it (the probe wrote there).
@@ -86,8 +90,17 @@ fn an_exec_probe_has_cap_eff_0_and_is_pid_1_of_its_own_namespace() {
         let c = &p["child"];
         assert_eq!(c["applied"], true, "{p:#}");
         assert_eq!(c["pid_namespace"], true, "{p:#}");
+        // Why it is not pid 1 is recorded.
+        assert!(
+            c["namespace_init"]
+                .as_str()
+                .unwrap()
+                .contains("an init ignores every signal"),
+            "{p:#}"
+        );
         let seen = &p["child_observed"];
-        assert_eq!(seen["pid"], 1, "{p:#}");
+        assert_eq!(seen["pid"], 2, "{p:#}");
+        assert_eq!(seen["ns_pids"], serde_json::json!([2]), "{p:#}");
         assert_eq!(seen["sees_runner"], false, "{p:#}");
         assert_eq!(seen["runner_environ"], "ENOENT", "{p:#}");
         let want = if p["profile"] == "as-nobody" {
@@ -98,6 +111,25 @@ fn an_exec_probe_has_cap_eff_0_and_is_pid_1_of_its_own_namespace() {
         for set in ["cap_eff", "cap_prm", "cap_inh", "cap_bnd", "cap_amb"] {
             assert_eq!(seen[set], want, "{set}: {p:#}");
         }
+    }
+}
+
+#[test]
+fn a_child_in_its_pid_namespace_dies_of_the_signal_it_sends_itself() {
+    // As pid 1 it would survive `kill -SEGV $$` (an init ignores signals it has no handler
+    // for); as pid 2 it dies of it, in both lanes, as it would anywhere. Dying of a signal
+    // is an `error` outcome, against the expectation `allow`: exit 1.
+    let (t, r) = run_plan(
+        Test::new(),
+        "isolation",
+        &["--only-scenario", "plain:kill-self"],
+    );
+    r.code(1);
+    let b = bundle(&t);
+    for file in ["runtime_results.json", "baseline_results.json"] {
+        let o = obs(&b, file, "plain:kill-self");
+        assert_eq!(o["signal"], "SIGSEGV", "{o:#}");
+        assert_eq!(o["isolation"]["pid_namespace"], true, "{o:#}");
     }
 }
 

@@ -37,6 +37,9 @@ pub struct ChildPrivileges {
     /// Why it does not, when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_namespace_reason: Option<String>,
+    /// Who is pid 1 of a child's PID namespace, and why not the child (it is pid 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_init: Option<String>,
     /// How the baseline lane of an exec probe keeps the host read-only outside the child's
     /// scratch directory: `mount-namespace` (a private mount namespace, every mount
     /// read-only but the scratch), `landlock` (write rights handled, only the scratch and
@@ -53,7 +56,7 @@ pub struct ChildPrivileges {
 /// Landlock ruleset (read from its own `/proc/self/status`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ChildSelf {
-    /// Its pid as it sees it (`1` in its own PID namespace).
+    /// Its pid as it sees it (`2` in its own PID namespace, under the placeholder init).
     pub pid: u32,
     /// Its pid in every namespace, outermost first (`NSpid`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
