@@ -10,7 +10,7 @@
 //! The child runs [`child_main`] on a stack allocated by the parent. It makes raw system
 //! calls on data prepared in the parent only — no allocation, no lock, no panic, no
 //! unwinding: dup2 of stdio, the mounts of its private mount namespace
-//! ([`Isolation::enforce_mounts`]: its own `/proc` when it is pid 1 of a new PID namespace,
+//! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
 //! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
 //! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities
 //! ([`Isolation::enforce_identity`]), then [`Prepared::enforce_in_child`]

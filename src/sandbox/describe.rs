@@ -213,7 +213,7 @@ pub fn rows(c: &CompiledProfile) -> Vec<RightRow> {
         "pid-namespace",
         false,
         if child.pid_namespace {
-            "own PID namespace and /proc (pid 1)".to_string()
+            "own PID namespace and /proc (pid 2 under a placeholder init)".to_string()
         } else {
             format!(
                 "none: {}",

@@ -31,7 +31,7 @@ pub struct ChildPrivileges {
     /// bounding set stays the runner's.
     #[serde(default)]
     pub bounding_cleared: bool,
-    /// Each child gets its own PID namespace (it is pid 1 there) with its own `/proc`, so it
+    /// Each child gets its own PID namespace (pid 2 there, see `namespace_init`) with its own `/proc`, so it
     /// sees neither the runner nor other children.
     pub pid_namespace: bool,
     /// Why it does not, when it does not.
