@@ -127,6 +127,14 @@ codes! {
     SchemaViolation = "NX013", "schema-violation", Error,
         "A value the schema does not allow.",
         "The message says which rule the value breaks; `schemas/` holds the full schema.";
+    /// A file over one of the input limits.
+    InputLimit = "NX014", "input-limit", Error,
+        "A file over one of the input limits: too large, nested too deeply, too many values (YAML aliases counted as the copies they expand to) or too long a string.",
+        "Every input is read in bounded time and memory, so a file over a limit is refused before it is used; the message names the limit and the place it was exceeded (for a YAML alias bomb, the first alias over the budget). Real plans and registries are far below the limits: make the file smaller, use fewer YAML aliases, or split it.";
+    /// Findings of one file beyond the number lint lists.
+    FindingsOmitted = "NX015", "findings-omitted", Note,
+        "A file with more findings than lint lists for one file; the rest are counted, not listed.",
+        "Lint lists at most 1,000 findings per file (errors first) so that its time, memory and output stay bounded; the counts in the summary include the ones not listed. Fix the listed problems and run lint again.";
 
     /// A probe id that the registry does not define.
     UnknownProbe = "NX101", "unknown-probe", Error,

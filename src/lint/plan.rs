@@ -311,8 +311,12 @@ struct Kind<'a> {
 
 fn unknown(sink: &mut Sink<'_>, kind: &Kind<'_>, ptr: &str, at: At, id: &str) {
     let file = kind.file;
-    let hint = did_you_mean(id, kind.ids.iter().map(String::as_str))
-        .or_else(|| Some(format!("define it in {file} or fix the reference")));
+    let near = if sink.full() {
+        None
+    } else {
+        did_you_mean(id, kind.ids.iter().map(String::as_str))
+    };
+    let hint = near.or_else(|| Some(format!("define it in {file} or fix the reference")));
     sink.push_hint(
         kind.code,
         ptr,

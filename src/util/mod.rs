@@ -1,11 +1,12 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
-//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
-//! "did you mean" suggestions ([`suggest`]).
+//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]), "did
+//! you mean" suggestions ([`suggest`]) and the cost budget of user input ([`limits`]).
 
 pub mod digest;
 pub mod fsx;
 pub mod host;
 pub mod json;
+pub mod limits;
 pub mod suggest;
 pub mod time;
