@@ -248,6 +248,7 @@ impl Build<'_> {
                 rights::fs_names(effective)
             },
             skipped,
+            inode: paths::inode_key(&res.canonical),
         })
     }
 
