@@ -255,7 +255,7 @@ codes! {
         "An allow rule grants a right that `handle` does not list.",
         "Rights that are not handled are allowed everywhere, so granting one has no effect. Add it to `handle`, or drop it from the rule.";
     /// A nested rule that tries to restrict its ancestor.
-    ExceptionRule = "NX303", "exception-rule", Error,
+    ExceptionRule = "NX303", "exception-rule", Warning,
         "An allow rule that grants nothing beyond an ancestor rule, or grants nothing at all.",
         "Landlock rules are allow-only unions along the path: a rule beneath an allowed directory cannot take rights away, so \"allow /home except /home/.ssh\" cannot be expressed. Narrow the ancestor rule to the sub-paths that should be allowed instead.";
     /// A port listed twice.

@@ -19,6 +19,7 @@ pub mod input;
 pub mod plan;
 pub mod registry;
 pub mod schema;
+pub mod scratch;
 pub mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,6 +11,7 @@ use super::finding::{At, Sink, did_you_mean, pointer};
 use super::format::shown;
 use super::input::{self, Input};
 use super::registry::{RegistryLint, fixture_vars, probe_strings, profile_strings};
+use super::scratch::{ScratchTree, Where};
 use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::Result;
 use crate::model::plan::Task;
@@ -483,6 +484,7 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
         for v in &own {
             registry_scope.add_number(v);
         }
+        scope.scratch = ScratchTree::of(&probe.fixtures, &scope);
         for (rel, s) in probe_strings(probe) {
             let names = vars::scan(s).0;
             used.extend(names.iter().cloned());
@@ -510,6 +512,18 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
             let path_like = rel == "/target"
                 && probe.operation.target_kind() == crate::model::registry::TargetKind::Path;
             match lead {
+                Some(Lead::Scratch { rest }) if writes_target => {
+                    let follow = rel == "/target" && probe.operation.follows_final();
+                    if let Where::Outside(why) = scope.scratch.resolve(&rest, follow, &scope) {
+                        sink.push_hint(
+                            Code::WriteOutsideScratch,
+                            ptr,
+                            *at,
+                            format!("probe `{id}` writes `{s}` (`{}`), which with this plan's variables resolves outside `${{SCRATCH}}`: {why}", &rel[1..]),
+                            Some("keep the written path (after `..` and the fixtures' symlinks) inside `${SCRATCH}`".into()),
+                        );
+                    }
+                }
                 Some(Lead::Root) if writes_target || is_fixture_path => sink.push_hint(
                     Code::WriteOutsideScratch,
                     ptr,

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::codes::Code;
 use super::finding::{At, Finding, Sink, pointer};
 use super::input::{self, Input};
+use super::scratch::Where;
 use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::model::SCHEMA_VERSION;
 use crate::model::registry::{Probe, Profile};
@@ -261,8 +262,38 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
 // Probes
 // ---------------------------------------------------------------------------------------
 
-/// Absolute-path, scratch and machine-path checks of a path string.
-fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, writes: bool) {
+/// How a probe uses a path string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PathUse {
+    /// It is read (or run): anywhere on the host.
+    Read,
+    /// It is modified: it must stay inside `${SCRATCH}`; `follow_final` if the operation
+    /// follows a final symlink.
+    Write {
+        /// The operation follows a final symlink (open, truncate) rather than acting on
+        /// the final name (create, remove, rename).
+        follow_final: bool,
+    },
+}
+
+impl PathUse {
+    /// How `op` uses its target.
+    pub(super) fn of(op: crate::model::registry::Operation) -> Self {
+        if op.writes() {
+            PathUse::Write {
+                follow_final: op.follows_final(),
+            }
+        } else {
+            PathUse::Read
+        }
+    }
+}
+
+/// Absolute-path, scratch and machine-path checks of a path string. A written path must
+/// resolve inside `${SCRATCH}` through the probe's fixtures ([`super::scratch`]): `..` and
+/// symlinks are fine as long as they stay inside.
+fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, usage: PathUse) {
+    let writes = matches!(usage, PathUse::Write { .. });
     match scope.lead(s) {
         // None: a plan variable leads the path; plan-lint checks it with the value.
         Some(Lead::Relative) => {
@@ -288,15 +319,22 @@ fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, writes: b
             );
             return;
         }
-        Some(Lead::Scratch { rest }) if writes && vars::has_dot_dot(&rest) => {
-            sink.push_hint(
-                Code::WriteOutsideScratch,
-                ptr,
-                At::Value,
-                format!("`{s}` uses `..`, which can leave `${{SCRATCH}}`"),
-                Some("write the path without `..`".into()),
-            );
-            return;
+        Some(Lead::Scratch { rest }) => {
+            if let PathUse::Write { follow_final } = usage
+                && let Where::Outside(why) = scope.scratch.resolve(&rest, follow_final, scope)
+            {
+                sink.push_hint(
+                    Code::WriteOutsideScratch,
+                    ptr,
+                    At::Value,
+                    format!("this probe modifies `{s}`, which resolves outside `${{SCRATCH}}`: {why}"),
+                    Some(
+                        "the baseline lane runs it without any policy and would really modify the host: keep the path (after `..` and the fixtures' symlinks) inside `${SCRATCH}`"
+                            .into(),
+                    ),
+                );
+                return;
+            }
         }
         None | Some(_) => {}
     }
@@ -444,6 +482,29 @@ mod tests {
             ),
             vec![Code::WriteOutsideScratch]
         );
+        // `..` is fine while the write stays inside: `a/s0/../e1` is a sibling of `a/s0`.
+        assert!(
+            codes(r#"{"operation": "file-create", "target": "${SCRATCH}/a/s0/../e1"}"#).is_empty()
+        );
+        // A fixture symlink out of the scratch directory takes the write onto the host.
+        let out = r#"{"kind": "symlink", "path": "${SCRATCH}/out", "to": "/usr/bin"}"#;
+        assert_eq!(
+            codes(&format!(
+                r#"{{"operation": "file-remove", "target": "${{SCRATCH}}/out/true", "fixtures": [{out}]}}"#
+            )),
+            vec![Code::WriteOutsideScratch]
+        );
+        assert_eq!(
+            codes(&format!(
+                r#"{{"operation": "file-write", "target": "${{SCRATCH}}/out", "fixtures": [{out}]}}"#
+            )),
+            vec![Code::WriteOutsideScratch]
+        );
+        // Removing the link itself stays inside.
+        assert!(codes(&format!(
+            r#"{{"operation": "file-remove", "target": "${{SCRATCH}}/out", "fixtures": [{out}]}}"#
+        ))
+        .is_empty());
         // Reading a host path is fine; a machine path only warns.
         assert!(codes(r#"{"operation": "file-read", "target": "/etc/hostname"}"#).is_empty());
         assert_eq!(

@@ -115,6 +115,8 @@ pub struct Scope {
     /// True when plan variables are known (plan-lint); false in registry-lint, where a
     /// non-builtin variable may be defined by the plans that use the probe.
     pub plan_known: bool,
+    /// The probe's scratch directory as its fixtures make it (empty outside a probe).
+    pub scratch: super::scratch::ScratchTree,
 }
 
 impl Scope {
@@ -127,6 +129,7 @@ impl Scope {
         Self {
             vars,
             plan_known: false,
+            scratch: super::scratch::ScratchTree::default(),
         }
     }
 

@@ -330,12 +330,16 @@ impl CompiledProfile {
     }
 
     /// The restricted rights granted on `canonical` by the rules on it or an ancestor
-    /// (what the kernel's walk from it to the root collects).
-    pub fn fs_granted(&self, canonical: &Path) -> FsRights {
+    /// (what the kernel's walk from it to the root collects); without `with_root`, a rule
+    /// on `/` itself is left out.
+    pub fn fs_granted(&self, canonical: &Path, with_root: bool) -> FsRights {
         let Some(ll) = &self.landlock else {
             return 0;
         };
-        let ancestry = paths::ancestry(canonical);
+        let mut ancestry = paths::ancestry(canonical);
+        if !with_root {
+            ancestry.pop();
+        }
         ll.rules
             .iter()
             .filter(|r| r.covers_ancestry(&ancestry))
@@ -619,10 +623,12 @@ mod tests {
                         FsRule {
                             path: "/usr".into(),
                             access: vec![Access::Read, Access::Exec],
+                            ..FsRule::default()
                         },
                         FsRule {
                             path: "/etc/hostname".into(),
                             access: vec![Access::Read, Access::Create],
+                            ..FsRule::default()
                         },
                     ],
                     missing_paths: MissingPaths::Error,
@@ -735,6 +741,7 @@ mod tests {
             fs.allow.push(FsRule {
                 path: "/nonexistent/nexusmon".into(),
                 access: vec![Access::Read],
+                ..FsRule::default()
             });
         }
         let c = compile("p", &p, Path::new("x"), &ctx(&vars, &host(7))).unwrap();
@@ -813,6 +820,7 @@ mod per_child_tests {
                     allow: vec![FsRule {
                         path: "${SCRATCH}/ws".into(),
                         access: vec![Access::Write],
+                        ..FsRule::default()
                     }],
                     missing_paths: MissingPaths::Error,
                 }),

@@ -25,7 +25,11 @@
 //!    the moved file or directory must not gain any right at its destination that it did
 //!    not have at its source (its own rule and its parent's, file rights for a file, every
 //!    right for a directory); EACCES when a `make`/`remove` right is missing, else EXDEV.
-//!    A rename across mount points is EXDEV before Landlock is asked;
+//!    The kernel makes that comparison before applying each directory's rule on its walk
+//!    up from the mount, so a rule on `/` itself, the walk's last directory, takes no part
+//!    in it unless the rename is on the root mount — but when both parents end up granted
+//!    every restricted right, nothing can be gained and the walk allows at once. A rename
+//!    across mount points is EXDEV before Landlock is asked;
 //! 7. operations Landlock does not govern are `not-enforceable`;
 //! 8. network rules match the port only.
 
@@ -492,9 +496,20 @@ impl Oracle<'_> {
         } else {
             fs::FILE_RIGHTS
         };
-        let at_source = self.c.fs_granted(&p1) | self.c.fs_granted_on_itself(&src.canonical);
-        let at_destination = self.c.fs_granted(&p2);
-        let gained = at_destination & !at_source & restricted & relevant;
+        // Both parents granted every restricted right: nothing can be gained. Otherwise
+        // the kernel compares before applying each directory's rule on its walk up from
+        // the mount, so the last one, `/`, only counts when the rename is on the root mount.
+        let everything = (self.c.fs_granted(&p1, true) & restricted) == restricted
+            && (self.c.fs_granted(&p2, true) & restricted) == restricted;
+        let with_root = paths::mount_id(Path::new("/")) == paths::mount_id(&p1);
+        let at_source =
+            self.c.fs_granted(&p1, with_root) | self.c.fs_granted_on_itself(&src.canonical);
+        let at_destination = self.c.fs_granted(&p2, with_root);
+        let gained = if everything {
+            0
+        } else {
+            at_destination & !at_source & restricted & relevant
+        };
         let what = if src_type.is_some_and(|t| t.is_dir()) {
             "directory"
         } else {
@@ -678,6 +693,7 @@ mod tests {
         vec![FsRule {
             path: "/usr".into(),
             access: vec![Access::Read, Access::Exec],
+            ..FsRule::default()
         }]
     }
 
@@ -750,6 +766,7 @@ mod tests {
         let only = |path: &str, access| FsRule {
             path: path.into(),
             access,
+            ..FsRule::default()
         };
         let c2 = compiled(Handle::All, vec![only("/usr", vec![Access::Exec])]);
         let v = ask(&c2, Operation::FileExec, "/usr/bin/true");
@@ -781,6 +798,7 @@ mod tests {
         let rule = |access| FsRule {
             path: root.to_string_lossy().into_owned(),
             access,
+            ..FsRule::default()
         };
         let c = compiled(
             Handle::All,

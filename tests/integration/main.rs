@@ -7,6 +7,7 @@ mod bundle;
 mod bundle_crash;
 mod bundle_lock;
 mod cli;
+mod differential;
 mod digest;
 mod govern;
 mod govern_audit;
