@@ -88,6 +88,9 @@ impl Report {
             .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.findings.dedup();
         self.cap_per_file();
+        // Root causes first: a file that cannot be read or a registry that is incomplete
+        // explains findings elsewhere (stable: file order is kept within each group).
+        self.findings.sort_by_key(|f| !f.code.is_root_cause());
     }
 
     /// Keep at most [`crate::util::limits::MAX_FINDINGS_PER_FILE`] findings per file (the

@@ -9,8 +9,21 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::vars::{Lead, Scope};
 use crate::model::registry::Fixture;
+
+/// Where a path string begins once its variables are expanded (what
+/// [`super::vars::Scope::place`] says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Beneath `${SCRATCH}`: what follows it.
+    Scratch(String),
+    /// Some other absolute path (a host path).
+    Host,
+    /// Not absolute.
+    Relative,
+    /// It depends on a variable lint cannot see.
+    Unknown,
+}
 
 /// Maximum symlinks followed in one resolution (the kernel's limit is 40; past it the
 /// operation fails with ELOOP and writes nothing).
@@ -44,7 +57,7 @@ fn components(s: &str) -> impl Iterator<Item = String> + '_ {
 impl ScratchTree {
     /// The tree the fixtures create (fixtures not beneath `${SCRATCH}` are NX212 errors and
     /// are left out).
-    pub fn of(fixtures: &[Fixture], scope: &Scope) -> Self {
+    pub fn of(fixtures: &[Fixture], place: &dyn Fn(&str) -> Place) -> Self {
         let mut t = Self::default();
         for f in fixtures {
             let (path, to) = match f {
@@ -52,7 +65,7 @@ impl ScratchTree {
                 Fixture::Symlink { path, to } => (path, Some(to.clone())),
                 Fixture::TcpListener { .. } | Fixture::UnixAbstractListener { .. } => continue,
             };
-            let Some(Lead::Scratch { rest }) = scope.lead(path) else {
+            let Place::Scratch(rest) = place(path) else {
                 continue;
             };
             let comps: Vec<String> = components(&rest).collect();
@@ -68,7 +81,7 @@ impl ScratchTree {
 
     /// Resolve `rest` (what follows `${SCRATCH}`); with `follow_final`, a final symlink is
     /// followed too.
-    pub fn resolve(&self, rest: &str, follow_final: bool, scope: &Scope) -> Where {
+    pub fn resolve(&self, rest: &str, follow_final: bool, place: &dyn Fn(&str) -> Place) -> Where {
         let mut cur: Vec<String> = Vec::new();
         let mut todo: VecDeque<String> = components(rest).collect();
         // `..` components are kept (they matter); `components` drops only empty and `.`.
@@ -90,18 +103,18 @@ impl ScratchTree {
                         return Where::Inside(next);
                     }
                     let shown = format!("${{SCRATCH}}/{}", next.join("/"));
-                    let mut then: VecDeque<String> = match scope.lead(to) {
-                        Some(Lead::Scratch { rest }) => {
+                    let mut then: VecDeque<String> = match place(to) {
+                        Place::Scratch(rest) => {
                             cur.clear();
                             components(&rest).collect()
                         }
-                        Some(Lead::Relative) => components(to).collect(),
-                        Some(Lead::Root) => {
+                        Place::Relative => components(to).collect(),
+                        Place::Host => {
                             return Where::Outside(format!(
                                 "the fixture symlink `{shown}` points to `{to}`, outside `${{SCRATCH}}`"
                             ));
                         }
-                        None => return Where::Unknown,
+                        Place::Unknown => return Where::Unknown,
                     };
                     then.extend(todo);
                     todo = then;
@@ -116,6 +129,7 @@ impl ScratchTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lint::vars::Scope;
 
     fn tree() -> ScratchTree {
         let f = |json: &str| -> Fixture { serde_json::from_str(json).unwrap() };
@@ -127,14 +141,15 @@ mod tests {
                 f(r#"{"kind": "symlink", "path": "${SCRATCH}/out", "to": "/usr/bin"}"#),
                 f(r#"{"kind": "symlink", "path": "${SCRATCH}/a/up", "to": "../.."}"#),
             ],
-            &Scope::builtins(),
+            &|p| Scope::builtins().place(p),
         )
     }
 
     #[test]
     fn writes_resolve_through_dot_dot_and_fixture_symlinks() {
         let t = tree();
-        let s = Scope::builtins();
+        let scope = Scope::builtins();
+        let s = |p: &str| scope.place(p);
         let inside = |rest: &str, follow| match t.resolve(rest, follow, &s) {
             Where::Inside(c) => Some(c.join("/")),
             _ => None,

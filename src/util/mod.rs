@@ -1,12 +1,14 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
 //! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]), "did
-//! you mean" suggestions ([`suggest`]) and the cost budget of user input ([`limits`]).
+//! you mean" suggestions ([`suggest`]), the cost budget of user input ([`limits`]) and path
+//! resolution the way the kernel walks a path ([`paths`]).
 
 pub mod digest;
 pub mod fsx;
 pub mod host;
 pub mod json;
 pub mod limits;
+pub mod paths;
 pub mod suggest;
 pub mod time;

@@ -16,6 +16,7 @@ mod govern_omens;
 mod govern_schemas;
 mod layering;
 mod lint;
+mod lint_policy;
 mod list;
 mod mission;
 mod promote;

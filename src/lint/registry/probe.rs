@@ -56,7 +56,7 @@ fn probe_scope(probe: &Probe) -> Scope {
     for v in fixture_vars(probe) {
         scope.add_number(v);
     }
-    scope.scratch = super::super::scratch::ScratchTree::of(&probe.fixtures, &scope);
+    scope.scratch = super::super::scratch::ScratchTree::of(&probe.fixtures, &|p| scope.place(p));
     scope
 }
 
