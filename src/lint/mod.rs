@@ -5,8 +5,11 @@
 //!
 //! The pipeline per file: read → syntax (one finding with line and column) → duplicate keys →
 //! schema (every violation, translated into readable findings) → typed checks on what the
-//! schema did not reject → checks across files (plan ↔ registry). Lint reads files only: it
-//! never resolves target paths, opens sockets or asks the kernel anything.
+//! schema did not reject → checks across files (plan ↔ registry). Lint reads files, and to
+//! compare rule paths where Landlock attaches them it resolves host rule paths (stat,
+//! readlink); it never opens sockets, runs anything or asks the kernel about Landlock. Root
+//! causes are reported first, and a file lists at most
+//! [`crate::util::limits::MAX_FINDINGS_PER_FILE`] findings.
 //!
 //! Other modules call [`lint_plans`] (e.g. `run` refuses a plan whose report
 //! [`Report::has_errors`]) and [`lint_registries`].
