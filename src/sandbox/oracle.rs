@@ -826,4 +826,188 @@ mod tests {
         );
         assert_eq!(predict(&c, &input).0.decision, OracleDecision::Allow);
     }
+
+    /// A tree in a temp dir: `a/f`, `b/`, `d/` (a directory to move), and a profile over it.
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        for d in ["a", "b", "d", "b/e"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("a/f"), "x").unwrap();
+        std::fs::write(root.join("b/g"), "x").unwrap();
+        (tmp, root)
+    }
+
+    fn on(root: &Path, rel: &str, access: Vec<Access>) -> FsRule {
+        FsRule {
+            path: root.join(rel).to_string_lossy().into_owned(),
+            access,
+            ..FsRule::default()
+        }
+    }
+
+    fn rename(c: &CompiledProfile, from: &Path, to: &Path) -> OracleVerdict {
+        let (f, t) = (from.to_string_lossy(), to.to_string_lossy());
+        predict(
+            c,
+            &OracleInput {
+                scenario_id: "p:r",
+                probe_id: "r",
+                operation: Operation::FileRename,
+                driver: Driver::Builtin,
+                target: Some(&f),
+                destination: Some(&t),
+                program: None,
+                base: Path::new("/"),
+            },
+        )
+        .0
+    }
+
+    #[test]
+    fn create_needs_write_on_the_new_file_and_reading_a_directory_needs_read_dir() {
+        let (_tmp, root) = tree();
+        let target = root.join("a/new").to_string_lossy().into_owned();
+        let c = compiled(Handle::All, vec![on(&root, "a", vec![Access::Create])]);
+        let v = ask(&c, Operation::FileCreate, &target);
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert_eq!(
+            v.checks
+                .iter()
+                .find(|k| k.decision == OracleDecision::Deny)
+                .map(|k| k.right.as_str()),
+            Some("write-file")
+        );
+        let c = compiled(
+            Handle::All,
+            vec![on(&root, "a", vec![Access::Create, Access::Write])],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileCreate, &target).decision,
+            OracleDecision::Allow
+        );
+        // `write` unhandled: create alone is enough.
+        let c = compiled(
+            Handle::List(vec![Access::Create]),
+            vec![on(&root, "a", vec![Access::Create])],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileCreate, &target).decision,
+            OracleDecision::Allow
+        );
+        // Opening a directory for reading is read-dir, whatever read-file says.
+        let dir = root.join("a").to_string_lossy().into_owned();
+        let c = compiled(Handle::All, vec![on(&root, "a", vec![Access::Read])]);
+        let v = ask(&c, Operation::FileRead, &dir);
+        assert_eq!(v.checks[0].right, "read-dir", "{v:?}");
+    }
+
+    #[test]
+    fn rename_replacing_an_entry_needs_remove_on_the_destination_parent() {
+        let (_tmp, root) = tree();
+        let full = vec![Access::Create, Access::Rename];
+        // Same directory, onto an existing file: remove-file is needed (for both names).
+        std::fs::write(root.join("a/h"), "x").unwrap();
+        let c = compiled(Handle::All, vec![on(&root, "a", full.clone())]);
+        let v = rename(&c, &root.join("a/f"), &root.join("a/h"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        let mut with_remove = full.clone();
+        with_remove.push(Access::Remove);
+        let c = compiled(Handle::All, vec![on(&root, "a", with_remove)]);
+        assert_eq!(
+            rename(&c, &root.join("a/f"), &root.join("a/h")).decision,
+            OracleDecision::Allow
+        );
+    }
+
+    #[test]
+    fn reparenting_must_not_gain_a_right() {
+        let (_tmp, root) = tree();
+        let move_rights = vec![Access::Create, Access::Remove, Access::Rename];
+        let mut rules = vec![on(&root, "", move_rights.clone())];
+        // The destination grants read, the source does not: EXDEV even with rename on both.
+        rules.push(on(&root, "b", vec![Access::Read]));
+        let c = compiled(Handle::All, rules.clone());
+        let v = rename(&c, &root.join("a/f"), &root.join("b/f"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert!(
+            v.reason.contains("EXDEV") && v.reason.contains("read-file"),
+            "{}",
+            v.reason
+        );
+        // A file rule on the moved file that grants read: nothing gained.
+        let mut own = rules.clone();
+        own.push(on(&root, "a/f", vec![Access::Read]));
+        let c = compiled(Handle::All, own);
+        assert_eq!(
+            rename(&c, &root.join("a/f"), &root.join("b/f")).decision,
+            OracleDecision::Allow
+        );
+        // The other way (from more to fewer rights) is fine.
+        let c = compiled(Handle::All, rules.clone());
+        assert_eq!(
+            rename(&c, &root.join("b/g"), &root.join("a/g")).decision,
+            OracleDecision::Allow
+        );
+        // A directory counts every right: read-dir gained through `b` is refused too.
+        let v = rename(&c, &root.join("d"), &root.join("b/d2"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        // A missing make right is EACCES, reported before the EXDEV reasons.
+        let c = compiled(
+            Handle::All,
+            vec![
+                on(&root, "", vec![Access::Remove, Access::Rename]),
+                on(&root, "b", vec![Access::Read]),
+            ],
+        );
+        let v = rename(&c, &root.join("a/f"), &root.join("b/f"));
+        assert_eq!(
+            v.checks
+                .iter()
+                .find(|k| k.decision == OracleDecision::Deny)
+                .map(|k| k.right.as_str()),
+            Some("make-reg")
+        );
+    }
+
+    #[test]
+    fn a_target_in_proc_self_is_the_childs() {
+        let c = compiled(
+            Handle::All,
+            vec![FsRule {
+                path: "/proc".into(),
+                access: vec![Access::Read],
+                ..FsRule::default()
+            }],
+        );
+        let (v, w) = predict(
+            &c,
+            &OracleInput {
+                scenario_id: "p:s",
+                probe_id: "s",
+                operation: Operation::FileRead,
+                driver: Driver::Builtin,
+                target: Some("/proc/self/status"),
+                destination: None,
+                program: None,
+                base: Path::new("/"),
+            },
+        );
+        assert_eq!(v.decision, OracleDecision::Allow, "{v:?}");
+        assert_eq!(w[0].canonical, "/proc/<child>/status");
+        // A rule written on /proc/self would be the runner's own directory: no cover.
+        let c = compiled(
+            Handle::All,
+            vec![FsRule {
+                path: "/proc/self".into(),
+                access: vec![Access::Read],
+                ..FsRule::default()
+            }],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileRead, "/proc/self/status").decision,
+            OracleDecision::Deny
+        );
+    }
 }
