@@ -57,15 +57,15 @@ pub fn read(path: &Path) -> Result<PlanInput> {
             .get("registry_id")
             .and_then(|x| x.as_str())
             .map(str::to_string);
-        if !input.validated.invalid_under("") {
+        if input.validated.invalid_under("") {
+            // Read without its invalid values, for the reference checks only.
+            plan = without(&v, &input.validated.invalid);
+            repaired = plan.is_some();
+        } else {
             match deserialize_value::<Plan>(v) {
                 Ok(p) => plan = Some(p),
                 Err(e) => input.typed_failure(&e.pointer, &e.message),
             }
-        } else {
-            // Read without its invalid values, for the reference checks only.
-            plan = without(&v, &input.validated.invalid);
-            repaired = plan.is_some();
         }
     }
     let registry_dir = registry_id.as_deref().and_then(|id| {

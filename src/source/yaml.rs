@@ -434,11 +434,12 @@ mod tests {
 
     #[test]
     fn an_alias_bomb_stops_at_the_first_alias_over_the_budget() {
+        use std::fmt::Write as _;
         // 9 levels of 9 aliases: 9^9 values if expanded, in 400 bytes.
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
         for i in 1..9 {
             let refs = vec![format!("*a{}", i - 1); 9].join(", ");
-            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+            let _ = writeln!(text, "a{i}: &a{i} [{refs}]");
         }
         let e = parse(&text).unwrap_err();
         assert_eq!(e.limit, Some(limits::Exceeded::Nodes), "{}", e.message);

@@ -116,11 +116,12 @@ impl Walk<'_> {
                     cur.pop();
                 }
                 Component::Normal(name) => {
-                    if self.child_cwd.is_some() && !missing {
-                        if let Some(next) = self.child_proc(&cur, name, last, follow_final) {
-                            cur = next;
-                            continue;
-                        }
+                    if self.child_cwd.is_some()
+                        && !missing
+                        && let Some(next) = self.child_proc(&cur, name, last, follow_final)
+                    {
+                        cur = next;
+                        continue;
                     }
                     let next = cur.join(name);
                     if missing || self.in_child_proc {

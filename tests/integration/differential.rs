@@ -437,7 +437,8 @@ fn run_matrix(
     profiles: &[(String, Value)],
     probes: &[(String, Value)],
 ) -> BTreeMap<String, Answer> {
-    let p = Project::empty();
+    let project = Project::empty();
+    let p = &project;
     let reg = p.path("registry/diff");
     std::fs::create_dir_all(&reg).unwrap();
     std::fs::create_dir_all(p.path("plans/diff")).unwrap();
@@ -468,18 +469,19 @@ fn run_matrix(
         &json!({"schema_version": 1, "plan_id": "diff", "kind": "experiment",
                 "registry_id": "diff", "profiles": ids, "scenarios": scenarios}),
     );
-    let r = p.run("diff", &["--quiet"]);
+    let ran = p.run("diff", &["--quiet"]);
     assert!(
-        r.status == 0 || r.status == 1,
+        ran.status == 0 || ran.status == 1,
         "the run itself failed (exit {}):\n{}\n{}",
-        r.status,
-        r.stdout,
-        r.stderr
+        ran.status,
+        ran.stdout,
+        ran.stderr
     );
-    let b = latest_bundle(p.root());
+    let bundle = latest_bundle(p.root());
+    let b = &bundle;
     if std::env::var_os("NEXUSMON_DIFF_KEEP").is_some() {
-        eprintln!("kept: {}", b.display());
-        std::mem::forget(p);
+        progress(&format!("kept: {}", bundle.display()));
+        std::mem::forget(project);
     }
     let lane = |file: &str| -> BTreeMap<String, Value> {
         read_json(&b.join(file))["observations"]
@@ -525,20 +527,20 @@ fn disagrees(a: &Answer) -> bool {
     }
 }
 
-/// Simpler versions of a profile: each rule removed, each access word removed, handle
-/// `all`, the network and scope blocks removed.
+/// Simpler versions of a profile: each rule removed, each access word removed, each handled
+/// word removed, the network and scope blocks removed.
 fn simpler(profile: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     let ll = &profile["landlock"];
     let allow = ll["fs"]["allow"].as_array().cloned().unwrap_or_default();
-    for i in 0..allow.len() {
+    for (i, rule) in allow.iter().enumerate() {
         let mut p = profile.clone();
         p["landlock"]["fs"]["allow"]
             .as_array_mut()
             .unwrap()
             .remove(i);
         out.push(p);
-        let words = allow[i]["access"].as_array().unwrap();
+        let words = rule["access"].as_array().unwrap();
         if words.len() > 1 {
             for w in 0..words.len() {
                 let mut p = profile.clone();
@@ -550,16 +552,16 @@ fn simpler(profile: &Value) -> Vec<Value> {
             }
         }
     }
-    if let Some(h) = ll["fs"]["handle"].as_array() {
-        if h.len() > 1 {
-            for w in 0..h.len() {
-                let mut p = profile.clone();
-                p["landlock"]["fs"]["handle"]
-                    .as_array_mut()
-                    .unwrap()
-                    .remove(w);
-                out.push(p);
-            }
+    if let Some(h) = ll["fs"]["handle"].as_array()
+        && h.len() > 1
+    {
+        for w in 0..h.len() {
+            let mut p = profile.clone();
+            p["landlock"]["fs"]["handle"]
+                .as_array_mut()
+                .unwrap()
+                .remove(w);
+            out.push(p);
         }
     }
     for key in ["net", "scope"] {
@@ -665,6 +667,13 @@ fn run_seed(seed: u64, scenarios: usize, model: &Path) -> Tally {
     t
 }
 
+/// A line of progress on stderr (seen with `--nocapture`: a long run by hand reports each
+/// seed as it finishes).
+#[allow(clippy::print_stderr)]
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -685,8 +694,7 @@ fn the_oracle_agrees_with_the_kernel_on_random_profiles_and_probes() {
     let (mut total, mut allow, mut deny, mut inconclusive) = (0, 0, 0, 0);
     for seed in first..first + seeds {
         let t = run_seed(seed, per_seed, &model_dir);
-        let _ = writeln!(
-            report,
+        let line = format!(
             "seed {seed}: {} scenarios, kernel allow {} / deny {} / inconclusive {}, baseline denials {}, disagreements {}",
             t.scenarios,
             t.allow,
@@ -695,6 +703,8 @@ fn the_oracle_agrees_with_the_kernel_on_random_profiles_and_probes() {
             t.ambient,
             t.disagreements.len()
         );
+        progress(&line);
+        let _ = writeln!(report, "{line}");
         assert!(
             t.scenarios >= per_seed,
             "seed {seed}: only {} scenarios ran",
@@ -710,7 +720,6 @@ fn the_oracle_agrees_with_the_kernel_on_random_profiles_and_probes() {
         inconclusive += t.inconclusive;
         failures.extend(t.disagreements);
     }
-    eprintln!("{report}");
     assert!(
         failures.is_empty(),
         "{} disagreement(s) between the kernel and the oracle:\n{}\n{report}",

@@ -2,6 +2,7 @@
 //! broader one is a warning and the plan runs; input bombs are refused with a clear error
 //! naming the place, before they cost anything.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ fn alias_bomb(levels: usize) -> String {
     s.push_str("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..levels {
         let refs = vec![format!("*l{}", i - 1); 10].join(",");
-        s.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        let _ = writeln!(s, "l{i}: &l{i} [{refs}]");
     }
     s
 }
