@@ -11,18 +11,21 @@
 #   too-large        a 5 MiB file: refused with NX014 without being read whole
 #   wide-aliases     a 64 KiB string copied by aliases up to the 8 MiB expanded-bytes budget
 #                    (accepted by the parser; the plan has other errors)
-#   many-findings    a plan at the value budget naming ~48,000 unknown probes (capped to
+#   many-findings    a plan at the value budget naming 24,000 unknown probes (capped to
 #                    1,000 listed findings)
-#   many-probes      a registry of 9,000 probes (~99,000 values), all valid
+#   many-probes      a registry of 3,400 probes (~48,000 values), all valid
+#   many-rules       a profile of 8,000 allow rules (host paths resolved, scratch paths
+#                    normalized, each compared with the rules above it: NX303 on half)
 #
-# Each case runs RUNS times (default 5) under /usr/bin/time; the median wall time and the
-# largest peak RSS are reported, with the ratio of the median to the reference's.
+# Each case: the median wall time over RUNS runs (default 10) with hyperfine (1 warm-up run;
+# the commands exit 1 on purpose, so failures are ignored), its ratio to the reference's
+# median, and the largest peak RSS over 3 runs under /usr/bin/time.
 #
-# Usage: benches/input-bombs.sh [RUNS]   (needs /usr/bin/time, python3)
+# Usage: benches/input-bombs.sh [RUNS]   (needs hyperfine, /usr/bin/time, python3, bc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-5}
-for t in /usr/bin/time python3; do
+RUNS=${1:-10}
+for t in hyperfine /usr/bin/time python3 bc; do
   command -v "$t" >/dev/null || { echo "input-bombs.sh: needs $t" >&2; exit 2; }
 done
 cargo build --release --quiet
@@ -51,35 +54,47 @@ put("plans/deep-json/plan.json", '{"a": ' + "[" * 100000 + "]" * 100000 + "}\n")
 put("plans/too-large/plan.json", " " * (5 << 20))
 s = "x" * 65536
 put("plans/wide-aliases/plan.yaml", head + "s: &s " + s + "\nt: [" + ", ".join(["*s"] * 120) + "]\n")
-sc = {"p%05d-read-etc-hostnam" % i: "deny" for i in range(48000)}
+sc = {"p%05d-read-etc-hostnam" % i: "deny" for i in range(24000)}
 put("plans/many-findings/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-findings",
     "kind": "experiment", "registry_id": "linux-core", "profiles": ["system-ro"],
     "scenarios": {"system-ro": sc}}))
 probes = {"p%05d" % i: {"operation": "file-read", "target": "/etc/hostname",
-    "notes": "n", "tags": ["a", "b"], "timeout_ms": 1000} for i in range(9000)}
+    "notes": "n", "tags": ["a", "b"], "timeout_ms": 1000} for i in range(3400)}
 put("registry/big/probes.json", json.dumps({"schema_version": 1, "registry_id": "big", "probes": probes}))
 put("registry/big/profiles.json", json.dumps({"schema_version": 1, "registry_id": "big",
     "profiles": {"ro": {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [{"path": "/usr", "access": ["read"]}]}}}}}))
 put("plans/many-probes/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-probes",
     "kind": "experiment", "registry_id": "big", "profiles": ["ro"],
     "scenarios": {"ro": {"p00000": "deny"}}}))
+rules = [{"path": "/usr/share", "access": ["read"]}, {"path": "${SCRATCH}", "access": ["read"]}]
+for i in range(4000):
+    rules.append({"path": "/usr/share/doc/p%d" % i, "access": ["read"] if i % 2 else ["write"]})
+    rules.append({"path": "${SCRATCH}/d%d/../e%d/x" % (i, i), "access": ["read"] if i % 2 else ["exec"]})
+put("registry/rules/probes.json", json.dumps({"schema_version": 1, "registry_id": "rules",
+    "probes": {"read": {"operation": "file-read", "target": "/etc/hostname"}}}))
+put("registry/rules/profiles.json", json.dumps({"schema_version": 1, "registry_id": "rules",
+    "profiles": {"many": {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": rules}}}}}))
+put("plans/many-rules/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-rules",
+    "kind": "experiment", "registry_id": "rules", "profiles": ["many"],
+    "scenarios": {"many": {"read": "deny"}}}))
 EOF
 printf 'bytes: alias-bomb %s, wide-aliases %s, many-findings %s, many-probes registry %s\n' \
   "$(stat -c %s "$W/plans/alias-bomb/plan.yaml")" "$(stat -c %s "$W/plans/wide-aliases/plan.yaml")" \
   "$(stat -c %s "$W/plans/many-findings/plan.json")" "$(stat -c %s "$W/registry/big/probes.json")"
 
-# measure NAME PLAN → "median_seconds max_kib exit"
+# measure PLAN → "median_seconds max_kib exit"
 measure() {
-  local plan=$1 times=() rss=0 code=0
-  for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f '%e %M %x' -o "$W/t" "$BIN" plan-lint "$plan" >/dev/null 2>&1 || true
-    read -r t m x <"$W/t" || true
-    x=${x:-0}
-    times+=("$t"); (( m > rss )) && rss=$m; code=$x
-  done
+  local plan=$1 rss=0 x=0
+  hyperfine --style none --warmup 1 --runs "$RUNS" -i --export-json "$W/h.json" \
+    "$BIN plan-lint $plan" >/dev/null 2>&1
   local med
-  med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$med $rss $code"
+  med=$(python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$W/h.json")
+  for _ in 1 2 3; do
+    /usr/bin/time -f '%M %x' -o "$W/t" "$BIN" plan-lint "$plan" >/dev/null 2>&1 || true
+    read -r m x < <(tail -n 1 "$W/t") || true
+    (( m > rss )) && rss=$m
+  done
+  echo "$med $rss ${x:-0}"
 }
 
 cd "$W"
@@ -87,11 +102,11 @@ read -r ref_t ref_m ref_x <<<"$(measure plans/quickstart/plan.json)"
 printf '%-15s %10s %10s %6s %8s %s\n' case median_s peak_MiB exit ratio verdict
 printf '%-15s %10s %10.1f %6s %8s\n' reference "$ref_t" "$(echo "$ref_m/1024" | bc -l)" "$ref_x" 1.0
 fail=0
-for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes; do
+for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules; do
   plan=$(ls plans/$c/plan.* | head -1)
   read -r t m x <<<"$(measure "$plan")"
   mib=$(echo "$m/1024" | bc -l)
-  ratio=$(echo "$t/($ref_t+0.001)" | bc -l)
+  ratio=$(echo "$t/$ref_t" | bc -l)
   ok=$(echo "$t < 1.0 && $mib < 64" | bc -l)
   verdict=$([ "$ok" = 1 ] && echo pass || echo FAIL)
   [ "$ok" = 1 ] || fail=1

@@ -28,7 +28,7 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Most values one document may hold — scalars, lists, mappings and mapping keys — counting
 /// each YAML alias as the full copy of its anchor's value it expands to.
-pub const MAX_NODES: usize = 100_000;
+pub const MAX_NODES: usize = 50_000;
 
 /// Longest single string (a key or a value), in bytes.
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
@@ -159,6 +159,6 @@ mod tests {
         assert_eq!(b.charge_cost(bytes), Err(Exceeded::ExpandedBytes));
         assert!(check_depth(MAX_DEPTH).is_ok());
         assert_eq!(check_depth(MAX_DEPTH + 1), Err(Exceeded::Depth));
-        assert!(Exceeded::Nodes.describe().contains("100000"));
+        assert!(Exceeded::Nodes.describe().contains("50000"));
     }
 }

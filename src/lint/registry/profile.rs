@@ -1,7 +1,7 @@
 //! Registry lint of one profile: its strings' variables, the Landlock block (ABI, handled
 //! rights, allow rules and how they overlap, network keys, scopes), limits and environment.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use super::super::codes::Code;
@@ -211,6 +211,17 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
         .iter()
         .map(|r| Attach::of(&r.path, scope))
         .collect();
+    // Rules by where they attach (in rule order), so each rule's ancestors are looked up
+    // per component rather than compared with every rule: linear in the rules.
+    let mut at_place: HashMap<(&str, &[String]), Vec<(usize, bool)>> = HashMap::new();
+    for (j, a) in attach.iter().enumerate() {
+        if let Some(a) = a {
+            at_place
+                .entry((a.root.as_str(), a.comps.as_slice()))
+                .or_default()
+                .push((j, a.is_dir));
+        }
+    }
     for (i, rule) in fs.allow.iter().enumerate() {
         let rp = at(&format!("/landlock/fs/allow/{i}"));
         if scope.lead(&rule.path) == Some(Lead::Relative) {
@@ -244,7 +255,15 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
             }
         }
         let Some(mine) = &attach[i] else { continue };
-        redundancy(sink, &format!("{rp}/path"), i, fs, &attach, mine, &handled);
+        redundancy(
+            sink,
+            &format!("{rp}/path"),
+            i,
+            fs,
+            &at_place,
+            mine,
+            &handled,
+        );
     }
     !handled.is_empty()
 }
@@ -307,11 +326,6 @@ impl Attach {
         })
     }
 
-    /// True if `self` is `other` or lies beneath it.
-    fn within(&self, other: &Attach) -> bool {
-        self.root == other.root && self.comps.starts_with(&other.comps)
-    }
-
     /// How it is shown when it differs from the text of the rule.
     fn shown(&self) -> String {
         if self.root == "/" {
@@ -333,7 +347,7 @@ fn redundancy(
     ptr: &str,
     i: usize,
     fs: &FsRules,
-    attach: &[Option<Attach>],
+    at_place: &HashMap<(&str, &[String]), Vec<(usize, bool)>>,
     mine: &Attach,
     handled: &[Access],
 ) {
@@ -346,7 +360,10 @@ fn redundancy(
             format!("`{text}` (which resolves to `{shown}`)")
         }
     };
-    if let Some(j) = (0..i).find(|&j| attach[j].as_ref() == Some(mine)) {
+    let here = at_place
+        .get(&(mine.root.as_str(), mine.comps.as_slice()))
+        .map_or(&[][..], Vec::as_slice);
+    if let Some(&(j, _)) = here.first().filter(|(j, _)| *j < i) {
         sink.push_hint(
             Code::ExceptionRule,
             ptr,
@@ -360,14 +377,13 @@ fn redundancy(
         );
         return;
     }
-    let above: Vec<usize> = (0..fs.allow.len())
-        .filter(|&j| j != i)
-        .filter(|&j| {
-            attach[j]
-                .as_ref()
-                .is_some_and(|a| a.is_dir && mine.within(a) && a.comps.len() < mine.comps.len())
-        })
+    let mut above: Vec<usize> = (0..mine.comps.len())
+        .filter_map(|n| at_place.get(&(mine.root.as_str(), &mine.comps[..n])))
+        .flatten()
+        .filter(|(_, is_dir)| *is_dir)
+        .map(|(j, _)| *j)
         .collect();
+    above.sort_unstable();
     if above.is_empty() {
         return;
     }
@@ -456,23 +472,27 @@ pub(super) fn allow_lint(sink: &mut Sink<'_>, start: usize, base: &str, profile:
         }
         ok.push(codes);
     }
-    let under = |ptr: &str, prefix: &str| ptr == prefix || ptr.starts_with(&format!("{prefix}/"));
+    // The lists that may acknowledge a finding: its rule's (found from the pointer, not by
+    // comparing with every rule) before the profile's.
+    let rules_at = format!("{base}/landlock/fs/allow/");
+    let in_profile = |ptr: &str| ptr == base || ptr.starts_with(&format!("{base}/"));
+    let rule_of = |ptr: &str| -> Option<usize> {
+        let rest = ptr.strip_prefix(rules_at.as_str())?;
+        rest.split('/').next()?.parse::<usize>().ok()
+    };
     let mut kept = Vec::new();
     for f in sink.findings.drain(start..) {
-        // The most specific list that acknowledges it (a rule's before the profile's).
-        let by = lists
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(l, (_, prefix, _, _))| {
-                if !under(&f.pointer, prefix) {
-                    return None;
-                }
-                ok[l]
-                    .iter()
-                    .position(|c| *c == Some(f.code))
-                    .map(|k| (l, k))
-            });
+        let candidates = rule_of(&f.pointer)
+            .map(|i| i + 1)
+            .filter(|l| *l < lists.len())
+            .into_iter()
+            .chain(in_profile(&f.pointer).then_some(0));
+        let by = candidates.into_iter().find_map(|l| {
+            ok[l]
+                .iter()
+                .position(|c| *c == Some(f.code))
+                .map(|k| (l, k))
+        });
         match by {
             Some(k) => {
                 used.insert(k);
