@@ -213,7 +213,7 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
         .collect();
     // Rules by where they attach (in rule order), so each rule's ancestors are looked up
     // per component rather than compared with every rule: linear in the rules.
-    let mut at_place: HashMap<(&str, &[String]), Vec<(usize, bool)>> = HashMap::new();
+    let mut at_place: AtPlace<'_> = HashMap::new();
     for (j, a) in attach.iter().enumerate() {
         if let Some(a) = a {
             at_place
@@ -267,6 +267,10 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
     }
     !handled.is_empty()
 }
+
+/// Rules by where they attach (root, components): their indexes and whether each is a
+/// directory.
+type AtPlace<'a> = HashMap<(&'a str, &'a [String]), Vec<(usize, bool)>>;
 
 /// Where a rule attaches, as lint can know it without running anything: a host path is
 /// resolved the way the kernel opens it when the ruleset is built (symlinks followed, `..`
@@ -347,7 +351,7 @@ fn redundancy(
     ptr: &str,
     i: usize,
     fs: &FsRules,
-    at_place: &HashMap<(&str, &[String]), Vec<(usize, bool)>>,
+    at_place: &AtPlace<'_>,
     mine: &Attach,
     handled: &[Access],
 ) {
