@@ -304,13 +304,6 @@ pub fn per_process(s: &str, rule: bool) -> Option<String> {
     }
 }
 
-/// Lexical path components without empty and `.` parts, for comparing rule paths.
-pub fn components(s: &str) -> Vec<&str> {
-    s.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
