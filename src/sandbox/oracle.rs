@@ -18,7 +18,8 @@
 //!    file (it is opened for writing), which inherits from the parent;
 //! 5. `execve` opens the program, its `#!` interpreters and its ELF interpreter for
 //!    execution: each needs `read-file` and `execute`; the loader then needs `read-file` on
-//!    the libraries (only an exec probe's program must get that far);
+//!    the libraries (only an exec probe's program must get that far); a directory or a file
+//!    without any execute bit is refused (EACCES) before Landlock is asked;
 //! 6. rename: `make-*` for the source's type on the destination's parent, `remove-*` on the
 //!    source's parent, and `remove-*` for what it replaces on the destination's parent; in
 //!    one directory that is all; across directories `refer` is needed on both parents, and
@@ -320,6 +321,28 @@ impl Oracle<'_> {
     /// interpreter, for execution (`read-file` and `execute` on each). Returns the
     /// libraries the loader would then open.
     fn execve(&mut self, canonical: &Path, role: &str) -> Vec<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        // What execve refuses for everyone before Landlock is asked.
+        if let Ok(m) = std::fs::metadata(canonical)
+            && (!m.is_file() || m.permissions().mode() & 0o111 == 0)
+        {
+            let what = if m.is_file() {
+                "a file without any execute permission bit"
+            } else {
+                "not a regular file"
+            };
+            self.checks.push(OracleCheck {
+                right: "execute".into(),
+                on: canonical.to_string_lossy().into_owned(),
+                role: role.to_string(),
+                decision: OracleDecision::Deny,
+                reason: format!(
+                    "`{}` is {what}: the kernel refuses to execute it (EACCES) whatever the policy",
+                    canonical.display()
+                ),
+                rule: cited("kernel"),
+            });
+        }
         self.fs_check(canonical, fs::READ_FILE, role);
         self.fs_check(canonical, fs::EXECUTE, role);
         let needs = elf::program_needs(canonical);
@@ -778,6 +801,14 @@ mod tests {
                 .map(|k| k.right.as_str()),
             Some("read-file")
         );
+        // What the kernel never executes, whatever the policy: a directory, a file
+        // without execute bits.
+        let v = ask(&c, Operation::FileExec, "/usr/bin");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert_eq!(v.rule.kind, "kernel");
+        let v = ask(&c, Operation::FileExec, "/usr/lib/os-release");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert!(v.reason.contains("execute permission"), "{}", v.reason);
         // The program granted, the interpreter not: denied on the interpreter.
         let c3 = compiled(
             Handle::All,
