@@ -23,6 +23,19 @@ pub mod exit_code {
     pub const NOT_ENFORCEABLE: i32 = 5;
     /// The plan or the filters selected nothing to run.
     pub const NOTHING_SELECTED: i32 = 6;
+    /// A run interrupted by SIGHUP (128 + 1): the bundle is sealed as `interrupted`.
+    pub const INTERRUPTED_HUP: i32 = 129;
+    /// A run interrupted by SIGINT (128 + 2, Ctrl-C): the bundle is sealed as `interrupted`.
+    pub const INTERRUPTED_INT: i32 = 130;
+    /// A run interrupted by SIGTERM (128 + 15): the bundle is sealed as `interrupted`.
+    pub const INTERRUPTED_TERM: i32 = 143;
+
+    /// The exit code of a run interrupted by signal `signo` (128 + the signal's number, as
+    /// shells report a process a signal ended; a second signal exits with the same code at
+    /// once, leaving the bundle unsealed in `.staging/`).
+    pub fn interrupted(signo: i32) -> i32 {
+        128 + signo
+    }
 }
 
 /// What kind of failure an [`Error`] is; decides the exit code.

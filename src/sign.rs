@@ -1,7 +1,11 @@
 //! SSHSIG signing (the `ssh-key` crate, or what `ssh-keygen -Y sign -n nexusmon-approval-v1`
 //! writes): where a record's signature lives, reading an OpenSSH private key, signing a
-//! record's exact bytes in the nexusmon namespace, key fingerprints. Low-level and
-//! policy-free: checking a signature against the trust file is [`crate::govern::sign`].
+//! record's exact bytes in a namespace, key fingerprints; and the raw signatures a DSSE
+//! envelope carries ([`dsse`]). Low-level and policy-free: checking a signature against the
+//! trust file is [`crate::govern::sign`].
+
+pub mod agent;
+pub mod dsse;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -45,6 +49,18 @@ pub fn load_private_key(path: &Path) -> Result<SigningKey> {
     })
 }
 
+/// The public half of the OpenSSH private key at `path`, encrypted or not (the public key
+/// is stored in the clear).
+pub fn public_of_private(path: &Path) -> Result<PublicKey> {
+    let text = fsx::read_input_string(path)?;
+    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
+        Error::input(path, "is not an OpenSSH private key")
+            .with_source(e)
+            .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
+    })?;
+    Ok(key.public_key().clone())
+}
+
 /// The error for an encrypted key, with the `ssh-keygen` command that signs `record`.
 pub fn encrypted_key_error(key: &Path, record: &Path) -> Error {
     Error::input(key, "the private key is encrypted (passphrase-protected)").with_hint(format!(
@@ -54,12 +70,18 @@ pub fn encrypted_key_error(key: &Path, record: &Path) -> Error {
     ))
 }
 
-/// Sign `bytes` in the nexusmon namespace; returns the armored signature (as
+/// Sign `bytes` in the approval namespace; returns the armored signature (as
 /// `ssh-keygen -Y sign` writes it).
 pub fn sign(key: &PrivateKey, bytes: &[u8], key_path: &Path) -> Result<String> {
+    sign_in(key, SIGNATURE_NAMESPACE, bytes, key_path)
+}
+
+/// Sign `bytes` in `namespace`; returns the armored signature (as `ssh-keygen -Y sign -n
+/// NAMESPACE` writes it).
+pub fn sign_in(key: &PrivateKey, namespace: &str, bytes: &[u8], key_path: &Path) -> Result<String> {
     let sig = match key.key_data() {
-        KeypairData::Rsa(kp) => sign_rsa(kp, key.public_key(), bytes),
-        _ => key.sign(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes),
+        KeypairData::Rsa(kp) => sign_rsa(kp, key.public_key(), namespace, bytes),
+        _ => key.sign(namespace, HashAlg::Sha512, bytes),
     }
     .map_err(|e| {
         Error::input(key_path, "cannot sign with this key")
@@ -82,8 +104,30 @@ pub fn sign(key: &PrivateKey, bytes: &[u8], key_path: &Path) -> Result<String> {
 fn sign_rsa(
     kp: &ssh_key::private::RsaKeypair,
     public: &PublicKey,
+    namespace: &str,
     bytes: &[u8],
 ) -> ssh_key::Result<SshSig> {
+    let data = SshSig::signed_data(namespace, HashAlg::Sha512, bytes)?;
+    let signature = ssh_key::Signature::new(
+        ssh_key::Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        rsa_pkcs1v15_sha512(kp, &data)?,
+    )?;
+    SshSig::new(
+        public.key_data().clone(),
+        namespace,
+        HashAlg::Sha512,
+        signature,
+    )
+}
+
+/// PKCS#1 v1.5 with SHA-512 over `data` (`rsa-sha2-512`), through the `rsa` crate directly
+/// (see [`sign_rsa`] for why not through `ssh-key`).
+pub(crate) fn rsa_pkcs1v15_sha512(
+    kp: &ssh_key::private::RsaKeypair,
+    data: &[u8],
+) -> ssh_key::Result<Vec<u8>> {
     use rsa::signature::{SignatureEncoding, Signer};
     let int = |m: &ssh_key::Mpint| {
         m.as_positive_bytes()
@@ -97,22 +141,36 @@ fn sign_rsa(
         vec![int(&kp.private.p)?, int(&kp.private.q)?],
     )
     .map_err(|_| ssh_key::Error::Crypto)?;
-    let data = SshSig::signed_data(SIGNATURE_NAMESPACE, HashAlg::Sha512, bytes)?;
     let signature = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(key)
-        .try_sign(&data)
+        .try_sign(data)
         .map_err(|_| ssh_key::Error::Crypto)?;
-    let signature = ssh_key::Signature::new(
-        ssh_key::Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-        signature.to_vec(),
-    )?;
-    SshSig::new(
-        public.key_data().clone(),
-        SIGNATURE_NAMESPACE,
-        HashAlg::Sha512,
-        signature,
-    )
+    Ok(signature.to_vec())
+}
+
+/// Verify an armored SSHSIG over `bytes` in `namespace` with the key the signature carries.
+/// Returns that key; `Err` says why it does not verify. Whether the key is trusted is the
+/// caller's question.
+pub fn verify_armored(
+    armored: &str,
+    namespace: &str,
+    bytes: &[u8],
+) -> std::result::Result<PublicKey, String> {
+    let sig = SshSig::from_pem(armored.trim())
+        .map_err(|e| format!("not an armored SSH signature: {e}"))?;
+    if sig.namespace() != namespace {
+        return Err(format!(
+            "signed for namespace `{}`, not `{namespace}`",
+            sig.namespace()
+        ));
+    }
+    let key = PublicKey::from(sig.public_key().clone());
+    key.verify(namespace, bytes, &sig).map_err(|e| {
+        format!(
+            "the signature by {} does not verify over the signed bytes: {e}",
+            fingerprint(&key)
+        )
+    })?;
+    Ok(key)
 }
 
 /// `SHA256:…` fingerprint of a public key.

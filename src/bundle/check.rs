@@ -3,10 +3,16 @@
 //! A bundle is valid when its index exists and parses; neither the index nor
 //! `run_status.json` says `in_progress` and they agree; every entry is a regular file (no
 //! symlink anywhere on its path) at a safe relative path with the right size and blake3;
-//! nothing on disk is unindexed; `BLAKE3SUMS` says what the index says; and, when the bundle
-//! is reached through (or named by) an out root's `LATEST`, the index's blake3 is the one
-//! `LATEST` records. Sizes are compared before anything is hashed; hashing runs in parallel.
-//! Empty directories carry no evidence and are ignored.
+//! nothing on disk is unindexed; every sealed file (the index and its signature files too)
+//! is read-only, has one link and no setuid/setgid bit (a writable file, or a second name
+//! for it outside the bundle, lets someone change evidence behind the seal); every
+//! directory holds an indexed file (no empty or unexpected directory); `BLAKE3SUMS` says
+//! what the index says; a signature (`artifact_index.sig`, `bundle.intoto.json`), when
+//! there is one, verifies over the index with the key it carries (whether that key is
+//! trusted is checked against a trust file by `govern::attest`); and, when the bundle is
+//! reached through (or named by) an out root's `LATEST`, the index's blake3 is the one
+//! `LATEST` records. Sizes are compared before anything is hashed; hashing runs in
+//! parallel.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -15,6 +21,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::signature::{self, SIGNATURE_FILES, SignatureCheck};
 use super::tree::{self, Node, NodeKind};
 use super::{INDEX_FILE, LATEST_FILE, LOCK_FILE, STAGING_DIR, STATUS_FILE, SUMS_FILE, fsio, hash};
 use crate::model::index::{
@@ -68,6 +75,23 @@ pub enum ProblemKind {
     LatestDangling,
     /// The index's blake3 is not the one `LATEST` records.
     LatestMismatch,
+    /// A sealed file has more than one link (a second name, maybe outside the bundle).
+    Hardlink,
+    /// A sealed file is writable, or setuid/setgid.
+    UnsafeMode,
+    /// A directory that holds no indexed file (empty, or not the index's).
+    UnexpectedDirectory,
+    /// The signature does not verify over the index (or the DSSE envelope does not), its
+    /// key is not trusted as a `runner`, or one of the two signature files is missing.
+    BundleSignatureInvalid,
+    /// A trust policy requires signed bundles and this one has no signature.
+    BundleUnsigned,
+    /// The audit log's `run-sealed` entry for the run names another index digest (or none,
+    /// or the index's `audit_head` is not the head the log anchored).
+    IndexNotAnchored,
+    /// `LATEST` names an older run than another sealed bundle of the out root (or than the
+    /// last run the audit log sealed into it): it was rolled back.
+    LatestRollback,
 }
 
 impl ProblemKind {
@@ -93,6 +117,13 @@ impl ProblemKind {
             Self::LatestUnparseable => "latest-unparseable",
             Self::LatestDangling => "latest-dangling",
             Self::LatestMismatch => "latest-mismatch",
+            Self::Hardlink => "hardlink",
+            Self::UnsafeMode => "unsafe-mode",
+            Self::UnexpectedDirectory => "unexpected-directory",
+            Self::BundleSignatureInvalid => "bundle-signature-invalid",
+            Self::BundleUnsigned => "bundle-unsigned",
+            Self::IndexNotAnchored => "index-not-anchored",
+            Self::LatestRollback => "latest-rollback",
         }
     }
 }
@@ -111,7 +142,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) -> Self {
+    /// A problem of `kind` about `path`.
+    pub fn new(kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) -> Self {
         Self {
             kind,
             path: path.map(str::to_string),
@@ -149,6 +181,14 @@ pub struct Report {
     pub total_bytes: u64,
     /// Files whose size and digest were verified.
     pub files_verified: u64,
+    /// `SHA256:…` of the key whose signature over the index verifies (absent: unsigned,
+    /// or the signature does not verify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Checks against a trust file and the audit log, when they were made
+    /// (`validate-bundle --trust`, a state directory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attested: Vec<String>,
     /// Every problem, sorted by path then kind.
     pub problems: Vec<Problem>,
 }
@@ -167,6 +207,8 @@ impl Report {
             file_count: 0,
             total_bytes: 0,
             files_verified: 0,
+            signed_by: None,
+            attested: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -176,7 +218,8 @@ impl Report {
         self.problems.is_empty()
     }
 
-    fn finish(&mut self) {
+    /// Sort and deduplicate the problems and set `valid` (after adding problems).
+    pub fn finish(&mut self) {
         self.problems.sort_by(|a, b| {
             (a.path.as_deref().map(str::as_bytes), a.kind)
                 .cmp(&(b.path.as_deref().map(str::as_bytes), b.kind))
@@ -185,7 +228,8 @@ impl Report {
         self.valid = self.problems.is_empty();
     }
 
-    fn push(&mut self, kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) {
+    /// Add a problem (call [`Report::finish`] after).
+    pub fn push(&mut self, kind: ProblemKind, path: Option<&str>, detail: impl Into<String>) {
         self.problems.push(Problem::new(kind, path, detail));
     }
 }
@@ -388,8 +432,65 @@ pub(crate) fn inspect_dir(
         index_state: "missing",
     };
     inspect_into(&mut ins, dir, latest);
+    if let (Some(root), Some(l)) = (out_root, latest) {
+        check_rollback(root, l, ins.status.as_ref(), &mut ins.report);
+    }
     ins.report.finish();
     ins
+}
+
+/// A `LATEST` that names an older bundle than another sealed bundle of the out root was
+/// rolled back: the newer run was sealed and published, and `LATEST` was set back
+/// afterwards. Runs of one out root never overlap (the out-root lock), so start order is
+/// seal order: generated run ids carry their start time to the millisecond and are
+/// compared by it; otherwise `run_status.json`'s `finished_at` (to the second) must be
+/// strictly later.
+fn check_rollback(
+    out_root: &Path,
+    latest: &Latest,
+    status: Option<&RunStatusFile>,
+    report: &mut Report,
+) {
+    let Some(mine) = status.and_then(|s| s.finished_at.as_deref()) else {
+        return;
+    };
+    let finished = |at: &str| crate::util::time::parse_rfc3339(at);
+    let later = |id: &str, at: &str| match (id_time(id), id_time(&latest.run_id)) {
+        (Some(a), Some(b)) => a > b,
+        _ => finished(at).is_some_and(|t| finished(mine).is_some_and(|m| t > m)),
+    };
+    let Ok(entries) = std::fs::read_dir(out_root) else {
+        return;
+    };
+    let mut newest: Option<String> = None;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file() {
+            continue;
+        }
+        let Some(st) = std::fs::read(e.path().join(STATUS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok())
+        else {
+            continue;
+        };
+        let Some(at) = st.finished_at.as_deref() else {
+            continue;
+        };
+        if later(&name, at) && newest.as_ref().is_none_or(|n| name > *n) {
+            newest = Some(name);
+        }
+    }
+    if let Some(name) = newest {
+        report.push(
+            ProblemKind::LatestRollback,
+            Some(LATEST_FILE),
+            format!(
+                "LATEST names run `{}`, but the out root holds a bundle sealed after it, `{name}`: LATEST was rolled back",
+                latest.run_id
+            ),
+        );
+    }
 }
 
 /// Fill `ins`; returns early where nothing further can be checked.
@@ -514,7 +615,65 @@ fn inspect_into(ins: &mut Inspection, dir: &Path, latest: Option<&Latest>) {
         );
     }
     check_members(dir, dir_fd, &index, &nodes, report);
+    check_companions(dir, &nodes, report);
+    match signature::check_signature(&|rel| read_meta(dir_fd, rel), &index_bytes, Some(&index)) {
+        SignatureCheck::Absent => {}
+        SignatureCheck::Valid { fingerprint, .. } => report.signed_by = Some(fingerprint),
+        SignatureCheck::Invalid { path, problem, .. } => {
+            report.push(K::BundleSignatureInvalid, Some(path), problem);
+        }
+    }
     ins.index = Some(index);
+}
+
+/// The index and its signature files are sealed files too: regular, read-only, one link.
+fn check_companions(dir: &Path, nodes: &[Node], report: &mut Report) {
+    use ProblemKind as K;
+    use std::os::unix::fs::MetadataExt;
+    for rel in std::iter::once(INDEX_FILE).chain(SIGNATURE_FILES) {
+        let Some(n) = nodes.iter().find(|n| n.rel == rel) else {
+            continue;
+        };
+        match n.kind {
+            NodeKind::File => {}
+            NodeKind::Symlink => {
+                report.push(K::Symlink, Some(rel), "a symlink, not a regular file");
+                continue;
+            }
+            _ => {
+                report.push(K::NotRegularFile, Some(rel), "not a regular file");
+                continue;
+            }
+        }
+        match std::fs::symlink_metadata(dir.join(rel)) {
+            Ok(m) => check_mode(rel, m.mode() & 0o7777, m.nlink(), report),
+            Err(e) => report.push(K::Unreadable, Some(rel), e.to_string()),
+        }
+    }
+}
+
+/// A sealed file must be read-only (no write bit), without setuid/setgid, with one link.
+fn check_mode(rel: &str, mode: u32, nlink: u64, report: &mut Report) {
+    use ProblemKind as K;
+    if nlink > 1 {
+        report.push(
+            K::Hardlink,
+            Some(rel),
+            format!("{nlink} hard links: another name for this file can change it after the seal"),
+        );
+    }
+    if mode & 0o222 != 0 || mode & 0o6000 != 0 {
+        let what = if mode & 0o6000 != 0 {
+            "setuid/setgid"
+        } else {
+            "writable"
+        };
+        report.push(
+            K::UnsafeMode,
+            Some(rel),
+            format!("mode {mode:04o} is {what}; sealed files are 0444"),
+        );
+    }
 }
 
 fn check_index_shape(index: &ArtifactIndex, report: &mut Report) {
@@ -567,11 +726,20 @@ fn check_index_shape(index: &ArtifactIndex, report: &mut Report) {
             bad("the index lists itself".into());
         }
     }
+    if let Some(h) = &index.audit_head
+        && !digest::is_hex64(&h.blake3)
+    {
+        report.push(
+            K::IndexInvalid,
+            Some(INDEX_FILE),
+            "the index's audit_head blake3 is not 64 lowercase hex characters",
+        );
+    }
     if index.status == BundleStatus::InProgress {
         report.push(
             K::InProgress,
             Some(INDEX_FILE),
-            "the index says in_progress: a sealed bundle is complete or failed",
+            "the index says in_progress: a sealed bundle is complete, failed or interrupted",
         );
     }
 }
@@ -633,12 +801,30 @@ fn check_status(
     }
 }
 
+/// The start time a generated run id carries (`20261124T150811.123Z-1a2b3c4d` →
+/// `20261124T150811.123Z`), or `None` for an id given by hand.
+fn id_time(id: &str) -> Option<&str> {
+    let (time, rand) = id.split_once('-')?;
+    let b = time.as_bytes();
+    let ok = b.len() == 20
+        && b[8] == b'T'
+        && b[15] == b'.'
+        && b[19] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 8 | 15 | 19) || c.is_ascii_digit())
+        && rand.len() == 8
+        && rand.bytes().all(|c| c.is_ascii_hexdigit());
+    ok.then_some(time)
+}
+
 /// `complete`, `failed`, `in_progress`.
 pub fn status_word(s: BundleStatus) -> &'static str {
     match s {
         BundleStatus::InProgress => "in_progress",
         BundleStatus::Complete => "complete",
         BundleStatus::Failed => "failed",
+        BundleStatus::Interrupted => "interrupted",
     }
 }
 
@@ -729,7 +915,10 @@ fn check_members(
                 Some(&e.path),
                 format!("blake3 is {}, the index says {}", h.blake3, e.blake3),
             ),
-            Ok(_) => report.files_verified += 1,
+            Ok(h) => {
+                report.files_verified += 1;
+                check_mode(&e.path, h.mode, h.nlink, report);
+            }
             Err(err) if err.raw_os_error() == Some(libc::ELOOP) => report.push(
                 K::Symlink,
                 Some(&e.path),
@@ -738,12 +927,29 @@ fn check_members(
             Err(err) => report.push(K::Unreadable, Some(&e.path), err.to_string()),
         }
     }
+    // Every directory an indexed path lies beneath.
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    for e in &index.entries {
+        let mut rest = e.path.as_str();
+        while let Some((parent, _)) = rest.rsplit_once('/') {
+            needed.insert(parent);
+            rest = parent;
+        }
+    }
     for n in nodes {
-        if n.rel == INDEX_FILE || indexed.contains(n.rel.as_str()) {
+        if n.rel == INDEX_FILE
+            || SIGNATURE_FILES.contains(&n.rel.as_str())
+            || indexed.contains(n.rel.as_str())
+        {
             continue;
         }
         match n.kind {
-            NodeKind::Dir => {}
+            NodeKind::Dir if needed.contains(n.rel.as_str()) => {}
+            NodeKind::Dir => report.push(
+                K::UnexpectedDirectory,
+                Some(&n.rel),
+                "a directory that holds no indexed file (empty, or added after the seal)",
+            ),
             NodeKind::File if !n.utf8 => report.push(
                 K::UnsafePath,
                 Some(&n.rel),
@@ -816,5 +1022,28 @@ fn check_sums(dir_fd: &File, index: &ArtifactIndex, report: &mut Report) {
             Some(SUMS_FILE),
             format!("BLAKE3SUMS differs from the index at line {}", line + 1),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_run_ids_carry_their_time_and_others_do_not() {
+        let id = crate::bundle::new_run_id();
+        assert_eq!(id_time(&id), Some(&id[..20]));
+        assert_eq!(
+            id_time("20261124T150811.123Z-1a2b3c4d"),
+            Some("20261124T150811.123Z")
+        );
+        for other in [
+            "r-0",
+            "next-after-begin",
+            "20261124T150811.123Z",
+            "x-1a2b3c4d",
+        ] {
+            assert_eq!(id_time(other), None, "{other}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! `--files N --size BYTES` writes N deterministic pseudo-random files (blake3 XOF of the
 //! seed and file number, streamed: memory stays bounded) under `data/<xx>/`; `--from DIR`
-//! copies a tree (`copy_file_range`), hard-links it with `--link`, or moves its top-level
+//! copies a tree (`copy_file_range`), or moves its top-level
 //! entries in with one rename each with `--move` (the benchmark: sealing an already-written
 //! tree, so the seal is measured alone); `--hold-ms` holds the lock before
 //! writing; `--crash-at STEP` kills the process with SIGKILL at a protocol step.
@@ -32,7 +32,7 @@ pub enum DevSource {
         /// Content seed.
         seed: u64,
     },
-    /// Copy, hard-link or move what is under `dir`.
+    /// Copy or move what is under `dir`.
     From {
         /// Source tree.
         dir: PathBuf,
@@ -46,8 +46,6 @@ pub enum DevSource {
 pub enum FromMode {
     /// Copy every regular file (`copy_file_range`).
     Copy,
-    /// Hard-link every regular file.
-    Link,
     /// Move each top-level entry with one rename (the source is emptied).
     Move,
 }
@@ -71,6 +69,8 @@ pub struct DevWriteOptions {
     pub hold: Duration,
     /// Faults to inject.
     pub faults: Faults,
+    /// Sign the seal with this key (`--sign-with`).
+    pub signer: Option<super::SealSigner>,
 }
 
 /// What [`dev_write`] did.
@@ -122,6 +122,7 @@ pub fn dev_write(
         error: (opts.status == BundleStatus::Failed).then(|| "failed on request".into()),
         plan_digest: None,
         audit_head: None,
+        signer: opts.signer.clone(),
     })?;
     Ok(DevWriteOutcome {
         sealed,
@@ -135,7 +136,6 @@ pub fn dev_write(
 enum Item {
     Generated { rel: String, size: u64, seed: u64 },
     Copy { rel: String, src: PathBuf },
-    Link { rel: String, src: PathBuf },
     Move { rel: String, src: PathBuf },
 }
 
@@ -161,15 +161,12 @@ fn plan_items(source: &DevSource) -> Result<Vec<Item>> {
                 src,
             })
             .collect()),
-        DevSource::From { dir, how } => {
+        DevSource::From { dir, .. } => {
             let mut items = Vec::new();
             for n in tree::walk(dir)? {
                 let src = dir.join(&n.rel);
                 match n.kind {
                     NodeKind::Dir => {}
-                    NodeKind::File if *how == FromMode::Link => {
-                        items.push(Item::Link { rel: n.rel, src });
-                    }
                     NodeKind::File => items.push(Item::Copy { rel: n.rel, src }),
                     NodeKind::Symlink | NodeKind::Other => {
                         return Err(Error::input(&src, "is not a regular file"));
@@ -194,7 +191,6 @@ fn write_item(b: &StagedBundle, item: &Item) -> Result<()> {
             let mut f = std::fs::File::open(src).map_err(|e| Error::io_input("open", src, e))?;
             b.write_file_from(rel, &mut f).map(|_| ())
         }
-        Item::Link { rel, src } => b.link_file(rel, src),
         Item::Move { rel, src } => b.adopt(rel, src),
     }
 }

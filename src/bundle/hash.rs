@@ -31,6 +31,10 @@ pub(crate) struct Hashed {
     pub size: u64,
     /// blake3, hex.
     pub blake3: String,
+    /// Permission bits (`st_mode & 0o7777`) of the open file, before any change.
+    pub mode: u32,
+    /// Hard links to the file (`st_nlink`).
+    pub nlink: u64,
 }
 
 /// Hash an open regular file whose `fstat` size is `size`. The file must not change while it
@@ -52,6 +56,8 @@ pub(crate) fn hash_open(file: &File, size: u64) -> io::Result<Hashed> {
     Ok(Hashed {
         size,
         blake3: hash.to_hex().to_string(),
+        mode: 0,
+        nlink: 0,
     })
 }
 
@@ -84,7 +90,7 @@ pub(crate) fn hash_members(
     jobs: &[Job<'_>],
     read_only: bool,
 ) -> Vec<io::Result<Hashed>> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     jobs.par_iter()
         .map(|job| {
             let f = super::fsio::open_beneath(dir, job.rel)?;
@@ -92,14 +98,19 @@ pub(crate) fn hash_members(
             if !meta.is_file() {
                 return Err(io::Error::other("not a regular file"));
             }
+            let mode = meta.permissions().mode() & 0o7777;
             if job.expect_size.is_some_and(|s| s != meta.len()) {
                 return Ok(Hashed {
                     size: meta.len(),
                     blake3: String::new(),
+                    mode,
+                    nlink: meta.nlink(),
                 });
             }
-            let h = hash_open(&f, meta.len())?;
-            if read_only && meta.permissions().mode() & 0o7777 != 0o444 {
+            let mut h = hash_open(&f, meta.len())?;
+            h.mode = mode;
+            h.nlink = meta.nlink();
+            if read_only && mode != 0o444 {
                 f.set_permissions(std::fs::Permissions::from_mode(0o444))?;
             }
             Ok(h)

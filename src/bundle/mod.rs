@@ -16,6 +16,10 @@
 //! [`open_bundle_unverified`] is for debugging only. All of them accept a bundle directory or
 //! an out root, which resolves through `LATEST`.
 //!
+//! Signatures ([`signature`]): with a [`SealSigner`], the seal also writes
+//! `artifact_index.sig` and `bundle.intoto.json` beside the index; every check verifies
+//! them against the index with the key they carry (trust is governance's question).
+//!
 //! Repair ([`repair`]): [`repair_bundle`] rewrites the index of a completed or failed bundle
 //! from what is on disk and records the change in `repair_log.json`.
 //!
@@ -38,6 +42,7 @@ pub mod lock;
 pub mod outroot;
 pub mod reader;
 pub mod repair;
+pub mod signature;
 mod tree;
 pub mod writer;
 
@@ -62,6 +67,7 @@ pub use lock::{LockHolder, LockMode, LockOptions, LockState, OutLock};
 pub use outroot::{OutRootState, out_root_state};
 pub use reader::{Bundle, UnverifiedBundle, load_bundle, open_bundle_unverified};
 pub use repair::{RepairOutcome, repair_bundle};
+pub use signature::{ENVELOPE_FILE, SIG_FILE, SealSigner, SignatureCheck};
 pub use tree::unsafe_reason;
 pub use writer::{
     BeginOptions, SealInfo, Sealed, StagedBundle, StagedFile, clean_staging, new_run_id,

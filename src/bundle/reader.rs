@@ -30,6 +30,8 @@ pub struct Bundle {
     pub index_blake3: String,
     /// `run_status.json`.
     pub status: RunStatusFile,
+    /// `SHA256:…` of the key whose signature over the index verifies, if signed.
+    pub signed_by: Option<String>,
     dir_fd: File,
 }
 
@@ -53,6 +55,7 @@ pub fn load_bundle(path: &Path) -> Result<Bundle> {
             index_blake3: report.index_blake3.unwrap_or_default(),
             index,
             status,
+            signed_by: report.signed_by,
             dir_fd,
         }),
         _ => Err(Error::new(

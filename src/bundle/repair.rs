@@ -139,6 +139,19 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
         tool_version: Some(crate::VERSION.to_string()),
     };
     let index_bytes = json::to_sorted_pretty(&index)?;
+    for f in super::signature::SIGNATURE_FILES {
+        let p = dir.join(f);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            std::fs::remove_file(&p).map_err(|e| Error::io("remove the old signature", &p, e))?;
+        }
+    }
+    let mut dirs: Vec<String> = tree::walk(&dir)?
+        .into_iter()
+        .filter(|n| n.kind == NodeKind::Dir)
+        .map(|n| n.rel)
+        .collect();
+    let kept: Vec<String> = index.entries.iter().map(|e| e.path.clone()).collect();
+    super::writer::prune_empty_dirs(&dir, &kept, &mut dirs)?;
     fsio::write_durable(&dir.join(INDEX_FILE), &index_bytes)?;
     let index_blake3 = digest::blake3_hex(&index_bytes);
     let mut new_latest = None;
@@ -255,6 +268,8 @@ fn repairable_files(dir: &Path) -> Result<Vec<String>> {
         match why {
             Some(w) => bad.push(format!("`{}` ({w})", n.rel)),
             None if n.rel == INDEX_FILE => {}
+            // A signature signs the index being replaced: it is removed with it.
+            None if super::signature::SIGNATURE_FILES.contains(&n.rel.as_str()) => {}
             None => files.push(n.rel),
         }
     }
@@ -298,7 +313,8 @@ fn hash_found(
         .ok_or_else(|| refuse(dir, "cannot be opened"))?;
     let mut found = BTreeMap::new();
     let jobs: Vec<hash::Job<'_>> = files.iter().map(|f| hash::Job::any(f)).collect();
-    for (rel, h) in files.iter().zip(hash::hash_members(dir_fd, &jobs, false)) {
+    // Re-sealing: every member read-only again, as the writer leaves them.
+    for (rel, h) in files.iter().zip(hash::hash_members(dir_fd, &jobs, true)) {
         let h = h.map_err(|e| Error::io("hash", dir.join(rel), e))?;
         found.insert(
             rel.clone(),

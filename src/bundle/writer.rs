@@ -31,6 +31,7 @@ use serde::Serialize;
 use super::fsio::{self, TEMP_PREFIX};
 use super::hash;
 use super::lock::{LockOptions, OutLock};
+use super::signature::{SIGNATURE_FILES, SealSigner};
 use super::tree::{self, NodeKind};
 use super::{INDEX_FILE, LATEST_FILE, REPAIR_LOG_FILE, STAGING_DIR, STATUS_FILE, SUMS_FILE};
 use crate::model::index::{
@@ -64,6 +65,8 @@ pub struct SealInfo {
     pub plan_digest: Option<Digest>,
     /// The audit-log head to anchor.
     pub audit_head: Option<AuditHead>,
+    /// Sign the index (`artifact_index.sig`, `bundle.intoto.json`) with this key.
+    pub signer: Option<SealSigner>,
 }
 
 /// A sealed bundle.
@@ -77,6 +80,8 @@ pub struct Sealed {
     pub index_blake3: String,
     /// The index as written.
     pub index: ArtifactIndex,
+    /// `SHA256:…` of the key that signed it, if it was signed.
+    pub signed_by: Option<String>,
 }
 
 pub use super::faults::CrashPoint;
@@ -141,7 +146,9 @@ pub fn validate_run_id(id: &str) -> Result<()> {
 /// writes itself, no component that looks like a temp file.
 fn check_member_rel(rel: &str) -> Result<()> {
     let reason = tree::unsafe_reason(rel).or_else(|| {
-        if [INDEX_FILE, SUMS_FILE, STATUS_FILE, REPAIR_LOG_FILE].contains(&rel) {
+        if [INDEX_FILE, SUMS_FILE, STATUS_FILE, REPAIR_LOG_FILE].contains(&rel)
+            || SIGNATURE_FILES.contains(&rel)
+        {
             Some("the store writes this file itself")
         } else if rel.split('/').any(|c| c.starts_with(TEMP_PREFIX)) {
             Some("names starting with `.tmp.` are reserved for temp files")
@@ -299,6 +306,30 @@ impl StagedBundle {
         &self.cleaned
     }
 
+    /// What `begin` found and did that the user must hear about (print them as warnings):
+    /// a stale out-root lock taken over, leftovers of crashed runs removed.
+    pub fn begin_notes(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(h) = &self.lock.took_over {
+            let gone = if super::lock::pid_alive(h.pid) {
+                "did not release it"
+            } else {
+                "is gone"
+            };
+            w.push(format!(
+                "took over a stale out-root lock: its holder, {}, {gone}",
+                h.describe()
+            ));
+        }
+        if !self.cleaned.is_empty() {
+            w.push(format!(
+                "removed what crashed or aborted runs left behind: {}",
+                self.cleaned.join(", ")
+            ));
+        }
+        w
+    }
+
     /// Declare a file the run means to write; if it is missing at seal time it is listed in
     /// the index's `missing`.
     pub fn expect(&self, rel: &str) {
@@ -350,17 +381,6 @@ impl StagedBundle {
     pub fn create_file(&self, rel: &str) -> Result<StagedFile<'_>> {
         check_member_rel(rel)?;
         self.create_staged(rel)
-    }
-
-    /// Hard-link `src` (same filesystem) into the bundle at `rel` instead of copying it. The
-    /// bundle then shares the inode, which sealing makes read-only. For the benchmark.
-    #[doc(hidden)]
-    pub fn link_file(&self, rel: &str, src: &Path) -> Result<()> {
-        check_member_rel(rel)?;
-        let path = self.member_path(rel)?;
-        let tmp = fsio::temp_path_for(&path);
-        std::fs::hard_link(src, &tmp).map_err(|e| Error::io("hard-link", src, e))?;
-        fsio::rename_into_place(&tmp, &path)
     }
 
     /// Move the file or directory tree `src` (same filesystem) into the bundle at `rel`
@@ -447,6 +467,9 @@ impl StagedBundle {
             Err(e) => {
                 if progress.index_written {
                     let _ = std::fs::remove_file(self.dir.join(INDEX_FILE));
+                    for f in SIGNATURE_FILES {
+                        let _ = std::fs::remove_file(self.dir.join(f));
+                    }
                 }
                 let mut msg = e.to_string();
                 for c in e.causes() {
@@ -462,6 +485,7 @@ impl StagedBundle {
         self.write_status(info.status, info.failure_stage, info.error)?;
         let (files, mut dirs) = self.members()?;
         let mut entries = hash_members(&self.dir_fd, &self.dir, &files)?;
+        prune_empty_dirs(&self.dir, &files, &mut dirs)?;
         let mut sums = String::new();
         for e in &entries {
             let _ = writeln!(sums, "{}  {}", e.blake3, e.path);
@@ -514,6 +538,15 @@ impl StagedBundle {
         let index_blake3 = digest::blake3_hex(&index_bytes);
         self.write_index(&index_bytes, progress)?;
         self.crash_point(CrashPoint::AfterIndex);
+        let signed_by = match &info.signer {
+            Some(signer) => {
+                let (sig, envelope) = signer.sign(&index, &index_bytes)?;
+                fsio::write_durable(&self.dir.join(SIGNATURE_FILES[0]), &sig)?;
+                fsio::write_durable(&self.dir.join(SIGNATURE_FILES[1]), &envelope)?;
+                Some(signer.fingerprint())
+            }
+            None => None,
+        };
         // Members were made read-only as they were hashed; the two files written since:
         fsio::make_read_only(&self.dir, &[SUMS_FILE, INDEX_FILE])?;
         self.crash_point(CrashPoint::AfterChmod);
@@ -537,6 +570,7 @@ impl StagedBundle {
             dir: final_dir,
             index_blake3,
             index,
+            signed_by,
         })
     }
 
@@ -555,8 +589,8 @@ impl StagedBundle {
                 NodeKind::Other => Some("not a regular file"),
                 NodeKind::File if !n.utf8 => Some("a file name that is not UTF-8"),
                 NodeKind::File => tree::unsafe_reason(&n.rel).or_else(|| {
-                    if n.rel == INDEX_FILE {
-                        Some("an index written by someone else")
+                    if n.rel == INDEX_FILE || SIGNATURE_FILES.contains(&n.rel.as_str()) {
+                        Some("an index or signature written by someone else")
                     } else if n.rel.split('/').any(|c| c.starts_with(TEMP_PREFIX)) {
                         Some("a temp file left by a write that did not finish")
                     } else {
@@ -664,8 +698,35 @@ impl Drop for StagedFile<'_> {
     }
 }
 
+/// Remove the directories no member lies beneath (a log whose write was abandoned leaves
+/// its directory empty): a sealed bundle holds no directory its index does not explain.
+/// `dirs` keeps the ones that remain.
+pub(crate) fn prune_empty_dirs(dir: &Path, files: &[String], dirs: &mut Vec<String>) -> Result<()> {
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    for f in files {
+        let mut rest = f.as_str();
+        while let Some((parent, _)) = rest.rsplit_once('/') {
+            needed.insert(parent);
+            rest = parent;
+        }
+    }
+    let mut empty: Vec<String> = dirs
+        .iter()
+        .filter(|d| !needed.contains(d.as_str()))
+        .cloned()
+        .collect();
+    empty.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    for d in &empty {
+        let p = dir.join(d);
+        std::fs::remove_dir(&p).map_err(|e| Error::io("remove empty directory", &p, e))?;
+    }
+    dirs.retain(|d| needed.contains(d.as_str()));
+    Ok(())
+}
+
 /// Hash every member in parallel and make it read-only; entries come back in the order of
-/// `files`.
+/// `files`. A member with more than one link is refused: another name for it could change
+/// it after the seal.
 fn hash_members(dir_fd: &File, dir: &Path, files: &[String]) -> Result<Vec<IndexEntry>> {
     let jobs: Vec<hash::Job<'_>> = files.iter().map(|f| hash::Job::any(f)).collect();
     hash::hash_members(dir_fd, &jobs, true)
@@ -673,6 +734,13 @@ fn hash_members(dir_fd: &File, dir: &Path, files: &[String]) -> Result<Vec<Index
         .zip(files)
         .map(|(h, rel)| {
             let h = h.map_err(|e| Error::io("hash", dir.join(rel), e))?;
+            if h.nlink > 1 {
+                return Err(Error::runner(format!(
+                    "cannot seal: `{rel}` has {} hard links (a bundle member must have one)",
+                    h.nlink
+                ))
+                .with_path(dir.join(rel)));
+            }
             Ok(IndexEntry {
                 path: rel.clone(),
                 size: h.size,
@@ -754,6 +822,7 @@ mod tests {
             error: None,
             plan_digest: None,
             audit_head: None,
+            signer: None,
         }
     }
 

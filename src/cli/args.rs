@@ -62,7 +62,7 @@ pub enum Command {
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
     Status(StatusArgs),
     /// Check a sealed bundle: index, sizes, digests, no unindexed files.
-    ValidateBundle(BundleArg),
+    ValidateBundle(ValidateArgs),
     /// Check (--strict) or rewrite (--repair) a bundle's index.
     ReindexBundle(ReindexArgs),
     /// Write a promotion packet (and its in-toto Statement) for a bundle; promotability is
@@ -173,6 +173,11 @@ pub struct RunArgs {
     /// is in run_manifest.json.
     #[arg(long)]
     pub keep_scratch: bool,
+    /// Sign the sealed bundle with this SSH private key (Ed25519, ECDSA P-256 or RSA; a
+    /// passphrase-protected one through ssh-agent): artifact_index.sig (SSHSIG, namespace
+    /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
+    #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
+    pub sign_with: Option<PathBuf>,
 }
 
 /// `status`.
@@ -181,14 +186,24 @@ pub struct StatusArgs {
     /// Out root to report on (default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Clean up after killed runs: kill what is left in their pids cgroups and remove them,
+    /// remove their scratch directories, and (when the out root is not locked) the
+    /// unsealed staging directories; say what was done.
+    #[arg(long)]
+    pub clean: bool,
 }
 
-/// A bundle argument.
+/// `validate-bundle`.
 #[derive(Debug, Args)]
-pub struct BundleArg {
+pub struct ValidateArgs {
     /// A bundle directory, or an out root (resolved through LATEST).
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
+    /// Check the bundle's signature against this trust file (allowed-signers format; the
+    /// signer needs `roles=runner`; `# nexusmon: require-signed-bundles` makes an unsigned
+    /// bundle invalid). Default: the state directory's trusted_signers, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `reindex-bundle`.
@@ -234,12 +249,12 @@ pub struct BundleWriteArgs {
     /// Copy every regular file under DIR into the bundle.
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
-    /// With --from: hard-link instead of copying (same filesystem).
-    #[arg(long, requires = "from", conflicts_with = "move_in")]
-    pub link: bool,
     /// With --from: move the top-level entries in (one rename each; same filesystem).
     #[arg(long = "move", requires = "from")]
     pub move_in: bool,
+    /// Sign the seal with this SSH private key (as `run --sign-with`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_with: Option<PathBuf>,
     /// Declare a file as expected (listed as missing if not written).
     #[arg(long, value_name = "REL")]
     pub expect: Vec<String>,
@@ -282,6 +297,10 @@ pub struct EmitPromotionArgs {
     /// Replace an existing packet and its in-toto Statement.
     #[arg(long)]
     pub overwrite: bool,
+    /// Check the bundle's signature against this trust file (default: the state
+    /// directory's trusted_signers, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `summarize-ops`.
@@ -310,6 +329,10 @@ pub struct PromoteArgs {
     /// Mappings directory (created if missing; mappings already there are merged with).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Check each bundle's signature against this trust file (default: the state
+    /// directory's trusted_signers, if there is one).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
 }
 
 /// `list-plans`.

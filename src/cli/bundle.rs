@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[cfg(feature = "fault-injection")]
 use super::args::BundleWriteArgs;
-use super::args::{BundleArg, LockMode, ReindexArgs};
+use super::args::{LockMode, ReindexArgs, ValidateArgs};
 use super::{Ctx, Io};
 #[cfg(feature = "fault-injection")]
 use crate::Error;
@@ -61,6 +61,9 @@ pub(crate) fn render_report(r: &Report) -> String {
     if let Some(d) = &r.index_blake3 {
         let _ = writeln!(s, "index   blake3 {d}");
     }
+    if let Some(fp) = &r.signed_by {
+        let _ = writeln!(s, "signed  by {fp}");
+    }
     if r.run_id.is_some() {
         let _ = writeln!(
             s,
@@ -69,6 +72,9 @@ pub(crate) fn render_report(r: &Report) -> String {
             human_bytes(r.total_bytes),
             r.files_verified
         );
+    }
+    for a in &r.attested {
+        let _ = writeln!(s, "checked {a}");
     }
     if r.problems.is_empty() {
         let _ = writeln!(s, "valid");
@@ -114,9 +120,15 @@ fn print_report(ctx: &Ctx, io: &mut Io<'_>, r: &Report) -> Result<i32> {
     })
 }
 
-/// `validate-bundle --bundle B`: exit 0 valid, 1 problems, 2 not a bundle.
-pub fn validate(ctx: &Ctx, io: &mut Io<'_>, a: &BundleArg) -> Result<i32> {
-    let report = bundle::check_bundle(&ctx.cwd.join(&a.bundle))?;
+/// `validate-bundle --bundle B [--trust FILE]`: exit 0 valid, 1 problems, 2 not a bundle
+/// (or an unreadable trust file or state directory).
+pub fn validate(ctx: &Ctx, io: &mut Io<'_>, a: &ValidateArgs) -> Result<i32> {
+    let report = crate::govern::attest::validate(
+        &ctx.cwd.join(&a.bundle),
+        a.trust.as_ref().map(|t| ctx.cwd.join(t)).as_deref(),
+        ctx.state_dir.as_ref().map(|d| ctx.cwd.join(d)).as_deref(),
+        &ctx.root,
+    )?;
     print_report(ctx, io, &report)
 }
 
@@ -192,9 +204,7 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
     let source = match &a.from {
         Some(dir) => DevSource::From {
             dir: ctx.cwd.join(dir),
-            how: if a.link {
-                FromMode::Link
-            } else if a.move_in {
+            how: if a.move_in {
                 FromMode::Move
             } else {
                 FromMode::Copy
@@ -224,9 +234,14 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
             fail_sync: a.fail_sync,
             per_file_fsync: a.per_file_fsync,
         },
+        signer: a
+            .sign_with
+            .as_ref()
+            .map(|k| bundle::SealSigner::load(&ctx.cwd.join(k)))
+            .transpose()?,
     };
     let mut warnings = Vec::new();
-    let outcome = dev_write(&opts, |b: &StagedBundle| warnings = begin_warnings(b))?;
+    let outcome = dev_write(&opts, |b: &StagedBundle| warnings = b.begin_notes())?;
     for w in &warnings {
         io.errln(format!("warning: {w}"))?;
     }
@@ -253,28 +268,4 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
         ))?;
     }
     Ok(exit_code::OK)
-}
-
-/// The warnings a run shows after `begin`: a stale lock taken over, leftovers removed.
-#[cfg(feature = "fault-injection")]
-pub(crate) fn begin_warnings(b: &StagedBundle) -> Vec<String> {
-    let mut w = Vec::new();
-    if let Some(h) = &b.lock().took_over {
-        let gone = if bundle::lock::pid_alive(h.pid) {
-            "did not release it"
-        } else {
-            "is gone"
-        };
-        w.push(format!(
-            "took over a stale out-root lock: its holder, {}, {gone}",
-            h.describe()
-        ));
-    }
-    if !b.cleaned_staging().is_empty() {
-        w.push(format!(
-            "removed what crashed runs left behind: {}",
-            b.cleaned_staging().join(", ")
-        ));
-    }
-    w
 }

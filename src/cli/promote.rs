@@ -63,7 +63,11 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
         require_promotable: a.require_promotable,
         overwrite: a.overwrite,
     };
-    let o = promotion::emit_and_record(&settings, state_dir(ctx).as_deref())?;
+    let o = promotion::emit_and_record(
+        &settings,
+        state_dir(ctx).as_deref(),
+        a.trust.as_ref().map(|t| abs(ctx, t)).as_deref(),
+    )?;
     let p = &o.packet;
     if ctx.json {
         io.out_bytes(&json::to_sorted_pretty(&json!({
@@ -291,7 +295,11 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
     };
-    let o = promotion::promote_and_record(&settings, state_dir(ctx).as_deref())?;
+    let o = promotion::promote_and_record(
+        &settings,
+        state_dir(ctx).as_deref(),
+        a.trust.as_ref().map(|t| abs(ctx, t)).as_deref(),
+    )?;
     if !o.refused.is_empty() {
         let nothing = format!("nothing was written to {}", o.out.display());
         return report_refused(ctx, io, &o.refused, a.packets.len(), &nothing);

@@ -102,6 +102,16 @@ impl EventSink for CliSink<'_, '_> {
             _ => {}
         }
     }
+
+    fn warning(&mut self, text: &str) {
+        let line = format!("warning: {text}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => {
+                let _ = writeln!(self.io.err, "{line}");
+            }
+        }
+    }
 }
 
 /// `nexusmon run`.
@@ -139,6 +149,12 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     };
     settings.keep_scratch = a.keep_scratch;
     settings.command_line = std::env::args().collect();
+    // A key that cannot be used is an input error before anything runs.
+    settings.signer = a
+        .sign_with
+        .as_ref()
+        .map(|k| crate::bundle::SealSigner::load(&ctx.cwd.join(k)))
+        .transpose()?;
     let governance = RunGovernance {
         state_dir: ctx.state_dir.clone(),
         root: ctx.root.clone(),

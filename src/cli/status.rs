@@ -19,11 +19,27 @@ pub fn status(ctx: &Ctx, io: &mut Io<'_>, a: &StatusArgs) -> Result<i32> {
         .out
         .as_ref()
         .map_or_else(|| ctx.default_out(), |p| ctx.cwd.join(p));
+    let cleaned = if a.clean {
+        Some(crate::exec::clean_after_killed_runs(&out_root)?)
+    } else {
+        None
+    };
     let out = out_root_state(&out_root)?;
     if ctx.json {
-        let v = serde_json::json!({ "host": host, "out_root": out });
+        let mut v = serde_json::json!({ "host": host, "out_root": out });
+        if let Some(c) = &cleaned {
+            v["cleaned"] = serde_json::json!(c);
+        }
         io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
     } else {
+        if let Some(c) = &cleaned {
+            if c.is_empty() {
+                io.errln("clean: nothing left by killed runs")?;
+            }
+            for line in c {
+                io.errln(format!("clean: {line}"))?;
+            }
+        }
         io.out_bytes(render(&host, &out).as_bytes())?;
     }
     Ok(exit_code::OK)

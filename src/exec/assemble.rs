@@ -40,6 +40,9 @@ pub struct AssembleCtx {
     pub layers: Vec<Vec<String>>,
     /// How many tasks could run at once.
     pub max_parallel: u32,
+    /// The signal that interrupted the run, if one did: the status is `interrupted` and
+    /// the exit code 128 + its number, whatever was observed.
+    pub interrupted: Option<i32>,
 }
 
 /// Every result file's content.
@@ -374,12 +377,28 @@ impl Tally {
         });
         let apply_failed: Vec<String> =
             std::mem::take(&mut self.apply_failed).into_iter().collect();
-        let (exit, reason) = self.verdict(ctx, scenarios, packets, mismatches, &apply_failed);
-        let status = if exit == exit_code::OK {
+        let (mut exit, mut reason) =
+            self.verdict(ctx, scenarios, packets, mismatches, &apply_failed);
+        let mut status = if exit == exit_code::OK {
             RunStatus::Ok
         } else {
             RunStatus::Partial
         };
+        if let Some(sig) = ctx.interrupted {
+            let all = || self.outcomes.values().flat_map(|m| m.iter());
+            let total: u64 = all().map(|(_, n)| n).sum();
+            let observed: u64 = all()
+                .filter(|(o, _)| o.as_str() != Outcome::Skipped.as_str())
+                .map(|(_, n)| n)
+                .sum();
+            status = RunStatus::Interrupted;
+            exit = exit_code::interrupted(sig);
+            reason = format!(
+                "interrupted by {}: {observed} of {total} lane observation(s) were made before it, the rest were not run or were killed; {} mismatch(es) among them",
+                super::interrupt::signal_name(sig),
+                packets.len()
+            );
+        }
         let partially: Vec<String> = preflight
             .iter()
             .filter(|r| {

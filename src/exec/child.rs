@@ -167,10 +167,17 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     };
     let tracked = cgroup.is_some() || worker.is_some();
     let start = Instant::now();
+    if super::interrupt::pending().is_some() {
+        // The run was interrupted: start nothing more.
+        super::interrupt::note_killed();
+        return failed_before_spawn(start, Ended::SpawnFailed(libc::EINTR));
+    }
     let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
+    // A second signal kills this group from the handler.
+    let group = super::interrupt::GroupSlot::register(ipid);
     RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
@@ -207,6 +214,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     sweep_orphans(pid, tracked, &mut leaked);
     pipes.drain_to_eof(pid, tracked, cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
+    // Unregistered before the reap frees the pid for reuse.
+    drop(group);
     let (status, ru) = reap_with_rusage(ipid);
     sweep_orphans(pid, tracked, &mut leaked);
     RUNNING.fetch_sub(1, Ordering::SeqCst);
@@ -338,7 +347,22 @@ fn wait_for_exit(
     let mut timed_out = false;
     let mut kill_at: Option<Instant> = None;
     let mut exited = false;
+    let mut interrupted = false;
     while !exited {
+        if !interrupted && super::interrupt::pending().is_some() {
+            // The run was interrupted: kill the child's group now (and every tracked
+            // member), then wait for it as after a timeout's SIGKILL.
+            interrupted = true;
+            super::interrupt::note_killed();
+            signal_group(ipid, libc::SIGKILL);
+            if let Some(cg) = cgroup {
+                cg.kill_all();
+            }
+            if let Some(w) = worker {
+                w.kill_leftovers();
+            }
+            kill_at = Some(Instant::now() + Duration::from_millis(200));
+        }
         let now = Instant::now();
         if !timed_out && now >= deadline {
             timed_out = true;
@@ -370,6 +394,9 @@ fn wait_for_exit(
         let mut fds = pipes.pollfds();
         if let Some(p) = pidfd {
             fds.push(pollfd(p.as_raw_fd()));
+        }
+        if !interrupted && let Some(w) = super::interrupt::wake_fd() {
+            fds.push(pollfd(w));
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
         pipes.drain();

@@ -24,6 +24,39 @@ use crate::{Error, Result};
 /// The file in a scratch root naming the runner that owns it.
 const OWNER_FILE: &str = "owner.pid";
 
+/// A killed run cleaned up by [`Scratch::sweep_stale`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptRun {
+    /// Its run id.
+    pub run_id: String,
+    /// The processes left in its pids cgroups, killed: (pid, command name).
+    pub killed: Vec<(u32, String)>,
+}
+
+impl SweptRun {
+    /// One sentence for the user.
+    pub fn describe(&self) -> String {
+        if self.killed.is_empty() {
+            format!(
+                "removed the scratch directory and pids cgroups of killed run {}",
+                self.run_id
+            )
+        } else {
+            let list: Vec<String> = self
+                .killed
+                .iter()
+                .map(|(p, c)| format!("{p} ({c})"))
+                .collect();
+            format!(
+                "killed {} process(es) left by killed run {} in its pids cgroups ({}), and removed its scratch directory and cgroups",
+                self.killed.len(),
+                self.run_id,
+                list.join(", ")
+            )
+        }
+    }
+}
+
 /// The run's scratch root.
 #[derive(Debug)]
 pub struct Scratch {
@@ -64,9 +97,11 @@ impl Scratch {
     }
 
     /// Remove scratch roots under `parent` left by runs that were killed (their owner
-    /// process is gone), and those runs' pids cgroups under `cgroup_root`. Returns the run
-    /// ids cleaned. A root whose owner is alive, or unknown, is left alone.
-    pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<String> {
+    /// process is gone), and those runs' pids cgroups under `cgroup_root` after killing
+    /// every process still in them (a probe's `setsid` descendant outlives a runner killed
+    /// with SIGKILL: only its cgroup still knows it). Returns each run id cleaned with the
+    /// processes killed. A root whose owner is alive, or unknown, is left alone.
+    pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<SweptRun> {
         let mut cleaned = Vec::new();
         let Ok(rd) = std::fs::read_dir(parent) else {
             return cleaned;
@@ -85,14 +120,28 @@ impl Scratch {
             if crate::bundle::lock::pid_alive(pid) {
                 continue;
             }
-            if std::fs::remove_dir_all(e.path()).is_ok() {
-                if let Some(root) = cgroup_root {
-                    crate::sandbox::cgroup::remove_run_dir(root, run_id);
-                }
-                cleaned.push(run_id.to_string());
+            let killed = cgroup_root.map_or_else(Vec::new, |root| {
+                crate::sandbox::cgroup::kill_run_dir(root, run_id)
+            });
+            if std::fs::remove_dir_all(e.path()).is_ok() || !killed.is_empty() {
+                cleaned.push(SweptRun {
+                    run_id: run_id.to_string(),
+                    killed,
+                });
             }
         }
-        cleaned.sort();
+        // Runs whose scratch directory is elsewhere (or already gone) but whose pids
+        // cgroups say their owner was killed.
+        if let Some(root) = cgroup_root {
+            for run_id in crate::sandbox::cgroup::stale_runs(root, crate::bundle::lock::pid_alive) {
+                if cleaned.iter().any(|c| c.run_id == run_id) {
+                    continue;
+                }
+                let killed = crate::sandbox::cgroup::kill_run_dir(root, &run_id);
+                cleaned.push(SweptRun { run_id, killed });
+            }
+        }
+        cleaned.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         cleaned
     }
 

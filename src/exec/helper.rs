@@ -66,6 +66,10 @@ pub struct HelperRequest<'a> {
     /// Connect timeout for network operations, milliseconds.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+    /// The runner's pid: a helper whose parent is no longer it (the runner died before the
+    /// helper set its parent-death signal) exits at once instead of running orphaned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_pid: Option<u32>,
 }
 
 impl HelperRequest<'_> {
@@ -200,10 +204,16 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
         detail: String::new(),
         enforcement: None,
     };
-    // Die with the runner's worker thread (it outlives every child it waits for).
-    // SAFETY: prctl with integer arguments.
+    // Die with the runner's worker thread (it outlives every child it waits for). If the
+    // runner died before this, the signal will never come: the parent is someone else now.
+    // SAFETY: prctl and getppid with integer arguments.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if let Some(p) = req.runner_pid
+            && u32::try_from(libc::getppid()).ok() != Some(p)
+        {
+            libc::_exit(EXIT_APPLY_FAILED);
+        }
     }
     if req.clean {
         // SAFETY: plain syscalls on our own process.
@@ -794,6 +804,7 @@ mod tests {
             clean: false,
             cgroup_procs: None,
             connect_timeout_ms: 500,
+            runner_pid: None,
         }
     }
 
@@ -895,6 +906,7 @@ mod tests {
                 clean,
                 cgroup_procs: procs.map(str::to_string),
                 connect_timeout_ms: ms,
+                runner_pid: None,
             };
             let args = req.to_args().unwrap();
             assert_eq!(args[0], "__probe");

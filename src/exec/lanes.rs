@@ -605,6 +605,7 @@ impl<'a> LiveExecutor<'a> {
             clean: self.clean,
             cgroup_procs: cgroup.map(|c| c.procs_path().to_string_lossy().into_owned()),
             connect_timeout_ms: u64::try_from(connect_ms).unwrap_or(2000),
+            runner_pid: Some(std::process::id()),
         };
         let args = match request.to_args() {
             Ok(a) => a,

@@ -27,11 +27,14 @@
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
+//! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP during a run (the first seals `interrupted`, a
+//!   second aborts at once).
 
 pub mod assemble;
 pub mod child;
 pub mod fixtures;
 pub mod helper;
+pub mod interrupt;
 pub mod lanes;
 pub mod oracle;
 pub mod outcome;
@@ -56,3 +59,4 @@ pub use settings::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, NullSink, RunOutcome,
     RunSettings, SealReport,
 };
+pub use setup::clean_after_killed_runs;

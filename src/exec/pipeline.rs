@@ -10,7 +10,11 @@
 //! [`execute`] is the library entry point; `cli/run.rs` resolves command-line arguments
 //! into [`RunSettings`] and renders [`RunEvent`]s and the [`RunOutcome`]. Errors before the
 //! bundle is begun write nothing; an error after it seals the bundle as `failed`, naming
-//! the [`FailureStage`] the run was in.
+//! the [`FailureStage`] the run was in. A real run catches SIGINT, SIGTERM and SIGHUP
+//! ([`super::interrupt`]) from its start: the first stops it (no further child, running
+//! children killed), and whatever was observed is assembled, written and sealed as
+//! `interrupted` (exit 128 + the signal); a signal that arrives once every result is
+//! written does not undo a completed run.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -68,6 +72,7 @@ impl FailureStage {
 #[allow(clippy::needless_pass_by_value)] // the settings belong to the run (API shape)
 pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
     let started = Instant::now();
+    let _signals = (!settings.dry).then(super::interrupt::Guard::install);
     let loaded = load_plan(&settings.plan_path)?;
     let sel = select::selection(&loaded, &settings)?;
     let admission = Admission::consult(&settings, &loaded, &sel.selected)?;
@@ -105,6 +110,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
 
     // Stage the bundle: from here on, failures seal it as `failed`.
     let bundle = begin_bundle(&settings, &loaded, &setup.run_id)?;
+    let notes = bundle.begin_notes();
+    setup.housekeeping.extend(notes);
+    for w in &setup.housekeeping {
+        sink.warning(w);
+    }
     let pipeline = Pipeline {
         settings: &settings,
         loaded: &loaded,
@@ -131,6 +141,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
             Some(a) => a.head()?,
             None => None,
         },
+        host: setup.facts.clone(),
     };
     match result {
         Ok(out) => sealer.completed(bundle, out, sink),
@@ -285,7 +296,9 @@ impl Pipeline<'_> {
             sink,
         )?;
         write::write_run_docs(bundle, &self.description(), &preflight)?;
-        if let Some(reason) = preflight::required_failure(&preflight) {
+        if super::interrupt::pending().is_none()
+            && let Some(reason) = preflight::required_failure(&preflight)
+        {
             cgroups.remove(run_id);
             return Ok(self.no_lane_ran(reason, preflight));
         }
@@ -426,6 +439,7 @@ impl Pipeline<'_> {
             runner_max_rss_kib: runner_max_rss_kib(),
             layers: self.layers.clone(),
             max_parallel: self.setup.jobs,
+            interrupted: super::interrupt::pending(),
         };
         let mut a = assemble::assemble(
             &ctx,
@@ -448,6 +462,7 @@ struct Seal<'a> {
     loaded: &'a LoadedPlan,
     run_id: &'a str,
     audit_head: Option<AuditHead>,
+    host: crate::model::host::HostFacts,
 }
 
 impl Seal<'_> {
@@ -460,16 +475,20 @@ impl Seal<'_> {
         sink: &mut dyn EventSink,
     ) -> Result<RunOutcome> {
         let failed_preflight = out.status == RunStatus::Failed;
+        let interrupted = out.status == RunStatus::Interrupted;
         let sealed = bundle.seal(SealInfo {
             status: if failed_preflight {
                 BundleStatus::Failed
+            } else if interrupted {
+                BundleStatus::Interrupted
             } else {
                 BundleStatus::Complete
             },
             failure_stage: failed_preflight.then(|| FailureStage::Preflight.as_str().to_string()),
-            error: failed_preflight.then(|| out.exit_reason.clone()),
+            error: (failed_preflight || interrupted).then(|| out.exit_reason.clone()),
             plan_digest: Some(self.loaded.digest.clone()),
             audit_head: self.audit_head.clone(),
+            signer: self.signer(),
         })?;
         if let Some(a) = &self.settings.audit {
             a.sealed(&self.report(&sealed, out.status, &out.mismatches))?;
@@ -505,6 +524,7 @@ impl Seal<'_> {
             error: Some(e.full_message()),
             plan_digest: Some(self.loaded.digest.clone()),
             audit_head: self.audit_head.clone(),
+            signer: self.signer(),
         });
         if let (Some(a), Ok(s)) = (&self.settings.audit, &sealed) {
             // The run already failed; a failure to record it adds nothing to report.
@@ -533,6 +553,14 @@ impl Seal<'_> {
             None => hint,
         };
         e.with_kind(ErrorKind::Runner).with_hint(hint)
+    }
+
+    /// The settings' signer, recording this host's facts in the Statement.
+    fn signer(&self) -> Option<crate::bundle::SealSigner> {
+        self.settings
+            .signer
+            .clone()
+            .map(|s| s.with_host(self.host.clone()))
     }
 
     fn report<'s>(

@@ -59,6 +59,10 @@ pub fn preflight_all(
             cgroup_dir,
         )?;
         rec.required = required.as_deref() == Some(id.as_str());
+        if super::interrupt::take_killed() {
+            rec.apply_ok = false;
+            rec.detail = "not preflighted: the run was interrupted".into();
+        }
         let prepared = if needs_exec.contains(id.as_str()) && c.apply_error.is_none() {
             let p = Prepared::new(&spec).map(Arc::new);
             if let Err(f) = &p
@@ -150,6 +154,7 @@ fn preflight_profile(
             .as_ref()
             .map(|g| g.procs_path().to_string_lossy().into_owned()),
         connect_timeout_ms: 1000,
+        runner_pid: Some(std::process::id()),
     }
     .to_args()
     .map_err(|e| Error::runner("cannot serialize an apply spec").with_source(e))?;

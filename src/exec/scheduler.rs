@@ -27,6 +27,7 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
 use super::child;
+use super::interrupt;
 use super::seam::{
     ProbeExecutor, ScenarioRun, matches_expectation, observe_lane, skipped_observation,
 };
@@ -323,7 +324,29 @@ pub fn run_lanes(
                 .is_none_or(|s| matches_expectation(s.spec.expected, o.result.outcome))
     };
     let reaper = child::become_subreaper().is_ok();
-    let run = |job: &(usize, Lane)| observe_lane(exec, &scenarios[job.0], job.1, retries);
+    // After an interrupt no child starts, and a child killed by it is recorded as
+    // interrupted (skipped), not as the outcome of a killed process.
+    let run = |job: &(usize, Lane)| {
+        let sc = &scenarios[job.0];
+        let interrupted = |what: &str| {
+            let sig = interrupt::signal_name(interrupt::pending().unwrap_or(0));
+            skipped_observation(
+                sc,
+                job.1,
+                &format!("{what}: the run was interrupted ({sig})"),
+                None,
+            )
+        };
+        if interrupt::pending().is_some() {
+            return interrupted("not run");
+        }
+        interrupt::take_killed();
+        let o = observe_lane(exec, sc, job.1, retries);
+        if interrupt::take_killed() {
+            return interrupted("killed before it finished");
+        }
+        o
+    };
     // Per node: the failed task (and why) that stopped it, as completions arrive (a job's
     // cause has always finished before the job is skipped).
     let mut causes: Vec<Option<(String, String)>> = vec![None; nodes.len()];

@@ -118,6 +118,9 @@ pub trait AuditHook {
 pub trait EventSink {
     /// One event.
     fn event(&mut self, e: &RunEvent);
+    /// A warning the user must see now (a stale lock taken over, leftovers of killed runs
+    /// removed, processes killed); also recorded in the manifest's `housekeeping`.
+    fn warning(&mut self, _text: &str) {}
 }
 
 /// A sink that drops everything.
@@ -162,6 +165,8 @@ pub struct RunSettings {
     pub gate: Option<Box<dyn Gate>>,
     /// The audit hook.
     pub audit: Option<Box<dyn AuditHook>>,
+    /// Sign the sealed bundle with this key (`--sign-with`).
+    pub signer: Option<crate::bundle::SealSigner>,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -195,6 +200,7 @@ impl RunSettings {
             helper_exe: None,
             gate: None,
             audit: None,
+            signer: None,
         }
     }
 }

@@ -194,24 +194,65 @@ fn scratch_root(
         .scratch_parent
         .clone()
         .unwrap_or_else(Scratch::default_parent);
-    let mut housekeeping = Vec::new();
-    let stale_runs = if settings.dry {
+    let housekeeping = if settings.dry {
         Vec::new()
     } else {
         Scratch::sweep_stale(&scratch_parent, facts.pids_cgroup.as_deref().map(Path::new))
+            .iter()
+            .map(super::fixtures::SweptRun::describe)
+            .collect()
     };
-    if !stale_runs.is_empty() {
-        housekeeping.push(format!(
-            "removed the scratch directories (and pids cgroups) of {} killed run(s): {}",
-            stale_runs.len(),
-            stale_runs.join(", ")
-        ));
-    }
     let scratch = ScratchRoot {
         scratch: Scratch::create(&scratch_parent, run_id)?,
         keep: settings.keep_scratch,
     };
     Ok((scratch, housekeeping))
+}
+
+/// `status --clean`: what killed runs left behind, cleaned now: their scratch directories
+/// under the default scratch parent and their pids cgroups (every process still in them
+/// killed), and, when the out root is not locked by a live run, its unsealed staging
+/// directories and stray temp files. Returns what was done, one sentence each.
+pub fn clean_after_killed_runs(out_root: &Path) -> crate::Result<Vec<String>> {
+    let facts = host_facts();
+    let mut done: Vec<String> = Scratch::sweep_stale(
+        &Scratch::default_parent(),
+        facts.pids_cgroup.as_deref().map(Path::new),
+    )
+    .iter()
+    .map(super::fixtures::SweptRun::describe)
+    .collect();
+    if out_root.is_dir() {
+        let opts = crate::bundle::LockOptions {
+            mode: crate::bundle::LockMode::Fail,
+            timeout: std::time::Duration::ZERO,
+        };
+        match crate::bundle::OutLock::acquire(out_root, opts) {
+            Ok(lock) => {
+                if let Some(h) = &lock.took_over {
+                    done.push(format!(
+                        "released a stale out-root lock: its holder, {}, is gone",
+                        h.describe()
+                    ));
+                }
+                let removed = crate::bundle::clean_staging(&lock)?;
+                if !removed.is_empty() {
+                    done.push(format!(
+                        "removed what crashed or aborted runs left behind: {}",
+                        removed.join(", ")
+                    ));
+                }
+            }
+            Err(e) if e.kind() == crate::error::ErrorKind::Runner => {
+                done.push(format!(
+                    "left the out root alone: {} (a run holds it)",
+                    e.message()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// The runner's environment (UTF-8 entries only), sorted.

@@ -54,6 +54,8 @@ struct ChildArgs<'a> {
     prepared: &'a Prepared,
     report: RawFd,
     mask: libc::sigset_t,
+    /// The runner's pid: the child's parent, unless the runner already died.
+    parent: libc::pid_t,
 }
 
 /// A started child.
@@ -171,6 +173,8 @@ pub fn spawn(
         prepared,
         report: rep_w.as_raw_fd(),
         mask: old,
+        // SAFETY: getpid cannot fail.
+        parent: unsafe { libc::getpid() },
     };
     // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
     // outlives the call (CLONE_VFORK suspends this thread until the child execs or exits).
@@ -272,7 +276,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             return fail(a.report, STEP_CHDIR, *libc::__errno_location());
         }
+        // Die with the runner (the spawning worker thread, suspended in vfork until the
+        // exec, outlives the child's wait). A runner killed before this line left the child
+        // re-parented already: then the signal would never come, so stop here.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != a.parent {
+            libc::_exit(127);
+        }
         if a.clean {
             if libc::setsid() < 0 {
                 return fail(

@@ -112,6 +112,7 @@ pub fn ctx() -> AssembleCtx {
         runner_max_rss_kib: 1,
         layers: Vec::new(),
         max_parallel: 1,
+        interrupted: None,
     }
 }
 

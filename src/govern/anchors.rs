@@ -3,13 +3,23 @@
 //!
 //! Anchors are read leniently (only the `audit_head` value is needed, so a newer file
 //! layout still yields its anchor) but a value that is there and malformed is reported.
+//!
+//! An anchor is only as good as the file it sits in. Before the log is checked against
+//! them, [`verify_log`] compares each index with the log's `run-sealed` entry for its run:
+//! an index the log sealed with another digest (forged or swapped) is reported as that
+//! bundle's problem (`index-not-anchored`) and its `audit_head` is not used, so a tampered
+//! index is never reported as "line N of the log was changed". Each `LATEST` is compared
+//! with the last `run-sealed` entry for its out root: naming an older run is a rollback
+//! (`latest-rollback`).
 
 use std::path::{Path, PathBuf};
 
-use super::Governance;
-use super::audit::{Anchor, VerifyReport};
+use super::attest::{SealedRuns, latest_problem};
+use super::audit::{Anchor, Problem, ProblemKind, VerifyReport};
+use super::{Governance, short_hex};
 use crate::bundle::{INDEX_FILE, LATEST_FILE, STAGING_DIR};
 use crate::model::index::AuditHead;
+use crate::util::digest::blake3_hex;
 use crate::util::fsx;
 use crate::{Error, Result};
 
@@ -22,6 +32,10 @@ pub struct Found {
     pub files: u64,
     /// Things worth saying (a file without an anchor, an unreadable one).
     pub notes: Vec<String>,
+    /// Indexes seen: (source, run id, blake3 of the file).
+    pub indexes: Vec<(String, String, String)>,
+    /// `LATEST` files seen: (source, out root, run id, index blake3 it records).
+    pub latests: Vec<(String, PathBuf, String, String)>,
 }
 
 /// `audit verify`: open the state directory (`explicit`, else found at or above `root`),
@@ -33,7 +47,36 @@ pub fn verify_log(
 ) -> Result<(VerifyReport, Found)> {
     let gov = Governance::discover(explicit, root)?;
     let found = collect(paths)?;
-    let report = gov.audit().verify(&found.anchors)?;
+    let sealed = SealedRuns::scan(&gov)?;
+    let mut anchors = found.anchors.clone();
+    let mut problems = Vec::new();
+    for (source, run_id, blake3) in &found.indexes {
+        let Some(entries) = sealed.runs.get(run_id) else {
+            continue;
+        };
+        if entries.iter().any(|e| &e.index_blake3 == blake3) {
+            continue;
+        }
+        anchors.retain(|a| &a.source != source);
+        let e = &entries[entries.len() - 1];
+        problems.push(Problem {
+            line: 0,
+            seq: Some(e.seq),
+            kind: ProblemKind::IndexNotAnchored,
+            message: format!(
+                "{source}: not the index the log sealed for run `{run_id}` (seq {}: blake3 {}; this one is {}): the bundle was forged or swapped after the seal, so its audit_head is not used as an anchor",
+                e.seq,
+                short_hex(&e.index_blake3),
+                short_hex(blake3)
+            ),
+        });
+    }
+    for (source, out_root, run_id, blake3) in &found.latests {
+        problems.extend(latest_problem(&sealed, source, out_root, run_id, blake3));
+    }
+    let mut report = gov.audit().verify(&anchors)?;
+    report.problems.extend(problems);
+    report.ok = report.problems.is_empty();
     Ok((report, found))
 }
 
@@ -86,9 +129,11 @@ fn collect_dir(dir: &Path, found: &mut Found) -> Result<()> {
 
 fn collect_file(path: &Path, found: &mut Found, note_missing: bool) {
     found.files += 1;
-    let value: serde_json::Value = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    let bytes = std::fs::read(path);
+    let value: serde_json::Value = match bytes
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|b| serde_json::from_slice(b).map_err(|e| e.to_string()))
     {
         Ok(v) => v,
         Err(e) => {
@@ -99,6 +144,23 @@ fn collect_file(path: &Path, found: &mut Found, note_missing: bool) {
             return;
         }
     };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let run_id = value.get("run_id").and_then(|v| v.as_str());
+    if let (Some(name), Some(run_id), Ok(b)) = (&name, run_id, &bytes) {
+        let source = path.display().to_string();
+        if name == INDEX_FILE {
+            found
+                .indexes
+                .push((source, run_id.to_string(), blake3_hex(b)));
+        } else if name == LATEST_FILE
+            && let Some(d) = value.get("artifact_index_blake3").and_then(|v| v.as_str())
+        {
+            let out_root = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+            found
+                .latests
+                .push((source, out_root, run_id.to_string(), d.to_string()));
+        }
+    }
     let head = value
         .get("audit_head")
         .or_else(|| value.pointer("/governance/audit_head"))

@@ -39,8 +39,9 @@ pub struct Consumed {
     pub audit_head: Option<AuditHead>,
 }
 
-/// Check every packet against its bundle ([`crate::promote::check_packet`]; `packets` as
-/// given, resolved against `cwd`); if none is refused, consume their mission outcomes into
+/// Check every packet against its bundle ([`crate::promote::check_packet`], with the
+/// signature checked against the trust file and the index against the audit log;
+/// `packets` as given, resolved against `cwd`); if none is refused, consume their mission outcomes into
 /// the evolution state and record the change.
 pub fn evolve(
     state_dir: Option<&Path>,
@@ -49,6 +50,7 @@ pub fn evolve(
     packets: &[PathBuf],
 ) -> Result<Evolved> {
     let gov = Governance::discover(state_dir, root)?;
+    let attestor = super::attest::GovAttestor::with(None, Some(&gov))?;
     let mut outcomes: Vec<MissionOutcome> = Vec::new();
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut refused = Vec::new();
@@ -58,7 +60,7 @@ pub fn evolve(
         } else {
             cwd.join(p)
         };
-        let verified = match promote::check_packet(&path, root)? {
+        let verified = match promote::check_packet(&path, root, &attestor)? {
             Ok(v) => v,
             Err(r) => {
                 refused.push(r);

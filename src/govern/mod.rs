@@ -4,6 +4,8 @@
 //!   creating it.
 //! - [`audit`]: the hash-chained audit log, recovery and verification against anchors.
 //! - [`anchors`]: finding anchored audit heads in out roots, bundles and packets.
+//! - [`attest`]: bundles against the trust file (signatures) and the audit log (anchors):
+//!   `validate-bundle`'s extra checks and the attestor promotion uses.
 //! - [`trust`], [`sign`], [`approvals`]: the trust file, SSHSIG signature checks against
 //!   it (signing itself is [`crate::sign`]), approval records.
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
@@ -40,6 +42,7 @@
 pub mod anchors;
 pub mod approvals;
 pub mod approve;
+pub mod attest;
 pub mod audit;
 pub mod clearing;
 pub mod evolution;
@@ -315,6 +318,12 @@ impl Governance {
     /// Record a sealed bundle: its status, the digest of its `artifact_index.json` and the
     /// head the index anchored.
     pub fn record_run_sealed(&self, seal: &SealedRun<'_>) -> Result<AuditHead> {
+        // The bundle relative to the project (the state directory's parent) too, so the
+        // record still names its out root after the project is moved or copied.
+        let project = self.state.dir().parent().map(Path::to_path_buf);
+        let bundle_rel = project
+            .as_deref()
+            .and_then(|p| relative_path(seal.bundle_dir, p));
         self.audit.append(
             AuditKind::RunSealed,
             json!({
@@ -322,6 +331,7 @@ impl Governance {
                 "run_id": seal.run_id,
                 "status": seal.status,
                 "bundle": seal.bundle_dir.display().to_string(),
+                "bundle_rel": bundle_rel,
                 "artifact_index_blake3": seal.index_blake3,
                 "anchored_head": seal.anchored_head,
             }),
@@ -350,6 +360,27 @@ impl Governance {
         }
         Ok(crossings)
     }
+}
+
+/// `path` relative to `base` (both made absolute; `..` where `path` is not beneath it).
+pub fn relative_path(path: &Path, base: &Path) -> Option<String> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .ok()
+    };
+    let (p, b) = (abs(path)?, abs(base)?);
+    let pc: Vec<_> = p.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = pc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &pc[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out.to_string_lossy().into_owned())
 }
 
 /// What [`Governance::record_run_sealed`] records.

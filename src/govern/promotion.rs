@@ -3,14 +3,18 @@
 //! appends the `promotion` entries, so `promote` never imports `govern`.
 //!
 //! The state directory is `--state-dir` when given, else the nearest `.nexusmon/` at or
-//! above the project root; without one both are exactly the ungoverned [`promote::emit()`]
-//! and [`promote::promote`].
+//! above the project root; without one (and without `--trust`) both are exactly the
+//! ungoverned [`promote::emit()`] and [`promote::promote`]. With one, every bundle's
+//! signature is checked against the trust file (`--trust FILE`, else the state
+//! directory's) and its index against the audit log ([`super::attest::GovAttestor`]): a
+//! forged, swapped or wrongly signed bundle is never promotable.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use super::Governance;
+use super::attest::GovAttestor;
 use super::audit::AuditKind;
 use crate::Result;
 use crate::promote::{self, EmitOutcome, EmitSettings, PromoteOutcome, PromoteSettings};
@@ -18,12 +22,17 @@ use crate::promote::{self, EmitOutcome, EmitSettings, PromoteOutcome, PromoteSet
 /// `emit-promotion`: derive the packet of `s.bundle`; with a state directory, anchor the
 /// audit head as it stands before emission in the packet, write it, and append a
 /// `promotion` entry (`packet-emitted`) recording its digests.
-pub fn emit_and_record(s: &EmitSettings, explicit: Option<&Path>) -> Result<EmitOutcome> {
-    let mut prepared = promote::emit::prepare(s)?;
+pub fn emit_and_record(
+    s: &EmitSettings,
+    explicit: Option<&Path>,
+    trust: Option<&Path>,
+) -> Result<EmitOutcome> {
     let gov = match state_dir(explicit, &s.root) {
         Some(d) => Some(Governance::open(&d)?),
         None => None,
     };
+    let attestor = GovAttestor::with(trust, gov.as_ref())?;
+    let mut prepared = promote::emit::prepare(s, &attestor)?;
     if let Some(g) = &gov {
         prepared.anchor(g.audit_head()?);
     }
@@ -55,11 +64,17 @@ pub fn emit_and_record(s: &EmitSettings, explicit: Option<&Path>) -> Result<Emit
 /// `promote`: merge the packets into the mappings; with a state directory, append a
 /// `promotion` entry (`mappings-updated`) when a file changed, while the mappings lock is
 /// still held.
-pub fn promote_and_record(s: &PromoteSettings, explicit: Option<&Path>) -> Result<PromoteOutcome> {
+pub fn promote_and_record(
+    s: &PromoteSettings,
+    explicit: Option<&Path>,
+    trust: Option<&Path>,
+) -> Result<PromoteOutcome> {
     let Some(dir) = state_dir(explicit, &s.root) else {
-        return promote::promote(s);
+        let attestor = GovAttestor::with(trust, None)?;
+        return promote::promote_with(s, &attestor, |_| Ok(None));
     };
-    promote::promote_with(s, |change| {
+    let attestor = GovAttestor::with(trust, Some(&Governance::open(&dir)?))?;
+    promote::promote_with(s, &attestor, |change| {
         let gov = Governance::open(&dir)?;
         gov.audit()
             .append(

@@ -17,7 +17,7 @@ use crate::exec::{
     AuditHook, EventSink, Gate, GateDecision, GateInput, GateRefusal, RunOutcome, RunSettings,
     SealReport, execute,
 };
-use crate::model::index::{AuditHead, BundleStatus};
+use crate::model::index::AuditHead;
 use crate::model::plan::PlanKind;
 use crate::{Error, Result};
 
@@ -190,11 +190,7 @@ impl AuditHook for GovAudit {
     }
 
     fn sealed(&self, s: &SealReport<'_>) -> Result<()> {
-        let status = match s.bundle_status {
-            BundleStatus::Complete => "complete",
-            BundleStatus::Failed => "failed",
-            BundleStatus::InProgress => "in_progress",
-        };
+        let status = crate::bundle::check::status_word(s.bundle_status);
         self.0.gov.record_run_sealed(&SealedRun {
             plan_id: s.plan_id,
             run_id: s.run_id,

@@ -12,7 +12,11 @@
 //!   means local time, as OpenSSH), `cert-authority` (not supported: such lines are
 //!   ignored, with a note). Any other option is an error, as it is for ssh-keygen.
 //! - roles: a `roles=a,b` word in the comment (ssh-keygen ignores comments). Only keys
-//!   whose line grants [`APPROVER_ROLE`] count for approvals and clearances.
+//!   whose line grants [`APPROVER_ROLE`] count for approvals and clearances; only keys
+//!   whose line grants [`RUNNER_ROLE`] (and allows the namespace `nexusmon-bundle-v1`)
+//!   count as the signer of a bundle.
+//! - the policy line `# nexusmon: require-signed-bundles` (a comment to ssh-keygen) makes
+//!   an unsigned or wrongly signed bundle fail `validate-bundle --trust` and never promote.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,12 @@ use crate::{Error, Result};
 
 /// The role that lets a key approve missions and clear omens.
 pub const APPROVER_ROLE: &str = "approver";
+
+/// The role that lets a key sign bundles (`run --sign-with`).
+pub const RUNNER_ROLE: &str = "runner";
+
+/// The comment line that requires signed bundles.
+pub const REQUIRE_SIGNED_BUNDLES: &str = "nexusmon: require-signed-bundles";
 
 /// Whether `r` is a well-formed role name: lowercase letters, digits and `-`.
 pub fn valid_role(r: &str) -> bool {
@@ -108,6 +118,8 @@ pub struct TrustStore {
     pub entries: Vec<TrustEntry>,
     /// Lines ignored, with why (e.g. `cert-authority`).
     pub notes: Vec<String>,
+    /// The file says `# nexusmon: require-signed-bundles`.
+    pub require_signed_bundles: bool,
 }
 
 impl TrustStore {
@@ -131,10 +143,17 @@ impl TrustStore {
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
         let mut entries = Vec::new();
         let mut notes = Vec::new();
+        let mut require_signed_bundles = false;
         for (i, raw) in text.lines().enumerate() {
             let line_no = i + 1;
             let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if let Some(comment) = line.strip_prefix('#') {
+                if comment.trim().eq_ignore_ascii_case(REQUIRE_SIGNED_BUNDLES) {
+                    require_signed_bundles = true;
+                }
+                continue;
+            }
+            if line.is_empty() {
                 continue;
             }
             match parse_line(line, line_no) {
@@ -153,6 +172,7 @@ impl TrustStore {
             path: path.to_path_buf(),
             entries,
             notes,
+            require_signed_bundles,
         })
     }
 
@@ -445,6 +465,26 @@ mod tests {
         assert!(e.to_string().contains("YYYYMMDD"), "{e}");
         let e = parse(&format!("alice {KEY} roles=Approver\n")).unwrap_err();
         assert!(e.to_string().contains("role `Approver`"), "{e}");
+    }
+
+    #[test]
+    fn the_signed_bundles_policy_is_a_comment_line() {
+        assert!(
+            !parse(&format!("alice {KEY}\n"))
+                .unwrap()
+                .require_signed_bundles
+        );
+        let t = parse(&format!(
+            "# nexusmon: require-signed-bundles\nci {KEY} roles=runner\n"
+        ))
+        .unwrap();
+        assert!(t.require_signed_bundles);
+        assert!(t.entries[0].roles.contains(RUNNER_ROLE));
+        assert!(
+            !parse("# require signed bundles, please\n")
+                .unwrap()
+                .require_signed_bundles
+        );
     }
 
     #[test]

@@ -73,6 +73,18 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::index::ArtifactIndex>,
     },
     SchemaSpec {
+        name: "bundle-envelope",
+        file_name: "bundle-envelope.schema.json",
+        title: "nexusmon DSSE envelope",
+        generate: raw::<crate::model::attest::Envelope>,
+    },
+    SchemaSpec {
+        name: "bundle-statement",
+        file_name: "bundle-statement.schema.json",
+        title: "nexusmon bundle statement",
+        generate: raw::<crate::model::attest::BundleStatement>,
+    },
+    SchemaSpec {
         name: "approval-record",
         file_name: "approval-record.schema.json",
         title: "nexusmon approval record",

@@ -19,6 +19,9 @@ pub enum BundleStatus {
     Complete,
     /// The runner failed; the bundle holds what was written before the failure.
     Failed,
+    /// The run was interrupted (SIGINT, SIGTERM, SIGHUP): its children were killed and the
+    /// bundle holds what was observed until then. Never promotable.
+    Interrupted,
 }
 
 /// `run_status.json`.
@@ -29,7 +32,7 @@ pub struct RunStatusFile {
     pub schema_version: u32,
     /// The run id.
     pub run_id: String,
-    /// in_progress → complete | failed.
+    /// in_progress → complete | failed | interrupted.
     pub status: BundleStatus,
     /// Where a failed run stopped (`preflight`, `execute`, `write`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +79,7 @@ pub struct ArtifactIndex {
     pub schema_version: u32,
     /// The run id.
     pub run_id: String,
-    /// complete | failed (never in_progress in a sealed bundle).
+    /// complete | failed | interrupted (never in_progress in a sealed bundle).
     pub status: BundleStatus,
     /// Digest algorithm of the entries: `blake3`.
     pub algorithm: String,

@@ -5,6 +5,7 @@
 //! from these types (see `lint::schema`).
 
 pub mod approval;
+pub mod attest;
 pub mod audit;
 pub mod evolution;
 pub mod gate;

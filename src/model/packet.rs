@@ -66,11 +66,21 @@ pub enum Reason {
     /// A mission whose approvals the bundle does not prove (or a mission without a
     /// governance record).
     ApprovalMissing,
+    /// The run was interrupted (`run_status` `interrupted`).
+    BundleInterrupted,
+    /// The trust policy requires signed bundles and the bundle carries no signature.
+    BundleUnsigned,
+    /// The bundle's signature (`artifact_index.sig`, `bundle.intoto.json`) does not verify
+    /// over its index, or its key is not trusted as a `runner`.
+    BundleSignatureInvalid,
+    /// The audit log's `run-sealed` entry for the run names another index digest (or there
+    /// is none): the index was forged or swapped.
+    IndexNotAnchored,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 18] = [
         Reason::ManifestMissing,
         Reason::RunStatusMissing,
         Reason::BundleInProgress,
@@ -85,6 +95,10 @@ impl Reason {
         Reason::BundleRepaired,
         Reason::DecisionStageArtifactsMissing,
         Reason::ApprovalMissing,
+        Reason::BundleInterrupted,
+        Reason::BundleUnsigned,
+        Reason::BundleSignatureInvalid,
+        Reason::IndexNotAnchored,
     ];
 
     /// The stable name, e.g. `not-clean-channel`.
@@ -104,6 +118,10 @@ impl Reason {
             Reason::BundleRepaired => "bundle-repaired",
             Reason::DecisionStageArtifactsMissing => "decision-stage-artifacts-missing",
             Reason::ApprovalMissing => "approval-missing",
+            Reason::BundleInterrupted => "bundle-interrupted",
+            Reason::BundleUnsigned => "bundle-unsigned",
+            Reason::BundleSignatureInvalid => "bundle-signature-invalid",
+            Reason::IndexNotAnchored => "index-not-anchored",
         }
     }
 }
@@ -213,7 +231,7 @@ pub struct TaskCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PacketSummary {
-    /// `ok`, `partial`, `failed`, `dry` (absent: no readable `summary.json`).
+    /// `ok`, `partial`, `failed`, `dry`, `interrupted` (absent: no readable `summary.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
     /// The exit code the run mapped to.
@@ -397,6 +415,86 @@ pub struct ApprovalInput {
     pub requested_by: Option<String>,
 }
 
+/// What is known about the bundle's signature.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureState {
+    /// Not checked (no trust policy was consulted and the bundle was not opened for it).
+    #[default]
+    Unchecked,
+    /// No `artifact_index.sig`.
+    Unsigned,
+    /// The signature verifies over the index with the key it carries; no trust file said
+    /// whether that key is trusted.
+    Signed,
+    /// The signature verifies and the trust file trusts its key as a `runner`.
+    Verified,
+    /// The signature (or the DSSE envelope) does not verify, or its key is not trusted.
+    Invalid,
+}
+
+impl SignatureState {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureState::Unchecked => "unchecked",
+            SignatureState::Unsigned => "unsigned",
+            SignatureState::Signed => "signed",
+            SignatureState::Verified => "verified",
+            SignatureState::Invalid => "invalid",
+        }
+    }
+}
+
+/// The bundle's signature, as checked (`bundle-unsigned`, `bundle-signature-invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureInput {
+    /// What the check found.
+    pub state: SignatureState,
+    /// The trust policy says `require-signed-bundles`.
+    #[serde(default)]
+    pub required: bool,
+    /// `SHA256:…` of the signing key, when there is a signature that parses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// Why the signature is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// What is known about the bundle's index against the audit log.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnchorState {
+    /// No state directory: there is no audit log to compare with.
+    #[default]
+    Unchecked,
+    /// The log's `run-sealed` entry for the run names this index digest.
+    Anchored,
+    /// The log names another digest for the run, has no `run-sealed` entry for it, or its
+    /// chain is broken.
+    NotAnchored,
+}
+
+/// The bundle's index against the audit log (`index-not-anchored`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorInput {
+    /// What the comparison found.
+    pub state: AnchorState,
+    /// The `seq` of the `run-sealed` entry that matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_seq: Option<u64>,
+    /// Why the index is not anchored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 /// Every input promotability consulted, with what was found. Absent values are unknown,
 /// and an unknown input always counts against promotion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -446,6 +544,12 @@ pub struct GatingInputs {
     /// Approvals (missions, or when the kind is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalInput>,
+    /// The bundle's signature against the trust policy.
+    #[serde(default)]
+    pub signature: SignatureInput,
+    /// The index against the audit log's `run-sealed` entry.
+    #[serde(default)]
+    pub anchor: AnchorInput,
 }
 
 /// The derived verdict.

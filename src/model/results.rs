@@ -217,6 +217,8 @@ pub enum RunStatus {
     Failed,
     /// `--dry`: nothing executed.
     Dry,
+    /// A signal (SIGINT, SIGTERM, SIGHUP) interrupted the run; what was observed is kept.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -227,6 +229,7 @@ impl RunStatus {
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Dry => "dry",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::DeserializeOwned;
 use ssh_key::{PublicKey, SshSig};
 
+use super::attest::Attestor;
 use super::pointers::PointerContext;
 use super::promotability::{self, DECISION_ARTIFACTS};
 use super::source::BundleSource;
@@ -84,9 +85,15 @@ fn pointer(ctx: &PointerContext, member: &str, bytes: &[u8]) -> ArtifactPointer 
     }
 }
 
-/// Derive the packet of the bundle `src`, with pointers formed by `ctx`. The packet's
-/// `audit_head` is left `None` (the emitter sets it).
-pub fn derive_packet(src: &BundleSource, ctx: &PointerContext) -> Result<PromotionPacket> {
+/// Derive the packet of the bundle `src`, with pointers formed by `ctx` and the signature
+/// and anchor facts `attestor` decides. The packet's `audit_head` is left `None` (the
+/// emitter sets it).
+pub fn derive_packet(
+    src: &BundleSource,
+    ctx: &PointerContext,
+    attestor: &dyn Attestor,
+) -> Result<PromotionPacket> {
+    let attestation = attestor.attest(src)?;
     // Read every member the packet points to or consults.
     let mut names: BTreeSet<String> = RESULT_FILES.iter().map(|s| (*s).to_string()).collect();
     names.insert(STATUS_FILE.into());
@@ -175,6 +182,8 @@ pub fn derive_packet(src: &BundleSource, ctx: &PointerContext) -> Result<Promoti
         decision_artifacts_missing: decision_missing(&m),
         plan_kind: kind,
         approvals,
+        signature: attestation.signature,
+        anchor: attestation.anchor,
     };
     let reasons = promotability::reasons(&gating);
 

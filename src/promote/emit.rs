@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::attest::{Attestor, Unattested};
 use super::derive::derive_packet;
 use super::intoto;
 use super::pointers::PointerContext;
@@ -80,13 +81,14 @@ impl Prepared {
     }
 }
 
-/// Emit the packet of `s.bundle` (ungoverned: no audit head, no audit entry).
+/// Emit the packet of `s.bundle` (ungoverned: no audit head, no audit entry, no trust).
 pub fn emit(s: &EmitSettings) -> Result<EmitOutcome> {
-    write(prepare(s)?)
+    write(prepare(s, &Unattested)?)
 }
 
-/// Check `s`, open the bundle and derive its packet; write nothing.
-pub fn prepare(s: &EmitSettings) -> Result<Prepared> {
+/// Check `s`, open the bundle and derive its packet (signature and anchor facts from
+/// `attestor`); write nothing.
+pub fn prepare(s: &EmitSettings, attestor: &dyn Attestor) -> Result<Prepared> {
     let name = s
         .out
         .file_name()
@@ -129,7 +131,7 @@ pub fn prepare(s: &EmitSettings) -> Result<Prepared> {
     }
     fsx::create_dir_all(&dir)?;
     let ctx = PointerContext::for_emit(&src.dir, &s.root, &dir)?;
-    let packet = derive_packet(&src, &ctx)?;
+    let packet = derive_packet(&src, &ctx, attestor)?;
     if packet.artifacts.iter().any(|a| a.member == name) || name == crate::bundle::INDEX_FILE {
         return Err(Error::usage(format!(
             "--out {}: the packet's name collides with the bundle file `{name}` (both would be subjects of the in-toto Statement)",

@@ -25,18 +25,7 @@ use crate::model::packet::{
 };
 use crate::util::digest;
 
-/// The Statement type URI.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
-
-/// A subject: a name and a digest set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subject {
-    /// The file's name (bundle-relative for bundle members, the file name for the packet).
-    pub name: String,
-    /// `{"blake3": …, "sha256": …}`.
-    pub digest: BTreeMap<String, String>,
-}
+pub use crate::model::attest::{STATEMENT_TYPE, Subject};
 
 /// The promotability verdict as the predicate carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

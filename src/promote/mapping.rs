@@ -91,21 +91,23 @@ struct Fact {
     backing: Backing,
 }
 
-/// Promote `s.packets` into `s.out` (ungoverned: nothing is recorded).
+/// Promote `s.packets` into `s.out` (ungoverned: nothing is recorded, no trust file).
 pub fn promote(s: &PromoteSettings) -> Result<PromoteOutcome> {
-    promote_with(s, |_| Ok(None))
+    promote_with(s, &super::Unattested, |_| Ok(None))
 }
 
-/// [`promote`], calling `on_change` when a file changed, while the lock on `s.out` is still
-/// held; its result becomes [`PromoteOutcome::audit_head`].
+/// [`promote`] with the signature and anchor facts `attestor` decides, calling `on_change`
+/// when a file changed, while the lock on `s.out` is still held; its result becomes
+/// [`PromoteOutcome::audit_head`].
 pub fn promote_with(
     s: &PromoteSettings,
+    attestor: &dyn super::Attestor,
     on_change: impl FnOnce(&MappingsChange<'_>) -> Result<Option<AuditHead>>,
 ) -> Result<PromoteOutcome> {
     let mut verified: Vec<VerifiedPacket> = Vec::new();
     let mut refused = Vec::new();
     for p in &s.packets {
-        match verify_packet(p, &s.root)? {
+        match verify_packet(p, &s.root, attestor)? {
             Ok(v) => verified.push(v),
             Err(r) => refused.push(r),
         }

@@ -19,6 +19,7 @@
 //! - [`mapping`]: `promote`: merge verified, promotable packets into the mapping files, a
 //!   pure function of the set of packets consumed.
 
+pub mod attest;
 pub mod derive;
 pub mod emit;
 pub mod intoto;
@@ -29,6 +30,7 @@ pub mod promotability;
 pub mod source;
 pub mod verify;
 
+pub use attest::{Attestation, Attestor, Unattested};
 pub use derive::derive_packet;
 pub use emit::{EmitOutcome, EmitSettings, Prepared, emit};
 pub use mapping::{MappingsChange, PromoteOutcome, PromoteSettings, promote, promote_with};

@@ -22,9 +22,17 @@
 //! | `bundle-repaired` | a readable index that does not say `repaired` |
 //! | `decision-stage-artifacts-missing` | every decision-stage artifact present and readable |
 //! | `approval-missing` | a known experiment, or a mission whose bundle carries a governance record and at least the required approvals, each checking out |
+//! | `bundle-interrupted` | no status (`run_status.json`, index, `summary.json`) saying `interrupted` |
+//! | `bundle-unsigned` | a trust policy that does not require signed bundles, or a signature it verifies |
+//! | `bundle-signature-invalid` | no signature, or one that verifies (over the index, the DSSE envelope with it, by a key the trust file lists as a `runner`) |
+//! | `index-not-anchored` | no state directory (nothing to compare with), or an audit log whose chain verifies and whose `run-sealed` entry for the run names this index digest |
+//!
+//! The last two rows are the exception to "unknown counts against": without a trust file
+//! or a state directory nothing can be compared, and an ungoverned project's packets stay
+//! promotable. That is the documented limit of unsigned bundles without a state directory.
 
 use crate::model::index::BundleStatus;
-use crate::model::packet::{GatingInputs, InputState, Reason};
+use crate::model::packet::{AnchorState, GatingInputs, InputState, Reason, SignatureState};
 use crate::model::plan::PlanKind;
 use crate::model::results::{ChannelKind, RunStatus};
 
@@ -99,6 +107,24 @@ pub fn reasons(g: &GatingInputs) -> Vec<Reason> {
             .is_some_and(|a| a.gate_record && a.required.is_some_and(|r| a.carried >= r)),
     };
     add(!approvals_proven, Reason::ApprovalMissing);
+    add(
+        g.run_status == Some(BundleStatus::Interrupted)
+            || g.index_status == Some(BundleStatus::Interrupted)
+            || g.summary_status == Some(RunStatus::Interrupted),
+        Reason::BundleInterrupted,
+    );
+    add(
+        g.signature.required && g.signature.state != SignatureState::Verified,
+        Reason::BundleUnsigned,
+    );
+    add(
+        g.signature.state == SignatureState::Invalid,
+        Reason::BundleSignatureInvalid,
+    );
+    add(
+        g.anchor.state == AnchorState::NotAnchored,
+        Reason::IndexNotAnchored,
+    );
     out.sort_by_key(|r| r.as_str());
     out
 }
@@ -200,6 +226,23 @@ pub fn explain(reason: Reason, g: &GatingInputs) -> String {
             "decision-stage artifacts missing or unreadable: {}",
             list(&g.decision_artifacts_missing)
         ),
+        Reason::BundleInterrupted => {
+            "the run was interrupted by a signal: the bundle holds only what was observed until then".into()
+        }
+        Reason::BundleUnsigned => match g.signature.state {
+            SignatureState::Invalid => {
+                "the trust policy requires signed bundles and the signature does not verify".into()
+            }
+            _ => "the trust policy requires signed bundles (require-signed-bundles) and the bundle has no artifact_index.sig".into(),
+        },
+        Reason::BundleSignatureInvalid => format!(
+            "the bundle's signature does not verify: {}",
+            g.signature.problem.as_deref().unwrap_or("unknown")
+        ),
+        Reason::IndexNotAnchored => format!(
+            "the index is not the one the audit log sealed: {}",
+            g.anchor.problem.as_deref().unwrap_or("unknown")
+        ),
         Reason::ApprovalMissing => match (&g.approvals, g.plan_kind) {
             (None, None) => {
                 "the plan's kind is unknown, so its approvals cannot be established".into()
@@ -222,7 +265,9 @@ pub fn explain(reason: Reason, g: &GatingInputs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::packet::{ApprovalInput, IndexInput, PreflightInput};
+    use crate::model::packet::{
+        AnchorInput, ApprovalInput, IndexInput, PreflightInput, SignatureInput,
+    };
 
     fn clean() -> GatingInputs {
         GatingInputs {
@@ -254,6 +299,17 @@ mod tests {
             decision_artifacts_missing: vec![],
             plan_kind: Some(PlanKind::Experiment),
             approvals: None,
+            signature: SignatureInput {
+                state: SignatureState::Verified,
+                required: true,
+                signer: Some("SHA256:x".into()),
+                problem: None,
+            },
+            anchor: AnchorInput {
+                state: AnchorState::Anchored,
+                sealed_seq: Some(3),
+                problem: None,
+            },
         }
     }
 
@@ -284,6 +340,15 @@ mod tests {
             ("in progress", |g| {
                 g.run_status = Some(BundleStatus::InProgress);
             }),
+            ("interrupted", |g| {
+                g.run_status = Some(BundleStatus::Interrupted);
+            }),
+            ("index interrupted", |g| {
+                g.index_status = Some(BundleStatus::Interrupted);
+            }),
+            ("summary interrupted", |g| {
+                g.summary_status = Some(RunStatus::Interrupted);
+            }),
             ("failed", |g| g.index_status = Some(BundleStatus::Failed)),
             ("summary failed", |g| {
                 g.summary_status = Some(RunStatus::Failed);
@@ -312,6 +377,19 @@ mod tests {
             ("kind unknown", |g| g.plan_kind = None),
             ("mission without facts", |g| {
                 g.plan_kind = Some(PlanKind::Mission);
+            }),
+            ("unsigned", |g| g.signature.state = SignatureState::Unsigned),
+            ("signature unchecked", |g| {
+                g.signature.state = SignatureState::Unchecked;
+            }),
+            ("signed by an unknown key", |g| {
+                g.signature.state = SignatureState::Signed;
+            }),
+            ("signature invalid", |g| {
+                g.signature.state = SignatureState::Invalid;
+            }),
+            ("not anchored", |g| {
+                g.anchor.state = AnchorState::NotAnchored;
             }),
         ]
     }
@@ -388,6 +466,11 @@ mod tests {
                 "kind",
                 |g| g.plan_kind = Some(PlanKind::Experiment),
                 |g| g.plan_kind = None,
+            ),
+            (
+                "signature",
+                |g| g.signature.state = SignatureState::Verified,
+                |g| g.signature.state = SignatureState::Unchecked,
             ),
             (
                 "approvals",

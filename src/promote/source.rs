@@ -205,6 +205,8 @@ fn empty_report(b: &Bundle) -> Report {
         file_count: b.index.file_count,
         total_bytes: b.index.total_bytes,
         files_verified: b.index.file_count,
+        signed_by: b.signed_by.clone(),
+        attested: Vec::new(),
         problems: Vec::new(),
     }
 }

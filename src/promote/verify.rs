@@ -8,17 +8,21 @@
 //! - [`check_packet`]: its pointers check out, and deriving the packet again from its
 //!   bundle gives the same packet (only the emission's `audit_head` and `emitted_by` may
 //!   differ): an edited packet, or a bundle that changed, is refused with what differs.
+//!   The signature and anchor facts are decided again now by the caller's [`Attestor`]
+//!   (governance: the trust file and the audit log as they stand), so a bundle re-signed
+//!   or swapped since emission, or one the log no longer anchors, is refused too.
 //! - [`verify_packet`] (promotion): the packet must be promotable (its recorded verdict, and
 //!   the verdict its own gating inputs give), then [`check_packet`].
 
 use std::path::{Path, PathBuf};
 
+use super::attest::Attestor;
 use super::derive::derive_packet;
 use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
-use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket};
+use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
 use crate::util::{digest, fsx, json};
 use crate::{Error, Result};
 
@@ -182,6 +186,7 @@ pub struct Refusal {
 pub fn verify_packet(
     path: &Path,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let (packet, _) = read_packet(path)?;
     let refuse = |what: String, details: Vec<String>| {
@@ -212,7 +217,7 @@ pub fn verify_packet(
                 .collect(),
         );
     }
-    check_against_bundle(path, packet, root)
+    check_against_bundle(path, packet, root, attestor)
 }
 
 /// Check the packet at `path` against its bundle, promotable or not: its pointers resolve
@@ -223,15 +228,17 @@ pub fn verify_packet(
 pub fn check_packet(
     path: &Path,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let (packet, _) = read_packet(path)?;
-    check_against_bundle(path, packet, root)
+    check_against_bundle(path, packet, root, attestor)
 }
 
 fn check_against_bundle(
     path: &Path,
     packet: PromotionPacket,
     root: &Path,
+    attestor: &dyn Attestor,
 ) -> Result<std::result::Result<VerifiedPacket, Refusal>> {
     let refuse = |what: String, details: Vec<String>| {
         Ok(Err(Refusal {
@@ -258,7 +265,38 @@ fn check_against_bundle(
         );
     }
     let src = BundleSource::open(&ctx.bundle_dir())?;
-    let mut again = derive_packet(&src, &ctx)?;
+    let mut again = derive_packet(&src, &ctx, attestor)?;
+    // The signature and the anchor are checked again now, against the trust file and the
+    // audit log as they stand: a bundle that does not check out is refused whatever the
+    // packet recorded. Where they check out (or nothing can be checked here: no trust
+    // file, another state directory), the packet's own record of them stands.
+    let now: Vec<Reason> = promotability::reasons(&again.promotability.gating_inputs)
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Reason::BundleSignatureInvalid | Reason::BundleUnsigned | Reason::IndexNotAnchored
+            )
+        })
+        .collect();
+    if !now.is_empty() {
+        let g = &again.promotability.gating_inputs;
+        return refuse(
+            "its bundle does not check out against the trust file or the audit log".into(),
+            now.iter()
+                .map(|r| format!("{r}: {}", promotability::explain(*r, g)))
+                .collect(),
+        );
+    }
+    {
+        let recorded = &packet.promotability.gating_inputs;
+        let g = &mut again.promotability.gating_inputs;
+        g.signature.clone_from(&recorded.signature);
+        g.anchor.clone_from(&recorded.anchor);
+        let reasons = promotability::reasons(g);
+        again.promotability.promotable = reasons.is_empty();
+        again.promotability.reasons = reasons;
+    }
     again.audit_head.clone_from(&packet.audit_head);
     again.emitted_by.clone_from(&packet.emitted_by);
     if again != packet {

@@ -17,11 +17,45 @@ pub fn run_dir(root: &Path, run_id: &str) -> PathBuf {
     root.join("nexusmon").join(run_id)
 }
 
-/// Create the run's cgroup directory.
+/// Prefix of the empty cgroup directory that names a run's owner: `owner.<pid>`. Cgroup
+/// directories hold no files of ours, so the runner's pid is recorded as a directory name;
+/// a later run (or `status --clean`) that finds the owner gone knows the run was killed.
+const OWNER_PREFIX: &str = "owner.";
+
+/// Create the run's cgroup directory, with its owner marker.
 pub fn create_run_dir(root: &Path, run_id: &str) -> std::io::Result<PathBuf> {
     let dir = run_dir(root, run_id);
     std::fs::create_dir_all(&dir)?;
+    let _ = std::fs::create_dir(dir.join(format!("{OWNER_PREFIX}{}", std::process::id())));
     Ok(dir)
+}
+
+/// Run cgroups under `root` whose owner (recorded at creation) is no longer alive: the
+/// runs of killed runners. A run directory without an owner marker is left alone.
+pub fn stale_runs(root: &Path, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(root.join("nexusmon")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(sub) = std::fs::read_dir(e.path()) else {
+            continue;
+        };
+        let owner = sub.flatten().find_map(|s| {
+            s.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(OWNER_PREFIX))
+                .and_then(|p| p.parse::<u32>().ok())
+        });
+        if owner.is_some_and(|p| !alive(p)) {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Remove the run's cgroup directory (and `nexusmon/` if it is empty; another run may
@@ -47,6 +81,27 @@ pub fn remove_run_dir(root: &Path, run_id: &str) {
     }
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(root.join("nexusmon"));
+}
+
+/// Kill every process left anywhere in the run's cgroup directory (its worker and child
+/// cgroups, and the directory itself) until none is left, then remove the directories: for
+/// a run that was killed (its runner is gone, so none of them is the runner's). Returns
+/// the processes killed with their command names.
+pub fn kill_run_dir(root: &Path, run_id: &str) -> Vec<(u32, String)> {
+    let dir = run_dir(root, run_id);
+    let mut killed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                killed.extend(kill_members(&e.path(), true));
+            }
+        }
+    }
+    killed.extend(kill_members(&dir, true));
+    remove_run_dir(root, run_id);
+    killed.sort();
+    killed.dedup();
+    killed
 }
 
 /// Processes in the cgroup at `dir`, the runner itself excluded (a worker thread of the

@@ -56,6 +56,7 @@ fn seal_bundle(p: &Project, run_id: &str) {
             error: None,
             plan_digest: None,
             audit_head: Some(gov.audit_head().unwrap()),
+            signer: None,
         })
         .unwrap();
 }
@@ -333,4 +334,86 @@ fn anchors_take_several_paths_after_one_flag_or_the_flag_repeated() {
     let sources = one_flag["anchor_sources"].to_string();
     assert!(sources.contains("promotion_packet.json"), "{sources}");
     assert!(sources.contains("artifact_index.json"), "{sources}");
+}
+
+/// The kinds of the problems `audit verify --anchors out` reports.
+fn verify_kinds(p: &Project) -> Vec<String> {
+    let r = p.nx(&["--json", "audit", "verify", "--anchors", "out"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(r.status == 0, v["report"]["ok"] == true, "{}", r.stdout);
+    v["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_forged_index_is_the_bundles_problem_not_a_changed_log_line() {
+    let p = Project::shipped().init();
+    for _ in 0..2 {
+        p.run("quickstart", &[]).code(0);
+    }
+    assert!(verify_kinds(&p).is_empty());
+    // The newest bundle's index re-written with another audit_head (and LATEST with it):
+    // before, `audit verify` blamed the log line that anchor named.
+    let b = p.latest();
+    let idx = b.join("artifact_index.json");
+    let mut ix: serde_json::Value = serde_json::from_slice(&std::fs::read(&idx).unwrap()).unwrap();
+    ix["audit_head"]["blake3"] = json!("c".repeat(64));
+    let bytes = serde_json::to_vec_pretty(&ix).unwrap();
+    std::fs::write(&idx, &bytes).unwrap();
+    let latest = p.path("out/LATEST");
+    let mut l: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    l["artifact_index_blake3"] = json!(nexusmon::util::digest::blake3_hex(&bytes));
+    std::fs::write(&latest, serde_json::to_vec_pretty(&l).unwrap()).unwrap();
+    let kinds = verify_kinds(&p);
+    assert!(
+        kinds.contains(&"index-not-anchored".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"changed".to_string()),
+        "the log was blamed: {kinds:?}"
+    );
+    let r = p.nx(&["audit", "verify", "--anchors", "out"]);
+    assert!(
+        r.stderr
+            .contains("the bundle was forged or swapped after the seal"),
+        "{}",
+        r.stderr
+    );
+    // validate-bundle says the same about the bundle.
+    let r = p.nx(&["validate-bundle", "--bundle", "out"]);
+    r.code(1);
+    assert!(r.stdout.contains("index-not-anchored"), "{}", r.stdout);
+}
+
+#[test]
+fn the_head_file_and_latest_are_checked_against_the_log() {
+    let p = Project::shipped().init();
+    p.run("quickstart", &[]).code(0);
+    let older = std::fs::read(p.path("out/LATEST")).unwrap();
+    p.run("quickstart", &[]).code(0);
+    assert!(verify_kinds(&p).is_empty());
+    // LATEST set back to the older run (both bundles intact): a silent rollback.
+    std::fs::write(p.path("out/LATEST"), &older).unwrap();
+    assert_eq!(verify_kinds(&p), ["latest-rollback"]);
+    p.nx(&["validate-bundle", "--bundle", "out"]).code(1);
+    p.run("quickstart", &[]).code(0);
+    assert!(verify_kinds(&p).is_empty());
+    // The head beside the log: deleted, then behind the log.
+    let head_file = p.state().join("audit_head.json");
+    let head = std::fs::read(&head_file).unwrap();
+    std::fs::remove_file(&head_file).unwrap();
+    assert_eq!(verify_kinds(&p), ["head-missing"]);
+    std::fs::write(&head_file, &head).unwrap();
+    p.gov()
+        .audit()
+        .append(AuditKind::Evolution, json!({}))
+        .unwrap();
+    std::fs::write(&head_file, &head).unwrap();
+    assert_eq!(verify_kinds(&p), ["head-behind-log"]);
 }

@@ -121,6 +121,17 @@ pub enum ProblemKind {
     AnchorBeyondEnd,
     /// An anchor names a `seq` the log does not contain (lines were removed).
     AnchorMissing,
+    /// `audit_head.json` is missing or does not parse: the head beside the log is gone.
+    HeadMissing,
+    /// The log goes on past the head `audit_head.json` records: lines were appended
+    /// without the head (or the head was rolled back).
+    HeadBehindLog,
+    /// A bundle's index is not the one the log sealed for its run (forged or swapped); its
+    /// `audit_head` is not used as an anchor.
+    IndexNotAnchored,
+    /// An out root's `LATEST` names an older sealed run than the last `run-sealed` entry
+    /// for that out root (a silent rollback).
+    LatestRollback,
 }
 
 /// One problem, naming the line (1-based, as editors count) and its `seq`.
@@ -408,11 +419,38 @@ impl AuditLog {
             index += 1;
         }
         let mut report = v.finish(index, &by_seq, &self.path);
-        if self.head_path.exists() && head_anchor.is_none() {
-            report.notes.push(format!(
-                "{AUDIT_HEAD_FILE} exists but does not parse; it was not checked"
-            ));
+        match (&head_anchor, &report.head) {
+            (None, _) => {
+                let why = if self.head_path.exists() {
+                    "does not parse"
+                } else {
+                    "is missing"
+                };
+                report.problems.push(Problem {
+                    line: 0,
+                    seq: None,
+                    kind: ProblemKind::HeadMissing,
+                    message: format!(
+                        "{AUDIT_HEAD_FILE} {why}: the head beside the log is gone, so a cut or rewritten tail is caught only by other anchors"
+                    ),
+                });
+            }
+            (Some(a), Some(last)) if a.head.seq < last.seq => {
+                report.problems.push(Problem {
+                    line: 0,
+                    seq: Some(a.head.seq),
+                    kind: ProblemKind::HeadBehindLog,
+                    message: format!(
+                        "the log goes on {} line(s) past the head {AUDIT_HEAD_FILE} records (seq {}, the log ends at seq {}): lines were appended without updating the head, or the head was rolled back",
+                        last.seq - a.head.seq,
+                        a.head.seq,
+                        last.seq
+                    ),
+                });
+            }
+            _ => {}
         }
+        report.ok = report.problems.is_empty();
         report.anchors_checked = all_anchors.len() as u64;
         Ok(report)
     }
@@ -642,7 +680,11 @@ mod tests {
         ls.truncate(15);
         std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
         // Rewrite the state-dir anchor too, as someone cutting the tail would.
-        std::fs::remove_file(s.file(AUDIT_HEAD_FILE)).unwrap();
+        std::fs::write(
+            s.file(AUDIT_HEAD_FILE),
+            serde_json::to_vec(&log.head().unwrap()).unwrap(),
+        )
+        .unwrap();
         assert!(
             log.verify(&[]).unwrap().ok,
             "the chain alone cannot see a cut tail"
@@ -684,6 +726,31 @@ mod tests {
         let r = log.verify(std::slice::from_ref(&anchored)).unwrap();
         assert!(!r.ok);
         assert_eq!(r.first_bad_line, Some(13), "{r:#?}");
+    }
+
+    #[test]
+    fn a_missing_head_file_or_a_log_longer_than_its_head_is_a_problem() {
+        let (_t, s, log) = twenty_line_log();
+        let head = std::fs::read(s.file(AUDIT_HEAD_FILE)).unwrap();
+        std::fs::remove_file(s.file(AUDIT_HEAD_FILE)).unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems[0].kind, ProblemKind::HeadMissing, "{r:#?}");
+        // A head two lines behind the log: appended without the head, or rolled back.
+        std::fs::write(s.file(AUDIT_HEAD_FILE), &head).unwrap();
+        log.append(AuditKind::Evolution, json!({})).unwrap();
+        log.append(AuditKind::Evolution, json!({})).unwrap();
+        std::fs::write(s.file(AUDIT_HEAD_FILE), &head).unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.problems[0].kind, ProblemKind::HeadBehindLog, "{r:#?}");
+        assert!(r.problems[0].message.contains("2 line(s)"), "{r:#?}");
+        // A head beyond the log (the tail cut): the anchor check names it.
+        let mut ls = lines(&log);
+        ls.truncate(15);
+        std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        let r = log.verify(&[]).unwrap();
+        assert_eq!(r.problems[0].kind, ProblemKind::AnchorBeyondEnd, "{r:#?}");
     }
 
     #[test]
