@@ -115,7 +115,15 @@ impl OutLock {
         run_id: Option<&str>,
         plan_id: Option<&str>,
     ) -> Result<Self> {
-        fsx::create_dir_all(out_root)?;
+        // An out root that cannot be made (a file in the way, a read-only mount, no
+        // permission) is the caller's input, named with the reason: exit 2, nothing written.
+        let unusable = |op: &str, p: &Path, e: std::io::Error| {
+            Error::io_input(op, p, e).with_hint(
+                "pass --out DIR naming a directory that can be created and written (default: the project's out/)",
+            )
+        };
+        std::fs::create_dir_all(out_root)
+            .map_err(|e| unusable("create the out root", out_root, e))?;
         let path = out_root.join(super::LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -125,7 +133,12 @@ impl OutLock {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| Error::io("open the out-root lock", &path, e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EROFS | libc::EACCES | libc::EPERM | libc::ENOTDIR) => {
+                    unusable("write into the out root", &path, e)
+                }
+                _ => Error::io("open the out-root lock", &path, e),
+            })?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {

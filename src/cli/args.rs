@@ -58,55 +58,145 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a plan: every scenario in the baseline, scenario and oracle lanes; write a sealed bundle.
+    #[command(
+        after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out"
+    )]
     Run(RunArgs),
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
+    #[command(after_help = "Examples:\n  nexusmon status\n  nexusmon status --out /tmp/out --json")]
     Status(StatusArgs),
     /// Check a sealed bundle: index, sizes, digests, no unindexed files.
+    #[command(
+        after_help = "Examples:\n  nexusmon validate-bundle --bundle out\n  nexusmon --json validate-bundle --bundle out/<run_id>"
+    )]
     ValidateBundle(ValidateArgs),
     /// Check (--strict) or rewrite (--repair) a bundle's index.
+    #[command(
+        after_help = "Examples:\n  nexusmon reindex-bundle --bundle out --strict\n  nexusmon reindex-bundle --bundle out --repair"
+    )]
     ReindexBundle(ReindexArgs),
     /// Write a promotion packet (and its in-toto Statement) for a bundle; promotability is
     /// derived from the bundle alone.
+    #[command(
+        after_help = "Examples:\n  nexusmon emit-promotion --bundle out --out promotion/promotion_packet.json\n  nexusmon emit-promotion --bundle out --out promotion/p.json --require-promotable"
+    )]
     EmitPromotion(EmitPromotionArgs),
     /// Write an op-level summary of a bundle or a packet.
+    #[command(
+        after_help = "Examples:\n  nexusmon summarize-ops --bundle out\n  nexusmon summarize-ops --packet promotion/promotion_packet.json --out ops.json"
+    )]
     SummarizeOps(SummarizeOpsArgs),
     /// Merge promotable packets into mappings.
+    #[command(
+        after_help = "Examples:\n  nexusmon promote --packets promotion/ --out mappings/\n  nexusmon promote --packets promotion/*.json --out mappings/"
+    )]
     Promote(PromoteArgs),
     /// List plans.
+    #[command(after_help = "Examples:\n  nexusmon list-plans\n  nexusmon --json list-plans plans/")]
     ListPlans(ListPlansArgs),
     /// Lint plans (files or directories, recursive).
+    #[command(
+        after_help = "Examples:\n  nexusmon plan-lint plans/\n  nexusmon plan-lint plans/ --format sarif > lint.sarif"
+    )]
     PlanLint(LintArgs),
     /// List registries.
+    #[command(after_help = "Examples:\n  nexusmon list-registries")]
     ListRegistries,
     /// List the probes of a registry.
+    #[command(
+        after_help = "Examples:\n  nexusmon list-probes\n  nexusmon list-probes --registry linux-core --json"
+    )]
     ListProbes(RegistrySelect),
     /// List the profiles of a registry.
+    #[command(
+        after_help = "Examples:\n  nexusmon list-profiles\n  nexusmon list-profiles --registry linux-core --json"
+    )]
     ListProfiles(RegistrySelect),
     /// Show one probe.
+    #[command(after_help = "Examples:\n  nexusmon describe-probe read-etc-hostname")]
     DescribeProbe(DescribeArgs),
     /// Show one profile and what it compiles to on this kernel.
+    #[command(after_help = "Examples:\n  nexusmon describe-profile system-ro")]
     DescribeProfile(DescribeArgs),
     /// Lint registries (files or directories, recursive; default: registry/).
+    #[command(
+        after_help = "Examples:\n  nexusmon registry-lint\n  nexusmon registry-lint registry/linux-core --format json"
+    )]
     RegistryLint(RegistryLintArgs),
     /// List templates with their parameters.
+    #[command(
+        after_help = "Examples:\n  nexusmon list-templates\n  nexusmon --json list-templates"
+    )]
     ListTemplates,
     /// Generate a plan, its registry files and expected matrix from a template.
+    #[command(
+        after_help = "Examples:\n  nexusmon plan-build --template tcp-egress-allowlist --out . --set allowed_ports=443,8443\n  nexusmon plan-build --template readonly-system --out . --set format=yaml"
+    )]
     PlanBuild(PlanBuildArgs),
+    /// Scaffold a mission worker from the worker template: workers/<name>.py, its registry
+    /// (workers.json, a confined profile) and a mission that runs it.
+    #[command(
+        after_help = "Examples:\n  nexusmon worker-new hello\n  nexusmon plan-lint plans/hello/plan.json"
+    )]
+    WorkerNew(WorkerNewArgs),
     /// Earn XP and capabilities from mission packets, each checked against its bundle.
+    #[command(
+        after_help = "Examples:\n  nexusmon evolve --packets promotion/\n  nexusmon evolve --packets promotion/promotion_packet.json"
+    )]
     Evolve(EvolveArgs),
     /// Show evolution state.
+    #[command(after_help = "Examples:\n  nexusmon evolution status")]
     Evolution(EvolutionArgs),
     /// Write (and optionally sign) an approval record for a plan.
+    #[command(
+        after_help = "Examples:\n  nexusmon approve --plan plans/mission-demo/plan.json --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon approve --plan plans/mission-demo/plan.json --approver bob --expires-in 7d"
+    )]
     Approve(ApproveArgs),
+    /// Render a run (or a set of packets) for review: a self-contained HTML page, Markdown,
+    /// JUnit XML.
+    #[command(
+        after_help = "Examples:\n  nexusmon report --bundle out --out report.html\n  nexusmon report --bundle out --format markdown\n  nexusmon report --bundle out --junit junit.xml\n  nexusmon report --packet promotion/"
+    )]
+    Report(ReportArgs),
+    /// What changed between two runs (bundles, out roots, packets), each change with a
+    /// severity.
+    #[command(
+        after_help = "Examples:\n  nexusmon diff out/<run_a> out/<run_b>\n  nexusmon diff old-out out --fail-on critical\n  nexusmon diff a/promotion_packet.json b/promotion_packet.json --format markdown"
+    )]
+    Diff(DiffArgs),
+    /// What awaits an operator: missions awaiting approval, packets flagged for review or
+    /// not promotable.
+    #[command(
+        after_help = "Examples:\n  nexusmon review\n  nexusmon review show mission:mission-demo\n  nexusmon --json review --packets promotion/"
+    )]
+    Review(ReviewArgs),
+    /// Edit the trust file (operator keys and their roles).
+    #[command(
+        after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver"
+    )]
+    Trust(TrustArgs),
     /// Audit log commands.
+    #[command(
+        after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out/LATEST --anchors promotion/promotion_packet.json"
+    )]
     Audit(AuditArgs),
     /// Failure fingerprints counted across runs.
+    #[command(
+        after_help = "Examples:\n  nexusmon omens list\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519"
+    )]
     Omens(OmensArgs),
     /// Missions awaiting approval, and their state.
+    #[command(
+        after_help = "Examples:\n  nexusmon missions\n  nexusmon --json missions plans/ --out out"
+    )]
     Missions(MissionsArgs),
     /// Create the state directory `.nexusmon/`.
+    #[command(after_help = "Examples:\n  nexusmon init\n  nexusmon init /path/to/project")]
     Init(InitArgs),
     /// Print shell completions.
+    #[command(
+        after_help = "Examples:\n  nexusmon completions bash > /etc/bash_completion.d/nexusmon"
+    )]
     Completions(CompletionsArgs),
     /// (internal) the builtin probe helper.
     #[command(name = "__probe", hide = true)]
@@ -148,12 +238,31 @@ pub struct RunArgs {
     /// Out root (default: `<root>/out`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Run only these profiles (repeatable).
-    #[arg(long = "only-profile", value_name = "ID")]
+    /// Run only these profiles (repeatable): an id, a glob (`net-*`) or `@TAG` (the
+    /// profiles with that tag).
+    #[arg(long = "only-profile", value_name = "ID|GLOB|@TAG")]
     pub only_profile: Vec<String>,
-    /// Run only these scenarios, `<profile>:<probe>` (repeatable).
-    #[arg(long = "only-scenario", value_name = "ID")]
+    /// Run only these scenarios (repeatable): `<profile>:<probe>`, a glob
+    /// (`'system-ro:*'`) or `@TAG` (the scenarios whose probe has that tag).
+    #[arg(long = "only-scenario", value_name = "ID|GLOB|@TAG")]
     pub only_scenario: Vec<String>,
+    /// Run only the scenarios that mismatched (or were flaky) in bundle B (a bundle
+    /// directory or an out root) of the same plan.
+    #[arg(long = "rerun-failed", value_name = "BUNDLE")]
+    pub rerun_failed: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Output: human (the table on stderr), json (NDJSON events on stdout, as --json), github
+    /// (the human table, plus `::error` annotations on stdout pointing at the plan lines;
+    /// the default when GITHUB_ACTIONS=true). A Markdown summary is appended to
+    /// $GITHUB_STEP_SUMMARY when it is set.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<RunFormat>,
+    /// Which rows the table shows: failures (mismatches and flaky; the default above
+    /// 50 scenarios) or all.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub show: Option<Show>,
     /// Show what would run (and what the gate decided); execute nothing.
     #[arg(long)]
     pub dry: bool,
@@ -178,6 +287,165 @@ pub struct RunArgs {
     /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
     #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
     pub sign_with: Option<PathBuf>,
+}
+
+/// `run --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// The table and the result on stderr.
+    Human,
+    /// NDJSON events on stdout (as --json).
+    Json,
+    /// GitHub Actions annotations on stdout, the table on stderr.
+    Github,
+}
+
+/// `run --show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Show {
+    /// Only rows with a mismatch or a flaky pass.
+    Failures,
+    /// Every row.
+    All,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML page.
+    Html,
+    /// Markdown (the run's summary with its verdict).
+    Markdown,
+    /// JUnit XML.
+    Junit,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true))]
+pub struct ReportArgs {
+    /// A bundle directory, or an out root (resolved through LATEST).
+    #[arg(long, value_name = "DIR", group = "input")]
+    pub bundle: Option<PathBuf>,
+    /// Promotion packets or directories holding them (in-toto Statements are skipped): a
+    /// page of their promotability and the per-profile signatures and conflicts they map
+    /// to; one packet of a run renders that run's page.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1.., group = "input")]
+    pub packet: Vec<PathBuf>,
+    /// A mappings directory (`promote --out`): its per-profile signatures and conflicts.
+    #[arg(long, value_name = "DIR", group = "input")]
+    pub mappings: Option<PathBuf>,
+    /// Where to write the report (default: `report.html` for html; stdout otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+    /// Also write JUnit XML to FILE (with --bundle).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// `diff --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Text, one change per line (the default).
+    Human,
+    /// The JSON document (as --json).
+    Json,
+    /// A Markdown table.
+    Markdown,
+}
+
+/// `diff --fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// A policy hole opened (expected deny, now allowed).
+    Critical,
+    /// Critical, or something that worked no longer does.
+    Breaking,
+    /// Any change at all.
+    Any,
+}
+
+/// `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier run: a bundle, an out root (through LATEST) or a promotion packet.
+    pub a: PathBuf,
+    /// The later run.
+    pub b: PathBuf,
+    /// Exit 1 when a change at least this serious is found (default: exit 0 whatever
+    /// changed).
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Option<DiffFormat>,
+}
+
+/// `review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Subcommand (default: list the queue).
+    #[command(subcommand)]
+    pub command: Option<ReviewCommand>,
+    /// Directories to search for mission plans (default: `<root>/plans`).
+    #[arg(long = "plans", value_name = "DIR", global = true)]
+    pub plans: Vec<PathBuf>,
+    /// Directories (or files) of promotion packets (default: `<root>/promotion`).
+    #[arg(long = "packets", value_name = "DIR", global = true)]
+    pub packets: Vec<PathBuf>,
+}
+
+/// `review …`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// One item in full: what the operator must decide, and for an approval voided by an
+    /// edit, what changed in the plan (field by field).
+    #[command(
+        after_help = "Examples:\n  nexusmon review show mission:mission-demo\n  nexusmon review show packet:20261124T172507.255Z-6c2eb6f3"
+    )]
+    Show(ReviewShowArgs),
+}
+
+/// `review show`.
+#[derive(Debug, Args)]
+pub struct ReviewShowArgs {
+    /// The item: `mission:<plan_id>` or `packet:<run_id>` (as `review` lists them).
+    pub id: String,
+}
+
+/// `trust`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: TrustCommand,
+}
+
+/// `trust …`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Add an operator key: a line `NAME namespaces="nexusmon-approval-v1" KEY roles=ROLE`
+    /// in the trust file (atomically, recorded in the audit log).
+    #[command(
+        after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver\n  nexusmon trust add 'ssh-ed25519 AAAA…' --principal bob --role approver"
+    )]
+    Add(TrustAddArgs),
+}
+
+/// `trust add`.
+#[derive(Debug, Args)]
+pub struct TrustAddArgs {
+    /// The public key: a `.pub` file, or the key text `ssh-ed25519 AAAA…`.
+    pub key: String,
+    /// The principal the key signs as.
+    #[arg(long, value_name = "NAME")]
+    pub principal: String,
+    /// A role granted to the key (repeatable), e.g. `approver`.
+    #[arg(long = "role", value_name = "ROLE", required = true)]
+    pub roles: Vec<String>,
 }
 
 /// `status`.
@@ -322,9 +590,10 @@ pub struct SummarizeOpsArgs {
 /// `promote`.
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
-    /// Promotion packets (each must be promotable and match its bundle; if any is refused,
-    /// nothing is written).
-    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    /// Promotion packets, or directories holding them (each must be promotable and match
+    /// its bundle; if any is refused, nothing is written). In-toto Statements
+    /// (`*.intoto.json`) beside the packets are skipped.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1.., required = true)]
     pub packets: Vec<PathBuf>,
     /// Mappings directory (created if missing; mappings already there are merged with).
     #[arg(long, value_name = "DIR")]
@@ -394,6 +663,18 @@ pub struct DescribeArgs {
     pub registry: Option<String>,
 }
 
+/// `worker-new`.
+#[derive(Debug, Args)]
+pub struct WorkerNewArgs {
+    /// The worker's name (an id): gives `workers/<name>.py`, `registry/<name>/` and
+    /// `plans/<name>/`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Replace files a previous scaffold of the same name wrote.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 /// `plan-build`.
 #[derive(Debug, Args)]
 pub struct PlanBuildArgs {
@@ -424,8 +705,9 @@ pub struct EvolveArgs {
     /// the bundle lies outside the project). If any packet is refused (edited, hand-written,
     /// or its bundle changed or moved), nothing is written (exit 1). Non-promotable packets
     /// are accepted: they earn nothing, but their violations cost XP. Experiment packets are
-    /// skipped.
-    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    /// skipped. Directories are read for their packets; in-toto Statements
+    /// (`*.intoto.json`) are skipped.
+    #[arg(long, value_name = "FILE|DIR", num_args = 1.., required = true)]
     pub packets: Vec<PathBuf>,
 }
 
@@ -441,6 +723,9 @@ pub struct EvolutionArgs {
 #[derive(Debug, Subcommand)]
 pub enum EvolutionCommand {
     /// XP, level and capabilities.
+    #[command(
+        after_help = "Examples:\n  nexusmon evolution status\n  nexusmon --json evolution status"
+    )]
     Status,
 }
 
@@ -459,9 +744,14 @@ pub struct ApproveArgs {
     /// How long the approval is valid, e.g. `24h`, `7d` (default 24h).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub expires_in: String,
-    /// The scope the approval is for (default `run`).
-    #[arg(long, value_name = "SCOPE", default_value = "run")]
+    /// The scope the approval is for (default `run`, the only scope the gate consults).
+    #[arg(long, value_name = "SCOPE", default_value = "run", value_parser = ["run"])]
     pub scope: String,
+    /// How many runs the approval may be used for (e.g. `--uses 1`: single use; each use
+    /// is recorded in the audit log under the record's nonce). Default: any number until
+    /// it expires.
+    #[arg(long, value_name = "N")]
+    pub uses: Option<u32>,
     /// Sign the record with this SSH private key (writes `<record>.sig`).
     #[arg(long, value_name = "KEY")]
     pub sign_with: Option<PathBuf>,
@@ -485,6 +775,9 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain and every anchor that can be found.
+    #[command(
+        after_help = "Examples:\n  nexusmon audit verify\n  nexusmon audit verify --anchors out --anchors promotion/promotion_packet.json"
+    )]
     Verify(AuditVerifyArgs),
 }
 
@@ -509,8 +802,12 @@ pub struct OmensArgs {
 #[derive(Debug, Subcommand)]
 pub enum OmensCommand {
     /// List failure fingerprints with counts and states.
+    #[command(after_help = "Examples:\n  nexusmon omens list\n  nexusmon --json omens list")]
     List,
     /// Clear a locked omen (needs a valid approval of an approver).
+    #[command(
+        after_help = "Examples:\n  nexusmon omens clear 3f2a9c --approver alice --sign-with ~/.ssh/id_ed25519\n  nexusmon omens clear 3f2a9c --approver alice --prepare"
+    )]
     Clear(OmensClearArgs),
 }
 
@@ -568,4 +865,36 @@ pub struct ProbeHelperArgs {
     /// Raw helper arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and subcommand a user can type shows examples in its `--help`.
+    #[test]
+    fn every_command_has_an_examples_section() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let help = sub
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let has_subs = sub.get_subcommands().any(|s| s.get_name() != "help");
+                if !help.starts_with("Examples:") && !has_subs {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "nexusmon", &mut missing);
+        assert!(missing.is_empty(), "no Examples in --help of: {missing:?}");
+    }
 }

@@ -77,6 +77,7 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
         overwrite: a.overwrite,
         state_dir: ctx.state_dir.as_deref(),
         root: &ctx.root,
+        uses: a.uses,
     })?;
     let record = &done.record;
     if ctx.json {
@@ -90,6 +91,7 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
                 "approver": record.approver,
                 "scope": record.scope,
                 "expires_at": record.expires_at,
+                "uses": record.uses,
                 "key_fingerprint": done.signed_by,
                 "audit_head": done.audit_head,
                 "warnings": done.warnings,
@@ -98,12 +100,16 @@ pub fn approve(ctx: &Ctx, io: &mut Io<'_>, a: &ApproveArgs) -> Result<i32> {
     }
     if !ctx.quiet {
         io.errln(format!(
-            "wrote approval {} for plan {} (digest {}, scope {}, expires {})",
+            "wrote approval {} for plan {} (digest {}, scope {}, expires {}{})",
             done.out.display(),
             record.plan_id,
             short_hex(&record.plan_digest.blake3),
             record.scope,
-            record.expires_at
+            record.expires_at,
+            record
+                .uses
+                .map(|n| format!(", {n} use(s)"))
+                .unwrap_or_default()
         ))?;
         match &done.signed_by {
             Some(fp) => io.errln(format!("signed {} with key {fp}", done.sig_out.display()))?,
@@ -383,12 +389,14 @@ pub fn evolve(ctx: &Ctx, io: &mut Io<'_>, a: &EvolveArgs) -> Result<i32> {
 pub fn evolution(ctx: &Ctx, io: &mut Io<'_>, a: &EvolutionArgs) -> Result<i32> {
     let EvolutionCommand::Status = a.command;
     let (state, next) = evolve::status(ctx.state_dir.as_deref(), &ctx.root)?;
+    let why = crate::govern::evolution::held_because(&state);
     if ctx.json {
         write_json(
             io,
             &json!({
                 "state": state,
                 "next_level": next.map(|(l, t)| json!({"level": l, "xp": t})),
+                "held_because": why,
             }),
         )?;
         return Ok(exit_code::OK);
@@ -421,9 +429,10 @@ pub fn evolution(ctx: &Ctx, io: &mut Io<'_>, a: &EvolutionArgs) -> Result<i32> {
         [
             "missions".into(),
             format!(
-                "{} passed, {} outcome(s) consumed",
+                "{} passed, {} outcome(s) consumed, {} rerun(s) of an outcome already counted",
                 state.missions_passed,
-                state.consumed.len()
+                state.consumed.len(),
+                state.repeats.len()
             ),
         ],
     ];
@@ -433,6 +442,29 @@ pub fn evolution(ctx: &Ctx, io: &mut Io<'_>, a: &EvolutionArgs) -> Result<i32> {
             .render(&rows)
             .as_bytes(),
     )?;
+    if !why.is_empty() {
+        io.outln("why each capability is held:")?;
+        for h in &why {
+            io.outln(format!(
+                "  {}: unlocked at {} ({} XP); XP {} = {} earned - {} lost, earned by:",
+                h.capability.as_str(),
+                h.level.as_str(),
+                h.threshold,
+                state.xp,
+                state.earned_xp,
+                h.penalty_xp
+            ))?;
+            for e in &h.earned_by {
+                io.outln(format!(
+                    "    packet {} (run {}, plan {}): +{} XP",
+                    short_hex(&e.packet_digest),
+                    e.run_id,
+                    e.plan_id,
+                    e.xp
+                ))?;
+            }
+        }
+    }
     Ok(exit_code::OK)
 }
 

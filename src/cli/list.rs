@@ -398,19 +398,22 @@ pub fn describe_probe(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<i3
     }
     if p.driver == Driver::Exec {
         if let Some(argv) = &p.argv {
-            pairs.push(("argv".into(), format!("{argv:?}")));
+            pairs.push((
+                "argv".into(),
+                serde_json::to_string(argv).unwrap_or_default(),
+            ));
         }
         pairs.push((
             "allow exit codes".into(),
             p.allow_exit_codes
                 .as_ref()
-                .map_or_else(|| "[0] (default)".into(), |v| format!("{v:?}")),
+                .map_or_else(|| "[0] (default)".into(), |v| codes(v)),
         ));
         pairs.push((
             "deny exit codes".into(),
             p.deny_exit_codes.as_ref().map_or_else(
                 || "none (a non-allow exit is an error)".into(),
-                |v| format!("{v:?}"),
+                |v| codes(v),
             ),
         ));
     }
@@ -436,7 +439,7 @@ pub fn describe_probe(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<i3
                 }
                 Fixture::Dir { path } => format!("dir {path}"),
                 Fixture::Symlink { path, to } => format!("symlink {path} -> {to}"),
-                Fixture::TcpListener { variable, port } => match port {
+                Fixture::TcpListener { variable, port, .. } => match port {
                     Some(p) => format!("tcp listener on 127.0.0.1:{p}, port in ${{{variable}}}"),
                     None => format!("tcp listener on 127.0.0.1, port in ${{{variable}}}"),
                 },
@@ -548,4 +551,15 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
     pairs.push(("used by".into(), users_text(&users, &ctx.cwd)));
     io.out_bytes(block(&pairs).as_bytes())?;
     Ok(exit_code::OK)
+}
+
+/// Exit codes as `[0, 2]`.
+fn codes(v: &[i32]) -> String {
+    format!(
+        "[{}]",
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }

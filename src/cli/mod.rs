@@ -11,6 +11,7 @@ mod list;
 mod misc;
 mod promote;
 pub mod render;
+mod review;
 mod run;
 mod status;
 mod template;
@@ -78,6 +79,8 @@ pub struct Ctx {
     pub color_out: bool,
     /// The project root.
     pub root: PathBuf,
+    /// Whether `--root` (or `NEXUSMON_ROOT`) named it.
+    pub root_given: bool,
     /// `--state-dir`, if given.
     pub state_dir: Option<PathBuf>,
     /// The current directory.
@@ -106,6 +109,7 @@ impl Ctx {
             color,
             color_out,
             root,
+            root_given: g.root.is_some(),
             state_dir: g.state_dir.clone(),
             cwd,
         })
@@ -153,9 +157,14 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::RegistryLint(a) => lint::registry_lint(ctx, io, &a),
         Command::ListTemplates => template::list_templates(ctx, io),
         Command::PlanBuild(a) => template::plan_build(ctx, io, &a),
+        Command::WorkerNew(a) => template::worker_new(ctx, io, &a),
         Command::Evolve(a) => govern::evolve(ctx, io, &a),
         Command::Evolution(a) => govern::evolution(ctx, io, &a),
         Command::Approve(a) => govern::approve(ctx, io, &a),
+        Command::Report(a) => review::report(ctx, io, &a),
+        Command::Diff(a) => review::diff(ctx, io, &a),
+        Command::Review(a) => review::review(ctx, io, &a),
+        Command::Trust(a) => review::trust(ctx, io, &a),
         Command::Audit(a) => govern::audit(ctx, io, &a),
         Command::Omens(a) => govern::omens(ctx, io, &a),
         Command::Missions(a) => govern::missions(ctx, io, &a),

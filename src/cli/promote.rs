@@ -290,8 +290,18 @@ pub(super) fn report_refused(
 
 /// `promote --packets P… --out DIR`.
 pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
+    let given: Vec<PathBuf> = a.packets.iter().map(|p| abs(ctx, p)).collect();
+    let (packets, statements) = promote::verify::packet_paths(&given)?;
+    if !ctx.quiet && ctx.verbose > 0 {
+        for s in &statements {
+            io.errln(format!(
+                "skipped {}: an in-toto Statement, not a packet",
+                s.display()
+            ))?;
+        }
+    }
     let settings = PromoteSettings {
-        packets: a.packets.iter().map(|p| abs(ctx, p)).collect(),
+        packets,
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
     };
@@ -302,7 +312,7 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
     )?;
     if !o.refused.is_empty() {
         let nothing = format!("nothing was written to {}", o.out.display());
-        return report_refused(ctx, io, &o.refused, a.packets.len(), &nothing);
+        return report_refused(ctx, io, &o.refused, settings.packets.len(), &nothing);
     }
     let sigs = o.signatures.as_ref();
     let conflicts = sigs.map_or(0, |s| s.conflicts.len());

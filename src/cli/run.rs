@@ -8,16 +8,21 @@
 
 use std::fmt::Write as _;
 
-use super::args::{Channel, LockMode, RunArgs};
+use super::args::{Channel, LockMode, RunArgs, RunFormat, Show};
 use super::{Ctx, Io};
 use crate::bundle::{LockMode as StoreLockMode, LockOptions};
 use crate::exec::{EventSink, RunOutcome, RunSettings};
-use crate::govern::runner::{self, RunGovernance};
+use crate::govern::runner::{self, RunGovernance, RunOutputs};
 use crate::govern::{GateReport, explain};
 use crate::model::results::{ChannelKind, RunEvent, RunStatus};
 use crate::report::table::{self, Table};
 use crate::util::{fsx, json};
+
 use crate::{Error, Result};
+
+fn abs(ctx: &Ctx, p: &std::path::Path) -> std::path::PathBuf {
+    super::promote::abs(ctx, p)
+}
 
 struct CliSink<'a, 'b> {
     io: &'a mut Io<'b>,
@@ -121,23 +126,43 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     } else {
         ctx.cwd.join(&a.plan)
     };
+    // The project is the one the plan belongs to when the current directory is in none
+    // (`nexusmon run --plan ~/proj/plans/x/plan.json` from elsewhere writes ~/proj/out).
+    let root = if ctx.root_given || crate::load::project_root_above(&ctx.cwd).is_some() {
+        ctx.root.clone()
+    } else {
+        plan_path
+            .parent()
+            .and_then(crate::load::project_root_above)
+            .unwrap_or_else(|| ctx.root.clone())
+    };
     let out_root = match &a.out {
         Some(o) if o.is_absolute() => o.clone(),
         Some(o) => ctx.cwd.join(o),
-        None => ctx.default_out(),
+        None => root.join("out"),
     };
     if let Some(j) = a.jobs
         && j == 0
     {
         return Err(Error::usage("--jobs must be at least 1"));
     }
-    let mut settings = RunSettings::new(plan_path, ctx.root.clone(), fsx::absolute(&out_root)?);
+    let format = match (a.format, ctx.json) {
+        (Some(f), _) => f,
+        (None, true) => RunFormat::Json,
+        (None, false) if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") => {
+            RunFormat::Github
+        }
+        (None, false) => RunFormat::Human,
+    };
+    let json = ctx.json || format == RunFormat::Json;
+    let mut settings = RunSettings::new(plan_path, root.clone(), fsx::absolute(&out_root)?);
     settings.channel = match a.channel {
         Channel::Clean => ChannelKind::Clean,
         Channel::Direct => ChannelKind::Direct,
     };
     settings.only_profiles.clone_from(&a.only_profile);
     settings.only_scenarios.clone_from(&a.only_scenario);
+    settings.rerun_failed = a.rerun_failed.as_ref().map(|b| abs(ctx, b));
     settings.dry = a.dry;
     settings.jobs = a.jobs;
     settings.lock = LockOptions {
@@ -157,7 +182,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         .transpose()?;
     let governance = RunGovernance {
         state_dir: ctx.state_dir.clone(),
-        root: ctx.root.clone(),
+        root,
         approvals: a
             .approval
             .iter()
@@ -170,15 +195,23 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
             })
             .collect(),
         cwd: ctx.cwd.clone(),
+        outputs: RunOutputs {
+            junit: a.junit.as_ref().map(|j| abs(ctx, j)),
+            step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
+            annotations: format == RunFormat::Github,
+            view: ctx.verbose > 0,
+        },
     };
     let mut sink = CliSink {
         io,
-        json: ctx.json,
+        json,
         verbose: ctx.verbose > 0,
         bar: None,
         error: None,
     };
-    let run = runner::run(settings, &governance, &mut sink)?;
+    let mut run = runner::run(settings, &governance, &mut sink)?;
     if let Some(b) = sink.bar.take() {
         b.finish_and_clear();
     }
@@ -210,7 +243,25 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
             .filter(|r| !r.allows())
             .map(|r| runner::next_steps(r, &ctx.cwd))
             .unwrap_or_default();
-        human_summary(io, &outcome, report.as_ref(), &next)?;
+        let durations: Option<std::collections::BTreeMap<String, u64>> =
+            run.view.as_ref().map(|v| {
+                v.details
+                    .iter()
+                    .filter_map(|(id, d)| {
+                        d.get(&crate::model::results::Lane::Scenario)
+                            .map(|l| (id.clone(), l.wall_us))
+                    })
+                    .collect()
+            });
+        let view = TableView {
+            show: a.show,
+            durations: durations.as_ref(),
+            color: ctx.color,
+        };
+        human_summary(io, &outcome, report.as_ref(), &next, &view)?;
+    }
+    if let Some(text) = run.annotations.take() {
+        io.out_bytes(text.as_bytes())?;
     }
     Ok(outcome.exit_code)
 }
@@ -351,11 +402,54 @@ fn dry_summary(o: &RunOutcome, gate: Option<&GateReport>, next: &[String]) -> St
     s
 }
 
+/// Rows above this count show only failures unless `--show all`.
+const LARGE_RUN: usize = 50;
+
+/// How the scenario table is shown.
+struct TableView<'a> {
+    show: Option<Show>,
+    durations: Option<&'a std::collections::BTreeMap<String, u64>>,
+    color: bool,
+}
+
+impl TableView<'_> {
+    /// The table of `rows` and, when rows are hidden, a line saying how many and how to
+    /// see them.
+    fn render(&self, rows: &[&crate::model::results::NormalizedRow]) -> String {
+        let failures_only = match self.show {
+            Some(Show::All) => false,
+            Some(Show::Failures) => true,
+            None => rows.len() > LARGE_RUN,
+        };
+        let shown: Vec<&crate::model::results::NormalizedRow> = if failures_only {
+            rows.iter()
+                .copied()
+                .filter(|r| !r.mismatches.is_empty() || r.flaky)
+                .collect()
+        } else {
+            rows.to_vec()
+        };
+        let mut s = String::new();
+        if !shown.is_empty() {
+            s.push_str(&table::run_table(&shown, self.durations, self.color));
+        }
+        let hidden = rows.len() - shown.len();
+        if hidden > 0 {
+            let _ = writeln!(
+                s,
+                "({hidden} matching scenario(s) not shown; --show all lists every row)"
+            );
+        }
+        s
+    }
+}
+
 fn human_summary(
     io: &mut Io<'_>,
     o: &RunOutcome,
     gate: Option<&GateReport>,
     next: &[String],
+    view: &TableView<'_>,
 ) -> Result<()> {
     if o.status == RunStatus::Dry {
         return io.errln(dry_summary(o, gate, next).trim_end());
@@ -364,18 +458,15 @@ fn human_summary(
     let mission = !o.layers.is_empty();
     if mission {
         s.push_str(&task_lines(o, false));
-        let others: Vec<crate::model::results::NormalizedRow> = o
-            .rows
-            .iter()
-            .filter(|r| r.task_id.is_none())
-            .cloned()
-            .collect();
+        let others: Vec<&crate::model::results::NormalizedRow> =
+            o.rows.iter().filter(|r| r.task_id.is_none()).collect();
         if !others.is_empty() {
             s.push_str("\nother scenarios:\n");
-            s.push_str(&table::align(&table::table_rows(&others)));
+            s.push_str(&view.render(&others));
         }
     } else if !o.rows.is_empty() {
-        s.push_str(&table::align(&table::table_rows(&o.rows)));
+        let rows: Vec<&crate::model::results::NormalizedRow> = o.rows.iter().collect();
+        s.push_str(&view.render(&rows));
     }
     let failed: Vec<_> = o.preflight.iter().filter(|p| !p.apply_ok).collect();
     if !failed.is_empty() {

@@ -246,6 +246,28 @@ pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
     Ok(code)
 }
 
+/// `worker-new NAME`: scaffold a worker, its registry and a mission that runs it.
+pub fn worker_new(ctx: &Ctx, io: &mut Io<'_>, a: &super::args::WorkerNewArgs) -> Result<i32> {
+    let done = crate::template::worker::scaffold(&ctx.root, &a.name, a.overwrite)?;
+    let shown = |p: &std::path::Path| p.strip_prefix(&ctx.cwd).unwrap_or(p).display().to_string();
+    if ctx.json {
+        io.out_bytes(&crate::util::json::to_sorted_pretty(&serde_json::json!({
+            "files": done.files.iter().map(|p| shown(p)).collect::<Vec<_>>(),
+            "plan": shown(&done.plan),
+        }))?)?;
+    }
+    if !ctx.quiet {
+        for f in &done.files {
+            io.errln(format!("wrote {}", shown(f)))?;
+        }
+        io.errln(format!(
+            "the plan lints and loads; run it with: nexusmon run --plan {}",
+            shown(&done.plan)
+        ))?;
+    }
+    Ok(exit_code::OK)
+}
+
 pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> {
     let t = template::find(&ctx.root, &a.template)?;
     let report = template::build(

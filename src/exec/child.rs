@@ -1,6 +1,7 @@
 //! Child control: spawning one probe child and seeing it through.
 //!
-//! - Spawn: std `Command`, stdin `/dev/null`, stdout/stderr piped, its own process group
+//! - Spawn: std `Command`, stdin `/dev/null` (or a file the runner opens: a worker's
+//!   request), stdout/stderr piped, its own process group
 //!   (direct channel) or its own session (clean channel: `setsid`). Exec probes enforce the
 //!   prepared profile in `pre_exec` with raw syscalls only, and a CLOEXEC side-channel pipe
 //!   reports `(step, errno)` of a failed setup step, so a setup failure (apply-failed) is
@@ -64,6 +65,9 @@ pub struct ChildSpec {
     pub grace: Duration,
     /// Bytes kept per stream.
     pub output_cap: u64,
+    /// A file the child reads as its stdin (opened read-only by the runner before the
+    /// child starts; a worker's request), else `/dev/null`.
+    pub stdin: Option<PathBuf>,
 }
 
 /// One captured stream.
@@ -104,6 +108,25 @@ pub enum Ended {
     Exited(i32),
     /// Killed by a signal.
     Signaled(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::outcome::{errno_name, signal_name};
+        match self {
+            Ended::SpawnFailed(e) => write!(f, "spawn failed with {}", errno_name(*e)),
+            Ended::SetupFailed(step, e) => {
+                write!(
+                    f,
+                    "setup step {} failed with {}",
+                    step.as_str(),
+                    errno_name(*e)
+                )
+            }
+            Ended::Exited(c) => write!(f, "exit code {c}"),
+            Ended::Signaled(s) => write!(f, "killed by {}", signal_name(*s)),
+        }
+    }
 }
 
 /// Everything the runner learned about one child.
@@ -456,6 +479,7 @@ fn start_child(
             spec.clean,
             cgroup.map(ChildCgroup::procs_fd),
             &pre.prepared,
+            spec.stdin.as_deref(),
         ) {
             Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
@@ -476,9 +500,17 @@ fn start_child(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    match &spec.stdin {
+        Some(p) => {
+            let f = File::open(p)
+                .map_err(|e| Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            cmd.stdin(Stdio::from(f));
+        }
+        None => {
+            cmd.stdin(Stdio::null());
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if !spec.clean {
         cmd.process_group(0);
     }
@@ -797,6 +829,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(200),
             output_cap: 1024,
+            stdin: None,
         }
     }
 

@@ -270,15 +270,17 @@ impl Listeners {
     /// Start every listener the probes declare (deduplicated by variable / name).
     pub fn start<'a>(probes: impl IntoIterator<Item = &'a Probe>, vars: &Vars) -> Result<Self> {
         let mut l = Listeners::default();
-        let mut tcp: Vec<(String, u16)> = Vec::new();
+        let mut tcp: Vec<(String, u16, Option<String>)> = Vec::new();
         let mut unix: Vec<String> = Vec::new();
         for p in probes {
             for f in &p.fixtures {
                 match f {
-                    Fixture::TcpListener { variable, port }
-                        if !tcp.iter().any(|(v, _)| v == variable.as_str()) =>
-                    {
-                        tcp.push((variable.to_string(), port.unwrap_or(0)));
+                    Fixture::TcpListener {
+                        variable,
+                        port,
+                        reply,
+                    } if !tcp.iter().any(|(v, _, _)| v == variable.as_str()) => {
+                        tcp.push((variable.to_string(), port.unwrap_or(0), reply.clone()));
                     }
                     Fixture::UnixAbstractListener { name } => {
                         let n = vars.expand(name).map_err(|e| Error::usage(e.message))?;
@@ -292,7 +294,7 @@ impl Listeners {
         }
         tcp.sort();
         unix.sort();
-        for (var, want) in tcp {
+        for (var, want, reply) in tcp {
             let listener = TcpListener::bind(("127.0.0.1", want)).map_err(|e| {
                 Error::runner(format!("cannot start the tcp-listener for `{var}`")).with_source(e)
             })?;
@@ -301,9 +303,15 @@ impl Listeners {
                 .map_err(|e| Error::runner("cannot read the listener's port").with_source(e))?
                 .port();
             l.published.push((var.clone(), port.to_string()));
-            l.described
-                .push(format!("tcp-listener 127.0.0.1:{port} as ${{{var}}}"));
-            l.spawn_tcp(listener)?;
+            l.described.push(format!(
+                "tcp-listener 127.0.0.1:{port} as ${{{var}}}{}",
+                if reply.is_some() {
+                    " (replies with its fixed bytes)"
+                } else {
+                    ""
+                }
+            ));
+            l.spawn_tcp(listener, reply.map(String::into_bytes))?;
         }
         for name in unix {
             use std::os::linux::net::SocketAddrExt;
@@ -321,7 +329,7 @@ impl Listeners {
         Ok(l)
     }
 
-    fn spawn_tcp(&mut self, listener: TcpListener) -> Result<()> {
+    fn spawn_tcp(&mut self, listener: TcpListener, reply: Option<Vec<u8>>) -> Result<()> {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::runner("cannot configure a listener").with_source(e))?;
@@ -329,7 +337,11 @@ impl Listeners {
         self.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => drop(s),
+                    Ok((s, _)) => {
+                        if let Some(r) = &reply {
+                            answer(s, r);
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(std::time::Duration::from_millis(2));
                     }
@@ -355,6 +367,25 @@ impl Listeners {
         }));
         Ok(())
     }
+}
+
+/// Read what the client sends first (up to an empty line, 16 KiB or one second, so closing
+/// does not reset a connection with unread data), send `reply`, close. The bytes are the
+/// plan's: the runner neither parses nor builds a protocol here.
+fn answer(mut s: std::net::TcpStream, reply: &[u8]) {
+    use std::io::{Read, Write};
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut seen: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 2048];
+    while seen.len() < 16 * 1024 && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.write_all(reply);
+    let _ = s.shutdown(std::net::Shutdown::Both);
 }
 
 impl Drop for Listeners {

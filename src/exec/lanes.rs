@@ -24,16 +24,22 @@ use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Track
 use super::fixtures::{self, Scratch};
 use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
-use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun};
+use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
+use super::worker;
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env};
 use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
+use crate::model::worker::{
+    Artifact, MAX_RESULT_BYTES, WORKER_PROTOCOL, WorkerFault, WorkerObservation, WorkerRequest,
+    WorkerResult,
+};
 use crate::sandbox::apply::{ApplyFailure, Prepared};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
 use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::vars::Vars;
+use crate::util::digest::Digest;
 use crate::{Error, Result};
 
 /// A mission's shared workspace in `lane`: `<scratch>/mission/<lane>` (created). Every
@@ -229,6 +235,14 @@ pub struct LiveExecutor<'a> {
     pub output_cap: u64,
     /// The first log-writing failure (fails the run).
     pub log_error: Mutex<Option<Error>>,
+    /// The run id (in a worker's request).
+    pub run_id: String,
+    /// The plan id (in a worker's request).
+    pub plan_id: String,
+    /// Mission tasks share a workspace: a worker task holds this exclusively while it runs
+    /// (every other mission task holds it shared), so the workspace changes the runner
+    /// sees around a worker are the worker's own.
+    exclusive: std::sync::RwLock<()>,
     counter: AtomicU64,
 }
 
@@ -268,6 +282,9 @@ impl<'a> LiveExecutor<'a> {
             tracking,
             output_cap,
             log_error: Mutex::new(None),
+            run_id: String::new(),
+            plan_id: String::new(),
+            exclusive: std::sync::RwLock::new(()),
             counter: AtomicU64::new(0),
         }
     }
@@ -381,6 +398,18 @@ impl<'a> LiveExecutor<'a> {
     /// compile the profile again for this child if its rules need it, then spawn through
     /// the driver's path and account for the child's pids cgroup.
     fn observe_inner(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
+        if let Some(run) = &sc.worker {
+            let _alone = self
+                .exclusive
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return self.observe_worker(sc, run, lane, attempt);
+        }
+        let _shared = sc.task.is_some().then(|| {
+            self.exclusive
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         let p = &sc.probe;
         let Some(runtime) = self.profiles.get(sc.spec.profile_id.as_str()) else {
             return LaneAttempt::without_child(Attempt::without_child(
@@ -628,6 +657,7 @@ impl<'a> LiveExecutor<'a> {
             timeout,
             grace,
             output_cap: self.output_cap,
+            stdin: None,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let result_line = helper::parse_line(&res.stdout.kept);
@@ -739,6 +769,7 @@ impl<'a> LiveExecutor<'a> {
             timeout,
             grace,
             output_cap: self.output_cap,
+            stdin: None,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let mut a = base_attempt(&res);
@@ -802,6 +833,301 @@ impl<'a> LiveExecutor<'a> {
             },
         };
         a
+    }
+}
+
+impl LiveExecutor<'_> {
+    /// One attempt of a mission worker: stage its directories and executable, resolve its
+    /// inputs and write its request, start it through the exec spawn path under the
+    /// task's profile (compiled for this child: `${OUTPUT}` and `${WORKER_BIN}` exist now) with
+    /// the request as stdin, then judge its result, files and the workspace, and copy the
+    /// verified files into the bundle (`artifacts/<task>/…`, scenario lane).
+    fn observe_worker(
+        &self,
+        sc: &ScenarioRun,
+        run: &WorkerRun,
+        lane: Lane,
+        attempt: u32,
+    ) -> LaneAttempt {
+        let task = sc
+            .task
+            .as_ref()
+            .map_or_else(|| sc.spec.probe_id.to_string(), |t| t.task_id.clone());
+        let identity = run.worker.identity();
+        let observation = |fault: Option<WorkerFault>,
+                           inputs_digest: Digest,
+                           result: Option<WorkerResult>,
+                           artifacts: Vec<Artifact>| {
+            Some(Box::new(WorkerObservation {
+                worker: identity.clone(),
+                inputs: BTreeMap::new(),
+                inputs_digest,
+                consumed: BTreeMap::new(),
+                fault,
+                result,
+                artifacts,
+            }))
+        };
+        let not_started = |outcome: Outcome, stage: Stage, fault: WorkerFault, why: String| {
+            let mut a = Attempt::without_child(
+                outcome,
+                stage,
+                format!("worker `{}`: {}: {why}", run.worker.name, fault.as_str()),
+            );
+            a.worker = observation(
+                Some(fault),
+                worker::inputs_digest(&BTreeMap::new()),
+                None,
+                Vec::new(),
+            );
+            LaneAttempt::without_child(a)
+        };
+        let Some(runtime) = self.profiles.get(sc.spec.profile_id.as_str()) else {
+            return not_started(
+                Outcome::Error,
+                Stage::Resolve,
+                WorkerFault::NotStarted,
+                "profile not compiled".into(),
+            );
+        };
+        let staged = mission_workspace(self.scratch, lane)
+            .map_err(|e| (WorkerFault::NotStarted, e.to_string()))
+            .and_then(|ws| worker::stage(self.scratch.root(), &ws, lane, run, &task));
+        let dirs = match staged {
+            Ok(d) => d,
+            Err((f, why)) => return not_started(Outcome::Error, Stage::Resolve, f, why),
+        };
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let ws = s(&dirs.workspace);
+        let home = if self.clean {
+            ws.clone()
+        } else {
+            self.runner_env
+                .iter()
+                .find(|(k, _)| k == "HOME")
+                .map_or_else(|| ws.clone(), |(_, v)| v.clone())
+        };
+        let (out_s, bin_s) = (s(&dirs.output), s(&dirs.bin_dir));
+        let vars = self
+            .vars
+            .with(&[
+                ("SCRATCH", ws.as_str()),
+                ("HOME", home.as_str()),
+                ("OUTPUT", out_s.as_str()),
+                ("WORKER_BIN", bin_s.as_str()),
+            ])
+            .nested();
+        let (inputs, consumed) = match worker::resolve_inputs(run, &vars, &dirs.workspace) {
+            Ok(x) => x,
+            Err((f, why)) => return not_started(Outcome::Error, Stage::Resolve, f, why),
+        };
+        let symbolic = worker::symbolic_inputs(&inputs, &dirs.workspace);
+        let inputs_digest = worker::inputs_digest(&symbolic);
+        let request = WorkerRequest {
+            protocol: WORKER_PROTOCOL,
+            run_id: self.run_id.clone(),
+            plan_id: self.plan_id.clone(),
+            task_id: task.clone(),
+            worker: run.worker.name.to_string(),
+            inputs,
+            output_dir: out_s.clone(),
+            workspace: ws.clone(),
+        };
+        let written = crate::util::json::to_sorted_pretty(&request)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                worker::write_file(&dirs.request, &b, 0o444)
+                    .map_err(|e| format!("cannot write `{}`: {e}", dirs.request.display()))
+            });
+        if let Err(why) = written {
+            return not_started(Outcome::Error, Stage::Resolve, WorkerFault::NotStarted, why);
+        }
+        let argv: Vec<String> = match sc
+            .probe
+            .argv
+            .iter()
+            .flatten()
+            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .collect::<std::result::Result<_, _>>()
+        {
+            Ok(a) => a,
+            Err(why) => {
+                return not_started(Outcome::Error, Stage::Resolve, WorkerFault::NotStarted, why);
+            }
+        };
+        let child_compiled = if runtime.compiled.per_child {
+            match runtime.compile_for_child(sc, &vars) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return not_started(
+                        Outcome::ApplyFailed,
+                        Stage::Apply,
+                        WorkerFault::SpawnFailed,
+                        format!("the profile cannot be compiled for this child: {e}"),
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let compiled = child_compiled.as_ref().unwrap_or(&runtime.compiled);
+        if let Some(e) = &compiled.apply_error {
+            return not_started(
+                Outcome::ApplyFailed,
+                Stage::Apply,
+                WorkerFault::SpawnFailed,
+                format!("the profile cannot be applied on this host: {e}"),
+            );
+        }
+        let prepared = match (&child_compiled, &runtime.prepared) {
+            (Some(c), _) => Prepared::new(&c.apply_spec()).map(Arc::new),
+            (None, Some(p)) => p.clone(),
+            (None, None) => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(f) => {
+                return not_started(
+                    Outcome::ApplyFailed,
+                    Stage::Apply,
+                    WorkerFault::SpawnFailed,
+                    format!("{} failed: {}", f.step.as_str(), f.detail),
+                );
+            }
+        };
+        let cgroup = match self.new_cgroup(compiled, lane) {
+            Ok(c) => c,
+            Err(why) => {
+                return not_started(
+                    Outcome::ApplyFailed,
+                    Stage::Apply,
+                    WorkerFault::SpawnFailed,
+                    why,
+                );
+            }
+        };
+        let timeout = Duration::from_millis(sc.timeout.ms);
+        let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
+        let spec = ChildSpec {
+            program: dirs.exe.clone(),
+            args: argv.iter().skip(1).cloned().collect(),
+            arg0: argv.first().cloned(),
+            env: self.child_env(&compiled.env, &dirs.workspace),
+            cwd: Some(dirs.output.clone()),
+            clean: self.clean,
+            pre_exec: Some(PreExec { prepared }),
+            timeout,
+            grace,
+            output_cap: self.output_cap.max(MAX_RESULT_BYTES + 1),
+            stdin: Some(dirs.request.clone()),
+        };
+        let before = worker::Snapshot::take(&dirs.workspace, &dirs.output);
+        let res = child::run_child(&spec, self.tracking_for(cgroup.as_ref()).as_tracking());
+        let changed = before.changed(&worker::Snapshot::take(&dirs.workspace, &dirs.output));
+        let mut judged = worker::judge(&res, &dirs.output, &changed);
+        let mut a = base_attempt(&res);
+        a.attempt = attempt;
+        let sid = &sc.spec.scenario_id;
+        a.stdout = self.capture(&res.stdout, lane, sid, attempt, "stdout", false);
+        a.stderr = self.capture(&res.stderr, lane, sid, attempt, "stderr", false);
+        if lane == Lane::Scenario {
+            a.enforcement.clone_from(&runtime.enforcement);
+        }
+        a.processes = account_processes(cgroup, compiled, lane == Lane::Scenario);
+        let mut artifacts = Vec::new();
+        if judged.fault.is_none() && lane == Lane::Scenario {
+            match self.copy_artifacts(&task, &judged.files) {
+                Ok(list) => artifacts = list,
+                Err(f) => judged.fault = Some(f),
+            }
+        }
+        let name = &run.worker.name;
+        match &judged.fault {
+            None => {
+                a.outcome = Outcome::Allow;
+                a.stage = Stage::Operation;
+                let msg = judged
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.message.clone())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                a.detail = format!(
+                    "worker `{name}` did its work ({} file(s)){msg}",
+                    judged.files.len()
+                );
+            }
+            Some((fault, why)) => {
+                if *fault == WorkerFault::TimedOut {
+                    timeout_attempt(&mut a, &res, timeout, grace);
+                } else {
+                    a.outcome = Outcome::Error;
+                    a.stage = match fault {
+                        WorkerFault::SpawnFailed => Stage::Exec,
+                        _ => Stage::Operation,
+                    };
+                }
+                if let Ended::SetupFailed(_, e) | Ended::SpawnFailed(e) = res.ended {
+                    a.errno = Some(e);
+                    a.errno_name = Some(errno_name(e));
+                    if matches!(res.ended, Ended::SetupFailed(..)) {
+                        a.outcome = Outcome::ApplyFailed;
+                        a.stage = Stage::Apply;
+                    }
+                }
+                a.detail = format!("worker `{name}`: {}: {why}", fault.as_str());
+            }
+        }
+        a.worker = observation(
+            judged.fault.as_ref().map(|f| f.0),
+            inputs_digest,
+            judged.result.take(),
+            artifacts,
+        );
+        if let Some(w) = a.worker.as_mut() {
+            w.consumed = consumed;
+            w.inputs = symbolic;
+        }
+        LaneAttempt {
+            attempt: a,
+            target: None,
+            argv,
+        }
+    }
+
+    /// Copy verified files into the bundle at `artifacts/<task>/<name>`, reading each once
+    /// more and refusing one whose bytes changed since it was verified.
+    fn copy_artifacts(
+        &self,
+        task: &str,
+        files: &[worker::Verified],
+    ) -> std::result::Result<Vec<Artifact>, worker::Failure> {
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let (bytes, digest) = worker::read_bounded(&f.path)
+                .map_err(|why| (WorkerFault::MissingOutput, format!("`{}` {why}", f.name)))?;
+            if digest != f.digest {
+                return Err((
+                    WorkerFault::OutputDigestMismatch,
+                    format!("`{}` changed after it was verified", f.name),
+                ));
+            }
+            let member = format!("artifacts/{task}/{}", f.name);
+            if self.write_log(member.clone(), &bytes).is_none() && self.logs.is_some() {
+                return Err((
+                    WorkerFault::NotStarted,
+                    format!("`{}` could not be written into the bundle", f.name),
+                ));
+            }
+            out.push(Artifact {
+                name: f.name.clone(),
+                member,
+                size: f.size,
+                digest,
+                media_type: f.media_type.clone(),
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -27,6 +27,8 @@
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
+//! - [`worker`]: mission workers around their child: staging (output directory, checked
+//!   copy of the executable), inputs, the request, and judging the result and files.
 //! - [`interrupt`]: SIGINT/SIGTERM/SIGHUP during a run (the first seals `interrupted`, a
 //!   second aborts at once).
 
@@ -46,6 +48,7 @@ pub mod select;
 pub mod settings;
 pub mod setup;
 pub mod spawn;
+pub mod worker;
 pub mod write;
 
 #[cfg(test)]
@@ -60,3 +63,4 @@ pub use settings::{
     RunSettings, SealReport,
 };
 pub use setup::clean_after_killed_runs;
+pub use write::profile_definition;

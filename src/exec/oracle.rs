@@ -93,10 +93,29 @@ fn oracle_for(
     } else {
         runner_home.map_or_else(|| dir_s.clone(), str::to_string)
     };
-    let vars = base_vars
-        .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
-        .nested();
     let mut notes = Vec::new();
+    // A worker task: its output directory and the checked copy of its executable, as the
+    // scenario lane stages them (`${OUTPUT}`, `${WORKER_BIN}`).
+    let (mut output, mut worker_dir) = (String::new(), String::new());
+    if let (Some(run), Some(task)) = (&sc.worker, &sc.task) {
+        let _ = std::fs::create_dir_all(&dir);
+        match super::worker::stage(scratch.root(), &dir, Lane::Oracle, run, &task.task_id) {
+            Ok(d) => {
+                output = d.output.to_string_lossy().into_owned();
+                worker_dir = d.bin_dir.to_string_lossy().into_owned();
+            }
+            Err((f, why)) => notes.push(format!(
+                "the worker could not be staged for the oracle ({}): {why}",
+                f.as_str()
+            )),
+        }
+    }
+    let mut overrides = vec![("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())];
+    if sc.worker.is_some() {
+        overrides.push(("OUTPUT", output.as_str()));
+        overrides.push(("WORKER_BIN", worker_dir.as_str()));
+    }
+    let vars = base_vars.with(&overrides).nested();
     if std::fs::create_dir_all(&dir).is_ok()
         && let Err(e) = fixtures::create_fixtures(&sc.probe, &vars, &dir)
     {

@@ -247,6 +247,9 @@ fn begin_bundle(settings: &RunSettings, loaded: &LoadedPlan, run_id: &str) -> Re
     for f in RESULT_FILES {
         bundle.expect(f);
     }
+    if !loaded.workers.is_empty() {
+        bundle.expect(crate::model::worker::ARTIFACTS_FILE);
+    }
     Ok(bundle)
 }
 
@@ -314,8 +317,28 @@ impl Pipeline<'_> {
         let observed = self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, sink)?;
 
         *stage = FailureStage::Write;
+        if !self.loaded.workers.is_empty() {
+            let artifacts = super::worker::artifacts_file(
+                run_id,
+                self.loaded.plan.plan_id.as_str(),
+                &self.loaded.digest,
+                &self
+                    .loaded
+                    .inputs_digest
+                    .clone()
+                    .unwrap_or_else(|| crate::util::digest::Digest::both_of(b"{}")),
+                &observed.1,
+            );
+            bundle.write_json(crate::model::worker::ARTIFACTS_FILE, &artifacts)?;
+        }
         let a = self.assemble(observed, &preflight);
-        write::write_results(bundle, &a, &preflight)?;
+        let governance = self
+            .gate_files
+            .iter()
+            .find(|(rel, _)| rel == "governance/gate.json")
+            .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .map(|v| crate::model::view::GovernanceView::from_gate_json(&v));
+        write::write_results(bundle, &a, &preflight, governance.as_ref())?;
         Ok(RunOutcome {
             run_id: Some(run_id.to_string()),
             status: a.summary.status,
@@ -391,7 +414,7 @@ impl Pipeline<'_> {
             .execution
             .output_cap_bytes
             .unwrap_or(DEFAULT_OUTPUT_CAP);
-        let executor = LiveExecutor::new(
+        let mut executor = LiveExecutor::new(
             helper_exe,
             self.setup.clean,
             &self.setup.scratch,
@@ -403,6 +426,8 @@ impl Pipeline<'_> {
             cgroups.tracking(),
             output_cap,
         );
+        executor.run_id.clone_from(&self.setup.run_id);
+        executor.plan_id = plan.plan_id.to_string();
         let observed = run_lanes(
             &executor,
             self.scenarios,
@@ -552,7 +577,14 @@ impl Seal<'_> {
             Some(h) => format!("{h}; {hint}"),
             None => hint,
         };
-        e.with_kind(ErrorKind::Runner).with_hint(hint)
+        // A refusal at the start (a limited-use approval another run used up since the
+        // gate checked it) stays a refusal (exit 4); everything else is a runner failure.
+        let kind = if stage == FailureStage::Governance && e.kind() == ErrorKind::Refused {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Runner
+        };
+        e.with_kind(kind).with_hint(hint)
     }
 
     /// The settings' signer, recording this host's facts in the Statement.

@@ -173,6 +173,7 @@ fn preflight_profile(
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
+            stdin: None,
         },
         cg.as_ref()
             .map_or(child::Tracking::None, child::Tracking::Child),
@@ -225,7 +226,7 @@ fn preflight_profile(
         }
         None => {
             rec.detail = format!(
-                "the preflight helper gave no result line (exit {:?}, stderr: {})",
+                "the preflight helper gave no result line ({}, stderr: {})",
                 res.ended,
                 String::from_utf8_lossy(&res.stderr.kept).trim()
             );

@@ -32,6 +32,18 @@ pub struct ScenarioRun {
     pub timeout: TimeoutSetting,
     /// The mission task this scenario is (missions only).
     pub task: Option<TaskMeta>,
+    /// The worker a worker task runs, with the task's inputs (`probe` is then the exec
+    /// probe that stands for it: `argv` the worker's command, operation `exec`).
+    pub worker: Option<WorkerRun>,
+}
+
+/// A worker task's worker and inputs.
+#[derive(Debug, Clone)]
+pub struct WorkerRun {
+    /// The worker, with its executable's digest at load time.
+    pub worker: crate::load::worker::ResolvedWorker,
+    /// The task's inputs as the plan writes them.
+    pub inputs: std::collections::BTreeMap<crate::model::Id, serde_json::Value>,
 }
 
 /// One attempt of one lane, with what it ran.
@@ -100,7 +112,7 @@ pub fn observe_lane(
         probe_id: sc.spec.probe_id.to_string(),
         lane,
         operation: sc.probe.operation,
-        driver: driver_word(sc.probe.driver).into(),
+        driver: driver_of(sc).into(),
         target: last.target.clone(),
         argv: last.argv.clone(),
         timeout: sc.timeout,
@@ -116,8 +128,12 @@ pub fn observe_lane(
     }
 }
 
-fn driver_word(d: Driver) -> &'static str {
-    match d {
+/// `builtin`, `exec`, or `worker` for a worker task.
+fn driver_of(sc: &ScenarioRun) -> &'static str {
+    if sc.worker.is_some() {
+        return "worker";
+    }
+    match sc.probe.driver {
         Driver::Builtin => "builtin",
         Driver::Exec => "exec",
     }
@@ -137,7 +153,7 @@ pub fn skipped_observation(
         probe_id: sc.spec.probe_id.to_string(),
         lane,
         operation: sc.probe.operation,
-        driver: driver_word(sc.probe.driver).into(),
+        driver: driver_of(sc).into(),
         target: None,
         argv: Vec::new(),
         timeout: sc.timeout,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::seam::ScenarioRun;
+use super::seam::{ScenarioRun, WorkerRun};
 use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
 use crate::error::ErrorKind;
 use crate::load::mission::{TaskMeta, all_specs, task_specs};
@@ -45,7 +45,23 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
     if is_mission {
         lint()?;
     }
-    let selected = select(loaded, &settings.only_profiles, &settings.only_scenarios)?;
+    let rerun = match &settings.rerun_failed {
+        Some(b) => Some(failed_in(b, loaded.plan.plan_id.as_str())?),
+        None => None,
+    };
+    let mut selected = select(loaded, &settings.only_profiles, &settings.only_scenarios)?;
+    if let Some(failed) = rerun {
+        selected.retain(|s| failed.contains(&s.scenario_id));
+        if selected.is_empty() {
+            return Err(Error::new(
+                ErrorKind::NothingSelected,
+                "nothing selected: the filters leave none of the failed scenarios",
+            )
+            .with_path(&loaded.path)
+            .with_hint("widen the filters, or drop them to rerun every failed scenario"));
+        }
+        check_task_closure(loaded, &selected)?;
+    }
     if !is_mission {
         lint()?;
     }
@@ -61,7 +77,7 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
 /// Variables known before anything runs: the builtins, the plan's, and those the
 /// tcp-listener fixtures publish.
 fn known_variables(loaded: &LoadedPlan) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID"]
+    let mut known: BTreeSet<String> = ["SCRATCH", "HOME", "RUNNER_PID", "OUTPUT", "WORKER_BIN"]
         .iter()
         .map(|s| (*s).to_string())
         .collect();
@@ -127,6 +143,13 @@ impl MissionShape {
             .collect();
         let baseline =
             loaded.doc.value().pointer("/lanes/baseline") == Some(&serde_json::Value::Bool(true));
+        if baseline && !loaded.workers.is_empty() {
+            return Err(Error::input(
+                &loaded.path,
+                "the mission has worker tasks and `lanes.baseline` is true: the baseline lane would run every worker again without its profile",
+            )
+            .with_hint("remove `\"baseline\": true` from `lanes`"));
+        }
         Ok(Some(Self {
             tasks: selected.len(),
             layers,
@@ -167,39 +190,59 @@ pub fn select(
         .iter()
         .map(crate::model::Id::as_str)
         .collect();
+    let mut chosen_profiles: BTreeSet<&str> = BTreeSet::new();
     for p in only_profiles {
-        if !profiles.contains(&p.as_str()) {
+        let hits: Vec<&str> = profiles
+            .iter()
+            .copied()
+            .filter(|id| selector_matches(p, id, || profile_tags(loaded, id)))
+            .collect();
+        if hits.is_empty() {
             let mut e = Error::usage(format!(
-                "--only-profile `{p}`: the plan `{}` does not run this profile",
+                "--only-profile `{p}`: the plan `{}` runs no such profile",
                 loaded.plan.plan_id
             ));
             e = match crate::util::suggest::did_you_mean(p, profiles.iter().copied()) {
-                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
-                None => e.with_hint(format!("profiles of the plan: {}", profiles.join(", "))),
+                Some(s) if !p.starts_with('@') => e.with_hint(format!("did you mean `{s}`?")),
+                _ => e.with_hint(format!(
+                    "profiles of the plan: {} (an id, a glob such as `net-*`, or `@TAG`)",
+                    profiles.join(", ")
+                )),
             };
             return Err(e);
         }
+        chosen_profiles.extend(hits);
     }
     let ids: Vec<&str> = all.iter().map(|s| s.scenario_id.as_str()).collect();
-    for s in only_scenarios {
-        if !ids.contains(&s.as_str()) {
+    let mut chosen_scenarios: BTreeSet<String> = BTreeSet::new();
+    for sel in only_scenarios {
+        let hits: Vec<&ScenarioSpec> = all
+            .iter()
+            .filter(|s| {
+                selector_matches(sel, &s.scenario_id, || {
+                    probe_tags(loaded, s.probe_id.as_str())
+                })
+            })
+            .collect();
+        if hits.is_empty() {
             let mut e = Error::usage(format!(
-                "--only-scenario `{s}`: no such scenario in plan `{}`",
+                "--only-scenario `{sel}`: no such scenario in plan `{}`",
                 loaded.plan.plan_id
             ));
-            e = match crate::util::suggest::did_you_mean(s, ids.iter().copied()) {
-                Some(x) => e.with_hint(format!("did you mean `{x}`?")),
-                None => e.with_hint("scenario ids are `<profile>:<probe>`"),
+            e = match crate::util::suggest::did_you_mean(sel, ids.iter().copied()) {
+                Some(x) if !sel.starts_with('@') => e.with_hint(format!("did you mean `{x}`?")),
+                _ => e.with_hint(
+                    "scenario ids are `<profile>:<probe>`; globs (`'system-ro:*'`) and `@TAG` (a probe tag) select several",
+                ),
             };
             return Err(e);
         }
+        chosen_scenarios.extend(hits.iter().map(|s| s.scenario_id.clone()));
     }
     let selected: Vec<ScenarioSpec> = all
         .into_iter()
-        .filter(|s| {
-            only_profiles.is_empty() || only_profiles.iter().any(|p| p == s.profile_id.as_str())
-        })
-        .filter(|s| only_scenarios.is_empty() || only_scenarios.contains(&s.scenario_id))
+        .filter(|s| only_profiles.is_empty() || chosen_profiles.contains(s.profile_id.as_str()))
+        .filter(|s| only_scenarios.is_empty() || chosen_scenarios.contains(&s.scenario_id))
         .collect();
     check_task_closure(loaded, &selected)?;
     if selected.is_empty() {
@@ -216,6 +259,69 @@ pub fn select(
         .with_hint("\"nothing ran\" is never a pass; declare scenarios or widen the filters"));
     }
     Ok(selected)
+}
+
+/// Whether the selector `sel` (an id, a glob, or `@TAG`) selects `id`, whose tags
+/// `tags` gives.
+fn selector_matches(sel: &str, id: &str, tags: impl FnOnce() -> Vec<String>) -> bool {
+    if let Some(tag) = sel.strip_prefix('@') {
+        tags().iter().any(|t| t == tag)
+    } else if crate::util::glob::is_glob(sel) {
+        crate::util::glob::matches(sel, id)
+    } else {
+        sel == id
+    }
+}
+
+fn profile_tags(loaded: &LoadedPlan, id: &str) -> Vec<String> {
+    loaded
+        .profiles
+        .iter()
+        .find(|(k, _)| k.as_str() == id)
+        .map(|(_, p)| p.tags.clone())
+        .unwrap_or_default()
+}
+
+fn probe_tags(loaded: &LoadedPlan, id: &str) -> Vec<String> {
+    loaded
+        .probes
+        .iter()
+        .find(|(k, _)| k.as_str() == id)
+        .map(|(_, p)| p.tags.clone())
+        .unwrap_or_default()
+}
+
+/// `--rerun-failed B`: the scenarios that mismatched or were flaky in the sealed bundle
+/// `b` (a bundle or an out root), which must be a run of the same plan and verify.
+pub fn failed_in(b: &Path, plan_id: &str) -> Result<Vec<String>> {
+    let bundle = crate::bundle::load_bundle(b).map_err(|e| {
+        e.with_hint(
+            "--rerun-failed reads a sealed bundle that verifies (`nexusmon validate-bundle`)",
+        )
+    })?;
+    let summary: crate::model::results::Summary = bundle.read_json("summary.json")?;
+    if summary.plan_id != plan_id {
+        return Err(Error::input(
+            &bundle.dir,
+            format!("is a run of plan `{}`, not of `{plan_id}`", summary.plan_id),
+        )
+        .with_hint("--rerun-failed takes a bundle of the plan being run"));
+    }
+    let mm: crate::model::results::MismatchSummary = bundle.read_json("mismatch_summary.json")?;
+    let mut out: BTreeSet<String> = mm.scenarios.into_iter().collect();
+    out.extend(summary.flaky);
+    if out.is_empty() {
+        return Err(Error::new(
+            ErrorKind::NothingSelected,
+            format!(
+                "nothing selected: run {} has no failed scenario",
+                summary.run_id
+            ),
+        )
+        .with_path(&bundle.dir)
+        .with_hint("every scenario of that run matched; there is nothing to run again"));
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// A selected task whose dependency is not selected could never run in order: refuse the
@@ -265,6 +371,26 @@ pub fn resolve_scenarios(
         .collect();
     let mut out = Vec::with_capacity(selected.len());
     for spec in selected {
+        let task = tasks.get(&spec.scenario_id).cloned();
+        if let Some(run) = worker_run(loaded, task.as_ref()) {
+            let grace = loaded
+                .profiles
+                .get(&spec.profile_id)
+                .and_then(|p| p.limits.kill_grace_ms)
+                .unwrap_or(DEFAULT_KILL_GRACE_MS);
+            out.push(ScenarioRun {
+                spec: spec.clone(),
+                probe: worker_probe(&run),
+                timeout: TimeoutSetting {
+                    ms: run.worker.decl.timeout_ms.max(1),
+                    source: TimeoutSource::Worker,
+                    kill_grace_ms: grace,
+                },
+                task,
+                worker: Some(run),
+            });
+            continue;
+        }
         let Some(probe) = loaded.probes.get(&spec.probe_id) else {
             return Err(Error::input(
                 probes_file,
@@ -293,10 +419,57 @@ pub fn resolve_scenarios(
                 source,
                 kill_grace_ms: grace,
             },
-            task: tasks.get(&spec.scenario_id).cloned(),
+            task,
+            worker: None,
         });
     }
     Ok(out)
+}
+
+/// The worker and inputs of a worker task (`None` for anything else).
+fn worker_run(loaded: &LoadedPlan, task: Option<&TaskMeta>) -> Option<WorkerRun> {
+    let task = task?;
+    let name = task.worker.as_deref()?;
+    let t = loaded
+        .plan
+        .mission
+        .as_ref()?
+        .tasks
+        .iter()
+        .find(|(id, _)| id.as_str() == task.task_id)?
+        .1;
+    let worker = loaded.workers.iter().find(|(k, _)| k.as_str() == name)?.1;
+    Some(WorkerRun {
+        worker: worker.clone(),
+        inputs: t.inputs.clone(),
+    })
+}
+
+/// The exec probe that stands for a worker in the lanes and the oracle: operation `exec`
+/// of the checked copy of its executable (`${WORKER_BIN}/<file>`), with the rest of its command.
+pub fn worker_probe(run: &WorkerRun) -> Probe {
+    let decl = &run.worker.decl;
+    let file = std::path::Path::new(&run.worker.executable_rel)
+        .file_name()
+        .map_or_else(
+            || "worker".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+    let mut argv = vec![format!("${{WORKER_BIN}}/{file}")];
+    argv.extend(decl.command.iter().skip(1).cloned());
+    Probe {
+        operation: Operation::Exec,
+        target: None,
+        destination: None,
+        driver: Driver::Exec,
+        argv: Some(argv),
+        allow_exit_codes: Some(vec![0]),
+        deny_exit_codes: None,
+        timeout_ms: Some(decl.timeout_ms),
+        fixtures: Vec::new(),
+        notes: decl.description.clone(),
+        tags: vec!["worker".into()],
+    }
 }
 
 fn check_probe(file: &Path, id: &str, p: &Probe, known: &BTreeSet<String>) -> Result<()> {

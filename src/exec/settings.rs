@@ -145,6 +145,8 @@ pub struct RunSettings {
     pub only_profiles: Vec<String>,
     /// `--only-scenario`.
     pub only_scenarios: Vec<String>,
+    /// `--rerun-failed BUNDLE`: only the scenarios that mismatched or were flaky there.
+    pub rerun_failed: Option<PathBuf>,
     /// `--dry`.
     pub dry: bool,
     /// `--jobs` (else the plan's, else the number of cores).
@@ -190,6 +192,7 @@ impl RunSettings {
             channel: ChannelKind::Clean,
             only_profiles: Vec::new(),
             only_scenarios: Vec::new(),
+            rerun_failed: None,
             dry: false,
             jobs: None,
             lock: LockOptions::default(),

@@ -152,9 +152,18 @@ impl RunSetup {
             } else {
                 self.runner_home.clone().unwrap_or_else(|| dir_s.clone())
             };
+            // `OUTPUT` and `WORKER_BIN` exist only for a worker task's child: here they name
+            // directories that do not exist, so their rules are pending until that child.
+            let output = format!("{dir_s}/.worker-output");
+            let worker = format!("{dir_s}/.worker");
             let rule_vars = self
                 .base_vars
-                .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
+                .with(&[
+                    ("SCRATCH", dir_s.as_str()),
+                    ("HOME", home.as_str()),
+                    ("OUTPUT", output.as_str()),
+                    ("WORKER_BIN", worker.as_str()),
+                ])
                 .nested();
             let ctx = CompileContext {
                 host: &self.host,
@@ -275,6 +284,10 @@ fn start_listeners(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<(Va
         base_vars.set(k.to_string(), v.clone());
     }
     base_vars.set("RUNNER_PID", std::process::id().to_string());
+    // A worker task's child gets its own; every other child has none (rules on them are
+    // skipped for it).
+    base_vars.set("OUTPUT", crate::sandbox::vars::NO_WORKER_DIR);
+    base_vars.set("WORKER_BIN", crate::sandbox::vars::NO_WORKER_DIR);
     let listeners = Listeners::start(selected_probes.iter().copied(), &base_vars)?;
     for (k, v) in &listeners.published {
         base_vars.set(k.clone(), v.clone());

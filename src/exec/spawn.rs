@@ -108,9 +108,10 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 }
 
 /// Start `program` with `argv` (argv[0] included), `env` (`NAME=value` pairs), in `cwd`,
-/// stdin `/dev/null`, stdout/stderr piped, a new session (`clean`) or process group,
+/// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a new session (`clean`) or process group,
 /// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, with
 /// `prepared` enforced before `execve`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     program: &Path,
     argv: &[String],
@@ -119,6 +120,7 @@ pub fn spawn(
     clean: bool,
     cgroup_fd: Option<RawFd>,
     prepared: &Prepared,
+    stdin: Option<&Path>,
 ) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
         SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
@@ -137,8 +139,10 @@ pub fn spawn(
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let devnull =
-        above_stdio(OwnedFd::from(std::fs::File::open("/dev/null").map_err(io)?)).map_err(io)?;
+    let devnull = above_stdio(OwnedFd::from(
+        std::fs::File::open(stdin.unwrap_or(Path::new("/dev/null"))).map_err(io)?,
+    ))
+    .map_err(io)?;
     let (out_r, out_w) = pipe().map_err(io)?;
     let (err_r, err_w) = pipe().map_err(io)?;
     let out_w = above_stdio(out_w).map_err(io)?;

@@ -75,6 +75,7 @@ pub fn scenario(profile: &str, probe: &str, expected: Expectation) -> ScenarioRu
             kill_grace_ms: 500,
         },
         task: None,
+        worker: None,
     }
 }
 
@@ -122,6 +123,7 @@ pub fn task(profile: &str, probe: &str, id: &str, deps: &[&str]) -> ScenarioRun 
     sc.task = Some(TaskMeta {
         task_id: id.into(),
         depends_on: deps.iter().map(ToString::to_string).collect(),
+        worker: None,
     });
     sc
 }

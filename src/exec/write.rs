@@ -93,10 +93,12 @@ impl RunDescription<'_> {
     /// `run_manifest.json`.
     fn manifest(&self, preflight: &[PreflightRecord]) -> RunManifest {
         let plan = &self.loaded.plan;
-        let symbolic = self
-            .setup
-            .base_vars
-            .with(&[("SCRATCH", "${SCRATCH}"), ("HOME", "${HOME}")]);
+        let symbolic = self.setup.base_vars.with(&[
+            ("SCRATCH", "${SCRATCH}"),
+            ("HOME", "${HOME}"),
+            ("OUTPUT", "${OUTPUT}"),
+            ("WORKER_BIN", "${WORKER_BIN}"),
+        ]);
         let mut probes = BTreeMap::new();
         for sc in self.scenarios {
             let p = &sc.probe;
@@ -141,6 +143,18 @@ impl RunDescription<'_> {
                 "(per child: <scratch>/<lane>/<profile>/<probe>.a<attempt>)".into()
             },
         );
+        for (k, what) in [
+            (
+                "OUTPUT",
+                "(worker tasks: the worker's output directory, ${SCRATCH}/artifacts/<task>; other children: none)",
+            ),
+            (
+                "WORKER_BIN",
+                "(worker tasks: the directory holding the checked copy of the worker's executable, <scratch>/workers/<lane>/<task>; other children: none)",
+            ),
+        ] {
+            variables.insert(k.into(), what.into());
+        }
         variables.insert(
             "HOME".into(),
             if self.setup.clean {
@@ -189,6 +203,12 @@ impl RunDescription<'_> {
             plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
             probes,
             profiles,
+            profile_definitions: self
+                .loaded
+                .profiles
+                .iter()
+                .map(|(id, p)| (id.to_string(), profile_definition(id.as_str(), p)))
+                .collect(),
             preflight: preflight.to_vec(),
             governance,
             listeners: self.setup.listener_notes.clone(),
@@ -197,9 +217,26 @@ impl RunDescription<'_> {
                 &self.loaded.probes,
                 &self.loaded.profiles,
             ),
+            workers: self
+                .loaded
+                .workers
+                .iter()
+                .map(|(k, w)| (k.to_string(), w.identity()))
+                .collect(),
+            inputs_digest: self.loaded.inputs_digest.clone(),
             started_at: self.started_at.to_string(),
         }
     }
+}
+
+/// A profile as written, for `run_manifest.json`'s `profile_definitions` and for the plan
+/// inputs an approval is recorded with: secret-looking `env.set` values are replaced by a
+/// digest keyed by the profile id, so an unchanged secret reads the same in every run.
+pub fn profile_definition(id: &str, p: &crate::model::Profile) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).unwrap_or(serde_json::Value::Null);
+    let key = blake3::derive_key("nexusmon profile redaction v1", id.as_bytes());
+    redact_env(&mut v, &key);
+    v
 }
 
 /// Values of environment variables whose names look secret are replaced by a keyed digest.
@@ -299,6 +336,7 @@ pub fn write_results(
     bundle: &StagedBundle,
     a: &Assembled,
     preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
     bundle.write_bytes("runtime_results.json", &lane_doc(&a.runtime)?)?;
     bundle.write_bytes("baseline_results.json", &lane_doc(&a.baseline)?)?;
@@ -338,6 +376,9 @@ pub fn write_results(
         mismatches: &a.packets,
         preflight,
         oracle: &a.oracle.verdicts,
+        governance,
+        view: None,
+        links: "",
     };
     bundle.write_bytes(
         "summary.md",

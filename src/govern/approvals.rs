@@ -17,7 +17,11 @@ use crate::util::digest::blake3_hex;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 
+pub use super::trust::validate_principal;
 pub use crate::model::approval::RUN_SCOPE;
+
+/// Every scope an approval can be for; `approve --scope` refuses any other at once.
+pub const KNOWN_SCOPES: [&str; 1] = [RUN_SCOPE];
 
 /// Clock skew tolerated for `issued_at` in the future.
 pub const ISSUED_AT_SKEW_SECS: i64 = 300;
@@ -170,7 +174,40 @@ fn verify_one(
         issued_at: record.issued_at,
         expires_at: record.expires_at,
         record_blake3: blake3_hex(&signed.bytes),
+        nonce: record.nonce,
+        uses: record.uses,
+        used: None,
     })
+}
+
+/// Take out of `check` the limited-use approvals whose uses are spent (`uses_of(nonce)`:
+/// how many runs used the record with that nonce), rejected as `uses-exhausted`; the
+/// others get their `used` count.
+pub fn apply_uses(check: &mut ApprovalCheck, uses_of: &dyn Fn(&str) -> u32) {
+    let mut keep = Vec::with_capacity(check.valid.len());
+    for mut v in std::mem::take(&mut check.valid) {
+        match v.uses {
+            Some(limit) => {
+                let used = uses_of(&v.nonce);
+                if used >= limit {
+                    check.rejected.push(Rejected {
+                        path: v.record_path.clone(),
+                        reason: RejectReason::UsesExhausted,
+                        detail: format!(
+                            "a {limit}-use approval, already used by {used} run(s) (nonce {})",
+                            short_hex(&v.nonce)
+                        ),
+                    });
+                } else {
+                    v.used = Some(used);
+                    keep.push(v);
+                }
+            }
+            None => keep.push(v),
+        }
+    }
+    check.valid = keep;
+    check.rejected.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 /// Parse a record's `issued_at` and `expires_at`; `expires_at` must be later.
@@ -225,27 +262,6 @@ pub fn discover(plan: &LoadedPlan) -> Result<Vec<PathBuf>> {
         })
         .filter(|p| p.is_file())
         .collect())
-}
-
-/// Check an approver principal is usable: 1-64 of letters, digits, `.`, `_`, `-`, `@`, `+`,
-/// starting with a letter or digit (safe in a file name, no pattern characters).
-pub fn validate_principal(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::usage(format!("invalid principal `{name}`")).with_hint(
-            "principals are 1-64 letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter or digit, as in the trust file",
-        ))
-    }
 }
 
 /// Parse a validity like `24h`, `7d`, `90m`, `1d12h` (units `s`, `m`, `h`, `d`, `w`).
@@ -304,14 +320,20 @@ pub struct NewApproval<'a> {
     pub root: &'a Path,
     /// Issue time.
     pub now: jiff::Timestamp,
+    /// Runs the approval may be used for (`None`: any number until it expires).
+    pub uses: Option<u32>,
 }
 
 /// Build an approval record for `plan`.
 pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalRecord> {
     validate_principal(n.approver)?;
-    if n.scope.is_empty() || n.scope.chars().any(char::is_whitespace) {
-        return Err(Error::usage(format!("invalid scope `{}`", n.scope))
-            .with_hint("a scope is one word, e.g. `run`"));
+    if !KNOWN_SCOPES.contains(&n.scope) {
+        return Err(
+            Error::usage(format!("unknown scope `{}`", n.scope)).with_hint(format!(
+                "an approval is for one of: {} (the gate consults no other scope)",
+                KNOWN_SCOPES.join(", ")
+            )),
+        );
     }
     let issued = n.now.round(jiff::Unit::Second).unwrap_or(n.now);
     let expires = issued
@@ -335,6 +357,13 @@ pub fn new_record(plan: &LoadedPlan, n: &NewApproval<'_>) -> Result<ApprovalReco
         issued_at: issued.to_string(),
         expires_at: expires.to_string(),
         nonce: super::state::random_hex(16)?,
+        uses: match n.uses {
+            Some(0) => {
+                return Err(Error::usage("`--uses 0` would approve nothing")
+                    .with_hint("use `--uses 1` for a single-use approval, or leave it out"));
+            }
+            u => u,
+        },
         rank: mission.map(|m| m.rank),
         requested_by: mission.map(|m| m.requested_by.clone()),
     })

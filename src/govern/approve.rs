@@ -41,6 +41,8 @@ pub struct ApproveRequest<'a> {
     pub state_dir: Option<&'a Path>,
     /// The project root.
     pub root: &'a Path,
+    /// `--uses N`: runs the approval may be used for.
+    pub uses: Option<u32>,
 }
 
 /// What `approve` did.
@@ -65,6 +67,14 @@ pub struct Approved {
 /// signed with `ssh-keygen`).
 pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
     approvals::validate_principal(r.approver)?;
+    if !approvals::KNOWN_SCOPES.contains(&r.scope) {
+        return Err(
+            Error::usage(format!("unknown scope `{}`", r.scope)).with_hint(format!(
+                "an approval is for one of: {} (the gate consults no other scope)",
+                approvals::KNOWN_SCOPES.join(", ")
+            )),
+        );
+    }
     let validity = approvals::parse_validity(r.expires_in)?;
     if let Some(role) = r.roles.iter().find(|x| !trust::valid_role(x)) {
         return Err(Error::usage(format!("invalid role `{role}`"))
@@ -99,6 +109,7 @@ pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
             roles: r.roles.to_vec(),
             root: r.root,
             now: jiff::Timestamp::now(),
+            uses: r.uses,
         },
     )?;
     let bytes = approvals::record_bytes(&record)?;
@@ -113,7 +124,10 @@ pub fn approve(r: &ApproveRequest<'_>) -> Result<Approved> {
         warnings: Vec::new(),
     };
     match &gov {
-        Some(gov) => record_approval(gov, &mut done, &bytes)?,
+        Some(gov) => {
+            let inputs = super::review::record_inputs(gov.state(), &plan)?;
+            record_approval(gov, &mut done, &bytes, &inputs)?;
+        }
         None => done.warnings.push(format!(
             "no {STATE_DIR_NAME}/ found: the approval is not recorded in an audit log (run `nexusmon init`)"
         )),
@@ -161,7 +175,12 @@ fn sign_record(
 
 /// Check the approver and key against the trust file (warnings) and append the
 /// `approval-recorded` entry.
-fn record_approval(gov: &Governance, done: &mut Approved, bytes: &[u8]) -> Result<()> {
+fn record_approval(
+    gov: &Governance,
+    done: &mut Approved,
+    bytes: &[u8],
+    inputs_blake3: &str,
+) -> Result<()> {
     match gov.trust() {
         Ok(trust) => done.warnings.extend(trust_warnings(
             &trust,
@@ -181,10 +200,13 @@ fn record_approval(gov: &Governance, done: &mut Approved, bytes: &[u8]) -> Resul
             "approver": record.approver,
             "scope": record.scope,
             "expires_at": record.expires_at,
+            "uses": record.uses,
+            "nonce": record.nonce,
             "record": done.out.display().to_string(),
             "record_blake3": blake3_hex(bytes),
             "signed": done.signed_by.is_some(),
             "key_fingerprint": done.signed_by,
+            "plan_inputs_blake3": inputs_blake3,
         }),
     )?);
     Ok(())

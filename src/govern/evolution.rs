@@ -11,20 +11,26 @@
 //! must still exist where the packets point.
 //!
 //! Rules (all documented in the README):
-//! - XP per promotable, passing mission, by rank: E 1, D 2, C 3, B 5, A 8, S 13.
+//! - XP per promotable, passing mission, by rank: E 1, D 2, C 3, B 5, A 8, S 13, **once
+//!   per distinct outcome**: the outcome of a mission is its plan digest (the plan with
+//!   every probe, profile, worker declaration and worker executable it resolves) and the
+//!   inputs its tasks were given ([`outcome_key`]). Rerunning the same mission with the
+//!   same inputs proves nothing new, so only the first passing packet of an outcome (the
+//!   lowest packet digest, so order never matters) earns; the others are `repeats`.
 //! - Each violation (a scenario allowed that was expected denied) costs
-//!   [`VIOLATION_PENALTY_XP`], whether or not its packet is promotable: a violation cannot
-//!   be hidden by making the evidence weaker.
+//!   [`VIOLATION_PENALTY_XP`], in every run that observed it, whether or not its packet is
+//!   promotable: a violation cannot be hidden by making the evidence weaker.
 //! - `xp = max(0, earned - penalty)`, computed on the totals (so order never matters).
 //! - Levels are XP thresholds: DORMANT 0, AWAKENING 1 (one passing mission of any rank),
 //!   FORGING 10, SOVEREIGN 50, APEX 200. Falling below a threshold drops the level and
 //!   revokes what it unlocked.
-//! - Capabilities, cumulative: AWAKENING `parallel-missions` (a mission's independent tasks
-//!   run in parallel), FORGING `auto-run-cb` (rank C and B missions run without the review
-//!   flag). SOVEREIGN and APEX add none: they are ranks of trust, not new powers. (There is
-//!   deliberately no "reuse proven results": a mission task does work its dependents
-//!   consume, so reporting it done from an earlier run's evidence would skip the work and
-//!   claim an observation this run never made.)
+//! - Capabilities, cumulative ([`unlocks`]): AWAKENING `parallel-missions` (a mission's
+//!   independent tasks run in parallel) and `run-scripts` (workers that run code given in
+//!   their inputs), FORGING `auto-run-cb` (rank C and B missions run without the review
+//!   flag), SOVEREIGN `network` (workers that reach beyond the loopback interface). APEX
+//!   adds none. (There is deliberately no "reuse proven results": a mission task does work
+//!   its dependents consume, so reporting it done from an earlier run's evidence would skip
+//!   the work and claim an observation this run never made.)
 //! - One outcome per run: if several packets describe the same `run_id`, the one worth
 //!   least (lowest net XP, then lowest digest) counts and the others are `superseded`.
 
@@ -88,13 +94,23 @@ pub fn next_level(level: Level) -> Option<(Level, u64)> {
     LEVELS.iter().copied().find(|(l, _)| *l > level)
 }
 
-/// The capability a level unlocks (none for DORMANT and APEX).
-pub fn unlocks(level: Level) -> Option<Capability> {
+/// The capabilities a level unlocks (none for DORMANT and APEX).
+pub fn unlocks(level: Level) -> &'static [Capability] {
     match level {
-        Level::Awakening => Some(Capability::ParallelMissions),
-        Level::Forging => Some(Capability::AutoRunCb),
-        Level::Dormant | Level::Sovereign | Level::Apex => None,
+        Level::Awakening => &[Capability::ParallelMissions, Capability::RunScripts],
+        Level::Forging => &[Capability::AutoRunCb],
+        Level::Sovereign => &[Capability::Network],
+        Level::Dormant | Level::Apex => &[],
     }
+}
+
+/// The level that unlocks `c`, with its XP threshold.
+pub fn unlocked_at(c: Capability) -> (Level, u64) {
+    LEVELS
+        .iter()
+        .copied()
+        .find(|(l, _)| unlocks(*l).contains(&c))
+        .unwrap_or((Level::Apex, threshold(Level::Apex)))
 }
 
 /// Every capability held at `level` (cumulative), sorted.
@@ -102,10 +118,97 @@ pub fn capabilities_at(level: Level) -> Vec<Capability> {
     let mut out: Vec<Capability> = LEVELS
         .iter()
         .filter(|(l, _)| *l <= level)
-        .filter_map(|(l, _)| unlocks(*l))
+        .flat_map(|(l, _)| unlocks(*l).iter().copied())
         .collect();
     out.sort();
     out
+}
+
+/// The identity of a mission's outcome: blake3 of the canonical JSON of its plan id, plan
+/// digest and inputs digest. Two runs of the same plan with the same inputs have the same
+/// key, whatever their run ids, times or packets.
+pub fn outcome_key(o: &MissionOutcome) -> String {
+    let v = serde_json::json!({
+        "plan_id": o.plan_id,
+        "plan_digest": o.plan_digest.blake3,
+        "inputs_digest": o.inputs_digest.as_ref().map(|d| d.blake3.clone()),
+    });
+    crate::util::json::canonical(&v).map_or_else(
+        |_| format!("{}:{}", o.plan_id, o.plan_digest.blake3),
+        |b| crate::util::digest::blake3_hex(&b),
+    )
+}
+
+/// Why a capability is held: the level that unlocked it and the outcomes whose XP reached
+/// that level.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldBecause {
+    /// The capability.
+    pub capability: Capability,
+    /// The level that unlocks it.
+    pub level: Level,
+    /// That level's XP threshold.
+    pub threshold: u64,
+    /// The outcomes that earned XP (packet digest, run, plan, XP), sorted by packet digest.
+    pub earned_by: Vec<Earning>,
+    /// XP lost to violations.
+    pub penalty_xp: u64,
+}
+
+/// One outcome that earned XP.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Earning {
+    /// The packet.
+    pub packet_digest: String,
+    /// Its run.
+    pub run_id: String,
+    /// Its plan.
+    pub plan_id: String,
+    /// XP it earned.
+    pub xp: u64,
+}
+
+/// The outcomes that earned XP in `state` (the counted, passing, first of their outcome
+/// key), sorted by packet digest.
+pub fn earnings(state: &EvolutionFile) -> Vec<Earning> {
+    let excluded: BTreeSet<&str> = state
+        .superseded
+        .iter()
+        .chain(&state.repeats)
+        .map(String::as_str)
+        .collect();
+    let mut out: Vec<Earning> = state
+        .consumed
+        .iter()
+        .filter(|o| o.promotable && o.passed && !excluded.contains(o.packet_digest.as_str()))
+        .map(|o| Earning {
+            packet_digest: o.packet_digest.clone(),
+            run_id: o.run_id.clone(),
+            plan_id: o.plan_id.clone(),
+            xp: xp_for(o.rank),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// For every capability `state` holds: why.
+pub fn held_because(state: &EvolutionFile) -> Vec<HeldBecause> {
+    let earned = earnings(state);
+    state
+        .capabilities
+        .iter()
+        .map(|c| {
+            let (level, threshold) = unlocked_at(*c);
+            HeldBecause {
+                capability: *c,
+                level,
+                threshold,
+                earned_by: earned.clone(),
+                penalty_xp: state.penalty_xp,
+            }
+        })
+        .collect()
 }
 
 impl Capabilities {
@@ -156,7 +259,11 @@ pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
         by_run.entry(o.run_id.as_str()).or_default().push(o);
     }
     let mut superseded = Vec::new();
+    let mut repeats = Vec::new();
+    // Outcome key → the packet digest that earns for it (the lowest, whatever the order).
+    let mut first_of: BTreeMap<String, &str> = BTreeMap::new();
     let (mut earned, mut penalty, mut passed, mut violations) = (0u64, 0u64, 0u64, 0u64);
+    let mut counted_list: Vec<&MissionOutcome> = Vec::new();
     for list in by_run.values() {
         let counted = list
             .iter()
@@ -172,20 +279,43 @@ pub fn fold(outcomes: &[MissionOutcome]) -> EvolutionFile {
                 superseded.push(o.packet_digest.clone());
             }
         }
-        if c.promotable && c.passed {
-            earned += xp_for(c.rank);
-            passed += 1;
-        }
+        counted_list.push(c);
         violations += c.violations;
         penalty += c.violations.saturating_mul(VIOLATION_PENALTY_XP);
     }
+    for c in &counted_list {
+        if c.promotable && c.passed {
+            first_of
+                .entry(outcome_key(c))
+                .and_modify(|d| {
+                    if c.packet_digest.as_str() < *d {
+                        *d = c.packet_digest.as_str();
+                    }
+                })
+                .or_insert(c.packet_digest.as_str());
+        }
+    }
+    let earners: BTreeSet<&str> = first_of.values().copied().collect();
+    for c in &counted_list {
+        if !(c.promotable && c.passed) {
+            continue;
+        }
+        if earners.contains(c.packet_digest.as_str()) {
+            earned += xp_for(c.rank);
+            passed += 1;
+        } else {
+            repeats.push(c.packet_digest.clone());
+        }
+    }
     superseded.sort();
+    repeats.sort();
     let xp = earned.saturating_sub(penalty);
     let level = level_for(xp);
     EvolutionFile {
         schema: EVOLUTION_SCHEMA.to_string(),
         consumed: unique.into_values().cloned().collect(),
         superseded,
+        repeats,
         earned_xp: earned,
         penalty_xp: penalty,
         xp,
@@ -335,6 +465,7 @@ pub fn outcome_of(
         .plan_digest
         .clone()
         .ok_or_else(|| NotAnOutcome::Malformed("the packet has no plan.plan_digest".into()))?;
+    let inputs_digest = packet.plan.inputs_digest.clone();
     let promotable = packet.promotability.promotable;
     let s = &packet.summary;
     let mismatches = s
@@ -353,6 +484,7 @@ pub fn outcome_of(
         run_id: packet.run_id.clone(),
         plan_id,
         plan_digest,
+        inputs_digest,
         rank,
         promotable,
         passed,
@@ -380,7 +512,8 @@ mod tests {
             ),
             run_id: run.into(),
             plan_id: "m".into(),
-            plan_digest: Digest::blake3_of(b"plan"),
+            plan_digest: Digest::blake3_of(run.as_bytes()),
+            inputs_digest: None,
             rank,
             promotable,
             passed,
@@ -401,13 +534,19 @@ mod tests {
         assert_eq!(capabilities_at(Level::Dormant), vec![]);
         assert_eq!(
             capabilities_at(Level::Forging),
-            vec![Capability::ParallelMissions, Capability::AutoRunCb]
+            vec![
+                Capability::ParallelMissions,
+                Capability::AutoRunCb,
+                Capability::RunScripts
+            ]
         );
-        assert_eq!(capabilities_at(Level::Apex).len(), 2);
+        assert_eq!(capabilities_at(Level::Apex).len(), 4);
         assert_eq!(
-            capabilities_at(Level::Sovereign),
-            capabilities_at(Level::Forging)
+            capabilities_at(Level::Apex),
+            capabilities_at(Level::Sovereign)
         );
+        assert_eq!(unlocked_at(Capability::RunScripts), (Level::Awakening, 1));
+        assert_eq!(unlocked_at(Capability::Network), (Level::Sovereign, 50));
         assert_eq!(next_level(Level::Forging), Some((Level::Sovereign, 50)));
         assert_eq!(next_level(Level::Apex), None);
         assert_eq!(threshold(Level::Apex), 200);
@@ -452,7 +591,10 @@ mod tests {
         let b = outcome("r2", Rank::A, true, true, 0);
         let (s1, r1) = consume(&fold(&[]), std::slice::from_ref(&a));
         assert_eq!(r1.added.len(), 1);
-        assert_eq!(r1.gained, vec![Capability::ParallelMissions]);
+        assert_eq!(
+            r1.gained,
+            vec![Capability::ParallelMissions, Capability::RunScripts]
+        );
         let (s2, r2) = consume(&s1, &[a.clone(), b.clone()]);
         assert_eq!(r2.already_consumed, vec![a.packet_digest.clone()]);
         assert_eq!(r2.gained, vec![Capability::AutoRunCb]);
@@ -461,6 +603,52 @@ mod tests {
         assert_eq!(s3.xp, 6);
         assert_eq!(r3.revoked, vec![Capability::AutoRunCb]);
         assert_eq!(s3.level, Level::Awakening);
+    }
+
+    /// The same mission (plan digest and inputs) passing in many runs earns once, whatever
+    /// the order the packets are consumed in; a different plan digest or different inputs
+    /// are a new outcome; violations still cost in every run.
+    #[test]
+    fn reruns_of_the_same_outcome_earn_once_in_any_order() {
+        let same = |run: &str| {
+            let mut o = outcome(run, Rank::A, true, true, 0);
+            o.plan_digest = Digest::blake3_of(b"one plan");
+            o.inputs_digest = Some(Digest::blake3_of(b"inputs"));
+            o
+        };
+        let mut set: Vec<MissionOutcome> = (0..20).map(|i| same(&format!("r{i:02}"))).collect();
+        let s = fold(&set);
+        assert_eq!(s.earned_xp, 8);
+        assert_eq!(s.missions_passed, 1);
+        assert_eq!(s.repeats.len(), 19);
+        let mut min = set
+            .iter()
+            .map(|o| o.packet_digest.clone())
+            .collect::<Vec<_>>();
+        min.sort();
+        assert!(!s.repeats.contains(&min[0]), "the lowest digest earns");
+        set.reverse();
+        assert_eq!(fold(&set), s);
+        // Other inputs, or another plan digest: a new outcome.
+        let mut other = same("r-other");
+        other.inputs_digest = Some(Digest::blake3_of(b"other inputs"));
+        set.push(other);
+        let mut edited = same("r-edited");
+        edited.plan_digest = Digest::blake3_of(b"edited plan");
+        set.push(edited);
+        assert_eq!(fold(&set).earned_xp, 24);
+        // A repeated violation costs every time.
+        let bad = |run: &str| {
+            let mut o = same(run);
+            o.passed = false;
+            o.violations = 1;
+            o
+        };
+        assert_eq!(fold(&[bad("b1"), bad("b2")]).penalty_xp, 20);
+        let why = held_because(&fold(&[same("r1")]));
+        assert_eq!(why.len(), 2);
+        assert_eq!(why[0].earned_by.len(), 1);
+        assert_eq!(why[0].level, Level::Awakening);
     }
 
     #[test]

@@ -54,12 +54,25 @@ pub fn evolve(
     let mut outcomes: Vec<MissionOutcome> = Vec::new();
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut refused = Vec::new();
-    for p in packets {
-        let path = if p.is_absolute() {
-            p.clone()
-        } else {
-            cwd.join(p)
-        };
+    let given: Vec<PathBuf> = packets
+        .iter()
+        .map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                cwd.join(p)
+            }
+        })
+        .collect();
+    let (packets, statements) = promote::verify::packet_paths(&given)?;
+    for s in statements {
+        skipped.push((
+            s,
+            "an in-toto Statement beside a packet, not a packet".into(),
+        ));
+    }
+    for p in &packets {
+        let path = p.clone();
         let verified = match promote::check_packet(&path, root, &attestor)? {
             Ok(v) => v,
             Err(r) => {
@@ -99,6 +112,7 @@ pub fn evolve(
                 "state_blake3": blake3_hex(&json::to_sorted_pretty(&next)?),
             }),
         )?);
+        head = record_capability_changes(&gov, &report, &next)?.or(head);
     }
     Ok(Evolved::Consumed(Box::new(Consumed {
         report,
@@ -106,6 +120,50 @@ pub fn evolve(
         state: next,
         audit_head: head,
     })))
+}
+
+/// One `capability-unlocked` entry per capability gained (with the level and the packets
+/// whose XP reached it) and one `capability-revoked` entry per capability lost. Returns
+/// the last head written.
+fn record_capability_changes(
+    gov: &Governance,
+    report: &EvolveReport,
+    next: &EvolutionFile,
+) -> Result<Option<AuditHead>> {
+    let earned: Vec<String> = evolution::earnings(next)
+        .into_iter()
+        .map(|e| e.packet_digest)
+        .collect();
+    let mut head = None;
+    for c in &report.gained {
+        let (level, threshold) = evolution::unlocked_at(*c);
+        head = Some(gov.audit().append(
+            AuditKind::CapabilityUnlocked,
+            json!({
+                "capability": c,
+                "unlocked_at": level,
+                "threshold_xp": threshold,
+                "xp": next.xp,
+                "level": next.level,
+                "earned_by": earned,
+            }),
+        )?);
+    }
+    for c in &report.revoked {
+        let (level, threshold) = evolution::unlocked_at(*c);
+        head = Some(gov.audit().append(
+            AuditKind::CapabilityRevoked,
+            json!({
+                "capability": c,
+                "unlocked_at": level,
+                "threshold_xp": threshold,
+                "xp": next.xp,
+                "level": next.level,
+                "penalty_xp": next.penalty_xp,
+            }),
+        )?);
+    }
+    Ok(head)
 }
 
 /// `evolution status`: the state (checked for consistency; the empty state when there is

@@ -28,13 +28,17 @@ pub fn describe_plan(report: &GateReport) -> String {
         return "experiment".to_string();
     }
     let mut s = format!("rank {}", rank_word(d.rank));
+    if d.effective_rank.is_some() && d.effective_rank != d.rank {
+        let _ = write!(s, " (gated as {})", rank_word(d.effective_rank));
+    }
     if let Some(c) = d.composite {
         let _ = write!(s, ", composite {} {}", c.score, c.band.as_str());
     }
     s
 }
 
-fn rank_word(r: Option<Rank>) -> &'static str {
+/// `E` … `S`, or `-` without a rank.
+pub fn rank_word(r: Option<Rank>) -> &'static str {
     match r {
         Some(Rank::E) => "E",
         Some(Rank::D) => "D",
@@ -89,6 +93,9 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
     if has("omen-locked") {
         blockers.push(d.explain_reason("omen-locked"));
     }
+    if has("worker-capability-locked") {
+        blockers.push(d.explain_reason("worker-capability-locked"));
+    }
     let requester = report.requested_by.clone();
     if has("approvals-insufficient") {
         let mut s = format!(
@@ -128,6 +135,9 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
 
     let mut next = Vec::new();
     if has("approvals-insufficient") && !has("composite-failing") && !has("omen-locked") {
+        if has("worker-requires-approval") {
+            next.push(d.explain_reason("worker-requires-approval"));
+        }
         let missing = d.required_approvals.saturating_sub(d.valid_approvals);
         if report
             .approvals
@@ -165,6 +175,15 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
         next.push(
             "raise the mission's scores (trust and prediction_confidence weigh most; compute_cost and attention count against it) or split it into smaller missions; `run --dry` shows what would run".to_string(),
         );
+    }
+    if has("worker-capability-locked") {
+        next.push(
+            "earn the level: run passing, promotable missions, emit their packets and consume them (`nexusmon evolution status` shows the XP):".to_string(),
+        );
+        next.push(
+            "  nexusmon emit-promotion --bundle out --out promotion/<mission>.json".to_string(),
+        );
+        next.push("  nexusmon evolve --packets promotion/<mission>.json".to_string());
     }
     if has("omen-locked") {
         next.push("an approver clears the omen (see `nexusmon omens list`):".to_string());

@@ -20,6 +20,9 @@
 //! | fewer valid approvals than required | refused | `approvals-insufficient` |
 //! | a rank-S approval by the requester | not counted | `requester-approval-not-counted` |
 //! | mission without `parallel-missions` | one task at a time | `parallelism-limited` |
+//! | a worker's `risk_level` above the mission's rank | gated as that rank | `worker-risk` |
+//! | a worker with `requires_approval` | ≥ 1 valid approval | `worker-requires-approval` |
+//! | a worker needing a capability not held | refused (the level that unlocks it is named) | `worker-capability-locked` |
 //!
 //! Composite score (integer 0–100): a weighted mean of the six axes where the cost-like
 //! axes count inverted —
@@ -32,8 +35,8 @@
 use super::approvals::ApprovalCheck;
 use super::evolution::Capabilities;
 use super::omens::{OmenHit, OmenLevel};
-use crate::model::evolution::Capability;
-pub use crate::model::gate::{Band, Composite, GateVerdict, Outcome};
+use crate::model::evolution::{Capability, Level};
+pub use crate::model::gate::{Band, Composite, GateVerdict, LockedCapability, Outcome, WorkerGate};
 use crate::model::plan::{Plan, PlanKind, Rank, Scores};
 
 /// Composite at or above this is SAFE.
@@ -105,6 +108,46 @@ pub struct GateFacts<'a> {
     pub capabilities: &'a Capabilities,
     /// A dry run (recorded in the decision; the rules are the same).
     pub dry: bool,
+    /// The workers the mission's tasks use.
+    pub workers: &'a [WorkerFacts],
+}
+
+/// What the gate needs to know of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerFacts {
+    /// Its name.
+    pub name: String,
+    /// Its declared risk.
+    pub risk_level: Rank,
+    /// It demands an approval.
+    pub requires_approval: bool,
+    /// The evolution capabilities its declared capabilities need.
+    pub needs: Vec<Capability>,
+}
+
+impl WorkerFacts {
+    /// The facts of every worker a loaded plan uses (sorted by name).
+    pub fn of_plan(plan: &crate::load::LoadedPlan) -> Vec<Self> {
+        plan.workers
+            .values()
+            .map(|w| {
+                let mut needs: Vec<Capability> = w
+                    .decl
+                    .capabilities
+                    .iter()
+                    .filter_map(|c| c.needs())
+                    .collect();
+                needs.sort();
+                needs.dedup();
+                Self {
+                    name: w.name.to_string(),
+                    risk_level: w.decl.risk_level,
+                    requires_approval: w.decl.requires_approval,
+                    needs,
+                }
+            })
+            .collect()
+    }
 }
 
 impl<'a> GateFacts<'a> {
@@ -115,6 +158,7 @@ impl<'a> GateFacts<'a> {
         omens: &'a [OmenHit],
         capabilities: &'a Capabilities,
         dry: bool,
+        workers: &'a [WorkerFacts],
     ) -> Self {
         let m = plan.mission.as_ref();
         Self {
@@ -126,6 +170,7 @@ impl<'a> GateFacts<'a> {
             omens,
             capabilities,
             dry,
+            workers,
         }
     }
 }
@@ -151,11 +196,14 @@ impl GateVerdict {
             "experiment" => {
                 "experiments run unless an omen locks one of their scenarios".to_string()
             }
-            "rank-runs" => format!("rank {}: runs", rank_str(self.rank)),
-            "rank-review" => format!("rank {}: runs, flagged for review", rank_str(self.rank)),
+            "rank-runs" => format!("rank {}: runs", rank_str(self.gated_rank())),
+            "rank-review" => format!(
+                "rank {}: runs, flagged for review",
+                rank_str(self.gated_rank())
+            ),
             "rank-review-waived" => format!(
                 "rank {}: runs without the review flag (capability auto-run-cb)",
-                rank_str(self.rank)
+                rank_str(self.gated_rank())
             ),
             "rank-needs-approval" => "rank A: needs one valid approval".to_string(),
             "rank-needs-two-approvals" => {
@@ -192,12 +240,66 @@ impl GateVerdict {
             "parallelism-limited" => {
                 "tasks run one at a time (capability parallel-missions not held)".to_string()
             }
+            "worker-risk" => {
+                let risky: Vec<String> = self
+                    .workers
+                    .iter()
+                    .filter(|w| Some(w.risk_level) > self.rank)
+                    .map(|w| format!("`{}` (risk {})", w.name, rank_str(Some(w.risk_level))))
+                    .collect();
+                format!(
+                    "worker {} raises the mission from rank {} to rank {}",
+                    risky.join(", "),
+                    rank_str(self.rank),
+                    rank_str(self.effective_rank)
+                )
+            }
+            "worker-requires-approval" => {
+                let names: Vec<String> = self
+                    .workers
+                    .iter()
+                    .filter(|w| w.requires_approval)
+                    .map(|w| format!("`{}`", w.name))
+                    .collect();
+                format!(
+                    "worker {} requires an approval of every mission that uses it",
+                    names.join(", ")
+                )
+            }
+            "worker-capability-locked" => {
+                let list: Vec<String> = self
+                    .workers
+                    .iter()
+                    .flat_map(|w| {
+                        w.locked.iter().map(move |l| {
+                            format!(
+                                "worker `{}` needs capability `{}`, unlocked at level {} ({} XP)",
+                                w.name,
+                                l.capability.as_str(),
+                                l.unlocked_at.as_str(),
+                                l.xp
+                            )
+                        })
+                    })
+                    .collect();
+                format!(
+                    "{}; the evolution state is {}",
+                    list.join("; "),
+                    self.evolution_level.map_or("DORMANT", Level::as_str)
+                )
+            }
             other => other.to_string(),
         }
     }
 }
 
 impl GateVerdict {
+    /// The rank the rules applied: the effective rank (a worker's risk may raise it), else
+    /// the mission's.
+    pub fn gated_rank(&self) -> Option<Rank> {
+        self.effective_rank.or(self.rank)
+    }
+
     /// "scenario `a:b` (omen 1a2b3c4d5e6f)" for the omens at `level`.
     fn omen_scenarios(&self, level: OmenLevel) -> String {
         let list: Vec<String> = self
@@ -243,9 +345,44 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
     let mut composite_v = None;
     let mut max_jobs = None;
     let mission = input.kind == PlanKind::Mission;
+    let worker_max = input.workers.iter().map(|w| w.risk_level).max();
+    let effective = match (input.rank, worker_max) {
+        (Some(r), Some(w)) => Some(r.max(w)),
+        (r, None) => r,
+        // A mission without a rank is treated as the highest (fail closed).
+        (None, Some(_)) => None,
+    };
+    let mut workers: Vec<WorkerGate> = Vec::new();
+    let mut locked_any = false;
+    for w in input.workers {
+        let locked: Vec<LockedCapability> = w
+            .needs
+            .iter()
+            .filter(|c| !input.capabilities.has(**c))
+            .map(|c| {
+                let (level, xp) = super::evolution::unlocked_at(*c);
+                LockedCapability {
+                    capability: *c,
+                    unlocked_at: level,
+                    xp,
+                }
+            })
+            .collect();
+        locked_any |= !locked.is_empty();
+        workers.push(WorkerGate {
+            name: w.name.clone(),
+            risk_level: w.risk_level,
+            requires_approval: w.requires_approval,
+            locked,
+        });
+    }
+    workers.sort();
 
     if mission {
-        match input.rank {
+        if effective != input.rank {
+            reasons.push("worker-risk");
+        }
+        match effective {
             Some(Rank::E | Rank::D) => reasons.push("rank-runs"),
             Some(Rank::C | Rank::B) => {
                 if input.capabilities.has(Capability::AutoRunCb) {
@@ -287,6 +424,17 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
             reasons.push("parallelism-limited");
             max_jobs = Some(1);
         }
+        if workers.iter().any(|w| w.requires_approval) {
+            reasons.push("worker-requires-approval");
+            required = required.max(1);
+        }
+        if locked_any {
+            reasons.push("worker-capability-locked");
+            refuse = true;
+        }
+        for w in input.workers {
+            used.extend(w.needs.iter().filter(|c| input.capabilities.has(**c)));
+        }
     } else {
         reasons.push("experiment");
     }
@@ -313,7 +461,7 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         refuse = true;
     }
 
-    let excluded = match input.rank {
+    let excluded = match effective {
         Some(Rank::S) | None if mission => input.requested_by,
         _ => None,
     };
@@ -360,6 +508,13 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         capabilities_used: used,
         max_jobs,
         dry: input.dry,
+        effective_rank: if mission { effective } else { None },
+        workers,
+        evolution_level: if locked_any || input.workers.iter().any(|w| !w.needs.is_empty()) {
+            Some(input.capabilities.level.unwrap_or(Level::Dormant))
+        } else {
+            None
+        },
     }
 }
 
@@ -395,6 +550,9 @@ mod tests {
                     issued_at: String::new(),
                     expires_at: String::new(),
                     record_blake3: String::new(),
+                    nonce: String::new(),
+                    uses: None,
+                    used: None,
                 })
                 .collect(),
             rejected: vec![],
@@ -425,6 +583,7 @@ mod tests {
         approvers: &'static [&'static str],
         omens: Vec<OmenLevel>,
         caps: Vec<Capability>,
+        workers: Vec<WorkerFacts>,
     }
 
     fn mission(rank: Rank) -> Case {
@@ -435,6 +594,7 @@ mod tests {
             approvers: &[],
             omens: vec![],
             caps: vec![],
+            workers: vec![],
         }
     }
 
@@ -452,6 +612,7 @@ mod tests {
             omens: &o,
             capabilities: &cp,
             dry: false,
+            workers: &c.workers,
         })
     }
 
@@ -621,6 +782,52 @@ mod tests {
         assert_eq!(d.max_jobs, None);
         assert_eq!(d.capabilities_used, vec![Capability::ParallelMissions]);
         assert!(!d.reasons.contains(&"parallelism-limited".to_string()));
+    }
+
+    #[test]
+    fn workers_raise_the_rank_demand_approvals_and_need_capabilities() {
+        let w = |risk: Rank, approval: bool, needs: Vec<Capability>| WorkerFacts {
+            name: "w".into(),
+            risk_level: risk,
+            requires_approval: approval,
+            needs,
+        };
+        // The stricter of rank and risk: a rank-D mission with a risk-A worker needs one.
+        let mut c = mission(Rank::D);
+        c.workers = vec![w(Rank::A, false, vec![])];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(d.effective_rank, Some(Rank::A));
+        assert_eq!(d.rank, Some(Rank::D));
+        assert!(d.reasons.contains(&"worker-risk".to_string()));
+        c.approvers = &["alice"];
+        assert_eq!(run(&c).outcome, Outcome::Allow);
+        // A lower risk never lowers the rank.
+        let mut c = mission(Rank::B);
+        c.workers = vec![w(Rank::E, false, vec![])];
+        let d = run(&c);
+        assert_eq!(d.effective_rank, Some(Rank::B));
+        assert!(!d.reasons.contains(&"worker-risk".to_string()));
+        // requires_approval at rank E.
+        let mut c = mission(Rank::E);
+        c.workers = vec![w(Rank::E, true, vec![])];
+        let d = run(&c);
+        assert_eq!((d.outcome, d.required_approvals), (Outcome::Refuse, 1));
+        // A locked capability refuses whatever the approvals, naming the level.
+        let mut c = mission(Rank::E);
+        c.workers = vec![w(Rank::E, false, vec![Capability::RunScripts])];
+        c.approvers = &["alice", "bob"];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Refuse);
+        assert_eq!(d.workers[0].locked[0].unlocked_at, Level::Awakening);
+        assert!(
+            d.explain_reason("worker-capability-locked")
+                .contains("AWAKENING (1 XP)")
+        );
+        c.caps = vec![Capability::RunScripts];
+        let d = run(&c);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.capabilities_used.contains(&Capability::RunScripts));
     }
 
     #[test]

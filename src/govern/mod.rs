@@ -11,7 +11,8 @@
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
-//! - [`missions`]: the missions listing.
+//! - [`missions`]: the missions listing; [`review`]: the review queue, a run's view with its
+//!   audit anchor checked, and the plan inputs each approval was given for.
 //!
 //! Workflows, one per command, each the one library call its CLI handler makes (the
 //! handler parses arguments and renders; it never locks, signs or writes state):
@@ -19,7 +20,9 @@
 //! - [`approve`]: `approve`; [`clearing`]: `omens list` / `omens clear`;
 //! - [`evolve`]: `evolve` / `evolution status`; [`promotion`]: `emit-promotion` and
 //!   `promote` with their audit entries (promote sits below govern and never imports it);
-//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`.
+//! - [`anchors::verify_log`]: `audit verify`; [`missions::overview`]: `missions`;
+//! - [`review::queue`] / [`review::show`]: `review`; [`review::run_view`]: `report`;
+//!   [`trust::add`]: `trust add`.
 //!
 //! [`Governance`] is the one handle the workflows use: it reads the state the gate needs,
 //! records decisions in the audit log, and hands the runner the files to copy into the
@@ -53,6 +56,7 @@ pub mod init;
 pub mod missions;
 pub mod omens;
 pub mod promotion;
+pub mod review;
 pub mod runner;
 pub mod sign;
 pub mod state;
@@ -253,17 +257,23 @@ impl Governance {
         }
         records.sort();
         records.dedup();
-        let check = approvals::verify(plan, &records, &trust, now);
+        let mut check = approvals::verify(plan, &records, &trust, now);
+        if check.valid.iter().any(|v| v.uses.is_some()) {
+            let used = self.approval_uses()?;
+            approvals::apply_uses(&mut check, &|n| used.get(n).copied().unwrap_or(0));
+        }
         let omens_file = self.state.read_omens()?;
         let scenarios = plan_scenarios(plan);
         let hits = omens::hits_for(&omens_file, plan.plan.plan_id.as_str(), &scenarios);
         let capabilities = self.capabilities()?;
+        let workers = gate::WorkerFacts::of_plan(plan);
         let decision = gate::decide(&GateFacts::for_plan(
             &plan.plan,
             &check,
             &hits,
             &capabilities,
             dry,
+            &workers,
         ));
         let evaluated_at = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
         let mut report = GateReport {
@@ -306,13 +316,74 @@ impl Governance {
             .append(AuditKind::RunRefused, report.audit_data())
     }
 
-    /// Record that a run passed the gate and started (after `approval-rejected` entries).
-    /// Returns the new head; anchor [`Governance::audit_head`] at seal time.
+    /// How many runs used each limited-use approval, by nonce (its `approval-used` audit
+    /// entries).
+    pub fn approval_uses(&self) -> Result<BTreeMap<String, u32>> {
+        let mut m: BTreeMap<String, u32> = BTreeMap::new();
+        for e in self.audit.entries_of_kind(AuditKind::ApprovalUsed)? {
+            if let Some(n) = e.data.get("nonce").and_then(|v| v.as_str()) {
+                *m.entry(n.to_string()).or_default() += 1;
+            }
+        }
+        Ok(m)
+    }
+
+    /// Record that a run passed the gate and started (after `approval-rejected` entries),
+    /// then one `approval-used` entry per limited-use approval the decision counted. Under
+    /// the state lock, the uses are counted again first: if another run used one up since
+    /// the gate checked it, this run is refused (exit 4) instead. Returns the new head;
+    /// anchor [`Governance::audit_head`] at seal time.
     pub fn record_run_started(&self, report: &GateReport, run_id: &str) -> Result<AuditHead> {
+        let _lock = self.state.lock()?;
+        let d = &report.decision;
+        let limited: Vec<&approvals::ValidApproval> = report
+            .approvals
+            .valid
+            .iter()
+            .filter(|v| v.uses.is_some() && d.required_approvals > 0)
+            .filter(|v| d.approvers.contains(&v.approver))
+            .collect();
+        let used = if limited.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.approval_uses()?
+        };
+        for v in &limited {
+            let n = used.get(&v.nonce).copied().unwrap_or(0);
+            if n >= v.uses.unwrap_or(u32::MAX) {
+                return Err(Error::new(
+                    crate::error::ErrorKind::Refused,
+                    format!(
+                        "refused by governance: approval {} by `{}` was used up by another run since the gate checked it ({n} of {} use(s))",
+                        v.record_path.display(),
+                        v.approver,
+                        v.uses.unwrap_or(0)
+                    ),
+                )
+                .with_hint("ask the approver for a new approval (`nexusmon approve --uses N`)"));
+            }
+        }
         self.record_rejections(report, Some(run_id))?;
         let mut data = report.audit_data();
         data["run_id"] = json!(run_id);
-        self.audit.append(AuditKind::RunStarted, data)
+        let mut head = self.audit.append(AuditKind::RunStarted, data)?;
+        for v in limited {
+            let n = used.get(&v.nonce).copied().unwrap_or(0);
+            head = self.audit.append(
+                AuditKind::ApprovalUsed,
+                json!({
+                    "nonce": v.nonce,
+                    "plan_id": report.plan_id,
+                    "plan_digest": report.plan_digest,
+                    "run_id": run_id,
+                    "approver": v.approver,
+                    "record_blake3": v.record_blake3,
+                    "use": n + 1,
+                    "of": v.uses,
+                }),
+            )?;
+        }
+        Ok(head)
     }
 
     /// Record a sealed bundle: its status, the digest of its `artifact_index.json` and the

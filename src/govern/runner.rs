@@ -3,6 +3,10 @@
 //! state directory as the module docs of [`crate::govern`] describe, and [`run`], the one
 //! call `nexusmon run` makes.
 //!
+//! After the seal, the reports the command line asked for ([`RunOutputs`]: JUnit, the
+//! GitHub step summary and annotations, the view `-v` shows durations from) are made from
+//! the sealed bundle, read back through `promote::view`.
+//!
 //! Governed when a state directory is named or found (the way git finds `.git`); otherwise
 //! an ungoverned run, said so in the manifest, and a mission is refused.
 
@@ -19,6 +23,7 @@ use crate::exec::{
 };
 use crate::model::index::AuditHead;
 use crate::model::plan::PlanKind;
+use crate::report::{Report, RunReport};
 use crate::{Error, Result};
 
 /// How a run is governed.
@@ -32,6 +37,22 @@ pub struct RunGovernance {
     pub approvals: Vec<PathBuf>,
     /// The current directory, for paths in messages (as the operator would type them).
     pub cwd: PathBuf,
+    /// Reports to make from the sealed bundle.
+    pub outputs: RunOutputs,
+}
+
+/// Reports made from the sealed bundle once the run is over (each read back through
+/// `promote::view`, so they show what the bundle holds).
+#[derive(Debug, Clone, Default)]
+pub struct RunOutputs {
+    /// `--junit FILE`: JUnit XML.
+    pub junit: Option<PathBuf>,
+    /// `$GITHUB_STEP_SUMMARY`: the Markdown summary is appended to this file.
+    pub step_summary: Option<PathBuf>,
+    /// `--format github`: workflow-command annotations pointing at the plan's lines.
+    pub annotations: bool,
+    /// Keep the run's view (per-scenario durations for `-v`).
+    pub view: bool,
 }
 
 /// What [`run`] gives back.
@@ -41,6 +62,10 @@ pub struct GovernedRun {
     pub result: Result<RunOutcome>,
     /// The gate's report, when the run was governed and the gate was consulted.
     pub gate: Option<GateReport>,
+    /// The sealed run as read back, when an output asked for it.
+    pub view: Option<crate::model::view::RunView>,
+    /// The annotations (`outputs.annotations`).
+    pub annotations: Option<String>,
 }
 
 /// Run `settings` under the governance `g` describes: open the state directory (or refuse
@@ -75,9 +100,80 @@ pub fn run(
         }
         None => settings.gate = Some(Box::new(Ungoverned)),
     }
+    let plan_path = settings.plan_path.clone();
     let result = execute(settings, sink);
     let gate = governed.as_ref().and_then(|g| g.report.borrow().clone());
-    Ok(GovernedRun { result, gate })
+    let mut done = GovernedRun {
+        result,
+        gate,
+        view: None,
+        annotations: None,
+    };
+    let bundle = done.result.as_ref().ok().and_then(|o| o.bundle.clone());
+    if let Some(bundle) = bundle {
+        outputs(&mut done, g, &bundle, &plan_path)?;
+    }
+    Ok(done)
+}
+
+/// Make the reports `out` asks for from the sealed `bundle`.
+fn outputs(done: &mut GovernedRun, g: &RunGovernance, bundle: &Path, plan: &Path) -> Result<()> {
+    let (out, root) = (&g.outputs, &g.root);
+    let any = out.junit.is_some() || out.step_summary.is_some() || out.annotations || out.view;
+    if !any {
+        return Ok(());
+    }
+    let view = super::review::run_view(bundle, root, g.state_dir.as_deref())?;
+    if let Some(summary) = &view.summary {
+        let governance = view.governance();
+        if let Some(j) = &out.junit {
+            let links = crate::util::fsx::relative_path(crate::util::fsx::parent_of(j), bundle)?;
+            let links = if links.is_empty() {
+                links
+            } else {
+                format!("{links}/")
+            };
+            let r = RunReport::of_view(&view, summary, governance.as_ref(), &links);
+            let xml = crate::report::junit::Junit.render(&r)?;
+            if let Some(parent) = j.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::util::fsx::create_dir_all(parent)?;
+            }
+            crate::util::fsx::write_atomic(j, xml.as_bytes())?;
+        }
+        if let Some(f) = &out.step_summary {
+            let links = format!("{}/", bundle.display());
+            let r = RunReport::of_view(&view, summary, governance.as_ref(), &links);
+            let md = crate::report::markdown::SummaryMarkdown.render(&r)?;
+            append(f, md.as_bytes())?;
+        }
+        if out.annotations {
+            let loaded = crate::load::load_plan(plan)?;
+            let lines = crate::report::github::PlanLines {
+                file: shown(plan, &g.cwd),
+                at: crate::load::expectation_lines(&loaded),
+            };
+            done.annotations = Some(crate::report::github::annotations(
+                &view.rows,
+                &view.mismatches,
+                &lines,
+            ));
+        }
+    }
+    done.view = Some(view);
+    Ok(())
+}
+
+/// Append `bytes` to `path` (created if missing), as GitHub expects of
+/// `$GITHUB_STEP_SUMMARY`.
+fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open for appending", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("append to", path, e))
 }
 
 /// What to do about a refusal: the `approve` and `ssh-keygen -Y sign` commands, with paths

@@ -40,6 +40,7 @@ impl RejectReason {
             RejectReason::DuplicateApprover => "duplicate-approver",
             RejectReason::DuplicateKey => "duplicate-key",
             RejectReason::StaleClearance => "stale-clearance",
+            RejectReason::UsesExhausted => "uses-exhausted",
         }
     }
 }

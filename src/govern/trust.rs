@@ -30,6 +30,26 @@ use crate::{Error, Result};
 /// The role that lets a key approve missions and clear omens.
 pub const APPROVER_ROLE: &str = "approver";
 
+/// Check an approver principal is usable: 1-64 of letters, digits, `.`, `_`, `-`, `@`, `+`,
+/// starting with a letter or digit (safe in a file name, no pattern characters).
+pub fn validate_principal(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid principal `{name}`")).with_hint(
+            "principals are 1-64 letters, digits, `.`, `_`, `-`, `@`, `+`, starting with a letter or digit, as in the trust file",
+        ))
+    }
+}
 /// The role that lets a key sign bundles (`run --sign-with`).
 pub const RUNNER_ROLE: &str = "runner";
 
@@ -395,6 +415,135 @@ fn match_pattern_list(s: &str, list: &[String]) -> bool {
         }
     }
     matched
+}
+
+/// What `trust add` did.
+#[derive(Debug, Clone)]
+pub struct TrustAdded {
+    /// The trust file.
+    pub path: PathBuf,
+    /// The line written (1-based line number, text).
+    pub line: usize,
+    /// Its text.
+    pub text: String,
+    /// `SHA256:…` of the key.
+    pub fingerprint: String,
+    /// False when an identical line was already there (nothing written).
+    pub added: bool,
+    /// The audit head after the `trust-added` entry.
+    pub audit_head: Option<crate::model::index::AuditHead>,
+}
+
+/// `trust add KEY --principal NAME --role ROLE…`: append a line for the public key `key` (a
+/// `.pub` file, or the key text `ssh-ed25519 AAAA…`) to the state directory's trust file,
+/// restricted to nexusmon's signature namespace, with the roles in its comment. Under the
+/// state lock the file is read, the new text checked by the same parser every verifier
+/// uses, and written atomically (temp file, rename); then the change is recorded in the
+/// audit log. A line for the same key and principal already there is left alone.
+pub fn add(
+    explicit: Option<&Path>,
+    root: &Path,
+    key: &str,
+    principal: &str,
+    roles: &[String],
+) -> Result<TrustAdded> {
+    let gov = super::Governance::discover(explicit, root)?;
+    validate_principal(principal)?;
+    if roles.is_empty() {
+        return Err(Error::usage("trust add needs at least one --role")
+            .with_hint(format!("e.g. --role {APPROVER_ROLE}")));
+    }
+    if let Some(r) = roles.iter().find(|r| !valid_role(r)) {
+        return Err(Error::usage(format!("invalid role `{r}`"))
+            .with_hint("roles are lowercase letters, digits and `-`, e.g. `approver`"));
+    }
+    let key_path = Path::new(key);
+    let key_text = if key_path.is_file() {
+        fsx::read_input_string(key_path)?
+    } else {
+        key.to_string()
+    };
+    let public = PublicKey::from_openssh(key_text.trim()).map_err(|e| {
+        let what = if key_path.is_file() {
+            Error::input(key_path, "is not an OpenSSH public key")
+        } else {
+            Error::usage(format!("`{key}` is neither a file nor an OpenSSH public key"))
+        };
+        what.with_source(e)
+            .with_hint("pass a `.pub` file (ssh-keygen -y -f KEY > KEY.pub) or the key text `ssh-ed25519 AAAA…`")
+    })?;
+    let bare = PublicKey::new(public.key_data().clone(), "");
+    let key_line = bare
+        .to_openssh()
+        .map_err(|e| Error::runner("cannot encode the public key").with_source(e))?;
+    let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
+    let mut roles: Vec<String> = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    let text = format!(
+        "{principal} namespaces=\"{}\" {} roles={}",
+        crate::model::approval::SIGNATURE_NAMESPACE,
+        key_line.trim(),
+        roles.join(",")
+    );
+    let state = gov.state();
+    let path = state.file(TRUST_FILE);
+    let _lock = state.lock()?;
+    let old = fsx::read_input_string(&path).map_err(|e| {
+        e.with_hint("run `nexusmon init` to create the state directory and its trust file")
+    })?;
+    let store = TrustStore::parse(&path, &old)?;
+    if let Some(e) = store
+        .entries
+        .iter()
+        .find(|e| e.fingerprint == fingerprint && e.principals.iter().any(|p| p == principal))
+    {
+        if roles.iter().all(|r| e.roles.contains(r)) {
+            return Ok(TrustAdded {
+                path,
+                line: e.line,
+                text: old.lines().nth(e.line - 1).unwrap_or_default().to_string(),
+                fingerprint,
+                added: false,
+                audit_head: None,
+            });
+        }
+        return Err(Error::input(
+            &path,
+            format!(
+                "line {}: key {fingerprint} is already trusted for `{principal}` with other roles",
+                e.line
+            ),
+        )
+        .with_hint("edit that line's `roles=` word instead of adding a second line"));
+    }
+    let mut new = old.clone();
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(&text);
+    new.push('\n');
+    TrustStore::parse(&path, &new)?;
+    fsx::write_atomic(&path, new.as_bytes())?;
+    let line = new.lines().count();
+    let head = gov.audit().append(
+        super::audit::AuditKind::TrustAdded,
+        serde_json::json!({
+            "principal": principal,
+            "roles": roles,
+            "key_fingerprint": fingerprint,
+            "line": line,
+            "trust_file_blake3": crate::util::digest::blake3_hex(new.as_bytes()),
+        }),
+    )?;
+    Ok(TrustAdded {
+        path,
+        line,
+        text,
+        fingerprint,
+        added: true,
+        audit_head: Some(head),
+    })
 }
 
 #[cfg(test)]

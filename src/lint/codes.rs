@@ -1,6 +1,6 @@
 //! The one table of lint codes: stable ids (`NX0xx` files, syntax and schema; `NX1xx`
 //! references; `NX2xx` probes, targets and variables; `NX3xx` profiles; `NX4xx` plan
-//! structure and missions), their severity and the texts SARIF rules and `--explain`-style
+//! structure and missions; `NX5xx` workers), their severity and the texts SARIF rules and `--explain`-style
 //! documentation use. Codes are an API: never renumber one; retire it instead.
 
 use serde::{Serialize, Serializer};
@@ -168,6 +168,10 @@ codes! {
     RegistryIncomplete = "NX108", "registry-incomplete", Error,
         "A registry directory without both `probes` and `profiles` files, or whose two files name different registries.",
         "A registry is `registry/<id>/probes.json` plus `registry/<id>/profiles.json` (or `.yaml`), both with the same `registry_id`.";
+    /// A worker that the registry does not declare.
+    UnknownWorker = "NX109", "unknown-worker", Error,
+        "A mission task names a worker that the plan's registry does not declare in `workers.json`.",
+        "Fix the worker's name (see the hint) or declare it in `registry/<registry_id>/workers.json`.";
 
     /// A target that does not fit the operation.
     BadTarget = "NX201", "bad-target", Error,
@@ -335,6 +339,43 @@ codes! {
     TaskScenarioConflict = "NX407", "task-scenario-conflict", Error,
         "A mission task whose `expect` differs from the expectation `scenarios` declares for the same profile and probe.",
         "A task and a declared scenario with the same `<profile>:<probe>` are one row of the run; make their expectations agree or drop the scenario.";
+    /// A mission task that names both a probe and a worker, or neither.
+    TaskProbeOrWorker = "NX408", "task-probe-or-worker", Error,
+        "A mission task that names both `probe` and `worker`, or neither, or passes `inputs` to a probe.",
+        "A task runs exactly one probe or one worker; only workers take `inputs`.";
+    /// A worker task whose profile or expectation does not fit its worker.
+    WorkerTaskMismatch = "NX409", "worker-task-mismatch", Error,
+        "A worker task whose `profile` is not the one its worker must run under, or that expects `deny`.",
+        "A worker declares the profile it runs under; the task names that profile. A worker task succeeds when the worker does its work, so it expects `allow`.";
+    /// A worker task's inputs do not match what the worker declares.
+    BadInput = "NX410", "bad-input", Error,
+        "A worker task passes an input the worker does not declare, misses a required one, or passes a value of the wrong type.",
+        "Inputs are typed by the worker's declaration (`string`, `integer`, `boolean`, `artifact`); see the hint for what the worker takes.";
+    /// An artifact input that names a file no earlier task produces.
+    ArtifactInput = "NX411", "artifact-input", Error,
+        "An `artifact` input that names a task that is not a worker task, or one the task does not depend on.",
+        "An artifact input is `\"<task>/<file>\"`: a file a worker task produced; the consuming task must list that task in `depends_on` so the file exists first.";
+    /// A mission with worker tasks that asks for the baseline lane.
+    WorkerBaseline = "NX412", "worker-baseline", Error,
+        "A mission with worker tasks that sets `lanes.baseline: true`.",
+        "The baseline lane would run every worker a second time without its profile; workers run only under the profile they declare. Remove `\"baseline\": true`.";
+
+    /// A worker's `command` that does not name an executable file of the project.
+    BadWorkerCommand = "NX501", "bad-worker-command", Error,
+        "A worker whose `command[0]` is not an executable file of the project (relative to the project root, no `..`).",
+        "`command[0]` is the worker's executable (a script with a `#!` line and the executable bit, or a program), e.g. `workers/transform.py`; its bytes are digested into the plan digest and the run executes a checked copy.";
+    /// A worker whose profile the registry does not define.
+    UnknownWorkerProfile = "NX502", "unknown-worker-profile", Error,
+        "A worker whose `profile` is not defined in the registry's `profiles.json`.",
+        "A worker runs under a profile of its own registry; define it or fix the name.";
+    /// A worker's profile grants writes outside the worker's output directory.
+    WorkerWritesOutside = "NX503", "worker-writes-outside-output", Warning,
+        "A worker's profile grants `write`, `create` or `remove` on a path other than `${OUTPUT}` (the worker's output directory) or beneath it.",
+        "With such a rule the kernel lets the worker write outside its output directory; the runner still fails the task if it changed the mission workspace, but nothing stops it elsewhere. Grant writes on `${OUTPUT}` only.";
+    /// A worker whose timeout is very long.
+    WorkerTimeout = "NX504", "worker-timeout", Warning,
+        "A worker whose `timeout_ms` is over ten minutes.",
+        "A hung worker holds the mission until its timeout; keep it as short as the work allows.";
 }
 
 impl Code {

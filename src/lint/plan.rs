@@ -200,9 +200,60 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
     }
     if !pi.repaired {
         mission(&mut sink, plan);
+        worker_tasks(&mut sink, plan, reg);
         selection(&mut sink, plan);
     }
     pi.input.findings.append(&mut sink.findings);
+}
+
+/// Worker tasks: one probe or one worker per task; the worker's profile; typed inputs;
+/// artifact inputs from tasks depended on; no baseline lane.
+fn worker_tasks(sink: &mut Sink<'_>, plan: &Plan, reg: Option<&RegistryLint>) {
+    let Some(m) = &plan.mission else { return };
+    let decls: BTreeMap<&Id, &crate::model::worker::Worker> = reg
+        .map(|r| {
+            plan.referenced_workers()
+                .into_iter()
+                .filter_map(|w| r.workers.get(w.as_str()).map(|d| (w, d)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (t, task) in &m.tasks {
+        let base = pointer(["mission", "tasks", t.as_str()]);
+        for p in crate::load::worker::task_problems_decl(t, task, &m.tasks, &decls) {
+            let code = match p.code {
+                "task-probe-or-worker" | "inputs-without-worker" => Code::TaskProbeOrWorker,
+                "worker-profile-mismatch" | "worker-expects-deny" => Code::WorkerTaskMismatch,
+                "artifact-input" => Code::ArtifactInput,
+                _ => Code::BadInput,
+            };
+            let at = if p.at.is_empty() || p.at.starts_with("/inputs/") {
+                At::Key
+            } else {
+                At::Value
+            };
+            sink.push_hint(
+                code,
+                &format!("{base}{}", p.at),
+                at,
+                p.message,
+                Some(p.hint),
+            );
+        }
+    }
+    if plan.referenced_workers().is_empty() {
+        return;
+    }
+    let asked = sink.doc.value().pointer("/lanes/baseline") == Some(&serde_json::Value::Bool(true));
+    if asked {
+        sink.push_hint(
+            Code::WorkerBaseline,
+            "/lanes/baseline",
+            At::Value,
+            "the mission has worker tasks and asks for the baseline lane, which would run every worker again without its profile",
+            Some("remove `\"baseline\": true` (a mission's baseline lane is off unless asked for)".into()),
+        );
+    }
 }
 
 fn structure(sink: &mut Sink<'_>, plan: &Plan, path: &Path) {
@@ -296,7 +347,11 @@ fn variables(sink: &mut Sink<'_>, plan: &Plan) {
                     format!("`{k}` refers to itself"),
                 );
             } else if !BUILTINS.contains(&n.as_str()) && !names.contains(&n.as_str()) {
-                let cands = BUILTINS.iter().copied().chain(names.iter().copied());
+                let cands = BUILTINS
+                    .iter()
+                    .copied()
+                    .filter(|b| !vars::WORKER_ONLY.contains(b))
+                    .chain(names.iter().copied());
                 sink.push_hint(
                     Code::UndefinedVariable,
                     &ptr,
@@ -347,10 +402,12 @@ impl Refs {
         }
         if let Some(m) = &plan.mission {
             for (t, task) in &m.tasks {
-                r.probes.entry(task.probe.to_string()).or_insert((
-                    pointer(["mission", "tasks", t.as_str(), "probe"]),
-                    At::Value,
-                ));
+                if let Some(probe) = &task.probe {
+                    r.probes.entry(probe.to_string()).or_insert((
+                        pointer(["mission", "tasks", t.as_str(), "probe"]),
+                        At::Value,
+                    ));
+                }
                 r.profiles.entry(task.profile.to_string()).or_insert((
                     pointer(["mission", "tasks", t.as_str(), "profile"]),
                     At::Value,
@@ -509,16 +566,42 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
             p.as_str(),
         );
     }
+    let workers_file = reg.workers_path.as_deref().map(|p| shown(p, base));
+    let worker_k = Kind {
+        code: Code::UnknownWorker,
+        what: "worker",
+        ids: &reg.worker_ids,
+        file: workers_file
+            .as_deref()
+            .unwrap_or("the registry's workers.json"),
+        // A registry need not declare workers: a task naming one in a registry without
+        // workers.json is reported where it is named.
+        unknowable: None,
+        counted: std::cell::Cell::new(0),
+    };
     if let Some(m) = &plan.mission {
         for (t, task) in &m.tasks {
             let base = pointer(["mission", "tasks", t.as_str()]);
-            if !reg.probe_ids.contains(task.probe.as_str()) {
+            if let Some(probe) = &task.probe
+                && !reg.probe_ids.contains(probe.as_str())
+            {
                 unknown(
                     sink,
                     &probe_k,
                     &format!("{base}/probe"),
                     At::Value,
-                    task.probe.as_str(),
+                    probe.as_str(),
+                );
+            }
+            if let Some(w) = &task.worker
+                && !reg.worker_ids.contains(w.as_str())
+            {
+                unknown(
+                    sink,
+                    &worker_k,
+                    &format!("{base}/worker"),
+                    At::Value,
+                    w.as_str(),
                 );
             }
             if !reg.profile_ids.contains(task.profile.as_str()) {
@@ -548,6 +631,10 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
     plan.referenced_probes()
         .iter()
         .all(|p| reg.probe_ids.contains(p.as_str()))
+        && plan
+            .referenced_workers()
+            .iter()
+            .all(|w| reg.worker_ids.contains(w.as_str()))
         && plan
             .referenced_profiles()
             .iter()
@@ -592,8 +679,15 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
             used.extend(names.iter().cloned());
             for n in &names {
                 if !scope.vars.contains_key(n) {
-                    let hint = did_you_mean(n, scope.vars.keys().map(String::as_str))
-                        .unwrap_or_else(|| format!("add `{n}` to the plan's `variables`"));
+                    let hint = did_you_mean(
+                        n,
+                        scope
+                            .vars
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|k| !vars::WORKER_ONLY.contains(k)),
+                    )
+                    .unwrap_or_else(|| format!("add `{n}` to the plan's `variables`"));
                     sink.push_hint(
                         Code::UndefinedVariable,
                         ptr,
@@ -713,7 +807,9 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     }
     if let Some(m) = &plan.mission {
         for task in m.tasks.values() {
-            consider(task.profile.as_str(), task.probe.as_str());
+            if let Some(probe) = &task.probe {
+                consider(task.profile.as_str(), probe.as_str());
+            }
         }
     }
     if pairs.is_empty() {
@@ -964,7 +1060,9 @@ mod tests {
                 (
                     Id::new(*id).unwrap(),
                     Task {
-                        probe: Id::new("p").unwrap(),
+                        worker: None,
+                        inputs: BTreeMap::new(),
+                        probe: Some(Id::new("p").unwrap()),
                         profile: Id::new("q").unwrap(),
                         depends_on: deps.iter().map(|d| Id::new(*d).unwrap()).collect(),
                         expect: None,
@@ -998,7 +1096,9 @@ mod tests {
             t.insert(
                 Id::new(n.clone()).unwrap(),
                 Task {
-                    probe: Id::new("p").unwrap(),
+                    probe: Some(Id::new("p").unwrap()),
+                    worker: None,
+                    inputs: BTreeMap::new(),
                     profile: Id::new("q").unwrap(),
                     depends_on: deps,
                     expect: None,

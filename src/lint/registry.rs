@@ -16,7 +16,8 @@ use super::input::{self, Input};
 use super::scratch::Where;
 use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::model::SCHEMA_VERSION;
-use crate::model::registry::{Probe, Profile};
+use crate::model::registry::{Access, Probe, Profile};
+use crate::model::worker::Worker;
 use crate::source::deserialize_value;
 
 mod probe;
@@ -47,6 +48,12 @@ pub struct RegistryLint {
     pub probes: BTreeMap<String, Probe>,
     /// The profiles that passed the schema, by id.
     pub profiles: BTreeMap<String, Profile>,
+    /// The workers file, if there is one.
+    pub workers_path: Option<PathBuf>,
+    /// Every worker name the workers file declares (valid or not).
+    pub worker_ids: BTreeSet<String>,
+    /// The workers that passed the schema, by name.
+    pub workers: BTreeMap<String, Worker>,
     /// Findings about the registry's files.
     pub findings: Vec<Finding>,
     /// Source text of the files read (for excerpts).
@@ -124,6 +131,28 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
         }
         finish(&mut reg, input);
         reg.profiles_path = Some(p.clone());
+    }
+    let workers_files = data_files(dir, "workers");
+    for extra in workers_files.iter().skip(1) {
+        reg.findings.push(
+            Finding::file_level(
+                Code::AmbiguousFile,
+                extra,
+                format!("registry `{dir_name}` has more than one workers file"),
+            )
+            .with_hint("keep one of the .json/.yaml/.yml files; the others would be ignored"),
+        );
+    }
+    if let Some(p) = workers_files.first() {
+        let mut input = input::read(p, "workers")?;
+        reg.files_checked += 1;
+        if let Some(v) = input.value.clone() {
+            let mut ignored = Vec::new();
+            header(&mut input, &v, &dir_name, &mut ignored);
+            lint_workers(&mut input, &v, &mut reg);
+        }
+        finish(&mut reg, input);
+        reg.workers_path = Some(p.clone());
     }
     match (&reg.probes_path, &reg.profiles_path) {
         (Some(have), None) | (None, Some(have)) => {
@@ -272,6 +301,154 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
     }
 }
 
+/// Longest worker timeout lint accepts without a warning (ten minutes).
+const LONG_WORKER_TIMEOUT_MS: u64 = 600_000;
+
+fn lint_workers(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
+    let Some(map) = v.get("workers").and_then(Value::as_object) else {
+        return;
+    };
+    let root = crate::load::worker::project_root_of(&reg.dir);
+    let mut failures = Vec::new();
+    {
+        let Some(mut sink) = input.sink() else {
+            return;
+        };
+        for (id, entry) in map {
+            reg.worker_ids.insert(id.clone());
+            let base = pointer(["workers", id.as_str()]);
+            if input.validated.invalid_under(&base) {
+                continue;
+            }
+            match deserialize_value::<Worker>(entry.clone()) {
+                Ok(w) => {
+                    check_worker(&mut sink, &base, id, &w, &root, reg);
+                    reg.workers.insert(id.clone(), w);
+                }
+                Err(e) => failures.push((format!("{base}{}", e.pointer), e.message)),
+            }
+        }
+        input.findings.append(&mut sink.findings);
+    }
+    for (p, m) in failures {
+        input.typed_failure(&p, &m);
+    }
+}
+
+/// One worker: its executable, its profile (defined, and writing only beneath
+/// `${OUTPUT}`), its timeout.
+fn check_worker(
+    sink: &mut Sink<'_>,
+    base: &str,
+    name: &str,
+    w: &Worker,
+    root: &Path,
+    reg: &RegistryLint,
+) {
+    match w.command.first() {
+        None => sink.push_hint(
+            Code::BadWorkerCommand,
+            &format!("{base}/command"),
+            At::Value,
+            format!("worker `{name}` has an empty `command`"),
+            Some("set \"command\": [\"workers/<file>\", …]".into()),
+        ),
+        Some(program) => {
+            if let Err(why) = crate::load::worker::executable_path(root, program) {
+                sink.push_hint(
+                    Code::BadWorkerCommand,
+                    &format!("{base}/command/0"),
+                    At::Value,
+                    format!("worker `{name}`: command[0] {why}"),
+                    Some("command[0] is the worker's executable file, relative to the project root (e.g. workers/transform.py, with a `#!` line and the executable bit)".into()),
+                );
+            }
+        }
+    }
+    let ptr = format!("{base}/profile");
+    if reg.profiles_path.is_some() && !reg.profile_ids.contains(w.profile.as_str()) {
+        let hint = super::finding::did_you_mean(
+            w.profile.as_str(),
+            reg.profile_ids.iter().map(String::as_str),
+        )
+        .or_else(|| Some("define it in the registry's profiles.json".into()));
+        sink.push_hint(
+            Code::UnknownWorkerProfile,
+            &ptr,
+            At::Value,
+            format!(
+                "worker `{name}` runs under profile `{}`, which the registry does not define",
+                w.profile
+            ),
+            hint,
+        );
+    } else if let Some(profile) = reg.profiles.get(w.profile.as_str()) {
+        let rules = profile
+            .landlock
+            .as_ref()
+            .and_then(|l| l.fs.as_ref())
+            .map(|fs| fs.allow.as_slice())
+            .unwrap_or_default();
+        let handled = profile.landlock.as_ref().is_some_and(|l| l.fs.is_some());
+        let writes = |a: &Access| {
+            matches!(
+                a,
+                Access::Write
+                    | Access::Create
+                    | Access::CreateDev
+                    | Access::Remove
+                    | Access::Rename
+            )
+        };
+        let outside: Vec<&str> = rules
+            .iter()
+            .filter(|r| r.access.iter().any(writes))
+            .filter(|r| {
+                !(r.path == "${OUTPUT}"
+                    || r.path.starts_with("${OUTPUT}/")
+                    || r.path == "/dev/null")
+            })
+            .map(|r| r.path.as_str())
+            .collect();
+        if !handled {
+            sink.push_hint(
+                Code::WorkerWritesOutside,
+                &ptr,
+                At::Value,
+                format!(
+                    "worker `{name}` runs under profile `{}`, which handles no filesystem access: the kernel lets it write anywhere",
+                    w.profile
+                ),
+                Some("give the profile `landlock.fs` rules that grant writes on `${OUTPUT}` only".into()),
+            );
+        } else if !outside.is_empty() {
+            sink.push_hint(
+                Code::WorkerWritesOutside,
+                &ptr,
+                At::Value,
+                format!(
+                    "worker `{name}` runs under profile `{}`, which grants writes outside its output directory: {}",
+                    w.profile,
+                    outside.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                ),
+                Some("grant `write`, `create` and `remove` on `${OUTPUT}` only".into()),
+            );
+        }
+    }
+    if w.timeout_ms > LONG_WORKER_TIMEOUT_MS {
+        sink.push_hint(
+            Code::WorkerTimeout,
+            &format!("{base}/timeout_ms"),
+            At::Value,
+            format!(
+                "worker `{name}` may run for {} minutes before it is killed",
+                w.timeout_ms / 60_000
+            ),
+            Some("keep `timeout_ms` as short as the work allows".into()),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Probes
 // ---------------------------------------------------------------------------------------
@@ -409,6 +586,7 @@ fn check_string_vars(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope) {
         let typo = scope
             .vars
             .keys()
+            .filter(|k| !vars::WORKER_ONLY.contains(&k.as_str()))
             .filter(|k| strsim::levenshtein(k, &n) <= 2 && n.len() >= 4)
             .min_by_key(|k| strsim::levenshtein(k, &n));
         if let Some(near) = typo

@@ -61,6 +61,30 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::ProfilesFile>,
     },
     SchemaSpec {
+        name: "workers",
+        file_name: "workers.schema.json",
+        title: "nexusmon registry workers",
+        generate: raw::<crate::model::worker::WorkersFile>,
+    },
+    SchemaSpec {
+        name: "worker-request",
+        file_name: "worker-request.schema.json",
+        title: "nexusmon worker request",
+        generate: raw::<crate::model::worker::WorkerRequest>,
+    },
+    SchemaSpec {
+        name: "worker-result",
+        file_name: "worker-result.schema.json",
+        title: "nexusmon worker result",
+        generate: raw::<crate::model::worker::WorkerResult>,
+    },
+    SchemaSpec {
+        name: "artifacts",
+        file_name: "artifacts.schema.json",
+        title: "nexusmon artifacts",
+        generate: raw::<crate::model::worker::ArtifactsFile>,
+    },
+    SchemaSpec {
         name: "template",
         file_name: "template.schema.json",
         title: "nexusmon template",
@@ -155,6 +179,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         file_name: "op-summary.schema.json",
         title: "nexusmon op summary",
         generate: raw::<crate::model::mapping::OpSummary>,
+    },
+    SchemaSpec {
+        name: "diff",
+        file_name: "diff.schema.json",
+        title: "nexusmon run diff",
+        generate: raw::<crate::model::diff::RunDiff>,
     },
 ];
 
@@ -304,10 +334,12 @@ fn compiled(name: &'static str) -> Result<&'static Compiled> {
     static PLAN: OnceLock<std::result::Result<Compiled, String>> = OnceLock::new();
     static PROBES: OnceLock<std::result::Result<Compiled, String>> = OnceLock::new();
     static PROFILES: OnceLock<std::result::Result<Compiled, String>> = OnceLock::new();
+    static WORKERS: OnceLock<std::result::Result<Compiled, String>> = OnceLock::new();
     let cell = match name {
         "plan" => &PLAN,
         "probes" => &PROBES,
         "profiles" => &PROFILES,
+        "workers" => &WORKERS,
         other => return Err(Error::runner(format!("lint has no schema `{other}`"))),
     };
     cell.get_or_init(|| compile(name).map_err(|e| e.to_string()))

@@ -4,8 +4,14 @@
 
 use std::collections::BTreeMap;
 
-/// Variables the runner defines for every run.
-pub const BUILTINS: [&str; 3] = ["HOME", "RUNNER_PID", "SCRATCH"];
+/// Variables the runner defines for every run (`OUTPUT`, the worker's output directory
+/// beneath the mission workspace, and `WORKER_BIN`, the directory holding the checked copy of
+/// its executable, only for the children of worker tasks).
+pub const BUILTINS: [&str; 5] = ["HOME", "OUTPUT", "RUNNER_PID", "SCRATCH", "WORKER_BIN"];
+
+/// The builtins that mean something only in a worker's profile rules: never suggested as
+/// the fix of a misspelt name (`${WORKDIR}` is not a typo of `${WORKER_BIN}`).
+pub const WORKER_ONLY: [&str; 2] = ["OUTPUT", "WORKER_BIN"];
 
 /// One `${...}` problem in a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +132,8 @@ impl Scope {
         vars.insert("SCRATCH".into(), VarValue::Dir { scratch: true });
         vars.insert("HOME".into(), VarValue::Dir { scratch: false });
         vars.insert("RUNNER_PID".into(), VarValue::Number);
+        vars.insert("OUTPUT".into(), VarValue::Dir { scratch: true });
+        vars.insert("WORKER_BIN".into(), VarValue::Dir { scratch: false });
         Self {
             vars,
             plan_known: false,

@@ -153,10 +153,7 @@ pub fn skipped_after(m: &Mission, failed: &BTreeSet<Id>) -> BTreeSet<Id> {
 
 /// The scenarios a mission runs: `<profile>:<probe>` of each task, sorted.
 pub fn task_scenarios(m: &Mission) -> BTreeSet<String> {
-    m.tasks
-        .values()
-        .map(|t| format!("{}:{}", t.profile, t.probe))
-        .collect()
+    m.tasks.iter().map(|(id, t)| t.scenario_id(id)).collect()
 }
 
 /// A problem with a mission's task graph, for `plan-lint`.
@@ -229,31 +226,35 @@ pub fn check(plan: &Plan) -> Vec<MissionFinding> {
     }
     let mut pairs: BTreeMap<(&Id, &Id), &Id> = BTreeMap::new();
     for (id, t) in &m.tasks {
-        match pairs.get(&(&t.profile, &t.probe)) {
+        // Worker tasks are one row per task; a task without a probe is lint's business.
+        let Some(probe) = t.probe.as_ref() else {
+            continue;
+        };
+        match pairs.get(&(&t.profile, probe)) {
             Some(first) => out.push(MissionFinding {
                 code: "mission-duplicate-task",
                 pointer: format!("/mission/tasks/{id}"),
                 message: format!(
-                    "tasks `{first}` and `{id}` both run probe `{}` under profile `{}`",
-                    t.probe, t.profile
+                    "tasks `{first}` and `{id}` both run probe `{probe}` under profile `{}`",
+                    t.profile
                 ),
                 hint: Some(format!(
-                    "each task is one scenario `{}:{}`: merge the two tasks",
-                    t.profile, t.probe
+                    "each task is one scenario `{}:{probe}`: merge the two tasks",
+                    t.profile
                 )),
             }),
             None => {
-                pairs.insert((&t.profile, &t.probe), id);
+                pairs.insert((&t.profile, probe), id);
             }
         }
         let declared = plan
             .scenarios
             .get(&t.profile)
-            .and_then(|probes| probes.get(&t.probe))
+            .and_then(|probes| probes.get(probe))
             .copied()
             .or_else(|| {
                 plan.controls
-                    .contains(&t.probe)
+                    .contains(probe)
                     .then_some(crate::model::plan::Expectation::Allow)
             });
         let expect = t.expect.unwrap_or(crate::model::plan::Expectation::Allow);
@@ -264,10 +265,9 @@ pub fn check(plan: &Plan) -> Vec<MissionFinding> {
                 code: "mission-task-scenario-conflict",
                 pointer: format!("/mission/tasks/{id}"),
                 message: format!(
-                    "task `{id}` expects `{}` of `{}:{}`, but the plan's scenarios expect `{}`",
+                    "task `{id}` expects `{}` of `{}:{probe}`, but the plan's scenarios expect `{}`",
                     expect.as_str(),
                     t.profile,
-                    t.probe,
                     d.as_str()
                 ),
                 hint: Some(
@@ -308,6 +308,8 @@ pub struct TaskMeta {
     pub task_id: String,
     /// The tasks it runs after (sorted, deduplicated).
     pub depends_on: Vec<String>,
+    /// The worker it runs (worker tasks only).
+    pub worker: Option<String>,
 }
 
 /// A mission's tasks as scenarios (`<profile>:<probe>`, expectation `expect`, default
@@ -319,13 +321,20 @@ pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> 
     };
     let mut out: Vec<(ScenarioSpec, TaskMeta)> = Vec::with_capacity(m.tasks.len());
     for (id, t) in &m.tasks {
-        let scenario_id = format!("{}:{}", t.profile, t.probe);
+        let scenario_id = t.scenario_id(id);
+        let Some(unit) = t.unit() else {
+            return Err(Error::input(
+                &loaded.path,
+                format!("mission task `{id}` names neither a probe nor a worker"),
+            )
+            .with_hint("set \"probe\" or \"worker\""));
+        };
         if let Some((_, other)) = out.iter().find(|(s, _)| s.scenario_id == scenario_id) {
             return Err(Error::input(
                 &loaded.path,
                 format!(
-                    "mission tasks `{}` and `{id}` both run probe `{}` under profile `{}`",
-                    other.task_id, t.probe, t.profile
+                    "mission tasks `{}` and `{id}` both run probe `{unit}` under profile `{}`",
+                    other.task_id, t.profile
                 ),
             )
             .with_hint("each task is one scenario `<profile>:<probe>`: merge the two tasks"));
@@ -337,13 +346,14 @@ pub fn task_specs(loaded: &LoadedPlan) -> Result<Vec<(ScenarioSpec, TaskMeta)>> 
             ScenarioSpec {
                 scenario_id,
                 profile_id: t.profile.clone(),
-                probe_id: t.probe.clone(),
+                probe_id: unit.clone(),
                 expected: t.expect.unwrap_or(Expectation::Allow),
                 control: false,
             },
             TaskMeta {
                 task_id: id.to_string(),
                 depends_on: deps,
+                worker: t.worker.as_ref().map(ToString::to_string),
             },
         ));
     }
@@ -420,7 +430,9 @@ mod tests {
                     (
                         id(t),
                         Task {
-                            probe: id(t),
+                            probe: Some(id(t)),
+                            worker: None,
+                            inputs: BTreeMap::new(),
                             profile: id("p"),
                             depends_on: deps.iter().map(|d| id(d)).collect(),
                             expect: None,
@@ -520,7 +532,7 @@ mod tests {
     #[test]
     fn two_tasks_on_one_scenario_and_conflicting_expectations_are_findings() {
         let mut m = mission(&[("a", &[]), ("b", &["a"]), ("c", &[])]);
-        m.tasks.get_mut("b").unwrap().probe = id("a");
+        m.tasks.get_mut("b").unwrap().probe = Some(id("a"));
         m.tasks.get_mut("c").unwrap().expect = Some(crate::model::plan::Expectation::Deny);
         let mut p = plan();
         p.mission = Some(m);

@@ -7,6 +7,7 @@
 //! every finding at once.
 
 pub mod mission;
+pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,13 +29,18 @@ pub const DIGEST_VERSION: u32 = 1;
 /// `registry/`, `plans/`, `templates/` or `.nexusmon/` directory; `start` itself if there is
 /// none.
 pub fn find_project_root(start: &Path) -> PathBuf {
+    project_root_above(start).unwrap_or_else(|| start.to_path_buf())
+}
+
+/// The nearest ancestor of `start` (itself included) that looks like a project root
+/// (`registry/`, `plans/`, `templates/` or `.nexusmon/`), if any.
+pub fn project_root_above(start: &Path) -> Option<PathBuf> {
     fsx::find_upwards(start, |d| {
         d.join("registry").is_dir()
             || d.join("plans").is_dir()
             || d.join("templates").is_dir()
             || d.join(".nexusmon").is_dir()
     })
-    .unwrap_or_else(|| start.to_path_buf())
 }
 
 /// The registry directory `registry/<registry_id>/` nearest to `plan_dir` (searching
@@ -99,7 +105,7 @@ pub fn load_typed<T: DeserializeOwned>(path: &Path) -> Result<(Document, T)> {
     Ok((doc, value))
 }
 
-/// A registry: its probes and profiles files.
+/// A registry: its probes and profiles files (and its workers file, if it has one).
 #[derive(Debug, Clone)]
 pub struct Registry {
     /// `registry/<registry_id>/`.
@@ -112,6 +118,8 @@ pub struct Registry {
     pub probes: ProbesFile,
     /// The profiles file.
     pub profiles: ProfilesFile,
+    /// `workers.json` (optional): its path and content.
+    pub workers: Option<(PathBuf, crate::model::worker::WorkersFile)>,
 }
 
 impl Registry {
@@ -142,12 +150,14 @@ impl Registry {
                 )));
             }
         }
+        let workers = worker::load_workers_file(dir, &dir_name)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             probes_path,
             profiles_path,
             probes,
             profiles,
+            workers,
         })
     }
 }
@@ -196,9 +206,14 @@ pub struct LoadedPlan {
     pub probes: BTreeMap<Id, Probe>,
     /// The profiles the plan references, by id.
     pub profiles: BTreeMap<Id, Profile>,
+    /// The workers the plan's tasks use, by name, with their executables' digests.
+    pub workers: BTreeMap<Id, worker::ResolvedWorker>,
     /// `plan_digest` (§3.3): blake3 (and sha256) of the canonical JSON of the plan together
-    /// with every registry entry it resolves.
+    /// with every registry entry it resolves (worker declarations and executable digests
+    /// included).
     pub digest: Digest,
+    /// Digest of the inputs the mission's worker tasks are given (missions only).
+    pub inputs_digest: Option<Digest>,
 }
 
 /// The canonical digest input of a plan: the plan (without `$schema`) with every probe and
@@ -215,13 +230,28 @@ pub struct DigestInput<'a> {
     pub profiles: &'a BTreeMap<Id, Profile>,
     /// The registry id they come from.
     pub registry_id: &'a Id,
+    /// The resolved workers: declaration and executable digest (absent when none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<&'a Id, serde_json::Value>,
 }
 
-/// Compute `plan_digest` for a plan and its resolved entries.
+/// Compute `plan_digest` for a plan and its resolved entries (a plan without workers).
 pub fn plan_digest(
     plan: &Plan,
     probes: &BTreeMap<Id, Probe>,
     profiles: &BTreeMap<Id, Profile>,
+) -> Result<Digest> {
+    plan_digest_with(plan, probes, profiles, &BTreeMap::new())
+}
+
+/// Compute `plan_digest` for a plan, its resolved probes and profiles, and the workers it
+/// uses (each its declaration and the digest of its executable's bytes, so editing a
+/// worker's script voids every approval of the plans using it).
+pub fn plan_digest_with(
+    plan: &Plan,
+    probes: &BTreeMap<Id, Probe>,
+    profiles: &BTreeMap<Id, Profile>,
+    workers: &BTreeMap<Id, worker::ResolvedWorker>,
 ) -> Result<Digest> {
     let mut plan_value = serde_json::to_value(plan)
         .map_err(|e| Error::runner("cannot serialize plan").with_source(e))?;
@@ -234,6 +264,18 @@ pub fn plan_digest(
         probes,
         profiles,
         registry_id: &plan.registry_id,
+        workers: workers
+            .iter()
+            .map(|(k, w)| {
+                (
+                    k,
+                    serde_json::json!({
+                        "declaration": w.decl,
+                        "executable": w.executable_digest,
+                    }),
+                )
+            })
+            .collect(),
     };
     Ok(Digest::both_of(&json::canonical(&input)?))
 }
@@ -244,9 +286,18 @@ impl Plan {
         let mut out: BTreeSet<&Id> = self.scenarios.values().flat_map(BTreeMap::keys).collect();
         out.extend(self.controls.iter());
         if let Some(m) = &self.mission {
-            out.extend(m.tasks.values().map(|t| &t.probe));
+            out.extend(m.tasks.values().filter_map(|t| t.probe.as_ref()));
         }
         out
+    }
+
+    /// Every worker the plan's mission tasks name.
+    pub fn referenced_workers(&self) -> BTreeSet<&Id> {
+        self.mission
+            .iter()
+            .flat_map(|m| m.tasks.values())
+            .filter_map(|t| t.worker.as_ref())
+            .collect()
     }
 
     /// Every profile id the plan references (profiles, scenario keys, preflight, tasks).
@@ -362,7 +413,20 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
             }
         }
     }
-    let digest = plan_digest(&plan, &probes, &profiles)?;
+    let workers = worker::resolve_plan_workers(path, &plan, &registry)?;
+    for id in workers.values().map(|w| &w.decl.profile) {
+        if !profiles.contains_key(id) {
+            return Err(missing_ref(
+                path,
+                &registry.profiles_path,
+                "profile",
+                id,
+                registry.profiles.profiles.keys(),
+            ));
+        }
+    }
+    let digest = plan_digest_with(&plan, &probes, &profiles, &workers)?;
+    let inputs_digest = (plan.kind == PlanKind::Mission).then(|| worker::inputs_digest(&plan));
     Ok(LoadedPlan {
         path: path.to_path_buf(),
         doc,
@@ -370,7 +434,9 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
         registry,
         probes,
         profiles,
+        workers,
         digest,
+        inputs_digest,
     })
 }
 
@@ -395,4 +461,54 @@ fn missing_ref<'a>(
         ));
     }
     e
+}
+
+/// Where each scenario's expectation is written in a loaded plan: scenario id → 1-based
+/// (line, column) of its key under `scenarios` (controls: their entry in `controls`; a
+/// mission's task scenarios: the task's key). For annotations that point at the plan.
+pub fn expectation_lines(loaded: &LoadedPlan) -> BTreeMap<String, (usize, usize)> {
+    let doc = &loaded.doc;
+    let at = |ptr: &str| {
+        let l = doc.locate(ptr);
+        let span = if l.exact {
+            l.key_span.unwrap_or(l.value_span)
+        } else {
+            l.value_span
+        };
+        (span.start.line as usize, span.start.col as usize)
+    };
+    let esc = crate::source::escape_pointer_token;
+    let mut out = BTreeMap::new();
+    for spec in loaded.plan.scenario_specs() {
+        let explicit = loaded
+            .plan
+            .scenarios
+            .get(&spec.profile_id)
+            .is_some_and(|m| m.contains_key(&spec.probe_id));
+        let ptr = if explicit {
+            format!(
+                "/scenarios/{}/{}",
+                esc(spec.profile_id.as_str()),
+                esc(spec.probe_id.as_str())
+            )
+        } else {
+            let i = loaded
+                .plan
+                .controls
+                .iter()
+                .position(|c| *c == spec.probe_id)
+                .unwrap_or(0);
+            format!("/controls/{i}")
+        };
+        out.insert(spec.scenario_id.clone(), at(&ptr));
+    }
+    if let Some(m) = &loaded.plan.mission {
+        for (task_id, t) in &m.tasks {
+            out.insert(
+                t.scenario_id(task_id),
+                at(&format!("/mission/tasks/{}", esc(task_id.as_str()))),
+            );
+        }
+    }
+    out
 }

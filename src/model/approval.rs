@@ -73,8 +73,15 @@ pub struct ApprovalRecord {
     pub issued_at: String,
     /// When it stops counting (RFC 3339, UTC). Every approval expires.
     pub expires_at: String,
-    /// 128 random bits, hex: no two records are the same bytes.
+    /// 128 random bits, hex: no two records are the same bytes. A limited-use approval's
+    /// uses are recorded in the audit log under this nonce.
     pub nonce: String,
+    /// How many runs the approval may be used for (`approve --uses N`); absent: any number
+    /// until it expires. Each use is an `approval-used` audit entry naming the nonce; once
+    /// they reach `uses`, the record no longer counts (`uses-exhausted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub uses: Option<u32>,
     /// The mission's rank when approved (for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<Rank>,

@@ -25,8 +25,9 @@ pub struct AuditEntry {
     /// of `"nexusmon-audit-log/v1 <log_id>"`.
     pub prev: String,
     /// What happened: `genesis`, `run-started`, `run-refused`, `run-sealed`,
-    /// `approval-recorded`, `approval-rejected`, `promotion`, `evolution`, `omen-recorded`,
-    /// `omen-cleared`, `recovered`.
+    /// `approval-recorded`, `approval-rejected`, `approval-used`, `promotion`, `evolution`,
+    /// `capability-unlocked`, `capability-revoked`, `omen-recorded`, `omen-cleared`,
+    /// `recovered`.
     pub kind: String,
     /// The entry's payload (depends on `kind`).
     pub data: serde_json::Value,

@@ -52,14 +52,20 @@ pub enum Capability {
     ParallelMissions,
     /// Rank C and B missions run without the review flag.
     AutoRunCb,
+    /// Missions may use workers that run code given in their inputs (`run-scripts`).
+    RunScripts,
+    /// Missions may use workers that reach hosts beyond the loopback interface.
+    Network,
 }
 
 impl Capability {
-    /// `parallel-missions`, `auto-run-cb`.
+    /// `parallel-missions`, `auto-run-cb`, `run-scripts`, `network`.
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::ParallelMissions => "parallel-missions",
             Capability::AutoRunCb => "auto-run-cb",
+            Capability::RunScripts => "run-scripts",
+            Capability::Network => "network",
         }
     }
 }
@@ -76,6 +82,10 @@ pub struct MissionOutcome {
     pub plan_id: String,
     /// Its `plan_digest`.
     pub plan_digest: Digest,
+    /// Digest of the inputs the mission's tasks were given (absent for packets of runs
+    /// that recorded none): with the plan digest, the identity of the mission's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<Digest>,
     /// The mission's rank.
     pub rank: Rank,
     /// The packet's derived promotability.
@@ -100,7 +110,12 @@ pub struct EvolutionFile {
     /// `packet_digest`; the lowest digest per run wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<String>,
-    /// XP earned by promotable, passing missions.
+    /// Passing outcomes that earned nothing because an outcome of the same plan digest
+    /// and inputs already did (sorted by `packet_digest`; the lowest digest earns): a
+    /// rerun of the same mission is not a new outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<String>,
+    /// XP earned by promotable, passing missions (once per distinct outcome).
     pub earned_xp: u64,
     /// XP lost to violations.
     pub penalty_xp: u64,

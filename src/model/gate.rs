@@ -68,6 +68,41 @@ pub struct GateVerdict {
     pub max_jobs: Option<u32>,
     /// A dry run.
     pub dry: bool,
+    /// The rank the mission is gated as: the stricter of its own rank and each of its
+    /// workers' `risk_level` (absent for experiments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_rank: Option<Rank>,
+    /// The workers the mission uses, as the gate saw them (sorted by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerGate>,
+    /// The evolution level the capabilities came from (when a worker needed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evolution_level: Option<Level>,
+}
+
+/// A worker as the gate judged it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+pub struct WorkerGate {
+    /// The worker.
+    pub name: String,
+    /// Its declared risk.
+    pub risk_level: Rank,
+    /// Its declaration demands an approval.
+    pub requires_approval: bool,
+    /// Capabilities it needs that the evolution state does not hold, each with the level
+    /// that unlocks it and that level's XP threshold.
+    pub locked: Vec<LockedCapability>,
+}
+
+/// A capability a worker needs and the evolution state has not unlocked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+pub struct LockedCapability {
+    /// The capability.
+    pub capability: Capability,
+    /// The level that unlocks it.
+    pub unlocked_at: Level,
+    /// That level's XP threshold.
+    pub xp: u64,
 }
 
 /// The gate's verdict.
@@ -146,6 +181,15 @@ pub struct ValidApproval {
     pub expires_at: String,
     /// blake3 of the record's bytes.
     pub record_blake3: String,
+    /// The record's nonce.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
+    /// The runs it may be used for (absent: any number until it expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+    /// Runs that already used it (limited-use approvals, from the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u32>,
 }
 
 /// A record that does not count, and why.
@@ -209,6 +253,8 @@ pub enum RejectReason {
     DuplicateKey,
     /// A clearance for another state of the omen (its count changed since).
     StaleClearance,
+    /// A limited-use approval already used as many times as it allows.
+    UsesExhausted,
 }
 
 /// The capabilities the gate consults.

@@ -7,6 +7,7 @@
 pub mod approval;
 pub mod attest;
 pub mod audit;
+pub mod diff;
 pub mod evolution;
 pub mod gate;
 pub mod host;
@@ -19,6 +20,8 @@ pub mod plan;
 pub mod registry;
 pub mod results;
 pub mod template;
+pub mod view;
+pub mod worker;
 
 pub use id::{Id, VarName};
 pub use plan::{Expectation, Plan, PlanKind};

@@ -184,6 +184,10 @@ pub struct PacketPlan {
     /// A mission's rank (from the manifest's plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<Rank>,
+    /// Digest of the inputs the mission's worker tasks were given (from the manifest):
+    /// with `plan_digest`, the identity of the mission's outcome for evolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<Digest>,
     /// The plan file as the manifest records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_path: Option<String>,

@@ -246,21 +246,47 @@ pub struct Scores {
     pub prediction_confidence: u8,
 }
 
-/// One mission task: a probe under a profile.
+/// One mission task: a probe, or a worker with its inputs, under a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
-    /// The probe to run.
-    pub probe: Id,
-    /// The profile it runs under.
+    /// The probe to run (a task names a probe or a worker, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Id>,
+    /// The worker to run (declared in the registry's `workers.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Id>,
+    /// The worker's inputs, by name, typed as the worker declares them (worker tasks
+    /// only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<Id, serde_json::Value>,
+    /// The profile it runs under (for a worker: the profile the worker declares).
     pub profile: Id,
     /// Tasks that must succeed first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Id>,
-    /// The expected decision (default `allow`: the task's work succeeds).
+    /// The expected decision (default `allow`: the task's work succeeds; a worker task
+    /// always expects `allow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectation>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+}
+
+impl Task {
+    /// What fills the probe slot of the task's scenario row: its probe, or its worker.
+    pub fn unit(&self) -> Option<&Id> {
+        self.probe.as_ref().or(self.worker.as_ref())
+    }
+
+    /// The task's scenario row: `<profile>:<probe>` for a probe task,
+    /// `<profile>:<worker>@<task>` for a worker task (one worker may serve several tasks).
+    pub fn scenario_id(&self, task_id: &Id) -> String {
+        match (&self.probe, &self.worker) {
+            (Some(p), _) => format!("{}:{p}", self.profile),
+            (None, Some(w)) => format!("{}:{w}@{task_id}", self.profile),
+            (None, None) => format!("{}:@{task_id}", self.profile),
+        }
+    }
 }

@@ -327,6 +327,11 @@ pub enum Fixture {
         /// default: an ephemeral port chosen by the kernel.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
+        /// Bytes to send on each accepted connection (after reading what the client sends
+        /// first, up to an empty line, 16 KiB or one second), then close: e.g. a canned
+        /// `HTTP/1.0 200 OK` response for a loopback HTTP check. Default: close at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<String>,
     },
     /// An abstract UNIX socket listener `@name` the runner keeps open while the probe runs.
     UnixAbstractListener {

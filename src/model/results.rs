@@ -315,6 +315,8 @@ pub enum TimeoutSource {
     Plan,
     /// The runner's default (10 000 ms).
     Default,
+    /// The worker's declared `timeout_ms` (worker tasks).
+    Worker,
 }
 
 mod manifest;

@@ -246,6 +246,7 @@ fn plan_facts(
             .or_else(|| summary.map(|s| s.plan_digest.clone()))
             .or_else(|| src.index.as_ref().and_then(|i| i.plan_digest.clone())),
         rank: from_plan(manifest, "/mission/rank"),
+        inputs_digest: manifest.and_then(|mf| mf.inputs_digest.clone()),
         plan_path: manifest.map(|mf| mf.plan_path.clone()),
     }
 }

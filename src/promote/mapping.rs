@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::attest::Attestor;
 use super::ops::NORMALIZED;
 use super::verify::{Refusal, VerifiedPacket, verify_packet};
 use crate::model::index::AuditHead;
@@ -178,6 +179,37 @@ pub fn promote_with(
     outcome.op_summary = Some(op_summary);
     outcome.links = Some(links);
     Ok(outcome)
+}
+
+/// The per-profile signatures and conflicts a set of packets would map to, without writing
+/// anything (`report --packet`): every packet is verified as `promote` does (its bundle's
+/// signature and anchor as `attestor` decides); refused ones are returned with their
+/// reasons and left out of the fold.
+pub fn signatures_of(
+    packets: &[PathBuf],
+    root: &Path,
+    attestor: &dyn Attestor,
+) -> Result<(Vec<VerifiedPacket>, Vec<Refusal>, RuntimeSignatures)> {
+    let mut verified: Vec<VerifiedPacket> = Vec::new();
+    let mut refused = Vec::new();
+    for p in packets {
+        match verify_packet(p, root, attestor)? {
+            Ok(v) => verified.push(v),
+            Err(r) => refused.push(r),
+        }
+    }
+    let mut links = BTreeMap::new();
+    let mut facts = Vec::new();
+    for v in &verified {
+        if links.contains_key(&v.digest) {
+            continue;
+        }
+        let (link, new) = facts_of_packet(v)?;
+        links.insert(v.digest.clone(), link);
+        facts.extend(new);
+    }
+    let (signatures, _, _) = fold(&links, &facts)?;
+    Ok((verified, refused, signatures))
 }
 
 /// An exclusive `flock` on a directory, released on drop: one `promote` at a time per

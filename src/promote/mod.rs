@@ -16,11 +16,15 @@
 //!   checked, and (for promotion) the packet derived again from its bundle and compared, so
 //!   an edited packet or a changed bundle is refused.
 //! - [`ops`]: op-level counts (`summarize-ops`).
+//! - [`view`]: one run (a bundle, an out root or a packet's bundle) read for the review
+//!   surfaces (`report`, `diff`, `review`), tampered bundles included, shown as not valid.
+//! - [`diff`]: `diff A B`: what changed between two runs, each change with a severity.
 //! - [`mapping`]: `promote`: merge verified, promotable packets into the mapping files, a
 //!   pure function of the set of packets consumed.
 
 pub mod attest;
 pub mod derive;
+pub mod diff;
 pub mod emit;
 pub mod intoto;
 pub mod mapping;
@@ -29,6 +33,7 @@ pub mod pointers;
 pub mod promotability;
 pub mod source;
 pub mod verify;
+pub mod view;
 
 pub use attest::{Attestation, Attestor, Unattested};
 pub use derive::derive_packet;

@@ -360,3 +360,49 @@ fn diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<St
         _ => {}
     }
 }
+/// The packet files `paths` name: a file is itself, a directory every `*.json` in it (not
+/// recursive), sorted; in-toto Statements (`*.intoto.json`, written beside each packet) are
+/// skipped either way, so `promotion/` and `promotion/*.json` both name the packets. Returns
+/// the packets and the Statements skipped. A path that does not exist is an input error.
+pub fn packet_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let is_statement = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".intoto.json"))
+    };
+    let mut packets = Vec::new();
+    let mut skipped = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for f in fsx::read_dir_sorted(p)? {
+                let json = f.extension().is_some_and(|e| e == "json");
+                if !f.is_file() || !json {
+                    continue;
+                }
+                if is_statement(&f) {
+                    skipped.push(f);
+                } else {
+                    packets.push(f);
+                }
+            }
+        } else if p.is_file() {
+            if is_statement(p) {
+                skipped.push(p.clone());
+            } else {
+                packets.push(p.clone());
+            }
+        } else {
+            return Err(Error::input(p, "not found")
+                .with_hint("pass promotion packets, or directories holding them"));
+        }
+    }
+    packets.dedup();
+    if packets.is_empty() {
+        return Err(Error::new(
+            crate::error::ErrorKind::NothingSelected,
+            "no promotion packet found in the paths given",
+        )
+        .with_hint("write one with `nexusmon emit-promotion --bundle out --out promotion/promotion_packet.json`"));
+    }
+    Ok((packets, skipped))
+}

@@ -23,6 +23,7 @@ impl Report for SummaryMarkdown {
     fn render(&self, r: &RunReport<'_>) -> crate::Result<String> {
         let mut m = String::new();
         header(&mut m, r);
+        governance(&mut m, r);
         preflight(&mut m, r);
         tasks(&mut m, r);
         scenarios(&mut m, r);
@@ -34,9 +35,36 @@ impl Report for SummaryMarkdown {
 }
 
 /// The title and the facts table.
+#[allow(clippy::many_single_char_names)]
 fn header(m: &mut String, r: &RunReport<'_>) {
     let s = r.summary;
     let _ = writeln!(m, "# nexusmon run `{}`\n", s.run_id);
+    if let Some(v) = r.view {
+        let b = v.banner();
+        let promotable = match &v.packet {
+            Some(p) if p.promotability.promotable => "promotable".to_string(),
+            Some(p) => format!(
+                "NOT promotable ({})",
+                p.promotability
+                    .reasons
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "NOT promotable".to_string(),
+        };
+        let _ = writeln!(
+            m,
+            "**{}**: bundle {}; {promotable}\n",
+            b.label(),
+            if v.verdict.integrity == crate::model::view::Integrity::Valid {
+                "valid"
+            } else {
+                "NOT VALID"
+            }
+        );
+    }
     let _ = writeln!(m, "| | |\n|---|---|");
     let _ = writeln!(m, "| plan | `{}` |", s.plan_id);
     let _ = writeln!(m, "| plan digest | `blake3:{}` |", s.plan_digest.blake3);
@@ -70,6 +98,60 @@ fn header(m: &mut String, r: &RunReport<'_>) {
                 .join(", ")
         );
     }
+}
+
+/// The governance record: gate outcome, rank, score band, approvals (approver and key),
+/// review flags.
+fn governance(m: &mut String, r: &RunReport<'_>) {
+    let _ = writeln!(m, "\n## Governance\n");
+    let Some(g) = r.governance else {
+        let _ = writeln!(
+            m,
+            "Ungoverned: no state directory, so no gate record, no approvals and no audit entry."
+        );
+        return;
+    };
+    let _ = writeln!(m, "| | |\n|---|---|");
+    let _ = writeln!(
+        m,
+        "| gate | {} ({}) |",
+        g.outcome.as_deref().unwrap_or("?"),
+        g.kind.as_deref().unwrap_or("?")
+    );
+    if let Some(rank) = &g.rank {
+        let _ = writeln!(m, "| rank | {rank} |");
+    }
+    if let Some(c) = g.composite {
+        let _ = writeln!(
+            m,
+            "| composite score | {c} ({}) |",
+            g.band.as_deref().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        m,
+        "| approvals | {} valid of {} required |",
+        g.valid_approvals.unwrap_or(0),
+        g.required_approvals.unwrap_or(0)
+    );
+    for a in &g.approvals {
+        let _ = writeln!(
+            m,
+            "| approved by | {} (key `{}`){} |",
+            esc(&a.approver),
+            esc(&a.key_fingerprint),
+            if a.verified { "" } else { " **not verified**" }
+        );
+    }
+    let _ = writeln!(
+        m,
+        "| review flags | {} |",
+        if g.flags.is_empty() {
+            "none".to_string()
+        } else {
+            g.flags.join(", ")
+        }
+    );
 }
 
 /// The profiles' apply preflight.

@@ -1,7 +1,14 @@
 //! Reports derived from a run's results, behind one small trait ([`Report`]), one file per
-//! format: [`markdown`] (`summary.md` in the bundle) and [`table`] (the scenario × lane table
-//! on the terminal). JUnit, SARIF and HTML views belong here too, as further formats.
+//! format: [`markdown`] (`summary.md` in the bundle, `report --format markdown`, the GitHub
+//! step summary), [`table`] (the scenario × lane table on the terminal), [`html`] (the
+//! self-contained review page of `report`), [`junit`] (JUnit XML for CI test reporters) and
+//! [`github`] (workflow-command annotations). [`diff`] renders `diff A B`. Every renderer
+//! is a pure function of model values into a string; callers do the I/O.
 
+pub mod diff;
+pub mod github;
+pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod table;
 
@@ -9,6 +16,7 @@ use crate::Result;
 use crate::model::results::{
     MismatchPacket, NormalizedRow, OracleVerdict, PreflightRecord, Summary,
 };
+use crate::model::view::{GovernanceView, RunView};
 
 /// Everything a report may show about one run.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +31,36 @@ pub struct RunReport<'a> {
     pub preflight: &'a [PreflightRecord],
     /// Oracle verdicts (for cited rules).
     pub oracle: &'a [OracleVerdict],
+    /// The governance record, when the run was governed.
+    pub governance: Option<&'a GovernanceView>,
+    /// Everything else a review shows (verdict, lane details, the derived packet), when the
+    /// report is made from a sealed bundle rather than while writing it.
+    pub view: Option<&'a RunView>,
+    /// The bundle directory relative to where the report is written (`/`-separated, empty
+    /// or ending in `/`): the prefix of every link to a bundle file.
+    pub links: &'a str,
+}
+
+impl<'a> RunReport<'a> {
+    /// The report of `view`, whose summary is `summary` (the view's own, or a placeholder
+    /// when the bundle's could not be read), with links prefixed by `links`.
+    pub fn of_view(
+        view: &'a RunView,
+        summary: &'a Summary,
+        governance: Option<&'a GovernanceView>,
+        links: &'a str,
+    ) -> Self {
+        Self {
+            summary,
+            rows: &view.rows,
+            mismatches: &view.mismatches,
+            preflight: &view.preflight,
+            oracle: &view.oracle,
+            governance,
+            view: Some(view),
+            links,
+        }
+    }
 }
 
 /// One output format.

@@ -204,6 +204,60 @@ pub fn align(rows: &[[String; 7]]) -> String {
     Table::left(7).render(rows)
 }
 
+/// The scenario × lane table of a run as the terminal shows it: `rows` (already chosen),
+/// with a `time` column (the scenario lane's wall time) when `durations` is given, and, when
+/// `color` is on, the header bold, mismatched rows red and flaky rows yellow (ANSI codes
+/// around whole aligned lines, so alignment never depends on them).
+pub fn run_table(
+    rows: &[&NormalizedRow],
+    durations: Option<&std::collections::BTreeMap<String, u64>>,
+    color: bool,
+) -> String {
+    let owned: Vec<NormalizedRow> = rows.iter().map(|r| (*r).clone()).collect();
+    let base = table_rows(&owned);
+    let mut cells: Vec<Vec<String>> = base.into_iter().map(|r| r.to_vec()).collect();
+    if let Some(d) = durations {
+        for (i, row) in cells.iter_mut().enumerate() {
+            let t = if i == 0 {
+                "time".to_string()
+            } else {
+                d.get(&owned[i - 1].scenario_id)
+                    .map_or("-".to_string(), |us| super::human_us(*us))
+            };
+            row.insert(6, t);
+        }
+    }
+    let n = cells.first().map_or(0, Vec::len);
+    let text = Table::left(n).render(&cells);
+    if !color {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + rows.len() * 10);
+    for (i, line) in text.lines().enumerate() {
+        let code = if i == 0 {
+            Some("1")
+        } else {
+            let r = &owned[i - 1];
+            if !r.mismatches.is_empty() {
+                Some("31")
+            } else if r.flaky {
+                Some("33")
+            } else {
+                None
+            }
+        };
+        match code {
+            Some(c) => {
+                let _ = writeln!(out, "\x1b[{c}m{line}\x1b[0m");
+            }
+            None => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    out
+}
+
 impl Report for TerminalTable {
     fn name(&self) -> &'static str {
         "table"

@@ -121,7 +121,7 @@ pub fn build_ruleset(spec: &LandlockSpec) -> Result<RulesetCreated, ApplyFailure
         CompatLevel::BestEffort
     };
     let fail = |e: &dyn std::fmt::Display| {
-        ApplyFailure::new(SetupStep::LandlockBuild, None, e.to_string())
+        ApplyFailure::new(SetupStep::LandlockBuild, None, plain_flags(&e.to_string()))
     };
     let mut rs = Ruleset::default().set_compatibility(level);
     if spec.fs != 0 {
@@ -289,7 +289,11 @@ pub fn apply_self(spec: &ApplySpec) -> Result<Applied, ApplyFailure> {
                 let errno = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<std::io::Error>())
                     .and_then(std::io::Error::raw_os_error);
-                ApplyFailure::new(SetupStep::LandlockRestrict, errno, e.to_string())
+                ApplyFailure::new(
+                    SetupStep::LandlockRestrict,
+                    errno,
+                    plain_flags(&e.to_string()),
+                )
             })?;
             match status.ruleset {
                 landlock::RulesetStatus::FullyEnforced => RulesetStatus::FullyEnforced,
@@ -429,8 +433,93 @@ impl Prepared {
     }
 }
 
+/// The `landlock` crate's error texts show access rights as Rust debug values
+/// (`BitFlags<AccessNet>(0b1000, ConnectSendUdp)`); users see the rights' names instead
+/// (`connect-send-udp`), the words `describe-profile` and the preflight use. Every error
+/// text of that crate goes through here before it reaches a file or a terminal.
+pub fn plain_flags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("BitFlags<") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let Some(open) = tail.find('(') else {
+            out.push_str(tail);
+            return out;
+        };
+        let Some(close) = tail[open..].find(')') else {
+            out.push_str(tail);
+            return out;
+        };
+        let inner = &tail[open + 1..open + close];
+        let names = inner.split_once(", ").map_or("", |(_, n)| n);
+        let words: Vec<String> = names
+            .split(" | ")
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| kebab(n.trim()))
+            .collect();
+        if words.is_empty() {
+            out.push_str("(no rights)");
+        } else {
+            out.push_str(&words.join(", "));
+        }
+        rest = &tail[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `ConnectSendUdp` → `connect-send-udp`.
+fn kebab(name: &str) -> String {
+    let mut s = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                s.push('-');
+            }
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
+    /// Generated right sets of every kind, formatted the way the landlock crate's errors
+    /// format them, never reach users as debug values.
+    #[test]
+    fn landlock_error_texts_name_rights_in_words() {
+        use landlock::{AccessFs, AccessNet, BitFlags, Scope};
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..500 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let texts = [
+                format!(
+                    "fully incompatible access-rights: {:?}",
+                    BitFlags::<AccessFs>::from_bits_truncate(seed)
+                ),
+                format!(
+                    "access-rights not handled by the ruleset: {:?}; then {:?}",
+                    BitFlags::<AccessNet>::from_bits_truncate(seed >> 20),
+                    BitFlags::<Scope>::from_bits_truncate(seed >> 40)
+                ),
+            ];
+            for t in texts {
+                let p = plain_flags(&t);
+                assert!(!p.contains("BitFlags") && !p.contains("0b"), "{t} -> {p}");
+                assert!(!p.chars().any(|c| c.is_ascii_uppercase()), "{t} -> {p}");
+            }
+        }
+        assert_eq!(
+            plain_flags("x: BitFlags<AccessNet>(0b1000, ConnectSendUdp)"),
+            "x: connect-send-udp"
+        );
+    }
+
     use super::*;
 
     #[test]

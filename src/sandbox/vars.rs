@@ -3,10 +3,17 @@
 //! Builtin variables: `SCRATCH` (the child's private scratch directory; in profile rules the
 //! run's scratch root, which contains every child's directory), `HOME` (the child's home:
 //! its scratch directory on the clean channel, the runner's `$HOME` on the direct channel;
-//! in profile rules on the clean channel, the scratch root), `RUNNER_PID`, plus the plan's
-//! `variables` and the ports published by `tcp-listener` fixtures.
+//! in profile rules on the clean channel, the scratch root), `RUNNER_PID`, for the children
+//! of mission worker tasks `OUTPUT` (the worker's output directory) and `WORKER_BIN` (the
+//! directory holding the checked copy of its executable), plus the plan's `variables` and
+//! the ports published by `tcp-listener` fixtures.
 
 use std::collections::BTreeMap;
+
+/// What `${OUTPUT}` and `${WORKER_BIN}` name for a child that is not a worker task's: a path
+/// that never exists, so a profile rule on them is skipped for that child (it has no
+/// output directory and no worker executable).
+pub const NO_WORKER_DIR: &str = "/proc/nonexistent/nexusmon-not-a-worker-task";
 
 /// A set of variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

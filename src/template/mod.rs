@@ -25,6 +25,7 @@ pub mod builtin;
 pub mod expand;
 pub mod params;
 pub mod render;
+pub mod worker;
 pub mod yaml;
 
 use std::fmt::Write as _;

@@ -284,6 +284,33 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io_input("resolve", path, e))
 }
 
+/// `to` relative to the directory `from` (both made absolute; `..` where needed),
+/// `/`-separated: for links from one file to another. When no relative path exists (no
+/// common root), `to` as an absolute path.
+pub fn relative_path(from: &Path, to: &Path) -> Result<String> {
+    use std::path::Component;
+    let from = absolute(from)?;
+    let to = absolute(to)?;
+    let norm = |p: &Path| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(x) => out.push(x.to_string_lossy().into_owned()),
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let (f, t) = (norm(&from), norm(&to));
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); f.len() - common];
+    parts.extend(t[common..].iter().cloned());
+    Ok(parts.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,16 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
 //! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]), "did
-//! you mean" suggestions ([`suggest`]), the cost budget of user input ([`limits`]) and path
-//! resolution the way the kernel walks a path ([`paths`]).
+//! you mean" suggestions ([`suggest`]), the cost budget of user input ([`limits`]), path
+//! resolution the way the kernel walks a path ([`paths`]), globs over ids ([`glob`]) and
+//! field-level JSON differences ([`jsondiff`]).
 
 pub mod digest;
 pub mod fsx;
+pub mod glob;
 pub mod host;
 pub mod json;
+pub mod jsondiff;
 pub mod limits;
 pub mod paths;
 pub mod suggest;

@@ -395,7 +395,23 @@ fn every_way_an_approval_fails_is_a_named_reason() {
     );
 
     // Scope, roles claimed, plan id.
-    let rec = p.approve_unsigned("deploy-a", "alice", &["--scope", "deploy"]);
+    // `approve --scope` only writes scopes the gate consults; a record for another scope
+    // (written by other means, then signed) does not count.
+    p.nx(&[
+        "approve",
+        "--plan",
+        "plans/deploy-a/plan.json",
+        "--approver",
+        "alice",
+        "--scope",
+        "deploy",
+    ])
+    .code(2);
+    let rec = p.approve_unsigned("deploy-a", "alice", &[]);
+    let text = std::fs::read_to_string(&rec)
+        .unwrap()
+        .replace("\"scope\": \"run\"", "\"scope\": \"deploy\"");
+    std::fs::write(&rec, text).unwrap();
     p.ssh_sign(&alice, ns, &rec);
     assert_eq!(
         reasons(&p.gate("deploy-a", std::slice::from_ref(&rec))),

@@ -322,13 +322,14 @@ fn experiments_are_skipped_and_unreadable_packets_change_nothing() {
         "{}",
         r.stderr
     );
-    // The in-toto Statement beside a packet is not a packet: an input error naming it.
+    // The in-toto Statement beside a packet is not a packet: skipped, and said so; alone,
+    // it selects nothing (exit 6).
     let d = real_packet(&p, "patch-d", 0, "d");
     let before = snapshot(&p);
     let statement = p.path("packets/d.intoto.json");
-    let r = evolve(&p, &[&d, statement.to_str().unwrap()]);
-    r.code(2);
-    assert!(r.stderr.contains("d.intoto.json"), "{}", r.stderr);
+    let r = evolve(&p, &[statement.to_str().unwrap()]);
+    r.code(6);
+    assert!(snapshot(&p) == before, "nothing selected, nothing written");
     let r = evolve(&p, &[&d, "packets/missing.json"]);
     r.code(2);
     assert!(r.stderr.contains("packets/missing.json"), "{}", r.stderr);
@@ -337,6 +338,14 @@ fn experiments_are_skipped_and_unreadable_packets_change_nothing() {
     let r = crate::util::run_in(&p.path("packets"), &["evolve", "--packets", "d.json"]);
     r.code(0);
     assert_eq!(status(&p)["state"]["xp"], 2);
+    let r = evolve(&p, &[&d, statement.to_str().unwrap()]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("d.intoto.json") && r.stderr.contains("in-toto Statement"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(status(&p)["state"]["xp"], 2, "already consumed");
 }
 
 #[test]
@@ -358,12 +367,16 @@ fn a_level_unlocks_a_capability_the_gate_checks_and_losing_xp_revokes_it() {
     assert_eq!(g.decision.max_jobs, None);
     assert_eq!(g.decision.outcome, Outcome::AllowFlagged);
 
-    // Two more real runs (B 5, C 3): 11 XP, FORGING unlocks auto-run-cb; the same plan now
-    // runs without the review flag.
+    // More real runs (B 5, D 2, E 1; a rerun of the C mission earns nothing: the same
+    // outcome): 11 XP, FORGING unlocks auto-run-cb; the same plan now runs without the
+    // review flag.
     let b1 = real_packet(&p, "audit-b", 0, "b1");
     let c2 = real_packet(&p, "tidy-c", 0, "c2");
-    let r = evolve(&p, &[&b1, &c2]);
+    let d1 = real_packet(&p, "patch-d", 0, "d1");
+    let e1 = real_packet(&p, "sweep-e", 0, "e1");
+    let r = evolve(&p, &[&b1, &c2, &d1, &e1]);
     r.code(0);
+    assert_eq!(status(&p)["state"]["repeats"].as_array().unwrap().len(), 1);
     assert!(
         r.stderr.contains("XP 3 → 11, level AWAKENING → FORGING"),
         "{}",
@@ -404,7 +417,10 @@ fn a_level_unlocks_a_capability_the_gate_checks_and_losing_xp_revokes_it() {
         json!(["review-required"])
     );
     let s = status(&p);
-    assert_eq!(s["state"]["capabilities"], json!(["parallel-missions"]));
+    assert_eq!(
+        s["state"]["capabilities"],
+        json!(["parallel-missions", "run-scripts"])
+    );
     assert_eq!(s["next_level"]["level"], "FORGING");
 
     // The evolution changes are in the audit log, with what was consumed.
@@ -416,7 +432,7 @@ fn a_level_unlocks_a_capability_the_gate_checks_and_losing_xp_revokes_it() {
         .collect();
     assert_eq!(evo.len(), 3);
     assert_eq!(evo[2]["data"]["revoked"], json!(["auto-run-cb"]));
-    assert_eq!(evo[1]["data"]["added"].as_array().unwrap().len(), 2);
+    assert_eq!(evo[1]["data"]["added"].as_array().unwrap().len(), 4);
     let consumed = &s["state"]["consumed"];
     let hole_digest = consumed
         .as_array()

@@ -255,14 +255,14 @@ fn shipped_plans_and_registry_lint_clean() {
     let r = run_in_shipped(["plan-lint", "plans/"]);
     r.code(0);
     assert!(
-        r.stdout.contains("checked 8 files: no problems found"),
+        r.stdout.contains("checked 12 files: no problems found"),
         "{}",
         r.stdout
     );
     let r = run_in_shipped(["registry-lint"]);
     r.code(0);
     assert!(
-        r.stdout.contains("checked 4 files: no problems found"),
+        r.stdout.contains("checked 7 files: no problems found"),
         "{}",
         r.stdout
     );

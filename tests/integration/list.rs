@@ -34,6 +34,7 @@ fn list_plans_shows_every_shipped_plan_sorted() {
     assert!(lines[3].starts_with("net-egress"));
     assert!(lines[4].starts_with("quickstart"));
     assert!(lines[4].ends_with("plans/quickstart/plan.json"));
+    assert!(lines[5].starts_with("worker-demo     mission     workers"));
     // Columns are aligned: every PATH starts at the same column.
     let col = lines[0].find("PATH").unwrap();
     for l in &lines[1..] {
@@ -41,7 +42,7 @@ fn list_plans_shows_every_shipped_plan_sorted() {
     }
     let v = json(&in_repo(["--json", "list-plans"]));
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     assert_eq!(rows[3]["plan_id"], "quickstart");
     assert_eq!(rows[3]["profiles"], 2);
     assert_eq!(rows[3]["scenarios"], 10);

@@ -641,13 +641,25 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
         "{md}"
     );
 
-    // Every run is its own outcome: rank C earns 3 XP per passing run. Three real packets
-    // (this run's and two more): 9 XP, AWAKENING, which does not drop the flag.
+    // XP is earned once per distinct outcome (plan digest and inputs): rerunning the same
+    // plan earns nothing, so each passing run here is of a new version of the plan (its
+    // description edited, which changes its digest): rank C earns 3 XP each. Three real
+    // packets of three versions, plus a rerun of the last: 9 XP, AWAKENING, which does not
+    // drop the flag.
+    let version = |p: &Project, n: u32| {
+        let path = p.path("plans/review-c/plan.json");
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["description"] = json!(format!("version {n}"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    };
     let mut packets = vec![packet_of_latest(&p, "c1")];
     for n in 2..=3 {
+        version(&p, n);
         run(&p, "review-c", &[]).code(0);
         packets.push(packet_of_latest(&p, &format!("c{n}")));
     }
+    run(&p, "review-c", &[]).code(0);
+    packets.push(packet_of_latest(&p, "c3-again"));
     let refs: Vec<&str> = packets.iter().map(String::as_str).collect();
     let e = evolve(&p, &refs);
     assert!(e.contains("XP 0 → 9, level DORMANT → AWAKENING"), "{e}");
@@ -656,7 +668,9 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
         flags(&p),
         (json!(["review-required"]), json!(["review-required"]))
     );
-    // That run's packet makes 12 XP: FORGING, which unlocks auto-run-cb.
+    // A fourth version's packet makes 12 XP: FORGING, which unlocks auto-run-cb.
+    version(&p, 4);
+    run(&p, "review-c", &[]).code(0);
     let c4 = packet_of_latest(&p, "c4");
     let e = evolve(&p, &[&c4]);
     assert!(e.contains("XP 9 → 12, level AWAKENING → FORGING"), "{e}");

@@ -143,6 +143,8 @@ fn every_command_line_of_the_readme_works_as_written() {
             .env_remove("NEXUSMON_ROOT")
             .env_remove("NEXUSMON_STATE_DIR")
             .env_remove("NEXUSMON_RUN_ID")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .stdin(Stdio::null())
             .output()
             .unwrap();

@@ -127,6 +127,10 @@ fn shipped_plans_registries_and_templates_validate_with_python_jsonschema() {
             shipped("registry", &["profiles.json"]),
         ),
         (
+            "workers.schema.json",
+            shipped("registry", &["workers.json"]),
+        ),
+        (
             "template.schema.json",
             shipped("templates", &["template.json"]),
         ),

@@ -27,14 +27,22 @@ pub const SHIPPED: &[&str] = &[
     "plans/mission-demo/plan.json",
     "plans/net-egress/plan.json",
     "plans/quickstart/plan.json",
+    "plans/worker-demo/plan.json",
     "registry/linux-core/probes.json",
     "registry/linux-core/profiles.json",
     "registry/missions/probes.json",
     "registry/missions/profiles.json",
+    "registry/workers/probes.json",
+    "registry/workers/profiles.json",
+    "registry/workers/workers.json",
     "templates/exec-allowlist/template.json",
     "templates/readonly-system/template.json",
     "templates/tcp-egress-allowlist/template.json",
     "templates/workspace-confinement/template.json",
+    "workers/http-check.py",
+    "workers/script-exec.py",
+    "workers/template/worker.py",
+    "workers/transform.py",
 ];
 
 /// The shipped files under `dir` (`plans`, `registry`, `templates`) named one of `names`,
@@ -50,8 +58,8 @@ pub fn shipped_files(dir: &str, names: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// The command that runs the binary in `dir`: no `NEXUSMON_*` variables from the
-/// environment, no colour. Every test runs the binary through this (directly, or through
+/// The command that runs the binary in `dir`: no `NEXUSMON_*` or GitHub Actions variables
+/// from the environment, no colour. Every test runs the binary through this (directly, or through
 /// [`Test`], [`run_in`] and [`Project::nx`]).
 pub fn nexusmon(dir: &Path) -> Command {
     let mut cmd = Command::new(bin());
@@ -59,6 +67,8 @@ pub fn nexusmon(dir: &Path) -> Command {
         .env_remove("NEXUSMON_ROOT")
         .env_remove("NEXUSMON_STATE_DIR")
         .env_remove("NEXUSMON_RUN_ID")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .env("NO_COLOR", "1");
     cmd
 }
@@ -579,4 +589,42 @@ pub fn ssh_sign(key: &Path, namespace: &str, file: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// --- headless Chromium --------------------------------------------------------------------
+
+/// Load `page` (a local file) in headless Chromium, with no network, no sync, no first-run
+/// work and a fresh profile directory. With `screenshot`, write a PNG of the page there;
+/// otherwise return the DOM after scripts ran (`--dump-dom`). A missing `chromium` fails
+/// the test with the command that installs it.
+pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1280,1000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(png) => cmd.arg(format!("--screenshot={}", png.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    cmd.arg(format!("file://{}", page.display()));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("chromium cannot be run ({e}): run scripts/test, which installs the Debian package `chromium`")
+    });
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

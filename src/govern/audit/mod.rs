@@ -58,8 +58,16 @@ pub enum AuditKind {
     OmenRecorded,
     /// An approver cleared an omen.
     OmenCleared,
+    /// `trust add` added a key to the trust file.
+    TrustAdded,
     /// A torn last line was dropped.
     Recovered,
+    /// A run used a limited-use approval (its nonce, which use of how many).
+    ApprovalUsed,
+    /// Evolution unlocked a capability (the level and the packets that earned it).
+    CapabilityUnlocked,
+    /// Evolution revoked a capability (the level fell below the one that unlocks it).
+    CapabilityRevoked,
 }
 
 impl AuditKind {
@@ -76,7 +84,11 @@ impl AuditKind {
             AuditKind::Evolution => "evolution",
             AuditKind::OmenRecorded => "omen-recorded",
             AuditKind::OmenCleared => "omen-cleared",
+            AuditKind::TrustAdded => "trust-added",
             AuditKind::Recovered => "recovered",
+            AuditKind::ApprovalUsed => "approval-used",
+            AuditKind::CapabilityUnlocked => "capability-unlocked",
+            AuditKind::CapabilityRevoked => "capability-revoked",
         }
     }
 }
@@ -225,6 +237,28 @@ impl AuditLog {
     /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Every complete entry of `kind`, in log order (lines of other kinds are skipped
+    /// without being parsed; a line that does not parse is skipped too: `audit verify`
+    /// reports it). Memory stays bounded by the matching entries.
+    pub fn entries_of_kind(&self, kind: AuditKind) -> Result<Vec<AuditEntry>> {
+        let file = self.open_file(false)?;
+        flock_shared(&file, &self.path)?;
+        let needle = format!("\"kind\":\"{}\"", kind.as_str());
+        let mut out = Vec::new();
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(|e| Error::io("read audit log", &self.path, e))?;
+            if !line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                continue;
+            }
+            if let Ok(e) = parse_entry(&line)
+                && e.kind == kind.as_str()
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     fn open_file(&self, append: bool) -> Result<File> {

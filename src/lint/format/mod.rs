@@ -1,7 +1,7 @@
 //! Lint output formats behind one small trait, one file per format: human (source excerpt
 //! with a caret), JSON, SARIF 2.1.0 (GitHub code scanning), GitHub workflow annotations.
 
-mod github;
+pub mod github;
 mod human;
 mod json;
 mod sarif;

@@ -92,6 +92,12 @@ pub struct RunManifest {
     /// Each profile compiled for this kernel (the form both the scenario lane and the oracle
     /// consume).
     pub profiles: BTreeMap<String, serde_json::Value>,
+    /// Each profile as written in the registry (secret-looking `env.set` values redacted to
+    /// a digest keyed by the profile id, so an unchanged secret reads the same in every run):
+    /// what `diff` compares field by field. Absent in bundles written before this field
+    /// existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_definitions: BTreeMap<String, serde_json::Value>,
     /// The apply preflight.
     pub preflight: Vec<PreflightRecord>,
     /// Governance notes (gate decision, approvals copied), if a gate ran.
@@ -109,6 +115,13 @@ pub struct RunManifest {
     /// Absent in bundles written before this field existed.
     #[serde(default, skip_serializing_if = "RegistryDigests::is_empty")]
     pub registry_digests: RegistryDigests,
+    /// The mission workers the plan uses, by name: declaration and executable digests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<String, crate::model::worker::WorkerIdentity>,
+    /// Digest of the inputs the plan's worker tasks are given (absent for plans without
+    /// worker tasks): with `plan_digest`, the identity of a mission's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<Digest>,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
 }

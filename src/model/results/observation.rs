@@ -162,6 +162,10 @@ pub struct Attempt {
     /// Process accounting (when the profile limits processes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<ProcessAccounting>,
+    /// What a worker task's worker did: its identity, inputs digest, result, artifacts and
+    /// the fault that failed the task, if any (worker tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Box<crate::model::worker::WorkerObservation>>,
 }
 
 impl Attempt {
@@ -184,6 +188,7 @@ impl Attempt {
             stderr: StreamCapture::default(),
             leaked: Vec::new(),
             processes: None,
+            worker: None,
         }
     }
 }

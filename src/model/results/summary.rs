@@ -289,3 +289,41 @@ pub struct TaskSummary {
     /// How many tasks could run at once (1 without the `parallel-missions` capability).
     pub max_parallel: u32,
 }
+
+impl Summary {
+    /// An empty summary for a run whose `summary.json` could not be read (a report still
+    /// shows what else is there, under a banner that says the bundle is not valid).
+    pub fn placeholder(run_id: &str, plan_id: &str) -> Self {
+        Self {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: run_id.to_string(),
+            plan_id: plan_id.to_string(),
+            plan_digest: Digest {
+                blake3: String::new(),
+                sha256: None,
+            },
+            status: RunStatus::Failed,
+            exit_code: crate::error::exit_code::FINDINGS,
+            exit_reason: "summary.json is missing or unreadable".into(),
+            channel: ChannelKind::Clean,
+            scenarios: 0,
+            outcomes: BTreeMap::new(),
+            oracle: BTreeMap::new(),
+            attribution: BTreeMap::new(),
+            mismatches: BTreeMap::new(),
+            flaky: Vec::new(),
+            fail_on_flaky: true,
+            apply_failed_profiles: Vec::new(),
+            partially_enforced_profiles: Vec::new(),
+            leaked: Vec::new(),
+            truncated: Vec::new(),
+            unattributed_leaks: Vec::new(),
+            governance_flags: Vec::new(),
+            tasks: None,
+            rusage: BTreeMap::new(),
+            children: BTreeMap::new(),
+            runner_max_rss_kib: 0,
+            wall_us: 0,
+        }
+    }
+}

@@ -183,9 +183,10 @@ impl Build<'_> {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let expanded = self.expand_rule_path(i, rule)?;
         let referenced = Vars::references(&rule.path);
-        let child_rule = referenced
-            .iter()
-            .any(|r| r == "SCRATCH" || (r == "HOME" && self.ctx.host.home_is_scratch));
+        let child_rule = referenced.iter().any(|r| {
+            matches!(r.as_str(), "SCRATCH" | "OUTPUT" | "WORKER_BIN")
+                || (r == "HOME" && self.ctx.host.home_is_scratch)
+        });
         self.per_child |= child_rule;
         let res = paths::resolve(Path::new(&expanded), Path::new("/"), true);
         let is_dir = std::fs::metadata(&res.canonical).is_ok_and(|m| m.is_dir());
@@ -207,9 +208,15 @@ impl Build<'_> {
             requested &= fs::FILE_RIGHTS;
         }
         let pending = !res.exists && child_rule && self.ctx.before_child;
-        let skipped = !res.exists && (missing == MissingPaths::Skip || pending);
+        let no_worker = expanded.starts_with(crate::sandbox::vars::NO_WORKER_DIR);
+        let skipped = !res.exists && (missing == MissingPaths::Skip || pending || no_worker);
         if !res.exists {
-            if pending {
+            if no_worker {
+                self.skipped_rules.push(format!(
+                    "landlock.fs.allow[{i}] `{}`: only a worker task's child has it",
+                    rule.path
+                ));
+            } else if pending {
                 self.skipped_rules.push(format!(
                     "landlock.fs.allow[{i}] `{}`: per child, resolved in each child's scratch directory",
                     rule.path

@@ -1,0 +1,242 @@
+//! Reading one run for the review surfaces (`report`, `diff`, `review`): a bundle
+//! directory, an out root (through `LATEST`) or a promotion packet (its bundle, through the
+//! packet's pointers) becomes a [`RunView`]. The bundle is read strictly when it verifies
+//! and without verification otherwise ([`BundleSource`]), so a tampered bundle is still
+//! shown, as not valid; the packet is derived again from the bundle, so promotability and
+//! the governance slot are the bundle's own, never a packet's claim.
+//!
+//! What needs the state directory (whether the index is anchored in the audit log, whether
+//! a bundle signature verifies against the trust file) comes from the [`Attestor`] the
+//! caller passes (`govern::review` passes governance's; [`super::Unattested`] checks the
+//! signature against the key it carries only and anchors nothing).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::PointerContext;
+use super::attest::{Attestation, Attestor};
+use super::derive::derive_packet;
+use super::source::BundleSource;
+use super::verify::{context_of, read_packet};
+use crate::bundle::INDEX_FILE;
+use crate::bundle::check::status_word;
+use crate::model::results::{
+    ApplyPreflight, Lane, LaneResults, MismatchPacket, NormalizedEvents, Observation,
+    OracleResults, RunManifest, StreamCapture, Summary,
+};
+use crate::model::view::{
+    AnchorState, AttemptBrief, Integrity, LaneDetail, RunView, SignatureState, Verdict,
+};
+use crate::{Error, Result};
+
+/// The bundle directory `path` names: a packet file resolves through its pointers (relative
+/// to `root` or the packet's directory); a directory is a bundle or an out root.
+pub fn bundle_dir_of(path: &Path, root: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        let (packet, _) = read_packet(path)?;
+        let ctx = context_of(&packet, path, root)?;
+        return Ok(ctx.resolve(&ctx.bundle_pointer));
+    }
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    Err(Error::input(path, "not found").with_hint(
+        "pass a bundle directory, an out root (resolved through LATEST) or a promotion packet",
+    ))
+}
+
+/// Read the run at `path` (a bundle, an out root, or a packet) into a [`RunView`], its
+/// signature and anchor as `attestor` decides them.
+pub fn load(path: &Path, root: &Path, attestor: &dyn Attestor) -> Result<RunView> {
+    let dir = bundle_dir_of(path, root)?;
+    let src = BundleSource::open(&dir)?;
+    let attestation = attestor.attest(&src)?;
+    let mut unreadable = Vec::new();
+    let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
+        let b = src.read(rel)?;
+        if b.is_none() {
+            unreadable.push(rel.to_string());
+        }
+        Ok(b)
+    };
+    let manifest: Option<RunManifest> = parse(get("run_manifest.json")?);
+    let summary: Option<Summary> = parse(get("summary.json")?);
+    let rows = parse::<NormalizedEvents>(get("runtime_events.normalized.json")?)
+        .map(|e| e.rows)
+        .unwrap_or_default();
+    let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
+        .map(|p| p.profiles)
+        .unwrap_or_default();
+    let oracle = parse::<OracleResults>(get("oracle_results.json")?)
+        .map(|o| o.verdicts)
+        .unwrap_or_default();
+    let mismatches: Vec<MismatchPacket> = get("mismatch_packets.jsonl")?
+        .map(|b| {
+            b.split(|c| *c == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| serde_json::from_slice(l).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut details: BTreeMap<String, crate::model::view::ScenarioDetail> = BTreeMap::new();
+    for file in ["baseline_results.json", "runtime_results.json"] {
+        if let Some(lr) = parse::<LaneResults>(src.read(file)?) {
+            for o in &lr.observations {
+                details
+                    .entry(o.scenario_id.clone())
+                    .or_default()
+                    .insert(o.lane, lane_detail(o));
+            }
+        }
+    }
+    let packet = match dir.parent() {
+        Some(parent) => PointerContext::for_emit(&src.dir, root, parent)
+            .and_then(|ctx| derive_packet(&src, &ctx, attestor))
+            .ok(),
+        None => None,
+    };
+    let index_anchor = src.index.as_ref().and_then(|i| i.audit_head.clone());
+    let verdict = Verdict {
+        integrity: if src.verified() && src.report.is_valid() {
+            Integrity::Valid
+        } else {
+            Integrity::Invalid
+        },
+        problems: src
+            .report
+            .problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}: {}",
+                    p.kind.as_str(),
+                    p.path.as_deref().unwrap_or("-"),
+                    p.detail
+                )
+            })
+            .collect(),
+        bundle_status: src
+            .status
+            .as_ref()
+            .map(|s| status_word(s.status).to_string()),
+        signature: signature_state(&attestation),
+        anchor: anchor_state(&attestation, index_anchor.map(|h| h.seq)),
+    };
+    Ok(RunView {
+        bundle_dir: src.dir.clone(),
+        run_id: src.run_id(),
+        manifest,
+        summary,
+        rows,
+        mismatches,
+        preflight,
+        oracle,
+        details,
+        packet,
+        verdict,
+        unreadable,
+    })
+}
+
+/// The view's signature state from the attestation's.
+fn signature_state(a: &Attestation) -> SignatureState {
+    use crate::model::packet::SignatureState as S;
+    let s = &a.signature;
+    let signer = s.signer.clone().unwrap_or_else(|| "an unnamed key".into());
+    match s.state {
+        S::Unsigned if s.required => SignatureState::Invalid {
+            detail: "unsigned, and the trust file requires signed bundles".into(),
+        },
+        S::Unsigned => SignatureState::Unsigned,
+        S::Unchecked => SignatureState::Unverified {
+            detail: "the signature could not be checked (no readable index)".into(),
+        },
+        S::Signed => SignatureState::Unverified {
+            detail: format!(
+                "verifies over the index with the key it carries ({signer}); no trust file names its runners"
+            ),
+        },
+        S::Verified => SignatureState::Valid {
+            signer: "a runner of the trust file".into(),
+            fingerprint: signer,
+        },
+        S::Invalid => SignatureState::Invalid {
+            detail: s
+                .problem
+                .clone()
+                .unwrap_or_else(|| "the signature does not verify".into()),
+        },
+    }
+}
+
+/// The view's anchor state from the attestation's (`seq`: the head the index anchors).
+fn anchor_state(a: &Attestation, seq: Option<u64>) -> AnchorState {
+    use crate::model::packet::AnchorState as A;
+    match (a.anchor.state, seq) {
+        (A::Anchored, s) => AnchorState::Anchored {
+            seq: a.anchor.sealed_seq.or(s).unwrap_or_default(),
+        },
+        (A::NotAnchored, _) => AnchorState::NotAnchored {
+            detail: a
+                .anchor
+                .problem
+                .clone()
+                .unwrap_or_else(|| "the audit log does not anchor this index".into()),
+        },
+        (A::Unchecked, Some(seq)) => AnchorState::NotChecked { seq },
+        (A::Unchecked, None) => AnchorState::NotRecorded,
+    }
+}
+
+/// The bytes of the index of the bundle a view was read from (for signature checks).
+pub fn index_bytes(view: &RunView) -> Result<Vec<u8>> {
+    let p = view.bundle_dir.join(INDEX_FILE);
+    std::fs::read(&p).map_err(|e| Error::io("read", &p, e))
+}
+
+fn parse<T: DeserializeOwned>(bytes: Option<Vec<u8>>) -> Option<T> {
+    bytes.and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn logs_of(out: &mut Vec<String>, s: &StreamCapture) {
+    if let Some(l) = &s.log
+        && !out.contains(l)
+    {
+        out.push(l.clone());
+    }
+}
+
+fn lane_detail(o: &Observation) -> LaneDetail {
+    let mut logs = Vec::new();
+    for a in o.attempts.iter().chain(std::iter::once(&o.result)) {
+        logs_of(&mut logs, &a.stdout);
+        logs_of(&mut logs, &a.stderr);
+    }
+    LaneDetail {
+        wall_us: o.result.rusage.wall_us,
+        detail: o.result.detail.clone(),
+        exit_code: o.result.exit_code,
+        attempts: o
+            .attempts
+            .iter()
+            .map(|a| AttemptBrief {
+                attempt: a.attempt,
+                outcome: a.outcome,
+                errno_name: a.errno_name.clone(),
+                detail: a.detail.clone(),
+                wall_us: a.rusage.wall_us,
+            })
+            .collect(),
+        logs,
+    }
+}
+
+/// The deciding wall time of `lane` for `scenario` in `view`, if it ran.
+pub fn wall_us(view: &RunView, scenario: &str, lane: Lane) -> Option<u64> {
+    view.details
+        .get(scenario)
+        .and_then(|d| d.get(&lane))
+        .map(|l| l.wall_us)
+}

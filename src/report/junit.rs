@@ -1,0 +1,195 @@
+//! JUnit XML for CI test reporters (`run --junit FILE`, `report --junit FILE`), written
+//! with nextest's `quick-junit` crate.
+//!
+//! One `testsuite` per profile, one `testcase` per scenario named `profile:probe` (unique
+//! and stable, so reporters that de-duplicate by name keep every case; `classname` is the
+//! profile). A mismatch is a `failure` whose message names the kinds and the sentence,
+//! whose type is the first kind and whose text gives the expectation, each lane and the
+//! oracle's deciding rule; an apply failure, error or timeout in the scenario lane is an
+//! `error`; a task skipped because a dependency failed is `skipped`. A scenario that passed
+//! only on retry is a success with one `flakyFailure` per failed attempt, and one that
+//! failed every attempt carries `rerunFailure`s (nextest's convention, which the GitLab,
+//! GitHub and Jenkins reporters read). `system-out` points at the captured logs (paths, not
+//! contents). Every text is capped ([`MAX_TEXT`]), so the file's size is bounded by the
+//! number of scenarios.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use quick_junit::{
+    NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
+
+use super::{Report, RunReport};
+use crate::model::results::{Lane, MismatchPacket, NormalizedRow, Outcome};
+use crate::model::view::LaneDetail;
+use crate::{Error, Result};
+
+/// Longest message or description kept, in bytes (longer texts end with `…`).
+pub const MAX_TEXT: usize = 2048;
+
+/// The JUnit XML report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Junit;
+
+fn cap(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_string();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn lane_text(r: &NormalizedRow) -> String {
+    let t = super::table::cell_text;
+    format!(
+        "expected {}; baseline {}; scenario {}; oracle {}; attribution {}",
+        r.expected.as_str(),
+        t(r.baseline.as_ref()),
+        t(r.scenario.as_ref()),
+        r.oracle.as_ref().map_or("-", |o| o.decision.as_str()),
+        r.attribution.map_or("-", |a| a.as_str())
+    )
+}
+
+fn reruns(d: Option<&LaneDetail>, passed_last: bool) -> Vec<TestRerun> {
+    let Some(d) = d else { return Vec::new() };
+    let n = d.attempts.len();
+    d.attempts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(passed_last && i + 1 == n))
+        .map(|(_, a)| {
+            let mut rr = TestRerun::new(NonSuccessKind::Failure);
+            rr.set_message(cap(&format!(
+                "attempt {}: {}{}{}",
+                a.attempt,
+                a.outcome.as_str(),
+                a.errno_name
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" ({e})")),
+                if a.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", a.detail)
+                }
+            )));
+            rr.set_type(a.outcome.as_str());
+            rr.set_time(Duration::from_micros(a.wall_us));
+            rr
+        })
+        .collect()
+}
+
+fn case(r: &RunReport<'_>, row: &NormalizedRow, packets: &[&MismatchPacket]) -> TestCase {
+    let details = r.view.and_then(|v| v.details.get(&row.scenario_id));
+    let scenario = details.and_then(|d| d.get(&Lane::Scenario));
+    let outcome = row.scenario.as_ref().map(|c| c.outcome);
+    let status = if row.mismatches.is_empty() {
+        if matches!(outcome, Some(Outcome::Skipped)) {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(match &row.skipped_because {
+                Some(t) => format!("not run: task `{t}` failed"),
+                None => "not run".to_string(),
+            });
+            s
+        } else {
+            TestCaseStatus::Success {
+                flaky_runs: if row.flaky {
+                    reruns(scenario, true)
+                } else {
+                    Vec::new()
+                },
+            }
+        }
+    } else {
+        let kinds: Vec<&str> = row.mismatches.iter().map(|k| k.as_str()).collect();
+        let error = matches!(
+            outcome,
+            Some(Outcome::Error | Outcome::Timeout | Outcome::ApplyFailed)
+        );
+        let mut s = TestCaseStatus::non_success(if error {
+            NonSuccessKind::Error
+        } else {
+            NonSuccessKind::Failure
+        });
+        let sentences: Vec<&str> = packets.iter().map(|p| p.message.as_str()).collect();
+        s.set_message(cap(&format!(
+            "{}: {}",
+            kinds.join(", "),
+            sentences.join(" ")
+        )));
+        s.set_type(kinds.first().copied().unwrap_or("mismatch"));
+        let mut desc = lane_text(row);
+        for p in packets {
+            if let Some(reason) = &p.oracle_reason {
+                let _ = write!(desc, "\noracle's deciding rule: {reason}");
+                break;
+            }
+        }
+        s.set_description(cap(&desc));
+        let runs = reruns(scenario, false);
+        if runs.len() > 1 {
+            let n = runs.len() - 1;
+            s.add_reruns(runs.into_iter().take(n));
+        }
+        s
+    };
+    let mut tc = TestCase::new(row.scenario_id.as_str(), status);
+    tc.set_classname(row.profile_id.as_str());
+    if let Some(d) = scenario {
+        tc.set_time(Duration::from_micros(d.wall_us));
+    }
+    let mut logs: Vec<String> = Vec::new();
+    if let Some(d) = details {
+        for (lane, l) in d {
+            for p in &l.logs {
+                logs.push(format!("{} log: {}{p}", lane.as_str(), r.links));
+            }
+        }
+    }
+    if !logs.is_empty() {
+        tc.set_system_out(cap(&logs.join("\n")));
+    }
+    tc
+}
+
+impl Report for Junit {
+    fn name(&self) -> &'static str {
+        "junit"
+    }
+
+    fn render(&self, r: &RunReport<'_>) -> Result<String> {
+        let mut by_scenario: BTreeMap<&str, Vec<&MismatchPacket>> = BTreeMap::new();
+        for p in r.mismatches {
+            by_scenario
+                .entry(p.scenario_id.as_str())
+                .or_default()
+                .push(p);
+        }
+        let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
+        for row in r.rows {
+            let suite = suites
+                .entry(row.profile_id.as_str())
+                .or_insert_with(|| TestSuite::new(row.profile_id.as_str()));
+            let packets = by_scenario
+                .get(row.scenario_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            suite.add_test_case(case(r, row, &packets));
+        }
+        let mut report = JunitReport::new(format!(
+            "nexusmon {} {}",
+            r.summary.plan_id, r.summary.run_id
+        ));
+        report.set_time(Duration::from_micros(r.summary.wall_us));
+        report.add_test_suites(suites.into_values());
+        report
+            .to_string()
+            .map_err(|e| Error::runner("cannot write JUnit XML").with_source(e))
+    }
+}
