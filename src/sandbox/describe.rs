@@ -255,10 +255,12 @@ mod tests {
                         FsRule {
                             path: "/usr".into(),
                             access: vec![Access::Read, Access::Exec],
+                            allow_lint: Vec::new(),
                         },
                         FsRule {
                             path: "${SCRATCH}".into(),
                             access: vec![Access::Write],
+                            allow_lint: Vec::new(),
                         },
                     ],
                     missing_paths: MissingPaths::Error,
@@ -308,6 +310,7 @@ mod tests {
                     allow: vec![FsRule {
                         path: "${DATA_DIR}".into(),
                         access: vec![Access::Read],
+                        allow_lint: Vec::new(),
                     }],
                     missing_paths: MissingPaths::Error,
                 }),

@@ -198,7 +198,7 @@ fn the_runners_environment_is_unreadable_from_any_child() {
 #[test]
 fn a_host_path_in_argv_is_refused_by_lint_and_declared_read_only_it_runs_leaving_the_host_unchanged()
  {
-    // Undeclared: `run` refuses the plan (NX220) and nothing runs.
+    // Undeclared: `run` refuses the plan (NX221) and nothing runs.
     let marker = std::env::temp_dir().join(format!("nexusmon-i13a-touch-{}", std::process::id()));
     let probes = format!(
         r#"{{"schema_version": 1, "registry_id": "r", "probes": {{
@@ -219,7 +219,7 @@ fn a_host_path_in_argv_is_refused_by_lint_and_declared_read_only_it_runs_leaving
         .args(["run", "--plan", "plans/touch/plan.json"]);
     let r = t.run();
     r.code(2);
-    assert!(r.stderr.contains("NX220"), "{}", r.stderr);
+    assert!(r.stderr.contains("NX221"), "{}", r.stderr);
     assert!(
         !marker.exists(),
         "the refused plan created {}",

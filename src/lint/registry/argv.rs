@@ -1,4 +1,4 @@
-//! Host paths in an exec probe's `argv` (NX220) and its `reads` declarations.
+//! Host paths in an exec probe's `argv` (NX221) and its `reads` declarations.
 //!
 //! The baseline lane runs a probe with no policy, so an exec probe whose `argv` names a
 //! host path could change the host (`["/usr/bin/touch", "/tmp/x"]`). Every absolute path
@@ -125,7 +125,7 @@ fn harmless(path: &str) -> bool {
     HARMLESS.contains(&path) || HARMLESS_UNDER.iter().any(|h| path.starts_with(h))
 }
 
-/// NX220 for every host path in `argv[1..]` that `reads` does not declare; NX202 for a
+/// NX221 for every host path in `argv[1..]` that `reads` does not declare; NX202 for a
 /// relative `reads` entry; NX207 for `reads` on a builtin probe.
 pub(super) fn check_argv(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: &Scope) {
     let at = |rel: &str| format!("{base}{rel}");
@@ -302,7 +302,7 @@ mod tests {
         }
     }
 
-    /// Random exec probes (plain arguments and `sh -c` scripts, random `reads`): NX220 is
+    /// Random exec probes (plain arguments and `sh -c` scripts, random `reads`): NX221 is
     /// reported for exactly the host paths that no `reads` entry covers.
     #[test]
     fn generated_probes_are_flagged_exactly_for_their_undeclared_host_paths() {
