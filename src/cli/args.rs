@@ -687,7 +687,12 @@ pub struct PlanBuildArgs {
     /// Set a parameter (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Replace files that already exist.
+    /// The plan's id (and its registry's), instead of the one derived from the template
+    /// and the non-default parameters.
+    #[arg(long, value_name = "ID")]
+    pub plan_id: Option<String>,
+    /// Replace files that already exist with other content (files whose content is already
+    /// what the build would write are left alone without it).
     #[arg(long)]
     pub overwrite: bool,
     /// Do not write expected_matrix.json.

@@ -473,6 +473,11 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
     };
     let users = catalog::users(&ctx.root, &rid, Entry::Profile, id.as_str())?;
     let file = shown(&reg.profiles_path, &ctx.cwd);
+    // What a run enforces: the profile with every layer it extends.
+    let resolution = crate::load::extends::resolve(&reg.profiles.profiles, id)
+        .map_err(|e| crate::load::extends_error(&reg.profiles_path, &e))?;
+    let declared = p;
+    let p = &resolution.profile;
     let compiled = crate::sandbox::describe::describe(id.as_str(), p, &reg.profiles_path);
     if ctx.json {
         return write_json(
@@ -481,7 +486,9 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
                 "registry_id": rid,
                 "profile_id": id,
                 "path": file,
-                "profile": p,
+                "profile": declared,
+                "layers": resolution.layers,
+                "resolved": p,
                 "compiled": compiled,
                 "used_by": users_json(&users, &ctx.cwd),
             }),
@@ -492,6 +499,29 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
         ("registry".into(), format!("{rid} ({file})")),
         ("description".into(), dash(p.description.clone())),
     ];
+    if !declared.extends.is_empty() {
+        pairs.push((
+            "extends".into(),
+            declared
+                .extends
+                .iter()
+                .map(crate::model::Id::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+        pairs.push((
+            "resolved from".into(),
+            format!(
+                "{} (bases first; rules, ports, capabilities unioned, handled rights and scopes unioned, lowest limits; what follows is the resolved profile)",
+                resolution
+                    .layers
+                    .iter()
+                    .map(crate::model::Id::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+        ));
+    }
     match &p.landlock {
         None => pairs.push(("landlock".into(), "none".into())),
         Some(ll) => {
@@ -506,9 +536,15 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
                 let rules: Vec<String> = fs
                     .allow
                     .iter()
-                    .map(|r| {
+                    .zip(&resolution.rule_origins)
+                    .map(|(r, origin)| {
+                        let from = if origin == id {
+                            String::new()
+                        } else {
+                            format!(" (from {origin})")
+                        };
                         format!(
-                            "{}: {}",
+                            "{}: {}{from}",
                             r.path,
                             r.access
                                 .iter()

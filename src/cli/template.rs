@@ -275,6 +275,7 @@ pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> 
         &template::BuildOptions {
             out: a.out.clone(),
             sets: a.set.clone(),
+            plan_id: a.plan_id.clone(),
             overwrite: a.overwrite,
             expected_matrix: !a.no_expected_matrix,
         },
@@ -300,6 +301,7 @@ pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> 
                 Action::Created => "wrote",
                 Action::Replaced => "replaced",
                 Action::Removed => "removed",
+                Action::Unchanged => "kept",
             };
             let _ = writeln!(s, "  {verb:<8} {}", shown(&f.path, &ctx.cwd));
         }

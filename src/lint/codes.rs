@@ -315,6 +315,19 @@ codes! {
         "An `allow_lint` entry whose code is not reported for the rule or profile it is on.",
         "The acknowledgement is stale (the finding was fixed, or the code is a typo of another): remove it, so a future finding of that code is seen.";
 
+    /// `extends` names a profile the registry does not define.
+    UnknownBaseProfile = "NX320", "unknown-base-profile", Error,
+        "A profile's `extends` names a profile the registry does not define.",
+        "A profile can extend only profiles of its own registry. Define the base profile, or fix the id (the hint suggests the nearest one).";
+    /// Profiles that extend each other in a cycle.
+    ExtendsCycle = "NX321", "extends-cycle", Error,
+        "Profiles whose `extends` lead back to themselves.",
+        "A cycle has no resolution: what each profile grants would depend on itself. Remove one `extends` entry of the cycle; reported once per cycle, at the first profile on it.";
+    /// Bases that set different values of a field the profile does not settle.
+    ExtendsConflict = "NX322", "extends-conflict", Error,
+        "A profile whose bases set different values of a field that cannot be unioned (`identity`, an `env.set` value) while the profile itself sets none.",
+        "Grants and restrictions are unioned and limits take the lowest value, but a uid or an environment value has one value. Set the field in the profile itself to say which one it runs with.";
+
     /// A plan that selects no scenario.
     NoScenarios = "NX401", "no-scenarios", Error,
         "A plan that selects no scenario (and, for a mission, no task).",

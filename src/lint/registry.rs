@@ -21,6 +21,7 @@ use crate::model::worker::Worker;
 use crate::source::deserialize_value;
 
 mod argv;
+mod extends;
 mod probe;
 mod profile;
 
@@ -295,6 +296,7 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
                 Err(e) => failures.push((format!("{base}{}", e.pointer), e.message)),
             }
         }
+        extends::lint_extends(&mut sink, reg);
         input.findings.append(&mut sink.findings);
     }
     for (p, m) in failures {

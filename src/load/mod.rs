@@ -6,6 +6,7 @@
 //! error naming the file, the place and the fix. `plan-lint` (in [`crate::lint`]) reports
 //! every finding at once.
 
+pub mod extends;
 pub mod mission;
 pub mod worker;
 
@@ -204,7 +205,8 @@ pub struct LoadedPlan {
     pub registry: Registry,
     /// The probes the plan references, by id.
     pub probes: BTreeMap<Id, Probe>,
-    /// The profiles the plan references, by id.
+    /// The profiles the plan references, by id, resolved ([`extends`]: what every layer
+    /// of an `extends` chain grants and restricts, as one profile).
     pub profiles: BTreeMap<Id, Profile>,
     /// The workers the plan's tasks use, by name, with their executables' digests.
     pub workers: BTreeMap<Id, worker::ResolvedWorker>,
@@ -399,8 +401,10 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
     let mut profiles = BTreeMap::new();
     for id in plan.referenced_profiles() {
         match registry.profiles.profiles.get(id) {
-            Some(p) => {
-                profiles.insert(id.clone(), p.clone());
+            Some(_) => {
+                let resolved = extends::resolve(&registry.profiles.profiles, id)
+                    .map_err(|e| extends_error(&registry.profiles_path, &e))?;
+                profiles.insert(id.clone(), resolved.profile);
             }
             None => {
                 return Err(missing_ref(
@@ -438,6 +442,14 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
         digest,
         inputs_digest,
     })
+}
+
+/// A profile that cannot be resolved, as an input error on the profiles file.
+pub fn extends_error(profiles_path: &Path, e: &extends::ExtendsError) -> Error {
+    Error::input(profiles_path, e.message()).with_hint(format!(
+        "{}; `nexusmon registry-lint` lists every problem",
+        e.hint()
+    ))
 }
 
 fn missing_ref<'a>(

@@ -377,6 +377,14 @@ pub struct Profile {
     /// What the profile is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Profiles of the same registry this one builds on: the resolved profile has every
+    /// right any of them grants (rules and ports unioned, as one Landlock ruleset unions its
+    /// rules), every restriction any of them sets (handled rights and scopes unioned, the
+    /// lowest limit), and this profile's own additions. `describe-profile` shows the result;
+    /// `plan_digest` covers it. Cycles, unknown ids and conflicting values are lint errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("uniqueItems" = true))]
+    pub extends: Vec<Id>,
     /// Landlock rules (none: no filesystem, network or scope restriction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<Landlock>,

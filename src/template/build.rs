@@ -18,20 +18,27 @@
 //!    files load to exactly the documents that were rendered;
 //! 3. compute `expected_matrix.json` from the loaded plan's scenarios (the same content the
 //!    run writes into its bundle);
-//! 4. check every target: a file that exists (or a `plan.yaml` beside a new `plan.json`,
-//!    which would make the directory ambiguous) is refused without `--overwrite`, and
-//!    anything in the way that is not a regular file is refused always;
+//! 4. check every target: a file that exists with other content (or a `plan.yaml` beside a
+//!    new `plan.json`, which would make the directory ambiguous) is refused without
+//!    `--overwrite`, one with the same bytes is left alone, and anything in the way that is
+//!    not a regular file is refused always;
 //! 5. write the files atomically, one by one: registry first, plan last, so an interrupted
 //!    build never leaves a plan whose registry is missing. With `--overwrite`, stale
 //!    alternatives (`plan.yaml` when writing `plan.json`, an old `expected_matrix.json` with
 //!    `--no-expected-matrix`) are removed after the new files are in place. If a write fails
 //!    midway (a full disk), the files and directories this build created are removed again.
 //!
-//! `$schema`: when the out directory lies inside a tree whose root has `schemas/` with the
-//! plan, probes and profiles schemas (a nexusmon checkout, or a project that keeps copies),
-//! generated files point at them with a relative path (`../../schemas/plan.schema.json`),
-//! which editors resolve. Elsewhere `$schema` is left out rather than written as something
-//! an editor cannot fetch; the schemas' `$id`s are URNs that identify, not locate.
+//! `$schema`: every generated plan, probes and profiles file has one, a relative path
+//! editors resolve (`../../schemas/plan.schema.json`). When the out directory lies inside a
+//! tree whose root has `schemas/` with the plan, probes and profiles schemas (a nexusmon
+//! checkout, or a project that keeps copies), the files point at those; elsewhere the build
+//! writes this build's three schemas into `<out>/schemas/` (first, like any other file) and
+//! points at them. The schemas' `$id`s are URNs that identify, not locate.
+//!
+//! Rebuilding is idempotent: a target that already holds exactly the bytes the build would
+//! write is left alone (`unchanged`), so the same command run twice succeeds and writes
+//! nothing the second time. A target with other content is refused without `--overwrite`,
+//! before anything is written.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,7 +63,9 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// `--set key=value` arguments.
     pub sets: Vec<String>,
-    /// Replace files that exist.
+    /// `--plan-id`: the plan's (and registry's) id instead of the derived one.
+    pub plan_id: Option<String>,
+    /// Replace files that exist with other content.
     pub overwrite: bool,
     /// Write `expected_matrix.json`.
     pub expected_matrix: bool,
@@ -72,6 +81,8 @@ pub enum Action {
     Replaced,
     /// A stale file removed (`--overwrite`).
     Removed,
+    /// It existed with exactly these bytes and was left alone.
+    Unchanged,
 }
 
 /// One file the build wrote or removed.
@@ -79,7 +90,7 @@ pub enum Action {
 pub struct FileAction {
     /// The file.
     pub path: PathBuf,
-    /// `plan`, `probes`, `profiles`, `expected-matrix`.
+    /// `plan`, `probes`, `profiles`, `expected-matrix`, `schema`.
     pub kind: &'static str,
     /// What happened.
     pub action: Action,
@@ -293,7 +304,7 @@ fn finding_line(f: &Finding, temp: &Path, out: &Path) -> String {
 /// Build `template` with `opts`. Nothing is written unless every check passes.
 pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
     let resolved = params::resolve(template.id(), &template.params, &opts.sets)?;
-    let rendered = render::render(template, &resolved)?;
+    let rendered = render::render_as(template, &resolved, opts.plan_id.as_deref())?;
     let out = normalize(&fsx::absolute(&opts.out)?);
     let format = resolved.format;
     let ext = format.as_str();
@@ -318,12 +329,13 @@ pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
             bytes: json::to_sorted_pretty(&matrix)?,
         });
     }
-    // Registry first, then the matrix, the plan last.
+    // Schemas first, then the registry, the matrix, the plan last.
     files.sort_by_key(|f| match f.kind {
-        "probes" => 0,
-        "profiles" => 1,
-        "expected-matrix" => 2,
-        _ => 3,
+        "schema" => 0,
+        "probes" => 1,
+        "profiles" => 2,
+        "expected-matrix" => 3,
+        _ => 4,
     });
 
     // Check every target before writing the first.
@@ -358,22 +370,37 @@ fn planned_files(
     reg_rel: &Path,
     format: OutputFormat,
 ) -> Result<(BTreeMap<&'static str, String>, Vec<Planned>)> {
-    // `$schema` where the out dir lies in a tree that has the schemas.
+    // `$schema` always: the schemas of the tree the out dir lies in, else this build's
+    // schemas written into `<out>/schemas/` beside the plan and registry.
     let mut schemas: BTreeMap<&'static str, String> = BTreeMap::new();
-    if let Some(root) = schema_root(out) {
-        for (name, dir) in [
-            ("plan", plan_rel),
-            ("probes", reg_rel),
-            ("profiles", reg_rel),
-        ] {
-            if let Some(r) = relative_schema(&root, &out.join(dir), name) {
-                schemas.insert(name, r);
+    let mut files = Vec::new();
+    let root = match schema_root(out) {
+        Some(root) => root,
+        None => {
+            for name in ["plan", "probes", "profiles"] {
+                let spec = crate::lint::schema::spec(name)
+                    .ok_or_else(|| Error::runner(format!("internal error: no schema `{name}`")))?;
+                files.push(Planned {
+                    rel: PathBuf::from("schemas").join(spec.file_name),
+                    kind: "schema",
+                    bytes: crate::lint::schema::render(spec)?,
+                });
             }
+            out.to_path_buf()
+        }
+    };
+    for (name, dir) in [
+        ("plan", plan_rel),
+        ("probes", reg_rel),
+        ("profiles", reg_rel),
+    ] {
+        if let Some(r) = relative_schema(&root, &out.join(dir), name) {
+            schemas.insert(name, r);
         }
     }
     let [plan_v, probes_v, profiles_v] = render::values(rendered, &schemas);
     let ext = format.as_str();
-    let files = vec![
+    files.extend([
         Planned {
             rel: reg_rel.join(format!("probes.{ext}")),
             kind: "probes",
@@ -389,7 +416,7 @@ fn planned_files(
             kind: "plan",
             bytes: bytes_of(&plan_v, format, &format!("plan.{ext}"))?,
         },
-    ];
+    ]);
     Ok((schemas, files))
 }
 
@@ -477,8 +504,15 @@ fn stale_targets(
     stale
 }
 
+/// A target that exists already.
+struct Existing {
+    path: PathBuf,
+    /// It holds exactly the bytes the build would write.
+    same: bool,
+}
+
 /// The targets that exist already; refuses a file or directory in the way, and existing
-/// files unless `overwrite`.
+/// files with other content unless `overwrite`.
 fn existing_targets(
     out: &Path,
     files: &[Planned],
@@ -486,8 +520,15 @@ fn existing_targets(
     plan_rel: &Path,
     reg_rel: &Path,
     overwrite: bool,
-) -> Result<Vec<PathBuf>> {
-    for dir in [out.join(plan_rel), out.join(reg_rel)] {
+) -> Result<Vec<Existing>> {
+    let mut dirs = vec![out.join(plan_rel), out.join(reg_rel)];
+    dirs.extend(
+        files
+            .iter()
+            .filter_map(|f| out.join(&f.rel).parent().map(Path::to_path_buf)),
+    );
+    dirs.dedup();
+    for dir in dirs {
         if let Some(p) = blocked(&dir) {
             return Err(Error::usage(format!(
                 "`{}` is in the way: it is not a directory",
@@ -496,12 +537,9 @@ fn existing_targets(
             .with_hint("move it, or choose another --out; nothing was written"));
         }
     }
-    let mut existing: Vec<PathBuf> = Vec::new();
-    for rel in files
-        .iter()
-        .map(|f| &f.rel)
-        .chain(stale.iter().map(|(r, _)| r))
-    {
+    let mut existing: Vec<Existing> = Vec::new();
+    let planned = files.iter().map(|f| (&f.rel, Some(&f.bytes)));
+    for (rel, bytes) in planned.chain(stale.iter().map(|(r, _)| (r, None))) {
         let p = out.join(rel);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {
@@ -511,16 +549,32 @@ fn existing_targets(
                 ))
                 .with_hint("move it, or choose another --out; nothing was written"));
             }
-            Ok(_) => existing.push(p),
+            Ok(m) => {
+                // A regular file with exactly the bytes the build would write is already
+                // built: left alone, not a conflict. Anything else (other bytes, a symlink,
+                // a stale alternative) would be replaced.
+                let same = match bytes {
+                    Some(b) if m.is_file() && m.len() == b.len() as u64 => {
+                        std::fs::read(&p).map_err(|e| Error::io("read", &p, e))? == *b
+                    }
+                    _ => false,
+                };
+                existing.push(Existing { path: p, same });
+            }
             Err(_) => {}
         }
     }
-    if !existing.is_empty() && !overwrite {
+    let differing: Vec<&PathBuf> = existing
+        .iter()
+        .filter(|e| !e.same)
+        .map(|e| &e.path)
+        .collect();
+    if !differing.is_empty() && !overwrite {
         return Err(Error::usage(format!(
-            "plan-build would replace {} existing file{}; nothing was written:\n{}",
-            existing.len(),
-            if existing.len() == 1 { "" } else { "s" },
-            existing
+            "plan-build would replace {} existing file{} whose content differs; nothing was written:\n{}",
+            differing.len(),
+            if differing.len() == 1 { "" } else { "s" },
+            differing
                 .iter()
                 .map(|p| format!("  {}", p.display()))
                 .collect::<Vec<_>>()
@@ -537,8 +591,9 @@ fn write_files(
     out: &Path,
     files: &[Planned],
     stale: &[(PathBuf, &'static str)],
-    existing: &[PathBuf],
+    existing: &[Existing],
 ) -> Result<Vec<FileAction>> {
+    let is = |p: &Path, same: bool| existing.iter().any(|e| e.path == p && e.same == same);
     // Write. If a write fails (a full disk, a permission), the files this build created are
     // removed again, so a failed build leaves nothing new behind.
     let mut actions: Vec<FileAction> = Vec::new();
@@ -558,7 +613,15 @@ fn write_files(
     new_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for f in files {
         let p = out.join(&f.rel);
-        let action = if existing.contains(&p) {
+        if is(&p, true) {
+            actions.push(FileAction {
+                path: p,
+                kind: f.kind,
+                action: Action::Unchanged,
+            });
+            continue;
+        }
+        let action = if is(&p, false) {
             Action::Replaced
         } else {
             Action::Created
@@ -602,7 +665,7 @@ fn write_files(
     }
     for (rel, kind) in stale {
         let p = out.join(rel);
-        if existing.contains(&p) {
+        if is(&p, false) {
             std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
             if let Some(parent) = p.parent() {
                 fsx::sync_dir(parent)?;

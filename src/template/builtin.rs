@@ -27,6 +27,7 @@ macro_rules! builtin {
 }
 
 builtin!(
+    "build-tool",
     "exec-allowlist",
     "readonly-system",
     "tcp-egress-allowlist",

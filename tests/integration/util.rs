@@ -35,6 +35,7 @@ pub const SHIPPED: &[&str] = &[
     "registry/workers/probes.json",
     "registry/workers/profiles.json",
     "registry/workers/workers.json",
+    "templates/build-tool/template.json",
     "templates/exec-allowlist/template.json",
     "templates/readonly-system/template.json",
     "templates/tcp-egress-allowlist/template.json",

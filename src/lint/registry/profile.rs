@@ -98,23 +98,33 @@ pub(super) fn check_profile(sink: &mut Sink<'_>, base: &str, profile: &Profile) 
             );
         }
     }
-    let seccomp_empty = profile
-        .seccomp
-        .as_ref()
-        .is_none_or(|s| s.deny_groups.is_empty());
-    if profile.landlock.is_none()
-        && seccomp_empty
+    // A profile that extends others is judged on what it resolves to (`lint_extends`).
+    if profile.extends.is_empty() && restricts_nothing(profile) {
+        empty_profile(sink, base);
+    }
+}
+
+/// True if the profile restricts nothing: no Landlock, seccomp group, limit or environment
+/// change.
+pub(super) fn restricts_nothing(profile: &Profile) -> bool {
+    profile.landlock.is_none()
+        && profile
+            .seccomp
+            .as_ref()
+            .is_none_or(|s| s.deny_groups.is_empty())
         && profile.limits == crate::model::registry::Limits::default()
         && profile.env == crate::model::registry::Env::default()
-    {
-        sink.push_hint(
-            Code::EmptyProfile,
-            base,
-            At::Key,
-            "profile restricts nothing: no Landlock rules, seccomp group, limit or environment change",
-            Some("scenarios under it behave like the baseline; say so in its description if that is the intent".into()),
-        );
-    }
+}
+
+/// NX309 on the profile at `base`.
+pub(super) fn empty_profile(sink: &mut Sink<'_>, base: &str) {
+    sink.push_hint(
+        Code::EmptyProfile,
+        base,
+        At::Key,
+        "profile restricts nothing: no Landlock rules, seccomp group, limit or environment change",
+        Some("scenarios under it behave like the baseline; say so in its description if that is the intent".into()),
+    );
 }
 
 fn is_env_name(s: &str) -> bool {
