@@ -224,15 +224,27 @@ pub fn resolve(profiles: &BTreeMap<Id, Profile>, id: &Id) -> Result<Resolved, Ex
             .filter_map(|(i, l)| l.fs.as_ref().map(|f| (*i, f)))
             .collect();
         let fs = (!fss.is_empty()).then(|| {
-            let handle = if fss.iter().any(|(_, f)| f.handle == Handle::All) {
+            // `all` of the resolved ABI, unless a list names a right beyond it (a lint
+            // error of that layer, NX301, but the union must still hold it).
+            let all_of_abi: BTreeSet<Access> = Access::ALL
+                .iter()
+                .copied()
+                .filter(|a| a.min_abi() <= abi)
+                .collect();
+            let any_all = fss.iter().any(|(_, f)| f.handle == Handle::All);
+            let mut set: BTreeSet<Access> = if any_all {
+                all_of_abi.clone()
+            } else {
+                BTreeSet::new()
+            };
+            for (_, f) in &fss {
+                if let Handle::List(l) = &f.handle {
+                    set.extend(l.iter().copied());
+                }
+            }
+            let handle = if any_all && set == all_of_abi {
                 Handle::All
             } else {
-                let mut set: BTreeSet<Access> = BTreeSet::new();
-                for (_, f) in &fss {
-                    if let Handle::List(l) = &f.handle {
-                        set.extend(l.iter().copied());
-                    }
-                }
                 Handle::List(set.into_iter().collect())
             };
             let mut allow: Vec<FsRule> = Vec::new();

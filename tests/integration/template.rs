@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::util::{Ran, Test, python, repo_root, shipped_files};
 
-const SHIPPED: [&str; 4] = [
+const SHIPPED: [&str; 5] = [
+    "build-tool",
     "exec-allowlist",
     "readonly-system",
     "tcp-egress-allowlist",
@@ -242,7 +243,9 @@ fn same_parameters_in_any_order_give_byte_identical_files() {
     )
     .code(0);
     let (ta, tb) = (tree(&a), tree(&b));
-    assert_eq!(ta.len(), 4, "{:?}", ta.keys());
+    // The plan, its expected matrix, probes, profiles, and the three schemas their
+    // `$schema`s point at (the out dir is outside any tree that has them).
+    assert_eq!(ta.len(), 7, "{:?}", ta.keys());
     assert_eq!(ta, tb);
     // And a rebuild over the first gives the same bytes again.
     plan_build(
@@ -321,7 +324,7 @@ fn plan_id_is_the_template_id_plus_a_digest_of_the_non_default_parameters() {
             v["non_default"],
             serde_json::json!({"allowed_ports": [443, 8443]})
         );
-        assert_eq!(v["files"].as_array().unwrap().len(), 4);
+        assert_eq!(v["files"].as_array().unwrap().len(), 7);
         assert!(
             v["files"]
                 .as_array()
@@ -518,11 +521,25 @@ fn existing_files_are_not_replaced_without_overwrite() {
     let plan = out.join("plans/workspace-confinement/plan.json");
     let mtime = std::fs::metadata(&plan).unwrap().modified().unwrap();
 
+    // The same build again is a no-op, not a refusal: every file is kept as it is.
+    let r = plan_build(d.path(), d.path(), "workspace-confinement", &out, &[]);
+    r.code(0);
+    assert_eq!(r.stderr.matches("  kept ").count(), 4, "{}", r.stderr);
+    assert!(!r.stderr.contains("wrote"), "{}", r.stderr);
+    assert_eq!(tree(&out), before);
+    assert_eq!(std::fs::metadata(&plan).unwrap().modified().unwrap(), mtime);
+    // A file whose content differs is refused, before anything is written.
+    let mut edited = std::fs::read(&plan).unwrap();
+    edited.extend_from_slice(b"\n");
+    std::fs::write(&plan, &edited).unwrap();
+    let before = tree(&out);
+    let mtime = std::fs::metadata(&plan).unwrap().modified().unwrap();
     let r = plan_build(d.path(), d.path(), "workspace-confinement", &out, &[]);
     r.code(2);
     assert!(
-        r.stderr
-            .contains("would replace 4 existing files; nothing was written"),
+        r.stderr.contains(
+            "would replace 1 existing file whose content differs; nothing was written"
+        ),
         "{}",
         r.stderr
     );
@@ -542,7 +559,7 @@ fn existing_files_are_not_replaced_without_overwrite() {
     );
     r.code(2);
     assert!(
-        r.stderr.contains("would replace 4 existing files"),
+        r.stderr.contains("would replace 3 existing files"),
         "{}",
         r.stderr
     );
@@ -604,7 +621,10 @@ fn existing_files_are_not_replaced_without_overwrite() {
         [
             "plans/workspace-confinement/plan.yaml",
             "registry/workspace-confinement/probes.yaml",
-            "registry/workspace-confinement/profiles.yaml"
+            "registry/workspace-confinement/profiles.yaml",
+            "schemas/plan.schema.json",
+            "schemas/probes.schema.json",
+            "schemas/profiles.schema.json",
         ]
     );
     // The result is a plan run accepts: it lints.
@@ -617,7 +637,11 @@ fn existing_files_are_not_replaced_without_overwrite() {
         ])
         .run()
         .code(0);
-    // Replacing in place says so.
+    // Replacing in place says so (a file edited since), and what is already built is kept.
+    let yaml_plan = out.join("plans/workspace-confinement/plan.yaml");
+    let mut edited = std::fs::read(&yaml_plan).unwrap();
+    edited.extend_from_slice(b"# edited\n");
+    std::fs::write(&yaml_plan, &edited).unwrap();
     let r = plan_build(
         d.path(),
         d.path(),
@@ -626,7 +650,18 @@ fn existing_files_are_not_replaced_without_overwrite() {
         &["--set", "format=yaml", "--overwrite"],
     );
     r.code(0);
-    assert!(r.stderr.contains("replaced"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("replaced gen/plans/workspace-confinement/plan.yaml"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("kept     gen/registry/workspace-confinement/probes.yaml"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr
             .contains("wrote    gen/plans/workspace-confinement/expected_matrix.json"),
@@ -722,8 +757,27 @@ fn schema_paths_point_at_the_project_schemas_when_the_out_dir_has_them() {
             .join(plan["$schema"].as_str().unwrap())
             .is_file()
     );
-    let plan = get(d.path().join("outside/plans/exec-allowlist/plan.json"));
-    assert!(plan.get("$schema").is_none(), "{plan:#}");
+    // Outside any tree with schemas: the build writes its own into the out dir and points
+    // at them, so every generated file carries a `$schema` that resolves.
+    for (file, name) in [
+        ("plans/exec-allowlist/plan.json", "plan"),
+        ("registry/exec-allowlist/probes.json", "probes"),
+        ("registry/exec-allowlist/profiles.json", "profiles"),
+    ] {
+        let f = d.path().join("outside").join(file);
+        let v = get(f.clone());
+        assert_eq!(
+            v["$schema"],
+            format!("../../schemas/{name}.schema.json").as_str()
+        );
+        let schema = f.parent().unwrap().join(v["$schema"].as_str().unwrap());
+        assert_eq!(
+            std::fs::read(&schema).unwrap(),
+            std::fs::read(repo_root().join(format!("schemas/{name}.schema.json"))).unwrap(),
+            "{}",
+            schema.display()
+        );
+    }
     // The generated files validate against the published schemas (an independent validator).
     for (schema, files) in [
         (
@@ -957,7 +1011,7 @@ fn an_unknown_template_gets_a_suggestion() {
     r.code(2);
     assert!(
         r.stderr
-            .contains("templates: `exec-allowlist`, `readonly-system`"),
+            .contains("templates: `build-tool`, `exec-allowlist`, `readonly-system`"),
         "{}",
         r.stderr
     );
@@ -1024,7 +1078,7 @@ fn project_templates_are_checked_before_anything_is_written() {
     );
     assert!(
         r.stderr.contains(&format!(
-            "{}/registry/bad-lint/probes.json:7:17: error [NX211]",
+            "{}/registry/bad-lint/probes.json:8:17: error [NX211]",
             out.display()
         )),
         "{}",
@@ -1116,13 +1170,14 @@ fn a_project_template_shadows_the_built_in_one_with_its_id() {
     assert_eq!(
         origins,
         [
+            ("build-tool", "built-in"),
             ("exec-allowlist", "built-in"),
             ("readonly-system", "built-in"),
             ("tcp-egress-allowlist", "project"),
             ("workspace-confinement", "built-in"),
         ]
     );
-    assert_eq!(v[2]["path"], "templates/tcp-egress-allowlist/template.json");
+    assert_eq!(v[3]["path"], "templates/tcp-egress-allowlist/template.json");
     let r = Test::new()
         .cwd(t.path())
         .args([
