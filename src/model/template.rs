@@ -134,6 +134,11 @@ pub struct ParamSpec {
     /// from the type and the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example: Option<String>,
+    /// Why values are constrained (`beneath`, `exclude`, `disjoint_with`) and what to do
+    /// instead: shown with every refusal of a value, so the author learns the reason, not
+    /// only the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// Parameter types.

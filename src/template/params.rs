@@ -59,6 +59,7 @@ pub fn format_param(default: OutputFormat) -> Param {
             exclude: Vec::new(),
             disjoint_with: Vec::new(),
             example: Some("yaml".into()),
+            why: None,
         },
         default: Some(Value::String(default.as_str().into())),
         builtin: true,
@@ -665,7 +666,10 @@ pub fn value_error(template_id: &str, p: &Param, e: &ValueError) -> Error {
         p.spec.kind.as_str(),
         e.rule
     ))
-    .with_hint(format!("for example: --set {}={}", p.name, example(p)))
+    .with_hint(match &p.spec.why {
+        Some(why) => format!("{why}; for example: --set {}={}", p.name, example(p)),
+        None => format!("for example: --set {}={}", p.name, example(p)),
+    })
 }
 
 /// Parse `--set` arguments against `params` and fill in defaults.

@@ -18,6 +18,7 @@ fn spec(kind: ParamType) -> ParamSpec {
         exclude: Vec::new(),
         disjoint_with: Vec::new(),
         example: None,
+        why: None,
     }
 }
 
