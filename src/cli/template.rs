@@ -100,6 +100,9 @@ fn param_json(p: &Param) -> Value {
     if let Some(d) = &p.default {
         v["default"] = d.clone();
     }
+    if let Some(w) = &s.why {
+        v["why"] = Value::from(w.clone());
+    }
     v
 }
 

@@ -11,6 +11,7 @@ mod bundle_tamper;
 mod cli;
 mod differential;
 mod digest;
+mod extends;
 mod govern;
 mod govern_audit;
 mod govern_evolution;

@@ -115,7 +115,7 @@ fn list_templates_shows_every_shipped_template_with_typed_parameters() {
             serde_json::json!(["json", "yaml"])
         );
     }
-    let tcp = &v[2]["parameters"];
+    let tcp = &v[3]["parameters"];
     assert_eq!(tcp[0]["name"], "allowed_ports");
     assert_eq!(tcp[0]["type"], "port-list");
     assert_eq!(tcp[0]["default"], serde_json::json!([80, 443]));
@@ -135,8 +135,9 @@ fn list_templates_shows_every_shipped_template_with_typed_parameters() {
             r.stdout
         );
     }
-    let allowed = r.stdout.find("allowed_ports").unwrap();
-    let denied = r.stdout.find("denied_ports").unwrap();
+    let tcp = r.stdout.find("tcp-egress-allowlist (built-in)").unwrap();
+    let allowed = r.stdout[tcp..].find("allowed_ports").unwrap() + tcp;
+    let denied = r.stdout[tcp..].find("denied_ports").unwrap() + tcp;
     let format = r.stdout[allowed..].find("format").unwrap() + allowed;
     assert!(allowed < denied && denied < format, "{}", r.stdout);
     assert!(
@@ -537,9 +538,8 @@ fn existing_files_are_not_replaced_without_overwrite() {
     let r = plan_build(d.path(), d.path(), "workspace-confinement", &out, &[]);
     r.code(2);
     assert!(
-        r.stderr.contains(
-            "would replace 1 existing file whose content differs; nothing was written"
-        ),
+        r.stderr
+            .contains("would replace 1 existing file whose content differs; nothing was written"),
         "{}",
         r.stderr
     );
@@ -1239,4 +1239,114 @@ fn a_write_that_fails_midway_removes_the_files_the_build_created() {
     // The directories it created are gone too; the ones that were there stay.
     assert!(!out.join("registry").exists());
     assert!(plan_dir.is_dir());
+}
+
+#[test]
+fn plan_id_flag_names_the_plan_and_its_registry_and_is_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("gen");
+    let r = Test::new()
+        .cwd(d.path())
+        .args([
+            "--json",
+            "plan-build",
+            "--template",
+            "build-tool",
+            "--out",
+            "gen",
+            "--set",
+            "read_dirs=/usr,/etc",
+            "--plan-id",
+            "ci-build",
+        ])
+        .run();
+    r.code(0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["plan_id"], "ci-build");
+    assert_eq!(v["registry_id"], "ci-build");
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(out.join("plans/ci-build/plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(plan["plan_id"], "ci-build");
+    assert_eq!(plan["registry_id"], "ci-build");
+    // The recorded rebuild command names the id, so it rebuilds the same files.
+    assert!(
+        plan["description"]
+            .as_str()
+            .unwrap()
+            .contains("--set read_dirs=/etc,/usr --plan-id ci-build`"),
+        "{plan:#}"
+    );
+    assert!(out.join("registry/ci-build/profiles.json").is_file());
+    // An id that is not an id (a path, upper case, empty) is refused; nothing is written.
+    for bad in ["../escape", "CI", "", "a/b"] {
+        let before = tree(&out);
+        let r = plan_build(d.path(), d.path(), "build-tool", &out, &["--plan-id", bad]);
+        r.code(2);
+        assert!(r.stderr.contains("--plan-id"), "{bad}: {}", r.stderr);
+        assert_eq!(tree(&out), before, "{bad}");
+    }
+}
+
+/// The refusals a new user met (the two commands) say why, and point at what to do.
+#[test]
+fn refusals_explain_themselves_and_point_at_build_tool() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("gen");
+    let r = plan_build(
+        d.path(),
+        d.path(),
+        "readonly-system",
+        &out,
+        &["--set", "system_dirs=/usr,/etc"],
+    );
+    r.code(2);
+    assert!(
+        r.stderr.contains("negative controls read /etc"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("build template `build-tool`: --set read_dirs=/usr,/etc"),
+        "{}",
+        r.stderr
+    );
+    let r = plan_build(
+        d.path(),
+        d.path(),
+        "workspace-confinement",
+        &out,
+        &["--set", "workspace=/home/build/ws"],
+    );
+    r.code(2);
+    assert!(
+        r.stderr.contains("the baseline lane has no policy"),
+        "{}",
+        r.stderr
+    );
+    // build-tool takes /etc; a read grant over the scratch directory is refused, with why.
+    plan_build(
+        d.path(),
+        d.path(),
+        "build-tool",
+        &out,
+        &["--set", "read_dirs=/usr,/etc"],
+    )
+    .code(0);
+    for bad in ["/", "/tmp", "/var"] {
+        let r = plan_build(
+            d.path(),
+            d.path(),
+            "build-tool",
+            &out,
+            &["--set", &format!("read_dirs=/usr,{bad}")],
+        );
+        r.code(2);
+        assert!(
+            r.stderr.contains("scratch directory"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
 }

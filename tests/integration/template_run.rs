@@ -282,3 +282,56 @@ fn exec_allowlist_builds_lints_and_runs_clean_with_defaults_and_other_parameters
     );
     build_lint_run("exec-allowlist", &["run_allowed=false", "format=yaml"]);
 }
+
+/// The issue's build-tool policy ("read /usr and /etc, write only in its workspace, connect
+/// only to TCP 443") from one command: lints clean, runs green, every negative control
+/// denied by the policy. Its profile is composed with `extends`, so this is also the run of
+/// a resolved profile: the manifest records the union the kernel enforced.
+#[test]
+fn build_tool_policy_from_one_command_lints_clean_and_runs_green() {
+    let (_d, report, bundle) = build_lint_run("build-tool", &["read_dirs=/usr,/etc", "ports=443"]);
+    assert_eq!(
+        report["non_default"],
+        serde_json::json!({"read_dirs": ["/etc", "/usr"]})
+    );
+    for (scenario, want) in [
+        ("build-tool:list-read-etc", "allow"),
+        ("build-tool:list-read-usr", "allow"),
+        ("build-tool:write-ws-file", "allow"),
+        ("build-tool:connect-443", "allow"),
+        ("build-tool:connect-22", "deny"),
+        ("build-tool:read-outside-secret", "deny"),
+        ("build-tool:write-outside-file", "deny"),
+        ("build-tool:exec-ws-script", "deny"),
+        ("build-tool:bind-ephemeral", "deny"),
+    ] {
+        let s = observation(&bundle, "runtime_results.json", scenario);
+        assert_eq!(s["outcome"], want, "{s:#}");
+    }
+    // What ran is the resolved profile: the three layers' rules and ports as one.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("run_manifest.json")).unwrap()).unwrap();
+    let def = manifest["profile_definitions"]["build-tool"].to_string();
+    for part in ["\"/etc\"", "\"/usr\"", "${SCRATCH}/ws", "443"] {
+        assert!(def.contains(part), "{part} not in {def}");
+    }
+    assert!(!def.contains("extends"), "{def}");
+
+    // Other values: listeners on free high ports, YAML, another workspace.
+    let (_d, _, bundle) = build_lint_run(
+        "build-tool",
+        &[
+            "read_dirs=/usr,/etc,/opt",
+            "ports=28543,28544",
+            "denied_ports=28522",
+            "listen=true",
+            "workspace=${SCRATCH}/build",
+            "format=yaml",
+        ],
+    );
+    let s = observation(&bundle, "runtime_results.json", "build-tool:connect-28543");
+    assert_eq!(s["outcome"], "allow", "{s:#}");
+    assert!(s.get("errno_name").is_none_or(Value::is_null), "{s:#}");
+    let s = observation(&bundle, "runtime_results.json", "build-tool:connect-28522");
+    assert_eq!(s["errno_name"], "EACCES", "{s:#}");
+}
