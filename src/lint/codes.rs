@@ -327,6 +327,10 @@ codes! {
     ExtendsConflict = "NX322", "extends-conflict", Error,
         "A profile whose bases set different values of a field that cannot be unioned (`identity`, an `env.set` value) while the profile itself sets none.",
         "Grants and restrictions are unioned and limits take the lowest value, but a uid or an environment value has one value. Set the field in the profile itself to say which one it runs with.";
+    /// Privileges a profile gets only through `extends`.
+    InheritedPrivilege = "NX323", "inherited-privilege", Note,
+        "A profile that keeps capabilities or runs as a uid it does not declare itself: they come from a profile it extends.",
+        "A privilege granted in a base reaches every profile that extends it, and a base edited later widens them all (their plan digests change, so approvals of them no longer match). Say it in the profile itself (list the capability or the identity), or acknowledge it with `allow_lint: [\"NX323\"]`.";
 
     /// A plan that selects no scenario.
     NoScenarios = "NX401", "no-scenarios", Error,

@@ -276,6 +276,21 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
         return;
     };
     let mut failures = Vec::new();
+    // Every valid profile, for what one profile's checks need to know of its bases.
+    let parsed: BTreeMap<crate::model::Id, Profile> = map
+        .iter()
+        .filter(|(id, _)| {
+            !input
+                .validated
+                .invalid_under(&pointer(["profiles", id.as_str()]))
+        })
+        .filter_map(|(id, e)| {
+            let id = crate::model::Id::new(id.clone()).ok()?;
+            deserialize_value::<Profile>(e.clone())
+                .ok()
+                .map(|p| (id, p))
+        })
+        .collect();
     {
         let Some(mut sink) = input.sink() else {
             return;
@@ -290,6 +305,7 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
                 Ok(profile) => {
                     let start = sink.findings.len();
                     profile::check_profile(&mut sink, &base, &profile);
+                    extends::inherited_privileges(&mut sink, &base, id, &profile, &parsed);
                     profile::allow_lint(&mut sink, start, &base, &profile);
                     reg.profiles.insert(id.clone(), profile);
                 }

@@ -28,6 +28,7 @@ use crate::model::Id;
 use crate::model::registry::{
     Access, Env, FsRule, FsRules, Handle, Landlock, Limits, NetRules, Profile, Seccomp,
 };
+use crate::util::limits;
 
 /// Why a profile cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,12 @@ pub enum ExtendsError {
     Cycle {
         /// The profiles on the cycle, starting where it was entered.
         cycle: Vec<Id>,
+    },
+    /// A chain of profiles extending one another longer than
+    /// [`limits::MAX_EXTENDS_DEPTH`].
+    TooDeep {
+        /// The chain, from the profile being resolved.
+        chain: Vec<Id>,
     },
     /// Two layers set different values of a field and the profile does not settle it.
     Conflict {
@@ -76,6 +83,15 @@ impl ExtendsError {
                     names.join(" → ")
                 )
             }
+            ExtendsError::TooDeep { chain } => format!(
+                "profiles extend one another more than {} deep: {}",
+                limits::MAX_EXTENDS_DEPTH,
+                chain
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
             ExtendsError::Conflict {
                 profile,
                 field,
@@ -102,6 +118,10 @@ impl ExtendsError {
                 cycle.get(1).or(cycle.first()).map_or("", Id::as_str),
                 cycle.first().map_or("", Id::as_str)
             ),
+            ExtendsError::TooDeep { .. } => {
+                "extend the bases' bases directly (a flatter `extends` list resolves the same)"
+                    .into()
+            }
             ExtendsError::Conflict { field, .. } => {
                 format!("set `{field}` in the profile itself to say which value it runs with")
             }
@@ -120,6 +140,16 @@ pub struct Resolved {
     pub rule_origins: Vec<Id>,
 }
 
+impl Resolved {
+    /// How many allow rules came from a layer other than the profile itself (what
+    /// [`limits::MAX_INHERITED_RULES`] charges).
+    pub fn inherited_rules(&self) -> usize {
+        self.layers.last().map_or(0, |own| {
+            self.rule_origins.iter().filter(|o| *o != own).count()
+        })
+    }
+}
+
 /// The layers of `id`: its ancestors depth-first, bases first, each once, `id` last.
 pub fn layers(profiles: &BTreeMap<Id, Profile>, id: &Id) -> Result<Vec<Id>, ExtendsError> {
     fn visit(
@@ -136,6 +166,11 @@ pub fn layers(profiles: &BTreeMap<Id, Profile>, id: &Id) -> Result<Vec<Id>, Exte
             return Err(ExtendsError::Cycle {
                 cycle: stack[pos..].to_vec(),
             });
+        }
+        if stack.len() >= limits::MAX_EXTENDS_DEPTH {
+            let mut chain = stack.clone();
+            chain.push(id.clone());
+            return Err(ExtendsError::TooDeep { chain });
         }
         let Some(p) = profiles.get(id) else {
             // The caller checked `id` itself; a base is checked below with its index.
@@ -248,9 +283,13 @@ pub fn resolve(profiles: &BTreeMap<Id, Profile>, id: &Id) -> Result<Resolved, Ex
                 Handle::List(set.into_iter().collect())
             };
             let mut allow: Vec<FsRule> = Vec::new();
+            // (path, rights) → index in `allow`: linear, however many rules the layers have.
+            let mut seen: std::collections::HashMap<(&str, BTreeSet<Access>), usize> =
+                std::collections::HashMap::new();
             for (origin, f) in &fss {
                 for r in &f.allow {
-                    if let Some(i) = allow.iter().position(|a| same_rule(a, r)) {
+                    let key = (r.path.as_str(), r.access.iter().copied().collect());
+                    if let Some(&i) = seen.get(&key) {
                         // The same grant twice: one rule, acknowledgements joined.
                         for c in &r.allow_lint {
                             if !allow[i].allow_lint.contains(c) {
@@ -259,6 +298,7 @@ pub fn resolve(profiles: &BTreeMap<Id, Profile>, id: &Id) -> Result<Resolved, Ex
                         }
                         continue;
                     }
+                    seen.insert(key, allow.len());
                     allow.push(r.clone());
                     rule_origins.push((*origin).clone());
                 }
@@ -421,22 +461,6 @@ fn settle<'a, T: PartialEq + Clone>(
             .map(|(i, v)| ((*i).clone(), show(v)))
             .collect(),
     })
-}
-
-/// Two rules that grant the same rights on the same path.
-fn same_rule(a: &FsRule, b: &FsRule) -> bool {
-    let set = |r: &FsRule| r.access.iter().copied().collect::<BTreeSet<Access>>();
-    a.path == b.path && set(a) == set(b)
-}
-
-/// Every profile of `profiles` resolved (or the first error, in id order).
-pub fn resolve_all(
-    profiles: &BTreeMap<Id, Profile>,
-) -> Result<BTreeMap<Id, Resolved>, ExtendsError> {
-    profiles
-        .keys()
-        .map(|id| resolve(profiles, id).map(|r| (id.clone(), r)))
-        .collect()
 }
 
 #[cfg(test)]

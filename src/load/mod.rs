@@ -399,11 +399,23 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
         }
     }
     let mut profiles = BTreeMap::new();
+    let mut inherited = 0usize;
     for id in plan.referenced_profiles() {
         match registry.profiles.profiles.get(id) {
             Some(_) => {
                 let resolved = extends::resolve(&registry.profiles.profiles, id)
                     .map_err(|e| extends_error(&registry.profiles_path, &e))?;
+                inherited += resolved.inherited_rules();
+                if inherited > crate::util::limits::MAX_INHERITED_RULES {
+                    return Err(Error::input(
+                        &registry.profiles_path,
+                        format!(
+                            "resolving `extends` for the plan's profiles copies more than {} rules from bases (at profile `{id}`)",
+                            crate::util::limits::MAX_INHERITED_RULES
+                        ),
+                    )
+                    .with_hint("fewer profiles extending a large base, or a smaller base"));
+                }
                 profiles.insert(id.clone(), resolved.profile);
             }
             None => {

@@ -12,7 +12,9 @@
 //!   size of the value they copy *before* it is copied, so an alias bomb stops at the first
 //!   alias that would exceed the budget, naming its line;
 //! - [`MAX_FINDINGS_PER_FILE`]: lint, so the findings (and their rendering) of one file stay
-//!   bounded however many problems a large file has.
+//!   bounded however many problems a large file has;
+//! - [`MAX_EXTENDS_DEPTH`], [`MAX_INHERITED_RULES`]: profile resolution (`extends`), so a
+//!   chain or a fan-in of profiles costs no more than the document that declares it.
 //!
 //! A value over a limit is refused with lint code NX014 (`input-limit`) naming the file,
 //! line and column and the limit; `run` and the other commands refuse it as an input error
@@ -38,6 +40,17 @@ pub const MAX_EXPANDED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most findings lint keeps per file; the rest are counted in one summary finding.
 pub const MAX_FINDINGS_PER_FILE: usize = 1_000;
+
+/// Longest chain of profiles extending one another (`extends`), the profile itself
+/// included. Enforced by [`crate::load::extends`]; keeps resolution's recursion shallow.
+pub const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Most allow rules that resolving `extends` may copy from bases into the profiles one
+/// command resolves (a registry for lint, a plan's profiles for `run`). Like a YAML alias,
+/// an inherited rule is charged as the copy it makes, so a big base extended by thousands
+/// of profiles cannot multiply a 4 MiB file into gigabytes. Enforced by the callers of
+/// [`crate::load::extends::resolve`] (`load_plan`, registry lint).
+pub const MAX_INHERITED_RULES: usize = MAX_NODES;
 
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

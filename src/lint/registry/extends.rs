@@ -13,6 +13,7 @@ use super::RegistryLint;
 use crate::load::extends::{self, ExtendsError};
 use crate::model::Id;
 use crate::model::registry::Profile;
+use crate::util::limits;
 
 /// The strongly connected components of the `extends` graph that hold a cycle (two or
 /// more profiles, or one that extends itself), each sorted, in order of their first id.
@@ -124,6 +125,56 @@ fn cycle_through(
     vec![first.to_string()]
 }
 
+/// NX323 for `profile` (at `base`): capabilities it keeps and an identity it runs as that
+/// only its layers declare. Cheap (no rules are copied), so it runs inside the per-profile
+/// checks, where the profile's `allow_lint` can acknowledge it.
+pub(super) fn inherited_privileges(
+    sink: &mut Sink<'_>,
+    base: &str,
+    id: &str,
+    profile: &Profile,
+    all: &BTreeMap<Id, Profile>,
+) {
+    if profile.extends.is_empty() {
+        return;
+    }
+    let Ok(me) = Id::new(id) else { return };
+    let Ok(layers) = extends::layers(all, &me) else {
+        return;
+    };
+    let mut from: Vec<String> = Vec::new();
+    for l in layers.iter().filter(|l| **l != me) {
+        let p = &all[l];
+        let caps: Vec<&str> = p
+            .capabilities
+            .iter()
+            .filter(|c| !profile.capabilities.contains(c))
+            .map(|c| c.as_str())
+            .collect();
+        if !caps.is_empty() {
+            from.push(format!("capabilities {} from `{l}`", caps.join(", ")));
+        }
+        if let (None, Some(who)) = (profile.identity, p.identity) {
+            from.push(format!("uid {} gid {} from `{l}`", who.uid, who.gid));
+        }
+    }
+    if !from.is_empty() {
+        sink.push_hint(
+            Code::InheritedPrivilege,
+            &format!("{base}/extends"),
+            At::Key,
+            format!(
+                "profile `{id}` gets privileges it does not declare itself: {}",
+                from.join("; ")
+            ),
+            Some(
+                "list them in the profile itself, or acknowledge with `allow_lint: [\"NX323\"]`"
+                    .into(),
+            ),
+        );
+    }
+}
+
 /// Lint every profile's `extends` and replace the valid profiles by their resolution.
 pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
     if reg.profiles.values().all(|p| p.extends.is_empty()) {
@@ -201,14 +252,41 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
         .filter_map(|(k, p)| Id::new(k.clone()).ok().map(|id| (id, p.clone())))
         .collect();
     let mut resolved: BTreeMap<String, Profile> = BTreeMap::new();
+    let mut inherited = 0usize;
     for id in valid.keys() {
-        if extends::layers(&valid, id).is_err() {
+        match extends::layers(&valid, id) {
+            Ok(_) => {}
+            Err(e @ ExtendsError::TooDeep { .. }) => {
+                sink.push_hint(
+                    Code::InputLimit,
+                    &pointer(["profiles", id.as_str(), "extends"]),
+                    At::Key,
+                    e.message(),
+                    Some(e.hint()),
+                );
+                continue;
+            }
             // Reported above: a cycle, or a base not defined (NX320) or not valid (its
             // schema findings).
-            continue;
+            Err(_) => continue,
         }
         match extends::resolve(&valid, id) {
             Ok(r) => {
+                inherited += r.inherited_rules();
+                if inherited > limits::MAX_INHERITED_RULES {
+                    sink.push_hint(
+                        Code::InputLimit,
+                        &pointer(["profiles", id.as_str(), "extends"]),
+                        At::Key,
+                        format!(
+                            "resolving `extends` up to profile `{id}` copies more than {} rules from bases",
+                            limits::MAX_INHERITED_RULES
+                        ),
+                        Some("fewer profiles extending a large base, or a smaller base: every profile that extends a base holds a copy of its rules".into()),
+                    );
+                    // The rest is not resolved; the plan lint treats them as incomplete.
+                    break;
+                }
                 if !valid[id].extends.is_empty() && super::profile::restricts_nothing(&r.profile) {
                     super::profile::empty_profile(sink, &pointer(["profiles", id.as_str()]));
                 }

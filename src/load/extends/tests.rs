@@ -418,3 +418,36 @@ fn a_profile_without_extends_resolves_to_itself() {
         assert_eq!(resolve(&profiles, &id(0)).unwrap().profile, p);
     }
 }
+
+#[test]
+fn a_chain_deeper_than_the_limit_is_refused_not_recursed() {
+    // p0 extends p1 extends … p{n-1}: at the limit resolves, one more is refused.
+    for (n, ok) in [
+        (limits::MAX_EXTENDS_DEPTH, true),
+        (limits::MAX_EXTENDS_DEPTH + 1, false),
+        (100_000, false),
+    ] {
+        let profiles: BTreeMap<Id, Profile> = (0..n)
+            .map(|i| {
+                let mut p = Profile::default();
+                if i + 1 < n {
+                    p.extends.push(id(i + 1));
+                }
+                p.limits.open_files = Some(10 + i as u64);
+                (id(i), p)
+            })
+            .collect();
+        match resolve(&profiles, &id(0)) {
+            Ok(r) => {
+                assert!(ok, "{n}");
+                assert_eq!(r.layers.len(), n);
+                assert_eq!(r.profile.limits.open_files, Some(10));
+            }
+            Err(ExtendsError::TooDeep { chain }) => {
+                assert!(!ok, "{n}");
+                assert_eq!(chain.len(), limits::MAX_EXTENDS_DEPTH + 1);
+            }
+            Err(e) => panic!("{n}: {e:?}"),
+        }
+    }
+}
