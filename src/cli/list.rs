@@ -291,14 +291,39 @@ pub fn list_profiles(ctx: &Ctx, io: &mut Io<'_>, a: &RegistrySelect) -> Result<i
             .collect();
         return write_json(io, &rows);
     }
-    let rows: Vec<Vec<String>> = reg
-        .profiles
-        .profiles
+    // What each profile enforces: its resolution when it extends others (a profile of
+    // `extends` alone would otherwise look unrestricted).
+    let all = &reg.profiles.profiles;
+    let resolved: Vec<(String, crate::model::registry::Profile)> = all
+        .iter()
+        .map(|(pid, p)| {
+            let shown = if p.extends.is_empty() {
+                pid.to_string()
+            } else {
+                format!(
+                    "{pid} (extends {})",
+                    p.extends
+                        .iter()
+                        .map(crate::model::Id::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            match crate::load::extends::resolve(all, pid) {
+                Ok(r) => (shown, r.profile),
+                Err(_) => (
+                    format!("{shown}: does not resolve, see registry-lint"),
+                    p.clone(),
+                ),
+            }
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = resolved
         .iter()
         .map(|(pid, p)| {
             let ll = p.landlock.as_ref();
             vec![
-                pid.to_string(),
+                pid.clone(),
                 ll.map_or_else(|| "-".into(), |l| word(&l.compat)),
                 ll.map_or_else(|| "-".into(), |l| l.abi.to_string()),
                 ll.map_or_else(|| "-".into(), fs_summary),

@@ -1334,7 +1334,7 @@ fn refusals_explain_themselves_and_point_at_build_tool() {
         &["--set", "read_dirs=/usr,/etc"],
     )
     .code(0);
-    for bad in ["/", "/tmp", "/var"] {
+    for bad in ["/", "/tmp", "/var", "/dev", "/dev/shm/x"] {
         let r = plan_build(
             d.path(),
             d.path(),
