@@ -374,20 +374,19 @@ fn planned_files(
     // schemas written into `<out>/schemas/` beside the plan and registry.
     let mut schemas: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut files = Vec::new();
-    let root = match schema_root(out) {
-        Some(root) => root,
-        None => {
-            for name in ["plan", "probes", "profiles"] {
-                let spec = crate::lint::schema::spec(name)
-                    .ok_or_else(|| Error::runner(format!("internal error: no schema `{name}`")))?;
-                files.push(Planned {
-                    rel: PathBuf::from("schemas").join(spec.file_name),
-                    kind: "schema",
-                    bytes: crate::lint::schema::render(spec)?,
-                });
-            }
-            out.to_path_buf()
+    let root = if let Some(root) = schema_root(out) {
+        root
+    } else {
+        for name in ["plan", "probes", "profiles"] {
+            let spec = crate::lint::schema::spec(name)
+                .ok_or_else(|| Error::runner(format!("internal error: no schema `{name}`")))?;
+            files.push(Planned {
+                rel: PathBuf::from("schemas").join(spec.file_name),
+                kind: "schema",
+                bytes: crate::lint::schema::render(spec)?,
+            });
         }
+        out.to_path_buf()
     };
     for (name, dir) in [
         ("plan", plan_rel),

@@ -6,6 +6,7 @@
 //! plan lint then treats the registry as incomplete for them).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use super::super::codes::Code;
 use super::super::finding::{At, Sink, did_you_mean, pointer};
@@ -227,7 +228,8 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
         };
         let mut message = e.message();
         if members.len() > cycle.len() {
-            message.push_str(&format!(
+            let _ = write!(
+                message,
                 " (profiles on cycles with it: {})",
                 members
                     .iter()
@@ -235,7 +237,7 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
                     .map(|m| format!("`{m}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            );
         }
         sink.push_hint(
             Code::ExtendsCycle,
@@ -305,6 +307,7 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small random numbers
 mod tests {
     use super::*;
 

@@ -2,7 +2,12 @@
 //! independently (reachability by a fixpoint, then sets), and every profile that reaches a
 //! cycle is reported as one.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    // Small random numbers, far below any target's usize or u16.
+    clippy::cast_possible_truncation,
+    clippy::many_single_char_names
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
