@@ -1350,3 +1350,29 @@ fn refusals_explain_themselves_and_point_at_build_tool() {
         );
     }
 }
+
+/// Only a regular file with exactly the bytes is kept: a symlink planted where plan-build
+/// writes (even to a file with those bytes) is refused without `--overwrite`, and with it
+/// the link itself is replaced, never written through.
+#[test]
+fn a_symlink_at_a_target_is_never_kept_or_written_through() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("gen");
+    plan_build(d.path(), d.path(), "build-tool", &out, &[]).code(0);
+    let plan = out.join("plans/build-tool/plan.json");
+    let elsewhere = d.path().join("elsewhere.json");
+    std::fs::copy(&plan, &elsewhere).unwrap();
+    std::fs::remove_file(&plan).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &plan).unwrap();
+    let r = plan_build(d.path(), d.path(), "build-tool", &out, &[]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("would replace 1 existing file whose content differs"),
+        "{}",
+        r.stderr
+    );
+    let r = plan_build(d.path(), d.path(), "build-tool", &out, &["--overwrite"]);
+    r.code(0);
+    assert!(!std::fs::symlink_metadata(&plan).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&plan).unwrap(), std::fs::read(&elsewhere).unwrap());
+}
