@@ -16,6 +16,11 @@
 #   many-probes      a registry of 3,400 probes (~48,000 values), all valid
 #   many-rules       a profile of 8,000 allow rules (host paths resolved, scratch paths
 #                    normalized, each compared with the rules above it: NX303 on half)
+#   extends-chain    8,000 profiles, each extending the next: every chain deeper than 16 is
+#                    refused with NX014 (no recursion 8,000 deep)
+#   extends-fanin    a base of 4,000 allow rules extended by 3,500 profiles (14 million
+#                    rules if every copy were made): refused with NX014 once the inherited
+#                    rules pass the 50,000 budget
 #
 # Each case: the median wall time over RUNS runs (default 10) with hyperfine (1 warm-up run;
 # the commands exit 1 on purpose, so failures are ignored), its ratio to the reference's
@@ -77,6 +82,21 @@ put("registry/rules/profiles.json", json.dumps({"schema_version": 1, "registry_i
 put("plans/many-rules/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-rules",
     "kind": "experiment", "registry_id": "rules", "profiles": ["many"],
     "scenarios": {"many": {"read": "deny"}}}))
+def extends_case(name, profiles, first):
+    put("registry/%s/probes.json" % name, json.dumps({"schema_version": 1, "registry_id": name,
+        "probes": {"read": {"operation": "file-read", "target": "/etc/hostname"}}}))
+    put("registry/%s/profiles.json" % name, json.dumps({"schema_version": 1, "registry_id": name,
+        "profiles": profiles}))
+    put("plans/%s/plan.json" % name, json.dumps({"schema_version": 1, "plan_id": name,
+        "kind": "experiment", "registry_id": name, "profiles": [first],
+        "scenarios": {first: {"read": "deny"}}}))
+chain = {"c%04d" % i: {"extends": ["c%04d" % (i + 1)]} for i in range(7999)}
+chain["c7999"] = {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [{"path": "/usr", "access": ["read"]}]}}}
+extends_case("extends-chain", chain, "c0000")
+fan = {"base": {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [
+    {"path": "/usr/share/doc/p%d" % i, "access": ["read"]} for i in range(4000)]}}}}
+fan.update({"f%04d" % i: {"extends": ["base"]} for i in range(3500)})
+extends_case("extends-fanin", fan, "f0000")
 EOF
 printf 'bytes: alias-bomb %s, wide-aliases %s, many-findings %s, many-probes registry %s\n' \
   "$(stat -c %s "$W/plans/alias-bomb/plan.yaml")" "$(stat -c %s "$W/plans/wide-aliases/plan.yaml")" \
@@ -102,7 +122,8 @@ read -r ref_t ref_m ref_x <<<"$(measure plans/quickstart/plan.json)"
 printf '%-15s %10s %10s %6s %8s %s\n' case median_s peak_MiB exit ratio verdict
 printf '%-15s %10s %10.1f %6s %8s\n' reference "$ref_t" "$(echo "$ref_m/1024" | bc -l)" "$ref_x" 1.0
 fail=0
-for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules; do
+for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules \
+    extends-chain extends-fanin; do
   plan=$(ls plans/$c/plan.* | head -1)
   read -r t m x <<<"$(measure "$plan")"
   mib=$(echo "$m/1024" | bc -l)

@@ -312,7 +312,7 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
                 Err(e) => failures.push((format!("{base}{}", e.pointer), e.message)),
             }
         }
-        extends::lint_extends(&mut sink, reg);
+        extends::lint_extends(&mut sink, reg, &parsed);
         input.findings.append(&mut sink.findings);
     }
     for (p, m) in failures {

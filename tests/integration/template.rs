@@ -1367,12 +1367,21 @@ fn a_symlink_at_a_target_is_never_kept_or_written_through() {
     let r = plan_build(d.path(), d.path(), "build-tool", &out, &[]);
     r.code(2);
     assert!(
-        r.stderr.contains("would replace 1 existing file whose content differs"),
+        r.stderr
+            .contains("would replace 1 existing file whose content differs"),
         "{}",
         r.stderr
     );
     let r = plan_build(d.path(), d.path(), "build-tool", &out, &["--overwrite"]);
     r.code(0);
-    assert!(!std::fs::symlink_metadata(&plan).unwrap().file_type().is_symlink());
-    assert_eq!(std::fs::read(&plan).unwrap(), std::fs::read(&elsewhere).unwrap());
+    assert!(
+        !std::fs::symlink_metadata(&plan)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read(&plan).unwrap(),
+        std::fs::read(&elsewhere).unwrap()
+    );
 }

@@ -177,7 +177,11 @@ pub(super) fn inherited_privileges(
 }
 
 /// Lint every profile's `extends` and replace the valid profiles by their resolution.
-pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
+pub(super) fn lint_extends(
+    sink: &mut Sink<'_>,
+    reg: &mut RegistryLint,
+    valid: &BTreeMap<Id, Profile>,
+) {
     if reg.profiles.values().all(|p| p.extends.is_empty()) {
         return;
     }
@@ -247,38 +251,48 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
             Some(e.hint()),
         );
     }
-    // Resolve what can be resolved; NX322 for conflicts.
-    let valid: BTreeMap<Id, Profile> = reg
-        .profiles
-        .iter()
-        .filter_map(|(k, p)| Id::new(k.clone()).ok().map(|id| (id, p.clone())))
-        .collect();
-    let mut resolved: BTreeMap<String, Profile> = BTreeMap::new();
+    // Resolve what extends others (the rest resolve to themselves and stay as they are);
+    // NX322 for conflicts. A profile that cannot be resolved is removed: the plan lint then
+    // treats the registry as incomplete for it.
     let mut inherited = 0usize;
-    for id in valid.keys() {
-        match extends::layers(&valid, id) {
+    let mut over_budget = false;
+    for id in valid
+        .iter()
+        .filter(|(_, p)| !p.extends.is_empty())
+        .map(|(id, _)| id)
+    {
+        let key = id.as_str();
+        if over_budget {
+            reg.profiles.remove(key);
+            continue;
+        }
+        match extends::layers(valid, id) {
             Ok(_) => {}
             Err(e @ ExtendsError::TooDeep { .. }) => {
                 sink.push_hint(
                     Code::InputLimit,
-                    &pointer(["profiles", id.as_str(), "extends"]),
+                    &pointer(["profiles", key, "extends"]),
                     At::Key,
                     e.message(),
                     Some(e.hint()),
                 );
+                reg.profiles.remove(key);
                 continue;
             }
             // Reported above: a cycle, or a base not defined (NX320) or not valid (its
             // schema findings).
-            Err(_) => continue,
+            Err(_) => {
+                reg.profiles.remove(key);
+                continue;
+            }
         }
-        match extends::resolve(&valid, id) {
+        match extends::resolve(valid, id) {
             Ok(r) => {
                 inherited += r.inherited_rules();
                 if inherited > limits::MAX_INHERITED_RULES {
                     sink.push_hint(
                         Code::InputLimit,
-                        &pointer(["profiles", id.as_str(), "extends"]),
+                        &pointer(["profiles", key, "extends"]),
                         At::Key,
                         format!(
                             "resolving `extends` up to profile `{id}` copies more than {} rules from bases",
@@ -286,24 +300,27 @@ pub(super) fn lint_extends(sink: &mut Sink<'_>, reg: &mut RegistryLint) {
                         ),
                         Some("fewer profiles extending a large base, or a smaller base: every profile that extends a base holds a copy of its rules".into()),
                     );
-                    // The rest is not resolved; the plan lint treats them as incomplete.
-                    break;
+                    over_budget = true;
+                    reg.profiles.remove(key);
+                    continue;
                 }
-                if !valid[id].extends.is_empty() && super::profile::restricts_nothing(&r.profile) {
-                    super::profile::empty_profile(sink, &pointer(["profiles", id.as_str()]));
+                if super::profile::restricts_nothing(&r.profile) {
+                    super::profile::empty_profile(sink, &pointer(["profiles", key]));
                 }
-                resolved.insert(id.to_string(), r.profile);
+                reg.profiles.insert(key.to_string(), r.profile);
             }
-            Err(e) => sink.push_hint(
-                Code::ExtendsConflict,
-                &pointer(["profiles", id.as_str(), "extends"]),
-                At::Key,
-                e.message(),
-                Some(e.hint()),
-            ),
+            Err(e) => {
+                sink.push_hint(
+                    Code::ExtendsConflict,
+                    &pointer(["profiles", key, "extends"]),
+                    At::Key,
+                    e.message(),
+                    Some(e.hint()),
+                );
+                reg.profiles.remove(key);
+            }
         }
     }
-    reg.profiles = resolved;
 }
 
 #[cfg(test)]
