@@ -335,6 +335,10 @@ pub struct ReportArgs {
     /// A mappings directory (`promote --out`): its per-profile signatures and conflicts.
     #[arg(long, value_name = "DIR", group = "input")]
     pub mappings: Option<PathBuf>,
+    /// Largest mapping file read, in bytes: mappings grow with every packet promoted, and
+    /// a file over the limit is refused before it is read (input limits: README).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::util::limits::MAX_MAPPING_BYTES)]
+    pub max_mapping_bytes: u64,
     /// Where to write the report (default: `report.html` for html; stdout otherwise).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -602,6 +606,10 @@ pub struct PromoteArgs {
     /// directory's trusted_signers, if there is one).
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
+    /// Largest mapping file read, in bytes: mappings grow with every packet promoted, and
+    /// a file over the limit is refused before it is read (input limits: README).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::util::limits::MAX_MAPPING_BYTES)]
+    pub max_mapping_bytes: u64,
 }
 
 /// `list-plans`.
@@ -693,6 +701,10 @@ pub struct PlanBuildArgs {
     /// Do not write expected_matrix.json.
     #[arg(long)]
     pub no_expected_matrix: bool,
+    /// Most scenarios (profile × probe) the build may generate; a template's loops
+    /// multiply, so a larger plan is refused unless you raise this (input limits: README).
+    #[arg(long, value_name = "N", default_value_t = crate::util::limits::MAX_TEMPLATE_SCENARIOS)]
+    pub max_scenarios: usize,
 }
 
 /// `evolve`.

@@ -304,6 +304,7 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         packets,
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
+        max_mapping_bytes: a.max_mapping_bytes,
     };
     let o = promotion::promote_and_record(
         &settings,

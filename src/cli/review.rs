@@ -158,13 +158,7 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     let (entries, sigs) = if let Some(m) = &a.mappings {
         let path = abs(ctx, m).join(crate::model::mapping::SIGNATURES_FILE);
         let sigs: crate::model::mapping::RuntimeSignatures =
-            serde_json::from_slice(&fsx::read_input(&path)?).map_err(|e| {
-                Error::input(
-                    &path,
-                    "is not a runtime_signatures.json written by `promote`",
-                )
-                .with_source(e)
-            })?;
+            crate::promote::mapping::parse_file(&path, a.max_mapping_bytes)?;
         (Vec::new(), Some(sigs))
     } else {
         let given: Vec<PathBuf> = a.packet.iter().map(|p| abs(ctx, p)).collect();

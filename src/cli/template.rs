@@ -277,6 +277,7 @@ pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> 
             sets: a.set.clone(),
             overwrite: a.overwrite,
             expected_matrix: !a.no_expected_matrix,
+            max_scenarios: a.max_scenarios,
         },
     )?;
     if ctx.json {

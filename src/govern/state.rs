@@ -16,7 +16,7 @@
 //! It is found the way git finds `.git`: `--state-dir` if given, else the nearest
 //! `.nexusmon/` at or above the project root. Bundles never depend on it to verify.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::model::evolution::EvolutionFile;
@@ -183,13 +183,7 @@ pub struct StateLock {
 impl StateLock {
     /// Block until the exclusive lock on `path` is held.
     pub fn acquire(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open lock", path, e))?;
+        let file = fsx::open_lock_file(path, 0o644)?;
         flock_exclusive(&file, path)?;
         Ok(Self { _file: file })
     }

@@ -151,7 +151,13 @@ impl TrustStore {
     /// Load and parse a trust file. A missing file or a bad line is an input error (exit
     /// 2) naming the file and line: a trust file is never half-read.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fsx::read_input_string(path).map_err(|e| {
+        let bytes = fsx::read_limited(
+            path,
+            crate::util::limits::MAX_DOCUMENT_BYTES,
+            "a trust file",
+            None,
+        );
+        let text = bytes.and_then(|b| fsx::utf8_input(path, b)).map_err(|e| {
             e.with_hint(
                 "run `nexusmon init` to create a trust file template, then add operator keys",
             )

@@ -23,7 +23,7 @@ use super::promotability;
 use super::source::BundleSource;
 use crate::error::ErrorKind;
 use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
-use crate::util::{digest, fsx, json};
+use crate::util::{digest, fsx, json, limits};
 use crate::{Error, Result};
 
 /// blake3 (hex) of the packet's canonical JSON (RFC 8785): the packet's identity in
@@ -34,7 +34,7 @@ pub fn packet_digest(packet: &PromotionPacket) -> Result<String> {
 
 /// Read and parse the packet at `path` strictly.
 pub fn read_packet(path: &Path) -> Result<(PromotionPacket, Vec<u8>)> {
-    let bytes = fsx::read_input(path)?;
+    let bytes = fsx::read_limited(path, limits::MAX_PACKET_BYTES, "a promotion packet", None)?;
     let hint = "pass a promotion_packet.json written by `nexusmon emit-promotion`";
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::input(path, "is not JSON")

@@ -262,12 +262,16 @@ impl AuditLog {
     }
 
     fn open_file(&self, append: bool) -> Result<File> {
-        let mut o = OpenOptions::new();
-        o.read(true);
         if append {
-            o.append(true);
+            // Never through a symlink: the state directory and the log itself.
+            let (dir, name) = fsx::dir_and_name(&self.path)?;
+            return dir
+                .open_append(name, 0o644, false)
+                .map_err(|e| Error::io("open audit log", &self.path, e));
         }
-        o.open(&self.path)
+        OpenOptions::new()
+            .read(true)
+            .open(&self.path)
             .map_err(|e| Error::io("open audit log", &self.path, e))
     }
 
