@@ -224,7 +224,7 @@ pub fn diff(ctx: &Ctx, io: &mut Io<'_>, a: &DiffArgs) -> Result<i32> {
         (None, false) => DiffFormat::Human,
     };
     match format {
-        DiffFormat::Json => io.out_bytes(&json::to_sorted_pretty(&d)?)?,
+        DiffFormat::Json => io.out_json(&json::to_sorted_pretty(&d)?)?,
         DiffFormat::Markdown => io.out_bytes(crate::report::diff::markdown(&d).as_bytes())?,
         DiffFormat::Human => io.out_bytes(crate::report::diff::human(&d).as_bytes())?,
     }
@@ -259,7 +259,7 @@ pub fn review(ctx: &Ctx, io: &mut Io<'_>, a: &ReviewArgs) -> Result<i32> {
         None => {
             let items = review::queue(sd.as_deref(), &ctx.root, &ctx.cwd, &plans, &packets, now)?;
             if ctx.json {
-                io.out_bytes(&json::to_sorted_pretty(&json!({ "items": items }))?)?;
+                io.out_json(&json::to_sorted_pretty(&json!({ "items": items }))?)?;
                 return Ok(exit_code::OK);
             }
             if items.is_empty() {
@@ -290,7 +290,7 @@ pub fn review(ctx: &Ctx, io: &mut Io<'_>, a: &ReviewArgs) -> Result<i32> {
                 now,
             )?;
             if ctx.json {
-                io.out_bytes(&json::to_sorted_pretty(&d)?)?;
+                io.out_json(&json::to_sorted_pretty(&d)?)?;
                 return Ok(exit_code::OK);
             }
             let mut s = format!("{}  [{}]  {}\n", d.item.id, d.item.state, d.item.title);
@@ -354,7 +354,7 @@ pub fn trust(ctx: &Ctx, io: &mut Io<'_>, a: &TrustArgs) -> Result<i32> {
         &add.roles,
     )?;
     if ctx.json {
-        io.out_bytes(&json::to_sorted_pretty(&json!({
+        io.out_json(&json::to_sorted_pretty(&json!({
             "trust_file": done.path,
             "line": done.line,
             "text": done.text,
