@@ -203,6 +203,9 @@ impl SealedRuns {
 #[derive(Debug, Default)]
 pub struct GovAttestor {
     trust: Option<TrustStore>,
+    /// The state directory's trust file does not parse (`file:line: why`): no bundle
+    /// signature can be judged, so none is trusted (fail closed) and every check says why.
+    trust_broken: Option<String>,
     sealed: Option<SealedRuns>,
 }
 
@@ -221,17 +224,29 @@ impl GovAttestor {
 
     /// [`GovAttestor::open`] with the state directory already open (or none).
     pub fn with(trust: Option<&Path>, gov: Option<&Governance>) -> Result<Self> {
+        let mut trust_broken = None;
         let trust = match (trust, gov) {
+            // A trust file named on the command line must parse (exit 2 naming the line).
             (Some(t), _) => Some(TrustStore::load(t)?),
-            // A state directory without a trust file has no trust policy (one that does
-            // not parse is an error, as everywhere).
+            // A state directory without a trust file has no trust policy; one that does
+            // not parse trusts nobody, and every check says the file is broken.
             (None, Some(g)) if g.state().file(super::state::TRUST_FILE).exists() => {
-                Some(g.trust()?)
+                match g.trust_or_broken()? {
+                    Ok(t) => Some(t),
+                    Err(why) => {
+                        trust_broken = Some(why);
+                        None
+                    }
+                }
             }
             (None, _) => None,
         };
         let sealed = gov.map(SealedRuns::read).transpose()?;
-        Ok(Self { trust, sealed })
+        Ok(Self {
+            trust,
+            trust_broken,
+            sealed,
+        })
     }
 
     /// The audit log's `run-sealed` entries, when there is a state directory.
@@ -246,6 +261,15 @@ impl GovAttestor {
         own: SignatureInput,
         index_bytes: Option<&[u8]>,
     ) -> SignatureInput {
+        if let Some(why) = &self.trust_broken {
+            return SignatureInput {
+                state: SignatureState::Invalid,
+                problem: Some(format!(
+                    "{why}: no bundle signature can be judged until it is fixed"
+                )),
+                ..own
+            };
+        }
         let Some(trust) = &self.trust else {
             return own;
         };
@@ -335,7 +359,7 @@ impl GovAttestor {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
         let own = signature_of(report, index.is_some(), &dir);
-        if self.trust.is_some() {
+        if self.trust.is_some() || self.trust_broken.is_some() {
             let sig = self.signature(&dir, own, index_bytes.as_deref());
             let mut line = format!("signature: {}", sig.state.as_str());
             if let Some(s) = &sig.signer {

@@ -18,6 +18,7 @@
 //! | omen needing approval (≥ 7) | mission: ≥ 1 valid approval; experiment: flagged | `omen-needs-approval` |
 //! | omen locked (≥ 13) | refused | `omen-locked` |
 //! | fewer valid approvals than required | refused | `approvals-insufficient` |
+//! | approvals required and the trust file does not parse | refused (the file and line named) | `trust-file-broken` |
 //! | a rank-S approval by the requester | not counted | `requester-approval-not-counted` |
 //! | mission without `parallel-missions` | one task at a time | `parallelism-limited` |
 //! | a worker's `risk_level` above the mission's rank | gated as that rank | `worker-risk` |
@@ -229,6 +230,12 @@ impl GateVerdict {
             "omen-locked" => format!(
                 "an omen locks {} until an approver clears it (it failed 13 or more times)",
                 self.omen_scenarios(OmenLevel::Locked)
+            ),
+            "trust-file-broken" => format!(
+                "{}: no approval can be verified until it is fixed",
+                self.trust_broken
+                    .as_deref()
+                    .unwrap_or("the trust file is broken")
             ),
             "approvals-insufficient" => format!(
                 "{} valid approval(s), {} required",
@@ -478,6 +485,11 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         reasons.push("requester-approval-not-counted");
     }
     let counted = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
+    if required > 0 && input.approvals.trust_broken.is_some() {
+        // Not "nobody approved": nothing can be verified until the trust file is fixed.
+        reasons.push("trust-file-broken");
+        refuse = true;
+    }
     if counted < required {
         reasons.push("approvals-insufficient");
         refuse = true;
@@ -512,6 +524,11 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         workers,
         evolution_level: if locked_any || input.workers.iter().any(|w| !w.needs.is_empty()) {
             Some(input.capabilities.level.unwrap_or(Level::Dormant))
+        } else {
+            None
+        },
+        trust_broken: if required > 0 {
+            input.approvals.trust_broken.clone()
         } else {
             None
         },

@@ -143,6 +143,16 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
+    /// A trust file with no lines (what a broken one counts as: nothing is trusted).
+    pub fn empty(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            notes: Vec::new(),
+            require_signed_bundles: false,
+        }
+    }
+
     /// Load the state directory's trust file.
     pub fn from_state(state: &StateDir) -> Result<Self> {
         Self::load(&state.file(TRUST_FILE))
@@ -188,7 +198,9 @@ impl TrustStore {
                     "line {line_no}: cert-authority lines are not supported by nexusmon and are ignored"
                 )),
                 Err(msg) => {
-                    return Err(Error::input(path, format!("line {line_no}: {msg}")).with_hint(
+                    // `file:line: message`, as compilers name a place.
+                    let place = PathBuf::from(format!("{}:{line_no}", path.display()));
+                    return Err(Error::input(place, msg).with_hint(
                         "each line is `principals [options] keytype base64-key [comment]` (ssh-keygen(1), ALLOWED SIGNERS); roles go in the comment as `roles=approver`",
                     ));
                 }

@@ -144,6 +144,9 @@ pub enum ProblemKind {
     /// An out root's `LATEST` names an older sealed run than the last `run-sealed` entry
     /// for that out root (a silent rollback).
     LatestRollback,
+    /// The state directory's trust file does not parse: no approval or bundle signature
+    /// can be verified against it (the message names the file and line).
+    TrustFileBroken,
 }
 
 /// One problem, naming the line (1-based, as editors count) and its `seq`.
