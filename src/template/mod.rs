@@ -264,7 +264,9 @@ impl Template {
             return Ok(());
         }
         let resolved = params::resolve(self.id(), &self.params, &[])?;
-        render::render(self, &resolved, crate::util::limits::MAX_TEMPLATE_SCENARIOS).map(|_| ())
+        // The scenario cap is the build's choice (`plan-build --max-scenarios`); the input
+        // budget still bounds what the defaults expand to.
+        render::render(self, &resolved, usize::MAX).map(|_| ())
     }
 
     /// True if the template has a parameter without a default.
