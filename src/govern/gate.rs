@@ -573,6 +573,7 @@ mod tests {
                 })
                 .collect(),
             rejected: vec![],
+            trust_broken: None,
         }
     }
 
@@ -601,6 +602,7 @@ mod tests {
         omens: Vec<OmenLevel>,
         caps: Vec<Capability>,
         workers: Vec<WorkerFacts>,
+        trust_broken: Option<&'static str>,
     }
 
     fn mission(rank: Rank) -> Case {
@@ -612,11 +614,13 @@ mod tests {
             omens: vec![],
             caps: vec![],
             workers: vec![],
+            trust_broken: None,
         }
     }
 
     fn run(c: &Case) -> GateVerdict {
-        let a = approvals(c.approvers);
+        let mut a = approvals(c.approvers);
+        a.trust_broken = c.trust_broken.map(str::to_string);
         let o: Vec<OmenHit> = c.omens.iter().map(|l| omen(*l)).collect();
         let cp = caps(&c.caps);
         let s = scores(c.score);
@@ -845,6 +849,34 @@ mod tests {
         let d = run(&c);
         assert_eq!(d.outcome, Outcome::Allow);
         assert!(d.capabilities_used.contains(&Capability::RunScripts));
+    }
+
+    #[test]
+    fn a_broken_trust_file_refuses_what_needs_approval_and_only_that() {
+        let why = "trust.json:7: unknown key type `ssh-foo`";
+        for rank in [Rank::E, Rank::D, Rank::C, Rank::B, Rank::A, Rank::S] {
+            let mut c = mission(rank);
+            c.approvers = &["alice", "bob"];
+            c.trust_broken = Some(why);
+            let d = run(&c);
+            let needs = d.required_approvals > 0;
+            assert_eq!(
+                d.reasons.contains(&"trust-file-broken".to_string()),
+                needs,
+                "{rank:?}: {d:#?}"
+            );
+            assert_eq!(d.outcome == Outcome::Refuse, needs, "{rank:?}: {d:#?}");
+            assert_eq!(d.trust_broken.as_deref(), needs.then_some(why), "{rank:?}");
+            if needs {
+                let line = d.explain_reason("trust-file-broken");
+                assert!(line.starts_with(why), "{line}");
+            }
+        }
+        let mut c = mission(Rank::S);
+        c.kind = PlanKind::Experiment;
+        c.rank = None;
+        c.trust_broken = Some(why);
+        assert_eq!(run(&c).outcome, Outcome::Allow);
     }
 
     #[test]
