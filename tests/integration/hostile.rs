@@ -104,13 +104,39 @@ fn a_symlink_anywhere_on_a_commands_output_path_is_refused_naming_it_and_nothing
             ]),
             files: vec!["outx/root/LATEST", "ju/j.xml"],
         },
+        Writer {
+            args: s(&[
+                "approve",
+                "--plan",
+                "plans/quickstart/plan.json",
+                "--approver",
+                "alice",
+                "--out",
+                "appr/x/a.json",
+            ]),
+            files: vec!["appr/x/a.json"],
+        },
+        Writer {
+            // The default place: `approvals/` beside the plan.
+            args: s(&[
+                "approve",
+                "--plan",
+                "plans/quickstart/plan.json",
+                "--approver",
+                "alice",
+            ]),
+            files: vec!["plans/quickstart/approvals/quickstart.alice.json"],
+        },
     ];
     let mut tried = 0;
     for w in &writers {
         for place in placements(&w.files) {
             // Directories the project already has (`plans`, `registry`, `workers`) are the
             // user's; the places the command creates or writes into are what is tested.
-            if matches!(place.as_str(), "plans" | "registry" | "workers") {
+            if matches!(
+                place.as_str(),
+                "plans" | "registry" | "workers" | "plans/quickstart"
+            ) {
                 continue;
             }
             let elsewhere = tempfile::tempdir().unwrap();
@@ -137,7 +163,7 @@ fn a_symlink_anywhere_on_a_commands_output_path_is_refused_naming_it_and_nothing
             std::fs::remove_file(&link).unwrap();
             // Remove what a refused command may have created on the real side (only the
             // directories leading to the link).
-            for top in ["gen", "promo", "maps", "rep", "ops", "outx", "ju"] {
+            for top in ["gen", "promo", "maps", "rep", "ops", "outx", "ju", "appr"] {
                 let _ = std::fs::remove_dir_all(p.path(top));
             }
             for f in &w.files {
