@@ -549,7 +549,9 @@ fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
             n += 1;
         }
         used.insert(rel.clone());
-        let Ok(bytes) = std::fs::read(record) else {
+        let Ok(Some(bytes)) =
+            crate::util::fsx::read_bounded(record, crate::util::limits::MAX_RECORD_BYTES)
+        else {
             continue;
         };
         if let Some(v) = report
@@ -570,7 +572,7 @@ fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
             bytes,
         });
         let sig = sign::sig_path(record);
-        if let Ok(sig_bytes) = std::fs::read(&sig) {
+        if let Ok(Some(sig_bytes)) = crate::util::fsx::read_bounded(&sig, 64 * 1024) {
             let sig_rel = format!("{rel}.sig");
             copies.insert(sig.display().to_string(), sig_rel.clone());
             files.push(BundleFile {

@@ -70,12 +70,29 @@ pub fn verify_signature<'t>(
     record: &Path,
     trust: &'t TrustStore,
 ) -> std::result::Result<SignedRecord<'t>, Refusal> {
-    let bytes = std::fs::read(record).map_err(|e| {
-        (
-            RejectReason::RecordUnreadable,
-            format!("cannot read the record: {e}"),
-        )
-    })?;
+    let max = crate::util::limits::MAX_RECORD_BYTES;
+    let bytes = match crate::util::fsx::read_bounded(record, max) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err((
+                RejectReason::RecordUnreadable,
+                format!(
+                    "input limit: the record is larger than {max} bytes, the limit for an approval record; refused before it is read"
+                ),
+            ));
+        }
+        Err(e) => {
+            let why = e
+                .causes()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| e.message().to_string());
+            return Err((
+                RejectReason::RecordUnreadable,
+                format!("cannot read the record: {why}"),
+            ));
+        }
+    };
     let sig_path = sig_path(record);
     // A signature file is a few hundred bytes; a larger one is not a signature.
     let sig_bytes = match crate::util::fsx::read_bounded(&sig_path, 64 * 1024) {

@@ -25,6 +25,8 @@
 //! - [`MAX_PACKET_BYTES`]: every reader of a promotion packet (`promote::verify::read_packet`:
 //!   `promote`, `evolve`, `summarize-ops --packet`, `report --packet`, `diff`), from the file's
 //!   size before anything is parsed;
+//! - [`MAX_RECORD_BYTES`]: the reader of approval records (`govern::sign`), from the
+//!   file's size before anything is read;
 //! - [`MAX_MAPPING_BYTES`]: the readers of the mapping files (`promote::mapping`), from the
 //!   file's size before anything is parsed (`promote --max-mapping-bytes` raises it).
 //!
@@ -69,6 +71,11 @@ pub const MAX_PACKET_BYTES: u64 = 1024 * 1024;
 /// into them; `promote --max-mapping-bytes N` raises the limit for a directory that
 /// legitimately outgrew it.
 pub const MAX_MAPPING_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest approval record read (`approvals/*.json`, clearances), in bytes (1 MiB). A record
+/// is well under a KiB; its size is checked before it is read, so a huge file dropped among
+/// the approvals is refused (`record-unreadable`, naming the limit) instead of filling memory.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -587,6 +587,19 @@ fn approvals_with_bad_armour_or_weak_keys_are_refused_with_their_own_reason() {
     assert_eq!(reasons(&p), ["signature-malformed"]);
     std::fs::remove_file(&sig).unwrap();
     assert_eq!(reasons(&p), ["signature-missing"]);
+    // A record far over its size limit (sparse: 100 MB) is refused before it is read.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&record)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(100 << 20).unwrap();
+    let report = p.gate("mission-demo", std::slice::from_ref(&record));
+    let r = &report.approvals.rejected;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].reason.as_str(), "record-unreadable");
+    assert!(r[0].detail.contains("input limit"), "{r:?}");
+    f.set_len(len).unwrap();
     // An RSA key of 1024 bits, trusted as an approver: refused as weak-key.
     let weak = p.path("keys/weak");
     let out = std::process::Command::new("ssh-keygen")
