@@ -22,6 +22,7 @@ use super::derive::derive_packet;
 use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
+use crate::bundle::{INDEX_FILE, STATUS_FILE};
 use crate::error::ErrorKind;
 use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
 use crate::util::{digest, fsx, json, limits};
@@ -88,7 +89,16 @@ pub fn context_of(packet: &PromotionPacket, path: &Path, root: &Path) -> Result<
 pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let dir = match open_bundle_dir(ctx) {
-        Ok(d) => Some(d),
+        Ok(d) if is_bundle(&d) => Some(d),
+        Ok(_) => {
+            // The bundle pointer itself may name any directory: nothing in one that is not
+            // a bundle is opened, hashed or described.
+            problems.push(format!(
+                "`{}` is not a nexusmon bundle (neither {INDEX_FILE} nor {STATUS_FILE} is in it): none of its files were read",
+                ctx.bundle_dir().display()
+            ));
+            None
+        }
         Err(e) => {
             problems.push(format!(
                 "{}: cannot open the bundle ({e})",
@@ -97,15 +107,21 @@ pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Pat
             None
         }
     };
+    // With an index: it is checked first, and only the members it lists are read after it.
+    let mut listed: Option<BTreeSet<String>> = None;
+    let mut index_failed = false;
     let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let all = packet.bundle.artifact_index.iter().chain(&packet.artifacts);
-    for a in all {
+    let index = packet.bundle.artifact_index.iter().map(|a| (true, a));
+    let all = index.chain(packet.artifacts.iter().map(|a| (false, a)));
+    for (is_index, a) in all {
         if let Err(e) = super::pointers::check_pointer(ctx.base, &a.path, path) {
             problems.push(e.message().to_string());
+            index_failed |= is_index;
             continue;
         }
         if let Err(why) = inside_bundle(a, ctx) {
             problems.push(why);
+            index_failed |= is_index;
             continue;
         }
         if !seen.insert(a.member.as_str()) {
@@ -115,13 +131,56 @@ pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Pat
             ));
             continue;
         }
-        if let Some(d) = &dir
-            && let Err(p) = read_checked(a, d, ctx)
+        let Some(d) = &dir else { continue };
+        if index_failed {
+            continue;
+        }
+        if let Some(l) = &listed
+            && !l.contains(&a.member)
         {
-            problems.push(p);
+            problems.push(format!(
+                "`{}` is not listed in the bundle's {INDEX_FILE}: not read",
+                a.member
+            ));
+            continue;
+        }
+        match read_checked(a, d, ctx) {
+            Ok(bytes) if is_index => {
+                match serde_json::from_slice::<crate::model::index::ArtifactIndex>(&bytes) {
+                    Ok(ix) => listed = Some(ix.entries.into_iter().map(|e| e.path).collect()),
+                    Err(e) => {
+                        problems.push(format!(
+                            "{}: not an artifact index ({e})",
+                            ctx.resolve(&a.path).display()
+                        ));
+                        index_failed = true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(p) => {
+                problems.push(p);
+                index_failed |= is_index;
+            }
         }
     }
+    if index_failed && dir.is_some() && !packet.artifacts.is_empty() {
+        problems.push(format!(
+            "the bundle's other files were not read: its {INDEX_FILE} is not the one the packet records"
+        ));
+    }
     problems
+}
+
+/// Whether the open directory `d` holds a bundle's index or run status (a regular file,
+/// beneath it, no symlink): the least a directory must show before a packet's pointers
+/// make nexusmon read anything in it.
+fn is_bundle(d: &std::fs::File) -> bool {
+    [INDEX_FILE, STATUS_FILE].iter().any(|f| {
+        crate::util::nofollow::open_beneath(d, f)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    })
 }
 
 /// `a` names a member inside the bundle: a plain relative path (no `..`, `.`, empty or
@@ -235,6 +294,12 @@ pub fn read_pointer(a: &ArtifactPointer, ctx: &PointerContext) -> Result<Vec<u8>
     };
     inside_bundle(a, ctx).map_err(changed)?;
     let dir = open_bundle_dir(ctx).map_err(|e| Error::io_input("open", ctx.bundle_dir(), e))?;
+    if !is_bundle(&dir) {
+        return Err(changed(format!(
+            "`{}` is no longer a nexusmon bundle",
+            ctx.bundle_dir().display()
+        )));
+    }
     read_checked(a, &dir, ctx).map_err(changed)
 }
 

@@ -358,6 +358,37 @@ fn packets_read_only_their_own_bundle_each_member_once() {
         arts.push(first.clone());
     }
     cases.push(("repeated member", v, "is listed more than once"));
+    // The bundle pointer itself naming a host directory (not a bundle) with a file of a
+    // telling size: nothing in it is opened, hashed or described.
+    let host = p.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), vec![b's'; 12_345]).unwrap();
+    let mut v = original.clone();
+    v["bundle"]["pointer_base"] = json!("packet-dir");
+    v["bundle"]["pointer"] = json!("../hostdir");
+    v["bundle"]["artifact_index"]["member"] = json!("secret");
+    v["bundle"]["artifact_index"]["path"] = json!("../hostdir/secret");
+    v["artifacts"][0]["member"] = json!("secret2");
+    v["artifacts"][0]["path"] = json!("../hostdir/secret2");
+    std::fs::write(host.join("secret2"), vec![b's'; 12_346]).unwrap();
+    cases.push(("host directory", v, "is not a nexusmon bundle"));
+    // A file planted in the real bundle, not in its index: not read.
+    let bundle_dir = p.path(&bundle_ptr);
+    std::fs::write(bundle_dir.join("planted"), vec![b'p'; 12_347]).unwrap();
+    let mut v = original.clone();
+    v["artifacts"][0]["member"] = json!("planted");
+    v["artifacts"][0]["path"] = json!(format!("{bundle_ptr}/planted"));
+    cases.push((
+        "unlisted member",
+        v,
+        "is not listed in the bundle's artifact_index.json: not read",
+    ));
+    // An index that is not the one the packet records: no other member is read.
+    let mut v = original.clone();
+    v["bundle"]["artifact_index"]["blake3"] = json!("0".repeat(64));
+    v["artifacts"][0]["member"] = json!("planted");
+    v["artifacts"][0]["path"] = json!(format!("{bundle_ptr}/planted"));
+    cases.push(("wrong index", v, "the bundle's other files were not read"));
     for (what, v, expect) in cases {
         let path = p.path(&format!("promotion/{}.json", what.replace(' ', "-")));
         std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
@@ -379,10 +410,12 @@ fn packets_read_only_their_own_bundle_each_member_once() {
         let host = std::fs::metadata("/etc/hostname")
             .map(|m| m.len())
             .unwrap_or(0);
-        assert!(
-            !err.contains(&format!("{host} bytes")),
-            "{what}: echoes a host file's size: {err}"
-        );
+        for size in [host, 12_345, 12_346, 12_347] {
+            assert!(
+                !err.contains(&format!("{size} bytes")),
+                "{what}: echoes the size of a file outside the bundle's index: {err}"
+            );
+        }
     }
     assert!(bundle_ptr.starts_with("out/"), "{bundle_ptr}");
 }
