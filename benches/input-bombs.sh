@@ -22,7 +22,8 @@
 #   loop-bomb-build  `plan-build` of that template
 #   loop-bomb-7      `plan-build` of the same with seven nested loops
 #   tmpl-alias-bomb  `list-templates` with a YAML alias bomb in templates/*/template.yaml
-#   tmpl-alias-plans `list-plans` in that project (it made list-plans abort before the budget)
+#   list-plans-bombs `list-plans` of the project holding every plan above (each bomb listed as
+#                    a plan that does not load; the listing goes on)
 #   packet-100mb     `promote` of a 100 MB "packet": refused from its size before it is read
 #
 # Each case: the median wall time over RUNS runs (default 10) with hyperfine (1 warm-up run;
@@ -148,13 +149,13 @@ case_cmd() {
     loop-bomb-build) echo "plan-build --template bomb --out gen|$W/t4" ;;
     loop-bomb-7) echo "plan-build --template bomb --out gen|$W/t7" ;;
     tmpl-alias-bomb) echo "list-templates|$W/ty" ;;
-    tmpl-alias-plans) echo "list-plans|$W/ty" ;;
+    list-plans-bombs) echo "list-plans|$W" ;;
     packet-100mb) echo "promote --packets $W/packet-100mb.json --out $W/mappings|$W" ;;
     *) echo "plan-lint $(ls plans/$1/plan.* | head -1)|$W" ;;
   esac
 }
 for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules \
-    loop-bomb-list loop-bomb-build loop-bomb-7 tmpl-alias-bomb tmpl-alias-plans packet-100mb; do
+    loop-bomb-list loop-bomb-build loop-bomb-7 tmpl-alias-bomb list-plans-bombs packet-100mb; do
   IFS='|' read -r args dir <<<"$(case_cmd "$c")"
   read -r t m x <<<"$(measure "$args" "$dir")"
   mib=$(echo "$m/1024" | bc -l)
