@@ -128,7 +128,7 @@ impl OutLock {
             | crate::util::nofollow::WalkError::Io(_, _, e) => {
                 unusable("create the out root", out_root, e)
             }
-            symlink => Error::from(symlink),
+            symlink @ crate::util::nofollow::WalkError::Symlink(_) => Error::from(symlink),
         })?;
         let path = out_root.join(super::LOCK_FILE);
         let mut file = dir

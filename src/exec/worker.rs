@@ -113,9 +113,8 @@ fn short(hex: &str) -> &str {
 /// as itself, never followed), and its parents are reached (created if missing) without
 /// following a symlink ([`crate::util::nofollow`]); one on the way is refused, naming it.
 fn fresh_dir(dir: &Path) -> Result<(), String> {
-    let (parent, name) = match (dir.parent(), dir.file_name()) {
-        (Some(p), Some(n)) => (p, n),
-        _ => return Err(format!("`{}` is not a directory path", dir.display())),
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(format!("`{}` is not a directory path", dir.display()));
     };
     let d = crate::util::nofollow::Dir::create(parent).map_err(|e| e.to_string())?;
     let cannot = |what: &str, e: std::io::Error| format!("cannot {what} `{}`: {e}", dir.display());

@@ -250,7 +250,7 @@ impl Dir {
         &self.file
     }
 
-    fn name(&self, name: &OsStr) -> io::Result<CString> {
+    fn name(name: &OsStr) -> io::Result<CString> {
         if name.is_empty() || name.as_bytes().contains(&b'/') || name == ".." || name == "." {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
@@ -261,7 +261,7 @@ impl Dir {
     /// an existing file and never through a symlink) for writing, with permission bits
     /// `mode` (before the umask).
     pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         // SAFETY: valid dirfd and C string.
         let fd = unsafe {
             libc::openat(
@@ -277,7 +277,7 @@ impl Dir {
     /// Open the file `name` of this directory for reading and appending (created with
     /// `mode` if missing and `create`), never through a symlink.
     pub fn open_append(&self, name: &OsStr, mode: u32, create: bool) -> io::Result<File> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         let creat = if create { libc::O_CREAT } else { 0 };
         // SAFETY: valid dirfd and C string.
         let fd = unsafe {
@@ -294,7 +294,7 @@ impl Dir {
     /// Open the existing file `name` of this directory for reading and writing without
     /// truncating it (created if missing), never through a symlink: lock files.
     pub fn open_rw(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         // SAFETY: valid dirfd and C string.
         let fd = unsafe {
             libc::openat(
@@ -309,7 +309,7 @@ impl Dir {
 
     /// `mkdirat`: create the directory `name` here (an error if anything is there).
     pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         // SAFETY: valid dirfd and C string.
         let rc = unsafe { libc::mkdirat(self.file.as_raw_fd(), c.as_ptr(), mode) };
         if rc == 0 {
@@ -322,7 +322,7 @@ impl Dir {
     /// `renameat`: `from` over `to`, both in this directory (replaces `to`, a symlink
     /// included, without following it).
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-        let (f, t) = (self.name(from)?, self.name(to)?);
+        let (f, t) = (Self::name(from)?, Self::name(to)?);
         let fd = self.file.as_raw_fd();
         // SAFETY: valid dirfds and C strings.
         let rc = unsafe { libc::renameat(fd, f.as_ptr(), fd, t.as_ptr()) };
@@ -335,7 +335,7 @@ impl Dir {
 
     /// `linkat`: a new name `to` for `from` (fails if `to` exists).
     pub fn link(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-        let (f, t) = (self.name(from)?, self.name(to)?);
+        let (f, t) = (Self::name(from)?, Self::name(to)?);
         let fd = self.file.as_raw_fd();
         // SAFETY: valid dirfds and C strings.
         let rc = unsafe { libc::linkat(fd, f.as_ptr(), fd, t.as_ptr(), 0) };
@@ -348,7 +348,7 @@ impl Dir {
 
     /// `unlinkat`: remove the file (or symlink) `name`, or the empty directory with `dir`.
     pub fn remove(&self, name: &OsStr, dir: bool) -> io::Result<()> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         let flags = if dir { libc::AT_REMOVEDIR } else { 0 };
         // SAFETY: valid dirfd and C string.
         let rc = unsafe { libc::unlinkat(self.file.as_raw_fd(), c.as_ptr(), flags) };
@@ -361,7 +361,7 @@ impl Dir {
 
     /// `fchmodat` of `name` (never through a symlink: a symlink there is an error).
     pub fn chmod(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        let c = self.name(name)?;
+        let c = Self::name(name)?;
         if is_symlink_at(&self.file, &c) {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }

@@ -5,6 +5,9 @@
 //! as strictly as `ssh-keygen -Y verify` reads them (generated mutations of a valid one,
 //! each judged by both).
 
+#![allow(clippy::many_single_char_names)] // p(roject), b(undle), r(esult), s(trings), f(irst), k(ey)
+#![allow(clippy::print_stderr)] // the measured figures (counts, wall time, peak RSS) go to the test log
+
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -474,7 +477,7 @@ fn mutations(valid: &[u8], r: &mut Rng) -> Vec<(&'static str, Vec<u8>)> {
         let junk: Vec<u8> = (0..n).map(|_| b"abcXYZ019 #-=\n\t"[r.below(15)]).collect();
         out.push(("junk before", [junk.as_slice(), valid].concat()));
         out.push(("junk after", [valid, junk.as_slice()].concat()));
-        let bin: Vec<u8> = (0..1 + r.below(600))
+        let bin: Vec<u8> = (0..=r.below(600))
             .map(|_| (r.next() & 0xff) as u8)
             .collect();
         out.push(("binary", bin));

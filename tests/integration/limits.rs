@@ -9,6 +9,9 @@
 //! target, and wall time against a generous bound (the suite runs a debug build on a shared
 //! 2-core box; `benches/input-bombs.sh` measures the release build against the 1 s target).
 
+#![allow(clippy::many_single_char_names)] // p(roject), t(ally), q (a second project), m(easured), r(ng), v(alue)
+#![allow(clippy::print_stderr)] // the measured figures (counts, wall time, peak RSS) go to the test log
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -407,9 +410,7 @@ fn packets_read_only_their_own_bundle_each_member_once() {
         assert_eq!(m.status, 1, "{what}: {err}");
         assert!(err.contains(expect), "{what}: {err}");
         // Nothing about a file outside the bundle is read or echoed.
-        let host = std::fs::metadata("/etc/hostname")
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let host = std::fs::metadata("/etc/hostname").map_or(0, |m| m.len());
         for size in [host, 12_345, 12_346, 12_347] {
             assert!(
                 !err.contains(&format!("{size} bytes")),
@@ -720,10 +721,10 @@ impl Tally {
 }
 
 fn fuzz_seeds() -> Vec<u64> {
-    std::env::var("NEXUSMON_FUZZ_SEEDS")
-        .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![20, 21])
+    std::env::var("NEXUSMON_FUZZ_SEEDS").ok().map_or_else(
+        || vec![20, 21],
+        |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+    )
 }
 
 #[test]
@@ -738,7 +739,12 @@ fn fuzzed_templates_and_packets_finish_within_the_budget_or_are_refused() {
     std::fs::create_dir_all(&tdir).unwrap();
     let bases: Vec<Value> = SHIPPED
         .iter()
-        .filter(|f| f.starts_with("templates/") && f.ends_with(".json"))
+        .filter(|f| {
+            f.starts_with("templates/")
+                && Path::new(f)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        })
         .map(|f| {
             let mut v: Value =
                 serde_json::from_slice(&std::fs::read(repo_root().join(f)).unwrap()).unwrap();

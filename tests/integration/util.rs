@@ -695,7 +695,7 @@ pub fn measure(dir: &Path, args: &[&str]) -> Measured {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = done.clone();
     let watchdog = std::thread::spawn(move || {
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let until = std::time::Instant::now() + std::time::Duration::from_mins(1);
         while !flag.load(std::sync::atomic::Ordering::SeqCst) {
             if std::time::Instant::now() > until {
                 // SAFETY: kill(2) of our own child's process group, not yet reaped.
