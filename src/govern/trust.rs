@@ -623,11 +623,15 @@ mod tests {
         let e = parse(&format!("# c\nalice foo=1 {KEY}\n")).unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
         assert!(
-            e.to_string().contains("line 2: unknown option `foo=1`"),
+            e.to_string()
+                .contains("trusted_signers:2: unknown option `foo=1`"),
             "{e}"
         );
         let e = parse("alice ssh-ed25519 notbase64\n").unwrap_err();
-        assert!(e.to_string().contains("line 1: cannot parse"), "{e}");
+        assert!(
+            e.to_string().contains("trusted_signers:1: cannot parse"),
+            "{e}"
+        );
         let e = parse(&format!("alice valid-after=\"2020\" {KEY}\n")).unwrap_err();
         assert!(e.to_string().contains("YYYYMMDD"), "{e}");
         let e = parse(&format!("alice {KEY} roles=Approver\n")).unwrap_err();
