@@ -38,7 +38,7 @@ schemas = {
      "promotability": {"type": ["object", "null"], "properties": {"promotable": S("boolean"), "reasons": strs}},
      "mismatches": ARR(S("object")), "preflight": ARR(S("object")), "unreadable": strs,
      "scenarios": OBJ({"total": S("integer"), "next": NS,
-        "items": ARR({"type": "object", "required": ["scenario_id", "profile_id", "expected", "mismatches"],
+        "items": ARR({"type": "object", "required": ["scenario_id", "profile_id", "expected"],
                       "properties": {"scenario_id": S("string"), "profile_id": S("string"), "mismatches": strs}})}),
      "artifacts": S("object")}, ["api", "run"]),
   "MissionRow": OBJ({"path": S("string"), "plan_id": NS,

@@ -158,7 +158,7 @@ pub struct ViewEntry {
     /// The view.
     pub view: RunView,
     /// The rendered report page (with the cockpit's navigation), once asked for.
-    pub page: std::sync::OnceLock<super::http::Cached>,
+    pub page: std::sync::OnceLock<Cached>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -760,3 +760,83 @@ fn index_facts(dir: &Path, blake3: Option<&str>) -> Option<IndexFacts> {
         head: index.audit_head,
     })
 }
+
+/// A response body kept with its digest.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The bytes.
+    pub body: axum::body::Bytes,
+    /// The strong ETag (quoted).
+    pub etag: String,
+    /// The media type.
+    pub content_type: &'static str,
+}
+
+impl Cached {
+    /// `body` of `content_type`, its ETag the digest of its bytes.
+    pub fn new(body: Vec<u8>, content_type: &'static str) -> Self {
+        let etag = format!(
+            "\"b3-{}\"",
+            &crate::util::digest::blake3_hex(&body)[..32]
+        );
+        Self {
+            body: axum::body::Bytes::from(body),
+            etag,
+            content_type,
+        }
+    }
+
+    /// An HTML page.
+    pub fn html(s: String) -> Self {
+        Self::new(s.into_bytes(), "text/html; charset=utf-8")
+    }
+
+}
+
+/// One artifact of the vault, with its lineage.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultItem {
+    /// `<run id>/<member>`: stable and unique.
+    pub id: String,
+    /// The run (URL id).
+    pub run: String,
+    /// Its plan.
+    pub plan_id: String,
+    /// The run's state (`ok`, `not-valid`, …).
+    pub run_state: String,
+    /// The task that produced it.
+    pub task_id: String,
+    /// The worker (name, registry, declaration and executable digests).
+    pub worker: serde_json::Value,
+    /// The task's inputs digest.
+    pub inputs_digest: serde_json::Value,
+    /// Files of earlier tasks the task consumed, with their digests.
+    pub consumed: serde_json::Value,
+    /// The artifact (name, member, size, digest, media type).
+    pub artifact: serde_json::Value,
+}
+
+/// Every worker artifact of the listed runs, in list order.
+pub fn vault_items(snap: &Snapshot) -> Vec<VaultItem> {
+    let mut out = Vec::new();
+    for r in &snap.runs {
+        let Some(a) = &r.artifacts else { continue };
+        for t in &a.tasks {
+            for art in &t.artifacts {
+                out.push(VaultItem {
+                    id: format!("{}/{}", r.row.id, art.member),
+                    run: r.row.id.clone(),
+                    plan_id: a.plan_id.clone(),
+                    run_state: r.row.state.clone(),
+                    task_id: t.task_id.clone(),
+                    worker: serde_json::to_value(&t.worker).unwrap_or_default(),
+                    inputs_digest: serde_json::to_value(&t.inputs_digest).unwrap_or_default(),
+                    consumed: serde_json::to_value(&t.consumed).unwrap_or_default(),
+                    artifact: serde_json::to_value(art).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out
+}
+

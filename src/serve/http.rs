@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::catalog::{Catalog, Run, RunRow};
+use super::catalog::{Cached, Catalog, Run, RunRow, vault_items};
 use super::pages;
 use crate::govern::{self, Governance};
 use crate::util::json as sjson;
@@ -41,40 +41,6 @@ pub const HEAVY_JOBS: usize = 4;
 pub const DEFAULT_LIMIT: usize = 100;
 /// Largest `limit`.
 pub const MAX_LIMIT: usize = 1000;
-
-/// A response body kept with its digest.
-#[derive(Debug, Clone)]
-pub struct Cached {
-    /// The bytes.
-    pub body: Bytes,
-    /// The strong ETag (quoted).
-    pub etag: String,
-    /// The media type.
-    pub content_type: &'static str,
-}
-
-impl Cached {
-    fn new(body: Vec<u8>, content_type: &'static str) -> Self {
-        let etag = format!(
-            "\"b3-{}\"",
-            &crate::util::digest::blake3_hex(&body)[..32]
-        );
-        Self {
-            body: Bytes::from(body),
-            etag,
-            content_type,
-        }
-    }
-
-    fn html(s: String) -> Self {
-        Self::new(s.into_bytes(), "text/html; charset=utf-8")
-    }
-
-    fn json<T: Serialize>(v: &T) -> Result<Self, Fail> {
-        let body = sjson::to_sorted_pretty(v).map_err(|e| Fail::internal(&e))?;
-        Ok(Self::new(body, "application/json"))
-    }
-}
 
 /// The server's shared state.
 pub struct App {
@@ -123,6 +89,11 @@ impl App {
 }
 
 type Shared = Arc<App>;
+
+fn json_body<T: Serialize>(v: &T) -> Result<Cached, Fail> {
+    let body = sjson::to_sorted_pretty(v).map_err(|e| Fail::internal(&e))?;
+    Ok(Cached::new(body, "application/json"))
+}
 
 /// Every route.
 pub fn router(app: Shared) -> Router {
@@ -592,7 +563,7 @@ async fn api_runs(
         let snap = app.catalog.snapshot();
         let rows: Vec<RunRow> = snap.runs.iter().map(|r| r.row.clone()).collect();
         let (items, next) = page_of(&rows, |r| r.id.clone(), &p);
-        Cached::json(&json!({
+        json_body(&json!({
             "api": "nexusmon/v1",
             "scanned_at": snap.scanned_at,
             "total": rows.len(),
@@ -721,7 +692,7 @@ async fn api_run(
             if let Some(a) = &run.artifacts {
                 out["artifacts"] = serde_json::to_value(a).unwrap_or_default();
             }
-            Cached::json(&out)
+            json_body(&out)
         })
         .await
     }
@@ -761,7 +732,7 @@ async fn api_review(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
         let items = review_items(&a)?;
-        Cached::json(&json!({"api": "nexusmon/v1", "items": items}))
+        json_body(&json!({"api": "nexusmon/v1", "items": items}))
     })
     .await;
     reply(&headers, r, true)
@@ -789,7 +760,7 @@ async fn missions_page(State(app): State<Shared>, headers: HeaderMap) -> Respons
 async fn api_missions(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
-        Cached::json(&json!({"api": "nexusmon/v1", "items": mission_rows(&a)?}))
+        json_body(&json!({"api": "nexusmon/v1", "items": mission_rows(&a)?}))
     })
     .await;
     reply(&headers, r, true)
@@ -896,7 +867,7 @@ async fn api_mission(
         if let Some(s) = to_sign(&a, &plan, &q)? {
             out["to_sign"] = s;
         }
-        Cached::json(&out)
+        json_body(&out)
     })
     .await;
     reply(&headers, r, true)
@@ -978,56 +949,9 @@ async fn api_upload(
 // vault, omens, evolution, audit, health
 // ---------------------------------------------------------------------------------------
 
-/// One artifact of the vault, with its lineage.
-#[derive(Debug, Clone, Serialize)]
-pub struct VaultItem {
-    /// `<run id>/<member>`: stable and unique.
-    pub id: String,
-    /// The run (URL id).
-    pub run: String,
-    /// Its plan.
-    pub plan_id: String,
-    /// The run's state (`ok`, `not-valid`, …).
-    pub run_state: String,
-    /// The task that produced it.
-    pub task_id: String,
-    /// The worker (name, registry, declaration and executable digests).
-    pub worker: Value,
-    /// The task's inputs digest.
-    pub inputs_digest: Value,
-    /// Files of earlier tasks the task consumed, with their digests.
-    pub consumed: Value,
-    /// The artifact (name, member, size, digest, media type).
-    pub artifact: Value,
-}
-
-fn vault_items(app: &App) -> Vec<VaultItem> {
-    let snap = app.catalog.snapshot();
-    let mut out = Vec::new();
-    for r in &snap.runs {
-        let Some(a) = &r.artifacts else { continue };
-        for t in &a.tasks {
-            for art in &t.artifacts {
-                out.push(VaultItem {
-                    id: format!("{}/{}", r.row.id, art.member),
-                    run: r.row.id.clone(),
-                    plan_id: a.plan_id.clone(),
-                    run_state: r.row.state.clone(),
-                    task_id: t.task_id.clone(),
-                    worker: serde_json::to_value(&t.worker).unwrap_or_default(),
-                    inputs_digest: serde_json::to_value(&t.inputs_digest).unwrap_or_default(),
-                    consumed: serde_json::to_value(&t.consumed).unwrap_or_default(),
-                    artifact: serde_json::to_value(art).unwrap_or_default(),
-                });
-            }
-        }
-    }
-    out
-}
-
 async fn vault_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let snap = app.catalog.snapshot();
-    let html = pages::vault(&vault_items(&app), &snap);
+    let html = pages::vault(&vault_items(&app.catalog.snapshot()), &snap);
     reply(&headers, Ok(Cached::html(html)), false)
 }
 
@@ -1038,9 +962,9 @@ async fn api_vault(
 ) -> Response {
     let r = (|| {
         let p = paging(&q)?;
-        let items = vault_items(&app);
+        let items = vault_items(&app.catalog.snapshot());
         let (page, next) = page_of(&items, |i| i.id.clone(), &p);
-        Cached::json(&json!({
+        json_body(&json!({
             "api": "nexusmon/v1",
             "total": items.len(),
             "items": page,
@@ -1081,7 +1005,7 @@ async fn omens_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn api_omens(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
-    let r = heavy(&app, move || Cached::json(&omens_value(&a)?)).await;
+    let r = heavy(&app, move || json_body(&omens_value(&a)?)).await;
     reply(&headers, r, true)
 }
 
@@ -1120,7 +1044,7 @@ async fn evolution_page(State(app): State<Shared>, headers: HeaderMap) -> Respon
 
 async fn api_evolution(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
-    let r = heavy(&app, move || Cached::json(&evolution_value(&a)?)).await;
+    let r = heavy(&app, move || json_body(&evolution_value(&a)?)).await;
     reply(&headers, r, true)
 }
 
@@ -1162,7 +1086,7 @@ async fn api_health(State(app): State<Shared>, headers: HeaderMap) -> Response {
         for r in &snap.runs {
             *states.entry(r.row.state.clone()).or_default() += 1;
         }
-        Cached::json(&json!({
+        json_body(&json!({
             "api": "nexusmon/v1",
             "status": if snap.gov_error.is_some() { "degraded" } else { "ok" },
             "version": crate::VERSION,

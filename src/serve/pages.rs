@@ -80,7 +80,7 @@ pub fn error_page(status: u16, code: &str, message: &str) -> String {
         "",
         &format!("{status}"),
         &header(
-            "not-valid",
+            "failed",
             &format!("{status}"),
             code,
             &[esc(message)],
@@ -366,7 +366,7 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
     let (st, label) = if allows {
         ("ok", "RUNNABLE")
     } else {
-        ("not-valid", "REFUSED")
+        ("failed", "REFUSED")
     };
     let lines = vec![
         format!(
@@ -523,7 +523,7 @@ fn audit_row(b: &mut String, e: &AuditEntry) {
 }
 
 /// The artifact vault.
-pub fn vault(items: &[super::http::VaultItem], snap: &Snapshot) -> String {
+pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
     let mut b = String::from("<section id=\"artifacts\"><h2>Worker artifacts</h2>");
     if items.is_empty() {
         b.push_str("<p>No bundle holds worker artifacts (<code>artifacts.json</code>).</p>");
@@ -645,7 +645,7 @@ pub fn omens(v: &Value) -> String {
         "/omens",
         "omens",
         &header(
-            if locked > 0 { "not-valid" } else { "ok" },
+            if locked > 0 { "failed" } else { "ok" },
             "OMENS",
             "omens",
             &[format!("{} omen(s), {locked} locked", items.len())],

@@ -30,6 +30,7 @@ mod run_failure;
 mod run_interrupt;
 mod run_views;
 mod schemas;
+mod serve;
 mod status;
 mod template;
 mod template_run;
