@@ -91,13 +91,13 @@ pub fn error_page(status: u16, code: &str, message: &str) -> String {
 
 fn row_state(row: &RunRow) -> String {
     let (word, text) = match row.state.as_str() {
-        "ok" => ("allow", "✓ OK".to_string()),
-        "mismatches" => ("error", "⚠ MISMATCHES".to_string()),
-        "failed" => ("apply-failed", "✗ FAILED".to_string()),
-        "interrupted" => ("apply-failed", "✗ INTERRUPTED".to_string()),
+        "ok" => ("allow", "OK".to_string()),
+        "mismatches" => ("error", "MISMATCHES".to_string()),
+        "failed" => ("apply-failed", "FAILED".to_string()),
+        "interrupted" => ("apply-failed", "INTERRUPTED".to_string()),
         "checking" => ("none", "… checking (not verified yet)".to_string()),
-        "unreadable" => ("apply-failed", "✗ UNREADABLE".to_string()),
-        _ => ("apply-failed", "✗ NOT VALID".to_string()),
+        "unreadable" => ("apply-failed", "UNREADABLE".to_string()),
+        _ => ("apply-failed", "NOT VALID".to_string()),
     };
     state(word, &text)
 }
@@ -108,11 +108,11 @@ fn sig_text(v: &Value) -> String {
         "valid" => state(
             "allow",
             &format!(
-                "✓ signed {}",
+                "signed {}",
                 v.get("fingerprint").and_then(Value::as_str).unwrap_or("")
             ),
         ),
-        "invalid" => state("apply-failed", "✗ signature NOT VALID"),
+        "invalid" => state("apply-failed", "signature NOT VALID"),
         "unverified" => state("none", "? signed, not verified"),
         _ => state("none", "– unsigned"),
     }
@@ -124,11 +124,11 @@ fn anchor_text(v: &Value) -> String {
         "anchored" => state(
             "allow",
             &format!(
-                "✓ anchored (seq {})",
+                "anchored (seq {})",
                 v.get("seq").and_then(Value::as_u64).unwrap_or(0)
             ),
         ),
-        "not-anchored" => state("apply-failed", "✗ NOT anchored"),
+        "not-anchored" => state("apply-failed", "NOT anchored"),
         "not-checked" => state("none", "? not checked"),
         _ => state("none", "– none"),
     }
@@ -163,35 +163,39 @@ pub fn runs(snap: &Snapshot, s: &Settings) -> String {
         "{} s whatever the metadata says. A bundle being verified reads <em>checking</em>, never its old verdict.</p>",
         s.reverify.as_secs()
     );
-    b.push_str("<table class=\"rows\" id=\"run-list\"><thead><tr><th scope=\"col\">state</th><th scope=\"col\">run</th><th scope=\"col\">plan</th><th scope=\"col\">started</th><th scope=\"col\">scenarios</th><th scope=\"col\">mismatches</th><th scope=\"col\">seal</th><th scope=\"col\">signature</th><th scope=\"col\">anchor</th><th scope=\"col\">promotable</th><th scope=\"col\">verified</th></tr></thead><tbody>");
+    b.push_str("<table class=\"rows\" id=\"run-list\"><thead><tr><th scope=\"col\">state</th><th scope=\"col\">run</th><th scope=\"col\">plan</th><th scope=\"col\">scenarios</th><th scope=\"col\">mismatches</th><th scope=\"col\">seal</th><th scope=\"col\">signature</th><th scope=\"col\">anchor</th><th scope=\"col\">promotable</th></tr></thead><tbody>");
     for r in &snap.runs {
         let r = &r.row;
         let seal = if r.valid {
-            state("allow", "✓ valid")
+            state("allow", "valid")
         } else if r.state == "checking" {
             state("none", "… checking")
         } else {
             state(
                 "apply-failed",
-                &format!("✗ NOT VALID ({} problem(s))", r.problems.len().max(1)),
+                &format!("NOT VALID ({} problem(s))", r.problems.len().max(1)),
             )
         };
         let prom = match r.promotable {
-            Some(true) => state("allow", "✓ yes"),
-            Some(false) => state("error", &format!("✗ no: {}", r.reasons.join(", "))),
+            Some(true) => state("allow", "yes"),
+            Some(false) => format!(
+                "{}<div class=\"why\">{}</div>",
+                state("error", "no"),
+                esc(&r.reasons.join(", "))
+            ),
             None => state("none", "–"),
         };
         let _ = write!(
             b,
-            "<tr data-run=\"{id}\" data-state=\"{st}\"><td>{}</td><td><a href=\"/runs/{hid}\"><code>{id}</code></a></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{seal}</td><td>{}</td><td>{}</td><td>{prom}</td><td class=\"note\">{}</td></tr>",
+            "<tr data-run=\"{id}\" data-state=\"{st}\"><td>{}</td><td><a href=\"/runs/{hid}\" title=\"started {}; verified {}\"><code>{id}</code></a></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{seal}</td><td>{}</td><td>{}</td><td>{prom}</td></tr>",
             row_state(r),
-            esc(r.plan_id.as_deref().unwrap_or("?")),
             esc(r.started_at.as_deref().unwrap_or("-")),
+            esc(r.verified_at.as_deref().unwrap_or("not yet")),
+            esc(r.plan_id.as_deref().unwrap_or("?")),
             r.scenarios,
             r.mismatches,
             sig_text(&r.signature),
             anchor_text(&r.anchor),
-            esc(r.verified_at.as_deref().unwrap_or("not yet")),
             id = esc(&r.id),
             hid = href(&r.id),
             st = esc(&r.state),
@@ -217,10 +221,11 @@ pub fn run(row: &RunRow, view: &RunView) -> String {
     let links = format!("/runs/{}/files/", row.id);
     let r = RunReport::of_view(view, summary, governance.as_ref(), &links);
     let html = HtmlPage.render(&r).unwrap_or_else(|e| error_page(500, "render", &e.to_string()));
+    // The page is kept while the bundle's metadata stays the same, so it says only what
+    // stays true: when it was verified, and how it is watched since.
     let note = format!(
-        "<p class=\"cache\" id=\"cache\">Verified by the strict reader at {}; its metadata last compared at {} (index blake3 {}). Log links are served only from a bundle that verifies, each file hashed again as it is read.</p>",
+        "<p class=\"cache\" id=\"cache\">Verified by the strict reader at {} (index blake3 <code>{}</code>). Since then the cockpit compares the bundle's metadata with that verification at every scan of its out root; a change makes it verify the bundle again and rebuild this page (see <a href=\"/\">Runs</a> for the last scan). Log links are served only from a bundle that verifies, each file hashed again as it is read.</p>",
         esc(row.verified_at.as_deref().unwrap_or("-")),
-        esc(&row.checked_at),
         esc(row.index_blake3.as_deref().unwrap_or("none"))
     );
     // The review page's own document, with the cockpit's bar above its banner.
@@ -324,10 +329,10 @@ pub fn missions(rows: &[MissionRow]) -> String {
     let mut b = String::from("<section id=\"missions\"><h2>Missions</h2><table class=\"rows\"><thead><tr><th scope=\"col\">state</th><th scope=\"col\">mission</th><th scope=\"col\">rank</th><th scope=\"col\">composite</th><th scope=\"col\">approvals</th><th scope=\"col\">plan file</th></tr></thead><tbody>");
     for r in rows {
         let st = match r.state.as_str() {
-            "ready" => state("allow", "✓ ready"),
-            "awaiting-approval" => state("error", "⚠ awaiting approval"),
+            "ready" => state("allow", "ready"),
+            "awaiting-approval" => state("error", "awaiting approval"),
             "running" => state("deny", "▶ running"),
-            other => state("apply-failed", &format!("✗ {other}")),
+            other => state("apply-failed", &format!("{other}")),
         };
         let id = r.plan_id.as_deref().unwrap_or("?");
         let _ = write!(
@@ -447,7 +452,7 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
             b,
             "<tr data-approval=\"valid\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>key <code>{}</code>, expires {}{}</td></tr>",
             esc(&v.record_path.display().to_string()),
-            state("allow", "✓ valid"),
+            state("allow", "valid"),
             esc(&v.approver),
             esc(&v.key_fingerprint),
             esc(&v.expires_at),
@@ -463,7 +468,7 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
             b,
             "<tr data-approval=\"rejected\" class=\"mm\"><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
             esc(&r.path.display().to_string()),
-            state("error", "✗ does not count"),
+            state("error", "does not count"),
             esc(r.reason.as_str()),
             esc(&r.detail)
         );
@@ -550,7 +555,7 @@ pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
                 })
                 .unwrap_or_default();
             let link = if i.run_state == "not-valid" {
-                format!("<code>{}</code> {}", esc(member), state("apply-failed", "✗ bundle NOT VALID"))
+                format!("<code>{}</code> {}", esc(member), state("apply-failed", "bundle NOT VALID"))
             } else {
                 format!(
                     "<a href=\"/runs/{}/files/{}\"><code>{}</code></a>",
@@ -673,7 +678,7 @@ pub fn evolution(v: &Value) -> String {
             "<li data-level=\"{}\">{} <strong>{}</strong> at {} XP{}</li>",
             esc(name),
             if reached {
-                state("allow", "✓ reached")
+                state("allow", "reached")
             } else {
                 state("none", "– not yet")
             },

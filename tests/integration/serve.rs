@@ -609,7 +609,7 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         dom.contains(&format!("data-run=\"{bad_id}\" data-state=\"not-valid\"")),
         "{dom}"
     );
-    assert!(dom.contains("✗ NOT VALID"));
+    assert!(dom.contains("⚠ NOT VALID"));
     assert!(dom.contains(&format!("data-run=\"{ok_id}\" data-state=\"ok\"")));
     let dom = chromium_url(&srv.url(&format!("/runs/{bad_id}")), None);
     assert!(dom.contains("data-state=\"not-valid\""), "{dom}");
