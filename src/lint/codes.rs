@@ -127,6 +127,14 @@ codes! {
     SchemaViolation = "NX013", "schema-violation", Error,
         "A value the schema does not allow.",
         "The message says which rule the value breaks; `schemas/` holds the full schema.";
+    /// A file over one of the input limits.
+    InputLimit = "NX014", "input-limit", Error,
+        "A file over one of the input limits: too large, nested too deeply, too many values (YAML aliases counted as the copies they expand to) or too long a string.",
+        "Every input is read in bounded time and memory, so a file over a limit is refused before it is used; the message names the limit and the place it was exceeded (for a YAML alias bomb, the first alias over the budget). Real plans and registries are far below the limits: make the file smaller, use fewer YAML aliases, or split it.";
+    /// Findings of one file beyond the number lint lists.
+    FindingsOmitted = "NX015", "findings-omitted", Note,
+        "A file with more findings than lint lists for one file; the rest are counted, not listed.",
+        "Lint lists at most 1,000 findings per file (errors first) so that its time, memory and output stay bounded; the counts in the summary include the ones not listed. Fix the listed problems and run lint again.";
 
     /// A probe id that the registry does not define.
     UnknownProbe = "NX101", "unknown-probe", Error,
@@ -241,6 +249,10 @@ codes! {
     PlanVariable = "NX219", "plan-variable", Note,
         "A registry entry uses a variable that is not a builtin, so every plan that uses the entry must define it.",
         "Plan-lint checks each plan that uses the entry; define the variable in those plans' `variables`.";
+    /// A path through a per-process link the runner cannot resolve for the child.
+    PerProcessPath = "NX220", "per-process-path", Error,
+        "A target through a per-process link the oracle cannot resolve for the child (`/proc/self/fd`, `/proc/self/exe`, `/dev/fd`, `/dev/stdin`, …), or a rule path beneath `/proc/self`.",
+        "The oracle runs in the runner and resolves targets as the child sees them: `/proc/self/<file>`, `/proc/self/cwd` and `/proc/self/root` are the child's, but its descriptors, executable and namespaces are not known before it runs. Rule paths are opened by the runner, so a rule beneath `/proc/self` would attach to the runner's process. Name the file the descriptor is for, or `/proc` for a rule.";
 
     /// An access word, net key or scope above the pinned ABI.
     AboveAbi = "NX301", "above-abi", Error,
@@ -251,9 +263,9 @@ codes! {
         "An allow rule grants a right that `handle` does not list.",
         "Rights that are not handled are allowed everywhere, so granting one has no effect. Add it to `handle`, or drop it from the rule.";
     /// A nested rule that tries to restrict its ancestor.
-    ExceptionRule = "NX303", "exception-rule", Error,
-        "An allow rule that grants nothing beyond an ancestor rule, or grants nothing at all.",
-        "Landlock rules are allow-only unions along the path: a rule beneath an allowed directory cannot take rights away, so \"allow /home except /home/.ssh\" cannot be expressed. Narrow the ancestor rule to the sub-paths that should be allowed instead.";
+    ExceptionRule = "NX303", "exception-rule", Warning,
+        "An allow rule that adds nothing: it grants nothing, attaches where an earlier rule does, or every right it grants is granted by rules on directories above it (paths compared as the kernel resolves them).",
+        "Valid and harmless: Landlock rules are allow-only unions along the path. It often means an intended exception — a rule beneath an allowed directory cannot take rights away, so \"allow /home except /home/.ssh\" cannot be expressed; narrow the ancestor rule to the sub-paths that should be allowed instead. A redundancy kept on purpose (a narrower rule that documents intent, as in landrun-style policies) is acknowledged with `allow_lint: [\"NX303\"]` on the rule or the profile.";
     /// A port listed twice.
     DuplicatePort = "NX304", "duplicate-port", Warning,
         "A port listed twice in one network rule.",
@@ -268,8 +280,8 @@ codes! {
         "Environment names are `[A-Za-z_][A-Za-z0-9_]*`.";
     /// A rule that repeats another.
     RedundantRule = "NX307", "redundant-rule", Warning,
-        "An allow rule on the same path as an earlier rule.",
-        "Rules on one path are unioned; merge them so the profile reads as what it grants.";
+        "Retired: a rule on the same path as an earlier rule is reported as NX303, like every other kind of redundant rule.",
+        "No longer reported; see NX303. The code stays reserved (codes are never reused).";
     /// A rule path that is not absolute.
     RelativeRulePath = "NX308", "relative-rule-path", Error,
         "An allow rule whose path is not absolute after variable expansion.",
@@ -290,6 +302,14 @@ codes! {
     SuspiciousLimit = "NX312", "suspicious-limit", Warning,
         "A limit so low that most programs cannot start (e.g. `address_space_bytes` under 16 MiB, `open_files` 0).",
         "Check the unit: byte limits are in bytes, timeouts in milliseconds.";
+    /// An `allow_lint` entry that cannot acknowledge anything.
+    BadAllowLint = "NX313", "bad-allow-lint", Error,
+        "An `allow_lint` entry that is not a lint code, or names an error (errors cannot be acknowledged).",
+        "`allow_lint` acknowledges warnings and notes kept on purpose; an error means `run` would refuse the plan or the kernel would refuse the profile, so it must be fixed. Use the code of the warning (e.g. `NX303`).";
+    /// An `allow_lint` entry nothing needs.
+    UnusedAllowLint = "NX314", "unused-allow-lint", Warning,
+        "An `allow_lint` entry whose code is not reported for the rule or profile it is on.",
+        "The acknowledgement is stale (the finding was fixed, or the code is a typo of another): remove it, so a future finding of that code is seen.";
 
     /// A plan that selects no scenario.
     NoScenarios = "NX401", "no-scenarios", Error,
@@ -356,6 +376,22 @@ codes! {
     WorkerTimeout = "NX504", "worker-timeout", Warning,
         "A worker whose `timeout_ms` is over ten minutes.",
         "A hung worker holds the mission until its timeout; keep it as short as the work allows.";
+}
+
+impl Code {
+    /// True for problems that cause findings elsewhere (a file that cannot be read or
+    /// parsed, a registry that cannot be found or is incomplete): reported first.
+    pub fn is_root_cause(self) -> bool {
+        matches!(
+            self,
+            Code::Syntax
+                | Code::UnreadableFile
+                | Code::AmbiguousFile
+                | Code::InputLimit
+                | Code::UnknownRegistry
+                | Code::RegistryIncomplete
+        )
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::codes::{Code, Severity};
 use crate::source::{Document, Pos, Span};
+use crate::util::limits;
 
 /// One problem: a stable code, the file and the place (1-based line and column, in
 /// characters), the JSON pointer of the value, a message and optionally a hint.
@@ -155,6 +156,12 @@ impl<'a> Sink<'a> {
             .push(Finding::new(code, &self.file, span, pointer, message));
         let last = self.findings.len() - 1;
         &mut self.findings[last]
+    }
+
+    /// True once this sink holds [`limits::MAX_FINDINGS_PER_FILE`] findings: more are only
+    /// counted, so callers skip work that only improves a finding (a "did you mean").
+    pub fn full(&self) -> bool {
+        self.findings.len() >= limits::MAX_FINDINGS_PER_FILE
     }
 
     /// Report a finding with a hint.

@@ -9,6 +9,7 @@ use super::codes::Code;
 use super::finding::{At, Finding, Sink};
 use super::schema;
 use crate::source::{Document, Span};
+use crate::util::{fsx, limits};
 
 /// One file after the syntax and schema stages.
 #[derive(Debug)]
@@ -41,15 +42,15 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
         validated: schema::Validated::default(),
         findings: Vec::new(),
     };
-    let text = match crate::util::fsx::read_input_string(path) {
+    let text = match read_text(path) {
         Ok(t) => t,
-        Err(e) => {
+        Err((code, e)) => {
             let mut msg = e.message().to_string();
             for c in e.causes() {
                 msg.push_str(": ");
                 msg.push_str(&c);
             }
-            let mut f = Finding::file_level(Code::UnreadableFile, path, msg);
+            let mut f = Finding::file_level(code, path, msg);
             f.hint = e.hint().map(str::to_string);
             input.findings.push(f);
             return Ok(input);
@@ -66,13 +67,24 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
                 crate::source::Format::Json => "JSON",
                 crate::source::Format::Yaml => "YAML",
             };
-            let mut f = Finding::new(
-                Code::Syntax,
-                path,
-                span,
-                "",
-                format!("{kind} syntax error: {}", e.message),
-            );
+            let mut f = if e.limit.is_some() {
+                Finding::new(
+                    Code::InputLimit,
+                    path,
+                    span,
+                    "",
+                    format!("{kind} file refused: {}", e.message),
+                )
+                .with_hint("the file is refused before it is used; make it smaller (fewer YAML aliases, less nesting, shorter strings)")
+            } else {
+                Finding::new(
+                    Code::Syntax,
+                    path,
+                    span,
+                    "",
+                    format!("{kind} syntax error: {}", e.message),
+                )
+            };
             if e.message.starts_with("expected `,` or") {
                 f.hint = Some("is a `,` missing before this?".into());
             }
@@ -110,6 +122,15 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
     input.value = Some(value);
     input.doc = Some(doc);
     Ok(input)
+}
+
+/// The text of a user file, or the finding code and the error that say why it is not read.
+fn read_text(path: &Path) -> Result<String, (Code, crate::Error)> {
+    match fsx::read_bounded(path, limits::MAX_DOCUMENT_BYTES) {
+        Err(e) => Err((Code::UnreadableFile, e)),
+        Ok(None) => Err((Code::InputLimit, fsx::document_too_large(path))),
+        Ok(Some(bytes)) => fsx::utf8_input(path, bytes).map_err(|e| (Code::UnreadableFile, e)),
+    }
 }
 
 impl Input {

@@ -5,8 +5,11 @@
 //!
 //! The pipeline per file: read → syntax (one finding with line and column) → duplicate keys →
 //! schema (every violation, translated into readable findings) → typed checks on what the
-//! schema did not reject → checks across files (plan ↔ registry). Lint reads files only: it
-//! never resolves target paths, opens sockets or asks the kernel anything.
+//! schema did not reject → checks across files (plan ↔ registry). Lint reads files, and to
+//! compare rule paths where Landlock attaches them it resolves host rule paths (stat,
+//! readlink); it never opens sockets, runs anything or asks the kernel about Landlock. Root
+//! causes are reported first, and a file lists at most
+//! [`crate::util::limits::MAX_FINDINGS_PER_FILE`] findings.
 //!
 //! Other modules call [`lint_plans`] (e.g. `run` refuses a plan whose report
 //! [`Report::has_errors`]) and [`lint_registries`].
@@ -19,6 +22,7 @@ pub mod input;
 pub mod plan;
 pub mod registry;
 pub mod schema;
+pub mod scratch;
 pub mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,15 +47,20 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Source text of every file with findings (for excerpts), by absolute path.
     pub sources: BTreeMap<PathBuf, String>,
+    /// Findings not listed because their file had more than
+    /// [`crate::util::limits::MAX_FINDINGS_PER_FILE`] (counted by severity: error,
+    /// warning, note).
+    pub omitted: [usize; 3],
 }
 
 impl Report {
-    /// Number of findings of `severity`.
+    /// Number of findings of `severity` (listed or not).
     pub fn count(&self, severity: Severity) -> usize {
         self.findings
             .iter()
             .filter(|f| f.severity() == severity)
             .count()
+            + self.omitted[severity_index(severity)]
     }
 
     /// True if any finding is an error.
@@ -81,6 +90,66 @@ impl Report {
         self.findings
             .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.findings.dedup();
+        self.cap_per_file();
+        // Root causes first: a file that cannot be read or a registry that is incomplete
+        // explains findings elsewhere (stable: file order is kept within each group).
+        self.findings.sort_by_key(|f| !f.code.is_root_cause());
+    }
+
+    /// Keep at most [`crate::util::limits::MAX_FINDINGS_PER_FILE`] findings per file (the
+    /// most severe first) and count the rest in [`Report::omitted`], with one NX015 note
+    /// per file that had more.
+    fn cap_per_file(&mut self) {
+        let max = crate::util::limits::MAX_FINDINGS_PER_FILE;
+        let mut per_file: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for f in &self.findings {
+            *per_file.entry(f.file.clone()).or_default() += 1;
+        }
+        if per_file.values().all(|&n| n <= max) {
+            return;
+        }
+        let mut all = std::mem::take(&mut self.findings);
+        all.sort_by(|a, b| {
+            (&a.file, a.severity(), a.sort_key()).cmp(&(&b.file, b.severity(), b.sort_key()))
+        });
+        let mut kept_in: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        let mut dropped: BTreeMap<PathBuf, [usize; 3]> = BTreeMap::new();
+        for f in all {
+            let kept = kept_in.entry(f.file.clone()).or_default();
+            if *kept < max {
+                *kept += 1;
+                self.findings.push(f);
+            } else {
+                let i = severity_index(f.severity());
+                dropped.entry(f.file.clone()).or_default()[i] += 1;
+                self.omitted[i] += 1;
+            }
+        }
+        for (file, [e, w, n]) in dropped {
+            self.findings.push(
+                Finding::file_level(
+                    Code::FindingsOmitted,
+                    &file,
+                    format!(
+                        "{} more findings in this file are not listed ({e} errors, {w} warnings, {n} notes)",
+                        e + w + n
+                    ),
+                )
+                .with_hint(format!(
+                    "lint lists at most {max} findings per file, errors first; fix these and run it again"
+                )),
+            );
+        }
+        self.findings
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+}
+
+fn severity_index(s: Severity) -> usize {
+    match s {
+        Severity::Error => 0,
+        Severity::Warning => 1,
+        Severity::Note => 2,
     }
 }
 

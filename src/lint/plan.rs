@@ -11,6 +11,7 @@ use super::finding::{At, Sink, did_you_mean, pointer};
 use super::format::shown;
 use super::input::{self, Input};
 use super::registry::{RegistryLint, fixture_vars, probe_strings, profile_strings};
+use super::scratch::{ScratchTree, Where};
 use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::Result;
 use crate::model::plan::Task;
@@ -34,6 +35,10 @@ pub struct PlanInput {
     pub registry_id: Option<String>,
     /// `registry/<registry_id>/` found from the plan's directory upwards.
     pub registry_dir: Option<PathBuf>,
+    /// The schema found invalid values: `plan` was read without them, so only its
+    /// references are checked (a schema error does not hide a reference error; the other
+    /// checks would report what the removal caused).
+    pub repaired: bool,
 }
 
 /// Read and schema-check a plan; find its registry.
@@ -42,6 +47,7 @@ pub fn read(path: &Path) -> Result<PlanInput> {
     let mut plan = None;
     let mut plan_id = None;
     let mut registry_id = None;
+    let mut repaired = false;
     if let Some(v) = input.value.clone() {
         plan_id = v
             .get("plan_id")
@@ -51,8 +57,11 @@ pub fn read(path: &Path) -> Result<PlanInput> {
             .get("registry_id")
             .and_then(|x| x.as_str())
             .map(str::to_string);
-        // A plan with invalid values is not checked further: its values would be misread.
-        if !input.validated.invalid_under("") {
+        if input.validated.invalid_under("") {
+            // Read without its invalid values, for the reference checks only.
+            plan = without(&v, &input.validated.invalid);
+            repaired = plan.is_some();
+        } else {
             match deserialize_value::<Plan>(v) {
                 Ok(p) => plan = Some(p),
                 Err(e) => input.typed_failure(&e.pointer, &e.message),
@@ -70,7 +79,54 @@ pub fn read(path: &Path) -> Result<PlanInput> {
         plan_id,
         registry_id,
         registry_dir,
+        repaired,
     })
+}
+
+/// The plan `v` with the values at `invalid` removed (the deepest first, later array items
+/// before earlier ones), if what remains is still a plan.
+fn without(v: &serde_json::Value, invalid: &[String]) -> Option<Plan> {
+    use std::cmp::Ordering;
+    let token_cmp = |a: &str, b: &str| match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    };
+    let mut ptrs: Vec<&String> = invalid.iter().filter(|p| !p.is_empty()).collect();
+    ptrs.sort_by(|a, b| {
+        let (ta, tb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+        for (x, y) in ta.iter().zip(&tb) {
+            match token_cmp(x, y) {
+                Ordering::Equal => {}
+                o => return o.reverse(),
+            }
+        }
+        tb.len().cmp(&ta.len())
+    });
+    ptrs.dedup();
+    let mut v = v.clone();
+    for p in ptrs {
+        let (parent, last) = p.rsplit_once('/')?;
+        let key = crate::source::unescape_pointer_token(last);
+        let target = if parent.is_empty() {
+            Some(&mut v)
+        } else {
+            v.pointer_mut(parent)
+        };
+        match target {
+            Some(serde_json::Value::Object(m)) => {
+                m.remove(&key);
+            }
+            Some(serde_json::Value::Array(a)) => {
+                if let Ok(i) = key.parse::<usize>()
+                    && i < a.len()
+                {
+                    a.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    deserialize_value::<Plan>(v).ok()
 }
 
 /// The registries that exist next to the plan (for "did you mean" on `registry_id`).
@@ -103,11 +159,13 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
         return;
     };
     let mut sink = Sink::new(doc, &pi.input.path);
-    structure(&mut sink, plan, &pi.input.path);
-    variables(&mut sink, plan);
+    if !pi.repaired {
+        structure(&mut sink, plan, &pi.input.path);
+        variables(&mut sink, plan);
+    }
     if let Some(reg) = reg {
         let refs = references(&mut sink, plan, reg, base);
-        if refs {
+        if refs && !pi.repaired {
             entries_in_context(&mut sink, plan, reg);
             timeouts(&mut sink, plan, reg);
         }
@@ -140,9 +198,11 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
             );
         }
     }
-    mission(&mut sink, plan);
-    worker_tasks(&mut sink, plan, reg);
-    selection(&mut sink, plan);
+    if !pi.repaired {
+        mission(&mut sink, plan);
+        worker_tasks(&mut sink, plan, reg);
+        selection(&mut sink, plan);
+    }
     pi.input.findings.append(&mut sink.findings);
 }
 
@@ -364,12 +424,45 @@ struct Kind<'a> {
     what: &'static str,
     ids: &'a BTreeSet<String>,
     file: &'a str,
+    /// Why the ids cannot be known (the file is missing or unreadable): the references are
+    /// then counted, not reported one by one (the registry's own finding is the cause).
+    unknowable: Option<String>,
+    /// References counted that way.
+    counted: std::cell::Cell<usize>,
+}
+
+impl Kind<'_> {
+    /// One finding for the references that could not be checked, at `/registry_id`.
+    fn summary(&self, sink: &mut Sink<'_>) {
+        let n = self.counted.get();
+        if let (Some(why), true) = (&self.unknowable, n > 0) {
+            sink.push_hint(
+                self.code,
+                "/registry_id",
+                At::Value,
+                format!(
+                    "the {n} {}{} this plan names cannot be resolved: {why}",
+                    self.what,
+                    if n == 1 { "" } else { "s" }
+                ),
+                Some("fix the registry first (its own finding says what is wrong); the references are checked again then".into()),
+            );
+        }
+    }
 }
 
 fn unknown(sink: &mut Sink<'_>, kind: &Kind<'_>, ptr: &str, at: At, id: &str) {
+    if kind.unknowable.is_some() {
+        kind.counted.set(kind.counted.get() + 1);
+        return;
+    }
     let file = kind.file;
-    let hint = did_you_mean(id, kind.ids.iter().map(String::as_str))
-        .or_else(|| Some(format!("define it in {file} or fix the reference")));
+    let near = if sink.full() {
+        None
+    } else {
+        did_you_mean(id, kind.ids.iter().map(String::as_str))
+    };
+    let hint = near.or_else(|| Some(format!("define it in {file} or fix the reference")));
     sink.push_hint(
         kind.code,
         ptr,
@@ -383,17 +476,29 @@ fn unknown(sink: &mut Sink<'_>, kind: &Kind<'_>, ptr: &str, at: At, id: &str) {
 fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path) -> bool {
     let probes_file = reg.probes_path.as_deref().map(|p| shown(p, base));
     let profiles_file = reg.profiles_path.as_deref().map(|p| shown(p, base));
+    let why = |path: &Option<String>, read: bool, stem: &str| match path {
+        None => Some(format!(
+            "registry `{}` has no {stem}.json (or {stem}.yaml)",
+            plan.registry_id
+        )),
+        Some(p) if !read => Some(format!("{p} could not be read")),
+        Some(_) => None,
+    };
     let probe_k = Kind {
         code: Code::UnknownProbe,
         what: "probe",
         ids: &reg.probe_ids,
         file: probes_file.as_deref().unwrap_or("the registry"),
+        unknowable: why(&probes_file, reg.probes_read, "probes"),
+        counted: std::cell::Cell::new(0),
     };
     let profile_k = Kind {
         code: Code::UnknownProfile,
         what: "profile",
         ids: &reg.profile_ids,
         file: profiles_file.as_deref().unwrap_or("the registry"),
+        unknowable: why(&profiles_file, reg.profiles_read, "profiles"),
+        counted: std::cell::Cell::new(0),
     };
     let selected: BTreeSet<&str> = plan.profiles.iter().map(Id::as_str).collect();
     let mut seen = BTreeSet::new();
@@ -469,6 +574,10 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
         file: workers_file
             .as_deref()
             .unwrap_or("the registry's workers.json"),
+        // A registry need not declare workers: a task naming one in a registry without
+        // workers.json is reported where it is named.
+        unknowable: None,
+        counted: std::cell::Cell::new(0),
     };
     if let Some(m) = &plan.mission {
         for (t, task) in &m.tasks {
@@ -517,6 +626,8 @@ fn references(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint, base: &Path)
             }
         }
     }
+    probe_k.summary(sink);
+    profile_k.summary(sink);
     plan.referenced_probes()
         .iter()
         .all(|p| reg.probe_ids.contains(p.as_str()))
@@ -562,6 +673,7 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
         for v in &own {
             registry_scope.add_number(v);
         }
+        scope.scratch = ScratchTree::of(&probe.fixtures, &|p| scope.place(p));
         for (rel, s) in probe_strings(probe) {
             let names = vars::scan(s).0;
             used.extend(names.iter().cloned());
@@ -596,6 +708,18 @@ fn entries_in_context(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
             let path_like = rel == "/target"
                 && probe.operation.target_kind() == crate::model::registry::TargetKind::Path;
             match lead {
+                Some(Lead::Scratch { rest }) if writes_target => {
+                    let follow = rel == "/target" && probe.operation.follows_final();
+                    if let Where::Outside(why) = scope.scratch.resolve(&rest, follow, &|p| scope.place(p)) {
+                        sink.push_hint(
+                            Code::WriteOutsideScratch,
+                            ptr,
+                            *at,
+                            format!("probe `{id}` writes `{s}` (`{}`), which with this plan's variables resolves outside `${{SCRATCH}}`: {why}", &rel[1..]),
+                            Some("keep the written path (after `..` and the fixtures' symlinks) inside `${SCRATCH}`".into()),
+                        );
+                    }
+                }
                 Some(Lead::Root) if writes_target || is_fixture_path => sink.push_hint(
                     Code::WriteOutsideScratch,
                     ptr,

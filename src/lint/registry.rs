@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::codes::Code;
 use super::finding::{At, Finding, Sink, pointer};
 use super::input::{self, Input};
+use super::scratch::Where;
 use super::vars::{self, BUILTINS, Lead, Scope};
 use crate::model::SCHEMA_VERSION;
 use crate::model::registry::{Access, Probe, Profile};
@@ -39,6 +40,10 @@ pub struct RegistryLint {
     pub probe_ids: BTreeSet<String>,
     /// Every profile id the file defines.
     pub profile_ids: BTreeSet<String>,
+    /// The probes file was read and holds a `probes` object (so `probe_ids` is complete).
+    pub probes_read: bool,
+    /// The profiles file was read and holds a `profiles` object.
+    pub profiles_read: bool,
     /// The probes that passed the schema, by id.
     pub probes: BTreeMap<String, Probe>,
     /// The profiles that passed the schema, by id.
@@ -102,6 +107,10 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
     if let Some(p) = probes_files.first() {
         let mut input = input::read(p, "probes")?;
         reg.files_checked += 1;
+        reg.probes_read = input
+            .value
+            .as_ref()
+            .is_some_and(|v| v.get("probes").is_some_and(Value::is_object));
         if let Some(v) = input.value.clone() {
             header(&mut input, &v, &dir_name, &mut ids);
             lint_probes(&mut input, &v, &mut reg);
@@ -112,6 +121,10 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
     if let Some(p) = profiles_files.first() {
         let mut input = input::read(p, "profiles")?;
         reg.files_checked += 1;
+        reg.profiles_read = input
+            .value
+            .as_ref()
+            .is_some_and(|v| v.get("profiles").is_some_and(Value::is_object));
         if let Some(v) = input.value.clone() {
             header(&mut input, &v, &dir_name, &mut ids);
             lint_profiles(&mut input, &v, &mut reg);
@@ -273,7 +286,9 @@ fn lint_profiles(input: &mut Input, v: &Value, reg: &mut RegistryLint) {
             }
             match deserialize_value::<Profile>(entry.clone()) {
                 Ok(profile) => {
+                    let start = sink.findings.len();
                     profile::check_profile(&mut sink, &base, &profile);
+                    profile::allow_lint(&mut sink, start, &base, &profile);
                     reg.profiles.insert(id.clone(), profile);
                 }
                 Err(e) => failures.push((format!("{base}{}", e.pointer), e.message)),
@@ -438,8 +453,38 @@ fn check_worker(
 // Probes
 // ---------------------------------------------------------------------------------------
 
-/// Absolute-path, scratch and machine-path checks of a path string.
-fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, writes: bool) {
+/// How a probe uses a path string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PathUse {
+    /// It is read (or run): anywhere on the host.
+    Read,
+    /// It is modified: it must stay inside `${SCRATCH}`; `follow_final` if the operation
+    /// follows a final symlink.
+    Write {
+        /// The operation follows a final symlink (open, truncate) rather than acting on
+        /// the final name (create, remove, rename).
+        follow_final: bool,
+    },
+}
+
+impl PathUse {
+    /// How `op` uses its target.
+    pub(super) fn of(op: crate::model::registry::Operation) -> Self {
+        if op.writes() {
+            PathUse::Write {
+                follow_final: op.follows_final(),
+            }
+        } else {
+            PathUse::Read
+        }
+    }
+}
+
+/// Absolute-path, scratch and machine-path checks of a path string. A written path must
+/// resolve inside `${SCRATCH}` through the probe's fixtures ([`super::scratch`]): `..` and
+/// symlinks are fine as long as they stay inside.
+fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, usage: PathUse) {
+    let writes = matches!(usage, PathUse::Write { .. });
     match scope.lead(s) {
         // None: a plan variable leads the path; plan-lint checks it with the value.
         Some(Lead::Relative) => {
@@ -465,17 +510,36 @@ fn path_checks(sink: &mut Sink<'_>, ptr: &str, s: &str, scope: &Scope, writes: b
             );
             return;
         }
-        Some(Lead::Scratch { rest }) if writes && vars::has_dot_dot(&rest) => {
-            sink.push_hint(
-                Code::WriteOutsideScratch,
-                ptr,
-                At::Value,
-                format!("`{s}` uses `..`, which can leave `${{SCRATCH}}`"),
-                Some("write the path without `..`".into()),
-            );
-            return;
+        Some(Lead::Scratch { rest }) => {
+            if let PathUse::Write { follow_final } = usage
+                && let Where::Outside(why) = scope
+                    .scratch
+                    .resolve(&rest, follow_final, &|p| scope.place(p))
+            {
+                sink.push_hint(
+                    Code::WriteOutsideScratch,
+                    ptr,
+                    At::Value,
+                    format!("this probe modifies `{s}`, which resolves outside `${{SCRATCH}}`: {why}"),
+                    Some(
+                        "the baseline lane runs it without any policy and would really modify the host: keep the path (after `..` and the fixtures' symlinks) inside `${SCRATCH}`"
+                            .into(),
+                    ),
+                );
+                return;
+            }
         }
         None | Some(_) => {}
+    }
+    if let Some(why) = vars::per_process(s, false) {
+        sink.push_hint(
+            Code::PerProcessPath,
+            ptr,
+            At::Value,
+            format!("`{s}` {why}"),
+            Some("name the file itself (`/proc/self/<file>`, `/proc/self/cwd/...` and `/proc/self/root/...` are resolved as the child sees them)".into()),
+        );
+        return;
     }
     machine_path_check(sink, ptr, s);
 }
@@ -578,6 +642,159 @@ mod tests {
             .collect()
     }
 
+    fn lint_profile(json: &str) -> Vec<(Code, String, String)> {
+        let text = format!(r#"{{"profiles": {{"p": {json}}}}}"#);
+        let doc = Document::parse("profiles.json", text).unwrap();
+        let profile: Profile = serde_json::from_str(json).unwrap();
+        let mut sink = Sink::new(&doc, Path::new("/x/profiles.json"));
+        profile::check_profile(&mut sink, "/profiles/p", &profile);
+        profile::allow_lint(&mut sink, 0, "/profiles/p", &profile);
+        sink.findings
+            .into_iter()
+            .map(|f| (f.code, f.pointer, f.message))
+            .collect()
+    }
+
+    fn fs_profile(rules: &str, extra: &str) -> String {
+        format!(
+            r#"{{"landlock": {{"abi": 7, "fs": {{"handle": "all", "allow": [{rules}]}}}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn redundant_rules_are_warnings_compared_on_resolved_paths() {
+        let codes = |rules: &str| -> Vec<(Code, String)> {
+            lint_profile(&fs_profile(rules, ""))
+                .into_iter()
+                .map(|(c, p, _)| (c, p))
+                .collect()
+        };
+        let warn = |i: usize| {
+            (
+                Code::ExceptionRule,
+                format!("/profiles/p/landlock/fs/allow/{i}/path"),
+            )
+        };
+        // A narrower rule under a broader one: valid, a warning (landrun-style policies).
+        let usr = r#"{"path": "/usr", "access": ["read", "exec"]}"#;
+        assert_eq!(
+            codes(&format!(
+                r#"{usr}, {{"path": "/usr/bin", "access": ["read"]}}"#
+            )),
+            vec![warn(1)]
+        );
+        assert_eq!(
+            Code::ExceptionRule.severity(),
+            crate::lint::Severity::Warning
+        );
+        // Compared where the kernel attaches the rule: /lib is /usr/lib here (merged /usr).
+        if std::fs::read_link("/lib").is_ok_and(|t| t == Path::new("usr/lib")) {
+            let f = lint_profile(&fs_profile(
+                &format!(r#"{usr}, {{"path": "/lib", "access": ["read"]}}"#),
+                "",
+            ));
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert!(f[0].2.contains("resolves to `/usr/lib`"), "{}", f[0].2);
+        }
+        // Not text: `a/s0/../e1` is a sibling of `a/s0`, not beneath it.
+        assert!(codes(
+            r#"{"path": "${SCRATCH}/a/s0", "access": ["read"]}, {"path": "${SCRATCH}/a/s0/../e1", "access": ["read"]}"#
+        )
+        .is_empty());
+        // The same place twice, written differently: one kind of redundancy, one code.
+        assert_eq!(
+            codes(
+                r#"{"path": "${SCRATCH}/w", "access": ["read"]}, {"path": "${SCRATCH}//x/../w/", "access": ["write"]}"#
+            ),
+            vec![warn(1)]
+        );
+        // A rule that adds a right is not redundant; a rule granting nothing is.
+        assert!(
+            codes(&format!(
+                r#"{usr}, {{"path": "/usr/bin", "access": ["write"]}}"#
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            codes(r#"{"path": "/usr", "access": []}"#),
+            vec![(
+                Code::ExceptionRule,
+                "/profiles/p/landlock/fs/allow/0/access".into()
+            )]
+        );
+        // A file does not cover what is "beneath" it.
+        assert!(codes(r#"{"path": "/etc/hostname", "access": ["read"]}, {"path": "/etc/hostname/x", "access": ["read"]}"#).is_empty());
+    }
+
+    #[test]
+    fn allow_lint_acknowledges_warnings_on_purpose_and_only_them() {
+        let usr = r#"{"path": "/usr", "access": ["read", "exec"]}"#;
+        // On the rule.
+        let f = lint_profile(&fs_profile(
+            &format!(
+                r#"{usr}, {{"path": "/usr/bin", "access": ["read"], "allow_lint": ["NX303"]}}"#
+            ),
+            "",
+        ));
+        assert!(f.is_empty(), "{f:?}");
+        // On the profile.
+        let f = lint_profile(&fs_profile(
+            &format!(r#"{usr}, {{"path": "/usr/bin", "access": ["read"]}}"#),
+            r#", "allow_lint": ["NX303"]"#,
+        ));
+        assert!(f.is_empty(), "{f:?}");
+        // Stale, unknown, and an error code.
+        let f = lint_profile(&fs_profile(
+            usr,
+            r#", "allow_lint": ["NX302", "NX3O3", "NX301"]"#,
+        ));
+        let codes: Vec<Code> = f.iter().map(|x| x.0).collect();
+        assert_eq!(
+            codes,
+            vec![
+                Code::BadAllowLint,
+                Code::BadAllowLint,
+                Code::UnusedAllowLint
+            ],
+            "{f:?}"
+        );
+        // NX303 on a host path is not stale where it does not fire: it depends on the
+        // host's symlinks (`/lib` is `/usr/lib` only on a merged-/usr system).
+        let f = lint_profile(&fs_profile(
+            r#"{"path": "/opt", "access": ["read"], "allow_lint": ["NX303"]}, {"path": "${SCRATCH}", "access": ["read"], "allow_lint": ["NX303"]}"#,
+            "",
+        ));
+        assert_eq!(
+            f.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![Code::UnusedAllowLint],
+            "{f:?}"
+        );
+        assert_eq!(f[0].1, "/profiles/p/landlock/fs/allow/1/allow_lint/0");
+        // A rule's acknowledgement does not cover another rule.
+        let f = lint_profile(&fs_profile(
+            &format!(
+                r#"{usr}, {{"path": "/usr/bin", "access": ["read"]}}, {{"path": "/usr/lib", "access": ["read"], "allow_lint": ["NX303"]}}"#
+            ),
+            "",
+        ));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].1, "/profiles/p/landlock/fs/allow/1/path");
+    }
+
+    #[test]
+    fn per_process_targets_and_rules_are_refused() {
+        let f = lint_probe(r#"{"operation": "file-read", "target": "/proc/self/fd/0"}"#);
+        assert_eq!(f[0].0, Code::PerProcessPath, "{f:?}");
+        assert!(
+            lint_probe(r#"{"operation": "file-read", "target": "/proc/self/status"}"#).is_empty()
+        );
+        let f = lint_profile(&fs_profile(
+            r#"{"path": "/proc/self", "access": ["read"]}"#,
+            "",
+        ));
+        assert_eq!(f[0].0, Code::PerProcessPath, "{f:?}");
+    }
+
     #[test]
     fn a_near_miss_of_a_builtin_is_a_typo_a_longer_name_a_plan_variable() {
         let f = lint_probe(r#"{"operation": "file-read", "target": "${SCRACH}/a"}"#);
@@ -622,6 +839,29 @@ mod tests {
             ),
             vec![Code::WriteOutsideScratch]
         );
+        // `..` is fine while the write stays inside: `a/s0/../e1` is a sibling of `a/s0`.
+        assert!(
+            codes(r#"{"operation": "file-create", "target": "${SCRATCH}/a/s0/../e1"}"#).is_empty()
+        );
+        // A fixture symlink out of the scratch directory takes the write onto the host.
+        let out = r#"{"kind": "symlink", "path": "${SCRATCH}/out", "to": "/usr/bin"}"#;
+        assert_eq!(
+            codes(&format!(
+                r#"{{"operation": "file-remove", "target": "${{SCRATCH}}/out/true", "fixtures": [{out}]}}"#
+            )),
+            vec![Code::WriteOutsideScratch]
+        );
+        assert_eq!(
+            codes(&format!(
+                r#"{{"operation": "file-write", "target": "${{SCRATCH}}/out", "fixtures": [{out}]}}"#
+            )),
+            vec![Code::WriteOutsideScratch]
+        );
+        // Removing the link itself stays inside.
+        assert!(codes(&format!(
+            r#"{{"operation": "file-remove", "target": "${{SCRATCH}}/out", "fixtures": [{out}]}}"#
+        ))
+        .is_empty());
         // Reading a host path is fine; a machine path only warns.
         assert!(codes(r#"{"operation": "file-read", "target": "/etc/hostname"}"#).is_empty());
         assert_eq!(

@@ -121,6 +121,8 @@ pub struct Scope {
     /// True when plan variables are known (plan-lint); false in registry-lint, where a
     /// non-builtin variable may be defined by the plans that use the probe.
     pub plan_known: bool,
+    /// The probe's scratch directory as its fixtures make it (empty outside a probe).
+    pub scratch: super::scratch::ScratchTree,
 }
 
 impl Scope {
@@ -135,6 +137,7 @@ impl Scope {
         Self {
             vars,
             plan_known: false,
+            scratch: super::scratch::ScratchTree::default(),
         }
     }
 
@@ -148,6 +151,17 @@ impl Scope {
         }
         s.plan_known = true;
         s
+    }
+
+    /// Where `s` begins, for [`super::scratch`].
+    pub fn place(&self, s: &str) -> super::scratch::Place {
+        use super::scratch::Place;
+        match self.lead(s) {
+            Some(Lead::Scratch { rest }) => Place::Scratch(rest),
+            Some(Lead::Root) => Place::Host,
+            Some(Lead::Relative) => Place::Relative,
+            None => Place::Unknown,
+        }
     }
 
     /// Add a listener-port variable (a `tcp-listener` fixture).
@@ -258,11 +272,44 @@ pub fn split_host_port(s: &str) -> Option<(&str, &str)> {
     Some((host, port))
 }
 
-/// Lexical path components without empty and `.` parts, for comparing rule paths.
-pub fn components(s: &str) -> Vec<&str> {
-    s.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect()
+/// If the literal absolute path `s` goes through a per-process place the runner cannot
+/// resolve for the child, why (for a message that follows the path). Targets may use
+/// `/proc/self/<file>`, `/proc/self/cwd` and `/proc/self/root` (the oracle resolves them
+/// as the child sees them), not the descriptors, executable, namespaces or memory maps
+/// behind `/proc/self/{fd,exe,ns,map_files,task}`, `/dev/fd` or `/dev/std*`; a rule may
+/// not be beneath `/proc/self` or `/proc/thread-self` at all (`rule`), since the runner
+/// opens rule paths.
+pub fn per_process(s: &str, rule: bool) -> Option<String> {
+    if !s.starts_with('/') {
+        return None;
+    }
+    let mut comps: Vec<&str> = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    match comps.as_slice() {
+        ["dev", d @ ("fd" | "stdin" | "stdout" | "stderr"), ..] => Some(format!(
+            "goes through `/dev/{d}`, which names the open descriptors of whichever process reads it: the oracle cannot resolve it for the child"
+        )),
+        ["proc", p @ ("self" | "thread-self"), ..] if rule => Some(format!(
+            "is beneath `/proc/{p}`: the runner opens rule paths, so the rule would attach to the runner's own process, never the child's"
+        )),
+        [
+            "proc",
+            p @ ("self" | "thread-self"),
+            l @ ("fd" | "exe" | "ns" | "map_files" | "task"),
+            ..,
+        ] => Some(format!(
+            "goes through `/proc/{p}/{l}`, a per-process link the oracle cannot resolve before the child runs"
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +347,20 @@ mod tests {
         assert_eq!(s.lead("etc"), Some(Lead::Relative));
         let cyclic = Scope::with_plan([("A", "${B}"), ("B", "${A}")]);
         assert_eq!(cyclic.lead("${A}"), None);
+    }
+
+    #[test]
+    fn per_process_paths() {
+        assert!(per_process("/proc/self/status", false).is_none());
+        assert!(per_process("/proc/self/cwd/x", false).is_none());
+        assert!(per_process("/proc/self/fd/0", false).is_some());
+        assert!(per_process("/proc/thread-self/exe", false).is_some());
+        assert!(per_process("/dev/stdin", false).is_some());
+        assert!(per_process("/dev//fd/3", false).is_some());
+        assert!(per_process("/dev/null", false).is_none());
+        assert!(per_process("/proc/self", true).is_some());
+        assert!(per_process("/proc/1/status", true).is_none());
+        assert!(per_process("${SCRATCH}/proc/self/fd", false).is_none());
     }
 
     #[test]

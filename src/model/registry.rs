@@ -252,6 +252,22 @@ impl Operation {
                 | Operation::FileSetxattr
         )
     }
+
+    /// True if the operation follows a final symbolic link in its target (open, exec,
+    /// truncate, chmod …); false if it acts on the final name itself (create, remove,
+    /// rename, readlink), so only the parent is resolved.
+    pub fn follows_final(self) -> bool {
+        !matches!(
+            self,
+            Operation::FileCreate
+                | Operation::FileRemove
+                | Operation::FileRename
+                | Operation::DirCreate
+                | Operation::DirRemove
+                | Operation::SymlinkCreate
+                | Operation::SymlinkRead
+        )
+    }
 }
 
 impl std::fmt::Display for Operation {
@@ -369,6 +385,11 @@ pub struct Profile {
     /// Free-form tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Lint codes (warnings and notes) this profile acknowledges on purpose: their findings
+    /// about the profile are not reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "lint_codes_schema")]
+    pub allow_lint: Vec<String>,
 }
 
 /// Landlock rules.
@@ -490,13 +511,27 @@ impl JsonSchema for Handle {
 }
 
 /// One allow rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FsRule {
     /// The path (variables allowed; symlinks are resolved when the profile is compiled).
     pub path: String,
     /// The access granted beneath it.
     pub access: Vec<Access>,
+    /// Lint codes (warnings and notes, e.g. `NX303`) this rule acknowledges on purpose:
+    /// their findings about this rule are not reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "lint_codes_schema")]
+    pub allow_lint: Vec<String>,
+}
+
+/// The schema of an `allow_lint` list.
+fn lint_codes_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {"type": "string", "pattern": "^NX[0-9]{3}$"},
+        "description": "Lint codes acknowledged on purpose (warnings and notes only), e.g. [\"NX303\"]."
+    })
 }
 
 /// Access words and the Landlock rights they stand for.

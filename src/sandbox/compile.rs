@@ -100,21 +100,25 @@ pub struct CompiledRule {
     pub rights_names: Vec<String>,
     /// True if skipped (`missing_paths: skip` and the path does not exist).
     pub skipped: bool,
+    /// The inode the rule attaches to (device, inode number), as the kernel ties a rule
+    /// to the inode its path reaches when the ruleset is built; `None` if the path does not
+    /// exist. Not written to files (it changes from run to run).
+    #[serde(skip)]
+    pub inode: Option<(u64, u64)>,
 }
 
 impl CompiledRule {
-    /// True if the rule covers `canonical` (it is the rule's path or beneath it; a rule on
-    /// a file covers only that file).
+    /// True if the rule covers a path whose walk to the root meets `ancestry` (from
+    /// [`paths::ancestry`]): its inode is the path's or an ancestor's, as for the kernel,
+    /// which walks from the file up and looks up each inode's rule (so a rule reaches
+    /// every hard link and bind mount of its inode; a rule on a file covers that file).
+    pub fn covers_ancestry(&self, ancestry: &[Option<(u64, u64)>]) -> bool {
+        !self.skipped && self.inode.is_some() && ancestry.contains(&self.inode)
+    }
+
+    /// True if the rule covers `canonical` ([`CompiledRule::covers_ancestry`]).
     pub fn covers(&self, canonical: &Path) -> bool {
-        if self.skipped {
-            return false;
-        }
-        let root = Path::new(&self.resolved);
-        if self.is_dir {
-            paths::is_beneath(canonical, root)
-        } else {
-            canonical == root
-        }
+        self.covers_ancestry(&paths::ancestry(canonical))
     }
 }
 
@@ -301,24 +305,60 @@ pub enum PortDecision {
 }
 
 impl CompiledProfile {
+    /// The filesystem rights the kernel restricts: the handled ones, plus `refer`, which
+    /// any ruleset handling a filesystem right denies unless a rule grants it.
+    pub fn fs_restricted(&self) -> FsRights {
+        self.landlock.as_ref().map_or(0, |ll| {
+            ll.fs_handled | if ll.refer_implicit { fs::REFER } else { 0 }
+        })
+    }
+
     /// Decide one filesystem right on a canonical path: the shared matcher of the oracle
     /// (the ruleset builder adds exactly these rules with exactly these rights).
     pub fn fs_decide(&self, canonical: &Path, right: FsRights) -> FsDecision {
         let Some(ll) = &self.landlock else {
             return FsDecision::NoLandlock;
         };
-        let handled = if right == fs::REFER && ll.refer_implicit {
-            true
-        } else {
-            ll.fs_handled & right != 0
-        };
-        if !handled {
+        if self.fs_restricted() & right == 0 {
             return FsDecision::Unhandled;
+        }
+        let ancestry = paths::ancestry(canonical);
+        ll.rules
+            .iter()
+            .position(|r| r.rights & right != 0 && r.covers_ancestry(&ancestry))
+            .map_or(FsDecision::Denied, FsDecision::Granted)
+    }
+
+    /// The restricted rights granted on `canonical` by the rules on it or an ancestor
+    /// (what the kernel's walk from it to the root collects); without `with_root`, a rule
+    /// on `/` itself is left out.
+    pub fn fs_granted(&self, canonical: &Path, with_root: bool) -> FsRights {
+        let Some(ll) = &self.landlock else {
+            return 0;
+        };
+        let mut ancestry = paths::ancestry(canonical);
+        if !with_root {
+            ancestry.pop();
         }
         ll.rules
             .iter()
-            .position(|r| r.rights & right != 0 && r.covers(canonical))
-            .map_or(FsDecision::Denied, FsDecision::Granted)
+            .filter(|r| r.covers_ancestry(&ancestry))
+            .fold(0, |acc, r| acc | r.rights)
+            & self.fs_restricted()
+    }
+
+    /// The restricted rights granted by rules on `path`'s own inode (not its ancestors),
+    /// without following a final symlink: what a renamed file or directory carries with it.
+    pub fn fs_granted_on_itself(&self, path: &Path) -> FsRights {
+        let Some(ll) = &self.landlock else {
+            return 0;
+        };
+        let own = paths::ancestry(path).into_iter().next().flatten();
+        ll.rules
+            .iter()
+            .filter(|r| !r.skipped && r.inode.is_some() && r.inode == own)
+            .fold(0, |acc, r| acc | r.rights)
+            & self.fs_restricted()
     }
 
     /// Decide a TCP right (`net::CONNECT_TCP` or `net::BIND_TCP`) on a port.
@@ -583,10 +623,12 @@ mod tests {
                         FsRule {
                             path: "/usr".into(),
                             access: vec![Access::Read, Access::Exec],
+                            ..FsRule::default()
                         },
                         FsRule {
                             path: "/etc/hostname".into(),
                             access: vec![Access::Read, Access::Create],
+                            ..FsRule::default()
                         },
                     ],
                     missing_paths: MissingPaths::Error,
@@ -699,6 +741,7 @@ mod tests {
             fs.allow.push(FsRule {
                 path: "/nonexistent/nexusmon".into(),
                 access: vec![Access::Read],
+                ..FsRule::default()
             });
         }
         let c = compile("p", &p, Path::new("x"), &ctx(&vars, &host(7))).unwrap();
@@ -777,6 +820,7 @@ mod per_child_tests {
                     allow: vec![FsRule {
                         path: "${SCRATCH}/ws".into(),
                         access: vec![Access::Write],
+                        ..FsRule::default()
                     }],
                     missing_paths: MissingPaths::Error,
                 }),

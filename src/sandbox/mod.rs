@@ -1,6 +1,7 @@
 //! Profile compilation into one intermediate form shared by the scenario lane and the
 //! oracle ([`compile`]); Landlock, seccomp and rlimit application ([`apply`]); the oracle's
-//! rule matcher ([`oracle`]); path normalization ([`paths`]); ELF facts for exec
+//! rule matcher ([`oracle`]); path normalization ([`paths`], which lives in `util` so lint
+//! can compare rule paths the same way); ELF facts for exec
 //! predictions ([`elf`]); per-child pids cgroups ([`cgroup`]); variables ([`vars`]); host
 //! facts ([`host`]).
 
@@ -10,9 +11,9 @@ pub mod compile;
 pub mod elf;
 pub mod host;
 pub mod oracle;
-pub mod paths;
 pub mod rights;
 pub mod vars;
 
+pub use crate::util::paths;
 pub use compile::{ApplySpec, CompileContext, CompiledProfile, compile};
 pub use oracle::{OracleInput, predict};

@@ -2,18 +2,37 @@
 //! the same [`CompiledProfile`] the scenario lane applies, with the same rule matcher
 //! ([`CompiledProfile::fs_decide`], [`CompiledProfile::port_decide`]). Nothing executes.
 //!
-//! Rules that mirror the kernel:
-//! 1. the target is normalized like the kernel walks it (symlinks and `..` resolved; for
-//!    operations on the final name only the parent is resolved) and the resolution is
+//! Rules that mirror the kernel (`security/landlock/fs.c`, `net.c`, `task.c`), for the one
+//! ruleset layer the scenario lane enforces:
+//! 1. the target is normalized like the kernel walks it *in the child* (symlinks and `..`
+//!    resolved; for operations on the final name only the parent is resolved;
+//!    `/proc/self` is the child's own, [`paths::resolve_as_child`]) and the resolution is
 //!    recorded as a path witness;
-//! 2. a right the profile does not handle is allowed;
-//! 3. otherwise it is allowed iff some rule on the path or an ancestor grants it (rules are
-//!    a union: no deny, no precedence), and the verdict cites that rule, or the absence;
-//! 4. a cross-directory rename needs `refer` on both parents (EXDEV otherwise);
-//! 5. operations Landlock does not govern are `not-enforceable`;
-//! 6. network rules match the port only;
-//! 7. running a program needs `execute` on it and on its interpreters, and `read-file` on
-//!    the libraries the loader opens.
+//! 2. a right the profile does not handle is allowed (`refer` excepted: any ruleset that
+//!    handles a filesystem right denies it unless a rule grants it);
+//! 3. otherwise it is allowed iff some rule on the path's inode or an ancestor's grants it
+//!    (rules are a union: no deny, no precedence), and the verdict cites that rule, or the
+//!    absence;
+//! 4. opening checks what the open mode needs: `read-file` (`read-dir` for a directory),
+//!    `write-file`; `file-create` is `make-reg` on the parent *and* `write-file` on the new
+//!    file (it is opened for writing), which inherits from the parent;
+//! 5. `execve` opens the program, its `#!` interpreters and its ELF interpreter for
+//!    execution: each needs `read-file` and `execute`; the loader then needs `read-file` on
+//!    the libraries (only an exec probe's program must get that far); a directory or a file
+//!    without any execute bit is refused (EACCES) before Landlock is asked;
+//! 6. rename: `make-*` for the source's type on the destination's parent, `remove-*` on the
+//!    source's parent, and `remove-*` for what it replaces on the destination's parent; in
+//!    one directory that is all; across directories `refer` is needed on both parents, and
+//!    the moved file or directory must not gain any right at its destination that it did
+//!    not have at its source (its own rule and its parent's, file rights for a file, every
+//!    right for a directory); EACCES when a `make`/`remove` right is missing, else EXDEV.
+//!    The kernel makes that comparison before applying each directory's rule on its walk
+//!    up from the mount, so a rule on `/` itself, the walk's last directory, takes no part
+//!    in it unless the rename is on the root mount — but when both parents end up granted
+//!    every restricted right, nothing can be gained and the walk allows at once. A rename
+//!    across mount points is EXDEV before Landlock is asked;
+//! 7. operations Landlock does not govern are `not-enforceable`;
+//! 8. network rules match the port only.
 
 use std::path::{Path, PathBuf};
 
@@ -143,7 +162,12 @@ fn cited(kind: &str) -> CitedRule {
 
 impl Oracle<'_> {
     fn resolve(&mut self, path: &str, role: &str, follow: bool) -> Resolution {
-        let r = paths::resolve(Path::new(path), self.input.base, follow);
+        let r = paths::resolve_as_child(Path::new(path), self.input.base, follow);
+        if let Some(n) = &r.note
+            && !self.notes.contains(n)
+        {
+            self.notes.push(n.clone());
+        }
         self.witnesses.push(PathWitness {
             scenario_id: self.input.scenario_id.to_string(),
             role: role.to_string(),
@@ -293,22 +317,52 @@ impl Oracle<'_> {
         });
     }
 
-    /// execute on the program and its interpreters, read-file on the libraries.
-    fn program(&mut self, program: &Path, role: &str) {
-        let prog = self.resolve(&program.to_string_lossy(), role, true);
-        self.fs_check(&prog.canonical, fs::EXECUTE, role);
-        let needs = elf::program_needs(&prog.canonical);
+    /// `execve` of `canonical`: the kernel opens it, then each `#!` interpreter and the ELF
+    /// interpreter, for execution (`read-file` and `execute` on each). Returns the
+    /// libraries the loader would then open.
+    fn execve(&mut self, canonical: &Path, role: &str) -> Vec<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        // What execve refuses for everyone before Landlock is asked.
+        if let Ok(m) = std::fs::metadata(canonical)
+            && (!m.is_file() || m.permissions().mode() & 0o111 == 0)
+        {
+            let what = if m.is_file() {
+                "a file without any execute permission bit"
+            } else {
+                "not a regular file"
+            };
+            self.checks.push(OracleCheck {
+                right: "execute".into(),
+                on: canonical.to_string_lossy().into_owned(),
+                role: role.to_string(),
+                decision: OracleDecision::Deny,
+                reason: format!(
+                    "`{}` is {what}: the kernel refuses to execute it (EACCES) whatever the policy",
+                    canonical.display()
+                ),
+                rule: cited("kernel"),
+            });
+        }
+        self.fs_check(canonical, fs::READ_FILE, role);
+        self.fs_check(canonical, fs::EXECUTE, role);
+        let needs = elf::program_needs(canonical);
         for interp in &needs.execute {
             let r = self.resolve(&interp.to_string_lossy(), "interpreter", true);
+            self.fs_check(&r.canonical, fs::READ_FILE, "interpreter");
             self.fs_check(&r.canonical, fs::EXECUTE, "interpreter");
         }
-        if role == "program" {
-            for lib in &needs.read {
-                let r = self.resolve(&lib.to_string_lossy(), "library", true);
-                self.fs_check(&r.canonical, fs::READ_FILE, "library");
-            }
-        }
         self.notes.extend(needs.notes);
+        needs.read
+    }
+
+    /// Running a program to completion: `execve`, then `read-file` on the libraries.
+    fn program(&mut self, program: &Path, role: &str) {
+        let prog = self.resolve(&program.to_string_lossy(), role, true);
+        let libs = self.execve(&prog.canonical, role);
+        for lib in &libs {
+            let r = self.resolve(&lib.to_string_lossy(), "library", true);
+            self.fs_check(&r.canonical, fs::READ_FILE, "library");
+        }
     }
 
     fn operation(&mut self) {
@@ -333,27 +387,48 @@ impl Oracle<'_> {
             return;
         }
         match op {
-            Operation::FileRead => self.on_target(&target, fs::READ_FILE),
+            Operation::FileRead => {
+                // Opening a directory for reading needs read-dir, not read-file.
+                let r = self.resolve(&target, "target", true);
+                let right = if std::fs::metadata(&r.canonical).is_ok_and(|m| m.is_dir()) {
+                    fs::READ_DIR
+                } else {
+                    fs::READ_FILE
+                };
+                self.fs_check(&r.canonical, right, "target");
+            }
             Operation::FileWrite => self.on_target(&target, fs::WRITE_FILE),
             Operation::FileTruncate => self.on_target(&target, fs::TRUNCATE),
             Operation::DirList => self.on_target(&target, fs::READ_DIR),
             Operation::FileExec => {
                 let r = self.resolve(&target, "target", true);
-                self.fs_check(&r.canonical, fs::EXECUTE, "target");
-                let needs = elf::program_needs(&r.canonical);
-                for interp in &needs.execute {
-                    let ir = self.resolve(&interp.to_string_lossy(), "interpreter", true);
-                    self.fs_check(&ir.canonical, fs::EXECUTE, "interpreter");
-                }
+                self.execve(&r.canonical, "target");
                 self.notes.push(
                     "file-exec judges execve only; the loader's libraries (read-file) are not needed for execve to succeed".into(),
                 );
             }
-            Operation::FileCreate => self.on_parent(&target, fs::MAKE_REG),
-            Operation::FileRemove => self.on_parent(&target, fs::REMOVE_FILE),
-            Operation::DirCreate => self.on_parent(&target, fs::MAKE_DIR),
-            Operation::DirRemove => self.on_parent(&target, fs::REMOVE_DIR),
-            Operation::SymlinkCreate => self.on_parent(&target, fs::MAKE_SYM),
+            Operation::FileCreate => {
+                // open(O_CREAT) makes the file (make-reg on the parent), then opens it for
+                // writing: write-file on the new file, which has no rule of its own.
+                let r = self.on_parent(&target, fs::MAKE_REG);
+                self.fs_check(
+                    &r.canonical,
+                    fs::WRITE_FILE,
+                    "new file (opened for writing)",
+                );
+            }
+            Operation::FileRemove => {
+                self.on_parent(&target, fs::REMOVE_FILE);
+            }
+            Operation::DirCreate => {
+                self.on_parent(&target, fs::MAKE_DIR);
+            }
+            Operation::DirRemove => {
+                self.on_parent(&target, fs::REMOVE_DIR);
+            }
+            Operation::SymlinkCreate => {
+                self.on_parent(&target, fs::MAKE_SYM);
+            }
             Operation::FileRename => self.rename(&target),
             Operation::TcpConnect => self.port_check(net::CONNECT_TCP, "tcp_connect", &target),
             Operation::TcpBind => self.port_check(net::BIND_TCP, "tcp_bind", &target),
@@ -379,12 +454,14 @@ impl Oracle<'_> {
         self.fs_check(&r.canonical, right, "target");
     }
 
-    fn on_parent(&mut self, target: &str, right: FsRights) {
+    fn on_parent(&mut self, target: &str, right: FsRights) -> Resolution {
         let r = self.resolve(target, "target", false);
         let parent = paths::parent_of(&r.canonical);
         self.fs_check(&parent, right, "parent of target");
+        r
     }
 
+    /// `rename(2)` as `current_check_refer_path` judges it (see the module doc, rule 6).
     fn rename(&mut self, target: &str) {
         let src = self.resolve(target, "target", false);
         let Some(destination) = self.input.destination.map(str::to_string) else {
@@ -393,33 +470,111 @@ impl Oracle<'_> {
             return;
         };
         let dst = self.resolve(&destination, "destination", false);
-        let kind = std::fs::symlink_metadata(&src.canonical).ok();
-        let (remove, make) = match kind.map(|m| m.file_type()) {
-            Some(t) if t.is_dir() => (fs::REMOVE_DIR, fs::MAKE_DIR),
-            Some(t) if t.is_symlink() => (fs::REMOVE_FILE, fs::MAKE_SYM),
-            _ => (fs::REMOVE_FILE, fs::MAKE_REG),
-        };
+        let src_type = std::fs::symlink_metadata(&src.canonical)
+            .ok()
+            .map(|m| m.file_type());
+        let dst_type = std::fs::symlink_metadata(&dst.canonical)
+            .ok()
+            .map(|m| m.file_type());
+        let make = make_right(src_type);
+        let remove_src = remove_right(src_type);
+        let replaced = dst_type.map(|t| remove_right(Some(t)));
         let p1: PathBuf = paths::parent_of(&src.canonical);
         let p2: PathBuf = paths::parent_of(&dst.canonical);
-        self.fs_check(&p1, remove, "parent of target");
+        if let (Some(m1), Some(m2)) = (paths::mount_id(&p1), paths::mount_id(&p2))
+            && m1 != m2
+        {
+            self.checks.push(OracleCheck {
+                right: "same-mount".into(),
+                on: p2.to_string_lossy().into_owned(),
+                role: "parent of destination".into(),
+                decision: OracleDecision::Deny,
+                reason: format!(
+                    "`{}` and `{}` are on different mounts: the kernel refuses the rename with EXDEV whatever the policy",
+                    p1.display(),
+                    p2.display()
+                ),
+                rule: cited("kernel"),
+            });
+            return;
+        }
+        // EACCES first: what the parents must allow (make, remove, remove of the replaced).
+        self.fs_check(&p1, remove_src, "parent of target");
         self.fs_check(&p2, make, "parent of destination");
-        if p1 != p2 {
-            self.fs_check(&p1, fs::REFER, "parent of target (cross-directory)");
-            self.fs_check(&p2, fs::REFER, "parent of destination (cross-directory)");
-            if self
+        if let Some(r) = replaced {
+            self.fs_check(&p2, r, "parent of destination (replaces an entry)");
+        }
+        if p1 == p2 {
+            return;
+        }
+        // Then EXDEV: refer on both parents, and no right gained by the move.
+        self.fs_check(&p1, fs::REFER, "parent of target (cross-directory)");
+        self.fs_check(&p2, fs::REFER, "parent of destination (cross-directory)");
+        let restricted = self.c.fs_restricted();
+        if restricted == 0 {
+            return;
+        }
+        let relevant = if src_type.is_some_and(|t| t.is_dir()) {
+            rights::fs_all_known()
+        } else {
+            fs::FILE_RIGHTS
+        };
+        // Both parents granted every restricted right: nothing can be gained. Otherwise
+        // the kernel compares before applying each directory's rule on its walk up from
+        // the mount, so the last one, `/`, only counts when the rename is on the root mount.
+        let everything = (self.c.fs_granted(&p1, true) & restricted) == restricted
+            && (self.c.fs_granted(&p2, true) & restricted) == restricted;
+        let with_root = paths::mount_id(Path::new("/")) == paths::mount_id(&p1);
+        let at_source =
+            self.c.fs_granted(&p1, with_root) | self.c.fs_granted_on_itself(&src.canonical);
+        let at_destination = self.c.fs_granted(&p2, with_root);
+        let gained = if everything {
+            0
+        } else {
+            at_destination & !at_source & restricted & relevant
+        };
+        let what = if src_type.is_some_and(|t| t.is_dir()) {
+            "directory"
+        } else {
+            "file"
+        };
+        let (decision, reason) = if gained == 0 {
+            (
+                OracleDecision::Allow,
+                format!(
+                    "the {what} gains no right by moving from `{}` to `{}`",
+                    p1.display(),
+                    p2.display()
+                ),
+            )
+        } else {
+            (
+                OracleDecision::Deny,
+                format!(
+                    "moving the {what} from `{}` to `{}` would give it {} it does not have now: the kernel refuses the reparenting with EXDEV",
+                    p1.display(),
+                    p2.display(),
+                    rights::fs_names(gained).join(", ")
+                ),
+            )
+        };
+        self.checks.push(OracleCheck {
+            right: "refer".into(),
+            on: dst.canonical.to_string_lossy().into_owned(),
+            role: "reparented (no right gained)".into(),
+            decision,
+            reason,
+            rule: cited(if gained == 0 { "fs" } else { "absent" }),
+        });
+        if gained != 0
+            || self
                 .checks
                 .iter()
                 .any(|k| k.right == "refer" && k.decision == OracleDecision::Deny)
-            {
-                self.notes.push(
-                    "a cross-directory rename without `refer` on both parents fails with EXDEV"
-                        .into(),
-                );
-            }
-        }
-        if dst.exists {
+        {
             self.notes.push(
-                "the destination exists: the kernel also checks removing it (not modelled)".into(),
+                "a cross-directory rename needs `refer` on both parents and must not give the moved entry new rights; the kernel answers EXDEV (EACCES if a make/remove right is missing)"
+                    .into(),
             );
         }
     }
@@ -457,6 +612,30 @@ impl Oracle<'_> {
                 rule: cited("unhandled"),
             });
         }
+    }
+}
+
+/// The `make-*` right for creating an entry of this type (a missing source is judged as a
+/// regular file; the kernel fails with ENOENT before asking).
+fn make_right(t: Option<std::fs::FileType>) -> FsRights {
+    use std::os::unix::fs::FileTypeExt;
+    match t {
+        Some(t) if t.is_dir() => fs::MAKE_DIR,
+        Some(t) if t.is_symlink() => fs::MAKE_SYM,
+        Some(t) if t.is_fifo() => fs::MAKE_FIFO,
+        Some(t) if t.is_socket() => fs::MAKE_SOCK,
+        Some(t) if t.is_char_device() => fs::MAKE_CHAR,
+        Some(t) if t.is_block_device() => fs::MAKE_BLOCK,
+        _ => fs::MAKE_REG,
+    }
+}
+
+/// The `remove-*` right for removing an entry of this type.
+fn remove_right(t: Option<std::fs::FileType>) -> FsRights {
+    if t.is_some_and(|t| t.is_dir()) {
+        fs::REMOVE_DIR
+    } else {
+        fs::REMOVE_FILE
     }
 }
 
@@ -537,6 +716,7 @@ mod tests {
         vec![FsRule {
             path: "/usr".into(),
             access: vec![Access::Read, Access::Exec],
+            ..FsRule::default()
         }]
     }
 
@@ -593,20 +773,48 @@ mod tests {
     }
 
     #[test]
-    fn exec_needs_the_interpreter() {
-        // /usr has exec (merged /usr: /lib64 links into it on Debian).
+    fn exec_needs_read_and_execute_on_the_program_and_its_interpreter() {
+        // /usr has read+exec (merged /usr: /lib64 links into it on Debian).
         let c = compiled(Handle::All, usr_only());
         let v = ask(&c, Operation::FileExec, "/usr/bin/true");
-        let interp = v.checks.iter().find(|k| k.role == "interpreter");
-        assert!(interp.is_some(), "{:?}", v.checks);
-        let c2 = compiled(
-            Handle::All,
-            vec![FsRule {
-                path: "/usr/bin".into(),
-                access: vec![Access::Exec],
-            }],
-        );
+        assert_eq!(v.decision, OracleDecision::Allow, "{v:?}");
+        let interp: Vec<&str> = v
+            .checks
+            .iter()
+            .filter(|k| k.role == "interpreter")
+            .map(|k| k.right.as_str())
+            .collect();
+        assert_eq!(interp, ["read-file", "execute"], "{:?}", v.checks);
+        // exec alone is not enough: execve opens the program for reading too.
+        let only = |path: &str, access| FsRule {
+            path: path.into(),
+            access,
+            ..FsRule::default()
+        };
+        let c2 = compiled(Handle::All, vec![only("/usr", vec![Access::Exec])]);
         let v = ask(&c2, Operation::FileExec, "/usr/bin/true");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert_eq!(
+            v.checks
+                .iter()
+                .find(|k| k.decision == OracleDecision::Deny)
+                .map(|k| k.right.as_str()),
+            Some("read-file")
+        );
+        // What the kernel never executes, whatever the policy: a directory, a file
+        // without execute bits.
+        let v = ask(&c, Operation::FileExec, "/usr/bin");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert_eq!(v.rule.kind, "kernel");
+        let v = ask(&c, Operation::FileExec, "/usr/lib/os-release");
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert!(v.reason.contains("execute permission"), "{}", v.reason);
+        // The program granted, the interpreter not: denied on the interpreter.
+        let c3 = compiled(
+            Handle::All,
+            vec![only("/usr/bin", vec![Access::Read, Access::Exec])],
+        );
+        let v = ask(&c3, Operation::FileExec, "/usr/bin/true");
         assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
         assert!(v.reason.contains("ld-linux"), "{}", v.reason);
     }
@@ -621,6 +829,7 @@ mod tests {
         let rule = |access| FsRule {
             path: root.to_string_lossy().into_owned(),
             access,
+            ..FsRule::default()
         };
         let c = compiled(
             Handle::All,
@@ -647,5 +856,189 @@ mod tests {
             vec![rule(vec![Access::Create, Access::Remove, Access::Rename])],
         );
         assert_eq!(predict(&c, &input).0.decision, OracleDecision::Allow);
+    }
+
+    /// A tree in a temp dir: `a/f`, `b/`, `d/` (a directory to move), and a profile over it.
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        for d in ["a", "b", "d", "b/e"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("a/f"), "x").unwrap();
+        std::fs::write(root.join("b/g"), "x").unwrap();
+        (tmp, root)
+    }
+
+    fn on(root: &Path, rel: &str, access: Vec<Access>) -> FsRule {
+        FsRule {
+            path: root.join(rel).to_string_lossy().into_owned(),
+            access,
+            ..FsRule::default()
+        }
+    }
+
+    fn rename(c: &CompiledProfile, from: &Path, to: &Path) -> OracleVerdict {
+        let (f, t) = (from.to_string_lossy(), to.to_string_lossy());
+        predict(
+            c,
+            &OracleInput {
+                scenario_id: "p:r",
+                probe_id: "r",
+                operation: Operation::FileRename,
+                driver: Driver::Builtin,
+                target: Some(&f),
+                destination: Some(&t),
+                program: None,
+                base: Path::new("/"),
+            },
+        )
+        .0
+    }
+
+    #[test]
+    fn create_needs_write_on_the_new_file_and_reading_a_directory_needs_read_dir() {
+        let (_tmp, root) = tree();
+        let target = root.join("a/new").to_string_lossy().into_owned();
+        let c = compiled(Handle::All, vec![on(&root, "a", vec![Access::Create])]);
+        let v = ask(&c, Operation::FileCreate, &target);
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert_eq!(
+            v.checks
+                .iter()
+                .find(|k| k.decision == OracleDecision::Deny)
+                .map(|k| k.right.as_str()),
+            Some("write-file")
+        );
+        let c = compiled(
+            Handle::All,
+            vec![on(&root, "a", vec![Access::Create, Access::Write])],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileCreate, &target).decision,
+            OracleDecision::Allow
+        );
+        // `write` unhandled: create alone is enough.
+        let c = compiled(
+            Handle::List(vec![Access::Create]),
+            vec![on(&root, "a", vec![Access::Create])],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileCreate, &target).decision,
+            OracleDecision::Allow
+        );
+        // Opening a directory for reading is read-dir, whatever read-file says.
+        let dir = root.join("a").to_string_lossy().into_owned();
+        let c = compiled(Handle::All, vec![on(&root, "a", vec![Access::Read])]);
+        let v = ask(&c, Operation::FileRead, &dir);
+        assert_eq!(v.checks[0].right, "read-dir", "{v:?}");
+    }
+
+    #[test]
+    fn rename_replacing_an_entry_needs_remove_on_the_destination_parent() {
+        let (_tmp, root) = tree();
+        let full = vec![Access::Create, Access::Rename];
+        // Same directory, onto an existing file: remove-file is needed (for both names).
+        std::fs::write(root.join("a/h"), "x").unwrap();
+        let c = compiled(Handle::All, vec![on(&root, "a", full.clone())]);
+        let v = rename(&c, &root.join("a/f"), &root.join("a/h"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        let mut with_remove = full.clone();
+        with_remove.push(Access::Remove);
+        let c = compiled(Handle::All, vec![on(&root, "a", with_remove)]);
+        assert_eq!(
+            rename(&c, &root.join("a/f"), &root.join("a/h")).decision,
+            OracleDecision::Allow
+        );
+    }
+
+    #[test]
+    fn reparenting_must_not_gain_a_right() {
+        let (_tmp, root) = tree();
+        let move_rights = vec![Access::Create, Access::Remove, Access::Rename];
+        let mut rules = vec![on(&root, "", move_rights.clone())];
+        // The destination grants read, the source does not: EXDEV even with rename on both.
+        rules.push(on(&root, "b", vec![Access::Read]));
+        let c = compiled(Handle::All, rules.clone());
+        let v = rename(&c, &root.join("a/f"), &root.join("b/f"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        assert!(
+            v.reason.contains("EXDEV") && v.reason.contains("read-file"),
+            "{}",
+            v.reason
+        );
+        // A file rule on the moved file that grants read: nothing gained.
+        let mut own = rules.clone();
+        own.push(on(&root, "a/f", vec![Access::Read]));
+        let c = compiled(Handle::All, own);
+        assert_eq!(
+            rename(&c, &root.join("a/f"), &root.join("b/f")).decision,
+            OracleDecision::Allow
+        );
+        // The other way (from more to fewer rights) is fine.
+        let c = compiled(Handle::All, rules.clone());
+        assert_eq!(
+            rename(&c, &root.join("b/g"), &root.join("a/g")).decision,
+            OracleDecision::Allow
+        );
+        // A directory counts every right: read-dir gained through `b` is refused too.
+        let v = rename(&c, &root.join("d"), &root.join("b/d2"));
+        assert_eq!(v.decision, OracleDecision::Deny, "{v:?}");
+        // A missing make right is EACCES, reported before the EXDEV reasons.
+        let c = compiled(
+            Handle::All,
+            vec![
+                on(&root, "", vec![Access::Remove, Access::Rename]),
+                on(&root, "b", vec![Access::Read]),
+            ],
+        );
+        let v = rename(&c, &root.join("a/f"), &root.join("b/f"));
+        assert_eq!(
+            v.checks
+                .iter()
+                .find(|k| k.decision == OracleDecision::Deny)
+                .map(|k| k.right.as_str()),
+            Some("make-reg")
+        );
+    }
+
+    #[test]
+    fn a_target_in_proc_self_is_the_childs() {
+        let c = compiled(
+            Handle::All,
+            vec![FsRule {
+                path: "/proc".into(),
+                access: vec![Access::Read],
+                ..FsRule::default()
+            }],
+        );
+        let (v, w) = predict(
+            &c,
+            &OracleInput {
+                scenario_id: "p:s",
+                probe_id: "s",
+                operation: Operation::FileRead,
+                driver: Driver::Builtin,
+                target: Some("/proc/self/status"),
+                destination: None,
+                program: None,
+                base: Path::new("/"),
+            },
+        );
+        assert_eq!(v.decision, OracleDecision::Allow, "{v:?}");
+        assert_eq!(w[0].canonical, "/proc/<child>/status");
+        // A rule written on /proc/self would be the runner's own directory: no cover.
+        let c = compiled(
+            Handle::All,
+            vec![FsRule {
+                path: "/proc/self".into(),
+                access: vec![Access::Read],
+                ..FsRule::default()
+            }],
+        );
+        assert_eq!(
+            ask(&c, Operation::FileRead, "/proc/self/status").decision,
+            OracleDecision::Deny
+        );
     }
 }

@@ -2,8 +2,7 @@
 //! serde_json reports positions only for errors; lint needs them for every finding.
 
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
-
-const MAX_DEPTH: usize = 128;
+use crate::util::limits::{self, Budget};
 
 pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut p = Parser {
@@ -12,6 +11,7 @@ pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
         line: 1,
         col: 1,
         depth: 0,
+        budget: Budget::default(),
     };
     if text.starts_with('\u{feff}') {
         p.bump();
@@ -34,6 +34,7 @@ struct Parser<'a> {
     line: u32,
     col: u32,
     depth: usize,
+    budget: Budget,
 }
 
 impl Parser<'_> {
@@ -48,6 +49,7 @@ impl Parser<'_> {
         SyntaxError {
             message: message.into(),
             pos: self.pos(),
+            limit: None,
         }
     }
 
@@ -89,10 +91,20 @@ impl Parser<'_> {
 
     fn value(&mut self) -> Result<Node, SyntaxError> {
         let start = self.pos();
+        let len = if self.peek() == Some('"') {
+            None
+        } else {
+            Some(0)
+        };
+        if let Some(len) = len {
+            self.budget
+                .charge(len)
+                .map_err(|e| SyntaxError::over_limit(e, start))?;
+        }
         let kind = match self.peek() {
             Some('{') => self.object()?,
             Some('[') => self.array()?,
-            Some('"') => NodeKind::String(self.string()?),
+            Some('"') => NodeKind::String(self.charged_string(start)?),
             Some('t') => self.word("true", NodeKind::Bool(true))?,
             Some('f') => self.word("false", NodeKind::Bool(false))?,
             Some('n') => self.word("null", NodeKind::Null)?,
@@ -130,10 +142,16 @@ impl Parser<'_> {
 
     fn enter(&mut self) -> Result<(), SyntaxError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.err(format!("nesting deeper than {MAX_DEPTH} levels")));
-        }
-        Ok(())
+        limits::check_depth(self.depth).map_err(|e| SyntaxError::over_limit(e, self.pos()))
+    }
+
+    /// A string (a value or a key) charged to the budget.
+    fn charged_string(&mut self, start: Pos) -> Result<String, SyntaxError> {
+        let s = self.string()?;
+        self.budget
+            .charge(s.len())
+            .map_err(|e| SyntaxError::over_limit(e, start))?;
+        Ok(s)
     }
 
     fn object(&mut self) -> Result<NodeKind, SyntaxError> {
@@ -156,7 +174,7 @@ impl Parser<'_> {
                     None => self.err("expected a key, found the end of the file"),
                 });
             }
-            let key = self.string()?;
+            let key = self.charged_string(key_start)?;
             let key_span = Span {
                 start: key_start,
                 end: self.pos(),
@@ -377,7 +395,23 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let text = "[".repeat(10_000);
-        assert!(err(&text).message.contains("nesting"));
+        let text = "[".repeat(100_000);
+        let e = err(&text);
+        assert!(e.message.contains("nesting"), "{}", e.message);
+        assert_eq!(e.limit, Some(limits::Exceeded::Depth));
+    }
+
+    #[test]
+    fn long_strings_and_many_values_are_refused() {
+        let long = format!(
+            "{{\"a\": \"{}\"}}",
+            "x".repeat(limits::MAX_STRING_BYTES + 1)
+        );
+        assert_eq!(err(&long).limit, Some(limits::Exceeded::String));
+        assert_eq!(err(&long).pos, Pos { line: 1, col: 7 });
+        let many = format!("[{}0]", "0,".repeat(limits::MAX_NODES));
+        assert_eq!(err(&many).limit, Some(limits::Exceeded::Nodes));
+        let fits = format!("[{}0]", "0,".repeat(limits::MAX_NODES - 2));
+        assert!(parse(&fits).is_ok());
     }
 }

@@ -8,10 +8,13 @@
 mod json;
 mod yaml;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 
+use crate::util::limits::Exceeded;
 use crate::{Error, Result};
 
 /// The syntax a document is written in.
@@ -88,13 +91,27 @@ pub struct Member {
     pub value: Node,
 }
 
-/// A syntax error with its position.
+/// A syntax error with its position, or a value over one of the input limits
+/// ([`crate::util::limits`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     /// What is wrong.
     pub message: String,
     /// Where.
     pub pos: Pos,
+    /// The input limit exceeded, when that is the problem (not the syntax).
+    pub limit: Option<Exceeded>,
+}
+
+impl SyntaxError {
+    /// The error for a value at `pos` that exceeds `limit`.
+    pub fn over_limit(limit: Exceeded, pos: Pos) -> Self {
+        Self {
+            message: format!("input limit: {}", limit.describe()),
+            pos,
+            limit: Some(limit),
+        }
+    }
 }
 
 /// A key written twice in the same object (the later one wins in [`Document::value`], and
@@ -134,6 +151,8 @@ pub struct Document {
     pub root: Node,
     /// Keys written twice.
     pub duplicates: Vec<Duplicate>,
+    /// Every pointer's key and value spans, built by the first [`Document::locate`].
+    index: OnceLock<HashMap<String, (Option<Span>, Span)>>,
 }
 
 /// A typed-deserialization failure: where (JSON pointer) and why.
@@ -171,13 +190,14 @@ impl Document {
             format,
             root,
             duplicates,
+            index: OnceLock::new(),
         })
     }
 
     /// Read and parse a file; a syntax error becomes an input error naming the file, line
     /// and column.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = crate::util::fsx::read_input_string(path)?;
+        let text = crate::util::fsx::read_document(path)?;
         Self::parse(path, text).map_err(|e| syntax_error(path, &e))
     }
 
@@ -191,50 +211,38 @@ impl Document {
         deserialize_value(self.value())
     }
 
-    /// Where `pointer` points (RFC 6901).
+    /// Where `pointer` points (RFC 6901). Constant time per pointer token: every pointer of
+    /// the document is indexed on the first call (lint places thousands of findings in
+    /// large documents). A pointer that does not resolve fully points at the deepest member
+    /// it reached.
     pub fn locate(&self, pointer: &str) -> Location {
-        let mut node = &self.root;
-        let mut key_span = None;
-        if pointer.is_empty() {
+        let index = self.index.get_or_init(|| {
+            let mut map = HashMap::new();
+            index_node(&self.root, None, &mut String::new(), &mut map);
+            map
+        });
+        if let Some(&(key_span, value_span)) = index.get(pointer) {
             return Location {
-                key_span: None,
-                value_span: node.span,
+                key_span,
+                value_span,
                 exact: true,
             };
         }
-        for token in pointer.split('/').skip(1) {
-            let token = token.replace("~1", "/").replace("~0", "~");
-            let next = match &node.kind {
-                NodeKind::Object(members) => members
-                    .iter()
-                    .rev()
-                    .find(|m| m.key == token)
-                    .map(|m| (Some(m.key_span), &m.value)),
-                NodeKind::Array(items) => token
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| items.get(i))
-                    .map(|n| (None, n)),
-                _ => None,
-            };
-            match next {
-                Some((ks, n)) => {
-                    key_span = ks;
-                    node = n;
-                }
-                None => {
-                    return Location {
-                        key_span,
-                        value_span: node.span,
-                        exact: false,
-                    };
-                }
+        let mut prefix = pointer;
+        while let Some(cut) = prefix.rfind('/') {
+            prefix = &prefix[..cut];
+            if let Some(&(key_span, value_span)) = index.get(prefix) {
+                return Location {
+                    key_span,
+                    value_span,
+                    exact: false,
+                };
             }
         }
         Location {
-            key_span,
-            value_span: node.span,
-            exact: true,
+            key_span: None,
+            value_span: self.root.span,
+            exact: false,
         }
     }
 
@@ -249,6 +257,13 @@ impl Document {
 
 /// Turn a syntax error into an input error naming the file, line and column.
 pub fn syntax_error(path: &Path, e: &SyntaxError) -> Error {
+    if e.limit.is_some() {
+        return Error::input(
+            path,
+            format!("{}:{}: {}", e.pos.line, e.pos.col, e.message),
+        )
+        .with_hint("the file is refused before it is used: make it smaller (fewer YAML aliases, less nesting)");
+    }
     Error::input(
         path,
         format!("{}:{}: syntax error: {}", e.pos.line, e.pos.col, e.message),
@@ -314,16 +329,51 @@ impl Node {
     }
 }
 
+/// Index every pointer of `node` (at `pointer`) with its key and value spans; for a key
+/// written twice the later member wins, as in [`Document::value`].
+fn index_node(
+    node: &Node,
+    key_span: Option<Span>,
+    pointer: &mut String,
+    out: &mut HashMap<String, (Option<Span>, Span)>,
+) {
+    out.insert(pointer.clone(), (key_span, node.span));
+    let len = pointer.len();
+    match &node.kind {
+        NodeKind::Object(members) => {
+            for m in members {
+                pointer.push('/');
+                pointer.push_str(&escape_pointer_token(&m.key));
+                index_node(&m.value, Some(m.key_span), pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        NodeKind::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                index_node(item, None, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate>) {
     match &node.kind {
         NodeKind::Object(members) => {
-            for (i, m) in members.iter().enumerate() {
-                if let Some(first) = members[..i].iter().find(|p| p.key == m.key) {
+            // Linear in the members (a large object must not cost a quadratic scan).
+            let mut first_of: HashMap<&str, Span> = HashMap::with_capacity(members.len());
+            for m in members {
+                if let Some(first) = first_of.get(m.key.as_str()) {
                     out.push(Duplicate {
                         pointer: format!("{pointer}/{}", escape_pointer_token(&m.key)),
                         span: m.key_span,
-                        first: first.key_span,
+                        first: *first,
                     });
+                } else {
+                    first_of.insert(&m.key, m.key_span);
                 }
                 let len = pointer.len();
                 pointer.push('/');

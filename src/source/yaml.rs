@@ -4,26 +4,40 @@
 //! a copy of its anchor's value), the core tags `!!str !!int !!float !!bool !!null`. Refused
 //! with a clear error: several documents in one file, non-scalar keys, other tags, and
 //! non-finite floats (JSON cannot hold them).
+//!
+//! Input cost is bounded ([`crate::util::limits`]): every value is charged to a budget as it
+//! is built, an anchor is charged again for the copy kept for its aliases, and an alias is
+//! charged the full size (values, string bytes, height) of the copy it expands to *before*
+//! the copy is made, so a "billion laughs" alias bomb stops at the first alias over the
+//! budget, with its line and column.
 
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
+use crate::util::limits::{self, Budget, Cost, Exceeded};
 
 pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         depth: 0,
+        deepest: 0,
+        budget: Budget::default(),
     };
     b.document()
 }
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored values and what a copy of each costs.
+    anchors: HashMap<usize, (Node, Cost)>,
+    /// Nesting of the collection being built (0 at the top).
     depth: usize,
+    /// The deepest nesting reached inside the value being built (for anchor heights).
+    deepest: usize,
+    budget: Budget,
 }
 
 fn pos(m: saphyr_parser::Marker) -> Pos {
@@ -44,13 +58,19 @@ impl<'a> Builder<'a> {
     fn next(&mut self) -> Result<(Event<'a>, YSpan), SyntaxError> {
         match self.parser.next_event() {
             Some(Ok(ev)) => Ok(ev),
+            // saphyr-parser's own guard against deep flow nesting is our depth limit too.
+            Some(Err(e)) if e.info().contains("recursion limit") => {
+                Err(SyntaxError::over_limit(Exceeded::Depth, pos(*e.marker())))
+            }
             Some(Err(e)) => Err(SyntaxError {
                 message: e.info().to_string(),
                 pos: pos(*e.marker()),
+                limit: None,
             }),
             None => Err(SyntaxError {
                 message: "unexpected end of the YAML stream".into(),
                 pos: Pos::default(),
+                limit: None,
             }),
         }
     }
@@ -61,6 +81,7 @@ impl<'a> Builder<'a> {
             return Err(SyntaxError {
                 message: "expected the start of the YAML stream".into(),
                 pos: Pos { line: 1, col: 1 },
+                limit: None,
             });
         }
         let (ev, sp) = self.next()?;
@@ -69,6 +90,7 @@ impl<'a> Builder<'a> {
                 return Err(SyntaxError {
                     message: "the file is empty; expected a YAML mapping".into(),
                     pos: pos(sp.start),
+                    limit: None,
                 });
             }
             Event::DocumentStart(_) => {
@@ -79,6 +101,7 @@ impl<'a> Builder<'a> {
                 return Err(SyntaxError {
                     message: "expected a YAML document".into(),
                     pos: pos(sp.start),
+                    limit: None,
                 });
             }
         };
@@ -87,6 +110,7 @@ impl<'a> Builder<'a> {
             return Err(SyntaxError {
                 message: "expected the end of the document".into(),
                 pos: root.span.end,
+                limit: None,
             });
         }
         let (ev, sp) = self.next()?;
@@ -97,30 +121,30 @@ impl<'a> Builder<'a> {
                     "a second YAML document (`---`) in one file; one plan or registry per file"
                         .into(),
                 pos: pos(sp.start),
+                limit: None,
             }),
         }
     }
 
     fn node(&mut self, ev: Event<'a>, sp: YSpan) -> Result<Node, SyntaxError> {
-        self.depth += 1;
-        if self.depth > 128 {
-            return Err(SyntaxError {
-                message: "nesting deeper than 128 levels".into(),
-                pos: pos(sp.start),
-            });
-        }
         let start = pos(sp.start);
+        let over = |e: Exceeded| SyntaxError::over_limit(e, start);
+        let before = self.budget;
+        let outer_deepest = self.deepest;
+        self.deepest = self.depth;
         let node = match ev {
             Event::Scalar(value, style, anchor, tag) => {
+                self.budget.charge(value.len()).map_err(over)?;
                 let kind = resolve_scalar(&value, style, tag.as_deref(), start)?;
                 let node = Node {
                     span: span(sp),
                     kind,
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, before, start)?;
                 node
             }
             Event::SequenceStart(anchor, tag) => {
+                self.enter(start)?;
                 check_collection_tag(tag.as_deref(), "seq", start)?;
                 let mut items = Vec::new();
                 let end;
@@ -132,14 +156,16 @@ impl<'a> Builder<'a> {
                     }
                     items.push(self.node(ev, sp2)?);
                 }
+                self.depth -= 1;
                 let node = Node {
                     span: Span { start, end },
                     kind: NodeKind::Array(items),
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, before, start)?;
                 node
             }
             Event::MappingStart(anchor, tag) => {
+                self.enter(start)?;
                 check_collection_tag(tag.as_deref(), "map", start)?;
                 let mut members = Vec::new();
                 let end;
@@ -150,13 +176,25 @@ impl<'a> Builder<'a> {
                             end = pos(ksp.end);
                             break;
                         }
-                        Event::Scalar(k, _, _, _) => k.into_owned(),
-                        Event::Alias(id) => match self.anchors.get(&id).map(|n| n.kind.clone()) {
-                            Some(NodeKind::String(s)) => s,
+                        Event::Scalar(k, _, _, _) => {
+                            self.budget
+                                .charge(k.len())
+                                .map_err(|e| SyntaxError::over_limit(e, pos(ksp.start)))?;
+                            k.into_owned()
+                        }
+                        Event::Alias(id) => match self.anchors.get(&id).map(|(n, _)| &n.kind) {
+                            Some(NodeKind::String(s)) => {
+                                let s = s.clone();
+                                self.budget
+                                    .charge(s.len())
+                                    .map_err(|e| SyntaxError::over_limit(e, pos(ksp.start)))?;
+                                s
+                            }
                             _ => {
                                 return Err(SyntaxError {
                                     message: "mapping keys must be plain strings".into(),
                                     pos: pos(ksp.start),
+                                    limit: None,
                                 });
                             }
                         },
@@ -166,6 +204,7 @@ impl<'a> Builder<'a> {
                                     "mapping keys must be plain strings, not lists or mappings"
                                         .into(),
                                 pos: pos(ksp.start),
+                                limit: None,
                             });
                         }
                     };
@@ -177,22 +216,33 @@ impl<'a> Builder<'a> {
                         value,
                     });
                 }
+                self.depth -= 1;
                 let node = Node {
                     span: Span { start, end },
                     kind: NodeKind::Object(members),
                 };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, before, start)?;
                 node
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => Node {
-                    span: span(sp),
-                    kind: n.kind.clone(),
-                },
+                Some((n, cost)) => {
+                    // Charged in full before the copy is made.
+                    let cost = *cost;
+                    let kind = &n.kind;
+                    let nested = self.depth + cost.height.saturating_sub(1);
+                    limits::check_depth(nested).map_err(over)?;
+                    self.deepest = self.deepest.max(nested);
+                    self.budget.charge_cost(cost).map_err(over)?;
+                    Node {
+                        span: span(sp),
+                        kind: kind.clone(),
+                    }
+                }
                 None => {
                     return Err(SyntaxError {
                         message: "alias to an unknown anchor".into(),
                         pos: start,
+                        limit: None,
                     });
                 }
             },
@@ -200,17 +250,40 @@ impl<'a> Builder<'a> {
                 return Err(SyntaxError {
                     message: "expected a value".into(),
                     pos: start,
+                    limit: None,
                 });
             }
         };
-        self.depth -= 1;
+        self.deepest = self.deepest.max(outer_deepest);
         Ok(node)
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    /// One level deeper, within [`limits::MAX_DEPTH`].
+    fn enter(&mut self, at: Pos) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
+        limits::check_depth(self.depth).map_err(|e| SyntaxError::over_limit(e, at))
+    }
+
+    /// Keep a copy of an anchored value for its aliases, charged like one.
+    fn remember(
+        &mut self,
+        anchor: usize,
+        node: &Node,
+        before: Budget,
+        at: Pos,
+    ) -> Result<(), SyntaxError> {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            // `deepest` is absolute; the value started at `self.depth` (collections have
+            // already left their level when this is called).
+            let height = self.deepest.saturating_sub(self.depth) + 1;
+            let cost = self.budget.since(before, height);
+            self.budget
+                .charge_cost(cost)
+                .map_err(|e| SyntaxError::over_limit(e, at))?;
+            self.anchors.insert(anchor, (node.clone(), cost));
         }
+        Ok(())
     }
 }
 
@@ -225,6 +298,7 @@ fn check_collection_tag(
         Some(t) => Err(SyntaxError {
             message: format!("YAML tag `{}{}` is not supported", t.handle, t.suffix),
             pos: at,
+            limit: None,
         }),
     }
 }
@@ -238,12 +312,14 @@ fn resolve_scalar(
     let bad = |what: &str| SyntaxError {
         message: format!("`{value}` is not a valid {what}"),
         pos: at,
+        limit: None,
     };
     if let Some(t) = tag {
         if t.handle != "tag:yaml.org,2002:" {
             return Err(SyntaxError {
                 message: format!("YAML tag `{}{}` is not supported", t.handle, t.suffix),
                 pos: at,
+                limit: None,
             });
         }
         return match t.suffix.as_str() {
@@ -257,6 +333,7 @@ fn resolve_scalar(
             other => Err(SyntaxError {
                 message: format!("YAML tag `!!{other}` is not supported"),
                 pos: at,
+                limit: None,
             }),
         };
     }
@@ -317,6 +394,7 @@ fn parse_float(v: &str, at: Pos) -> Result<Option<NodeKind>, SyntaxError> {
         return Err(SyntaxError {
             message: format!("`{v}` cannot be represented in JSON"),
             pos: at,
+            limit: None,
         });
     }
     let b = v.as_bytes();
@@ -352,6 +430,54 @@ mod tests {
     fn anchors_are_copied() {
         let v = parse("x: &a [1, 2]\ny: *a\n").unwrap().to_value();
         assert_eq!(v["y"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn an_alias_bomb_stops_at_the_first_alias_over_the_budget() {
+        use std::fmt::Write as _;
+        // 9 levels of 9 aliases: 9^9 values if expanded, in 400 bytes.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            let _ = writeln!(text, "a{i}: &a{i} [{refs}]");
+        }
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.limit, Some(limits::Exceeded::Nodes), "{}", e.message);
+        // `a4` (9 copies of `a3`'s 7,381 values) is where the budget runs out: the file is
+        // refused at line 5, at the alias over the budget, long before 9^9 values are built.
+        assert_eq!(e.pos.line, 5, "{e:?}");
+        // Aliases that nest deeper than the limit once expanded are refused too.
+        let mut deep = String::from("a: &a ");
+        deep.push_str(&"[".repeat(100));
+        deep.push_str(&"]".repeat(100));
+        deep.push_str("\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n");
+        let e = parse(&deep).unwrap_err();
+        assert_eq!(e.limit, Some(limits::Exceeded::Depth), "{}", e.message);
+        assert_eq!(e.pos.line, 2);
+        // Deep flow and block nesting are refused by depth, not by the stack.
+        let flow = format!("a: {}", "[".repeat(100_000));
+        assert_eq!(
+            parse(&flow).unwrap_err().limit,
+            Some(limits::Exceeded::Depth)
+        );
+        let block = format!("{}x\n", "- ".repeat(100_000));
+        assert_eq!(
+            parse(&block).unwrap_err().limit,
+            Some(limits::Exceeded::Depth)
+        );
+        // A long string, and a long string copied by aliases past the byte budget.
+        let long = format!("a: {}\n", "x".repeat(limits::MAX_STRING_BYTES + 1));
+        assert_eq!(
+            parse(&long).unwrap_err().limit,
+            Some(limits::Exceeded::String)
+        );
+        let s = "x".repeat(limits::MAX_STRING_BYTES);
+        let copies = vec!["*s"; limits::MAX_EXPANDED_BYTES / limits::MAX_STRING_BYTES + 1];
+        let wide = format!("a: &s {s}\nb: [{}]\n", copies.join(", "));
+        assert_eq!(
+            parse(&wide).unwrap_err().limit,
+            Some(limits::Exceeded::ExpandedBytes)
+        );
     }
 
     #[test]

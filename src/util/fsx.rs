@@ -14,9 +14,43 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io_input("read", path, e))
 }
 
-/// Read a whole file as UTF-8 text (user input).
-pub fn read_input_string(path: &Path) -> Result<String> {
-    let bytes = read_input(path)?;
+/// Read at most `max` bytes of a user file: `None` if it holds more (read through a bounded
+/// reader, so a special file such as `/dev/zero` or a file that grows while it is read
+/// cannot exhaust memory).
+pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = File::open(path).map_err(|e| Error::io_input("read", path, e))?;
+    let mut bytes = Vec::new();
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io_input("read", path, e))?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// The error for a user document larger than [`super::limits::MAX_DOCUMENT_BYTES`].
+pub fn document_too_large(path: &Path) -> Error {
+    Error::input(
+        path,
+        format!(
+            "is larger than {} bytes, the limit for a plan, registry or template file",
+            super::limits::MAX_DOCUMENT_BYTES
+        ),
+    )
+    .with_hint(
+        "split it (one registry per directory, one plan per file) or remove what it does not need",
+    )
+}
+
+/// Read a user document (plan, registry) as UTF-8 text, refusing one larger than
+/// [`super::limits::MAX_DOCUMENT_BYTES`] ([`read_bounded`]).
+pub fn read_document(path: &Path) -> Result<String> {
+    let bytes = read_bounded(path, super::limits::MAX_DOCUMENT_BYTES)?
+        .ok_or_else(|| document_too_large(path))?;
+    utf8_input(path, bytes)
+}
+
+/// `bytes` of the user file `path` as UTF-8 text.
+pub fn utf8_input(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         Error::input(
             path,
@@ -24,6 +58,11 @@ pub fn read_input_string(path: &Path) -> Result<String> {
         )
         .with_hint("plans, registries and templates must be UTF-8 JSON or YAML")
     })
+}
+
+/// Read a whole file as UTF-8 text (user input).
+pub fn read_input_string(path: &Path) -> Result<String> {
+    utf8_input(path, read_input(path)?)
 }
 
 /// Read a whole file as bytes (tool state: errors are runner failures).

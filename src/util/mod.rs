@@ -1,8 +1,9 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
-//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]) and
-//! "did you mean" suggestions ([`suggest`]), globs over ids ([`glob`]) and field-level
-//! JSON differences ([`jsondiff`]).
+//! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]), "did
+//! you mean" suggestions ([`suggest`]), the cost budget of user input ([`limits`]), path
+//! resolution the way the kernel walks a path ([`paths`]), globs over ids ([`glob`]) and
+//! field-level JSON differences ([`jsondiff`]).
 
 pub mod digest;
 pub mod fsx;
@@ -10,5 +11,7 @@ pub mod glob;
 pub mod host;
 pub mod json;
 pub mod jsondiff;
+pub mod limits;
+pub mod paths;
 pub mod suggest;
 pub mod time;

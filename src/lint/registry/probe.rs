@@ -4,7 +4,7 @@
 use super::super::codes::Code;
 use super::super::finding::{At, Sink};
 use super::super::vars::{self, BUILTINS, Lead, Scope};
-use super::{check_string_vars, fixture_path, machine_path_check, path_checks};
+use super::{PathUse, check_string_vars, fixture_path, machine_path_check, path_checks};
 use crate::model::registry::{Driver, Fixture, Operation, Probe, TargetKind};
 
 /// Every string of a probe that may hold variables, with its pointer relative to the probe.
@@ -49,12 +49,14 @@ pub fn fixture_vars(probe: &Probe) -> Vec<&str> {
         .collect()
 }
 
-/// The scope of a probe's strings in registry-lint: builtins plus its listener variables.
+/// The scope of a probe's strings in registry-lint: builtins plus its listener variables,
+/// and its scratch directory as its fixtures make it.
 fn probe_scope(probe: &Probe) -> Scope {
     let mut scope = Scope::builtins();
     for v in fixture_vars(probe) {
         scope.add_number(v);
     }
+    scope.scratch = super::super::scratch::ScratchTree::of(&probe.fixtures, &|p| scope.place(p));
     scope
 }
 
@@ -181,7 +183,15 @@ fn check_destination(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: &Sco
             "`file-rename` probe has no `destination`",
             Some("add \"destination\": \"${SCRATCH}/...\": the new name".into()),
         ),
-        (Operation::FileRename, Some(d)) => path_checks(sink, &at("/destination"), d, scope, true),
+        (Operation::FileRename, Some(d)) => path_checks(
+            sink,
+            &at("/destination"),
+            d,
+            scope,
+            PathUse::Write {
+                follow_final: false,
+            },
+        ),
         (_, Some(_)) => sink.push_hint(
             Code::BadDestination,
             &at("/destination"),
@@ -200,8 +210,8 @@ fn check_target(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: &Scope) {
     if let Some(t) = &probe.target {
         let ptr = at("/target");
         match op.target_kind() {
-            TargetKind::Path => path_checks(sink, &ptr, t, scope, op.writes()),
-            TargetKind::Program => path_checks(sink, &ptr, t, scope, false),
+            TargetKind::Path => path_checks(sink, &ptr, t, scope, PathUse::of(op)),
+            TargetKind::Program => path_checks(sink, &ptr, t, scope, PathUse::Read),
             TargetKind::HostPort => host_port_checks(sink, &ptr, t, op),
             TargetKind::Pid => {
                 let ok = is_whole_var(t) || t.parse::<u32>().is_ok_and(|p| p > 0);

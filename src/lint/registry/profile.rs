@@ -1,7 +1,8 @@
 //! Registry lint of one profile: its strings' variables, the Landlock block (ABI, handled
 //! rights, allow rules and how they overlap, network keys, scopes), limits and environment.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use super::super::codes::Code;
 use super::super::finding::{At, Sink};
@@ -205,14 +206,22 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
             list.clone()
         }
     };
-    let comps: Vec<Option<Vec<&str>>> = fs
+    let attach: Vec<Option<Attach>> = fs
         .allow
         .iter()
-        .map(|r| match scope.lead(&r.path) {
-            Some(Lead::Relative) => None,
-            _ => Some(vars::components(&r.path)),
-        })
+        .map(|r| Attach::of(&r.path, scope))
         .collect();
+    // Rules by where they attach (in rule order), so each rule's ancestors are looked up
+    // per component rather than compared with every rule: linear in the rules.
+    let mut at_place: AtPlace<'_> = HashMap::new();
+    for (j, a) in attach.iter().enumerate() {
+        if let Some(a) = a {
+            at_place
+                .entry((a.root.as_str(), a.comps.as_slice()))
+                .or_default()
+                .push((j, a.is_dir));
+        }
+    }
     for (i, rule) in fs.allow.iter().enumerate() {
         let rp = at(&format!("/landlock/fs/allow/{i}"));
         if scope.lead(&rule.path) == Some(Lead::Relative) {
@@ -225,14 +234,15 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
             );
         } else {
             machine_path_check(sink, &format!("{rp}/path"), &rule.path);
+            per_process_rule(sink, &format!("{rp}/path"), &rule.path);
         }
         if rule.access.is_empty() {
             sink.push_hint(
                 Code::ExceptionRule,
                 &format!("{rp}/access"),
                 At::Value,
-                format!("rule for `{}` grants nothing: Landlock rules are allow-only and cannot deny a path", rule.path),
-                Some("remove the rule; to keep a sub-path out, narrow the rule of its parent to the sub-paths that should be allowed".into()),
+                format!("rule for `{}` grants nothing (valid, and it has no effect): Landlock rules only add rights, so a rule cannot deny a path", rule.path),
+                Some("remove the rule; to keep a sub-path out, narrow the rule of its parent to the sub-paths that should be allowed (or acknowledge it with `allow_lint: [\"NX303\"]`)".into()),
             );
             continue;
         }
@@ -241,64 +251,322 @@ fn check_fs(sink: &mut Sink<'_>, base: &str, fs: &FsRules, abi: u8, scope: &Scop
             if a.min_abi() > abi {
                 above(sink, &ap, format!("`{}`", a.as_str()), a.min_abi());
             } else if !handled.contains(a) {
+                unhandled_grant(sink, &ap, *a);
+            }
+        }
+        let Some(mine) = &attach[i] else { continue };
+        redundancy(
+            sink,
+            &format!("{rp}/path"),
+            i,
+            fs,
+            &at_place,
+            mine,
+            &handled,
+        );
+    }
+    !handled.is_empty()
+}
+
+/// Rules by where they attach (root, components): their indexes and whether each is a
+/// directory.
+type AtPlace<'a> = HashMap<(&'a str, &'a [String]), Vec<(usize, bool)>>;
+
+/// Where a rule attaches, as lint can know it without running anything: a host path is
+/// resolved the way the kernel opens it when the ruleset is built (symlinks followed, `..`
+/// per component: `/lib` is `/usr/lib` on a merged-`/usr` system); a path beneath a
+/// variable (`${SCRATCH}`, `${HOME}`, a plan variable) is normalized component by component
+/// (`${SCRATCH}/a/s0/../e1` is `${SCRATCH}/a/e1`), what it holds depending on the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attach {
+    /// `/` for a host path, else the leading variable.
+    root: String,
+    /// Components beneath the root.
+    comps: Vec<String>,
+    /// It is (or may be) a directory: only a directory rule covers other paths.
+    is_dir: bool,
+}
+
+impl Attach {
+    fn of(path: &str, scope: &Scope) -> Option<Self> {
+        let lead = scope.lead(path);
+        // A per-process rule path is NX220; where it resolves is the runner's business.
+        if lead == Some(Lead::Relative) || vars::per_process(path, true).is_some() {
+            return None;
+        }
+        if let Some(rest) = path.strip_prefix("${") {
+            let (name, after) = rest.split_once('}')?;
+            let mut comps: Vec<String> = Vec::new();
+            for c in after.split('/') {
+                match c {
+                    "" | "." => {}
+                    ".." => {
+                        if comps.pop().is_none() {
+                            comps.push("..".into());
+                        }
+                    }
+                    c => comps.push(c.to_string()),
+                }
+            }
+            return Some(Self {
+                root: name.to_string(),
+                comps,
+                is_dir: true,
+            });
+        }
+        let r = crate::util::paths::resolve(Path::new(path), Path::new("/"), true);
+        let is_dir = std::fs::metadata(&r.canonical).map_or(true, |m| m.is_dir());
+        Some(Self {
+            root: "/".into(),
+            comps: r
+                .canonical
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect(),
+            is_dir,
+        })
+    }
+
+    /// How it is shown when it differs from the text of the rule.
+    fn shown(&self) -> String {
+        if self.root == "/" {
+            format!("/{}", self.comps.join("/"))
+        } else if self.comps.is_empty() {
+            format!("${{{}}}", self.root)
+        } else {
+            format!("${{{}}}/{}", self.root, self.comps.join("/"))
+        }
+    }
+}
+
+/// NX303 for a rule that adds nothing: it attaches where an earlier rule does, or every
+/// right it grants is granted by rules on directories above it. Valid and harmless (the
+/// kernel unions the rules), so a warning; it often means an intended exception, which
+/// Landlock cannot express.
+fn redundancy(
+    sink: &mut Sink<'_>,
+    ptr: &str,
+    i: usize,
+    fs: &FsRules,
+    at_place: &AtPlace<'_>,
+    mine: &Attach,
+    handled: &[Access],
+) {
+    let rule = &fs.allow[i];
+    let resolved = |a: &Attach, text: &str| {
+        let shown = a.shown();
+        if shown == text.trim_end_matches('/') {
+            format!("`{text}`")
+        } else {
+            format!("`{text}` (which resolves to `{shown}`)")
+        }
+    };
+    let here = at_place
+        .get(&(mine.root.as_str(), mine.comps.as_slice()))
+        .map_or(&[][..], Vec::as_slice);
+    if let Some(&(j, _)) = here.first().filter(|(j, _)| *j < i) {
+        sink.push_hint(
+            Code::ExceptionRule,
+            ptr,
+            At::Value,
+            format!(
+                "rule {i} for {} attaches where rule {j} for `{}` does; their rights are unioned (valid and harmless)",
+                resolved(mine, &rule.path),
+                fs.allow[j].path
+            ),
+            Some("merge the two rules (or acknowledge it with `allow_lint: [\"NX303\"]`)".into()),
+        );
+        return;
+    }
+    let mut above: Vec<usize> = (0..mine.comps.len())
+        .filter_map(|n| at_place.get(&(mine.root.as_str(), &mine.comps[..n])))
+        .flatten()
+        .filter(|(_, is_dir)| *is_dir)
+        .map(|(j, _)| *j)
+        .collect();
+    above.sort_unstable();
+    if above.is_empty() {
+        return;
+    }
+    let union: BTreeSet<Access> = above
+        .iter()
+        .flat_map(|&j| fs.allow[j].access.iter().copied())
+        .collect();
+    let granted: Vec<&Access> = rule.access.iter().filter(|a| handled.contains(a)).collect();
+    if granted.iter().all(|a| union.contains(a)) {
+        let anc = &fs.allow[above[0]].path;
+        let words: Vec<&str> = granted.iter().map(|a| a.as_str()).collect();
+        sink.push_hint(
+            Code::ExceptionRule,
+            ptr,
+            At::Value,
+            format!(
+                "rule for {} grants nothing beyond `{anc}` (rule {}): {} is already granted beneath it (valid and harmless; if it was meant to keep the path from getting more, Landlock cannot express that: rules only add rights)",
+                resolved(mine, &rule.path),
+                above[0],
+                if words.is_empty() { "everything it grants".to_string() } else { format!("`{}`", words.join("+")) }
+            ),
+            Some(format!(
+                "remove it, or acknowledge it with `allow_lint: [\"NX303\"]`; to keep `{}` out, replace the `{anc}` rule with rules for the sub-paths that should be allowed",
+                rule.path
+            )),
+        );
+    }
+}
+
+/// Apply the profile's and its rules' `allow_lint` to the findings the profile's checks
+/// added (`sink.findings[start..]`): an acknowledged warning or note is dropped; an entry
+/// that is not a code or names an error is NX313; an entry nothing needed is NX314.
+pub(super) fn allow_lint(sink: &mut Sink<'_>, start: usize, base: &str, profile: &Profile) {
+    // (where the list is, the pointer prefix it covers, the list, whether it covers a
+    // rule on a host path: whether NX303 fires there depends on the host's symlinks, e.g.
+    // `/lib` is `/usr/lib` only on a merged-`/usr` system, so acknowledging it is never
+    // stale)
+    let rules = profile
+        .landlock
+        .as_ref()
+        .and_then(|l| l.fs.as_ref())
+        .map_or(&[][..], |f| f.allow.as_slice());
+    let mut lists: Vec<(String, String, &[String], bool)> = vec![(
+        format!("{base}/allow_lint"),
+        base.to_string(),
+        &profile.allow_lint,
+        rules.iter().any(|r| r.path.starts_with('/')),
+    )];
+    for (i, r) in rules.iter().enumerate() {
+        let rp = format!("{base}/landlock/fs/allow/{i}");
+        lists.push((
+            format!("{rp}/allow_lint"),
+            rp,
+            &r.allow_lint,
+            r.path.starts_with('/'),
+        ));
+    }
+    let mut used: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut ok: Vec<Vec<Option<Code>>> = Vec::new();
+    let mut problems = Vec::new();
+    for (at_list, _, list, _) in &lists {
+        let mut codes = Vec::new();
+        for (k, id) in list.iter().enumerate() {
+            let code = Code::ALL.iter().copied().find(|c| c.id() == id);
+            match code {
+                None => problems.push((
+                    format!("{at_list}/{k}"),
+                    format!("`{id}` is not a lint code"),
+                    crate::util::suggest::did_you_mean(id, Code::ALL.iter().map(|c| c.id()))
+                        .map_or_else(
+                            || "use a code such as `NX303`".to_string(),
+                            |c| format!("did you mean `{c}`?"),
+                        ),
+                )),
+                Some(c) if c.severity() == super::super::codes::Severity::Error => problems.push((
+                    format!("{at_list}/{k}"),
+                    format!(
+                        "`{id}` ({}) is an error, which cannot be acknowledged",
+                        c.name()
+                    ),
+                    "fix what it reports: `run` refuses a plan whose lint has errors".to_string(),
+                )),
+                Some(_) => {}
+            }
+            codes.push(code.filter(|c| c.severity() != super::super::codes::Severity::Error));
+        }
+        ok.push(codes);
+    }
+    // The lists that may acknowledge a finding: its rule's (found from the pointer, not by
+    // comparing with every rule) before the profile's.
+    let rules_at = format!("{base}/landlock/fs/allow/");
+    let in_profile = |ptr: &str| ptr == base || ptr.starts_with(&format!("{base}/"));
+    let rule_of = |ptr: &str| -> Option<usize> {
+        let rest = ptr.strip_prefix(rules_at.as_str())?;
+        rest.split('/').next()?.parse::<usize>().ok()
+    };
+    let mut kept = Vec::new();
+    for f in sink.findings.drain(start..) {
+        let candidates = rule_of(&f.pointer)
+            .map(|i| i + 1)
+            .filter(|l| *l < lists.len())
+            .into_iter()
+            .chain(in_profile(&f.pointer).then_some(0));
+        let by = candidates.into_iter().find_map(|l| {
+            ok[l]
+                .iter()
+                .position(|c| *c == Some(f.code))
+                .map(|k| (l, k))
+        });
+        match by {
+            Some(k) => {
+                used.insert(k);
+            }
+            None => kept.push(f),
+        }
+    }
+    sink.findings.extend(kept);
+    for (ptr, msg, hint) in problems {
+        sink.push_hint(Code::BadAllowLint, &ptr, At::Value, msg, Some(hint));
+    }
+    for (l, (at_list, _, _, host)) in lists.iter().enumerate() {
+        for (k, code) in ok[l].iter().enumerate() {
+            if let Some(c) = code
+                && !used.contains(&(l, k))
+                && !(*host && *c == Code::ExceptionRule)
+            {
                 sink.push_hint(
-                    Code::UnhandledRight,
-                    &ap,
+                    Code::UnusedAllowLint,
+                    &format!("{at_list}/{k}"),
                     At::Value,
-                    format!("granting `{}` has no effect: it is not handled, so it is allowed everywhere", a.as_str()),
-                    Some(format!("add `{}` to `handle`, or remove it from this rule", a.as_str())),
+                    format!(
+                        "`{}` is acknowledged here but not reported for this {}",
+                        c.id(),
+                        if l == 0 { "profile" } else { "rule" }
+                    ),
+                    Some("remove the entry so a future finding of this code is seen".into()),
                 );
             }
         }
-        let Some(mine) = &comps[i] else { continue };
-        // Same path as an earlier rule.
-        if let Some(j) = (0..i).find(|&j| comps[j].as_ref() == Some(mine)) {
-            sink.push_hint(
-                Code::RedundantRule,
-                &format!("{rp}/path"),
-                At::Value,
-                format!(
-                    "rule {i} repeats the path `{}` of rule {j}; their rights are unioned",
-                    rule.path
-                ),
-                Some("merge the two rules".into()),
-            );
-            continue;
-        }
-        // Strictly beneath earlier or later rules: compare with the union of ancestors.
-        let ancestors: Vec<usize> = (0..fs.allow.len())
-            .filter(|&j| j != i)
-            .filter(|&j| {
-                comps[j]
-                    .as_ref()
-                    .is_some_and(|c| c.len() < mine.len() && mine.starts_with(c))
-            })
-            .collect();
-        if ancestors.is_empty() {
-            continue;
-        }
-        let union: BTreeSet<Access> = ancestors
-            .iter()
-            .flat_map(|&j| fs.allow[j].access.iter().copied())
-            .collect();
-        if rule.access.iter().all(|a| union.contains(a)) {
-            let anc = &fs.allow[ancestors[0]].path;
-            sink.push_hint(
-                Code::ExceptionRule,
-                &format!("{rp}/path"),
-                At::Value,
-                format!(
-                    "rule for `{}` grants nothing beyond `{anc}` (rule {}): Landlock rules are allow-only, so a sub-path cannot be restricted below what `{anc}` grants",
-                    rule.path, ancestors[0]
-                ),
-                Some(format!(
-                    "to keep `{}` out, replace the `{anc}` rule with rules for the sub-paths that should be allowed",
-                    rule.path
-                )),
-            );
-        }
     }
-    !handled.is_empty()
+}
+
+/// NX302: a granted word that is not handled.
+fn unhandled_grant(sink: &mut Sink<'_>, ptr: &str, a: Access) {
+    let (msg, hint) = if a == Access::Rename {
+        (
+            "granting `rename` has no effect unless `rename` is handled, and refer is the one right any ruleset denies when not handled: every cross-directory rename and link is refused (EXDEV)".to_string(),
+            "add `rename` to `handle` so this rule can grant it".to_string(),
+        )
+    } else {
+        (
+            format!(
+                "granting `{}` has no effect: it is not handled, so it is allowed everywhere",
+                a.as_str()
+            ),
+            format!(
+                "add `{}` to `handle`, or remove it from this rule",
+                a.as_str()
+            ),
+        )
+    };
+    sink.push_hint(Code::UnhandledRight, ptr, At::Value, msg, Some(hint));
+}
+
+/// NX220 for a rule path beneath a per-process directory: the runner opens rule paths, so
+/// the rule would attach to the runner's own process, never the child's.
+fn per_process_rule(sink: &mut Sink<'_>, ptr: &str, path: &str) {
+    if let Some(why) = vars::per_process(path, true) {
+        sink.push_hint(
+            Code::PerProcessPath,
+            ptr,
+            At::Value,
+            format!("rule path `{path}` {why}"),
+            Some(
+                "name the directory the rule is for (e.g. `/proc` for every process's files)"
+                    .into(),
+            ),
+        );
+    }
 }
 
 /// Network keys: ABI, duplicate ports. Returns whether anything is handled.

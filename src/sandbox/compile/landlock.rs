@@ -255,6 +255,7 @@ impl Build<'_> {
                 rights::fs_names(effective)
             },
             skipped,
+            inode: paths::inode_key(&res.canonical),
         })
     }
 

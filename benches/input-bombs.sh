@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Benchmark of the input budget (src/util/limits.rs): `plan-lint` on hostile and worst-case
+# inputs must finish within 1 s and 64 MiB peak RSS each (the target of the budget), against
+# `plan-lint` of the shipped quickstart plan (a small valid input) measured in the same run.
+#
+# Cases (generated in a temp project next to a copy of the shipped examples):
+#   alias-bomb       a ~600-byte YAML "billion laughs" (10 levels of 10 aliases: 10^10 values
+#                    if expanded): refused with NX014 at the first alias over the budget
+#   deep-yaml        100,000 nested flow sequences: refused with NX014 (depth)
+#   deep-json        100,000 nested arrays: refused with NX014 (depth)
+#   too-large        a 5 MiB file: refused with NX014 without being read whole
+#   wide-aliases     a 64 KiB string copied by aliases up to the 8 MiB expanded-bytes budget
+#                    (accepted by the parser; the plan has other errors)
+#   many-findings    a plan at the value budget naming 24,000 unknown probes (capped to
+#                    1,000 listed findings)
+#   many-probes      a registry of 3,400 probes (~48,000 values), all valid
+#   many-rules       a profile of 8,000 allow rules (host paths resolved, scratch paths
+#                    normalized, each compared with the rules above it: NX303 on half)
+#
+# Each case: the median wall time over RUNS runs (default 10) with hyperfine (1 warm-up run;
+# the commands exit 1 on purpose, so failures are ignored), its ratio to the reference's
+# median, and the largest peak RSS over 3 runs under /usr/bin/time.
+#
+# Usage: benches/input-bombs.sh [RUNS]   (needs hyperfine, /usr/bin/time, python3, bc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-10}
+for t in hyperfine /usr/bin/time python3 bc; do
+  command -v "$t" >/dev/null || { echo "input-bombs.sh: needs $t" >&2; exit 2; }
+done
+cargo build --release --quiet
+BIN=$PWD/target/release/nexusmon
+W=$(mktemp -d "$PWD/target/input-bombs.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/plans" "$W/registry"
+cp -r plans/quickstart "$W/plans/"
+cp -r registry/linux-core "$W/registry/"
+
+python3 - "$W" <<'EOF'
+import json, os, sys
+w = sys.argv[1]
+def put(rel, text):
+    p = os.path.join(w, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        f.write(text)
+head = "schema_version: 1\nplan_id: p\nkind: experiment\nregistry_id: linux-core\nprofiles: [system-ro]\n"
+bomb = head + "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+for i in range(1, 10):
+    bomb += "l%d: &l%d [%s]\n" % (i, i, ",".join(["*l%d" % (i - 1)] * 10))
+put("plans/alias-bomb/plan.yaml", bomb)
+put("plans/deep-yaml/plan.yaml", "a: " + "[" * 100000 + "\n")
+put("plans/deep-json/plan.json", '{"a": ' + "[" * 100000 + "]" * 100000 + "}\n")
+put("plans/too-large/plan.json", " " * (5 << 20))
+s = "x" * 65536
+put("plans/wide-aliases/plan.yaml", head + "s: &s " + s + "\nt: [" + ", ".join(["*s"] * 120) + "]\n")
+sc = {"p%05d-read-etc-hostnam" % i: "deny" for i in range(24000)}
+put("plans/many-findings/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-findings",
+    "kind": "experiment", "registry_id": "linux-core", "profiles": ["system-ro"],
+    "scenarios": {"system-ro": sc}}))
+probes = {"p%05d" % i: {"operation": "file-read", "target": "/etc/hostname",
+    "notes": "n", "tags": ["a", "b"], "timeout_ms": 1000} for i in range(3400)}
+put("registry/big/probes.json", json.dumps({"schema_version": 1, "registry_id": "big", "probes": probes}))
+put("registry/big/profiles.json", json.dumps({"schema_version": 1, "registry_id": "big",
+    "profiles": {"ro": {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [{"path": "/usr", "access": ["read"]}]}}}}}))
+put("plans/many-probes/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-probes",
+    "kind": "experiment", "registry_id": "big", "profiles": ["ro"],
+    "scenarios": {"ro": {"p00000": "deny"}}}))
+rules = [{"path": "/usr/share", "access": ["read"]}, {"path": "${SCRATCH}", "access": ["read"]}]
+for i in range(4000):
+    rules.append({"path": "/usr/share/doc/p%d" % i, "access": ["read"] if i % 2 else ["write"]})
+    rules.append({"path": "${SCRATCH}/d%d/../e%d/x" % (i, i), "access": ["read"] if i % 2 else ["exec"]})
+put("registry/rules/probes.json", json.dumps({"schema_version": 1, "registry_id": "rules",
+    "probes": {"read": {"operation": "file-read", "target": "/etc/hostname"}}}))
+put("registry/rules/profiles.json", json.dumps({"schema_version": 1, "registry_id": "rules",
+    "profiles": {"many": {"landlock": {"abi": 3, "fs": {"handle": "all", "allow": rules}}}}}))
+put("plans/many-rules/plan.json", json.dumps({"schema_version": 1, "plan_id": "many-rules",
+    "kind": "experiment", "registry_id": "rules", "profiles": ["many"],
+    "scenarios": {"many": {"read": "deny"}}}))
+EOF
+printf 'bytes: alias-bomb %s, wide-aliases %s, many-findings %s, many-probes registry %s\n' \
+  "$(stat -c %s "$W/plans/alias-bomb/plan.yaml")" "$(stat -c %s "$W/plans/wide-aliases/plan.yaml")" \
+  "$(stat -c %s "$W/plans/many-findings/plan.json")" "$(stat -c %s "$W/registry/big/probes.json")"
+
+# measure PLAN → "median_seconds max_kib exit"
+measure() {
+  local plan=$1 rss=0 x=0
+  hyperfine --style none --warmup 1 --runs "$RUNS" -i --export-json "$W/h.json" \
+    "$BIN plan-lint $plan" >/dev/null 2>&1
+  local med
+  med=$(python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$W/h.json")
+  for _ in 1 2 3; do
+    /usr/bin/time -f '%M %x' -o "$W/t" "$BIN" plan-lint "$plan" >/dev/null 2>&1 || true
+    read -r m x < <(tail -n 1 "$W/t") || true
+    (( m > rss )) && rss=$m
+  done
+  echo "$med $rss ${x:-0}"
+}
+
+cd "$W"
+read -r ref_t ref_m ref_x <<<"$(measure plans/quickstart/plan.json)"
+printf '%-15s %10s %10s %6s %8s %s\n' case median_s peak_MiB exit ratio verdict
+printf '%-15s %10s %10.1f %6s %8s\n' reference "$ref_t" "$(echo "$ref_m/1024" | bc -l)" "$ref_x" 1.0
+fail=0
+for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules; do
+  plan=$(ls plans/$c/plan.* | head -1)
+  read -r t m x <<<"$(measure "$plan")"
+  mib=$(echo "$m/1024" | bc -l)
+  ratio=$(echo "$t/$ref_t" | bc -l)
+  ok=$(echo "$t < 1.0 && $mib < 64" | bc -l)
+  verdict=$([ "$ok" = 1 ] && echo pass || echo FAIL)
+  [ "$ok" = 1 ] || fail=1
+  printf '%-15s %10s %10.1f %6s %8.1f %s\n' "$c" "$t" "$mib" "$x" "$ratio" "$verdict"
+done
+exit $fail

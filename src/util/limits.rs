@@ -1,0 +1,164 @@
+//! The cost budget of user input: every limit a document a user writes (plan, registry,
+//! template) must fit, in one place, so that any input — including a hostile one such as a
+//! YAML "billion laughs" alias bomb or a 100,000-deep nesting — is read, parsed and linted
+//! in bounded time and memory (the target is under 1 s and 64 MiB for `plan-lint`; see
+//! `benches/input-bombs.sh`).
+//!
+//! Who enforces what:
+//! - [`MAX_DOCUMENT_BYTES`]: [`crate::util::fsx::read_document`] (it never reads more than
+//!   one byte past the limit, so `/dev/zero` or a growing file cannot exhaust memory);
+//! - [`MAX_DEPTH`], [`MAX_NODES`], [`MAX_STRING_BYTES`], [`MAX_EXPANDED_BYTES`]: the JSON and
+//!   YAML parsers of [`crate::source`], through [`Budget`]; YAML aliases are charged the full
+//!   size of the value they copy *before* it is copied, so an alias bomb stops at the first
+//!   alias that would exceed the budget, naming its line;
+//! - [`MAX_FINDINGS_PER_FILE`]: lint, so the findings (and their rendering) of one file stay
+//!   bounded however many problems a large file has.
+//!
+//! A value over a limit is refused with lint code NX014 (`input-limit`) naming the file,
+//! line and column and the limit; `run` and the other commands refuse it as an input error
+//! (exit 2). The limits are generous for real files: the largest shipped registry or
+//! template has under 1,000 values and 16 KiB.
+
+/// Largest user document read, in bytes (4 MiB).
+pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Deepest nesting of lists and mappings (every nesting level costs a stack frame in the
+/// parsers and the typed readers).
+pub const MAX_DEPTH: usize = 128;
+
+/// Most values one document may hold — scalars, lists, mappings and mapping keys — counting
+/// each YAML alias as the full copy of its anchor's value it expands to.
+pub const MAX_NODES: usize = 50_000;
+
+/// Longest single string (a key or a value), in bytes.
+pub const MAX_STRING_BYTES: usize = 64 * 1024;
+
+/// Most string bytes (keys and values) one document may hold after YAML aliases expand.
+pub const MAX_EXPANDED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most findings lint keeps per file; the rest are counted in one summary finding.
+pub const MAX_FINDINGS_PER_FILE: usize = 1_000;
+
+/// A limit a document exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exceeded {
+    /// Nesting deeper than [`MAX_DEPTH`].
+    Depth,
+    /// More than [`MAX_NODES`] values.
+    Nodes,
+    /// A string longer than [`MAX_STRING_BYTES`].
+    String,
+    /// More than [`MAX_EXPANDED_BYTES`] of strings.
+    ExpandedBytes,
+}
+
+impl Exceeded {
+    /// What was exceeded, for an error message.
+    pub fn describe(self) -> String {
+        match self {
+            Exceeded::Depth => format!("nesting deeper than {MAX_DEPTH} levels"),
+            Exceeded::Nodes => format!(
+                "more than {MAX_NODES} values (YAML aliases count as the copies they expand to)"
+            ),
+            Exceeded::String => format!("a string longer than {MAX_STRING_BYTES} bytes"),
+            Exceeded::ExpandedBytes => format!(
+                "more than {MAX_EXPANDED_BYTES} bytes of strings (YAML aliases count as the copies they expand to)"
+            ),
+        }
+    }
+}
+
+/// What a parser has spent of the budget so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Values built (including alias copies).
+    pub nodes: usize,
+    /// String bytes built (including alias copies).
+    pub bytes: usize,
+}
+
+/// The size of a finished value, to charge again when a YAML alias copies it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Values in it (itself included).
+    pub nodes: usize,
+    /// String bytes in it.
+    pub bytes: usize,
+    /// Its height (1 for a scalar).
+    pub height: usize,
+}
+
+impl Budget {
+    /// Charge one value of `string_len` string bytes (0 for non-strings).
+    pub fn charge(&mut self, string_len: usize) -> Result<(), Exceeded> {
+        if string_len > MAX_STRING_BYTES {
+            return Err(Exceeded::String);
+        }
+        self.charge_cost(Cost {
+            nodes: 1,
+            bytes: string_len,
+            height: 1,
+        })
+    }
+
+    /// Charge a copy of a value of cost `c` (a YAML alias), before it is copied.
+    pub fn charge_cost(&mut self, c: Cost) -> Result<(), Exceeded> {
+        let nodes = self.nodes.saturating_add(c.nodes);
+        let bytes = self.bytes.saturating_add(c.bytes);
+        if nodes > MAX_NODES {
+            return Err(Exceeded::Nodes);
+        }
+        if bytes > MAX_EXPANDED_BYTES {
+            return Err(Exceeded::ExpandedBytes);
+        }
+        self.nodes = nodes;
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// The cost spent since `before` (a snapshot taken when a value started).
+    pub fn since(&self, before: Budget, height: usize) -> Cost {
+        Cost {
+            nodes: self.nodes - before.nodes,
+            bytes: self.bytes - before.bytes,
+            height,
+        }
+    }
+}
+
+/// Check a nesting depth (1 for a top-level collection).
+pub fn check_depth(depth: usize) -> Result<(), Exceeded> {
+    if depth > MAX_DEPTH {
+        Err(Exceeded::Depth)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_before_spending() {
+        let mut b = Budget::default();
+        b.charge(10).unwrap();
+        assert_eq!(b.charge(MAX_STRING_BYTES + 1), Err(Exceeded::String));
+        let big = Cost {
+            nodes: MAX_NODES,
+            bytes: 0,
+            height: 1,
+        };
+        assert_eq!(b.charge_cost(big), Err(Exceeded::Nodes));
+        assert_eq!(b.nodes, 1, "a refused charge spends nothing");
+        let bytes = Cost {
+            nodes: 1,
+            bytes: MAX_EXPANDED_BYTES,
+            height: 1,
+        };
+        assert_eq!(b.charge_cost(bytes), Err(Exceeded::ExpandedBytes));
+        assert!(check_depth(MAX_DEPTH).is_ok());
+        assert_eq!(check_depth(MAX_DEPTH + 1), Err(Exceeded::Depth));
+        assert!(Exceeded::Nodes.describe().contains("50000"));
+    }
+}

@@ -1,0 +1,356 @@
+//! Path normalization the way the kernel walks a path: `.` and `..` per component, every
+//! symbolic link followed (the final one only for operations that follow it), components
+//! that do not exist appended as written. The oracle judges the canonical path; the
+//! compiler resolves rule paths the same way (Landlock rules attach to the inode the path
+//! reaches, [`inode_key`]).
+//!
+//! The oracle runs in the runner, not in the child, so per-process paths are resolved *as
+//! the child sees them* ([`resolve_as_child`]): `/proc/self` and `/proc/thread-self` (also
+//! reached through `/dev/fd` and `/dev/std*`) name the child's own `/proc/<pid>`, written
+//! [`CHILD_PROC`] (no rule can name that directory, so only rules on `/proc` or above
+//! decide), `/proc/self/cwd` is the child's working directory and `/proc/self/root` is `/`.
+//! What cannot be resolved statically (`exe`, `fd/<n>`, `ns/...`, `map_files/...`) is
+//! reported as such; lint refuses those targets (NX220).
+
+use std::path::{Component, Path, PathBuf};
+
+/// Maximum symlinks followed in one resolution (the kernel's limit is 40).
+const MAX_LINKS: u32 = 40;
+
+/// The child's own `/proc/<pid>` directory in a canonical path resolved for a child (its
+/// pid is not known before it runs; no rule can name this directory).
+pub const CHILD_PROC: &str = "/proc/<child>";
+
+/// A path and what it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The path as requested (absolute).
+    pub requested: PathBuf,
+    /// The canonical path.
+    pub canonical: PathBuf,
+    /// The requested path itself is a symbolic link.
+    pub is_symlink: bool,
+    /// The canonical path exists.
+    pub exists: bool,
+    /// How a per-process path was resolved for the child, or why it could not be.
+    pub note: Option<String>,
+}
+
+/// Resolve `path` (made absolute against `base` if relative) in the calling process. With
+/// `follow_final`, a final symbolic link is followed (open, exec, truncate); without, only
+/// the parent is resolved (unlink, rename, readlink, mkdir of the final name).
+pub fn resolve(path: &Path, base: &Path, follow_final: bool) -> Resolution {
+    resolve_with(path, base, follow_final, None)
+}
+
+/// Resolve `path` as a child whose working directory is `cwd` sees it (see the module
+/// doc): `/proc/self` and `/proc/thread-self` are the child's, not the caller's.
+pub fn resolve_as_child(path: &Path, cwd: &Path, follow_final: bool) -> Resolution {
+    resolve_with(path, cwd, follow_final, Some(cwd))
+}
+
+fn resolve_with(
+    path: &Path,
+    base: &Path,
+    follow_final: bool,
+    child_cwd: Option<&Path>,
+) -> Resolution {
+    let requested = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    let mut w = Walk {
+        links: 0,
+        child_cwd,
+        note: None,
+        in_child_proc: false,
+    };
+    let canonical = w.walk(&requested, follow_final);
+    let (is_symlink, exists) = if w.in_child_proc {
+        // Judged from the caller's own `/proc/self` (the same layout).
+        let own = Path::new("/proc/self").join(
+            canonical
+                .strip_prefix(CHILD_PROC)
+                .unwrap_or_else(|_| Path::new("")),
+        );
+        (false, std::fs::symlink_metadata(own).is_ok())
+    } else {
+        (
+            std::fs::symlink_metadata(&requested).is_ok_and(|m| m.file_type().is_symlink()),
+            std::fs::symlink_metadata(&canonical).is_ok(),
+        )
+    };
+    Resolution {
+        requested,
+        canonical,
+        is_symlink,
+        exists,
+        note: w.note,
+    }
+}
+
+/// One resolution in progress.
+struct Walk<'a> {
+    links: u32,
+    /// Resolving for a child with this working directory.
+    child_cwd: Option<&'a Path>,
+    note: Option<String>,
+    /// The path has entered [`CHILD_PROC`]: components are appended as written.
+    in_child_proc: bool,
+}
+
+impl Walk<'_> {
+    fn walk(&mut self, path: &Path, follow_final: bool) -> PathBuf {
+        let comps: Vec<Component<'_>> = path.components().collect();
+        let mut cur = PathBuf::from("/");
+        let mut missing = false;
+        for (i, c) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            match c {
+                Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+                Component::ParentDir => {
+                    if cur == Path::new(CHILD_PROC) {
+                        self.in_child_proc = false;
+                    }
+                    cur.pop();
+                }
+                Component::Normal(name) => {
+                    if self.child_cwd.is_some()
+                        && !missing
+                        && let Some(next) = self.child_proc(&cur, name, last, follow_final)
+                    {
+                        cur = next;
+                        continue;
+                    }
+                    let next = cur.join(name);
+                    if missing || self.in_child_proc {
+                        cur = next;
+                        continue;
+                    }
+                    match std::fs::symlink_metadata(&next) {
+                        Ok(m) if m.file_type().is_symlink() && (!last || follow_final) => {
+                            self.links += 1;
+                            let Ok(target) = std::fs::read_link(&next) else {
+                                cur = next;
+                                continue;
+                            };
+                            if self.links > MAX_LINKS {
+                                cur = next;
+                                continue;
+                            }
+                            let joined = if target.is_absolute() {
+                                target
+                            } else {
+                                cur.join(target)
+                            };
+                            cur = self.walk(&joined, true);
+                            if !self.in_child_proc && std::fs::symlink_metadata(&cur).is_err() {
+                                missing = true;
+                            }
+                        }
+                        Ok(_) => cur = next,
+                        Err(_) => {
+                            missing = true;
+                            cur = next;
+                        }
+                    }
+                }
+            }
+        }
+        cur
+    }
+
+    /// The child's view of a per-process component, if `name` under `cur` is one.
+    fn child_proc(
+        &mut self,
+        cur: &Path,
+        name: &std::ffi::OsStr,
+        last: bool,
+        follow_final: bool,
+    ) -> Option<PathBuf> {
+        let name = name.to_str()?;
+        if cur == Path::new("/proc") && !self.in_child_proc {
+            if last && !follow_final {
+                return None;
+            }
+            let dir = match name {
+                "self" => PathBuf::from(CHILD_PROC),
+                "thread-self" => Path::new(CHILD_PROC).join("task/<child>"),
+                _ => return None,
+            };
+            self.in_child_proc = true;
+            self.note.get_or_insert_with(|| {
+                format!("`/proc/{name}` is resolved as the child sees it: its own `{CHILD_PROC}`, which only rules on `/proc` or above cover")
+            });
+            return Some(dir);
+        }
+        if !self.in_child_proc {
+            return None;
+        }
+        let pid_dir =
+            cur == Path::new(CHILD_PROC) || cur == Path::new(CHILD_PROC).join("task/<child>");
+        if !pid_dir || (last && !follow_final) {
+            if cur.starts_with(Path::new(CHILD_PROC).join("fd"))
+                || cur.starts_with(Path::new(CHILD_PROC).join("ns"))
+                || cur.starts_with(Path::new(CHILD_PROC).join("map_files"))
+            {
+                self.unresolvable(cur);
+            }
+            return None;
+        }
+        match name {
+            "cwd" => {
+                self.in_child_proc = false;
+                self.child_cwd.map(Path::to_path_buf)
+            }
+            "root" => {
+                self.in_child_proc = false;
+                Some(PathBuf::from("/"))
+            }
+            "exe" => {
+                self.unresolvable(&cur.join(name));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn unresolvable(&mut self, at: &Path) {
+        self.note = Some(format!(
+            "`{}` is a per-process link the oracle cannot resolve before the child runs; it is judged as a path under `/proc` (lint refuses such targets, NX220)",
+            at.display()
+        ));
+    }
+}
+
+/// The inode a path reaches (device and inode number, following a final symlink): the
+/// object a Landlock rule attaches to.
+pub fn inode_key(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The inodes of `canonical` and each of its ancestors (itself first, `/` last), as the
+/// kernel's walk from a file up to the root meets them; `None` where a component does not
+/// exist (a file about to be created, the child's [`CHILD_PROC`]).
+pub fn ancestry(canonical: &Path) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    canonical
+        .ancestors()
+        .map(|a| {
+            std::fs::symlink_metadata(a)
+                .ok()
+                .map(|m| (m.dev(), m.ino()))
+        })
+        .collect()
+}
+
+/// The id of the mount `path` is on (`statx` `STATX_MNT_ID`, not following a final
+/// symlink); renames between two mounts fail with EXDEV before any LSM is asked.
+pub fn mount_id(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: zeroed plain data filled by statx.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out pointer.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            &raw mut st,
+        )
+    };
+    (rc == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+}
+
+/// True if `path` is `ancestor` or lies beneath it (component-wise).
+pub fn is_beneath(path: &Path, ancestor: &Path) -> bool {
+    path.starts_with(ancestor)
+}
+
+/// The canonical parent directory of an operation that acts on the final name (create,
+/// remove, rename): the parent resolved with every link followed.
+pub fn parent_of(canonical: &Path) -> PathBuf {
+    canonical
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_links_and_dotdot_like_the_kernel() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::fs::write(root.join("real/f"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
+        std::os::unix::fs::symlink("real/f", root.join("flink")).unwrap();
+
+        let r = resolve(&root.join("link/f"), &root, true);
+        assert_eq!(r.canonical, root.join("real/f"));
+        assert!(r.exists);
+        assert!(!r.is_symlink);
+
+        let r = resolve(&root.join("flink"), &root, true);
+        assert_eq!(r.canonical, root.join("real/f"));
+        assert!(r.is_symlink);
+
+        let r = resolve(&root.join("flink"), &root, false);
+        assert_eq!(r.canonical, root.join("flink"));
+
+        let r = resolve(&root.join("link/../real/./new/child"), &root, true);
+        assert_eq!(r.canonical, root.join("real/new/child"));
+        assert!(!r.exists);
+
+        // `..` after a followed link goes up from the link's target, and `//` is one `/`.
+        std::fs::create_dir_all(root.join("x/y")).unwrap();
+        std::os::unix::fs::symlink(root.join("x/y"), root.join("real/deep")).unwrap();
+        let r = resolve(&root.join("real//deep/../f2"), &root, true);
+        assert_eq!(r.canonical, root.join("x/f2"));
+        assert!(ancestry(&root.join("real/f"))[0].is_some());
+        assert!(ancestry(&root.join("real/nope"))[0].is_none());
+        assert_eq!(
+            ancestry(&root.join("real/f")).len(),
+            root.components().count() + 2
+        );
+        assert!(mount_id(&root).is_some());
+
+        assert!(is_beneath(&root.join("real/f"), &root.join("real")));
+        assert!(!is_beneath(&root.join("realx"), &root.join("real")));
+    }
+
+    #[test]
+    fn per_process_paths_are_the_childs() {
+        let cwd = tempfile::tempdir().unwrap();
+        let cwd = std::fs::canonicalize(cwd.path()).unwrap();
+        let r = resolve_as_child(Path::new("/proc/self/status"), &cwd, true);
+        assert_eq!(r.canonical, Path::new(CHILD_PROC).join("status"));
+        assert!(r.exists);
+        assert!(r.note.is_some());
+        let r = resolve_as_child(Path::new("/proc/thread-self/comm"), &cwd, true);
+        assert_eq!(r.canonical, Path::new(CHILD_PROC).join("task/<child>/comm"));
+        std::fs::write(cwd.join("f"), "x").unwrap();
+        let r = resolve_as_child(Path::new("/proc/self/cwd/f"), &cwd, true);
+        assert_eq!(r.canonical, cwd.join("f"));
+        let r = resolve_as_child(Path::new("/proc/self/root/etc/hostname"), &cwd, true);
+        assert_eq!(r.canonical, Path::new("/etc/hostname"));
+        let r = resolve_as_child(Path::new("/proc/self/../1/status"), &cwd, true);
+        assert_eq!(r.canonical, Path::new("/proc/1/status"));
+        // `/dev/fd` links to `/proc/self/fd`: the child's descriptors, not resolvable.
+        let r = resolve_as_child(Path::new("/dev/fd/0"), &cwd, true);
+        assert!(r.canonical.starts_with(CHILD_PROC), "{r:?}");
+        assert!(
+            r.note.as_deref().unwrap_or("").contains("cannot resolve"),
+            "{r:?}"
+        );
+        // The caller's own view is unchanged.
+        let own = resolve(Path::new("/proc/self/status"), &cwd, true);
+        assert!(!own.canonical.starts_with(CHILD_PROC));
+    }
+}
