@@ -27,7 +27,7 @@ schemas = {
     "signature": {"type": "object", "required": ["state"], "properties": {"state": {"enum": ["unsigned", "unverified", "valid", "invalid"]}}},
     "anchor": {"type": "object", "required": ["state"], "properties": {"state": {"enum": ["not-recorded", "not-checked", "anchored", "not-anchored"]}}},
     "promotable": {"type": ["boolean", "null"]}, "reasons": strs, "index_blake3": NS,
-    "artifacts": {"type": "integer", "minimum": 0}, "verified_at": NS, "checked_at": S("string"), "error": NS}),
+    "artifacts": {"type": "integer", "minimum": 0}, "verified_at": NS, "checked_at": S("string"), "error": NS, "attestation_error": NS}),
   "RunList": OBJ({"api": {"const": "nexusmon/v1"}, "scanned_at": S("string"), "total": S("integer"),
                   "items": ARR(REF("RunRow")), "next": NS}),
   "RunDetail": OBJ({"api": {"const": "nexusmon/v1"}, "run": REF("RunRow"),

@@ -20,11 +20,10 @@ pub fn serve(ctx: &Ctx, io: &mut Io<'_>, a: &ServeArgs) -> Result<i32> {
         }
     };
     if !(a.rescan.is_finite() && (0.1..=3600.0).contains(&a.rescan)) {
-        return Err(Error::usage(format!(
-            "--rescan {} is out of range",
-            a.rescan
-        ))
-        .with_hint("give 0.1 to 3600 seconds"));
+        return Err(
+            Error::usage(format!("--rescan {} is out of range", a.rescan))
+                .with_hint("give 0.1 to 3600 seconds"),
+        );
     }
     let cfg = ServeConfig {
         bind: a.bind,

@@ -123,6 +123,9 @@ pub struct RunRow {
     pub checked_at: String,
     /// Why it could not be read at all.
     pub error: Option<String>,
+    /// Why its signature and anchor could not be checked (the trust file or the audit log
+    /// does not read): its `signature` and `anchor` say only what the bundle alone shows.
+    pub attestation_error: Option<String>,
 }
 
 /// A verified (or unreadable) run and what was kept of it.
@@ -246,8 +249,10 @@ impl Catalog {
     /// The view of `run` (rebuilt from its kept bundle source, members re-verified as they
     /// are read, when memory pressure dropped it). `None` for a run that could not be read.
     pub fn view(&self, run: &Run) -> Option<Arc<ViewEntry>> {
-        run.used
-            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        run.used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let mut slot = run.view.lock().ok()?;
         if let Some(v) = slot.as_ref() {
             return Some(Arc::clone(v));
@@ -386,7 +391,8 @@ impl Catalog {
                     m.complete
                         && o.fp == m.fp
                         && o.key == key
-                        && o.verified.is_some_and(|t| t.elapsed() < self.settings.reverify)
+                        && o.verified
+                            .is_some_and(|t| t.elapsed() < self.settings.reverify)
                 }
                 _ => false,
             };
@@ -439,7 +445,9 @@ impl Catalog {
         self.publish(snapshot(make(&keep)));
         let verified = todo.len();
         for (id, dir, out_root, meta, facts, key) in todo {
-            let run = Arc::new(self.verify(&id, &dir, &out_root, meta, facts, key, &now));
+            let mut run = self.verify(&id, &dir, &out_root, meta, facts, key, &now);
+            run.row.attestation_error.clone_from(&gov_error);
+            let run = Arc::new(run);
             if let Some(slot) = keep.iter_mut().find(|k| k.1 == dir) {
                 slot.3 = Some(run);
             }
@@ -531,9 +539,9 @@ impl Catalog {
                     .flatten()
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 let mut row = row_of(id, dir, out_root, &v, now);
-                row.artifacts = artifacts
-                    .as_ref()
-                    .map_or(0, |a| a.tasks.iter().map(|t| t.artifacts.len() as u64).sum());
+                row.artifacts = artifacts.as_ref().map_or(0, |a| {
+                    a.tasks.iter().map(|t| t.artifacts.len() as u64).sum()
+                });
                 row.index_blake3 = facts.as_ref().map(|f| f.blake3.clone());
                 let rows = v.rows.len();
                 Run {
@@ -609,6 +617,7 @@ fn row_of(id: &str, dir: &Path, out_root: &Path, v: &RunView, now: &str) -> RunR
         verified_at: Some(now.to_string()),
         checked_at: now.to_string(),
         error: None,
+        attestation_error: None,
     }
 }
 
@@ -639,6 +648,7 @@ fn pending(id: &str, dir: &Path, out_root: &Path, now: &str) -> Run {
             verified_at: None,
             checked_at: now.to_string(),
             error: None,
+            attestation_error: None,
         },
         dir: dir.to_path_buf(),
         src: None,
@@ -775,10 +785,7 @@ pub struct Cached {
 impl Cached {
     /// `body` of `content_type`, its ETag the digest of its bytes.
     pub fn new(body: Vec<u8>, content_type: &'static str) -> Self {
-        let etag = format!(
-            "\"b3-{}\"",
-            &crate::util::digest::blake3_hex(&body)[..32]
-        );
+        let etag = format!("\"b3-{}\"", &crate::util::digest::blake3_hex(&body)[..32]);
         Self {
             body: axum::body::Bytes::from(body),
             etag,
@@ -790,7 +797,6 @@ impl Cached {
     pub fn html(s: String) -> Self {
         Self::new(s.into_bytes(), "text/html; charset=utf-8")
     }
-
 }
 
 /// One artifact of the vault, with its lineage.
@@ -840,3 +846,130 @@ pub fn vault_items(snap: &Snapshot) -> Vec<VaultItem> {
     out
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn file_times(p: &Path) -> (std::fs::FileTimes, u32) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let t = std::fs::FileTimes::new()
+            .set_accessed(m.accessed().unwrap())
+            .set_modified(m.modified().unwrap());
+        (t, m.permissions().mode())
+    }
+
+    /// Put back what an attacker can put back: content length, modification time, mode.
+    fn restore(p: &Path, (t, mode): &(std::fs::FileTimes, u32)) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)).unwrap();
+        let f = std::fs::File::options().write(true).open(p).or_else(|_| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))?;
+            std::fs::File::options().write(true).open(p)
+        });
+        if let Ok(f) = f {
+            let _ = f.set_times(*t);
+        }
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+
+    /// Seeded tampers of a bundle-shaped tree, each undoing every field an unprivileged
+    /// process can set (size, modification time, mode): the fingerprint changes every time,
+    /// and never without a change.
+    #[test]
+    fn every_generated_in_place_tamper_changes_the_fingerprint() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("run");
+        std::fs::create_dir_all(dir.join("logs/a")).unwrap();
+        let names = [
+            "artifact_index.json",
+            "summary.json",
+            "runtime_results.json",
+            "logs/a/x.stdout",
+            "logs/a/y.stderr",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            std::fs::write(
+                dir.join(n),
+                format!("{{\"member\": {i}, \"pad\": \"abcdefgh\"}}\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(dir.join(n), std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        let mut seed: u64 = 1919;
+        for round in 0..60 {
+            let before = fingerprint(&dir).unwrap();
+            assert!(before.complete);
+            assert_eq!(
+                fingerprint(&dir).unwrap().fp,
+                before.fp,
+                "round {round}: the same tree, the same fingerprint"
+            );
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let victim = dir.join(names[(seed >> 33) as usize % names.len()]);
+            let saved = file_times(&victim);
+            let kind = (seed >> 40) % 6;
+            match kind {
+                // One byte flipped in place, same size.
+                0 => {
+                    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644))
+                        .unwrap();
+                    let mut b = std::fs::read(&victim).unwrap();
+                    let at = (seed >> 8) as usize % b.len();
+                    b[at] ^= 0x01;
+                    std::fs::write(&victim, &b).unwrap();
+                }
+                // Mode changed and changed back.
+                1 => {
+                    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o666))
+                        .unwrap();
+                }
+                // Replaced by a copy with the same bytes (a new inode).
+                2 => {
+                    let b = std::fs::read(&victim).unwrap();
+                    let tmp = victim.with_extension("tmp");
+                    std::fs::write(&tmp, &b).unwrap();
+                    std::fs::rename(&tmp, &victim).unwrap();
+                }
+                // A hard link made and removed again (the link count and ctime move).
+                3 => {
+                    let l = t.path().join(format!("link{round}"));
+                    std::fs::hard_link(&victim, &l).unwrap();
+                    std::fs::remove_file(&l).unwrap();
+                }
+                // A file added beside the members.
+                4 => {
+                    std::fs::write(dir.join(format!("logs/extra{round}")), b"x").unwrap();
+                }
+                // The content swapped with the same length, via truncate and rewrite.
+                _ => {
+                    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644))
+                        .unwrap();
+                    let b = std::fs::read(&victim).unwrap();
+                    std::fs::write(&victim, b"").unwrap();
+                    std::fs::write(&victim, &b).unwrap();
+                }
+            }
+            restore(&victim, &saved);
+            let after = fingerprint(&dir).unwrap();
+            assert_ne!(
+                after.fp,
+                before.fp,
+                "round {round}: tamper {kind} of {} left the fingerprint unchanged",
+                victim.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_bundle_without_an_index_has_none_and_symlinks_are_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("run");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("escape")).unwrap();
+        let m = fingerprint(&dir).unwrap();
+        assert!(m.index_blake3.is_none());
+        assert!(m.complete);
+    }
+}

@@ -31,6 +31,9 @@ use crate::util::json as sjson;
 /// Largest request body (an approval upload is a few KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Largest bundle member served (each is read whole and hashed before it is sent).
+pub const MAX_SERVED_MEMBER: u64 = 64 * 1024 * 1024;
+
 /// Longest a request may take before it is answered 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -438,8 +441,13 @@ fn check_run_id(id: &str) -> Result<(), Fail> {
             b
         }
     });
-    crate::bundle::validate_run_id(base)
-        .map_err(|_| Fail::new(StatusCode::BAD_REQUEST, "invalid-id", format!("`{}` is not a run id", pages::clip(id))))
+    crate::bundle::validate_run_id(base).map_err(|_| {
+        Fail::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            format!("`{}` is not a run id", pages::clip(id)),
+        )
+    })
 }
 
 /// A plan id in a URL.
@@ -467,7 +475,9 @@ fn check_member(path: &str) -> Result<(), Fail> {
         || path.len() > 1024
         || path.starts_with('/')
         || path.contains(['\\', '\0'])
-        || path.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        || path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
     if bad {
         return Err(Fail::new(
             StatusCode::BAD_REQUEST,
@@ -513,7 +523,11 @@ fn paging(q: &HashMap<String, String>) -> Result<Paging, Fail> {
 
 /// One page of `items` (already in their stable order, keyed by `key`): those after the
 /// cursor, at most `limit`, and the cursor of the next page.
-fn page_of<T: Clone>(items: &[T], key: impl Fn(&T) -> String, p: &Paging) -> (Vec<T>, Option<String>) {
+fn page_of<T: Clone>(
+    items: &[T],
+    key: impl Fn(&T) -> String,
+    p: &Paging,
+) -> (Vec<T>, Option<String>) {
     let start = match &p.after {
         None => 0,
         Some(a) => items
@@ -534,13 +548,7 @@ fn gov(app: &App) -> Result<Governance, Fail> {
         app.catalog.settings.state_dir.as_deref(),
         &app.catalog.settings.root,
     )
-    .map_err(|e| {
-        Fail::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no-state",
-            format!("{e}"),
-        )
-    })
+    .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, "no-state", format!("{e}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -629,6 +637,22 @@ async fn run_file(
         let src = run.src.clone().ok_or_else(|| {
             Fail::new(StatusCode::CONFLICT, "bundle-not-valid", "the bundle could not be read")
         })?;
+        // Served from memory: a member too large to hold is refused, not streamed unverified.
+        let size = src
+            .index
+            .as_ref()
+            .and_then(|i| i.entries.iter().find(|e| e.path == path))
+            .map_or(0, |e| e.size);
+        if size > MAX_SERVED_MEMBER {
+            return Err(Fail::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "member-too-large",
+                format!(
+                    "`{}` is {size} bytes; the cockpit serves members up to {MAX_SERVED_MEMBER} bytes (read it from the bundle with `nexusmon validate-bundle` first)",
+                    pages::clip(&path)
+                ),
+            ));
+        }
         let p = path.clone();
         heavy(&app, move || {
             // The strict reader: an indexed member only, hashed again as it is read.
@@ -753,7 +777,10 @@ fn mission_rows(app: &App) -> Result<Vec<govern::missions::MissionRow>, Fail> {
 
 async fn missions_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
-    let r = heavy(&app, move || Ok(Cached::html(pages::missions(&mission_rows(&a)?)))).await;
+    let r = heavy(&app, move || {
+        Ok(Cached::html(pages::missions(&mission_rows(&a)?)))
+    })
+    .await;
     reply(&headers, r, false)
 }
 
@@ -999,7 +1026,10 @@ fn omens_value(app: &App) -> Result<Value, Fail> {
 
 async fn omens_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
-    let r = heavy(&app, move || Ok(Cached::html(pages::omens(&omens_value(&a)?)))).await;
+    let r = heavy(&app, move || {
+        Ok(Cached::html(pages::omens(&omens_value(&a)?)))
+    })
+    .await;
     reply(&headers, r, false)
 }
 
@@ -1011,8 +1041,8 @@ async fn api_omens(State(app): State<Shared>, headers: HeaderMap) -> Response {
 
 fn evolution_value(app: &App) -> Result<Value, Fail> {
     let s = &app.catalog.settings;
-    let (state, next) = govern::evolve::status(s.state_dir.as_deref(), &s.root)
-        .map_err(|e| Fail::of(&e))?;
+    let (state, next) =
+        govern::evolve::status(s.state_dir.as_deref(), &s.root).map_err(|e| Fail::of(&e))?;
     let levels: Vec<Value> = govern::evolution::LEVELS
         .iter()
         .map(|(l, xp)| {
@@ -1057,11 +1087,15 @@ async fn audit_page(
     let r = heavy(&app, move || {
         let p = paging(&q)?;
         let g = gov(&a)?;
-        let (report, mut entries) =
-            govern::cockpit::audit_log(&g).map_err(|e| Fail::of(&e))?;
+        let (report, mut entries) = govern::cockpit::audit_log(&g).map_err(|e| Fail::of(&e))?;
         entries.reverse();
         let (page, next) = page_of(&entries, |e| e.seq.to_string(), &p);
-        Ok(Cached::html(pages::audit(&report, &page, next.as_deref(), entries.len())))
+        Ok(Cached::html(pages::audit(
+            &report,
+            &page,
+            next.as_deref(),
+            entries.len(),
+        )))
     })
     .await;
     reply(&headers, r, false)

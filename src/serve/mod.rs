@@ -87,7 +87,10 @@ pub fn read_token(path: &std::path::Path) -> Result<Vec<u8>> {
     if mode & 0o077 != 0 {
         return Err(Error::input(
             path,
-            format!("is open to group or others (mode {:o}); a token file must be private", mode & 0o777),
+            format!(
+                "is open to group or others (mode {:o}); a token file must be private",
+                mode & 0o777
+            ),
         )
         .with_hint(format!("chmod 600 {}", path.display())));
     }
@@ -120,7 +123,11 @@ pub fn serve(
     let token = cfg.token_file.as_deref().map(read_token).transpose()?;
     let s = &cfg.settings;
     let mut warnings = Vec::new();
-    for (what, dirs) in [("out root", &s.outs), ("packets directory", &s.packets), ("plans directory", &s.plans)] {
+    for (what, dirs) in [
+        ("out root", &s.outs),
+        ("packets directory", &s.packets),
+        ("plans directory", &s.plans),
+    ] {
         for d in dirs.iter().filter(|d| !d.is_dir()) {
             warnings.push(format!("{what} {} does not exist (yet)", d.display()));
         }
@@ -130,12 +137,20 @@ pub fn serve(
     let runs = catalog.snapshot().runs.len();
     let listener = std::net::TcpListener::bind(cfg.bind)
         .map_err(|e| Error::io_input("bind", std::path::Path::new(&cfg.bind.to_string()), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("configure the listener", std::path::Path::new("<socket>"), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io("read the bound address", std::path::Path::new("<socket>"), e))?;
+    listener.set_nonblocking(true).map_err(|e| {
+        Error::io(
+            "configure the listener",
+            std::path::Path::new("<socket>"),
+            e,
+        )
+    })?;
+    let local = listener.local_addr().map_err(|e| {
+        Error::io(
+            "read the bound address",
+            std::path::Path::new("<socket>"),
+            e,
+        )
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

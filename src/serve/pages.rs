@@ -79,12 +79,7 @@ pub fn error_page(status: u16, code: &str, message: &str) -> String {
     page(
         "",
         &format!("{status}"),
-        &header(
-            "failed",
-            &format!("{status}"),
-            code,
-            &[esc(message)],
-        ),
+        &header("failed", &format!("{status}"), code, &[esc(message)]),
         "",
     )
 }
@@ -154,7 +149,10 @@ pub fn runs(snap: &Snapshot, s: &Settings) -> String {
         s.rescan.as_millis()
     )];
     if let Some(e) = &snap.gov_error {
-        lines.push(format!("<strong>governance state unreadable: {}</strong>", esc(e)));
+        lines.push(format!(
+            "<strong>governance state unreadable: {}</strong>",
+            esc(e)
+        ));
     }
     let mut b = String::new();
     b.push_str("<section id=\"runs\"><h2>Runs</h2><p class=\"note\">Each bundle is verified by the strict reader (every member hashed against <code>artifact_index.json</code>); the verdict is kept while the index digest and every member's metadata (inode, size, mode, link count, change time) stay the same, compared at every scan, and verified again in full after ");
@@ -194,8 +192,16 @@ pub fn runs(snap: &Snapshot, s: &Settings) -> String {
             esc(r.plan_id.as_deref().unwrap_or("?")),
             r.scenarios,
             r.mismatches,
-            sig_text(&r.signature),
-            anchor_text(&r.anchor),
+            if r.attestation_error.is_some() {
+                state("error", "NOT checked")
+            } else {
+                sig_text(&r.signature)
+            },
+            if r.attestation_error.is_some() {
+                state("error", "NOT checked")
+            } else {
+                anchor_text(&r.anchor)
+            },
             id = esc(&r.id),
             hid = href(&r.id),
             st = esc(&r.state),
@@ -220,7 +226,9 @@ pub fn run(row: &RunRow, view: &RunView) -> String {
     let governance = view.governance();
     let links = format!("/runs/{}/files/", row.id);
     let r = RunReport::of_view(view, summary, governance.as_ref(), &links);
-    let html = HtmlPage.render(&r).unwrap_or_else(|e| error_page(500, "render", &e.to_string()));
+    let html = HtmlPage
+        .render(&r)
+        .unwrap_or_else(|e| error_page(500, "render", &e.to_string()));
     // The page is kept while the bundle's metadata stays the same, so it says only what
     // stays true: when it was verified, and how it is watched since.
     let note = format!(
@@ -228,6 +236,13 @@ pub fn run(row: &RunRow, view: &RunView) -> String {
         esc(row.verified_at.as_deref().unwrap_or("-")),
         esc(row.index_blake3.as_deref().unwrap_or("none"))
     );
+    let note = match &row.attestation_error {
+        Some(e) => format!(
+            "<p class=\"cache\" id=\"attestation-error\"><strong>The signature and the audit anchor of this run are NOT checked: {}</strong></p>{note}",
+            esc(e)
+        ),
+        None => note,
+    };
     // The review page's own document, with the cockpit's bar above its banner.
     match html.find("<body>") {
         Some(at) => {
@@ -244,7 +259,8 @@ pub fn run_unavailable(row: &RunRow) -> String {
         (
             "interrupted",
             "CHECKING",
-            "this bundle is being verified (it is new, or its files changed); reload in a moment".to_string(),
+            "this bundle is being verified (it is new, or its files changed); reload in a moment"
+                .to_string(),
         )
     } else {
         (
@@ -281,7 +297,11 @@ pub fn review(items: &[ReviewItem], snap: &Snapshot) -> String {
             format!("<a href=\"/missions/{}\">{}</a>", href(id), esc(&i.title))
         } else if let Some(run) = i.id.strip_prefix("packet:") {
             match snap.runs.iter().find(|r| r.row.run_id == run) {
-                Some(r) => format!("<a href=\"/runs/{}\">{}</a>", href(&r.row.id), esc(&i.title)),
+                Some(r) => format!(
+                    "<a href=\"/runs/{}\">{}</a>",
+                    href(&r.row.id),
+                    esc(&i.title)
+                ),
                 None => esc(&i.title),
             }
         } else {
@@ -326,7 +346,9 @@ fn word<T: serde::Serialize>(v: &T) -> String {
 
 /// The missions listing.
 pub fn missions(rows: &[MissionRow]) -> String {
-    let mut b = String::from("<section id=\"missions\"><h2>Missions</h2><table class=\"rows\"><thead><tr><th scope=\"col\">state</th><th scope=\"col\">mission</th><th scope=\"col\">rank</th><th scope=\"col\">composite</th><th scope=\"col\">approvals</th><th scope=\"col\">plan file</th></tr></thead><tbody>");
+    let mut b = String::from(
+        "<section id=\"missions\"><h2>Missions</h2><table class=\"rows\"><thead><tr><th scope=\"col\">state</th><th scope=\"col\">mission</th><th scope=\"col\">rank</th><th scope=\"col\">composite</th><th scope=\"col\">approvals</th><th scope=\"col\">plan file</th></tr></thead><tbody>",
+    );
     for r in rows {
         let st = match r.state.as_str() {
             "ready" => state("allow", "ready"),
@@ -395,8 +417,14 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
     let mut kv = |k: &str, v: String| {
         let _ = write!(b, "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>", esc(k));
     };
-    kv("plan file", format!("<code>{}</code>", esc(&d.path.display().to_string())));
-    kv("plan digest", format!("<code>blake3:{}</code>", esc(&d.plan_digest)));
+    kv(
+        "plan file",
+        format!("<code>{}</code>", esc(&d.path.display().to_string())),
+    );
+    kv(
+        "plan digest",
+        format!("<code>blake3:{}</code>", esc(&d.plan_digest)),
+    );
     kv("rank", esc(&dec.rank.as_ref().map_or("-".into(), word)));
     kv(
         "composite score",
@@ -439,7 +467,11 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
                 esc(&t
                     .get("depends_on")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
                     .unwrap_or_default()),
                 esc(&t.get("inputs").map(Value::to_string).unwrap_or_default())
             );
@@ -555,7 +587,11 @@ pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
                 })
                 .unwrap_or_default();
             let link = if i.run_state == "not-valid" {
-                format!("<code>{}</code> {}", esc(member), state("apply-failed", "bundle NOT VALID"))
+                format!(
+                    "<code>{}</code> {}",
+                    esc(member),
+                    state("apply-failed", "bundle NOT VALID")
+                )
             } else {
                 format!(
                     "<a href=\"/runs/{}/files/{}\"><code>{}</code></a>",
@@ -608,7 +644,11 @@ pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
             "ok",
             "VAULT",
             "artifact vault",
-            &[format!("{} artifact(s) in {} bundle(s)", items.len(), snap.runs.len())],
+            &[format!(
+                "{} artifact(s) in {} bundle(s)",
+                items.len(),
+                snap.runs.len()
+            )],
         ),
         &b,
     )
@@ -616,7 +656,11 @@ pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
 
 /// The omens.
 pub fn omens(v: &Value) -> String {
-    let items = v.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = v
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let locked = items
         .iter()
         .filter(|o| o.get("level").and_then(Value::as_str) == Some("locked"))
@@ -629,7 +673,11 @@ pub fn omens(v: &Value) -> String {
         for o in &items {
             let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let level = s("level");
-            let lw = if level == "locked" { "apply-failed" } else { "error" };
+            let lw = if level == "locked" {
+                "apply-failed"
+            } else {
+                "error"
+            };
             let _ = write!(
                 b,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>",
@@ -665,7 +713,12 @@ pub fn evolution(v: &Value) -> String {
     let level = st.get("level").and_then(Value::as_str).unwrap_or("?");
     let xp = st.get("xp").and_then(Value::as_u64).unwrap_or(0);
     let mut b = String::from("<section id=\"tree\"><h2>Levels</h2><ol class=\"tree\">");
-    for l in v.get("levels").and_then(Value::as_array).into_iter().flatten() {
+    for l in v
+        .get("levels")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = l.get("level").and_then(Value::as_str).unwrap_or("?");
         let reached = l.get("reached").and_then(Value::as_bool).unwrap_or(false);
         let unlocks: Vec<&str> = l
@@ -692,7 +745,11 @@ pub fn evolution(v: &Value) -> String {
         );
     }
     b.push_str("</ol></section><section id=\"held\"><h2>Why each capability is held</h2>");
-    let held = v.get("held_because").and_then(Value::as_array).cloned().unwrap_or_default();
+    let held = v
+        .get("held_because")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if held.is_empty() {
         b.push_str("<p>No capability is held.</p>");
     }
@@ -703,7 +760,12 @@ pub fn evolution(v: &Value) -> String {
             esc(h.get("capability").and_then(Value::as_str).unwrap_or("?")),
             esc(h.get("level").and_then(Value::as_str).unwrap_or("?"))
         );
-        for e in h.get("earned_by").and_then(Value::as_array).into_iter().flatten() {
+        for e in h
+            .get("earned_by")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let _ = write!(
                 b,
@@ -726,8 +788,12 @@ pub fn evolution(v: &Value) -> String {
             "evolution",
             &[format!(
                 "XP {xp}; {} mission(s) passed; {} outcome(s) consumed",
-                st.get("missions_passed").and_then(Value::as_u64).unwrap_or(0),
-                st.get("consumed").and_then(Value::as_array).map_or(0, Vec::len)
+                st.get("missions_passed")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                st.get("consumed")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
             )],
         ),
         &b,
@@ -748,17 +814,27 @@ pub fn audit(r: &VerifyReport, entries: &[AuditEntry], next: Option<&str>, total
             .head
             .as_ref()
             .map_or("none".to_string(), |h| format!("seq {}", h.seq))),
-        if r.ok { "intact" } else { "<strong>NOT intact</strong>" }
+        if r.ok {
+            "intact"
+        } else {
+            "<strong>NOT intact</strong>"
+        }
     )];
     for p in &r.problems {
         lines.push(esc(&p.message));
     }
-    let mut b = String::from("<section id=\"entries\"><h2>Entries (newest first)</h2><table class=\"rows\"><thead><tr><th scope=\"col\">seq</th><th scope=\"col\">time</th><th scope=\"col\">kind</th><th scope=\"col\">data</th></tr></thead><tbody>");
+    let mut b = String::from(
+        "<section id=\"entries\"><h2>Entries (newest first)</h2><table class=\"rows\"><thead><tr><th scope=\"col\">seq</th><th scope=\"col\">time</th><th scope=\"col\">kind</th><th scope=\"col\">data</th></tr></thead><tbody>",
+    );
     for e in entries {
         audit_row(&mut b, e);
     }
     b.push_str("</tbody></table>");
-    let _ = write!(b, "<p class=\"note\">{} of {total} entries shown.", entries.len());
+    let _ = write!(
+        b,
+        "<p class=\"note\">{} of {total} entries shown.",
+        entries.len()
+    );
     if let Some(n) = next {
         let _ = write!(b, " <a href=\"/audit?after={}\">older entries</a>", href(n));
     }
@@ -766,7 +842,67 @@ pub fn audit(r: &VerifyReport, entries: &[AuditEntry], next: Option<&str>, total
     page(
         "/audit",
         "audit log",
-        &header(st, label, &format!("audit log {}", r.path.display()), &lines),
+        &header(
+            st,
+            label,
+            &format!("audit log {}", r.path.display()),
+            &lines,
+        ),
         &b,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings from files and requests never reach a page unescaped: generated hostile
+    /// values through every renderer that takes them.
+    #[test]
+    fn generated_hostile_strings_are_escaped_on_every_page() {
+        let bits = [
+            "<script>",
+            "</td>",
+            "\"",
+            "'",
+            "&",
+            "<img src=x onerror=alert(1)>",
+            "a",
+            "\u{7}",
+        ];
+        let mut seed: u64 = 7;
+        for _ in 0..200 {
+            let mut s = String::new();
+            for _ in 0..4 {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                s.push_str(bits[(seed >> 33) as usize % bits.len()]);
+            }
+            let item = ReviewItem {
+                id: format!("mission:{s}"),
+                state: s.clone(),
+                title: s.clone(),
+                path: std::path::PathBuf::from(&s),
+                why: vec![s.clone()],
+                next: vec![s.clone()],
+            };
+            let omen = serde_json::json!({"items": [{"fingerprint": s, "level": s, "plan_id": s,
+                "scenario_id": s, "mismatch_kind": s, "outcome": s, "last_seen": s}]});
+            let evo = serde_json::json!({"state": {"level": s, "xp": 1}, "levels": [{"level": s,
+                "xp": 0, "unlocks": [s], "reached": true}], "held_because": [{"capability": s,
+                "level": s, "earned_by": [{"packet_digest": s, "run_id": s, "plan_id": s, "xp": 1}]}]});
+            for page in [
+                error_page(400, "bad-request", &s),
+                review(std::slice::from_ref(&item), &Snapshot::default()),
+                omens(&omen),
+                evolution(&evo),
+            ] {
+                let body = &page[page.find("<body>").unwrap()..page.rfind("<script>").unwrap()];
+                assert!(!body.contains("<script"), "{s:?}");
+                assert!(!body.contains("<img"), "{s:?}");
+                assert!(!body.contains('\u{7}'));
+            }
+        }
+    }
 }

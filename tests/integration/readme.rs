@@ -230,7 +230,10 @@ fn start_server(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut seen = String::new();
-        for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(rest) = l.strip_prefix("serving http://") {
                 let _ = tx.send(Ok(rest.split('/').next().unwrap_or("").to_string()));
             }

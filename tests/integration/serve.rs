@@ -289,7 +289,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn latest_id(p: &Project) -> String {
-    p.latest().file_name().unwrap().to_string_lossy().into_owned()
+    p.latest()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn token(p: &Project) -> (PathBuf, String) {
@@ -323,14 +327,23 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     p.run("quickstart", &[]).code(0);
     let ok_id = latest_id(&p);
     // Run on the `direct` channel: its packet is not promotable (not-clean-channel).
-    p.nx(&["run", "--plan", "plans/mismatch/plan.json", "--out", "out", "--channel", "direct"])
-        .code(1);
+    p.nx(&[
+        "run",
+        "--plan",
+        "plans/mismatch/plan.json",
+        "--out",
+        "out",
+        "--channel",
+        "direct",
+    ])
+    .code(1);
     let mm_id = latest_id(&p);
     p.emit(&p.latest(), "promotion/mismatch.json", &[]).code(0);
     p.run("mission-demo", &[]).code(0);
     let demo_id = latest_id(&p);
     p.emit(&p.latest(), "promotion/demo.json", &[]).code(0);
-    p.nx(&["evolve", "--packets", "promotion/demo.json"]).code(0);
+    p.nx(&["evolve", "--packets", "promotion/demo.json"])
+        .code(0);
     p.run("worker-demo", &[]).code(0);
     let worker_id = latest_id(&p);
     p.run("quickstart", &[]).code(0);
@@ -406,11 +419,10 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     assert_eq!(bad["valid"], false);
     assert_eq!(bad["promotable"], false);
     assert!(
-        bad["problems"]
-            .as_array()
+        bad["problems"].as_array().unwrap().iter().any(|x| x
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|x| x.as_str().unwrap().contains("runtime_events.normalized.json")),
+            .contains("runtime_events.normalized.json")),
         "{bad:#}"
     );
     assert!(by_id(&worker_id)["artifacts"].as_u64().unwrap() >= 3);
@@ -602,8 +614,13 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         dom.contains("data-id=\"mission:deploy-a\" data-state=\"awaiting-approval\""),
         "{dom}"
     );
-    assert!(dom.contains(&format!("data-id=\"packet:{mm_id}\" data-state=\"not-promotable\"")));
-    assert!(dom.contains("nexusmon approve --plan"), "the exact command is shown");
+    assert!(dom.contains(&format!(
+        "data-id=\"packet:{mm_id}\" data-state=\"not-promotable\""
+    )));
+    assert!(
+        dom.contains("nexusmon approve --plan"),
+        "the exact command is shown"
+    );
     let dom = chromium_url(&srv.url("/"), None);
     assert!(
         dom.contains(&format!("data-run=\"{bad_id}\" data-state=\"not-valid\"")),
@@ -614,7 +631,10 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     let dom = chromium_url(&srv.url(&format!("/runs/{bad_id}")), None);
     assert!(dom.contains("data-state=\"not-valid\""), "{dom}");
     assert!(dom.contains("bundle NOT VALID"));
-    assert!(dom.contains("nexusmon cockpit"), "the cockpit's bar is on the report page");
+    assert!(
+        dom.contains("nexusmon cockpit"),
+        "the cockpit's bar is on the report page"
+    );
     let dom = chromium_url(&srv.url(&format!("/runs/{mm_id}")), None);
     assert!(dom.contains("data-state=\"mismatches\""), "{dom}");
     assert!(dom.contains("system-ro:read-os-release"));
@@ -667,22 +687,39 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         std::fs::read(p.path(&format!("out/{run_with_logs}/{rel}"))).unwrap()
     );
     assert_eq!(
-        srv.get(&format!("/runs/{bad_id}/files/summary.json")).status,
+        srv.get(&format!("/runs/{bad_id}/files/summary.json"))
+            .status,
         409
     );
 
     // --- hostile requests ----------------------------------------------------------------
     // Generated traversal attempts: never a 200 with a file outside a bundle's index.
     let parts = [
-        "..", "%2e%2e", "%2E%2E", ".", "%2f", "/", "%5c", "\\", "etc", "passwd", "%00",
-        "logs", "..%2f", "%252e%252e", "LATEST", "~1",
+        "..",
+        "%2e%2e",
+        "%2E%2E",
+        ".",
+        "%2f",
+        "/",
+        "%5c",
+        "\\",
+        "etc",
+        "passwd",
+        "%00",
+        "logs",
+        "..%2f",
+        "%252e%252e",
+        "LATEST",
+        "~1",
     ];
     let mut seed: u64 = 19;
     let secret = std::fs::read(p.path("token")).unwrap();
     for _ in 0..120 {
         let mut tail = String::new();
         for _ in 0..(2 + seed % 6) {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
             tail.push_str(parts[(seed >> 33) as usize % parts.len()]);
             if (seed >> 20) % 2 == 0 {
                 tail.push('/');
@@ -696,8 +733,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
             format!("/v1/missions/{tail}"),
         ] {
             let r = srv.raw(
-                format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", srv.port)
-                    .as_bytes(),
+                format!(
+                    "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    srv.port
+                )
+                .as_bytes(),
             );
             assert!(
                 matches!(r.status, 400 | 404),
@@ -706,7 +746,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
                 r.text()
             );
             assert!(!r.text().contains("root:x:0:0"), "{target}");
-            assert!(!r.body.windows(secret.len() - 1).any(|w| w == &secret[..secret.len() - 1]));
+            assert!(
+                !r.body
+                    .windows(secret.len() - 1)
+                    .any(|w| w == &secret[..secret.len() - 1])
+            );
         }
     }
     for target in [
@@ -716,8 +760,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         "/missions/..%2F..%2Fplans".to_string(),
     ] {
         let r = srv.raw(
-            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", srv.port)
-                .as_bytes(),
+            format!(
+                "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                srv.port
+            )
+            .as_bytes(),
         );
         assert_eq!(r.status, 400, "{target}: {}", r.text());
     }
@@ -764,19 +811,27 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         "POST",
         "/v1/missions/deploy-a/approvals",
         &[
-            ("Authorization", "Bearer t0k3n-for-the-cockpit-test-0123456788"),
+            (
+                "Authorization",
+                "Bearer t0k3n-for-the-cockpit-test-0123456788",
+            ),
             ("Content-Type", "application/json"),
         ],
         br#"{"record": "x", "signature": "y"}"#,
     );
     assert_eq!(r.status, 401);
-    let r = srv.raw(b"GET /v1/runs HTTP/1.1\r\nHost: rebind.example:80\r\nConnection: close\r\n\r\n");
+    let r =
+        srv.raw(b"GET /v1/runs HTTP/1.1\r\nHost: rebind.example:80\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 421);
     assert!(!r.text().contains(&ok_id));
     // Every response carries the security headers.
     let r = srv.get("/");
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
-    assert!(r.header("content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
 
     // --- new and changed bundles without a restart ------------------------------------------
     p.run("quickstart", &[]).code(0);
@@ -832,8 +887,8 @@ fn an_uploaded_approval_is_verified_as_run_verifies_it() {
     p.run("deploy-a", &[]).code(4);
     let auth = format!("Bearer {tok}");
     let upload = |record: &str, sig: &str| -> Reply {
-        let body = serde_json::to_vec(&serde_json::json!({"record": record, "signature": sig}))
-            .unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({"record": record, "signature": sig})).unwrap();
         srv.request(
             "POST",
             "/v1/missions/deploy-a/approvals",
