@@ -445,7 +445,7 @@ impl Catalog {
         self.publish(snapshot(make(&keep)));
         let verified = todo.len();
         for (id, dir, out_root, meta, facts, key) in todo {
-            let mut run = self.verify(&id, &dir, &out_root, meta, facts, key, &now);
+            let mut run = self.verify(&id, &dir, &out_root, &meta, facts, key, &now);
             run.row.attestation_error.clone_from(&gov_error);
             let run = Arc::new(run);
             if let Some(slot) = keep.iter_mut().find(|k| k.1 == dir) {
@@ -459,7 +459,7 @@ impl Catalog {
                 cache.insert(dir.clone(), Arc::clone(r));
             }
         }
-        self.evict(&cache);
+        Self::evict(&cache);
         if let Ok(mut c) = self.cache.lock() {
             *c = cache;
         }
@@ -467,7 +467,7 @@ impl Catalog {
     }
 
     /// Drop the least recently used views past [`VIEW_ROWS_BUDGET`].
-    fn evict(&self, cache: &BTreeMap<PathBuf, Arc<Run>>) {
+    fn evict(cache: &BTreeMap<PathBuf, Arc<Run>>) {
         let mut held: Vec<&Arc<Run>> = cache
             .values()
             .filter(|r| r.view.lock().is_ok_and(|v| v.is_some()))
@@ -519,7 +519,7 @@ impl Catalog {
         id: &str,
         dir: &Path,
         out_root: &Path,
-        meta: std::io::Result<Meta>,
+        meta: &std::io::Result<Meta>,
         facts: Option<IndexFacts>,
         key: [u8; 32],
         now: &str,
@@ -587,7 +587,7 @@ fn row_of(id: &str, dir: &Path, out_root: &Path, v: &RunView, now: &str) -> RunR
         plan_id: v
             .manifest
             .as_ref()
-            .map(|m| m.plan_id.to_string())
+            .map(|m| m.plan_id.clone())
             .or_else(|| s.map(|s| s.plan_id.clone())),
         started_at: v.manifest.as_ref().map(|m| m.started_at.clone()),
         state: v.banner().as_str().to_string(),

@@ -699,11 +699,9 @@ async fn api_run(
                 out["verdict"] = serde_json::to_value(&v.verdict).unwrap_or_default();
                 out["summary"] = serde_json::to_value(&v.summary).unwrap_or_default();
                 out["governance"] = serde_json::to_value(v.governance()).unwrap_or_default();
-                out["promotability"] = v
-                    .packet
-                    .as_ref()
-                    .map(|p| serde_json::to_value(&p.promotability).unwrap_or_default())
-                    .unwrap_or(Value::Null);
+                out["promotability"] = v.packet.as_ref().map_or(Value::Null, |p| {
+                    serde_json::to_value(&p.promotability).unwrap_or_default()
+                });
                 out["mismatches"] = serde_json::to_value(&v.mismatches).unwrap_or_default();
                 out["preflight"] = serde_json::to_value(&v.preflight).unwrap_or_default();
                 out["unreadable"] = serde_json::to_value(&v.unreadable).unwrap_or_default();
@@ -912,22 +910,22 @@ async fn api_upload(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let a = Arc::clone(&app);
+    let shared = Arc::clone(&app);
     let r = heavy(&app, move || {
-        let b: UploadBody = serde_json::from_slice(&body).map_err(|e| {
+        let upload: UploadBody = serde_json::from_slice(&body).map_err(|e| {
             Fail::new(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
                 format!("the body is not {{\"record\": string, \"signature\": string}}: {e}"),
             )
         })?;
-        let plan = mission_plan(&a, &id)?;
-        let g = gov(&a)?;
+        let plan = mission_plan(&shared, &id)?;
+        let state = gov(&shared)?;
         let done = govern::cockpit::upload_approval(
-            &g,
+            &state,
             &plan,
-            b.record.as_bytes(),
-            b.signature.as_bytes(),
+            upload.record.as_bytes(),
+            upload.signature.as_bytes(),
             jiff::Timestamp::now(),
         )
         .map_err(|e| Fail::of(&e))?;

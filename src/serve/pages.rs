@@ -354,7 +354,7 @@ pub fn missions(rows: &[MissionRow]) -> String {
             "ready" => state("allow", "ready"),
             "awaiting-approval" => state("error", "awaiting approval"),
             "running" => state("deny", "▶ running"),
-            other => state("apply-failed", &format!("{other}")),
+            other => state("apply-failed", other),
         };
         let id = r.plan_id.as_deref().unwrap_or("?");
         let _ = write!(
@@ -387,7 +387,11 @@ pub fn missions(rows: &[MissionRow]) -> String {
 
 /// One mission: plan, rank, score band, tasks, approvals, audit entries, and the approval
 /// to sign and upload.
-pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, String>) -> String {
+pub fn mission<S: std::hash::BuildHasher>(
+    d: &MissionDetail,
+    to_sign: Option<&Value>,
+    q: &HashMap<String, String, S>,
+) -> String {
     let dec = &d.decision;
     let allows = dec.allows();
     let (st, label) = if allows {
@@ -533,9 +537,9 @@ pub fn mission(d: &MissionDetail, to_sign: Option<&Value>, q: &HashMap<String, S
         audit_row(&mut b, e);
     }
     b.push_str("</tbody></table></section>");
-    let _ = write!(
+    let _ = writeln!(
         b,
-        "<section id=\"plan\"><h2>Plan</h2><pre class=\"record\">{}</pre></section>\n",
+        "<section id=\"plan\"><h2>Plan</h2><pre class=\"record\">{}</pre></section>",
         esc(&d.plan_text)
     );
     page(

@@ -242,7 +242,7 @@ fn start_server(
         }
         let _ = tx.send(Err(seen));
     });
-    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+    match rx.recv_timeout(std::time::Duration::from_mins(2)) {
         Ok(Ok(addr)) => (child, addr),
         other => {
             let _ = child.kill();

@@ -9,6 +9,7 @@
 //! mission runnable; an edited plan, a wrong namespace and a reused single-use approval are
 //! refused with the gate's reasons.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -48,11 +49,13 @@ impl Server {
                     let port: u16 = rest.split('/').next().unwrap().parse().unwrap();
                     let _ = tx.send(port);
                 }
-                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
         });
         let port = rx
-            .recv_timeout(Duration::from_secs(120))
+            .recv_timeout(Duration::from_mins(2))
             .unwrap_or_else(|_| panic!("serve did not start: {}", log.lock().unwrap()));
         Self {
             child,
@@ -68,7 +71,7 @@ impl Server {
     /// A raw HTTP/1.1 request (the target as written, nothing normalized).
     fn raw(&self, request: &[u8]) -> Reply {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
         let _ = s.write_all(request);
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
@@ -81,10 +84,10 @@ impl Server {
             self.port
         );
         for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
+            let _ = write!(req, "{k}: {v}\r\n");
         }
         if !body.is_empty() || method == "POST" {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            let _ = write!(req, "Content-Length: {}\r\n", body.len());
         }
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
@@ -313,6 +316,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
+#[allow(clippy::many_single_char_names, clippy::similar_names)]
 fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_requests() {
     let p = Project::shipped().init();
     // Runs: one passing (anchored), one with a violation (a mismatch, an omen), one
@@ -676,7 +680,7 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
                 .skip(1)
                 .map(|s| s[..s.find('"').unwrap()].to_string())
                 .find(|h| h.contains("/files/"))
-                .map(|l| (id.to_string(), l))
+                .map(|l| ((*id).clone(), l))
         })
         .expect("a log link on some run page");
     let r = srv.get(&link);
@@ -719,9 +723,9 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         for _ in 0..(2 + seed % 6) {
             seed = seed
                 .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_add(1_442_695_040_888_963_407);
             tail.push_str(parts[(seed >> 33) as usize % parts.len()]);
-            if (seed >> 20) % 2 == 0 {
+            if (seed >> 20).is_multiple_of(2) {
                 tail.push('/');
             }
         }
