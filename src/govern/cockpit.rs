@@ -184,8 +184,9 @@ pub enum Upload {
 /// both beside the plan (`approvals/<plan_id>.<approver>.<digest>.json` and `.sig`) with an
 /// `approval-recorded` audit entry. Under the state lock: the check and the store are one
 /// step for every other governed writer. A record that would not count is refused with the
-/// gate's reason and nothing is left behind; a record that only repeats an approver or key
-/// already counted is refused too (`duplicate-approver`, `duplicate-key`).
+/// gate's reason and nothing is left behind; a record whose approver or key already has an
+/// approval that counts is refused too (`duplicate-approver`, `duplicate-key`): it would
+/// add nothing.
 pub fn upload_approval(
     gov: &Governance,
     plan: &LoadedPlan,
@@ -229,6 +230,8 @@ pub fn upload_approval(
         let _ = std::fs::remove_file(&staged_sig);
     };
     let result = (|| -> Result<Upload> {
+        // What already counts, to refuse an upload that would add nothing.
+        let before = gov.gate_at(plan, &[], true, now)?;
         fsx::write_new(&staged, record)?;
         fsx::write_new(&staged_sig, signature)?;
         let staged_abs = fsx::absolute(&staged)?;
@@ -252,6 +255,37 @@ pub fn upload_approval(
                 "the gate neither counted nor rejected the uploaded record",
             ));
         };
+        if let Some(v) = before
+            .approvals
+            .valid
+            .iter()
+            .find(|v| v.approver == valid.approver)
+        {
+            return refuse(
+                RejectReason::DuplicateApprover,
+                format!(
+                    "`{}` already approved this plan ({}, expires {}): an approver counts once",
+                    v.approver,
+                    v.record_path.display(),
+                    v.expires_at
+                ),
+            );
+        }
+        if let Some(v) = before
+            .approvals
+            .valid
+            .iter()
+            .find(|v| v.key_fingerprint == valid.key_fingerprint)
+        {
+            return refuse(
+                RejectReason::DuplicateKey,
+                format!(
+                    "key {} already signed {} (one key, one approver)",
+                    v.key_fingerprint,
+                    v.record_path.display()
+                ),
+            );
+        }
         if let Err(e) = approvals::validate_principal(&valid.approver) {
             return refuse(RejectReason::MalformedRecord, e.to_string());
         }

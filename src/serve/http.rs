@@ -750,11 +750,17 @@ async fn review_page(State(app): State<Shared>, headers: HeaderMap) -> Response 
     reply(&headers, r, false)
 }
 
-async fn api_review(State(app): State<Shared>, headers: HeaderMap) -> Response {
+async fn api_review(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
+        let p = paging(&q)?;
         let items = review_items(&a)?;
-        json_body(&json!({"api": "nexusmon/v1", "items": items}))
+        let (page, next) = page_of(&items, |i| i.id.clone(), &p);
+        json_body(&json!({"api": "nexusmon/v1", "total": items.len(), "items": page, "next": next}))
     })
     .await;
     reply(&headers, r, true)
@@ -782,10 +788,18 @@ async fn missions_page(State(app): State<Shared>, headers: HeaderMap) -> Respons
     reply(&headers, r, false)
 }
 
-async fn api_missions(State(app): State<Shared>, headers: HeaderMap) -> Response {
+async fn api_missions(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
-        json_body(&json!({"api": "nexusmon/v1", "items": mission_rows(&a)?}))
+        let p = paging(&q)?;
+        let rows = mission_rows(&a)?;
+        // In plan-file order; the cursor is the plan file.
+        let (page, next) = page_of(&rows, |m| m.path.display().to_string(), &p);
+        json_body(&json!({"api": "nexusmon/v1", "total": rows.len(), "items": page, "next": next}))
     })
     .await;
     reply(&headers, r, true)
@@ -1031,9 +1045,27 @@ async fn omens_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     reply(&headers, r, false)
 }
 
-async fn api_omens(State(app): State<Shared>, headers: HeaderMap) -> Response {
+async fn api_omens(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let a = Arc::clone(&app);
-    let r = heavy(&app, move || json_body(&omens_value(&a)?)).await;
+    let r = heavy(&app, move || {
+        let p = paging(&q)?;
+        let mut v = omens_value(&a)?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let (page, next) = page_of(
+            &items,
+            |o| o["fingerprint"].as_str().unwrap_or("").to_string(),
+            &p,
+        );
+        v["total"] = json!(items.len());
+        v["items"] = json!(page);
+        v["next"] = json!(next);
+        json_body(&v)
+    })
+    .await;
     reply(&headers, r, true)
 }
 

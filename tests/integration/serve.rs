@@ -27,9 +27,13 @@ struct Server {
 
 impl Server {
     fn start(p: &Project, extra: &[&str]) -> Self {
+        Self::start_at(p, "127.0.0.1:0", extra)
+    }
+
+    fn start_at(p: &Project, bind: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .current_dir(p.root())
-            .args(["serve", "--bind", "127.0.0.1:0", "--rescan", "0.3"])
+            .args(["serve", "--bind", bind, "--rescan", "0.3"])
             .args(extra)
             .env_remove("NEXUSMON_ROOT")
             .env_remove("NEXUSMON_STATE_DIR")
@@ -45,8 +49,9 @@ impl Server {
         let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("serving http://127.0.0.1:") {
-                    let port: u16 = rest.split('/').next().unwrap().parse().unwrap();
+                if let Some(rest) = line.strip_prefix("serving http://") {
+                    let addr = rest.split('/').next().unwrap();
+                    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
                     let _ = tx.send(port);
                 }
                 let mut log = sink.lock().unwrap();
@@ -970,6 +975,12 @@ fn an_uploaded_approval_is_verified_as_run_verifies_it() {
             .unwrap()["state"],
         "ready"
     );
+    // Another approval by alice adds nothing while hers counts: duplicate-approver.
+    let again = to_sign("");
+    let r = upload(&again, &sign(&p, &alice, "nexusmon-approval-v1", &again));
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(reason(&r), "duplicate-approver");
+    assert_eq!(stored(&p).len(), 2);
     p.run("deploy-a", &[]).code(0);
 
     // The same single-use approval again: used up.
@@ -979,6 +990,50 @@ fn an_uploaded_approval_is_verified_as_run_verifies_it() {
     checks.add("/v1/missions/{id}/approvals", "POST", &r);
     p.run("deploy-a", &[]).code(4);
     checks.validate(&doc_file, false);
+    let (code, _) = srv.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn beyond_loopback_every_request_needs_the_token_and_the_token_file_must_be_private() {
+    let p = Project::copy_of("govern/project").init();
+    let r = p.nx(&["serve", "--bind", "0.0.0.0:0"]);
+    r.code(2);
+    assert!(r.stderr.contains("--token-file"), "{}", r.stderr);
+    let (tok_file, tok) = token(&p);
+    std::fs::set_permissions(
+        &tok_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let r = p.nx(&["serve", "--token-file", tok_file.to_str().unwrap()]);
+    r.code(2);
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    std::fs::set_permissions(
+        &tok_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(&tok_file, "short\n").unwrap();
+    p.nx(&["serve", "--token-file", tok_file.to_str().unwrap()])
+        .code(2);
+    std::fs::write(&tok_file, format!("{tok}\n")).unwrap();
+    // Bound beyond loopback (every request below still goes to 127.0.0.1).
+    let srv = Server::start_at(
+        &p,
+        "0.0.0.0:0",
+        &["--token-file", tok_file.to_str().unwrap()],
+    );
+    wait_for("it to say so at start", || {
+        srv.stderr.lock().unwrap().contains("beyond loopback")
+    });
+    for path in ["/", "/v1/runs", "/v1/system/health"] {
+        assert_eq!(srv.get(path).status, 401, "{path}");
+    }
+    let auth = format!("Bearer {tok}");
+    let r = srv.request("GET", "/v1/system/health", &[("Authorization", &auth)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["server"]["loopback"], false);
     let (code, _) = srv.stop();
     assert_eq!(code, 0);
 }
