@@ -2,9 +2,12 @@
 """Write src/serve/openapi.json, the OpenAPI 3.1 document of the cockpit's /v1/ API.
 
 The document is kept in the repository (the server embeds it); edit this script, run
-`python3 scripts/openapi.py`, commit both. tests/integration/serve.rs validates every
-response of every endpoint against the document."""
+`python3 scripts/openapi.py [OUT]`, commit both. tests/integration/serve.rs checks that
+the committed document is what this script writes, and validates every response of every
+endpoint against it."""
 import json
+import os
+import sys
 S = lambda t: {"type": t}
 NS = {"type": ["string", "null"]}
 NI = {"type": ["integer", "null"]}
@@ -129,4 +132,6 @@ doc = {"openapi": "3.1.0",
   "servers": [{"url": "/"}],
   "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
   "paths": paths}
-open(__import__("os").path.join(__import__("os").path.dirname(__import__("os").path.abspath(__file__)), "..", "src", "serve", "openapi.json"), "w").write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "serve", "openapi.json")
+with open(sys.argv[1] if len(sys.argv) > 1 else default, "w") as f:
+    f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
