@@ -856,6 +856,42 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
             .contains("default-src 'none'")
     );
 
+    // --- corrupt and missing bundles: shown as such, the server stays up ----------------------
+    std::fs::create_dir_all(p.path("out/29990101T000000.000Z-00000001")).unwrap();
+    let garbage = p.path("out/29990101T000000.000Z-00000002");
+    std::fs::create_dir_all(&garbage).unwrap();
+    std::fs::write(
+        garbage.join("artifact_index.json"),
+        b"{\"not\": \"an index\"",
+    )
+    .unwrap();
+    std::fs::write(garbage.join("run_status.json"), vec![0xffu8; 4096]).unwrap();
+    for id in [
+        "29990101T000000.000Z-00000001",
+        "29990101T000000.000Z-00000002",
+    ] {
+        wait_for("a broken bundle to be listed as such", || {
+            let v = srv.get("/v1/runs").json();
+            v["items"].as_array().unwrap().iter().any(|r| {
+                r["id"] == id
+                    && r["valid"] == false
+                    && matches!(r["state"].as_str(), Some("not-valid" | "unreadable"))
+            })
+        });
+        let page = srv.get(&format!("/runs/{id}"));
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("NOT VALID"), "{}", page.text());
+        let r = srv.get(&format!("/v1/runs/{id}"));
+        assert_eq!(r.status, 200);
+        checks.add("/v1/runs/{run_id}", "GET", &r);
+        assert_eq!(
+            srv.get(&format!("/runs/{id}/files/summary.json")).status,
+            409
+        );
+    }
+    checks.validate(&doc_file, false);
+    assert_eq!(srv.get("/v1/system/health").status, 200);
+
     // --- new and changed bundles without a restart ------------------------------------------
     p.run("quickstart", &[]).code(0);
     let new_id = latest_id(&p);
@@ -1038,6 +1074,12 @@ fn beyond_loopback_every_request_needs_the_token_and_the_token_file_must_be_priv
         "0.0.0.0:0",
         &["--token-file", tok_file.to_str().unwrap()],
     );
+    // A client that never finishes its request head holds no connection for long (the
+    // header-read timeout, 10 s), and others are answered meanwhile.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
     wait_for("it to say so at start", || {
         srv.stderr.lock().unwrap().contains("beyond loopback")
     });
@@ -1048,6 +1090,21 @@ fn beyond_loopback_every_request_needs_the_token_and_the_token_file_must_be_priv
     let r = srv.request("GET", "/v1/system/health", &[("Authorization", &auth)], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["server"]["loopback"], false);
+    slow.set_read_timeout(Some(Duration::from_secs(25)))
+        .unwrap();
+    let mut got = Vec::new();
+    let read = slow.read_to_end(&mut got);
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "the slow connection was not closed: {read:?}");
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(25),
+        "closed after {waited:?}"
+    );
     let (code, _) = srv.stop();
     assert_eq!(code, 0);
 }
