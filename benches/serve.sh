@@ -3,7 +3,8 @@
 # package `wrk`): C concurrent connections (default 50) for D seconds (default 20) each
 # against
 #
-#   A. the runs list (`/`): 6 bundles, one of them of N scenarios (default 20,000);
+#   A. the runs list (`/`): 6 bundles, one of them of N scenarios (default 20,000: 10
+#      profiles × N/10 probes);
 #   B. the run page of the N-scenario run (`/runs/<id>`, the report page, ~10 MB);
 #   C. the JSON of that run (`/v1/runs/<id>`, first page of 100 scenarios);
 #   D. the runs list as JSON (`/v1/runs`).
@@ -32,13 +33,38 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 benches/run_gen.py "$WORK/p" builtin "$N" on
-cp -r plans registry "$WORK/p/" 2>/dev/null || true
+# The large run: N scenarios as 10 profiles × N/10 builtin file-read probes (one file of
+# the registry or plan may hold at most 50,000 values), every 50th expecting a denial the
+# kernel does not give (so its page has mismatches to show first).
+mkdir -p "$WORK/p"
+cp -r plans registry "$WORK/p/"
+python3 - "$WORK/p" "$N" <<'PY'
+import json, os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+per = max(1, n // 10)
+reg = os.path.join(root, "registry", "bench")
+os.makedirs(reg, exist_ok=True)
+probes = {f"p{i:05d}": {"operation": "file-read", "target": "/usr/lib/os-release"} for i in range(per)}
+rule = {"abi": 7, "fs": {"handle": "all", "allow": [{"path": "/usr", "access": ["read", "exec"]}]}}
+profiles = {f"usr-ro-{k}": {"description": "read /usr", "landlock": rule} for k in range(10)}
+for name, body in (("probes.json", {"probes": probes}), ("profiles.json", {"profiles": profiles})):
+    json.dump({"schema_version": 1, "registry_id": "bench", **body}, open(os.path.join(reg, name), "w"))
+scen = {p: {q: ("deny" if i % 50 == 0 else "allow") for i, q in enumerate(sorted(probes))} for p in profiles}
+os.makedirs(os.path.join(root, "plans", "large"), exist_ok=True)
+json.dump({"schema_version": 1, "plan_id": "large", "kind": "experiment", "registry_id": "bench",
+           "profiles": sorted(profiles), "scenarios": scen,
+           "lanes": {"baseline": True, "scenario": True, "oracle": True}},
+          open(os.path.join(root, "plans", "large", "plan.json"), "w"))
+PY
 cd "$WORK/p"
 "$BIN" init -q
 for _ in 1 2 3 4 5; do "$BIN" run --plan plans/quickstart/plan.json --out out -q >/dev/null 2>&1 || true; done
-"$BIN" run --plan plans/builtin/plan.json --out out --jobs 2 -q >/dev/null 2>&1 || true
-big="$(basename "$(python3 -c 'import json;print(json.load(open("out/LATEST"))["run_id"])')")"
+"$BIN" run --plan plans/large/plan.json --out out --jobs 2 -q >/dev/null 2>large.err || true
+big="$(python3 -c 'import json;print(json.load(open("out/LATEST"))["run_id"])')"
+scen="$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["scenarios"])' "out/$big/summary.json")"
+if [ "$scen" != "$((N / 10 * 10))" ]; then
+  echo "the large run did not happen ($scen scenarios in $big):" >&2; cat large.err >&2; exit 1
+fi
 echo "== machine: $(nproc) cores, $(uname -r); $(ls -d out/2* | wc -l) bundles, the large one $big ($N scenarios, $(find "out/$big" -type f | wc -l) files)" >&2
 
 "$BIN" serve --bind 127.0.0.1:0 --out out 2> serve.log &

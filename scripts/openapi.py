@@ -111,7 +111,7 @@ tosign = [{"name": "approver", "in": "query", "schema": S("string"), "descriptio
           {"name": "uses", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "runs it may be used for"}]
 paths = {
   "/v1/runs": {"get": {"operationId": "listRuns", "summary": "Every bundle of the out roots with its verification state, newest first", "parameters": [limit, after], "responses": ok("RunList", "one page of runs")}},
-  "/v1/runs/{run_id}": {"get": {"operationId": "getRun", "summary": "One run: verdict, summary, governance, promotability, mismatches, scenarios (paged, mismatches first)", "parameters": [runid, limit, after], "responses": ok("RunDetail", "the run")}},
+  "/v1/runs/{run_id}": {"get": {"operationId": "getRun", "summary": "One run: verdict, summary, governance, promotability, and its scenarios paged (mismatches first) with the mismatch packets of the page's scenarios", "parameters": [runid, limit, after], "responses": ok("RunDetail", "the run")}},
   "/v1/missions": {"get": {"operationId": "listMissions", "summary": "Every mission plan with the gate's state now, in plan-file order", "parameters": [limit, after], "responses": ok("MissionList", "the missions")}},
   "/v1/missions/{id}": {"get": {"operationId": "getMission", "summary": "One mission: plan, decision, approvals, audit entries; with `approver`, the record to sign", "parameters": [mid] + tosign, "responses": ok("MissionDetail", "the mission")}},
   "/v1/missions/{id}/approvals": {"post": {"operationId": "uploadApproval", "summary": "Upload a signed approval; verified as `run` verifies it, stored beside the plan with an audit entry", "security": [{"bearer": []}], "parameters": [mid],

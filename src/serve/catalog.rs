@@ -162,6 +162,40 @@ pub struct ViewEntry {
     pub view: RunView,
     /// The rendered report page (with the cockpit's navigation), once asked for.
     pub page: std::sync::OnceLock<Cached>,
+    /// Row indices in review order (mismatches first), once asked for.
+    order: std::sync::OnceLock<Vec<usize>>,
+}
+
+impl ViewEntry {
+    fn new(view: RunView) -> Self {
+        Self {
+            view,
+            page: std::sync::OnceLock::new(),
+            order: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The rows in review order (`RunView::rows_for_review`), sorted once.
+    pub fn rows_for_review(&self) -> Vec<&crate::model::results::NormalizedRow> {
+        let order = self.order.get_or_init(|| {
+            let index: std::collections::HashMap<&str, usize> = self
+                .view
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.scenario_id.as_str(), i))
+                .collect();
+            self.view
+                .rows_for_review()
+                .into_iter()
+                .filter_map(|r| index.get(r.scenario_id.as_str()).copied())
+                .collect()
+        });
+        order
+            .iter()
+            .filter_map(|i| self.view.rows.get(*i))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,10 +294,7 @@ impl Catalog {
         let src = run.src.as_ref()?;
         let attestor = self.attestor();
         let v = view::of_source(src, &self.settings.root, attestor.as_ref()).ok()?;
-        let entry = Arc::new(ViewEntry {
-            view: v,
-            page: std::sync::OnceLock::new(),
-        });
+        let entry = Arc::new(ViewEntry::new(v));
         *slot = Some(Arc::clone(&entry));
         Some(entry)
     }
@@ -553,10 +584,7 @@ impl Catalog {
                     key,
                     index: facts,
                     verified: complete.then(Instant::now),
-                    view: Mutex::new(Some(Arc::new(ViewEntry {
-                        view: v,
-                        page: std::sync::OnceLock::new(),
-                    }))),
+                    view: Mutex::new(Some(Arc::new(ViewEntry::new(v)))),
                     used: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
                     rows,
                 }

@@ -694,7 +694,7 @@ async fn api_run(
             });
             if let Some(e) = entry {
                 let v = &e.view;
-                let rows: Vec<&crate::model::results::NormalizedRow> = v.rows_for_review();
+                let rows: Vec<&crate::model::results::NormalizedRow> = e.rows_for_review();
                 let (items, next) = page_of(&rows, |r| r.scenario_id.clone(), &p);
                 out["verdict"] = serde_json::to_value(&v.verdict).unwrap_or_default();
                 out["summary"] = serde_json::to_value(&v.summary).unwrap_or_default();
@@ -702,7 +702,15 @@ async fn api_run(
                 out["promotability"] = v.packet.as_ref().map_or(Value::Null, |p| {
                     serde_json::to_value(&p.promotability).unwrap_or_default()
                 });
-                out["mismatches"] = serde_json::to_value(&v.mismatches).unwrap_or_default();
+                // The mismatch packets of this page's scenarios (the list is paged with them).
+                let shown: std::collections::BTreeSet<&str> =
+                    items.iter().map(|r| r.scenario_id.as_str()).collect();
+                let mismatches: Vec<&crate::model::results::MismatchPacket> = v
+                    .mismatches
+                    .iter()
+                    .filter(|m| shown.contains(m.scenario_id.as_str()))
+                    .collect();
+                out["mismatches"] = serde_json::to_value(&mismatches).unwrap_or_default();
                 out["preflight"] = serde_json::to_value(&v.preflight).unwrap_or_default();
                 out["unreadable"] = serde_json::to_value(&v.unreadable).unwrap_or_default();
                 out["scenarios"] = json!({
