@@ -365,9 +365,11 @@ impl Catalog {
         };
         // Which trust lines are valid now: a key expiring changes what a signature means.
         let now = jiff::Timestamp::now();
+        // Not the log's metadata: a run appended to the log changes no other run's key (its
+        // answer for each run is in that run's key, `key_of`).
         let mut k = blake3::Hasher::new();
-        k.update(&s.meta);
         k.update(s.trust_digest.as_bytes());
+        k.update(s.error.as_deref().unwrap_or("").as_bytes());
         if let Some(t) = &s.trust {
             for e in &t.entries {
                 let valid = e.valid_after.is_none_or(|t| now >= t)
@@ -988,6 +990,99 @@ mod tests {
                 victim.display()
             );
         }
+    }
+
+    /// A bundle of one member and an index naming `run_id`; the index's blake3.
+    fn fake_bundle(out: &Path, run_id: &str) -> String {
+        let dir = out.join(run_id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("summary.md"), format!("# {run_id}\n")).unwrap();
+        let index = serde_json::json!({
+            "schema_version": crate::model::index::INDEX_SCHEMA_VERSION,
+            "run_id": run_id,
+            "status": "complete",
+            "algorithm": "blake3",
+            "entries": [],
+            "file_count": 0,
+            "total_bytes": 0,
+            "missing": [],
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        std::fs::write(dir.join(INDEX_FILE), &bytes).unwrap();
+        crate::util::digest::blake3_hex(&bytes)
+    }
+
+    /// What makes a scan read a bundle again (the module doc): its own metadata, the audit
+    /// log's answer for its run, the trust file, a broken log; and nothing else, so a run
+    /// appended to the log costs one verification, not one per bundle.
+    #[test]
+    fn a_scan_verifies_again_exactly_the_bundles_whose_fingerprint_or_attestation_changed() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let state = root.join(".nexusmon");
+        crate::govern::init::init(&state).unwrap();
+        let out = root.join("out");
+        let r1 = fake_bundle(&out, "r1");
+        fake_bundle(&out, "r2");
+        let cat = Catalog::new(Settings {
+            root: root.to_path_buf(),
+            state_dir: Some(state.clone()),
+            outs: vec![out.clone()],
+            packets: Vec::new(),
+            plans: Vec::new(),
+            rescan: Duration::from_secs(1),
+            reverify: Duration::from_secs(3600),
+        });
+        assert_eq!(cat.scan(), 2, "first scan: every bundle");
+        assert_eq!(cat.scan(), 0, "nothing changed: nothing read again");
+
+        let gov = crate::govern::Governance::open(&state).unwrap();
+        let r3 = fake_bundle(&out, "r3");
+        let seal = |run_id: &str, index_blake3: &str| {
+            gov.record_run_sealed(&crate::govern::SealedRun {
+                plan_id: "p",
+                run_id,
+                status: "complete",
+                bundle_dir: &out.join(run_id),
+                index_blake3,
+                anchored_head: None,
+            })
+            .unwrap();
+        };
+        seal("r3", &r3);
+        assert_eq!(cat.scan(), 1, "a new run sealed in the log: only it is read");
+        assert_eq!(cat.scan(), 0);
+        seal("r1", &r1);
+        assert_eq!(cat.scan(), 1, "the log now answers for r1: only r1 is read again");
+        let snap = cat.snapshot();
+        assert_eq!(
+            snap.get("r1").unwrap().row.anchor["state"],
+            "anchored",
+            "{:?}",
+            snap.get("r1").unwrap().row
+        );
+
+        std::fs::write(root.join("out/r2/summary.md"), b"# r2, edited\n").unwrap();
+        assert_eq!(cat.scan(), 1, "a member edited: only its bundle is read again");
+
+        let trust = state.join(crate::govern::state::TRUST_FILE);
+        let mut text = std::fs::read_to_string(&trust).unwrap();
+        text.push_str("# one more comment\n");
+        std::fs::write(&trust, text).unwrap();
+        assert_eq!(cat.scan(), 3, "the trust file edited: every bundle is read again");
+        assert_eq!(cat.scan(), 0);
+
+        // One sealed entry rewritten: the chain no longer verifies, no run is anchored.
+        let log = state.join(crate::govern::state::AUDIT_FILE);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("\"run_id\":\"r3\""), "{text}");
+        std::fs::write(&log, text.replace("\"run_id\":\"r3\"", "\"run_id\":\"r4\"")).unwrap();
+        assert_eq!(cat.scan(), 3, "a broken log: every bundle is read again");
+        let snap = cat.snapshot();
+        for r in &snap.runs {
+            assert_eq!(r.row.anchor["state"], "not-anchored", "{:?}", r.row);
+        }
+        assert_eq!(cat.scan(), 0);
     }
 
     #[test]

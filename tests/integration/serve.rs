@@ -893,6 +893,20 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     assert_eq!(srv.get("/v1/system/health").status, 200);
 
     // --- new and changed bundles without a restart ------------------------------------------
+    let verified_at = |id: &str| -> String {
+        let v = srv.get("/v1/runs").json();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["verified_at"].as_str().unwrap_or("").to_string())
+            .unwrap()
+    };
+    let before: Vec<String> = [&ok_id, &mm_id, &demo_id]
+        .iter()
+        .map(|id| verified_at(id))
+        .collect();
     p.run("quickstart", &[]).code(0);
     let new_id = latest_id(&p);
     wait_for("the new run to be listed as ok", || {
@@ -903,6 +917,16 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
             .iter()
             .any(|r| r["id"] == new_id.as_str() && r["state"] == "ok")
     });
+    // A new run (and its audit entries) is no reason to hash the others again: two more
+    // scans (the second starts after the first has finished) leave their verification alone.
+    let scans = || srv.get("/v1/system/health").json()["server"]["scans"].as_u64().unwrap();
+    let s0 = scans();
+    wait_for("two more scans", || scans() >= s0 + 2);
+    let after: Vec<String> = [&ok_id, &mm_id, &demo_id]
+        .iter()
+        .map(|id| verified_at(id))
+        .collect();
+    assert_eq!(before, after, "unchanged bundles were verified again");
     // A member edited in place (its index untouched): the metadata changes, the bundle is
     // verified again and shown as not valid.
     let f = p.path(&format!("out/{ok_id}/summary.md"));
