@@ -226,6 +226,32 @@ impl Snapshot {
     pub fn get(&self, id: &str) -> Option<&Arc<Run>> {
         self.runs.iter().find(|r| r.row.id == id)
     }
+
+    /// The listed bundles of run `run_id` (one per out root holding it), with their state:
+    /// what a packet, an omen or an evolution entry naming the run is shown with, so a bundle
+    /// that fails validation is shown as such wherever its run is named.
+    pub fn bundles_of(&self, run_id: &str) -> Vec<BundleRef> {
+        self.runs
+            .iter()
+            .filter(|r| r.row.run_id == run_id)
+            .map(|r| BundleRef {
+                id: r.row.id.clone(),
+                state: r.row.state.clone(),
+                valid: r.row.valid,
+            })
+            .collect()
+    }
+}
+
+/// A listed bundle named elsewhere (`GET /v1/review`, `/v1/omens`, `/v1/evolution`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleRef {
+    /// Its URL id (`/runs/{id}`).
+    pub id: String,
+    /// Its row's state (`not-valid` when it fails validation).
+    pub state: String,
+    /// Every file verified against the seal.
+    pub valid: bool,
 }
 
 struct GovSnap {

@@ -768,6 +768,20 @@ async fn api_review(
         let p = paging(&q)?;
         let items = review_items(&a)?;
         let (page, next) = page_of(&items, |i| i.id.clone(), &p);
+        // A packet's item with the listed bundles of its run (their state).
+        let snap = a.catalog.snapshot();
+        let page: Vec<Value> = page
+            .iter()
+            .map(|i| {
+                let mut v = serde_json::to_value(i).unwrap_or_default();
+                v["bundles"] = json!(
+                    i.id.strip_prefix("packet:")
+                        .map(|r| snap.bundles_of(r))
+                        .unwrap_or_default()
+                );
+                v
+            })
+            .collect();
         json_body(&json!({"api": "nexusmon/v1", "total": items.len(), "items": page, "next": next}))
     })
     .await;
@@ -1025,6 +1039,7 @@ fn omens_value(app: &App) -> Result<Value, Fail> {
     let s = &app.catalog.settings;
     let rows = govern::clearing::sorted_omens(s.state_dir.as_deref(), &s.root)
         .map_err(|e| Fail::of(&e))?;
+    let snap = app.catalog.snapshot();
     Ok(json!({
         "api": "nexusmon/v1",
         "items": rows.iter().map(|(fp, o)| json!({
@@ -1039,6 +1054,7 @@ fn omens_value(app: &App) -> Result<Value, Fail> {
             "first_seen": o.first_seen,
             "last_seen": o.last_seen,
             "last_run_id": o.last_run_id,
+            "bundles": o.last_run_id.as_deref().map(|r| snap.bundles_of(r)).unwrap_or_default(),
             "clearances": o.clearances,
         })).collect::<Vec<_>>(),
     }))
@@ -1047,7 +1063,10 @@ fn omens_value(app: &App) -> Result<Value, Fail> {
 async fn omens_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
-        Ok(Cached::html(pages::omens(&omens_value(&a)?)))
+        Ok(Cached::html(pages::omens(
+            &omens_value(&a)?,
+            &a.catalog.snapshot(),
+        )))
     })
     .await;
     reply(&headers, r, false)
@@ -1092,19 +1111,36 @@ fn evolution_value(app: &App) -> Result<Value, Fail> {
             })
         })
         .collect();
+    // Each packet that earned a capability with the listed bundles of its run (their state).
+    let snap = app.catalog.snapshot();
+    let mut held =
+        serde_json::to_value(govern::evolution::held_because(&state)).unwrap_or_default();
+    for e in held
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.get_mut("earned_by").and_then(Value::as_array_mut))
+        .flatten()
+    {
+        let run = e.get("run_id").and_then(Value::as_str).unwrap_or("").to_string();
+        e["bundles"] = json!(snap.bundles_of(&run));
+    }
     Ok(json!({
         "api": "nexusmon/v1",
         "state": state,
         "next_level": next.map(|(l, t)| json!({"level": l, "xp": t})),
         "levels": levels,
-        "held_because": govern::evolution::held_because(&state),
+        "held_because": held,
     }))
 }
 
 async fn evolution_page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let a = Arc::clone(&app);
     let r = heavy(&app, move || {
-        Ok(Cached::html(pages::evolution(&evolution_value(&a)?)))
+        Ok(Cached::html(pages::evolution(
+            &evolution_value(&a)?,
+            &a.catalog.snapshot(),
+        )))
     })
     .await;
     reply(&headers, r, false)

@@ -97,6 +97,35 @@ fn row_state(row: &RunRow) -> String {
     state(word, &text)
 }
 
+/// Run `run_id` as named by a packet, an omen or an evolution entry: a link to each listed
+/// bundle of it with the bundle's state (NOT VALID included), or that no out root holds it.
+fn run_ref(snap: &Snapshot, run_id: &str) -> String {
+    let listed: Vec<&std::sync::Arc<super::catalog::Run>> = snap
+        .runs
+        .iter()
+        .filter(|r| r.row.run_id == run_id)
+        .collect();
+    if listed.is_empty() {
+        return format!(
+            "<span data-bundle=\"not-listed\"><code>{}</code> <span class=\"note\">(no out root of the cockpit holds it)</span></span>",
+            esc(run_id)
+        );
+    }
+    listed
+        .iter()
+        .map(|r| {
+            format!(
+                "<span data-bundle=\"{}\"><a href=\"/runs/{}\"><code>{}</code></a> {}</span>",
+                esc(&r.row.state),
+                href(&r.row.id),
+                esc(&r.row.id),
+                row_state(&r.row)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sig_text(v: &Value) -> String {
     let st = v.get("state").and_then(Value::as_str).unwrap_or("?");
     match st {
@@ -296,14 +325,7 @@ pub fn review(items: &[ReviewItem], snap: &Snapshot) -> String {
         let link = if let Some(id) = i.id.strip_prefix("mission:") {
             format!("<a href=\"/missions/{}\">{}</a>", href(id), esc(&i.title))
         } else if let Some(run) = i.id.strip_prefix("packet:") {
-            match snap.runs.iter().find(|r| r.row.run_id == run) {
-                Some(r) => format!(
-                    "<a href=\"/runs/{}\">{}</a>",
-                    href(&r.row.id),
-                    esc(&i.title)
-                ),
-                None => esc(&i.title),
-            }
+            format!("{}; bundle {}", esc(&i.title), run_ref(snap, run))
         } else {
             esc(&i.title)
         };
@@ -659,7 +681,7 @@ pub fn vault(items: &[super::catalog::VaultItem], snap: &Snapshot) -> String {
 }
 
 /// The omens.
-pub fn omens(v: &Value) -> String {
+pub fn omens(v: &Value, snap: &Snapshot) -> String {
     let items = v
         .get("items")
         .and_then(Value::as_array)
@@ -673,7 +695,7 @@ pub fn omens(v: &Value) -> String {
     if items.is_empty() {
         b.push_str("<p>No omens.</p>");
     } else {
-        b.push_str("<table class=\"rows\"><thead><tr><th scope=\"col\">level</th><th scope=\"col\">count</th><th scope=\"col\">plan</th><th scope=\"col\">scenario</th><th scope=\"col\">failure</th><th scope=\"col\">last seen</th><th scope=\"col\">fingerprint</th></tr></thead><tbody>");
+        b.push_str("<table class=\"rows\"><thead><tr><th scope=\"col\">level</th><th scope=\"col\">count</th><th scope=\"col\">plan</th><th scope=\"col\">scenario</th><th scope=\"col\">failure</th><th scope=\"col\">last seen</th><th scope=\"col\">last run</th><th scope=\"col\">fingerprint</th></tr></thead><tbody>");
         for o in &items {
             let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let level = s("level");
@@ -684,7 +706,7 @@ pub fn omens(v: &Value) -> String {
             };
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
                 state(lw, &level),
                 o.get("count").and_then(Value::as_u64).unwrap_or(0),
                 esc(&s("plan_id")),
@@ -692,6 +714,9 @@ pub fn omens(v: &Value) -> String {
                 esc(&s("mismatch_kind")),
                 esc(&s("outcome")),
                 esc(&s("last_seen")),
+                o.get("last_run_id")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| "-".to_string(), |r| run_ref(snap, r)),
                 esc(s("fingerprint").get(..16).unwrap_or(""))
             );
         }
@@ -712,7 +737,7 @@ pub fn omens(v: &Value) -> String {
 }
 
 /// The evolution tree.
-pub fn evolution(v: &Value) -> String {
+pub fn evolution(v: &Value, snap: &Snapshot) -> String {
     let st = v.get("state").cloned().unwrap_or_default();
     let level = st.get("level").and_then(Value::as_str).unwrap_or("?");
     let xp = st.get("xp").and_then(Value::as_u64).unwrap_or(0);
@@ -773,9 +798,9 @@ pub fn evolution(v: &Value) -> String {
             let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let _ = write!(
                 b,
-                "<li>packet <code>{}</code>: run <code>{}</code> of plan <code>{}</code>, +{} XP</li>",
+                "<li>packet <code>{}</code>: run {} of plan <code>{}</code>, +{} XP</li>",
                 esc(s("packet_digest").get(..12).unwrap_or("")),
-                esc(&s("run_id")),
+                run_ref(snap, &s("run_id")),
                 esc(&s("plan_id")),
                 e.get("xp").and_then(Value::as_u64).unwrap_or(0)
             );
@@ -892,15 +917,19 @@ mod tests {
                 next: vec![s.clone()],
             };
             let omen = serde_json::json!({"items": [{"fingerprint": s, "level": s, "plan_id": s,
-                "scenario_id": s, "mismatch_kind": s, "outcome": s, "last_seen": s}]});
+                "scenario_id": s, "mismatch_kind": s, "outcome": s, "last_seen": s, "last_run_id": s}]});
             let evo = serde_json::json!({"state": {"level": s, "xp": 1}, "levels": [{"level": s,
                 "xp": 0, "unlocks": [s], "reached": true}], "held_because": [{"capability": s,
                 "level": s, "earned_by": [{"packet_digest": s, "run_id": s, "plan_id": s, "xp": 1}]}]});
+            let packet = ReviewItem {
+                id: format!("packet:{s}"),
+                ..item.clone()
+            };
             for page in [
                 error_page(400, "bad-request", &s),
-                review(std::slice::from_ref(&item), &Snapshot::default()),
-                omens(&omen),
-                evolution(&evo),
+                review(&[item, packet], &Snapshot::default()),
+                omens(&omen, &Snapshot::default()),
+                evolution(&evo, &Snapshot::default()),
             ] {
                 let body = &page[page.find("<body>").unwrap()..page.rfind("<script>").unwrap()];
                 assert!(!body.contains("<script"), "{s:?}");

@@ -560,6 +560,13 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         state_of(&format!("packet:{demo_id}")).as_deref(),
         Some("flagged-for-review")
     );
+    // A packet's item names the bundle of its run, with its state.
+    let demo_item = items
+        .iter()
+        .find(|i| i["id"] == format!("packet:{demo_id}").as_str())
+        .unwrap();
+    assert_eq!(demo_item["bundles"][0]["id"], demo_id.as_str(), "{demo_item:#}");
+    assert_eq!(demo_item["bundles"][0]["valid"], true, "{demo_item:#}");
 
     let vault = srv.get("/v1/vault/artifacts?limit=2");
     assert_eq!(vault.status, 200, "{}", vault.text());
@@ -928,21 +935,83 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         .collect();
     assert_eq!(before, after, "unchanged bundles were verified again");
     // A member edited in place (its index untouched): the metadata changes, the bundle is
-    // verified again and shown as not valid.
-    let f = p.path(&format!("out/{ok_id}/summary.md"));
-    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mut text = std::fs::read(&f).unwrap();
-    text[0] ^= 0x20;
-    std::fs::write(&f, &text).unwrap();
-    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
-    wait_for("the edited run to be shown as not valid", || {
-        let v = srv.get("/v1/runs").json();
-        v["items"]
-            .as_array()
-            .unwrap()
+    // verified again and shown as not valid; so are the mismatch run (its omen) and the
+    // mission run (its packet in the review queue, the capability it earned).
+    for id in [&ok_id, &mm_id, &demo_id] {
+        let f = p.path(&format!("out/{id}/summary.md"));
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let mut text = std::fs::read(&f).unwrap();
+        text[0] ^= 0x20;
+        std::fs::write(&f, &text).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+            .unwrap();
+    }
+    for id in [&ok_id, &mm_id, &demo_id] {
+        wait_for("the edited run to be shown as not valid", || {
+            let v = srv.get("/v1/runs").json();
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == id.as_str() && r["state"] == "not-valid")
+        });
+    }
+    // ... wherever its run is named: review queue, omens, evolution (pages and API).
+    let not_valid = |b: &serde_json::Value, id: &str| {
+        b.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["id"] == id && x["state"] == "not-valid" && x["valid"] == false)
+        })
+    };
+    let review = srv.get("/v1/review");
+    checks.add("/v1/review", "GET", &review);
+    let item = review.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == format!("packet:{demo_id}").as_str())
+        .cloned()
+        .unwrap();
+    assert!(not_valid(&item["bundles"], &demo_id), "{item:#}");
+    let omens = srv.get("/v1/omens");
+    checks.add("/v1/omens", "GET", &omens);
+    let omen = omens.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["last_run_id"] == mm_id.as_str())
+        .cloned()
+        .unwrap();
+    assert!(not_valid(&omen["bundles"], &mm_id), "{omen:#}");
+    let evo = srv.get("/v1/evolution");
+    checks.add("/v1/evolution", "GET", &evo);
+    let earned: Vec<serde_json::Value> = evo.json()["held_because"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["earned_by"].as_array().unwrap().clone())
+        .collect();
+    assert!(
+        earned
             .iter()
-            .any(|r| r["id"] == ok_id.as_str() && r["state"] == "not-valid")
-    });
+            .any(|e| e["run_id"] == demo_id.as_str() && not_valid(&e["bundles"], &demo_id)),
+        "{earned:#?}"
+    );
+    checks.validate(&doc_file, false);
+    for (page, id) in [
+        ("/review", &demo_id),
+        ("/omens", &mm_id),
+        ("/evolution", &demo_id),
+    ] {
+        let html = srv.get(page).text();
+        let marked = format!("<span data-bundle=\"not-valid\"><a href=\"/runs/{id}\">");
+        let at = html
+            .find(&marked)
+            .unwrap_or_else(|| panic!("{page} does not mark run {id} NOT VALID: {html}"));
+        let span = html[at..].split("</span></span>").next().unwrap();
+        assert!(span.contains("⚠ NOT VALID"), "{page}: {span}");
+    }
 
     let (code, log) = srv.stop();
     assert_eq!(code, 0, "{log}");
