@@ -7,7 +7,16 @@ use clap::Parser;
 fn main() {
     // The builtin probe helper is started thousands of times per run: skip argument parsing.
     let mut raw = std::env::args_os();
-    if raw.nth(1).is_some_and(|a| a == "__probe") {
+    let mode = raw.nth(1);
+    // The zygote of the children's PID namespaces (one per run).
+    if mode
+        .as_ref()
+        .is_some_and(|a| a == nexusmon::exec::ZYGOTE_MODE)
+    {
+        #[allow(clippy::exit)]
+        std::process::exit(nexusmon::exec::zygote_main());
+    }
+    if mode.is_some_and(|a| a == "__probe") {
         let args: Vec<String> = raw.map(|a| a.to_string_lossy().into_owned()).collect();
         let stdout = std::io::stdout();
         let mut out = stdout.lock();

@@ -473,6 +473,7 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
     };
     let users = catalog::users(&ctx.root, &rid, Entry::Profile, id.as_str())?;
     let file = shown(&reg.profiles_path, &ctx.cwd);
+    let compiled = crate::sandbox::describe::describe(id.as_str(), p, &reg.profiles_path);
     if ctx.json {
         return write_json(
             io,
@@ -481,6 +482,7 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
                 "profile_id": id,
                 "path": file,
                 "profile": p,
+                "compiled": compiled,
                 "used_by": users_json(&users, &ctx.cwd),
             }),
         );
@@ -547,10 +549,128 @@ pub fn describe_profile(ctx: &Ctx, io: &mut Io<'_>, a: &DescribeArgs) -> Result<
         env_parts.push(format!("set {k}={v}"));
     }
     pairs.push(("env".into(), dash(Some(env_parts.join("\n")))));
+    if !p.capabilities.is_empty() {
+        pairs.push((
+            "capabilities".into(),
+            p.capabilities
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    if let Some(i) = &p.identity {
+        pairs.push(("identity".into(), format!("uid {}, gid {}", i.uid, i.gid)));
+    }
     pairs.push(("tags".into(), dash(Some(p.tags.join(", ")))));
     pairs.push(("used by".into(), users_text(&users, &ctx.cwd)));
+    let mut compiled_block = Vec::new();
+    compiled_pairs(&compiled, &mut compiled_block);
     io.out_bytes(block(&pairs).as_bytes())?;
+    io.out_bytes(b"\ncompiled for this kernel and runner (clean channel):\n")?;
+    io.out_bytes(block(&compiled_block).as_bytes())?;
     Ok(exit_code::OK)
+}
+
+/// The compiled part of `describe-profile`: status, the ruleset as the kernel gets it,
+/// every right with its mechanism, the child, and what this kernel drops.
+fn compiled_pairs(
+    d: &crate::sandbox::describe::ProfileDescription,
+    pairs: &mut Vec<(String, String)>,
+) {
+    let abi = d.kernel_abi.map_or_else(
+        || "no Landlock".to_string(),
+        |a| format!("Landlock ABI {a}"),
+    );
+    let Some(c) = &d.compiled else {
+        pairs.push((
+            "status".into(),
+            format!(
+                "{abi}; cannot be compiled outside a plan: {}",
+                d.error.as_deref().unwrap_or("unknown error")
+            ),
+        ));
+        return;
+    };
+    pairs.push((
+        "status".into(),
+        match &c.apply_error {
+            None => format!("{abi}; applies"),
+            Some(e) => format!("{abi}; does NOT apply: {e}"),
+        },
+    ));
+    if let Some(ll) = &c.landlock {
+        let rules: Vec<String> = ll
+            .rules
+            .iter()
+            .map(|r| {
+                if r.skipped && r.path.contains("${") {
+                    format!("{}: per child (resolved in each child's scratch)", r.path)
+                } else if r.skipped {
+                    format!("{}: skipped (does not exist)", r.expanded)
+                } else {
+                    let shown = if r.resolved == r.expanded {
+                        r.resolved.clone()
+                    } else {
+                        format!("{} -> {}", r.expanded, r.resolved)
+                    };
+                    format!("{shown}: {}", r.rights_names.join(", "))
+                }
+            })
+            .collect();
+        pairs.push(("ruleset".into(), dash(Some(rules.join("\n")))));
+        pairs.push((
+            "handled rights".into(),
+            dash(Some(ll.fs_handled_names.join(", "))),
+        ));
+        let ports = |l: &Option<Vec<u16>>| {
+            l.as_ref().map_or_else(
+                || "not handled".to_string(),
+                |v| {
+                    if v.is_empty() {
+                        "none".into()
+                    } else {
+                        v.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                },
+            )
+        };
+        pairs.push((
+            "net ports".into(),
+            format!(
+                "tcp connect: {}; tcp bind: {}",
+                ports(&ll.tcp_connect),
+                ports(&ll.tcp_bind)
+            ),
+        ));
+    }
+    let rights: Vec<String> = d
+        .rights
+        .iter()
+        .map(|r| format!("{} {}: {}", r.kind, r.right, r.enforced_by))
+        .collect();
+    pairs.push(("enforced by".into(), rights.join("\n")));
+    let drops: Vec<String> = d
+        .dropped
+        .iter()
+        .map(|u| format!("dropped {}: {}", u.item, u.reason))
+        .chain(
+            d.unenforceable
+                .iter()
+                .map(|u| format!("unenforceable {}: {}", u.item, u.reason)),
+        )
+        .collect();
+    pairs.push((
+        "this kernel drops".into(),
+        if drops.is_empty() {
+            "nothing".into()
+        } else {
+            drops.join("\n")
+        },
+    ));
 }
 
 /// Exit codes as `[0, 2]`.

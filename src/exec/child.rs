@@ -30,9 +30,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::spawn::{self, SpawnError};
+use super::zygote::NsInit;
 use crate::model::results::{Leaked, Rusage};
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
+use crate::sandbox::privilege::Isolation;
 
 /// What to enforce in `pre_exec` (exec driver only).
 #[derive(Debug, Clone)]
@@ -59,6 +61,12 @@ pub struct ChildSpec {
     pub clean: bool,
     /// Enforce in `pre_exec` (exec probes). Builtin helpers restrict themselves.
     pub pre_exec: Option<PreExec>,
+    /// Namespaces, identity and capabilities (clean channel): the child is started through
+    /// [`spawn::spawn`] even without `pre_exec`.
+    pub isolation: Option<Isolation>,
+    /// The init of the PID namespace the child is started in (with an isolation that has
+    /// one): the child is pid 2 there.
+    pub ns_init: Option<std::sync::Arc<NsInit>>,
     /// Wall timeout.
     pub timeout: Duration,
     /// Grace between SIGTERM and SIGKILL.
@@ -188,20 +196,21 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         Tracking::Worker(w) => Some(w),
         _ => None,
     };
-    let tracked = cgroup.is_some() || worker.is_some();
     let start = Instant::now();
     if super::interrupt::pending().is_some() {
         // The run was interrupted: start nothing more.
         super::interrupt::note_killed();
         return failed_before_spawn(start, Ended::SpawnFailed(libc::EINTR));
     }
+    // Orphans the runner holds already are not this child's; nor are any re-parented while
+    // another child ran beside it (see `Alone`).
+    let alone = Alone::begin(spec.ns_init.is_none());
     let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
     // A second signal kills this group from the handler.
     let group = super::interrupt::GroupSlot::register(ipid);
-    RUNNING.fetch_add(1, Ordering::SeqCst);
     let pid = u32::try_from(ipid).unwrap_or(0);
     let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
@@ -217,9 +226,22 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
+    // A child in its own PID namespace left everything behind with the namespace's init,
+    // where it stays alive until listed here; killing the init then ends it all. No orphan
+    // of the runner is such a child's, so the subreaper sweep skips it.
+    let sweep = if let Some(init) = &spec.ns_init {
+        leaked.extend(init.survivors(timed_out.then_some(pid)));
+        init.kill();
+        None
+    } else {
+        Some(&alone)
+    };
     let killed = kill_tracked(cgroup, worker);
     for (p, comm) in &killed {
-        if *p != pid {
+        // Members of the group the runner killed at a timeout are not leaks; in a PID
+        // namespace everything was listed from the init (what the cgroup still holds is
+        // dying with the namespace).
+        if *p != pid && sweep.is_some() && !(timed_out && in_group(*p, pid)) {
             leaked.push(Leaked {
                 pid: *p,
                 comm: comm.clone(),
@@ -234,14 +256,18 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         .filter(|p| *p != pid)
         .collect();
     reap(&pids);
-    sweep_orphans(pid, tracked, &mut leaked);
-    pipes.drain_to_eof(pid, tracked, cgroup, worker, &mut leaked);
+    sweep_orphans(pid, sweep, timed_out, &mut leaked);
+    pipes.drain_to_eof(pid, (sweep, timed_out), cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
     let (status, ru) = reap_with_rusage(ipid);
-    sweep_orphans(pid, tracked, &mut leaked);
-    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    // Its namespace's init finishes dying once the child is reaped.
+    if let Some(init) = &spec.ns_init {
+        init.wait_gone(1000);
+    }
+    sweep_orphans(pid, sweep, timed_out, &mut leaked);
+    drop(alone);
     let ended = if libc::WIFSIGNALED(status) {
         Ended::Signaled(libc::WTERMSIG(status))
     } else {
@@ -313,11 +339,12 @@ impl Pipes {
     }
 
     /// Drain both pipes to EOF (for at most 500 ms) after the child exited, killing and
-    /// recording any descendant that still holds them.
+    /// recording any descendant that still holds them (`group_killed` as for
+    /// [`sweep_orphans`]).
     fn drain_to_eof(
         &mut self,
         pid: u32,
-        tracked: bool,
+        (sweep, group_killed): (Option<&Alone>, bool),
         cgroup: Option<&ChildCgroup>,
         worker: Option<&WorkerCgroup>,
         leaked: &mut Vec<Leaked>,
@@ -330,7 +357,8 @@ impl Pipes {
             if self.open() {
                 // Something still holds the pipe: a descendant re-parented late.
                 for (p, comm) in kill_tracked(cgroup, worker) {
-                    if !leaked.iter().any(|l| l.pid == p) {
+                    let known = leaked.iter().any(|l| l.pid == p);
+                    if !(known || sweep.is_none() || group_killed && in_group(p, pid)) {
                         leaked.push(Leaked {
                             pid: p,
                             comm,
@@ -340,7 +368,7 @@ impl Pipes {
                     }
                     reap(&[p]);
                 }
-                sweep_orphans(pid, tracked, leaked);
+                sweep_orphans(pid, sweep, group_killed, leaked);
             }
         }
     }
@@ -355,8 +383,9 @@ impl Pipes {
 }
 
 /// Phase 1: capture output until the child exits, sending SIGTERM to its group at the
-/// timeout and SIGKILL (to the group and every tracked member) after the grace. Returns
-/// whether it timed out.
+/// timeout and SIGKILL (to the group and every tracked member) after the grace, and
+/// Returns whether it timed out.
+#[allow(clippy::too_many_arguments)]
 fn wait_for_exit(
     spec: &ChildSpec,
     ipid: i32,
@@ -458,7 +487,9 @@ fn start_child(
     spec: &ChildSpec,
     cgroup: Option<&ChildCgroup>,
 ) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
-    if let Some(pre) = &spec.pre_exec {
+    if spec.pre_exec.is_some() || spec.isolation.is_some() {
+        let none = Prepared::none();
+        let prepared = spec.pre_exec.as_ref().map_or(&none, |p| &*p.prepared);
         let mut argv = vec![
             spec.arg0
                 .clone()
@@ -471,16 +502,27 @@ fn start_child(
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
         };
-        return match spawn::spawn(
+        // In the init's PID namespace for this one clone (this thread's children only).
+        let entered = match &spec.ns_init {
+            Some(init) => Some(
+                EnteredPidNs::enter(init)
+                    .map_err(|e| Ended::SetupFailed(SetupStep::Namespaces, e))?,
+            ),
+            None => None,
+        };
+        let spawned = spawn::spawn(
             &spec.program,
             &argv,
             &env,
             spec.cwd.as_deref(),
             spec.clean,
             cgroup.map(ChildCgroup::procs_fd),
-            &pre.prepared,
+            prepared,
             spec.stdin.as_deref(),
-        ) {
+            spec.isolation.as_ref(),
+        );
+        drop(entered);
+        return match spawned {
             Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
@@ -524,6 +566,45 @@ fn start_child(
     // std's `Child` does nothing on drop: the runner reaps the pid itself.
     drop(child);
     Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
+}
+
+/// The calling thread's children created in another PID namespace until dropped
+/// (`setns(…, CLONE_NEWPID)` affects this thread's future children only; the thread itself
+/// stays where it is).
+struct EnteredPidNs {
+    own: OwnedFd,
+}
+
+impl EnteredPidNs {
+    /// Enter the PID namespace of `init` for this thread's children; the errno on failure.
+    fn enter(init: &NsInit) -> std::result::Result<Self, i32> {
+        // SAFETY: opening this thread's own namespace link.
+        let own = unsafe {
+            libc::open(
+                c"/proc/thread-self/ns/pid".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if own < 0 {
+            return Err(errno());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let own = unsafe { OwnedFd::from_raw_fd(own) };
+        // SAFETY: setns with a pidfd and the namespace flag.
+        if unsafe { libc::setns(init.pidfd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(errno());
+        }
+        Ok(Self { own })
+    }
+}
+
+impl Drop for EnteredPidNs {
+    fn drop(&mut self) {
+        // SAFETY: back to the thread's own (active) PID namespace for its children.
+        unsafe {
+            libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWPID);
+        }
+    }
 }
 
 fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
@@ -642,16 +723,63 @@ fn signal_group(pid: i32, sig: i32) {
 
 /// Children currently between spawn and the end of their leak sweep.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Children started so far.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a child ran alone: no other child alive at any point of its life (none running
+/// when it started, none started since), and the orphans the runner held before it
+/// started. Only then can an orphan unrelated to it by session or group be its own.
+#[derive(Debug)]
+struct Alone {
+    started: usize,
+    others_at_start: usize,
+    before: Vec<u32>,
+}
+
+impl Alone {
+    /// A child starts; `orphans_matter`: it may leave orphans to the runner (it gets no PID
+    /// namespace of its own), so the orphans held now are noted.
+    fn begin(orphans_matter: bool) -> Self {
+        let others_at_start = RUNNING.fetch_add(1, Ordering::SeqCst);
+        let started = STARTED.fetch_add(1, Ordering::SeqCst);
+        Self {
+            started,
+            others_at_start,
+            before: if orphans_matter {
+                orphans(0)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// True if `orphan` can only be this child's descendant.
+    fn owns(&self, orphan: u32) -> bool {
+        self.others_at_start == 0
+            && RUNNING.load(Ordering::SeqCst) <= 1
+            && STARTED.load(Ordering::SeqCst) == self.started + 1
+            && !self.before.contains(&orphan)
+    }
+}
+
+impl Drop for Alone {
+    /// The child's leak sweep is over.
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Orphans re-parented to the runner. The kernel hands an orphan to the first live thread
-/// of the subreaper process, which is the main thread, so this reads its children list.
+/// of the subreaper process, which is the main thread, so this reads its children list
+/// (the zygote of the PID namespaces, a child of the runner, is no orphan).
 fn orphans(exclude: u32) -> Vec<u32> {
     let pid = std::process::id();
+    let zygote = super::zygote::zygote_pid();
     std::fs::read_to_string(format!("/proc/self/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| *p != exclude)
+        .filter(|p| *p != exclude && Some(*p) != zygote)
         .collect()
 }
 
@@ -665,6 +793,11 @@ fn proc_info(pid: u32) -> Option<(char, i64, i64)> {
     let pgrp = f.next()?.parse().ok()?;
     let sid = f.next()?.parse().ok()?;
     Some((state, pgrp, sid))
+}
+
+/// `pid` is in the process group `group`.
+fn in_group(pid: u32, group: u32) -> bool {
+    proc_info(pid).is_some_and(|(_, pgrp, _)| pgrp == i64::from(group))
 }
 
 fn leak_record(pid: u32, found_by: &str) -> Leaked {
@@ -700,24 +833,29 @@ fn reap(pids: &[u32]) {
     }
 }
 
-/// Kill and reap the descendants of `child` that escaped it: without a cgroup, the orphans
-/// re-parented to the runner that are in the child's session or process group, or any
-/// orphan while this is the only child running (an escape through `setsid` cannot be
-/// told apart otherwise); with a cgroup, those were found and killed already, and are
-/// only reaped here.
-fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
+/// Kill and reap the descendants of `child` that escaped it: the orphans re-parented to
+/// the runner that are in the child's session or process group, or any new orphan when the
+/// child ran alone (an escape through `setsid`, or out of a cgroup, cannot be told apart
+/// otherwise; beside other children it is left to [`final_sweep`]). `None`: the child had
+/// its own PID namespace, so no orphan of the runner is its own. With `group_killed` (the
+/// runner signalled the child's group at a timeout), members of that group are killed
+/// and reaped but not recorded: the runner killed them.
+fn sweep_orphans(child: u32, alone: Option<&Alone>, group_killed: bool, leaked: &mut Vec<Leaked>) {
+    let Some(alone) = alone else {
+        return;
+    };
     let cid = i64::from(child);
     for _ in 0..256 {
-        let alone = RUNNING.load(Ordering::SeqCst) <= 1;
-        let mine: Vec<(u32, char)> = orphans(child)
+        let mine: Vec<(u32, char, bool)> = orphans(child)
             .into_iter()
             .filter_map(|p| {
                 let (state, pgrp, sid) = proc_info(p)?;
                 let known = leaked.iter().any(|l| l.pid == p);
                 let related = pgrp == cid || sid == cid;
-                (known || related || (!tracked && alone)).then_some((p, state))
+                let killed_by_runner = group_killed && pgrp == cid;
+                (known || related || alone.owns(p)).then_some((p, state, killed_by_runner))
             })
-            .filter(|(p, _)| {
+            .filter(|(p, _, _)| {
                 !leaked
                     .iter()
                     .any(|l| l.pid == *p && l.action == "reaped-done")
@@ -727,11 +865,11 @@ fn sweep_orphans(child: u32, tracked: bool, leaked: &mut Vec<Leaked>) {
             return;
         }
         let mut progressed = false;
-        for (p, state) in mine {
+        for (p, state, killed_by_runner) in mine {
             let Ok(ip) = i32::try_from(p) else {
                 continue;
             };
-            if !leaked.iter().any(|l| l.pid == p) {
+            if !killed_by_runner && !leaked.iter().any(|l| l.pid == p) {
                 let mut rec = leak_record(p, "subreaper");
                 if state == 'Z' {
                     rec.action = "reaped".into();
@@ -826,6 +964,8 @@ mod tests {
             cwd: None,
             clean: false,
             pre_exec: None,
+            isolation: None,
+            ns_init: None,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(200),
             output_cap: 1024,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::outcome::{classify_errno, errno_name};
 use crate::model::registry::Operation;
-use crate::model::results::{Outcome, RulesetStatus, Stage};
+use crate::model::results::{ChildSelf, Outcome, RulesetStatus, Stage};
 use crate::sandbox::apply::{self, errno};
 use crate::sandbox::compile::ApplySpec;
 
@@ -66,6 +66,11 @@ pub struct HelperRequest<'a> {
     /// Connect timeout for network operations, milliseconds.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
+    /// The preflight: report what the helper sees about itself (pid, uid, gid,
+    /// capabilities) and about the runner with this pid (`/proc/<pid>`, its `environ`),
+    /// before restricting itself. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe_runner: Option<u32>,
     /// The runner's pid: a helper whose parent is no longer it (the runner died before the
     /// helper set its parent-death signal) exits at once instead of running orphaned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +132,9 @@ pub struct HelperLine {
     /// What was enforced (absent if the apply failed before restricting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<HelperEnforcement>,
+    /// What the helper saw about itself (when the request asks: the preflight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_self: Option<ChildSelf>,
 }
 
 /// Run the helper with its raw arguments; returns its exit code.
@@ -175,6 +183,7 @@ fn emit_usage(out: &mut dyn Write, msg: &str) -> i32 {
         errno_name: None,
         detail: msg.to_string(),
         enforcement: None,
+        child_self: None,
     };
     let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
     3
@@ -203,14 +212,20 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
         errno_name: None,
         detail: String::new(),
         enforcement: None,
+        child_self: None,
     };
     // Die with the runner's worker thread (it outlives every child it waits for). If the
     // runner died before this, the signal will never come: the parent is someone else now.
     // SAFETY: prctl and getppid with integer arguments.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // Pid 1 of its own PID namespace, the helper's parent is outside it (`getppid` is
+        // 0); the spawn checked the runner before `execve`, and the parent-death signal it
+        // set is kept across it.
+        let ppid = libc::getppid();
         if let Some(p) = req.runner_pid
-            && u32::try_from(libc::getppid()).ok() != Some(p)
+            && ppid != 0
+            && u32::try_from(ppid).ok() != Some(p)
         {
             libc::_exit(EXIT_APPLY_FAILED);
         }
@@ -231,6 +246,9 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
         }
     };
     line.resolved_path.clone_from(&prepared.resolved);
+    if let Some(runner) = req.observe_runner {
+        line.child_self = Some(observe_self(runner));
+    }
 
     if let Some(procs) = &req.cgroup_procs
         && let Err(e) = std::fs::write(procs, b"0")
@@ -274,6 +292,47 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
     }
     line.detail = detail;
     line
+}
+
+/// What this process is (from `/proc/self/status`, as its own `/proc` shows it) and
+/// whether it can see the runner `runner` and open its environment.
+fn observe_self(runner: u32) -> ChildSelf {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| -> String {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let first = |key: &str| -> u32 {
+        field(key)
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    let environ = format!("/proc/{runner}/environ");
+    let runner_environ = match std::fs::File::open(&environ) {
+        Ok(_) => "allowed".to_string(),
+        Err(e) => e.raw_os_error().map_or_else(|| e.to_string(), errno_name),
+    };
+    ChildSelf {
+        pid: std::process::id(),
+        ns_pids: field("NSpid:")
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+        uid: first("Uid:"),
+        gid: first("Gid:"),
+        cap_eff: field("CapEff:"),
+        cap_prm: field("CapPrm:"),
+        cap_inh: field("CapInh:"),
+        cap_bnd: field("CapBnd:"),
+        cap_amb: field("CapAmb:"),
+        sees_runner: std::path::Path::new(&format!("/proc/{runner}")).exists(),
+        runner_environ,
+    }
 }
 
 fn prepare(req: &HelperRequest<'_>) -> Result<Prepared, String> {
@@ -804,6 +863,7 @@ mod tests {
             clean: false,
             cgroup_procs: None,
             connect_timeout_ms: 500,
+            observe_runner: None,
             runner_pid: None,
         }
     }
@@ -906,6 +966,7 @@ mod tests {
                 clean,
                 cgroup_procs: procs.map(str::to_string),
                 connect_timeout_ms: ms,
+                observe_runner: None,
                 runner_pid: None,
             };
             let args = req.to_args().unwrap();

@@ -26,8 +26,9 @@ use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
 use super::worker;
+use super::zygote::{NsInit, Zygote};
 use crate::model::registry::Profile;
-use crate::model::registry::{Driver, Env};
+use crate::model::registry::{Driver, Env, Operation};
 use crate::model::results::{
     Attempt, Enforcement, Lane, Outcome, ProcessAccounting, Stage, StreamCapture,
 };
@@ -38,6 +39,7 @@ use crate::model::worker::{
 use crate::sandbox::apply::{ApplyFailure, Prepared};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
 use crate::sandbox::compile::{self, ApplySpec, CompileContext, CompileHost, CompiledProfile};
+use crate::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
 use crate::sandbox::vars::Vars;
 use crate::util::digest::Digest;
 use crate::{Error, Result};
@@ -67,6 +69,9 @@ pub struct ProfileRuntime {
     pub profiles_file: PathBuf,
     /// The host the compiler targets.
     pub host: CompileHost,
+    /// What the runner can give its children, and whether this is the clean channel (the
+    /// child privileges compiled into every per-child compilation).
+    pub runner: (RunnerPrivileges, bool),
     /// The compiled profile (before any child: per-child rules pending).
     pub compiled: CompiledProfile,
     /// Its apply spec (the helper's `apply`), built once.
@@ -86,13 +91,195 @@ impl ProfileRuntime {
             vars,
             before_child: false,
         };
-        compile::compile(
+        let mut c = compile::compile(
             sc.spec.profile_id.as_str(),
             &self.profile,
             &self.profiles_file,
             &ctx,
-        )
+        )?;
+        privilege::attach(&mut c, &self.profile, &self.runner.0, self.runner.1);
+        Ok(c)
     }
+}
+
+impl LiveExecutor<'_> {
+    /// The isolation of one child: with a PID namespace, a fresh init from the zygote
+    /// (without one, the child runs without a namespace and the record says why).
+    fn isolate(&self, req: ChildRequest<'_>) -> Isolated {
+        isolate(req, self.zygote.as_ref())
+    }
+}
+
+/// See [`LiveExecutor::isolate`] (also the preflight's).
+pub fn isolate(
+    mut req: ChildRequest<'_>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
+) -> Isolated {
+    let (mut iso, mut ll) = Isolation::new(&req);
+    let mut ns_init = None;
+    if iso.pid_namespace() {
+        match zygote.map_err(Clone::clone).and_then(|z| z.new_init()) {
+            Ok(init) => ns_init = Some(Arc::new(init)),
+            Err(why) => {
+                req.pid_namespace = Err(format!("no PID namespace could be made: {why}"));
+                (iso, ll) = Isolation::new(&req);
+            }
+        }
+    }
+    let record = iso.record().clone();
+    Isolated {
+        isolation: (!iso.is_noop()).then_some(iso),
+        ro_landlock: ll,
+        record,
+        ns_init,
+    }
+}
+
+/// Why a probe runs without its own PID namespace though its profile gives one.
+fn pid_namespace_for(operation: Operation) -> std::result::Result<(), String> {
+    if operation == Operation::SignalSend {
+        Err("a `signal-send` probe must reach a process outside the child (its target pid, e.g. ${RUNNER_PID}, is in the runner's PID namespace), so it shares the runner's; the runner is non-dumpable, so its /proc entries still need CAP_SYS_PTRACE".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Give `dir` and what beneath it belongs to the runner to `uid`:`gid` (the profile's
+/// identity). A mission's workspace holds what earlier tasks' children made, so nothing is
+/// trusted: every entry is opened relative to its opened parent without following a
+/// symlink and changed through that descriptor (no path can be swapped in between), a file
+/// with more than one link is left alone (a hard link to a host file must not hand that
+/// file over), symlinks are not followed, and so is anything not owned by the runner.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::result::Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    fn open_at(parent: i32, name: &std::ffi::CStr, flags: i32) -> Option<OwnedFd> {
+        // SAFETY: openat on a valid descriptor and C string.
+        let fd = unsafe {
+            libc::openat(
+                parent,
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        // SAFETY: a fresh descriptor we own.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    fn give(fd: &OwnedFd, uid: u32, gid: u32, me: u32) -> std::io::Result<libc::stat> {
+        // SAFETY: zeroed plain data filled by fstat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat/fchownat on our own descriptor.
+        unsafe {
+            if libc::fstat(fd.as_raw_fd(), &raw mut st) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if st.st_uid == me
+                && (is_dir || st.st_nlink == 1)
+                && libc::fchownat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(st)
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let root = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| format!("`{}` contains a NUL byte", dir.display()))?;
+    let top =
+        open_at(libc::AT_FDCWD, &root, libc::O_RDONLY | libc::O_DIRECTORY).ok_or_else(|| {
+            format!(
+                "cannot open `{}`: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            )
+        })?;
+    let fail = |what: &Path, e: std::io::Error| {
+        format!(
+            "cannot give `{}` to uid {uid}, gid {gid}: {e}",
+            what.display()
+        )
+    };
+    give(&top, uid, gid, me).map_err(|e| fail(dir, e))?;
+    // (directory descriptor, its path for messages, depth)
+    let mut stack = vec![(top, dir.to_path_buf(), 0u32)];
+    let mut budget = 100_000u32;
+    while let Some((dfd, dpath, depth)) = stack.pop() {
+        let listing = std::fs::read_dir(format!("/proc/self/fd/{}", dfd.as_raw_fd()))
+            .map_err(|e| format!("cannot list `{}`: {e}", dpath.display()))?;
+        for e in listing {
+            let e = e.map_err(|e| format!("cannot list `{}`: {e}", dpath.display()))?;
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return Err(format!(
+                    "`{}` holds too many entries to hand over",
+                    dir.display()
+                ));
+            }
+            let name = e.file_name();
+            let Ok(cname) = std::ffi::CString::new(name.as_bytes()) else {
+                continue;
+            };
+            let path = dpath.join(&name);
+            let Some(fd) = open_at(dfd.as_raw_fd(), &cname, libc::O_PATH) else {
+                continue;
+            };
+            let st = give(&fd, uid, gid, me).map_err(|e| fail(&path, e))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && depth < 64
+                && let Some(sub) =
+                    open_at(dfd.as_raw_fd(), &cname, libc::O_RDONLY | libc::O_DIRECTORY)
+            {
+                stack.push((sub, path, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why the scenario lane cannot run an exec probe whose declared read-only inputs this
+/// runner cannot bind read-only (no mount namespace) while the profile would let the
+/// program write them (any right beyond reading, on the input or, for creating and removing
+/// it, on its parent): running it could change the host.
+fn unprotected_input(compiled: &CompiledProfile, reads: &[String]) -> Option<String> {
+    use crate::sandbox::compile::FsDecision;
+    use crate::sandbox::rights::fs;
+    if reads.is_empty() || compiled.child.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE {
+        return None;
+    }
+    let writes = fs::TABLE.iter().map(|(bit, _, _)| *bit).filter(|b| {
+        *b & (fs::EXECUTE | fs::READ_FILE | fs::READ_DIR | fs::IOCTL_DEV | fs::RESOLVE_UNIX) == 0
+    });
+    for input in reads {
+        let path = Path::new(input);
+        let res = crate::sandbox::paths::resolve(path, Path::new("/"), true);
+        let parent = res.canonical.parent().map(Path::to_path_buf);
+        for bit in writes.clone() {
+            for at in std::iter::once(res.canonical.clone()).chain(parent.clone()) {
+                if !matches!(compiled.fs_decide(&at, bit), FsDecision::Denied) {
+                    return Some(format!(
+                        "the probe declares `{input}` a read-only input, but profile `{}` lets it be written (`{}` on `{}`) and this runner cannot keep it read-only without a mount namespace ({})",
+                        compiled.profile_id,
+                        crate::sandbox::rights::fs_name(bit),
+                        at.display(),
+                        compiled
+                            .child
+                            .pid_namespace_reason
+                            .as_deref()
+                            .unwrap_or("no CAP_SYS_ADMIN")
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// What one attempt resolved before anything is spawned.
@@ -104,6 +291,8 @@ struct Resolved {
     target: Option<String>,
     destination: Option<String>,
     argv: Vec<String>,
+    /// The declared read-only inputs (`reads`), expanded.
+    reads: Vec<String>,
 }
 
 /// The process accounting of a scenario-lane child whose profile limits processes (from
@@ -244,6 +433,21 @@ pub struct LiveExecutor<'a> {
     /// sees around a worker are the worker's own.
     exclusive: std::sync::RwLock<()>,
     counter: AtomicU64,
+    /// The zygote of the children's PID namespaces (`Err`: why there is none).
+    pub zygote: std::result::Result<Arc<Zygote>, String>,
+}
+
+/// One child's isolation, its record, and the init of its PID namespace.
+#[derive(Debug)]
+pub struct Isolated {
+    /// What the child applies between clone and `execve` (`None`: nothing to apply).
+    pub isolation: Option<Isolation>,
+    /// The Landlock ruleset of a read-only host without a mount namespace.
+    pub ro_landlock: Option<compile::LandlockSpec>,
+    /// The attempt's record.
+    pub record: crate::model::results::ChildIsolation,
+    /// The init of the child's PID namespace.
+    pub ns_init: Option<Arc<NsInit>>,
 }
 
 impl std::fmt::Debug for LiveExecutor<'_> {
@@ -286,6 +490,7 @@ impl<'a> LiveExecutor<'a> {
             plan_id: String::new(),
             exclusive: std::sync::RwLock::new(()),
             counter: AtomicU64::new(0),
+            zygote: Err("no PID namespaces in this run".into()),
         }
     }
 
@@ -452,6 +657,20 @@ impl<'a> LiveExecutor<'a> {
         if scenario_lane && let Some(e) = &compiled.apply_error {
             return refused(format!("the profile cannot be applied on this host: {e}"));
         }
+        let who = &runtime.compiled.child;
+        if who.applied
+            && who.identity
+            && let Err(msg) = chown_tree(&r.job_dir, who.uid, who.gid)
+        {
+            return LaneAttempt {
+                attempt: Attempt::without_child(Outcome::Error, Stage::Resolve, msg),
+                target: r.target.clone(),
+                argv: r.argv.clone(),
+            };
+        }
+        if scenario_lane && let Some(msg) = unprotected_input(compiled, &r.reads) {
+            return refused(msg);
+        }
         let cgroup = match self.new_cgroup(compiled, lane) {
             Ok(c) => c,
             Err(msg) => return refused(msg),
@@ -526,12 +745,18 @@ impl<'a> LiveExecutor<'a> {
             .flatten()
             .map(|a| vars.expand(a).map_err(|e| e.message))
             .collect::<std::result::Result<_, _>>()?;
+        let reads: Vec<String> = p
+            .reads
+            .iter()
+            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .collect::<std::result::Result<_, _>>()?;
         Ok(Resolved {
             job_dir,
             vars,
             target,
             destination,
             argv,
+            reads,
         })
     }
 
@@ -552,7 +777,22 @@ impl<'a> LiveExecutor<'a> {
         let cwd = self.clean.then(|| r.job_dir.clone());
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
-        match sc.probe.driver {
+        // The baseline of an exec probe keeps the host read-only but its scratch.
+        let read_only = lane == Lane::Baseline && sc.probe.driver == Driver::Exec;
+        let Isolated {
+            isolation,
+            ro_landlock,
+            record,
+            ns_init,
+        } = self.isolate(ChildRequest {
+            privileges: &runtime.compiled.child,
+            pid_namespace: pid_namespace_for(sc.probe.operation),
+            scratch: &r.job_dir,
+            host_read_only: read_only,
+            read_only_inputs: &r.reads,
+        });
+        let isolation = (isolation, ns_init);
+        let mut a = match sc.probe.driver {
             Driver::Builtin => self.builtin(
                 sc,
                 lane,
@@ -566,6 +806,7 @@ impl<'a> LiveExecutor<'a> {
                 timeout,
                 grace,
                 cgroup,
+                isolation,
             ),
             Driver::Exec => {
                 let path_var = env.as_ref().map_or_else(
@@ -591,9 +832,15 @@ impl<'a> LiveExecutor<'a> {
                     timeout,
                     grace,
                     cgroup,
+                    isolation,
+                    ro_landlock,
                 )
             }
+        };
+        if a.rusage.wall_us > 0 || a.exit_code.is_some() || a.signal.is_some() {
+            a.isolation = Some(record);
         }
+        a
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -611,6 +858,7 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
+        (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
     ) -> Attempt {
         let child_spec;
         let apply = if lane == Lane::Scenario {
@@ -632,8 +880,13 @@ impl<'a> LiveExecutor<'a> {
             destination: destination.cloned(),
             apply: Cow::Borrowed(apply),
             clean: self.clean,
-            cgroup_procs: cgroup.map(|c| c.procs_path().to_string_lossy().into_owned()),
+            // Started through the isolating spawn, the helper joins its cgroup before it
+            // drops root; otherwise it joins by path itself.
+            cgroup_procs: cgroup
+                .filter(|_| isolation.is_none())
+                .map(|c| c.procs_path().to_string_lossy().into_owned()),
             connect_timeout_ms: u64::try_from(connect_ms).unwrap_or(2000),
+            observe_runner: None,
             runner_pid: Some(std::process::id()),
         };
         let args = match request.to_args() {
@@ -654,6 +907,8 @@ impl<'a> LiveExecutor<'a> {
             cwd,
             clean: self.clean,
             pre_exec: None,
+            isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap,
@@ -717,6 +972,8 @@ impl<'a> LiveExecutor<'a> {
         timeout: Duration,
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
+        (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
+        ro_landlock: Option<compile::LandlockSpec>,
     ) -> Attempt {
         let Some(program_name) = argv.first() else {
             return Attempt::without_child(
@@ -742,6 +999,9 @@ impl<'a> LiveExecutor<'a> {
                 (None, Some(p)) => p.clone(),
                 (None, None) => Prepared::new(&runtime.compiled.apply_spec()).map(Arc::new),
             }
+        } else if let Some(ll) = ro_landlock {
+            // No mount namespace here: the read-only host is a Landlock ruleset of its own.
+            Prepared::new(&privilege::with_landlock(&self.baseline.spec, ll)).map(Arc::new)
         } else {
             self.baseline.prepared.clone()
         };
@@ -766,6 +1026,8 @@ impl<'a> LiveExecutor<'a> {
             cwd,
             clean: self.clean,
             pre_exec: Some(PreExec { prepared }),
+            isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap,
@@ -1006,6 +1268,29 @@ impl LiveExecutor<'_> {
                 );
             }
         };
+        let who = &runtime.compiled.child;
+        if who.applied
+            && who.identity
+            && let Err(why) = chown_tree(&dirs.workspace, who.uid, who.gid)
+        {
+            return not_started(Outcome::Error, Stage::Resolve, WorkerFault::NotStarted, why);
+        }
+        // The same isolation as any exec child: its workspace is its scratch. A worker runs
+        // under its task's profile in both lanes, so the baseline's read-only host is only
+        // given by mounts (a Landlock one would replace the profile's).
+        let Isolated {
+            isolation,
+            record,
+            ns_init,
+            ..
+        } = self.isolate(ChildRequest {
+            privileges: who,
+            pid_namespace: Ok(()),
+            scratch: &dirs.workspace,
+            host_read_only: lane == Lane::Baseline
+                && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
+            read_only_inputs: &[],
+        });
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         let spec = ChildSpec {
@@ -1016,6 +1301,8 @@ impl LiveExecutor<'_> {
             cwd: Some(dirs.output.clone()),
             clean: self.clean,
             pre_exec: Some(PreExec { prepared }),
+            isolation,
+            ns_init,
             timeout,
             grace,
             output_cap: self.output_cap.max(MAX_RESULT_BYTES + 1),
@@ -1027,6 +1314,9 @@ impl LiveExecutor<'_> {
         let mut judged = worker::judge(&res, &dirs.output, &changed);
         let mut a = base_attempt(&res);
         a.attempt = attempt;
+        if res.pid != 0 {
+            a.isolation = Some(record);
+        }
         let sid = &sc.spec.scenario_id;
         a.stdout = self.capture(&res.stdout, lane, sid, attempt, "stdout", false);
         a.stderr = self.capture(&res.stderr, lane, sid, attempt, "stderr", false);
@@ -1248,5 +1538,49 @@ fn ended_words(e: &Ended) -> String {
         Ended::SetupFailed(step, e) => {
             format!("failed setup {} ({})", step.as_str(), errno_name(*e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::chown_tree;
+
+    /// What an earlier child left in a shared workspace cannot make the runner hand a host
+    /// file over: a hard link to it and a symlink to it are left alone, the child's own
+    /// files and directories are given to the identity.
+    #[test]
+    fn handing_a_scratch_over_never_reaches_a_host_file() {
+        let host = tempfile::tempdir().unwrap();
+        let outside = host.path().join("secret");
+        std::fs::write(&outside, "x").unwrap();
+        let ws = tempfile::tempdir_in(host.path()).unwrap();
+        std::fs::create_dir(ws.path().join("d")).unwrap();
+        std::fs::write(ws.path().join("d/own"), "y").unwrap();
+        std::fs::hard_link(&outside, ws.path().join("d/hard")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(host.path(), ws.path().join("dirlink")).unwrap();
+        let before = std::fs::metadata(&outside).unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            // Not root: handing over fails, naming the path.
+            let e = chown_tree(ws.path(), 65534, 65534).unwrap_err();
+            assert!(e.contains(&ws.path().display().to_string()), "{e}");
+            return;
+        }
+        chown_tree(ws.path(), 65534, 65534).unwrap();
+        let after = std::fs::metadata(&outside).unwrap();
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        for own in ["", "d", "d/own"] {
+            let m = std::fs::symlink_metadata(ws.path().join(own)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{own}");
+        }
+        let host_dir = std::fs::metadata(host.path()).unwrap();
+        assert_eq!(
+            host_dir.uid(),
+            before.uid(),
+            "the directory a symlink names"
+        );
     }
 }

@@ -22,6 +22,8 @@
 //!   `observe_lane`), depending on no other file here.
 //! - [`lanes`]: the live executor: baseline and scenario lanes through one spawn path.
 //! - [`child`]: spawning, waiting, timeouts, output capture, leak sweeping, rusage.
+//! - [`zygote`]: the PID namespaces children run in (pid 2 under a placeholder init), and
+//!   what a child leaves behind in one.
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
@@ -50,6 +52,7 @@ pub mod setup;
 pub mod spawn;
 pub mod worker;
 pub mod write;
+pub mod zygote;
 
 #[cfg(test)]
 mod testkit;
@@ -64,3 +67,4 @@ pub use settings::{
 };
 pub use setup::clean_after_killed_runs;
 pub use write::profile_definition;
+pub use zygote::{ZYGOTE_MODE, zygote_main};

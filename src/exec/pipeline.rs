@@ -17,6 +17,7 @@
 //! written does not undo a completed run.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -33,6 +34,7 @@ use super::settings::{
 };
 use super::setup::{RunSetup, runner_max_rss_kib};
 use super::write::{self, BundleLogs, RunDescription};
+use super::zygote::Zygote;
 use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
 use crate::error::ErrorKind;
 use crate::load::{LoadedPlan, load_plan};
@@ -290,12 +292,24 @@ impl Pipeline<'_> {
             bundle.write_bytes(rel, bytes)?;
         }
         let cgroups = RunCgroups::create(self.setup.facts.pids_cgroup.as_deref(), run_id);
+        // No child may read the runner's memory or environment through /proc while they
+        // run (restored when the run is over).
+        let _non_dumpable = crate::sandbox::privilege::NonDumpable::new();
+        // Children get PID namespaces from one zygote, started before any worker thread
+        // joins a cgroup and stopped when the run is over.
+        let zygote: std::result::Result<Arc<Zygote>, String> =
+            if self.setup.compiled.values().any(|c| c.child.pid_namespace) {
+                Zygote::start(&helper_exe).map(Arc::new)
+            } else {
+                Err("no profile gives its children PID namespaces here".into())
+            };
         let (preflight, runtimes) = preflight::preflight_all(
             self.setup,
             self.loaded,
             self.scenarios,
             &helper_exe,
             cgroups.dir(),
+            zygote.as_ref(),
             sink,
         )?;
         write::write_run_docs(bundle, &self.description(), &preflight)?;
@@ -314,7 +328,7 @@ impl Pipeline<'_> {
         }
 
         *stage = FailureStage::Execute;
-        let observed = self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, sink)?;
+        let observed = self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, zygote, sink)?;
 
         *stage = FailureStage::Write;
         if !self.loaded.workers.is_empty() {
@@ -406,6 +420,7 @@ impl Pipeline<'_> {
         helper_exe: PathBuf,
         runtimes: std::collections::BTreeMap<String, ProfileRuntime>,
         cgroups: &RunCgroups,
+        zygote: std::result::Result<Arc<Zygote>, String>,
         sink: &mut dyn EventSink,
     ) -> Result<LaneObservations> {
         let plan = &self.loaded.plan;
@@ -428,6 +443,7 @@ impl Pipeline<'_> {
         );
         executor.run_id.clone_from(&self.setup.run_id);
         executor.plan_id = plan.plan_id.to_string();
+        executor.zygote = zygote;
         let observed = run_lanes(
             &executor,
             self.scenarios,

@@ -1,6 +1,7 @@
 //! Stage 5, preflight: before any lane, every compiled profile is applied once in a
-//! throw-away helper (`noop`) and what the kernel said is recorded
-//! (`apply_preflight.json`); for profiles with exec probes the ruleset is also prepared in
+//! throw-away helper (`noop`), started with the isolation the profile's children get, and
+//! what the kernel said is recorded (`apply_preflight.json`), with the child privileges
+//! and what the helper saw about itself (pid, uid, gid, capabilities, the runner); for profiles with exec probes the ruleset is also prepared in
 //! the parent, once. The result is the [`ProfileRuntime`] of every profile, ready for the
 //! scenario lane. A plan whose `apply_preflight_profile` cannot be applied runs no lane
 //! ([`required_failure`], exit 5).
@@ -14,16 +15,19 @@ use std::time::Duration;
 use super::child::{self, ChildSpec};
 use super::fixtures::Scratch;
 use super::helper::{self, HelperRequest};
+use super::lanes::Isolated;
 use super::lanes::ProfileRuntime;
 use super::outcome::errno_name;
 use super::seam::ScenarioRun;
 use super::settings::{DEFAULT_KILL_GRACE_MS, EventSink};
 use super::setup::RunSetup;
+use super::zygote::Zygote;
 use crate::load::LoadedPlan;
 use crate::model::registry::Driver;
 use crate::model::results::{Enforcement, Outcome, PreflightRecord, RunEvent};
 use crate::sandbox::apply::Prepared;
 use crate::sandbox::compile::{ApplySpec, CompiledProfile};
+use crate::sandbox::privilege::ChildRequest;
 use crate::{Error, Result};
 
 /// Preflight every compiled profile (in id order), sending one `preflight` event each.
@@ -34,6 +38,7 @@ pub fn preflight_all(
     scenarios: &[ScenarioRun],
     helper_exe: &Path,
     cgroup_dir: Option<&Path>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
     sink: &mut dyn EventSink,
 ) -> Result<(Vec<PreflightRecord>, BTreeMap<String, ProfileRuntime>)> {
     let required = loaded
@@ -57,6 +62,7 @@ pub fn preflight_all(
             setup.clean,
             &setup.scratch,
             cgroup_dir,
+            zygote,
         )?;
         rec.required = required.as_deref() == Some(id.as_str());
         if super::interrupt::take_killed() {
@@ -86,7 +92,7 @@ pub fn preflight_all(
         });
         sink.event(&RunEvent::Preflight {
             v: crate::model::results::EVENTS_VERSION,
-            record: rec.clone(),
+            record: Box::new(rec.clone()),
         });
         preflight.push(rec);
         runtimes.insert(
@@ -99,6 +105,7 @@ pub fn preflight_all(
                     .unwrap_or_default(),
                 profiles_file: loaded.registry.profiles_path.clone(),
                 host: setup.host.clone(),
+                runner: (setup.runner, setup.clean),
                 compiled: c.clone(),
                 spec,
                 prepared,
@@ -131,6 +138,7 @@ fn preflight_profile(
     clean: bool,
     scratch: &Scratch,
     cgroup_dir: Option<&Path>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
 ) -> Result<PreflightRecord> {
     let dir = scratch.preflight_dir(&c.profile_id)?;
     let cg = match (c.needs_pids_cgroup(), cgroup_dir) {
@@ -143,6 +151,22 @@ fn preflight_profile(
         .ok(),
         _ => None,
     };
+    // The profile's children's own isolation (no read-only host: that is the baseline's).
+    let Isolated {
+        isolation,
+        record,
+        ns_init,
+        ..
+    } = super::lanes::isolate(
+        ChildRequest {
+            privileges: &c.child,
+            pid_namespace: Ok(()),
+            scratch: &dir,
+            host_read_only: false,
+            read_only_inputs: &[],
+        },
+        zygote,
+    );
     let args = HelperRequest {
         v: helper::HELPER_VERSION,
         op: "noop".into(),
@@ -152,8 +176,10 @@ fn preflight_profile(
         clean,
         cgroup_procs: cg
             .as_ref()
+            .filter(|_| isolation.is_none())
             .map(|g| g.procs_path().to_string_lossy().into_owned()),
         connect_timeout_ms: 1000,
+        observe_runner: Some(std::process::id()),
         runner_pid: Some(std::process::id()),
     }
     .to_args()
@@ -170,6 +196,8 @@ fn preflight_profile(
             cwd: clean.then(|| dir.clone()),
             clean,
             pre_exec: None,
+            isolation,
+            ns_init,
             timeout: Duration::from_secs(10),
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
@@ -212,9 +240,20 @@ fn preflight_profile(
             .collect(),
         processes_enforced_by: c.processes.as_ref().map(|p| p.enforced_by.clone()),
         required: false,
+        child: c.child.clone(),
+        child_observed: None,
     };
+    // What the preflight child actually got (a PID namespace may have failed to be made).
+    rec.child.pid_namespace = record.pid_namespace;
+    if !record.pid_namespace {
+        rec.child
+            .pid_namespace_reason
+            .clone_from(&record.pid_namespace_reason);
+        rec.child.namespace_init = None;
+    }
     match line {
         Some(l) => {
+            rec.child_observed.clone_from(&l.child_self);
             rec.ruleset_status = l.enforcement.as_ref().map(|e| e.ruleset);
             rec.errno = l.errno;
             rec.errno_name = l.errno_name.clone();

@@ -467,6 +467,7 @@ pub fn worker_probe(run: &WorkerRun) -> Probe {
         deny_exit_codes: None,
         timeout_ms: Some(decl.timeout_ms),
         fixtures: Vec::new(),
+        reads: Vec::new(),
         notes: decl.description.clone(),
         tags: vec!["worker".into()],
     }

@@ -1,8 +1,8 @@
 //! Stage 3, the run's environment, prepared once before any lane and before the bundle
 //! is begun: host facts, the run id, the job count, the scratch root (stale runs' scratch
 //! directories swept first), the runner's environment, the listeners (they publish their
-//! ports before any target is expanded), the run variables, and every selected profile
-//! compiled once (`RunSetup::compile_profiles`; rules on a child's scratch directory are
+//! ports before any target is expanded), the run variables, what the runner can give its
+//! children, and every selected profile compiled once (with its child privileges) (`RunSetup::compile_profiles`; rules on a child's scratch directory are
 //! compiled again per child by the lanes and the oracle).
 //!
 //! Errors here are returned before anything is written; the scratch root created here is
@@ -20,6 +20,7 @@ use crate::model::registry::Probe;
 use crate::model::results::ChannelKind;
 use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
 use crate::sandbox::host::{HostFacts, host_facts};
+use crate::sandbox::privilege::{self, RunnerPrivileges};
 use crate::sandbox::vars::Vars;
 
 /// The run's scratch root, removed on drop unless the settings keep it.
@@ -72,6 +73,8 @@ pub struct RunSetup {
     pub listener_notes: Vec<String>,
     /// The host the compiler targets.
     pub host: CompileHost,
+    /// What the runner can give its children (identity, capabilities, namespaces).
+    pub runner: RunnerPrivileges,
     /// Every selected profile (and the plan's preflight profile), compiled.
     pub compiled: BTreeMap<String, CompiledProfile>,
 }
@@ -115,6 +118,7 @@ impl RunSetup {
             listener_notes: listeners.described.clone(),
             listeners: Some(listeners),
             host,
+            runner: RunnerPrivileges::current(),
             compiled: BTreeMap::new(),
         };
         setup.compiled = setup.compile_profiles(loaded, scenarios)?;
@@ -170,10 +174,9 @@ impl RunSetup {
                 vars: &rule_vars,
                 before_child: true,
             };
-            compiled.insert(
-                id.clone(),
-                compile::compile(id, profile, &loaded.registry.profiles_path, &ctx)?,
-            );
+            let mut c = compile::compile(id, profile, &loaded.registry.profiles_path, &ctx)?;
+            privilege::attach(&mut c, profile, &self.runner, self.clean);
+            compiled.insert(id.clone(), c);
         }
         Ok(compiled)
     }

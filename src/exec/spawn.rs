@@ -9,8 +9,11 @@
 //!
 //! The child runs [`child_main`] on a stack allocated by the parent. It makes raw system
 //! calls on data prepared in the parent only — no allocation, no lock, no panic, no
-//! unwinding: dup2 of stdio, chdir, PDEATHSIG, `setsid` / `setpgid`, umask, close-on-exec
-//! of descriptors above 2, joining a pids cgroup, then [`Prepared::enforce_in_child`]
+//! unwinding: dup2 of stdio, the mounts of its private mount namespace
+//! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
+//! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
+//! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities
+//! ([`Isolation::enforce_identity`]), then [`Prepared::enforce_in_child`]
 //! (rlimits, no-new-privs, `landlock_restrict_self`, seccomp last), the signal mask, and
 //! `execve`. A failure writes `(step, errno)` to a CLOEXEC pipe and `_exit(127)`s, so the
 //! parent tells a setup failure (apply-failed) from `execve` being refused (a denial).
@@ -25,6 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
+use crate::sandbox::privilege::Isolation;
 
 /// Bytes of stack for the child (it only makes system calls).
 const CHILD_STACK: usize = 64 * 1024;
@@ -52,10 +56,13 @@ struct ChildArgs<'a> {
     clean: bool,
     cgroup_fd: Option<RawFd>,
     prepared: &'a Prepared,
+    isolation: Option<&'a Isolation>,
     report: RawFd,
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
     parent: libc::pid_t,
+    /// The runner's read end of the report pipe (the child closes its copy).
+    report_read: RawFd,
 }
 
 /// A started child.
@@ -108,9 +115,10 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 }
 
 /// Start `program` with `argv` (argv[0] included), `env` (`NAME=value` pairs), in `cwd`,
-/// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a new session (`clean`) or process group,
-/// optionally joining the pids cgroup whose `cgroup.procs` is open at `cgroup_fd`, with
-/// `prepared` enforced before `execve`.
+/// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a
+/// new session (`clean`) or process group, optionally joining the pids cgroup whose
+/// `cgroup.procs` is open at `cgroup_fd`, in the namespaces and with the identity and
+/// capabilities of `isolation`, with `prepared` enforced before `execve`.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     program: &Path,
@@ -121,6 +129,7 @@ pub fn spawn(
     cgroup_fd: Option<RawFd>,
     prepared: &Prepared,
     stdin: Option<&Path>,
+    isolation: Option<&Isolation>,
 ) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
         SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
@@ -175,10 +184,12 @@ pub fn spawn(
         clean,
         cgroup_fd,
         prepared,
+        isolation,
         report: rep_w.as_raw_fd(),
         mask: old,
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
+        report_read: rep_r.as_raw_fd(),
     };
     // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
     // outlives the call (CLONE_VFORK suspends this thread until the child execs or exits).
@@ -186,7 +197,10 @@ pub fn spawn(
         libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::SIGCHLD
+                | isolation.map_or(0, Isolation::clone_flags),
             std::ptr::from_ref(&child_args).cast_mut().cast(),
         )
     };
@@ -275,6 +289,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
             return fail(a.report, STEP_STDIO, *libc::__errno_location());
         }
+        // Mounts first: the working directory is looked up after them.
+        if let Some(iso) = a.isolation
+            && let Err((step, e)) = iso.enforce_mounts()
+        {
+            return fail(a.report, step as u32, e);
+        }
         if let Some(cwd) = &a.cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
@@ -283,8 +303,22 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         // Die with the runner (the spawning worker thread, suspended in vfork until the
         // exec, outlives the child's wait). A runner killed before this line left the child
         // re-parented already: then the signal would never come, so stop here.
+        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
+        // the report pipe tells, once the child closed its copy of the read end — only a
+        // dead runner leaves the pipe without a reader.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::getppid() != a.parent {
+        libc::close(a.report_read);
+        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
+            let mut p = libc::pollfd {
+                fd: a.report,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLERR != 0
+        } else {
+            libc::getppid() != a.parent
+        };
+        if orphaned {
             libc::_exit(127);
         }
         if a.clean {
@@ -315,11 +349,168 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 *libc::__errno_location(),
             );
         }
+        // Identity and capabilities after every step that needs root (the cgroup join).
+        if let Some(iso) = a.isolation
+            && let Err((step, e)) = iso.enforce_identity()
+        {
+            return fail(a.report, step as u32, e);
+        }
         if let Err((step, e)) = a.prepared.enforce_in_child() {
             return fail(a.report, step as u32, e);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
         libc::execve(a.path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
         fail(a.report, STEP_EXEC, *libc::__errno_location())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::model::registry::LinuxCapability;
+    use crate::model::results::ChildPrivileges;
+    use crate::sandbox::privilege::{self, ChildRequest, RunnerPrivileges};
+
+    /// Run `argv` with `isolation` (no profile), return its stdout and wait status.
+    fn run(argv: &[&str], isolation: &Isolation, cwd: &Path) -> (String, i32) {
+        let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
+        let s = spawn(
+            Path::new(&argv[0]),
+            &argv,
+            &[],
+            Some(cwd),
+            true,
+            None,
+            &Prepared::none(),
+            None,
+            Some(isolation),
+        )
+        .expect("spawned");
+        let mut out = String::new();
+        std::fs::File::from(s.stdout)
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+        (out, st)
+    }
+
+    fn field(out: &str, key: &str) -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Random kept capability sets and identities, applied to a real child: its five
+    /// capability sets hold exactly the kept ones and its ids are the identity's (the PID
+    /// namespace, which the runner enters around the spawn, is tested end to end).
+    #[test]
+    fn generated_privileges_are_exactly_what_the_child_gets() {
+        let runner = RunnerPrivileges::current();
+        let probe = crate::model::registry::Profile {
+            identity: Some(crate::model::registry::Identity {
+                uid: 65534,
+                gid: 65534,
+            }),
+            capabilities: vec![LinuxCapability::NetRaw],
+            ..Default::default()
+        };
+        let mut c = crate::sandbox::compile::compile(
+            "p",
+            &probe,
+            Path::new("x"),
+            &crate::sandbox::compile::CompileContext {
+                host: &crate::sandbox::compile::CompileHost {
+                    kernel_abi: None,
+                    landlock_unavailable: None,
+                    euid: runner.euid,
+                    pids_cgroup: None,
+                    seccomp_available: true,
+                    home_is_scratch: true,
+                },
+                vars: &crate::sandbox::vars::Vars::new(),
+                before_child: false,
+            },
+        )
+        .unwrap();
+        privilege::attach(&mut c, &probe, &runner, true);
+        if runner.effective & (1 << 21) == 0 || runner.euid != 0 {
+            // Not root here: the compiler says what it cannot give, and why.
+            assert!(!c.child.pid_namespace);
+            assert!(c.child.pid_namespace_reason.is_some());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 0x0005_DEEC_E66D_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..24 {
+            let kept = next() & runner.effective & runner.bounding & ((1u64 << 41) - 1);
+            let kept = if round % 4 == 0 { 0 } else { kept };
+            let (uid, gid, identity) = match next() % 3 {
+                0 => (0, 0, false),
+                1 => (65534, 65534, true),
+                _ => (1000 + u32::try_from(next() % 1000).unwrap(), 2000, true),
+            };
+            let privileges = ChildPrivileges {
+                applied: true,
+                uid,
+                gid,
+                identity,
+                capabilities: privilege::caps_names(kept),
+                cap_last: runner.cap_last,
+                bounding_cleared: true,
+                pid_namespace: false,
+                namespace_init: None,
+                pid_namespace_reason: None,
+                baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+                baseline_host_reason: None,
+                runner_environ: String::new(),
+            };
+            let (iso, _) = Isolation::new(&ChildRequest {
+                privileges: &privileges,
+                pid_namespace: Ok(()),
+                scratch: dir.path(),
+                host_read_only: false,
+                read_only_inputs: &[],
+            });
+            let (out, st) = run(
+                &["/bin/sh", "-c", "cat /proc/self/status; echo \"pid $$\""],
+                &iso,
+                Path::new("/"),
+            );
+            assert!(
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                "{round}: {out}"
+            );
+            let want = format!("{kept:016x}");
+            for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+                let got = field(&out, set);
+                // Root keeps no ambient set (execve gives it the bounding set anyway).
+                let want = if set == "CapAmb:" && uid == 0 {
+                    "0000000000000000".to_string()
+                } else {
+                    want.clone()
+                };
+                assert_eq!(got, want, "round {round} {set} uid {uid}\n{out}");
+            }
+            assert_eq!(
+                field(&out, "Uid:"),
+                format!("{uid}\t{uid}\t{uid}\t{uid}"),
+                "{round}"
+            );
+            assert_eq!(field(&out, "Gid:"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
+            if identity {
+                assert_eq!(field(&out, "Groups:"), gid.to_string(), "{round}");
+            }
+        }
     }
 }

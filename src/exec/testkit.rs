@@ -66,6 +66,7 @@ pub fn scenario(profile: &str, probe: &str, expected: Expectation) -> ScenarioRu
             deny_exit_codes: None,
             timeout_ms: None,
             fixtures: Vec::new(),
+            reads: Vec::new(),
             notes: None,
             tags: Vec::new(),
         },

@@ -253,6 +253,10 @@ codes! {
     PerProcessPath = "NX220", "per-process-path", Error,
         "A target through a per-process link the oracle cannot resolve for the child (`/proc/self/fd`, `/proc/self/exe`, `/dev/fd`, `/dev/stdin`, …), or a rule path beneath `/proc/self`.",
         "The oracle runs in the runner and resolves targets as the child sees them: `/proc/self/<file>`, `/proc/self/cwd` and `/proc/self/root` are the child's, but its descriptors, executable and namespaces are not known before it runs. Rule paths are opened by the runner, so a rule beneath `/proc/self` would attach to the runner's process. Name the file the descriptor is for, or `/proc` for a rule.";
+    /// A host path in an exec probe's `argv` that the probe does not declare in `reads`.
+    ArgvHostPath = "NX221", "argv-host-path", Error,
+        "An absolute path in an exec probe's `argv` outside `${SCRATCH}` and `${HOME}` that the probe does not declare as a read-only input in `reads`.",
+        "The baseline lane runs the program without any policy, so a host path in its arguments could really be modified. If the program only reads the path, declare it in `reads` (the runner keeps it read-only in both lanes); if it writes, point it under `${SCRATCH}` and create what it needs with `fixtures`.";
 
     /// An access word, net key or scope above the pinned ABI.
     AboveAbi = "NX301", "above-abi", Error,

@@ -20,6 +20,7 @@ use crate::model::registry::{Access, Probe, Profile};
 use crate::model::worker::Worker;
 use crate::source::deserialize_value;
 
+mod argv;
 mod probe;
 mod profile;
 

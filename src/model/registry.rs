@@ -68,6 +68,13 @@ pub struct Probe {
     /// scratch directory before it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fixtures: Vec<Fixture>,
+    /// Host paths an `exec` probe's `argv` names that the program only reads (absolute, or
+    /// beginning with a variable). Any other absolute path in `argv` outside `${SCRATCH}`
+    /// and `${HOME}` is a lint error (NX221): the baseline lane runs without a policy, and
+    /// it keeps the host read-only outside the child's scratch directory. A declared path
+    /// covers itself and everything beneath it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
@@ -382,6 +389,15 @@ pub struct Profile {
     /// The child's environment.
     #[serde(default)]
     pub env: Env,
+    /// Capabilities the child keeps (clean channel; default none: every capability is
+    /// dropped from the bounding, effective, permitted, inheritable and ambient sets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("uniqueItems" = true))]
+    pub capabilities: Vec<LinuxCapability>,
+    /// The uid and gid the child runs as (clean channel; default: the runner's). Its scratch
+    /// directory is given to this uid and gid; supplementary groups are cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     /// Free-form tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -390,6 +406,112 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "lint_codes_schema")]
     pub allow_lint: Vec<String>,
+}
+
+/// The uid and gid a child runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The user id.
+    pub uid: u32,
+    /// The group id (also the only group: supplementary groups are cleared).
+    pub gid: u32,
+}
+
+macro_rules! capabilities {
+    ($($variant:ident = $num:literal, $word:literal, $kernel:literal;)*) => {
+        /// A Linux capability (`capabilities(7)`), written without `CAP_`, lower case, `_`
+        /// as `-`: `net-raw` is `CAP_NET_RAW`.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            JsonSchema,
+        )]
+        pub enum LinuxCapability {
+            $(
+                #[doc = $kernel]
+                #[serde(rename = $word)]
+                $variant,
+            )*
+        }
+
+        impl LinuxCapability {
+            /// Every capability, by number.
+            pub const ALL: &'static [LinuxCapability] = &[$(LinuxCapability::$variant),*];
+
+            /// The capability's number.
+            pub fn number(self) -> u8 {
+                match self {
+                    $(LinuxCapability::$variant => $num,)*
+                }
+            }
+
+            /// The word used in files, e.g. `net-raw`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(LinuxCapability::$variant => $word,)*
+                }
+            }
+
+            /// The kernel's name, e.g. `CAP_NET_RAW`.
+            pub fn kernel_name(self) -> &'static str {
+                match self {
+                    $(LinuxCapability::$variant => $kernel,)*
+                }
+            }
+
+            /// The capability with number `n`.
+            pub fn from_number(n: u8) -> Option<LinuxCapability> {
+                match n {
+                    $($num => Some(LinuxCapability::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+capabilities! {
+    Chown = 0, "chown", "CAP_CHOWN";
+    DacOverride = 1, "dac-override", "CAP_DAC_OVERRIDE";
+    DacReadSearch = 2, "dac-read-search", "CAP_DAC_READ_SEARCH";
+    Fowner = 3, "fowner", "CAP_FOWNER";
+    Fsetid = 4, "fsetid", "CAP_FSETID";
+    Kill = 5, "kill", "CAP_KILL";
+    Setgid = 6, "setgid", "CAP_SETGID";
+    Setuid = 7, "setuid", "CAP_SETUID";
+    Setpcap = 8, "setpcap", "CAP_SETPCAP";
+    LinuxImmutable = 9, "linux-immutable", "CAP_LINUX_IMMUTABLE";
+    NetBindService = 10, "net-bind-service", "CAP_NET_BIND_SERVICE";
+    NetBroadcast = 11, "net-broadcast", "CAP_NET_BROADCAST";
+    NetAdmin = 12, "net-admin", "CAP_NET_ADMIN";
+    NetRaw = 13, "net-raw", "CAP_NET_RAW";
+    IpcLock = 14, "ipc-lock", "CAP_IPC_LOCK";
+    IpcOwner = 15, "ipc-owner", "CAP_IPC_OWNER";
+    SysModule = 16, "sys-module", "CAP_SYS_MODULE";
+    SysRawio = 17, "sys-rawio", "CAP_SYS_RAWIO";
+    SysChroot = 18, "sys-chroot", "CAP_SYS_CHROOT";
+    SysPtrace = 19, "sys-ptrace", "CAP_SYS_PTRACE";
+    SysPacct = 20, "sys-pacct", "CAP_SYS_PACCT";
+    SysAdmin = 21, "sys-admin", "CAP_SYS_ADMIN";
+    SysBoot = 22, "sys-boot", "CAP_SYS_BOOT";
+    SysNice = 23, "sys-nice", "CAP_SYS_NICE";
+    SysResource = 24, "sys-resource", "CAP_SYS_RESOURCE";
+    SysTime = 25, "sys-time", "CAP_SYS_TIME";
+    SysTtyConfig = 26, "sys-tty-config", "CAP_SYS_TTY_CONFIG";
+    Mknod = 27, "mknod", "CAP_MKNOD";
+    Lease = 28, "lease", "CAP_LEASE";
+    AuditWrite = 29, "audit-write", "CAP_AUDIT_WRITE";
+    AuditControl = 30, "audit-control", "CAP_AUDIT_CONTROL";
+    Setfcap = 31, "setfcap", "CAP_SETFCAP";
+    MacOverride = 32, "mac-override", "CAP_MAC_OVERRIDE";
+    MacAdmin = 33, "mac-admin", "CAP_MAC_ADMIN";
+    Syslog = 34, "syslog", "CAP_SYSLOG";
+    WakeAlarm = 35, "wake-alarm", "CAP_WAKE_ALARM";
+    BlockSuspend = 36, "block-suspend", "CAP_BLOCK_SUSPEND";
+    AuditRead = 37, "audit-read", "CAP_AUDIT_READ";
+    Perfmon = 38, "perfmon", "CAP_PERFMON";
+    Bpf = 39, "bpf", "CAP_BPF";
+    CheckpointRestore = 40, "checkpoint-restore", "CAP_CHECKPOINT_RESTORE";
 }
 
 /// Landlock rules.
@@ -742,6 +864,19 @@ mod tests {
         assert_eq!(h, Handle::List(vec![Access::Read, Access::Write]));
         let e = serde_json::from_str::<Handle>("\"everything\"").unwrap_err();
         assert!(e.to_string().contains("expected `all`"), "{e}");
+    }
+
+    #[test]
+    fn capability_words_numbers_and_kernel_names_agree() {
+        for (i, c) in LinuxCapability::ALL.iter().enumerate() {
+            assert_eq!(usize::from(c.number()), i);
+            assert_eq!(LinuxCapability::from_number(c.number()), Some(*c));
+            let word = serde_json::to_string(c).unwrap();
+            assert_eq!(word, format!("\"{}\"", c.as_str()));
+            let kernel = format!("CAP_{}", c.as_str().replace('-', "_").to_uppercase());
+            assert_eq!(c.kernel_name(), kernel);
+        }
+        assert!(serde_json::from_str::<LinuxCapability>("\"CAP_NET_RAW\"").is_err());
     }
 
     #[test]

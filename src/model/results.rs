@@ -319,11 +319,13 @@ pub enum TimeoutSource {
     Worker,
 }
 
+mod isolation;
 mod manifest;
 mod observation;
 mod oracle;
 mod summary;
 
+pub use isolation::*;
 pub use manifest::*;
 pub use observation::*;
 pub use oracle::*;

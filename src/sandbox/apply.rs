@@ -45,6 +45,14 @@ pub enum SetupStep {
     SeccompBuild = 8,
     /// Installing the seccomp filter.
     SeccompInstall = 9,
+    /// The child's private mount namespace (`/proc`, the read-only host).
+    Namespaces = 10,
+    /// Switching to the profile's `identity`.
+    Identity = 11,
+    /// Dropping capabilities.
+    Capabilities = 12,
+    /// The exit-watch filter of a child in its own PID namespace.
+    ExitWatch = 13,
 }
 
 impl SetupStep {
@@ -60,6 +68,10 @@ impl SetupStep {
             SetupStep::LandlockRestrict => "landlock-restrict-self",
             SetupStep::SeccompBuild => "seccomp-build",
             SetupStep::SeccompInstall => "seccomp-install",
+            SetupStep::Namespaces => "namespaces",
+            SetupStep::Identity => "identity",
+            SetupStep::Capabilities => "capabilities",
+            SetupStep::ExitWatch => "exit-watch",
         }
     }
 
@@ -75,6 +87,10 @@ impl SetupStep {
             7 => SetupStep::LandlockRestrict,
             8 => SetupStep::SeccompBuild,
             9 => SetupStep::SeccompInstall,
+            10 => SetupStep::Namespaces,
+            11 => SetupStep::Identity,
+            12 => SetupStep::Capabilities,
+            13 => SetupStep::ExitWatch,
             _ => return None,
         })
     }
@@ -361,6 +377,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Nothing to enforce (the builtin helper restricts itself after `execve`).
+    pub fn none() -> Self {
+        Self {
+            ruleset_fd: None,
+            bpf: None,
+            rlimits: Vec::new(),
+            nnp: false,
+        }
+    }
+
     /// Build everything that allocates, in the parent.
     pub fn new(spec: &ApplySpec) -> Result<Self, ApplyFailure> {
         let ruleset_fd = match &spec.landlock {

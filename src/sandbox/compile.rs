@@ -244,6 +244,9 @@ pub struct CompiledProfile {
     /// Why the profile cannot be applied, if it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub apply_error: Option<String>,
+    /// Who its children are and what they can see (filled by [`super::privilege::attach`]
+    /// for the runner and channel; the default until then).
+    pub child: crate::model::results::ChildPrivileges,
 }
 
 /// What a child applies to itself (the helper) or has applied in `pre_exec` (exec probes):
@@ -577,6 +580,7 @@ pub fn compile(
         dropped,
         skipped_rules: b.skipped_rules,
         apply_error,
+        child: crate::model::results::ChildPrivileges::default(),
     })
 }
 

@@ -157,6 +157,74 @@ fn describe_shows_everything_and_who_uses_it() {
 }
 
 #[test]
+fn describe_profile_shows_what_it_compiles_to_on_this_kernel() {
+    let r = in_repo(["describe-profile", "system-ro"]);
+    r.code(0);
+    let compiled = r
+        .stdout
+        .split("compiled for this kernel and runner (clean channel):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    // The ruleset as the kernel gets it, every right with what enforces it, the child.
+    assert!(compiled.contains("ruleset "), "{compiled}");
+    assert!(
+        compiled.contains("fs write-file: landlock (ABI 1)"),
+        "{compiled}"
+    );
+    assert!(
+        compiled.contains("rlimit RLIMIT_CORE: setrlimit"),
+        "{compiled}"
+    );
+    assert!(
+        compiled.contains("child capabilities: every capability dropped"),
+        "{compiled}"
+    );
+    assert!(compiled.contains("this kernel drops"), "{compiled}");
+    let v = json(&in_repo(["--json", "describe-profile", "system-ro"]));
+    let c = &v["compiled"];
+    assert!(c["rights"].as_array().unwrap().len() >= 17, "{c:#}");
+    assert!(
+        c["compiled"]["landlock"]["rules"].as_array().is_some(),
+        "{c:#}"
+    );
+
+    // A best-effort profile asking for a right this kernel lacks: dropped, and said so.
+    let kernel = nexusmon::sandbox::host::landlock_abi().unwrap_or(0);
+    let t = Test::new()
+        .write(
+            "registry/r/probes.json",
+            r#"{"schema_version": 1, "registry_id": "r", "probes": {}}"#,
+        )
+        .write(
+            "registry/r/profiles.json",
+            r#"{"schema_version": 1, "registry_id": "r", "profiles": {"future": {"landlock": {
+                "compat": "best-effort", "abi": 10,
+                "fs": {"handle": ["read", "unix-connect"], "allow": [{"path": "/usr", "access": ["read"]}]},
+                "net": {"udp_connect": [53]}}}}}"#,
+        )
+        .args(["describe-profile", "future"]);
+    let r = t.run();
+    r.code(0);
+    if kernel < 9 {
+        assert!(
+            r.stdout
+                .contains("fs resolve-unix: dropped: needs Landlock ABI 9"),
+            "{}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("dropped "), "{}", r.stdout);
+    }
+    if kernel < 10 {
+        assert!(
+            r.stdout
+                .contains("net connect-send-udp: dropped: needs Landlock ABI 10"),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
 fn unknown_ids_are_usage_errors_with_suggestions() {
     let r = in_repo(["describe-probe", "read-etc-hostnam"]);
     r.code(2);

@@ -30,6 +30,7 @@ mod run;
 mod run_children;
 mod run_failure;
 mod run_interrupt;
+mod run_isolation;
 mod run_views;
 mod schemas;
 mod serve;

@@ -310,7 +310,7 @@ fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts(
             "setsid-writer": {
                 "operation": "exec", "driver": "exec",
                 "argv": ["/bin/sh", "-c",
-                    "setsid /bin/sh -c 'while :; do echo x >> \"$0\"; sleep 0.5; done # ${TAG}' ${MARK} </dev/null >/dev/null 2>&1 & exec sleep 60 # ${TAG}"],
+                    "setsid sh -c 'while :; do echo x >> \"$0\"; sleep 0.5; done # ${TAG}' ${MARK} </dev/null >/dev/null 2>&1 & exec sleep 60 # ${TAG}"],
                 "timeout_ms": 60000
             },
             "fast": {"operation": "exec", "driver": "exec", "argv": ["/bin/true"]}

@@ -19,6 +19,9 @@ pub fn probe_strings(probe: &Probe) -> Vec<(String, &str)> {
     for (i, a) in probe.argv.iter().flatten().enumerate() {
         out.push((format!("/argv/{i}"), a.as_str()));
     }
+    for (i, r) in probe.reads.iter().enumerate() {
+        out.push((format!("/reads/{i}"), r.as_str()));
+    }
     for (i, f) in probe.fixtures.iter().enumerate() {
         match f {
             Fixture::File { path, .. } | Fixture::Dir { path } => {
@@ -67,6 +70,7 @@ pub(super) fn check_probe(sink: &mut Sink<'_>, base: &str, probe: &Probe) {
         check_string_vars(sink, &at(&rel), s, &scope);
     }
     check_driver(sink, base, probe, &scope);
+    super::argv::check_argv(sink, base, probe, &scope);
     check_destination(sink, base, probe, &scope);
     check_target(sink, base, probe, &scope);
     check_fixtures(sink, base, probe, &scope);

@@ -201,9 +201,9 @@ pub enum RunEvent {
     Preflight {
         /// [`EVENTS_VERSION`].
         v: u32,
-        /// The record.
+        /// The record (boxed: it is by far the largest event).
         #[serde(flatten)]
-        record: PreflightRecord,
+        record: Box<PreflightRecord>,
     },
     /// One lane finished one scenario (oracle verdicts included, `outcome` is the decision).
     Observation {

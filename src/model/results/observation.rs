@@ -162,6 +162,9 @@ pub struct Attempt {
     /// Process accounting (when the profile limits processes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<ProcessAccounting>,
+    /// Who the child was and what it could see (absent when no child ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<ChildIsolation>,
     /// What a worker task's worker did: its identity, inputs digest, result, artifacts and
     /// the fault that failed the task, if any (worker tasks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +191,7 @@ impl Attempt {
             stderr: StreamCapture::default(),
             leaked: Vec::new(),
             processes: None,
+            isolation: None,
             worker: None,
         }
     }

@@ -170,6 +170,14 @@ pub struct PreflightRecord {
     /// True if this is the plan's `apply_preflight_profile`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
+    /// Who the profile's children are and what they can see (identity, capabilities, PID
+    /// namespace, the baseline's read-only host, the runner's environment).
+    #[serde(default)]
+    pub child: ChildPrivileges,
+    /// What the preflight helper observed about itself under these privileges (absent if
+    /// it gave no result line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_observed: Option<ChildSelf>,
 }
 
 /// `apply_preflight.json`.

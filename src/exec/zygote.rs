@@ -1,0 +1,395 @@
+//! The PID namespaces children run in, and what a child leaves behind in one.
+//!
+//! A child does not become pid 1 of its own namespace: an init ignores every signal it has
+//! no handler for — `kill -SEGV $$`, `raise`, the SIGXCPU and SIGXFSZ of its rlimits, the
+//! runner's SIGTERM — so a probe there would not behave as it does anywhere else. Pid 1 is
+//! a placeholder init instead, and the child is pid 2, its parent still the runner (it is
+//! started by the spawning worker thread after `setns` into the init's namespace), so the
+//! runner waits for it, reads its rusage and signals its group as for any child.
+//!
+//! The inits come from a zygote: this binary started once per run as `nexusmon-init
+//! __zygote`, with an empty environment, outside the worker threads' cgroups. For each
+//! request on its socket (its stdin) it forks an init in a new PID namespace and sends back
+//! the init's pid and a pidfd. An init drops every capability, makes itself non-dumpable,
+//! closes every descriptor, blocks every signal and pauses until killed; it dies with the
+//! zygote, which dies with the runner (parent-death signals) or at the end of its socket.
+//!
+//! Leaks: whatever the child leaves behind is re-parented to the init (every orphan in the
+//! namespace is), where it stays alive until the runner has listed it —
+//! [`NsInit::survivors`], any time after the child exited, whatever it died of — and then
+//! kills the init, which makes the kernel end everything else in the namespace.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::model::results::Leaked;
+
+/// The zygote's argument (after the program).
+pub const ZYGOTE_MODE: &str = "__zygote";
+
+/// The pid of the running zygote (0: none): a child of the runner that is no leak.
+static ZYGOTE_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The running zygote's pid, if any.
+pub fn zygote_pid() -> Option<u32> {
+    Some(ZYGOTE_PID.load(Ordering::SeqCst)).filter(|p| *p != 0)
+}
+
+/// The runner's side of the zygote.
+#[derive(Debug)]
+pub struct Zygote {
+    sock: Mutex<std::os::unix::net::UnixStream>,
+    child: Mutex<Option<Child>>,
+}
+
+/// One init: pid 1 of a fresh PID namespace, killed (with everything in its namespace)
+/// when dropped.
+#[derive(Debug)]
+pub struct NsInit {
+    pidfd: OwnedFd,
+    pid: u32,
+}
+
+impl Zygote {
+    /// Start the zygote (`exe __zygote`, as `nexusmon-init`).
+    pub fn start(exe: &Path) -> Result<Self, String> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| format!("cannot create the zygote's socket: {e}"))?;
+        let child = Command::new(exe)
+            .arg0("nexusmon-init")
+            .arg(ZYGOTE_MODE)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the zygote `{}`: {e}", exe.display()))?;
+        ZYGOTE_PID.store(child.id(), Ordering::SeqCst);
+        ours.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| format!("zygote socket: {e}"))?;
+        Ok(Self {
+            sock: Mutex::new(ours),
+            child: Mutex::new(Some(child)),
+        })
+    }
+
+    /// A new init, pid 1 of a new PID namespace.
+    pub fn new_init(&self) -> Result<NsInit, String> {
+        let sock = self
+            .sock
+            .lock()
+            .map_err(|_| "the zygote's socket is poisoned".to_string())?;
+        (&*sock)
+            .write_all(b"N")
+            .map_err(|e| format!("the zygote is gone: {e}"))?;
+        let (pid, fd) = receive(sock.as_raw_fd())
+            .ok_or_else(|| "the zygote gave no init (is it still running?)".to_string())?;
+        Ok(NsInit { pidfd: fd, pid })
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // Closing our end ends the zygote, which kills its inits first.
+        if let Ok(s) = self.sock.lock() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if let Ok(mut c) = self.child.lock()
+            && let Some(mut c) = c.take()
+        {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        ZYGOTE_PID.store(0, Ordering::SeqCst);
+    }
+}
+
+/// A pid and a descriptor sent with `SCM_RIGHTS` on `sock`.
+fn receive(sock: RawFd) -> Option<(u32, OwnedFd)> {
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut data = [0u8; 4];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = Control([0; 64]);
+    // SAFETY: recvmsg into our own buffers; CMSG_* walk the control buffer it filled.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n != 4 {
+            return None;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+        (fd >= 0).then(|| (u32::from_ne_bytes(data), OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// Send `pid` and `fd` on `sock`.
+fn send(sock: RawFd, pid: u32, fd: RawFd) -> bool {
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut data = pid.to_ne_bytes();
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = Control([0; 64]);
+    // SAFETY: sendmsg of our own buffers; CMSG_* are pointer arithmetic on them.
+    unsafe {
+        let int = u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(int) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() {
+            return false;
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(int) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+        libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL) == 4
+    }
+}
+
+impl NsInit {
+    /// The init's pid (in the runner's namespace).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its pidfd (for `setns(…, CLONE_NEWPID)`).
+    pub fn pidfd(&self) -> RawFd {
+        self.pidfd.as_raw_fd()
+    }
+
+    /// What a child left behind in the namespace: every live process but the init (each
+    /// is a descendant of the init: orphans are re-parented to it), skipping the members
+    /// of `killed_group` (the child's group, which the runner killed at a timeout).
+    pub fn survivors(&self, killed_group: Option<u32>) -> Vec<Leaked> {
+        let mut out = Vec::new();
+        for pid in descendants(self.pid) {
+            let Some((state, pgrp)) = stat(pid) else {
+                continue;
+            };
+            if state == 'Z' || killed_group.is_some_and(|g| i64::from(g) == pgrp) {
+                continue;
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            out.push(Leaked {
+                pid,
+                comm,
+                found_by: "pid-namespace".into(),
+                action: "killed-with-namespace".into(),
+            });
+        }
+        out.sort();
+        out
+    }
+
+    /// Kill the init: the kernel kills every other process of its namespace at once. The
+    /// init itself is gone only once the child (the runner's, created in its namespace)
+    /// has been reaped: see [`NsInit::wait_gone`].
+    pub fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Wait up to `ms` milliseconds for the killed init to be gone (after the runner
+    /// reaped its child).
+    pub fn wait_gone(&self, ms: i32) {
+        let mut p = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe {
+            libc::poll(&raw mut p, 1, ms);
+        }
+    }
+}
+
+impl Drop for NsInit {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every live descendant of `root` (children of each of its threads, recursively), bounded.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    while let Some(p) = queue.pop() {
+        if out.len() > 65_536 {
+            break;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|s| s.parse::<u32>().ok())
+            {
+                if !out.contains(&c) {
+                    out.push(c);
+                    queue.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `(state, process group)` from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(char, i64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let mut f = after.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let _ppid = f.next()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// The zygote: serve init requests on stdin (a socket) until it closes; returns the exit
+/// code. Single-threaded, so forking here is plain.
+pub fn zygote_main() -> i32 {
+    // SAFETY: prctl with integer arguments: die with the runner.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
+    let mut inits: Vec<libc::pid_t> = Vec::new();
+    let mut stdin = std::io::stdin().lock();
+    let mut byte = [0u8; 1];
+    while matches!(stdin.read(&mut byte), Ok(1)) {
+        // Reap the inits the runner killed.
+        inits.retain(|&p| {
+            let mut st = 0;
+            // SAFETY: reaping our own child without blocking.
+            unsafe { libc::waitpid(p, &raw mut st, libc::WNOHANG) != p }
+        });
+        // SAFETY: a fork-like clone of this single-threaded process into a new PID
+        // namespace; the child only makes system calls and never returns.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_NEWPID | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: the init, in the child.
+            unsafe { init_main() }
+        }
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            break;
+        };
+        if pid < 0 {
+            // The runner's read times out and its child runs without a namespace.
+            break;
+        }
+        inits.push(pid);
+        // SAFETY: pidfd_open of our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+        let Ok(pidfd) = RawFd::try_from(pidfd) else {
+            break;
+        };
+        let ok = pidfd >= 0 && send(0, u32::try_from(pid).unwrap_or(0), pidfd);
+        // SAFETY: our own descriptor.
+        unsafe {
+            libc::close(pidfd);
+        }
+        if !ok {
+            break;
+        }
+    }
+    for p in &inits {
+        // SAFETY: killing and reaping our own children.
+        unsafe {
+            libc::kill(*p, libc::SIGKILL);
+            let mut st = 0;
+            libc::waitpid(*p, &raw mut st, 0);
+        }
+    }
+    0
+}
+
+/// The init: no capability, not dumpable, no descriptor, every signal blocked; dies with
+/// the zygote; pauses until killed.
+///
+/// # Safety
+/// Only in the zygote's fresh child.
+unsafe fn init_main() -> ! {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    // SAFETY: system calls on this process only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NAME, c"nexusmon-init".as_ptr(), 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&raw mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const all, std::ptr::null_mut());
+        for n in 0..64u32 {
+            libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0);
+        }
+        let header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [0u32; 6];
+        libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr());
+        loop {
+            libc::pause();
+        }
+    }
+}

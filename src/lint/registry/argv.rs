@@ -1,0 +1,402 @@
+//! Host paths in an exec probe's `argv` (NX221) and its `reads` declarations.
+//!
+//! The baseline lane runs a probe with no policy, so an exec probe whose `argv` names a
+//! host path could change the host (`["/usr/bin/touch", "/tmp/x"]`). Every absolute path
+//! in `argv[1..]` must be under `${SCRATCH}` or `${HOME}`, a harmless device or the
+//! child's own `/proc/self`, or declared as a read-only input in `reads` (which the runner
+//! keeps read-only). `argv[0]` is the program: executed, never written.
+//!
+//! Where paths are found in an argument: the argument itself when it starts with `/` or a
+//! variable; after `=` (`--out=/x`, `of=/x`); and at every word start inside an argument
+//! that reads like a shell command (`sh -c "cat /etc/x > /tmp/y"`: after whitespace or one
+//! of `;|&<>()'"`,:`). In the script of a shell (`sh`, `bash`, `dash`, … with `-c`), a path
+//! in command position (the script's start, or after `;`, `|`, `&`, `(`, `{`, a backquote)
+//! is a program it runs — executed, like `argv[0]` — and needs no declaration. A path the
+//! program builds at run time (`$(echo /tm)p`, `$1`) cannot be seen here; the baseline's
+//! read-only host is the backstop for those.
+
+use super::super::codes::Code;
+use super::super::finding::{At, Sink};
+use super::super::vars::{self, Lead, Scope};
+use crate::model::registry::{Driver, Probe};
+
+/// Characters after which a path may start inside an argument (not `)`: `$(dirname
+/// x)/y` continues a word).
+const STARTS_AFTER: &[char] = &[';', '|', '&', '<', '>', '(', '\'', '"', '`', '=', ':', ','];
+/// Characters that end a path inside an argument.
+const ENDS_AT: &[char] = &[';', '|', '&', '<', '>', '(', ')', '\'', '"', '`', ',', ':'];
+
+/// Host paths a program may write without changing anything: devices and its own `/proc`.
+const HARMLESS: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/stdin",
+    "/dev/stdout",
+    "/dev/stderr",
+];
+/// Prefixes of the same kind.
+const HARMLESS_UNDER: &[&str] = &["/dev/fd/", "/proc/self/", "/proc/thread-self/"];
+
+/// Shells whose `-c` argument is a script.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
+
+/// Characters after which a word in a shell script is in command position.
+const COMMAND_AFTER: &[char] = &[';', '|', '&', '(', '{', '`'];
+
+/// The index of the shell script in `argv` (`sh -c SCRIPT`), if `argv` runs a shell.
+fn shell_script(argv: &[String]) -> Option<usize> {
+    let name = argv.first()?.rsplit('/').next()?;
+    if !SHELLS.contains(&name) {
+        return None;
+    }
+    argv.iter()
+        .skip(1)
+        .position(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('c'))
+        .map(|i| i + 2)
+        .filter(|i| *i < argv.len())
+}
+
+/// The path-like substrings of one argument (absolute, or starting with a variable), each
+/// with whether it is in command position (meaningful for a shell script).
+#[cfg(test)]
+fn argv_paths(arg: &str) -> Vec<&str> {
+    argv_words(arg).into_iter().map(|(p, _)| p).collect()
+}
+
+fn argv_words(arg: &str) -> Vec<(&str, bool)> {
+    let mut out = Vec::new();
+    let mut prev: Option<char> = None;
+    // The last character that was not whitespace.
+    let mut last_solid: Option<char> = None;
+    let mut i = 0;
+    while i < arg.len() {
+        let rest = &arg[i..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        let at_start = prev.is_none_or(|p| p.is_whitespace() || STARTS_AFTER.contains(&p));
+        if at_start && (rest.starts_with('/') || rest.starts_with("${")) {
+            let end = rest
+                .find(|ch: char| ch.is_whitespace() || ENDS_AT.contains(&ch))
+                .unwrap_or(rest.len());
+            let command = last_solid.is_none_or(|p| COMMAND_AFTER.contains(&p));
+            out.push((&rest[..end], command));
+            let last = rest[..end].chars().last();
+            i += end.max(c.len_utf8());
+            prev = if end == 0 { Some(c) } else { last };
+            last_solid = prev;
+            continue;
+        }
+        prev = Some(c);
+        if !c.is_whitespace() {
+            last_solid = Some(c);
+        }
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// `p` with `.` and `..` components and repeated slashes removed (lexically: `..` above
+/// the root stays at the root).
+fn lexical(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `path` is `root` or beneath it (both lexical).
+fn beneath(path: &str, root: &str) -> bool {
+    root == "/" || path == root || path.starts_with(&format!("{root}/"))
+}
+
+fn harmless(path: &str) -> bool {
+    HARMLESS.contains(&path) || HARMLESS_UNDER.iter().any(|h| path.starts_with(h))
+}
+
+/// NX221 for every host path in `argv[1..]` that `reads` does not declare; NX202 for a
+/// relative `reads` entry; NX207 for `reads` on a builtin probe.
+pub(super) fn check_argv(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: &Scope) {
+    let at = |rel: &str| format!("{base}{rel}");
+    if probe.driver == Driver::Builtin {
+        if !probe.reads.is_empty() {
+            sink.push_hint(
+                Code::ArgvOnBuiltin,
+                &at("/reads"),
+                At::Key,
+                "`reads` on a builtin probe has no effect",
+                Some("remove it, or set \"driver\": \"exec\"".into()),
+            );
+        }
+        return;
+    }
+    let mut declared: Vec<String> = Vec::new();
+    for (i, r) in probe.reads.iter().enumerate() {
+        match scope.lead(r) {
+            Some(Lead::Relative) => sink.push_hint(
+                Code::RelativePath,
+                &at(&format!("/reads/{i}")),
+                At::Value,
+                format!("`{r}` is not an absolute path"),
+                Some("declare the host path the program reads, e.g. \"/etc/hostname\"".into()),
+            ),
+            _ => declared.push(lexical(r)),
+        }
+    }
+    let Some(argv) = &probe.argv else {
+        return;
+    };
+    let script = shell_script(argv);
+    for (i, arg) in argv.iter().enumerate().skip(1) {
+        for (p, command) in argv_words(arg) {
+            if command && script == Some(i) {
+                continue;
+            }
+            let literal = if p.starts_with('/') {
+                Some(p.to_string())
+            } else if p.starts_with("${HOME}") && !vars::has_dot_dot(p) {
+                None
+            } else {
+                match scope.lead(p) {
+                    Some(Lead::Scratch { rest }) if !vars::has_dot_dot(&rest) => None,
+                    Some(Lead::Scratch { .. } | Lead::Root) => Some(p.to_string()),
+                    // A number, or a plan variable whose value only the plan knows.
+                    Some(Lead::Relative) | None => None,
+                }
+            };
+            let Some(path) = literal else {
+                continue;
+            };
+            let norm = lexical(&path);
+            if harmless(&norm) || declared.iter().any(|d| beneath(&norm, d)) {
+                continue;
+            }
+            sink.push_hint(
+                Code::ArgvHostPath,
+                &at(&format!("/argv/{i}")),
+                At::Value,
+                format!(
+                    "`argv[{i}]` names `{path}`, a host path outside `${{SCRATCH}}` and `${{HOME}}` that the probe does not declare in `reads`"
+                ),
+                Some(format!(
+                    "if the program only reads it, add \"reads\": [\"{norm}\"] (it is then kept read-only in both lanes); if it writes there, use a path under `${{SCRATCH}}` created with a fixture"
+                )),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_found_at_word_starts_and_after_equals() {
+        assert_eq!(argv_paths("/tmp/x"), vec!["/tmp/x"]);
+        assert_eq!(argv_paths("of=/tmp/x"), vec!["/tmp/x"]);
+        assert_eq!(argv_paths("--out=/a/b"), vec!["/a/b"]);
+        assert_eq!(
+            argv_paths("cat /etc/a >/tmp/b; rm '/c d'"),
+            vec!["/etc/a", "/tmp/b", "/c"]
+        );
+        assert_eq!(argv_paths("${SCRATCH}/x"), vec!["${SCRATCH}/x"]);
+        assert_eq!(argv_paths("PATH=/usr/bin:/bin"), vec!["/usr/bin", "/bin"]);
+        assert!(argv_paths("a/b c/d").is_empty());
+        assert!(argv_paths("-c").is_empty());
+        assert!(argv_paths("").is_empty());
+        assert_eq!(argv_paths("é /x"), vec!["/x"]);
+        assert_eq!(argv_paths("f=$(dirname /a)/b"), vec!["/a"]);
+    }
+
+    #[test]
+    fn programs_a_shell_script_runs_are_in_command_position() {
+        let words = |s: &str| -> Vec<(String, bool)> {
+            argv_words(s)
+                .into_iter()
+                .map(|(p, c)| (p.to_string(), c))
+                .collect()
+        };
+        assert_eq!(
+            words("{ /usr/bin/uname -s; /usr/bin/id -u; } > /tmp/x"),
+            vec![
+                ("/usr/bin/uname".into(), true),
+                ("/usr/bin/id".into(), true),
+                ("/tmp/x".into(), false)
+            ]
+        );
+        assert_eq!(
+            words("echo \"$(/usr/bin/date)\" >/tmp/y && /bin/true /etc/z"),
+            vec![
+                ("/usr/bin/date".into(), true),
+                ("/tmp/y".into(), false),
+                ("/bin/true".into(), true),
+                ("/etc/z".into(), false)
+            ]
+        );
+        let argv = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(shell_script(&argv(&["/bin/sh", "-c", "x"])), Some(2));
+        assert_eq!(
+            shell_script(&argv(&["/bin/bash", "-euc", "x", "a"])),
+            Some(2)
+        );
+        assert_eq!(shell_script(&argv(&["/usr/bin/cat", "-c", "x"])), None);
+        assert_eq!(shell_script(&argv(&["/bin/sh", "-c"])), None);
+        assert_eq!(shell_script(&argv(&["/bin/sh", "script.sh"])), None);
+    }
+
+    /// A tiny deterministic generator (no dependency): xorshift64*.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n as u64).unwrap_or(0)
+        }
+    }
+
+    /// What a generated token is, and the host path it names when it names one.
+    enum Token {
+        /// Nothing to flag.
+        Fine(String),
+        /// A host path outside the scratch: `(text, normalized path)`.
+        Host(String, String),
+    }
+
+    fn token(rng: &mut Rng, i: usize) -> Token {
+        match rng.below(10) {
+            0 => Token::Fine(format!("word{i}")),
+            1 => Token::Fine(format!("${{SCRATCH}}/d{i}/f")),
+            2 => Token::Fine(format!("${{HOME}}/h{i}")),
+            3 => Token::Fine(
+                ["/dev/null", "/dev/zero", "/proc/self/status", "/dev/fd/1"][rng.below(4)]
+                    .to_string(),
+            ),
+            4 => Token::Host(format!("/etc/e{i}"), format!("/etc/e{i}")),
+            5 => Token::Host(format!("of=/var/v{i}"), format!("/var/v{i}")),
+            6 => Token::Host(
+                format!("${{SCRATCH}}/../../../x{i}"),
+                format!("${{SCRATCH}}/../../../x{i}"),
+            ),
+            7 => Token::Host(
+                format!("/usr/share/s/../../../tmp/t{i}"),
+                format!("/tmp/t{i}"),
+            ),
+            8 => Token::Host("/proc/self/../1/environ".into(), "/proc/1/environ".into()),
+            _ => Token::Host(format!("//srv//./w{i}"), format!("/srv/w{i}")),
+        }
+    }
+
+    /// Random exec probes (plain arguments and `sh -c` scripts, random `reads`): NX221 is
+    /// reported for exactly the host paths that no `reads` entry covers.
+    #[test]
+    fn generated_probes_are_flagged_exactly_for_their_undeclared_host_paths() {
+        use crate::source::Document;
+        let (mut total_flagged, mut total_declared) = (0, 0);
+        for seed in 1..=400u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let shell = rng.below(2) == 0;
+            let mut argv: Vec<String> = Vec::new();
+            let mut hosts: Vec<String> = Vec::new();
+            let n = 1 + rng.below(5);
+            let mut script = Vec::new();
+            for i in 0..n {
+                let (text, host) = match token(&mut rng, i) {
+                    Token::Fine(t) => (t, None),
+                    Token::Host(t, h) => (t, Some(h)),
+                };
+                if let Some(h) = host {
+                    hosts.push(h);
+                }
+                if shell {
+                    // A program in command position (never flagged), the token as its
+                    // argument or as a redirection target.
+                    let redirect = if rng.below(2) == 0 { "> " } else { "" };
+                    script.push(format!("/usr/bin/p{i} {redirect}{text}"));
+                } else {
+                    argv.push(text);
+                }
+            }
+            let argv: Vec<String> = if shell {
+                vec!["/bin/sh".into(), "-c".into(), script.join("; ")]
+            } else {
+                std::iter::once("/usr/bin/prog".to_string())
+                    .chain(argv)
+                    .collect()
+            };
+            // Declare a random half of the host paths (by a prefix or the path itself).
+            let mut reads = Vec::new();
+            let mut undeclared = Vec::new();
+            for h in &hosts {
+                if h.starts_with("${") || rng.below(2) == 0 {
+                    undeclared.push(h.clone());
+                } else if rng.below(2) == 0 {
+                    reads.push(h.clone());
+                } else {
+                    let parent = h.rsplit_once('/').map_or("/", |(p, _)| p).to_string();
+                    reads.push(if parent.is_empty() {
+                        "/".into()
+                    } else {
+                        parent
+                    });
+                }
+            }
+            // A declared parent also covers the other host paths beneath it.
+            undeclared.retain(|u| {
+                !reads
+                    .iter()
+                    .any(|r| u == r || u.starts_with(&format!("{r}/")) || r == "/")
+            });
+            let probe = serde_json::json!({
+                "operation": "exec", "driver": "exec", "argv": argv, "reads": reads,
+            });
+            let text = format!(r#"{{"probes": {{"p": {probe}}}}}"#);
+            let doc = Document::parse("probes.json", text).unwrap();
+            let parsed: Probe = serde_json::from_value(probe.clone()).unwrap();
+            let mut sink = Sink::new(&doc, std::path::Path::new("/x/probes.json"));
+            check_argv(&mut sink, "/probes/p", &parsed, &Scope::builtins());
+            let mut flagged: Vec<String> = sink
+                .findings
+                .iter()
+                .filter(|f| f.code == Code::ArgvHostPath)
+                .map(|f| f.message.split('`').nth(3).unwrap_or_default().to_string())
+                .map(|p| if p.starts_with("${") { p } else { lexical(&p) })
+                .collect();
+            flagged.sort();
+            undeclared.sort();
+            assert_eq!(flagged, undeclared, "seed {seed}: {probe}");
+            total_flagged += flagged.len();
+            total_declared += hosts.len() - undeclared.len();
+        }
+        // The generator exercises both sides.
+        assert!(
+            total_flagged > 200 && total_declared > 200,
+            "{total_flagged} {total_declared}"
+        );
+    }
+
+    #[test]
+    fn lexical_normalization_cannot_be_fooled_by_dot_dot() {
+        assert_eq!(lexical("/usr/share/../../tmp/x"), "/tmp/x");
+        assert_eq!(lexical("//tmp/./x/"), "/tmp/x");
+        assert_eq!(lexical("/../../x"), "/x");
+        assert!(beneath("/usr/share/dict/words", "/usr/share/dict"));
+        assert!(!beneath("/usr/share/dictionary", "/usr/share/dict"));
+        assert!(beneath("/x", "/"));
+    }
+}

@@ -1,0 +1,906 @@
+//! Who a child is and what it can see, on the clean channel: least privilege by default.
+//!
+//! - **Capabilities.** Every capability is dropped from the child's bounding, effective,
+//!   permitted, inheritable and ambient sets unless the profile names it in
+//!   `capabilities`; a kept one is in all five (ambient only when the child is not root,
+//!   where `execve` would otherwise drop it). With the bounding set cleared and
+//!   no-new-privs set, nothing the child executes can gain one back. A runner without
+//!   `CAP_SETPCAP` (not root) cannot clear the bounding set; its children hold no
+//!   capability in the other four sets either way (recorded: `bounding_cleared`).
+//! - **Identity.** `identity: {uid, gid}` runs the child as that uid and gid, with no
+//!   supplementary group; the runner gives the child's scratch directory to them.
+//! - **PID namespace.** Each child runs in its own PID namespace, pid 2 under a placeholder
+//!   init (`exec::zygote`: an init ignores the signals it has no handler for, which would
+//!   change how a probe behaves), with that namespace's `/proc` mounted in a private mount
+//!   namespace: it sees neither the runner nor other children. It needs `CAP_SYS_ADMIN` in
+//!   the runner (root); without it the reason is recorded and the child shares the host's
+//!   `/proc`. A `signal-send` probe must reach a process outside (its target, e.g.
+//!   `${RUNNER_PID}`, in the runner's namespace), so it runs without one (recorded).
+//! - **Read-only host for the baseline of exec probes.** The baseline lane has no policy, so
+//!   an exec probe's child there gets the host read-only outside its scratch directory:
+//!   in its private mount namespace every mount is made read-only (`mount_setattr`,
+//!   recursive) and the scratch directory, bound onto itself, writable again; without
+//!   `CAP_SYS_ADMIN`, a Landlock ruleset handling the write rights with only the scratch
+//!   and `/dev/{null,zero,full,tty}` granted. Reads are untouched, so the baseline stays
+//!   "what happens anyway" for them. In the scenario lane, an exec probe's declared
+//!   read-only inputs (`reads`) are bound read-only (a missing one: its nearest existing
+//!   directory, that mount only).
+//! - **The runner's environment.** The runner makes itself non-dumpable for the run, so
+//!   `/proc/<runner>/environ` (and `mem`, `maps`, …) needs `CAP_SYS_PTRACE`, which no child
+//!   keeps unless its profile names it; in a PID namespace the runner is not there at all.
+//!
+//! [`attach`] compiles the privileges into a [`CompiledProfile`]; [`Isolation`] is one
+//! child's part, prepared in the parent and applied between clone and `execve` with raw
+//! system calls only ([`Isolation::enforce_mounts`] before the working directory is
+//! entered, [`Isolation::enforce_identity`] after the cgroup is joined).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::apply::{SetupStep, errno};
+use super::compile::{ApplySpec, CompiledProfile, LandlockSpec};
+use super::rights::fs;
+use crate::model::registry::{LinuxCapability, Profile};
+use crate::model::results::{ChildIsolation, ChildPrivileges, Unenforceable};
+
+/// Why a child is pid 2 of its PID namespace, not pid 1.
+pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2: an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
+
+/// `baseline_host_read_only` when a private mount namespace does it.
+pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";
+/// … when a Landlock ruleset does it.
+pub const RO_LANDLOCK: &str = "landlock";
+/// … when nothing does.
+pub const RO_NONE: &str = "none";
+
+/// What the runner itself holds: the ceiling of what it can give a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerPrivileges {
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Effective capabilities (`CapEff`).
+    pub effective: u64,
+    /// Bounding set (`CapBnd`): what a child can keep.
+    pub bounding: u64,
+    /// `/proc/sys/kernel/cap_last_cap`.
+    pub cap_last: u8,
+    /// The kernel has Landlock (for the non-root read-only baseline).
+    pub landlock: bool,
+}
+
+fn hex_field(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+impl RunnerPrivileges {
+    /// The calling process's.
+    pub fn current() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        Self {
+            // SAFETY: geteuid/getegid cannot fail.
+            euid: unsafe { libc::geteuid() },
+            // SAFETY: as above.
+            egid: unsafe { libc::getegid() },
+            effective: hex_field(&status, "CapEff:").unwrap_or(0),
+            bounding: hex_field(&status, "CapBnd:").unwrap_or(0),
+            cap_last,
+            landlock: super::host::landlock_abi().is_ok(),
+        }
+    }
+
+    /// Root with every capability (for tests of the compiler).
+    pub fn root() -> Self {
+        Self {
+            euid: 0,
+            egid: 0,
+            effective: all_caps(40),
+            bounding: all_caps(40),
+            cap_last: 40,
+            landlock: true,
+        }
+    }
+
+    fn has(&self, cap: LinuxCapability) -> bool {
+        self.effective & (1u64 << cap.number()) != 0
+    }
+
+    /// Why the runner cannot give children namespaces, if it cannot.
+    fn namespaces_unavailable(&self) -> Option<String> {
+        (!self.has(LinuxCapability::SysAdmin)).then(|| {
+            format!(
+                "the runner (uid {}) lacks CAP_SYS_ADMIN, which a PID and mount namespace per child needs (run as root)",
+                self.euid
+            )
+        })
+    }
+}
+
+fn all_caps(last: u8) -> u64 {
+    if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (u32::from(last) + 1)) - 1
+    }
+}
+
+/// The runner non-dumpable while it lives (`PR_SET_DUMPABLE` 0): its `/proc/<pid>`
+/// entries then belong to root and `environ`, `mem`, `maps`, `fd` need `CAP_SYS_PTRACE`
+/// over it, which no child keeps by default. Dropping it restores the previous setting.
+#[derive(Debug)]
+pub struct NonDumpable {
+    previous: libc::c_int,
+}
+
+impl NonDumpable {
+    /// Make the calling process non-dumpable.
+    pub fn new() -> Self {
+        // SAFETY: prctl with integer arguments on this process.
+        let previous = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        // SAFETY: as above.
+        unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        }
+        Self { previous }
+    }
+}
+
+impl Default for NonDumpable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NonDumpable {
+    fn drop(&mut self) {
+        if self.previous > 0 {
+            // SAFETY: prctl with integer arguments on this process.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_DUMPABLE,
+                    libc::c_ulong::try_from(self.previous).unwrap_or(1),
+                    0,
+                    0,
+                    0,
+                );
+            }
+        }
+    }
+}
+
+/// Compile the child privileges of `profile` for this runner and channel into `c`: items
+/// the runner cannot give are unenforceable (`capabilities` beyond its own set follow the
+/// profile's compat; an `identity` it cannot take is never weakened) and `apply_error`
+/// is recomputed.
+pub fn attach(c: &mut CompiledProfile, profile: &Profile, runner: &RunnerPrivileges, clean: bool) {
+    let (child, hard_gaps, soft_gaps) = compile(profile, runner, clean);
+    c.child = child;
+    let hard = c.compat == crate::model::registry::Compat::Hard;
+    c.unenforceable.extend(hard_gaps);
+    if hard {
+        c.unenforceable.extend(soft_gaps);
+    } else {
+        c.dropped.extend(soft_gaps);
+    }
+    c.unenforceable.sort();
+    c.unenforceable.dedup();
+    c.dropped.sort();
+    c.dropped.dedup();
+    c.apply_error = if c.unenforceable.is_empty() {
+        None
+    } else {
+        Some(
+            c.unenforceable
+                .iter()
+                .map(|u| format!("{}: {}", u.item, u.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+}
+
+/// `(privileges, never-weakened gaps, compat-dependent gaps)`.
+fn compile(
+    profile: &Profile,
+    runner: &RunnerPrivileges,
+    clean: bool,
+) -> (ChildPrivileges, Vec<Unenforceable>, Vec<Unenforceable>) {
+    let mut hard = Vec::new();
+    let mut soft = Vec::new();
+    let ns = runner.namespaces_unavailable();
+    let (ro, ro_reason) = match (&ns, runner.landlock) {
+        (None, _) => (RO_MOUNT_NAMESPACE, None),
+        (Some(_), true) => (RO_LANDLOCK, None),
+        (Some(why), false) => (
+            RO_NONE,
+            Some(format!("{why}, and the kernel has no Landlock")),
+        ),
+    };
+    if !clean {
+        let inherited = |what: &str| {
+            Unenforceable {
+            item: what.to_string(),
+            reason: "the direct channel runs children with the runner's identity and capabilities; use the clean channel".into(),
+        }
+        };
+        if profile.identity.is_some() {
+            hard.push(inherited("identity"));
+        }
+        if !profile.capabilities.is_empty() {
+            soft.push(inherited("capabilities"));
+        }
+        let child = ChildPrivileges {
+            applied: false,
+            uid: runner.euid,
+            gid: runner.egid,
+            identity: false,
+            capabilities: caps_names(runner.effective),
+            cap_last: runner.cap_last,
+            bounding_cleared: false,
+            pid_namespace: false,
+            namespace_init: None,
+            pid_namespace_reason: Some("the direct channel shares the runner's namespaces".into()),
+            baseline_host_read_only: ro.into(),
+            baseline_host_reason: ro_reason,
+            runner_environ: "inherited: the direct channel passes the runner's environment".into(),
+        };
+        return (child, hard, soft);
+    }
+    let mut kept = 0u64;
+    let mut caps: Vec<LinuxCapability> = profile.capabilities.clone();
+    caps.sort();
+    caps.dedup();
+    for cap in caps {
+        let bit = 1u64 << cap.number();
+        if cap.number() > runner.cap_last {
+            soft.push(Unenforceable {
+                item: format!("capabilities `{}`", cap.as_str()),
+                reason: format!(
+                    "this kernel knows capabilities up to {} ({})",
+                    runner.cap_last,
+                    LinuxCapability::from_number(runner.cap_last)
+                        .map_or("?", LinuxCapability::kernel_name)
+                ),
+            });
+        } else if runner.effective & runner.bounding & bit == 0 {
+            soft.push(Unenforceable {
+                item: format!("capabilities `{}`", cap.as_str()),
+                reason: format!(
+                    "the runner (uid {}) does not hold {} itself",
+                    runner.euid,
+                    cap.kernel_name()
+                ),
+            });
+        } else {
+            kept |= bit;
+        }
+    }
+    let (uid, gid) = match profile.identity {
+        Some(id) => {
+            let switch = id.uid != runner.euid || id.gid != runner.egid;
+            let can = runner.has(LinuxCapability::Setuid) && runner.has(LinuxCapability::Setgid);
+            if switch && !can {
+                hard.push(Unenforceable {
+                    item: "identity".into(),
+                    reason: format!(
+                        "the runner (uid {}, gid {}) cannot switch to uid {}, gid {} without CAP_SETUID and CAP_SETGID",
+                        runner.euid, runner.egid, id.uid, id.gid
+                    ),
+                });
+            }
+            (id.uid, id.gid)
+        }
+        None => (runner.euid, runner.egid),
+    };
+    let environ = if ns.is_none() {
+        "not visible: each child has its own PID namespace and /proc; the runner is also non-dumpable, so /proc/<runner>/environ needs CAP_SYS_PTRACE"
+    } else {
+        "protected: the runner is non-dumpable, so /proc/<runner>/environ needs CAP_SYS_PTRACE"
+    };
+    let child = ChildPrivileges {
+        applied: true,
+        uid,
+        gid,
+        identity: profile.identity.is_some(),
+        capabilities: caps_names(kept),
+        cap_last: runner.cap_last,
+        bounding_cleared: runner.has(LinuxCapability::Setpcap),
+        pid_namespace: ns.is_none(),
+        namespace_init: ns.is_none().then(|| NAMESPACE_INIT.to_string()),
+        pid_namespace_reason: ns,
+        baseline_host_read_only: ro.into(),
+        baseline_host_reason: ro_reason,
+        runner_environ: environ.into(),
+    };
+    (child, hard, soft)
+}
+
+/// Kernel names of the capabilities in `mask`, by number.
+pub fn caps_names(mask: u64) -> Vec<String> {
+    (0u8..64)
+        .filter(|n| mask & (1u64 << n) != 0)
+        .map(|n| {
+            LinuxCapability::from_number(n)
+                .map_or_else(|| format!("CAP_{n}"), |c| c.kernel_name().to_string())
+        })
+        .collect()
+}
+
+/// The mask of capabilities named (kernel names) in `names`.
+pub fn caps_mask(names: &[String]) -> u64 {
+    LinuxCapability::ALL
+        .iter()
+        .filter(|c| names.iter().any(|n| n == c.kernel_name()))
+        .fold(0, |m, c| m | (1u64 << c.number()))
+}
+
+/// What one child gets, decided by the lanes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildRequest<'a> {
+    /// The compiled privileges of its profile.
+    pub privileges: &'a ChildPrivileges,
+    /// Its own PID namespace (`Err`: why not, though the profile would give one).
+    pub pid_namespace: Result<(), String>,
+    /// The child's scratch directory.
+    pub scratch: &'a Path,
+    /// Keep the host read-only outside the scratch directory (the baseline of exec probes).
+    pub host_read_only: bool,
+    /// The probe's declared read-only inputs (`reads`, expanded), kept read-only.
+    pub read_only_inputs: &'a [String],
+}
+
+/// One child's isolation, prepared in the parent (no allocation in the child).
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    pid_namespace: bool,
+    mount_namespace: bool,
+    /// Every mount read-only (the baseline of exec probes) but `writable`.
+    host_read_only: bool,
+    /// The scratch directory, kept writable under read-only mounts.
+    writable: Option<CString>,
+    /// Paths bound read-only onto themselves: `(path, recursive)`.
+    read_only: Vec<(CString, bool)>,
+    /// `(uid, gid)` to switch to.
+    identity: Option<(u32, u32)>,
+    /// Drop capabilities (and switch identity): the clean channel.
+    drop_privileges: bool,
+    /// Clear the bounding set (the runner holds `CAP_SETPCAP`).
+    clear_bounding: bool,
+    /// Capabilities kept.
+    caps: u64,
+    cap_last: u8,
+    /// What was decided, for the attempt's record.
+    record: ChildIsolation,
+}
+
+impl Isolation {
+    /// Prepare the isolation of one child. Returns it and, when the read-only host is
+    /// done by Landlock (no `CAP_SYS_ADMIN`), the ruleset to add to the child's spec.
+    pub fn new(req: &ChildRequest<'_>) -> (Self, Option<LandlockSpec>) {
+        let p = req.privileges;
+        let pid_ns = p.pid_namespace && req.pid_namespace.is_ok();
+        let pid_reason = if pid_ns {
+            None
+        } else if let Err(why) = &req.pid_namespace {
+            Some(why.clone())
+        } else {
+            p.pid_namespace_reason.clone()
+        };
+        let mut host_ro = RO_NONE.to_string();
+        let mut writable = None;
+        let mut landlock = None;
+        if req.host_read_only {
+            let dir = req.scratch;
+            match p.baseline_host_read_only.as_str() {
+                RO_MOUNT_NAMESPACE => {
+                    writable = CString::new(dir.as_os_str().as_bytes()).ok();
+                    if writable.is_some() {
+                        host_ro = RO_MOUNT_NAMESPACE.into();
+                    }
+                }
+                RO_LANDLOCK => {
+                    landlock = Some(read_only_ruleset(dir));
+                    host_ro = RO_LANDLOCK.into();
+                }
+                _ => {}
+            }
+        }
+        let (read_only, inputs, inputs_reason) = read_only_inputs(req, host_ro != RO_NONE);
+        let host_read_only = writable.is_some();
+        if !read_only.is_empty() {
+            writable = CString::new(req.scratch.as_os_str().as_bytes()).ok();
+        }
+        let identity = (p.applied && p.identity).then_some((p.uid, p.gid));
+        let caps = caps_mask(&p.capabilities);
+        let record = ChildIsolation {
+            uid: p.uid,
+            gid: p.gid,
+            capabilities: p.capabilities.clone(),
+            pid_namespace: pid_ns,
+            pid_namespace_reason: pid_reason,
+            host_read_only: host_ro,
+            read_only_inputs: inputs,
+            read_only_inputs_reason: inputs_reason,
+        };
+        (
+            Self {
+                pid_namespace: pid_ns,
+                mount_namespace: pid_ns || writable.is_some() || !read_only.is_empty(),
+                host_read_only,
+                writable,
+                read_only,
+                identity,
+                drop_privileges: p.applied,
+                clear_bounding: p.bounding_cleared,
+                caps,
+                cap_last: p.cap_last,
+                record,
+            },
+            landlock,
+        )
+    }
+
+    /// Nothing to do: no namespace, no privilege to drop (the direct channel without a
+    /// read-only host).
+    pub fn is_noop(&self) -> bool {
+        !self.mount_namespace && !self.pid_namespace && !self.drop_privileges
+    }
+
+    /// The attempt's record.
+    pub fn record(&self) -> &ChildIsolation {
+        &self.record
+    }
+
+    /// The child runs in a PID namespace of its own (the runner starts it there, pid 2
+    /// under a placeholder init) and mounts that namespace's `/proc`.
+    pub fn pid_namespace(&self) -> bool {
+        self.pid_namespace
+    }
+
+    /// The namespace flags for `clone` (the PID namespace is entered by the runner with
+    /// `setns` before the clone, so only the mount namespace is new here).
+    pub fn clone_flags(&self) -> libc::c_int {
+        if self.mount_namespace {
+            libc::CLONE_NEWNS
+        } else {
+            0
+        }
+    }
+
+    /// The mounts of the child's private mount namespace: nothing propagates back to the
+    /// host; a fresh `/proc` for its PID namespace; the declared read-only inputs bound
+    /// read-only; the whole host read-only (the baseline); the scratch writable.
+    /// Before `chdir` (a bind mount of the working directory is only seen by a new lookup).
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_mounts(&self) -> Result<(), (SetupStep, i32)> {
+        if !self.mount_namespace {
+            return Ok(());
+        }
+        let step = || (SetupStep::Namespaces, errno());
+        // SAFETY: mount(2) on static strings and a prepared C string; this child only.
+        unsafe {
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(step());
+            }
+            if self.pid_namespace
+                && libc::mount(
+                    c"proc".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(step());
+            }
+            // The scratch directory becomes a mount of its own first, so that it is copied
+            // into every read-only bind above it and can be made writable again last.
+            if let Some(dir) = &self.writable
+                && libc::mount(
+                    dir.as_ptr(),
+                    dir.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(step());
+            }
+            for (path, recursive) in &self.read_only {
+                if libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                    || mount_setattr_flags(path.as_ptr(), *recursive, MOUNT_ATTR_RDONLY, 0) != 0
+                {
+                    return Err(step());
+                }
+            }
+            if self.host_read_only && mount_setattr(c"/".as_ptr(), MOUNT_ATTR_RDONLY, 0) != 0 {
+                return Err(step());
+            }
+            if let Some(dir) = &self.writable
+                && mount_setattr(dir.as_ptr(), 0, MOUNT_ATTR_RDONLY) != 0
+            {
+                return Err(step());
+            }
+        }
+        Ok(())
+    }
+
+    /// Identity and capabilities: the bounding set cleared but the kept capabilities
+    /// (while the child still holds `CAP_SETPCAP`), then the uid and gid (keeping the
+    /// permitted set across `setresuid` when capabilities are kept), then the effective,
+    /// permitted and inheritable sets set to the kept ones, the ambient set cleared and
+    /// (when the child is not root) raised to them so they survive `execve`.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_identity(&self) -> Result<(), (SetupStep, i32)> {
+        if !self.drop_privileges {
+            return Ok(());
+        }
+        let caps_err = || (SetupStep::Capabilities, errno());
+        let id_err = || (SetupStep::Identity, errno());
+        // SAFETY: prctl/setgroups/setres*id/capset on this child's own credentials, with
+        // pointers to stack values.
+        unsafe {
+            for n in 0..=u32::from(self.cap_last) {
+                if self.clear_bounding
+                    && self.caps & (1u64 << n) == 0
+                    && libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) != 0
+                {
+                    return Err(caps_err());
+                }
+            }
+            let mut uid_after = libc::geteuid();
+            if let Some((uid, gid)) = self.identity {
+                if self.caps != 0 && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+                    return Err(id_err());
+                }
+                let groups = [gid];
+                if libc::setgroups(1, groups.as_ptr()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    return Err(id_err());
+                }
+                uid_after = uid;
+            }
+            let lo = u32::try_from(self.caps & 0xffff_ffff).unwrap_or(0);
+            let hi = u32::try_from(self.caps >> 32).unwrap_or(0);
+            let header = CapHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let data = [
+                CapData {
+                    effective: lo,
+                    permitted: lo,
+                    inheritable: lo,
+                },
+                CapData {
+                    effective: hi,
+                    permitted: hi,
+                    inheritable: hi,
+                },
+            ];
+            if libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) != 0 {
+                return Err(caps_err());
+            }
+            if libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(caps_err());
+            }
+            if uid_after != 0 {
+                for n in 0..=u32::from(self.cap_last) {
+                    if self.caps & (1u64 << n) != 0
+                        && libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                            libc::c_ulong::from(n),
+                            0,
+                            0,
+                        ) != 0
+                    {
+                        return Err(caps_err());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(AT_FDCWD, path, AT_RECURSIVE, {set, clr})`; 0 or -1.
+///
+/// # Safety
+/// `path` is a valid C string.
+unsafe fn mount_setattr(path: *const libc::c_char, set: u64, clr: u64) -> libc::c_long {
+    // SAFETY: as the caller guarantees.
+    unsafe { mount_setattr_flags(path, true, set, clr) }
+}
+
+/// `mount_setattr` on `path` (its whole subtree of mounts when `recursive`); 0 or -1.
+///
+/// # Safety
+/// `path` is a valid C string.
+unsafe fn mount_setattr_flags(
+    path: *const libc::c_char,
+    recursive: bool,
+    set: u64,
+    clr: u64,
+) -> libc::c_long {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid path and a pointer to a stack value of the size passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path,
+            if recursive { libc::AT_RECURSIVE } else { 0 },
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    }
+}
+
+/// The declared read-only inputs to bind read-only (the scenario lane: the baseline's host
+/// is read-only already), with the attempt's record of them and why they are not bound
+/// when they cannot be. An input that exists is bound with everything beneath it; one
+/// that does not exist cannot be bound, so its nearest existing ancestor is (that mount
+/// only), which keeps the program from creating it. Inputs inside the child's scratch
+/// are its own and skipped.
+fn read_only_inputs(
+    req: &ChildRequest<'_>,
+    host_read_only: bool,
+) -> (Vec<(CString, bool)>, Vec<String>, Option<String>) {
+    if req.read_only_inputs.is_empty() || host_read_only {
+        return (Vec::new(), Vec::new(), None);
+    }
+    if req.privileges.baseline_host_read_only != RO_MOUNT_NAMESPACE {
+        return (
+            Vec::new(),
+            Vec::new(),
+            Some(
+                "declared read-only inputs are kept read-only with a mount namespace, which this runner cannot create; the profile alone decides".into(),
+            ),
+        );
+    }
+    let mut binds: Vec<(CString, bool)> = Vec::new();
+    let mut record = Vec::new();
+    for input in req.read_only_inputs {
+        let path = Path::new(input);
+        // `/proc` is the child's own (a fresh one in its PID namespace): nothing of the
+        // host's file system to keep.
+        if !path.is_absolute() || path.starts_with("/proc") {
+            continue;
+        }
+        let res = super::paths::resolve(path, Path::new("/"), true);
+        let (target, recursive, note) = if res.exists {
+            (res.canonical.clone(), true, input.clone())
+        } else {
+            let mut a = res.canonical.as_path();
+            while !a.exists() {
+                match a.parent() {
+                    Some(p) => a = p,
+                    None => break,
+                }
+            }
+            (
+                a.to_path_buf(),
+                false,
+                format!("{} (for `{input}`, which does not exist)", a.display()),
+            )
+        };
+        if target.starts_with(req.scratch) {
+            continue;
+        }
+        let Ok(c) = CString::new(target.as_os_str().as_bytes()) else {
+            continue;
+        };
+        if !binds.iter().any(|(b, r)| *b == c && *r == recursive) {
+            binds.push((c, recursive));
+            record.push(note);
+        }
+    }
+    record.sort();
+    (binds, record, None)
+}
+
+/// The Landlock ruleset that keeps the host read-only but `dir` (and the character devices
+/// programs write to) when no mount namespace can: every write right handled, all of them
+/// granted beneath `dir`.
+fn read_only_ruleset(dir: &Path) -> LandlockSpec {
+    // Rights of ABI 3 (truncate), the oldest that can express "no writes"; refer (ABI 2)
+    // is handled implicitly.
+    let write = fs::WRITE_FILE
+        | fs::REMOVE_DIR
+        | fs::REMOVE_FILE
+        | fs::MAKE_CHAR
+        | fs::MAKE_DIR
+        | fs::MAKE_REG
+        | fs::MAKE_SOCK
+        | fs::MAKE_FIFO
+        | fs::MAKE_BLOCK
+        | fs::MAKE_SYM
+        | fs::REFER
+        | fs::TRUNCATE;
+    let mut paths = vec![(dir.to_string_lossy().into_owned(), write)];
+    for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"] {
+        if Path::new(dev).exists() {
+            paths.push((dev.to_string(), fs::WRITE_FILE | fs::TRUNCATE));
+        }
+    }
+    LandlockSpec {
+        hard: false,
+        fs: write,
+        net: 0,
+        scopes: 0,
+        paths,
+        ports: Vec::new(),
+    }
+}
+
+/// `spec` with `extra` as its Landlock ruleset (the baseline has none of its own).
+pub fn with_landlock(spec: &ApplySpec, extra: LandlockSpec) -> ApplySpec {
+    ApplySpec {
+        landlock: Some(extra),
+        ..spec.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::registry::Identity;
+
+    fn profile(caps: &[LinuxCapability], identity: Option<Identity>) -> Profile {
+        Profile {
+            capabilities: caps.to_vec(),
+            identity,
+            ..Profile::default()
+        }
+    }
+
+    #[test]
+    fn root_keeps_only_what_the_profile_names() {
+        let (c, hard, soft) = compile(&profile(&[], None), &RunnerPrivileges::root(), true);
+        assert!(c.applied && c.capabilities.is_empty());
+        assert!(c.pid_namespace && c.bounding_cleared);
+        assert_eq!(c.baseline_host_read_only, RO_MOUNT_NAMESPACE);
+        assert!(hard.is_empty() && soft.is_empty());
+        let (c, _, _) = compile(
+            &profile(
+                &[LinuxCapability::NetRaw, LinuxCapability::Chown],
+                Some(Identity {
+                    uid: 65534,
+                    gid: 65534,
+                }),
+            ),
+            &RunnerPrivileges::root(),
+            true,
+        );
+        assert_eq!(c.capabilities, vec!["CAP_CHOWN", "CAP_NET_RAW"]);
+        assert_eq!((c.uid, c.gid), (65534, 65534));
+        assert_eq!(caps_mask(&c.capabilities), (1 << 0) | (1 << 13));
+    }
+
+    #[test]
+    fn an_unprivileged_runner_records_why() {
+        let user = RunnerPrivileges {
+            euid: 1000,
+            egid: 1000,
+            effective: 0,
+            bounding: all_caps(40),
+            cap_last: 40,
+            landlock: true,
+        };
+        let (c, hard, soft) = compile(
+            &profile(
+                &[LinuxCapability::NetRaw],
+                Some(Identity { uid: 0, gid: 0 }),
+            ),
+            &user,
+            true,
+        );
+        assert!(!c.pid_namespace);
+        assert!(!c.bounding_cleared);
+        assert!(c.pid_namespace_reason.unwrap().contains("CAP_SYS_ADMIN"));
+        assert_eq!(c.baseline_host_read_only, RO_LANDLOCK);
+        assert_eq!(hard.len(), 1, "identity is never weakened");
+        assert_eq!(soft.len(), 1, "a capability the runner lacks");
+        // Its own identity is no switch.
+        let (_, hard, _) = compile(
+            &profile(
+                &[],
+                Some(Identity {
+                    uid: 1000,
+                    gid: 1000,
+                }),
+            ),
+            &user,
+            true,
+        );
+        assert!(hard.is_empty());
+    }
+
+    #[test]
+    fn the_direct_channel_applies_nothing() {
+        let (c, hard, soft) = compile(
+            &profile(
+                &[LinuxCapability::NetRaw],
+                Some(Identity { uid: 1, gid: 1 }),
+            ),
+            &RunnerPrivileges::root(),
+            false,
+        );
+        assert!(!c.applied && !c.pid_namespace);
+        assert_eq!(c.baseline_host_read_only, RO_MOUNT_NAMESPACE);
+        assert_eq!(hard.len(), 1);
+        assert_eq!(soft.len(), 1);
+    }
+
+    #[test]
+    fn names_and_masks_round_trip() {
+        for mask in [0u64, 1, 1 << 40, all_caps(40), 0x1234_5678] {
+            assert_eq!(caps_mask(&caps_names(mask)), mask);
+        }
+    }
+}
