@@ -1057,7 +1057,7 @@ mod tests {
             packets: Vec::new(),
             plans: Vec::new(),
             rescan: Duration::from_secs(1),
-            reverify: Duration::from_secs(3600),
+            reverify: Duration::from_hours(1),
         });
         assert_eq!(cat.scan(), 2, "first scan: every bundle");
         assert_eq!(cat.scan(), 0, "nothing changed: nothing read again");
@@ -1076,10 +1076,18 @@ mod tests {
             .unwrap();
         };
         seal("r3", &r3);
-        assert_eq!(cat.scan(), 1, "a new run sealed in the log: only it is read");
+        assert_eq!(
+            cat.scan(),
+            1,
+            "a new run sealed in the log: only it is read"
+        );
         assert_eq!(cat.scan(), 0);
         seal("r1", &r1);
-        assert_eq!(cat.scan(), 1, "the log now answers for r1: only r1 is read again");
+        assert_eq!(
+            cat.scan(),
+            1,
+            "the log now answers for r1: only r1 is read again"
+        );
         let snap = cat.snapshot();
         assert_eq!(
             snap.get("r1").unwrap().row.anchor["state"],
@@ -1089,13 +1097,21 @@ mod tests {
         );
 
         std::fs::write(root.join("out/r2/summary.md"), b"# r2, edited\n").unwrap();
-        assert_eq!(cat.scan(), 1, "a member edited: only its bundle is read again");
+        assert_eq!(
+            cat.scan(),
+            1,
+            "a member edited: only its bundle is read again"
+        );
 
         let trust = state.join(crate::govern::state::TRUST_FILE);
         let mut text = std::fs::read_to_string(&trust).unwrap();
         text.push_str("# one more comment\n");
         std::fs::write(&trust, text).unwrap();
-        assert_eq!(cat.scan(), 3, "the trust file edited: every bundle is read again");
+        assert_eq!(
+            cat.scan(),
+            3,
+            "the trust file edited: every bundle is read again"
+        );
         assert_eq!(cat.scan(), 0);
 
         // One sealed entry rewritten: the chain no longer verifies, no run is anchored.

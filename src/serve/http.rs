@@ -1122,7 +1122,11 @@ fn evolution_value(app: &App) -> Result<Value, Fail> {
         .filter_map(|h| h.get_mut("earned_by").and_then(Value::as_array_mut))
         .flatten()
     {
-        let run = e.get("run_id").and_then(Value::as_str).unwrap_or("").to_string();
+        let run = e
+            .get("run_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         e["bundles"] = json!(snap.bundles_of(&run));
     }
     Ok(json!({

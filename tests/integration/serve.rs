@@ -565,7 +565,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         .iter()
         .find(|i| i["id"] == format!("packet:{demo_id}").as_str())
         .unwrap();
-    assert_eq!(demo_item["bundles"][0]["id"], demo_id.as_str(), "{demo_item:#}");
+    assert_eq!(
+        demo_item["bundles"][0]["id"],
+        demo_id.as_str(),
+        "{demo_item:#}"
+    );
     assert_eq!(demo_item["bundles"][0]["valid"], true, "{demo_item:#}");
 
     let vault = srv.get("/v1/vault/artifacts?limit=2");
@@ -926,7 +930,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     });
     // A new run (and its audit entries) is no reason to hash the others again: two more
     // scans (the second starts after the first has finished) leave their verification alone.
-    let scans = || srv.get("/v1/system/health").json()["server"]["scans"].as_u64().unwrap();
+    let scans = || {
+        srv.get("/v1/system/health").json()["server"]["scans"]
+            .as_u64()
+            .unwrap()
+    };
     let s0 = scans();
     wait_for("two more scans", || scans() >= s0 + 2);
     let after: Vec<String> = [&ok_id, &mm_id, &demo_id]
@@ -939,13 +947,11 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     // mission run (its packet in the review queue, the capability it earned).
     for id in [&ok_id, &mm_id, &demo_id] {
         let f = p.path(&format!("out/{id}/summary.md"));
-        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         let mut text = std::fs::read(&f).unwrap();
         text[0] ^= 0x20;
         std::fs::write(&f, &text).unwrap();
-        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o444))
-            .unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
     }
     for id in [&ok_id, &mm_id, &demo_id] {
         wait_for("the edited run to be shown as not valid", || {
