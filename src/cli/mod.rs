@@ -13,6 +13,7 @@ mod promote;
 pub mod render;
 mod review;
 mod run;
+mod serve;
 mod status;
 mod template;
 
@@ -202,6 +203,7 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::Report(a) => review::report(ctx, io, &a),
         Command::Diff(a) => review::diff(ctx, io, &a),
         Command::Review(a) => review::review(ctx, io, &a),
+        Command::Serve(a) => serve::serve(ctx, io, &a),
         Command::Trust(a) => review::trust(ctx, io, &a),
         Command::Audit(a) => govern::audit(ctx, io, &a),
         Command::Omens(a) => govern::omens(ctx, io, &a),

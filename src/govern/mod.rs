@@ -11,6 +11,7 @@
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
+//! - [`cockpit`]: what `serve` shows of a mission and the audit log, and the approval upload.
 //! - [`missions`]: the missions listing; [`review`]: the review queue, a run's view with its
 //!   audit anchor checked, and the plan inputs each approval was given for.
 //!
@@ -48,6 +49,7 @@ pub mod approve;
 pub mod attest;
 pub mod audit;
 pub mod clearing;
+pub mod cockpit;
 pub mod evolution;
 pub mod evolve;
 pub mod explain;

@@ -35,6 +35,7 @@ mod run_interrupt;
 mod run_isolation;
 mod run_views;
 mod schemas;
+mod serve;
 mod status;
 mod template;
 mod template_run;

@@ -598,6 +598,11 @@ pub fn ssh_sign(key: &Path, namespace: &str, file: &Path) {
 /// otherwise return the DOM after scripts ran (`--dump-dom`). A missing `chromium` fails
 /// the test with the command that installs it.
 pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
+    chromium_url(&format!("file://{}", page.display()), screenshot)
+}
+
+/// [`chromium`] for a URL (`http://127.0.0.1:PORT/…` of a server the test started).
+pub fn chromium_url(url: &str, screenshot: Option<&Path>) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("chromium");
     cmd.args([
@@ -617,7 +622,7 @@ pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
         Some(png) => cmd.arg(format!("--screenshot={}", png.display())),
         None => cmd.arg("--dump-dom"),
     };
-    cmd.arg(format!("file://{}", page.display()));
+    cmd.arg(url);
     let out = cmd.output().unwrap_or_else(|e| {
         panic!("chromium cannot be run ({e}): run scripts/test, which installs the Debian package `chromium`")
     });
