@@ -37,7 +37,7 @@ pub enum SigningKey {
 /// encrypted key is [`SigningKey::Encrypted`] (see [`encrypted_key_error`]).
 pub fn load_private_key(path: &Path) -> Result<SigningKey> {
     let text = fsx::read_input_string(path)?;
-    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
+    let key = parse_private_key(&text).map_err(|e| {
         Error::input(path, "is not an OpenSSH private key")
             .with_source(e)
             .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
@@ -53,12 +53,131 @@ pub fn load_private_key(path: &Path) -> Result<SigningKey> {
 /// is stored in the clear).
 pub fn public_of_private(path: &Path) -> Result<PublicKey> {
     let text = fsx::read_input_string(path)?;
-    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
+    let key = parse_private_key(&text).map_err(|e| {
         Error::input(path, "is not an OpenSSH private key")
             .with_source(e)
             .with_hint("pass the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file")
     })?;
     Ok(key.public_key().clone())
+}
+
+/// Parse an OpenSSH private key, accepting the ECDSA keys `ssh-key` 0.6.7 refuses.
+fn parse_private_key(text: &str) -> ssh_key::Result<PrivateKey> {
+    PrivateKey::from_openssh(text.trim()).or_else(|e| match pad_short_ecdsa_scalar(text.trim()) {
+        Some(fixed) => PrivateKey::from_openssh(&fixed),
+        None => Err(e),
+    })
+}
+
+const OPENSSH_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+const OPENSSH_END: &str = "-----END OPENSSH PRIVATE KEY-----";
+
+/// `ssh-key` 0.6.7 reads an ECDSA private scalar only at its full width (RustCrypto/SSH#350,
+/// fixed after 0.6.7), but the key format stores it as an `mpint` without leading zero
+/// bytes, so about one `ssh-keygen -t ecdsa` key in 512 has a shorter scalar and fails to
+/// load ("length invalid"). For an unencrypted key (an encrypted one is refused before its
+/// private part is read), rewrite the private section with the scalar zero-padded to the
+/// curve's width and the block padding recomputed; `None` when the key is anything else,
+/// so the original error stands. Hand-written because no maintained crate both reads these
+/// keys and is compatible with the `ssh-key` types the rest of signing uses.
+fn pad_short_ecdsa_scalar(text: &str) -> Option<String> {
+    use base64ct::{Base64, Encoding};
+    let body = text
+        .strip_prefix(OPENSSH_BEGIN)?
+        .strip_suffix(OPENSSH_END)?;
+    let b64: String = body.split_whitespace().collect();
+    let raw = Base64::decode_vec(&b64).ok()?;
+    let mut r = Blob { b: &raw, at: 0 };
+    let magic = r.take(15)?;
+    if magic != b"openssh-key-v1\0" {
+        return None;
+    }
+    let header_start = 0;
+    let cipher = r.string()?;
+    let kdf = r.string()?;
+    let _kdf_options = r.string()?;
+    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+        return None;
+    }
+    let _public = r.string()?;
+    let private_at = r.at;
+    let private = r.string()?;
+    if r.at != raw.len() {
+        return None;
+    }
+    let mut p = Blob { b: private, at: 0 };
+    let checks = p.take(8)?;
+    let key_type = p.string()?;
+    let width = match key_type {
+        b"ecdsa-sha2-nistp256" => 32,
+        b"ecdsa-sha2-nistp384" => 48,
+        b"ecdsa-sha2-nistp521" => 66,
+        _ => return None,
+    };
+    let curve = p.string()?;
+    let point = p.string()?;
+    let scalar = p.string()?;
+    let comment = p.string()?;
+    // Only a scalar shorter than the width is repaired (its high bit then never needs a
+    // leading zero); anything else is not this bug.
+    if scalar.is_empty() || scalar.len() >= width || scalar[0] == 0 {
+        return None;
+    }
+    let mut section = Vec::with_capacity(private.len() + width);
+    section.extend_from_slice(checks);
+    for field in [key_type, curve, point] {
+        put_string(&mut section, field);
+    }
+    let mut padded = vec![0u8; width - scalar.len()];
+    padded.extend_from_slice(scalar);
+    put_string(&mut section, &padded);
+    put_string(&mut section, comment);
+    let mut pad = 1u8;
+    while section.len() % 8 != 0 {
+        section.push(pad);
+        pad += 1;
+    }
+    let mut out = raw[header_start..private_at].to_vec();
+    put_string(&mut out, &section);
+    let encoded = Base64::encode_string(&out);
+    let mut armoured = String::from(OPENSSH_BEGIN);
+    armoured.push('\n');
+    for line in encoded.as_bytes().chunks(70) {
+        armoured.push_str(std::str::from_utf8(line).ok()?);
+        armoured.push('\n');
+    }
+    armoured.push_str(OPENSSH_END);
+    armoured.push('\n');
+    Some(armoured)
+}
+
+/// A cursor over SSH wire-format bytes.
+struct Blob<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Blob<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let s = self.take(4)?;
+        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        self.take(n)
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(s);
 }
 
 /// The error for an encrypted key, with the `ssh-keygen` command that signs `record`.
