@@ -36,7 +36,7 @@ pub enum SigningKey {
 /// Read an OpenSSH private key. A missing or malformed file is an input error; an
 /// encrypted key is [`SigningKey::Encrypted`] (see [`encrypted_key_error`]).
 pub fn load_private_key(path: &Path) -> Result<SigningKey> {
-    let text = fsx::read_input_string(path)?;
+    let text = fsx::read_key_file(path, "a private key file")?;
     let key = parse_private_key(&text).map_err(|e| {
         Error::input(path, "is not an OpenSSH private key")
             .with_source(e)
@@ -52,7 +52,7 @@ pub fn load_private_key(path: &Path) -> Result<SigningKey> {
 /// The public half of the OpenSSH private key at `path`, encrypted or not (the public key
 /// is stored in the clear).
 pub fn public_of_private(path: &Path) -> Result<PublicKey> {
-    let text = fsx::read_input_string(path)?;
+    let text = fsx::read_key_file(path, "a private key file")?;
     let key = parse_private_key(&text).map_err(|e| {
         Error::input(path, "is not an OpenSSH private key")
             .with_source(e)

@@ -477,10 +477,12 @@ fn check_rollback(
         {
             continue;
         }
-        let Some(st) = std::fs::read(e.path().join(STATUS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok())
-        else {
+        let Some(st) = crate::util::fsx::read_capped(
+            &e.path().join(STATUS_FILE),
+            crate::util::limits::MAX_STATE_BYTES,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok()) else {
             continue;
         };
         let Some(at) = st.finished_at.as_deref() else {

@@ -140,7 +140,7 @@ fn collect_dir(dir: &Path, found: &mut Found) -> Result<()> {
 
 fn collect_file(path: &Path, found: &mut Found, note_missing: bool) {
     found.files += 1;
-    let bytes = std::fs::read(path);
+    let bytes = crate::util::fsx::read_capped(path, crate::util::limits::MAX_STATE_BYTES);
     let value: serde_json::Value = match bytes
         .as_ref()
         .map_err(ToString::to_string)

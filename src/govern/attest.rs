@@ -289,7 +289,8 @@ impl GovAttestor {
             return out;
         };
         let read = |rel: &str| -> Option<std::io::Result<Vec<u8>>> {
-            match std::fs::read(dir.join(rel)) {
+            match crate::util::fsx::read_capped(&dir.join(rel), crate::util::limits::MAX_KEY_BYTES)
+            {
                 Ok(b) => Some(Ok(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => Some(Err(e)),
@@ -354,7 +355,11 @@ impl GovAttestor {
     /// Add the trust and anchor checks to a bundle check `report` (`validate-bundle`).
     pub fn check_report(&self, report: &mut Report) {
         let dir = report.bundle.clone();
-        let index_bytes = std::fs::read(dir.join(INDEX_FILE)).ok();
+        let index_bytes = crate::util::fsx::read_capped(
+            &dir.join(INDEX_FILE),
+            crate::util::limits::MAX_STATE_BYTES,
+        )
+        .ok();
         let index: Option<ArtifactIndex> = index_bytes
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
@@ -396,10 +401,12 @@ impl GovAttestor {
             }
         }
         if let (Some(sealed), Some(root)) = (&self.sealed, report.out_root.clone()) {
-            let latest: Option<crate::model::index::Latest> =
-                std::fs::read(root.join(crate::bundle::LATEST_FILE))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
+            let latest: Option<crate::model::index::Latest> = crate::util::fsx::read_capped(
+                &root.join(crate::bundle::LATEST_FILE),
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
             let named = latest.filter(|l| Some(&l.run_id) == index.as_ref().map(|i| &i.run_id));
             if let Some(l) = named
                 && let Some(p) = latest_problem(
@@ -447,9 +454,12 @@ impl Attestor for GovAttestor {
         // Reached through a `LATEST` the log says was rolled back: not the run asked for.
         if src.report.via_latest
             && let (Some(sealed), Some(root)) = (&self.sealed, &src.report.out_root)
-            && let Some(l) = std::fs::read(root.join(crate::bundle::LATEST_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
+            && let Some(l) = crate::util::fsx::read_capped(
+                &root.join(crate::bundle::LATEST_FILE),
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
             && let Some(p) = latest_problem(
                 sealed,
                 crate::bundle::LATEST_FILE,

@@ -57,7 +57,7 @@ pub fn mission_detail(
     now: jiff::Timestamp,
 ) -> Result<MissionDetail> {
     let report = gov.gate_at(plan, &[], true, now)?;
-    let plan_text = String::from_utf8_lossy(&fsx::read_input(&plan.path)?).into_owned();
+    let plan_text = fsx::read_document(&plan.path)?;
     let id = plan.plan.plan_id.to_string();
     let audit = audit_entries(gov)?
         .into_iter()

@@ -328,14 +328,18 @@ pub fn show(
             .iter()
             .filter(|r| r.reason == RejectReason::PlanDigestMismatch)
         {
-            let record: Option<ApprovalRecord> = std::fs::read(&r.path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let record: Option<ApprovalRecord> =
+                crate::util::fsx::read_capped(&r.path, crate::util::limits::MAX_RECORD_BYTES)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
             let Some(record) = record else { continue };
             let path = inputs_path(gov.state(), &record.plan_digest.blake3);
-            let (changes, unknown) = match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            let (changes, unknown) = match crate::util::fsx::read_capped(
+                &path,
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             {
                 Some(before) => (jsondiff::diff(&before, &current), None),
                 None => (

@@ -151,11 +151,15 @@ pub fn find(start: &Path) -> Option<PathBuf> {
 /// Read a state JSON file strictly; `None` if it does not exist. A file that does not
 /// parse is an input error naming it (exit 2): state is never silently reset.
 pub(crate) fn read_state_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = fsx::read_limited(
+        path,
+        crate::util::limits::MAX_STATE_BYTES,
+        "a state file",
+        None,
+    )?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map(Some).map_err(|e| {
         let at = e.path().to_string();

@@ -477,7 +477,7 @@ pub fn add(
     }
     let key_path = Path::new(key);
     let key_text = if key_path.is_file() {
-        fsx::read_input_string(key_path)?
+        fsx::read_key_file(key_path, "a public key file")?
     } else {
         key.to_string()
     };
@@ -507,7 +507,14 @@ pub fn add(
     let state = gov.state();
     let path = state.file(TRUST_FILE);
     let _lock = state.lock()?;
-    let old = fsx::read_input_string(&path).map_err(|e| {
+    let old = fsx::read_limited(
+        &path,
+        crate::util::limits::MAX_DOCUMENT_BYTES,
+        "a trust file",
+        None,
+    )
+    .and_then(|b| fsx::utf8_input(&path, b))
+    .map_err(|e| {
         e.with_hint("run `nexusmon init` to create the state directory and its trust file")
     })?;
     let store = TrustStore::parse(&path, &old)?;

@@ -94,7 +94,7 @@ pub fn read_token(path: &std::path::Path) -> Result<Vec<u8>> {
         )
         .with_hint(format!("chmod 600 {}", path.display())));
     }
-    let text = crate::util::fsx::read_input_string(path)?;
+    let text = crate::util::fsx::read_key_file(path, "a token file")?;
     let t = text.trim_end_matches(['\n', '\r']);
     if t.len() < 16 || t.len() > 4096 || !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::input(

@@ -98,6 +98,40 @@ pub fn utf8_input(path: &Path, bytes: Vec<u8>) -> Result<String> {
     })
 }
 
+/// Read a file of at most `max` bytes as an [`io::Result`] (for callers that treat any
+/// failure alike): a larger one, or a special file that never ends, is `InvalidData`.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    if let Ok(m) = f.metadata()
+        && m.is_file()
+        && m.len() > max
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Read a key, token or trust file as UTF-8 text (user input), at most
+/// [`super::limits::MAX_KEY_BYTES`].
+pub fn read_key_file(path: &Path, what: &str) -> Result<String> {
+    utf8_input(
+        path,
+        read_limited(path, super::limits::MAX_KEY_BYTES, what, None)?,
+    )
+}
+
 /// Read a whole file as UTF-8 text (user input).
 pub fn read_input_string(path: &Path) -> Result<String> {
     utf8_input(path, read_input(path)?)

@@ -77,6 +77,20 @@ pub const MAX_MAPPING_BYTES: u64 = 32 * 1024 * 1024;
 /// the approvals is refused (`record-unreadable`, naming the limit) instead of filling memory.
 pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
+/// Largest state file read (`omens.json`, `evolution.json`, recorded plan inputs, a mapping
+/// found by the anchors, `LATEST`, `run_status.json`, `audit_head.json`), in bytes (64 MiB):
+/// each is written by nexusmon and far smaller; a larger one was put there by someone else.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest key, token or trust file read, in bytes (1 MiB). An OpenSSH key is a few KiB, a
+/// trust file a line per signer.
+pub const MAX_KEY_BYTES: u64 = 1024 * 1024;
+
+/// Largest bundle member read into memory, in bytes (1 GiB). Members are hashed as streams
+/// whatever their size; this bounds the ones parsed (result files of a very large run are
+/// hundreds of MB).
+pub const MAX_MEMBER_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {

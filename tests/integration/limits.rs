@@ -851,3 +851,75 @@ fn fuzzed_templates_and_packets_finish_within_the_budget_or_are_refused() {
         "the mutations exercise both outcomes"
     );
 }
+
+/// State files, keys and the trust file are read through the same budget as every other
+/// input: a 100 MB file in any of those places is refused before it is read (exit 2, the
+/// file and the limit named), within the memory target.
+#[test]
+fn state_files_keys_and_trust_files_over_their_limits_are_refused_before_they_are_read() {
+    const BIG: u64 = 100_000_000;
+    type Case = (&'static str, &'static str, Vec<&'static str>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            ".nexusmon/omens.json",
+            "{\"omens\": [\"",
+            vec!["omens", "list"],
+            "67108864 bytes",
+        ),
+        (
+            ".nexusmon/evolution.json",
+            "{\"xp\": \"",
+            vec!["evolution", "status"],
+            "67108864 bytes",
+        ),
+        (
+            "big-key",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            vec![
+                "run",
+                "--plan",
+                "plans/quickstart/plan.json",
+                "--sign-with",
+                "big-key",
+            ],
+            "1048576 bytes",
+        ),
+        (
+            "big-key.pub",
+            "ssh-ed25519 ",
+            vec![
+                "trust",
+                "add",
+                "--principal",
+                "x",
+                "--role",
+                "approver",
+                "big-key.pub",
+            ],
+            "1048576 bytes",
+        ),
+        (
+            ".nexusmon/trusted_signers",
+            "# nexusmon\n",
+            vec!["audit", "verify"],
+            "4194304 bytes",
+        ),
+    ];
+    for (file, head, args, limit) in cases {
+        let p = Project::shipped().init();
+        sparse(&p.path(file), head.as_bytes(), BIG);
+        let m = nx_measured(p.root(), &args);
+        within_budget(&m, &format!("{file}: {args:?}"));
+        let err = m.stderr_text();
+        eprintln!(
+            "100 MB {file}, {}: exit {} in {:?}, peak RSS {} KiB",
+            args[0], m.status, m.wall, m.max_rss_kib
+        );
+        assert_ne!(m.status, 0, "{file}: {args:?} accepted it: {err}");
+        assert!(
+            err.contains(limit) && err.contains(file.rsplit('/').next().unwrap()),
+            "{file}: {args:?}: {err}"
+        );
+        assert!(!p.path("out").exists(), "{file}: {args:?} ran");
+    }
+}

@@ -411,7 +411,9 @@ impl AuditLog {
 
     /// The anchor in `audit_head.json`, if the file exists and parses.
     pub fn head_anchor(&self) -> Option<Anchor> {
-        let bytes = std::fs::read(&self.head_path).ok()?;
+        let bytes =
+            crate::util::fsx::read_capped(&self.head_path, crate::util::limits::MAX_STATE_BYTES)
+                .ok()?;
         let head: AuditHead = serde_json::from_slice(&bytes).ok()?;
         Some(Anchor {
             source: AUDIT_HEAD_FILE.to_string(),
