@@ -57,14 +57,21 @@ pub fn command_line(template_id: &str, non_default: &BTreeMap<String, Value>) ->
 }
 
 /// Expand the template's body with `resolved` and check that the result deserializes into a
-/// plan and registry files.
-pub fn render(t: &Template, resolved: &Resolved) -> Result<Rendered> {
-    render_as(t, resolved, None)
+/// plan and registry files of at most `max_scenarios` scenarios
+/// ([`crate::util::limits::MAX_TEMPLATE_SCENARIOS`] unless `plan-build --max-scenarios`
+/// says otherwise).
+pub fn render(t: &Template, resolved: &Resolved, max_scenarios: usize) -> Result<Rendered> {
+    render_as(t, resolved, None, max_scenarios)
 }
 
 /// [`render`], with the plan (and registry) id `plan_id` instead of the derived one
 /// (`plan-build --plan-id`).
-pub fn render_as(t: &Template, resolved: &Resolved, plan_id: Option<&str>) -> Result<Rendered> {
+pub fn render_as(
+    t: &Template,
+    resolved: &Resolved,
+    plan_id: Option<&str>,
+    max_scenarios: usize,
+) -> Result<Rendered> {
     let given_id = plan_id.is_some();
     let plan_id = match plan_id {
         Some(given) => Id::new(given).map_err(|e| {
@@ -114,6 +121,22 @@ pub fn render_as(t: &Template, resolved: &Resolved, plan_id: Option<&str>) -> Re
     plan.insert("registry_id".into(), Value::String(registry_id.to_string()));
     let plan_doc = Value::Object(plan);
     let plan: Plan = typed(t, resolved, "plan", plan_doc.clone())?;
+    let scenarios = plan.scenario_specs().len();
+    if scenarios > max_scenarios {
+        let with = if resolved.non_default.is_empty() {
+            "its defaults".to_string()
+        } else {
+            format!("`{}`", command_line(t.id(), &resolved.non_default))
+        };
+        return Err(Error::usage(format!(
+            "input limit: template `{}` ({}) generates {scenarios} scenarios with {with}, more than the limit of {max_scenarios}",
+            t.id(),
+            t.shown_path()
+        ))
+        .with_hint(
+            "use fewer parameter values; if the plan really needs them, raise the limit with `plan-build --max-scenarios N`",
+        ));
+    }
     let probes_doc = Value::Object(probes);
     let probes: BTreeMap<Id, Probe> = typed(t, resolved, "probes", probes_doc.clone())?;
     let profiles_doc = Value::Object(profiles);

@@ -144,6 +144,9 @@ pub enum ProblemKind {
     /// An out root's `LATEST` names an older sealed run than the last `run-sealed` entry
     /// for that out root (a silent rollback).
     LatestRollback,
+    /// The state directory's trust file does not parse: no approval or bundle signature
+    /// can be verified against it (the message names the file and line).
+    TrustFileBroken,
 }
 
 /// One problem, naming the line (1-based, as editors count) and its `seq`.
@@ -262,12 +265,16 @@ impl AuditLog {
     }
 
     fn open_file(&self, append: bool) -> Result<File> {
-        let mut o = OpenOptions::new();
-        o.read(true);
         if append {
-            o.append(true);
+            // Never through a symlink: the state directory and the log itself.
+            let (dir, name) = fsx::dir_and_name(&self.path)?;
+            return dir
+                .open_append(name, 0o644, false)
+                .map_err(|e| Error::io("open audit log", &self.path, e));
         }
-        o.open(&self.path)
+        OpenOptions::new()
+            .read(true)
+            .open(&self.path)
             .map_err(|e| Error::io("open audit log", &self.path, e))
     }
 
@@ -404,7 +411,9 @@ impl AuditLog {
 
     /// The anchor in `audit_head.json`, if the file exists and parses.
     pub fn head_anchor(&self) -> Option<Anchor> {
-        let bytes = std::fs::read(&self.head_path).ok()?;
+        let bytes =
+            crate::util::fsx::read_capped(&self.head_path, crate::util::limits::MAX_STATE_BYTES)
+                .ok()?;
         let head: AuditHead = serde_json::from_slice(&bytes).ok()?;
         Some(Anchor {
             source: AUDIT_HEAD_FILE.to_string(),
