@@ -752,7 +752,7 @@ fn fuzzed_templates_and_packets_finish_within_the_budget_or_are_refused() {
             v
         })
         .collect();
-    assert_eq!(bases.len(), 4);
+    assert_eq!(bases.len(), 5);
     let mut t = Tally::default();
     let build = |p: &Project, what: &str, t: &mut Tally| {
         let m = nx_measured(
