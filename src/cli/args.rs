@@ -287,6 +287,40 @@ pub struct RunArgs {
     /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
     #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
     pub sign_with: Option<PathBuf>,
+    /// The kernel's own record of each Landlock denial (Linux 6.15+, root): auto (read
+    /// them when kernel audit is already enabled), require (enable audit for the run and
+    /// restore it after; fail if impossible) or off. Scenario-lane observations then carry
+    /// `kernel_denials` and the bundle `kernel_denials.jsonl`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value_t = KernelAudit::Auto,
+        env = "NEXUSMON_KERNEL_AUDIT"
+    )]
+    pub kernel_audit: KernelAudit,
+}
+
+/// `--kernel-audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelAudit {
+    /// Read the records when kernel audit is already enabled.
+    Auto,
+    /// Enable kernel audit for the run (restored after); fail if impossible.
+    Require,
+    /// Do not read them.
+    Off,
+}
+
+impl KernelAudit {
+    /// The library's mode.
+    pub fn mode(self) -> crate::model::results::KernelAuditMode {
+        match self {
+            KernelAudit::Auto => crate::model::results::KernelAuditMode::Auto,
+            KernelAudit::Require => crate::model::results::KernelAuditMode::Require,
+            KernelAudit::Off => crate::model::results::KernelAuditMode::Off,
+        }
+    }
 }
 
 /// `run --format`.

@@ -154,6 +154,9 @@ pub struct ChildResult {
     pub leaked: Vec<Leaked>,
     /// Its pid (0 if it never started).
     pub pid: u32,
+    /// Wall clock just before the spawn and just after the reap, milliseconds since the
+    /// epoch (to match the kernel's audit records to it).
+    pub lived_ms: (u64, u64),
 }
 
 /// Make this process a child subreaper (orphans of our children come back to us).
@@ -197,6 +200,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         _ => None,
     };
     let start = Instant::now();
+    let started_ms = crate::sandbox::audit::now_ms();
     if super::interrupt::pending().is_some() {
         // The run was interrupted: start nothing more.
         super::interrupt::note_killed();
@@ -288,6 +292,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         stderr: err,
         leaked,
         pid,
+        lived_ms: (started_ms, crate::sandbox::audit::now_ms()),
     }
 }
 
@@ -625,6 +630,7 @@ fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
         },
         leaked: Vec::new(),
         pid: 0,
+        lived_ms: (0, 0),
     }
 }
 

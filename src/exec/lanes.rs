@@ -1487,6 +1487,13 @@ fn base_attempt(res: &ChildResult) -> Attempt {
     let mut a = Attempt::without_child(Outcome::Error, Stage::Operation, "");
     a.rusage = res.rusage;
     a.leaked.clone_from(&res.leaked);
+    if res.pid != 0 {
+        a.trace = Some(crate::model::results::ChildTrace {
+            pid: res.pid,
+            started_ms: res.lived_ms.0,
+            ended_ms: res.lived_ms.1,
+        });
+    }
     match res.ended {
         Ended::Exited(c) => a.exit_code = Some(c),
         Ended::Signaled(s) => a.signal = Some(signal_name(s)),

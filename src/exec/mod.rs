@@ -50,6 +50,7 @@ pub mod select;
 pub mod settings;
 pub mod setup;
 pub mod spawn;
+pub mod witness;
 pub mod worker;
 pub mod write;
 pub mod zygote;

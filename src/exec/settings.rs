@@ -169,6 +169,8 @@ pub struct RunSettings {
     pub audit: Option<Box<dyn AuditHook>>,
     /// Sign the sealed bundle with this key (`--sign-with`).
     pub signer: Option<crate::bundle::SealSigner>,
+    /// `--kernel-audit`: read the kernel's Landlock audit records of the children.
+    pub kernel_audit: crate::model::results::KernelAuditMode,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -204,6 +206,7 @@ impl RunSettings {
             gate: None,
             audit: None,
             signer: None,
+            kernel_audit: crate::model::results::KernelAuditMode::Auto,
         }
     }
 }

@@ -16,6 +16,7 @@ mod govern_audit;
 mod govern_evolution;
 mod govern_omens;
 mod govern_schemas;
+mod kernel_audit;
 mod layering;
 mod lint;
 mod lint_policy;
