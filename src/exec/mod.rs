@@ -14,8 +14,12 @@
 //!   (`run_lanes`; missions in dependency order).
 //! - [`assemble`]: pure classification, attribution, comparison and summary.
 //! - [`write`](mod@write): the bundle's documents and result files.
+//! - [`witness`]: the kernel's Landlock audit records of the scenario-lane children
+//!   (`--kernel-audit`): started before the lanes, attributed after them.
 //! - [`pipeline`]: `execute`, which runs the stages and seals the bundle; the
 //!   [`pipeline::FailureStage`] a failed run records.
+//! - [`command`]: `nexusmon sandbox`: one real command as a one-scenario run of the same
+//!   pipeline, read back from its sealed bundle.
 //!
 //! Beneath them:
 //! - [`seam`]: the executor seam (`ScenarioRun`, `LaneAttempt`, `ProbeExecutor`,
@@ -36,6 +40,7 @@
 
 pub mod assemble;
 pub mod child;
+pub mod command;
 pub mod fixtures;
 pub mod helper;
 pub mod interrupt;
@@ -59,6 +64,7 @@ pub mod zygote;
 mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
+pub use command::{CommandOutcome, CommandRequest, sandbox_command};
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;
 pub use seam::matches_expectation;

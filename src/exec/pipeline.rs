@@ -124,6 +124,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
     let notes = bundle.begin_notes();
     setup.housekeeping.extend(notes);
+    for (code, why) in &settings.lint_waivers {
+        setup
+            .housekeeping
+            .push(format!("lint {code} was not enforced for this run: {why}"));
+    }
     for w in &setup.housekeeping {
         sink.warning(w);
     }

@@ -15,7 +15,7 @@ use crate::util::{Project, bin};
 
 static AUDIT_TESTS: Mutex<()> = Mutex::new(());
 
-fn audit_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn audit_lock() -> std::sync::MutexGuard<'static, ()> {
     AUDIT_TESTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

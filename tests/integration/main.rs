@@ -33,6 +33,7 @@ mod run_failure;
 mod run_interrupt;
 mod run_isolation;
 mod run_views;
+mod sandbox;
 mod schemas;
 mod status;
 mod template;
