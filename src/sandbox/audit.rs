@@ -69,7 +69,7 @@ pub const LOG_NEW_EXEC_ON: u32 = 1 << 1;
 /// The backlog a `require` session raises the kernel's limit to, if it is lower.
 const BACKLOG_FOR_RUN: u32 = 8192;
 /// The most Landlock records one session keeps (beyond: counted as lost).
-pub const MAX_RECORDS: usize = 1_000_000;
+pub const MAX_RECORDS: usize = 250_000;
 /// The lock `require` sessions hold.
 const LOCK_PATH: &str = "/run/nexusmon-kernel-audit.lock";
 /// How long the end-of-run marker may take to come back.
