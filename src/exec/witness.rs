@@ -166,7 +166,11 @@ pub fn finish(
             harvest.socket_overflows
         ));
     }
-    if !harvest.synced {
+    if let Some(e) = &harvest.marker_error {
+        why.push(format!(
+            "the runner could not write its end-of-run marker into the audit stream ({e}), so the last records may be missing"
+        ));
+    } else if !harvest.synced {
         why.push(
             "the runner's end-of-run marker did not come back through the audit stream within 3 s, so the last records may be missing"
                 .into(),

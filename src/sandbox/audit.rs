@@ -632,6 +632,8 @@ pub struct Harvest {
     pub socket_overflows: u64,
     /// The end-of-run marker came back.
     pub synced: bool,
+    /// Why the marker could not be sent (`AUDIT_USER` needs `CAP_AUDIT_WRITE`).
+    pub marker_error: Option<String>,
     /// Audit was still enabled at the end.
     pub still_enabled: bool,
     /// The session enabled audit and put the previous state back.
@@ -651,7 +653,10 @@ impl AuditSession {
     pub fn finish(mut self) -> Harvest {
         let mut h = Harvest::default();
         if let Some(reader) = &self.reader {
-            h.synced = self.control.user_message(&reader.marker).is_ok() && reader.wait_synced();
+            match self.control.user_message(&reader.marker) {
+                Ok(()) => h.synced = reader.wait_synced(),
+                Err(e) => h.marker_error = Some(e),
+            }
         }
         if let Ok(s) = self.control.status() {
             h.kernel_lost = u64::from(s.lost.wrapping_sub(self.lost_before));
