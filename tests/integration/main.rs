@@ -28,6 +28,7 @@ mod readme;
 mod report;
 mod run;
 mod run_children;
+mod run_forkserver;
 mod run_failure;
 mod run_interrupt;
 mod run_isolation;
