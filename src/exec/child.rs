@@ -830,9 +830,7 @@ fn orphans(exclude: u32) -> Vec<u32> {
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| {
-            *p != exclude && Some(*p) != zygote && !crate::sandbox::cgroup::is_kept(*p)
-        })
+        .filter(|p| *p != exclude && Some(*p) != zygote && !crate::sandbox::cgroup::is_kept(*p))
         .collect()
 }
 

@@ -159,13 +159,16 @@ impl ForkServer {
     /// Start a server (`exe __forkserver`) from the calling thread (so it is born in that
     /// thread's cgroup).
     pub fn start(exe: &Path) -> Result<Self, String> {
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| format!("cannot create the fork server's socket: {e}"))?;
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| format!("cannot create the fork server's socket: {e}"))?;
         let child = Command::new(exe)
             .arg0("nexusmon-forkserver")
             .arg(FORK_SERVER_MODE)
             .env_clear()
             .current_dir("/")
+            // Not in the runner's process group: a terminal's ^C is the runner's to handle
+            // (it kills the children it runs and seals the bundle), not the server's.
+            .process_group(0)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -237,7 +240,10 @@ impl ForkServer {
         header[..4].copy_from_slice(&KIND_LAUNCH.to_ne_bytes());
         header[4..].copy_from_slice(&len.to_ne_bytes());
         if !send_with_fds(sock.as_raw_fd(), &header, &fds) {
-            return Err(self.give_up(format!("the fork server is gone: {}", std::io::Error::last_os_error())));
+            return Err(self.give_up(format!(
+                "the fork server is gone: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         (&*sock)
             .write_all(&payload)
@@ -378,11 +384,13 @@ fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
-        std::ptr::copy_nonoverlapping(
-            fds.as_ptr(),
-            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
-            fds.len(),
-        );
+        let slots = libc::CMSG_DATA(cmsg);
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(
+                slots.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                *fd,
+            );
+        }
         let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
         usize::try_from(n).is_ok_and(|n| n == data.len())
     }
@@ -412,12 +420,14 @@ fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> (usize, Vec<OwnedFd>) {
         let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let data = libc::CMSG_DATA(cmsg);
                 let header = libc::CMSG_LEN(0) as usize;
                 let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
                     / std::mem::size_of::<RawFd>();
                 for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.add(i));
+                    let fd = std::ptr::read_unaligned(
+                        data.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                    );
                     if fd >= 0 {
                         fds.push(OwnedFd::from_raw_fd(fd));
                     }
@@ -593,7 +603,11 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             // SAFETY: killing and reaping our own child.
             unsafe {
                 libc::kill(libc::pid_t::try_from(pid).unwrap_or(0), libc::SIGKILL);
-                libc::waitpid(libc::pid_t::try_from(pid).unwrap_or(0), std::ptr::null_mut(), 0);
+                libc::waitpid(
+                    libc::pid_t::try_from(pid).unwrap_or(0),
+                    std::ptr::null_mut(),
+                    0,
+                );
             }
         }
         return [REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0];
@@ -631,14 +645,7 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
         unsafe {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        return [
-            REPLY_SETUP_FAILED,
-            i64::from(step),
-            i64::from(e),
-            0,
-            0,
-            0,
-        ];
+        return [REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0];
     }
     [REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]
 }

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Tracking};
 use super::fixtures::{self, Scratch};
+use super::forkserver::ForkServer;
 use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
 use super::worker;
-use super::forkserver::ForkServer;
 use super::zygote::{NsInit, Zygote};
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env, Operation};
@@ -516,17 +516,13 @@ impl<'a> LiveExecutor<'a> {
             return Some(s.clone());
         }
         servers.retain(|(t, _)| *t != me);
-        match ForkServer::start(&self.helper_exe) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                servers.push((me, s.clone()));
-                Some(s)
-            }
-            Err(_) => {
-                self.servers_failed.store(true, Ordering::Relaxed);
-                None
-            }
-        }
+        let Ok(s) = ForkServer::start(&self.helper_exe) else {
+            self.servers_failed.store(true, Ordering::Relaxed);
+            return None;
+        };
+        let s = Arc::new(s);
+        servers.push((me, s.clone()));
+        Some(s)
     }
 
     /// The environment of a child: clean → `HOME`, `TMPDIR` (the child's scratch) plus the

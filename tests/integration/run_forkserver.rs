@@ -82,7 +82,8 @@ fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
             }
             scenarios.insert(p.to_string(), Value::Object(row));
         }
-        let fs = |allow: Value| json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": allow}}});
+        let fs =
+            |allow: Value| json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": allow}}});
         let profiles_doc = json!({"schema_version": 1, "registry_id": "fs", "profiles": {
             "usr": fs(json!([{"path": "/usr", "access": ["read"]}])),
             "scratch": fs(json!([{"path": "${SCRATCH}", "access": ["read"]}])),
@@ -101,17 +102,27 @@ fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
             .write("plans/fs/plan.json", &plan.to_string());
         let out = t.path().join("out").to_string_lossy().into_owned();
         let t = t.args([
-            "run", "--plan", "plans/fs/plan.json", "--out", &out, "--channel", "clean", "--jobs",
+            "run",
+            "--plan",
+            "plans/fs/plan.json",
+            "--out",
+            &out,
+            "--channel",
+            "clean",
+            "--jobs",
             "1",
         ]);
         let r = t.run();
         // A probe whose target does not exist is an error in both lanes: inconclusive.
-        let absent = scenarios
-            .values()
-            .any(|row| row.as_object().unwrap().keys().any(|k| k.starts_with("absent")));
+        let absent = scenarios.values().any(|row| {
+            row.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("absent"))
+        });
         r.code(i32::from(absent));
         let b = bundle(&t);
-        let mut seen = 0;
+        let mut observed = 0;
         for (file, lane) in [("baseline_results.json", 0), ("runtime_results.json", 1)] {
             for o in read(&b, file)["observations"].as_array().unwrap() {
                 let profile = o["profile_id"].as_str().unwrap();
@@ -125,10 +136,10 @@ fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
                     // It joined its own pids cgroup (passed to the server as a descriptor).
                     assert_eq!(o["processes"]["peak"], 1, "seed {seed:#x}: {o:#}");
                 }
-                seen += 1;
+                observed += 1;
             }
         }
-        assert!(seen > 10, "seed {seed:#x}: {seen} observations");
+        assert!(observed > 10, "seed {seed:#x}: {observed} observations");
     }
 }
 
@@ -210,7 +221,7 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
         d.join("link"),
         d.join("dangling"),
         d.join("missing"),
-        PathBuf::from("/proc/self/status"),
+        PathBuf::from("/proc/self/comm"),
         PathBuf::from("/usr/lib/os-release"),
     ];
     for _ in 0..16 {
@@ -259,7 +270,10 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
     assert!(!r.timed_out);
     assert!(helper::parse_line(&r.stdout.kept).is_none());
     // The same server goes on.
-    let r = child::run_child(&spec(request(&d.join("file")), d, Some(&server)), Tracking::None);
+    let r = child::run_child(
+        &spec(request(&d.join("file")), d, Some(&server)),
+        Tracking::None,
+    );
     assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
     assert!(!server.is_broken());
     assert_eq!(server.pid(), pid);
