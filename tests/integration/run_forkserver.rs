@@ -284,3 +284,85 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
         "the server ends with its socket and is reaped"
     );
 }
+
+/// Generated identities and kept capabilities, with and without a PID namespace of its own:
+/// a forked child is who an executed helper is — same uid, gid, five capability sets, pid
+/// (2, under the placeholder init), view of the runner and of its environment.
+#[test]
+fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_executed_one() {
+    use nexusmon::exec::zygote::Zygote;
+    use nexusmon::model::results::ChildPrivileges;
+    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+    let runner = RunnerPrivileges::current();
+    if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
+        return; // needs root with CAP_SYS_ADMIN (as the suite runs on this machine)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let zygote = Zygote::start(&bin()).unwrap();
+    let mut rng = Rng(0x1DE_7717_CA95);
+    for round in 0..8 {
+        let kept = if round % 3 == 0 {
+            0
+        } else {
+            rng.next() & runner.effective & runner.bounding & ((1u64 << 41) - 1)
+        };
+        let (uid, identity) = match rng.below(3) {
+            0 => (0, false),
+            1 => (65534, true),
+            _ => (1000 + u32::try_from(rng.below(1000)).unwrap(), true),
+        };
+        let pid_ns = round % 2 == 0;
+        let privileges = ChildPrivileges {
+            applied: true,
+            uid,
+            gid: uid,
+            identity,
+            capabilities: privilege::caps_names(kept),
+            cap_last: runner.cap_last,
+            bounding_cleared: true,
+            pid_namespace: pid_ns,
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let (iso, _) = Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: Ok(()),
+            scratch: d,
+            host_read_only: false,
+            read_only_inputs: &[],
+        });
+        let observe = |server: Option<&Arc<ForkServer>>| {
+            let init = pid_ns.then(|| Arc::new(zygote.new_init().unwrap()));
+            let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
+            req.op = "noop".into();
+            req.observe_runner = Some(std::process::id());
+            let mut s = spec(req.to_args().unwrap(), Path::new("/"), server);
+            s.isolation = Some(iso.clone());
+            s.ns_init = init;
+            let r = child::run_child(&s, Tracking::None);
+            assert_eq!(r.ended, Ended::Exited(0), "round {round}: {r:?}");
+            let mut me = helper::parse_line(&r.stdout.kept)
+                .and_then(|l| l.child_self)
+                .expect("the child saw itself");
+            me.ns_pids.remove(0); // its pid in the runner's namespace differs
+            if !pid_ns {
+                me.pid = 0;
+            }
+            me
+        };
+        let (forked, executed) = (observe(Some(&server)), observe(None));
+        assert_eq!(forked, executed, "round {round}: uid {uid} kept {kept:#x}");
+        assert_eq!(forked.uid, uid);
+        assert_eq!(forked.cap_eff, format!("{kept:016x}"), "round {round}");
+        assert_eq!(forked.cap_bnd, format!("{kept:016x}"), "round {round}");
+        if pid_ns {
+            assert_eq!(forked.pid, 2, "round {round}");
+            assert!(!forked.sees_runner);
+        }
+    }
+}
