@@ -51,7 +51,8 @@ use crate::{Error, Result};
 /// on it; each lane has its own, so the lanes never see each other's work.
 pub fn mission_workspace(scratch: &Scratch, lane: Lane) -> Result<PathBuf> {
     let d = scratch.root().join("mission").join(lane.as_str());
-    std::fs::create_dir_all(&d).map_err(|e| Error::io("create scratch directory", &d, e))?;
+    // Never through a symlink: a task of another lane may have planted one beside its own.
+    crate::util::fsx::create_dir_all(&d)?;
     Ok(d)
 }
 
