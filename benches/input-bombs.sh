@@ -16,6 +16,15 @@
 #   many-probes      a registry of 3,400 probes (~48,000 values), all valid
 #   many-rules       a profile of 8,000 allow rules (host paths resolved, scratch paths
 #                    normalized, each compared with the rules above it: NX303 on half)
+#   loop-bomb-list   `list-templates` with a project template whose probe tags nest four
+#                    `$for` over a 64-port list (64^4 tags if expanded): refused at the first
+#                    value over the budget
+#   loop-bomb-build  `plan-build` of that template
+#   loop-bomb-7      `plan-build` of the same with seven nested loops
+#   tmpl-alias-bomb  `list-templates` with a YAML alias bomb in templates/*/template.yaml
+#   list-plans-bombs `list-plans` of the project holding every plan above (each bomb listed as
+#                    a plan that does not load; the listing goes on)
+#   packet-100mb     `promote` of a 100 MB "packet": refused from its size before it is read
 #
 # Each case: the median wall time over RUNS runs (default 10) with hyperfine (1 warm-up run;
 # the commands exit 1 on purpose, so failures are ignored), its ratio to the reference's
@@ -82,15 +91,47 @@ printf 'bytes: alias-bomb %s, wide-aliases %s, many-findings %s, many-probes reg
   "$(stat -c %s "$W/plans/alias-bomb/plan.yaml")" "$(stat -c %s "$W/plans/wide-aliases/plan.yaml")" \
   "$(stat -c %s "$W/plans/many-findings/plan.json")" "$(stat -c %s "$W/registry/big/probes.json")"
 
-# measure PLAN → "median_seconds max_kib exit"
+python3 - "$W" <<'EOF'
+import json, os, sys
+w = sys.argv[1]
+def put(rel, text):
+    p = os.path.join(w, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as f:
+        f.write(text)
+def loops(n):
+    item = "t" + "".join("-${v%d}" % i for i in range(n))
+    for i in reversed(range(n)):
+        item = {"$for": "v%d in ports" % i, "$item": item}
+    return {"schema_version": 1, "template_id": "bomb", "description": "loops",
+        "parameters": {"ports": {"type": "port-list", "description": "p",
+            "default": list(range(1000, 1064)), "max_items": 64}},
+        "plan": {"kind": "experiment", "profiles": ["p"], "scenarios": {"p": {"x": "allow"}}},
+        "probes": {"x": {"operation": "file-read", "target": "/etc/hostname", "tags": [item]}},
+        "profiles": {"p": {"landlock": {"abi": 3, "fs": {"handle": "all",
+            "allow": [{"path": "/etc", "access": ["read"]}]}}}}}
+put("t4/templates/bomb/template.json", json.dumps(loops(4), indent=2))
+put("t7/templates/bomb/template.json", json.dumps(loops(7), indent=2))
+y = "schema_version: 1\ntemplate_id: yb\ndescription: x\nparameters: {}\nplan: {kind: experiment}\nprobes: {}\nprofiles: {}\n"
+y += "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+for i in range(1, 10):
+    y += "l%d: &l%d [%s]\n" % (i, i, ",".join(["*l%d" % (i - 1)] * 10))
+put("ty/templates/yb/template.yaml", y)
+with open(os.path.join(w, "packet-100mb.json"), "w") as f:
+    f.write('{"packet_version": 1, "pad": "')
+    f.truncate(100_000_000)
+EOF
+
+# measure "ARGS…" [DIR] → "median_seconds max_kib exit" (the binary run in DIR, default $W)
 measure() {
-  local plan=$1 rss=0 x=0
+  local args=$1 dir=${2:-$W} rss=0 x=0
   hyperfine --style none --warmup 1 --runs "$RUNS" -i --export-json "$W/h.json" \
-    "$BIN plan-lint $plan" >/dev/null 2>&1
+    "cd $dir && $BIN $args" >/dev/null 2>&1
   local med
   med=$(python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$W/h.json")
   for _ in 1 2 3; do
-    /usr/bin/time -f '%M %x' -o "$W/t" "$BIN" plan-lint "$plan" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086
+    (cd "$dir" && /usr/bin/time -f '%M %x' -o "$W/t" "$BIN" $args >/dev/null 2>&1) || true
     read -r m x < <(tail -n 1 "$W/t") || true
     (( m > rss )) && rss=$m
   done
@@ -98,13 +139,25 @@ measure() {
 }
 
 cd "$W"
-read -r ref_t ref_m ref_x <<<"$(measure plans/quickstart/plan.json)"
+read -r ref_t ref_m ref_x <<<"$(measure "plan-lint plans/quickstart/plan.json")"
 printf '%-15s %10s %10s %6s %8s %s\n' case median_s peak_MiB exit ratio verdict
 printf '%-15s %10s %10.1f %6s %8s\n' reference "$ref_t" "$(echo "$ref_m/1024" | bc -l)" "$ref_x" 1.0
 fail=0
-for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules; do
-  plan=$(ls plans/$c/plan.* | head -1)
-  read -r t m x <<<"$(measure "$plan")"
+case_cmd() {
+  case $1 in
+    loop-bomb-list) echo "list-templates|$W/t4" ;;
+    loop-bomb-build) echo "plan-build --template bomb --out gen|$W/t4" ;;
+    loop-bomb-7) echo "plan-build --template bomb --out gen|$W/t7" ;;
+    tmpl-alias-bomb) echo "list-templates|$W/ty" ;;
+    list-plans-bombs) echo "list-plans|$W" ;;
+    packet-100mb) echo "promote --packets $W/packet-100mb.json --out $W/mappings|$W" ;;
+    *) echo "plan-lint $(ls plans/$1/plan.* | head -1)|$W" ;;
+  esac
+}
+for c in alias-bomb deep-yaml deep-json too-large wide-aliases many-findings many-probes many-rules \
+    loop-bomb-list loop-bomb-build loop-bomb-7 tmpl-alias-bomb list-plans-bombs packet-100mb; do
+  IFS='|' read -r args dir <<<"$(case_cmd "$c")"
+  read -r t m x <<<"$(measure "$args" "$dir")"
   mib=$(echo "$m/1024" | bc -l)
   ratio=$(echo "$t/$ref_t" | bc -l)
   ok=$(echo "$t < 1.0 && $mib < 64" | bc -l)

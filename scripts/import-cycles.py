@@ -149,6 +149,7 @@ LAYERS = [
     ["promote"],
     ["govern"],
     ["template"],
+    ["serve"],
     ["cli"],
 ]
 

@@ -12,7 +12,7 @@
 //! - [`source`]: JSON and YAML documents with line/column spans, the base of loading and lint.
 //! - [`load`]: finding the project, loading a plan with its registry, computing `plan_digest`.
 //! - [`lint`], [`exec`], [`sandbox`], [`bundle`], [`promote`], [`govern`], [`report`],
-//!   [`template`], [`sign`] (SSHSIG signing): one concern each.
+//!   [`template`], [`sign`] (SSHSIG signing), [`serve`] (the cockpit): one concern each.
 
 pub mod bundle;
 pub mod cli;
@@ -25,6 +25,7 @@ pub mod model;
 pub mod promote;
 pub mod report;
 pub mod sandbox;
+pub mod serve;
 pub mod sign;
 pub mod source;
 pub mod template;

@@ -462,16 +462,27 @@ fn check_rollback(
     let Ok(entries) = std::fs::read_dir(out_root) else {
         return;
     };
+    // The run named by the out root's lock (still holding it, or dead without releasing it)
+    // may have published its bundle and not yet — or never, if it was killed in between —
+    // updated LATEST: that is the writer's own commit order, not a rollback. The next run
+    // takes the lock over and moves LATEST past it.
+    let publishing = super::lock::current_holder(out_root).and_then(|h| h.run_id);
     let mut newest: Option<String> = None;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name == latest.run_id || !e.path().join(INDEX_FILE).is_file() {
+        if name.starts_with('.')
+            || name == latest.run_id
+            || publishing.as_deref() == Some(name.as_str())
+            || !e.path().join(INDEX_FILE).is_file()
+        {
             continue;
         }
-        let Some(st) = std::fs::read(e.path().join(STATUS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok())
-        else {
+        let Some(st) = crate::util::fsx::read_capped(
+            &e.path().join(STATUS_FILE),
+            crate::util::limits::MAX_STATE_BYTES,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RunStatusFile>(&b).ok()) else {
             continue;
         };
         let Some(at) = st.finished_at.as_deref() else {

@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -62,11 +62,8 @@ pub(crate) fn write_durable_hooked(
 
 /// Make `rels` under `base` read-only (0444).
 pub(crate) fn make_read_only(base: &Path, rels: &[&str]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     for rel in rels {
-        let p = base.join(rel);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444))
-            .map_err(|e| Error::io("make read-only", &p, e))?;
+        fsx::set_mode(&base.join(rel), 0o444)?;
     }
     Ok(())
 }
@@ -130,72 +127,10 @@ fn cstring(p: &Path) -> Result<CString> {
         .map_err(|_| Error::runner("path contains a NUL byte").with_path(p))
 }
 
-/// `struct open_how` of `openat2(2)` (libc's is `non_exhaustive`).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// Open `rel` (a `/`-separated relative path) beneath the directory `dir` for reading,
-/// refusing any symlink on the way and any escape from `dir`: `openat2` with
-/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`. Where `openat2` does not exist (Linux < 5.6),
-/// falls back to `openat(O_NOFOLLOW)`, which protects the last component only.
-/// Reading evidence does not touch it: `O_NOATIME` where allowed (the file's owner or
-/// root), so a check does not dirty every inode it reads.
-pub(crate) fn open_beneath(dir: &File, rel: &str) -> io::Result<File> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static NOATIME_DENIED: AtomicBool = AtomicBool::new(false);
-    // O_NONBLOCK: a FIFO swapped in after the listing must not hang the open.
-    let plain =
-        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK;
-    if !NOATIME_DENIED.load(Ordering::Relaxed) {
-        match open_beneath_flags(dir, rel, plain | libc::O_NOATIME) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                NOATIME_DENIED.store(true, Ordering::Relaxed);
-            }
-            r => return r,
-        }
-    }
-    open_beneath_flags(dir, rel, plain)
-}
-
-fn open_beneath_flags(dir: &File, rel: &str, flags: libc::c_int) -> io::Result<File> {
-    let c = CString::new(rel).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let how = OpenHow {
-        flags: u64::try_from(flags).unwrap_or(0),
-        mode: 0,
-        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, C string and a correctly sized open_how.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &raw const how,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    let fd = if rc >= 0 {
-        rc
-    } else {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(err);
-        }
-        // SAFETY: openat with a valid dirfd and C string.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::c_long::from(fd)
-    };
-    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: fd is a freshly opened descriptor we own.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
+/// Open a bundle member beneath the bundle directory for reading, without following any
+/// symlink or leaving the directory (`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`):
+/// the crate's one helper, [`crate::util::nofollow::open_beneath`].
+pub(crate) use crate::util::nofollow::open_beneath;
 
 /// Open a directory (for `openat2`, `syncfs` and `fsync`).
 pub(crate) fn open_dir(path: &Path) -> io::Result<File> {

@@ -122,17 +122,17 @@ impl OutLock {
                 "pass --out DIR naming a directory that can be created and written (default: the project's out/)",
             )
         };
-        std::fs::create_dir_all(out_root)
-            .map_err(|e| unusable("create the out root", out_root, e))?;
+        // Never through a symlink (the out root, and every directory on the way to it).
+        let dir = crate::util::nofollow::Dir::create_or_why(out_root).map_err(|w| match w {
+            crate::util::nofollow::WalkError::NotDir(_, e)
+            | crate::util::nofollow::WalkError::Io(_, _, e) => {
+                unusable("create the out root", out_root, e)
+            }
+            symlink @ crate::util::nofollow::WalkError::Symlink(_) => Error::from(symlink),
+        })?;
         let path = out_root.join(super::LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
+        let mut file = dir
+            .open_rw(std::ffi::OsStr::new(super::LOCK_FILE), 0o644)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EROFS | libc::EACCES | libc::EPERM | libc::ENOTDIR) => {
                     unusable("write into the out root", &path, e)

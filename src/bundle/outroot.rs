@@ -113,9 +113,12 @@ pub fn out_root_state(out_root: &Path) -> Result<OutRootState> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let status: Option<RunStatusFile> = std::fs::read(p.join(STATUS_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let status: Option<RunStatusFile> = crate::util::fsx::read_capped(
+                &p.join(STATUS_FILE),
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
             let (mut files, mut bytes) = (0, 0);
             if let Ok(nodes) = tree::walk(&p) {
                 for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {

@@ -125,6 +125,14 @@ impl Bundle {
         let entry = self.entry(rel).ok_or_else(|| {
             Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
         })?;
+        if entry.size > crate::util::limits::MAX_MEMBER_BYTES {
+            return Err(crate::util::fsx::too_large(
+                &path,
+                crate::util::limits::MAX_MEMBER_BYTES,
+                "a bundle member read into memory",
+                None,
+            ));
+        }
         let mut f = fsio::open_beneath(&self.dir_fd, rel)
             .map_err(|e| Error::io("open bundle member", &path, e))?;
         let bytes = fsio::read_limited(&mut f, entry.size)
@@ -250,8 +258,14 @@ impl UnverifiedBundle {
         }
         let mut f = fsio::open_beneath(&self.dir_fd, rel)
             .map_err(|e| Error::io_input("open bundle member", &path, e))?;
-        fsio::read_limited(&mut f, u64::MAX - 1)
-            .map_err(|e| Error::io_input("read bundle member", &path, e))
+        let max = crate::util::limits::MAX_MEMBER_BYTES;
+        fsio::read_limited(&mut f, max).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                crate::util::fsx::too_large(&path, max, "a bundle member read into memory", None)
+            } else {
+                Error::io_input("read bundle member", &path, e)
+            }
+        })
     }
 
     /// Read member `rel` and parse it as JSON.

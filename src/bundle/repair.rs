@@ -142,7 +142,7 @@ pub fn repair_bundle(path: &Path, lock: LockOptions) -> Result<RepairOutcome> {
     for f in super::signature::SIGNATURE_FILES {
         let p = dir.join(f);
         if std::fs::symlink_metadata(&p).is_ok() {
-            std::fs::remove_file(&p).map_err(|e| Error::io("remove the old signature", &p, e))?;
+            crate::util::fsx::remove_file(&p)?;
         }
     }
     let mut dirs: Vec<String> = tree::walk(&dir)?

@@ -286,13 +286,17 @@ pub fn check_signature(
         (_, Some(Err(e))) => return invalid(None, ENVELOPE_FILE, format!("cannot read: {e}")),
         (Some(Ok(s)), env) => (s, env),
     };
-    let text = String::from_utf8_lossy(&sig);
-    let key = match sign::verify_armored(&text, BUNDLE_NAMESPACE, index_bytes) {
+    let key = match sign::verify_armored(&sig, BUNDLE_NAMESPACE, index_bytes) {
         Ok(k) => k,
         Err(why) => {
-            let signer = ssh_key::SshSig::from_pem(text.trim())
+            let signer = sign::dearmor(&sig)
                 .ok()
                 .map(|s| sign::fingerprint(&PublicKey::from(s.public_key().clone())));
+            let why = match why {
+                sign::SigError::WeakKey(m) => format!("weak-key: {m}"),
+                sign::SigError::Malformed(m) => format!("signature-malformed: {m}"),
+                other => other.to_string(),
+            };
             return invalid(signer, SIG_FILE, why);
         }
     };

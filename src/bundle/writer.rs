@@ -171,6 +171,8 @@ pub fn clean_staging(lock: &OutLock) -> Result<Vec<String>> {
     let out_root = lock.out_root();
     let mut removed = Vec::new();
     let staging = out_root.join(STAGING_DIR);
+    // Never list (and empty) a directory a symlink points to.
+    crate::util::nofollow::check_dir_path(&staging)?;
     if staging.is_dir() {
         for p in crate::util::fsx::read_dir_sorted(&staging)? {
             let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("stat", &p, e))?;
@@ -222,7 +224,7 @@ impl StagedBundle {
         let lock = OutLock::acquire_for_plan(&opts.out_root, opts.lock, Some(&run_id), plan_id)?;
         let cleaned = clean_staging(&lock)?;
         let staging_root = opts.out_root.join(STAGING_DIR);
-        crate::util::fsx::create_dir_all(&staging_root)?;
+        let staging = crate::util::nofollow::Dir::create(&staging_root)?;
         let mut attempts = 0;
         let dir = loop {
             attempts += 1;
@@ -231,7 +233,7 @@ impl StagedBundle {
             let taken = if std::fs::symlink_metadata(&final_dir).is_ok() {
                 final_dir
             } else {
-                match std::fs::create_dir(&dir) {
+                match staging.mkdir(std::ffi::OsStr::new(&run_id), 0o777) {
                     Ok(()) => break dir,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => dir,
                     Err(e) => return Err(Error::io("create the staging directory", &dir, e)),

@@ -175,6 +175,12 @@ pub enum Command {
         after_help = "Examples:\n  nexusmon review\n  nexusmon review show mission:mission-demo\n  nexusmon --json review --packets promotion/"
     )]
     Review(ReviewArgs),
+    /// The cockpit: a local web service over the runs, packets, missions, omens, evolution
+    /// and audit log this project keeps (pages and a JSON API under /v1/). Never runs a plan.
+    #[command(
+        after_help = "Examples:\n  nexusmon serve\n  nexusmon serve --bind 127.0.0.1:8012 --out out --packets promotion --token-file ~/.nexusmon-token\n  curl -s http://127.0.0.1:8012/v1/runs"
+    )]
+    Serve(ServeArgs),
     /// Edit the trust file (operator keys and their roles).
     #[command(
         after_help = "Examples:\n  nexusmon trust add ~/.ssh/id_ed25519.pub --principal alice --role approver"
@@ -405,6 +411,10 @@ pub struct ReportArgs {
     /// A mappings directory (`promote --out`): its per-profile signatures and conflicts.
     #[arg(long, value_name = "DIR", group = "input")]
     pub mappings: Option<PathBuf>,
+    /// Largest mapping file read, in bytes: mappings grow with every packet promoted, and
+    /// a file over the limit is refused before it is read (input limits: README).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::util::limits::MAX_MAPPING_BYTES)]
+    pub max_mapping_bytes: u64,
     /// Where to write the report (default: `report.html` for html; stdout otherwise).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -466,6 +476,35 @@ pub struct ReviewArgs {
     /// Directories (or files) of promotion packets (default: `<root>/promotion`).
     #[arg(long = "packets", value_name = "DIR", global = true)]
     pub packets: Vec<PathBuf>,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs --token-file (and then every
+    /// request needs the token).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8012")]
+    pub bind: std::net::SocketAddr,
+    /// Out roots whose bundles to show (repeatable; default: `<root>/out`).
+    #[arg(long = "out", value_name = "DIR")]
+    pub out: Vec<PathBuf>,
+    /// Directories of promotion packets for the review queue (default: `<root>/promotion`).
+    #[arg(long = "packets", value_name = "DIR")]
+    pub packets: Vec<PathBuf>,
+    /// Directories of mission plans (default: `<root>/plans`).
+    #[arg(long = "plans", value_name = "DIR")]
+    pub plans: Vec<PathBuf>,
+    /// File holding the bearer token (one line, mode 600). Approval uploads need it even on
+    /// loopback; without it they are disabled.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds between scans of the out roots (new and changed bundles appear then).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub rescan: f64,
+    /// Seconds after which a bundle is verified again in full even if its metadata did not
+    /// change.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub reverify: u64,
 }
 
 /// `review …`.
@@ -672,6 +711,10 @@ pub struct PromoteArgs {
     /// directory's trusted_signers, if there is one).
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
+    /// Largest mapping file read, in bytes: mappings grow with every packet promoted, and
+    /// a file over the limit is refused before it is read (input limits: README).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::util::limits::MAX_MAPPING_BYTES)]
+    pub max_mapping_bytes: u64,
 }
 
 /// `list-plans`.
@@ -763,6 +806,10 @@ pub struct PlanBuildArgs {
     /// Do not write expected_matrix.json.
     #[arg(long)]
     pub no_expected_matrix: bool,
+    /// Most scenarios (profile × probe) the build may generate; a template's loops
+    /// multiply, so a larger plan is refused unless you raise this (input limits: README).
+    #[arg(long, value_name = "N", default_value_t = crate::util::limits::MAX_TEMPLATE_SCENARIOS)]
+    pub max_scenarios: usize,
 }
 
 /// `evolve`.

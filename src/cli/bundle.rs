@@ -109,7 +109,7 @@ pub(crate) fn render_report(r: &Report) -> String {
 
 fn print_report(ctx: &Ctx, io: &mut Io<'_>, r: &Report) -> Result<i32> {
     if ctx.json {
-        io.out_bytes(&crate::util::json::to_sorted_pretty(r)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(r)?)?;
     } else if !(ctx.quiet && r.is_valid()) {
         io.out_bytes(render_report(r).as_bytes())?;
     }
@@ -149,7 +149,7 @@ pub fn reindex(ctx: &Ctx, io: &mut Io<'_>, a: &ReindexArgs) -> Result<i32> {
             "before": outcome.before,
             "after": outcome.after,
         });
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(&v)?)?;
         return Ok(exit_code::OK);
     }
     let Some(rec) = &outcome.record else {
@@ -257,7 +257,7 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
             "cleaned": outcome.cleaned,
             "took_over": outcome.took_over,
         });
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(&v)?)?;
     } else if !ctx.quiet {
         io.errln(format!(
             "sealed {} at {}: {} files, {}",

@@ -21,7 +21,7 @@ use crate::util::{fsx, json};
 use crate::{Result, exit_code};
 
 fn write_json(io: &mut Io<'_>, v: &impl serde::Serialize) -> Result<()> {
-    io.out_bytes(&json::to_sorted_pretty(v)?)
+    io.out_json(&json::to_sorted_pretty(v)?)
 }
 
 // ---------------------------------------------------------------------------------------

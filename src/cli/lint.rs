@@ -49,7 +49,11 @@ fn emit(
             .map_or(String::new(), |(head, _)| format!("{head}\n"));
         bytes = trimmed.into_bytes();
     }
-    io.out_bytes(&bytes)?;
+    if matches!(fmt, Format::Json | Format::Sarif) {
+        io.out_json(&bytes)?;
+    } else {
+        io.out_bytes(&bytes)?;
+    }
     if fmt != Format::Human && !ctx.quiet {
         io.errln(format!("{command}: {}", format::summary(report)))?;
     }

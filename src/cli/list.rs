@@ -27,7 +27,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 fn write_json<T: Serialize>(io: &mut Io<'_>, v: &T) -> Result<i32> {
     let bytes = crate::util::json::to_sorted_pretty(v)?;
-    io.out_bytes(&bytes)?;
+    io.out_json(&bytes)?;
     Ok(exit_code::OK)
 }
 

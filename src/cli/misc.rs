@@ -11,6 +11,7 @@ pub fn completions(io: &mut Io<'_>, a: &CompletionsArgs) -> Result<i32> {
     let mut buf = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "nexusmon", &mut buf);
     io.out
+        .raw()
         .write_all(&buf)
         .map_err(|e| Error::io("write", "<stdout>", e))?;
     Ok(exit_code::OK)

@@ -14,6 +14,7 @@ pub mod render;
 mod review;
 mod run;
 mod sandbox;
+mod serve;
 mod status;
 mod template;
 
@@ -23,15 +24,22 @@ use std::path::PathBuf;
 pub use args::Cli;
 use args::{ColorChoice, Command, GlobalArgs};
 
+use crate::util::term::Term;
 use crate::{Error, Result, exit_code};
 
 /// Where command output goes. `main.rs` passes the process's stdout and stderr; tests pass
 /// buffers.
+///
+/// Both streams are [`Term`] writers: everything written to them is human output and has
+/// its control characters escaped ([`crate::util::term`]), whatever it came from (a file
+/// name, a probe's output, an error message); this is the choke point, so no handler has to
+/// remember it. JSON goes out byte-exact through [`Io::out_json`] (or the whole of stdout
+/// with `--json`), since JSON escapes control characters itself.
 pub struct Io<'a> {
     /// Machine output (and human output of listing commands).
-    pub out: &'a mut dyn Write,
+    pub out: Term<'a>,
     /// Human diagnostics, progress, summaries.
-    pub err: &'a mut dyn Write,
+    pub err: Term<'a>,
     /// Whether stderr is a terminal (progress bars only then).
     pub err_is_tty: bool,
     /// Whether stdout is a terminal.
@@ -46,7 +54,31 @@ impl std::fmt::Debug for Io<'_> {
     }
 }
 
-impl Io<'_> {
+impl<'a> Io<'a> {
+    /// The process's (or a test's) streams, escaped for a terminal, colour off until
+    /// [`run`] decides.
+    pub fn new(
+        out: &'a mut dyn Write,
+        err: &'a mut dyn Write,
+        out_is_tty: bool,
+        err_is_tty: bool,
+    ) -> Self {
+        Self {
+            out: Term::new(out),
+            err: Term::new(err),
+            err_is_tty,
+            out_is_tty,
+        }
+    }
+
+    /// Write machine output (JSON) to stdout byte-exact, bypassing the terminal escaping.
+    pub fn out_json(&mut self, b: &[u8]) -> Result<()> {
+        self.out
+            .raw()
+            .write_all(b)
+            .map_err(|e| Error::io("write", "<stdout>", e))
+    }
+
     /// Write a line to stdout, naming stdout in the error.
     pub fn outln(&mut self, s: impl AsRef<str>) -> Result<()> {
         writeln!(self.out, "{}", s.as_ref()).map_err(|e| Error::io("write", "<stdout>", e))
@@ -57,7 +89,7 @@ impl Io<'_> {
         writeln!(self.err, "{}", s.as_ref()).map_err(|e| Error::io("write", "<stderr>", e))
     }
 
-    /// Write raw bytes to stdout.
+    /// Write human text to stdout (escaped).
     pub fn out_bytes(&mut self, b: &[u8]) -> Result<()> {
         self.out
             .write_all(b)
@@ -127,8 +159,15 @@ impl Ctx {
 /// `{"error": …}` object on stdout.
 pub fn run(cli: Cli, io: &mut Io<'_>) -> i32 {
     let json = cli.global.json;
-    let result = Ctx::resolve(&cli.global, io.err_is_tty, io.out_is_tty)
-        .and_then(|ctx| dispatch(cli.command, &ctx, io));
+    if json {
+        // All of stdout is JSON: byte-exact.
+        io.out.set_raw(true);
+    }
+    let result = Ctx::resolve(&cli.global, io.err_is_tty, io.out_is_tty).and_then(|ctx| {
+        io.err.set_color(ctx.color);
+        io.out.set_color(ctx.color_out);
+        dispatch(cli.command, &ctx, io)
+    });
     match result {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => exit_code::OK,
@@ -166,13 +205,14 @@ fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
         Command::Report(a) => review::report(ctx, io, &a),
         Command::Diff(a) => review::diff(ctx, io, &a),
         Command::Review(a) => review::review(ctx, io, &a),
+        Command::Serve(a) => serve::serve(ctx, io, &a),
         Command::Trust(a) => review::trust(ctx, io, &a),
         Command::Audit(a) => govern::audit(ctx, io, &a),
         Command::Omens(a) => govern::omens(ctx, io, &a),
         Command::Missions(a) => govern::missions(ctx, io, &a),
         Command::Init(a) => govern::init(ctx, io, &a),
         Command::Completions(a) => misc::completions(io, &a),
-        Command::Probe(a) => Ok(crate::exec::probe_helper_main(&a.args, io.out)),
+        Command::Probe(a) => Ok(crate::exec::probe_helper_main(&a.args, io.out.raw())),
         #[cfg(feature = "fault-injection")]
         Command::BundleWrite(a) => bundle::bundle_write(ctx, io, &a),
     }

@@ -70,7 +70,7 @@ pub fn emit(ctx: &Ctx, io: &mut Io<'_>, a: &EmitPromotionArgs) -> Result<i32> {
     )?;
     let p = &o.packet;
     if ctx.json {
-        io.out_bytes(&json::to_sorted_pretty(&json!({
+        io.out_json(&json::to_sorted_pretty(&json!({
             "written": o.written,
             "packet": o.packet_path,
             "statement": o.statement_path,
@@ -177,7 +177,7 @@ pub fn summarize_ops(ctx: &Ctx, io: &mut Io<'_>, a: &SummarizeOpsArgs) -> Result
         }
     }
     if ctx.json {
-        io.out_bytes(&bytes)?;
+        io.out_json(&bytes)?;
     } else if a.out.is_none() {
         io.out_bytes(ops_table(&summary).as_bytes())?;
     }
@@ -265,7 +265,7 @@ pub(super) fn report_refused(
     nothing_written: &str,
 ) -> Result<i32> {
     if ctx.json {
-        io.out_bytes(&json::to_sorted_pretty(&json!({
+        io.out_json(&json::to_sorted_pretty(&json!({
             "written": false,
             "refused": refused.iter().map(|r| json!({
                 "packet": r.path,
@@ -304,6 +304,7 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         packets,
         out: abs(ctx, &a.out),
         root: ctx.root.clone(),
+        max_mapping_bytes: a.max_mapping_bytes,
     };
     let o = promotion::promote_and_record(
         &settings,
@@ -324,7 +325,7 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
     });
     let scenarios = o.op_summary.as_ref().map_or(0, |s| s.totals.scenarios);
     if ctx.json {
-        io.out_bytes(&json::to_sorted_pretty(&json!({
+        io.out_json(&json::to_sorted_pretty(&json!({
             "written": o.changed,
             "mappings": o.out,
             "added": o.added,

@@ -1,6 +1,7 @@
 //! Rendering errors (and other shared human output) in one place.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::Io;
 use crate::Error;
@@ -27,7 +28,7 @@ pub fn error(e: &Error, json: bool, io: &mut Io<'_>) {
             }
         });
         if let Ok(line) = crate::util::json::to_sorted_line(&v) {
-            let _ = writeln!(io.out, "{line}");
+            let _ = writeln!(io.out.raw(), "{line}");
         }
     }
 }

@@ -158,13 +158,7 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
     let (entries, sigs) = if let Some(m) = &a.mappings {
         let path = abs(ctx, m).join(crate::model::mapping::SIGNATURES_FILE);
         let sigs: crate::model::mapping::RuntimeSignatures =
-            serde_json::from_slice(&fsx::read_input(&path)?).map_err(|e| {
-                Error::input(
-                    &path,
-                    "is not a runtime_signatures.json written by `promote`",
-                )
-                .with_source(e)
-            })?;
+            crate::promote::mapping::parse_file(&path, a.max_mapping_bytes)?;
         (Vec::new(), Some(sigs))
     } else {
         let given: Vec<PathBuf> = a.packet.iter().map(|p| abs(ctx, p)).collect();
@@ -230,7 +224,7 @@ pub fn diff(ctx: &Ctx, io: &mut Io<'_>, a: &DiffArgs) -> Result<i32> {
         (None, false) => DiffFormat::Human,
     };
     match format {
-        DiffFormat::Json => io.out_bytes(&json::to_sorted_pretty(&d)?)?,
+        DiffFormat::Json => io.out_json(&json::to_sorted_pretty(&d)?)?,
         DiffFormat::Markdown => io.out_bytes(crate::report::diff::markdown(&d).as_bytes())?,
         DiffFormat::Human => io.out_bytes(crate::report::diff::human(&d).as_bytes())?,
     }
@@ -265,7 +259,7 @@ pub fn review(ctx: &Ctx, io: &mut Io<'_>, a: &ReviewArgs) -> Result<i32> {
         None => {
             let items = review::queue(sd.as_deref(), &ctx.root, &ctx.cwd, &plans, &packets, now)?;
             if ctx.json {
-                io.out_bytes(&json::to_sorted_pretty(&json!({ "items": items }))?)?;
+                io.out_json(&json::to_sorted_pretty(&json!({ "items": items }))?)?;
                 return Ok(exit_code::OK);
             }
             if items.is_empty() {
@@ -296,7 +290,7 @@ pub fn review(ctx: &Ctx, io: &mut Io<'_>, a: &ReviewArgs) -> Result<i32> {
                 now,
             )?;
             if ctx.json {
-                io.out_bytes(&json::to_sorted_pretty(&d)?)?;
+                io.out_json(&json::to_sorted_pretty(&d)?)?;
                 return Ok(exit_code::OK);
             }
             let mut s = format!("{}  [{}]  {}\n", d.item.id, d.item.state, d.item.title);
@@ -360,7 +354,7 @@ pub fn trust(ctx: &Ctx, io: &mut Io<'_>, a: &TrustArgs) -> Result<i32> {
         &add.roles,
     )?;
     if ctx.json {
-        io.out_bytes(&json::to_sorted_pretty(&json!({
+        io.out_json(&json::to_sorted_pretty(&json!({
             "trust_file": done.path,
             "line": done.line,
             "text": done.text,

@@ -7,6 +7,7 @@
 //! to do (the `approve` and `ssh-keygen -Y sign` commands) before the error.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::args::{Channel, LockMode, RunArgs, RunFormat, Show};
 use super::{Ctx, Io};
@@ -37,9 +38,8 @@ impl EventSink for CliSink<'_, '_> {
         if self.json && self.error.is_none() {
             match json::to_sorted_line(e) {
                 Ok(line) => {
-                    if let Err(err) =
-                        writeln!(self.io.out, "{line}").and_then(|()| self.io.out.flush())
-                    {
+                    let out = self.io.out.raw();
+                    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
                         self.error = Some(Error::io("write", "<stdout>", err));
                     }
                 }
@@ -83,7 +83,11 @@ impl EventSink for CliSink<'_, '_> {
                     b.inc(1);
                 }
                 if self.verbose && !self.json {
-                    let line = format!("{lane:<8} {scenario_id}: {outcome} {detail}");
+                    // Escaped here too: the progress bar writes to the terminal itself.
+                    let line = crate::util::term::escape(&format!(
+                        "{lane:<8} {scenario_id}: {outcome} {detail}"
+                    ))
+                    .into_owned();
                     match &self.bar {
                         Some(b) => b.println(line),
                         None => {
@@ -109,7 +113,7 @@ impl EventSink for CliSink<'_, '_> {
     }
 
     fn warning(&mut self, text: &str) {
-        let line = format!("warning: {text}");
+        let line = crate::util::term::escape(&format!("warning: {text}")).into_owned();
         match &self.bar {
             Some(b) => b.println(line),
             None => {

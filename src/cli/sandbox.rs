@@ -18,8 +18,14 @@ pub fn sandbox(ctx: &Ctx, io: &mut Io<'_>, a: &SandboxArgs) -> Result<i32> {
         record: a.record.clone(),
         kernel_audit: a.kernel_audit.mode(),
     })?;
-    io.out_bytes(&out.stdout)?;
+    // The command's own output passes through byte for byte, as it would without the
+    // sandbox (escaping is for what nexusmon says; this is the program's data).
+    io.out
+        .raw()
+        .write_all(&out.stdout)
+        .map_err(|e| crate::Error::io("write to stdout", "<stdout>", e))?;
     io.err
+        .raw()
         .write_all(&out.stderr)
         .map_err(|e| crate::Error::io("write to stderr", "<stderr>", e))?;
     if out.truncated {

@@ -30,7 +30,7 @@ pub fn status(ctx: &Ctx, io: &mut Io<'_>, a: &StatusArgs) -> Result<i32> {
         if let Some(c) = &cleaned {
             v["cleaned"] = serde_json::json!(c);
         }
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(&v)?)?;
     } else {
         if let Some(c) = &cleaned {
             if c.is_empty() {

@@ -3,6 +3,7 @@
 //! (what was written on stderr; with `--json` the build report on stdout).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::{Value, json};
 
@@ -167,7 +168,7 @@ pub fn list_templates(ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
     };
     if ctx.json {
         let v: Vec<Value> = entries.iter().map(|e| entry_json(e, ctx)).collect();
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&v)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(&v)?)?;
         return Ok(code);
     }
     if entries.is_empty() {
@@ -251,7 +252,7 @@ pub fn worker_new(ctx: &Ctx, io: &mut Io<'_>, a: &super::args::WorkerNewArgs) ->
     let done = crate::template::worker::scaffold(&ctx.root, &a.name, a.overwrite)?;
     let shown = |p: &std::path::Path| p.strip_prefix(&ctx.cwd).unwrap_or(p).display().to_string();
     if ctx.json {
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&serde_json::json!({
+        io.out_json(&crate::util::json::to_sorted_pretty(&serde_json::json!({
             "files": done.files.iter().map(|p| shown(p)).collect::<Vec<_>>(),
             "plan": shown(&done.plan),
         }))?)?;
@@ -277,10 +278,11 @@ pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> 
             sets: a.set.clone(),
             overwrite: a.overwrite,
             expected_matrix: !a.no_expected_matrix,
+            max_scenarios: a.max_scenarios,
         },
     )?;
     if ctx.json {
-        io.out_bytes(&crate::util::json::to_sorted_pretty(&report)?)?;
+        io.out_json(&crate::util::json::to_sorted_pretty(&report)?)?;
     }
     if !ctx.quiet {
         let mut s = format!(

@@ -31,6 +31,8 @@
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
+//! - [`forkserver`]: `nexusmon __forkserver`, one per worker thread, which forks the
+//!   builtin helper's children (the same steps, no `execve` per probe).
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
 //! - [`worker`]: mission workers around their child: staging (output directory, checked
@@ -42,6 +44,7 @@ pub mod assemble;
 pub mod child;
 pub mod command;
 pub mod fixtures;
+pub mod forkserver;
 pub mod helper;
 pub mod interrupt;
 pub mod lanes;
@@ -65,6 +68,7 @@ mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
 pub use command::{CommandOutcome, CommandRequest, sandbox_command};
+pub use forkserver::{FORK_SERVER_MODE, fork_server_main};
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;
 pub use seam::matches_expectation;

@@ -98,7 +98,7 @@ fn oracle_for(
     // scenario lane stages them (`${OUTPUT}`, `${WORKER_BIN}`).
     let (mut output, mut worker_dir) = (String::new(), String::new());
     if let (Some(run), Some(task)) = (&sc.worker, &sc.task) {
-        let _ = std::fs::create_dir_all(&dir);
+        let _ = crate::util::fsx::create_dir_all(&dir);
         match super::worker::stage(scratch.root(), &dir, Lane::Oracle, run, &task.task_id) {
             Ok(d) => {
                 output = d.output.to_string_lossy().into_owned();
@@ -116,7 +116,7 @@ fn oracle_for(
         overrides.push(("WORKER_BIN", worker_dir.as_str()));
     }
     let vars = base_vars.with(&overrides).nested();
-    if std::fs::create_dir_all(&dir).is_ok()
+    if crate::util::fsx::create_dir_all(&dir).is_ok()
         && let Err(e) = fixtures::create_fixtures(&sc.probe, &vars, &dir)
     {
         notes.push(format!("fixtures could not be created for the oracle: {e}"));

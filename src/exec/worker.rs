@@ -68,17 +68,13 @@ pub fn stage(
             format!("cannot {what} `{}`: {e}", p.display()),
         )
     };
+    // Both directories are reached without following a symlink: an earlier task shares the
+    // workspace and could have planted one on the way (`artifacts -> /etc`).
     let output = output_dir(workspace, task);
-    if std::fs::symlink_metadata(&output).is_ok() {
-        std::fs::remove_dir_all(&output).map_err(|e| io("empty", &output, e))?;
-    }
-    std::fs::create_dir_all(&output).map_err(|e| io("create", &output, e))?;
+    fresh_dir(&output).map_err(|why| (WorkerFault::NotStarted, why))?;
     let lane_dir = scratch_root.join("workers").join(lane.as_str());
     let bin_dir = lane_dir.join(task);
-    if std::fs::symlink_metadata(&bin_dir).is_ok() {
-        std::fs::remove_dir_all(&bin_dir).map_err(|e| io("empty", &bin_dir, e))?;
-    }
-    std::fs::create_dir_all(&bin_dir).map_err(|e| io("create", &bin_dir, e))?;
+    fresh_dir(&bin_dir).map_err(|why| (WorkerFault::NotStarted, why))?;
     let (bytes, digest) = crate::load::worker::digest_executable(&run.worker.executable)
         .map_err(|e| (WorkerFault::NotStarted, e.to_string()))?;
     if digest.blake3 != run.worker.executable_digest.blake3 {
@@ -113,17 +109,38 @@ fn short(hex: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
-/// Create `path` (which must not exist) with `bytes` and `mode`, synced.
+/// Make `dir` a new, empty directory: whatever is at its name is removed first (a symlink
+/// as itself, never followed), and its parents are reached (created if missing) without
+/// following a symlink ([`crate::util::nofollow`]); one on the way is refused, naming it.
+fn fresh_dir(dir: &Path) -> Result<(), String> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(format!("`{}` is not a directory path", dir.display()));
+    };
+    let d = crate::util::nofollow::Dir::create(parent).map_err(|e| e.to_string())?;
+    let cannot = |what: &str, e: std::io::Error| format!("cannot {what} `{}`: {e}", dir.display());
+    match std::fs::symlink_metadata(dir) {
+        // `remove_dir_all` removes a directory's entries without following symlinks; the
+        // parent was just checked and the task holds its mission's lock, so nothing else
+        // runs in this workspace meanwhile.
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(dir).map_err(|e| cannot("empty", e))?,
+        Ok(_) => d.remove(name, false).map_err(|e| cannot("remove", e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(cannot("inspect", e)),
+    }
+    d.mkdir(name, 0o777).map_err(|e| cannot("create", e))
+}
+
+/// Create `path` with `bytes` and `mode`, synced, replacing what is at its name (a symlink
+/// as itself, never followed); its directory is reached without following a symlink.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
-    if std::fs::symlink_metadata(path).is_ok() {
-        std::fs::remove_file(path)?;
+    let (dir, name) =
+        crate::util::fsx::dir_and_name(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    match dir.remove(name, false) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
+    let mut f = dir.create_file(name, mode)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -692,6 +709,49 @@ mod tests {
             pid: 1,
             lived_ms: (0, 0),
         }
+    }
+
+    /// Staging never writes or removes through a symlink an earlier task planted in the
+    /// shared workspace, at any position on the way to the output directory or the request.
+    #[test]
+    fn staging_never_follows_a_planted_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let ws = t.path().join("ws");
+        let victim = t.path().join("victim");
+        std::fs::create_dir_all(victim.join("t1")).unwrap();
+        std::fs::write(victim.join("t1/keep"), b"k").unwrap();
+        std::fs::write(victim.join("req.json"), b"v").unwrap();
+        // Each component of `<ws>/artifacts/t1` in turn a symlink to the victim.
+        for at in ["artifacts", "artifacts/t1"] {
+            let _ = std::fs::remove_dir_all(&ws);
+            std::fs::create_dir_all(ws.join("artifacts")).unwrap();
+            if at == "artifacts" {
+                std::fs::remove_dir(ws.join("artifacts")).unwrap();
+                std::os::unix::fs::symlink(&victim, ws.join(at)).unwrap();
+                let why = fresh_dir(&output_dir(&ws, "t1")).unwrap_err();
+                assert!(
+                    why.contains("symbolic link") && why.contains("artifacts"),
+                    "{why}"
+                );
+            } else {
+                std::os::unix::fs::symlink(victim.join("t1"), ws.join(at)).unwrap();
+                // The link itself is replaced by an empty directory; the victim is untouched.
+                fresh_dir(&output_dir(&ws, "t1")).unwrap();
+                let m = std::fs::symlink_metadata(ws.join(at)).unwrap();
+                assert!(m.is_dir(), "{at}");
+            }
+            assert_eq!(std::fs::read(victim.join("t1/keep")).unwrap(), b"k", "{at}");
+        }
+        // The request: a symlink at its name is replaced, one on the way refused.
+        std::fs::create_dir_all(ws.join("w")).unwrap();
+        std::os::unix::fs::symlink(victim.join("req.json"), ws.join("w/req.json")).unwrap();
+        write_file(&ws.join("w/req.json"), b"new", 0o444).unwrap();
+        assert_eq!(std::fs::read(victim.join("req.json")).unwrap(), b"v");
+        assert_eq!(std::fs::read(ws.join("w/req.json")).unwrap(), b"new");
+        std::os::unix::fs::symlink(&victim, ws.join("l")).unwrap();
+        let e = write_file(&ws.join("l/req.json"), b"new", 0o444).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(victim.join("req.json")).unwrap(), b"v");
     }
 
     fn result(files: &[(&str, &str)]) -> String {

@@ -74,6 +74,17 @@ pub fn verify_log(
     for (source, out_root, run_id, blake3) in &found.latests {
         problems.extend(latest_problem(&sealed, source, out_root, run_id, blake3));
     }
+    // The trust file is state too: a broken one silently makes every approval void.
+    if gov.state().file(super::state::TRUST_FILE).exists()
+        && let Err(why) = gov.trust_or_broken()?
+    {
+        problems.push(Problem {
+            line: 0,
+            seq: None,
+            kind: ProblemKind::TrustFileBroken,
+            message: why,
+        });
+    }
     let mut report = gov.audit().verify(&anchors)?;
     report.problems.extend(problems);
     report.ok = report.problems.is_empty();
@@ -129,7 +140,7 @@ fn collect_dir(dir: &Path, found: &mut Found) -> Result<()> {
 
 fn collect_file(path: &Path, found: &mut Found, note_missing: bool) {
     found.files += 1;
-    let bytes = std::fs::read(path);
+    let bytes = crate::util::fsx::read_capped(path, crate::util::limits::MAX_STATE_BYTES);
     let value: serde_json::Value = match bytes
         .as_ref()
         .map_err(ToString::to_string)

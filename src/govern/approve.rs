@@ -148,8 +148,7 @@ fn sign_record(
     match key {
         None => {
             if overwrite && sig_out.exists() {
-                std::fs::remove_file(sig_out)
-                    .map_err(|e| Error::io("remove stale signature", sig_out, e))?;
+                crate::util::fsx::remove_file(sig_out)?;
             }
             Ok(None)
         }

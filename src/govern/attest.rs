@@ -17,7 +17,6 @@
 //! [`Attestor`] `emit-promotion`, `promote` and `evolve` pass down to promote.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Governance;
@@ -94,21 +93,20 @@ impl SealedRuns {
         let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let mut runs: BTreeMap<String, Vec<SealedEntry>> = BTreeMap::new();
         let mut lines = BTreeMap::new();
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line.map_err(|e| Error::io("read", &path, e))?;
-            let Ok(entry) = serde_json::from_slice::<AuditEntry>(&line) else {
-                continue;
+        super::audit::each_line(file, &path, |line| {
+            let Ok(entry) = serde_json::from_slice::<AuditEntry>(line) else {
+                return;
             };
-            lines.insert(entry.seq, *blake3::hash(&line).as_bytes());
+            lines.insert(entry.seq, *blake3::hash(line).as_bytes());
             if entry.kind != AuditKind::RunSealed.as_str() {
-                continue;
+                return;
             }
             let d = &entry.data;
             let (Some(run_id), Some(index)) = (
                 d.get("run_id").and_then(|v| v.as_str()),
                 d.get("artifact_index_blake3").and_then(|v| v.as_str()),
             ) else {
-                continue;
+                return;
             };
             runs.entry(run_id.to_string())
                 .or_default()
@@ -126,7 +124,7 @@ impl SealedRuns {
                         .map(str::to_string),
                     status: d.get("status").and_then(|v| v.as_str()).map(str::to_string),
                 });
-        }
+        })?;
         Ok(Self {
             runs,
             broken,
@@ -203,6 +201,9 @@ impl SealedRuns {
 #[derive(Debug, Default)]
 pub struct GovAttestor {
     trust: Option<TrustStore>,
+    /// The state directory's trust file does not parse (`file:line: why`): no bundle
+    /// signature can be judged, so none is trusted (fail closed) and every check says why.
+    trust_broken: Option<String>,
     sealed: Option<SealedRuns>,
 }
 
@@ -221,17 +222,29 @@ impl GovAttestor {
 
     /// [`GovAttestor::open`] with the state directory already open (or none).
     pub fn with(trust: Option<&Path>, gov: Option<&Governance>) -> Result<Self> {
+        let mut trust_broken = None;
         let trust = match (trust, gov) {
+            // A trust file named on the command line must parse (exit 2 naming the line).
             (Some(t), _) => Some(TrustStore::load(t)?),
-            // A state directory without a trust file has no trust policy (one that does
-            // not parse is an error, as everywhere).
+            // A state directory without a trust file has no trust policy; one that does
+            // not parse trusts nobody, and every check says the file is broken.
             (None, Some(g)) if g.state().file(super::state::TRUST_FILE).exists() => {
-                Some(g.trust()?)
+                match g.trust_or_broken()? {
+                    Ok(t) => Some(t),
+                    Err(why) => {
+                        trust_broken = Some(why);
+                        None
+                    }
+                }
             }
             (None, _) => None,
         };
         let sealed = gov.map(SealedRuns::read).transpose()?;
-        Ok(Self { trust, sealed })
+        Ok(Self {
+            trust,
+            trust_broken,
+            sealed,
+        })
     }
 
     /// The audit log's `run-sealed` entries, when there is a state directory.
@@ -246,6 +259,15 @@ impl GovAttestor {
         own: SignatureInput,
         index_bytes: Option<&[u8]>,
     ) -> SignatureInput {
+        if let Some(why) = &self.trust_broken {
+            return SignatureInput {
+                state: SignatureState::Invalid,
+                problem: Some(format!(
+                    "{why}: no bundle signature can be judged until it is fixed"
+                )),
+                ..own
+            };
+        }
         let Some(trust) = &self.trust else {
             return own;
         };
@@ -265,7 +287,8 @@ impl GovAttestor {
             return out;
         };
         let read = |rel: &str| -> Option<std::io::Result<Vec<u8>>> {
-            match std::fs::read(dir.join(rel)) {
+            match crate::util::fsx::read_capped(&dir.join(rel), crate::util::limits::MAX_KEY_BYTES)
+            {
                 Ok(b) => Some(Ok(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => Some(Err(e)),
@@ -330,12 +353,16 @@ impl GovAttestor {
     /// Add the trust and anchor checks to a bundle check `report` (`validate-bundle`).
     pub fn check_report(&self, report: &mut Report) {
         let dir = report.bundle.clone();
-        let index_bytes = std::fs::read(dir.join(INDEX_FILE)).ok();
+        let index_bytes = crate::util::fsx::read_capped(
+            &dir.join(INDEX_FILE),
+            crate::util::limits::MAX_STATE_BYTES,
+        )
+        .ok();
         let index: Option<ArtifactIndex> = index_bytes
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
         let own = signature_of(report, index.is_some(), &dir);
-        if self.trust.is_some() {
+        if self.trust.is_some() || self.trust_broken.is_some() {
             let sig = self.signature(&dir, own, index_bytes.as_deref());
             let mut line = format!("signature: {}", sig.state.as_str());
             if let Some(s) = &sig.signer {
@@ -372,10 +399,12 @@ impl GovAttestor {
             }
         }
         if let (Some(sealed), Some(root)) = (&self.sealed, report.out_root.clone()) {
-            let latest: Option<crate::model::index::Latest> =
-                std::fs::read(root.join(crate::bundle::LATEST_FILE))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
+            let latest: Option<crate::model::index::Latest> = crate::util::fsx::read_capped(
+                &root.join(crate::bundle::LATEST_FILE),
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
             let named = latest.filter(|l| Some(&l.run_id) == index.as_ref().map(|i| &i.run_id));
             if let Some(l) = named
                 && let Some(p) = latest_problem(
@@ -423,9 +452,12 @@ impl Attestor for GovAttestor {
         // Reached through a `LATEST` the log says was rolled back: not the run asked for.
         if src.report.via_latest
             && let (Some(sealed), Some(root)) = (&self.sealed, &src.report.out_root)
-            && let Some(l) = std::fs::read(root.join(crate::bundle::LATEST_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
+            && let Some(l) = crate::util::fsx::read_capped(
+                &root.join(crate::bundle::LATEST_FILE),
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::model::index::Latest>(&b).ok())
             && let Some(p) = latest_problem(
                 sealed,
                 crate::bundle::LATEST_FILE,

@@ -192,7 +192,7 @@ fn write_clearance(
         return Ok(Some(path));
     }
     if sig.exists() {
-        std::fs::remove_file(&sig).map_err(|e| Error::io("remove stale signature", &sig, e))?;
+        crate::util::fsx::remove_file(&sig)?;
     }
     Ok(None)
 }

@@ -97,7 +97,10 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
         blockers.push(d.explain_reason("worker-capability-locked"));
     }
     let requester = report.requested_by.clone();
-    if has("approvals-insufficient") {
+    if has("trust-file-broken") {
+        blockers.push(d.explain_reason("trust-file-broken"));
+    }
+    if has("approvals-insufficient") && !has("trust-file-broken") {
         let mut s = format!(
             "it needs {} valid approval(s) and has {}",
             d.required_approvals, d.valid_approvals
@@ -134,7 +137,17 @@ pub fn refusal(report: &GateReport, plan_arg: &str, records_dir: &str) -> Refusa
         .collect();
 
     let mut next = Vec::new();
-    if has("approvals-insufficient") && !has("composite-failing") && !has("omen-locked") {
+    if has("trust-file-broken") {
+        next.push(
+            "fix the trust file at the line named (`nexusmon audit verify` checks it), then run again: the approvals are checked against it"
+                .to_string(),
+        );
+    }
+    if has("approvals-insufficient")
+        && !has("trust-file-broken")
+        && !has("composite-failing")
+        && !has("omen-locked")
+    {
         if has("worker-requires-approval") {
             next.push(d.explain_reason("worker-requires-approval"));
         }

@@ -18,6 +18,7 @@
 //! | omen needing approval (≥ 7) | mission: ≥ 1 valid approval; experiment: flagged | `omen-needs-approval` |
 //! | omen locked (≥ 13) | refused | `omen-locked` |
 //! | fewer valid approvals than required | refused | `approvals-insufficient` |
+//! | approvals required and the trust file does not parse | refused (the file and line named) | `trust-file-broken` |
 //! | a rank-S approval by the requester | not counted | `requester-approval-not-counted` |
 //! | mission without `parallel-missions` | one task at a time | `parallelism-limited` |
 //! | a worker's `risk_level` above the mission's rank | gated as that rank | `worker-risk` |
@@ -229,6 +230,12 @@ impl GateVerdict {
             "omen-locked" => format!(
                 "an omen locks {} until an approver clears it (it failed 13 or more times)",
                 self.omen_scenarios(OmenLevel::Locked)
+            ),
+            "trust-file-broken" => format!(
+                "{}: no approval can be verified until it is fixed",
+                self.trust_broken
+                    .as_deref()
+                    .unwrap_or("the trust file is broken")
             ),
             "approvals-insufficient" => format!(
                 "{} valid approval(s), {} required",
@@ -478,6 +485,11 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         reasons.push("requester-approval-not-counted");
     }
     let counted = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
+    if required > 0 && input.approvals.trust_broken.is_some() {
+        // Not "nobody approved": nothing can be verified until the trust file is fixed.
+        reasons.push("trust-file-broken");
+        refuse = true;
+    }
     if counted < required {
         reasons.push("approvals-insufficient");
         refuse = true;
@@ -512,6 +524,11 @@ pub fn decide(input: &GateFacts<'_>) -> GateVerdict {
         workers,
         evolution_level: if locked_any || input.workers.iter().any(|w| !w.needs.is_empty()) {
             Some(input.capabilities.level.unwrap_or(Level::Dormant))
+        } else {
+            None
+        },
+        trust_broken: if required > 0 {
+            input.approvals.trust_broken.clone()
         } else {
             None
         },
@@ -556,6 +573,7 @@ mod tests {
                 })
                 .collect(),
             rejected: vec![],
+            trust_broken: None,
         }
     }
 
@@ -584,6 +602,7 @@ mod tests {
         omens: Vec<OmenLevel>,
         caps: Vec<Capability>,
         workers: Vec<WorkerFacts>,
+        trust_broken: Option<&'static str>,
     }
 
     fn mission(rank: Rank) -> Case {
@@ -595,11 +614,13 @@ mod tests {
             omens: vec![],
             caps: vec![],
             workers: vec![],
+            trust_broken: None,
         }
     }
 
     fn run(c: &Case) -> GateVerdict {
-        let a = approvals(c.approvers);
+        let mut a = approvals(c.approvers);
+        a.trust_broken = c.trust_broken.map(str::to_string);
         let o: Vec<OmenHit> = c.omens.iter().map(|l| omen(*l)).collect();
         let cp = caps(&c.caps);
         let s = scores(c.score);
@@ -828,6 +849,34 @@ mod tests {
         let d = run(&c);
         assert_eq!(d.outcome, Outcome::Allow);
         assert!(d.capabilities_used.contains(&Capability::RunScripts));
+    }
+
+    #[test]
+    fn a_broken_trust_file_refuses_what_needs_approval_and_only_that() {
+        let why = "trust.json:7: unknown key type `ssh-foo`";
+        for rank in [Rank::E, Rank::D, Rank::C, Rank::B, Rank::A, Rank::S] {
+            let mut c = mission(rank);
+            c.approvers = &["alice", "bob"];
+            c.trust_broken = Some(why);
+            let d = run(&c);
+            let needs = d.required_approvals > 0;
+            assert_eq!(
+                d.reasons.contains(&"trust-file-broken".to_string()),
+                needs,
+                "{rank:?}: {d:#?}"
+            );
+            assert_eq!(d.outcome == Outcome::Refuse, needs, "{rank:?}: {d:#?}");
+            assert_eq!(d.trust_broken.as_deref(), needs.then_some(why), "{rank:?}");
+            if needs {
+                let line = d.explain_reason("trust-file-broken");
+                assert!(line.starts_with(why), "{line}");
+            }
+        }
+        let mut c = mission(Rank::S);
+        c.kind = PlanKind::Experiment;
+        c.rank = None;
+        c.trust_broken = Some(why);
+        assert_eq!(run(&c).outcome, Outcome::Allow);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum MissionState {
     AwaitingApproval,
     /// The gate would refuse it for another reason (composite FAILING, a locked omen).
     Refused,
+    /// It needs approvals and the trust file does not parse: nothing can be verified until
+    /// the file is fixed (the row's `error` names the file and line).
+    TrustFileBroken,
     /// A run of it holds an out-root lock (reported by the runner).
     Running,
     /// The plan does not load.
@@ -36,6 +39,7 @@ impl MissionState {
             MissionState::Ready => "ready",
             MissionState::AwaitingApproval => "awaiting-approval",
             MissionState::Refused => "refused",
+            MissionState::TrustFileBroken => "trust-file-broken",
             MissionState::Running => "running",
             MissionState::Invalid => "invalid",
         }
@@ -221,6 +225,8 @@ pub fn list(
             MissionState::Running
         } else if d.outcome != Outcome::Refuse {
             MissionState::Ready
+        } else if blocking.is_empty() && d.reasons.iter().any(|r| r == "trust-file-broken") {
+            MissionState::TrustFileBroken
         } else if blocking.is_empty() {
             MissionState::AwaitingApproval
         } else {
@@ -254,7 +260,7 @@ pub fn list(
             run_id,
             run_started_at: run.map(|r| r.started_at.clone()),
             run_out_root: run.map(|r| r.out_root.clone()),
-            error: None,
+            error: d.trust_broken.clone(),
         });
     }
     Ok(rows)

@@ -11,6 +11,7 @@
 //! - [`gate`]: the pure decision function; [`explain`]: decisions and refusals in words
 //!   (what was decided, why, which approvals are missing and the commands to add them).
 //! - [`omens`], [`evolution`]: state that outlives runs (pure logic).
+//! - [`cockpit`]: what `serve` shows of a mission and the audit log, and the approval upload.
 //! - [`missions`]: the missions listing; [`review`]: the review queue, a run's view with its
 //!   audit anchor checked, and the plan inputs each approval was given for.
 //!
@@ -48,6 +49,7 @@ pub mod approve;
 pub mod attest;
 pub mod audit;
 pub mod clearing;
+pub mod cockpit;
 pub mod evolution;
 pub mod evolve;
 pub mod explain;
@@ -74,13 +76,26 @@ use self::gate::{GateFacts, GateVerdict};
 use self::omens::{Crossing, Failure};
 use self::state::StateDir;
 use self::trust::TrustStore;
+use crate::error::ErrorKind;
 use crate::load::LoadedPlan;
 pub use crate::model::gate::GateRecord;
+use crate::model::gate::RejectReason;
 use crate::model::index::AuditHead;
 use crate::model::plan::PlanKind;
 use crate::util::digest::{Digest, blake3_hex};
 use crate::util::{fsx, json, time};
 use crate::{Error, Result};
+
+/// The sentence for a trust file that does not parse: where (`file:line`), why, the fix.
+pub fn broken_trust_text(e: &Error) -> String {
+    let mut s = format!("the trust file is broken: {e}");
+    if let Some(h) = e.hint() {
+        s.push_str(" (");
+        s.push_str(h);
+        s.push(')');
+    }
+    s
+}
 
 /// The first 12 characters of a hex digest, for messages (full digests go in files).
 pub fn short_hex(hex: &str) -> &str {
@@ -204,6 +219,21 @@ impl Governance {
         TrustStore::from_state(&self.state)
     }
 
+    /// The trust file, or why it is broken (`file:line: why`, with the fix) when it exists
+    /// but does not parse: for the readers that must go on and say so (the gate, the
+    /// missions listing, the review queue, bundle attestation, `audit verify`) rather than
+    /// stop at the first broken line. A missing trust file is still an error.
+    pub fn trust_or_broken(&self) -> Result<std::result::Result<TrustStore, String>> {
+        let path = self.state.file(state::TRUST_FILE);
+        match TrustStore::from_state(&self.state) {
+            Ok(t) => Ok(Ok(t)),
+            Err(e) if std::fs::symlink_metadata(&path).is_ok() && e.kind() == ErrorKind::Usage => {
+                Ok(Err(broken_trust_text(&e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The evolution capabilities the gate checks (none if there is no evolution state).
     /// An `evolution.json` whose derived fields do not match its outcomes is refused.
     pub fn capabilities(&self) -> Result<Capabilities> {
@@ -241,7 +271,13 @@ impl Governance {
         dry: bool,
         now: jiff::Timestamp,
     ) -> Result<GateReport> {
-        let trust = self.trust()?;
+        let (trust, broken) = match self.trust_or_broken()? {
+            Ok(t) => (t, None),
+            Err(why) => (
+                TrustStore::empty(&self.state.file(state::TRUST_FILE)),
+                Some(why),
+            ),
+        };
         let mut records: Vec<PathBuf> = approvals
             .iter()
             .map(|p| fsx::absolute(p))
@@ -258,6 +294,14 @@ impl Governance {
         records.sort();
         records.dedup();
         let mut check = approvals::verify(plan, &records, &trust, now);
+        if let Some(why) = broken {
+            // Nothing is trusted while the file is broken: say so for every record.
+            for r in &mut check.rejected {
+                r.reason = RejectReason::TrustFileBroken;
+                r.detail.clone_from(&why);
+            }
+            check.trust_broken = Some(why);
+        }
         if check.valid.iter().any(|v| v.uses.is_some()) {
             let used = self.approval_uses()?;
             approvals::apply_uses(&mut check, &|n| used.get(n).copied().unwrap_or(0));
@@ -507,7 +551,9 @@ fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
             n += 1;
         }
         used.insert(rel.clone());
-        let Ok(bytes) = std::fs::read(record) else {
+        let Ok(Some(bytes)) =
+            crate::util::fsx::read_bounded(record, crate::util::limits::MAX_RECORD_BYTES)
+        else {
             continue;
         };
         if let Some(v) = report
@@ -528,7 +574,7 @@ fn bundle_files(report: &GateReport) -> Result<Vec<BundleFile>> {
             bytes,
         });
         let sig = sign::sig_path(record);
-        if let Ok(sig_bytes) = std::fs::read(&sig) {
+        if let Ok(Some(sig_bytes)) = crate::util::fsx::read_bounded(&sig, 64 * 1024) {
             let sig_rel = format!("{rel}.sig");
             copies.insert(sig.display().to_string(), sig_rel.clone());
             files.push(BundleFile {

@@ -127,6 +127,38 @@ pub fn queue(
     }
     let rows = missions::list(&gov, &files, &BTreeMap::new(), now)?;
     let mut out = Vec::new();
+    if let Err(why) = gov.trust_or_broken()? {
+        let trust = gov.state().file(super::state::TRUST_FILE);
+        out.push(ReviewItem {
+            id: "trust-file".into(),
+            state: "trust-file-broken".into(),
+            title: "the trust file is broken: no approval or bundle signature can be verified"
+                .into(),
+            path: trust.clone(),
+            why: vec![why],
+            next: vec![
+                format!("fix {} at the line named", shown(&trust, cwd)),
+                "nexusmon audit verify   # checks the trust file too".into(),
+            ],
+        });
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.state == MissionState::TrustFileBroken)
+    {
+        let plan_id = r.plan_id.clone().unwrap_or_default();
+        out.push(ReviewItem {
+            id: format!("mission:{plan_id}"),
+            state: "trust-file-broken".into(),
+            title: format!(
+                "mission `{plan_id}` needs {} approval(s), which cannot be verified while the trust file is broken",
+                r.approvals_required
+            ),
+            path: r.path.clone(),
+            why: r.error.iter().cloned().collect(),
+            next: vec!["fix the trust file first (item trust-file)".into()],
+        });
+    }
     for r in rows
         .iter()
         .filter(|r| r.state == MissionState::AwaitingApproval)
@@ -296,14 +328,18 @@ pub fn show(
             .iter()
             .filter(|r| r.reason == RejectReason::PlanDigestMismatch)
         {
-            let record: Option<ApprovalRecord> = std::fs::read(&r.path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
+            let record: Option<ApprovalRecord> =
+                crate::util::fsx::read_capped(&r.path, crate::util::limits::MAX_RECORD_BYTES)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
             let Some(record) = record else { continue };
             let path = inputs_path(gov.state(), &record.plan_digest.blake3);
-            let (changes, unknown) = match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            let (changes, unknown) = match crate::util::fsx::read_capped(
+                &path,
+                crate::util::limits::MAX_STATE_BYTES,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             {
                 Some(before) => (jsondiff::diff(&before, &current), None),
                 None => (

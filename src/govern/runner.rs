@@ -167,11 +167,7 @@ fn outputs(done: &mut GovernedRun, g: &RunGovernance, bundle: &Path, plan: &Path
 /// `$GITHUB_STEP_SUMMARY`.
 fn append(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io("open for appending", path, e))?;
+    let mut f = crate::util::fsx::open_append(path, 0o644)?;
     f.write_all(bytes)
         .map_err(|e| Error::io("append to", path, e))
 }

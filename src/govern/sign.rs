@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ssh_key::{PublicKey, SshSig};
+use ssh_key::PublicKey;
 
 use super::trust::{APPROVER_ROLE, EntryRefusal, TrustEntry, TrustStore};
 use crate::model::approval::SIGNATURE_NAMESPACE;
@@ -41,6 +41,8 @@ impl RejectReason {
             RejectReason::DuplicateKey => "duplicate-key",
             RejectReason::StaleClearance => "stale-clearance",
             RejectReason::UsesExhausted => "uses-exhausted",
+            RejectReason::WeakKey => "weak-key",
+            RejectReason::TrustFileBroken => "trust-file-broken",
         }
     }
 }
@@ -68,16 +70,52 @@ pub fn verify_signature<'t>(
     record: &Path,
     trust: &'t TrustStore,
 ) -> std::result::Result<SignedRecord<'t>, Refusal> {
-    let bytes = std::fs::read(record).map_err(|e| {
-        (
-            RejectReason::RecordUnreadable,
-            format!("cannot read the record: {e}"),
-        )
-    })?;
+    let max = crate::util::limits::MAX_RECORD_BYTES;
+    let bytes = match crate::util::fsx::read_bounded(record, max) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err((
+                RejectReason::RecordUnreadable,
+                format!(
+                    "input limit: the record is larger than {max} bytes, the limit for an approval record; refused before it is read"
+                ),
+            ));
+        }
+        Err(e) => {
+            let why = e
+                .causes()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| e.message().to_string());
+            return Err((
+                RejectReason::RecordUnreadable,
+                format!("cannot read the record: {why}"),
+            ));
+        }
+    };
     let sig_path = sig_path(record);
-    let sig_text = match std::fs::read_to_string(&sig_path) {
+    // A signature file is a few hundred bytes; a larger one is not a signature.
+    let sig_bytes = match crate::util::fsx::read_bounded(&sig_path, 64 * 1024) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => {
+            return Err((
+                RejectReason::SignatureMalformed,
+                format!(
+                    "{} is not an armored SSH signature: larger than 64 KiB",
+                    sig_path.display()
+                ),
+            ));
+        }
+        Err(e) => Err(e
+            .causes()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| e.message().to_string())),
+    };
+    let not_found = !sig_path.exists() && std::fs::symlink_metadata(&sig_path).is_err();
+    let sig_bytes = match sig_bytes {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(_) if not_found => {
             return Err((
                 RejectReason::SignatureMissing,
                 format!(
@@ -94,7 +132,7 @@ pub fn verify_signature<'t>(
             ));
         }
     };
-    let sig = SshSig::from_pem(sig_text.trim()).map_err(|e| {
+    let sig = crate::sign::dearmor(&sig_bytes).map_err(|e| {
         (
             RejectReason::SignatureMalformed,
             format!(
@@ -114,6 +152,8 @@ pub fn verify_signature<'t>(
     }
     let signer = PublicKey::from(sig.public_key().clone());
     let fp = fingerprint(&signer);
+    crate::sign::check_key_strength(signer.key_data())
+        .map_err(|e| (RejectReason::WeakKey, format!("key {fp} is {e}")))?;
     let entries = trust.entries_for(sig.public_key());
     if entries.is_empty() {
         return Err((

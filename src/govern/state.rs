@@ -16,7 +16,7 @@
 //! It is found the way git finds `.git`: `--state-dir` if given, else the nearest
 //! `.nexusmon/` at or above the project root. Bundles never depend on it to verify.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::model::evolution::EvolutionFile;
@@ -151,11 +151,15 @@ pub fn find(start: &Path) -> Option<PathBuf> {
 /// Read a state JSON file strictly; `None` if it does not exist. A file that does not
 /// parse is an input error naming it (exit 2): state is never silently reset.
 pub(crate) fn read_state_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", path, e)),
-    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = fsx::read_limited(
+        path,
+        crate::util::limits::MAX_STATE_BYTES,
+        "a state file",
+        None,
+    )?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map(Some).map_err(|e| {
         let at = e.path().to_string();
@@ -183,13 +187,7 @@ pub struct StateLock {
 impl StateLock {
     /// Block until the exclusive lock on `path` is held.
     pub fn acquire(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open lock", path, e))?;
+        let file = fsx::open_lock_file(path, 0o644)?;
         flock_exclusive(&file, path)?;
         Ok(Self { _file: file })
     }

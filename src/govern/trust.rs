@@ -143,6 +143,16 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
+    /// A trust file with no lines (what a broken one counts as: nothing is trusted).
+    pub fn empty(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            notes: Vec::new(),
+            require_signed_bundles: false,
+        }
+    }
+
     /// Load the state directory's trust file.
     pub fn from_state(state: &StateDir) -> Result<Self> {
         Self::load(&state.file(TRUST_FILE))
@@ -151,7 +161,13 @@ impl TrustStore {
     /// Load and parse a trust file. A missing file or a bad line is an input error (exit
     /// 2) naming the file and line: a trust file is never half-read.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = fsx::read_input_string(path).map_err(|e| {
+        let bytes = fsx::read_limited(
+            path,
+            crate::util::limits::MAX_DOCUMENT_BYTES,
+            "a trust file",
+            None,
+        );
+        let text = bytes.and_then(|b| fsx::utf8_input(path, b)).map_err(|e| {
             e.with_hint(
                 "run `nexusmon init` to create a trust file template, then add operator keys",
             )
@@ -182,7 +198,9 @@ impl TrustStore {
                     "line {line_no}: cert-authority lines are not supported by nexusmon and are ignored"
                 )),
                 Err(msg) => {
-                    return Err(Error::input(path, format!("line {line_no}: {msg}")).with_hint(
+                    // `file:line: message`, as compilers name a place.
+                    let place = PathBuf::from(format!("{}:{line_no}", path.display()));
+                    return Err(Error::input(place, msg).with_hint(
                         "each line is `principals [options] keytype base64-key [comment]` (ssh-keygen(1), ALLOWED SIGNERS); roles go in the comment as `roles=approver`",
                     ));
                 }
@@ -459,7 +477,7 @@ pub fn add(
     }
     let key_path = Path::new(key);
     let key_text = if key_path.is_file() {
-        fsx::read_input_string(key_path)?
+        fsx::read_key_file(key_path, "a public key file")?
     } else {
         key.to_string()
     };
@@ -489,7 +507,14 @@ pub fn add(
     let state = gov.state();
     let path = state.file(TRUST_FILE);
     let _lock = state.lock()?;
-    let old = fsx::read_input_string(&path).map_err(|e| {
+    let old = fsx::read_limited(
+        &path,
+        crate::util::limits::MAX_DOCUMENT_BYTES,
+        "a trust file",
+        None,
+    )
+    .and_then(|b| fsx::utf8_input(&path, b))
+    .map_err(|e| {
         e.with_hint("run `nexusmon init` to create the state directory and its trust file")
     })?;
     let store = TrustStore::parse(&path, &old)?;
@@ -605,11 +630,15 @@ mod tests {
         let e = parse(&format!("# c\nalice foo=1 {KEY}\n")).unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
         assert!(
-            e.to_string().contains("line 2: unknown option `foo=1`"),
+            e.to_string()
+                .contains("trusted_signers:2: unknown option `foo=1`"),
             "{e}"
         );
         let e = parse("alice ssh-ed25519 notbase64\n").unwrap_err();
-        assert!(e.to_string().contains("line 1: cannot parse"), "{e}");
+        assert!(
+            e.to_string().contains("trusted_signers:1: cannot parse"),
+            "{e}"
+        );
         let e = parse(&format!("alice valid-after=\"2020\" {KEY}\n")).unwrap_err();
         assert!(e.to_string().contains("YYYYMMDD"), "{e}");
         let e = parse(&format!("alice {KEY} roles=Approver\n")).unwrap_err();

@@ -78,6 +78,10 @@ pub struct GateVerdict {
     /// The evolution level the capabilities came from (when a worker needed one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evolution_level: Option<Level>,
+    /// Why the trust file is broken (`file:line: why`), when it is and approvals were
+    /// needed (reason `trust-file-broken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_broken: Option<String>,
 }
 
 /// A worker as the gate judged it.
@@ -160,6 +164,11 @@ pub struct ApprovalCheck {
     pub valid: Vec<ValidApproval>,
     /// Records that do not.
     pub rejected: Vec<Rejected>,
+    /// The state directory's trust file does not parse (`file:line: why`): no record can
+    /// be verified, so every one is rejected (`trust-file-broken`) and a plan that needs an
+    /// approval is refused with that reason, not as if nobody had approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_broken: Option<String>,
 }
 
 /// A record that counts.
@@ -255,6 +264,10 @@ pub enum RejectReason {
     StaleClearance,
     /// A limited-use approval already used as many times as it allows.
     UsesExhausted,
+    /// The signing key is too weak to count (an RSA key below 2048 bits).
+    WeakKey,
+    /// The trust file does not parse, so no signature can be checked against it.
+    TrustFileBroken,
 }
 
 /// The capabilities the gate consults.

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
-use ssh_key::{PublicKey, SshSig};
+use ssh_key::PublicKey;
 
 use super::attest::Attestor;
 use super::pointers::PointerContext;
@@ -573,8 +573,7 @@ fn verify_copy(
     if digest::blake3_hex(record) != record_blake3 {
         return Err("the record's bytes are not the ones the gate verified".into());
     }
-    let text = std::str::from_utf8(sig).map_err(|_| "the signature is not text".to_string())?;
-    let sig = SshSig::from_pem(text.trim())
+    let sig = sign::dearmor(sig)
         .map_err(|e| format!("the signature is not an armored SSH signature: {e}"))?;
     if sig.namespace() != SIGNATURE_NAMESPACE {
         return Err(format!(
@@ -583,6 +582,7 @@ fn verify_copy(
         ));
     }
     let key = PublicKey::from(sig.public_key().clone());
+    sign::check_key_strength(key.key_data()).map_err(|e| format!("weak-key: {e}"))?;
     let fp = sign::fingerprint(&key);
     if fp != fingerprint {
         return Err(format!(

@@ -42,6 +42,9 @@ pub struct PromoteSettings {
     pub out: PathBuf,
     /// The project root (for project-relative pointers).
     pub root: PathBuf,
+    /// Largest mapping file read back (`--max-mapping-bytes`;
+    /// [`crate::util::limits::MAX_MAPPING_BYTES`] by default).
+    pub max_mapping_bytes: u64,
 }
 
 /// What changed in the mappings directory, for the hook of [`promote_with`].
@@ -129,7 +132,7 @@ pub fn promote_with(
     }
     fsx::create_dir_all(&s.out)?;
     let _lock = DirLock::acquire(&s.out)?;
-    let existing = read_existing(&s.out)?;
+    let existing = read_existing(&s.out, s.max_mapping_bytes)?;
     let (mut packets, mut facts) = existing
         .as_ref()
         .map(|e| (e.links.packets.clone(), facts_of_links(&e.links)))
@@ -230,8 +233,10 @@ struct Existing {
     links: RuntimeLinks,
 }
 
-fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fsx::read_input(path)?;
+/// Read and parse the mapping file `path`, refusing one over `max` bytes from its size
+/// before it is read ([`crate::util::limits::MAX_MAPPING_BYTES`]).
+pub fn parse_file<T: DeserializeOwned>(path: &Path, max: u64) -> Result<T> {
+    let bytes = fsx::read_limited(path, max, "a mapping file", Some("--max-mapping-bytes"))?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
@@ -245,7 +250,7 @@ fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// The mappings in `dir`, checked: all three files or none; a known version; the two
 /// derived files exactly what the links give.
-fn read_existing(dir: &Path) -> Result<Option<Existing>> {
+fn read_existing(dir: &Path, max: u64) -> Result<Option<Existing>> {
     let names = [LINKS_FILE, SIGNATURES_FILE, OP_SUMMARY_FILE];
     let present: Vec<&str> = names
         .iter()
@@ -271,9 +276,9 @@ fn read_existing(dir: &Path) -> Result<Option<Existing>> {
         )
         .with_hint("restore the missing files, or promote the packets into a new directory"));
     }
-    let links: RuntimeLinks = parse_file(&dir.join(LINKS_FILE))?;
-    let signatures: RuntimeSignatures = parse_file(&dir.join(SIGNATURES_FILE))?;
-    let ops: OpRuntimeSummary = parse_file(&dir.join(OP_SUMMARY_FILE))?;
+    let links: RuntimeLinks = parse_file(&dir.join(LINKS_FILE), max)?;
+    let signatures: RuntimeSignatures = parse_file(&dir.join(SIGNATURES_FILE), max)?;
+    let ops: OpRuntimeSummary = parse_file(&dir.join(OP_SUMMARY_FILE), max)?;
     for (name, v) in [
         (LINKS_FILE, links.mapping_version),
         (SIGNATURES_FILE, signatures.mapping_version),

@@ -14,6 +14,7 @@
 //! - [`verify_packet`] (promotion): the packet must be promotable (its recorded verdict, and
 //!   the verdict its own gating inputs give), then [`check_packet`].
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::attest::Attestor;
@@ -21,9 +22,10 @@ use super::derive::derive_packet;
 use super::pointers::PointerContext;
 use super::promotability;
 use super::source::BundleSource;
+use crate::bundle::{INDEX_FILE, STATUS_FILE};
 use crate::error::ErrorKind;
 use crate::model::packet::{ArtifactPointer, PACKET_VERSION, PointerBase, PromotionPacket, Reason};
-use crate::util::{digest, fsx, json};
+use crate::util::{digest, fsx, json, limits};
 use crate::{Error, Result};
 
 /// blake3 (hex) of the packet's canonical JSON (RFC 8785): the packet's identity in
@@ -34,7 +36,7 @@ pub fn packet_digest(packet: &PromotionPacket) -> Result<String> {
 
 /// Read and parse the packet at `path` strictly.
 pub fn read_packet(path: &Path) -> Result<(PromotionPacket, Vec<u8>)> {
-    let bytes = fsx::read_input(path)?;
+    let bytes = fsx::read_limited(path, limits::MAX_PACKET_BYTES, "a promotion packet", None)?;
     let hint = "pass a promotion_packet.json written by `nexusmon emit-promotion`";
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::input(path, "is not JSON")
@@ -80,49 +82,175 @@ pub fn context_of(packet: &PromotionPacket, path: &Path, root: &Path) -> Result<
 }
 
 /// Every pointer of `packet` that does not resolve to the bytes it records, as sentences.
+/// A pointer must name a member *inside the bundle* (`<bundle pointer>/<member>`, the member
+/// a plain relative path), is opened beneath the bundle directory without following any
+/// symlink ([`crate::util::nofollow::open_beneath`]), and each member is listed and hashed
+/// once: a packet cannot make the reader open, hash or describe any other file.
 pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    let all = packet.bundle.artifact_index.iter().chain(&packet.artifacts);
-    for a in all {
+    let dir = match open_bundle_dir(ctx) {
+        Ok(d) if is_bundle(&d) => Some(d),
+        Ok(_) => {
+            // The bundle pointer itself may name any directory: nothing in one that is not
+            // a bundle is opened, hashed or described.
+            problems.push(format!(
+                "`{}` is not a nexusmon bundle (neither {INDEX_FILE} nor {STATUS_FILE} is in it): none of its files were read",
+                ctx.bundle_dir().display()
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(format!(
+                "{}: cannot open the bundle ({e})",
+                ctx.bundle_dir().display()
+            ));
+            None
+        }
+    };
+    // With an index: it is checked first, and only the members it lists are read after it.
+    let mut listed: Option<BTreeSet<String>> = None;
+    let mut index_failed = false;
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let index = packet.bundle.artifact_index.iter().map(|a| (true, a));
+    let all = index.chain(packet.artifacts.iter().map(|a| (false, a)));
+    for (is_index, a) in all {
         if let Err(e) = super::pointers::check_pointer(ctx.base, &a.path, path) {
             problems.push(e.message().to_string());
+            index_failed |= is_index;
             continue;
         }
-        if let Some(p) = check_one(a, ctx) {
-            problems.push(p);
+        if let Err(why) = inside_bundle(a, ctx) {
+            problems.push(why);
+            index_failed |= is_index;
+            continue;
         }
+        if !seen.insert(a.member.as_str()) {
+            problems.push(format!(
+                "`{}` is listed more than once (a packet written by emit-promotion lists each member once)",
+                a.member
+            ));
+            continue;
+        }
+        let Some(d) = &dir else { continue };
+        if index_failed {
+            continue;
+        }
+        if let Some(l) = &listed
+            && !l.contains(&a.member)
+        {
+            problems.push(format!(
+                "`{}` is not listed in the bundle's {INDEX_FILE}: not read",
+                a.member
+            ));
+            continue;
+        }
+        match read_checked(a, d, ctx) {
+            Ok(bytes) if is_index => {
+                match serde_json::from_slice::<crate::model::index::ArtifactIndex>(&bytes) {
+                    Ok(ix) => listed = Some(ix.entries.into_iter().map(|e| e.path).collect()),
+                    Err(e) => {
+                        problems.push(format!(
+                            "{}: not an artifact index ({e})",
+                            ctx.resolve(&a.path).display()
+                        ));
+                        index_failed = true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(p) => {
+                problems.push(p);
+                index_failed |= is_index;
+            }
+        }
+    }
+    if index_failed && dir.is_some() && !packet.artifacts.is_empty() {
+        problems.push(format!(
+            "the bundle's other files were not read: its {INDEX_FILE} is not the one the packet records"
+        ));
     }
     problems
 }
 
-fn check_one(a: &ArtifactPointer, ctx: &PointerContext) -> Option<String> {
-    let file = ctx.resolve(&a.path);
-    match std::fs::symlink_metadata(&file) {
-        Err(e) => return Some(format!("{}: cannot read ({e})", file.display())),
-        Ok(m) if !m.is_file() => {
-            return Some(format!("{}: not a regular file", file.display()));
-        }
-        Ok(_) => {}
+/// Whether the open directory `d` holds a bundle's index or run status (a regular file,
+/// beneath it, no symlink): the least a directory must show before a packet's pointers
+/// make nexusmon read anything in it.
+fn is_bundle(d: &std::fs::File) -> bool {
+    [INDEX_FILE, STATUS_FILE].iter().any(|f| {
+        crate::util::nofollow::open_beneath(d, f)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    })
+}
+
+/// `a` names a member inside the bundle: a plain relative path (no `..`, `.`, empty or
+/// absolute component) whose pointer is the bundle's pointer joined with it.
+fn inside_bundle(a: &ArtifactPointer, ctx: &PointerContext) -> std::result::Result<(), String> {
+    let plain = !a.member.is_empty()
+        && !a.member.chars().any(char::is_control)
+        && a.member
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    if !plain || a.path != ctx.member(&a.member) {
+        return Err(format!(
+            "pointer `{}` (member `{}`) does not name a file inside the bundle `{}`: only the bundle's own files are read",
+            a.path, a.member, ctx.bundle_pointer
+        ));
     }
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
-        Err(e) => return Some(format!("{}: cannot read ({e})", file.display())),
-    };
-    if bytes.len() as u64 != a.size {
-        return Some(format!(
+    Ok(())
+}
+
+fn open_bundle_dir(ctx: &PointerContext) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(ctx.bundle_dir())
+}
+
+/// Open `a`'s member beneath the bundle, check its size (before reading) and digests;
+/// returns its bytes.
+fn read_checked(
+    a: &ArtifactPointer,
+    dir: &std::fs::File,
+    ctx: &PointerContext,
+) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = ctx.resolve(&a.path);
+    let f = crate::util::nofollow::open_beneath(dir, &a.member).map_err(|e| {
+        format!(
+            "{}: cannot open it inside the bundle without following a symlink ({e})",
+            shown.display()
+        )
+    })?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{}: cannot read ({e})", shown.display()))?;
+    if !m.is_file() {
+        return Err(format!("{}: not a regular file", shown.display()));
+    }
+    if m.len() != a.size {
+        return Err(format!(
             "{}: {} bytes, the packet says {}",
-            file.display(),
-            bytes.len(),
+            shown.display(),
+            m.len(),
             a.size
         ));
     }
-    if digest::blake3_hex(&bytes) != a.blake3 || digest::sha256_hex(&bytes) != a.sha256 {
-        return Some(format!(
+    let mut bytes = Vec::with_capacity(usize::try_from(a.size).unwrap_or(0));
+    f.take(a.size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: cannot read ({e})", shown.display()))?;
+    if bytes.len() as u64 != a.size
+        || digest::blake3_hex(&bytes) != a.blake3
+        || digest::sha256_hex(&bytes) != a.sha256
+    {
+        return Err(format!(
             "{}: its digest is not the one the packet records",
-            file.display()
+            shown.display()
         ));
     }
-    None
+    Ok(bytes)
 }
 
 /// A packet that passed [`verify_packet`].
@@ -153,21 +281,26 @@ impl VerifiedPacket {
     }
 }
 
-/// Read `a` and check it against its recorded digests (exit 1 when it changed).
+/// Read `a` (inside the bundle, beneath it, as [`check_pointers`] does) and check it
+/// against its recorded size and digests (exit 1 when it changed).
 pub fn read_pointer(a: &ArtifactPointer, ctx: &PointerContext) -> Result<Vec<u8>> {
     let file = ctx.resolve(&a.path);
-    let bytes = std::fs::read(&file).map_err(|e| Error::io_input("read", &file, e))?;
-    if bytes.len() as u64 != a.size
-        || digest::blake3_hex(&bytes) != a.blake3
-        || digest::sha256_hex(&bytes) != a.sha256
-    {
-        return Err(Error::new(
+    let changed = |why: String| {
+        Error::new(
             ErrorKind::Findings,
-            "changed since the packet was emitted: its digest is not the one the packet records",
+            format!("changed since the packet was emitted: {why}"),
         )
-        .with_path(&file));
+        .with_path(&file)
+    };
+    inside_bundle(a, ctx).map_err(changed)?;
+    let dir = open_bundle_dir(ctx).map_err(|e| Error::io_input("open", ctx.bundle_dir(), e))?;
+    if !is_bundle(&dir) {
+        return Err(changed(format!(
+            "`{}` is no longer a nexusmon bundle",
+            ctx.bundle_dir().display()
+        )));
     }
-    Ok(bytes)
+    read_checked(a, &dir, ctx).map_err(changed)
 }
 
 /// Why a packet is refused for promotion: one heading and the details.

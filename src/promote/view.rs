@@ -52,7 +52,15 @@ pub fn bundle_dir_of(path: &Path, root: &Path) -> Result<PathBuf> {
 pub fn load(path: &Path, root: &Path, attestor: &dyn Attestor) -> Result<RunView> {
     let dir = bundle_dir_of(path, root)?;
     let src = BundleSource::open(&dir)?;
-    let attestation = attestor.attest(&src)?;
+    of_source(&src, root, attestor)
+}
+
+/// The [`RunView`] of a bundle already opened (strictly when it verified): what [`load`]
+/// returns, for a caller that keeps the [`BundleSource`] to read members later (the
+/// cockpit serves a verified bundle's logs through it, each re-verified as it is read).
+pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Result<RunView> {
+    let dir = src.dir.clone();
+    let attestation = attestor.attest(src)?;
     let mut unreadable = Vec::new();
     let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
         let b = src.read(rel)?;
@@ -93,7 +101,7 @@ pub fn load(path: &Path, root: &Path, attestor: &dyn Attestor) -> Result<RunView
     }
     let packet = match dir.parent() {
         Some(parent) => PointerContext::for_emit(&src.dir, root, parent)
-            .and_then(|ctx| derive_packet(&src, &ctx, attestor))
+            .and_then(|ctx| derive_packet(src, &ctx, attestor))
             .ok(),
         None => None,
     };

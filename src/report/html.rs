@@ -132,7 +132,8 @@ Array.prototype.slice.call(tb.rows).sort(function(a,b){var x=a.cells[k].textCont
 })();
 ";
 
-fn state(word: &str, text: &str) -> String {
+/// A state label: its symbol and text on the state's colour (`allow`, `deny`, `error`, …).
+pub fn state(word: &str, text: &str) -> String {
     let sym = match word {
         "allow" => "✓ ",
         "deny" => "⊘ ",
@@ -731,7 +732,9 @@ fn resources(out: &mut String, s: &Summary) {
     );
 }
 
-fn document(title: &str, body: &str) -> String {
+/// A complete page: `body` inside the review page's head (its inline style and script, the
+/// same Content-Security-Policy). The cockpit (`serve`) draws its pages with it.
+pub fn document(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\"><title>{}</title><style>{STYLE}</style></head><body>\n{body}<script>{SCRIPT}</script></body></html>\n",
         esc(title)

@@ -60,6 +60,9 @@ pub struct BuildOptions {
     pub overwrite: bool,
     /// Write `expected_matrix.json`.
     pub expected_matrix: bool,
+    /// Most scenarios the build may generate (`--max-scenarios`;
+    /// [`crate::util::limits::MAX_TEMPLATE_SCENARIOS`] by default).
+    pub max_scenarios: usize,
 }
 
 /// What happened to one file.
@@ -293,7 +296,7 @@ fn finding_line(f: &Finding, temp: &Path, out: &Path) -> String {
 /// Build `template` with `opts`. Nothing is written unless every check passes.
 pub fn build(template: &Template, opts: &BuildOptions) -> Result<BuildReport> {
     let resolved = params::resolve(template.id(), &template.params, &opts.sets)?;
-    let rendered = render::render(template, &resolved)?;
+    let rendered = render::render(template, &resolved, opts.max_scenarios)?;
     let out = normalize(&fsx::absolute(&opts.out)?);
     let format = resolved.format;
     let ext = format.as_str();
@@ -411,7 +414,7 @@ fn check_in_temp(
         if let Some(parent) = p.parent() {
             fsx::create_dir_all(parent)?;
         }
-        std::fs::write(&p, &f.bytes).map_err(|e| Error::io("write", &p, e))?;
+        fsx::write_atomic_with(&p, &f.bytes, false)?;
     }
     let temp_plan = temp.0.join(plan_rel_file);
     let report = crate::lint::check_plan(&temp_plan, &temp.0)?;
@@ -488,6 +491,7 @@ fn existing_targets(
     overwrite: bool,
 ) -> Result<Vec<PathBuf>> {
     for dir in [out.join(plan_rel), out.join(reg_rel)] {
+        crate::util::nofollow::check_dir_path(&dir)?;
         if let Some(p) = blocked(&dir) {
             return Err(Error::usage(format!(
                 "`{}` is in the way: it is not a directory",
@@ -603,7 +607,7 @@ fn write_files(
     for (rel, kind) in stale {
         let p = out.join(rel);
         if existing.contains(&p) {
-            std::fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+            fsx::remove_file(&p)?;
             if let Some(parent) = p.parent() {
                 fsx::sync_dir(parent)?;
             }

@@ -264,7 +264,9 @@ impl Template {
             return Ok(());
         }
         let resolved = params::resolve(self.id(), &self.params, &[])?;
-        render::render(self, &resolved).map(|_| ())
+        // The scenario cap is the build's choice (`plan-build --max-scenarios`); the input
+        // budget still bounds what the defaults expand to.
+        render::render(self, &resolved, usize::MAX).map(|_| ())
     }
 
     /// True if the template has a parameter without a default.
@@ -336,7 +338,7 @@ fn load_project(id: &str, file: Result<PathBuf>) -> (PathBuf, Result<Template>) 
     match file {
         Err(e) => (PathBuf::new(), Err(e)),
         Ok(path) => {
-            let t = fsx::read_input_string(&path)
+            let t = fsx::read_document(&path)
                 .and_then(|text| Template::parse(&path, text, Origin::Project, id))
                 .and_then(|t| t.check_defaults().map(|()| t));
             (path, t)

@@ -57,8 +57,10 @@ pub fn command_line(template_id: &str, non_default: &BTreeMap<String, Value>) ->
 }
 
 /// Expand the template's body with `resolved` and check that the result deserializes into a
-/// plan and registry files.
-pub fn render(t: &Template, resolved: &Resolved) -> Result<Rendered> {
+/// plan and registry files of at most `max_scenarios` scenarios
+/// ([`crate::util::limits::MAX_TEMPLATE_SCENARIOS`] unless `plan-build --max-scenarios`
+/// says otherwise).
+pub fn render(t: &Template, resolved: &Resolved, max_scenarios: usize) -> Result<Rendered> {
     let id = params::identity(t.id(), &resolved.non_default)?;
     let plan_id = Id::new(id.clone()).map_err(Error::usage)?;
     let registry_id = plan_id.clone();
@@ -98,6 +100,22 @@ pub fn render(t: &Template, resolved: &Resolved) -> Result<Rendered> {
     plan.insert("registry_id".into(), Value::String(registry_id.to_string()));
     let plan_doc = Value::Object(plan);
     let plan: Plan = typed(t, resolved, "plan", plan_doc.clone())?;
+    let scenarios = plan.scenario_specs().len();
+    if scenarios > max_scenarios {
+        let with = if resolved.non_default.is_empty() {
+            "its defaults".to_string()
+        } else {
+            format!("`{}`", command_line(t.id(), &resolved.non_default))
+        };
+        return Err(Error::usage(format!(
+            "input limit: template `{}` ({}) generates {scenarios} scenarios with {with}, more than the limit of {max_scenarios}",
+            t.id(),
+            t.shown_path()
+        ))
+        .with_hint(
+            "use fewer parameter values; if the plan really needs them, raise the limit with `plan-build --max-scenarios N`",
+        ));
+    }
     let probes_doc = Value::Object(probes);
     let probes: BTreeMap<Id, Probe> = typed(t, resolved, "probes", probes_doc.clone())?;
     let profiles_doc = Value::Object(profiles);

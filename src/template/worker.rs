@@ -7,7 +7,6 @@
 //! the same code `run` uses before it is reported; nothing is replaced without `overwrite`,
 //! and a scaffold that fails midway removes what it wrote.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -79,8 +78,7 @@ pub fn scaffold(root: &Path, name: &str, overwrite: bool) -> Result<Scaffolded> 
             fsx::create_dir_all(fsx::parent_of(p))?;
             fsx::write_atomic(p, bytes)?;
             written.push(p.clone());
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode))
-                .map_err(|e| Error::io("set the mode of", p, e))?;
+            fsx::set_mode(p, *mode)?;
         }
         Ok(())
     })();

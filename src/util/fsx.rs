@@ -2,11 +2,17 @@
 //! write recipe (temp file in the same directory, created exclusively, write, fsync, rename
 //! or no-replace link, fsync the directory: [`write_atomic_opts`]) and the one file-lock
 //! helper (`flock(2)` through std's `File::lock` family, retrying on EINTR).
+//!
+//! Every function here that creates, renames or links reaches its directory through
+//! [`super::nofollow::Dir`]: never through a symlink (a symlink on the way is an input
+//! error naming it, and nothing is written).
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::nofollow::Dir;
 use crate::{Error, Result};
 
 /// Read a whole file as bytes (user input: a missing file is exit 2).
@@ -20,6 +26,13 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
 pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
     use std::io::Read;
     let f = File::open(path).map_err(|e| Error::io_input("read", path, e))?;
+    // A regular file over the limit is refused from its size, before a byte is read.
+    if let Ok(m) = f.metadata()
+        && m.is_file()
+        && m.len() > max
+    {
+        return Ok(None);
+    }
     let mut bytes = Vec::new();
     f.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -41,6 +54,31 @@ pub fn document_too_large(path: &Path) -> Error {
     )
 }
 
+/// Read a user file of at most `max` bytes ([`read_bounded`]); a larger one is an input
+/// error naming the file, what it is (`what`: "a promotion packet"), the limit and, when
+/// one exists, the flag that raises it.
+pub fn read_limited(path: &Path, max: u64, what: &str, flag: Option<&str>) -> Result<Vec<u8>> {
+    read_bounded(path, max)?.ok_or_else(|| too_large(path, max, what, flag))
+}
+
+/// The error for a user file larger than its limit (see [`read_limited`]).
+pub fn too_large(path: &Path, max: u64, what: &str, flag: Option<&str>) -> Error {
+    let e = Error::input(
+        path,
+        format!(
+            "input limit: is larger than {max} bytes, the limit for {what}; refused before it is read"
+        ),
+    );
+    match flag {
+        Some(f) => e.with_hint(format!(
+            "if the file is genuine, raise the limit with `{f} BYTES` (see the README's limits table)"
+        )),
+        None => e.with_hint(format!(
+            "{what} written by nexusmon is far smaller: this file was not written by it or was tampered with"
+        )),
+    }
+}
+
 /// Read a user document (plan, registry) as UTF-8 text, refusing one larger than
 /// [`super::limits::MAX_DOCUMENT_BYTES`] ([`read_bounded`]).
 pub fn read_document(path: &Path) -> Result<String> {
@@ -60,6 +98,40 @@ pub fn utf8_input(path: &Path, bytes: Vec<u8>) -> Result<String> {
     })
 }
 
+/// Read a file of at most `max` bytes as an [`io::Result`] (for callers that treat any
+/// failure alike): a larger one, or a special file that never ends, is `InvalidData`.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    if let Ok(m) = f.metadata()
+        && m.is_file()
+        && m.len() > max
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Read a key, token or trust file as UTF-8 text (user input), at most
+/// [`super::limits::MAX_KEY_BYTES`].
+pub fn read_key_file(path: &Path, what: &str) -> Result<String> {
+    utf8_input(
+        path,
+        read_limited(path, super::limits::MAX_KEY_BYTES, what, None)?,
+    )
+}
+
 /// Read a whole file as UTF-8 text (user input).
 pub fn read_input_string(path: &Path) -> Result<String> {
     utf8_input(path, read_input(path)?)
@@ -70,9 +142,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io("read", path, e))
 }
 
-/// Create a directory and its parents.
+/// Create a directory and its parents, never through a symlink
+/// ([`super::nofollow::Dir::create`]).
 pub fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))
+    Dir::create(path).map(drop)
 }
 
 /// List a directory, sorted by file name (deterministic).
@@ -115,24 +188,68 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(tmp)
 }
 
+/// The directory holding `path` (opened without following a symlink) and `path`'s name in
+/// it.
+pub fn dir_and_name(path: &Path) -> Result<(Dir, &OsStr)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::runner("not a file path").with_path(path))?;
+    Ok((Dir::open(parent_of(path))?, name))
+}
+
 /// Create `path` exclusively (`O_CREAT | O_EXCL`: never an existing file, so two writers
-/// can never share one) with permission bits `mode` (before the umask).
+/// can never share one, and never through a symlink) with permission bits `mode` (before
+/// the umask).
 pub fn create_exclusive(path: &Path, mode: u32) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    let (dir, name) = dir_and_name(path)?;
+    dir.create_file(name, mode)
         .map_err(|e| Error::io("create", path, e))
 }
 
-/// Rename `tmp` over `path`; on failure the temp file is removed.
+/// Remove the file (or symlink) `path` (`unlinkat` in its directory, reached without
+/// following a symlink).
+pub fn remove_file(path: &Path) -> Result<()> {
+    let (dir, name) = dir_and_name(path)?;
+    dir.remove(name, false)
+        .map_err(|e| Error::io("remove", path, e))
+}
+
+/// Set the permission bits of `path` exactly (`fchmodat`, never through a symlink).
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    let (dir, name) = dir_and_name(path)?;
+    dir.chmod(name, mode)
+        .map_err(|e| Error::io("set the mode of", path, e))
+}
+
+/// Open `path` for appending (created with `mode` if missing), never through a symlink:
+/// the audit log, `$GITHUB_STEP_SUMMARY`.
+pub fn open_append(path: &Path, mode: u32) -> Result<File> {
+    let (dir, name) = dir_and_name(path)?;
+    dir.open_append(name, mode, true)
+        .map_err(|e| Error::io("open for appending", path, e))
+}
+
+/// Open (creating with `mode` if missing, never truncating) the lock file `path` for
+/// reading and writing, never through a symlink.
+pub fn open_lock_file(path: &Path, mode: u32) -> Result<File> {
+    let (dir, name) = dir_and_name(path)?;
+    dir.open_rw(name, mode)
+        .map_err(|e| Error::io("open lock", path, e))
+}
+
+/// Rename `tmp` over `path` (same directory); on failure the temp file is removed.
 pub fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path).map_err(|e| {
+    let renamed = dir_and_name(path).and_then(|(dir, name)| {
+        let from = tmp
+            .file_name()
+            .ok_or_else(|| Error::runner("not a file path").with_path(tmp))?;
+        dir.rename(from, name)
+            .map_err(|e| Error::io("rename into place", path, e))
+    });
+    if renamed.is_err() {
         let _ = fs::remove_file(tmp);
-        Error::io("rename into place", path, e)
-    })
+    }
+    renamed
 }
 
 /// How [`write_atomic_opts`] lands a file.
@@ -197,33 +314,38 @@ pub fn write_atomic_opts(
     how: AtomicWrite,
     before_rename: impl FnOnce(),
 ) -> Result<()> {
+    let (dir, name) = dir_and_name(path)?;
     let tmp = temp_path_for(path);
+    let tmp_name = tmp.file_name().unwrap_or_default();
     let written = (|| {
-        let mut f = create_exclusive(&tmp, how.mode)?;
+        let mut f = dir
+            .create_file(tmp_name, how.mode)
+            .map_err(|e| Error::io("create", &tmp, e))?;
         f.write_all(bytes)
             .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(tmp_name, false);
         return Err(e);
     }
     before_rename();
     if how.no_replace {
-        let linked = fs::hard_link(&tmp, path).map_err(|e| {
+        let linked = dir.link(tmp_name, name).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::input(path, "already exists")
             } else {
                 Error::io("create", path, e)
             }
         });
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(tmp_name, false);
         linked?;
-    } else {
-        rename_into_place(&tmp, path)?;
+    } else if let Err(e) = dir.rename(tmp_name, name) {
+        let _ = dir.remove(tmp_name, false);
+        return Err(Error::io("rename into place", path, e));
     }
     if how.sync_parent {
-        sync_dir(parent_of(path))?;
+        dir.sync()?;
     }
     Ok(())
 }

@@ -12,7 +12,23 @@
 //!   size of the value they copy *before* it is copied, so an alias bomb stops at the first
 //!   alias that would exceed the budget, naming its line;
 //! - [`MAX_FINDINGS_PER_FILE`]: lint, so the findings (and their rendering) of one file stay
-//!   bounded however many problems a large file has.
+//!   bounded however many problems a large file has;
+//! - templates: a template file is a user document like any other (read and parsed within
+//!   the limits above, so a YAML alias bomb in `templates/*/template.yaml` is refused by
+//!   `list-templates`, `plan-build` and `list-plans` alike); its *expansion* (`$for`, `$if`,
+//!   `$merge`) spends the same [`Budget`] for each document it generates
+//!   (`template::expand::eval_body`: every value visited and made and every loop iteration,
+//!   charged before it is built), so a loop bomb stops at the first value over
+//!   [`MAX_NODES`] whatever the nesting; and one build may generate at most
+//!   [`MAX_TEMPLATE_SCENARIOS`] scenarios (`template::render`; `plan-build --max-scenarios`
+//!   raises it);
+//! - [`MAX_PACKET_BYTES`]: every reader of a promotion packet (`promote::verify::read_packet`:
+//!   `promote`, `evolve`, `summarize-ops --packet`, `report --packet`, `diff`), from the file's
+//!   size before anything is parsed;
+//! - [`MAX_RECORD_BYTES`]: the reader of approval records (`govern::sign`), from the
+//!   file's size before anything is read;
+//! - [`MAX_MAPPING_BYTES`]: the readers of the mapping files (`promote::mapping`), from the
+//!   file's size before anything is parsed (`promote --max-mapping-bytes` raises it).
 //!
 //! A value over a limit is refused with lint code NX014 (`input-limit`) naming the file,
 //! line and column and the limit; `run` and the other commands refuse it as an input error
@@ -39,6 +55,48 @@ pub const MAX_EXPANDED_BYTES: usize = 8 * 1024 * 1024;
 /// Most findings lint keeps per file; the rest are counted in one summary finding.
 pub const MAX_FINDINGS_PER_FILE: usize = 1_000;
 
+/// Most scenarios (profile × probe pairs, controls included) one `plan-build` may generate:
+/// a template's loops multiply, and a plan far larger than anyone reviews is more likely a
+/// mistake than a wish. `plan-build --max-scenarios N` raises it (the generated files must
+/// still fit [`MAX_NODES`] each).
+pub const MAX_TEMPLATE_SCENARIOS: usize = 1_000;
+
+/// Largest promotion packet read, in bytes (1 MiB). A packet holds a fixed set of pointers,
+/// a summary and the governance record (a few KiB, more with many approvals); its size is
+/// checked before anything is read or parsed.
+pub const MAX_PACKET_BYTES: u64 = 1024 * 1024;
+
+/// Largest mapping file read (`runtime_links.json`, `runtime_signatures.json`,
+/// `op_runtime_summary.json`), in bytes (32 MiB). Mappings grow with every packet promoted
+/// into them; `promote --max-mapping-bytes N` raises the limit for a directory that
+/// legitimately outgrew it.
+pub const MAX_MAPPING_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest approval record read (`approvals/*.json`, clearances), in bytes (1 MiB). A record
+/// is well under a KiB; its size is checked before it is read, so a huge file dropped among
+/// the approvals is refused (`record-unreadable`, naming the limit) instead of filling memory.
+pub const MAX_RECORD_BYTES: u64 = 1024 * 1024;
+
+/// Largest state file read (`omens.json`, `evolution.json`, recorded plan inputs, a mapping
+/// found by the anchors, `LATEST`, `run_status.json`, `audit_head.json`), in bytes (64 MiB):
+/// each is written by nexusmon and far smaller; a larger one was put there by someone else.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Largest key, token or trust file read, in bytes (1 MiB). An OpenSSH key is a few KiB, a
+/// trust file a line per signer.
+pub const MAX_KEY_BYTES: u64 = 1024 * 1024;
+
+/// Largest bundle member read into memory, in bytes (1 GiB). Members are hashed as streams
+/// whatever their size; this bounds the ones parsed (result files of a very large run are
+/// hundreds of MB).
+pub const MAX_MEMBER_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Longest audit log line read, in bytes (1 MiB). An entry is well under a KiB; the log is
+/// read a line at a time, and a longer line (someone else wrote it) is read no further than
+/// this: `audit verify` reports it as a line that does not parse, and an append refuses to
+/// chain onto it.
+pub const MAX_AUDIT_LINE_BYTES: usize = 1024 * 1024;
+
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {
@@ -53,7 +111,17 @@ pub enum Exceeded {
 }
 
 impl Exceeded {
-    /// What was exceeded, for an error message.
+    /// The limit alone, e.g. `more than 50000 values`.
+    pub fn limit(self) -> String {
+        match self {
+            Exceeded::Depth => format!("nesting deeper than {MAX_DEPTH} levels"),
+            Exceeded::Nodes => format!("more than {MAX_NODES} values"),
+            Exceeded::String => format!("a string longer than {MAX_STRING_BYTES} bytes"),
+            Exceeded::ExpandedBytes => format!("more than {MAX_EXPANDED_BYTES} bytes of strings"),
+        }
+    }
+
+    /// What was exceeded, for an error message about a parsed document.
     pub fn describe(self) -> String {
         match self {
             Exceeded::Depth => format!("nesting deeper than {MAX_DEPTH} levels"),

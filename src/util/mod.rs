@@ -1,7 +1,8 @@
 //! Small helpers shared by every module: filesystem calls that name their path, the
 //! atomic write and the file lock ([`fsx`]), deterministic JSON ([`json`]), digests
 //! ([`digest`]), time stamps ([`time`]), host name and kernel release ([`host`]), "did
-//! you mean" suggestions ([`suggest`]), the cost budget of user input ([`limits`]), path
+//! you mean" suggestions ([`suggest`]), text made safe for a terminal ([`term`]), the cost budget of user input ([`limits`]), the one
+//! way to reach a place the tool writes to without following a symlink ([`nofollow`]), path
 //! resolution the way the kernel walks a path ([`paths`]), globs over ids ([`glob`]) and
 //! field-level JSON differences ([`jsondiff`]).
 
@@ -12,6 +13,8 @@ pub mod host;
 pub mod json;
 pub mod jsondiff;
 pub mod limits;
+pub mod nofollow;
 pub mod paths;
 pub mod suggest;
+pub mod term;
 pub mod time;

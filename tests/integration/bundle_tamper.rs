@@ -29,6 +29,7 @@ use crate::util::{Project, read_json, repo_root, run_in, ssh_keygen, ssh_pubkey}
 /// bundle). Listed in the README ("What cannot be detected").
 const UNDETECTABLE: &[&str] = &[
     "delete-newest-and-roll-latest-back",
+    "latest-rollback-behind-a-forged-lock",
     "foreign-bundle",
     "forged-new-run",
     "resealed-add-log",
@@ -42,7 +43,10 @@ const UNDETECTABLE: &[&str] = &[
 ];
 
 /// What only the audit log catches for a signed bundle without a state directory.
-const NEEDS_THE_LOG: &[&str] = &["delete-newest-and-roll-latest-back"];
+const NEEDS_THE_LOG: &[&str] = &[
+    "delete-newest-and-roll-latest-back",
+    "latest-rollback-behind-a-forged-lock",
+];
 
 /// One setup of the base project.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -523,6 +527,23 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
         "latest-rollback",
         Box::new(|c| {
             point_latest(&c.out(), &c.base.a);
+            true
+        }),
+    );
+    // A lock record left by a dead writer that names the newer run looks like a run killed
+    // between publishing its bundle and updating LATEST (which is not a rollback).
+    add(
+        "latest-rollback-behind-a-forged-lock",
+        Box::new(|c| {
+            point_latest(&c.out(), &c.base.a);
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+            let rec = serde_json::json!({
+                "pid": 999_999_999u32,
+                "host": host.trim(),
+                "started_at": "2026-01-01T00:00:00Z",
+                "run_id": c.base.b,
+            });
+            write(&c.out().join(".lock"), rec.to_string().as_bytes());
             true
         }),
     );

@@ -12,6 +12,11 @@
 //!
 //! A line must exit 0, or `N` when its trailing comment (` # …`) starts with `exit N`. Only
 //! `scripts/test`, the test command itself, is skipped.
+//!
+//! A line whose comment starts with `serves` is a server (`nexusmon serve`): it is started
+//! in the background with its `--bind` port replaced by a free one (port 0), the test waits
+//! for its `serving http://…` line, the later lines reach it (`127.0.0.1:8012` in them is
+//! the address it took), and after the last line it gets SIGTERM and must exit 0.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,7 +32,12 @@ struct Example {
     command: String,
     /// The exit code the README documents for it.
     exit: i32,
+    /// A server kept running for the lines after it (`# serves…`).
+    serves: bool,
 }
+
+/// The address README examples give a server.
+const README_ADDR: &str = "127.0.0.1:8012";
 
 /// The runnable command lines of `readme`, in order.
 fn examples(readme: &str) -> Vec<Example> {
@@ -67,6 +77,7 @@ fn examples(readme: &str) -> Vec<Example> {
             line: i + 1,
             command: command.to_string(),
             exit,
+            serves: comment.starts_with("serves"),
         });
     }
     assert!(block.is_none(), "README.md: a code block is not closed");
@@ -97,6 +108,7 @@ fn the_convention_reads_commands_comments_and_exit_codes() {
         .into_iter()
         .map(|e| (e.line, e.command, e.exit))
         .collect();
+    assert!(examples("```sh\nnexusmon serve   # serves: until stopped\n```\n")[0].serves);
     assert_eq!(
         got,
         vec![
@@ -129,11 +141,27 @@ fn every_command_line_of_the_readme_works_as_written() {
     );
     let mut ran = 0;
     let mut failed = Vec::new();
+    let mut server: Option<(std::process::Child, String)> = None;
     for e in &all {
         if e.command == "scripts/test" || e.command.starts_with("scripts/test ") {
             continue;
         }
-        let command = substitute(&e.command, p.root());
+        let mut command = substitute(&e.command, p.root());
+        if let Some((_, addr)) = &server {
+            command = command.replace(README_ADDR, addr);
+        }
+        if e.serves {
+            assert!(server.is_none(), "README.md:{}: a second server", e.line);
+            server = Some(start_server(
+                &command.replace(README_ADDR, "127.0.0.1:0"),
+                p.root(),
+                &path,
+                &home,
+                e.line,
+            ));
+            ran += 1;
+            continue;
+        }
         let out = Command::new("sh")
             .args(["-c", &command])
             .current_dir(p.root())
@@ -161,7 +189,64 @@ fn every_command_line_of_the_readme_works_as_written() {
             ));
         }
     }
+    if let Some((mut child, _)) = server {
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let st = child.wait().unwrap();
+        if st.code() != Some(0) {
+            failed.push(format!("the README's server exited {st:?} on SIGTERM"));
+        }
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     // The README shows a couple of dozen command lines; far fewer means the extraction broke.
     assert!(ran >= 20, "only {ran} README command lines found");
+}
+
+/// Start a README server line in the background; wait for its `serving http://ADDR/` line.
+fn start_server(
+    command: &str,
+    root: &Path,
+    path: &str,
+    home: &Path,
+    line: usize,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("exec {command}")])
+        .current_dir(root)
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("NEXUSMON_ROOT")
+        .env_remove("NEXUSMON_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = l.strip_prefix("serving http://") {
+                let _ = tx.send(Ok(rest.split('/').next().unwrap_or("").to_string()));
+            }
+            seen.push_str(&l);
+            seen.push('\n');
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match rx.recv_timeout(std::time::Duration::from_mins(2)) {
+        Ok(Ok(addr)) => (child, addr),
+        other => {
+            let _ = child.kill();
+            panic!("README.md:{line}: `{command}` did not start serving: {other:?}");
+        }
+    }
 }

@@ -602,6 +602,11 @@ pub fn ssh_sign(key: &Path, namespace: &str, file: &Path) {
 /// otherwise return the DOM after scripts ran (`--dump-dom`). A missing `chromium` fails
 /// the test with the command that installs it.
 pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
+    chromium_url(&format!("file://{}", page.display()), screenshot)
+}
+
+/// [`chromium`] for a URL (`http://127.0.0.1:PORT/…` of a server the test started).
+pub fn chromium_url(url: &str, screenshot: Option<&Path>) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("chromium");
     cmd.args([
@@ -621,7 +626,7 @@ pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
         Some(png) => cmd.arg(format!("--screenshot={}", png.display())),
         None => cmd.arg("--dump-dom"),
     };
-    cmd.arg(format!("file://{}", page.display()));
+    cmd.arg(url);
     let out = cmd.output().unwrap_or_else(|e| {
         panic!("chromium cannot be run ({e}): run scripts/test, which installs the Debian package `chromium`")
     });
@@ -631,4 +636,106 @@ pub fn chromium(page: &Path, screenshot: Option<&Path>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A run of the binary with what it cost: wall time and the peak resident set size of the
+/// binary itself (KiB).
+pub struct Measured {
+    pub status: i32,
+    /// Killed by this signal (a crash), if it was.
+    pub signal: Option<i32>,
+    pub wall: std::time::Duration,
+    pub max_rss_kib: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Measured {
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Run the binary in `dir` with `args` (as [`nexusmon`] does: clean environment, stdin
+/// closed, outputs captured) and measure it. The peak RSS is GNU time's (`%M`, from the
+/// `wait4` of a child it forked itself): a child spawned straight from this test process
+/// would report this process's own RSS, since Linux keeps the pre-exec high-water mark
+/// across `execve`; wall time depends on the machine's load, so compare it with generous
+/// bounds only. A run longer than a minute is killed (the test then fails on the signal).
+pub fn measure(dir: &Path, args: &[&str]) -> Measured {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M", "-o"])
+        .arg(rss_file.path())
+        .arg("--")
+        .arg(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NEXUSMON_ROOT")
+        .env_remove("NEXUSMON_STATE_DIR")
+        .env_remove("NEXUSMON_RUN_ID")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env("NO_COLOR", "1")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("/usr/bin/time cannot run ({e}): {PROVISION}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let pgid = i32::try_from(child.id()).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if std::time::Instant::now() > until {
+                // SAFETY: kill(2) of our own child's process group, not yet reaped.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let status = child.wait().unwrap();
+    let wall = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watchdog.join();
+    let stderr = t_err.join().unwrap();
+    let text = std::fs::read_to_string(rss_file.path()).unwrap_or_default();
+    // GNU time writes "Command terminated by signal N" before the figure when it was.
+    let signal = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Command terminated by signal "))
+        .and_then(|n| n.trim().parse().ok());
+    let max_rss_kib = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(i64::MAX);
+    Measured {
+        status: status.code().unwrap_or(-1),
+        signal,
+        wall,
+        max_rss_kib,
+        stdout: t_out.join().unwrap(),
+        stderr,
+    }
 }

@@ -3,17 +3,25 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::util::limits::{Budget, Cost, Exceeded};
+
 // ---------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------
 
-/// Values in scope, and the slug table of the build.
+/// Values in scope, the slug table of the build and the input budget the expansion spends
+/// (shared by every scope of one body: see [`eval_body`]). Entering a loop copies only the
+/// loop variables, never the parameter values.
 #[derive(Debug, Clone)]
 pub struct Env {
-    values: BTreeMap<String, Value>,
-    /// Loop variables, innermost last (for messages).
+    values: Rc<BTreeMap<String, Value>>,
+    /// Loop variables, innermost last (they shadow parameters; also for messages).
     loops: Vec<(String, Value)>,
-    pub(super) slugs: SlugTable,
+    pub(super) slugs: Rc<SlugTable>,
+    budget: Rc<Cell<Budget>>,
 }
 
 impl Env {
@@ -24,17 +32,53 @@ impl Env {
             all.insert((*k).to_string(), Value::String((*v).to_string()));
         }
         Self {
-            slugs: SlugTable::new(values),
-            values: all,
+            slugs: Rc::new(SlugTable::new(values)),
+            values: Rc::new(all),
             loops: Vec::new(),
+            budget: Rc::new(Cell::new(Budget::default())),
         }
     }
 
     fn with(&self, var: &str, v: Value) -> Self {
         let mut e = self.clone();
-        e.values.insert(var.to_string(), v.clone());
         e.loops.push((var.to_string(), v));
         e
+    }
+
+    /// The value of `name`: the innermost loop variable of that name, else the parameter or
+    /// build value.
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.loops
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .or_else(|| self.values.get(name))
+    }
+
+    /// Charge `cost` to the body's budget, refusing at `ptr` (the directive or value being
+    /// expanded) before anything over the limit is built.
+    fn charge(&self, ptr: &str, cost: Cost) -> Result<(), ExpandError> {
+        let mut b = self.budget.get();
+        match b.charge_cost(cost) {
+            Ok(()) => {
+                self.budget.set(b);
+                Ok(())
+            }
+            Err(e) => Err(over_budget(ptr, e)),
+        }
+    }
+
+    /// Charge one value of `string_len` string bytes.
+    fn charge_one(&self, ptr: &str, string_len: usize) -> Result<(), ExpandError> {
+        let mut b = self.budget.get();
+        match b.charge(string_len) {
+            Ok(()) => {
+                self.budget.set(b);
+                Ok(())
+            }
+            Err(e) => Err(over_budget(ptr, e)),
+        }
     }
 
     fn context(&self) -> String {
@@ -53,12 +97,56 @@ impl Env {
     }
 }
 
-/// Evaluate a body to a JSON object.
+/// The error for an expansion over the input budget, at the value being expanded.
+fn over_budget(ptr: &str, e: Exceeded) -> ExpandError {
+    err_hint(
+        ptr,
+        format!(
+            "input limit: expanding the template here makes a generated document of {} (the limit of any plan or registry file)",
+            e.limit()
+        ),
+        "every `$for` iteration and every value it makes count, and nested loops multiply: loop over fewer values or nest fewer loops",
+    )
+}
+
+/// The size of a value, to charge when a reference copies it into the output.
+fn value_cost(v: &Value) -> Cost {
+    let mut c = Cost {
+        nodes: 1,
+        bytes: 0,
+        height: 1,
+    };
+    match v {
+        Value::String(s) => c.bytes = s.len(),
+        Value::Array(items) => {
+            for i in items {
+                let ic = value_cost(i);
+                c.nodes = c.nodes.saturating_add(ic.nodes);
+                c.bytes = c.bytes.saturating_add(ic.bytes);
+            }
+        }
+        Value::Object(m) => {
+            for (k, i) in m {
+                let ic = value_cost(i);
+                c.nodes = c.nodes.saturating_add(ic.nodes);
+                c.bytes = c.bytes.saturating_add(ic.bytes).saturating_add(k.len());
+            }
+        }
+        _ => {}
+    }
+    c
+}
+
+/// Evaluate a body to a JSON object. The body is one generated document: its expansion
+/// spends one input budget ([`crate::util::limits`], the same limits as any plan or registry
+/// file the loader reads), counting every value visited and made and every loop iteration,
+/// so a loop bomb is refused at the first value over the limit, before it is built.
 pub fn eval_body(
     body: &Map<String, Value>,
     ptr: &str,
     env: &Env,
 ) -> Result<Map<String, Value>, ExpandError> {
+    env.budget.set(Budget::default());
     match eval_object(body, ptr, env)? {
         Some(Value::Object(m)) => Ok(m),
         Some(_) => Err(err(ptr, "the body must evaluate to an object")),
@@ -68,8 +156,16 @@ pub fn eval_body(
 
 fn eval(v: &Value, ptr: &str, env: &Env) -> Result<Option<Value>, ExpandError> {
     match v {
-        Value::String(s) => eval_string(s, ptr, env).map(Some),
+        Value::String(s) => {
+            let out = eval_string(s, ptr, env)?;
+            match &out {
+                Value::String(t) => env.charge_one(ptr, t.len())?,
+                other => env.charge(ptr, value_cost(other))?,
+            }
+            Ok(Some(out))
+        }
         Value::Array(items) => {
+            env.charge_one(ptr, 0)?;
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 out.extend(eval_item(item, &child(ptr, &i.to_string()), env)?);
@@ -77,7 +173,10 @@ fn eval(v: &Value, ptr: &str, env: &Env) -> Result<Option<Value>, ExpandError> {
             Ok(Some(Value::Array(out)))
         }
         Value::Object(m) => eval_object(m, ptr, env),
-        other => Ok(Some(other.clone())),
+        other => {
+            env.charge_one(ptr, 0)?;
+            Ok(Some(other.clone()))
+        }
     }
 }
 
@@ -87,10 +186,21 @@ fn eval_item(v: &Value, ptr: &str, env: &Env) -> Result<Vec<Value>, ExpandError>
     let Value::Object(m) = v else {
         return Ok(eval(v, ptr, env)?.into_iter().collect());
     };
+    eval_object_items(m, ptr, env)
+}
+
+/// [`eval_item`] of an object.
+fn eval_object_items(
+    m: &Map<String, Value>,
+    ptr: &str,
+    env: &Env,
+) -> Result<Vec<Value>, ExpandError> {
     match form(m, ptr)? {
         Form::ForItems { spec, item } => {
             let mut out = Vec::new();
-            for (var, elem) in loop_elements(spec, &child(ptr, "$for"), env)? {
+            let fp = child(ptr, "$for");
+            for (var, elem) in loop_elements(spec, &fp, env)? {
+                env.charge_one(&fp, 0)?;
                 out.extend(eval_item(
                     item,
                     &child(ptr, "$item"),
@@ -124,7 +234,7 @@ fn eval_item(v: &Value, ptr: &str, env: &Env) -> Result<Vec<Value>, ExpandError>
 
 fn loop_elements(spec: &Value, ptr: &str, env: &Env) -> Result<Vec<(String, Value)>, ExpandError> {
     let (var, list) = parse_for(spec, ptr)?;
-    match env.values.get(&list) {
+    match env.get(&list) {
         Some(Value::Array(items)) => Ok(items.iter().map(|i| (var.clone(), i.clone())).collect()),
         Some(_) => Err(err(ptr, format!("`{list}` is not a list"))),
         None => Err(err(ptr, format!("`{list}` is not defined"))),
@@ -133,18 +243,21 @@ fn loop_elements(spec: &Value, ptr: &str, env: &Env) -> Result<Vec<(String, Valu
 
 fn eval_object(m: &Map<String, Value>, ptr: &str, env: &Env) -> Result<Option<Value>, ExpandError> {
     match form(m, ptr)? {
-        Form::ForItems { .. } => Ok(Some(Value::Array(eval_item(
-            &Value::Object(m.clone()),
-            ptr,
-            env,
-        )?))),
+        Form::ForItems { .. } => {
+            env.charge_one(ptr, 0)?;
+            Ok(Some(Value::Array(eval_object_items(m, ptr, env)?)))
+        }
         Form::ForMap { spec, key, value } => {
+            env.charge_one(ptr, 0)?;
             let mut out = Map::new();
             let mut origin: BTreeMap<String, String> = BTreeMap::new();
-            for (var, elem) in loop_elements(spec, &child(ptr, "$for"), env)? {
+            let fp = child(ptr, "$for");
+            for (var, elem) in loop_elements(spec, &fp, env)? {
+                env.charge_one(&fp, 0)?;
                 let inner = env.with(&var, elem);
                 let kp = child(ptr, "$key");
                 let k = key_text(key, &kp, &inner)?;
+                inner.charge_one(&kp, k.len())?;
                 if let Some(v) = eval(value, &child(ptr, "$value"), &inner)? {
                     let here = format!("{kp}{}", inner.context());
                     insert_unique(&mut out, &mut origin, k, v, &here)?;
@@ -167,6 +280,7 @@ fn eval_object(m: &Map<String, Value>, ptr: &str, env: &Env) -> Result<Option<Va
             }
         }
         Form::Plain { merge } => {
+            env.charge_one(ptr, 0)?;
             let mut out = Map::new();
             let mut origin: BTreeMap<String, String> = BTreeMap::new();
             for (k, v) in m {
@@ -175,6 +289,7 @@ fn eval_object(m: &Map<String, Value>, ptr: &str, env: &Env) -> Result<Option<Va
                 }
                 let kp = child(ptr, k);
                 let key = key_text(&Value::String(k.clone()), &kp, env)?;
+                env.charge_one(&kp, key.len())?;
                 if let Some(v) = eval(v, &kp, env)? {
                     let here = format!("{kp}{}", env.context());
                     insert_unique(&mut out, &mut origin, key, v, &here)?;
@@ -271,7 +386,6 @@ fn eval_string(s: &str, ptr: &str, env: &Env) -> Result<Value, ExpandError> {
 
 fn resolve_ref(name: &str, filters: &[String], ptr: &str, env: &Env) -> Result<Value, ExpandError> {
     let mut v = env
-        .values
         .get(name)
         .cloned()
         .ok_or_else(|| err(ptr, format!("`{name}` is not defined")))?;
@@ -304,8 +418,7 @@ fn resolve_ref(name: &str, filters: &[String], ptr: &str, env: &Env) -> Result<V
 
 fn truth(c: &Cond, ptr: &str, env: &Env) -> Result<bool, ExpandError> {
     let get = |name: &str| {
-        env.values
-            .get(name)
+        env.get(name)
             .ok_or_else(|| err(ptr, format!("`{name}` is not defined")))
     };
     match c {
