@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate the benchmark project for benches/run.sh: a registry with N exec probes running
-/bin/true (or N builtin file-read probes) and one Landlock profile, and a plan running every
-probe under it (baseline + scenario lanes; the oracle lane as given)."""
+/bin/true (or N builtin file-read probes; or, kind `audit`, N builtin file-reads of which every
+other one is denied, for benches/kernel-audit.sh) and one Landlock profile, and a plan running
+every probe under it (baseline + scenario lanes; the oracle lane as given)."""
 import json
 import os
 import sys
@@ -15,6 +16,8 @@ for i in range(n):
     pid = f"p{i:05d}"
     if kind == "exec":
         probes[pid] = {"operation": "exec", "driver": "exec", "argv": ["/bin/true"]}
+    elif kind == "audit" and i % 2 == 1:
+        probes[pid] = {"operation": "file-read", "target": "/etc/hostname"}
     else:
         probes[pid] = {"operation": "file-read", "target": "/usr/lib/os-release"}
 profiles = {
@@ -42,7 +45,12 @@ plan = {
     "kind": "experiment",
     "registry_id": "bench",
     "profiles": ["usr-ro"],
-    "scenarios": {"usr-ro": {pid: "allow" for pid in probes}},
+    "scenarios": {
+        "usr-ro": {
+            pid: ("deny" if p.get("target") == "/etc/hostname" else "allow")
+            for pid, p in probes.items()
+        }
+    },
     "lanes": {"baseline": True, "scenario": True, "oracle": oracle},
 }
 with open(os.path.join(root, "plans", kind, "plan.json"), "w") as f:

@@ -16,6 +16,14 @@ fn main() {
         #[allow(clippy::exit)]
         std::process::exit(nexusmon::exec::zygote_main());
     }
+    // The builtin probes' fork server (one per worker thread of a run).
+    if mode
+        .as_ref()
+        .is_some_and(|a| a == nexusmon::exec::FORK_SERVER_MODE)
+    {
+        #[allow(clippy::exit)]
+        std::process::exit(nexusmon::exec::fork_server_main());
+    }
     if mode.is_some_and(|a| a == "__probe") {
         let args: Vec<String> = raw.map(|a| a.to_string_lossy().into_owned()).collect();
         let stdout = std::io::stdout();

@@ -62,6 +62,11 @@ pub enum Command {
         after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out"
     )]
     Run(RunArgs),
+    /// Run a command under a registry profile, enforced as in a plan's scenario lane; exit with its status.
+    #[command(
+        after_help = "Examples:\n  nexusmon sandbox --profile system-ro -- cat /etc/os-release\n  nexusmon sandbox --profile system-ro --record out -- cat /etc/hostname\n  nexusmon sandbox --profile net-deny-all --kernel-audit require -- curl -sS https://example.com"
+    )]
+    Sandbox(SandboxArgs),
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
     #[command(after_help = "Examples:\n  nexusmon status\n  nexusmon status --out /tmp/out --json")]
     Status(StatusArgs),
@@ -293,6 +298,71 @@ pub struct RunArgs {
     /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
     #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
     pub sign_with: Option<PathBuf>,
+    /// The kernel's own record of each Landlock denial (Linux 6.15+, root): auto (read
+    /// them when kernel audit is already enabled), require (enable audit for the run and
+    /// restore it after; fail if impossible) or off. Scenario-lane observations then carry
+    /// `kernel_denials` and the bundle `kernel_denials.jsonl`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value_t = KernelAudit::Auto,
+        env = "NEXUSMON_KERNEL_AUDIT"
+    )]
+    pub kernel_audit: KernelAudit,
+}
+
+/// `sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The profile (from the project's registries).
+    #[arg(long, value_name = "ID")]
+    pub profile: String,
+    /// The registry holding it (default: the one registry of the project that has it).
+    #[arg(long, value_name = "R")]
+    pub registry: Option<String>,
+    /// Also keep a sealed bundle of this one execution in the out root OUT (kernel
+    /// denials included when collected).
+    #[arg(long, value_name = "OUT")]
+    pub record: Option<PathBuf>,
+    /// Wall timeout in seconds (then SIGTERM to its process group, SIGKILL after the
+    /// grace; exit 124).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// The kernel's record of each denial (as `run --kernel-audit`); printed on stderr.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value_t = KernelAudit::Auto,
+        env = "NEXUSMON_KERNEL_AUDIT"
+    )]
+    pub kernel_audit: KernelAudit,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `--kernel-audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelAudit {
+    /// Read the records when kernel audit is already enabled.
+    Auto,
+    /// Enable kernel audit for the run (restored after); fail if impossible.
+    Require,
+    /// Do not read them.
+    Off,
+}
+
+impl KernelAudit {
+    /// The library's mode.
+    pub fn mode(self) -> crate::model::results::KernelAuditMode {
+        match self {
+            KernelAudit::Auto => crate::model::results::KernelAuditMode::Auto,
+            KernelAudit::Require => crate::model::results::KernelAuditMode::Require,
+            KernelAudit::Off => crate::model::results::KernelAuditMode::Off,
+        }
+    }
 }
 
 /// `run --format`.

@@ -13,6 +13,7 @@ mod promote;
 pub mod render;
 mod review;
 mod run;
+mod sandbox;
 mod serve;
 mod status;
 mod template;
@@ -180,6 +181,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> i32 {
 fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
     match command {
         Command::Run(a) => run::run(ctx, io, &a),
+        Command::Sandbox(a) => sandbox::sandbox(ctx, io, &a),
         Command::Status(a) => status::status(ctx, io, &a),
         Command::ValidateBundle(a) => bundle::validate(ctx, io, &a),
         Command::ReindexBundle(a) => bundle::reindex(ctx, io, &a),

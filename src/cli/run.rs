@@ -179,6 +179,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     settings.keep_scratch = a.keep_scratch;
     settings.command_line = std::env::args().collect();
     // A key that cannot be used is an input error before anything runs.
+    settings.kernel_audit = a.kernel_audit.mode();
     settings.signer = a
         .sign_with
         .as_ref()

@@ -103,11 +103,22 @@ pub fn assemble(
         if let Some(a) = attribution {
             *tally.attribution.entry(a.as_str().to_string()).or_default() += 1;
         }
-        let kinds = outcome::mismatches(
+        let mut kinds = outcome::mismatches(
             sc.spec.expected,
             s.map(|x| x.result.outcome),
             o.map(|v| v.decision),
         );
+        if let (Some(s), Some(o)) = (s, o)
+            && outcome::blocker_diverges(
+                s.result.outcome,
+                o.decision,
+                &o.blockers,
+                s.result.kernel_denials.as_deref(),
+            )
+        {
+            kinds.push(MismatchKind::BlockerDivergence);
+            kinds.sort();
+        }
         for k in &kinds {
             packets.push(packet(*k, sc, b, s, o, attribution));
         }
@@ -435,6 +446,7 @@ impl Tally {
             wall_us: ctx.wall_us,
             unattributed_leaks: Vec::new(),
             governance_flags: Vec::new(),
+            kernel_audit: None,
             tasks,
         }
     }
@@ -553,6 +565,21 @@ fn mismatch_message(
             s.map_or("nothing", |x| x.result.outcome.as_str()),
             s.map_or(String::new(), |x| x.result.detail.clone())
         ),
+        MismatchKind::BlockerDivergence => {
+            let mut kernel: Vec<String> = s
+                .and_then(|x| x.result.kernel_denials.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|d| d.blockers.iter().cloned())
+                .collect();
+            kernel.sort();
+            kernel.dedup();
+            format!(
+                "the oracle predicted the blocker {} but the kernel's audit records name {} for {op} {target}",
+                o.map_or(String::new(), |v| v.blockers.join(", ")),
+                kernel.join(", ")
+            )
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::forkserver::{ForkServer, LaunchError, LaunchSpec};
 use super::spawn::{self, SpawnError};
 use super::zygote::NsInit;
 use crate::model::results::{Leaked, Rusage};
@@ -76,6 +77,9 @@ pub struct ChildSpec {
     /// A file the child reads as its stdin (opened read-only by the runner before the
     /// child starts; a worker's request), else `/dev/null`.
     pub stdin: Option<PathBuf>,
+    /// The builtin probes' fork server of this worker: the helper (`program` `args`) is
+    /// forked there instead of executed (the program is executed if the server fails).
+    pub server: Option<Arc<ForkServer>>,
 }
 
 /// One captured stream.
@@ -154,6 +158,9 @@ pub struct ChildResult {
     pub leaked: Vec<Leaked>,
     /// Its pid (0 if it never started).
     pub pid: u32,
+    /// Wall clock just before the spawn and just after the reap, milliseconds since the
+    /// epoch (to match the kernel's audit records to it).
+    pub lived_ms: (u64, u64),
 }
 
 /// Make this process a child subreaper (orphans of our children come back to us).
@@ -197,6 +204,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         _ => None,
     };
     let start = Instant::now();
+    let started_ms = crate::sandbox::audit::now_ms();
     if super::interrupt::pending().is_some() {
         // The run was interrupted: start nothing more.
         super::interrupt::note_killed();
@@ -205,7 +213,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
     let alone = Alone::begin(spec.ns_init.is_none());
-    let (ipid, stdout, stderr) = match start_child(spec, cgroup) {
+    let (ipid, stdout, stderr, server) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
@@ -261,7 +269,10 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     let (out, err) = pipes.finish();
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
-    let (status, ru) = reap_with_rusage(ipid);
+    // A forked child is the server's to reap (it kept it a zombie until now).
+    let (status, ru) = server
+        .and_then(|s| s.reap(ipid))
+        .unwrap_or_else(|| reap_with_rusage(ipid));
     // Its namespace's init finishes dying once the child is reaped.
     if let Some(init) = &spec.ns_init {
         init.wait_gone(1000);
@@ -288,6 +299,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         stderr: err,
         leaked,
         pid,
+        lived_ms: (started_ms, crate::sandbox::audit::now_ms()),
     }
 }
 
@@ -481,12 +493,56 @@ fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
     (status, ru)
 }
 
-/// Start the child: exec probes through [`spawn::spawn`] (vfork-style, the profile enforced
-/// before `execve`), the builtin helper through std (`posix_spawn`; it restricts itself).
-fn start_child(
+/// A started child: pid, stdout, stderr, and the fork server that forked it.
+type Started<'a> = (i32, File, File, Option<&'a ForkServer>);
+
+/// Start the child: a builtin helper forked by its worker's fork server, exec probes (and
+/// the helper without a server) through [`spawn::spawn`] (vfork-style, the isolation and
+/// profile enforced before `execve`), else through std (`posix_spawn`; the helper restricts
+/// itself).
+fn start_child<'a>(
+    spec: &'a ChildSpec,
+    cgroup: Option<&ChildCgroup>,
+) -> std::result::Result<Started<'a>, Ended> {
+    if let Some(server) = &spec.server
+        && spec.pre_exec.is_none()
+        && spec.stdin.is_none()
+    {
+        let env: Vec<(String, String)> = match &spec.env {
+            Some(e) => e.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        let cwd = spec.cwd.clone().or_else(|| std::env::current_dir().ok());
+        let launched = server.launch(&LaunchSpec {
+            args: &spec.args,
+            env: &env,
+            cwd: cwd.as_deref(),
+            clean: spec.clean,
+            isolation: spec.isolation.as_ref(),
+            cgroup_fd: cgroup.map(ChildCgroup::procs_fd),
+            pidns_fd: spec.ns_init.as_ref().map(|i| i.pidfd()),
+        });
+        match launched {
+            Ok(l) => return Ok((l.pid, l.stdout.into(), l.stderr.into(), Some(&**server))),
+            Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),
+            Err(LaunchError::Child(SpawnError::Setup(step, e))) => {
+                return Err(Ended::SetupFailed(step, e));
+            }
+            // The server is gone: this child is executed as without one.
+            Err(LaunchError::Server(_)) => {}
+        }
+    }
+    let (pid, o, e) = exec_child(spec, cgroup)?;
+    Ok((pid, o, e, None))
+}
+
+/// Start the child by executing its program.
+fn exec_child(
     spec: &ChildSpec,
     cgroup: Option<&ChildCgroup>,
-) -> std::result::Result<(i32, std::fs::File, std::fs::File), Ended> {
+) -> std::result::Result<(i32, File, File), Ended> {
     if spec.pre_exec.is_some() || spec.isolation.is_some() {
         let none = Prepared::none();
         let prepared = spec.pre_exec.as_ref().map_or(&none, |p| &*p.prepared);
@@ -625,6 +681,7 @@ fn failed_before_spawn(start: Instant, ended: Ended) -> ChildResult {
         },
         leaked: Vec::new(),
         pid: 0,
+        lived_ms: (0, 0),
     }
 }
 
@@ -779,7 +836,7 @@ fn orphans(exclude: u32) -> Vec<u32> {
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| *p != exclude && Some(*p) != zygote)
+        .filter(|p| *p != exclude && Some(*p) != zygote && !crate::sandbox::cgroup::is_kept(*p))
         .collect()
 }
 
@@ -970,6 +1027,7 @@ mod tests {
             grace: Duration::from_millis(200),
             output_cap: 1024,
             stdin: None,
+            server: None,
         }
     }
 

@@ -139,23 +139,33 @@ pub struct HelperLine {
 
 /// Run the helper with its raw arguments; returns its exit code.
 pub fn main(args: &[String], out: &mut dyn Write) -> i32 {
-    let req: HelperRequest<'static> = match args
+    match parse(args) {
+        Ok(req) => respond(&req, out),
+        Err(msg) => emit_usage(out, &msg),
+    }
+}
+
+/// The request in the helper's arguments (after the mode).
+pub fn parse(args: &[String]) -> Result<HelperRequest<'static>, String> {
+    match args
         .first()
         .map(|a| serde_json::from_str::<HelperRequest>(a))
     {
-        Some(Ok(r)) if r.v == HELPER_VERSION => r,
-        Some(Ok(r)) => {
-            return emit_usage(out, &format!("unsupported helper request version {}", r.v));
-        }
-        Some(Err(e)) => return emit_usage(out, &format!("bad helper request: {e}")),
-        None => {
-            return emit_usage(
-                out,
-                "missing helper request (internal mode of `nexusmon run`)",
-            );
-        }
-    };
-    let line = run(&req);
+        Some(Ok(r)) if r.v == HELPER_VERSION => Ok(r),
+        Some(Ok(r)) => Err(format!("unsupported helper request version {}", r.v)),
+        Some(Err(e)) => Err(format!("bad helper request: {e}")),
+        None => Err("missing helper request (internal mode of `nexusmon run`)".into()),
+    }
+}
+
+/// The line of a request whose arguments did not parse; returns the exit code.
+pub fn emit_bad_request(out: &mut dyn Write, msg: &str) -> i32 {
+    emit_usage(out, msg)
+}
+
+/// Perform a parsed request and print its one line; returns the exit code.
+pub fn respond(req: &HelperRequest<'_>, out: &mut dyn Write) -> i32 {
+    let line = run(req);
     let code = match (line.outcome, line.stage) {
         (_, Stage::Apply) => EXIT_APPLY_FAILED,
         (Outcome::Allow, _) => 0,

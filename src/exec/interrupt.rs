@@ -59,6 +59,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
             }
         }
     }
+    // A `--kernel-audit require` run puts the kernel's audit state back (one sendto).
+    crate::sandbox::audit::restore_from_signal_handler();
     // SAFETY: _exit(2) is async-signal-safe; the second signal aborts the run at once.
     unsafe { libc::_exit(crate::exit_code::interrupted(SIGNAL.load(Ordering::SeqCst))) }
 }

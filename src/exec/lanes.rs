@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::child::{self, Captured, ChildResult, ChildSpec, Ended, PreExec, Tracking};
 use super::fixtures::{self, Scratch};
+use super::forkserver::ForkServer;
 use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
@@ -436,6 +437,11 @@ pub struct LiveExecutor<'a> {
     counter: AtomicU64,
     /// The zygote of the children's PID namespaces (`Err`: why there is none).
     pub zygote: std::result::Result<Arc<Zygote>, String>,
+    /// The builtin probes' fork servers, one per worker thread (started on its first
+    /// builtin probe, ended by [`ProbeExecutor::finish`]).
+    servers: Mutex<Vec<(std::thread::ThreadId, Arc<ForkServer>)>>,
+    /// No fork server could be started: builtin probes execute the helper.
+    servers_failed: std::sync::atomic::AtomicBool,
 }
 
 /// One child's isolation, its record, and the init of its PID namespace.
@@ -492,7 +498,32 @@ impl<'a> LiveExecutor<'a> {
             exclusive: std::sync::RwLock::new(()),
             counter: AtomicU64::new(0),
             zygote: Err("no PID namespaces in this run".into()),
+            servers: Mutex::new(Vec::new()),
+            servers_failed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The calling worker thread's fork server, started on first use after the thread
+    /// joined its cgroup (so the server, and every child it forks, is born there). A
+    /// broken server is replaced; `None` if none can be started.
+    fn fork_server(&self) -> Option<Arc<ForkServer>> {
+        if self.servers_failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let me = std::thread::current().id();
+        let _ = self.worker_cgroup();
+        let mut servers = self.servers.lock().ok()?;
+        if let Some((_, s)) = servers.iter().find(|(t, s)| *t == me && !s.is_broken()) {
+            return Some(s.clone());
+        }
+        servers.retain(|(t, _)| *t != me);
+        let Ok(s) = ForkServer::start(&self.helper_exe) else {
+            self.servers_failed.store(true, Ordering::Relaxed);
+            return None;
+        };
+        let s = Arc::new(s);
+        servers.push((me, s.clone()));
+        Some(s)
     }
 
     /// The environment of a child: clean → `HOME`, `TMPDIR` (the child's scratch) plus the
@@ -873,6 +904,8 @@ impl<'a> LiveExecutor<'a> {
         } else {
             &self.baseline.spec
         };
+        // Forked by this worker's fork server (executed if there is none).
+        let server = self.fork_server();
         let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
         let request = HelperRequest {
             v: helper::HELPER_VERSION,
@@ -914,6 +947,7 @@ impl<'a> LiveExecutor<'a> {
             grace,
             output_cap: self.output_cap,
             stdin: None,
+            server,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let result_line = helper::parse_line(&res.stdout.kept);
@@ -1033,6 +1067,7 @@ impl<'a> LiveExecutor<'a> {
             grace,
             output_cap: self.output_cap,
             stdin: None,
+            server: None,
         };
         let res = child::run_child(&spec, self.tracking_for(cgroup).as_tracking());
         let mut a = base_attempt(&res);
@@ -1308,6 +1343,7 @@ impl LiveExecutor<'_> {
             grace,
             output_cap: self.output_cap.max(MAX_RESULT_BYTES + 1),
             stdin: Some(dirs.request.clone()),
+            server: None,
         };
         let before = worker::Snapshot::take(&dirs.workspace, &dirs.output);
         let res = child::run_child(&spec, self.tracking_for(cgroup.as_ref()).as_tracking());
@@ -1482,12 +1518,29 @@ impl ProbeExecutor for LiveExecutor<'_> {
     fn observe(&self, sc: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt {
         self.observe_inner(sc, lane, attempt)
     }
+
+    /// End the fork servers (each reaped here, before the final leak sweep).
+    fn finish(&self) {
+        let servers = self
+            .servers
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        drop(servers);
+    }
 }
 
 fn base_attempt(res: &ChildResult) -> Attempt {
     let mut a = Attempt::without_child(Outcome::Error, Stage::Operation, "");
     a.rusage = res.rusage;
     a.leaked.clone_from(&res.leaked);
+    if res.pid != 0 {
+        a.trace = Some(crate::model::results::ChildTrace {
+            pid: res.pid,
+            started_ms: res.lived_ms.0,
+            ended_ms: res.lived_ms.1,
+        });
+    }
     match res.ended {
         Ended::Exited(c) => a.exit_code = Some(c),
         Ended::Signaled(s) => a.signal = Some(signal_name(s)),

@@ -14,8 +14,12 @@
 //!   (`run_lanes`; missions in dependency order).
 //! - [`assemble`]: pure classification, attribution, comparison and summary.
 //! - [`write`](mod@write): the bundle's documents and result files.
+//! - [`witness`]: the kernel's Landlock audit records of the scenario-lane children
+//!   (`--kernel-audit`): started before the lanes, attributed after them.
 //! - [`pipeline`]: `execute`, which runs the stages and seals the bundle; the
 //!   [`pipeline::FailureStage`] a failed run records.
+//! - [`command`]: `nexusmon sandbox`: one real command as a one-scenario run of the same
+//!   pipeline, read back from its sealed bundle.
 //!
 //! Beneath them:
 //! - [`seam`]: the executor seam (`ScenarioRun`, `LaneAttempt`, `ProbeExecutor`,
@@ -27,6 +31,8 @@
 //! - [`spawn`]: the exec driver's `clone(CLONE_VM | CLONE_VFORK)` spawn that enforces the
 //!   profile between clone and `execve`.
 //! - [`helper`]: `nexusmon __probe`, the builtin probe helper, and its request type.
+//! - [`forkserver`]: `nexusmon __forkserver`, one per worker thread, which forks the
+//!   builtin helper's children (the same steps, no `execve` per probe).
 //! - [`outcome`]: the errno table, classification, attribution, mismatches.
 //! - [`fixtures`]: the run's scratch directory, per-child fixtures and listeners.
 //! - [`worker`]: mission workers around their child: staging (output directory, checked
@@ -36,7 +42,9 @@
 
 pub mod assemble;
 pub mod child;
+pub mod command;
 pub mod fixtures;
+pub mod forkserver;
 pub mod helper;
 pub mod interrupt;
 pub mod lanes;
@@ -50,6 +58,7 @@ pub mod select;
 pub mod settings;
 pub mod setup;
 pub mod spawn;
+pub mod witness;
 pub mod worker;
 pub mod write;
 pub mod zygote;
@@ -58,6 +67,8 @@ pub mod zygote;
 mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
+pub use command::{CommandOutcome, CommandRequest, sandbox_command};
+pub use forkserver::{FORK_SERVER_MODE, fork_server_main};
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;
 pub use seam::matches_expectation;

@@ -258,6 +258,28 @@ pub fn mismatches(
     out
 }
 
+/// True if the scenario lane and the oracle both denied, the kernel recorded Landlock
+/// denials for the child, and none of them names a right the oracle predicted as the
+/// blocker (`blocker-divergence`). Without records (not collected, or none) nothing is
+/// claimed: a child may be denied by something other than Landlock.
+pub fn blocker_diverges(
+    observed: Outcome,
+    oracle: OracleDecision,
+    predicted: &[String],
+    kernel: Option<&[crate::model::results::KernelDenial]>,
+) -> bool {
+    let Some(denials) = kernel else {
+        return false;
+    };
+    observed == Outcome::Deny
+        && oracle == OracleDecision::Deny
+        && !predicted.is_empty()
+        && !denials.is_empty()
+        && !denials
+            .iter()
+            .any(|d| d.blockers.iter().any(|b| predicted.contains(b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +431,48 @@ mod tests {
             mismatches(Expectation::Deny, Some(Outcome::Timeout), None),
             vec![MismatchKind::Inconclusive]
         );
+    }
+
+    /// Every combination of outcome, oracle decision, prediction and records: a blocker
+    /// divergence is claimed only when both denied, the kernel recorded denials and none
+    /// names a predicted blocker.
+    #[test]
+    fn blocker_divergence_needs_both_denials_and_disjoint_blockers() {
+        use crate::model::results::KernelDenial;
+        let denial = |b: &str| KernelDenial {
+            blockers: vec![b.to_string()],
+            object: std::collections::BTreeMap::new(),
+            domain: "1".into(),
+        };
+        let outcomes = [Outcome::Allow, Outcome::Deny, Outcome::Error];
+        let decisions = [
+            OracleDecision::Allow,
+            OracleDecision::Deny,
+            OracleDecision::NotEnforceable,
+        ];
+        let predictions: [&[String]; 2] = [&[], &["fs.read_file".to_string()]];
+        let records = [
+            None,
+            Some(vec![]),
+            Some(vec![denial("fs.read_file")]),
+            Some(vec![denial("fs.read_dir")]),
+            Some(vec![denial("fs.read_dir"), denial("fs.read_file")]),
+        ];
+        for o in outcomes {
+            for d in decisions {
+                for p in predictions {
+                    for r in &records {
+                        let got = blocker_diverges(o, d, p, r.as_deref());
+                        let want = o == Outcome::Deny
+                            && d == OracleDecision::Deny
+                            && !p.is_empty()
+                            && r.as_ref().is_some_and(|v| {
+                                !v.is_empty() && v.iter().all(|x| x.blockers != ["fs.read_file"])
+                            });
+                        assert_eq!(got, want, "{o:?} {d:?} {p:?} {r:?}");
+                    }
+                }
+            }
+        }
     }
 }

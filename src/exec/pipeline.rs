@@ -33,6 +33,7 @@ use super::settings::{
     Admission, DEFAULT_OUTPUT_CAP, EventSink, RunOutcome, RunSettings, SealReport,
 };
 use super::setup::{RunSetup, runner_max_rss_kib};
+use super::witness;
 use super::write::{self, BundleLogs, RunDescription};
 use super::zygote::Zygote;
 use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
@@ -40,7 +41,10 @@ use crate::error::ErrorKind;
 use crate::load::{LoadedPlan, load_plan};
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::plan::Lanes;
-use crate::model::results::{Lane, PreflightRecord, RunEvent, RunStatus};
+use crate::model::results::{
+    KERNEL_DENIALS_FILE, KernelAuditStart, Lane, PreflightRecord, RunEvent, RunStatus,
+};
+use crate::sandbox::audit::AuditSession;
 use crate::{Error, Result, exit_code};
 
 /// The stage a run was in when it failed: `failure_stage` in the sealed bundle's index.
@@ -110,10 +114,21 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         ));
     }
 
+    // The kernel's audit records: `require` fails here, before anything is written.
+    let (audit_start, audit) = witness::start(settings.kernel_audit, setup.facts.landlock_abi)?;
+
     // Stage the bundle: from here on, failures seal it as `failed`.
     let bundle = begin_bundle(&settings, &loaded, &setup.run_id)?;
+    if audit.is_some() {
+        bundle.expect(KERNEL_DENIALS_FILE);
+    }
     let notes = bundle.begin_notes();
     setup.housekeeping.extend(notes);
+    for (code, why) in &settings.lint_waivers {
+        setup
+            .housekeeping
+            .push(format!("lint {code} was not enforced for this run: {why}"));
+    }
     for w in &setup.housekeeping {
         sink.warning(w);
     }
@@ -131,6 +146,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         layers: layers(&sel),
         started,
         started_at: crate::util::time::now_rfc3339(),
+        audit_start,
+        audit,
     };
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
@@ -270,13 +287,17 @@ struct Pipeline<'a> {
     layers: Vec<Vec<String>>,
     started: Instant,
     started_at: String,
+    /// The kernel audit state when the run began (the manifest's `kernel_audit`).
+    audit_start: KernelAuditStart,
+    /// The subscription to the kernel's Landlock records, if any.
+    audit: Option<AuditSession>,
 }
 
 impl Pipeline<'_> {
     /// Governance start → preflight → lanes → assemble and write. `stage` follows along,
     /// for the seal of a failed run.
     fn run(
-        self,
+        mut self,
         bundle: &StagedBundle,
         sink: &mut dyn EventSink,
         stage: &mut FailureStage,
@@ -328,7 +349,18 @@ impl Pipeline<'_> {
         }
 
         *stage = FailureStage::Execute;
-        let observed = self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, zygote, sink)?;
+        let mut observed =
+            self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, zygote, sink)?;
+        let audit_report = witness::finish(
+            self.settings.kernel_audit,
+            &self.audit_start,
+            self.audit.take(),
+            self.scenarios,
+            &mut observed.1,
+        );
+        if let Some(lines) = &audit_report.1 {
+            witness::write_lines(bundle, lines)?;
+        }
 
         *stage = FailureStage::Write;
         if !self.loaded.workers.is_empty() {
@@ -345,7 +377,8 @@ impl Pipeline<'_> {
             );
             bundle.write_json(crate::model::worker::ARTIFACTS_FILE, &artifacts)?;
         }
-        let a = self.assemble(observed, &preflight);
+        let mut a = self.assemble(observed, &preflight);
+        a.summary.kernel_audit = Some(audit_report.0);
         let governance = self
             .gate_files
             .iter()
@@ -389,6 +422,7 @@ impl Pipeline<'_> {
             lanes: self.lanes,
             governance: self.governance,
             started_at: &self.started_at,
+            kernel_audit: &self.audit_start,
         }
     }
 

@@ -202,6 +202,7 @@ fn preflight_profile(
             grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
             output_cap: 64 * 1024,
             stdin: None,
+            server: None,
         },
         cg.as_ref()
             .map_or(child::Tracking::None, child::Tracking::Child),

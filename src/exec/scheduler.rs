@@ -381,6 +381,7 @@ pub fn run_lanes(
         };
         run_dag(&nodes, jobs, &run, &succeeded, &mut on_done)
     };
+    exec.finish();
     let unattributed = if reaper {
         child::final_sweep()
     } else {

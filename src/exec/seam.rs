@@ -73,6 +73,10 @@ impl LaneAttempt {
 pub trait ProbeExecutor: Sync {
     /// Observe `scenario` in `lane` (attempt numbers start at 1).
     fn observe(&self, scenario: &ScenarioRun, lane: Lane, attempt: u32) -> LaneAttempt;
+
+    /// Every lane job has ended: release what the executor kept for them (the live
+    /// executor's fork servers), before the final leak sweep.
+    fn finish(&self) {}
 }
 
 /// Run one lane of one scenario, retrying the scenario lane up to `retries` extra times

@@ -38,8 +38,11 @@ pub struct Selection {
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
 pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selection> {
     let lint = || {
-        crate::lint::check_plan(&loaded.path, &settings.root)?
-            .refuse_on_errors(&loaded.path, &settings.root)
+        let mut report = crate::lint::check_plan(&loaded.path, &settings.root)?;
+        report
+            .findings
+            .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
+        report.refuse_on_errors(&loaded.path, &settings.root)
     };
     let is_mission = loaded.plan.kind == PlanKind::Mission;
     if is_mission {

@@ -169,6 +169,13 @@ pub struct RunSettings {
     pub audit: Option<Box<dyn AuditHook>>,
     /// Sign the sealed bundle with this key (`--sign-with`).
     pub signer: Option<crate::bundle::SealSigner>,
+    /// `--kernel-audit`: read the kernel's Landlock audit records of the children.
+    pub kernel_audit: crate::model::results::KernelAuditMode,
+    /// Lint codes this run does not refuse the plan for, each with the reason (recorded in
+    /// the manifest's `housekeeping`). Only `sandbox` sets one: NX221 (host paths in an exec
+    /// probe's argv), whose reason is the baseline lane, which its one-command plan does
+    /// not run.
+    pub lint_waivers: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -204,6 +211,8 @@ impl RunSettings {
             gate: None,
             audit: None,
             signer: None,
+            kernel_audit: crate::model::results::KernelAuditMode::Auto,
+            lint_waivers: Vec::new(),
         }
     }
 }

@@ -36,11 +36,11 @@ const CHILD_STACK: usize = 64 * 1024;
 /// `execve` itself failed (reported on the side channel with this step number).
 const STEP_EXEC: u32 = 100;
 /// `dup2` of stdio failed.
-const STEP_STDIO: u32 = 101;
+pub(super) const STEP_STDIO: u32 = 101;
 /// `chdir` failed.
-const STEP_CHDIR: u32 = 102;
+pub(super) const STEP_CHDIR: u32 = 102;
 /// `setpgid` failed.
-const STEP_PGID: u32 = 103;
+pub(super) const STEP_PGID: u32 = 103;
 
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 
@@ -233,17 +233,22 @@ pub fn spawn(
         let mut st = 0;
         // SAFETY: reaping the child that failed before exec.
         unsafe { libc::waitpid(pid, &raw mut st, 0) };
-        return Err(match step {
-            STEP_EXEC => SpawnError::Exec(e),
-            STEP_STDIO | STEP_CHDIR | STEP_PGID => SpawnError::Setup(SetupStep::CloseFds, e),
-            s => SpawnError::Setup(SetupStep::from_u32(s).unwrap_or(SetupStep::CloseFds), e),
-        });
+        return Err(reported(step, e));
     }
     Ok(Spawned {
         pid,
         stdout: out_r,
         stderr: err_r,
     })
+}
+
+/// What a child's `(step, errno)` report means (also the fork server's children).
+pub(super) fn reported(step: u32, e: i32) -> SpawnError {
+    match step {
+        STEP_EXEC => SpawnError::Exec(e),
+        STEP_STDIO | STEP_CHDIR | STEP_PGID => SpawnError::Setup(SetupStep::CloseFds, e),
+        s => SpawnError::Setup(SetupStep::from_u32(s).unwrap_or(SetupStep::CloseFds), e),
+    }
 }
 
 /// Write `(step, errno)` to the report pipe and exit.

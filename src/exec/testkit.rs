@@ -98,6 +98,7 @@ pub fn verdict(sc: &ScenarioRun, d: OracleDecision) -> OracleVerdict {
             port: None,
         },
         checks: Vec::new(),
+        blockers: Vec::new(),
         notes: Vec::new(),
     }
 }

@@ -707,6 +707,7 @@ mod tests {
             stderr: Captured::default(),
             leaked: Vec::new(),
             pid: 1,
+            lived_ms: (0, 0),
         }
     }
 

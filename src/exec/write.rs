@@ -50,6 +50,8 @@ pub struct RunDescription<'a> {
     pub governance: &'a [String],
     /// When the run started (RFC 3339).
     pub started_at: &'a str,
+    /// The kernel audit state when the lanes began.
+    pub kernel_audit: &'a crate::model::results::KernelAuditStart,
 }
 
 /// Write `apply_preflight.json`, `run_manifest.json` and `expected_matrix.json`.
@@ -177,6 +179,7 @@ impl RunDescription<'_> {
             channel: self.settings.channel,
             host: self.setup.facts.clone(),
             landlock_abi: self.setup.facts.landlock_abi,
+            kernel_audit: Some(self.kernel_audit.clone()),
             lanes: LanePolicy {
                 lanes: self.lanes.to_vec(),
                 baseline_no_new_privs: true,

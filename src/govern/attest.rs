@@ -17,7 +17,6 @@
 //! [`Attestor`] `emit-promotion`, `promote` and `evolve` pass down to promote.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::Governance;
@@ -94,21 +93,20 @@ impl SealedRuns {
         let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let mut runs: BTreeMap<String, Vec<SealedEntry>> = BTreeMap::new();
         let mut lines = BTreeMap::new();
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line.map_err(|e| Error::io("read", &path, e))?;
-            let Ok(entry) = serde_json::from_slice::<AuditEntry>(&line) else {
-                continue;
+        super::audit::each_line(file, &path, |line| {
+            let Ok(entry) = serde_json::from_slice::<AuditEntry>(line) else {
+                return;
             };
-            lines.insert(entry.seq, *blake3::hash(&line).as_bytes());
+            lines.insert(entry.seq, *blake3::hash(line).as_bytes());
             if entry.kind != AuditKind::RunSealed.as_str() {
-                continue;
+                return;
             }
             let d = &entry.data;
             let (Some(run_id), Some(index)) = (
                 d.get("run_id").and_then(|v| v.as_str()),
                 d.get("artifact_index_blake3").and_then(|v| v.as_str()),
             ) else {
-                continue;
+                return;
             };
             runs.entry(run_id.to_string())
                 .or_default()
@@ -126,7 +124,7 @@ impl SealedRuns {
                         .map(str::to_string),
                     status: d.get("status").and_then(|v| v.as_str()).map(str::to_string),
                 });
-        }
+        })?;
         Ok(Self {
             runs,
             broken,

@@ -7,7 +7,6 @@
 //! and stored beside the plan with an `approval-recorded` audit entry, under the state
 //! lock. The cockpit never signs: it holds no operator key.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -86,12 +85,11 @@ pub fn audit_entries(gov: &Governance) -> Result<Vec<AuditEntry>> {
     let file = std::fs::File::open(&path).map_err(|e| Error::io("open audit log", &path, e))?;
     super::state::flock_shared(&file, &path)?;
     let mut out = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(|e| Error::io("read audit log", &path, e))?;
-        if let Ok(e) = serde_json::from_slice::<AuditEntry>(&line) {
+    super::audit::each_line(file, &path, |line| {
+        if let Ok(e) = serde_json::from_slice::<AuditEntry>(line) {
             out.push(e);
         }
-    }
+    })?;
     Ok(out)
 }
 

@@ -181,6 +181,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::mapping::OpSummary>,
     },
     SchemaSpec {
+        name: "kernel-denial",
+        file_name: "kernel-denial.schema.json",
+        title: "nexusmon kernel denial record (one line of kernel_denials.jsonl)",
+        generate: raw::<crate::model::results::KernelDenialLine>,
+    },
+    SchemaSpec {
         name: "diff",
         file_name: "diff.schema.json",
         title: "nexusmon run diff",

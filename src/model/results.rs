@@ -181,16 +181,20 @@ pub enum MismatchKind {
     ApplyFailed,
     /// The scenario lane ended in an error or a timeout.
     Inconclusive,
+    /// Both the oracle and the kernel denied, but the kernel's audited blockers are not
+    /// the rights the oracle predicted.
+    BlockerDivergence,
 }
 
 impl MismatchKind {
     /// Every kind, in order.
-    pub const ALL: [MismatchKind; 5] = [
+    pub const ALL: [MismatchKind; 6] = [
         MismatchKind::ExpectedDenyObservedAllow,
         MismatchKind::ExpectedAllowObservedDeny,
         MismatchKind::OracleDivergence,
         MismatchKind::ApplyFailed,
         MismatchKind::Inconclusive,
+        MismatchKind::BlockerDivergence,
     ];
 
     /// The word used in files.
@@ -201,6 +205,7 @@ impl MismatchKind {
             MismatchKind::OracleDivergence => "oracle-divergence",
             MismatchKind::ApplyFailed => "apply-failed",
             MismatchKind::Inconclusive => "inconclusive",
+            MismatchKind::BlockerDivergence => "blocker-divergence",
         }
     }
 }
@@ -320,12 +325,14 @@ pub enum TimeoutSource {
 }
 
 mod isolation;
+mod kernel;
 mod manifest;
 mod observation;
 mod oracle;
 mod summary;
 
 pub use isolation::*;
+pub use kernel::*;
 pub use manifest::*;
 pub use observation::*;
 pub use oracle::*;

@@ -87,6 +87,31 @@ fn header(m: &mut String, r: &RunReport<'_>) {
             t.total, t.succeeded, t.failed, t.skipped
         );
     }
+    if let Some(k) = &s.kernel_audit {
+        let why = if k.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", esc(&k.reason))
+        };
+        let counts = if matches!(
+            k.state,
+            crate::model::results::KernelAuditState::Collected
+                | crate::model::results::KernelAuditState::Lost
+        ) {
+            format!(
+                " ({} denial record(s) attributed to the run's children, {} of other processes)",
+                k.attributed, k.unattributed
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            m,
+            "| kernel audit | {} ({}){counts}{why} |",
+            k.state.as_str(),
+            k.mode.as_str()
+        );
+    }
     if !s.governance_flags.is_empty() {
         let _ = writeln!(
             m,

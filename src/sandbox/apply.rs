@@ -445,9 +445,12 @@ impl Prepared {
             }
         }
         if let Some(fd) = &self.ruleset_fd {
+            // Logging flags only (an atomic load): while a run collects the kernel's audit
+            // records, denials after `execve` are logged too (`sandbox::audit`).
+            let flags = super::audit::exec_log_flags();
             // SAFETY: a valid ruleset fd owned by the parent's prepared value.
             let rc =
-                unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0u32) };
+                unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), flags) };
             if rc != 0 {
                 return Err((SetupStep::LandlockRestrict, errno()));
             }

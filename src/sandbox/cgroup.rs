@@ -104,15 +104,39 @@ pub fn kill_run_dir(root: &Path, run_id: &str) -> Vec<(u32, String)> {
     killed
 }
 
-/// Processes in the cgroup at `dir`, the runner itself excluded (a worker thread of the
-/// runner may be a member).
+/// Helper processes of the runner that live in its cgroups and are no leak: the builtin
+/// probes' fork servers, born in their worker thread's cgroup so that the children they
+/// fork are born there too (see `exec::forkserver`). Never killed as members.
+static KEPT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// `pid` is one of the runner's own helpers from now on (until [`release`]).
+pub fn keep(pid: u32) {
+    if let Ok(mut k) = KEPT.lock() {
+        k.push(pid);
+    }
+}
+
+/// `pid` is no longer a helper of the runner (it was reaped).
+pub fn release(pid: u32) {
+    if let Ok(mut k) = KEPT.lock() {
+        k.retain(|p| *p != pid);
+    }
+}
+
+/// `pid` is one of the runner's own helpers.
+pub fn is_kept(pid: u32) -> bool {
+    KEPT.lock().is_ok_and(|k| k.contains(&pid))
+}
+
+/// Processes in the cgroup at `dir`, the runner itself and its kept helpers excluded (a
+/// worker thread of the runner, and its fork server, may be members).
 fn members(dir: &Path) -> Vec<u32> {
     let me = std::process::id();
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
-        .filter(|p| *p != me)
+        .filter(|p| *p != me && !is_kept(*p))
         .collect()
 }
 

@@ -3,10 +3,12 @@
 //! rule matcher ([`oracle`]); path normalization ([`paths`], which lives in `util` so lint
 //! can compare rule paths the same way); ELF facts for exec
 //! predictions ([`elf`]); per-child pids cgroups ([`cgroup`]); variables ([`vars`]); host
-//! facts ([`host`]); who a child is and what it sees ([`privilege`]); what a profile
+//! facts ([`host`]); the kernel's Landlock audit records of the runner's children
+//! ([`audit`]); who a child is and what it sees ([`privilege`]); what a profile
 //! compiles to on this host, for `describe-profile` ([`describe`]).
 
 pub mod apply;
+pub mod audit;
 pub mod cgroup;
 pub mod compile;
 pub mod describe;

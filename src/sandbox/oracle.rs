@@ -127,6 +127,7 @@ pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, 
         },
         |k| (k.reason.clone(), k.rule.clone()),
     );
+    let blockers = predicted_blockers(&checks);
     let verdict = OracleVerdict {
         scenario_id: input.scenario_id.to_string(),
         profile_id: c.profile_id.clone(),
@@ -136,9 +137,40 @@ pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, 
         reason,
         rule,
         checks,
+        blockers,
         notes,
     };
     (verdict, witnesses)
+}
+
+/// The kernel's audit name of a right the oracle checks (`read-file` → `fs.read_file`,
+/// `connect-tcp` → `net.connect_tcp`, `scope-signal` → `scope.signal`): the `blockers`
+/// field of an `AUDIT_LANDLOCK_ACCESS` record (admin-guide/LSM/landlock).
+pub fn kernel_blocker(right: &str) -> String {
+    let (class, word) = if let Some(rest) = right.strip_prefix("scope-") {
+        ("scope", rest)
+    } else if right.ends_with("-tcp") || right.ends_with("-udp") {
+        ("net", right)
+    } else {
+        ("fs", right)
+    };
+    format!("{class}.{}", word.replace('-', "_"))
+}
+
+/// The blockers the kernel should name for a denial: the rights of the checks Landlock
+/// denies (no rule grants them, or a scope), sorted and deduplicated. A denial by seccomp
+/// or by the kernel itself (EXDEV) has no Landlock record, so none.
+fn predicted_blockers(checks: &[OracleCheck]) -> Vec<String> {
+    let mut out: Vec<String> = checks
+        .iter()
+        .filter(|k| {
+            k.decision == OracleDecision::Deny && matches!(k.rule.kind.as_str(), "absent" | "scope")
+        })
+        .map(|k| kernel_blocker(&k.right))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 struct Oracle<'a> {

@@ -358,8 +358,12 @@ pub struct ChildRequest<'a> {
     pub read_only_inputs: &'a [String],
 }
 
-/// One child's isolation, prepared in the parent (no allocation in the child).
-#[derive(Debug, Clone)]
+/// One child's isolation, prepared in the parent (no allocation in the child). It crosses
+/// to the builtin probes' fork server as JSON (`exec::forkserver`), so it is serializable.
+// The unsafe methods rely on no invariant a deserialized value could break: every field is
+// plain data (C strings are checked for NULs when deserialized), used in the child as is.
+#[allow(clippy::unsafe_derive_deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Isolation {
     pid_namespace: bool,
     mount_namespace: bool,

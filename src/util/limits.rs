@@ -103,6 +103,12 @@ pub const MAX_KEY_BYTES: u64 = 1024 * 1024;
 /// hundreds of MB).
 pub const MAX_MEMBER_BYTES: u64 = 1024 * 1024 * 1024;
 
+/// Longest audit log line read, in bytes (1 MiB). An entry is well under a KiB; the log is
+/// read a line at a time, and a longer line (someone else wrote it) is read no further than
+/// this: `audit verify` reports it as a line that does not parse, and an append refuses to
+/// chain onto it.
+pub const MAX_AUDIT_LINE_BYTES: usize = 1024 * 1024;
+
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {

@@ -49,7 +49,7 @@ sys.exit(1 if bad else 0)
     )
 }
 
-fn check(schema: &str, files: &[PathBuf], documents: usize) {
+pub(crate) fn check(schema: &str, files: &[PathBuf], documents: usize) {
     for f in files {
         assert!(f.is_file(), "{} was not written", f.display());
     }

@@ -923,3 +923,49 @@ fn state_files_keys_and_trust_files_over_their_limits_are_refused_before_they_ar
         assert!(!p.path("out").exists(), "{file}: {args:?} ran");
     }
 }
+
+/// The audit log is read a line at a time, a line kept to 1 MiB: a 100 MB line planted in it
+/// is a line that does not parse for `audit verify`, and an append (`run` with the state
+/// directory) refuses to chain onto it; both within the memory target.
+#[test]
+fn a_100_mb_line_in_the_audit_log_is_read_no_further_than_the_line_limit() {
+    use std::io::Write as _;
+    for (args, want) in [
+        (vec!["audit", "verify"], None),
+        (
+            vec!["run", "--plan", "plans/quickstart/plan.json"],
+            Some("1048576 bytes"),
+        ),
+    ] {
+        let p = Project::shipped().init();
+        let log = p.path(".nexusmon/audit.jsonl");
+        let len = std::fs::metadata(&log).unwrap().len();
+        sparse(&log, &std::fs::read(&log).unwrap(), len + 100_000_000);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let m = nx_measured(p.root(), &args);
+        within_budget(&m, &format!("{args:?}"));
+        let err = m.stderr_text();
+        eprintln!(
+            "100 MB audit line, {}: exit {} in {:?}, peak RSS {} KiB",
+            args[0], m.status, m.wall, m.max_rss_kib
+        );
+        assert_ne!(m.status, 0, "{args:?} accepted the log: {err}");
+        if let Some(w) = want {
+            assert!(
+                err.contains(w) && err.contains("audit.jsonl"),
+                "{args:?}: {err}"
+            );
+            // Nothing sealed: at most the unsealed staging directory the next run removes.
+            let sealed: Vec<_> = std::fs::read_dir(p.path("out"))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .filter(|n| !n.starts_with('.'))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(sealed.is_empty(), "{args:?} sealed {sealed:?}");
+        }
+    }
+}

@@ -70,6 +70,10 @@ pub fn nexusmon(dir: &Path) -> Command {
         .env_remove("NEXUSMON_RUN_ID")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
+        // Kernel audit is machine-wide state that the kernel-audit tests switch on for
+        // their runs; no other test's bundle may depend on whether one of them is running
+        // (those tests pass `--kernel-audit` explicitly, which wins over this).
+        .env("NEXUSMON_KERNEL_AUDIT", "off")
         .env("NO_COLOR", "1");
     cmd
 }

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+
+use crate::util::limits::MAX_AUDIT_LINE_BYTES;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -250,8 +252,18 @@ impl AuditLog {
         flock_shared(&file, &self.path)?;
         let needle = format!("\"kind\":\"{}\"", kind.as_str());
         let mut out = Vec::new();
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line.map_err(|e| Error::io("read audit log", &self.path, e))?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = read_line_capped(&mut reader, &mut line, MAX_AUDIT_LINE_BYTES)
+                .map_err(|e| Error::io("read audit log", &self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
             if !line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                 continue;
             }
@@ -443,8 +455,7 @@ impl AuditLog {
         let mut index: u64 = 0;
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
+            let n = read_line_capped(&mut reader, &mut buf, MAX_AUDIT_LINE_BYTES)
                 .map_err(|e| Error::io("read", &self.path, e))?;
             if n == 0 {
                 break;
@@ -496,6 +507,56 @@ impl AuditLog {
         report.ok = report.problems.is_empty();
         report.anchors_checked = all_anchors.len() as u64;
         Ok(report)
+    }
+}
+
+/// Call `f` with each line of the log `file` (without its newline), each kept to
+/// [`MAX_AUDIT_LINE_BYTES`] ([`read_line_capped`]): for readers that skip what does not parse.
+pub(crate) fn each_line(file: File, path: &Path, mut f: impl FnMut(&[u8])) -> Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = read_line_capped(&mut reader, &mut line, MAX_AUDIT_LINE_BYTES)
+            .map_err(|e| Error::io("read audit log", path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        f(&line);
+    }
+}
+
+/// Read one line (through its newline) into `buf`, keeping at most `max` bytes of it: the
+/// rest of a longer line is consumed and dropped (so the kept bytes never parse as an
+/// entry). Returns the bytes consumed (0 at the end); the newline, if any, is kept.
+fn read_line_capped(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(consumed);
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        if done && take > room {
+            buf.push(b'\n');
+        }
+        r.consume(take);
+        consumed += take;
+        if done {
+            return Ok(consumed);
+        }
     }
 }
 
@@ -561,6 +622,15 @@ fn read_tail_before(file: &mut File, path: &Path, len: u64) -> Result<Tail> {
                     None => {}
                 }
             }
+        }
+        if w >= len || w > (MAX_AUDIT_LINE_BYTES as u64) * 2 {
+            return Err(Error::input(
+                path,
+                format!(
+                    "input limit: its last line is longer than {MAX_AUDIT_LINE_BYTES} bytes, the limit for an audit log line: nexusmon did not write it"
+                ),
+            )
+            .with_hint("run `nexusmon audit verify` and restore the log from a backup"));
         }
         window = window.saturating_mul(2);
     }

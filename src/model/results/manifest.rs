@@ -65,6 +65,10 @@ pub struct RunManifest {
     /// The kernel's Landlock ABI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock_abi: Option<u8>,
+    /// Whether the runner reads the kernel's Landlock audit records, and why not when it
+    /// does not (`--kernel-audit`; what was collected is in `summary.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_audit: Option<KernelAuditStart>,
     /// How the lanes ran.
     pub lanes: LanePolicy,
     /// Parallel children.

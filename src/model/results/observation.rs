@@ -169,6 +169,16 @@ pub struct Attempt {
     /// the fault that failed the task, if any (worker tasks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<Box<crate::model::worker::WorkerObservation>>,
+    /// The Landlock denials the kernel recorded for this child (scenario lane, when the
+    /// run collected kernel audit records: an empty list means none; absent means not
+    /// collected, see `summary.json`'s `kernel_audit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_denials: Option<Vec<KernelDenial>>,
+    /// The child's host pid and lifetime, for matching the kernel's records (never
+    /// written).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub trace: Option<ChildTrace>,
 }
 
 impl Attempt {
@@ -193,6 +203,8 @@ impl Attempt {
             processes: None,
             isolation: None,
             worker: None,
+            kernel_denials: None,
+            trace: None,
         }
     }
 }

@@ -66,6 +66,11 @@ pub struct OracleVerdict {
     pub rule: CitedRule,
     /// Every check made, in order.
     pub checks: Vec<OracleCheck>,
+    /// The rights the oracle predicts the kernel will name as the blockers of a denial,
+    /// in the kernel's words (`fs.read_file`, `net.connect_tcp`, …; empty unless Landlock
+    /// denies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
     /// What the verdict does not model, if anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

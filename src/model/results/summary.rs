@@ -248,6 +248,9 @@ pub struct Summary {
     /// Review flags from the governance gate (e.g. `review-required`), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub governance_flags: Vec<String>,
+    /// The kernel's Landlock audit records: collected, lost or unavailable, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_audit: Option<KernelAuditReport>,
     /// A mission's tasks: how many succeeded, failed and were skipped (missions only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<TaskSummary>,
@@ -319,6 +322,7 @@ impl Summary {
             truncated: Vec::new(),
             unattributed_leaks: Vec::new(),
             governance_flags: Vec::new(),
+            kernel_audit: None,
             tasks: None,
             rusage: BTreeMap::new(),
             children: BTreeMap::new(),

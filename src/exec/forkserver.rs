@@ -1,0 +1,763 @@
+//! The fork server of builtin probes: one small process per worker thread, started once
+//! (this binary as `nexusmon __forkserver`, empty environment, cwd `/`), that forks one
+//! child per builtin probe. The child performs exactly what the exec'd helper
+//! (`nexusmon __probe`) did — the same isolation steps as the exec driver's spawn, then
+//! [`helper::respond`] — without re-executing a 21 MB binary per probe.
+//!
+//! Why the child applies the profile itself (from the request's `ApplySpec`, after its
+//! mounts) and does not inherit a pre-restricted zygote: a Landlock domain, a seccomp filter
+//! and rlimits are inherited by everything a restricted process forks, so a per-profile
+//! zygote would (1) put every probe of a profile in one shared domain, where the scoped
+//! signal and abstract-socket checks between siblings (and towards the zygote) pass that
+//! separate domains refuse; (2) have to be restricted before the per-child steps that the
+//! restriction forbids (mounting the child's `/proc`, joining its cgroup, dropping to its
+//! identity, `chdir` into a scratch directory the profile may not grant); (3) not hold
+//! per-child rules (beneath `${SCRATCH}`, compiled per child); and (4) open its rules in
+//! its own mount namespace, not the child's (a rule on `/proc` would attach to another
+//! `/proc`). The server itself is never restricted: it holds no domain, filter or limit,
+//! so nothing of one probe reaches the next.
+//!
+//! What stays as with the exec'd helper:
+//! - a fresh process per probe, forked from a server whose state never changes between
+//!   probes (cwd `/`, empty environment, default signal mask; the PID namespace for its
+//!   children is set back after each fork);
+//! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
+//!   runner's pipes), its private mount namespace ([`Isolation::enforce_mounts`]), its
+//!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
+//!   process group on the direct channel), its cgroup (`cgroup.procs` passed as a
+//!   descriptor), its identity and capabilities ([`Isolation::enforce_identity`]), the
+//!   dumpable flag `execve` would have reset, exactly the environment the runner gives
+//!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
+//!   as [`super::spawn`] reports it;
+//! - the PID namespace: the runner passes the pidfd of the child's placeholder init
+//!   (`exec::zygote`); the server `setns`es into it for the one fork, so the child is pid 2
+//!   there, and back;
+//! - the runner waits, times out and kills through a pidfd and the child's process group,
+//!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
+//!   server is no subreaper, so orphans go where they went), and asks the server to reap
+//!   the child only where it reaped it itself, with the child's rusage;
+//! - the server lives in its worker thread's cgroup (so the child is born there and pays no
+//!   migration); it is a kept helper of the runner (`sandbox::cgroup::keep`), never a leak.
+//!
+//! The server is single-threaded, so forking it is plain. It ends at the end of its socket
+//! (the runner's executor closes it after the lanes, or the runner died); its children die
+//! with it (parent-death signal). A server that fails is replaced; a probe whose server
+//! cannot start runs through the exec'd helper, the same steps in another order of
+//! processes.
+//!
+//! Protocol (a stream socket, the server's stdin): the runner sends `[kind u32, len u32]`
+//! with descriptors attached (`SCM_RIGHTS`), then `len` bytes; kind 1 launches (JSON
+//! [`Launch`]; descriptors: stdout, stderr, then the cgroup's `cgroup.procs` and the
+//! init's pidfd when the request says so), kind 2 reaps (`len` is the pid). Every reply
+//! is six `i64`: `[kind, a, b, user µs, system µs, max RSS KiB]`.
+
+use std::borrow::Cow;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::helper;
+use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
+use crate::sandbox::apply::{SetupStep, errno};
+use crate::sandbox::privilege::Isolation;
+
+/// The fork server's argument (after the program).
+pub const FORK_SERVER_MODE: &str = "__forkserver";
+
+/// The largest launch request the server reads (a profile's apply spec is far smaller).
+const MAX_REQUEST: u32 = 16 << 20;
+
+const KIND_LAUNCH: u32 = 1;
+const KIND_REAP: u32 = 2;
+
+const REPLY_STARTED: i64 = 1;
+const REPLY_SETUP_FAILED: i64 = 2;
+const REPLY_REFUSED: i64 = 3;
+const REPLY_REAPED: i64 = 4;
+
+/// One child to fork: what the exec'd helper got as arguments, environment and working
+/// directory, and what the spawn applied before `execve`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Launch<'a> {
+    /// The helper's arguments after the mode (the request as JSON).
+    args: Cow<'a, [String]>,
+    /// Exactly the child's environment.
+    env: Cow<'a, [(String, String)]>,
+    /// Its working directory (absolute).
+    cwd: Option<Cow<'a, Path>>,
+    /// Clean channel: a new session and umask 022 (else a process group of its own).
+    clean: bool,
+    /// Namespaces, identity and capabilities.
+    isolation: Option<Cow<'a, Isolation>>,
+    /// A `cgroup.procs` descriptor follows stdout and stderr.
+    cgroup: bool,
+    /// The pidfd of the PID namespace's init follows.
+    pid_ns: bool,
+}
+
+/// Why the server did not start a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchError {
+    /// The child reported a failed setup step, as the spawn reports it.
+    Child(SpawnError),
+    /// The server is broken or gone (the runner starts the probe another way).
+    Server(String),
+}
+
+/// What the runner passes for one child.
+#[derive(Debug)]
+pub struct LaunchSpec<'a> {
+    /// The helper's arguments after the program ([`helper::HELPER_MODE`] first).
+    pub args: &'a [String],
+    /// Exactly the child's environment.
+    pub env: &'a [(String, String)],
+    /// Its working directory.
+    pub cwd: Option<&'a Path>,
+    /// Clean channel.
+    pub clean: bool,
+    /// Its isolation.
+    pub isolation: Option<&'a Isolation>,
+    /// `cgroup.procs` of its own pids cgroup.
+    pub cgroup_fd: Option<RawFd>,
+    /// The pidfd of its PID namespace's init.
+    pub pidns_fd: Option<RawFd>,
+}
+
+/// A started child: its pid (in the runner's PID namespace) and the read ends of its
+/// stdout and stderr.
+#[derive(Debug)]
+pub struct Launched {
+    /// Its pid.
+    pub pid: i32,
+    /// stdout.
+    pub stdout: OwnedFd,
+    /// stderr.
+    pub stderr: OwnedFd,
+}
+
+/// The runner's side of one fork server.
+#[derive(Debug)]
+pub struct ForkServer {
+    sock: Mutex<UnixStream>,
+    child: Mutex<Option<Child>>,
+    pid: u32,
+    broken: AtomicBool,
+}
+
+impl ForkServer {
+    /// Start a server (`exe __forkserver`) from the calling thread (so it is born in that
+    /// thread's cgroup).
+    pub fn start(exe: &Path) -> Result<Self, String> {
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| format!("cannot create the fork server's socket: {e}"))?;
+        let child = Command::new(exe)
+            .arg0("nexusmon-forkserver")
+            .arg(FORK_SERVER_MODE)
+            .env_clear()
+            .current_dir("/")
+            // Not in the runner's process group: a terminal's ^C is the runner's to handle
+            // (it kills the children it runs and seals the bundle), not the server's.
+            .process_group(0)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the fork server `{}`: {e}", exe.display()))?;
+        let pid = child.id();
+        crate::sandbox::cgroup::keep(pid);
+        // A server that stops answering is given up (the probe then runs another way).
+        let _ = ours.set_read_timeout(Some(Duration::from_secs(30)));
+        Ok(Self {
+            sock: Mutex::new(ours),
+            child: Mutex::new(Some(child)),
+            pid,
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// It failed once: the runner starts another.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+
+    fn give_up(&self, why: String) -> LaunchError {
+        self.broken.store(true, Ordering::SeqCst);
+        LaunchError::Server(why)
+    }
+
+    /// Fork one child and wait for its setup to end (as the spawn waits for `execve`).
+    pub fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, LaunchError> {
+        if self.is_broken() {
+            return Err(LaunchError::Server("the fork server failed before".into()));
+        }
+        let io = |e: std::io::Error| {
+            LaunchError::Child(SpawnError::Setup(
+                SetupStep::CloseFds,
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        };
+        let launch = Launch {
+            args: Cow::Borrowed(spec.args.get(1..).unwrap_or(&[])),
+            env: Cow::Borrowed(spec.env),
+            cwd: spec.cwd.map(Cow::Borrowed),
+            clean: spec.clean,
+            isolation: spec.isolation.map(Cow::Borrowed),
+            cgroup: spec.cgroup_fd.is_some(),
+            pid_ns: spec.pidns_fd.is_some(),
+        };
+        let payload = serde_json::to_vec(&launch)
+            .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|n| *n <= MAX_REQUEST)
+            .ok_or_else(|| LaunchError::Server("the launch request is too large".into()))?;
+        let (out_r, out_w) = pipe().map_err(io)?;
+        let (err_r, err_w) = pipe().map_err(io)?;
+        let mut fds = vec![out_w.as_raw_fd(), err_w.as_raw_fd()];
+        fds.extend(spec.cgroup_fd);
+        fds.extend(spec.pidns_fd);
+        let sock = self
+            .sock
+            .lock()
+            .map_err(|_| LaunchError::Server("the fork server's socket is poisoned".into()))?;
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&KIND_LAUNCH.to_ne_bytes());
+        header[4..].copy_from_slice(&len.to_ne_bytes());
+        if !send_with_fds(sock.as_raw_fd(), &header, &fds) {
+            return Err(self.give_up(format!(
+                "the fork server is gone: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        (&*sock)
+            .write_all(&payload)
+            .map_err(|e| self.give_up(format!("the fork server is gone: {e}")))?;
+        drop((out_w, err_w));
+        let reply = read_reply(&sock).map_err(|e| self.give_up(e))?;
+        match reply[0] {
+            REPLY_STARTED => Ok(Launched {
+                pid: i32::try_from(reply[1]).unwrap_or(0),
+                stdout: out_r,
+                stderr: err_r,
+            }),
+            REPLY_SETUP_FAILED => Err(LaunchError::Child(spawn::reported(
+                u32::try_from(reply[1]).unwrap_or(0),
+                i32::try_from(reply[2]).unwrap_or(libc::EIO),
+            ))),
+            REPLY_REFUSED => Err(self.give_up(format!(
+                "the fork server refused the launch ({})",
+                super::outcome::errno_name(i32::try_from(reply[2]).unwrap_or(libc::EIO))
+            ))),
+            k => Err(self.give_up(format!("the fork server replied {k} to a launch"))),
+        }
+    }
+
+    /// Reap the child `pid` (it exited: its pidfd said so), with its rusage.
+    pub fn reap(&self, pid: i32) -> Option<(i32, libc::rusage)> {
+        let sock = self.sock.lock().ok()?;
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&KIND_REAP.to_ne_bytes());
+        header[4..].copy_from_slice(&u32::try_from(pid).ok()?.to_ne_bytes());
+        if (&*sock).write_all(&header).is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+            return None;
+        }
+        let Ok(r) = read_reply(&sock) else {
+            self.broken.store(true, Ordering::SeqCst);
+            return None;
+        };
+        if r[0] != REPLY_REAPED {
+            self.broken.store(true, Ordering::SeqCst);
+            return None;
+        }
+        // SAFETY: zeroed plain data.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        ru.ru_utime = us_tv(r[3]);
+        ru.ru_stime = us_tv(r[4]);
+        ru.ru_maxrss = r[5];
+        Some((i32::try_from(r[1]).unwrap_or(0), ru))
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // The end of its socket ends the server.
+        if let Ok(s) = self.sock.lock() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if let Ok(mut c) = self.child.lock()
+            && let Some(mut c) = c.take()
+        {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        crate::sandbox::cgroup::release(self.pid);
+    }
+}
+
+fn us_tv(us: i64) -> libc::timeval {
+    libc::timeval {
+        tv_sec: us / 1_000_000,
+        tv_usec: us % 1_000_000,
+    }
+}
+
+fn tv_us(tv: libc::timeval) -> i64 {
+    tv.tv_sec * 1_000_000 + tv.tv_usec
+}
+
+fn read_reply(sock: &UnixStream) -> Result<[i64; 6], String> {
+    let mut b = [0u8; 48];
+    let mut s = sock;
+    s.read_exact(&mut b)
+        .map_err(|e| format!("the fork server did not answer: {e}"))?;
+    let mut r = [0i64; 6];
+    for (i, v) in r.iter_mut().enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        *v = i64::from_ne_bytes(w);
+    }
+    Ok(r)
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Room for the descriptors of one launch (stdout, stderr, cgroup, pidfd).
+const MAX_FDS: usize = 4;
+
+#[repr(C, align(8))]
+struct Control([u8; 128]);
+
+/// Send `data` with `fds` attached (`SCM_RIGHTS`).
+fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
+    if fds.len() > MAX_FDS {
+        return false;
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = Control([0; 128]);
+    // SAFETY: sendmsg of our own buffers; CMSG_* are pointer arithmetic on them.
+    unsafe {
+        let bytes = u32::try_from(std::mem::size_of_val(fds)).unwrap_or(0);
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() {
+            return false;
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+        let slots = libc::CMSG_DATA(cmsg);
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(
+                slots.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                *fd,
+            );
+        }
+        let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
+        usize::try_from(n).is_ok_and(|n| n == data.len())
+    }
+}
+
+/// Receive up to `buf.len()` bytes and the descriptors attached (close-on-exec).
+fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> (usize, Vec<OwnedFd>) {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = Control([0; 128]);
+    let mut fds = Vec::new();
+    // SAFETY: recvmsg into our own buffers; CMSG_* walk the control buffer it filled.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        let n = loop {
+            let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n >= 0 || errno() != libc::EINTR {
+                break n;
+            }
+        };
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(
+                        data.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                    );
+                    if fd >= 0 {
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+        (usize::try_from(n).unwrap_or(0), fds)
+    }
+}
+
+/// The server: serve launches and reaps on stdin (a socket) until it closes; returns the
+/// exit code. Single-threaded: nothing here starts a thread.
+pub fn fork_server_main() -> i32 {
+    // SAFETY: prctl with integer arguments: nothing may read this process's memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    // SAFETY: opening this process's own PID namespace (for setting it back after a fork
+    // into another).
+    let own_ns = unsafe {
+        libc::open(
+            c"/proc/self/ns/pid".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    // Held open by the server only: a child whose copy of the write end is closed sees
+    // the pipe hang up once the server is gone.
+    let Ok((alive_r, alive_w)) = pipe() else {
+        return 1;
+    };
+    let mut input = ManuallyDrop::new(
+        // SAFETY: stdin is the socket; ManuallyDrop never closes it here.
+        unsafe { std::fs::File::from_raw_fd(0) },
+    );
+    loop {
+        let mut header = [0u8; 8];
+        let (n, fds) = recv_with_fds(0, &mut header);
+        if n == 0 {
+            break;
+        }
+        if n < header.len() && input.read_exact(&mut header[n..]).is_err() {
+            break;
+        }
+        let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
+        let len = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+        let reply = match kind {
+            KIND_LAUNCH if len <= MAX_REQUEST => {
+                let mut payload = vec![0u8; len as usize];
+                if input.read_exact(&mut payload).is_err() {
+                    break;
+                }
+                match serde_json::from_slice::<Launch>(&payload) {
+                    Ok(l) => launch(&l, fds, own_ns, (alive_r.as_raw_fd(), alive_w.as_raw_fd())),
+                    Err(_) => [REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0],
+                }
+            }
+            KIND_REAP => reap(len),
+            _ => break,
+        };
+        let mut b = [0u8; 48];
+        for (i, v) in reply.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        // SAFETY: writing a local buffer to the socket.
+        let w = unsafe { libc::send(0, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+        if w != 48 {
+            break;
+        }
+        if reply[0] == REPLY_REFUSED && reply[1] == 1 {
+            // The PID namespace could not be set back: this server cannot fork safely.
+            break;
+        }
+    }
+    0
+}
+
+fn reap(pid: u32) -> [i64; 6] {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return [REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0];
+    };
+    let mut status = 0;
+    // SAFETY: zeroed plain data filled by wait4.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: reaping our own child.
+        let rc = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
+        if rc == pid {
+            break;
+        }
+        if rc < 0 && errno() != libc::EINTR {
+            return [REPLY_REFUSED, 0, i64::from(errno()), 0, 0, 0];
+        }
+    }
+    [
+        REPLY_REAPED,
+        i64::from(status),
+        0,
+        tv_us(ru.ru_utime),
+        tv_us(ru.ru_stime),
+        ru.ru_maxrss,
+    ]
+}
+
+/// Fork one child for `l`; the reply.
+fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd)) -> [i64; 6] {
+    let refused = |e: i32| [REPLY_REFUSED, 0, i64::from(e), 0, 0, 0];
+    let mut it = fds.into_iter();
+    let (Some(out), Some(err)) = (it.next(), it.next()) else {
+        return refused(libc::EBADF);
+    };
+    let cgroup = if l.cgroup { it.next() } else { None };
+    let pidns = if l.pid_ns { it.next() } else { None };
+    if l.cgroup && cgroup.is_none() || l.pid_ns && pidns.is_none() {
+        return refused(libc::EBADF);
+    }
+    // Everything the child needs, prepared here.
+    let Ok(env) = l
+        .env
+        .iter()
+        .map(|(k, v)| Ok((CString::new(k.as_bytes())?, CString::new(v.as_bytes())?)))
+        .collect::<Result<Vec<_>, std::ffi::NulError>>()
+    else {
+        return refused(libc::EINVAL);
+    };
+    let Ok(cwd) = l
+        .cwd
+        .as_ref()
+        .map(|c| CString::new(c.as_os_str().as_bytes()))
+        .transpose()
+    else {
+        return refused(libc::EINVAL);
+    };
+    let request = helper::parse(&l.args);
+    let Ok((rep_r, rep_w)) = pipe() else {
+        return refused(errno());
+    };
+    let iso = l.isolation.as_deref();
+    if let Some(ns) = &pidns {
+        // SAFETY: setns with a pidfd: this process's future children only.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            return [
+                REPLY_SETUP_FAILED,
+                i64::from(SetupStep::Namespaces as u32),
+                i64::from(errno()),
+                0,
+                0,
+                0,
+            ];
+        }
+    }
+    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, Isolation::clone_flags));
+    // SAFETY: a fork-like clone of this single-threaded process; the child never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid == 0 {
+        let fds = ChildFds {
+            out: out.as_raw_fd(),
+            err: err.as_raw_fd(),
+            cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
+            report: rep_w.as_raw_fd(),
+            alive,
+        };
+        // SAFETY: in the fresh child of a single-threaded process.
+        unsafe { child_main(l, iso, &fds, &env, cwd.as_deref(), request) }
+    }
+    let clone_errno = errno();
+    if pidns.is_some()
+        // SAFETY: back to this process's own PID namespace for its children.
+        && (own_ns < 0 || unsafe { libc::setns(own_ns, libc::CLONE_NEWPID) } != 0)
+    {
+        // Any further child would be born in that namespace: refuse, and stop serving.
+        if pid > 0 {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(libc::pid_t::try_from(pid).unwrap_or(0), libc::SIGKILL);
+                libc::waitpid(
+                    libc::pid_t::try_from(pid).unwrap_or(0),
+                    std::ptr::null_mut(),
+                    0,
+                );
+            }
+        }
+        return [REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0];
+    }
+    drop((out, err, cgroup, pidns, rep_w));
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return refused(libc::EINVAL);
+    };
+    if pid < 0 {
+        return [
+            REPLY_SETUP_FAILED,
+            i64::from(SetupStep::CloseFds as u32),
+            i64::from(clone_errno),
+            0,
+            0,
+            0,
+        ];
+    }
+    // The child closes its end once its setup is done (or exits).
+    let mut b = [0u8; 8];
+    let mut got = 0usize;
+    while got < 8 {
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(rep_r.as_raw_fd(), b[got..].as_mut_ptr().cast(), 8 - got) };
+        if n > 0 {
+            got += usize::try_from(n).unwrap_or(0);
+        } else if n == 0 || errno() != libc::EINTR {
+            break;
+        }
+    }
+    if got == 8 {
+        let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        // SAFETY: reaping the child that failed its setup.
+        unsafe {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return [REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0];
+    }
+    [REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]
+}
+
+/// The descriptors a child starts with (numbers in its own table).
+struct ChildFds {
+    out: RawFd,
+    err: RawFd,
+    cgroup: Option<RawFd>,
+    report: RawFd,
+    alive: (RawFd, RawFd),
+}
+
+/// Write `(step, errno)` to the report pipe and exit.
+///
+/// # Safety
+/// Only in the forked child.
+unsafe fn fail(report: RawFd, step: u32, e: i32) -> ! {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&step.to_ne_bytes());
+    b[4..].copy_from_slice(&e.to_ne_bytes());
+    // SAFETY: writing a local buffer, then exiting without running any destructor.
+    unsafe {
+        libc::write(report, b.as_ptr().cast(), 8);
+        libc::_exit(127)
+    }
+}
+
+/// The child: the spawn's steps in the spawn's order, then the helper.
+///
+/// # Safety
+/// Only in the fresh child of the (single-threaded) server.
+unsafe fn child_main(
+    l: &Launch<'_>,
+    iso: Option<&Isolation>,
+    fds: &ChildFds,
+    env: &[(CString, CString)],
+    cwd: Option<&std::ffi::CStr>,
+    request: Result<helper::HelperRequest<'static>, String>,
+) -> ! {
+    // SAFETY: system calls acting on this (child) process only.
+    unsafe {
+        libc::close(fds.alive.1);
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if devnull < 0
+            || libc::dup2(devnull, 0) != 0
+            || libc::dup2(fds.out, 1) != 1
+            || libc::dup2(fds.err, 2) != 2
+        {
+            fail(fds.report, STEP_STDIO, errno());
+        }
+        if let Some(iso) = iso
+            && let Err((step, e)) = iso.enforce_mounts()
+        {
+            fail(fds.report, step as u32, e);
+        }
+        if let Some(cwd) = cwd
+            && libc::chdir(cwd.as_ptr()) != 0
+        {
+            fail(fds.report, STEP_CHDIR, errno());
+        }
+        // Die with the server; a server gone before this line hung up the pipe.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let mut p = libc::pollfd {
+            fd: fds.alive.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLHUP != 0 {
+            libc::_exit(127);
+        }
+        if l.clean {
+            if libc::setsid() < 0 {
+                fail(fds.report, SetupStep::Setsid as u32, errno());
+            }
+            libc::umask(0o022);
+        } else if libc::setpgid(0, 0) != 0 {
+            fail(fds.report, STEP_PGID, errno());
+        }
+        if let Some(fd) = fds.cgroup
+            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+        {
+            fail(fds.report, SetupStep::Cgroup as u32, errno());
+        }
+        if let Some(iso) = iso
+            && let Err((step, e)) = iso.enforce_identity()
+        {
+            fail(fds.report, step as u32, e);
+        }
+        // What `execve` would have done: dumpable again (a change of identity cleared it),
+        // exactly the given environment.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        libc::clearenv();
+        for (k, v) in env {
+            libc::setenv(k.as_ptr(), v.as_ptr(), 1);
+        }
+        // Setup done: the server hears the end of the report pipe.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: stdout is the runner's pipe; ManuallyDrop never closes it here.
+        let mut out = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+        match request {
+            Ok(mut req) => {
+                // The parent checks were made above, against the server.
+                req.runner_pid = None;
+                helper::respond(&req, &mut *out)
+            }
+            Err(msg) => helper::emit_bad_request(&mut *out, &msg),
+        }
+    }))
+    .unwrap_or(101);
+    // SAFETY: leaving the child without running the server's destructors.
+    unsafe { libc::_exit(code) }
+}

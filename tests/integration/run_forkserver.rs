@@ -1,0 +1,368 @@
+//! The builtin probes' fork server (`exec::forkserver`): one server per worker forks every
+//! builtin probe's child, and nothing of one probe reaches the next — not its Landlock
+//! domain, not its fixtures, not its cgroup — while a crash, a hang or a timeout of one
+//! child is seen through exactly as for an executed helper, and the server goes on.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexusmon::exec::child::{self, ChildSpec, Ended, Tracking};
+use nexusmon::exec::forkserver::ForkServer;
+use nexusmon::exec::helper::{self, HelperRequest};
+use nexusmon::sandbox::compile;
+use serde_json::{Value, json};
+
+use crate::run::{bundle, read};
+use crate::util::Test;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
+}
+
+/// xorshift64: the cases are generated, the seed printed on failure.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap()
+    }
+}
+
+const PROBES: [&str; 3] = ["os-release", "mine", "absent"];
+
+/// What each lane must see: `(profile, probe kind) -> (baseline, scenario)` outcomes.
+fn expected(profile: &str, kind: &str) -> (&'static str, &'static str) {
+    match (profile, kind) {
+        (_, "absent") => ("error", "error"),
+        ("usr" | "pids", "os-release") | ("scratch" | "pids", "mine") => ("allow", "allow"),
+        _ => ("allow", "deny"),
+    }
+}
+
+/// Random plans of profiles that grant different things (and one that limits processes)
+/// over probes that read a host file, a fixture of their own, and the same name in a
+/// scratch directory without that fixture: run on one worker (one fork server for every
+/// child), every child sees exactly its own profile and its own fixtures, whatever ran
+/// before it on that server.
+#[test]
+fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
+    for seed in [0x5EED_F0A4_u64, 0x0DD5_EED5] {
+        let mut rng = Rng(seed);
+        let mut probes = serde_json::Map::new();
+        let mut scenarios = serde_json::Map::new();
+        let profiles = ["usr", "scratch", "share", "pids"];
+        let mut kinds = std::collections::BTreeMap::new();
+        for n in 0..12 {
+            let kind = PROBES[rng.below(PROBES.len())];
+            let id = format!("{kind}-{n:02}");
+            let probe = match kind {
+                "os-release" => json!({"operation": "file-read", "target": "/usr/lib/os-release"}),
+                "mine" => json!({"operation": "file-read", "target": "${SCRATCH}/mine.txt",
+                    "fixtures": [{"kind": "file", "path": "${SCRATCH}/mine.txt", "content": "x"}]}),
+                _ => json!({"operation": "file-read", "target": "${SCRATCH}/mine.txt"}),
+            };
+            probes.insert(id.clone(), probe);
+            kinds.insert(id, kind);
+        }
+        for p in profiles {
+            let mut row = serde_json::Map::new();
+            for (id, kind) in &kinds {
+                if rng.below(4) != 0 {
+                    let (_, scenario) = expected(p, kind);
+                    let expect = if scenario == "deny" { "deny" } else { "allow" };
+                    row.insert(id.clone(), json!(expect));
+                }
+            }
+            scenarios.insert(p.to_string(), Value::Object(row));
+        }
+        let fs =
+            |allow: Value| json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": allow}}});
+        let profiles_doc = json!({"schema_version": 1, "registry_id": "fs", "profiles": {
+            "usr": fs(json!([{"path": "/usr", "access": ["read"]}])),
+            "scratch": fs(json!([{"path": "${SCRATCH}", "access": ["read"]}])),
+            "share": fs(json!([{"path": "/usr/share", "access": ["read"]}])),
+            "pids": {"limits": {"processes": 4}},
+        }});
+        let plan = json!({"schema_version": 1, "plan_id": "fs", "kind": "experiment",
+            "registry_id": "fs", "profiles": profiles, "scenarios": scenarios,
+            "lanes": {"baseline": true, "scenario": true, "oracle": true}});
+        let t = Test::new()
+            .write(
+                "registry/fs/probes.json",
+                &json!({"schema_version": 1, "registry_id": "fs", "probes": probes}).to_string(),
+            )
+            .write("registry/fs/profiles.json", &profiles_doc.to_string())
+            .write("plans/fs/plan.json", &plan.to_string());
+        let out = t.path().join("out").to_string_lossy().into_owned();
+        let t = t.args([
+            "run",
+            "--plan",
+            "plans/fs/plan.json",
+            "--out",
+            &out,
+            "--channel",
+            "clean",
+            "--jobs",
+            "1",
+        ]);
+        let r = t.run();
+        // A probe whose target does not exist is an error in both lanes: inconclusive.
+        let absent = scenarios.values().any(|row| {
+            row.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("absent"))
+        });
+        r.code(i32::from(absent));
+        let b = bundle(&t);
+        let mut observed = 0;
+        for (file, lane) in [("baseline_results.json", 0), ("runtime_results.json", 1)] {
+            for o in read(&b, file)["observations"].as_array().unwrap() {
+                let profile = o["profile_id"].as_str().unwrap();
+                let kind = kinds[o["probe_id"].as_str().unwrap()];
+                let (base, scen) = expected(profile, kind);
+                let want = if lane == 0 { base } else { scen };
+                assert_eq!(o["outcome"], want, "seed {seed:#x} {file}: {o:#}");
+                assert_eq!(o["driver"], "builtin");
+                assert!(o["witness"].is_object(), "a result line: {o:#}");
+                if lane == 1 && profile == "pids" {
+                    // It joined its own pids cgroup (passed to the server as a descriptor).
+                    assert_eq!(o["processes"]["peak"], 1, "seed {seed:#x}: {o:#}");
+                }
+                observed += 1;
+            }
+        }
+        assert!(observed > 10, "seed {seed:#x}: {observed} observations");
+    }
+}
+
+fn request(target: &Path) -> Vec<String> {
+    HelperRequest {
+        v: helper::HELPER_VERSION,
+        op: "file-read".into(),
+        target: Some(target.to_string_lossy().into_owned()),
+        destination: None,
+        apply: Cow::Owned(compile::baseline_spec()),
+        clean: true,
+        cgroup_procs: None,
+        connect_timeout_ms: 100,
+        observe_runner: None,
+        runner_pid: Some(std::process::id()),
+    }
+    .to_args()
+    .unwrap()
+}
+
+fn spec(args: Vec<String>, cwd: &Path, server: Option<&Arc<ForkServer>>) -> ChildSpec {
+    ChildSpec {
+        program: bin(),
+        args,
+        arg0: Some(helper::HELPER_ARG0.into()),
+        env: Some(vec![("HOME".into(), cwd.to_string_lossy().into_owned())]),
+        cwd: Some(cwd.to_path_buf()),
+        clean: true,
+        pre_exec: None,
+        isolation: None,
+        ns_init: None,
+        timeout: Duration::from_secs(10),
+        grace: Duration::from_millis(200),
+        output_cap: 64 * 1024,
+        stdin: None,
+        server: server.cloned(),
+    }
+}
+
+/// The server's live children (pid, state).
+fn children_of(server: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 1 && f[1] == server.to_string() && f[0] != "Z" {
+            out.push(e.file_name().to_string_lossy().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// A forked child answers exactly as the executed helper does (random targets), a child
+/// that hangs is killed at its timeout, one that crashes is a missing line, and the same
+/// server forks the next child after each.
+#[test]
+fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("file"), "hello").unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::os::unix::fs::symlink(d.join("file"), d.join("link")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    let fifo = d.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let pid = server.pid();
+    let mut rng = Rng(0xF0_4C5E_4E4E);
+    let targets = [
+        d.join("file"),
+        d.join("sub"),
+        d.join("link"),
+        d.join("dangling"),
+        d.join("missing"),
+        PathBuf::from("/proc/self/comm"),
+        PathBuf::from("/usr/lib/os-release"),
+    ];
+    for _ in 0..16 {
+        let target = &targets[rng.below(targets.len())];
+        let forked = child::run_child(&spec(request(target), d, Some(&server)), Tracking::None);
+        let executed = child::run_child(&spec(request(target), d, None), Tracking::None);
+        // `/proc/self` is each child's own pid.
+        let line = |kept: &[u8]| {
+            helper::parse_line(kept).map(|mut l| {
+                if target.starts_with("/proc/self") {
+                    l.resolved_path = None;
+                }
+                l
+            })
+        };
+        let (lf, le) = (line(&forked.stdout.kept), line(&executed.stdout.kept));
+        assert!(lf.is_some(), "{target:?}: {forked:?}");
+        assert_eq!(lf, le, "{target:?}");
+        assert_eq!(forked.ended, executed.ended, "{target:?}");
+        assert!(forked.stderr.kept.is_empty());
+        assert!(forked.pid != pid && forked.pid != 0);
+    }
+    // A hang: killed at its timeout, with its group.
+    let mut hang = spec(request(&fifo), d, Some(&server));
+    hang.timeout = Duration::from_millis(300);
+    let r = child::run_child(&hang, Tracking::None);
+    assert!(r.timed_out, "{r:?}");
+    assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM));
+    assert!(helper::parse_line(&r.stdout.kept).is_none());
+    // A crash: no line, the signal it died of.
+    let crasher = std::thread::spawn(move || {
+        for _ in 0..500 {
+            if let Some(c) = children_of(pid).first() {
+                std::thread::sleep(Duration::from_millis(20));
+                // SAFETY: signalling the server's child.
+                unsafe { libc::kill(*c, libc::SIGABRT) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    let r = child::run_child(&spec(request(&fifo), d, Some(&server)), Tracking::None);
+    assert!(crasher.join().unwrap(), "the child was found");
+    assert_eq!(r.ended, Ended::Signaled(libc::SIGABRT), "{r:?}");
+    assert!(!r.timed_out);
+    assert!(helper::parse_line(&r.stdout.kept).is_none());
+    // The same server goes on.
+    let r = child::run_child(
+        &spec(request(&d.join("file")), d, Some(&server)),
+        Tracking::None,
+    );
+    assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
+    assert!(!server.is_broken());
+    assert_eq!(server.pid(), pid);
+    assert!(children_of(pid).is_empty(), "every child was reaped");
+    drop((hang, server));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the server ends with its socket and is reaped"
+    );
+}
+
+/// Generated identities and kept capabilities, with and without a PID namespace of its own:
+/// a forked child is who an executed helper is — same uid, gid, five capability sets, pid
+/// (2, under the placeholder init), view of the runner and of its environment.
+#[test]
+fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_executed_one() {
+    use nexusmon::exec::zygote::Zygote;
+    use nexusmon::model::results::ChildPrivileges;
+    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+    let runner = RunnerPrivileges::current();
+    if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
+        return; // needs root with CAP_SYS_ADMIN (as the suite runs on this machine)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let zygote = Zygote::start(&bin()).unwrap();
+    let mut rng = Rng(0x1DE_7717_CA95);
+    for round in 0..8 {
+        let kept = if round % 3 == 0 {
+            0
+        } else {
+            rng.next() & runner.effective & runner.bounding & ((1u64 << 41) - 1)
+        };
+        let (uid, identity) = match rng.below(3) {
+            0 => (0, false),
+            1 => (65534, true),
+            _ => (1000 + u32::try_from(rng.below(1000)).unwrap(), true),
+        };
+        let pid_ns = round % 2 == 0;
+        let privileges = ChildPrivileges {
+            applied: true,
+            uid,
+            gid: uid,
+            identity,
+            capabilities: privilege::caps_names(kept),
+            cap_last: runner.cap_last,
+            bounding_cleared: true,
+            pid_namespace: pid_ns,
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let (iso, _) = Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: Ok(()),
+            scratch: d,
+            host_read_only: false,
+            read_only_inputs: &[],
+        });
+        let observe = |server: Option<&Arc<ForkServer>>| {
+            let init = pid_ns.then(|| Arc::new(zygote.new_init().unwrap()));
+            let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
+            req.op = "noop".into();
+            req.observe_runner = Some(std::process::id());
+            let mut s = spec(req.to_args().unwrap(), Path::new("/"), server);
+            s.isolation = Some(iso.clone());
+            s.ns_init = init;
+            let r = child::run_child(&s, Tracking::None);
+            assert_eq!(r.ended, Ended::Exited(0), "round {round}: {r:?}");
+            let mut me = helper::parse_line(&r.stdout.kept)
+                .and_then(|l| l.child_self)
+                .expect("the child saw itself");
+            me.ns_pids.remove(0); // its pid in the runner's namespace differs
+            if !pid_ns {
+                me.pid = 0;
+            }
+            me
+        };
+        let (forked, executed) = (observe(Some(&server)), observe(None));
+        assert_eq!(forked, executed, "round {round}: uid {uid} kept {kept:#x}");
+        assert_eq!(forked.uid, uid);
+        assert_eq!(forked.cap_eff, format!("{kept:016x}"), "round {round}");
+        assert_eq!(forked.cap_bnd, format!("{kept:016x}"), "round {round}");
+        if pid_ns {
+            assert_eq!(forked.pid, 2, "round {round}");
+            assert!(!forked.sees_runner);
+        }
+    }
+}
