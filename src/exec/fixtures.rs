@@ -57,6 +57,14 @@ impl SweptRun {
     }
 }
 
+/// `path` is a directory (not a symlink) owned by this process's effective uid.
+fn owned_dir(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.uid() == me)
+}
+
 /// The run's scratch root.
 #[derive(Debug)]
 pub struct Scratch {
@@ -111,8 +119,19 @@ impl Scratch {
             let Some(run_id) = name.strip_prefix("nexusmon-") else {
                 continue;
             };
-            let Some(pid) = std::fs::read_to_string(e.path().join(OWNER_FILE))
+            // The parent (`/dev/shm`, `/tmp`) is writable by everyone: only a directory of
+            // ours, named by a valid run id, is a scratch root. Anything else is another
+            // user's — a `nexusmon-..` with a dead pid in it would otherwise make this sweep
+            // kill every process in the cgroup hierarchy above the runs' cgroups.
+            if crate::bundle::writer::validate_run_id(run_id).is_err() || !owned_dir(&e.path()) {
+                continue;
+            }
+            let owner = e.path().join(OWNER_FILE);
+            let Some(pid) = std::fs::symlink_metadata(&owner)
                 .ok()
+                .filter(std::fs::Metadata::is_file)
+                .and_then(|_| crate::util::fsx::read_capped(&owner, 64).ok())
+                .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.trim().parse::<u32>().ok())
             else {
                 continue;
@@ -394,5 +413,90 @@ impl Drop for Listeners {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A dead pid (beyond `pid_max`).
+    const DEAD: &str = "4194305";
+
+    /// Scratch roots under a world-writable parent are only swept when they are ours and
+    /// named by a valid run id: hostile names (`..` would reach the cgroup hierarchy above the
+    /// runs' cgroups), other users' directories, and owner files that are not regular files
+    /// (a FIFO would block the sweep) are left alone, and no process is killed for them. A
+    /// real stale root is still swept.
+    #[test]
+    fn the_stale_sweep_touches_only_its_own_scratch_roots() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().join("shm");
+        let cg = t.path().join("cg");
+        std::fs::create_dir_all(cg.join("nexusmon")).unwrap();
+        // A process in a fake cgroup above the runs' cgroups: killed if the sweep escapes.
+        let mut victim = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::create_dir_all(cg.join("other")).unwrap();
+        std::fs::write(cg.join("other/cgroup.procs"), victim.id().to_string()).unwrap();
+        std::fs::write(cg.join("cgroup.procs"), victim.id().to_string()).unwrap();
+        std::fs::create_dir_all(&parent).unwrap();
+        let mut hostile: Vec<String> = [".", "..", "-x", ".hidden", "LATEST", "a b", "a\\b"]
+            .iter()
+            .map(|s| format!("nexusmon-{s}"))
+            .collect();
+        // Seeded names with bytes a run id never has.
+        let mut seed: u32 = 0x2545_f491;
+        for _ in 0..16 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let bad =
+                [b' ', b'$', b'*', b'?', b':', b'\t', b'\'', b'~'][(seed % 8) as usize] as char;
+            hostile.push(format!("nexusmon-r{}{bad}x", seed % 1000));
+        }
+        for name in &hostile {
+            let d = parent.join(name);
+            if std::fs::create_dir(&d).is_ok() {
+                std::fs::write(d.join(OWNER_FILE), DEAD).unwrap();
+            }
+        }
+        // Valid run ids, but another user's directory, and an owner FIFO.
+        let foreign = parent.join("nexusmon-foreign-run");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join(OWNER_FILE), DEAD).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let fifo = parent.join("nexusmon-fifo-run");
+        std::fs::create_dir(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.join(OWNER_FILE).to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A real stale root of a killed run.
+        let stale = Scratch::create(&parent, "20260101T000000.000Z-deadbeef").unwrap();
+        std::fs::write(stale.root().join(OWNER_FILE), DEAD).unwrap();
+
+        let swept = Scratch::sweep_stale(&parent, Some(&cg));
+        let ids: Vec<&str> = swept.iter().map(|s| s.run_id.as_str()).collect();
+        assert_eq!(ids, ["20260101T000000.000Z-deadbeef"], "{swept:?}");
+        assert!(swept.iter().all(|s| s.killed.is_empty()), "{swept:?}");
+        assert!(!stale.root().exists());
+        assert!(
+            victim.try_wait().unwrap().is_none(),
+            "the sweep killed a process outside its runs"
+        );
+        for name in &hostile {
+            let d = parent.join(name);
+            assert!(
+                !d.exists() || d.join(OWNER_FILE).exists(),
+                "{name} was removed"
+            );
+        }
+        assert_eq!(std::fs::metadata(&foreign).unwrap().uid(), 65534);
+        assert!(foreign.join(OWNER_FILE).exists() && fifo.join(OWNER_FILE).exists());
+        victim.kill().unwrap();
+        victim.wait().unwrap();
     }
 }

@@ -88,6 +88,11 @@ pub fn remove_run_dir(root: &Path, run_id: &str) {
 /// a run that was killed (its runner is gone, so none of them is the runner's). Returns
 /// the processes killed with their command names.
 pub fn kill_run_dir(root: &Path, run_id: &str) -> Vec<(u32, String)> {
+    // Never a path that leaves `<root>/nexusmon/` (callers pass valid run ids; this is the
+    // last line before SIGKILL).
+    if run_id.is_empty() || run_id == "." || run_id == ".." || run_id.contains('/') {
+        return Vec::new();
+    }
     let dir = run_dir(root, run_id);
     let mut killed = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
