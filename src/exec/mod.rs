@@ -57,6 +57,7 @@ pub mod seam;
 pub mod select;
 pub mod settings;
 pub mod setup;
+mod sidecar;
 pub mod spawn;
 pub mod witness;
 pub mod worker;

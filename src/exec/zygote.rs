@@ -20,13 +20,13 @@
 //! kills the init, which makes the kernel end everything else in the namespace.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::model::results::Leaked;
 
@@ -98,87 +98,22 @@ impl Zygote {
 impl Drop for Zygote {
     fn drop(&mut self) {
         // Closing our end ends the zygote, which kills its inits first.
-        if let Ok(s) = self.sock.lock() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-        if let Ok(mut c) = self.child.lock()
-            && let Some(mut c) = c.take()
-        {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::sidecar::stop(&self.sock, &self.child, Duration::from_millis(2));
         ZYGOTE_PID.store(0, Ordering::SeqCst);
     }
 }
 
-/// A pid and a descriptor sent with `SCM_RIGHTS` on `sock`.
+/// A pid and a descriptor sent with `SCM_RIGHTS` on `sock` ([`send`]).
 fn receive(sock: RawFd) -> Option<(u32, OwnedFd)> {
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
     let mut data = [0u8; 4];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    let mut control = Control([0; 64]);
-    // SAFETY: recvmsg into our own buffers; CMSG_* walk the control buffer it filled.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len();
-        let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC);
-        if n != 4 {
-            return None;
-        }
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-        (fd >= 0).then(|| (u32::from_ne_bytes(data), OwnedFd::from_raw_fd(fd)))
-    }
+    let (n, fds) = super::sidecar::recv_with_fds(sock, &mut data);
+    let fd = fds.into_iter().next()?;
+    (n == data.len()).then(|| (u32::from_ne_bytes(data), fd))
 }
 
 /// Send `pid` and `fd` on `sock`.
 fn send(sock: RawFd, pid: u32, fd: RawFd) -> bool {
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut data = pid.to_ne_bytes();
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    let mut control = Control([0; 64]);
-    // SAFETY: sendmsg of our own buffers; CMSG_* are pointer arithmetic on them.
-    unsafe {
-        let int = u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(int) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        if cmsg.is_null() {
-            return false;
-        }
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(int) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
-        libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL) == 4
-    }
+    super::sidecar::send_with_fds(sock, &pid.to_ne_bytes(), &[fd])
 }
 
 impl NsInit {
