@@ -62,10 +62,7 @@ except Exception as e:
 print("ok", keyid)
 "#;
 
-/// An allowed-signers line for `key` as principal `who` with `roles`.
-fn line(who: &str, key: &Path, extra: &str) -> String {
-    format!("{who} {extra}{} {who}@host roles=runner\n", ssh_pubkey(key))
-}
+use crate::util::runner_signer_line as line;
 
 fn run_signed(p: &Project, key: &Path) -> PathBuf {
     p.nx(&[

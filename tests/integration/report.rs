@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{Project, chromium, latest_bundle, python, read_json, ssh_keygen, ssh_pubkey};
+use crate::util::{
+    Project, chromium, latest_bundle, python, read_json, runner_signer_line, ssh_keygen,
+};
 
 /// Every `href="…"` of a serialized DOM, percent-decoded.
 fn hrefs(dom: &str) -> Vec<String> {
@@ -536,9 +538,7 @@ fn the_banner_shows_a_trusted_signature_and_a_bundle_re_signed_by_an_unknown_key
     let other = ssh_keygen(p.root(), "other", "ed25519");
     let signers = p.state().join("trusted_signers");
     let mut text = std::fs::read_to_string(&signers).unwrap();
-    text.push_str("ci ");
-    text.push_str(&ssh_pubkey(&runner));
-    text.push_str(" ci@host roles=runner\n");
+    text.push_str(&runner_signer_line("ci", &runner, ""));
     std::fs::write(&signers, text).unwrap();
     p.nx(&[
         "run",

@@ -560,6 +560,12 @@ pub fn ssh_pubkey(key: &Path) -> String {
         .join(" ")
 }
 
+/// An allowed-signers line for `key` as principal `who` with role `runner` (`extra`: options
+/// before the key, each ending in a space).
+pub fn runner_signer_line(who: &str, key: &Path, extra: &str) -> String {
+    format!("{who} {extra}{} {who}@host roles=runner\n", ssh_pubkey(key))
+}
+
 /// Append a line to the trust file `trust`.
 pub fn trust_line(trust: &Path, line: &str) {
     let mut text = std::fs::read_to_string(trust).unwrap();
