@@ -38,6 +38,7 @@ pub mod devtool;
 mod faults;
 mod fsio;
 mod hash;
+pub mod lines;
 pub mod lock;
 pub mod outroot;
 pub mod reader;
@@ -46,20 +47,51 @@ pub mod signature;
 mod tree;
 pub mod writer;
 
+/// `runtime_results.jsonl`: one scenario-lane observation per line.
+pub const RUNTIME_RESULTS: &str = "runtime_results.jsonl";
+/// `baseline_results.jsonl`: one baseline-lane observation per line.
+pub const BASELINE_RESULTS: &str = "baseline_results.jsonl";
+/// `oracle_results.jsonl`: one oracle verdict per line.
+pub const ORACLE_RESULTS: &str = "oracle_results.jsonl";
+/// `path_witnesses.jsonl`: one path witness per line.
+pub const PATH_WITNESSES: &str = "path_witnesses.jsonl";
+/// `runtime_events.normalized.jsonl`: one row per scenario.
+pub const NORMALIZED_ROWS: &str = "runtime_events.normalized.jsonl";
+
+/// The result files written as JSON Lines ([`lines`]).
+pub const LINE_RESULT_FILES: [&str; 5] = [
+    RUNTIME_RESULTS,
+    BASELINE_RESULTS,
+    ORACLE_RESULTS,
+    PATH_WITNESSES,
+    NORMALIZED_ROWS,
+];
+
 /// Every file a run bundle holds (besides logs and the store's own files).
-pub const RESULT_FILES: [&str; 12] = [
+pub const RESULT_FILES: [&str; 13] = [
     "run_manifest.json",
     "apply_preflight.json",
     "expected_matrix.json",
+    "runtime_results.jsonl",
+    "baseline_results.jsonl",
+    "oracle_results.jsonl",
+    "runtime_events.normalized.jsonl",
+    "path_witnesses.jsonl",
+    "shared_values.json",
+    "mismatch_summary.json",
+    "mismatch_packets.jsonl",
+    "summary.json",
+    "summary.md",
+];
+
+/// The result files of result schema version 1 (pretty JSON documents), which version 2
+/// replaced by JSON Lines (`lines`): a bundle holding one of them is refused by name.
+pub const V1_RESULT_FILES: [&str; 5] = [
     "runtime_results.json",
     "baseline_results.json",
     "oracle_results.json",
     "runtime_events.normalized.json",
     "path_witnesses.json",
-    "mismatch_summary.json",
-    "mismatch_packets.jsonl",
-    "summary.json",
-    "summary.md",
 ];
 
 pub use check::{Problem, ProblemKind, Report, check_bundle};

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::check::{self, Report};
+use super::lines::{self, SharedValues};
+use super::V1_RESULT_FILES;
 use super::{fsio, hash};
 use crate::error::ErrorKind;
 use crate::model::index::{ArtifactIndex, IndexEntry, RunStatusFile};
@@ -188,6 +190,64 @@ impl Bundle {
     }
 }
 
+impl Bundle {
+    /// The values the result files' lines share (`shared_values.json`), verified. A bundle
+    /// of result schema version 1 is refused by name ([`lines::refuse_v1`]).
+    pub fn shared_values(&self) -> Result<SharedValues> {
+        if !self.has(lines::SHARED_FILE)
+            && let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f))
+        {
+            return Err(lines::refuse_v1(&self.path(old), old));
+        }
+        let path = self.path(lines::SHARED_FILE);
+        SharedValues::parse(&self.read_verified(lines::SHARED_FILE)?, &path)
+    }
+
+    /// Stream the lines of result file `rel` to `each` as `T`, each expanded with `shared`,
+    /// verifying the bytes against the index as they are read: a mismatch (found at the
+    /// end) is an error, and whatever `each` gathered must then be thrown away. Memory is
+    /// one line, whatever the file's size.
+    pub fn for_each_line<T: DeserializeOwned>(
+        &self,
+        rel: &str,
+        shared: &SharedValues,
+        each: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<u64> {
+        self.scan_lines(rel, shared, each)?.1
+    }
+
+    /// [`Bundle::for_each_line`] that reads to the end even when a line fails, returning
+    /// the file's digests (checked against the index) with the lines' outcome.
+    pub fn scan_lines<T: DeserializeOwned>(
+        &self,
+        rel: &str,
+        shared: &SharedValues,
+        each: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<(lines::Digests, Result<u64>)> {
+        let path = self.path(rel);
+        let entry = self.entry(rel).ok_or_else(|| {
+            if let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f)) {
+                return lines::refuse_v1(&self.path(old), old);
+            }
+            Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
+        })?;
+        let f = fsio::open_beneath(&self.dir_fd, rel)
+            .map_err(|e| Error::io("open bundle member", &path, e))?;
+        let (d, outcome) = lines::scan(f, &path, shared, each)?;
+        if d.size != entry.size || d.blake3 != entry.blake3 {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!(
+                    "changed since the bundle was checked: {} bytes, blake3 {}; the index says {} bytes, {}",
+                    d.size, d.blake3, entry.size, entry.blake3
+                ),
+            )
+            .with_path(&path));
+        }
+        Ok((d, outcome))
+    }
+}
+
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -271,5 +331,15 @@ impl UnverifiedBundle {
     /// Read member `rel` and parse it as JSON.
     pub fn read_json<T: DeserializeOwned>(&self, rel: &str) -> Result<T> {
         parse_json(&self.read(rel)?, &self.dir.join(rel))
+    }
+
+    /// Open member `rel` to stream it (no digest check; symlinks still refused).
+    pub fn open(&self, rel: &str) -> Result<File> {
+        let path = self.dir.join(rel);
+        if let Some(r) = super::unsafe_reason(rel) {
+            return Err(Error::input(&path, r));
+        }
+        fsio::open_beneath(&self.dir_fd, rel)
+            .map_err(|e| Error::io_input("open bundle member", &path, e))
     }
 }

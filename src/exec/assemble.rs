@@ -48,15 +48,15 @@ pub struct AssembleCtx {
 /// Every result file's content.
 #[derive(Debug, Clone)]
 pub struct Assembled {
-    /// `runtime_results.json`.
+    /// `runtime_results.jsonl`.
     pub runtime: LaneResults,
-    /// `baseline_results.json`.
+    /// `baseline_results.jsonl`.
     pub baseline: LaneResults,
-    /// `oracle_results.json`.
+    /// `oracle_results.jsonl`.
     pub oracle: OracleResults,
-    /// `path_witnesses.json`.
+    /// `path_witnesses.jsonl`.
     pub witnesses: PathWitnesses,
-    /// `runtime_events.normalized.json` rows.
+    /// `runtime_events.normalized.jsonl` rows.
     pub rows: Vec<NormalizedRow>,
     /// `mismatch_packets.jsonl` lines.
     pub packets: Vec<MismatchPacket>,
@@ -192,7 +192,7 @@ fn packet(
     }
 }
 
-/// One scenario's row of `runtime_events.normalized.json`.
+/// One scenario's row of `runtime_events.normalized.jsonl`.
 fn row(
     sc: &ScenarioRun,
     b: Option<&Observation>,

@@ -244,12 +244,19 @@ fn find_profile(root: &Path, profile: &str, registry: Option<&str>) -> Result<(S
 /// The command's observation, read from the sealed bundle.
 fn read_back(bundle: &Path, scenario_id: &str) -> Result<CommandOutcome> {
     let b = crate::bundle::load_bundle(bundle)?;
-    let runtime: crate::model::results::LaneResults = b.read_json("runtime_results.json")?;
-    let Some(obs) = runtime
-        .observations
-        .into_iter()
-        .find(|o| o.scenario_id == scenario_id)
-    else {
+    let shared = b.shared_values()?;
+    let mut found = None;
+    b.for_each_line(
+        crate::bundle::RUNTIME_RESULTS,
+        &shared,
+        &mut |o: crate::model::results::Observation| {
+            if found.is_none() && o.scenario_id == scenario_id {
+                found = Some(o);
+            }
+            Ok(())
+        },
+    )?;
+    let Some(obs) = found else {
         return Err(Error::runner(format!(
             "the sandbox bundle {} has no observation of `{scenario_id}`",
             bundle.display()

@@ -1,9 +1,8 @@
 //! Stage 8, writing: the bundle's documents. Before the lanes: `apply_preflight.json`,
 //! `run_manifest.json` (with secret-looking environment values of the profiles redacted to
 //! a keyed digest) and `expected_matrix.json` ([`write_run_docs`]); during them, captured
-//! output under `logs/` ([`BundleLogs`]); after: every result file from [`Assembled`],
-//! byte-identical to key-sorted pretty JSON but streamed one item at a time
-//! ([`write_results`]), and `summary.md`.
+//! output under `logs/` ([`BundleLogs`]); after: every result file as sorted JSON Lines
+//! with shared values ([`ResultStream`], over `bundle::lines`), and `summary.md`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,12 +12,18 @@ use super::lanes::LogSink;
 use super::seam::ScenarioRun;
 use super::settings::RunSettings;
 use super::setup::RunSetup;
-use crate::bundle::StagedBundle;
+use std::io::BufWriter;
+
+use crate::bundle::lines::{self, ResultWriter};
+use crate::bundle::{
+    BASELINE_RESULTS, NORMALIZED_ROWS, ORACLE_RESULTS, PATH_WITNESSES, RUNTIME_RESULTS,
+    StagedBundle, StagedFile,
+};
 use crate::load::LoadedPlan;
 use crate::load::mission::expected_entry;
 use crate::model::results::{
-    ApplyPreflight, ExpectedMatrix, Lane, LanePolicy, LaneResults, PreflightRecord,
-    RESULTS_SCHEMA_VERSION, ResolvedProbe, RunManifest, ToolInfo,
+    ApplyPreflight, ExpectedMatrix, Lane, LanePolicy, NormalizedRow, Observation, OracleVerdict,
+    PathWitness, PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe, RunManifest, ToolInfo,
 };
 use crate::sandbox::compile;
 use crate::util::json;
@@ -275,96 +280,167 @@ fn relative_to(p: &Path, root: &Path) -> String {
     )
 }
 
-/// Key-sorted pretty JSON of an object whose field `key` is the list `items`, built one
-/// item at a time: the same bytes as `util::json::to_sorted_pretty` of the whole object,
-/// without holding a JSON tree of every item (result files of thousands of scenarios).
-pub fn pretty_list_doc<T: serde::Serialize>(
-    head: &serde_json::Value,
-    key: &str,
-    items: &[T],
-) -> Result<Vec<u8>> {
-    let ser = |e: serde_json::Error| Error::runner("cannot serialize JSON").with_source(e);
-    let indent = |text: &str, by: &str| text.replace('\n', &format!("\n{by}"));
-    let mut fields: BTreeMap<&str, Option<&serde_json::Value>> = head
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.as_str(), Some(v))).collect())
-        .unwrap_or_default();
-    fields.insert(key, None);
-    let mut out = String::from("{\n");
-    let n = fields.len();
-    for (i, (k, v)) in fields.into_iter().enumerate() {
-        out.push_str("  ");
-        out.push_str(&serde_json::to_string(k).map_err(ser)?);
-        out.push_str(": ");
-        match v {
-            Some(v) => out.push_str(&indent(
-                &serde_json::to_string_pretty(v).map_err(ser)?,
-                "  ",
-            )),
-            None if items.is_empty() => out.push_str("[]"),
-            None => {
-                out.push_str("[\n");
-                for (j, item) in items.iter().enumerate() {
-                    let value = serde_json::to_value(item).map_err(ser)?;
-                    out.push_str("    ");
-                    out.push_str(&indent(
-                        &serde_json::to_string_pretty(&value).map_err(ser)?,
-                        "    ",
-                    ));
-                    out.push_str(if j + 1 == items.len() { "\n" } else { ",\n" });
-                }
-                out.push_str("  ]");
-            }
+/// Keys of an observation written once in `shared_values.json` when they repeat: what the
+/// probe is (the same for every profile), what the profile makes of the child, the
+/// helper's witness, the captured streams' counts.
+const OBSERVATION_GROUPS: &[&[&str]] = &[
+    &[
+        "argv",
+        "driver",
+        "lane",
+        "operation",
+        "probe_id",
+        "target",
+        "timeout",
+    ],
+    &["enforcement", "isolation", "processes", "profile_id"],
+    &["witness"],
+    &["stderr", "stdout"],
+];
+/// Keys of an oracle verdict shared when they repeat (the probe; the decision and why).
+const ORACLE_GROUPS: &[&[&str]] = &[
+    &["operation", "probe_id"],
+    &["blockers", "checks", "decision", "notes", "reason", "rule"],
+];
+/// Keys of a path witness shared when they repeat (everything but the scenario).
+const WITNESS_GROUPS: &[&[&str]] = &[&["canonical", "exists", "is_symlink", "requested", "role"]];
+/// Keys of a normalized row shared when they repeat (the probe; the lanes' cells).
+const ROW_GROUPS: &[&[&str]] = &[
+    &["control", "expected", "operation", "probe_id", "target"],
+    &["attribution", "baseline", "mismatches", "oracle", "scenario"],
+];
+
+/// Every JSON Lines result file with the key groups its lines share.
+pub const LINE_FILES: [(&str, &[&[&str]]); 5] = [
+    (RUNTIME_RESULTS, OBSERVATION_GROUPS),
+    (BASELINE_RESULTS, OBSERVATION_GROUPS),
+    (ORACLE_RESULTS, ORACLE_GROUPS),
+    (PATH_WITNESSES, WITNESS_GROUPS),
+    (NORMALIZED_ROWS, ROW_GROUPS),
+];
+
+/// Everything one scenario adds to the result files.
+#[derive(Debug, Clone, Copy)]
+pub struct ScenarioLines<'a> {
+    /// Its baseline observation.
+    pub baseline: Option<&'a Observation>,
+    /// Its scenario-lane observation.
+    pub scenario: Option<&'a Observation>,
+    /// The oracle's verdict.
+    pub oracle: Option<&'a OracleVerdict>,
+    /// Its path witnesses, sorted by role then requested path.
+    pub witnesses: &'a [PathWitness],
+    /// Its normalized row.
+    pub row: &'a NormalizedRow,
+}
+
+/// The result files of a run, written one scenario at a time in scenario-id order: the
+/// one write path for a run (and for anything that rewrites results, such as a merge).
+/// Scenarios must come sorted (a line out of order is an error, never a silently
+/// unsorted file); [`bundle::lines::ReorderWindow`] puts completions in order.
+pub struct ResultStream<'b> {
+    bundle: &'b StagedBundle,
+    w: ResultWriter<BufWriter<StagedFile<'b>>>,
+}
+
+impl<'b> ResultStream<'b> {
+    /// Open every result file in `bundle`.
+    pub fn begin(bundle: &'b StagedBundle) -> Result<Self> {
+        let mut w = ResultWriter::new(lines::MAX_SHARED_VALUES);
+        for (rel, groups) in LINE_FILES {
+            w.add_file(rel, BufWriter::new(bundle.create_file(rel)?), groups);
         }
-        out.push_str(if i + 1 == n { "\n" } else { ",\n" });
+        Ok(Self { bundle, w })
     }
-    out.push_str("}\n");
-    Ok(out.into_bytes())
+
+    /// Append one scenario's lines.
+    pub fn scenario(&mut self, s: &ScenarioLines<'_>) -> Result<()> {
+        let key = s.row.scenario_id.as_str();
+        if let Some(o) = s.baseline {
+            self.w.line(BASELINE_RESULTS, key, o)?;
+        }
+        if let Some(o) = s.scenario {
+            self.w.line(RUNTIME_RESULTS, key, o)?;
+        }
+        if let Some(v) = s.oracle {
+            self.w.line(ORACLE_RESULTS, key, v)?;
+        }
+        for w in s.witnesses {
+            self.w.line(PATH_WITNESSES, &w.scenario_id, w)?;
+        }
+        self.w.line(NORMALIZED_ROWS, key, s.row)
+    }
+
+    /// Scenario rows written so far.
+    pub fn scenarios(&self) -> u64 {
+        self.w.lines(NORMALIZED_ROWS)
+    }
+
+    /// Commit every result file and write `shared_values.json`.
+    pub fn finish(self) -> Result<()> {
+        let (files, shared) = self.w.finish(RESULTS_SCHEMA_VERSION)?;
+        for (rel, f) in files {
+            let f = f
+                .into_inner()
+                .map_err(|e| Error::io("write result file", Path::new(&rel), e.into_error()))?;
+            f.commit()?;
+        }
+        self.bundle.write_bytes(lines::SHARED_FILE, &shared)
+    }
 }
 
-fn lane_doc(r: &LaneResults) -> Result<Vec<u8>> {
-    pretty_list_doc(
-        &serde_json::json!({
-            "schema_version": r.schema_version,
-            "run_id": r.run_id,
-            "lane": r.lane,
-        }),
-        "observations",
-        &r.observations,
-    )
-}
-
-/// Write every result file, then `summary.md`.
+/// Write every result file from [`Assembled`], then the documents made of the whole run
+/// (mismatch summary and packets, `summary.json`, `summary.md`).
 pub fn write_results(
     bundle: &StagedBundle,
     a: &Assembled,
     preflight: &[PreflightRecord],
     governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
-    bundle.write_bytes("runtime_results.json", &lane_doc(&a.runtime)?)?;
-    bundle.write_bytes("baseline_results.json", &lane_doc(&a.baseline)?)?;
-    let head = |run_id: &str| {
-        serde_json::json!({
-            "schema_version": RESULTS_SCHEMA_VERSION,
-            "run_id": run_id,
-        })
-    };
-    bundle.write_bytes(
-        "oracle_results.json",
-        &pretty_list_doc(&head(&a.oracle.run_id), "verdicts", &a.oracle.verdicts)?,
-    )?;
-    bundle.write_bytes(
-        "path_witnesses.json",
-        &pretty_list_doc(
-            &head(&a.witnesses.run_id),
-            "witnesses",
-            &a.witnesses.witnesses,
-        )?,
-    )?;
-    bundle.write_bytes(
-        "runtime_events.normalized.json",
-        &pretty_list_doc(&head(&a.summary.run_id), "rows", &a.rows)?,
-    )?;
+    let mut stream = ResultStream::begin(bundle)?;
+    let (mut b, mut s, mut o, mut w) = (0, 0, 0, 0);
+    for row in &a.rows {
+        let id = row.scenario_id.as_str();
+        let baseline = take(&a.baseline.observations, &mut b, id);
+        let scenario = take(&a.runtime.observations, &mut s, id);
+        let oracle = a.oracle.verdicts.get(o).filter(|v| v.scenario_id == id);
+        o += usize::from(oracle.is_some());
+        let from = w;
+        while a
+            .witnesses
+            .witnesses
+            .get(w)
+            .is_some_and(|x| x.scenario_id == id)
+        {
+            w += 1;
+        }
+        stream.scenario(&ScenarioLines {
+            baseline,
+            scenario,
+            oracle,
+            witnesses: &a.witnesses.witnesses[from..w],
+            row,
+        })?;
+    }
+    stream.finish()?;
+    write_run_end(bundle, a, preflight, governance)
+}
+
+/// The observation of scenario `id` at `list[*i]`, if it is there (then `*i` moves on).
+fn take<'a>(list: &'a [Observation], i: &mut usize, id: &str) -> Option<&'a Observation> {
+    let hit = list.get(*i).filter(|x| x.scenario_id == id);
+    *i += usize::from(hit.is_some());
+    hit
+}
+
+/// The documents made of the whole run: `mismatch_summary.json`, `mismatch_packets.jsonl`,
+/// `summary.json` and `summary.md`.
+fn write_run_end(
+    bundle: &StagedBundle,
+    a: &Assembled,
+    preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
+) -> Result<()> {
     bundle.write_json("mismatch_summary.json", &a.mismatch_summary)?;
     let mut jsonl = String::new();
     for p in &a.packets {
@@ -389,47 +465,3 @@ pub fn write_results(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::exec::seam::skipped_observation;
-    use crate::exec::testkit::scenario;
-    use crate::model::plan::Expectation;
-
-    #[test]
-    fn streamed_list_documents_are_byte_identical_to_sorted_pretty_json() {
-        let scs = [
-            scenario("a", "x", Expectation::Deny),
-            scenario("a", "y", Expectation::Allow),
-        ];
-        for n in [0, 1, 2] {
-            let r = LaneResults {
-                schema_version: RESULTS_SCHEMA_VERSION,
-                run_id: "r".into(),
-                lane: Lane::Scenario,
-                observations: scs[..n]
-                    .iter()
-                    .map(|s| skipped_observation(s, Lane::Scenario, "why\nnot", None))
-                    .collect(),
-            };
-            assert_eq!(
-                String::from_utf8(lane_doc(&r).unwrap()).unwrap(),
-                String::from_utf8(json::to_sorted_pretty(&r).unwrap()).unwrap()
-            );
-        }
-        let v = crate::model::results::NormalizedEvents {
-            schema_version: 1,
-            run_id: "r".into(),
-            rows: Vec::new(),
-        };
-        assert_eq!(
-            pretty_list_doc(
-                &serde_json::json!({"schema_version": 1, "run_id": "r"}),
-                "rows",
-                &v.rows
-            )
-            .unwrap(),
-            json::to_sorted_pretty(&v).unwrap()
-        );
-    }
-}

@@ -16,8 +16,11 @@ use super::plan::Expectation;
 use super::registry::Operation;
 use crate::util::digest::Digest;
 
-/// Version of the result-file layouts written by this build.
-pub const RESULTS_SCHEMA_VERSION: u32 = 1;
+/// Version of the result-file layouts written by this build. 2: lane results, oracle
+/// verdicts, path witnesses and normalized rows are sorted JSON Lines (`*.jsonl`) whose
+/// repeated values are in `shared_values.json` (`bundle::lines`); 1 was one pretty JSON
+/// document per file.
+pub const RESULTS_SCHEMA_VERSION: u32 = 2;
 
 /// Version of the NDJSON event stream (`"v"` in every event).
 pub const EVENTS_VERSION: u32 = 1;

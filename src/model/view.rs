@@ -184,13 +184,13 @@ pub struct RunView {
     pub manifest: Option<RunManifest>,
     /// `summary.json`, when readable.
     pub summary: Option<Summary>,
-    /// `runtime_events.normalized.json`'s rows.
+    /// `runtime_events.normalized.jsonl`'s rows.
     pub rows: Vec<NormalizedRow>,
     /// `mismatch_packets.jsonl`.
     pub mismatches: Vec<MismatchPacket>,
     /// `apply_preflight.json`'s profiles.
     pub preflight: Vec<PreflightRecord>,
-    /// `oracle_results.json`'s verdicts.
+    /// `oracle_results.jsonl`'s verdicts.
     pub oracle: Vec<OracleVerdict>,
     /// Scenario id → its executing lanes.
     pub details: BTreeMap<String, ScenarioDetail>,

@@ -19,7 +19,11 @@ use super::pointers::PointerContext;
 use super::promotability::{self, DECISION_ARTIFACTS};
 use super::source::BundleSource;
 use crate::Result;
-use crate::bundle::RESULT_FILES;
+use crate::bundle::lines::{self, SharedValues};
+use crate::bundle::{
+    BASELINE_RESULTS, LINE_RESULT_FILES, NORMALIZED_ROWS, ORACLE_RESULTS, PATH_WITNESSES,
+    RESULT_FILES, RUNTIME_RESULTS,
+};
 use crate::bundle::{INDEX_FILE, REPAIR_LOG_FILE, STATUS_FILE, unsafe_reason};
 use crate::model::approval::{ApprovalRecord, Decision, SIGNATURE_NAMESPACE};
 use crate::model::index::AuditHead;
@@ -30,8 +34,8 @@ use crate::model::packet::{
 };
 use crate::model::plan::{PlanKind, Rank};
 use crate::model::results::{
-    ApplyPreflight, ExpectedMatrix, LaneResults, MismatchPacket, MismatchSummary, NormalizedEvents,
-    OracleResults, Outcome, RulesetStatus, RunManifest, Summary,
+    ApplyPreflight, ExpectedMatrix, MismatchPacket, MismatchSummary, NormalizedRow, Observation,
+    OracleVerdict, Outcome, PathWitness, RulesetStatus, RunManifest, Summary,
 };
 use crate::sign;
 use crate::util::digest::{self, Digest};
@@ -67,6 +71,9 @@ fn parse<T: DeserializeOwned>(bytes: Option<&Vec<u8>>) -> Parsed<T> {
 /// Every member the packet looks at, read once.
 struct Members {
     bytes: BTreeMap<String, Vec<u8>>,
+    /// The JSON Lines result files, read a line at a time: their digests, and whether
+    /// every line parsed as what the runner writes.
+    streamed: BTreeMap<String, (lines::Digests, bool)>,
 }
 
 impl Members {
@@ -95,7 +102,11 @@ pub fn derive_packet(
 ) -> Result<PromotionPacket> {
     let attestation = attestor.attest(src)?;
     // Read every member the packet points to or consults.
-    let mut names: BTreeSet<String> = RESULT_FILES.iter().map(|s| (*s).to_string()).collect();
+    let mut names: BTreeSet<String> = RESULT_FILES
+        .iter()
+        .filter(|f| !LINE_RESULT_FILES.contains(f))
+        .map(|s| (*s).to_string())
+        .collect();
     names.insert(STATUS_FILE.into());
     names.insert(REPAIR_LOG_FILE.into());
     names.extend(src.members_under("governance/"));
@@ -105,12 +116,12 @@ pub fn derive_packet(
             bytes.insert(n.clone(), b);
         }
     }
-    let m = Members { bytes };
+    let (streamed, tasks) = scan_line_files(src)?;
+    let m = Members { bytes, streamed };
 
     let manifest: Parsed<RunManifest> = parse(m.get("run_manifest.json"));
     let preflight: Parsed<ApplyPreflight> = parse(m.get("apply_preflight.json"));
     let summary: Parsed<Summary> = parse(m.get("summary.json"));
-    let normalized: Parsed<NormalizedEvents> = parse(m.get("runtime_events.normalized.json"));
     let gate: Parsed<serde_json::Value> = parse(m.get(GATE_RECORD));
 
     let plan = plan_facts(src, manifest.value.as_ref(), summary.value.as_ref());
@@ -133,7 +144,16 @@ pub fn derive_packet(
         plan.plan_digest.as_ref(),
     )?;
 
-    let artifacts: Vec<ArtifactPointer> = m.bytes.iter().map(|(n, b)| pointer(ctx, n, b)).collect();
+    let mut artifacts: Vec<ArtifactPointer> =
+        m.bytes.iter().map(|(n, b)| pointer(ctx, n, b)).collect();
+    artifacts.extend(m.streamed.iter().map(|(n, (d, _))| ArtifactPointer {
+        path: ctx.member(n),
+        member: n.clone(),
+        size: d.size,
+        blake3: d.blake3.clone(),
+        sha256: d.sha256.clone(),
+    }));
+    artifacts.sort_by(|a, b| a.member.cmp(&b.member));
 
     let gating = GatingInputs {
         index: IndexInput {
@@ -176,7 +196,7 @@ pub fn derive_packet(
         repaired: src.index.as_ref().map(|i| i.repaired),
         missing_artifacts: RESULT_FILES
             .iter()
-            .filter(|f| !m.bytes.contains_key(**f))
+            .filter(|f| !m.bytes.contains_key(**f) && !m.streamed.contains_key(**f))
             .map(|f| (*f).to_string())
             .collect(),
         decision_artifacts_missing: decision_missing(&m),
@@ -210,7 +230,7 @@ pub fn derive_packet(
             verified: gating.index.verified,
         },
         artifacts,
-        summary: packet_summary(summary.value.as_ref(), normalized.value.as_ref(), kind),
+        summary: packet_summary(summary.value.as_ref(), tasks, kind),
         governance,
         audit_head: None,
         emitted_by: EmittedBy {
@@ -306,19 +326,67 @@ fn preflight_input(p: &Parsed<ApplyPreflight>, summary: Option<&Summary>) -> Pre
     }
 }
 
+/// Scan every JSON Lines result file of `src` once, a line at a time (memory: one line and
+/// the shared values): the digests for its pointer and whether every line parsed; from the
+/// normalized rows, the task counts (`None` unless every row parsed).
+#[allow(clippy::type_complexity)]
+fn scan_line_files(
+    src: &BundleSource,
+) -> Result<(BTreeMap<String, (lines::Digests, bool)>, Option<TaskCounts>)> {
+    fn scan<T: serde::de::DeserializeOwned>(
+        src: &BundleSource,
+        rel: &str,
+        shared: &SharedValues,
+        each: &mut dyn FnMut(T) -> Result<()>,
+        out: &mut BTreeMap<String, (lines::Digests, bool)>,
+    ) -> Result<bool> {
+        match src.scan_lines(rel, shared, each)? {
+            Some((d, outcome)) => {
+                let ok = outcome.is_ok();
+                out.insert(rel.to_string(), (d, ok));
+                Ok(ok)
+            }
+            None => Ok(false),
+        }
+    }
+    let shared = src.shared_values()?.unwrap_or_default();
+    let mut out = BTreeMap::new();
+    scan::<Observation>(src, RUNTIME_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
+    scan::<Observation>(src, BASELINE_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
+    scan::<OracleVerdict>(src, ORACLE_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
+    scan::<PathWitness>(src, PATH_WITNESSES, &shared, &mut |_| Ok(()), &mut out)?;
+    let mut t = TaskCounts::default();
+    let rows_ok = scan::<NormalizedRow>(
+        src,
+        NORMALIZED_ROWS,
+        &shared,
+        &mut |r| {
+            t.total += 1;
+            let skipped = r
+                .scenario
+                .as_ref()
+                .is_some_and(|c| c.outcome == Outcome::Skipped);
+            if skipped {
+                t.skipped += 1;
+            } else if !r.mismatches.is_empty() {
+                t.failed += 1;
+            }
+            Ok(())
+        },
+        &mut out,
+    )?;
+    Ok((out, rows_ok.then_some(t)))
+}
+
 /// Decision-stage artifacts absent or not parseable as what the runner writes.
 fn decision_missing(m: &Members) -> Vec<String> {
     let ok = |name: &str| -> bool {
+        if let Some((_, parsed)) = m.streamed.get(name) {
+            return *parsed;
+        }
         let Some(b) = m.get(name) else { return false };
         match name {
             "expected_matrix.json" => serde_json::from_slice::<ExpectedMatrix>(b).is_ok(),
-            "runtime_results.json" | "baseline_results.json" => {
-                serde_json::from_slice::<LaneResults>(b).is_ok()
-            }
-            "oracle_results.json" => serde_json::from_slice::<OracleResults>(b).is_ok(),
-            "runtime_events.normalized.json" => {
-                serde_json::from_slice::<NormalizedEvents>(b).is_ok()
-            }
             "mismatch_summary.json" => serde_json::from_slice::<MismatchSummary>(b).is_ok(),
             "mismatch_packets.jsonl" => std::str::from_utf8(b).is_ok_and(|text| {
                 text.lines()
@@ -337,26 +405,11 @@ fn decision_missing(m: &Members) -> Vec<String> {
 
 fn packet_summary(
     s: Option<&Summary>,
-    rows: Option<&NormalizedEvents>,
+    rows: Option<TaskCounts>,
     kind: Option<PlanKind>,
 ) -> PacketSummary {
-    let tasks = match (kind, rows) {
-        (Some(PlanKind::Mission), Some(ev)) => {
-            let mut t = TaskCounts::default();
-            for r in &ev.rows {
-                t.total += 1;
-                let skipped = r
-                    .scenario
-                    .as_ref()
-                    .is_some_and(|c| c.outcome == Outcome::Skipped);
-                if skipped {
-                    t.skipped += 1;
-                } else if !r.mismatches.is_empty() {
-                    t.failed += 1;
-                }
-            }
-            Some(t)
-        }
+    let tasks = match kind {
+        Some(PlanKind::Mission) => rows,
         _ => None,
     };
     let Some(s) = s else {

@@ -26,7 +26,7 @@ use crate::model::mapping::{
     ProfileSignature, RuntimeLinks, RuntimeSignatures, SIGNATURES_FILE,
 };
 use crate::model::registry::Operation;
-use crate::model::results::{NormalizedEvents, Outcome, RunManifest};
+use crate::model::results::{Outcome, RunManifest};
 use crate::util::digest::{self, Digest};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
@@ -353,14 +353,22 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
         )
         .with_source(e)
     })?;
-    let events: NormalizedEvents =
-        serde_json::from_value(parse(NORMALIZED, &v.read_member(NORMALIZED)?)?).map_err(|e| {
-            Error::input(
-                &v.path,
-                format!("the bundle's {NORMALIZED} is not normalized events"),
-            )
-            .with_source(e)
-        })?;
+    let mut rows: Vec<crate::model::results::NormalizedRow> = Vec::new();
+    super::ops::rows_of_bytes(
+        &v.read_member(crate::bundle::lines::SHARED_FILE)?,
+        &v.read_member(NORMALIZED)?,
+        Path::new(NORMALIZED),
+        &mut |r| {
+            rows.push(r);
+            Ok(())
+        },
+    )
+    .map_err(|e| {
+        Error::input(
+            &v.path,
+            format!("the bundle's {NORMALIZED} is not normalized events: {e}"),
+        )
+    })?;
     let p = &v.packet;
     let index = p.bundle.artifact_index.as_ref().ok_or_else(|| {
         Error::input(
@@ -389,7 +397,7 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
     };
     let reg = &manifest.registry_digests;
     let mut facts = Vec::new();
-    for r in &events.rows {
+    for r in &rows {
         let Some(sc) = &r.scenario else { continue };
         if sc.outcome == Outcome::Skipped {
             continue;

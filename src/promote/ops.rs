@@ -1,6 +1,6 @@
 //! Op-level summaries (`summarize-ops`): per operation, the scenarios, counts by observed
 //! decision (the scenario lane) overall and per profile, attribution counts and mismatches,
-//! from `runtime_events.normalized.json`.
+//! from `runtime_events.normalized.jsonl`.
 //!
 //! From a bundle, the bundle must verify (the strict reader; an invalid bundle is refused
 //! with its problems). From a packet, the normalized events are read through the packet's
@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::verify::{self, read_packet};
-use crate::bundle::load_bundle;
+use crate::bundle::{lines, load_bundle};
 use crate::error::ErrorKind;
 use crate::model::mapping::{MAPPING_VERSION, OpCounts, OpSource, OpSummary};
-use crate::model::results::{NormalizedEvents, NormalizedRow};
+use crate::model::results::NormalizedRow;
 use crate::{Error, Result};
 
 /// The normalized-events member.
-pub const NORMALIZED: &str = "runtime_events.normalized.json";
+pub const NORMALIZED: &str = crate::bundle::NORMALIZED_ROWS;
 
 /// Add one row to `c` (under `profile`).
 pub fn count_row(c: &mut OpCounts, r: &NormalizedRow) {
@@ -55,21 +55,53 @@ pub fn count(rows: &[NormalizedRow]) -> (BTreeMap<String, OpCounts>, OpCounts) {
     (ops, totals)
 }
 
-fn parse_rows(bytes: &[u8], path: &Path) -> Result<NormalizedEvents> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::new(ErrorKind::Findings, "does not parse as normalized events")
-            .with_path(path)
-            .with_source(e)
-    })
+/// The normalized rows of JSON Lines `bytes` (at `path`), expanded with the shared values
+/// `shared` (the bytes of `shared_values.json`), each handed to `each`.
+pub fn rows_of_bytes(
+    shared: &[u8],
+    bytes: &[u8],
+    path: &Path,
+    each: &mut dyn FnMut(NormalizedRow) -> Result<()>,
+) -> Result<u64> {
+    let shared = lines::SharedValues::parse(shared, &path.with_file_name(lines::SHARED_FILE))?;
+    lines::for_each_line(&mut &bytes[..], path, &shared, each)
+}
+
+/// Count `rows` a row at a time.
+struct Counter {
+    ops: BTreeMap<String, OpCounts>,
+    totals: OpCounts,
+}
+
+impl Counter {
+    fn new() -> Self {
+        Self {
+            ops: BTreeMap::new(),
+            totals: OpCounts::default(),
+        }
+    }
+
+    fn add(&mut self, r: &NormalizedRow) {
+        count_row(
+            self.ops.entry(r.operation.as_str().to_string()).or_default(),
+            r,
+        );
+        count_row(&mut self.totals, r);
+    }
 }
 
 /// The op summary of the bundle at `path` (strict).
 pub fn summarize_bundle(path: &Path) -> Result<OpSummary> {
     let b = load_bundle(path)?;
-    let bytes = b.read_verified(NORMALIZED)?;
-    let ev = parse_rows(&bytes, &b.path(NORMALIZED))?;
+    // A row at a time: memory does not grow with the number of scenarios.
+    let shared = b.shared_values()?;
+    let mut c = Counter::new();
+    b.for_each_line(NORMALIZED, &shared, &mut |r: NormalizedRow| {
+        c.add(&r);
+        Ok(())
+    })?;
     let summary: Option<crate::model::results::Summary> = b.read_json("summary.json").ok();
-    let (operations, totals) = count(&ev.rows);
+    let (operations, totals) = (c.ops, c.totals);
     Ok(OpSummary {
         summary_version: MAPPING_VERSION,
         source: OpSource {
@@ -114,9 +146,21 @@ pub fn summarize_packet(path: &Path, root: &Path) -> Result<OpSummary> {
         )
         .with_path(path)
     })?;
+    let shared = packet.artifact(lines::SHARED_FILE).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Findings,
+            format!("the packet points to no `{}`", lines::SHARED_FILE),
+        )
+        .with_path(path)
+    })?;
+    let shared = verify::read_pointer(shared, &ctx)?;
     let bytes = verify::read_pointer(a, &ctx)?;
-    let ev = parse_rows(&bytes, &ctx.resolve(&a.path))?;
-    let (operations, totals) = count(&ev.rows);
+    let mut c = Counter::new();
+    rows_of_bytes(&shared, &bytes, &ctx.resolve(&a.path), &mut |r| {
+        c.add(&r);
+        Ok(())
+    })?;
+    let (operations, totals) = (c.ops, c.totals);
     Ok(OpSummary {
         summary_version: MAPPING_VERSION,
         source: OpSource {

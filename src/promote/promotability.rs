@@ -38,13 +38,13 @@ use crate::model::results::{ChannelKind, RunStatus};
 
 /// The decision-stage artifacts (`decision-stage-artifacts-missing`).
 pub const DECISION_ARTIFACTS: [&str; 7] = [
-    "baseline_results.json",
+    "baseline_results.jsonl",
     "expected_matrix.json",
     "mismatch_packets.jsonl",
     "mismatch_summary.json",
-    "oracle_results.json",
-    "runtime_events.normalized.json",
-    "runtime_results.json",
+    "oracle_results.jsonl",
+    "runtime_events.normalized.jsonl",
+    "runtime_results.jsonl",
 ];
 
 /// The reasons that hold for `g`, sorted by name.
@@ -372,7 +372,7 @@ mod tests {
                 g.missing_artifacts = vec!["summary.md".into()];
             }),
             ("decision missing", |g| {
-                g.decision_artifacts_missing = vec!["oracle_results.json".into()];
+                g.decision_artifacts_missing = vec!["oracle_results.jsonl".into()];
             }),
             ("kind unknown", |g| g.plan_kind = None),
             ("mission without facts", |g| {

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{self, Bundle, INDEX_FILE, Report, STAGING_DIR, STATUS_FILE, UnverifiedBundle};
+use crate::bundle::lines::{self, SharedValues};
+use crate::bundle::{
+    self, Bundle, INDEX_FILE, Report, STAGING_DIR, STATUS_FILE, UnverifiedBundle, V1_RESULT_FILES,
+};
 use crate::error::ErrorKind;
 use crate::model::index::{ArtifactIndex, RunStatusFile};
 use crate::model::packet::InputState;
@@ -153,6 +156,75 @@ impl BundleSource {
                 Ok(m) if m.is_file() => Ok(u.read(rel).ok()),
                 _ => Ok(None),
             },
+        }
+    }
+
+    /// The values the result files share (`shared_values.json`): `None` when it is not
+    /// there or does not parse unverified; a strict read that fails is an error. A bundle
+    /// of result schema version 1 is refused by name, strict or not.
+    pub fn shared_values(&self) -> Result<Option<SharedValues>> {
+        if self.read_state(lines::SHARED_FILE).is_none()
+            && let Some(old) = V1_RESULT_FILES
+                .iter()
+                .find(|f| self.read_state(f).is_some())
+        {
+            return Err(lines::refuse_v1(&self.dir.join(old), old));
+        }
+        match &self.access {
+            Access::Strict(b) if b.has(lines::SHARED_FILE) => b.shared_values().map(Some),
+            Access::Strict(_) => Ok(None),
+            Access::Unverified(_) => Ok(self
+                .read(lines::SHARED_FILE)?
+                .and_then(|b| SharedValues::parse(&b, &self.dir.join(lines::SHARED_FILE)).ok())),
+        }
+    }
+
+    /// Stream result file `rel` as `T` a line at a time (see [`Bundle::scan_lines`]):
+    /// `None` when it is not there; otherwise its digests (checked against the index when
+    /// strict) and the outcome of its lines. Memory is one line.
+    pub fn scan_lines<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+        shared: &SharedValues,
+        each: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<Option<(lines::Digests, Result<u64>)>> {
+        if self.read_state(rel).is_none() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => b.scan_lines(rel, shared, each).map(Some),
+            Access::Unverified(u) => {
+                let Ok(f) = u.open(rel) else { return Ok(None) };
+                lines::scan(f, &self.dir.join(rel), shared, each).map(Some)
+            }
+        }
+    }
+
+    /// [`BundleSource::scan_lines`], a failing line an error: the number of lines, or
+    /// `None` when the file is not there.
+    pub fn for_each_line<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+        shared: &SharedValues,
+        each: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<Option<u64>> {
+        match self.scan_lines(rel, shared, each)? {
+            Some((_, outcome)) => outcome.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `Some(())` when member `rel` is there (strict: indexed; unverified: a regular file).
+    fn read_state(&self, rel: &str) -> Option<()> {
+        if bundle::unsafe_reason(rel).is_some() {
+            return None;
+        }
+        match &self.access {
+            Access::Strict(b) => b.has(rel).then_some(()),
+            Access::Unverified(u) => std::fs::symlink_metadata(u.dir.join(rel))
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|_| ()),
         }
     }
 

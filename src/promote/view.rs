@@ -14,17 +14,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::PointerContext;
 use super::attest::{Attestation, Attestor};
 use super::derive::derive_packet;
 use super::source::BundleSource;
 use super::verify::{context_of, read_packet};
-use crate::bundle::INDEX_FILE;
+use crate::bundle::lines;
+use crate::bundle::{BASELINE_RESULTS, INDEX_FILE, NORMALIZED_ROWS, ORACLE_RESULTS, RUNTIME_RESULTS};
+use crate::error::ErrorKind;
 use crate::bundle::check::status_word;
 use crate::model::results::{
-    ApplyPreflight, Lane, LaneResults, MismatchPacket, NormalizedEvents, Observation,
-    OracleResults, RunManifest, StreamCapture, Summary,
+    ApplyPreflight, Lane, MismatchPacket, NormalizedRow, Observation, OracleVerdict, RunManifest,
+    StreamCapture, Summary,
 };
 use crate::model::view::{
     AnchorState, AttemptBrief, Integrity, LaneDetail, RunView, SignatureState, Verdict,
@@ -71,14 +74,8 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
     };
     let manifest: Option<RunManifest> = parse(get("run_manifest.json")?);
     let summary: Option<Summary> = parse(get("summary.json")?);
-    let rows = parse::<NormalizedEvents>(get("runtime_events.normalized.json")?)
-        .map(|e| e.rows)
-        .unwrap_or_default();
     let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
         .map(|p| p.profiles)
-        .unwrap_or_default();
-    let oracle = parse::<OracleResults>(get("oracle_results.json")?)
-        .map(|o| o.verdicts)
         .unwrap_or_default();
     let mismatches: Vec<MismatchPacket> = get("mismatch_packets.jsonl")?
         .map(|b| {
@@ -88,15 +85,52 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
                 .collect()
         })
         .unwrap_or_default();
+    let shared = src.shared_values()?;
+    if shared.is_none() {
+        unreadable.push(lines::SHARED_FILE.to_string());
+    }
+    let shared = shared.unwrap_or_default();
+    // Result files a line at a time; one that is missing or does not read is listed
+    // as unreadable and shown as empty.
+    let mut collect = |rel: &str, each: &mut dyn FnMut(Value) -> Result<()>| -> Result<()> {
+        match src.for_each_line(rel, &shared, each) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                unreadable.push(rel.to_string());
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::Findings && !src.verified() => {
+                unreadable.push(rel.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let mut rows: Vec<NormalizedRow> = Vec::new();
+    collect(NORMALIZED_ROWS, &mut |v| {
+        rows.extend(serde_json::from_value(v).ok());
+        Ok(())
+    })?;
+    let mut oracle: Vec<OracleVerdict> = Vec::new();
+    collect(ORACLE_RESULTS, &mut |v| {
+        oracle.extend(serde_json::from_value(v).ok());
+        Ok(())
+    })?;
     let mut details: BTreeMap<String, crate::model::view::ScenarioDetail> = BTreeMap::new();
-    for file in ["baseline_results.json", "runtime_results.json"] {
-        if let Some(lr) = parse::<LaneResults>(src.read(file)?) {
-            for o in &lr.observations {
+    for file in [BASELINE_RESULTS, RUNTIME_RESULTS] {
+        let each = &mut |v: Value| {
+            if let Ok(o) = serde_json::from_value::<Observation>(v) {
                 details
                     .entry(o.scenario_id.clone())
                     .or_default()
-                    .insert(o.lane, lane_detail(o));
+                    .insert(o.lane, lane_detail(&o));
             }
+            Ok(())
+        };
+        match src.for_each_line(file, &shared, each) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Findings && !src.verified() => {}
+            Err(e) => return Err(e),
         }
     }
     let packet = match dir.parent() {

@@ -252,7 +252,8 @@ pub struct Observation {
     pub skipped_because: Option<String>,
 }
 
-/// `runtime_results.json` / `baseline_results.json`.
+/// The observations of one lane (`runtime_results.jsonl` / `baseline_results.jsonl`, one
+/// per line since result schema version 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LaneResults {
     /// [`RESULTS_SCHEMA_VERSION`].

@@ -76,7 +76,7 @@ pub struct OracleVerdict {
     pub notes: Vec<String>,
 }
 
-/// `oracle_results.json`.
+/// `oracle_results.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OracleResults {
     /// [`RESULTS_SCHEMA_VERSION`].
@@ -106,7 +106,7 @@ pub struct PathWitness {
     pub exists: bool,
 }
 
-/// `path_witnesses.json`.
+/// `path_witnesses.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PathWitnesses {
     /// [`RESULTS_SCHEMA_VERSION`].

@@ -59,7 +59,7 @@ pub struct OracleCell {
     pub reason: String,
 }
 
-/// One row of `runtime_events.normalized.json`: a scenario with every lane joined.
+/// One row of `runtime_events.normalized.jsonl`: a scenario with every lane joined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NormalizedRow {
     /// `<profile>:<probe>`.
@@ -107,7 +107,7 @@ pub struct NormalizedRow {
     pub skipped_because: Option<String>,
 }
 
-/// `runtime_events.normalized.json`.
+/// `runtime_events.normalized.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NormalizedEvents {
     /// [`RESULTS_SCHEMA_VERSION`].

@@ -1,0 +1,569 @@
+//! Result files as sorted JSON Lines, written as results arrive and read a line at a time
+//! (result schema version 2).
+//!
+//! **Format.** A result file (`runtime_results.jsonl`, …) holds one JSON object per line,
+//! keys sorted, compact, in the order of a sort key the caller gives (the scenario id,
+//! then whatever orders items of one scenario); an empty file holds no line. A line may
+//! carry [`SHARED_KEY`] (`"$shared"`): a list of ids of objects in [`SHARED_FILE`]
+//! (`shared_values.json`), whose keys belong to the line as if written in it. Values that
+//! are the same for many lines (a probe's operation, target and timeout; a profile's
+//! enforcement and the child's isolation; identical helper witnesses) are written once
+//! there. An id is the first [`ID_HEX`] hex digits of the blake3 of the group's compact
+//! sorted JSON, so the same values get the same id in every run; the writer never gives
+//! one id two values (a collision, or more than [`MAX_SHARED_VALUES`] distinct values,
+//! leaves the values inline in the line). This module knows nothing of what a line means:
+//! the caller says which keys form a group.
+//!
+//! **Writing** ([`ResultWriter`]): one writer per run (or per merge) owns every result file
+//! and the shared values; [`ResultWriter::line`] appends one item to one file, refusing
+//! an item whose sort key is below the previous one (so a file is sorted or not written);
+//! [`ResultWriter::finish`] flushes the files and returns the shared values document.
+//! [`ReorderWindow`] turns results that complete in any order into that sorted stream
+//! with a bounded buffer: a producer may only start item `i` while
+//! [`ReorderWindow::admits`] it, so at most `cap` items are ever held; what it releases
+//! is in index order, so the bytes are those of sorting everything first.
+//!
+//! **Reading** ([`SharedValues`], [`for_each_line`]): the shared values are read once
+//! (bounded by [`MAX_SHARED_VALUES`] and the member size limit), then each line is
+//! parsed, its groups merged back and handed to the caller; nothing holds the whole file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ErrorKind;
+use crate::{Error, Result};
+
+/// Name of the file holding values shared by many lines.
+pub const SHARED_FILE: &str = "shared_values.json";
+/// The key of a line that lists the shared values it uses.
+pub const SHARED_KEY: &str = "$shared";
+/// Most distinct shared values one run writes (beyond, values stay inline).
+pub const MAX_SHARED_VALUES: usize = 16_384;
+/// Hex digits of a shared value's id.
+pub const ID_HEX: usize = 12;
+/// Longest result line read, in bytes (16 MiB): a line is one observation.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+fn ser(e: serde_json::Error) -> Error {
+    Error::runner("cannot serialize JSON").with_source(e)
+}
+
+// ---------------------------------------------------------------------------------------
+// Interning
+// ---------------------------------------------------------------------------------------
+
+/// The shared values of one run as they are written: id → compact JSON of the object.
+#[derive(Debug, Default)]
+pub struct Interner {
+    values: HashMap<String, String>,
+    cap: usize,
+}
+
+impl Interner {
+    /// An interner holding at most `cap` values.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            values: HashMap::new(),
+            cap,
+        }
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Move the keys of each group out of `obj` into a shared value and list their ids
+    /// under [`SHARED_KEY`]. A group none of whose keys is present is skipped; a value
+    /// that cannot be shared (cap reached, id collision) stays inline.
+    pub fn compact(&mut self, obj: &mut Map<String, Value>, groups: &[&[&str]]) -> Result<()> {
+        let mut ids = Vec::new();
+        for group in groups {
+            let mut g = Map::new();
+            for k in *group {
+                if let Some(v) = obj.remove(*k) {
+                    g.insert((*k).to_string(), v);
+                }
+            }
+            if g.is_empty() {
+                continue;
+            }
+            let text = serde_json::to_string(&g).map_err(ser)?;
+            let hex = blake3::hash(text.as_bytes()).to_hex();
+            let id = hex[..ID_HEX].to_string();
+            let shared = match self.values.get(&id) {
+                Some(existing) => *existing == text,
+                None if self.values.len() < self.cap => {
+                    self.values.insert(id.clone(), text);
+                    true
+                }
+                None => false,
+            };
+            if shared {
+                ids.push(Value::String(id));
+            } else {
+                obj.extend(g);
+            }
+        }
+        if !ids.is_empty() {
+            obj.insert(SHARED_KEY.into(), Value::Array(ids));
+        }
+        Ok(())
+    }
+
+    /// `shared_values.json`: `{"schema_version", "values": {id: object}}`, key-sorted
+    /// pretty JSON.
+    pub fn document(&self, schema_version: u32) -> Result<Vec<u8>> {
+        let mut values = Map::new();
+        for (id, text) in &self.values {
+            values.insert(id.clone(), serde_json::from_str(text).map_err(ser)?);
+        }
+        crate::util::json::to_sorted_pretty(&serde_json::json!({
+            "schema_version": schema_version,
+            "values": values,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------
+
+/// One result file being written.
+struct LinesFile<W> {
+    out: W,
+    last_key: Option<String>,
+    lines: u64,
+    bytes: u64,
+}
+
+/// Every result file of a run, written as sorted JSON Lines with one set of shared values.
+/// `W` is where a file's bytes go (a staged bundle member; a `Vec<u8>` in tests).
+pub struct ResultWriter<W: Write> {
+    files: BTreeMap<String, LinesFile<W>>,
+    groups: BTreeMap<String, Vec<&'static [&'static str]>>,
+    shared: Interner,
+}
+
+impl<W: Write> ResultWriter<W> {
+    /// A writer with a shared-value cap of `cap`.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            files: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            shared: Interner::new(cap),
+        }
+    }
+
+    /// Add the file `rel` written to `out`, whose lines share the key groups `groups`.
+    pub fn add_file(&mut self, rel: &str, out: W, groups: &[&'static [&'static str]]) {
+        self.files.insert(
+            rel.to_string(),
+            LinesFile {
+                out,
+                last_key: None,
+                lines: 0,
+                bytes: 0,
+            },
+        );
+        self.groups.insert(rel.to_string(), groups.to_vec());
+    }
+
+    /// Append `item` (an object) to `rel` under the sort key `key`. A key below the
+    /// previous line's is refused: the file would not be sorted.
+    pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
+        let Value::Object(mut obj) = serde_json::to_value(item).map_err(ser)? else {
+            return Err(Error::runner(format!("a line of {rel} is not a JSON object")));
+        };
+        let groups = self.groups.get(rel).map(Vec::as_slice).unwrap_or_default();
+        self.shared.compact(&mut obj, groups)?;
+        let Some(f) = self.files.get_mut(rel) else {
+            return Err(Error::runner(format!("{rel} is not a result file of this writer")));
+        };
+        if f.last_key.as_deref().is_some_and(|last| key < last) {
+            return Err(Error::runner(format!(
+                "{rel}: `{key}` would follow `{}`: result lines must be written in order",
+                f.last_key.as_deref().unwrap_or_default()
+            )));
+        }
+        let mut text = serde_json::to_vec(&Value::Object(obj)).map_err(ser)?;
+        text.push(b'\n');
+        f.out
+            .write_all(&text)
+            .map_err(|e| Error::io("write result file", Path::new(rel), e))?;
+        f.bytes += text.len() as u64;
+        f.lines += 1;
+        match &mut f.last_key {
+            Some(k) => {
+                k.clear();
+                k.push_str(key);
+            }
+            None => f.last_key = Some(key.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Lines written to `rel` so far.
+    pub fn lines(&self, rel: &str) -> u64 {
+        self.files.get(rel).map_or(0, |f| f.lines)
+    }
+
+    /// How many shared values it holds.
+    pub fn shared_len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Flush every file; return them by name with the shared values document
+    /// (`shared_values.json`'s bytes).
+    pub fn finish(self, schema_version: u32) -> Result<(BTreeMap<String, W>, Vec<u8>)> {
+        let doc = self.shared.document(schema_version)?;
+        let mut out = BTreeMap::new();
+        for (rel, mut f) in self.files {
+            f.out
+                .flush()
+                .map_err(|e| Error::io("write result file", Path::new(&rel), e))?;
+            out.insert(rel, f.out);
+        }
+        Ok((out, doc))
+    }
+}
+
+/// Results that complete in any order, released in index order with at most `cap` held.
+#[derive(Debug)]
+pub struct ReorderWindow<T> {
+    next: usize,
+    cap: usize,
+    pending: BTreeMap<usize, T>,
+    high_water: usize,
+}
+
+impl<T> ReorderWindow<T> {
+    /// A window that holds at most `cap` (at least 1) results.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            next: 0,
+            cap: cap.max(1),
+            pending: BTreeMap::new(),
+            high_water: 0,
+        }
+    }
+
+    /// True if the item at `index` may be started now: releasing everything before it
+    /// cannot need more than `cap` held results.
+    pub fn admits(&self, index: usize) -> bool {
+        index >= self.next && index < self.next + self.cap
+    }
+
+    /// The index released next.
+    pub fn next_index(&self) -> usize {
+        self.next
+    }
+
+    /// Results held now.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The most results ever held at once.
+    pub fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    /// The result of item `index`; every result now in order goes to `release`. An index
+    /// the window does not admit, or one given twice, is an error (nothing is dropped).
+    pub fn push(
+        &mut self,
+        index: usize,
+        item: T,
+        release: &mut dyn FnMut(usize, T) -> Result<()>,
+    ) -> Result<()> {
+        if !self.admits(index) || self.pending.contains_key(&index) {
+            return Err(Error::runner(format!(
+                "result {index} arrived outside the reorder window [{}, {})",
+                self.next,
+                self.next + self.cap
+            )));
+        }
+        self.pending.insert(index, item);
+        self.high_water = self.high_water.max(self.pending.len());
+        while let Some(item) = self.pending.remove(&self.next) {
+            let i = self.next;
+            self.next += 1;
+            release(i, item)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------
+
+/// `shared_values.json` as read.
+#[derive(Debug, Default, Clone)]
+pub struct SharedValues {
+    values: HashMap<String, Map<String, Value>>,
+}
+
+impl SharedValues {
+    /// Parse `shared_values.json`'s bytes (`path` names it in errors).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |what: String| {
+            Error::new(ErrorKind::Findings, what)
+                .with_path(path)
+                .with_hint("the shared values are written by the runner; re-run the plan")
+        };
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| bad("does not parse as JSON".into()).with_source(e))?;
+        let Some(map) = v.get("values").and_then(Value::as_object) else {
+            return Err(bad("has no `values` object".into()));
+        };
+        if map.len() > MAX_SHARED_VALUES {
+            return Err(bad(format!(
+                "holds {} shared values, more than the {MAX_SHARED_VALUES} a run writes",
+                map.len()
+            )));
+        }
+        let mut values = HashMap::with_capacity(map.len());
+        for (id, obj) in map {
+            let Some(o) = obj.as_object() else {
+                return Err(bad(format!("shared value `{id}` is not an object")));
+            };
+            values.insert(id.clone(), o.clone());
+        }
+        Ok(Self { values })
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Merge the shared values a line lists back into it. An unknown id, or a key the line
+    /// also has, is an error (`what` names the line).
+    pub fn expand(&self, line: &mut Map<String, Value>, what: &str) -> Result<()> {
+        let Some(ids) = line.remove(SHARED_KEY) else {
+            return Ok(());
+        };
+        let Some(ids) = ids.as_array().cloned() else {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!("{what}: `{SHARED_KEY}` is not a list"),
+            ));
+        };
+        for id in ids {
+            let id = id.as_str().unwrap_or_default();
+            let Some(obj) = self.values.get(id) else {
+                return Err(Error::new(
+                    ErrorKind::Findings,
+                    format!("{what}: shared value `{id}` is not in {SHARED_FILE}"),
+                ));
+            };
+            for (k, v) in obj {
+                if line.insert(k.clone(), v.clone()).is_some() {
+                    return Err(Error::new(
+                        ErrorKind::Findings,
+                        format!("{what}: `{k}` is both in the line and in shared value `{id}`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read the JSON Lines of `reader` (the member `rel` at `path`) one at a time, expand each
+/// with `shared`, parse it as `T` and hand it to `each`. A line longer than
+/// [`MAX_LINE_BYTES`], or one that does not parse, is an error naming the line number.
+pub fn for_each_line<T: DeserializeOwned>(
+    reader: &mut dyn BufRead,
+    path: &Path,
+    shared: &SharedValues,
+    each: &mut dyn FnMut(T) -> Result<()>,
+) -> Result<u64> {
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let got = read_line_limited(reader, &mut buf, MAX_LINE_BYTES)
+            .map_err(|e| Error::io("read result file", path, e))?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += 1;
+        if buf.len() > MAX_LINE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!("line {n} is longer than {MAX_LINE_BYTES} bytes"),
+            )
+            .with_path(path));
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let what = format!("line {n}");
+        let parsed = serde_json::from_slice::<Value>(&buf).map_err(|e| {
+            Error::new(ErrorKind::Findings, format!("{what} does not parse as JSON"))
+                .with_path(path)
+                .with_source(e)
+        })?;
+        let Value::Object(mut obj) = parsed else {
+            return Err(
+                Error::new(ErrorKind::Findings, format!("{what} is not an object")).with_path(path),
+            );
+        };
+        shared
+            .expand(&mut obj, &what)
+            .map_err(|e| e.with_path(path))?;
+        let item = serde_path_to_error::deserialize(Value::Object(obj)).map_err(|e| {
+            let at = e.path().to_string();
+            Error::new(
+                ErrorKind::Findings,
+                format!("{what} is not what the runner writes (at `{at}`)"),
+            )
+            .with_path(path)
+            .with_source(e.into_inner())
+        })?;
+        each(item)?;
+    }
+}
+
+/// Read one line (through `\n`) into `buf`, keeping at most `max + 1` bytes of it (the
+/// rest is skipped); returns the bytes consumed (0 at the end).
+fn read_line_limited(r: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let (done, used) = {
+            let avail = match r.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if avail.is_empty() {
+                return Ok(consumed);
+            }
+            let (done, used) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (false, avail.len()),
+            };
+            let room = (max + 1).saturating_sub(buf.len());
+            let body = if done { used - 1 } else { used };
+            buf.extend_from_slice(&avail[..body.min(room)]);
+            (done, used)
+        };
+        r.consume(used);
+        consumed += used;
+        if done {
+            return Ok(consumed);
+        }
+    }
+}
+
+/// Size and digests of a file read through [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// Bytes read.
+    pub size: u64,
+    /// blake3, hex.
+    pub blake3: String,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    b3: blake3::Hasher,
+    sha: sha2::Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.b3.update(&buf[..n]);
+        self.sha.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Read all of `reader` (the member at `path`): its lines go to `each` as in
+/// [`for_each_line`] until one fails; the rest is read only to be hashed. Returns the
+/// digests of every byte with the outcome of the lines (an I/O error is the outer error).
+pub fn scan<T: DeserializeOwned>(
+    reader: impl Read,
+    path: &Path,
+    shared: &SharedValues,
+    each: &mut dyn FnMut(T) -> Result<()>,
+) -> Result<(Digests, Result<u64>)> {
+    use sha2::Digest as _;
+    let mut r = BufReader::with_capacity(
+        256 * 1024,
+        Hashing {
+            inner: reader,
+            b3: blake3::Hasher::new(),
+            sha: sha2::Sha256::new(),
+            size: 0,
+        },
+    );
+    let outcome = for_each_line(&mut r, path, shared, each);
+    if let Err(e) = &outcome
+        && e.kind() != ErrorKind::Findings
+    {
+        return Err(outcome.unwrap_err());
+    }
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
+    let h = r.into_inner();
+    Ok((
+        Digests {
+            size: h.size,
+            blake3: h.b3.finalize().to_hex().to_string(),
+            sha256: h
+                .sha
+                .finalize()
+                .iter()
+                .fold(String::with_capacity(64), |mut s, b| {
+                    use std::fmt::Write as _;
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+        },
+        outcome,
+    ))
+}
+
+/// The refusal of a bundle written with result schema version 1 (`old` is one of its
+/// result files, at `path`).
+pub fn refuse_v1(path: &Path, old: &str) -> Error {
+    Error::input(
+        path,
+        format!(
+            "holds `{old}`: its results are result schema_version 1 (one JSON document per \
+             file); this nexusmon reads schema_version 2 (sorted JSON Lines with {SHARED_FILE})"
+        ),
+    )
+    .with_hint(
+        "re-run the plan with this nexusmon (`nexusmon run --plan PLAN`) for a version-2 bundle, \
+         or read this one with the nexusmon release that wrote it",
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+use super::*;
+
+/// xorshift64*: seeded, reproducible, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const GROUPS: &[&[&str]] = &[&["kind", "target"], &["profile", "limits"], &["witness"]];
+const FILES: [&str; 2] = ["a.jsonl", "b.jsonl"];
+
+/// Item `i` of a generated run: a few values repeat across items (the shareable ones),
+/// others are unique; some items lack a group entirely.
+fn item(rng: &mut Rng, i: usize) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), Value::String(format!("s{i:06}")));
+    o.insert("n".into(), Value::from(rng.next() % 1000));
+    if rng.below(4) != 0 {
+        o.insert("kind".into(), Value::String(format!("k{}", rng.below(3))));
+        o.insert("target".into(), Value::String(format!("/t/{}", rng.below(5))));
+    }
+    if rng.below(3) != 0 {
+        o.insert("profile".into(), Value::String(format!("p{}", rng.below(4))));
+        o.insert(
+            "limits".into(),
+            serde_json::json!({"ms": 10 * rng.below(3), "list": [1, rng.below(2)]}),
+        );
+    }
+    if rng.below(2) == 0 {
+        o.insert(
+            "witness".into(),
+            serde_json::json!({"v": 1, "detail": format!("read {} bytes", rng.below(40))}),
+        );
+    }
+    Value::Object(o)
+}
+
+/// What one completed item writes: one line per file (the second file only for some).
+fn write_item(w: &mut ResultWriter<Vec<u8>>, i: usize, v: &Value) -> Result<()> {
+    let key = format!("s{i:06}");
+    w.line(FILES[0], &key, v)?;
+    if i % 3 != 1 {
+        w.line(FILES[1], &key, &serde_json::json!({"id": key, "kind": v.get("kind")}))?;
+    }
+    Ok(())
+}
+
+fn writer(cap: usize) -> ResultWriter<Vec<u8>> {
+    let mut w = ResultWriter::new(cap);
+    for f in FILES {
+        w.add_file(f, Vec::new(), GROUPS);
+    }
+    w
+}
+
+type Files = (BTreeMap<String, Vec<u8>>, Vec<u8>);
+
+/// The reference: everything held, sorted, then written.
+fn sort_everything(items: &[Value], cap: usize) -> Files {
+    let mut w = writer(cap);
+    let mut sorted: Vec<(usize, &Value)> = items.iter().enumerate().collect();
+    sorted.sort_by_key(|(i, _)| format!("s{i:06}"));
+    for (i, v) in sorted {
+        write_item(&mut w, i, v).unwrap();
+    }
+    w.finish(2).unwrap()
+}
+
+/// The stream: items start in index order while the window admits them (as the
+/// scheduler's FIFO queue starts jobs) and complete in a random order among those in
+/// flight; completed items go through the window into the writer.
+fn streamed(rng: &mut Rng, items: &[Value], window: usize, workers: usize, cap: usize) -> Files {
+    let mut w = writer(cap);
+    let mut win = ReorderWindow::new(window);
+    let mut started = 0usize;
+    let mut in_flight: Vec<usize> = Vec::new();
+    while started < items.len() || !in_flight.is_empty() {
+        let can_start = started < items.len() && in_flight.len() < workers && win.admits(started);
+        if can_start && (in_flight.is_empty() || rng.below(2) == 0) {
+            in_flight.push(started);
+            started += 1;
+            continue;
+        }
+        assert!(!in_flight.is_empty(), "the window stalled the producer");
+        let done = in_flight.swap_remove(rng.below(in_flight.len() as u64) as usize);
+        win.push(done, items[done].clone(), &mut |i, v| write_item(&mut w, i, &v))
+            .unwrap();
+        assert!(win.held() <= window, "held {} > cap {window}", win.held());
+    }
+    assert!(win.high_water() <= window);
+    assert_eq!(win.held(), 0);
+    w.finish(2).unwrap()
+}
+
+#[test]
+fn streamed_result_files_are_byte_identical_to_sorting_everything() {
+    for seed in 1..=60u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let n = rng.below(300) as usize;
+        let window = 1 + rng.below(40) as usize;
+        let workers = 1 + rng.below(8) as usize;
+        // Sometimes a cap small enough that later groups stay inline.
+        let cap = if rng.below(3) == 0 { rng.below(6) as usize } else { 1000 };
+        let items: Vec<Value> = (0..n).map(|i| item(&mut rng, i)).collect();
+        let reference = sort_everything(&items, cap);
+        let got = streamed(&mut rng, &items, window, workers, cap);
+        assert_eq!(
+            got, reference,
+            "seed {seed}: n {n}, window {window}, workers {workers}, cap {cap}"
+        );
+        // Reading back gives every item as given.
+        let shared = SharedValues::parse(&reference.1, Path::new(SHARED_FILE)).unwrap();
+        assert!(shared.len() <= cap);
+        let mut back = Vec::new();
+        let bytes = &reference.0[FILES[0]];
+        for_each_line::<Value>(
+            &mut &bytes[..],
+            Path::new(FILES[0]),
+            &shared,
+            &mut |v| {
+                back.push(v);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(back, items, "seed {seed}");
+        assert_eq!(
+            bytes.iter().filter(|b| **b == b'\n').count(),
+            n,
+            "one line per item"
+        );
+    }
+}
+
+#[test]
+fn a_line_below_the_previous_key_is_refused() {
+    let mut w = writer(10);
+    w.line(FILES[0], "b", &serde_json::json!({"x": 1})).unwrap();
+    w.line(FILES[0], "b", &serde_json::json!({"x": 2})).unwrap();
+    let e = w.line(FILES[0], "a", &serde_json::json!({"x": 3})).unwrap_err();
+    assert!(e.to_string().contains("in order"), "{e}");
+    assert!(w.line("other.jsonl", "z", &serde_json::json!({})).is_err());
+    assert!(w.line(FILES[0], "c", &serde_json::json!([1])).is_err());
+}
+
+#[test]
+fn the_window_refuses_what_it_does_not_admit_and_drops_nothing() {
+    let mut win = ReorderWindow::new(3);
+    let mut out = Vec::new();
+    let mut rel = |i: usize, v: u32| {
+        out.push((i, v));
+        Ok(())
+    };
+    assert!(win.admits(2) && !win.admits(3));
+    win.push(2, 20, &mut rel).unwrap();
+    assert!(win.push(3, 30, &mut rel).is_err(), "beyond the window");
+    assert!(win.push(2, 21, &mut rel).is_err(), "twice");
+    win.push(1, 10, &mut rel).unwrap();
+    win.push(0, 0, &mut rel).unwrap();
+    assert!(win.push(0, 0, &mut rel).is_err(), "already released");
+    win.push(3, 30, &mut rel).unwrap();
+    assert_eq!(out, vec![(0, 0), (1, 10), (2, 20), (3, 30)]);
+    assert_eq!(win.high_water(), 3);
+}
+
+#[test]
+fn bad_references_are_findings_naming_the_line() {
+    let shared = SharedValues::parse(
+        br#"{"schema_version": 2, "values": {"aaaaaaaaaaaa": {"k": 1}}}"#,
+        Path::new(SHARED_FILE),
+    )
+    .unwrap();
+    for (text, want) in [
+        (&b"{\"$shared\": [\"bbbbbbbbbbbb\"]}\n"[..], "is not in"),
+        (b"{\"$shared\": [\"aaaaaaaaaaaa\"], \"k\": 2}\n", "both in the line"),
+        (b"{\"$shared\": \"aaaaaaaaaaaa\"}\n", "not a list"),
+        (b"{}\n[1]\n", "line 2 is not an object"),
+        (b"{\n", "line 1 does not parse"),
+    ] {
+        let e = for_each_line::<Value>(&mut &text[..], Path::new("f.jsonl"), &shared, &mut |_| {
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains(want), "{e} (want {want})");
+        assert_eq!(e.kind(), ErrorKind::Findings);
+    }
+    let long = vec![b'x'; MAX_LINE_BYTES + 10];
+    let e = for_each_line::<Value>(&mut &long[..], Path::new("f"), &shared, &mut |_| Ok(()))
+        .unwrap_err();
+    assert!(e.to_string().contains("longer than"), "{e}");
+}
