@@ -276,9 +276,9 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
         "resealed-forgery",
         Box::new(|c| {
             edit(
-                &c.b().join("runtime_results.json"),
-                "\"outcome\": \"deny\"",
-                "\"outcome\": \"allow\"",
+                &c.b().join("runtime_results.jsonl"),
+                "\"outcome\":\"deny\"",
+                "\"outcome\":\"allow\"",
             );
             reseal(&c.b());
             true
@@ -303,9 +303,9 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
             // attacker's key, under the same run id.
             let b = c.b();
             edit(
-                &b.join("runtime_results.json"),
-                "\"outcome\": \"deny\"",
-                "\"outcome\": \"allow\"",
+                &b.join("runtime_results.jsonl"),
+                "\"outcome\":\"deny\"",
+                "\"outcome\":\"allow\"",
             );
             let src = c.root.join("forge-src");
             std::fs::create_dir_all(&src).unwrap();
@@ -352,17 +352,17 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
         Box::new(|c| {
             let b = c.b();
             edit(
-                &b.join("runtime_results.json"),
-                "\"outcome\": \"deny\"",
-                "\"outcome\": \"allow\"",
+                &b.join("runtime_results.jsonl"),
+                "\"outcome\":\"deny\"",
+                "\"outcome\":\"allow\"",
             );
-            let digest = blake3_hex(&std::fs::read(b.join("runtime_results.json")).unwrap());
+            let digest = blake3_hex(&std::fs::read(b.join("runtime_results.jsonl")).unwrap());
             let sums = std::fs::read_to_string(b.join("BLAKE3SUMS")).unwrap();
             let sums: String = sums
                 .lines()
                 .map(|l| {
-                    if l.ends_with("  runtime_results.json") {
-                        format!("{digest}  runtime_results.json\n")
+                    if l.ends_with("  runtime_results.jsonl") {
+                        format!("{digest}  runtime_results.jsonl\n")
                     } else {
                         format!("{l}\n")
                     }
@@ -385,7 +385,7 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
     add(
         "truncate-file",
         Box::new(|c| {
-            let p = c.b().join("runtime_results.json");
+            let p = c.b().join("runtime_results.jsonl");
             let b = std::fs::read(&p).unwrap();
             write(&p, &b[..b.len() / 2]);
             true
@@ -435,7 +435,7 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
         "hardlink-from-outside",
         Box::new(|c| {
             // A second name outside the bundle: whoever holds it can change the evidence.
-            std::fs::hard_link(c.b().join("runtime_results.json"), c.root.join("handle")).unwrap();
+            std::fs::hard_link(c.b().join("runtime_results.jsonl"), c.root.join("handle")).unwrap();
             true
         }),
     );
@@ -454,7 +454,7 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
     add(
         "chmod-writable",
         Box::new(|c| {
-            chmod(&c.b().join("runtime_results.json"), 0o644);
+            chmod(&c.b().join("runtime_results.jsonl"), 0o644);
             true
         }),
     );
@@ -666,9 +666,9 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
                 );
             }
             edit(
-                &f.join("runtime_results.json"),
-                "\"outcome\": \"deny\"",
-                "\"outcome\": \"allow\"",
+                &f.join("runtime_results.jsonl"),
+                "\"outcome\":\"deny\"",
+                "\"outcome\":\"allow\"",
             );
             reseal(&f);
             point_latest(&c.out(), &id);
@@ -760,9 +760,9 @@ fn tampers(members: &[String]) -> Vec<(String, Tamper)> {
                 return false;
             }
             edit(
-                &c.b().join("runtime_results.json"),
-                "\"outcome\": \"deny\"",
-                "\"outcome\": \"allow\"",
+                &c.b().join("runtime_results.jsonl"),
+                "\"outcome\":\"deny\"",
+                "\"outcome\":\"allow\"",
             );
             reseal(&c.b());
             true

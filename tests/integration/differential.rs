@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::util::{Project, latest_bundle, read_json};
+use crate::util::results;
+use crate::util::{Project, latest_bundle};
 
 /// splitmix64: a tiny deterministic generator (no dependency, stable across versions).
 struct Rng(u64);
@@ -484,16 +485,16 @@ fn run_matrix(
         std::mem::forget(project);
     }
     let lane = |file: &str| -> BTreeMap<String, Value> {
-        read_json(&b.join(file))["observations"]
+        results(&b, file)
             .as_array()
             .unwrap()
             .iter()
             .map(|o| (o["scenario_id"].as_str().unwrap().to_string(), o.clone()))
             .collect()
     };
-    let kernel = lane("runtime_results.json");
-    let baseline = lane("baseline_results.json");
-    let oracle: BTreeMap<String, Value> = read_json(&b.join("oracle_results.json"))["verdicts"]
+    let kernel = lane("runtime_results.jsonl");
+    let baseline = lane("baseline_results.jsonl");
+    let oracle: BTreeMap<String, Value> = results(&b, "oracle_results.jsonl")
         .as_array()
         .unwrap()
         .iter()

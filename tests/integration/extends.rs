@@ -77,11 +77,9 @@ fn the_kernel_enforces_the_union_of_the_layers() {
     let r = p.run("layers", &[]);
     r.code(0);
     let bundle = p.latest();
-    let results: Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("runtime_results.json")).unwrap())
-            .unwrap();
+    let results: Value = crate::util::results(&bundle, "runtime_results.jsonl");
     let outcome = |id: &str| {
-        results["observations"]
+        results
             .as_array()
             .unwrap()
             .iter()

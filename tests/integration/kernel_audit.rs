@@ -62,7 +62,7 @@ while True:
 }
 
 fn observation<'a>(results: &'a Value, id: &str) -> &'a Value {
-    results["observations"]
+    results
         .as_array()
         .unwrap()
         .iter()
@@ -97,7 +97,7 @@ fn kernel_records_name_the_quickstart_denials_and_never_a_strangers() {
     let read = |f: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(bundle.join(f)).unwrap()).unwrap()
     };
-    let runtime = read("runtime_results.json");
+    let runtime = crate::util::results(&bundle, "runtime_results.jsonl");
     let hostname = observation(&runtime, "system-ro:read-etc-hostname");
     let denials = hostname["kernel_denials"].as_array().unwrap();
     assert!(
@@ -177,8 +177,8 @@ fn kernel_records_name_the_quickstart_denials_and_never_a_strangers() {
         before.enabled == 0
     );
     // The oracle predicted the same blockers: no blocker-divergence.
-    let oracle = read("oracle_results.json");
-    let verdict = oracle["verdicts"]
+    let oracle = crate::util::results(&bundle, "oracle_results.jsonl");
+    let verdict = oracle
         .as_array()
         .unwrap()
         .iter()
@@ -249,7 +249,7 @@ fn without_audit_capabilities_auto_says_so_and_require_refuses() {
             .unwrap()
             .contains("| kernel audit | unavailable (auto): ")
     );
-    let runtime = std::fs::read_to_string(bundle.join("runtime_results.json")).unwrap();
+    let runtime = std::fs::read_to_string(bundle.join("runtime_results.jsonl")).unwrap();
     assert!(!runtime.contains("kernel_denials"));
 
     let bundles = std::fs::read_dir(p.path("out")).unwrap().count();

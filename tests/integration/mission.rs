@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::util::results;
 use crate::util::{Project, emit_packet, nexusmon};
 
 /// The mission fixture project in a temp dir, `${MARK}` pointing at `<tmp>/marks`,
@@ -189,14 +190,14 @@ fn rank_a_is_refused_until_approved_with_ssh_keygen_and_an_edited_probe_voids_th
     assert_eq!(summary["tasks"]["layers"], json!([["first"], ["second"]]));
     assert_eq!(summary["tasks"]["max_parallel"], 1);
     // Each task is a scenario row with its task id and dependencies, in every file.
-    let rows = &read(&b, "runtime_events.normalized.json")["rows"];
+    let rows = &results(&b, "runtime_events.normalized.jsonl");
     assert_eq!(row(rows, "second")["depends_on"], json!(["first"]));
     assert_eq!(row(rows, "second")["scenario_id"], "work:mark-second");
     let matrix = read(&b, "expected_matrix.json");
     assert_eq!(matrix["scenarios"]["work:mark-second"]["task_id"], "second");
-    let obs = read(&b, "runtime_results.json");
+    let obs = results(&b, "runtime_results.jsonl");
     assert!(
-        obs["observations"]
+        obs
             .as_array()
             .unwrap()
             .iter()
@@ -473,7 +474,7 @@ fn a_failed_task_skips_its_dependents_which_never_run() {
             .starts_with("1 of 5 task(s) failed (`fetch`)"),
         "{s:#}"
     );
-    let rows = &read(&b, "runtime_events.normalized.json")["rows"];
+    let rows = &results(&b, "runtime_events.normalized.jsonl");
     for t in ["build", "ship"] {
         assert_eq!(row(rows, t)["scenario"]["outcome"], "skipped");
         assert_eq!(row(rows, t)["skipped_because"], "fetch");
@@ -486,8 +487,8 @@ fn a_failed_task_skips_its_dependents_which_never_run() {
     let packets = std::fs::read_to_string(b.join("mismatch_packets.jsonl")).unwrap();
     assert_eq!(packets.lines().count(), 1, "{packets}");
     assert!(packets.contains("\"task_id\":\"fetch\""), "{packets}");
-    let obs = read(&b, "runtime_results.json");
-    let build = obs["observations"]
+    let obs = results(&b, "runtime_results.jsonl");
+    let build = obs
         .as_array()
         .unwrap()
         .iter()
@@ -519,7 +520,7 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
     // write-report writes ${SCRATCH}/report.txt; read-report (after it) reads it back: it
     // is an error if the file is not there, so this passes only if both see one workspace.
     run(&p, "workspace", &[]).code(0);
-    let rows = &read(&latest(&p), "runtime_events.normalized.json")["rows"];
+    let rows = &results(&latest(&p), "runtime_events.normalized.jsonl");
     assert_eq!(row(rows, "read")["scenario"]["outcome"], "allow");
     let m = read(&latest(&p), "run_manifest.json");
     assert!(
@@ -531,8 +532,8 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
     );
     // By default a mission does not run its work a second time without the policy.
     assert_eq!(m["lanes"]["lanes"], json!(["scenario", "oracle"]));
-    let base = read(&latest(&p), "baseline_results.json");
-    assert_eq!(base["observations"], json!([]));
+    let base = results(&latest(&p), "baseline_results.jsonl");
+    assert_eq!(base, json!([]));
 
     // Asked for explicitly, the baseline lane runs the tasks in order in its own workspace.
     let plan = p.path("plans/workspace/plan.json");
@@ -545,8 +546,8 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
         read(&b, "run_manifest.json")["lanes"]["lanes"],
         json!(["baseline", "scenario", "oracle"])
     );
-    let base = read(&b, "baseline_results.json");
-    let outcomes: Vec<(&str, &str)> = base["observations"]
+    let base = results(&b, "baseline_results.jsonl");
+    let outcomes: Vec<(&str, &str)> = base
         .as_array()
         .unwrap()
         .iter()
@@ -558,7 +559,7 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
         })
         .collect();
     assert_eq!(outcomes, vec![("read", "allow"), ("write", "allow")]);
-    let rows = &read(&b, "runtime_events.normalized.json")["rows"];
+    let rows = &results(&b, "runtime_events.normalized.jsonl");
     assert_eq!(row(rows, "read")["attribution"], "unaffected");
 }
 
@@ -690,7 +691,7 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
     // A violation, for real: the `hole` mission's task expects deny, but its profile allows
     // the read. It costs 10 XP: 2 XP, AWAKENING, auto-run-cb revoked, the flag is back.
     run(&p, "hole", &[]).code(1);
-    let rows = &read(&latest(&p), "runtime_events.normalized.json")["rows"];
+    let rows = &results(&latest(&p), "runtime_events.normalized.jsonl");
     assert_eq!(row(rows, "peek")["expected"], "deny");
     assert_eq!(row(rows, "peek")["scenario"]["outcome"], "allow");
     let hole = packet_of_latest(&p, "hole");
@@ -911,7 +912,7 @@ fn the_shipped_mission_demo_lints_clean_and_runs_green_after_init() {
     assert_eq!(s["tasks"]["skipped"], 0);
     assert!(s["tasks"]["total"].as_u64().unwrap() >= 3);
     assert_eq!(s["governance_flags"], json!(["review-required"]));
-    let rows = &read(&latest(&p), "runtime_events.normalized.json")["rows"];
+    let rows = &results(&latest(&p), "runtime_events.normalized.jsonl");
     assert!(
         rows.as_array()
             .unwrap()

@@ -194,10 +194,10 @@ fn a_clean_run_gives_a_promotable_packet_whose_pointers_and_statement_check_out(
         "run_manifest.json",
         "apply_preflight.json",
         "expected_matrix.json",
-        "runtime_results.json",
-        "baseline_results.json",
-        "oracle_results.json",
-        "runtime_events.normalized.json",
+        "runtime_results.jsonl",
+        "baseline_results.jsonl",
+        "oracle_results.jsonl",
+        "runtime_events.normalized.jsonl",
         "mismatch_summary.json",
         "mismatch_packets.jsonl",
         "summary.json",
@@ -508,7 +508,7 @@ fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
     for (file, reason) in [
         ("run_manifest.json", "manifest-missing"),
         ("apply_preflight.json", "apply-preflight-missing"),
-        ("oracle_results.json", "decision-stage-artifacts-missing"),
+        ("oracle_results.jsonl", "decision-stage-artifacts-missing"),
         ("mismatch_packets.jsonl", "decision-stage-artifacts-missing"),
     ] {
         let copy = copy_bundle(&p, &b, &format!("damaged-{file}"));
@@ -558,7 +558,7 @@ fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
     );
     // A file that is there but does not parse counts as missing.
     let copy = copy_bundle(&p, &b, "garbled");
-    let f = copy.join("runtime_results.json");
+    let f = copy.join("runtime_results.jsonl");
     make_writable(&f);
     std::fs::write(&f, b"{not json").unwrap();
     p.nx(&[
@@ -572,7 +572,7 @@ fn deleting_an_artifact_then_repairing_gives_its_missing_reason() {
     let packet = p.json("garbled.json");
     assert_eq!(
         packet["promotability"]["gating_inputs"]["decision_artifacts_missing"],
-        serde_json::json!(["runtime_results.json"])
+        serde_json::json!(["runtime_results.jsonl"])
     );
 }
 

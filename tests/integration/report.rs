@@ -121,9 +121,11 @@ fn the_review_page_shows_mismatches_flaky_and_apply_failures_in_chromium_and_a_t
     // One byte changed in a result file: the same page says NOT VALID, never green, and
     // `report` exits 1.
     let bundle = latest_bundle(p.root());
-    let f = bundle.join("runtime_events.normalized.json");
+    let f = bundle.join("runtime_events.normalized.jsonl");
     let mut text = std::fs::read_to_string(&f).unwrap();
-    text = text.replacen("\"deny\"", "\"allow\"", 1);
+    let before = text.clone();
+    text = text.replacen("\"scenario_id\":\"", "\"scenario_id\":\"x", 1);
+    assert_ne!(text, before, "the tamper changed nothing");
     std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::write(&f, text).unwrap();
     p.nx(&["report", "--bundle", "out", "--out", "site/tampered.html"])
@@ -132,7 +134,7 @@ fn the_review_page_shows_mismatches_flaky_and_apply_failures_in_chromium_and_a_t
     assert!(dom.contains("data-state=\"not-valid\""), "{dom}");
     assert!(dom.contains("bundle NOT VALID"));
     assert!(
-        dom.contains("mismatch runtime_events.normalized.json"),
+        dom.contains("mismatch runtime_events.normalized.jsonl"),
         "the problem and the file are named: {dom}"
     );
 }

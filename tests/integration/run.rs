@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::util::results;
 use crate::util::{Ran, Test, repo_root, snapshot_settings};
 
 /// A fixture plan.
@@ -55,7 +56,7 @@ pub fn read(b: &Path, rel: &str) -> Value {
 
 /// The observation of `scenario` in `runtime_results.json` / `baseline_results.json`.
 pub fn obs(b: &Path, file: &str, scenario: &str) -> Value {
-    read(b, file)["observations"]
+    results(b, file)
         .as_array()
         .unwrap()
         .iter()
@@ -66,7 +67,7 @@ pub fn obs(b: &Path, file: &str, scenario: &str) -> Value {
 
 /// The oracle verdict of `scenario`.
 pub fn verdict(b: &Path, scenario: &str) -> Value {
-    read(b, "oracle_results.json")["verdicts"]
+    results(b, "oracle_results.jsonl")
         .as_array()
         .unwrap()
         .iter()
@@ -77,7 +78,7 @@ pub fn verdict(b: &Path, scenario: &str) -> Value {
 
 /// The normalized row of `scenario`.
 pub fn row(b: &Path, scenario: &str) -> Value {
-    read(b, "runtime_events.normalized.json")["rows"]
+    results(b, "runtime_events.normalized.jsonl")
         .as_array()
         .unwrap()
         .iter()
@@ -91,14 +92,14 @@ fn a_profile_without_etc_denies_reading_etc_hostname_and_the_oracle_cites_the_mi
     let (t, r) = run_plan(Test::new(), "enforce", &["--only-profile", "no-etc"]);
     r.code(0);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "no-etc:read-hostname");
+    let s = obs(&b, "runtime_results.jsonl", "no-etc:read-hostname");
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(s["stage"], "operation");
     assert_eq!(s["errno_name"], "EACCES");
     assert_eq!(s["enforcement"]["ruleset"], "fully-enforced");
     assert_eq!(s["enforcement"]["reported_by"], "helper");
     assert_eq!(s["witness"]["resolved_path"], "/etc/hostname");
-    let base = obs(&b, "baseline_results.json", "no-etc:read-hostname");
+    let base = obs(&b, "baseline_results.jsonl", "no-etc:read-hostname");
     assert_eq!(base["outcome"], "allow", "{base:#}");
     assert_eq!(
         row(&b, "no-etc:read-hostname")["attribution"],
@@ -120,15 +121,15 @@ fn a_profile_without_etc_denies_reading_etc_hostname_and_the_oracle_cites_the_mi
     assert_eq!(v["rule"]["index"], 0);
     assert_eq!(v["rule"]["path"], "/usr");
     assert_eq!(
-        obs(&b, "runtime_results.json", "no-etc:read-os-release")["outcome"],
+        obs(&b, "runtime_results.jsonl", "no-etc:read-os-release")["outcome"],
         "allow"
     );
     // An exec probe declaring file-read: the program runs, `cat` exits 1 (a deny code).
-    let cat = obs(&b, "runtime_results.json", "no-etc:cat-hostname");
+    let cat = obs(&b, "runtime_results.jsonl", "no-etc:cat-hostname");
     assert_eq!(cat["outcome"], "deny", "{cat:#}");
     assert_eq!(cat["exit_code"], 1);
     assert_eq!(
-        obs(&b, "baseline_results.json", "no-etc:cat-hostname")["outcome"],
+        obs(&b, "baseline_results.jsonl", "no-etc:cat-hostname")["outcome"],
         "allow"
     );
     assert!(
@@ -142,7 +143,7 @@ fn a_profile_without_etc_denies_reading_etc_hostname_and_the_oracle_cites_the_mi
         "not-enforceable"
     );
     assert_eq!(
-        obs(&b, "runtime_results.json", "no-etc:stat-hostname")["outcome"],
+        obs(&b, "runtime_results.jsonl", "no-etc:stat-hostname")["outcome"],
         "allow"
     );
     // The human summary names the bundle and the exit reason.
@@ -195,18 +196,18 @@ fn tcp_connect_to_a_port_outside_the_allow_list_is_denied_while_the_allowed_port
     let (t, r) = run_plan(Test::new(), "enforce", &["--only-profile", "tcp-47811"]);
     r.code(0);
     let b = bundle(&t);
-    let ok = obs(&b, "runtime_results.json", "tcp-47811:tcp-allowed-port");
+    let ok = obs(&b, "runtime_results.jsonl", "tcp-47811:tcp-allowed-port");
     assert_eq!(ok["outcome"], "allow", "{ok:#}");
     assert_eq!(ok["target"], "127.0.0.1:47811");
     assert_eq!(
         ok["detail"], "connected",
         "the listener fixture accepted: {ok:#}"
     );
-    let no = obs(&b, "runtime_results.json", "tcp-47811:tcp-other-port");
+    let no = obs(&b, "runtime_results.jsonl", "tcp-47811:tcp-other-port");
     assert_eq!(no["outcome"], "deny", "{no:#}");
     assert_eq!(no["errno_name"], "EACCES");
     // Nothing listens on 47812: the baseline is refused, which Landlock let through.
-    let base = obs(&b, "baseline_results.json", "tcp-47811:tcp-other-port");
+    let base = obs(&b, "baseline_results.jsonl", "tcp-47811:tcp-other-port");
     assert_eq!(base["outcome"], "allow");
     assert_eq!(base["errno_name"], "ECONNREFUSED");
     let v = verdict(&b, "tcp-47811:tcp-other-port");
@@ -227,11 +228,11 @@ fn a_target_reached_through_a_symlink_is_judged_on_its_canonical_path_and_witnes
     );
     r.code(0);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "no-etc:read-via-symlink");
+    let s = obs(&b, "runtime_results.jsonl", "no-etc:read-via-symlink");
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(s["resolved_path"], "/etc/hostname");
     assert!(s["target"].as_str().unwrap().ends_with("/link"));
-    let w = read(&b, "path_witnesses.json")["witnesses"].clone();
+    let w = results(&b, "path_witnesses.jsonl").clone();
     let target = w
         .as_array()
         .unwrap()
@@ -259,7 +260,7 @@ fn a_right_the_profile_does_not_handle_is_allowed_by_kernel_and_oracle() {
     let b = bundle(&t);
     let s = obs(
         &b,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "read-only-handled:write-scratch-file",
     );
     assert_eq!(s["outcome"], "allow", "{s:#}");
@@ -278,7 +279,7 @@ fn a_right_the_profile_does_not_handle_is_allowed_by_kernel_and_oracle() {
     assert_eq!(
         obs(
             &b,
-            "runtime_results.json",
+            "runtime_results.jsonl",
             "read-only-handled:read-hostname"
         )["outcome"],
         "deny"
@@ -294,13 +295,13 @@ fn an_exec_the_kernel_refuses_is_a_denial_at_stage_exec() {
     );
     r.code(0);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "no-exec:run-true");
+    let s = obs(&b, "runtime_results.jsonl", "no-exec:run-true");
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(s["stage"], "exec");
     assert_eq!(s["errno_name"], "EACCES");
     assert_eq!(s["enforcement"]["reported_by"], "preflight");
     assert_eq!(
-        obs(&b, "baseline_results.json", "no-exec:run-true")["outcome"],
+        obs(&b, "baseline_results.jsonl", "no-exec:run-true")["outcome"],
         "allow"
     );
     let v = verdict(&b, "no-exec:run-true");
@@ -332,7 +333,7 @@ fn a_hard_profile_needing_udp_rules_this_kernel_lacks_is_an_apply_failure_exit_5
     r.code(5);
     assert!(r.stderr.contains("udp-ports-hard"), "{}", r.stderr);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "udp-ports-hard:udp-send");
+    let s = obs(&b, "runtime_results.jsonl", "udp-ports-hard:udp-send");
     assert_eq!(s["outcome"], "apply-failed", "{s:#}");
     assert_eq!(s["stage"], "apply");
     assert!(
@@ -340,7 +341,7 @@ fn a_hard_profile_needing_udp_rules_this_kernel_lacks_is_an_apply_failure_exit_5
         "{s:#}"
     );
     // The other profile's lanes ran: UDP denied through the seccomp fallback (EPERM).
-    let seccomp = obs(&b, "runtime_results.json", "udp-deny:udp-send");
+    let seccomp = obs(&b, "runtime_results.jsonl", "udp-deny:udp-send");
     assert_eq!(seccomp["outcome"], "deny", "{seccomp:#}");
     assert_eq!(seccomp["errno_name"], "EPERM");
     assert_eq!(seccomp["enforcement"]["seccomp"], true);
@@ -398,7 +399,7 @@ fn a_best_effort_downgrade_is_recorded_never_silent() {
     assert_eq!(
         obs(
             &b,
-            "runtime_results.json",
+            "runtime_results.jsonl",
             "udp-ports-best-effort:tcp-other-port"
         )["outcome"],
         "deny"
@@ -420,7 +421,7 @@ fn a_required_preflight_profile_that_cannot_apply_stops_the_run_before_any_lane(
     assert_eq!(st["status"], "failed");
     assert_eq!(st["failure_stage"], "preflight");
     assert!(b.join("apply_preflight.json").is_file());
-    assert!(!b.join("runtime_results.json").exists());
+    assert!(!b.join("runtime_results.jsonl").exists());
     let index = read(&b, "artifact_index.json");
     let missing: Vec<&str> = index["missing"]
         .as_array()
@@ -428,7 +429,7 @@ fn a_required_preflight_profile_that_cannot_apply_stops_the_run_before_any_lane(
         .iter()
         .map(|m| m.as_str().unwrap())
         .collect();
-    assert!(missing.contains(&"runtime_results.json"), "{missing:?}");
+    assert!(missing.contains(&"runtime_results.jsonl"), "{missing:?}");
 }
 
 #[test]
@@ -474,7 +475,7 @@ fn a_scenario_that_passes_only_on_retry_is_flaky_and_fails_the_run() {
     r.code(1);
     assert!(r.stderr.contains("flaky"), "{}", r.stderr);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "plain:flaky-once");
+    let s = obs(&b, "runtime_results.jsonl", "plain:flaky-once");
     assert_eq!(s["flaky"], true, "{s:#}");
     assert_eq!(s["outcome"], "allow");
     let attempts = s["attempts"].as_array().unwrap();
@@ -507,14 +508,14 @@ fn the_clean_channel_scrubs_the_environment_and_direct_inherits_it() {
     let (t, r) = mk("clean");
     r.code(1);
     let b = bundle(&t);
-    let s = obs(&b, "runtime_results.json", "plain:env-mark");
+    let s = obs(&b, "runtime_results.jsonl", "plain:env-mark");
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(read(&b, "run_manifest.json")["channel"], "clean");
     let (t, r) = mk("direct");
     r.code(0);
     let b = bundle(&t);
     assert_eq!(
-        obs(&b, "runtime_results.json", "plain:env-mark")["outcome"],
+        obs(&b, "runtime_results.jsonl", "plain:env-mark")["outcome"],
         "allow"
     );
 }
@@ -529,11 +530,11 @@ fn every_bundle_file_is_present_indexed_and_checkable_with_b3sum() {
         "run_manifest.json",
         "apply_preflight.json",
         "expected_matrix.json",
-        "runtime_results.json",
-        "baseline_results.json",
-        "oracle_results.json",
-        "runtime_events.normalized.json",
-        "path_witnesses.json",
+        "runtime_results.jsonl",
+        "baseline_results.jsonl",
+        "oracle_results.jsonl",
+        "runtime_events.normalized.jsonl",
+        "path_witnesses.jsonl",
         "mismatch_summary.json",
         "mismatch_packets.jsonl",
         "summary.json",
@@ -625,11 +626,12 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
     for f in [
         "expected_matrix.json",
         "apply_preflight.json",
-        "runtime_results.json",
-        "baseline_results.json",
-        "oracle_results.json",
-        "runtime_events.normalized.json",
-        "path_witnesses.json",
+        "runtime_results.jsonl",
+        "baseline_results.jsonl",
+        "oracle_results.jsonl",
+        "runtime_events.normalized.jsonl",
+        "path_witnesses.jsonl",
+        "shared_values.json",
         "mismatch_summary.json",
         "summary.json",
         "run_manifest.json",
@@ -637,9 +639,21 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
         let mut texts = Vec::new();
         for (t, b) in &bundles {
             let raw = std::fs::read_to_string(b.join(f)).unwrap();
+            let out = t.path().join("out").to_string_lossy().into_owned();
+            if f.ends_with(".jsonl") {
+                // One key-sorted compact line per item: re-serializing must not change one.
+                let mut lines = Vec::new();
+                for line in raw.lines() {
+                    let mut v: Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(serde_json::to_string(&v).unwrap(), line, "{f}");
+                    normalize(&mut v, &out);
+                    lines.push(serde_json::to_string(&v).unwrap());
+                }
+                texts.push(lines.join("\n"));
+                continue;
+            }
             // Files are written key-sorted and pretty: re-serializing must not change them.
             let mut v: Value = serde_json::from_str(&raw).unwrap();
-            let out = t.path().join("out").to_string_lossy().into_owned();
             normalize(&mut v, &out);
             texts.push(serde_json::to_string_pretty(&v).unwrap());
         }
@@ -657,7 +671,7 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
         }
     }
     // Scenario order in every file is by scenario id, whatever the completion order.
-    let rows = read(&bundles[1].1, "runtime_events.normalized.json")["rows"].clone();
+    let rows = results(&bundles[1].1, "runtime_events.normalized.jsonl").clone();
     let ids: Vec<&str> = rows
         .as_array()
         .unwrap()

@@ -48,7 +48,7 @@ fn a_probe_that_never_ends_is_killed_at_its_timeout_with_its_whole_group() {
     // A timeout is inconclusive: a mismatch, exit 1.
     r.code(1);
     let b = bundle(&t);
-    for file in ["runtime_results.json", "baseline_results.json"] {
+    for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
         let o = obs(&b, file, "plain:sleep-forever");
         assert_eq!(o["outcome"], "timeout", "{o:#}");
         // Both sleeps are in the probe's group: the runner's group kill is not a leak.
@@ -84,8 +84,8 @@ fn a_setsid_grandchild_is_reported_leaked_and_killed_without_losing_the_probe_ou
     r.code(0);
     let b = bundle(&t);
     for (file, lane) in [
-        ("runtime_results.json", "scenario"),
-        ("baseline_results.json", "baseline"),
+        ("runtime_results.jsonl", "scenario"),
+        ("baseline_results.jsonl", "baseline"),
     ] {
         let o = obs(&b, file, "plain:setsid-grandchild");
         assert_eq!(o["outcome"], "allow", "{o:#}");
@@ -120,7 +120,7 @@ fn a_probe_writing_one_gib_is_capped_and_the_truncation_recorded() {
     let (t, r) = run_plan(Test::new(), "gib", &[]);
     r.code(0);
     let b = bundle(&t);
-    let o = obs(&b, "runtime_results.json", "plain:gib-writer");
+    let o = obs(&b, "runtime_results.jsonl", "plain:gib-writer");
     assert_eq!(o["outcome"], "allow", "{o:#}");
     assert_eq!(o["stdout"]["bytes"], 1u64 << 30);
     assert_eq!(o["stdout"]["kept"], 1u64 << 20);
@@ -146,7 +146,7 @@ fn a_fork_bomb_is_contained_by_the_probes_pids_cgroup() {
     }
     r.code(0);
     let b = bundle(&t);
-    let o = obs(&b, "runtime_results.json", "sixteen-processes:fork-bomb");
+    let o = obs(&b, "runtime_results.jsonl", "sixteen-processes:fork-bomb");
     let p = &o["processes"];
     assert_eq!(p["enforced_by"], "pids-cgroup-v1", "{o:#}");
     assert_eq!(p["limit"], 16);

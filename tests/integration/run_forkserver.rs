@@ -14,7 +14,8 @@ use nexusmon::exec::helper::{self, HelperRequest};
 use nexusmon::sandbox::compile;
 use serde_json::{Value, json};
 
-use crate::run::{bundle, read};
+use crate::run::bundle;
+use crate::util::results;
 use crate::util::Test;
 
 fn bin() -> PathBuf {
@@ -123,8 +124,8 @@ fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
         r.code(i32::from(absent));
         let b = bundle(&t);
         let mut observed = 0;
-        for (file, lane) in [("baseline_results.json", 0), ("runtime_results.json", 1)] {
-            for o in read(&b, file)["observations"].as_array().unwrap() {
+        for (file, lane) in [("baseline_results.jsonl", 0), ("runtime_results.jsonl", 1)] {
+            for o in results(&b, file).as_array().unwrap() {
                 let profile = o["profile_id"].as_str().unwrap();
                 let kind = kinds[o["probe_id"].as_str().unwrap()];
                 let (base, scen) = expected(profile, kind);

@@ -116,8 +116,8 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
         assert_eq!(summary["status"], "interrupted");
         assert_eq!(summary["exit_code"], 130);
         // Every scenario has a row; those not observed are skipped, never mismatches.
-        let runtime = read_json(&bundle.join("runtime_results.json"));
-        let obs = runtime["observations"].as_array().unwrap();
+        let runtime = crate::util::results(&bundle, "runtime_results.jsonl");
+        let obs = runtime.as_array().unwrap();
         assert_eq!(obs.len(), 66);
         let skipped = obs.iter().filter(|o| o["outcome"] == "skipped").count();
         assert!(skipped > 0, "moment {i}: nothing was interrupted");

@@ -50,7 +50,7 @@ fn an_exec_probe_has_cap_eff_0_and_its_own_pid_namespace_with_the_reason_it_is_p
     );
     r.code(0);
     let b = bundle(&t);
-    for file in ["runtime_results.json", "baseline_results.json"] {
+    for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
         // Root, every capability dropped from all five sets, pid 1 of its namespace.
         let o = obs(&b, file, "proc-read:self-status");
         assert_eq!(o["outcome"], "allow", "{o:#}");
@@ -80,10 +80,10 @@ fn an_exec_probe_has_cap_eff_0_and_its_own_pid_namespace_with_the_reason_it_is_p
     }
     let lane = |file: &str| obs(&b, file, "proc-read:self-status")["isolation"].clone();
     assert_eq!(
-        lane("baseline_results.json")["host_read_only"],
+        lane("baseline_results.jsonl")["host_read_only"],
         "mount-namespace"
     );
-    assert_eq!(lane("runtime_results.json")["host_read_only"], "none");
+    assert_eq!(lane("runtime_results.jsonl")["host_read_only"], "none");
     // The preflight helper saw the same about itself, and no runner.
     let pre = read(&b, "apply_preflight.json");
     for p in pre["profiles"].as_array().unwrap() {
@@ -126,7 +126,7 @@ fn a_child_in_its_pid_namespace_dies_of_the_signal_it_sends_itself() {
     );
     r.code(1);
     let b = bundle(&t);
-    for file in ["runtime_results.json", "baseline_results.json"] {
+    for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
         let o = obs(&b, file, "plain:kill-self");
         assert_eq!(o["signal"], "SIGSEGV", "{o:#}");
         assert_eq!(o["isolation"]["pid_namespace"], true, "{o:#}");
@@ -151,7 +151,7 @@ fn the_runners_environment_is_unreadable_from_any_child() {
     assert!(r.status == 0 || r.status == 1, "{}", r.stderr);
     let b = bundle(&t);
     let pid = runner_pid(&b);
-    for file in ["runtime_results.json", "baseline_results.json"] {
+    for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
         // In its own PID namespace the runner is not there at all…
         let o = obs(&b, file, "proc-read:runner-environ");
         assert_eq!(o["outcome"], "deny", "{o:#}");
@@ -244,7 +244,7 @@ fn a_host_path_in_argv_is_refused_by_lint_and_declared_read_only_it_runs_leaving
     let target = std::path::PathBuf::from(format!("/tmp/nexusmon-touch-{pid}"));
     assert!(!target.exists(), "{} was created", target.display());
     for scenario in ["plain:touch-tmp", "proc-read:touch-tmp"] {
-        for file in ["runtime_results.json", "baseline_results.json"] {
+        for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
             let o = obs(&b, file, scenario);
             assert_eq!(o["outcome"], "deny", "{o:#}");
             assert!(
@@ -254,9 +254,9 @@ fn a_host_path_in_argv_is_refused_by_lint_and_declared_read_only_it_runs_leaving
         }
         // The baseline keeps the whole host read-only; the scenario lane binds the declared
         // input (here its nearest existing directory: it does not exist) read-only.
-        let base = obs(&b, "baseline_results.json", scenario);
+        let base = obs(&b, "baseline_results.jsonl", scenario);
         assert_eq!(base["isolation"]["host_read_only"], "mount-namespace");
-        let scen = obs(&b, "runtime_results.json", scenario);
+        let scen = obs(&b, "runtime_results.jsonl", scenario);
         assert_eq!(
             scen["isolation"]["read_only_inputs"][0],
             format!("/tmp (for `/tmp/nexusmon-touch-{pid}`, which does not exist)")
@@ -290,7 +290,7 @@ fn leaks_are_found_without_the_childs_cooperation_run_after_run() {
         assert!(r.status == 0 || r.status == 1, "{}", r.stderr);
         let b = bundle(&t);
         let pid = runner_pid(&b);
-        for file in ["runtime_results.json", "baseline_results.json"] {
+        for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
             // Out of its pids cgroup (the scenario lane) or not (the baseline's host is
             // read-only), its grandchild is found in its PID namespace.
             for scenario in ["sixteen-processes:escape-cgroup", "plain:escape-cgroup"] {
@@ -322,7 +322,7 @@ fn leaks_are_found_without_the_childs_cooperation_run_after_run() {
             // probe while it is the only child running.
             if jobs == "1" {
                 let o = obs(&b, file, "plain:escape-outside");
-                let by = if file == "baseline_results.json" {
+                let by = if file == "baseline_results.jsonl" {
                     "cgroup"
                 } else {
                     "subreaper"
@@ -448,7 +448,7 @@ fn an_unprivileged_runner_records_why_there_is_no_namespace_and_still_protects_t
     assert_eq!(p["child_observed"]["sees_runner"], true, "{p:#}");
     assert_eq!(p["child_observed"]["runner_environ"], "EACCES", "{p:#}");
     assert_eq!(p["child_observed"]["cap_eff"], "0000000000000000", "{p:#}");
-    for file in ["runtime_results.json", "baseline_results.json"] {
+    for file in ["runtime_results.jsonl", "baseline_results.jsonl"] {
         let o = obs(&b, file, "proc-read:self-status");
         let out = log(&b, &o, "stdout");
         assert_eq!(status_field(&out, "CapEff:"), "0000000000000000", "{out}");
@@ -460,9 +460,9 @@ fn an_unprivileged_runner_records_why_there_is_no_namespace_and_still_protects_t
         let o = obs(&b, file, "proc-read:touch-tmp");
         assert_eq!(o["outcome"], "deny", "{o:#}");
     }
-    let o = obs(&b, "baseline_results.json", "proc-read:touch-tmp");
+    let o = obs(&b, "baseline_results.jsonl", "proc-read:touch-tmp");
     assert_eq!(o["isolation"]["host_read_only"], "landlock", "{o:#}");
-    let o = obs(&b, "runtime_results.json", "plain:touch-tmp");
+    let o = obs(&b, "runtime_results.jsonl", "plain:touch-tmp");
     assert_eq!(o["outcome"], "apply-failed", "{o:#}");
     assert!(
         o["detail"].as_str().unwrap().contains("read-only input"),

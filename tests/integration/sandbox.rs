@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::util::results;
 use crate::util::{Project, read_json};
 
 #[test]
@@ -84,11 +85,11 @@ fn cat_runs_as_without_the_sandbox_and_a_read_outside_is_refused_with_the_kernel
     let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(first["scenario_id"], "system-ro:command");
     assert_eq!(first["object"]["path"], "/etc/hostname");
-    let runtime = read_json(&bundle.join("runtime_results.json"));
-    assert_eq!(runtime["observations"][0]["exit_code"], 1);
-    assert_eq!(runtime["observations"][0]["argv"][1], "/etc/hostname");
+    let runtime = crate::util::results(&bundle, "runtime_results.jsonl");
+    assert_eq!(runtime[0]["exit_code"], 1);
+    assert_eq!(runtime[0]["argv"][1], "/etc/hostname");
     assert!(
-        read_json(&bundle.join("baseline_results.json"))["observations"]
+        results(&bundle, "baseline_results.jsonl")
             .as_array()
             .unwrap()
             .is_empty()

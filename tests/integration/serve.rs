@@ -357,7 +357,7 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
     let worker_id = latest_id(&p);
     p.run("quickstart", &[]).code(0);
     let bad_id = latest_id(&p);
-    let f = p.latest().join("runtime_events.normalized.json");
+    let f = p.latest().join("runtime_events.normalized.jsonl");
     let text = std::fs::read_to_string(&f).unwrap();
     std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::write(&f, text.replacen("\"deny\"", "\"allow\"", 1)).unwrap();
@@ -445,7 +445,7 @@ fn the_cockpit_serves_pages_and_an_api_that_match_the_evidence_and_refuses_bad_r
         bad["problems"].as_array().unwrap().iter().any(|x| x
             .as_str()
             .unwrap()
-            .contains("runtime_events.normalized.json")),
+            .contains("runtime_events.normalized.jsonl")),
         "{bad:#}"
     );
     assert!(by_id(&worker_id)["artifacts"].as_u64().unwrap() >= 3);

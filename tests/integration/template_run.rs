@@ -93,8 +93,8 @@ fn build_lint_run(template: &str, sets: &[&str]) -> (tempfile::TempDir, Value, P
 
     // Negative probes: denied by the policy, allowed without it (the denial is the
     // profile's, not the host's). Controls: expected and observed allow.
-    let rows = read("runtime_events.normalized.json");
-    let rows = rows["rows"].as_array().unwrap();
+    let rows = crate::util::results(&bundle, "runtime_events.normalized.jsonl");
+    let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), scenarios.len());
     let mut denies = 0;
     let mut not_enforceable_controls = 0;
@@ -124,8 +124,8 @@ fn build_lint_run(template: &str, sets: &[&str]) -> (tempfile::TempDir, Value, P
 }
 
 fn observation(bundle: &Path, file: &str, scenario: &str) -> Value {
-    let v: Value = serde_json::from_slice(&std::fs::read(bundle.join(file)).unwrap()).unwrap();
-    v["observations"]
+    let v: Value = crate::util::results(bundle, file);
+    v
         .as_array()
         .unwrap()
         .iter()
@@ -156,7 +156,7 @@ fn readonly_system_builds_lints_and_runs_clean_with_defaults_and_other_parameter
     // One probe per system dir, with ids from the values.
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "readonly-system:list-sys-opt",
     );
     assert_eq!(s["outcome"], "allow", "{s:#}");
@@ -177,7 +177,7 @@ fn workspace_confinement_builds_lints_and_runs_clean_with_defaults_and_other_par
     assert_eq!(
         observation(
             &bundle,
-            "runtime_results.json",
+            "runtime_results.jsonl",
             "workspace-confined:rename-across-ws"
         )["outcome"],
         "allow"
@@ -194,14 +194,14 @@ fn workspace_confinement_builds_lints_and_runs_clean_with_defaults_and_other_par
     );
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "workspace-confined:rename-across-ws",
     );
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(s["errno_name"], "EXDEV", "{s:#}");
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "workspace-confined:exec-ws-script",
     );
     assert_eq!(s["outcome"], "allow", "{s:#}");
@@ -229,26 +229,26 @@ fn tcp_egress_allowlist_builds_lints_and_runs_clean_with_defaults_and_other_para
     // refused by the policy although a listener was there (the baseline connected).
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "egress-allowlist:connect-28443",
     );
     assert_eq!(s["outcome"], "allow", "{s:#}");
     assert!(s.get("errno_name").is_none_or(Value::is_null), "{s:#}");
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "egress-allowlist:connect-28022",
     );
     assert_eq!(s["errno_name"], "EACCES", "{s:#}");
     let b = observation(
         &bundle,
-        "baseline_results.json",
+        "baseline_results.jsonl",
         "egress-allowlist:connect-28022",
     );
     assert!(b.get("errno_name").is_none_or(Value::is_null), "{b:#}");
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "egress-allowlist:udp-send-discard",
     );
     assert_eq!(s["outcome"], "deny", "{s:#}");
@@ -261,14 +261,14 @@ fn exec_allowlist_builds_lints_and_runs_clean_with_defaults_and_other_parameters
     // The spawned denied program fails at the exec stage; the loader bypass is closed.
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "exec-allowlist:run-usr-bin-id",
     );
     assert_eq!(s["outcome"], "deny", "{s:#}");
     assert_eq!(s["stage"], "exec", "{s:#}");
     let s = observation(
         &bundle,
-        "runtime_results.json",
+        "runtime_results.jsonl",
         "exec-allowlist:loader-usr-bin-id",
     );
     assert_eq!(s["outcome"], "deny", "{s:#}");
@@ -305,7 +305,7 @@ fn build_tool_policy_from_one_command_lints_clean_and_runs_green() {
         ("build-tool:exec-ws-script", "deny"),
         ("build-tool:bind-ephemeral", "deny"),
     ] {
-        let s = observation(&bundle, "runtime_results.json", scenario);
+        let s = observation(&bundle, "runtime_results.jsonl", scenario);
         assert_eq!(s["outcome"], want, "{s:#}");
     }
     // What ran is the resolved profile: the three layers' rules and ports as one.
@@ -329,9 +329,9 @@ fn build_tool_policy_from_one_command_lints_clean_and_runs_green() {
             "format=yaml",
         ],
     );
-    let s = observation(&bundle, "runtime_results.json", "build-tool:connect-28543");
+    let s = observation(&bundle, "runtime_results.jsonl", "build-tool:connect-28543");
     assert_eq!(s["outcome"], "allow", "{s:#}");
     assert!(s.get("errno_name").is_none_or(Value::is_null), "{s:#}");
-    let s = observation(&bundle, "runtime_results.json", "build-tool:connect-28522");
+    let s = observation(&bundle, "runtime_results.jsonl", "build-tool:connect-28522");
     assert_eq!(s["errno_name"], "EACCES", "{s:#}");
 }

@@ -485,6 +485,31 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The items of the JSON Lines result file `file` of `bundle` (result schema version 2), each
+/// with the shared values its `$shared` names merged back, as one JSON array. Written here
+/// without nexusmon's reader: the format is meant to be read by anyone.
+pub fn results(bundle: &Path, file: &str) -> serde_json::Value {
+    let shared = read_json(&bundle.join("shared_values.json"));
+    let text = std::fs::read_to_string(bundle.join(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", bundle.join(file).display()));
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: {e}: {line}"));
+        let obj = v.as_object_mut().unwrap();
+        if let Some(ids) = obj.remove("$shared") {
+            for id in ids.as_array().unwrap() {
+                let group = shared["values"][id.as_str().unwrap()].as_object().unwrap();
+                for (k, val) in group {
+                    assert!(obj.insert(k.clone(), val.clone()).is_none(), "{k} twice");
+                }
+            }
+        }
+        out.push(v);
+    }
+    serde_json::Value::Array(out)
+}
+
 /// Copy the tree `from` into `to` (created).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -104,8 +104,8 @@ printf '{"protocol": 1, "status": "ok", "message": "counted", "files": [{"path":
 
 /// The scenario-lane observation of every task of the latest bundle, by task id.
 fn observations(bundle: &Path) -> serde_json::Map<String, serde_json::Value> {
-    let r = read_json(&bundle.join("runtime_results.json"));
-    r["observations"]
+    let r = crate::util::results(bundle, "runtime_results.jsonl");
+    r
         .as_array()
         .unwrap()
         .iter()
