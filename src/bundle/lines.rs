@@ -183,12 +183,16 @@ impl<W: Write> ResultWriter<W> {
     /// previous line's is refused: the file would not be sorted.
     pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
         let Value::Object(mut obj) = serde_json::to_value(item).map_err(ser)? else {
-            return Err(Error::runner(format!("a line of {rel} is not a JSON object")));
+            return Err(Error::runner(format!(
+                "a line of {rel} is not a JSON object"
+            )));
         };
         let groups = self.groups.get(rel).map(Vec::as_slice).unwrap_or_default();
         self.shared.compact(&mut obj, groups)?;
         let Some(f) = self.files.get_mut(rel) else {
-            return Err(Error::runner(format!("{rel} is not a result file of this writer")));
+            return Err(Error::runner(format!(
+                "{rel} is not a result file of this writer"
+            )));
         };
         if f.last_key.as_deref().is_some_and(|last| key < last) {
             return Err(Error::runner(format!(
@@ -418,9 +422,12 @@ pub fn for_each_line<T: DeserializeOwned>(
         }
         let what = format!("line {n}");
         let parsed = serde_json::from_slice::<Value>(&buf).map_err(|e| {
-            Error::new(ErrorKind::Findings, format!("{what} does not parse as JSON"))
-                .with_path(path)
-                .with_source(e)
+            Error::new(
+                ErrorKind::Findings,
+                format!("{what} does not parse as JSON"),
+            )
+            .with_path(path)
+            .with_source(e)
         })?;
         let Value::Object(mut obj) = parsed else {
             return Err(

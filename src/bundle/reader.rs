@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::V1_RESULT_FILES;
 use super::check::{self, Report};
 use super::lines::{self, SharedValues};
-use super::V1_RESULT_FILES;
 use super::{fsio, hash};
 use crate::error::ErrorKind;
 use crate::model::index::{ArtifactIndex, IndexEntry, RunStatusFile};

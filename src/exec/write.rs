@@ -307,7 +307,13 @@ const WITNESS_GROUPS: &[&[&str]] = &[&["canonical", "exists", "is_symlink", "req
 /// Keys of a normalized row shared when they repeat (the probe; the lanes' cells).
 const ROW_GROUPS: &[&[&str]] = &[
     &["control", "expected", "operation", "probe_id", "target"],
-    &["attribution", "baseline", "mismatches", "oracle", "scenario"],
+    &[
+        "attribution",
+        "baseline",
+        "mismatches",
+        "oracle",
+        "scenario",
+    ],
 ];
 
 /// Every JSON Lines result file with the key groups its lines share.
@@ -464,4 +470,3 @@ fn write_run_end(
         &crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?,
     )
 }
-

@@ -187,6 +187,36 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::results::KernelDenialLine>,
     },
     SchemaSpec {
+        name: "observation",
+        file_name: "observation.schema.json",
+        title: "nexusmon lane observation (one line of runtime_results.jsonl / baseline_results.jsonl, its `$shared` values merged in)",
+        generate: raw::<crate::model::results::Observation>,
+    },
+    SchemaSpec {
+        name: "oracle-verdict",
+        file_name: "oracle-verdict.schema.json",
+        title: "nexusmon oracle verdict (one line of oracle_results.jsonl, its `$shared` values merged in)",
+        generate: raw::<crate::model::results::OracleVerdict>,
+    },
+    SchemaSpec {
+        name: "path-witness",
+        file_name: "path-witness.schema.json",
+        title: "nexusmon path witness (one line of path_witnesses.jsonl, its `$shared` values merged in)",
+        generate: raw::<crate::model::results::PathWitness>,
+    },
+    SchemaSpec {
+        name: "normalized-row",
+        file_name: "normalized-row.schema.json",
+        title: "nexusmon normalized row (one line of runtime_events.normalized.jsonl, its `$shared` values merged in)",
+        generate: raw::<crate::model::results::NormalizedRow>,
+    },
+    SchemaSpec {
+        name: "shared-values",
+        file_name: "shared-values.schema.json",
+        title: "nexusmon shared values of a bundle's result lines (shared_values.json)",
+        generate: raw::<crate::model::results::SharedValuesFile>,
+    },
+    SchemaSpec {
         name: "diff",
         file_name: "diff.schema.json",
         title: "nexusmon run diff",

@@ -83,7 +83,9 @@ impl Counter {
 
     fn add(&mut self, r: &NormalizedRow) {
         count_row(
-            self.ops.entry(r.operation.as_str().to_string()).or_default(),
+            self.ops
+                .entry(r.operation.as_str().to_string())
+                .or_default(),
             r,
         );
         count_row(&mut self.totals, r);

@@ -21,10 +21,12 @@ use super::attest::{Attestation, Attestor};
 use super::derive::derive_packet;
 use super::source::BundleSource;
 use super::verify::{context_of, read_packet};
-use crate::bundle::lines;
-use crate::bundle::{BASELINE_RESULTS, INDEX_FILE, NORMALIZED_ROWS, ORACLE_RESULTS, RUNTIME_RESULTS};
-use crate::error::ErrorKind;
 use crate::bundle::check::status_word;
+use crate::bundle::lines;
+use crate::bundle::{
+    BASELINE_RESULTS, INDEX_FILE, NORMALIZED_ROWS, ORACLE_RESULTS, RUNTIME_RESULTS,
+};
+use crate::error::ErrorKind;
 use crate::model::results::{
     ApplyPreflight, Lane, MismatchPacket, NormalizedRow, Observation, OracleVerdict, RunManifest,
     StreamCapture, Summary,

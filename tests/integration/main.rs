@@ -30,6 +30,7 @@ mod promote_govern;
 mod promote_mapping;
 mod readme;
 mod report;
+mod results_format;
 mod run;
 mod run_children;
 mod run_failure;

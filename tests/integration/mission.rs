@@ -197,8 +197,7 @@ fn rank_a_is_refused_until_approved_with_ssh_keygen_and_an_edited_probe_voids_th
     assert_eq!(matrix["scenarios"]["work:mark-second"]["task_id"], "second");
     let obs = results(&b, "runtime_results.jsonl");
     assert!(
-        obs
-            .as_array()
+        obs.as_array()
             .unwrap()
             .iter()
             .all(|o| o["task_id"].is_string())

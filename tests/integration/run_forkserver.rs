@@ -15,8 +15,8 @@ use nexusmon::sandbox::compile;
 use serde_json::{Value, json};
 
 use crate::run::bundle;
-use crate::util::results;
 use crate::util::Test;
+use crate::util::results;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))

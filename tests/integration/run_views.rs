@@ -276,7 +276,11 @@ fn generated_profiles_the_kernel_cannot_enforce_never_print_a_rust_debug_value()
     assert!(r.status != 2 && r.status != 3, "{}", r.stderr);
     let mut texts = vec![r.stdout, r.stderr];
     let b = latest_bundle(p.root());
-    for f in ["apply_preflight.json", "summary.md", "runtime_results.jsonl"] {
+    for f in [
+        "apply_preflight.json",
+        "summary.md",
+        "runtime_results.jsonl",
+    ] {
         texts.push(std::fs::read_to_string(b.join(f)).unwrap());
     }
     p.nx(&["report", "--bundle", "out", "--out", "r.html"]);

@@ -125,8 +125,7 @@ fn build_lint_run(template: &str, sets: &[&str]) -> (tempfile::TempDir, Value, P
 
 fn observation(bundle: &Path, file: &str, scenario: &str) -> Value {
     let v: Value = crate::util::results(bundle, file);
-    v
-        .as_array()
+    v.as_array()
         .unwrap()
         .iter()
         .find(|o| o["scenario_id"] == scenario)

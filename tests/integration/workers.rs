@@ -105,8 +105,7 @@ printf '{"protocol": 1, "status": "ok", "message": "counted", "files": [{"path":
 /// The scenario-lane observation of every task of the latest bundle, by task id.
 fn observations(bundle: &Path) -> serde_json::Map<String, serde_json::Value> {
     let r = crate::util::results(bundle, "runtime_results.jsonl");
-    r
-        .as_array()
+    r.as_array()
         .unwrap()
         .iter()
         .map(|o| (o["task_id"].as_str().unwrap().to_string(), o.clone()))

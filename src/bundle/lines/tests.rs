@@ -26,10 +26,16 @@ fn item(rng: &mut Rng, i: usize) -> Value {
     o.insert("n".into(), Value::from(rng.next() % 1000));
     if rng.below(4) != 0 {
         o.insert("kind".into(), Value::String(format!("k{}", rng.below(3))));
-        o.insert("target".into(), Value::String(format!("/t/{}", rng.below(5))));
+        o.insert(
+            "target".into(),
+            Value::String(format!("/t/{}", rng.below(5))),
+        );
     }
     if rng.below(3) != 0 {
-        o.insert("profile".into(), Value::String(format!("p{}", rng.below(4))));
+        o.insert(
+            "profile".into(),
+            Value::String(format!("p{}", rng.below(4))),
+        );
         o.insert(
             "limits".into(),
             serde_json::json!({"ms": 10 * rng.below(3), "list": [1, rng.below(2)]}),
@@ -49,7 +55,11 @@ fn write_item(w: &mut ResultWriter<Vec<u8>>, i: usize, v: &Value) -> Result<()> 
     let key = format!("s{i:06}");
     w.line(FILES[0], &key, v)?;
     if i % 3 != 1 {
-        w.line(FILES[1], &key, &serde_json::json!({"id": key, "kind": v.get("kind")}))?;
+        w.line(
+            FILES[1],
+            &key,
+            &serde_json::json!({"id": key, "kind": v.get("kind")}),
+        )?;
     }
     Ok(())
 }
@@ -92,8 +102,10 @@ fn streamed(rng: &mut Rng, items: &[Value], window: usize, workers: usize, cap: 
         }
         assert!(!in_flight.is_empty(), "the window stalled the producer");
         let done = in_flight.swap_remove(rng.below(in_flight.len() as u64) as usize);
-        win.push(done, items[done].clone(), &mut |i, v| write_item(&mut w, i, &v))
-            .unwrap();
+        win.push(done, items[done].clone(), &mut |i, v| {
+            write_item(&mut w, i, &v)
+        })
+        .unwrap();
         assert!(win.held() <= window, "held {} > cap {window}", win.held());
     }
     assert!(win.high_water() <= window);
@@ -109,7 +121,11 @@ fn streamed_result_files_are_byte_identical_to_sorting_everything() {
         let window = 1 + rng.below(40) as usize;
         let workers = 1 + rng.below(8) as usize;
         // Sometimes a cap small enough that later groups stay inline.
-        let cap = if rng.below(3) == 0 { rng.below(6) as usize } else { 1000 };
+        let cap = if rng.below(3) == 0 {
+            rng.below(6) as usize
+        } else {
+            1000
+        };
         let items: Vec<Value> = (0..n).map(|i| item(&mut rng, i)).collect();
         let reference = sort_everything(&items, cap);
         let got = streamed(&mut rng, &items, window, workers, cap);
@@ -122,15 +138,10 @@ fn streamed_result_files_are_byte_identical_to_sorting_everything() {
         assert!(shared.len() <= cap);
         let mut back = Vec::new();
         let bytes = &reference.0[FILES[0]];
-        for_each_line::<Value>(
-            &mut &bytes[..],
-            Path::new(FILES[0]),
-            &shared,
-            &mut |v| {
-                back.push(v);
-                Ok(())
-            },
-        )
+        for_each_line::<Value>(&mut &bytes[..], Path::new(FILES[0]), &shared, &mut |v| {
+            back.push(v);
+            Ok(())
+        })
         .unwrap();
         assert_eq!(back, items, "seed {seed}");
         assert_eq!(
@@ -146,7 +157,9 @@ fn a_line_below_the_previous_key_is_refused() {
     let mut w = writer(10);
     w.line(FILES[0], "b", &serde_json::json!({"x": 1})).unwrap();
     w.line(FILES[0], "b", &serde_json::json!({"x": 2})).unwrap();
-    let e = w.line(FILES[0], "a", &serde_json::json!({"x": 3})).unwrap_err();
+    let e = w
+        .line(FILES[0], "a", &serde_json::json!({"x": 3}))
+        .unwrap_err();
     assert!(e.to_string().contains("in order"), "{e}");
     assert!(w.line("other.jsonl", "z", &serde_json::json!({})).is_err());
     assert!(w.line(FILES[0], "c", &serde_json::json!([1])).is_err());
@@ -181,7 +194,10 @@ fn bad_references_are_findings_naming_the_line() {
     .unwrap();
     for (text, want) in [
         (&b"{\"$shared\": [\"bbbbbbbbbbbb\"]}\n"[..], "is not in"),
-        (b"{\"$shared\": [\"aaaaaaaaaaaa\"], \"k\": 2}\n", "both in the line"),
+        (
+            b"{\"$shared\": [\"aaaaaaaaaaaa\"], \"k\": 2}\n",
+            "both in the line",
+        ),
         (b"{\"$shared\": \"aaaaaaaaaaaa\"}\n", "not a list"),
         (b"{}\n[1]\n", "line 2 is not an object"),
         (b"{\n", "line 1 does not parse"),

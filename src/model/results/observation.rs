@@ -213,6 +213,9 @@ impl Attempt {
 /// deciding (last) attempt are inline; `attempts` lists every attempt when there was more
 /// than one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    title = "nexusmon lane observation (one line of runtime_results.jsonl / baseline_results.jsonl, its `$shared` values merged in)"
+)]
 pub struct Observation {
     /// `<profile>:<probe>`.
     pub scenario_id: String,

@@ -49,6 +49,9 @@ pub struct OracleCheck {
 
 /// The oracle's verdict for one scenario.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    title = "nexusmon oracle verdict (one line of oracle_results.jsonl, its `$shared` values merged in)"
+)]
 pub struct OracleVerdict {
     /// `<profile>:<probe>`.
     pub scenario_id: String,
@@ -89,6 +92,9 @@ pub struct OracleResults {
 
 /// A requested path and what it resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    title = "nexusmon path witness (one line of path_witnesses.jsonl, its `$shared` values merged in)"
+)]
 pub struct PathWitness {
     /// `<profile>:<probe>`.
     pub scenario_id: String,
@@ -197,4 +203,17 @@ pub struct ApplyPreflight {
     pub abi_kernel: Option<u8>,
     /// Per profile, sorted by id.
     pub profiles: Vec<PreflightRecord>,
+}
+
+/// `shared_values.json` (result schema version 2): values that many lines of the JSON Lines
+/// result files share, written once. A line's `$shared` lists ids of these objects; their
+/// keys belong to the line as if written in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "nexusmon shared values of the result lines (shared_values.json)")]
+pub struct SharedValuesFile {
+    /// [`RESULTS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Id (12 lowercase hex digits: the start of the blake3 of the object's compact sorted
+    /// JSON) → the object.
+    pub values: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }

@@ -61,6 +61,9 @@ pub struct OracleCell {
 
 /// One row of `runtime_events.normalized.jsonl`: a scenario with every lane joined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(
+    title = "nexusmon normalized row (one line of runtime_events.normalized.jsonl, its `$shared` values merged in)"
+)]
 pub struct NormalizedRow {
     /// `<profile>:<probe>`.
     pub scenario_id: String,
