@@ -420,11 +420,11 @@ struct TableView<'a> {
 impl TableView<'_> {
     /// The table of `rows` and, when rows are hidden, a line saying how many and how to
     /// see them.
-    fn render(&self, rows: &[&crate::model::results::NormalizedRow]) -> String {
+    fn render(&self, rows: &[&crate::model::results::NormalizedRow], total: usize) -> String {
         let failures_only = match self.show {
             Some(Show::All) => false,
             Some(Show::Failures) => true,
-            None => rows.len() > LARGE_RUN,
+            None => total > LARGE_RUN,
         };
         let shown: Vec<&crate::model::results::NormalizedRow> = if failures_only {
             rows.iter()
@@ -439,10 +439,17 @@ impl TableView<'_> {
             s.push_str(&table::run_table(&shown, self.durations, self.color));
         }
         let hidden = rows.len() - shown.len();
+        let not_held = total.saturating_sub(rows.len());
         if hidden > 0 {
             let _ = writeln!(
                 s,
                 "({hidden} matching scenario(s) not shown; --show all lists every row)"
+            );
+        }
+        if not_held > 0 {
+            let _ = writeln!(
+                s,
+                "({not_held} matching scenario(s) of this large run are listed only in the bundle's runtime_events.normalized.jsonl; `nexusmon report` shows them)"
             );
         }
         s
@@ -467,11 +474,15 @@ fn human_summary(
             o.rows.iter().filter(|r| r.task_id.is_none()).collect();
         if !others.is_empty() {
             s.push_str("\nother scenarios:\n");
-            s.push_str(&view.render(&others));
+            let n = others.len();
+            s.push_str(&view.render(&others, n));
         }
     } else if !o.rows.is_empty() {
         let rows: Vec<&crate::model::results::NormalizedRow> = o.rows.iter().collect();
-        s.push_str(&view.render(&rows));
+        let total = o.summary.as_ref().map_or(rows.len(), |x| {
+            usize::try_from(x.scenarios).unwrap_or(usize::MAX)
+        });
+        s.push_str(&view.render(&rows, total));
     }
     let failed: Vec<_> = o.preflight.iter().filter(|p| !p.apply_ok).collect();
     if !failed.is_empty() {

@@ -85,13 +85,88 @@ pub fn assemble(
     witnesses: Vec<PathWitness>,
     preflight: &[PreflightRecord],
 ) -> Assembled {
-    let mut tally = Tally::new(preflight);
-    let mut rows = Vec::with_capacity(scenarios.len());
-    let mut packets = Vec::new();
+    let mut asm = Assembler::new(preflight, usize::MAX);
     for (i, sc) in scenarios.iter().enumerate() {
         let b = baseline.get(i).and_then(Option::as_ref);
         let s = scenario.get(i).and_then(Option::as_ref);
         let o = oracle.get(i).and_then(Option::as_ref);
+        asm.scenario(sc, b, s, o);
+    }
+    let done = asm.finish(ctx, preflight);
+    let collect = |v: Vec<Option<Observation>>, lane: Lane| LaneResults {
+        schema_version: RESULTS_SCHEMA_VERSION,
+        run_id: ctx.run_id.clone(),
+        lane,
+        observations: v.into_iter().flatten().collect(),
+    };
+    Assembled {
+        runtime: collect(scenario, Lane::Scenario),
+        baseline: collect(baseline, Lane::Baseline),
+        oracle: OracleResults {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: ctx.run_id.clone(),
+            verdicts: oracle.into_iter().flatten().collect(),
+        },
+        witnesses: PathWitnesses {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: ctx.run_id.clone(),
+            witnesses,
+        },
+        rows: done.rows,
+        packets: done.packets,
+        mismatch_summary: done.mismatch_summary,
+        summary: done.summary,
+    }
+}
+
+/// Scenarios assembled one at a time, in scenario order, with running counts: what
+/// [`assemble`] does for a whole run, for a run whose results stream to disk. It keeps the
+/// mismatch packets (one per mismatch) and the rows a report lists: every row while the
+/// run has at most `keep_rows` scenarios, beyond that only rows with a mismatch, a flaky
+/// scenario or a mission task (the summary's `scenarios` says how many there were).
+#[derive(Debug)]
+pub struct Assembler {
+    tally: Tally,
+    packets: Vec<MismatchPacket>,
+    rows: Vec<NormalizedRow>,
+    keep_rows: usize,
+    scenarios: u64,
+}
+
+/// What an [`Assembler`] made of the run.
+#[derive(Debug)]
+pub struct AssembledRun {
+    /// The rows kept (see [`Assembler`]).
+    pub rows: Vec<NormalizedRow>,
+    /// Every mismatch packet, in scenario order.
+    pub packets: Vec<MismatchPacket>,
+    /// `mismatch_summary.json`.
+    pub mismatch_summary: MismatchSummary,
+    /// `summary.json`.
+    pub summary: Summary,
+}
+
+impl Assembler {
+    /// An assembler for a run whose preflight is `preflight`.
+    pub fn new(preflight: &[PreflightRecord], keep_rows: usize) -> Self {
+        Self {
+            tally: Tally::new(preflight),
+            packets: Vec::new(),
+            rows: Vec::new(),
+            keep_rows,
+            scenarios: 0,
+        }
+    }
+
+    /// Classify, attribute and compare one scenario (the next in scenario order); its row.
+    pub fn scenario(
+        &mut self,
+        sc: &ScenarioRun,
+        b: Option<&Observation>,
+        s: Option<&Observation>,
+        o: Option<&OracleVerdict>,
+    ) -> NormalizedRow {
+        let tally = &mut self.tally;
         for obs in [b, s].into_iter().flatten() {
             tally.lane(sc, obs);
         }
@@ -120,42 +195,42 @@ pub fn assemble(
             kinds.sort();
         }
         for k in &kinds {
-            packets.push(packet(*k, sc, b, s, o, attribution));
+            self.packets.push(packet(*k, sc, b, s, o, attribution));
         }
-        rows.push(row(sc, b, s, o, attribution, kinds));
+        let r = row(sc, b, s, o, attribution, kinds);
         tally.task(sc, s);
+        self.scenarios += 1;
+        let notable =
+            |r: &NormalizedRow| !r.mismatches.is_empty() || r.flaky || r.task_id.is_some();
+        if self.scenarios as usize <= self.keep_rows {
+            self.rows.push(r.clone());
+        } else {
+            if self.scenarios as usize == self.keep_rows + 1 {
+                self.rows.retain(notable);
+            }
+            if notable(&r) {
+                self.rows.push(r.clone());
+            }
+        }
+        r
     }
-    let mismatch_summary = mismatch_summary(ctx, &packets);
-    let summary = tally.summary(
-        ctx,
-        scenarios.len() as u64,
-        &packets,
-        &mismatch_summary,
-        preflight,
-    );
-    let collect = |v: Vec<Option<Observation>>, lane: Lane| LaneResults {
-        schema_version: RESULTS_SCHEMA_VERSION,
-        run_id: ctx.run_id.clone(),
-        lane,
-        observations: v.into_iter().flatten().collect(),
-    };
-    Assembled {
-        runtime: collect(scenario, Lane::Scenario),
-        baseline: collect(baseline, Lane::Baseline),
-        oracle: OracleResults {
-            schema_version: RESULTS_SCHEMA_VERSION,
-            run_id: ctx.run_id.clone(),
-            verdicts: oracle.into_iter().flatten().collect(),
-        },
-        witnesses: PathWitnesses {
-            schema_version: RESULTS_SCHEMA_VERSION,
-            run_id: ctx.run_id.clone(),
-            witnesses,
-        },
-        rows,
-        packets,
-        mismatch_summary,
-        summary,
+
+    /// The summaries of every scenario given.
+    pub fn finish(self, ctx: &AssembleCtx, preflight: &[PreflightRecord]) -> AssembledRun {
+        let mismatch_summary = mismatch_summary(ctx, &self.packets);
+        let summary = self.tally.summary(
+            ctx,
+            self.scenarios,
+            &self.packets,
+            &mismatch_summary,
+            preflight,
+        );
+        AssembledRun {
+            rows: self.rows,
+            packets: self.packets,
+            mismatch_summary,
+            summary,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use super::assemble::{self, AssembleCtx};
 use super::lanes::{BaselineRuntime, LiveExecutor, ProfileRuntime, RunCgroups};
 use super::oracle::{self, OracleOutput};
 use super::preflight;
-use super::scheduler::{LaneObservations, run_lanes};
+use super::scheduler::{LaneObservations, LaneSet, run_lanes, run_lanes_stream};
 use super::seam::ScenarioRun;
 use super::select::{self, Selection};
 use super::settings::{
@@ -36,7 +36,15 @@ use super::setup::{RunSetup, runner_max_rss_kib};
 use super::witness;
 use super::write::{self, BundleLogs, RunDescription};
 use super::zygote::Zygote;
+use crate::bundle::lines::ReorderWindow;
 use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
+
+/// Scenarios started beyond the lowest unfinished one when results stream to disk: the
+/// reorder window's bound (its buffer holds at most one more).
+const REORDER_WINDOW: usize = 256;
+/// Rows of a streamed run kept for the reports made while writing it (`summary.md`, the
+/// terminal table): every row up to this many scenarios, beyond it only notable rows.
+const KEEP_ROWS: usize = 1000;
 use crate::error::ErrorKind;
 use crate::load::{LoadedPlan, load_plan};
 use crate::model::index::{AuditHead, BundleStatus};
@@ -349,6 +357,21 @@ impl Pipeline<'_> {
         }
 
         *stage = FailureStage::Execute;
+        // Results stream to disk as scenarios finish unless something needs every
+        // observation at the end: the kernel's audit records (matched after the lanes), a
+        // mission's tasks or workers (artifacts.json).
+        if self.audit.is_none()
+            && self.loaded.workers.is_empty()
+            && self.scenarios.iter().all(|s| s.task.is_none())
+        {
+            return self.run_streaming(
+                bundle,
+                (helper_exe, runtimes, &cgroups, zygote),
+                &preflight,
+                sink,
+                stage,
+            );
+        }
         let mut observed =
             self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, zygote, sink)?;
         let audit_report = witness::finish(
@@ -402,6 +425,121 @@ impl Pipeline<'_> {
             layers: self.layers,
             jobs: self.setup.jobs,
         })
+    }
+
+    /// The lanes with their results streamed: each scenario, once its lanes finished, is
+    /// put in scenario order through a bounded [`ReorderWindow`], assembled with running
+    /// counts and written as its lines of every result file; nothing holds every
+    /// observation. The bytes are those [`write::write_results`] writes for the same
+    /// observations.
+    fn run_streaming(
+        &self,
+        bundle: &StagedBundle,
+        live: (
+            PathBuf,
+            std::collections::BTreeMap<String, ProfileRuntime>,
+            &RunCgroups,
+            std::result::Result<Arc<Zygote>, String>,
+        ),
+        preflight: &[PreflightRecord],
+        sink: &mut dyn EventSink,
+        stage: &mut FailureStage,
+    ) -> Result<RunOutcome> {
+        let (helper_exe, runtimes, cgroups, zygote) = live;
+        let run_id = self.setup.run_id.as_str();
+        let plan = &self.loaded.plan;
+        let logs = BundleLogs(bundle);
+        let executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
+        let mut stream = write::ResultStream::begin(bundle)?;
+        let mut asm = assemble::Assembler::new(preflight, KEEP_ROWS);
+        let mut window = ReorderWindow::new(REORDER_WINDOW + 1);
+        let lanes = LaneSet {
+            baseline: self.baseline_on,
+            scenario: plan.lanes.scenario,
+            retries: plan.execution.retries,
+            jobs: self.setup.jobs as usize,
+            window: Some(REORDER_WINDOW),
+        };
+        let scenarios = self.scenarios;
+        let oracle_out = self.oracle_out;
+        let mut release = |si: usize,
+                           (b, s): (
+            Option<crate::model::results::Observation>,
+            Option<crate::model::results::Observation>,
+        )| {
+            let (o, w) = match oracle_out.get(si).and_then(Option::as_ref) {
+                Some((v, w)) => (Some(v), w.as_slice()),
+                None => (None, &[][..]),
+            };
+            let row = asm.scenario(&scenarios[si], b.as_ref(), s.as_ref(), o);
+            stream.scenario(&write::ScenarioLines {
+                baseline: b.as_ref(),
+                scenario: s.as_ref(),
+                oracle: o,
+                witnesses: w,
+                row: &row,
+            })
+        };
+        let unattributed =
+            run_lanes_stream(&executor, scenarios, &lanes, sink, &mut |si, b, s| {
+                window.push(si, (b, s), &mut release)
+            })?;
+        cgroups.remove(run_id);
+        if let Ok(mut slot) = executor.log_error.lock()
+            && let Some(e) = slot.take()
+        {
+            return Err(e);
+        }
+        let (audit, _) = witness::finish(
+            self.settings.kernel_audit,
+            &self.audit_start,
+            None,
+            scenarios,
+            &mut [],
+        );
+        *stage = FailureStage::Write;
+        stream.finish()?;
+        let mut done = asm.finish(&self.assemble_ctx(), preflight);
+        done.summary.unattributed_leaks = unattributed;
+        done.summary.governance_flags = self.gate_flags.to_vec();
+        done.summary.kernel_audit = Some(audit);
+        let governance = self.governance_view();
+        write::write_run_end(
+            bundle,
+            &write::RunEnd {
+                rows: &done.rows,
+                packets: &done.packets,
+                mismatch_summary: &done.mismatch_summary,
+                summary: &done.summary,
+            },
+            preflight,
+            governance.as_ref(),
+        )?;
+        Ok(RunOutcome {
+            run_id: Some(run_id.to_string()),
+            status: done.summary.status,
+            exit_code: done.summary.exit_code,
+            exit_reason: done.summary.exit_reason.clone(),
+            bundle: None,
+            index_blake3: None,
+            rows: done.rows,
+            mismatches: done.packets,
+            preflight: preflight.to_vec(),
+            summary: Some(done.summary),
+            verdicts: Vec::new(),
+            refused: Vec::new(),
+            layers: self.layers.clone(),
+            jobs: self.setup.jobs,
+        })
+    }
+
+    /// The governance record of the bundle, for `summary.md`.
+    fn governance_view(&self) -> Option<crate::model::view::GovernanceView> {
+        self.gate_files
+            .iter()
+            .find(|(rel, _)| rel == "governance/gate.json")
+            .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .map(|v| crate::model::view::GovernanceView::from_gate_json(&v))
     }
 
     /// The helper executable: the settings', else this executable.
@@ -459,25 +597,7 @@ impl Pipeline<'_> {
     ) -> Result<LaneObservations> {
         let plan = &self.loaded.plan;
         let logs = BundleLogs(bundle);
-        let output_cap = plan
-            .execution
-            .output_cap_bytes
-            .unwrap_or(DEFAULT_OUTPUT_CAP);
-        let mut executor = LiveExecutor::new(
-            helper_exe,
-            self.setup.clean,
-            &self.setup.scratch,
-            self.setup.base_vars.clone(),
-            self.setup.runner_env.clone(),
-            runtimes,
-            BaselineRuntime::new(),
-            Some(&logs),
-            cgroups.tracking(),
-            output_cap,
-        );
-        executor.run_id.clone_from(&self.setup.run_id);
-        executor.plan_id = plan.plan_id.to_string();
-        executor.zygote = zygote;
+        let executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
         let observed = run_lanes(
             &executor,
             self.scenarios,
@@ -496,15 +616,42 @@ impl Pipeline<'_> {
         Ok(observed)
     }
 
-    /// Classify, attribute, compare (pure), with the run's gate flags and leaks.
-    fn assemble(
-        &self,
-        (baseline_obs, scenario_obs, unattributed): LaneObservations,
-        preflight: &[PreflightRecord],
-    ) -> assemble::Assembled {
+    /// The live executor of the baseline and scenario lanes, logging into `logs`.
+    fn executor<'e>(
+        &'e self,
+        helper_exe: PathBuf,
+        runtimes: std::collections::BTreeMap<String, ProfileRuntime>,
+        cgroups: &RunCgroups,
+        zygote: std::result::Result<Arc<Zygote>, String>,
+        logs: &'e BundleLogs<'e>,
+    ) -> LiveExecutor<'e> {
         let plan = &self.loaded.plan;
-        let (oracle, witnesses) = assemble::split_oracle(self.oracle_out);
-        let ctx = AssembleCtx {
+        let output_cap = plan
+            .execution
+            .output_cap_bytes
+            .unwrap_or(DEFAULT_OUTPUT_CAP);
+        let mut executor = LiveExecutor::new(
+            helper_exe,
+            self.setup.clean,
+            &self.setup.scratch,
+            self.setup.base_vars.clone(),
+            self.setup.runner_env.clone(),
+            runtimes,
+            BaselineRuntime::new(),
+            Some(logs),
+            cgroups.tracking(),
+            output_cap,
+        );
+        executor.run_id.clone_from(&self.setup.run_id);
+        executor.plan_id = plan.plan_id.to_string();
+        executor.zygote = zygote;
+        executor
+    }
+
+    /// The run-level facts assembly needs, as of now.
+    fn assemble_ctx(&self) -> AssembleCtx {
+        let plan = &self.loaded.plan;
+        AssembleCtx {
             run_id: self.setup.run_id.clone(),
             plan_id: plan.plan_id.to_string(),
             plan_digest: self.loaded.digest.clone(),
@@ -515,7 +662,17 @@ impl Pipeline<'_> {
             layers: self.layers.clone(),
             max_parallel: self.setup.jobs,
             interrupted: super::interrupt::pending(),
-        };
+        }
+    }
+
+    /// Classify, attribute, compare (pure), with the run's gate flags and leaks.
+    fn assemble(
+        &self,
+        (baseline_obs, scenario_obs, unattributed): LaneObservations,
+        preflight: &[PreflightRecord],
+    ) -> assemble::Assembled {
+        let (oracle, witnesses) = assemble::split_oracle(self.oracle_out);
+        let ctx = self.assemble_ctx();
         let mut a = assemble::assemble(
             &ctx,
             self.scenarios,

@@ -70,6 +70,8 @@ pub enum JobState<R> {
 struct Queue {
     ready: VecDeque<usize>,
     closed: bool,
+    /// A worker may start a job only below this index (the streaming window).
+    limit: usize,
 }
 
 /// Run `jobs` on `workers` threads. `succeeded` decides whether dependents may run;
@@ -86,8 +88,42 @@ where
     J: Sync,
     R: Send,
 {
+    let mut results: Vec<Option<JobState<R>>> = (0..jobs.len()).map(|_| None).collect();
+    run_dag_stream(jobs, workers, None, exec, succeeded, &mut |i, st| {
+        on_done(i, &st);
+        results[i] = Some(st);
+        Ok(())
+    })?;
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.ok_or_else(|| format!("job {i} never finished")))
+        .collect()
+}
+
+/// [`run_dag`] that hands each job's state to `on_done` (on the calling thread, as it
+/// happens) and keeps nothing: memory does not grow with the number of jobs. With
+/// `window`, a worker starts job `i` only while every job below `i - window + 1` has
+/// finished, so at most `window` jobs are ever started and not yet all finished below
+/// them (for jobs without dependencies, which start in index order). An error from
+/// `on_done` stops the run: no further job starts, and it is returned.
+pub fn run_dag_stream<J, R>(
+    jobs: &[JobNode<J>],
+    workers: usize,
+    window: Option<usize>,
+    exec: &dyn Executor<J, R>,
+    succeeded: &dyn Fn(&R) -> bool,
+    on_done: &mut dyn FnMut(usize, JobState<R>) -> Result<(), String>,
+) -> Result<(), String>
+where
+    J: Sync,
+    R: Send,
+{
     let n = jobs.len();
-    let mut results: Vec<Option<JobState<R>>> = (0..n).map(|_| None).collect();
+    let mut done: Vec<bool> = vec![false; n];
+    // The lowest job not finished yet: the window's base.
+    let mut low = 0usize;
+    let limit_of = |low: usize| window.map_or(usize::MAX, |w| low.saturating_add(w.max(1)));
     let mut remaining: Vec<usize> = jobs.iter().map(|j| j.deps.len()).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, j) in jobs.iter().enumerate() {
@@ -102,20 +138,24 @@ where
     let queue = Mutex::new(Queue {
         ready: VecDeque::new(),
         closed: false,
+        limit: limit_of(0),
     });
     let cv = Condvar::new();
     let mut finished = 0usize;
     for i in 0..n {
         if !runnable[i] {
-            let st = JobState::Skipped(usize::MAX);
-            on_done(i, &st);
-            results[i] = Some(st);
+            on_done(i, JobState::Skipped(usize::MAX))?;
+            done[i] = true;
             finished += 1;
         }
+    }
+    while low < n && done[low] {
+        low += 1;
     }
     if let Ok(mut q) = queue.lock() {
         q.ready
             .extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
+        q.limit = limit_of(low);
     }
     let workers = workers.max(1).min(n.max(1));
     let outcome = std::thread::scope(|s| {
@@ -131,11 +171,11 @@ where
                             return;
                         };
                         loop {
-                            if let Some(i) = q.ready.pop_front() {
-                                break Some(i);
-                            }
                             if q.closed {
                                 break None;
+                            }
+                            if q.ready.front().is_some_and(|&i| i < q.limit) {
+                                break q.ready.pop_front();
                             }
                             q = match cv.wait(q) {
                                 Ok(q) => q,
@@ -158,7 +198,7 @@ where
         }
         drop(tx);
         let mut failure = None;
-        while finished < n {
+        'run: while finished < n {
             let Ok((i, r)) = rx.recv() else {
                 failure = Some("every worker stopped before the jobs finished".to_string());
                 break;
@@ -168,15 +208,17 @@ where
                 break;
             };
             let ok = succeeded(&r);
-            let st = JobState::Done(r);
-            on_done(i, &st);
-            results[i] = Some(st);
+            if let Err(e) = on_done(i, JobState::Done(r)) {
+                failure = Some(e);
+                break;
+            }
+            done[i] = true;
             finished += 1;
             let mut ready = Vec::new();
             if ok {
                 for &d in &dependents[i] {
                     remaining[d] = remaining[d].saturating_sub(1);
-                    if remaining[d] == 0 && results[d].is_none() {
+                    if remaining[d] == 0 && !done[d] {
                         ready.push(d);
                     }
                 }
@@ -185,20 +227,27 @@ where
                 let mut stack: Vec<(usize, usize)> =
                     dependents[i].iter().rev().map(|&d| (d, i)).collect();
                 while let Some((d, because)) = stack.pop() {
-                    if results[d].is_some() {
+                    if done[d] {
                         continue;
                     }
-                    let st = JobState::Skipped(because);
-                    on_done(d, &st);
-                    results[d] = Some(st);
+                    if let Err(e) = on_done(d, JobState::Skipped(because)) {
+                        failure = Some(e);
+                        break 'run;
+                    }
+                    done[d] = true;
                     finished += 1;
                     stack.extend(dependents[d].iter().rev().map(|&e| (e, d)));
                 }
             }
-            if !ready.is_empty()
+            let before = low;
+            while low < n && done[low] {
+                low += 1;
+            }
+            if (!ready.is_empty() || (low != before && window.is_some()))
                 && let Ok(mut q) = queue.lock()
             {
                 q.ready.extend(ready);
+                q.limit = limit_of(low);
                 cv.notify_all();
             }
         }
@@ -209,14 +258,10 @@ where
         cv.notify_all();
         failure
     });
-    if let Some(f) = outcome {
-        return Err(f);
+    match outcome {
+        Some(f) => Err(f),
+        None => Ok(()),
     }
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.ok_or_else(|| format!("job {i} never finished")))
-        .collect()
 }
 
 /// Which jobs can ever run: not in a cycle, no dependency out of range or on such a job.
@@ -276,6 +321,61 @@ pub fn run_lanes(
     jobs: usize,
     sink: &mut dyn EventSink,
 ) -> Result<LaneObservations> {
+    let mut base: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
+    let mut scen: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
+    let lanes = LaneSet {
+        baseline,
+        scenario,
+        retries,
+        jobs,
+        window: None,
+    };
+    let unattributed = run_lanes_stream(exec, scenarios, &lanes, sink, &mut |si, b, s| {
+        base[si] = b;
+        scen[si] = s;
+        Ok(())
+    })?;
+    Ok((base, scen, unattributed))
+}
+
+/// Which lanes run and how ([`run_lanes_stream`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LaneSet {
+    /// The baseline lane runs.
+    pub baseline: bool,
+    /// The scenario lane runs.
+    pub scenario: bool,
+    /// Retries per lane.
+    pub retries: u32,
+    /// Worker threads.
+    pub jobs: usize,
+    /// At most this many scenarios are started beyond the lowest one not finished (`None`:
+    /// no bound; a mission's tasks, whose dependencies decide the order).
+    pub window: Option<usize>,
+}
+
+/// [`run_lanes`] that hands each scenario's observations to `each` as soon as its last
+/// lane finished (on the calling thread, in completion order), keeping nothing else: with
+/// `lanes.window`, a scenario is started only while fewer than `window` scenarios below
+/// it are unfinished, so at most `window + 1` scenarios are ever finished and not yet
+/// handed on in index order (what [`crate::bundle::lines::ReorderWindow`] needs). Returns
+/// the leaks the final sweep found that no child claimed. An error from `each` stops the
+/// run (no further child starts) and is returned.
+pub fn run_lanes_stream(
+    exec: &dyn ProbeExecutor,
+    scenarios: &[ScenarioRun],
+    lanes: &LaneSet,
+    sink: &mut dyn EventSink,
+    each: &mut dyn FnMut(usize, Option<Observation>, Option<Observation>) -> Result<()>,
+) -> Result<Vec<Leaked>> {
+    let LaneSet {
+        baseline,
+        scenario,
+        retries,
+        jobs,
+        window,
+    } = *lanes;
+    let per_scenario = usize::from(baseline) + usize::from(scenario);
     // Node indexes first, then dependencies between them.
     let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
     let mut order: Vec<(usize, Lane)> = Vec::new();
@@ -359,27 +459,55 @@ pub fn run_lanes(
         ),
         None => skipped_observation(sc, lane, "not run: a dependency failed", None),
     };
+    // Scenarios with some lanes finished, until their last one is.
+    type Partial = (Option<Observation>, Option<Observation>, usize);
+    let mut partial: BTreeMap<usize, Partial> = BTreeMap::new();
+    let mut failed: Option<Error> = None;
     let states = {
-        let mut on_done = |i: usize, st: &JobState<Observation>| {
+        let mut on_done = |i: usize, st: JobState<Observation>| -> Result<(), String> {
             let (si, lane) = nodes[i].job;
             let sc = &scenarios[si];
-            match st {
+            let o = match st {
                 JobState::Done(o) => {
-                    if !succeeded(o)
+                    if !succeeded(&o)
                         && let Some(t) = &sc.task
                     {
-                        causes[i] = Some((t.task_id.clone(), failure_words(sc, o)));
+                        causes[i] = Some((t.task_id.clone(), failure_words(sc, &o)));
                     }
-                    sink.event(&observation_event(o, sc.spec.expected));
+                    sink.event(&observation_event(&o, sc.spec.expected));
+                    o
                 }
                 JobState::Skipped(j) => {
-                    causes[i] = causes.get(*j).cloned().flatten();
+                    causes[i] = causes.get(j).cloned().flatten();
                     let o = skipped(sc, lane, causes[i].as_ref());
                     sink.event(&observation_event(&o, sc.spec.expected));
+                    o
                 }
+            };
+            let slot = partial.entry(si).or_insert((None, None, 0));
+            match lane {
+                Lane::Baseline => slot.0 = Some(o),
+                _ => slot.1 = Some(o),
             }
+            slot.2 += 1;
+            if slot.2 == per_scenario
+                && let Some((b, s, _)) = partial.remove(&si)
+                && let Err(e) = each(si, b, s)
+            {
+                let text = e.to_string();
+                failed = Some(e);
+                return Err(text);
+            }
+            Ok(())
         };
-        run_dag(&nodes, jobs, &run, &succeeded, &mut on_done)
+        run_dag_stream(
+            &nodes,
+            jobs,
+            window.map(|w| w.saturating_mul(per_scenario.max(1))),
+            &run,
+            &succeeded,
+            &mut on_done,
+        )
     };
     exec.finish();
     let unattributed = if reaper {
@@ -390,21 +518,17 @@ pub fn run_lanes(
     if reaper {
         child::stop_subreaper();
     }
-    let states = states.map_err(Error::runner)?;
-    let mut base: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
-    let mut scen: Vec<Option<Observation>> = scenarios.iter().map(|_| None).collect();
-    for (n, (node, st)) in nodes.iter().zip(states).enumerate() {
-        let (si, lane) = node.job;
-        let o = match st {
-            JobState::Done(o) => o,
-            JobState::Skipped(_) => skipped(&scenarios[si], lane, causes[n].as_ref()),
-        };
-        match lane {
-            Lane::Baseline => base[si] = Some(o),
-            _ => scen[si] = Some(o),
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    states.map_err(Error::runner)?;
+    // Scenarios with no lane (none selected) are handed on empty.
+    if per_scenario == 0 {
+        for si in 0..scenarios.len() {
+            each(si, None, None)?;
         }
     }
-    Ok((base, scen, unattributed))
+    Ok(unattributed)
 }
 
 /// "expected allow, observed deny (EACCES)" for a failed task.
@@ -548,5 +672,66 @@ mod tests {
             s.iter()
                 .all(|o| o.as_ref().unwrap().result.outcome == Outcome::Allow)
         );
+    }
+
+    /// Seeded: lanes that finish in a random order (random sleeps, several workers) go
+    /// through `run_lanes_stream` with a window into a reorder buffer one larger: it is
+    /// never asked to hold more (a push outside it fails the run), every scenario comes
+    /// out once, in order, with the observations the lanes made.
+    #[test]
+    fn the_lane_window_bounds_what_the_reorder_buffer_holds() {
+        use crate::bundle::lines::ReorderWindow;
+        use crate::exec::testkit::scenario;
+        use crate::model::plan::Expectation;
+        struct Jitter(u64);
+        impl ProbeExecutor for Jitter {
+            fn observe(&self, sc: &ScenarioRun, lane: Lane, _attempt: u32) -> LaneAttempt {
+                // A slow one now and then holds the window's base back.
+                let mut h = self.0 ^ sc.spec.scenario_id.len() as u64;
+                for b in sc.spec.scenario_id.bytes().chain([lane as u8]) {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                let us = if h % 17 == 0 { 3000 } else { h % 300 };
+                std::thread::sleep(std::time::Duration::from_micros(us));
+                let mut a = Attempt::without_child(Outcome::Allow, Stage::Operation, "");
+                a.rusage.wall_us = us + 1;
+                LaneAttempt::without_child(a)
+            }
+        }
+        for seed in 1..=6u64 {
+            let n = 40 + (seed as usize * 37) % 90;
+            let scs: Vec<ScenarioRun> = (0..n)
+                .map(|i| scenario("p", &format!("q{i:04}"), Expectation::Allow))
+                .collect();
+            let window = 1 + (seed as usize * 5) % 9;
+            let lanes = LaneSet {
+                baseline: seed % 2 == 0,
+                scenario: true,
+                retries: 0,
+                jobs: 2 + (seed as usize % 4),
+                window: Some(window),
+            };
+            let mut buf = ReorderWindow::new(window + 1);
+            let mut out: Vec<(usize, bool)> = Vec::new();
+            run_lanes_stream(
+                &Jitter(seed),
+                &scs,
+                &lanes,
+                &mut NullSink,
+                &mut |si, b, s| {
+                    buf.push(si, (b, s), &mut |i, (b, s)| {
+                        let s = s.expect("scenario lane");
+                        assert_eq!(s.scenario_id, scs[i].spec.scenario_id);
+                        out.push((i, b.is_some()));
+                        Ok(())
+                    })
+                },
+            )
+            .unwrap_or_else(|e| panic!("seed {seed}, window {window}: {e}"));
+            assert!(buf.high_water() <= window + 1, "seed {seed}");
+            assert_eq!(buf.held(), 0);
+            let want: Vec<(usize, bool)> = (0..n).map(|i| (i, lanes.baseline)).collect();
+            assert_eq!(out, want, "seed {seed}");
+        }
     }
 }

@@ -22,8 +22,9 @@ use crate::bundle::{
 use crate::load::LoadedPlan;
 use crate::load::mission::expected_entry;
 use crate::model::results::{
-    ApplyPreflight, ExpectedMatrix, Lane, LanePolicy, NormalizedRow, Observation, OracleVerdict,
-    PathWitness, PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe, RunManifest, ToolInfo,
+    ApplyPreflight, ExpectedMatrix, Lane, LanePolicy, MismatchPacket, MismatchSummary,
+    NormalizedRow, Observation, OracleVerdict, PathWitness, PreflightRecord,
+    RESULTS_SCHEMA_VERSION, ResolvedProbe, RunManifest, Summary, ToolInfo,
 };
 use crate::sandbox::compile;
 use crate::util::json;
@@ -429,7 +430,30 @@ pub fn write_results(
         })?;
     }
     stream.finish()?;
-    write_run_end(bundle, a, preflight, governance)
+    write_run_end(
+        bundle,
+        &RunEnd {
+            rows: &a.rows,
+            packets: &a.packets,
+            mismatch_summary: &a.mismatch_summary,
+            summary: &a.summary,
+        },
+        preflight,
+        governance,
+    )
+}
+
+/// What the documents made of the whole run are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    /// The rows a report lists (every row, or the notable ones of a large streamed run).
+    pub rows: &'a [NormalizedRow],
+    /// Every mismatch packet.
+    pub packets: &'a [MismatchPacket],
+    /// `mismatch_summary.json`.
+    pub mismatch_summary: &'a MismatchSummary,
+    /// `summary.json`.
+    pub summary: &'a Summary,
 }
 
 /// The observation of scenario `id` at `list[*i]`, if it is there (then `*i` moves on).
@@ -441,26 +465,26 @@ fn take<'a>(list: &'a [Observation], i: &mut usize, id: &str) -> Option<&'a Obse
 
 /// The documents made of the whole run: `mismatch_summary.json`, `mismatch_packets.jsonl`,
 /// `summary.json` and `summary.md`.
-fn write_run_end(
+pub fn write_run_end(
     bundle: &StagedBundle,
-    a: &Assembled,
+    a: &RunEnd<'_>,
     preflight: &[PreflightRecord],
     governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
-    bundle.write_json("mismatch_summary.json", &a.mismatch_summary)?;
+    bundle.write_json("mismatch_summary.json", a.mismatch_summary)?;
     let mut jsonl = String::new();
-    for p in &a.packets {
+    for p in a.packets {
         jsonl.push_str(&json::to_sorted_line(p)?);
         jsonl.push('\n');
     }
     bundle.write_bytes("mismatch_packets.jsonl", jsonl.as_bytes())?;
-    bundle.write_json("summary.json", &a.summary)?;
+    bundle.write_json("summary.json", a.summary)?;
     let report = crate::report::RunReport {
-        summary: &a.summary,
-        rows: &a.rows,
-        mismatches: &a.packets,
+        summary: a.summary,
+        rows: a.rows,
+        mismatches: a.packets,
         preflight,
-        oracle: &a.oracle.verdicts,
+        oracle: &[],
         governance,
         view: None,
         links: "",

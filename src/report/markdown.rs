@@ -285,6 +285,7 @@ fn scenarios(m: &mut String, r: &RunReport<'_>) {
         m,
         "| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|"
     );
+    let omitted = r.summary.scenarios.saturating_sub(r.rows.len() as u64);
     for row in r.rows {
         let mut mm: Vec<String> = row
             .mismatches
@@ -304,6 +305,13 @@ fn scenarios(m: &mut String, r: &RunReport<'_>) {
             row.oracle.as_ref().map_or("-", |o| o.decision.as_str()),
             row.attribution.map_or("-", |a| a.as_str()),
             mm.join(", ")
+        );
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            m,
+            "\n{omitted} of {} scenario(s) matched their expectations and are not listed here (a run this large lists only mismatching, flaky and task rows); every row is in `runtime_events.normalized.jsonl`.",
+            r.summary.scenarios
         );
     }
 }
