@@ -2,12 +2,18 @@
 """Generate the benchmark project for benches/run.sh: a registry with N exec probes running
 /bin/true (or N builtin file-read probes; or, kind `audit`, N builtin file-reads of which every
 other one is denied, for benches/kernel-audit.sh) and one Landlock profile, and a plan running
-every probe under it (baseline + scenario lanes; the oracle lane as given)."""
+every probe under it (baseline + scenario lanes; the oracle lane as given).
+
+Kind `matrix` (benches/scale.sh): N scenarios as a policy matrix, P profiles (5th argument,
+default 50) x N/P builtin file-read probes, every probe under every profile."""
 import json
 import os
 import sys
 
 root, kind, n, oracle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "on"
+n_profiles = int(sys.argv[5]) if len(sys.argv) > 5 else 50
+if kind == "matrix":
+    n //= n_profiles
 reg = os.path.join(root, "registry", "bench")
 os.makedirs(reg, exist_ok=True)
 os.makedirs(os.path.join(root, "plans", kind), exist_ok=True)
@@ -20,7 +26,7 @@ for i in range(n):
         probes[pid] = {"operation": "file-read", "target": "/etc/hostname"}
     else:
         probes[pid] = {"operation": "file-read", "target": "/usr/lib/os-release"}
-profiles = {
+usr_ro = {
     "usr-ro": {
         "description": "Read and run /usr and the merged-/usr links; nothing else.",
         "landlock": {
@@ -35,6 +41,9 @@ profiles = {
         },
     }
 }
+profiles = usr_ro
+if kind == "matrix":
+    profiles = {f"usr-ro-{k:03d}": usr_ro["usr-ro"] for k in range(n_profiles)}
 for name, body in (("probes.json", {"probes": probes}), ("profiles.json", {"profiles": profiles})):
     doc = {"schema_version": 1, "registry_id": "bench", **body}
     with open(os.path.join(reg, name), "w") as f:
@@ -44,12 +53,13 @@ plan = {
     "plan_id": f"bench-{kind}",
     "kind": "experiment",
     "registry_id": "bench",
-    "profiles": ["usr-ro"],
+    "profiles": sorted(profiles),
     "scenarios": {
-        "usr-ro": {
+        prof: {
             pid: ("deny" if p.get("target") == "/etc/hostname" else "allow")
             for pid, p in probes.items()
         }
+        for prof in sorted(profiles)
     },
     "lanes": {"baseline": True, "scenario": True, "oracle": oracle},
 }

@@ -35,25 +35,32 @@ pub fn oracle_lane(
     }
     scenarios
         .par_iter()
-        .map(|sc| {
-            setup.compiled.get(sc.spec.profile_id.as_str()).map(|c| {
-                oracle_for(
-                    sc,
-                    c,
-                    &OracleEnv {
-                        scratch: &setup.scratch,
-                        base_vars: &setup.base_vars,
-                        clean: setup.clean,
-                        runner_home: setup.runner_home.as_deref(),
-                        runner_env: &setup.runner_env,
-                        host: &setup.host,
-                        profile: loaded.profiles.get(&sc.spec.profile_id),
-                        profiles_file: &loaded.registry.profiles_path,
-                    },
-                )
-            })
-        })
+        .map(|sc| oracle_one(setup, loaded, sc))
         .collect()
+}
+
+/// The oracle lane of one scenario (`None`: its profile was not compiled, or the lane is
+/// off): what [`oracle_lane`] computes for each, for a run that streams its results.
+pub fn oracle_one(setup: &RunSetup, loaded: &LoadedPlan, sc: &ScenarioRun) -> OracleOutput {
+    if !loaded.plan.lanes.oracle {
+        return None;
+    }
+    setup.compiled.get(sc.spec.profile_id.as_str()).map(|c| {
+        oracle_for(
+            sc,
+            c,
+            &OracleEnv {
+                scratch: &setup.scratch,
+                base_vars: &setup.base_vars,
+                clean: setup.clean,
+                runner_home: setup.runner_home.as_deref(),
+                runner_env: &setup.runner_env,
+                host: &setup.host,
+                profile: loaded.profiles.get(&sc.spec.profile_id),
+                profiles_file: &loaded.registry.profiles_path,
+            },
+        )
+    })
 }
 
 /// What the oracle needs besides the scenario and the compiled profile.

@@ -95,7 +95,6 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     if let Some(m) = &sel.mission {
         governance.push(m.note(setup.jobs));
     }
-    let oracle_out = oracle::oracle_lane(&setup, &loaded, &sel.scenarios);
     let baseline_on = sel
         .mission
         .as_ref()
@@ -113,6 +112,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         dry: settings.dry,
     });
     if settings.dry {
+        let oracle_out = oracle::oracle_lane(&setup, &loaded, &sel.scenarios);
         return Ok(dry_run(
             &sel,
             &oracle_out,
@@ -124,6 +124,18 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
 
     // The kernel's audit records: `require` fails here, before anything is written.
     let (audit_start, audit) = witness::start(settings.kernel_audit, setup.facts.landlock_abi)?;
+    // Results stream to disk as scenarios finish (the oracle lane then runs per scenario
+    // as it is written) unless something needs every observation at the end: the kernel's
+    // audit records (matched after the lanes), a mission's tasks or workers
+    // (artifacts.json).
+    let streams = audit.is_none()
+        && loaded.workers.is_empty()
+        && sel.scenarios.iter().all(|s| s.task.is_none());
+    let oracle_out = if streams {
+        Vec::new()
+    } else {
+        oracle::oracle_lane(&setup, &loaded, &sel.scenarios)
+    };
 
     // Stage the bundle: from here on, failures seal it as `failed`.
     let bundle = begin_bundle(&settings, &loaded, &setup.run_id)?;
@@ -156,6 +168,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         started_at: crate::util::time::now_rfc3339(),
         audit_start,
         audit,
+        streams,
     };
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
@@ -299,6 +312,9 @@ struct Pipeline<'a> {
     audit_start: KernelAuditStart,
     /// The subscription to the kernel's Landlock records, if any.
     audit: Option<AuditSession>,
+    /// Results stream to disk ([`Pipeline::run_streaming`]; `oracle_out` is then empty
+    /// and the oracle runs per scenario as it is written).
+    streams: bool,
 }
 
 impl Pipeline<'_> {
@@ -357,13 +373,7 @@ impl Pipeline<'_> {
         }
 
         *stage = FailureStage::Execute;
-        // Results stream to disk as scenarios finish unless something needs every
-        // observation at the end: the kernel's audit records (matched after the lanes), a
-        // mission's tasks or workers (artifacts.json).
-        if self.audit.is_none()
-            && self.loaded.workers.is_empty()
-            && self.scenarios.iter().all(|s| s.task.is_none())
-        {
+        if self.streams {
             return self.run_streaming(
                 bundle,
                 (helper_exe, runtimes, &cgroups, zygote),
@@ -461,13 +471,15 @@ impl Pipeline<'_> {
             window: Some(REORDER_WINDOW),
         };
         let scenarios = self.scenarios;
-        let oracle_out = self.oracle_out;
         let mut release = |si: usize,
-                           (b, s): (
-            Option<crate::model::results::Observation>,
-            Option<crate::model::results::Observation>,
-        )| {
-            let (o, w) = match oracle_out.get(si).and_then(Option::as_ref) {
+                           b: Option<crate::model::results::Observation>,
+                           s: Option<crate::model::results::Observation>,
+                           sink: &mut dyn EventSink| {
+            let computed = oracle::oracle_one(self.setup, self.loaded, &scenarios[si]);
+            if let Some((v, _)) = &computed {
+                sink.event(&oracle::oracle_event(&scenarios[si], v));
+            }
+            let (o, w) = match &computed {
                 Some((v, w)) => (Some(v), w.as_slice()),
                 None => (None, &[][..]),
             };
@@ -481,8 +493,8 @@ impl Pipeline<'_> {
             })
         };
         let unattributed =
-            run_lanes_stream(&executor, scenarios, &lanes, sink, &mut |si, b, s| {
-                window.push(si, (b, s), &mut release)
+            run_lanes_stream(&executor, scenarios, &lanes, sink, &mut |si, b, s, sink| {
+                window.push(si, (b, s), &mut |i, (b, s)| release(i, b, s, &mut *sink))
             })?;
         cgroups.remove(run_id);
         if let Ok(mut slot) = executor.log_error.lock()

@@ -330,7 +330,7 @@ pub fn run_lanes(
         jobs,
         window: None,
     };
-    let unattributed = run_lanes_stream(exec, scenarios, &lanes, sink, &mut |si, b, s| {
+    let unattributed = run_lanes_stream(exec, scenarios, &lanes, sink, &mut |si, b, s, _| {
         base[si] = b;
         scen[si] = s;
         Ok(())
@@ -366,7 +366,12 @@ pub fn run_lanes_stream(
     scenarios: &[ScenarioRun],
     lanes: &LaneSet,
     sink: &mut dyn EventSink,
-    each: &mut dyn FnMut(usize, Option<Observation>, Option<Observation>) -> Result<()>,
+    each: &mut dyn FnMut(
+        usize,
+        Option<Observation>,
+        Option<Observation>,
+        &mut dyn EventSink,
+    ) -> Result<()>,
 ) -> Result<Vec<Leaked>> {
     let LaneSet {
         baseline,
@@ -492,7 +497,7 @@ pub fn run_lanes_stream(
             slot.2 += 1;
             if slot.2 == per_scenario
                 && let Some((b, s, _)) = partial.remove(&si)
-                && let Err(e) = each(si, b, s)
+                && let Err(e) = each(si, b, s, &mut *sink)
             {
                 let text = e.to_string();
                 failed = Some(e);
@@ -525,7 +530,7 @@ pub fn run_lanes_stream(
     // Scenarios with no lane (none selected) are handed on empty.
     if per_scenario == 0 {
         for si in 0..scenarios.len() {
-            each(si, None, None)?;
+            each(si, None, None, &mut *sink)?;
         }
     }
     Ok(unattributed)
