@@ -124,8 +124,18 @@ where
     // The lowest job not finished yet: the window's base.
     let mut low = 0usize;
     let limit_of = |low: usize| window.map_or(usize::MAX, |w| low.saturating_add(w.max(1)));
-    let mut remaining: Vec<usize> = jobs.iter().map(|j| j.deps.len()).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Without dependencies (an experiment) nothing per job is needed but `done`.
+    let has_deps = jobs.iter().any(|j| !j.deps.is_empty());
+    let mut remaining: Vec<usize> = if has_deps {
+        jobs.iter().map(|j| j.deps.len()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut dependents: Vec<Vec<usize>> = if has_deps {
+        vec![Vec::new(); n]
+    } else {
+        Vec::new()
+    };
     for (i, j) in jobs.iter().enumerate() {
         for &d in &j.deps {
             if d < n {
@@ -134,7 +144,11 @@ where
         }
     }
     // Jobs in a cycle (or depending on an out-of-range index) can never be ready.
-    let runnable = acyclic(jobs);
+    let runnable = if has_deps {
+        acyclic(jobs)
+    } else {
+        vec![true; n]
+    };
     let queue = Mutex::new(Queue {
         ready: VecDeque::new(),
         closed: false,
@@ -154,7 +168,7 @@ where
     }
     if let Ok(mut q) = queue.lock() {
         q.ready
-            .extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
+            .extend((0..n).filter(|&i| runnable[i] && remaining.get(i).is_none_or(|&r| r == 0)));
         q.limit = limit_of(low);
     }
     let workers = workers.max(1).min(n.max(1));
@@ -215,14 +229,14 @@ where
             done[i] = true;
             finished += 1;
             let mut ready = Vec::new();
-            if ok {
+            if has_deps && ok {
                 for &d in &dependents[i] {
                     remaining[d] = remaining[d].saturating_sub(1);
                     if remaining[d] == 0 && !done[d] {
                         ready.push(d);
                     }
                 }
-            } else {
+            } else if has_deps {
                 // Skip every dependent, transitively, in index order.
                 let mut stack: Vec<(usize, usize)> =
                     dependents[i].iter().rev().map(|&d| (d, i)).collect();
@@ -382,12 +396,16 @@ pub fn run_lanes_stream(
     } = *lanes;
     let per_scenario = usize::from(baseline) + usize::from(scenario);
     // Node indexes first, then dependencies between them.
+    // Only a mission's tasks have dependencies: an experiment's jobs need no index.
+    let has_tasks = scenarios.iter().any(|s| s.task.is_some());
     let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
     let mut order: Vec<(usize, Lane)> = Vec::new();
     for i in 0..scenarios.len() {
         for (on, lane) in [(baseline, Lane::Baseline), (scenario, Lane::Scenario)] {
             if on {
-                index.insert((i, lane), order.len());
+                if has_tasks {
+                    index.insert((i, lane), order.len());
+                }
                 order.push((i, lane));
             }
         }
@@ -454,7 +472,7 @@ pub fn run_lanes_stream(
     };
     // Per node: the failed task (and why) that stopped it, as completions arrive (a job's
     // cause has always finished before the job is skipped).
-    let mut causes: Vec<Option<(String, String)>> = vec![None; nodes.len()];
+    let mut causes: BTreeMap<usize, (String, String)> = BTreeMap::new();
     let skipped = |sc: &ScenarioRun, lane: Lane, cause: Option<&(String, String)>| match cause {
         Some((task, why)) => skipped_observation(
             sc,
@@ -477,14 +495,16 @@ pub fn run_lanes_stream(
                     if !succeeded(&o)
                         && let Some(t) = &sc.task
                     {
-                        causes[i] = Some((t.task_id.clone(), failure_words(sc, &o)));
+                        causes.insert(i, (t.task_id.clone(), failure_words(sc, &o)));
                     }
                     sink.event(&observation_event(&o, sc.spec.expected));
                     o
                 }
                 JobState::Skipped(j) => {
-                    causes[i] = causes.get(j).cloned().flatten();
-                    let o = skipped(sc, lane, causes[i].as_ref());
+                    if let Some(c) = causes.get(&j).cloned() {
+                        causes.insert(i, c);
+                    }
+                    let o = skipped(sc, lane, causes.get(&i));
                     sink.event(&observation_event(&o, sc.spec.expected));
                     o
                 }
@@ -723,7 +743,7 @@ mod tests {
                 &scs,
                 &lanes,
                 &mut NullSink,
-                &mut |si, b, s| {
+                &mut |si, b, s, _| {
                     buf.push(si, (b, s), &mut |i, (b, s)| {
                         let s = s.expect("scenario lane");
                         assert_eq!(s.scenario_id, scs[i].spec.scenario_id);

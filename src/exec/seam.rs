@@ -27,7 +27,7 @@ pub struct ScenarioRun {
     /// The scenario.
     pub spec: ScenarioSpec,
     /// The probe as written.
-    pub probe: Probe,
+    pub probe: std::sync::Arc<Probe>,
     /// The effective timeout and its source.
     pub timeout: TimeoutSetting,
     /// The mission task this scenario is (missions only).

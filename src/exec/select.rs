@@ -373,6 +373,8 @@ pub fn resolve_scenarios(
         .map(|(s, m)| (s.scenario_id, m))
         .collect();
     let mut out = Vec::with_capacity(selected.len());
+    let mut shared_probes: BTreeMap<crate::model::Id, std::sync::Arc<crate::model::Probe>> =
+        BTreeMap::new();
     for spec in selected {
         let task = tasks.get(&spec.scenario_id).cloned();
         if let Some(run) = worker_run(loaded, task.as_ref()) {
@@ -383,7 +385,7 @@ pub fn resolve_scenarios(
                 .unwrap_or(DEFAULT_KILL_GRACE_MS);
             out.push(ScenarioRun {
                 spec: spec.clone(),
-                probe: worker_probe(&run),
+                probe: std::sync::Arc::new(worker_probe(&run)),
                 timeout: TimeoutSetting {
                     ms: run.worker.decl.timeout_ms.max(1),
                     source: TimeoutSource::Worker,
@@ -400,7 +402,17 @@ pub fn resolve_scenarios(
                 format!("probe `{}` is not defined", spec.probe_id),
             ));
         };
-        check_probe(probes_file, spec.probe_id.as_str(), probe, known_vars)?;
+        // One copy of a probe for all its scenarios (a policy matrix runs each probe under
+        // every profile).
+        let probe = match shared_probes.get(&spec.probe_id) {
+            Some(p) => std::sync::Arc::clone(p),
+            None => {
+                check_probe(probes_file, spec.probe_id.as_str(), probe, known_vars)?;
+                let p = std::sync::Arc::new(probe.clone());
+                shared_probes.insert(spec.probe_id.clone(), std::sync::Arc::clone(&p));
+                p
+            }
+        };
         let profile = loaded.profiles.get(&spec.profile_id);
         let (ms, source) = if let Some(t) = probe.timeout_ms {
             (t, TimeoutSource::Probe)
@@ -416,7 +428,7 @@ pub fn resolve_scenarios(
             .unwrap_or(DEFAULT_KILL_GRACE_MS);
         out.push(ScenarioRun {
             spec: spec.clone(),
-            probe: probe.clone(),
+            probe,
             timeout: TimeoutSetting {
                 ms: ms.max(1),
                 source,

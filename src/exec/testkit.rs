@@ -56,7 +56,7 @@ pub fn scenario(profile: &str, probe: &str, expected: Expectation) -> ScenarioRu
             expected,
             control: false,
         },
-        probe: Probe {
+        probe: std::sync::Arc::new(Probe {
             operation: Operation::FileRead,
             target: Some("/etc/hostname".into()),
             destination: None,
@@ -69,7 +69,7 @@ pub fn scenario(profile: &str, probe: &str, expected: Expectation) -> ScenarioRu
             reads: Vec::new(),
             notes: None,
             tags: Vec::new(),
-        },
+        }),
         timeout: TimeoutSetting {
             ms: 1000,
             source: TimeoutSource::Default,

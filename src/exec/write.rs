@@ -113,7 +113,7 @@ impl RunDescription<'_> {
             probes
                 .entry(sc.spec.probe_id.to_string())
                 .or_insert_with(|| ResolvedProbe {
-                    probe: p.clone(),
+                    probe: (**p).clone(),
                     target: p
                         .target
                         .as_ref()
