@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Benchmark of nexusmon at scale (release build), every figure with its reference measured in
+# this same run:
+#
+#   1. Peak RSS of `nexusmon run` at 100,000 builtin file-read scenarios (a policy matrix:
+#      50 profiles x 2,000 probes; baseline + scenario + oracle lanes, sealed) against the
+#      peak at 1,000 scenarios (50 x 20). Targets: ratio <= 1.5, and < 64 MiB.
+#   2. Bundle bytes per scenario at 100,000 (no probe writes output beyond the helper's
+#      result line, so there are no logs). Target: <= 1,200.
+#   3. `validate-bundle` and `emit-promotion` on the 100,000-scenario bundle: median wall
+#      time and peak RSS against `b3sum` over the same files (b3sum --check BLAKE3SUMS).
+#   4. `plan-lint` (load + every check) of the 100,000-scenario plan: median wall time
+#      (target: well under 1 s per 10,000 scenarios) and peak RSS, against `python3 -c
+#      json.load` of the same plan (parse only) and against plan-lint of the 1,000 plan.
+#
+# Peak RSS is GNU time's "Maximum resident set size" (/usr/bin/time -v). Times are medians
+# of RUNS runs (default 5); the 100k run itself is made once (a few minutes at the
+# machine's rate of children) and its bundle reused, the 1k run RUNS times.
+#
+# Usage: benches/scale.sh [N_BIG] [N_SMALL]   (defaults 100000 1000)
+# Env: RUNS (default 5), JOBS (default 2), BENCH_DIR (default: a fresh dir under target/),
+#      KEEP=1 keeps it. Needs python3, b3sum, /usr/bin/time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIG=${1:-100000}
+SMALL=${2:-1000}
+RUNS=${RUNS:-5}
+JOBS=${JOBS:-2}
+for t in b3sum /usr/bin/time python3; do
+  command -v "$t" >/dev/null || { echo "scale.sh: needs $t" >&2; exit 2; }
+done
+
+cargo build --release --quiet
+BIN=$PWD/target/release/nexusmon
+W=${BENCH_DIR:-$(mktemp -d "$PWD/target/scale-bench.XXXXXX")}
+mkdir -p "$W"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT
+log() { printf '== %s\n' "$*" >&2; }
+
+for n in "$SMALL" "$BIG"; do
+  [ -d "$W/p$n" ] || python3 benches/run_gen.py "$W/p$n" matrix "$n" on 50
+done
+
+# measure NAME CMD...: one run under GNU time; appends "NAME wall_s rss_kib" to $W/m.txt.
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$W/t.txt" "$@" >/dev/null 2>"$W/err.txt" || {
+    local rc=$?
+    # `run` exits 1 on mismatches; anything else is a failure of the benchmark.
+    if [ "$rc" -ne 1 ]; then cat "$W/err.txt" >&2; echo "scale.sh: $name failed ($rc)" >&2; exit 1; fi
+  }
+  echo "$name $(tail -1 "$W/t.txt")" >>"$W/m.txt"
+}
+: >"$W/m.txt"
+
+log "run, $SMALL scenarios, $RUNS times"
+for _ in $(seq "$RUNS"); do
+  rm -rf "$W/p$SMALL/out"
+  measure run-small "$BIN" run --plan "$W/p$SMALL/plans/matrix/plan.json" --out "$W/p$SMALL/out" -q --jobs "$JOBS"
+done
+small_bundle=$(ls -d "$W/p$SMALL"/out/2*)
+log "run, $BIG scenarios, once"
+if [ ! -d "$W/p$BIG/out" ]; then
+  measure run-big "$BIN" run --plan "$W/p$BIG/plans/matrix/plan.json" --out "$W/p$BIG/out" -q --jobs "$JOBS"
+  grep '^run-big ' "$W/m.txt" >"$W/run-big.txt"
+else
+  cat "$W/run-big.txt" >>"$W/m.txt"
+fi
+big_bundle=$(ls -d "$W/p$BIG"/out/2*)
+
+log "validate-bundle / emit-promotion / b3sum on the $BIG bundle, lint of both plans, $RUNS times each"
+for _ in $(seq "$RUNS"); do
+  measure validate "$BIN" validate-bundle --bundle "$big_bundle"
+  rm -f "$W/packet.json" "$W/packet.intoto.json"
+  measure emit "$BIN" emit-promotion --bundle "$big_bundle" --out "$W/packet.json"
+  (cd "$big_bundle" && measure b3sum b3sum --check BLAKE3SUMS)
+  measure lint-big "$BIN" plan-lint "$W/p$BIG/plans/matrix/plan.json"
+  measure lint-small "$BIN" plan-lint "$W/p$SMALL/plans/matrix/plan.json"
+  measure json-load python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/p$BIG/plans/matrix/plan.json"
+done
+
+python3 - "$W/m.txt" "$big_bundle" "$small_bundle" "$BIG" "$SMALL" <<'PY'
+import os, statistics, sys
+path, big_b, small_b, big, small = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+m = {}
+for line in open(path):
+    name, wall, rss = line.split()
+    m.setdefault(name, []).append((float(wall), int(rss)))
+med = lambda name, i: statistics.median(x[i] for x in m[name])
+mib = lambda kib: kib / 1024
+def size(d):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+print(f"scenarios: {big:,} (50 profiles x {big // 50:,} builtin probes) vs {small:,}; medians of {len(m['validate'])} runs")
+rb, rs = med("run-big", 1), med("run-small", 1)
+print(f"1. peak RSS, run {big:,}: {mib(rb):.1f} MiB; run {small:,}: {mib(rs):.1f} MiB; ratio {rb / rs:.2f} (target <= 1.5, and < 64 MiB)")
+print(f"   run wall: {big:,}: {med('run-big', 0):.1f} s ({2 * big / med('run-big', 0):,.0f} children/s); {small:,}: {med('run-small', 0):.2f} s")
+bb, bs = size(big_b), size(small_b)
+print(f"2. bundle bytes per scenario, {big:,}: {bb / big:,.0f} ({bb / 1e6:.1f} MB); {small:,}: {bs / small:,.0f} (target <= 1,200)")
+for f in sorted(os.listdir(big_b)):
+    p = os.path.join(big_b, f)
+    if os.path.isfile(p):
+        print(f"     {f:34} {os.path.getsize(p) / big:8.1f} B/scenario")
+b3 = med("b3sum", 0), med("b3sum", 1)
+for name, what in (("validate", "validate-bundle"), ("emit", "emit-promotion")):
+    w, r = med(name, 0), med(name, 1)
+    print(f"3. {what} on the {big:,} bundle: {w:.2f} s, {mib(r):.1f} MiB peak; b3sum --check: {b3[0]:.2f} s, {mib(b3[1]):.1f} MiB; time ratio {w / b3[0]:.2f}x, RSS ratio {r / b3[1]:.2f}x")
+lb, ls, jl = med("lint-big", 0), med("lint-small", 0), med("json-load", 0)
+print(f"4. plan-lint {big:,}: {lb:.2f} s = {lb / (big / 10000):.3f} s per 10,000 scenarios, {mib(med('lint-big', 1)):.1f} MiB peak; "
+      f"plan-lint {small:,}: {ls:.2f} s, {mib(med('lint-small', 1)):.1f} MiB; python json.load of the {big:,} plan: {jl:.2f} s, {mib(med('json-load', 1)):.1f} MiB (ratio {lb / jl:.1f}x)")
+PY
