@@ -22,9 +22,9 @@ use crate::bundle::{
 use crate::load::LoadedPlan;
 use crate::load::mission::expected_entry;
 use crate::model::results::{
-    ApplyPreflight, ExpectedMatrix, Lane, LanePolicy, MismatchPacket, MismatchSummary,
-    NormalizedRow, Observation, OracleVerdict, PathWitness, PreflightRecord,
-    RESULTS_SCHEMA_VERSION, ResolvedProbe, RunManifest, Summary, ToolInfo,
+    ApplyPreflight, Lane, LanePolicy, MismatchPacket, MismatchSummary, NormalizedRow, Observation,
+    OracleVerdict, PathWitness, PreflightRecord, RESULTS_SCHEMA_VERSION, ResolvedProbe,
+    RunManifest, Summary, ToolInfo,
 };
 use crate::sandbox::compile;
 use crate::util::json;
@@ -76,28 +76,80 @@ pub fn write_run_docs(
         },
     )?;
     bundle.write_json("run_manifest.json", &d.manifest(preflight))?;
-    bundle.write_json("expected_matrix.json", &d.expected_matrix())
+    // One entry at a time: the same bytes as the whole document through
+    // `to_sorted_pretty`, without a JSON tree of every scenario.
+    let mut f = BufWriter::new(bundle.create_file("expected_matrix.json")?);
+    pretty_map_doc(
+        &serde_json::json!({
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "plan_id": d.loaded.plan.plan_id.to_string(),
+        }),
+        "scenarios",
+        d.scenarios.iter().map(|s| {
+            (
+                s.spec.scenario_id.as_str(),
+                expected_entry(&s.spec, s.task.as_ref()),
+            )
+        }),
+        &mut f,
+    )
+    .map_err(|e| Error::io("write", Path::new("expected_matrix.json"), e))?;
+    f.into_inner()
+        .map_err(|e| Error::io("write", Path::new("expected_matrix.json"), e.into_error()))?
+        .commit()
+        .map(|_| ())
+}
+
+/// Key-sorted pretty JSON of the object `head` with the map `entries` (given in key order)
+/// under `key`, written one entry at a time: the bytes `util::json::to_sorted_pretty` gives
+/// for the whole object.
+pub fn pretty_map_doc<'k, T: serde::Serialize>(
+    head: &serde_json::Value,
+    key: &str,
+    mut entries: impl Iterator<Item = (&'k str, T)>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let text = |v: &serde_json::Value, by: &str| -> std::io::Result<String> {
+        let s = serde_json::to_string_pretty(v).map_err(std::io::Error::other)?;
+        Ok(s.replace('\n', &format!("\n{by}")))
+    };
+    let mut fields: BTreeMap<&str, Option<&serde_json::Value>> = head
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), Some(v))).collect())
+        .unwrap_or_default();
+    fields.insert(key, None);
+    let n = fields.len();
+    out.write_all(b"{\n")?;
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        write!(
+            out,
+            "  {}: ",
+            text(&serde_json::Value::String(k.into()), "")?
+        )?;
+        match v {
+            Some(v) => out.write_all(text(v, "  ")?.as_bytes())?,
+            None => {
+                let mut any = false;
+                for (name, entry) in entries.by_ref() {
+                    let value = serde_json::to_value(&entry).map_err(std::io::Error::other)?;
+                    out.write_all(if any { b",\n    " } else { b"{\n    " })?;
+                    write!(
+                        out,
+                        "{}: {}",
+                        text(&serde_json::Value::String(name.into()), "")?,
+                        text(&value, "    ")?
+                    )?;
+                    any = true;
+                }
+                out.write_all(if any { b"\n  }" } else { b"{}" })?;
+            }
+        }
+        out.write_all(if i + 1 == n { b"\n" } else { b",\n" })?;
+    }
+    out.write_all(b"}\n")
 }
 
 impl RunDescription<'_> {
-    /// `expected_matrix.json`.
-    fn expected_matrix(&self) -> ExpectedMatrix {
-        ExpectedMatrix {
-            schema_version: RESULTS_SCHEMA_VERSION,
-            plan_id: self.loaded.plan.plan_id.to_string(),
-            scenarios: self
-                .scenarios
-                .iter()
-                .map(|s| {
-                    (
-                        s.spec.scenario_id.clone(),
-                        expected_entry(&s.spec, s.task.as_ref()),
-                    )
-                })
-                .collect(),
-        }
-    }
-
     /// `run_manifest.json`.
     fn manifest(&self, preflight: &[PreflightRecord]) -> RunManifest {
         let plan = &self.loaded.plan;
@@ -283,7 +335,8 @@ fn relative_to(p: &Path, root: &Path) -> String {
 
 /// Keys of an observation written once in `shared_values.json` when they repeat: what the
 /// probe is (the same for every profile), what the profile makes of the child, the
-/// helper's witness, the captured streams' counts.
+/// helper's witness, the captured streams' counts, what the operation reported (the
+/// outcome and stage stay in the line).
 const OBSERVATION_GROUPS: &[&[&str]] = &[
     &[
         "argv",
@@ -297,6 +350,7 @@ const OBSERVATION_GROUPS: &[&[&str]] = &[
     &["enforcement", "isolation", "processes", "profile_id"],
     &["witness"],
     &["stderr", "stdout"],
+    &["detail", "exit_code", "resolved_path"],
 ];
 /// Keys of an oracle verdict shared when they repeat (the probe; the decision and why).
 const ORACLE_GROUPS: &[&[&str]] = &[
@@ -493,4 +547,43 @@ pub fn write_run_end(
         "summary.md",
         &crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed map document is byte-identical to the whole document through
+    /// `to_sorted_pretty`, for empty, one-entry and nested maps.
+    #[test]
+    fn a_streamed_map_document_is_byte_identical_to_sorted_pretty_json() {
+        for n in [0usize, 1, 3] {
+            let entries: Vec<(String, serde_json::Value)> = (0..n)
+                .map(|i| {
+                    (
+                        format!("p:q{i}"),
+                        serde_json::json!({"z": i, "a": {"y": [1, {"b": "x\ny"}], "c": []}, "m": {}}),
+                    )
+                })
+                .collect();
+            let whole = serde_json::json!({
+                "schema_version": 2,
+                "plan_id": "demo",
+                "scenarios": entries.iter().cloned().collect::<serde_json::Map<_, _>>(),
+            });
+            let mut out = Vec::new();
+            pretty_map_doc(
+                &serde_json::json!({"schema_version": 2, "plan_id": "demo"}),
+                "scenarios",
+                entries.iter().map(|(k, v)| (k.as_str(), v)),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(json::to_sorted_pretty(&whole).unwrap()).unwrap(),
+                "{n} entries"
+            );
+        }
+    }
 }
