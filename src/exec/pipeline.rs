@@ -38,13 +38,6 @@ use super::write::{self, BundleLogs, RunDescription};
 use super::zygote::Zygote;
 use crate::bundle::lines::ReorderWindow;
 use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
-
-/// Scenarios started beyond the lowest unfinished one when results stream to disk: the
-/// reorder window's bound (its buffer holds at most one more).
-const REORDER_WINDOW: usize = 256;
-/// Rows of a streamed run kept for the reports made while writing it (`summary.md`, the
-/// terminal table): every row up to this many scenarios, beyond it only notable rows.
-const KEEP_ROWS: usize = 1000;
 use crate::error::ErrorKind;
 use crate::load::{LoadedPlan, load_plan};
 use crate::model::index::{AuditHead, BundleStatus};
@@ -54,6 +47,13 @@ use crate::model::results::{
 };
 use crate::sandbox::audit::AuditSession;
 use crate::{Error, Result, exit_code};
+
+/// Scenarios started beyond the lowest unfinished one when results stream to disk: the
+/// reorder window's bound (its buffer holds at most one more).
+const REORDER_WINDOW: usize = 256;
+/// Rows of a streamed run kept for the reports made while writing it (`summary.md`, the
+/// terminal table): every row up to this many scenarios, beyond it only notable rows.
+const KEEP_ROWS: usize = 1000;
 
 /// The stage a run was in when it failed: `failure_stage` in the sealed bundle's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
