@@ -19,7 +19,7 @@
 #
 # Usage: benches/scale.sh [N_BIG] [N_SMALL]   (defaults 100000 1000)
 # Env: RUNS (default 5), JOBS (default 2), BENCH_DIR (default: a fresh dir under target/),
-#      KEEP=1 keeps it. Needs python3, b3sum, /usr/bin/time.
+#      KEEP=1 keeps it, NEXUSMON_BIN (a binary to measure instead of building one). Needs python3, b3sum, /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIG=${1:-100000}
@@ -30,8 +30,9 @@ for t in b3sum /usr/bin/time python3; do
   command -v "$t" >/dev/null || { echo "scale.sh: needs $t" >&2; exit 2; }
 done
 
-cargo build --release --quiet
-BIN=$PWD/target/release/nexusmon
+# NEXUSMON_BIN: measure that binary instead of building target/release/nexusmon.
+[ -n "${NEXUSMON_BIN:-}" ] || cargo build --release --quiet
+BIN=${NEXUSMON_BIN:-$PWD/target/release/nexusmon}
 W=${BENCH_DIR:-$(mktemp -d "$PWD/target/scale-bench.XXXXXX")}
 mkdir -p "$W"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT

@@ -530,12 +530,10 @@ pub fn scan<T: DeserializeOwned>(
             size: 0,
         },
     );
-    let outcome = for_each_line(&mut r, path, shared, each);
-    if let Err(e) = &outcome
-        && e.kind() != ErrorKind::Findings
-    {
-        return Err(outcome.unwrap_err());
-    }
+    let outcome = match for_each_line(&mut r, path, shared, each) {
+        Err(e) if e.kind() != ErrorKind::Findings => return Err(e),
+        other => other,
+    };
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let h = r.into_inner();
     Ok((

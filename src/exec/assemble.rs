@@ -131,6 +131,7 @@ pub struct Assembler {
     rows: Vec<NormalizedRow>,
     keep_rows: usize,
     scenarios: u64,
+    seen: usize,
 }
 
 /// What an [`Assembler`] made of the run.
@@ -155,6 +156,7 @@ impl Assembler {
             rows: Vec::new(),
             keep_rows,
             scenarios: 0,
+            seen: 0,
         }
     }
 
@@ -200,12 +202,13 @@ impl Assembler {
         let r = row(sc, b, s, o, attribution, kinds);
         tally.task(sc, s);
         self.scenarios += 1;
+        self.seen += 1;
         let notable =
             |r: &NormalizedRow| !r.mismatches.is_empty() || r.flaky || r.task_id.is_some();
-        if self.scenarios as usize <= self.keep_rows {
+        if self.seen <= self.keep_rows {
             self.rows.push(r.clone());
         } else {
-            if self.scenarios as usize == self.keep_rows + 1 {
+            if self.seen == self.keep_rows + 1 {
                 self.rows.retain(notable);
             }
             if notable(&r) {

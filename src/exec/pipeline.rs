@@ -55,6 +55,15 @@ const REORDER_WINDOW: usize = 256;
 /// terminal table): every row up to this many scenarios, beyond it only notable rows.
 const KEEP_ROWS: usize = 1000;
 
+/// What the live executor is made of: the helper, the profiles' runtimes, the run's
+/// cgroups and the zygote.
+type LiveParts<'c> = (
+    PathBuf,
+    std::collections::BTreeMap<String, ProfileRuntime>,
+    &'c RunCgroups,
+    std::result::Result<Arc<Zygote>, String>,
+);
+
 /// The stage a run was in when it failed: `failure_stage` in the sealed bundle's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -445,12 +454,7 @@ impl Pipeline<'_> {
     fn run_streaming(
         &self,
         bundle: &StagedBundle,
-        live: (
-            PathBuf,
-            std::collections::BTreeMap<String, ProfileRuntime>,
-            &RunCgroups,
-            std::result::Result<Arc<Zygote>, String>,
-        ),
+        live: LiveParts<'_>,
         preflight: &[PreflightRecord],
         sink: &mut dyn EventSink,
         stage: &mut FailureStage,

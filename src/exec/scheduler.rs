@@ -352,6 +352,14 @@ pub fn run_lanes(
     Ok((base, scen, unattributed))
 }
 
+/// What [`run_lanes_stream`] hands each finished scenario to: its index, its baseline and
+/// scenario-lane observations, the event sink.
+pub type ScenarioDone<'a> = dyn FnMut(usize, Option<Observation>, Option<Observation>, &mut dyn EventSink) -> Result<()>
+    + 'a;
+
+/// A scenario whose lanes have not all finished: its observations so far and how many.
+type Partial = (Option<Observation>, Option<Observation>, usize);
+
 /// Which lanes run and how ([`run_lanes_stream`]).
 #[derive(Debug, Clone, Copy)]
 pub struct LaneSet {
@@ -380,12 +388,7 @@ pub fn run_lanes_stream(
     scenarios: &[ScenarioRun],
     lanes: &LaneSet,
     sink: &mut dyn EventSink,
-    each: &mut dyn FnMut(
-        usize,
-        Option<Observation>,
-        Option<Observation>,
-        &mut dyn EventSink,
-    ) -> Result<()>,
+    each: &mut ScenarioDone<'_>,
 ) -> Result<Vec<Leaked>> {
     let LaneSet {
         baseline,
@@ -483,7 +486,6 @@ pub fn run_lanes_stream(
         None => skipped_observation(sc, lane, "not run: a dependency failed", None),
     };
     // Scenarios with some lanes finished, until their last one is.
-    type Partial = (Option<Observation>, Option<Observation>, usize);
     let mut partial: BTreeMap<usize, Partial> = BTreeMap::new();
     let mut failed: Option<Error> = None;
     let states = {
@@ -716,30 +718,30 @@ mod tests {
                 for b in sc.spec.scenario_id.bytes().chain([lane as u8]) {
                     h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
                 }
-                let us = if h % 17 == 0 { 3000 } else { h % 300 };
+                let us = if h.is_multiple_of(17) { 3000 } else { h % 300 };
                 std::thread::sleep(std::time::Duration::from_micros(us));
                 let mut a = Attempt::without_child(Outcome::Allow, Stage::Operation, "");
                 a.rusage.wall_us = us + 1;
                 LaneAttempt::without_child(a)
             }
         }
-        for seed in 1..=6u64 {
-            let n = 40 + (seed as usize * 37) % 90;
+        for seed in 1..=6usize {
+            let n = 40 + (seed * 37) % 90;
             let scs: Vec<ScenarioRun> = (0..n)
                 .map(|i| scenario("p", &format!("q{i:04}"), Expectation::Allow))
                 .collect();
-            let window = 1 + (seed as usize * 5) % 9;
+            let window = 1 + (seed * 5) % 9;
             let lanes = LaneSet {
                 baseline: seed % 2 == 0,
                 scenario: true,
                 retries: 0,
-                jobs: 2 + (seed as usize % 4),
+                jobs: 2 + (seed % 4),
                 window: Some(window),
             };
             let mut buf = ReorderWindow::new(window + 1);
             let mut out: Vec<(usize, bool)> = Vec::new();
             run_lanes_stream(
-                &Jitter(seed),
+                &Jitter(seed as u64),
                 &scs,
                 &lanes,
                 &mut NullSink,

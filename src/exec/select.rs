@@ -404,14 +404,13 @@ pub fn resolve_scenarios(
         };
         // One copy of a probe for all its scenarios (a policy matrix runs each probe under
         // every profile).
-        let probe = match shared_probes.get(&spec.probe_id) {
-            Some(p) => std::sync::Arc::clone(p),
-            None => {
-                check_probe(probes_file, spec.probe_id.as_str(), probe, known_vars)?;
-                let p = std::sync::Arc::new(probe.clone());
-                shared_probes.insert(spec.probe_id.clone(), std::sync::Arc::clone(&p));
-                p
-            }
+        let probe = if let Some(p) = shared_probes.get(&spec.probe_id) {
+            std::sync::Arc::clone(p)
+        } else {
+            check_probe(probes_file, spec.probe_id.as_str(), probe, known_vars)?;
+            let p = std::sync::Arc::new(probe.clone());
+            shared_probes.insert(spec.probe_id.clone(), std::sync::Arc::clone(&p));
+            p
         };
         let profile = loaded.profiles.get(&spec.profile_id);
         let (ms, source) = if let Some(t) = probe.timeout_ms {

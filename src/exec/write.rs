@@ -126,23 +126,22 @@ pub fn pretty_map_doc<'k, T: serde::Serialize>(
             "  {}: ",
             text(&serde_json::Value::String(k.into()), "")?
         )?;
-        match v {
-            Some(v) => out.write_all(text(v, "  ")?.as_bytes())?,
-            None => {
-                let mut any = false;
-                for (name, entry) in entries.by_ref() {
-                    let value = serde_json::to_value(&entry).map_err(std::io::Error::other)?;
-                    out.write_all(if any { b",\n    " } else { b"{\n    " })?;
-                    write!(
-                        out,
-                        "{}: {}",
-                        text(&serde_json::Value::String(name.into()), "")?,
-                        text(&value, "    ")?
-                    )?;
-                    any = true;
-                }
-                out.write_all(if any { b"\n  }" } else { b"{}" })?;
+        if let Some(v) = v {
+            out.write_all(text(v, "  ")?.as_bytes())?;
+        } else {
+            let mut any = false;
+            for (name, entry) in entries.by_ref() {
+                let value = serde_json::to_value(&entry).map_err(std::io::Error::other)?;
+                out.write_all(if any { b",\n    " } else { b"{\n    " })?;
+                write!(
+                    out,
+                    "{}: {}",
+                    text(&serde_json::Value::String(name.into()), "")?,
+                    text(&value, "    ")?
+                )?;
+                any = true;
             }
+            out.write_all(if any { b"\n  }" } else { b"{}" })?;
         }
         out.write_all(if i + 1 == n { b"\n" } else { b",\n" })?;
     }
@@ -454,32 +453,32 @@ impl<'b> ResultStream<'b> {
 /// (mismatch summary and packets, `summary.json`, `summary.md`).
 pub fn write_results(
     bundle: &StagedBundle,
-    a: &Assembled,
+    run: &Assembled,
     preflight: &[PreflightRecord],
     governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
     let mut stream = ResultStream::begin(bundle)?;
-    let (mut b, mut s, mut o, mut w) = (0, 0, 0, 0);
-    for row in &a.rows {
+    let (mut bi, mut si, mut oi, mut wi) = (0, 0, 0, 0);
+    for row in &run.rows {
         let id = row.scenario_id.as_str();
-        let baseline = take(&a.baseline.observations, &mut b, id);
-        let scenario = take(&a.runtime.observations, &mut s, id);
-        let oracle = a.oracle.verdicts.get(o).filter(|v| v.scenario_id == id);
-        o += usize::from(oracle.is_some());
-        let from = w;
-        while a
+        let baseline = take(&run.baseline.observations, &mut bi, id);
+        let scenario = take(&run.runtime.observations, &mut si, id);
+        let oracle = run.oracle.verdicts.get(oi).filter(|v| v.scenario_id == id);
+        oi += usize::from(oracle.is_some());
+        let from = wi;
+        while run
             .witnesses
             .witnesses
-            .get(w)
+            .get(wi)
             .is_some_and(|x| x.scenario_id == id)
         {
-            w += 1;
+            wi += 1;
         }
         stream.scenario(&ScenarioLines {
             baseline,
             scenario,
             oracle,
-            witnesses: &a.witnesses.witnesses[from..w],
+            witnesses: &run.witnesses.witnesses[from..wi],
             row,
         })?;
     }
@@ -487,10 +486,10 @@ pub fn write_results(
     write_run_end(
         bundle,
         &RunEnd {
-            rows: &a.rows,
-            packets: &a.packets,
-            mismatch_summary: &a.mismatch_summary,
-            summary: &a.summary,
+            rows: &run.rows,
+            packets: &run.packets,
+            mismatch_summary: &run.mismatch_summary,
+            summary: &run.summary,
         },
         preflight,
         governance,

@@ -485,7 +485,7 @@ fn run_matrix(
         std::mem::forget(project);
     }
     let lane = |file: &str| -> BTreeMap<String, Value> {
-        results(&b, file)
+        results(b, file)
             .as_array()
             .unwrap()
             .iter()
@@ -494,7 +494,7 @@ fn run_matrix(
     };
     let kernel = lane("runtime_results.jsonl");
     let baseline = lane("baseline_results.jsonl");
-    let oracle: BTreeMap<String, Value> = results(&b, "oracle_results.jsonl")
+    let oracle: BTreeMap<String, Value> = results(b, "oracle_results.jsonl")
         .as_array()
         .unwrap()
         .iter()

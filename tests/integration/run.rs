@@ -640,7 +640,10 @@ fn two_runs_of_the_same_plan_write_byte_identical_result_files() {
         for (t, b) in &bundles {
             let raw = std::fs::read_to_string(b.join(f)).unwrap();
             let out = t.path().join("out").to_string_lossy().into_owned();
-            if f.ends_with(".jsonl") {
+            if std::path::Path::new(f)
+                .extension()
+                .is_some_and(|e| e == "jsonl")
+            {
                 // One key-sorted compact line per item: re-serializing must not change one.
                 let mut lines = Vec::new();
                 for line in raw.lines() {
