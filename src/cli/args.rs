@@ -67,6 +67,11 @@ pub enum Command {
         after_help = "Examples:\n  nexusmon sandbox --profile system-ro -- cat /etc/os-release\n  nexusmon sandbox --profile system-ro --record out -- cat /etc/hostname\n  nexusmon sandbox --profile net-deny-all --kernel-audit require -- curl -sS https://example.com"
     )]
     Sandbox(SandboxArgs),
+    /// Learn a profile from what the kernel denies a command, write it with controls and a plan, and prove it by a run.
+    #[command(
+        after_help = "Examples:\n  nexusmon learn --out learned -- cat /etc/os-release\n  nexusmon learn --out learned --workspace /tmp/ws -- git init /tmp/ws\n  nexusmon learn --out learned --widen-to /usr/lib/python3.11 --never /etc/shadow -- python3 -c 'print(1)'\n  nexusmon learn --out learned --probe exec-cat-hostname"
+    )]
+    Learn(LearnArgs),
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
     #[command(after_help = "Examples:\n  nexusmon status\n  nexusmon status --out /tmp/out --json")]
     Status(StatusArgs),
@@ -340,6 +345,44 @@ pub struct SandboxArgs {
     pub kernel_audit: KernelAudit,
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The project directory to write: `registry/learned/`, `plans/learn-<name>/`,
+    /// `schemas/`, `learn_log.json`, and the proof bundle under `out/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Learn for this exec probe of the project's registries instead of a command.
+    #[arg(long, value_name = "ID", conflicts_with = "command")]
+    pub probe: Option<String>,
+    /// The registry holding the probe (default: the one that has it).
+    #[arg(long, value_name = "R", requires = "probe")]
+    pub registry: Option<String>,
+    /// Where the command writes, as its arguments name it: learning and the proof run it
+    /// with a fresh `${SCRATCH}/ws` there, and grant writes only within it.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<String>,
+    /// A directory learn may grant as a whole (read/exec) when the command is denied
+    /// something beneath it (repeatable); without it, only single files are granted.
+    #[arg(long = "widen-to", value_name = "DIR")]
+    pub widen_to: Vec<PathBuf>,
+    /// A path no learned rule may be on or contain (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub never: Vec<PathBuf>,
+    /// The most runs of the command under a growing profile.
+    #[arg(long, value_name = "N", default_value_t = crate::exec::learn::DEFAULT_MAX_ROUNDS)]
+    pub max_rounds: u32,
+    /// The profile is `learned-NAME` (default: the program's or probe's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Wall timeout per run of the command, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

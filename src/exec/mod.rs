@@ -48,6 +48,7 @@ pub mod forkserver;
 pub mod helper;
 pub mod interrupt;
 pub mod lanes;
+pub mod learn;
 pub mod oracle;
 pub mod outcome;
 pub mod pipeline;
@@ -69,6 +70,7 @@ mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
 pub use command::{CommandOutcome, CommandRequest, sandbox_command};
+pub use learn::{LearnOutcome, LearnRequest, learn};
 pub use forkserver::{FORK_SERVER_MODE, fork_server_main};
 pub use helper::main as probe_helper_main;
 pub use pipeline::execute;

@@ -1,0 +1,1162 @@
+//! `nexusmon learn -- CMD ARGS…` (and `learn --probe ID`): a policy learned from what the
+//! kernel denied a real command, then proven by a sealed run.
+//!
+//! The command becomes an exec probe of a one-profile plan run in a private project (the
+//! same path as `run` and `sandbox`: compiled profile, preflight, the scenario lane's child
+//! setup), with `--kernel-audit require` so the kernel's Landlock records of the command's
+//! own domain come back attributed to it (`sandbox::audit`: by the domain's creating pid,
+//! never another process's; audit is enabled for each round and put back after, also on
+//! an error or an interrupt).
+//!
+//! 1. Round 1 runs the command in the baseline lane (no policy: the exit status to reach)
+//!    and under a deny-all profile: every filesystem right of the host's ABI handled, TCP
+//!    connect and bind handled with no port, both scopes; only the program (`read`, `exec`),
+//!    its `#!`/ELF interpreters (`exec`) and its shared libraries (`read`) granted, each by
+//!    its resolved path.
+//! 2. Each denial of a round that did not end as the baseline did gets the narrowest rule
+//!    that covers it ([`synth`]'s table); the next round runs with it. A round that ends as
+//!    the baseline did ends learning: the denials it still shows are tolerated by the
+//!    command and recorded, not granted. A round that adds no rule stops with an error
+//!    naming every denial and why it was not granted; so does `--max-rounds`.
+//! 3. The learned profile, the command's exec probe, negative controls (a read of an
+//!    existing, readable sibling of every rule's path; a file created outside the
+//!    workspace; a connect to a loopback listener on a port not granted) and a plan are
+//!    written into `--out DIR` as a project (`registry/<R>/`, `plans/<plan>/`), with
+//!    `learn_log.json` (every round: what was denied, what rule was added, why). That plan
+//!    is then run like any plan into `DIR/out/`: its sealed bundle is the proof.
+//!
+//! The workspace. The baseline lane keeps the host read-only outside the child's scratch
+//! directory, so a command that writes runs with its workspace at `${SCRATCH}/ws` (a `dir`
+//! fixture): `--workspace DIR` names the directory as the command line has it, and every
+//! occurrence of `DIR` in the arguments is rewritten to `${SCRATCH}/ws` — the rounds and
+//! the proof write only into run scratch, a fresh empty workspace each time, and the host
+//! paths the arguments still name are declared in the probe's `reads` (lint NX221). The
+//! learned profile's workspace rule is on `${SCRATCH}/ws`.
+//!
+//! Symlinks and odd paths. The kernel names the object it denied by its resolved path
+//! (`d_path`, hex-encoded in the record when it holds odd bytes; `sandbox::audit` decodes
+//! it) and its inode. Landlock ties a rule to an inode, so learn grants exactly that object:
+//! the path must resolve to itself (no symlink or `..` on the way), still be the inode the
+//! kernel named, and be valid UTF-8 (a profile is JSON); otherwise the denial is refused
+//! with the reason. A path with a newline or a space is fine — it is written as a JSON
+//! string.
+
+pub mod synth;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::command::PrivateDir;
+use super::settings::{NullSink, RunSettings};
+use crate::model::registry::{Access, Fixture, Probe};
+use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, LaneResults, Outcome};
+use crate::util::fsx;
+use crate::error::ErrorKind;
+use crate::{Error, Result};
+use synth::{Bounds, Decision, Denied, Grant, Policy, WORKSPACE, beneath};
+
+/// The default `--max-rounds`.
+pub const DEFAULT_MAX_ROUNDS: u32 = 12;
+/// The wall timeout of each negative control.
+const CONTROL_TIMEOUT_MS: u64 = 10_000;
+/// The registry id of the learned files (default).
+pub const DEFAULT_REGISTRY: &str = "learned";
+
+/// What `learn` is asked.
+#[derive(Debug, Clone)]
+pub struct LearnRequest {
+    /// The project root (for `--probe`).
+    pub root: PathBuf,
+    /// The command (empty with `--probe`).
+    pub argv: Vec<String>,
+    /// `--probe ID`: an exec probe of a registry instead of a command.
+    pub probe: Option<String>,
+    /// `--registry R` (with `--probe`).
+    pub registry: Option<String>,
+    /// `--workspace DIR`.
+    pub workspace: Option<String>,
+    /// `--widen-to DIR`.
+    pub widen: Vec<PathBuf>,
+    /// `--never PATH`.
+    pub never: Vec<PathBuf>,
+    /// `--max-rounds`.
+    pub max_rounds: u32,
+    /// `--out DIR`: the project the learned files and the proof go into.
+    pub out: PathBuf,
+    /// `--name`: the profile is `learned-<name>` (default: the program's file name).
+    pub name: Option<String>,
+    /// Wall timeout per run of the command.
+    pub timeout_ms: u64,
+}
+
+/// What `learn` did.
+#[derive(Debug, Clone)]
+pub struct LearnOutcome {
+    /// The rounds run (the last one ended as the baseline did).
+    pub rounds: u32,
+    /// The learned rules, in words, sorted.
+    pub rules: Vec<String>,
+    /// The registry id, profile id, probe id and plan id written.
+    pub ids: LearnedIds,
+    /// The files written, sorted.
+    pub files: Vec<PathBuf>,
+    /// The proof run's exit code (0: green), reason and bundle.
+    pub proof_exit: i32,
+    /// Why.
+    pub proof_reason: String,
+    /// The sealed proof bundle.
+    pub proof_bundle: Option<PathBuf>,
+}
+
+/// The ids of what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedIds {
+    /// Registry.
+    pub registry: String,
+    /// Profile.
+    pub profile: String,
+    /// The command's probe.
+    pub probe: String,
+    /// Plan.
+    pub plan: String,
+}
+
+/// The command as a probe: argv (variable form), fixtures and `reads`.
+#[derive(Debug, Clone)]
+struct Spec {
+    argv: Vec<String>,
+    fixtures: Vec<Fixture>,
+    reads: Vec<String>,
+    timeout_ms: u64,
+    /// The program's resolved path.
+    program: PathBuf,
+}
+
+/// How one run of the command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ending {
+    exit_code: Option<i32>,
+    signal: Option<String>,
+    /// Why there is no exit status (a spawn failure, a timeout), for the log.
+    detail: Option<String>,
+}
+
+impl Ending {
+    fn describe(&self) -> String {
+        match (&self.exit_code, &self.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("killed by {s}"),
+            (None, None) => format!(
+                "no exit status ({})",
+                self.detail.as_deref().unwrap_or("no detail")
+            ),
+        }
+    }
+}
+
+/// Learn a profile for the request's command, write it with its probe, controls and plan,
+/// and run the plan (see the module doc). A command the rounds cannot make end as its
+/// baseline is an error (`Findings`) naming each denial and why it was not granted;
+/// `learn_log.json` is written in `--out` either way.
+pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
+    let abi = crate::sandbox::host::landlock_abi().map_err(|e| {
+        Error::runner(format!("learn needs Landlock, which this kernel does not offer: {e}"))
+    })?;
+    if abi < 7 {
+        return Err(Error::runner(format!(
+            "learn needs the kernel's Landlock audit records (ABI 7, Linux 6.15); this kernel has ABI {abi}"
+        )));
+    }
+    // The model's ABIs stop at 10 (its schema's range).
+    let abi = abi.min(10);
+    let (spec, bounds) = prepare(req)?;
+    let ids = ids_for(req, &spec)?;
+    check_out(&req.out, &ids)?;
+
+    let mut log = json!({
+        "schema_version": 1,
+        "command": spec.argv,
+        "workspace": bounds.workspace,
+        "widen_to": bounds.widen,
+        "never": bounds.never,
+        "abi": abi,
+        "max_rounds": req.max_rounds,
+    });
+    let mut policy = Policy::default();
+    let mut initial = Vec::new();
+    for (g, why) in initial_grants(&spec.program) {
+        if policy.add(&g) {
+            initial.push(json!({"rule": g.describe(), "why": why}));
+        }
+    }
+    log["initial_rules"] = Value::Array(initial);
+
+    let mut rounds: Vec<Value> = Vec::new();
+    let mut baseline: Option<Ending> = None;
+    let mut failure: Option<String> = None;
+    let mut converged = 0u32;
+    for round in 1..=req.max_rounds.max(1) {
+        let profile = profile_json(&policy, abi, bounds.workspace.is_some(), &spec);
+        let run = run_round(&spec, &ids, &profile, round == 1)?;
+        if let Some(b) = run.baseline {
+            baseline = Some(b);
+        }
+        let Some(base) = baseline.clone() else {
+            return Err(Error::runner("the first round ran no baseline lane"));
+        };
+        if round == 1 && base.exit_code.is_none() {
+            failure = Some(format!(
+                "the command does not exit by itself without a policy ({}): there is no baseline to learn towards",
+                base.describe()
+            ));
+            log["baseline"] = ending_json(&base);
+            break;
+        }
+        log["baseline"] = ending_json(&base);
+        let matches = run.ending.exit_code == base.exit_code && run.ending.signal == base.signal;
+        let mut entries: Vec<Value> = Vec::new();
+        let mut added: Vec<String> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        for d in &run.denials {
+            let object = d
+                .path
+                .clone()
+                .or_else(|| d.port.map(|p| format!("port {p}")))
+                .unwrap_or_default();
+            let mut e = json!({"blocker": d.blocker, "object": object});
+            if matches {
+                e["decision"] = "tolerated".into();
+                e["why"] = "the command ended as in the baseline with this denied: not granted".into();
+            } else {
+                match synth::decide(d, &bounds) {
+                    Decision::Grant(g, why) => {
+                        e["rule"] = g.describe().into();
+                        if policy.add(&g) {
+                            e["decision"] = "granted".into();
+                            e["why"] = why.into();
+                            added.push(g.describe());
+                        } else {
+                            e["decision"] = "already-granted".into();
+                            e["why"] = "the rule was granted in an earlier round and the kernel still denied this (the rule does not reach the object)".into();
+                            refused.push(format!(
+                                "`{}` on {object}: already granted as `{}`, and still denied",
+                                d.blocker,
+                                g.describe()
+                            ));
+                        }
+                    }
+                    Decision::Refuse(why) => {
+                        e["decision"] = "refused".into();
+                        refused.push(why.clone());
+                        e["why"] = why.into();
+                    }
+                }
+            }
+            entries.push(e);
+        }
+        added.sort();
+        added.dedup();
+        rounds.push(json!({
+            "round": round,
+            "ended": ending_json(&run.ending),
+            "matches_baseline": matches,
+            "denials": entries,
+            "rules_added": added,
+            "kernel_audit": run.audit_note,
+        }));
+        if matches {
+            converged = round;
+            break;
+        }
+        if added.is_empty() {
+            refused.sort();
+            refused.dedup();
+            failure = Some(if refused.is_empty() {
+                format!(
+                    "round {round}: the command ended with {} (baseline: {}) and the kernel denied nothing — what differs is not a Landlock denial (its clean environment, limits or namespaces)",
+                    run.ending.describe(),
+                    base.describe()
+                )
+            } else {
+                format!(
+                    "round {round}: the command ended with {} (baseline: {}) and no denial can be granted: {}",
+                    run.ending.describe(),
+                    base.describe(),
+                    refused.join("; ")
+                )
+            });
+            break;
+        }
+    }
+    if converged == 0 && failure.is_none() {
+        failure = Some(format!(
+            "the command did not end as in the baseline within {} round(s) (--max-rounds)",
+            req.max_rounds
+        ));
+    }
+    let rules = rules_in_words(&policy);
+    log["rounds"] = Value::Array(rounds);
+    log["result"] = json!({
+        "converged": converged > 0,
+        "rounds": converged,
+        "rules": rules,
+        "failure": failure,
+    });
+    fsx::create_dir_all(&req.out)?;
+    crate::util::nofollow::check_dir_path(&req.out)?;
+    let log_path = req.out.join("learn_log.json");
+    if let Some(why) = failure {
+        fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
+        return Err(Error::new(ErrorKind::Findings, format!("learn: {why}"))
+            .with_path(&log_path)
+            .with_hint(
+                "learn_log.json records every round; allow more with --widen-to DIR or --workspace DIR, or raise --max-rounds",
+            ));
+    }
+    let Some(base) = baseline else {
+        return Err(Error::runner("no baseline was recorded"));
+    };
+    let files = write_project(req, &spec, &ids, &policy, abi, &bounds, &base)?;
+    // The proof: the written plan, run like any plan.
+    let plan_path = req.out.join("plans").join(&ids.plan).join("plan.json");
+    let mut settings = RunSettings::new(plan_path, fsx::absolute(&req.out)?, req.out.join("out"));
+    settings.kernel_audit = KernelAuditMode::Require;
+    settings.command_line = std::iter::once("nexusmon learn".to_string())
+        .chain(spec.argv.iter().cloned())
+        .collect();
+    let proof = super::execute(settings, &mut NullSink)?;
+    log["proof"] = json!({
+        "exit_code": proof.exit_code,
+        "reason": proof.exit_reason,
+        "plan": format!("plans/{}/plan.json", ids.plan),
+    });
+    fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
+    let mut files = files;
+    files.push(log_path);
+    files.sort();
+    Ok(LearnOutcome {
+        rounds: converged,
+        rules,
+        ids,
+        files,
+        proof_exit: proof.exit_code,
+        proof_reason: proof.exit_reason,
+        proof_bundle: proof.bundle,
+    })
+}
+
+fn ending_json(e: &Ending) -> Value {
+    json!({"exit_code": e.exit_code, "signal": e.signal, "detail": e.detail})
+}
+
+/// The command (or the registry probe) as a [`Spec`], and the user's bounds.
+fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
+    let mut bounds = Bounds::default();
+    for (flag, list, out) in [
+        ("--widen-to", &req.widen, &mut bounds.widen),
+        ("--never", &req.never, &mut bounds.never),
+    ] {
+        for p in list {
+            let abs = fsx::absolute(p)?;
+            // A path that exists is compared as the kernel names it (resolved).
+            let resolved = std::fs::canonicalize(&abs).unwrap_or(abs);
+            let s = resolved.to_str().ok_or_else(|| {
+                Error::usage(format!("{flag} {}: not valid UTF-8", p.display()))
+            })?;
+            if flag == "--widen-to" && s == "/" {
+                return Err(Error::usage("--widen-to /: learn never widens a rule to `/`")
+                    .with_hint("name the directory the command reads, e.g. --widen-to /usr/lib/python3"));
+            }
+            out.push(s.to_string());
+        }
+        out.sort();
+        out.dedup();
+    }
+    for w in &bounds.widen {
+        if let Some(n) = bounds.never.iter().find(|n| beneath(n, w)) {
+            return Err(Error::usage(format!(
+                "--widen-to {w} contains the --never path {n}: a rule on {w} would cover it"
+            ))
+            .with_hint("widen to a directory that does not contain it"));
+        }
+    }
+    if let Some(id) = &req.probe {
+        if !req.argv.is_empty() {
+            return Err(Error::usage("give either --probe ID or `-- CMD ARGS…`, not both"));
+        }
+        let probe = find_probe(&req.root, id, req.registry.as_deref())?;
+        let Some(argv) = probe.argv.clone().filter(|a| !a.is_empty()) else {
+            return Err(Error::usage(format!("probe `{id}` is not an exec probe with an argv"))
+                .with_hint("learn runs a program: give an exec probe, or the command after `--`"));
+        };
+        let program = std::fs::canonicalize(&argv[0])
+            .map_err(|e| Error::io("resolve the probe's program", &argv[0], e))?;
+        if let Some(ws) = &req.workspace {
+            if !ws.starts_with("${SCRATCH}/") {
+                return Err(Error::usage(format!(
+                    "--workspace {ws}: with --probe the workspace is a path under ${{SCRATCH}} the probe's fixtures create"
+                )));
+            }
+            bounds.workspace = Some(ws.clone());
+        }
+        return Ok((
+            Spec {
+                argv,
+                fixtures: probe.fixtures.clone(),
+                reads: probe.reads.clone(),
+                timeout_ms: probe.timeout_ms.unwrap_or(req.timeout_ms),
+                program,
+            },
+            bounds,
+        ));
+    }
+    if req.argv.is_empty() {
+        return Err(Error::usage(
+            "no command given: `nexusmon learn [--workspace DIR] -- CMD ARGS…` or `learn --probe ID`",
+        ));
+    }
+    let mut argv = req.argv.clone();
+    if argv.iter().any(|a| a.contains("${")) {
+        return Err(Error::usage(
+            "the command's arguments contain `${`, which the probe would expand as a variable",
+        )
+        .with_hint("learn a registry probe with --probe ID instead"));
+    }
+    let found = super::child::which(&argv[0], std::env::var("PATH").ok().as_deref(), &req.root)
+        .ok_or_else(|| {
+            Error::usage(format!("`{}`: no such program on PATH", argv[0]))
+                .with_hint("give the program's absolute path")
+        })?;
+    let found = fsx::absolute(&found)?;
+    let program = std::fs::canonicalize(&found)
+        .map_err(|e| Error::io("resolve the program", &found, e))?;
+    argv[0] = found.to_string_lossy().into_owned();
+    let mut fixtures = Vec::new();
+    if let Some(ws) = &req.workspace {
+        let abs = fsx::absolute(Path::new(ws))?;
+        let ws_s = abs
+            .to_str()
+            .ok_or_else(|| Error::usage(format!("--workspace {ws}: not valid UTF-8")))?
+            .trim_end_matches('/')
+            .to_string();
+        if ws_s.is_empty() {
+            return Err(Error::usage("--workspace /: the workspace cannot be `/`"));
+        }
+        let mut named = false;
+        for a in argv.iter_mut().skip(1) {
+            let (b, n) = rewrite_workspace(a, &ws_s);
+            named |= n;
+            *a = b;
+        }
+        if !named {
+            return Err(Error::usage(format!(
+                "--workspace {ws}: the command's arguments never name it"
+            ))
+            .with_hint(format!(
+                "learn runs the command with its workspace at {WORKSPACE} (a fresh directory in run scratch), so the arguments must name it, e.g. `git init {ws}`"
+            )));
+        }
+        fixtures.push(Fixture::Dir {
+            path: WORKSPACE.into(),
+        });
+        bounds.workspace = Some(WORKSPACE.into());
+    }
+    let reads = crate::lint::registry::argv_host_paths(&argv);
+    Ok((
+        Spec {
+            argv,
+            fixtures,
+            reads,
+            timeout_ms: req.timeout_ms,
+            program,
+        },
+        bounds,
+    ))
+}
+
+/// `arg` with every occurrence of the directory `ws` (as a whole path: followed by the
+/// end, `/` or a character no path name continues with) replaced by [`WORKSPACE`]; and
+/// whether there was one.
+pub fn rewrite_workspace(arg: &str, ws: &str) -> (String, bool) {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    let mut named = false;
+    while let Some(i) = rest.find(ws) {
+        let before = &rest[..i];
+        let after = &rest[i + ws.len()..];
+        let starts = out.is_empty() && before.is_empty()
+            || before
+                .chars()
+                .last()
+                .or_else(|| out.chars().last())
+                .is_some_and(|c| !c.is_alphanumeric() && !matches!(c, '/' | '.' | '_' | '-'));
+        let ends = after
+            .chars()
+            .next()
+            .is_none_or(|c| c == '/' || (!c.is_alphanumeric() && !matches!(c, '.' | '_' | '-')));
+        out.push_str(before);
+        if starts && ends {
+            out.push_str(WORKSPACE);
+            named = true;
+        } else {
+            out.push_str(ws);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    (out, named)
+}
+
+/// The exec probe `id` of the project's registries.
+fn find_probe(root: &Path, id: &str, registry: Option<&str>) -> Result<Probe> {
+    let reg_root = root.join("registry");
+    let candidates: Vec<String> = match registry {
+        Some(r) => vec![r.to_string()],
+        None => fsx::read_dir_sorted(&reg_root)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect(),
+    };
+    let mut found = Vec::new();
+    for r in &candidates {
+        let reg = crate::load::Registry::load(&reg_root.join(r))?;
+        if let Some((_, p)) = reg.probes.probes.iter().find(|(k, _)| k.as_str() == id) {
+            found.push(p.clone());
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::usage(format!(
+            "no probe `{id}` in {}",
+            registry.map_or_else(|| reg_root.display().to_string(), |r| format!("registry `{r}`"))
+        ))
+        .with_hint("`nexusmon list-probes` lists them")),
+        _ => Err(Error::usage(format!(
+            "probe `{id}` is in several registries: say which with --registry"
+        ))),
+    }
+}
+
+fn ids_for(req: &LearnRequest, spec: &Spec) -> Result<LearnedIds> {
+    let base = req.name.clone().unwrap_or_else(|| {
+        req.probe.clone().unwrap_or_else(|| {
+            spec.program
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+    });
+    let slug: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if slug.is_empty() {
+        return Err(Error::usage(format!(
+            "cannot make an id from `{base}`: give --name NAME (letters, digits, `-`)"
+        )));
+    }
+    Ok(LearnedIds {
+        registry: DEFAULT_REGISTRY.into(),
+        profile: format!("learned-{slug}"),
+        probe: format!("run-{slug}"),
+        plan: format!("learn-{slug}"),
+    })
+}
+
+/// Refuse to overwrite a learned project: the files must not exist yet.
+fn check_out(out: &Path, ids: &LearnedIds) -> Result<()> {
+    for p in [
+        out.join("registry").join(&ids.registry),
+        out.join("plans").join(&ids.plan),
+        out.join("learn_log.json"),
+    ] {
+        if std::fs::symlink_metadata(&p).is_ok() {
+            return Err(Error::usage(format!("{} exists already", p.display()))
+                .with_path(&p)
+                .with_hint("learn writes a new project: give another --out DIR, or remove it"));
+        }
+    }
+    Ok(())
+}
+
+/// The program, its interpreters and its libraries, by resolved path.
+fn initial_grants(program: &Path) -> Vec<(Grant, String)> {
+    let mut out = Vec::new();
+    let s = |p: &Path| std::fs::canonicalize(p).ok().and_then(|c| c.to_str().map(str::to_string));
+    if let Some(p) = s(program) {
+        for access in [Access::Read, Access::Exec] {
+            out.push((
+                Grant::Fs { path: p.clone(), access },
+                "the command's program".to_string(),
+            ));
+        }
+    }
+    let needs = crate::sandbox::elf::program_needs(program);
+    // An interpreter needs `read` too: execve reads it (measured here: without `read` the
+    // execve fails with EACCES, and the kernel writes no audit record for it).
+    for e in &needs.execute {
+        if let Some(p) = s(e) {
+            for access in [Access::Read, Access::Exec] {
+                out.push((
+                    Grant::Fs { path: p.clone(), access },
+                    format!("an interpreter execve opens for {}", program.display()),
+                ));
+            }
+        }
+    }
+    for r in &needs.read {
+        if let Some(p) = s(r) {
+            out.push((
+                Grant::Fs { path: p, access: Access::Read },
+                format!("a shared library the loader opens for {}", program.display()),
+            ));
+        }
+    }
+    out
+}
+
+/// The profile for `policy`: every right of `abi` handled.
+fn profile_json(policy: &Policy, abi: u8, workspace: bool, spec: &Spec) -> Value {
+    let allow: Vec<Value> = policy
+        .fs
+        .iter()
+        .map(|(path, access)| json!({"path": path, "access": access}))
+        .collect();
+    let mut fs = json!({"handle": "all", "allow": allow});
+    if workspace {
+        // The workspace exists only where the probe's fixture makes it (not under
+        // `sandbox`): that one rule is then skipped and listed, not an error.
+        fs["missing_paths"] = "skip".into();
+    }
+    json!({
+        "description": format!(
+            "Learned by `nexusmon learn` from the kernel's denials of `{}`: every right of Landlock ABI {abi} handled, only what the command was denied granted.",
+            spec.argv.join(" ")
+        ),
+        "landlock": {
+            "abi": abi,
+            "fs": fs,
+            "net": {"tcp_connect": policy.connect, "tcp_bind": policy.bind},
+            "scope": ["abstract-unix-socket", "signal"],
+        },
+        "tags": ["learned"],
+    })
+}
+
+fn rules_in_words(policy: &Policy) -> Vec<String> {
+    let mut v: Vec<String> = policy
+        .fs
+        .iter()
+        .map(|(p, a)| {
+            let words: Vec<&str> = a.iter().map(|x| x.as_str()).collect();
+            format!("{} on {p}", words.join(","))
+        })
+        .collect();
+    v.extend(policy.connect.iter().map(|p| format!("tcp_connect {p}")));
+    v.extend(policy.bind.iter().map(|p| format!("tcp_bind {p}")));
+    v.sort();
+    v
+}
+
+fn probe_json(spec: &Spec, allow_exit: Option<i32>) -> Value {
+    let mut p = json!({
+        "operation": "exec",
+        "driver": "exec",
+        "argv": spec.argv,
+        "timeout_ms": spec.timeout_ms,
+        "notes": "The command `nexusmon learn` learned the profile for.",
+    });
+    if let Some(c) = allow_exit {
+        p["allow_exit_codes"] = json!([c]);
+    }
+    if !spec.fixtures.is_empty() {
+        p["fixtures"] = serde_json::to_value(&spec.fixtures).unwrap_or(Value::Null);
+    }
+    if !spec.reads.is_empty() {
+        p["reads"] = json!(spec.reads);
+    }
+    p
+}
+
+/// One round's result.
+struct RoundRun {
+    baseline: Option<Ending>,
+    ending: Ending,
+    denials: Vec<Denied>,
+    audit_note: String,
+}
+
+/// Run the command once under `profile` (and without a policy when `with_baseline`).
+fn run_round(spec: &Spec, ids: &LearnedIds, profile: &Value, with_baseline: bool) -> Result<RoundRun> {
+    let work = PrivateDir::create()?;
+    let project = work.0.clone();
+    let reg_dir = project.join("registry").join(&ids.registry);
+    fsx::create_dir_all(&reg_dir)?;
+    let profiles = json!({
+        "schema_version": 1,
+        "registry_id": ids.registry,
+        "profiles": {ids.profile.clone(): profile},
+    });
+    fsx::write_new(
+        &reg_dir.join("profiles.json"),
+        &crate::util::json::to_sorted_pretty(&profiles)?,
+    )?;
+    let probes = json!({
+        "schema_version": 1,
+        "registry_id": ids.registry,
+        "probes": {ids.probe.clone(): probe_json(spec, None)},
+    });
+    fsx::write_new(
+        &reg_dir.join("probes.json"),
+        &crate::util::json::to_sorted_pretty(&probes)?,
+    )?;
+    let plan_dir = project.join("plans").join("learn-round");
+    fsx::create_dir_all(&plan_dir)?;
+    let plan = json!({
+        "schema_version": 1,
+        "plan_id": "learn-round",
+        "kind": "experiment",
+        "description": "One round of `nexusmon learn`.",
+        "registry_id": ids.registry,
+        "profiles": [ids.profile],
+        "scenarios": {ids.profile.clone(): {ids.probe.clone(): "allow"}},
+        "lanes": {"baseline": with_baseline, "scenario": true, "oracle": false},
+        "execution": {"retries": 0},
+    });
+    let plan_path = plan_dir.join("plan.json");
+    fsx::write_new(&plan_path, &crate::util::json::to_sorted_pretty(&plan)?)?;
+    let mut settings = RunSettings::new(plan_path, project.clone(), project.join("out"));
+    settings.kernel_audit = KernelAuditMode::Require;
+    settings.command_line = vec!["nexusmon learn (a round)".into()];
+    let outcome = super::execute(settings, &mut NullSink)?;
+    let Some(bundle) = outcome.bundle.clone() else {
+        return Err(Error::runner(format!(
+            "a learn round sealed no bundle: {}",
+            outcome.exit_reason
+        )));
+    };
+    let audit = outcome.summary.and_then(|s| s.kernel_audit);
+    let audit_note = match &audit {
+        Some(k) if k.state == KernelAuditState::Collected => "collected".to_string(),
+        Some(k) if k.state == KernelAuditState::Lost => format!("lost: {}", k.reason),
+        Some(k) => {
+            return Err(Error::runner(format!(
+                "learn needs the kernel's Landlock records, and they were {}: {}",
+                k.state.as_str(),
+                k.reason
+            )));
+        }
+        None => {
+            return Err(Error::runner(
+                "learn needs the kernel's Landlock records, and the round reported none",
+            ));
+        }
+    };
+    let b = crate::bundle::load_bundle(&bundle)?;
+    let mut runtime: LaneResults = b.read_json("runtime_results.json")?;
+    if with_baseline {
+        let base: LaneResults = b.read_json("baseline_results.json")?;
+        runtime.observations.extend(base.observations);
+    }
+    let manifest: crate::model::results::RunManifest = b.read_json("run_manifest.json")?;
+    let mut baseline = None;
+    let mut scenario = None;
+    for o in runtime.observations {
+        if o.probe_id != ids.probe {
+            continue;
+        }
+        match o.lane {
+            Lane::Baseline => baseline = Some(o),
+            Lane::Scenario => scenario = Some(o),
+            _ => {}
+        }
+    }
+    let Some(scn) = scenario else {
+        return Err(Error::runner(format!(
+            "a learn round has no scenario-lane observation: {}",
+            outcome.exit_reason
+        )));
+    };
+    if with_baseline && baseline.is_none() {
+        return Err(Error::runner(format!(
+            "the first learn round has no baseline-lane observation: {}",
+            outcome.exit_reason
+        )));
+    }
+    if scn.result.outcome == Outcome::ApplyFailed {
+        return Err(Error::new(
+            ErrorKind::NotEnforceable,
+            format!("the learned profile could not be applied: {}", scn.result.detail),
+        ));
+    }
+    let ending = |a: &crate::model::results::Attempt| Ending {
+        exit_code: a.exit_code,
+        signal: a.signal.clone(),
+        detail: (a.exit_code.is_none() && a.signal.is_none())
+            .then(|| format!("{}: {}", a.outcome.as_str(), a.detail)),
+    };
+    let child_prefix = format!("scenario/{}/{}.a", ids.profile, ids.probe);
+    let mut denials = BTreeSet::new();
+    for k in scn.result.kernel_denials.iter().flatten() {
+        for blocker in &k.blockers {
+            denials.insert(map_denial(blocker, &k.object, &manifest.scratch, &child_prefix));
+        }
+    }
+    Ok(RoundRun {
+        baseline: baseline.map(|o| ending(&o.result)),
+        ending: ending(&scn.result),
+        denials: denials.into_iter().map(|(d, _)| d).collect(),
+        audit_note,
+    })
+}
+
+/// A kernel denial as synthesis sees it: the object's path in variable form when it is in
+/// the child's scratch directory, checked on the host otherwise. (The sort key first.)
+fn map_denial(
+    blocker: &str,
+    object: &std::collections::BTreeMap<String, String>,
+    scratch_root: &str,
+    child_prefix: &str,
+) -> (Denied, (String, String)) {
+    let port = object
+        .get("dest")
+        .or_else(|| object.get("src"))
+        .or_else(|| object.get("sport"))
+        .and_then(|p| p.parse::<u16>().ok());
+    let mut d = Denied {
+        blocker: blocker.to_string(),
+        path: None,
+        port,
+        char_device: false,
+        problem: None,
+    };
+    if let Some(path) = object.get("path") {
+        let root = scratch_root.trim_end_matches('/');
+        if !root.is_empty() && beneath(path, root) {
+            let rel = path[root.len()..].trim_start_matches('/');
+            let mut parts = rel.splitn(4, '/');
+            let (lane, prof, job) = (parts.next(), parts.next(), parts.next());
+            let rest = parts.next();
+            let job_ok = match (lane, prof, job) {
+                (Some(l), Some(p), Some(j)) => {
+                    let head = format!("{l}/{p}/{j}");
+                    head.strip_prefix(child_prefix)
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                }
+                _ => false,
+            };
+            if job_ok {
+                d.path = Some(match rest {
+                    Some(r) if !r.is_empty() => format!("${{SCRATCH}}/{r}"),
+                    _ => "${SCRATCH}".to_string(),
+                });
+            } else {
+                d.path = Some(path.clone());
+                d.problem = Some("it is in the run's scratch root but not the command's own scratch directory".into());
+            }
+        } else {
+            d.path = Some(path.clone());
+            match check_host_object(path, object.get("ino").map(String::as_str)) {
+                Ok(chr) => d.char_device = chr,
+                Err(why) => d.problem = Some(why),
+            }
+        }
+    }
+    let key = (d.blocker.clone(), d.path.clone().unwrap_or_default());
+    (d, key)
+}
+
+impl PartialOrd for Denied {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Denied {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.path, &self.port, &self.blocker, &self.problem, self.char_device).cmp(&(
+            &other.path,
+            &other.port,
+            &other.blocker,
+            &other.problem,
+            other.char_device,
+        ))
+    }
+}
+
+/// Check that the host path the kernel named is the object it denied: absolute, valid
+/// UTF-8 (the audit module decodes hex-encoded paths lossily: a replacement character
+/// means bytes a profile cannot name), resolving to itself (no symlink or `..`), and still
+/// the inode the record names. `Ok(true)` for a character device.
+pub fn check_host_object(path: &str, ino: Option<&str>) -> std::result::Result<bool, String> {
+    if !path.starts_with('/') {
+        return Err("the kernel named no absolute path for it".into());
+    }
+    if path.contains('\u{FFFD}') {
+        return Err("its path is not valid UTF-8, and a profile (JSON) cannot name it".into());
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("it cannot be found now: {e}"))?;
+    match std::fs::canonicalize(path) {
+        Ok(c) if c.as_os_str() == path => {}
+        Ok(c) => {
+            return Err(format!(
+                "the path reaches {} (through a symlink or `..`); learn grants only the object the kernel named, by its own path",
+                c.display()
+            ));
+        }
+        Err(e) => return Err(format!("it cannot be resolved now: {e}")),
+    }
+    if let Some(ino) = ino {
+        if ino.parse::<u64>().ok() != Some(meta.ino()) {
+            return Err(format!(
+                "it is inode {} now, not the inode {ino} the kernel denied (replaced since)",
+                meta.ino()
+            ));
+        }
+    }
+    Ok(meta.file_type().is_char_device())
+}
+
+/// A sibling of `path` for a negative control: a regular file in the same directory that
+/// exists, opens for reading, is not `path`, is covered by no rule and is not a `--never`
+/// path (sorted names; the first 4,096 entries looked at).
+fn sibling(path: &str, policy: &Policy, never: &[String]) -> Option<String> {
+    let parent = Path::new(path).parent()?;
+    let mut names: Vec<PathBuf> = std::fs::read_dir(parent)
+        .ok()?
+        .take(4096)
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|p| {
+        let s = p.to_str()?.to_string();
+        let meta = std::fs::symlink_metadata(&p).ok()?;
+        let covered = policy.fs.keys().any(|r| beneath(&s, r));
+        (meta.file_type().is_file()
+            && s != path
+            && !covered
+            && !never.iter().any(|n| beneath(&s, n))
+            && std::fs::File::open(&p).is_ok()
+            && s.chars().all(|c| !c.is_control()))
+        .then_some(s)
+    })
+}
+
+/// Write the learned project into `--out`: registry, plan (the log is written by the caller).
+fn write_project(
+    req: &LearnRequest,
+    spec: &Spec,
+    ids: &LearnedIds,
+    policy: &Policy,
+    abi: u8,
+    bounds: &Bounds,
+    base: &Ending,
+) -> Result<Vec<PathBuf>> {
+    let mut probes = serde_json::Map::new();
+    probes.insert(ids.probe.clone(), probe_json(spec, base.exit_code));
+    let mut expect = serde_json::Map::new();
+    expect.insert(ids.probe.clone(), "allow".into());
+    let mut control = |id: String, mut p: Value| {
+        p["timeout_ms"] = CONTROL_TIMEOUT_MS.into();
+        expect.insert(id.clone(), "deny".into());
+        probes.insert(id, p);
+    };
+    let ws_fixture = bounds.workspace.as_ref().map(|ws| {
+        json!({"kind": "dir", "path": ws})
+    });
+    // A read of an existing, readable sibling of every rule's path.
+    let mut parents = BTreeSet::new();
+    let mut n = 0;
+    for rule in policy.fs.keys() {
+        if rule.starts_with("${") {
+            continue;
+        }
+        let parent = Path::new(rule).parent().map(Path::to_path_buf);
+        if !parents.insert(parent) {
+            continue;
+        }
+        if let Some(s) = sibling(rule, policy, &bounds.never) {
+            n += 1;
+            control(
+                format!("control-read-sibling-{n}"),
+                json!({
+                    "operation": "file-read",
+                    "target": s,
+                    "notes": format!("A file beside the learned rule on {rule}: readable without the policy, denied with it."),
+                }),
+            );
+        }
+    }
+    let mut fixtures: Vec<Value> = ws_fixture.iter().cloned().collect();
+    if bounds.workspace.is_some() {
+        fixtures.push(json!({"kind": "file", "path": "${SCRATCH}/beside-workspace.txt", "content": "control\n"}));
+        control(
+            "control-read-beside-workspace".into(),
+            json!({
+                "operation": "file-read",
+                "target": "${SCRATCH}/beside-workspace.txt",
+                "fixtures": fixtures,
+                "notes": "A file beside the workspace: the workspace rule does not reach it.",
+            }),
+        );
+    }
+    let mut write_fixtures: Vec<Value> = ws_fixture.iter().cloned().collect();
+    write_fixtures.sort_by_key(ToString::to_string);
+    let mut write_probe = json!({
+        "operation": "file-create",
+        "target": "${SCRATCH}/outside-workspace.txt",
+        "notes": "A file created outside the workspace.",
+    });
+    if !write_fixtures.is_empty() {
+        write_probe["fixtures"] = Value::Array(write_fixtures);
+    }
+    control("control-write-outside-workspace".into(), write_probe);
+    control(
+        "control-connect-ungranted-port".into(),
+        json!({
+            "operation": "tcp-connect",
+            "target": "127.0.0.1:${CONTROL_PORT}",
+            "fixtures": [{"kind": "tcp-listener", "variable": "CONTROL_PORT"}],
+            "notes": "A loopback listener on a port the learned profile does not grant.",
+        }),
+    );
+    let mut profiles_map = serde_json::Map::new();
+    profiles_map.insert(
+        ids.profile.clone(),
+        profile_json(policy, abi, bounds.workspace.is_some(), spec),
+    );
+    let profiles = json!({
+        "schema_version": 1,
+        "registry_id": ids.registry,
+        "profiles": profiles_map,
+    });
+    let probes_doc = json!({
+        "schema_version": 1,
+        "registry_id": ids.registry,
+        "probes": probes,
+    });
+    let mut scenarios = serde_json::Map::new();
+    scenarios.insert(ids.profile.clone(), Value::Object(expect));
+    let plan = json!({
+        "schema_version": 1,
+        "plan_id": ids.plan,
+        "kind": "experiment",
+        "description": format!(
+            "The proof of the profile `nexusmon learn` learned for `{}`: the command is allowed and every negative control is denied.",
+            spec.argv.join(" ")
+        ),
+        "registry_id": ids.registry,
+        "profiles": [ids.profile],
+        "scenarios": scenarios,
+        "lanes": {"baseline": true, "scenario": true, "oracle": true},
+        "execution": {"retries": 0},
+    });
+    let reg_dir = req.out.join("registry").join(&ids.registry);
+    let plan_dir = req.out.join("plans").join(&ids.plan);
+    let files = vec![
+        (reg_dir.join("profiles.json"), profiles),
+        (reg_dir.join("probes.json"), probes_doc),
+        (plan_dir.join("plan.json"), plan),
+    ];
+    for (p, _) in &files {
+        crate::util::nofollow::check_dir_path(fsx::parent_of(p))?;
+    }
+    // `$schema` as `plan-build` writes it when the out dir has no schemas: this build's
+    // schemas in `<out>/schemas/`, referred to relatively.
+    let mut written = Vec::new();
+    let mut refs = std::collections::BTreeMap::new();
+    for name in ["plan", "probes", "profiles"] {
+        let spec = crate::lint::schema::spec(name)
+            .ok_or_else(|| Error::runner(format!("internal error: no schema `{name}`")))?;
+        let p = req.out.join("schemas").join(spec.file_name);
+        crate::util::nofollow::check_dir_path(fsx::parent_of(&p))?;
+        fsx::create_dir_all(fsx::parent_of(&p))?;
+        let bytes = crate::lint::schema::render(spec)?;
+        if fsx::read(&p).ok().as_deref() != Some(bytes.as_slice()) {
+            fsx::write_atomic(&p, &bytes)?;
+        }
+        refs.insert(name, format!("../../schemas/{}", spec.file_name));
+        written.push(p);
+    }
+    for (p, v) in files {
+        fsx::create_dir_all(fsx::parent_of(&p))?;
+        let mut v = v;
+        let kind = if p.ends_with("plan.json") {
+            "plan"
+        } else if p.ends_with("profiles.json") {
+            "profiles"
+        } else {
+            "probes"
+        };
+        if let (Some(o), Some(r)) = (v.as_object_mut(), refs.get(kind)) {
+            o.insert("$schema".into(), r.clone().into());
+        }
+        fsx::write_new(&p, &crate::util::json::to_sorted_pretty(&v)?)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_rewritten_only_as_a_whole_path() {
+        let ws = "/tmp/ws";
+        assert_eq!(rewrite_workspace("/tmp/ws", ws), ("${SCRATCH}/ws".into(), true));
+        assert_eq!(
+            rewrite_workspace("open('/tmp/ws/x','w')", ws),
+            ("open('${SCRATCH}/ws/x','w')".into(), true)
+        );
+        assert_eq!(rewrite_workspace("/tmp/wsx", ws), ("/tmp/wsx".into(), false));
+        assert_eq!(rewrite_workspace("/a/tmp/ws", ws), ("/a/tmp/ws".into(), false));
+        assert_eq!(
+            rewrite_workspace("--dir=/tmp/ws", ws),
+            ("--dir=${SCRATCH}/ws".into(), true)
+        );
+    }
+
+    #[test]
+    fn a_host_object_must_be_the_inode_the_kernel_named_through_no_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        let f = root.join("f");
+        std::fs::write(&f, "x").unwrap();
+        let ino = std::fs::metadata(&f).unwrap().ino().to_string();
+        let fs = f.to_str().unwrap();
+        assert_eq!(check_host_object(fs, Some(&ino)), Ok(false));
+        assert!(check_host_object(fs, Some("1")).unwrap_err().contains("not the inode"));
+        let l = root.join("l");
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        assert!(check_host_object(l.to_str().unwrap(), Some(&ino)).unwrap_err().contains("symlink"));
+        assert!(check_host_object("/x\u{FFFD}y", None).unwrap_err().contains("UTF-8"));
+        assert_eq!(check_host_object("/dev/null", None), Ok(true));
+    }
+
+    #[test]
+    fn scratch_paths_map_to_the_variable_only_for_the_commands_own_directory() {
+        let o = |p: &str| {
+            std::collections::BTreeMap::from([("path".to_string(), p.to_string())])
+        };
+        let root = "/dev/shm/nexusmon-r1";
+        let pre = "scenario/learned-x/run-x.a";
+        let (d, _) = map_denial("fs.make_reg", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1/ws"), root, pre);
+        assert_eq!(d.path.as_deref(), Some("${SCRATCH}/ws"));
+        assert!(d.problem.is_none());
+        let (d, _) = map_denial("fs.read_dir", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1"), root, pre);
+        assert_eq!(d.path.as_deref(), Some("${SCRATCH}"));
+        let (d, _) = map_denial("fs.read_file", &o("/dev/shm/nexusmon-r1/baseline/learned-x/run-x.a1/f"), root, pre);
+        assert!(d.problem.is_some());
+        let (d, _) = map_denial("fs.read_file", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1x/f"), root, pre);
+        assert!(d.problem.is_some());
+    }
+}
