@@ -220,6 +220,7 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         let mut entries: Vec<Value> = Vec::new();
         let mut added: Vec<String> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
+        let at_start = policy.clone();
         for d in &run.denials {
             let object = d
                 .path
@@ -234,9 +235,10 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
                 match synth::decide(d, &bounds) {
                     Decision::Grant(g, why) => {
                         e["rule"] = g.describe().into();
-                        if policy.add(&g) {
+                        if !at_start.has(&g) {
                             e["decision"] = "granted".into();
                             e["why"] = why.into();
+                            policy.add(&g);
                             added.push(g.describe());
                         } else {
                             e["decision"] = "already-granted".into();
