@@ -20,6 +20,7 @@ mod govern_schemas;
 mod hostile;
 mod kernel_audit;
 mod layering;
+mod learn;
 mod limits;
 mod lint;
 mod lint_policy;

@@ -546,7 +546,7 @@ fn find_probe(root: &Path, id: &str, registry: Option<&str>) -> Result<Probe> {
 fn ids_for(req: &LearnRequest, spec: &Spec) -> Result<LearnedIds> {
     let base = req.name.clone().unwrap_or_else(|| {
         req.probe.clone().unwrap_or_else(|| {
-            spec.program
+            Path::new(&spec.argv[0])
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
