@@ -70,9 +70,9 @@ mod testkit;
 
 // The run's public surface, so callers outside `exec` never name the stage files.
 pub use command::{CommandOutcome, CommandRequest, sandbox_command};
-pub use learn::{LearnOutcome, LearnRequest, learn};
 pub use forkserver::{FORK_SERVER_MODE, fork_server_main};
 pub use helper::main as probe_helper_main;
+pub use learn::{LearnOutcome, LearnRequest, learn};
 pub use pipeline::execute;
 pub use seam::matches_expectation;
 pub use settings::{

@@ -4,6 +4,7 @@
 //! no wider than needed; `--never` and an ungrantable denial stop it with the reason; the
 //! learned profile enforced by `sandbox`.
 
+use std::os::linux::net::SocketAddrExt as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -69,8 +70,16 @@ impl Learned {
         for (p, o) in &self.baseline {
             assert_eq!(o, "allow", "baseline lane of {p}: {:?}", self.baseline);
         }
-        assert!(self.scenario.iter().any(|(p, _)| p == "control-write-outside-workspace"));
-        assert!(self.scenario.iter().any(|(p, _)| p == "control-connect-ungranted-port"));
+        assert!(
+            self.scenario
+                .iter()
+                .any(|(p, _)| p == "control-write-outside-workspace")
+        );
+        assert!(
+            self.scenario
+                .iter()
+                .any(|(p, _)| p == "control-connect-ungranted-port")
+        );
     }
 
     fn rounds(&self) -> u64 {
@@ -158,7 +167,10 @@ fn python_stdlib() -> String {
         .output()
         .unwrap();
     let s = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    std::fs::canonicalize(s).unwrap().to_string_lossy().into_owned()
+    std::fs::canonicalize(s)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The learned files lint clean: no error, no warning, no note.
@@ -196,25 +208,62 @@ fn cat_is_learned_proven_and_enforced_by_sandbox() {
         "{words:?}"
     );
     assert_eq!(l.connect_ports(), Vec::<u64>::new());
-    assert_eq!(l.probes["run-cat"]["reads"], serde_json::json!(["/etc/os-release"]));
+    assert_eq!(
+        l.probes["run-cat"]["reads"],
+        serde_json::json!(["/etc/os-release"])
+    );
     assert_lints_clean(&p, "learn-cat");
+    // Deterministic: learned again, the same bytes (the proof bundle aside).
+    let r = p.nx(&["learn", "--out", "again", "--", "cat", "/etc/os-release"]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    for f in [
+        "learn_log.json",
+        "registry/learned/profiles.json",
+        "registry/learned/probes.json",
+        "plans/learn-cat/plan.json",
+    ] {
+        assert_eq!(
+            std::fs::read(p.path("learned").join(f)).unwrap(),
+            std::fs::read(p.path("again").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
 
     // `sandbox` under the learned profile.
     let root = p.path("learned");
     let sandbox = |args: &[&str]| crate::util::run_in(&root, args);
     let plain = Command::new("cat").arg("/etc/os-release").output().unwrap();
-    let r = sandbox(&["sandbox", "--profile", "learned-cat", "--registry", "learned", "--", "cat", "/etc/os-release"]);
+    let r = sandbox(&[
+        "sandbox",
+        "--profile",
+        "learned-cat",
+        "--registry",
+        "learned",
+        "--",
+        "cat",
+        "/etc/os-release",
+    ]);
     assert_eq!(Some(r.status), plain.status.code(), "{}", r.stderr);
     assert_eq!(r.stdout.as_bytes(), plain.stdout.as_slice());
     let plain = Command::new("cat").arg("/etc/hostname").output().unwrap();
     assert_eq!(plain.status.code(), Some(0));
     let r = sandbox(&[
-        "sandbox", "--profile", "learned-cat", "--registry", "learned", "--kernel-audit", "require", "--", "cat", "/etc/hostname",
+        "sandbox",
+        "--profile",
+        "learned-cat",
+        "--registry",
+        "learned",
+        "--kernel-audit",
+        "require",
+        "--",
+        "cat",
+        "/etc/hostname",
     ]);
     assert_eq!(r.status, 1, "{}", r.stderr);
     assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
     assert!(
-        r.stderr.contains("sandbox: the kernel denied fs.read_file (")
+        r.stderr
+            .contains("sandbox: the kernel denied fs.read_file (")
             && r.stderr.contains("path=/etc/hostname"),
         "{}",
         r.stderr
@@ -234,7 +283,15 @@ fn cat_is_learned_proven_and_enforced_by_sandbox() {
         r#"{"schema_version": 1, "registry_id": "mine", "profiles": {}}"#,
     )
     .unwrap();
-    let r = p.nx(&["learn", "--out", "from-probe", "--probe", "cat-os-release", "--registry", "mine"]);
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "from-probe",
+        "--probe",
+        "cat-os-release",
+        "--registry",
+        "mine",
+    ]);
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
     let lp = learned(&p.path("from-probe"), "learned-cat-os-release");
     lp.assert_proven("run-cat-os-release");
@@ -255,7 +312,17 @@ fn python_writing_its_workspace_and_reading_passwd() {
     let script = format!("open('{ws_s}/out.txt', 'w').write(open('/etc/passwd').read())");
     let stdlib = python_stdlib();
     let r = p.nx(&[
-        "learn", "--out", "learned", "--workspace", ws_s, "--widen-to", &stdlib, "--", "/usr/bin/python3", "-c", &script,
+        "learn",
+        "--out",
+        "learned",
+        "--workspace",
+        ws_s,
+        "--widen-to",
+        &stdlib,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
     ]);
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
     assert!(!ws.exists(), "the host workspace was written");
@@ -264,23 +331,52 @@ fn python_writing_its_workspace_and_reading_passwd() {
     l.assert_narrow(&[stdlib.as_str()]);
     assert!(l.rounds() <= 8, "{}", l.rounds());
     let words = l.words();
-    assert!(words.contains(&"read on /etc/passwd".to_string()), "{words:?}");
-    assert!(words.contains(&"write,create on ${SCRATCH}/ws".to_string()), "{words:?}");
+    assert!(
+        words.contains(&"read on /etc/passwd".to_string()),
+        "{words:?}"
+    );
+    assert!(
+        words.contains(&"write,create on ${SCRATCH}/ws".to_string()),
+        "{words:?}"
+    );
     assert!(words.contains(&format!("read on {stdlib}")), "{words:?}");
     assert_eq!(
         l.probes["run-python3"]["argv"][2],
         "open('${SCRATCH}/ws/out.txt', 'w').write(open('/etc/passwd').read())"
     );
-    assert_eq!(l.probes["run-python3"]["reads"], serde_json::json!(["/etc/passwd"]));
-    assert!(l.scenario.iter().any(|(p, _)| p == "control-read-beside-workspace"));
+    assert_eq!(
+        l.probes["run-python3"]["reads"],
+        serde_json::json!(["/etc/passwd"])
+    );
+    assert!(
+        l.scenario
+            .iter()
+            .any(|(p, _)| p == "control-read-beside-workspace")
+    );
     assert_lints_clean(&p, "learn-python3");
 
     // `--never /etc/passwd`: refused, named, nothing but the log written.
     let r = p.nx(&[
-        "learn", "--out", "never", "--workspace", ws_s, "--widen-to", &stdlib, "--never", "/etc/passwd", "--", "/usr/bin/python3", "-c", &script,
+        "learn",
+        "--out",
+        "never",
+        "--workspace",
+        ws_s,
+        "--widen-to",
+        &stdlib,
+        "--never",
+        "/etc/passwd",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
     ]);
     assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("--never path /etc/passwd"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--never path /etc/passwd"),
+        "{}",
+        r.stderr
+    );
     assert!(p.path("never/learn_log.json").exists());
     assert!(!p.path("never/registry").exists());
     let log = read_json(&p.path("never/learn_log.json"));
@@ -288,7 +384,17 @@ fn python_writing_its_workspace_and_reading_passwd() {
 
     // Without `--widen-to`: the standard library's listing is refused, with the flag that
     // would allow it.
-    let r = p.nx(&["learn", "--out", "narrow", "--workspace", ws_s, "--", "/usr/bin/python3", "-c", &script]);
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "narrow",
+        "--workspace",
+        ws_s,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
     assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains(&format!("`fs.read_dir` on {stdlib}")) && r.stderr.contains("--widen-to"),
@@ -303,7 +409,17 @@ fn git_init_in_a_workspace() {
     let _g = crate::kernel_audit::audit_lock();
     let p = Project::empty();
     let ws = p.path("repo");
-    let r = p.nx(&["learn", "--out", "learned", "--workspace", ws.to_str().unwrap(), "--", "git", "init", ws.to_str().unwrap()]);
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "learned",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--",
+        "git",
+        "init",
+        ws.to_str().unwrap(),
+    ]);
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
     assert!(!ws.exists(), "the host workspace was written");
     let l = learned(&p.path("learned"), "learned-git");
@@ -312,7 +428,9 @@ fn git_init_in_a_workspace() {
     assert!(l.rounds() <= 8, "{}", l.rounds());
     let words = l.words();
     assert!(
-        words.iter().any(|w| w.ends_with(" on ${SCRATCH}/ws") && w.contains("create")),
+        words
+            .iter()
+            .any(|w| w.ends_with(" on ${SCRATCH}/ws") && w.contains("create")),
         "{words:?}"
     );
     assert_lints_clean(&p, "learn-git");
@@ -330,7 +448,10 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
     let listeners: Vec<std::net::TcpListener> = (0..2)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
     for l in listeners {
         std::thread::spawn(move || {
             for c in l.incoming() {
@@ -346,7 +467,17 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
         ports[0], ports[1]
     );
     let stdlib = python_stdlib();
-    let r = p.nx(&["learn", "--out", "learned", "--widen-to", &stdlib, "--", "/usr/bin/python3", "-c", &script]);
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "learned",
+        "--widen-to",
+        &stdlib,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
     let _ = outsider.kill();
     let _ = outsider.wait();
     assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
@@ -357,7 +488,10 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
     let mut want: Vec<u64> = ports.iter().map(|p| u64::from(*p)).collect();
     want.sort_unstable();
     assert_eq!(l.connect_ports(), want);
-    assert_eq!(l.profile["landlock"]["net"]["tcp_bind"], serde_json::json!([]));
+    assert_eq!(
+        l.profile["landlock"]["net"]["tcp_bind"],
+        serde_json::json!([])
+    );
     // One port per round, in the order the command needs them.
     let per_round: Vec<Vec<String>> = l.log["rounds"]
         .as_array()
@@ -368,22 +502,31 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter_map(|x| x.as_str().filter(|s| s.starts_with("tcp_")).map(str::to_string))
+                .filter_map(|x| {
+                    x.as_str()
+                        .filter(|s| s.starts_with("tcp_"))
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .filter(|v: &Vec<String>| !v.is_empty())
         .collect();
     assert_eq!(
         per_round,
-        vec![vec![format!("tcp_connect {}", ports[0])], vec![format!("tcp_connect {}", ports[1])]]
+        vec![
+            vec![format!("tcp_connect {}", ports[0])],
+            vec![format!("tcp_connect {}", ports[1])]
+        ]
     );
     let text = std::fs::read_to_string(p.path("learned/learn_log.json")).unwrap();
-    assert!(!text.contains("/etc/hostname") && !text.contains("outsider-marker"), "{text}");
+    assert!(
+        !text.contains("/etc/hostname") && !text.contains("outsider-marker"),
+        "{text}"
+    );
     assert_lints_clean(&p, "learn-python3");
 
     // A connect to an abstract UNIX socket made outside the sandbox: Landlock's scope has
     // no rule that could grant it.
-    use std::os::linux::net::SocketAddrExt as _;
     let name = format!("nexusmon-learn-scope-{}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let ul = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
@@ -393,11 +536,74 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
         }
     });
     let script = format!("import socket\nsocket.socket(socket.AF_UNIX).connect('\\0{name}')\n");
-    let r = p.nx(&["learn", "--out", "scoped", "--widen-to", &stdlib, "--", "/usr/bin/python3", "-c", &script]);
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "scoped",
+        "--widen-to",
+        &stdlib,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
     assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains("`scope.abstract_unix_socket`") && r.stderr.contains("cannot be learned"),
         "{}",
         r.stderr
     );
+}
+
+/// Paths the kernel hex-encodes in its records: a name with a space and a newline, reached
+/// through a symlink, is decoded and granted by the object's own (resolved) path, and the
+/// proof is green; a name that is not UTF-8 cannot be written in a profile and is refused
+/// with that reason.
+#[test]
+fn odd_paths_are_decoded_and_granted_by_the_object_or_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let _g = crate::kernel_audit::audit_lock();
+    let p = Project::empty();
+    let dir = std::fs::canonicalize(p.root()).unwrap().join("odd");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("a b\nc");
+    std::fs::write(&file, "x\n").unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "learned",
+        "--",
+        "cat",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let l = learned(&p.path("learned"), "learned-cat");
+    l.assert_proven("run-cat");
+    l.assert_narrow(&[]);
+    let words = l.words();
+    assert!(
+        words.contains(&format!("read on {}", file.display())),
+        "{words:?}"
+    );
+    assert!(!words.iter().any(|w| w.contains("/link")), "{words:?}");
+
+    let bad = dir.join(std::ffi::OsStr::from_bytes(b"\xffn"));
+    std::fs::write(&bad, "x\n").unwrap();
+    let script = format!("open(b'{}/\\xffn').read()", dir.display());
+    let r = p.nx(&[
+        "learn",
+        "--out",
+        "bad",
+        "--widen-to",
+        &python_stdlib(),
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("is not valid UTF-8"), "{}", r.stderr);
+    assert!(!p.path("bad/registry").exists());
 }

@@ -51,10 +51,10 @@ use serde_json::{Value, json};
 
 use super::command::PrivateDir;
 use super::settings::{NullSink, RunSettings};
+use crate::error::ErrorKind;
 use crate::model::registry::{Access, Fixture, Probe};
 use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, LaneResults, Outcome};
 use crate::util::fsx;
-use crate::error::ErrorKind;
 use crate::{Error, Result};
 use synth::{Bounds, Decision, Denied, Grant, Policy, WORKSPACE, beneath};
 
@@ -163,7 +163,9 @@ impl Ending {
 /// `learn_log.json` is written in `--out` either way.
 pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
     let abi = crate::sandbox::host::landlock_abi().map_err(|e| {
-        Error::runner(format!("learn needs Landlock, which this kernel does not offer: {e}"))
+        Error::runner(format!(
+            "learn needs Landlock, which this kernel does not offer: {e}"
+        ))
     })?;
     if abi < 7 {
         return Err(Error::runner(format!(
@@ -230,17 +232,13 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
             let mut e = json!({"blocker": d.blocker, "object": object});
             if matches {
                 e["decision"] = "tolerated".into();
-                e["why"] = "the command ended as in the baseline with this denied: not granted".into();
+                e["why"] =
+                    "the command ended as in the baseline with this denied: not granted".into();
             } else {
                 match synth::decide(d, &bounds) {
                     Decision::Grant(g, why) => {
                         e["rule"] = g.describe().into();
-                        if !at_start.has(&g) {
-                            e["decision"] = "granted".into();
-                            e["why"] = why.into();
-                            policy.add(&g);
-                            added.push(g.describe());
-                        } else {
+                        if at_start.has(&g) {
                             e["decision"] = "already-granted".into();
                             e["why"] = "the rule was granted in an earlier round and the kernel still denied this (the rule does not reach the object)".into();
                             refused.push(format!(
@@ -248,6 +246,11 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
                                 d.blocker,
                                 g.describe()
                             ));
+                        } else {
+                            e["decision"] = "granted".into();
+                            e["why"] = why.into();
+                            policy.add(&g);
+                            added.push(g.describe());
                         }
                     }
                     Decision::Refuse(why) => {
@@ -365,12 +368,15 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
             let abs = fsx::absolute(p)?;
             // A path that exists is compared as the kernel names it (resolved).
             let resolved = std::fs::canonicalize(&abs).unwrap_or(abs);
-            let s = resolved.to_str().ok_or_else(|| {
-                Error::usage(format!("{flag} {}: not valid UTF-8", p.display()))
-            })?;
+            let s = resolved
+                .to_str()
+                .ok_or_else(|| Error::usage(format!("{flag} {}: not valid UTF-8", p.display())))?;
             if flag == "--widen-to" && s == "/" {
-                return Err(Error::usage("--widen-to /: learn never widens a rule to `/`")
-                    .with_hint("name the directory the command reads, e.g. --widen-to /usr/lib/python3"));
+                return Err(
+                    Error::usage("--widen-to /: learn never widens a rule to `/`").with_hint(
+                        "name the directory the command reads, e.g. --widen-to /usr/lib/python3",
+                    ),
+                );
             }
             out.push(s.to_string());
         }
@@ -387,12 +393,17 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
     }
     if let Some(id) = &req.probe {
         if !req.argv.is_empty() {
-            return Err(Error::usage("give either --probe ID or `-- CMD ARGS…`, not both"));
+            return Err(Error::usage(
+                "give either --probe ID or `-- CMD ARGS…`, not both",
+            ));
         }
         let probe = find_probe(&req.root, id, req.registry.as_deref())?;
         let Some(argv) = probe.argv.clone().filter(|a| !a.is_empty()) else {
-            return Err(Error::usage(format!("probe `{id}` is not an exec probe with an argv"))
-                .with_hint("learn runs a program: give an exec probe, or the command after `--`"));
+            return Err(
+                Error::usage(format!("probe `{id}` is not an exec probe with an argv")).with_hint(
+                    "learn runs a program: give an exec probe, or the command after `--`",
+                ),
+            );
         };
         let program = std::fs::canonicalize(&argv[0])
             .map_err(|e| Error::io("resolve the probe's program", &argv[0], e))?;
@@ -433,8 +444,8 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
                 .with_hint("give the program's absolute path")
         })?;
     let found = fsx::absolute(&found)?;
-    let program = std::fs::canonicalize(&found)
-        .map_err(|e| Error::io("resolve the program", &found, e))?;
+    let program =
+        std::fs::canonicalize(&found).map_err(|e| Error::io("resolve the program", &found, e))?;
     argv[0] = found.to_string_lossy().into_owned();
     let mut fixtures = Vec::new();
     if let Some(ws) = &req.workspace {
@@ -534,7 +545,10 @@ fn find_probe(root: &Path, id: &str, registry: Option<&str>) -> Result<Probe> {
         1 => Ok(found.remove(0)),
         0 => Err(Error::usage(format!(
             "no probe `{id}` in {}",
-            registry.map_or_else(|| reg_root.display().to_string(), |r| format!("registry `{r}`"))
+            registry.map_or_else(
+                || reg_root.display().to_string(),
+                |r| format!("registry `{r}`")
+            )
         ))
         .with_hint("`nexusmon list-probes` lists them")),
         _ => Err(Error::usage(format!(
@@ -554,7 +568,13 @@ fn ids_for(req: &LearnRequest, spec: &Spec) -> Result<LearnedIds> {
     });
     let slug: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())
@@ -592,11 +612,18 @@ fn check_out(out: &Path, ids: &LearnedIds) -> Result<()> {
 /// The program, its interpreters and its libraries, by resolved path.
 fn initial_grants(program: &Path) -> Vec<(Grant, String)> {
     let mut out = Vec::new();
-    let s = |p: &Path| std::fs::canonicalize(p).ok().and_then(|c| c.to_str().map(str::to_string));
+    let s = |p: &Path| {
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|c| c.to_str().map(str::to_string))
+    };
     if let Some(p) = s(program) {
         for access in [Access::Read, Access::Exec] {
             out.push((
-                Grant::Fs { path: p.clone(), access },
+                Grant::Fs {
+                    path: p.clone(),
+                    access,
+                },
                 "the command's program".to_string(),
             ));
         }
@@ -608,7 +635,10 @@ fn initial_grants(program: &Path) -> Vec<(Grant, String)> {
         if let Some(p) = s(e) {
             for access in [Access::Read, Access::Exec] {
                 out.push((
-                    Grant::Fs { path: p.clone(), access },
+                    Grant::Fs {
+                        path: p.clone(),
+                        access,
+                    },
                     format!("an interpreter execve opens for {}", program.display()),
                 ));
             }
@@ -617,8 +647,14 @@ fn initial_grants(program: &Path) -> Vec<(Grant, String)> {
     for r in &needs.read {
         if let Some(p) = s(r) {
             out.push((
-                Grant::Fs { path: p, access: Access::Read },
-                format!("a shared library the loader opens for {}", program.display()),
+                Grant::Fs {
+                    path: p,
+                    access: Access::Read,
+                },
+                format!(
+                    "a shared library the loader opens for {}",
+                    program.display()
+                ),
             ));
         }
     }
@@ -697,7 +733,12 @@ struct RoundRun {
 }
 
 /// Run the command once under `profile` (and without a policy when `with_baseline`).
-fn run_round(spec: &Spec, ids: &LearnedIds, profile: &Value, with_baseline: bool) -> Result<RoundRun> {
+fn run_round(
+    spec: &Spec,
+    ids: &LearnedIds,
+    profile: &Value,
+    with_baseline: bool,
+) -> Result<RoundRun> {
     let work = PrivateDir::create()?;
     let project = work.0.clone();
     let reg_dir = project.join("registry").join(&ids.registry);
@@ -778,7 +819,7 @@ fn run_round(spec: &Spec, ids: &LearnedIds, profile: &Value, with_baseline: bool
         match o.lane {
             Lane::Baseline => baseline = Some(o),
             Lane::Scenario => scenario = Some(o),
-            _ => {}
+            Lane::Oracle => {}
         }
     }
     let Some(scn) = scenario else {
@@ -796,7 +837,10 @@ fn run_round(spec: &Spec, ids: &LearnedIds, profile: &Value, with_baseline: bool
     if scn.result.outcome == Outcome::ApplyFailed {
         return Err(Error::new(
             ErrorKind::NotEnforceable,
-            format!("the learned profile could not be applied: {}", scn.result.detail),
+            format!(
+                "the learned profile could not be applied: {}",
+                scn.result.detail
+            ),
         ));
     }
     let ending = |a: &crate::model::results::Attempt| Ending {
@@ -809,7 +853,12 @@ fn run_round(spec: &Spec, ids: &LearnedIds, profile: &Value, with_baseline: bool
     let mut denials = BTreeSet::new();
     for k in scn.result.kernel_denials.iter().flatten() {
         for blocker in &k.blockers {
-            denials.insert(map_denial(blocker, &k.object, &manifest.scratch, &child_prefix));
+            denials.insert(map_denial(
+                blocker,
+                &k.object,
+                &manifest.scratch,
+                &child_prefix,
+            ));
         }
     }
     Ok(RoundRun {
@@ -862,7 +911,10 @@ fn map_denial(
                 });
             } else {
                 d.path = Some(path.clone());
-                d.problem = Some("it is in the run's scratch root but not the command's own scratch directory".into());
+                d.problem = Some(
+                    "it is in the run's scratch root but not the command's own scratch directory"
+                        .into(),
+                );
             }
         } else {
             d.path = Some(path.clone());
@@ -884,13 +936,20 @@ impl PartialOrd for Denied {
 
 impl Ord for Denied {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.path, &self.port, &self.blocker, &self.problem, self.char_device).cmp(&(
-            &other.path,
-            &other.port,
-            &other.blocker,
-            &other.problem,
-            other.char_device,
-        ))
+        (
+            &self.path,
+            &self.port,
+            &self.blocker,
+            &self.problem,
+            self.char_device,
+        )
+            .cmp(&(
+                &other.path,
+                &other.port,
+                &other.blocker,
+                &other.problem,
+                other.char_device,
+            ))
     }
 }
 
@@ -905,7 +964,8 @@ pub fn check_host_object(path: &str, ino: Option<&str>) -> std::result::Result<b
     if path.contains('\u{FFFD}') {
         return Err("its path is not valid UTF-8, and a profile (JSON) cannot name it".into());
     }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("it cannot be found now: {e}"))?;
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| format!("it cannot be found now: {e}"))?;
     match std::fs::canonicalize(path) {
         Ok(c) if c.as_os_str() == path => {}
         Ok(c) => {
@@ -916,13 +976,13 @@ pub fn check_host_object(path: &str, ino: Option<&str>) -> std::result::Result<b
         }
         Err(e) => return Err(format!("it cannot be resolved now: {e}")),
     }
-    if let Some(ino) = ino {
-        if ino.parse::<u64>().ok() != Some(meta.ino()) {
-            return Err(format!(
-                "it is inode {} now, not the inode {ino} the kernel denied (replaced since)",
-                meta.ino()
-            ));
-        }
+    if let Some(ino) = ino
+        && ino.parse::<u64>().ok() != Some(meta.ino())
+    {
+        return Err(format!(
+            "it is inode {} now, not the inode {ino} the kernel denied (replaced since)",
+            meta.ino()
+        ));
     }
     Ok(meta.file_type().is_char_device())
 }
@@ -971,9 +1031,10 @@ fn write_project(
         expect.insert(id.clone(), "deny".into());
         probes.insert(id, p);
     };
-    let ws_fixture = bounds.workspace.as_ref().map(|ws| {
-        json!({"kind": "dir", "path": ws})
-    });
+    let ws_fixture = bounds
+        .workspace
+        .as_ref()
+        .map(|ws| json!({"kind": "dir", "path": ws}));
     // A read of an existing, readable sibling of every rule's path.
     let mut parents = BTreeSet::new();
     let mut n = 0;
@@ -1114,13 +1175,22 @@ mod tests {
     #[test]
     fn the_workspace_is_rewritten_only_as_a_whole_path() {
         let ws = "/tmp/ws";
-        assert_eq!(rewrite_workspace("/tmp/ws", ws), ("${SCRATCH}/ws".into(), true));
+        assert_eq!(
+            rewrite_workspace("/tmp/ws", ws),
+            ("${SCRATCH}/ws".into(), true)
+        );
         assert_eq!(
             rewrite_workspace("open('/tmp/ws/x','w')", ws),
             ("open('${SCRATCH}/ws/x','w')".into(), true)
         );
-        assert_eq!(rewrite_workspace("/tmp/wsx", ws), ("/tmp/wsx".into(), false));
-        assert_eq!(rewrite_workspace("/a/tmp/ws", ws), ("/a/tmp/ws".into(), false));
+        assert_eq!(
+            rewrite_workspace("/tmp/wsx", ws),
+            ("/tmp/wsx".into(), false)
+        );
+        assert_eq!(
+            rewrite_workspace("/a/tmp/ws", ws),
+            ("/a/tmp/ws".into(), false)
+        );
         assert_eq!(
             rewrite_workspace("--dir=/tmp/ws", ws),
             ("--dir=${SCRATCH}/ws".into(), true)
@@ -1136,29 +1206,59 @@ mod tests {
         let ino = std::fs::metadata(&f).unwrap().ino().to_string();
         let fs = f.to_str().unwrap();
         assert_eq!(check_host_object(fs, Some(&ino)), Ok(false));
-        assert!(check_host_object(fs, Some("1")).unwrap_err().contains("not the inode"));
+        assert!(
+            check_host_object(fs, Some("1"))
+                .unwrap_err()
+                .contains("not the inode")
+        );
         let l = root.join("l");
         std::os::unix::fs::symlink(&f, &l).unwrap();
-        assert!(check_host_object(l.to_str().unwrap(), Some(&ino)).unwrap_err().contains("symlink"));
-        assert!(check_host_object("/x\u{FFFD}y", None).unwrap_err().contains("UTF-8"));
+        assert!(
+            check_host_object(l.to_str().unwrap(), Some(&ino))
+                .unwrap_err()
+                .contains("symlink")
+        );
+        assert!(
+            check_host_object("/x\u{FFFD}y", None)
+                .unwrap_err()
+                .contains("UTF-8")
+        );
         assert_eq!(check_host_object("/dev/null", None), Ok(true));
     }
 
     #[test]
     fn scratch_paths_map_to_the_variable_only_for_the_commands_own_directory() {
-        let o = |p: &str| {
-            std::collections::BTreeMap::from([("path".to_string(), p.to_string())])
-        };
+        let o = |p: &str| std::collections::BTreeMap::from([("path".to_string(), p.to_string())]);
         let root = "/dev/shm/nexusmon-r1";
         let pre = "scenario/learned-x/run-x.a";
-        let (d, _) = map_denial("fs.make_reg", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1/ws"), root, pre);
+        let (d, _) = map_denial(
+            "fs.make_reg",
+            &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1/ws"),
+            root,
+            pre,
+        );
         assert_eq!(d.path.as_deref(), Some("${SCRATCH}/ws"));
         assert!(d.problem.is_none());
-        let (d, _) = map_denial("fs.read_dir", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1"), root, pre);
+        let (d, _) = map_denial(
+            "fs.read_dir",
+            &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1"),
+            root,
+            pre,
+        );
         assert_eq!(d.path.as_deref(), Some("${SCRATCH}"));
-        let (d, _) = map_denial("fs.read_file", &o("/dev/shm/nexusmon-r1/baseline/learned-x/run-x.a1/f"), root, pre);
+        let (d, _) = map_denial(
+            "fs.read_file",
+            &o("/dev/shm/nexusmon-r1/baseline/learned-x/run-x.a1/f"),
+            root,
+            pre,
+        );
         assert!(d.problem.is_some());
-        let (d, _) = map_denial("fs.read_file", &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1x/f"), root, pre);
+        let (d, _) = map_denial(
+            "fs.read_file",
+            &o("/dev/shm/nexusmon-r1/scenario/learned-x/run-x.a1x/f"),
+            root,
+            pre,
+        );
         assert!(d.problem.is_some());
     }
 }

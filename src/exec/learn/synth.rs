@@ -197,7 +197,11 @@ pub fn decide(d: &Denied, b: &Bounds) -> Decision {
             return Decision::Refuse(format!(
                 "`{blocker}` on {path} would need `{}` on {rule}, which {} the --never path {n}",
                 access.as_str(),
-                if beneath(rule, n) { "is beneath" } else { "contains" }
+                if beneath(rule, n) {
+                    "is beneath"
+                } else {
+                    "contains"
+                }
             ));
         }
         Decision::Grant(
@@ -298,7 +302,15 @@ mod tests {
         "scope.abstract_unix_socket",
         "fs.unknown_right",
     ];
-    const DIRS: &[&str] = &["/", "/etc", "/etc/ssl", "/usr", "/usr/lib", "/home/u", "${SCRATCH}"];
+    const DIRS: &[&str] = &[
+        "/",
+        "/etc",
+        "/etc/ssl",
+        "/usr",
+        "/usr/lib",
+        "/home/u",
+        "${SCRATCH}",
+    ];
     const NAMES: &[&str] = &["a", "passwd", "ssl", "lib", "ws", "x y", "n\nl"];
 
     fn path(r: &mut Rng) -> String {
@@ -309,7 +321,7 @@ mod tests {
         } else {
             format!("{d}/{n}")
         };
-        if r.next() % 5 == 0 {
+        if r.next().is_multiple_of(5) {
             format!("{p}/{}", r.pick(NAMES))
         } else {
             p
@@ -323,76 +335,84 @@ mod tests {
     #[test]
     fn generated_denials_never_get_a_rule_wider_than_needed() {
         for seed in 1..=300u64 {
-            let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let mut b = Bounds::default();
-            if r.next() % 2 == 0 {
-                b.workspace = Some(WORKSPACE.into());
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut bounds = Bounds::default();
+            if rng.next().is_multiple_of(2) {
+                bounds.workspace = Some(WORKSPACE.into());
             }
-            for _ in 0..r.next() % 3 {
-                b.widen.push(r.pick(DIRS).to_string());
+            for _ in 0..rng.next() % 3 {
+                bounds.widen.push(rng.pick(DIRS).to_string());
             }
-            b.widen.retain(|w| w.starts_with('/'));
-            for _ in 0..r.next() % 3 {
-                b.never.push(path(&mut r));
+            bounds.widen.retain(|w| w.starts_with('/'));
+            for _ in 0..rng.next() % 3 {
+                bounds.never.push(path(&mut rng));
             }
-            if r.next() % 3 == 0 {
-                b.never.push(r.pick(DIRS).to_string());
+            if rng.next().is_multiple_of(3) {
+                bounds.never.push(rng.pick(DIRS).to_string());
             }
             let mut policy = Policy::default();
             for _ in 0..20 {
-                let d = Denied {
-                    blocker: r.pick(BLOCKERS).to_string(),
-                    path: Some(if r.next() % 4 == 0 {
-                        format!("{WORKSPACE}/{}", r.pick(NAMES))
+                let denied = Denied {
+                    blocker: rng.pick(BLOCKERS).to_string(),
+                    path: Some(if rng.next().is_multiple_of(4) {
+                        format!("{WORKSPACE}/{}", rng.pick(NAMES))
                     } else {
-                        path(&mut r)
+                        path(&mut rng)
                     }),
-                    port: u16::try_from(r.next() % 70000).ok(),
-                    char_device: r.next() % 4 == 0,
-                    problem: (r.next() % 10 == 0).then(|| "not the object".to_string()),
+                    port: u16::try_from(rng.next() % 70000).ok(),
+                    char_device: rng.next().is_multiple_of(4),
+                    problem: (rng.next().is_multiple_of(10)).then(|| "not the object".to_string()),
                 };
-                let decision = decide(&d, &b);
-                let dp = d.path.clone().unwrap_or_default();
+                let decision = decide(&denied, &bounds);
+                let dp = denied.path.clone().unwrap_or_default();
                 match &decision {
                     Decision::Refuse(why) => assert!(!why.is_empty()),
                     Decision::Grant(g, why) => {
                         assert!(!why.is_empty());
-                        assert!(d.problem.is_none() || d.blocker.starts_with("net."), "{d:?}");
+                        assert!(
+                            denied.problem.is_none() || denied.blocker.starts_with("net."),
+                            "{denied:?}"
+                        );
                         policy.add(g);
                         match g {
                             Grant::Connect(p) => {
-                                assert_eq!(d.blocker, "net.connect_tcp");
-                                assert_eq!(Some(*p), d.port);
+                                assert_eq!(denied.blocker, "net.connect_tcp");
+                                assert_eq!(Some(*p), denied.port);
                             }
                             Grant::Bind(p) => {
-                                assert_eq!(d.blocker, "net.bind_tcp");
-                                assert_eq!(Some(*p), d.port);
+                                assert_eq!(denied.blocker, "net.bind_tcp");
+                                assert_eq!(Some(*p), denied.port);
                             }
                             Grant::Fs { path: rule, access } => {
-                                assert_ne!(rule, "/", "{d:?} {b:?}");
+                                assert_ne!(rule, "/", "{denied:?} {bounds:?}");
                                 assert!(beneath(&dp, rule), "the rule covers the denial");
-                                assert_eq!(Some(*access), access_of(&d.blocker));
-                                for n in &b.never {
+                                assert_eq!(Some(*access), access_of(&denied.blocker));
+                                for n in &bounds.never {
                                     assert!(
                                         !beneath(n, rule) && !beneath(rule, n),
                                         "{rule} vs never {n}"
                                     );
                                 }
-                                let in_ws = b.workspace.as_deref() == Some(rule.as_str());
-                                let widened = b.widen.contains(rule);
+                                let in_ws = bounds.workspace.as_deref() == Some(rule.as_str());
+                                let widened = bounds.widen.contains(rule);
                                 if rule != &dp {
-                                    assert!(in_ws || widened, "a directory rule {rule} for {d:?}");
+                                    assert!(
+                                        in_ws || widened,
+                                        "a directory rule {rule} for {denied:?}"
+                                    );
                                 }
                                 if !in_ws {
                                     match access {
                                         Access::Read | Access::Exec => {}
                                         Access::Write | Access::IoctlDev => {
-                                            assert!(d.char_device && rule == &dp);
+                                            assert!(denied.char_device && rule == &dp);
                                         }
-                                        other => panic!("{other:?} outside the workspace: {d:?}"),
+                                        other => {
+                                            panic!("{other:?} outside the workspace: {denied:?}")
+                                        }
                                     }
                                 }
-                                if d.blocker == "fs.read_dir" {
+                                if denied.blocker == "fs.read_dir" {
                                     assert!(in_ws || widened);
                                 }
                             }
@@ -424,13 +444,22 @@ mod tests {
             panic!("widening /etc contains the never path /etc/shadow");
         };
         assert!(why.contains("--never path /etc/shadow"), "{why}");
-        assert!(matches!(decide(&d("scope.signal", "/x"), &b), Decision::Refuse(w) if w.contains("scope")));
-        assert!(matches!(decide(&d("fs.read_dir", "/usr/lib"), &b), Decision::Refuse(w) if w.contains("--widen-to /usr/lib")));
-        assert!(matches!(decide(&d("fs.read_dir", "/"), &Bounds { widen: vec!["/".into()], ..Bounds::default() }), Decision::Refuse(w) if w.contains("`/`")));
+        assert!(
+            matches!(decide(&d("scope.signal", "/x"), &b), Decision::Refuse(w) if w.contains("scope"))
+        );
+        assert!(
+            matches!(decide(&d("fs.read_dir", "/usr/lib"), &b), Decision::Refuse(w) if w.contains("--widen-to /usr/lib"))
+        );
+        assert!(
+            matches!(decide(&d("fs.read_dir", "/"), &Bounds { widen: vec!["/".into()], ..Bounds::default() }), Decision::Refuse(w) if w.contains("`/`"))
+        );
         assert_eq!(
             decide(&d("fs.read_file", "/usr/lib/x.so"), &b),
             Decision::Grant(
-                Grant::Fs { path: "/usr/lib/x.so".into(), access: Access::Read },
+                Grant::Fs {
+                    path: "/usr/lib/x.so".into(),
+                    access: Access::Read
+                },
                 "`fs.read_file` on /usr/lib/x.so: granted on that file only".into()
             )
         );
