@@ -159,6 +159,14 @@ impl Learned {
     }
 }
 
+/// `learn_log.json` matches the published schema (`schemas/learn-log.schema.json`).
+fn assert_log_schema(log: &Value) {
+    let schema = read_json(&crate::util::repo_root().join("schemas/learn-log.schema.json"));
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(log).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{log:#}");
+}
+
 /// `/usr/bin/python3`'s standard library directory (the one `--widen-to` the Python cases
 /// allow: it lists its own directories at start-up).
 fn python_stdlib() -> String {
@@ -201,6 +209,8 @@ fn cat_is_learned_proven_and_enforced_by_sandbox() {
     l.assert_proven("run-cat");
     l.assert_narrow(&[]);
     assert!(l.rounds() <= 3, "{}", l.rounds());
+    assert_log_schema(&l.log);
+    assert_eq!(l.log["proof"]["exit_code"], 0);
     let target = std::fs::canonicalize("/etc/os-release").unwrap();
     let words = l.words();
     assert!(
@@ -381,6 +391,14 @@ fn python_writing_its_workspace_and_reading_passwd() {
     assert!(!p.path("never/registry").exists());
     let log = read_json(&p.path("never/learn_log.json"));
     assert_eq!(log["result"]["converged"], false);
+    assert_log_schema(&log);
+    assert!(log["rounds"].as_array().unwrap().iter().any(|r| {
+        r["denials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["decision"] == "refused" && d["object"] == "/etc/passwd")
+    }));
 
     // Without `--widen-to`: the standard library's listing is refused, with the flag that
     // would allow it.

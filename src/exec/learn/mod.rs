@@ -52,6 +52,10 @@ use serde_json::{Value, json};
 use super::command::PrivateDir;
 use super::settings::{NullSink, RunSettings};
 use crate::error::ErrorKind;
+use crate::model::learn::{
+    LearnDecision, LearnDenial, LearnEnding, LearnLog, LearnProof, LearnResult, LearnRound,
+    LearnRule,
+};
 use crate::model::registry::{Access, Fixture, Probe};
 use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, LaneResults, Outcome};
 use crate::util::fsx;
@@ -145,6 +149,14 @@ struct Ending {
 }
 
 impl Ending {
+    fn to_model(&self) -> LearnEnding {
+        LearnEnding {
+            exit_code: self.exit_code,
+            signal: self.signal.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+
     fn describe(&self) -> String {
         match (&self.exit_code, &self.signal) {
             (Some(c), _) => format!("exit {c}"),
@@ -178,25 +190,36 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
     let ids = ids_for(req, &spec)?;
     check_out(&req.out, &ids)?;
 
-    let mut log = json!({
-        "schema_version": 1,
-        "command": spec.argv,
-        "workspace": bounds.workspace,
-        "widen_to": bounds.widen,
-        "never": bounds.never,
-        "abi": abi,
-        "max_rounds": req.max_rounds,
-    });
     let mut policy = Policy::default();
-    let mut initial = Vec::new();
+    let mut initial_rules = Vec::new();
     for (g, why) in initial_grants(&spec.program) {
         if policy.add(&g) {
-            initial.push(json!({"rule": g.describe(), "why": why}));
+            initial_rules.push(LearnRule {
+                rule: g.describe(),
+                why,
+            });
         }
     }
-    log["initial_rules"] = Value::Array(initial);
+    let mut log = LearnLog {
+        schema_version: 1,
+        command: spec.argv.clone(),
+        workspace: bounds.workspace.clone(),
+        widen_to: bounds.widen.clone(),
+        never: bounds.never.clone(),
+        abi,
+        max_rounds: req.max_rounds,
+        baseline: None,
+        initial_rules,
+        rounds: Vec::new(),
+        result: LearnResult {
+            converged: false,
+            rounds: 0,
+            rules: Vec::new(),
+            failure: None,
+        },
+        proof: None,
+    };
 
-    let mut rounds: Vec<Value> = Vec::new();
     let mut baseline: Option<Ending> = None;
     let mut failure: Option<String> = None;
     let mut converged = 0u32;
@@ -209,17 +232,16 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         let Some(base) = baseline.clone() else {
             return Err(Error::runner("the first round ran no baseline lane"));
         };
+        log.baseline = Some(base.to_model());
         if round == 1 && base.exit_code.is_none() {
             failure = Some(format!(
                 "the command does not exit by itself without a policy ({}): there is no baseline to learn towards",
                 base.describe()
             ));
-            log["baseline"] = ending_json(&base);
             break;
         }
-        log["baseline"] = ending_json(&base);
         let matches = run.ending.exit_code == base.exit_code && run.ending.signal == base.signal;
-        let mut entries: Vec<Value> = Vec::new();
+        let mut denials = Vec::new();
         let mut added: Vec<String> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
         let at_start = policy.clone();
@@ -229,54 +251,62 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
                 .clone()
                 .or_else(|| d.port.map(|p| format!("port {p}")))
                 .unwrap_or_default();
-            let mut e = json!({"blocker": d.blocker, "object": object});
-            if matches {
-                e["decision"] = "tolerated".into();
-                e["why"] =
-                    "the command ended as in the baseline with this denied: not granted".into();
+            let (decision, rule, why) = if matches {
+                (
+                    LearnDecision::Tolerated,
+                    None,
+                    "the command ended as in the baseline with this denied: not granted"
+                        .to_string(),
+                )
             } else {
                 match synth::decide(d, &bounds) {
+                    Decision::Grant(g, _) if at_start.has(&g) => {
+                        refused.push(format!(
+                            "`{}` on {object}: already granted as `{}`, and still denied",
+                            d.blocker,
+                            g.describe()
+                        ));
+                        (
+                            LearnDecision::AlreadyGranted,
+                            Some(g.describe()),
+                            "the rule was granted in an earlier round and the kernel still denied this (the rule does not reach the object)".to_string(),
+                        )
+                    }
                     Decision::Grant(g, why) => {
-                        e["rule"] = g.describe().into();
-                        if at_start.has(&g) {
-                            e["decision"] = "already-granted".into();
-                            e["why"] = "the rule was granted in an earlier round and the kernel still denied this (the rule does not reach the object)".into();
-                            refused.push(format!(
-                                "`{}` on {object}: already granted as `{}`, and still denied",
-                                d.blocker,
-                                g.describe()
-                            ));
-                        } else {
-                            e["decision"] = "granted".into();
-                            e["why"] = why.into();
-                            policy.add(&g);
-                            added.push(g.describe());
-                        }
+                        policy.add(&g);
+                        added.push(g.describe());
+                        (LearnDecision::Granted, Some(g.describe()), why)
                     }
                     Decision::Refuse(why) => {
-                        e["decision"] = "refused".into();
                         refused.push(why.clone());
-                        e["why"] = why.into();
+                        (LearnDecision::Refused, None, why)
                     }
                 }
-            }
-            entries.push(e);
+            };
+            denials.push(LearnDenial {
+                blocker: d.blocker.clone(),
+                object,
+                decision,
+                rule,
+                why,
+            });
         }
         added.sort();
         added.dedup();
-        rounds.push(json!({
-            "round": round,
-            "ended": ending_json(&run.ending),
-            "matches_baseline": matches,
-            "denials": entries,
-            "rules_added": added,
-            "kernel_audit": run.audit_note,
-        }));
+        let nothing_added = added.is_empty();
+        log.rounds.push(LearnRound {
+            round,
+            ended: run.ending.to_model(),
+            matches_baseline: matches,
+            denials,
+            rules_added: added,
+            kernel_audit: run.audit_note,
+        });
         if matches {
             converged = round;
             break;
         }
-        if added.is_empty() {
+        if nothing_added {
             refused.sort();
             refused.dedup();
             failure = Some(if refused.is_empty() {
@@ -303,15 +333,14 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         ));
     }
     let rules = rules_in_words(&policy);
-    log["rounds"] = Value::Array(rounds);
-    log["result"] = json!({
-        "converged": converged > 0,
-        "rounds": converged,
-        "rules": rules,
-        "failure": failure,
-    });
-    fsx::create_dir_all(&req.out)?;
+    log.result = LearnResult {
+        converged: converged > 0,
+        rounds: converged,
+        rules: rules.clone(),
+        failure: failure.clone(),
+    };
     crate::util::nofollow::check_dir_path(&req.out)?;
+    fsx::create_dir_all(&req.out)?;
     let log_path = req.out.join("learn_log.json");
     if let Some(why) = failure {
         fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
@@ -333,10 +362,10 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         .chain(spec.argv.iter().cloned())
         .collect();
     let proof = super::execute(settings, &mut NullSink)?;
-    log["proof"] = json!({
-        "exit_code": proof.exit_code,
-        "reason": proof.exit_reason,
-        "plan": format!("plans/{}/plan.json", ids.plan),
+    log.proof = Some(LearnProof {
+        exit_code: proof.exit_code,
+        reason: proof.exit_reason.clone(),
+        plan: format!("plans/{}/plan.json", ids.plan),
     });
     fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
     let mut files = files;
@@ -351,10 +380,6 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         proof_reason: proof.exit_reason,
         proof_bundle: proof.bundle,
     })
-}
-
-fn ending_json(e: &Ending) -> Value {
-    json!({"exit_code": e.exit_code, "signal": e.signal, "detail": e.detail})
 }
 
 /// The command (or the registry probe) as a [`Spec`], and the user's bounds.
