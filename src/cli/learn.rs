@@ -32,6 +32,11 @@ pub fn learn(ctx: &Ctx, io: &mut Io<'_>, a: &LearnArgs) -> Result<i32> {
             "proof": {"exit_code": out.proof_exit, "reason": out.proof_reason, "bundle": out.proof_bundle},
         });
         io.out_json(&crate::util::json::to_sorted_pretty(&v)?)?;
+    } else if out.rounds == 0 {
+        io.errln(format!("learn: {}", out.proof_reason))?;
+        for f in &out.files {
+            io.errln(format!("wrote {}", f.display()))?;
+        }
     } else {
         io.outln(format!(
             "learned profile `{}` (registry `{}`) in {} round(s):",

@@ -223,9 +223,15 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
     let mut baseline: Option<Ending> = None;
     let mut failure: Option<String> = None;
     let mut converged = 0u32;
+    let mut interrupted: Option<i32> = None;
     for round in 1..=req.max_rounds.max(1) {
         let profile = profile_json(&policy, abi, bounds.workspace.is_some(), &spec);
         let run = run_round(&spec, &ids, &profile, round == 1)?;
+        if let Some(code) = run.interrupted {
+            interrupted = Some(code);
+            failure = Some(format!("round {round} was interrupted by a signal"));
+            break;
+        }
         if let Some(b) = run.baseline {
             baseline = Some(b);
         }
@@ -342,6 +348,18 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
     crate::util::nofollow::check_dir_path(&req.out)?;
     fsx::create_dir_all(&req.out)?;
     let log_path = req.out.join("learn_log.json");
+    if let Some(code) = interrupted {
+        fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
+        return Ok(LearnOutcome {
+            rounds: 0,
+            rules,
+            ids,
+            files: vec![log_path],
+            proof_exit: code,
+            proof_reason: "interrupted by a signal: nothing learned, no proof run".into(),
+            proof_bundle: None,
+        });
+    }
     if let Some(why) = failure {
         fsx::write_atomic(&log_path, &crate::util::json::to_sorted_pretty(&log)?)?;
         return Err(Error::new(ErrorKind::Findings, format!("learn: {why}"))
@@ -390,9 +408,9 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
         ("--never", &req.never, &mut bounds.never),
     ] {
         for p in list {
-            let abs = fsx::absolute(p)?;
-            // A path that exists is compared as the kernel names it (resolved).
-            let resolved = std::fs::canonicalize(&abs).unwrap_or(abs);
+            // Compared as the kernel names paths: resolved (for a path that does not exist
+            // yet, its deepest existing ancestor resolved).
+            let resolved = resolve_lenient(&fsx::absolute(p)?);
             let s = resolved
                 .to_str()
                 .ok_or_else(|| Error::usage(format!("{flag} {}: not valid UTF-8", p.display())))?;
@@ -513,6 +531,32 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
         },
         bounds,
     ))
+}
+
+/// `p` resolved as far as it exists: its deepest existing ancestor canonicalized, the rest
+/// appended (lexically, `.` and `..` applied).
+fn resolve_lenient(p: &Path) -> PathBuf {
+    let mut tail: Vec<std::ffi::OsString> = Vec::new();
+    let mut cur = p.to_path_buf();
+    loop {
+        if let Ok(mut c) = std::fs::canonicalize(&cur) {
+            for n in tail.iter().rev() {
+                if n == ".." {
+                    c.pop();
+                } else if n != "." {
+                    c.push(n);
+                }
+            }
+            return c;
+        }
+        let Some(last) = cur.components().next_back() else {
+            return p.to_path_buf();
+        };
+        tail.push(last.as_os_str().to_os_string());
+        if !cur.pop() {
+            return p.to_path_buf();
+        }
+    }
 }
 
 /// `arg` with every occurrence of the directory `ws` (as a whole path: followed by the
@@ -755,6 +799,8 @@ struct RoundRun {
     ending: Ending,
     denials: Vec<Denied>,
     audit_note: String,
+    /// A signal interrupted the round's run: the exit code to end with (128 + signal).
+    interrupted: Option<i32>,
 }
 
 /// Run the command once under `profile` (and without a policy when `with_baseline`).
@@ -805,6 +851,19 @@ fn run_round(
     settings.kernel_audit = KernelAuditMode::Require;
     settings.command_line = vec!["nexusmon learn (a round)".into()];
     let outcome = super::execute(settings, &mut NullSink)?;
+    if outcome.status == crate::model::results::RunStatus::Interrupted {
+        return Ok(RoundRun {
+            baseline: None,
+            ending: Ending {
+                exit_code: None,
+                signal: None,
+                detail: Some(outcome.exit_reason.clone()),
+            },
+            denials: Vec::new(),
+            audit_note: String::new(),
+            interrupted: Some(outcome.exit_code),
+        });
+    }
     let Some(bundle) = outcome.bundle.clone() else {
         return Err(Error::runner(format!(
             "a learn round sealed no bundle: {}",
@@ -891,6 +950,7 @@ fn run_round(
         ending: ending(&scn.result),
         denials: denials.into_iter().map(|(d, _)| d).collect(),
         audit_note,
+        interrupted: None,
     })
 }
 
@@ -988,6 +1048,17 @@ pub fn check_host_object(path: &str, ino: Option<&str>) -> std::result::Result<b
     }
     if path.contains('\u{FFFD}') {
         return Err("its path is not valid UTF-8, and a profile (JSON) cannot name it".into());
+    }
+    if let Some(rest) = path.strip_prefix("/proc/")
+        && rest
+            .split('/')
+            .next()
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            "it is a process's own /proc entry, another path in every run: only a rule on /proc (--widen-to /proc) could cover it"
+                .into(),
+        );
     }
     let meta =
         std::fs::symlink_metadata(path).map_err(|e| format!("it cannot be found now: {e}"))?;
@@ -1249,6 +1320,14 @@ mod tests {
                 .contains("UTF-8")
         );
         assert_eq!(check_host_object("/dev/null", None), Ok(true));
+        assert!(
+            check_host_object("/proc/1/status", None)
+                .unwrap_err()
+                .contains("/proc")
+        );
+        let gone = root.join("gone/../x/y");
+        assert_eq!(resolve_lenient(&gone), root.join("x/y"));
+        assert_eq!(resolve_lenient(&l), f);
     }
 
     #[test]
