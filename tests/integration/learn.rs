@@ -625,3 +625,67 @@ fn odd_paths_are_decoded_and_granted_by_the_object_or_refused_by_name() {
     assert!(r.stderr.contains("is not valid UTF-8"), "{}", r.stderr);
     assert!(!p.path("bad/registry").exists());
 }
+
+/// Bad arguments are refused before anything runs or is written (exit 2), each naming the
+/// fix: a widening to `/`, a `--widen-to` containing a `--never` path, a workspace the
+/// command never names, no command, and an `--out` that already holds a learned project.
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    let p = Project::empty();
+    let refused = |args: &[&str], says: &str| {
+        let r = p.nx(args);
+        assert_eq!(r.status, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        assert!(!p.path("out1").exists(), "{args:?} wrote something");
+    };
+    refused(
+        &[
+            "learn",
+            "--out",
+            "out1",
+            "--widen-to",
+            "/",
+            "--",
+            "cat",
+            "/etc/os-release",
+        ],
+        "never widens a rule to `/`",
+    );
+    refused(
+        &[
+            "learn",
+            "--out",
+            "out1",
+            "--widen-to",
+            "/etc",
+            "--never",
+            "/etc/shadow",
+            "--",
+            "cat",
+            "/etc/os-release",
+        ],
+        "contains the --never path /etc/shadow",
+    );
+    refused(
+        &[
+            "learn",
+            "--out",
+            "out1",
+            "--workspace",
+            "/tmp/nowhere-ws",
+            "--",
+            "cat",
+            "/etc/os-release",
+        ],
+        "never name it",
+    );
+    refused(&["learn", "--out", "out1"], "no command given");
+    refused(
+        &["learn", "--out", "out1", "--", "no-such-program-xyz"],
+        "no such program",
+    );
+    std::fs::create_dir_all(p.path("taken/registry/learned")).unwrap();
+    let r = p.nx(&["learn", "--out", "taken", "--", "cat", "/etc/os-release"]);
+    assert_eq!(r.status, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("exists already"), "{}", r.stderr);
+}
