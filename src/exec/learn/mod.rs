@@ -1084,20 +1084,28 @@ pub fn check_host_object(path: &str, ino: Option<&str>) -> std::result::Result<b
 }
 
 /// A sibling of `path` for a negative control: a regular file in the same directory that
-/// exists, opens for reading, is not `path`, is covered by no rule and is not a `--never`
-/// path (sorted names; the first 4,096 entries looked at).
+/// exists, opens for reading, is not `path`, is covered by no rule (by path, nor by inode:
+/// a hard link of a granted file is granted too) and is not a `--never` path (the first by
+/// name of at most [`SIBLING_SCAN`] entries).
 fn sibling(path: &str, policy: &Policy, never: &[String]) -> Option<String> {
     let parent = Path::new(path).parent()?;
+    let granted: BTreeSet<(u64, u64)> = policy
+        .fs
+        .keys()
+        .filter_map(|r| std::fs::metadata(r).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
     let mut names: Vec<PathBuf> = std::fs::read_dir(parent)
         .ok()?
-        .take(4096)
+        .take(SIBLING_SCAN)
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     names.sort();
     names.into_iter().find_map(|p| {
         let s = p.to_str()?.to_string();
         let meta = std::fs::symlink_metadata(&p).ok()?;
-        let covered = policy.fs.keys().any(|r| beneath(&s, r));
+        let covered =
+            policy.fs.keys().any(|r| beneath(&s, r)) || granted.contains(&(meta.dev(), meta.ino()));
         (meta.file_type().is_file()
             && s != path
             && !covered
@@ -1107,6 +1115,9 @@ fn sibling(path: &str, policy: &Policy, never: &[String]) -> Option<String> {
         .then_some(s)
     })
 }
+
+/// The most directory entries looked at for a sibling.
+const SIBLING_SCAN: usize = 16_384;
 
 /// Write the learned project into `--out`: registry, plan (the log is written by the caller).
 fn write_project(
