@@ -181,10 +181,20 @@ fn python_stdlib() -> String {
         .into_owned()
 }
 
+/// Run the binary in the project; its exit code must be `code`.
+fn nx_code(p: &Project, args: &[&str], code: i32) -> crate::util::Ran {
+    let r = p.nx(args);
+    assert_eq!(r.status, code, "{args:?}: {}{}", r.stdout, r.stderr);
+    r
+}
+
 /// The learned files lint clean: no error, no warning, no note.
 fn assert_lints_clean(p: &Project, plan: &str) {
-    let r = p.nx(&["plan-lint", &format!("learned/plans/{plan}/plan.json")]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    let r = nx_code(
+        p,
+        &["plan-lint", &format!("learned/plans/{plan}/plan.json")],
+        0,
+    );
     assert!(
         format!("{}{}", r.stdout, r.stderr).contains("no problems found"),
         "{}{}",
@@ -203,8 +213,11 @@ fn assert_lints_clean(p: &Project, plan: &str) {
 fn cat_is_learned_proven_and_enforced_by_sandbox() {
     let _g = crate::kernel_audit::audit_lock();
     let p = Project::empty();
-    let r = p.nx(&["learn", "--out", "learned", "--", "cat", "/etc/os-release"]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &["learn", "--out", "learned", "--", "cat", "/etc/os-release"],
+        0,
+    );
     let l = learned(&p.path("learned"), "learned-cat");
     l.assert_proven("run-cat");
     l.assert_narrow(&[]);
@@ -224,8 +237,11 @@ fn cat_is_learned_proven_and_enforced_by_sandbox() {
     );
     assert_lints_clean(&p, "learn-cat");
     // Deterministic: learned again, the same bytes (the proof bundle aside).
-    let r = p.nx(&["learn", "--out", "again", "--", "cat", "/etc/os-release"]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &["learn", "--out", "again", "--", "cat", "/etc/os-release"],
+        0,
+    );
     for f in [
         "learn_log.json",
         "registry/learned/profiles.json",
@@ -293,16 +309,19 @@ fn cat_is_learned_proven_and_enforced_by_sandbox() {
         r#"{"schema_version": 1, "registry_id": "mine", "profiles": {}}"#,
     )
     .unwrap();
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "from-probe",
-        "--probe",
-        "cat-os-release",
-        "--registry",
-        "mine",
-    ]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "from-probe",
+            "--probe",
+            "cat-os-release",
+            "--registry",
+            "mine",
+        ],
+        0,
+    );
     let lp = learned(&p.path("from-probe"), "learned-cat-os-release");
     lp.assert_proven("run-cat-os-release");
     assert_eq!(lp.words(), words);
@@ -321,20 +340,23 @@ fn python_writing_its_workspace_and_reading_passwd() {
     let ws_s = ws.to_str().unwrap();
     let script = format!("open('{ws_s}/out.txt', 'w').write(open('/etc/passwd').read())");
     let stdlib = python_stdlib();
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "learned",
-        "--workspace",
-        ws_s,
-        "--widen-to",
-        &stdlib,
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "learned",
+            "--workspace",
+            ws_s,
+            "--widen-to",
+            &stdlib,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        0,
+    );
     assert!(!ws.exists(), "the host workspace was written");
     let l = learned(&p.path("learned"), "learned-python3");
     l.assert_proven("run-python3");
@@ -366,22 +388,25 @@ fn python_writing_its_workspace_and_reading_passwd() {
     assert_lints_clean(&p, "learn-python3");
 
     // `--never /etc/passwd`: refused, named, nothing but the log written.
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "never",
-        "--workspace",
-        ws_s,
-        "--widen-to",
-        &stdlib,
-        "--never",
-        "/etc/passwd",
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    let r = nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "never",
+            "--workspace",
+            ws_s,
+            "--widen-to",
+            &stdlib,
+            "--never",
+            "/etc/passwd",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        1,
+    );
     assert!(
         r.stderr.contains("--never path /etc/passwd"),
         "{}",
@@ -402,18 +427,21 @@ fn python_writing_its_workspace_and_reading_passwd() {
 
     // Without `--widen-to`: the standard library's listing is refused, with the flag that
     // would allow it.
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "narrow",
-        "--workspace",
-        ws_s,
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    let r = nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "narrow",
+            "--workspace",
+            ws_s,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        1,
+    );
     assert!(
         r.stderr.contains(&format!("`fs.read_dir` on {stdlib}")) && r.stderr.contains("--widen-to"),
         "{}",
@@ -427,18 +455,21 @@ fn git_init_in_a_workspace() {
     let _g = crate::kernel_audit::audit_lock();
     let p = Project::empty();
     let ws = p.path("repo");
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "learned",
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--",
-        "git",
-        "init",
-        ws.to_str().unwrap(),
-    ]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "learned",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--",
+            "git",
+            "init",
+            ws.to_str().unwrap(),
+        ],
+        0,
+    );
     assert!(!ws.exists(), "the host workspace was written");
     let l = learned(&p.path("learned"), "learned-git");
     l.assert_proven("run-git");
@@ -554,18 +585,21 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
         }
     });
     let script = format!("import socket\nsocket.socket(socket.AF_UNIX).connect('\\0{name}')\n");
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "scoped",
-        "--widen-to",
-        &stdlib,
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    let r = nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "scoped",
+            "--widen-to",
+            &stdlib,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        1,
+    );
     assert!(
         r.stderr.contains("`scope.abstract_unix_socket`") && r.stderr.contains("cannot be learned"),
         "{}",
@@ -588,15 +622,18 @@ fn odd_paths_are_decoded_and_granted_by_the_object_or_refused_by_name() {
     std::fs::write(&file, "x\n").unwrap();
     let link = dir.join("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "learned",
-        "--",
-        "cat",
-        link.to_str().unwrap(),
-    ]);
-    assert_eq!(r.status, 0, "{}{}", r.stdout, r.stderr);
+    nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "learned",
+            "--",
+            "cat",
+            link.to_str().unwrap(),
+        ],
+        0,
+    );
     let l = learned(&p.path("learned"), "learned-cat");
     l.assert_proven("run-cat");
     l.assert_narrow(&[]);
@@ -610,18 +647,21 @@ fn odd_paths_are_decoded_and_granted_by_the_object_or_refused_by_name() {
     let bad = dir.join(std::ffi::OsStr::from_bytes(b"\xffn"));
     std::fs::write(&bad, "x\n").unwrap();
     let script = format!("open(b'{}/\\xffn').read()", dir.display());
-    let r = p.nx(&[
-        "learn",
-        "--out",
-        "bad",
-        "--widen-to",
-        &python_stdlib(),
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    let r = nx_code(
+        &p,
+        &[
+            "learn",
+            "--out",
+            "bad",
+            "--widen-to",
+            &python_stdlib(),
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+        1,
+    );
     assert!(r.stderr.contains("is not valid UTF-8"), "{}", r.stderr);
     assert!(!p.path("bad/registry").exists());
 }
