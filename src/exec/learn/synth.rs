@@ -38,7 +38,7 @@ pub struct Bounds {
 }
 
 /// One denied access, as the caller mapped it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Denied {
     /// The kernel's blocker, e.g. `fs.read_file`.
     pub blocker: String,
