@@ -381,6 +381,10 @@ pub struct LearnArgs {
     /// Wall timeout per run of the command, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// After learning, run the command once without each rule the rounds added and drop
+    /// the rules it does without (one more run per rule).
+    #[arg(long)]
+    pub minimize: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

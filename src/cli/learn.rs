@@ -19,6 +19,7 @@ pub fn learn(ctx: &Ctx, io: &mut Io<'_>, a: &LearnArgs) -> Result<i32> {
         out: a.out.clone(),
         name: a.name.clone(),
         timeout_ms: a.timeout.saturating_mul(1000),
+        minimize: a.minimize,
     })?;
     if ctx.json {
         let v = serde_json::json!({

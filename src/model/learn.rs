@@ -31,6 +31,10 @@ pub struct LearnLog {
     pub initial_rules: Vec<LearnRule>,
     /// Every round, in order.
     pub rounds: Vec<LearnRound>,
+    /// `--minimize`: each rule the rounds added, tried away once (sorted), and whether the
+    /// command still ended as in the baseline without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub minimized: Vec<LearnTrial>,
     /// The outcome.
     pub result: LearnResult,
     /// The proof run of the written plan (absent when learning failed).
@@ -138,4 +142,16 @@ pub struct LearnProof {
     pub reason: String,
     /// The plan run, relative to `--out`.
     pub plan: String,
+}
+
+/// One rule tried away by `--minimize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnTrial {
+    /// The rule, in words.
+    pub rule: String,
+    /// How the command ended without it.
+    pub ended: LearnEnding,
+    /// `dropped` (it still ended as in the baseline: the rule is gone) or `kept`.
+    pub outcome: String,
 }

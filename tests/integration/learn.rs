@@ -520,6 +520,7 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
         "learn",
         "--out",
         "learned",
+        "--minimize",
         "--widen-to",
         &stdlib,
         "--",
@@ -534,6 +535,7 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
     l.assert_proven("run-python3");
     l.assert_narrow(&[stdlib.as_str()]);
     assert!(l.rounds() <= 8, "{}", l.rounds());
+    let words = l.words();
     let mut want: Vec<u64> = ports.iter().map(|p| u64::from(*p)).collect();
     want.sort_unstable();
     assert_eq!(l.connect_ports(), want);
@@ -567,6 +569,29 @@ fn a_loopback_client_gets_its_ports_one_by_one_and_a_scope_is_refused() {
             vec![format!("tcp_connect {}", ports[1])]
         ]
     );
+    // `--minimize`: every rule the rounds added was tried away once; the ones kept are the
+    // ones the command fails without (both ports among them), and none of those dropped is
+    // left in the profile.
+    let trials = l.log["minimized"].as_array().unwrap();
+    assert!(!trials.is_empty());
+    for t in trials {
+        let rule = t["rule"].as_str().unwrap().to_string();
+        let kept = t["outcome"] == "kept";
+        assert_eq!(kept, t["ended"]["exit_code"] != 0, "{t}");
+        let in_profile = words.iter().any(|w| {
+            let (acc, path) = w.split_once(" on ").unwrap_or((w.as_str(), ""));
+            w == &rule || acc.split(',').any(|a| format!("{a} on {path}") == rule)
+        });
+        assert_eq!(kept, in_profile, "{rule}: {words:?}");
+    }
+    for p in &ports {
+        assert!(
+            trials
+                .iter()
+                .any(|t| t["rule"] == format!("tcp_connect {p}") && t["outcome"] == "kept")
+        );
+    }
+    assert_log_schema(&l.log);
     let text = std::fs::read_to_string(p.path("learned/learn_log.json")).unwrap();
     assert!(
         !text.contains("/etc/hostname") && !text.contains("outsider-marker"),

@@ -55,7 +55,7 @@ use super::settings::{NullSink, RunSettings};
 use crate::error::ErrorKind;
 use crate::model::learn::{
     LearnDecision, LearnDenial, LearnEnding, LearnLog, LearnProof, LearnResult, LearnRound,
-    LearnRule,
+    LearnRule, LearnTrial,
 };
 use crate::model::registry::{Access, Fixture, Probe};
 use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, LaneResults, Outcome};
@@ -94,6 +94,9 @@ pub struct LearnRequest {
     pub name: Option<String>,
     /// Wall timeout per run of the command.
     pub timeout_ms: u64,
+    /// `--minimize`: after learning, try each added rule away once and drop those the
+    /// command does without.
+    pub minimize: bool,
 }
 
 /// What `learn` did.
@@ -192,7 +195,9 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
 
     let mut policy = Policy::default();
     let mut initial_rules = Vec::new();
+    let mut initial = BTreeSet::new();
     for (g, why) in initial_grants(&spec.program) {
+        initial.insert(g.clone());
         if policy.add(&g) {
             initial_rules.push(LearnRule {
                 rule: g.describe(),
@@ -211,6 +216,7 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
         baseline: None,
         initial_rules,
         rounds: Vec::new(),
+        minimized: Vec::new(),
         result: LearnResult {
             converged: false,
             rounds: 0,
@@ -337,6 +343,41 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
             "the command did not end as in the baseline within {} round(s) (--max-rounds)",
             req.max_rounds
         ));
+    }
+    if converged > 0 && interrupted.is_none() && req.minimize {
+        // Each rule the rounds added, tried away once: a rule the command does without
+        // (a denial it tolerates, granted in a round that failed for another) is dropped.
+        let base = baseline.clone().unwrap_or(Ending {
+            exit_code: None,
+            signal: None,
+            detail: None,
+        });
+        for g in policy.grants() {
+            if initial.contains(&g) {
+                continue;
+            }
+            let mut trial = policy.clone();
+            trial.remove(&g);
+            let profile = profile_json(&trial, abi, bounds.workspace.is_some(), &spec);
+            let run = run_round(&spec, &ids, &profile, false)?;
+            if let Some(code) = run.interrupted {
+                interrupted = Some(code);
+                failure = Some("minimizing was interrupted by a signal".into());
+                break;
+            }
+            let still = run.ending.exit_code == base.exit_code && run.ending.signal == base.signal;
+            if still {
+                policy = trial;
+            }
+            log.minimized.push(LearnTrial {
+                rule: g.describe(),
+                ended: run.ending.to_model(),
+                outcome: if still { "dropped" } else { "kept" }.into(),
+            });
+        }
+        if interrupted.is_some() {
+            converged = 0;
+        }
     }
     let rules = rules_in_words(&policy);
     log.result = LearnResult {

@@ -109,6 +109,42 @@ impl Policy {
         }
     }
 
+    /// Remove `g`; false if it was not there.
+    pub fn remove(&mut self, g: &Grant) -> bool {
+        match g {
+            Grant::Fs { path, access } => {
+                let Some(set) = self.fs.get_mut(path) else {
+                    return false;
+                };
+                let removed = set.remove(access);
+                if set.is_empty() {
+                    self.fs.remove(path);
+                }
+                removed
+            }
+            Grant::Connect(p) => self.connect.remove(p),
+            Grant::Bind(p) => self.bind.remove(p),
+        }
+    }
+
+    /// Every rule, one grant each, sorted.
+    pub fn grants(&self) -> Vec<Grant> {
+        let mut v: Vec<Grant> = self
+            .fs
+            .iter()
+            .flat_map(|(path, set)| {
+                set.iter().map(|a| Grant::Fs {
+                    path: path.clone(),
+                    access: *a,
+                })
+            })
+            .collect();
+        v.extend(self.connect.iter().map(|p| Grant::Connect(*p)));
+        v.extend(self.bind.iter().map(|p| Grant::Bind(*p)));
+        v.sort();
+        v
+    }
+
     /// True if `g` is already a rule.
     pub fn has(&self, g: &Grant) -> bool {
         match g {
