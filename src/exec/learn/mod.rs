@@ -18,6 +18,9 @@
 //!    the baseline did ends learning: the denials it still shows are tolerated by the
 //!    command and recorded, not granted. A round that adds no rule stops with an error
 //!    naming every denial and why it was not granted; so does `--max-rounds`.
+//!    Every grantable denial of a failing round is granted (the kernel does not say which
+//!    one made it fail); `--minimize` then runs the command once without each rule the
+//!    rounds added and drops those it still ends as in the baseline without.
 //! 3. The learned profile, the command's exec probe, negative controls (a read of an
 //!    existing, readable sibling of every rule's path; a file created outside the
 //!    workspace; a connect to a loopback listener on a port not granted) and a plan are
