@@ -56,6 +56,7 @@ pub mod scheduler;
 pub mod seam;
 pub mod select;
 pub mod settings;
+pub mod shard;
 pub mod setup;
 mod sidecar;
 pub mod spawn;

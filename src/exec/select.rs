@@ -33,6 +33,9 @@ pub struct Selection {
     pub scenarios: Vec<ScenarioRun>,
     /// A mission's shape (`None` for experiments).
     pub mission: Option<MissionShape>,
+    /// `--shard`: the part of the selection this run is (its `selected` and `scenarios`
+    /// are that part only).
+    pub shard: Option<crate::model::results::ShardRecord>,
 }
 
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
@@ -68,13 +71,61 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
     if !is_mission {
         lint()?;
     }
+    let shard = match settings.shard {
+        Some(spec) => Some(cut_shard(loaded, settings, spec, &mut selected)?),
+        None => None,
+    };
     let scenarios = resolve_scenarios(loaded, &selected, &known_variables(loaded))?;
     let mission = MissionShape::of(loaded, &scenarios)?;
     Ok(Selection {
         selected,
         scenarios,
         mission,
+        shard,
     })
+}
+
+/// `--shard`: keep this shard's part of `selected` (possibly nothing) and say which.
+fn cut_shard(
+    loaded: &LoadedPlan,
+    settings: &RunSettings,
+    spec: super::shard::ShardSpec,
+    selected: &mut Vec<ScenarioSpec>,
+) -> Result<crate::model::results::ShardRecord> {
+    use crate::model::results::ShardStrategy;
+    if loaded.plan.kind == PlanKind::Mission {
+        return Err(Error::usage(format!(
+            "--shard: `{}` is a mission, whose tasks depend on each other and run as one graph",
+            loaded.plan.plan_id
+        ))
+        .with_hint("shard experiments; run a mission whole"));
+    }
+    let durations = match (settings.shard_strategy, &settings.durations) {
+        (ShardStrategy::Duration, Some(b)) => Some(super::shard::durations_of(b)?),
+        (ShardStrategy::Duration, None) => {
+            return Err(Error::usage(
+                "--shard-strategy duration needs --durations BUNDLE (a prior run's bundle)",
+            )
+            .with_hint("or use the default `--shard-strategy hash`"));
+        }
+        (ShardStrategy::Hash, Some(_)) => {
+            return Err(Error::usage(
+                "--durations is only read with --shard-strategy duration",
+            ));
+        }
+        (ShardStrategy::Hash, None) => None,
+    };
+    let ids: Vec<&str> = selected.iter().map(|s| s.scenario_id.as_str()).collect();
+    let (part, record) = super::shard::cut(
+        &ids,
+        spec,
+        settings.shard_strategy,
+        &loaded.digest.blake3,
+        durations.as_ref().map(|(d, r, i)| (d, r.as_str(), i.as_str())),
+    );
+    let keep: BTreeSet<String> = part.into_iter().collect();
+    selected.retain(|s| keep.contains(&s.scenario_id));
+    Ok(record)
 }
 
 /// Variables known before anything runs: the builtins, the plan's, and those the

@@ -1,0 +1,264 @@
+//! `run --shard K/N`: a deterministic partition of the selected scenarios.
+//!
+//! - `hash` (the default): scenario `s` belongs to shard `1 + (u64 of the first 8 bytes of
+//!   blake3("nexusmon shard v1\0" ‖ s)) mod N`. A scenario's shard depends on its id and
+//!   N only, so adding, removing or filtering other scenarios moves none of it.
+//! - `duration`: the wall times a prior bundle recorded (scenario + baseline lane, every
+//!   attempt) are placed longest first onto the least loaded shard (ties: the lower
+//!   shard, then the scenario id). Scenarios the prior bundle does not know are placed
+//!   first, by hash, each counted at the median known time, and counted as guessed.
+//!
+//! Every shard of one selection computes the same partition from the same inputs; its
+//! [`ShardRecord`] (the manifest's `shard`) carries the digests `merge-bundles` checks:
+//! the whole selection's, its own part's, the plan's, and the durations bundle's index.
+//! This module is pure but for [`durations_of`], which reads the prior bundle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::model::results::{ShardDurations, ShardRecord, ShardStrategy};
+use crate::{Error, Result};
+
+/// `K/N` as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSpec {
+    /// This shard (1-based).
+    pub k: u32,
+    /// How many.
+    pub n: u32,
+}
+
+/// The most shards a selection may be cut into.
+pub const MAX_SHARDS: u32 = 10_000;
+
+impl ShardSpec {
+    /// Parse `K/N` (1 ≤ K ≤ N ≤ [`MAX_SHARDS`]).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::usage(format!("--shard `{s}`: expected K/N with 1 <= K <= N"))
+                .with_hint("for example `--shard 2/3` runs the second of three shards")
+        };
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        if n > MAX_SHARDS {
+            return Err(Error::usage(format!(
+                "--shard `{s}`: at most {MAX_SHARDS} shards"
+            )));
+        }
+        Ok(Self { k, n })
+    }
+}
+
+/// The hash shard (1-based) of `scenario_id` among `n`.
+pub fn hash_shard(scenario_id: &str, n: u32) -> u32 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"nexusmon shard v1\0");
+    h.update(scenario_id.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_bytes()[..8]);
+    // The remainder is below n ≤ MAX_SHARDS, so it fits a u32.
+    u32::try_from(u64::from_le_bytes(b) % u64::from(n.max(1))).unwrap_or(0) + 1
+}
+
+/// blake3 of the RFC 8785 JSON of the sorted ids: the digest of a set of scenarios.
+pub fn set_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = ids.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    let bytes = crate::util::json::canonical(&v).unwrap_or_default();
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
+/// The shard (1-based) of every id under `strategy`: `durations` (scenario id → wall µs)
+/// is consulted for `duration` only. Returns the assignment and how many were guessed.
+pub fn partition(
+    ids: &[&str],
+    n: u32,
+    strategy: ShardStrategy,
+    durations: &BTreeMap<String, u64>,
+) -> (BTreeMap<String, u32>, u64) {
+    let mut out = BTreeMap::new();
+    if strategy == ShardStrategy::Hash {
+        for id in ids {
+            out.insert((*id).to_string(), hash_shard(id, n));
+        }
+        return (out, 0);
+    }
+    let mut known: Vec<(&str, u64)> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    for id in ids {
+        match durations.get(*id) {
+            Some(d) => known.push((id, *d)),
+            None => unknown.push(id),
+        }
+    }
+    let guess = {
+        let mut ds: Vec<u64> = known.iter().map(|(_, d)| *d).collect();
+        ds.sort_unstable();
+        ds.get(ds.len() / 2).copied().unwrap_or(1)
+    };
+    let mut load = vec![0u64; n as usize];
+    unknown.sort_unstable();
+    for id in &unknown {
+        let k = hash_shard(id, n);
+        load[(k - 1) as usize] += guess;
+        out.insert((*id).to_string(), k);
+    }
+    known.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (id, d) in known {
+        let (i, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, l)| (**l, *i))
+            .unwrap_or((0, &0));
+        load[i] += d;
+        out.insert(id.to_string(), u32::try_from(i).unwrap_or(0) + 1);
+    }
+    (out, unknown.len() as u64)
+}
+
+/// Each scenario's recorded wall time in the sealed bundle at `path` (scenario and
+/// baseline lane, every attempt), with the bundle's run id and index digest.
+pub fn durations_of(path: &Path) -> Result<(BTreeMap<String, u64>, String, String)> {
+    let b = crate::bundle::load_bundle(path).map_err(|e| {
+        let hint = format!(
+            "--durations names a sealed bundle (or out root) of a prior run; {}",
+            e.hint().unwrap_or("check it with `nexusmon validate-bundle`")
+        );
+        e.with_hint(hint)
+    })?;
+    let r = super::write::read_results(&b)?;
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for obs in r.runtime.observations.iter().chain(&r.baseline.observations) {
+        if obs.skipped_because.is_some() {
+            continue;
+        }
+        let wall: u64 = obs
+            .attempts
+            .iter()
+            .map(|a| a.rusage.wall_us)
+            .sum::<u64>()
+            .max(obs.result.rusage.wall_us);
+        *out.entry(obs.scenario_id.clone()).or_default() += wall;
+    }
+    Ok((out, b.run_id.clone(), b.index_blake3.clone()))
+}
+
+/// Cut `selected` (ids) to shard `spec`: the ids it keeps and its record.
+pub fn cut(
+    selected: &[&str],
+    spec: ShardSpec,
+    strategy: ShardStrategy,
+    plan_digest: &str,
+    durations: Option<(&BTreeMap<String, u64>, &str, &str)>,
+) -> (Vec<String>, ShardRecord) {
+    let empty = BTreeMap::new();
+    let table = durations.map_or(&empty, |d| d.0);
+    let (assign, guessed) = partition(selected, spec.n, strategy, table);
+    let part: Vec<String> = selected
+        .iter()
+        .filter(|id| assign.get(**id) == Some(&spec.k))
+        .map(|s| (*s).to_string())
+        .collect();
+    let record = ShardRecord {
+        k: spec.k,
+        n: spec.n,
+        strategy,
+        plan_digest: plan_digest.to_string(),
+        selected_count: selected.len() as u64,
+        selected_digest: set_digest(selected.iter().copied()),
+        part_count: part.len() as u64,
+        part_digest: set_digest(part.iter().map(String::as_str)),
+        durations: durations.map(|(_, run_id, index)| ShardDurations {
+            run_id: run_id.to_string(),
+            artifact_index_blake3: index.to_string(),
+            known: selected.len() as u64 - guessed,
+            guessed,
+        }),
+    };
+    (part, record)
+}
+
+/// The command line of shard `k` of `n`: `line` (a shard's recorded command line) with its
+/// `--shard` value replaced and any `--run-id` dropped.
+pub fn rerun_command(line: &[String], k: u32, n: u32) -> Vec<String> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut it = line.iter();
+    while let Some(a) = it.next() {
+        if a == "--shard" {
+            it.next();
+            out.push("--shard".into());
+            out.push(format!("{k}/{n}"));
+        } else if a.starts_with("--shard=") {
+            out.push(format!("--shard={k}/{n}"));
+        } else if a == "--run-id" {
+            it.next();
+        } else if !a.starts_with("--run-id=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_specs_parse_and_refuse() {
+        assert_eq!(ShardSpec::parse("2/3").unwrap(), ShardSpec { k: 2, n: 3 });
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0", "", "1/20000"] {
+            assert!(ShardSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hash_shards_do_not_move_when_others_are_added_or_filtered() {
+        let ids: Vec<String> = (0..200).map(|i| format!("p{}:probe-{i}", i % 7)).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (all, g) = partition(&refs, 5, ShardStrategy::Hash, &BTreeMap::new());
+        assert_eq!(g, 0);
+        let (half, _) = partition(&refs[..77], 5, ShardStrategy::Hash, &BTreeMap::new());
+        for (id, k) in &half {
+            assert_eq!(all[id], *k);
+        }
+        // Every shard gets some of 200.
+        for k in 1..=5 {
+            assert!(all.values().any(|v| *v == k));
+        }
+    }
+
+    #[test]
+    fn duration_partition_balances_and_counts_guesses() {
+        let ids: Vec<String> = (0..30).map(|i| format!("s{i:02}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let d: BTreeMap<String, u64> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 27)
+            .map(|(i, id)| (id.clone(), 10_000 + (i as u64 * 7919 % 490) * 1000))
+            .collect();
+        let (a, guessed) = partition(&refs, 3, ShardStrategy::Duration, &d);
+        assert_eq!(guessed, 3);
+        assert_eq!(a.len(), 30);
+        let (b, _) = partition(&refs, 3, ShardStrategy::Duration, &d);
+        assert_eq!(a, b, "deterministic");
+    }
+
+    #[test]
+    fn rerun_command_replaces_the_shard_and_drops_the_run_id() {
+        let line: Vec<String> = ["nexusmon", "run", "--plan", "p.json", "--shard", "1/3", "--run-id", "x"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
+        assert_eq!(
+            rerun_command(&line, 2, 3).join(" "),
+            "nexusmon run --plan p.json --shard 2/3"
+        );
+    }
+}
