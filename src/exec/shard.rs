@@ -65,6 +65,48 @@ pub fn hash_shard(scenario_id: &str, n: u32) -> u32 {
     u32::try_from(u64::from_le_bytes(b) % u64::from(n.max(1))).unwrap_or(0) + 1
 }
 
+/// The K of the `--shard K/N` in `line`.
+fn shard_of_line(line: &[String]) -> Option<u32> {
+    let mut it = line.iter();
+    while let Some(a) = it.next() {
+        let v = match a.strip_prefix("--shard=") {
+            Some(v) => Some(v.to_string()),
+            None if a == "--shard" => it.next().cloned(),
+            None => None,
+        };
+        if let Some(spec) = v.and_then(|v| ShardSpec::parse(&v).ok()) {
+            return Some(spec.k);
+        }
+    }
+    None
+}
+
+/// `v` with each maximal run of digits equal to `from` replaced by `to`.
+fn renumber(v: &str, from: u32, to: u32) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |d: &mut String, out: &mut String| {
+        if !d.is_empty() {
+            if d.parse::<u32>().ok() == Some(from) && !d.starts_with('0') {
+                out.push_str(&to.to_string());
+            } else {
+                out.push_str(d);
+            }
+            d.clear();
+        }
+    };
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 /// blake3 of the RFC 8785 JSON of the sorted ids: the digest of a set of scenarios.
 pub fn set_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     let mut v: Vec<&str> = ids.into_iter().collect();
@@ -185,8 +227,11 @@ pub fn cut(
 }
 
 /// The command line of shard `k` of `n`: `line` (a shard's recorded command line) with its
-/// `--shard` value replaced and any `--run-id` dropped.
+/// `--shard` value replaced, any `--run-id` dropped, and, when the `--out` value names
+/// the recorded shard's index as a number of its own (`out-1`, `/out/shard-1`), that
+/// number replaced by `k` (so the rerun does not write into another shard's out root).
 pub fn rerun_command(line: &[String], k: u32, n: u32) -> Vec<String> {
+    let own = shard_of_line(line);
     let mut out = Vec::with_capacity(line.len());
     let mut it = line.iter();
     while let Some(a) = it.next() {
@@ -196,6 +241,11 @@ pub fn rerun_command(line: &[String], k: u32, n: u32) -> Vec<String> {
             out.push(format!("{k}/{n}"));
         } else if a.starts_with("--shard=") {
             out.push(format!("--shard={k}/{n}"));
+        } else if a == "--out" {
+            out.push(a.clone());
+            if let Some(v) = it.next() {
+                out.push(own.map_or_else(|| v.clone(), |o| renumber(v, o, k)));
+            }
         } else if a == "--run-id" {
             it.next();
         } else if !a.starts_with("--run-id=") {
@@ -252,13 +302,17 @@ mod tests {
 
     #[test]
     fn rerun_command_replaces_the_shard_and_drops_the_run_id() {
-        let line: Vec<String> = ["nexusmon", "run", "--plan", "p.json", "--shard", "1/3", "--run-id", "x"]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect();
+        let line: Vec<String> = [
+            "nexusmon", "run", "--plan", "p1.json", "--shard", "1/3", "--run-id", "x", "--out",
+            "/out/shard-1",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
         assert_eq!(
             rerun_command(&line, 2, 3).join(" "),
-            "nexusmon run --plan p.json --shard 2/3"
+            "nexusmon run --plan p1.json --shard 2/3 --out /out/shard-2"
         );
+        assert_eq!(renumber("o-11/1-x", 1, 3), "o-11/3-x");
     }
 }

@@ -408,7 +408,7 @@ fn check_complete_set(shards: &[Shard], allow_incomplete: bool) -> Result<BTreeM
         return Err(refuse(
             Refusal::ShardMissing,
             format!(
-                "shard{} {} of {n} missing (have {})",
+                "shard{} {} missing (have {})",
                 if missing.len() == 1 { "" } else { "s" },
                 missing
                     .iter()
@@ -502,10 +502,38 @@ struct Gathered {
     has_denials: bool,
 }
 
+/// `v` with every string's occurrences of the scratch root `from` (a shard's) replaced by
+/// `to` (the merged run's: the first shard's). A scratch root names one run's private
+/// directory (`/dev/shm/nexusmon-<run_id>`), gone after the run; one run of the whole
+/// selection would have had one, so the merged bundle names one.
+fn rescratch<T: serde::Serialize + serde::de::DeserializeOwned>(
+    v: T,
+    from: &str,
+    to: &str,
+) -> Result<T> {
+    fn walk(v: &mut serde_json::Value, from: &str, to: &str) {
+        match v {
+            serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, from, to)),
+            serde_json::Value::Object(m) => m.values_mut().for_each(|x| walk(x, from, to)),
+            _ => {}
+        }
+    }
+    if from.is_empty() || from == to {
+        return Ok(v);
+    }
+    let err = |e: serde_json::Error| Error::runner("cannot re-serialize a shard's result").with_source(e);
+    let mut j = serde_json::to_value(&v).map_err(err)?;
+    walk(&mut j, from, to);
+    serde_json::from_value(j).map_err(err)
+}
+
 fn gather(shards: &[Shard]) -> Result<Gathered> {
     let mut g = Gathered::default();
+    let to = shards.first().map_or("", |s| s.manifest.scratch.as_str());
     for sh in shards {
         let b = &sh.bundle;
+        let from = sh.manifest.scratch.as_str();
         let complete = b.status.status == BundleStatus::Complete;
         // A failed shard may lack its results; what it has is merged, what it lacks stays
         // unobserved (the merged bundle is then not promotable).
@@ -513,6 +541,12 @@ fn gather(shards: &[Shard]) -> Result<Gathered> {
             if complete { r.map(Some) } else { Ok(r.ok()) }
         }
         if let Some(r) = read(complete, crate::exec::write::read_results(b))? {
+            let r = crate::exec::write::ResultsRead {
+                runtime: rescratch(r.runtime, from, to)?,
+                baseline: rescratch(r.baseline, from, to)?,
+                oracle: rescratch(r.oracle, from, to)?,
+                witnesses: rescratch(r.witnesses, from, to)?,
+            };
             for o in r.baseline.observations {
                 g.baseline.insert(o.scenario_id.clone(), o);
             }
@@ -535,11 +569,12 @@ fn gather(shards: &[Shard]) -> Result<Gathered> {
             g.has_denials = true;
             let bytes = b.read_verified(KERNEL_DENIALS_FILE)?;
             for line in bytes.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
-                g.denials.push(serde_json::from_slice(line).map_err(|e| {
+                let d: KernelDenialLine = serde_json::from_slice(line).map_err(|e| {
                     Error::new(ErrorKind::Findings, "unreadable kernel denial line")
                         .with_path(b.path(KERNEL_DENIALS_FILE))
                         .with_source(e)
-                })?);
+                })?;
+                g.denials.push(rescratch(d, from, to)?);
             }
         }
     }
