@@ -142,12 +142,11 @@ pub fn merge(s: &MergeSettings, attestor: &dyn Attestor) -> Result<MergeOutcome>
     for p in &s.inputs {
         shards.push(open_shard(p)?);
     }
-    let Some(first) = shards.first() else {
+    if shards.is_empty() {
         return Err(Error::usage("merge-bundles needs the shards' bundles"));
-    };
+    }
     check_consistent(&shards)?;
     let by_k = check_complete_set(&shards, s.allow_incomplete)?;
-    let _ = first;
     let shards: Vec<Shard> = {
         let mut v: Vec<Option<Shard>> = shards.into_iter().map(Some).collect();
         by_k.values()

@@ -565,3 +565,75 @@ fn an_empty_shard_is_a_sealed_bundle_that_says_so_and_exits_6_unless_allowed() {
     assert_eq!(read_json(&b.join("run_manifest.json"))["shard"]["part_count"], 0);
     p.run("quickstart", &["--shard", &spec, "--allow-empty-shard"]).code(0);
 }
+
+#[test]
+fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_promotable() {
+    let p = Project::shipped();
+    // One profile, three probes sleeping 2 s: the run is still in its lanes when the
+    // signal arrives right after it started.
+    write(
+        &p,
+        "registry/slow/probes.json",
+        r#"{"schema_version": 1, "registry_id": "slow", "probes": {
+            "nap-a": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000},
+            "nap-b": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000},
+            "nap-c": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000}}}"#,
+    );
+    write(
+        &p,
+        "registry/slow/profiles.json",
+        r#"{"schema_version": 1, "registry_id": "slow", "profiles": {"usr-ro": {
+            "description": "Read and run /usr.",
+            "landlock": {"abi": 7, "fs": {"handle": "all", "allow": [
+                {"path": "/usr", "access": ["read", "exec"]},
+                {"path": "/etc/ld.so.cache", "access": ["read"]}]}}}}}"#,
+    );
+    write(
+        &p,
+        "plans/slow/plan.json",
+        r#"{"schema_version": 1, "plan_id": "slow", "kind": "experiment", "registry_id": "slow",
+            "profiles": ["usr-ro"], "scenarios": {"usr-ro": {"nap-a": "allow", "nap-b": "allow", "nap-c": "allow"}},
+            "lanes": {"baseline": true, "scenario": true, "oracle": true}}"#,
+    );
+    let mut child = nexusmon(p.root())
+        .args([
+            "run", "--plan", "plans/slow/plan.json", "--out", "s1", "--shard", "1/1", "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("run-start"), "{first}");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let r = p.nx(&["merge-bundles", "--out", "m", "s1"]);
+    assert_eq!(refusal(&r.stderr).as_deref(), Some("shard-incomplete"), "{}", r.stderr);
+    assert!(r.stderr.contains("interrupted") && r.stderr.contains("--shard 1/1"), "{}", r.stderr);
+    assert!(!p.path("m").join("LATEST").exists());
+
+    let r = p.nx(&["merge-bundles", "--out", "m", "--allow-incomplete", "s1"]);
+    assert!(p.path("m").join("LATEST").exists(), "{}", r.stderr);
+    p.nx(&["validate-bundle", "--bundle", "m"]).code(0);
+    let m = read_json(&bundle_of(&p.path("m")).join("run_manifest.json"));
+    assert_eq!(m["shards"][0]["status"], "interrupted");
+    assert_eq!(m["shards"][0]["promotable"], false);
+    let b = bundle_of(&p.path("m"));
+    p.emit(&b, "promotion/m.json", &[]).code(0);
+    let reasons = p.json("promotion/m.json")["promotability"]["reasons"].clone();
+    assert!(
+        reasons.as_array().unwrap().iter().any(|r| r == "shard-incomplete"),
+        "{reasons}"
+    );
+    p.emit(&b, "promotion/m2.json", &["--require-promotable"]).code(1);
+}
