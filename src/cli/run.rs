@@ -199,7 +199,9 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     }
     settings.durations = a.durations.as_ref().map(|b| abs(ctx, b));
     settings.allow_empty_shard = a.allow_empty_shard;
-    settings.expect_plan_digest.clone_from(&a.expect_plan_digest);
+    settings
+        .expect_plan_digest
+        .clone_from(&a.expect_plan_digest);
     settings.command_line = std::env::args().collect();
     // A key that cannot be used is an input error before anything runs.
     settings.kernel_audit = a.kernel_audit.mode();

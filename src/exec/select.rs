@@ -85,6 +85,39 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
     })
 }
 
+/// Each scenario's recorded wall time in the sealed bundle at `path` (scenario and
+/// baseline lane, every attempt), with the bundle's run id and index digest.
+fn durations_of(path: &Path) -> Result<(BTreeMap<String, u64>, String, String)> {
+    let b = crate::bundle::load_bundle(path).map_err(|e| {
+        let hint = format!(
+            "--durations names a sealed bundle (or out root) of a prior run; {}",
+            e.hint()
+                .unwrap_or("check it with `nexusmon validate-bundle`")
+        );
+        e.with_hint(hint)
+    })?;
+    let r = super::write::read_results(&b)?;
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for obs in r
+        .runtime
+        .observations
+        .iter()
+        .chain(&r.baseline.observations)
+    {
+        if obs.skipped_because.is_some() {
+            continue;
+        }
+        let wall: u64 = obs
+            .attempts
+            .iter()
+            .map(|a| a.rusage.wall_us)
+            .sum::<u64>()
+            .max(obs.result.rusage.wall_us);
+        *out.entry(obs.scenario_id.clone()).or_default() += wall;
+    }
+    Ok((out, b.run_id.clone(), b.index_blake3.clone()))
+}
+
 /// `--shard`: keep this shard's part of `selected` (possibly nothing) and say which.
 fn cut_shard(
     loaded: &LoadedPlan,
@@ -101,7 +134,7 @@ fn cut_shard(
         .with_hint("shard experiments; run a mission whole"));
     }
     let durations = match (settings.shard_strategy, &settings.durations) {
-        (ShardStrategy::Duration, Some(b)) => Some(super::shard::durations_of(b)?),
+        (ShardStrategy::Duration, Some(b)) => Some(durations_of(b)?),
         (ShardStrategy::Duration, None) => {
             return Err(Error::usage(
                 "--shard-strategy duration needs --durations BUNDLE (a prior run's bundle)",
@@ -121,7 +154,9 @@ fn cut_shard(
         spec,
         settings.shard_strategy,
         &loaded.digest.blake3,
-        durations.as_ref().map(|(d, r, i)| (d, r.as_str(), i.as_str())),
+        durations
+            .as_ref()
+            .map(|(d, r, i)| (d, r.as_str(), i.as_str())),
     );
     let keep: BTreeSet<String> = part.into_iter().collect();
     selected.retain(|s| keep.contains(&s.scenario_id));

@@ -217,18 +217,30 @@ fn open_shard(p: &Path) -> Result<Shard> {
     let manifest: RunManifest = bundle.read_json("run_manifest.json").map_err(|e| {
         refuse(
             Refusal::NotAShard,
-            format!("{}: no readable run_manifest.json ({})", p.display(), e.full_message()),
+            format!(
+                "{}: no readable run_manifest.json ({})",
+                p.display(),
+                e.full_message()
+            ),
         )
         .with_path(p)
     })?;
-    let Some(record) = manifest.shard.clone().filter(|_| manifest.shards.is_empty()) else {
+    let Some(record) = manifest
+        .shard
+        .clone()
+        .filter(|_| manifest.shards.is_empty())
+    else {
         return Err(refuse(
             Refusal::NotAShard,
             format!(
                 "{} (run {}) is not a shard: its manifest records no `shard`{}",
                 p.display(),
                 bundle.run_id,
-                if manifest.shards.is_empty() { "" } else { " (it is a merged bundle)" }
+                if manifest.shards.is_empty() {
+                    ""
+                } else {
+                    " (it is a merged bundle)"
+                }
             ),
         )
         .with_path(p)
@@ -287,7 +299,10 @@ fn check_consistent(shards: &[Shard]) -> Result<()> {
     let Some(a) = shards.first() else {
         return Ok(());
     };
-    let signed = shards.iter().filter(|s| s.bundle.signed_by.is_some()).count();
+    let signed = shards
+        .iter()
+        .filter(|s| s.bundle.signed_by.is_some())
+        .count();
     if signed != 0 && signed != shards.len() {
         let unsigned: Vec<String> = shards
             .iter()
@@ -317,7 +332,9 @@ fn check_consistent(shards: &[Shard]) -> Result<()> {
                 ),
             )
             .with_path(&b.path)
-            .with_hint("every shard must run the same plan (and registry); rerun the stale shards"));
+            .with_hint(
+                "every shard must run the same plan (and registry); rerun the stale shards",
+            ));
         }
         let durations = |s: &Shard| {
             s.record
@@ -377,7 +394,10 @@ fn check_complete_set(shards: &[Shard], allow_incomplete: bool) -> Result<BTreeM
         if let Some(j) = by_k.insert(s.record.k, i) {
             let o = &shards[j];
             let (r, how) = if o.bundle.index_blake3 == s.bundle.index_blake3 {
-                (Refusal::ShardDuplicate, "the same bundle (equal index digests) given twice")
+                (
+                    Refusal::ShardDuplicate,
+                    "the same bundle (equal index digests) given twice",
+                )
             } else {
                 (Refusal::ShardOverlap, "two different bundles claim it")
             };
@@ -420,7 +440,10 @@ fn check_complete_set(shards: &[Shard], allow_incomplete: bool) -> Result<BTreeM
                     .join(", ")
             ),
         )
-        .with_hint(format!("run the missing shard(s), then merge again: {}", cmds.join(" ; "))));
+        .with_hint(format!(
+            "run the missing shard(s), then merge again: {}",
+            cmds.join(" ; ")
+        )));
     }
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for s in shards {
@@ -428,7 +451,10 @@ fn check_complete_set(shards: &[Shard], allow_incomplete: bool) -> Result<BTreeM
             if !seen.insert(id.as_str()) {
                 return Err(refuse(
                     Refusal::ShardOverlap,
-                    format!("scenario `{id}` is in more than one shard ({})", s.path.display()),
+                    format!(
+                        "scenario `{id}` is in more than one shard ({})",
+                        s.path.display()
+                    ),
                 )
                 .with_path(&s.path));
             }
@@ -521,24 +547,25 @@ fn rescratch<T: serde::Serialize + serde::de::DeserializeOwned>(
     if from.is_empty() || from == to {
         return Ok(v);
     }
-    let err = |e: serde_json::Error| Error::runner("cannot re-serialize a shard's result").with_source(e);
+    let err =
+        |e: serde_json::Error| Error::runner("cannot re-serialize a shard's result").with_source(e);
     let mut j = serde_json::to_value(&v).map_err(err)?;
     walk(&mut j, from, to);
     serde_json::from_value(j).map_err(err)
 }
 
 fn gather(shards: &[Shard]) -> Result<Gathered> {
+    fn read<T>(complete: bool, r: Result<T>) -> Result<Option<T>> {
+        if complete { r.map(Some) } else { Ok(r.ok()) }
+    }
     let mut g = Gathered::default();
     let to = shards.first().map_or("", |s| s.manifest.scratch.as_str());
     for sh in shards {
         let b = &sh.bundle;
         let from = sh.manifest.scratch.as_str();
         let complete = b.status.status == BundleStatus::Complete;
-        // A failed shard may lack its results; what it has is merged, what it lacks stays
-        // unobserved (the merged bundle is then not promotable).
-        fn read<T>(complete: bool, r: Result<T>) -> Result<Option<T>> {
-            if complete { r.map(Some) } else { Ok(r.ok()) }
-        }
+        // A failed shard may lack its results (`read`): what it has is merged, what it
+        // lacks stays unobserved (the merged bundle is then not promotable).
         if let Some(r) = read(complete, crate::exec::write::read_results(b))? {
             let r = crate::exec::write::ResultsRead {
                 runtime: rescratch(r.runtime, from, to)?,
@@ -559,7 +586,10 @@ fn gather(shards: &[Shard]) -> Result<Gathered> {
         }
         let em: ExpectedMatrix = b.read_json("expected_matrix.json")?;
         g.expected.extend(em.scenarios);
-        if let Some(pf) = read(complete, b.read_json::<ApplyPreflight>("apply_preflight.json"))? {
+        if let Some(pf) = read(
+            complete,
+            b.read_json::<ApplyPreflight>("apply_preflight.json"),
+        )? {
             for p in pf.profiles {
                 g.preflight.entry(p.profile.clone()).or_insert(p);
             }
@@ -579,8 +609,9 @@ fn gather(shards: &[Shard]) -> Result<Gathered> {
     }
     g.witnesses.sort();
     g.witnesses.dedup();
-    g.denials
-        .sort_by(|a, b| (&a.scenario_id, a.attempt, a.serial).cmp(&(&b.scenario_id, b.attempt, b.serial)));
+    g.denials.sort_by(|a, b| {
+        (&a.scenario_id, a.attempt, a.serial).cmp(&(&b.scenario_id, b.attempt, b.serial))
+    });
     Ok(g)
 }
 
@@ -595,23 +626,21 @@ fn scenario_runs(shards: &[Shard], g: &Gathered) -> Result<Vec<ScenarioRun>> {
     let bad = |what: String| Error::new(ErrorKind::Findings, what);
     let mut out = Vec::with_capacity(g.expected.len());
     for (sid, e) in &g.expected {
-        let probe = probes
-            .get(&e.probe_id)
-            .cloned()
-            .ok_or_else(|| bad(format!("scenario `{sid}`: no shard's manifest resolves probe `{}`", e.probe_id)))?;
+        let probe = probes.get(&e.probe_id).cloned().ok_or_else(|| {
+            bad(format!(
+                "scenario `{sid}`: no shard's manifest resolves probe `{}`",
+                e.probe_id
+            ))
+        })?;
         let id = |s: &str| Id::new(s).map_err(|why| bad(format!("scenario `{sid}`: {why}")));
-        let timeout = g
-            .runtime
-            .get(sid)
-            .or_else(|| g.baseline.get(sid))
-            .map_or(
-                TimeoutSetting {
-                    ms: crate::exec::settings::DEFAULT_TIMEOUT_MS,
-                    source: TimeoutSource::Default,
-                    kill_grace_ms: crate::exec::settings::DEFAULT_KILL_GRACE_MS,
-                },
-                |o| o.timeout,
-            );
+        let timeout = g.runtime.get(sid).or_else(|| g.baseline.get(sid)).map_or(
+            TimeoutSetting {
+                ms: crate::exec::settings::DEFAULT_TIMEOUT_MS,
+                source: TimeoutSource::Default,
+                kill_grace_ms: crate::exec::settings::DEFAULT_KILL_GRACE_MS,
+            },
+            |o| o.timeout,
+        );
         out.push(ScenarioRun {
             spec: ScenarioSpec {
                 scenario_id: sid.clone(),
@@ -670,7 +699,11 @@ fn write_merged(
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(true),
         wall_us: summaries.iter().map(|x| x.wall_us).max().unwrap_or(0),
-        runner_max_rss_kib: summaries.iter().map(|x| x.runner_max_rss_kib).max().unwrap_or(0),
+        runner_max_rss_kib: summaries
+            .iter()
+            .map(|x| x.runner_max_rss_kib)
+            .max()
+            .unwrap_or(0),
         layers: Vec::new(),
         max_parallel: shards.iter().map(|x| x.manifest.jobs).max().unwrap_or(1),
         interrupted: None,

@@ -230,7 +230,10 @@ fn github(plan: &str, plan_id: &str, digest: &str, n: u32) -> (Value, Value) {
     let run = format!(
         "nexusmon run --plan \"$NEXUSMON_PLAN\" --shard \"${{{{ matrix.shard }}}}/{n}\" --expect-plan-digest \"$NEXUSMON_PLAN_DIGEST\" --out \"out-${{{{ matrix.shard }}}}\""
     );
-    let merge = merge_line("merged", (1..=n).map(|k| format!("shards/nexusmon-shard-{k}")));
+    let merge = merge_line(
+        "merged",
+        (1..=n).map(|k| format!("shards/nexusmon-shard-{k}")),
+    );
     let workflow = json!({
         "name": format!("nexusmon {plan_id} ({n} shards)"),
         "on": {"workflow_dispatch": {}, "pull_request": {}},

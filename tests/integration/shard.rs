@@ -3,6 +3,12 @@
 //! with stable reasons; the exported Kubernetes Job runs as N local processes and merges
 //! to the same result; the exported files validate against the Kubernetes and GitHub
 //! workflow schemas of independent tools.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::similar_names,
+    clippy::case_sensitive_file_extension_comparisons,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -106,11 +112,17 @@ fn normalised(b: &Path) -> Vec<(String, String)> {
         }
     }
     let text_res = [
-        (Regex::new(r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}").unwrap(), "[RUN_ID]"),
+        (
+            Regex::new(r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}").unwrap(),
+            "[RUN_ID]",
+        ),
         (Regex::new(r"[0-9a-f]{64}").unwrap(), "[B3]"),
         (Regex::new(r"/tmp/\.tmp[A-Za-z0-9]+").unwrap(), "[TMP]"),
         (Regex::new(r"\d+(\.\d+)? (ms|KiB|s)\b").unwrap(), "[N]"),
-        (Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap(), "[TIME]"),
+        (
+            Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap(),
+            "[TIME]",
+        ),
     ];
     let index = read_json(&b.join("artifact_index.json"));
     let mut out = Vec::new();
@@ -155,14 +167,24 @@ fn assert_same_results(single: &Path, merged: &Path) {
     let b = normalised(merged);
     let names = |v: &[(String, String)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b), "the same files, in the same order");
-    assert!(a.len() >= 12, "every result file is compared: {:?}", names(&a));
+    assert!(
+        a.len() >= 12,
+        "every result file is compared: {:?}",
+        names(&a)
+    );
     for ((f, x), (_, y)) in a.iter().zip(&b) {
         let first = x
             .lines()
             .zip(y.lines())
             .position(|(l, r)| l != r)
             .unwrap_or(0);
-        let at = |t: &str| t.lines().skip(first.saturating_sub(3)).take(7).collect::<Vec<_>>().join("\n");
+        let at = |t: &str| {
+            t.lines()
+                .skip(first.saturating_sub(3))
+                .take(7)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert!(
             x == y,
             "{f} differs after normalisation at line {}:\n--- single\n{}\n--- merged\n{}",
@@ -182,8 +204,19 @@ fn refusal(stderr: &str) -> Option<String> {
 #[test]
 fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_sets_are_named() {
     let p = Project::shipped();
-    write(&p, "plans/s66/plan.json", &plan("s66", &PROFILES, &PROBES, "allow"));
-    let single = p.nx(&["run", "--plan", "plans/s66/plan.json", "--out", "single", "-q"]);
+    write(
+        &p,
+        "plans/s66/plan.json",
+        &plan("s66", &PROFILES, &PROBES, "allow"),
+    );
+    let single = p.nx(&[
+        "run",
+        "--plan",
+        "plans/s66/plan.json",
+        "--out",
+        "single",
+        "-q",
+    ]);
     assert!([0, 1].contains(&single.status), "{}", single.stderr);
     let sb = bundle_of(&p.path("single"));
     assert_eq!(
@@ -197,7 +230,14 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
     for k in 1..=3 {
         let out = format!("out-{k}");
         let r = p.nx(&[
-            "run", "--plan", "plans/s66/plan.json", "--out", &out, "--shard", &format!("{k}/3"), "-q",
+            "run",
+            "--plan",
+            "plans/s66/plan.json",
+            "--out",
+            &out,
+            "--shard",
+            &format!("{k}/3"),
+            "-q",
         ]);
         assert!([0, 1].contains(&r.status), "{}", r.stderr);
         let m = read_json(&bundle_of(&p.path(&out)).join("run_manifest.json"));
@@ -211,7 +251,14 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
     assert_eq!(parts.iter().sum::<usize>(), 66, "{parts:?}");
     assert!(parts.iter().all(|n| *n > 0), "{parts:?}");
 
-    let merged = p.nx(&["merge-bundles", "--out", "merged", "out-1", "out-2", "out-3"]);
+    let merged = p.nx(&[
+        "merge-bundles",
+        "--out",
+        "merged",
+        "out-1",
+        "out-2",
+        "out-3",
+    ]);
     assert_eq!(merged.status, single.status, "{}", merged.stderr);
     let mb = bundle_of(&p.path("merged"));
     p.nx(&["validate-bundle", "--bundle", "merged"]).code(0);
@@ -234,30 +281,50 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
     assert_same_results(&sb, &mb);
     let d = p.nx(&["diff", "single", "merged"]);
     assert!(d.stdout.contains("no changes"), "{}{}", d.stdout, d.stderr);
-    p.nx(&["report", "--bundle", "merged", "--format", "markdown"]).code(0);
+    p.nx(&["report", "--bundle", "merged", "--format", "markdown"])
+        .code(0);
 
     // Two of three: the missing one is named, with the command that reruns it.
     let r = p.nx(&["merge-bundles", "--out", "m2", "out-1", "out-3"]);
     assert_eq!(r.status, 1);
-    assert_eq!(refusal(&r.stderr).as_deref(), Some("shard-missing"), "{}", r.stderr);
+    assert_eq!(
+        refusal(&r.stderr).as_deref(),
+        Some("shard-missing"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("shard 2/3 missing"), "{}", r.stderr);
     assert!(
         r.stderr.contains("--shard 2/3") && r.stderr.contains("--out out-2"),
         "{}",
         r.stderr
     );
-    assert!(!p.path("m2").join("LATEST").exists(), "a refusal writes nothing");
+    assert!(
+        !p.path("m2").join("LATEST").exists(),
+        "a refusal writes nothing"
+    );
 
     // The exported Kubernetes Job, simulated: N processes with JOB_COMPLETION_INDEX.
     let kdir = p.path("k8s");
     p.nx(&[
-        "export", "kubernetes", "--plan", "plans/s66/plan.json", "--shards", "3", "--image",
-        "registry.example/nexusmon:1", "--out", "k8s",
+        "export",
+        "kubernetes",
+        "--plan",
+        "plans/s66/plan.json",
+        "--shards",
+        "3",
+        "--image",
+        "registry.example/nexusmon:1",
+        "--out",
+        "k8s",
     ])
     .code(0);
     let job = read_json(&kdir.join("job.json"));
     let digest = read_json(&sb.join("run_manifest.json"))["plan_digest"]["blake3"].clone();
-    assert_eq!(job["metadata"]["annotations"]["nexusmon.dev/plan-digest"], digest);
+    assert_eq!(
+        job["metadata"]["annotations"]["nexusmon.dev/plan-digest"],
+        digest
+    );
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     let container = &job["spec"]["template"]["spec"]["containers"][0];
     let argv: Vec<String> = container["command"]
@@ -311,23 +378,57 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
 
     // Duration sharding from the single run's recorded times: every scenario known.
     p.nx(&[
-        "run", "--plan", "plans/s66/plan.json", "--out", "dur-2", "--shard", "2/3",
-        "--shard-strategy", "duration", "--durations", "single", "-q",
+        "run",
+        "--plan",
+        "plans/s66/plan.json",
+        "--out",
+        "dur-2",
+        "--shard",
+        "2/3",
+        "--shard-strategy",
+        "duration",
+        "--durations",
+        "single",
+        "-q",
     ]);
     let d = read_json(&bundle_of(&p.path("dur-2")).join("run_manifest.json"))["shard"].clone();
     assert_eq!(d["strategy"], "duration");
-    assert_eq!((d["durations"]["known"].as_u64(), d["durations"]["guessed"].as_u64()), (Some(66), Some(0)));
+    assert_eq!(
+        (
+            d["durations"]["known"].as_u64(),
+            d["durations"]["guessed"].as_u64()
+        ),
+        (Some(66), Some(0))
+    );
 
     // A shard of the edited plan: refused, naming both digests.
-    write(&p, "plans/s66/plan.json", &plan("s66", &PROFILES, &PROBES, "deny"));
-    p.nx(&["run", "--plan", "plans/s66/plan.json", "--out", "edited-1", "--shard", "1/3", "-q"]);
+    write(
+        &p,
+        "plans/s66/plan.json",
+        &plan("s66", &PROFILES, &PROBES, "deny"),
+    );
+    p.nx(&[
+        "run",
+        "--plan",
+        "plans/s66/plan.json",
+        "--out",
+        "edited-1",
+        "--shard",
+        "1/3",
+        "-q",
+    ]);
     let edited = read_json(&bundle_of(&p.path("edited-1")).join("run_manifest.json"))
         ["plan_digest"]["blake3"]
         .clone();
     assert_ne!(edited, digest);
     let r = p.nx(&["merge-bundles", "--out", "m3", "edited-1", "out-2", "out-3"]);
     assert_eq!(r.status, 1);
-    assert_eq!(refusal(&r.stderr).as_deref(), Some("plan-digest-differs"), "{}", r.stderr);
+    assert_eq!(
+        refusal(&r.stderr).as_deref(),
+        Some("plan-digest-differs"),
+        "{}",
+        r.stderr
+    );
     for d in [&edited, &digest] {
         assert!(r.stderr.contains(d.as_str().unwrap()), "{}", r.stderr);
     }
@@ -366,11 +467,23 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
     let mut pool: Vec<(String, &str)> = Vec::new();
     let shard = |out: &str, spec: &str| {
         p.nx(&[
-            "run", "--plan", "plans/sh/plan.json", "--out", out, "--shard", spec, "--allow-empty-shard", "-q",
+            "run",
+            "--plan",
+            "plans/sh/plan.json",
+            "--out",
+            out,
+            "--shard",
+            spec,
+            "--allow-empty-shard",
+            "-q",
         ]);
         assert!(p.path(out).join("LATEST").exists(), "{out}");
     };
-    write(&p, "plans/sh/plan.json", &plan("sh", &profiles, &probes, "allow"));
+    write(
+        &p,
+        "plans/sh/plan.json",
+        &plan("sh", &profiles, &probes, "allow"),
+    );
     for (out, spec, class) in [
         ("a1", "1/3", "a1"),
         ("a2", "2/3", "a2"),
@@ -381,8 +494,16 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
         shard(out, spec);
         pool.push((out.into(), class));
     }
-    write(&p, "plans/sh/plan.json", &plan("sh", &profiles, &probes, "deny"));
-    for (out, spec, class) in [("b1", "1/3", "b1"), ("b2", "2/3", "b2"), ("b3", "3/3", "b3")] {
+    write(
+        &p,
+        "plans/sh/plan.json",
+        &plan("sh", &profiles, &probes, "deny"),
+    );
+    for (out, spec, class) in [
+        ("b1", "1/3", "b1"),
+        ("b2", "2/3", "b2"),
+        ("b3", "3/3", "b3"),
+    ] {
         shard(out, spec);
         pool.push((out.into(), class));
     }
@@ -395,7 +516,9 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
     std::fs::set_permissions(&f, perms).unwrap();
-    let text = std::fs::read_to_string(&f).unwrap().replacen("\"status\"", "\"Status\"", 1);
+    let text = std::fs::read_to_string(&f)
+        .unwrap()
+        .replacen("\"status\"", "\"Status\"", 1);
     std::fs::write(&f, text).unwrap();
     pool.push(("forged".into(), "forged"));
     crate::util::copy_dir(&p.path("a2"), &p.path("replay"));
@@ -411,8 +534,7 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
             .map(|c| if *c == "a2-replay" { "a2" } else { *c })
             .collect();
         let distinct: BTreeSet<&usize> = set.iter().collect();
-        distinct.len() == set.len()
-            && (as_a == ["a1", "a2", "a3"] || sorted == ["b1", "b2", "b3"])
+        distinct.len() == set.len() && (as_a == ["a1", "a2", "a3"] || sorted == ["b1", "b2", "b3"])
     };
     let seed: u64 = std::env::var("NEXUSMON_SHARD_SEED")
         .ok()
@@ -455,7 +577,11 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
             assert!([0, 1].contains(&r.status), "{}", r.stderr);
         } else {
             assert_eq!(r.status, 1, "{names:?}: {}", r.stderr);
-            assert!(refusal(&r.stderr).is_some(), "{names:?}: a stable reason\n{}", r.stderr);
+            assert!(
+                refusal(&r.stderr).is_some(),
+                "{names:?}: a stable reason\n{}",
+                r.stderr
+            );
         }
     }
     assert!(accepted >= 4, "the valid sets were merged ({accepted})");
@@ -465,12 +591,27 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
 fn exports_validate_against_the_kubernetes_and_github_workflow_schemas_and_carry_the_plan_digest() {
     let p = Project::shipped();
     for (what, extra) in [
-        ("kubernetes", vec!["--image", "registry.example/nexusmon:1", "--namespace", "ci"]),
+        (
+            "kubernetes",
+            vec![
+                "--image",
+                "registry.example/nexusmon:1",
+                "--namespace",
+                "ci",
+            ],
+        ),
         ("github-matrix", vec![]),
         ("gitlab", vec![]),
     ] {
         let mut args = vec![
-            "export", what, "--plan", "plans/quickstart/plan.json", "--shards", "4", "--out", what,
+            "export",
+            what,
+            "--plan",
+            "plans/quickstart/plan.json",
+            "--shards",
+            "4",
+            "--out",
+            what,
         ];
         args.extend(extra);
         p.nx(&args).code(0);
@@ -486,7 +627,10 @@ fn exports_validate_against_the_kubernetes_and_github_workflow_schemas_and_carry
         assert!(text.contains(&digest), "{f} carries the plan digest");
         assert!(text.contains("--expect-plan-digest"), "{f}");
     }
-    assert_eq!(p.json("github-matrix/matrix.json")["shard"], serde_json::json!([1, 2, 3, 4]));
+    assert_eq!(
+        p.json("github-matrix/matrix.json")["shard"],
+        serde_json::json!([1, 2, 3, 4])
+    );
     // Independent validators with their own offline schemas: kubernetes-validate (the
     // Kubernetes 1.37 OpenAPI-derived JSON schemas, strict: no unknown field) and
     // check-jsonschema's vendored GitHub workflow and GitLab CI schemas. Each is also
@@ -561,9 +705,18 @@ fn an_empty_shard_is_a_sealed_bundle_that_says_so_and_exits_6_unless_allowed() {
     p.nx(&["validate-bundle", "--bundle", "out"]).code(0);
     let s = read_json(&b.join("summary.json"));
     assert_eq!(s["exit_code"], 6);
-    assert!(s["exit_reason"].as_str().unwrap().contains(&format!("shard {spec}")));
-    assert_eq!(read_json(&b.join("run_manifest.json"))["shard"]["part_count"], 0);
-    p.run("quickstart", &["--shard", &spec, "--allow-empty-shard"]).code(0);
+    assert!(
+        s["exit_reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("shard {spec}"))
+    );
+    assert_eq!(
+        read_json(&b.join("run_manifest.json"))["shard"]["part_count"],
+        0
+    );
+    p.run("quickstart", &["--shard", &spec, "--allow-empty-shard"])
+        .code(0);
 }
 
 #[test]
@@ -597,7 +750,14 @@ fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_prom
     );
     let mut child = nexusmon(p.root())
         .args([
-            "run", "--plan", "plans/slow/plan.json", "--out", "s1", "--shard", "1/1", "--json",
+            "run",
+            "--plan",
+            "plans/slow/plan.json",
+            "--out",
+            "s1",
+            "--shard",
+            "1/1",
+            "--json",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -615,11 +775,25 @@ fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_prom
         libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT);
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let r = p.nx(&["merge-bundles", "--out", "m", "s1"]);
-    assert_eq!(refusal(&r.stderr).as_deref(), Some("shard-incomplete"), "{}", r.stderr);
-    assert!(r.stderr.contains("interrupted") && r.stderr.contains("--shard 1/1"), "{}", r.stderr);
+    assert_eq!(
+        refusal(&r.stderr).as_deref(),
+        Some("shard-incomplete"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("interrupted") && r.stderr.contains("--shard 1/1"),
+        "{}",
+        r.stderr
+    );
     assert!(!p.path("m").join("LATEST").exists());
 
     let r = p.nx(&["merge-bundles", "--out", "m", "--allow-incomplete", "s1"]);
@@ -632,8 +806,13 @@ fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_prom
     p.emit(&b, "promotion/m.json", &[]).code(0);
     let reasons = p.json("promotion/m.json")["promotability"]["reasons"].clone();
     assert!(
-        reasons.as_array().unwrap().iter().any(|r| r == "shard-incomplete"),
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "shard-incomplete"),
         "{reasons}"
     );
-    p.emit(&b, "promotion/m2.json", &["--require-promotable"]).code(1);
+    p.emit(&b, "promotion/m2.json", &["--require-promotable"])
+        .code(1);
 }

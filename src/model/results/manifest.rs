@@ -138,7 +138,9 @@ pub struct RunManifest {
 }
 
 /// How `run --shard` partitions the selected scenarios.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ShardStrategy {
     /// By a digest of each scenario id: a scenario's shard never depends on the others, so
