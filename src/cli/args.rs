@@ -386,11 +386,20 @@ pub struct ExportArgs {
 pub enum ExportTarget {
     /// A Kubernetes Indexed Job (JSON, which kubectl reads as it reads YAML) running one
     /// shard per completion index.
+    #[command(
+        after_help = "Examples:\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --out ci/k8s\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --namespace ci > job.json"
+    )]
     Kubernetes(ExportKubeArgs),
     /// A GitHub Actions `strategy.matrix` (JSON) and a workflow running the shards,
     /// uploading each bundle and merging them in a final job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export github-matrix --plan plans/quickstart/plan.json --shards 3 --out .github/workflows"
+    )]
     GithubMatrix(ExportCommonArgs),
     /// A GitLab CI pipeline whose `parallel:` job runs the shards and a merge job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export gitlab --plan plans/quickstart/plan.json --shards 3 --out ci/gitlab"
+    )]
     Gitlab(ExportCommonArgs),
 }
 
