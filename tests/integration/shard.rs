@@ -816,3 +816,83 @@ fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_prom
     p.emit(&b, "promotion/m2.json", &["--require-promotable"])
         .code(1);
 }
+
+#[test]
+fn signed_shards_merge_under_a_trust_file_and_a_rogue_or_unsigned_shard_is_refused() {
+    let p = Project::shipped();
+    let runner = crate::util::ssh_keygen(p.root(), "runner", "ed25519");
+    let rogue = crate::util::ssh_keygen(p.root(), "rogue", "ed25519");
+    let trust = p.path("trust");
+    std::fs::write(&trust, crate::util::runner_signer_line("ci", &runner, "")).unwrap();
+    let shard = |out: &str, k: u32, key: Option<&Path>| {
+        let spec = format!("{k}/2");
+        let mut args = vec![
+            "run".to_string(),
+            "--plan".into(),
+            "plans/quickstart/plan.json".into(),
+            "--out".into(),
+            out.into(),
+            "--shard".into(),
+            spec,
+            "--allow-empty-shard".into(),
+            "-q".into(),
+        ];
+        if let Some(k) = key {
+            args.extend(["--sign-with".to_string(), k.display().to_string()]);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!([0, 1].contains(&p.nx(&argv).status));
+    };
+    shard("s1", 1, Some(&runner));
+    shard("s2", 2, Some(&runner));
+    shard("rogue2", 2, Some(&rogue));
+    shard("plain2", 2, None);
+    let t = trust.display().to_string();
+    let key = runner.display().to_string();
+    let ok = p.nx(&[
+        "merge-bundles",
+        "--out",
+        "m",
+        "--trust",
+        &t,
+        "--sign-with",
+        &key,
+        "s1",
+        "s2",
+    ]);
+    assert!(p.path("m").join("LATEST").exists(), "{}", ok.stderr);
+    let v = p.nx(&["--json", "validate-bundle", "--bundle", "m", "--trust", &t]);
+    v.code(0);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert!(
+        report["signed_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("SHA256:")),
+        "{report}"
+    );
+
+    let r = p.nx(&[
+        "merge-bundles",
+        "--out",
+        "m2",
+        "--trust",
+        &t,
+        "s1",
+        "rogue2",
+    ]);
+    assert_eq!(
+        refusal(&r.stderr).as_deref(),
+        Some("bundle-invalid"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("rogue2"), "{}", r.stderr);
+    let r = p.nx(&["merge-bundles", "--out", "m3", "s1", "plain2"]);
+    assert_eq!(
+        refusal(&r.stderr).as_deref(),
+        Some("signature-mixed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path("m2").join("LATEST").exists() && !p.path("m3").join("LATEST").exists());
+}
