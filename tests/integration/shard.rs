@@ -523,6 +523,22 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
     pool.push(("forged".into(), "forged"));
     crate::util::copy_dir(&p.path("a2"), &p.path("replay"));
     pool.push(("replay".into(), "a2-replay"));
+    // A re-sealed forgery: a1's bundle claiming to be shard 2, its index rewritten by
+    // `reindex-bundle --repair` so that it validates.
+    crate::util::copy_dir(&p.path("a1"), &p.path("resealed"));
+    let rb = bundle_of(&p.path("resealed"));
+    let mf = rb.join("run_manifest.json");
+    let mut perms = std::fs::metadata(&mf).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&mf, perms).unwrap();
+    let mut m = read_json(&mf);
+    m["shard"]["k"] = 2.into();
+    std::fs::write(&mf, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    p.nx(&["reindex-bundle", "--bundle", "resealed", "--repair"])
+        .code(0);
+    p.nx(&["validate-bundle", "--bundle", "resealed"]).code(0);
+    pool.push(("resealed".into(), "forged-k"));
 
     let valid = |set: &[usize]| -> bool {
         let classes: Vec<&str> = set.iter().map(|i| pool[*i].1).collect();
@@ -551,6 +567,8 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
         vec![idx("a1"), idx("a2"), idx("a2x"), idx("a3")],
         vec![idx("a1"), idx("a2"), idx("replay"), idx("a3")],
         vec![idx("a1"), idx("forged"), idx("a3")],
+        vec![idx("a1"), idx("resealed"), idx("a3")],
+        vec![idx("resealed"), idx("a2"), idx("a3")],
         vec![idx("a1"), idx("a3")],
     ];
     for _ in 0..30 {
