@@ -31,7 +31,7 @@ const PROBES: [&str; 11] = [
     "read-os-release",
     "write-scratch-file",
     "create-ws-file",
-    "list-usr",
+    "exec-cat-hostname",
     "list-etc",
     "mkdir-ws",
     "exec-true",
