@@ -13,7 +13,7 @@
 //! | `bundle-in-progress` | an index, outside `.staging/`, and neither status `in_progress` |
 //! | `not-clean-channel` | the manifest's channel `clean` |
 //! | `apply-preflight-missing` | a readable `apply_preflight.json` |
-//! | `already-sandboxed` | manifest host facts: runner without no-new-privs and seccomp |
+//! | `already-sandboxed` | manifest host facts: runner without a seccomp filter (no-new-privs alone is recorded, not counted: both lanes set it on every child) |
 //! | `apply-failed` | a readable preflight where every profile applied (and `summary.json` lists no apply failure) |
 //! | `apply-partial` | a readable preflight with no partial enforcement and no dropped rights (nor in `summary.json`) |
 //! | `bundle-integrity-unverified` | the strict check finding no problem |
@@ -172,7 +172,7 @@ pub fn explain(reason: Reason, g: &GatingInputs) -> String {
         }
         Reason::AlreadySandboxed => match (g.runner_no_new_privs, g.runner_seccomp_mode) {
             (Some(nnp), Some(mode)) => format!(
-                "the runner itself was confined (no-new-privs {nnp}, seccomp mode {mode}): results may not reflect the profile alone"
+                "the runner itself was confined (seccomp mode {mode}, no-new-privs {nnp}): results may not reflect the profile alone"
             ),
             _ => "whether the runner itself was confined is unknown (no host facts)".into(),
         },
