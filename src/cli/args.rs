@@ -62,6 +62,16 @@ pub enum Command {
         after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out"
     )]
     Run(RunArgs),
+    /// Merge the sealed bundles of every shard of one `run --shard` selection into one sealed bundle.
+    #[command(
+        after_help = "Examples:\n  nexusmon merge-bundles --out merged out-1 out-2 out-3\n  nexusmon merge-bundles --out merged --allow-incomplete shards/*"
+    )]
+    MergeBundles(MergeArgs),
+    /// Write a Kubernetes Indexed Job, a GitHub Actions matrix or a GitLab parallel job that runs a plan's shards.
+    #[command(
+        after_help = "Examples:\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1\n  nexusmon export github-matrix --plan plans/quickstart/plan.json --shards 3 --out ci/"
+    )]
+    Export(ExportArgs),
     /// Run a command under a registry profile, enforced as in a plan's scenario lane; exit with its status.
     #[command(
         after_help = "Examples:\n  nexusmon sandbox --profile system-ro -- cat /etc/os-release\n  nexusmon sandbox --profile system-ro --record out -- cat /etc/hostname\n  nexusmon sandbox --profile net-deny-all --kernel-audit require -- curl -sS https://example.com"
@@ -315,6 +325,115 @@ pub struct RunArgs {
         env = "NEXUSMON_KERNEL_AUDIT"
     )]
     pub kernel_audit: KernelAudit,
+    /// Run only shard K of N of the selected scenarios (1 <= K <= N): a deterministic
+    /// partition; every shard writes an ordinary sealed bundle, and `merge-bundles` makes
+    /// one bundle of all N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// How --shard partitions: hash (stable when scenarios are added or filtered) or
+    /// duration (balanced by the wall times of --durations BUNDLE; unknown scenarios by hash).
+    #[arg(long, value_enum, value_name = "STRATEGY", default_value_t = ShardStrategyArg::Hash)]
+    pub shard_strategy: ShardStrategyArg,
+    /// The prior bundle (or out root) whose recorded wall times --shard-strategy duration
+    /// balances by.
+    #[arg(long, value_name = "BUNDLE")]
+    pub durations: Option<PathBuf>,
+    /// A shard that selects nothing still writes its sealed bundle, and exits 0 instead of 6.
+    #[arg(long)]
+    pub allow_empty_shard: bool,
+    /// Refuse to run (exit 2) unless the plan's blake3 digest is this one: what exported CI
+    /// jobs pass, so a job made for another version of the plan fails instead of running it.
+    #[arg(long, value_name = "BLAKE3")]
+    pub expect_plan_digest: Option<String>,
+}
+
+/// `--shard-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShardStrategyArg {
+    /// By a digest of each scenario id.
+    Hash,
+    /// By a prior bundle's wall times.
+    Duration,
+}
+
+/// `merge-bundles`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The out root the merged bundle is written into (as `DIR/<run_id>`, with `LATEST`).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The shards' bundles (bundle directories or out roots), every shard of one selection once.
+    #[arg(value_name = "BUNDLE", required = true)]
+    pub bundles: Vec<PathBuf>,
+    /// Merge failed or interrupted shards too; the merged bundle is then not promotable
+    /// (`shard-incomplete`).
+    #[arg(long)]
+    pub allow_incomplete: bool,
+    /// Sign the merged bundle with this SSH private key (as `run --sign-with`).
+    #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
+    pub sign_with: Option<PathBuf>,
+    /// Judge the shards' signatures against this trust file (default: the state
+    /// directory's).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to write.
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+/// `export` targets.
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// A Kubernetes Indexed Job (JSON, which kubectl reads as it reads YAML) running one
+    /// shard per completion index.
+    #[command(
+        after_help = "Examples:\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --out ci/k8s\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --namespace ci > job.json"
+    )]
+    Kubernetes(ExportKubeArgs),
+    /// A GitHub Actions `strategy.matrix` (JSON) and a workflow running the shards,
+    /// uploading each bundle and merging them in a final job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export github-matrix --plan plans/quickstart/plan.json --shards 3 --out .github/workflows"
+    )]
+    GithubMatrix(ExportCommonArgs),
+    /// A GitLab CI pipeline whose `parallel:` job runs the shards and a merge job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export gitlab --plan plans/quickstart/plan.json --shards 3 --out ci/gitlab"
+    )]
+    Gitlab(ExportCommonArgs),
+}
+
+/// What every export needs.
+#[derive(Debug, Args)]
+pub struct ExportCommonArgs {
+    /// The plan file.
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// How many shards.
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// Write the files into this directory (default: print the main file on stdout).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `export kubernetes`.
+#[derive(Debug, Args)]
+pub struct ExportKubeArgs {
+    /// Plan, shards, out.
+    #[command(flatten)]
+    pub common: ExportCommonArgs,
+    /// The container image that has nexusmon and the project (at its working directory).
+    #[arg(long, value_name = "IMG")]
+    pub image: String,
+    /// The Job's namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// `sandbox`.

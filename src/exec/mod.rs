@@ -58,6 +58,7 @@ pub mod seam;
 pub mod select;
 pub mod settings;
 pub mod setup;
+pub mod shard;
 mod sidecar;
 pub mod spawn;
 pub mod witness;

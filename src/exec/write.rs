@@ -52,6 +52,8 @@ pub struct RunDescription<'a> {
     pub started_at: &'a str,
     /// The kernel audit state when the lanes began.
     pub kernel_audit: &'a crate::model::results::KernelAuditStart,
+    /// `--shard`: which part of the selection this run is.
+    pub shard: Option<&'a crate::model::results::ShardRecord>,
 }
 
 /// Write `apply_preflight.json`, `run_manifest.json` and `expected_matrix.json`.
@@ -228,6 +230,8 @@ impl RunDescription<'_> {
                 .collect(),
             inputs_digest: self.loaded.inputs_digest.clone(),
             started_at: self.started_at.to_string(),
+            shard: self.shard.cloned(),
+            shards: Vec::new(),
         }
     }
 }
@@ -332,6 +336,32 @@ fn lane_doc(r: &LaneResults) -> Result<Vec<u8>> {
         "observations",
         &r.observations,
     )
+}
+
+/// What [`write_results`] wrote, read back from a sealed bundle through its strict reader:
+/// the observations of both executing lanes, the oracle's verdicts and the path witnesses.
+/// The one place that knows how those files are laid out on the reading side (durations
+/// for `run --shard`, `merge-bundles`).
+#[derive(Debug, Clone)]
+pub struct ResultsRead {
+    /// `runtime_results.json`.
+    pub runtime: LaneResults,
+    /// `baseline_results.json`.
+    pub baseline: LaneResults,
+    /// `oracle_results.json`.
+    pub oracle: crate::model::results::OracleResults,
+    /// `path_witnesses.json`.
+    pub witnesses: crate::model::results::PathWitnesses,
+}
+
+/// Read the results [`write_results`] wrote into the sealed bundle `b`.
+pub fn read_results(b: &crate::bundle::Bundle) -> Result<ResultsRead> {
+    Ok(ResultsRead {
+        runtime: b.read_json("runtime_results.json")?,
+        baseline: b.read_json("baseline_results.json")?,
+        oracle: b.read_json("oracle_results.json")?,
+        witnesses: b.read_json("path_witnesses.json")?,
+    })
 }
 
 /// Write every result file, then `summary.md`.

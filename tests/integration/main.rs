@@ -41,6 +41,7 @@ mod run_views;
 mod sandbox;
 mod schemas;
 mod serve;
+mod shard;
 mod status;
 mod template;
 mod template_run;
