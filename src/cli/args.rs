@@ -62,11 +62,26 @@ pub enum Command {
         after_help = "Examples:\n  nexusmon run --plan plans/quickstart/plan.json\n  nexusmon run --plan plans/quickstart/plan.json --only-scenario 'system-ro:*' --show all -v\n  nexusmon run --plan plans/quickstart/plan.json --junit junit.xml --format github\n  nexusmon run --plan plans/quickstart/plan.json --rerun-failed out"
     )]
     Run(RunArgs),
+    /// Merge the sealed bundles of every shard of one `run --shard` selection into one sealed bundle.
+    #[command(
+        after_help = "Examples:\n  nexusmon merge-bundles --out merged out-1 out-2 out-3\n  nexusmon merge-bundles --out merged --allow-incomplete shards/*"
+    )]
+    MergeBundles(MergeArgs),
+    /// Write a Kubernetes Indexed Job, a GitHub Actions matrix or a GitLab parallel job that runs a plan's shards.
+    #[command(
+        after_help = "Examples:\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1\n  nexusmon export github-matrix --plan plans/quickstart/plan.json --shards 3 --out ci/"
+    )]
+    Export(ExportArgs),
     /// Run a command under a registry profile, enforced as in a plan's scenario lane; exit with its status.
     #[command(
         after_help = "Examples:\n  nexusmon sandbox --profile system-ro -- cat /etc/os-release\n  nexusmon sandbox --profile system-ro --record out -- cat /etc/hostname\n  nexusmon sandbox --profile net-deny-all --kernel-audit require -- curl -sS https://example.com"
     )]
     Sandbox(SandboxArgs),
+    /// Learn a profile from what the kernel denies a command, write it with controls and a plan, and prove it by a run.
+    #[command(
+        after_help = "Examples:\n  nexusmon learn --out learned -- cat /etc/os-release\n  nexusmon learn --out learned --workspace /tmp/ws -- git init /tmp/ws\n  nexusmon learn --out learned --widen-to /usr/lib/python3.11 --never /etc/shadow -- python3 -c 'print(1)'\n  nexusmon learn --out learned --probe exec-cat-hostname"
+    )]
+    Learn(LearnArgs),
     /// Show the kernel's sandbox support, whether the runner is confined, and the out root's state.
     #[command(after_help = "Examples:\n  nexusmon status\n  nexusmon status --out /tmp/out --json")]
     Status(StatusArgs),
@@ -310,6 +325,115 @@ pub struct RunArgs {
         env = "NEXUSMON_KERNEL_AUDIT"
     )]
     pub kernel_audit: KernelAudit,
+    /// Run only shard K of N of the selected scenarios (1 <= K <= N): a deterministic
+    /// partition; every shard writes an ordinary sealed bundle, and `merge-bundles` makes
+    /// one bundle of all N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// How --shard partitions: hash (stable when scenarios are added or filtered) or
+    /// duration (balanced by the wall times of --durations BUNDLE; unknown scenarios by hash).
+    #[arg(long, value_enum, value_name = "STRATEGY", default_value_t = ShardStrategyArg::Hash)]
+    pub shard_strategy: ShardStrategyArg,
+    /// The prior bundle (or out root) whose recorded wall times --shard-strategy duration
+    /// balances by.
+    #[arg(long, value_name = "BUNDLE")]
+    pub durations: Option<PathBuf>,
+    /// A shard that selects nothing still writes its sealed bundle, and exits 0 instead of 6.
+    #[arg(long)]
+    pub allow_empty_shard: bool,
+    /// Refuse to run (exit 2) unless the plan's blake3 digest is this one: what exported CI
+    /// jobs pass, so a job made for another version of the plan fails instead of running it.
+    #[arg(long, value_name = "BLAKE3")]
+    pub expect_plan_digest: Option<String>,
+}
+
+/// `--shard-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShardStrategyArg {
+    /// By a digest of each scenario id.
+    Hash,
+    /// By a prior bundle's wall times.
+    Duration,
+}
+
+/// `merge-bundles`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The out root the merged bundle is written into (as `DIR/<run_id>`, with `LATEST`).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The shards' bundles (bundle directories or out roots), every shard of one selection once.
+    #[arg(value_name = "BUNDLE", required = true)]
+    pub bundles: Vec<PathBuf>,
+    /// Merge failed or interrupted shards too; the merged bundle is then not promotable
+    /// (`shard-incomplete`).
+    #[arg(long)]
+    pub allow_incomplete: bool,
+    /// Sign the merged bundle with this SSH private key (as `run --sign-with`).
+    #[arg(long, value_name = "KEY", env = "NEXUSMON_SIGNING_KEY")]
+    pub sign_with: Option<PathBuf>,
+    /// Judge the shards' signatures against this trust file (default: the state
+    /// directory's).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to write.
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+/// `export` targets.
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// A Kubernetes Indexed Job (JSON, which kubectl reads as it reads YAML) running one
+    /// shard per completion index.
+    #[command(
+        after_help = "Examples:\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --out ci/k8s\n  nexusmon export kubernetes --plan plans/quickstart/plan.json --shards 3 --image registry.example/nexusmon:1 --namespace ci > job.json"
+    )]
+    Kubernetes(ExportKubeArgs),
+    /// A GitHub Actions `strategy.matrix` (JSON) and a workflow running the shards,
+    /// uploading each bundle and merging them in a final job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export github-matrix --plan plans/quickstart/plan.json --shards 3 --out .github/workflows"
+    )]
+    GithubMatrix(ExportCommonArgs),
+    /// A GitLab CI pipeline whose `parallel:` job runs the shards and a merge job.
+    #[command(
+        after_help = "Examples:\n  nexusmon export gitlab --plan plans/quickstart/plan.json --shards 3 --out ci/gitlab"
+    )]
+    Gitlab(ExportCommonArgs),
+}
+
+/// What every export needs.
+#[derive(Debug, Args)]
+pub struct ExportCommonArgs {
+    /// The plan file.
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// How many shards.
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// Write the files into this directory (default: print the main file on stdout).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `export kubernetes`.
+#[derive(Debug, Args)]
+pub struct ExportKubeArgs {
+    /// Plan, shards, out.
+    #[command(flatten)]
+    pub common: ExportCommonArgs,
+    /// The container image that has nexusmon and the project (at its working directory).
+    #[arg(long, value_name = "IMG")]
+    pub image: String,
+    /// The Job's namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 /// `sandbox`.
@@ -340,6 +464,48 @@ pub struct SandboxArgs {
     pub kernel_audit: KernelAudit,
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The project directory to write: `registry/learned/`, `plans/learn-<name>/`,
+    /// `schemas/`, `learn_log.json`, and the proof bundle under `out/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Learn for this exec probe of the project's registries instead of a command.
+    #[arg(long, value_name = "ID", conflicts_with = "command")]
+    pub probe: Option<String>,
+    /// The registry holding the probe (default: the one that has it).
+    #[arg(long, value_name = "R", requires = "probe")]
+    pub registry: Option<String>,
+    /// Where the command writes, as its arguments name it: learning and the proof run it
+    /// with a fresh `${SCRATCH}/ws` there, and grant writes only within it.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<String>,
+    /// A directory learn may grant as a whole (read/exec) when the command is denied
+    /// something beneath it (repeatable); without it, only single files are granted.
+    #[arg(long = "widen-to", value_name = "DIR")]
+    pub widen_to: Vec<PathBuf>,
+    /// A path no learned rule may be on or contain (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub never: Vec<PathBuf>,
+    /// The most runs of the command under a growing profile.
+    #[arg(long, value_name = "N", default_value_t = crate::exec::learn::DEFAULT_MAX_ROUNDS)]
+    pub max_rounds: u32,
+    /// The profile is `learned-NAME` (default: the program's or probe's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Wall timeout per run of the command, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// After learning, run the command once without each rule the rounds added and drop
+    /// the rules it does without (one more run per rule).
+    #[arg(long)]
+    pub minimize: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

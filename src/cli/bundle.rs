@@ -269,3 +269,68 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
     }
     Ok(exit_code::OK)
 }
+
+/// `merge-bundles`: the merged bundle's path and shards (stderr; `--json`: stdout), exit
+/// as `run` of the whole selection would have (its summary's exit code).
+pub fn merge(ctx: &Ctx, io: &mut Io<'_>, a: &super::args::MergeArgs) -> Result<i32> {
+    let abs = |p: &std::path::Path| super::promote::abs(ctx, p);
+    let settings = crate::promote::merge::MergeSettings {
+        out_root: crate::util::fsx::absolute(&abs(&a.out))?,
+        inputs: a.bundles.iter().map(|b| abs(b)).collect(),
+        allow_incomplete: a.allow_incomplete,
+        signer: a
+            .sign_with
+            .as_ref()
+            .map(|k| crate::bundle::SealSigner::load(&abs(k)))
+            .transpose()?,
+        lock: LockOptions::default(),
+    };
+    let state = ctx.state_dir.as_ref().map(|d| abs(d));
+    let o = crate::govern::attest::merge_bundles(
+        &settings,
+        a.trust.as_ref().map(|t| abs(t)).as_deref(),
+        state.as_deref(),
+        &ctx.root,
+    )?;
+    if ctx.json {
+        io.out_json(&crate::util::json::to_sorted_pretty(&serde_json::json!({
+            "run_id": o.run_id,
+            "bundle": o.dir,
+            "index_blake3": o.index_blake3,
+            "scenarios": o.scenarios,
+            "shards": o.shards,
+            "exit_code": o.exit_code,
+            "exit_reason": o.exit_reason,
+        }))?)?;
+    } else {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "merged {} shard(s), {} scenario(s) into {} (index blake3 {})",
+            o.shards.len(),
+            o.scenarios,
+            o.dir.display(),
+            o.index_blake3
+        );
+        for e in &o.shards {
+            let _ = writeln!(
+                s,
+                "  shard {}/{} {} run {} on {} ({}{})",
+                e.k,
+                e.n,
+                e.strategy.as_str(),
+                e.run_id,
+                e.host,
+                e.status,
+                if e.promotable {
+                    ", promotable".to_string()
+                } else {
+                    format!(", not promotable: {}", e.reasons.join(", "))
+                }
+            );
+        }
+        let _ = writeln!(s, "{}", o.exit_reason);
+        io.errln(s.trim_end())?;
+    }
+    Ok(o.exit_code)
+}

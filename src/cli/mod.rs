@@ -6,6 +6,7 @@
 pub mod args;
 mod bundle;
 mod govern;
+mod learn;
 mod lint;
 mod list;
 mod misc;
@@ -181,7 +182,10 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> i32 {
 fn dispatch(command: Command, ctx: &Ctx, io: &mut Io<'_>) -> Result<i32> {
     match command {
         Command::Run(a) => run::run(ctx, io, &a),
+        Command::MergeBundles(a) => bundle::merge(ctx, io, &a),
+        Command::Export(a) => template::export(ctx, io, &a),
         Command::Sandbox(a) => sandbox::sandbox(ctx, io, &a),
+        Command::Learn(a) => learn::learn(ctx, io, &a),
         Command::Status(a) => status::status(ctx, io, &a),
         Command::ValidateBundle(a) => bundle::validate(ctx, io, &a),
         Command::ReindexBundle(a) => bundle::reindex(ctx, io, &a),

@@ -177,6 +177,31 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         timeout: std::time::Duration::from_secs(a.lock_timeout),
     };
     settings.keep_scratch = a.keep_scratch;
+    settings.shard = a
+        .shard
+        .as_deref()
+        .map(crate::exec::shard::ShardSpec::parse)
+        .transpose()?;
+    settings.shard_strategy = match a.shard_strategy {
+        crate::cli::args::ShardStrategyArg::Hash => crate::model::results::ShardStrategy::Hash,
+        crate::cli::args::ShardStrategyArg::Duration => {
+            crate::model::results::ShardStrategy::Duration
+        }
+    };
+    if settings.shard.is_none()
+        && (a.durations.is_some()
+            || a.allow_empty_shard
+            || settings.shard_strategy != crate::model::results::ShardStrategy::Hash)
+    {
+        return Err(Error::usage(
+            "--shard-strategy, --durations and --allow-empty-shard apply to a --shard K/N run",
+        ));
+    }
+    settings.durations = a.durations.as_ref().map(|b| abs(ctx, b));
+    settings.allow_empty_shard = a.allow_empty_shard;
+    settings
+        .expect_plan_digest
+        .clone_from(&a.expect_plan_digest);
     settings.command_line = std::env::args().collect();
     // A key that cannot be used is an input error before anything runs.
     settings.kernel_audit = a.kernel_audit.mode();

@@ -324,3 +324,43 @@ pub fn plan_build(ctx: &Ctx, io: &mut Io<'_>, a: &PlanBuildArgs) -> Result<i32> 
     }
     Ok(exit_code::OK)
 }
+
+/// `export kubernetes|github-matrix|gitlab`: the main file on stdout, or every file into
+/// `--out DIR` (named on stderr).
+pub fn export(ctx: &Ctx, io: &mut Io<'_>, a: &super::args::ExportArgs) -> Result<i32> {
+    use super::args::ExportTarget;
+    use crate::template::export::{ExportKind, ExportRequest};
+    let (kind, common) = match &a.target {
+        ExportTarget::Kubernetes(k) => (
+            ExportKind::Kubernetes {
+                image: k.image.clone(),
+                namespace: k.namespace.clone(),
+            },
+            &k.common,
+        ),
+        ExportTarget::GithubMatrix(c) => (ExportKind::GithubMatrix, c),
+        ExportTarget::Gitlab(c) => (ExportKind::Gitlab, c),
+    };
+    let abs = |p: &std::path::Path| super::promote::abs(ctx, p);
+    let files = crate::template::export::export(&ExportRequest {
+        kind,
+        plan: abs(&common.plan),
+        root: ctx.root.clone(),
+        shards: common.shards,
+    })?;
+    match &common.out {
+        Some(dir) => {
+            let dir = abs(dir);
+            crate::template::export::write_files(&dir, &files)?;
+            for f in &files {
+                io.errln(format!("wrote {}", dir.join(&f.name).display()))?;
+            }
+        }
+        None => {
+            if let Some(f) = files.first() {
+                io.out_json(&f.bytes)?;
+            }
+        }
+    }
+    Ok(exit_code::OK)
+}

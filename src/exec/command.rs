@@ -318,10 +318,10 @@ fn signal_number(name: &str) -> i32 {
 }
 
 /// A private directory (0700) removed on drop.
-struct PrivateDir(PathBuf);
+pub(super) struct PrivateDir(pub(super) PathBuf);
 
 impl PrivateDir {
-    fn create() -> Result<Self> {
+    pub(super) fn create() -> Result<Self> {
         let base = std::env::temp_dir();
         for n in 0..100u32 {
             let p = base.join(format!(

@@ -97,6 +97,18 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let started = Instant::now();
     let _signals = (!settings.dry).then(super::interrupt::Guard::install);
     let loaded = load_plan(&settings.plan_path)?;
+    if let Some(want) = &settings.expect_plan_digest
+        && *want != loaded.digest.blake3
+    {
+        return Err(Error::input(
+            &loaded.path,
+            format!(
+                "the plan's digest is {}, not the {want} this command line expects (--expect-plan-digest): the plan or a registry entry it resolves changed since the command line was exported",
+                loaded.digest.blake3
+            ),
+        )
+        .with_hint("export the CI job again (`nexusmon export …`), or drop --expect-plan-digest"));
+    }
     let sel = select::selection(&loaded, &settings)?;
     let admission = Admission::consult(&settings, &loaded, &sel.selected)?;
     let mut setup = RunSetup::prepare(&settings, &loaded, &sel.scenarios, admission.max_jobs)?;
@@ -178,6 +190,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         audit_start,
         audit,
         streams,
+        shard: sel.shard.as_ref(),
     };
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
@@ -324,6 +337,8 @@ struct Pipeline<'a> {
     /// Results stream to disk ([`Pipeline::run_streaming`]; `oracle_out` is then empty
     /// and the oracle runs per scenario as it is written).
     streams: bool,
+    /// `--shard`: the part of the selection this run is.
+    shard: Option<&'a crate::model::results::ShardRecord>,
 }
 
 impl Pipeline<'_> {
@@ -421,6 +436,22 @@ impl Pipeline<'_> {
         }
         let mut a = self.assemble(observed, &preflight);
         a.summary.kernel_audit = Some(audit_report.0);
+        if let Some(sh) = self.shard.filter(|s| s.part_count == 0) {
+            let what = format!(
+                "shard {}/{} ({}) selects none of the {} selected scenario(s)",
+                sh.k,
+                sh.n,
+                sh.strategy.as_str(),
+                sh.selected_count
+            );
+            if self.settings.allow_empty_shard {
+                a.summary.exit_reason = format!("{what}; allowed by --allow-empty-shard");
+            } else {
+                a.summary.exit_code = exit_code::NOTHING_SELECTED;
+                a.summary.exit_reason =
+                    format!("{what} (exit 6; --allow-empty-shard makes it exit 0)");
+            }
+        }
         let governance = self
             .gate_files
             .iter()
@@ -577,6 +608,7 @@ impl Pipeline<'_> {
             governance: self.governance,
             started_at: &self.started_at,
             kernel_audit: &self.audit_start,
+            shard: self.shard,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Selection {
     pub scenarios: Vec<ScenarioRun>,
     /// A mission's shape (`None` for experiments).
     pub mission: Option<MissionShape>,
+    /// `--shard`: the part of the selection this run is (its `selected` and `scenarios`
+    /// are that part only).
+    pub shard: Option<crate::model::results::ShardRecord>,
 }
 
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
@@ -68,13 +71,96 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
     if !is_mission {
         lint()?;
     }
+    let shard = match settings.shard {
+        Some(spec) => Some(cut_shard(loaded, settings, spec, &mut selected)?),
+        None => None,
+    };
     let scenarios = resolve_scenarios(loaded, &selected, &known_variables(loaded))?;
     let mission = MissionShape::of(loaded, &scenarios)?;
     Ok(Selection {
         selected,
         scenarios,
         mission,
+        shard,
     })
+}
+
+/// Each scenario's recorded wall time in the sealed bundle at `path` (scenario and
+/// baseline lane, every attempt), with the bundle's run id and index digest.
+fn durations_of(path: &Path) -> Result<(BTreeMap<String, u64>, String, String)> {
+    let b = crate::bundle::load_bundle(path).map_err(|e| {
+        let hint = format!(
+            "--durations names a sealed bundle (or out root) of a prior run; {}",
+            e.hint()
+                .unwrap_or("check it with `nexusmon validate-bundle`")
+        );
+        e.with_hint(hint)
+    })?;
+    let r = super::write::read_results(&b)?;
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for obs in r
+        .runtime
+        .observations
+        .iter()
+        .chain(&r.baseline.observations)
+    {
+        if obs.skipped_because.is_some() {
+            continue;
+        }
+        let wall: u64 = obs
+            .attempts
+            .iter()
+            .map(|a| a.rusage.wall_us)
+            .sum::<u64>()
+            .max(obs.result.rusage.wall_us);
+        *out.entry(obs.scenario_id.clone()).or_default() += wall;
+    }
+    Ok((out, b.run_id.clone(), b.index_blake3.clone()))
+}
+
+/// `--shard`: keep this shard's part of `selected` (possibly nothing) and say which.
+fn cut_shard(
+    loaded: &LoadedPlan,
+    settings: &RunSettings,
+    spec: super::shard::ShardSpec,
+    selected: &mut Vec<ScenarioSpec>,
+) -> Result<crate::model::results::ShardRecord> {
+    use crate::model::results::ShardStrategy;
+    if loaded.plan.kind == PlanKind::Mission {
+        return Err(Error::usage(format!(
+            "--shard: `{}` is a mission, whose tasks depend on each other and run as one graph",
+            loaded.plan.plan_id
+        ))
+        .with_hint("shard experiments; run a mission whole"));
+    }
+    let durations = match (settings.shard_strategy, &settings.durations) {
+        (ShardStrategy::Duration, Some(b)) => Some(durations_of(b)?),
+        (ShardStrategy::Duration, None) => {
+            return Err(Error::usage(
+                "--shard-strategy duration needs --durations BUNDLE (a prior run's bundle)",
+            )
+            .with_hint("or use the default `--shard-strategy hash`"));
+        }
+        (ShardStrategy::Hash, Some(_)) => {
+            return Err(Error::usage(
+                "--durations is only read with --shard-strategy duration",
+            ));
+        }
+        (ShardStrategy::Hash, None) => None,
+    };
+    let ids: Vec<&str> = selected.iter().map(|s| s.scenario_id.as_str()).collect();
+    let (part, record) = super::shard::cut(
+        &ids,
+        spec,
+        settings.shard_strategy,
+        &loaded.digest.blake3,
+        durations
+            .as_ref()
+            .map(|(d, r, i)| (d, r.as_str(), i.as_str())),
+    );
+    let keep: BTreeSet<String> = part.into_iter().collect();
+    selected.retain(|s| keep.contains(&s.scenario_id));
+    Ok(record)
 }
 
 /// Variables known before anything runs: the builtins, the plan's, and those the

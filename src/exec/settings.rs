@@ -176,6 +176,17 @@ pub struct RunSettings {
     /// probe's argv), whose reason is the baseline lane, which its one-command plan does
     /// not run.
     pub lint_waivers: Vec<(&'static str, String)>,
+    /// `--shard K/N`: run only this part of the selection.
+    pub shard: Option<super::shard::ShardSpec>,
+    /// `--shard-strategy`.
+    pub shard_strategy: crate::model::results::ShardStrategy,
+    /// `--durations BUNDLE` (the `duration` strategy's prior bundle).
+    pub durations: Option<PathBuf>,
+    /// `--allow-empty-shard`: a shard that selects nothing exits 0 instead of 6.
+    pub allow_empty_shard: bool,
+    /// `--expect-plan-digest`: refuse (exit 2) unless the plan's blake3 digest is this one
+    /// (an exported CI job made for another version of the plan).
+    pub expect_plan_digest: Option<String>,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -213,6 +224,11 @@ impl RunSettings {
             signer: None,
             kernel_audit: crate::model::results::KernelAuditMode::Auto,
             lint_waivers: Vec::new(),
+            shard: None,
+            shard_strategy: crate::model::results::ShardStrategy::Hash,
+            durations: None,
+            allow_empty_shard: false,
+            expect_plan_digest: None,
         }
     }
 }

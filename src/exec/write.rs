@@ -58,6 +58,8 @@ pub struct RunDescription<'a> {
     pub started_at: &'a str,
     /// The kernel audit state when the lanes began.
     pub kernel_audit: &'a crate::model::results::KernelAuditStart,
+    /// `--shard`: which part of the selection this run is.
+    pub shard: Option<&'a crate::model::results::ShardRecord>,
 }
 
 /// Write `apply_preflight.json`, `run_manifest.json` and `expected_matrix.json`.
@@ -285,6 +287,8 @@ impl RunDescription<'_> {
                 .collect(),
             inputs_digest: self.loaded.inputs_digest.clone(),
             started_at: self.started_at.to_string(),
+            shard: self.shard.cloned(),
+            shards: Vec::new(),
         }
     }
 }
@@ -447,6 +451,76 @@ impl<'b> ResultStream<'b> {
         }
         self.bundle.write_bytes(lines::SHARED_FILE, &shared)
     }
+}
+
+/// What [`write_results`] wrote, read back from a sealed bundle through its strict reader
+/// (every line verified against the seal, `$shared` values expanded): the observations of
+/// both executing lanes, the oracle's verdicts and the path witnesses. The one place that
+/// reads those files whole (durations for `run --shard`, `merge-bundles`); it holds every
+/// observation, so its memory is linear in the bundle's scenarios.
+#[derive(Debug, Clone)]
+pub struct ResultsRead {
+    /// `runtime_results.jsonl`.
+    pub runtime: crate::model::results::LaneResults,
+    /// `baseline_results.jsonl`.
+    pub baseline: crate::model::results::LaneResults,
+    /// `oracle_results.jsonl`.
+    pub oracle: crate::model::results::OracleResults,
+    /// `path_witnesses.jsonl`.
+    pub witnesses: crate::model::results::PathWitnesses,
+}
+
+/// Read the results [`write_results`] wrote into the sealed bundle `b`.
+pub fn read_results(b: &crate::bundle::Bundle) -> Result<ResultsRead> {
+    let shared = b.shared_values()?;
+    let all = |rel: &str| -> Result<Vec<_>> {
+        let mut out = Vec::new();
+        b.for_each_line(rel, &shared, &mut |o| {
+            out.push(o);
+            Ok(())
+        })?;
+        Ok(out)
+    };
+    let lane = |rel: &str, lane: Lane| -> Result<crate::model::results::LaneResults> {
+        Ok(crate::model::results::LaneResults {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: b.run_id.clone(),
+            lane,
+            observations: all(rel)?,
+        })
+    };
+    let runtime = lane(RUNTIME_RESULTS, Lane::Scenario)?;
+    let baseline = lane(BASELINE_RESULTS, Lane::Baseline)?;
+    let verdicts = {
+        let mut out = Vec::new();
+        b.for_each_line(ORACLE_RESULTS, &shared, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        out
+    };
+    let witnesses = {
+        let mut out = Vec::new();
+        b.for_each_line(PATH_WITNESSES, &shared, &mut |w| {
+            out.push(w);
+            Ok(())
+        })?;
+        out
+    };
+    Ok(ResultsRead {
+        runtime,
+        baseline,
+        oracle: crate::model::results::OracleResults {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: b.run_id.clone(),
+            verdicts,
+        },
+        witnesses: crate::model::results::PathWitnesses {
+            schema_version: RESULTS_SCHEMA_VERSION,
+            run_id: b.run_id.clone(),
+            witnesses,
+        },
+    })
 }
 
 /// Write every result file from [`Assembled`], then the documents made of the whole run

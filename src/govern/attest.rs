@@ -555,3 +555,16 @@ pub(crate) fn latest_problem(
         ),
     })
 }
+
+/// `merge-bundles`: merge the shards, judging each shard's signature against the trust
+/// file (`trust`, else the state directory's) and its index against the audit log, as
+/// `emit-promotion` would.
+pub fn merge_bundles(
+    s: &crate::promote::merge::MergeSettings,
+    trust: Option<&Path>,
+    state_dir: Option<&Path>,
+    root: &Path,
+) -> Result<crate::promote::merge::MergeOutcome> {
+    let attestor = GovAttestor::open(trust, state_dir, root)?;
+    crate::promote::merge::merge(s, &attestor)
+}

@@ -26,6 +26,7 @@ mod probe;
 mod profile;
 
 use crate::{Error, Result};
+pub use argv::host_paths as argv_host_paths;
 pub use probe::{fixture_vars, probe_strings};
 pub use profile::profile_strings;
 

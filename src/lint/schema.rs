@@ -85,6 +85,12 @@ pub const SCHEMAS: &[SchemaSpec] = &[
         generate: raw::<crate::model::worker::ArtifactsFile>,
     },
     SchemaSpec {
+        name: "learn-log",
+        file_name: "learn-log.schema.json",
+        title: "nexusmon learn log",
+        generate: raw::<crate::model::learn::LearnLog>,
+    },
+    SchemaSpec {
         name: "template",
         file_name: "template.schema.json",
         title: "nexusmon template",

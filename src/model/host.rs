@@ -37,9 +37,13 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    /// True if the runner itself is already confined (seccomp or no-new-privs set by
-    /// whoever started it): results may not reflect the profile alone.
+    /// True if the runner itself is already confined by a seccomp filter (or strict mode) set
+    /// by whoever started it: results may not reflect the profile alone. No-new-privs alone is
+    /// not confinement here: every child of both lanes sets it anyway (the baseline's apply
+    /// spec is no-new-privs and RLIMIT_CORE=0), so a runner started with it — as a container
+    /// with `allowPrivilegeEscalation: false` is — produces the same children and the same
+    /// outcomes. It is still recorded (`runner_no_new_privs`).
     pub fn runner_confined(&self) -> bool {
-        self.runner_seccomp_mode != 0 || self.runner_no_new_privs
+        self.runner_seccomp_mode != 0
     }
 }

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod host;
 pub mod id;
 pub mod index;
+pub mod learn;
 pub mod mapping;
 pub mod omens;
 pub mod packet;

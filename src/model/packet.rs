@@ -76,11 +76,14 @@ pub enum Reason {
     /// The audit log's `run-sealed` entry for the run names another index digest (or there
     /// is none): the index was forged or swapped.
     IndexNotAnchored,
+    /// A bundle merged from shards (`merge-bundles`) where a shard was failed,
+    /// interrupted or not promotable itself.
+    ShardIncomplete,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::ManifestMissing,
         Reason::RunStatusMissing,
         Reason::BundleInProgress,
@@ -99,6 +102,7 @@ impl Reason {
         Reason::BundleUnsigned,
         Reason::BundleSignatureInvalid,
         Reason::IndexNotAnchored,
+        Reason::ShardIncomplete,
     ];
 
     /// The stable name, e.g. `not-clean-channel`.
@@ -122,6 +126,7 @@ impl Reason {
             Reason::BundleUnsigned => "bundle-unsigned",
             Reason::BundleSignatureInvalid => "bundle-signature-invalid",
             Reason::IndexNotAnchored => "index-not-anchored",
+            Reason::ShardIncomplete => "shard-incomplete",
         }
     }
 }
@@ -554,6 +559,10 @@ pub struct GatingInputs {
     /// The index against the audit log's `run-sealed` entry.
     #[serde(default)]
     pub anchor: AnchorInput,
+    /// A merged bundle's shards (the manifest's `shards`) that were failed, interrupted or
+    /// not promotable when merged, by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards_incomplete: Vec<u32>,
 }
 
 /// The derived verdict.

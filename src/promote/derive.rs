@@ -204,6 +204,13 @@ pub fn derive_packet(
         approvals,
         signature: attestation.signature,
         anchor: attestation.anchor,
+        shards_incomplete: manifest.value.as_ref().map_or_else(Vec::new, |mf| {
+            mf.shards
+                .iter()
+                .filter(|s| !s.promotable || s.status != "complete")
+                .map(|s| s.k)
+                .collect()
+        }),
     };
     let reasons = promotability::reasons(&gating);
 

@@ -28,6 +28,7 @@ pub mod diff;
 pub mod emit;
 pub mod intoto;
 pub mod mapping;
+pub mod merge;
 pub mod ops;
 pub mod pointers;
 pub mod promotability;

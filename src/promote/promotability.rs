@@ -13,7 +13,7 @@
 //! | `bundle-in-progress` | an index, outside `.staging/`, and neither status `in_progress` |
 //! | `not-clean-channel` | the manifest's channel `clean` |
 //! | `apply-preflight-missing` | a readable `apply_preflight.json` |
-//! | `already-sandboxed` | manifest host facts: runner without no-new-privs and seccomp |
+//! | `already-sandboxed` | manifest host facts: runner without a seccomp filter (no-new-privs alone is recorded, not counted: both lanes set it on every child) |
 //! | `apply-failed` | a readable preflight where every profile applied (and `summary.json` lists no apply failure) |
 //! | `apply-partial` | a readable preflight with no partial enforcement and no dropped rights (nor in `summary.json`) |
 //! | `bundle-integrity-unverified` | the strict check finding no problem |
@@ -26,6 +26,7 @@
 //! | `bundle-unsigned` | a trust policy that does not require signed bundles, or a signature it verifies |
 //! | `bundle-signature-invalid` | no signature, or one that verifies (over the index, the DSSE envelope with it, by a key the trust file lists as a `runner`) |
 //! | `index-not-anchored` | no state directory (nothing to compare with), or an audit log whose chain verifies and whose `run-sealed` entry for the run names this index digest |
+//! | `shard-incomplete` | a bundle that is not a merge of shards, or a merge whose manifest records every shard `complete` and promotable |
 //!
 //! The last two rows are the exception to "unknown counts against": without a trust file
 //! or a state directory nothing can be compared, and an ungoverned project's packets stay
@@ -125,6 +126,7 @@ pub fn reasons(g: &GatingInputs) -> Vec<Reason> {
         g.anchor.state == AnchorState::NotAnchored,
         Reason::IndexNotAnchored,
     );
+    add(!g.shards_incomplete.is_empty(), Reason::ShardIncomplete);
     out.sort_by_key(|r| r.as_str());
     out
 }
@@ -170,7 +172,7 @@ pub fn explain(reason: Reason, g: &GatingInputs) -> String {
         }
         Reason::AlreadySandboxed => match (g.runner_no_new_privs, g.runner_seccomp_mode) {
             (Some(nnp), Some(mode)) => format!(
-                "the runner itself was confined (no-new-privs {nnp}, seccomp mode {mode}): results may not reflect the profile alone"
+                "the runner itself was confined (seccomp mode {mode}, no-new-privs {nnp}): results may not reflect the profile alone"
             ),
             _ => "whether the runner itself was confined is unknown (no host facts)".into(),
         },
@@ -225,6 +227,14 @@ pub fn explain(reason: Reason, g: &GatingInputs) -> String {
         Reason::DecisionStageArtifactsMissing => format!(
             "decision-stage artifacts missing or unreadable: {}",
             list(&g.decision_artifacts_missing)
+        ),
+        Reason::ShardIncomplete => format!(
+            "merged from shards of which these were failed, interrupted or not promotable: {}",
+            g.shards_incomplete
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Reason::BundleInterrupted => {
             "the run was interrupted by a signal: the bundle holds only what was observed until then".into()
@@ -310,6 +320,7 @@ mod tests {
                 sealed_seq: Some(3),
                 problem: None,
             },
+            shards_incomplete: Vec::new(),
         }
     }
 
@@ -375,6 +386,7 @@ mod tests {
                 g.decision_artifacts_missing = vec!["oracle_results.jsonl".into()];
             }),
             ("kind unknown", |g| g.plan_kind = None),
+            ("a shard incomplete", |g| g.shards_incomplete = vec![2]),
             ("mission without facts", |g| {
                 g.plan_kind = Some(PlanKind::Mission);
             }),

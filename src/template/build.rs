@@ -229,7 +229,7 @@ fn relative_schema(root: &Path, from_dir: &Path, name: &str) -> Option<String> {
 
 /// The bytes of a document in the output format. YAML is parsed back and compared with the
 /// value, so a file that would load differently is never written.
-fn bytes_of(v: &Value, format: OutputFormat, name: &str) -> Result<Vec<u8>> {
+pub(crate) fn bytes_of(v: &Value, format: OutputFormat, name: &str) -> Result<Vec<u8>> {
     match format {
         OutputFormat::Json => json::to_sorted_pretty(v),
         OutputFormat::Yaml => {

@@ -23,6 +23,7 @@
 pub mod build;
 pub mod builtin;
 pub mod expand;
+pub mod export;
 pub mod params;
 pub mod render;
 pub mod worker;

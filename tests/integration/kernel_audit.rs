@@ -24,7 +24,7 @@ pub(crate) fn audit_lock() -> std::sync::MutexGuard<'static, ()> {
 /// A Landlock-restricted process outside nexusmon: handles `read-file` with no rule and
 /// tries to read `/etc/hostname` (the very file a quickstart probe is denied) and
 /// `marker`, every 5 ms, until killed. Returns once it is restricted.
-fn outsider(marker: &std::path::Path) -> Child {
+pub(crate) fn outsider(marker: &std::path::Path) -> Child {
     let script = r#"
 import ctypes, sys, time
 libc = ctypes.CDLL(None, use_errno=True)

@@ -420,11 +420,11 @@ fn a_best_effort_downgrade_gives_apply_partial() {
     );
 }
 
-#[test]
-fn a_runner_started_under_no_new_privs_gives_already_sandboxed() {
-    let p = Project::copy_of("promote/project");
-    let out = Command::new("setpriv")
-        .arg("--no-new-privs")
+/// The runner's `run` of `plans/clean`, started through `prefix` (a program that sets up the
+/// runner's own confinement and execs the rest of its argv).
+fn run_clean_under(p: &Project, prefix: &[&str]) -> PathBuf {
+    let out = Command::new(prefix[0])
+        .args(&prefix[1..])
         .arg(bin())
         .args([
             "run",
@@ -445,17 +445,54 @@ fn a_runner_started_under_no_new_privs_gives_already_sandboxed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let b = p.latest();
+    p.latest()
+}
+
+/// An allow-everything seccomp filter installed before exec: the runner starts in seccomp
+/// mode 2 with nothing denied, which must still count as a confined runner.
+const SECCOMP_EXEC: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+filt = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(1, ctypes.cast(filt, ctypes.c_void_p))
+assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+assert libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn no_new_privs_alone_is_recorded_but_a_seccomp_filtered_runner_gives_already_sandboxed() {
+    // No-new-privs (as a container with allowPrivilegeEscalation: false starts the runner):
+    // both lanes set it on every child anyway, so the children and outcomes are the same.
+    let p = Project::copy_of("promote/project");
+    let b = run_clean_under(&p, &["setpriv", "--no-new-privs"]);
+    let host = &read_json(&b.join("run_manifest.json"))["host"];
+    assert_eq!(host["runner_no_new_privs"], true);
+    assert_eq!(host["runner_seccomp_mode"], 0);
+    p.emit(&b, "pk.json", &[]).code(0);
+    let packet = p.json("pk.json");
+    assert_eq!(reasons(&packet), Vec::<String>::new(), "{packet:#}");
+    let g = &packet["promotability"]["gating_inputs"];
+    assert_eq!(g["runner_confined"], false);
+    assert_eq!(g["runner_no_new_privs"], true);
+
+    // A seccomp filter on the runner (even one that allows everything) is confinement the
+    // children inherit, which the profile's evidence must not be mistaken for.
+    let p = Project::copy_of("promote/project");
+    let b = run_clean_under(&p, &["python3", "-c", SECCOMP_EXEC]);
     assert_eq!(
-        read_json(&b.join("run_manifest.json"))["host"]["runner_no_new_privs"],
-        true
+        read_json(&b.join("run_manifest.json"))["host"]["runner_seccomp_mode"],
+        2
     );
     p.emit(&b, "pk.json", &[]).code(0);
     let packet = p.json("pk.json");
     assert_eq!(reasons(&packet), vec!["already-sandboxed"]);
     let g = &packet["promotability"]["gating_inputs"];
     assert_eq!(g["runner_confined"], true);
-    assert_eq!(g["runner_no_new_privs"], true);
+    assert_eq!(g["runner_seccomp_mode"], 2);
 }
 
 #[test]

@@ -121,6 +121,8 @@ fn the_convention_reads_commands_comments_and_exit_codes() {
 
 #[test]
 fn every_command_line_of_the_readme_works_as_written() {
+    // `learn` enables kernel audit for its rounds: not while another test expects it off.
+    let _audit = crate::kernel_audit::audit_lock();
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let all = examples(&readme);
     let p = Project::shipped();

@@ -125,6 +125,26 @@ fn harmless(path: &str) -> bool {
     HARMLESS.contains(&path) || HARMLESS_UNDER.iter().any(|h| path.starts_with(h))
 }
 
+/// The host paths NX221 would ask `reads` to declare for `argv` (literal absolute paths in
+/// `argv[1..]`, lexically normalized, devices and `/proc/self` left out, a shell script's
+/// programs left out), sorted and unique: what `learn` declares for the command it writes.
+pub fn host_paths(argv: &[String]) -> Vec<String> {
+    let script = shell_script(argv);
+    let mut out = std::collections::BTreeSet::new();
+    for (i, arg) in argv.iter().enumerate().skip(1) {
+        for (p, command) in argv_words(arg) {
+            if (command && script == Some(i)) || !p.starts_with('/') {
+                continue;
+            }
+            let norm = lexical(p);
+            if !harmless(&norm) {
+                out.insert(norm);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// NX221 for every host path in `argv[1..]` that `reads` does not declare; NX202 for a
 /// relative `reads` entry; NX207 for `reads` on a builtin probe.
 pub(super) fn check_argv(sink: &mut Sink<'_>, base: &str, probe: &Probe, scope: &Scope) {

@@ -128,6 +128,99 @@ pub struct RunManifest {
     pub inputs_digest: Option<Digest>,
     /// When the run started (RFC 3339 UTC).
     pub started_at: String,
+    /// `run --shard K/N`: which part of the selection this run is (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// A bundle written by `merge-bundles`: the shards it was merged from, by index
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<MergedShard>,
+}
+
+/// How `run --shard` partitions the selected scenarios.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardStrategy {
+    /// By a digest of each scenario id: a scenario's shard never depends on the others, so
+    /// adding or filtering scenarios moves none of the rest.
+    Hash,
+    /// Balanced by the wall times a prior bundle recorded (longest first onto the least
+    /// loaded shard); scenarios it does not know go by hash.
+    Duration,
+}
+
+impl ShardStrategy {
+    /// The word used on the command line and in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hash => "hash",
+            Self::Duration => "duration",
+        }
+    }
+}
+
+/// The prior bundle a duration partition was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardDurations {
+    /// Its run id.
+    pub run_id: String,
+    /// blake3 of its `artifact_index.json` (every shard must use the same one).
+    pub artifact_index_blake3: String,
+    /// Selected scenarios whose wall time it recorded.
+    pub known: u64,
+    /// Selected scenarios it did not record: placed by hash, with the median known time
+    /// as their guessed cost.
+    pub guessed: u64,
+}
+
+/// `run_manifest.json`'s `shard`: this run is part `k` of `n` of a selection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardRecord {
+    /// This shard (1-based).
+    pub k: u32,
+    /// How many shards.
+    pub n: u32,
+    /// The partition.
+    pub strategy: ShardStrategy,
+    /// blake3 of the plan digest the partition was made for (`plan_digest.blake3`).
+    pub plan_digest: String,
+    /// How many scenarios the whole selection has (every shard together).
+    pub selected_count: u64,
+    /// blake3 of the whole selection (RFC 8785 JSON of its sorted scenario ids).
+    pub selected_digest: String,
+    /// How many scenarios this shard runs (its manifest's `selected`).
+    pub part_count: u64,
+    /// blake3 of this shard's part, computed as `selected_digest`.
+    pub part_digest: String,
+    /// The durations bundle (`duration` strategy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durations: Option<ShardDurations>,
+}
+
+/// One shard of a merged bundle (`run_manifest.json`'s `shards`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MergedShard {
+    /// Its index (1-based).
+    pub k: u32,
+    /// How many shards.
+    pub n: u32,
+    /// The partition.
+    pub strategy: ShardStrategy,
+    /// Its run id.
+    pub run_id: String,
+    /// blake3 of its `artifact_index.json`.
+    pub artifact_index_blake3: String,
+    /// The host it ran on.
+    pub host: String,
+    /// Its bundle status (`complete`, `failed`, `interrupted`).
+    pub status: String,
+    /// Whether its own promotion packet was promotable when it was merged.
+    pub promotable: bool,
+    /// Why not (its packet's reasons), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// blake3 of each resolved registry entry's canonical JSON (RFC 8785), by id: the identity
