@@ -436,22 +436,7 @@ impl Pipeline<'_> {
         }
         let mut a = self.assemble(observed, &preflight);
         a.summary.kernel_audit = Some(audit_report.0);
-        if let Some(sh) = self.shard.filter(|s| s.part_count == 0) {
-            let what = format!(
-                "shard {}/{} ({}) selects none of the {} selected scenario(s)",
-                sh.k,
-                sh.n,
-                sh.strategy.as_str(),
-                sh.selected_count
-            );
-            if self.settings.allow_empty_shard {
-                a.summary.exit_reason = format!("{what}; allowed by --allow-empty-shard");
-            } else {
-                a.summary.exit_code = exit_code::NOTHING_SELECTED;
-                a.summary.exit_reason =
-                    format!("{what} (exit 6; --allow-empty-shard makes it exit 0)");
-            }
-        }
+        self.mark_empty_shard(&mut a.summary);
         let governance = self
             .gate_files
             .iter()
@@ -482,6 +467,27 @@ impl Pipeline<'_> {
     /// counts and written as its lines of every result file; nothing holds every
     /// observation. The bytes are those [`write::write_results`] writes for the same
     /// observations.
+    /// A `--shard` run whose part is empty says so in its summary, and exits 6 unless
+    /// `--allow-empty-shard` (both write paths).
+    fn mark_empty_shard(&self, summary: &mut crate::model::results::Summary) {
+        if let Some(sh) = self.shard.filter(|s| s.part_count == 0) {
+            let what = format!(
+                "shard {}/{} ({}) selects none of the {} selected scenario(s)",
+                sh.k,
+                sh.n,
+                sh.strategy.as_str(),
+                sh.selected_count
+            );
+            if self.settings.allow_empty_shard {
+                summary.exit_reason = format!("{what}; allowed by --allow-empty-shard");
+            } else {
+                summary.exit_code = exit_code::NOTHING_SELECTED;
+                summary.exit_reason =
+                    format!("{what} (exit 6; --allow-empty-shard makes it exit 0)");
+            }
+        }
+    }
+
     fn run_streaming(
         &self,
         bundle: &StagedBundle,
@@ -510,7 +516,13 @@ impl Pipeline<'_> {
                            b: Option<crate::model::results::Observation>,
                            s: Option<crate::model::results::Observation>,
                            sink: &mut dyn EventSink| {
-            let computed = oracle::oracle_one(self.setup, self.loaded, &scenarios[si]);
+            let mut computed = oracle::oracle_one(self.setup, self.loaded, &scenarios[si]);
+            if let Some((_, w)) = &mut computed {
+                // The order `path_witnesses.jsonl` promises (and the gathering path's
+                // `assemble::split_oracle` gives): role, then requested path.
+                w.sort();
+                w.dedup();
+            }
             if let Some((v, _)) = &computed {
                 sink.event(&oracle::oracle_event(&scenarios[si], v));
             }
@@ -550,6 +562,7 @@ impl Pipeline<'_> {
         done.summary.unattributed_leaks = unattributed;
         done.summary.governance_flags = self.gate_flags.to_vec();
         done.summary.kernel_audit = Some(audit);
+        self.mark_empty_shard(&mut done.summary);
         let governance = self.governance_view();
         write::write_run_end(
             bundle,

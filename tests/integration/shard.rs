@@ -130,7 +130,15 @@ fn normalised(b: &Path) -> Vec<(String, String)> {
         let rel = e["path"].as_str().unwrap().to_string();
         let raw = std::fs::read_to_string(b.join(&rel)).unwrap();
         let mut text = if rel.ends_with(".json") || rel.ends_with(".jsonl") {
-            let docs: Vec<Value> = if rel.ends_with(".jsonl") {
+            // Result lines name their shared values by a digest of their content, which
+            // holds the scratch root (each run's own): lines are compared with the values
+            // expanded, and `shared_values.json` as the sorted set of its values.
+            let docs: Vec<Value> = if rel.ends_with(".jsonl") && rel != "kernel_denials.jsonl" {
+                crate::util::results(b, &rel).as_array().unwrap().clone()
+            } else if rel == "shared_values.json" {
+                let v: Value = serde_json::from_str(&raw).unwrap();
+                v["values"].as_object().unwrap().values().cloned().collect()
+            } else if rel.ends_with(".jsonl") {
                 raw.lines()
                     .map(|l| serde_json::from_str(l).unwrap())
                     .collect()
@@ -146,7 +154,11 @@ fn normalised(b: &Path) -> Vec<(String, String)> {
                         m.remove("command_line");
                         m.remove("shards");
                     }
-                    serde_json::to_string_pretty(&v).unwrap()
+                    if rel == "shared_values.json" {
+                        serde_json::to_string(&v).unwrap()
+                    } else {
+                        serde_json::to_string_pretty(&v).unwrap()
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -155,6 +167,11 @@ fn normalised(b: &Path) -> Vec<(String, String)> {
         };
         for (re, to) in &text_res {
             text = re.replace_all(&text, *to).into_owned();
+        }
+        if rel == "shared_values.json" {
+            let mut values: Vec<&str> = text.lines().collect();
+            values.sort_unstable();
+            text = values.join("\n");
         }
         out.push((rel, text));
     }
