@@ -29,8 +29,8 @@ fn learned(out: &Path, profile: &str) -> Learned {
     let latest = read_json(&out.join("out/LATEST"));
     let bundle = out.join("out").join(latest["run_id"].as_str().unwrap());
     let outcomes = |file: &str| -> Vec<(String, String)> {
-        let v = read_json(&bundle.join(file));
-        let mut o: Vec<(String, String)> = v["observations"]
+        let v = crate::util::results(&bundle, file);
+        let mut o: Vec<(String, String)> = v
             .as_array()
             .unwrap()
             .iter()
@@ -48,8 +48,8 @@ fn learned(out: &Path, profile: &str) -> Learned {
         log,
         profile: profiles["profiles"][profile].clone(),
         probes: probes["probes"].clone(),
-        scenario: outcomes("runtime_results.json"),
-        baseline: outcomes("baseline_results.json"),
+        scenario: outcomes("runtime_results.jsonl"),
+        baseline: outcomes("baseline_results.jsonl"),
     }
 }
 

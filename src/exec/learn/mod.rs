@@ -61,7 +61,7 @@ use crate::model::learn::{
     LearnRule, LearnTrial,
 };
 use crate::model::registry::{Access, Fixture, Probe};
-use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, LaneResults, Outcome};
+use crate::model::results::{KernelAuditMode, KernelAuditState, Lane, Outcome};
 use crate::util::fsx;
 use crate::{Error, Result};
 use project::{probe_json, profile_json, rules_in_words, write_project};
@@ -869,24 +869,30 @@ fn run_round(
         }
     };
     let b = crate::bundle::load_bundle(&bundle)?;
-    let mut runtime: LaneResults = b.read_json("runtime_results.json")?;
-    if with_baseline {
-        let base: LaneResults = b.read_json("baseline_results.json")?;
-        runtime.observations.extend(base.observations);
-    }
-    let manifest: crate::model::results::RunManifest = b.read_json("run_manifest.json")?;
+    let shared = b.shared_values()?;
     let mut baseline = None;
     let mut scenario = None;
-    for o in runtime.observations {
-        if o.probe_id != ids.probe {
-            continue;
-        }
-        match o.lane {
-            Lane::Baseline => baseline = Some(o),
-            Lane::Scenario => scenario = Some(o),
-            Lane::Oracle => {}
-        }
+    let mut files = vec![crate::bundle::RUNTIME_RESULTS];
+    if with_baseline {
+        files.push(crate::bundle::BASELINE_RESULTS);
     }
+    for rel in files {
+        b.for_each_line(
+            rel,
+            &shared,
+            &mut |o: crate::model::results::Observation| {
+                if o.probe_id == ids.probe {
+                    match o.lane {
+                        Lane::Baseline => baseline = Some(o),
+                        Lane::Scenario => scenario = Some(o),
+                        Lane::Oracle => {}
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
+    let manifest: crate::model::results::RunManifest = b.read_json("run_manifest.json")?;
     let Some(scn) = scenario else {
         return Err(Error::runner(format!(
             "a learn round has no scenario-lane observation: {}",
