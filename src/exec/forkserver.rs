@@ -70,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use super::helper;
 use super::sidecar::{self, recv_with_fds, send_with_fds};
 use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
+use super::zygote::{NsInit, Zygote};
 use crate::sandbox::apply::{SetupStep, errno};
 use crate::sandbox::privilege::Isolation;
 
@@ -105,6 +106,10 @@ struct Launch<'a> {
     cgroup: bool,
     /// The pidfd of the PID namespace's init follows.
     pid_ns: bool,
+    /// The init's mount namespace has that namespace's `/proc`: the child joins and copies
+    /// it instead of mounting its own.
+    #[serde(default)]
+    ns_mounts: bool,
 }
 
 /// Why the server did not start a child.
@@ -133,6 +138,8 @@ pub struct LaunchSpec<'a> {
     pub cgroup_fd: Option<RawFd>,
     /// The pidfd of its PID namespace's init.
     pub pidns_fd: Option<RawFd>,
+    /// That init's mount namespace has the namespace's `/proc` ([`NsInit::proc_mounted`]).
+    pub ns_mounts: bool,
 }
 
 /// A started child: its pid (in the runner's PID namespace) and the read ends of its
@@ -154,6 +161,9 @@ pub struct ForkServer {
     child: Mutex<Option<Child>>,
     pid: u32,
     broken: AtomicBool,
+    /// The PID namespace this server's children share (one at a time: its worker thread
+    /// runs one child at a time); replaced once killed.
+    ns: Mutex<Option<std::sync::Arc<NsInit>>>,
 }
 
 impl ForkServer {
@@ -184,7 +194,24 @@ impl ForkServer {
             child: Mutex::new(Some(child)),
             pid,
             broken: AtomicBool::new(false),
+            ns: Mutex::new(None),
         })
+    }
+
+    /// The init of the PID namespace this server's children share, a new one from
+    /// `zygote` if there is none yet or the last one was killed (a child left something
+    /// behind in it, or timed out).
+    pub fn shared_init(&self, zygote: &Zygote) -> Result<std::sync::Arc<NsInit>, String> {
+        let mut slot = self
+            .ns
+            .lock()
+            .map_err(|_| "the fork server's namespace slot is poisoned".to_string())?;
+        if let Some(init) = slot.as_ref().filter(|i| !i.is_killed()) {
+            return Ok(init.clone());
+        }
+        let init = std::sync::Arc::new(zygote.new_shared_init()?);
+        *slot = Some(init.clone());
+        Ok(init)
     }
 
     /// The server's pid.
@@ -221,6 +248,7 @@ impl ForkServer {
             isolation: spec.isolation.map(Cow::Borrowed),
             cgroup: spec.cgroup_fd.is_some(),
             pid_ns: spec.pidns_fd.is_some(),
+            ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
         };
         let payload = serde_json::to_vec(&launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
@@ -479,7 +507,11 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             ];
         }
     }
-    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, Isolation::clone_flags));
+    let join = l
+        .ns_mounts
+        .then(|| pidns.as_ref().map(AsRawFd::as_raw_fd))
+        .flatten();
+    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some())));
     // SAFETY: a fork-like clone of this single-threaded process; the child never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     if pid == 0 {
@@ -489,6 +521,7 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
             report: rep_w.as_raw_fd(),
             alive,
+            join,
         };
         // SAFETY: in the fresh child of a single-threaded process.
         unsafe { child_main(l, iso, &fds, &env, cwd.as_deref(), request) }
@@ -557,6 +590,8 @@ struct ChildFds {
     cgroup: Option<RawFd>,
     report: RawFd,
     alive: (RawFd, RawFd),
+    /// The init's pidfd, whose prepared mount namespace the child joins.
+    join: Option<RawFd>,
 }
 
 /// Write `(step, errno)` to the report pipe and exit.
@@ -598,7 +633,7 @@ unsafe fn child_main(
             fail(fds.report, STEP_STDIO, errno());
         }
         if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_mounts()
+            && let Err((step, e)) = iso.enforce_mounts_from(fds.join)
         {
             fail(fds.report, step as u32, e);
         }

@@ -107,21 +107,34 @@ impl ProfileRuntime {
 impl LiveExecutor<'_> {
     /// The isolation of one child: with a PID namespace, a fresh init from the zygote
     /// (without one, the child runs without a namespace and the record says why).
-    fn isolate(&self, req: ChildRequest<'_>) -> Isolated {
-        isolate(req, self.zygote.as_ref())
+    /// A child forked by a fork server shares that server's namespace (one child at a time).
+    fn isolate(&self, req: ChildRequest<'_>, server: Option<&ForkServer>) -> Isolated {
+        isolate_with(req, self.zygote.as_ref(), server)
     }
 }
 
-/// See [`LiveExecutor::isolate`] (also the preflight's).
+/// See [`LiveExecutor::isolate`] (also the preflight's: a namespace of its own).
 pub fn isolate(
+    req: ChildRequest<'_>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
+) -> Isolated {
+    isolate_with(req, zygote, None)
+}
+
+fn isolate_with(
     mut req: ChildRequest<'_>,
     zygote: std::result::Result<&Arc<Zygote>, &String>,
+    server: Option<&ForkServer>,
 ) -> Isolated {
     let (mut iso, mut ll) = Isolation::new(&req);
     let mut ns_init = None;
     if iso.pid_namespace() {
-        match zygote.map_err(Clone::clone).and_then(|z| z.new_init()) {
-            Ok(init) => ns_init = Some(Arc::new(init)),
+        let init = zygote.map_err(Clone::clone).and_then(|z| match server {
+            Some(s) => s.shared_init(z),
+            None => z.new_init().map(Arc::new),
+        });
+        match init {
+            Ok(init) => ns_init = Some(init),
             Err(why) => {
                 req.pid_namespace = Err(format!("no PID namespace could be made: {why}"));
                 (iso, ll) = Isolation::new(&req);
@@ -811,18 +824,27 @@ impl<'a> LiveExecutor<'a> {
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         // The baseline of an exec probe keeps the host read-only but its scratch.
         let read_only = lane == Lane::Baseline && sc.probe.driver == Driver::Exec;
+        // Builtin probes are forked by this worker's fork server (executed if there is none).
+        let server = if sc.probe.driver == Driver::Builtin {
+            self.fork_server()
+        } else {
+            None
+        };
         let Isolated {
             isolation,
             ro_landlock,
             record,
             ns_init,
-        } = self.isolate(ChildRequest {
-            privileges: &runtime.compiled.child,
-            pid_namespace: pid_namespace_for(sc.probe.operation),
-            scratch: &r.job_dir,
-            host_read_only: read_only,
-            read_only_inputs: &r.reads,
-        });
+        } = self.isolate(
+            ChildRequest {
+                privileges: &runtime.compiled.child,
+                pid_namespace: pid_namespace_for(sc.probe.operation),
+                scratch: &r.job_dir,
+                host_read_only: read_only,
+                read_only_inputs: &r.reads,
+            },
+            server.as_deref(),
+        );
         let isolation = (isolation, ns_init);
         let mut a = match sc.probe.driver {
             Driver::Builtin => self.builtin(
@@ -839,6 +861,7 @@ impl<'a> LiveExecutor<'a> {
                 grace,
                 cgroup,
                 isolation,
+                server,
             ),
             Driver::Exec => {
                 let path_var = env.as_ref().map_or_else(
@@ -891,6 +914,7 @@ impl<'a> LiveExecutor<'a> {
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
         (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
+        server: Option<Arc<ForkServer>>,
     ) -> Attempt {
         let child_spec;
         let apply = if lane == Lane::Scenario {
@@ -904,8 +928,6 @@ impl<'a> LiveExecutor<'a> {
         } else {
             &self.baseline.spec
         };
-        // Forked by this worker's fork server (executed if there is none).
-        let server = self.fork_server();
         let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
         let request = HelperRequest {
             v: helper::HELPER_VERSION,
@@ -1319,14 +1341,17 @@ impl LiveExecutor<'_> {
             record,
             ns_init,
             ..
-        } = self.isolate(ChildRequest {
-            privileges: who,
-            pid_namespace: Ok(()),
-            scratch: &dirs.workspace,
-            host_read_only: lane == Lane::Baseline
-                && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
-            read_only_inputs: &[],
-        });
+        } = self.isolate(
+            ChildRequest {
+                privileges: who,
+                pid_namespace: Ok(()),
+                scratch: &dirs.workspace,
+                host_read_only: lane == Lane::Baseline
+                    && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
+                read_only_inputs: &[],
+            },
+            None,
+        );
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         let spec = ChildSpec {

@@ -473,7 +473,13 @@ impl Isolation {
     /// The namespace flags for `clone` (the PID namespace is entered by the runner with
     /// `setns` before the clone, so only the mount namespace is new here).
     pub fn clone_flags(&self) -> libc::c_int {
-        if self.mount_namespace {
+        self.clone_flags_from(false)
+    }
+
+    /// The namespace flags for `clone` when the child joins a prepared mount namespace
+    /// (see [`Isolation::enforce_mounts_from`]): then none, it unshares after joining.
+    pub fn clone_flags_from(&self, prepared: bool) -> libc::c_int {
+        if self.mount_namespace && !(prepared && self.pid_namespace) {
             libc::CLONE_NEWNS
         } else {
             0
@@ -488,13 +494,35 @@ impl Isolation {
     /// # Safety
     /// Only in a cloned child, before `execve`.
     pub unsafe fn enforce_mounts(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe { self.enforce_mounts_from(None) }
+    }
+
+    /// [`Isolation::enforce_mounts`], where `prepared` (a pidfd) names a process whose
+    /// mount namespace is already private with this child's PID namespace's `/proc`
+    /// mounted (a shared namespace's init, `exec::zygote`): the child, cloned without
+    /// `CLONE_NEWNS`, joins that mount namespace and makes itself a private copy of it
+    /// instead of mounting a `/proc` of its own. Either way it ends in a mount namespace of
+    /// its own where `/` is private and `/proc` is its PID namespace's.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_mounts_from(
+        &self,
+        prepared: Option<libc::c_int>,
+    ) -> Result<(), (SetupStep, i32)> {
         if !self.mount_namespace {
             return Ok(());
         }
         let step = || (SetupStep::Namespaces, errno());
         // SAFETY: mount(2) on static strings and a prepared C string; this child only.
         unsafe {
-            if libc::mount(
+            if let Some(fd) = prepared.filter(|_| self.pid_namespace) {
+                if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0
+                {
+                    return Err(step());
+                }
+            } else if libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
                 std::ptr::null(),
@@ -505,6 +533,7 @@ impl Isolation {
                 return Err(step());
             }
             if self.pid_namespace
+                && prepared.is_none()
                 && libc::mount(
                     c"proc".as_ptr(),
                     c"/proc".as_ptr(),
