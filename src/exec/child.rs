@@ -66,7 +66,7 @@ pub struct ChildSpec {
     /// [`spawn::spawn`] even without `pre_exec`.
     pub isolation: Option<Isolation>,
     /// The init of the PID namespace the child is started in (with an isolation that has
-    /// one): the child is pid 2 there.
+    /// one): the child is pid 2 (or above, in a worker's shared namespace) there.
     pub ns_init: Option<std::sync::Arc<NsInit>>,
     /// Wall timeout.
     pub timeout: Duration,
@@ -599,6 +599,10 @@ fn exec_child(
             prepared,
             spec.stdin.as_deref(),
             spec.isolation.as_ref(),
+            spec.ns_init
+                .as_ref()
+                .filter(|i| i.proc_mounted())
+                .map(|i| i.pidfd()),
         );
         drop(entered);
         return match spawned {

@@ -30,8 +30,9 @@
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
 //!   as [`super::spawn`] reports it;
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
-//!   (`exec::zygote`); the server `setns`es into it for the one fork, so the child is pid 2
-//!   there, and back;
+//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for the
+//!   one fork, so the child is pid 2 or above there, and back; the child joins and copies
+//!   the init's mount namespace, where that namespace's `/proc` is mounted already;
 //! - the runner waits, times out and kills through a pidfd and the child's process group,
 //!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
 //!   server is no subreaper, so orphans go where they went), and asks the server to reap
@@ -70,7 +71,6 @@ use serde::{Deserialize, Serialize};
 use super::helper;
 use super::sidecar::{self, recv_with_fds, send_with_fds};
 use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
-use super::zygote::{NsInit, Zygote};
 use crate::sandbox::apply::{SetupStep, errno};
 use crate::sandbox::privilege::Isolation;
 
@@ -161,9 +161,6 @@ pub struct ForkServer {
     child: Mutex<Option<Child>>,
     pid: u32,
     broken: AtomicBool,
-    /// The PID namespace this server's children share (one at a time: its worker thread
-    /// runs one child at a time); replaced once killed.
-    ns: Mutex<Option<std::sync::Arc<NsInit>>>,
 }
 
 impl ForkServer {
@@ -194,24 +191,7 @@ impl ForkServer {
             child: Mutex::new(Some(child)),
             pid,
             broken: AtomicBool::new(false),
-            ns: Mutex::new(None),
         })
-    }
-
-    /// The init of the PID namespace this server's children share, a new one from
-    /// `zygote` if there is none yet or the last one was killed (a child left something
-    /// behind in it, or timed out).
-    pub fn shared_init(&self, zygote: &Zygote) -> Result<std::sync::Arc<NsInit>, String> {
-        let mut slot = self
-            .ns
-            .lock()
-            .map_err(|_| "the fork server's namespace slot is poisoned".to_string())?;
-        if let Some(init) = slot.as_ref().filter(|i| !i.is_killed()) {
-            return Ok(init.clone());
-        }
-        let init = std::sync::Arc::new(zygote.new_shared_init()?);
-        *slot = Some(init.clone());
-        Ok(init)
     }
 
     /// The server's pid.

@@ -27,7 +27,7 @@ use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
 use super::worker;
-use super::zygote::{NsInit, Zygote};
+use super::zygote::{NsInit, SharedNs, Zygote};
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env, Operation};
 use crate::model::results::{
@@ -107,9 +107,23 @@ impl ProfileRuntime {
 impl LiveExecutor<'_> {
     /// The isolation of one child: with a PID namespace, a fresh init from the zygote
     /// (without one, the child runs without a namespace and the record says why).
-    /// A child forked by a fork server shares that server's namespace (one child at a time).
-    fn isolate(&self, req: ChildRequest<'_>, server: Option<&ForkServer>) -> Isolated {
-        isolate_with(req, self.zygote.as_ref(), server)
+    /// A probe's child shares its worker thread's namespace (one child at a time); a
+    /// mission worker's gets one of its own.
+    fn isolate(&self, req: ChildRequest<'_>, shared: bool) -> Isolated {
+        let ns = shared.then(|| self.worker_ns()).flatten();
+        isolate_with(req, self.zygote.as_ref(), ns.as_deref())
+    }
+
+    /// The calling worker thread's shared PID namespace.
+    fn worker_ns(&self) -> Option<Arc<SharedNs>> {
+        let me = std::thread::current().id();
+        let mut all = self.shared_ns.lock().ok()?;
+        if let Some((_, ns)) = all.iter().find(|(t, _)| *t == me) {
+            return Some(ns.clone());
+        }
+        let ns = Arc::new(SharedNs::default());
+        all.push((me, ns.clone()));
+        Some(ns)
     }
 }
 
@@ -124,13 +138,13 @@ pub fn isolate(
 fn isolate_with(
     mut req: ChildRequest<'_>,
     zygote: std::result::Result<&Arc<Zygote>, &String>,
-    server: Option<&ForkServer>,
+    shared: Option<&SharedNs>,
 ) -> Isolated {
     let (mut iso, mut ll) = Isolation::new(&req);
     let mut ns_init = None;
     if iso.pid_namespace() {
-        let init = zygote.map_err(Clone::clone).and_then(|z| match server {
-            Some(s) => s.shared_init(z),
+        let init = zygote.map_err(Clone::clone).and_then(|z| match shared {
+            Some(ns) => ns.get(z),
             None => z.new_init().map(Arc::new),
         });
         match init {
@@ -453,6 +467,8 @@ pub struct LiveExecutor<'a> {
     /// The builtin probes' fork servers, one per worker thread (started on its first
     /// builtin probe, ended by [`ProbeExecutor::finish`]).
     servers: Mutex<Vec<(std::thread::ThreadId, Arc<ForkServer>)>>,
+    /// The PID namespace each worker thread's probe children share, one at a time.
+    shared_ns: Mutex<Vec<(std::thread::ThreadId, Arc<SharedNs>)>>,
     /// No fork server could be started: builtin probes execute the helper.
     servers_failed: std::sync::atomic::AtomicBool,
 }
@@ -512,6 +528,7 @@ impl<'a> LiveExecutor<'a> {
             counter: AtomicU64::new(0),
             zygote: Err("no PID namespaces in this run".into()),
             servers: Mutex::new(Vec::new()),
+            shared_ns: Mutex::new(Vec::new()),
             servers_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -843,7 +860,7 @@ impl<'a> LiveExecutor<'a> {
                 host_read_only: read_only,
                 read_only_inputs: &r.reads,
             },
-            server.as_deref(),
+            true,
         );
         let isolation = (isolation, ns_init);
         let mut a = match sc.probe.driver {
@@ -1350,7 +1367,7 @@ impl LiveExecutor<'_> {
                     && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
                 read_only_inputs: &[],
             },
-            None,
+            false,
         );
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);

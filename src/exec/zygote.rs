@@ -3,7 +3,8 @@
 //! A child does not become pid 1 of its own namespace: an init ignores every signal it has
 //! no handler for — `kill -SEGV $$`, `raise`, the SIGXCPU and SIGXFSZ of its rlimits, the
 //! runner's SIGTERM — so a probe there would not behave as it does anywhere else. Pid 1 is
-//! a placeholder init instead, and the child is pid 2, its parent still the runner (it is
+//! a placeholder init instead, and the child is pid 2 (or above: see "Shared namespaces"
+//! below), its parent still the runner (it is
 //! started by the spawning worker thread after `setns` into the init's namespace), so the
 //! runner waits for it, reads its rusage and signals its group as for any child.
 //!
@@ -18,6 +19,21 @@
 //! namespace is), where it stays alive until the runner has listed it —
 //! [`NsInit::survivors`], any time after the child exited, whatever it died of — and then
 //! kills the init, which makes the kernel end everything else in the namespace.
+//!
+//! Shared namespaces ([`SharedNs`]): a fresh namespace per child cost more than the probe
+//! (a clone in the zygote, an init to start and kill, a `/proc` mounted and torn down). The
+//! probe children of one worker thread (the fork server's and the exec'd alike) share one
+//! namespace instead, which is sound because the thread runs one child at a time: while a
+//! child lives, the namespace holds only the init, that child and what it started. After
+//! the child, its leftovers are listed as before; if there are any (or the child timed
+//! out, or the pids cgroups or a held pipe show something the listing missed) the init is
+//! killed, ending everything in the namespace, and the next child gets a fresh one. So no
+//! child ever sees, signals or reads the `/proc` entries of another probe's process. The
+//! init of a shared namespace also holds a private mount namespace (a copy of the runner's
+//! made at its start, `/` made private) with its PID namespace's `/proc` mounted once,
+//! which each child joins and copies (`setns` + `unshare`) instead of mounting its own;
+//! every init reaps the orphans re-parented to it (it blocks every signal and takes
+//! `SIGCHLD` with `sigwaitinfo`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -119,6 +135,30 @@ impl Zygote {
             proc_mounted: word & PROC_MOUNTED != 0,
             killed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+}
+
+/// The PID namespace one worker thread's children share (builtin and exec probes alike):
+/// the thread runs one child at a time, so the namespace holds at most one probe's
+/// processes at any time; [`SharedNs::get`] replaces it once it was killed (a child left
+/// something behind in it, or timed out: `exec::child::run_child`).
+#[derive(Debug, Default)]
+pub struct SharedNs(Mutex<Option<std::sync::Arc<NsInit>>>);
+
+impl SharedNs {
+    /// The live init of the namespace, a new one from `zygote` if there is none yet or the
+    /// last one was killed.
+    pub fn get(&self, zygote: &Zygote) -> Result<std::sync::Arc<NsInit>, String> {
+        let mut slot = self
+            .0
+            .lock()
+            .map_err(|_| "the shared namespace's slot is poisoned".to_string())?;
+        if let Some(init) = slot.as_ref().filter(|i| !i.is_killed()) {
+            return Ok(init.clone());
+        }
+        let init = std::sync::Arc::new(zygote.new_shared_init()?);
+        *slot = Some(init.clone());
+        Ok(init)
     }
 }
 

@@ -9,10 +9,15 @@
 //!   capability in the other four sets either way (recorded: `bounding_cleared`).
 //! - **Identity.** `identity: {uid, gid}` runs the child as that uid and gid, with no
 //!   supplementary group; the runner gives the child's scratch directory to them.
-//! - **PID namespace.** Each child runs in its own PID namespace, pid 2 under a placeholder
-//!   init (`exec::zygote`: an init ignores the signals it has no handler for, which would
-//!   change how a probe behaves), with that namespace's `/proc` mounted in a private mount
-//!   namespace: it sees neither the runner nor other children. It needs `CAP_SYS_ADMIN` in
+//! - **PID namespace.** Each child runs in a PID namespace of its own, pid 2 or above under
+//!   a placeholder init (`exec::zygote`: an init ignores the signals it has no handler for,
+//!   which would change how a probe behaves), with that namespace's `/proc` in a private
+//!   mount namespace: it sees neither the runner nor other children. The probe children of
+//!   one worker thread share one namespace *one at a time* (the thread runs one child at a
+//!   time, and a child that leaves anything behind, or times out, ends the namespace: the
+//!   next child gets a fresh one), so a child still never shares it with another probe's
+//!   processes; its `/proc` is mounted once, by the init in its own private mount
+//!   namespace, which each child joins and copies ([`Isolation::enforce_mounts_from`]). It needs `CAP_SYS_ADMIN` in
 //!   the runner (root); without it the reason is recorded and the child shares the host's
 //!   `/proc`. A `signal-send` probe must reach a process outside (its target, e.g.
 //!   `${RUNNER_PID}`, in the runner's namespace), so it runs without one (recorded).
@@ -44,8 +49,8 @@ use super::rights::fs;
 use crate::model::registry::{LinuxCapability, Profile};
 use crate::model::results::{ChildIsolation, ChildPrivileges, Unenforceable};
 
-/// Why a child is pid 2 of its PID namespace, not pid 1.
-pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2: an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
+/// Why a child is pid 2 (or above) of its PID namespace, not pid 1.
+pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2 or above (a worker's probe children share the namespace one at a time; a child that leaves anything in it ends it): an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
 
 /// `baseline_host_read_only` when a private mount namespace does it.
 pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";

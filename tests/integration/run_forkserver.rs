@@ -367,14 +367,14 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
     }
 }
 
-/// Builtin children of one fork server share one PID namespace, one child at a time (its
-/// worker runs one child at a time): each sees there only the placeholder init and itself
-/// — not the runner, not the server, not an earlier child of the server, not a child of
-/// another server running at the same moment — and whatever a child leaves behind ends the
-/// namespace (listed as leaked, killed with it): the next child gets a fresh one.
+/// The probe children of one worker (forked by its fork server or exec'd) share one PID
+/// namespace, one child at a time: each sees there only the placeholder init and itself
+/// (and its own children) — not the runner, not the server, not an earlier child, not a
+/// child of another worker running at the same moment — and whatever a child leaves behind
+/// ends the namespace (listed as leaked, killed with it): the next child gets a fresh one.
 #[test]
 fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it() {
-    use nexusmon::exec::zygote::Zygote;
+    use nexusmon::exec::zygote::{SharedNs, Zygote};
     use nexusmon::model::results::ChildPrivileges;
     use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
     let runner = RunnerPrivileges::current();
@@ -384,9 +384,16 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let zygote = Zygote::start(&bin()).unwrap();
+    // Two workers: each its fork server and its shared namespace.
     let (a, b) = (
-        Arc::new(ForkServer::start(&bin()).unwrap()),
-        Arc::new(ForkServer::start(&bin()).unwrap()),
+        (
+            Arc::new(ForkServer::start(&bin()).unwrap()),
+            SharedNs::default(),
+        ),
+        (
+            Arc::new(ForkServer::start(&bin()).unwrap()),
+            SharedNs::default(),
+        ),
     );
     let privileges = ChildPrivileges {
         applied: true,
@@ -411,13 +418,13 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         read_only_inputs: &[],
     });
     // A forked builtin child in its server's shared namespace: what it saw of itself.
-    let forked = |server: &Arc<ForkServer>| {
+    let forked = |(server, ns): &(Arc<ForkServer>, SharedNs)| {
         let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
         req.op = "noop".into();
         req.observe_runner = Some(std::process::id());
         let mut s = spec(req.to_args().unwrap(), Path::new("/"), Some(server));
         s.isolation = Some(iso.clone());
-        s.ns_init = Some(server.shared_init(&zygote).unwrap());
+        s.ns_init = Some(ns.get(&zygote).unwrap());
         let r = child::run_child(&s, Tracking::None);
         assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
         assert!(r.leaked.is_empty(), "{r:?}");
@@ -425,17 +432,17 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
             .and_then(|l| l.child_self)
             .expect("the child saw itself")
     };
-    // A shell in a server's namespace (started as the exec'd helper would be without it).
-    let shell = |server: &Arc<ForkServer>, script: &str| {
+    // A shell in a worker's namespace (an exec probe's child).
+    let shell = |(_, ns): &(Arc<ForkServer>, SharedNs), script: &str| {
         let mut s = spec(vec!["-c".into(), script.into()], d, None);
         s.program = PathBuf::from("/bin/sh");
         s.arg0 = None;
         s.env = Some(vec![("PATH".into(), "/usr/bin:/bin".into())]);
         s.isolation = Some(iso.clone());
-        s.ns_init = Some(server.shared_init(&zygote).unwrap());
+        s.ns_init = Some(ns.get(&zygote).unwrap());
         child::run_child(&s, Tracking::None)
     };
-    let init_a = a.shared_init(&zygote).unwrap().pid();
+    let init_a = a.1.get(&zygote).unwrap().pid();
     let mut last = 1;
     for _ in 0..4 {
         let me = forked(&a);
@@ -446,13 +453,12 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         last = me.pid;
         assert!(!me.sees_runner, "{me:?}");
         assert_eq!(me.runner_environ, "ENOENT", "{me:?}");
-        assert_eq!(a.shared_init(&zygote).unwrap().pid(), init_a);
+        assert_eq!(a.1.get(&zygote).unwrap().pid(), init_a);
     }
     // While a child of A runs, a child of B sees in its /proc only its init, itself and
     // its own children: nothing of A's namespace, nor anything left of its own earlier.
-    let (a2, shell_a) = (a.clone(), &shell);
     std::thread::scope(|scope| {
-        let long = scope.spawn(move || shell_a(&a2, "sleep 1"));
+        let long = scope.spawn(|| shell(&a, "sleep 1"));
         std::thread::sleep(Duration::from_millis(200));
         let r = shell(&b, "echo $$; cd /proc && echo [0-9]*");
         assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
@@ -469,7 +475,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         assert!(r.leaked.is_empty(), "{r:?}");
         assert_eq!(long.join().unwrap().ended, Ended::Exited(0));
     });
-    assert_ne!(b.shared_init(&zygote).unwrap().pid(), init_a);
+    assert_ne!(b.1.get(&zygote).unwrap().pid(), init_a);
     // A leftover: listed, killed with the namespace, which the next child does not share.
     let r = shell(&a, "sleep 30 & echo $!");
     assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
@@ -481,7 +487,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         !Path::new(&format!("/proc/{}", r.leaked[0].pid)).exists()
     });
     assert!(gone, "the leftover died with its namespace");
-    let fresh = a.shared_init(&zygote).unwrap();
+    let fresh = a.1.get(&zygote).unwrap();
     assert_ne!(fresh.pid(), init_a, "a new namespace");
     assert_eq!(forked(&a).pid, 2, "the first child of the new namespace");
 }
