@@ -452,15 +452,20 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     if l.cgroup && cgroup.is_none() || l.pid_ns && pidns.is_none() {
         return refused(libc::EBADF);
     }
-    // Everything the child needs, prepared here.
+    // Everything the child needs, prepared here: its environment as `execve` would make
+    // it, `K=V` strings and the array `environ` then points at (no allocation in the
+    // child). A name `setenv` refuses (empty, or with `=`) is left out, as `setenv` did.
     let Ok(env) = l
         .env
         .iter()
-        .map(|(k, v)| Ok((CString::new(k.as_bytes())?, CString::new(v.as_bytes())?)))
+        .filter(|(k, _)| !k.is_empty() && !k.contains('='))
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, std::ffi::NulError>>()
     else {
         return refused(libc::EINVAL);
     };
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
     let Ok(cwd) = l
         .cwd
         .as_ref()
@@ -504,7 +509,7 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             join,
         };
         // SAFETY: in the fresh child of a single-threaded process.
-        unsafe { child_main(l, iso, &fds, &env, cwd.as_deref(), request) }
+        unsafe { child_main(l, iso, &fds, &mut envp, cwd.as_deref(), request) }
     }
     let clone_errno = errno();
     if pidns.is_some()
@@ -563,6 +568,11 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     [REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]
 }
 
+unsafe extern "C" {
+    /// The C library's environment (the child is single-threaded when it sets it).
+    static mut environ: *mut *mut libc::c_char;
+}
+
 /// The descriptors a child starts with (numbers in its own table).
 struct ChildFds {
     out: RawFd,
@@ -597,7 +607,7 @@ unsafe fn child_main(
     l: &Launch<'_>,
     iso: Option<&Isolation>,
     fds: &ChildFds,
-    env: &[(CString, CString)],
+    envp: &mut [*mut libc::c_char],
     cwd: Option<&std::ffi::CStr>,
     request: Result<helper::HelperRequest<'static>, String>,
 ) -> ! {
@@ -653,10 +663,7 @@ unsafe fn child_main(
         // What `execve` would have done: dumpable again (a change of identity cleared it),
         // exactly the given environment.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-        libc::clearenv();
-        for (k, v) in env {
-            libc::setenv(k.as_ptr(), v.as_ptr(), 1);
-        }
+        environ = envp.as_mut_ptr();
         // Setup done: the server hears the end of the report pipe.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
