@@ -385,7 +385,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
     let d = dir.path();
     let zygote = Zygote::start(&bin()).unwrap();
     // Two workers: each its fork server and its shared namespace.
-    let (a, b) = (
+    let (one, two) = (
         (
             Arc::new(ForkServer::start(&bin()).unwrap()),
             SharedNs::default(),
@@ -442,10 +442,10 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         s.ns_init = Some(ns.get(&zygote).unwrap());
         child::run_child(&s, Tracking::None)
     };
-    let init_a = a.1.get(&zygote).unwrap().pid();
+    let init_a = one.1.get(&zygote).unwrap().pid();
     let mut last = 1;
     for _ in 0..4 {
-        let me = forked(&a);
+        let me = forked(&one);
         assert!(
             me.pid > last,
             "a fresh process in the same namespace: {me:?}"
@@ -453,14 +453,14 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         last = me.pid;
         assert!(!me.sees_runner, "{me:?}");
         assert_eq!(me.runner_environ, "ENOENT", "{me:?}");
-        assert_eq!(a.1.get(&zygote).unwrap().pid(), init_a);
+        assert_eq!(one.1.get(&zygote).unwrap().pid(), init_a);
     }
     // While a child of A runs, a child of B sees in its /proc only its init, itself and
     // its own children: nothing of A's namespace, nor anything left of its own earlier.
     std::thread::scope(|scope| {
-        let long = scope.spawn(|| shell(&a, "sleep 1"));
+        let long = scope.spawn(|| shell(&one, "sleep 1"));
         std::thread::sleep(Duration::from_millis(200));
-        let r = shell(&b, "echo $$; cd /proc && echo [0-9]*");
+        let r = shell(&two, "echo $$; cd /proc && echo [0-9]*");
         assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
         let out = String::from_utf8_lossy(&r.stdout.kept).into_owned();
         let mut lines = out.lines();
@@ -475,9 +475,9 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         assert!(r.leaked.is_empty(), "{r:?}");
         assert_eq!(long.join().unwrap().ended, Ended::Exited(0));
     });
-    assert_ne!(b.1.get(&zygote).unwrap().pid(), init_a);
+    assert_ne!(two.1.get(&zygote).unwrap().pid(), init_a);
     // A leftover: listed, killed with the namespace, which the next child does not share.
-    let r = shell(&a, "sleep 30 & echo $!");
+    let r = shell(&one, "sleep 30 & echo $!");
     assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
     assert_eq!(r.leaked.len(), 1, "{r:?}");
     assert_eq!(r.leaked[0].found_by, "pid-namespace");
@@ -487,7 +487,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
         !Path::new(&format!("/proc/{}", r.leaked[0].pid)).exists()
     });
     assert!(gone, "the leftover died with its namespace");
-    let fresh = a.1.get(&zygote).unwrap();
+    let fresh = one.1.get(&zygote).unwrap();
     assert_ne!(fresh.pid(), init_a, "a new namespace");
-    assert_eq!(forked(&a).pid, 2, "the first child of the new namespace");
+    assert_eq!(forked(&one).pid, 2, "the first child of the new namespace");
 }
