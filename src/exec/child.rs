@@ -237,7 +237,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // A child in its own PID namespace left everything behind with the namespace's init,
     // where it stays alive until listed here; killing the init then ends it all. No orphan
     // of the runner is such a child's, so the subreaper sweep skips it.
-    // A namespace shared with the worker's next children (a fork server's) is ended, and
+    // A namespace shared with the worker thread's next children is ended, and
     // replaced, as soon as this child left anything in it or timed out; else it holds
     // nothing of this child once it is reaped.
     let sweep = if let Some(init) = &spec.ns_init {

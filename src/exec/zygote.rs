@@ -68,8 +68,8 @@ pub struct Zygote {
 /// when dropped.
 ///
 /// A namespace is either one child's (killed once that child is seen through) or
-/// *shared*: the namespace of one fork server's children (see [`NsInit::shared`]), where
-/// the children of one worker thread run one after the other, so that at any time it holds
+/// *shared*: the namespace of one worker thread's probe children ([`SharedNs`]), which run
+/// one after the other, so that at any time it holds
 /// at most one probe's processes; it is killed, and replaced, as soon as a child leaves
 /// anything behind in it (or timed out).
 #[derive(Debug)]
