@@ -138,7 +138,7 @@ pub struct LaunchSpec<'a> {
     pub cgroup_fd: Option<RawFd>,
     /// The pidfd of its PID namespace's init.
     pub pidns_fd: Option<RawFd>,
-    /// That init's mount namespace has the namespace's `/proc` ([`NsInit::proc_mounted`]).
+    /// That init's mount namespace has the namespace's `/proc` ([`super::zygote::NsInit::proc_mounted`]).
     pub ns_mounts: bool,
 }
 
