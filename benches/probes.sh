@@ -62,14 +62,17 @@ done
 python3 - "$WORK" "$N_BUILTIN" "$N_EXEC" <<'PY'
 import json, sys
 work, nb, ne = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-med = {}
+med, cpu = {}, {}
 for f in ("builtin", "exec"):
     for r in json.load(open(f"{work}/{f}.json"))["results"]:
         med[r["command"]] = r["median"]
+        cpu[r["command"]] = r["user"] + r["system"]
 def row(name, children):
-    print(f"{name:<20} {med[name]:>9.3f} {children / med[name]:>11.0f}")
+    print(f"{name:<20} {med[name]:>9.3f} {children / med[name]:>11.0f} {cpu[name]:>10.3f}")
 print()
-print(f"{'command':<20} {'median s':>9} {'children/s':>11}")
+# CPU s: mean user + system of the command and everything it waited for (less sensitive
+# than wall time to the other work on a shared machine).
+print(f"{'command':<20} {'median s':>9} {'children/s':>11} {'CPU s':>10}")
 for k in ("builtin", "fork-floor", "fork-floor-isolated"):
     row(k, 2 * nb)
 for k in ("exec", "xargs", "spawn-loop"):
@@ -85,5 +88,7 @@ r_spawn = med["exec"] / med["spawn-loop"]
 r_xargs = med["exec"] / med["xargs"]
 print(f"exec time vs bare spawn loop:   {r_spawn:.2f}x (target <= 1.25x) {'OK' if r_spawn <= 1.25 else 'MISSED'}")
 print(f"exec time vs xargs -P 2:        {r_xargs:.2f}x")
+print(f"CPU time: builtin vs fork floor {cpu['builtin'] / cpu['fork-floor']:.2f}x, "
+      f"exec vs bare spawn loop {cpu['exec'] / cpu['spawn-loop']:.2f}x")
 print(f"(load average at the end: {open('/proc/loadavg').read().split()[0]}; other work on the machine slows every row)")
 PY

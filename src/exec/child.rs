@@ -66,7 +66,7 @@ pub struct ChildSpec {
     /// [`spawn::spawn`] even without `pre_exec`.
     pub isolation: Option<Isolation>,
     /// The init of the PID namespace the child is started in (with an isolation that has
-    /// one): the child is pid 2 there.
+    /// one): the child is pid 2 (or above, in a worker's shared namespace) there.
     pub ns_init: Option<std::sync::Arc<NsInit>>,
     /// Wall timeout.
     pub timeout: Duration,
@@ -237,19 +237,35 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // A child in its own PID namespace left everything behind with the namespace's init,
     // where it stays alive until listed here; killing the init then ends it all. No orphan
     // of the runner is such a child's, so the subreaper sweep skips it.
+    // A namespace shared with the worker thread's next children is ended, and
+    // replaced, as soon as this child left anything in it or timed out; else it holds
+    // nothing of this child once it is reaped.
     let sweep = if let Some(init) = &spec.ns_init {
-        leaked.extend(init.survivors(timed_out.then_some(pid)));
-        init.kill();
+        let survivors = init.survivors(timed_out.then_some(pid));
+        if !init.is_shared() || timed_out || !survivors.is_empty() {
+            init.kill();
+        }
+        leaked.extend(survivors);
         None
     } else {
         Some(&alone)
     };
     let killed = kill_tracked(cgroup, worker);
+    // What the cgroups held beside the child though the shared namespace listed nothing was
+    // missed by the listing: a leak, and the namespace ends too.
+    let missed = spec
+        .ns_init
+        .as_ref()
+        .is_some_and(|i| i.is_shared() && !i.is_killed())
+        && killed.iter().any(|(p, _)| *p != pid);
+    if missed && let Some(init) = &spec.ns_init {
+        init.kill();
+    }
     for (p, comm) in &killed {
         // Members of the group the runner killed at a timeout are not leaks; in a PID
         // namespace everything was listed from the init (what the cgroup still holds is
-        // dying with the namespace).
-        if *p != pid && sweep.is_some() && !(timed_out && in_group(*p, pid)) {
+        // dying with the namespace), unless the listing missed it.
+        if *p != pid && (sweep.is_some() || missed) && !(timed_out && in_group(*p, pid)) {
             leaked.push(Leaked {
                 pid: *p,
                 comm: comm.clone(),
@@ -267,6 +283,12 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
     pipes.drain_to_eof(pid, (sweep, timed_out), cgroup, worker, &mut leaked);
     let (out, err) = pipes.finish();
+    // A pipe still held after the child exited is held by something it left behind.
+    if !(out.complete && err.complete)
+        && let Some(init) = spec.ns_init.as_ref().filter(|i| i.is_shared())
+    {
+        init.kill();
+    }
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
     // A forked child is the server's to reap (it kept it a zombie until now).
@@ -274,7 +296,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         .and_then(|s| s.reap(ipid))
         .unwrap_or_else(|| reap_with_rusage(ipid));
     // Its namespace's init finishes dying once the child is reaped.
-    if let Some(init) = &spec.ns_init {
+    if let Some(init) = spec.ns_init.as_ref().filter(|i| i.is_killed()) {
         init.wait_gone(1000);
     }
     sweep_orphans(pid, sweep, timed_out, &mut leaked);
@@ -523,6 +545,7 @@ fn start_child<'a>(
             isolation: spec.isolation.as_ref(),
             cgroup_fd: cgroup.map(ChildCgroup::procs_fd),
             pidns_fd: spec.ns_init.as_ref().map(|i| i.pidfd()),
+            ns_mounts: spec.ns_init.as_ref().is_some_and(|i| i.proc_mounted()),
         });
         match launched {
             Ok(l) => return Ok((l.pid, l.stdout.into(), l.stderr.into(), Some(&**server))),
@@ -576,6 +599,10 @@ fn exec_child(
             prepared,
             spec.stdin.as_deref(),
             spec.isolation.as_ref(),
+            spec.ns_init
+                .as_ref()
+                .filter(|i| i.proc_mounted())
+                .map(|i| i.pidfd()),
         );
         drop(entered);
         return match spawned {

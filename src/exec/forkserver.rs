@@ -30,8 +30,9 @@
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
 //!   as [`super::spawn`] reports it;
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
-//!   (`exec::zygote`); the server `setns`es into it for the one fork, so the child is pid 2
-//!   there, and back;
+//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for the
+//!   one fork, so the child is pid 2 or above there, and back; the child joins and copies
+//!   the init's mount namespace, where that namespace's `/proc` is mounted already;
 //! - the runner waits, times out and kills through a pidfd and the child's process group,
 //!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
 //!   server is no subreaper, so orphans go where they went), and asks the server to reap
@@ -105,6 +106,10 @@ struct Launch<'a> {
     cgroup: bool,
     /// The pidfd of the PID namespace's init follows.
     pid_ns: bool,
+    /// The init's mount namespace has that namespace's `/proc`: the child joins and copies
+    /// it instead of mounting its own.
+    #[serde(default)]
+    ns_mounts: bool,
 }
 
 /// Why the server did not start a child.
@@ -133,6 +138,8 @@ pub struct LaunchSpec<'a> {
     pub cgroup_fd: Option<RawFd>,
     /// The pidfd of its PID namespace's init.
     pub pidns_fd: Option<RawFd>,
+    /// That init's mount namespace has the namespace's `/proc` ([`super::zygote::NsInit::proc_mounted`]).
+    pub ns_mounts: bool,
 }
 
 /// A started child: its pid (in the runner's PID namespace) and the read ends of its
@@ -221,6 +228,7 @@ impl ForkServer {
             isolation: spec.isolation.map(Cow::Borrowed),
             cgroup: spec.cgroup_fd.is_some(),
             pid_ns: spec.pidns_fd.is_some(),
+            ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
         };
         let payload = serde_json::to_vec(&launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
@@ -444,15 +452,20 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     if l.cgroup && cgroup.is_none() || l.pid_ns && pidns.is_none() {
         return refused(libc::EBADF);
     }
-    // Everything the child needs, prepared here.
+    // Everything the child needs, prepared here: its environment as `execve` would make
+    // it, `K=V` strings and the array `environ` then points at (no allocation in the
+    // child). A name `setenv` refuses (empty, or with `=`) is left out, as `setenv` did.
     let Ok(env) = l
         .env
         .iter()
-        .map(|(k, v)| Ok((CString::new(k.as_bytes())?, CString::new(v.as_bytes())?)))
+        .filter(|(k, _)| !k.is_empty() && !k.contains('='))
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, std::ffi::NulError>>()
     else {
         return refused(libc::EINVAL);
     };
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
     let Ok(cwd) = l
         .cwd
         .as_ref()
@@ -479,7 +492,11 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             ];
         }
     }
-    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, Isolation::clone_flags));
+    let join = l
+        .ns_mounts
+        .then(|| pidns.as_ref().map(AsRawFd::as_raw_fd))
+        .flatten();
+    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some())));
     // SAFETY: a fork-like clone of this single-threaded process; the child never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     if pid == 0 {
@@ -489,9 +506,10 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
             report: rep_w.as_raw_fd(),
             alive,
+            join,
         };
         // SAFETY: in the fresh child of a single-threaded process.
-        unsafe { child_main(l, iso, &fds, &env, cwd.as_deref(), request) }
+        unsafe { child_main(l, iso, &fds, &mut envp, cwd.as_deref(), request) }
     }
     let clone_errno = errno();
     if pidns.is_some()
@@ -550,6 +568,11 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     [REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]
 }
 
+unsafe extern "C" {
+    /// The C library's environment (the child is single-threaded when it sets it).
+    static mut environ: *mut *mut libc::c_char;
+}
+
 /// The descriptors a child starts with (numbers in its own table).
 struct ChildFds {
     out: RawFd,
@@ -557,6 +580,8 @@ struct ChildFds {
     cgroup: Option<RawFd>,
     report: RawFd,
     alive: (RawFd, RawFd),
+    /// The init's pidfd, whose prepared mount namespace the child joins.
+    join: Option<RawFd>,
 }
 
 /// Write `(step, errno)` to the report pipe and exit.
@@ -582,7 +607,7 @@ unsafe fn child_main(
     l: &Launch<'_>,
     iso: Option<&Isolation>,
     fds: &ChildFds,
-    env: &[(CString, CString)],
+    envp: &mut [*mut libc::c_char],
     cwd: Option<&std::ffi::CStr>,
     request: Result<helper::HelperRequest<'static>, String>,
 ) -> ! {
@@ -598,7 +623,7 @@ unsafe fn child_main(
             fail(fds.report, STEP_STDIO, errno());
         }
         if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_mounts()
+            && let Err((step, e)) = iso.enforce_mounts_from(fds.join)
         {
             fail(fds.report, step as u32, e);
         }
@@ -638,10 +663,7 @@ unsafe fn child_main(
         // What `execve` would have done: dumpable again (a change of identity cleared it),
         // exactly the given environment.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-        libc::clearenv();
-        for (k, v) in env {
-            libc::setenv(k.as_ptr(), v.as_ptr(), 1);
-        }
+        environ = envp.as_mut_ptr();
         // Setup done: the server hears the end of the report pipe.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }

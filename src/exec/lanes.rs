@@ -27,7 +27,7 @@ use super::helper::{self, HelperLine, HelperRequest};
 use super::outcome::{ExecEnd, classify_exec, errno_name, signal_meaning, signal_name};
 use super::seam::{LaneAttempt, ProbeExecutor, ScenarioRun, WorkerRun};
 use super::worker;
-use super::zygote::{NsInit, Zygote};
+use super::zygote::{NsInit, SharedNs, Zygote};
 use crate::model::registry::Profile;
 use crate::model::registry::{Driver, Env, Operation};
 use crate::model::results::{
@@ -107,21 +107,48 @@ impl ProfileRuntime {
 impl LiveExecutor<'_> {
     /// The isolation of one child: with a PID namespace, a fresh init from the zygote
     /// (without one, the child runs without a namespace and the record says why).
-    fn isolate(&self, req: ChildRequest<'_>) -> Isolated {
-        isolate(req, self.zygote.as_ref())
+    /// A probe's child shares its worker thread's namespace (one child at a time); a
+    /// mission worker's gets one of its own.
+    fn isolate(&self, req: ChildRequest<'_>, shared: bool) -> Isolated {
+        let ns = shared.then(|| self.worker_ns()).flatten();
+        isolate_with(req, self.zygote.as_ref(), ns.as_deref())
+    }
+
+    /// The calling worker thread's shared PID namespace.
+    fn worker_ns(&self) -> Option<Arc<SharedNs>> {
+        let me = std::thread::current().id();
+        let mut all = self.shared_ns.lock().ok()?;
+        if let Some((_, ns)) = all.iter().find(|(t, _)| *t == me) {
+            return Some(ns.clone());
+        }
+        let ns = Arc::new(SharedNs::default());
+        all.push((me, ns.clone()));
+        Some(ns)
     }
 }
 
-/// See [`LiveExecutor::isolate`] (also the preflight's).
+/// See [`LiveExecutor::isolate`] (also the preflight's: a namespace of its own).
 pub fn isolate(
+    req: ChildRequest<'_>,
+    zygote: std::result::Result<&Arc<Zygote>, &String>,
+) -> Isolated {
+    isolate_with(req, zygote, None)
+}
+
+fn isolate_with(
     mut req: ChildRequest<'_>,
     zygote: std::result::Result<&Arc<Zygote>, &String>,
+    shared: Option<&SharedNs>,
 ) -> Isolated {
     let (mut iso, mut ll) = Isolation::new(&req);
     let mut ns_init = None;
     if iso.pid_namespace() {
-        match zygote.map_err(Clone::clone).and_then(|z| z.new_init()) {
-            Ok(init) => ns_init = Some(Arc::new(init)),
+        let init = zygote.map_err(Clone::clone).and_then(|z| match shared {
+            Some(ns) => ns.get(z),
+            None => z.new_init().map(Arc::new),
+        });
+        match init {
+            Ok(init) => ns_init = Some(init),
             Err(why) => {
                 req.pid_namespace = Err(format!("no PID namespace could be made: {why}"));
                 (iso, ll) = Isolation::new(&req);
@@ -440,6 +467,8 @@ pub struct LiveExecutor<'a> {
     /// The builtin probes' fork servers, one per worker thread (started on its first
     /// builtin probe, ended by [`ProbeExecutor::finish`]).
     servers: Mutex<Vec<(std::thread::ThreadId, Arc<ForkServer>)>>,
+    /// The PID namespace each worker thread's probe children share, one at a time.
+    shared_ns: Mutex<Vec<(std::thread::ThreadId, Arc<SharedNs>)>>,
     /// No fork server could be started: builtin probes execute the helper.
     servers_failed: std::sync::atomic::AtomicBool,
 }
@@ -499,6 +528,7 @@ impl<'a> LiveExecutor<'a> {
             counter: AtomicU64::new(0),
             zygote: Err("no PID namespaces in this run".into()),
             servers: Mutex::new(Vec::new()),
+            shared_ns: Mutex::new(Vec::new()),
             servers_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -811,18 +841,27 @@ impl<'a> LiveExecutor<'a> {
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         // The baseline of an exec probe keeps the host read-only but its scratch.
         let read_only = lane == Lane::Baseline && sc.probe.driver == Driver::Exec;
+        // Builtin probes are forked by this worker's fork server (executed if there is none).
+        let server = if sc.probe.driver == Driver::Builtin {
+            self.fork_server()
+        } else {
+            None
+        };
         let Isolated {
             isolation,
             ro_landlock,
             record,
             ns_init,
-        } = self.isolate(ChildRequest {
-            privileges: &runtime.compiled.child,
-            pid_namespace: pid_namespace_for(sc.probe.operation),
-            scratch: &r.job_dir,
-            host_read_only: read_only,
-            read_only_inputs: &r.reads,
-        });
+        } = self.isolate(
+            ChildRequest {
+                privileges: &runtime.compiled.child,
+                pid_namespace: pid_namespace_for(sc.probe.operation),
+                scratch: &r.job_dir,
+                host_read_only: read_only,
+                read_only_inputs: &r.reads,
+            },
+            true,
+        );
         let isolation = (isolation, ns_init);
         let mut a = match sc.probe.driver {
             Driver::Builtin => self.builtin(
@@ -839,6 +878,7 @@ impl<'a> LiveExecutor<'a> {
                 grace,
                 cgroup,
                 isolation,
+                server,
             ),
             Driver::Exec => {
                 let path_var = env.as_ref().map_or_else(
@@ -891,6 +931,7 @@ impl<'a> LiveExecutor<'a> {
         grace: Duration,
         cgroup: Option<&ChildCgroup>,
         (isolation, ns_init): (Option<Isolation>, Option<Arc<NsInit>>),
+        server: Option<Arc<ForkServer>>,
     ) -> Attempt {
         let child_spec;
         let apply = if lane == Lane::Scenario {
@@ -904,8 +945,6 @@ impl<'a> LiveExecutor<'a> {
         } else {
             &self.baseline.spec
         };
-        // Forked by this worker's fork server (executed if there is none).
-        let server = self.fork_server();
         let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
         let request = HelperRequest {
             v: helper::HELPER_VERSION,
@@ -1319,14 +1358,17 @@ impl LiveExecutor<'_> {
             record,
             ns_init,
             ..
-        } = self.isolate(ChildRequest {
-            privileges: who,
-            pid_namespace: Ok(()),
-            scratch: &dirs.workspace,
-            host_read_only: lane == Lane::Baseline
-                && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
-            read_only_inputs: &[],
-        });
+        } = self.isolate(
+            ChildRequest {
+                privileges: who,
+                pid_namespace: Ok(()),
+                scratch: &dirs.workspace,
+                host_read_only: lane == Lane::Baseline
+                    && who.baseline_host_read_only == privilege::RO_MOUNT_NAMESPACE,
+                read_only_inputs: &[],
+            },
+            false,
+        );
         let timeout = Duration::from_millis(sc.timeout.ms);
         let grace = Duration::from_millis(sc.timeout.kill_grace_ms);
         let spec = ChildSpec {

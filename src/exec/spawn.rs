@@ -57,6 +57,9 @@ struct ChildArgs<'a> {
     cgroup_fd: Option<RawFd>,
     prepared: &'a Prepared,
     isolation: Option<&'a Isolation>,
+    /// A shared namespace's init whose prepared mount namespace the child joins
+    /// ([`Isolation::enforce_mounts_from`]).
+    join_mounts: Option<RawFd>,
     report: RawFd,
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
@@ -130,6 +133,7 @@ pub fn spawn(
     prepared: &Prepared,
     stdin: Option<&Path>,
     isolation: Option<&Isolation>,
+    join_mounts: Option<RawFd>,
 ) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
         SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
@@ -185,6 +189,7 @@ pub fn spawn(
         cgroup_fd,
         prepared,
         isolation,
+        join_mounts,
         report: rep_w.as_raw_fd(),
         mask: old,
         // SAFETY: getpid cannot fail.
@@ -200,7 +205,7 @@ pub fn spawn(
             libc::CLONE_VM
                 | libc::CLONE_VFORK
                 | libc::SIGCHLD
-                | isolation.map_or(0, Isolation::clone_flags),
+                | isolation.map_or(0, |i| i.clone_flags_from(join_mounts.is_some())),
             std::ptr::from_ref(&child_args).cast_mut().cast(),
         )
     };
@@ -296,7 +301,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         // Mounts first: the working directory is looked up after them.
         if let Some(iso) = a.isolation
-            && let Err((step, e)) = iso.enforce_mounts()
+            && let Err((step, e)) = iso.enforce_mounts_from(a.join_mounts)
         {
             return fail(a.report, step as u32, e);
         }
@@ -391,6 +396,7 @@ mod tests {
             &Prepared::none(),
             None,
             Some(isolation),
+            None,
         )
         .expect("spawned");
         let mut out = String::new();

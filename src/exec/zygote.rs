@@ -3,7 +3,8 @@
 //! A child does not become pid 1 of its own namespace: an init ignores every signal it has
 //! no handler for — `kill -SEGV $$`, `raise`, the SIGXCPU and SIGXFSZ of its rlimits, the
 //! runner's SIGTERM — so a probe there would not behave as it does anywhere else. Pid 1 is
-//! a placeholder init instead, and the child is pid 2, its parent still the runner (it is
+//! a placeholder init instead, and the child is pid 2 (or above: see "Shared namespaces"
+//! below), its parent still the runner (it is
 //! started by the spawning worker thread after `setns` into the init's namespace), so the
 //! runner waits for it, reads its rusage and signals its group as for any child.
 //!
@@ -18,6 +19,21 @@
 //! namespace is), where it stays alive until the runner has listed it —
 //! [`NsInit::survivors`], any time after the child exited, whatever it died of — and then
 //! kills the init, which makes the kernel end everything else in the namespace.
+//!
+//! Shared namespaces ([`SharedNs`]): a fresh namespace per child cost more than the probe
+//! (a clone in the zygote, an init to start and kill, a `/proc` mounted and torn down). The
+//! probe children of one worker thread (the fork server's and the exec'd alike) share one
+//! namespace instead, which is sound because the thread runs one child at a time: while a
+//! child lives, the namespace holds only the init, that child and what it started. After
+//! the child, its leftovers are listed as before; if there are any (or the child timed
+//! out, or the pids cgroups or a held pipe show something the listing missed) the init is
+//! killed, ending everything in the namespace, and the next child gets a fresh one. So no
+//! child ever sees, signals or reads the `/proc` entries of another probe's process. The
+//! init of a shared namespace also holds a private mount namespace (a copy of the runner's
+//! made at its start, `/` made private) with its PID namespace's `/proc` mounted once,
+//! which each child joins and copies (`setns` + `unshare`) instead of mounting its own;
+//! every init reaps the orphans re-parented to it (it blocks every signal and takes
+//! `SIGCHLD` with `sigwaitinfo`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -50,10 +66,19 @@ pub struct Zygote {
 
 /// One init: pid 1 of a fresh PID namespace, killed (with everything in its namespace)
 /// when dropped.
+///
+/// A namespace is either one child's (killed once that child is seen through) or
+/// *shared*: the namespace of one worker thread's probe children ([`SharedNs`]), which run
+/// one after the other, so that at any time it holds
+/// at most one probe's processes; it is killed, and replaced, as soon as a child leaves
+/// anything behind in it (or timed out).
 #[derive(Debug)]
 pub struct NsInit {
     pidfd: OwnedFd,
     pid: u32,
+    shared: bool,
+    proc_mounted: bool,
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl Zygote {
@@ -82,18 +107,63 @@ impl Zygote {
 
     /// A new init, pid 1 of a new PID namespace.
     pub fn new_init(&self) -> Result<NsInit, String> {
+        self.request(b'N', false)
+    }
+
+    /// A new init whose namespace one worker's children share, one at a time. It also
+    /// holds a mount namespace of its own (private, a copy of the runner's) with its PID
+    /// namespace's `/proc` mounted once, which each child copies instead of mounting a
+    /// `/proc` of its own ([`NsInit::proc_mounted`]).
+    pub fn new_shared_init(&self) -> Result<NsInit, String> {
+        self.request(b'S', true)
+    }
+
+    fn request(&self, kind: u8, shared: bool) -> Result<NsInit, String> {
         let sock = self
             .sock
             .lock()
             .map_err(|_| "the zygote's socket is poisoned".to_string())?;
         (&*sock)
-            .write_all(b"N")
+            .write_all(&[kind])
             .map_err(|e| format!("the zygote is gone: {e}"))?;
-        let (pid, fd) = receive(sock.as_raw_fd())
+        let (word, fd) = receive(sock.as_raw_fd())
             .ok_or_else(|| "the zygote gave no init (is it still running?)".to_string())?;
-        Ok(NsInit { pidfd: fd, pid })
+        Ok(NsInit {
+            pidfd: fd,
+            pid: word & !PROC_MOUNTED,
+            shared,
+            proc_mounted: word & PROC_MOUNTED != 0,
+            killed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 }
+
+/// The PID namespace one worker thread's children share (builtin and exec probes alike):
+/// the thread runs one child at a time, so the namespace holds at most one probe's
+/// processes at any time; [`SharedNs::get`] replaces it once it was killed (a child left
+/// something behind in it, or timed out: `exec::child::run_child`).
+#[derive(Debug, Default)]
+pub struct SharedNs(Mutex<Option<std::sync::Arc<NsInit>>>);
+
+impl SharedNs {
+    /// The live init of the namespace, a new one from `zygote` if there is none yet or the
+    /// last one was killed.
+    pub fn get(&self, zygote: &Zygote) -> Result<std::sync::Arc<NsInit>, String> {
+        let mut slot = self
+            .0
+            .lock()
+            .map_err(|_| "the shared namespace's slot is poisoned".to_string())?;
+        if let Some(init) = slot.as_ref().filter(|i| !i.is_killed()) {
+            return Ok(init.clone());
+        }
+        let init = std::sync::Arc::new(zygote.new_shared_init()?);
+        *slot = Some(init.clone());
+        Ok(init)
+    }
+}
+
+/// In the zygote's reply: the init's mount namespace has its `/proc` (pids are below 2^22).
+const PROC_MOUNTED: u32 = 1 << 31;
 
 impl Drop for Zygote {
     fn drop(&mut self) {
@@ -120,6 +190,23 @@ impl NsInit {
     /// The init's pid (in the runner's namespace).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The namespace is shared by one worker's children, one at a time.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The init holds a private mount namespace with its PID namespace's `/proc` mounted
+    /// (a shared namespace's, when the mounts succeeded): a child joins it
+    /// (`setns(pidfd, CLONE_NEWNS)`) and makes itself a private copy (`unshare`).
+    pub fn proc_mounted(&self) -> bool {
+        self.proc_mounted
+    }
+
+    /// It was killed (a shared namespace is then replaced).
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
     }
 
     /// Its pidfd (for `setns(…, CLONE_NEWPID)`).
@@ -157,6 +244,7 @@ impl NsInit {
     /// init itself is gone only once the child (the runner's, created in its namespace)
     /// has been reaped: see [`NsInit::wait_gone`].
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
         // SAFETY: pidfd_send_signal on our pidfd.
         unsafe {
             libc::syscall(
@@ -239,18 +327,26 @@ pub fn zygote_main() -> i32 {
     let mut stdin = std::io::stdin().lock();
     let mut byte = [0u8; 1];
     while matches!(stdin.read(&mut byte), Ok(1)) {
+        let shared = byte[0] == b'S';
         // Reap the inits the runner killed.
         inits.retain(|&p| {
             let mut st = 0;
             // SAFETY: reaping our own child without blocking.
             unsafe { libc::waitpid(p, &raw mut st, libc::WNOHANG) != p }
         });
+        // A shared namespace's init reports on this pipe whether its mounts succeeded.
+        let mut ready = [-1i32; 2];
+        // SAFETY: a valid array.
+        if shared && unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            break;
+        }
+        let ns = if shared { libc::CLONE_NEWNS } else { 0 };
         // SAFETY: a fork-like clone of this single-threaded process into a new PID
         // namespace; the child only makes system calls and never returns.
         let pid = unsafe {
             libc::syscall(
                 libc::SYS_clone,
-                libc::CLONE_NEWPID | libc::SIGCHLD,
+                libc::CLONE_NEWPID | ns | libc::SIGCHLD,
                 0usize,
                 0usize,
                 0usize,
@@ -259,7 +355,21 @@ pub fn zygote_main() -> i32 {
         };
         if pid == 0 {
             // SAFETY: the init, in the child.
-            unsafe { init_main() }
+            unsafe { init_main(shared.then_some(ready[1])) }
+        }
+        let mut mounted = false;
+        if shared {
+            let mut b = [0u8; 1];
+            // SAFETY: our pipe; the init writes one byte once its mounts are done, and its
+            // end closes when it closes every descriptor (or dies).
+            unsafe {
+                libc::close(ready[1]);
+                while libc::read(ready[0], b.as_mut_ptr().cast(), 1) < 0
+                    && crate::sandbox::apply::errno() == libc::EINTR
+                {}
+                libc::close(ready[0]);
+            }
+            mounted = b[0] == b'k';
         }
         let Ok(pid) = libc::pid_t::try_from(pid) else {
             break;
@@ -274,7 +384,8 @@ pub fn zygote_main() -> i32 {
         let Ok(pidfd) = RawFd::try_from(pidfd) else {
             break;
         };
-        let ok = pidfd >= 0 && send(0, u32::try_from(pid).unwrap_or(0), pidfd);
+        let word = u32::try_from(pid).unwrap_or(0) | if mounted { PROC_MOUNTED } else { 0 };
+        let ok = pidfd >= 0 && send(0, word, pidfd);
         // SAFETY: our own descriptor.
         unsafe {
             libc::close(pidfd);
@@ -295,11 +406,13 @@ pub fn zygote_main() -> i32 {
 }
 
 /// The init: no capability, not dumpable, no descriptor, every signal blocked; dies with
-/// the zygote; pauses until killed.
+/// the zygote; reaps the orphans re-parented to it (a shared namespace outlives its
+/// children's leftovers only when there were none, but a child of the namespace that exits
+/// after its parent must not stay a zombie) until killed.
 ///
 /// # Safety
 /// Only in the zygote's fresh child.
-unsafe fn init_main() -> ! {
+unsafe fn init_main(ready: Option<RawFd>) -> ! {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -310,6 +423,26 @@ unsafe fn init_main() -> ! {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         libc::prctl(libc::PR_SET_NAME, c"nexusmon-init".as_ptr(), 0, 0, 0);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if let Some(fd) = ready {
+            // A shared namespace's mounts, once for all its children: nothing propagates
+            // back to the host, and its own `/proc`.
+            let ok = libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+                && libc::mount(
+                    c"proc".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) == 0;
+            let b = if ok { b"k" } else { b"f" };
+            libc::write(fd, b.as_ptr().cast(), 1);
+        }
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
@@ -323,8 +456,13 @@ unsafe fn init_main() -> ! {
         };
         let data = [0u32; 6];
         libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr());
+        let mut chld: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut chld);
+        libc::sigaddset(&raw mut chld, libc::SIGCHLD);
         loop {
-            libc::pause();
+            // SIGCHLD stays blocked (so it is queued for an init) and is taken here.
+            libc::sigwaitinfo(&raw const chld, std::ptr::null_mut());
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
         }
     }
 }

@@ -9,10 +9,15 @@
 //!   capability in the other four sets either way (recorded: `bounding_cleared`).
 //! - **Identity.** `identity: {uid, gid}` runs the child as that uid and gid, with no
 //!   supplementary group; the runner gives the child's scratch directory to them.
-//! - **PID namespace.** Each child runs in its own PID namespace, pid 2 under a placeholder
-//!   init (`exec::zygote`: an init ignores the signals it has no handler for, which would
-//!   change how a probe behaves), with that namespace's `/proc` mounted in a private mount
-//!   namespace: it sees neither the runner nor other children. It needs `CAP_SYS_ADMIN` in
+//! - **PID namespace.** Each child runs in a PID namespace of its own, pid 2 or above under
+//!   a placeholder init (`exec::zygote`: an init ignores the signals it has no handler for,
+//!   which would change how a probe behaves), with that namespace's `/proc` in a private
+//!   mount namespace: it sees neither the runner nor other children. The probe children of
+//!   one worker thread share one namespace *one at a time* (the thread runs one child at a
+//!   time, and a child that leaves anything behind, or times out, ends the namespace: the
+//!   next child gets a fresh one), so a child still never shares it with another probe's
+//!   processes; its `/proc` is mounted once, by the init in its own private mount
+//!   namespace, which each child joins and copies ([`Isolation::enforce_mounts_from`]). It needs `CAP_SYS_ADMIN` in
 //!   the runner (root); without it the reason is recorded and the child shares the host's
 //!   `/proc`. A `signal-send` probe must reach a process outside (its target, e.g.
 //!   `${RUNNER_PID}`, in the runner's namespace), so it runs without one (recorded).
@@ -44,8 +49,8 @@ use super::rights::fs;
 use crate::model::registry::{LinuxCapability, Profile};
 use crate::model::results::{ChildIsolation, ChildPrivileges, Unenforceable};
 
-/// Why a child is pid 2 of its PID namespace, not pid 1.
-pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2: an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
+/// Why a child is pid 2 (or above) of its PID namespace, not pid 1.
+pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, no capability, not dumpable) and the child is pid 2 or above (a worker's probe children share the namespace one at a time; a child that leaves anything in it ends it): an init ignores every signal it has no handler for (`kill -SEGV $$`, its rlimits' SIGXCPU and SIGXFSZ, the runner's SIGTERM), which would change how the child behaves";
 
 /// `baseline_host_read_only` when a private mount namespace does it.
 pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";
@@ -473,7 +478,13 @@ impl Isolation {
     /// The namespace flags for `clone` (the PID namespace is entered by the runner with
     /// `setns` before the clone, so only the mount namespace is new here).
     pub fn clone_flags(&self) -> libc::c_int {
-        if self.mount_namespace {
+        self.clone_flags_from(false)
+    }
+
+    /// The namespace flags for `clone` when the child joins a prepared mount namespace
+    /// (see [`Isolation::enforce_mounts_from`]): then none, it unshares after joining.
+    pub fn clone_flags_from(&self, prepared: bool) -> libc::c_int {
+        if self.mount_namespace && !(prepared && self.pid_namespace) {
             libc::CLONE_NEWNS
         } else {
             0
@@ -488,13 +499,35 @@ impl Isolation {
     /// # Safety
     /// Only in a cloned child, before `execve`.
     pub unsafe fn enforce_mounts(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe { self.enforce_mounts_from(None) }
+    }
+
+    /// [`Isolation::enforce_mounts`], where `prepared` (a pidfd) names a process whose
+    /// mount namespace is already private with this child's PID namespace's `/proc`
+    /// mounted (a shared namespace's init, `exec::zygote`): the child, cloned without
+    /// `CLONE_NEWNS`, joins that mount namespace and makes itself a private copy of it
+    /// instead of mounting a `/proc` of its own. Either way it ends in a mount namespace of
+    /// its own where `/` is private and `/proc` is its PID namespace's.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_mounts_from(
+        &self,
+        prepared: Option<libc::c_int>,
+    ) -> Result<(), (SetupStep, i32)> {
         if !self.mount_namespace {
             return Ok(());
         }
         let step = || (SetupStep::Namespaces, errno());
         // SAFETY: mount(2) on static strings and a prepared C string; this child only.
         unsafe {
-            if libc::mount(
+            if let Some(fd) = prepared.filter(|_| self.pid_namespace) {
+                if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0
+                {
+                    return Err(step());
+                }
+            } else if libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
                 std::ptr::null(),
@@ -505,6 +538,7 @@ impl Isolation {
                 return Err(step());
             }
             if self.pid_namespace
+                && prepared.is_none()
                 && libc::mount(
                     c"proc".as_ptr(),
                     c"/proc".as_ptr(),

@@ -367,3 +367,128 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
         }
     }
 }
+
+/// The probe children of one worker (forked by its fork server or exec'd) share one PID
+/// namespace, one child at a time: each sees there only the placeholder init and itself
+/// (and its own children) — not the runner, not the server, not an earlier child, not a
+/// child of another worker running at the same moment — and whatever a child leaves behind
+/// ends the namespace (listed as leaked, killed with it): the next child gets a fresh one.
+#[test]
+fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it() {
+    use nexusmon::exec::zygote::{SharedNs, Zygote};
+    use nexusmon::model::results::ChildPrivileges;
+    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+    let runner = RunnerPrivileges::current();
+    if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
+        return; // needs root with CAP_SYS_ADMIN (as the suite runs on this machine)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zygote = Zygote::start(&bin()).unwrap();
+    // Two workers: each its fork server and its shared namespace.
+    let (one, two) = (
+        (
+            Arc::new(ForkServer::start(&bin()).unwrap()),
+            SharedNs::default(),
+        ),
+        (
+            Arc::new(ForkServer::start(&bin()).unwrap()),
+            SharedNs::default(),
+        ),
+    );
+    let privileges = ChildPrivileges {
+        applied: true,
+        uid: 0,
+        gid: 0,
+        identity: false,
+        capabilities: Vec::new(),
+        cap_last: runner.cap_last,
+        bounding_cleared: true,
+        pid_namespace: true,
+        namespace_init: None,
+        pid_namespace_reason: None,
+        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+        baseline_host_reason: None,
+        runner_environ: String::new(),
+    };
+    let (iso, _) = Isolation::new(&ChildRequest {
+        privileges: &privileges,
+        pid_namespace: Ok(()),
+        scratch: d,
+        host_read_only: false,
+        read_only_inputs: &[],
+    });
+    // A forked builtin child in its server's shared namespace: what it saw of itself.
+    let forked = |(server, ns): &(Arc<ForkServer>, SharedNs)| {
+        let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
+        req.op = "noop".into();
+        req.observe_runner = Some(std::process::id());
+        let mut s = spec(req.to_args().unwrap(), Path::new("/"), Some(server));
+        s.isolation = Some(iso.clone());
+        s.ns_init = Some(ns.get(&zygote).unwrap());
+        let r = child::run_child(&s, Tracking::None);
+        assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
+        assert!(r.leaked.is_empty(), "{r:?}");
+        helper::parse_line(&r.stdout.kept)
+            .and_then(|l| l.child_self)
+            .expect("the child saw itself")
+    };
+    // A shell in a worker's namespace (an exec probe's child).
+    let shell = |(_, ns): &(Arc<ForkServer>, SharedNs), script: &str| {
+        let mut s = spec(vec!["-c".into(), script.into()], d, None);
+        s.program = PathBuf::from("/bin/sh");
+        s.arg0 = None;
+        s.env = Some(vec![("PATH".into(), "/usr/bin:/bin".into())]);
+        s.isolation = Some(iso.clone());
+        s.ns_init = Some(ns.get(&zygote).unwrap());
+        child::run_child(&s, Tracking::None)
+    };
+    let init_a = one.1.get(&zygote).unwrap().pid();
+    let mut last = 1;
+    for _ in 0..4 {
+        let me = forked(&one);
+        assert!(
+            me.pid > last,
+            "a fresh process in the same namespace: {me:?}"
+        );
+        last = me.pid;
+        assert!(!me.sees_runner, "{me:?}");
+        assert_eq!(me.runner_environ, "ENOENT", "{me:?}");
+        assert_eq!(one.1.get(&zygote).unwrap().pid(), init_a);
+    }
+    // While a child of A runs, a child of B sees in its /proc only its init, itself and
+    // its own children: nothing of A's namespace, nor anything left of its own earlier.
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| shell(&one, "sleep 1"));
+        std::thread::sleep(Duration::from_millis(200));
+        let r = shell(&two, "echo $$; cd /proc && echo [0-9]*");
+        assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
+        let out = String::from_utf8_lossy(&r.stdout.kept).into_owned();
+        let mut lines = out.lines();
+        let me: u32 = lines.next().unwrap().parse().unwrap();
+        let seen: Vec<u32> = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(seen, vec![1, me], "{out}");
+        assert!(r.leaked.is_empty(), "{r:?}");
+        assert_eq!(long.join().unwrap().ended, Ended::Exited(0));
+    });
+    assert_ne!(two.1.get(&zygote).unwrap().pid(), init_a);
+    // A leftover: listed, killed with the namespace, which the next child does not share.
+    let r = shell(&one, "sleep 30 & echo $!");
+    assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
+    assert_eq!(r.leaked.len(), 1, "{r:?}");
+    assert_eq!(r.leaked[0].found_by, "pid-namespace");
+    assert_eq!(r.leaked[0].action, "killed-with-namespace");
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !Path::new(&format!("/proc/{}", r.leaked[0].pid)).exists()
+    });
+    assert!(gone, "the leftover died with its namespace");
+    let fresh = one.1.get(&zygote).unwrap();
+    assert_ne!(fresh.pid(), init_a, "a new namespace");
+    assert_eq!(forked(&one).pid, 2, "the first child of the new namespace");
+}
