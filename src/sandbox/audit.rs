@@ -609,7 +609,12 @@ pub struct AuditSession {
     /// The state to put back (a `require` session that enabled audit).
     restore: Option<Status>,
     lost_before: u32,
-    _lock: Option<File>,
+    /// The `require` lock (`/run/nexusmon-kernel-audit.lock`), which also holds the restore
+    /// record while this session has audit enabled.
+    lock: Option<File>,
+    /// What a previous session killed before restoring had left, and was put back before
+    /// this one started ([`recover_stale`]).
+    pub recovered: Option<String>,
 }
 
 impl std::fmt::Debug for AuditSession {
@@ -681,6 +686,9 @@ impl AuditSession {
         };
         disarm_restore();
         self.control.set(prev.enabled, prev.backlog_limit)?;
+        if let Some(l) = &self.lock {
+            let _ = l.set_len(0);
+        }
         Ok(true)
     }
 }
@@ -723,6 +731,10 @@ pub fn start(mode: KernelAuditMode, abi: Option<u8>) -> Result<AuditStart, Strin
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
+    let recovered = match &lock {
+        Some(l) => recover_stale(&mut control, l),
+        None => recover_stale_if_free(&mut control),
+    };
     let before = match control.status() {
         Ok(s) => s,
         Err(e) => return unavailable(e),
@@ -730,14 +742,23 @@ pub fn start(mode: KernelAuditMode, abi: Option<u8>) -> Result<AuditStart, Strin
     let mut restore = None;
     if before.enabled == 0 {
         if mode == KernelAuditMode::Auto {
-            return Ok(AuditStart::Unavailable(
-                "kernel audit is disabled (`--kernel-audit require` enables it for the run and restores it after)"
-                    .into(),
-            ));
+            let mut why = String::from(
+                "kernel audit is disabled (`--kernel-audit require` enables it for the run and restores it after)",
+            );
+            if let Some(r) = &recovered {
+                why.push_str("; ");
+                why.push_str(r);
+            }
+            return Ok(AuditStart::Unavailable(why));
         }
-        control.set(1, before.backlog_limit.max(BACKLOG_FOR_RUN))?;
+        let backlog = before.backlog_limit.max(BACKLOG_FOR_RUN);
+        control.set(1, backlog)?;
         arm_restore(control.sock.as_raw_fd(), before);
         restore = Some(before);
+        if let Some(l) = &lock {
+            // A SIGKILL cannot be handled: the next session puts this back instead.
+            write_restore_record(l, before, backlog);
+        }
     }
     let marker = format!(
         "nexusmon kernel-audit sync {}-{}",
@@ -752,7 +773,8 @@ pub fn start(mode: KernelAuditMode, abi: Option<u8>) -> Result<AuditStart, Strin
                 control,
                 restore,
                 lost_before: before.lost,
-                _lock: lock,
+                lock,
+                recovered,
             };
             // Put back what was changed before reporting.
             let _ = s.put_back();
@@ -765,8 +787,120 @@ pub fn start(mode: KernelAuditMode, abi: Option<u8>) -> Result<AuditStart, Strin
         control,
         restore,
         lost_before: before.lost,
-        _lock: lock,
+        lock,
+        recovered,
     }))
+}
+
+/// First word of the restore record a `require` session keeps in its lock file while it
+/// has audit enabled: `<magic> enabled=E backlog_limit=B set_enabled=1 set_backlog=S pid=P`.
+/// The lock file is root's, in `/run` (gone at reboot, like the kernel's state it guards).
+const RESTORE_MAGIC: &str = "nexusmon-kernel-audit-restore-v1";
+
+fn write_restore_record(lock: &File, before: Status, set_backlog: u32) {
+    use std::io::{Seek, Write};
+    let line = format!(
+        "{RESTORE_MAGIC} enabled={} backlog_limit={} set_enabled=1 set_backlog={set_backlog} pid={}\n",
+        before.enabled,
+        before.backlog_limit,
+        std::process::id()
+    );
+    let mut f = lock;
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = f.write_all(line.as_bytes()).and_then(|()| f.sync_data());
+}
+
+/// A restore record, parsed: the state to put back, the state the dead session set, its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RestoreRecord {
+    enabled: u32,
+    backlog_limit: u32,
+    set_enabled: u32,
+    set_backlog: u32,
+    pid: u32,
+}
+
+fn parse_restore_record(text: &str) -> Option<RestoreRecord> {
+    let mut words = text.trim_end_matches('\n').split(' ');
+    if words.next()? != RESTORE_MAGIC {
+        return None;
+    }
+    let mut field = |name: &str| -> Option<u32> {
+        words
+            .next()?
+            .strip_prefix(name)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
+    };
+    let r = RestoreRecord {
+        enabled: field("enabled")?,
+        backlog_limit: field("backlog_limit")?,
+        set_enabled: field("set_enabled")?,
+        set_backlog: field("set_backlog")?,
+        pid: field("pid")?,
+    };
+    // Only states a session can have found and put back: never 2 (enabled and locked
+    // until reboot), never a text with more after it.
+    (words.next().is_none() && r.enabled <= 1 && r.set_enabled == 1).then_some(r)
+}
+
+/// With the `require` lock held (so the session that wrote a record is gone): if the lock
+/// file holds a restore record — its session was killed (SIGKILL, a crash) before putting
+/// the audit state back — put that state back now, unless someone changed the state since
+/// (then it is left as it is). Says what it did; clears the record either way.
+fn recover_stale(control: &mut Control, lock: &File) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    let mut f = lock;
+    f.seek(std::io::SeekFrom::Start(0)).ok()?;
+    // A record is one short line; anything longer is not one of ours.
+    f.take(256).read_to_string(&mut text).ok()?;
+    if text.is_empty() {
+        return None;
+    }
+    let _ = lock.set_len(0);
+    let Some(r) = parse_restore_record(&text) else {
+        return Some(format!(
+            "ignored an unreadable restore record in {LOCK_PATH} (the audit state was left as it is)"
+        ));
+    };
+    let now = control.status().ok()?;
+    if (now.enabled, now.backlog_limit) != (r.set_enabled, r.set_backlog) {
+        return Some(format!(
+            "a runner (pid {}) killed before restoring the audit state left a record, but the state changed since (enabled {}, backlog limit {}): left as it is",
+            r.pid, now.enabled, now.backlog_limit
+        ));
+    }
+    Some(match control.set(r.enabled, r.backlog_limit) {
+        Ok(()) => format!(
+            "a runner (pid {}) killed before restoring the audit state had left it enabled: put back enabled {}, backlog limit {}",
+            r.pid, r.enabled, r.backlog_limit
+        ),
+        Err(e) => format!(
+            "a runner (pid {}) killed before restoring the audit state had left it enabled, and putting it back failed: {e}",
+            r.pid
+        ),
+    })
+}
+
+/// [`recover_stale`] for a session that does not take the lock (`auto`): only when no
+/// `require` session holds it (a live one is not stale) and the file exists.
+fn recover_stale_if_free(control: &mut Control) -> Option<String> {
+    let path = std::path::Path::new(LOCK_PATH);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .custom_flags_nofollow()
+        .open(path)
+        .ok()?;
+    if !crate::util::fsx::try_lock_exclusive(&file, path).ok()? {
+        return None;
+    }
+    let r = recover_stale(control, &file);
+    crate::util::fsx::unlock(&file);
+    r
 }
 
 fn take_lock() -> Result<File, String> {
@@ -775,6 +909,7 @@ fn take_lock() -> Result<File, String> {
         .create(true)
         .truncate(false)
         .write(true)
+        .read(true)
         .custom_flags_nofollow()
         .open(path)
         .map_err(|e| format!("cannot open the kernel-audit lock {LOCK_PATH}: {e}"))?;
@@ -947,6 +1082,60 @@ mod tests {
                 let _ = denial_of(&r);
             }
         }
+    }
+
+    #[test]
+    fn restore_records_round_trip_and_generated_edits_never_yield_a_locking_state() {
+        let ok = |e: u32, b: u32, sb: u32, pid: u32| {
+            format!(
+                "{RESTORE_MAGIC} enabled={e} backlog_limit={b} set_enabled=1 set_backlog={sb} pid={pid}\n"
+            )
+        };
+        for _ in 0..500 {
+            let (e, b, sb, pid) = (
+                (next() % 2) as u32,
+                (next() % 100_000) as u32,
+                (next() % 100_000) as u32,
+                (next() % 4_000_000) as u32,
+            );
+            let r = parse_restore_record(&ok(e, b, sb, pid)).expect("a written record parses");
+            assert_eq!(
+                r,
+                RestoreRecord {
+                    enabled: e,
+                    backlog_limit: b,
+                    set_enabled: 1,
+                    set_backlog: sb,
+                    pid,
+                }
+            );
+        }
+        // Edits of a valid record (byte flips, cuts, insertions): whatever parses puts back
+        // only a state a session can have found (never 2, locked until reboot).
+        let base = ok(0, 64, 8192, 42).into_bytes();
+        let alphabet = b"0123456789=2 \nabz-";
+        for _ in 0..5000 {
+            let mut b = base.clone();
+            for _ in 0..=(next() % 3) {
+                let at = usize::try_from(next() % (b.len() as u64 + 1)).unwrap();
+                let c = alphabet[usize::try_from(next() % alphabet.len() as u64).unwrap()];
+                match next() % 3 {
+                    0 if at < b.len() => b[at] = c,
+                    1 => b.insert(at, c),
+                    _ => b.truncate(at.max(1)),
+                }
+            }
+            if let Some(r) = parse_restore_record(&String::from_utf8_lossy(&b)) {
+                assert!(r.enabled <= 1 && r.set_enabled == 1, "{r:?}");
+            }
+        }
+        assert!(
+            parse_restore_record(&ok(0, 64, 8192, 1).replace("enabled=0", "enabled=2")).is_none()
+        );
+        assert!(
+            parse_restore_record(&format!("{} extra", ok(0, 64, 8192, 1).trim_end())).is_none()
+        );
+        assert!(parse_restore_record("").is_none());
     }
 
     fn rec(kind: u16, time_ms: u64, serial: u64, text: &str) -> Record {

@@ -328,3 +328,112 @@ fn an_interrupted_require_run_restores_the_audit_state() {
         );
     }
 }
+
+#[test]
+fn a_require_run_killed_with_sigkill_leaves_a_record_the_next_run_puts_back() {
+    let _g = audit_lock();
+    let p = Project::shipped();
+    let before = nexusmon::sandbox::audit::status().expect("audit status");
+    let mut child = crate::util::nexusmon(p.root())
+        .args([
+            "run",
+            "--plan",
+            "plans/fs-confinement/plan.json",
+            "--out",
+            "killed",
+            "--json",
+            "--kernel-audit",
+            "require",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut during = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "observation" && v["lane"] != "oracle" {
+            during = Some(nexusmon::sandbox::audit::status().expect("audit status"));
+            // SIGKILL cannot be handled: the runner gets no chance to restore anything.
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let during = during.expect("the run started its lanes");
+    assert_ne!(during.enabled, 0, "audit was on during the run");
+    // Its children die with it (pdeathsig), which releases the lock; until the next
+    // session, the state it set stays.
+    let mut left = nexusmon::sandbox::audit::status().expect("audit status");
+    for _ in 0..50 {
+        if left.enabled != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = nexusmon::sandbox::audit::status().expect("audit status");
+    }
+    if before.enabled == 0 {
+        assert_ne!(left.enabled, 0, "the killed run left audit enabled");
+    }
+    p.nx(&["status", "--clean", "--out", "killed"]);
+
+    // The next session (here `auto`, which takes no lock of its own) finds the record
+    // and puts the state back before it starts; the manifest says what happened.
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/fs-confinement/plan.json",
+        "--out",
+        "next",
+        "--kernel-audit",
+        "auto",
+    ]);
+    assert!([0, 1].contains(&r.status), "{}", r.stderr);
+    let after = nexusmon::sandbox::audit::status().expect("audit status");
+    assert_eq!(
+        (after.enabled, after.backlog_limit),
+        (before.enabled, before.backlog_limit)
+    );
+    let next = std::fs::read_dir(p.path("next"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| d.join("run_manifest.json").is_file())
+        .expect("a bundle");
+    let m = crate::util::read_json(&next.join("run_manifest.json"));
+    let text = format!(
+        "{} {}",
+        m["kernel_audit"]["recovered"].as_str().unwrap_or(""),
+        m["kernel_audit"]["reason"].as_str().unwrap_or("")
+    );
+    if before.enabled == 0 {
+        assert!(
+            text.contains(&format!("a runner (pid {pid}) killed before restoring")),
+            "{m:#}"
+        );
+    }
+    // And a record is put back once: a further run finds none.
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/fs-confinement/plan.json",
+        "--out",
+        "again",
+        "--kernel-audit",
+        "require",
+    ]);
+    assert!([0, 1].contains(&r.status), "{}", r.stderr);
+    let again = std::fs::read_dir(p.path("again"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| d.join("run_manifest.json").is_file())
+        .expect("a bundle");
+    let m = crate::util::read_json(&again.join("run_manifest.json"));
+    assert_eq!(m["kernel_audit"]["recovered"], Value::Null, "{m:#}");
+    let end = nexusmon::sandbox::audit::status().expect("audit status");
+    assert_eq!(
+        (end.enabled, end.backlog_limit),
+        (before.enabled, before.backlog_limit)
+    );
+}

@@ -74,6 +74,10 @@ pub struct KernelAuditStart {
     /// Why nothing is collected, when nothing is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// What a runner killed before restoring the audit state (SIGKILL, a crash) had left,
+    /// and what this run did about it before starting (put back, or left as it was).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub recovered: String,
 }
 
 /// What the collection gave (`summary.json`).
