@@ -267,27 +267,33 @@ fn without_audit_capabilities_auto_says_so_and_require_refuses() {
 /// `require` puts the kernel's audit state back when the run is interrupted: after one
 /// SIGINT (the run seals `interrupted`) and after two at once (the second aborts from the
 /// signal handler, which restores it with one prepared `sendto`).
+/// `run --kernel-audit require --json` of `fs-confinement` into out root `out`, started with
+/// its output piped (the caller reads the events and signals it).
+fn spawn_require_run(p: &Project, out: &str) -> Child {
+    crate::util::nexusmon(p.root())
+        .args([
+            "run",
+            "--plan",
+            "plans/fs-confinement/plan.json",
+            "--out",
+            out,
+            "--json",
+            "--kernel-audit",
+            "require",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn an_interrupted_require_run_restores_the_audit_state() {
     let _g = audit_lock();
     let p = Project::shipped();
     for twice in [false, true] {
         let before = nexusmon::sandbox::audit::status().expect("audit status");
-        let mut child = crate::util::nexusmon(p.root())
-            .args([
-                "run",
-                "--plan",
-                "plans/fs-confinement/plan.json",
-                "--out",
-                "out",
-                "--json",
-                "--kernel-audit",
-                "require",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_require_run(&p, "out");
         let stdout = child.stdout.take().unwrap();
         let mut seen = 0;
         let mut during = None;
@@ -334,21 +340,7 @@ fn a_require_run_killed_with_sigkill_leaves_a_record_the_next_run_puts_back() {
     let _g = audit_lock();
     let p = Project::shipped();
     let before = nexusmon::sandbox::audit::status().expect("audit status");
-    let mut child = crate::util::nexusmon(p.root())
-        .args([
-            "run",
-            "--plan",
-            "plans/fs-confinement/plan.json",
-            "--out",
-            "killed",
-            "--json",
-            "--kernel-audit",
-            "require",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_require_run(&p, "killed");
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
     let mut during = None;
@@ -396,12 +388,8 @@ fn a_require_run_killed_with_sigkill_leaves_a_record_the_next_run_puts_back() {
         (after.enabled, after.backlog_limit),
         (before.enabled, before.backlog_limit)
     );
-    let next = std::fs::read_dir(p.path("next"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|d| d.join("run_manifest.json").is_file())
-        .expect("a bundle");
-    let m = crate::util::read_json(&next.join("run_manifest.json"));
+    let m =
+        crate::util::read_json(&crate::util::latest_in(&p.path("next")).join("run_manifest.json"));
     let text = format!(
         "{} {}",
         m["kernel_audit"]["recovered"].as_str().unwrap_or(""),
@@ -424,12 +412,8 @@ fn a_require_run_killed_with_sigkill_leaves_a_record_the_next_run_puts_back() {
         "require",
     ]);
     assert!([0, 1].contains(&r.status), "{}", r.stderr);
-    let again = std::fs::read_dir(p.path("again"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|d| d.join("run_manifest.json").is_file())
-        .expect("a bundle");
-    let m = crate::util::read_json(&again.join("run_manifest.json"));
+    let m =
+        crate::util::read_json(&crate::util::latest_in(&p.path("again")).join("run_manifest.json"));
     assert_eq!(m["kernel_audit"]["recovered"], Value::Null, "{m:#}");
     let end = nexusmon::sandbox::audit::status().expect("audit status");
     assert_eq!(

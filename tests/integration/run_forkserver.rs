@@ -286,14 +286,50 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
     );
 }
 
+/// The isolation of a child switched (`identity`) to uid and gid `uid`, keeping the
+/// capabilities of mask `kept`, in a PID namespace or not, in scratch `d`.
+fn isolation(
+    runner: &nexusmon::sandbox::privilege::RunnerPrivileges,
+    d: &Path,
+    uid: u32,
+    identity: bool,
+    kept: u64,
+    pid_namespace: bool,
+) -> nexusmon::sandbox::privilege::Isolation {
+    use nexusmon::model::results::ChildPrivileges;
+    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation};
+    let privileges = ChildPrivileges {
+        applied: true,
+        uid,
+        gid: uid,
+        identity,
+        capabilities: privilege::caps_names(kept),
+        cap_last: runner.cap_last,
+        bounding_cleared: true,
+        pid_namespace,
+        namespace_init: None,
+        pid_namespace_reason: None,
+        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+        baseline_host_reason: None,
+        runner_environ: String::new(),
+    };
+    Isolation::new(&ChildRequest {
+        privileges: &privileges,
+        pid_namespace: Ok(()),
+        scratch: d,
+        host_read_only: false,
+        read_only_inputs: &[],
+    })
+    .0
+}
+
 /// Generated identities and kept capabilities, with and without a PID namespace of its own:
 /// a forked child is who an executed helper is — same uid, gid, five capability sets, pid
 /// (2, under the placeholder init), view of the runner and of its environment.
 #[test]
 fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_executed_one() {
     use nexusmon::exec::zygote::Zygote;
-    use nexusmon::model::results::ChildPrivileges;
-    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+    use nexusmon::sandbox::privilege::RunnerPrivileges;
     let runner = RunnerPrivileges::current();
     if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
         return; // needs root with CAP_SYS_ADMIN (as the suite runs on this machine)
@@ -315,28 +351,7 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
             _ => (1000 + u32::try_from(rng.below(1000)).unwrap(), true),
         };
         let pid_ns = round % 2 == 0;
-        let privileges = ChildPrivileges {
-            applied: true,
-            uid,
-            gid: uid,
-            identity,
-            capabilities: privilege::caps_names(kept),
-            cap_last: runner.cap_last,
-            bounding_cleared: true,
-            pid_namespace: pid_ns,
-            namespace_init: None,
-            pid_namespace_reason: None,
-            baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-            baseline_host_reason: None,
-            runner_environ: String::new(),
-        };
-        let (iso, _) = Isolation::new(&ChildRequest {
-            privileges: &privileges,
-            pid_namespace: Ok(()),
-            scratch: d,
-            host_read_only: false,
-            read_only_inputs: &[],
-        });
+        let iso = isolation(&runner, d, uid, identity, kept, pid_ns);
         let observe = |server: Option<&Arc<ForkServer>>| {
             let init = pid_ns.then(|| Arc::new(zygote.new_init().unwrap()));
             let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
@@ -376,8 +391,7 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
 #[test]
 fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it() {
     use nexusmon::exec::zygote::{SharedNs, Zygote};
-    use nexusmon::model::results::ChildPrivileges;
-    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+    use nexusmon::sandbox::privilege::RunnerPrivileges;
     let runner = RunnerPrivileges::current();
     if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
         return; // needs root with CAP_SYS_ADMIN (as the suite runs on this machine)
@@ -396,28 +410,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
             SharedNs::default(),
         ),
     );
-    let privileges = ChildPrivileges {
-        applied: true,
-        uid: 0,
-        gid: 0,
-        identity: false,
-        capabilities: Vec::new(),
-        cap_last: runner.cap_last,
-        bounding_cleared: true,
-        pid_namespace: true,
-        namespace_init: None,
-        pid_namespace_reason: None,
-        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-        baseline_host_reason: None,
-        runner_environ: String::new(),
-    };
-    let (iso, _) = Isolation::new(&ChildRequest {
-        privileges: &privileges,
-        pid_namespace: Ok(()),
-        scratch: d,
-        host_read_only: false,
-        read_only_inputs: &[],
-    });
+    let iso = isolation(&runner, d, 0, false, 0, true);
     // A forked builtin child in its server's shared namespace: what it saw of itself.
     let forked = |(server, ns): &(Arc<ForkServer>, SharedNs)| {
         let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();

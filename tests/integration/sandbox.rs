@@ -68,15 +68,7 @@ fn cat_runs_as_without_the_sandbox_and_a_read_outside_is_refused_with_the_kernel
         "cat",
         "/etc/hostname",
     ]);
-    assert_eq!(r.status, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("sandbox: the kernel denied fs.read_file (")
-            && r.stderr.contains("path=/etc/hostname"),
-        "{}",
-        r.stderr
-    );
+    crate::util::assert_sandbox_refused_hostname_read(&r);
     let latest = read_json(&p.path("rec/LATEST"));
     let bundle = p.path("rec").join(latest["run_id"].as_str().unwrap());
     p.nx(&["validate-bundle", "--bundle", bundle.to_str().unwrap()])

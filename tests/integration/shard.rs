@@ -11,12 +11,12 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use regex::Regex;
 use serde_json::Value;
 
-use crate::util::{Project, nexusmon, python, read_json};
+use crate::util::{Project, latest_in, nexusmon, python, read_json};
 
 const PROFILES: [&str; 6] = [
     "system-ro",
@@ -70,12 +70,6 @@ fn write(p: &Project, rel: &str, text: &str) {
     let f = p.path(rel);
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     std::fs::write(f, text).unwrap();
-}
-
-/// The bundle an out root's `LATEST` names.
-fn bundle_of(root: &Path) -> PathBuf {
-    let l = read_json(&root.join("LATEST"));
-    root.join(l["run_id"].as_str().unwrap())
 }
 
 /// Every member the index of `b` lists, normalised: run ids, digests, temp paths, times
@@ -235,7 +229,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
         "-q",
     ]);
     assert!([0, 1].contains(&single.status), "{}", single.stderr);
-    let sb = bundle_of(&p.path("single"));
+    let sb = latest_in(&p.path("single"));
     assert_eq!(
         read_json(&sb.join("run_manifest.json"))["selected"]
             .as_array()
@@ -257,7 +251,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
             "-q",
         ]);
         assert!([0, 1].contains(&r.status), "{}", r.stderr);
-        let m = read_json(&bundle_of(&p.path(&out)).join("run_manifest.json"));
+        let m = read_json(&latest_in(&p.path(&out)).join("run_manifest.json"));
         let sh = &m["shard"];
         assert_eq!((sh["k"].as_u64(), sh["n"].as_u64()), (Some(k), Some(3)));
         assert_eq!(sh["strategy"], "hash");
@@ -277,7 +271,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
         "out-3",
     ]);
     assert_eq!(merged.status, single.status, "{}", merged.stderr);
-    let mb = bundle_of(&p.path("merged"));
+    let mb = latest_in(&p.path("merged"));
     p.nx(&["validate-bundle", "--bundle", "merged"]).code(0);
     p.emit(&mb, "promotion/merged.json", &["--require-promotable"])
         .code(0);
@@ -289,7 +283,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
     assert_eq!(shards.as_array().unwrap().len(), 3);
     for (i, s) in shards.as_array().unwrap().iter().enumerate() {
         assert_eq!(s["k"], i as u64 + 1);
-        let b = bundle_of(&p.path(&format!("out-{}", i + 1)));
+        let b = latest_in(&p.path(&format!("out-{}", i + 1)));
         let idx = read_json(&b.parent().unwrap().join("LATEST"));
         assert_eq!(s["artifact_index_blake3"], idx["artifact_index_blake3"]);
         assert_eq!(s["promotable"], true);
@@ -391,7 +385,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
     let mut args = vec!["merge-bundles", "--out", "kube-merged"];
     args.extend(inputs.iter().map(String::as_str));
     assert_eq!(p.nx(&args).status, single.status);
-    assert_same_results(&sb, &bundle_of(&p.path("kube-merged")));
+    assert_same_results(&sb, &latest_in(&p.path("kube-merged")));
 
     // Duration sharding from the single run's recorded times: every scenario known.
     p.nx(&[
@@ -408,7 +402,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
         "single",
         "-q",
     ]);
-    let d = read_json(&bundle_of(&p.path("dur-2")).join("run_manifest.json"))["shard"].clone();
+    let d = read_json(&latest_in(&p.path("dur-2")).join("run_manifest.json"))["shard"].clone();
     assert_eq!(d["strategy"], "duration");
     assert_eq!(
         (
@@ -434,7 +428,7 @@ fn three_hash_shards_merge_into_what_one_run_writes_and_incomplete_or_foreign_se
         "1/3",
         "-q",
     ]);
-    let edited = read_json(&bundle_of(&p.path("edited-1")).join("run_manifest.json"))
+    let edited = read_json(&latest_in(&p.path("edited-1")).join("run_manifest.json"))
         ["plan_digest"]["blake3"]
         .clone();
     assert_ne!(edited, digest);
@@ -527,7 +521,7 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
     // A forged shard: a2's bundle with one result byte changed (its index no longer
     // matches), and a2 replayed under another directory name (same index digest).
     crate::util::copy_dir(&p.path("a2"), &p.path("forged"));
-    let fb = bundle_of(&p.path("forged"));
+    let fb = latest_in(&p.path("forged"));
     let f = fb.join("summary.json");
     let mut perms = std::fs::metadata(&f).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -543,7 +537,7 @@ fn generated_shard_sets_merge_exactly_when_they_are_one_complete_consistent_sele
     // A re-sealed forgery: a1's bundle claiming to be shard 2, its index rewritten by
     // `reindex-bundle --repair` so that it validates.
     crate::util::copy_dir(&p.path("a1"), &p.path("resealed"));
-    let rb = bundle_of(&p.path("resealed"));
+    let rb = latest_in(&p.path("resealed"));
     let mf = rb.join("run_manifest.json");
     let mut perms = std::fs::metadata(&mf).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -834,10 +828,10 @@ fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_prom
     let r = p.nx(&["merge-bundles", "--out", "m", "--allow-incomplete", "s1"]);
     assert!(p.path("m").join("LATEST").exists(), "{}", r.stderr);
     p.nx(&["validate-bundle", "--bundle", "m"]).code(0);
-    let m = read_json(&bundle_of(&p.path("m")).join("run_manifest.json"));
+    let m = read_json(&latest_in(&p.path("m")).join("run_manifest.json"));
     assert_eq!(m["shards"][0]["status"], "interrupted");
     assert_eq!(m["shards"][0]["promotable"], false);
-    let b = bundle_of(&p.path("m"));
+    let b = latest_in(&p.path("m"));
     p.emit(&b, "promotion/m.json", &[]).code(0);
     let reasons = p.json("promotion/m.json")["promotability"]["reasons"].clone();
     assert!(

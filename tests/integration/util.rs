@@ -85,6 +85,21 @@ pub struct Ran {
     pub stderr: String,
 }
 
+/// `sandbox -- cat /etc/hostname` under a profile without it, with kernel audit on: `cat`'s
+/// own exit status and error, and the kernel's record of the denial printed.
+#[track_caller]
+pub fn assert_sandbox_refused_hostname_read(r: &Ran) {
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("sandbox: the kernel denied fs.read_file (")
+            && r.stderr.contains("path=/etc/hostname"),
+        "{}",
+        r.stderr
+    );
+}
+
 impl From<Output> for Ran {
     fn from(out: Output) -> Self {
         Ran {
@@ -526,9 +541,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// The sealed bundle `<root>/out/LATEST` names.
 pub fn latest_bundle(root: &Path) -> PathBuf {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("out/LATEST")).unwrap()).unwrap();
-    root.join("out").join(v["run_id"].as_str().unwrap())
+    latest_in(&root.join("out"))
+}
+
+/// The sealed bundle the `LATEST` of out root `out` names.
+pub fn latest_in(out: &Path) -> PathBuf {
+    let v = read_json(&out.join("LATEST"));
+    out.join(v["run_id"].as_str().unwrap())
 }
 
 /// A real packet: run `plans/<plan>/plan.json` in project `root` (out root `out/`; the run
