@@ -473,54 +473,42 @@ pub struct ResultsRead {
 /// Read the results [`write_results`] wrote into the sealed bundle `b`.
 pub fn read_results(b: &crate::bundle::Bundle) -> Result<ResultsRead> {
     let shared = b.shared_values()?;
-    let all = |rel: &str| -> Result<Vec<_>> {
-        let mut out = Vec::new();
-        b.for_each_line(rel, &shared, &mut |o| {
-            out.push(o);
-            Ok(())
-        })?;
-        Ok(out)
-    };
     let lane = |rel: &str, lane: Lane| -> Result<crate::model::results::LaneResults> {
         Ok(crate::model::results::LaneResults {
             schema_version: RESULTS_SCHEMA_VERSION,
             run_id: b.run_id.clone(),
             lane,
-            observations: all(rel)?,
+            observations: all_lines(b, rel, &shared)?,
         })
     };
-    let runtime = lane(RUNTIME_RESULTS, Lane::Scenario)?;
-    let baseline = lane(BASELINE_RESULTS, Lane::Baseline)?;
-    let verdicts = {
-        let mut out = Vec::new();
-        b.for_each_line(ORACLE_RESULTS, &shared, &mut |v| {
-            out.push(v);
-            Ok(())
-        })?;
-        out
-    };
-    let witnesses = {
-        let mut out = Vec::new();
-        b.for_each_line(PATH_WITNESSES, &shared, &mut |w| {
-            out.push(w);
-            Ok(())
-        })?;
-        out
-    };
     Ok(ResultsRead {
-        runtime,
-        baseline,
+        runtime: lane(RUNTIME_RESULTS, Lane::Scenario)?,
+        baseline: lane(BASELINE_RESULTS, Lane::Baseline)?,
         oracle: crate::model::results::OracleResults {
             schema_version: RESULTS_SCHEMA_VERSION,
             run_id: b.run_id.clone(),
-            verdicts,
+            verdicts: all_lines(b, ORACLE_RESULTS, &shared)?,
         },
         witnesses: crate::model::results::PathWitnesses {
             schema_version: RESULTS_SCHEMA_VERSION,
             run_id: b.run_id.clone(),
-            witnesses,
+            witnesses: all_lines(b, PATH_WITNESSES, &shared)?,
         },
     })
+}
+
+/// Every line of result file `rel` of `b`, expanded with `shared` and verified.
+fn all_lines<T: serde::de::DeserializeOwned>(
+    b: &crate::bundle::Bundle,
+    rel: &str,
+    shared: &lines::SharedValues,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    b.for_each_line(rel, shared, &mut |item| {
+        out.push(item);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Write every result file from [`Assembled`], then the documents made of the whole run
