@@ -88,6 +88,14 @@ const REPLY_SETUP_FAILED: i64 = 2;
 const REPLY_REFUSED: i64 = 3;
 const REPLY_REAPED: i64 = 4;
 
+/// In a reap's reply: the server serves no further child (it ends after this reply).
+const RETIRING: i64 = 1;
+
+/// Bytes of stack for a child (the helper's code; a fork's child had the server's).
+const CHILD_STACK: usize = 2 << 20;
+/// The guard page below it.
+const GUARD: usize = 4096;
+
 /// One child to fork: what the exec'd helper got as arguments, environment and working
 /// directory, and what the spawn applied before `execve`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -295,6 +303,10 @@ impl ForkServer {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         }
+        if r[2] == RETIRING {
+            // It ends after this reply: the next probe gets a new server.
+            self.broken.store(true, Ordering::SeqCst);
+        }
         // SAFETY: zeroed plain data.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         ru.ru_utime = us_tv(r[3]);
@@ -367,6 +379,9 @@ pub fn fork_server_main() -> i32 {
     let Ok((alive_r, alive_w)) = pipe() else {
         return 1;
     };
+    let Some(stack) = ChildStack::map() else {
+        return 1;
+    };
     let mut input = ManuallyDrop::new(
         // SAFETY: stdin is the socket; ManuallyDrop never closes it here.
         unsafe { std::fs::File::from_raw_fd(0) },
@@ -389,28 +404,86 @@ pub fn fork_server_main() -> i32 {
                     break;
                 }
                 match serde_json::from_slice::<Launch>(&payload) {
-                    Ok(l) => launch(&l, fds, own_ns, (alive_r.as_raw_fd(), alive_w.as_raw_fd())),
-                    Err(_) => [REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0],
+                    Ok(l) => launch(
+                        &l,
+                        fds,
+                        own_ns,
+                        (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
+                        &stack,
+                    ),
+                    Err(_) => Some([REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0]),
                 }
             }
-            KIND_REAP => reap(len),
+            KIND_REAP => Some(reap(len)),
             _ => break,
         };
-        let mut b = [0u8; 48];
-        for (i, v) in reply.iter().enumerate() {
-            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
-        }
-        // SAFETY: writing a local buffer to the socket.
-        let w = unsafe { libc::send(0, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
-        if w != 48 {
+        // `None`: the launch replied itself, and its child has exited since.
+        let Some(reply) = reply else {
+            continue;
+        };
+        if !send_reply(&reply) {
             break;
         }
         if reply[0] == REPLY_REFUSED && reply[1] == 1 {
             // The PID namespace could not be set back: this server cannot fork safely.
             break;
         }
+        if reply[0] == REPLY_REAPED && reply[2] == RETIRING {
+            // The child ended other than through its own `_exit`: it may have been stopped
+            // inside the allocator it shares with this process (see the module doc).
+            break;
+        }
     }
     0
+}
+
+/// Send one reply on the socket (a local buffer: no allocation).
+fn send_reply(reply: &[i64; 6]) -> bool {
+    let mut b = [0u8; 48];
+    for (i, v) in reply.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    // SAFETY: writing a local buffer to the socket.
+    let w = unsafe { libc::send(0, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+    w == 48
+}
+
+/// The stack the children run on (one at a time): mapped once, with a guard page below.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn map() -> Option<Self> {
+        let len = CHILD_STACK + GUARD;
+        // SAFETY: a fresh anonymous private mapping.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: the lowest page of our own mapping becomes the guard.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            // SAFETY: unmapping our own mapping.
+            unsafe { libc::munmap(base, len) };
+            return None;
+        }
+        Some(Self { base, len })
+    }
+
+    /// Its top (the stack grows down), 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        ((self.base as usize + self.len) & !15) as *mut libc::c_void
+    }
 }
 
 fn reap(pid: u32) -> [i64; 6] {
@@ -430,19 +503,35 @@ fn reap(pid: u32) -> [i64; 6] {
             return [REPLY_REFUSED, 0, i64::from(errno()), 0, 0, 0];
         }
     }
+    // A child that did not end through one of its own `_exit`s (a signal: a timeout's
+    // SIGTERM or SIGKILL, a crash; a panic's code) may have stopped anywhere in the
+    // allocator it shared with this process: this server serves no further child.
+    let clean_exit = libc::WIFEXITED(status)
+        && matches!(
+            libc::WEXITSTATUS(status),
+            0 | 1 | 2 | 3 | 127 | helper::EXIT_APPLY_FAILED
+        );
     [
         REPLY_REAPED,
         i64::from(status),
-        0,
+        if clean_exit { 0 } else { RETIRING },
         tv_us(ru.ru_utime),
         tv_us(ru.ru_stime),
         ru.ru_maxrss,
     ]
 }
 
-/// Fork one child for `l`; the reply.
-fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd)) -> [i64; 6] {
-    let refused = |e: i32| [REPLY_REFUSED, 0, i64::from(e), 0, 0, 0];
+/// Start one child for `l` (a `clone(CLONE_VM)` onto `stack`); the reply, or `None` when
+/// the child started: then the reply was sent here and the child has exited since (it is
+/// a zombie, not reaped), so nothing it may still use was freed or reused while it ran.
+fn launch(
+    l: &Launch<'_>,
+    fds: Vec<OwnedFd>,
+    own_ns: RawFd,
+    alive: (RawFd, RawFd),
+    stack: &ChildStack,
+) -> Option<[i64; 6]> {
+    let refused = |e: i32| Some([REPLY_REFUSED, 0, i64::from(e), 0, 0, 0]);
     let mut it = fds.into_iter();
     let (Some(out), Some(err)) = (it.next(), it.next()) else {
         return refused(libc::EBADF);
@@ -454,7 +543,8 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     }
     // Everything the child needs, prepared here: its environment as `execve` would make
     // it, `K=V` strings and the array `environ` then points at (no allocation in the
-    // child). A name `setenv` refuses (empty, or with `=`) is left out, as `setenv` did.
+    // child's setup). A name `setenv` refuses (empty, or with `=`) is left out, as
+    // `setenv` did.
     let Ok(env) = l
         .env
         .iter()
@@ -474,7 +564,12 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     else {
         return refused(libc::EINVAL);
     };
-    let request = helper::parse(&l.args);
+    let mut request = helper::parse(&l.args);
+    if let Ok(req) = &mut request {
+        // The parent checks were made against this server (the child's parent-death
+        // signal and the alive pipe), not against the runner.
+        req.runner_pid = None;
+    }
     let Ok((rep_r, rep_w)) = pipe() else {
         return refused(errno());
     };
@@ -482,36 +577,64 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
     if let Some(ns) = &pidns {
         // SAFETY: setns with a pidfd: this process's future children only.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return [
+            return Some([
                 REPLY_SETUP_FAILED,
                 i64::from(SetupStep::Namespaces as u32),
                 i64::from(errno()),
                 0,
                 0,
                 0,
-            ];
+            ]);
         }
     }
     let join = l
         .ns_mounts
         .then(|| pidns.as_ref().map(AsRawFd::as_raw_fd))
         .flatten();
-    let flags = i64::from(libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some())));
-    // SAFETY: a fork-like clone of this single-threaded process; the child never returns.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid == 0 {
-        let fds = ChildFds {
+    // Block every signal across the clone; the child restores `old`.
+    // SAFETY: zeroed sigsets filled by the calls below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to local sigsets.
+    unsafe {
+        libc::sigfillset(&raw mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
+    }
+    let args = ChildArgs {
+        l,
+        iso,
+        fds: ChildFds {
             out: out.as_raw_fd(),
             err: err.as_raw_fd(),
             cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
             report: rep_w.as_raw_fd(),
             alive,
             join,
-        };
-        // SAFETY: in the fresh child of a single-threaded process.
-        unsafe { child_main(l, iso, &fds, &mut envp, cwd.as_deref(), request) }
-    }
+        },
+        envp: envp.as_mut_ptr(),
+        cwd: cwd.as_deref(),
+        request: &request,
+        mask: old,
+    };
+    // SAFETY: the server's own `environ`, put back once the child is gone.
+    let own_environ = unsafe { environ };
+    let flags = libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some()));
+    // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it lives)
+    // with `args`, which this frame keeps alive and unchanged until the child has exited.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            stack.top(),
+            flags,
+            std::ptr::from_ref(&args).cast_mut().cast(),
+        )
+    };
     let clone_errno = errno();
+    // SAFETY: restoring this thread's mask.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+    }
     if pidns.is_some()
         // SAFETY: back to this process's own PID namespace for its children.
         && (own_ns < 0 || unsafe { libc::setns(own_ns, libc::CLONE_NEWPID) } != 0)
@@ -520,29 +643,23 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
         if pid > 0 {
             // SAFETY: killing and reaping our own child.
             unsafe {
-                libc::kill(libc::pid_t::try_from(pid).unwrap_or(0), libc::SIGKILL);
-                libc::waitpid(
-                    libc::pid_t::try_from(pid).unwrap_or(0),
-                    std::ptr::null_mut(),
-                    0,
-                );
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
-        return [REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0];
+        return Some([REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0]);
     }
-    drop((out, err, cgroup, pidns, rep_w));
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return refused(libc::EINVAL);
-    };
+    // Closing descriptors allocates nothing: safe while the child runs.
+    drop((out, err, cgroup, rep_w));
     if pid < 0 {
-        return [
+        return Some([
             REPLY_SETUP_FAILED,
             i64::from(SetupStep::CloseFds as u32),
             i64::from(clone_errno),
             0,
             0,
             0,
-        ];
+        ]);
     }
     // The child closes its end once its setup is done (or exits).
     let mut b = [0u8; 8];
@@ -556,16 +673,76 @@ fn launch(l: &Launch<'_>, fds: Vec<OwnedFd>, own_ns: RawFd, alive: (RawFd, RawFd
             break;
         }
     }
-    if got == 8 {
+    let reply = if got == 8 {
         let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
         let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-        // SAFETY: reaping the child that failed its setup.
+        // SAFETY: reaping the child that failed its setup (it exits right after).
         unsafe {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        return [REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0];
+        Some([REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0])
+    } else {
+        // The child runs the helper's code now, which allocates in the memory it shares
+        // with this process: the reply goes out from a local buffer, then this process
+        // only waits (a system call) until the child has exited, leaving it a zombie for
+        // the runner's reap.
+        let sent = send_reply(&[REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]);
+        // SAFETY: zeroed plain data filled by waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: waiting for our own child without reaping it.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    libc::id_t::try_from(pid).unwrap_or(0),
+                    &raw mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 || errno() != libc::EINTR {
+                break;
+            }
+        }
+        if !sent {
+            // The runner is gone: the loop ends at the closed socket.
+            return Some([REPLY_REFUSED, 0, i64::from(libc::EPIPE), 0, 0, 0]);
+        }
+        None
+    };
+    // What the child changed in the memory it shared: the environment pointer and the
+    // dumpable flag (a property of the memory map: the child made it dumpable as `execve`
+    // would have, or its change of identity cleared it).
+    // SAFETY: single-threaded again; plain prctl.
+    unsafe {
+        environ = own_environ;
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    [REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]
+    drop(pidns);
+    reply
+}
+
+/// What the child gets: everything prepared by the server, read-only.
+struct ChildArgs<'a> {
+    l: &'a Launch<'a>,
+    iso: Option<&'a Isolation>,
+    fds: ChildFds,
+    envp: *mut *mut libc::c_char,
+    cwd: Option<&'a std::ffi::CStr>,
+    request: &'a Result<helper::HelperRequest<'static>, String>,
+    mask: libc::sigset_t,
+}
+
+/// The child's entry on its own stack.
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the server's `ChildArgs`, alive and unchanged until this
+    // child has exited.
+    let a: &ChildArgs<'_> = unsafe { &*arg.cast::<ChildArgs<'_>>() };
+    // SAFETY: this child's own signal mask (blocked in the server across the clone).
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
+    }
+    // SAFETY: in the fresh child, whose server waits without touching the shared memory.
+    unsafe { child_main(a.l, a.iso, &a.fds, a.envp, a.cwd, a.request) }
 }
 
 unsafe extern "C" {
@@ -607,9 +784,9 @@ unsafe fn child_main(
     l: &Launch<'_>,
     iso: Option<&Isolation>,
     fds: &ChildFds,
-    envp: &mut [*mut libc::c_char],
+    envp: *mut *mut libc::c_char,
     cwd: Option<&std::ffi::CStr>,
-    request: Result<helper::HelperRequest<'static>, String>,
+    request: &Result<helper::HelperRequest<'static>, String>,
 ) -> ! {
     // SAFETY: system calls acting on this (child) process only.
     unsafe {
@@ -663,7 +840,7 @@ unsafe fn child_main(
         // What `execve` would have done: dumpable again (a change of identity cleared it),
         // exactly the given environment.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-        environ = envp.as_mut_ptr();
+        environ = envp;
         // Setup done: the server hears the end of the report pipe.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
@@ -671,12 +848,8 @@ unsafe fn child_main(
         // SAFETY: stdout is the runner's pipe; ManuallyDrop never closes it here.
         let mut out = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
         match request {
-            Ok(mut req) => {
-                // The parent checks were made above, against the server.
-                req.runner_pid = None;
-                helper::respond(&req, &mut *out)
-            }
-            Err(msg) => helper::emit_bad_request(&mut *out, &msg),
+            Ok(req) => helper::respond(req, &mut *out),
+            Err(msg) => helper::emit_bad_request(&mut *out, msg),
         }
     }))
     .unwrap_or(101);
