@@ -587,6 +587,41 @@ impl Isolation {
         Ok(())
     }
 
+    /// The child may stay in a prepared mount namespace (a shared PID namespace's init's,
+    /// see [`Isolation::enforce_mounts_from`]) instead of making itself a private copy:
+    /// it mounts nothing of its own (no read-only host, no read-only inputs, no writable
+    /// scratch mount) and, from its identity step on, holds no `CAP_SYS_ADMIN` (its
+    /// capabilities are dropped to the kept ones, which do not include it, with the
+    /// bounding set cleared), so neither it nor anything it starts can mount, unmount or
+    /// change propagation in that namespace (a user namespace it could create comes with a
+    /// copy of its own). The namespace the next child joins is then exactly the one this
+    /// child joined; only the namespace's identity (`/proc/self/ns/mnt`, a lint error as a
+    /// target, NX220) is the same for consecutive children.
+    pub fn may_share_prepared_mounts(&self) -> bool {
+        const CAP_SYS_ADMIN: u32 = 21;
+        self.pid_namespace
+            && self.mount_namespace
+            && !self.host_read_only
+            && self.writable.is_none()
+            && self.read_only.is_empty()
+            && self.drop_privileges
+            && self.clear_bounding
+            && self.caps & (1u64 << CAP_SYS_ADMIN) == 0
+    }
+
+    /// Join the prepared mount namespace of `prepared` (a pidfd) without copying it; only
+    /// when [`Isolation::may_share_prepared_mounts`].
+    ///
+    /// # Safety
+    /// Only in a cloned child, before its identity step.
+    pub unsafe fn join_prepared_mounts(&self, prepared: libc::c_int) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: setns on a valid descriptor; this child only.
+        if unsafe { libc::setns(prepared, libc::CLONE_NEWNS) } != 0 {
+            return Err((SetupStep::Namespaces, errno()));
+        }
+        Ok(())
+    }
+
     /// Identity and capabilities: the bounding set cleared but the kept capabilities
     /// (while the child still holds `CAP_SETPCAP`), then the uid and gid (keeping the
     /// permitted set across `setresuid` when capabilities are kept), then the effective,

@@ -1,7 +1,8 @@
 //! The builtin probes' fork server (`exec::forkserver`): one server per worker forks every
 //! builtin probe's child, and nothing of one probe reaches the next — not its Landlock
 //! domain, not its fixtures, not its cgroup — while a crash, a hang or a timeout of one
-//! child is seen through exactly as for an executed helper, and the server goes on.
+//! child is seen through exactly as for an executed helper (the server, whose memory the
+//! child shared, then retires and the next probe gets a new one).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -145,12 +146,27 @@ fn forked_probes_see_only_their_own_domain_fixtures_and_cgroup() {
 }
 
 fn request(target: &Path) -> Vec<String> {
+    request_limited(target, None)
+}
+
+/// A file-read of `target`, with `RLIMIT_NOFILE` at `nofile` when given.
+fn request_limited(target: &Path, nofile: Option<u64>) -> Vec<String> {
+    let mut apply = compile::baseline_spec();
+    apply.rlimits = nofile
+        .map(|n| compile::RlimitSpec {
+            name: "RLIMIT_NOFILE".into(),
+            resource: libc::RLIMIT_NOFILE,
+            soft: n,
+            hard: n,
+        })
+        .into_iter()
+        .collect();
     HelperRequest {
         v: helper::HELPER_VERSION,
         op: "file-read".into(),
         target: Some(target.to_string_lossy().into_owned()),
         destination: None,
-        apply: Cow::Owned(compile::baseline_spec()),
+        apply: Cow::Owned(apply),
         clean: true,
         cgroup_procs: None,
         connect_timeout_ms: 100,
@@ -198,11 +214,12 @@ fn children_of(server: u32) -> Vec<i32> {
     out
 }
 
-/// A forked child answers exactly as the executed helper does (random targets), a child
-/// that hangs is killed at its timeout, one that crashes is a missing line, and the same
-/// server forks the next child after each.
+/// A forked child answers exactly as the executed helper does (random targets, some with
+/// an rlimit that is the child's own), a child that hangs is killed at its timeout, one
+/// that crashes is a missing line; after either its server (whose memory the child shared)
+/// retires, and a new one serves many children unchanged.
 #[test]
-fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_the_server() {
+fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_retires_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("file"), "hello").unwrap();
@@ -225,10 +242,21 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
         PathBuf::from("/proc/self/comm"),
         PathBuf::from("/usr/lib/os-release"),
     ];
-    for _ in 0..16 {
+    let mut limited = 0;
+    for _ in 0..24 {
         let target = &targets[rng.below(targets.len())];
-        let forked = child::run_child(&spec(request(target), d, Some(&server)), Tracking::None);
-        let executed = child::run_child(&spec(request(target), d, None), Tracking::None);
+        // Some children get an rlimit (3 descriptors: the open fails with EMFILE; 4: it
+        // does not): it is the child's own, the next child of the same server has none.
+        let nofile = [None, Some(3), Some(4)][rng.below(3)];
+        limited += usize::from(nofile == Some(3));
+        let forked = child::run_child(
+            &spec(request_limited(target, nofile), d, Some(&server)),
+            Tracking::None,
+        );
+        let executed = child::run_child(
+            &spec(request_limited(target, nofile), d, None),
+            Tracking::None,
+        );
         // `/proc/self` is each child's own pid.
         let line = |kept: &[u8]| {
             helper::parse_line(kept).map(|mut l| {
@@ -244,15 +272,32 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
         assert_eq!(forked.ended, executed.ended, "{target:?}");
         assert!(forked.stderr.kept.is_empty());
         assert!(forked.pid != pid && forked.pid != 0);
+        if nofile == Some(3) && !target.ends_with("sub") {
+            let l = lf.unwrap();
+            assert_eq!(l.errno_name.as_deref(), Some("EMFILE"), "{target:?}: {l:?}");
+        }
     }
-    // A hang: killed at its timeout, with its group.
+    assert!(limited > 2, "the generator limits some children");
+    // Every child ended through its own `_exit`: one server served them all.
+    assert!(!server.is_broken());
+    assert_eq!(server.pid(), pid);
+    // A hang: killed at its timeout, with its group. The server (whose memory the child
+    // shared, and which may have been stopped anywhere) ends after its reap.
     let mut hang = spec(request(&fifo), d, Some(&server));
     hang.timeout = Duration::from_millis(300);
     let r = child::run_child(&hang, Tracking::None);
     assert!(r.timed_out, "{r:?}");
     assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM));
     assert!(helper::parse_line(&r.stdout.kept).is_none());
-    // A crash: no line, the signal it died of.
+    assert!(server.is_broken(), "a server retires after a child it did not see exit");
+    drop((hang, server));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the retired server ended and is reaped"
+    );
+    // A crash: no line, the signal it died of; its server retires too.
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let pid = server.pid();
     let crasher = std::thread::spawn(move || {
         for _ in 0..500 {
             if let Some(c) = children_of(pid).first() {
@@ -270,16 +315,26 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_spares_th
     assert_eq!(r.ended, Ended::Signaled(libc::SIGABRT), "{r:?}");
     assert!(!r.timed_out);
     assert!(helper::parse_line(&r.stdout.kept).is_none());
-    // The same server goes on.
-    let r = child::run_child(
-        &spec(request(&d.join("file")), d, Some(&server)),
-        Tracking::None,
-    );
-    assert_eq!(r.ended, Ended::Exited(0), "{r:?}");
+    assert!(server.is_broken());
+    drop(server);
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    // A new server goes on, and after many children (half of them limited) it is
+    // unchanged: same pid, no child left, the limit never reached a later child.
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let pid = server.pid();
+    for i in 0..50 {
+        let r = child::run_child(
+            &spec(request_limited(&d.join("file"), (i % 2 == 0).then_some(3)), d, Some(&server)),
+            Tracking::None,
+        );
+        let l = helper::parse_line(&r.stdout.kept).unwrap();
+        let want = if i % 2 == 0 { "error" } else { "allow" };
+        assert_eq!(serde_json::to_value(l.outcome).unwrap(), want, "{r:?}");
+    }
     assert!(!server.is_broken());
     assert_eq!(server.pid(), pid);
     assert!(children_of(pid).is_empty(), "every child was reaped");
-    drop((hang, server));
+    drop(server);
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the server ends with its socket and is reaped"
