@@ -21,8 +21,9 @@ fn main() {
         .as_ref()
         .is_some_and(|a| a == nexusmon::exec::FORK_SERVER_MODE)
     {
+        let args: Vec<String> = raw.map(|a| a.to_string_lossy().into_owned()).collect();
         #[allow(clippy::exit)]
-        std::process::exit(nexusmon::exec::fork_server_main());
+        std::process::exit(nexusmon::exec::fork_server_main(&args));
     }
     if mode.is_some_and(|a| a == "__probe") {
         let args: Vec<String> = raw.map(|a| a.to_string_lossy().into_owned()).collect();

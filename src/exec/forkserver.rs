@@ -219,11 +219,22 @@ impl ForkServer {
     /// Start a server (`exe __forkserver`) from the calling thread (so it is born in that
     /// thread's cgroup).
     pub fn start(exe: &Path) -> Result<Self, String> {
+        Self::start_keeping(exe, None)
+    }
+
+    /// [`ForkServer::start`], the server keeping only `bounding` (a capability mask) of its
+    /// bounding set: what the children it serves keep at most
+    /// ([`crate::sandbox::privilege::bounding_kept_by`]), so that each child has less to
+    /// drop (a drop copies the credentials).
+    pub fn start_keeping(exe: &Path, bounding: Option<u64>) -> Result<Self, String> {
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| format!("cannot create the fork server's socket: {e}"))?;
-        let child = Command::new(exe)
-            .arg0("nexusmon-forkserver")
-            .arg(FORK_SERVER_MODE)
+        let mut cmd = Command::new(exe);
+        cmd.arg0("nexusmon-forkserver").arg(FORK_SERVER_MODE);
+        if let Some(mask) = bounding {
+            cmd.arg(format!("{mask:x}"));
+        }
+        let child = cmd
             .env_clear()
             .current_dir("/")
             // Not in the runner's process group: a terminal's ^C is the runner's to handle
@@ -404,11 +415,32 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The server: serve launches and reaps on stdin (a socket) until it closes; returns the
-/// exit code. Single-threaded: nothing here starts a thread.
-pub fn fork_server_main() -> i32 {
+/// exit code. Single-threaded: nothing here starts a thread. `args` (after the mode): the
+/// bounding set to keep, a hexadecimal capability mask ([`ForkServer::start_keeping`]).
+pub fn fork_server_main(args: &[String]) -> i32 {
     // SAFETY: prctl with integer arguments: nothing may read this process's memory.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    if let Some(keep) = args.first() {
+        let Ok(keep) = u64::from_str_radix(keep, 16) else {
+            return 2;
+        };
+        for n in 0..64u32 {
+            // SAFETY: prctl on this process's own bounding set (EINVAL past the last
+            // capability ends the loop).
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+            if rc < 0 {
+                break;
+            }
+            if rc == 1
+                && keep & (1u64 << n) == 0
+                // SAFETY: as above.
+                && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0
+            {
+                return 1;
+            }
+        }
     }
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork
     // into another).

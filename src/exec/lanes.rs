@@ -547,7 +547,11 @@ impl<'a> LiveExecutor<'a> {
             return Some(s.clone());
         }
         servers.retain(|(t, _)| *t != me);
-        let Ok(s) = ForkServer::start(&self.helper_exe) else {
+        // Every builtin child of this run drops its bounding set to at most this.
+        let keep = crate::sandbox::privilege::bounding_kept_by(
+            self.profiles.values().map(|r| &r.compiled.child),
+        );
+        let Ok(s) = ForkServer::start_keeping(&self.helper_exe, keep) else {
             self.servers_failed.store(true, Ordering::Relaxed);
             return None;
         };

@@ -348,6 +348,22 @@ pub fn caps_mask(names: &[String]) -> u64 {
         .fold(0, |m, c| m | (1u64 << c.number()))
 }
 
+/// The bounding set a process that only starts children of `children` (a fork server)
+/// may keep for itself, dropping the rest once for all of them: the union of what they
+/// keep, when every one of them clears its bounding set to what it keeps (the clean
+/// channel with `CAP_SETPCAP`); `None` when any does not. Each child still drops what it
+/// does not keep, so each ends with exactly its own set.
+pub fn bounding_kept_by<'a>(children: impl IntoIterator<Item = &'a ChildPrivileges>) -> Option<u64> {
+    let mut keep = 0u64;
+    for c in children {
+        if !(c.applied && c.bounding_cleared) {
+            return None;
+        }
+        keep |= caps_mask(&c.capabilities);
+    }
+    Some(keep)
+}
+
 /// What one child gets, decided by the lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildRequest<'a> {
@@ -640,8 +656,11 @@ impl Isolation {
         // pointers to stack values.
         unsafe {
             for n in 0..=u32::from(self.cap_last) {
+                // Reading is cheap; each drop copies the credentials: only what is there
+                // (a fork server may have dropped the rest once: `bounding_kept_by`).
                 if self.clear_bounding
                     && self.caps & (1u64 << n) == 0
+                    && libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) == 1
                     && libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) != 0
                 {
                     return Err(caps_err());

@@ -378,8 +378,9 @@ fn isolation(
     .0
 }
 
-/// Generated identities and kept capabilities, with and without a PID namespace of its own:
-/// a forked child is who an executed helper is — same uid, gid, five capability sets, pid
+/// Generated identities and kept capabilities, with and without a PID namespace of its own
+/// (shared or not), from a server with its whole bounding set and from one that dropped
+/// what none of the children keeps: a forked child is who an executed helper is — same uid, gid, five capability sets, pid
 /// (2, under the placeholder init), view of the runner and of its environment.
 #[test]
 fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_executed_one() {
@@ -391,15 +392,25 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let server = Arc::new(ForkServer::start(&bin()).unwrap());
-    let zygote = Zygote::start(&bin()).unwrap();
     let mut rng = Rng(0x1DE_7717_CA95);
-    for round in 0..8 {
-        let kept = if round % 3 == 0 {
-            0
-        } else {
-            rng.next() & runner.effective & runner.bounding & ((1u64 << 41) - 1)
-        };
+    let kepts: Vec<u64> = (0..10)
+        .map(|round| {
+            let k = rng.next() & runner.effective & runner.bounding & ((1u64 << 41) - 1);
+            // Every third keeps nothing; some keep CAP_SYS_ADMIN (bit 21), which makes a
+            // child copy a shared namespace's mounts rather than stay in them.
+            match round % 3 {
+                0 => 0,
+                1 => k & !(1 << 21),
+                _ => k | (runner.effective & (1 << 21)),
+            }
+        })
+        .collect();
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    // A server that dropped once what none of its children keeps.
+    let union = kepts.iter().fold(0, |a, k| a | k);
+    let keeping = Arc::new(ForkServer::start_keeping(&bin(), Some(union)).unwrap());
+    let zygote = Zygote::start(&bin()).unwrap();
+    for (round, &kept) in kepts.iter().enumerate() {
         let (uid, identity) = match rng.below(3) {
             0 => (0, false),
             1 => (65534, true),
@@ -407,8 +418,17 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
         };
         let pid_ns = round % 2 == 0;
         let iso = isolation(&runner, d, uid, identity, kept, pid_ns);
+        // A shared namespace's init has its `/proc` mounted in a prepared mount namespace
+        // the child joins.
+        let shared = round % 4 < 2;
         let observe = |server: Option<&Arc<ForkServer>>| {
-            let init = pid_ns.then(|| Arc::new(zygote.new_init().unwrap()));
+            let init = pid_ns.then(|| {
+                Arc::new(if shared {
+                    zygote.new_shared_init().unwrap()
+                } else {
+                    zygote.new_init().unwrap()
+                })
+            });
             let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
             req.op = "noop".into();
             req.observe_runner = Some(std::process::id());
@@ -428,6 +448,8 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
         };
         let (forked, executed) = (observe(Some(&server)), observe(None));
         assert_eq!(forked, executed, "round {round}: uid {uid} kept {kept:#x}");
+        let by_keeping = observe(Some(&keeping));
+        assert_eq!(by_keeping, executed, "round {round}: kept {kept:#x} of {union:#x}");
         assert_eq!(forked.uid, uid);
         assert_eq!(forked.cap_eff, format!("{kept:016x}"), "round {round}");
         assert_eq!(forked.cap_bnd, format!("{kept:016x}"), "round {round}");
