@@ -84,6 +84,19 @@
 //!   map's owner (the server, in the worker's cgroup) where a memory controller counts
 //!   them (this runner uses only the pids controller).
 //!
+//! - *Mounts.* A child that mounts nothing of its own and keeps no `CAP_SYS_ADMIN` after
+//!   its identity step joins its shared PID namespace's prepared mount namespace and stays
+//!   there instead of copying it (`Isolation::may_share_prepared_mounts`): without that
+//!   capability neither it nor anything it starts can mount, unmount or change
+//!   propagation there, so the next child joins exactly the namespace this one joined.
+//!   Any other child copies it as before.
+//! - *The bounding set.* Each `PR_CAPBSET_DROP` copies the credentials; a child dropped
+//!   about 40. When every child of a run clears its bounding set to what it keeps, the
+//!   runner starts the server keeping only the union of those
+//!   ([`crate::sandbox::privilege::bounding_kept_by`]): the server drops the rest once, at
+//!   its start (the same for every child, never changed after), and a child drops only
+//!   what is still there, ending with exactly its own set as before.
+//!
 //! The server is single-threaded, so cloning it is plain. It ends at the end of its socket
 //! (the runner's executor closes it after the lanes, or the runner died); its children die
 //! with it (parent-death signal). A server that fails is replaced; a probe whose server
@@ -695,7 +708,8 @@ fn launch(
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
-    let flags = libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some()));
+    let flags =
+        libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some()));
     // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it lives)
     // with `args`, which this frame keeps alive and unchanged until the child has exited.
     let pid = unsafe {

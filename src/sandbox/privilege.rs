@@ -353,7 +353,9 @@ pub fn caps_mask(names: &[String]) -> u64 {
 /// keep, when every one of them clears its bounding set to what it keeps (the clean
 /// channel with `CAP_SETPCAP`); `None` when any does not. Each child still drops what it
 /// does not keep, so each ends with exactly its own set.
-pub fn bounding_kept_by<'a>(children: impl IntoIterator<Item = &'a ChildPrivileges>) -> Option<u64> {
+pub fn bounding_kept_by<'a>(
+    children: impl IntoIterator<Item = &'a ChildPrivileges>,
+) -> Option<u64> {
     let mut keep = 0u64;
     for c in children {
         if !(c.applied && c.bounding_cleared) {
@@ -630,7 +632,10 @@ impl Isolation {
     ///
     /// # Safety
     /// Only in a cloned child, before its identity step.
-    pub unsafe fn join_prepared_mounts(&self, prepared: libc::c_int) -> Result<(), (SetupStep, i32)> {
+    pub unsafe fn join_prepared_mounts(
+        &self,
+        prepared: libc::c_int,
+    ) -> Result<(), (SetupStep, i32)> {
         // SAFETY: setns on a valid descriptor; this child only.
         if unsafe { libc::setns(prepared, libc::CLONE_NEWNS) } != 0 {
             return Err((SetupStep::Namespaces, errno()));

@@ -289,7 +289,10 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_retires_t
     assert!(r.timed_out, "{r:?}");
     assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM));
     assert!(helper::parse_line(&r.stdout.kept).is_none());
-    assert!(server.is_broken(), "a server retires after a child it did not see exit");
+    assert!(
+        server.is_broken(),
+        "a server retires after a child it did not see exit"
+    );
     drop((hang, server));
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
@@ -324,7 +327,11 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_retires_t
     let pid = server.pid();
     for i in 0..50 {
         let r = child::run_child(
-            &spec(request_limited(&d.join("file"), (i % 2 == 0).then_some(3)), d, Some(&server)),
+            &spec(
+                request_limited(&d.join("file"), (i % 2 == 0).then_some(3)),
+                d,
+                Some(&server),
+            ),
             Tracking::None,
         );
         let l = helper::parse_line(&r.stdout.kept).unwrap();
@@ -449,7 +456,10 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
         let (forked, executed) = (observe(Some(&server)), observe(None));
         assert_eq!(forked, executed, "round {round}: uid {uid} kept {kept:#x}");
         let by_keeping = observe(Some(&keeping));
-        assert_eq!(by_keeping, executed, "round {round}: kept {kept:#x} of {union:#x}");
+        assert_eq!(
+            by_keeping, executed,
+            "round {round}: kept {kept:#x} of {union:#x}"
+        );
         assert_eq!(forked.uid, uid);
         assert_eq!(forked.cap_eff, format!("{kept:016x}"), "round {round}");
         assert_eq!(forked.cap_bnd, format!("{kept:016x}"), "round {round}");
