@@ -22,6 +22,8 @@
 # stops there with that error; `benches/scale.sh 20000` measures the largest 50-profile
 # matrix that fits.
 #
+# Machine-readable: with KEEP=1, BENCH_DIR/m.txt keeps every measurement, one line each
+# (`NAME WALL_S MAXRSS_KIB`), and BENCH_DIR/p<N>/out/ the bundles (benches/table.sh reads them).
 # Usage: benches/scale.sh [N_BIG] [N_SMALL]   (defaults 100000 1000)
 # Env: RUNS (default 5), JOBS (default 2), BENCH_DIR (default: a fresh dir under target/),
 #      KEEP=1 keeps it, NEXUSMON_BIN (a binary to measure instead of building one). Needs python3, b3sum, /usr/bin/time.
