@@ -520,6 +520,26 @@ pub fn scan<T: DeserializeOwned>(
     shared: &SharedValues,
     each: &mut dyn FnMut(T) -> Result<()>,
 ) -> Result<(Digests, Result<u64>)> {
+    let (d, outcome) = scan_with(
+        reader,
+        path,
+        &mut |r| match for_each_line(r, path, shared, each) {
+            Err(e) if e.kind() != ErrorKind::Findings => Err(e),
+            other => Ok(other),
+        },
+    )?;
+    Ok((d, outcome?))
+}
+
+/// Read all of `reader` (the member at `path`) once: `read` consumes what it needs of it
+/// (parses a document from it, say), the rest is read only to be hashed. Returns the
+/// digests of every byte with what `read` returned. Memory is the reader's buffer and
+/// whatever `read` keeps, whatever the member's size.
+pub fn scan_with<R>(
+    reader: impl Read,
+    path: &Path,
+    read: &mut dyn FnMut(&mut dyn BufRead) -> R,
+) -> Result<(Digests, R)> {
     use sha2::Digest as _;
     let mut r = BufReader::with_capacity(
         256 * 1024,
@@ -530,10 +550,7 @@ pub fn scan<T: DeserializeOwned>(
             size: 0,
         },
     );
-    let outcome = match for_each_line(&mut r, path, shared, each) {
-        Err(e) if e.kind() != ErrorKind::Findings => return Err(e),
-        other => other,
-    };
+    let got = read(&mut r);
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let h = r.into_inner();
     Ok((
@@ -550,7 +567,7 @@ pub fn scan<T: DeserializeOwned>(
                     s
                 }),
         },
-        outcome,
+        got,
     ))
 }
 

@@ -200,6 +200,30 @@ impl BundleSource {
         }
     }
 
+    /// Member `rel` read once through `read` (see [`Bundle::scan_member`]): `None` when it
+    /// is not there (as for [`BundleSource::read`]); otherwise its digests (checked against
+    /// the index when strict) and what `read` returned. Memory is what `read` keeps.
+    pub fn scan_member<R>(
+        &self,
+        rel: &str,
+        read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+    ) -> Result<Option<(lines::Digests, R)>> {
+        if self.read_state(rel).is_none() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => b.scan_member(rel, read).map(Some),
+            Access::Unverified(u) => {
+                let Ok(f) = u.open(rel) else { return Ok(None) };
+                match lines::scan_with(f, &self.dir.join(rel), read) {
+                    Ok(got) => Ok(Some(got)),
+                    // As `read` does: an unverified member that cannot be read is absent.
+                    Err(_) => Ok(None),
+                }
+            }
+        }
+    }
+
     /// [`BundleSource::scan_lines`], a failing line an error: the number of lines, or
     /// `None` when the file is not there.
     pub fn for_each_line<T: serde::de::DeserializeOwned>(
