@@ -238,6 +238,25 @@ impl Bundle {
         Ok((d, outcome))
     }
 
+    /// Result file `rel` to be read a line at a time on demand, verified against the index
+    /// when [`lines::LineReader::finish`] is called.
+    pub fn line_reader(&self, rel: &str) -> Result<lines::LineReader<File>> {
+        let path = self.path(rel);
+        let entry = self.entry(rel).ok_or_else(|| {
+            if let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f)) {
+                return lines::refuse_v1(&self.path(old), old);
+            }
+            Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
+        })?;
+        let f = fsio::open_beneath(&self.dir_fd, rel)
+            .map_err(|e| Error::io("open bundle member", &path, e))?;
+        Ok(lines::LineReader::new(
+            f,
+            &path,
+            Some((entry.size, entry.blake3.clone())),
+        ))
+    }
+
     /// Read member `rel` once through `read` (which parses what it needs from the stream),
     /// hashing every byte and checking the digests against the index at the end (a
     /// mismatch is an error, and whatever `read` returned must be thrown away). Memory is

@@ -21,7 +21,7 @@ use super::pointers::PointerContext;
 use super::promotability::{self, DECISION_ARTIFACTS};
 use super::source::BundleSource;
 use crate::Result;
-use crate::bundle::lines::{self, SharedValues};
+use crate::bundle::lines;
 use crate::bundle::{
     BASELINE_RESULTS, LINE_RESULT_FILES, NORMALIZED_ROWS, ORACLE_RESULTS, PATH_WITNESSES,
     RESULT_FILES, RUNTIME_RESULTS,
@@ -417,51 +417,72 @@ fn preflight_input(p: &Parsed<ApplyPreflight>, summary: Option<&Summary>) -> Pre
 }
 
 /// Scan every JSON Lines result file of `src` once, a line at a time (memory: one line and
-/// the shared values) into `m`: the digests for its pointer and whether every line parsed;
-/// from the normalized rows, the task counts (`None` unless every row parsed).
+/// the shared values per file) into `m`: the digests for its pointer and whether every
+/// line parsed; from the normalized rows, the task counts (`None` unless every row parsed).
+/// The files are independent, so they are read in parallel (outcomes are taken in file
+/// order, so the first error is the one a sequential read would give).
 fn scan_line_files(src: &BundleSource, m: &mut Members) -> Result<Option<TaskCounts>> {
-    fn scan<T: serde::de::DeserializeOwned>(
-        src: &BundleSource,
-        rel: &str,
-        shared: &SharedValues,
-        each: &mut dyn FnMut(T) -> Result<()>,
-        m: &mut Members,
-    ) -> Result<bool> {
-        match src.scan_lines(rel, shared, each)? {
-            Some((d, outcome)) => {
-                let ok = outcome.is_ok();
-                m.digests.insert(rel.to_string(), d);
-                m.parsed.insert(rel.to_string(), ok);
-                Ok(ok)
+    type Scanned = Result<Option<(lines::Digests, Result<u64>)>>;
+    let shared = src.shared_values()?.unwrap_or_default();
+    let mut t = TaskCounts::default();
+    let (mut runtime, mut baseline, mut oracle, mut witnesses, mut rows): (
+        Option<Scanned>,
+        Option<Scanned>,
+        Option<Scanned>,
+        Option<Scanned>,
+        Option<Scanned>,
+    ) = (None, None, None, None, None);
+    rayon::scope(|s| {
+        let shared = &shared;
+        s.spawn(|_| {
+            runtime = Some(src.scan_lines::<Observation>(RUNTIME_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            baseline =
+                Some(src.scan_lines::<Observation>(BASELINE_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            oracle = Some(src.scan_lines::<OracleVerdict>(ORACLE_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            witnesses =
+                Some(src.scan_lines::<PathWitness>(PATH_WITNESSES, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            rows = Some(
+                src.scan_lines::<NormalizedRow>(NORMALIZED_ROWS, shared, &mut |r| {
+                    t.total += 1;
+                    let skipped = r
+                        .scenario
+                        .as_ref()
+                        .is_some_and(|c| c.outcome == Outcome::Skipped);
+                    if skipped {
+                        t.skipped += 1;
+                    } else if !r.mismatches.is_empty() {
+                        t.failed += 1;
+                    }
+                    Ok(())
+                }),
+            );
+        });
+    });
+    let mut rows_ok = false;
+    for (rel, got) in [
+        (RUNTIME_RESULTS, runtime),
+        (BASELINE_RESULTS, baseline),
+        (ORACLE_RESULTS, oracle),
+        (PATH_WITNESSES, witnesses),
+        (NORMALIZED_ROWS, rows),
+    ] {
+        if let Some((d, outcome)) = got.unwrap_or(Ok(None))? {
+            let ok = outcome.is_ok();
+            m.digests.insert(rel.to_string(), d);
+            m.parsed.insert(rel.to_string(), ok);
+            if rel == NORMALIZED_ROWS {
+                rows_ok = ok;
             }
-            None => Ok(false),
         }
     }
-    let shared = src.shared_values()?.unwrap_or_default();
-    scan::<Observation>(src, RUNTIME_RESULTS, &shared, &mut |_| Ok(()), m)?;
-    scan::<Observation>(src, BASELINE_RESULTS, &shared, &mut |_| Ok(()), m)?;
-    scan::<OracleVerdict>(src, ORACLE_RESULTS, &shared, &mut |_| Ok(()), m)?;
-    scan::<PathWitness>(src, PATH_WITNESSES, &shared, &mut |_| Ok(()), m)?;
-    let mut t = TaskCounts::default();
-    let rows_ok = scan::<NormalizedRow>(
-        src,
-        NORMALIZED_ROWS,
-        &shared,
-        &mut |r| {
-            t.total += 1;
-            let skipped = r
-                .scenario
-                .as_ref()
-                .is_some_and(|c| c.outcome == Outcome::Skipped);
-            if skipped {
-                t.skipped += 1;
-            } else if !r.mismatches.is_empty() {
-                t.failed += 1;
-            }
-            Ok(())
-        },
-        m,
-    )?;
     Ok(rows_ok.then_some(t))
 }
 

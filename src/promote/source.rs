@@ -224,6 +224,22 @@ impl BundleSource {
         }
     }
 
+    /// Result file `rel` to be read a line at a time on demand (see
+    /// [`lines::LineReader`]; checked against the index at its `finish` when strict):
+    /// `None` when it is not there.
+    pub fn line_reader(&self, rel: &str) -> Result<Option<lines::LineReader<std::fs::File>>> {
+        if self.read_state(rel).is_none() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => b.line_reader(rel).map(Some),
+            Access::Unverified(u) => Ok(u
+                .open(rel)
+                .ok()
+                .map(|f| lines::LineReader::new(f, &self.dir.join(rel), None))),
+        }
+    }
+
     /// [`BundleSource::scan_lines`], a failing line an error: the number of lines, or
     /// `None` when the file is not there.
     pub fn for_each_line<T: serde::de::DeserializeOwned>(
