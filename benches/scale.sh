@@ -114,3 +114,9 @@ lb, ls, jl = med("lint-big", 0), med("lint-small", 0), med("json-load", 0)
 print(f"4. plan-lint {big:,}: {lb:.2f} s = {lb / (big / 10000):.3f} s per 10,000 scenarios, {mib(med('lint-big', 1)):.1f} MiB peak; "
       f"plan-lint {small:,}: {ls:.2f} s, {mib(med('lint-small', 1)):.1f} MiB; python json.load of the {big:,} plan: {jl:.2f} s, {mib(med('json-load', 1)):.1f} MiB (ratio {lb / jl:.1f}x)")
 PY
+
+# 5. The other readers of a bundle (benches/stream.sh: validate-bundle, emit-promotion,
+#    summarize-ops, promote, report, diff; wall, CPU, peak RSS against b3sum), on both
+#    bundles, one figure per line.
+STREAM_LIB=1 . benches/stream.sh
+NEXUSMON_BIN=$BIN stream_bench "$small_bundle" "$big_bundle"

@@ -86,14 +86,14 @@ impl Members {
         fn doc<T: DeserializeOwned>(r: &mut dyn BufRead) -> Option<T> {
             serde_json::from_reader(r).ok()
         }
-        fn parsed<T>(got: Option<Option<T>>) -> Parsed<T> {
+        /// A member that is there: parsed or not.
+        fn parsed<T>(got: Option<T>) -> Parsed<T> {
             match got {
-                None => Parsed::default(),
-                Some(None) => Parsed {
+                None => Parsed {
                     state: InputState::Unreadable,
                     value: None,
                 },
-                Some(Some(v)) => Parsed {
+                Some(v) => Parsed {
                     state: InputState::Present,
                     value: Some(v),
                 },
@@ -112,20 +112,20 @@ impl Members {
             "run_manifest.json" => {
                 src.scan_member(rel, &mut |r| doc::<ManifestFacts>(r))?
                     .map(|(d, v)| {
-                        self.manifest = parsed(Some(v));
+                        self.manifest = parsed(v);
                         d
                     })
             }
             "apply_preflight.json" => src
                 .scan_member(rel, &mut |r| doc::<ApplyPreflight>(r))?
                 .map(|(d, v)| {
-                    self.preflight = parsed(Some(v));
+                    self.preflight = parsed(v);
                     d
                 }),
             "summary.json" => src
                 .scan_member(rel, &mut |r| doc::<Summary>(r))?
                 .map(|(d, v)| {
-                    self.summary = parsed(Some(v));
+                    self.summary = parsed(v);
                     d
                 }),
             "expected_matrix.json" => src
@@ -422,16 +422,16 @@ fn preflight_input(p: &Parsed<ApplyPreflight>, summary: Option<&Summary>) -> Pre
 /// The files are independent, so they are read in parallel (outcomes are taken in file
 /// order, so the first error is the one a sequential read would give).
 fn scan_line_files(src: &BundleSource, m: &mut Members) -> Result<Option<TaskCounts>> {
-    type Scanned = Result<Option<(lines::Digests, Result<u64>)>>;
+    type Scanned = Option<Result<Option<(lines::Digests, Result<u64>)>>>;
     let shared = src.shared_values()?.unwrap_or_default();
     let mut t = TaskCounts::default();
-    let (mut runtime, mut baseline, mut oracle, mut witnesses, mut rows): (
-        Option<Scanned>,
-        Option<Scanned>,
-        Option<Scanned>,
-        Option<Scanned>,
-        Option<Scanned>,
-    ) = (None, None, None, None, None);
+    let [
+        mut runtime,
+        mut baseline,
+        mut oracle,
+        mut witnesses,
+        mut rows,
+    ]: [Scanned; 5] = Default::default();
     rayon::scope(|s| {
         let shared = &shared;
         s.spawn(|_| {

@@ -122,24 +122,29 @@ fn merge_rows(
     nb: &Normalizer,
     out: &mut Vec<Change>,
 ) -> Result<bool> {
+    /// The next row, or `Unsorted` when its id is not above the previous one.
+    enum Pulled {
+        Row(Option<Box<NormalizedRow>>),
+        Unsorted,
+    }
     fn pull(
         next: &mut dyn FnMut() -> Result<Option<NormalizedRow>>,
         last: &mut Option<String>,
-    ) -> Result<Option<Option<NormalizedRow>>> {
+    ) -> Result<Pulled> {
         let r = next()?;
         if let Some(r) = &r {
             if last.as_deref().is_some_and(|l| l >= r.scenario_id.as_str()) {
-                return Ok(None);
+                return Ok(Pulled::Unsorted);
             }
             *last = Some(r.scenario_id.clone());
         }
-        Ok(Some(r))
+        Ok(Pulled::Row(r.map(Box::new)))
     }
     let (mut la, mut lb) = (None, None);
-    let Some(mut x) = pull(next_a, &mut la)? else {
+    let Pulled::Row(mut x) = pull(next_a, &mut la)? else {
         return Ok(false);
     };
-    let Some(mut y) = pull(next_b, &mut lb)? else {
+    let Pulled::Row(mut y) = pull(next_b, &mut lb)? else {
         return Ok(false);
     };
     loop {
@@ -170,13 +175,13 @@ fn merge_rows(
             },
         };
         if adv_a {
-            let Some(r) = pull(next_a, &mut la)? else {
+            let Pulled::Row(r) = pull(next_a, &mut la)? else {
                 return Ok(false);
             };
             x = r;
         }
         if adv_b {
-            let Some(r) = pull(next_b, &mut lb)? else {
+            let Pulled::Row(r) = pull(next_b, &mut lb)? else {
                 return Ok(false);
             };
             y = r;

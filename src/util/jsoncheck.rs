@@ -147,6 +147,11 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for CheckMa
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::format_push_string,
+    clippy::unwrap_used
+)]
 mod tests {
     use std::collections::BTreeMap;
 

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::many_single_char_names,
+    clippy::unwrap_used
+)]
+
 //! The streaming views accept exactly what the full types accept, and keep the same facts:
 //! seeded random mutations of full documents.
 
