@@ -352,7 +352,8 @@ impl Plan {
 
 /// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
 pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
-    let (doc, plan): (Document, Plan) = load_typed(path)?;
+    let doc = Document::load_plan(path)?;
+    let plan: Plan = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
     check_version(path, plan.schema_version)?;
     match (plan.kind, &plan.mission) {
         (PlanKind::Mission, None) => {
