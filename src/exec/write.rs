@@ -149,7 +149,11 @@ fn write_manifest(
                             &inner,
                             b'{',
                             row.iter().map(|(probe, e)| {
-                                Ok(format!("{}: {}", quoted(probe.as_str()), quoted(e.as_str())))
+                                Ok(format!(
+                                    "{}: {}",
+                                    quoted(probe.as_str()),
+                                    quoted(e.as_str())
+                                ))
                             }),
                         )?;
                         Ok(format!(

@@ -61,7 +61,11 @@ fn write_node(
     if let Some((_, fill)) = fills.iter_mut().find(|(p, _)| *p == pointer.as_str()) {
         return fill(out, indent);
     }
-    let below = |p: &str| p.len() > pointer.len() && p.starts_with(pointer.as_str()) && p.as_bytes()[pointer.len()] == b'/';
+    let below = |p: &str| {
+        p.len() > pointer.len()
+            && p.starts_with(pointer.as_str())
+            && p.as_bytes()[pointer.len()] == b'/'
+    };
     let on_path = fills.iter().any(|(p, _)| below(p));
     match v {
         Value::Object(m) if on_path && !m.is_empty() => {
@@ -201,7 +205,11 @@ mod tests {
                                     Ok(format!("{}: {}", Value::String(k.clone()), pretty(v, "")))
                                 }),
                             )?;
-                            Ok(format!("{}: {}", Value::String(k.clone()), String::from_utf8(body).unwrap()))
+                            Ok(format!(
+                                "{}: {}",
+                                Value::String(k.clone()),
+                                String::from_utf8(body).unwrap()
+                            ))
                         }),
                     )
                 }),
@@ -209,7 +217,12 @@ mod tests {
             (
                 "/a~0",
                 Box::new(|o: &mut dyn std::io::Write, ind: &str| {
-                    pretty_seq(o, ind, b'[', ["x", "y"].iter().map(|x| Ok(pretty(&json!(x), ""))))
+                    pretty_seq(
+                        o,
+                        ind,
+                        b'[',
+                        ["x", "y"].iter().map(|x| Ok(pretty(&json!(x), ""))),
+                    )
                 }),
             ),
             (

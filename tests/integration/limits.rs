@@ -982,30 +982,51 @@ fn matrix_project(profiles: usize, probes: usize, format: &str) -> Project {
     let probe_map: serde_json::Map<String, Value> = probe_ids
         .iter()
         .map(|id| {
-            let target = if id.ends_with('7') { "/etc/hostname" } else { "/usr/lib/os-release" };
-            (id.clone(), json!({"operation": "file-read", "target": target}))
+            let target = if id.ends_with('7') {
+                "/etc/hostname"
+            } else {
+                "/usr/lib/os-release"
+            };
+            (
+                id.clone(),
+                json!({"operation": "file-read", "target": target}),
+            )
         })
         .collect();
     let profile = json!({"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [
         {"path": "/usr", "access": ["read"]}]}}});
     let prof_ids: Vec<String> = (0..profiles).map(|i| format!("ro-{i:03}")).collect();
-    let prof_map: serde_json::Map<String, Value> =
-        prof_ids.iter().map(|id| (id.clone(), profile.clone())).collect();
+    let prof_map: serde_json::Map<String, Value> = prof_ids
+        .iter()
+        .map(|id| (id.clone(), profile.clone()))
+        .collect();
     for (name, body) in [
         ("probes.json", json!({"probes": probe_map})),
         ("profiles.json", json!({"profiles": prof_map})),
     ] {
         let mut doc = json!({"schema_version": 1, "registry_id": "r"});
-        doc.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        doc.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
         std::fs::write(p.path(&format!("registry/r/{name}")), doc.to_string()).unwrap();
     }
-    let expect = |probe: &str| if probe.ends_with('7') { "deny" } else { "allow" };
+    let expect = |probe: &str| {
+        if probe.ends_with('7') {
+            "deny"
+        } else {
+            "allow"
+        }
+    };
     let mut text = String::new();
     if format == "json" {
         text.push_str(
             "{\"schema_version\": 1, \"plan_id\": \"m\", \"kind\": \"experiment\", \"registry_id\": \"r\",\n",
         );
-        let _ = writeln!(text, " \"profiles\": {},", serde_json::to_string(&prof_ids).unwrap());
+        let _ = writeln!(
+            text,
+            " \"profiles\": {},",
+            serde_json::to_string(&prof_ids).unwrap()
+        );
         text.push_str(" \"execution\": {\"timeout_ms\": 5000},\n \"scenarios\": {\n");
         for (i, prof) in prof_ids.iter().enumerate() {
             let _ = write!(text, "  \"{prof}\": {{");
@@ -1031,45 +1052,54 @@ fn matrix_project(profiles: usize, probes: usize, format: &str) -> Project {
     p
 }
 
-/// `run --dry --json` of one scenario of the plan: the run-start event (plan digest and the
-/// number of scenarios selected).
-fn dry_start(p: &Project, plan: &str, scenario: &str) -> Value {
-    let r = p.nx(&["run", "--plan", plan, "--dry", "--json", "--only-scenario", scenario]);
-    r.code(0);
-    serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap()
-}
-
 #[test]
 fn a_plan_of_220_000_scenarios_lints_and_loads_and_reads_the_same_in_json_and_yaml() {
     // Over the values budget (MAX_NODES) many times, within the plan's matrix budget.
     let (profiles, probes) = (110, 2_000);
     let n = (profiles * probes) as u64;
+    let p = matrix_project(profiles, probes, "json");
+    let m = nx_measured(
+        p.root(),
+        &["plan-lint", "--format", "json", "plans/m/plan.json"],
+    );
+    let out = String::from_utf8_lossy(&m.stdout);
+    assert_eq!(m.status, 0, "{out}{}", m.stderr_text());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"], 0, "{out}");
+    assert!(!out.contains("NX014"), "{out}");
+    eprintln!(
+        "plan-lint of {n} scenarios: {:?}, peak RSS {} KiB",
+        m.wall, m.max_rss_kib
+    );
+    // Loaded: every scenario listed, and one of them selected and predicted.
+    let r = p.nx(&["list-plans", "--json"]);
+    r.code(0);
+    let rows: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows[0]["scenarios"], n, "{}", r.stdout);
+    assert_eq!(rows[0]["profiles"], profiles as u64);
+    assert!(rows[0]["error"].is_null(), "{}", r.stdout);
     let mut digests = Vec::new();
     for format in ["json", "yaml"] {
-        let p = matrix_project(profiles, probes, format);
+        let q = if format == "json" {
+            None
+        } else {
+            Some(matrix_project(profiles, probes, format))
+        };
         let plan = format!("plans/m/plan.{format}");
-        let m = nx_measured(p.root(), &["plan-lint", "--format", "json", &plan]);
-        let out = String::from_utf8_lossy(&m.stdout);
-        assert_eq!(m.status, 0, "{format}: {out}{}", m.stderr_text());
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["errors"], 0, "{out}");
-        assert!(!out.contains("NX014"), "{out}");
-        eprintln!(
-            "plan-lint of {n} scenarios ({format}): {:?}, peak RSS {} KiB",
-            m.wall, m.max_rss_kib
-        );
-        // Loaded: every scenario listed, and one of them selected and predicted.
-        let r = p.nx(&["list-plans", "--json"]);
+        let r = q.as_ref().unwrap_or(&p).nx(&[
+            "run",
+            "--plan",
+            &plan,
+            "--dry",
+            "--json",
+            "--only-scenario",
+            "ro-109:p01997",
+        ]);
         r.code(0);
-        let rows: Value = serde_json::from_str(&r.stdout).unwrap();
-        assert_eq!(rows[0]["scenarios"], n, "{}", r.stdout);
-        assert_eq!(rows[0]["profiles"], profiles as u64);
-        assert!(rows[0]["error"].is_null(), "{}", r.stdout);
-        let start = dry_start(&p, &plan, "ro-109:p01997");
+        let start: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
         assert_eq!(start["scenarios"], 1, "{start}");
-        digests.push(start["plan_digest"].as_str().unwrap().to_string());
-        let r = p.nx(&["run", "--plan", &plan, "--dry", "--json", "--only-scenario", "ro-109:p01997"]);
         assert!(r.stdout.contains("\"expected\":\"deny\""), "{}", r.stdout);
+        digests.push(start["plan_digest"].as_str().unwrap().to_string());
     }
     // The same matrix written in either syntax is the same plan.
     assert_eq!(digests[0], digests[1]);
@@ -1106,7 +1136,11 @@ fn plan_matrix_bombs_are_refused_naming_the_file_and_line() {
     numbers.push_str("\"z\": 0}}}");
     let cases = [
         ("plans/b1/plan.yaml", aliased, "more than 50000 values"),
-        ("plans/b2/plan.yaml", scalar_aliases, "more than 50000 values"),
+        (
+            "plans/b2/plan.yaml",
+            scalar_aliases,
+            "more than 50000 values",
+        ),
         ("plans/b3/plan.json", numbers, "more than 50000 values"),
     ];
     for (rel, text, what) in &cases {
@@ -1121,22 +1155,39 @@ fn plan_matrix_bombs_are_refused_naming_the_file_and_line() {
         assert!(f["line"].as_u64().unwrap() >= 7, "{rel}: {f}");
         let r = p.nx(&["run", "--plan", rel, "--out", "out", "--dry"]);
         r.code(2);
-        assert!(r.stderr.contains(rel) && r.stderr.contains(what), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(rel) && r.stderr.contains(what),
+            "{}",
+            r.stderr
+        );
         assert!(!p.path("out").exists());
     }
     let m = nx_measured(p.root(), &["plan-lint", "--format", "json", cases[0].0]);
     let v: Value = serde_json::from_slice(&m.stdout).unwrap();
     let line = v["findings"][0]["line"].as_u64().unwrap();
-    assert!(line > 2_007 && line <= alias_line as u64, "refused at line {line}");
+    assert!(
+        line > 2_007 && line <= alias_line as u64,
+        "refused at line {line}"
+    );
     // A plan file over the plan size limit (64 MiB) is refused from its size.
     let big = p.path("plans/big/plan.json");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
     sparse(&big, b"{", 64 * 1024 * 1024 + 1);
-    let m = nx_measured(p.root(), &["plan-lint", "--format", "json", "plans/big/plan.json"]);
+    let m = nx_measured(
+        p.root(),
+        &["plan-lint", "--format", "json", "plans/big/plan.json"],
+    );
     within_budget(&m, "a 64 MiB plan");
     let out = String::from_utf8_lossy(&m.stdout);
-    assert!(out.contains("NX014") && out.contains("the limit for a plan file"), "{out}");
+    assert!(
+        out.contains("NX014") && out.contains("the limit for a plan file"),
+        "{out}"
+    );
     let r = p.nx(&["run", "--plan", "plans/big/plan.json", "--dry"]);
     r.code(2);
-    assert!(r.stderr.contains("plans/big/plan.json") && r.stderr.contains("67108864"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("plans/big/plan.json") && r.stderr.contains("67108864"),
+        "{}",
+        r.stderr
+    );
 }
