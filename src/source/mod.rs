@@ -434,6 +434,8 @@ fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     const JSON: &str = "{\n  \"a\": [1, {\"b\": \"x\"}],\n  \"c/d\": true\n}\n";
@@ -482,15 +484,15 @@ mod tests {
             if pr > 0 {
                 j.push(',');
             }
-            j.push_str(&format!("\n \"prof-{pr}\": {{"));
-            y.push_str(&format!("  prof-{pr}:\n"));
+            let _ = write!(j, "\n \"prof-{pr}\": {{");
+            let _ = writeln!(y, "  prof-{pr}:");
             for pb in 0..probes {
                 let v = if pb % 2 == 0 { "allow" } else { "deny" };
                 if pb > 0 {
                     j.push(',');
                 }
-                j.push_str(&format!("\n  \"p{pb}\": \"{v}\""));
-                y.push_str(&format!("    p{pb}: {v}\n"));
+                let _ = write!(j, "\n  \"p{pb}\": \"{v}\"");
+                let _ = writeln!(y, "    p{pb}: {v}");
             }
             j.push_str(",\n  \"n\": 7, \"o\": {\"k\": \"v\"}, \"e\\u0041\": \"\\u0064eny\"}");
             y.push_str("    n: 7\n    o: {k: v}\n    \"e\\u0041\": \"\\u0064eny\"\n");
@@ -543,17 +545,17 @@ mod tests {
         // entries included, so the aliases stop there.
         let mut y = String::from("schema_version: 1\nscenarios:\n  p0: &m\n");
         for pb in 0..2_000 {
-            y.push_str(&format!("    p{pb}: allow\n"));
+            let _ = writeln!(y, "    p{pb}: allow");
         }
         for pr in 1..40 {
-            y.push_str(&format!("  p{pr}: *m\n"));
+            let _ = writeln!(y, "  p{pr}: *m");
         }
         let e = Document::parse_plan("p.yaml", y).unwrap_err();
         assert_eq!(e.limit, Some(Exceeded::Nodes), "{}", e.message);
         // Literal entries that are not strings are values, not entries.
         let mut j = String::from("{\"scenarios\": {\"p\": {");
         for pb in 0..30_000 {
-            j.push_str(&format!("\"p{pb}\": {pb},"));
+            let _ = write!(j, "\"p{pb}\": {pb},");
         }
         j.push_str("\"z\": 0}}}");
         let e = Document::parse_plan("p.json", j).unwrap_err();
@@ -561,7 +563,7 @@ mod tests {
         // Only the root's `scenarios` is a matrix.
         let mut j = String::from("{\"other\": {\"p\": {");
         for pb in 0..30_000 {
-            j.push_str(&format!("\"p{pb}\": \"allow\","));
+            let _ = write!(j, "\"p{pb}\": \"allow\",");
         }
         j.push_str("\"z\": \"deny\"}}}");
         let e = Document::parse_plan("p.json", j).unwrap_err();

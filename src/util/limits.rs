@@ -50,7 +50,7 @@ pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 /// [`MAX_NODES`]). Only literal text counts here: a YAML alias is charged its full copy to
 /// [`MAX_NODES`] and [`MAX_EXPANDED_BYTES`], matrix entries included, so this budget
 /// admits no amplification, and the file size bounds it ([`MAX_PLAN_BYTES`]).
-pub const MAX_PLAN_ENTRIES: usize = 2_000_000;
+pub const MAX_PLAN_ENTRIES: usize = 1_000_000;
 
 /// Deepest nesting of lists and mappings (every nesting level costs a stack frame in the
 /// parsers and the typed readers).

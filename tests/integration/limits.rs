@@ -1122,7 +1122,7 @@ fn plan_matrix_bombs_are_refused_naming_the_file_and_line() {
     for i in 1..40 {
         let _ = writeln!(aliased, "  ro-{i:03}: *m");
     }
-    let alias_line = 2_000 + 7 + 25; // the first alias over 50,000 values
+    let alias_line: u64 = 2_000 + 7 + 25; // the first alias over 50,000 values
     // An anchored expectation copied by aliases: each copy is a value.
     let mut scalar_aliases = format!("{head}  ro-000:\n    p00000: &e allow\n");
     for i in 1..60_000 {
@@ -1165,10 +1165,7 @@ fn plan_matrix_bombs_are_refused_naming_the_file_and_line() {
     let m = nx_measured(p.root(), &["plan-lint", "--format", "json", cases[0].0]);
     let v: Value = serde_json::from_slice(&m.stdout).unwrap();
     let line = v["findings"][0]["line"].as_u64().unwrap();
-    assert!(
-        line > 2_007 && line <= alias_line as u64,
-        "refused at line {line}"
-    );
+    assert!(line > 2_007 && line <= alias_line, "refused at line {line}");
     // A plan file over the plan size limit (64 MiB) is refused from its size.
     let big = p.path("plans/big/plan.json");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
