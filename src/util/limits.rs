@@ -11,6 +11,10 @@
 //!   YAML parsers of [`crate::source`], through [`Budget`]; YAML aliases are charged the full
 //!   size of the value they copy *before* it is copied, so an alias bomb stops at the first
 //!   alias that would exceed the budget, naming its line;
+//! - [`MAX_PLAN_BYTES`], [`MAX_PLAN_ENTRIES`]: the same readers for a plan file
+//!   ([`crate::source::Document::load_plan`], lint's plan input, `list-plans`, `missions`,
+//!   the cockpit), through [`Budget::plan`]: a plan's scenario matrix may be far larger
+//!   than the values budget, every other part of it may not;
 //! - [`MAX_FINDINGS_PER_FILE`]: lint, so the findings (and their rendering) of one file stay
 //!   bounded however many problems a large file has;
 //! - [`MAX_EXTENDS_DEPTH`], [`MAX_INHERITED_RULES`]: profile resolution (`extends`), so a
