@@ -17,11 +17,11 @@
 # of RUNS runs (default 5); the 100k run itself is made once (a few minutes at the
 # machine's rate of children) and its bundle reused, the 1k run RUNS times.
 #
-# Today a 100,000-scenario plan (about 200,000 JSON values) is refused by the input budget
-# (`util::limits::MAX_NODES`, 50,000 values per file: NX014, exit 2), so the default run
-# stops there with that error; `benches/scale.sh 20000` measures the largest 50-profile
-# matrix that fits.
+# Output: one figure per line, `name: value unit` (names below), after a header line; the
+# per-file breakdown of the big bundle follows as `bundle_file <name>: <bytes> B/scenario`.
 #
+# Machine-readable: with KEEP=1, BENCH_DIR/m.txt keeps every measurement, one line each
+# (`NAME WALL_S MAXRSS_KIB`), and BENCH_DIR/p<N>/out/ the bundles (benches/table.sh reads them).
 # Usage: benches/scale.sh [N_BIG] [N_SMALL]   (defaults 100000 1000)
 # Env: RUNS (default 5), JOBS (default 2), BENCH_DIR (default: a fresh dir under target/),
 #      KEEP=1 keeps it, NEXUSMON_BIN (a binary to measure instead of building one). Needs python3, b3sum, /usr/bin/time.
@@ -96,21 +96,47 @@ med = lambda name, i: statistics.median(x[i] for x in m[name])
 mib = lambda kib: kib / 1024
 def size(d):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
-print(f"scenarios: {big:,} (50 profiles x {big // 50:,} builtin probes) vs {small:,}; medians of {len(m['validate'])} runs")
+print(f"# scenarios {big} (50 profiles x {big // 50} builtin probes) vs {small}; medians of {len(m['validate'])} runs")
+def fig(name, value, unit=""):
+    print(f"{name}: {value}{(' ' + unit) if unit else ''}")
 rb, rs = med("run-big", 1), med("run-small", 1)
-print(f"1. peak RSS, run {big:,}: {mib(rb):.1f} MiB; run {small:,}: {mib(rs):.1f} MiB; ratio {rb / rs:.2f} (target <= 1.5, and < 64 MiB)")
-print(f"   run wall: {big:,}: {med('run-big', 0):.1f} s ({2 * big / med('run-big', 0):,.0f} children/s); {small:,}: {med('run-small', 0):.2f} s")
+fig("run_peak_rss_big", f"{mib(rb):.1f}", "MiB")
+fig("run_peak_rss_small", f"{mib(rs):.1f}", "MiB")
+fig("run_peak_rss_ratio", f"{rb / rs:.2f}", "(target <= 1.5, and big < 64 MiB)")
+fig("run_wall_big", f"{med('run-big', 0):.1f}", "s")
+fig("run_children_per_s_big", f"{2 * big / med('run-big', 0):.0f}")
+fig("run_wall_small", f"{med('run-small', 0):.2f}", "s")
 bb, bs = size(big_b), size(small_b)
-print(f"2. bundle bytes per scenario, {big:,}: {bb / big:,.0f} ({bb / 1e6:.1f} MB); {small:,}: {bs / small:,.0f} (target <= 1,200)")
+fig("bundle_bytes_per_scenario_big", f"{bb / big:.0f}", "B (target <= 1200)")
+fig("bundle_bytes_big", bb, "B")
+fig("bundle_bytes_per_scenario_small", f"{bs / small:.0f}", "B")
 for f in sorted(os.listdir(big_b)):
     p = os.path.join(big_b, f)
     if os.path.isfile(p):
-        print(f"     {f:34} {os.path.getsize(p) / big:8.1f} B/scenario")
-b3 = med("b3sum", 0), med("b3sum", 1)
-for name, what in (("validate", "validate-bundle"), ("emit", "emit-promotion")):
+        fig(f"bundle_file {f}", f"{os.path.getsize(p) / big:.1f}", "B/scenario")
+b3w, b3r = med("b3sum", 0), med("b3sum", 1)
+fig("b3sum_wall", f"{b3w:.2f}", "s")
+fig("b3sum_peak_rss", f"{mib(b3r):.1f}", "MiB")
+for name, what in (("validate", "validate_bundle"), ("emit", "emit_promotion")):
     w, r = med(name, 0), med(name, 1)
-    print(f"3. {what} on the {big:,} bundle: {w:.2f} s, {mib(r):.1f} MiB peak; b3sum --check: {b3[0]:.2f} s, {mib(b3[1]):.1f} MiB; time ratio {w / b3[0]:.2f}x, RSS ratio {r / b3[1]:.2f}x")
+    fig(f"{what}_wall", f"{w:.2f}", "s")
+    fig(f"{what}_peak_rss", f"{mib(r):.1f}", "MiB")
+    fig(f"{what}_wall_vs_b3sum", f"{w / b3w:.2f}", "x")
+    fig(f"{what}_rss_vs_b3sum", f"{r / b3r:.2f}", "x")
 lb, ls, jl = med("lint-big", 0), med("lint-small", 0), med("json-load", 0)
-print(f"4. plan-lint {big:,}: {lb:.2f} s = {lb / (big / 10000):.3f} s per 10,000 scenarios, {mib(med('lint-big', 1)):.1f} MiB peak; "
-      f"plan-lint {small:,}: {ls:.2f} s, {mib(med('lint-small', 1)):.1f} MiB; python json.load of the {big:,} plan: {jl:.2f} s, {mib(med('json-load', 1)):.1f} MiB (ratio {lb / jl:.1f}x)")
+fig("plan_lint_wall_big", f"{lb:.2f}", "s")
+fig("plan_lint_wall_per_10k_big", f"{lb / (big / 10000):.3f}", "s (target well under 1)")
+fig("plan_lint_peak_rss_big", f"{mib(med('lint-big', 1)):.1f}", "MiB")
+fig("plan_lint_wall_small", f"{ls:.2f}", "s")
+fig("plan_lint_peak_rss_small", f"{mib(med('lint-small', 1)):.1f}", "MiB")
+fig("json_load_wall_big", f"{jl:.2f}", "s")
+fig("json_load_peak_rss_big", f"{mib(med('json-load', 1)):.1f}", "MiB")
+fig("plan_lint_vs_json_load_wall", f"{lb / jl:.1f}", "x")
+fig("plan_lint_big_vs_small_wall", f"{lb / ls:.1f}", "x")
 PY
+
+# 5. The other readers of a bundle (benches/stream.sh: validate-bundle, emit-promotion,
+#    summarize-ops, promote, report, diff; wall, CPU, peak RSS against b3sum), on both
+#    bundles, one figure per line.
+STREAM_LIB=1 . benches/stream.sh
+NEXUSMON_BIN=$BIN stream_bench "$small_bundle" "$big_bundle"

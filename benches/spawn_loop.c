@@ -1,11 +1,17 @@
 /* A bare spawn loop, for benches/probes.sh: N children of PROGRAM, one after the other,
- * each started with posix_spawn with its stdout and stderr in files of its own under DIR,
- * and waited for. Usage: spawn_loop N DIR PROGRAM. Run one per core. */
+ * each started with posix_spawn in a directory of its own (DIR/<i>, created here, its
+ * working directory) with its stdout and stderr in files of its own there, and waited
+ * for. What nexusmon writes per exec child is one such directory (its scratch directory,
+ * under /dev/shm by default) and a log only for non-empty output, so DIR belongs on the
+ * same filesystem (probes.sh uses /dev/shm): on ext4 the files' creation and the journal
+ * make this loop's own time vary several-fold with the disk's other work.
+ * Usage: spawn_loop N DIR PROGRAM. Run one per core. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -16,15 +22,21 @@ int main(int argc, char **argv) {
         return 2;
     }
     int n = atoi(argv[1]);
-    char out[4096], err[4096];
+    char dir[4096], out[4200], err[4200];
     char *args[] = {argv[3], NULL};
     for (int i = 0; i < n; i++) {
-        snprintf(out, sizeof out, "%s/%d.stdout", argv[2], i);
-        snprintf(err, sizeof err, "%s/%d.stderr", argv[2], i);
+        snprintf(dir, sizeof dir, "%s/%d", argv[2], i);
+        snprintf(out, sizeof out, "%s/stdout", dir);
+        snprintf(err, sizeof err, "%s/stderr", dir);
+        if (mkdir(dir, 0755)) {
+            perror(dir);
+            return 1;
+        }
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addchdir_np(&fa, dir);
         pid_t p;
         int st;
         if (posix_spawn(&p, argv[3], &fa, NULL, args, environ) || waitpid(p, &st, 0) != p ||

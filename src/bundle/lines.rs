@@ -358,6 +358,46 @@ impl SharedValues {
         self.values.is_empty()
     }
 
+    /// Take the ids a line lists under [`SHARED_KEY`] out of it and return the shared
+    /// values they name, to be read in place beside the line's own members: the errors of
+    /// [`SharedValues::expand`] (an unknown id; a key in the line and in a value, or in two
+    /// values).
+    pub fn groups<'a>(
+        &'a self,
+        line: &mut Map<String, Value>,
+        what: &str,
+    ) -> Result<Vec<&'a Map<String, Value>>> {
+        let Some(ids) = line.remove(SHARED_KEY) else {
+            return Ok(Vec::new());
+        };
+        let Some(ids) = ids.as_array() else {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!("{what}: `{SHARED_KEY}` is not a list"),
+            ));
+        };
+        let mut out: Vec<&Map<String, Value>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = id.as_str().unwrap_or_default();
+            let Some(obj) = self.values.get(id) else {
+                return Err(Error::new(
+                    ErrorKind::Findings,
+                    format!("{what}: shared value `{id}` is not in {SHARED_FILE}"),
+                ));
+            };
+            for k in obj.keys() {
+                if line.contains_key(k) || out.iter().any(|g| g.contains_key(k)) {
+                    return Err(Error::new(
+                        ErrorKind::Findings,
+                        format!("{what}: `{k}` is both in the line and in shared value `{id}`"),
+                    ));
+                }
+            }
+            out.push(obj);
+        }
+        Ok(out)
+    }
+
     /// Merge the shared values a line lists back into it. An unknown id, or a key the line
     /// also has, is an error (`what` names the line).
     pub fn expand(&self, line: &mut Map<String, Value>, what: &str) -> Result<()> {
@@ -417,27 +457,50 @@ pub fn for_each_line<T: DeserializeOwned>(
             )
             .with_path(path));
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        if let Some(item) = parse_line(&buf, n, path, shared)? {
+            each(item)?;
         }
-        let what = format!("line {n}");
-        let parsed = serde_json::from_slice::<Value>(&buf).map_err(|e| {
-            Error::new(
-                ErrorKind::Findings,
-                format!("{what} does not parse as JSON"),
-            )
-            .with_path(path)
-            .with_source(e)
-        })?;
-        let Value::Object(mut obj) = parsed else {
-            return Err(
-                Error::new(ErrorKind::Findings, format!("{what} is not an object")).with_path(path),
-            );
-        };
-        shared
-            .expand(&mut obj, &what)
-            .map_err(|e| e.with_path(path))?;
-        let item = serde_path_to_error::deserialize(Value::Object(obj)).map_err(|e| {
+    }
+}
+
+/// Line `n` of the result file at `path` (its bytes, without the newline) as `T`, expanded
+/// with `shared`; `None` for a blank line.
+fn parse_line<T: DeserializeOwned>(
+    buf: &[u8],
+    n: u64,
+    path: &Path,
+    shared: &SharedValues,
+) -> Result<Option<T>> {
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let what = format!("line {n}");
+    let parsed = serde_json::from_slice::<Value>(buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Findings,
+            format!("{what} does not parse as JSON"),
+        )
+        .with_path(path)
+        .with_source(e)
+    })?;
+    let Value::Object(mut obj) = parsed else {
+        return Err(
+            Error::new(ErrorKind::Findings, format!("{what} is not an object")).with_path(path),
+        );
+    };
+    let groups = shared
+        .groups(&mut obj, &what)
+        .map_err(|e| e.with_path(path))?;
+    let item = expanded::<T>(&obj, &groups).or_else(|_| {
+        // Only for the message: the same deserialization again, tracking the path.
+        let entries = obj
+            .iter()
+            .chain(groups.iter().flat_map(|g| g.iter()))
+            .map(|(k, v)| (k.as_str(), v));
+        serde_path_to_error::deserialize(
+            serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries),
+        )
+        .map_err(|e| {
             let at = e.path().to_string();
             Error::new(
                 ErrorKind::Findings,
@@ -445,9 +508,22 @@ pub fn for_each_line<T: DeserializeOwned>(
             )
             .with_path(path)
             .with_source(e.into_inner())
-        })?;
-        each(item)?;
-    }
+        })
+    })?;
+    Ok(Some(item))
+}
+
+/// `T` from the members of `line` and of the shared values `groups` it lists, read in
+/// place (nothing cloned): what merging them into one object and deserializing that gives.
+fn expanded<T: DeserializeOwned>(
+    line: &Map<String, Value>,
+    groups: &[&Map<String, Value>],
+) -> std::result::Result<T, serde_json::Error> {
+    let entries = line
+        .iter()
+        .chain(groups.iter().flat_map(|g| g.iter()))
+        .map(|(k, v)| (k.as_str(), v));
+    T::deserialize(serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries))
 }
 
 /// Read one line (through `\n`) into `buf`, keeping at most `max + 1` bytes of it (the
@@ -520,6 +596,26 @@ pub fn scan<T: DeserializeOwned>(
     shared: &SharedValues,
     each: &mut dyn FnMut(T) -> Result<()>,
 ) -> Result<(Digests, Result<u64>)> {
+    let (d, outcome) = scan_with(
+        reader,
+        path,
+        &mut |r| match for_each_line(r, path, shared, each) {
+            Err(e) if e.kind() != ErrorKind::Findings => Err(e),
+            other => Ok(other),
+        },
+    )?;
+    Ok((d, outcome?))
+}
+
+/// Read all of `reader` (the member at `path`) once: `read` consumes what it needs of it
+/// (parses a document from it, say), the rest is read only to be hashed. Returns the
+/// digests of every byte with what `read` returned. Memory is the reader's buffer and
+/// whatever `read` keeps, whatever the member's size.
+pub fn scan_with<R>(
+    reader: impl Read,
+    path: &Path,
+    read: &mut dyn FnMut(&mut dyn BufRead) -> R,
+) -> Result<(Digests, R)> {
     use sha2::Digest as _;
     let mut r = BufReader::with_capacity(
         256 * 1024,
@@ -530,28 +626,107 @@ pub fn scan<T: DeserializeOwned>(
             size: 0,
         },
     );
-    let outcome = match for_each_line(&mut r, path, shared, each) {
-        Err(e) if e.kind() != ErrorKind::Findings => return Err(e),
-        other => other,
-    };
+    let got = read(&mut r);
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
-    let h = r.into_inner();
-    Ok((
-        Digests {
-            size: h.size,
-            blake3: h.b3.finalize().to_hex().to_string(),
-            sha256: h
-                .sha
-                .finalize()
-                .iter()
-                .fold(String::with_capacity(64), |mut s, b| {
-                    use std::fmt::Write as _;
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
-        },
-        outcome,
-    ))
+    Ok((digests(r.into_inner()), got))
+}
+
+/// A result file read a line at a time on demand: the pull form of [`for_each_line`], for
+/// a reader that walks two sorted files side by side (a merge join). Every byte is hashed
+/// as it is read; [`LineReader::finish`] reads the rest and checks the digests against the
+/// index entry it was given (a strict read), so what was taken from it may be used only
+/// after `finish` succeeded.
+pub struct LineReader<R: Read> {
+    r: BufReader<Hashing<R>>,
+    path: std::path::PathBuf,
+    buf: Vec<u8>,
+    n: u64,
+    expect: Option<(u64, String)>,
+}
+
+impl<R: Read> LineReader<R> {
+    /// Read `reader` (the member at `path`); `expect` is its indexed size and blake3 when
+    /// the read is strict.
+    pub fn new(reader: R, path: &Path, expect: Option<(u64, String)>) -> Self {
+        use sha2::Digest as _;
+        Self {
+            r: BufReader::with_capacity(
+                256 * 1024,
+                Hashing {
+                    inner: reader,
+                    b3: blake3::Hasher::new(),
+                    sha: sha2::Sha256::new(),
+                    size: 0,
+                },
+            ),
+            path: path.to_path_buf(),
+            buf: Vec::new(),
+            n: 0,
+            expect,
+        }
+    }
+
+    /// The next line as `T` (blank lines skipped), `None` at the end; errors as
+    /// [`for_each_line`]'s.
+    pub fn next_item<T: DeserializeOwned>(&mut self, shared: &SharedValues) -> Result<Option<T>> {
+        loop {
+            self.buf.clear();
+            let got = read_line_limited(&mut self.r, &mut self.buf, MAX_LINE_BYTES)
+                .map_err(|e| Error::io("read result file", &self.path, e))?;
+            if got == 0 {
+                return Ok(None);
+            }
+            self.n += 1;
+            if self.buf.len() > MAX_LINE_BYTES {
+                return Err(Error::new(
+                    ErrorKind::Findings,
+                    format!("line {} is longer than {MAX_LINE_BYTES} bytes", self.n),
+                )
+                .with_path(&self.path));
+            }
+            if let Some(item) = parse_line(&self.buf, self.n, &self.path, shared)? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    /// Read the rest, and check the digests of every byte against the index entry given
+    /// (a mismatch is an error: nothing read from this file may be used).
+    pub fn finish(mut self) -> Result<Digests> {
+        std::io::copy(&mut self.r, &mut std::io::sink())
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        let d = digests(self.r.into_inner());
+        if let Some((size, blake3)) = &self.expect
+            && (d.size != *size || d.blake3 != *blake3)
+        {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!(
+                    "changed since the bundle was checked: {} bytes, blake3 {}; the index says {size} bytes, {blake3}",
+                    d.size, d.blake3
+                ),
+            )
+            .with_path(&self.path));
+        }
+        Ok(d)
+    }
+}
+
+fn digests<R>(h: Hashing<R>) -> Digests {
+    use sha2::Digest as _;
+    Digests {
+        size: h.size,
+        blake3: h.b3.finalize().to_hex().to_string(),
+        sha256: h
+            .sha
+            .finalize()
+            .iter()
+            .fold(String::with_capacity(64), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            }),
+    }
 }
 
 /// The refusal of a bundle written with result schema version 1 (`old` is one of its

@@ -234,18 +234,63 @@ impl Bundle {
         let f = fsio::open_beneath(&self.dir_fd, rel)
             .map_err(|e| Error::io("open bundle member", &path, e))?;
         let (d, outcome) = lines::scan(f, &path, shared, each)?;
-        if d.size != entry.size || d.blake3 != entry.blake3 {
-            return Err(Error::new(
-                ErrorKind::Findings,
-                format!(
-                    "changed since the bundle was checked: {} bytes, blake3 {}; the index says {} bytes, {}",
-                    d.size, d.blake3, entry.size, entry.blake3
-                ),
-            )
-            .with_path(&path));
-        }
+        check_digests(&d, entry, &path)?;
         Ok((d, outcome))
     }
+
+    /// Result file `rel` to be read a line at a time on demand, verified against the index
+    /// when [`lines::LineReader::finish`] is called.
+    pub fn line_reader(&self, rel: &str) -> Result<lines::LineReader<File>> {
+        let path = self.path(rel);
+        let entry = self.entry(rel).ok_or_else(|| {
+            if let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f)) {
+                return lines::refuse_v1(&self.path(old), old);
+            }
+            Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
+        })?;
+        let f = fsio::open_beneath(&self.dir_fd, rel)
+            .map_err(|e| Error::io("open bundle member", &path, e))?;
+        Ok(lines::LineReader::new(
+            f,
+            &path,
+            Some((entry.size, entry.blake3.clone())),
+        ))
+    }
+
+    /// Read member `rel` once through `read` (which parses what it needs from the stream),
+    /// hashing every byte and checking the digests against the index at the end (a
+    /// mismatch is an error, and whatever `read` returned must be thrown away). Memory is
+    /// what `read` keeps, whatever the member's size.
+    pub fn scan_member<R>(
+        &self,
+        rel: &str,
+        read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+    ) -> Result<(lines::Digests, R)> {
+        let path = self.path(rel);
+        let entry = self.entry(rel).ok_or_else(|| {
+            Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
+        })?;
+        let f = fsio::open_beneath(&self.dir_fd, rel)
+            .map_err(|e| Error::io("open bundle member", &path, e))?;
+        let (d, got) = lines::scan_with(f, &path, read)?;
+        check_digests(&d, entry, &path)?;
+        Ok((d, got))
+    }
+}
+
+/// The digests of a member as read against its index entry.
+fn check_digests(d: &lines::Digests, entry: &IndexEntry, path: &Path) -> Result<()> {
+    if d.size != entry.size || d.blake3 != entry.blake3 {
+        return Err(Error::new(
+            ErrorKind::Findings,
+            format!(
+                "changed since the bundle was checked: {} bytes, blake3 {}; the index says {} bytes, {}",
+                d.size, d.blake3, entry.size, entry.blake3
+            ),
+        )
+        .with_path(path));
+    }
+    Ok(())
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T> {

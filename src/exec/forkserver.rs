@@ -86,7 +86,7 @@
 //!
 //! - *Mounts.* A child that mounts nothing of its own and keeps no `CAP_SYS_ADMIN` after
 //!   its identity step joins its shared PID namespace's prepared mount namespace and stays
-//!   there instead of copying it (`Isolation::may_share_prepared_mounts`): without that
+//!   there instead of copying it (`Isolation::stays_in_prepared_mounts`): without that
 //!   capability neither it nor anything it starts can mount, unmount or change
 //!   propagation there, so the next child joins exactly the namespace this one joined.
 //!   Any other child copies it as before.
@@ -890,13 +890,9 @@ unsafe fn child_main(
             fail(fds.report, STEP_STDIO, errno());
         }
         if let Some(iso) = iso {
-            let mounted = match fds.join {
-                // Nothing of this child can change the namespace it joins (see
-                // `Isolation::may_share_prepared_mounts`): no copy of it.
-                Some(fd) if iso.may_share_prepared_mounts() => iso.join_prepared_mounts(fd),
-                join => iso.enforce_mounts_from(join),
-            };
-            if let Err((step, e)) = mounted {
+            // A child nothing of which can change the namespace it joins stays in it
+            // (`Isolation::stays_in_prepared_mounts`): no copy of it.
+            if let Err((step, e)) = iso.enforce_mounts_from(fds.join) {
                 fail(fds.report, step as u32, e);
             }
         }

@@ -31,10 +31,10 @@ pub struct ScenarioRun {
     /// The effective timeout and its source.
     pub timeout: TimeoutSetting,
     /// The mission task this scenario is (missions only).
-    pub task: Option<TaskMeta>,
+    pub task: Option<Box<TaskMeta>>,
     /// The worker a worker task runs, with the task's inputs (`probe` is then the exec
     /// probe that stands for it: `argv` the worker's command, operation `exec`).
-    pub worker: Option<WorkerRun>,
+    pub worker: Option<Box<WorkerRun>>,
 }
 
 /// A worker task's worker and inputs.

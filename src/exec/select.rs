@@ -477,8 +477,8 @@ pub fn resolve_scenarios(
                     source: TimeoutSource::Worker,
                     kill_grace_ms: grace,
                 },
-                task,
-                worker: Some(run),
+                task: task.map(Box::new),
+                worker: Some(Box::new(run)),
             });
             continue;
         }
@@ -519,7 +519,7 @@ pub fn resolve_scenarios(
                 source,
                 kill_grace_ms: grace,
             },
-            task,
+            task: task.map(Box::new),
             worker: None,
         });
     }

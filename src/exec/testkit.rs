@@ -122,10 +122,10 @@ pub fn ctx() -> AssembleCtx {
 /// A mission task (expecting `allow`) depending on `deps`.
 pub fn task(profile: &str, probe: &str, id: &str, deps: &[&str]) -> ScenarioRun {
     let mut sc = scenario(profile, probe, Expectation::Allow);
-    sc.task = Some(TaskMeta {
+    sc.task = Some(Box::new(TaskMeta {
         task_id: id.into(),
         depends_on: deps.iter().map(ToString::to_string).collect(),
         worker: None,
-    });
+    }));
     sc
 }

@@ -77,7 +77,7 @@ pub fn write_run_docs(
             profiles: preflight.to_vec(),
         },
     )?;
-    bundle.write_json("run_manifest.json", &d.manifest(preflight))?;
+    write_manifest(bundle, d, preflight)?;
     // One entry at a time: the same bytes as the whole document through
     // `to_sorted_pretty`, without a JSON tree of every scenario.
     let mut f = BufWriter::new(bundle.create_file("expected_matrix.json")?);
@@ -90,7 +90,7 @@ pub fn write_run_docs(
         d.scenarios.iter().map(|s| {
             (
                 s.spec.scenario_id.as_str(),
-                expected_entry(&s.spec, s.task.as_ref()),
+                expected_entry(&s.spec, s.task.as_deref()),
             )
         }),
         &mut f,
@@ -98,6 +98,78 @@ pub fn write_run_docs(
     .map_err(|e| Error::io("write", Path::new("expected_matrix.json"), e))?;
     f.into_inner()
         .map_err(|e| Error::io("write", Path::new("expected_matrix.json"), e.into_error()))?
+        .commit()
+        .map(|_| ())
+}
+
+/// `run_manifest.json`: the bytes `to_sorted_pretty` gives for the whole manifest, with the
+/// two members that grow with the plan streamed into the file (`selected`, one id per
+/// scenario, and the plan's `scenarios` matrix), so neither is built as a JSON tree.
+fn write_manifest(
+    bundle: &StagedBundle,
+    d: &RunDescription<'_>,
+    preflight: &[PreflightRecord],
+) -> Result<()> {
+    let name = Path::new("run_manifest.json");
+    let io_err = |e: std::io::Error| Error::io("write", name, e);
+    let mut head = serde_json::to_value(d.manifest(preflight))
+        .map_err(|e| Error::runner("cannot serialize the run manifest").with_source(e))?;
+    let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let mut fills: Vec<(&str, json::Fill<'_>)> = Vec::new();
+    if !d.scenarios.is_empty() {
+        head["selected"] = serde_json::Value::Null;
+        fills.push((
+            "/selected",
+            Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
+                json::pretty_seq(
+                    o,
+                    ind,
+                    b'[',
+                    d.scenarios.iter().map(|s| Ok(quoted(&s.spec.scenario_id))),
+                )
+            }),
+        ));
+    }
+    let matrix = &d.loaded.plan.scenarios;
+    if !matrix.is_empty() {
+        head["plan"]["scenarios"] = serde_json::Value::Null;
+        fills.push((
+            "/plan/scenarios",
+            Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
+                let inner = format!("{ind}  ");
+                let mut body = Vec::new();
+                json::pretty_seq(
+                    o,
+                    ind,
+                    b'{',
+                    matrix.iter().map(|(profile, row)| {
+                        body.clear();
+                        json::pretty_seq(
+                            &mut body,
+                            &inner,
+                            b'{',
+                            row.iter().map(|(probe, e)| {
+                                Ok(format!(
+                                    "{}: {}",
+                                    quoted(probe.as_str()),
+                                    quoted(e.as_str())
+                                ))
+                            }),
+                        )?;
+                        Ok(format!(
+                            "{}: {}",
+                            quoted(profile.as_str()),
+                            String::from_utf8_lossy(&body)
+                        ))
+                    }),
+                )
+            }),
+        ));
+    }
+    let mut f = BufWriter::new(bundle.create_file("run_manifest.json")?);
+    json::write_pretty_with(&head, &mut fills, &mut f).map_err(io_err)?;
+    f.into_inner()
+        .map_err(|e| io_err(e.into_error()))?
         .commit()
         .map(|_| ())
 }
@@ -148,6 +220,42 @@ pub fn pretty_map_doc<'k, T: serde::Serialize>(
         out.write_all(if i + 1 == n { b"\n" } else { b",\n" })?;
     }
     out.write_all(b"}\n")
+}
+
+/// The plan without its scenario matrix (every other member cloned).
+fn without_matrix(plan: &crate::model::Plan) -> crate::model::Plan {
+    let crate::model::Plan {
+        schema,
+        schema_version,
+        plan_id,
+        kind,
+        description,
+        registry_id,
+        profiles,
+        scenarios: _,
+        lanes,
+        controls,
+        apply_preflight_profile,
+        execution,
+        variables,
+        mission,
+    } = plan;
+    crate::model::Plan {
+        schema: schema.clone(),
+        schema_version: *schema_version,
+        plan_id: plan_id.clone(),
+        kind: *kind,
+        description: description.clone(),
+        registry_id: registry_id.clone(),
+        profiles: profiles.clone(),
+        scenarios: BTreeMap::new(),
+        lanes: *lanes,
+        controls: controls.clone(),
+        apply_preflight_profile: apply_preflight_profile.clone(),
+        execution: execution.clone(),
+        variables: variables.clone(),
+        mission: mission.clone(),
+    }
 }
 
 impl RunDescription<'_> {
@@ -255,14 +363,12 @@ impl RunDescription<'_> {
             scratch_kept: self.settings.keep_scratch,
             only_profiles: self.settings.only_profiles.clone(),
             only_scenarios: self.settings.only_scenarios.clone(),
-            selected: self
-                .scenarios
-                .iter()
-                .map(|s| s.spec.scenario_id.clone())
-                .collect(),
+            // Streamed into the file by `write_manifest`.
+            selected: Vec::new(),
             command_line: self.settings.command_line.clone(),
             variables,
-            plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
+            // Its `scenarios` streamed into the file by `write_manifest`.
+            plan: serde_json::to_value(without_matrix(plan)).unwrap_or(serde_json::Value::Null),
             probes,
             profiles,
             profile_definitions: self

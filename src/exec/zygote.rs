@@ -223,12 +223,17 @@ impl NsInit {
             let Some((state, pgrp)) = stat(pid) else {
                 continue;
             };
-            if state == 'Z' || killed_group.is_some_and(|g| i64::from(g) == pgrp) {
+            // A zombie or a dying task (`X`) is dead already, not left behind.
+            if matches!(state, 'Z' | 'X') || killed_group.is_some_and(|g| i64::from(g) == pgrp) {
                 continue;
             }
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default();
+            // Gone between the two reads: it was exiting (a member of the killed group
+            // mid-exit can read with no group), so it is no survivor either. Seen on a
+            // loaded machine as a "leaked" entry without a name.
+            let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+                continue;
+            };
+            let comm = comm.trim().to_string();
             out.push(Leaked {
                 pid,
                 comm,

@@ -56,7 +56,7 @@ pub fn mission_detail(
     now: jiff::Timestamp,
 ) -> Result<MissionDetail> {
     let report = gov.gate_at(plan, &[], true, now)?;
-    let plan_text = fsx::read_document(&plan.path)?;
+    let plan_text = fsx::read_document_max(&plan.path, crate::util::limits::MAX_PLAN_BYTES)?;
     let id = plan.plan.plan_id.to_string();
     let audit = audit_entries(gov)?
         .into_iter()

@@ -146,7 +146,7 @@ pub fn find_plan_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn is_mission_file(path: &Path) -> bool {
-    crate::source::Document::load(path)
+    crate::source::Document::load_plan(path)
         .ok()
         .is_some_and(|d| d.value().get("kind").and_then(|k| k.as_str()) == Some("mission"))
 }

@@ -48,7 +48,7 @@ pub fn read_plan(path: &Path) -> (Option<Plan>, PlanRow) {
         path: path.to_path_buf(),
         error: None,
     };
-    let doc = match Document::load(path) {
+    let doc = match Document::load_plan(path) {
         Ok(d) => d,
         Err(e) => {
             row.error = Some(e.message().to_string());

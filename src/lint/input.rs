@@ -42,7 +42,8 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
         validated: schema::Validated::default(),
         findings: Vec::new(),
     };
-    let text = match read_text(path) {
+    let plan = schema_name == "plan";
+    let text = match read_text(path, plan) {
         Ok(t) => t,
         Err((code, e)) => {
             let mut msg = e.message().to_string();
@@ -56,7 +57,12 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
             return Ok(input);
         }
     };
-    let doc = match Document::parse(path, text.clone()) {
+    let parsed = if plan {
+        Document::parse_plan(path, text.clone())
+    } else {
+        Document::parse(path, text.clone())
+    };
+    let doc = match parsed {
         Ok(d) => d,
         Err(e) => {
             let span = Span {
@@ -67,7 +73,7 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
                 crate::source::Format::Json => "JSON",
                 crate::source::Format::Yaml => "YAML",
             };
-            let mut f = if e.limit.is_some() {
+            let mut f = if let Some(limit) = e.limit {
                 Finding::new(
                     Code::InputLimit,
                     path,
@@ -75,7 +81,7 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
                     "",
                     format!("{kind} file refused: {}", e.message),
                 )
-                .with_hint("the file is refused before it is used; make it smaller (fewer YAML aliases, less nesting, shorter strings)")
+                .with_hint(crate::source::limit_hint(limit))
             } else {
                 Finding::new(
                     Code::Syntax,
@@ -125,10 +131,15 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
 }
 
 /// The text of a user file, or the finding code and the error that say why it is not read.
-fn read_text(path: &Path) -> Result<String, (Code, crate::Error)> {
-    match fsx::read_bounded(path, limits::MAX_DOCUMENT_BYTES) {
+fn read_text(path: &Path, plan: bool) -> Result<String, (Code, crate::Error)> {
+    let max = if plan {
+        limits::MAX_PLAN_BYTES
+    } else {
+        limits::MAX_DOCUMENT_BYTES
+    };
+    match fsx::read_bounded(path, max) {
         Err(e) => Err((Code::UnreadableFile, e)),
-        Ok(None) => Err((Code::InputLimit, fsx::document_too_large(path))),
+        Ok(None) => Err((Code::InputLimit, fsx::document_over(path, max))),
         Ok(Some(bytes)) => fsx::utf8_input(path, bytes).map_err(|e| (Code::UnreadableFile, e)),
     }
 }

@@ -793,29 +793,33 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     if plan.execution.timeout_ms.is_some() {
         return;
     }
-    let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut consider = |prof: &str, probe: &str| {
-        if let (Some(p), Some(f)) = (reg.probes.get(probe), reg.profiles.get(prof))
-            && p.timeout_ms.is_none()
-            && f.limits.wall_timeout_ms.is_none()
-        {
-            pairs.insert((prof.to_string(), probe.to_string()));
-        }
+    // Borrowed pairs, visited without building the scenario list (a policy matrix has
+    // hundreds of thousands).
+    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let consider = |prof: &str, probe: &str| {
+        reg.probes
+            .get(probe)
+            .zip(reg.profiles.get(prof))
+            .is_some_and(|(p, f)| p.timeout_ms.is_none() && f.limits.wall_timeout_ms.is_none())
     };
-    for s in plan.scenario_specs() {
-        consider(s.profile_id.as_str(), s.probe_id.as_str());
+    for (prof, probe) in plan.scenario_pairs() {
+        if consider(prof.as_str(), probe.as_str()) {
+            pairs.insert((prof.as_str(), probe.as_str()));
+        }
     }
     if let Some(m) = &plan.mission {
         for task in m.tasks.values() {
-            if let Some(probe) = &task.probe {
-                consider(task.profile.as_str(), probe.as_str());
+            if let Some(probe) = &task.probe
+                && consider(task.profile.as_str(), probe.as_str())
+            {
+                pairs.insert((task.profile.as_str(), probe.as_str()));
             }
         }
     }
     if pairs.is_empty() {
         return;
     }
-    let probes: BTreeSet<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
+    let probes: BTreeSet<&str> = pairs.iter().map(|(_, p)| *p).collect();
     let list: Vec<String> = probes.iter().take(5).map(|p| format!("`{p}`")).collect();
     let more = if probes.len() > 5 {
         format!(" and {} more", probes.len() - 5)
@@ -1003,9 +1007,8 @@ fn cycles(tasks: &BTreeMap<Id, Task>) -> Vec<Vec<String>> {
 
 /// Zero scenarios; profiles that run nothing.
 fn selection(sink: &mut Sink<'_>, plan: &Plan) {
-    let specs = plan.scenario_specs();
     let tasks = plan.mission.as_ref().map_or(0, |m| m.tasks.len());
-    if specs.is_empty() && tasks == 0 {
+    if plan.scenario_pairs().next().is_none() && tasks == 0 {
         let at = if sink.doc.locate("/scenarios").exact {
             "/scenarios"
         } else {

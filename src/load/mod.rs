@@ -313,6 +313,21 @@ impl Plan {
         out
     }
 
+    /// The (profile, probe) pairs of [`Plan::scenario_specs`], unsorted and possibly
+    /// repeated (a profile listed twice), without building the list: for checks that only
+    /// need to visit every scenario.
+    pub fn scenario_pairs(&self) -> impl Iterator<Item = (&Id, &Id)> {
+        self.profiles.iter().flat_map(move |profile| {
+            let declared = self.scenarios.get(profile);
+            let listed = declared.into_iter().flat_map(BTreeMap::keys);
+            let controls = self
+                .controls
+                .iter()
+                .filter(move |c| !declared.is_some_and(|m| m.contains_key(*c)));
+            listed.chain(controls).map(move |probe| (profile, probe))
+        })
+    }
+
     /// The scenarios the plan declares, sorted by id: for each profile in `profiles`, its
     /// `scenarios` entries, then the `controls` not already listed (expected `allow`).
     /// Missions' tasks are scheduled by the governance layer, not listed here.
@@ -352,7 +367,8 @@ impl Plan {
 
 /// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
 pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
-    let (doc, plan): (Document, Plan) = load_typed(path)?;
+    let doc = Document::load_plan(path)?;
+    let plan: Plan = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
     check_version(path, plan.schema_version)?;
     match (plan.kind, &plan.mission) {
         (PlanKind::Mission, None) => {
@@ -535,4 +551,53 @@ pub fn expectation_lines(loaded: &LoadedPlan) -> BTreeMap<String, (usize, usize)
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn scenario_pairs_visit_exactly_the_listed_scenarios() {
+        // Seeded plans: profiles listed twice or not at all in `scenarios`, matrix rows of
+        // profiles that are not listed, controls that a row also names.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut below = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..200 {
+            let profiles: Vec<String> = (0..below(4)).map(|_| format!("f{}", below(5))).collect();
+            let mut scenarios = serde_json::Map::new();
+            for f in 0..5 {
+                if below(2) == 0 {
+                    let row: serde_json::Map<String, serde_json::Value> = (0..below(5))
+                        .map(|_| (format!("p{}", below(6)), "deny".into()))
+                        .collect();
+                    scenarios.insert(format!("f{f}"), row.into());
+                }
+            }
+            let controls: BTreeSet<String> =
+                (0..below(3)).map(|_| format!("p{}", below(6))).collect();
+            let plan: Plan = serde_json::from_value(serde_json::json!({
+                "schema_version": 1, "plan_id": "m", "kind": "experiment", "registry_id": "r",
+                "profiles": profiles, "scenarios": scenarios, "controls": controls,
+            }))
+            .unwrap();
+            let pairs: BTreeSet<String> = plan
+                .scenario_pairs()
+                .map(|(f, p)| format!("{f}:{p}"))
+                .collect();
+            let specs: BTreeSet<String> = plan
+                .scenario_specs()
+                .into_iter()
+                .map(|s| s.scenario_id)
+                .collect();
+            assert_eq!(pairs, specs, "{plan:?}");
+        }
+    }
 }

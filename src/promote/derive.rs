@@ -10,16 +10,18 @@
 //! under `governance/`; logs are covered by the index digest, not listed one by one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
 
 use serde::de::DeserializeOwned;
 use ssh_key::PublicKey;
 
 use super::attest::Attestor;
+use super::facts::{self, ExpectedMatrixCheck, ManifestFacts, MismatchSummaryCheck};
 use super::pointers::PointerContext;
 use super::promotability::{self, DECISION_ARTIFACTS};
 use super::source::BundleSource;
 use crate::Result;
-use crate::bundle::lines::{self, SharedValues};
+use crate::bundle::lines;
 use crate::bundle::{
     BASELINE_RESULTS, LINE_RESULT_FILES, NORMALIZED_ROWS, ORACLE_RESULTS, PATH_WITNESSES,
     RESULT_FILES, RUNTIME_RESULTS,
@@ -34,8 +36,8 @@ use crate::model::packet::{
 };
 use crate::model::plan::{PlanKind, Rank};
 use crate::model::results::{
-    ApplyPreflight, ExpectedMatrix, MismatchPacket, MismatchSummary, NormalizedRow, Observation,
-    OracleVerdict, Outcome, PathWitness, RulesetStatus, RunManifest, Summary,
+    ApplyPreflight, NormalizedRow, Observation, OracleVerdict, Outcome, PathWitness, RulesetStatus,
+    Summary,
 };
 use crate::sign;
 use crate::util::digest::{self, Digest};
@@ -49,46 +51,125 @@ struct Parsed<T> {
     value: Option<T>,
 }
 
-fn parse<T: DeserializeOwned>(bytes: Option<&Vec<u8>>) -> Parsed<T> {
-    match bytes {
-        None => Parsed {
+impl<T> Default for Parsed<T> {
+    fn default() -> Self {
+        Self {
             state: InputState::Missing,
             value: None,
-        },
-        Some(b) => match serde_json::from_slice::<T>(b) {
-            Ok(v) => Parsed {
-                state: InputState::Present,
-                value: Some(v),
-            },
-            Err(_) => Parsed {
-                state: InputState::Unreadable,
-                value: None,
-            },
-        },
+        }
     }
 }
 
-/// Every member the packet looks at, read once.
+/// Every member the packet looks at, each read once as a stream: its digests (for its
+/// pointer) and what the packet needs of it, never the whole document (the large ones
+/// through [`super::facts`]).
+#[derive(Default)]
 struct Members {
+    /// Every member read, by name.
+    digests: BTreeMap<String, lines::Digests>,
+    /// The bytes of the few small members needed whole (`governance/`).
     bytes: BTreeMap<String, Vec<u8>>,
-    /// The JSON Lines result files, read a line at a time: their digests, and whether
-    /// every line parsed as what the runner writes.
-    streamed: BTreeMap<String, (lines::Digests, bool)>,
+    /// Decision-stage artifacts read: whether each parsed as what the runner writes.
+    parsed: BTreeMap<String, bool>,
+    manifest: Parsed<ManifestFacts>,
+    preflight: Parsed<ApplyPreflight>,
+    summary: Parsed<Summary>,
 }
 
 impl Members {
     fn get(&self, rel: &str) -> Option<&Vec<u8>> {
         self.bytes.get(rel)
     }
+
+    /// Read `rel` (not a JSON Lines result file) once, keeping what the packet needs.
+    fn read(&mut self, src: &BundleSource, rel: &str) -> Result<()> {
+        fn doc<T: DeserializeOwned>(r: &mut dyn BufRead) -> Option<T> {
+            serde_json::from_reader(r).ok()
+        }
+        /// A member that is there: parsed or not.
+        fn parsed<T>(got: Option<T>) -> Parsed<T> {
+            match got {
+                None => Parsed {
+                    state: InputState::Unreadable,
+                    value: None,
+                },
+                Some(v) => Parsed {
+                    state: InputState::Present,
+                    value: Some(v),
+                },
+            }
+        }
+        if rel.starts_with("governance/") {
+            // Small, and needed as bytes (the gate record is parsed as a value, approval
+            // copies are verified against their signatures).
+            if let Some(b) = src.read(rel)? {
+                self.digests.insert(rel.to_string(), digests_of(&b));
+                self.bytes.insert(rel.to_string(), b);
+            }
+            return Ok(());
+        }
+        let got = match rel {
+            "run_manifest.json" => {
+                src.scan_member(rel, &mut |r| doc::<ManifestFacts>(r))?
+                    .map(|(d, v)| {
+                        self.manifest = parsed(v);
+                        d
+                    })
+            }
+            "apply_preflight.json" => src
+                .scan_member(rel, &mut |r| doc::<ApplyPreflight>(r))?
+                .map(|(d, v)| {
+                    self.preflight = parsed(v);
+                    d
+                }),
+            "summary.json" => src
+                .scan_member(rel, &mut |r| doc::<Summary>(r))?
+                .map(|(d, v)| {
+                    self.summary = parsed(v);
+                    d
+                }),
+            "expected_matrix.json" => src
+                .scan_member(rel, &mut |r| doc::<ExpectedMatrixCheck>(r).is_some())?
+                .map(|(d, ok)| {
+                    self.parsed.insert(rel.to_string(), ok);
+                    d
+                }),
+            "mismatch_summary.json" => src
+                .scan_member(rel, &mut |r| doc::<MismatchSummaryCheck>(r).is_some())?
+                .map(|(d, ok)| {
+                    self.parsed.insert(rel.to_string(), ok);
+                    d
+                }),
+            "mismatch_packets.jsonl" => src
+                .scan_member(rel, &mut |r| facts::mismatch_lines_parse(r))?
+                .map(|(d, ok)| {
+                    self.parsed.insert(rel.to_string(), ok);
+                    d
+                }),
+            _ => src.scan_member(rel, &mut |_| ())?.map(|(d, ())| d),
+        };
+        if let Some(d) = got {
+            self.digests.insert(rel.to_string(), d);
+        }
+        Ok(())
+    }
 }
 
-fn pointer(ctx: &PointerContext, member: &str, bytes: &[u8]) -> ArtifactPointer {
-    ArtifactPointer {
-        path: ctx.member(member),
-        member: member.to_string(),
+fn digests_of(bytes: &[u8]) -> lines::Digests {
+    lines::Digests {
         size: bytes.len() as u64,
         blake3: digest::blake3_hex(bytes),
         sha256: digest::sha256_hex(bytes),
+    }
+}
+
+fn pointer(ctx: &PointerContext, member: &str, d: &lines::Digests) -> ArtifactPointer {
+    ArtifactPointer {
+        path: ctx.member(member),
+        member: member.to_string(),
+        size: d.size,
+        blake3: d.blake3.clone(),
+        sha256: d.sha256.clone(),
     }
 }
 
@@ -110,26 +191,35 @@ pub fn derive_packet(
     names.insert(STATUS_FILE.into());
     names.insert(REPAIR_LOG_FILE.into());
     names.extend(src.members_under("governance/"));
-    let mut bytes = BTreeMap::new();
+    let mut m = Members::default();
     for n in &names {
-        if let Some(b) = src.read(n)? {
-            bytes.insert(n.clone(), b);
-        }
+        m.read(src, n)?;
     }
-    let (streamed, tasks) = scan_line_files(src)?;
-    let m = Members { bytes, streamed };
+    let tasks = scan_line_files(src, &mut m)?;
 
-    let manifest: Parsed<RunManifest> = parse(m.get("run_manifest.json"));
-    let preflight: Parsed<ApplyPreflight> = parse(m.get("apply_preflight.json"));
-    let summary: Parsed<Summary> = parse(m.get("summary.json"));
-    let gate: Parsed<serde_json::Value> = parse(m.get(GATE_RECORD));
+    let manifest = std::mem::take(&mut m.manifest);
+    let preflight = std::mem::take(&mut m.preflight);
+    let summary = std::mem::take(&mut m.summary);
+    let gate: Parsed<serde_json::Value> = match m.get(GATE_RECORD) {
+        None => Parsed::default(),
+        Some(b) => match serde_json::from_slice(b) {
+            Ok(v) => Parsed {
+                state: InputState::Present,
+                value: Some(v),
+            },
+            Err(_) => Parsed {
+                state: InputState::Unreadable,
+                value: None,
+            },
+        },
+    };
 
     let plan = plan_facts(src, manifest.value.as_ref(), summary.value.as_ref());
     let kind = plan_kind(manifest.value.as_ref(), gate.value.as_ref());
     let requested_by = manifest
         .value
         .as_ref()
-        .and_then(|mf| mf.plan.pointer("/mission/requested_by"))
+        .and_then(|mf| mf.plan.requested_by.as_ref())
         .and_then(serde_json::Value::as_str)
         .map(str::to_string);
 
@@ -144,16 +234,9 @@ pub fn derive_packet(
         plan.plan_digest.as_ref(),
     )?;
 
-    let mut artifacts: Vec<ArtifactPointer> =
-        m.bytes.iter().map(|(n, b)| pointer(ctx, n, b)).collect();
-    artifacts.extend(m.streamed.iter().map(|(n, (d, _))| ArtifactPointer {
-        path: ctx.member(n),
-        member: n.clone(),
-        size: d.size,
-        blake3: d.blake3.clone(),
-        sha256: d.sha256.clone(),
-    }));
-    artifacts.sort_by(|a, b| a.member.cmp(&b.member));
+    // Sorted by member: the map's order.
+    let artifacts: Vec<ArtifactPointer> =
+        m.digests.iter().map(|(n, d)| pointer(ctx, n, d)).collect();
 
     let gating = GatingInputs {
         index: IndexInput {
@@ -196,7 +279,7 @@ pub fn derive_packet(
         repaired: src.index.as_ref().map(|i| i.repaired),
         missing_artifacts: RESULT_FILES
             .iter()
-            .filter(|f| !m.bytes.contains_key(**f) && !m.streamed.contains_key(**f))
+            .filter(|f| !m.digests.contains_key(**f))
             .map(|f| (*f).to_string())
             .collect(),
         decision_artifacts_missing: decision_missing(&m),
@@ -217,7 +300,7 @@ pub fn derive_packet(
     let index_pointer = src
         .index_bytes
         .as_ref()
-        .map(|b| pointer(ctx, INDEX_FILE, b));
+        .map(|b| pointer(ctx, INDEX_FILE, &digests_of(b)));
     Ok(PromotionPacket {
         packet_version: PACKET_VERSION,
         run_id: src.run_id(),
@@ -254,25 +337,22 @@ pub fn derive_packet(
 
 fn plan_facts(
     src: &BundleSource,
-    manifest: Option<&RunManifest>,
+    manifest: Option<&ManifestFacts>,
     summary: Option<&Summary>,
 ) -> PacketPlan {
-    fn from_plan<T: DeserializeOwned>(manifest: Option<&RunManifest>, ptr: &str) -> Option<T> {
-        manifest
-            .and_then(|mf| mf.plan.pointer(ptr))
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
+    fn from_plan<T: DeserializeOwned>(v: Option<&serde_json::Value>) -> Option<T> {
+        v.cloned().and_then(|v| serde_json::from_value(v).ok())
     }
     PacketPlan {
         plan_id: manifest
             .map(|mf| mf.plan_id.clone())
             .or_else(|| summary.map(|s| s.plan_id.clone())),
-        kind: from_plan(manifest, "/kind"),
+        kind: from_plan(manifest.and_then(|mf| mf.plan.kind.as_ref())),
         plan_digest: manifest
             .map(|mf| mf.plan_digest.clone())
             .or_else(|| summary.map(|s| s.plan_digest.clone()))
             .or_else(|| src.index.as_ref().and_then(|i| i.plan_digest.clone())),
-        rank: from_plan(manifest, "/mission/rank"),
+        rank: from_plan(manifest.and_then(|mf| mf.plan.rank.as_ref())),
         inputs_digest: manifest.and_then(|mf| mf.inputs_digest.clone()),
         plan_path: manifest.map(|mf| mf.plan_path.clone()),
     }
@@ -280,9 +360,12 @@ fn plan_facts(
 
 /// The plan's kind: the manifest's plan and the gate record; either saying `mission` makes
 /// it a mission (the stricter reading).
-fn plan_kind(manifest: Option<&RunManifest>, gate: Option<&serde_json::Value>) -> Option<PlanKind> {
+fn plan_kind(
+    manifest: Option<&ManifestFacts>,
+    gate: Option<&serde_json::Value>,
+) -> Option<PlanKind> {
     let from_manifest: Option<PlanKind> = manifest
-        .and_then(|mf| mf.plan.get("kind"))
+        .and_then(|mf| mf.plan.kind.as_ref())
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok());
     let from_gate: Option<PlanKind> = gate
@@ -334,78 +417,80 @@ fn preflight_input(p: &Parsed<ApplyPreflight>, summary: Option<&Summary>) -> Pre
 }
 
 /// Scan every JSON Lines result file of `src` once, a line at a time (memory: one line and
-/// the shared values): the digests for its pointer and whether every line parsed; from the
-/// normalized rows, the task counts (`None` unless every row parsed).
-#[allow(clippy::type_complexity)]
-fn scan_line_files(
-    src: &BundleSource,
-) -> Result<(BTreeMap<String, (lines::Digests, bool)>, Option<TaskCounts>)> {
-    fn scan<T: serde::de::DeserializeOwned>(
-        src: &BundleSource,
-        rel: &str,
-        shared: &SharedValues,
-        each: &mut dyn FnMut(T) -> Result<()>,
-        out: &mut BTreeMap<String, (lines::Digests, bool)>,
-    ) -> Result<bool> {
-        match src.scan_lines(rel, shared, each)? {
-            Some((d, outcome)) => {
-                let ok = outcome.is_ok();
-                out.insert(rel.to_string(), (d, ok));
-                Ok(ok)
+/// the shared values per file) into `m`: the digests for its pointer and whether every
+/// line parsed; from the normalized rows, the task counts (`None` unless every row parsed).
+/// The files are independent, so they are read in parallel (outcomes are taken in file
+/// order, so the first error is the one a sequential read would give).
+fn scan_line_files(src: &BundleSource, m: &mut Members) -> Result<Option<TaskCounts>> {
+    type Scanned = Option<Result<Option<(lines::Digests, Result<u64>)>>>;
+    let shared = src.shared_values()?.unwrap_or_default();
+    let mut t = TaskCounts::default();
+    let [
+        mut runtime,
+        mut baseline,
+        mut oracle,
+        mut witnesses,
+        mut rows,
+    ]: [Scanned; 5] = Default::default();
+    rayon::scope(|s| {
+        let shared = &shared;
+        s.spawn(|_| {
+            runtime = Some(src.scan_lines::<Observation>(RUNTIME_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            baseline =
+                Some(src.scan_lines::<Observation>(BASELINE_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            oracle = Some(src.scan_lines::<OracleVerdict>(ORACLE_RESULTS, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            witnesses =
+                Some(src.scan_lines::<PathWitness>(PATH_WITNESSES, shared, &mut |_| Ok(())));
+        });
+        s.spawn(|_| {
+            rows = Some(
+                src.scan_lines::<NormalizedRow>(NORMALIZED_ROWS, shared, &mut |r| {
+                    t.total += 1;
+                    let skipped = r
+                        .scenario
+                        .as_ref()
+                        .is_some_and(|c| c.outcome == Outcome::Skipped);
+                    if skipped {
+                        t.skipped += 1;
+                    } else if !r.mismatches.is_empty() {
+                        t.failed += 1;
+                    }
+                    Ok(())
+                }),
+            );
+        });
+    });
+    let mut rows_ok = false;
+    for (rel, got) in [
+        (RUNTIME_RESULTS, runtime),
+        (BASELINE_RESULTS, baseline),
+        (ORACLE_RESULTS, oracle),
+        (PATH_WITNESSES, witnesses),
+        (NORMALIZED_ROWS, rows),
+    ] {
+        if let Some((d, outcome)) = got.unwrap_or(Ok(None))? {
+            let ok = outcome.is_ok();
+            m.digests.insert(rel.to_string(), d);
+            m.parsed.insert(rel.to_string(), ok);
+            if rel == NORMALIZED_ROWS {
+                rows_ok = ok;
             }
-            None => Ok(false),
         }
     }
-    let shared = src.shared_values()?.unwrap_or_default();
-    let mut out = BTreeMap::new();
-    scan::<Observation>(src, RUNTIME_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
-    scan::<Observation>(src, BASELINE_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
-    scan::<OracleVerdict>(src, ORACLE_RESULTS, &shared, &mut |_| Ok(()), &mut out)?;
-    scan::<PathWitness>(src, PATH_WITNESSES, &shared, &mut |_| Ok(()), &mut out)?;
-    let mut t = TaskCounts::default();
-    let rows_ok = scan::<NormalizedRow>(
-        src,
-        NORMALIZED_ROWS,
-        &shared,
-        &mut |r| {
-            t.total += 1;
-            let skipped = r
-                .scenario
-                .as_ref()
-                .is_some_and(|c| c.outcome == Outcome::Skipped);
-            if skipped {
-                t.skipped += 1;
-            } else if !r.mismatches.is_empty() {
-                t.failed += 1;
-            }
-            Ok(())
-        },
-        &mut out,
-    )?;
-    Ok((out, rows_ok.then_some(t)))
+    Ok(rows_ok.then_some(t))
 }
 
 /// Decision-stage artifacts absent or not parseable as what the runner writes.
 fn decision_missing(m: &Members) -> Vec<String> {
-    let ok = |name: &str| -> bool {
-        if let Some((_, parsed)) = m.streamed.get(name) {
-            return *parsed;
-        }
-        let Some(b) = m.get(name) else { return false };
-        match name {
-            "expected_matrix.json" => serde_json::from_slice::<ExpectedMatrix>(b).is_ok(),
-            "mismatch_summary.json" => serde_json::from_slice::<MismatchSummary>(b).is_ok(),
-            "mismatch_packets.jsonl" => std::str::from_utf8(b).is_ok_and(|text| {
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .all(|l| serde_json::from_str::<MismatchPacket>(l).is_ok())
-            }),
-            _ => false,
-        }
-    };
     DECISION_ARTIFACTS
         .iter()
-        .filter(|n| !ok(n))
+        .filter(|n| !m.parsed.get(**n).copied().unwrap_or(false))
         .map(|n| (*n).to_string())
         .collect()
 }
@@ -549,7 +634,7 @@ fn governance(
         requested_by: requested_by.map(str::to_string),
     });
     let slot = GovernanceSlot {
-        gate_record: pointer(ctx, GATE_RECORD, gate_bytes),
+        gate_record: pointer(ctx, GATE_RECORD, &digests_of(gate_bytes)),
         kind: gate_kind,
         rank: gate_rank,
         outcome: str_at("/decision/outcome"),
@@ -602,8 +687,10 @@ fn check_approval(
     } else {
         None
     };
-    out.record = record.as_ref().map(|b| pointer(ctx, &record_rel, b));
-    out.signature = sig.as_ref().map(|b| pointer(ctx, &sig_rel, b));
+    out.record = record
+        .as_ref()
+        .map(|b| pointer(ctx, &record_rel, &digests_of(b)));
+    out.signature = sig.as_ref().map(|b| pointer(ctx, &sig_rel, &digests_of(b)));
     let problem = match (record, sig) {
         (None, _) => Some(format!("the record `{record_rel}` is not in the bundle")),
         (_, None) => Some(format!("the signature `{sig_rel}` is not in the bundle")),

@@ -24,8 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::source::BundleSource;
 use super::view;
 use crate::Result;
+use crate::bundle::{NORMALIZED_ROWS, lines};
+use crate::error::ErrorKind;
 use crate::model::diff::{Change, DIFF_SCHEMA, DiffSide, RunDiff, Severity};
 use crate::model::plan::Expectation;
 use crate::model::results::{NormalizedRow, Outcome, PreflightRecord};
@@ -35,15 +38,209 @@ use crate::util::jsondiff;
 /// Diff the runs at `a` and `b` (bundles, out roots, packets). What the runs did is
 /// compared, not who vouches for them: signatures are checked against the key each carries
 /// ([`super::Unattested`]) and no audit log is consulted.
+///
+/// The two runs' rows are walked side by side (a merge join of their sorted
+/// `runtime_events.normalized.jsonl`), a row of each at a time: memory is the changes
+/// found, not the scenarios. Rows out of order (or repeated) on either side, which the
+/// runner never writes, are diffed as before, every row read first.
 pub fn diff_paths(a: &Path, b: &Path, root: &Path) -> Result<RunDiff> {
-    let va = view::load(a, root, &super::Unattested)?;
-    let vb = view::load(b, root, &super::Unattested)?;
-    Ok(diff(
-        &va,
-        &vb,
-        &a.display().to_string(),
-        &b.display().to_string(),
-    ))
+    let sa = BundleSource::open(&view::bundle_dir_of(a, root)?)?;
+    let sb = BundleSource::open(&view::bundle_dir_of(b, root)?)?;
+    let (source_a, source_b) = (a.display().to_string(), b.display().to_string());
+    let va = view::head_of(&sa, &super::Unattested)?;
+    let vb = view::head_of(&sb, &super::Unattested)?;
+    let mut out = not_verified(&va, &vb, &source_a, &source_b);
+    let (mut ra, mut rb) = (RowStream::open(&sa)?, RowStream::open(&sb)?);
+    let (na, nb) = (Normalizer::of(&va), Normalizer::of(&vb));
+    if merge_rows(&mut || ra.next(), &mut || rb.next(), &na, &nb, &mut out)? {
+        ra.finish()?;
+        rb.finish()?;
+        return Ok(finish(&va, &vb, &source_a, &source_b, out));
+    }
+    let va = view::of_source(&sa, root, &super::Unattested)?;
+    let vb = view::of_source(&sb, root, &super::Unattested)?;
+    Ok(diff(&va, &vb, &source_a, &source_b))
+}
+
+/// The normalized rows of a run, a row at a time, read as the review view reads them: a
+/// line that is not a row is skipped; a file that is missing is empty; a file that does
+/// not read ends there when the bundle did not verify (strict, it is an error); strict, the
+/// file is checked against the index at [`RowStream::finish`].
+struct RowStream {
+    lines: Option<lines::LineReader<std::fs::File>>,
+    shared: lines::SharedValues,
+    strict: bool,
+}
+
+impl RowStream {
+    fn open(src: &BundleSource) -> Result<Self> {
+        let shared = src.shared_values()?.unwrap_or_default();
+        Ok(Self {
+            lines: src.line_reader(NORMALIZED_ROWS)?,
+            shared,
+            strict: src.verified(),
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<NormalizedRow>> {
+        loop {
+            let Some(l) = &mut self.lines else {
+                return Ok(None);
+            };
+            match l.next_item::<serde_json::Value>(&self.shared) {
+                Ok(Some(v)) => {
+                    if let Ok(r) = serde_json::from_value(v) {
+                        return Ok(Some(r));
+                    }
+                }
+                Ok(None) => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::Findings && !self.strict => {
+                    self.lines = None;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Strict: the file's digests against the index (what was read may be used only then).
+    fn finish(self) -> Result<()> {
+        match self.lines {
+            Some(l) if self.strict => l.finish().map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Walk two runs' rows in scenario order side by side, pushing the changes
+/// [`diff`] finds in them. `false` (and whatever was pushed must be thrown away) when a
+/// side's scenario ids are not strictly increasing.
+fn merge_rows(
+    next_a: &mut dyn FnMut() -> Result<Option<NormalizedRow>>,
+    next_b: &mut dyn FnMut() -> Result<Option<NormalizedRow>>,
+    na: &Normalizer,
+    nb: &Normalizer,
+    out: &mut Vec<Change>,
+) -> Result<bool> {
+    /// The next row, or `Unsorted` when its id is not above the previous one.
+    enum Pulled {
+        Row(Option<Box<NormalizedRow>>),
+        Unsorted,
+    }
+    fn pull(
+        next: &mut dyn FnMut() -> Result<Option<NormalizedRow>>,
+        last: &mut Option<String>,
+    ) -> Result<Pulled> {
+        let r = next()?;
+        if let Some(r) = &r {
+            if last.as_deref().is_some_and(|l| l >= r.scenario_id.as_str()) {
+                return Ok(Pulled::Unsorted);
+            }
+            *last = Some(r.scenario_id.clone());
+        }
+        Ok(Pulled::Row(r.map(Box::new)))
+    }
+    let (mut la, mut lb) = (None, None);
+    let Pulled::Row(mut x) = pull(next_a, &mut la)? else {
+        return Ok(false);
+    };
+    let Pulled::Row(mut y) = pull(next_b, &mut lb)? else {
+        return Ok(false);
+    };
+    loop {
+        let (adv_a, adv_b) = match (&x, &y) {
+            (None, None) => return Ok(true),
+            (Some(r), None) => {
+                removed(r, out);
+                (true, false)
+            }
+            (None, Some(r)) => {
+                added(r, out);
+                (false, true)
+            }
+            (Some(p), Some(q)) => match p.scenario_id.cmp(&q.scenario_id) {
+                std::cmp::Ordering::Less => {
+                    removed(p, out);
+                    (true, false)
+                }
+                std::cmp::Ordering::Greater => {
+                    added(q, out);
+                    (false, true)
+                }
+                std::cmp::Ordering::Equal => {
+                    compare_rows(p, q, out);
+                    oracle_changed(p, q, na, nb, out);
+                    (true, true)
+                }
+            },
+        };
+        if adv_a {
+            let Pulled::Row(r) = pull(next_a, &mut la)? else {
+                return Ok(false);
+            };
+            x = r;
+        }
+        if adv_b {
+            let Pulled::Row(r) = pull(next_b, &mut lb)? else {
+                return Ok(false);
+            };
+            y = r;
+        }
+    }
+}
+
+fn removed(r: &NormalizedRow, out: &mut Vec<Change>) {
+    let id = r.scenario_id.as_str();
+    out.push(change(
+        Severity::Changed,
+        "scenario-removed",
+        id,
+        None,
+        outcome_text(r.scenario.as_ref()),
+        None,
+        format!("`{id}` is no longer run"),
+    ));
+}
+
+fn added(r: &NormalizedRow, out: &mut Vec<Change>) {
+    let id = r.scenario_id.as_str();
+    out.push(change(
+        Severity::Changed,
+        "scenario-added",
+        id,
+        None,
+        None,
+        outcome_text(r.scenario.as_ref()),
+        format!("`{id}` is new (expected {})", r.expected.as_str()),
+    ));
+}
+
+/// Oracle reasons: only when the decision did not change (that is already reported), and
+/// after normalising run-specific values.
+fn oracle_changed(
+    x: &NormalizedRow,
+    r: &NormalizedRow,
+    na: &Normalizer,
+    nb: &Normalizer,
+    out: &mut Vec<Change>,
+) {
+    let id = r.scenario_id.as_str();
+    if let (Some(oa), Some(ob)) = (&x.oracle, &r.oracle)
+        && oa.decision == ob.decision
+    {
+        let (ta, tb) = (na.text(&oa.reason), nb.text(&ob.reason));
+        if ta != tb {
+            out.push(change(
+                Severity::Changed,
+                "oracle-changed",
+                id,
+                Some("oracle"),
+                Some(ta),
+                Some(tb),
+                format!("the oracle decides `{id}` by another rule"),
+            ));
+        }
+    }
 }
 
 /// Replaces run-specific values in texts.
@@ -406,7 +603,34 @@ fn definitions(
 
 /// The diff of two runs. `source_a`/`source_b` name them as the user did.
 pub fn diff(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> RunDiff {
-    let mut out: Vec<Change> = Vec::new();
+    let mut out = not_verified(a, b, source_a, source_b);
+    let (na, nb) = (Normalizer::of(a), Normalizer::of(b));
+    let ra: BTreeMap<&str, &NormalizedRow> =
+        a.rows.iter().map(|r| (r.scenario_id.as_str(), r)).collect();
+    let rb: BTreeMap<&str, &NormalizedRow> =
+        b.rows.iter().map(|r| (r.scenario_id.as_str(), r)).collect();
+    for (id, r) in &ra {
+        if !rb.contains_key(id) {
+            removed(r, &mut out);
+        }
+    }
+    for (id, r) in &rb {
+        match ra.get(id) {
+            None => added(r, &mut out),
+            Some(x) => compare_rows(x, r, &mut out),
+        }
+    }
+    for (id, r) in &rb {
+        if let Some(x) = ra.get(id) {
+            oracle_changed(x, r, &na, &nb, &mut out);
+        }
+    }
+    finish(a, b, source_a, source_b, out)
+}
+
+/// A change for each side whose bundle does not verify.
+fn not_verified(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> Vec<Change> {
+    let mut out = Vec::new();
     for (v, s) in [(a, source_a), (b, source_b)] {
         if v.verdict.integrity != Integrity::Valid {
             out.push(change(
@@ -424,59 +648,18 @@ pub fn diff(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> RunDiff
             ));
         }
     }
-    let (na, nb) = (Normalizer::of(a), Normalizer::of(b));
-    let ra: BTreeMap<&str, &NormalizedRow> =
-        a.rows.iter().map(|r| (r.scenario_id.as_str(), r)).collect();
-    let rb: BTreeMap<&str, &NormalizedRow> =
-        b.rows.iter().map(|r| (r.scenario_id.as_str(), r)).collect();
-    for (id, r) in &ra {
-        if !rb.contains_key(id) {
-            out.push(change(
-                Severity::Changed,
-                "scenario-removed",
-                id,
-                None,
-                outcome_text(r.scenario.as_ref()),
-                None,
-                format!("`{id}` is no longer run"),
-            ));
-        }
-    }
-    for (id, r) in &rb {
-        match ra.get(id) {
-            None => out.push(change(
-                Severity::Changed,
-                "scenario-added",
-                id,
-                None,
-                None,
-                outcome_text(r.scenario.as_ref()),
-                format!("`{id}` is new (expected {})", r.expected.as_str()),
-            )),
-            Some(x) => compare_rows(x, r, &mut out),
-        }
-    }
-    // Oracle reasons: only when the decision did not change (that is already reported),
-    // and after normalising run-specific values.
-    for (id, r) in &rb {
-        let Some(x) = ra.get(id) else { continue };
-        if let (Some(oa), Some(ob)) = (&x.oracle, &r.oracle)
-            && oa.decision == ob.decision
-        {
-            let (ta, tb) = (na.text(&oa.reason), nb.text(&ob.reason));
-            if ta != tb {
-                out.push(change(
-                    Severity::Changed,
-                    "oracle-changed",
-                    id,
-                    Some("oracle"),
-                    Some(ta),
-                    Some(tb),
-                    format!("the oracle decides `{id}` by another rule"),
-                ));
-            }
-        }
-    }
+    out
+}
+
+/// The rest of the diff once the rows' changes are in `out`: preflight, definitions, the
+/// plan, the host; sorted, counted.
+fn finish(
+    a: &RunView,
+    b: &RunView,
+    source_a: &str,
+    source_b: &str,
+    mut out: Vec<Change>,
+) -> RunDiff {
     compare_preflight(a, b, &mut out);
     let decisions_changed = out.iter().any(|c| c.severity > Severity::Info);
     let mut defs = Vec::new();
@@ -655,6 +838,98 @@ mod tests {
                 anchor: AnchorState::NotRecorded,
             },
             unreadable: Vec::new(),
+        }
+    }
+
+    /// The merge join of two runs' sorted rows gives the diff of reading every row first:
+    /// generated pairs of runs over overlapping scenario sets (added, removed, changed,
+    /// oracle reasons with run-specific values), and rows out of order are refused (the
+    /// caller then reads every row).
+    #[test]
+    #[allow(clippy::cast_possible_truncation)]
+    fn the_merge_join_of_sorted_rows_is_the_diff_of_all_rows() {
+        let outcomes = [Outcome::Allow, Outcome::Deny, Outcome::Error];
+        let decisions = [OracleDecision::Allow, OracleDecision::Deny];
+        let mut seed: u64 = 0x0bad_cafe_1357_2468;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut changed = 0;
+        for _ in 0..600 {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for i in 0..next(12) {
+                let id = format!("p{}:s{i:02}", next(3));
+                let e = [Expectation::Allow, Expectation::Deny][next(2)];
+                let mut ra = row(&id, e, outcomes[next(3)], decisions[next(2)]);
+                let mut rb = row(&id, e, outcomes[next(3)], decisions[next(2)]);
+                for r in [&mut ra, &mut rb] {
+                    if let Some(o) = &mut r.oracle {
+                        o.reason = ["r", "rule 2", "under r"][next(3)].into();
+                    }
+                }
+                match next(4) {
+                    0 => a.push(ra),
+                    1 => b.push(rb),
+                    _ => {
+                        a.push(ra);
+                        b.push(rb);
+                    }
+                }
+            }
+            a.sort_by(|x, y| x.scenario_id.cmp(&y.scenario_id));
+            b.sort_by(|x, y| x.scenario_id.cmp(&y.scenario_id));
+            a.dedup_by(|x, y| x.scenario_id == y.scenario_id);
+            b.dedup_by(|x, y| x.scenario_id == y.scenario_id);
+            let (va, vb) = (view(a.clone()), view(b.clone()));
+            let whole = diff(&va, &vb, "a", "b");
+            let (na, nb) = (Normalizer::of(&va), Normalizer::of(&vb));
+            let mut out = Vec::new();
+            let (mut ia, mut ib) = (a.into_iter(), b.into_iter());
+            let sorted = merge_rows(
+                &mut || Ok(ia.next()),
+                &mut || Ok(ib.next()),
+                &na,
+                &nb,
+                &mut out,
+            )
+            .unwrap();
+            assert!(sorted);
+            let merged = finish(&va, &vb, "a", "b", out);
+            assert_eq!(
+                serde_json::to_value(&merged).unwrap(),
+                serde_json::to_value(&whole).unwrap()
+            );
+            changed += usize::from(!whole.changes.is_empty());
+        }
+        assert!(changed > 100, "{changed}");
+        // Out of order, or repeated: refused.
+        for ids in [["p:b", "p:a"], ["p:a", "p:a"]] {
+            let rows: Vec<NormalizedRow> = ids
+                .iter()
+                .map(|id| {
+                    row(
+                        id,
+                        Expectation::Allow,
+                        Outcome::Allow,
+                        OracleDecision::Allow,
+                    )
+                })
+                .collect();
+            let v = view(Vec::new());
+            let (n1, n2) = (Normalizer::of(&v), Normalizer::of(&v));
+            let mut it = rows.into_iter();
+            let ok = merge_rows(
+                &mut || Ok(it.next()),
+                &mut || Ok(None),
+                &n1,
+                &n2,
+                &mut Vec::new(),
+            )
+            .unwrap();
+            assert!(!ok, "{ids:?}");
         }
     }
 

@@ -26,7 +26,7 @@ use crate::model::mapping::{
     ProfileSignature, RuntimeLinks, RuntimeSignatures, SIGNATURES_FILE,
 };
 use crate::model::registry::Operation;
-use crate::model::results::{Outcome, RunManifest};
+use crate::model::results::Outcome;
 use crate::util::digest::{self, Digest};
 use crate::util::{fsx, json};
 use crate::{Error, Result};
@@ -337,31 +337,21 @@ fn facts_of_links(links: &RuntimeLinks) -> Vec<Fact> {
 
 /// The link and the facts of one verified packet, read through its pointers.
 fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
-    let parse = |member: &str, bytes: &[u8]| -> Result<serde_json::Value> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            Error::input(&v.path, format!("the bundle's `{member}` does not parse")).with_source(e)
-        })
-    };
-    let manifest: RunManifest = serde_json::from_value(parse(
-        "run_manifest.json",
-        &v.read_member("run_manifest.json")?,
-    )?)
-    .map_err(|e| {
-        Error::input(
-            &v.path,
-            "the bundle's run_manifest.json is not a run manifest",
-        )
-        .with_source(e)
-    })?;
-    let mut rows: Vec<crate::model::results::NormalizedRow> = Vec::new();
-    super::ops::rows_of_bytes(
+    // The manifest's few facts and the rows, each read as a stream (never the plan or the
+    // scenario list as a tree, never the rows file whole); the rows are kept only after
+    // the file checked out against the packet's digests.
+    let manifest: super::facts::ManifestFacts = v
+        .scan_member("run_manifest.json", &mut |r| serde_json::from_reader(r))?
+        .map_err(|e| {
+            Error::input(
+                &v.path,
+                "the bundle's run_manifest.json is not a run manifest",
+            )
+            .with_source(e)
+        })?;
+    let shared = crate::bundle::lines::SharedValues::parse(
         &v.read_member(crate::bundle::lines::SHARED_FILE)?,
-        &v.read_member(NORMALIZED)?,
-        Path::new(NORMALIZED),
-        &mut |r| {
-            rows.push(r);
-            Ok(())
-        },
+        Path::new(crate::bundle::lines::SHARED_FILE),
     )
     .map_err(|e| {
         Error::input(
@@ -397,10 +387,12 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
     };
     let reg = &manifest.registry_digests;
     let mut facts = Vec::new();
-    for r in &rows {
-        let Some(sc) = &r.scenario else { continue };
+    let mut add = |r: crate::model::results::NormalizedRow| -> Result<()> {
+        let Some(sc) = &r.scenario else {
+            return Ok(());
+        };
         if sc.outcome == Outcome::Skipped {
-            continue;
+            return Ok(());
         }
         let (context, key) = match reg.profiles.get(&r.profile_id) {
             Some(d) => (DigestContext::ProfileDefinition, d.blake3.clone()),
@@ -433,7 +425,18 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
                     .to_string(),
             },
         });
-    }
+        Ok(())
+    };
+    // The facts are kept only if the file checks out against the packet's digests.
+    v.scan_member(NORMALIZED, &mut |r| {
+        crate::bundle::lines::for_each_line(r, Path::new(NORMALIZED), &shared, &mut add)
+    })?
+    .map_err(|e| {
+        Error::input(
+            &v.path,
+            format!("the bundle's {NORMALIZED} is not normalized events: {e}"),
+        )
+    })?;
     Ok((link, facts))
 }
 

@@ -26,6 +26,7 @@ pub mod attest;
 pub mod derive;
 pub mod diff;
 pub mod emit;
+pub mod facts;
 pub mod intoto;
 pub mod mapping;
 pub mod merge;

@@ -55,18 +55,6 @@ pub fn count(rows: &[NormalizedRow]) -> (BTreeMap<String, OpCounts>, OpCounts) {
     (ops, totals)
 }
 
-/// The normalized rows of JSON Lines `bytes` (at `path`), expanded with the shared values
-/// `shared` (the bytes of `shared_values.json`), each handed to `each`.
-pub fn rows_of_bytes(
-    shared: &[u8],
-    bytes: &[u8],
-    path: &Path,
-    each: &mut dyn FnMut(NormalizedRow) -> Result<()>,
-) -> Result<u64> {
-    let shared = lines::SharedValues::parse(shared, &path.with_file_name(lines::SHARED_FILE))?;
-    lines::for_each_line(&mut &bytes[..], path, &shared, each)
-}
-
 /// Count `rows` a row at a time.
 struct Counter {
     ops: BTreeMap<String, OpCounts>,
@@ -155,13 +143,18 @@ pub fn summarize_packet(path: &Path, root: &Path) -> Result<OpSummary> {
         )
         .with_path(path)
     })?;
-    let shared = verify::read_pointer(shared, &ctx)?;
-    let bytes = verify::read_pointer(a, &ctx)?;
+    let shared_path = ctx.resolve(&shared.path);
+    let shared = lines::SharedValues::parse(&verify::read_pointer(shared, &ctx)?, &shared_path)?;
+    // A row at a time, hashed as it streams: the counts are used only if the file is the
+    // one the packet records.
+    let rows_path = ctx.resolve(&a.path);
     let mut c = Counter::new();
-    rows_of_bytes(&shared, &bytes, &ctx.resolve(&a.path), &mut |r| {
-        c.add(&r);
-        Ok(())
-    })?;
+    verify::scan_pointer(a, &ctx, &mut |r| {
+        lines::for_each_line(r, &rows_path, &shared, &mut |row: NormalizedRow| {
+            c.add(&row);
+            Ok(())
+        })
+    })??;
     let (operations, totals) = (c.ops, c.totals);
     Ok(OpSummary {
         summary_version: MAPPING_VERSION,

@@ -200,6 +200,46 @@ impl BundleSource {
         }
     }
 
+    /// Member `rel` read once through `read` (see [`Bundle::scan_member`]): `None` when it
+    /// is not there (as for [`BundleSource::read`]); otherwise its digests (checked against
+    /// the index when strict) and what `read` returned. Memory is what `read` keeps.
+    pub fn scan_member<R>(
+        &self,
+        rel: &str,
+        read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+    ) -> Result<Option<(lines::Digests, R)>> {
+        if self.read_state(rel).is_none() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => b.scan_member(rel, read).map(Some),
+            Access::Unverified(u) => {
+                let Ok(f) = u.open(rel) else { return Ok(None) };
+                match lines::scan_with(f, &self.dir.join(rel), read) {
+                    Ok(got) => Ok(Some(got)),
+                    // As `read` does: an unverified member that cannot be read is absent.
+                    Err(_) => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Result file `rel` to be read a line at a time on demand (see
+    /// [`lines::LineReader`]; checked against the index at its `finish` when strict):
+    /// `None` when it is not there.
+    pub fn line_reader(&self, rel: &str) -> Result<Option<lines::LineReader<std::fs::File>>> {
+        if self.read_state(rel).is_none() {
+            return Ok(None);
+        }
+        match &self.access {
+            Access::Strict(b) => b.line_reader(rel).map(Some),
+            Access::Unverified(u) => Ok(u
+                .open(rel)
+                .ok()
+                .map(|f| lines::LineReader::new(f, &self.dir.join(rel), None))),
+        }
+    }
+
     /// [`BundleSource::scan_lines`], a failing line an error: the number of lines, or
     /// `None` when the file is not there.
     pub fn for_each_line<T: serde::de::DeserializeOwned>(

@@ -144,7 +144,14 @@ pub fn check_pointers(packet: &PromotionPacket, ctx: &PointerContext, path: &Pat
             ));
             continue;
         }
-        match read_checked(a, d, ctx) {
+        // Only the index is kept (its listing is needed); every other member is hashed as
+        // it streams past.
+        let checked = if is_index {
+            read_checked(a, d, ctx)
+        } else {
+            scan_checked(a, d, ctx, &mut |_| ()).map(|()| Vec::new())
+        };
+        match checked {
             Ok(bytes) if is_index => {
                 match serde_json::from_slice::<crate::model::index::ArtifactIndex>(&bytes) {
                     Ok(ix) => listed = Some(ix.entries.into_iter().map(|e| e.path).collect()),
@@ -215,6 +222,23 @@ fn read_checked(
     dir: &std::fs::File,
     ctx: &PointerContext,
 ) -> std::result::Result<Vec<u8>, String> {
+    scan_checked(a, dir, ctx, &mut |r| {
+        let mut bytes = Vec::with_capacity(usize::try_from(a.size).unwrap_or(0));
+        r.read_to_end(&mut bytes).map(|_| bytes)
+    })?
+    .map_err(|e| format!("{}: cannot read ({e})", ctx.resolve(&a.path).display()))
+}
+
+/// Open `a`'s member beneath the bundle, check its size (before reading), read it once
+/// through `read` (which takes what it needs from the stream) and check its digests at the
+/// end: what `read` returned, or why the member is not the one the packet records (then
+/// whatever `read` returned is dropped). Memory is what `read` keeps.
+fn scan_checked<R>(
+    a: &ArtifactPointer,
+    dir: &std::fs::File,
+    ctx: &PointerContext,
+    read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+) -> std::result::Result<R, String> {
     use std::io::Read;
     let shown = ctx.resolve(&a.path);
     let f = crate::util::nofollow::open_beneath(dir, &a.member).map_err(|e| {
@@ -237,20 +261,15 @@ fn read_checked(
             a.size
         ));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(a.size).unwrap_or(0));
-    f.take(a.size.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: cannot read ({e})", shown.display()))?;
-    if bytes.len() as u64 != a.size
-        || digest::blake3_hex(&bytes) != a.blake3
-        || digest::sha256_hex(&bytes) != a.sha256
-    {
+    let (d, got) = crate::bundle::lines::scan_with(f.take(a.size.saturating_add(1)), &shown, read)
+        .map_err(|e| format!("{}: cannot read ({})", shown.display(), e.message()))?;
+    if d.size != a.size || d.blake3 != a.blake3 || d.sha256 != a.sha256 {
         return Err(format!(
             "{}: its digest is not the one the packet records",
             shown.display()
         ));
     }
-    Ok(bytes)
+    Ok(got)
 }
 
 /// A packet that passed [`verify_packet`].
@@ -270,20 +289,48 @@ impl VerifiedPacket {
     /// Read the bundle member `member` through the packet's pointer, checked against the
     /// digest the packet records.
     pub fn read_member(&self, member: &str) -> Result<Vec<u8>> {
-        let a = self.packet.artifact(member).ok_or_else(|| {
+        read_pointer(self.pointer(member)?, &self.ctx)
+    }
+
+    /// Read the bundle member `member` once through `read` (see [`scan_pointer`]).
+    pub fn scan_member<R>(
+        &self,
+        member: &str,
+        read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+    ) -> Result<R> {
+        scan_pointer(self.pointer(member)?, &self.ctx, read)
+    }
+
+    fn pointer(&self, member: &str) -> Result<&ArtifactPointer> {
+        self.packet.artifact(member).ok_or_else(|| {
             Error::new(
                 ErrorKind::Findings,
                 format!("the packet does not point to `{member}`"),
             )
             .with_path(&self.path)
-        })?;
-        read_pointer(a, &self.ctx)
+        })
     }
 }
 
 /// Read `a` (inside the bundle, beneath it, as [`check_pointers`] does) and check it
 /// against its recorded size and digests (exit 1 when it changed).
 pub fn read_pointer(a: &ArtifactPointer, ctx: &PointerContext) -> Result<Vec<u8>> {
+    scan_pointer(a, ctx, &mut |r| {
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).map(|_| bytes)
+    })?
+    .map_err(|e| Error::io("read", ctx.resolve(&a.path), e))
+}
+
+/// Read `a` as [`read_pointer`] does, once, through `read` (which takes what it needs
+/// from the stream), checking its size and digests at the end: what `read` returned
+/// (exit 1 when the member changed; then nothing `read` gathered may be used). Memory is
+/// what `read` keeps, whatever the member's size.
+pub fn scan_pointer<R>(
+    a: &ArtifactPointer,
+    ctx: &PointerContext,
+    read: &mut dyn FnMut(&mut dyn std::io::BufRead) -> R,
+) -> Result<R> {
     let file = ctx.resolve(&a.path);
     let changed = |why: String| {
         Error::new(
@@ -300,7 +347,7 @@ pub fn read_pointer(a: &ArtifactPointer, ctx: &PointerContext) -> Result<Vec<u8>
             ctx.bundle_dir().display()
         )));
     }
-    read_checked(a, &dir, ctx).map_err(changed)
+    scan_checked(a, &dir, ctx, read).map_err(changed)
 }
 
 /// Why a packet is refused for promotion: one heading and the details.

@@ -64,9 +64,8 @@ pub fn load(path: &Path, root: &Path, attestor: &dyn Attestor) -> Result<RunView
 /// returns, for a caller that keeps the [`BundleSource`] to read members later (the
 /// cockpit serves a verified bundle's logs through it, each re-verified as it is read).
 pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Result<RunView> {
-    let dir = src.dir.clone();
-    let attestation = attestor.attest(src)?;
-    let mut unreadable = Vec::new();
+    let mut view = head_of(src, attestor)?;
+    let unreadable = &mut view.unreadable;
     let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
         let b = src.read(rel)?;
         if b.is_none() {
@@ -74,11 +73,6 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
         }
         Ok(b)
     };
-    let manifest: Option<RunManifest> = parse(get("run_manifest.json")?);
-    let summary: Option<Summary> = parse(get("summary.json")?);
-    let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
-        .map(|p| p.profiles)
-        .unwrap_or_default();
     let mismatches: Vec<MismatchPacket> = get("mismatch_packets.jsonl")?
         .map(|b| {
             b.split(|c| *c == b'\n')
@@ -135,12 +129,38 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
             Err(e) => return Err(e),
         }
     }
-    let packet = match dir.parent() {
+    view.packet = match src.dir.parent() {
         Some(parent) => PointerContext::for_emit(&src.dir, root, parent)
             .and_then(|ctx| derive_packet(src, &ctx, attestor))
             .ok(),
         None => None,
     };
+    view.rows = rows;
+    view.mismatches = mismatches;
+    view.oracle = oracle;
+    view.details = details;
+    Ok(view)
+}
+
+/// The head of a run's view: everything [`of_source`] reads but the per-scenario files
+/// (rows, oracle verdicts, lane details, mismatch packets, left empty) and the derived
+/// packet (`None`): the manifest, summary, preflight and verdict, what a reader that
+/// walks the rows itself (`diff`, a merge join of two runs' rows) needs beside them.
+pub fn head_of(src: &BundleSource, attestor: &dyn Attestor) -> Result<RunView> {
+    let attestation = attestor.attest(src)?;
+    let mut unreadable = Vec::new();
+    let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
+        let b = src.read(rel)?;
+        if b.is_none() {
+            unreadable.push(rel.to_string());
+        }
+        Ok(b)
+    };
+    let manifest: Option<RunManifest> = parse(get("run_manifest.json")?);
+    let summary: Option<Summary> = parse(get("summary.json")?);
+    let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
+        .map(|p| p.profiles)
+        .unwrap_or_default();
     let index_anchor = src.index.as_ref().and_then(|i| i.audit_head.clone());
     let verdict = Verdict {
         integrity: if src.verified() && src.report.is_valid() {
@@ -173,12 +193,12 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
         run_id: src.run_id(),
         manifest,
         summary,
-        rows,
-        mismatches,
+        rows: Vec::new(),
+        mismatches: Vec::new(),
         preflight,
-        oracle,
-        details,
-        packet,
+        oracle: Vec::new(),
+        details: BTreeMap::new(),
+        packet: None,
         verdict,
         unreadable,
     })

@@ -525,8 +525,9 @@ impl Isolation {
     /// mount namespace is already private with this child's PID namespace's `/proc`
     /// mounted (a shared namespace's init, `exec::zygote`): the child, cloned without
     /// `CLONE_NEWNS`, joins that mount namespace and makes itself a private copy of it
-    /// instead of mounting a `/proc` of its own. Either way it ends in a mount namespace of
-    /// its own where `/` is private and `/proc` is its PID namespace's.
+    /// instead of mounting a `/proc` of its own. Either way it ends in a mount namespace
+    /// where `/` is private and `/proc` is its PID namespace's: its own, or, when
+    /// [`Isolation::stays_in_prepared_mounts`], the prepared one itself.
     ///
     /// # Safety
     /// Only in a cloned child, before `execve`.
@@ -541,7 +542,8 @@ impl Isolation {
         // SAFETY: mount(2) on static strings and a prepared C string; this child only.
         unsafe {
             if let Some(fd) = prepared.filter(|_| self.pid_namespace) {
-                if libc::setns(fd, libc::CLONE_NEWNS) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0
+                if libc::setns(fd, libc::CLONE_NEWNS) != 0
+                    || !self.stays_in_prepared_mounts() && libc::unshare(libc::CLONE_NEWNS) != 0
                 {
                     return Err(step());
                 }
@@ -605,42 +607,29 @@ impl Isolation {
         Ok(())
     }
 
-    /// The child may stay in a prepared mount namespace (a shared PID namespace's init's,
-    /// see [`Isolation::enforce_mounts_from`]) instead of making itself a private copy:
-    /// it mounts nothing of its own (no read-only host, no read-only inputs, no writable
-    /// scratch mount) and, from its identity step on, holds no `CAP_SYS_ADMIN` (its
-    /// capabilities are dropped to the kept ones, which do not include it, with the
-    /// bounding set cleared), so neither it nor anything it starts can mount, unmount or
-    /// change propagation in that namespace (a user namespace it could create comes with a
-    /// copy of its own). The namespace the next child joins is then exactly the one this
-    /// child joined; only the namespace's identity (`/proc/self/ns/mnt`, a lint error as a
-    /// target, NX220) is the same for consecutive children.
-    pub fn may_share_prepared_mounts(&self) -> bool {
-        const CAP_SYS_ADMIN: u32 = 21;
+    /// A child joining a prepared mount namespace (a shared PID namespace's, see
+    /// [`Isolation::enforce_mounts_from`]) stays in it instead of making a private copy
+    /// when the copy could never differ from it: the child mounts nothing of its own (no
+    /// read-only host, no read-only inputs, so no writable scratch either) and it can never
+    /// change a mount — its bounding set keeps no `CAP_SYS_ADMIN` (privileges dropped, the
+    /// bounding set cleared), which every change of a mount in a namespace owned by the
+    /// initial user namespace needs (a setuid helper such as `fusermount` included: the
+    /// bounding set caps what `execve` grants). A mount namespace of a user namespace the
+    /// child creates is a copy of its own; nothing propagates back (`/` is private).
+    /// The prepared namespace is shared like its PID namespace: by one child at a time of
+    /// one worker thread. Why: a private copy is torn down when the child exits, and that
+    /// teardown waits for an RCU grace period (`namespace_unlock`) before the child is a
+    /// zombie — 0.3 to 4 ms of every child's wall time, more on a loaded machine, the
+    /// largest per-child cost of the exec driver (benches/probes.sh).
+    pub fn stays_in_prepared_mounts(&self) -> bool {
+        let sys_admin = 1u64 << LinuxCapability::SysAdmin.number();
         self.pid_namespace
-            && self.mount_namespace
             && !self.host_read_only
             && self.writable.is_none()
             && self.read_only.is_empty()
             && self.drop_privileges
             && self.clear_bounding
-            && self.caps & (1u64 << CAP_SYS_ADMIN) == 0
-    }
-
-    /// Join the prepared mount namespace of `prepared` (a pidfd) without copying it; only
-    /// when [`Isolation::may_share_prepared_mounts`].
-    ///
-    /// # Safety
-    /// Only in a cloned child, before its identity step.
-    pub unsafe fn join_prepared_mounts(
-        &self,
-        prepared: libc::c_int,
-    ) -> Result<(), (SetupStep, i32)> {
-        // SAFETY: setns on a valid descriptor; this child only.
-        if unsafe { libc::setns(prepared, libc::CLONE_NEWNS) } != 0 {
-            return Err((SetupStep::Namespaces, errno()));
-        }
-        Ok(())
+            && self.caps & sys_admin == 0
     }
 
     /// Identity and capabilities: the bounding set cleared but the kept capabilities

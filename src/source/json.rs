@@ -4,14 +4,15 @@
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
 use crate::util::limits::{self, Budget};
 
-pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
+pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
     let mut p = Parser {
         chars: text.char_indices().peekable(),
         text,
         line: 1,
         col: 1,
         depth: 0,
-        budget: Budget::default(),
+        budget,
+        in_scenarios: false,
     };
     if text.starts_with('\u{feff}') {
         p.bump();
@@ -35,6 +36,9 @@ struct Parser<'a> {
     col: u32,
     depth: usize,
     budget: Budget,
+    /// True while the value of the root's `scenarios` member is parsed (with a budget that
+    /// admits matrix entries: a plan's).
+    in_scenarios: bool,
 }
 
 impl Parser<'_> {
@@ -174,7 +178,14 @@ impl Parser<'_> {
                     None => self.err("expected a key, found the end of the file"),
                 });
             }
-            let key = self.charged_string(key_start)?;
+            // A plan's scenario matrix (`/scenarios/<profile>/<probe>` with a string value)
+            // is charged as entries, apart from the values budget.
+            let entry = self.in_scenarios && self.depth == 3;
+            let key = if entry {
+                self.string()?
+            } else {
+                self.charged_string(key_start)?
+            };
             let key_span = Span {
                 start: key_start,
                 end: self.pos(),
@@ -182,7 +193,35 @@ impl Parser<'_> {
             self.skip_ws();
             self.expect(':', "`:` after the key")?;
             self.skip_ws();
-            let value = self.value()?;
+            let value = if entry && self.peek() == Some('"') {
+                let start = self.pos();
+                let v = self.string()?;
+                self.budget
+                    .charge_entry(key.len(), v.len())
+                    .map_err(|e| SyntaxError::over_limit(e, key_start))?;
+                Node {
+                    span: Span {
+                        start,
+                        end: self.pos(),
+                    },
+                    kind: NodeKind::String(v),
+                }
+            } else {
+                if entry {
+                    self.budget
+                        .charge(key.len())
+                        .map_err(|e| SyntaxError::over_limit(e, key_start))?;
+                }
+                let matrix = if self.depth == 1 {
+                    self.budget.has_entries() && key == "scenarios"
+                } else {
+                    self.in_scenarios
+                };
+                let outer = std::mem::replace(&mut self.in_scenarios, matrix);
+                let value = self.value();
+                self.in_scenarios = outer;
+                value?
+            };
             members.push(Member {
                 key,
                 key_span,
@@ -365,6 +404,11 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parse within the default budget.
+    fn parse(text: &str) -> Result<Node, SyntaxError> {
+        super::parse(text, Budget::default())
+    }
 
     fn err(text: &str) -> SyntaxError {
         parse(text).unwrap_err()

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 
-use crate::util::limits::Exceeded;
+use crate::util::limits::{self, Budget, Exceeded};
 use crate::{Error, Result};
 
 /// The syntax a document is written in.
@@ -178,10 +178,31 @@ impl Document {
         text: String,
         format: Format,
     ) -> std::result::Result<Self, SyntaxError> {
+        Self::parse_within(path, text, format, Budget::default())
+    }
+
+    /// Parse `text` as a plan (the format taken from `path`'s extension): within the plan
+    /// budget ([`Budget::plan`]: the scenario matrix's entries apart from the values).
+    pub fn parse_plan(
+        path: impl Into<PathBuf>,
+        text: String,
+    ) -> std::result::Result<Self, SyntaxError> {
+        let path = path.into();
+        let format = Format::from_path(&path);
+        Self::parse_within(path, text, format, Budget::plan())
+    }
+
+    /// Parse `text` in the given format within `budget`.
+    pub fn parse_within(
+        path: impl Into<PathBuf>,
+        text: String,
+        format: Format,
+        budget: Budget,
+    ) -> std::result::Result<Self, SyntaxError> {
         let mut duplicates = Vec::new();
         let root = match format {
-            Format::Json => json::parse(&text)?,
-            Format::Yaml => yaml::parse(&text)?,
+            Format::Json => json::parse(&text, budget)?,
+            Format::Yaml => yaml::parse(&text, budget)?,
         };
         collect_duplicates(&root, &mut String::new(), &mut duplicates);
         Ok(Self {
@@ -199,6 +220,13 @@ impl Document {
     pub fn load(path: &Path) -> Result<Self> {
         let text = crate::util::fsx::read_document(path)?;
         Self::parse(path, text).map_err(|e| syntax_error(path, &e))
+    }
+
+    /// Read and parse a plan file, within the plan's limits ([`limits::MAX_PLAN_BYTES`],
+    /// [`Budget::plan`]).
+    pub fn load_plan(path: &Path) -> Result<Self> {
+        let text = crate::util::fsx::read_document_max(path, limits::MAX_PLAN_BYTES)?;
+        Self::parse_plan(path, text).map_err(|e| syntax_error(path, &e))
     }
 
     /// The document as a JSON value (for a key written twice, the later one wins).
@@ -257,18 +285,27 @@ impl Document {
 
 /// Turn a syntax error into an input error naming the file, line and column.
 pub fn syntax_error(path: &Path, e: &SyntaxError) -> Error {
-    if e.limit.is_some() {
-        return Error::input(
-            path,
-            format!("{}:{}: {}", e.pos.line, e.pos.col, e.message),
-        )
-        .with_hint("the file is refused before it is used: make it smaller (fewer YAML aliases, less nesting)");
+    if let Some(limit) = e.limit {
+        return Error::input(path, format!("{}:{}: {}", e.pos.line, e.pos.col, e.message))
+            .with_hint(limit_hint(limit));
     }
     Error::input(
         path,
         format!("{}:{}: syntax error: {}", e.pos.line, e.pos.col, e.message),
     )
     .with_hint("fix the syntax at that line and column; `nexusmon plan-lint` shows the line")
+}
+
+/// How to bring a file under the input limit it exceeded.
+pub fn limit_hint(limit: Exceeded) -> &'static str {
+    match limit {
+        Exceeded::Entries => {
+            "the file is refused before it is used; split the matrix into several plans (fewer profiles or probes each)"
+        }
+        _ => {
+            "the file is refused before it is used; make it smaller (fewer YAML aliases, less nesting, shorter strings)"
+        }
+    }
 }
 
 /// Deserialize a JSON value into `T`, reporting the JSON pointer of the first failure.
@@ -397,6 +434,8 @@ fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     const JSON: &str = "{\n  \"a\": [1, {\"b\": \"x\"}],\n  \"c/d\": true\n}\n";
@@ -434,6 +473,101 @@ mod tests {
         assert_eq!(j.value()["a"], 2);
         let y = Document::parse("p.yaml", "a: 1\na: 2\n".into()).unwrap();
         assert_eq!(y.duplicates.len(), 1);
+    }
+
+    /// A plan's matrix in JSON and YAML (`profiles` × `probes` entries), with the odd
+    /// entries a matrix may hold: a number, a nested object, escapes.
+    fn matrix_texts(profiles: usize, probes: usize) -> (String, String) {
+        let mut j = String::from("{\"schema_version\": 1, \"scenarios\": {");
+        let mut y = String::from("schema_version: 1\nscenarios:\n");
+        for pr in 0..profiles {
+            if pr > 0 {
+                j.push(',');
+            }
+            let _ = write!(j, "\n \"prof-{pr}\": {{");
+            let _ = writeln!(y, "  prof-{pr}:");
+            for pb in 0..probes {
+                let v = if pb % 2 == 0 { "allow" } else { "deny" };
+                if pb > 0 {
+                    j.push(',');
+                }
+                let _ = write!(j, "\n  \"p{pb}\": \"{v}\"");
+                let _ = writeln!(y, "    p{pb}: {v}");
+            }
+            j.push_str(",\n  \"n\": 7, \"o\": {\"k\": \"v\"}, \"e\\u0041\": \"\\u0064eny\"}");
+            y.push_str("    n: 7\n    o: {k: v}\n    \"e\\u0041\": \"\\u0064eny\"\n");
+        }
+        j.push_str("}}\n");
+        (j, y)
+    }
+
+    #[test]
+    fn the_plan_budget_reads_the_same_document_as_the_default_one() {
+        let (j, y) = matrix_texts(7, 40);
+        for (name, text, format) in [("p.json", &j, Format::Json), ("p.yaml", &y, Format::Yaml)] {
+            let small = Document::parse_as(name, text.clone(), format).unwrap();
+            let plan = Document::parse_within(name, text.clone(), format, Budget::plan()).unwrap();
+            assert_eq!(
+                small.root, plan.root,
+                "{name}: the same tree, spans included"
+            );
+            assert_eq!(small.duplicates, plan.duplicates);
+            assert_eq!(plan.value()["scenarios"]["prof-3"]["eA"], "deny");
+        }
+        let a = Document::parse_plan("p.json", j).unwrap();
+        let b = Document::parse_plan("p.yaml", y).unwrap();
+        assert_eq!(a.value(), b.value());
+    }
+
+    #[test]
+    fn matrix_entries_have_their_own_budget_and_aliases_do_not_escape_the_values_budget() {
+        // 30 × 2,000 literal entries: over the values budget (120,000 values), within the
+        // plan's.
+        let (j, y) = matrix_texts(30, 2_000);
+        for (name, text, format) in [("p.json", &j, Format::Json), ("p.yaml", &y, Format::Yaml)] {
+            let e = Document::parse_as(name, text.clone(), format).unwrap_err();
+            assert_eq!(e.limit, Some(Exceeded::Nodes), "{name}");
+            let doc = Document::parse_within(name, text.clone(), format, Budget::plan()).unwrap();
+            assert_eq!(doc.value()["scenarios"].as_object().unwrap().len(), 30);
+            // A budget of one profile's `p*` entries: refused at the next entry (the
+            // escaped key after them), naming its line.
+            let tight = Budget {
+                max_entries: 2_000,
+                ..Budget::plan()
+            };
+            let e = Document::parse_within(name, text.clone(), format, tight).unwrap_err();
+            assert_eq!(e.limit, Some(Exceeded::Entries), "{name}");
+            let want = text.lines().position(|l| l.contains("u0041")).unwrap() + 1;
+            assert_eq!(e.pos.line as usize, want, "{name}: {}", e.message);
+            assert!(e.message.contains("scenario expectations"), "{}", e.message);
+        }
+        // A profile's map anchored and aliased: every copy is charged to the values budget,
+        // entries included, so the aliases stop there.
+        let mut y = String::from("schema_version: 1\nscenarios:\n  p0: &m\n");
+        for pb in 0..2_000 {
+            let _ = writeln!(y, "    p{pb}: allow");
+        }
+        for pr in 1..40 {
+            let _ = writeln!(y, "  p{pr}: *m");
+        }
+        let e = Document::parse_plan("p.yaml", y).unwrap_err();
+        assert_eq!(e.limit, Some(Exceeded::Nodes), "{}", e.message);
+        // Literal entries that are not strings are values, not entries.
+        let mut j = String::from("{\"scenarios\": {\"p\": {");
+        for pb in 0..30_000 {
+            let _ = write!(j, "\"p{pb}\": {pb},");
+        }
+        j.push_str("\"z\": 0}}}");
+        let e = Document::parse_plan("p.json", j).unwrap_err();
+        assert_eq!(e.limit, Some(Exceeded::Nodes), "{}", e.message);
+        // Only the root's `scenarios` is a matrix.
+        let mut j = String::from("{\"other\": {\"p\": {");
+        for pb in 0..30_000 {
+            let _ = write!(j, "\"p{pb}\": \"allow\",");
+        }
+        j.push_str("\"z\": \"deny\"}}}");
+        let e = Document::parse_plan("p.json", j).unwrap_err();
+        assert_eq!(e.limit, Some(Exceeded::Nodes), "{}", e.message);
     }
 
     #[test]

@@ -18,13 +18,14 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
 use crate::util::limits::{self, Budget, Cost, Exceeded};
 
-pub(super) fn parse(text: &str) -> Result<Node, SyntaxError> {
+pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         depth: 0,
         deepest: 0,
-        budget: Budget::default(),
+        budget,
+        in_scenarios: false,
     };
     b.document()
 }
@@ -38,6 +39,9 @@ struct Builder<'a> {
     /// The deepest nesting reached inside the value being built (for anchor heights).
     deepest: usize,
     budget: Budget,
+    /// True while the value of the root's `scenarios` member is built (with a budget that
+    /// admits matrix entries: a plan's).
+    in_scenarios: bool,
 }
 
 fn pos(m: saphyr_parser::Marker) -> Pos {
@@ -169,13 +173,19 @@ impl<'a> Builder<'a> {
                 check_collection_tag(tag.as_deref(), "map", start)?;
                 let mut members = Vec::new();
                 let end;
+                // A plan's scenario matrix (`/scenarios/<profile>/<probe>`, a plain string
+                // written in the file) is charged as entries, apart from the values budget.
+                let entry = self.in_scenarios && self.depth == 3;
                 loop {
                     let (ev, ksp) = self.next()?;
+                    let literal_key = matches!(ev, Event::Scalar(..));
                     let key = match ev {
                         Event::MappingEnd => {
                             end = pos(ksp.end);
                             break;
                         }
+                        // A plan's matrix entry is charged with its value, below.
+                        Event::Scalar(k, _, _, _) if entry => k.into_owned(),
                         Event::Scalar(k, _, _, _) => {
                             self.budget
                                 .charge(k.len())
@@ -209,7 +219,42 @@ impl<'a> Builder<'a> {
                         }
                     };
                     let (ev, vsp) = self.next()?;
-                    let value = self.node(ev, vsp)?;
+                    let value = match ev {
+                        Event::Scalar(v, style, 0, tag) if entry && literal_key => {
+                            let kind = resolve_scalar(&v, style, tag.as_deref(), pos(vsp.start))?;
+                            let at = pos(ksp.start);
+                            if let NodeKind::String(s) = &kind {
+                                self.budget
+                                    .charge_entry(key.len(), s.len())
+                                    .map_err(|e| SyntaxError::over_limit(e, at))?;
+                            } else {
+                                self.budget
+                                    .charge(key.len())
+                                    .and_then(|()| self.budget.charge(v.len()))
+                                    .map_err(|e| SyntaxError::over_limit(e, at))?;
+                            }
+                            Node {
+                                span: span(vsp),
+                                kind,
+                            }
+                        }
+                        ev => {
+                            if entry && literal_key {
+                                self.budget
+                                    .charge(key.len())
+                                    .map_err(|e| SyntaxError::over_limit(e, pos(ksp.start)))?;
+                            }
+                            let matrix = if self.depth == 1 {
+                                self.budget.has_entries() && key == "scenarios"
+                            } else {
+                                self.in_scenarios
+                            };
+                            let outer = std::mem::replace(&mut self.in_scenarios, matrix);
+                            let value = self.node(ev, vsp);
+                            self.in_scenarios = outer;
+                            value?
+                        }
+                    };
                     members.push(Member {
                         key,
                         key_span: span(ksp),
@@ -414,6 +459,11 @@ fn parse_float(v: &str, at: Pos) -> Result<Option<NodeKind>, SyntaxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parse within the default budget.
+    fn parse(text: &str) -> Result<Node, SyntaxError> {
+        super::parse(text, Budget::default())
+    }
 
     #[test]
     fn core_schema_scalars() {

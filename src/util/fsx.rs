@@ -40,14 +40,16 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
     Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
-/// The error for a user document larger than [`super::limits::MAX_DOCUMENT_BYTES`].
-pub fn document_too_large(path: &Path) -> Error {
+/// The error for a user document larger than `max` bytes (its limit).
+pub fn document_over(path: &Path, max: u64) -> Error {
+    let what = if max == super::limits::MAX_PLAN_BYTES {
+        "a plan file"
+    } else {
+        "a registry or template file"
+    };
     Error::input(
         path,
-        format!(
-            "is larger than {} bytes, the limit for a plan, registry or template file",
-            super::limits::MAX_DOCUMENT_BYTES
-        ),
+        format!("is larger than {max} bytes, the limit for {what}"),
     )
     .with_hint(
         "split it (one registry per directory, one plan per file) or remove what it does not need",
@@ -82,8 +84,13 @@ pub fn too_large(path: &Path, max: u64, what: &str, flag: Option<&str>) -> Error
 /// Read a user document (plan, registry) as UTF-8 text, refusing one larger than
 /// [`super::limits::MAX_DOCUMENT_BYTES`] ([`read_bounded`]).
 pub fn read_document(path: &Path) -> Result<String> {
-    let bytes = read_bounded(path, super::limits::MAX_DOCUMENT_BYTES)?
-        .ok_or_else(|| document_too_large(path))?;
+    read_document_max(path, super::limits::MAX_DOCUMENT_BYTES)
+}
+
+/// Read a user document of at most `max` bytes as UTF-8 text ([`read_bounded`]): a plan
+/// has its own limit ([`super::limits::MAX_PLAN_BYTES`]).
+pub fn read_document_max(path: &Path, max: u64) -> Result<String> {
+    let bytes = read_bounded(path, max)?.ok_or_else(|| document_over(path, max))?;
     utf8_input(path, bytes)
 }
 

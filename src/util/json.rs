@@ -32,6 +32,111 @@ pub fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::runner("cannot canonicalize JSON").with_source(e))
 }
 
+/// Writes the value at one pointer of [`write_pretty_with`]: it gets the output and the
+/// indentation of the line its key is on, and writes the value as `to_sorted_pretty`
+/// would there (see [`pretty_seq`]).
+pub type Fill<'a> = Box<dyn FnMut(&mut dyn std::io::Write, &str) -> std::io::Result<()> + 'a>;
+
+/// Write `v` exactly as [`to_sorted_pretty`] does (trailing newline included), except that
+/// the value at each pointer of `fills` (a placeholder in `v`, e.g. `null`) is written by
+/// its [`Fill`]: a large member (a run's selected scenario ids, a plan's matrix) streams to
+/// the output instead of being built as a JSON tree first.
+pub fn write_pretty_with(
+    v: &serde_json::Value,
+    fills: &mut [(&str, Fill<'_>)],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    write_node(v, &mut String::new(), "", fills, out)?;
+    out.write_all(b"\n")
+}
+
+fn write_node(
+    v: &serde_json::Value,
+    pointer: &mut String,
+    indent: &str,
+    fills: &mut [(&str, Fill<'_>)],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use serde_json::Value;
+    if let Some((_, fill)) = fills.iter_mut().find(|(p, _)| *p == pointer.as_str()) {
+        return fill(out, indent);
+    }
+    let below = |p: &str| {
+        p.len() > pointer.len()
+            && p.starts_with(pointer.as_str())
+            && p.as_bytes()[pointer.len()] == b'/'
+    };
+    let on_path = fills.iter().any(|(p, _)| below(p));
+    match v {
+        Value::Object(m) if on_path && !m.is_empty() => {
+            let inner = format!("{indent}  ");
+            out.write_all(b"{")?;
+            for (i, (k, item)) in m.iter().enumerate() {
+                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                write!(out, "{inner}{}: ", serde_json::Value::String(k.clone()))?;
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&escape_token(k));
+                write_node(item, pointer, &inner, fills, out)?;
+                pointer.truncate(len);
+            }
+            write!(out, "\n{indent}}}")
+        }
+        Value::Array(items) if on_path && !items.is_empty() => {
+            let inner = format!("{indent}  ");
+            out.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                out.write_all(inner.as_bytes())?;
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                write_node(item, pointer, &inner, fills, out)?;
+                pointer.truncate(len);
+            }
+            write!(out, "\n{indent}]")
+        }
+        _ => {
+            let text = serde_json::to_string_pretty(v).map_err(std::io::Error::other)?;
+            if indent.is_empty() {
+                out.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.replace('\n', &format!("\n{indent}")).as_bytes())
+            }
+        }
+    }
+}
+
+/// Write a JSON array or object whose items (each its pretty text at the item's
+/// indentation, an object's items prefixed with their key) come from `items`, as
+/// `to_sorted_pretty` lays it out at `indent` (`[]`/`{}` when empty). `open` is `[` or `{`.
+pub fn pretty_seq(
+    out: &mut dyn std::io::Write,
+    indent: &str,
+    open: u8,
+    items: impl Iterator<Item = std::io::Result<String>>,
+) -> std::io::Result<()> {
+    let close = if open == b'[' { b']' } else { b'}' };
+    let mut any = false;
+    for item in items {
+        let item = item?;
+        out.write_all(&[if any { b',' } else { open }, b'\n'])?;
+        write!(out, "{indent}  {item}")?;
+        any = true;
+    }
+    if any {
+        write!(out, "\n{indent}")?;
+    } else {
+        out.write_all(&[open])?;
+    }
+    out.write_all(&[close])
+}
+
+/// One RFC 6901 pointer token for `key`.
+fn escape_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +162,78 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("}\n"));
+    }
+
+    #[test]
+    fn filled_members_come_out_as_the_whole_document_would() {
+        use serde_json::{Value, json};
+        let whole = json!({
+            "b": {"z": 1, "s": {"p1": {"a": "allow", "b/c": "deny"}, "p0": {}}, "a": [1, {"x": []}]},
+            "a~": ["x", "y"],
+            "e": [],
+            "c": {"d": [{"q": null}, 2.5, "t"]},
+        });
+        let want = String::from_utf8(to_sorted_pretty(&whole).unwrap()).unwrap();
+        // Stream `/b/s` (a map of maps) and `/a~` (a list); also an empty list filled.
+        let mut head = whole.clone();
+        head["b"]["s"] = Value::Null;
+        head["a~"] = Value::Null;
+        head["e"] = Value::Null;
+        let pretty = |v: &Value, indent: &str| {
+            serde_json::to_string_pretty(v)
+                .unwrap()
+                .replace('\n', &format!("\n{indent}"))
+        };
+        let s = whole["b"]["s"].as_object().unwrap().clone();
+        let mut out = Vec::new();
+        let mut fills: Vec<(&str, Fill<'_>)> = vec![
+            (
+                "/b/s",
+                Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
+                    let inner = format!("{ind}  ");
+                    pretty_seq(
+                        o,
+                        ind,
+                        b'{',
+                        s.iter().map(|(k, m)| {
+                            let mut body = Vec::new();
+                            pretty_seq(
+                                &mut body,
+                                &inner,
+                                b'{',
+                                m.as_object().unwrap().iter().map(|(k, v)| {
+                                    Ok(format!("{}: {}", Value::String(k.clone()), pretty(v, "")))
+                                }),
+                            )?;
+                            Ok(format!(
+                                "{}: {}",
+                                Value::String(k.clone()),
+                                String::from_utf8(body).unwrap()
+                            ))
+                        }),
+                    )
+                }),
+            ),
+            (
+                "/a~0",
+                Box::new(|o: &mut dyn std::io::Write, ind: &str| {
+                    pretty_seq(
+                        o,
+                        ind,
+                        b'[',
+                        ["x", "y"].iter().map(|x| Ok(pretty(&json!(x), ""))),
+                    )
+                }),
+            ),
+            (
+                "/e",
+                Box::new(|o: &mut dyn std::io::Write, ind: &str| {
+                    pretty_seq(o, ind, b'[', std::iter::empty())
+                }),
+            ),
+        ];
+        write_pretty_with(&head, &mut fills, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]

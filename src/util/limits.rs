@@ -11,6 +11,10 @@
 //!   YAML parsers of [`crate::source`], through [`Budget`]; YAML aliases are charged the full
 //!   size of the value they copy *before* it is copied, so an alias bomb stops at the first
 //!   alias that would exceed the budget, naming its line;
+//! - [`MAX_PLAN_BYTES`], [`MAX_PLAN_ENTRIES`]: the same readers for a plan file
+//!   ([`crate::source::Document::load_plan`], lint's plan input, `list-plans`, `missions`,
+//!   the cockpit), through [`Budget::plan`]: a plan's scenario matrix may be far larger
+//!   than the values budget, every other part of it may not;
 //! - [`MAX_FINDINGS_PER_FILE`]: lint, so the findings (and their rendering) of one file stay
 //!   bounded however many problems a large file has;
 //! - [`MAX_EXTENDS_DEPTH`], [`MAX_INHERITED_RULES`]: profile resolution (`extends`), so a
@@ -39,6 +43,18 @@
 
 /// Largest user document read, in bytes (4 MiB).
 pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest plan file read, in bytes (64 MiB): a plan's scenario matrix grows with profiles ×
+/// probes (100,000 expectations are about 2 MB of JSON), within [`MAX_PLAN_ENTRIES`].
+pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most scenario expectations one plan may write (`scenarios: {profile: {probe:
+/// expectation}}`): each member of a profile's map whose value is a plain string, charged
+/// apart from [`MAX_NODES`] (key and value as one entry; the rest of the plan still fits
+/// [`MAX_NODES`]). Only literal text counts here: a YAML alias is charged its full copy to
+/// [`MAX_NODES`] and [`MAX_EXPANDED_BYTES`], matrix entries included, so this budget
+/// admits no amplification, and the file size bounds it ([`MAX_PLAN_BYTES`]).
+pub const MAX_PLAN_ENTRIES: usize = 1_000_000;
 
 /// Deepest nesting of lists and mappings (every nesting level costs a stack frame in the
 /// parsers and the typed readers).
@@ -112,6 +128,8 @@ pub const MAX_AUDIT_LINE_BYTES: usize = 1024 * 1024;
 /// A limit a document exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {
+    /// More than [`MAX_PLAN_ENTRIES`] scenario expectations in a plan.
+    Entries,
     /// Nesting deeper than [`MAX_DEPTH`].
     Depth,
     /// More than [`MAX_NODES`] values.
@@ -126,6 +144,7 @@ impl Exceeded {
     /// The limit alone, e.g. `more than 50000 values`.
     pub fn limit(self) -> String {
         match self {
+            Exceeded::Entries => format!("more than {MAX_PLAN_ENTRIES} scenario expectations"),
             Exceeded::Depth => format!("nesting deeper than {MAX_DEPTH} levels"),
             Exceeded::Nodes => format!("more than {MAX_NODES} values"),
             Exceeded::String => format!("a string longer than {MAX_STRING_BYTES} bytes"),
@@ -136,6 +155,9 @@ impl Exceeded {
     /// What was exceeded, for an error message about a parsed document.
     pub fn describe(self) -> String {
         match self {
+            Exceeded::Entries => format!(
+                "more than {MAX_PLAN_ENTRIES} scenario expectations (profile x probe entries of `scenarios`)"
+            ),
             Exceeded::Depth => format!("nesting deeper than {MAX_DEPTH} levels"),
             Exceeded::Nodes => format!(
                 "more than {MAX_NODES} values (YAML aliases count as the copies they expand to)"
@@ -155,6 +177,14 @@ pub struct Budget {
     pub nodes: usize,
     /// String bytes built (including alias copies).
     pub bytes: usize,
+    /// Scenario expectations written literally in a plan's matrix ([`Budget::charge_entry`]).
+    pub entries: usize,
+    /// String bytes of those entries (bounded by the file's size, not by
+    /// [`MAX_EXPANDED_BYTES`]).
+    pub entry_bytes: usize,
+    /// How many entries this document may hold: 0 (every document but a plan: matrix
+    /// entries are then plain values), or [`MAX_PLAN_ENTRIES`] ([`Budget::plan`]).
+    pub max_entries: usize,
 }
 
 /// The size of a finished value, to charge again when a YAML alias copies it.
@@ -169,6 +199,34 @@ pub struct Cost {
 }
 
 impl Budget {
+    /// The budget of a plan file: the default one, plus [`MAX_PLAN_ENTRIES`] scenario
+    /// expectations.
+    pub fn plan() -> Self {
+        Self {
+            max_entries: MAX_PLAN_ENTRIES,
+            ..Self::default()
+        }
+    }
+
+    /// True if this budget admits scenario-matrix entries (a plan's).
+    pub fn has_entries(&self) -> bool {
+        self.max_entries > 0
+    }
+
+    /// Charge one literal scenario expectation: a key and a string value of `key_len` and
+    /// `value_len` bytes, written in the file (never an alias copy).
+    pub fn charge_entry(&mut self, key_len: usize, value_len: usize) -> Result<(), Exceeded> {
+        if key_len > MAX_STRING_BYTES || value_len > MAX_STRING_BYTES {
+            return Err(Exceeded::String);
+        }
+        if self.entries >= self.max_entries {
+            return Err(Exceeded::Entries);
+        }
+        self.entries += 1;
+        self.entry_bytes = self.entry_bytes.saturating_add(key_len + value_len);
+        Ok(())
+    }
+
     /// Charge one value of `string_len` string bytes (0 for non-strings).
     pub fn charge(&mut self, string_len: usize) -> Result<(), Exceeded> {
         if string_len > MAX_STRING_BYTES {
@@ -196,11 +254,15 @@ impl Budget {
         Ok(())
     }
 
-    /// The cost spent since `before` (a snapshot taken when a value started).
+    /// The cost spent since `before` (a snapshot taken when a value started). Matrix
+    /// entries count as the two values and the bytes they are, so a copy of them (a YAML
+    /// alias) is charged to [`MAX_NODES`] and [`MAX_EXPANDED_BYTES`] like any other value.
     pub fn since(&self, before: Budget, height: usize) -> Cost {
+        let entries = self.entries - before.entries;
         Cost {
-            nodes: self.nodes - before.nodes,
-            bytes: self.bytes - before.bytes,
+            nodes: (self.nodes - before.nodes).saturating_add(entries.saturating_mul(2)),
+            bytes: (self.bytes - before.bytes)
+                .saturating_add(self.entry_bytes - before.entry_bytes),
             height,
         }
     }

@@ -11,6 +11,7 @@ pub mod fsx;
 pub mod glob;
 pub mod host;
 pub mod json;
+pub mod jsoncheck;
 pub mod jsondiff;
 pub mod limits;
 pub mod nofollow;

@@ -969,3 +969,222 @@ fn a_100_mb_line_in_the_audit_log_is_read_no_further_than_the_line_limit() {
         }
     }
 }
+
+/// A policy-matrix project: `profiles` × `probes` builtin file-read scenarios, the plan
+/// written as `format` ("json" or "yaml") at `plans/m/plan.<format>`, one expectation per
+/// scenario (`scenarios: {profile: {probe: expectation}}`), as `benches/run_gen.py` writes
+/// the benchmark's.
+fn matrix_project(profiles: usize, probes: usize, format: &str) -> Project {
+    let p = Project::empty();
+    std::fs::create_dir_all(p.path("registry/r")).unwrap();
+    std::fs::create_dir_all(p.path("plans/m")).unwrap();
+    let probe_ids: Vec<String> = (0..probes).map(|i| format!("p{i:05}")).collect();
+    let probe_map: serde_json::Map<String, Value> = probe_ids
+        .iter()
+        .map(|id| {
+            let target = if id.ends_with('7') {
+                "/etc/hostname"
+            } else {
+                "/usr/lib/os-release"
+            };
+            (
+                id.clone(),
+                json!({"operation": "file-read", "target": target}),
+            )
+        })
+        .collect();
+    let profile = json!({"landlock": {"abi": 3, "fs": {"handle": "all", "allow": [
+        {"path": "/usr", "access": ["read"]}]}}});
+    let prof_ids: Vec<String> = (0..profiles).map(|i| format!("ro-{i:03}")).collect();
+    let prof_map: serde_json::Map<String, Value> = prof_ids
+        .iter()
+        .map(|id| (id.clone(), profile.clone()))
+        .collect();
+    for (name, body) in [
+        ("probes.json", json!({"probes": probe_map})),
+        ("profiles.json", json!({"profiles": prof_map})),
+    ] {
+        let mut doc = json!({"schema_version": 1, "registry_id": "r"});
+        doc.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        std::fs::write(p.path(&format!("registry/r/{name}")), doc.to_string()).unwrap();
+    }
+    let expect = |probe: &str| {
+        if probe.ends_with('7') {
+            "deny"
+        } else {
+            "allow"
+        }
+    };
+    let mut text = String::new();
+    if format == "json" {
+        text.push_str(
+            "{\"schema_version\": 1, \"plan_id\": \"m\", \"kind\": \"experiment\", \"registry_id\": \"r\",\n",
+        );
+        let _ = writeln!(
+            text,
+            " \"profiles\": {},",
+            serde_json::to_string(&prof_ids).unwrap()
+        );
+        text.push_str(" \"execution\": {\"timeout_ms\": 5000},\n \"scenarios\": {\n");
+        for (i, prof) in prof_ids.iter().enumerate() {
+            let _ = write!(text, "  \"{prof}\": {{");
+            for (j, probe) in probe_ids.iter().enumerate() {
+                let sep = if j == 0 { "" } else { ", " };
+                let _ = write!(text, "{sep}\"{probe}\": \"{}\"", expect(probe));
+            }
+            text.push_str(if i + 1 == profiles { "}\n" } else { "},\n" });
+        }
+        text.push_str(" }\n}\n");
+    } else {
+        text.push_str("schema_version: 1\nplan_id: m\nkind: experiment\nregistry_id: r\n");
+        let _ = writeln!(text, "profiles: [{}]", prof_ids.join(", "));
+        text.push_str("execution:\n  timeout_ms: 5000\nscenarios:\n");
+        for prof in &prof_ids {
+            let _ = writeln!(text, "  {prof}:");
+            for probe in &probe_ids {
+                let _ = writeln!(text, "    {probe}: {}", expect(probe));
+            }
+        }
+    }
+    std::fs::write(p.path(&format!("plans/m/plan.{format}")), text).unwrap();
+    p
+}
+
+#[test]
+fn a_plan_of_220_000_scenarios_lints_and_loads_and_reads_the_same_in_json_and_yaml() {
+    // Over the values budget (MAX_NODES) many times, within the plan's matrix budget.
+    let (profiles, probes) = (110, 2_000);
+    let n = (profiles * probes) as u64;
+    let p = matrix_project(profiles, probes, "json");
+    let m = nx_measured(
+        p.root(),
+        &["plan-lint", "--format", "json", "plans/m/plan.json"],
+    );
+    let out = String::from_utf8_lossy(&m.stdout);
+    assert_eq!(m.status, 0, "{out}{}", m.stderr_text());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"], 0, "{out}");
+    assert!(!out.contains("NX014"), "{out}");
+    eprintln!(
+        "plan-lint of {n} scenarios: {:?}, peak RSS {} KiB",
+        m.wall, m.max_rss_kib
+    );
+    // Loaded: every scenario listed, and one of them selected and predicted.
+    let r = p.nx(&["list-plans", "--json"]);
+    r.code(0);
+    let rows: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows[0]["scenarios"], n, "{}", r.stdout);
+    assert_eq!(rows[0]["profiles"], profiles as u64);
+    assert!(rows[0]["error"].is_null(), "{}", r.stdout);
+    let mut digests = Vec::new();
+    for format in ["json", "yaml"] {
+        let q = if format == "json" {
+            None
+        } else {
+            Some(matrix_project(profiles, probes, format))
+        };
+        let plan = format!("plans/m/plan.{format}");
+        let r = q.as_ref().unwrap_or(&p).nx(&[
+            "run",
+            "--plan",
+            &plan,
+            "--dry",
+            "--json",
+            "--only-scenario",
+            "ro-109:p01997",
+        ]);
+        r.code(0);
+        let start: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+        assert_eq!(start["scenarios"], 1, "{start}");
+        assert!(r.stdout.contains("\"expected\":\"deny\""), "{}", r.stdout);
+        digests.push(start["plan_digest"].as_str().unwrap().to_string());
+    }
+    // The same matrix written in either syntax is the same plan.
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn plan_matrix_bombs_are_refused_naming_the_file_and_line() {
+    let p = matrix_project(2, 3, "json");
+    let put = |rel: &str, text: &str| {
+        std::fs::create_dir_all(p.path(rel).parent().unwrap()).unwrap();
+        std::fs::write(p.path(rel), text).unwrap();
+    };
+    let head = "schema_version: 1\nplan_id: b\nkind: experiment\nregistry_id: r\nprofiles: [ro-000]\nscenarios:\n";
+    // A profile's map of 2,000 entries anchored and copied by 40 aliases: the copies are
+    // charged to the values budget, entries included.
+    let mut aliased = format!("{head}  ro-000: &m\n");
+    for i in 0..2_000 {
+        let _ = writeln!(aliased, "    p{i:05}: allow");
+    }
+    for i in 1..40 {
+        let _ = writeln!(aliased, "  ro-{i:03}: *m");
+    }
+    let alias_line: u64 = 2_000 + 7 + 25; // the first alias over 50,000 values
+    // An anchored expectation copied by aliases: each copy is a value.
+    let mut scalar_aliases = format!("{head}  ro-000:\n    p00000: &e allow\n");
+    for i in 1..60_000 {
+        let _ = writeln!(scalar_aliases, "    p{i:05}: *e");
+    }
+    // Entries whose values are not strings are values.
+    let mut numbers = String::from("{\"schema_version\": 1, \"scenarios\": {\"ro-000\": {");
+    for i in 0..60_000 {
+        let _ = write!(numbers, "\n\"p{i:05}\": {i},");
+    }
+    numbers.push_str("\"z\": 0}}}");
+    let cases = [
+        ("plans/b1/plan.yaml", aliased, "more than 50000 values"),
+        (
+            "plans/b2/plan.yaml",
+            scalar_aliases,
+            "more than 50000 values",
+        ),
+        ("plans/b3/plan.json", numbers, "more than 50000 values"),
+    ];
+    for (rel, text, what) in &cases {
+        put(rel, text);
+        let m = nx_measured(p.root(), &["plan-lint", "--format", "json", rel]);
+        within_budget(&m, rel);
+        assert_eq!(m.status, 1, "{rel}");
+        let v: Value = serde_json::from_slice(&m.stdout).unwrap();
+        let f = &v["findings"][0];
+        assert_eq!(f["code"], "NX014", "{rel}: {f}");
+        assert!(f["message"].as_str().unwrap().contains(what), "{rel}: {f}");
+        assert!(f["line"].as_u64().unwrap() >= 7, "{rel}: {f}");
+        let r = p.nx(&["run", "--plan", rel, "--out", "out", "--dry"]);
+        r.code(2);
+        assert!(
+            r.stderr.contains(rel) && r.stderr.contains(what),
+            "{}",
+            r.stderr
+        );
+        assert!(!p.path("out").exists());
+    }
+    let m = nx_measured(p.root(), &["plan-lint", "--format", "json", cases[0].0]);
+    let v: Value = serde_json::from_slice(&m.stdout).unwrap();
+    let line = v["findings"][0]["line"].as_u64().unwrap();
+    assert!(line > 2_007 && line <= alias_line, "refused at line {line}");
+    // A plan file over the plan size limit (64 MiB) is refused from its size.
+    let big = p.path("plans/big/plan.json");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    sparse(&big, b"{", 64 * 1024 * 1024 + 1);
+    let m = nx_measured(
+        p.root(),
+        &["plan-lint", "--format", "json", "plans/big/plan.json"],
+    );
+    within_budget(&m, "a 64 MiB plan");
+    let out = String::from_utf8_lossy(&m.stdout);
+    assert!(
+        out.contains("NX014") && out.contains("the limit for a plan file"),
+        "{out}"
+    );
+    let r = p.nx(&["run", "--plan", "plans/big/plan.json", "--dry"]);
+    r.code(2);
+    assert!(
+        r.stderr.contains("plans/big/plan.json") && r.stderr.contains("67108864"),
+        "{}",
+        r.stderr
+    );
+}

@@ -184,10 +184,14 @@ fn input_bombs_are_refused_with_a_clear_error_naming_the_place() {
     );
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["findings"][0]["line"], 10, "{}", r.stdout);
-    // A file larger than the document limit is refused without being read whole.
+    // A file larger than the plan file limit (64 MiB) is refused without being read
+    // (sparse: only its length is stored).
     let big = p.path("plans/big/plan.json");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    std::fs::write(&big, " ".repeat(5 << 20)).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
     let r = run_guarded(
         p.root(),
         &["plan-lint", "--format", "json", "plans/big/plan.json"],

@@ -216,3 +216,116 @@ fn bad_references_are_findings_naming_the_line() {
         .unwrap_err();
     assert!(e.to_string().contains("longer than"), "{e}");
 }
+
+/// A typed line, as the result types are: an enum, optional and defaulted fields, a small
+/// integer, a nested map.
+#[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+struct Typed {
+    id: String,
+    n: u16,
+    #[serde(default)]
+    kind: Option<Kind>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    limits: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    witness: Value,
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    K0,
+    K1,
+    K2,
+}
+
+/// The reader before it read lines in place: the shared values merged into the line's
+/// object, then the object deserialized.
+fn reference_lines<T: DeserializeOwned>(bytes: &[u8], shared: &SharedValues) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let what = format!("line {}", i + 1);
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|_| Error::new(ErrorKind::Findings, "does not parse"))?;
+        let Value::Object(mut obj) = v else {
+            return Err(Error::new(ErrorKind::Findings, "not an object"));
+        };
+        shared.expand(&mut obj, &what)?;
+        out.push(
+            serde_json::from_value(Value::Object(obj))
+                .map_err(|_| Error::new(ErrorKind::Findings, "not what the runner writes"))?,
+        );
+    }
+    Ok(out)
+}
+
+fn read_lines<T: DeserializeOwned>(bytes: &[u8], shared: &SharedValues) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for_each_line::<T>(&mut &bytes[..], Path::new("f.jsonl"), shared, &mut |v| {
+        out.push(v);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn lines_read_in_place_equal_the_merged_objects_deserialized() {
+    let mut seen = [0u32; 2];
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+        let n = 1 + rng.below(60) as usize;
+        let items: Vec<Value> = (0..n).map(|i| item(&mut rng, i)).collect();
+        let (files, shared_doc) = sort_everything(&items, 1000);
+        let shared = SharedValues::parse(&shared_doc, Path::new(SHARED_FILE)).unwrap();
+        let ids: Vec<String> = serde_json::from_slice::<Value>(&shared_doc).unwrap()["values"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut text = String::from_utf8(files[FILES[0]].clone()).unwrap();
+        // Edits: a repeated key, a key also in a shared value, an unknown or repeated
+        // id, a value of the wrong type, a line that is not an object, broken JSON.
+        for _ in 0..rng.below(3) {
+            let lines: Vec<&str> = text.lines().collect();
+            let i = rng.below(lines.len() as u64) as usize;
+            let mut l = lines[i].to_string();
+            let id = ids
+                .get(rng.below(ids.len() as u64) as usize)
+                .cloned()
+                .unwrap_or_default();
+            match rng.below(8) {
+                0 => l = l.replacen('{', "{\"n\":7,", 1),
+                1 => l = l.replacen('{', "{\"kind\":\"k1\",", 1),
+                2 => l = l.replacen('{', &format!("{{\"$shared\":[\"{id}\",\"{id}\"],"), 1),
+                3 => l = l.replacen('{', "{\"$shared\":[\"000000000000\"],", 1),
+                4 => l = l.replacen("\"n\":", "\"n\":70000,\"x\":", 1),
+                5 => l = "[1,2]".into(),
+                6 => l.truncate(l.len() / 2),
+                _ => l = l.replacen('{', "{\"kind\":\"k9\",", 1),
+            }
+            let mut v: Vec<String> = lines.iter().map(|s| (*s).to_string()).collect();
+            v[i] = l;
+            text = v.join("\n");
+        }
+        for t in [&text, &String::from_utf8(files[FILES[0]].clone()).unwrap()] {
+            let (a, b) = (
+                read_lines::<Value>(t.as_bytes(), &shared),
+                reference_lines::<Value>(t.as_bytes(), &shared),
+            );
+            assert_eq!(a.as_ref().ok(), b.as_ref().ok(), "seed {seed}: Value\n{t}");
+            let (a, b) = (
+                read_lines::<Typed>(t.as_bytes(), &shared),
+                reference_lines::<Typed>(t.as_bytes(), &shared),
+            );
+            assert_eq!(a.as_ref().ok(), b.as_ref().ok(), "seed {seed}: Typed\n{t}");
+            seen[usize::from(a.is_ok())] += 1;
+        }
+    }
+    assert!(seen[0] > 10 && seen[1] > 10, "{seen:?}");
+}
