@@ -22,7 +22,7 @@
 //!   probes (cwd `/`, empty environment, default signal mask; the PID namespace for its
 //!   children is set back after each fork);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
-//!   runner's pipes), its private mount namespace ([`Isolation::enforce_mounts`]), its
+//!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
 //!   process group on the direct channel), its cgroup (`cgroup.procs` passed as a
 //!   descriptor), its identity and capabilities ([`Isolation::enforce_identity`]), the
@@ -31,8 +31,9 @@
 //!   as [`super::spawn`] reports it;
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
 //!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for the
-//!   one fork, so the child is pid 2 or above there, and back; the child joins and copies
-//!   the init's mount namespace, where that namespace's `/proc` is mounted already;
+//!   one fork, so the child is pid 2 or above there, and back; the child joins the init's
+//!   mount namespace, where that namespace's `/proc` is mounted already, and copies it
+//!   unless it can never change it (see *Mounts* below);
 //! - the runner waits, times out and kills through a pidfd and the child's process group,
 //!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
 //!   server is no subreaper, so orphans go where they went), and asks the server to reap
@@ -171,8 +172,8 @@ struct Launch<'a> {
     cgroup: bool,
     /// The pidfd of the PID namespace's init follows.
     pid_ns: bool,
-    /// The init's mount namespace has that namespace's `/proc`: the child joins and copies
-    /// it instead of mounting its own.
+    /// The init's mount namespace has that namespace's `/proc`: the child joins it (and
+    /// copies it, unless `Isolation::stays_in_prepared_mounts`) instead of mounting its own.
     #[serde(default)]
     ns_mounts: bool,
 }

@@ -9,7 +9,8 @@
 //!
 //! The child runs [`child_main`] on a stack allocated by the parent. It makes raw system
 //! calls on data prepared in the parent only — no allocation, no lock, no panic, no
-//! unwinding: dup2 of stdio, the mounts of its private mount namespace
+//! unwinding: dup2 of stdio, the mounts of its mount namespace (private, or its worker's
+//! prepared one when it can never change it: `Isolation::stays_in_prepared_mounts`)
 //! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
 //! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
 //! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities

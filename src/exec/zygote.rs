@@ -31,7 +31,8 @@
 //! child ever sees, signals or reads the `/proc` entries of another probe's process. The
 //! init of a shared namespace also holds a private mount namespace (a copy of the runner's
 //! made at its start, `/` made private) with its PID namespace's `/proc` mounted once,
-//! which each child joins and copies (`setns` + `unshare`) instead of mounting its own;
+//! which each child joins (`setns`) instead of mounting its own, and copies (`unshare`)
+//! unless it mounts nothing and can never mount (`Isolation::stays_in_prepared_mounts`);
 //! every init reaps the orphans re-parented to it (it blocks every signal and takes
 //! `SIGCHLD` with `sigwaitinfo`).
 
@@ -199,7 +200,8 @@ impl NsInit {
 
     /// The init holds a private mount namespace with its PID namespace's `/proc` mounted
     /// (a shared namespace's, when the mounts succeeded): a child joins it
-    /// (`setns(pidfd, CLONE_NEWNS)`) and makes itself a private copy (`unshare`).
+    /// (`setns(pidfd, CLONE_NEWNS)`) and makes itself a private copy (`unshare`) unless
+    /// it stays in it (`Isolation::stays_in_prepared_mounts`).
     pub fn proc_mounted(&self) -> bool {
         self.proc_mounted
     }
