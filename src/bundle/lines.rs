@@ -401,30 +401,9 @@ impl SharedValues {
     /// Merge the shared values a line lists back into it. An unknown id, or a key the line
     /// also has, is an error (`what` names the line).
     pub fn expand(&self, line: &mut Map<String, Value>, what: &str) -> Result<()> {
-        let Some(ids) = line.remove(SHARED_KEY) else {
-            return Ok(());
-        };
-        let Some(ids) = ids.as_array().cloned() else {
-            return Err(Error::new(
-                ErrorKind::Findings,
-                format!("{what}: `{SHARED_KEY}` is not a list"),
-            ));
-        };
-        for id in ids {
-            let id = id.as_str().unwrap_or_default();
-            let Some(obj) = self.values.get(id) else {
-                return Err(Error::new(
-                    ErrorKind::Findings,
-                    format!("{what}: shared value `{id}` is not in {SHARED_FILE}"),
-                ));
-            };
+        for obj in self.groups(line, what)? {
             for (k, v) in obj {
-                if line.insert(k.clone(), v.clone()).is_some() {
-                    return Err(Error::new(
-                        ErrorKind::Findings,
-                        format!("{what}: `{k}` is both in the line and in shared value `{id}`"),
-                    ));
-                }
+                line.insert(k.clone(), v.clone());
             }
         }
         Ok(())

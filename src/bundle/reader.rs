@@ -224,13 +224,7 @@ impl Bundle {
         shared: &SharedValues,
         each: &mut dyn FnMut(T) -> Result<()>,
     ) -> Result<(lines::Digests, Result<u64>)> {
-        let path = self.path(rel);
-        let entry = self.entry(rel).ok_or_else(|| {
-            if let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f)) {
-                return lines::refuse_v1(&self.path(old), old);
-            }
-            Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
-        })?;
+        let (path, entry) = self.result_entry(rel)?;
         let f = fsio::open_beneath(&self.dir_fd, rel)
             .map_err(|e| Error::io("open bundle member", &path, e))?;
         let (d, outcome) = lines::scan(f, &path, shared, each)?;
@@ -238,9 +232,9 @@ impl Bundle {
         Ok((d, outcome))
     }
 
-    /// Result file `rel` to be read a line at a time on demand, verified against the index
-    /// when [`lines::LineReader::finish`] is called.
-    pub fn line_reader(&self, rel: &str) -> Result<lines::LineReader<File>> {
+    /// The path and index entry of result file `rel`; a version-1 bundle (which has the
+    /// old result files instead) is refused naming its file and the fix.
+    fn result_entry(&self, rel: &str) -> Result<(PathBuf, &IndexEntry)> {
         let path = self.path(rel);
         let entry = self.entry(rel).ok_or_else(|| {
             if let Some(old) = V1_RESULT_FILES.iter().find(|f| self.has(f)) {
@@ -248,6 +242,13 @@ impl Bundle {
             }
             Error::new(ErrorKind::Findings, "is not in the bundle's index").with_path(&path)
         })?;
+        Ok((path, entry))
+    }
+
+    /// Result file `rel` to be read a line at a time on demand, verified against the index
+    /// when [`lines::LineReader::finish`] is called.
+    pub fn line_reader(&self, rel: &str) -> Result<lines::LineReader<File>> {
+        let (path, entry) = self.result_entry(rel)?;
         let f = fsio::open_beneath(&self.dir_fd, rel)
             .map_err(|e| Error::io("open bundle member", &path, e))?;
         Ok(lines::LineReader::new(
