@@ -555,6 +555,22 @@ struct Hashing<R> {
     size: u64,
 }
 
+impl<R: Read> Hashing<R> {
+    /// `inner` hashed as it is read, behind a 256 KiB buffer.
+    fn buffered(inner: R) -> BufReader<Self> {
+        use sha2::Digest as _;
+        BufReader::with_capacity(
+            256 * 1024,
+            Hashing {
+                inner,
+                b3: blake3::Hasher::new(),
+                sha: sha2::Sha256::new(),
+                size: 0,
+            },
+        )
+    }
+}
+
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use sha2::Digest as _;
@@ -595,16 +611,7 @@ pub fn scan_with<R>(
     path: &Path,
     read: &mut dyn FnMut(&mut dyn BufRead) -> R,
 ) -> Result<(Digests, R)> {
-    use sha2::Digest as _;
-    let mut r = BufReader::with_capacity(
-        256 * 1024,
-        Hashing {
-            inner: reader,
-            b3: blake3::Hasher::new(),
-            sha: sha2::Sha256::new(),
-            size: 0,
-        },
-    );
+    let mut r = Hashing::buffered(reader);
     let got = read(&mut r);
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     Ok((digests(r.into_inner()), got))
@@ -627,17 +634,8 @@ impl<R: Read> LineReader<R> {
     /// Read `reader` (the member at `path`); `expect` is its indexed size and blake3 when
     /// the read is strict.
     pub fn new(reader: R, path: &Path, expect: Option<(u64, String)>) -> Self {
-        use sha2::Digest as _;
         Self {
-            r: BufReader::with_capacity(
-                256 * 1024,
-                Hashing {
-                    inner: reader,
-                    b3: blake3::Hasher::new(),
-                    sha: sha2::Sha256::new(),
-                    size: 0,
-                },
-            ),
+            r: Hashing::buffered(reader),
             path: path.to_path_buf(),
             buf: Vec::new(),
             n: 0,
