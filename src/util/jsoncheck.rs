@@ -159,19 +159,7 @@ mod tests {
 
     use super::*;
 
-    /// A small seeded generator (no dependency: xorshift).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::util::testrng::Rng;
 
     /// Random JSON text, mostly well formed, sometimes not, sometimes deep.
     fn text(r: &mut Rng, depth: u32, out: &mut String) {
@@ -180,11 +168,11 @@ mod tests {
             0 => out.push_str("null"),
             1 => out.push_str(if r.below(2) == 0 { "true" } else { "false" }),
             2 => out.push_str(&format!("{}", r.below(1000))),
-            3 => out.push_str(["-1.5e3", "1e400", "-0", "01", "2.", "1E-2"][r.below(6) as usize]),
+            3 => out.push_str(["-1.5e3", "1e400", "-0", "01", "2.", "1E-2"][r.below(6_usize)]),
             4 => out.push_str(
-                ["\"a\"", "\"\\u00e9\"", "\"\\ud800\"", "\"x", "\"\\q\""][r.below(5) as usize],
+                ["\"a\"", "\"\\u00e9\"", "\"\\ud800\"", "\"x", "\"\\q\""][r.below(5_usize)],
             ),
-            5 => out.push_str(["", "]", "}", ",", "nul"][r.below(5) as usize]),
+            5 => out.push_str(["", "]", "}", ",", "nul"][r.below(5_usize)]),
             6 | 7 => {
                 out.push('[');
                 for i in 0..r.below(4) {
@@ -203,7 +191,7 @@ mod tests {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(["\"k\"", "\"v\"", "\"k\"", "1", "\"a b\""][r.below(5) as usize]);
+                    out.push_str(["\"k\"", "\"v\"", "\"k\"", "1", "\"a b\""][r.below(5_usize)]);
                     out.push(':');
                     text(r, depth + 1, out);
                 }

@@ -18,4 +18,6 @@ pub mod nofollow;
 pub mod paths;
 pub mod suggest;
 pub mod term;
+#[cfg(test)]
+pub mod testrng;
 pub mod time;

@@ -415,21 +415,7 @@ fn no_human_output_of_any_command_carries_a_raw_control_byte_and_json_stays_exac
 // Signature armour as strict as ssh-keygen
 // ---------------------------------------------------------------------------------------
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % (n.max(1) as u64)).unwrap()
-    }
-}
+use crate::util::Rng;
 
 /// What `ssh-keygen -Y verify` says of `sig` over `msg`.
 fn keygen_accepts(dir: &Path, allowed: &Path, sig: &[u8], msg: &Path) -> bool {

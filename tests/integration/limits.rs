@@ -425,21 +425,7 @@ fn packets_read_only_their_own_bundle_each_member_once() {
 // The fuzz: seeded mutations of the shipped templates and of a real packet, and bombs
 // ---------------------------------------------------------------------------------------
 
-/// splitmix64, as in the differential test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % (n.max(1) as u64)).unwrap()
-    }
-}
+use crate::util::Rng;
 
 /// Every node of `v` (JSON pointers), the root included.
 fn pointers(v: &Value, at: &str, out: &mut Vec<String>) {

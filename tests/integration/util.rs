@@ -8,6 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// The seeded generator of the generated tests: the unit tests' own file, included by path.
+#[path = "../../src/util/testrng.rs"]
+mod testrng;
+pub use testrng::Rng;
+
 /// The repository root (where Cargo.toml is). Tests read `tests/fixtures/` and `schemas/`
 /// from it, and the shipped examples only through [`SHIPPED`] / [`Project::shipped`]; never
 /// the working tree's `plans/`, `registry/` or `templates/` as a whole.

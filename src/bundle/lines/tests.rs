@@ -2,20 +2,7 @@
 
 use super::*;
 
-/// xorshift64*: seeded, reproducible, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use crate::util::testrng::Rng;
 
 const GROUPS: &[&[&str]] = &[&["kind", "target"], &["profile", "limits"], &["witness"]];
 const FILES: [&str; 2] = ["a.jsonl", "b.jsonl"];
@@ -119,12 +106,12 @@ fn streamed(rng: &mut Rng, items: &[Value], window: usize, workers: usize, cap: 
 fn streamed_result_files_are_byte_identical_to_sorting_everything() {
     for seed in 1..=60u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let n = rng.below(300) as usize;
-        let window = 1 + rng.below(40) as usize;
-        let workers = 1 + rng.below(8) as usize;
+        let n = rng.below(300_usize);
+        let window = 1 + rng.below(40_usize);
+        let workers = 1 + rng.below(8_usize);
         // Sometimes a cap small enough that later groups stay inline.
         let cap = if rng.below(3) == 0 {
-            rng.below(6) as usize
+            rng.below(6_usize)
         } else {
             1000
         };
@@ -278,7 +265,7 @@ fn lines_read_in_place_equal_the_merged_objects_deserialized() {
     let mut seen = [0u32; 2];
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
-        let n = 1 + rng.below(60) as usize;
+        let n = 1 + rng.below(60_usize);
         let items: Vec<Value> = (0..n).map(|i| item(&mut rng, i)).collect();
         let (files, shared_doc) = sort_everything(&items, 1000);
         let shared = SharedValues::parse(&shared_doc, Path::new(SHARED_FILE)).unwrap();

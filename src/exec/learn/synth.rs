@@ -305,19 +305,7 @@ fn workspace_hint(b: &Bounds) -> String {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (no dependency for a test).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-            v[usize::try_from(self.next() % v.len() as u64).unwrap_or(0)]
-        }
-    }
+    use crate::util::testrng::Rng;
 
     const BLOCKERS: &[&str] = &[
         "fs.read_file",
@@ -350,7 +338,7 @@ mod tests {
     const NAMES: &[&str] = &["a", "passwd", "ssl", "lib", "ws", "x y", "n\nl"];
 
     fn path(r: &mut Rng) -> String {
-        let d = r.pick(DIRS);
+        let d = *r.pick(DIRS);
         let n = r.pick(NAMES);
         let p = if d == "/" {
             format!("/{n}")

@@ -275,20 +275,7 @@ mod tests {
         assert_eq!(shell_script(&argv(&["/bin/sh", "script.sh"])), None);
     }
 
-    /// A tiny deterministic generator (no dependency): xorshift64*.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % n as u64).unwrap_or(0)
-        }
-    }
+    use crate::util::testrng::Rng;
 
     /// What a generated token is, and the host path it names when it names one.
     enum Token {

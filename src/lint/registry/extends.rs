@@ -328,18 +328,7 @@ pub(super) fn lint_extends(
 mod tests {
     use super::*;
 
-    /// xorshift64*.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-        }
-    }
+    use crate::util::testrng::Rng;
 
     /// On random graphs, a profile is in a reported component exactly when it reaches
     /// itself (computed by a fixpoint), and each reported cycle is a real cycle.
@@ -347,7 +336,7 @@ mod tests {
     fn every_cycle_is_reported_on_random_graphs() {
         for seed in 1..=400u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let n = 1 + rng.below(12) as usize;
+            let n = 1 + rng.below(12_usize);
             let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
             let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for name in &names {

@@ -16,25 +16,7 @@ use crate::model::registry::{
     Compat, Identity, LinuxCapability, MissingPaths, ScopeWord, SeccompGroup,
 };
 
-/// xorshift64*: seeded, reproducible, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use crate::util::testrng::Rng;
 
 fn id(i: usize) -> Id {
     Id::new(format!("p{i}")).unwrap()
@@ -91,11 +73,8 @@ fn random_profile(rng: &mut Rng, n: usize, i: usize, acyclic: bool) -> Profile {
             },
         });
         let ports = |rng: &mut Rng| {
-            rng.chance(50).then(|| {
-                (0..rng.below(3))
-                    .map(|_| 440 + rng.below(6) as u16)
-                    .collect()
-            })
+            rng.chance(50)
+                .then(|| (0..rng.below(3)).map(|_| 440 + rng.below(6_u16)).collect())
         };
         let net = rng.chance(50).then(|| NetRules {
             tcp_connect: ports(rng),
@@ -110,7 +89,7 @@ fn random_profile(rng: &mut Rng, n: usize, i: usize, acyclic: bool) -> Profile {
             } else {
                 Compat::Hard
             },
-            abi: 1 + rng.below(7) as u8,
+            abi: 1 + rng.below(7_u8),
             fs,
             net,
             scope: [ScopeWord::Signal, ScopeWord::AbstractUnixSocket]
@@ -137,21 +116,20 @@ fn random_profile(rng: &mut Rng, n: usize, i: usize, acyclic: bool) -> Profile {
     if rng.chance(40) {
         p.env
             .pass
-            .push(["PATH", "HOME", "LANG"][rng.below(3) as usize].to_string());
+            .push(["PATH", "HOME", "LANG"][rng.below(3_usize)].to_string());
     }
     if rng.chance(30) {
         // Few values, so bases often agree and sometimes conflict.
-        p.env.set.insert(
-            "LANG".into(),
-            ["C", "C.UTF-8"][rng.below(2) as usize].into(),
-        );
+        p.env
+            .set
+            .insert("LANG".into(), ["C", "C.UTF-8"][rng.below(2_usize)].into());
     }
     if rng.chance(20) {
         p.capabilities
-            .push([LinuxCapability::NetRaw, LinuxCapability::Chown][rng.below(2) as usize]);
+            .push([LinuxCapability::NetRaw, LinuxCapability::Chown][rng.below(2_usize)]);
     }
     if rng.chance(15) {
-        let u = 1000 + rng.below(2) as u32;
+        let u = 1000 + rng.below(2_u32);
         p.identity = Some(Identity { uid: u, gid: u });
     }
     p
@@ -338,7 +316,7 @@ fn resolution_equals_the_independent_union_on_random_graphs() {
     let mut checked = 0;
     for seed in 1..=300u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let n = 2 + rng.below(9) as usize;
+        let n = 2 + rng.below(9_usize);
         let acyclic = rng.chance(75);
         let profiles: BTreeMap<Id, Profile> = (0..n)
             .map(|i| (id(i), random_profile(&mut rng, n, i, acyclic)))

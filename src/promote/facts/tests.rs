@@ -12,18 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::model::results::{ExpectedMatrix, MismatchPacket, MismatchSummary, RunManifest};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use crate::util::testrng::Rng;
 
 fn small(r: &mut Rng) -> Value {
     [
