@@ -373,6 +373,18 @@ fn isolation(
     .0
 }
 
+/// The runner's privileges, which must be root with `CAP_SYS_ADMIN`: the suite runs as root
+/// on its machine (README: what the tests need); a run without it fails by name here instead
+/// of passing without checking anything.
+fn root_with_sys_admin() -> nexusmon::sandbox::privilege::RunnerPrivileges {
+    let runner = nexusmon::sandbox::privilege::RunnerPrivileges::current();
+    assert!(
+        runner.euid == 0 && runner.effective & (1 << 21) != 0,
+        "this test needs root with CAP_SYS_ADMIN (namespaces, setns into the init's)"
+    );
+    runner
+}
+
 /// Generated identities and kept capabilities, with and without a PID namespace of its own
 /// (shared or not), from a server with its whole bounding set and from one that dropped
 /// what none of the children keeps: a forked child is who an executed helper is — same uid, gid, five capability sets, pid
@@ -380,14 +392,7 @@ fn isolation(
 #[test]
 fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_executed_one() {
     use nexusmon::exec::zygote::Zygote;
-    use nexusmon::sandbox::privilege::RunnerPrivileges;
-    let runner = RunnerPrivileges::current();
-    // The suite runs as root on its machine (README: what the tests need); a run without
-    // CAP_SYS_ADMIN fails here by name instead of passing without checking anything.
-    assert!(
-        runner.euid == 0 && runner.effective & (1 << 21) != 0,
-        "this test needs root with CAP_SYS_ADMIN (namespaces, setns into the init's)"
-    );
+    let runner = root_with_sys_admin();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut rng = Rng(0x1DE_7717_CA95);
@@ -469,14 +474,7 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
 #[test]
 fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it() {
     use nexusmon::exec::zygote::{SharedNs, Zygote};
-    use nexusmon::sandbox::privilege::RunnerPrivileges;
-    let runner = RunnerPrivileges::current();
-    // The suite runs as root on its machine (README: what the tests need); a run without
-    // CAP_SYS_ADMIN fails here by name instead of passing without checking anything.
-    assert!(
-        runner.euid == 0 && runner.effective & (1 << 21) != 0,
-        "this test needs root with CAP_SYS_ADMIN (namespaces, setns into the init's)"
-    );
+    let runner = root_with_sys_admin();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let zygote = Zygote::start(&bin()).unwrap();
