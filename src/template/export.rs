@@ -133,16 +133,7 @@ fn sh(w: &str) -> String {
 
 /// A DNS-1123 label from `nexusmon-<plan id>` (lowercase, `-`, at most 63).
 fn dns_label(plan_id: &str) -> String {
-    let mut s: String = format!("nexusmon-{plan_id}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let mut s = crate::util::lowercase_dashed(&format!("nexusmon-{plan_id}"));
     s.truncate(63);
     s.trim_end_matches('-').to_string()
 }

@@ -21,3 +21,18 @@ pub mod term;
 #[cfg(test)]
 pub mod testrng;
 pub mod time;
+
+/// `s` with every ASCII letter lowercased and every character that is not an ASCII letter or
+/// digit replaced by `-`: the alphabet of generated ids and DNS labels (callers trim,
+/// collapse or cut it as their format needs).
+pub fn lowercase_dashed(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}

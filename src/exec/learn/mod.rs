@@ -679,16 +679,7 @@ fn ids_for(req: &LearnRequest, spec: &Spec) -> Result<LearnedIds> {
                 .unwrap_or_default()
         })
     });
-    let slug: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
+    let slug: String = crate::util::lowercase_dashed(&base)
         .split('-')
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
