@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::model::results::Leaked;
+use crate::sandbox::privilege;
 
 /// The zygote's argument (after the program).
 pub const ZYGOTE_MODE: &str = "__zygote";
@@ -433,20 +434,7 @@ unsafe fn init_main(ready: Option<RawFd>) -> ! {
         if let Some(fd) = ready {
             // A shared namespace's mounts, once for all its children: nothing propagates
             // back to the host, and its own `/proc`.
-            let ok = libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) == 0
-                && libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null(),
-                ) == 0;
+            let ok = privilege::make_root_private() && privilege::mount_proc();
             let b = if ok { b"k" } else { b"f" };
             libc::write(fd, b.as_ptr().cast(), 1);
         }

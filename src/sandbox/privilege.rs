@@ -366,6 +366,42 @@ pub fn bounding_kept_by<'a>(
     Some(keep)
 }
 
+/// Make every mount of this process's mount namespace private (recursively from `/`), so
+/// that nothing mounted here propagates back to the namespace it was copied from.
+///
+/// # Safety
+/// Only in a process whose mount namespace is its own (a child after `unshare` or a clone
+/// with `CLONE_NEWNS`, a namespace's init).
+pub unsafe fn make_root_private() -> bool {
+    // SAFETY: mount(2) on static strings; the caller's own mount namespace.
+    unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+    }
+}
+
+/// Mount this process's PID namespace's `/proc` (nosuid, nodev, noexec) over `/proc`.
+///
+/// # Safety
+/// As [`make_root_private`], after it.
+pub unsafe fn mount_proc() -> bool {
+    // SAFETY: mount(2) on static strings; the caller's own mount namespace.
+    unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) == 0
+    }
+}
+
 /// What one child gets, decided by the lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildRequest<'a> {
@@ -547,26 +583,10 @@ impl Isolation {
                 {
                     return Err(step());
                 }
-            } else if libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
+            } else if !make_root_private() {
                 return Err(step());
             }
-            if self.pid_namespace
-                && prepared.is_none()
-                && libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null(),
-                ) != 0
-            {
+            if self.pid_namespace && prepared.is_none() && !mount_proc() {
                 return Err(step());
             }
             // The scratch directory becomes a mount of its own first, so that it is copied
