@@ -440,20 +440,9 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         let Ok(keep) = u64::from_str_radix(keep, 16) else {
             return 2;
         };
-        for n in 0..64u32 {
-            // SAFETY: prctl on this process's own bounding set (EINVAL past the last
-            // capability ends the loop).
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
-            if rc < 0 {
-                break;
-            }
-            if rc == 1
-                && keep & (1u64 << n) == 0
-                // SAFETY: as above.
-                && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0
-            {
-                return 1;
-            }
+        // SAFETY: this (single-threaded) server's own bounding set.
+        if !unsafe { crate::sandbox::privilege::drop_bounding_except(keep, 63) } {
+            return 1;
         }
     }
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork

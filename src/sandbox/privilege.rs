@@ -366,6 +366,33 @@ pub fn bounding_kept_by<'a>(
     Some(keep)
 }
 
+/// Drop from this process's bounding set every capability up to `last` (or the kernel's
+/// last, whichever is lower) that `keep` (a capability mask) does not hold. Reading is
+/// cheap and each drop copies the credentials, so only what is still there is dropped (a
+/// fork server may have dropped the rest once: [`bounding_kept_by`]). False (with `errno`)
+/// when a drop fails.
+///
+/// # Safety
+/// Async-signal-safe (two `prctl`s a capability): fit for a cloned child before `execve`.
+pub unsafe fn drop_bounding_except(keep: u64, last: u32) -> bool {
+    for n in 0..=last.min(63) {
+        // SAFETY: prctl on this process's own bounding set (EINVAL past the kernel's last
+        // capability ends the walk).
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+        if rc < 0 {
+            break;
+        }
+        if rc == 1
+            && keep & (1u64 << n) == 0
+            // SAFETY: as above.
+            && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Make every mount of this process's mount namespace private (recursively from `/`), so
 /// that nothing mounted here propagates back to the namespace it was copied from.
 ///
@@ -669,16 +696,8 @@ impl Isolation {
         // SAFETY: prctl/setgroups/setres*id/capset on this child's own credentials, with
         // pointers to stack values.
         unsafe {
-            for n in 0..=u32::from(self.cap_last) {
-                // Reading is cheap; each drop copies the credentials: only what is there
-                // (a fork server may have dropped the rest once: `bounding_kept_by`).
-                if self.clear_bounding
-                    && self.caps & (1u64 << n) == 0
-                    && libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) == 1
-                    && libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) != 0
-                {
-                    return Err(caps_err());
-                }
+            if self.clear_bounding && !drop_bounding_except(self.caps, u32::from(self.cap_last)) {
+                return Err(caps_err());
             }
             let mut uid_after = libc::geteuid();
             if let Some((uid, gid)) = self.identity {
