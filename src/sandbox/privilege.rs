@@ -393,6 +393,58 @@ pub unsafe fn drop_bounding_except(keep: u64, last: u32) -> bool {
     true
 }
 
+/// Drop from this process's bounding set every capability of `present` (a superset of
+/// what the set holds now) that `keep` does not hold, without reading the set first:
+/// [`drop_bounding_except`] for a caller that knows the set already (a child cloned from a
+/// thread whose set it read: [`thread_bounding`]). A capability the set no longer holds
+/// is dropped again, which changes nothing; one it holds is never skipped, since a
+/// bounding set only ever shrinks, so a set read earlier holds all it holds now. False
+/// (with `errno`) when a drop fails.
+///
+/// # Safety
+/// Async-signal-safe (one `prctl` a dropped capability): fit for a cloned child.
+pub unsafe fn drop_bounding_known(keep: u64, present: u64) -> bool {
+    for n in 0..64u32 {
+        if present & !keep & (1u64 << n) != 0
+            // SAFETY: prctl on this process's own bounding set.
+            && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// The calling thread's bounding set (read once per thread, 41 `PR_CAPBSET_READ`s, then
+/// remembered: a bounding set only ever shrinks, so the value stays a superset of it).
+/// A child cloned from this thread starts with this set, so it can drop what it must
+/// without reading it again ([`Isolation::enforce_identity_from`]): 41 system calls less
+/// per child.
+pub fn thread_bounding() -> u64 {
+    thread_local! {
+        static BOUNDING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    }
+    BOUNDING.with(|b| {
+        if let Some(v) = b.get() {
+            return v;
+        }
+        let mut v = 0u64;
+        for n in 0..64u32 {
+            // SAFETY: prctl reading this thread's own bounding set (EINVAL past the
+            // kernel's last capability ends the walk).
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+            if rc < 0 {
+                break;
+            }
+            if rc == 1 {
+                v |= 1u64 << n;
+            }
+        }
+        b.set(Some(v));
+        v
+    })
+}
+
 /// Make every mount of this process's mount namespace private (recursively from `/`), so
 /// that nothing mounted here propagates back to the namespace it was copied from.
 ///
@@ -688,6 +740,20 @@ impl Isolation {
     /// # Safety
     /// Only in a cloned child, before `execve`.
     pub unsafe fn enforce_identity(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe { self.enforce_identity_from(None) }
+    }
+
+    /// [`Isolation::enforce_identity`] for a child that knows a superset of its bounding
+    /// set (`bounding`: its parent thread's, [`thread_bounding`]), so it drops without
+    /// reading the set ([`drop_bounding_known`]); `None`: it reads it.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_identity_from(
+        &self,
+        bounding: Option<u64>,
+    ) -> Result<(), (SetupStep, i32)> {
         if !self.drop_privileges {
             return Ok(());
         }
@@ -696,7 +762,12 @@ impl Isolation {
         // SAFETY: prctl/setgroups/setres*id/capset on this child's own credentials, with
         // pointers to stack values.
         unsafe {
-            if self.clear_bounding && !drop_bounding_except(self.caps, u32::from(self.cap_last)) {
+            if self.clear_bounding
+                && !match bounding {
+                    Some(present) => drop_bounding_known(self.caps, present),
+                    None => drop_bounding_except(self.caps, u32::from(self.cap_last)),
+                }
+            {
                 return Err(caps_err());
             }
             let mut uid_after = libc::geteuid();
