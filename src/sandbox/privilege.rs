@@ -56,6 +56,9 @@ pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, 
 pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";
 /// … when a Landlock ruleset does it.
 pub const RO_LANDLOCK: &str = "landlock";
+/// … when both do (a child that keeps `CAP_SYS_ADMIN`, which could remount its mounts
+/// writable).
+pub const RO_MOUNT_NAMESPACE_AND_LANDLOCK: &str = "mount-namespace+landlock";
 /// … when nothing does.
 pub const RO_NONE: &str = "none";
 
@@ -329,6 +332,11 @@ fn compile(
     (child, hard, soft)
 }
 
+/// The bit of `CAP_SYS_ADMIN`: what changes mounts.
+fn sys_admin() -> u64 {
+    1u64 << LinuxCapability::SysAdmin.number()
+}
+
 /// Kernel names of the capabilities in `mask`, by number.
 pub fn caps_names(mask: u64) -> Vec<String> {
     (0u8..64)
@@ -548,6 +556,14 @@ impl Isolation {
                     if writable.is_some() {
                         host_ro = RO_MOUNT_NAMESPACE.into();
                     }
+                    // A child that keeps CAP_SYS_ADMIN can make its own mounts writable
+                    // again (`mount -o remount,bind,rw`) and write anywhere on the host:
+                    // read-only mounts bind it only with the Landlock ruleset too, which
+                    // no capability lifts and which also forbids changing mounts.
+                    if writable.is_some() && caps_mask(&p.capabilities) & sys_admin() != 0 {
+                        landlock = Some(read_only_ruleset(dir));
+                        host_ro = RO_MOUNT_NAMESPACE_AND_LANDLOCK.into();
+                    }
                 }
                 RO_LANDLOCK => {
                     landlock = Some(read_only_ruleset(dir));
@@ -721,7 +737,7 @@ impl Isolation {
     /// zombie — 0.3 to 4 ms of every child's wall time, more on a loaded machine, the
     /// largest per-child cost of the exec driver (benches/probes.sh).
     pub fn stays_in_prepared_mounts(&self) -> bool {
-        let sys_admin = 1u64 << LinuxCapability::SysAdmin.number();
+        let sys_admin = sys_admin();
         self.pid_namespace
             && !self.host_read_only
             && self.writable.is_none()

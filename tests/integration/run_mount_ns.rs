@@ -125,8 +125,14 @@ fn a_child_that_cannot_mount_shares_its_workers_mount_namespace_and_no_child_see
             let (ns, seen, mounted) = parse(&std::fs::read_to_string(b.join(log)).unwrap());
             // No child ever sees a mount another child made.
             assert_eq!(seen, 0, "{lane} {sid} saw another child's mount");
-            // Only a child that keeps CAP_SYS_ADMIN can mount at all.
-            assert_eq!(mounted, sys_admin[profile], "{lane} {sid}");
+            // Only a child that keeps CAP_SYS_ADMIN can mount at all, and not in the
+            // baseline, whose read-only host is then a Landlock ruleset too (which forbids
+            // changing mounts).
+            assert_eq!(
+                mounted,
+                sys_admin[profile] && lane == "scenario",
+                "{lane} {sid}"
+            );
             assert_ne!(
                 ns, runner_ns,
                 "{lane} {sid} runs in the runner's mount namespace"
@@ -152,9 +158,10 @@ fn a_child_that_cannot_mount_shares_its_workers_mount_namespace_and_no_child_see
 }
 
 /// The read-only host of the exec baseline, attacked (issue 16): a baseline child has no
-/// Landlock domain, so only its private mount namespace (every mount read-only but its own
-/// scratch directory) keeps it from other children's files. Generated profiles (kept
-/// capabilities without `sys-admin`, identities) × probes, run on two workers at once;
+/// profile's Landlock domain, so only its private mount namespace (every mount read-only
+/// but its own scratch directory; with a Landlock ruleset to the same effect when it keeps
+/// `CAP_SYS_ADMIN`, which could remount) keeps it from other children's files. Generated
+/// profiles (kept capabilities, `sys-admin` in one, identities) × probes, on two workers;
 /// every child tries, each in a generated order, to write into its own scratch (must
 /// work), the scratch root, its lane's directory, every other probe's and profile's
 /// scratch directory (created first, the next child's among them), the scenario lane's,
@@ -249,11 +256,28 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
     let mut registry_probes = serde_json::Map::new();
     let mut scenarios = serde_json::Map::new();
     let mut registry_profiles = serde_json::Map::new();
+    let mut sys_admin = std::collections::BTreeSet::new();
     for profile in &profiles {
-        let caps: Vec<&str> = ["dac-override", "chown", "fowner", "net-bind-service"]
-            .into_iter()
-            .filter(|_| rng.chance(40))
-            .collect();
+        let mut caps: Vec<&str> = [
+            "dac-override",
+            "chown",
+            "fowner",
+            "net-bind-service",
+            "sys-admin",
+        ]
+        .into_iter()
+        .filter(|_| rng.chance(40))
+        .collect();
+        // One profile keeps CAP_SYS_ADMIN (which could remount the host writable), one
+        // does not.
+        match profile.as_str() {
+            "g0" if !caps.contains(&"sys-admin") => caps.push("sys-admin"),
+            "g1" => caps.retain(|c| *c != "sys-admin"),
+            _ => {}
+        }
+        if caps.contains(&"sys-admin") {
+            sys_admin.insert(profile.clone());
+        }
         let mut p = json!({"description": "generated", "capabilities": caps});
         if rng.chance(40) {
             p["identity"] = json!({"uid": 65534, "gid": 65534});
@@ -436,7 +460,13 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
     let mut stderr = String::new();
     for o in observations {
         let sid = o["scenario_id"].as_str().unwrap();
-        assert_eq!(o["isolation"]["host_read_only"], "mount-namespace", "{o:#}");
+        let (profile, _) = sid.split_once(':').unwrap();
+        let how = if sys_admin.contains(profile) {
+            "mount-namespace+landlock"
+        } else {
+            "mount-namespace"
+        };
+        assert_eq!(o["isolation"]["host_read_only"], how, "{o:#}");
         let log = o["stdout"]["log"]
             .as_str()
             .unwrap_or_else(|| panic!("{sid}: no output {o:#}"));
