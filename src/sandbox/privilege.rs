@@ -26,10 +26,13 @@
 //!   in its private mount namespace every mount is made read-only (`mount_setattr`,
 //!   recursive) and the scratch directory, bound onto itself, writable again; without
 //!   `CAP_SYS_ADMIN`, a Landlock ruleset handling the write rights with only the scratch
-//!   and `/dev/{null,zero,full,tty}` granted. Reads are untouched, so the baseline stays
-//!   "what happens anyway" for them. In the scenario lane, an exec probe's declared
-//!   read-only inputs (`reads`) are bound read-only (a missing one: its nearest existing
-//!   directory, that mount only).
+//!   and `/dev/{null,zero,full,tty}` granted; with `CAP_SYS_ADMIN` kept (which could
+//!   remount the mounts writable), both (`mount-namespace+landlock`). Read-only mounts do
+//!   not stop writes to device nodes (a uid-0 child owns most of `/dev`): here the kernel
+//!   refused `/dev/vda` opened for writing (EPERM), not the tool. Reads are untouched, so
+//!   the baseline stays "what happens anyway" for them. In the scenario lane, an exec
+//!   probe's declared read-only inputs (`reads`) are bound read-only (a missing one: its
+//!   nearest existing directory, that mount only).
 //! - **The runner's environment.** The runner makes itself non-dumpable for the run, so
 //!   `/proc/<runner>/environ` (and `mem`, `maps`, …) needs `CAP_SYS_PTRACE`, which no child
 //!   keeps unless its profile names it; in a PID namespace the runner is not there at all.
@@ -736,6 +739,34 @@ impl Isolation {
     /// teardown waits for an RCU grace period (`namespace_unlock`) before the child is a
     /// zombie — 0.3 to 4 ms of every child's wall time, more on a loaded machine, the
     /// largest per-child cost of the exec driver (benches/probes.sh).
+    ///
+    /// Why a child with a read-only host (the exec baseline) or read-only inputs keeps a
+    /// copy of its own and never shares one, not even one prepared per worker (host
+    /// read-only, the child's scratch bound writable in it, one child at a time, checked
+    /// and cleaned between children): the copy holds a *writable* mount (the scratch),
+    /// and a mount namespace is reachable from outside through any descriptor of a
+    /// directory in it. A baseline child has no Landlock domain; it opens `/` (`O_PATH`)
+    /// and hands it over a Unix socket to a process outside (a concurrent child of another
+    /// worker, which the between-children check never sees). Every lookup through that
+    /// descriptor crosses the mounts of that namespace (mounts are found by mount and
+    /// dentry, not by the namespace of who looks), so once the next child's scratch is
+    /// bound writable there, the holder creates files in it — measured on this kernel:
+    /// `openat(leaked_root, "dev/shm/…/next/planted", O_CREAT)` is `EROFS` before the
+    /// next child's bind and succeeds after. No check between children can see a
+    /// descriptor held by another process, and none can revoke it. In a private copy the
+    /// same descriptor reaches only the donor's own scratch (every other mount of its copy
+    /// is read-only, and the copy is never used again);
+    /// `tests/integration/run_mount_ns.rs` (`a_baseline_child_cannot_plant_…`) keeps an
+    /// accomplice holding such descriptors for a whole run and finds nothing planted.
+    /// Measured cost of the copy on Linux 6.18 (`perf record -e sched:sched_switch -g`
+    /// over `benches/run_gen.py DIR exec 500 on`): no child blocks in
+    /// `synchronize_rcu_expedited` at its exit (the teardown's grace period is no longer
+    /// in the exiting child here); what remains is the CPU of the copy (`unshare`, 21
+    /// mounts here, ~3.5% of the run's cycles) and of its teardown. Holding each copy past
+    /// the child's exit and releasing it on another thread was tried and made things
+    /// worse: every vfork child inherits the runner's descriptors, held namespaces
+    /// included, and the child that closed the last one at its `execve` paid the grace
+    /// period instead.
     pub fn stays_in_prepared_mounts(&self) -> bool {
         let sys_admin = sys_admin();
         self.pid_namespace

@@ -388,9 +388,10 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
                             {
                                 let count =
                                     ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
-                                let p = libc::CMSG_DATA(c).cast::<i32>();
+                                let p = libc::CMSG_DATA(c);
                                 for i in 0..count {
-                                    fds.push(OwnedFd::from_raw_fd(*p.add(i)));
+                                    let fd = p.add(4 * i).cast::<i32>().read_unaligned();
+                                    fds.push(OwnedFd::from_raw_fd(fd));
                                 }
                             }
                             c = libc::CMSG_NXTHDR(&raw const msg, c);
@@ -456,7 +457,7 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
     let observations = results(&b, "baseline_results.jsonl");
     let observations = observations.as_array().unwrap();
     assert_eq!(observations.len(), n_profiles * n_probes);
-    let mut leakers = 0;
+    let mut senders = 0;
     let mut stderr = String::new();
     for o in observations {
         let sid = o["scenario_id"].as_str().unwrap();
@@ -474,10 +475,10 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
         if let Some(err) = o["stderr"]["log"].as_str() {
             stderr.push_str(&std::fs::read_to_string(b.join(err)).unwrap());
         }
-        let mut seen = 0;
+        let mut results = 0;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("R ") {
-                seen += 1;
+                results += 1;
                 let (what, how) = rest.split_once(' ').unwrap();
                 let want = if what == "own" || what == "leak" {
                     "ok"
@@ -486,7 +487,7 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
                 };
                 assert_eq!(how, want, "{sid}: `{what}` ({seed:#x})\n{text}");
                 if what == "leak" {
-                    leakers += 1;
+                    senders += 1;
                 }
             } else if let Some(n) = line.strip_prefix("PROCS ") {
                 // Its namespace's init and itself: nothing of an earlier child.
@@ -498,7 +499,7 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
                 assert_eq!(n, "0", "{sid} saw a mount ({seed:#x})");
             }
         }
-        assert!(seen > 8, "{sid}: {text}");
+        assert!(results > 8, "{sid}: {text}");
         if leavers.contains(sid) {
             let leaked = o["leaked"].as_array().unwrap();
             // Named `sh` or `sleep`: whichever it was when it was found.
@@ -509,7 +510,7 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
         }
     }
     assert_eq!(
-        leakers, donors,
+        senders, donors,
         "every donor sent its descriptors\n{stderr}"
     );
     assert_eq!(
