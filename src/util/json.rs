@@ -6,24 +6,41 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
+mod sorted;
+
+fn ser_error(e: serde_json::Error) -> Error {
+    Error::runner("cannot serialize JSON").with_source(e)
+}
+
 /// Serialize `value` with object keys sorted at every level, pretty-printed, with a
-/// trailing newline. Struct field order never leaks into files.
+/// trailing newline. Struct field order never leaks into files. The bytes are those of
+/// `serde_json::to_vec_pretty(&serde_json::to_value(value)?)` (whose objects are sorted
+/// maps), written without building that tree (see `sorted`).
 pub fn to_sorted_pretty<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    // serde_json's Map is a BTreeMap (the `preserve_order` feature is off), so going
-    // through Value sorts every object's keys.
-    let v = serde_json::to_value(value)
-        .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
-    let mut out = serde_json::to_vec_pretty(&v)
-        .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
+    let mut out = Vec::new();
+    sorted::write(&mut out, true, value).map_err(ser_error)?;
     out.push(b'\n');
     Ok(out)
 }
 
-/// One compact line of sorted JSON (for JSONL files and NDJSON events), without newline.
+/// [`to_sorted_pretty`] into `out`: only the object being sorted is buffered, so a large
+/// document is not held twice. On error, `out` may hold part of the document.
+pub fn write_sorted_pretty<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    sorted::write(out, true, value).map_err(ser_error)?;
+    out.write_all(b"\n")
+        .map_err(|e| ser_error(serde_json::Error::io(e)))
+}
+
+/// One compact line of sorted JSON (for JSONL files and NDJSON events), without newline:
+/// the bytes of `serde_json::to_string(&serde_json::to_value(value)?)`.
 pub fn to_sorted_line<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    let v = serde_json::to_value(value)
-        .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
-    serde_json::to_string(&v).map_err(|e| Error::runner("cannot serialize JSON").with_source(e))
+    let mut out = Vec::new();
+    sorted::write(&mut out, false, value).map_err(ser_error)?;
+    // The serializer writes only UTF-8 (JSON text from `&str`s and ASCII).
+    String::from_utf8(out).map_err(|e| Error::runner("cannot serialize JSON").with_source(e))
 }
 
 /// RFC 8785 (JCS) canonical bytes of `value`, the input of every JSON digest.
