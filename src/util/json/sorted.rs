@@ -601,6 +601,8 @@ fn other() -> Error {
 }
 
 #[cfg(test)]
+// Narrowing a random f64 to an f32 field is the point (NaN, inf and rounding included).
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     //! Generated: thousands of random values of derived types (fields declared out of
     //! order, every enum variant kind, flatten, maps with string and non-string keys,
@@ -749,7 +751,7 @@ mod tests {
             4 => 0.1,
             5 => 1e300,
             6 => 5e-324,
-            7 => r.below(1000u64) as f64,
+            7 => f64::from(r.below(1000u32)),
             _ => f64::from_bits(r.next()),
         }
     }
@@ -774,17 +776,17 @@ mod tests {
         let leaf = depth == 0 || r.chance(35);
         let pick = if leaf { r.below(14u8) } else { r.below(24u8) };
         let d = depth.saturating_sub(1);
-        let mut kids = |r: &mut Rng| (0..r.below(4usize)).map(|_| node(r, d)).collect();
+        let kids = |r: &mut Rng| (0..r.below(4usize)).map(|_| node(r, d)).collect();
         match pick {
             0 => Node::Null,
             1 => Node::Bool(r.chance(50)),
-            2 => Node::I64(r.next() as i64),
+            2 => Node::I64(r.next().cast_signed()),
             3 => Node::U64(r.next()),
             // Mostly in range; sometimes beyond i64/u64 (an error in both paths).
             4 => Node::I128(if r.chance(3) {
                 -(1i128 << 100)
             } else {
-                i128::from(r.next() as i64)
+                i128::from(r.next().cast_signed())
             }),
             5 => Node::U128(u128::from(r.next()) << if r.chance(3) { 64 } else { 0 }),
             6 => Node::F32(float(r) as f32),
