@@ -150,29 +150,30 @@ pub fn promote_with(
         added.insert(v.digest.clone());
     }
     let (signatures, op_summary, links) = fold(&packets, &facts)?;
+    // Each file streams to a digest and (when that differs from the file's) to disk: no
+    // document is held in memory, neither as a JSON tree nor as bytes.
     let files = [
-        (LINKS_FILE, json::to_sorted_pretty(&links)?),
-        (SIGNATURES_FILE, json::to_sorted_pretty(&signatures)?),
-        (OP_SUMMARY_FILE, json::to_sorted_pretty(&op_summary)?),
+        (
+            LINKS_FILE,
+            write_if_changed(&s.out.join(LINKS_FILE), &links)?,
+        ),
+        (
+            SIGNATURES_FILE,
+            write_if_changed(&s.out.join(SIGNATURES_FILE), &signatures)?,
+        ),
+        (
+            OP_SUMMARY_FILE,
+            write_if_changed(&s.out.join(OP_SUMMARY_FILE), &op_summary)?,
+        ),
     ];
-    let mut changed = false;
-    for (name, bytes) in &files {
-        let path = s.out.join(name);
-        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            fsx::write_atomic(&path, bytes)?;
-            changed = true;
-        }
-    }
+    let changed = files.iter().any(|(_, (wrote, _))| *wrote);
     if changed {
         outcome.audit_head = on_change(&MappingsChange {
             out: &s.out,
             added: &added,
             consumed: links.consumed_packets.len(),
             conflicts: signatures.conflicts.len(),
-            files_blake3: files
-                .iter()
-                .map(|(n, b)| (*n, digest::blake3_hex(b)))
-                .collect(),
+            files_blake3: files.iter().map(|(n, (_, d))| (*n, d.clone())).collect(),
         })?;
     }
     outcome.added = added.into_iter().collect();
@@ -182,6 +183,30 @@ pub fn promote_with(
     outcome.op_summary = Some(op_summary);
     outcome.links = Some(links);
     Ok(outcome)
+}
+
+/// Write `value` as sorted pretty JSON to `path` (atomically) unless the file already holds
+/// exactly those bytes, compared by blake3 digest while both stream (an unreadable file is
+/// rewritten); returns whether it wrote and the digest of the bytes.
+fn write_if_changed<T: serde::Serialize>(path: &Path, value: &T) -> Result<(bool, String)> {
+    let mut hasher = blake3::Hasher::new();
+    {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);
+        json::write_sorted_pretty(value, &mut w)?;
+        std::io::Write::flush(&mut w)
+            .map_err(|e| Error::runner("cannot digest JSON").with_source(e))?;
+    }
+    let want = hasher.finalize().to_hex().to_string();
+    let same = digest::blake3_file(path).is_ok_and(|(_, have)| have == want);
+    if !same {
+        fsx::write_atomic_from(
+            path,
+            |mut w| json::write_sorted_pretty(value, &mut w),
+            fsx::AtomicWrite::default(),
+            || {},
+        )?;
+    }
+    Ok((!same, want))
 }
 
 /// The per-profile signatures and conflicts a set of packets would map to, without writing

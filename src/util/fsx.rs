@@ -321,15 +321,43 @@ pub fn write_atomic_opts(
     how: AtomicWrite,
     before_rename: impl FnOnce(),
 ) -> Result<()> {
+    write_atomic_from(
+        path,
+        |w| w.write_all(bytes).map_err(|e| Error::io("write", path, e)),
+        how,
+        before_rename,
+    )
+}
+
+/// As [`write_atomic_opts`], the content written by `fill` into the (buffered) temp file:
+/// a large document streams to disk instead of being built in memory first. An I/O error
+/// `fill` meets names the temp file.
+pub fn write_atomic_from(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+    how: AtomicWrite,
+    before_rename: impl FnOnce(),
+) -> Result<()> {
     let (dir, name) = dir_and_name(path)?;
     let tmp = temp_path_for(path);
     let tmp_name = tmp.file_name().unwrap_or_default();
     let written = (|| {
-        let mut f = dir
+        let f = dir
             .create_file(tmp_name, how.mode)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
+        let mut w = Recording {
+            inner: std::io::BufWriter::with_capacity(64 * 1024, f),
+            failed: None,
+        };
+        let filled = fill(&mut w).and_then(|()| w.flush().map_err(|e| Error::io("write", &tmp, e)));
+        if let Some(e) = w.failed.take() {
+            return Err(Error::io("write", &tmp, e));
+        }
+        filled?;
+        let f = w
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
     })();
     if let Err(e) = written {
@@ -355,6 +383,33 @@ pub fn write_atomic_opts(
         dir.sync()?;
     }
     Ok(())
+}
+
+/// A writer that keeps the first I/O error it returned, so the error of a `fill` that
+/// wraps it (a serializer's) can still be reported as an I/O error naming the path.
+struct Recording<W> {
+    inner: W,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for Recording<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.note(e))
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(buf).inspect_err(|e| self.note(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.note(e))
+    }
+}
+
+impl<W> Recording<W> {
+    fn note(&mut self, e: &std::io::Error) {
+        if self.failed.is_none() {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+    }
 }
 
 /// Block until `file` holds an exclusive lock (`flock(2)`, through std's `File::lock`),

@@ -380,18 +380,19 @@ impl<W: Write> MapSer<'_, W> {
             self.entries.sort_by(|a, b| a.0.cmp(&b.0));
         }
         out.write_all(b"{").map_err(io)?;
-        let n = self.entries.len();
         let mut any = false;
-        for i in 0..n {
-            if i + 1 < n && self.entries[i].0 == self.entries[i + 1].0 {
+        // By value: each entry's buffer is freed once written, so the object is not held
+        // twice (entries and output) while it is written.
+        let mut entries = std::mem::take(&mut self.entries).into_iter().peekable();
+        while let Some((k, v)) = entries.next() {
+            if entries.peek().is_some_and(|next| next.0 == k) {
                 continue;
             }
-            let (k, v) = &self.entries[i];
             item_start(out, pretty, !any, depth)?;
             any = true;
-            write_str(out, k)?;
+            write_str(out, &k)?;
             key_sep(out, pretty)?;
-            out.write_all(v).map_err(io)?;
+            out.write_all(&v).map_err(io)?;
         }
         close(out, pretty, any, depth, b'}')?;
         if self.variant.is_some() {
