@@ -109,11 +109,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         )
         .with_hint("export the CI job again (`nexusmon export …`), or drop --expect-plan-digest"));
     }
-    let mut sel = select::selection(&loaded, &settings)?;
-    let admission = Admission::consult(&settings, &loaded, &sel.selected)?;
-    // The gate's rows are not needed again (the run goes by `sel.scenarios`): a policy
-    // matrix's list is not kept for the whole run.
-    sel.selected = Vec::new();
+    let sel = select::selection(&loaded, &settings)?;
+    let admission = Admission::consult(&settings, &loaded, &sel.scenarios)?;
     let mut setup = RunSetup::prepare(&settings, &loaded, &sel.scenarios, admission.max_jobs)?;
     let mut governance = admission.notes.clone();
     if let Some(m) = &sel.mission {

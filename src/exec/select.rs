@@ -27,9 +27,8 @@ use crate::{Error, Result};
 /// What selection hands to the later stages.
 #[derive(Debug)]
 pub struct Selection {
-    /// The selected scenario rows, as the gate sees them.
-    pub selected: Vec<ScenarioSpec>,
-    /// The same scenarios with their probes and effective timeouts.
+    /// The selected scenarios (their rows, as the gate sees them, are `spec`) with their
+    /// probes and effective timeouts.
     pub scenarios: Vec<ScenarioRun>,
     /// A mission's shape (`None` for experiments).
     pub mission: Option<MissionShape>,
@@ -75,10 +74,9 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
         Some(spec) => Some(cut_shard(loaded, settings, spec, &mut selected)?),
         None => None,
     };
-    let scenarios = resolve_scenarios(loaded, &selected, &known_variables(loaded))?;
+    let scenarios = resolve_scenarios(loaded, selected, &known_variables(loaded))?;
     let mission = MissionShape::of(loaded, &scenarios)?;
     Ok(Selection {
-        selected,
         scenarios,
         mission,
         shard,
@@ -302,7 +300,6 @@ pub fn select(
         }
         chosen_profiles.extend(hits);
     }
-    let ids: Vec<&str> = all.iter().map(|s| s.scenario_id.as_str()).collect();
     let mut chosen_scenarios: BTreeSet<String> = BTreeSet::new();
     for sel in only_scenarios {
         let hits: Vec<&ScenarioSpec> = all
@@ -318,7 +315,8 @@ pub fn select(
                 "--only-scenario `{sel}`: no such scenario in plan `{}`",
                 loaded.plan.plan_id
             ));
-            e = match crate::util::suggest::did_you_mean(sel, ids.iter().copied()) {
+            let ids = all.iter().map(|s| s.scenario_id.as_str());
+            e = match crate::util::suggest::did_you_mean(sel, ids) {
                 Some(x) if !sel.starts_with('@') => e.with_hint(format!("did you mean `{x}`?")),
                 _ => e.with_hint(
                     "scenario ids are `<profile>:<probe>`; globs (`'system-ro:*'`) and `@TAG` (a probe tag) select several",
@@ -450,7 +448,7 @@ fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<
 /// (exit 2) name the registry file, the probe and the fix.
 pub fn resolve_scenarios(
     loaded: &LoadedPlan,
-    selected: &[ScenarioSpec],
+    selected: Vec<ScenarioSpec>,
     known_vars: &BTreeSet<String>,
 ) -> Result<Vec<ScenarioRun>> {
     let probes_file = &loaded.registry.probes_path;
@@ -461,6 +459,7 @@ pub fn resolve_scenarios(
     let mut out = Vec::with_capacity(selected.len());
     let mut shared_probes: BTreeMap<crate::model::Id, std::sync::Arc<crate::model::Probe>> =
         BTreeMap::new();
+    // Each row moves into its run (a policy matrix's rows are not kept twice).
     for spec in selected {
         let task = tasks.get(&spec.scenario_id).cloned();
         if let Some(run) = worker_run(loaded, task.as_ref()) {
@@ -470,7 +469,7 @@ pub fn resolve_scenarios(
                 .and_then(|p| p.limits.kill_grace_ms)
                 .unwrap_or(DEFAULT_KILL_GRACE_MS);
             out.push(ScenarioRun {
-                spec: spec.clone(),
+                spec,
                 probe: std::sync::Arc::new(worker_probe(&run)),
                 timeout: TimeoutSetting {
                     ms: run.worker.decl.timeout_ms.max(1),
@@ -512,7 +511,7 @@ pub fn resolve_scenarios(
             .and_then(|p| p.limits.kill_grace_ms)
             .unwrap_or(DEFAULT_KILL_GRACE_MS);
         out.push(ScenarioRun {
-            spec: spec.clone(),
+            spec,
             probe,
             timeout: TimeoutSetting {
                 ms: ms.max(1),
