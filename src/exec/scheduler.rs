@@ -198,7 +198,8 @@ where
     }
     if let Ok(mut q) = queue.lock() {
         if has_deps {
-            q.ready.extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
+            q.ready
+                .extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
         }
         q.limit = limit_of(low);
     }
