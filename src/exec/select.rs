@@ -40,7 +40,7 @@ pub struct Selection {
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
 pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selection> {
     let lint = || {
-        let mut report = crate::lint::check_plan(&loaded.path, &settings.root)?;
+        let mut report = crate::lint::check_loaded(loaded, &settings.root)?;
         report
             .findings
             .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));

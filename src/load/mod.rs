@@ -197,8 +197,8 @@ pub struct ScenarioSpec {
 pub struct LoadedPlan {
     /// The plan file.
     pub path: PathBuf,
-    /// The parsed document (for spans).
-    pub doc: Document,
+    /// The parsed document (for spans; shared with lint, [`crate::lint::check_loaded`]).
+    pub doc: std::sync::Arc<Document>,
     /// The plan.
     pub plan: Plan,
     /// The registry it uses.
@@ -461,7 +461,7 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
     let inputs_digest = (plan.kind == PlanKind::Mission).then(|| worker::inputs_digest(&plan));
     Ok(LoadedPlan {
         path: path.to_path_buf(),
-        doc,
+        doc: std::sync::Arc::new(doc),
         plan,
         registry,
         probes,
