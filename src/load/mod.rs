@@ -225,7 +225,7 @@ pub struct DigestInput<'a> {
     /// [`DIGEST_VERSION`].
     pub digest_version: u32,
     /// The plan, `$schema` removed.
-    pub plan: serde_json::Value,
+    pub plan: &'a Plan,
     /// The resolved probes.
     pub probes: &'a BTreeMap<Id, Probe>,
     /// The resolved profiles.
@@ -255,14 +255,21 @@ pub fn plan_digest_with(
     profiles: &BTreeMap<Id, Profile>,
     workers: &BTreeMap<Id, worker::ResolvedWorker>,
 ) -> Result<Digest> {
-    let mut plan_value = serde_json::to_value(plan)
-        .map_err(|e| Error::runner("cannot serialize plan").with_source(e))?;
-    if let Some(obj) = plan_value.as_object_mut() {
-        obj.remove("$schema");
-    }
+    // Serialized straight into the canonical form (which sorts every object's keys), not
+    // through a JSON tree of the plan: a policy matrix's tree is most of a load's memory.
+    let without_schema;
+    let plan = if plan.schema.is_some() {
+        without_schema = Plan {
+            schema: None,
+            ..plan.clone()
+        };
+        &without_schema
+    } else {
+        plan
+    };
     let input = DigestInput {
         digest_version: DIGEST_VERSION,
-        plan: plan_value,
+        plan,
         probes,
         profiles,
         registry_id: &plan.registry_id,
@@ -558,6 +565,64 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn the_digest_is_the_canonical_form_of_the_plan_as_a_json_tree() {
+        // `plan_digest` serializes the plan straight into RFC 8785; it must give the bytes
+        // the JSON tree of the plan (`$schema` removed) gives, for seeded plans with every
+        // kind of member (a mission's typed inputs: floats, unicode, nesting).
+        use crate::util::testrng::Rng;
+        for seed in 0..60u64 {
+            let mut r = Rng(seed);
+            let mut scenarios = serde_json::Map::new();
+            for f in 0..r.below(4u32) {
+                let row: serde_json::Map<String, serde_json::Value> = (0..r.below(6u32))
+                    .map(|p| {
+                        (
+                            format!("p{p}"),
+                            if r.chance(50) { "allow" } else { "deny" }.into(),
+                        )
+                    })
+                    .collect();
+                scenarios.insert(format!("f{f}"), row.into());
+            }
+            let mut v = serde_json::json!({
+                "schema_version": 1, "plan_id": "m", "kind": "experiment", "registry_id": "r",
+                "profiles": ["f0", "f1"], "scenarios": scenarios,
+                "variables": {"ZED": "é\u{1F600}", "A": "x"},
+                "execution": {"jobs": r.below(9u32) + 1, "retries": r.below(3u32)},
+            });
+            if r.chance(50) {
+                v["$schema"] = "../../schemas/plan.schema.json".into();
+            }
+            if r.chance(50) {
+                v["kind"] = "mission".into();
+                v["mission"] = serde_json::json!({
+                    "objective": "o", "category": "forge", "rank": "C",
+                    "scores": {"compute_cost": 1, "maintainability": 2, "attention": 3,
+                               "economic_value": 4, "trust": 5, "prediction_confidence": 6},
+                    "requested_by": "me",
+                    "tasks": {"t": {"worker": "w", "profile": "f0",
+                                    "inputs": {"n": 1.5e-7, "big": 12345678901234567u64, "s": "\u{7f}", "o": {"b": [1, -2.25, null]}}}},
+                });
+            }
+            let plan: Plan = serde_json::from_value(v).unwrap();
+            let mut tree = serde_json::to_value(&plan).unwrap();
+            tree.as_object_mut().unwrap().remove("$schema");
+            let want = Digest::both_of(
+                &json::canonical(&serde_json::json!({
+                    "digest_version": DIGEST_VERSION,
+                    "plan": tree,
+                    "probes": {},
+                    "profiles": {},
+                    "registry_id": "r",
+                }))
+                .unwrap(),
+            );
+            let got = plan_digest(&plan, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+            assert_eq!(got, want, "seed {seed}: {plan:?}");
+        }
+    }
 
     #[test]
     fn scenario_pairs_visit_exactly_the_listed_scenarios() {
