@@ -39,12 +39,34 @@ pub struct Selection {
 
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
 pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selection> {
-    let lint = || {
-        let mut report = crate::lint::check_loaded(loaded, &settings.root)?;
-        report
-            .findings
-            .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
-        report.refuse_on_errors(&loaded.path, &settings.root)
+    let lint = lint_report(loaded, settings);
+    selection_linted(loaded, settings, lint)
+}
+
+/// The plan's lint report as `run` judges it (the settings' waivers applied): the one use
+/// of the plan's document (its spans) in a run, so a caller may lint first, release the
+/// document ([`LoadedPlan::release_document`]) and then select
+/// ([`selection_linted`]).
+pub fn lint_report(loaded: &LoadedPlan, settings: &RunSettings) -> Result<crate::lint::Report> {
+    let mut report = crate::lint::check_loaded(loaded, &settings.root)?;
+    report
+        .findings
+        .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
+    Ok(report)
+}
+
+/// [`selection`] with the plan's lint report made beforehand ([`lint_report`]); it is
+/// judged where [`selection`] lints (a mission before its tasks are selected, an
+/// experiment after).
+pub fn selection_linted(
+    loaded: &LoadedPlan,
+    settings: &RunSettings,
+    report: Result<crate::lint::Report>,
+) -> Result<Selection> {
+    let mut report = Some(report);
+    let mut lint = || match report.take() {
+        Some(r) => r?.refuse_on_errors(&loaded.path, &settings.root),
+        None => Ok(()),
     };
     let is_mission = loaded.plan.kind == PlanKind::Mission;
     if is_mission {

@@ -218,6 +218,15 @@ pub struct LoadedPlan {
     pub inputs_digest: Option<Digest>,
 }
 
+impl LoadedPlan {
+    /// Drop the parsed document's tree and text (a plan's matrix is most of them), keeping
+    /// its path and format: for a caller that is done with spans (`run`, once the plan is
+    /// linted). [`Document::locate`] then answers the document's start for every pointer.
+    pub fn release_document(&mut self) {
+        self.doc = std::sync::Arc::new(self.doc.released());
+    }
+}
+
 /// The canonical digest input of a plan: the plan (without `$schema`) with every probe and
 /// profile it resolves.
 #[derive(Debug, Serialize)]
@@ -375,7 +384,7 @@ impl Plan {
 /// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
 pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
     let doc = Document::load_plan(path)?;
-    let plan: Plan = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
+    let plan: Plan = doc.deserialize_tree().map_err(|e| typed_error(&doc, &e))?;
     check_version(path, plan.schema_version)?;
     match (plan.kind, &plan.mission) {
         (PlanKind::Mission, None) => {
@@ -622,6 +631,81 @@ mod tests {
             let got = plan_digest(&plan, &BTreeMap::new(), &BTreeMap::new()).unwrap();
             assert_eq!(got, want, "seed {seed}: {plan:?}");
         }
+    }
+
+    #[test]
+    fn a_plan_read_from_the_tree_is_the_plan_read_from_its_value() {
+        // `load_plan` deserializes from the spanned tree (no JSON tree of the matrix): the
+        // same plan, or the same error at the same pointer, as through the document's
+        // value, for seeded plans with values of the wrong type put anywhere, enums
+        // written as one-key maps, keys written twice, unknown keys.
+        use crate::source::Document;
+        use crate::util::testrng::Rng;
+        const WRONG: [&str; 10] = [
+            "null",
+            "7",
+            "-1",
+            "2.5",
+            "\"x\"",
+            "[]",
+            "[1, \"a\"]",
+            "{}",
+            "{\"allow\": null}",
+            "true",
+        ];
+        let base = r#"{"schema_version": 1, "plan_id": "m", "kind": "mission",
+            "registry_id": "r", "profiles": ["f0", "f1"], "controls": ["c"],
+            "scenarios": {"f0": {"p0": "allow", "p1": "deny"}, "f1": {"p1": "allow"}},
+            "lanes": {"baseline": false, "scenario": true},
+            "execution": {"jobs": 2, "timeout_ms": 100, "retries": 1, "isolation": "process-group"},
+            "variables": {"A": "x"},
+            "mission": {"objective": "o", "category": "forge", "rank": "C",
+              "scores": {"compute_cost": 1, "maintainability": 2, "attention": 3,
+                         "economic_value": 4, "trust": 5, "prediction_confidence": 6},
+              "requested_by": "me",
+              "tasks": {"t": {"probe": "p0", "profile": "f0", "expect": "deny", "depends_on": ["u"]},
+                        "u": {"worker": "w", "profile": "f1", "inputs": {"n": 1.5, "o": {"k": [1]}}}}}}"#;
+        // The places a value can be replaced: every `: value` of the text.
+        let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
+        let (mut oks, mut errs) = (0, 0);
+        for seed in 0..400u64 {
+            let mut r = Rng(seed);
+            let mut text = base.to_string();
+            for _ in 0..r.below(3u32) {
+                let at = *r.pick(&spots);
+                if at >= text.len() {
+                    continue;
+                }
+                // Replace the next scalar token (up to `,` or `}`) or insert before it.
+                let rest = &text[at..];
+                let len = if rest.starts_with(['{', '[']) {
+                    0
+                } else {
+                    rest.find([',', '}', ']']).unwrap_or(0)
+                };
+                let with = match r.below(4u32) {
+                    0 => "\"allow\"".to_string(),
+                    1 => "{\"deny\": null}".to_string(),
+                    _ => (*r.pick(&WRONG)).to_string(),
+                };
+                text.replace_range(at..at + len, &with);
+            }
+            if r.chance(20) {
+                text = text.replacen("\"profiles\"", "\"bogus\": 1, \"profiles\"", 1);
+            }
+            if r.chance(20) {
+                text = text.replacen("\"p1\": \"deny\"", "\"p1\": 5, \"p1\": \"deny\"", 1);
+            }
+            let Ok(doc) = Document::parse_plan("p.json", text.clone()) else {
+                continue;
+            };
+            let from_value = doc.deserialize::<Plan>();
+            let from_tree = doc.deserialize_tree::<Plan>();
+            oks += usize::from(from_value.is_ok());
+            errs += usize::from(from_value.is_err());
+            assert_eq!(from_tree, from_value, "seed {seed}:\n{text}");
+        }
+        assert!(oks > 20 && errs > 100, "{oks} plans read, {errs} refused");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! The same content written as JSON or YAML gives the same [`Document::value`], so it loads
 //! to the same typed value and the same digest.
 
+mod de;
 mod json;
 mod yaml;
 
@@ -260,6 +261,13 @@ impl Document {
         deserialize_value(self.value())
     }
 
+    /// [`Document::deserialize`] straight from the tree, without building the document's
+    /// JSON value first: the same value or the same error (pointer and message), in memory
+    /// that does not hold the document twice (a plan's matrix).
+    pub fn deserialize_tree<T: DeserializeOwned>(&self) -> std::result::Result<T, TypedError> {
+        serde_path_to_error::deserialize(de::NodeDe(&self.root)).map_err(typed_of)
+    }
+
     /// Where `pointer` points (RFC 6901). For a key written twice, the later member wins
     /// (the later one holding the rest of the pointer, if only an earlier one does), as in
     /// [`Document::value`]. A pointer that does not resolve fully points at the deepest
@@ -375,6 +383,22 @@ impl Document {
         }
     }
 
+    /// This document without its tree, text and duplicates (an empty document with the same
+    /// path and format: `null` at 0:0), for a holder done with spans.
+    pub fn released(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            text: String::new(),
+            format: self.format,
+            root: Node {
+                span: Span::default(),
+                kind: NodeKind::Null,
+            },
+            duplicates: Vec::new(),
+            sorted: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The text of a 1-based line, without its newline.
     pub fn line_text(&self, line: u32) -> &str {
         self.text
@@ -413,7 +437,12 @@ pub fn limit_hint(limit: Exceeded) -> &'static str {
 pub fn deserialize_value<T: DeserializeOwned>(
     value: serde_json::Value,
 ) -> std::result::Result<T, TypedError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(value).map_err(typed_of)
+}
+
+/// A deserialization failure with the JSON pointer of its place.
+fn typed_of(e: serde_path_to_error::Error<serde_json::Error>) -> TypedError {
+    {
         let mut pointer = String::new();
         for seg in e.path() {
             match seg {
@@ -433,7 +462,7 @@ pub fn deserialize_value<T: DeserializeOwned>(
             pointer,
             message: e.into_inner().to_string(),
         }
-    })
+    }
 }
 
 /// Unescape one JSON pointer token (RFC 6901).
