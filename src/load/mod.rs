@@ -612,7 +612,7 @@ mod tests {
                                "economic_value": 4, "trust": 5, "prediction_confidence": 6},
                     "requested_by": "me",
                     "tasks": {"t": {"worker": "w", "profile": "f0",
-                                    "inputs": {"n": 1.5e-7, "big": 12345678901234567u64, "s": "\u{7f}", "o": {"b": [1, -2.25, null]}}}},
+                                    "inputs": {"n": 1.5e-7, "big": 12_345_678_901_234_567_u64, "s": "\u{7f}", "o": {"b": [1, -2.25, null]}}}},
                 });
             }
             let plan: Plan = serde_json::from_value(v).unwrap();

@@ -385,6 +385,7 @@ impl Document {
 
     /// This document without its tree, text and duplicates (an empty document with the same
     /// path and format: `null` at 0:0), for a holder done with spans.
+    #[must_use]
     pub fn released(&self) -> Self {
         Self {
             path: self.path.clone(),
