@@ -141,12 +141,19 @@ const MAX_REQUEST: u32 = 16 << 20;
 const KIND_LAUNCH: u32 = 1;
 const KIND_REAP: u32 = 2;
 
+/// A request's header: `[kind, launch bytes, request bytes, pid to reap first]`, `u32`s.
+const HEADER: usize = 16;
+
 const REPLY_STARTED: i64 = 1;
 const REPLY_SETUP_FAILED: i64 = 2;
 const REPLY_REFUSED: i64 = 3;
-const REPLY_REAPED: i64 = 4;
+const REPLY_EXITED: i64 = 4;
 
-/// In a reap's reply: the server serves no further child (it ends after this reply).
+/// Words (`i64`) of a reply: `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`.
+const REPLY_WORDS: usize = 8;
+
+/// In an exit's reply (`b`): the server serves no further child (it reaps this one when
+/// asked and ends).
 const RETIRING: i64 = 1;
 
 /// Bytes of stack for a child (the helper's code; a fork's child had the server's).
@@ -154,12 +161,11 @@ const CHILD_STACK: usize = 2 << 20;
 /// The guard page below it.
 const GUARD: usize = 4096;
 
-/// One child to fork: what the exec'd helper got as arguments, environment and working
-/// directory, and what the spawn applied before `execve`.
+/// One child to fork: what the exec'd helper got as environment and working directory,
+/// and what the spawn applied before `execve` (the helper's request, its one argument,
+/// follows as its own bytes: JSON once, not a JSON string inside JSON).
 #[derive(Debug, Serialize, Deserialize)]
 struct Launch<'a> {
-    /// The helper's arguments after the mode (the request as JSON).
-    args: Cow<'a, [String]>,
     /// Exactly the child's environment.
     env: Cow<'a, [(String, String)]>,
     /// Its working directory (absolute).
@@ -224,9 +230,21 @@ pub struct Launched {
 #[derive(Debug)]
 pub struct ForkServer {
     sock: Mutex<UnixStream>,
+    /// What the runner owes the server (under its own lock; taken with `sock`'s).
+    state: Mutex<Owed>,
     child: Mutex<Option<Child>>,
     pid: u32,
     broken: AtomicBool,
+}
+
+/// The children of a server whose end the runner has not dealt with yet.
+#[derive(Debug, Default)]
+struct Owed {
+    /// Started, its exit not read yet.
+    running: Option<i32>,
+    /// Exited and kept a zombie for the runner's sweep; the server reaps it first thing
+    /// on the next request (a launch names it), or at the end of its socket.
+    zombie: Option<i32>,
 }
 
 impl ForkServer {
@@ -265,6 +283,7 @@ impl ForkServer {
         let _ = ours.set_read_timeout(Some(Duration::from_secs(30)));
         Ok(Self {
             sock: Mutex::new(ours),
+            state: Mutex::new(Owed::default()),
             child: Mutex::new(Some(child)),
             pid,
             broken: AtomicBool::new(false),
@@ -287,6 +306,7 @@ impl ForkServer {
     }
 
     /// Fork one child and wait for its setup to end (as the spawn waits for `execve`).
+    /// The previous child, if it is still a zombie, is reaped by the server first.
     pub fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, LaunchError> {
         if self.is_broken() {
             return Err(LaunchError::Server("the fork server failed before".into()));
@@ -297,8 +317,17 @@ impl ForkServer {
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         };
+        // The helper's request is its one argument after the mode; the server parses it as
+        // the exec'd helper parses its argument.
+        let request = match spec.args {
+            [mode, req] if mode == helper::HELPER_MODE => req.as_bytes(),
+            _ => {
+                return Err(LaunchError::Server(
+                    "the fork server runs only the probe helper's request".into(),
+                ));
+            }
+        };
         let launch = Launch {
-            args: Cow::Borrowed(spec.args.get(1..).unwrap_or(&[])),
             env: Cow::Borrowed(spec.env),
             cwd: spec.cwd.map(Cow::Borrowed),
             clean: spec.clean,
@@ -307,12 +336,17 @@ impl ForkServer {
             pid_ns: spec.pidns_fd.is_some(),
             ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
         };
-        let payload = serde_json::to_vec(&launch)
+        let mut payload = serde_json::to_vec(&launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|n| *n <= MAX_REQUEST)
-            .ok_or_else(|| LaunchError::Server("the launch request is too large".into()))?;
+        let launch_len = u32::try_from(payload.len()).ok();
+        let request_len = u32::try_from(request.len()).ok();
+        let (Some(launch_len), Some(request_len)) = (launch_len, request_len) else {
+            return Err(LaunchError::Server("the launch request is too large".into()));
+        };
+        if launch_len.saturating_add(request_len) > MAX_REQUEST {
+            return Err(LaunchError::Server("the launch request is too large".into()));
+        }
+        payload.extend_from_slice(request);
         let (out_r, out_w) = pipe().map_err(io)?;
         let (err_r, err_w) = pipe().map_err(io)?;
         let mut fds = vec![out_w.as_raw_fd(), err_w.as_raw_fd()];
@@ -322,9 +356,23 @@ impl ForkServer {
             .sock
             .lock()
             .map_err(|_| LaunchError::Server("the fork server's socket is poisoned".into()))?;
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&KIND_LAUNCH.to_ne_bytes());
-        header[4..].copy_from_slice(&len.to_ne_bytes());
+        let mut owed = self
+            .state
+            .lock()
+            .map_err(|_| LaunchError::Server("the fork server's state is poisoned".into()))?;
+        if let Some(pid) = owed.running {
+            // A started child whose end was never read (its runner thread gave up on it):
+            // the server cannot serve in step any more.
+            return Err(self.give_up(format!(
+                "the fork server's child {pid} was never seen to end"
+            )));
+        }
+        let reap_first = owed
+            .zombie
+            .take()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        let header = header(KIND_LAUNCH, launch_len, request_len, reap_first);
         if !send_with_fds(sock.as_raw_fd(), &header, &fds) {
             return Err(self.give_up(format!(
                 "the fork server is gone: {}",
@@ -337,57 +385,88 @@ impl ForkServer {
         drop((out_w, err_w));
         let reply = read_reply(&sock).map_err(|e| self.give_up(e))?;
         match reply[0] {
-            REPLY_STARTED => Ok(Launched {
-                pid: i32::try_from(reply[1]).unwrap_or(0),
-                stdout: out_r,
-                stderr: err_r,
-            }),
+            REPLY_STARTED => {
+                let pid = i32::try_from(reply[1]).unwrap_or(0);
+                owed.running = Some(pid);
+                Ok(Launched {
+                    pid,
+                    stdout: out_r,
+                    stderr: err_r,
+                })
+            }
             REPLY_SETUP_FAILED => Err(LaunchError::Child(spawn::reported(
-                u32::try_from(reply[1]).unwrap_or(0),
-                i32::try_from(reply[2]).unwrap_or(libc::EIO),
+                u32::try_from(reply[2]).unwrap_or(0),
+                i32::try_from(reply[3]).unwrap_or(libc::EIO),
             ))),
             REPLY_REFUSED => Err(self.give_up(format!(
                 "the fork server refused the launch ({})",
-                super::outcome::errno_name(i32::try_from(reply[2]).unwrap_or(libc::EIO))
+                super::outcome::errno_name(i32::try_from(reply[3]).unwrap_or(libc::EIO))
             ))),
             k => Err(self.give_up(format!("the fork server replied {k} to a launch"))),
         }
     }
 
-    /// Reap the child `pid` (it exited: its pidfd said so), with its rusage.
-    pub fn reap(&self, pid: i32) -> Option<(i32, libc::rusage)> {
+    /// The end of the child `pid` (it exited: its pidfd said so): its wait status and
+    /// rusage, as the server saw them when it ended (`waitid(WNOWAIT)`: the child is still
+    /// a zombie, so its pid is not reused while the runner sweeps what it left). With
+    /// `reap_now` the server reaps it at once (its PID namespace's init waits for that to
+    /// end); otherwise it does so first thing on its next request. A child that did not
+    /// end through its own `_exit` retires the server: it is reaped at once and the server
+    /// ends.
+    pub fn exited(&self, pid: i32, reap_now: bool) -> Option<(i32, libc::rusage)> {
         let sock = self.sock.lock().ok()?;
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&KIND_REAP.to_ne_bytes());
-        header[4..].copy_from_slice(&u32::try_from(pid).ok()?.to_ne_bytes());
-        if (&*sock).write_all(&header).is_err() {
+        let mut owed = self.state.lock().ok()?;
+        if owed.running != Some(pid) {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         }
+        owed.running = None;
         let Ok(r) = read_reply(&sock) else {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         };
-        if r[0] != REPLY_REAPED {
+        if r[0] != REPLY_EXITED || r[1] != i64::from(pid) {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         }
-        if r[2] == RETIRING {
-            // It ends after this reply: the next probe gets a new server.
+        let retiring = r[3] == RETIRING;
+        if reap_now || retiring {
+            let pid_u = u32::try_from(pid).unwrap_or(0);
+            if (&*sock).write_all(&header(KIND_REAP, 0, 0, pid_u)).is_err() {
+                self.broken.store(true, Ordering::SeqCst);
+            }
+        } else {
+            owed.zombie = Some(pid);
+        }
+        if retiring {
+            // It ends after this reap: the next probe gets a new server.
             self.broken.store(true, Ordering::SeqCst);
         }
         // SAFETY: zeroed plain data.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        ru.ru_utime = us_tv(r[3]);
-        ru.ru_stime = us_tv(r[4]);
-        ru.ru_maxrss = r[5];
-        Some((i32::try_from(r[1]).unwrap_or(0), ru))
+        ru.ru_utime = us_tv(r[4]);
+        ru.ru_stime = us_tv(r[5]);
+        ru.ru_maxrss = r[6];
+        Some((i32::try_from(r[2]).unwrap_or(0), ru))
     }
+}
+
+/// One reply as read.
+type Reply = [i64; REPLY_WORDS];
+
+/// A request's header.
+fn header(kind: u32, launch: u32, request: u32, reap: u32) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    for (i, w) in [kind, launch, request, reap].into_iter().enumerate() {
+        h[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    h
 }
 
 impl Drop for ForkServer {
     fn drop(&mut self) {
-        // The end of its socket ends the server.
+        // The end of its socket ends the server, which reaps its last child first (its
+        // zombie must not be re-parented to the runner and swept as a leak).
         sidecar::stop(&self.sock, &self.child, Duration::from_millis(1));
         crate::sandbox::cgroup::release(self.pid);
     }
@@ -404,12 +483,12 @@ fn tv_us(tv: libc::timeval) -> i64 {
     tv.tv_sec * 1_000_000 + tv.tv_usec
 }
 
-fn read_reply(sock: &UnixStream) -> Result<[i64; 6], String> {
-    let mut b = [0u8; 48];
+fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
+    let mut b = [0u8; REPLY_WORDS * 8];
     let mut s = sock;
     s.read_exact(&mut b)
         .map_err(|e| format!("the fork server did not answer: {e}"))?;
-    let mut r = [0i64; 6];
+    let mut r = [0i64; REPLY_WORDS];
     for (i, v) in r.iter_mut().enumerate() {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i * 8..i * 8 + 8]);
@@ -465,8 +544,12 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         // SAFETY: stdin is the socket; ManuallyDrop never closes it here.
         unsafe { std::fs::File::from_raw_fd(0) },
     );
+    // The child that exited and is kept a zombie until the runner has swept what it left;
+    // the runner names it in its next request (or closes the socket).
+    let mut zombie: Option<u32> = None;
+    let mut retiring = false;
     loop {
-        let mut header = [0u8; 8];
+        let mut header = [0u8; HEADER];
         let (n, fds) = recv_with_fds(0, &mut header);
         if n == 0 {
             break;
@@ -474,57 +557,128 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         if n < header.len() && input.read_exact(&mut header[n..]).is_err() {
             break;
         }
-        let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
-        let len = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+        let word = |i: usize| {
+            u32::from_ne_bytes([
+                header[i * 4],
+                header[i * 4 + 1],
+                header[i * 4 + 2],
+                header[i * 4 + 3],
+            ])
+        };
+        let (kind, launch_len, request_len, reap_first) = (word(0), word(1), word(2), word(3));
+        // The runner's reap of the previous child comes first; it names exactly the one
+        // zombie this server holds, or the protocol is broken and the server ends.
+        if reap_first != 0 {
+            if zombie != Some(reap_first) || !reap(reap_first) {
+                break;
+            }
+            zombie = None;
+        }
+        if retiring {
+            // The child before ended other than through its own `_exit`: it may have been
+            // stopped inside the allocator it shares with this process (see the module doc).
+            break;
+        }
         let reply = match kind {
-            KIND_LAUNCH if len <= MAX_REQUEST => {
-                let mut payload = vec![0u8; len as usize];
+            KIND_REAP => continue,
+            KIND_LAUNCH
+                if zombie.is_none()
+                    && u64::from(launch_len) + u64::from(request_len)
+                        <= u64::from(MAX_REQUEST) =>
+            {
+                let mut payload = vec![0u8; (launch_len + request_len) as usize];
                 if input.read_exact(&mut payload).is_err() {
                     break;
                 }
-                match serde_json::from_slice::<Launch>(&payload) {
+                let (launch_bytes, request) = payload.split_at(launch_len as usize);
+                match serde_json::from_slice::<Launch>(launch_bytes) {
                     Ok(l) => launch(
                         &l,
+                        request,
                         fds,
                         own_ns,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
                         &stack,
                     ),
-                    Err(_) => Some([REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0]),
+                    Err(_) => Served::Reply(refused(0, libc::EINVAL)),
                 }
             }
-            KIND_REAP => Some(reap(len)),
             _ => break,
         };
-        // `None`: the launch replied itself, and its child has exited since.
-        let Some(reply) = reply else {
-            continue;
-        };
-        if !send_reply(&reply) {
-            break;
+        match reply {
+            Served::Ran {
+                pid,
+                clean_exit,
+                sent,
+            } => {
+                zombie = Some(pid);
+                retiring = !clean_exit;
+                if !sent {
+                    // The runner is gone: the loop ends at the closed socket.
+                    break;
+                }
+            }
+            Served::Reply(reply) => {
+                if !send_reply(&reply) {
+                    break;
+                }
+                if reply[0] == REPLY_REFUSED && reply[2] == 1 {
+                    // The PID namespace could not be set back: this server cannot fork
+                    // safely.
+                    break;
+                }
+            }
         }
-        if reply[0] == REPLY_REFUSED && reply[1] == 1 {
-            // The PID namespace could not be set back: this server cannot fork safely.
-            break;
-        }
-        if reply[0] == REPLY_REAPED && reply[2] == RETIRING {
-            // The child ended other than through its own `_exit`: it may have been stopped
-            // inside the allocator it shares with this process (see the module doc).
-            break;
-        }
+    }
+    // Never leave a child to be re-parented as a zombie (the runner would sweep it as a
+    // leak at the end of the run).
+    if let Some(pid) = zombie {
+        reap(pid);
     }
     0
 }
 
+/// What serving one launch came to.
+enum Served {
+    /// A reply to send (the child did not run).
+    Reply([i64; REPLY_WORDS]),
+    /// The child ran: `started` and its exit were sent (`sent`: both went out), and it is
+    /// a zombie now. `clean_exit`: it ended through one of the helper's own `_exit`s.
+    Ran {
+        pid: u32,
+        clean_exit: bool,
+        sent: bool,
+    },
+}
+
+/// A refusal (`flag` 1: the server cannot fork safely any more).
+fn refused(flag: i64, e: i32) -> [i64; REPLY_WORDS] {
+    [REPLY_REFUSED, 0, flag, i64::from(e), 0, 0, 0, 0]
+}
+
+/// A failed setup step, as the spawn reports it.
+fn setup_failed(step: u32, e: i32) -> [i64; REPLY_WORDS] {
+    [
+        REPLY_SETUP_FAILED,
+        0,
+        i64::from(step),
+        i64::from(e),
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
 /// Send one reply on the socket (a local buffer: no allocation).
-fn send_reply(reply: &[i64; 6]) -> bool {
-    let mut b = [0u8; 48];
+fn send_reply(reply: &[i64; REPLY_WORDS]) -> bool {
+    let mut b = [0u8; REPLY_WORDS * 8];
     for (i, v) in reply.iter().enumerate() {
         b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
     }
     // SAFETY: writing a local buffer to the socket.
     let w = unsafe { libc::send(0, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
-    w == 48
+    usize::try_from(w).is_ok_and(|w| w == b.len())
 }
 
 /// The stack the children run on (one at a time): mapped once, with a guard page below.
@@ -565,23 +719,60 @@ impl ChildStack {
     }
 }
 
-fn reap(pid: u32) -> [i64; 6] {
+/// Reap the zombie `pid` (this server's child, exited); false if it cannot.
+fn reap(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return [REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0];
+        return false;
     };
-    let mut status = 0;
-    // SAFETY: zeroed plain data filled by wait4.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: reaping our own child.
-        let rc = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
+        let rc = unsafe { libc::wait4(pid, std::ptr::null_mut(), 0, std::ptr::null_mut()) };
         if rc == pid {
-            break;
+            return true;
         }
         if rc < 0 && errno() != libc::EINTR {
-            return [REPLY_REFUSED, 0, i64::from(errno()), 0, 0, 0];
+            return false;
         }
     }
+}
+
+/// Wait until the child `pid` has exited, without reaping it (`waitid(WNOWAIT)`: it
+/// stays a zombie, so its pid is not reused while the runner sweeps what it left): its
+/// wait status (as `wait4` gives it), its rusage (the kernel fills it for a zombie as it
+/// would at the reap), and whether it ended through one of the helper's own `_exit`s.
+fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
+    // SAFETY: zeroed plain data filled by waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: the raw waitid (its fifth argument, the rusage, is not in the C
+        // library's wrapper) on our own child, with pointers to local data.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PID,
+                pid,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+                &raw mut ru,
+            )
+        };
+        if rc == 0 || errno() != libc::EINTR {
+            break rc;
+        }
+    };
+    if rc != 0 {
+        // Not seen to end: judged as a crash (the server retires).
+        return (libc::SIGKILL, ru, false);
+    }
+    // SAFETY: the status field of a siginfo filled by waitid for a child.
+    let code = unsafe { info.si_status() };
+    let status = match info.si_code {
+        libc::CLD_EXITED => (code & 0xff) << 8,
+        libc::CLD_DUMPED => (code & 0x7f) | 0x80,
+        _ => code & 0x7f,
+    };
     // A child that did not end through one of its own `_exit`s (a signal: a timeout's
     // SIGTERM or SIGKILL, a crash; a panic's code) may have stopped anywhere in the
     // allocator it shared with this process: this server serves no further child.
@@ -590,27 +781,22 @@ fn reap(pid: u32) -> [i64; 6] {
             libc::WEXITSTATUS(status),
             0 | 1 | 2 | 3 | 127 | helper::EXIT_APPLY_FAILED
         );
-    [
-        REPLY_REAPED,
-        i64::from(status),
-        if clean_exit { 0 } else { RETIRING },
-        tv_us(ru.ru_utime),
-        tv_us(ru.ru_stime),
-        ru.ru_maxrss,
-    ]
+    (status, ru, clean_exit)
 }
 
-/// Start one child for `l` (a `clone(CLONE_VM)` onto `stack`); the reply, or `None` when
-/// the child started: then the reply was sent here and the child has exited since (it is
-/// a zombie, not reaped), so nothing it may still use was freed or reused while it ran.
+/// Start one child for `l` and the helper's `request` (a `clone(CLONE_VM)` onto `stack`):
+/// the reply to send, or [`Served::Ran`] when the child started: then its start and its
+/// exit were sent here and it is a zombie (not reaped), so nothing it may still use was
+/// freed or reused while it ran.
 fn launch(
     l: &Launch<'_>,
+    request: &[u8],
     fds: Vec<OwnedFd>,
     own_ns: RawFd,
     alive: (RawFd, RawFd),
     stack: &ChildStack,
-) -> Option<[i64; 6]> {
-    let refused = |e: i32| Some([REPLY_REFUSED, 0, i64::from(e), 0, 0, 0]);
+) -> Served {
+    let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
     let (Some(out), Some(err)) = (it.next(), it.next()) else {
         return refused(libc::EBADF);
@@ -643,11 +829,17 @@ fn launch(
     else {
         return refused(libc::EINVAL);
     };
-    let mut request = helper::parse(&l.args);
+    let mut request = helper::parse_request(request);
     if let Ok(req) = &mut request {
         // The parent checks were made against this server (the child's parent-death
         // signal and the alive pipe), not against the runner.
         req.runner_pid = None;
+        // The child takes the clean channel's steps itself, before its cgroup and
+        // identity (`child_main`), as the spawn does: the helper's code need not repeat
+        // them.
+        if l.clean {
+            req.clean = false;
+        }
     }
     let Ok((rep_r, rep_w)) = pipe() else {
         return refused(errno());
@@ -656,14 +848,7 @@ fn launch(
     if let Some(ns) = &pidns {
         // SAFETY: setns with a pidfd: this process's future children only.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Some([
-                REPLY_SETUP_FAILED,
-                i64::from(SetupStep::Namespaces as u32),
-                i64::from(errno()),
-                0,
-                0,
-                0,
-            ]);
+            return Served::Reply(setup_failed(SetupStep::Namespaces as u32, errno()));
         }
     }
     let join = l
@@ -727,19 +912,12 @@ fn launch(
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
-        return Some([REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0]);
+        return Served::Reply(self::refused(1, errno()));
     }
     // Closing descriptors allocates nothing: safe while the child runs.
     drop((out, err, cgroup, rep_w));
     if pid < 0 {
-        return Some([
-            REPLY_SETUP_FAILED,
-            i64::from(SetupStep::CloseFds as u32),
-            i64::from(clone_errno),
-            0,
-            0,
-            0,
-        ]);
+        return Served::Reply(setup_failed(SetupStep::CloseFds as u32, clone_errno));
     }
     // The child closes its end once its setup is done (or exits).
     let mut b = [0u8; 8];
@@ -753,41 +931,38 @@ fn launch(
             break;
         }
     }
-    let reply = if got == 8 {
+    let served = if got == 8 {
         let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
         let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
         // SAFETY: reaping the child that failed its setup (it exits right after).
         unsafe {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        Some([REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0])
+        Served::Reply(setup_failed(step, e))
     } else {
         // The child runs the helper's code now, which allocates in the memory it shares
-        // with this process: the reply goes out from a local buffer, then this process
-        // only waits (a system call) until the child has exited, leaving it a zombie for
-        // the runner's reap.
-        let sent = send_reply(&[REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]);
-        // SAFETY: zeroed plain data filled by waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: waiting for our own child without reaping it.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    libc::id_t::try_from(pid).unwrap_or(0),
-                    &raw mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 || errno() != libc::EINTR {
-                break;
-            }
+        // with this process: the replies go out from local buffers, and between them this
+        // process only waits (a system call) until the child has exited, leaving it a
+        // zombie for the runner's sweep.
+        let pid64 = i64::from(pid);
+        let sent = send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
+        let (status, ru, clean_exit) = wait_exited(pid);
+        let sent = sent
+            && send_reply(&[
+                REPLY_EXITED,
+                pid64,
+                i64::from(status),
+                if clean_exit { 0 } else { RETIRING },
+                tv_us(ru.ru_utime),
+                tv_us(ru.ru_stime),
+                ru.ru_maxrss,
+                0,
+            ]);
+        Served::Ran {
+            pid: u32::try_from(pid).unwrap_or(0),
+            clean_exit,
+            sent,
         }
-        if !sent {
-            // The runner is gone: the loop ends at the closed socket.
-            return Some([REPLY_REFUSED, 0, i64::from(libc::EPIPE), 0, 0, 0]);
-        }
-        None
     };
     // What the child changed in the memory it shared: the environment pointer and the
     // dumpable flag (a property of the memory map: the child made it dumpable as `execve`
@@ -798,7 +973,7 @@ fn launch(
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     drop(pidns);
-    reply
+    served
 }
 
 /// What the child gets: everything prepared by the server, read-only.

@@ -158,6 +158,16 @@ pub fn parse(args: &[String]) -> Result<HelperRequest<'static>, String> {
     }
 }
 
+/// A request as the bytes of the helper's one argument (what the fork server receives:
+/// the same JSON, parsed as [`parse`] parses it).
+pub fn parse_request(bytes: &[u8]) -> Result<HelperRequest<'static>, String> {
+    match serde_json::from_slice::<HelperRequest>(bytes) {
+        Ok(r) if r.v == HELPER_VERSION => Ok(r),
+        Ok(r) => Err(format!("unsupported helper request version {}", r.v)),
+        Err(e) => Err(format!("bad helper request: {e}")),
+    }
+}
+
 /// The line of a request whose arguments did not parse; returns the exit code.
 pub fn emit_bad_request(out: &mut dyn Write, msg: &str) -> i32 {
     emit_usage(out, msg)
