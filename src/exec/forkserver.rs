@@ -127,7 +127,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::helper;
-use super::sidecar::{self, recv_with_fds, send_with_fds};
+use super::sidecar::{self, recv_with_fds, send_some_with_fds};
 use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
 use crate::sandbox::apply::{SetupStep, errno};
 use crate::sandbox::privilege::Isolation;
@@ -336,15 +336,21 @@ impl ForkServer {
             pid_ns: spec.pidns_fd.is_some(),
             ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
         };
-        let mut payload = serde_json::to_vec(&launch)
+        // The header, then the launch, then the request: one message.
+        let mut payload = vec![0u8; HEADER];
+        serde_json::to_writer(&mut payload, &launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
-        let launch_len = u32::try_from(payload.len()).ok();
+        let launch_len = u32::try_from(payload.len() - HEADER).ok();
         let request_len = u32::try_from(request.len()).ok();
         let (Some(launch_len), Some(request_len)) = (launch_len, request_len) else {
-            return Err(LaunchError::Server("the launch request is too large".into()));
+            return Err(LaunchError::Server(
+                "the launch request is too large".into(),
+            ));
         };
         if launch_len.saturating_add(request_len) > MAX_REQUEST {
-            return Err(LaunchError::Server("the launch request is too large".into()));
+            return Err(LaunchError::Server(
+                "the launch request is too large".into(),
+            ));
         }
         payload.extend_from_slice(request);
         let (out_r, out_w) = pipe().map_err(io)?;
@@ -372,15 +378,22 @@ impl ForkServer {
             .take()
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(0);
-        let header = header(KIND_LAUNCH, launch_len, request_len, reap_first);
-        if !send_with_fds(sock.as_raw_fd(), &header, &fds) {
+        payload[..HEADER].copy_from_slice(&header(
+            KIND_LAUNCH,
+            launch_len,
+            request_len,
+            reap_first,
+        ));
+        // The descriptors go with the first bytes; whatever the socket did not take at
+        // once follows.
+        let Some(sent) = send_some_with_fds(sock.as_raw_fd(), &payload, &fds) else {
             return Err(self.give_up(format!(
                 "the fork server is gone: {}",
                 std::io::Error::last_os_error()
             )));
-        }
+        };
         (&*sock)
-            .write_all(&payload)
+            .write_all(&payload[sent..])
             .map_err(|e| self.give_up(format!("the fork server is gone: {e}")))?;
         drop((out_w, err_w));
         let reply = read_reply(&sock).map_err(|e| self.give_up(e))?;
@@ -524,6 +537,9 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             return 1;
         }
     }
+    // Its bounding set, read once: it never changes again, so each child (a clone of this
+    // process) drops what it must from it without reading its capabilities one by one.
+    let bounding = crate::sandbox::privilege::bounding_set(63);
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork
     // into another).
     let own_ns = unsafe {
@@ -583,8 +599,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             KIND_REAP => continue,
             KIND_LAUNCH
                 if zombie.is_none()
-                    && u64::from(launch_len) + u64::from(request_len)
-                        <= u64::from(MAX_REQUEST) =>
+                    && u64::from(launch_len) + u64::from(request_len) <= u64::from(MAX_REQUEST) =>
             {
                 let mut payload = vec![0u8; (launch_len + request_len) as usize];
                 if input.read_exact(&mut payload).is_err() {
@@ -598,7 +613,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         fds,
                         own_ns,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
-                        &stack,
+                        (&stack, bounding),
                     ),
                     Err(_) => Served::Reply(refused(0, libc::EINVAL)),
                 }
@@ -794,7 +809,7 @@ fn launch(
     fds: Vec<OwnedFd>,
     own_ns: RawFd,
     alive: (RawFd, RawFd),
-    stack: &ChildStack,
+    (stack, bounding): (&ChildStack, u64),
 ) -> Served {
     let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
@@ -880,6 +895,7 @@ fn launch(
         cwd: cwd.as_deref(),
         request: &request,
         mask: old,
+        bounding,
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
@@ -985,6 +1001,8 @@ struct ChildArgs<'a> {
     cwd: Option<&'a std::ffi::CStr>,
     request: &'a Result<helper::HelperRequest<'static>, String>,
     mask: libc::sigset_t,
+    /// The server's bounding set, and so the child's until its identity step.
+    bounding: u64,
 }
 
 /// The child's entry on its own stack.
@@ -997,7 +1015,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
     }
     // SAFETY: in the fresh child, whose server waits without touching the shared memory.
-    unsafe { child_main(a.l, a.iso, &a.fds, a.envp, a.cwd, a.request) }
+    unsafe { child_main(a) }
 }
 
 unsafe extern "C" {
@@ -1035,14 +1053,17 @@ unsafe fn fail(report: RawFd, step: u32, e: i32) -> ! {
 ///
 /// # Safety
 /// Only in the fresh child of the (single-threaded) server.
-unsafe fn child_main(
-    l: &Launch<'_>,
-    iso: Option<&Isolation>,
-    fds: &ChildFds,
-    envp: *mut *mut libc::c_char,
-    cwd: Option<&std::ffi::CStr>,
-    request: &Result<helper::HelperRequest<'static>, String>,
-) -> ! {
+unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
+    let ChildArgs {
+        l,
+        iso,
+        ref fds,
+        envp,
+        cwd,
+        request,
+        bounding,
+        ..
+    } = *a;
     // SAFETY: system calls acting on this (child) process only.
     unsafe {
         libc::close(fds.alive.1);
@@ -1090,7 +1111,7 @@ unsafe fn child_main(
             fail(fds.report, SetupStep::Cgroup as u32, errno());
         }
         if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_identity()
+            && let Err((step, e)) = iso.enforce_identity_knowing(Some(bounding))
         {
             fail(fds.report, step as u32, e);
         }

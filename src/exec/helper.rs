@@ -182,11 +182,13 @@ pub fn respond(req: &HelperRequest<'_>, out: &mut dyn Write) -> i32 {
         (Outcome::Deny, _) => 1,
         _ => 2,
     };
-    let text = serde_json::to_string(&line).unwrap_or_else(|_| {
+    let mut text = serde_json::to_string(&line).unwrap_or_else(|_| {
         "{\"v\":1,\"outcome\":\"error\",\"stage\":\"operation\",\"detail\":\"cannot serialize\"}"
             .into()
     });
-    let _ = writeln!(out, "{text}");
+    // One write: the line and its end together.
+    text.push('\n');
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     code
 }

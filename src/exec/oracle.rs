@@ -92,10 +92,8 @@ fn oracle_for(
     // A scenario whose directory holds nothing (no fixtures) and whose profile does not
     // name it is predicted against one empty directory shared by the run (see
     // [`shared_empty_dir`]); any other gets its own.
-    let own_dir = sc.task.is_some()
-        || sc.worker.is_some()
-        || !sc.probe.fixtures.is_empty()
-        || c.per_child;
+    let own_dir =
+        sc.task.is_some() || sc.worker.is_some() || !sc.probe.fixtures.is_empty() || c.per_child;
     let dir = if sc.task.is_some() {
         scratch.root().join("mission").join(Lane::Oracle.as_str())
     } else if own_dir {

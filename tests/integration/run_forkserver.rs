@@ -643,14 +643,20 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
             }
             let r = child::run_child(&s, Tracking::None);
             if let Some(k) = killer {
-                assert!(k.join().unwrap(), "seed {seed:#x} step {step}: the child was found");
+                assert!(
+                    k.join().unwrap(),
+                    "seed {seed:#x} step {step}: the child was found"
+                );
             }
             let what = format!("seed {seed:#x} step {step} kind {kind}: {r:?}");
             assert!(r.pid != 0 && seen.insert(r.pid), "{what}: a pid seen once");
             // The child that ran before this one was reaped by the server (on this
             // request, or at once after a retiring child), not left or re-parented.
             if let Some((prev, _)) = previous {
-                assert!(!Path::new(&format!("/proc/{prev}")).exists(), "{what}: {prev} reaped");
+                assert!(
+                    !Path::new(&format!("/proc/{prev}")).exists(),
+                    "{what}: {prev} reaped"
+                );
             }
             match kind {
                 0 => {
@@ -698,7 +704,10 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
         assert!(kinds.iter().all(|k| *k > 0), "seed {seed:#x}: {kinds:?}");
         let (last, spid) = (previous.map(|p| p.0), server.pid());
         drop(server);
-        assert!(!Path::new(&format!("/proc/{spid}")).exists(), "the server ended");
+        assert!(
+            !Path::new(&format!("/proc/{spid}")).exists(),
+            "the server ended"
+        );
         if let Some(last) = last {
             assert!(
                 !Path::new(&format!("/proc/{last}")).exists(),
