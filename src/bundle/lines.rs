@@ -124,14 +124,25 @@ impl Interner {
     /// `shared_values.json`: `{"schema_version", "values": {id: object}}`, key-sorted
     /// pretty JSON.
     pub fn document(&self, schema_version: u32) -> Result<Vec<u8>> {
-        let mut values = Map::new();
-        for (id, text) in &self.values {
-            values.insert(id.clone(), serde_json::from_str(text).map_err(ser)?);
+        /// The document's two keys, in sorted order; each value is parsed from its compact
+        /// sorted text into a `Value` (whose maps are sorted), so the bytes are those of
+        /// `util::json::to_sorted_pretty` without copying the whole tree into one `Value`.
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            schema_version: u32,
+            values: BTreeMap<&'a str, Value>,
         }
-        crate::util::json::to_sorted_pretty(&serde_json::json!({
-            "schema_version": schema_version,
-            "values": values,
-        }))
+        let mut values = BTreeMap::new();
+        for (id, text) in &self.values {
+            values.insert(id.as_str(), serde_json::from_str(text).map_err(ser)?);
+        }
+        let mut out = serde_json::to_vec_pretty(&Doc {
+            schema_version,
+            values,
+        })
+        .map_err(ser)?;
+        out.push(b'\n');
+        Ok(out)
     }
 }
 
