@@ -19,8 +19,10 @@
 //!
 //! What stays as with the exec'd helper:
 //! - a fresh process per probe, forked from a server whose state never changes between
-//!   probes (cwd `/`, empty environment, default signal mask; the PID namespace for its
-//!   children is set back after each fork);
+//!   probes (cwd `/`, empty environment, default signal mask, its bounding set); the PID
+//!   namespace its next child is born in is the one the request names (see
+//!   `ForChildren`: entered again only when it changes, or set back after each fork where
+//!   pidfds do not name processes);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
@@ -30,14 +32,15 @@
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
 //!   as [`super::spawn`] reports it;
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
-//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for the
-//!   one fork, so the child is pid 2 or above there, and back; the child joins the init's
+//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for its
+//!   children (once per namespace), so the child is pid 2 or above there; the child joins the init's
 //!   mount namespace, where that namespace's `/proc` is mounted already, and copies it
 //!   unless it can never change it (see *Mounts* below);
 //! - the runner waits, times out and kills through a pidfd and the child's process group,
 //!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
-//!   server is no subreaper, so orphans go where they went), and asks the server to reap
-//!   the child only where it reaped it itself, with the child's rusage;
+//!   server is no subreaper, so orphans go where they went); the server keeps the exited
+//!   child a zombie (so its pid is not reused) until the runner has swept what it left and
+//!   told it, and reports how it ended with its rusage as `wait4` would have;
 //! - the server lives in its worker thread's cgroup (so the child is born there and pays no
 //!   migration); it is a kept helper of the runner (`sandbox::cgroup::keep`), never a leak.
 //!
@@ -104,11 +107,19 @@
 //! cannot start runs through the exec'd helper, the same steps in another order of
 //! processes.
 //!
-//! Protocol (a stream socket, the server's stdin): the runner sends `[kind u32, len u32]`
-//! with descriptors attached (`SCM_RIGHTS`), then `len` bytes; kind 1 launches (JSON
-//! [`Launch`]; descriptors: stdout, stderr, then the cgroup's `cgroup.procs` and the
-//! init's pidfd when the request says so), kind 2 reaps (`len` is the pid). Every reply
-//! is six `i64`: `[kind, a, b, user µs, system µs, max RSS KiB]`.
+//! Protocol (a stream socket, the server's stdin), one round trip per child: the runner
+//! sends `[kind, launch bytes, request bytes, reap pid]` (`u32`s) with descriptors
+//! attached (`SCM_RIGHTS`), then the bytes. Kind 1 launches: JSON [`Launch`], then the
+//! helper's request exactly as its one argument (JSON once, parsed by
+//! [`helper::parse_request`]); descriptors: stdout, stderr, then the cgroup's
+//! `cgroup.procs` and the init's pidfd when the launch says so. Kind 2 only reaps. A
+//! request's `reap pid` (0: none) names the zombie of the previous child, which the server
+//! reaps before anything else (the next launch carries it; a standalone reap is sent at
+//! once when the child's namespace init waits for it or the server retires). Every reply
+//! is eight `i64`, `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`: to a launch,
+//! `started` (then, when the child has exited, `exited` with its wait status in `a` and
+//! `b` = 1 if the server retires: `waitid(WEXITED | WNOWAIT)` with the kernel's rusage
+//! of the zombie), or `setup failed` (`a` the step, `b` the errno), or `refused`.
 
 use std::borrow::Cow;
 use std::ffi::CString;
@@ -548,6 +559,11 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
     };
+    let mut for_children = ForChildren {
+        own: own_ns,
+        by_inode: pidfd_inodes_are_unique(),
+        entered: None,
+    };
     // Held open by the server only: a child whose copy of the write end is closed sees
     // the pipe hang up once the server is gone.
     let Ok((alive_r, alive_w)) = pipe() else {
@@ -611,7 +627,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         &l,
                         request,
                         fds,
-                        own_ns,
+                        &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
                         (&stack, bounding),
                     ),
@@ -807,7 +823,7 @@ fn launch(
     l: &Launch<'_>,
     request: &[u8],
     fds: Vec<OwnedFd>,
-    own_ns: RawFd,
+    for_children: &mut ForChildren,
     alive: (RawFd, RawFd),
     (stack, bounding): (&ChildStack, u64),
 ) -> Served {
@@ -860,10 +876,17 @@ fn launch(
         return refused(errno());
     };
     let iso = l.isolation.as_deref();
-    if let Some(ns) = &pidns {
-        // SAFETY: setns with a pidfd: this process's future children only.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Served::Reply(setup_failed(SetupStep::Namespaces as u32, errno()));
+    // The PID namespace the child is born in: the init's, or this process's own.
+    match &pidns {
+        Some(ns) => {
+            if let Err(e) = for_children.enter(ns.as_raw_fd()) {
+                return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e));
+            }
+        }
+        None => {
+            if let Err(e) = for_children.leave() {
+                return Served::Reply(self::refused(1, e));
+            }
         }
     }
     let join = l
@@ -916,11 +939,8 @@ fn launch(
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
     }
-    if pidns.is_some()
-        // SAFETY: back to this process's own PID namespace for its children.
-        && (own_ns < 0 || unsafe { libc::setns(own_ns, libc::CLONE_NEWPID) } != 0)
-    {
-        // Any further child would be born in that namespace: refuse, and stop serving.
+    if let Err(e) = for_children.after_clone() {
+        // Any further child could be born in that namespace: refuse, and stop serving.
         if pid > 0 {
             // SAFETY: killing and reaping our own child.
             unsafe {
@@ -928,7 +948,7 @@ fn launch(
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
-        return Served::Reply(self::refused(1, errno()));
+        return Served::Reply(self::refused(1, e));
     }
     // Closing descriptors allocates nothing: safe while the child runs.
     drop((out, err, cgroup, rep_w));
@@ -990,6 +1010,91 @@ fn launch(
     }
     drop(pidns);
     served
+}
+
+/// The PID namespace this server's next child is born in (`setns(…, CLONE_NEWPID)` acts
+/// on its future children only; the server itself stays where it is).
+///
+/// A worker's children share one namespace: entering it for every child and setting it
+/// back after cost two `setns` per child. When a pidfd's inode names its process
+/// (`pidfs`: a number never given to another process), the server stays entered between
+/// children and enters again only when a request names another init's pidfd, or sets it
+/// back when a request names none; so each child is still born exactly in the namespace
+/// its request names. Otherwise it enters and sets back around every clone.
+struct ForChildren {
+    /// This process's own namespace (`/proc/self/ns/pid`; negative if it could not open it).
+    own: RawFd,
+    /// Pidfd inodes name processes.
+    by_inode: bool,
+    /// The namespace entered: the inode of the init's pidfd (0 if not `by_inode`).
+    entered: Option<u64>,
+}
+
+impl ForChildren {
+    /// Children are born in the namespace of the init whose pidfd is `init`; the errno.
+    fn enter(&mut self, init: RawFd) -> Result<(), i32> {
+        let ino = if self.by_inode {
+            Some(fd_inode(init).ok_or_else(errno)?)
+        } else {
+            None
+        };
+        if ino.is_some() && ino == self.entered {
+            return Ok(());
+        }
+        // SAFETY: setns with a pidfd: this process's future children only.
+        if unsafe { libc::setns(init, libc::CLONE_NEWPID) } != 0 {
+            return Err(errno());
+        }
+        self.entered = Some(ino.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Children are born in this process's own namespace again; the errno.
+    fn leave(&mut self) -> Result<(), i32> {
+        if self.entered.is_none() {
+            return Ok(());
+        }
+        // SAFETY: back to this process's own PID namespace for its children.
+        if self.own < 0 || unsafe { libc::setns(self.own, libc::CLONE_NEWPID) } != 0 {
+            return Err(if self.own < 0 { libc::EBADF } else { errno() });
+        }
+        self.entered = None;
+        Ok(())
+    }
+
+    /// After a clone: set back unless entering again can be skipped.
+    fn after_clone(&mut self) -> Result<(), i32> {
+        if self.by_inode { Ok(()) } else { self.leave() }
+    }
+}
+
+/// The inode of a descriptor.
+fn fd_inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: zeroed plain data filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor into a local.
+    (unsafe { libc::fstat(fd, &raw mut st) } == 0).then_some(st.st_ino)
+}
+
+/// Whether pidfds of different processes have different inodes (`pidfs`, Linux 6.9 and
+/// later), checked on this process and its parent; before, every pidfd shares one inode.
+fn pidfd_inodes_are_unique() -> bool {
+    let open = |pid: libc::pid_t| {
+        // SAFETY: pidfd_open with integer arguments.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: a fresh descriptor we own.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // SAFETY: getpid and getppid take no arguments.
+    let (me, parent) = unsafe { (open(libc::getpid()), open(libc::getppid())) };
+    let (Some(me), Some(parent)) = (me, parent) else {
+        return false;
+    };
+    match (fd_inode(me.as_raw_fd()), fd_inode(parent.as_raw_fd())) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
 }
 
 /// What the child gets: everything prepared by the server, read-only.

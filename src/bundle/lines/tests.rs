@@ -328,7 +328,11 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
             1 => Value::String(["a\"b", "x\\y", "\u{1}é", "", "plain"][rng.below(5)].into()),
             2 => Value::Bool(rng.chance(50)),
             3 => Value::Null,
-            4 => Value::Array((0..rng.below(3)).map(|_| generate(rng, depth + 1)).collect()),
+            4 => Value::Array(
+                (0..rng.below(3))
+                    .map(|_| generate(rng, depth + 1))
+                    .collect(),
+            ),
             _ => Value::Object(
                 (0..rng.below(4))
                     .map(|_| (format!("k{}", rng.below(6)), generate(rng, depth + 1)))
