@@ -596,9 +596,9 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let fifo = d.join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
     for seed in [0x5EED_0001_u64, 0xF01D_ED00] {
         let mut rng = Rng(seed);
         let mut server = Arc::new(ForkServer::start(&bin()).unwrap());
@@ -620,7 +620,7 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
             } else {
                 fifo.clone()
             };
-            let mut s = spec(request(&target), d, Some(&server));
+            let mut child_spec = spec(request(&target), d, Some(&server));
             let sig = *rng.pick(&[libc::SIGABRT, libc::SIGKILL, libc::SIGQUIT, libc::SIGUSR1]);
             let spid = server.pid();
             let killer = (kind == 1).then(|| {
@@ -638,10 +638,10 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
                 })
             });
             if kind == 2 {
-                s.timeout = Duration::from_millis(150);
-                s.grace = Duration::from_millis(100);
+                child_spec.timeout = Duration::from_millis(150);
+                child_spec.grace = Duration::from_millis(100);
             }
-            let r = child::run_child(&s, Tracking::None);
+            let r = child::run_child(&child_spec, Tracking::None);
             if let Some(k) = killer {
                 assert!(
                     k.join().unwrap(),
@@ -669,7 +669,10 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
                     assert!(!server.is_broken(), "{what}");
                     // At most this child's zombie, kept for the runner's next request.
                     let left = all_children_of(server.pid());
-                    assert!(left.iter().all(|p| *p as u32 == r.pid), "{what}: {left:?}");
+                    assert!(
+                        left.iter().all(|p| u32::try_from(*p).ok() == Some(r.pid)),
+                        "{what}: {left:?}"
+                    );
                 }
                 1 => {
                     assert_eq!(r.ended, Ended::Signaled(sig), "{what}");
@@ -689,7 +692,7 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
                 // `_exit`: it reaped it at once and ends; the next probe gets a new one.
                 assert!(server.is_broken(), "{what}");
                 let old = server.pid();
-                drop(s);
+                drop(child_spec);
                 server = Arc::new(ForkServer::start(&bin()).unwrap());
                 for _ in 0..200 {
                     if !Path::new(&format!("/proc/{old}")).exists() {
