@@ -58,7 +58,7 @@
 //!   child reads before the clone (the request parsed, environment, working directory,
 //!   descriptors) and changes none of it until the child has exited: after the clone it
 //!   only reads the setup report pipe, sends the started reply from a local buffer and
-//!   waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's reap), all
+//!   waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's sweep), all
 //!   system calls on its own stack, no allocation, no lock. So the child may use the
 //!   allocator (the helper's code does) as a forked child did; it frees what it allocated
 //!   before its `_exit`. All signals are blocked in the server across the clone; the child
@@ -74,8 +74,9 @@
 //! - *A child that ends abnormally ends its server.* A child killed by a signal (a
 //!   timeout's SIGTERM/SIGKILL, a crash) or ending with a code the helper does not `_exit`
 //!   with (a caught panic) may have stopped inside the allocator, holding its lock or
-//!   halfway through a change: the server says so in the reap's reply (`RETIRING`) and
-//!   ends; the runner marks it broken and the next probe gets a new server. Its probe is
+//!   halfway through a change: the server says so in its report of the child's end
+//!   (`RETIRING`), reaps it when the runner has swept and asks, and ends; the runner
+//!   marks it broken and the next probe gets a new server. Its probe is
 //!   judged as before (a crash is a missing line).
 //! - *rlimits.* A process's rlimits are its own; those counted on the memory map
 //!   (`RLIMIT_AS`, `RLIMIT_DATA`) see the same map size as a fork's copy had (the server's),
