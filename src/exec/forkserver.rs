@@ -1217,7 +1217,7 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
             fail(fds.report, SetupStep::Cgroup as u32, errno());
         }
         if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_identity_knowing(Some(bounding))
+            && let Err((step, e)) = iso.enforce_identity_from(Some(bounding))
         {
             fail(fds.report, step as u32, e);
         }
