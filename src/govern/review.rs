@@ -73,6 +73,22 @@ pub fn run_view(path: &Path, root: &Path, explicit: Option<&Path>) -> Result<Run
     view::load(path, root, &attestor)
 }
 
+/// `report` of one run, written a row at a time: the run at `path` opened, and its view's
+/// head (manifest, summary, preflight, verdict, the derived packet, the mismatch count)
+/// attested as [`run_view`] attests it; the rows are then walked from the bundle
+/// (`promote::view::BundleRows`) instead of being held.
+pub fn run_head(
+    path: &Path,
+    root: &Path,
+    explicit: Option<&Path>,
+) -> Result<(crate::promote::source::BundleSource, RunView)> {
+    let attestor = super::attest::GovAttestor::open(None, explicit, root)?;
+    let dir = view::bundle_dir_of(path, root)?;
+    let src = crate::promote::source::BundleSource::open(&dir)?;
+    let head = view::head_with_packet(&src, root, &attestor)?;
+    Ok((src, head))
+}
+
 /// `report --packet`: the per-profile signatures and conflicts `packets` would map to, each
 /// verified as `promote` verifies it (signature against the trust file, index against the
 /// audit log of the state directory `explicit`, else found at or above `root`).

@@ -826,6 +826,7 @@ mod tests {
             summary: None,
             rows,
             mismatches: Vec::new(),
+            mismatch_count: 0,
             preflight: Vec::new(),
             oracle: Vec::new(),
             details: BTreeMap::new(),
