@@ -152,9 +152,17 @@ pub fn head_with_packet(
     attestor: &dyn Attestor,
 ) -> Result<RunView> {
     let mut view = head_of(src, attestor)?;
-    let rows = BundleRows::new(src)?;
+    // What a report shows of the manifest is its facts; the lists as long as the plan
+    // (the selection, the plan, the definitions) are let go at once.
+    if let Some(m) = view.manifest.as_mut() {
+        m.selected = Vec::new();
+        m.plan = Value::Null;
+        m.probes = BTreeMap::new();
+        m.profiles = BTreeMap::new();
+        m.profile_definitions = BTreeMap::new();
+    }
     let mut n = 0usize;
-    rows.walk_packets(&mut |_| {
+    walk_packets(src, &mut |_| {
         n += 1;
         Ok(())
     })?;
@@ -321,10 +329,16 @@ impl<'s> BundleRows<'s> {
             shared: src.shared_values()?.unwrap_or_default(),
         })
     }
+}
 
-    /// Every mismatch packet, in the file's order.
-    pub fn walk_packets(&self, each: &mut dyn FnMut(&MismatchPacket) -> Result<()>) -> Result<()> {
-        let mut c: Cursor<MismatchPacket> = Cursor::open(self.src, MISMATCH_PACKETS, true, true)?;
+/// Every mismatch packet of `src` (`mismatch_packets.jsonl`), in the file's order, as
+/// [`of_source`] reads them: a line that is not a packet is skipped.
+pub fn walk_packets(
+    src: &BundleSource,
+    each: &mut dyn FnMut(&MismatchPacket) -> Result<()>,
+) -> Result<()> {
+    {
+        let mut c: Cursor<MismatchPacket> = Cursor::open(src, MISMATCH_PACKETS, true, true)?;
         // The packets' own order is the file's: nothing here is joined, so none is refused.
         c.last = None;
         loop {
@@ -401,7 +415,7 @@ impl crate::report::RowSource for BundleRows<'_> {
     }
 
     fn mismatches(&self, each: &mut dyn FnMut(&MismatchPacket) -> Result<()>) -> Result<()> {
-        self.walk_packets(each)
+        walk_packets(self.src, each)
     }
 }
 

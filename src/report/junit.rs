@@ -276,3 +276,82 @@ fn suite_of(text: &str) -> &str {
     let to = text.rfind(SUITES_END).unwrap_or(text.len());
     &text[from..to.max(from)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::results::MismatchPacket;
+    use crate::report::testgen;
+
+    /// JUnit as it was written from a whole view (every suite in one `quick-junit`
+    /// report): the reference.
+    fn whole_view(r: &RunReport<'_>, g: &testgen::GenRun) -> String {
+        let oracle: BTreeMap<&str, &crate::model::results::OracleVerdict> = g
+            .oracle
+            .iter()
+            .map(|v| (v.scenario_id.as_str(), v))
+            .collect();
+        let mut by_scenario: BTreeMap<&str, Vec<&MismatchPacket>> = BTreeMap::new();
+        for p in &g.packets {
+            by_scenario
+                .entry(p.scenario_id.as_str())
+                .or_default()
+                .push(p);
+        }
+        let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
+        for row in &g.rows {
+            let suite = suites
+                .entry(row.profile_id.as_str())
+                .or_insert_with(|| TestSuite::new(row.profile_id.as_str()));
+            let packets = by_scenario
+                .get(row.scenario_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let x = RowItem {
+                row,
+                oracle: oracle.get(row.scenario_id.as_str()).copied(),
+                details: g.details.get(&row.scenario_id),
+                packets: &packets,
+            };
+            suite.add_test_case(case(r, &x));
+        }
+        let mut report = JunitReport::new(format!(
+            "nexusmon {} {}",
+            r.summary.plan_id, r.summary.run_id
+        ));
+        report.set_time(Duration::from_micros(r.summary.wall_us));
+        report.add_test_suites(suites.into_values());
+        report.to_string().unwrap()
+    }
+
+    /// Generated runs: the report written a suite at a time is byte for byte the one
+    /// `quick-junit` writes from every suite at once (no rows at all included).
+    #[test]
+    fn junit_written_a_suite_at_a_time_is_the_whole_reports() {
+        for seed in 0..24u64 {
+            let n = match seed % 8 {
+                0 => 600,
+                1 => 0,
+                _ => 50,
+            };
+            let g = testgen::run(seed, n, seed % 4 == 0);
+            let rows = crate::report::Slices {
+                rows: &g.rows,
+                mismatches: &g.packets,
+                oracle: &g.oracle,
+                details: Some(&g.details),
+            };
+            let r = RunReport {
+                summary: &g.summary,
+                rows: &rows,
+                preflight: &[],
+                governance: None,
+                view: None,
+                links: "../out/run-1/",
+            };
+            let got = Junit.render(&r).unwrap();
+            let want = whole_view(&r, &g);
+            assert!(got == want, "seed {seed}:\n{got}\n---\n{want}");
+        }
+    }
+}

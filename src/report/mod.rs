@@ -11,6 +11,8 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod testgen;
 
 use std::collections::BTreeMap;
 
