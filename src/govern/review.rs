@@ -376,7 +376,9 @@ pub fn show(
             });
         }
     } else {
-        let v = run_view(&item.path, root, explicit)?;
+        // The run's head and its mismatch packets read as they stream past: nothing of
+        // the run is held but what is listed.
+        let (src, v) = run_head(&item.path, root, explicit)?;
         let (p, _) = crate::promote::read_packet(&item.path)?;
         facts.push(format!(
             "run {} of plan {} ({}), bundle {}",
@@ -407,14 +409,15 @@ pub fn show(
                 ));
             }
         }
-        for m in &v.mismatches {
+        view::walk_packets(&src, &mut |m| {
             facts.push(format!(
                 "mismatch {} {}: {}",
                 m.scenario_id,
                 m.kind.as_str(),
                 m.message
             ));
-        }
+            Ok(())
+        })?;
     }
     Ok(ReviewDetail {
         item,
