@@ -87,21 +87,21 @@ impl RowSource for Counting<'_> {
     }
 }
 
-/// Where a report goes: a file landed atomically once complete, or stdout as written.
-enum Out<'a, 'b> {
-    File(fsx::AtomicFile),
-    Stdout(&'a mut Io<'b>, u64),
+/// A report going to a file (landed atomically once complete).
+struct FileSink<'a>(&'a mut fsx::AtomicFile);
+
+impl Sink for FileSink<'_> {
+    fn put(&mut self, s: &str) -> Result<()> {
+        self.0.write(s.as_bytes())
+    }
 }
 
-impl Sink for Out<'_, '_> {
+/// A report going to stdout as it is written.
+struct StdoutSink<'a, 'b>(&'a mut Io<'b>);
+
+impl Sink for StdoutSink<'_, '_> {
     fn put(&mut self, s: &str) -> Result<()> {
-        match self {
-            Out::File(f) => f.write(s.as_bytes()),
-            Out::Stdout(io, n) => {
-                *n += s.len() as u64;
-                io.out_bytes(s.as_bytes())
-            }
-        }
+        self.0.out_bytes(s.as_bytes())
     }
 }
 
@@ -151,11 +151,8 @@ fn write_view(
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fsx::create_dir_all(parent)?;
             }
-            let mut sink = Out::File(fsx::AtomicFile::create(path)?);
-            report.write(&r, &mut sink)?;
-            let Out::File(f) = sink else {
-                unreachable!("a file sink stays a file sink")
-            };
+            let mut f = fsx::AtomicFile::create(path)?;
+            report.write(&r, &mut FileSink(&mut f))?;
             let size = f.commit()?;
             if !ctx.quiet {
                 io.errln(format!(
@@ -165,7 +162,7 @@ fn write_view(
                 ))?;
             }
         }
-        None => report.write(&r, &mut Out::Stdout(io, 0))?,
+        None => report.write(&r, &mut StdoutSink(io))?,
     }
     Ok(counting.rows.get())
 }

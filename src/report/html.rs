@@ -617,19 +617,19 @@ fn scenarios(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
         total += 1;
         Ok(())
     })?;
-    let mut b = String::new();
-    b.push_str("<section id=\"scenarios\"><h2>Scenarios</h2>");
-    b.push_str("<div id=\"ctl\" hidden><label>filter <input id=\"q\" type=\"search\" placeholder=\"scenario, outcome, rule…\"></label> <label><input id=\"only\" type=\"checkbox\"> only mismatches and flaky</label> <span class=\"note\">(click a column header to sort)</span></div>");
+    let mut buf = String::new();
+    buf.push_str("<section id=\"scenarios\"><h2>Scenarios</h2>");
+    buf.push_str("<div id=\"ctl\" hidden><label>filter <input id=\"q\" type=\"search\" placeholder=\"scenario, outcome, rule…\"></label> <label><input id=\"only\" type=\"checkbox\"> only mismatches and flaky</label> <span class=\"note\">(click a column header to sort)</span></div>");
     let _ = write!(
-        b,
+        buf,
         "<details id=\"attention\" open><summary>Needs attention: {mism} mismatch(es), {flaky} flaky</summary>"
     );
     let attention = mism + flaky;
     if attention == 0 {
-        b.push_str("<p>None: every scenario matched its expectation and the oracle.</p>");
+        buf.push_str("<p>None: every scenario matched its expectation and the oracle.</p>");
     } else {
-        table_head(&mut b, "scenarios that need attention, mismatches first");
-        out.put(&b)?;
+        table_head(&mut buf, "scenarios that need attention, mismatches first");
+        out.put(&buf)?;
         let mut shown = 0usize;
         for want_mismatch in [true, false] {
             if shown >= ATTENTION_ROWS
@@ -648,23 +648,23 @@ fn scenarios(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
                     return Ok(());
                 }
                 shown += 1;
-                b.clear();
-                row(&mut b, r.links, &x, true);
-                out.put(&b)
+                buf.clear();
+                row(&mut buf, r.links, &x, true);
+                out.put(&buf)
             })?;
         }
-        b.clear();
-        b.push_str("</tbody></table>\n");
+        buf.clear();
+        buf.push_str("</tbody></table>\n");
         if attention > shown {
             let _ = write!(
-                b,
+                buf,
                 "<p class=\"note\">{} more are listed in their profiles' groups below.</p>",
                 attention - shown
             );
         }
     }
-    b.push_str("</details>\n");
-    out.put(&b)?;
+    buf.push_str("</details>\n");
+    out.put(&buf)?;
     let small = total <= 200;
     // Runs of profiles (in profile order) whose rows come one profile after another in
     // the files: each run is written in one walk.
@@ -685,13 +685,13 @@ fn scenarios(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
             if !matching(x.row) {
                 return Ok(());
             }
-            let Some(&k) = at.get(x.row.profile_id.as_str()) else {
+            let Some(&slot) = at.get(x.row.profile_id.as_str()) else {
                 return Ok(());
             };
-            let (profile, g) = walk[k];
-            let i = seen[k];
-            seen[k] += 1;
-            b.clear();
+            let (profile, g) = walk[slot];
+            let i = seen[slot];
+            seen[slot] += 1;
+            buf.clear();
             if i % PAGE_ROWS == 0 {
                 let page_len = (g.rows - i).min(PAGE_ROWS);
                 let range = if g.rows > PAGE_ROWS {
@@ -700,19 +700,19 @@ fn scenarios(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
                     String::new()
                 };
                 let _ = write!(
-                    b,
+                    buf,
                     "<details class=\"grp\"{}><summary>profile <code>{}</code>: {} matching scenario(s){range}</summary>",
                     if small { " open" } else { "" },
                     esc(profile),
                     g.rows
                 );
-                table_head(&mut b, &format!("profile {profile}, matching scenarios"));
+                table_head(&mut buf, &format!("profile {profile}, matching scenarios"));
             }
-            row(&mut b, r.links, &x, false);
+            row(&mut buf, r.links, &x, false);
             if (i + 1) % PAGE_ROWS == 0 || i + 1 == g.rows {
-                b.push_str("</tbody></table>\n</details>\n");
+                buf.push_str("</tbody></table>\n</details>\n");
             }
-            out.put(&b)
+            out.put(&buf)
         })?;
     }
     out.put("</section>\n")

@@ -183,14 +183,14 @@ impl Report for Junit {
         };
         // Walk 1: each suite's counts (its cases dropped) and where its rows are.
         let mut suites: BTreeMap<String, (TestSuite, Span)> = BTreeMap::new();
-        let mut n = 0usize;
+        let mut at_row = 0usize;
         r.rows.rows(&mut |x| {
             let p = x.row.profile_id.as_str();
             if !suites.contains_key(p) {
                 let span = Span {
                     rows: 0,
-                    first: n,
-                    last: n,
+                    first: at_row,
+                    last: at_row,
                 };
                 suites.insert(p.to_string(), (TestSuite::new(p), span));
             }
@@ -198,9 +198,9 @@ impl Report for Junit {
                 suite.add_test_case(case(r, &x));
                 suite.test_cases.clear();
                 span.rows += 1;
-                span.last = n;
+                span.last = at_row;
             }
-            n += 1;
+            at_row += 1;
             Ok(())
         })?;
         let mut report = new_report();
@@ -227,13 +227,13 @@ impl Report for Junit {
                 walk.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
             let mut current: Option<(usize, TestSuite)> = None;
             r.rows.rows(&mut |x| {
-                let Some(&k) = at.get(x.row.profile_id.as_str()) else {
+                let Some(&slot) = at.get(x.row.profile_id.as_str()) else {
                     return Ok(());
                 };
-                let (p, span) = walk[k];
+                let (p, span) = walk[slot];
                 let suite = match &mut current {
-                    Some((i, s)) if *i == k => s,
-                    _ => &mut current.insert((k, TestSuite::new(p))).1,
+                    Some((i, s)) if *i == slot => s,
+                    _ => &mut current.insert((slot, TestSuite::new(p))).1,
                 };
                 suite.add_test_case(case(r, &x));
                 if suite.test_cases.len() == span.rows

@@ -3,7 +3,11 @@
 //! step summary), [`table`] (the scenario × lane table on the terminal), [`html`] (the
 //! self-contained review page of `report`), [`junit`] (JUnit XML for CI test reporters) and
 //! [`github`] (workflow-command annotations). [`diff`] renders `diff A B`. Every renderer
-//! is a pure function of model values into a string; callers do the I/O.
+//! writes model values to a [`Sink`] a piece at a time, walking the per-scenario data of
+//! a [`RowSource`] once per part (a part in another order than the files', such as
+//! mismatches first or groups per profile, is another walk with a filter), so a report of
+//! a bundle holds one row at a time; callers do the I/O ([`Report::render`] collects the
+//! pieces into a string).
 
 pub mod diff;
 pub mod github;
