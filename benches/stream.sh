@@ -42,7 +42,7 @@ stream_bench() {
     }
     rm -rf "$w/rv" && mkdir -p "$w/rv/pk"
     (cd "$w/rv" && "$bin" init -q >/dev/null && echo '# nexusmon: require-signed-bundles' >>.nexusmon/trusted_signers)
-    "$bin" emit-promotion --bundle "$b" --out "$w/rv/pk/packet.json" -q 2>/dev/null
+    (cd "$w/rv" && "$bin" emit-promotion --bundle "$b" --out pk/packet.json -q 2>/dev/null) || [ -f "$w/rv/pk/packet.json" ]
     for _ in $(seq "$runs"); do
       (cd "$b" && one b3sum b3sum --check BLAKE3SUMS)
       one validate-bundle "$bin" validate-bundle --bundle "$b"
