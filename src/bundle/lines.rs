@@ -690,6 +690,27 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The next line's bytes (without its newline, blank lines included), `None` at the
+    /// end: for a plain JSON Lines file whose lines the caller parses itself. A line
+    /// longer than [`MAX_LINE_BYTES`] is an error naming it.
+    pub fn next_raw(&mut self) -> Result<Option<&[u8]>> {
+        self.buf.clear();
+        let got = read_line_limited(&mut self.r, &mut self.buf, MAX_LINE_BYTES)
+            .map_err(|e| Error::io("read result file", &self.path, e))?;
+        if got == 0 {
+            return Ok(None);
+        }
+        self.n += 1;
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!("line {} is longer than {MAX_LINE_BYTES} bytes", self.n),
+            )
+            .with_path(&self.path));
+        }
+        Ok(Some(&self.buf))
+    }
+
     /// Read the rest, and check the digests of every byte against the index entry given
     /// (a mismatch is an error: nothing read from this file may be used).
     pub fn finish(mut self) -> Result<Digests> {

@@ -291,9 +291,12 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     }
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
-    // A forked child is the server's to reap (it kept it a zombie until now).
+    // A forked child is the server's to reap (it kept it a zombie until now, and told how
+    // it ended): at once if its namespace's init waits for that, else on the server's
+    // next request.
+    let reap_now = spec.ns_init.as_ref().is_some_and(|i| i.is_killed());
     let (status, ru) = server
-        .and_then(|s| s.reap(ipid))
+        .and_then(|s| s.exited(ipid, reap_now))
         .unwrap_or_else(|| reap_with_rusage(ipid));
     // Its namespace's init finishes dying once the child is reaped.
     if let Some(init) = spec.ns_init.as_ref().filter(|i| i.is_killed()) {
@@ -346,7 +349,10 @@ impl Pipes {
             se: Some(stderr),
             out: Captured::default(),
             err: Captured::default(),
-            buf: vec![0u8; 64 * 1024],
+            // This thread's read buffer from its last child, else a new one: a 64 KiB
+            // buffer allocated and freed per child is memory the allocator gives back and
+            // the kernel faults in again, child after child.
+            buf: READ_BUF.take().unwrap_or_else(|| vec![0u8; 64 * 1024]),
             cap,
         }
     }
@@ -412,8 +418,14 @@ impl Pipes {
         let (mut out, mut err) = (self.out, self.err);
         out.complete = self.so.is_none();
         err.complete = self.se.is_none();
+        READ_BUF.set(Some(self.buf));
         (out, err)
     }
+}
+
+thread_local! {
+    /// The read buffer of this thread's children's pipes, kept between children.
+    static READ_BUF: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Phase 1: capture output until the child exits, sending SIGTERM to its group at the
@@ -655,24 +667,36 @@ fn exec_child(
 /// (`setns(…, CLONE_NEWPID)` affects this thread's future children only; the thread itself
 /// stays where it is).
 struct EnteredPidNs {
-    own: OwnedFd,
+    own: RawFd,
+}
+
+thread_local! {
+    /// This thread's own (active) PID namespace, opened once: where [`EnteredPidNs`] puts
+    /// the thread's children back (a thread's active PID namespace never changes).
+    static OWN_PID_NS: std::cell::OnceCell<Option<OwnedFd>> = const { std::cell::OnceCell::new() };
 }
 
 impl EnteredPidNs {
     /// Enter the PID namespace of `init` for this thread's children; the errno on failure.
     fn enter(init: &NsInit) -> std::result::Result<Self, i32> {
-        // SAFETY: opening this thread's own namespace link.
-        let own = unsafe {
-            libc::open(
-                c"/proc/thread-self/ns/pid".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
+        let own = OWN_PID_NS.with(|own| {
+            own.get_or_init(|| {
+                // SAFETY: opening this thread's own namespace link.
+                let fd = unsafe {
+                    libc::open(
+                        c"/proc/thread-self/ns/pid".as_ptr(),
+                        libc::O_RDONLY | libc::O_CLOEXEC,
+                    )
+                };
+                // SAFETY: a fresh descriptor we own.
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+            })
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+        });
+        let Some(own) = own else {
+            return Err(libc::EBADF);
         };
-        if own < 0 {
-            return Err(errno());
-        }
-        // SAFETY: a fresh descriptor we own.
-        let own = unsafe { OwnedFd::from_raw_fd(own) };
         // SAFETY: setns with a pidfd and the namespace flag.
         if unsafe { libc::setns(init.pidfd(), libc::CLONE_NEWPID) } != 0 {
             return Err(errno());
@@ -683,9 +707,10 @@ impl EnteredPidNs {
 
 impl Drop for EnteredPidNs {
     fn drop(&mut self) {
-        // SAFETY: back to the thread's own (active) PID namespace for its children.
+        // SAFETY: back to the thread's own (active) PID namespace for its children; the
+        // descriptor lives as long as the thread.
         unsafe {
-            libc::setns(self.own.as_raw_fd(), libc::CLONE_NEWPID);
+            libc::setns(self.own, libc::CLONE_NEWPID);
         }
     }
 }
@@ -764,11 +789,13 @@ fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
     }
 }
 
+/// Make a pipe's read end non-blocking. `F_SETFL` sets only the status flags `O_APPEND`,
+/// `O_ASYNC`, `O_DIRECT`, `O_NOATIME` and `O_NONBLOCK`, and a pipe's read end made here
+/// has none of the others, so the flags need not be read first (one system call).
 fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on our fd.
     unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
     }
 }
 

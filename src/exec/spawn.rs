@@ -29,7 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
-use crate::sandbox::privilege::Isolation;
+use crate::sandbox::privilege::{self, Isolation};
 
 /// Bytes of stack for the child (it only makes system calls).
 const CHILD_STACK: usize = 64 * 1024;
@@ -62,6 +62,9 @@ struct ChildArgs<'a> {
     /// ([`Isolation::enforce_mounts_from`]).
     join_mounts: Option<RawFd>,
     report: RawFd,
+    /// A superset of the child's bounding set at its start (its parent thread's:
+    /// [`privilege::thread_bounding`]), so it drops without reading it.
+    bounding: Option<u64>,
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
     parent: libc::pid_t,
@@ -153,20 +156,97 @@ pub fn spawn(
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let devnull = above_stdio(OwnedFd::from(
-        std::fs::File::open(stdin.unwrap_or(Path::new("/dev/null"))).map_err(io)?,
-    ))
-    .map_err(io)?;
+    let own_stdin = match stdin {
+        Some(p) => {
+            Some(above_stdio(OwnedFd::from(std::fs::File::open(p).map_err(io)?)).map_err(io)?)
+        }
+        None => None,
+    };
+    let stdin_fd = match &own_stdin {
+        Some(f) => f.as_raw_fd(),
+        None => dev_null().map_err(io)?,
+    };
+    STACK.with_borrow_mut(|stack| {
+        let stack = stack.get_or_insert_with(|| vec![0u8; CHILD_STACK].into_boxed_slice());
+        // The stack grows down: pass its top, 16-byte aligned.
+        // SAFETY: within the allocation.
+        let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
+        let top = (top as usize & !15) as *mut libc::c_void;
+        clone_child(
+            top,
+            ChildSpawn {
+                path,
+                argv: argv_p,
+                envp: envp_p,
+                cwd: cwd_c,
+                stdin: stdin_fd,
+                own_stdin,
+                clean,
+                cgroup_fd,
+                prepared,
+                isolation,
+                join_mounts,
+            },
+        )
+    })
+}
+
+/// What [`spawn`] prepared for one child.
+struct ChildSpawn<'a> {
+    path: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+    stdin: RawFd,
+    /// The stdin file opened for this child (else `stdin` is the shared `/dev/null`).
+    own_stdin: Option<OwnedFd>,
+    clean: bool,
+    cgroup_fd: Option<RawFd>,
+    prepared: &'a Prepared,
+    isolation: Option<&'a Isolation>,
+    join_mounts: Option<RawFd>,
+}
+
+thread_local! {
+    /// The stack of this thread's vfork children, allocated once: the thread is suspended
+    /// while its child runs on it (`CLONE_VFORK`), and one child at a time does.
+    static STACK: std::cell::RefCell<Option<Box<[u8]>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `/dev/null`, opened once (read-only, close-on-exec, above stdio): the stdin of every
+/// child that reads no file.
+fn dev_null() -> std::io::Result<RawFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = above_stdio(OwnedFd::from(std::fs::File::open("/dev/null")?))?;
+    Ok(NULL.get_or_init(|| fd).as_raw_fd())
+}
+
+/// Clone the child on the stack whose top is `top` and see it to its `execve`.
+fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, SpawnError> {
+    let io = |e: std::io::Error| {
+        SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
+    };
+    let ChildSpawn {
+        path,
+        argv: argv_p,
+        envp: envp_p,
+        cwd: cwd_c,
+        stdin,
+        own_stdin,
+        clean,
+        cgroup_fd,
+        prepared,
+        isolation,
+        join_mounts,
+    } = c;
     let (out_r, out_w) = pipe().map_err(io)?;
     let (err_r, err_w) = pipe().map_err(io)?;
     let out_w = above_stdio(out_w).map_err(io)?;
     let err_w = above_stdio(err_w).map_err(io)?;
     let (rep_r, rep_w) = pipe().map_err(io)?;
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down: pass its top, 16-byte aligned.
-    // SAFETY: within the allocation.
-    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
-    let top = (top as usize & !15) as *mut libc::c_void;
 
     // Block every signal in this thread across the clone; the child restores `old`.
     // SAFETY: zeroed sigsets filled by the calls below.
@@ -183,7 +263,7 @@ pub fn spawn(
         argv: argv_p,
         envp: envp_p,
         cwd: cwd_c,
-        stdin: devnull.as_raw_fd(),
+        stdin,
         stdout: out_w.as_raw_fd(),
         stderr: err_w.as_raw_fd(),
         clean,
@@ -192,6 +272,7 @@ pub fn spawn(
         isolation,
         join_mounts,
         report: rep_w.as_raw_fd(),
+        bounding: isolation.map(|_| privilege::thread_bounding()),
         mask: old,
         // SAFETY: getpid cannot fail.
         parent: unsafe { libc::getpid() },
@@ -216,19 +297,17 @@ pub fn spawn(
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
     }
     drop(child_args);
-    drop(stack);
     drop(out_w);
     drop(err_w);
     drop(rep_w);
-    drop(devnull);
+    drop(own_stdin);
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
     }
     // The child has exec'd or exited: anything it reported is in the pipe already.
-    // SAFETY: fcntl on our fd.
+    // SAFETY: fcntl on our pipe's read end, which has no other status flag to keep.
     unsafe {
-        let fl = libc::fcntl(rep_r.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(rep_r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        libc::fcntl(rep_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
     }
     let mut b = [0u8; 8];
     // SAFETY: reading into a local buffer.
@@ -362,7 +441,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         // Identity and capabilities after every step that needs root (the cgroup join).
         if let Some(iso) = a.isolation
-            && let Err((step, e)) = iso.enforce_identity()
+            && let Err((step, e)) = iso.enforce_identity_from(a.bounding)
         {
             return fail(a.report, step as u32, e);
         }

@@ -287,9 +287,29 @@ impl Drop for NsInit {
 }
 
 /// Every live descendant of `root` (children of each of its threads, recursively), bounded.
+/// `root` is an init, which never has a thread but its main one, so its children are read
+/// from that one task's list (one file, read with one `read`: after a child that left
+/// nothing behind, which is nearly every child, that is the whole walk); every other
+/// process's threads are listed.
 fn descendants(root: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    let mut queue = vec![root];
+    let mut queue = Vec::new();
+    let push = |children: &str, out: &mut Vec<u32>, queue: &mut Vec<u32>| {
+        for c in children
+            .split_whitespace()
+            .filter_map(|s| s.parse::<u32>().ok())
+        {
+            if !out.contains(&c) {
+                out.push(c);
+                queue.push(c);
+            }
+        }
+    };
+    push(
+        &read_proc(&format!("/proc/{root}/task/{root}/children")),
+        &mut out,
+        &mut queue,
+    );
     while let Some(p) = queue.pop() {
         if out.len() > 65_536 {
             break;
@@ -298,19 +318,31 @@ fn descendants(root: u32) -> Vec<u32> {
             continue;
         };
         for t in tasks.flatten() {
-            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            for c in children
-                .split_whitespace()
-                .filter_map(|s| s.parse::<u32>().ok())
-            {
-                if !out.contains(&c) {
-                    out.push(c);
-                    queue.push(c);
-                }
-            }
+            let children = read_proc(&t.path().join("children").to_string_lossy());
+            push(&children, &mut out, &mut queue);
         }
     }
     out
+}
+
+/// A `/proc` file's text (empty if it cannot be read): open, read until the end, close,
+/// without the `statx` a `read_to_string` adds to size its buffer (`/proc` sizes are 0).
+fn read_proc(path: &str) -> String {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(256);
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if out.len() > 1 << 20 {
+                break;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `(state, process group)` from `/proc/<pid>/stat`.

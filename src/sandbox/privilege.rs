@@ -26,10 +26,13 @@
 //!   in its private mount namespace every mount is made read-only (`mount_setattr`,
 //!   recursive) and the scratch directory, bound onto itself, writable again; without
 //!   `CAP_SYS_ADMIN`, a Landlock ruleset handling the write rights with only the scratch
-//!   and `/dev/{null,zero,full,tty}` granted. Reads are untouched, so the baseline stays
-//!   "what happens anyway" for them. In the scenario lane, an exec probe's declared
-//!   read-only inputs (`reads`) are bound read-only (a missing one: its nearest existing
-//!   directory, that mount only).
+//!   and `/dev/{null,zero,full,tty}` granted; with `CAP_SYS_ADMIN` kept (which could
+//!   remount the mounts writable), both (`mount-namespace+landlock`). Read-only mounts do
+//!   not stop writes to device nodes (a uid-0 child owns most of `/dev`): here the kernel
+//!   refused `/dev/vda` opened for writing (EPERM), not the tool. Reads are untouched, so
+//!   the baseline stays "what happens anyway" for them. In the scenario lane, an exec
+//!   probe's declared read-only inputs (`reads`) are bound read-only (a missing one: its
+//!   nearest existing directory, that mount only).
 //! - **The runner's environment.** The runner makes itself non-dumpable for the run, so
 //!   `/proc/<runner>/environ` (and `mem`, `maps`, …) needs `CAP_SYS_PTRACE`, which no child
 //!   keeps unless its profile names it; in a PID namespace the runner is not there at all.
@@ -56,6 +59,9 @@ pub const NAMESPACE_INIT: &str = "pid 1 is a placeholder init (`nexusmon-init`, 
 pub const RO_MOUNT_NAMESPACE: &str = "mount-namespace";
 /// … when a Landlock ruleset does it.
 pub const RO_LANDLOCK: &str = "landlock";
+/// … when both do (a child that keeps `CAP_SYS_ADMIN`, which could remount its mounts
+/// writable).
+pub const RO_MOUNT_NAMESPACE_AND_LANDLOCK: &str = "mount-namespace+landlock";
 /// … when nothing does.
 pub const RO_NONE: &str = "none";
 
@@ -329,6 +335,11 @@ fn compile(
     (child, hard, soft)
 }
 
+/// The bit of `CAP_SYS_ADMIN`: what changes mounts.
+fn sys_admin() -> u64 {
+    1u64 << LinuxCapability::SysAdmin.number()
+}
+
 /// Kernel names of the capabilities in `mask`, by number.
 pub fn caps_names(mask: u64) -> Vec<String> {
     (0u8..64)
@@ -391,6 +402,65 @@ pub unsafe fn drop_bounding_except(keep: u64, last: u32) -> bool {
         }
     }
     true
+}
+
+/// Drop from this process's bounding set every capability of `present` (a superset of
+/// what the set holds now) that `keep` does not hold, without reading the set first:
+/// [`drop_bounding_except`] for a caller that knows the set already (a child cloned from a
+/// thread whose set it read: [`thread_bounding`]). A capability the set no longer holds
+/// is dropped again, which changes nothing; one it holds is never skipped, since a
+/// bounding set only ever shrinks, so a set read earlier holds all it holds now. False
+/// (with `errno`) when a drop fails.
+///
+/// # Safety
+/// Async-signal-safe (one `prctl` a dropped capability): fit for a cloned child.
+pub unsafe fn drop_bounding_known(keep: u64, present: u64) -> bool {
+    for n in 0..64u32 {
+        if present & !keep & (1u64 << n) != 0
+            // SAFETY: prctl on this process's own bounding set.
+            && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) } != 0
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// The calling thread's bounding set (read once per thread, 41 `PR_CAPBSET_READ`s, then
+/// remembered: a bounding set only ever shrinks, so the value stays a superset of it).
+/// A child cloned from this thread starts with this set, so it can drop what it must
+/// without reading it again ([`Isolation::enforce_identity_from`]): 41 system calls less
+/// per child.
+pub fn thread_bounding() -> u64 {
+    thread_local! {
+        static BOUNDING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    }
+    BOUNDING.with(|b| {
+        if let Some(v) = b.get() {
+            return v;
+        }
+        let v = bounding_set(63);
+        b.set(Some(v));
+        v
+    })
+}
+
+/// The capabilities in this process's bounding set (bit `n`: capability `n`), read up to
+/// `last` (or the kernel's last): one `PR_CAPBSET_READ` each.
+pub fn bounding_set(last: u32) -> u64 {
+    let mut set = 0u64;
+    for n in 0..=last.min(63) {
+        // SAFETY: prctl reading this process's own bounding set (EINVAL past the kernel's
+        // last capability ends the walk).
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+        if rc < 0 {
+            break;
+        }
+        if rc == 1 {
+            set |= 1u64 << n;
+        }
+    }
+    set
 }
 
 /// Make every mount of this process's mount namespace private (recursively from `/`), so
@@ -495,6 +565,14 @@ impl Isolation {
                     writable = CString::new(dir.as_os_str().as_bytes()).ok();
                     if writable.is_some() {
                         host_ro = RO_MOUNT_NAMESPACE.into();
+                    }
+                    // A child that keeps CAP_SYS_ADMIN can make its own mounts writable
+                    // again (`mount -o remount,bind,rw`) and write anywhere on the host:
+                    // read-only mounts bind it only with the Landlock ruleset too, which
+                    // no capability lifts and which also forbids changing mounts.
+                    if writable.is_some() && caps_mask(&p.capabilities) & sys_admin() != 0 {
+                        landlock = Some(read_only_ruleset(dir));
+                        host_ro = RO_MOUNT_NAMESPACE_AND_LANDLOCK.into();
                     }
                 }
                 RO_LANDLOCK => {
@@ -668,8 +746,36 @@ impl Isolation {
     /// teardown waits for an RCU grace period (`namespace_unlock`) before the child is a
     /// zombie — 0.3 to 4 ms of every child's wall time, more on a loaded machine, the
     /// largest per-child cost of the exec driver (benches/probes.sh).
+    ///
+    /// Why a child with a read-only host (the exec baseline) or read-only inputs keeps a
+    /// copy of its own and never shares one, not even one prepared per worker (host
+    /// read-only, the child's scratch bound writable in it, one child at a time, checked
+    /// and cleaned between children): the copy holds a *writable* mount (the scratch),
+    /// and a mount namespace is reachable from outside through any descriptor of a
+    /// directory in it. A baseline child has no Landlock domain; it opens `/` (`O_PATH`)
+    /// and hands it over a Unix socket to a process outside (a concurrent child of another
+    /// worker, which the between-children check never sees). Every lookup through that
+    /// descriptor crosses the mounts of that namespace (mounts are found by mount and
+    /// dentry, not by the namespace of who looks), so once the next child's scratch is
+    /// bound writable there, the holder creates files in it — measured on this kernel:
+    /// `openat(leaked_root, "dev/shm/…/next/planted", O_CREAT)` is `EROFS` before the
+    /// next child's bind and succeeds after. No check between children can see a
+    /// descriptor held by another process, and none can revoke it. In a private copy the
+    /// same descriptor reaches only the donor's own scratch (every other mount of its copy
+    /// is read-only, and the copy is never used again);
+    /// `tests/integration/run_mount_ns.rs` (`a_baseline_child_cannot_plant_…`) keeps an
+    /// accomplice holding such descriptors for a whole run and finds nothing planted.
+    /// Measured cost of the copy on Linux 6.18 (`perf record -e sched:sched_switch -g`
+    /// over `benches/run_gen.py DIR exec 500 on`): no child blocks in
+    /// `synchronize_rcu_expedited` at its exit (the teardown's grace period is no longer
+    /// in the exiting child here); what remains is the CPU of the copy (`unshare`, 21
+    /// mounts here, ~3.5% of the run's cycles) and of its teardown. Holding each copy past
+    /// the child's exit and releasing it on another thread was tried and made things
+    /// worse: every vfork child inherits the runner's descriptors, held namespaces
+    /// included, and the child that closed the last one at its `execve` paid the grace
+    /// period instead.
     pub fn stays_in_prepared_mounts(&self) -> bool {
-        let sys_admin = 1u64 << LinuxCapability::SysAdmin.number();
+        let sys_admin = sys_admin();
         self.pid_namespace
             && !self.host_read_only
             && self.writable.is_none()
@@ -688,6 +794,20 @@ impl Isolation {
     /// # Safety
     /// Only in a cloned child, before `execve`.
     pub unsafe fn enforce_identity(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe { self.enforce_identity_from(None) }
+    }
+
+    /// [`Isolation::enforce_identity`] for a child that knows a superset of its bounding
+    /// set (`bounding`: its parent thread's, [`thread_bounding`]), so it drops without
+    /// reading the set ([`drop_bounding_known`]); `None`: it reads it.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_identity_from(
+        &self,
+        bounding: Option<u64>,
+    ) -> Result<(), (SetupStep, i32)> {
         if !self.drop_privileges {
             return Ok(());
         }
@@ -696,7 +816,12 @@ impl Isolation {
         // SAFETY: prctl/setgroups/setres*id/capset on this child's own credentials, with
         // pointers to stack values.
         unsafe {
-            if self.clear_bounding && !drop_bounding_except(self.caps, u32::from(self.cap_last)) {
+            if self.clear_bounding
+                && !match bounding {
+                    Some(present) => drop_bounding_known(self.caps, present),
+                    None => drop_bounding_except(self.caps, u32::from(self.cap_last)),
+                }
+            {
                 return Err(caps_err());
             }
             let mut uid_after = libc::geteuid();

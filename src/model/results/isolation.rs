@@ -96,8 +96,9 @@ pub struct ChildIsolation {
     /// Why not, when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_namespace_reason: Option<String>,
-    /// The host outside its scratch directory was read-only (`mount-namespace` or
-    /// `landlock`), or `none`.
+    /// The host outside its scratch directory was read-only (`mount-namespace`,
+    /// `landlock`, or `mount-namespace+landlock` for a child that keeps `CAP_SYS_ADMIN`,
+    /// which could remount its mounts writable), or `none`.
     pub host_read_only: String,
     /// The probe's declared read-only inputs (`reads`) bound read-only for it (the
     /// scenario lane; the baseline's whole host is read-only).
