@@ -626,10 +626,18 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
             let killer = (kind == 1).then(|| {
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        if let Some(c) = children_of(spid).first() {
-                            std::thread::sleep(Duration::from_millis(10));
-                            // SAFETY: signalling the server's child.
-                            unsafe { libc::kill(*c, sig) };
+                        if let Some(&c) = children_of(spid).first() {
+                            // Signalled until it is gone: once, under heavy load, a single
+                            // signal sent 10 ms after the child appeared did not end it (it
+                            // ran to its timeout); the cause is not known (see CHANGELOG).
+                            for _ in 0..500 {
+                                std::thread::sleep(Duration::from_millis(10));
+                                if !children_of(spid).contains(&c) {
+                                    break;
+                                }
+                                // SAFETY: signalling the server's child.
+                                unsafe { libc::kill(c, sig) };
+                            }
                             return true;
                         }
                         std::thread::sleep(Duration::from_millis(2));
