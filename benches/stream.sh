@@ -6,7 +6,8 @@
 #
 # Commands: validate-bundle, emit-promotion, summarize-ops (--bundle and --packet), promote
 # (one packet into an empty mappings directory), report (--format html, markdown, junit),
-# diff (the bundle against itself).
+# diff (the bundle against itself), review show (the packet of the bundle, not promotable
+# under a trust file that requires signed bundles, so it is in the review queue).
 #
 # Output: one figure per line, easy to parse:
 #   stream <command> <scenarios> wall_s=<median> cpu_s=<median> rss_kib=<median> b3sum_wall_s=<median> ratio=<wall/b3sum>
@@ -39,6 +40,9 @@ stream_bench() {
       read -r wall u s rss < <(tail -1 "$w/t.txt")
       echo "$name $wall $(python3 -c "print($u + $s)") $rss" >>"$w/m.txt"
     }
+    rm -rf "$w/rv" && mkdir -p "$w/rv/pk"
+    (cd "$w/rv" && "$bin" init -q >/dev/null && echo '# nexusmon: require-signed-bundles' >>.nexusmon/trusted_signers)
+    (cd "$w/rv" && "$bin" emit-promotion --bundle "$b" --out pk/packet.json -q 2>/dev/null) || [ -f "$w/rv/pk/packet.json" ]
     for _ in $(seq "$runs"); do
       (cd "$b" && one b3sum b3sum --check BLAKE3SUMS)
       one validate-bundle "$bin" validate-bundle --bundle "$b"
@@ -51,6 +55,7 @@ stream_bench() {
       one report-markdown "$bin" report --bundle "$b" --format markdown --out "$w/r.md"
       one report-junit "$bin" report --bundle "$b" --format junit --out "$w/r.xml"
       one diff "$bin" diff "$b" "$b"
+      (cd "$w/rv" && one review-show "$bin" review show "packet:$(basename "$b")" --packets pk --plans none)
     done
     python3 - "$w/m.txt" "$n" <<'PY'
 import statistics, sys

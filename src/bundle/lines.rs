@@ -123,15 +123,38 @@ impl Interner {
 
     /// `shared_values.json`: `{"schema_version", "values": {id: object}}`, key-sorted
     /// pretty JSON.
+    ///
+    /// Written one value at a time (the bytes `to_sorted_pretty` gives for the whole
+    /// document), not through a JSON tree of every value: a run keeps up to
+    /// [`MAX_SHARED_VALUES`] of them.
     pub fn document(&self, schema_version: u32) -> Result<Vec<u8>> {
-        let mut values = Map::new();
-        for (id, text) in &self.values {
-            values.insert(id.clone(), serde_json::from_str(text).map_err(ser)?);
-        }
-        crate::util::json::to_sorted_pretty(&serde_json::json!({
-            "schema_version": schema_version,
-            "values": values,
-        }))
+        let mut ids: Vec<&String> = self.values.keys().collect();
+        ids.sort();
+        let head = serde_json::json!({"schema_version": schema_version, "values": null});
+        let values = &self.values;
+        let mut fills: Vec<(&str, crate::util::json::Fill<'_>)> = vec![(
+            "/values",
+            Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
+                let by = format!("\n{ind}  ");
+                crate::util::json::pretty_seq(
+                    o,
+                    ind,
+                    b'{',
+                    ids.iter().map(|id| {
+                        let v: Value =
+                            serde_json::from_str(&values[*id]).map_err(std::io::Error::other)?;
+                        let text = serde_json::to_string_pretty(&v)
+                            .map_err(std::io::Error::other)?
+                            .replace('\n', &by);
+                        Ok(format!("{}: {text}", Value::String((*id).clone())))
+                    }),
+                )
+            }),
+        )];
+        let mut out = Vec::new();
+        crate::util::json::write_pretty_with(&head, &mut fills, &mut out)
+            .map_err(|e| Error::runner("cannot write the shared values").with_source(e))?;
+        Ok(out)
     }
 }
 
@@ -665,6 +688,27 @@ impl<R: Read> LineReader<R> {
                 return Ok(Some(item));
             }
         }
+    }
+
+    /// The next line's bytes (without its newline, blank lines included), `None` at the
+    /// end: for a plain JSON Lines file whose lines the caller parses itself. A line
+    /// longer than [`MAX_LINE_BYTES`] is an error naming it.
+    pub fn next_raw(&mut self) -> Result<Option<&[u8]>> {
+        self.buf.clear();
+        let got = read_line_limited(&mut self.r, &mut self.buf, MAX_LINE_BYTES)
+            .map_err(|e| Error::io("read result file", &self.path, e))?;
+        if got == 0 {
+            return Ok(None);
+        }
+        self.n += 1;
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Findings,
+                format!("line {} is longer than {MAX_LINE_BYTES} bytes", self.n),
+            )
+            .with_path(&self.path));
+        }
+        Ok(Some(&self.buf))
     }
 
     /// Read the rest, and check the digests of every byte against the index entry given

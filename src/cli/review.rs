@@ -20,7 +20,7 @@ use crate::model::view::{BannerState, RunView};
 use crate::report::html::{HtmlPage, PacketEntry, packets_page};
 use crate::report::junit::Junit;
 use crate::report::markdown::SummaryMarkdown;
-use crate::report::{Report, RunReport};
+use crate::report::{Report, RowItem, RowSource, RunReport, Sink};
 use crate::util::{fsx, json};
 use crate::{Error, Result, exit_code};
 
@@ -40,26 +40,6 @@ fn links_for(out: Option<&Path>, bundle: &Path) -> Result<String> {
     } else {
         format!("{rel}/")
     })
-}
-
-fn render_view(view: &RunView, format: ReportFormat, links: &str) -> Result<String> {
-    let placeholder;
-    let summary: &Summary = if let Some(s) = &view.summary {
-        s
-    } else {
-        placeholder = Summary::placeholder(
-            &view.run_id,
-            view.manifest.as_ref().map_or("?", |m| m.plan_id.as_str()),
-        );
-        &placeholder
-    };
-    let governance = view.governance();
-    let r = RunReport::of_view(view, summary, governance.as_ref(), links);
-    match format {
-        ReportFormat::Html => HtmlPage.render(&r),
-        ReportFormat::Markdown => SummaryMarkdown.render(&r),
-        ReportFormat::Junit => Junit.render(&r),
-    }
 }
 
 fn emit(ctx: &Ctx, io: &mut Io<'_>, out: Option<&Path>, text: &str, what: &str) -> Result<()> {
@@ -82,6 +62,111 @@ fn emit(ctx: &Ctx, io: &mut Io<'_>, out: Option<&Path>, text: &str, what: &str) 
     }
 }
 
+/// Counts the rows of the last walk of the source it wraps.
+struct Counting<'a> {
+    inner: &'a dyn RowSource,
+    rows: std::cell::Cell<usize>,
+}
+
+impl RowSource for Counting<'_> {
+    fn rows(&self, each: &mut dyn FnMut(RowItem<'_>) -> Result<()>) -> Result<()> {
+        let mut n = 0usize;
+        self.inner.rows(&mut |x| {
+            n += 1;
+            each(x)
+        })?;
+        self.rows.set(n);
+        Ok(())
+    }
+
+    fn mismatches(
+        &self,
+        each: &mut dyn FnMut(&crate::model::results::MismatchPacket) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.mismatches(each)
+    }
+}
+
+/// A report going to a file (landed atomically once complete).
+struct FileSink<'a>(&'a mut fsx::AtomicFile);
+
+impl Sink for FileSink<'_> {
+    fn put(&mut self, s: &str) -> Result<()> {
+        self.0.write(s.as_bytes())
+    }
+}
+
+/// A report going to stdout as it is written.
+struct StdoutSink<'a, 'b>(&'a mut Io<'b>);
+
+impl Sink for StdoutSink<'_, '_> {
+    fn put(&mut self, s: &str) -> Result<()> {
+        self.0.out_bytes(s.as_bytes())
+    }
+}
+
+/// Write the report of `view` (its rows walked from `rows`) in `format` to `out`
+/// (stdout when `None`), a piece at a time; returns the rows walked.
+#[allow(clippy::too_many_arguments)]
+fn write_view(
+    ctx: &Ctx,
+    io: &mut Io<'_>,
+    view: &RunView,
+    rows: &dyn RowSource,
+    format: ReportFormat,
+    links: &str,
+    out: Option<&Path>,
+    what: &str,
+) -> Result<usize> {
+    let placeholder;
+    let summary: &Summary = if let Some(s) = &view.summary {
+        s
+    } else {
+        placeholder = Summary::placeholder(
+            &view.run_id,
+            view.manifest.as_ref().map_or("?", |m| m.plan_id.as_str()),
+        );
+        &placeholder
+    };
+    let governance = view.governance();
+    let counting = Counting {
+        inner: rows,
+        rows: std::cell::Cell::new(0),
+    };
+    let r = RunReport {
+        summary,
+        rows: &counting,
+        preflight: &view.preflight,
+        governance: governance.as_ref(),
+        view: Some(view),
+        links,
+    };
+    let report: &dyn Report = match format {
+        ReportFormat::Html => &HtmlPage,
+        ReportFormat::Markdown => &SummaryMarkdown,
+        ReportFormat::Junit => &Junit,
+    };
+    match out {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsx::create_dir_all(parent)?;
+            }
+            let mut f = fsx::AtomicFile::create(path)?;
+            report.write(&r, &mut FileSink(&mut f))?;
+            let size = f.commit()?;
+            if !ctx.quiet {
+                io.errln(format!(
+                    "wrote {what} {} ({})",
+                    path.display(),
+                    super::bundle::human_bytes(size)
+                ))?;
+            }
+        }
+        None => report.write(&r, &mut StdoutSink(io))?,
+    }
+    Ok(counting.rows.get())
+}
+
 /// `report --bundle B | --packet P… | --mappings DIR [--out FILE] [--format F] [--junit F]`:
 /// exit 0, or 1 when the evidence is not valid (the page says so too).
 pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
@@ -96,7 +181,8 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
         _ => None,
     };
     if let Some(source) = single {
-        let view = review::run_view(&source, &ctx.root, state_dir(ctx).as_deref())?;
+        let (src, view) = review::run_head(&source, &ctx.root, state_dir(ctx).as_deref())?;
+        let rows = crate::promote::view::BundleRows::new(&src)?;
         // A file written into a sealed bundle would make it invalid.
         let inside = |p: &Path| fsx::absolute(p).is_ok_and(|p| p.starts_with(&view.bundle_dir));
         for p in out
@@ -113,16 +199,27 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
             }
         }
         let links = links_for(out.as_deref(), &view.bundle_dir)?;
-        let text = render_view(&view, a.format, &links)?;
-        emit(ctx, io, out.as_deref(), &text, "report")?;
+        let n = write_view(
+            ctx,
+            io,
+            &view,
+            &rows,
+            a.format,
+            &links,
+            out.as_deref(),
+            "report",
+        )?;
         if let Some(j) = &a.junit {
             let j = abs(ctx, j);
             let links = links_for(Some(&j), &view.bundle_dir)?;
-            emit(
+            write_view(
                 ctx,
                 io,
+                &view,
+                &rows,
+                ReportFormat::Junit,
+                &links,
                 Some(&j),
-                &render_view(&view, ReportFormat::Junit, &links)?,
                 "JUnit XML",
             )?;
         }
@@ -132,8 +229,8 @@ pub fn report(ctx: &Ctx, io: &mut Io<'_>, a: &ReportArgs) -> Result<i32> {
                 "run {}: {} ({} scenario(s), {} mismatch(es))",
                 view.run_id,
                 banner.label(),
-                view.rows.len(),
-                view.mismatches.len()
+                n,
+                view.mismatch_count
             ))?;
         }
         return Ok(if banner == BannerState::NotValid {

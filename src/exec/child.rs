@@ -291,9 +291,12 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     }
     // Unregistered before the reap frees the pid for reuse.
     drop(group);
-    // A forked child is the server's to reap (it kept it a zombie until now).
+    // A forked child is the server's to reap (it kept it a zombie until now, and told how
+    // it ended): at once if its namespace's init waits for that, else on the server's
+    // next request.
+    let reap_now = spec.ns_init.as_ref().is_some_and(|i| i.is_killed());
     let (status, ru) = server
-        .and_then(|s| s.reap(ipid))
+        .and_then(|s| s.exited(ipid, reap_now))
         .unwrap_or_else(|| reap_with_rusage(ipid));
     // Its namespace's init finishes dying once the child is reaped.
     if let Some(init) = spec.ns_init.as_ref().filter(|i| i.is_killed()) {

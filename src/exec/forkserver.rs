@@ -19,8 +19,10 @@
 //!
 //! What stays as with the exec'd helper:
 //! - a fresh process per probe, forked from a server whose state never changes between
-//!   probes (cwd `/`, empty environment, default signal mask; the PID namespace for its
-//!   children is set back after each fork);
+//!   probes (cwd `/`, empty environment, default signal mask, its bounding set); the PID
+//!   namespace its next child is born in is the one the request names (see
+//!   `ForChildren`: entered again only when it changes, or set back after each fork where
+//!   pidfds do not name processes);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
@@ -30,14 +32,15 @@
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
 //!   as [`super::spawn`] reports it;
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
-//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for the
-//!   one fork, so the child is pid 2 or above there, and back; the child joins the init's
+//!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for its
+//!   children (once per namespace), so the child is pid 2 or above there; the child joins the init's
 //!   mount namespace, where that namespace's `/proc` is mounted already, and copies it
 //!   unless it can never change it (see *Mounts* below);
 //! - the runner waits, times out and kills through a pidfd and the child's process group,
 //!   lists leaks as before (the PID namespace's init, the cgroups, the subreaper: the
-//!   server is no subreaper, so orphans go where they went), and asks the server to reap
-//!   the child only where it reaped it itself, with the child's rusage;
+//!   server is no subreaper, so orphans go where they went); the server keeps the exited
+//!   child a zombie (so its pid is not reused) until the runner has swept what it left and
+//!   told it, and reports how it ended with its rusage as `wait4` would have;
 //! - the server lives in its worker thread's cgroup (so the child is born there and pays no
 //!   migration); it is a kept helper of the runner (`sandbox::cgroup::keep`), never a leak.
 //!
@@ -55,7 +58,7 @@
 //!   child reads before the clone (the request parsed, environment, working directory,
 //!   descriptors) and changes none of it until the child has exited: after the clone it
 //!   only reads the setup report pipe, sends the started reply from a local buffer and
-//!   waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's reap), all
+//!   waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's sweep), all
 //!   system calls on its own stack, no allocation, no lock. So the child may use the
 //!   allocator (the helper's code does) as a forked child did; it frees what it allocated
 //!   before its `_exit`. All signals are blocked in the server across the clone; the child
@@ -71,8 +74,9 @@
 //! - *A child that ends abnormally ends its server.* A child killed by a signal (a
 //!   timeout's SIGTERM/SIGKILL, a crash) or ending with a code the helper does not `_exit`
 //!   with (a caught panic) may have stopped inside the allocator, holding its lock or
-//!   halfway through a change: the server says so in the reap's reply (`RETIRING`) and
-//!   ends; the runner marks it broken and the next probe gets a new server. Its probe is
+//!   halfway through a change: the server says so in its report of the child's end
+//!   (`RETIRING`), reaps it when the runner has swept and asks, and ends; the runner
+//!   marks it broken and the next probe gets a new server. Its probe is
 //!   judged as before (a crash is a missing line).
 //! - *rlimits.* A process's rlimits are its own; those counted on the memory map
 //!   (`RLIMIT_AS`, `RLIMIT_DATA`) see the same map size as a fork's copy had (the server's),
@@ -104,11 +108,19 @@
 //! cannot start runs through the exec'd helper, the same steps in another order of
 //! processes.
 //!
-//! Protocol (a stream socket, the server's stdin): the runner sends `[kind u32, len u32]`
-//! with descriptors attached (`SCM_RIGHTS`), then `len` bytes; kind 1 launches (JSON
-//! [`Launch`]; descriptors: stdout, stderr, then the cgroup's `cgroup.procs` and the
-//! init's pidfd when the request says so), kind 2 reaps (`len` is the pid). Every reply
-//! is six `i64`: `[kind, a, b, user µs, system µs, max RSS KiB]`.
+//! Protocol (a stream socket, the server's stdin), one round trip per child: the runner
+//! sends `[kind, launch bytes, request bytes, reap pid]` (`u32`s) with descriptors
+//! attached (`SCM_RIGHTS`), then the bytes. Kind 1 launches: JSON [`Launch`], then the
+//! helper's request exactly as its one argument (JSON once, parsed by
+//! [`helper::parse_request`]); descriptors: stdout, stderr, then the cgroup's
+//! `cgroup.procs` and the init's pidfd when the launch says so. Kind 2 only reaps. A
+//! request's `reap pid` (0: none) names the zombie of the previous child, which the server
+//! reaps before anything else (the next launch carries it; a standalone reap is sent at
+//! once when the child's namespace init waits for it or the server retires). Every reply
+//! is eight `i64`, `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`: to a launch,
+//! `started` (then, when the child has exited, `exited` with its wait status in `a` and
+//! `b` = 1 if the server retires: `waitid(WEXITED | WNOWAIT)` with the kernel's rusage
+//! of the zombie), or `setup failed` (`a` the step, `b` the errno), or `refused`.
 
 use std::borrow::Cow;
 use std::ffi::CString;
@@ -127,7 +139,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::helper;
-use super::sidecar::{self, recv_with_fds, send_with_fds};
+use super::sidecar::{self, recv_with_fds, send_some_with_fds};
 use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
 use crate::sandbox::apply::{SetupStep, errno};
 use crate::sandbox::privilege::Isolation;
@@ -141,12 +153,19 @@ const MAX_REQUEST: u32 = 16 << 20;
 const KIND_LAUNCH: u32 = 1;
 const KIND_REAP: u32 = 2;
 
+/// A request's header: `[kind, launch bytes, request bytes, pid to reap first]`, `u32`s.
+const HEADER: usize = 16;
+
 const REPLY_STARTED: i64 = 1;
 const REPLY_SETUP_FAILED: i64 = 2;
 const REPLY_REFUSED: i64 = 3;
-const REPLY_REAPED: i64 = 4;
+const REPLY_EXITED: i64 = 4;
 
-/// In a reap's reply: the server serves no further child (it ends after this reply).
+/// Words (`i64`) of a reply: `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`.
+const REPLY_WORDS: usize = 8;
+
+/// In an exit's reply (`b`): the server serves no further child (it reaps this one when
+/// asked and ends).
 const RETIRING: i64 = 1;
 
 /// Bytes of stack for a child (the helper's code; a fork's child had the server's).
@@ -154,12 +173,11 @@ const CHILD_STACK: usize = 2 << 20;
 /// The guard page below it.
 const GUARD: usize = 4096;
 
-/// One child to fork: what the exec'd helper got as arguments, environment and working
-/// directory, and what the spawn applied before `execve`.
+/// One child to fork: what the exec'd helper got as environment and working directory,
+/// and what the spawn applied before `execve` (the helper's request, its one argument,
+/// follows as its own bytes: JSON once, not a JSON string inside JSON).
 #[derive(Debug, Serialize, Deserialize)]
 struct Launch<'a> {
-    /// The helper's arguments after the mode (the request as JSON).
-    args: Cow<'a, [String]>,
     /// Exactly the child's environment.
     env: Cow<'a, [(String, String)]>,
     /// Its working directory (absolute).
@@ -224,9 +242,21 @@ pub struct Launched {
 #[derive(Debug)]
 pub struct ForkServer {
     sock: Mutex<UnixStream>,
+    /// What the runner owes the server (under its own lock; taken with `sock`'s).
+    state: Mutex<Owed>,
     child: Mutex<Option<Child>>,
     pid: u32,
     broken: AtomicBool,
+}
+
+/// The children of a server whose end the runner has not dealt with yet.
+#[derive(Debug, Default)]
+struct Owed {
+    /// Started, its exit not read yet.
+    running: Option<i32>,
+    /// Exited and kept a zombie for the runner's sweep; the server reaps it first thing
+    /// on the next request (a launch names it), or at the end of its socket.
+    zombie: Option<i32>,
 }
 
 impl ForkServer {
@@ -265,6 +295,7 @@ impl ForkServer {
         let _ = ours.set_read_timeout(Some(Duration::from_secs(30)));
         Ok(Self {
             sock: Mutex::new(ours),
+            state: Mutex::new(Owed::default()),
             child: Mutex::new(Some(child)),
             pid,
             broken: AtomicBool::new(false),
@@ -287,6 +318,7 @@ impl ForkServer {
     }
 
     /// Fork one child and wait for its setup to end (as the spawn waits for `execve`).
+    /// The previous child, if it is still a zombie, is reaped by the server first.
     pub fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched, LaunchError> {
         if self.is_broken() {
             return Err(LaunchError::Server("the fork server failed before".into()));
@@ -297,8 +329,17 @@ impl ForkServer {
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         };
+        // The helper's request is its one argument after the mode; the server parses it as
+        // the exec'd helper parses its argument.
+        let request = match spec.args {
+            [mode, req] if mode == helper::HELPER_MODE => req.as_bytes(),
+            _ => {
+                return Err(LaunchError::Server(
+                    "the fork server runs only the probe helper's request".into(),
+                ));
+            }
+        };
         let launch = Launch {
-            args: Cow::Borrowed(spec.args.get(1..).unwrap_or(&[])),
             env: Cow::Borrowed(spec.env),
             cwd: spec.cwd.map(Cow::Borrowed),
             clean: spec.clean,
@@ -307,12 +348,23 @@ impl ForkServer {
             pid_ns: spec.pidns_fd.is_some(),
             ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
         };
-        let payload = serde_json::to_vec(&launch)
+        // The header, then the launch, then the request: one message.
+        let mut payload = vec![0u8; HEADER];
+        serde_json::to_writer(&mut payload, &launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|n| *n <= MAX_REQUEST)
-            .ok_or_else(|| LaunchError::Server("the launch request is too large".into()))?;
+        let launch_len = u32::try_from(payload.len() - HEADER).ok();
+        let request_len = u32::try_from(request.len()).ok();
+        let (Some(launch_len), Some(request_len)) = (launch_len, request_len) else {
+            return Err(LaunchError::Server(
+                "the launch request is too large".into(),
+            ));
+        };
+        if launch_len.saturating_add(request_len) > MAX_REQUEST {
+            return Err(LaunchError::Server(
+                "the launch request is too large".into(),
+            ));
+        }
+        payload.extend_from_slice(request);
         let (out_r, out_w) = pipe().map_err(io)?;
         let (err_r, err_w) = pipe().map_err(io)?;
         let mut fds = vec![out_w.as_raw_fd(), err_w.as_raw_fd()];
@@ -322,72 +374,124 @@ impl ForkServer {
             .sock
             .lock()
             .map_err(|_| LaunchError::Server("the fork server's socket is poisoned".into()))?;
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&KIND_LAUNCH.to_ne_bytes());
-        header[4..].copy_from_slice(&len.to_ne_bytes());
-        if !send_with_fds(sock.as_raw_fd(), &header, &fds) {
+        let mut owed = self
+            .state
+            .lock()
+            .map_err(|_| LaunchError::Server("the fork server's state is poisoned".into()))?;
+        if let Some(pid) = owed.running {
+            // A started child whose end was never read (its runner thread gave up on it):
+            // the server cannot serve in step any more.
+            return Err(self.give_up(format!(
+                "the fork server's child {pid} was never seen to end"
+            )));
+        }
+        let reap_first = owed
+            .zombie
+            .take()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        payload[..HEADER].copy_from_slice(&header(
+            KIND_LAUNCH,
+            launch_len,
+            request_len,
+            reap_first,
+        ));
+        // The descriptors go with the first bytes; whatever the socket did not take at
+        // once follows.
+        let Some(sent) = send_some_with_fds(sock.as_raw_fd(), &payload, &fds) else {
             return Err(self.give_up(format!(
                 "the fork server is gone: {}",
                 std::io::Error::last_os_error()
             )));
-        }
+        };
         (&*sock)
-            .write_all(&payload)
+            .write_all(&payload[sent..])
             .map_err(|e| self.give_up(format!("the fork server is gone: {e}")))?;
         drop((out_w, err_w));
         let reply = read_reply(&sock).map_err(|e| self.give_up(e))?;
         match reply[0] {
-            REPLY_STARTED => Ok(Launched {
-                pid: i32::try_from(reply[1]).unwrap_or(0),
-                stdout: out_r,
-                stderr: err_r,
-            }),
+            REPLY_STARTED => {
+                let pid = i32::try_from(reply[1]).unwrap_or(0);
+                owed.running = Some(pid);
+                Ok(Launched {
+                    pid,
+                    stdout: out_r,
+                    stderr: err_r,
+                })
+            }
             REPLY_SETUP_FAILED => Err(LaunchError::Child(spawn::reported(
-                u32::try_from(reply[1]).unwrap_or(0),
-                i32::try_from(reply[2]).unwrap_or(libc::EIO),
+                u32::try_from(reply[2]).unwrap_or(0),
+                i32::try_from(reply[3]).unwrap_or(libc::EIO),
             ))),
             REPLY_REFUSED => Err(self.give_up(format!(
                 "the fork server refused the launch ({})",
-                super::outcome::errno_name(i32::try_from(reply[2]).unwrap_or(libc::EIO))
+                super::outcome::errno_name(i32::try_from(reply[3]).unwrap_or(libc::EIO))
             ))),
             k => Err(self.give_up(format!("the fork server replied {k} to a launch"))),
         }
     }
 
-    /// Reap the child `pid` (it exited: its pidfd said so), with its rusage.
-    pub fn reap(&self, pid: i32) -> Option<(i32, libc::rusage)> {
+    /// The end of the child `pid` (it exited: its pidfd said so): its wait status and
+    /// rusage, as the server saw them when it ended (`waitid(WNOWAIT)`: the child is still
+    /// a zombie, so its pid is not reused while the runner sweeps what it left). With
+    /// `reap_now` the server reaps it at once (its PID namespace's init waits for that to
+    /// end); otherwise it does so first thing on its next request. A child that did not
+    /// end through its own `_exit` retires the server: it is reaped at once and the server
+    /// ends.
+    pub fn exited(&self, pid: i32, reap_now: bool) -> Option<(i32, libc::rusage)> {
         let sock = self.sock.lock().ok()?;
-        let mut header = [0u8; 8];
-        header[..4].copy_from_slice(&KIND_REAP.to_ne_bytes());
-        header[4..].copy_from_slice(&u32::try_from(pid).ok()?.to_ne_bytes());
-        if (&*sock).write_all(&header).is_err() {
+        let mut owed = self.state.lock().ok()?;
+        if owed.running != Some(pid) {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         }
+        owed.running = None;
         let Ok(r) = read_reply(&sock) else {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         };
-        if r[0] != REPLY_REAPED {
+        if r[0] != REPLY_EXITED || r[1] != i64::from(pid) {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         }
-        if r[2] == RETIRING {
-            // It ends after this reply: the next probe gets a new server.
+        let retiring = r[3] == RETIRING;
+        if reap_now || retiring {
+            let pid_u = u32::try_from(pid).unwrap_or(0);
+            if (&*sock).write_all(&header(KIND_REAP, 0, 0, pid_u)).is_err() {
+                self.broken.store(true, Ordering::SeqCst);
+            }
+        } else {
+            owed.zombie = Some(pid);
+        }
+        if retiring {
+            // It ends after this reap: the next probe gets a new server.
             self.broken.store(true, Ordering::SeqCst);
         }
         // SAFETY: zeroed plain data.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        ru.ru_utime = us_tv(r[3]);
-        ru.ru_stime = us_tv(r[4]);
-        ru.ru_maxrss = r[5];
-        Some((i32::try_from(r[1]).unwrap_or(0), ru))
+        ru.ru_utime = us_tv(r[4]);
+        ru.ru_stime = us_tv(r[5]);
+        ru.ru_maxrss = r[6];
+        Some((i32::try_from(r[2]).unwrap_or(0), ru))
     }
+}
+
+/// One reply as read.
+type Reply = [i64; REPLY_WORDS];
+
+/// A request's header.
+fn header(kind: u32, launch: u32, request: u32, reap: u32) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    for (i, w) in [kind, launch, request, reap].into_iter().enumerate() {
+        h[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    h
 }
 
 impl Drop for ForkServer {
     fn drop(&mut self) {
-        // The end of its socket ends the server.
+        // The end of its socket ends the server, which reaps its last child first (its
+        // zombie must not be re-parented to the runner and swept as a leak).
         sidecar::stop(&self.sock, &self.child, Duration::from_millis(1));
         crate::sandbox::cgroup::release(self.pid);
     }
@@ -404,12 +508,12 @@ fn tv_us(tv: libc::timeval) -> i64 {
     tv.tv_sec * 1_000_000 + tv.tv_usec
 }
 
-fn read_reply(sock: &UnixStream) -> Result<[i64; 6], String> {
-    let mut b = [0u8; 48];
+fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
+    let mut b = [0u8; REPLY_WORDS * 8];
     let mut s = sock;
     s.read_exact(&mut b)
         .map_err(|e| format!("the fork server did not answer: {e}"))?;
-    let mut r = [0i64; 6];
+    let mut r = [0i64; REPLY_WORDS];
     for (i, v) in r.iter_mut().enumerate() {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i * 8..i * 8 + 8]);
@@ -445,6 +549,9 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             return 1;
         }
     }
+    // Its bounding set, read once: it never changes again, so each child (a clone of this
+    // process) drops what it must from it without reading its capabilities one by one.
+    let bounding = crate::sandbox::privilege::bounding_set(63);
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork
     // into another).
     let own_ns = unsafe {
@@ -452,6 +559,11 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             c"/proc/self/ns/pid".as_ptr(),
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
+    };
+    let mut for_children = ForChildren {
+        own: own_ns,
+        by_inode: pidfd_inodes_are_unique(),
+        entered: None,
     };
     // Held open by the server only: a child whose copy of the write end is closed sees
     // the pipe hang up once the server is gone.
@@ -465,8 +577,12 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         // SAFETY: stdin is the socket; ManuallyDrop never closes it here.
         unsafe { std::fs::File::from_raw_fd(0) },
     );
+    // The child that exited and is kept a zombie until the runner has swept what it left;
+    // the runner names it in its next request (or closes the socket).
+    let mut zombie: Option<u32> = None;
+    let mut retiring = false;
     loop {
-        let mut header = [0u8; 8];
+        let mut header = [0u8; HEADER];
         let (n, fds) = recv_with_fds(0, &mut header);
         if n == 0 {
             break;
@@ -474,57 +590,127 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         if n < header.len() && input.read_exact(&mut header[n..]).is_err() {
             break;
         }
-        let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
-        let len = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+        let word = |i: usize| {
+            u32::from_ne_bytes([
+                header[i * 4],
+                header[i * 4 + 1],
+                header[i * 4 + 2],
+                header[i * 4 + 3],
+            ])
+        };
+        let (kind, launch_len, request_len, reap_first) = (word(0), word(1), word(2), word(3));
+        // The runner's reap of the previous child comes first; it names exactly the one
+        // zombie this server holds, or the protocol is broken and the server ends.
+        if reap_first != 0 {
+            if zombie != Some(reap_first) || !reap(reap_first) {
+                break;
+            }
+            zombie = None;
+        }
+        if retiring {
+            // The child before ended other than through its own `_exit`: it may have been
+            // stopped inside the allocator it shares with this process (see the module doc).
+            break;
+        }
         let reply = match kind {
-            KIND_LAUNCH if len <= MAX_REQUEST => {
-                let mut payload = vec![0u8; len as usize];
+            KIND_REAP => continue,
+            KIND_LAUNCH
+                if zombie.is_none()
+                    && u64::from(launch_len) + u64::from(request_len) <= u64::from(MAX_REQUEST) =>
+            {
+                let mut payload = vec![0u8; (launch_len + request_len) as usize];
                 if input.read_exact(&mut payload).is_err() {
                     break;
                 }
-                match serde_json::from_slice::<Launch>(&payload) {
+                let (launch_bytes, request) = payload.split_at(launch_len as usize);
+                match serde_json::from_slice::<Launch>(launch_bytes) {
                     Ok(l) => launch(
                         &l,
+                        request,
                         fds,
-                        own_ns,
+                        &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
-                        &stack,
+                        (&stack, bounding),
                     ),
-                    Err(_) => Some([REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0]),
+                    Err(_) => Served::Reply(refused(0, libc::EINVAL)),
                 }
             }
-            KIND_REAP => Some(reap(len)),
             _ => break,
         };
-        // `None`: the launch replied itself, and its child has exited since.
-        let Some(reply) = reply else {
-            continue;
-        };
-        if !send_reply(&reply) {
-            break;
+        match reply {
+            Served::Ran {
+                pid,
+                clean_exit,
+                sent,
+            } => {
+                zombie = Some(pid);
+                retiring = !clean_exit;
+                if !sent {
+                    // The runner is gone: the loop ends at the closed socket.
+                    break;
+                }
+            }
+            Served::Reply(reply) => {
+                if !send_reply(&reply) {
+                    break;
+                }
+                if reply[0] == REPLY_REFUSED && reply[2] == 1 {
+                    // The PID namespace could not be set back: this server cannot fork
+                    // safely.
+                    break;
+                }
+            }
         }
-        if reply[0] == REPLY_REFUSED && reply[1] == 1 {
-            // The PID namespace could not be set back: this server cannot fork safely.
-            break;
-        }
-        if reply[0] == REPLY_REAPED && reply[2] == RETIRING {
-            // The child ended other than through its own `_exit`: it may have been stopped
-            // inside the allocator it shares with this process (see the module doc).
-            break;
-        }
+    }
+    // Never leave a child to be re-parented as a zombie (the runner would sweep it as a
+    // leak at the end of the run).
+    if let Some(pid) = zombie {
+        reap(pid);
     }
     0
 }
 
+/// What serving one launch came to.
+enum Served {
+    /// A reply to send (the child did not run).
+    Reply([i64; REPLY_WORDS]),
+    /// The child ran: `started` and its exit were sent (`sent`: both went out), and it is
+    /// a zombie now. `clean_exit`: it ended through one of the helper's own `_exit`s.
+    Ran {
+        pid: u32,
+        clean_exit: bool,
+        sent: bool,
+    },
+}
+
+/// A refusal (`flag` 1: the server cannot fork safely any more).
+fn refused(flag: i64, e: i32) -> [i64; REPLY_WORDS] {
+    [REPLY_REFUSED, 0, flag, i64::from(e), 0, 0, 0, 0]
+}
+
+/// A failed setup step, as the spawn reports it.
+fn setup_failed(step: u32, e: i32) -> [i64; REPLY_WORDS] {
+    [
+        REPLY_SETUP_FAILED,
+        0,
+        i64::from(step),
+        i64::from(e),
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
 /// Send one reply on the socket (a local buffer: no allocation).
-fn send_reply(reply: &[i64; 6]) -> bool {
-    let mut b = [0u8; 48];
+fn send_reply(reply: &[i64; REPLY_WORDS]) -> bool {
+    let mut b = [0u8; REPLY_WORDS * 8];
     for (i, v) in reply.iter().enumerate() {
         b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
     }
     // SAFETY: writing a local buffer to the socket.
     let w = unsafe { libc::send(0, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
-    w == 48
+    usize::try_from(w).is_ok_and(|w| w == b.len())
 }
 
 /// The stack the children run on (one at a time): mapped once, with a guard page below.
@@ -565,23 +751,60 @@ impl ChildStack {
     }
 }
 
-fn reap(pid: u32) -> [i64; 6] {
+/// Reap the zombie `pid` (this server's child, exited); false if it cannot.
+fn reap(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return [REPLY_REFUSED, 0, i64::from(libc::EINVAL), 0, 0, 0];
+        return false;
     };
-    let mut status = 0;
-    // SAFETY: zeroed plain data filled by wait4.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: reaping our own child.
-        let rc = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut ru) };
+        let rc = unsafe { libc::wait4(pid, std::ptr::null_mut(), 0, std::ptr::null_mut()) };
         if rc == pid {
-            break;
+            return true;
         }
         if rc < 0 && errno() != libc::EINTR {
-            return [REPLY_REFUSED, 0, i64::from(errno()), 0, 0, 0];
+            return false;
         }
     }
+}
+
+/// Wait until the child `pid` has exited, without reaping it (`waitid(WNOWAIT)`: it
+/// stays a zombie, so its pid is not reused while the runner sweeps what it left): its
+/// wait status (as `wait4` gives it), its rusage (the kernel fills it for a zombie as it
+/// would at the reap), and whether it ended through one of the helper's own `_exit`s.
+fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
+    // SAFETY: zeroed plain data filled by waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: the raw waitid (its fifth argument, the rusage, is not in the C
+        // library's wrapper) on our own child, with pointers to local data.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                libc::P_PID,
+                pid,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+                &raw mut ru,
+            )
+        };
+        if rc == 0 || errno() != libc::EINTR {
+            break rc;
+        }
+    };
+    if rc != 0 {
+        // Not seen to end: judged as a crash (the server retires).
+        return (libc::SIGKILL, ru, false);
+    }
+    // SAFETY: the status field of a siginfo filled by waitid for a child.
+    let code = unsafe { info.si_status() };
+    let status = match info.si_code {
+        libc::CLD_EXITED => (code & 0xff) << 8,
+        libc::CLD_DUMPED => (code & 0x7f) | 0x80,
+        _ => code & 0x7f,
+    };
     // A child that did not end through one of its own `_exit`s (a signal: a timeout's
     // SIGTERM or SIGKILL, a crash; a panic's code) may have stopped anywhere in the
     // allocator it shared with this process: this server serves no further child.
@@ -590,27 +813,22 @@ fn reap(pid: u32) -> [i64; 6] {
             libc::WEXITSTATUS(status),
             0 | 1 | 2 | 3 | 127 | helper::EXIT_APPLY_FAILED
         );
-    [
-        REPLY_REAPED,
-        i64::from(status),
-        if clean_exit { 0 } else { RETIRING },
-        tv_us(ru.ru_utime),
-        tv_us(ru.ru_stime),
-        ru.ru_maxrss,
-    ]
+    (status, ru, clean_exit)
 }
 
-/// Start one child for `l` (a `clone(CLONE_VM)` onto `stack`); the reply, or `None` when
-/// the child started: then the reply was sent here and the child has exited since (it is
-/// a zombie, not reaped), so nothing it may still use was freed or reused while it ran.
+/// Start one child for `l` and the helper's `request` (a `clone(CLONE_VM)` onto `stack`):
+/// the reply to send, or [`Served::Ran`] when the child started: then its start and its
+/// exit were sent here and it is a zombie (not reaped), so nothing it may still use was
+/// freed or reused while it ran.
 fn launch(
     l: &Launch<'_>,
+    request: &[u8],
     fds: Vec<OwnedFd>,
-    own_ns: RawFd,
+    for_children: &mut ForChildren,
     alive: (RawFd, RawFd),
-    stack: &ChildStack,
-) -> Option<[i64; 6]> {
-    let refused = |e: i32| Some([REPLY_REFUSED, 0, i64::from(e), 0, 0, 0]);
+    (stack, bounding): (&ChildStack, u64),
+) -> Served {
+    let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
     let (Some(out), Some(err)) = (it.next(), it.next()) else {
         return refused(libc::EBADF);
@@ -643,27 +861,33 @@ fn launch(
     else {
         return refused(libc::EINVAL);
     };
-    let mut request = helper::parse(&l.args);
+    let mut request = helper::parse_request(request);
     if let Ok(req) = &mut request {
         // The parent checks were made against this server (the child's parent-death
         // signal and the alive pipe), not against the runner.
         req.runner_pid = None;
+        // The child takes the clean channel's steps itself, before its cgroup and
+        // identity (`child_main`), as the spawn does: the helper's code need not repeat
+        // them.
+        if l.clean {
+            req.clean = false;
+        }
     }
     let Ok((rep_r, rep_w)) = pipe() else {
         return refused(errno());
     };
     let iso = l.isolation.as_deref();
-    if let Some(ns) = &pidns {
-        // SAFETY: setns with a pidfd: this process's future children only.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Some([
-                REPLY_SETUP_FAILED,
-                i64::from(SetupStep::Namespaces as u32),
-                i64::from(errno()),
-                0,
-                0,
-                0,
-            ]);
+    // The PID namespace the child is born in: the init's, or this process's own.
+    match &pidns {
+        Some(ns) => {
+            if let Err(e) = for_children.enter(ns.as_raw_fd()) {
+                return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e));
+            }
+        }
+        None => {
+            if let Err(e) = for_children.leave() {
+                return Served::Reply(self::refused(1, e));
+            }
         }
     }
     let join = l
@@ -695,6 +919,7 @@ fn launch(
         cwd: cwd.as_deref(),
         request: &request,
         mask: old,
+        bounding,
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
@@ -715,11 +940,8 @@ fn launch(
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
     }
-    if pidns.is_some()
-        // SAFETY: back to this process's own PID namespace for its children.
-        && (own_ns < 0 || unsafe { libc::setns(own_ns, libc::CLONE_NEWPID) } != 0)
-    {
-        // Any further child would be born in that namespace: refuse, and stop serving.
+    if let Err(e) = for_children.after_clone() {
+        // Any further child could be born in that namespace: refuse, and stop serving.
         if pid > 0 {
             // SAFETY: killing and reaping our own child.
             unsafe {
@@ -727,19 +949,12 @@ fn launch(
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
-        return Some([REPLY_REFUSED, 1, i64::from(errno()), 0, 0, 0]);
+        return Served::Reply(self::refused(1, e));
     }
     // Closing descriptors allocates nothing: safe while the child runs.
     drop((out, err, cgroup, rep_w));
     if pid < 0 {
-        return Some([
-            REPLY_SETUP_FAILED,
-            i64::from(SetupStep::CloseFds as u32),
-            i64::from(clone_errno),
-            0,
-            0,
-            0,
-        ]);
+        return Served::Reply(setup_failed(SetupStep::CloseFds as u32, clone_errno));
     }
     // The child closes its end once its setup is done (or exits).
     let mut b = [0u8; 8];
@@ -753,41 +968,38 @@ fn launch(
             break;
         }
     }
-    let reply = if got == 8 {
+    let served = if got == 8 {
         let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
         let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
         // SAFETY: reaping the child that failed its setup (it exits right after).
         unsafe {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        Some([REPLY_SETUP_FAILED, i64::from(step), i64::from(e), 0, 0, 0])
+        Served::Reply(setup_failed(step, e))
     } else {
         // The child runs the helper's code now, which allocates in the memory it shares
-        // with this process: the reply goes out from a local buffer, then this process
-        // only waits (a system call) until the child has exited, leaving it a zombie for
-        // the runner's reap.
-        let sent = send_reply(&[REPLY_STARTED, i64::from(pid), 0, 0, 0, 0]);
-        // SAFETY: zeroed plain data filled by waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: waiting for our own child without reaping it.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    libc::id_t::try_from(pid).unwrap_or(0),
-                    &raw mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 || errno() != libc::EINTR {
-                break;
-            }
+        // with this process: the replies go out from local buffers, and between them this
+        // process only waits (a system call) until the child has exited, leaving it a
+        // zombie for the runner's sweep.
+        let pid64 = i64::from(pid);
+        let sent = send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
+        let (status, ru, clean_exit) = wait_exited(pid);
+        let sent = sent
+            && send_reply(&[
+                REPLY_EXITED,
+                pid64,
+                i64::from(status),
+                if clean_exit { 0 } else { RETIRING },
+                tv_us(ru.ru_utime),
+                tv_us(ru.ru_stime),
+                ru.ru_maxrss,
+                0,
+            ]);
+        Served::Ran {
+            pid: u32::try_from(pid).unwrap_or(0),
+            clean_exit,
+            sent,
         }
-        if !sent {
-            // The runner is gone: the loop ends at the closed socket.
-            return Some([REPLY_REFUSED, 0, i64::from(libc::EPIPE), 0, 0, 0]);
-        }
-        None
     };
     // What the child changed in the memory it shared: the environment pointer and the
     // dumpable flag (a property of the memory map: the child made it dumpable as `execve`
@@ -798,7 +1010,92 @@ fn launch(
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     drop(pidns);
-    reply
+    served
+}
+
+/// The PID namespace this server's next child is born in (`setns(…, CLONE_NEWPID)` acts
+/// on its future children only; the server itself stays where it is).
+///
+/// A worker's children share one namespace: entering it for every child and setting it
+/// back after cost two `setns` per child. When a pidfd's inode names its process
+/// (`pidfs`: a number never given to another process), the server stays entered between
+/// children and enters again only when a request names another init's pidfd, or sets it
+/// back when a request names none; so each child is still born exactly in the namespace
+/// its request names. Otherwise it enters and sets back around every clone.
+struct ForChildren {
+    /// This process's own namespace (`/proc/self/ns/pid`; negative if it could not open it).
+    own: RawFd,
+    /// Pidfd inodes name processes.
+    by_inode: bool,
+    /// The namespace entered: the inode of the init's pidfd (0 if not `by_inode`).
+    entered: Option<u64>,
+}
+
+impl ForChildren {
+    /// Children are born in the namespace of the init whose pidfd is `init`; the errno.
+    fn enter(&mut self, init: RawFd) -> Result<(), i32> {
+        let ino = if self.by_inode {
+            Some(fd_inode(init).ok_or_else(errno)?)
+        } else {
+            None
+        };
+        if ino.is_some() && ino == self.entered {
+            return Ok(());
+        }
+        // SAFETY: setns with a pidfd: this process's future children only.
+        if unsafe { libc::setns(init, libc::CLONE_NEWPID) } != 0 {
+            return Err(errno());
+        }
+        self.entered = Some(ino.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Children are born in this process's own namespace again; the errno.
+    fn leave(&mut self) -> Result<(), i32> {
+        if self.entered.is_none() {
+            return Ok(());
+        }
+        // SAFETY: back to this process's own PID namespace for its children.
+        if self.own < 0 || unsafe { libc::setns(self.own, libc::CLONE_NEWPID) } != 0 {
+            return Err(if self.own < 0 { libc::EBADF } else { errno() });
+        }
+        self.entered = None;
+        Ok(())
+    }
+
+    /// After a clone: set back unless entering again can be skipped.
+    fn after_clone(&mut self) -> Result<(), i32> {
+        if self.by_inode { Ok(()) } else { self.leave() }
+    }
+}
+
+/// The inode of a descriptor.
+fn fd_inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: zeroed plain data filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor into a local.
+    (unsafe { libc::fstat(fd, &raw mut st) } == 0).then_some(st.st_ino)
+}
+
+/// Whether pidfds of different processes have different inodes (`pidfs`, Linux 6.9 and
+/// later), checked on this process and its parent; before, every pidfd shares one inode.
+fn pidfd_inodes_are_unique() -> bool {
+    let open = |pid: libc::pid_t| {
+        // SAFETY: pidfd_open with integer arguments.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: a fresh descriptor we own.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // SAFETY: getpid and getppid take no arguments.
+    let (me, parent) = unsafe { (open(libc::getpid()), open(libc::getppid())) };
+    let (Some(me), Some(parent)) = (me, parent) else {
+        return false;
+    };
+    match (fd_inode(me.as_raw_fd()), fd_inode(parent.as_raw_fd())) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
 }
 
 /// What the child gets: everything prepared by the server, read-only.
@@ -810,6 +1107,8 @@ struct ChildArgs<'a> {
     cwd: Option<&'a std::ffi::CStr>,
     request: &'a Result<helper::HelperRequest<'static>, String>,
     mask: libc::sigset_t,
+    /// The server's bounding set, and so the child's until its identity step.
+    bounding: u64,
 }
 
 /// The child's entry on its own stack.
@@ -822,7 +1121,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
     }
     // SAFETY: in the fresh child, whose server waits without touching the shared memory.
-    unsafe { child_main(a.l, a.iso, &a.fds, a.envp, a.cwd, a.request) }
+    unsafe { child_main(a) }
 }
 
 unsafe extern "C" {
@@ -860,14 +1159,17 @@ unsafe fn fail(report: RawFd, step: u32, e: i32) -> ! {
 ///
 /// # Safety
 /// Only in the fresh child of the (single-threaded) server.
-unsafe fn child_main(
-    l: &Launch<'_>,
-    iso: Option<&Isolation>,
-    fds: &ChildFds,
-    envp: *mut *mut libc::c_char,
-    cwd: Option<&std::ffi::CStr>,
-    request: &Result<helper::HelperRequest<'static>, String>,
-) -> ! {
+unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
+    let ChildArgs {
+        l,
+        iso,
+        ref fds,
+        envp,
+        cwd,
+        request,
+        bounding,
+        ..
+    } = *a;
     // SAFETY: system calls acting on this (child) process only.
     unsafe {
         libc::close(fds.alive.1);
@@ -915,7 +1217,7 @@ unsafe fn child_main(
             fail(fds.report, SetupStep::Cgroup as u32, errno());
         }
         if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_identity()
+            && let Err((step, e)) = iso.enforce_identity_from(Some(bounding))
         {
             fail(fds.report, step as u32, e);
         }

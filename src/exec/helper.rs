@@ -158,6 +158,16 @@ pub fn parse(args: &[String]) -> Result<HelperRequest<'static>, String> {
     }
 }
 
+/// A request as the bytes of the helper's one argument (what the fork server receives:
+/// the same JSON, parsed as [`parse`] parses it).
+pub fn parse_request(bytes: &[u8]) -> Result<HelperRequest<'static>, String> {
+    match serde_json::from_slice::<HelperRequest>(bytes) {
+        Ok(r) if r.v == HELPER_VERSION => Ok(r),
+        Ok(r) => Err(format!("unsupported helper request version {}", r.v)),
+        Err(e) => Err(format!("bad helper request: {e}")),
+    }
+}
+
 /// The line of a request whose arguments did not parse; returns the exit code.
 pub fn emit_bad_request(out: &mut dyn Write, msg: &str) -> i32 {
     emit_usage(out, msg)
@@ -172,11 +182,13 @@ pub fn respond(req: &HelperRequest<'_>, out: &mut dyn Write) -> i32 {
         (Outcome::Deny, _) => 1,
         _ => 2,
     };
-    let text = serde_json::to_string(&line).unwrap_or_else(|_| {
+    let mut text = serde_json::to_string(&line).unwrap_or_else(|_| {
         "{\"v\":1,\"outcome\":\"error\",\"stage\":\"operation\",\"detail\":\"cannot serialize\"}"
             .into()
     });
-    let _ = writeln!(out, "{text}");
+    // One write: the line and its end together.
+    text.push('\n');
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     code
 }

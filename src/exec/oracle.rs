@@ -4,7 +4,7 @@
 //! the verdicts and path witnesses go to `assemble` and their events are sent before the
 //! executing lanes start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
@@ -89,10 +89,17 @@ fn oracle_for(
         runner_env,
         ..
     } = *env;
+    // A scenario whose directory holds nothing (no fixtures) and whose profile does not
+    // name it is predicted against one empty directory shared by the run (see
+    // [`shared_empty_dir`]); any other gets its own.
+    let own_dir =
+        sc.task.is_some() || sc.worker.is_some() || !sc.probe.fixtures.is_empty() || c.per_child;
     let dir = if sc.task.is_some() {
         scratch.root().join("mission").join(Lane::Oracle.as_str())
-    } else {
+    } else if own_dir {
         scratch.oracle_dir(sc.spec.profile_id.as_str(), sc.spec.probe_id.as_str())
+    } else {
+        scratch.root().join(Lane::Oracle.as_str()).join(EMPTY_DIR)
     };
     let dir_s = dir.to_string_lossy().into_owned();
     let home = if clean {
@@ -123,7 +130,13 @@ fn oracle_for(
         overrides.push(("WORKER_BIN", worker_dir.as_str()));
     }
     let vars = base_vars.with(&overrides).nested();
-    if crate::util::fsx::create_dir_all(&dir).is_ok()
+    if !own_dir {
+        if let Err(e) = shared_empty_dir(&dir) {
+            notes.push(format!(
+                "the oracle's scratch directory could not be created: {e}"
+            ));
+        }
+    } else if crate::util::fsx::create_dir_all(&dir).is_ok()
         && let Err(e) = fixtures::create_fixtures(&sc.probe, &vars, &dir)
     {
         notes.push(format!("fixtures could not be created for the oracle: {e}"));
@@ -205,6 +218,36 @@ fn oracle_for(
     );
     v.notes.extend(notes);
     (v, w)
+}
+
+/// The name, beneath `<scratch>/oracle`, of the run's one empty oracle directory (no
+/// profile id starts with a dot, so it names no scenario's own directory).
+const EMPTY_DIR: &str = ".empty";
+
+/// The one empty directory of the run that stands for the scratch directory of every
+/// scenario that has no fixtures and whose profile names no rule beneath it, created the
+/// first time (the last one created is remembered, so a run makes it once).
+///
+/// Why that predicts exactly what a directory of its own would: the oracle only reads the
+/// tree, so the directory stays empty, as a fresh one without fixtures is; it has the same
+/// parent, owner and mode as a scenario's own (created by the runner beneath
+/// `<scratch>/oracle`), so every rule on an ancestor covers it alike and no rule names it
+/// or anything beneath it (a rule could only through `${SCRATCH}` or `${HOME}`: such a
+/// profile is compiled per child and gets its own directory). A target resolved through it
+/// (`${SCRATCH}/…`, `${HOME}`, a relative path, `/proc/self/cwd`) therefore meets the same
+/// inodes' rules and the same missing entries; only its name differs, which appears in
+/// the oracle's own witness as another temporary path.
+fn shared_empty_dir(dir: &Path) -> crate::Result<()> {
+    static MADE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if made.as_deref() == Some(dir) {
+        return Ok(());
+    }
+    crate::util::fsx::create_dir_all(dir)?;
+    *made = Some(dir.to_path_buf());
+    Ok(())
 }
 
 /// The `observation` event of an oracle verdict.

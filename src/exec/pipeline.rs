@@ -109,11 +109,15 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         )
         .with_hint("export the CI job again (`nexusmon export …`), or drop --expect-plan-digest"));
     }
-    let mut sel = select::selection(&loaded, &settings)?;
-    let admission = Admission::consult(&settings, &loaded, &sel.selected)?;
-    // The gate's rows are not needed again (the run goes by `sel.scenarios`): a policy
-    // matrix's list is not kept for the whole run.
-    sel.selected = Vec::new();
+    // Lint first: an experiment's document (its spans, a tree of every matrix entry) is
+    // needed for nothing after it, so it is released before the scenarios are listed.
+    let lint = select::lint_report(&loaded, &settings);
+    let mut loaded = loaded;
+    if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
+        loaded.release_document();
+    }
+    let sel = select::selection_linted(&loaded, &settings, lint)?;
+    let admission = Admission::consult(&settings, &loaded, &sel.scenarios)?;
     let mut setup = RunSetup::prepare(&settings, &loaded, &sel.scenarios, admission.max_jobs)?;
     let mut governance = admission.notes.clone();
     if let Some(m) = &sel.mission {

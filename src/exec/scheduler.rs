@@ -57,6 +57,35 @@ pub struct JobNode<J> {
     pub deps: Vec<usize>,
 }
 
+/// The jobs of a DAG by index: what [`run_dag_stream`] runs. A slice of [`JobNode`]s is
+/// one; the run's lanes are another ([`LaneJobs`]), which for an experiment computes each
+/// job from its index instead of keeping a node per job (a policy matrix has hundreds of
+/// thousands).
+pub trait JobSource<J>: Sync {
+    /// Number of jobs.
+    fn count(&self) -> usize;
+    /// Job `i`.
+    fn job(&self, i: usize) -> J;
+    /// The indexes of the jobs job `i` depends on.
+    fn deps(&self, i: usize) -> &[usize];
+    /// True if some job has a dependency (otherwise nothing per job is kept).
+    fn has_deps(&self) -> bool {
+        (0..self.count()).any(|i| !self.deps(i).is_empty())
+    }
+}
+
+impl<J: Clone + Sync> JobSource<J> for [JobNode<J>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn job(&self, i: usize) -> J {
+        self[i].job.clone()
+    }
+    fn deps(&self, i: usize) -> &[usize] {
+        &self[i].deps
+    }
+}
+
 /// What became of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState<R> {
@@ -69,6 +98,8 @@ pub enum JobState<R> {
 
 struct Queue {
     ready: VecDeque<usize>,
+    /// Without dependencies every job from this index on is ready (no list of them).
+    next_free: usize,
     closed: bool,
     /// A worker may start a job only below this index (the streaming window).
     limit: usize,
@@ -85,7 +116,7 @@ pub fn run_dag<J, R>(
     on_done: &mut dyn FnMut(usize, &JobState<R>),
 ) -> Result<Vec<JobState<R>>, String>
 where
-    J: Sync,
+    J: Clone + Sync,
     R: Send,
 {
     let mut results: Vec<Option<JobState<R>>> = (0..jobs.len()).map(|_| None).collect();
@@ -107,8 +138,8 @@ where
 /// finished, so at most `window` jobs are ever started and not yet all finished below
 /// them (for jobs without dependencies, which start in index order). An error from
 /// `on_done` stops the run: no further job starts, and it is returned.
-pub fn run_dag_stream<J, R>(
-    jobs: &[JobNode<J>],
+pub fn run_dag_stream<J, R, S: JobSource<J> + ?Sized>(
+    jobs: &S,
     workers: usize,
     window: Option<usize>,
     exec: &dyn Executor<J, R>,
@@ -116,18 +147,18 @@ pub fn run_dag_stream<J, R>(
     on_done: &mut dyn FnMut(usize, JobState<R>) -> Result<(), String>,
 ) -> Result<(), String>
 where
-    J: Sync,
     R: Send,
 {
-    let n = jobs.len();
+    let n = jobs.count();
     let mut done: Vec<bool> = vec![false; n];
     // The lowest job not finished yet: the window's base.
     let mut low = 0usize;
     let limit_of = |low: usize| window.map_or(usize::MAX, |w| low.saturating_add(w.max(1)));
-    // Without dependencies (an experiment) nothing per job is needed but `done`.
-    let has_deps = jobs.iter().any(|j| !j.deps.is_empty());
+    // Without dependencies (an experiment) nothing per job is needed but `done`: every job
+    // is ready, in index order.
+    let has_deps = jobs.has_deps();
     let mut remaining: Vec<usize> = if has_deps {
-        jobs.iter().map(|j| j.deps.len()).collect()
+        (0..n).map(|i| jobs.deps(i).len()).collect()
     } else {
         Vec::new()
     };
@@ -136,27 +167,26 @@ where
     } else {
         Vec::new()
     };
-    for (i, j) in jobs.iter().enumerate() {
-        for &d in &j.deps {
-            if d < n {
-                dependents[d].push(i);
+    if has_deps {
+        for i in 0..n {
+            for &d in jobs.deps(i) {
+                if d < n {
+                    dependents[d].push(i);
+                }
             }
         }
     }
     // Jobs in a cycle (or depending on an out-of-range index) can never be ready.
-    let runnable = if has_deps {
-        acyclic(jobs)
-    } else {
-        vec![true; n]
-    };
+    let runnable = if has_deps { acyclic(jobs) } else { Vec::new() };
     let queue = Mutex::new(Queue {
         ready: VecDeque::new(),
+        next_free: if has_deps { n } else { 0 },
         closed: false,
         limit: limit_of(0),
     });
     let cv = Condvar::new();
     let mut finished = 0usize;
-    for i in 0..n {
+    for i in 0..runnable.len() {
         if !runnable[i] {
             on_done(i, JobState::Skipped(usize::MAX))?;
             done[i] = true;
@@ -167,8 +197,10 @@ where
         low += 1;
     }
     if let Ok(mut q) = queue.lock() {
-        q.ready
-            .extend((0..n).filter(|&i| runnable[i] && remaining.get(i).is_none_or(|&r| r == 0)));
+        if has_deps {
+            q.ready
+                .extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
+        }
         q.limit = limit_of(low);
     }
     let workers = workers.max(1).min(n.max(1));
@@ -191,6 +223,10 @@ where
                             if q.ready.front().is_some_and(|&i| i < q.limit) {
                                 break q.ready.pop_front();
                             }
+                            if q.next_free < n.min(q.limit) {
+                                q.next_free += 1;
+                                break Some(q.next_free - 1);
+                            }
                             q = match cv.wait(q) {
                                 Ok(q) => q,
                                 Err(_) => return,
@@ -201,7 +237,7 @@ where
                         return;
                     };
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        exec.execute(&jobs[i].job)
+                        exec.execute(&jobs.job(i))
                     }))
                     .ok();
                     if tx.send((i, r)).is_err() {
@@ -279,12 +315,12 @@ where
 }
 
 /// Which jobs can ever run: not in a cycle, no dependency out of range or on such a job.
-fn acyclic<J>(jobs: &[JobNode<J>]) -> Vec<bool> {
-    let n = jobs.len();
-    let mut indeg: Vec<usize> = jobs.iter().map(|j| j.deps.len()).collect();
+fn acyclic<J, S: JobSource<J> + ?Sized>(jobs: &S) -> Vec<bool> {
+    let n = jobs.count();
+    let mut indeg: Vec<usize> = (0..n).map(|i| jobs.deps(i).len()).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, j) in jobs.iter().enumerate() {
-        for &d in &j.deps {
+    for i in 0..n {
+        for &d in jobs.deps(i) {
             if d < n {
                 dependents[d].push(i);
             }
@@ -398,47 +434,24 @@ pub fn run_lanes_stream(
         window,
     } = *lanes;
     let per_scenario = usize::from(baseline) + usize::from(scenario);
-    // Node indexes first, then dependencies between them.
-    // Only a mission's tasks have dependencies: an experiment's jobs need no index.
+    let lane_list: Vec<Lane> = [(baseline, Lane::Baseline), (scenario, Lane::Scenario)]
+        .into_iter()
+        .filter_map(|(on, lane)| on.then_some(lane))
+        .collect();
+    // Only a mission's tasks have dependencies: an experiment's jobs are computed from
+    // their index (scenario `i / per_scenario`, lane `i % per_scenario`), nothing kept per
+    // job.
     let has_tasks = scenarios.iter().any(|s| s.task.is_some());
-    let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
-    let mut order: Vec<(usize, Lane)> = Vec::new();
-    for i in 0..scenarios.len() {
-        for (on, lane) in [(baseline, Lane::Baseline), (scenario, Lane::Scenario)] {
-            if on {
-                if has_tasks {
-                    index.insert((i, lane), order.len());
-                }
-                order.push((i, lane));
-            }
-        }
-    }
-    let by_task: BTreeMap<&str, usize> = scenarios
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.task.as_ref().map(|t| (t.task_id.as_str(), i)))
-        .collect();
-    let nodes: Vec<JobNode<(usize, Lane)>> = order
-        .iter()
-        .map(|&(i, lane)| {
-            let mut deps: Vec<usize> = Vec::new();
-            for d in scenarios[i].task.iter().flat_map(|t| &t.depends_on) {
-                let Some(&di) = by_task.get(d.as_str()) else {
-                    continue;
-                };
-                deps.extend(index.get(&(di, Lane::Scenario)));
-                if lane == Lane::Baseline {
-                    deps.extend(index.get(&(di, Lane::Baseline)));
-                }
-            }
-            deps.sort_unstable();
-            deps.dedup();
-            JobNode {
-                job: (i, lane),
-                deps,
-            }
-        })
-        .collect();
+    let nodes = if has_tasks {
+        task_nodes(scenarios, &lane_list)
+    } else {
+        Vec::new()
+    };
+    let job_list = LaneJobs {
+        scenarios: scenarios.len(),
+        lanes: &lane_list,
+        nodes: &nodes,
+    };
     // A task's scenario-lane job succeeds when it matched its expectation; baseline jobs
     // and scenarios outside the task graph never hold anything back.
     let succeeded = |o: &Observation| {
@@ -490,7 +503,7 @@ pub fn run_lanes_stream(
     let mut failed: Option<Error> = None;
     let states = {
         let mut on_done = |i: usize, st: JobState<Observation>| -> Result<(), String> {
-            let (si, lane) = nodes[i].job;
+            let (si, lane) = job_list.job(i);
             let sc = &scenarios[si];
             let o = match st {
                 JobState::Done(o) => {
@@ -528,7 +541,7 @@ pub fn run_lanes_stream(
             Ok(())
         };
         run_dag_stream(
-            &nodes,
+            &job_list,
             jobs,
             window.map(|w| w.saturating_mul(per_scenario.max(1))),
             &run,
@@ -556,6 +569,71 @@ pub fn run_lanes_stream(
         }
     }
     Ok(unattributed)
+}
+
+/// The lanes of every scenario as jobs, in scenario order and, per scenario, in the order
+/// of `lanes`: job `i` is scenario `i / lanes.len()` in lane `lanes[i % lanes.len()]`.
+/// `nodes` holds a mission's jobs with their dependencies (empty for an experiment).
+struct LaneJobs<'a> {
+    scenarios: usize,
+    lanes: &'a [Lane],
+    nodes: &'a [JobNode<(usize, Lane)>],
+}
+
+impl JobSource<(usize, Lane)> for LaneJobs<'_> {
+    fn count(&self) -> usize {
+        self.scenarios * self.lanes.len()
+    }
+    fn job(&self, i: usize) -> (usize, Lane) {
+        let per = self.lanes.len().max(1);
+        (i / per, self.lanes[i % per])
+    }
+    fn deps(&self, i: usize) -> &[usize] {
+        self.nodes.get(i).map_or(&[], |n| n.deps.as_slice())
+    }
+    fn has_deps(&self) -> bool {
+        self.nodes.iter().any(|n| !n.deps.is_empty())
+    }
+}
+
+/// A mission's jobs (the order of [`LaneJobs`]) with their dependencies: a task's
+/// scenario-lane job on the scenario-lane jobs of the tasks it depends on, its baseline
+/// job on both lanes' jobs of those tasks.
+fn task_nodes(scenarios: &[ScenarioRun], lanes: &[Lane]) -> Vec<JobNode<(usize, Lane)>> {
+    let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
+    let mut order: Vec<(usize, Lane)> = Vec::new();
+    for i in 0..scenarios.len() {
+        for &lane in lanes {
+            index.insert((i, lane), order.len());
+            order.push((i, lane));
+        }
+    }
+    let by_task: BTreeMap<&str, usize> = scenarios
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.task.as_ref().map(|t| (t.task_id.as_str(), i)))
+        .collect();
+    order
+        .iter()
+        .map(|&(i, lane)| {
+            let mut deps: Vec<usize> = Vec::new();
+            for d in scenarios[i].task.iter().flat_map(|t| &t.depends_on) {
+                let Some(&di) = by_task.get(d.as_str()) else {
+                    continue;
+                };
+                deps.extend(index.get(&(di, Lane::Scenario)));
+                if lane == Lane::Baseline {
+                    deps.extend(index.get(&(di, Lane::Baseline)));
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            JobNode {
+                job: (i, lane),
+                deps,
+            }
+        })
+        .collect()
 }
 
 /// "expected allow, observed deny (EACCES)" for a failed task.

@@ -27,9 +27,8 @@ use crate::{Error, Result};
 /// What selection hands to the later stages.
 #[derive(Debug)]
 pub struct Selection {
-    /// The selected scenario rows, as the gate sees them.
-    pub selected: Vec<ScenarioSpec>,
-    /// The same scenarios with their probes and effective timeouts.
+    /// The selected scenarios (their rows, as the gate sees them, are `spec`) with their
+    /// probes and effective timeouts.
     pub scenarios: Vec<ScenarioRun>,
     /// A mission's shape (`None` for experiments).
     pub mission: Option<MissionShape>,
@@ -40,12 +39,34 @@ pub struct Selection {
 
 /// Lint the plan, select its scenarios under the settings' filters and resolve them.
 pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selection> {
-    let lint = || {
-        let mut report = crate::lint::check_plan(&loaded.path, &settings.root)?;
-        report
-            .findings
-            .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
-        report.refuse_on_errors(&loaded.path, &settings.root)
+    let lint = lint_report(loaded, settings);
+    selection_linted(loaded, settings, lint)
+}
+
+/// The plan's lint report as `run` judges it (the settings' waivers applied): the one use
+/// of the plan's document (its spans) in a run, so a caller may lint first, release the
+/// document ([`LoadedPlan::release_document`]) and then select
+/// ([`selection_linted`]).
+pub fn lint_report(loaded: &LoadedPlan, settings: &RunSettings) -> Result<crate::lint::Report> {
+    let mut report = crate::lint::check_loaded(loaded, &settings.root)?;
+    report
+        .findings
+        .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
+    Ok(report)
+}
+
+/// [`selection`] with the plan's lint report made beforehand ([`lint_report`]); it is
+/// judged where [`selection`] lints (a mission before its tasks are selected, an
+/// experiment after).
+pub fn selection_linted(
+    loaded: &LoadedPlan,
+    settings: &RunSettings,
+    report: Result<crate::lint::Report>,
+) -> Result<Selection> {
+    let mut report = Some(report);
+    let mut lint = || match report.take() {
+        Some(r) => r?.refuse_on_errors(&loaded.path, &settings.root),
+        None => Ok(()),
     };
     let is_mission = loaded.plan.kind == PlanKind::Mission;
     if is_mission {
@@ -75,10 +96,9 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
         Some(spec) => Some(cut_shard(loaded, settings, spec, &mut selected)?),
         None => None,
     };
-    let scenarios = resolve_scenarios(loaded, &selected, &known_variables(loaded))?;
+    let scenarios = resolve_scenarios(loaded, selected, &known_variables(loaded))?;
     let mission = MissionShape::of(loaded, &scenarios)?;
     Ok(Selection {
-        selected,
         scenarios,
         mission,
         shard,
@@ -302,7 +322,6 @@ pub fn select(
         }
         chosen_profiles.extend(hits);
     }
-    let ids: Vec<&str> = all.iter().map(|s| s.scenario_id.as_str()).collect();
     let mut chosen_scenarios: BTreeSet<String> = BTreeSet::new();
     for sel in only_scenarios {
         let hits: Vec<&ScenarioSpec> = all
@@ -318,7 +337,8 @@ pub fn select(
                 "--only-scenario `{sel}`: no such scenario in plan `{}`",
                 loaded.plan.plan_id
             ));
-            e = match crate::util::suggest::did_you_mean(sel, ids.iter().copied()) {
+            let ids = all.iter().map(|s| s.scenario_id.as_str());
+            e = match crate::util::suggest::did_you_mean(sel, ids) {
                 Some(x) if !sel.starts_with('@') => e.with_hint(format!("did you mean `{x}`?")),
                 _ => e.with_hint(
                     "scenario ids are `<profile>:<probe>`; globs (`'system-ro:*'`) and `@TAG` (a probe tag) select several",
@@ -450,7 +470,7 @@ fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<
 /// (exit 2) name the registry file, the probe and the fix.
 pub fn resolve_scenarios(
     loaded: &LoadedPlan,
-    selected: &[ScenarioSpec],
+    selected: Vec<ScenarioSpec>,
     known_vars: &BTreeSet<String>,
 ) -> Result<Vec<ScenarioRun>> {
     let probes_file = &loaded.registry.probes_path;
@@ -461,6 +481,7 @@ pub fn resolve_scenarios(
     let mut out = Vec::with_capacity(selected.len());
     let mut shared_probes: BTreeMap<crate::model::Id, std::sync::Arc<crate::model::Probe>> =
         BTreeMap::new();
+    // Each row moves into its run (a policy matrix's rows are not kept twice).
     for spec in selected {
         let task = tasks.get(&spec.scenario_id).cloned();
         if let Some(run) = worker_run(loaded, task.as_ref()) {
@@ -470,7 +491,7 @@ pub fn resolve_scenarios(
                 .and_then(|p| p.limits.kill_grace_ms)
                 .unwrap_or(DEFAULT_KILL_GRACE_MS);
             out.push(ScenarioRun {
-                spec: spec.clone(),
+                spec,
                 probe: std::sync::Arc::new(worker_probe(&run)),
                 timeout: TimeoutSetting {
                     ms: run.worker.decl.timeout_ms.max(1),
@@ -512,7 +533,7 @@ pub fn resolve_scenarios(
             .and_then(|p| p.limits.kill_grace_ms)
             .unwrap_or(DEFAULT_KILL_GRACE_MS);
         out.push(ScenarioRun {
-            spec: spec.clone(),
+            spec,
             probe,
             timeout: TimeoutSetting {
                 ms: ms.max(1),

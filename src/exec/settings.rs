@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::LockOptions;
 use crate::error::ErrorKind;
-use crate::load::{LoadedPlan, ScenarioSpec};
+use crate::load::LoadedPlan;
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::results::{
     ChannelKind, MismatchPacket, NormalizedRow, OracleVerdict, PreflightRecord, RunEvent,
@@ -36,8 +36,8 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
 pub struct GateInput<'a> {
     /// The plan with everything it resolves (digest included).
     pub plan: &'a LoadedPlan,
-    /// The selected scenarios.
-    pub scenarios: &'a [ScenarioSpec],
+    /// The selected scenarios (each one's row is its `spec`).
+    pub scenarios: &'a [super::seam::ScenarioRun],
     /// `--dry`.
     pub dry: bool,
 }
@@ -288,7 +288,7 @@ impl Admission {
     pub fn consult(
         settings: &RunSettings,
         loaded: &LoadedPlan,
-        selected: &[ScenarioSpec],
+        selected: &[super::seam::ScenarioRun],
     ) -> Result<Self> {
         let mut out = Self::default();
         let Some(g) = &settings.gate else {

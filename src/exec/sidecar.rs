@@ -18,8 +18,14 @@ struct Control([u8; 128]);
 
 /// Send `data` with `fds` attached (`SCM_RIGHTS`).
 pub(super) fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
-    if fds.len() > MAX_FDS {
-        return false;
+    send_some_with_fds(sock, data, fds) == Some(data.len())
+}
+
+/// Send the start of `data` (as much as the socket takes at once, at least one byte)
+/// with `fds` attached to it; how many bytes went (`None`: nothing did).
+pub(super) fn send_some_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Option<usize> {
+    if fds.len() > MAX_FDS || data.is_empty() {
+        return None;
     }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr().cast_mut().cast(),
@@ -36,7 +42,7 @@ pub(super) fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
         msg.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         if cmsg.is_null() {
-            return false;
+            return None;
         }
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -48,8 +54,13 @@ pub(super) fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
                 *fd,
             );
         }
-        let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
-        usize::try_from(n).is_ok_and(|n| n == data.len())
+        let n = loop {
+            let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
+            if n >= 0 || errno() != libc::EINTR {
+                break n;
+            }
+        };
+        usize::try_from(n).ok().filter(|n| *n > 0)
     }
 }
 

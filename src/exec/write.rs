@@ -700,12 +700,16 @@ pub fn write_run_end(
     }
     bundle.write_bytes("mismatch_packets.jsonl", jsonl.as_bytes())?;
     bundle.write_json("summary.json", a.summary)?;
-    let report = crate::report::RunReport {
-        summary: a.summary,
+    let rows = crate::report::Slices {
         rows: a.rows,
         mismatches: a.packets,
-        preflight,
         oracle: &[],
+        details: None,
+    };
+    let report = crate::report::RunReport {
+        summary: a.summary,
+        rows: &rows,
+        preflight,
         governance,
         view: None,
         links: "",

@@ -73,6 +73,22 @@ pub fn run_view(path: &Path, root: &Path, explicit: Option<&Path>) -> Result<Run
     view::load(path, root, &attestor)
 }
 
+/// `report` of one run, written a row at a time: the run at `path` opened, and its view's
+/// head (manifest, summary, preflight, verdict, the derived packet, the mismatch count)
+/// attested as [`run_view`] attests it; the rows are then walked from the bundle
+/// (`promote::view::BundleRows`) instead of being held.
+pub fn run_head(
+    path: &Path,
+    root: &Path,
+    explicit: Option<&Path>,
+) -> Result<(crate::promote::source::BundleSource, RunView)> {
+    let attestor = super::attest::GovAttestor::open(None, explicit, root)?;
+    let dir = view::bundle_dir_of(path, root)?;
+    let src = crate::promote::source::BundleSource::open(&dir)?;
+    let head = view::head_with_packet(&src, root, &attestor)?;
+    Ok((src, head))
+}
+
 /// `report --packet`: the per-profile signatures and conflicts `packets` would map to, each
 /// verified as `promote` verifies it (signature against the trust file, index against the
 /// audit log of the state directory `explicit`, else found at or above `root`).
@@ -360,7 +376,9 @@ pub fn show(
             });
         }
     } else {
-        let v = run_view(&item.path, root, explicit)?;
+        // The run's head and its mismatch packets read as they stream past: nothing of
+        // the run is held but what is listed.
+        let (src, v) = run_head(&item.path, root, explicit)?;
         let (p, _) = crate::promote::read_packet(&item.path)?;
         facts.push(format!(
             "run {} of plan {} ({}), bundle {}",
@@ -391,14 +409,15 @@ pub fn show(
                 ));
             }
         }
-        for m in &v.mismatches {
+        view::walk_packets(&src, &mut |m| {
             facts.push(format!(
                 "mismatch {} {}: {}",
                 m.scenario_id,
                 m.kind.as_str(),
                 m.message
             ));
-        }
+            Ok(())
+        })?;
     }
     Ok(ReviewDetail {
         item,

@@ -2,13 +2,14 @@
 //! a finding; what survives is handed to the semantic checks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::codes::Code;
 use super::finding::{At, Finding, Sink};
 use super::schema;
-use crate::source::{Document, Span};
+use crate::source::{Document, NodeKind, Span};
 use crate::util::{fsx, limits};
 
 /// One file after the syntax and schema stages.
@@ -18,8 +19,9 @@ pub struct Input {
     pub path: PathBuf,
     /// The source text, if the file could be read.
     pub text: Option<String>,
-    /// The parsed document, if the syntax is valid.
-    pub doc: Option<Document>,
+    /// The parsed document, if the syntax is valid (shared with the loaded plan when lint
+    /// checks a plan a command has loaded, [`of_document`]).
+    pub doc: Option<Arc<Document>>,
     /// The document's value with unknown keys removed (they mean nothing), so the typed
     /// checks can read the rest.
     pub value: Option<Value>,
@@ -100,14 +102,86 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
         }
     };
     input.text = Some(text);
-    let mut sink = Sink::new(&doc, path);
+    finish(input, Arc::new(doc), schema_name, &Document::value)
+}
+
+/// The syntax and schema stages of a plan document already parsed (by `load`): the same
+/// [`Input`] [`read`] gives for its file, except that the value checked against the schema
+/// leaves out the matrix entries the schema cannot fault ([`plan_value_for_schema`]),
+/// and [`Input::value`] is that value. Only for a document whose typed plan is known (it
+/// loaded): if the schema reports anything, lint the file through [`read`] instead.
+pub fn of_document(
+    path: &Path,
+    doc: Arc<Document>,
+    schema_name: &'static str,
+) -> crate::Result<Input> {
+    let input = Input {
+        path: path.to_path_buf(),
+        text: Some(doc.text.clone()),
+        doc: None,
+        value: None,
+        schema_errors: false,
+        validated: schema::Validated::default(),
+        findings: Vec::new(),
+    };
+    finish(input, doc, schema_name, &plan_value_for_schema)
+}
+
+/// A plan document's value (as [`Document::value`]: a key written twice, the later one
+/// wins) without the entries of its `scenarios` matrix that the plan schema cannot fault:
+/// an id key with the string `allow` or `deny`. The schema checks nothing across a row's
+/// entries (`propertyNames` and `additionalProperties` only), so it finds exactly what it
+/// finds in the whole value, at the same places, without a JSON tree of every scenario.
+pub fn plan_value_for_schema(doc: &Document) -> Value {
+    let NodeKind::Object(members) = &doc.root.kind else {
+        return doc.value();
+    };
+    let mut root = serde_json::Map::new();
+    for m in members {
+        let v = match (&m.value.kind, m.key.as_str()) {
+            (NodeKind::Object(rows), "scenarios") => {
+                let mut matrix = serde_json::Map::new();
+                for r in rows {
+                    let NodeKind::Object(entries) = &r.value.kind else {
+                        matrix.insert(r.key.clone(), r.value.to_value());
+                        continue;
+                    };
+                    let mut row = serde_json::Map::new();
+                    for e in entries {
+                        let plain = matches!(&e.value.kind, NodeKind::String(s) if s == "allow" || s == "deny");
+                        if plain && crate::model::id::is_valid_id(&e.key) {
+                            row.remove(&e.key);
+                        } else {
+                            row.insert(e.key.clone(), e.value.to_value());
+                        }
+                    }
+                    matrix.insert(r.key.clone(), Value::Object(row));
+                }
+                Value::Object(matrix)
+            }
+            _ => m.value.to_value(),
+        };
+        root.insert(m.key.clone(), v);
+    }
+    Value::Object(root)
+}
+
+/// Duplicate keys and the schema, on `value` of `doc`.
+fn finish(
+    mut input: Input,
+    doc: Arc<Document>,
+    schema_name: &'static str,
+    value: &dyn Fn(&Document) -> Value,
+) -> crate::Result<Input> {
+    let path = input.path.clone();
+    let mut sink = Sink::new(&doc, &path);
     for d in &doc.duplicates {
         let key = d.pointer.rsplit('/').next().unwrap_or_default();
         let key = crate::source::unescape_pointer_token(key);
         sink.findings.push(
             Finding::new(
                 Code::DuplicateKey,
-                path,
+                &path,
                 d.span,
                 d.pointer.clone(),
                 format!(
@@ -118,7 +192,7 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
             .with_hint("remove one; parsers silently keep only one of the values"),
         );
     }
-    let mut value = doc.value();
+    let mut value = value(&doc);
     let before = sink.findings.len();
     let validated = schema::validate(schema_name, &value, &mut sink)?;
     input.schema_errors = sink.findings.len() > before;

@@ -396,6 +396,41 @@ pub fn check_plan(path: &Path, base: &Path) -> Result<Report> {
     lint_plan_files(&[abs], base)
 }
 
+/// Lint a plan a command has loaded (`run`), from the loaded document and typed plan: the
+/// report [`check_plan`] gives for its file, without reading or parsing it again. Where
+/// the schema finds anything (the plan deserialized, yet breaks a constraint serde does not
+/// check), the file is linted the way [`check_plan`] does.
+pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Report> {
+    let abs = absolute_existing(&loaded.path)?;
+    let mut input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
+    if input.schema_errors || !input.validated.invalid.is_empty() {
+        return check_plan(&loaded.path, base);
+    }
+    let registry_dir = abs
+        .parent()
+        .and_then(|dir| crate::load::find_registry_dir(dir, &loaded.plan.registry_id));
+    let reg = match &registry_dir {
+        Some(d) => Some(registry::lint_registry(d)?),
+        None => None,
+    };
+    plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
+    let mut report = Report {
+        files_checked: 1,
+        ..Report::default()
+    };
+    report.findings.append(&mut input.findings);
+    let mut sources: Vec<(PathBuf, String)> =
+        input.text.take().map(|t| (abs, t)).into_iter().collect();
+    if let Some(r) = reg {
+        report.files_checked += r.files_checked;
+        report.findings.extend(r.findings);
+        sources.extend(r.sources);
+    }
+    report.finish();
+    report.add_sources(sources);
+    Ok(report)
+}
+
 impl Report {
     /// `Ok` if the report has no error; otherwise an input error (exit 2) naming the first
     /// errors as `file:line:column: [code] message`, with a hint to run `plan-lint`. For
@@ -466,4 +501,133 @@ pub fn lint_registries(paths: &[PathBuf]) -> Result<Report> {
     report.finish();
     report.add_sources(sources);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::util::testrng::Rng;
+
+    /// A seeded plan (JSON) over the registry of [`compact_and_full_lint_agree`]: profiles
+    /// listed, unknown or twice; matrix rows with valid and invalid ids, `allow`/`deny`,
+    /// other strings, numbers, objects, keys and rows written twice; controls, timeouts,
+    /// out-of-range values the schema refuses but serde reads, unknown keys.
+    fn plan_text(r: &mut Rng) -> String {
+        const PROFILES: [&str; 5] = ["ro", "rw", "net", "nope", "Bad"];
+        const PROBES: [&str; 7] = ["p0", "p1", "p2", "p3", "ghost", "Bad", "p1~x"];
+        const VALUES: [&str; 8] = [
+            "\"allow\"",
+            "\"deny\"",
+            "\"allow\"",
+            "\"deny\"",
+            "\"maybe\"",
+            "5",
+            "{\"allow\": null}",
+            "null",
+        ];
+        let mut t = String::from("{\n  \"schema_version\": 1,\n  \"plan_id\": \"gen\",\n");
+        t.push_str("  \"kind\": \"experiment\",\n  \"registry_id\": \"reg\",\n");
+        let listed: Vec<&str> = (0..r.below(4u32)).map(|_| *r.pick(&PROFILES)).collect();
+        let _ = writeln!(
+            t,
+            "  \"profiles\": {},",
+            serde_json::to_string(&listed).unwrap()
+        );
+        if r.chance(85) {
+            t.push_str("  \"scenarios\": {");
+            for i in 0..r.below(4u32) {
+                t.push_str(if i > 0 { ",\n    " } else { "\n    " });
+                let _ = write!(t, "\"{}\": ", r.pick(&PROFILES));
+                if r.chance(5) {
+                    t.push_str("\"row\"");
+                    continue;
+                }
+                t.push('{');
+                for j in 0..r.below(7u32) {
+                    t.push_str(if j > 0 { ",\n      " } else { "\n      " });
+                    let v = if r.chance(80) {
+                        VALUES[r.below(4usize)]
+                    } else {
+                        *r.pick(&VALUES)
+                    };
+                    let _ = write!(t, "\"{}\": {v}", r.pick(&PROBES));
+                }
+                t.push('}');
+            }
+            t.push_str("\n  },\n");
+        }
+        if r.chance(30) {
+            let c: Vec<&str> = (0..r.below(3u32)).map(|_| *r.pick(&PROBES)).collect();
+            let _ = writeln!(t, "  \"controls\": {},", serde_json::to_string(&c).unwrap());
+        }
+        match r.below(6u32) {
+            0 => t.push_str("  \"execution\": {\"timeout_ms\": 500},\n"),
+            1 => t.push_str("  \"execution\": {\"jobs\": 5000},\n"),
+            2 => t.push_str("  \"execution\": {\"retries\": 50},\n"),
+            3 if r.chance(30) => t.push_str("  \"unknown\": 1,\n"),
+            _ => {}
+        }
+        if r.chance(20) {
+            t.push_str(
+                "  \"lanes\": {\"baseline\": false, \"scenario\": false, \"oracle\": false},\n",
+            );
+        }
+        t.push_str("  \"variables\": {}\n}\n");
+        t
+    }
+
+    #[test]
+    fn compact_and_full_lint_agree() {
+        // Lint of a loaded plan (`run`: the loaded document and typed plan, the matrix
+        // left out of the schema's value) against lint of the file (`plan-lint`): the same
+        // findings, places and sources, for every generated plan that loads.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let reg = root.join("registry/reg");
+        std::fs::create_dir_all(&reg).unwrap();
+        std::fs::create_dir_all(root.join("plans/gen")).unwrap();
+        std::fs::write(
+            reg.join("probes.json"),
+            r#"{"schema_version": 1, "registry_id": "reg", "probes": {
+                "p0": {"operation": "file-read", "target": "/etc/hostname"},
+                "p1": {"operation": "file-read", "target": "/etc/hostname", "timeout_ms": 1000},
+                "p2": {"operation": "file-read", "target": "/etc/passwd"},
+                "p3": {"operation": "file-read", "target": "/etc/hosts"}}}"#,
+        )
+        .unwrap();
+        let profile = r#"{"landlock": {"abi": 1, "fs": {"handle": "all", "allow": [{"path": "/etc", "access": ["read"]}]}}}"#;
+        std::fs::write(
+            reg.join("profiles.json"),
+            format!(
+                r#"{{"schema_version": 1, "registry_id": "reg", "profiles": {{"ro": {profile}, "rw": {profile}, "net": {profile}}}}}"#
+            ),
+        )
+        .unwrap();
+        let path = root.join("plans/gen/plan.json");
+        let (mut loaded_n, mut with_findings, mut compact_n) = (0, 0, 0);
+        for seed in 0..400u64 {
+            let text = plan_text(&mut Rng(seed));
+            std::fs::write(&path, &text).unwrap();
+            let full = check_plan(&path, root).unwrap();
+            let Ok(loaded) = crate::load::load_plan(&path) else {
+                continue;
+            };
+            loaded_n += 1;
+            let compact = check_loaded(&loaded, root).unwrap();
+            let schema = input::of_document(&path, std::sync::Arc::clone(&loaded.doc), "plan");
+            compact_n += usize::from(!schema.unwrap().schema_errors);
+            with_findings += usize::from(!full.findings.is_empty());
+            assert_eq!(compact.findings, full.findings, "seed {seed}:\n{text}");
+            assert_eq!(compact.omitted, full.omitted, "seed {seed}");
+            assert_eq!(compact.files_checked, full.files_checked, "seed {seed}");
+            assert_eq!(compact.sources, full.sources, "seed {seed}");
+        }
+        // Not vacuous: plans that load, with findings, most linted without the fallback.
+        assert!(
+            loaded_n > 50 && with_findings > 20 && compact_n > loaded_n / 2,
+            "{loaded_n} loaded, {with_findings} with findings, {compact_n} without fallback"
+        );
+    }
 }

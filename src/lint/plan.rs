@@ -155,24 +155,36 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
     let Some(plan) = pi.plan.as_ref() else {
         return;
     };
-    let Some(doc) = pi.input.doc.as_ref() else {
+    check_with(plan, &mut pi.input, pi.repaired, reg, base);
+}
+
+/// [`check`] of `plan`, read from `input` (`repaired`: see [`PlanInput::repaired`]).
+pub fn check_with(
+    plan: &Plan,
+    input: &mut Input,
+    repaired: bool,
+    reg: Option<&RegistryLint>,
+    base: &Path,
+) {
+    let Some(doc) = input.doc.clone() else {
         return;
     };
-    let mut sink = Sink::new(doc, &pi.input.path);
-    if !pi.repaired {
-        structure(&mut sink, plan, &pi.input.path);
+    let path = input.path.clone();
+    let mut sink = Sink::new(&doc, &path);
+    if !repaired {
+        structure(&mut sink, plan, &path);
         variables(&mut sink, plan);
     }
     if let Some(reg) = reg {
         let refs = references(&mut sink, plan, reg, base);
-        if refs && !pi.repaired {
+        if refs && !repaired {
             entries_in_context(&mut sink, plan, reg);
             timeouts(&mut sink, plan, reg);
         }
     } else {
         {
             let id = &plan.registry_id;
-            let near = nearby_registries(&pi.input.path);
+            let near = nearby_registries(&path);
             let hint =
                 did_you_mean(id.as_str(), near.iter().map(String::as_str)).unwrap_or_else(|| {
                     if near.is_empty() {
@@ -198,12 +210,12 @@ pub fn check(pi: &mut PlanInput, reg: Option<&RegistryLint>, base: &Path) {
             );
         }
     }
-    if !pi.repaired {
+    if !repaired {
         mission(&mut sink, plan);
         worker_tasks(&mut sink, plan, reg);
         selection(&mut sink, plan);
     }
-    pi.input.findings.append(&mut sink.findings);
+    input.findings.append(&mut sink.findings);
 }
 
 /// Worker tasks: one probe or one worker per task; the worker's profile; typed inputs;
@@ -384,10 +396,15 @@ impl Refs {
                 .entry(prof.to_string())
                 .or_insert((pointer(["scenarios", prof.as_str()]), At::Key));
             for probe in map.keys() {
-                r.probes.entry(probe.to_string()).or_insert((
-                    pointer(["scenarios", prof.as_str(), probe.as_str()]),
-                    At::Key,
-                ));
+                if !r.probes.contains_key(probe.as_str()) {
+                    r.probes.insert(
+                        probe.to_string(),
+                        (
+                            pointer(["scenarios", prof.as_str(), probe.as_str()]),
+                            At::Key,
+                        ),
+                    );
+                }
             }
         }
         for (i, c) in plan.controls.iter().enumerate() {
@@ -793,33 +810,58 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     if plan.execution.timeout_ms.is_some() {
         return;
     }
-    // Borrowed pairs, visited without building the scenario list (a policy matrix has
-    // hundreds of thousands).
-    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
     let consider = |prof: &str, probe: &str| {
         reg.probes
             .get(probe)
             .zip(reg.profiles.get(prof))
             .is_some_and(|(p, f)| p.timeout_ms.is_none() && f.limits.wall_timeout_ms.is_none())
     };
-    for (prof, probe) in plan.scenario_pairs() {
-        if consider(prof.as_str(), probe.as_str()) {
-            pairs.insert((prof.as_str(), probe.as_str()));
+    // The distinct (profile, probe) pairs counted without building a list or a set of
+    // them (a policy matrix has hundreds of thousands): each profile once, its row's
+    // probes, then the controls its row does not name (each once); then the tasks' pairs
+    // that are not among those.
+    let mut count = 0usize;
+    let mut probes: BTreeSet<&str> = BTreeSet::new();
+    let mut seen_profiles: BTreeSet<&str> = BTreeSet::new();
+    let controls: BTreeSet<&str> = plan.controls.iter().map(Id::as_str).collect();
+    for prof in &plan.profiles {
+        if !seen_profiles.insert(prof.as_str()) {
+            continue;
         }
-    }
-    if let Some(m) = &plan.mission {
-        for task in m.tasks.values() {
-            if let Some(probe) = &task.probe
-                && consider(task.profile.as_str(), probe.as_str())
-            {
-                pairs.insert((task.profile.as_str(), probe.as_str()));
+        let row = plan.scenarios.get(prof);
+        let listed = row.into_iter().flat_map(BTreeMap::keys).map(Id::as_str);
+        let unlisted = controls
+            .iter()
+            .copied()
+            .filter(|c| !row.is_some_and(|m| m.contains_key(*c)));
+        for probe in listed.chain(unlisted) {
+            if consider(prof.as_str(), probe) {
+                count += 1;
+                probes.insert(probe);
             }
         }
     }
-    if pairs.is_empty() {
+    if let Some(m) = &plan.mission {
+        let mut tasks: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for task in m.tasks.values() {
+            let (prof, Some(probe)) = (task.profile.as_str(), task.probe.as_ref()) else {
+                continue;
+            };
+            let counted = seen_profiles.contains(prof)
+                && (controls.contains(probe.as_str())
+                    || plan
+                        .scenarios
+                        .get(&task.profile)
+                        .is_some_and(|row| row.contains_key(probe)));
+            if !counted && consider(prof, probe.as_str()) && tasks.insert((prof, probe.as_str())) {
+                count += 1;
+                probes.insert(probe.as_str());
+            }
+        }
+    }
+    if count == 0 {
         return;
     }
-    let probes: BTreeSet<&str> = pairs.iter().map(|(_, p)| *p).collect();
     let list: Vec<String> = probes.iter().take(5).map(|p| format!("`{p}`")).collect();
     let more = if probes.len() > 5 {
         format!(" and {} more", probes.len() - 5)
@@ -831,10 +873,10 @@ fn timeouts(sink: &mut Sink<'_>, plan: &Plan, reg: &RegistryLint) {
     } else {
         ""
     };
-    let (scenarios, probes_word) = if pairs.len() == 1 {
+    let (scenarios, probes_word) = if count == 1 {
         ("1 scenario has".to_string(), "probe")
     } else {
-        (format!("{} scenarios have", pairs.len()), "probes")
+        (format!("{count} scenarios have"), "probes")
     };
     let probes_word = if probes.len() == 1 {
         "probe"

@@ -197,8 +197,8 @@ pub struct ScenarioSpec {
 pub struct LoadedPlan {
     /// The plan file.
     pub path: PathBuf,
-    /// The parsed document (for spans).
-    pub doc: Document,
+    /// The parsed document (for spans; shared with lint, [`crate::lint::check_loaded`]).
+    pub doc: std::sync::Arc<Document>,
     /// The plan.
     pub plan: Plan,
     /// The registry it uses.
@@ -218,6 +218,15 @@ pub struct LoadedPlan {
     pub inputs_digest: Option<Digest>,
 }
 
+impl LoadedPlan {
+    /// Drop the parsed document's tree and text (a plan's matrix is most of them), keeping
+    /// its path and format: for a caller that is done with spans (`run`, once the plan is
+    /// linted). [`Document::locate`] then answers the document's start for every pointer.
+    pub fn release_document(&mut self) {
+        self.doc = std::sync::Arc::new(self.doc.released());
+    }
+}
+
 /// The canonical digest input of a plan: the plan (without `$schema`) with every probe and
 /// profile it resolves.
 #[derive(Debug, Serialize)]
@@ -225,7 +234,7 @@ pub struct DigestInput<'a> {
     /// [`DIGEST_VERSION`].
     pub digest_version: u32,
     /// The plan, `$schema` removed.
-    pub plan: serde_json::Value,
+    pub plan: &'a Plan,
     /// The resolved probes.
     pub probes: &'a BTreeMap<Id, Probe>,
     /// The resolved profiles.
@@ -255,14 +264,21 @@ pub fn plan_digest_with(
     profiles: &BTreeMap<Id, Profile>,
     workers: &BTreeMap<Id, worker::ResolvedWorker>,
 ) -> Result<Digest> {
-    let mut plan_value = serde_json::to_value(plan)
-        .map_err(|e| Error::runner("cannot serialize plan").with_source(e))?;
-    if let Some(obj) = plan_value.as_object_mut() {
-        obj.remove("$schema");
-    }
+    // Serialized straight into the canonical form (which sorts every object's keys), not
+    // through a JSON tree of the plan: a policy matrix's tree is most of a load's memory.
+    let without_schema;
+    let plan = if plan.schema.is_some() {
+        without_schema = Plan {
+            schema: None,
+            ..plan.clone()
+        };
+        &without_schema
+    } else {
+        plan
+    };
     let input = DigestInput {
         digest_version: DIGEST_VERSION,
-        plan: plan_value,
+        plan,
         probes,
         profiles,
         registry_id: &plan.registry_id,
@@ -368,7 +384,7 @@ impl Plan {
 /// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
 pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
     let doc = Document::load_plan(path)?;
-    let plan: Plan = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
+    let plan: Plan = doc.deserialize_tree().map_err(|e| typed_error(&doc, &e))?;
     check_version(path, plan.schema_version)?;
     match (plan.kind, &plan.mission) {
         (PlanKind::Mission, None) => {
@@ -461,7 +477,7 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
     let inputs_digest = (plan.kind == PlanKind::Mission).then(|| worker::inputs_digest(&plan));
     Ok(LoadedPlan {
         path: path.to_path_buf(),
-        doc,
+        doc: std::sync::Arc::new(doc),
         plan,
         registry,
         probes,
@@ -558,6 +574,139 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn the_digest_is_the_canonical_form_of_the_plan_as_a_json_tree() {
+        // `plan_digest` serializes the plan straight into RFC 8785; it must give the bytes
+        // the JSON tree of the plan (`$schema` removed) gives, for seeded plans with every
+        // kind of member (a mission's typed inputs: floats, unicode, nesting).
+        use crate::util::testrng::Rng;
+        for seed in 0..60u64 {
+            let mut r = Rng(seed);
+            let mut scenarios = serde_json::Map::new();
+            for f in 0..r.below(4u32) {
+                let row: serde_json::Map<String, serde_json::Value> = (0..r.below(6u32))
+                    .map(|p| {
+                        (
+                            format!("p{p}"),
+                            if r.chance(50) { "allow" } else { "deny" }.into(),
+                        )
+                    })
+                    .collect();
+                scenarios.insert(format!("f{f}"), row.into());
+            }
+            let mut v = serde_json::json!({
+                "schema_version": 1, "plan_id": "m", "kind": "experiment", "registry_id": "r",
+                "profiles": ["f0", "f1"], "scenarios": scenarios,
+                "variables": {"ZED": "é\u{1F600}", "A": "x"},
+                "execution": {"jobs": r.below(9u32) + 1, "retries": r.below(3u32)},
+            });
+            if r.chance(50) {
+                v["$schema"] = "../../schemas/plan.schema.json".into();
+            }
+            if r.chance(50) {
+                v["kind"] = "mission".into();
+                v["mission"] = serde_json::json!({
+                    "objective": "o", "category": "forge", "rank": "C",
+                    "scores": {"compute_cost": 1, "maintainability": 2, "attention": 3,
+                               "economic_value": 4, "trust": 5, "prediction_confidence": 6},
+                    "requested_by": "me",
+                    "tasks": {"t": {"worker": "w", "profile": "f0",
+                                    "inputs": {"n": 1.5e-7, "big": 12_345_678_901_234_567_u64, "s": "\u{7f}", "o": {"b": [1, -2.25, null]}}}},
+                });
+            }
+            let plan: Plan = serde_json::from_value(v).unwrap();
+            let mut tree = serde_json::to_value(&plan).unwrap();
+            tree.as_object_mut().unwrap().remove("$schema");
+            let want = Digest::both_of(
+                &json::canonical(&serde_json::json!({
+                    "digest_version": DIGEST_VERSION,
+                    "plan": tree,
+                    "probes": {},
+                    "profiles": {},
+                    "registry_id": "r",
+                }))
+                .unwrap(),
+            );
+            let got = plan_digest(&plan, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+            assert_eq!(got, want, "seed {seed}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_plan_read_from_the_tree_is_the_plan_read_from_its_value() {
+        // `load_plan` deserializes from the spanned tree (no JSON tree of the matrix): the
+        // same plan, or the same error at the same pointer, as through the document's
+        // value, for seeded plans with values of the wrong type put anywhere, enums
+        // written as one-key maps, keys written twice, unknown keys.
+        use crate::source::Document;
+        use crate::util::testrng::Rng;
+        const WRONG: [&str; 10] = [
+            "null",
+            "7",
+            "-1",
+            "2.5",
+            "\"x\"",
+            "[]",
+            "[1, \"a\"]",
+            "{}",
+            "{\"allow\": null}",
+            "true",
+        ];
+        let base = r#"{"schema_version": 1, "plan_id": "m", "kind": "mission",
+            "registry_id": "r", "profiles": ["f0", "f1"], "controls": ["c"],
+            "scenarios": {"f0": {"p0": "allow", "p1": "deny"}, "f1": {"p1": "allow"}},
+            "lanes": {"baseline": false, "scenario": true},
+            "execution": {"jobs": 2, "timeout_ms": 100, "retries": 1, "isolation": "process-group"},
+            "variables": {"A": "x"},
+            "mission": {"objective": "o", "category": "forge", "rank": "C",
+              "scores": {"compute_cost": 1, "maintainability": 2, "attention": 3,
+                         "economic_value": 4, "trust": 5, "prediction_confidence": 6},
+              "requested_by": "me",
+              "tasks": {"t": {"probe": "p0", "profile": "f0", "expect": "deny", "depends_on": ["u"]},
+                        "u": {"worker": "w", "profile": "f1", "inputs": {"n": 1.5, "o": {"k": [1]}}}}}}"#;
+        // The places a value can be replaced: every `: value` of the text.
+        let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
+        let (mut oks, mut errs) = (0, 0);
+        for seed in 0..400u64 {
+            let mut r = Rng(seed);
+            let mut text = base.to_string();
+            for _ in 0..r.below(3u32) {
+                let at = *r.pick(&spots);
+                if at >= text.len() {
+                    continue;
+                }
+                // Replace the next scalar token (up to `,` or `}`) or insert before it.
+                let rest = &text[at..];
+                let len = if rest.starts_with(['{', '[']) {
+                    0
+                } else {
+                    rest.find([',', '}', ']']).unwrap_or(0)
+                };
+                let with = match r.below(4u32) {
+                    0 => "\"allow\"".to_string(),
+                    1 => "{\"deny\": null}".to_string(),
+                    _ => (*r.pick(&WRONG)).to_string(),
+                };
+                text.replace_range(at..at + len, &with);
+            }
+            if r.chance(20) {
+                text = text.replacen("\"profiles\"", "\"bogus\": 1, \"profiles\"", 1);
+            }
+            if r.chance(20) {
+                text = text.replacen("\"p1\": \"deny\"", "\"p1\": 5, \"p1\": \"deny\"", 1);
+            }
+            let Ok(doc) = Document::parse_plan("p.json", text.clone()) else {
+                continue;
+            };
+            let from_value = doc.deserialize::<Plan>();
+            let from_tree = doc.deserialize_tree::<Plan>();
+            oks += usize::from(from_value.is_ok());
+            errs += usize::from(from_value.is_err());
+            assert_eq!(from_tree, from_value, "seed {seed}:\n{text}");
+        }
+        assert!(oks > 20 && errs > 100, "{oks} plans read, {errs} refused");
+    }
 
     #[test]
     fn scenario_pairs_visit_exactly_the_listed_scenarios() {

@@ -12,16 +12,24 @@ pub const ID_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 pub const VAR_PATTERN: &str = "^[A-Z][A-Z0-9_]{0,63}$";
 
 /// A plan, registry, probe, profile, template or task id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Id(String);
+///
+/// Shared, not copied: a clone is a reference count (a policy matrix names each probe
+/// under every profile, and every scenario of a run names its profile and probe).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(std::sync::Arc<str>);
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Id {
     /// Validate and wrap.
     pub fn new(s: impl Into<String>) -> Result<Self, String> {
         let s = s.into();
         if is_valid_id(&s) {
-            Ok(Self(s))
+            Ok(Self(s.into()))
         } else {
             Err(format!(
                 "invalid id `{s}`: ids are 1-64 characters of lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"

@@ -38,7 +38,12 @@ pub struct Plan {
     /// The profiles the plan runs, in order.
     pub profiles: Vec<Id>,
     /// For each profile: the probes it runs and the decision expected for each.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "matrix::deserialize"
+    )]
+    #[schemars(with = "BTreeMap<Id, BTreeMap<Id, Expectation>>")]
     pub scenarios: BTreeMap<Id, BTreeMap<Id, Expectation>>,
     /// Which lanes run.
     #[serde(default)]
@@ -287,6 +292,78 @@ impl Task {
             (Some(p), _) => format!("{}:{p}", self.profile),
             (None, Some(w)) => format!("{}:{w}@{task_id}", self.profile),
             (None, None) => format!("{}:@{task_id}", self.profile),
+        }
+    }
+}
+
+/// The scenario matrix read exactly as `BTreeMap<Id, BTreeMap<Id, Expectation>>` is (the
+/// same errors at the same places), with every id shared: a probe named under every
+/// profile is one string, however many profiles name it.
+mod matrix {
+    use std::collections::{BTreeMap, HashSet};
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+    use super::{Expectation, Id};
+
+    type Matrix = BTreeMap<Id, BTreeMap<Id, Expectation>>;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Matrix, D::Error> {
+        d.deserialize_map(Rows(HashSet::new()))
+    }
+
+    fn shared(ids: &mut HashSet<Id>, id: Id) -> Id {
+        if let Some(known) = ids.get(id.as_str()) {
+            return known.clone();
+        }
+        ids.insert(id.clone());
+        id
+    }
+
+    struct Rows(HashSet<Id>);
+
+    impl<'de> Visitor<'de> for Rows {
+        type Value = Matrix;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Matrix, A::Error> {
+            let mut out = Matrix::new();
+            while let Some(profile) = map.next_key::<Id>()? {
+                let row = map.next_value_seed(Row(&mut self.0))?;
+                out.insert(profile, row);
+            }
+            Ok(out)
+        }
+    }
+
+    struct Row<'a>(&'a mut HashSet<Id>);
+
+    impl<'de> DeserializeSeed<'de> for Row<'_> {
+        type Value = BTreeMap<Id, Expectation>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Row<'_> {
+        type Value = BTreeMap<Id, Expectation>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(probe) = map.next_key::<Id>()? {
+                let e: Expectation = map.next_value()?;
+                out.insert(shared(self.0, probe), e);
+            }
+            Ok(out)
         }
     }
 }

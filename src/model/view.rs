@@ -186,8 +186,12 @@ pub struct RunView {
     pub summary: Option<Summary>,
     /// `runtime_events.normalized.jsonl`'s rows.
     pub rows: Vec<NormalizedRow>,
-    /// `mismatch_packets.jsonl`.
+    /// `mismatch_packets.jsonl` (empty when the view was read without its rows:
+    /// `promote::view::head_with_packet`, for a report written a row at a time).
     pub mismatches: Vec<MismatchPacket>,
+    /// How many mismatch packets the bundle holds (the length of `mismatches` when they
+    /// are kept).
+    pub mismatch_count: usize,
     /// `apply_preflight.json`'s profiles.
     pub preflight: Vec<PreflightRecord>,
     /// `oracle_results.jsonl`'s verdicts.
@@ -226,7 +230,7 @@ impl RunView {
         {
             return BannerState::Failed;
         }
-        if s.exit_code != 0 || !self.mismatches.is_empty() || !s.flaky.is_empty() {
+        if s.exit_code != 0 || self.mismatch_count > 0 || !s.flaky.is_empty() {
             return BannerState::Mismatches;
         }
         BannerState::Ok

@@ -136,10 +136,287 @@ pub fn of_source(src: &BundleSource, root: &Path, attestor: &dyn Attestor) -> Re
         None => None,
     };
     view.rows = rows;
+    view.mismatch_count = mismatches.len();
     view.mismatches = mismatches;
     view.oracle = oracle;
     view.details = details;
     Ok(view)
+}
+
+/// The head of a run's view ([`head_of`]) with the packet derived from the bundle and
+/// its mismatch packets counted: what a report written a row at a time needs beside
+/// [`BundleRows`], which walks the rest.
+pub fn head_with_packet(
+    src: &BundleSource,
+    root: &Path,
+    attestor: &dyn Attestor,
+) -> Result<RunView> {
+    let mut view = head_of(src, attestor)?;
+    // What a report shows of the manifest is its facts; the lists as long as the plan
+    // (the selection, the plan, the definitions) are let go at once.
+    if let Some(m) = view.manifest.as_mut() {
+        m.selected = Vec::new();
+        m.plan = Value::Null;
+        m.probes = BTreeMap::new();
+        m.profiles = BTreeMap::new();
+        m.profile_definitions = BTreeMap::new();
+    }
+    let mut n = 0usize;
+    walk_packets(src, &mut |_| {
+        n += 1;
+        Ok(())
+    })?;
+    view.mismatch_count = n;
+    view.packet = match src.dir.parent() {
+        Some(parent) => PointerContext::for_emit(&src.dir, root, parent)
+            .and_then(|ctx| derive_packet(src, &ctx, attestor))
+            .ok(),
+        None => None,
+    };
+    Ok(view)
+}
+
+/// A bundle's rows for a report written a row at a time ([`crate::report::RowSource`]):
+/// every walk reads `runtime_events.normalized.jsonl` again and merge-joins the oracle
+/// verdicts, both executing lanes' observations and the mismatch packets by scenario id
+/// (every file is sorted by it), each file re-verified against the index as it is read
+/// to its end, so memory is one scenario's lines whatever the run's size.
+///
+/// What [`of_source`] keeps, this hands out the same way: a line that does not parse as
+/// its type is skipped; a file that is missing is empty; a file that does not read (or
+/// is not sorted) in a bundle that did not verify ends there, and in one that did is an
+/// error. A sealed bundle the runner wrote always has each file strictly sorted (the
+/// writer refuses a line out of order); a line out of order in one that was sealed by
+/// hand is an error naming it instead of a page in another order.
+pub struct BundleRows<'s> {
+    src: &'s BundleSource,
+    shared: lines::SharedValues,
+}
+
+impl std::fmt::Debug for BundleRows<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleRows")
+            .field("dir", &self.src.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file of mismatch packets (plain JSON Lines, no shared values).
+const MISMATCH_PACKETS: &str = "mismatch_packets.jsonl";
+
+/// One sorted file read forward, one item ahead.
+struct Cursor<T> {
+    reader: Option<lines::LineReader<std::fs::File>>,
+    rel: &'static str,
+    path: PathBuf,
+    next: Option<T>,
+    last: Option<String>,
+    /// Equal keys may follow each other (several packets of one scenario).
+    repeats: bool,
+    plain: bool,
+    verified: bool,
+}
+
+impl<T: DeserializeOwned> Cursor<T> {
+    fn open(src: &BundleSource, rel: &'static str, repeats: bool, plain: bool) -> Result<Self> {
+        Ok(Self {
+            reader: src.line_reader(rel)?,
+            rel,
+            path: src.dir.join(rel),
+            next: None,
+            last: None,
+            repeats,
+            plain,
+            verified: src.verified(),
+        })
+    }
+
+    /// The next item that parses as `T`, `None` at the end (the file then checked
+    /// against the index) or where an unverified file stops reading.
+    fn pull(&mut self, shared: &lines::SharedValues, key: fn(&T) -> &str) -> Result<Option<T>> {
+        loop {
+            let Some(r) = self.reader.as_mut() else {
+                return Ok(None);
+            };
+            let got = if self.plain {
+                r.next_raw()
+                    .map(|l| l.map(|b| serde_json::from_slice::<T>(b).ok()))
+            } else {
+                r.next_item::<Value>(shared)
+                    .map(|v| v.map(|v| serde_json::from_value::<T>(v).ok()))
+            };
+            let item = match got {
+                Ok(Some(Some(item))) => item,
+                Ok(Some(None)) => continue,
+                Ok(None) => {
+                    if let Some(r) = self.reader.take() {
+                        r.finish()?;
+                    }
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == ErrorKind::Findings && !self.verified => {
+                    self.reader = None;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let k = key(&item);
+            if let Some(last) = &self.last
+                && (k < last.as_str() || (k == last.as_str() && !self.repeats))
+            {
+                if !self.verified {
+                    self.reader = None;
+                    return Ok(None);
+                }
+                return Err(Error::new(
+                    ErrorKind::Findings,
+                    format!(
+                        "`{k}` comes after `{last}`: {} is not sorted by scenario id as the runner writes it",
+                        self.rel
+                    ),
+                )
+                .with_path(&self.path));
+            }
+            self.last = Some(k.to_string());
+            return Ok(Some(item));
+        }
+    }
+
+    /// Skip items below `id`; take those equal to it into `each`.
+    fn join(
+        &mut self,
+        shared: &lines::SharedValues,
+        key: fn(&T) -> &str,
+        id: &str,
+        each: &mut dyn FnMut(T),
+    ) -> Result<()> {
+        loop {
+            if self.next.is_none() {
+                self.next = self.pull(shared, key)?;
+            }
+            let Some(item) = self.next.take() else {
+                return Ok(());
+            };
+            match key(&item).cmp(id) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    each(item);
+                    if !self.repeats {
+                        return Ok(());
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    self.next = Some(item);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Read to the end (checking the file against the index).
+    fn drain(&mut self, shared: &lines::SharedValues, key: fn(&T) -> &str) -> Result<()> {
+        self.next = None;
+        while self.pull(shared, key)?.is_some() {}
+        Ok(())
+    }
+}
+
+impl<'s> BundleRows<'s> {
+    /// The rows of `src` (its shared values read once).
+    pub fn new(src: &'s BundleSource) -> Result<Self> {
+        Ok(Self {
+            src,
+            shared: src.shared_values()?.unwrap_or_default(),
+        })
+    }
+}
+
+/// Every mismatch packet of `src` (`mismatch_packets.jsonl`), in the file's order, as
+/// [`of_source`] reads them: a line that is not a packet is skipped.
+pub fn walk_packets(
+    src: &BundleSource,
+    each: &mut dyn FnMut(&MismatchPacket) -> Result<()>,
+) -> Result<()> {
+    {
+        let mut c: Cursor<MismatchPacket> = Cursor::open(src, MISMATCH_PACKETS, true, true)?;
+        // The packets' own order is the file's: nothing here is joined, so none is refused.
+        c.last = None;
+        loop {
+            let Some(r) = c.reader.as_mut() else {
+                return Ok(());
+            };
+            match r.next_raw() {
+                Ok(Some(b)) => {
+                    if let Ok(p) = serde_json::from_slice::<MismatchPacket>(b) {
+                        each(&p)?;
+                    }
+                }
+                Ok(None) => {
+                    if let Some(r) = c.reader.take() {
+                        r.finish()?;
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Findings && !c.verified => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn row_key(r: &NormalizedRow) -> &str {
+    &r.scenario_id
+}
+fn oracle_key(v: &OracleVerdict) -> &str {
+    &v.scenario_id
+}
+fn obs_key(o: &Observation) -> &str {
+    &o.scenario_id
+}
+fn packet_key(p: &MismatchPacket) -> &str {
+    &p.scenario_id
+}
+
+impl crate::report::RowSource for BundleRows<'_> {
+    fn rows(&self, each: &mut dyn FnMut(crate::report::RowItem<'_>) -> Result<()>) -> Result<()> {
+        let sh = &self.shared;
+        let mut rows: Cursor<NormalizedRow> =
+            Cursor::open(self.src, NORMALIZED_ROWS, false, false)?;
+        let mut oracle: Cursor<OracleVerdict> =
+            Cursor::open(self.src, ORACLE_RESULTS, false, false)?;
+        let mut base: Cursor<Observation> = Cursor::open(self.src, BASELINE_RESULTS, false, false)?;
+        let mut run: Cursor<Observation> = Cursor::open(self.src, RUNTIME_RESULTS, false, false)?;
+        let mut packets: Cursor<MismatchPacket> =
+            Cursor::open(self.src, MISMATCH_PACKETS, true, true)?;
+        while let Some(row) = rows.pull(sh, row_key)? {
+            let id = row.scenario_id.as_str();
+            let mut verdict = None;
+            oracle.join(sh, oracle_key, id, &mut |v| verdict = Some(v))?;
+            let mut details = crate::model::view::ScenarioDetail::new();
+            for c in [&mut base, &mut run] {
+                c.join(sh, obs_key, id, &mut |o| {
+                    details.insert(o.lane, lane_detail(&o));
+                })?;
+            }
+            let mut mine = Vec::new();
+            packets.join(sh, packet_key, id, &mut |p| mine.push(p))?;
+            let refs: Vec<&MismatchPacket> = mine.iter().collect();
+            each(crate::report::RowItem {
+                row: &row,
+                oracle: verdict.as_ref(),
+                details: (!details.is_empty()).then_some(&details),
+                packets: &refs,
+            })?;
+        }
+        oracle.drain(sh, oracle_key)?;
+        base.drain(sh, obs_key)?;
+        run.drain(sh, obs_key)?;
+        packets.drain(sh, packet_key)
+    }
+
+    fn mismatches(&self, each: &mut dyn FnMut(&MismatchPacket) -> Result<()>) -> Result<()> {
+        walk_packets(self.src, each)
+    }
 }
 
 /// The head of a run's view: everything [`of_source`] reads but the per-scenario files
@@ -195,6 +472,7 @@ pub fn head_of(src: &BundleSource, attestor: &dyn Attestor) -> Result<RunView> {
         summary,
         rows: Vec::new(),
         mismatches: Vec::new(),
+        mismatch_count: 0,
         preflight,
         oracle: Vec::new(),
         details: BTreeMap::new(),

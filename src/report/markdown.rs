@@ -4,8 +4,11 @@
 
 use std::fmt::Write as _;
 
+use std::collections::BTreeMap;
+
 use super::table::cell_text;
-use super::{Report, RunReport, human_us};
+use super::{Report, RunReport, Sink, human_us};
+use crate::model::results::NormalizedRow;
 
 /// The bundle's `summary.md`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,17 +23,19 @@ impl Report for SummaryMarkdown {
         "markdown"
     }
 
-    fn render(&self, r: &RunReport<'_>) -> crate::Result<String> {
+    fn write(&self, r: &RunReport<'_>, out: &mut dyn Sink) -> crate::Result<()> {
         let mut m = String::new();
         header(&mut m, r);
         governance(&mut m, r);
         preflight(&mut m, r);
-        tasks(&mut m, r);
-        scenarios(&mut m, r);
-        mismatches(&mut m, r);
+        tasks(&mut m, r)?;
+        out.put(&m)?;
+        m.clear();
+        scenarios(out, r)?;
+        mismatches(out, r)?;
         notes(&mut m, r);
         resources(&mut m, r);
-        Ok(m)
+        out.put(&m)
     }
 }
 
@@ -224,10 +229,20 @@ fn preflight(m: &mut String, r: &RunReport<'_>) {
     }
 }
 
-/// A mission's tasks in dependency order.
-fn tasks(m: &mut String, r: &RunReport<'_>) {
+/// A mission's tasks in dependency order (a task's row is the first row naming it; a
+/// mission has few tasks, so they are kept).
+fn tasks(m: &mut String, r: &RunReport<'_>) -> crate::Result<()> {
     let s = r.summary;
     if let Some(t) = &s.tasks {
+        let mut by_task: BTreeMap<String, NormalizedRow> = BTreeMap::new();
+        r.rows.rows(&mut |x| {
+            if let Some(task) = &x.row.task_id
+                && !by_task.contains_key(task)
+            {
+                by_task.insert(task.clone(), x.row.clone());
+            }
+            Ok(())
+        })?;
         let _ = writeln!(
             m,
             "\n## Tasks\n\nIn dependency order, {}; a failed task skips every task that depends on it.\n",
@@ -243,7 +258,7 @@ fn tasks(m: &mut String, r: &RunReport<'_>) {
         );
         for (n, layer) in t.layers.iter().enumerate() {
             for task in layer {
-                let Some(row) = r.rows.iter().find(|x| x.task_id.as_deref() == Some(task)) else {
+                let Some(row) = by_task.get(task.as_str()) else {
                     continue;
                 };
                 let result = if t.failed_tasks.contains(task) {
@@ -276,17 +291,17 @@ fn tasks(m: &mut String, r: &RunReport<'_>) {
             }
         }
     }
+    Ok(())
 }
 
-/// The scenario × lane table.
-fn scenarios(m: &mut String, r: &RunReport<'_>) {
-    let _ = writeln!(m, "\n## Scenarios\n");
-    let _ = writeln!(
-        m,
-        "| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|"
-    );
-    let omitted = r.summary.scenarios.saturating_sub(r.rows.len() as u64);
-    for row in r.rows {
+/// The scenario × lane table, a row at a time.
+fn scenarios(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
+    out.put("\n## Scenarios\n\n| scenario | expected | baseline | scenario | oracle | attribution | mismatch |\n|---|---|---|---|---|---|---|\n")?;
+    let mut listed: u64 = 0;
+    let mut m = String::new();
+    r.rows.rows(&mut |x| {
+        let row = x.row;
+        listed += 1;
         let mut mm: Vec<String> = row
             .mismatches
             .iter()
@@ -295,6 +310,7 @@ fn scenarios(m: &mut String, r: &RunReport<'_>) {
         if row.flaky {
             mm.push("flaky".into());
         }
+        m.clear();
         let _ = writeln!(
             m,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
@@ -306,23 +322,26 @@ fn scenarios(m: &mut String, r: &RunReport<'_>) {
             row.attribution.map_or("-", |a| a.as_str()),
             mm.join(", ")
         );
-    }
+        out.put(&m)
+    })?;
+    let omitted = r.summary.scenarios.saturating_sub(listed);
     if omitted > 0 {
-        let _ = writeln!(
-            m,
-            "\n{omitted} of {} scenario(s) matched their expectations and are not listed here (a run this large lists only mismatching, flaky and task rows); every row is in `runtime_events.normalized.jsonl`.",
+        out.put(&format!(
+            "\n{omitted} of {} scenario(s) matched their expectations and are not listed here (a run this large lists only mismatching, flaky and task rows); every row is in `runtime_events.normalized.jsonl`.\n",
             r.summary.scenarios
-        );
+        ))?;
     }
+    Ok(())
 }
 
-/// Every mismatch with the oracle's cited rule.
-fn mismatches(m: &mut String, r: &RunReport<'_>) {
-    let _ = writeln!(m, "\n## Mismatches\n");
-    if r.mismatches.is_empty() {
-        let _ = writeln!(m, "None.");
-    }
-    for p in r.mismatches {
+/// Every mismatch with the oracle's cited rule, a packet at a time.
+fn mismatches(out: &mut dyn Sink, r: &RunReport<'_>) -> crate::Result<()> {
+    out.put("\n## Mismatches\n\n")?;
+    let mut any = false;
+    let mut m = String::new();
+    r.rows.mismatches(&mut |p| {
+        any = true;
+        m.clear();
         let _ = writeln!(
             m,
             "- `{}` **{}**: {}",
@@ -338,7 +357,12 @@ fn mismatches(m: &mut String, r: &RunReport<'_>) {
                 esc(reason)
             );
         }
+        out.put(&m)
+    })?;
+    if !any {
+        out.put("None.\n")?;
     }
+    Ok(())
 }
 
 /// Flaky, leaked and truncated notes.

@@ -263,7 +263,13 @@ impl Report for TerminalTable {
         "table"
     }
 
-    fn render(&self, r: &RunReport<'_>) -> crate::Result<String> {
-        Ok(align(&table_rows(r.rows)))
+    fn write(&self, r: &RunReport<'_>, out: &mut dyn super::Sink) -> crate::Result<()> {
+        // Aligned columns need every row's width first: the terminal table holds its rows.
+        let mut rows = Vec::new();
+        r.rows.rows(&mut |x| {
+            rows.push(x.row.clone());
+            Ok(())
+        })?;
+        out.put(&align(&table_rows(&rows)))
     }
 }

@@ -439,21 +439,28 @@ pub fn thread_bounding() -> u64 {
         if let Some(v) = b.get() {
             return v;
         }
-        let mut v = 0u64;
-        for n in 0..64u32 {
-            // SAFETY: prctl reading this thread's own bounding set (EINVAL past the
-            // kernel's last capability ends the walk).
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
-            if rc < 0 {
-                break;
-            }
-            if rc == 1 {
-                v |= 1u64 << n;
-            }
-        }
+        let v = bounding_set(63);
         b.set(Some(v));
         v
     })
+}
+
+/// The capabilities in this process's bounding set (bit `n`: capability `n`), read up to
+/// `last` (or the kernel's last): one `PR_CAPBSET_READ` each.
+pub fn bounding_set(last: u32) -> u64 {
+    let mut set = 0u64;
+    for n in 0..=last.min(63) {
+        // SAFETY: prctl reading this process's own bounding set (EINVAL past the kernel's
+        // last capability ends the walk).
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+        if rc < 0 {
+            break;
+        }
+        if rc == 1 {
+            set |= 1u64 << n;
+        }
+    }
+    set
 }
 
 /// Make every mount of this process's mount namespace private (recursively from `/`), so

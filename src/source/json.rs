@@ -245,6 +245,9 @@ impl Parser<'_> {
             }
         }
         self.depth -= 1;
+        // A document is kept while it is used (a plan's, through a run's lint): no spare
+        // capacity per collection.
+        members.shrink_to_fit();
         Ok(NodeKind::Object(members))
     }
 
@@ -282,6 +285,7 @@ impl Parser<'_> {
             }
         }
         self.depth -= 1;
+        items.shrink_to_fit();
         Ok(NodeKind::Array(items))
     }
 

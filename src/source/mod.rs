@@ -5,12 +5,13 @@
 //! The same content written as JSON or YAML gives the same [`Document::value`], so it loads
 //! to the same typed value and the same digest.
 
+mod de;
 mod json;
 mod yaml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 
@@ -139,7 +140,7 @@ pub struct Location {
 }
 
 /// A parsed document: path, text, format and the spanned tree.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Document {
     /// The file it was read from (as given).
     pub path: PathBuf,
@@ -151,9 +152,30 @@ pub struct Document {
     pub root: Node,
     /// Keys written twice.
     pub duplicates: Vec<Duplicate>,
-    /// Every pointer's key and value spans, built by the first [`Document::locate`].
-    index: OnceLock<HashMap<String, (Option<Span>, Span)>>,
+    /// For each large object [`Document::locate`] walked through (by the address of its
+    /// node in `root`): its members' indexes sorted by escaped key, so a pointer token is
+    /// found in logarithmic time. Built on demand: a document nobody locates in (a plan
+    /// that lints clean) indexes nothing.
+    sorted: Mutex<HashMap<usize, Vec<u32>>>,
 }
+
+impl Clone for Document {
+    fn clone(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            text: self.text.clone(),
+            format: self.format,
+            root: self.root.clone(),
+            duplicates: self.duplicates.clone(),
+            // Addresses of the original's nodes: the copy builds its own.
+            sorted: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Objects with more members than this are searched through a sorted index of their keys
+/// (built once per object), smaller ones member by member.
+const LINEAR_MEMBERS: usize = 32;
 
 /// A typed-deserialization failure: where (JSON pointer) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +233,7 @@ impl Document {
             format,
             root,
             duplicates,
-            index: OnceLock::new(),
+            sorted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -239,17 +261,20 @@ impl Document {
         deserialize_value(self.value())
     }
 
-    /// Where `pointer` points (RFC 6901). Constant time per pointer token: every pointer of
-    /// the document is indexed on the first call (lint places thousands of findings in
-    /// large documents). A pointer that does not resolve fully points at the deepest member
-    /// it reached.
+    /// [`Document::deserialize`] straight from the tree, without building the document's
+    /// JSON value first: the same value or the same error (pointer and message), in memory
+    /// that does not hold the document twice (a plan's matrix).
+    pub fn deserialize_tree<T: DeserializeOwned>(&self) -> std::result::Result<T, TypedError> {
+        serde_path_to_error::deserialize(de::NodeDe(&self.root)).map_err(typed_of)
+    }
+
+    /// Where `pointer` points (RFC 6901). For a key written twice, the later member wins
+    /// (the later one holding the rest of the pointer, if only an earlier one does), as in
+    /// [`Document::value`]. A pointer that does not resolve fully points at the deepest
+    /// member it reached. Logarithmic time per pointer token in a large object (lint places
+    /// thousands of findings in large documents), and nothing is indexed beforehand.
     pub fn locate(&self, pointer: &str) -> Location {
-        let index = self.index.get_or_init(|| {
-            let mut map = HashMap::new();
-            index_node(&self.root, None, &mut String::new(), &mut map);
-            map
-        });
-        if let Some(&(key_span, value_span)) = index.get(pointer) {
+        if let Some((key_span, value_span)) = self.resolve(pointer) {
             return Location {
                 key_span,
                 value_span,
@@ -259,7 +284,7 @@ impl Document {
         let mut prefix = pointer;
         while let Some(cut) = prefix.rfind('/') {
             prefix = &prefix[..cut];
-            if let Some(&(key_span, value_span)) = index.get(prefix) {
+            if let Some((key_span, value_span)) = self.resolve(prefix) {
                 return Location {
                     key_span,
                     value_span,
@@ -271,6 +296,107 @@ impl Document {
             key_span: None,
             value_span: self.root.span,
             exact: false,
+        }
+    }
+
+    /// The key and value spans of the node `pointer` names exactly, if any.
+    fn resolve(&self, pointer: &str) -> Option<(Option<Span>, Span)> {
+        if pointer.is_empty() {
+            return Some((None, self.root.span));
+        }
+        let rest = pointer.strip_prefix('/')?;
+        let tokens: Vec<&str> = rest.split('/').collect();
+        self.resolve_in(&self.root, None, &tokens)
+    }
+
+    fn resolve_in(
+        &self,
+        node: &Node,
+        key_span: Option<Span>,
+        tokens: &[&str],
+    ) -> Option<(Option<Span>, Span)> {
+        let Some((token, rest)) = tokens.split_first() else {
+            return Some((key_span, node.span));
+        };
+        match &node.kind {
+            NodeKind::Object(members) => {
+                // The later members first: the last one that resolves the rest wins.
+                let mut found = None;
+                self.members_named(node, members, token, &mut |m: &Member| {
+                    found = self.resolve_in(&m.value, Some(m.key_span), rest);
+                    found.is_some()
+                });
+                found
+            }
+            NodeKind::Array(items) => {
+                let i: usize = token.parse().ok()?;
+                if i.to_string() != *token {
+                    return None;
+                }
+                self.resolve_in(items.get(i)?, None, rest)
+            }
+            _ => None,
+        }
+    }
+
+    /// Calls `each` with the members of `node` whose escaped key is `token`, the last
+    /// first, until it returns true.
+    fn members_named(
+        &self,
+        node: &Node,
+        members: &[Member],
+        token: &str,
+        each: &mut dyn FnMut(&Member) -> bool,
+    ) {
+        if members.len() <= LINEAR_MEMBERS {
+            for m in members.iter().rev() {
+                if escaped_cmp(&m.key, token).is_eq() && each(m) {
+                    return;
+                }
+            }
+            return;
+        }
+        let Ok(mut sorted) = self.sorted.lock() else {
+            return;
+        };
+        let order = sorted
+            .entry(std::ptr::from_ref(node) as usize)
+            .or_insert_with(|| {
+                let mut order: Vec<u32> =
+                    (0..u32::try_from(members.len()).unwrap_or(u32::MAX)).collect();
+                // Stable: members with one key stay in document order.
+                order.sort_by(|&a, &b| {
+                    escaped_bytes(&members[a as usize].key)
+                        .cmp(escaped_bytes(&members[b as usize].key))
+                });
+                order
+            });
+        let start =
+            order.partition_point(|&i| escaped_cmp(&members[i as usize].key, token).is_lt());
+        let end = order.partition_point(|&i| escaped_cmp(&members[i as usize].key, token).is_le());
+        let hits: Vec<u32> = order[start..end].to_vec();
+        drop(sorted);
+        for &i in hits.iter().rev() {
+            if each(&members[i as usize]) {
+                return;
+            }
+        }
+    }
+
+    /// This document without its tree, text and duplicates (an empty document with the same
+    /// path and format: `null` at 0:0), for a holder done with spans.
+    #[must_use]
+    pub fn released(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            text: String::new(),
+            format: self.format,
+            root: Node {
+                span: Span::default(),
+                kind: NodeKind::Null,
+            },
+            duplicates: Vec::new(),
+            sorted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -312,7 +438,12 @@ pub fn limit_hint(limit: Exceeded) -> &'static str {
 pub fn deserialize_value<T: DeserializeOwned>(
     value: serde_json::Value,
 ) -> std::result::Result<T, TypedError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(value).map_err(typed_of)
+}
+
+/// A deserialization failure with the JSON pointer of its place.
+fn typed_of(e: serde_path_to_error::Error<serde_json::Error>) -> TypedError {
+    {
         let mut pointer = String::new();
         for seg in e.path() {
             match seg {
@@ -332,7 +463,7 @@ pub fn deserialize_value<T: DeserializeOwned>(
             pointer,
             message: e.into_inner().to_string(),
         }
-    })
+    }
 }
 
 /// Unescape one JSON pointer token (RFC 6901).
@@ -366,35 +497,23 @@ impl Node {
     }
 }
 
-/// Index every pointer of `node` (at `pointer`) with its key and value spans; for a key
-/// written twice the later member wins, as in [`Document::value`].
-fn index_node(
-    node: &Node,
-    key_span: Option<Span>,
-    pointer: &mut String,
-    out: &mut HashMap<String, (Option<Span>, Span)>,
-) {
-    out.insert(pointer.clone(), (key_span, node.span));
-    let len = pointer.len();
-    match &node.kind {
-        NodeKind::Object(members) => {
-            for m in members {
-                pointer.push('/');
-                pointer.push_str(&escape_pointer_token(&m.key));
-                index_node(&m.value, Some(m.key_span), pointer, out);
-                pointer.truncate(len);
-            }
-        }
-        NodeKind::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                index_node(item, None, pointer, out);
-                pointer.truncate(len);
-            }
-        }
-        _ => {}
-    }
+/// `key`, escaped as a JSON pointer token (RFC 6901), compared with the token `token`
+/// byte by byte, without building the escaped key.
+fn escaped_cmp(key: &str, token: &str) -> std::cmp::Ordering {
+    escaped_bytes(key).cmp(token.bytes())
+}
+
+/// The bytes of `key` escaped as a JSON pointer token (RFC 6901).
+fn escaped_bytes(key: &str) -> impl Iterator<Item = u8> + '_ {
+    key.bytes().flat_map(|b| {
+        let pair: &'static [u8] = match b {
+            b'~' => b"~0",
+            b'/' => b"~1",
+            _ => &[],
+        };
+        let one = pair.is_empty().then_some(b);
+        pair.iter().copied().chain(one)
+    })
 }
 
 fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate>) {
@@ -462,6 +581,144 @@ mod tests {
         assert_eq!(loc.value_span.start, Pos { line: 3, col: 8 });
         let missing = y.locate("/a/7");
         assert!(!missing.exact);
+    }
+
+    /// The pointer index `locate` used before it walked the tree: every pointer with its
+    /// spans, a later member overwriting an earlier one.
+    fn full_index(doc: &Document) -> HashMap<String, (Option<Span>, Span)> {
+        fn walk(
+            node: &Node,
+            key_span: Option<Span>,
+            pointer: &mut String,
+            out: &mut HashMap<String, (Option<Span>, Span)>,
+        ) {
+            out.insert(pointer.clone(), (key_span, node.span));
+            let len = pointer.len();
+            match &node.kind {
+                NodeKind::Object(members) => {
+                    for m in members {
+                        pointer.push('/');
+                        pointer.push_str(&escape_pointer_token(&m.key));
+                        walk(&m.value, Some(m.key_span), pointer, out);
+                        pointer.truncate(len);
+                    }
+                }
+                NodeKind::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        pointer.push('/');
+                        pointer.push_str(&i.to_string());
+                        walk(item, None, pointer, out);
+                        pointer.truncate(len);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut map = HashMap::new();
+        walk(&doc.root, None, &mut String::new(), &mut map);
+        map
+    }
+
+    fn indexed_locate(
+        index: &HashMap<String, (Option<Span>, Span)>,
+        doc: &Document,
+        pointer: &str,
+    ) -> Location {
+        if let Some(&(key_span, value_span)) = index.get(pointer) {
+            return Location {
+                key_span,
+                value_span,
+                exact: true,
+            };
+        }
+        let mut prefix = pointer;
+        while let Some(cut) = prefix.rfind('/') {
+            prefix = &prefix[..cut];
+            if let Some(&(key_span, value_span)) = index.get(prefix) {
+                return Location {
+                    key_span,
+                    value_span,
+                    exact: false,
+                };
+            }
+        }
+        Location {
+            key_span: None,
+            value_span: doc.root.span,
+            exact: false,
+        }
+    }
+
+    #[test]
+    fn locate_walks_to_what_a_full_index_finds() {
+        // Seeded documents: keys written twice (nested ones too), keys that need escaping
+        // (`~`, `/`), arrays, objects above and below the sorted-index threshold; every
+        // pointer of the document, and mutations of them (missing keys, bad indexes,
+        // broken escapes, extra tokens), located both ways.
+        use crate::util::testrng::Rng;
+        const KEYS: [&str; 8] = ["a", "b", "~", "a/b", "~1", "x~0", "", "0"];
+        fn generate(r: &mut Rng, depth: u32, out: &mut String) {
+            match if depth > 2 { 0 } else { r.below(4u32) } {
+                0 => out.push_str(["1", "\"s\"", "null", "true"][r.below(4usize)]),
+                1 => {
+                    out.push('[');
+                    for i in 0..r.below(4u32) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        generate(r, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push_str("{\n");
+                    let n = if depth < 2 && r.chance(25) {
+                        33 + r.below(20u32)
+                    } else {
+                        r.below(6u32)
+                    };
+                    for i in 0..n {
+                        if i > 0 {
+                            out.push_str(",\n");
+                        }
+                        let key = if r.chance(60) {
+                            (*r.pick(&KEYS)).to_string()
+                        } else {
+                            format!("k{}", r.below(50u32))
+                        };
+                        out.push_str(&serde_json::to_string(&key).unwrap());
+                        out.push_str(": ");
+                        generate(r, depth + 1, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        for seed in 0..150u64 {
+            let mut r = Rng(seed);
+            let mut text = String::new();
+            generate(&mut r, 0, &mut text);
+            let Ok(doc) = Document::parse("p.json", text.clone()) else {
+                continue;
+            };
+            let index = full_index(&doc);
+            let mut pointers: Vec<String> = index.keys().cloned().collect();
+            pointers.sort();
+            for p in index.keys() {
+                pointers.push(format!("{p}/a"));
+                pointers.push(format!("{p}/07"));
+                pointers.push(format!("{p}/~2"));
+                pointers.push(format!("{p}~"));
+            }
+            pointers.extend(["x".to_string(), "/".to_string(), "//".to_string()]);
+            for p in &pointers {
+                assert_eq!(
+                    doc.locate(p),
+                    indexed_locate(&index, &doc, p),
+                    "seed {seed}, pointer {p:?} in\n{text}"
+                );
+            }
+        }
     }
 
     #[test]

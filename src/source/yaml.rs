@@ -161,6 +161,8 @@ impl<'a> Builder<'a> {
                     items.push(self.node(ev, sp2)?);
                 }
                 self.depth -= 1;
+                // A document is kept while it is used: no spare capacity per collection.
+                items.shrink_to_fit();
                 let node = Node {
                     span: Span { start, end },
                     kind: NodeKind::Array(items),
@@ -262,6 +264,7 @@ impl<'a> Builder<'a> {
                     });
                 }
                 self.depth -= 1;
+                members.shrink_to_fit();
                 let node = Node {
                     span: Span { start, end },
                     kind: NodeKind::Object(members),

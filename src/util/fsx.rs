@@ -412,6 +412,99 @@ impl<W> Recording<W> {
     }
 }
 
+/// A file written in pieces and landed as [`write_atomic`] lands one: a temp file beside
+/// `path` (created exclusively, never through a symlink) takes the pieces; [`commit`]
+/// fsyncs it, renames it over `path` and fsyncs the directory. Dropped without a commit
+/// (an error on the way), the temp file is removed and `path` is untouched. For output
+/// too large to hold (a report of a large run, written a row at a time).
+///
+/// [`commit`]: AtomicFile::commit
+pub struct AtomicFile {
+    dir: Dir,
+    name: std::ffi::OsString,
+    tmp: PathBuf,
+    path: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+    written: u64,
+}
+
+impl std::fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicFile")
+            .field("path", &self.path)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AtomicFile {
+    /// Begin writing `path` (mode `0o666` before the umask).
+    pub fn create(path: &Path) -> Result<Self> {
+        let (dir, name) = dir_and_name(path)?;
+        let name = name.to_os_string();
+        let tmp = temp_path_for(path);
+        let f = dir
+            .create_file(tmp.file_name().unwrap_or_default(), 0o666)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        Ok(Self {
+            dir,
+            name,
+            tmp,
+            path: path.to_path_buf(),
+            file: Some(std::io::BufWriter::with_capacity(256 * 1024, f)),
+            written: 0,
+        })
+    }
+
+    /// Append `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(bytes)
+                .map_err(|e| Error::io("write", &self.tmp, e))?;
+            self.written += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Land the file at its path; returns its size.
+    pub fn commit(mut self) -> Result<u64> {
+        let Some(f) = self.file.take() else {
+            return Err(Error::runner("already committed").with_path(&self.path));
+        };
+        let tmp_name = self.tmp.file_name().unwrap_or_default().to_os_string();
+        let landed = (|| {
+            let f = f
+                .into_inner()
+                .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+            f.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
+            self.dir
+                .rename(&tmp_name, &self.name)
+                .map_err(|e| Error::io("rename into place", &self.path, e))
+        })();
+        if let Err(e) = landed {
+            let _ = self.dir.remove(&tmp_name, false);
+            return Err(e);
+        }
+        self.dir.sync()?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = self
+                .dir
+                .remove(self.tmp.file_name().unwrap_or_default(), false);
+        }
+    }
+}
+
 /// Block until `file` holds an exclusive lock (`flock(2)`, through std's `File::lock`),
 /// retrying on EINTR. An error names `path`.
 pub fn lock_exclusive(file: &File, path: &Path) -> Result<()> {

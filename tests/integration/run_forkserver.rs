@@ -564,3 +564,166 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
     assert_ne!(fresh.pid(), init_a, "a new namespace");
     assert_eq!(forked(&one).pid, 2, "the first child of the new namespace");
 }
+
+/// Every child of a server, zombies included.
+fn all_children_of(server: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 1 && f[1] == server.to_string() {
+            out.push(e.file_name().to_string_lossy().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// The server tells each child's end in the same exchange that started it and reaps it
+/// on its next request (one round trip per child): over generated sequences of normal
+/// exits with different codes, crashes by different signals and timeouts, every result
+/// is the one of its own child (its target in its line, the exit code or signal of its
+/// own kind, a pid never seen before, the rusage the kernel kept for it), nothing is lost
+/// or reported twice, the server holds at most the one zombie of its last child (reaped
+/// on the next request, never re-parented), retires exactly after a child that did not
+/// end through its own `_exit`, and leaves nothing when it ends.
+#[test]
+fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    for seed in [0x5EED_0001_u64, 0xF01D_ED00] {
+        let mut rng = Rng(seed);
+        let mut server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let mut seen = std::collections::BTreeSet::new();
+        let mut previous: Option<(u32, u32)> = None;
+        let mut kinds = [0usize; 3];
+        for step in 0..28 {
+            // 0: a normal exit (0 for a file that exists, 2 for one that does not), 1: a
+            // crash by a random signal, 2: a timeout.
+            let kind = [0, 0, 0, 0, 1, 2][rng.below(6)];
+            kinds[kind] += 1;
+            let exists = rng.chance(50);
+            let target = if kind == 0 {
+                let t = d.join(format!("s{seed:x}-{step}"));
+                if exists {
+                    std::fs::write(&t, format!("{step}")).unwrap();
+                }
+                t
+            } else {
+                fifo.clone()
+            };
+            let mut child_spec = spec(request(&target), d, Some(&server));
+            let sig = *rng.pick(&[libc::SIGABRT, libc::SIGKILL, libc::SIGQUIT, libc::SIGUSR1]);
+            let spid = server.pid();
+            let killer = (kind == 1).then(|| {
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        if let Some(&c) = children_of(spid).first() {
+                            // Signalled until it is gone: once, under heavy load, a single
+                            // signal sent 10 ms after the child appeared did not end it (it
+                            // ran to its timeout); the cause is not known (see CHANGELOG).
+                            for _ in 0..500 {
+                                std::thread::sleep(Duration::from_millis(10));
+                                if !children_of(spid).contains(&c) {
+                                    break;
+                                }
+                                // SAFETY: signalling the server's child.
+                                unsafe { libc::kill(c, sig) };
+                            }
+                            return true;
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    false
+                })
+            });
+            if kind == 2 {
+                child_spec.timeout = Duration::from_millis(150);
+                child_spec.grace = Duration::from_millis(100);
+            }
+            let r = child::run_child(&child_spec, Tracking::None);
+            if let Some(k) = killer {
+                assert!(
+                    k.join().unwrap(),
+                    "seed {seed:#x} step {step}: the child was found"
+                );
+            }
+            let what = format!("seed {seed:#x} step {step} kind {kind}: {r:?}");
+            assert!(r.pid != 0 && seen.insert(r.pid), "{what}: a pid seen once");
+            // The child that ran before this one was reaped by the server (on this
+            // request, or at once after a retiring child), not left or re-parented.
+            if let Some((prev, _)) = previous {
+                assert!(
+                    !Path::new(&format!("/proc/{prev}")).exists(),
+                    "{what}: {prev} reaped"
+                );
+            }
+            match kind {
+                0 => {
+                    let l = helper::parse_line(&r.stdout.kept).expect(&what);
+                    assert_eq!(l.target.as_deref(), target.to_str(), "{what}");
+                    let code = if exists { 0 } else { 2 };
+                    assert_eq!(r.ended, Ended::Exited(code), "{what}");
+                    assert!(!r.timed_out, "{what}");
+                    assert!(r.rusage.max_rss_kib > 0, "{what}: the kernel's rusage");
+                    assert!(!server.is_broken(), "{what}");
+                    // At most this child's zombie, kept for the runner's next request.
+                    let left = all_children_of(server.pid());
+                    assert!(
+                        left.iter().all(|p| u32::try_from(*p).ok() == Some(r.pid)),
+                        "{what}: {left:?}"
+                    );
+                }
+                1 => {
+                    assert_eq!(r.ended, Ended::Signaled(sig), "{what}");
+                    assert!(!r.timed_out, "{what}");
+                    assert!(helper::parse_line(&r.stdout.kept).is_none(), "{what}");
+                }
+                _ => {
+                    assert!(r.timed_out, "{what}");
+                    assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM), "{what}");
+                    assert!(helper::parse_line(&r.stdout.kept).is_none(), "{what}");
+                }
+            }
+            if kind == 0 {
+                previous = Some((r.pid, server.pid()));
+            } else {
+                // The server retires after a child that did not end through its own
+                // `_exit`: it reaped it at once and ends; the next probe gets a new one.
+                assert!(server.is_broken(), "{what}");
+                let old = server.pid();
+                drop(child_spec);
+                server = Arc::new(ForkServer::start(&bin()).unwrap());
+                for _ in 0..200 {
+                    if !Path::new(&format!("/proc/{old}")).exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                assert!(!Path::new(&format!("/proc/{}", r.pid)).exists(), "{what}");
+                previous = None;
+            }
+        }
+        assert!(kinds.iter().all(|k| *k > 0), "seed {seed:#x}: {kinds:?}");
+        let (last, spid) = (previous.map(|p| p.0), server.pid());
+        drop(server);
+        assert!(
+            !Path::new(&format!("/proc/{spid}")).exists(),
+            "the server ended"
+        );
+        if let Some(last) = last {
+            assert!(
+                !Path::new(&format!("/proc/{last}")).exists(),
+                "the server reaped its last child before it ended"
+            );
+        }
+    }
+}

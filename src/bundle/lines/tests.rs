@@ -316,3 +316,82 @@ fn lines_read_in_place_equal_the_merged_objects_deserialized() {
     }
     assert!(seen[0] > 10 && seen[1] > 10, "{seen:?}");
 }
+
+#[test]
+fn the_shared_values_document_is_the_sorted_pretty_document_of_every_value() {
+    // Written one value at a time: the bytes of `to_sorted_pretty` over the whole
+    // document, for seeded sets of values (none, nested, unicode, numbers).
+    for seed in 0..40u64 {
+        let mut r = Rng(seed);
+        let mut interner = Interner::new(1000);
+        for _ in 0..r.below(30u32) {
+            let mut obj = Map::new();
+            obj.insert("k".into(), serde_json::json!(r.below(5u32)));
+            obj.insert(
+                "v".into(),
+                serde_json::json!({"z": [1.5, null, "é\u{1F600}\n"], "a": {"b": r.below(3u32)}, "e": {}, "l": []}),
+            );
+            interner.compact(&mut obj, &[&["k", "v"]]).unwrap();
+        }
+        let mut values = Map::new();
+        for (id, text) in &interner.values {
+            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+        }
+        let whole = crate::util::json::to_sorted_pretty(&serde_json::json!({
+            "schema_version": 2,
+            "values": values,
+        }))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(interner.document(2).unwrap()).unwrap(),
+            String::from_utf8(whole).unwrap(),
+            "seed {seed}"
+        );
+    }
+}
+
+/// `shared_values.json` is written without one `Value` of the whole document, byte for
+/// byte as `util::json::to_sorted_pretty` writes that `Value` (generated values: nested
+/// objects and arrays, empty ones, strings that need escaping, numbers).
+#[test]
+fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
+    fn generate(rng: &mut Rng, depth: u32) -> Value {
+        match rng.below(if depth > 2 { 4 } else { 6 }) {
+            0 => Value::from(rng.next() % 100_000),
+            1 => Value::String(["a\"b", "x\\y", "\u{1}é", "", "plain"][rng.below(5)].into()),
+            2 => Value::Bool(rng.chance(50)),
+            3 => Value::Null,
+            4 => Value::Array(
+                (0..rng.below(3))
+                    .map(|_| generate(rng, depth + 1))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..rng.below(4))
+                    .map(|_| (format!("k{}", rng.below(6)), generate(rng, depth + 1)))
+                    .collect(),
+            ),
+        }
+    }
+    for seed in 0..20u64 {
+        let mut rng = Rng(seed);
+        let mut interner = Interner::new(1000);
+        for i in 0..rng.below(30) {
+            let mut obj = Map::new();
+            obj.insert("id".into(), Value::from(i));
+            obj.insert("g".into(), generate(&mut rng, 0));
+            obj.insert("h".into(), generate(&mut rng, 0));
+            interner.compact(&mut obj, &[&["g", "h"]]).unwrap();
+        }
+        let mut values = Map::new();
+        for (id, text) in &interner.values {
+            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+        }
+        let want = crate::util::json::to_sorted_pretty(&serde_json::json!({
+            "schema_version": 2,
+            "values": values,
+        }))
+        .unwrap();
+        assert_eq!(interner.document(2).unwrap(), want, "seed {seed}");
+    }
+}

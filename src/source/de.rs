@@ -1,0 +1,290 @@
+//! A document's tree as a serde `Deserializer`: typed values straight from the spanned
+//! tree, without the JSON tree [`super::Document::value`] builds first (for a plan, a
+//! tree of every matrix entry). It reads exactly what deserializing that value reads, with
+//! the same errors: objects visited in the value's key order (sorted; for a key written
+//! twice, the later member only), the dispatch of `serde_json::Value`'s own deserializer
+//! (options, enums as a string or a one-key map, numbers through `serde_json::Number`),
+//! and `serde_json::Error` for every failure.
+
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::Error;
+
+use super::{Member, Node, NodeKind};
+
+/// A node as a deserializer.
+#[derive(Clone, Copy)]
+pub(super) struct NodeDe<'a>(pub(super) &'a Node);
+
+/// What `serde_json::Value` reports as the unexpected value of a node.
+fn unexpected(node: &Node) -> de::Unexpected<'_> {
+    match &node.kind {
+        NodeKind::Null => de::Unexpected::Unit,
+        NodeKind::Bool(b) => de::Unexpected::Bool(*b),
+        NodeKind::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                de::Unexpected::Unsigned(u)
+            } else if let Some(i) = n.as_i64() {
+                de::Unexpected::Signed(i)
+            } else {
+                de::Unexpected::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        NodeKind::String(s) => de::Unexpected::Str(s),
+        NodeKind::Array(_) => de::Unexpected::Seq,
+        NodeKind::Object(_) => de::Unexpected::Map,
+    }
+}
+
+/// An object's members in the order of the value's map: sorted by key, and of a key written
+/// twice only the later member.
+fn value_order(members: &[Member]) -> Vec<&Member> {
+    let mut order: Vec<(usize, &Member)> = members.iter().enumerate().collect();
+    // Stable by key, then the later of equal keys first, so `dedup` keeps it.
+    order.sort_by(|(i, a), (j, b)| a.key.cmp(&b.key).then(j.cmp(i)));
+    order.dedup_by(|b, a| a.1.key == b.1.key);
+    order.into_iter().map(|(_, m)| m).collect()
+}
+
+impl<'de> Deserializer<'de> for NodeDe<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Null => visitor.visit_unit(),
+            NodeKind::Bool(b) => visitor.visit_bool(*b),
+            NodeKind::Number(n) => n.clone().deserialize_any(visitor),
+            NodeKind::String(s) => visitor.visit_string(s.clone()),
+            NodeKind::Array(items) => {
+                let mut seq = Seq {
+                    items: items.iter(),
+                };
+                let v = visitor.visit_seq(&mut seq)?;
+                if seq.items.len() == 0 {
+                    Ok(v)
+                } else {
+                    Err(de::Error::invalid_length(
+                        items.len(),
+                        &"fewer elements in array",
+                    ))
+                }
+            }
+            NodeKind::Object(members) => {
+                let order = value_order(members);
+                let len = order.len();
+                let mut map = Map {
+                    members: order.into_iter(),
+                    value: None,
+                };
+                let v = visitor.visit_map(&mut map)?;
+                if map.members.len() == 0 {
+                    Ok(v)
+                } else {
+                    Err(de::Error::invalid_length(len, &"fewer elements in map"))
+                }
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Object(members) => {
+                let order = value_order(members);
+                let mut it = order.into_iter();
+                let Some(first) = it.next() else {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Map,
+                        &"map with a single key",
+                    ));
+                };
+                if it.next().is_some() {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Map,
+                        &"map with a single key",
+                    ));
+                }
+                visitor.visit_enum(Enum {
+                    variant: &first.key,
+                    value: Some(&first.value),
+                })
+            }
+            NodeKind::String(s) => visitor.visit_enum(Enum {
+                variant: s,
+                value: None,
+            }),
+            _ => Err(de::Error::invalid_type(
+                unexpected(self.0),
+                &"string or map",
+            )),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    }
+}
+
+struct Seq<'a> {
+    items: std::slice::Iter<'a, Node>,
+}
+
+impl<'de> SeqAccess<'de> for Seq<'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        match self.items.next() {
+            Some(n) => seed.deserialize(NodeDe(n)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Map<'a> {
+    members: std::vec::IntoIter<&'a Member>,
+    value: Option<&'a Node>,
+}
+
+impl<'de> MapAccess<'de> for Map<'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        match self.members.next() {
+            Some(m) => {
+                self.value = Some(&m.value);
+                let key: de::value::StringDeserializer<Error> = m.key.clone().into_deserializer();
+                seed.deserialize(key).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Error> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(NodeDe(v)),
+            None => Err(de::Error::custom("value is missing")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.members.len())
+    }
+}
+
+struct Enum<'a> {
+    variant: &'a str,
+    value: Option<&'a Node>,
+}
+
+impl<'de> de::EnumAccess<'de> for Enum<'de> {
+    type Error = Error;
+    type Variant = Variant<'de>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Variant<'de>), Error> {
+        let key: de::value::StrDeserializer<Error> = self.variant.into_deserializer();
+        let variant = seed.deserialize(key)?;
+        Ok((variant, Variant { value: self.value }))
+    }
+}
+
+struct Variant<'a> {
+    value: Option<&'a Node>,
+}
+
+impl<'de> de::VariantAccess<'de> for Variant<'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        match self.value {
+            Some(v) => serde::Deserialize::deserialize(NodeDe(v)),
+            None => Ok(()),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        match self.value {
+            Some(v) => seed.deserialize(NodeDe(v)),
+            None => Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"newtype variant",
+            )),
+        }
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Some(
+                v @ Node {
+                    kind: NodeKind::Array(_),
+                    ..
+                },
+            ) => NodeDe(v).deserialize_any(visitor),
+            Some(other) => Err(de::Error::invalid_type(unexpected(other), &"tuple variant")),
+            None => Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"tuple variant",
+            )),
+        }
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match self.value {
+            Some(
+                v @ Node {
+                    kind: NodeKind::Object(_),
+                    ..
+                },
+            ) => NodeDe(v).deserialize_any(visitor),
+            Some(other) => Err(de::Error::invalid_type(
+                unexpected(other),
+                &"struct variant",
+            )),
+            None => Err(de::Error::invalid_type(
+                de::Unexpected::UnitVariant,
+                &"struct variant",
+            )),
+        }
+    }
+}
