@@ -669,36 +669,29 @@ impl<R: Read> LineReader<R> {
     /// The next line as `T` (blank lines skipped), `None` at the end; errors as
     /// [`for_each_line`]'s.
     pub fn next_item<T: DeserializeOwned>(&mut self, shared: &SharedValues) -> Result<Option<T>> {
-        loop {
-            self.buf.clear();
-            let got = read_line_limited(&mut self.r, &mut self.buf, MAX_LINE_BYTES)
-                .map_err(|e| Error::io("read result file", &self.path, e))?;
-            if got == 0 {
-                return Ok(None);
-            }
-            self.n += 1;
-            if self.buf.len() > MAX_LINE_BYTES {
-                return Err(Error::new(
-                    ErrorKind::Findings,
-                    format!("line {} is longer than {MAX_LINE_BYTES} bytes", self.n),
-                )
-                .with_path(&self.path));
-            }
+        while self.fill_next()? {
             if let Some(item) = parse_line(&self.buf, self.n, &self.path, shared)? {
                 return Ok(Some(item));
             }
         }
+        Ok(None)
     }
 
     /// The next line's bytes (without its newline, blank lines included), `None` at the
     /// end: for a plain JSON Lines file whose lines the caller parses itself. A line
     /// longer than [`MAX_LINE_BYTES`] is an error naming it.
     pub fn next_raw(&mut self) -> Result<Option<&[u8]>> {
+        Ok(self.fill_next()?.then_some(self.buf.as_slice()))
+    }
+
+    /// Read the next line into the buffer (false at the end), counting it; a line longer
+    /// than [`MAX_LINE_BYTES`] is an error naming it.
+    fn fill_next(&mut self) -> Result<bool> {
         self.buf.clear();
         let got = read_line_limited(&mut self.r, &mut self.buf, MAX_LINE_BYTES)
             .map_err(|e| Error::io("read result file", &self.path, e))?;
         if got == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         self.n += 1;
         if self.buf.len() > MAX_LINE_BYTES {
@@ -708,7 +701,7 @@ impl<R: Read> LineReader<R> {
             )
             .with_path(&self.path));
         }
-        Ok(Some(&self.buf))
+        Ok(true)
     }
 
     /// Read the rest, and check the digests of every byte against the index entry given
