@@ -186,6 +186,12 @@ fn spec(args: Vec<String>, cwd: &Path, server: Option<&Arc<ForkServer>>) -> Chil
 
 /// The server's live children (pid, state).
 fn children_of(server: u32) -> Vec<i32> {
+    children_in_state(server, |state| state != "Z")
+}
+
+/// The pids of `server`'s children whose state (`/proc/<pid>/stat`'s third field) `keep`
+/// accepts.
+fn children_in_state(server: u32, keep: impl Fn(&str) -> bool) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
@@ -195,7 +201,7 @@ fn children_of(server: u32) -> Vec<i32> {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 1 && f[1] == server.to_string() && f[0] != "Z" {
+        if f.len() > 1 && f[1] == server.to_string() && keep(f[0]) {
             out.push(e.file_name().to_string_lossy().parse().unwrap());
         }
     }
@@ -567,20 +573,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
 
 /// Every child of a server, zombies included.
 fn all_children_of(server: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 1 && f[1] == server.to_string() {
-            out.push(e.file_name().to_string_lossy().parse().unwrap());
-        }
-    }
-    out
+    children_in_state(server, |_| true)
 }
 
 /// The server tells each child's end in the same exchange that started it and reaps it
