@@ -87,12 +87,21 @@ impl RowSource for Counting<'_> {
     }
 }
 
-/// A report going to a file (landed atomically once complete).
-struct FileSink<'a>(&'a mut fsx::AtomicFile);
+/// A report going to a file's temp file ([`fsx::write_atomic_from`]: landed once
+/// complete), counting its bytes.
+struct FileSink<'a> {
+    w: &'a mut dyn std::io::Write,
+    path: &'a Path,
+    written: u64,
+}
 
 impl Sink for FileSink<'_> {
     fn put(&mut self, s: &str) -> Result<()> {
-        self.0.write(s.as_bytes())
+        self.w
+            .write_all(s.as_bytes())
+            .map_err(|e| Error::io("write", self.path, e))?;
+        self.written += s.len() as u64;
+        Ok(())
     }
 }
 
@@ -151,9 +160,22 @@ fn write_view(
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fsx::create_dir_all(parent)?;
             }
-            let mut f = fsx::AtomicFile::create(path)?;
-            report.write(&r, &mut FileSink(&mut f))?;
-            let size = f.commit()?;
+            let mut size = 0;
+            fsx::write_atomic_from(
+                path,
+                |w| {
+                    let mut sink = FileSink {
+                        w,
+                        path,
+                        written: 0,
+                    };
+                    report.write(&r, &mut sink)?;
+                    size = sink.written;
+                    Ok(())
+                },
+                fsx::AtomicWrite::default(),
+                || {},
+            )?;
             if !ctx.quiet {
                 io.errln(format!(
                     "wrote {what} {} ({})",
