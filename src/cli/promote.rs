@@ -315,22 +315,17 @@ pub fn promote(ctx: &Ctx, io: &mut Io<'_>, a: &PromoteArgs) -> Result<i32> {
         let nothing = format!("nothing was written to {}", o.out.display());
         return report_refused(ctx, io, &o.refused, settings.packets.len(), &nothing);
     }
-    let sigs = o.signatures.as_ref();
+    let sigs = o.summary.as_ref();
     let conflicts = sigs.map_or(0, |s| s.conflicts.len());
-    let profiles: usize = sigs.map_or(0, |s| {
-        s.profiles
-            .values()
-            .map(std::collections::BTreeMap::len)
-            .sum()
-    });
-    let scenarios = o.op_summary.as_ref().map_or(0, |s| s.totals.scenarios);
+    let profiles: usize = sigs.map_or(0, |s| s.profiles);
+    let scenarios = sigs.map_or(0, |s| s.scenarios);
     if ctx.json {
         io.out_json(&json::to_sorted_pretty(&json!({
             "written": o.changed,
             "mappings": o.out,
             "added": o.added,
             "already_consumed": o.already_consumed,
-            "consumed": o.links.as_ref().map_or(0, |l| l.consumed_packets.len()),
+            "consumed": sigs.map_or(0, |s| s.consumed),
             "profiles": profiles,
             "scenarios": scenarios,
             "conflicts": sigs.map(|s| &s.conflicts),

@@ -27,11 +27,12 @@ use crate::model::mapping::{
 };
 use crate::model::registry::Operation;
 use crate::model::results::Outcome;
-use crate::util::digest::{self, Digest};
+use crate::util::digest::Digest;
 use crate::util::{fsx, json};
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+
+mod stream;
 
 /// What `promote` was asked to do.
 #[derive(Debug, Clone)]
@@ -75,15 +76,25 @@ pub struct PromoteOutcome {
     pub already_consumed: Vec<String>,
     /// Whether any file changed.
     pub changed: bool,
-    /// The signatures now in `DIR`.
-    pub signatures: Option<RuntimeSignatures>,
-    /// The op summary now in `DIR`.
-    pub op_summary: Option<OpRuntimeSummary>,
-    /// The links now in `DIR`.
-    pub links: Option<RuntimeLinks>,
+    /// What the mappings now in `DIR` hold (absent when packets were refused).
+    pub summary: Option<MappingsSummary>,
     /// What the hook of [`promote_with`] returned (the audit head after a governed
     /// promotion's `promotion` entry).
     pub audit_head: Option<AuditHead>,
+}
+
+/// What the mappings hold after a `promote`, for its report (the files themselves are
+/// written as streams and never held).
+#[derive(Debug, Clone)]
+pub struct MappingsSummary {
+    /// Packets consumed in all.
+    pub consumed: usize,
+    /// Profile definitions mapped.
+    pub profiles: usize,
+    /// Scenarios mapped.
+    pub scenarios: u64,
+    /// Every conflict, as in `runtime_signatures.json`.
+    pub conflicts: Vec<Conflict>,
 }
 
 /// One scenario reported by one packet, with the profile key it belongs to.
@@ -122,9 +133,7 @@ pub fn promote_with(
         added: Vec::new(),
         already_consumed: Vec::new(),
         changed: false,
-        signatures: None,
-        op_summary: None,
-        links: None,
+        summary: None,
         audit_head: None,
     };
     if !outcome.refused.is_empty() {
@@ -132,81 +141,86 @@ pub fn promote_with(
     }
     fsx::create_dir_all(&s.out)?;
     let _lock = DirLock::acquire(&s.out)?;
-    let existing = read_existing(&s.out, s.max_mapping_bytes)?;
-    let (mut packets, mut facts) = existing
-        .as_ref()
-        .map(|e| (e.links.packets.clone(), facts_of_links(&e.links)))
-        .unwrap_or_default();
+    // Every fact goes through sorted runs in a private directory beside DIR (removed on
+    // success and, by its drop, on error): memory does not grow with the rows.
+    let tmp = temp_dir_beside(&s.out)?;
+    let (mut packets, existing_run) =
+        match stream::read_existing(&s.out, s.max_mapping_bytes, tmp.path())? {
+            Some((packets, run)) => (packets, Some(run)),
+            // Files the stream read cannot vouch for are read whole, as before: accepted or
+            // refused with the same messages (within --max-mapping-bytes).
+            None => match read_existing(&s.out, s.max_mapping_bytes)? {
+                None => (BTreeMap::new(), None),
+                Some(e) => {
+                    let mut facts = stream::Facts::new(tmp.path(), "existing-whole");
+                    for f in facts_of_links(&e.links) {
+                        facts.push(f)?;
+                    }
+                    (e.links.packets, Some(facts.finish()?))
+                }
+            },
+        };
     let mut added = BTreeSet::new();
     let mut already = BTreeSet::new();
+    let mut new = stream::Facts::new(tmp.path(), "new");
     for v in &verified {
         if packets.contains_key(&v.digest) {
             already.insert(v.digest.clone());
             continue;
         }
-        let (link, new) = facts_of_packet(v)?;
+        let link = facts_of_packet(v, &mut |f| new.push(f))?;
         packets.insert(v.digest.clone(), link);
-        facts.extend(new);
         added.insert(v.digest.clone());
     }
-    let (signatures, op_summary, links) = fold(&packets, &facts)?;
-    // Each file streams to a digest and (when that differs from the file's) to disk: no
-    // document is held in memory, neither as a JSON tree nor as bytes.
-    let files = [
-        (
-            LINKS_FILE,
-            write_if_changed(&s.out.join(LINKS_FILE), &links)?,
-        ),
-        (
-            SIGNATURES_FILE,
-            write_if_changed(&s.out.join(SIGNATURES_FILE), &signatures)?,
-        ),
-        (
-            OP_SUMMARY_FILE,
-            write_if_changed(&s.out.join(OP_SUMMARY_FILE), &op_summary)?,
-        ),
-    ];
-    let changed = files.iter().any(|(_, (wrote, _))| *wrote);
+    let new_run = new.finish()?;
+    let runs: Vec<&crate::util::extsort::Run> = existing_run
+        .iter()
+        .chain(std::iter::once(&new_run))
+        .collect();
+    let derived = stream::derive(&packets, &runs, true)?;
+    // Each file is written (atomically, from a walk that re-checks every sorted run) only
+    // when its digest differs from the file's.
+    let wrote = stream::write_changed(&s.out, &packets, &runs, &derived)?;
+    let changed = wrote.iter().any(|w| *w);
+    let names = [LINKS_FILE, SIGNATURES_FILE, OP_SUMMARY_FILE];
+    let summary = MappingsSummary {
+        consumed: packets.len(),
+        profiles: derived.counted.profiles,
+        scenarios: derived.counted.totals.scenarios,
+        conflicts: derived.counted.conflicts,
+    };
     if changed {
         outcome.audit_head = on_change(&MappingsChange {
             out: &s.out,
             added: &added,
-            consumed: links.consumed_packets.len(),
-            conflicts: signatures.conflicts.len(),
-            files_blake3: files.iter().map(|(n, (_, d))| (*n, d.clone())).collect(),
+            consumed: summary.consumed,
+            conflicts: derived.counted.n_conflicts,
+            files_blake3: names
+                .iter()
+                .zip(&derived.digests)
+                .map(|(n, d)| (*n, d.clone()))
+                .collect(),
         })?;
     }
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.close().map_err(|e| Error::io("remove", &tmp_path, e))?;
     outcome.added = added.into_iter().collect();
     outcome.already_consumed = already.into_iter().collect();
     outcome.changed = changed;
-    outcome.signatures = Some(signatures);
-    outcome.op_summary = Some(op_summary);
-    outcome.links = Some(links);
+    outcome.summary = Some(summary);
     Ok(outcome)
 }
 
-/// Write `value` as sorted pretty JSON to `path` (atomically) unless the file already holds
-/// exactly those bytes, compared by blake3 digest while both stream (an unreadable file is
-/// rewritten); returns whether it wrote and the digest of the bytes.
-fn write_if_changed<T: serde::Serialize>(path: &Path, value: &T) -> Result<(bool, String)> {
-    let mut hasher = blake3::Hasher::new();
-    {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);
-        json::write_sorted_pretty(value, &mut w)?;
-        std::io::Write::flush(&mut w)
-            .map_err(|e| Error::runner("cannot digest JSON").with_source(e))?;
-    }
-    let want = hasher.finalize().to_hex().to_string();
-    let same = digest::blake3_file(path).is_ok_and(|(_, have)| have == want);
-    if !same {
-        fsx::write_atomic_from(
-            path,
-            |mut w| json::write_sorted_pretty(value, &mut w),
-            fsx::AtomicWrite::default(),
-            || {},
-        )?;
-    }
-    Ok((!same, want))
+/// A private (0700) temporary directory in the parent of `out`, removed when dropped.
+fn temp_dir_beside(out: &Path) -> Result<tempfile::TempDir> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".nexusmon-promote-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io("create a temporary directory in", parent, e))
 }
 
 /// The per-profile signatures and conflicts a set of packets would map to, without writing
@@ -232,9 +246,11 @@ pub fn signatures_of(
         if links.contains_key(&v.digest) {
             continue;
         }
-        let (link, new) = facts_of_packet(v)?;
+        let link = facts_of_packet(v, &mut |f| {
+            facts.push(f);
+            Ok(())
+        })?;
         links.insert(v.digest.clone(), link);
-        facts.extend(new);
     }
     let (signatures, _, _) = fold(&links, &facts)?;
     Ok((verified, refused, signatures))
@@ -360,8 +376,12 @@ fn facts_of_links(links: &RuntimeLinks) -> Vec<Fact> {
     out
 }
 
-/// The link and the facts of one verified packet, read through its pointers.
-fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
+/// The link of one verified packet, and its facts, read through its pointers, each given
+/// to `sink` (an error of the member's digests comes after: the caller then drops them).
+fn facts_of_packet(
+    v: &VerifiedPacket,
+    sink: &mut dyn FnMut(Fact) -> Result<()>,
+) -> Result<PacketLink> {
     // The manifest's few facts and the rows, each read as a stream (never the plan or the
     // scenario list as a tree, never the rows file whole); the rows are kept only after
     // the file checked out against the packet's digests.
@@ -411,7 +431,6 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
         kernel_release: Some(manifest.host.kernel_release.clone()),
     };
     let reg = &manifest.registry_digests;
-    let mut facts = Vec::new();
     let mut add = |r: crate::model::results::NormalizedRow| -> Result<()> {
         let Some(sc) = &r.scenario else {
             return Ok(());
@@ -423,7 +442,7 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
             Some(d) => (DigestContext::ProfileDefinition, d.blake3.clone()),
             None => (DigestContext::Plan, manifest.plan_digest.blake3.clone()),
         };
-        facts.push(Fact {
+        sink(Fact {
             profile_id: r.profile_id.clone(),
             profile_key: key,
             context,
@@ -449,8 +468,7 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
                     .map_or("none", |o| o.decision.as_str())
                     .to_string(),
             },
-        });
-        Ok(())
+        })
     };
     // The facts are kept only if the file checks out against the packet's digests.
     v.scan_member(NORMALIZED, &mut |r| {
@@ -462,7 +480,7 @@ fn facts_of_packet(v: &VerifiedPacket) -> Result<(PacketLink, Vec<Fact>)> {
             format!("the bundle's {NORMALIZED} is not normalized events: {e}"),
         )
     })?;
-    Ok((link, facts))
+    Ok(link)
 }
 
 /// The facts compared to decide whether two reports of a scenario disagree.
@@ -540,108 +558,31 @@ struct Mapped {
 /// Map one probe's rows: the agreed behaviour, or `CONFLICT` in each field the rows
 /// disagree on (with the conflict and its sides).
 fn map_probe(profile_id: &str, key: &str, probe_id: &str, rows: &BTreeSet<Backing>) -> Mapped {
-    let behaviours: BTreeSet<Behaviour> = rows.iter().map(Behaviour::of).collect();
-    let (decision, c1) = agreed(behaviours.iter().map(|b| b.decision.as_str()));
-    let (attribution, c2) = agreed(behaviours.iter().map(|b| b.attribution.as_str()));
-    let (stage, c3) = agreed(behaviours.iter().map(|b| b.stage.as_str()));
-    let (oracle, c4) = agreed(behaviours.iter().map(|b| b.oracle.as_str()));
-    let digests: BTreeSet<Option<&String>> =
-        behaviours.iter().map(|b| b.probe_digest.as_ref()).collect();
-    let operations: BTreeSet<Operation> = behaviours.iter().map(|b| b.operation).collect();
-    let c5 = digests.len() > 1;
-    let c6 = operations.len() > 1;
-    let conflict = c1 || c2 || c3 || c4 || c5 || c6;
-    let probe_digest = if c5 {
-        None
-    } else {
-        digests.into_iter().next().flatten().map(|d| Digest {
-            blake3: d.clone(),
-            sha256: None,
-        })
-    };
-    let operation = operations
-        .iter()
-        .next()
-        .copied()
-        .unwrap_or(Operation::FileRead);
-    let scenario_id = rows.iter().next().map_or_else(
-        || format!("{profile_id}:{probe_id}"),
-        |b| b.scenario_id.clone(),
-    );
-    let conflict_record = conflict.then(|| {
-        let fields = [
-            (c2, "attribution"),
-            (c1, "decision"),
-            (c6, "operation"),
-            (c4, "oracle"),
-            (c5, "probe_digest"),
-            (c3, "stage"),
-        ]
-        .into_iter()
-        .filter(|(c, _)| *c)
-        .map(|(_, name)| name.to_string())
-        .collect();
-        Conflict {
-            profile_id: profile_id.to_string(),
-            profile_digest: key.to_string(),
-            probe_id: probe_id.to_string(),
-            scenario_id: scenario_id.clone(),
-            fields,
-            sides: conflict_sides(&behaviours, rows),
-        }
-    });
-    let expected: BTreeSet<_> = rows.iter().map(|r| r.expected).collect();
-    let packets_n = rows
-        .iter()
-        .map(|r| &r.packet)
-        .collect::<BTreeSet<_>>()
-        .len();
-    let signature_input = json!({
-        "probe_id": probe_id,
-        "probe_digest": if c5 { Some(CONFLICT.to_string()) } else { probe_digest.as_ref().map(|d| d.blake3.clone()) },
-        "decision": decision,
-        "attribution": attribution,
-        "stage": stage,
-    });
-    Mapped {
-        scenario: MappedScenario {
-            scenario_id,
-            probe_digest,
-            operation,
-            decision,
-            attribution,
-            stage,
-            oracle,
-            expected: expected.into_iter().collect(),
-            control: rows.iter().any(|r| r.control),
-            conflict,
-            packets: packets_n as u64,
-        },
-        conflict: conflict_record,
-        signature_input,
+    let mut acc = stream::ProbeAcc::default();
+    for r in rows {
+        acc.add(r);
     }
+    acc.finish(profile_id, key, probe_id)
 }
 
+/// Distinct behaviour → the packets and the runs reporting it.
+type Sides = BTreeMap<Behaviour, (BTreeSet<String>, BTreeSet<String>)>;
+
 /// One side per distinct behaviour, with the packets and runs that back it.
-fn conflict_sides(behaviours: &BTreeSet<Behaviour>, rows: &BTreeSet<Backing>) -> Vec<ConflictSide> {
-    behaviours
+fn conflict_sides(sides: &Sides) -> Vec<ConflictSide> {
+    sides
         .iter()
-        .map(|b| {
-            let backing: Vec<&Backing> = rows.iter().filter(|r| Behaviour::of(r) == *b).collect();
-            let packets: BTreeSet<String> = backing.iter().map(|r| r.packet.clone()).collect();
-            let runs: BTreeSet<String> = backing.iter().map(|r| r.run_id.clone()).collect();
-            ConflictSide {
-                probe_digest: b.probe_digest.as_ref().map(|d| Digest {
-                    blake3: d.clone(),
-                    sha256: None,
-                }),
-                decision: b.decision.clone(),
-                attribution: b.attribution.clone(),
-                stage: b.stage.clone(),
-                oracle: b.oracle.clone(),
-                packets: packets.into_iter().collect(),
-                runs: runs.into_iter().collect(),
-            }
+        .map(|(b, (packets, runs))| ConflictSide {
+            probe_digest: b.probe_digest.as_ref().map(|d| Digest {
+                blake3: d.clone(),
+                sha256: None,
+            }),
+            decision: b.decision.clone(),
+            attribution: b.attribution.clone(),
+            stage: b.stage.clone(),
+            oracle: b.oracle.clone(),
+            packets: packets.iter().cloned().collect(),
+            runs: runs.iter().cloned().collect(),
         })
         .collect()
 }
@@ -744,6 +685,126 @@ fn fold(packets: &BTreeMap<String, PacketLink>, facts: &[Fact]) -> Result<Folded
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The whole-set mapping of a probe before rows were folded as they pass
+    // (`stream::ProbeAcc`): the oracle of the generated tests.
+    /// Map one probe's rows: the agreed behaviour, or `CONFLICT` in each field the rows
+    /// disagree on (with the conflict and its sides).
+    fn map_probe_whole(
+        profile_id: &str,
+        key: &str,
+        probe_id: &str,
+        rows: &BTreeSet<Backing>,
+    ) -> Mapped {
+        let behaviours: BTreeSet<Behaviour> = rows.iter().map(Behaviour::of).collect();
+        let (decision, c1) = agreed(behaviours.iter().map(|b| b.decision.as_str()));
+        let (attribution, c2) = agreed(behaviours.iter().map(|b| b.attribution.as_str()));
+        let (stage, c3) = agreed(behaviours.iter().map(|b| b.stage.as_str()));
+        let (oracle, c4) = agreed(behaviours.iter().map(|b| b.oracle.as_str()));
+        let digests: BTreeSet<Option<&String>> =
+            behaviours.iter().map(|b| b.probe_digest.as_ref()).collect();
+        let operations: BTreeSet<Operation> = behaviours.iter().map(|b| b.operation).collect();
+        let c5 = digests.len() > 1;
+        let c6 = operations.len() > 1;
+        let conflict = c1 || c2 || c3 || c4 || c5 || c6;
+        let probe_digest = if c5 {
+            None
+        } else {
+            digests.into_iter().next().flatten().map(|d| Digest {
+                blake3: d.clone(),
+                sha256: None,
+            })
+        };
+        let operation = operations
+            .iter()
+            .next()
+            .copied()
+            .unwrap_or(Operation::FileRead);
+        let scenario_id = rows.iter().next().map_or_else(
+            || format!("{profile_id}:{probe_id}"),
+            |b| b.scenario_id.clone(),
+        );
+        let conflict_record = conflict.then(|| {
+            let fields = [
+                (c2, "attribution"),
+                (c1, "decision"),
+                (c6, "operation"),
+                (c4, "oracle"),
+                (c5, "probe_digest"),
+                (c3, "stage"),
+            ]
+            .into_iter()
+            .filter(|(c, _)| *c)
+            .map(|(_, name)| name.to_string())
+            .collect();
+            Conflict {
+                profile_id: profile_id.to_string(),
+                profile_digest: key.to_string(),
+                probe_id: probe_id.to_string(),
+                scenario_id: scenario_id.clone(),
+                fields,
+                sides: conflict_sides_whole(&behaviours, rows),
+            }
+        });
+        let expected: BTreeSet<_> = rows.iter().map(|r| r.expected).collect();
+        let packets_n = rows
+            .iter()
+            .map(|r| &r.packet)
+            .collect::<BTreeSet<_>>()
+            .len();
+        let signature_input = serde_json::json!({
+            "probe_id": probe_id,
+            "probe_digest": if c5 { Some(CONFLICT.to_string()) } else { probe_digest.as_ref().map(|d| d.blake3.clone()) },
+            "decision": decision,
+            "attribution": attribution,
+            "stage": stage,
+        });
+        Mapped {
+            scenario: MappedScenario {
+                scenario_id,
+                probe_digest,
+                operation,
+                decision,
+                attribution,
+                stage,
+                oracle,
+                expected: expected.into_iter().collect(),
+                control: rows.iter().any(|r| r.control),
+                conflict,
+                packets: packets_n as u64,
+            },
+            conflict: conflict_record,
+            signature_input,
+        }
+    }
+
+    /// One side per distinct behaviour, with the packets and runs that back it.
+    fn conflict_sides_whole(
+        behaviours: &BTreeSet<Behaviour>,
+        rows: &BTreeSet<Backing>,
+    ) -> Vec<ConflictSide> {
+        behaviours
+            .iter()
+            .map(|b| {
+                let backing: Vec<&Backing> =
+                    rows.iter().filter(|r| Behaviour::of(r) == *b).collect();
+                let packets: BTreeSet<String> = backing.iter().map(|r| r.packet.clone()).collect();
+                let runs: BTreeSet<String> = backing.iter().map(|r| r.run_id.clone()).collect();
+                ConflictSide {
+                    probe_digest: b.probe_digest.as_ref().map(|d| Digest {
+                        blake3: d.clone(),
+                        sha256: None,
+                    }),
+                    decision: b.decision.clone(),
+                    attribution: b.attribution.clone(),
+                    stage: b.stage.clone(),
+                    oracle: b.oracle.clone(),
+                    packets: packets.into_iter().collect(),
+                    runs: runs.into_iter().collect(),
+                }
+            })
+            .collect()
+    }
     use crate::model::plan::Expectation;
 
     fn fact(packet: &str, profile: &str, probe: &str, decision: &str) -> Fact {

@@ -7,6 +7,7 @@
 //! field-level JSON differences ([`jsondiff`]).
 
 pub mod digest;
+pub mod extsort;
 pub mod fsx;
 pub mod glob;
 pub mod host;
