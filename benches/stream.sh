@@ -16,7 +16,8 @@
 #        matrix N on 50` run with `nexusmon run`; their scenario count is read from
 #        summary.json). With no BUNDLE, makes 1,000 and 20,000-scenario bundles first
 #        (SIZES="1000 20000" to choose; 100,000 needs the input budget of a plan that size).
-# Env: RUNS (default 3), NEXUSMON_BIN (a binary to measure instead of building one),
+# Env: RUNS (default 3), COMMANDS (names of the commands to measure, e.g. "promote diff";
+#      default all; b3sum is always measured as the reference), NEXUSMON_BIN (a binary to measure instead of building one),
 #      BENCH_DIR (default: a fresh dir under target/), KEEP=1 keeps it. scale.sh calls
 #      `stream_bench BUNDLE...` after sourcing this file with STREAM_LIB=1.
 set -euo pipefail
@@ -34,6 +35,7 @@ stream_bench() {
     # one NAME CMD...: a run under GNU time, "NAME wall cpu rss" appended; it must exit 0.
     one() {
       local name=$1; shift
+      if [ -n "${COMMANDS:-}" ] && [ "$name" != b3sum ] && [[ " $COMMANDS " != *" $name "* ]]; then return 0; fi
       local rc=0
       /usr/bin/time -f '%e %U %S %M' -o "$w/t.txt" "$@" >/dev/null 2>"$w/err.txt" || rc=$?
       if [ "$rc" -ne 0 ]; then cat "$w/err.txt" >&2; echo "stream.sh: $name failed ($rc)" >&2; exit 1; fi
@@ -43,6 +45,8 @@ stream_bench() {
     rm -rf "$w/rv" && mkdir -p "$w/rv/pk"
     (cd "$w/rv" && "$bin" init -q >/dev/null && echo '# nexusmon: require-signed-bundles' >>.nexusmon/trusted_signers)
     (cd "$w/rv" && "$bin" emit-promotion --bundle "$b" --out pk/packet.json -q 2>/dev/null) || [ -f "$w/rv/pk/packet.json" ]
+    # The packet the packet readers use, also when COMMANDS leaves emit-promotion out.
+    "$bin" emit-promotion --bundle "$b" --out "$w/packet.json" --overwrite -q
     for _ in $(seq "$runs"); do
       (cd "$b" && one b3sum b3sum --check BLAKE3SUMS)
       one validate-bundle "$bin" validate-bundle --bundle "$b"

@@ -35,6 +35,8 @@ use crate::model::results::{NormalizedRow, Outcome, PreflightRecord};
 use crate::model::view::{Integrity, RunView};
 use crate::util::jsondiff;
 
+mod lean;
+
 /// Diff the runs at `a` and `b` (bundles, out roots, packets). What the runs did is
 /// compared, not who vouches for them: signatures are checked against the key each carries
 /// ([`super::Unattested`]) and no audit log is consulted.
@@ -43,12 +45,39 @@ use crate::util::jsondiff;
 /// `runtime_events.normalized.jsonl`), a row of each at a time: memory is the changes
 /// found, not the scenarios. Rows out of order (or repeated) on either side, which the
 /// runner never writes, are diffed as before, every row read first.
+///
+/// The manifests are read without their per-scenario parts when both are laid out as the
+/// runner writes them ([`lean`]: the selection skipped, the plans' matrices compared from
+/// sorted runs on disk in a private temporary directory); otherwise whole, as before.
 pub fn diff_paths(a: &Path, b: &Path, root: &Path) -> Result<RunDiff> {
     let sa = BundleSource::open(&view::bundle_dir_of(a, root)?)?;
     let sb = BundleSource::open(&view::bundle_dir_of(b, root)?)?;
     let (source_a, source_b) = (a.display().to_string(), b.display().to_string());
-    let mut va = view::head_of(&sa, &super::Unattested)?;
-    let mut vb = view::head_of(&sb, &super::Unattested)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".nexusmon-diff-")
+        .tempdir()
+        .map_err(|e| {
+            crate::Error::io("create a temporary directory in", &std::env::temp_dir(), e)
+        })?;
+    let leans = match lean::read(&sa, tmp.path(), "a")? {
+        Some(la) => lean::read(&sb, tmp.path(), "b")?.map(|lb| (la, lb)),
+        None => None,
+    };
+    let (mut va, mut vb, plan_fields) = match leans {
+        Some((la, lb)) => {
+            let fields = lean::plan_fields(&la, &lb)?;
+            (
+                view::head_with_manifest(&sa, &super::Unattested, la.manifest)?,
+                view::head_with_manifest(&sb, &super::Unattested, lb.manifest)?,
+                Some(fields),
+            )
+        }
+        None => (
+            view::head_of(&sa, &super::Unattested)?,
+            view::head_of(&sb, &super::Unattested)?,
+            None,
+        ),
+    };
     // The selection (a line per scenario) is not compared: the rows are.
     for v in [&mut va, &mut vb] {
         if let Some(m) = v.manifest.as_mut() {
@@ -61,7 +90,7 @@ pub fn diff_paths(a: &Path, b: &Path, root: &Path) -> Result<RunDiff> {
     if merge_rows(&mut || ra.next(), &mut || rb.next(), &na, &nb, &mut out)? {
         ra.finish()?;
         rb.finish()?;
-        return Ok(finish(&va, &vb, &source_a, &source_b, out));
+        return Ok(finish(&va, &vb, &source_a, &source_b, out, plan_fields));
     }
     let va = view::of_source(&sa, root, &super::Unattested)?;
     let vb = view::of_source(&sb, root, &super::Unattested)?;
@@ -631,7 +660,7 @@ pub fn diff(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> RunDiff
             oracle_changed(x, r, &na, &nb, &mut out);
         }
     }
-    finish(a, b, source_a, source_b, out)
+    finish(a, b, source_a, source_b, out, None)
 }
 
 /// A change for each side whose bundle does not verify.
@@ -658,13 +687,14 @@ fn not_verified(a: &RunView, b: &RunView, source_a: &str, source_b: &str) -> Vec
 }
 
 /// The rest of the diff once the rows' changes are in `out`: preflight, definitions, the
-/// plan, the host; sorted, counted.
+/// plan (`plan_fields` when the plans were compared already), the host; sorted, counted.
 fn finish(
     a: &RunView,
     b: &RunView,
     source_a: &str,
     source_b: &str,
     mut out: Vec<Change>,
+    plan_fields: Option<Vec<jsondiff::FieldChange>>,
 ) -> RunDiff {
     compare_preflight(a, b, &mut out);
     let decisions_changed = out.iter().any(|c| c.severity > Severity::Info);
@@ -703,7 +733,8 @@ fn finish(
             }
             v
         };
-        let fields = jsondiff::diff(&strip(&ma.plan), &strip(&mb.plan));
+        let fields =
+            plan_fields.unwrap_or_else(|| jsondiff::diff(&strip(&ma.plan), &strip(&mb.plan)));
         if !fields.is_empty() {
             let names: Vec<String> = fields.iter().map(|f| f.path.clone()).collect();
             defs.push(Change {
@@ -904,7 +935,7 @@ mod tests {
             )
             .unwrap();
             assert!(sorted);
-            let merged = finish(&va, &vb, "a", "b", out);
+            let merged = finish(&va, &vb, "a", "b", out, None);
             assert_eq!(
                 serde_json::to_value(&merged).unwrap(),
                 serde_json::to_value(&whole).unwrap()

@@ -424,6 +424,23 @@ impl crate::report::RowSource for BundleRows<'_> {
 /// packet (`None`): the manifest, summary, preflight and verdict, what a reader that
 /// walks the rows itself (`diff`, a merge join of two runs' rows) needs beside them.
 pub fn head_of(src: &BundleSource, attestor: &dyn Attestor) -> Result<RunView> {
+    head_with(src, attestor, None)
+}
+
+/// [`head_of`] with the run manifest already read (as the caller chose to read it).
+pub fn head_with_manifest(
+    src: &BundleSource,
+    attestor: &dyn Attestor,
+    manifest: RunManifest,
+) -> Result<RunView> {
+    head_with(src, attestor, Some(manifest))
+}
+
+fn head_with(
+    src: &BundleSource,
+    attestor: &dyn Attestor,
+    read_manifest: Option<RunManifest>,
+) -> Result<RunView> {
     let attestation = attestor.attest(src)?;
     let mut unreadable = Vec::new();
     let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
@@ -433,7 +450,10 @@ pub fn head_of(src: &BundleSource, attestor: &dyn Attestor) -> Result<RunView> {
         }
         Ok(b)
     };
-    let manifest: Option<RunManifest> = parse(get("run_manifest.json")?);
+    let manifest: Option<RunManifest> = match read_manifest {
+        Some(m) => Some(m),
+        None => parse(get("run_manifest.json")?),
+    };
     let summary: Option<Summary> = parse(get("summary.json")?);
     let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
         .map(|p| p.profiles)

@@ -66,7 +66,15 @@ pub fn diff(before: &Value, after: &Value) -> Vec<FieldChange> {
     out
 }
 
-fn key_path(base: &str, key: &str) -> String {
+/// [`diff`] of two values found at `path` (the paths of the fields start with it).
+pub fn diff_at(path: &str, before: &Value, after: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    walk(path, before, after, &mut out);
+    out
+}
+
+/// The path of member `key` of the object at `base`, as [`diff`] names it.
+pub fn key_path(base: &str, key: &str) -> String {
     let simple = !key.is_empty()
         && key
             .chars()

@@ -373,6 +373,15 @@ fn edited_mappings_are_refused_never_merged_into() {
     let r = p.nx(&["promote", "--out", "partial", "--packets", "b.json"]);
     r.code(2);
     assert!(r.stderr.contains("incomplete"), "{}", r.stderr);
+    // The sorted runs' private directory beside the mappings is gone after a refusal as
+    // after a success.
+    promote(&p, "maps2", &["a.json", "b.json"]).code(0);
+    let left: Vec<String> = std::fs::read_dir(p.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".nexusmon-promote-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

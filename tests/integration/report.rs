@@ -701,3 +701,121 @@ fn report_written_a_row_at_a_time_is_the_whole_views_for_generated_runs() {
         }
     }
 }
+
+/// Rewrite a bundle's `run_manifest.json` with the same content: compact (still laid out as
+/// the runner writes it, keys sorted) or with the plan's matrix keys in reverse order (not
+/// laid out so: `diff` then reads the manifest whole). Either way the seal no longer holds.
+fn rewrite_manifest(bundle: &Path, to: &Path, reversed: bool) {
+    crate::util::copy_dir(bundle, to);
+    let path = to.join("run_manifest.json");
+    let v = read_json(&path);
+    let text = if reversed {
+        let m = v["plan"]["scenarios"].as_object().unwrap();
+        let mut parts = Vec::new();
+        for (p, probes) in m.iter().rev() {
+            let inner: Vec<String> = probes
+                .as_object()
+                .unwrap()
+                .iter()
+                .rev()
+                .map(|(k, x)| format!("{}:{x}", serde_json::Value::from(k.as_str())))
+                .collect();
+            parts.push(format!(
+                "{}:{{{}}}",
+                serde_json::Value::from(p.as_str()),
+                inner.join(",")
+            ));
+        }
+        let mut v = v.clone();
+        v["plan"]["scenarios"] = serde_json::json!("@M@");
+        serde_json::to_string(&v)
+            .unwrap()
+            .replace("\"@M@\"", &format!("{{{}}}", parts.join(",")))
+    } else {
+        serde_json::to_string(&v).unwrap()
+    };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// `diff` reads the manifests without their matrices and selections (compared from sorted
+/// runs on disk) when they are laid out as the runner writes them, and whole otherwise: for
+/// generated plan changes the two give the same document.
+#[test]
+fn diff_with_matrices_compared_on_disk_is_the_diff_of_the_whole_manifests() {
+    let p = Project::shipped();
+    p.run("quickstart", &[]).code(0);
+    let a = latest_bundle(p.root());
+    let plan_path = p.path("plans/quickstart/plan.json");
+    let original = read_json(&plan_path);
+    for seed in 0..2u64 {
+        let mut rng = crate::util::Rng(seed);
+        let mut plan = original.clone();
+        let m = plan["scenarios"].as_object_mut().unwrap();
+        for probes in m.values_mut() {
+            let probes = probes.as_object_mut().unwrap();
+            let keys: Vec<String> = probes.keys().cloned().collect();
+            for k in &keys[1..] {
+                match rng.below(3) {
+                    0 => {
+                        probes.remove(k);
+                    }
+                    1 => {
+                        let flip = if probes[k] == "allow" {
+                            "deny"
+                        } else {
+                            "allow"
+                        };
+                        probes[k] = flip.into();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if rng.chance(50) {
+            plan["description"] = format!("changed {seed}").into();
+        }
+        std::fs::write(&plan_path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+        let r = p.run("quickstart", &[]);
+        assert!(r.status == 0 || r.status == 1, "{}", r.stderr);
+        let b = latest_bundle(p.root());
+        let dir = p.path(&format!("cmp{seed}"));
+        let mut docs = Vec::new();
+        for reversed in [false, true] {
+            let (x, y) = (
+                dir.join(format!("a{reversed}")),
+                dir.join(format!("b{reversed}")),
+            );
+            rewrite_manifest(&a, &x, reversed);
+            rewrite_manifest(&b, &y, reversed);
+            let j = p.nx(&["--json", "diff", x.to_str().unwrap(), y.to_str().unwrap()]);
+            let text = j
+                .stdout
+                .replace(x.to_str().unwrap(), "A")
+                .replace(y.to_str().unwrap(), "B");
+            docs.push((j.status, text));
+        }
+        assert_eq!(docs[0], docs[1], "seed {seed}");
+        let v: serde_json::Value = serde_json::from_str(&docs[0].1).unwrap();
+        assert!(
+            v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["kind"] == "plan-changed"),
+            "seed {seed}: {v:#}"
+        );
+        // The sealed bundles themselves (read lean) give the same plan fields.
+        let j = p.nx(&["--json", "diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+        let w: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+        let plan_of = |v: &serde_json::Value| {
+            v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["kind"] == "plan-changed")
+                .map(|c| c["fields"].clone())
+        };
+        assert_eq!(plan_of(&w), plan_of(&v), "seed {seed}");
+    }
+}
