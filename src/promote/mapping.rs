@@ -830,6 +830,48 @@ mod tests {
         }
     }
 
+    /// Rows folded as they pass (`stream::ProbeAcc`) map a probe as the whole-set mapping
+    /// did: generated rows of one probe, agreeing and disagreeing in every field.
+    #[test]
+    fn a_probe_mapped_row_by_row_is_the_probe_mapped_from_all_its_rows() {
+        use crate::util::testrng::Rng;
+        let ops = [Operation::FileRead, Operation::FileWrite];
+        for seed in 0..500u64 {
+            let mut rng = Rng(seed);
+            let n = 1 + rng.below(8usize);
+            let rows: BTreeSet<Backing> = (0..n)
+                .map(|_| {
+                    let packet = format!("pk{}", rng.below(3));
+                    Backing {
+                        run_id: format!("run{}", rng.below(3)),
+                        artifact_index_blake3: format!("idx-{packet}"),
+                        packet,
+                        scenario_id: format!("ro:read{}", rng.below(2)),
+                        probe_id: "read".into(),
+                        probe_digest: (!rng.chance(20))
+                            .then(|| Digest::blake3_of(&[u8::from(rng.chance(20))])),
+                        operation: *rng.pick(&ops),
+                        expected: if rng.chance(50) {
+                            crate::model::plan::Expectation::Allow
+                        } else {
+                            crate::model::plan::Expectation::Deny
+                        },
+                        control: rng.chance(20),
+                        decision: rng.pick(&["allow", "deny", "deny"]).to_string(),
+                        attribution: rng.pick(&["profile-shaped", "profile-shaped", "ambient"]).to_string(),
+                        stage: rng.pick(&["operation", "operation", "setup"]).to_string(),
+                        oracle: rng.pick(&["deny", "deny", "allow", "none"]).to_string(),
+                    }
+                })
+                .collect();
+            let got = map_probe("ro", "k1", "read", &rows);
+            let want = map_probe_whole("ro", "k1", "read", &rows);
+            assert_eq!(got.scenario, want.scenario, "seed {seed}");
+            assert_eq!(got.conflict, want.conflict, "seed {seed}");
+            assert_eq!(got.signature_input, want.signature_input, "seed {seed}");
+        }
+    }
+
     fn link(packet: &str) -> PacketLink {
         PacketLink {
             run_id: format!("run-{packet}"),

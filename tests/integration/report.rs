@@ -735,6 +735,8 @@ fn rewrite_manifest(bundle: &Path, to: &Path, reversed: bool) {
         serde_json::to_string(&v).unwrap()
     };
     assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
+    // Sealed members are read-only: replace the file.
+    std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, text).unwrap();
 }
 
