@@ -57,7 +57,7 @@ pub fn diff_paths(a: &Path, b: &Path, root: &Path) -> Result<RunDiff> {
         .prefix(".nexusmon-diff-")
         .tempdir()
         .map_err(|e| {
-            crate::Error::io("create a temporary directory in", &std::env::temp_dir(), e)
+            crate::Error::io("create a temporary directory in", std::env::temp_dir(), e)
         })?;
     let leans = match lean::read(&sa, tmp.path(), "a")? {
         Some(la) => lean::read(&sb, tmp.path(), "b")?.map(|lb| (la, lb)),

@@ -858,7 +858,9 @@ mod tests {
                         },
                         control: rng.chance(20),
                         decision: rng.pick(&["allow", "deny", "deny"]).to_string(),
-                        attribution: rng.pick(&["profile-shaped", "profile-shaped", "ambient"]).to_string(),
+                        attribution: rng
+                            .pick(&["profile-shaped", "profile-shaped", "ambient"])
+                            .to_string(),
                         stage: rng.pick(&["operation", "operation", "setup"]).to_string(),
                         oracle: rng.pick(&["deny", "deny", "allow", "none"]).to_string(),
                     }

@@ -198,12 +198,11 @@ impl<T: DeserializeOwned> Iterator for RunReader<T> {
             }
             Ok(_) => {
                 self.hasher.update(&self.line);
-                match serde_json::from_slice(&self.line) {
-                    Ok(v) => Some(Ok(v)),
-                    Err(_) => {
-                        self.done = true;
-                        Some(Err(changed(&self.path)))
-                    }
+                if let Ok(v) = serde_json::from_slice(&self.line) {
+                    Some(Ok(v))
+                } else {
+                    self.done = true;
+                    Some(Err(changed(&self.path)))
                 }
             }
         }
@@ -283,17 +282,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for seed in 0..40u64 {
             let mut rng = Rng(seed);
-            let n = rng.below(3000) as usize;
+            let n = rng.below(3000usize);
             let items: Vec<(String, u64)> = (0..n)
                 .map(|_| {
-                    let len = rng.below(40) as usize;
+                    let len = rng.below(40usize);
                     let s: String = (0..len)
-                        .map(|_| (b'a' + rng.below(3) as u8) as char)
+                        .map(|_| char::from(b'a' + rng.below(3u8)))
                         .collect();
                     (s, rng.below(50))
                 })
                 .collect();
-            let budget = 1 + rng.below(20_000) as usize;
+            let budget = 1 + rng.below(20_000usize);
             let mut s = Sorter::new(dir.path(), &format!("s{seed}"), budget);
             for it in &items {
                 s.push(it.clone(), it.0.len()).unwrap();
@@ -335,7 +334,7 @@ mod tests {
             let run = s.finish().unwrap();
             let mut bytes = std::fs::read(&run.path).unwrap();
             // Change one digit into another (still valid JSON lines) or drop a line.
-            let at = rng.below(bytes.len() as u64) as usize;
+            let at = rng.below(bytes.len());
             if bytes[at].is_ascii_digit() && rng.below(2) == 0 {
                 bytes[at] = b'0' + (bytes[at] - b'0' + 1) % 10;
             } else {

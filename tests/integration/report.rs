@@ -744,6 +744,7 @@ fn rewrite_manifest(bundle: &Path, to: &Path, reversed: bool) {
 /// runs on disk) when they are laid out as the runner writes them, and whole otherwise: for
 /// generated plan changes the two give the same document.
 #[test]
+#[allow(clippy::many_single_char_names)]
 fn diff_with_matrices_compared_on_disk_is_the_diff_of_the_whole_manifests() {
     let p = Project::shipped();
     p.run("quickstart", &[]).code(0);

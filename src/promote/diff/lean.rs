@@ -171,6 +171,7 @@ fn profile_object(first: Entry, r: &mut RunReader<Entry>) -> Result<(Value, Opti
 
 /// The matrix's changed fields, walking both sorted runs side by side (each key once on
 /// a side: the parse refuses a matrix whose keys do not increase).
+#[allow(clippy::many_single_char_names)]
 fn matrix_fields(base: &str, a: &Run, b: &Run, out: &mut Vec<FieldChange>) -> Result<()> {
     let (mut ra, mut rb) = (a.reader::<Entry>()?, b.reader::<Entry>()?);
     let (mut x, mut y) = (ra.next().transpose()?, rb.next().transpose()?);

@@ -50,6 +50,7 @@ pub(super) struct Rec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // one per record; boxing a row costs an allocation each
 enum Item {
     C(DigestContext),
     R(String, Backing),
@@ -1105,6 +1106,7 @@ mod tests {
     const NAMES: [&str; 3] = [LINKS_FILE, SIGNATURES_FILE, OP_SUMMARY_FILE];
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn the_streamed_fold_writes_the_bytes_of_the_whole_fold() {
         let tmp = tempfile::tempdir().unwrap();
         for seed in 0..40u64 {
