@@ -593,30 +593,38 @@ fn exec_child(
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
         };
-        // In the init's PID namespace for this one clone (this thread's children only).
-        let entered = match &spec.ns_init {
-            Some(init) => Some(
-                EnteredPidNs::enter(init)
-                    .map_err(|e| Ended::SetupFailed(SetupStep::Namespaces, e))?,
-            ),
-            None => None,
-        };
-        let spawned = spawn::spawn(
-            &spec.program,
-            &argv,
-            &env,
-            spec.cwd.as_deref(),
-            spec.clean,
-            cgroup.map(ChildCgroup::procs_fd),
-            prepared,
-            spec.stdin.as_deref(),
-            spec.isolation.as_ref(),
-            spec.ns_init
-                .as_ref()
-                .filter(|i| i.proc_mounted())
-                .map(|i| i.pidfd()),
-        );
-        drop(entered);
+        let (program, stdin, isolation) = (&spec.program, spec.stdin.as_deref(), &spec.isolation);
+        let (cwd, clean, ns_init) = (spec.cwd.as_deref(), spec.clean, &spec.ns_init);
+        let procs = cgroup.map(ChildCgroup::procs_fd);
+        // On a thread whose bounding set is the child's already (`spawn::with_bounding`).
+        let keep = isolation.as_ref().and_then(Isolation::bounding_target);
+        let spawned = spawn::with_bounding(keep, || {
+            // In the init's PID namespace for this one clone (this thread's children only).
+            let entered = match ns_init {
+                Some(init) => Some(
+                    EnteredPidNs::enter(init)
+                        .map_err(|e| SpawnError::Setup(SetupStep::Namespaces, e))?,
+                ),
+                None => None,
+            };
+            let spawned = spawn::spawn(
+                program,
+                &argv,
+                &env,
+                cwd,
+                clean,
+                procs,
+                prepared,
+                stdin,
+                isolation.as_ref(),
+                ns_init
+                    .as_ref()
+                    .filter(|i| i.proc_mounted())
+                    .map(|i| i.pidfd()),
+            );
+            drop(entered);
+            spawned
+        });
         return match spawned {
             Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
