@@ -669,6 +669,86 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// A child's setup failure comes back through the memory it shares with its parent
+    /// until it execs or exits ([`fail`]): generated sequences of children whose program
+    /// is missing (`execve`: ENOENT), whose working directory is missing (the chdir step:
+    /// ENOENT), or that start and exit 0 — with and without an isolation (so on this
+    /// thread or a spawner). Each gets its own answer, never the one before it.
+    #[test]
+    fn each_childs_setup_failure_is_its_own() {
+        let runner = RunnerPrivileges::current();
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let privileges = ChildPrivileges {
+            applied: runner.euid == 0,
+            uid: runner.euid,
+            gid: runner.egid,
+            identity: false,
+            capabilities: Vec::new(),
+            cap_last: runner.cap_last,
+            bounding_cleared: runner.euid == 0,
+            pid_namespace: false,
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: privilege::RO_NONE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let (iso, _) = Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: Ok(()),
+            scratch: dir.path(),
+            host_read_only: false,
+            read_only_inputs: &[],
+        });
+        let mut rng = crate::util::testrng::Rng(0x0fa1_1ed5);
+        let none = Prepared::none();
+        for round in 0..60 {
+            let kind = rng.below(3u8);
+            let program = if kind == 0 {
+                "/nonexistent/prog"
+            } else {
+                "/bin/true"
+            };
+            let cwd = if kind == 1 {
+                gone.as_path()
+            } else {
+                dir.path()
+            };
+            let isolation = rng.chance(50).then_some(&iso);
+            let argv = vec![program.to_string()];
+            let got = with_bounding(isolation.and_then(Isolation::bounding_target), || {
+                spawn(
+                    Path::new(program),
+                    &argv,
+                    &[],
+                    Some(cwd),
+                    true,
+                    None,
+                    &none,
+                    None,
+                    isolation,
+                    None,
+                )
+            });
+            match (kind, got) {
+                (0, Err(e)) => assert_eq!(e, SpawnError::Exec(libc::ENOENT), "{round}"),
+                (1, Err(e)) => assert_eq!(
+                    e,
+                    SpawnError::Setup(SetupStep::CloseFds, libc::ENOENT),
+                    "{round}"
+                ),
+                (2, Ok(s)) => {
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+                    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{round}");
+                }
+                (k, got) => panic!("round {round}, kind {k}: {got:?}"),
+            }
+        }
+    }
+
     /// Random kept capability sets and identities, applied to a real child: its five
     /// capability sets hold exactly the kept ones and its ids are the identity's (the PID
     /// namespace, which the runner enters around the spawn, is tested end to end). Each
