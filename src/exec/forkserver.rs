@@ -1258,7 +1258,7 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
             abi: Some(abi),
         };
         match request {
-            Ok(req) => helper::respond_with(req, &known, &mut *out),
+            Ok(req) => helper::respond_with(req, known, &mut *out),
             Err(msg) => helper::emit_bad_request(&mut *out, msg),
         }
     }))

@@ -175,7 +175,7 @@ pub fn emit_bad_request(out: &mut dyn Write, msg: &str) -> i32 {
 
 /// Perform a parsed request and print its one line; returns the exit code.
 pub fn respond(req: &HelperRequest<'_>, out: &mut dyn Write) -> i32 {
-    respond_with(req, &Known::default(), out)
+    respond_with(req, Known::default(), out)
 }
 
 /// What the process that starts the helper's code has done or learned for it already (a
@@ -190,7 +190,7 @@ pub struct Known {
 }
 
 /// [`respond`], with what is [`Known`] already.
-pub fn respond_with(req: &HelperRequest<'_>, known: &Known, out: &mut dyn Write) -> i32 {
+pub fn respond_with(req: &HelperRequest<'_>, known: Known, out: &mut dyn Write) -> i32 {
     let line = run_with(req, known);
     let code = match (line.outcome, line.stage) {
         (_, Stage::Apply) => EXIT_APPLY_FAILED,
@@ -239,11 +239,11 @@ struct Prepared {
 
 /// Perform the request; never panics, always returns a line.
 pub fn run(req: &HelperRequest<'_>) -> HelperLine {
-    run_with(req, &Known::default())
+    run_with(req, Known::default())
 }
 
 /// [`run`], with what is [`Known`] already.
-fn run_with(req: &HelperRequest<'_>, known: &Known) -> HelperLine {
+fn run_with(req: &HelperRequest<'_>, known: Known) -> HelperLine {
     let mut line = HelperLine {
         v: HELPER_VERSION,
         op: req.op.clone(),

@@ -849,3 +849,35 @@ fn nothing_a_child_leaves_in_its_shared_namespace_escapes_the_check() {
     }
     assert!(kinds.iter().all(|k| *k > 0), "{kinds:?}");
 }
+
+/// A forked child whose setup step fails (here its working directory is missing) is
+/// reported as the spawn reports an executed helper's: the step and errno, no child, no
+/// line — though the server told it only with the child's end — and the server serves on.
+#[test]
+fn a_forked_childs_failed_setup_step_is_reported_as_the_spawns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Arc::new(ForkServer::start(&bin()).unwrap());
+    let missing = d.join("no-such-directory");
+    let target = d.join("t");
+    std::fs::write(&target, "x").unwrap();
+    for round in 0..3 {
+        let forked = child::run_child(
+            &spec(request(&target), &missing, Some(&server)),
+            Tracking::None,
+        );
+        let executed = child::run_child(&spec(request(&target), &missing, None), Tracking::None);
+        assert!(
+            matches!(forked.ended, Ended::SetupFailed(_, e) if e == libc::ENOENT),
+            "round {round}: {forked:?}"
+        );
+        assert_eq!(forked.ended, executed.ended, "round {round}");
+        assert_eq!((forked.pid, executed.pid), (0, 0), "round {round}");
+        assert!(forked.stdout.kept.is_empty() && forked.leaked.is_empty());
+        assert!(!server.is_broken(), "round {round}");
+        // The server serves the next child as before.
+        let ok = child::run_child(&spec(request(&target), d, Some(&server)), Tracking::None);
+        assert_eq!(ok.ended, Ended::Exited(0), "round {round}: {ok:?}");
+        assert!(helper::parse_line(&ok.stdout.kept).is_some());
+    }
+}
