@@ -25,10 +25,11 @@
 //!   pidfds do not name processes);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
-//!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
-//!   process group on the direct channel), its cgroup (`cgroup.procs` passed as a
-//!   descriptor), its identity and capabilities ([`Isolation::enforce_identity`]), the
-//!   dumpable flag `execve` would have reset, exactly the environment the runner gives
+//!   scratch directory as cwd, `setsid` and umask 022 (or its own process group on the
+//!   direct channel), its cgroup (`cgroup.procs` passed as a descriptor), its identity and
+//!   capabilities ([`Isolation::enforce_identity`]), the parent-death signal (after the
+//!   identity step, which would clear it; set once: the helper's code does not set it
+//!   again), the dumpable flag `execve` would have reset, exactly the environment the runner gives
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
 //!   as [`super::spawn`] reports it (with the child's end: see *The setup report* below);
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
@@ -57,8 +58,8 @@
 //! - *Nobody else touches the shared memory while it lives.* The server prepares all the
 //!   child reads before the clone (the request parsed, environment, working directory,
 //!   descriptors) and changes none of it until the child has exited: after the clone it
-//!   only sends the started reply from a local buffer and waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's sweep), all
-//!   system calls on its own stack, no allocation, no lock. So the child may use the
+//!   only sends the started reply from a local buffer and waits (`waitid(WEXITED |
+//!   WNOWAIT)`, leaving the zombie for the runner's sweep), all system calls on its own stack, no allocation, no lock. So the child may use the
 //!   allocator (the helper's code does) as a forked child did; it frees what it allocated
 //!   before its `_exit`. All signals are blocked in the server across the clone; the child
 //!   restores the mask.
@@ -1214,16 +1215,6 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
         {
             fail(report, STEP_CHDIR, errno());
         }
-        // Die with the server; a server gone before this line hung up the pipe.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        let mut p = libc::pollfd {
-            fd: fds.alive.0,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLHUP != 0 {
-            libc::_exit(127);
-        }
         if l.clean {
             if libc::setsid() < 0 {
                 fail(report, SetupStep::Setsid as u32, errno());
@@ -1241,6 +1232,20 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
             && let Err((step, e)) = iso.enforce_identity_from(Some(bounding))
         {
             fail(report, step as u32, e);
+        }
+        // Die with the server; a server gone before this line hung up the pipe. Set after
+        // the identity step, which clears it (the kernel resets the parent-death signal at
+        // a change of effective or filesystem uid or gid): set once, it holds until the
+        // helper's code has run. A server gone during the steps above ends the child here,
+        // before any of the helper's code.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let mut p = libc::pollfd {
+            fd: fds.alive.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLHUP != 0 {
+            libc::_exit(127);
         }
         // What `execve` would have done: dumpable again (a change of identity cleared it),
         // exactly the given environment.

@@ -855,6 +855,7 @@ fn nothing_a_child_leaves_in_its_shared_namespace_escapes_the_check() {
 /// line — though the server told it only with the child's end — and the server serves on.
 #[test]
 fn a_forked_childs_failed_setup_step_is_reported_as_the_spawns() {
+    let runner = root_with_sys_admin();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let server = Arc::new(ForkServer::start(&bin()).unwrap());
@@ -862,11 +863,15 @@ fn a_forked_childs_failed_setup_step_is_reported_as_the_spawns() {
     let target = d.join("t");
     std::fs::write(&target, "x").unwrap();
     for round in 0..3 {
-        let forked = child::run_child(
-            &spec(request(&target), &missing, Some(&server)),
-            Tracking::None,
-        );
-        let executed = child::run_child(&spec(request(&target), &missing, None), Tracking::None);
+        // With an isolation, the executed helper is started through the spawn, which
+        // reports the failed `chdir` as a setup step.
+        let iso = isolation(&runner, d, 0, false, 0, false);
+        let failing = |server: Option<&Arc<ForkServer>>| {
+            let mut s = spec(request(&target), &missing, server);
+            s.isolation = Some(iso.clone());
+            child::run_child(&s, Tracking::None)
+        };
+        let (forked, executed) = (failing(Some(&server)), failing(None));
         assert!(
             matches!(forked.ended, Ended::SetupFailed(_, e) if e == libc::ENOENT),
             "round {round}: {forked:?}"
@@ -879,5 +884,49 @@ fn a_forked_childs_failed_setup_step_is_reported_as_the_spawns() {
         let ok = child::run_child(&spec(request(&target), d, Some(&server)), Tracking::None);
         assert_eq!(ok.ended, Ended::Exited(0), "round {round}: {ok:?}");
         assert!(helper::parse_line(&ok.stdout.kept).is_some());
+    }
+}
+
+/// A forked child dies with its server whatever identity it switched to (the kernel clears
+/// the parent-death signal at a change of uid or gid, so it is set after that step): a
+/// child blocked on a FIFO is gone at once when its server is killed, long before its
+/// timeout.
+#[test]
+fn a_forked_child_with_an_identity_dies_with_its_server() {
+    let runner = root_with_sys_admin();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o666) }, 0);
+    for (uid, identity) in [(65534, true), (0, false)] {
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let spid = server.pid();
+        let mut s = spec(request(&fifo), d, Some(&server));
+        s.isolation = Some(isolation(&runner, d, uid, identity, 0, false));
+        s.timeout = Duration::from_secs(20);
+        let t = std::time::Instant::now();
+        let run = std::thread::spawn(move || child::run_child(&s, Tracking::None));
+        let c = (0..1000)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                children_of(spid).first().copied()
+            })
+            .expect("the child started");
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: killing the server we started.
+        unsafe { libc::kill(i32::try_from(spid).unwrap(), libc::SIGKILL) };
+        let r = run.join().unwrap();
+        assert!(!r.timed_out, "uid {uid}: {r:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "uid {uid}: {r:?}");
+        assert!(
+            !Path::new(&format!("/proc/{c}/status")).exists() || {
+                let st = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+                st.contains("State:\tZ")
+            },
+            "uid {uid}: the child outlived its server"
+        );
+        drop(server);
     }
 }
