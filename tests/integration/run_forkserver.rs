@@ -903,12 +903,12 @@ fn a_forked_child_with_an_identity_dies_with_its_server() {
     for (uid, identity) in [(65534, true), (0, false)] {
         let server = Arc::new(ForkServer::start(&bin()).unwrap());
         let spid = server.pid();
-        let mut s = spec(request(&fifo), d, Some(&server));
-        s.isolation = Some(isolation(&runner, d, uid, identity, 0, false));
-        s.timeout = Duration::from_secs(20);
-        let t = std::time::Instant::now();
-        let run = std::thread::spawn(move || child::run_child(&s, Tracking::None));
-        let c = (0..1000)
+        let mut hung = spec(request(&fifo), d, Some(&server));
+        hung.isolation = Some(isolation(&runner, d, uid, identity, 0, false));
+        hung.timeout = Duration::from_secs(20);
+        let started = std::time::Instant::now();
+        let run = std::thread::spawn(move || child::run_child(&hung, Tracking::None));
+        let forked = (0..1000)
             .find_map(|_| {
                 std::thread::sleep(Duration::from_millis(5));
                 children_of(spid).first().copied()
@@ -919,10 +919,14 @@ fn a_forked_child_with_an_identity_dies_with_its_server() {
         unsafe { libc::kill(i32::try_from(spid).unwrap(), libc::SIGKILL) };
         let r = run.join().unwrap();
         assert!(!r.timed_out, "uid {uid}: {r:?}");
-        assert!(t.elapsed() < Duration::from_secs(10), "uid {uid}: {r:?}");
         assert!(
-            !Path::new(&format!("/proc/{c}/status")).exists() || {
-                let st = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+            started.elapsed() < Duration::from_secs(10),
+            "uid {uid}: {r:?}"
+        );
+        assert!(
+            !Path::new(&format!("/proc/{forked}/status")).exists() || {
+                let st =
+                    std::fs::read_to_string(format!("/proc/{forked}/status")).unwrap_or_default();
                 st.contains("State:\tZ")
             },
             "uid {uid}: the child outlived its server"
