@@ -12,9 +12,10 @@
 //! unwinding: dup2 of stdio, the mounts of its mount namespace (private, or its worker's
 //! prepared one when it can never change it: `Isolation::stays_in_prepared_mounts`)
 //! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
-//! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
+//! the read-only host of the baseline), chdir, `setsid` / `setpgid`, umask,
 //! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities
-//! ([`Isolation::enforce_identity`]), then [`Prepared::enforce_in_child`]
+//! ([`Isolation::enforce_identity`]), PDEATHSIG (after the identity, which clears it),
+//! then [`Prepared::enforce_in_child`]
 //! (rlimits, no-new-privs, `landlock_restrict_self`, seccomp last), the signal mask, and
 //! `execve`. A failure stores `(step, errno)` in the parent's memory, which the child
 //! shares until it execs or exits (`CLONE_VM`: the way glibc's `posix_spawn` reports its
@@ -559,27 +560,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             return fail(&a.failure, STEP_CHDIR, *libc::__errno_location());
         }
-        // Die with the runner (the spawning worker thread, suspended in vfork until the
-        // exec, outlives the child's wait). A runner killed before this line left the child
-        // re-parented already: then the signal would never come, so stop here.
-        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
-        // the runner's pidfd tells (readable once the runner has exited). The parent
-        // thread, suspended in the vfork until the child execs, can only end with the
-        // whole runner.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
-            let mut p = libc::pollfd {
-                fd: a.runner,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            libc::poll(&raw mut p, 1, 0) == 1
-        } else {
-            libc::getppid() != a.parent
-        };
-        if orphaned {
-            libc::_exit(127);
-        }
         if a.clean {
             if libc::setsid() < 0 {
                 return fail(
@@ -613,6 +593,29 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             && let Err((step, e)) = iso.enforce_identity_from(a.bounding)
         {
             return fail(&a.failure, step as u32, e);
+        }
+        // Die with the runner. Set after the identity step: the kernel clears the
+        // parent-death signal when the uid or gid changes (`commit_creds`). The spawning
+        // thread, suspended in vfork until the exec, outlives the child's wait. A runner
+        // killed before this line left the child re-parented already: then the signal
+        // would never come, so stop here.
+        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
+        // the runner's pidfd tells (readable once the runner has exited). The parent
+        // thread, suspended in the vfork until the child execs, can only end with the
+        // whole runner.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
+            let mut p = libc::pollfd {
+                fd: a.runner,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&raw mut p, 1, 0) == 1
+        } else {
+            libc::getppid() != a.parent
+        };
+        if orphaned {
+            libc::_exit(127);
         }
         if let Err((step, e)) = a.prepared.enforce_in_child() {
             return fail(&a.failure, step as u32, e);
@@ -834,7 +837,13 @@ mod tests {
                 read_only_inputs: &[],
             });
             let (out, st) = run(
-                &["/bin/sh", "-c", "cat /proc/self/status; echo \"pid $$\""],
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "cat /proc/self/status; echo \"pid $$\"; exec /usr/bin/python3 -c \
+                     'import ctypes; v = ctypes.c_int(); \
+                      ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(\"pdeathsig\", v.value)'",
+                ],
                 &iso,
                 Path::new("/"),
             );
@@ -857,6 +866,12 @@ mod tests {
                 field(&out, "Uid:"),
                 format!("{uid}\t{uid}\t{uid}\t{uid}"),
                 "{round}"
+            );
+            // The parent-death signal survives the identity step (PR_GET_PDEATHSIG).
+            assert_eq!(
+                field(&out, "pdeathsig"),
+                "9",
+                "round {round} uid {uid}\n{out}"
             );
             assert_eq!(field(&out, "Gid:"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
             if identity {
