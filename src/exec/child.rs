@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::forkserver::{ForkServer, LaunchError, LaunchSpec};
 use super::spawn::{self, SpawnError};
-use super::zygote::NsInit;
+use super::zygote::{NsInit, Parent};
 use crate::model::results::{Leaked, Rusage};
 use crate::sandbox::apply::{Prepared, SetupStep, errno};
 use crate::sandbox::cgroup::{ChildCgroup, WorkerCgroup};
@@ -240,17 +240,45 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // A namespace shared with the worker thread's next children is ended, and
     // replaced, as soon as this child left anything in it or timed out; else it holds
     // nothing of this child once it is reaped.
+    //
+    // The namespace's own listing proves in two or three system calls that it holds
+    // nothing but its init and this child (`NsInit::holds_only_the_child`); only when it
+    // holds more is everything listed. It lists every process of the namespace, wherever
+    // it was re-parented or whatever cgroup it moved to, so then nothing of this child is
+    // outside it and the worker's cgroup (shared with nothing else of this child) is not
+    // read; a cgroup of the child's own (a process limit) is emptied as before.
+    let mut ns_clean = false;
     let sweep = if let Some(init) = &spec.ns_init {
-        let survivors = init.survivors(timed_out.then_some(pid));
+        ns_clean = init.holds_only_the_child() == Some(true);
+        let survivors = if ns_clean {
+            Vec::new()
+        } else {
+            let parent = match server {
+                Some(s) => Parent::Process(s.pid()),
+                // SAFETY: gettid takes no argument.
+                None => Parent::RunnerThread(unsafe { libc::gettid() }.cast_unsigned()),
+            };
+            init.survivors(pid, Some(parent), timed_out.then_some(pid))
+        };
         if !init.is_shared() || timed_out || !survivors.is_empty() {
             init.kill();
         }
         leaked.extend(survivors);
+        if server.is_none() && init.is_killed() {
+            // What the child started with `CLONE_PARENT` is this thread's own child: reaped
+            // here once killed (the namespace's end waits for every pid of it to be freed).
+            let found: Vec<u32> = leaked.iter().map(|l| l.pid).filter(|p| *p != 0).collect();
+            reap(&found);
+        }
         None
     } else {
         Some(&alone)
     };
-    let killed = kill_tracked(cgroup, worker);
+    let killed = if ns_clean && cgroup.is_none() {
+        Vec::new()
+    } else {
+        kill_tracked(cgroup, worker)
+    };
     // What the cgroups held beside the child though the shared namespace listed nothing was
     // missed by the listing: a leak, and the namespace ends too.
     let missed = spec
@@ -295,9 +323,13 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // it ended): at once if its namespace's init waits for that, else on the server's
     // next request.
     let reap_now = spec.ns_init.as_ref().is_some_and(|i| i.is_killed());
-    let (status, ru) = server
-        .and_then(|s| s.exited(ipid, reap_now))
-        .unwrap_or_else(|| reap_with_rusage(ipid));
+    let (status, ru, setup_failed) = server.and_then(|s| s.exited(ipid, reap_now)).map_or_else(
+        || {
+            let (status, ru) = reap_with_rusage(ipid);
+            (status, ru, None)
+        },
+        |end| (end.status, end.rusage, end.setup_failed),
+    );
     // Its namespace's init finishes dying once the child is reaped.
     if let Some(init) = spec.ns_init.as_ref().filter(|i| i.is_killed()) {
         init.wait_gone(1000);
@@ -311,6 +343,17 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     };
     leaked.sort();
     leaked.dedup_by_key(|l| l.pid);
+    if let Some((step, e)) = setup_failed {
+        // A forked child that failed a setup step: reported as the spawn reports one, a
+        // child that never started (it ran no code of the probe's).
+        let ended = match spawn::reported(step, e) {
+            SpawnError::Exec(e) => Ended::SpawnFailed(e),
+            SpawnError::Setup(step, e) => Ended::SetupFailed(step, e),
+        };
+        let mut r = failed_before_spawn(start, ended);
+        r.leaked = leaked;
+        return r;
+    }
     ChildResult {
         ended,
         timed_out,
@@ -593,30 +636,38 @@ fn exec_child(
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
         };
-        // In the init's PID namespace for this one clone (this thread's children only).
-        let entered = match &spec.ns_init {
-            Some(init) => Some(
-                EnteredPidNs::enter(init)
-                    .map_err(|e| Ended::SetupFailed(SetupStep::Namespaces, e))?,
-            ),
-            None => None,
-        };
-        let spawned = spawn::spawn(
-            &spec.program,
-            &argv,
-            &env,
-            spec.cwd.as_deref(),
-            spec.clean,
-            cgroup.map(ChildCgroup::procs_fd),
-            prepared,
-            spec.stdin.as_deref(),
-            spec.isolation.as_ref(),
-            spec.ns_init
-                .as_ref()
-                .filter(|i| i.proc_mounted())
-                .map(|i| i.pidfd()),
-        );
-        drop(entered);
+        let (program, stdin, isolation) = (&spec.program, spec.stdin.as_deref(), &spec.isolation);
+        let (cwd, clean, ns_init) = (spec.cwd.as_deref(), spec.clean, &spec.ns_init);
+        let procs = cgroup.map(ChildCgroup::procs_fd);
+        // On a thread whose bounding set is the child's already (`spawn::with_bounding`).
+        let keep = isolation.as_ref().and_then(Isolation::bounding_target);
+        let spawned = spawn::with_bounding(keep, || {
+            // In the init's PID namespace for this one clone (this thread's children only).
+            let entered = match ns_init {
+                Some(init) => Some(
+                    EnteredPidNs::enter(init)
+                        .map_err(|e| SpawnError::Setup(SetupStep::Namespaces, e))?,
+                ),
+                None => None,
+            };
+            let spawned = spawn::spawn(
+                program,
+                &argv,
+                &env,
+                cwd,
+                clean,
+                procs,
+                prepared,
+                stdin,
+                isolation.as_ref(),
+                ns_init
+                    .as_ref()
+                    .filter(|i| i.proc_mounted())
+                    .map(|i| i.pidfd()),
+            );
+            drop(entered);
+            spawned
+        });
         return match spawned {
             Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),

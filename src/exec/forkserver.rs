@@ -25,12 +25,13 @@
 //!   pidfds do not name processes);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
-//!   scratch directory as cwd, the parent-death signal, `setsid` and umask 022 (or its own
-//!   process group on the direct channel), its cgroup (`cgroup.procs` passed as a
-//!   descriptor), its identity and capabilities ([`Isolation::enforce_identity`]), the
-//!   dumpable flag `execve` would have reset, exactly the environment the runner gives
+//!   scratch directory as cwd, `setsid` and umask 022 (or its own process group on the
+//!   direct channel), its cgroup (`cgroup.procs` passed as a descriptor), its identity and
+//!   capabilities ([`Isolation::enforce_identity`]), the parent-death signal (after the
+//!   identity step, which would clear it; set once: the helper's code does not set it
+//!   again), the dumpable flag `execve` would have reset, exactly the environment the runner gives
 //!   it, and no descriptor above 2; a setup failure is reported as `(step, errno)` exactly
-//!   as [`super::spawn`] reports it;
+//!   as [`super::spawn`] reports it (with the child's end: see *The setup report* below);
 //! - the PID namespace: the runner passes the pidfd of the child's placeholder init
 //!   (`exec::zygote`: its worker's shared namespace); the server `setns`es into it for its
 //!   children (once per namespace), so the child is pid 2 or above there; the child joins the init's
@@ -57,9 +58,8 @@
 //! - *Nobody else touches the shared memory while it lives.* The server prepares all the
 //!   child reads before the clone (the request parsed, environment, working directory,
 //!   descriptors) and changes none of it until the child has exited: after the clone it
-//!   only reads the setup report pipe, sends the started reply from a local buffer and
-//!   waits (`waitid(WEXITED | WNOWAIT)`, leaving the zombie for the runner's sweep), all
-//!   system calls on its own stack, no allocation, no lock. So the child may use the
+//!   only sends the started reply from a local buffer and waits (`waitid(WEXITED |
+//!   WNOWAIT)`, leaving the zombie for the runner's sweep), all system calls on its own stack, no allocation, no lock. So the child may use the
 //!   allocator (the helper's code does) as a forked child did; it frees what it allocated
 //!   before its `_exit`. All signals are blocked in the server across the clone; the child
 //!   restores the mask.
@@ -102,6 +102,16 @@
 //!   its start (the same for every child, never changed after), and a child drops only
 //!   what is still there, ending with exactly its own set as before.
 //!
+//! - *The setup report.* A child whose setup step fails stores `(step, errno)` in one word
+//!   of the server's memory (which it shares) and `_exit`s; nothing else writes that word
+//!   while it lives, and the server reads it only after `waitid` has seen the child exit
+//!   (the exit orders the store before the read). So the server replies `started` right
+//!   after the clone, without waiting for the child's setup (a pipe the child closed at its
+//!   end cost a wake-up and a context switch of the server per child), and the failure goes
+//!   with the child's end: the runner reports it as the spawn reports one, `(step, errno)`
+//!   and no child (`exec::child::run_child`). Such a child ran no helper code: it wrote
+//!   nothing and started nothing, and the runner's leak checks ran over it all the same.
+//!
 //! The server is single-threaded, so cloning it is plain. It ends at the end of its socket
 //! (the runner's executor closes it after the lanes, or the runner died); its children die
 //! with it (parent-death signal). A server that fails is replaced; a probe whose server
@@ -120,7 +130,9 @@
 //! is eight `i64`, `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`: to a launch,
 //! `started` (then, when the child has exited, `exited` with its wait status in `a` and
 //! `b` = 1 if the server retires: `waitid(WEXITED | WNOWAIT)` with the kernel's rusage
-//! of the zombie), or `setup failed` (`a` the step, `b` the errno), or `refused`.
+//! of the zombie, and in the last word its failed setup step: [`SETUP_FAILED_BIT`] | step
+//! << 32 | errno, 0 if its setup ended), or `setup failed` (`a` the step, `b` the errno: a
+//! step of the server's own before the clone), or `refused`.
 
 use std::borrow::Cow;
 use std::ffi::CString;
@@ -133,7 +145,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -161,8 +173,12 @@ const REPLY_SETUP_FAILED: i64 = 2;
 const REPLY_REFUSED: i64 = 3;
 const REPLY_EXITED: i64 = 4;
 
-/// Words (`i64`) of a reply: `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`.
+/// Words (`i64`) of a reply: `[kind, pid, a, b, user µs, system µs, max RSS KiB, setup]`.
 const REPLY_WORDS: usize = 8;
+
+/// In an exit's last word, and in the word a child stores at a failed setup step: the
+/// child failed its setup (step in bits 32..62, errno in bits 0..32).
+pub const SETUP_FAILED_BIT: u64 = 1 << 62;
 
 /// In an exit's reply (`b`): the server serves no further child (it reaps this one when
 /// asked and ends).
@@ -438,7 +454,7 @@ impl ForkServer {
     /// end); otherwise it does so first thing on its next request. A child that did not
     /// end through its own `_exit` retires the server: it is reaped at once and the server
     /// ends.
-    pub fn exited(&self, pid: i32, reap_now: bool) -> Option<(i32, libc::rusage)> {
+    pub fn exited(&self, pid: i32, reap_now: bool) -> Option<ChildEnd> {
         let sock = self.sock.lock().ok()?;
         let mut owed = self.state.lock().ok()?;
         if owed.running != Some(pid) {
@@ -472,8 +488,31 @@ impl ForkServer {
         ru.ru_utime = us_tv(r[4]);
         ru.ru_stime = us_tv(r[5]);
         ru.ru_maxrss = r[6];
-        Some((i32::try_from(r[2]).unwrap_or(0), ru))
+        let setup = u64::try_from(r[7]).unwrap_or(0);
+        Some(ChildEnd {
+            status: i32::try_from(r[2]).unwrap_or(0),
+            rusage: ru,
+            setup_failed: (setup & SETUP_FAILED_BIT != 0).then(|| {
+                let step = u32::try_from((setup & !SETUP_FAILED_BIT) >> 32).unwrap_or(0);
+                (
+                    step,
+                    i32::try_from(setup & 0xffff_ffff).unwrap_or(libc::EIO),
+                )
+            }),
+        })
     }
+}
+
+/// How a server's child ended, as the server saw it.
+#[derive(Debug)]
+pub struct ChildEnd {
+    /// Its wait status (as `wait4` gives it).
+    pub status: i32,
+    /// The kernel's rusage of the zombie.
+    pub rusage: libc::rusage,
+    /// It failed a setup step: `(step, errno)` as the spawn reports them
+    /// ([`spawn::reported`]); it ran no helper code.
+    pub setup_failed: Option<(u32, i32)>,
 }
 
 /// One reply as read.
@@ -552,6 +591,8 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     // Its bounding set, read once: it never changes again, so each child (a clone of this
     // process) drops what it must from it without reading its capabilities one by one.
     let bounding = crate::sandbox::privilege::bounding_set(63);
+    // The kernel's Landlock ABI, which every child's line reports: queried once.
+    let abi = crate::sandbox::host::landlock_abi().ok();
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork
     // into another).
     let own_ns = unsafe {
@@ -630,7 +671,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         fds,
                         &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
-                        (&stack, bounding),
+                        (&stack, bounding, abi),
                     ),
                     Err(_) => Served::Reply(refused(0, libc::EINVAL)),
                 }
@@ -826,7 +867,7 @@ fn launch(
     fds: Vec<OwnedFd>,
     for_children: &mut ForChildren,
     alive: (RawFd, RawFd),
-    (stack, bounding): (&ChildStack, u64),
+    (stack, bounding, abi): (&ChildStack, u64, Option<u8>),
 ) -> Served {
     let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
@@ -873,9 +914,8 @@ fn launch(
             req.clean = false;
         }
     }
-    let Ok((rep_r, rep_w)) = pipe() else {
-        return refused(errno());
-    };
+    // A failed setup step of the child: it stores it here and exits (see the module doc).
+    let report = AtomicU64::new(0);
     let iso = l.isolation.as_deref();
     // The PID namespace the child is born in: the init's, or this process's own.
     match &pidns {
@@ -911,7 +951,6 @@ fn launch(
             out: out.as_raw_fd(),
             err: err.as_raw_fd(),
             cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
-            report: rep_w.as_raw_fd(),
             alive,
             join,
         },
@@ -920,6 +959,8 @@ fn launch(
         request: &request,
         mask: old,
         bounding,
+        report: &report,
+        abi,
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
@@ -952,54 +993,33 @@ fn launch(
         return Served::Reply(self::refused(1, e));
     }
     // Closing descriptors allocates nothing: safe while the child runs.
-    drop((out, err, cgroup, rep_w));
+    drop((out, err, cgroup));
     if pid < 0 {
         return Served::Reply(setup_failed(SetupStep::CloseFds as u32, clone_errno));
     }
-    // The child closes its end once its setup is done (or exits).
-    let mut b = [0u8; 8];
-    let mut got = 0usize;
-    while got < 8 {
-        // SAFETY: reading into a local buffer.
-        let n = unsafe { libc::read(rep_r.as_raw_fd(), b[got..].as_mut_ptr().cast(), 8 - got) };
-        if n > 0 {
-            got += usize::try_from(n).unwrap_or(0);
-        } else if n == 0 || errno() != libc::EINTR {
-            break;
-        }
-    }
-    let served = if got == 8 {
-        let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-        // SAFETY: reaping the child that failed its setup (it exits right after).
-        unsafe {
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-        Served::Reply(setup_failed(step, e))
-    } else {
-        // The child runs the helper's code now, which allocates in the memory it shares
-        // with this process: the replies go out from local buffers, and between them this
-        // process only waits (a system call) until the child has exited, leaving it a
-        // zombie for the runner's sweep.
-        let pid64 = i64::from(pid);
-        let sent = send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
-        let (status, ru, clean_exit) = wait_exited(pid);
-        let sent = sent
-            && send_reply(&[
-                REPLY_EXITED,
-                pid64,
-                i64::from(status),
-                if clean_exit { 0 } else { RETIRING },
-                tv_us(ru.ru_utime),
-                tv_us(ru.ru_stime),
-                ru.ru_maxrss,
-                0,
-            ]);
-        Served::Ran {
-            pid: u32::try_from(pid).unwrap_or(0),
-            clean_exit,
-            sent,
-        }
+    // The child runs its setup and the helper's code now, which allocates in the memory it
+    // shares with this process: the replies go out from local buffers, and between them
+    // this process only waits (a system call) until the child has exited, leaving it a
+    // zombie for the runner's sweep. A failed setup step is read once it has exited.
+    let pid64 = i64::from(pid);
+    let sent = send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
+    let (status, ru, clean_exit) = wait_exited(pid);
+    let setup = i64::try_from(report.load(Ordering::Acquire)).unwrap_or(0);
+    let sent = sent
+        && send_reply(&[
+            REPLY_EXITED,
+            pid64,
+            i64::from(status),
+            if clean_exit { 0 } else { RETIRING },
+            tv_us(ru.ru_utime),
+            tv_us(ru.ru_stime),
+            ru.ru_maxrss,
+            setup,
+        ]);
+    let served = Served::Ran {
+        pid: u32::try_from(pid).unwrap_or(0),
+        clean_exit,
+        sent,
     };
     // What the child changed in the memory it shared: the environment pointer and the
     // dumpable flag (a property of the memory map: the child made it dumpable as `execve`
@@ -1109,6 +1129,10 @@ struct ChildArgs<'a> {
     mask: libc::sigset_t,
     /// The server's bounding set, and so the child's until its identity step.
     bounding: u64,
+    /// Where the child stores a failed setup step ([`fail`]).
+    report: &'a AtomicU64,
+    /// The kernel's Landlock ABI, queried once by the server (the helper reports it).
+    abi: Option<u8>,
 }
 
 /// The child's entry on its own stack.
@@ -1134,25 +1158,21 @@ struct ChildFds {
     out: RawFd,
     err: RawFd,
     cgroup: Option<RawFd>,
-    report: RawFd,
     alive: (RawFd, RawFd),
     /// The init's pidfd, whose prepared mount namespace the child joins.
     join: Option<RawFd>,
 }
 
-/// Write `(step, errno)` to the report pipe and exit.
+/// Store `(step, errno)` where the server reads it once this child has exited, and exit.
 ///
 /// # Safety
-/// Only in the forked child.
-unsafe fn fail(report: RawFd, step: u32, e: i32) -> ! {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&step.to_ne_bytes());
-    b[4..].copy_from_slice(&e.to_ne_bytes());
-    // SAFETY: writing a local buffer, then exiting without running any destructor.
-    unsafe {
-        libc::write(report, b.as_ptr().cast(), 8);
-        libc::_exit(127)
-    }
+/// Only in the cloned child.
+unsafe fn fail(report: &AtomicU64, step: u32, e: i32) -> ! {
+    let word =
+        SETUP_FAILED_BIT | (u64::from(step) & 0x3fff_ffff) << 32 | u64::from(e.cast_unsigned());
+    report.store(word, Ordering::Release);
+    // SAFETY: exiting without running any destructor.
+    unsafe { libc::_exit(127) }
 }
 
 /// The child: the spawn's steps in the spawn's order, then the helper.
@@ -1168,6 +1188,8 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
         cwd,
         request,
         bounding,
+        report,
+        abi,
         ..
     } = *a;
     // SAFETY: system calls acting on this (child) process only.
@@ -1179,21 +1201,43 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
             || libc::dup2(fds.out, 1) != 1
             || libc::dup2(fds.err, 2) != 2
         {
-            fail(fds.report, STEP_STDIO, errno());
+            fail(report, STEP_STDIO, errno());
         }
         if let Some(iso) = iso {
             // A child nothing of which can change the namespace it joins stays in it
             // (`Isolation::stays_in_prepared_mounts`): no copy of it.
             if let Err((step, e)) = iso.enforce_mounts_from(fds.join) {
-                fail(fds.report, step as u32, e);
+                fail(report, step as u32, e);
             }
         }
         if let Some(cwd) = cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
-            fail(fds.report, STEP_CHDIR, errno());
+            fail(report, STEP_CHDIR, errno());
         }
-        // Die with the server; a server gone before this line hung up the pipe.
+        if l.clean {
+            if libc::setsid() < 0 {
+                fail(report, SetupStep::Setsid as u32, errno());
+            }
+            libc::umask(0o022);
+        } else if libc::setpgid(0, 0) != 0 {
+            fail(report, STEP_PGID, errno());
+        }
+        if let Some(fd) = fds.cgroup
+            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+        {
+            fail(report, SetupStep::Cgroup as u32, errno());
+        }
+        if let Some(iso) = iso
+            && let Err((step, e)) = iso.enforce_identity_from(Some(bounding))
+        {
+            fail(report, step as u32, e);
+        }
+        // Die with the server; a server gone before this line hung up the pipe. Set after
+        // the identity step, which clears it (the kernel resets the parent-death signal at
+        // a change of effective or filesystem uid or gid): set once, it holds until the
+        // helper's code has run. A server gone during the steps above ends the child here,
+        // before any of the helper's code.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         let mut p = libc::pollfd {
             fd: fds.alive.0,
@@ -1203,36 +1247,23 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
         if libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLHUP != 0 {
             libc::_exit(127);
         }
-        if l.clean {
-            if libc::setsid() < 0 {
-                fail(fds.report, SetupStep::Setsid as u32, errno());
-            }
-            libc::umask(0o022);
-        } else if libc::setpgid(0, 0) != 0 {
-            fail(fds.report, STEP_PGID, errno());
-        }
-        if let Some(fd) = fds.cgroup
-            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-        {
-            fail(fds.report, SetupStep::Cgroup as u32, errno());
-        }
-        if let Some(iso) = iso
-            && let Err((step, e)) = iso.enforce_identity_from(Some(bounding))
-        {
-            fail(fds.report, step as u32, e);
-        }
         // What `execve` would have done: dumpable again (a change of identity cleared it),
         // exactly the given environment.
         libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         environ = envp;
-        // Setup done: the server hears the end of the report pipe.
+        // Setup done: no descriptor above 2.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: stdout is the runner's pipe; ManuallyDrop never closes it here.
         let mut out = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+        // The parent-death signal is set (above), and the ABI known from the server.
+        let known = helper::Known {
+            parent_death_set: true,
+            abi: Some(abi),
+        };
         match request {
-            Ok(req) => helper::respond(req, &mut *out),
+            Ok(req) => helper::respond_with(req, known, &mut *out),
             Err(msg) => helper::emit_bad_request(&mut *out, msg),
         }
     }))

@@ -175,7 +175,23 @@ pub fn emit_bad_request(out: &mut dyn Write, msg: &str) -> i32 {
 
 /// Perform a parsed request and print its one line; returns the exit code.
 pub fn respond(req: &HelperRequest<'_>, out: &mut dyn Write) -> i32 {
-    let line = run(req);
+    respond_with(req, Known::default(), out)
+}
+
+/// What the process that starts the helper's code has done or learned for it already (a
+/// fork server's child: `exec::forkserver`), so that it is not done twice per child.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Known {
+    /// The parent-death signal is set, and the parent was checked to be alive after it.
+    pub parent_death_set: bool,
+    /// The kernel's Landlock ABI as [`crate::sandbox::host::landlock_abi`] gives it
+    /// (`None`: not known, queried here).
+    pub abi: Option<Option<u8>>,
+}
+
+/// [`respond`], with what is [`Known`] already.
+pub fn respond_with(req: &HelperRequest<'_>, known: Known, out: &mut dyn Write) -> i32 {
+    let line = run_with(req, known);
     let code = match (line.outcome, line.stage) {
         (_, Stage::Apply) => EXIT_APPLY_FAILED,
         (Outcome::Allow, _) => 0,
@@ -223,6 +239,11 @@ struct Prepared {
 
 /// Perform the request; never panics, always returns a line.
 pub fn run(req: &HelperRequest<'_>) -> HelperLine {
+    run_with(req, Known::default())
+}
+
+/// [`run`], with what is [`Known`] already.
+fn run_with(req: &HelperRequest<'_>, known: Known) -> HelperLine {
     let mut line = HelperLine {
         v: HELPER_VERSION,
         op: req.op.clone(),
@@ -238,18 +259,21 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
     };
     // Die with the runner's worker thread (it outlives every child it waits for). If the
     // runner died before this, the signal will never come: the parent is someone else now.
-    // SAFETY: prctl and getppid with integer arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        // Pid 1 of its own PID namespace, the helper's parent is outside it (`getppid` is
-        // 0); the spawn checked the runner before `execve`, and the parent-death signal it
-        // set is kept across it.
-        let ppid = libc::getppid();
-        if let Some(p) = req.runner_pid
-            && ppid != 0
-            && u32::try_from(ppid).ok() != Some(p)
-        {
-            libc::_exit(EXIT_APPLY_FAILED);
+    // (A fork server's child set it, and checked its server, before this code.)
+    if !known.parent_death_set {
+        // SAFETY: prctl and getppid with integer arguments.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // Pid 1 of its own PID namespace, the helper's parent is outside it (`getppid`
+            // is 0); the spawn checked the runner before `execve`, and the parent-death
+            // signal it set is kept across it.
+            let ppid = libc::getppid();
+            if let Some(p) = req.runner_pid
+                && ppid != 0
+                && u32::try_from(ppid).ok() != Some(p)
+            {
+                libc::_exit(EXIT_APPLY_FAILED);
+            }
         }
     }
     if req.clean {
@@ -286,7 +310,9 @@ pub fn run(req: &HelperRequest<'_>) -> HelperLine {
         Ok(applied) => {
             line.enforcement = Some(HelperEnforcement {
                 ruleset: applied.ruleset,
-                abi: crate::sandbox::host::landlock_abi().ok(),
+                abi: known
+                    .abi
+                    .unwrap_or_else(|| crate::sandbox::host::landlock_abi().ok()),
                 no_new_privs: applied.no_new_privs,
                 seccomp: applied.seccomp,
             });

@@ -12,12 +12,15 @@
 //! unwinding: dup2 of stdio, the mounts of its mount namespace (private, or its worker's
 //! prepared one when it can never change it: `Isolation::stays_in_prepared_mounts`)
 //! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
-//! the read-only host of the baseline), chdir, PDEATHSIG, `setsid` / `setpgid`, umask,
+//! the read-only host of the baseline), chdir, `setsid` / `setpgid`, umask,
 //! close-on-exec of descriptors above 2, joining a pids cgroup, identity and capabilities
-//! ([`Isolation::enforce_identity`]), then [`Prepared::enforce_in_child`]
+//! ([`Isolation::enforce_identity`]), PDEATHSIG (after the identity, which clears it),
+//! then [`Prepared::enforce_in_child`]
 //! (rlimits, no-new-privs, `landlock_restrict_self`, seccomp last), the signal mask, and
-//! `execve`. A failure writes `(step, errno)` to a CLOEXEC pipe and `_exit(127)`s, so the
-//! parent tells a setup failure (apply-failed) from `execve` being refused (a denial).
+//! `execve`. A failure stores `(step, errno)` in the parent's memory, which the child
+//! shares until it execs or exits (`CLONE_VM`: the way glibc's `posix_spawn` reports its
+//! child's errors), and `_exit(127)`s, so the parent tells a setup failure (apply-failed)
+//! from `execve` being refused (a denial) without a pipe per child.
 //! The child has its own descriptor table, credentials, rlimits, fs context and signal
 //! handlers (no `CLONE_FILES`, `CLONE_FS`, `CLONE_SIGHAND`, `CLONE_THREAD`): every call
 //! acts on the child only. All signals are blocked in the parent thread across the clone so
@@ -61,15 +64,19 @@ struct ChildArgs<'a> {
     /// A shared namespace's init whose prepared mount namespace the child joins
     /// ([`Isolation::enforce_mounts_from`]).
     join_mounts: Option<RawFd>,
-    report: RawFd,
+    /// What failed, stored by the child before it exits ([`fail`]; 0: nothing). The
+    /// parent reads it once the clone returned, when the child has exec'd or exited
+    /// (`CLONE_VFORK`), so nothing else writes it meanwhile.
+    failure: std::sync::atomic::AtomicU64,
     /// A superset of the child's bounding set at its start (its parent thread's:
     /// [`privilege::thread_bounding`]), so it drops without reading it.
     bounding: Option<u64>,
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
     parent: libc::pid_t,
-    /// The runner's read end of the report pipe (the child closes its copy).
-    report_read: RawFd,
+    /// A pidfd of the runner (readable once it has exited), for a child in a PID namespace
+    /// of its own, whose parent is outside it (`getppid` is 0 there).
+    runner: RawFd,
 }
 
 /// A started child.
@@ -246,7 +253,7 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
     let (err_r, err_w) = pipe().map_err(io)?;
     let out_w = above_stdio(out_w).map_err(io)?;
     let err_w = above_stdio(err_w).map_err(io)?;
-    let (rep_r, rep_w) = pipe().map_err(io)?;
+    let (parent, runner) = runner().map_err(io)?;
 
     // Block every signal in this thread across the clone; the child restores `old`.
     // SAFETY: zeroed sigsets filled by the calls below.
@@ -271,12 +278,11 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
         prepared,
         isolation,
         join_mounts,
-        report: rep_w.as_raw_fd(),
+        failure: std::sync::atomic::AtomicU64::new(0),
         bounding: isolation.map(|_| privilege::thread_bounding()),
         mask: old,
-        // SAFETY: getpid cannot fail.
-        parent: unsafe { libc::getpid() },
-        report_read: rep_r.as_raw_fd(),
+        parent,
+        runner,
     };
     // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
     // outlives the call (CLONE_VFORK suspends this thread until the child execs or exits).
@@ -296,25 +302,21 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
     }
+    // The child has exec'd or exited: anything it reported is stored already.
+    let failure = child_args
+        .failure
+        .load(std::sync::atomic::Ordering::Acquire);
     drop(child_args);
     drop(out_w);
     drop(err_w);
-    drop(rep_w);
     drop(own_stdin);
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
     }
-    // The child has exec'd or exited: anything it reported is in the pipe already.
-    // SAFETY: fcntl on our pipe's read end, which has no other status flag to keep.
-    unsafe {
-        libc::fcntl(rep_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
-    }
-    let mut b = [0u8; 8];
-    // SAFETY: reading into a local buffer.
-    let n = unsafe { libc::read(rep_r.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
-    if n == 8 {
-        let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let e = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+    if failure & FAILED != 0 {
+        let step = u32::try_from((failure >> 32) & 0x7fff_ffff).unwrap_or(0);
+        #[allow(clippy::cast_possible_truncation)] // the low 32 bits: the errno as stored
+        let e = (failure as u32).cast_signed();
         let mut st = 0;
         // SAFETY: reaping the child that failed before exec.
         unsafe { libc::waitpid(pid, &raw mut st, 0) };
@@ -327,6 +329,150 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
     })
 }
 
+/// Run `f` (a spawn: it clones children) on a thread of this thread's whose bounding set is
+/// exactly `keep`, when `keep` is less than this thread's; else here.
+///
+/// Why: a child that clears its bounding set to the capabilities it keeps drops the others
+/// one `PR_CAPBSET_DROP` at a time, and each drop copies and commits the child's
+/// credentials (41 of them for a child that keeps nothing: the largest part of an exec
+/// child's setup, ~60 µs here). Credentials — the bounding set among them — are per
+/// thread, and a child cloned by a thread starts with *that thread's* credentials
+/// (`copy_creds` copies the cloning task's). So each worker thread keeps one *spawner
+/// thread* per distinct bounding set its children end with, which dropped the others from
+/// its own set once; the children it clones start with the set they must end with, and
+/// [`Isolation::enforce_identity_from`] (given that thread's remembered set,
+/// [`privilege::thread_bounding`]) finds nothing left to drop.
+///
+/// Why not lower the worker thread's own set: the worker also starts the builtin probes'
+/// fork servers and the namespace inits, which need what it holds. Why this is sound:
+///
+/// - The spawner's set is exactly the worker's less what `keep` does not hold: it dropped
+///   the rest, and the set read back after the drops must be that (else the spawner is not
+///   used and the child drops as before); a bounding set only shrinks. A kept capability
+///   the runner's set lacks the child could not have kept anyway.
+/// - The effective, permitted, inheritable and ambient sets are the runner's, unchanged
+///   by the drops (the spawner keeps its effective set for the clone, the namespaces and
+///   the mounts); the child sets each of them itself, as before.
+/// - Everything else a child inherits from its thread is the same as from its worker: the
+///   signal mask (inherited at the spawner's creation; no runner thread changes its mask
+///   afterwards, and the child restores the mask it was cloned with), the PID namespace
+///   for children (entered by `f`, on the spawner), the file system context and descriptor
+///   table (process-wide), the parent process (`getppid`, the runner: the worker reaps
+///   the child as before, `wait4` sees every thread's children).
+/// - The parent-death signal fires when the child's *parent thread* ends: a spawner lives
+///   as long as its worker thread (it ends when the worker's thread-locals are dropped),
+///   which reaps every child it started before it ends.
+/// - The worker waits for `f` to finish before it goes on (`f` borrows its stack), so it
+///   still runs one child at a time.
+pub fn with_bounding<R: Send>(keep: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
+    let Some(keep) = keep.filter(|k| privilege::thread_bounding() & !k != 0) else {
+        return f();
+    };
+    let mut f = Some(f);
+    let mut out = None;
+    let mut job = || {
+        if let Some(f) = f.take() {
+            out = Some(f());
+        }
+    };
+    let lent: *mut (dyn FnMut() + Send + '_) = &raw mut job;
+    // SAFETY: only the lifetime is erased. The spawner runs the job only between our send
+    // and its answer, which we wait for below (or learn that it ended without running
+    // it); `job` is dropped only after that, so it outlives every use of the pointer.
+    #[allow(clippy::transmute_ptr_to_ptr)] // only the lifetime changes, which no cast can do
+    let lent = Lent(unsafe {
+        std::mem::transmute::<*mut (dyn FnMut() + Send + '_), *mut (dyn FnMut() + Send + 'static)>(
+            lent,
+        )
+    });
+    let ran = SPAWNERS.with_borrow_mut(|spawners| {
+        let at = if let Some(at) = spawners.iter().position(|(k, _)| *k == keep) {
+            at
+        } else {
+            spawners.push((keep, Spawner::start(keep)?));
+            spawners.len() - 1
+        };
+        let spawner = &spawners[at].1;
+        spawner.jobs.send(lent).ok()?;
+        // A spawner answers every job it took, unless it ended first (then it never will
+        // touch the job: an ended thread runs nothing).
+        spawner.done.recv().ok()
+    });
+    #[allow(clippy::drop_non_drop)] // ends the borrows of `f` and `out` the job holds
+    drop(job);
+    // A job that panicked on the spawner panics its caller.
+    assert!(
+        ran != Some(false),
+        "a spawner thread's job panicked (see the panic above)"
+    );
+    // Not run (no spawner could be started, or it ended): here, the children dropping
+    // their own bounding set.
+    match f.take() {
+        Some(f) => f(),
+        None => match out {
+            Some(out) => out,
+            None => unreachable!("a job that ran without panicking left its result"),
+        },
+    }
+}
+
+/// A job lent to a spawner thread: a closure on the lending thread's stack.
+struct Lent(*mut (dyn FnMut() + Send + 'static));
+
+// SAFETY: the closure is `Send`; the pointer is only dereferenced by the spawner while the
+// lender waits for it (`with_bounding`).
+unsafe impl Send for Lent {}
+
+/// A thread whose bounding set is one worker's children's ([`with_bounding`]).
+struct Spawner {
+    jobs: std::sync::mpsc::Sender<Lent>,
+    /// One answer per job: it returned (`true`) or panicked.
+    done: std::sync::mpsc::Receiver<bool>,
+}
+
+thread_local! {
+    /// This thread's spawners, by bounding set (a handful: one per distinct set of kept
+    /// capabilities among the profiles). Dropped with the thread, which ends them.
+    static SPAWNERS: std::cell::RefCell<Vec<(u64, Spawner)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Spawner {
+    /// Start a thread that drops from its bounding set everything but `keep`; `None` if it
+    /// cannot (no `CAP_SETPCAP`) or its set is then not exactly the calling thread's less
+    /// what `keep` does not hold.
+    fn start(keep: u64) -> Option<Self> {
+        // What the children of the calling thread start with; the spawner's, less the rest.
+        let exact_set = privilege::thread_bounding() & keep;
+        let (jobs, jobs_rx) = std::sync::mpsc::channel::<Lent>();
+        let (done_tx, done) = std::sync::mpsc::channel::<bool>();
+        let (ready_tx, ready) = std::sync::mpsc::channel::<bool>();
+        std::thread::Builder::new()
+            .spawn(move || {
+                // SAFETY: prctl on this thread's own bounding set.
+                let dropped = unsafe { privilege::drop_bounding_except(keep, 63) };
+                // Read back (and remembered for this thread's children).
+                let exact = dropped && privilege::thread_bounding() == exact_set;
+                if ready_tx.send(exact).is_err() || !exact {
+                    return;
+                }
+                while let Ok(Lent(job)) = jobs_rx.recv() {
+                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // SAFETY: the lender waits for our answer (`with_bounding`).
+                        unsafe { (*job)() }
+                    }))
+                    .is_ok();
+                    if done_tx.send(ok).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        ready.recv().ok().filter(|exact| *exact)?;
+        Some(Self { jobs, done })
+    }
+}
+
 /// What a child's `(step, errno)` report means (also the fork server's children).
 pub(super) fn reported(step: u32, e: i32) -> SpawnError {
     match step {
@@ -336,19 +482,43 @@ pub(super) fn reported(step: u32, e: i32) -> SpawnError {
     }
 }
 
-/// Write `(step, errno)` to the report pipe and exit.
+/// The bit of [`ChildArgs::failure`] that says a step failed.
+const FAILED: u64 = 1 << 63;
+
+/// Store `(step, errno)` for the parent and exit.
 ///
 /// # Safety
 /// Only in the cloned child.
-unsafe fn fail(report: RawFd, step: u32, e: i32) -> libc::c_int {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&step.to_ne_bytes());
-    b[4..].copy_from_slice(&e.to_ne_bytes());
-    // SAFETY: writing a local buffer, then exiting without running any destructor.
-    unsafe {
-        libc::write(report, b.as_ptr().cast(), 8);
-        libc::_exit(127)
+unsafe fn fail(failure: &std::sync::atomic::AtomicU64, step: u32, e: i32) -> libc::c_int {
+    // The errno's bits, read back as they are.
+    let e = u64::from(e.cast_unsigned());
+    failure.store(
+        FAILED | (u64::from(step & 0x7fff_ffff) << 32) | e,
+        std::sync::atomic::Ordering::Release,
+    );
+    // SAFETY: exiting without running any destructor.
+    unsafe { libc::_exit(127) }
+}
+
+/// The runner's pid and a pidfd of it, opened once (close-on-exec: a child's copy is gone
+/// at its `execve`).
+fn runner() -> std::io::Result<(libc::pid_t, RawFd)> {
+    static RUNNER: std::sync::OnceLock<(libc::pid_t, OwnedFd)> = std::sync::OnceLock::new();
+    if let Some((pid, fd)) = RUNNER.get() {
+        return Ok((*pid, fd.as_raw_fd()));
     }
+    // SAFETY: getpid cannot fail.
+    let pid = unsafe { libc::getpid() };
+    // SAFETY: pidfd_open of our own pid (the descriptor is close-on-exec).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap_or(-1)) };
+    let fd = above_stdio(fd)?;
+    let (pid, fd) = RUNNER.get_or_init(|| (pid, fd));
+    Ok((*pid, fd.as_raw_fd()))
 }
 
 /// Put `fd` on `target` (clearing close-on-exec even when they are equal).
@@ -377,44 +547,23 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         sa.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(libc::SIGPIPE, &raw const sa, std::ptr::null_mut());
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
-            return fail(a.report, STEP_STDIO, *libc::__errno_location());
+            return fail(&a.failure, STEP_STDIO, *libc::__errno_location());
         }
         // Mounts first: the working directory is looked up after them.
         if let Some(iso) = a.isolation
             && let Err((step, e)) = iso.enforce_mounts_from(a.join_mounts)
         {
-            return fail(a.report, step as u32, e);
+            return fail(&a.failure, step as u32, e);
         }
         if let Some(cwd) = &a.cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
-            return fail(a.report, STEP_CHDIR, *libc::__errno_location());
-        }
-        // Die with the runner (the spawning worker thread, suspended in vfork until the
-        // exec, outlives the child's wait). A runner killed before this line left the child
-        // re-parented already: then the signal would never come, so stop here.
-        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
-        // the report pipe tells, once the child closed its copy of the read end — only a
-        // dead runner leaves the pipe without a reader.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        libc::close(a.report_read);
-        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
-            let mut p = libc::pollfd {
-                fd: a.report,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            libc::poll(&raw mut p, 1, 0) == 1 && p.revents & libc::POLLERR != 0
-        } else {
-            libc::getppid() != a.parent
-        };
-        if orphaned {
-            libc::_exit(127);
+            return fail(&a.failure, STEP_CHDIR, *libc::__errno_location());
         }
         if a.clean {
             if libc::setsid() < 0 {
                 return fail(
-                    a.report,
+                    &a.failure,
                     SetupStep::Setsid as u32,
                     *libc::__errno_location(),
                 );
@@ -422,19 +571,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::umask(0o022);
             if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
                 return fail(
-                    a.report,
+                    &a.failure,
                     SetupStep::CloseFds as u32,
                     *libc::__errno_location(),
                 );
             }
         } else if libc::setpgid(0, 0) != 0 {
-            return fail(a.report, STEP_PGID, *libc::__errno_location());
+            return fail(&a.failure, STEP_PGID, *libc::__errno_location());
         }
         if let Some(fd) = a.cgroup_fd
             && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
         {
             return fail(
-                a.report,
+                &a.failure,
                 SetupStep::Cgroup as u32,
                 *libc::__errno_location(),
             );
@@ -443,14 +592,37 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if let Some(iso) = a.isolation
             && let Err((step, e)) = iso.enforce_identity_from(a.bounding)
         {
-            return fail(a.report, step as u32, e);
+            return fail(&a.failure, step as u32, e);
+        }
+        // Die with the runner. Set after the identity step: the kernel clears the
+        // parent-death signal when the uid or gid changes (`commit_creds`). The spawning
+        // thread, suspended in vfork until the exec, outlives the child's wait. A runner
+        // killed before this line left the child re-parented already: then the signal
+        // would never come, so stop here.
+        // In its own PID namespace the child's parent is outside it (`getppid` is 0): there
+        // the runner's pidfd tells (readable once the runner has exited). The parent
+        // thread, suspended in the vfork until the child execs, can only end with the
+        // whole runner.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let orphaned = if a.isolation.is_some_and(Isolation::pid_namespace) {
+            let mut p = libc::pollfd {
+                fd: a.runner,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&raw mut p, 1, 0) == 1
+        } else {
+            libc::getppid() != a.parent
+        };
+        if orphaned {
+            libc::_exit(127);
         }
         if let Err((step, e)) = a.prepared.enforce_in_child() {
-            return fail(a.report, step as u32, e);
+            return fail(&a.failure, step as u32, e);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
         libc::execve(a.path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr());
-        fail(a.report, STEP_EXEC, *libc::__errno_location())
+        fail(&a.failure, STEP_EXEC, *libc::__errno_location())
     }
 }
 
@@ -466,18 +638,22 @@ mod tests {
     /// Run `argv` with `isolation` (no profile), return its stdout and wait status.
     fn run(argv: &[&str], isolation: &Isolation, cwd: &Path) -> (String, i32) {
         let argv: Vec<String> = argv.iter().map(ToString::to_string).collect();
-        let s = spawn(
-            Path::new(&argv[0]),
-            &argv,
-            &[],
-            Some(cwd),
-            true,
-            None,
-            &Prepared::none(),
-            None,
-            Some(isolation),
-            None,
-        )
+        let none = Prepared::none();
+        // As the runner does: on a spawner thread whose bounding set is the child's.
+        let s = with_bounding(isolation.bounding_target(), || {
+            spawn(
+                Path::new(&argv[0]),
+                &argv,
+                &[],
+                Some(cwd),
+                true,
+                None,
+                &none,
+                None,
+                Some(isolation),
+                None,
+            )
+        })
         .expect("spawned");
         let mut out = String::new();
         std::fs::File::from(s.stdout)
@@ -496,9 +672,92 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// A child's setup failure comes back through the memory it shares with its parent
+    /// until it execs or exits ([`fail`]): generated sequences of children whose program
+    /// is missing (`execve`: ENOENT), whose working directory is missing (the chdir step:
+    /// ENOENT), or that start and exit 0 — with and without an isolation (so on this
+    /// thread or a spawner). Each gets its own answer, never the one before it.
+    #[test]
+    fn each_childs_setup_failure_is_its_own() {
+        let runner = RunnerPrivileges::current();
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let privileges = ChildPrivileges {
+            applied: runner.euid == 0,
+            uid: runner.euid,
+            gid: runner.egid,
+            identity: false,
+            capabilities: Vec::new(),
+            cap_last: runner.cap_last,
+            bounding_cleared: runner.euid == 0,
+            pid_namespace: false,
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: privilege::RO_NONE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let (iso, _) = Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: Ok(()),
+            scratch: dir.path(),
+            host_read_only: false,
+            read_only_inputs: &[],
+        });
+        let mut rng = crate::util::testrng::Rng(0x0fa1_1ed5);
+        let none = Prepared::none();
+        for round in 0..60 {
+            let kind = rng.below(3u8);
+            let program = if kind == 0 {
+                "/nonexistent/prog"
+            } else {
+                "/bin/true"
+            };
+            let cwd = if kind == 1 {
+                gone.as_path()
+            } else {
+                dir.path()
+            };
+            let isolation = rng.chance(50).then_some(&iso);
+            let argv = vec![program.to_string()];
+            let got = with_bounding(isolation.and_then(Isolation::bounding_target), || {
+                spawn(
+                    Path::new(program),
+                    &argv,
+                    &[],
+                    Some(cwd),
+                    true,
+                    None,
+                    &none,
+                    None,
+                    isolation,
+                    None,
+                )
+            });
+            match (kind, got) {
+                (0, Err(e)) => assert_eq!(e, SpawnError::Exec(libc::ENOENT), "{round}"),
+                (1, Err(e)) => assert_eq!(
+                    e,
+                    SpawnError::Setup(SetupStep::CloseFds, libc::ENOENT),
+                    "{round}"
+                ),
+                (2, Ok(s)) => {
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+                    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{round}");
+                }
+                (k, got) => panic!("round {round}, kind {k}: {got:?}"),
+            }
+        }
+    }
+
     /// Random kept capability sets and identities, applied to a real child: its five
     /// capability sets hold exactly the kept ones and its ids are the identity's (the PID
-    /// namespace, which the runner enters around the spawn, is tested end to end).
+    /// namespace, which the runner enters around the spawn, is tested end to end). Each
+    /// child is cloned by this thread's spawner thread for its set ([`with_bounding`]),
+    /// the sets in a generated order (so a spawner is reused after others ran), and this
+    /// thread's own bounding set is untouched.
     #[test]
     fn generated_privileges_are_exactly_what_the_child_gets() {
         let runner = RunnerPrivileges::current();
@@ -544,8 +803,12 @@ mod tests {
             state
         };
         for round in 0..24 {
-            let kept = next() & runner.effective & runner.bounding & ((1u64 << 41) - 1);
-            let kept = if round % 4 == 0 { 0 } else { kept };
+            // Either any set, or one of a few (so that spawners are reused in between).
+            let kept = match next() % 3 {
+                0 => next() & runner.effective & runner.bounding & ((1u64 << 41) - 1),
+                1 => 0,
+                _ => [1u64 << 10, (1 << 0) | (1 << 13)][usize::from(next() % 2 == 0)],
+            };
             let (uid, gid, identity) = match next() % 3 {
                 0 => (0, 0, false),
                 1 => (65534, 65534, true),
@@ -574,7 +837,13 @@ mod tests {
                 read_only_inputs: &[],
             });
             let (out, st) = run(
-                &["/bin/sh", "-c", "cat /proc/self/status; echo \"pid $$\""],
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "cat /proc/self/status; echo \"pid $$\"; exec /usr/bin/python3 -c \
+                     'import ctypes; v = ctypes.c_int(); \
+                      ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(\"pdeathsig\", v.value)'",
+                ],
                 &iso,
                 Path::new("/"),
             );
@@ -598,10 +867,28 @@ mod tests {
                 format!("{uid}\t{uid}\t{uid}\t{uid}"),
                 "{round}"
             );
+            // The parent-death signal survives the identity step (PR_GET_PDEATHSIG).
+            assert_eq!(
+                field(&out, "pdeathsig"),
+                "9",
+                "round {round} uid {uid}\n{out}"
+            );
             assert_eq!(field(&out, "Gid:"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
             if identity {
                 assert_eq!(field(&out, "Groups:"), gid.to_string(), "{round}");
             }
+            // The spawners lowered their own sets, never this thread's.
+            assert_eq!(privilege::bounding_set(63), runner.bounding, "{round}");
         }
+        // One spawner per distinct set this thread asked for, none for the full set.
+        let sets = SPAWNERS.with_borrow(|s| s.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        assert!(
+            !sets.is_empty() && !sets.contains(&runner.bounding),
+            "{sets:x?}"
+        );
+        let mut distinct = sets.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), sets.len(), "{sets:x?}");
     }
 }

@@ -15,10 +15,26 @@
 //! closes every descriptor, blocks every signal and pauses until killed; it dies with the
 //! zygote, which dies with the runner (parent-death signals) or at the end of its socket.
 //!
-//! Leaks: whatever the child leaves behind is re-parented to the init (every orphan in the
-//! namespace is), where it stays alive until the runner has listed it —
-//! [`NsInit::survivors`], any time after the child exited, whatever it died of — and then
-//! kills the init, which makes the kernel end everything else in the namespace.
+//! Leaks: whatever the child leaves behind stays in its PID namespace (or one nested in it),
+//! alive until the runner has listed it — [`NsInit::survivors`], any time after the child
+//! exited, whatever it died of — and then kills the init, which makes the kernel end
+//! everything else in the namespace.
+//!
+//! How the runner knows the namespace holds nothing else: each init mounts a procfs
+//! instance of its own namespace, detached (`fsopen`/`fsmount`: attached to no mount
+//! namespace, its own superblock), and hands a directory descriptor of it to the runner
+//! (through the zygote) before any child exists. Listing it (`getdents64`) gives every
+//! process of the namespace, from the kernel's own table of the namespace's pids: a process
+//! cannot leave its PID namespace (`setns` only enters a descendant one, whose processes
+//! are listed too), nor hide from that listing — re-parenting (`CLONE_PARENT`, `setsid`, a
+//! dead parent), leaving a cgroup, closing its pipes or a new user namespace change none of
+//! it, and the instance's options (`hidepid`) cannot be changed by anyone in the namespace,
+//! who has no way to reach its superblock (remounting the namespace's `/proc`, a different
+//! instance, does not touch it). After a child exited (a zombie not reaped yet: still
+//! listed), a listing of exactly two processes — the init and that child — proves that
+//! nothing was left behind, in two or three system calls; anything more is listed in full
+//! (each descendant of the init and of the child's parent, then whatever the listing holds
+//! beside them) and the namespace is ended.
 //!
 //! Shared namespaces ([`SharedNs`]): a fresh namespace per child cost more than the probe
 //! (a clone in the zygote, an init to start and kill, a `/proc` mounted and torn down). The
@@ -37,7 +53,7 @@
 //! `SIGCHLD` with `sigwaitinfo`).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -77,6 +93,9 @@ pub struct Zygote {
 #[derive(Debug)]
 pub struct NsInit {
     pidfd: OwnedFd,
+    /// A directory descriptor of the init's own detached procfs instance (see the module
+    /// doc), when the kernel made one; read under the lock (its position is shared).
+    procfs: Option<Mutex<OwnedFd>>,
     pid: u32,
     shared: bool,
     proc_mounted: bool,
@@ -128,10 +147,11 @@ impl Zygote {
         (&*sock)
             .write_all(&[kind])
             .map_err(|e| format!("the zygote is gone: {e}"))?;
-        let (word, fd) = receive(sock.as_raw_fd())
+        let (word, fd, procfs) = receive(sock.as_raw_fd())
             .ok_or_else(|| "the zygote gave no init (is it still running?)".to_string())?;
         Ok(NsInit {
             pidfd: fd,
+            procfs: procfs.map(Mutex::new),
             pid: word & !PROC_MOUNTED,
             shared,
             proc_mounted: word & PROC_MOUNTED != 0,
@@ -175,17 +195,19 @@ impl Drop for Zygote {
     }
 }
 
-/// A pid and a descriptor sent with `SCM_RIGHTS` on `sock` ([`send`]).
-fn receive(sock: RawFd) -> Option<(u32, OwnedFd)> {
+/// A pid and one or two descriptors sent with `SCM_RIGHTS` on `sock` ([`send`]): the
+/// init's pidfd, and its procfs instance when there is one.
+fn receive(sock: RawFd) -> Option<(u32, OwnedFd, Option<OwnedFd>)> {
     let mut data = [0u8; 4];
     let (n, fds) = super::sidecar::recv_with_fds(sock, &mut data);
-    let fd = fds.into_iter().next()?;
-    (n == data.len()).then(|| (u32::from_ne_bytes(data), fd))
+    let mut fds = fds.into_iter();
+    let fd = fds.next()?;
+    (n == data.len()).then(|| (u32::from_ne_bytes(data), fd, fds.next()))
 }
 
-/// Send `pid` and `fd` on `sock`.
-fn send(sock: RawFd, pid: u32, fd: RawFd) -> bool {
-    super::sidecar::send_with_fds(sock, &pid.to_ne_bytes(), &[fd])
+/// Send `pid` and `fds` on `sock`.
+fn send(sock: RawFd, pid: u32, fds: &[RawFd]) -> bool {
+    super::sidecar::send_with_fds(sock, &pid.to_ne_bytes(), fds)
 }
 
 impl NsInit {
@@ -217,15 +239,63 @@ impl NsInit {
         self.pidfd.as_raw_fd()
     }
 
-    /// What a child left behind in the namespace: every live process but the init (each
-    /// is a descendant of the init: orphans are re-parented to it), skipping the members
-    /// of `killed_group` (the child's group, which the runner killed at a timeout).
-    pub fn survivors(&self, killed_group: Option<u32>) -> Vec<Leaked> {
+    /// The namespace holds nothing but the init and one other process (the child, exited
+    /// and not reaped yet, which its parent keeps a zombie until the leak checks are
+    /// done: it is listed), as the init's procfs instance lists it: `Some(true)`; something
+    /// more: `Some(false)`; `None` without an instance (or if it cannot be read).
+    ///
+    /// Sound because the child was created in this namespace (its parent entered it with
+    /// the init's pidfd, or the launch failed), so it is one of the two, and the listing
+    /// holds every process of the namespace and of the namespaces nested in it (see the
+    /// module doc). A process exiting or a zombie not reaped yet counts as more: the
+    /// caller then lists it all.
+    pub fn holds_only_the_child(&self) -> Option<bool> {
+        let procfs = self.procfs.as_ref()?.lock().ok()?;
+        let pids = list_pids(procfs.as_raw_fd())?;
+        Some(pids.len() == 2 && pids.contains(&1))
+    }
+
+    /// What a child left behind in the namespace: every live process but the init and the
+    /// child, skipping the members of `killed_group` (the child's group, which the runner
+    /// killed at a timeout). Found from the init (orphans are re-parented to it) and from
+    /// the child's parent `parent` (a process the child started with `CLONE_PARENT` is
+    /// that parent's), and then, when the init's procfs instance lists more processes than
+    /// those, the rest of what it lists.
+    pub fn survivors(
+        &self,
+        child: u32,
+        parent: Option<Parent>,
+        killed_group: Option<u32>,
+    ) -> Vec<Leaked> {
+        // The parent runs one child at a time and reaped the one before: its other children
+        // in this namespace were started by this one (`CLONE_PARENT`). (Its children
+        // elsewhere — a fork server, the zygote — are not this namespace's.)
+        let mut walked = descendants(self.pid);
+        let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+        if let Some(p) = parent
+            && let Some(own) = ns(self.pid)
+        {
+            let others: Vec<u32> = read_proc(&p.children_path())
+                .split_whitespace()
+                .filter_map(|s| s.parse::<u32>().ok())
+                .filter(|c| *c != child && ns(*c).as_ref() == Some(&own))
+                .collect();
+            for r in others {
+                for d in std::iter::once(r).chain(descendants(r)) {
+                    if !walked.contains(&d) {
+                        walked.push(d);
+                    }
+                }
+            }
+        }
         let mut out = Vec::new();
-        for pid in descendants(self.pid) {
-            let Some((state, pgrp)) = stat(pid) else {
+        let mut found: Vec<Stat> = Vec::new();
+        for pid in walked {
+            let Some(st) = stat_full(pid) else {
                 continue;
             };
+            let (state, pgrp) = (st.state, st.pgrp);
+            found.push(st);
             // A zombie or a dying task (`X`) is dead already, not left behind.
             if matches!(state, 'Z' | 'X') || killed_group.is_some_and(|g| i64::from(g) == pgrp) {
                 continue;
@@ -240,6 +310,39 @@ impl NsInit {
             out.push(Leaked {
                 pid,
                 comm,
+                found_by: "pid-namespace".into(),
+                action: "killed-with-namespace".into(),
+            });
+        }
+        // What the namespace lists beside the init, the walked processes and the dead: a
+        // process none of those roots leads to. Its pid outside the namespace is found by
+        // its start time and name (it is killed with the namespace all the same).
+        let listed = self
+            .procfs
+            .as_ref()
+            .and_then(|p| p.lock().ok())
+            .and_then(|p| ns_processes(p.as_raw_fd()))
+            .unwrap_or_default();
+        for n in listed
+            .iter()
+            .filter(|n| n.ns_pid != 1 && !matches!(n.state, 'Z' | 'X'))
+        {
+            if found
+                .iter()
+                .any(|f| f.starttime == n.starttime && f.comm == n.comm)
+            {
+                continue;
+            }
+            let global = find_global(n);
+            let in_killed_group = global
+                .and_then(stat_full)
+                .is_some_and(|s| killed_group.is_some_and(|g| s.pgrp == i64::from(g)));
+            if global == Some(child) || in_killed_group {
+                continue;
+            }
+            out.push(Leaked {
+                pid: global.unwrap_or(0),
+                comm: n.comm.clone(),
                 found_by: "pid-namespace".into(),
                 action: "killed-with-namespace".into(),
             });
@@ -345,15 +448,146 @@ fn read_proc(path: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// `(state, process group)` from `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(char, i64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    let mut f = after.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let _ppid = f.next()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some((state, pgrp))
+/// What a `stat` file of `/proc` says of one process.
+#[derive(Debug, Clone)]
+struct Stat {
+    /// Its pid in the namespace of the procfs it was read from.
+    ns_pid: u32,
+    comm: String,
+    state: char,
+    pgrp: i64,
+    /// Clock ticks after boot (the same in every namespace's view).
+    starttime: u64,
+}
+
+/// The `stat` text of one process.
+fn parse_stat(ns_pid: u32, s: &str) -> Option<Stat> {
+    let (head, after) = s.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(Stat {
+        ns_pid,
+        comm,
+        state: f.first()?.chars().next()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        starttime: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// `/proc/<pid>/stat` in the runner's view.
+fn stat_full(pid: u32) -> Option<Stat> {
+    parse_stat(pid, &read_proc(&format!("/proc/{pid}/stat")))
+}
+
+/// The pids (in the namespace) a procfs directory descriptor lists, read from its start;
+/// `None` if it cannot be read.
+fn list_pids(dir: RawFd) -> Option<Vec<u32>> {
+    // SAFETY: seeking our own descriptor.
+    if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } != 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: getdents64 into a local buffer of its length.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        let n = usize::try_from(n).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        let mut at = 0;
+        // Each record: inode (8), offset (8), record length (2), type (1), name (NUL-ended).
+        while at + 19 <= n {
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            if reclen == 0 || at + reclen > n {
+                return None;
+            }
+            let name = &buf[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
+            if let Some(p) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                out.push(p);
+            }
+            at += reclen;
+        }
+        if out.len() > 1 << 20 {
+            return None;
+        }
+    }
+}
+
+/// Every process a procfs directory descriptor lists, with its `stat`.
+fn ns_processes(dir: RawFd) -> Option<Vec<Stat>> {
+    let pids = list_pids(dir)?;
+    let mut out = Vec::with_capacity(pids.len());
+    for p in pids {
+        let Ok(path) = std::ffi::CString::new(format!("{p}/stat")) else {
+            continue;
+        };
+        // SAFETY: openat relative to our directory descriptor, a valid C string.
+        let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: a fresh descriptor we own.
+        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut s = String::new();
+        if f.read_to_string(&mut s).is_ok()
+            && let Some(st) = parse_stat(p, &s)
+        {
+            out.push(st);
+        }
+    }
+    Some(out)
+}
+
+/// The pid in the runner's view of the process a namespace's procfs listed as `n`: the
+/// one whose `NSpid` holds `n`'s pid right after its own, started at the same tick, with
+/// the same name. Only when a leftover was found that no walk led to (rare).
+fn find_global(n: &Stat) -> Option<u32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for e in dir.flatten() {
+        let Some(g) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let status = read_proc(&format!("/proc/{g}/status"));
+        let nspid: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if nspid.get(1) == Some(&n.ns_pid)
+            && stat_full(g).is_some_and(|s| s.starttime == n.starttime && s.comm == n.comm)
+        {
+            return Some(g);
+        }
+    }
+    None
+}
+
+/// The parent of a namespace's child, outside the namespace, whose other children the
+/// child may have started (`CLONE_PARENT`).
+#[derive(Debug, Clone, Copy)]
+pub enum Parent {
+    /// A thread of the runner (an exec'd child's spawning thread).
+    RunnerThread(u32),
+    /// A process (a fork server), whose one thread is its main one.
+    Process(u32),
+}
+
+impl Parent {
+    fn children_path(self) -> String {
+        match self {
+            Parent::RunnerThread(tid) => format!("/proc/self/task/{tid}/children"),
+            Parent::Process(p) => format!("/proc/{p}/task/{p}/children"),
+        }
+    }
 }
 
 /// The zygote: serve init requests on stdin (a socket) until it closes; returns the exit
@@ -374,10 +608,19 @@ pub fn zygote_main() -> i32 {
             // SAFETY: reaping our own child without blocking.
             unsafe { libc::waitpid(p, &raw mut st, libc::WNOHANG) != p }
         });
-        // A shared namespace's init reports on this pipe whether its mounts succeeded.
+        // The init reports on this socket whether its mounts succeeded (a shared
+        // namespace's), with its procfs instance attached.
         let mut ready = [-1i32; 2];
         // SAFETY: a valid array.
-        if shared && unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                ready.as_mut_ptr(),
+            )
+        } != 0
+        {
             break;
         }
         let ns = if shared { libc::CLONE_NEWNS } else { 0 };
@@ -395,22 +638,21 @@ pub fn zygote_main() -> i32 {
         };
         if pid == 0 {
             // SAFETY: the init, in the child.
-            unsafe { init_main(shared.then_some(ready[1])) }
+            unsafe { init_main(ready[1], shared) }
         }
-        let mut mounted = false;
-        if shared {
-            let mut b = [0u8; 1];
-            // SAFETY: our pipe; the init writes one byte once its mounts are done, and its
-            // end closes when it closes every descriptor (or dies).
-            unsafe {
-                libc::close(ready[1]);
-                while libc::read(ready[0], b.as_mut_ptr().cast(), 1) < 0
-                    && crate::sandbox::apply::errno() == libc::EINTR
-                {}
-                libc::close(ready[0]);
-            }
-            mounted = b[0] == b'k';
+        // SAFETY: our end of the init's socket.
+        unsafe {
+            libc::close(ready[1]);
         }
+        // The init sends one byte once its mounts are done, with its procfs instance if it
+        // made one; its end closes when it closes every descriptor (or dies).
+        let mut b = [0u8; 1];
+        let (n, procfs) = super::sidecar::recv_with_fds(ready[0], &mut b);
+        // SAFETY: our own descriptor.
+        unsafe {
+            libc::close(ready[0]);
+        }
+        let mounted = shared && n == 1 && b[0] == b'k';
         let Ok(pid) = libc::pid_t::try_from(pid) else {
             break;
         };
@@ -425,7 +667,10 @@ pub fn zygote_main() -> i32 {
             break;
         };
         let word = u32::try_from(pid).unwrap_or(0) | if mounted { PROC_MOUNTED } else { 0 };
-        let ok = pidfd >= 0 && send(0, word, pidfd);
+        let mut fds = vec![pidfd];
+        fds.extend(procfs.iter().map(AsRawFd::as_raw_fd));
+        let ok = pidfd >= 0 && send(0, word, &fds);
+        drop(procfs);
         // SAFETY: our own descriptor.
         unsafe {
             libc::close(pidfd);
@@ -445,6 +690,64 @@ pub fn zygote_main() -> i32 {
     0
 }
 
+/// A directory descriptor of a new procfs instance of the caller's PID namespace, mounted
+/// nowhere (`fsopen`, `fsmount`: its own superblock, read-only, no exec, suid or devices;
+/// `subset=pid` where the kernel knows it: only the processes are listed).
+///
+/// # Safety
+/// Plain system calls; only in the init, which has `CAP_SYS_ADMIN` yet.
+unsafe fn private_procfs() -> Option<RawFd> {
+    const FSOPEN_CLOEXEC: u32 = 1;
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    const FSMOUNT_CLOEXEC: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u32 = 0x1;
+    const MOUNT_ATTR_NOSUID: u32 = 0x2;
+    const MOUNT_ATTR_NODEV: u32 = 0x4;
+    const MOUNT_ATTR_NOEXEC: u32 = 0x8;
+    // SAFETY: the new-mount system calls on static strings and our own descriptors.
+    unsafe {
+        let fs = libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC);
+        let fs = RawFd::try_from(fs).ok().filter(|f| *f >= 0)?;
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_SET_STRING,
+            c"subset".as_ptr(),
+            c"pid".as_ptr(),
+            0,
+        );
+        let mnt = if libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        ) == 0
+        {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs,
+                FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            )
+        } else {
+            -1
+        };
+        libc::close(fs);
+        let mnt = RawFd::try_from(mnt).ok().filter(|f| *f >= 0)?;
+        // `fsmount` gives an `O_PATH` descriptor: a readable one of the same root.
+        let dir = libc::openat(
+            mnt,
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        libc::close(mnt);
+        (dir >= 0).then_some(dir)
+    }
+}
+
 /// The init: no capability, not dumpable, no descriptor, every signal blocked; dies with
 /// the zygote; reaps the orphans re-parented to it (a shared namespace outlives its
 /// children's leftovers only when there were none, but a child of the namespace that exits
@@ -452,7 +755,7 @@ pub fn zygote_main() -> i32 {
 ///
 /// # Safety
 /// Only in the zygote's fresh child.
-unsafe fn init_main(ready: Option<RawFd>) -> ! {
+unsafe fn init_main(ready: RawFd, shared: bool) -> ! {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -463,12 +766,18 @@ unsafe fn init_main(ready: Option<RawFd>) -> ! {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         libc::prctl(libc::PR_SET_NAME, c"nexusmon-init".as_ptr(), 0, 0, 0);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        if let Some(fd) = ready {
-            // A shared namespace's mounts, once for all its children: nothing propagates
-            // back to the host, and its own `/proc`.
-            let ok = privilege::make_root_private() && privilege::mount_proc();
-            let b = if ok { b"k" } else { b"f" };
-            libc::write(fd, b.as_ptr().cast(), 1);
+        // A shared namespace's mounts, once for all its children: nothing propagates back
+        // to the host, and its own `/proc`.
+        let ok = shared && privilege::make_root_private() && privilege::mount_proc();
+        let b = if ok { b"k" } else { b"f" };
+        // The runner's own procfs instance of this namespace (see the module doc).
+        match private_procfs() {
+            Some(fd) => {
+                super::sidecar::send_with_fds(ready, b, &[fd]);
+            }
+            None => {
+                libc::write(ready, b.as_ptr().cast(), 1);
+            }
         }
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
         let mut all: libc::sigset_t = std::mem::zeroed();

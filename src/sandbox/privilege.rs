@@ -623,6 +623,13 @@ impl Isolation {
         !self.mount_namespace && !self.pid_namespace && !self.drop_privileges
     }
 
+    /// The bounding set the child ends with, when it clears its own to exactly the kept
+    /// capabilities (the clean channel with `CAP_SETPCAP`): the kept ones. `None` when it
+    /// does not touch its bounding set.
+    pub fn bounding_target(&self) -> Option<u64> {
+        (self.drop_privileges && self.clear_bounding).then_some(self.caps)
+    }
+
     /// The attempt's record.
     pub fn record(&self) -> &ChildIsolation {
         &self.record
