@@ -2,8 +2,7 @@
 //! rights on random subsets of a fixture tree with nested directories, symlinks into and
 //! out of granted directories, a dangling symlink, `..` and `//` paths; partial handled
 //! sets and lower ABI pins; random port lists; scopes; the seccomp UDP group) × random
-//! builtin probes and programs run by the exec driver (found through `PATH`, symlinked,
-//! `#!` scripts; some profiles set their own `PATH`), run by the real `nexusmon run`: the
+//! builtin probes and programs run by the exec driver (symlinked, `#!` scripts), run by the real `nexusmon run`: the
 //! scenario lane is the builtin helper or the program restricted by the kernel, the oracle
 //! lane the static prediction from the same compiled profile. The pass condition is 0 disagreements; a disagreement is shrunk (rules, access
 //! words, handled rights, ports and scopes removed while it persists) and printed as the
@@ -217,24 +216,20 @@ const EXEC_TARGETS: &[&str] = &[
     "/bin/true",
 ];
 
-/// Programs an exec-driver probe runs: names found through `PATH` (the profile's or the
-/// default), absolute paths through a symlinked directory (`/bin`), symlinks to a program,
-/// `#!` scripts (their interpreter a symlink too), the same program by several names.
+/// Programs an exec-driver probe runs (absolute: lint refuses a program that is not,
+/// NX206, so a run never searches `PATH`): through a symlinked directory (`/bin`),
+/// symlinks to a program in and out of the scratch tree, `#!` scripts (their interpreter
+/// a symlink too, reached through `..`), the same program by several names.
 const EXEC_PROGRAMS: &[&[&str]] = &[
-    &["true"],
-    &["sh", "-c", "exit 0"],
+    &["/bin/sh", "-c", "exit 0"],
     &["/usr/bin/true"],
     &["/bin/true"],
     &["${SCRATCH}/a/true"],
     &["${SCRATCH}/l_out/true"],
     &["${SCRATCH}/a/x.sh"],
     &["${SCRATCH}/d/up/x.sh"],
-    &["a/x.sh"],
+    &["${SCRATCH}/a/b/../x.sh"],
 ];
-
-/// `PATH` values a profile may set for its children (the oracle resolves a bare program
-/// name through the same one).
-const PATHS: &[&str] = &["/usr/local/bin:/usr/bin:/bin", "/bin", "/nowhere:/usr/bin", "/usr/sbin:/sbin:/bin"];
 
 const CONNECT_PORTS: &[u16] = &[1, 9, 80, 8080, 44444];
 const BIND_PORTS: &[u16] = &[0, 40001, 40002, 40003];
@@ -427,11 +422,7 @@ fn gen_profile(rng: &mut Rng, model: &Path) -> Value {
     if abi >= 6 && rng.chance(40) {
         ll["scope"] = json!(rng.subset(&["signal", "abstract-unix-socket"], 50));
     }
-    let mut profile = json!({"landlock": ll});
-    if rng.chance(30) {
-        profile["env"] = json!({"set": {"PATH": *rng.pick(PATHS)}});
-    }
-    profile
+    json!({"landlock": ll})
 }
 
 /// The answers of one run: scenario id → (kernel outcome, errno, baseline outcome, oracle
