@@ -2,11 +2,13 @@
 //! [`super::to_sorted_line`]: the bytes `serde_json` gives for `to_value(v)` (whose objects
 //! are `BTreeMap`s, so keys come out in byte order), without building the `Value` tree.
 //! Hand-written because no crate serializes with sorted keys without a tree: each object's
-//! entries are serialized into their own small buffers, sorted by key (a later duplicate
+//! entries are serialized into buffers of their own (pretty) or one buffer per object
+//! (compact), sorted by key (a later duplicate
 //! key replaces an earlier one, as `Map::insert` does) and then written; arrays and scalars
 //! go straight to the output. Memory is bounded by the largest object being sorted, not by
 //! the document. Scalars and escapes are written by `serde_json` itself, so bytes match.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::ser::{self, Serialize};
@@ -95,6 +97,7 @@ impl<'a, W: Write> Ser<'a, W> {
             pretty: self.pretty,
             depth: self.depth,
             entries: Vec::new(),
+            shared: Vec::new(),
             next_key: None,
             variant: None,
         }
@@ -347,24 +350,48 @@ pub(super) struct MapSer<'a, W> {
     out: &'a mut W,
     pretty: bool,
     depth: usize,
-    entries: Vec<(String, Vec<u8>)>,
+    /// Each entry's key and where its value is: its own buffer, or (compact output) a
+    /// range of `shared`.
+    entries: Vec<(Cow<'static, str>, Slot)>,
+    /// Compact output: every entry's value in one buffer (one allocation per object
+    /// instead of one per member; a compact object is one line). Pretty output (whole
+    /// documents) keeps one buffer per entry, freed as it is written.
+    shared: Vec<u8>,
     next_key: Option<String>,
     /// Inside `{"variant": …}` (a struct variant).
     variant: Option<&'static str>,
+}
+
+/// Where an entry's value bytes are.
+enum Slot {
+    Own(Vec<u8>),
+    Shared(std::ops::Range<usize>),
 }
 
 impl<W: Write> MapSer<'_, W> {
     fn value_depth(&self) -> usize {
         self.depth + 1 + usize::from(self.variant.is_some())
     }
-    fn entry<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Res<()> {
-        let mut buf = Vec::new();
-        value.serialize(Ser {
-            out: &mut buf,
-            pretty: self.pretty,
-            depth: self.value_depth(),
-        })?;
-        self.entries.push((key, buf));
+    fn entry<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Res<()> {
+        let depth = self.value_depth();
+        if self.pretty {
+            let mut buf = Vec::new();
+            value.serialize(Ser {
+                out: &mut buf,
+                pretty: true,
+                depth,
+            })?;
+            self.entries.push((key, Slot::Own(buf)));
+        } else {
+            let start = self.shared.len();
+            value.serialize(Ser {
+                out: &mut self.shared,
+                pretty: false,
+                depth,
+            })?;
+            self.entries
+                .push((key, Slot::Shared(start..self.shared.len())));
+        }
         Ok(())
     }
     fn finish(mut self) -> Res<()> {
@@ -392,7 +419,11 @@ impl<W: Write> MapSer<'_, W> {
             any = true;
             write_str(out, &k)?;
             key_sep(out, pretty)?;
-            out.write_all(&v).map_err(io)?;
+            let bytes = match &v {
+                Slot::Own(b) => b.as_slice(),
+                Slot::Shared(r) => self.shared.get(r.clone()).unwrap_or_default(),
+            };
+            out.write_all(bytes).map_err(io)?;
         }
         close(out, pretty, any, depth, b'}')?;
         if self.variant.is_some() {
@@ -414,7 +445,7 @@ impl<W: Write> ser::SerializeMap for MapSer<'_, W> {
             .next_key
             .take()
             .ok_or_else(|| <Error as ser::Error>::custom("serialize_value before serialize_key"))?;
-        self.entry(key, value)
+        self.entry(Cow::Owned(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
@@ -425,7 +456,7 @@ impl<W: Write> ser::SerializeStruct for MapSer<'_, W> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
-        self.entry(key.to_owned(), value)
+        self.entry(Cow::Borrowed(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
@@ -436,7 +467,7 @@ impl<W: Write> ser::SerializeStructVariant for MapSer<'_, W> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
-        self.entry(key.to_owned(), value)
+        self.entry(Cow::Borrowed(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
