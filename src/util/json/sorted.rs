@@ -526,7 +526,7 @@ impl TopMap {
         self.entries.push((key, buf));
         Ok(())
     }
-    fn finish(mut self) -> Res<Vec<Member>> {
+    fn finish(mut self) -> Vec<Member> {
         // As `MapSer::finish`: stable, so of equal keys the last serialized is kept.
         if !self.entries.is_sorted_by(|a, b| a.0 < b.0) {
             self.entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -537,9 +537,9 @@ impl TopMap {
                     _ => kept.push(e),
                 }
             }
-            return Ok(kept);
+            return kept;
         }
-        Ok(self.entries)
+        self.entries
     }
 }
 
@@ -558,7 +558,7 @@ impl ser::SerializeMap for TopMap {
         self.entry(key, value)
     }
     fn end(self) -> Res<Vec<Member>> {
-        self.finish()
+        Ok(self.finish())
     }
 }
 
@@ -569,7 +569,7 @@ impl ser::SerializeStruct for TopMap {
         self.entry(key.to_owned(), value)
     }
     fn end(self) -> Res<Vec<Member>> {
-        self.finish()
+        Ok(self.finish())
     }
 }
 
