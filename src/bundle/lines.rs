@@ -121,6 +121,57 @@ impl Interner {
         Ok(())
     }
 
+    /// [`Interner::compact`] over a line's members (key, compact sorted JSON of the value;
+    /// sorted by key, as [`crate::util::json::sorted_members`] gives them): the members of
+    /// each group that can be shared leave `members`, and the ids are returned in group
+    /// order. The bytes are those of `compact` on the line's `Value` map: a group's text is
+    /// its members in key order, `{"k":v,...}`, as `serde_json` prints a sorted map.
+    pub fn compact_members(
+        &mut self,
+        members: &mut Vec<(String, Vec<u8>)>,
+        groups: &[&[&str]],
+    ) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for group in groups {
+            let mut text = Vec::with_capacity(64);
+            text.push(b'{');
+            let mut any = false;
+            for (k, v) in members.iter() {
+                if group.contains(&k.as_str()) {
+                    if any {
+                        text.push(b',');
+                    }
+                    any = true;
+                    serde_json::to_writer(&mut text, k).map_err(ser)?;
+                    text.push(b':');
+                    text.extend_from_slice(v);
+                }
+            }
+            if !any {
+                continue;
+            }
+            text.push(b'}');
+            let hex = blake3::hash(&text).to_hex();
+            let id = &hex[..ID_HEX];
+            let shared = match self.values.get(id) {
+                Some(existing) => existing.as_bytes() == text.as_slice(),
+                None if self.values.len() < self.cap => {
+                    // JSON text made of `serde_json` output and ASCII: UTF-8.
+                    let text = String::from_utf8(text)
+                        .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
+                    self.values.insert(id.to_string(), text);
+                    true
+                }
+                None => false,
+            };
+            if shared {
+                members.retain(|(k, _)| !group.contains(&k.as_str()));
+                ids.push(id.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
     /// `shared_values.json`: `{"schema_version", "values": {id: object}}`, key-sorted
     /// pretty JSON.
     ///
@@ -205,13 +256,15 @@ impl<W: Write> ResultWriter<W> {
     /// Append `item` (an object) to `rel` under the sort key `key`. A key below the
     /// previous line's is refused: the file would not be sorted.
     pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
-        let Value::Object(mut obj) = serde_json::to_value(item).map_err(ser)? else {
+        // The line's members straight from the item (no `Value` tree): the bytes of
+        // `compact` on `to_value(item)`'s map, then `serde_json` printing it.
+        let Some(mut members) = crate::util::json::sorted_members(item)? else {
             return Err(Error::runner(format!(
                 "a line of {rel} is not a JSON object"
             )));
         };
         let groups = self.groups.get(rel).map(Vec::as_slice).unwrap_or_default();
-        self.shared.compact(&mut obj, groups)?;
+        let ids = self.shared.compact_members(&mut members, groups)?;
         let Some(f) = self.files.get_mut(rel) else {
             return Err(Error::runner(format!(
                 "{rel} is not a result file of this writer"
@@ -223,7 +276,36 @@ impl<W: Write> ResultWriter<W> {
                 f.last_key.as_deref().unwrap_or_default()
             )));
         }
-        let mut text = serde_json::to_vec(&Value::Object(obj)).map_err(ser)?;
+        let mut text = Vec::with_capacity(512);
+        text.push(b'{');
+        let mut any = false;
+        let mut shared_written = ids.is_empty();
+        let mut put = |text: &mut Vec<u8>, k: &str, v: &[u8]| -> Result<()> {
+            if any {
+                text.push(b',');
+            }
+            any = true;
+            serde_json::to_writer(&mut *text, k).map_err(ser)?;
+            text.push(b':');
+            text.extend_from_slice(v);
+            Ok(())
+        };
+        let shared_value = || -> Result<Vec<u8>> { serde_json::to_vec(&ids).map_err(ser) };
+        for (k, v) in &members {
+            // `$shared` replaces a member of that name, as `Map::insert` does.
+            if !shared_written && k.as_str() >= SHARED_KEY {
+                put(&mut text, SHARED_KEY, &shared_value()?)?;
+                shared_written = true;
+                if k == SHARED_KEY {
+                    continue;
+                }
+            }
+            put(&mut text, k, v)?;
+        }
+        if !shared_written {
+            put(&mut text, SHARED_KEY, &shared_value()?)?;
+        }
+        text.push(b'}');
         text.push(b'\n');
         f.out
             .write_all(&text)

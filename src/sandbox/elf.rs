@@ -166,7 +166,7 @@ pub fn program_needs(program: &Path) -> ProgramNeeds {
     static CACHE: std::sync::OnceLock<
         std::sync::Mutex<std::collections::BTreeMap<Key, ProgramNeeds>>,
     > = std::sync::OnceLock::new();
-    let key = std::fs::metadata(program).ok().map(|m| {
+    let key = crate::util::paths::stat(program).map(|m| {
         use std::os::unix::fs::MetadataExt;
         (program.to_path_buf(), m.size(), m.mtime(), m.mtime_nsec())
     });

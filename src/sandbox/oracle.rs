@@ -65,7 +65,17 @@ pub struct OracleInput<'a> {
 }
 
 /// Predict the profile's decision. Returns the verdict and the path witnesses made.
+///
+/// Every path is looked up once per prediction ([`paths::one_view`]: the prediction is
+/// made against one view of each path it reads; the next prediction reads afresh).
 pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, Vec<PathWitness>) {
+    paths::one_view(|| predict_in_view(c, input))
+}
+
+fn predict_in_view(
+    c: &CompiledProfile,
+    input: &OracleInput<'_>,
+) -> (OracleVerdict, Vec<PathWitness>) {
     let mut o = Oracle {
         c,
         input,
@@ -355,7 +365,7 @@ impl Oracle<'_> {
     fn execve(&mut self, canonical: &Path, role: &str) -> Vec<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         // What execve refuses for everyone before Landlock is asked.
-        if let Ok(m) = std::fs::metadata(canonical)
+        if let Some(m) = paths::stat(canonical)
             && (!m.is_file() || m.permissions().mode() & 0o111 == 0)
         {
             let what = if m.is_file() {
@@ -422,7 +432,7 @@ impl Oracle<'_> {
             Operation::FileRead => {
                 // Opening a directory for reading needs read-dir, not read-file.
                 let r = self.resolve(&target, "target", true);
-                let right = if std::fs::metadata(&r.canonical).is_ok_and(|m| m.is_dir()) {
+                let right = if paths::stat(&r.canonical).is_some_and(|m| m.is_dir()) {
                     fs::READ_DIR
                 } else {
                     fs::READ_FILE
@@ -502,12 +512,8 @@ impl Oracle<'_> {
             return;
         };
         let dst = self.resolve(&destination, "destination", false);
-        let src_type = std::fs::symlink_metadata(&src.canonical)
-            .ok()
-            .map(|m| m.file_type());
-        let dst_type = std::fs::symlink_metadata(&dst.canonical)
-            .ok()
-            .map(|m| m.file_type());
+        let src_type = paths::lstat(&src.canonical).map(|m| m.file_type());
+        let dst_type = paths::lstat(&dst.canonical).map(|m| m.file_type());
         let make = make_right(src_type);
         let remove_src = remove_right(src_type);
         let replaced = dst_type.map(|t| remove_right(Some(t)));

@@ -43,6 +43,17 @@ pub fn to_sorted_line<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     String::from_utf8(out).map_err(|e| Error::runner("cannot serialize JSON").with_source(e))
 }
 
+/// One member of a JSON object: its key and its value's compact sorted JSON.
+pub type Member = (String, Vec<u8>);
+
+/// The members of `value` as the JSON object `to_value` makes of it: each key with the
+/// compact sorted JSON of its value (what [`to_sorted_line`] writes for it), sorted by key;
+/// `None` if it is not an object. For a writer that rearranges a line's members (moves some
+/// into shared values) without a `Value` tree.
+pub fn sorted_members<T: Serialize + ?Sized>(value: &T) -> Result<Option<Vec<Member>>> {
+    sorted::members(value).map_err(ser_error)
+}
+
 /// RFC 8785 (JCS) canonical bytes of `value`, the input of every JSON digest.
 pub fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json_canonicalizer::to_vec(value)

@@ -12,6 +12,8 @@
 //! What cannot be resolved statically (`exe`, `fd/<n>`, `ns/...`, `map_files/...`) is
 //! reported as such; lint refuses those targets (NX220).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 /// Maximum symlinks followed in one resolution (the kernel's limit is 40).
@@ -74,11 +76,11 @@ fn resolve_with(
                 .strip_prefix(CHILD_PROC)
                 .unwrap_or_else(|_| Path::new("")),
         );
-        (false, std::fs::symlink_metadata(own).is_ok())
+        (false, lstat(&own).is_some())
     } else {
         (
-            std::fs::symlink_metadata(&requested).is_ok_and(|m| m.file_type().is_symlink()),
-            std::fs::symlink_metadata(&canonical).is_ok(),
+            lstat(&requested).is_some_and(|m| m.file_type().is_symlink()),
+            lstat(&canonical).is_some(),
         )
     };
     Resolution {
@@ -128,10 +130,10 @@ impl Walk<'_> {
                         cur = next;
                         continue;
                     }
-                    match std::fs::symlink_metadata(&next) {
-                        Ok(m) if m.file_type().is_symlink() && (!last || follow_final) => {
+                    match lstat(&next) {
+                        Some(m) if m.file_type().is_symlink() && (!last || follow_final) => {
                             self.links += 1;
-                            let Ok(target) = std::fs::read_link(&next) else {
+                            let Some(target) = read_link(&next) else {
                                 cur = next;
                                 continue;
                             };
@@ -145,12 +147,12 @@ impl Walk<'_> {
                                 cur.join(target)
                             };
                             cur = self.walk(&joined, true);
-                            if !self.in_child_proc && std::fs::symlink_metadata(&cur).is_err() {
+                            if !self.in_child_proc && lstat(&cur).is_none() {
                                 missing = true;
                             }
                         }
-                        Ok(_) => cur = next,
-                        Err(_) => {
+                        Some(_) => cur = next,
+                        None => {
                             missing = true;
                             cur = next;
                         }
@@ -224,6 +226,120 @@ impl Walk<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// One view of the tree per prediction
+// ---------------------------------------------------------------------------------------
+
+/// The lookups made so far in the current [`one_view`] scope of this thread.
+#[derive(Default)]
+struct View {
+    lstat: HashMap<PathBuf, Option<std::fs::Metadata>>,
+    stat: HashMap<PathBuf, Option<std::fs::Metadata>>,
+    link: HashMap<PathBuf, Option<PathBuf>>,
+}
+
+thread_local! {
+    static VIEW: RefCell<Option<View>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with every lookup of [`lstat`], [`stat`] and [`read_link`] made once per path:
+/// the first answer for a path is the answer for that path until `f` returns (a nested
+/// scope shares the outer one). The oracle judges one prediction in one such scope.
+///
+/// Why that is the answer a lookup without it gives: nothing inside the scope writes to
+/// the tree (the oracle only reads), so a second lookup of the same path within it can
+/// only differ if another process changed that entry in the microseconds between the two
+/// — a change during the prediction, against which neither answer is "the" tree's; the
+/// scope gives each path one answer, so the prediction is made against one consistent
+/// view of every path it reads (the uncached code could see a path exist in one check
+/// and not in the next). Nothing is kept past the scope: the next prediction reads the
+/// tree afresh, so whatever children or anything else changed between two predictions
+/// is seen. A `stat` (following a final symlink) of a path whose `lstat` is known not to
+/// be a symlink is that `lstat`'s answer: both resolve every earlier component alike and
+/// differ only in a final symlink.
+pub fn one_view<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            if self.0 {
+                VIEW.with(|v| *v.borrow_mut() = None);
+            }
+        }
+    }
+    let outer = VIEW.with(|v| {
+        let mut v = v.borrow_mut();
+        let outer = v.is_none();
+        if outer {
+            *v = Some(View::default());
+        }
+        outer
+    });
+    let _reset = Reset(outer);
+    f()
+}
+
+/// The memo of the current scope: `get` a known answer, else compute and `put` it.
+fn viewed<T: Clone>(
+    path: &Path,
+    get: impl Fn(&View) -> Option<Option<T>>,
+    compute: impl FnOnce() -> Option<T>,
+    put: impl FnOnce(&mut View, PathBuf, Option<T>),
+) -> Option<T> {
+    if let Some(known) = VIEW.with(|v| v.borrow().as_ref().and_then(&get)) {
+        return known;
+    }
+    let answer = compute();
+    VIEW.with(|v| {
+        if let Some(view) = v.borrow_mut().as_mut() {
+            put(view, path.to_path_buf(), answer.clone());
+        }
+    });
+    answer
+}
+
+/// `symlink_metadata(path)` (the entry itself), once per path in a [`one_view`] scope.
+pub fn lstat(path: &Path) -> Option<std::fs::Metadata> {
+    viewed(
+        path,
+        |v| v.lstat.get(path).cloned(),
+        || std::fs::symlink_metadata(path).ok(),
+        |v, p, a| {
+            v.lstat.insert(p, a);
+        },
+    )
+}
+
+/// `metadata(path)` (a final symlink followed), once per path in a [`one_view`] scope.
+pub fn stat(path: &Path) -> Option<std::fs::Metadata> {
+    viewed(
+        path,
+        |v| {
+            v.stat.get(path).cloned().or_else(|| {
+                v.lstat
+                    .get(path)
+                    .filter(|m| m.as_ref().is_none_or(|m| !m.file_type().is_symlink()))
+                    .cloned()
+            })
+        },
+        || std::fs::metadata(path).ok(),
+        |v, p, a| {
+            v.stat.insert(p, a);
+        },
+    )
+}
+
+/// `read_link(path)`, once per path in a [`one_view`] scope.
+pub fn read_link(path: &Path) -> Option<PathBuf> {
+    viewed(
+        path,
+        |v| v.link.get(path).cloned(),
+        || std::fs::read_link(path).ok(),
+        |v, p, a| {
+            v.link.insert(p, a);
+        },
+    )
+}
+
 /// The inode a path reaches (device and inode number, following a final symlink): the
 /// object a Landlock rule attaches to.
 pub fn inode_key(path: &Path) -> Option<(u64, u64)> {
@@ -238,11 +354,7 @@ pub fn ancestry(canonical: &Path) -> Vec<Option<(u64, u64)>> {
     use std::os::unix::fs::MetadataExt;
     canonical
         .ancestors()
-        .map(|a| {
-            std::fs::symlink_metadata(a)
-                .ok()
-                .map(|m| (m.dev(), m.ino()))
-        })
+        .map(|a| lstat(a).map(|m| (m.dev(), m.ino())))
         .collect()
 }
 

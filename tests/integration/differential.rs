@@ -2,9 +2,9 @@
 //! rights on random subsets of a fixture tree with nested directories, symlinks into and
 //! out of granted directories, a dangling symlink, `..` and `//` paths; partial handled
 //! sets and lower ABI pins; random port lists; scopes; the seccomp UDP group) × random
-//! builtin probes, run by the real `nexusmon run`: the scenario lane is the builtin helper
-//! restricted by the kernel, the oracle lane the static prediction from the same compiled
-//! profile. The pass condition is 0 disagreements; a disagreement is shrunk (rules, access
+//! builtin probes and programs run by the exec driver (symlinked, `#!` scripts), run by the real `nexusmon run`: the
+//! scenario lane is the builtin helper or the program restricted by the kernel, the oracle
+//! lane the static prediction from the same compiled profile. The pass condition is 0 disagreements; a disagreement is shrunk (rules, access
 //! words, handled rights, ports and scopes removed while it persists) and printed as the
 //! minimal profile and probe, with both answers and the oracle's checks.
 //!
@@ -216,11 +216,34 @@ const EXEC_TARGETS: &[&str] = &[
     "/bin/true",
 ];
 
+/// Programs an exec-driver probe runs (absolute: lint refuses a program that is not,
+/// NX206, so a run never searches `PATH`): through a symlinked directory (`/bin`),
+/// symlinks to a program in and out of the scratch tree, `#!` scripts (their interpreter
+/// a symlink too, reached through `..`), the same program by several names.
+const EXEC_PROGRAMS: &[&[&str]] = &[
+    &["/bin/sh", "-c", "exit 0"],
+    &["/usr/bin/true"],
+    &["/bin/true"],
+    &["${SCRATCH}/a/true"],
+    &["${SCRATCH}/l_out/true"],
+    &["${SCRATCH}/a/x.sh"],
+    &["${SCRATCH}/d/up/x.sh"],
+    &["${SCRATCH}/a/b/../x.sh"],
+];
+
 const CONNECT_PORTS: &[u16] = &[1, 9, 80, 8080, 44444];
 const BIND_PORTS: &[u16] = &[0, 40001, 40002, 40003];
 
-/// One random builtin probe.
+/// One random probe: mostly builtin operations, sometimes a program run by the exec
+/// driver (the kernel's `execve` and the loader's reads against the oracle's program
+/// resolution: PATH search, interpreters, libraries).
 fn gen_probe(rng: &mut Rng, model: &Path) -> Value {
+    if rng.chance(12) {
+        let argv = *rng.pick(EXEC_PROGRAMS);
+        // The loader that cannot read a library exits 127: the policy's denial too.
+        return json!({"operation": "exec", "driver": "exec", "argv": argv,
+            "deny_exit_codes": [127], "fixtures": fixtures(), "timeout_ms": 5000});
+    }
     let ops = [
         "file-read",
         "file-read",

@@ -395,3 +395,176 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
         assert_eq!(interner.document(2).unwrap(), want, "seed {seed}");
     }
 }
+
+/// The old line path, kept as the reference: `to_value`, [`Interner::compact`] on its map,
+/// `serde_json` printing.
+fn value_line<T: Serialize>(shared: &mut Interner, item: &T, groups: &[&[&str]]) -> Vec<u8> {
+    let Value::Object(mut obj) = serde_json::to_value(item).unwrap() else {
+        panic!("not an object")
+    };
+    shared.compact(&mut obj, groups).unwrap();
+    let mut text = serde_json::to_vec(&Value::Object(obj)).unwrap();
+    text.push(b'\n');
+    text
+}
+
+/// A derived line type of the shapes result lines have: fields declared out of order,
+/// renamed, skipped when empty, optional, a flattened map, enums, nested structs, floats.
+#[derive(Serialize)]
+struct GenLine {
+    zeta: String,
+    #[serde(rename = "$shared")]
+    shared: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno_name: Option<String>,
+    alpha: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+    #[serde(rename = "Caps")]
+    caps: Option<GenInner>,
+    kind: Verb,
+    ratio: f64,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+struct GenInner {
+    y: i64,
+    b: Vec<Verb>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Verb {
+    Allow,
+    NotEnforceable,
+    Wrapped(u32),
+    Shaped { z: bool, a: String },
+}
+
+fn gen_value(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 2 { 4 } else { 6 }) {
+        0 => Value::from(rng.next() % 100_000),
+        1 => {
+            Value::String(["a\"b", "x\\y", "\u{1}é", "", "plain", "\u{1F600}"][rng.below(6)].into())
+        }
+        2 => serde_json::json!([1.5, -0.0, 1e300][rng.below(3)]),
+        3 => Value::Null,
+        4 => Value::Array(
+            (0..rng.below(3))
+                .map(|_| gen_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => Value::Object(
+            (0..rng.below(4))
+                .map(|_| (format!("k{}", rng.below(6)), gen_value(rng, depth + 1)))
+                .collect(),
+        ),
+    }
+}
+
+/// Keys around `$shared` in byte order (`#`, `$`, `$a`, `$shared` itself, `%`, upper and
+/// lower case), and the group keys.
+const KEYS: &[&str] = &[
+    "#",
+    "$",
+    "$a",
+    "$shared",
+    "$sharee",
+    "%",
+    "A",
+    "Caps",
+    "alpha",
+    "errno_name",
+    "kind",
+    "notes",
+    "ratio",
+    "target",
+    "zeta",
+    "é",
+];
+
+fn gen_line(rng: &mut Rng) -> GenLine {
+    let kind = |rng: &mut Rng| match rng.below(4) {
+        0 => Verb::Allow,
+        1 => Verb::NotEnforceable,
+        2 => Verb::Wrapped(rng.below(3)),
+        _ => Verb::Shaped {
+            z: rng.chance(50),
+            a: format!("s{}", rng.below(3)),
+        },
+    };
+    GenLine {
+        zeta: format!("z{}", rng.below(4)),
+        shared: rng.chance(10).then(|| vec![1, 2]),
+        errno_name: rng.chance(50).then(|| "EACCES".to_string()),
+        alpha: rng.below(3),
+        notes: (0..rng.below(3)).map(|i| format!("n{i}")).collect(),
+        caps: rng.chance(60).then(|| GenInner {
+            y: -(rng.below(3i64)),
+            b: (0..rng.below(3)).map(|_| kind(rng)).collect(),
+        }),
+        kind: kind(rng),
+        ratio: [0.5, f64::NAN, 2.0, -0.0][rng.below(4)],
+        // A flattened key may repeat a field's name (the later one wins, as in a map).
+        extra: (0..rng.below(4))
+            .map(|_| ((*rng.pick(KEYS)).to_string(), gen_value(rng, 1)))
+            .collect(),
+    }
+}
+
+/// Lines are written from the items' own serialization, without a `Value` tree, byte for
+/// byte as the old path wrote them (`to_value`, `compact`, print), with the same shared
+/// values: generated derived structs (flatten, renames, skipped fields, enums, non-finite
+/// floats, a member named `$shared`) and generated maps with keys around `$shared`, under
+/// groups that overlap, name missing keys or `$shared` itself, with a cap that fills.
+#[test]
+fn lines_written_from_members_are_the_value_paths_bytes() {
+    let group_sets: [&[&[&str]]; 4] = [
+        &[&["kind", "alpha"], &["Caps"], &["ratio", "notes"]],
+        &[&["zeta", "kind"], &["kind", "errno_name"], &["missing"]],
+        &[&["$shared", "A"], &["#", "$a", "é"], &["target"]],
+        &[],
+    ];
+    for seed in 0..60u64 {
+        let mut rng = Rng(seed);
+        let groups = group_sets[(seed % 4) as usize];
+        let cap = [1000, 3, 0][rng.below(3)];
+        let mut reference = Interner::new(cap);
+        let mut w = ResultWriter::new(cap);
+        w.add_file("l.jsonl", Vec::new(), groups);
+        w.add_file("m.jsonl", Vec::new(), groups);
+        let (mut want_l, mut want_m) = (Vec::new(), Vec::new());
+        for i in 0..rng.below(40) {
+            let key = format!("s{i:04}");
+            let line = gen_line(&mut rng);
+            want_l.extend(value_line(&mut reference, &line, groups));
+            w.line("l.jsonl", &key, &line).unwrap();
+            let map: Map<String, Value> = (0..rng.below(6))
+                .map(|_| ((*rng.pick(KEYS)).to_string(), gen_value(&mut rng, 0)))
+                .collect();
+            want_m.extend(value_line(&mut reference, &map, groups));
+            w.line("m.jsonl", &key, &map).unwrap();
+        }
+        let (files, doc) = w.finish(2).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&files["l.jsonl"]),
+            String::from_utf8_lossy(&want_l),
+            "seed {seed}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&files["m.jsonl"]),
+            String::from_utf8_lossy(&want_m),
+            "seed {seed}"
+        );
+        assert_eq!(doc, reference.document(2).unwrap(), "seed {seed}");
+    }
+    // What is not an object is refused, as before.
+    let mut w = ResultWriter::new(10);
+    w.add_file("l.jsonl", Vec::new(), &[]);
+    for bad in [serde_json::json!([1]), serde_json::json!("x"), Value::Null] {
+        let e = w.line("l.jsonl", "k", &bad).unwrap_err();
+        assert!(e.to_string().contains("is not a JSON object"), "{e}");
+    }
+}

@@ -2,11 +2,13 @@
 //! [`super::to_sorted_line`]: the bytes `serde_json` gives for `to_value(v)` (whose objects
 //! are `BTreeMap`s, so keys come out in byte order), without building the `Value` tree.
 //! Hand-written because no crate serializes with sorted keys without a tree: each object's
-//! entries are serialized into their own small buffers, sorted by key (a later duplicate
+//! entries are serialized into buffers of their own (pretty) or one buffer per object
+//! (compact), sorted by key (a later duplicate
 //! key replaces an earlier one, as `Map::insert` does) and then written; arrays and scalars
 //! go straight to the output. Memory is bounded by the largest object being sorted, not by
 //! the document. Scalars and escapes are written by `serde_json` itself, so bytes match.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::ser::{self, Serialize};
@@ -95,6 +97,7 @@ impl<'a, W: Write> Ser<'a, W> {
             pretty: self.pretty,
             depth: self.depth,
             entries: Vec::new(),
+            shared: Vec::new(),
             next_key: None,
             variant: None,
         }
@@ -347,24 +350,48 @@ pub(super) struct MapSer<'a, W> {
     out: &'a mut W,
     pretty: bool,
     depth: usize,
-    entries: Vec<(String, Vec<u8>)>,
+    /// Each entry's key and where its value is: its own buffer, or (compact output) a
+    /// range of `shared`.
+    entries: Vec<(Cow<'static, str>, Slot)>,
+    /// Compact output: every entry's value in one buffer (one allocation per object
+    /// instead of one per member; a compact object is one line). Pretty output (whole
+    /// documents) keeps one buffer per entry, freed as it is written.
+    shared: Vec<u8>,
     next_key: Option<String>,
     /// Inside `{"variant": …}` (a struct variant).
     variant: Option<&'static str>,
+}
+
+/// Where an entry's value bytes are.
+enum Slot {
+    Own(Vec<u8>),
+    Shared(std::ops::Range<usize>),
 }
 
 impl<W: Write> MapSer<'_, W> {
     fn value_depth(&self) -> usize {
         self.depth + 1 + usize::from(self.variant.is_some())
     }
-    fn entry<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Res<()> {
-        let mut buf = Vec::new();
-        value.serialize(Ser {
-            out: &mut buf,
-            pretty: self.pretty,
-            depth: self.value_depth(),
-        })?;
-        self.entries.push((key, buf));
+    fn entry<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Res<()> {
+        let depth = self.value_depth();
+        if self.pretty {
+            let mut buf = Vec::new();
+            value.serialize(Ser {
+                out: &mut buf,
+                pretty: true,
+                depth,
+            })?;
+            self.entries.push((key, Slot::Own(buf)));
+        } else {
+            let start = self.shared.len();
+            value.serialize(Ser {
+                out: &mut self.shared,
+                pretty: false,
+                depth,
+            })?;
+            self.entries
+                .push((key, Slot::Shared(start..self.shared.len())));
+        }
         Ok(())
     }
     fn finish(mut self) -> Res<()> {
@@ -392,7 +419,11 @@ impl<W: Write> MapSer<'_, W> {
             any = true;
             write_str(out, &k)?;
             key_sep(out, pretty)?;
-            out.write_all(&v).map_err(io)?;
+            let bytes = match &v {
+                Slot::Own(b) => b.as_slice(),
+                Slot::Shared(r) => self.shared.get(r.clone()).unwrap_or_default(),
+            };
+            out.write_all(bytes).map_err(io)?;
         }
         close(out, pretty, any, depth, b'}')?;
         if self.variant.is_some() {
@@ -414,7 +445,7 @@ impl<W: Write> ser::SerializeMap for MapSer<'_, W> {
             .next_key
             .take()
             .ok_or_else(|| <Error as ser::Error>::custom("serialize_value before serialize_key"))?;
-        self.entry(key, value)
+        self.entry(Cow::Owned(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
@@ -425,7 +456,7 @@ impl<W: Write> ser::SerializeStruct for MapSer<'_, W> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
-        self.entry(key.to_owned(), value)
+        self.entry(Cow::Borrowed(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
@@ -436,10 +467,232 @@ impl<W: Write> ser::SerializeStructVariant for MapSer<'_, W> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
-        self.entry(key.to_owned(), value)
+        self.entry(Cow::Borrowed(key), value)
     }
     fn end(self) -> Res<()> {
         self.finish()
+    }
+}
+
+/// One member of an object: its key and its value's compact sorted JSON.
+pub(super) type Member = (String, Vec<u8>);
+
+/// The members of `value` if it is a JSON object as `to_value` makes it: each key with the
+/// compact sorted bytes of its value, sorted by key (a later duplicate replacing an earlier
+/// one), exactly the entries of `to_value(value)`'s map, each printed by `serde_json`.
+/// `None` if the value is not an object. Structs and maps (also behind a newtype or an
+/// `Option`) take the direct path; any other shape goes through `to_value` (rare: a line is
+/// a struct).
+pub(super) fn members<T: Serialize + ?Sized>(value: &T) -> Res<Option<Vec<Member>>> {
+    match value.serialize(Top) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.to_string() == NOT_DIRECT => match serde_json::to_value(value)? {
+            serde_json::Value::Object(map) => map
+                .into_iter()
+                .map(|(k, v)| Ok((k, serde_json::to_vec(&v)?)))
+                .collect::<Res<Vec<Member>>>()
+                .map(Some),
+            _ => Ok(None),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The marker error of a top-level value [`members`] takes through `to_value`.
+const NOT_DIRECT: &str = "nexusmon: not a struct or map at the top";
+
+fn not_direct() -> Error {
+    <Error as ser::Error>::custom(NOT_DIRECT)
+}
+
+/// The top level of [`members`]: a struct or a map is collected; anything else is
+/// [`NOT_DIRECT`].
+struct Top;
+
+/// A top-level object's members as they are serialized.
+struct TopMap {
+    entries: Vec<Member>,
+    next_key: Option<String>,
+}
+
+impl TopMap {
+    fn entry<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Res<()> {
+        let mut buf = Vec::new();
+        value.serialize(Ser {
+            out: &mut buf,
+            pretty: false,
+            depth: 0,
+        })?;
+        self.entries.push((key, buf));
+        Ok(())
+    }
+    fn finish(mut self) -> Vec<Member> {
+        // As `MapSer::finish`: stable, so of equal keys the last serialized is kept.
+        if !self.entries.is_sorted_by(|a, b| a.0 < b.0) {
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kept: Vec<Member> = Vec::with_capacity(self.entries.len());
+            for e in self.entries {
+                match kept.last_mut() {
+                    Some(last) if last.0 == e.0 => *last = e,
+                    _ => kept.push(e),
+                }
+            }
+            return kept;
+        }
+        self.entries
+    }
+}
+
+impl ser::SerializeMap for TopMap {
+    type Ok = Vec<Member>;
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Res<()> {
+        self.next_key = Some(map_key(key)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Res<()> {
+        let key = self
+            .next_key
+            .take()
+            .ok_or_else(|| <Error as ser::Error>::custom("serialize_value before serialize_key"))?;
+        self.entry(key, value)
+    }
+    fn end(self) -> Res<Vec<Member>> {
+        Ok(self.finish())
+    }
+}
+
+impl ser::SerializeStruct for TopMap {
+    type Ok = Vec<Member>;
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res<()> {
+        self.entry(key.to_owned(), value)
+    }
+    fn end(self) -> Res<Vec<Member>> {
+        Ok(self.finish())
+    }
+}
+
+impl ser::Serializer for Top {
+    type Ok = Vec<Member>;
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<Vec<Member>, Error>;
+    type SerializeTuple = ser::Impossible<Vec<Member>, Error>;
+    type SerializeTupleStruct = ser::Impossible<Vec<Member>, Error>;
+    type SerializeTupleVariant = ser::Impossible<Vec<Member>, Error>;
+    type SerializeMap = TopMap;
+    type SerializeStruct = TopMap;
+    type SerializeStructVariant = ser::Impossible<Vec<Member>, Error>;
+
+    fn serialize_map(self, _len: Option<usize>) -> Res<TopMap> {
+        Ok(TopMap {
+            entries: Vec::new(),
+            next_key: None,
+        })
+    }
+    fn serialize_struct(self, _n: &'static str, _len: usize) -> Res<TopMap> {
+        self.serialize_map(None)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _n: &'static str,
+        value: &T,
+    ) -> Res<Vec<Member>> {
+        value.serialize(self)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Res<Vec<Member>> {
+        value.serialize(self)
+    }
+    // Every other shape: not an object, or an object `to_value` makes of a variant.
+    fn serialize_bool(self, _: bool) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_i8(self, _: i8) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_i16(self, _: i16) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_i32(self, _: i32) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_i64(self, _: i64) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_u8(self, _: u8) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_u16(self, _: u16) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_u32(self, _: u32) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_u64(self, _: u64) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_f32(self, _: f32) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_f64(self, _: f64) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_char(self, _: char) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_str(self, _: &str) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_none(self) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_unit(self) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Res<Vec<Member>> {
+        Err(not_direct())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Res<Self::SerializeSeq> {
+        Err(not_direct())
+    }
+    fn serialize_tuple(self, _: usize) -> Res<Self::SerializeTuple> {
+        Err(not_direct())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Res<Self::SerializeTupleStruct> {
+        Err(not_direct())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Res<Self::SerializeTupleVariant> {
+        Err(not_direct())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Res<Self::SerializeStructVariant> {
+        Err(not_direct())
     }
 }
 
