@@ -481,15 +481,8 @@ pub fn resolve_scenarios(
     let mut out = Vec::with_capacity(selected.len());
     let mut shared_probes: BTreeMap<crate::model::Id, std::sync::Arc<crate::model::Probe>> =
         BTreeMap::new();
-    // Each row moves into its run, and the list of rows left shrinks as the runs grow, so a
-    // policy matrix's rows and runs are never both whole in memory (the runs are taken
-    // from the end of the reversed rows: in order).
-    let mut rows = selected;
-    rows.reverse();
-    while let Some(spec) = rows.pop() {
-        if rows.len() < rows.capacity() / 2 && rows.capacity() > 1024 {
-            rows.shrink_to_fit();
-        }
+    // Each row moves into its run (a policy matrix's rows are not kept twice).
+    for spec in selected {
         let task = tasks.get(&spec.scenario_id).cloned();
         if let Some(run) = worker_run(loaded, task.as_ref()) {
             let grace = loaded
