@@ -106,7 +106,8 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
 }
 
 /// The syntax and schema stages of a plan document already parsed (by `load`): the same
-/// [`Input`] [`read`] gives for its file, except that the value checked against the schema
+/// [`Input`] [`read`] gives for its file (but for [`Input::text`], left to the caller, which
+/// has it in `doc`), except that the value checked against the schema
 /// leaves out the matrix entries the schema cannot fault ([`plan_value_for_schema`]),
 /// and [`Input::value`] is that value. Only for a document whose typed plan is known (it
 /// loaded): if the schema reports anything, lint the file through [`read`] instead.
@@ -117,7 +118,8 @@ pub fn of_document(
 ) -> crate::Result<Input> {
     let input = Input {
         path: path.to_path_buf(),
-        text: Some(doc.text.clone()),
+        // The caller has the text in `doc`: copied only for a report that shows it.
+        text: None,
         doc: None,
         value: None,
         schema_errors: false,

@@ -419,8 +419,11 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
         ..Report::default()
     };
     report.findings.append(&mut input.findings);
-    let mut sources: Vec<(PathBuf, String)> =
-        input.text.take().map(|t| (abs, t)).into_iter().collect();
+    // The plan's text is copied for the report only when a finding needs its excerpt.
+    let mut sources: Vec<(PathBuf, String)> = Vec::new();
+    if report.findings.iter().any(|f| f.file == abs) {
+        sources.push((abs, loaded.doc.text.clone()));
+    }
     if let Some(r) = reg {
         report.files_checked += r.files_checked;
         report.findings.extend(r.findings);
