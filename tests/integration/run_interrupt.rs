@@ -84,9 +84,10 @@ fn moments(seed: u64, n: usize, max: usize) -> Vec<usize> {
 fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
     let p = Project::shipped();
     let plan = "plans/fs-confinement/plan.json";
-    // 66 scenarios × 2 executing lanes = 132 observations; stop well before the last ones
-    // so the signal always lands while children are still to run.
-    for (i, after) in moments(0x5eed_1e55, 10, 100).into_iter().enumerate() {
+    // 66 scenarios × 2 executing lanes = 132 observations; stop in the first half so the
+    // signal always lands while children are still to run (with the last quarter left,
+    // children now fast enough all ended before the signal arrived, under load).
+    for (i, after) in moments(0x5eed_1e55, 10, 66).into_iter().enumerate() {
         let (events, code, stderr) =
             interrupt_after(start(&p, plan, &[]), after, libc::SIGINT, false);
         assert_eq!(code, 130, "moment {i} (after {after}): {stderr}");
