@@ -43,7 +43,7 @@ for tool in python3 cc b3sum /usr/bin/time; do
 done
 
 [ -n "${NEXUSMON_BIN:-}" ] || cargo build --release --quiet
-BIN="${NEXUSMON_BIN:-$PWD/target/release/nexusmon}"
+BIN="$(realpath "${NEXUSMON_BIN:-$PWD/target/release/nexusmon}")"
 WORK="$(mktemp -d /tmp/nexusmon-probes.XXXXXX)"
 SP="$(mktemp -d "${SPAWN_DIR_PARENT:-/dev/shm}/nexusmon-spawn-loop.XXXXXX")"
 trap 'rm -rf "$WORK" "$SP"' EXIT

@@ -37,7 +37,7 @@ done
 
 # NEXUSMON_BIN: measure that binary instead of building target/release/nexusmon.
 [ -n "${NEXUSMON_BIN:-}" ] || cargo build --release --quiet
-BIN=${NEXUSMON_BIN:-$PWD/target/release/nexusmon}
+BIN=$(realpath "${NEXUSMON_BIN:-$PWD/target/release/nexusmon}")
 W=${BENCH_DIR:-$(mktemp -d "$PWD/target/scale-bench.XXXXXX")}
 mkdir -p "$W"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT

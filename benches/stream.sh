@@ -25,6 +25,7 @@ cd "$(dirname "$0")/.."
 
 stream_bench() {
   local runs=${RUNS:-3} bin=${NEXUSMON_BIN:-$PWD/target/release/nexusmon}
+  bin=$(realpath "$bin") # the commands below run from other directories
   local w
   w=$(mktemp -d "${TMPDIR:-/tmp}/stream-bench.XXXXXX")
   for b in "$@"; do
@@ -86,7 +87,7 @@ if [ "${STREAM_LIB:-0}" != 1 ]; then
     command -v "$t" >/dev/null || { echo "stream.sh: needs $t" >&2; exit 2; }
   done
   [ -n "${NEXUSMON_BIN:-}" ] || cargo build --release --quiet
-  bin=${NEXUSMON_BIN:-$PWD/target/release/nexusmon}
+  bin=$(realpath "${NEXUSMON_BIN:-$PWD/target/release/nexusmon}")
   if [ "$#" -eq 0 ]; then
     W=${BENCH_DIR:-$(mktemp -d "$PWD/target/stream-bench.XXXXXX")}
     [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT

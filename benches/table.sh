@@ -29,7 +29,7 @@ for t in python3 cc b3sum /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "benches/table.sh needs $t" >&2; exit 2; }
 done
 [ -n "${NEXUSMON_BIN:-}" ] || cargo build --release --quiet
-export NEXUSMON_BIN="${NEXUSMON_BIN:-$PWD/target/release/nexusmon}"
+export NEXUSMON_BIN="$(realpath "${NEXUSMON_BIN:-$PWD/target/release/nexusmon}")"
 T="$(mktemp -d "$PWD/target/table-bench.XXXXXX")"
 trap 'rm -rf "$T"' EXIT
 
