@@ -291,9 +291,13 @@ impl NsInit {
         let mut out = Vec::new();
         let mut found: Vec<Stat> = Vec::new();
         for pid in walked {
-            let Some(st) = stat_full(pid) else {
+            let Some(mut st) = stat_full(pid) else {
                 continue;
             };
+            // Its pid in the namespace: with its start tick, what names it in the
+            // namespace's own listing below (its name is no key: an `execve` changes it
+            // between the two reads).
+            st.ns_pid = ns_pid_of(pid).unwrap_or(0);
             let (state, pgrp) = (st.state, st.pgrp);
             found.push(st);
             // A zombie or a dying task (`X`) is dead already, not left behind.
@@ -329,7 +333,7 @@ impl NsInit {
         {
             if found
                 .iter()
-                .any(|f| f.starttime == n.starttime && f.comm == n.comm)
+                .any(|f| f.ns_pid == n.ns_pid && f.starttime == n.starttime)
             {
                 continue;
             }
@@ -543,27 +547,29 @@ fn ns_processes(dir: RawFd) -> Option<Vec<Stat>> {
     Some(out)
 }
 
+/// The pid one level below the runner's namespace (`NSpid`'s second field) of the process
+/// `global` in the runner's view: its pid in the namespace of a namespace init the runner
+/// started. `None` if it is gone or in the runner's own namespace.
+fn ns_pid_of(global: u32) -> Option<u32> {
+    read_proc(&format!("/proc/{global}/status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().nth(1).and_then(|x| x.parse().ok()))
+}
+
 /// The pid in the runner's view of the process a namespace's procfs listed as `n`: the
-/// one whose `NSpid` holds `n`'s pid right after its own, started at the same tick, with
-/// the same name. Only when a leftover was found that no walk led to (rare).
+/// one whose `NSpid` holds `n`'s pid right after its own and that started at the same tick
+/// (a pid is unique in its namespace while it lives; the tick tells a reused one apart; a
+/// name is no key, `execve` changes it). Only when a leftover was found that no walk led
+/// to (rare).
 fn find_global(n: &Stat) -> Option<u32> {
     let dir = std::fs::read_dir("/proc").ok()?;
     for e in dir.flatten() {
         let Some(g) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let status = read_proc(&format!("/proc/{g}/status"));
-        let nspid: Vec<u32> = status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .map(|v| {
-                v.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if nspid.get(1) == Some(&n.ns_pid)
-            && stat_full(g).is_some_and(|s| s.starttime == n.starttime && s.comm == n.comm)
+        if ns_pid_of(g) == Some(n.ns_pid)
+            && stat_full(g).is_some_and(|s| s.starttime == n.starttime)
         {
             return Some(g);
         }
