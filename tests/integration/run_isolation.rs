@@ -525,11 +525,6 @@ fn generated_profiles_give_each_exec_child_exactly_its_capabilities() {
         want.insert(format!("g{i}"), (mask, nobody));
         profiles.insert(format!("g{i}"), p);
     }
-    let doc = |kind: &str, body: serde_json::Value| {
-        let mut d = json!({"schema_version": 1, "registry_id": "caps"});
-        d[kind] = body;
-        d.to_string()
-    };
     let probes = json!({
         "status": {"operation": "exec", "driver": "exec", "timeout_ms": 10000,
                    "argv": ["/bin/cat", "/proc/self/status"]},
@@ -541,11 +536,7 @@ fn generated_profiles_give_each_exec_child_exactly_its_capabilities() {
         .map(|p| (p.clone(), json!({"status": "allow", "status-2": "allow"})))
         .collect();
     let t = Test::new()
-        .write("registry/caps/probes.json", &doc("probes", probes))
-        .write(
-            "registry/caps/profiles.json",
-            &doc("profiles", Value::Object(profiles)),
-        )
+        .registry("caps", probes, Value::Object(profiles))
         .write(
             "plans/caps/plan.json",
             &json!({"schema_version": 1, "plan_id": "caps", "kind": "experiment",

@@ -66,22 +66,11 @@ fn a_child_that_cannot_mount_shares_its_workers_mount_namespace_and_no_child_see
         .keys()
         .map(|p| (p.clone(), json!({"look": "allow", "look-reads": "allow"})))
         .collect();
-    let doc = |kind: &str, body: Value| {
-        let mut d = json!({"schema_version": 1, "registry_id": "mt"});
-        d[kind] = body;
-        d.to_string()
-    };
     let t = Test::new()
-        .write(
-            "registry/mt/probes.json",
-            &doc(
-                "probes",
-                json!({"look": probe(false), "look-reads": probe(true)}),
-            ),
-        )
-        .write(
-            "registry/mt/profiles.json",
-            &doc("profiles", Value::Object(profiles)),
+        .registry(
+            "mt",
+            json!({"look": probe(false), "look-reads": probe(true)}),
+            Value::Object(profiles),
         )
         .write(
             "plans/mt/plan.json",
@@ -299,19 +288,11 @@ fn a_baseline_child_cannot_plant_files_in_another_childs_scratch_directory() {
         }
         scenarios.insert(profile.clone(), Value::Object(row));
     }
-    let doc = |kind: &str, body: Value| {
-        let mut d = json!({"schema_version": 1, "registry_id": "mt"});
-        d[kind] = body;
-        d.to_string()
-    };
     let t = Test::new()
-        .write(
-            "registry/mt/probes.json",
-            &doc("probes", Value::Object(registry_probes)),
-        )
-        .write(
-            "registry/mt/profiles.json",
-            &doc("profiles", Value::Object(registry_profiles)),
+        .registry(
+            "mt",
+            Value::Object(registry_probes),
+            Value::Object(registry_profiles),
         )
         .write(
             "plans/mt/plan.json",

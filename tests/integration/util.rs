@@ -377,6 +377,29 @@ impl Test {
         self
     }
 
+    /// Registry `id`'s two documents, `registry/<id>/probes.json` and `profiles.json`, with
+    /// `probes` and `profiles` as their bodies.
+    pub fn registry(
+        self,
+        id: &str,
+        probes: serde_json::Value,
+        profiles: serde_json::Value,
+    ) -> Self {
+        let doc = |kind: &str, body: serde_json::Value| {
+            let mut d = serde_json::json!({"schema_version": 1, "registry_id": id});
+            d[kind] = body;
+            d.to_string()
+        };
+        self.write(
+            &format!("registry/{id}/probes.json"),
+            &doc("probes", probes),
+        )
+        .write(
+            &format!("registry/{id}/profiles.json"),
+            &doc("profiles", profiles),
+        )
+    }
+
     pub fn run(&self) -> Ran {
         let dir = self.cwd.as_deref().unwrap_or(self.dir.path());
         let mut cmd = nexusmon(dir);
