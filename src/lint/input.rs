@@ -145,25 +145,25 @@ pub fn plan_value_for_schema(doc: &Document) -> Value {
                 let mut matrix = serde_json::Map::new();
                 for r in rows {
                     let NodeKind::Object(entries) = &r.value.kind else {
-                        matrix.insert(r.key.clone(), r.value.to_value());
+                        matrix.insert(r.key.to_string(), r.value.to_value());
                         continue;
                     };
                     let mut row = serde_json::Map::new();
                     for e in entries {
                         let plain = matches!(&e.value.kind, NodeKind::String(s) if s == "allow" || s == "deny");
                         if plain && crate::model::id::is_valid_id(&e.key) {
-                            row.remove(&e.key);
+                            row.remove(e.key.as_str());
                         } else {
-                            row.insert(e.key.clone(), e.value.to_value());
+                            row.insert(e.key.to_string(), e.value.to_value());
                         }
                     }
-                    matrix.insert(r.key.clone(), Value::Object(row));
+                    matrix.insert(r.key.to_string(), Value::Object(row));
                 }
                 Value::Object(matrix)
             }
             _ => m.value.to_value(),
         };
-        root.insert(m.key.clone(), v);
+        root.insert(m.key.to_string(), v);
     }
     Value::Object(root)
 }

@@ -55,7 +55,7 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
             NodeKind::Null => visitor.visit_unit(),
             NodeKind::Bool(b) => visitor.visit_bool(*b),
             NodeKind::Number(n) => n.clone().deserialize_any(visitor),
-            NodeKind::String(s) => visitor.visit_string(s.clone()),
+            NodeKind::String(s) => visitor.visit_string(s.to_string()),
             NodeKind::Array(items) => {
                 let mut seq = Seq {
                     items: items.iter(),
@@ -187,7 +187,8 @@ impl<'de> MapAccess<'de> for Map<'de> {
         match self.members.next() {
             Some(m) => {
                 self.value = Some(&m.value);
-                let key: de::value::StringDeserializer<Error> = m.key.clone().into_deserializer();
+                let key: de::value::StringDeserializer<Error> =
+                    m.key.to_string().into_deserializer();
                 seed.deserialize(key).map(Some)
             }
             None => Ok(None),

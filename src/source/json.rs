@@ -108,7 +108,7 @@ impl Parser<'_> {
         let kind = match self.peek() {
             Some('{') => self.object()?,
             Some('[') => self.array()?,
-            Some('"') => NodeKind::String(self.charged_string(start)?),
+            Some('"') => NodeKind::String(self.charged_string(start)?.into()),
             Some('t') => self.word("true", NodeKind::Bool(true))?,
             Some('f') => self.word("false", NodeKind::Bool(false))?,
             Some('n') => self.word("null", NodeKind::Null)?,
@@ -204,7 +204,7 @@ impl Parser<'_> {
                         start,
                         end: self.pos(),
                     },
-                    kind: NodeKind::String(v),
+                    kind: NodeKind::String(v.into()),
                 }
             } else {
                 if entry {
@@ -223,7 +223,7 @@ impl Parser<'_> {
                 value?
             };
             members.push(Member {
-                key,
+                key: key.into(),
                 key_span,
                 value,
             });

@@ -7,7 +7,10 @@
 
 mod de;
 mod json;
+mod text;
 mod yaml;
+
+pub use text::Str;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,8 +76,8 @@ pub enum NodeKind {
     Bool(bool),
     /// A number.
     Number(serde_json::Number),
-    /// A string.
-    String(String),
+    /// A string (inline when short: a plan's matrix is mostly short strings).
+    String(Str),
     /// An array.
     Array(Vec<Node>),
     /// An object, in source order.
@@ -84,8 +87,8 @@ pub enum NodeKind {
 /// One key of an object with its span and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
-    /// The key.
-    pub key: String,
+    /// The key (inline when short).
+    pub key: Str,
     /// Where the key is written.
     pub key_span: Span,
     /// The value.
@@ -484,12 +487,12 @@ impl Node {
             NodeKind::Null => Value::Null,
             NodeKind::Bool(b) => Value::Bool(*b),
             NodeKind::Number(n) => Value::Number(n.clone()),
-            NodeKind::String(s) => Value::String(s.clone()),
+            NodeKind::String(s) => Value::String(s.to_string()),
             NodeKind::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
             NodeKind::Object(members) => {
                 let mut map = serde_json::Map::new();
                 for m in members {
-                    map.insert(m.key.clone(), m.value.to_value());
+                    map.insert(m.key.to_string(), m.value.to_value());
                 }
                 Value::Object(map)
             }

@@ -196,7 +196,7 @@ impl<'a> Builder<'a> {
                         }
                         Event::Alias(id) => match self.anchors.get(&id).map(|(n, _)| &n.kind) {
                             Some(NodeKind::String(s)) => {
-                                let s = s.clone();
+                                let s = s.to_string();
                                 self.budget
                                     .charge(s.len())
                                     .map_err(|e| SyntaxError::over_limit(e, pos(ksp.start)))?;
@@ -258,7 +258,7 @@ impl<'a> Builder<'a> {
                         }
                     };
                     members.push(Member {
-                        key,
+                        key: key.into(),
                         key_span: span(ksp),
                         value,
                     });
@@ -371,7 +371,7 @@ fn resolve_scalar(
             });
         }
         return match t.suffix.as_str() {
-            "str" => Ok(NodeKind::String(value.to_string())),
+            "str" => Ok(NodeKind::String(value.into())),
             "null" => Ok(NodeKind::Null),
             "bool" => parse_bool(value)
                 .map(NodeKind::Bool)
@@ -386,7 +386,7 @@ fn resolve_scalar(
         };
     }
     if style != ScalarStyle::Plain {
-        return Ok(NodeKind::String(value.to_string()));
+        return Ok(NodeKind::String(value.into()));
     }
     if matches!(value, "" | "~" | "null" | "Null" | "NULL") {
         return Ok(NodeKind::Null);
@@ -400,7 +400,7 @@ fn resolve_scalar(
     if let Some(f) = parse_float(value, at)? {
         return Ok(f);
     }
-    Ok(NodeKind::String(value.to_string()))
+    Ok(NodeKind::String(value.into()))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

@@ -287,10 +287,10 @@ fn parameter_order(doc: &Document) -> Vec<String> {
         .find(|m| m.key == "parameters")
         .and_then(|m| match &m.value.kind {
             NodeKind::Object(ps) => {
-                let mut seen = Vec::new();
+                let mut seen: Vec<String> = Vec::new();
                 for p in ps {
-                    if !seen.contains(&p.key) {
-                        seen.push(p.key.clone());
+                    if !seen.iter().any(|k| p.key == *k) {
+                        seen.push(p.key.to_string());
                     }
                 }
                 Some(seen)
