@@ -118,6 +118,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         return_free_memory();
     }
     let sel = select::selection_linted(&loaded, &settings, lint)?;
+    // Listing the scenarios sorts and moves every row once (scratch space freed since).
+    return_free_memory();
     let admission = Admission::consult(&settings, &loaded, &sel.scenarios)?;
     let mut setup = RunSetup::prepare(&settings, &loaded, &sel.scenarios, admission.max_jobs)?;
     let mut governance = admission.notes.clone();
@@ -404,6 +406,8 @@ impl Pipeline<'_> {
             sink,
         )?;
         write::write_run_docs(bundle, &self.description(), &preflight)?;
+        // The manifest's JSON tree (every resolved probe and profile) is free again.
+        return_free_memory();
         if super::interrupt::pending().is_none()
             && let Some(reason) = preflight::required_failure(&preflight)
         {

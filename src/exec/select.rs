@@ -437,6 +437,10 @@ pub fn failed_in(b: &Path, plan_id: &str) -> Result<Vec<String>> {
 /// filter (exit 2) rather than run it without what it depends on.
 fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<()> {
     let tasks = task_specs(loaded)?;
+    if tasks.is_empty() {
+        // Nothing to check (an experiment): no set of every selected id is built.
+        return Ok(());
+    }
     let chosen: BTreeSet<&str> = selected.iter().map(|s| s.scenario_id.as_str()).collect();
     let by_task: BTreeMap<&str, &str> = tasks
         .iter()
@@ -466,6 +470,24 @@ fn check_task_closure(loaded: &LoadedPlan, selected: &[ScenarioSpec]) -> Result<
     Ok(())
 }
 
+/// Capacity (rows) above which [`in_order_shrinking`] gives back the spent part of its list
+/// as it goes.
+const SHRINK_ROWS_ABOVE: usize = 4096;
+
+/// `rows` in order, by value, the list giving back its memory as it is spent: reversed in
+/// place, taken from the end, and cut to its length whenever an eighth of its capacity is
+/// spent (for a list of more than [`SHRINK_ROWS_ABOVE`] rows).
+fn in_order_shrinking<T>(mut rows: Vec<T>) -> impl Iterator<Item = T> {
+    rows.reverse();
+    std::iter::from_fn(move || {
+        let row = rows.pop()?;
+        if rows.capacity() > SHRINK_ROWS_ABOVE && rows.len() < rows.capacity() / 8 * 7 {
+            rows.shrink_to_fit();
+        }
+        Some(row)
+    })
+}
+
 /// Validate the selected scenarios' probes and compute effective timeouts. Input errors
 /// (exit 2) name the registry file, the probe and the fix.
 pub fn resolve_scenarios(
@@ -481,8 +503,12 @@ pub fn resolve_scenarios(
     let mut out = Vec::with_capacity(selected.len());
     let mut shared_probes: BTreeMap<crate::model::Id, std::sync::Arc<crate::model::Probe>> =
         BTreeMap::new();
-    // Each row moves into its run (a policy matrix's rows are not kept twice).
-    for spec in selected {
+    // Each row moves into its run, and the list of rows left shrinks as the runs are
+    // written, so a policy matrix's rows and runs are never both whole in memory: the rows
+    // are reversed in place and taken from the end (in their order), and the list is cut
+    // to its length each time an eighth of its capacity is spent (the runs' list is
+    // allocated whole, but its pages are touched only as runs are written).
+    for spec in in_order_shrinking(selected) {
         let task = tasks.get(&spec.scenario_id).cloned();
         if let Some(run) = worker_run(loaded, task.as_ref()) {
             let grace = loaded
@@ -697,4 +723,25 @@ fn check_probe(file: &Path, id: &str, p: &Probe, known: &BTreeSet<String>) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_taken_while_the_list_shrinks_are_the_rows_in_order() {
+        // Sizes around the shrinking bound and seeded ones; each row distinct.
+        use crate::util::testrng::Rng;
+        let mut r = Rng(16);
+        let mut sizes = vec![0, 1, 2, 4095, 4096, 4097, 4600, 9000, 70_001];
+        sizes.extend((0..6).map(|_| r.below(30_000usize)));
+        for n in sizes {
+            let rows: Vec<String> = (0..n)
+                .map(|i| format!("r{i}-{}", r.below(1000u32)))
+                .collect();
+            let got: Vec<String> = in_order_shrinking(rows.clone()).collect();
+            assert_eq!(got, rows, "{n} rows");
+        }
+    }
 }

@@ -348,7 +348,14 @@ impl Plan {
     /// `scenarios` entries, then the `controls` not already listed (expected `allow`).
     /// Missions' tasks are scheduled by the governance layer, not listed here.
     pub fn scenario_specs(&self) -> Vec<ScenarioSpec> {
-        let mut out = Vec::new();
+        // Allocated once at its final size (a policy matrix lists ~10^5 rows: growing by
+        // doubling would leave up to half of it unused).
+        let rows: usize = self
+            .profiles
+            .iter()
+            .map(|p| self.scenarios.get(p).map_or(0, BTreeMap::len) + self.controls.len())
+            .sum();
+        let mut out = Vec::with_capacity(rows);
         for profile in &self.profiles {
             let declared = self.scenarios.get(profile);
             if let Some(map) = declared {
@@ -375,7 +382,9 @@ impl Plan {
                 });
             }
         }
-        out.sort();
+        // Unstable: no scratch buffer of half the list; rows that compare equal are equal
+        // in every field, so the order is the stable sort's.
+        out.sort_unstable();
         out.dedup_by(|a, b| a.scenario_id == b.scenario_id);
         out
     }
@@ -574,6 +583,75 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// `scenario_specs` as it was written before its list was sized up front and sorted
+    /// unstably: the generated test's reference.
+    fn scenario_specs_grown_and_stably_sorted(plan: &Plan) -> Vec<ScenarioSpec> {
+        let mut out = Vec::new();
+        for profile in &plan.profiles {
+            let declared = plan.scenarios.get(profile);
+            if let Some(map) = declared {
+                for (probe, expected) in map {
+                    out.push(ScenarioSpec {
+                        scenario_id: format!("{profile}:{probe}"),
+                        profile_id: profile.clone(),
+                        probe_id: probe.clone(),
+                        expected: *expected,
+                        control: plan.controls.contains(probe),
+                    });
+                }
+            }
+            for probe in &plan.controls {
+                if declared.is_some_and(|m| m.contains_key(probe)) {
+                    continue;
+                }
+                out.push(ScenarioSpec {
+                    scenario_id: format!("{profile}:{probe}"),
+                    profile_id: profile.clone(),
+                    probe_id: probe.clone(),
+                    expected: Expectation::Allow,
+                    control: true,
+                });
+            }
+        }
+        out.sort();
+        out.dedup_by(|a, b| a.scenario_id == b.scenario_id);
+        out
+    }
+
+    #[test]
+    fn generated_plans_list_the_scenarios_the_stable_sort_listed() {
+        // Seeded plans: profiles listed twice or not in the matrix, rows for profiles not
+        // listed, controls repeated and overlapping the matrix (ids chosen from few names
+        // so that every overlap happens).
+        use crate::util::testrng::Rng;
+        for seed in 0..200u64 {
+            let mut r = Rng(seed);
+            let name = |r: &mut Rng, k: &str| format!("{k}{}", r.below(7u32));
+            let profiles: Vec<String> = (0..r.below(6u32)).map(|_| name(&mut r, "f")).collect();
+            let mut scenarios = serde_json::Map::new();
+            for _ in 0..r.below(6u32) {
+                let row: serde_json::Map<String, serde_json::Value> = (0..r.below(9u32))
+                    .map(|_| {
+                        let e = if r.chance(50) { "allow" } else { "deny" };
+                        (name(&mut r, "p"), e.into())
+                    })
+                    .collect();
+                scenarios.insert(name(&mut r, "f"), row.into());
+            }
+            let controls: Vec<String> = (0..r.below(4u32)).map(|_| name(&mut r, "p")).collect();
+            let plan: Plan = serde_json::from_value(serde_json::json!({
+                "schema_version": 1, "plan_id": "m", "kind": "experiment", "registry_id": "r",
+                "profiles": profiles, "scenarios": scenarios, "controls": controls,
+            }))
+            .unwrap();
+            assert_eq!(
+                plan.scenario_specs(),
+                scenario_specs_grown_and_stably_sorted(&plan),
+                "seed {seed}"
+            );
+        }
+    }
 
     #[test]
     fn the_digest_is_the_canonical_form_of_the_plan_as_a_json_tree() {
