@@ -642,14 +642,10 @@ fn exec_child(
         // On a thread whose bounding set is the child's already (`spawn::with_bounding`).
         let keep = isolation.as_ref().and_then(Isolation::bounding_target);
         let spawned = spawn::with_bounding(keep, || {
-            // In the init's PID namespace for this one clone (this thread's children only).
-            let entered = match ns_init {
-                Some(init) => Some(
-                    EnteredPidNs::enter(init)
-                        .map_err(|e| SpawnError::Setup(SetupStep::Namespaces, e))?,
-                ),
-                None => None,
-            };
+            // In the init's PID namespace for this clone (this thread's children only), or
+            // this thread's own when the child has none.
+            let entered = EnteredPidNs::enter(ns_init.as_ref())
+                .map_err(|e| SpawnError::Setup(SetupStep::Namespaces, e))?;
             let spawned = spawn::spawn(
                 program,
                 &argv,
@@ -714,23 +710,40 @@ fn exec_child(
     Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
 }
 
-/// The calling thread's children created in another PID namespace until dropped
-/// (`setns(…, CLONE_NEWPID)` affects this thread's future children only; the thread itself
-/// stays where it is).
+/// The PID namespace the calling thread's children are born in (`setns(…, CLONE_NEWPID)`
+/// affects the thread's future children only; the thread itself stays where it is).
+///
+/// On a worker thread, the init's namespace is entered for one clone and left when this is
+/// dropped (the worker also starts fork servers and namespace inits, which must be born in
+/// its own namespace). On a spawner thread ([`spawn::on_spawner`]), which clones nothing but
+/// the exec children lent to it, the namespace stays entered between children and is
+/// entered again only when a child names another init, or left when a child names none:
+/// each child is still born exactly in the namespace of the init its spec names, and two
+/// `setns` per child are saved. The entered init is remembered by a [`Weak`] reference to
+/// its [`NsInit`]: one `NsInit` is one init process for its whole life (its pidfd is never
+/// replaced), and while the `Weak` is held its allocation is never reused, so a pointer
+/// match is that very init, never a later one at the same address.
+///
+/// [`Weak`]: std::sync::Weak
 struct EnteredPidNs {
-    own: RawFd,
+    /// This thread's own namespace, to go back to when dropped (a worker thread's entry).
+    leave: Option<RawFd>,
 }
 
 thread_local! {
     /// This thread's own (active) PID namespace, opened once: where [`EnteredPidNs`] puts
     /// the thread's children back (a thread's active PID namespace never changes).
     static OWN_PID_NS: std::cell::OnceCell<Option<OwnedFd>> = const { std::cell::OnceCell::new() };
+    /// On a spawner thread: the init whose namespace this thread's children are born in
+    /// (`None`: the thread's own).
+    static SPAWNER_ENTERED: std::cell::RefCell<Option<std::sync::Weak<NsInit>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-impl EnteredPidNs {
-    /// Enter the PID namespace of `init` for this thread's children; the errno on failure.
-    fn enter(init: &NsInit) -> std::result::Result<Self, i32> {
-        let own = OWN_PID_NS.with(|own| {
+/// This thread's own PID namespace (opened once); the errno.
+fn own_pid_ns() -> std::result::Result<RawFd, i32> {
+    OWN_PID_NS
+        .with(|own| {
             own.get_or_init(|| {
                 // SAFETY: opening this thread's own namespace link.
                 let fd = unsafe {
@@ -744,24 +757,57 @@ impl EnteredPidNs {
             })
             .as_ref()
             .map(AsRawFd::as_raw_fd)
-        });
-        let Some(own) = own else {
-            return Err(libc::EBADF);
-        };
-        // SAFETY: setns with a pidfd and the namespace flag.
-        if unsafe { libc::setns(init.pidfd(), libc::CLONE_NEWPID) } != 0 {
-            return Err(errno());
+        })
+        .ok_or(libc::EBADF)
+}
+
+/// `setns(fd, CLONE_NEWPID)` for this thread's future children; the errno.
+fn set_pid_ns_for_children(fd: RawFd) -> std::result::Result<(), i32> {
+    // SAFETY: setns with a descriptor and the namespace flag.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWPID) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+impl EnteredPidNs {
+    /// This thread's next children are born in the PID namespace of `init`, or in the
+    /// thread's own with `None`; the errno on failure (the thread's children are then born
+    /// where they were before the call: a failed `setns` changes nothing).
+    fn enter(init: Option<&std::sync::Arc<NsInit>>) -> std::result::Result<Self, i32> {
+        if spawn::on_spawner() {
+            SPAWNER_ENTERED.with_borrow_mut(|entered| {
+                let same = match (init, entered.as_ref()) {
+                    (Some(i), Some(e)) => std::ptr::eq(std::sync::Arc::as_ptr(i), e.as_ptr()),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    match init {
+                        Some(i) => set_pid_ns_for_children(i.pidfd())?,
+                        None => set_pid_ns_for_children(own_pid_ns()?)?,
+                    }
+                    *entered = init.map(std::sync::Arc::downgrade);
+                }
+                Ok(Self { leave: None })
+            })
+        } else {
+            let Some(init) = init else {
+                return Ok(Self { leave: None });
+            };
+            let own = own_pid_ns()?;
+            set_pid_ns_for_children(init.pidfd())?;
+            Ok(Self { leave: Some(own) })
         }
-        Ok(Self { own })
     }
 }
 
 impl Drop for EnteredPidNs {
     fn drop(&mut self) {
-        // SAFETY: back to the thread's own (active) PID namespace for its children; the
-        // descriptor lives as long as the thread.
-        unsafe {
-            libc::setns(self.own, libc::CLONE_NEWPID);
+        if let Some(own) = self.leave {
+            // Back to the thread's own (active) PID namespace for its children; the
+            // descriptor lives as long as the thread.
+            let _ = set_pid_ns_for_children(own);
         }
     }
 }

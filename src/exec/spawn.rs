@@ -437,6 +437,19 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// This thread is a spawner ([`on_spawner`]).
+    static ON_SPAWNER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The calling thread is a spawner thread: it clones nothing but the children of the jobs
+/// lent to it by [`with_bounding`] (no fork server, no namespace init, no thread), so what
+/// it sets for its children — the PID namespace they are born in — concerns those
+/// children only (`exec::child`'s `EnteredPidNs` keeps it between children).
+pub(super) fn on_spawner() -> bool {
+    ON_SPAWNER.get()
+}
+
 impl Spawner {
     /// Start a thread that drops from its bounding set everything but `keep`; `None` if it
     /// cannot (no `CAP_SETPCAP`) or its set is then not exactly the calling thread's less
@@ -456,6 +469,7 @@ impl Spawner {
                 if ready_tx.send(exact).is_err() || !exact {
                     return;
                 }
+                ON_SPAWNER.set(true);
                 while let Ok(Lent(job)) = jobs_rx.recv() {
                     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         // SAFETY: the lender waits for our answer (`with_bounding`).
