@@ -213,24 +213,28 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
     let alone = Alone::begin(spec.ns_init.is_none());
-    let (ipid, stdout, stderr, server) = match start_child(spec, cgroup) {
+    let (ipid, stdout, stderr, server, ended_at_start) = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
     // A second signal kills this group from the handler.
     let group = super::interrupt::GroupSlot::register(ipid);
     let pid = u32::try_from(ipid).unwrap_or(0);
-    let pidfd = pidfd_open(ipid);
     let mut pipes = Pipes::new(stdout, stderr, spec.output_cap);
-    let timed_out = wait_for_exit(
-        spec,
-        ipid,
-        pidfd.as_ref(),
-        cgroup,
-        worker,
-        start,
-        &mut pipes,
-    );
+    // A forked child that ended within its server's hold (a quarter of its timeout at
+    // most) is a zombie already: nothing to wait for or time out, no pidfd to open.
+    let timed_out = !ended_at_start && {
+        let pidfd = pidfd_open(ipid);
+        wait_for_exit(
+            spec,
+            ipid,
+            pidfd.as_ref(),
+            cgroup,
+            worker,
+            start,
+            &mut pipes,
+        )
+    };
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
@@ -383,10 +387,9 @@ struct Pipes {
 }
 
 impl Pipes {
+    /// The read ends stay blocking (no `fcntl` per pipe): they are read only as far as a
+    /// `poll` just said they can be without blocking ([`Pipes::drain`]).
     fn new(stdout: File, stderr: File, cap: u64) -> Self {
-        for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
-            set_nonblocking(fd);
-        }
         Self {
             so: Some(stdout),
             se: Some(stderr),
@@ -412,9 +415,10 @@ impl Pipes {
         fds
     }
 
-    fn drain(&mut self) {
-        drain(&mut self.so, &mut self.out, &mut self.buf, self.cap);
-        drain(&mut self.se, &mut self.err, &mut self.buf, self.cap);
+    /// Read what the `poll` that filled `fds` said is there.
+    fn drain(&mut self, fds: &[libc::pollfd]) {
+        drain(&mut self.so, fds, &mut self.out, &mut self.buf, self.cap);
+        drain(&mut self.se, fds, &mut self.err, &mut self.buf, self.cap);
     }
 
     fn open(&self) -> bool {
@@ -436,7 +440,7 @@ impl Pipes {
         while self.open() && Instant::now() < drain_deadline {
             let mut fds = self.pollfds();
             poll(&mut fds, 50);
-            self.drain();
+            self.drain(&fds);
             if self.open() {
                 // Something still holds the pipe: a descendant re-parented late.
                 for (p, comm) in kill_tracked(cgroup, worker) {
@@ -540,7 +544,7 @@ fn wait_for_exit(
             fds.push(pollfd(w));
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
-        pipes.drain();
+        pipes.drain(&fds);
         exited = has_exited(ipid, pidfd);
     }
     timed_out
@@ -570,8 +574,15 @@ fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
     (status, ru)
 }
 
-/// A started child: pid, stdout, stderr, and the fork server that forked it.
-type Started<'a> = (i32, File, File, Option<&'a ForkServer>);
+/// A started child: pid, stdout, stderr, the fork server that forked it, and whether it
+/// had ended already when the server replied ([`super::forkserver::Launched::ended`]).
+type Started<'a> = (i32, File, File, Option<&'a ForkServer>, bool);
+
+/// How long a fork server may hold its `started` reply for a child with `timeout`: a
+/// quarter of it, at most 20 ms ([`LaunchSpec::hold_ms`]).
+fn hold_ms(timeout: Duration) -> u32 {
+    u32::try_from((timeout.as_millis() / 4).min(20)).unwrap_or(0)
+}
 
 /// Start the child: a builtin helper forked by its worker's fork server, exec probes (and
 /// the helper without a server) through [`spawn::spawn`] (vfork-style, the isolation and
@@ -599,11 +610,15 @@ fn start_child<'a>(
             clean: spec.clean,
             isolation: spec.isolation.as_ref(),
             cgroup_fd: cgroup.map(ChildCgroup::procs_fd),
-            pidns_fd: spec.ns_init.as_ref().map(|i| i.pidfd()),
+            ns_init: spec.ns_init.as_ref(),
             ns_mounts: spec.ns_init.as_ref().is_some_and(|i| i.proc_mounted()),
+            hold_ms: hold_ms(spec.timeout),
         });
         match launched {
-            Ok(l) => return Ok((l.pid, l.stdout.into(), l.stderr.into(), Some(&**server))),
+            Ok(l) => {
+                let (out, err) = (l.stdout.into(), l.stderr.into());
+                return Ok((l.pid, out, err, Some(&**server), l.ended));
+            }
             Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),
             Err(LaunchError::Child(SpawnError::Setup(step, e))) => {
                 return Err(Ended::SetupFailed(step, e));
@@ -613,7 +628,7 @@ fn start_child<'a>(
         }
     }
     let (pid, o, e) = exec_child(spec, cgroup)?;
-    Ok((pid, o, e, None))
+    Ok((pid, o, e, None, false))
 }
 
 /// Start the child by executing its program.
@@ -886,30 +901,40 @@ fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
     }
 }
 
-/// Make a pipe's read end non-blocking. `F_SETFL` sets only the status flags `O_APPEND`,
-/// `O_ASYNC`, `O_DIRECT`, `O_NOATIME` and `O_NONBLOCK`, and a pipe's read end made here
-/// has none of the others, so the flags need not be read first (one system call).
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on our fd.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-    }
-}
-
-/// Read everything available; close the stream at EOF.
-fn drain<R: Read>(stream: &mut Option<R>, cap: &mut Captured, buf: &mut [u8], limit: u64) {
+/// Read what `poll` said a (blocking) pipe read end has, without ever blocking: with
+/// `POLLHUP` no writer is left (none can come back: only the runner holds the pipe
+/// besides the writers it handed out), so it is read to EOF; with `POLLIN` alone, data
+/// is there and one `read` returns it (at most the buffer) at once; otherwise it is not
+/// read. Closes the stream at EOF or an error.
+fn drain(
+    stream: &mut Option<File>,
+    fds: &[libc::pollfd],
+    cap: &mut Captured,
+    buf: &mut [u8],
+    limit: u64,
+) {
     let Some(s) = stream else {
         return;
     };
+    let fd = s.as_raw_fd();
+    let revents = fds.iter().find(|p| p.fd == fd).map_or(0, |p| p.revents);
+    let to_eof = revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+    if !to_eof && revents & libc::POLLIN == 0 {
+        return;
+    }
     loop {
         match s.read(buf) {
             Ok(0) => {
                 *stream = None;
                 return;
             }
-            Ok(n) => cap.push(&buf[..n], limit),
+            Ok(n) => {
+                cap.push(&buf[..n], limit);
+                if !to_eof {
+                    return;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(_) => {
                 *stream = None;
                 return;
@@ -1199,6 +1224,21 @@ mod tests {
         assert_eq!(r.stdout.bytes, 100_000);
         assert_eq!(r.stdout.kept.len(), 1024);
         assert!(r.stdout.truncated);
+    }
+
+    /// A fork server's hold is at most a quarter of the child's timeout (so a child that
+    /// ended within it ended within its timeout) and at most 20 ms, over generated
+    /// timeouts from 0 to 100 s.
+    #[test]
+    fn a_hold_never_reaches_the_timeout() {
+        let mut rng = crate::util::testrng::Rng(0x401D);
+        for _ in 0..2000 {
+            let t = Duration::from_micros(rng.below(100_000_000u64));
+            let h = u128::from(hold_ms(t));
+            assert!(h * 4 <= t.as_millis() && h <= 20, "{t:?}: {h}");
+        }
+        assert_eq!(hold_ms(Duration::from_millis(3)), 0);
+        assert_eq!(hold_ms(Duration::from_secs(10)), 20);
     }
 
     #[test]

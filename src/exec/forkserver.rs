@@ -21,8 +21,8 @@
 //! - a fresh process per probe, forked from a server whose state never changes between
 //!   probes (cwd `/`, empty environment, default signal mask, its bounding set); the PID
 //!   namespace its next child is born in is the one the request names (see
-//!   `ForChildren`: entered again only when it changes, or set back after each fork where
-//!   pidfds do not name processes);
+//!   `ForChildren`: the init's pidfd comes once and is kept, its namespace entered again
+//!   only when a launch brings another init or names none);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, `setsid` and umask 022 (or its own process group on the
@@ -58,7 +58,8 @@
 //! - *Nobody else touches the shared memory while it lives.* The server prepares all the
 //!   child reads before the clone (the request parsed, environment, working directory,
 //!   descriptors) and changes none of it until the child has exited: after the clone it
-//!   only sends the started reply from a local buffer and waits (`waitid(WEXITED |
+//!   only polls the child's pidfd for the hold, closes it, sends the started reply from a
+//!   local buffer and waits (`waitid(WEXITED |
 //!   WNOWAIT)`, leaving the zombie for the runner's sweep), all system calls on its own stack, no allocation, no lock. So the child may use the
 //!   allocator (the helper's code does) as a forked child did; it frees what it allocated
 //!   before its `_exit`. All signals are blocked in the server across the clone; the child
@@ -120,15 +121,22 @@
 //!
 //! Protocol (a stream socket, the server's stdin), one round trip per child: the runner
 //! sends `[kind, launch bytes, request bytes, reap pid]` (`u32`s) with descriptors
-//! attached (`SCM_RIGHTS`), then the bytes. Kind 1 launches: JSON [`Launch`], then the
+//! attached (`SCM_RIGHTS`), then the bytes (the server reads them with one `recvmsg`:
+//! `Inbox`). Kind 1 launches: JSON [`Launch`], then the
 //! helper's request exactly as its one argument (JSON once, parsed by
 //! [`helper::parse_request`]); descriptors: stdout, stderr, then the cgroup's
-//! `cgroup.procs` and the init's pidfd when the launch says so. Kind 2 only reaps. A
+//! `cgroup.procs` and a new init's pidfd when the launch says so (`pid_ns`; the server
+//! keeps it, and later launches into that namespace say `same_ns`). Kind 2 only reaps. A
 //! request's `reap pid` (0: none) names the zombie of the previous child, which the server
 //! reaps before anything else (the next launch carries it; a standalone reap is sent at
 //! once when the child's namespace init waits for it or the server retires). Every reply
 //! is eight `i64`, `[kind, pid, a, b, user µs, system µs, max RSS KiB, 0]`: to a launch,
-//! `started` (then, when the child has exited, `exited` with its wait status in `a` and
+//! `started` — held while the child runs for at most the launch's `hold_ms` (a quarter
+//! of its timeout, at most 20 ms), and not sent at all if the child ends within it: a
+//! probe's child usually lives far less, and its end alone is then one reply and one
+//! wake-up of the runner's thread instead of two, and no pidfd of the runner's per child
+//! (the runner cannot signal the child before it knows its pid; a child that ended within
+//! the hold ended within its timeout) — (then, when the child has exited, `exited` with its wait status in `a` and
 //! `b` = 1 if the server retires: `waitid(WEXITED | WNOWAIT)` with the kernel's rusage
 //! of the zombie, and in the last word its failed setup step: [`SETUP_FAILED_BIT`] | step
 //! << 32 | errno, 0 if its setup ended), or `setup failed` (`a` the step, `b` the errno: a
@@ -144,8 +152,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -153,6 +161,7 @@ use serde::{Deserialize, Serialize};
 use super::helper;
 use super::sidecar::{self, recv_with_fds, send_some_with_fds};
 use super::spawn::{self, STEP_CHDIR, STEP_PGID, STEP_STDIO, SpawnError};
+use super::zygote::NsInit;
 use crate::sandbox::apply::{SetupStep, errno};
 use crate::sandbox::privilege::Isolation;
 
@@ -204,12 +213,22 @@ struct Launch<'a> {
     isolation: Option<Cow<'a, Isolation>>,
     /// A `cgroup.procs` descriptor follows stdout and stderr.
     cgroup: bool,
-    /// The pidfd of the PID namespace's init follows.
+    /// The pidfd of the PID namespace's init follows (a new init: the server keeps it
+    /// until the next one, or its end).
     pid_ns: bool,
+    /// The child is born in the PID namespace of the init whose pidfd the server kept
+    /// from an earlier launch (the runner's thread sends an init's pidfd once).
+    #[serde(default)]
+    same_ns: bool,
     /// The init's mount namespace has that namespace's `/proc`: the child joins it (and
     /// copies it, unless `Isolation::stays_in_prepared_mounts`) instead of mounting its own.
     #[serde(default)]
     ns_mounts: bool,
+    /// How long the server may hold its `started` reply while the child runs (ms; 0: send
+    /// it at once): a child that ends within it is told with one reply, its end
+    /// ([`LaunchSpec::hold_ms`]).
+    #[serde(default)]
+    hold_ms: u32,
 }
 
 /// Why the server did not start a child.
@@ -236,10 +255,17 @@ pub struct LaunchSpec<'a> {
     pub isolation: Option<&'a Isolation>,
     /// `cgroup.procs` of its own pids cgroup.
     pub cgroup_fd: Option<RawFd>,
-    /// The pidfd of its PID namespace's init.
-    pub pidns_fd: Option<RawFd>,
-    /// That init's mount namespace has the namespace's `/proc` ([`super::zygote::NsInit::proc_mounted`]).
+    /// The init of its PID namespace (its pidfd goes to the server once: the server keeps
+    /// it while the runner's thread uses the same init, which names it by `same_ns`).
+    pub ns_init: Option<&'a Arc<NsInit>>,
+    /// That init's mount namespace has the namespace's `/proc` ([`NsInit::proc_mounted`]).
     pub ns_mounts: bool,
+    /// How long the server may hold its `started` reply (milliseconds): a child that ends
+    /// within it is told by its end alone (one reply, one wake-up of the runner's thread
+    /// instead of two). The runner cannot signal the child before it knows its pid, so
+    /// this is at most a quarter of the child's timeout (and 20 ms): a child that ends
+    /// within it ended within its timeout.
+    pub hold_ms: u32,
 }
 
 /// A started child: its pid (in the runner's PID namespace) and the read ends of its
@@ -252,6 +278,9 @@ pub struct Launched {
     pub stdout: OwnedFd,
     /// stderr.
     pub stderr: OwnedFd,
+    /// It had exited already when the server replied (within [`LaunchSpec::hold_ms`]):
+    /// its end is read with [`ForkServer::exited`] without waiting.
+    pub ended: bool,
 }
 
 /// The runner's side of one fork server.
@@ -270,6 +299,13 @@ pub struct ForkServer {
 struct Owed {
     /// Started, its exit not read yet.
     running: Option<i32>,
+    /// The running child's end, when the server told it in its first reply (the child
+    /// ended within the launch's hold).
+    ended: Option<Reply>,
+    /// The init whose pidfd the server keeps (sent with a launch the server accepted):
+    /// held here so that no other init can take its place at the same address, which
+    /// [`Arc::ptr_eq`] compares.
+    init: Option<Arc<NsInit>>,
     /// Exited and kept a zombie for the runner's sweep; the server reaps it first thing
     /// on the next request (a launch names it), or at the end of its socket.
     zombie: Option<i32>,
@@ -355,14 +391,38 @@ impl ForkServer {
                 ));
             }
         };
+        let sock = self
+            .sock
+            .lock()
+            .map_err(|_| LaunchError::Server("the fork server's socket is poisoned".into()))?;
+        let mut owed = self
+            .state
+            .lock()
+            .map_err(|_| LaunchError::Server("the fork server's state is poisoned".into()))?;
+        if let Some(pid) = owed.running {
+            // A started child whose end was never read (its runner thread gave up on it):
+            // the server cannot serve in step any more.
+            return Err(self.give_up(format!(
+                "the fork server's child {pid} was never seen to end"
+            )));
+        }
+        // The init's pidfd goes with the first launch into its namespace; the server keeps
+        // it for the next ones of the same init.
+        let same_ns = match (spec.ns_init, &owed.init) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let send_init = spec.ns_init.filter(|_| !same_ns);
         let launch = Launch {
             env: Cow::Borrowed(spec.env),
             cwd: spec.cwd.map(Cow::Borrowed),
             clean: spec.clean,
             isolation: spec.isolation.map(Cow::Borrowed),
             cgroup: spec.cgroup_fd.is_some(),
-            pid_ns: spec.pidns_fd.is_some(),
-            ns_mounts: spec.pidns_fd.is_some() && spec.ns_mounts,
+            pid_ns: send_init.is_some(),
+            same_ns,
+            ns_mounts: spec.ns_init.is_some() && spec.ns_mounts,
+            hold_ms: spec.hold_ms,
         };
         // The header, then the launch, then the request: one message.
         let mut payload = vec![0u8; HEADER];
@@ -385,22 +445,7 @@ impl ForkServer {
         let (err_r, err_w) = pipe().map_err(io)?;
         let mut fds = vec![out_w.as_raw_fd(), err_w.as_raw_fd()];
         fds.extend(spec.cgroup_fd);
-        fds.extend(spec.pidns_fd);
-        let sock = self
-            .sock
-            .lock()
-            .map_err(|_| LaunchError::Server("the fork server's socket is poisoned".into()))?;
-        let mut owed = self
-            .state
-            .lock()
-            .map_err(|_| LaunchError::Server("the fork server's state is poisoned".into()))?;
-        if let Some(pid) = owed.running {
-            // A started child whose end was never read (its runner thread gave up on it):
-            // the server cannot serve in step any more.
-            return Err(self.give_up(format!(
-                "the fork server's child {pid} was never seen to end"
-            )));
-        }
+        fds.extend(send_init.map(|i| i.pidfd()));
         let reap_first = owed
             .zombie
             .take()
@@ -425,14 +470,30 @@ impl ForkServer {
             .map_err(|e| self.give_up(format!("the fork server is gone: {e}")))?;
         drop((out_w, err_w));
         let reply = read_reply(&sock).map_err(|e| self.give_up(e))?;
+        // The server keeps the init's pidfd it got once it accepted the launch; after a
+        // refusal or a failed step it may not, so the next launch sends it again.
+        if matches!(reply[0], REPLY_STARTED | REPLY_EXITED) {
+            if let Some(i) = send_init {
+                owed.init = Some(i.clone());
+            }
+        } else {
+            owed.init = None;
+        }
         match reply[0] {
-            REPLY_STARTED => {
+            // Started, or started and ended within the hold (its end is read by `exited`).
+            k @ (REPLY_STARTED | REPLY_EXITED) => {
                 let pid = i32::try_from(reply[1]).unwrap_or(0);
+                if pid <= 0 {
+                    return Err(self.give_up(format!("the fork server replied pid {pid}")));
+                }
                 owed.running = Some(pid);
+                let ended = k == REPLY_EXITED;
+                owed.ended = ended.then_some(reply);
                 Ok(Launched {
                     pid,
                     stdout: out_r,
                     stderr: err_r,
+                    ended,
                 })
             }
             REPLY_SETUP_FAILED => Err(LaunchError::Child(spawn::reported(
@@ -447,7 +508,8 @@ impl ForkServer {
         }
     }
 
-    /// The end of the child `pid` (it exited: its pidfd said so): its wait status and
+    /// The end of the child `pid` (it exited: its pidfd said so, or the server's first
+    /// reply was its end already: [`Launched::ended`]): its wait status and
     /// rusage, as the server saw them when it ended (`waitid(WNOWAIT)`: the child is still
     /// a zombie, so its pid is not reused while the runner sweeps what it left). With
     /// `reap_now` the server reaps it at once (its PID namespace's init waits for that to
@@ -462,7 +524,11 @@ impl ForkServer {
             return None;
         }
         owed.running = None;
-        let Ok(r) = read_reply(&sock) else {
+        let read = match owed.ended.take() {
+            Some(r) => Ok(r),
+            None => read_reply(&sock),
+        };
+        let Ok(r) = read else {
             self.broken.store(true, Ordering::SeqCst);
             return None;
         };
@@ -603,8 +669,8 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     };
     let mut for_children = ForChildren {
         own: own_ns,
-        by_inode: pidfd_inodes_are_unique(),
-        entered: None,
+        kept: None,
+        entered: false,
     };
     // Held open by the server only: a child whose copy of the write end is closed sees
     // the pipe hang up once the server is gone.
@@ -614,23 +680,17 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     let Some(stack) = ChildStack::map() else {
         return 1;
     };
-    let mut input = ManuallyDrop::new(
-        // SAFETY: stdin is the socket; ManuallyDrop never closes it here.
-        unsafe { std::fs::File::from_raw_fd(0) },
-    );
+    let mut inbox = Inbox::default();
     // The child that exited and is kept a zombie until the runner has swept what it left;
     // the runner names it in its next request (or closes the socket).
     let mut zombie: Option<u32> = None;
     let mut retiring = false;
     loop {
+        if !inbox.fill(HEADER) {
+            break;
+        }
         let mut header = [0u8; HEADER];
-        let (n, fds) = recv_with_fds(0, &mut header);
-        if n == 0 {
-            break;
-        }
-        if n < header.len() && input.read_exact(&mut header[n..]).is_err() {
-            break;
-        }
+        header.copy_from_slice(inbox.take(HEADER));
         let word = |i: usize| {
             u32::from_ne_bytes([
                 header[i * 4],
@@ -659,10 +719,11 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                 if zombie.is_none()
                     && u64::from(launch_len) + u64::from(request_len) <= u64::from(MAX_REQUEST) =>
             {
-                let mut payload = vec![0u8; (launch_len + request_len) as usize];
-                if input.read_exact(&mut payload).is_err() {
+                if !inbox.fill((launch_len + request_len) as usize) {
                     break;
                 }
+                let fds = std::mem::take(&mut inbox.fds);
+                let payload = inbox.take((launch_len + request_len) as usize);
                 let (launch_bytes, request) = payload.split_at(launch_len as usize);
                 match serde_json::from_slice::<Launch>(launch_bytes) {
                     Ok(l) => launch(
@@ -709,6 +770,55 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         reap(pid);
     }
     0
+}
+
+/// The bytes and descriptors read from the socket and not used yet. One `recvmsg` into a
+/// buffer of [`INBOX`] bytes takes a whole launch (its header, its bytes and the
+/// descriptors attached to them: the kernel ends a read after the data that carried
+/// descriptors) where reading the header and then the bytes took two; what a read got
+/// beyond one request (a reap, then the next launch) stays for the next. The runner sends
+/// a launch only after the replies to the one before, so the descriptors pending when a
+/// launch is read are that launch's.
+#[derive(Default)]
+struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: Vec<OwnedFd>,
+}
+
+/// The inbox's buffer (a launch's bytes are a few KiB; a larger one is read in parts).
+const INBOX: usize = 64 << 10;
+
+impl Inbox {
+    /// Read until `n` bytes are pending; false at the end of the socket (or an error).
+    fn fill(&mut self, n: usize) -> bool {
+        while self.end - self.start < n {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let want = n.max(INBOX);
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            let (got, fds) = recv_with_fds(0, &mut self.buf[self.end..]);
+            self.fds.extend(fds);
+            if got == 0 {
+                return false;
+            }
+            self.end += got;
+        }
+        true
+    }
+
+    /// The next `n` pending bytes (after [`Inbox::fill`] of at least `n`).
+    fn take(&mut self, n: usize) -> &[u8] {
+        let at = self.start;
+        self.start += n;
+        &self.buf[at..self.start]
+    }
 }
 
 /// What serving one launch came to.
@@ -876,7 +986,11 @@ fn launch(
     };
     let cgroup = if l.cgroup { it.next() } else { None };
     let pidns = if l.pid_ns { it.next() } else { None };
-    if l.cgroup && cgroup.is_none() || l.pid_ns && pidns.is_none() {
+    if l.cgroup && cgroup.is_none()
+        || l.pid_ns && pidns.is_none()
+        || l.pid_ns && l.same_ns
+        || it.next().is_some()
+    {
         return refused(libc::EBADF);
     }
     // Everything the child needs, prepared here: its environment as `execve` would make
@@ -917,23 +1031,23 @@ fn launch(
     // A failed setup step of the child: it stores it here and exits (see the module doc).
     let report = AtomicU64::new(0);
     let iso = l.isolation.as_deref();
-    // The PID namespace the child is born in: the init's, or this process's own.
-    match &pidns {
-        Some(ns) => {
-            if let Err(e) = for_children.enter(ns.as_raw_fd()) {
-                return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e));
-            }
-        }
+    // The PID namespace the child is born in: a new init's, the kept init's, or this
+    // process's own.
+    let entered = match pidns {
+        Some(ns) => for_children.enter_new(ns),
+        None if l.same_ns => for_children.enter_kept(),
         None => {
             if let Err(e) = for_children.leave() {
                 return Served::Reply(self::refused(1, e));
             }
+            Ok(None)
         }
-    }
-    let join = l
-        .ns_mounts
-        .then(|| pidns.as_ref().map(AsRawFd::as_raw_fd))
-        .flatten();
+    };
+    let init = match entered {
+        Ok(init) => init,
+        Err(e) => return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e)),
+    };
+    let join = init.filter(|_| l.ns_mounts);
     // Block every signal across the clone; the child restores `old`.
     // SAFETY: zeroed sigsets filled by the calls below.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -966,31 +1080,38 @@ fn launch(
     let own_environ = unsafe { environ };
     let flags =
         libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some()));
-    // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it lives)
-    // with `args`, which this frame keeps alive and unchanged until the child has exited.
-    let pid = unsafe {
-        libc::clone(
-            child_entry,
-            stack.top(),
-            flags,
-            std::ptr::from_ref(&args).cast_mut().cast(),
-        )
+    // With a hold, the clone also gives a pidfd of the child (no system call of its own),
+    // to wait for its end for at most the hold.
+    let mut child_fd: libc::c_int = -1;
+    let clone = |flags: libc::c_int, fd: &mut libc::c_int| {
+        // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it
+        // lives) with `args`, which this frame keeps alive and unchanged until the child
+        // has exited; with `CLONE_PIDFD` the kernel stores the pidfd in `fd` (the parent
+        // tid argument), a local.
+        unsafe {
+            libc::clone(
+                child_entry,
+                stack.top(),
+                flags,
+                std::ptr::from_ref(&args).cast_mut().cast(),
+                std::ptr::from_mut(fd),
+            )
+        }
     };
+    let mut pid = if l.hold_ms > 0 {
+        clone(flags | libc::CLONE_PIDFD, &mut child_fd)
+    } else {
+        clone(flags, &mut child_fd)
+    };
+    if pid < 0 && l.hold_ms > 0 && errno() == libc::EINVAL {
+        // A kernel without `CLONE_PIDFD` (before 5.2): no hold.
+        child_fd = -1;
+        pid = clone(flags, &mut child_fd);
+    }
     let clone_errno = errno();
     // SAFETY: restoring this thread's mask.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-    }
-    if let Err(e) = for_children.after_clone() {
-        // Any further child could be born in that namespace: refuse, and stop serving.
-        if pid > 0 {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-        }
-        return Served::Reply(self::refused(1, e));
     }
     // Closing descriptors allocates nothing: safe while the child runs.
     drop((out, err, cgroup));
@@ -1002,7 +1123,24 @@ fn launch(
     // this process only waits (a system call) until the child has exited, leaving it a
     // zombie for the runner's sweep. A failed setup step is read once it has exited.
     let pid64 = i64::from(pid);
-    let sent = send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
+    // A child that ends within the hold is told by its end alone; otherwise `started`
+    // goes out once the hold is over (the runner cannot signal it before: the hold is at
+    // most a quarter of its timeout).
+    let ended_in_hold = child_fd >= 0 && {
+        let mut p = libc::pollfd {
+            fd: child_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(l.hold_ms).unwrap_or(0);
+        // SAFETY: poll of one local pollfd; close of the pidfd the clone gave us.
+        unsafe {
+            let ended = libc::poll(&raw mut p, 1, ms) == 1 && p.revents & libc::POLLIN != 0;
+            libc::close(child_fd);
+            ended
+        }
+    };
+    let sent = ended_in_hold || send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
     let (status, ru, clean_exit) = wait_exited(pid);
     let setup = i64::try_from(report.load(Ordering::Acquire)).unwrap_or(0);
     let sent = sent
@@ -1029,7 +1167,6 @@ fn launch(
         environ = own_environ;
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    drop(pidns);
     served
 }
 
@@ -1037,84 +1174,60 @@ fn launch(
 /// on its future children only; the server itself stays where it is).
 ///
 /// A worker's children share one namespace: entering it for every child and setting it
-/// back after cost two `setns` per child. When a pidfd's inode names its process
-/// (`pidfs`: a number never given to another process), the server stays entered between
-/// children and enters again only when a request names another init's pidfd, or sets it
-/// back when a request names none; so each child is still born exactly in the namespace
-/// its request names. Otherwise it enters and sets back around every clone.
+/// back after cost two `setns` per child, and receiving, checking and closing the init's
+/// pidfd three more system calls. So the runner's thread sends an init's pidfd with the
+/// first launch into its namespace (`pid_ns`) and names it in the next ones (`same_ns`);
+/// the server keeps it and stays entered between children, enters again only when a
+/// launch brings another init's pidfd, and sets it back when a launch names none. Each
+/// child is still born exactly in the namespace its launch names.
 struct ForChildren {
     /// This process's own namespace (`/proc/self/ns/pid`; negative if it could not open it).
     own: RawFd,
-    /// Pidfd inodes name processes.
-    by_inode: bool,
-    /// The namespace entered: the inode of the init's pidfd (0 if not `by_inode`).
-    entered: Option<u64>,
+    /// The pidfd of the last init a launch brought.
+    kept: Option<OwnedFd>,
+    /// The kept init's namespace is entered.
+    entered: bool,
 }
 
 impl ForChildren {
-    /// Children are born in the namespace of the init whose pidfd is `init`; the errno.
-    fn enter(&mut self, init: RawFd) -> Result<(), i32> {
-        let ino = if self.by_inode {
-            Some(fd_inode(init).ok_or_else(errno)?)
-        } else {
-            None
+    /// Children are born in the namespace of the init `init` (a launch brought its pidfd,
+    /// kept from now on); that pidfd, or the errno.
+    fn enter_new(&mut self, init: OwnedFd) -> Result<Option<RawFd>, i32> {
+        self.kept = Some(init);
+        self.entered = false;
+        self.enter_kept()
+    }
+
+    /// Children are born in the namespace of the kept init; its pidfd, or the errno
+    /// (`EBADF` if none is kept: the runner named one it never sent, or the last failed).
+    fn enter_kept(&mut self) -> Result<Option<RawFd>, i32> {
+        let Some(init) = self.kept.as_ref().map(AsRawFd::as_raw_fd) else {
+            return Err(libc::EBADF);
         };
-        if ino.is_some() && ino == self.entered {
-            return Ok(());
+        if !self.entered {
+            // SAFETY: setns with a pidfd: this process's future children only.
+            if unsafe { libc::setns(init, libc::CLONE_NEWPID) } != 0 {
+                let e = errno();
+                // Not kept: the runner's thread sends the next init's pidfd again.
+                self.kept = None;
+                return Err(e);
+            }
+            self.entered = true;
         }
-        // SAFETY: setns with a pidfd: this process's future children only.
-        if unsafe { libc::setns(init, libc::CLONE_NEWPID) } != 0 {
-            return Err(errno());
-        }
-        self.entered = Some(ino.unwrap_or(0));
-        Ok(())
+        Ok(Some(init))
     }
 
     /// Children are born in this process's own namespace again; the errno.
     fn leave(&mut self) -> Result<(), i32> {
-        if self.entered.is_none() {
+        if !self.entered {
             return Ok(());
         }
         // SAFETY: back to this process's own PID namespace for its children.
         if self.own < 0 || unsafe { libc::setns(self.own, libc::CLONE_NEWPID) } != 0 {
             return Err(if self.own < 0 { libc::EBADF } else { errno() });
         }
-        self.entered = None;
+        self.entered = false;
         Ok(())
-    }
-
-    /// After a clone: set back unless entering again can be skipped.
-    fn after_clone(&mut self) -> Result<(), i32> {
-        if self.by_inode { Ok(()) } else { self.leave() }
-    }
-}
-
-/// The inode of a descriptor.
-fn fd_inode(fd: RawFd) -> Option<u64> {
-    // SAFETY: zeroed plain data filled by fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat of a descriptor into a local.
-    (unsafe { libc::fstat(fd, &raw mut st) } == 0).then_some(st.st_ino)
-}
-
-/// Whether pidfds of different processes have different inodes (`pidfs`, Linux 6.9 and
-/// later), checked on this process and its parent; before, every pidfd shares one inode.
-fn pidfd_inodes_are_unique() -> bool {
-    let open = |pid: libc::pid_t| {
-        // SAFETY: pidfd_open with integer arguments.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-        // SAFETY: a fresh descriptor we own.
-        Some(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    // SAFETY: getpid and getppid take no arguments.
-    let (me, parent) = unsafe { (open(libc::getpid()), open(libc::getppid())) };
-    let (Some(me), Some(parent)) = (me, parent) else {
-        return false;
-    };
-    match (fd_inode(me.as_raw_fd()), fd_inode(parent.as_raw_fd())) {
-        (Some(a), Some(b)) => a != b,
-        _ => false,
     }
 }
 

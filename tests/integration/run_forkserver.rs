@@ -934,3 +934,184 @@ fn a_forked_child_with_an_identity_dies_with_its_server() {
         drop(server);
     }
 }
+
+/// The server may hold its `started` reply while the child runs (`LaunchSpec::hold_ms`):
+/// over generated holds and children that end at once, after a random delay (blocked on a
+/// FIFO until then) or never (until their timeout), a launch that says its child ended
+/// returns with the child a zombie already, one that does not returns only after the hold
+/// is over (or at once without a hold), and either way the child's end, its line and its
+/// rusage are its own; a child run through `run_child` with a timeout shorter than any
+/// hold is still killed at its timeout.
+#[test]
+fn a_held_started_reply_tells_a_quick_childs_end_and_never_delays_a_timeout() {
+    use nexusmon::exec::forkserver::LaunchSpec;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = d.join("t");
+    std::fs::write(&target, "x").unwrap();
+    let fifo = d.join("fifo");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    let state = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ")?.1.chars().next())
+    };
+    let mut told = [0usize; 2];
+    for seed in [0x401D_0001_u64, 0x401D_0002] {
+        let mut rng = Rng(seed);
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        for step in 0..20 {
+            let hold = *rng.pick(&[0u32, 1, 5, 20, 60]);
+            // 0: ends at once; 1: blocked on the FIFO for a random delay around the hold.
+            let delayed = rng.chance(40);
+            let delay = Duration::from_millis(rng.below(80u64));
+            let what = format!("seed {seed:#x} step {step} hold {hold} delayed {delayed}");
+            let path = if delayed { &fifo } else { &target };
+            let args = request(path);
+            let env = vec![("HOME".to_string(), d.to_string_lossy().into_owned())];
+            let writer = delayed.then(|| {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                    w.write_all(b"x").unwrap();
+                })
+            });
+            let t0 = std::time::Instant::now();
+            let l = server
+                .launch(&LaunchSpec {
+                    args: &args,
+                    env: &env,
+                    cwd: Some(d),
+                    clean: true,
+                    isolation: None,
+                    cgroup_fd: None,
+                    ns_init: None,
+                    ns_mounts: false,
+                    hold_ms: hold,
+                })
+                .unwrap();
+            let took = t0.elapsed();
+            told[usize::from(l.ended)] += 1;
+            if l.ended {
+                assert!(hold > 0, "{what}: ended without a hold");
+                assert_eq!(state(l.pid), Some('Z'), "{what}: a zombie when told");
+            } else if hold > 0 {
+                assert!(
+                    took >= Duration::from_millis(u64::from(hold)),
+                    "{what}: started after {took:?}"
+                );
+            }
+            if let Some(w) = writer {
+                w.join().unwrap();
+            }
+            // Not told yet: the runner waits for it (here: until it is a zombie).
+            for _ in 0..2000 {
+                if state(l.pid) == Some('Z') {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let end = server.exited(l.pid, false).expect(&what);
+            assert_eq!(end.status, 0, "{what}");
+            assert!(
+                end.setup_failed.is_none() && end.rusage.ru_maxrss > 0,
+                "{what}"
+            );
+            let mut out = String::new();
+            std::fs::File::from(l.stdout)
+                .read_to_string(&mut out)
+                .unwrap();
+            let line = helper::parse_line(out.as_bytes()).expect(&what);
+            assert_eq!(line.target.as_deref(), path.to_str(), "{what}");
+            assert!(l.stderr.as_raw_fd() >= 0);
+            assert!(!server.is_broken(), "{what}");
+        }
+    }
+    // Both replies were seen (a quick child within a hold; a delayed one past it).
+    assert!(told.iter().all(|n| *n > 0), "{told:?}");
+    // Timeouts shorter than any hold: the child hanging on the FIFO is killed at its
+    // timeout, as without a server.
+    let mut rng = Rng(0x401D_0003);
+    for _ in 0..4 {
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let mut s = spec(request(&fifo), d, Some(&server));
+        let ms = 2 + rng.below(60u64);
+        s.timeout = Duration::from_millis(ms);
+        s.grace = Duration::from_millis(50);
+        let r = child::run_child(&s, Tracking::None);
+        assert!(r.timed_out, "timeout {ms} ms: {r:?}");
+        assert_eq!(r.ended, Ended::Signaled(libc::SIGTERM), "timeout {ms} ms");
+        assert!(r.rusage.wall_us >= ms * 1000, "timeout {ms} ms: {r:?}");
+        assert!(
+            server.is_broken(),
+            "the server retires after a killed child"
+        );
+    }
+}
+
+/// A runner's thread sends an init's pidfd to its server once and then names it
+/// (`same_ns`); the server keeps it and stays in its namespace. Over generated sequences
+/// of launches into one of three namespaces, into none (the server's own), and of inits
+/// killed and replaced between them, every child is born exactly in the namespace its
+/// launch names: its pid there is the next of that namespace (2 for a new init's first
+/// child), or its pid outside any child namespace when it names none.
+#[test]
+fn each_forked_child_is_born_in_exactly_the_namespace_its_launch_names() {
+    use nexusmon::exec::zygote::{NsInit, Zygote};
+    let runner = root_with_sys_admin();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zygote = Zygote::start(&bin()).unwrap();
+    let in_ns = isolation(&runner, d, 0, false, 0, true);
+    let own_ns = isolation(&runner, d, 0, false, 0, false);
+    let mut seen = [0usize; 3];
+    for seed in [0x5A3E_0001_u64, 0x5A3E_0002] {
+        let mut rng = Rng(seed);
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        // Each slot: an init and how many children were born in its namespace so far.
+        let mut slots: Vec<(Arc<NsInit>, u32)> = (0..3)
+            .map(|_| (Arc::new(zygote.new_shared_init().unwrap()), 0))
+            .collect();
+        for step in 0..30 {
+            let what = format!("seed {seed:#x} step {step}");
+            if rng.chance(15) {
+                // An init ends (as after a leftover); its slot gets a new one.
+                let i = rng.below(slots.len());
+                slots[i].0.kill();
+                slots[i] = (Arc::new(zygote.new_shared_init().unwrap()), 0);
+                seen[2] += 1;
+            }
+            let slot = rng.below(slots.len() + 1);
+            let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
+            req.op = "noop".into();
+            req.observe_runner = Some(std::process::id());
+            let mut s = spec(req.to_args().unwrap(), Path::new("/"), Some(&server));
+            if let Some((init, _)) = slots.get(slot) {
+                s.isolation = Some(in_ns.clone());
+                s.ns_init = Some(init.clone());
+            } else {
+                s.isolation = Some(own_ns.clone());
+            }
+            let r = child::run_child(&s, Tracking::None);
+            assert_eq!(r.ended, Ended::Exited(0), "{what}: {r:?}");
+            assert!(r.leaked.is_empty() && !server.is_broken(), "{what}: {r:?}");
+            let me = helper::parse_line(&r.stdout.kept)
+                .and_then(|l| l.child_self)
+                .expect(&what);
+            if let Some((_, born)) = slots.get_mut(slot) {
+                *born += 1;
+                assert_eq!(me.pid, 1 + *born, "{what}: slot {slot}");
+                seen[0] += 1;
+            } else {
+                assert_eq!(me.pid, r.pid, "{what}: in the server's own namespace");
+                seen[1] += 1;
+            }
+        }
+    }
+    assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
+}
