@@ -751,18 +751,18 @@ fn sealed_with(out: &Path, id: &str, shared: &[u8]) -> crate::bundle::Bundle {
 
 #[test]
 fn a_bundles_shared_values_streamed_are_the_verified_tree_readings() {
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("out");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
     for seed in 1..=24u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let mut w = Interner::new(usize::MAX);
+        let mut interner = Interner::new(usize::MAX);
         for i in 0..rng.below(40_usize) {
             let mut o = Map::new();
             o.insert("i".into(), Value::from(i));
             o.insert("v".into(), gen_value(&mut rng, 1));
-            w.compact(&mut o, &[&["i", "v"]]).unwrap();
+            interner.compact(&mut o, &[&["i", "v"]]).unwrap();
         }
-        let mut text = String::from_utf8(w.document(2).unwrap()).unwrap();
+        let mut text = String::from_utf8(interner.document(2).unwrap()).unwrap();
         // Sealed as it is, or a document the table does not take sealed instead (the
         // reading then falls back to the tree reading and its refusal).
         match rng.below(4) {
@@ -783,8 +783,10 @@ fn a_bundles_shared_values_streamed_are_the_verified_tree_readings() {
                     assert_eq!(n.get(id).as_deref(), Some(v), "{what}");
                 }
             }
-            (Err(a), Err(e)) => assert_eq!(format!("{a:?}"), format!("{e:?}"), "{what}"),
-            (a, e) => panic!("{what}: {a:?} / {e:?}"),
+            (Err(old), Err(new)) => {
+                assert_eq!(format!("{old:?}"), format!("{new:?}"), "{what}");
+            }
+            (old, new) => panic!("{what}: {old:?} / {new:?}"),
         };
         same(&b, &format!("seed {seed}"));
         // Changed after it was checked: one byte flipped, a byte added, or cut short.
