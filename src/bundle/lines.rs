@@ -422,8 +422,8 @@ impl<T> ReorderWindow<T> {
 // ---------------------------------------------------------------------------------------
 
 /// `shared_values.json` as read: each value kept as its compact JSON text in one buffer,
-/// indexed by id, and parsed when a line asks for it (the most recently used kept parsed,
-/// at most [`PARSED_CACHE`]). A run's table of up to [`MAX_SHARED_VALUES`] values parsed
+/// indexed by id, and parsed when a line asks for it (values parsed since the cache was
+/// last emptied are kept, at most [`PARSED_CACHE`]). A run's table of up to [`MAX_SHARED_VALUES`] values parsed
 /// into JSON trees was ~18 MiB for every reader of a 100,000-scenario bundle; as text it
 /// is the bytes of the values, and reading the file holds one value at a time
 /// ([`SharedValues::read`]).
