@@ -24,12 +24,15 @@
 //! is in index order, so the bytes are those of sorting everything first.
 //!
 //! **Reading** ([`SharedValues`], [`for_each_line`]): the shared values are read once
-//! (bounded by [`MAX_SHARED_VALUES`] and the member size limit), then each line is
+//! (bounded by [`MAX_SHARED_VALUES`] and the member size limit), a value at a time as the
+//! file streams, and kept as compact text parsed when a line names it (never the file's
+//! JSON tree: at 16,384 values that was ~18 MiB in every reader); then each line is
 //! parsed, its groups merged back and handed to the caller; nothing holds the whole file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -418,15 +421,81 @@ impl<T> ReorderWindow<T> {
 // Reading
 // ---------------------------------------------------------------------------------------
 
-/// `shared_values.json` as read.
-#[derive(Debug, Default, Clone)]
+/// `shared_values.json` as read: each value kept as its compact JSON text in one buffer,
+/// indexed by id, and parsed when a line asks for it (values parsed since the cache was
+/// last emptied are kept, at most [`PARSED_CACHE`]). A run's table of up to [`MAX_SHARED_VALUES`] values parsed
+/// into JSON trees was ~18 MiB for every reader of a 100,000-scenario bundle; as text it
+/// is the bytes of the values, and reading the file holds one value at a time
+/// ([`SharedValues::read`]).
+#[derive(Debug, Default)]
 pub struct SharedValues {
-    values: HashMap<String, Map<String, Value>>,
+    /// id → the span of its value's compact JSON in `text`.
+    index: HashMap<Box<str>, (usize, usize)>,
+    text: Vec<u8>,
+    /// Values parsed, by the start of their span.
+    parsed: std::sync::Mutex<HashMap<usize, Arc<Map<String, Value>>>>,
 }
+
+/// Most shared values kept parsed at once (the table is emptied when it is full).
+pub const PARSED_CACHE: usize = 512;
+
+impl Clone for SharedValues {
+    fn clone(&self) -> Self {
+        Self {
+            index: self.index.clone(),
+            text: self.text.clone(),
+            parsed: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// A shared value as a line uses it.
+pub type SharedValue = Arc<Map<String, Value>>;
 
 impl SharedValues {
     /// Parse `shared_values.json`'s bytes (`path` names it in errors).
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match Self::stream(&mut de) {
+            Some(t) => Ok(t),
+            None => Self::parse_tree(bytes, path),
+        }
+    }
+
+    /// Read `shared_values.json` from `r` a value at a time: `None` when it is not a
+    /// well-formed table of at most [`MAX_SHARED_VALUES`] objects with distinct ids (the
+    /// caller then reads it with [`SharedValues::parse`], whose errors name the problem).
+    pub fn read(r: &mut dyn BufRead) -> Option<Self> {
+        let mut de = serde_json::Deserializer::from_reader(r);
+        Self::stream(&mut de)
+    }
+
+    /// The table from a whole document, or `None` for anything but a top-level object
+    /// with one `values` object of at most [`MAX_SHARED_VALUES`] objects, distinct ids,
+    /// and nothing after it: every document it accepts is one [`SharedValues::parse_tree`]
+    /// accepts with the same values, and the members are checked as that parse checks
+    /// them (each read as a [`Value`]).
+    fn stream<'de, R: serde_json::de::Read<'de>>(
+        de: &mut serde_json::Deserializer<R>,
+    ) -> Option<Self> {
+        let mut t = Self::default();
+        let mut seen = false;
+        serde::de::DeserializeSeed::deserialize(
+            Top {
+                t: &mut t,
+                seen: &mut seen,
+            },
+            &mut *de,
+        )
+        .ok()?;
+        de.end().ok()?;
+        seen.then_some(t)
+    }
+
+    /// The reading of the whole document as one JSON tree (the reader before values were
+    /// kept as text, and the one that names what is wrong with a document
+    /// [`SharedValues::stream`] does not take).
+    pub fn parse_tree(bytes: &[u8], path: &Path) -> Result<Self> {
         let bad = |what: String| {
             Error::new(ErrorKind::Findings, what)
                 .with_path(path)
@@ -443,35 +512,60 @@ impl SharedValues {
                 map.len()
             )));
         }
-        let mut values = HashMap::with_capacity(map.len());
+        let mut t = Self::default();
         for (id, obj) in map {
             let Some(o) = obj.as_object() else {
                 return Err(bad(format!("shared value `{id}` is not an object")));
             };
-            values.insert(id.clone(), o.clone());
+            t.insert(id.clone(), o)
+                .map_err(|e| bad(format!("shared value `{id}` cannot be kept: {e}")))?;
         }
-        Ok(Self { values })
+        Ok(t)
+    }
+
+    /// Keep `obj` as the value of `id` (its compact text); false if `id` was there.
+    fn insert(&mut self, id: String, obj: &Map<String, Value>) -> serde_json::Result<bool> {
+        let start = self.text.len();
+        serde_json::to_writer(&mut self.text, obj)?;
+        let span = (start, self.text.len() - start);
+        Ok(self.index.insert(id.into_boxed_str(), span).is_none())
     }
 
     /// How many values it holds.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.index.len()
     }
 
     /// True if it holds none.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.index.is_empty()
+    }
+
+    /// The value of `id`, parsed (or taken from the values recently parsed).
+    fn get(&self, id: &str) -> Option<SharedValue> {
+        let &(start, len) = self.index.get(id)?;
+        let mut parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = parsed.get(&start) {
+            return Some(Arc::clone(v));
+        }
+        // Text this table wrote from a parsed object: it parses back to that object.
+        let v: Map<String, Value> = serde_json::from_slice(&self.text[start..start + len]).ok()?;
+        if parsed.len() >= PARSED_CACHE {
+            parsed.clear();
+        }
+        let v = Arc::new(v);
+        parsed.insert(start, Arc::clone(&v));
+        Some(v)
     }
 
     /// Take the ids a line lists under [`SHARED_KEY`] out of it and return the shared
     /// values they name, to be read in place beside the line's own members: the errors of
     /// [`SharedValues::expand`] (an unknown id; a key in the line and in a value, or in two
     /// values).
-    pub fn groups<'a>(
-        &'a self,
-        line: &mut Map<String, Value>,
-        what: &str,
-    ) -> Result<Vec<&'a Map<String, Value>>> {
+    pub fn groups(&self, line: &mut Map<String, Value>, what: &str) -> Result<Vec<SharedValue>> {
         let Some(ids) = line.remove(SHARED_KEY) else {
             return Ok(Vec::new());
         };
@@ -481,10 +575,10 @@ impl SharedValues {
                 format!("{what}: `{SHARED_KEY}` is not a list"),
             ));
         };
-        let mut out: Vec<&Map<String, Value>> = Vec::with_capacity(ids.len());
+        let mut out: Vec<SharedValue> = Vec::with_capacity(ids.len());
         for id in ids {
             let id = id.as_str().unwrap_or_default();
-            let Some(obj) = self.values.get(id) else {
+            let Some(obj) = self.get(id) else {
                 return Err(Error::new(
                     ErrorKind::Findings,
                     format!("{what}: shared value `{id}` is not in {SHARED_FILE}"),
@@ -507,8 +601,84 @@ impl SharedValues {
     /// also has, is an error (`what` names the line).
     pub fn expand(&self, line: &mut Map<String, Value>, what: &str) -> Result<()> {
         for obj in self.groups(line, what)? {
-            for (k, v) in obj {
+            for (k, v) in obj.iter() {
                 line.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The top-level object of `shared_values.json`, read for [`SharedValues::stream`]: its
+/// `values` member into the table, every other member checked as a [`Value`] and dropped.
+struct Top<'a> {
+    t: &'a mut SharedValues,
+    seen: &'a mut bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Top<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the shared values document")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "values" {
+                if *self.seen {
+                    // A repeated `values`: the tree reading takes the last one.
+                    return Err(serde::de::Error::custom("`values` twice"));
+                }
+                *self.seen = true;
+                map.next_value_seed(Values { t: &mut *self.t })?;
+            } else {
+                map.next_value::<Value>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `values` object, a value at a time into the table.
+struct Values<'a> {
+    t: &'a mut SharedValues,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Values<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Values<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of shared values")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(id) = map.next_key::<String>()? {
+            let Value::Object(obj) = map.next_value::<Value>()? else {
+                return Err(A::Error::custom("a value that is not an object"));
+            };
+            if self.t.len() >= MAX_SHARED_VALUES {
+                return Err(A::Error::custom("too many values"));
+            }
+            if !self.t.insert(id, &obj).map_err(A::Error::custom)? {
+                return Err(A::Error::custom("an id twice"));
             }
         }
         Ok(())
@@ -601,7 +771,7 @@ fn parse_line<T: DeserializeOwned>(
 /// place (nothing cloned): what merging them into one object and deserializing that gives.
 fn expanded<T: DeserializeOwned>(
     line: &Map<String, Value>,
-    groups: &[&Map<String, Value>],
+    groups: &[SharedValue],
 ) -> std::result::Result<T, serde_json::Error> {
     let entries = line
         .iter()

@@ -200,6 +200,17 @@ impl Bundle {
             return Err(lines::refuse_v1(&self.path(old), old));
         }
         let path = self.path(lines::SHARED_FILE);
+        // A value at a time as the file streams, hashed as it is read: kept only when the
+        // bytes are the indexed ones. Anything else (a member too large, changed, or not a
+        // well-formed table) is read whole as before, for that reading's exact error.
+        if let Some(entry) = self.entry(lines::SHARED_FILE)
+            && entry.size <= crate::util::limits::MAX_MEMBER_BYTES
+            && let Ok((_, Some(t))) = self.scan_member(lines::SHARED_FILE, &mut |r| {
+                SharedValues::read(&mut std::io::Read::take(r, entry.size))
+            })
+        {
+            return Ok(t);
+        }
         SharedValues::parse(&self.read_verified(lines::SHARED_FILE)?, &path)
     }
 

@@ -394,10 +394,17 @@ fn facts_of_packet(
             )
             .with_source(e)
         })?;
-    let shared = crate::bundle::lines::SharedValues::parse(
-        &v.read_member(crate::bundle::lines::SHARED_FILE)?,
-        Path::new(crate::bundle::lines::SHARED_FILE),
-    )
+    // A value at a time as it streams (kept when the file is the one the packet records);
+    // otherwise read whole, for that reading's exact error.
+    let shared = match v.scan_member(crate::bundle::lines::SHARED_FILE, &mut |r| {
+        crate::bundle::lines::SharedValues::read(r)
+    }) {
+        Ok(Some(t)) => Ok(t),
+        _ => crate::bundle::lines::SharedValues::parse(
+            &v.read_member(crate::bundle::lines::SHARED_FILE)?,
+            Path::new(crate::bundle::lines::SHARED_FILE),
+        ),
+    }
     .map_err(|e| {
         Error::input(
             &v.path,

@@ -144,7 +144,12 @@ pub fn summarize_packet(path: &Path, root: &Path) -> Result<OpSummary> {
         .with_path(path)
     })?;
     let shared_path = ctx.resolve(&shared.path);
-    let shared = lines::SharedValues::parse(&verify::read_pointer(shared, &ctx)?, &shared_path)?;
+    // A value at a time as it streams, kept when the file is the one the packet records;
+    // otherwise read whole, for that reading's exact error.
+    let shared = match verify::scan_pointer(shared, &ctx, &mut |r| lines::SharedValues::read(r)) {
+        Ok(Some(t)) => t,
+        _ => lines::SharedValues::parse(&verify::read_pointer(shared, &ctx)?, &shared_path)?,
+    };
     // A row at a time, hashed as it streams: the counts are used only if the file is the
     // one the packet records.
     let rows_path = ctx.resolve(&a.path);

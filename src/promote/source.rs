@@ -13,6 +13,7 @@ use crate::error::ErrorKind;
 use crate::model::index::{ArtifactIndex, RunStatusFile};
 use crate::model::packet::InputState;
 use crate::util::digest;
+use crate::util::limits::MAX_MEMBER_BYTES;
 use crate::{Error, Result};
 
 enum Access {
@@ -173,9 +174,16 @@ impl BundleSource {
         match &self.access {
             Access::Strict(b) if b.has(lines::SHARED_FILE) => b.shared_values().map(Some),
             Access::Strict(_) => Ok(None),
-            Access::Unverified(_) => Ok(self
-                .read(lines::SHARED_FILE)?
-                .and_then(|b| SharedValues::parse(&b, &self.dir.join(lines::SHARED_FILE)).ok())),
+            // A value at a time as it streams; a file that is not a well-formed table is
+            // read whole, as before.
+            Access::Unverified(_) => match self.scan_member(lines::SHARED_FILE, &mut |r| {
+                SharedValues::read(&mut std::io::Read::take(r, MAX_MEMBER_BYTES))
+            }) {
+                Ok(Some((d, Some(t)))) if d.size <= MAX_MEMBER_BYTES => Ok(Some(t)),
+                _ => Ok(self.read(lines::SHARED_FILE)?.and_then(|b| {
+                    SharedValues::parse(&b, &self.dir.join(lines::SHARED_FILE)).ok()
+                })),
+            },
         }
     }
 

@@ -568,3 +568,242 @@ fn lines_written_from_members_are_the_value_paths_bytes() {
         assert!(e.to_string().contains("is not a JSON object"), "{e}");
     }
 }
+
+/// The reading of `shared_values.json` before values were kept as text, verbatim: the
+/// oracle of the table's values and of every refusal.
+fn tree_reading(bytes: &[u8], path: &Path) -> Result<HashMap<String, Map<String, Value>>> {
+    let bad = |what: String| {
+        Error::new(ErrorKind::Findings, what)
+            .with_path(path)
+            .with_hint("the shared values are written by the runner; re-run the plan")
+    };
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad("does not parse as JSON".into()).with_source(e))?;
+    let Some(map) = v.get("values").and_then(Value::as_object) else {
+        return Err(bad("has no `values` object".into()));
+    };
+    if map.len() > MAX_SHARED_VALUES {
+        return Err(bad(format!(
+            "holds {} shared values, more than the {MAX_SHARED_VALUES} a run writes",
+            map.len()
+        )));
+    }
+    let mut values = HashMap::with_capacity(map.len());
+    for (id, obj) in map {
+        let Some(o) = obj.as_object() else {
+            return Err(bad(format!("shared value `{id}` is not an object")));
+        };
+        values.insert(id.clone(), o.clone());
+    }
+    Ok(values)
+}
+
+/// `bytes` read by [`SharedValues::parse`] and (when it takes it) [`SharedValues::read`]
+/// is what the tree reading gives: the same values under the same ids, looked up in a
+/// random order more often than the parsed cache holds, or the same error, byte for byte.
+/// Returns whether the streaming reading took it.
+fn same_as_tree_reading(rng: &mut Rng, bytes: &[u8], what: &str) -> bool {
+    let path = Path::new("b/shared_values.json");
+    let old = tree_reading(bytes, path);
+    let new = SharedValues::parse(bytes, path);
+    let streamed = SharedValues::read(&mut &bytes[..]);
+    match (&old, &new) {
+        (Err(a), Err(b)) => {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{what}");
+            assert_eq!(a.to_string(), b.to_string(), "{what}");
+        }
+        (Ok(o), Ok(n)) => {
+            let ids: Vec<&String> = o.keys().collect();
+            for t in [Some(n), streamed.as_ref()].into_iter().flatten() {
+                assert_eq!(t.len(), o.len(), "{what}");
+                for _ in 0..(3 * ids.len()).max(PARSED_CACHE + 50).min(4 * ids.len()) {
+                    let id = ids[rng.below(ids.len() as u64) as usize];
+                    assert_eq!(t.get(id).as_deref(), Some(&o[id]), "{what}: `{id}`");
+                }
+                assert!(t.get("not-an-id").is_none());
+                assert_eq!(t.clone().len(), o.len());
+            }
+        }
+        _ => panic!("{what}: the tree reading gives {old:?}, the table {new:?}"),
+    }
+    if streamed.is_some() {
+        assert!(
+            old.is_ok(),
+            "{what}: streamed a document the tree reading refuses"
+        );
+    }
+    streamed.is_some()
+}
+
+#[test]
+fn shared_values_kept_as_text_are_the_tree_readings_values_and_refusals() {
+    let mut took = [0u32; 2];
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xA076_1D64_78BD_642F) | 1);
+        let n = if rng.chance(5) {
+            600 + rng.below(400_usize)
+        } else {
+            rng.below(30_usize)
+        };
+        let mut values = Map::new();
+        for i in 0..n {
+            let mut o: Map<String, Value> = (0..rng.below(4))
+                .map(|_| (format!("k{}", rng.below(6)), gen_value(&mut rng, 1)))
+                .collect();
+            o.insert("i".into(), Value::from(i));
+            values.insert(
+                format!("{:012x}", rng.next() & 0xffff_ffff_ffff),
+                Value::Object(o),
+            );
+        }
+        let mut doc = serde_json::json!({"schema_version": 2, "values": values});
+        let mut text = if rng.chance(50) {
+            let mut w = Interner::new(usize::MAX);
+            for (id, v) in values_of(&doc) {
+                w.values.insert(id, serde_json::to_string(&v).unwrap());
+            }
+            String::from_utf8(w.document(2).unwrap()).unwrap()
+        } else {
+            doc["extra"] = gen_value(&mut rng, 0);
+            serde_json::to_string(&doc).unwrap()
+        };
+        // Tampers: each kind of document the table does not take, and a few it does.
+        let tamper = rng.below(16);
+        let first = text
+            .find("\"values\"")
+            .map_or(0, |i| i + "\"values\": {".len());
+        match tamper {
+            0 => {}
+            1 => text.insert_str(first, "\"000000000000\": {\"a\": 1}, \"000000000000\": {\"a\": 2},"),
+            2 => text.insert_str(first, "\"0000000000zz\": [1],"),
+            3 => text.insert_str(1, "\"values\": {\"x\": {}}, "),
+            4 => text = text.replacen("\"values\"", "\"valuez\"", 1),
+            5 => text = text.replacen("\"values\": {", "\"values\": [{", 1).replacen("}\n}", "}]\n}", 1),
+            6 => text.truncate(rng.below(text.len() as u64) as usize),
+            7 => text.push_str(" x"),
+            8 => text = format!("[{text}]"),
+            9 => text.insert_str(first, "\"\\u0061bc\": {\"esc\": \"\\u00e9\"},"),
+            10 => text.insert_str(first, "\"big\": {\"n\": 1e400},"),
+            11 => text = format!("\n\t {text}\n\n"),
+            12 => text.insert_str(first, "\"n\": {\"k\": 1e-400, \"m\": -0, \"u\": 18446744073709551615},"),
+            13 => text.insert_str(1, "\"deep\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]], "),
+            14 => text = text.replacen("\"values\"", "\"val\\u0075es\"", 1),
+            _ => text = "{\"values\": {}}".into(),
+        }
+        let mut bytes = text.into_bytes();
+        if rng.chance(3) && !bytes.is_empty() {
+            // A byte that is not UTF-8 somewhere.
+            let i = rng.below(bytes.len() as u64) as usize;
+            bytes[i] = 0xff;
+        }
+        let what = format!("seed {seed}, tamper {tamper}");
+        took[usize::from(same_as_tree_reading(&mut rng, &bytes, &what))] += 1;
+    }
+    // More values than a run writes: refused with the count, as before.
+    let mut many = String::from("{\"values\": {");
+    for i in 0..=MAX_SHARED_VALUES {
+        let _ = std::fmt::Write::write_fmt(&mut many, format_args!("\"{i:012x}\": {{}},"));
+    }
+    many.pop();
+    many.push_str("}}");
+    let mut rng = Rng(7);
+    assert!(!same_as_tree_reading(&mut rng, many.as_bytes(), "too many"));
+    assert!(
+        took.iter().all(|n| *n > 40),
+        "both paths exercised: {took:?}"
+    );
+}
+
+fn values_of(doc: &Value) -> Vec<(String, Value)> {
+    doc["values"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A sealed bundle holding `shared` as its `shared_values.json`, loaded (verified).
+fn sealed_with(out: &Path, id: &str, shared: &[u8]) -> crate::bundle::Bundle {
+    use crate::bundle::{BeginOptions, LockMode, LockOptions, SealInfo, StagedBundle};
+    let b = StagedBundle::begin(&BeginOptions {
+        out_root: out.to_path_buf(),
+        run_id: Some(id.into()),
+        lock: LockOptions {
+            mode: LockMode::Fail,
+            timeout: std::time::Duration::ZERO,
+        },
+    })
+    .unwrap();
+    b.write_bytes(SHARED_FILE, shared).unwrap();
+    let sealed = b
+        .seal(SealInfo {
+            status: crate::model::index::BundleStatus::Complete,
+            failure_stage: None,
+            error: None,
+            plan_digest: None,
+            audit_head: None,
+            signer: None,
+        })
+        .unwrap();
+    crate::bundle::load_bundle(&sealed.dir).unwrap()
+}
+
+#[test]
+fn a_bundles_shared_values_streamed_are_the_verified_tree_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for seed in 1..=24u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut interner = Interner::new(usize::MAX);
+        for i in 0..rng.below(40_usize) {
+            let mut o = Map::new();
+            o.insert("i".into(), Value::from(i));
+            o.insert("v".into(), gen_value(&mut rng, 1));
+            interner.compact(&mut o, &[&["i", "v"]]).unwrap();
+        }
+        let mut text = String::from_utf8(interner.document(2).unwrap()).unwrap();
+        // Sealed as it is, or a document the table does not take sealed instead (the
+        // reading then falls back to the tree reading and its refusal).
+        match rng.below(4) {
+            0 => text.insert_str(1, "\"values\": {}, "),
+            1 => text = text.replacen('{', "[", 1),
+            _ => {}
+        }
+        let b = sealed_with(&out, &format!("r{seed}"), text.as_bytes());
+        let path = b.path(SHARED_FILE);
+        let tree = |b: &crate::bundle::Bundle| {
+            b.read_verified(SHARED_FILE)
+                .and_then(|bytes| tree_reading(&bytes, &path))
+        };
+        let same = |b: &crate::bundle::Bundle, what: &str| match (tree(b), b.shared_values()) {
+            (Ok(o), Ok(n)) => {
+                assert_eq!(n.len(), o.len(), "{what}");
+                for (id, v) in &o {
+                    assert_eq!(n.get(id).as_deref(), Some(v), "{what}");
+                }
+            }
+            (Err(old), Err(new)) => {
+                assert_eq!(format!("{old:?}"), format!("{new:?}"), "{what}");
+            }
+            (old, new) => panic!("{what}: {old:?} / {new:?}"),
+        };
+        same(&b, &format!("seed {seed}"));
+        // Changed after it was checked: one byte flipped, a byte added, or cut short.
+        let mut bytes = text.into_bytes();
+        match rng.below(3) {
+            0 => {
+                let i = rng.below(bytes.len() as u64) as usize;
+                bytes[i] ^= 0x20;
+            }
+            1 => bytes.push(b' '),
+            _ => bytes.truncate(bytes.len() - 1),
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        same(&b, &format!("seed {seed} changed"));
+        assert!(
+            b.shared_values().is_err(),
+            "seed {seed}: a changed file is refused"
+        );
+    }
+}
