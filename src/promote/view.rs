@@ -10,6 +10,8 @@
 //! caller passes (`govern::review` passes governance's; [`super::Unattested`] checks the
 //! signature against the key it carries only and anchors nothing).
 
+mod head;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -151,16 +153,9 @@ pub fn head_with_packet(
     root: &Path,
     attestor: &dyn Attestor,
 ) -> Result<RunView> {
-    let mut view = head_of(src, attestor)?;
     // What a report shows of the manifest is its facts; the lists as long as the plan
-    // (the selection, the plan, the definitions) are let go at once.
-    if let Some(m) = view.manifest.as_mut() {
-        m.selected = Vec::new();
-        m.plan = Value::Null;
-        m.probes = BTreeMap::new();
-        m.profiles = BTreeMap::new();
-        m.profile_definitions = BTreeMap::new();
-    }
+    // (the selection, the plan, the definitions) are checked but not kept (`head`).
+    let mut view = head_with(src, attestor, ManifestRead::Head)?;
     let mut n = 0usize;
     walk_packets(src, &mut |_| {
         n += 1;
@@ -424,7 +419,7 @@ impl crate::report::RowSource for BundleRows<'_> {
 /// packet (`None`): the manifest, summary, preflight and verdict, what a reader that
 /// walks the rows itself (`diff`, a merge join of two runs' rows) needs beside them.
 pub fn head_of(src: &BundleSource, attestor: &dyn Attestor) -> Result<RunView> {
-    head_with(src, attestor, None)
+    head_with(src, attestor, ManifestRead::Whole)
 }
 
 /// [`head_of`] with the run manifest already read (as the caller chose to read it).
@@ -433,14 +428,20 @@ pub fn head_with_manifest(
     attestor: &dyn Attestor,
     manifest: RunManifest,
 ) -> Result<RunView> {
-    head_with(src, attestor, Some(manifest))
+    head_with(src, attestor, ManifestRead::Given(manifest))
 }
 
-fn head_with(
-    src: &BundleSource,
-    attestor: &dyn Attestor,
-    read_manifest: Option<RunManifest>,
-) -> Result<RunView> {
+/// How [`head_with`] has the run manifest.
+enum ManifestRead {
+    /// Read whole.
+    Whole,
+    /// Read for a report's head ([`head::manifest_head`]).
+    Head,
+    /// Already read by the caller.
+    Given(RunManifest),
+}
+
+fn head_with(src: &BundleSource, attestor: &dyn Attestor, read: ManifestRead) -> Result<RunView> {
     let attestation = attestor.attest(src)?;
     let mut unreadable = Vec::new();
     let mut get = |rel: &str| -> Result<Option<Vec<u8>>> {
@@ -450,9 +451,10 @@ fn head_with(
         }
         Ok(b)
     };
-    let manifest: Option<RunManifest> = match read_manifest {
-        Some(m) => Some(m),
-        None => parse(get("run_manifest.json")?),
+    let manifest: Option<RunManifest> = match read {
+        ManifestRead::Given(m) => Some(m),
+        ManifestRead::Whole => parse(get("run_manifest.json")?),
+        ManifestRead::Head => get("run_manifest.json")?.and_then(|b| head::manifest_head(&b)),
     };
     let summary: Option<Summary> = parse(get("summary.json")?);
     let preflight = parse::<ApplyPreflight>(get("apply_preflight.json")?)
