@@ -233,7 +233,6 @@ fn pretty_compact(text: &str, newline_indent: &str, out: &mut String) {
                     i += if b[i] == b'\\' { 2 } else { 1 };
                 }
                 i += 1;
-                continue;
             }
             c @ (b'{' | b'[' | b'}' | b']' | b',' | b':') => {
                 out.push_str(&text[copied..i]);
@@ -262,7 +261,6 @@ fn pretty_compact(text: &str, newline_indent: &str, out: &mut String) {
                 }
                 i += 1;
                 copied = i;
-                continue;
             }
             _ => i += 1,
         }

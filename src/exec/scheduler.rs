@@ -893,8 +893,7 @@ mod tests {
                     if !deps_on || i == 0 || rng.chance(40) {
                         return Vec::new();
                     }
-                    let mut d: Vec<usize> =
-                        (0..1 + rng.below(3usize)).map(|_| rng.below(i)).collect();
+                    let mut d: Vec<usize> = (0..=rng.below(3usize)).map(|_| rng.below(i)).collect();
                     // Now and then a cycle or an index out of range.
                     if rng.chance(3) {
                         d.push(i + 1 + rng.below(3usize));
