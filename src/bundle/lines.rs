@@ -195,12 +195,10 @@ impl Interner {
                     ind,
                     b'{',
                     ids.iter().map(|id| {
-                        let v: Value =
-                            serde_json::from_str(&values[*id]).map_err(std::io::Error::other)?;
-                        let text = serde_json::to_string_pretty(&v)
-                            .map_err(std::io::Error::other)?
-                            .replace('\n', &by);
-                        Ok(format!("{}: {text}", Value::String((*id).clone())))
+                        let mut line = serde_json::to_string(*id).map_err(std::io::Error::other)?;
+                        line.push_str(": ");
+                        pretty_compact(&values[*id], &by, &mut line);
+                        Ok(line)
                     }),
                 )
             }),
@@ -210,6 +208,67 @@ impl Interner {
             .map_err(|e| Error::runner("cannot write the shared values").with_source(e))?;
         Ok(out)
     }
+}
+
+/// Append the compact JSON `text` (as `serde_json` prints it: no whitespace, keys sorted)
+/// to `out` pretty, as `serde_json::to_string_pretty` prints its value with every newline
+/// replaced by `newline_indent` (a newline and the indentation): the bytes of parsing it into a `Value` and
+/// printing that, without the tree (a run's shared values are thousands of small objects,
+/// each parsed again only to be indented). Strings are copied as they are (their escapes
+/// are already `serde_json`'s, and a string never holds a raw newline).
+fn pretty_compact(text: &str, newline_indent: &str, out: &mut String) {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let newline = |out: &mut String, depth: usize| {
+        out.push_str(newline_indent);
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                // To the closing quote: skip escaped characters.
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c @ (b'{' | b'[' | b'}' | b']' | b',' | b':') => {
+                out.push_str(&text[copied..i]);
+                match c {
+                    b'{' | b'[' if b.get(i + 1) == Some(&(c + 2)) => {
+                        // `{}` / `[]`: empty stays on the line (`}` and `]` are 2 above).
+                        out.push(char::from(c));
+                        out.push(char::from(c + 2));
+                        i += 1;
+                    }
+                    b'{' | b'[' => {
+                        out.push(char::from(c));
+                        depth += 1;
+                        newline(out, depth);
+                    }
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        newline(out, depth);
+                        out.push(char::from(c));
+                    }
+                    b',' => {
+                        out.push(',');
+                        newline(out, depth);
+                    }
+                    _ => out.push_str(": "),
+                }
+                i += 1;
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&text[copied.min(text.len())..]);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ impl Scratch {
 /// opened with `O_NOFOLLOW | O_DIRECTORY` relative to the one above (a symlink fails to
 /// open), and `unlinkat(AT_REMOVEDIR)` removes the entry itself (a symlink fails with
 /// `ENOTDIR`), so nothing outside `root` is reached.
-fn remove_empty_job_dirs(root: &Path) {
+pub(super) fn remove_empty_job_dirs(root: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(root.as_os_str().as_bytes()) else {
         return;

@@ -569,6 +569,9 @@ impl Pipeline<'_> {
             run_lanes_stream(&executor, scenarios, &lanes, sink, &mut |si, b, s, sink| {
                 window.push(si, (b, s), &mut |i, (b, s)| release(i, b, s, &mut *sink))
             })?;
+        // Every child ended and every scenario was predicted and written: their
+        // directories go while the rest is written and sealed.
+        self.setup.scratch.lanes_over();
         cgroups.remove(run_id);
         if let Ok(mut slot) = executor.log_error.lock()
             && let Some(e) = slot.take()

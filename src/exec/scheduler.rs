@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
 use super::child;
@@ -96,13 +95,97 @@ pub enum JobState<R> {
     Skipped(usize),
 }
 
-struct Queue {
+/// What the workers and the calling thread share, under one lock: the jobs ready to start
+/// and the results not yet handed on.
+struct Queue<R> {
     ready: VecDeque<usize>,
     /// Without dependencies every job from this index on is ready (no list of them).
     next_free: usize,
     closed: bool,
     /// A worker may start a job only below this index (the streaming window).
     limit: usize,
+    /// Finished jobs the calling thread has not taken yet (`None`: the job panicked).
+    finished: Vec<(usize, Option<R>)>,
+    /// Workers waiting for a job.
+    idle: usize,
+    /// Worker threads still running.
+    alive: usize,
+    /// How the calling thread waits, if it does (see [`MainWait`]).
+    main: MainWait,
+    /// The calling thread was woken and has not looked yet (one wake-up is enough).
+    woken: bool,
+}
+
+/// How the calling thread waits for results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MainWait {
+    /// It does not wait (it is handing results on).
+    Busy,
+    /// It has nothing to hand on: the next finished job wakes it.
+    Empty,
+    /// It holds off for more: a full batch, a worker left without a job, or a thread
+    /// ending wakes it ([`LINGER`] at most).
+    Batch,
+}
+
+/// Finished jobs the calling thread takes at once when jobs finish quickly: workers wake
+/// it for a full batch (or when one of them has no job to start), not for every job, so a
+/// fast run does not pay a wake-up of the calling thread per job.
+const BATCH: usize = 32;
+/// How long the calling thread holds off for a full batch once it has a result: the most
+/// a result waits to be handed on (events, progress) when jobs are slow.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl<R> Queue<R> {
+    /// The next job a worker may start, if any.
+    fn take(&mut self, n: usize) -> Option<usize> {
+        if self.ready.front().is_some_and(|&i| i < self.limit) {
+            return self.ready.pop_front();
+        }
+        if self.next_free < n.min(self.limit) {
+            self.next_free += 1;
+            return Some(self.next_free - 1);
+        }
+        None
+    }
+
+    /// Wake the calling thread if it waits for what is there now (once).
+    fn wake_main(&mut self, main_cv: &Condvar) {
+        if !self.woken && self.main_must_wake() {
+            self.woken = true;
+            main_cv.notify_one();
+        }
+    }
+
+    /// True if the calling thread, waiting as `self.main`, must be woken now.
+    fn main_must_wake(&self) -> bool {
+        match self.main {
+            MainWait::Busy => false,
+            MainWait::Empty => !self.finished.is_empty() || self.alive == 0,
+            MainWait::Batch => self.finished.len() >= BATCH || self.idle > 0 || self.alive == 0,
+        }
+    }
+}
+
+/// Lock `m`, whatever a panicking holder left (nothing panics while holding it: the jobs
+/// run outside the lock, and a job's panic is caught).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts a worker thread out when it ends, however it ends, and wakes the calling thread
+/// if it waits for it.
+struct Alive<'q, R> {
+    queue: &'q Mutex<Queue<R>>,
+    main_cv: &'q Condvar,
+}
+
+impl<R> Drop for Alive<'_, R> {
+    fn drop(&mut self) {
+        let mut q = lock(self.queue);
+        q.alive -= 1;
+        q.wake_main(self.main_cv);
+    }
 }
 
 /// Run `jobs` on `workers` threads. `succeeded` decides whether dependents may run;
@@ -178,13 +261,20 @@ where
     }
     // Jobs in a cycle (or depending on an out-of-range index) can never be ready.
     let runnable = if has_deps { acyclic(jobs) } else { Vec::new() };
+    let workers = workers.max(1).min(n.max(1));
     let queue = Mutex::new(Queue {
         ready: VecDeque::new(),
         next_free: if has_deps { n } else { 0 },
         closed: false,
         limit: limit_of(0),
+        finished: Vec::new(),
+        idle: 0,
+        alive: workers,
+        main: MainWait::Busy,
+        woken: false,
     });
-    let cv = Condvar::new();
+    // Workers wait on `work_cv` for a job; the calling thread on `main_cv` for results.
+    let (work_cv, main_cv) = (Condvar::new(), Condvar::new());
     let mut finished = 0usize;
     for i in 0..runnable.len() {
         if !runnable[i] {
@@ -196,42 +286,43 @@ where
     while low < n && done[low] {
         low += 1;
     }
-    if let Ok(mut q) = queue.lock() {
+    {
+        let mut q = lock(&queue);
         if has_deps {
             q.ready
                 .extend((0..n).filter(|&i| runnable[i] && remaining[i] == 0));
         }
         q.limit = limit_of(low);
     }
-    let workers = workers.max(1).min(n.max(1));
     let outcome = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel::<(usize, Option<R>)>();
         for _ in 0..workers {
-            let tx = tx.clone();
-            let queue = &queue;
-            let cv = &cv;
+            let (queue, work_cv, main_cv) = (&queue, &work_cv, &main_cv);
             s.spawn(move || {
+                let _alive = Alive { queue, main_cv };
+                // The job this worker finished last, handed over when it takes the next.
+                let mut last: Option<(usize, Option<R>)> = None;
                 loop {
                     let next = {
-                        let Ok(mut q) = queue.lock() else {
-                            return;
-                        };
-                        loop {
+                        let mut q = lock(queue);
+                        if let Some(r) = last.take() {
+                            q.finished.push(r);
+                        }
+                        let next = loop {
                             if q.closed {
                                 break None;
                             }
-                            if q.ready.front().is_some_and(|&i| i < q.limit) {
-                                break q.ready.pop_front();
+                            if let Some(i) = q.take(n) {
+                                break Some(i);
                             }
-                            if q.next_free < n.min(q.limit) {
-                                q.next_free += 1;
-                                break Some(q.next_free - 1);
-                            }
-                            q = match cv.wait(q) {
-                                Ok(q) => q,
-                                Err(_) => return,
-                            };
-                        }
+                            q.idle += 1;
+                            q.wake_main(main_cv);
+                            q = work_cv
+                                .wait(q)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            q.idle -= 1;
+                        };
+                        q.wake_main(main_cv);
+                        next
                     };
                     let Some(i) = next else {
                         return;
@@ -240,72 +331,106 @@ where
                         exec.execute(&jobs.job(i))
                     }))
                     .ok();
-                    if tx.send((i, r)).is_err() {
-                        return;
-                    }
+                    last = Some((i, r));
                 }
             });
         }
-        drop(tx);
         let mut failure = None;
+        let mut batch: Vec<(usize, Option<R>)> = Vec::new();
         'run: while finished < n {
-            let Ok((i, r)) = rx.recv() else {
-                failure = Some("every worker stopped before the jobs finished".to_string());
-                break;
-            };
-            let Some(r) = r else {
-                failure = Some(format!("job {i} panicked; this is a bug in nexusmon"));
-                break;
-            };
-            let ok = succeeded(&r);
-            if let Err(e) = on_done(i, JobState::Done(r)) {
-                failure = Some(e);
-                break;
-            }
-            done[i] = true;
-            finished += 1;
-            let mut ready = Vec::new();
-            if has_deps && ok {
-                for &d in &dependents[i] {
-                    remaining[d] = remaining[d].saturating_sub(1);
-                    if remaining[d] == 0 && !done[d] {
-                        ready.push(d);
+            // Take every finished job at once: as soon as there is one when jobs are
+            // slow, a batch when they are fast (see `BATCH`).
+            {
+                let mut q = lock(&queue);
+                q.main = MainWait::Empty;
+                while !q.main_must_wake() {
+                    q.woken = false;
+                    q = main_cv
+                        .wait(q)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if !q.finished.is_empty() {
+                    q.main = MainWait::Batch;
+                    let deadline = std::time::Instant::now() + LINGER;
+                    while !q.main_must_wake() {
+                        let now = std::time::Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        q.woken = false;
+                        q = main_cv
+                            .wait_timeout(q, deadline - now)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0;
                     }
                 }
-            } else if has_deps {
-                // Skip every dependent, transitively, in index order.
-                let mut stack: Vec<(usize, usize)> =
-                    dependents[i].iter().rev().map(|&d| (d, i)).collect();
-                while let Some((d, because)) = stack.pop() {
-                    if done[d] {
-                        continue;
+                q.main = MainWait::Busy;
+                if q.finished.is_empty() {
+                    // Woken with nothing finished: every worker ended.
+                    failure = Some("every worker stopped before the jobs finished".to_string());
+                    break;
+                }
+                std::mem::swap(&mut batch, &mut q.finished);
+            }
+            let mut ready = Vec::new();
+            for (i, r) in batch.drain(..) {
+                let Some(r) = r else {
+                    failure = Some(format!("job {i} panicked; this is a bug in nexusmon"));
+                    break 'run;
+                };
+                let ok = succeeded(&r);
+                if let Err(e) = on_done(i, JobState::Done(r)) {
+                    failure = Some(e);
+                    break 'run;
+                }
+                done[i] = true;
+                finished += 1;
+                if has_deps && ok {
+                    for &d in &dependents[i] {
+                        remaining[d] = remaining[d].saturating_sub(1);
+                        if remaining[d] == 0 && !done[d] {
+                            ready.push(d);
+                        }
                     }
-                    if let Err(e) = on_done(d, JobState::Skipped(because)) {
-                        failure = Some(e);
-                        break 'run;
+                } else if has_deps {
+                    // Skip every dependent, transitively, in index order.
+                    let mut stack: Vec<(usize, usize)> =
+                        dependents[i].iter().rev().map(|&d| (d, i)).collect();
+                    while let Some((d, because)) = stack.pop() {
+                        if done[d] {
+                            continue;
+                        }
+                        if let Err(e) = on_done(d, JobState::Skipped(because)) {
+                            failure = Some(e);
+                            break 'run;
+                        }
+                        done[d] = true;
+                        finished += 1;
+                        stack.extend(dependents[d].iter().rev().map(|&e| (e, d)));
                     }
-                    done[d] = true;
-                    finished += 1;
-                    stack.extend(dependents[d].iter().rev().map(|&e| (e, d)));
                 }
             }
             let before = low;
             while low < n && done[low] {
                 low += 1;
             }
-            if (!ready.is_empty() || (low != before && window.is_some()))
-                && let Ok(mut q) = queue.lock()
-            {
+            if !ready.is_empty() || (low != before && window.is_some()) {
+                let mut q = lock(&queue);
                 q.ready.extend(ready);
                 q.limit = limit_of(low);
-                cv.notify_all();
+                // Only a waiting worker needs a wake-up (a running one looks when it
+                // finishes its job).
+                if q.idle > 0 {
+                    work_cv.notify_all();
+                }
             }
         }
-        if let Ok(mut q) = queue.lock() {
+        {
+            let mut q = lock(&queue);
             q.closed = true;
             q.ready.clear();
         }
-        cv.notify_all();
+        work_cv.notify_all();
         failure
     });
     match outcome {
@@ -746,6 +871,128 @@ mod tests {
         };
         let e = run_dag(&jobs, 1, &exec, &|()| true, &mut |_, _| {}).unwrap_err();
         assert!(e.contains("panicked"), "{e}");
+    }
+
+    /// Seeded DAGs (or none: every job free), random job times (none, a few µs, some
+    /// ms: batches that fill, and results that wait for the calling thread's linger), random
+    /// failures, worker counts and windows, through `run_dag_stream`: every job is handed on
+    /// exactly once; a job runs iff every dependency ran and succeeded, else it is skipped
+    /// naming a dependency that failed or was skipped; a dependency is handed on before
+    /// its dependents start; with a window and no dependencies no job starts at or beyond
+    /// `lowest unfinished + window`; an error from `on_done` stops the run.
+    #[test]
+    fn generated_dags_run_each_job_once_in_dependency_and_window_order() {
+        use crate::util::testrng::Rng;
+        use std::sync::atomic::AtomicBool;
+        for seed in 0..40u64 {
+            let mut rng = Rng(seed);
+            let n = rng.below(120usize);
+            let deps_on = rng.chance(50);
+            let deps: Vec<Vec<usize>> = (0..n)
+                .map(|i| {
+                    if !deps_on || i == 0 || rng.chance(40) {
+                        return Vec::new();
+                    }
+                    let mut d: Vec<usize> = (0..=rng.below(3usize)).map(|_| rng.below(i)).collect();
+                    // Now and then a cycle or an index out of range.
+                    if rng.chance(3) {
+                        d.push(i + 1 + rng.below(3usize));
+                    }
+                    d.sort_unstable();
+                    d.dedup();
+                    d
+                })
+                .collect();
+            let jobs: Vec<JobNode<usize>> = deps
+                .iter()
+                .enumerate()
+                .map(|(i, d)| JobNode {
+                    job: i,
+                    deps: d.clone(),
+                })
+                .collect();
+            let fails: Vec<bool> = (0..n).map(|_| rng.chance(10)).collect();
+            let micros: Vec<u64> = (0..n)
+                .map(|_| match rng.below(10u32) {
+                    0..=4 => 0,
+                    5..=8 => rng.below(300u64),
+                    _ => 2000 + rng.below(5000u64),
+                })
+                .collect();
+            let window = (!deps_on && rng.chance(60)).then(|| 1 + rng.below(20usize));
+            let workers = 1 + rng.below(4usize);
+            let stop_at = rng.chance(15).then(|| rng.below(n.max(1)));
+            // What the workers saw: started, and the handed-on jobs when each started.
+            let handed = Mutex::new(vec![false; n]);
+            let bad = AtomicBool::new(false);
+            let exec = |j: &usize| {
+                let h = handed.lock().unwrap();
+                if deps[*j].iter().any(|&d| d < n && !h[d]) {
+                    bad.store(true, Ordering::SeqCst);
+                }
+                if let Some(w) = window {
+                    let low = h.iter().position(|d| !d).unwrap_or(n);
+                    if *j >= low + w {
+                        bad.store(true, Ordering::SeqCst);
+                    }
+                }
+                drop(h);
+                std::thread::sleep(std::time::Duration::from_micros(micros[*j]));
+                !fails[*j]
+            };
+            let mut states: Vec<Option<JobState<bool>>> = vec![None; n];
+            let mut count = 0usize;
+            let out = run_dag_stream(
+                jobs.as_slice(),
+                workers,
+                window,
+                &exec,
+                &|ok: &bool| *ok,
+                &mut |i, st| {
+                    assert!(states[i].is_none(), "seed {seed}: job {i} handed on twice");
+                    states[i] = Some(st);
+                    handed.lock().unwrap()[i] = true;
+                    count += 1;
+                    if Some(count) == stop_at.map(|k| k + 1) {
+                        return Err("stop".into());
+                    }
+                    Ok(())
+                },
+            );
+            assert!(
+                !bad.load(Ordering::SeqCst),
+                "seed {seed}: a job started too early"
+            );
+            if let Some(k) = stop_at.filter(|&k| k < n) {
+                assert_eq!(out, Err("stop".to_string()), "seed {seed}");
+                assert_eq!(count, k + 1, "seed {seed}: jobs handed on after the error");
+                continue;
+            }
+            assert_eq!(out, Ok(()), "seed {seed}");
+            // The reference: in index order a job's dependencies are decided first, except
+            // in a cycle or on an out-of-range index (never runnable).
+            let runnable = acyclic(jobs.as_slice());
+            for i in 0..n {
+                let st = states[i]
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("seed {seed}: job {i} never handed on"));
+                let ran_ok = |d: usize| matches!(states[d], Some(JobState::Done(true)));
+                match st {
+                    JobState::Done(ok) => {
+                        assert!(runnable[i], "seed {seed}: job {i} in a cycle ran");
+                        assert!(deps[i].iter().all(|&d| ran_ok(d)), "seed {seed}: job {i}");
+                        assert_eq!(*ok, !fails[i]);
+                    }
+                    JobState::Skipped(usize::MAX) => assert!(!runnable[i], "seed {seed}: {i}"),
+                    JobState::Skipped(j) => {
+                        assert!(
+                            runnable[i] && deps[i].contains(j) && !ran_ok(*j),
+                            "seed {seed}: {i} by {j}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

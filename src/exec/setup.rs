@@ -28,6 +28,34 @@ use crate::sandbox::vars::Vars;
 pub struct ScratchRoot {
     scratch: Scratch,
     keep: bool,
+    /// The removal of the children's directories, started once the lanes are over
+    /// ([`ScratchRoot::lanes_over`]); joined before the rest is removed.
+    removing: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ScratchRoot {
+    /// Every child of the lanes has ended: start removing their (empty) directories on a
+    /// thread of its own, so a large run's thousands of `rmdir`s overlap the results'
+    /// writing and the seal instead of following them (unless the scratch is kept). Only
+    /// empty directories go (the same [`Scratch::remove`] removes first), each relative
+    /// to its opened parent; whatever a child left stays for the removal at drop.
+    pub fn lanes_over(&self) {
+        if self.keep {
+            return;
+        }
+        let mut slot = self
+            .removing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            let root = self.scratch.root().to_path_buf();
+            // No thread (resources): the removal at drop does it all.
+            *slot = std::thread::Builder::new()
+                .name("scratch-rm".into())
+                .spawn(move || super::fixtures::remove_empty_job_dirs(&root))
+                .ok();
+        }
+    }
 }
 
 impl std::ops::Deref for ScratchRoot {
@@ -39,6 +67,15 @@ impl std::ops::Deref for ScratchRoot {
 
 impl Drop for ScratchRoot {
     fn drop(&mut self) {
+        let removing = self
+            .removing
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = removing {
+            // A panic there removed less: `remove` below does the rest.
+            let _ = t.join();
+        }
         if !self.keep {
             self.scratch.remove();
         }
@@ -217,6 +254,7 @@ fn scratch_root(
     let scratch = ScratchRoot {
         scratch: Scratch::create(&scratch_parent, run_id)?,
         keep: settings.keep_scratch,
+        removing: std::sync::Mutex::new(None),
     };
     Ok((scratch, housekeeping))
 }

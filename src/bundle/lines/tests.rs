@@ -807,3 +807,22 @@ fn a_bundles_shared_values_streamed_are_the_verified_tree_readings() {
         );
     }
 }
+
+/// `pretty_compact` gives the bytes of the path it replaced (parse the compact text into a
+/// `Value`, `to_string_pretty`, each newline followed by the indentation) for generated
+/// values: nested and empty objects and arrays, escapes, unicode, floats, negative zero.
+#[test]
+fn compact_text_made_pretty_is_the_value_paths_bytes() {
+    for seed in 0..300u64 {
+        let mut rng = Rng(seed);
+        let v = gen_value(&mut rng, 0);
+        let text = serde_json::to_string(&v).unwrap();
+        let by = ["\n  ", "\n    ", "\n"][rng.below(3)];
+        let want = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text).unwrap())
+            .unwrap()
+            .replace('\n', by);
+        let mut got = String::from("prefix ");
+        pretty_compact(&text, by, &mut got);
+        assert_eq!(got, format!("prefix {want}"), "seed {seed}: {text}");
+    }
+}
