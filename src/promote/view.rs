@@ -428,7 +428,7 @@ pub fn head_with_manifest(
     attestor: &dyn Attestor,
     manifest: RunManifest,
 ) -> Result<RunView> {
-    head_with(src, attestor, ManifestRead::Given(manifest))
+    head_with(src, attestor, ManifestRead::Given(Box::new(manifest)))
 }
 
 /// How [`head_with`] has the run manifest.
@@ -438,7 +438,7 @@ enum ManifestRead {
     /// Read for a report's head ([`head::manifest_head`]).
     Head,
     /// Already read by the caller.
-    Given(RunManifest),
+    Given(Box<RunManifest>),
 }
 
 fn head_with(src: &BundleSource, attestor: &dyn Attestor, read: ManifestRead) -> Result<RunView> {
@@ -452,7 +452,7 @@ fn head_with(src: &BundleSource, attestor: &dyn Attestor, read: ManifestRead) ->
         Ok(b)
     };
     let manifest: Option<RunManifest> = match read {
-        ManifestRead::Given(m) => Some(m),
+        ManifestRead::Given(m) => Some(*m),
         ManifestRead::Whole => parse(get("run_manifest.json")?),
         ManifestRead::Head => get("run_manifest.json")?.and_then(|b| head::manifest_head(&b)),
     };

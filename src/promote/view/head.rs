@@ -12,6 +12,7 @@
 //! accepted or refused exactly as the whole read does, and a manifest it takes is the
 //! whole read's with those lists emptied (`head_is_the_whole_read_emptied`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserializer as _;
@@ -31,9 +32,9 @@ pub(super) fn manifest_head(bytes: &[u8]) -> Option<RunManifest> {
 pub(super) fn emptied(mut m: RunManifest) -> RunManifest {
     m.selected = Vec::new();
     m.plan = Value::Null;
-    m.probes = Default::default();
-    m.profiles = Default::default();
-    m.profile_definitions = Default::default();
+    m.probes = BTreeMap::new();
+    m.profiles = BTreeMap::new();
+    m.profile_definitions = BTreeMap::new();
     m
 }
 
@@ -137,7 +138,7 @@ struct IgnoredKey;
 impl<'de> de::Deserialize<'de> for IgnoredKey {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct K;
-        impl<'de> Visitor<'de> for K {
+        impl Visitor<'_> for K {
             type Value = IgnoredKey;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string key")
@@ -178,7 +179,7 @@ struct IgnoredString;
 impl<'de> de::Deserialize<'de> for IgnoredString {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct S;
-        impl<'de> Visitor<'de> for S {
+        impl Visitor<'_> for S {
             type Value = IgnoredString;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
