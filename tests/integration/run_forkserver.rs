@@ -16,8 +16,8 @@ use nexusmon::sandbox::compile;
 use serde_json::{Value, json};
 
 use crate::run::bundle;
-use crate::util::Test;
 use crate::util::results;
+use crate::util::{self, Test};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
@@ -342,43 +342,6 @@ fn a_forked_child_answers_as_the_executed_helper_and_its_crash_or_hang_retires_t
     );
 }
 
-/// The isolation of a child switched (`identity`) to uid and gid `uid`, keeping the
-/// capabilities of mask `kept`, in a PID namespace or not, in scratch `d`.
-fn isolation(
-    runner: &nexusmon::sandbox::privilege::RunnerPrivileges,
-    d: &Path,
-    uid: u32,
-    identity: bool,
-    kept: u64,
-    pid_namespace: bool,
-) -> nexusmon::sandbox::privilege::Isolation {
-    use nexusmon::model::results::ChildPrivileges;
-    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation};
-    let privileges = ChildPrivileges {
-        applied: true,
-        uid,
-        gid: uid,
-        identity,
-        capabilities: privilege::caps_names(kept),
-        cap_last: runner.cap_last,
-        bounding_cleared: true,
-        pid_namespace,
-        namespace_init: None,
-        pid_namespace_reason: None,
-        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-        baseline_host_reason: None,
-        runner_environ: String::new(),
-    };
-    Isolation::new(&ChildRequest {
-        privileges: &privileges,
-        pid_namespace: Ok(()),
-        scratch: d,
-        host_read_only: false,
-        read_only_inputs: &[],
-    })
-    .0
-}
-
 /// The runner's privileges, which must be root with `CAP_SYS_ADMIN`: the suite runs as root
 /// on its machine (README: what the tests need); a run without it fails by name here instead
 /// of passing without checking anything.
@@ -426,7 +389,7 @@ fn a_forked_child_has_exactly_the_identity_capabilities_and_namespace_of_an_exec
             _ => (1000 + u32::try_from(rng.below(1000)).unwrap(), true),
         };
         let pid_ns = round % 2 == 0;
-        let iso = isolation(&runner, d, uid, identity, kept, pid_ns);
+        let iso = util::isolation(&runner, d, uid, identity, kept, pid_ns);
         // A shared namespace's init has its `/proc` mounted in a prepared mount namespace
         // the child joins.
         let shared = round % 4 < 2;
@@ -495,7 +458,7 @@ fn one_servers_children_share_a_namespace_one_at_a_time_and_a_leftover_ends_it()
             SharedNs::default(),
         ),
     );
-    let iso = isolation(&runner, d, 0, false, 0, true);
+    let iso = util::isolation(&runner, d, 0, false, 0, true);
     // A forked builtin child in its server's shared namespace: what it saw of itself.
     let forked = |(server, ns): &(Arc<ForkServer>, SharedNs)| {
         let mut req: HelperRequest = serde_json::from_str(&request(d)[1]).unwrap();
@@ -767,7 +730,7 @@ fn nothing_a_child_leaves_in_its_shared_namespace_escapes_the_check() {
         } else {
             0
         };
-        let iso = isolation(&runner, d, 0, false, kept, true);
+        let iso = util::isolation(&runner, d, 0, false, kept, true);
         let marker = format!("9{me}{case:02}");
         // What it leaves: some of the ways below (none every fourth case).
         let mut parts: Vec<String> = Vec::new();
@@ -865,7 +828,7 @@ fn a_forked_childs_failed_setup_step_is_reported_as_the_spawns() {
     for round in 0..3 {
         // With an isolation, the executed helper is started through the spawn, which
         // reports the failed `chdir` as a setup step.
-        let iso = isolation(&runner, d, 0, false, 0, false);
+        let iso = util::isolation(&runner, d, 0, false, 0, false);
         let failing = |server: Option<&Arc<ForkServer>>| {
             let mut s = spec(request(&target), &missing, server);
             s.isolation = Some(iso.clone());
@@ -904,7 +867,7 @@ fn a_forked_child_with_an_identity_dies_with_its_server() {
         let server = Arc::new(ForkServer::start(&bin()).unwrap());
         let spid = server.pid();
         let mut hung = spec(request(&fifo), d, Some(&server));
-        hung.isolation = Some(isolation(&runner, d, uid, identity, 0, false));
+        hung.isolation = Some(util::isolation(&runner, d, uid, identity, 0, false));
         hung.timeout = Duration::from_secs(20);
         let started = std::time::Instant::now();
         let run = std::thread::spawn(move || child::run_child(&hung, Tracking::None));
@@ -1067,8 +1030,8 @@ fn each_forked_child_is_born_in_exactly_the_namespace_its_launch_names() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let zygote = Zygote::start(&bin()).unwrap();
-    let in_ns = isolation(&runner, d, 0, false, 0, true);
-    let own_ns = isolation(&runner, d, 0, false, 0, false);
+    let in_ns = util::isolation(&runner, d, 0, false, 0, true);
+    let own_ns = util::isolation(&runner, d, 0, false, 0, false);
     let mut seen = [0usize; 3];
     for seed in [0x5A3E_0001_u64, 0x5A3E_0002] {
         let mut rng = Rng(seed);

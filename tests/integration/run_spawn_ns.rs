@@ -5,46 +5,18 @@
 //! thread (a spawner, or the calling thread for a child that keeps the whole bounding set)
 //! clones it, in any order.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nexusmon::exec::child::{self, ChildSpec, Ended, Tracking};
 use nexusmon::exec::zygote::{NsInit, SharedNs, Zygote};
-use nexusmon::model::results::ChildPrivileges;
-use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation, RunnerPrivileges};
+use nexusmon::sandbox::privilege::RunnerPrivileges;
 
 use crate::util::Rng;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
-}
-
-/// A clean-channel isolation keeping `kept`, with a PID namespace when `pid_namespace`.
-fn isolation(runner: &RunnerPrivileges, d: &Path, kept: u64, pid_namespace: bool) -> Isolation {
-    let privileges = ChildPrivileges {
-        applied: true,
-        uid: 0,
-        gid: 0,
-        identity: false,
-        capabilities: privilege::caps_names(kept),
-        cap_last: runner.cap_last,
-        bounding_cleared: true,
-        pid_namespace,
-        namespace_init: None,
-        pid_namespace_reason: None,
-        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-        baseline_host_reason: None,
-        runner_environ: String::new(),
-    };
-    Isolation::new(&ChildRequest {
-        privileges: &privileges,
-        pid_namespace: Ok(()),
-        scratch: d,
-        host_read_only: false,
-        read_only_inputs: &[],
-    })
-    .0
 }
 
 fn ns_of(pid: &str) -> String {
@@ -103,7 +75,14 @@ fn each_exec_child_is_born_in_the_pid_namespace_its_spec_names() {
                 cwd: Some(d.to_path_buf()),
                 clean: true,
                 pre_exec: None,
-                isolation: Some(isolation(&runner, d, kept, init.is_some())),
+                isolation: Some(crate::util::isolation(
+                    &runner,
+                    d,
+                    0,
+                    false,
+                    kept,
+                    init.is_some(),
+                )),
                 ns_init: init.clone(),
                 timeout: Duration::from_secs(10),
                 grace: Duration::from_millis(200),

@@ -818,3 +818,40 @@ pub fn measure(dir: &Path, args: &[&str]) -> Measured {
         stderr,
     }
 }
+
+/// The isolation of a child switched (`identity`) to uid and gid `uid`, keeping the
+/// capabilities of mask `kept`, in a PID namespace or not, in scratch `d`.
+pub fn isolation(
+    runner: &nexusmon::sandbox::privilege::RunnerPrivileges,
+    d: &Path,
+    uid: u32,
+    identity: bool,
+    kept: u64,
+    pid_namespace: bool,
+) -> nexusmon::sandbox::privilege::Isolation {
+    use nexusmon::model::results::ChildPrivileges;
+    use nexusmon::sandbox::privilege::{self, ChildRequest, Isolation};
+    let privileges = ChildPrivileges {
+        applied: true,
+        uid,
+        gid: uid,
+        identity,
+        capabilities: privilege::caps_names(kept),
+        cap_last: runner.cap_last,
+        bounding_cleared: true,
+        pid_namespace,
+        namespace_init: None,
+        pid_namespace_reason: None,
+        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+        baseline_host_reason: None,
+        runner_environ: String::new(),
+    };
+    Isolation::new(&ChildRequest {
+        privileges: &privileges,
+        pid_namespace: Ok(()),
+        scratch: d,
+        host_read_only: false,
+        read_only_inputs: &[],
+    })
+    .0
+}
