@@ -585,24 +585,33 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
             // never signalled the real one, which ran to its timeout. Only a pid other
             // than the previous child's is this step's.
             let before = previous.map(|(p, _)| i32::try_from(p).unwrap());
+            // Every live child of the server but the previous one is signalled once it has
+            // been seen for 10 ms, until this step's run returns: a process seen only briefly
+            // (gone before its 10 ms) is never taken for this step's child.
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let killer = (kind == 1).then(|| {
+                let done = done.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        if let Some(&c) = children_of(spid).iter().find(|c| Some(**c) != before) {
-                            // Signalled until it is gone.
-                            for _ in 0..500 {
-                                std::thread::sleep(Duration::from_millis(10));
-                                if !children_of(spid).contains(&c) {
-                                    break;
-                                }
+                    let mut first_seen = std::collections::BTreeMap::new();
+                    let mut signalled = false;
+                    let start = std::time::Instant::now();
+                    while !done.load(std::sync::atomic::Ordering::SeqCst)
+                        && start.elapsed() < Duration::from_secs(20)
+                    {
+                        for c in children_of(spid) {
+                            if Some(c) == before {
+                                continue;
+                            }
+                            let seen = *first_seen.entry(c).or_insert_with(std::time::Instant::now);
+                            if seen.elapsed() >= Duration::from_millis(10) {
                                 // SAFETY: signalling the server's child.
                                 unsafe { libc::kill(c, sig) };
+                                signalled = true;
                             }
-                            return true;
                         }
                         std::thread::sleep(Duration::from_millis(2));
                     }
-                    false
+                    signalled
                 })
             });
             if kind == 2 {
@@ -610,6 +619,7 @@ fn a_servers_children_each_get_their_own_end_with_one_round_trip() {
                 child_spec.grace = Duration::from_millis(100);
             }
             let r = child::run_child(&child_spec, Tracking::None);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
             if let Some(k) = killer {
                 assert!(
                     k.join().unwrap(),
