@@ -657,6 +657,11 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     // Its bounding set, read once: it never changes again, so each child (a clone of this
     // process) drops what it must from it without reading its capabilities one by one.
     let bounding = crate::sandbox::privilege::bounding_set(63);
+    // Default dispositions for every signal, inherited by each child (a clone): the runner
+    // may have been started ignoring SIGHUP, SIGINT or SIGQUIT (`nohup`, a background
+    // job), which `execve` into this server kept.
+    // SAFETY: this single-threaded server installs no handler it relies on.
+    unsafe { super::spawn::default_dispositions() };
     // The kernel's Landlock ABI, which every child's line reports: queried once.
     let abi = crate::sandbox::host::landlock_abi().ok();
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork

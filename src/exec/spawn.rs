@@ -550,16 +550,42 @@ unsafe fn onto(fd: RawFd, target: RawFd) -> bool {
     }
 }
 
+/// Every catchable signal's disposition set to its default in the calling process: an
+/// ignored one survives `clone` and `execve`, so a probe's child would otherwise inherit
+/// whatever its runner's parent ignored (`nohup`: SIGHUP; a shell's background job: SIGINT
+/// and SIGQUIT) and could not be ended by them. Handlers are reset too (a clone without
+/// `CLONE_SIGHAND` has its own table). Async-signal-safe: `sigaction` only.
+///
+/// # Safety
+/// Changes the calling process's signal dispositions: call it only in a child of its own
+/// (or a single-threaded helper process) that relies on no handler of its parent's.
+pub(crate) unsafe fn default_dispositions() {
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument for every signal number;
+    // the kernel refuses SIGKILL/SIGSTOP and numbers beyond its range (ignored here).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        // The C library's own signals below SIGRTMIN (thread cancellation, set*id across
+        // threads) are left as they are.
+        let reserved = 32..libc::SIGRTMIN();
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP && !reserved.contains(&sig) {
+                libc::sigaction(sig, &raw const sa, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// The child, between clone and execve.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the parent's `ChildArgs`, alive while the parent is suspended.
     let a: &ChildArgs<'_> = unsafe { &*arg.cast::<ChildArgs<'_>>() };
     // SAFETY: async-signal-safe system calls acting on this (child) process only.
     unsafe {
-        // Rust ignores SIGPIPE in the runner; programs expect the default.
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(libc::SIGPIPE, &raw const sa, std::ptr::null_mut());
+        // Every signal's default action: Rust ignores SIGPIPE in the runner, and a runner
+        // started under `nohup` or as a shell's background job ignores SIGHUP, SIGINT and
+        // SIGQUIT — an ignored disposition survives `execve`, so a child would inherit it.
+        default_dispositions();
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
             return fail(&a.failure, STEP_STDIO, *libc::__errno_location());
         }
