@@ -125,29 +125,10 @@ impl<'de> Visitor<'de> for Checked {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
         // `Value`'s keys are strings; a later duplicate replaces the earlier one.
-        while a.next_key::<IgnoredKey>()?.is_some() {
+        while a.next_key::<IgnoredString>()?.is_some() {
             a.next_value_seed(Checked)?;
         }
         Ok(())
-    }
-}
-
-/// A map key read as `Value` reads it (a string), not kept.
-struct IgnoredKey;
-
-impl<'de> de::Deserialize<'de> for IgnoredKey {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct K;
-        impl Visitor<'_> for K {
-            type Value = IgnoredKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_str<E>(self, _: &str) -> Result<IgnoredKey, E> {
-                Ok(IgnoredKey)
-            }
-        }
-        d.deserialize_str(K)
     }
 }
 
@@ -173,7 +154,7 @@ impl<'de> Visitor<'de> for Strings {
     }
 }
 
-/// A string, as `String` reads it, not kept.
+/// A string, as `String` reads it (a list's element or a map's key), not kept.
 struct IgnoredString;
 
 impl<'de> de::Deserialize<'de> for IgnoredString {
