@@ -213,7 +213,15 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // Orphans the runner holds already are not this child's; nor are any re-parented while
     // another child ran beside it (see `Alone`).
     let alone = Alone::begin(spec.ns_init.is_none());
-    let (ipid, stdout, stderr, server, ended_at_start) = match start_child(spec, cgroup) {
+    let Started {
+        pid: ipid,
+        stdout,
+        stderr,
+        server,
+        ended: ended_at_start,
+        pidfd: made_pidfd,
+        writers,
+    } = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
     };
@@ -224,7 +232,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // A forked child that ended within its server's hold (a quarter of its timeout at
     // most) is a zombie already: nothing to wait for or time out, no pidfd to open.
     let timed_out = !ended_at_start && {
-        let pidfd = pidfd_open(ipid);
+        // The clone made one (`CLONE_PIDFD`), else it is opened now.
+        let pidfd = made_pidfd.or_else(|| pidfd_open(ipid));
         wait_for_exit(
             spec,
             ipid,
@@ -235,6 +244,9 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
             &mut pipes,
         )
     };
+    // The child has exited: its pipes' write ends held here go, so they reach EOF once
+    // nothing the child left holds them.
+    drop(writers);
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
@@ -545,7 +557,13 @@ fn wait_for_exit(
         }
         poll(&mut fds, i32::try_from(wait_ms).unwrap_or(1000));
         pipes.drain(&fds);
-        exited = has_exited(ipid, pidfd);
+        // A pidfd is readable once its process has exited: this poll said it already.
+        exited = match pidfd {
+            Some(p) => fds
+                .iter()
+                .any(|f| f.fd == p.as_raw_fd() && f.revents & libc::POLLIN != 0),
+            None => has_exited(ipid),
+        };
     }
     timed_out
 }
@@ -574,9 +592,21 @@ fn reap_with_rusage(ipid: i32) -> (i32, libc::rusage) {
     (status, ru)
 }
 
-/// A started child: pid, stdout, stderr, the fork server that forked it, and whether it
-/// had ended already when the server replied ([`super::forkserver::Launched::ended`]).
-type Started<'a> = (i32, File, File, Option<&'a ForkServer>, bool);
+/// A started child.
+struct Started<'a> {
+    pid: i32,
+    stdout: File,
+    stderr: File,
+    /// The fork server that forked it.
+    server: Option<&'a ForkServer>,
+    /// It had ended already when the server replied
+    /// ([`super::forkserver::Launched::ended`]).
+    ended: bool,
+    /// A pidfd of it, if its clone made one.
+    pidfd: Option<OwnedFd>,
+    /// Its pipes' write ends, held until it exited ([`spawn::Spawned::writers`]).
+    writers: Option<[OwnedFd; 2]>,
+}
 
 /// How long a fork server may hold its `started` reply for a child with `timeout`: a
 /// quarter of it, at most 20 ms ([`LaunchSpec::hold_ms`]).
@@ -617,7 +647,15 @@ fn start_child<'a>(
         match launched {
             Ok(l) => {
                 let (out, err) = (l.stdout.into(), l.stderr.into());
-                return Ok((l.pid, out, err, Some(&**server), l.ended));
+                return Ok(Started {
+                    pid: l.pid,
+                    stdout: out,
+                    stderr: err,
+                    server: Some(&**server),
+                    ended: l.ended,
+                    pidfd: None,
+                    writers: None,
+                });
             }
             Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),
             Err(LaunchError::Child(SpawnError::Setup(step, e))) => {
@@ -627,15 +665,14 @@ fn start_child<'a>(
             Err(LaunchError::Server(_)) => {}
         }
     }
-    let (pid, o, e) = exec_child(spec, cgroup)?;
-    Ok((pid, o, e, None, false))
+    exec_child(spec, cgroup)
 }
 
 /// Start the child by executing its program.
-fn exec_child(
+fn exec_child<'a>(
     spec: &ChildSpec,
     cgroup: Option<&ChildCgroup>,
-) -> std::result::Result<(i32, File, File), Ended> {
+) -> std::result::Result<Started<'a>, Ended> {
     if spec.pre_exec.is_some() || spec.isolation.is_some() {
         let none = Prepared::none();
         let prepared = spec.pre_exec.as_ref().map_or(&none, |p| &*p.prepared);
@@ -680,7 +717,15 @@ fn exec_child(
             spawned
         });
         return match spawned {
-            Ok(s) => Ok((s.pid, s.stdout.into(), s.stderr.into())),
+            Ok(s) => Ok(Started {
+                pid: s.pid,
+                stdout: s.stdout.into(),
+                stderr: s.stderr.into(),
+                server: None,
+                ended: false,
+                pidfd: s.pidfd,
+                writers: Some(s.writers),
+            }),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
         };
@@ -722,7 +767,15 @@ fn exec_child(
     };
     // std's `Child` does nothing on drop: the runner reaps the pid itself.
     drop(child);
-    Ok((pid, OwnedFd::from(o).into(), OwnedFd::from(e).into()))
+    Ok(Started {
+        pid,
+        stdout: OwnedFd::from(o).into(),
+        stderr: OwnedFd::from(e).into(),
+        server: None,
+        ended: false,
+        pidfd: None,
+        writers: None,
+    })
 }
 
 /// The PID namespace the calling thread's children are born in (`setns(…, CLONE_NEWPID)`
@@ -861,12 +914,8 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn has_exited(pid: i32, pidfd: Option<&OwnedFd>) -> bool {
-    if let Some(p) = pidfd {
-        let mut fds = [pollfd(p.as_raw_fd())];
-        poll(&mut fds, 0);
-        return fds[0].revents & libc::POLLIN != 0;
-    }
+/// The child (without a pidfd) has exited: a zombie not reaped yet.
+fn has_exited(pid: i32) -> bool {
     // SAFETY: zeroed plain data; WNOWAIT leaves the child unreaped.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waitid on our own child.
@@ -1224,6 +1273,35 @@ mod tests {
         assert_eq!(r.stdout.bytes, 100_000);
         assert_eq!(r.stdout.kept.len(), 1024);
         assert!(r.stdout.truncated);
+    }
+
+    /// Through the exec spawn path (which holds the pipes' write ends until the child has
+    /// exited, so its exit is one wake-up): generated output sizes on both streams, below
+    /// and far above a pipe's buffer and the cap, and exit codes, each captured in full
+    /// (counted, kept up to the cap, complete).
+    #[test]
+    fn exec_children_are_captured_to_eof_whatever_they_write() {
+        let mut rng = crate::util::testrng::Rng(0xe0f_c4b7);
+        for round in 0..12 {
+            let out_n = [0u64, 10, 70_000, 300_000][rng.below(4usize)];
+            let err_n = [0u64, 3, 100_000][rng.below(3usize)];
+            let code = rng.below(5i32);
+            let script =
+                format!("head -c {out_n} /dev/zero; head -c {err_n} /dev/zero >&2; exit {code}");
+            let mut s = spec("/bin/sh", &["-c", &script]);
+            s.pre_exec = Some(PreExec {
+                prepared: Arc::new(Prepared::none()),
+            });
+            s.output_cap = 100_000;
+            let r = run_child(&s, Tracking::None);
+            assert_eq!(r.ended, Ended::Exited(code), "round {round}: {script}");
+            let out_total = out_n;
+            assert_eq!(r.stdout.bytes, out_total, "round {round}: {script}");
+            assert_eq!(r.stderr.bytes, err_n, "round {round}: {script}");
+            assert_eq!(r.stdout.kept.len() as u64, out_total.min(100_000));
+            assert_eq!(r.stdout.truncated, out_total > 100_000);
+            assert!(r.stdout.complete && r.stderr.complete, "round {round}");
+        }
     }
 
     /// A fork server's hold is at most a quarter of the child's timeout (so a child that

@@ -107,6 +107,14 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // What was ignored before is ignored again: children started from now on reset it.
+        let ignored: Vec<libc::c_int> = self
+            .old
+            .iter()
+            .filter(|(_, prev)| prev.sa_sigaction == libc::SIG_IGN)
+            .map(|(sig, _)| *sig)
+            .collect();
+        super::spawn::will_ignore(&ignored);
         for (sig, prev) in &self.old {
             // SAFETY: restoring the disposition saved at install.
             unsafe {

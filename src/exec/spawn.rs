@@ -77,6 +77,11 @@ struct ChildArgs<'a> {
     /// A pidfd of the runner (readable once it has exited), for a child in a PID namespace
     /// of its own, whose parent is outside it (`getppid` is 0 there).
     runner: RawFd,
+    /// The signals whose disposition the child sets to the default before anything else
+    /// (bit `n - 1` for signal `n`): the ones the runner ignores, when the clone already
+    /// reset every handler (`CLONE_CLEAR_SIGHAND`, [`ignored_signals`]); else every
+    /// catchable one.
+    reset: u64,
 }
 
 /// A started child.
@@ -88,6 +93,14 @@ pub struct Spawned {
     pub stdout: OwnedFd,
     /// Read end of its stderr.
     pub stderr: OwnedFd,
+    /// A pidfd of it, made by the clone itself (`CLONE_PIDFD`); `None` where `clone3` is
+    /// not available (the caller opens one).
+    pub pidfd: Option<OwnedFd>,
+    /// The write ends of its stdout and stderr, still open here: while the runner holds
+    /// them, the child's exit makes no hang-up on its pipes, so a wait on the pipes and the
+    /// pidfd wakes once for the exit (the pidfd), not once more for each pipe closed a
+    /// moment before. Drop them once the child has exited, before reading to EOF.
+    pub writers: [OwnedFd; 2],
 }
 
 /// Why a spawn did not produce a running program.
@@ -176,11 +189,12 @@ pub fn spawn(
     STACK.with_borrow_mut(|stack| {
         let stack = stack.get_or_insert_with(|| vec![0u8; CHILD_STACK].into_boxed_slice());
         // The stack grows down: pass its top, 16-byte aligned.
+        let base = stack.as_mut_ptr();
         // SAFETY: within the allocation.
-        let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
+        let top = unsafe { base.add(stack.len()) };
         let top = (top as usize & !15) as *mut libc::c_void;
         clone_child(
-            top,
+            (base.cast(), top),
             ChildSpawn {
                 path,
                 argv: argv_p,
@@ -231,8 +245,12 @@ fn dev_null() -> std::io::Result<RawFd> {
     Ok(NULL.get_or_init(|| fd).as_raw_fd())
 }
 
-/// Clone the child on the stack whose top is `top` and see it to its `execve`.
-fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, SpawnError> {
+/// Clone the child on the stack `(base, top)` (`top` 16-byte aligned) and see it to its
+/// `execve`.
+fn clone_child(
+    (base, top): (*mut libc::c_void, *mut libc::c_void),
+    c: ChildSpawn<'_>,
+) -> Result<Spawned, SpawnError> {
     let io = |e: std::io::Error| {
         SpawnError::Setup(SetupStep::CloseFds, e.raw_os_error().unwrap_or(libc::EIO))
     };
@@ -265,7 +283,7 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
     }
-    let child_args = ChildArgs {
+    let mut child_args = ChildArgs {
         path,
         argv: argv_p,
         envp: envp_p,
@@ -283,32 +301,42 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
         mask: old,
         parent,
         runner,
+        reset: ignored_signals(),
     };
-    // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
-    // outlives the call (CLONE_VFORK suspends this thread until the child execs or exits).
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            top,
-            libc::CLONE_VM
-                | libc::CLONE_VFORK
-                | libc::SIGCHLD
-                | isolation.map_or(0, |i| i.clone_flags_from(join_mounts.is_some())),
-            std::ptr::from_ref(&child_args).cast_mut().cast(),
-        )
-    };
+    let flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | isolation.map_or(0, |i| i.clone_flags_from(join_mounts.is_some()));
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: `child_main` only makes async-signal-safe system calls on `child_args`,
+    // which outlives the call (CLONE_VFORK suspends this thread until the child execs or
+    // exits); `top` is the top of this thread's child stack.
+    let mut pid = unsafe { clone3_vfork(flags, (base, top), &raw mut pidfd, &raw mut child_args) };
+    if pid == CLONE3_UNAVAILABLE {
+        // No child was made: clone(2), which resets no handler, so the child resets every
+        // disposition itself; the caller opens the pidfd.
+        child_args.reset = all_catchable();
+        // SAFETY: as above.
+        pid = unsafe {
+            libc::clone(
+                child_main,
+                top,
+                flags | libc::SIGCHLD,
+                (&raw mut child_args).cast(),
+            )
+        };
+    }
     let clone_errno = errno();
     // SAFETY: restoring this thread's mask.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
     }
+    // SAFETY: a descriptor the kernel made for us (`CLONE_PIDFD`), owned from here on.
+    let pidfd = (pid > 0 && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     // The child has exec'd or exited: anything it reported is stored already.
     let failure = child_args
         .failure
         .load(std::sync::atomic::Ordering::Acquire);
     drop(child_args);
-    drop(out_w);
-    drop(err_w);
     drop(own_stdin);
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
@@ -326,6 +354,8 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
         pid,
         stdout: out_r,
         stderr: err_r,
+        pidfd,
+        writers: [out_w, err_w],
     })
 }
 
@@ -535,6 +565,204 @@ fn runner() -> std::io::Result<(libc::pid_t, RawFd)> {
     Ok((*pid, fd.as_raw_fd()))
 }
 
+/// What [`clone3_vfork`] returns when no child was made because `clone3` (or one of its
+/// flags) is not available here: an old kernel (`ENOSYS`; `CLONE_CLEAR_SIGHAND` is Linux
+/// 5.5), or a seccomp filter of a container runtime that refuses it (`ENOSYS`, `EPERM`).
+const CLONE3_UNAVAILABLE: libc::c_int = -2;
+
+/// `clone3` was refused once as unavailable: every later spawn uses `clone(2)` at once.
+static CLONE3_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `struct clone_args` up to `tls` (`CLONE_ARGS_SIZE_VER0`, Linux 5.3).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// `clone3` of a child that shares this process's memory until it execs or exits
+/// (`CLONE_VM | CLONE_VFORK`, plus the namespace flags in `flags`) and runs [`child_main`]
+/// on `args` on the stack `(base, top)`, as `posix_spawn` does, with two things the
+/// `clone(2)` of the C library cannot ask for:
+///
+/// - `CLONE_CLEAR_SIGHAND`: the child starts with every *handled* signal reset to its
+///   default action (the kernel's `flush_signal_handlers`), so no handler of the runner's
+///   can run on the memory the child shares with it, without a `sigaction` per signal;
+///   ignored ones stay ignored (the child resets those it is told to, `ChildArgs::reset`);
+/// - `CLONE_PIDFD`: the pidfd the runner waits on is made by the clone (stored at
+///   `pidfd`), not opened by another system call after it.
+///
+/// Returns the child's pid, `-errno`, or [`CLONE3_UNAVAILABLE`] (no child was made).
+///
+/// # Safety
+/// `args` stays valid and unmoved until this returns (the parent thread is suspended
+/// until the child execs or exits); `(base, top)` is memory no one else uses meanwhile;
+/// every signal is blocked in the calling thread.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(
+    flags: libc::c_int,
+    (base, top): (*mut libc::c_void, *mut libc::c_void),
+    pidfd: *mut libc::c_int,
+    args: *mut ChildArgs<'_>,
+) -> libc::c_int {
+    const CLONE_PIDFD: u64 = 0x1000;
+    const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+    if CLONE3_REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return CLONE3_UNAVAILABLE;
+    }
+    let mut ca = CloneArgs {
+        // The namespace flags are non-negative `c_int` bits.
+        flags: u64::from(flags.cast_unsigned()) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+        pidfd: pidfd.addr() as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: u64::from(libc::SIGCHLD.cast_unsigned()),
+        // The kernel starts the child with its stack pointer at `stack + stack_size`.
+        stack: base.addr() as u64,
+        stack_size: (top.addr() as u64).saturating_sub(base.addr() as u64),
+        tls: 0,
+    };
+    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let ret: i64;
+    // SAFETY: the system call makes a child that returns from it with rax 0 on the new
+    // stack (16-byte aligned top: `call` leaves it as a function entry expects); the child
+    // never returns into this function's frame: it calls `child_main(args)` and exits with
+    // its result (`child_main` itself ends in `execve` or `_exit`). The parent returns
+    // here with the pid or `-errno`; rcx and r11 are clobbered by `syscall`.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, eax",
+            "mov eax, 60",
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &raw mut ca,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") args,
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    let ret = libc::c_int::try_from(ret).unwrap_or(-libc::EINVAL);
+    if [-libc::ENOSYS, -libc::EINVAL, -libc::E2BIG, -libc::EPERM].contains(&ret) {
+        CLONE3_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        return CLONE3_UNAVAILABLE;
+    }
+    if ret < 0 {
+        // SAFETY: setting this thread's errno for the caller, as the C library would.
+        unsafe { *libc::__errno_location() = -ret };
+        return -1;
+    }
+    ret
+}
+
+/// Elsewhere the C library's `clone(2)` is used ([`CLONE3_UNAVAILABLE`]).
+///
+/// # Safety
+/// None needed: it makes no child.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_vfork(
+    _flags: libc::c_int,
+    _stack: (*mut libc::c_void, *mut libc::c_void),
+    _pidfd: *mut libc::c_int,
+    _args: *mut ChildArgs<'_>,
+) -> libc::c_int {
+    CLONE3_UNAVAILABLE
+}
+
+/// Signal `sig` as its bit in a [`ChildArgs::reset`] mask.
+fn sig_bit(sig: libc::c_int) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Every signal whose disposition a child may set: not SIGKILL or SIGSTOP, and not the C
+/// library's own ones below SIGRTMIN (thread cancellation, set*id across threads), which
+/// are left as they are.
+fn all_catchable() -> u64 {
+    let reserved = 32..libc::SIGRTMIN();
+    (1..=64)
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP && !reserved.contains(s))
+        .fold(0, |m, s| m | sig_bit(s))
+}
+
+/// The catchable signals this process ignores now (one `sigaction` query each).
+fn scan_ignored() -> u64 {
+    let all = all_catchable();
+    (1..=64).filter(|s| all & sig_bit(*s) != 0).fold(0, |m, s| {
+        // SAFETY: zeroed plain data, filled by the query.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a query only (no new action); a valid pointer.
+        let rc = unsafe { libc::sigaction(s, std::ptr::null(), &raw mut old) };
+        if rc == 0 && old.sa_sigaction == libc::SIG_IGN {
+            m | sig_bit(s)
+        } else {
+            m
+        }
+    })
+}
+
+/// Signals this process has ignored at some point since its first spawn (a superset of
+/// what it ignores now), bit `n - 1` for signal `n`; [`IGNORED_SCANNED`] says whether
+/// the first scan was made.
+static IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static IGNORED_SCANNED: std::sync::Once = std::sync::Once::new();
+
+/// The signals a child must set back to their default action itself: those the runner
+/// ignores (an ignored disposition survives `clone` and `execve`, so a child would inherit
+/// what its runner's parent ignored: `nohup`, SIGHUP; a shell's background job, SIGINT and
+/// SIGQUIT; Rust ignores SIGPIPE). Found once, by one query per signal at the first spawn,
+/// and kept a superset of what the runner ignores since: every place of the runner that
+/// sets a disposition to `SIG_IGN` afterwards says so first ([`will_ignore`]; the run's
+/// signal guard when it puts back what it found, `exec::interrupt`). Debug builds check it
+/// against the dispositions at every spawn. Handlers need no such care: the clone resets
+/// them (`CLONE_CLEAR_SIGHAND`), and `execve` would too.
+fn ignored_signals() -> u64 {
+    IGNORED_SCANNED.call_once(|| {
+        IGNORED.fetch_or(scan_ignored(), std::sync::atomic::Ordering::SeqCst);
+    });
+    let known = IGNORED.load(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(debug_assertions)]
+    {
+        let missed = scan_ignored() & !known;
+        assert!(
+            missed == 0,
+            "signals ignored without spawn::will_ignore (mask {missed:#x}): a child would \
+             inherit them"
+        );
+    }
+    known
+}
+
+/// The runner is about to set the dispositions of `signals` to `SIG_IGN`: every child
+/// started from now on sets them back to the default before its `execve`. Call it before
+/// the change, so no child is started between the change and the note.
+pub(crate) fn will_ignore(signals: &[libc::c_int]) {
+    IGNORED_SCANNED.call_once(|| {
+        IGNORED.fetch_or(scan_ignored(), std::sync::atomic::Ordering::SeqCst);
+    });
+    let all = all_catchable();
+    let mask = signals
+        .iter()
+        .filter(|s| (1..=64).contains(*s))
+        .fold(0, |m, s| m | (sig_bit(*s) & all));
+    IGNORED.fetch_or(mask, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Put `fd` on `target` (clearing close-on-exec even when they are equal).
 ///
 /// # Safety
@@ -560,18 +788,26 @@ unsafe fn onto(fd: RawFd, target: RawFd) -> bool {
 /// Changes the calling process's signal dispositions: call it only in a child of its own
 /// (or a single-threaded helper process) that relies on no handler of its parent's.
 pub(crate) unsafe fn default_dispositions() {
+    // SAFETY: as documented above.
+    unsafe { reset_dispositions(all_catchable()) }
+}
+
+/// The signals of `mask` (bit `n - 1` for signal `n`) set to their default action.
+///
+/// # Safety
+/// As [`default_dispositions`].
+unsafe fn reset_dispositions(mask: u64) {
     // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument for every signal number;
-    // the kernel refuses SIGKILL/SIGSTOP and numbers beyond its range (ignored here).
+    // the kernel refuses SIGKILL/SIGSTOP (never in a mask built here).
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = libc::SIG_DFL;
-        // The C library's own signals below SIGRTMIN (thread cancellation, set*id across
-        // threads) are left as they are.
-        let reserved = 32..libc::SIGRTMIN();
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP && !reserved.contains(&sig) {
-                libc::sigaction(sig, &raw const sa, std::ptr::null_mut());
-            }
+        let mut rest = mask;
+        while rest != 0 {
+            let bit = rest.trailing_zeros();
+            rest &= rest - 1;
+            // `bit` < 64.
+            libc::sigaction(bit.cast_signed() + 1, &raw const sa, std::ptr::null_mut());
         }
     }
 }
@@ -582,10 +818,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     let a: &ChildArgs<'_> = unsafe { &*arg.cast::<ChildArgs<'_>>() };
     // SAFETY: async-signal-safe system calls acting on this (child) process only.
     unsafe {
-        // Every signal's default action: Rust ignores SIGPIPE in the runner, and a runner
-        // started under `nohup` or as a shell's background job ignores SIGHUP, SIGINT and
-        // SIGQUIT — an ignored disposition survives `execve`, so a child would inherit it.
-        default_dispositions();
+        // Every signal's default action: the clone reset the handlers (else `reset` holds
+        // every signal); the ignored ones are reset here — Rust ignores SIGPIPE in the
+        // runner, and a runner started under `nohup` or as a shell's background job
+        // ignores SIGHUP, SIGINT and SIGQUIT: an ignored disposition survives `execve`,
+        // so a child would inherit it ([`ignored_signals`]).
+        reset_dispositions(a.reset);
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
             return fail(&a.failure, STEP_STDIO, *libc::__errno_location());
         }
@@ -695,6 +933,7 @@ mod tests {
             )
         })
         .expect("spawned");
+        drop(s.writers);
         let mut out = String::new();
         std::fs::File::from(s.stdout)
             .read_to_string(&mut out)
@@ -710,6 +949,149 @@ mod tests {
             .find_map(|l| l.strip_prefix(key))
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
+    }
+
+    /// A status line of `/proc/<pid>/status` as a mask.
+    fn status_mask(out: &str, key: &str) -> u64 {
+        u64::from_str_radix(&field(out, key), 16).unwrap_or(u64::MAX)
+    }
+
+    /// Signals this test may ignore or handle in its own (multi-threaded) process without
+    /// disturbing other tests: none that ends or reaps anything the tests rely on (not
+    /// SIGCHLD, SIGPIPE, the crash signals, SIGINT/SIGTERM/SIGHUP of a run's guard).
+    fn harmless_signals() -> Vec<libc::c_int> {
+        let mut v = vec![
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGURG,
+            libc::SIGXCPU,
+            libc::SIGXFSZ,
+            libc::SIGVTALRM,
+            libc::SIGPROF,
+            libc::SIGWINCH,
+            libc::SIGIO,
+            libc::SIGPWR,
+        ];
+        v.extend(libc::SIGRTMIN() + 2..=libc::SIGRTMAX());
+        v
+    }
+
+    extern "C" fn noop_handler(_: libc::c_int) {}
+
+    /// Whatever the runner ignores or handles, an executed child starts with every signal's
+    /// default action and none blocked: generated rounds ignore (announced with
+    /// [`will_ignore`], as the runner's code must) and handle random sets of signals in
+    /// this process, some changed after children were already started (so a disposition
+    /// found at the first spawn is not all that counts), through `clone3` and through the
+    /// `clone(2)` fallback; the child's own `/proc/self/status` shows nothing ignored,
+    /// caught or blocked. Each child's pidfd (made by the clone) names that very child.
+    #[test]
+    fn children_start_with_default_dispositions_whatever_the_runner_ignores() {
+        let harmless = harmless_signals();
+        let mut rng = crate::util::testrng::Rng(0x5_16_1a_0e);
+        let none = Prepared::none();
+        let dir = tempfile::tempdir().unwrap();
+        let clone3_here = !CLONE3_REFUSED.load(std::sync::atomic::Ordering::SeqCst);
+        for round in 0..24 {
+            let mut changed = Vec::new();
+            for &sig in &harmless {
+                let ignore = rng.chance(30);
+                let handle = !ignore && rng.chance(20);
+                if !(ignore || handle) {
+                    continue;
+                }
+                if ignore {
+                    will_ignore(&[sig]);
+                }
+                // SAFETY: zeroed plain data; a no-op handler or SIG_IGN for a signal no
+                // other test relies on.
+                unsafe {
+                    let mut sa: libc::sigaction = std::mem::zeroed();
+                    sa.sa_sigaction = if ignore {
+                        libc::SIG_IGN
+                    } else {
+                        noop_handler as extern "C" fn(libc::c_int) as libc::sighandler_t
+                    };
+                    assert_eq!(libc::sigaction(sig, &raw const sa, std::ptr::null_mut()), 0);
+                }
+                changed.push(sig);
+            }
+            // Half the rounds through the fallback (no `CLONE_CLEAR_SIGHAND`, no pidfd).
+            let fallback = rng.chance(50);
+            if clone3_here {
+                CLONE3_REFUSED.store(fallback, std::sync::atomic::Ordering::SeqCst);
+            }
+            let argv = vec!["/bin/cat".to_string(), "/proc/self/status".to_string()];
+            let s = spawn(
+                Path::new("/bin/cat"),
+                &argv,
+                &[],
+                Some(dir.path()),
+                true,
+                None,
+                &none,
+                None,
+                None,
+                None,
+            )
+            .expect("spawned");
+            assert_eq!(s.pidfd.is_some(), clone3_here && !fallback, "round {round}");
+            drop(s.writers);
+            let mut out = String::new();
+            std::fs::File::from(s.stdout)
+                .read_to_string(&mut out)
+                .unwrap();
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+            assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{round}");
+            for key in ["SigIgn:", "SigCgt:", "SigBlk:"] {
+                assert_eq!(status_mask(&out, key), 0, "round {round} {key}\n{out}");
+            }
+            for sig in changed {
+                // SAFETY: back to the default for the signal this round changed.
+                unsafe { libc::signal(sig, libc::SIG_DFL) };
+            }
+        }
+        if clone3_here {
+            CLONE3_REFUSED.store(false, std::sync::atomic::Ordering::SeqCst);
+            // A pidfd made by the clone names its child: a signal sent through it ends it.
+            let argv = vec!["/bin/sleep".to_string(), "30".to_string()];
+            let s = spawn(
+                Path::new("/bin/sleep"),
+                &argv,
+                &[],
+                Some(dir.path()),
+                true,
+                None,
+                &none,
+                None,
+                None,
+                None,
+            )
+            .expect("spawned");
+            let pidfd = s.pidfd.expect("a pidfd from clone3");
+            // SAFETY: pidfd_send_signal on our child's pidfd.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                )
+            };
+            assert_eq!(rc, 0);
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(s.pid, &raw mut st, 0) };
+            assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL);
+        }
     }
 
     /// A child's setup failure comes back through the memory it shares with its parent
