@@ -220,7 +220,6 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         server,
         ended: ended_at_start,
         pidfd: made_pidfd,
-        writers,
     } = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
@@ -244,9 +243,6 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
             &mut pipes,
         )
     };
-    // The child has exited: its pipes' write ends held here go, so they reach EOF once
-    // nothing the child left holds them.
-    drop(writers);
     // Phase 2: the child is a zombie (not reaped: its pid cannot be reused). Find, kill and
     // reap every descendant that escaped, then drain the pipes to EOF.
     let mut leaked = Vec::new();
@@ -604,8 +600,6 @@ struct Started<'a> {
     ended: bool,
     /// A pidfd of it, if its clone made one.
     pidfd: Option<OwnedFd>,
-    /// Its pipes' write ends, held until it exited ([`spawn::Spawned::writers`]).
-    writers: Option<[OwnedFd; 2]>,
 }
 
 /// How long a fork server may hold its `started` reply for a child with `timeout`: a
@@ -654,7 +648,6 @@ fn start_child<'a>(
                     server: Some(&**server),
                     ended: l.ended,
                     pidfd: None,
-                    writers: None,
                 });
             }
             Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),
@@ -724,7 +717,6 @@ fn exec_child<'a>(
                 server: None,
                 ended: false,
                 pidfd: s.pidfd,
-                writers: Some(s.writers),
             }),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
@@ -774,7 +766,6 @@ fn exec_child<'a>(
         server: None,
         ended: false,
         pidfd: None,
-        writers: None,
     })
 }
 
@@ -1275,8 +1266,8 @@ mod tests {
         assert!(r.stdout.truncated);
     }
 
-    /// Through the exec spawn path (which holds the pipes' write ends until the child has
-    /// exited, so its exit is one wake-up): generated output sizes on both streams, below
+    /// Through the exec spawn path (the exit read from the poll that waited, the pidfd made
+    /// by the clone): generated output sizes on both streams, below
     /// and far above a pipe's buffer and the cap, and exit codes, each captured in full
     /// (counted, kept up to the cap, complete).
     #[test]
@@ -1295,11 +1286,10 @@ mod tests {
             s.output_cap = 100_000;
             let r = run_child(&s, Tracking::None);
             assert_eq!(r.ended, Ended::Exited(code), "round {round}: {script}");
-            let out_total = out_n;
-            assert_eq!(r.stdout.bytes, out_total, "round {round}: {script}");
+            assert_eq!(r.stdout.bytes, out_n, "round {round}: {script}");
             assert_eq!(r.stderr.bytes, err_n, "round {round}: {script}");
-            assert_eq!(r.stdout.kept.len() as u64, out_total.min(100_000));
-            assert_eq!(r.stdout.truncated, out_total > 100_000);
+            assert_eq!(r.stdout.kept.len() as u64, out_n.min(100_000));
+            assert_eq!(r.stdout.truncated, out_n > 100_000);
             assert!(r.stdout.complete && r.stderr.complete, "round {round}");
         }
     }

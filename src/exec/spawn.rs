@@ -96,11 +96,6 @@ pub struct Spawned {
     /// A pidfd of it, made by the clone itself (`CLONE_PIDFD`); `None` where `clone3` is
     /// not available (the caller opens one).
     pub pidfd: Option<OwnedFd>,
-    /// The write ends of its stdout and stderr, still open here: while the runner holds
-    /// them, the child's exit makes no hang-up on its pipes, so a wait on the pipes and the
-    /// pidfd wakes once for the exit (the pidfd), not once more for each pipe closed a
-    /// moment before. Drop them once the child has exited, before reading to EOF.
-    pub writers: [OwnedFd; 2],
 }
 
 /// Why a spawn did not produce a running program.
@@ -314,7 +309,7 @@ fn clone_child(
     if pid == CLONE3_UNAVAILABLE {
         // No child was made: clone(2), which resets no handler, so the child resets every
         // disposition itself; the caller opens the pidfd.
-        child_args.reset = all_catchable();
+        child_args.reset = every_signal();
         // SAFETY: as above.
         pid = unsafe {
             libc::clone(
@@ -337,6 +332,8 @@ fn clone_child(
         .failure
         .load(std::sync::atomic::Ordering::Acquire);
     drop(child_args);
+    drop(out_w);
+    drop(err_w);
     drop(own_stdin);
     if pid < 0 {
         return Err(SpawnError::Setup(SetupStep::CloseFds, clone_errno));
@@ -355,7 +352,6 @@ fn clone_child(
         stdout: out_r,
         stderr: err_r,
         pidfd,
-        writers: [out_w, err_w],
     })
 }
 
@@ -690,25 +686,75 @@ fn sig_bit(sig: libc::c_int) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Every signal whose disposition a child may set: not SIGKILL or SIGSTOP, and not the C
+/// Every signal whose disposition a process may set: not SIGKILL or SIGSTOP, and not the C
 /// library's own ones below SIGRTMIN (thread cancellation, set*id across threads), which
-/// are left as they are.
+/// are left as they are (the C library's `sigaction` refuses them anyway): what the fork
+/// server, which goes on running the C library, resets.
 fn all_catchable() -> u64 {
     let reserved = 32..libc::SIGRTMIN();
+    every_signal() & !reserved.fold(0, |m, s| m | sig_bit(s))
+}
+
+/// Every signal but SIGKILL and SIGSTOP, the C library's own included: what an exec child
+/// resets (with the raw system call, [`set_default`]) — it runs no C library code that
+/// relies on them before its `execve`, and an ignored one of them survives it as any other.
+fn every_signal() -> u64 {
     (1..=64)
-        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP && !reserved.contains(s))
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
         .fold(0, |m, s| m | sig_bit(s))
 }
 
-/// The catchable signals this process ignores now (one `sigaction` query each).
+/// The kernel's `struct sigaction` for `rt_sigaction` (x86-64 and aarch64 layout).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The disposition of `sig` set to the default (the raw system call: the C library's
+/// wrapper refuses its own signals); async-signal-safe.
+fn set_default(sig: libc::c_int) {
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction with a valid action, no old action, the kernel's sigset size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &raw const act,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
+/// The signals this process ignores now (one `rt_sigaction` query each).
 fn scan_ignored() -> u64 {
-    let all = all_catchable();
+    let all = every_signal();
     (1..=64).filter(|s| all & sig_bit(*s) != 0).fold(0, |m, s| {
-        // SAFETY: zeroed plain data, filled by the query.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: a query only (no new action); a valid pointer.
-        let rc = unsafe { libc::sigaction(s, std::ptr::null(), &raw mut old) };
-        if rc == 0 && old.sa_sigaction == libc::SIG_IGN {
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a query only (no new action); a valid pointer of the kernel's layout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                s,
+                std::ptr::null::<KernelSigaction>(),
+                &raw mut old,
+                8usize,
+            )
+        };
+        if rc == 0 && old.handler == libc::SIG_IGN {
             m | sig_bit(s)
         } else {
             m
@@ -755,7 +801,7 @@ pub(crate) fn will_ignore(signals: &[libc::c_int]) {
     IGNORED_SCANNED.call_once(|| {
         IGNORED.fetch_or(scan_ignored(), std::sync::atomic::Ordering::SeqCst);
     });
-    let all = all_catchable();
+    let all = every_signal();
     let mask = signals
         .iter()
         .filter(|s| (1..=64).contains(*s))
@@ -797,18 +843,12 @@ pub(crate) unsafe fn default_dispositions() {
 /// # Safety
 /// As [`default_dispositions`].
 unsafe fn reset_dispositions(mask: u64) {
-    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument for every signal number;
-    // the kernel refuses SIGKILL/SIGSTOP (never in a mask built here).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = libc::SIG_DFL;
-        let mut rest = mask;
-        while rest != 0 {
-            let bit = rest.trailing_zeros();
-            rest &= rest - 1;
-            // `bit` < 64.
-            libc::sigaction(bit.cast_signed() + 1, &raw const sa, std::ptr::null_mut());
-        }
+    let mut rest = mask;
+    while rest != 0 {
+        let bit = rest.trailing_zeros();
+        rest &= rest - 1;
+        // `bit` < 64.
+        set_default(bit.cast_signed() + 1);
     }
 }
 
@@ -933,7 +973,6 @@ mod tests {
             )
         })
         .expect("spawned");
-        drop(s.writers);
         let mut out = String::new();
         std::fs::File::from(s.stdout)
             .read_to_string(&mut out)
@@ -1041,7 +1080,6 @@ mod tests {
             )
             .expect("spawned");
             assert_eq!(s.pidfd.is_some(), clone3_here && !fallback, "round {round}");
-            drop(s.writers);
             let mut out = String::new();
             std::fs::File::from(s.stdout)
                 .read_to_string(&mut out)
