@@ -71,6 +71,9 @@ struct ChildArgs<'a> {
     /// A superset of the child's bounding set at its start (its parent thread's:
     /// [`privilege::thread_bounding`]), so it drops without reading it.
     bounding: Option<u64>,
+    /// The mask the program starts with: empty (not the spawning thread's: a runner
+    /// started with signals blocked passes them to its threads, and a blocked signal
+    /// survives `execve`).
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
     parent: libc::pid_t,
@@ -280,7 +283,7 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
         join_mounts,
         failure: std::sync::atomic::AtomicU64::new(0),
         bounding: isolation.map(|_| privilege::thread_bounding()),
-        mask: old,
+        mask: empty_sigset(),
         parent,
         runner,
     };
@@ -355,7 +358,7 @@ fn clone_child(top: *mut libc::c_void, c: ChildSpawn<'_>) -> Result<Spawned, Spa
 ///   the mounts); the child sets each of them itself, as before.
 /// - Everything else a child inherits from its thread is the same as from its worker: the
 ///   signal mask (inherited at the spawner's creation; no runner thread changes its mask
-///   afterwards, and the child restores the mask it was cloned with), the PID namespace
+///   afterwards, and the child starts its program with an empty mask), the PID namespace
 ///   for children (entered by `f`, on the spawner), the file system context and descriptor
 ///   table (process-wide), the parent process (`getppid`, the runner: the worker reaps
 ///   the child as before, `wait4` sees every thread's children).
@@ -553,26 +556,43 @@ unsafe fn onto(fd: RawFd, target: RawFd) -> bool {
 /// Every catchable signal's disposition set to its default in the calling process: an
 /// ignored one survives `clone` and `execve`, so a probe's child would otherwise inherit
 /// whatever its runner's parent ignored (`nohup`: SIGHUP; a shell's background job: SIGINT
-/// and SIGQUIT) and could not be ended by them. Handlers are reset too (a clone without
-/// `CLONE_SIGHAND` has its own table). Async-signal-safe: `sigaction` only.
+/// and SIGQUIT; a parent that `posix_spawn`ed it with signals blocked: the C library's own
+/// two, 32 and 33, which its `posix_spawn` sets ignored) and could not be ended by them.
+/// Handlers are reset too (a clone without `CLONE_SIGHAND` has its own table).
+/// Async-signal-safe: the `rt_sigaction` system call only.
 ///
 /// # Safety
 /// Changes the calling process's signal dispositions: call it only in a child of its own
 /// (or a single-threaded helper process) that relies on no handler of its parent's.
 pub(crate) unsafe fn default_dispositions() {
-    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument for every signal number;
-    // the kernel refuses SIGKILL/SIGSTOP and numbers beyond its range (ignored here).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = libc::SIG_DFL;
-        // The C library's own signals below SIGRTMIN (thread cancellation, set*id across
-        // threads) are left as they are.
-        let reserved = 32..libc::SIGRTMIN();
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP && !reserved.contains(&sig) {
-                libc::sigaction(sig, &raw const sa, std::ptr::null_mut());
+    // The kernel's `struct sigaction` zeroed: SIG_DFL, no flags, no restorer, an empty
+    // mask (32 bytes on x86_64, 24 on aarch64). The system call, not the C library's
+    // `sigaction`, which refuses its own signals (32 and 33 under glibc) with EINVAL.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: a valid kernel sigaction and the kernel's sigset size (8 bytes);
+            // numbers beyond the kernel's range are refused (ignored here).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
         }
+    }
+}
+
+/// An empty signal set.
+pub(crate) fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset emptied by `sigemptyset`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        set
     }
 }
 
