@@ -662,6 +662,11 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     // job), which `execve` into this server kept.
     // SAFETY: this single-threaded server installs no handler it relies on.
     unsafe { super::spawn::default_dispositions() };
+    // And no signal blocked: `Command` keeps the spawning thread's mask, so a runner started
+    // with signals blocked passed them on; each child restores this mask after its clone.
+    let empty = super::spawn::empty_sigset();
+    // SAFETY: a valid sigset; this process's own (only) thread.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut()) };
     // The kernel's Landlock ABI, which every child's line reports: queried once.
     let abi = crate::sandbox::host::landlock_abi().ok();
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork

@@ -71,6 +71,9 @@ struct ChildArgs<'a> {
     /// A superset of the child's bounding set at its start (its parent thread's:
     /// [`privilege::thread_bounding`]), so it drops without reading it.
     bounding: Option<u64>,
+    /// The mask the program starts with: empty (not the spawning thread's: a runner
+    /// started with signals blocked passes them to its threads, and a blocked signal
+    /// survives `execve`).
     mask: libc::sigset_t,
     /// The runner's pid: the child's parent, unless the runner already died.
     parent: libc::pid_t,
@@ -293,7 +296,7 @@ fn clone_child(
         join_mounts,
         failure: std::sync::atomic::AtomicU64::new(0),
         bounding: isolation.map(|_| privilege::thread_bounding()),
-        mask: old,
+        mask: empty_sigset(),
         parent,
         runner,
         reset: ignored_signals(),
@@ -381,7 +384,7 @@ fn clone_child(
 ///   the mounts); the child sets each of them itself, as before.
 /// - Everything else a child inherits from its thread is the same as from its worker: the
 ///   signal mask (inherited at the spawner's creation; no runner thread changes its mask
-///   afterwards, and the child restores the mask it was cloned with), the PID namespace
+///   afterwards, and the child starts its program with an empty mask), the PID namespace
 ///   for children (entered by `f`, on the spawner), the file system context and descriptor
 ///   table (process-wide), the parent process (`getppid`, the runner: the worker reaps
 ///   the child as before, `wait4` sees every thread's children).
@@ -686,18 +689,10 @@ fn sig_bit(sig: libc::c_int) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Every signal whose disposition a process may set: not SIGKILL or SIGSTOP, and not the C
-/// library's own ones below SIGRTMIN (thread cancellation, set*id across threads), which
-/// are left as they are (the C library's `sigaction` refuses them anyway): what the fork
-/// server, which goes on running the C library, resets.
-fn all_catchable() -> u64 {
-    let reserved = 32..libc::SIGRTMIN();
-    every_signal() & !reserved.fold(0, |m, s| m | sig_bit(s))
-}
-
 /// Every signal but SIGKILL and SIGSTOP, the C library's own included: what an exec child
-/// resets (with the raw system call, [`set_default`]) — it runs no C library code that
-/// relies on them before its `execve`, and an ignored one of them survives it as any other.
+/// and the fork server reset (with the raw system call, [`set_default`]) — neither relies
+/// on the C library's two (no thread is cancelled, no id changed across threads), and an
+/// ignored one of them survives `execve` and `clone` as any other.
 fn every_signal() -> u64 {
     (1..=64)
         .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
@@ -827,15 +822,17 @@ unsafe fn onto(fd: RawFd, target: RawFd) -> bool {
 /// Every catchable signal's disposition set to its default in the calling process: an
 /// ignored one survives `clone` and `execve`, so a probe's child would otherwise inherit
 /// whatever its runner's parent ignored (`nohup`: SIGHUP; a shell's background job: SIGINT
-/// and SIGQUIT) and could not be ended by them. Handlers are reset too (a clone without
-/// `CLONE_SIGHAND` has its own table). Async-signal-safe: `sigaction` only.
+/// and SIGQUIT; a parent that `posix_spawn`ed it with signals blocked: the C library's own
+/// two, 32 and 33, which its `posix_spawn` sets ignored) and could not be ended by them.
+/// Handlers are reset too (a clone without `CLONE_SIGHAND` has its own table).
+/// Async-signal-safe: the `rt_sigaction` system call only.
 ///
 /// # Safety
 /// Changes the calling process's signal dispositions: call it only in a child of its own
 /// (or a single-threaded helper process) that relies on no handler of its parent's.
 pub(crate) unsafe fn default_dispositions() {
     // SAFETY: as documented above.
-    unsafe { reset_dispositions(all_catchable()) }
+    unsafe { reset_dispositions(every_signal()) }
 }
 
 /// The signals of `mask` (bit `n - 1` for signal `n`) set to their default action.
@@ -849,6 +846,16 @@ unsafe fn reset_dispositions(mask: u64) {
         rest &= rest - 1;
         // `bit` < 64.
         set_default(bit.cast_signed() + 1);
+    }
+}
+
+/// An empty signal set.
+pub(crate) fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset emptied by `sigemptyset`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        set
     }
 }
 

@@ -837,9 +837,15 @@ impl Isolation {
                     return Err(id_err());
                 }
                 let groups = [gid];
-                if libc::setgroups(1, groups.as_ptr()) != 0
-                    || libc::setresgid(gid, gid, gid) != 0
-                    || libc::setresuid(uid, uid, uid) != 0
+                // The system calls, not the C library's wrappers: in a child cloned with
+                // the runner's memory (`CLONE_VM`) of a multi-threaded runner, glibc would
+                // see the runner's threads, take its setxid lock (held by a runner thread
+                // at the clone: the child hangs) and signal them to change their ids too.
+                // The system calls change this process's credentials only, as
+                // `posix_spawn` does.
+                if libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
                 {
                     return Err(id_err());
                 }

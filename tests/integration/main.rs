@@ -39,6 +39,7 @@ mod run_forkserver;
 mod run_interrupt;
 mod run_isolation;
 mod run_mount_ns;
+mod run_signals;
 mod run_spawn_ns;
 mod run_views;
 mod sandbox;
