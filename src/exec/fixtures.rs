@@ -136,6 +136,7 @@ impl Scratch {
             else {
                 continue;
             };
+            // (A kept root's owner file holds no pid: `KEPT`, left alone above.)
             if crate::bundle::lock::pid_alive(pid) {
                 continue;
             }
@@ -211,7 +212,19 @@ impl Scratch {
         remove_empty_job_dirs(&self.root);
         let _ = std::fs::remove_dir_all(&self.root);
     }
+
+    /// The run ended and keeps its scratch (`--keep-scratch`): its owner file says so
+    /// ([`KEPT`]) instead of naming the runner, whose pid is about to be dead, so that no
+    /// later run's [`Scratch::sweep_stale`] (nor `status --clean`) removes what the user
+    /// asked to keep. A run killed before this keeps its pid and is swept as before.
+    pub fn mark_kept(&self) -> Result<()> {
+        let owner = self.root.join(OWNER_FILE);
+        std::fs::write(&owner, KEPT).map_err(|e| Error::io("write", &owner, e))
+    }
 }
+
+/// The owner file's content for a scratch root kept on purpose ([`Scratch::mark_kept`]).
+const KEPT: &str = "kept\n";
 
 /// Remove every empty directory two levels beneath `root` (`<root>/<a>/<b>/<empty>`), each
 /// with one `unlinkat(dir, name, AT_REMOVEDIR)` relative to its opened parent. Best effort:
@@ -621,12 +634,20 @@ mod tests {
         // A real stale root of a killed run.
         let stale = Scratch::create(&parent, "20260101T000000.000Z-deadbeef").unwrap();
         std::fs::write(stale.root().join(OWNER_FILE), DEAD).unwrap();
+        // A root its (now dead) run kept on purpose (`--keep-scratch`).
+        let kept = Scratch::create(&parent, "20260101T000000.000Z-0000cafe").unwrap();
+        std::fs::write(kept.root().join(OWNER_FILE), DEAD).unwrap();
+        kept.mark_kept().unwrap();
 
         let swept = Scratch::sweep_stale(&parent, Some(&cg));
         let ids: Vec<&str> = swept.iter().map(|s| s.run_id.as_str()).collect();
         assert_eq!(ids, ["20260101T000000.000Z-deadbeef"], "{swept:?}");
         assert!(swept.iter().all(|s| s.killed.is_empty()), "{swept:?}");
         assert!(!stale.root().exists());
+        assert!(
+            kept.root().join(OWNER_FILE).exists(),
+            "a kept root was swept"
+        );
         assert!(
             victim.try_wait().unwrap().is_none(),
             "the sweep killed a process outside its runs"

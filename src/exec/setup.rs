@@ -76,7 +76,10 @@ impl Drop for ScratchRoot {
             // A panic there removed less: `remove` below does the rest.
             let _ = t.join();
         }
-        if !self.keep {
+        if self.keep {
+            // Best effort: a root still naming the (dead) runner is swept by a later run.
+            let _ = self.scratch.mark_kept();
+        } else {
             self.scratch.remove();
         }
     }
