@@ -219,12 +219,12 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         },
         host: setup.facts.clone(),
     };
-    let sealed = match result {
+    let outcome = match result {
         Ok(out) => sealer.completed(bundle, out, sink),
         Err(e) => Err(sealer.failed(bundle, e, stage, sink)),
     };
     drop(zygote_kept);
-    sealed
+    outcome
 }
 
 /// Give the pages the allocator holds free back to the kernel (glibc's `malloc_trim`; a

@@ -1122,7 +1122,7 @@ fn a_retired_zygote_ends_with_every_init_it_started_and_starts_no_more() {
     for seed in [0x2E71_0001_u64, 0x2E71_0002, 0x2E71_0003, 0x2E71_0004] {
         let mut rng = Rng(seed);
         let zygote = Zygote::start(&bin()).unwrap();
-        let shared: Vec<SharedNs> = (0..1 + rng.below(3)).map(|_| SharedNs::default()).collect();
+        let shared: Vec<SharedNs> = (0..=rng.below(3)).map(|_| SharedNs::default()).collect();
         let mut pids = Vec::new();
         for ns in &shared {
             pids.push(ns.get(&zygote).unwrap().pid());
@@ -1130,7 +1130,7 @@ fn a_retired_zygote_ends_with_every_init_it_started_and_starts_no_more() {
         let own: Vec<_> = (0..rng.below(3))
             .map(|_| zygote.new_init().unwrap())
             .collect();
-        pids.extend(own.iter().map(|i| i.pid()));
+        pids.extend(own.iter().map(nexusmon::exec::zygote::NsInit::pid));
         let zpid = parent_of(pids[0]).expect("the init lives");
         for p in &pids {
             assert_eq!(
