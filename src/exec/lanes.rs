@@ -533,6 +533,21 @@ impl<'a> LiveExecutor<'a> {
         }
     }
 
+    /// The lanes are over (every child reaped and seen through, the fork servers ended):
+    /// kill the workers' shared PID namespaces and retire the zygote now, so their
+    /// teardown overlaps the writing and sealing of the results instead of following it
+    /// (the zygote is waited for when its last handle is dropped).
+    pub fn retire_namespaces(&self) {
+        if let Ok(all) = self.shared_ns.lock() {
+            for (_, ns) in all.iter() {
+                ns.retire();
+            }
+        }
+        if let Ok(z) = &self.zygote {
+            z.retire();
+        }
+    }
+
     /// The calling worker thread's fork server, started on first use after the thread
     /// joined its cgroup (so the server, and every child it forks, is born there). A
     /// broken server is replaced; `None` if none can be started.

@@ -183,6 +183,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     for w in &setup.housekeeping {
         sink.warning(w);
     }
+    // The zygote outlives the lanes' executor: retired when the lanes are over, it is
+    // waited for here, once the bundle is sealed (see `LiveExecutor::retire_namespaces`).
+    let zygote_kept: std::sync::Mutex<Option<Arc<Zygote>>> = std::sync::Mutex::new(None);
     let pipeline = Pipeline {
         settings: &settings,
         loaded: &loaded,
@@ -201,6 +204,7 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         audit,
         streams,
         shard: sel.shard.as_ref(),
+        zygote_kept: &zygote_kept,
     };
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
@@ -215,10 +219,12 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         },
         host: setup.facts.clone(),
     };
-    match result {
+    let outcome = match result {
         Ok(out) => sealer.completed(bundle, out, sink),
         Err(e) => Err(sealer.failed(bundle, e, stage, sink)),
-    }
+    };
+    drop(zygote_kept);
+    outcome
 }
 
 /// Give the pages the allocator holds free back to the kernel (glibc's `malloc_trim`; a
@@ -363,6 +369,9 @@ struct Pipeline<'a> {
     streams: bool,
     /// `--shard`: the part of the selection this run is.
     shard: Option<&'a crate::model::results::ShardRecord>,
+    /// A handle of the zygote kept beyond the executor (dropped, so waited for, after the
+    /// seal).
+    zygote_kept: &'a std::sync::Mutex<Option<Arc<Zygote>>>,
 }
 
 impl Pipeline<'_> {
@@ -396,6 +405,9 @@ impl Pipeline<'_> {
             } else {
                 Err("no profile gives its children PID namespaces here".into())
             };
+        if let (Ok(z), Ok(mut kept)) = (&zygote, self.zygote_kept.lock()) {
+            *kept = Some(Arc::clone(z));
+        }
         let (preflight, runtimes) = preflight::preflight_all(
             self.setup,
             self.loaded,
@@ -570,7 +582,8 @@ impl Pipeline<'_> {
                 window.push(si, (b, s), &mut |i, (b, s)| release(i, b, s, &mut *sink))
             })?;
         // Every child ended and every scenario was predicted and written: their
-        // directories go while the rest is written and sealed.
+        // directories go, and the PID namespaces end, while the rest is written and sealed.
+        executor.retire_namespaces();
         self.setup.scratch.lanes_over();
         cgroups.remove(run_id);
         if let Ok(mut slot) = executor.log_error.lock()
@@ -697,6 +710,7 @@ impl Pipeline<'_> {
             self.setup.jobs as usize,
             sink,
         )?;
+        executor.retire_namespaces();
         cgroups.remove(&self.setup.run_id);
         if let Ok(mut slot) = executor.log_error.lock()
             && let Some(e) = slot.take()

@@ -187,6 +187,31 @@ impl SharedNs {
 /// In the zygote's reply: the init's mount namespace has its `/proc` (pids are below 2^22).
 const PROC_MOUNTED: u32 = 1 << 31;
 
+impl Zygote {
+    /// No init will be asked for again: shut the socket down, which ends the zygote (it
+    /// kills every init it started, then reaps them) without waiting for it. Its end
+    /// (namespaces torn down: an RCU grace period each, several milliseconds on a loaded
+    /// machine) then overlaps whatever the runner does next; the drop waits for it. A
+    /// request after this fails as with a zygote that is gone.
+    pub fn retire(&self) {
+        if let Ok(s) = self.sock.lock() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl SharedNs {
+    /// Kill the live init of the namespace, if any (its worker runs no more children):
+    /// nothing of a probe is in it, as every child was reaped and seen through.
+    pub fn retire(&self) {
+        if let Ok(slot) = self.0.lock()
+            && let Some(init) = slot.as_ref()
+        {
+            init.kill();
+        }
+    }
+}
+
 impl Drop for Zygote {
     fn drop(&mut self) {
         // Closing our end ends the zygote, which kills its inits first.
@@ -685,10 +710,18 @@ pub fn zygote_main() -> i32 {
             break;
         }
     }
+    // Every init is killed before any is waited for: each one's end tears down its
+    // namespaces, which waits for an RCU grace period, so they end together instead of
+    // one after the other.
     for p in &inits {
-        // SAFETY: killing and reaping our own children.
+        // SAFETY: killing our own children.
         unsafe {
             libc::kill(*p, libc::SIGKILL);
+        }
+    }
+    for p in &inits {
+        // SAFETY: reaping our own children.
+        unsafe {
             let mut st = 0;
             libc::waitpid(*p, &raw mut st, 0);
         }

@@ -402,17 +402,36 @@ pub fn check_plan(path: &Path, base: &Path) -> Result<Report> {
 /// check), the file is linted the way [`check_plan`] does.
 pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Report> {
     let abs = absolute_existing(&loaded.path)?;
-    let mut input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
-    if input.schema_errors || !input.validated.invalid.is_empty() {
-        return check_plan(&loaded.path, base);
-    }
     let registry_dir = abs
         .parent()
         .and_then(|dir| crate::load::find_registry_dir(dir, &loaded.plan.registry_id));
-    let reg = match &registry_dir {
-        Some(d) => Some(registry::lint_registry(d)?),
-        None => None,
-    };
+    // The plan's schema check and the registry's lint read nothing of each other: the
+    // registry is linted on a thread of its own meanwhile (the lints a run waits for
+    // before anything else can start). Their results are taken in the order they were
+    // taken one after the other, so the same error wins and the report is the same.
+    let (input, reg) = std::thread::scope(|s| {
+        let lint_reg = |d: &Path| registry::lint_registry(d);
+        let on_thread = registry_dir.as_deref().map(|d| {
+            std::thread::Builder::new()
+                .name("lint-registry".into())
+                .spawn_scoped(s, move || lint_reg(d))
+                .map_err(|_| d)
+        });
+        let input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan");
+        let reg = on_thread.map(|t| match t {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread (resources): linted here.
+            Err(d) => lint_reg(d),
+        });
+        (input, reg)
+    });
+    let mut input = input?;
+    if input.schema_errors || !input.validated.invalid.is_empty() {
+        return check_plan(&loaded.path, base);
+    }
+    let reg = reg.transpose()?;
     plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
     let mut report = Report {
         files_checked: 1,
@@ -591,15 +610,6 @@ mod tests {
         let reg = root.join("registry/reg");
         std::fs::create_dir_all(&reg).unwrap();
         std::fs::create_dir_all(root.join("plans/gen")).unwrap();
-        std::fs::write(
-            reg.join("probes.json"),
-            r#"{"schema_version": 1, "registry_id": "reg", "probes": {
-                "p0": {"operation": "file-read", "target": "/etc/hostname"},
-                "p1": {"operation": "file-read", "target": "/etc/hostname", "timeout_ms": 1000},
-                "p2": {"operation": "file-read", "target": "/etc/passwd"},
-                "p3": {"operation": "file-read", "target": "/etc/hosts"}}}"#,
-        )
-        .unwrap();
         let profile = r#"{"landlock": {"abi": 1, "fs": {"handle": "all", "allow": [{"path": "/etc", "access": ["read"]}]}}}"#;
         std::fs::write(
             reg.join("profiles.json"),
@@ -608,10 +618,38 @@ mod tests {
             ),
         )
         .unwrap();
+        // The registry varies too (it is linted on a thread of its own beside the plan's
+        // schema check): probes no plan names whose targets the registry lint flags, and a
+        // second profiles file.
+        let extra_probes = [
+            "",
+            r#", "p4": {"operation": "file-read", "target": "/proc/self/status"}"#,
+            r#", "p5": {"operation": "file-read", "target": "/home/bob/x"}"#,
+            r#", "p4": {"operation": "file-read", "target": "/proc/self/status"}, "p5": {"operation": "file-read", "target": "/home/bob/x"}"#,
+        ];
         let path = root.join("plans/gen/plan.json");
-        let (mut loaded_n, mut with_findings, mut compact_n) = (0, 0, 0);
+        let (mut loaded_n, mut with_findings, mut compact_n, mut reg_findings) = (0, 0, 0, 0);
         for seed in 0..400u64 {
-            let text = plan_text(&mut Rng(seed));
+            let mut r = Rng(seed);
+            let extra = extra_probes[r.below(4usize)];
+            std::fs::write(
+                reg.join("probes.json"),
+                format!(
+                    r#"{{"schema_version": 1, "registry_id": "reg", "probes": {{
+                "p0": {{"operation": "file-read", "target": "/etc/hostname"}},
+                "p1": {{"operation": "file-read", "target": "/etc/hostname", "timeout_ms": 1000}},
+                "p2": {{"operation": "file-read", "target": "/etc/passwd"}},
+                "p3": {{"operation": "file-read", "target": "/etc/hosts"}}{extra}}}}}"#
+                ),
+            )
+            .unwrap();
+            let second = reg.join("profiles.yaml");
+            if r.chance(20) {
+                std::fs::write(&second, "schema_version: 1\n").unwrap();
+            } else {
+                let _ = std::fs::remove_file(&second);
+            }
+            let text = plan_text(&mut r);
             std::fs::write(&path, &text).unwrap();
             let full = check_plan(&path, root).unwrap();
             let Ok(loaded) = crate::load::load_plan(&path) else {
@@ -622,6 +660,7 @@ mod tests {
             let schema = input::of_document(&path, std::sync::Arc::clone(&loaded.doc), "plan");
             compact_n += usize::from(!schema.unwrap().schema_errors);
             with_findings += usize::from(!full.findings.is_empty());
+            reg_findings += usize::from(full.findings.iter().any(|f| f.file != path));
             assert_eq!(compact.findings, full.findings, "seed {seed}:\n{text}");
             assert_eq!(compact.omitted, full.omitted, "seed {seed}");
             assert_eq!(compact.files_checked, full.files_checked, "seed {seed}");
@@ -629,8 +668,11 @@ mod tests {
         }
         // Not vacuous: plans that load, with findings, most linted without the fallback.
         assert!(
-            loaded_n > 50 && with_findings > 20 && compact_n > loaded_n / 2,
-            "{loaded_n} loaded, {with_findings} with findings, {compact_n} without fallback"
+            loaded_n > 50
+                && with_findings > 20
+                && compact_n > loaded_n / 2
+                && reg_findings > loaded_n / 4,
+            "{loaded_n} loaded, {with_findings} with findings, {compact_n} without fallback, {reg_findings} with registry findings"
         );
     }
 }

@@ -1088,3 +1088,106 @@ fn each_forked_child_is_born_in_exactly_the_namespace_its_launch_names() {
     }
     assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
 }
+
+/// The parent pid of `pid` (`None` once it is gone).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The state letter of `pid` (`None` once it is gone).
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// When the lanes are over the runner retires its workers' shared namespaces and the
+/// zygote without waiting (`LiveExecutor::retire_namespaces`): the zygote then ends every
+/// init it started — shared or not, killed by the runner already or not — and exits on its
+/// own, no init can be asked for afterwards, and the drop, which waits for it, finds it
+/// gone. Generated mixes of inits; each seed's zygote is a separate process.
+#[test]
+fn a_retired_zygote_ends_with_every_init_it_started_and_starts_no_more() {
+    use nexusmon::exec::zygote::{SharedNs, Zygote};
+    for seed in [0x2E71_0001_u64, 0x2E71_0002, 0x2E71_0003, 0x2E71_0004] {
+        let mut rng = Rng(seed);
+        let zygote = Zygote::start(&bin()).unwrap();
+        let shared: Vec<SharedNs> = (0..=rng.below(3)).map(|_| SharedNs::default()).collect();
+        let mut pids = Vec::new();
+        for ns in &shared {
+            pids.push(ns.get(&zygote).unwrap().pid());
+        }
+        let own: Vec<_> = (0..rng.below(3))
+            .map(|_| zygote.new_init().unwrap())
+            .collect();
+        pids.extend(own.iter().map(nexusmon::exec::zygote::NsInit::pid));
+        let zpid = parent_of(pids[0]).expect("the init lives");
+        for p in &pids {
+            assert_eq!(
+                parent_of(*p),
+                Some(zpid),
+                "seed {seed:#x}: every init is the zygote's"
+            );
+        }
+        let retired: Vec<bool> = shared
+            .iter()
+            .map(|ns| {
+                let r = rng.chance(50);
+                if r {
+                    ns.retire();
+                }
+                r
+            })
+            .collect();
+        zygote.retire();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let inits_gone = pids.iter().all(|p| state_of(*p).is_none());
+            // Exited: a zombie until the drop reaps it.
+            let zygote_done = matches!(state_of(zpid), Some('Z') | None);
+            if inits_gone && zygote_done {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "seed {seed:#x}: the retired zygote (pid {zpid}) or an init of {pids:?} lives on"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            zygote.new_init().is_err(),
+            "seed {seed:#x}: a retired zygote starts no init"
+        );
+        for (ns, r) in shared.iter().zip(&retired) {
+            if *r {
+                assert!(
+                    ns.get(&zygote).is_err(),
+                    "seed {seed:#x}: a retired namespace is not replaced by a retired zygote"
+                );
+            }
+        }
+        let dropped = std::time::Instant::now();
+        drop(zygote);
+        assert!(
+            dropped.elapsed() < Duration::from_millis(500),
+            "seed {seed:#x}: the drop waited {:?} for a zygote that had exited",
+            dropped.elapsed()
+        );
+        assert_eq!(
+            state_of(zpid),
+            None,
+            "seed {seed:#x}: the drop reaps the zygote"
+        );
+        drop(own);
+    }
+}
