@@ -16,14 +16,15 @@
 //!   second signal ([`restore_from_signal_handler`]); only a SIGKILL of the runner leaves
 //!   audit enabled. `require` runs take an exclusive lock (`/run/nexusmon-kernel-audit.lock`)
 //!   so that one run never restores the state under another.
-//! - Records are collected by a reader thread for the whole run. At the end the runner
-//!   writes its own marker into the audit stream (`AUDIT_USER`) and waits for it to come
-//!   back: the kernel delivers records in order, so every record of a child that has
-//!   exited was delivered before the marker (or counted as lost).
+//! - Records are collected by a reader thread for the whole run. At a checkpoint
+//!   ([`AuditSession::sync`]: per batch of scenarios written, and at the end) the runner
+//!   writes its own numbered marker into the audit stream (`AUDIT_USER`) and waits for it
+//!   to come back: the kernel delivers records in order, so every record of a child that
+//!   has exited was delivered before the marker (or counted as lost).
 //! - Loss is never silent: the kernel's `lost` counter before and after, and every
 //!   overflow of the runner's socket (`ENOBUFS`), are reported.
 //!
-//! Attribution ([`attribute`]): a domain belongs to a child when its allocation record
+//! Attribution ([`attribute`], or [`Matcher`] batch by batch as results stream): a domain belongs to a child when its allocation record
 //! names the child's pid (host PID namespace) at a time the child was alive (the pid
 //! cannot be reused before the runner reaps it); its denial records then belong to that
 //! child, whichever of its descendants was denied. Records of any other domain — other
@@ -68,7 +69,8 @@ const READLOG_GROUP: u32 = 1;
 pub const LOG_NEW_EXEC_ON: u32 = 1 << 1;
 /// The backlog a `require` session raises the kernel's limit to, if it is lower.
 const BACKLOG_FOR_RUN: u32 = 8192;
-/// The most Landlock records one session keeps (beyond: counted as lost).
+/// The most Landlock records held at once, waiting to be matched: by the reader between
+/// checkpoints, by a [`Matcher`] until their child is written (beyond: counted as lost).
 pub const MAX_RECORDS: usize = 250_000;
 /// The lock `require` sessions hold.
 const LOCK_PATH: &str = "/run/nexusmon-kernel-audit.lock";
