@@ -321,8 +321,7 @@ impl LaneStarts {
     fn frontier(&self) -> u64 {
         self.started
             .lock()
-            .map(|m| m.values().copied().fold(audit::now_ms(), u64::min))
-            .unwrap_or(0)
+            .map_or(0, |m| m.values().copied().fold(audit::now_ms(), u64::min))
     }
 }
 

@@ -490,7 +490,7 @@ fn generated_plan(p: &Project, g: &mut Gen) -> usize {
         for (i, t) in kinds.iter().enumerate() {
             let denied = targets[*t].2 && !etc;
             let wrong = g.below(6) == 0;
-            let say = if denied != wrong { "deny" } else { "allow" };
+            let say = if denied == wrong { "allow" } else { "deny" };
             row.insert(format!("q{i:04}"), Value::from(say));
         }
         scenarios.insert(format!("gen-{k}"), Value::Object(row));
