@@ -10,8 +10,12 @@
 #      child, `kernel_denials.jsonl` written.
 #
 # Prints both medians and the ratio B/A, and checks that B's bundle attributed every
-# denial (2,500 records) with nothing lost. Needs root (CAP_AUDIT_CONTROL, CAP_AUDIT_READ)
-# and Linux 6.15+. Usage: benches/kernel-audit.sh [jobs] [runs]
+# denial (2,500 records) with nothing lost. Then, memory at scale: peak RSS of
+# `--kernel-audit require` runs of policy matrices (50 profiles, every other probe denied)
+# of each size in SCALE (default "1000 10000"; e.g. SCALE="1000 10000 100000"), each
+# checked to have attributed every denial, and the ratio of the largest to the smallest.
+# Needs root (CAP_AUDIT_CONTROL, CAP_AUDIT_READ) and Linux 6.15+.
+# Usage: [SCALE="1000 10000"] benches/kernel-audit.sh [jobs] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,3 +56,25 @@ print(f"records: state={k['state']} attributed={k['attributed']} unattributed={k
 if k["state"] != "collected" or k["attributed"] != n // 2:
     sys.exit(f"expected {n // 2} attributed denials, collected: {k}")
 PY
+
+SCALE="${SCALE:-1000 10000}"
+rss=()
+for n in $SCALE; do
+  python3 benches/run_gen.py "$WORK/m$n" audit-matrix "$n" on 50
+  rm -rf "$WORK/out-m"
+  /usr/bin/time -f %M -o "$WORK/m$n.rss" "$BIN" run --plan "$WORK/m$n/plans/audit-matrix/plan.json" \
+    --out "$WORK/out-m" --jobs "$JOBS" -q --kernel-audit require
+  python3 - "$WORK/out-m" "$n" <<'PY'
+import glob, json, sys
+bundle = sorted(glob.glob(f"{sys.argv[1]}/2*"))[-1]
+k = json.load(open(f"{bundle}/summary.json"))["kernel_audit"]
+if k["state"] != "collected" or k["attributed"] != int(sys.argv[2]) // 2:
+    sys.exit(f"expected {int(sys.argv[2]) // 2} attributed denials, collected: {k}")
+PY
+  kib=$(tail -1 "$WORK/m$n.rss")
+  rss+=("$kib")
+  printf 'peak RSS, %7d scenarios, kernel audit require: %6.1f MiB\n' "$n" "$(echo "$kib / 1024" | bc -l)"
+done
+if [ "${#rss[@]}" -gt 1 ]; then
+  printf 'ratio largest/smallest: %.2f\n' "$(echo "${rss[-1]} / ${rss[0]}" | bc -l)"
+fi

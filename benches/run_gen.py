@@ -5,14 +5,15 @@ other one is denied, for benches/kernel-audit.sh) and one Landlock profile, and 
 every probe under it (baseline + scenario lanes; the oracle lane as given).
 
 Kind `matrix` (benches/scale.sh): N scenarios as a policy matrix, P profiles (5th argument,
-default 50) x N/P builtin file-read probes, every probe under every profile."""
+default 50) x N/P builtin file-read probes, every probe under every profile. Kind
+`audit-matrix` (benches/kernel-audit.sh's scale part): the same, every other probe denied."""
 import json
 import os
 import sys
 
 root, kind, n, oracle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "on"
 n_profiles = int(sys.argv[5]) if len(sys.argv) > 5 else 50
-if kind == "matrix":
+if kind in ("matrix", "audit-matrix"):
     n //= n_profiles
 reg = os.path.join(root, "registry", "bench")
 os.makedirs(reg, exist_ok=True)
@@ -22,7 +23,7 @@ for i in range(n):
     pid = f"p{i:05d}"
     if kind == "exec":
         probes[pid] = {"operation": "exec", "driver": "exec", "argv": ["/bin/true"]}
-    elif kind == "audit" and i % 2 == 1:
+    elif kind in ("audit", "audit-matrix") and i % 2 == 1:
         probes[pid] = {"operation": "file-read", "target": "/etc/hostname"}
     else:
         probes[pid] = {"operation": "file-read", "target": "/usr/lib/os-release"}
@@ -42,7 +43,7 @@ usr_ro = {
     }
 }
 profiles = usr_ro
-if kind == "matrix":
+if kind in ("matrix", "audit-matrix"):
     profiles = {f"usr-ro-{k:03d}": usr_ro["usr-ro"] for k in range(n_profiles)}
 for name, body in (("probes.json", {"probes": probes}), ("profiles.json", {"profiles": profiles})):
     doc = {"schema_version": 1, "registry_id": "bench", **body}

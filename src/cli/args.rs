@@ -325,6 +325,10 @@ pub struct RunArgs {
         env = "NEXUSMON_KERNEL_AUDIT"
     )]
     pub kernel_audit: KernelAudit,
+    /// (tests) Hold every observation to the end instead of streaming the results.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true)]
+    pub gather_results: bool,
     /// Run only shard K of N of the selected scenarios (1 <= K <= N): a deterministic
     /// partition; every shard writes an ordinary sealed bundle, and `merge-bundles` makes
     /// one bundle of all N.

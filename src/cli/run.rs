@@ -205,6 +205,10 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
     settings.command_line = std::env::args().collect();
     // A key that cannot be used is an input error before anything runs.
     settings.kernel_audit = a.kernel_audit.mode();
+    #[cfg(feature = "fault-injection")]
+    {
+        settings.gather_results = a.gather_results;
+    }
     settings.signer = a
         .sign_with
         .as_ref()

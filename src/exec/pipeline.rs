@@ -51,6 +51,9 @@ use crate::{Error, Result, exit_code};
 /// Scenarios started beyond the lowest unfinished one when results stream to disk: the
 /// reorder window's bound (its buffer holds at most one more).
 const REORDER_WINDOW: usize = 256;
+/// Scenarios written per kernel-audit checkpoint when results stream (one marker's
+/// round trip through the audit stream per batch; the batch is held until then).
+const AUDIT_BATCH: usize = 256;
 /// Rows of a streamed run kept for the reports made while writing it (`summary.md`, the
 /// terminal table): every row up to this many scenarios, beyond it only notable rows.
 const KEEP_ROWS: usize = 1000;
@@ -154,14 +157,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
 
     // The kernel's audit records: `require` fails here, before anything is written.
-    let (audit_start, audit) = witness::start(settings.kernel_audit, setup.facts.landlock_abi)?;
+    let (audit_start, mut audit) = witness::start(settings.kernel_audit, setup.facts.landlock_abi)?;
     // Results stream to disk as scenarios finish (the oracle lane then runs per scenario
-    // as it is written) unless something needs every observation at the end: the kernel's
-    // audit records (matched after the lanes), a mission's tasks or workers
-    // (artifacts.json).
-    let streams = audit.is_none()
+    // as it is written) unless something needs every observation at the end: a mission's
+    // tasks or workers (artifacts.json), or kernel audit records that cannot be matched
+    // as scenarios are written (the session's checkpoint marker cannot be written or
+    // does not come back).
+    let streams = !settings.gather_results
         && loaded.workers.is_empty()
-        && sel.scenarios.iter().all(|s| s.task.is_none());
+        && sel.scenarios.iter().all(|s| s.task.is_none())
+        && audit.as_mut().is_none_or(witness::can_checkpoint);
     let oracle_out = if streams {
         Vec::new()
     } else {
@@ -436,9 +441,11 @@ impl Pipeline<'_> {
 
         *stage = FailureStage::Execute;
         if self.streams {
+            let audit = self.audit.take();
             return self.run_streaming(
                 bundle,
                 (helper_exe, runtimes, &cgroups, zygote),
+                audit,
                 &preflight,
                 sink,
                 stage,
@@ -500,11 +507,6 @@ impl Pipeline<'_> {
         })
     }
 
-    /// The lanes with their results streamed: each scenario, once its lanes finished, is
-    /// put in scenario order through a bounded [`ReorderWindow`], assembled with running
-    /// counts and written as its lines of every result file; nothing holds every
-    /// observation. The bytes are those [`write::write_results`] writes for the same
-    /// observations.
     /// A `--shard` run whose part is empty says so in its summary, and exits 6 unless
     /// `--allow-empty-shard` (both write paths).
     fn mark_empty_shard(&self, summary: &mut crate::model::results::Summary) {
@@ -526,10 +528,18 @@ impl Pipeline<'_> {
         }
     }
 
+    /// The lanes with their results streamed: each scenario, once its lanes finished, is
+    /// put in scenario order through a bounded [`ReorderWindow`], assembled with running
+    /// counts and written as its lines of every result file; nothing holds every
+    /// observation. The bytes are those [`write::write_results`] writes for the same
+    /// observations. With kernel audit, scenarios leave the window in batches of
+    /// [`AUDIT_BATCH`]: one checkpoint per batch ([`witness::AuditStream`]) gives their
+    /// children the kernel's denials before they are written.
     fn run_streaming(
         &self,
         bundle: &StagedBundle,
         live: LiveParts<'_>,
+        audit: Option<AuditSession>,
         preflight: &[PreflightRecord],
         sink: &mut dyn EventSink,
         stage: &mut FailureStage,
@@ -538,7 +548,20 @@ impl Pipeline<'_> {
         let run_id = self.setup.run_id.as_str();
         let plan = &self.loaded.plan;
         let logs = BundleLogs(bundle);
-        let executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
+        let live_executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
+        let mut witness_stream = match audit {
+            Some(s) => Some(witness::AuditStream::begin(bundle, s)?),
+            None => None,
+        };
+        let starts = witness::LaneStarts::default();
+        let tracked = witness_stream.as_ref().map(|_| witness::Tracked {
+            inner: &live_executor,
+            starts: &starts,
+        });
+        let executor: &dyn super::seam::ProbeExecutor = match &tracked {
+            Some(t) => t,
+            None => &live_executor,
+        };
         let mut stream = write::ResultStream::begin(bundle)?;
         let mut asm = assemble::Assembler::new(preflight, KEEP_ROWS);
         let mut window = ReorderWindow::new(REORDER_WINDOW + 1);
@@ -577,27 +600,56 @@ impl Pipeline<'_> {
                 row: &row,
             })
         };
+        // With kernel audit: scenarios out of the window, in order, waiting for the
+        // checkpoint that gives them their denials (at most AUDIT_BATCH).
+        let mut batch: Vec<witness::Finished> = Vec::new();
         let unattributed =
-            run_lanes_stream(&executor, scenarios, &lanes, sink, &mut |si, b, s, sink| {
-                window.push(si, (b, s), &mut |i, (b, s)| release(i, b, s, &mut *sink))
+            run_lanes_stream(executor, scenarios, &lanes, sink, &mut |si, b, s, sink| {
+                window.push(si, (b, s), &mut |i, (b, s)| match witness_stream.as_mut() {
+                    None => release(i, b, s, &mut *sink),
+                    Some(w) => {
+                        batch.push((i, b, s));
+                        if batch.len() < AUDIT_BATCH {
+                            return Ok(());
+                        }
+                        w.checkpoint(scenarios, &mut batch, &starts)?;
+                        batch
+                            .drain(..)
+                            .try_for_each(|(i, b, s)| release(i, b, s, &mut *sink))
+                    }
+                })
             })?;
+        let audit = match witness_stream {
+            None => {
+                witness::finish(
+                    self.settings.kernel_audit,
+                    &self.audit_start,
+                    None,
+                    scenarios,
+                    &mut [],
+                )
+                .0
+            }
+            Some(mut w) => {
+                if !batch.is_empty() {
+                    w.checkpoint(scenarios, &mut batch, &starts)?;
+                    batch
+                        .drain(..)
+                        .try_for_each(|(i, b, s)| release(i, b, s, &mut *sink))?;
+                }
+                w.finish(self.settings.kernel_audit, &self.audit_start)?
+            }
+        };
         // Every child ended and every scenario was predicted and written: their
         // directories go, and the PID namespaces end, while the rest is written and sealed.
         executor.retire_namespaces();
         self.setup.scratch.lanes_over();
         cgroups.remove(run_id);
-        if let Ok(mut slot) = executor.log_error.lock()
+        if let Ok(mut slot) = live_executor.log_error.lock()
             && let Some(e) = slot.take()
         {
             return Err(e);
         }
-        let (audit, _) = witness::finish(
-            self.settings.kernel_audit,
-            &self.audit_start,
-            None,
-            scenarios,
-            &mut [],
-        );
         *stage = FailureStage::Write;
         stream.finish()?;
         let mut done = asm.finish(&self.assemble_ctx(), preflight);

@@ -171,6 +171,11 @@ pub struct RunSettings {
     pub signer: Option<crate::bundle::SealSigner>,
     /// `--kernel-audit`: read the kernel's Landlock audit records of the children.
     pub kernel_audit: crate::model::results::KernelAuditMode,
+    /// Hold every observation until the lanes are over and write the results then (the
+    /// path a mission's tasks or workers take) even when the run could stream them: for
+    /// the tests that compare both paths (`run --gather-results`, built with
+    /// `fault-injection`).
+    pub gather_results: bool,
     /// Lint codes this run does not refuse the plan for, each with the reason (recorded in
     /// the manifest's `housekeeping`). Only `sandbox` sets one: NX221 (host paths in an exec
     /// probe's argv), whose reason is the baseline lane, which its one-command plan does
@@ -223,6 +228,7 @@ impl RunSettings {
             audit: None,
             signer: None,
             kernel_audit: crate::model::results::KernelAuditMode::Auto,
+            gather_results: false,
             lint_waivers: Vec::new(),
             shard: None,
             shard_strategy: crate::model::results::ShardStrategy::Hash,

@@ -16,14 +16,15 @@
 //!   second signal ([`restore_from_signal_handler`]); only a SIGKILL of the runner leaves
 //!   audit enabled. `require` runs take an exclusive lock (`/run/nexusmon-kernel-audit.lock`)
 //!   so that one run never restores the state under another.
-//! - Records are collected by a reader thread for the whole run. At the end the runner
-//!   writes its own marker into the audit stream (`AUDIT_USER`) and waits for it to come
-//!   back: the kernel delivers records in order, so every record of a child that has
-//!   exited was delivered before the marker (or counted as lost).
+//! - Records are collected by a reader thread for the whole run. At a checkpoint
+//!   ([`AuditSession::sync`]: per batch of scenarios written, and at the end) the runner
+//!   writes its own numbered marker into the audit stream (`AUDIT_USER`) and waits for it
+//!   to come back: the kernel delivers records in order, so every record of a child that
+//!   has exited was delivered before the marker (or counted as lost).
 //! - Loss is never silent: the kernel's `lost` counter before and after, and every
 //!   overflow of the runner's socket (`ENOBUFS`), are reported.
 //!
-//! Attribution ([`attribute`]): a domain belongs to a child when its allocation record
+//! Attribution ([`attribute`], or [`Matcher`] batch by batch as results stream): a domain belongs to a child when its allocation record
 //! names the child's pid (host PID namespace) at a time the child was alive (the pid
 //! cannot be reused before the runner reaps it); its denial records then belong to that
 //! child, whichever of its descendants was denied. Records of any other domain — other
@@ -68,7 +69,8 @@ const READLOG_GROUP: u32 = 1;
 pub const LOG_NEW_EXEC_ON: u32 = 1 << 1;
 /// The backlog a `require` session raises the kernel's limit to, if it is lower.
 const BACKLOG_FOR_RUN: u32 = 8192;
-/// The most Landlock records one session keeps (beyond: counted as lost).
+/// The most Landlock records held at once, waiting to be matched: by the reader between
+/// checkpoints, by a [`Matcher`] until their child is written (beyond: counted as lost).
 pub const MAX_RECORDS: usize = 250_000;
 /// The lock `require` sessions hold.
 const LOCK_PATH: &str = "/run/nexusmon-kernel-audit.lock";
@@ -446,8 +448,8 @@ struct Shared {
     dropped: u64,
     /// `ENOBUFS` on the socket.
     overflows: u64,
-    /// The marker came back.
-    synced: bool,
+    /// The highest marker number that came back (markers are numbered from 1).
+    synced: u64,
 }
 
 struct Reader {
@@ -455,6 +457,8 @@ struct Reader {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     marker: String,
+    /// The number of the last marker sent.
+    sent: u64,
 }
 
 impl Reader {
@@ -502,17 +506,24 @@ impl Reader {
             stop,
             thread: Some(thread),
             marker,
+            sent: 0,
         })
     }
 
-    /// Wait until the marker came back (or `SYNC_WAIT` passed).
-    fn wait_synced(&self) -> bool {
+    /// The text of marker `n`: the session's own words, then `n=<n>;` (the reader parses
+    /// the number back, so marker 1 is never taken for marker 10).
+    fn marker_text(&self, n: u64) -> String {
+        format!("{} n={n};", self.marker)
+    }
+
+    /// Wait until marker `n` came back (or `SYNC_WAIT` passed).
+    fn wait_synced(&self, n: u64) -> bool {
         let (lock, cv) = &*self.shared;
         let deadline = Instant::now() + SYNC_WAIT;
         let Ok(mut g) = lock.lock() else {
             return false;
         };
-        while !g.synced {
+        while g.synced < n {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -523,6 +534,15 @@ impl Reader {
             }
         }
         true
+    }
+
+    /// The records received so far, taken out of the reader (the counters stay).
+    fn drain(&self) -> Vec<Record> {
+        self.shared
+            .0
+            .lock()
+            .map(|mut g| std::mem::take(&mut g.records))
+            .unwrap_or_default()
     }
 
     fn stop(&mut self) -> Shared {
@@ -572,8 +592,10 @@ fn read_loop(sock: &Socket, shared: &(Mutex<Shared>, Condvar), stop: &AtomicBool
         let Ok(mut g) = shared.0.lock() else {
             return;
         };
-        if kind == AUDIT_USER && text.contains(marker) {
-            g.synced = true;
+        if kind == AUDIT_USER
+            && let Some(n) = marker_number(text, marker)
+        {
+            g.synced = g.synced.max(n);
             shared.1.notify_all();
         } else if (kind == AUDIT_LANDLOCK_ACCESS || kind == AUDIT_LANDLOCK_DOMAIN)
             && let Some(r) = parse_record(kind, text)
@@ -585,6 +607,14 @@ fn read_loop(sock: &Socket, shared: &(Mutex<Shared>, Condvar), stop: &AtomicBool
             }
         }
     }
+}
+
+/// The number of the session's marker in an `AUDIT_USER` record's text (`… <marker>
+/// n=<n>; …`), if it is one.
+fn marker_number(text: &str, marker: &str) -> Option<u64> {
+    let (_, rest) = text.split_once(marker)?;
+    let digits = rest.strip_prefix(" n=")?.split_once(';')?.0;
+    digits.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -653,14 +683,44 @@ impl AuditSession {
         self.restore.is_some()
     }
 
+    /// A checkpoint: write a new marker into the audit stream and wait (up to 3 s) for it
+    /// to come back. The kernel delivers records in order, so every record queued before
+    /// the marker — every record of a child that had exited — has then been received (or
+    /// counted as lost). Returns the records received since the last checkpoint, taken
+    /// out of the reader, and whether the marker came back (`Err`: it could not be sent).
+    pub fn sync(&mut self) -> (Vec<Record>, Result<bool, String>) {
+        let came_back = self.mark();
+        let records = self.reader.as_ref().map(Reader::drain).unwrap_or_default();
+        (records, came_back)
+    }
+
+    /// [`AuditSession::sync`] without taking the records: whether a marker can be written
+    /// and comes back (`Err`: it could not be sent).
+    pub fn mark(&mut self) -> Result<bool, String> {
+        let Some(reader) = &mut self.reader else {
+            return Ok(false);
+        };
+        reader.sent += 1;
+        let n = reader.sent;
+        self.control
+            .user_message(&reader.marker_text(n))
+            .map(|()| reader.wait_synced(n))
+    }
+
     /// Wait for every record of the children that have exited, stop reading, put back
-    /// the kernel's state.
+    /// the kernel's state. The harvest's records are those no checkpoint took.
     pub fn finish(mut self) -> Harvest {
         let mut h = Harvest::default();
-        if let Some(reader) = &self.reader {
-            match self.control.user_message(&reader.marker) {
-                Ok(()) => h.synced = reader.wait_synced(),
-                Err(e) => h.marker_error = Some(e),
+        if self.reader.is_some() {
+            match self.sync() {
+                (records, Ok(synced)) => {
+                    h.records = records;
+                    h.synced = synced;
+                }
+                (records, Err(e)) => {
+                    h.records = records;
+                    h.marker_error = Some(e);
+                }
             }
         }
         if let Ok(s) = self.control.status() {
@@ -669,7 +729,7 @@ impl AuditSession {
         }
         if let Some(mut reader) = self.reader.take() {
             let shared = reader.stop();
-            h.records = shared.records;
+            h.records.extend(shared.records);
             h.socket_overflows = shared.overflows + shared.dropped;
         }
         match self.put_back() {
@@ -1004,6 +1064,182 @@ pub fn attribute<K: Clone>(
     (out, unattributed)
 }
 
+/// [`attribute`] as records stream in (a run that writes its results as scenarios
+/// finish): records are taken in with [`Matcher::absorb`] as checkpoints deliver them, a
+/// batch of children whose every record has arrived is given its denials with
+/// [`Matcher::claim`], and records no child still to come can own are counted with
+/// [`Matcher::expire`]. Only records not yet claimed or counted are held.
+///
+/// Given every record of a child before the child is claimed (a checkpoint after it
+/// ended), children claimed in the order [`attribute`] is given them, and a frontier no
+/// later than the start of any child still to be claimed, the attributions and the count
+/// of unattributed records are [`attribute`]'s.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    /// Domains with records not yet claimed or counted.
+    domains: BTreeMap<String, PendingDomain>,
+    /// The domains of `domains` with an allocation record, by the pid it names.
+    by_pid: BTreeMap<u32, Vec<String>>,
+    /// Records held in `domains`.
+    held: usize,
+    /// Records taken in so far (their order of arrival).
+    arrived: u64,
+    /// `AUDIT_LANDLOCK_ACCESS` records taken in.
+    pub records: u64,
+    /// Denial records that belong to no child.
+    pub unattributed: u64,
+    /// Landlock records not kept because [`MAX_RECORDS`] were held.
+    pub dropped: u64,
+}
+
+/// What a domain's records say so far.
+#[derive(Debug, Default)]
+struct PendingDomain {
+    /// Its allocation record: the pid it names and its time.
+    alloc: Option<(u32, u64)>,
+    /// Its denials: (arrival, serial, time, denial).
+    denials: Vec<(u64, u64, u64, KernelDenial)>,
+}
+
+impl PendingDomain {
+    /// The time of its earliest record: a child can own it only if it lived then.
+    fn since_ms(&self) -> u64 {
+        self.alloc.map_or_else(
+            || self.denials.iter().map(|d| d.2).min().unwrap_or(0),
+            |(_, t)| t,
+        )
+    }
+}
+
+impl Matcher {
+    /// Take in records (in the order they arrived).
+    pub fn absorb(&mut self, records: impl IntoIterator<Item = Record>) {
+        for r in records {
+            let is_access = r.kind == AUDIT_LANDLOCK_ACCESS;
+            let is_alloc = r.kind == AUDIT_LANDLOCK_DOMAIN && r.get("status") == Some("allocated");
+            if !is_access && !is_alloc {
+                continue;
+            }
+            if self.held >= MAX_RECORDS {
+                self.dropped += 1;
+                continue;
+            }
+            if is_access {
+                self.records += 1;
+                let Some(d) = denial_of(&r) else {
+                    continue;
+                };
+                self.arrived += 1;
+                self.held += 1;
+                self.domains
+                    .entry(d.domain.clone())
+                    .or_default()
+                    .denials
+                    .push((self.arrived, r.serial, r.time_ms, d));
+            } else if let (Some(domain), Some(pid)) = (
+                r.get("domain"),
+                r.get("pid").and_then(|p| p.parse::<u32>().ok()),
+            ) {
+                // A domain is allocated once: its first allocation record is the one.
+                let entry = self.domains.entry(domain.to_string()).or_default();
+                if entry.alloc.is_none() {
+                    entry.alloc = Some((pid, r.time_ms));
+                    self.held += 1;
+                    self.by_pid.entry(pid).or_default().push(domain.to_string());
+                }
+            }
+        }
+    }
+
+    /// Give `children` (every record of each has arrived) the denials of the domains
+    /// they allocated, in the order the records arrived; those records are released.
+    pub fn claim<K: Clone>(&mut self, children: &[(K, ChildTrace)]) -> Vec<Attributed<K>> {
+        let mut owned: Vec<(String, usize)> = Vec::new();
+        let mut pids: Vec<u32> = children.iter().map(|(_, t)| t.pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids.into_iter().filter(|p| *p != 0) {
+            let Some(domains) = self.by_pid.get_mut(&pid) else {
+                continue;
+            };
+            domains.retain(|domain| {
+                let Some((_, time_ms)) = self.domains.get(domain).and_then(|d| d.alloc) else {
+                    return false;
+                };
+                let found = children.iter().position(|(_, t)| {
+                    t.pid == pid
+                        && time_ms + CLOCK_SLACK_MS >= t.started_ms
+                        && time_ms <= t.ended_ms + CLOCK_SLACK_MS
+                });
+                match found {
+                    Some(i) => {
+                        owned.push((domain.clone(), i));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if domains.is_empty() {
+                self.by_pid.remove(&pid);
+            }
+        }
+        let mut out: Vec<(u64, Attributed<K>)> = Vec::new();
+        for (domain, i) in owned {
+            let Some(d) = self.domains.remove(&domain) else {
+                continue;
+            };
+            self.held -= d.denials.len() + 1;
+            let (key, t) = &children[i];
+            out.extend(d.denials.into_iter().map(|(seq, serial, time_ms, denial)| {
+                (
+                    seq,
+                    Attributed {
+                        key: key.clone(),
+                        pid: t.pid,
+                        serial,
+                        time_ms,
+                        denial,
+                    },
+                )
+            }));
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        out.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Count as unattributed the records of every domain no child starting at or after
+    /// `frontier_ms` can own (its earliest record is more than the clock's slack before
+    /// it), and release them. `u64::MAX`: every record still held.
+    pub fn expire(&mut self, frontier_ms: u64) {
+        let gone: Vec<String> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.since_ms().saturating_add(CLOCK_SLACK_MS) < frontier_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for domain in gone {
+            let Some(d) = self.domains.remove(&domain) else {
+                continue;
+            };
+            self.held -= d.denials.len() + usize::from(d.alloc.is_some());
+            self.unattributed += d.denials.len() as u64;
+            if let Some((pid, _)) = d.alloc
+                && let Some(list) = self.by_pid.get_mut(&pid)
+            {
+                list.retain(|x| *x != domain);
+                if list.is_empty() {
+                    self.by_pid.remove(&pid);
+                }
+            }
+        }
+    }
+
+    /// Records held now (denials and allocation records not yet claimed or counted).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -1222,6 +1458,160 @@ mod tests {
                 unattributed,
                 expect.iter().filter(|(_, o)| o.is_none()).count() as u64
             );
+        }
+    }
+
+    /// Generated runs whose children overlap and are claimed in batches, with records
+    /// of strangers (other pids, or a child's pid when it did not live) and children that
+    /// allocate several domains, every record arriving a little after it happened: the
+    /// streamed matcher, claiming each batch once every record of its children arrived
+    /// and expiring against the earliest start of a child still to be claimed, attributes
+    /// exactly what [`attribute`] does at the end (same records, same children, the same
+    /// order per child), counts the same unattributed records, and holds nothing a child
+    /// still to come could not own.
+    #[test]
+    fn streamed_matching_attributes_what_matching_at_the_end_does() {
+        for round in 0..300u64 {
+            let n = 1 + usize::try_from(next() % 40).unwrap();
+            let mut children: Vec<(usize, ChildTrace)> = Vec::new();
+            let mut t = 10_000_000 + round * 1_000_000;
+            for c in 0..n {
+                let started_ms = t + next() % 30;
+                let ended_ms = started_ms + 1 + next() % 120;
+                t += next() % 40;
+                // A pid from a small pool when no other child with it lived within twice
+                // the slack (pids are reused, never by two children alive together).
+                let free = |pid: u32| {
+                    children.iter().all(|(_, o)| {
+                        o.pid != pid
+                            || o.ended_ms + 3 * CLOCK_SLACK_MS < started_ms
+                            || ended_ms + 3 * CLOCK_SLACK_MS < o.started_ms
+                    })
+                };
+                let pick = 100 + u32::try_from(next() % 6).unwrap();
+                let pid = if free(pick) {
+                    pick
+                } else {
+                    5000 + u32::try_from(c).unwrap()
+                };
+                children.push((
+                    c,
+                    ChildTrace {
+                        pid,
+                        started_ms,
+                        ended_ms,
+                    },
+                ));
+            }
+            // (arrival, record): each domain's allocation record right after its first
+            // denial, same time and serial.
+            let mut records: Vec<(u64, Record)> = Vec::new();
+            let mut serial = 0u64;
+            let mut domain_no = 0u64;
+            let mut domain = |records: &mut Vec<(u64, Record)>, pid: u32, from: u64, to: u64| {
+                domain_no += 1;
+                let name = format!("{:x}", 0xd000_0000 + round * 1000 + domain_no);
+                let mut at = from;
+                for k in 0..=(next() % 3) {
+                    serial += 1;
+                    let lag = next() % 6;
+                    records.push((
+                        at + lag,
+                        rec(
+                            AUDIT_LANDLOCK_ACCESS,
+                            at,
+                            serial,
+                            &format!("domain={name} blockers=fs.read_file path=\"/x{k}\" dev=\"vda\" ino={serial}"),
+                        ),
+                    ));
+                    if k == 0 {
+                        records.push((
+                            at + lag,
+                            rec(
+                                AUDIT_LANDLOCK_DOMAIN,
+                                at,
+                                serial,
+                                &format!("domain={name} status=allocated mode=enforcing pid={pid} uid=0 exe=\"/x\" comm=\"x\""),
+                            ),
+                        ));
+                    }
+                    at = (at + next() % 10).min(to);
+                }
+            };
+            for (_, c) in &children {
+                for _ in 0..(next() % 3) {
+                    let from = c.started_ms + next() % (c.ended_ms - c.started_ms + 1);
+                    domain(&mut records, c.pid, from, c.ended_ms);
+                }
+            }
+            let end = t + 500;
+            for _ in 0..(next() % 12) {
+                let when = 10_000_000
+                    + round * 1_000_000
+                    + next() % (end - 10_000_000 - round * 1_000_000);
+                let pid = if next().is_multiple_of(2) {
+                    900 + u32::try_from(next() % 3).unwrap()
+                } else {
+                    100 + u32::try_from(next() % 6).unwrap()
+                };
+                domain(&mut records, pid, when, when + 50);
+            }
+            records.sort_by_key(|(a, _)| *a);
+            let whole: Vec<Record> = records.iter().map(|(_, r)| r.clone()).collect();
+            let (want, want_unattributed) = attribute(&whole, &children);
+
+            // Batches in order; each claimed at a checkpoint after its children ended.
+            let mut m = Matcher::default();
+            let mut got: Vec<Attributed<usize>> = Vec::new();
+            let mut next_record = 0;
+            let mut now = 0u64;
+            let mut at = 0;
+            while at < n {
+                let size = 1 + usize::try_from(next() % 5).unwrap();
+                let batch = &children[at..(at + size).min(n)];
+                at += batch.len();
+                let last_end = batch.iter().map(|(_, c)| c.ended_ms).max().unwrap_or(0);
+                now = now.max(last_end + CLOCK_SLACK_MS + 10) + next() % 50;
+                while next_record < records.len() && records[next_record].0 <= now {
+                    m.absorb([records[next_record].1.clone()]);
+                    next_record += 1;
+                }
+                got.extend(m.claim(batch));
+                let frontier = children[at..]
+                    .iter()
+                    .map(|(_, c)| c.started_ms)
+                    .fold(now, u64::min);
+                m.expire(frontier);
+                // Nothing held that a child still to come could not own.
+                for d in m.domains.values() {
+                    assert!(d.since_ms() + CLOCK_SLACK_MS >= frontier, "round {round}");
+                }
+            }
+            m.absorb(records[next_record..].iter().map(|(_, r)| r.clone()));
+            m.expire(u64::MAX);
+            assert_eq!(m.held(), 0);
+            assert!(m.domains.is_empty() && m.by_pid.is_empty());
+            assert_eq!(m.unattributed, want_unattributed, "round {round}");
+            assert_eq!(
+                m.records,
+                whole
+                    .iter()
+                    .filter(|r| r.kind == AUDIT_LANDLOCK_ACCESS)
+                    .count() as u64
+            );
+            let per_child = |list: &[Attributed<usize>]| {
+                let mut by: BTreeMap<usize, Vec<(u64, u32, u64, KernelDenial)>> = BTreeMap::new();
+                for a in list {
+                    by.entry(a.key).or_default().push((
+                        a.serial,
+                        a.pid,
+                        a.time_ms,
+                        a.denial.clone(),
+                    ));
+                }
+                by
+            };
+            assert_eq!(per_child(&got), per_child(&want), "round {round}");
         }
     }
 }

@@ -421,3 +421,272 @@ fn a_require_run_killed_with_sigkill_leaves_a_record_the_next_run_puts_back() {
         (before.enabled, before.backlog_limit)
     );
 }
+
+/// A seeded generator (xorshift) for the generated plans below.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A generated experiment in `p` as `plans/gen/plan.json`: 2-3 profiles (read and run
+/// `/usr`; some but the first also read `/etc`), 150-300 builtin probes (reads and listings of `/etc`
+/// files, `/usr` files and directories), every probe under every profile, the expectation
+/// the truth except about one in six (those mismatch on every attempt), 0-2 retries.
+/// Returns the number of scenarios.
+fn generated_plan(p: &Project, g: &mut Gen) -> usize {
+    let targets = [
+        ("file-read", "/etc/hostname", true),
+        ("file-read", "/etc/passwd", true),
+        ("file-read", "/etc/os-release", true),
+        ("dir-list", "/etc", true),
+        ("file-read", "/usr/lib/os-release", false),
+        ("dir-list", "/usr/lib", false),
+    ];
+    let n_profiles = 2 + g.below(2);
+    let mut profiles = serde_json::Map::new();
+    let mut etc_ok = Vec::new();
+    for k in 0..n_profiles {
+        let etc = k > 0 && g.below(2) == 0;
+        let mut allow = vec![
+            serde_json::json!({"path": "/usr", "access": ["read", "exec"]}),
+            serde_json::json!({"path": "/etc/ld.so.cache", "access": ["read"]}),
+        ];
+        if etc {
+            allow.push(serde_json::json!({"path": "/etc", "access": ["read"]}));
+        }
+        profiles.insert(
+            format!("gen-{k}"),
+            serde_json::json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": allow}}}),
+        );
+        etc_ok.push(etc);
+    }
+    let n_probes = 150 + g.below(151);
+    let mut probes = serde_json::Map::new();
+    let mut kinds = Vec::new();
+    for i in 0..n_probes {
+        let t = usize::try_from(g.below(targets.len() as u64)).unwrap();
+        let (op, target, _) = targets[t];
+        probes.insert(
+            format!("q{i:04}"),
+            serde_json::json!({"operation": op, "target": target}),
+        );
+        kinds.push(t);
+    }
+    let mut scenarios = serde_json::Map::new();
+    for (k, etc) in etc_ok.iter().enumerate() {
+        let mut row = serde_json::Map::new();
+        for (i, t) in kinds.iter().enumerate() {
+            let denied = targets[*t].2 && !etc;
+            let wrong = g.below(6) == 0;
+            let say = if denied == wrong { "allow" } else { "deny" };
+            row.insert(format!("q{i:04}"), Value::from(say));
+        }
+        scenarios.insert(format!("gen-{k}"), Value::Object(row));
+    }
+    let reg = p.path("registry/gen");
+    std::fs::create_dir_all(&reg).unwrap();
+    std::fs::create_dir_all(p.path("plans/gen")).unwrap();
+    let doc = |key: &str, body: serde_json::Map<String, Value>| {
+        serde_json::json!({"schema_version": 1, "registry_id": "gen", key: body}).to_string()
+    };
+    std::fs::write(reg.join("probes.json"), doc("probes", probes)).unwrap();
+    std::fs::write(reg.join("profiles.json"), doc("profiles", profiles.clone())).unwrap();
+    let plan = serde_json::json!({
+        "schema_version": 1,
+        "plan_id": "gen",
+        "kind": "experiment",
+        "registry_id": "gen",
+        "profiles": profiles.keys().collect::<Vec<_>>(),
+        "scenarios": scenarios,
+        "lanes": {"baseline": true, "scenario": true, "oracle": true},
+        "execution": {"retries": g.below(3), "timeout_ms": 20000},
+    });
+    std::fs::write(p.path("plans/gen/plan.json"), plan.to_string()).unwrap();
+    usize::try_from(n_profiles * n_probes).unwrap()
+}
+
+/// A value with what differs between two runs of one plan taken out: the run's id, the
+/// kernel's domain ids, serials, times and pids, resource usage and wall times.
+fn steady(v: &Value, run_id: &str) -> Value {
+    const VARY: [&str; 10] = [
+        "domain",
+        "serial",
+        "time_ms",
+        "pid",
+        "rusage",
+        "wall_us",
+        "run_id",
+        "runner_max_rss_kib",
+        "started_at",
+        "finished_at",
+    ];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !VARY.contains(&k.as_str()))
+                .map(|(k, x)| (k.clone(), steady(x, run_id)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| steady(x, run_id)).collect()),
+        Value::String(s) if !run_id.is_empty() => Value::from(s.replace(run_id, "RUN")),
+        x => x.clone(),
+    }
+}
+
+/// Must show: a kernel-audit run that streams its results (one checkpoint per batch of
+/// scenarios) writes the bundle the run that holds every observation to the end writes.
+/// Generated plans (seeded: profiles that deny or allow `/etc`, reads and listings,
+/// wrong expectations retried), each run both ways with a restricted process outside
+/// nexusmon denied all the while: the same result lines of every lane, the same
+/// `kernel_denials.jsonl` (sorted, one line per denial of a scenario-lane child, each in
+/// the scenario whose child made it: a denied attempt names its target, an allowed one
+/// has none), the same summary counts but for the outsider's records (unattributed in
+/// both, never in a line), records = attributed + unattributed, nothing lost, and the
+/// kernel's audit state put back after each run.
+#[test]
+fn a_streamed_kernel_audit_run_writes_the_bundle_of_a_gathered_one() {
+    let _g = audit_lock();
+    for seed in [0x5eed_0001_u64, 0x5eed_0002] {
+        let mut g = Gen(seed);
+        let p = Project::empty();
+        let n = generated_plan(&p, &mut g);
+        // Several batches of scenarios, so several checkpoints.
+        assert!(n > 256, "{n}");
+        let marker = p.path("outsider-only-secret");
+        std::fs::write(&marker, "x").unwrap();
+        let mut stranger = outsider(&marker);
+        let mut bundles = Vec::new();
+        for (out, extra) in [("out-s", None), ("out-g", Some("--gather-results"))] {
+            let before = nexusmon::sandbox::audit::status().expect("audit status");
+            let mut args = vec!["--kernel-audit", "require", "--out", out, "-q"];
+            args.extend(extra);
+            let plan = "plans/gen/plan.json";
+            let mut full = vec!["run", "--plan", plan, "--channel", "clean"];
+            full.extend(args);
+            let ran = p.nx(&full);
+            let after = nexusmon::sandbox::audit::status().expect("audit status");
+            assert!(
+                ran.status == 0 || ran.status == 1,
+                "seed {seed:x} {out}: {}",
+                ran.stderr
+            );
+            assert_eq!(
+                (after.enabled, after.backlog_limit),
+                (before.enabled, before.backlog_limit),
+                "the run must put the kernel's audit state back"
+            );
+            bundles.push((ran.status, crate::util::latest_in(&p.path(out))));
+        }
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert_eq!(bundles[0].0, bundles[1].0, "seed {seed:x}: exit codes");
+        let view = |bundle: &std::path::Path| {
+            let summary = crate::util::read_json(&bundle.join("summary.json"));
+            let run_id = summary["run_id"].as_str().unwrap().to_string();
+            let mut files = Vec::new();
+            for f in [
+                "runtime_results.jsonl",
+                "baseline_results.jsonl",
+                "oracle_results.jsonl",
+                "path_witnesses.jsonl",
+                "mismatch_packets.jsonl",
+            ] {
+                files.push((f, steady(&crate::util::results(bundle, f), &run_id)));
+            }
+            let lines_text = std::fs::read_to_string(bundle.join("kernel_denials.jsonl")).unwrap();
+            let lines: Vec<Value> = lines_text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            // Sorted as written: scenario, attempt, serial.
+            let keys: Vec<(String, u64, u64)> = lines
+                .iter()
+                .map(|l| {
+                    (
+                        l["scenario_id"].as_str().unwrap().to_string(),
+                        l["attempt"].as_u64().unwrap(),
+                        l["serial"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted, "{}", bundle.display());
+            assert!(!lines_text.contains("outsider-only-secret"));
+            files.push((
+                "kernel_denials.jsonl",
+                steady(&Value::Array(lines), &run_id),
+            ));
+            let mut ka = summary["kernel_audit"].clone();
+            assert_eq!(ka["state"], "collected", "{ka:#}");
+            assert_eq!(ka["kernel_lost"], 0, "{ka:#}");
+            assert_eq!(ka["socket_overflows"], 0, "{ka:#}");
+            assert_eq!(
+                ka["records"].as_u64().unwrap(),
+                ka["attributed"].as_u64().unwrap() + ka["unattributed"].as_u64().unwrap(),
+                "{ka:#}"
+            );
+            assert_eq!(
+                ka["attributed"].as_u64().unwrap(),
+                keys.len() as u64,
+                "{ka:#}"
+            );
+            assert!(ka["unattributed"].as_u64().unwrap() >= 1, "{ka:#}");
+            // The outsider's records vary with the run's length.
+            let obj = ka.as_object_mut().unwrap();
+            obj.remove("records");
+            obj.remove("unattributed");
+            let mut rest = summary.clone();
+            rest["kernel_audit"] = ka;
+            files.push(("summary.json", steady(&rest, &run_id)));
+            files.push((
+                "mismatch_summary.json",
+                steady(
+                    &crate::util::read_json(&bundle.join("mismatch_summary.json")),
+                    &run_id,
+                ),
+            ));
+            files
+        };
+        let (streamed, gathered) = (view(&bundles[0].1), view(&bundles[1].1));
+        for ((f, s), (_, g)) in streamed.iter().zip(&gathered) {
+            assert!(
+                s == g,
+                "seed {seed:x}: {f} differs between the streamed and the gathered run\n--- streamed\n{s:#}\n--- gathered\n{g:#}"
+            );
+        }
+        // Every denial is the scenario's own: a denied attempt carries exactly its target's
+        // denial, an allowed one none; every scenario-lane line and only those.
+        let runtime = crate::util::results(&bundles[0].1, "runtime_results.jsonl");
+        let runtime = runtime.as_array().unwrap();
+        assert_eq!(runtime.len(), n);
+        let mut denied_attempts = 0;
+        for o in runtime {
+            for a in std::iter::once(o).chain(o["attempts"].as_array().into_iter().flatten()) {
+                let kd = a["kernel_denials"].as_array().unwrap();
+                if a["outcome"] == "deny" {
+                    denied_attempts += 1;
+                    assert!(!kd.is_empty(), "{o:#}");
+                    for d in kd {
+                        assert_eq!(d["object"]["path"], o["target"], "{o:#}");
+                    }
+                } else {
+                    assert!(kd.is_empty(), "{o:#}");
+                }
+            }
+        }
+        assert!(denied_attempts > 0, "seed {seed:x}: nothing denied");
+    }
+}
