@@ -642,7 +642,7 @@ impl Pipeline<'_> {
         };
         // Every child ended and every scenario was predicted and written: their
         // directories go, and the PID namespaces end, while the rest is written and sealed.
-        executor.retire_namespaces();
+        live_executor.retire_namespaces();
         self.setup.scratch.lanes_over();
         cgroups.remove(run_id);
         if let Ok(mut slot) = live_executor.log_error.lock()
