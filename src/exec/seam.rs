@@ -37,6 +37,30 @@ pub struct ScenarioRun {
     pub worker: Option<Box<WorkerRun>>,
 }
 
+/// The selected scenarios by index, in scenario order: a list of [`ScenarioRun`]s, or
+/// [`super::select::SelectedScenarios`], which builds each one when it is asked for (a
+/// policy matrix's runs are never all in memory).
+pub trait ScenarioSource: Sync {
+    /// How many scenarios.
+    fn count(&self) -> usize;
+    /// Scenario `i` (`i < count()`).
+    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun>;
+    /// Whether any scenario is a mission task.
+    fn has_tasks(&self) -> bool;
+}
+
+impl ScenarioSource for [ScenarioRun] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
+        std::borrow::Cow::Borrowed(&self[i])
+    }
+    fn has_tasks(&self) -> bool {
+        self.iter().any(|s| s.task.is_some())
+    }
+}
+
 /// A worker task's worker and inputs.
 #[derive(Debug, Clone)]
 pub struct WorkerRun {

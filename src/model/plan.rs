@@ -15,6 +15,9 @@ use super::id::{Id, VarName};
 /// reports when it applies; the runner records it.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
+/// A plan's scenario matrix: for each profile, the probes it runs and the decision expected.
+pub type Matrix = BTreeMap<Id, BTreeMap<Id, Expectation>>;
+
 /// A plan: which profiles run which probes, with what expectations, how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +47,7 @@ pub struct Plan {
         deserialize_with = "matrix::deserialize"
     )]
     #[schemars(with = "BTreeMap<Id, BTreeMap<Id, Expectation>>")]
-    pub scenarios: BTreeMap<Id, BTreeMap<Id, Expectation>>,
+    pub scenarios: Matrix,
     /// Which lanes run.
     #[serde(default)]
     pub lanes: Lanes,
@@ -305,9 +308,7 @@ mod matrix {
 
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-    use super::{Expectation, Id};
-
-    type Matrix = BTreeMap<Id, BTreeMap<Id, Expectation>>;
+    use super::{Expectation, Id, Matrix};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Matrix, D::Error> {
         d.deserialize_map(Rows(HashSet::new()))
