@@ -111,8 +111,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
     // Lint first: an experiment's document (its spans, a tree of every matrix entry) is
     // needed for nothing after it, so it is released before the scenarios are listed.
-    let lint = select::lint_report(&loaded, &settings);
     let mut loaded = loaded;
+    // `run` reads the lint report's positions only (`refuse_on_errors`), never its
+    // excerpts: the plan's text (a policy matrix's whole file) goes before lint runs.
+    loaded.release_text();
+    let lint = select::lint_report(&loaded, &settings);
     if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
         loaded.release_document();
         return_free_memory();

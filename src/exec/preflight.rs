@@ -18,7 +18,7 @@ use super::helper::{self, HelperRequest};
 use super::lanes::Isolated;
 use super::lanes::ProfileRuntime;
 use super::outcome::errno_name;
-use super::select::SelectedScenarios;
+use super::seam::SelectedScenarios;
 use super::settings::{DEFAULT_KILL_GRACE_MS, EventSink};
 use super::setup::RunSetup;
 use super::zygote::Zygote;

@@ -1076,7 +1076,7 @@ mod tests {
             let mut out: Vec<(usize, bool)> = Vec::new();
             run_lanes_stream(
                 &Jitter(seed as u64),
-                &scs,
+                scs.as_slice(),
                 &lanes,
                 &mut NullSink,
                 &mut |si, b, s, _| {

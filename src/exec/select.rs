@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::seam::{ScenarioRun, ScenarioSource, WorkerRun};
+pub use super::seam::SelectedScenarios;
+use super::seam::{ScenarioRow, ScenarioRun, ScenarioSource, WorkerRun};
 use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
 use crate::error::ErrorKind;
 use crate::load::mission::{TaskMeta, all_specs, task_specs};
@@ -602,124 +603,6 @@ fn effective_timeout(
     }
 }
 
-/// The selected scenarios, in scenario order. A plan without mission tasks keeps one
-/// small row per scenario (its profile and probe as indexes into two short tables, its
-/// expectation) and builds each [`ScenarioRun`] when it is asked for ([`Self::get`]): the
-/// runs of a policy matrix (~150 bytes each with their ids) are never all in memory. A
-/// mission's scenarios are kept as resolved runs.
-#[derive(Debug)]
-pub struct SelectedScenarios(Listed);
-
-#[derive(Debug)]
-enum Listed {
-    /// Resolved runs (a mission's).
-    Runs(Vec<ScenarioRun>),
-    /// Rows built into runs on demand.
-    Rows {
-        rows: Vec<Row>,
-        /// Profile id and limits, by the rows' `profile`.
-        profiles: Vec<(crate::model::Id, ProfileLimits)>,
-        /// Probe id and the one shared copy of the probe, by the rows' `probe`.
-        probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)>,
-        /// The plan's `execution.timeout_ms`.
-        plan_timeout_ms: Option<u64>,
-    },
-}
-
-/// One selected scenario of a plan without tasks.
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    profile: u32,
-    probe: u32,
-    expected: crate::model::plan::Expectation,
-    control: bool,
-}
-
-impl SelectedScenarios {
-    /// How many scenarios are selected.
-    pub fn len(&self) -> usize {
-        match &self.0 {
-            Listed::Runs(v) => v.len(),
-            Listed::Rows { rows, .. } => rows.len(),
-        }
-    }
-
-    /// True if none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Scenario `i` (`i < len()`): borrowed from a list, or built from its row.
-    pub fn get(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
-        match &self.0 {
-            Listed::Runs(v) => std::borrow::Cow::Borrowed(&v[i]),
-            Listed::Rows {
-                rows,
-                profiles,
-                probes,
-                plan_timeout_ms,
-            } => {
-                let r = rows[i];
-                let (profile_id, limits) = &profiles[r.profile as usize];
-                let (probe_id, probe) = &probes[r.probe as usize];
-                std::borrow::Cow::Owned(ScenarioRun {
-                    spec: ScenarioSpec {
-                        scenario_id: format!("{profile_id}:{probe_id}"),
-                        profile_id: profile_id.clone(),
-                        probe_id: probe_id.clone(),
-                        expected: r.expected,
-                        control: r.control,
-                    },
-                    probe: std::sync::Arc::clone(probe),
-                    timeout: effective_timeout(probe.timeout_ms, *limits, *plan_timeout_ms),
-                    task: None,
-                    worker: None,
-                })
-            }
-        }
-    }
-
-    /// Every scenario in order, one at a time.
-    pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, ScenarioRun>> + '_ {
-        (0..self.len()).map(|i| self.get(i))
-    }
-
-    /// Every scenario, built (for the stages that need them all at once: `--dry`, a gate,
-    /// the gathering write path).
-    pub fn to_vec(&self) -> Vec<ScenarioRun> {
-        match &self.0 {
-            Listed::Runs(v) => v.clone(),
-            Listed::Rows { .. } => self.iter().map(std::borrow::Cow::into_owned).collect(),
-        }
-    }
-
-    /// The resolved runs if they are kept as a list (a mission's), without building any.
-    pub fn as_runs(&self) -> Option<&[ScenarioRun]> {
-        match &self.0 {
-            Listed::Runs(v) => Some(v),
-            Listed::Rows { .. } => None,
-        }
-    }
-}
-
-impl From<Vec<ScenarioRun>> for SelectedScenarios {
-    fn from(runs: Vec<ScenarioRun>) -> Self {
-        Self(Listed::Runs(runs))
-    }
-}
-
-impl ScenarioSource for SelectedScenarios {
-    fn count(&self) -> usize {
-        self.len()
-    }
-    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
-        self.get(i)
-    }
-    fn has_tasks(&self) -> bool {
-        self.as_runs().is_some_and(|v| v.iter().any(|s| s.task.is_some()))
-    }
-}
-
 /// [`resolve_scenarios`], keeping a plan without mission tasks as rows
 /// ([`SelectedScenarios`]): the same runs, in the same order, with the same errors.
 pub fn resolve_selected(
@@ -732,12 +615,13 @@ pub fn resolve_selected(
     }
     let probes_file = &loaded.registry.probes_path;
     let mut rows = Vec::with_capacity(selected.len());
-    let mut profiles: Vec<(crate::model::Id, ProfileLimits)> = Vec::new();
+    let mut profiles: Vec<(crate::model::Id, TimeoutSetting)> = Vec::new();
     let mut probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)> = Vec::new();
     let mut profile_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
     let mut probe_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
     let index = |n: usize| {
-        u32::try_from(n).map_err(|_| Error::input(&loaded.path, "more than 2^32 profiles or probes"))
+        u32::try_from(n)
+            .map_err(|_| Error::input(&loaded.path, "more than 2^32 profiles or probes"))
     };
     // The rows are given back as they are read (see `resolve_scenarios`).
     for spec in in_order_shrinking(selected) {
@@ -760,26 +644,24 @@ pub fn resolve_selected(
             i
         } else {
             let i = index(profiles.len())?;
-            profiles.push((
-                spec.profile_id.clone(),
+            // The timeout of the profile's probes that have none of their own.
+            let fallback = effective_timeout(
+                None,
                 ProfileLimits::of(loaded, &spec.profile_id),
-            ));
+                loaded.plan.execution.timeout_ms,
+            );
+            profiles.push((spec.profile_id.clone(), fallback));
             profile_at.insert(spec.profile_id.clone(), i);
             i
         };
-        rows.push(Row {
+        rows.push(ScenarioRow {
             profile,
             probe,
             expected: spec.expected,
             control: spec.control,
         });
     }
-    Ok(SelectedScenarios(Listed::Rows {
-        rows,
-        profiles,
-        probes,
-        plan_timeout_ms: loaded.plan.execution.timeout_ms,
-    }))
+    Ok(SelectedScenarios::from_rows(rows, profiles, probes))
 }
 
 /// The worker and inputs of a worker task (`None` for anything else).
@@ -1046,7 +928,8 @@ mod tests {
             let known = known_variables(&loaded);
             let all = all_specs(&loaded).unwrap();
             for _ in 0..4 {
-                let selected = r.subset(&all, 1 + r.below(100u64));
+                let percent = 1 + r.below(100u64);
+                let selected = r.subset(&all, percent);
                 let eager = resolve_scenarios(&loaded, selected.clone(), &known);
                 let lazy = resolve_selected(&loaded, selected.clone(), &known);
                 match (eager, lazy) {
@@ -1080,6 +963,9 @@ mod tests {
             }
         }
         // The seeds reach both outcomes, with many runs compared.
-        assert!(compared > 500 && errors > 3, "{compared} runs, {errors} errors");
+        assert!(
+            compared > 500 && errors > 3,
+            "{compared} runs, {errors} errors"
+        );
     }
 }

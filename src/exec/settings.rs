@@ -288,7 +288,7 @@ impl Admission {
     pub fn consult(
         settings: &RunSettings,
         loaded: &LoadedPlan,
-        selected: &super::select::SelectedScenarios,
+        selected: &super::seam::SelectedScenarios,
     ) -> Result<Self> {
         let mut out = Self::default();
         let Some(g) = &settings.gate else {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::fixtures::{Listeners, Scratch};
-use super::select::SelectedScenarios;
+use super::seam::SelectedScenarios;
 use super::settings::RunSettings;
 use crate::Result;
 use crate::load::LoadedPlan;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::assemble::Assembled;
 use super::lanes::LogSink;
-use super::select::SelectedScenarios;
+use super::seam::SelectedScenarios;
 use super::settings::RunSettings;
 use super::setup::RunSetup;
 use std::io::BufWriter;
