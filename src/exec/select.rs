@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use super::seam::SelectedScenarios;
-use super::seam::{ScenarioRow, ScenarioRun, ScenarioSource, WorkerRun};
+use super::seam::{ScenarioRow, ScenarioRun, WorkerRun};
 use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
 use crate::error::ErrorKind;
 use crate::load::mission::{TaskMeta, all_specs, task_specs};
@@ -915,6 +915,7 @@ mod tests {
         // Seeded plans, each with seeded selections (any subset of the plan's scenarios in
         // order, as the filters, a shard or --rerun-failed leave them): the rows give the
         // same runs (every field), in the same order, or the same error.
+        use crate::exec::seam::ScenarioSource;
         use crate::util::testrng::Rng;
         let mut r = Rng(1616);
         let (mut compared, mut errors) = (0usize, 0usize);

@@ -382,6 +382,7 @@ mod tests {
         // (and profile) keys: the rows built in bulk equal maps filled one insert at a
         // time (a repeated key's last value wins).
         use crate::util::testrng::Rng;
+        use std::fmt::Write as _;
         let mut r = Rng(4242);
         for _ in 0..300 {
             let mut text = String::from("{");
@@ -390,10 +391,7 @@ mod tests {
             for i in 0..rows {
                 let profile = format!("p{}", r.below(4u32));
                 let mut row: BTreeMap<Id, Expectation> = BTreeMap::new();
-                text.push_str(&format!(
-                    "{}\"{profile}\": {{",
-                    if i > 0 { "," } else { "" }
-                ));
+                let _ = write!(text, "{}\"{profile}\": {{", if i > 0 { "," } else { "" });
                 for j in 0..r.below(40usize) {
                     let probe = format!("q{}", r.below(30u32));
                     let e = if r.chance(50) {
@@ -401,11 +399,12 @@ mod tests {
                     } else {
                         Expectation::Deny
                     };
-                    text.push_str(&format!(
+                    let _ = write!(
+                        text,
                         "{}\"{probe}\": \"{}\"",
                         if j > 0 { "," } else { "" },
                         e.as_str()
-                    ));
+                    );
                     row.insert(Id::new(probe).unwrap(), e);
                 }
                 text.push('}');
