@@ -27,8 +27,8 @@ use super::lanes::{BaselineRuntime, LiveExecutor, ProfileRuntime, RunCgroups};
 use super::oracle::{self, OracleOutput};
 use super::preflight;
 use super::scheduler::{LaneObservations, LaneSet, run_lanes, run_lanes_stream};
-use super::seam::ScenarioRun;
-use super::select::{self, Selection};
+use super::seam::{ScenarioRun, ScenarioSource};
+use super::select::{self, SelectedScenarios, Selection};
 use super::settings::{
     Admission, DEFAULT_OUTPUT_CAP, EventSink, RunOutcome, RunSettings, SealReport,
 };
@@ -114,8 +114,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
     // Lint first: an experiment's document (its spans, a tree of every matrix entry) is
     // needed for nothing after it, so it is released before the scenarios are listed.
-    let lint = select::lint_report(&loaded, &settings);
     let mut loaded = loaded;
+    // `run` reads the lint report's positions only (`refuse_on_errors`), never its
+    // excerpts: the plan's text (a policy matrix's whole file) goes before lint runs.
+    loaded.release_text();
+    let lint = select::lint_report(&loaded, &settings);
     if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
         loaded.release_document();
         return_free_memory();
@@ -146,9 +149,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         dry: settings.dry,
     });
     if settings.dry {
-        let oracle_out = oracle::oracle_lane(&setup, &loaded, &sel.scenarios);
+        let runs = sel.scenarios.to_vec();
+        let oracle_out = oracle::oracle_lane(&setup, &loaded, &runs);
         return Ok(dry_run(
             &sel,
+            &runs,
             &oracle_out,
             admission.refused,
             setup.jobs,
@@ -165,12 +170,23 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // does not come back).
     let streams = !settings.gather_results
         && loaded.workers.is_empty()
-        && sel.scenarios.iter().all(|s| s.task.is_none())
+        && !sel.scenarios.has_tasks()
         && audit.as_mut().is_none_or(witness::can_checkpoint);
+    // The gathering path needs every run at once (built here unless they are a list
+    // already); the streaming path builds each one when it is reached.
+    let built: Vec<ScenarioRun> = match (streams, sel.scenarios.as_runs()) {
+        (false, None) => sel.scenarios.to_vec(),
+        _ => Vec::new(),
+    };
+    let runs: &[ScenarioRun] = if streams {
+        &[]
+    } else {
+        sel.scenarios.as_runs().unwrap_or(&built)
+    };
     let oracle_out = if streams {
         Vec::new()
     } else {
-        oracle::oracle_lane(&setup, &loaded, &sel.scenarios)
+        oracle::oracle_lane(&setup, &loaded, runs)
     };
 
     // Stage the bundle: from here on, failures seal it as `failed`.
@@ -191,11 +207,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // The zygote outlives the lanes' executor: retired when the lanes are over, it is
     // waited for here, once the bundle is sealed (see `LiveExecutor::retire_namespaces`).
     let zygote_kept: std::sync::Mutex<Option<Arc<Zygote>>> = std::sync::Mutex::new(None);
+    // The matrix is needed again only for the manifest: the pipeline owns it and drops it
+    // once that is written (nothing after it reads the plan's `scenarios`).
+    let matrix = std::mem::take(&mut loaded.plan.scenarios);
     let pipeline = Pipeline {
+        matrix,
         settings: &settings,
         loaded: &loaded,
         setup: &setup,
         scenarios: &sel.scenarios,
+        runs,
         oracle_out: &oracle_out,
         lanes: &lanes,
         governance: &governance,
@@ -269,12 +290,12 @@ fn layers(sel: &Selection) -> Vec<Vec<String>> {
 /// `--dry`: the oracle's verdicts, what would run, and nothing executed.
 fn dry_run(
     sel: &Selection,
+    scenarios: &[ScenarioRun],
     oracle_out: &[OracleOutput],
     refused: Vec<String>,
     jobs: u32,
     sink: &mut dyn EventSink,
 ) -> RunOutcome {
-    let scenarios = &sel.scenarios;
     let verdicts = oracle_out
         .iter()
         .flatten()
@@ -352,10 +373,15 @@ fn begin_bundle(settings: &RunSettings, loaded: &LoadedPlan, run_id: &str) -> Re
 
 /// The stages that run inside a staged bundle.
 struct Pipeline<'a> {
+    /// The plan's scenario matrix, until the manifest is written (then empty).
+    matrix: crate::model::plan::Matrix,
     settings: &'a RunSettings,
     loaded: &'a LoadedPlan,
     setup: &'a RunSetup,
-    scenarios: &'a [ScenarioRun],
+    /// The selected scenarios (the streaming path builds each run as it is reached).
+    scenarios: &'a SelectedScenarios,
+    /// Every run, for the gathering path (empty when results stream).
+    runs: &'a [ScenarioRun],
     oracle_out: &'a [OracleOutput],
     lanes: &'a [Lane],
     governance: &'a [String],
@@ -423,7 +449,9 @@ impl Pipeline<'_> {
             sink,
         )?;
         write::write_run_docs(bundle, &self.description(), &preflight)?;
-        // The manifest's JSON tree (every resolved probe and profile) is free again.
+        drop(std::mem::take(&mut self.matrix));
+        // The manifest's JSON tree (every resolved probe and profile) and the matrix are
+        // free again.
         return_free_memory();
         if super::interrupt::pending().is_none()
             && let Some(reason) = preflight::required_failure(&preflight)
@@ -433,7 +461,7 @@ impl Pipeline<'_> {
         }
 
         // Oracle events first (nothing executes for them).
-        for (sc, o) in self.scenarios.iter().zip(self.oracle_out) {
+        for (sc, o) in self.runs.iter().zip(self.oracle_out) {
             if let Some((v, _)) = o {
                 sink.event(&oracle::oracle_event(sc, v));
             }
@@ -457,7 +485,7 @@ impl Pipeline<'_> {
             self.settings.kernel_audit,
             &self.audit_start,
             self.audit.take(),
-            self.scenarios,
+            self.runs,
             &mut observed.1,
         );
         if let Some(lines) = &audit_report.1 {
@@ -577,7 +605,8 @@ impl Pipeline<'_> {
                            b: Option<crate::model::results::Observation>,
                            s: Option<crate::model::results::Observation>,
                            sink: &mut dyn EventSink| {
-            let mut computed = oracle::oracle_one(self.setup, self.loaded, &scenarios[si]);
+            let sc = scenarios.get(si);
+            let mut computed = oracle::oracle_one(self.setup, self.loaded, &sc);
             if let Some((_, w)) = &mut computed {
                 // The order `path_witnesses.jsonl` promises (and the gathering path's
                 // `assemble::split_oracle` gives): role, then requested path.
@@ -585,13 +614,13 @@ impl Pipeline<'_> {
                 w.dedup();
             }
             if let Some((v, _)) = &computed {
-                sink.event(&oracle::oracle_event(&scenarios[si], v));
+                sink.event(&oracle::oracle_event(&sc, v));
             }
             let (o, w) = match &computed {
                 Some((v, w)) => (Some(v), w.as_slice()),
                 None => (None, &[][..]),
             };
-            let row = asm.scenario(&scenarios[si], b.as_ref(), s.as_ref(), o);
+            let row = asm.scenario(&sc, b.as_ref(), s.as_ref(), o);
             stream.scenario(&write::ScenarioLines {
                 baseline: b.as_ref(),
                 scenario: s.as_ref(),
@@ -625,7 +654,7 @@ impl Pipeline<'_> {
                     self.settings.kernel_audit,
                     &self.audit_start,
                     None,
-                    scenarios,
+                    &[],
                     &mut [],
                 )
                 .0
@@ -711,6 +740,7 @@ impl Pipeline<'_> {
             loaded: self.loaded,
             setup: self.setup,
             scenarios: self.scenarios,
+            matrix: &self.matrix,
             lanes: self.lanes,
             governance: self.governance,
             started_at: &self.started_at,
@@ -755,7 +785,7 @@ impl Pipeline<'_> {
         let executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
         let observed = run_lanes(
             &executor,
-            self.scenarios,
+            self.runs,
             self.baseline_on,
             plan.lanes.scenario,
             plan.execution.retries,
@@ -831,7 +861,7 @@ impl Pipeline<'_> {
         let ctx = self.assemble_ctx();
         let mut a = assemble::assemble(
             &ctx,
-            self.scenarios,
+            self.runs,
             baseline_obs,
             scenario_obs,
             oracle,

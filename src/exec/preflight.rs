@@ -18,7 +18,7 @@ use super::helper::{self, HelperRequest};
 use super::lanes::Isolated;
 use super::lanes::ProfileRuntime;
 use super::outcome::errno_name;
-use super::seam::ScenarioRun;
+use super::seam::SelectedScenarios;
 use super::settings::{DEFAULT_KILL_GRACE_MS, EventSink};
 use super::setup::RunSetup;
 use super::zygote::Zygote;
@@ -35,7 +35,7 @@ use crate::{Error, Result};
 pub fn preflight_all(
     setup: &RunSetup,
     loaded: &LoadedPlan,
-    scenarios: &[ScenarioRun],
+    scenarios: &SelectedScenarios,
     helper_exe: &Path,
     cgroup_dir: Option<&Path>,
     zygote: std::result::Result<&Arc<Zygote>, &String>,
@@ -46,10 +46,10 @@ pub fn preflight_all(
         .apply_preflight_profile
         .as_ref()
         .map(ToString::to_string);
-    let needs_exec: BTreeSet<&str> = scenarios
+    let needs_exec: BTreeSet<String> = scenarios
         .iter()
         .filter(|s| s.probe.driver == Driver::Exec)
-        .map(|s| s.spec.profile_id.as_str())
+        .map(|s| s.spec.profile_id.to_string())
         .collect();
     let mut runtimes: BTreeMap<String, ProfileRuntime> = BTreeMap::new();
     let mut preflight = Vec::new();

@@ -28,7 +28,8 @@ use std::sync::{Condvar, Mutex};
 use super::child;
 use super::interrupt;
 use super::seam::{
-    ProbeExecutor, ScenarioRun, matches_expectation, observe_lane, skipped_observation,
+    ProbeExecutor, ScenarioRun, ScenarioSource, matches_expectation, observe_lane,
+    skipped_observation,
 };
 use super::settings::EventSink;
 use crate::model::plan::Expectation;
@@ -544,9 +545,9 @@ pub struct LaneSet {
 /// handed on in index order (what [`crate::bundle::lines::ReorderWindow`] needs). Returns
 /// the leaks the final sweep found that no child claimed. An error from `each` stops the
 /// run (no further child starts) and is returned.
-pub fn run_lanes_stream(
+pub fn run_lanes_stream<S: ScenarioSource + ?Sized>(
     exec: &dyn ProbeExecutor,
-    scenarios: &[ScenarioRun],
+    scenarios: &S,
     lanes: &LaneSet,
     sink: &mut dyn EventSink,
     each: &mut ScenarioDone<'_>,
@@ -566,14 +567,14 @@ pub fn run_lanes_stream(
     // Only a mission's tasks have dependencies: an experiment's jobs are computed from
     // their index (scenario `i / per_scenario`, lane `i % per_scenario`), nothing kept per
     // job.
-    let has_tasks = scenarios.iter().any(|s| s.task.is_some());
+    let has_tasks = scenarios.has_tasks();
     let nodes = if has_tasks {
         task_nodes(scenarios, &lane_list)
     } else {
         Vec::new()
     };
     let job_list = LaneJobs {
-        scenarios: scenarios.len(),
+        scenarios: scenarios.count(),
         lanes: &lane_list,
         nodes: &nodes,
     };
@@ -582,8 +583,8 @@ pub fn run_lanes_stream(
     let succeeded = |o: &Observation| {
         o.lane != Lane::Scenario
             || o.task_id.is_none()
-            || scenarios
-                .iter()
+            || (0..scenarios.count())
+                .map(|i| scenarios.run(i))
                 .find(|s| s.spec.scenario_id == o.scenario_id)
                 .is_none_or(|s| matches_expectation(s.spec.expected, o.result.outcome))
     };
@@ -591,7 +592,8 @@ pub fn run_lanes_stream(
     // After an interrupt no child starts, and a child killed by it is recorded as
     // interrupted (skipped), not as the outcome of a killed process.
     let run = |job: &(usize, Lane)| {
-        let sc = &scenarios[job.0];
+        let sc = scenarios.run(job.0);
+        let sc = &*sc;
         let interrupted = |what: &str| {
             let sig = interrupt::signal_name(interrupt::pending().unwrap_or(0));
             skipped_observation(
@@ -629,7 +631,8 @@ pub fn run_lanes_stream(
     let states = {
         let mut on_done = |i: usize, st: JobState<Observation>| -> Result<(), String> {
             let (si, lane) = job_list.job(i);
-            let sc = &scenarios[si];
+            let sc = scenarios.run(si);
+            let sc = &*sc;
             let o = match st {
                 JobState::Done(o) => {
                     if !succeeded(&o)
@@ -689,7 +692,7 @@ pub fn run_lanes_stream(
     states.map_err(Error::runner)?;
     // Scenarios with no lane (none selected) are handed on empty.
     if per_scenario == 0 {
-        for si in 0..scenarios.len() {
+        for si in 0..scenarios.count() {
             each(si, None, None, &mut *sink)?;
         }
     }
@@ -724,7 +727,13 @@ impl JobSource<(usize, Lane)> for LaneJobs<'_> {
 /// A mission's jobs (the order of [`LaneJobs`]) with their dependencies: a task's
 /// scenario-lane job on the scenario-lane jobs of the tasks it depends on, its baseline
 /// job on both lanes' jobs of those tasks.
-fn task_nodes(scenarios: &[ScenarioRun], lanes: &[Lane]) -> Vec<JobNode<(usize, Lane)>> {
+fn task_nodes<S: ScenarioSource + ?Sized>(
+    source: &S,
+    lanes: &[Lane],
+) -> Vec<JobNode<(usize, Lane)>> {
+    // Only a mission has tasks, and its runs are a list (nothing is built here).
+    let scenarios: Vec<std::borrow::Cow<'_, ScenarioRun>> =
+        (0..source.count()).map(|i| source.run(i)).collect();
     let mut index: BTreeMap<(usize, Lane), usize> = BTreeMap::new();
     let mut order: Vec<(usize, Lane)> = Vec::new();
     for i in 0..scenarios.len() {
@@ -1067,7 +1076,7 @@ mod tests {
             let mut out: Vec<(usize, bool)> = Vec::new();
             run_lanes_stream(
                 &Jitter(seed as u64),
-                &scs,
+                scs.as_slice(),
                 &lanes,
                 &mut NullSink,
                 &mut |si, b, s, _| {

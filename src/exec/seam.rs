@@ -11,7 +11,9 @@ use crate::load::ScenarioSpec;
 use crate::load::mission::TaskMeta;
 use crate::model::plan::Expectation;
 use crate::model::registry::{Driver, Probe};
-use crate::model::results::{Attempt, Lane, Observation, Outcome, Stage, TimeoutSetting};
+use crate::model::results::{
+    Attempt, Lane, Observation, Outcome, Stage, TimeoutSetting, TimeoutSource,
+};
 
 /// True if a scenario-lane outcome satisfies the expectation.
 pub fn matches_expectation(expected: Expectation, observed: Outcome) -> bool {
@@ -35,6 +37,173 @@ pub struct ScenarioRun {
     /// The worker a worker task runs, with the task's inputs (`probe` is then the exec
     /// probe that stands for it: `argv` the worker's command, operation `exec`).
     pub worker: Option<Box<WorkerRun>>,
+}
+
+/// The selected scenarios by index, in scenario order: a list of [`ScenarioRun`]s, or
+/// [`SelectedScenarios`], which builds each one when it is asked for (a
+/// policy matrix's runs are never all in memory).
+pub trait ScenarioSource: Sync {
+    /// How many scenarios.
+    fn count(&self) -> usize;
+    /// Scenario `i` (`i < count()`).
+    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun>;
+    /// Whether any scenario is a mission task.
+    fn has_tasks(&self) -> bool;
+}
+
+impl ScenarioSource for [ScenarioRun] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
+        std::borrow::Cow::Borrowed(&self[i])
+    }
+    fn has_tasks(&self) -> bool {
+        self.iter().any(|s| s.task.is_some())
+    }
+}
+
+/// The selected scenarios, in scenario order. A plan without mission tasks keeps one
+/// small row per scenario (its profile and probe as indexes into two short tables, its
+/// expectation) and builds each [`ScenarioRun`] when it is asked for ([`Self::get`]): the
+/// runs of a policy matrix (~150 bytes each with their ids) are never all in memory. A
+/// mission's scenarios are kept as resolved runs. `select::resolve_selected` makes them.
+#[derive(Debug)]
+pub struct SelectedScenarios(Listed);
+
+#[derive(Debug)]
+enum Listed {
+    /// Resolved runs (a mission's).
+    Runs(Vec<ScenarioRun>),
+    /// Rows built into runs on demand.
+    Rows {
+        rows: Vec<ScenarioRow>,
+        /// Profile id, and the timeout of its probes that have none of their own, by the
+        /// rows' `profile`.
+        profiles: Vec<(crate::model::Id, TimeoutSetting)>,
+        /// Probe id and the one shared copy of the probe, by the rows' `probe`.
+        probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)>,
+    },
+}
+
+/// One selected scenario of a plan without tasks.
+#[derive(Debug, Clone, Copy)]
+pub struct ScenarioRow {
+    /// Index of its profile.
+    pub profile: u32,
+    /// Index of its probe.
+    pub probe: u32,
+    /// The expected decision.
+    pub expected: Expectation,
+    /// True if it comes from the plan's `controls`.
+    pub control: bool,
+}
+
+impl SelectedScenarios {
+    /// Rows whose `profile` and `probe` index `profiles` (id, and the timeout of a probe
+    /// without its own) and `probes` (id, probe).
+    pub fn from_rows(
+        rows: Vec<ScenarioRow>,
+        profiles: Vec<(crate::model::Id, TimeoutSetting)>,
+        probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)>,
+    ) -> Self {
+        Self(Listed::Rows {
+            rows,
+            profiles,
+            probes,
+        })
+    }
+
+    /// How many scenarios are selected.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Listed::Runs(v) => v.len(),
+            Listed::Rows { rows, .. } => rows.len(),
+        }
+    }
+
+    /// True if none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Scenario `i` (`i < len()`): borrowed from a list, or built from its row.
+    pub fn get(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
+        match &self.0 {
+            Listed::Runs(v) => std::borrow::Cow::Borrowed(&v[i]),
+            Listed::Rows {
+                rows,
+                profiles,
+                probes,
+            } => {
+                let r = rows[i];
+                let (profile_id, fallback) = &profiles[r.profile as usize];
+                let (probe_id, probe) = &probes[r.probe as usize];
+                std::borrow::Cow::Owned(ScenarioRun {
+                    spec: ScenarioSpec {
+                        scenario_id: format!("{profile_id}:{probe_id}"),
+                        profile_id: profile_id.clone(),
+                        probe_id: probe_id.clone(),
+                        expected: r.expected,
+                        control: r.control,
+                    },
+                    probe: std::sync::Arc::clone(probe),
+                    // The probe's own timeout wins; the kill grace is the profile's.
+                    timeout: match probe.timeout_ms {
+                        Some(ms) => TimeoutSetting {
+                            ms: ms.max(1),
+                            source: TimeoutSource::Probe,
+                            kill_grace_ms: fallback.kill_grace_ms,
+                        },
+                        None => *fallback,
+                    },
+                    task: None,
+                    worker: None,
+                })
+            }
+        }
+    }
+
+    /// Every scenario in order, one at a time.
+    pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, ScenarioRun>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Every scenario, built (for the stages that need them all at once: `--dry`, a gate,
+    /// the gathering write path).
+    pub fn to_vec(&self) -> Vec<ScenarioRun> {
+        match &self.0 {
+            Listed::Runs(v) => v.clone(),
+            Listed::Rows { .. } => self.iter().map(std::borrow::Cow::into_owned).collect(),
+        }
+    }
+
+    /// The resolved runs if they are kept as a list (a mission's), without building any.
+    pub fn as_runs(&self) -> Option<&[ScenarioRun]> {
+        match &self.0 {
+            Listed::Runs(v) => Some(v),
+            Listed::Rows { .. } => None,
+        }
+    }
+}
+
+impl From<Vec<ScenarioRun>> for SelectedScenarios {
+    fn from(runs: Vec<ScenarioRun>) -> Self {
+        Self(Listed::Runs(runs))
+    }
+}
+
+impl ScenarioSource for SelectedScenarios {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn run(&self, i: usize) -> std::borrow::Cow<'_, ScenarioRun> {
+        self.get(i)
+    }
+    fn has_tasks(&self) -> bool {
+        self.as_runs()
+            .is_some_and(|v| v.iter().any(|s| s.task.is_some()))
+    }
 }
 
 /// A worker task's worker and inputs.

@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::seam::{ScenarioRun, WorkerRun};
+pub use super::seam::SelectedScenarios;
+use super::seam::{ScenarioRow, ScenarioRun, WorkerRun};
 use super::settings::{DEFAULT_KILL_GRACE_MS, DEFAULT_TIMEOUT_MS, RunSettings};
 use crate::error::ErrorKind;
 use crate::load::mission::{TaskMeta, all_specs, task_specs};
@@ -29,7 +30,7 @@ use crate::{Error, Result};
 pub struct Selection {
     /// The selected scenarios (their rows, as the gate sees them, are `spec`) with their
     /// probes and effective timeouts.
-    pub scenarios: Vec<ScenarioRun>,
+    pub scenarios: SelectedScenarios,
     /// A mission's shape (`None` for experiments).
     pub mission: Option<MissionShape>,
     /// `--shard`: the part of the selection this run is (its `selected` and `scenarios`
@@ -96,7 +97,7 @@ pub fn selection_linted(
         Some(spec) => Some(cut_shard(loaded, settings, spec, &mut selected)?),
         None => None,
     };
-    let scenarios = resolve_scenarios(loaded, selected, &known_variables(loaded))?;
+    let scenarios = resolve_selected(loaded, selected, &known_variables(loaded))?;
     let mission = MissionShape::of(loaded, &scenarios)?;
     Ok(Selection {
         scenarios,
@@ -219,7 +220,7 @@ impl MissionShape {
     /// work a second time without any policy, so for a mission it runs only when the plan
     /// asks for it explicitly (`"lanes": {"baseline": true}`); the oracle lane follows
     /// `lanes.oracle` as for experiments.
-    pub fn of(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<Option<Self>> {
+    pub fn of(loaded: &LoadedPlan, scenarios: &SelectedScenarios) -> Result<Option<Self>> {
         let plan = &loaded.plan;
         let Some(m) = plan
             .mission
@@ -236,9 +237,9 @@ impl MissionShape {
             )
             .with_hint("remove `\"scenario\": false` from `lanes`"));
         }
-        let selected: BTreeSet<&str> = scenarios
+        let selected: BTreeSet<String> = scenarios
             .iter()
-            .filter_map(|s| s.task.as_ref().map(|t| t.task_id.as_str()))
+            .filter_map(|s| s.task.as_ref().map(|t| t.task_id.clone()))
             .collect();
         let layers: Vec<Vec<String>> = order
             .iter()
@@ -545,32 +546,122 @@ pub fn resolve_scenarios(
             shared_probes.insert(spec.probe_id.clone(), std::sync::Arc::clone(&p));
             p
         };
-        let profile = loaded.profiles.get(&spec.profile_id);
-        let (ms, source) = if let Some(t) = probe.timeout_ms {
-            (t, TimeoutSource::Probe)
-        } else if let Some(t) = profile.and_then(|p| p.limits.wall_timeout_ms) {
-            (t, TimeoutSource::Profile)
-        } else if let Some(t) = loaded.plan.execution.timeout_ms {
-            (t, TimeoutSource::Plan)
-        } else {
-            (DEFAULT_TIMEOUT_MS, TimeoutSource::Default)
-        };
-        let grace = profile
-            .and_then(|p| p.limits.kill_grace_ms)
-            .unwrap_or(DEFAULT_KILL_GRACE_MS);
+        let timeout = effective_timeout(
+            probe.timeout_ms,
+            ProfileLimits::of(loaded, &spec.profile_id),
+            loaded.plan.execution.timeout_ms,
+        );
         out.push(ScenarioRun {
             spec,
             probe,
-            timeout: TimeoutSetting {
-                ms: ms.max(1),
-                source,
-                kill_grace_ms: grace,
-            },
+            timeout,
             task: task.map(Box::new),
             worker: None,
         });
     }
     Ok(out)
+}
+
+/// What a profile's limits give a scenario's timeout: its wall timeout and kill grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProfileLimits {
+    wall_timeout_ms: Option<u64>,
+    kill_grace_ms: Option<u64>,
+}
+
+impl ProfileLimits {
+    /// The limits of the plan's profile `id` (none if it is not resolved).
+    fn of(loaded: &LoadedPlan, id: &crate::model::Id) -> Self {
+        let profile = loaded.profiles.get(id);
+        Self {
+            wall_timeout_ms: profile.and_then(|p| p.limits.wall_timeout_ms),
+            kill_grace_ms: profile.and_then(|p| p.limits.kill_grace_ms),
+        }
+    }
+}
+
+/// A probe's effective timeout: the probe's, else its profile's, else the plan's, else the
+/// default; the kill grace is the profile's or the default.
+fn effective_timeout(
+    probe_ms: Option<u64>,
+    profile: ProfileLimits,
+    plan_ms: Option<u64>,
+) -> TimeoutSetting {
+    let (ms, source) = if let Some(t) = probe_ms {
+        (t, TimeoutSource::Probe)
+    } else if let Some(t) = profile.wall_timeout_ms {
+        (t, TimeoutSource::Profile)
+    } else if let Some(t) = plan_ms {
+        (t, TimeoutSource::Plan)
+    } else {
+        (DEFAULT_TIMEOUT_MS, TimeoutSource::Default)
+    };
+    TimeoutSetting {
+        ms: ms.max(1),
+        source,
+        kill_grace_ms: profile.kill_grace_ms.unwrap_or(DEFAULT_KILL_GRACE_MS),
+    }
+}
+
+/// [`resolve_scenarios`], keeping a plan without mission tasks as rows
+/// ([`SelectedScenarios`]): the same runs, in the same order, with the same errors.
+pub fn resolve_selected(
+    loaded: &LoadedPlan,
+    selected: Vec<ScenarioSpec>,
+    known_vars: &BTreeSet<String>,
+) -> Result<SelectedScenarios> {
+    if !task_specs(loaded)?.is_empty() {
+        return resolve_scenarios(loaded, selected, known_vars).map(SelectedScenarios::from);
+    }
+    let probes_file = &loaded.registry.probes_path;
+    let mut rows = Vec::with_capacity(selected.len());
+    let mut profiles: Vec<(crate::model::Id, TimeoutSetting)> = Vec::new();
+    let mut probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)> = Vec::new();
+    let mut profile_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
+    let mut probe_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
+    let index = |n: usize| {
+        u32::try_from(n)
+            .map_err(|_| Error::input(&loaded.path, "more than 2^32 profiles or probes"))
+    };
+    // The rows are given back as they are read (see `resolve_scenarios`).
+    for spec in in_order_shrinking(selected) {
+        let probe = if let Some(&i) = probe_at.get(&spec.probe_id) {
+            i
+        } else {
+            let Some(p) = loaded.probes.get(&spec.probe_id) else {
+                return Err(Error::input(
+                    probes_file,
+                    format!("probe `{}` is not defined", spec.probe_id),
+                ));
+            };
+            check_probe(probes_file, spec.probe_id.as_str(), p, known_vars)?;
+            let i = index(probes.len())?;
+            probes.push((spec.probe_id.clone(), std::sync::Arc::new(p.clone())));
+            probe_at.insert(spec.probe_id.clone(), i);
+            i
+        };
+        let profile = if let Some(&i) = profile_at.get(&spec.profile_id) {
+            i
+        } else {
+            let i = index(profiles.len())?;
+            // The timeout of the profile's probes that have none of their own.
+            let fallback = effective_timeout(
+                None,
+                ProfileLimits::of(loaded, &spec.profile_id),
+                loaded.plan.execution.timeout_ms,
+            );
+            profiles.push((spec.profile_id.clone(), fallback));
+            profile_at.insert(spec.profile_id.clone(), i);
+            i
+        };
+        rows.push(ScenarioRow {
+            profile,
+            probe,
+            expected: spec.expected,
+            control: spec.control,
+        });
+    }
+    Ok(SelectedScenarios::from_rows(rows, profiles, probes))
 }
 
 /// The worker and inputs of a worker task (`None` for anything else).
@@ -743,5 +834,139 @@ mod tests {
             let got: Vec<String> = in_order_shrinking(rows.clone()).collect();
             assert_eq!(got, rows, "{n} rows");
         }
+    }
+
+    /// A project in `dir` with a seeded plan: profiles with and without limits, probes
+    /// with and without their own timeout (one, sometimes, with no target: an input error
+    /// at resolution), a matrix over some of each, controls, and a plan timeout or none.
+    fn seeded_project(dir: &Path, r: &mut crate::util::testrng::Rng) -> std::path::PathBuf {
+        use serde_json::json;
+        let n_profiles = 1 + r.below(6usize);
+        let n_probes = 1 + r.below(12usize);
+        let broken = r.chance(15).then(|| r.below(n_probes));
+        let mut probes = serde_json::Map::new();
+        for i in 0..n_probes {
+            let mut p = json!({"operation": "file-read", "target": format!("/usr/lib/f{i}")});
+            if r.chance(40) {
+                p["timeout_ms"] = json!(r.below(5000u64));
+            }
+            if broken == Some(i) {
+                p.as_object_mut().unwrap().remove("target");
+            }
+            probes.insert(format!("q{i:02}"), p);
+        }
+        let mut profiles = serde_json::Map::new();
+        for k in 0..n_profiles {
+            let mut p = json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": [
+                {"path": "/usr", "access": ["read", "exec"]}]}}});
+            let mut limits = serde_json::Map::new();
+            if r.chance(50) {
+                limits.insert("wall_timeout_ms".into(), json!(1 + r.below(9000u64)));
+            }
+            if r.chance(50) {
+                limits.insert("kill_grace_ms".into(), json!(r.below(900u64)));
+            }
+            if !limits.is_empty() {
+                p["limits"] = serde_json::Value::Object(limits);
+            }
+            profiles.insert(format!("p{k}"), p);
+        }
+        let profile_ids: Vec<String> = profiles.keys().cloned().collect();
+        let probe_ids: Vec<String> = probes.keys().cloned().collect();
+        let mut matrix = serde_json::Map::new();
+        for prof in r.subset(&profile_ids, 80) {
+            let row: serde_json::Map<String, serde_json::Value> = r
+                .subset(&probe_ids, 60)
+                .into_iter()
+                .map(|q| (q, json!(if r.chance(50) { "allow" } else { "deny" })))
+                .collect();
+            matrix.insert(prof, serde_json::Value::Object(row));
+        }
+        let controls = r.subset(&probe_ids, 15);
+        let mut plan = json!({
+            "schema_version": 1, "plan_id": "gen", "kind": "experiment",
+            "registry_id": "t", "profiles": profile_ids, "scenarios": matrix,
+            "controls": controls,
+        });
+        if r.chance(50) {
+            plan["execution"] = json!({"timeout_ms": 1 + r.below(7000u64)});
+        }
+        let reg = dir.join("registry/t");
+        std::fs::create_dir_all(&reg).unwrap();
+        std::fs::create_dir_all(dir.join("plans/gen")).unwrap();
+        let write = |path: std::path::PathBuf, v: serde_json::Value| {
+            std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+        };
+        write(
+            reg.join("probes.json"),
+            json!({"schema_version": 1, "registry_id": "t", "probes": probes}),
+        );
+        write(
+            reg.join("profiles.json"),
+            json!({"schema_version": 1, "registry_id": "t", "profiles": profiles}),
+        );
+        let plan_path = dir.join("plans/gen/plan.json");
+        write(plan_path.clone(), plan);
+        plan_path
+    }
+
+    #[test]
+    fn runs_built_from_rows_are_the_runs_resolved_whole() {
+        // Seeded plans, each with seeded selections (any subset of the plan's scenarios in
+        // order, as the filters, a shard or --rerun-failed leave them): the rows give the
+        // same runs (every field), in the same order, or the same error.
+        use crate::exec::seam::ScenarioSource;
+        use crate::util::testrng::Rng;
+        let mut r = Rng(1616);
+        let (mut compared, mut errors) = (0usize, 0usize);
+        for _ in 0..60 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = seeded_project(dir.path(), &mut r);
+            let loaded = match crate::load::load_plan(&path) {
+                Ok(l) => l,
+                Err(e) => panic!("{}", e.full_message()),
+            };
+            let known = known_variables(&loaded);
+            let all = all_specs(&loaded).unwrap();
+            for _ in 0..4 {
+                let percent = 1 + r.below(100u64);
+                let selected = r.subset(&all, percent);
+                let eager = resolve_scenarios(&loaded, selected.clone(), &known);
+                let lazy = resolve_selected(&loaded, selected.clone(), &known);
+                match (eager, lazy) {
+                    (Ok(eager), Ok(lazy)) => {
+                        assert_eq!(lazy.len(), selected.len());
+                        assert_eq!(lazy.is_empty(), selected.is_empty());
+                        assert!(lazy.as_runs().is_none(), "an experiment is kept as rows");
+                        assert!(!ScenarioSource::has_tasks(&lazy));
+                        let want: Vec<String> = eager.iter().map(|s| format!("{s:?}")).collect();
+                        let got: Vec<String> = lazy.iter().map(|s| format!("{s:?}")).collect();
+                        assert_eq!(got, want);
+                        let whole: Vec<String> =
+                            lazy.to_vec().iter().map(|s| format!("{s:?}")).collect();
+                        assert_eq!(whole, want);
+                        for (i, w) in want.iter().enumerate() {
+                            assert_eq!(&format!("{:?}", ScenarioSource::run(&lazy, i)), w);
+                        }
+                        compared += want.len();
+                    }
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a.full_message(), b.full_message());
+                        assert_eq!(a.hint(), b.hint());
+                        errors += 1;
+                    }
+                    (a, b) => panic!(
+                        "eager {:?} but rows {:?}",
+                        a.map(|v| v.len()),
+                        b.map(|v| v.len())
+                    ),
+                }
+            }
+        }
+        // The seeds reach both outcomes, with many runs compared.
+        assert!(
+            compared > 500 && errors > 3,
+            "{compared} runs, {errors} errors"
+        );
     }
 }

@@ -294,15 +294,17 @@ impl Admission {
     pub fn consult(
         settings: &RunSettings,
         loaded: &LoadedPlan,
-        selected: &[super::seam::ScenarioRun],
+        selected: &super::seam::SelectedScenarios,
     ) -> Result<Self> {
         let mut out = Self::default();
         let Some(g) = &settings.gate else {
             return Ok(out);
         };
+        // The gate sees every selected row at once.
+        let selected = selected.to_vec();
         let d = g.check(&GateInput {
             plan: loaded,
-            scenarios: selected,
+            scenarios: &selected,
             dry: settings.dry,
         })?;
         out.notes.extend(d.notes.iter().cloned());

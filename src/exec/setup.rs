@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::fixtures::{Listeners, Scratch};
-use super::seam::ScenarioRun;
+use super::seam::SelectedScenarios;
 use super::settings::RunSettings;
 use crate::Result;
 use crate::load::LoadedPlan;
@@ -125,7 +125,7 @@ impl RunSetup {
     pub fn prepare(
         settings: &RunSettings,
         loaded: &LoadedPlan,
-        scenarios: &[ScenarioRun],
+        scenarios: &SelectedScenarios,
         max_jobs: Option<u32>,
     ) -> Result<Self> {
         let facts = host_facts();
@@ -175,7 +175,7 @@ impl RunSetup {
     fn compile_profiles(
         &self,
         loaded: &LoadedPlan,
-        scenarios: &[ScenarioRun],
+        scenarios: &SelectedScenarios,
     ) -> Result<BTreeMap<String, CompiledProfile>> {
         let mut profile_ids: BTreeSet<String> = scenarios
             .iter()
@@ -318,10 +318,18 @@ fn runner_env() -> Vec<(String, String)> {
 }
 
 /// The run variables, with the ports of the selected probes' listeners (started here).
-fn start_listeners(loaded: &LoadedPlan, scenarios: &[ScenarioRun]) -> Result<(Vars, Listeners)> {
+fn start_listeners(
+    loaded: &LoadedPlan,
+    scenarios: &SelectedScenarios,
+) -> Result<(Vars, Listeners)> {
     let selected_probes: Vec<&Probe> = {
-        let ids: BTreeSet<&str> = scenarios.iter().map(|s| s.spec.probe_id.as_str()).collect();
-        ids.iter().filter_map(|id| loaded.probes.get(*id)).collect()
+        let ids: BTreeSet<String> = scenarios
+            .iter()
+            .map(|s| s.spec.probe_id.to_string())
+            .collect();
+        ids.iter()
+            .filter_map(|id| loaded.probes.get(id.as_str()))
+            .collect()
     };
     let mut base_vars = Vars::new();
     for (k, v) in &loaded.plan.variables {

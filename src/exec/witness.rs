@@ -384,7 +384,7 @@ impl<'b> AuditStream<'b> {
     /// the lanes of every scenario not yet written began (those of `batch` are removed).
     pub fn checkpoint(
         &mut self,
-        scenarios: &[ScenarioRun],
+        scenarios: &dyn super::seam::ScenarioSource,
         batch: &mut [Finished],
         starts: &LaneStarts,
     ) -> Result<()> {
@@ -414,9 +414,11 @@ impl<'b> AuditStream<'b> {
             };
             give(obs, attempt, &a.denial);
             lines.push(KernelDenialLine {
-                scenario_id: scenarios
-                    .get(*si)
-                    .map_or_else(String::new, |s| s.spec.scenario_id.clone()),
+                scenario_id: if *si < scenarios.count() {
+                    scenarios.run(*si).spec.scenario_id.clone()
+                } else {
+                    String::new()
+                },
                 attempt,
                 serial: a.serial,
                 time_ms: a.time_ms,
@@ -434,8 +436,8 @@ impl<'b> AuditStream<'b> {
                 .map_err(|e| Error::io("write", Path::new(KERNEL_DENIALS_FILE), e))?;
         }
         for (si, _, _) in batch.iter() {
-            if let Some(s) = scenarios.get(*si) {
-                starts.end(&s.spec.scenario_id);
+            if *si < scenarios.count() {
+                starts.end(&scenarios.run(*si).spec.scenario_id);
             }
         }
         self.matcher.expire(starts.frontier());

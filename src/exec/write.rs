@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::assemble::Assembled;
 use super::lanes::LogSink;
-use super::seam::ScenarioRun;
+use super::seam::SelectedScenarios;
 use super::settings::RunSettings;
 use super::setup::RunSetup;
 use std::io::BufWriter;
@@ -49,7 +49,10 @@ pub struct RunDescription<'a> {
     /// The run's environment.
     pub setup: &'a RunSetup,
     /// The selected scenarios.
-    pub scenarios: &'a [ScenarioRun],
+    pub scenarios: &'a SelectedScenarios,
+    /// The plan's scenario matrix (`run` takes it out of the loaded plan, whose
+    /// `scenarios` are then empty, and drops it once the manifest is written).
+    pub matrix: &'a crate::model::plan::Matrix,
     /// The lanes that run.
     pub lanes: &'a [Lane],
     /// Governance notes (the gate's, a mission's).
@@ -88,10 +91,8 @@ pub fn write_run_docs(
         }),
         "scenarios",
         d.scenarios.iter().map(|s| {
-            (
-                s.spec.scenario_id.as_str(),
-                expected_entry(&s.spec, s.task.as_deref()),
-            )
+            let entry = expected_entry(&s.spec, s.task.as_deref());
+            (s.into_owned().spec.scenario_id, entry)
         }),
         &mut f,
     )
@@ -130,7 +131,7 @@ fn write_manifest(
             }),
         ));
     }
-    let matrix = &d.loaded.plan.scenarios;
+    let matrix = d.matrix;
     if !matrix.is_empty() {
         head["plan"]["scenarios"] = serde_json::Value::Null;
         fills.push((
@@ -177,10 +178,10 @@ fn write_manifest(
 /// Key-sorted pretty JSON of the object `head` with the map `entries` (given in key order)
 /// under `key`, written one entry at a time: the bytes `util::json::to_sorted_pretty` gives
 /// for the whole object.
-pub fn pretty_map_doc<'k, T: serde::Serialize>(
+pub fn pretty_map_doc<K: AsRef<str>, T: serde::Serialize>(
     head: &serde_json::Value,
     key: &str,
-    mut entries: impl Iterator<Item = (&'k str, T)>,
+    mut entries: impl Iterator<Item = (K, T)>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let text = |v: &serde_json::Value, by: &str| -> std::io::Result<String> {
@@ -210,7 +211,7 @@ pub fn pretty_map_doc<'k, T: serde::Serialize>(
                 write!(
                     out,
                     "{}: {}",
-                    text(&serde_json::Value::String(name.into()), "")?,
+                    text(&serde_json::Value::String(name.as_ref().into()), "")?,
                     text(&value, "    ")?
                 )?;
                 any = true;
@@ -269,7 +270,7 @@ impl RunDescription<'_> {
             ("WORKER_BIN", "${WORKER_BIN}"),
         ]);
         let mut probes = BTreeMap::new();
-        for sc in self.scenarios {
+        for sc in self.scenarios.iter() {
             let p = &sc.probe;
             probes
                 .entry(sc.spec.probe_id.to_string())

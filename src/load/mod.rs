@@ -225,6 +225,15 @@ impl LoadedPlan {
     pub fn release_document(&mut self) {
         self.doc = std::sync::Arc::new(self.doc.released());
     }
+
+    /// Drop the parsed document's text (the tree stays, for lint's spans): for a caller
+    /// that judges the lint report by its findings' positions only (`run`); the report
+    /// then quotes no excerpt of the plan. Nothing happens while the document is shared.
+    pub fn release_text(&mut self) {
+        if let Some(doc) = std::sync::Arc::get_mut(&mut self.doc) {
+            doc.text = String::new();
+        }
+    }
 }
 
 /// The canonical digest input of a plan: the plan (without `$schema`) with every probe and

@@ -15,6 +15,9 @@ use super::id::{Id, VarName};
 /// reports when it applies; the runner records it.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
+/// A plan's scenario matrix: for each profile, the probes it runs and the decision expected.
+pub type Matrix = BTreeMap<Id, BTreeMap<Id, Expectation>>;
+
 /// A plan: which profiles run which probes, with what expectations, how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +47,7 @@ pub struct Plan {
         deserialize_with = "matrix::deserialize"
     )]
     #[schemars(with = "BTreeMap<Id, BTreeMap<Id, Expectation>>")]
-    pub scenarios: BTreeMap<Id, BTreeMap<Id, Expectation>>,
+    pub scenarios: Matrix,
     /// Which lanes run.
     #[serde(default)]
     pub lanes: Lanes,
@@ -305,9 +308,7 @@ mod matrix {
 
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-    use super::{Expectation, Id};
-
-    type Matrix = BTreeMap<Id, BTreeMap<Id, Expectation>>;
+    use super::{Expectation, Id, Matrix};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Matrix, D::Error> {
         d.deserialize_map(Rows(HashSet::new()))
@@ -358,12 +359,61 @@ mod matrix {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
+            // Built in bulk from the row's entries (sorted, a repeated key's last value
+            // kept, as inserting one by one keeps it): full nodes, about half the memory
+            // of a tree grown by inserting sorted keys, whose nodes split half-full.
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
             while let Some(probe) = map.next_key::<Id>()? {
                 let e: Expectation = map.next_value()?;
-                out.insert(shared(self.0, probe), e);
+                entries.push((shared(self.0, probe), e));
             }
-            Ok(out)
+            Ok(entries.into_iter().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_matrices_read_as_inserting_each_entry_in_turn() {
+        // Seeded matrices written as JSON text, in any key order, with repeated probe
+        // (and profile) keys: the rows built in bulk equal maps filled one insert at a
+        // time (a repeated key's last value wins).
+        use crate::util::testrng::Rng;
+        use std::fmt::Write as _;
+        let mut r = Rng(4242);
+        for _ in 0..300 {
+            let mut text = String::from("{");
+            let mut want: Matrix = BTreeMap::new();
+            let rows = r.below(5usize);
+            for i in 0..rows {
+                let profile = format!("p{}", r.below(4u32));
+                let mut row: BTreeMap<Id, Expectation> = BTreeMap::new();
+                let _ = write!(text, "{}\"{profile}\": {{", if i > 0 { "," } else { "" });
+                for j in 0..r.below(40usize) {
+                    let probe = format!("q{}", r.below(30u32));
+                    let e = if r.chance(50) {
+                        Expectation::Allow
+                    } else {
+                        Expectation::Deny
+                    };
+                    let _ = write!(
+                        text,
+                        "{}\"{probe}\": \"{}\"",
+                        if j > 0 { "," } else { "" },
+                        e.as_str()
+                    );
+                    row.insert(Id::new(probe).unwrap(), e);
+                }
+                text.push('}');
+                want.insert(Id::new(profile).unwrap(), row);
+            }
+            text.push('}');
+            let got = matrix::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(got, want, "{text}");
         }
     }
 }
