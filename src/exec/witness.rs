@@ -399,6 +399,13 @@ impl<'b> AuditStream<'b> {
             }
         }
         self.matcher.absorb(records);
+        // Each scenario's id, looked up once (a row-backed source builds the whole run).
+        let ids: Vec<Option<String>> = batch
+            .iter()
+            .map(|(si, _, _)| {
+                (*si < scenarios.count()).then(|| scenarios.run(*si).spec.scenario_id.clone())
+            })
+            .collect();
         let mut children: Vec<((usize, u32), ChildTrace)> = Vec::new();
         for (at, (_, _, obs)) in batch.iter_mut().enumerate() {
             if let Some(o) = obs {
@@ -409,16 +416,12 @@ impl<'b> AuditStream<'b> {
         let mut lines = Vec::new();
         for a in self.matcher.claim(&children) {
             let (at, attempt) = a.key;
-            let Some((si, _, Some(obs))) = batch.get_mut(at) else {
+            let Some((_, _, Some(obs))) = batch.get_mut(at) else {
                 continue;
             };
             give(obs, attempt, &a.denial);
             lines.push(KernelDenialLine {
-                scenario_id: if *si < scenarios.count() {
-                    scenarios.run(*si).spec.scenario_id.clone()
-                } else {
-                    String::new()
-                },
+                scenario_id: ids.get(at).cloned().flatten().unwrap_or_default(),
                 attempt,
                 serial: a.serial,
                 time_ms: a.time_ms,
@@ -435,10 +438,8 @@ impl<'b> AuditStream<'b> {
                 .write_all(text.as_bytes())
                 .map_err(|e| Error::io("write", Path::new(KERNEL_DENIALS_FILE), e))?;
         }
-        for (si, _, _) in batch.iter() {
-            if *si < scenarios.count() {
-                starts.end(&scenarios.run(*si).spec.scenario_id);
-            }
+        for id in ids.iter().flatten() {
+            starts.end(id);
         }
         self.matcher.expire(starts.frontier());
         Ok(())
