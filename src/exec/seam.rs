@@ -164,6 +164,24 @@ impl SelectedScenarios {
         }
     }
 
+    /// The distinct probe ids of the selected scenarios, sorted, without building a run.
+    pub fn probe_ids(&self) -> std::collections::BTreeSet<&str> {
+        match &self.0 {
+            Listed::Runs(v) => v.iter().map(|s| s.spec.probe_id.as_str()).collect(),
+            Listed::Rows { rows, probes, .. } => {
+                let mut used = vec![false; probes.len()];
+                for r in rows {
+                    used[r.probe as usize] = true;
+                }
+                probes
+                    .iter()
+                    .zip(used)
+                    .filter_map(|((id, _), u)| u.then_some(id.as_str()))
+                    .collect()
+            }
+        }
+    }
+
     /// Every scenario in order, one at a time.
     pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, ScenarioRun>> + '_ {
         (0..self.len()).map(|i| self.get(i))

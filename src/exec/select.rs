@@ -948,6 +948,10 @@ mod tests {
                         for (i, w) in want.iter().enumerate() {
                             assert_eq!(&format!("{:?}", ScenarioSource::run(&lazy, i)), w);
                         }
+                        // The probe ids without building a run, as the runs name them.
+                        let ids: std::collections::BTreeSet<&str> =
+                            eager.iter().map(|s| s.spec.probe_id.as_str()).collect();
+                        assert_eq!(lazy.probe_ids(), ids);
                         compared += want.len();
                     }
                     (Err(a), Err(b)) => {

@@ -322,15 +322,11 @@ fn start_listeners(
     loaded: &LoadedPlan,
     scenarios: &SelectedScenarios,
 ) -> Result<(Vars, Listeners)> {
-    let selected_probes: Vec<&Probe> = {
-        let ids: BTreeSet<String> = scenarios
-            .iter()
-            .map(|s| s.spec.probe_id.to_string())
-            .collect();
-        ids.iter()
-            .filter_map(|id| loaded.probes.get(id.as_str()))
-            .collect()
-    };
+    let selected_probes: Vec<&Probe> = scenarios
+        .probe_ids()
+        .into_iter()
+        .filter_map(|id| loaded.probes.get(id))
+        .collect();
     let mut base_vars = Vars::new();
     for (k, v) in &loaded.plan.variables {
         base_vars.set(k.to_string(), v.clone());
