@@ -118,6 +118,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // `run` reads the lint report's positions only (`refuse_on_errors`), never its
     // excerpts: the plan's text (a policy matrix's whole file) goes before lint runs.
     loaded.release_text();
+    // Nothing after load reads the registry's own entries (the plan's resolved copies are
+    // what runs; lint reads the registry's files again).
+    loaded.release_registry_entries();
     let lint = select::lint_report(&loaded, &settings);
     if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
         loaded.release_document();

@@ -73,6 +73,25 @@ pub fn selection_linted(
     if is_mission {
         lint()?;
     }
+    let unfiltered = settings.rerun_failed.is_none()
+        && settings.shard.is_none()
+        && settings.only_profiles.is_empty()
+        && settings.only_scenarios.is_empty();
+    if unfiltered && !is_mission && loaded.plan.mission.is_none() {
+        // The whole matrix, straight into rows: no list of every scenario is made (a plan
+        // that declares none is told so by `select` below, as before).
+        let order = MatrixOrder::of(&loaded.plan);
+        let count = order.count();
+        if count > 0 {
+            lint()?;
+            let scenarios = order.resolve(loaded, &known_variables(loaded), count)?;
+            return Ok(Selection {
+                mission: MissionShape::of(loaded, &scenarios)?,
+                scenarios,
+                shard: None,
+            });
+        }
+    }
     let rerun = match &settings.rerun_failed {
         Some(b) => Some(failed_in(b, loaded.plan.plan_id.as_str())?),
         None => None,
@@ -613,55 +632,231 @@ pub fn resolve_selected(
     if !task_specs(loaded)?.is_empty() {
         return resolve_scenarios(loaded, selected, known_vars).map(SelectedScenarios::from);
     }
-    let probes_file = &loaded.registry.probes_path;
-    let mut rows = Vec::with_capacity(selected.len());
-    let mut profiles: Vec<(crate::model::Id, TimeoutSetting)> = Vec::new();
-    let mut probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)> = Vec::new();
-    let mut profile_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
-    let mut probe_at: BTreeMap<crate::model::Id, u32> = BTreeMap::new();
-    let index = |n: usize| {
-        u32::try_from(n)
-            .map_err(|_| Error::input(&loaded.path, "more than 2^32 profiles or probes"))
-    };
+    let mut rows = RowBuilder::new(loaded, known_vars, selected.len());
     // The rows are given back as they are read (see `resolve_scenarios`).
     for spec in in_order_shrinking(selected) {
-        let probe = if let Some(&i) = probe_at.get(&spec.probe_id) {
+        rows.push(
+            &spec.profile_id,
+            &spec.probe_id,
+            spec.expected,
+            spec.control,
+        )?;
+    }
+    Ok(rows.finish())
+}
+
+/// The whole matrix of a plan without mission tasks, resolved straight into rows: what
+/// [`resolve_selected`] gives for every scenario the plan declares ([`all_specs`], which
+/// `select` lists when no filter applies), without listing them (a policy matrix's list of
+/// [`ScenarioSpec`]s is ~130 bytes per scenario, its rows 12): the same rows in the same
+/// order (sorted by scenario id `<profile>:<probe>`, each once), with the same errors.
+/// `None` if the plan has mission tasks or declares no scenario (`select` then says why).
+pub fn resolve_matrix(
+    loaded: &LoadedPlan,
+    known_vars: &BTreeSet<String>,
+) -> Result<Option<SelectedScenarios>> {
+    if loaded.plan.mission.is_some() {
+        return Ok(None);
+    }
+    let order = MatrixOrder::of(&loaded.plan);
+    match order.count() {
+        0 => Ok(None),
+        count => order.resolve(loaded, known_vars, count).map(Some),
+    }
+}
+
+/// A plan's matrix in scenario-id order: its profiles (each once) sorted by `<profile>:`,
+/// and the controls (each once) sorted. Ids never contain `:`, so sorting the ids
+/// `<profile>:<probe>` sorts by `<profile>:` first and then by probe id.
+struct MatrixOrder<'a> {
+    plan: &'a crate::model::plan::Plan,
+    profiles: Vec<&'a crate::model::Id>,
+    controls: Vec<&'a crate::model::Id>,
+}
+
+impl<'a> MatrixOrder<'a> {
+    fn of(plan: &'a crate::model::plan::Plan) -> Self {
+        let joined = |id: &crate::model::Id| {
+            let tail: &[u8] = b":";
+            id.as_str()
+                .as_bytes()
+                .iter()
+                .chain(tail)
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        let mut profiles: Vec<&crate::model::Id> = plan.profiles.iter().collect();
+        profiles.sort_by_cached_key(|p| joined(p));
+        profiles.dedup();
+        let mut controls: Vec<&crate::model::Id> = plan.controls.iter().collect();
+        controls.sort();
+        controls.dedup();
+        Self {
+            plan,
+            profiles,
+            controls,
+        }
+    }
+
+    /// How many scenarios.
+    fn count(&self) -> usize {
+        self.profiles
+            .iter()
+            .map(|p| match self.plan.scenarios.get(*p) {
+                Some(row) => {
+                    row.len()
+                        + self
+                            .controls
+                            .iter()
+                            .filter(|c| !row.contains_key(**c))
+                            .count()
+                }
+                None => self.controls.len(),
+            })
+            .sum()
+    }
+
+    /// The `count` scenarios resolved into rows, in order.
+    fn resolve(
+        &self,
+        loaded: &LoadedPlan,
+        known_vars: &BTreeSet<String>,
+        count: usize,
+    ) -> Result<SelectedScenarios> {
+        let mut rows = RowBuilder::new(loaded, known_vars, count);
+        self.each(|profile, probe, expected, control| {
+            rows.push(profile, probe, expected, control)
+        })?;
+        Ok(rows.finish())
+    }
+
+    /// Call `f` with each scenario in order (profile, probe, expectation, control), as
+    /// [`crate::model::plan::Plan::scenario_specs`] lists them.
+    fn each(
+        &self,
+        mut f: impl FnMut(
+            &crate::model::Id,
+            &crate::model::Id,
+            crate::model::plan::Expectation,
+            bool,
+        ) -> Result<()>,
+    ) -> Result<()> {
+        use crate::model::plan::Expectation;
+        let empty = BTreeMap::new();
+        for &profile in &self.profiles {
+            let row = self.plan.scenarios.get(profile).unwrap_or(&empty);
+            let mut declared = row.iter().peekable();
+            let mut controls = self
+                .controls
+                .iter()
+                .copied()
+                .filter(|c| !row.contains_key(*c))
+                .peekable();
+            loop {
+                // Both are sorted and disjoint: take the smaller.
+                let take_declared = match (declared.peek(), controls.peek()) {
+                    (Some((d, _)), Some(c)) => *d < *c,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                if take_declared {
+                    if let Some((probe, expected)) = declared.next() {
+                        let control = self.controls.binary_search(&probe).is_ok();
+                        f(profile, probe, *expected, control)?;
+                    }
+                } else if let Some(probe) = controls.next() {
+                    f(profile, probe, Expectation::Allow, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds [`SelectedScenarios`] rows, checking each probe when it first appears and
+/// computing each profile's fallback timeout once.
+struct RowBuilder<'a> {
+    loaded: &'a LoadedPlan,
+    known_vars: &'a BTreeSet<String>,
+    rows: Vec<ScenarioRow>,
+    profiles: Vec<(crate::model::Id, TimeoutSetting)>,
+    probes: Vec<(crate::model::Id, std::sync::Arc<Probe>)>,
+    profile_at: BTreeMap<crate::model::Id, u32>,
+    probe_at: BTreeMap<crate::model::Id, u32>,
+}
+
+impl<'a> RowBuilder<'a> {
+    fn new(loaded: &'a LoadedPlan, known_vars: &'a BTreeSet<String>, capacity: usize) -> Self {
+        Self {
+            loaded,
+            known_vars,
+            rows: Vec::with_capacity(capacity),
+            profiles: Vec::new(),
+            probes: Vec::new(),
+            profile_at: BTreeMap::new(),
+            probe_at: BTreeMap::new(),
+        }
+    }
+
+    fn index(&self, n: usize) -> Result<u32> {
+        u32::try_from(n)
+            .map_err(|_| Error::input(&self.loaded.path, "more than 2^32 profiles or probes"))
+    }
+
+    /// Add the scenario `profile_id:probe_id`; an undefined or invalid probe is an input
+    /// error naming the registry file.
+    fn push(
+        &mut self,
+        profile_id: &crate::model::Id,
+        probe_id: &crate::model::Id,
+        expected: crate::model::plan::Expectation,
+        control: bool,
+    ) -> Result<()> {
+        let loaded = self.loaded;
+        let probes_file = &loaded.registry.probes_path;
+        let probe = if let Some(&i) = self.probe_at.get(probe_id) {
             i
         } else {
-            let Some(p) = loaded.probes.get(&spec.probe_id) else {
+            let Some(p) = loaded.probes.get(probe_id) else {
                 return Err(Error::input(
                     probes_file,
-                    format!("probe `{}` is not defined", spec.probe_id),
+                    format!("probe `{probe_id}` is not defined"),
                 ));
             };
-            check_probe(probes_file, spec.probe_id.as_str(), p, known_vars)?;
-            let i = index(probes.len())?;
-            probes.push((spec.probe_id.clone(), std::sync::Arc::new(p.clone())));
-            probe_at.insert(spec.probe_id.clone(), i);
+            check_probe(probes_file, probe_id.as_str(), p, self.known_vars)?;
+            let i = self.index(self.probes.len())?;
+            self.probes
+                .push((probe_id.clone(), std::sync::Arc::new(p.clone())));
+            self.probe_at.insert(probe_id.clone(), i);
             i
         };
-        let profile = if let Some(&i) = profile_at.get(&spec.profile_id) {
+        let profile = if let Some(&i) = self.profile_at.get(profile_id) {
             i
         } else {
-            let i = index(profiles.len())?;
+            let i = self.index(self.profiles.len())?;
             // The timeout of the profile's probes that have none of their own.
             let fallback = effective_timeout(
                 None,
-                ProfileLimits::of(loaded, &spec.profile_id),
+                ProfileLimits::of(loaded, profile_id),
                 loaded.plan.execution.timeout_ms,
             );
-            profiles.push((spec.profile_id.clone(), fallback));
-            profile_at.insert(spec.profile_id.clone(), i);
+            self.profiles.push((profile_id.clone(), fallback));
+            self.profile_at.insert(profile_id.clone(), i);
             i
         };
-        rows.push(ScenarioRow {
+        self.rows.push(ScenarioRow {
             profile,
             probe,
-            expected: spec.expected,
-            control: spec.control,
+            expected,
+            control,
         });
+        Ok(())
     }
-    Ok(SelectedScenarios::from_rows(rows, profiles, probes))
+
+    fn finish(self) -> SelectedScenarios {
+        SelectedScenarios::from_rows(self.rows, self.profiles, self.probes)
+    }
 }
 
 /// The worker and inputs of a worker task (`None` for anything else).
@@ -841,7 +1036,11 @@ mod tests {
     /// at resolution), a matrix over some of each, controls, and a plan timeout or none.
     fn seeded_project(dir: &Path, r: &mut crate::util::testrng::Rng) -> std::path::PathBuf {
         use serde_json::json;
-        let n_profiles = 1 + r.below(6usize);
+        // Ids one of which is a prefix of another (`p` and `p1`, `p1` and `p1-a`): sorted
+        // by scenario id `<profile>:<probe>`, `p1-a:…` comes before `p1:…`, and `p1:…`
+        // before `p:…`, unlike the ids themselves.
+        const PROFILE_IDS: [&str; 8] = ["p1", "p", "p1-a", "p10", "p1.b", "p1_c", "q", "p2"];
+        let n_profiles = 1 + r.below(PROFILE_IDS.len());
         let n_probes = 1 + r.below(12usize);
         let broken = r.chance(15).then(|| r.below(n_probes));
         let mut probes = serde_json::Map::new();
@@ -869,7 +1068,7 @@ mod tests {
             if !limits.is_empty() {
                 p["limits"] = serde_json::Value::Object(limits);
             }
-            profiles.insert(format!("p{k}"), p);
+            profiles.insert(PROFILE_IDS[k].to_string(), p);
         }
         let profile_ids: Vec<String> = profiles.keys().cloned().collect();
         let probe_ids: Vec<String> = probes.keys().cloned().collect();
@@ -882,10 +1081,22 @@ mod tests {
                 .collect();
             matrix.insert(prof, serde_json::Value::Object(row));
         }
-        let controls = r.subset(&probe_ids, 15);
+        let mut controls = r.subset(&probe_ids, 15);
+        // A control listed twice, a profile listed twice, a profile with a matrix row left
+        // out of `profiles` (its row is not run).
+        if r.chance(25) && !controls.is_empty() {
+            controls.push(r.pick(&controls).clone());
+        }
+        let mut listed = profile_ids.clone();
+        if r.chance(25) {
+            listed.push(r.pick(&profile_ids).clone());
+        }
+        if r.chance(20) && listed.len() > 1 {
+            listed.remove(r.below(listed.len()));
+        }
         let mut plan = json!({
             "schema_version": 1, "plan_id": "gen", "kind": "experiment",
-            "registry_id": "t", "profiles": profile_ids, "scenarios": matrix,
+            "registry_id": "t", "profiles": listed, "scenarios": matrix,
             "controls": controls,
         });
         if r.chance(50) {
@@ -918,7 +1129,7 @@ mod tests {
         use crate::exec::seam::ScenarioSource;
         use crate::util::testrng::Rng;
         let mut r = Rng(1616);
-        let (mut compared, mut errors) = (0usize, 0usize);
+        let (mut compared, mut errors, mut whole) = (0usize, 0usize, 0usize);
         for _ in 0..60 {
             let dir = tempfile::tempdir().unwrap();
             let path = seeded_project(dir.path(), &mut r);
@@ -928,6 +1139,32 @@ mod tests {
             };
             let known = known_variables(&loaded);
             let all = all_specs(&loaded).unwrap();
+            // The whole matrix resolved straight into rows (a run without filters): the
+            // runs `select` lists and `resolve_scenarios` resolves, or the same error.
+            match (
+                resolve_scenarios(&loaded, all.clone(), &known),
+                resolve_matrix(&loaded, &known),
+            ) {
+                (Ok(eager), Ok(Some(direct))) => {
+                    let want: Vec<String> = eager.iter().map(|s| format!("{s:?}")).collect();
+                    let got: Vec<String> = direct.iter().map(|s| format!("{s:?}")).collect();
+                    assert_eq!(got, want);
+                    let ids: std::collections::BTreeSet<&str> =
+                        eager.iter().map(|s| s.spec.probe_id.as_str()).collect();
+                    assert_eq!(direct.probe_ids(), ids);
+                    whole += 1;
+                }
+                (Ok(eager), Ok(None)) => assert!(eager.is_empty(), "rows of a matrix missing"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.full_message(), b.full_message());
+                    assert_eq!(a.hint(), b.hint());
+                }
+                (a, b) => panic!(
+                    "eager {:?} but matrix rows {:?}",
+                    a.map(|v| v.len()),
+                    b.map(|v| v.map(|s| s.len()))
+                ),
+            }
             for _ in 0..4 {
                 let percent = 1 + r.below(100u64);
                 let selected = r.subset(&all, percent);
@@ -969,8 +1206,8 @@ mod tests {
         }
         // The seeds reach both outcomes, with many runs compared.
         assert!(
-            compared > 500 && errors > 3,
-            "{compared} runs, {errors} errors"
+            compared > 500 && errors > 3 && whole > 20,
+            "{compared} runs, {errors} errors, {whole} whole matrices"
         );
     }
 }

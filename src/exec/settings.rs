@@ -36,8 +36,10 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
 pub struct GateInput<'a> {
     /// The plan with everything it resolves (digest included).
     pub plan: &'a LoadedPlan,
-    /// The selected scenarios (each one's row is its `spec`).
-    pub scenarios: &'a [super::seam::ScenarioRun],
+    /// The selected scenarios (each one's row is its `spec`), each run built when the
+    /// gate asks for it ([`super::seam::SelectedScenarios::iter`]): a policy matrix's runs
+    /// are never all in memory for the gate.
+    pub scenarios: &'a super::seam::SelectedScenarios,
     /// `--dry`.
     pub dry: bool,
 }
@@ -300,11 +302,10 @@ impl Admission {
         let Some(g) = &settings.gate else {
             return Ok(out);
         };
-        // The gate sees every selected row at once.
-        let selected = selected.to_vec();
+        // The gate reads the selection as it is kept: no run is built unless it asks.
         let d = g.check(&GateInput {
             plan: loaded,
-            scenarios: &selected,
+            scenarios: selected,
             dry: settings.dry,
         })?;
         out.notes.extend(d.notes.iter().cloned());

@@ -107,6 +107,8 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
         );
     }
     let mut ids: Vec<(PathBuf, String)> = Vec::new();
+    // Each file's value is moved out of its input for the checks (nothing reads
+    // `input.value` after this; a copy would hold a large registry twice).
     if let Some(p) = probes_files.first() {
         let mut input = input::read(p, "probes")?;
         reg.files_checked += 1;
@@ -114,7 +116,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
             .value
             .as_ref()
             .is_some_and(|v| v.get("probes").is_some_and(Value::is_object));
-        if let Some(v) = input.value.clone() {
+        if let Some(v) = input.value.take() {
             header(&mut input, &v, &dir_name, &mut ids);
             lint_probes(&mut input, &v, &mut reg);
         }
@@ -128,7 +130,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
             .value
             .as_ref()
             .is_some_and(|v| v.get("profiles").is_some_and(Value::is_object));
-        if let Some(v) = input.value.clone() {
+        if let Some(v) = input.value.take() {
             header(&mut input, &v, &dir_name, &mut ids);
             lint_profiles(&mut input, &v, &mut reg);
         }
@@ -149,7 +151,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
     if let Some(p) = workers_files.first() {
         let mut input = input::read(p, "workers")?;
         reg.files_checked += 1;
-        if let Some(v) = input.value.clone() {
+        if let Some(v) = input.value.take() {
             let mut ignored = Vec::new();
             header(&mut input, &v, &dir_name, &mut ignored);
             lint_workers(&mut input, &v, &mut reg);

@@ -20,7 +20,7 @@ use crate::model::plan::Expectation;
 use crate::model::{Id, Plan, PlanKind, Probe, ProbesFile, Profile, ProfilesFile, SCHEMA_VERSION};
 use crate::source::{Document, TypedError};
 use crate::util::digest::Digest;
-use crate::util::{fsx, json, suggest};
+use crate::util::{fsx, suggest};
 use crate::{Error, Result};
 
 /// Version of the digest input layout; bump when the layout changes.
@@ -226,6 +226,15 @@ impl LoadedPlan {
         self.doc = std::sync::Arc::new(self.doc.released());
     }
 
+    /// Drop the registry's parsed entries (every probe and profile its files declare),
+    /// keeping its paths and workers: for a caller that reads only the plan's own
+    /// [`Self::probes`] and [`Self::profiles`] after load (`run`; a large registry is held
+    /// twice otherwise, the referenced entries being copies).
+    pub fn release_registry_entries(&mut self) {
+        self.registry.probes.probes = BTreeMap::new();
+        self.registry.profiles.profiles = BTreeMap::new();
+    }
+
     /// Drop the parsed document's text (the tree stays, for lint's spans): for a caller
     /// that judges the lint report by its findings' positions only (`run`); the report
     /// then quotes no excerpt of the plan. Nothing happens while the document is shared.
@@ -304,7 +313,8 @@ pub fn plan_digest_with(
             })
             .collect(),
     };
-    Ok(Digest::both_of(&json::canonical(&input)?))
+    // Hashed as it is written: the canonical text of a policy matrix is never whole.
+    Digest::both_of_canonical(&input)
 }
 
 impl Plan {
@@ -706,7 +716,7 @@ mod tests {
             let mut tree = serde_json::to_value(&plan).unwrap();
             tree.as_object_mut().unwrap().remove("$schema");
             let want = Digest::both_of(
-                &json::canonical(&serde_json::json!({
+                &crate::util::json::canonical(&serde_json::json!({
                     "digest_version": DIGEST_VERSION,
                     "plan": tree,
                     "probes": {},

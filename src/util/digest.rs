@@ -39,6 +39,38 @@ impl Digest {
             sha256: Some(sha256_hex(bytes)),
         }
     }
+
+    /// [`Digest::both_of`] the RFC 8785 canonical JSON of `value`
+    /// ([`crate::util::json::canonical`]), hashed as it is written: the text is never
+    /// whole in memory.
+    pub fn both_of_canonical<T: Serialize>(value: &T) -> Result<Self> {
+        let mut h = BothHasher {
+            blake3: blake3::Hasher::new(),
+            sha256: sha2::Sha256::new(),
+        };
+        crate::util::json::canonical_to(value, &mut h)?;
+        Ok(Self {
+            blake3: h.blake3.finalize().to_hex().to_string(),
+            sha256: Some(hex(&h.sha256.finalize())),
+        })
+    }
+}
+
+/// Feeds every byte written to both hashes.
+struct BothHasher {
+    blake3: blake3::Hasher,
+    sha256: sha2::Sha256,
+}
+
+impl std::io::Write for BothHasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.blake3.update(buf);
+        self.sha256.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Hex blake3 of `bytes`.
@@ -48,9 +80,13 @@ pub fn blake3_hex(bytes: &[u8]) -> String {
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = sha2::Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in d {
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         use std::fmt::Write;
         let _ = write!(s, "{b:02x}");
     }
@@ -96,5 +132,52 @@ mod tests {
             "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
         assert!(is_hex64(&blake3_hex(b"x")));
+    }
+
+    #[test]
+    fn canonical_hashed_as_written_is_the_digest_of_the_canonical_bytes() {
+        // Seeded JSON values (nested objects with keys out of order, escapes, non-ASCII
+        // keys whose UTF-16 order differs from their bytes', numbers, large strings):
+        // hashing the canonical text as it is written gives the digest of the whole text.
+        use crate::util::testrng::Rng;
+        use serde_json::{Value, json};
+        fn value(r: &mut Rng, depth: u32) -> Value {
+            const KEYS: [&str; 9] = [
+                "b",
+                "a",
+                "\u{e9}",
+                "\u{1f600}",
+                "\u{ff61}",
+                "a\"",
+                "10",
+                "1",
+                "",
+            ];
+            match if depth > 2 {
+                r.below(4u32)
+            } else {
+                r.below(7u32)
+            } {
+                0 => Value::Null,
+                1 => json!(r.chance(50)),
+                2 => json!(r.next() as f64 / 7.0 - 1e9),
+                3 => json!("x\n\u{e9}".repeat(r.below(200usize))),
+                4 => Value::Array((0..r.below(5u32)).map(|_| value(r, depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..r.below(40u32))
+                        .map(|i| (format!("{}{i}", r.pick(&KEYS)), value(r, depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut r = Rng(8785);
+        for _ in 0..120 {
+            let v = value(&mut r, 0);
+            let bytes = crate::util::json::canonical(&v).unwrap();
+            assert_eq!(
+                Digest::both_of_canonical(&v).unwrap(),
+                Digest::both_of(&bytes)
+            );
+        }
     }
 }

@@ -60,6 +60,14 @@ pub fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::runner("cannot canonicalize JSON").with_source(e))
 }
 
+/// [`canonical`] written to `out` instead of collected: the same bytes, for a digest that
+/// hashes them as they come ([`crate::util::digest::Digest::both_of_canonical`]) rather
+/// than keeping a copy of the whole text (a policy matrix's plan is megabytes).
+pub fn canonical_to<T: Serialize, W: std::io::Write>(value: &T, out: &mut W) -> Result<()> {
+    serde_json_canonicalizer::to_writer(value, out)
+        .map_err(|e| Error::runner("cannot canonicalize JSON").with_source(e))
+}
+
 /// Writes the value at one pointer of [`write_pretty_with`]: it gets the output and the
 /// indentation of the line its key is on, and writes the value as `to_sorted_pretty`
 /// would there (see [`pretty_seq`]).
