@@ -238,6 +238,9 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
     setup.stop_listeners();
+    // The lanes' worker threads are gone and their arenas hold what they freed: returned
+    // to the kernel before the seal hashes and writes the bundle's index.
+    return_free_memory();
     let sealer = Seal {
         settings: &settings,
         loaded: &loaded,
@@ -677,6 +680,9 @@ impl Pipeline<'_> {
         live_executor.retire_namespaces();
         self.setup.scratch.lanes_over();
         cgroups.remove(run_id);
+        // The lanes' threads freed what they held (in their own arenas): returned to the
+        // kernel before the results are finished and the summary written.
+        return_free_memory();
         if let Ok(mut slot) = live_executor.log_error.lock()
             && let Some(e) = slot.take()
         {

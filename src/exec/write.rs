@@ -104,8 +104,9 @@ pub fn write_run_docs(
 }
 
 /// `run_manifest.json`: the bytes `to_sorted_pretty` gives for the whole manifest, with the
-/// two members that grow with the plan streamed into the file (`selected`, one id per
-/// scenario, and the plan's `scenarios` matrix), so neither is built as a JSON tree.
+/// three members that grow with the plan streamed into the file (`selected`, one id per
+/// scenario, the plan's `scenarios` matrix, and `probes`, one resolved probe at a time),
+/// so none is built as a JSON tree.
 fn write_manifest(
     bundle: &StagedBundle,
     d: &RunDescription<'_>,
@@ -113,10 +114,18 @@ fn write_manifest(
 ) -> Result<()> {
     let name = Path::new("run_manifest.json");
     let io_err = |e: std::io::Error| Error::io("write", name, e);
-    let mut head = serde_json::to_value(d.manifest(preflight))
+    let mut manifest = d.manifest(preflight);
+    // The resolved probes (a policy matrix's thousands) are written one at a time below,
+    // not built into the manifest's JSON tree.
+    let probes = std::mem::take(&mut manifest.probes);
+    let mut head = serde_json::to_value(manifest)
         .map_err(|e| Error::runner("cannot serialize the run manifest").with_source(e))?;
     let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     let mut fills: Vec<(&str, json::Fill<'_>)> = Vec::new();
+    if !probes.is_empty() {
+        head["probes"] = serde_json::Value::Null;
+        fills.push(("/probes", map_fill(probes)));
+    }
     if !d.scenarios.is_empty() {
         head["selected"] = serde_json::Value::Null;
         fills.push((
@@ -173,6 +182,30 @@ fn write_manifest(
         .map_err(|e| io_err(e.into_error()))?
         .commit()
         .map(|_| ())
+}
+
+/// A [`json::Fill`] writing the map `entries` (its values one at a time) as
+/// [`json::write_pretty_with`] writes that map's JSON object at the fill's pointer: the
+/// bytes of the whole document through `to_sorted_pretty`, without a JSON tree of every
+/// entry at once.
+fn map_fill<T: serde::Serialize + 'static>(entries: BTreeMap<String, T>) -> json::Fill<'static> {
+    Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
+        let inner = format!("{ind}  ");
+        json::pretty_seq(
+            o,
+            ind,
+            b'{',
+            entries.iter().map(|(key, value)| {
+                let v = serde_json::to_value(value).map_err(std::io::Error::other)?;
+                let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+                Ok(format!(
+                    "{}: {}",
+                    serde_json::Value::String(key.clone()),
+                    text.replace('\n', &format!("\n{inner}"))
+                ))
+            }),
+        )
+    })
 }
 
 /// Key-sorted pretty JSON of the object `head` with the map `entries` (given in key order)
@@ -724,6 +757,67 @@ pub fn write_run_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_filled_in_one_entry_at_a_time_is_the_whole_document_through_sorted_pretty() {
+        // Seeded documents with a map at a pointer (top level or nested, empty or not, its
+        // values nested objects and arrays with strings to escape) written through
+        // `map_fill`: the bytes of the whole document through `to_sorted_pretty`.
+        use crate::util::testrng::Rng;
+        use serde_json::{Value, json};
+        fn value(r: &mut Rng, depth: u32) -> Value {
+            match if depth > 2 {
+                r.below(3u32)
+            } else {
+                r.below(6u32)
+            } {
+                0 => json!(r.below(1000u32)),
+                1 => json!(["a\n\"b\"", "\u{e9}", "~/"][r.below(3usize)]),
+                2 => Value::Null,
+                3 => Value::Array((0..r.below(3u32)).map(|_| value(r, depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..r.below(4u32))
+                        .map(|i| {
+                            (
+                                format!("{}{i}", ["z", "a", "m~", "b/"][r.below(4usize)]),
+                                value(r, depth + 1),
+                            )
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        let mut r = Rng(1166);
+        for _ in 0..150 {
+            let entries: BTreeMap<String, Value> = (0..r.below(6u32))
+                .map(|i| {
+                    (
+                        format!("{}{i}", ["p", "a-b", "q\"x"][r.below(3usize)]),
+                        value(&mut r, 0),
+                    )
+                })
+                .collect();
+            let nested = r.chance(50);
+            let mut whole = json!({"schema_version": 2, "z": [1, {"y": null}], "a": {}});
+            let mut head = whole.clone();
+            let pointer = if nested {
+                whole["plan"] = json!({"id": "x", "probes": entries});
+                head["plan"] = json!({"id": "x", "probes": null});
+                "/plan/probes"
+            } else {
+                whole["probes"] = json!(entries);
+                head["probes"] = Value::Null;
+                "/probes"
+            };
+            let mut out = Vec::new();
+            let mut fills: Vec<(&str, json::Fill<'_>)> = vec![(pointer, map_fill(entries))];
+            json::write_pretty_with(&head, &mut fills, &mut out).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(json::to_sorted_pretty(&whole).unwrap()).unwrap()
+            );
+        }
+    }
 
     /// The streamed map document is byte-identical to the whole document through
     /// `to_sorted_pretty`, for empty, one-entry and nested maps.
