@@ -1055,7 +1055,7 @@ mod tests {
             probes.insert(format!("q{i:02}"), p);
         }
         let mut profiles = serde_json::Map::new();
-        for k in 0..n_profiles {
+        for id in PROFILE_IDS.iter().take(n_profiles) {
             let mut p = json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": [
                 {"path": "/usr", "access": ["read", "exec"]}]}}});
             let mut limits = serde_json::Map::new();
@@ -1068,7 +1068,7 @@ mod tests {
             if !limits.is_empty() {
                 p["limits"] = serde_json::Value::Object(limits);
             }
-            profiles.insert(PROFILE_IDS[k].to_string(), p);
+            profiles.insert((*id).to_string(), p);
         }
         let profile_ids: Vec<String> = profiles.keys().cloned().collect();
         let probe_ids: Vec<String> = probes.keys().cloned().collect();

@@ -160,7 +160,7 @@ mod tests {
             } {
                 0 => Value::Null,
                 1 => json!(r.chance(50)),
-                2 => json!(r.next() as f64 / 7.0 - 1e9),
+                2 => json!(f64::from(r.below(1u32 << 31)) / 7.0 - 1e9),
                 3 => json!("x\n\u{e9}".repeat(r.below(200usize))),
                 4 => Value::Array((0..r.below(5u32)).map(|_| value(r, depth + 1)).collect()),
                 _ => Value::Object(
