@@ -1567,3 +1567,83 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
     // SAFETY: leaving the child without running the server's destructors.
     unsafe { libc::_exit(code) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::results::ChildPrivileges;
+    use crate::sandbox::privilege::{self, ChildRequest, RO_MOUNT_NAMESPACE};
+    use crate::util::testrng::Rng;
+
+    /// A generated isolation (identity, kept capabilities, namespaces, read-only inputs).
+    fn isolation(rng: &mut Rng) -> Isolation {
+        let uid = *rng.pick(&[0u32, 65534, 1000]);
+        let privileges = ChildPrivileges {
+            applied: true,
+            uid,
+            gid: uid,
+            identity: uid != 0,
+            capabilities: privilege::caps_names(rng.next() & ((1 << 41) - 1) & *rng.pick(&[0, !0])),
+            cap_last: 40,
+            bounding_cleared: rng.chance(70),
+            pid_namespace: rng.chance(70),
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: RO_MOUNT_NAMESPACE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let inputs: Vec<String> = (0..rng.below(3u64)).map(|i| format!("/usr/in{i}")).collect();
+        let scratch = format!("/dev/shm/x/{}", rng.below(4u64));
+        Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: if rng.chance(80) { Ok(()) } else { Err("no".into()) },
+            scratch: Path::new(&scratch),
+            host_read_only: rng.chance(30),
+            read_only_inputs: &inputs,
+        })
+        .0
+    }
+
+    /// Over generated sequences of launches' isolation bytes (a few isolations repeated in
+    /// runs, as a worker's children bring them, none, and bytes that do not parse), the
+    /// cache gives exactly what parsing the bytes gives: the same isolation (its JSON the
+    /// same bytes again), none for none, nothing for what does not parse — never the one
+    /// before.
+    #[test]
+    fn the_isolation_cache_gives_what_parsing_the_launchs_bytes_gives() {
+        for seed in [0x150_0001_u64, 0x150_0002, 0x150_0003] {
+            let mut rng = Rng(seed);
+            let pool: Vec<Vec<u8>> = (0..5)
+                .map(|_| serde_json::to_vec(&isolation(&mut rng)).unwrap())
+                .collect();
+            let mut cache = IsolationCache::default();
+            let mut current = 0usize;
+            for step in 0..300 {
+                if rng.chance(20) {
+                    current = rng.below(pool.len());
+                }
+                let what = format!("seed {seed:#x} step {step}");
+                match rng.below(20u32) {
+                    0 => assert!(matches!(cache.get(b""), Some(None)), "{what}"),
+                    1 => {
+                        let mut bad = pool[current].clone();
+                        bad.truncate(bad.len() / 2);
+                        assert!(cache.get(&bad).is_none(), "{what}");
+                    }
+                    _ => {
+                        let bytes = &pool[current];
+                        let got = cache.get(bytes).expect(&what).expect(&what);
+                        let fresh: Isolation = serde_json::from_slice(bytes).unwrap();
+                        assert_eq!(&serde_json::to_vec(got).unwrap(), bytes, "{what}");
+                        assert_eq!(
+                            serde_json::to_vec(got).unwrap(),
+                            serde_json::to_vec(&fresh).unwrap(),
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
