@@ -1064,7 +1064,10 @@ fn exited_within(pid: libc::pid_t, hold_ms: u32) -> Option<(i32, libc::rusage, b
 /// `waitid(P_PID, pid, WEXITED | WNOWAIT | extra)` with the kernel's rusage: `None` if it
 /// failed, `Some(None)` if the child has not exited (with `WNOHANG`), else its end as
 /// [`wait_exited`] gives it.
-fn waitid_exited(pid: libc::pid_t, extra: libc::c_int) -> Option<Option<(i32, libc::rusage, bool)>> {
+fn waitid_exited(
+    pid: libc::pid_t,
+    extra: libc::c_int,
+) -> Option<Option<(i32, libc::rusage, bool)>> {
     // SAFETY: zeroed plain data filled by waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -1369,7 +1372,11 @@ impl ForChildren {
         }
         // SAFETY: back to this process's own mount namespace (it is single-threaded).
         if self.own_mnt < 0 || unsafe { libc::setns(self.own_mnt, libc::CLONE_NEWNS) } != 0 {
-            return Err(if self.own_mnt < 0 { libc::EBADF } else { errno() });
+            return Err(if self.own_mnt < 0 {
+                libc::EBADF
+            } else {
+                errno()
+            });
         }
         self.mounts_foreign = false;
         self.mounts_kept = false;
@@ -1593,11 +1600,17 @@ mod tests {
             baseline_host_reason: None,
             runner_environ: String::new(),
         };
-        let inputs: Vec<String> = (0..rng.below(3u64)).map(|i| format!("/usr/in{i}")).collect();
+        let inputs: Vec<String> = (0..rng.below(3u64))
+            .map(|i| format!("/usr/in{i}"))
+            .collect();
         let scratch = format!("/dev/shm/x/{}", rng.below(4u64));
         Isolation::new(&ChildRequest {
             privileges: &privileges,
-            pid_namespace: if rng.chance(80) { Ok(()) } else { Err("no".into()) },
+            pid_namespace: if rng.chance(80) {
+                Ok(())
+            } else {
+                Err("no".into())
+            },
             scratch: Path::new(&scratch),
             host_read_only: rng.chance(30),
             read_only_inputs: &inputs,

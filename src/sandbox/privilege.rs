@@ -735,8 +735,7 @@ impl Isolation {
             match prepared {
                 Prepared::Join(fd) => {
                     if libc::setns(fd, libc::CLONE_NEWNS) != 0
-                        || !self.stays_in_prepared_mounts()
-                            && libc::unshare(libc::CLONE_NEWNS) != 0
+                        || !self.stays_in_prepared_mounts() && libc::unshare(libc::CLONE_NEWNS) != 0
                     {
                         return Err(step());
                     }
@@ -1122,7 +1121,6 @@ pub fn with_landlock(spec: &ApplySpec, extra: LandlockSpec) -> ApplySpec {
         ..spec.clone()
     }
 }
-
 
 /// Where a child's mount namespace starts ([`Isolation::enforce_mounts_in`]).
 #[derive(Debug, Clone, Copy)]

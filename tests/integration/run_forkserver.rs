@@ -1295,7 +1295,10 @@ fn a_forked_child_is_born_in_the_mount_namespace_its_launch_names() {
             }
         }
     }
-    assert!(seen.iter().all(|n| *n > 0), "every kind generated: {seen:?}");
+    assert!(
+        seen.iter().all(|n| *n > 0),
+        "every kind generated: {seen:?}"
+    );
 }
 
 /// A fork server holds no descriptor the runner inherited without close-on-exec (a
@@ -1338,13 +1341,20 @@ fn a_fork_server_holds_no_descriptor_the_runner_inherited() {
         let r = child::run_child(&spec(request(&target), d, Some(&server)), Tracking::None);
         assert_eq!(r.ended, Ended::Exited(0), "round {round}: {r:?}");
         let line = helper::parse_line(&r.stdout.kept).expect("a line");
-        assert_eq!(line.outcome, nexusmon::model::results::Outcome::Allow, "{line:?}");
+        assert_eq!(
+            line.outcome,
+            nexusmon::model::results::Outcome::Allow,
+            "{line:?}"
+        );
         let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
             .unwrap()
             .flatten()
             .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == marker))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(held.is_empty(), "round {round}: {numbers:?} held as {held:?}");
+        assert!(
+            held.is_empty(),
+            "round {round}: {numbers:?} held as {held:?}"
+        );
     }
 }
