@@ -781,7 +781,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                     });
                 let parsed = serde_json::from_slice::<Launch>(launch_bytes)
                     .ok()
-                    .zip(iso_bytes.and_then(|b| isolations.get(b)));
+                    .zip(iso_bytes.and_then(|b| isolations.get(b).ok()));
                 match parsed {
                     Some((l, iso)) => launch(
                         &l,
@@ -843,20 +843,20 @@ struct IsolationCache {
 }
 
 impl IsolationCache {
-    /// The isolation `bytes` says (`Some(None)`: none, empty bytes); `None` if they do
-    /// not parse.
-    fn get(&mut self, bytes: &[u8]) -> Option<Option<&Isolation>> {
+    /// The isolation `bytes` says (`Ok(None)`: none, empty bytes), or why they do not
+    /// parse.
+    fn get(&mut self, bytes: &[u8]) -> Result<Option<&Isolation>, serde_json::Error> {
         if bytes.is_empty() {
-            return Some(None);
+            return Ok(None);
         }
         if self.parsed.is_none() || self.bytes != bytes {
             self.parsed = None;
-            let iso = serde_json::from_slice::<Isolation>(bytes).ok()?;
+            let iso = serde_json::from_slice::<Isolation>(bytes)?;
             self.bytes.clear();
             self.bytes.extend_from_slice(bytes);
             self.parsed = Some(iso);
         }
-        Some(self.parsed.as_ref())
+        Ok(self.parsed.as_ref())
     }
 }
 
@@ -1013,11 +1013,21 @@ fn reap(pid: u32) -> bool {
 /// would at the reap), and whether it ended through one of the helper's own `_exit`s.
 fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
     match waitid_exited(pid, 0) {
-        Some(Some(end)) => end,
+        Waited::Ended(end) => end,
         // Not seen to end: judged as a crash (the server retires).
         // SAFETY: zeroed plain data.
-        _ => (libc::SIGKILL, unsafe { std::mem::zeroed() }, false),
+        Waited::Running | Waited::Failed => (libc::SIGKILL, unsafe { std::mem::zeroed() }, false),
     }
+}
+
+/// What `waitid` said of a child.
+enum Waited {
+    /// It failed.
+    Failed,
+    /// The child has not exited (with `WNOHANG`).
+    Running,
+    /// Its end as [`wait_exited`] gives it.
+    Ended((i32, libc::rusage, bool)),
 }
 
 /// The end of the child `pid` if it exits within `hold_ms` (as [`wait_exited`] gives it),
@@ -1043,7 +1053,10 @@ fn exited_within(pid: libc::pid_t, hold_ms: u32) -> Option<(i32, libc::rusage, b
     loop {
         let left = deadline - ns(&now);
         if left <= 0 {
-            return waitid_exited(pid, libc::WNOHANG).flatten();
+            return match waitid_exited(pid, libc::WNOHANG) {
+                Waited::Ended(end) => Some(end),
+                Waited::Running | Waited::Failed => None,
+            };
         }
         let ts = libc::timespec {
             tv_sec: libc::time_t::try_from(left / 1_000_000_000).unwrap_or(0),
@@ -1052,22 +1065,17 @@ fn exited_within(pid: libc::pid_t, hold_ms: u32) -> Option<(i32, libc::rusage, b
         // SAFETY: waiting for a blocked signal with local arguments.
         unsafe { libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const ts) };
         match waitid_exited(pid, libc::WNOHANG) {
-            Some(Some(end)) => return Some(end),
-            Some(None) => {}
-            None => return None,
+            Waited::Ended(end) => return Some(end),
+            Waited::Running => {}
+            Waited::Failed => return None,
         }
         // SAFETY: as above.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
     }
 }
 
-/// `waitid(P_PID, pid, WEXITED | WNOWAIT | extra)` with the kernel's rusage: `None` if it
-/// failed, `Some(None)` if the child has not exited (with `WNOHANG`), else its end as
-/// [`wait_exited`] gives it.
-fn waitid_exited(
-    pid: libc::pid_t,
-    extra: libc::c_int,
-) -> Option<Option<(i32, libc::rusage, bool)>> {
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | extra)` with the kernel's rusage.
+fn waitid_exited(pid: libc::pid_t, extra: libc::c_int) -> Waited {
     // SAFETY: zeroed plain data filled by waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -1090,11 +1098,11 @@ fn waitid_exited(
         }
     };
     if rc != 0 {
-        return None;
+        return Waited::Failed;
     }
     // SAFETY: the pid field of a siginfo filled by waitid (0 with `WNOHANG` and no end).
     if unsafe { info.si_pid() } != pid {
-        return Some(None);
+        return Waited::Running;
     }
     // SAFETY: the status field of a siginfo filled by waitid for a child.
     let code = unsafe { info.si_status() };
@@ -1111,7 +1119,7 @@ fn waitid_exited(
             libc::WEXITSTATUS(status),
             0 | 1 | 2 | 3 | 127 | helper::EXIT_APPLY_FAILED
         );
-    Some(Some((status, ru, clean_exit)))
+    Waited::Ended((status, ru, clean_exit))
 }
 
 /// Start one child for `l` and the helper's `request` (a `clone(CLONE_VM)` onto `stack`):
@@ -1638,15 +1646,15 @@ mod tests {
                 }
                 let what = format!("seed {seed:#x} step {step}");
                 match rng.below(20u32) {
-                    0 => assert!(matches!(cache.get(b""), Some(None)), "{what}"),
+                    0 => assert!(matches!(cache.get(b""), Ok(None)), "{what}"),
                     1 => {
                         let mut bad = pool[current].clone();
                         bad.truncate(bad.len() / 2);
-                        assert!(cache.get(&bad).is_none(), "{what}");
+                        assert!(cache.get(&bad).is_err(), "{what}");
                     }
                     _ => {
                         let bytes = &pool[current];
-                        let got = cache.get(bytes).expect(&what).expect(&what);
+                        let got = cache.get(bytes).unwrap().expect(&what);
                         let fresh: Isolation = serde_json::from_slice(bytes).unwrap();
                         assert_eq!(&serde_json::to_vec(got).unwrap(), bytes, "{what}");
                         assert_eq!(

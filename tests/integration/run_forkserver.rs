@@ -1279,7 +1279,9 @@ fn a_forked_child_is_born_in_the_mount_namespace_its_launch_names() {
             assert!(blocked, "{what}: {r:?}");
             assert_eq!(r.ended, Ended::Exited(0), "{what}: {r:?}");
             assert!(r.leaked.is_empty(), "{what}: {r:?}");
-            let own_mounts = iso.as_ref().is_some_and(|i| i.mount_namespace());
+            let own_mounts = iso
+                .as_ref()
+                .is_some_and(nexusmon::sandbox::privilege::Isolation::mount_namespace);
             match kind {
                 0 | 2 => assert_eq!(child.0, of_init.0, "{what}: the init's own"),
                 1 => {
