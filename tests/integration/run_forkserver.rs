@@ -1303,14 +1303,14 @@ fn a_forked_child_is_born_in_the_mount_namespace_its_launch_names() {
     );
 }
 
-/// A fork server holds no descriptor the runner inherited without close-on-exec (a
-/// shell's, a build tool's pipe): each one is copied into every child's table at its clone,
-/// and a pipe's end held there keeps that pipe open for its reader. Over generated
+/// A fork server (and the zygote) holds no descriptor the runner inherited without
+/// close-on-exec (a shell's, a build tool's pipe): each one is copied into every child's
+/// table at its clone, and a pipe's end held there keeps that pipe open for its reader. Over generated
 /// descriptor numbers (some beyond the first 64, which would make each clone copy a larger
 /// table), the server's `/proc/<pid>/fd` names none of the file they open, and its
 /// children still answer.
 #[test]
-fn a_fork_server_holds_no_descriptor_the_runner_inherited() {
+fn a_fork_server_and_the_zygote_hold_no_descriptor_the_runner_inherited() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let target = d.join("t");
@@ -1335,6 +1335,7 @@ fn a_fork_server_holds_no_descriptor_the_runner_inherited() {
             })
             .collect();
         let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let zygote = nexusmon::exec::zygote::Zygote::start(&bin()).unwrap();
         for &n in numbers.iter().chain([fd].iter()) {
             // SAFETY: closing what this test opened.
             unsafe { libc::close(n) };
@@ -1358,5 +1359,23 @@ fn a_fork_server_holds_no_descriptor_the_runner_inherited() {
             held.is_empty(),
             "round {round}: {numbers:?} held as {held:?}"
         );
+        // Nor does the zygote (past its start once it started an init; the init's parent).
+        let init = zygote.new_init().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", init.pid())).unwrap();
+        let ppid = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let held: Vec<String> = std::fs::read_dir(format!("/proc/{ppid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == marker))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(held.is_empty(), "round {round}: the zygote holds {held:?}");
     }
 }
