@@ -19,10 +19,11 @@
 //!
 //! What stays as with the exec'd helper:
 //! - a fresh process per probe, forked from a server whose state never changes between
-//!   probes (cwd `/`, empty environment, default signal mask, its bounding set); the PID
-//!   namespace its next child is born in is the one the request names (see
-//!   `ForChildren`: the init's pidfd comes once and is kept, its namespace entered again
-//!   only when a launch brings another init or names none);
+//!   probes (cwd `/`, empty environment, every signal at its default disposition and only
+//!   `SIGCHLD` blocked — each child sets the empty mask —, its bounding set); the PID
+//!   namespace its next child is born in is the one the request names, and so is the
+//!   mount namespace (see `ForChildren`: the init's pidfd comes once and is kept, its
+//!   namespaces entered again only when a launch brings another init or names none);
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, `setsid` and umask 022 (or its own process group on the
@@ -122,7 +123,9 @@
 //! Protocol (a stream socket, the server's stdin), one round trip per child: the runner
 //! sends `[kind, launch bytes, request bytes, reap pid]` (`u32`s) with descriptors
 //! attached (`SCM_RIGHTS`), then the bytes (the server reads them with one `recvmsg`:
-//! `Inbox`). Kind 1 launches: JSON [`Launch`], then the
+//! `Inbox`). Kind 1 launches: JSON [`Launch`], a newline and the child's [`Isolation`]
+//! as JSON (nothing if it has none; parsed again only when its bytes differ from the
+//! last launch's: `IsolationCache`) as the launch bytes, then the
 //! helper's request exactly as its one argument (JSON once, parsed by
 //! [`helper::parse_request`]); descriptors: stdout, stderr, then the cgroup's
 //! `cgroup.procs` and a new init's pidfd when the launch says so (`pid_ns`; the server
@@ -209,8 +212,6 @@ struct Launch<'a> {
     cwd: Option<Cow<'a, Path>>,
     /// Clean channel: a new session and umask 022 (else a process group of its own).
     clean: bool,
-    /// Namespaces, identity and capabilities.
-    isolation: Option<Cow<'a, Isolation>>,
     /// A `cgroup.procs` descriptor follows stdout and stderr.
     cgroup: bool,
     /// The pidfd of the PID namespace's init follows (a new init: the server keeps it
@@ -417,17 +418,24 @@ impl ForkServer {
             env: Cow::Borrowed(spec.env),
             cwd: spec.cwd.map(Cow::Borrowed),
             clean: spec.clean,
-            isolation: spec.isolation.map(Cow::Borrowed),
             cgroup: spec.cgroup_fd.is_some(),
             pid_ns: send_init.is_some(),
             same_ns,
             ns_mounts: spec.ns_init.is_some() && spec.ns_mounts,
             hold_ms: spec.hold_ms,
         };
-        // The header, then the launch, then the request: one message.
+        // The header, then the launch, then the request: one message. The launch's bytes
+        // are its JSON, a newline (never inside a JSON text as written here) and the
+        // isolation's JSON (nothing without one): the server parses an isolation again only
+        // when its bytes differ from the last one's (`IsolationCache`).
         let mut payload = vec![0u8; HEADER];
         serde_json::to_writer(&mut payload, &launch)
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
+        payload.push(b'\n');
+        if let Some(iso) = spec.isolation {
+            serde_json::to_writer(&mut payload, iso)
+                .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
+        }
         let launch_len = u32::try_from(payload.len() - HEADER).ok();
         let request_len = u32::try_from(request.len()).ok();
         let (Some(launch_len), Some(request_len)) = (launch_len, request_len) else {
@@ -641,9 +649,13 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// exit code. Single-threaded: nothing here starts a thread. `args` (after the mode): the
 /// bounding set to keep, a hexadecimal capability mask ([`ForkServer::start_keeping`]).
 pub fn fork_server_main(args: &[String]) -> i32 {
-    // SAFETY: prctl with integer arguments: nothing may read this process's memory.
+    // SAFETY: prctl with integer arguments: nothing may read this process's memory. Then
+    // no descriptor but stdio: the runner's own inherited ones (those its parent left
+    // without close-on-exec) are not the server's to hold, and every descriptor the server
+    // holds is copied into each child's table at the clone and closed there again.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     if let Some(keep) = args.first() {
         let Ok(keep) = u64::from_str_radix(keep, 16) else {
@@ -662,11 +674,18 @@ pub fn fork_server_main(args: &[String]) -> i32 {
     // job), which `execve` into this server kept.
     // SAFETY: this single-threaded server installs no handler it relies on.
     unsafe { super::spawn::default_dispositions() };
-    // And no signal blocked: `Command` keeps the spawning thread's mask, so a runner started
-    // with signals blocked passed them on; each child restores this mask after its clone.
+    // And no signal blocked in a child: `Command` keeps the spawning thread's mask, so a
+    // runner started with signals blocked passed them on; each child sets this empty mask
+    // after its clone. The server itself blocks `SIGCHLD` only, so that a child's end is
+    // waited for with `sigtimedwait` (with the hold as its timeout; a blocked signal is
+    // queued even at its default disposition) instead of a pidfd per child and `poll`.
     let empty = super::spawn::empty_sigset();
-    // SAFETY: a valid sigset; this process's own (only) thread.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut()) };
+    let mut chld = empty;
+    // SAFETY: valid sigsets; this process's own (only) thread.
+    unsafe {
+        libc::sigaddset(&raw mut chld, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const chld, std::ptr::null_mut());
+    }
     // The kernel's Landlock ABI, which every child's line reports: queried once.
     let abi = crate::sandbox::host::landlock_abi().ok();
     // SAFETY: opening this process's own PID namespace (for setting it back after a fork
@@ -677,11 +696,29 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
     };
+    // SAFETY: as above, its mount namespace (for going back after joining an init's).
+    let own_mnt = unsafe {
+        libc::open(
+            c"/proc/self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     let mut for_children = ForChildren {
         own: own_ns,
+        own_mnt,
         kept: None,
         entered: false,
+        mounts_kept: false,
+        mounts_foreign: false,
     };
+    // Every child's stdin, opened once (read-only, as the spawn opens it): a descriptor of
+    // `/dev/null` has no state a child could change for the next one that a read or a write
+    // of it would show (no offset, no data; its status flags change nothing it returns).
+    // SAFETY: opening a static path.
+    let devnull = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if devnull < 0 {
+        return 1;
+    }
     // Held open by the server only: a child whose copy of the write end is closed sees
     // the pipe hang up once the server is gone.
     let Ok((alive_r, alive_w)) = pipe() else {
@@ -691,6 +728,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         return 1;
     };
     let mut inbox = Inbox::default();
+    let mut isolations = IsolationCache::default();
     // The child that exited and is kept a zombie until the runner has swept what it left;
     // the runner names it in its next request (or closes the socket).
     let mut zombie: Option<u32> = None;
@@ -735,16 +773,26 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                 let fds = std::mem::take(&mut inbox.fds);
                 let payload = inbox.take((launch_len + request_len) as usize);
                 let (launch_bytes, request) = payload.split_at(launch_len as usize);
-                match serde_json::from_slice::<Launch>(launch_bytes) {
-                    Ok(l) => launch(
+                let (launch_bytes, iso_bytes) = launch_bytes
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or((launch_bytes, None), |at| {
+                        (&launch_bytes[..at], Some(&launch_bytes[at + 1..]))
+                    });
+                let parsed = serde_json::from_slice::<Launch>(launch_bytes)
+                    .ok()
+                    .zip(iso_bytes.and_then(|b| isolations.get(b).ok()));
+                match parsed {
+                    Some((l, iso)) => launch(
                         &l,
+                        iso,
                         request,
                         fds,
                         &mut for_children,
-                        (alive_r.as_raw_fd(), alive_w.as_raw_fd()),
-                        (&stack, bounding, abi),
+                        (alive_r.as_raw_fd(), alive_w.as_raw_fd(), devnull),
+                        (&stack, bounding, abi, &empty),
                     ),
-                    Err(_) => Served::Reply(refused(0, libc::EINVAL)),
+                    None => Served::Reply(refused(0, libc::EINVAL)),
                 }
             }
             _ => break,
@@ -780,6 +828,36 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         reap(pid);
     }
     0
+}
+
+/// The last isolation a launch brought, parsed once: the launches of one worker's children
+/// carry the same few isolations (one per profile and lane, nearly always the same bytes
+/// one after the other), so bytes equal to the last ones are the same isolation (parsing
+/// the same JSON text again gives the same value) and are not parsed again. Changed only
+/// between children (a launch's isolation is read before its clone, and the previous
+/// child has exited by then), so a child never sees it change.
+#[derive(Default)]
+struct IsolationCache {
+    bytes: Vec<u8>,
+    parsed: Option<Isolation>,
+}
+
+impl IsolationCache {
+    /// The isolation `bytes` says (`Ok(None)`: none, empty bytes), or why they do not
+    /// parse.
+    fn get(&mut self, bytes: &[u8]) -> Result<Option<&Isolation>, serde_json::Error> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if self.parsed.is_none() || self.bytes != bytes {
+            self.parsed = None;
+            let iso = serde_json::from_slice::<Isolation>(bytes)?;
+            self.bytes.clear();
+            self.bytes.extend_from_slice(bytes);
+            self.parsed = Some(iso);
+        }
+        Ok(self.parsed.as_ref())
+    }
 }
 
 /// The bytes and descriptors read from the socket and not used yet. One `recvmsg` into a
@@ -934,6 +1012,70 @@ fn reap(pid: u32) -> bool {
 /// wait status (as `wait4` gives it), its rusage (the kernel fills it for a zombie as it
 /// would at the reap), and whether it ended through one of the helper's own `_exit`s.
 fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
+    match waitid_exited(pid, 0) {
+        Waited::Ended(end) => end,
+        // Not seen to end: judged as a crash (the server retires).
+        // SAFETY: zeroed plain data.
+        Waited::Running | Waited::Failed => (libc::SIGKILL, unsafe { std::mem::zeroed() }, false),
+    }
+}
+
+/// What `waitid` said of a child.
+enum Waited {
+    /// It failed.
+    Failed,
+    /// The child has not exited (with `WNOHANG`).
+    Running,
+    /// Its end as [`wait_exited`] gives it.
+    Ended((i32, libc::rusage, bool)),
+}
+
+/// The end of the child `pid` if it exits within `hold_ms` (as [`wait_exited`] gives it),
+/// else `None` (it still runs, or it could not be waited for: [`wait_exited`] says).
+/// Waits in `sigtimedwait` for the `SIGCHLD` its exit sends (the server blocks `SIGCHLD`,
+/// so it is queued; one pending from an earlier child, or a child's stop, only makes it
+/// look again), then looks without waiting (`WNOHANG`, `WNOWAIT`: the zombie stays).
+fn exited_within(pid: libc::pid_t, hold_ms: u32) -> Option<(i32, libc::rusage, bool)> {
+    if hold_ms == 0 {
+        return None;
+    }
+    let mut set = super::spawn::empty_sigset();
+    // SAFETY: a valid local sigset.
+    unsafe { libc::sigaddset(&raw mut set, libc::SIGCHLD) };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: reading the monotonic clock into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    let ns = |t: &libc::timespec| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let deadline = ns(&now) + i128::from(hold_ms) * 1_000_000;
+    loop {
+        let left = deadline - ns(&now);
+        if left <= 0 {
+            return match waitid_exited(pid, libc::WNOHANG) {
+                Waited::Ended(end) => Some(end),
+                Waited::Running | Waited::Failed => None,
+            };
+        }
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(left / 1_000_000_000).unwrap_or(0),
+            tv_nsec: libc::c_long::try_from(left % 1_000_000_000).unwrap_or(0),
+        };
+        // SAFETY: waiting for a blocked signal with local arguments.
+        unsafe { libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const ts) };
+        match waitid_exited(pid, libc::WNOHANG) {
+            Waited::Ended(end) => return Some(end),
+            Waited::Running => {}
+            Waited::Failed => return None,
+        }
+        // SAFETY: as above.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | extra)` with the kernel's rusage.
+fn waitid_exited(pid: libc::pid_t, extra: libc::c_int) -> Waited {
     // SAFETY: zeroed plain data filled by waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -947,7 +1089,7 @@ fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
                 libc::P_PID,
                 pid,
                 &raw mut info,
-                libc::WEXITED | libc::WNOWAIT,
+                libc::WEXITED | libc::WNOWAIT | extra,
                 &raw mut ru,
             )
         };
@@ -956,8 +1098,11 @@ fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
         }
     };
     if rc != 0 {
-        // Not seen to end: judged as a crash (the server retires).
-        return (libc::SIGKILL, ru, false);
+        return Waited::Failed;
+    }
+    // SAFETY: the pid field of a siginfo filled by waitid (0 with `WNOHANG` and no end).
+    if unsafe { info.si_pid() } != pid {
+        return Waited::Running;
     }
     // SAFETY: the status field of a siginfo filled by waitid for a child.
     let code = unsafe { info.si_status() };
@@ -974,7 +1119,7 @@ fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
             libc::WEXITSTATUS(status),
             0 | 1 | 2 | 3 | 127 | helper::EXIT_APPLY_FAILED
         );
-    (status, ru, clean_exit)
+    Waited::Ended((status, ru, clean_exit))
 }
 
 /// Start one child for `l` and the helper's `request` (a `clone(CLONE_VM)` onto `stack`):
@@ -983,11 +1128,12 @@ fn wait_exited(pid: libc::pid_t) -> (i32, libc::rusage, bool) {
 /// freed or reused while it ran.
 fn launch(
     l: &Launch<'_>,
+    iso: Option<&Isolation>,
     request: &[u8],
     fds: Vec<OwnedFd>,
     for_children: &mut ForChildren,
-    alive: (RawFd, RawFd),
-    (stack, bounding, abi): (&ChildStack, u64, Option<u8>),
+    (alive_r, alive_w, devnull): (RawFd, RawFd, RawFd),
+    (stack, bounding, abi, child_mask): (&ChildStack, u64, Option<u8>, &libc::sigset_t),
 ) -> Served {
     let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
@@ -1040,7 +1186,6 @@ fn launch(
     }
     // A failed setup step of the child: it stores it here and exits (see the module doc).
     let report = AtomicU64::new(0);
-    let iso = l.isolation.as_deref();
     // The PID namespace the child is born in: a new init's, the kept init's, or this
     // process's own.
     let entered = match pidns {
@@ -1057,7 +1202,25 @@ fn launch(
         Ok(init) => init,
         Err(e) => return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e)),
     };
-    let join = init.filter(|_| l.ns_mounts);
+    // A child of the init's PID namespace with a mount namespace of its own starts from
+    // that init's prepared mount namespace: the server joins it (once per init, not once
+    // per child) and the child is born in it ([`Isolation::enforce_mounts_born_in_prepared`]).
+    // Every other child is born in the server's own mount namespace, as before.
+    let born_in = init.is_some()
+        && l.ns_mounts
+        && iso.is_some_and(|i| i.mount_namespace() && i.pid_namespace());
+    let mounts = if born_in {
+        for_children.join_kept_mounts()
+    } else {
+        for_children.own_mounts().map_err(|e| (e, true))
+    };
+    match mounts {
+        Ok(()) => {}
+        Err((e, false)) => {
+            return Served::Reply(setup_failed(SetupStep::Namespaces as u32, e));
+        }
+        Err((e, true)) => return Served::Reply(self::refused(1, e)),
+    }
     // Block every signal across the clone; the child restores `old`.
     // SAFETY: zeroed sigsets filled by the calls below.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -1075,49 +1238,31 @@ fn launch(
             out: out.as_raw_fd(),
             err: err.as_raw_fd(),
             cgroup: cgroup.as_ref().map(AsRawFd::as_raw_fd),
-            alive,
-            join,
+            alive: (alive_r, alive_w),
+            devnull,
+            born_in,
         },
         envp: envp.as_mut_ptr(),
         cwd: cwd.as_deref(),
         request: &request,
-        mask: old,
+        mask: *child_mask,
         bounding,
         report: &report,
         abi,
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
-    let flags =
-        libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(join.is_some()));
-    // With a hold, the clone also gives a pidfd of the child (no system call of its own),
-    // to wait for its end for at most the hold.
-    let mut child_fd: libc::c_int = -1;
-    let clone = |flags: libc::c_int, fd: &mut libc::c_int| {
-        // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it
-        // lives) with `args`, which this frame keeps alive and unchanged until the child
-        // has exited; with `CLONE_PIDFD` the kernel stores the pidfd in `fd` (the parent
-        // tid argument), a local.
-        unsafe {
-            libc::clone(
-                child_entry,
-                stack.top(),
-                flags,
-                std::ptr::from_ref(&args).cast_mut().cast(),
-                std::ptr::from_mut(fd),
-            )
-        }
+    let flags = libc::CLONE_VM | libc::SIGCHLD | iso.map_or(0, |i| i.clone_flags_from(born_in));
+    // SAFETY: the child runs `child_entry` on `stack` (used by no one else while it lives)
+    // with `args`, which this frame keeps alive and unchanged until the child has exited.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            stack.top(),
+            flags,
+            std::ptr::from_ref(&args).cast_mut().cast(),
+        )
     };
-    let mut pid = if l.hold_ms > 0 {
-        clone(flags | libc::CLONE_PIDFD, &mut child_fd)
-    } else {
-        clone(flags, &mut child_fd)
-    };
-    if pid < 0 && l.hold_ms > 0 && errno() == libc::EINVAL {
-        // A kernel without `CLONE_PIDFD` (before 5.2): no hold.
-        child_fd = -1;
-        pid = clone(flags, &mut child_fd);
-    }
     let clone_errno = errno();
     // SAFETY: restoring this thread's mask.
     unsafe {
@@ -1136,22 +1281,9 @@ fn launch(
     // A child that ends within the hold is told by its end alone; otherwise `started`
     // goes out once the hold is over (the runner cannot signal it before: the hold is at
     // most a quarter of its timeout).
-    let ended_in_hold = child_fd >= 0 && {
-        let mut p = libc::pollfd {
-            fd: child_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(l.hold_ms).unwrap_or(0);
-        // SAFETY: poll of one local pollfd; close of the pidfd the clone gave us.
-        unsafe {
-            let ended = libc::poll(&raw mut p, 1, ms) == 1 && p.revents & libc::POLLIN != 0;
-            libc::close(child_fd);
-            ended
-        }
-    };
-    let sent = ended_in_hold || send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
-    let (status, ru, clean_exit) = wait_exited(pid);
+    let in_hold = exited_within(pid, l.hold_ms);
+    let sent = in_hold.is_some() || send_reply(&[REPLY_STARTED, pid64, 0, 0, 0, 0, 0, 0]);
+    let (status, ru, clean_exit) = in_hold.unwrap_or_else(|| wait_exited(pid));
     let setup = i64::try_from(report.load(Ordering::Acquire)).unwrap_or(0);
     let sent = sent
         && send_reply(&[
@@ -1190,13 +1322,26 @@ fn launch(
 /// the server keeps it and stays entered between children, enters again only when a
 /// launch brings another init's pidfd, and sets it back when a launch names none. Each
 /// child is still born exactly in the namespace its launch names.
+///
+/// The same for the mount namespace a child is born in: the server joins the kept init's
+/// prepared mount namespace itself (`setns(pidfd, CLONE_NEWNS)`, once per init; a child
+/// joined it once per child) when a launch's child starts from it, and goes back to its own
+/// (`/proc/self/ns/mnt`, opened at its start) when a launch's child does not. The server
+/// opens nothing by path while it is there (its descriptors were all opened at its start or
+/// came with a launch), so where it is changes nothing of its own.
 struct ForChildren {
     /// This process's own namespace (`/proc/self/ns/pid`; negative if it could not open it).
     own: RawFd,
+    /// This process's own mount namespace (`/proc/self/ns/mnt`; negative if it could not).
+    own_mnt: RawFd,
     /// The pidfd of the last init a launch brought.
     kept: Option<OwnedFd>,
     /// The kept init's namespace is entered.
     entered: bool,
+    /// This process is in the kept init's mount namespace.
+    mounts_kept: bool,
+    /// This process is not in its own mount namespace (the kept init's, or one before it).
+    mounts_foreign: bool,
 }
 
 impl ForChildren {
@@ -1205,7 +1350,45 @@ impl ForChildren {
     fn enter_new(&mut self, init: OwnedFd) -> Result<Option<RawFd>, i32> {
         self.kept = Some(init);
         self.entered = false;
+        self.mounts_kept = false;
         self.enter_kept()
+    }
+
+    /// This process joins the kept init's mount namespace (its next child is born there);
+    /// the errno and whether this server cannot fork safely any more (`false`: as a child's
+    /// failed `setns` was, a failed step).
+    fn join_kept_mounts(&mut self) -> Result<(), (i32, bool)> {
+        if self.mounts_kept {
+            return Ok(());
+        }
+        let Some(init) = self.kept.as_ref().map(AsRawFd::as_raw_fd) else {
+            return Err((libc::EBADF, false));
+        };
+        // SAFETY: setns of this single-threaded process into a mount namespace.
+        if unsafe { libc::setns(init, libc::CLONE_NEWNS) } != 0 {
+            return Err((errno(), false));
+        }
+        self.mounts_kept = true;
+        self.mounts_foreign = true;
+        Ok(())
+    }
+
+    /// This process is in its own mount namespace again; the errno.
+    fn own_mounts(&mut self) -> Result<(), i32> {
+        if !self.mounts_foreign {
+            return Ok(());
+        }
+        // SAFETY: back to this process's own mount namespace (it is single-threaded).
+        if self.own_mnt < 0 || unsafe { libc::setns(self.own_mnt, libc::CLONE_NEWNS) } != 0 {
+            return Err(if self.own_mnt < 0 {
+                libc::EBADF
+            } else {
+                errno()
+            });
+        }
+        self.mounts_foreign = false;
+        self.mounts_kept = false;
+        Ok(())
     }
 
     /// Children are born in the namespace of the kept init; its pidfd, or the errno
@@ -1282,8 +1465,10 @@ struct ChildFds {
     err: RawFd,
     cgroup: Option<RawFd>,
     alive: (RawFd, RawFd),
-    /// The init's pidfd, whose prepared mount namespace the child joins.
-    join: Option<RawFd>,
+    /// The server's `/dev/null` (read-only), the child's stdin.
+    devnull: RawFd,
+    /// Born in its PID namespace init's prepared mount namespace (the server joined it).
+    born_in: bool,
 }
 
 /// Store `(step, errno)` where the server reads it once this child has exited, and exit.
@@ -1318,18 +1503,21 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
     // SAFETY: system calls acting on this (child) process only.
     unsafe {
         libc::close(fds.alive.1);
-        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if devnull < 0
-            || libc::dup2(devnull, 0) != 0
+        if libc::dup2(fds.devnull, 0) != 0
             || libc::dup2(fds.out, 1) != 1
             || libc::dup2(fds.err, 2) != 2
         {
             fail(report, STEP_STDIO, errno());
         }
         if let Some(iso) = iso {
-            // A child nothing of which can change the namespace it joins stays in it
+            // A child nothing of which can change the namespace it was born in stays in it
             // (`Isolation::stays_in_prepared_mounts`): no copy of it.
-            if let Err((step, e)) = iso.enforce_mounts_from(fds.join) {
+            let mounts = if fds.born_in {
+                iso.enforce_mounts_born_in_prepared()
+            } else {
+                iso.enforce_mounts_from(None)
+            };
+            if let Err((step, e)) = mounts {
                 fail(report, step as u32, e);
             }
         }
@@ -1393,4 +1581,90 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
     .unwrap_or(101);
     // SAFETY: leaving the child without running the server's destructors.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::results::ChildPrivileges;
+    use crate::sandbox::privilege::{self, ChildRequest, RO_MOUNT_NAMESPACE};
+    use crate::util::testrng::Rng;
+
+    /// A generated isolation (identity, kept capabilities, namespaces, read-only inputs).
+    fn isolation(rng: &mut Rng) -> Isolation {
+        let uid = *rng.pick(&[0u32, 65534, 1000]);
+        let privileges = ChildPrivileges {
+            applied: true,
+            uid,
+            gid: uid,
+            identity: uid != 0,
+            capabilities: privilege::caps_names(rng.next() & ((1 << 41) - 1) & *rng.pick(&[0, !0])),
+            cap_last: 40,
+            bounding_cleared: rng.chance(70),
+            pid_namespace: rng.chance(70),
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: RO_MOUNT_NAMESPACE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        };
+        let inputs: Vec<String> = (0..rng.below(3u64))
+            .map(|i| format!("/usr/in{i}"))
+            .collect();
+        let scratch = format!("/dev/shm/x/{}", rng.below(4u64));
+        Isolation::new(&ChildRequest {
+            privileges: &privileges,
+            pid_namespace: if rng.chance(80) {
+                Ok(())
+            } else {
+                Err("no".into())
+            },
+            scratch: Path::new(&scratch),
+            host_read_only: rng.chance(30),
+            read_only_inputs: &inputs,
+        })
+        .0
+    }
+
+    /// Over generated sequences of launches' isolation bytes (a few isolations repeated in
+    /// runs, as a worker's children bring them, none, and bytes that do not parse), the
+    /// cache gives exactly what parsing the bytes gives: the same isolation (its JSON the
+    /// same bytes again), none for none, nothing for what does not parse — never the one
+    /// before.
+    #[test]
+    fn the_isolation_cache_gives_what_parsing_the_launchs_bytes_gives() {
+        for seed in [0x150_0001_u64, 0x150_0002, 0x150_0003] {
+            let mut rng = Rng(seed);
+            let pool: Vec<Vec<u8>> = (0..5)
+                .map(|_| serde_json::to_vec(&isolation(&mut rng)).unwrap())
+                .collect();
+            let mut cache = IsolationCache::default();
+            let mut current = 0usize;
+            for step in 0..300 {
+                if rng.chance(20) {
+                    current = rng.below(pool.len());
+                }
+                let what = format!("seed {seed:#x} step {step}");
+                match rng.below(20u32) {
+                    0 => assert!(matches!(cache.get(b""), Ok(None)), "{what}"),
+                    1 => {
+                        let mut bad = pool[current].clone();
+                        bad.truncate(bad.len() / 2);
+                        assert!(cache.get(&bad).is_err(), "{what}");
+                    }
+                    _ => {
+                        let bytes = &pool[current];
+                        let got = cache.get(bytes).unwrap().expect(&what);
+                        let fresh: Isolation = serde_json::from_slice(bytes).unwrap();
+                        assert_eq!(&serde_json::to_vec(got).unwrap(), bytes, "{what}");
+                        assert_eq!(
+                            serde_json::to_vec(got).unwrap(),
+                            serde_json::to_vec(&fresh).unwrap(),
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

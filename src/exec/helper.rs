@@ -439,8 +439,20 @@ fn prepare(req: &HelperRequest<'_>) -> Result<Prepared, String> {
                     | Operation::FileCreate
                     | Operation::DirCreate
             );
-            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-            let r = crate::sandbox::paths::resolve(std::path::Path::new(&target), &cwd, follow);
+            let path = std::path::Path::new(&target);
+            // The working directory is the base of a relative target only (`resolve` does
+            // not read it for an absolute one): not asked for otherwise.
+            let cwd = if path.is_absolute() {
+                std::path::PathBuf::from("/")
+            } else {
+                std::env::current_dir().unwrap_or_else(|_| "/".into())
+            };
+            // One view of the tree for the resolution (`paths::one_view`: it only reads, so
+            // a path looked up twice in it — the final entry, by the walk and again for
+            // `is_symlink` and `exists` — is looked up once).
+            let r = crate::sandbox::paths::one_view(|| {
+                crate::sandbox::paths::resolve(path, &cwd, follow)
+            });
             p.resolved = Some(r.canonical.to_string_lossy().into_owned());
             if let Some(d) = &req.destination {
                 p.destination = Some(cstr(d)?);

@@ -624,9 +624,12 @@ impl Parent {
 /// The zygote: serve init requests on stdin (a socket) until it closes; returns the exit
 /// code. Single-threaded, so forking here is plain.
 pub fn zygote_main() -> i32 {
-    // SAFETY: prctl with integer arguments: die with the runner.
+    // SAFETY: prctl with integer arguments: die with the runner. Then no descriptor but
+    // stdio (its socket and `/dev/null`): what the runner inherited without close-on-exec
+    // (a shell's or a build tool's pipe) is not the zygote's to hold for the whole run.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     let mut inits: Vec<libc::pid_t> = Vec::new();
     let mut stdin = std::io::stdin().lock();

@@ -300,7 +300,9 @@ pub fn apply_self(spec: &ApplySpec) -> Result<Applied, ApplyFailure> {
     let ruleset = match &spec.landlock {
         None => RulesetStatus::NotEnforced,
         Some(ll) => {
-            let created = build_ruleset(ll)?;
+            // `no_new_privs` set just above is not set again by the crate (one `prctl`
+            // fewer per child); without it the crate sets it, as Landlock needs.
+            let created = build_ruleset(ll)?.no_new_privs(!nnp);
             let status = created.restrict_self().map_err(|e| {
                 let errno = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<std::io::Error>())

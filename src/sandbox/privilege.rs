@@ -641,6 +641,12 @@ impl Isolation {
         self.pid_namespace
     }
 
+    /// The child gets a mount namespace of its own (or stays in a prepared one:
+    /// [`Isolation::stays_in_prepared_mounts`]).
+    pub fn mount_namespace(&self) -> bool {
+        self.mount_namespace
+    }
+
     /// The namespace flags for `clone` (the PID namespace is entered by the runner with
     /// `setns` before the clone, so only the mount namespace is new here).
     pub fn clone_flags(&self) -> libc::c_int {
@@ -683,22 +689,69 @@ impl Isolation {
         &self,
         prepared: Option<libc::c_int>,
     ) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe {
+            self.enforce_mounts_in(match prepared {
+                Some(fd) => Prepared::Join(fd),
+                None => Prepared::No,
+            })
+        }
+    }
+
+    /// [`Isolation::enforce_mounts_from`] for a child born in the prepared mount namespace
+    /// already: its parent (a fork server, single-threaded) joined it with
+    /// `setns(init pidfd, CLONE_NEWNS)` before the clone, once per namespace instead of
+    /// once per child, and cloned it without `CLONE_NEWNS`
+    /// ([`Isolation::clone_flags_from`] with `prepared`). The same steps as joining it
+    /// here, without the `setns`: the child is in exactly the namespace (and at its root)
+    /// where that `setns` would have put it, and copies it unless
+    /// [`Isolation::stays_in_prepared_mounts`]. Only for a child in the PID namespace
+    /// of that init (`pid_namespace`); any other child is cloned where the server's own
+    /// mount namespace is.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    pub unsafe fn enforce_mounts_born_in_prepared(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: as documented above.
+        unsafe { self.enforce_mounts_in(Prepared::BornIn) }
+    }
+
+    /// The mount steps, from where the child's mount namespace starts.
+    ///
+    /// # Safety
+    /// Only in a cloned child, before `execve`.
+    unsafe fn enforce_mounts_in(&self, prepared: Prepared) -> Result<(), (SetupStep, i32)> {
         if !self.mount_namespace {
             return Ok(());
         }
         let step = || (SetupStep::Namespaces, errno());
+        let prepared = if self.pid_namespace {
+            prepared
+        } else {
+            Prepared::No
+        };
         // SAFETY: mount(2) on static strings and a prepared C string; this child only.
         unsafe {
-            if let Some(fd) = prepared.filter(|_| self.pid_namespace) {
-                if libc::setns(fd, libc::CLONE_NEWNS) != 0
-                    || !self.stays_in_prepared_mounts() && libc::unshare(libc::CLONE_NEWNS) != 0
-                {
-                    return Err(step());
+            match prepared {
+                Prepared::Join(fd) => {
+                    if libc::setns(fd, libc::CLONE_NEWNS) != 0
+                        || !self.stays_in_prepared_mounts() && libc::unshare(libc::CLONE_NEWNS) != 0
+                    {
+                        return Err(step());
+                    }
                 }
-            } else if !make_root_private() {
-                return Err(step());
+                Prepared::BornIn => {
+                    if !self.stays_in_prepared_mounts() && libc::unshare(libc::CLONE_NEWNS) != 0 {
+                        return Err(step());
+                    }
+                }
+                Prepared::No => {
+                    if !make_root_private() {
+                        return Err(step());
+                    }
+                }
             }
-            if self.pid_namespace && prepared.is_none() && !mount_proc() {
+            if self.pid_namespace && matches!(prepared, Prepared::No) && !mount_proc() {
                 return Err(step());
             }
             // The scratch directory becomes a mount of its own first, so that it is copied
@@ -1067,6 +1120,17 @@ pub fn with_landlock(spec: &ApplySpec, extra: LandlockSpec) -> ApplySpec {
         landlock: Some(extra),
         ..spec.clone()
     }
+}
+
+/// Where a child's mount namespace starts ([`Isolation::enforce_mounts_in`]).
+#[derive(Debug, Clone, Copy)]
+enum Prepared {
+    /// Cloned with `CLONE_NEWNS`: a copy of its parent's.
+    No,
+    /// It joins the prepared namespace of the init with this pidfd.
+    Join(libc::c_int),
+    /// Born in the prepared namespace (its parent joined it before the clone).
+    BornIn,
 }
 
 #[cfg(test)]

@@ -1191,3 +1191,191 @@ fn a_retired_zygote_ends_with_every_init_it_started_and_starts_no_more() {
         drop(own);
     }
 }
+
+/// The mount namespace of a process (`/proc/<pid>/ns/mnt`'s link) and the device of the
+/// `/proc` it sees on top (`/proc/<pid>/mountinfo`'s last mount at `/proc`).
+fn mounts_of(pid: impl std::fmt::Display) -> (String, String) {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let proc_dev = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 4 && f[4] == "/proc").then(|| f[2].to_string())
+        })
+        .next_back()
+        .unwrap_or_default();
+    (ns, proc_dev)
+}
+
+/// The fork server joins a PID namespace init's prepared mount namespace itself, once per
+/// init, so that a child of that namespace is born in it (it joined it once per child
+/// before), and goes back to its own for a child of no PID namespace: over generated
+/// sequences of children that stay in the shared namespace, children that copy it (they
+/// keep `CAP_SYS_ADMIN`), children of a new init, children without a PID namespace and
+/// children without any isolation, on one server, each child (held on a FIFO while it is
+/// looked at) is in exactly the mount namespace its launch names: the init's itself, a
+/// copy of it (its `/proc` the namespace's), a copy of the host's (the host's `/proc`), or
+/// the host's.
+#[test]
+fn a_forked_child_is_born_in_the_mount_namespace_its_launch_names() {
+    use nexusmon::exec::zygote::Zygote;
+    use std::io::Write;
+    let runner = root_with_sys_admin();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o666) }, 0);
+    let host = mounts_of("self");
+    let zygote = Zygote::start(&bin()).unwrap();
+    let sys_admin = runner.effective & (1 << 21);
+    let mut seen = [0usize; 5];
+    for seed in [0x3A7_0001_u64, 0x3A7_0002] {
+        let mut rng = Rng(seed);
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let spid = server.pid();
+        let mut init = Arc::new(zygote.new_shared_init().unwrap());
+        for step in 0..14 {
+            // 0: stays in the init's namespace; 1: copies it; 2: a new init first, then
+            // stays; 3: no PID namespace; 4: no isolation at all.
+            let kind = rng.below(5usize);
+            seen[kind] += 1;
+            if kind == 2 {
+                init = Arc::new(zygote.new_shared_init().unwrap());
+            }
+            let what = format!("seed {seed:#x} step {step} kind {kind}");
+            let mut s = spec(request(&fifo), d, Some(&server));
+            s.timeout = Duration::from_secs(20);
+            s.isolation = match kind {
+                0 | 2 => Some(util::isolation(&runner, d, 0, false, 0, true)),
+                1 => Some(util::isolation(&runner, d, 0, false, sys_admin, true)),
+                3 => Some(util::isolation(&runner, d, 0, false, 0, false)),
+                _ => None,
+            };
+            s.ns_init = (kind < 3).then(|| init.clone());
+            let iso = s.isolation.clone();
+            let run = std::thread::spawn(move || child::run_child(&s, Tracking::None));
+            let forked = (0..2000)
+                .find_map(|_| {
+                    std::thread::sleep(Duration::from_millis(2));
+                    children_of(spid).first().copied()
+                })
+                .unwrap_or_else(|| panic!("{what}: the child started"));
+            // Its mount steps are over once it is in its working directory (the next step).
+            let blocked = (0..2000).any(|_| {
+                std::thread::sleep(Duration::from_millis(2));
+                std::fs::read_link(format!("/proc/{forked}/cwd")).is_ok_and(|c| c == d)
+            });
+            let child = mounts_of(forked);
+            let of_init = mounts_of(init.pid());
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            w.write_all(b"x").unwrap();
+            drop(w);
+            let r = run.join().unwrap();
+            assert!(blocked, "{what}: {r:?}");
+            assert_eq!(r.ended, Ended::Exited(0), "{what}: {r:?}");
+            assert!(r.leaked.is_empty(), "{what}: {r:?}");
+            let own_mounts = iso
+                .as_ref()
+                .is_some_and(nexusmon::sandbox::privilege::Isolation::mount_namespace);
+            match kind {
+                0 | 2 => assert_eq!(child.0, of_init.0, "{what}: the init's own"),
+                1 => {
+                    assert!(child.0 != of_init.0 && child.0 != host.0, "{what}");
+                    assert_eq!(child.1, of_init.1, "{what}: the namespace's /proc");
+                    assert_ne!(child.1, host.1, "{what}");
+                }
+                3 if own_mounts => {
+                    assert!(child.0 != of_init.0 && child.0 != host.0, "{what}");
+                    assert_eq!(child.1, host.1, "{what}: the host's /proc");
+                }
+                _ => assert_eq!(child, host, "{what}: the host's"),
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|n| *n > 0),
+        "every kind generated: {seen:?}"
+    );
+}
+
+/// A fork server (and the zygote) holds no descriptor the runner inherited without
+/// close-on-exec (a shell's, a build tool's pipe): each one is copied into every child's
+/// table at its clone, and a pipe's end held there keeps that pipe open for its reader. Over generated
+/// descriptor numbers (some beyond the first 64, which would make each clone copy a larger
+/// table), the server's `/proc/<pid>/fd` names none of the file they open, and its
+/// children still answer.
+#[test]
+fn a_fork_server_and_the_zygote_hold_no_descriptor_the_runner_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let target = d.join("t");
+    std::fs::write(&target, "x").unwrap();
+    let marker = d.join("inherited");
+    std::fs::write(&marker, "").unwrap();
+    let marker_c = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+    let mut rng = Rng(0xFD_0001);
+    for round in 0..4 {
+        // SAFETY: opening a file of ours and duplicating it, without close-on-exec, onto
+        // the lowest free numbers from generated ones (never one another test holds),
+        // closed again below.
+        let fd = unsafe { libc::open(marker_c.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0);
+        let numbers: Vec<i32> = (0..3)
+            .map(|_| {
+                let from = 3 + i32::try_from(rng.below(1000u32)).unwrap();
+                // SAFETY: as above.
+                let n = unsafe { libc::fcntl(fd, libc::F_DUPFD, from) };
+                assert!(n >= from);
+                n
+            })
+            .collect();
+        let server = Arc::new(ForkServer::start(&bin()).unwrap());
+        let zygote = nexusmon::exec::zygote::Zygote::start(&bin()).unwrap();
+        for &n in numbers.iter().chain([fd].iter()) {
+            // SAFETY: closing what this test opened.
+            unsafe { libc::close(n) };
+        }
+        // Once it served a child it is past its start.
+        let r = child::run_child(&spec(request(&target), d, Some(&server)), Tracking::None);
+        assert_eq!(r.ended, Ended::Exited(0), "round {round}: {r:?}");
+        let line = helper::parse_line(&r.stdout.kept).expect("a line");
+        assert_eq!(
+            line.outcome,
+            nexusmon::model::results::Outcome::Allow,
+            "{line:?}"
+        );
+        let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == marker))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            held.is_empty(),
+            "round {round}: {numbers:?} held as {held:?}"
+        );
+        // Nor does the zygote (past its start once it started an init; the init's parent).
+        let init = zygote.new_init().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", init.pid())).unwrap();
+        let ppid = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let held: Vec<String> = std::fs::read_dir(format!("/proc/{ppid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == marker))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(held.is_empty(), "round {round}: the zygote holds {held:?}");
+    }
+}
