@@ -1516,43 +1516,13 @@ mod tests {
         }
     }
 
-    /// Every mount namespace named by a descriptor of this process, in any thread's table
-    /// (`mnt:[inode]`), and by any process's `/proc/<pid>/ns/mnt`.
-    fn live_mount_namespaces() -> std::collections::BTreeSet<String> {
-        let mut found = std::collections::BTreeSet::new();
-        let links = |dir: &Path, found: &mut std::collections::BTreeSet<String>| {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if let Ok(t) = std::fs::read_link(e.path()) {
-                    let t = t.to_string_lossy().into_owned();
-                    if t.starts_with("mnt:[") {
-                        found.insert(t);
-                    }
-                }
-            }
-        };
-        for task in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            links(&task.path().join("fd"), &mut found);
-        }
-        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if let Ok(t) = std::fs::read_link(p.path().join("ns/mnt")) {
-                found.insert(t.to_string_lossy().into_owned());
-            }
-        }
-        found
-    }
-
     /// A child with a mount namespace of its own (a read-only host, read-only inputs, in
     /// generated mixes with children without one) sends it to the releaser before its
     /// `execve` ([`NsReleaser`]): each such child counts one more namespace sent, every one
-    /// sent is released once [`await_released_mounts`] returns — then no descriptor of this
-    /// process and no process names any of the children's namespaces — and the releaser's
-    /// own descriptor table holds nothing but stdio, its socket and a namespace it is
-    /// closing (never a copy of the runner's descriptors: a pipe it held would never reach
-    /// its end). The children still run where they did: in a namespace that is not the
+    /// sent is released once [`await_released_mounts`] returns, and the releaser's own
+    /// descriptor table holds nothing but stdio, its socket and what it holds for children
+    /// still running (never a copy of the runner's descriptors: a pipe it held would never
+    /// reach its end). The children still run where they did: in a namespace that is not the
     /// runner's, with the host read-only where asked.
     #[test]
     fn a_childs_own_mount_namespace_is_released_after_it_by_the_releaser() {
@@ -1634,10 +1604,9 @@ mod tests {
             *m.lock().unwrap() >= sent,
             "every namespace sent was released"
         );
-        let live = live_mount_namespaces();
-        for ns in &seen {
-            assert!(!live.contains(ns), "{ns} is still held");
-        }
+        // (Whether a namespace still exists cannot be told by its inode number here: other
+        // tests of this process make namespaces meanwhile, which reuse freed numbers.)
+        assert_eq!(seen.len(), usize::try_from(owning).unwrap());
         let tid = std::fs::read_dir("/proc/self/task")
             .unwrap()
             .flatten()
@@ -1651,7 +1620,8 @@ mod tests {
             let n: i32 = e.file_name().to_string_lossy().parse().unwrap();
             let t = std::fs::read_link(e.path()).map(|t| t.to_string_lossy().into_owned());
             let t = t.unwrap_or_default();
-            if n <= 2 || t.starts_with("mnt:[") || t.is_empty() {
+            // What it holds for children still running (of other tests of this process).
+            if n <= 2 || t.starts_with("mnt:[") || t == "anon_inode:[pidfd]" || t.is_empty() {
                 continue;
             }
             assert!(t.starts_with("socket:["), "the releaser holds {n} -> {t}");
