@@ -629,7 +629,7 @@ impl NsReleaser {
             })
             .ok()?;
         // Started, with the socket in its own table: the runner's copy goes.
-        let started = ready.recv().ok().filter(|p| *p).is_some();
+        let started = ready.recv().is_ok_and(|p| p);
         drop(recv);
         started.then_some(Self {
             send,
@@ -793,9 +793,13 @@ unsafe fn send_own_mounts(sock: RawFd) -> bool {
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
-            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-            std::ptr::write_unaligned(data, ns);
-            std::ptr::write_unaligned(data.add(1), pidfd);
+            let slots = libc::CMSG_DATA(cmsg);
+            for (i, fd) in [ns, pidfd].into_iter().enumerate() {
+                std::ptr::write_unaligned(
+                    slots.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
+                    fd,
+                );
+            }
             libc::sendmsg(
                 sock,
                 &raw const msg,
