@@ -510,6 +510,8 @@ impl<'a> LiveExecutor<'a> {
         tracking: Option<(PathBuf, bool)>,
         output_cap: u64,
     ) -> Self {
+        // Here, before any worker thread: see `spawn::start_ns_releaser`.
+        super::spawn::start_ns_releaser();
         Self {
             helper_exe,
             clean,

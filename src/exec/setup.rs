@@ -33,6 +33,12 @@ pub struct ScratchRoot {
     removing: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// How long the removal of the scratch directories waits for the children's mount
+/// namespaces to be released (each is a grace period of the kernel's, well under a
+/// millisecond on an idle machine); after it they are removed all the same (a directory
+/// still bound in a held namespace is detached from it by its removal).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ScratchRoot {
     /// Every child of the lanes has ended: start removing their (empty) directories on a
     /// thread of its own, so a large run's thousands of `rmdir`s overlap the results'
@@ -52,7 +58,12 @@ impl ScratchRoot {
             // No thread (resources): the removal at drop does it all.
             *slot = std::thread::Builder::new()
                 .name("scratch-rm".into())
-                .spawn(move || super::fixtures::remove_empty_job_dirs(&root))
+                .spawn(move || {
+                    // The children's own mount namespaces bind their directories until
+                    // released (`spawn::NsReleaser`).
+                    super::spawn::await_released_mounts(RELEASE_WAIT);
+                    super::fixtures::remove_empty_job_dirs(&root);
+                })
                 .ok();
         }
     }
@@ -80,6 +91,7 @@ impl Drop for ScratchRoot {
             // Best effort: a root still naming the (dead) runner is swept by a later run.
             let _ = self.scratch.mark_kept();
         } else {
+            super::spawn::await_released_mounts(RELEASE_WAIT);
             self.scratch.remove();
         }
     }

@@ -792,6 +792,13 @@ impl Isolation {
         Ok(())
     }
 
+    /// The child ends in a mount namespace of its own (made by its clone or its `unshare`,
+    /// torn down when it exits), not a prepared one it stays in: `prepared` as for
+    /// [`Isolation::clone_flags_from`].
+    pub fn owns_mounts(&self, prepared: bool) -> bool {
+        self.mount_namespace && !(prepared && self.pid_namespace && self.stays_in_prepared_mounts())
+    }
+
     /// A child joining a prepared mount namespace (a shared PID namespace's, see
     /// [`Isolation::enforce_mounts_from`]) stays in it instead of making a private copy
     /// when the copy could never differ from it: the child mounts nothing of its own (no
@@ -825,15 +832,17 @@ impl Isolation {
     /// is read-only, and the copy is never used again);
     /// `tests/integration/run_mount_ns.rs` (`a_baseline_child_cannot_plant_…`) keeps an
     /// accomplice holding such descriptors for a whole run and finds nothing planted.
-    /// Measured cost of the copy on Linux 6.18 (`perf record -e sched:sched_switch -g`
-    /// over `benches/run_gen.py DIR exec 500 on`): no child blocks in
-    /// `synchronize_rcu_expedited` at its exit (the teardown's grace period is no longer
-    /// in the exiting child here); what remains is the CPU of the copy (`unshare`, 21
-    /// mounts here, ~3.5% of the run's cycles) and of its teardown. Holding each copy past
-    /// the child's exit and releasing it on another thread was tried and made things
-    /// worse: every vfork child inherits the runner's descriptors, held namespaces
-    /// included, and the child that closed the last one at its `execve` paid the grace
-    /// period instead.
+    /// Cost of the copy on Linux 6.18: the CPU of the copy (`unshare`, 21 mounts here) and
+    /// of its teardown, and the teardown's grace period, which the exiting child waited
+    /// for before it became a zombie whenever the other core was busy
+    /// (`perf record -a -g -e sched:sched_switch` over `benches/run_gen.py DIR exec 1000
+    /// on`: every baseline child asleep in `synchronize_rcu_expedited` under
+    /// `free_nsproxy`). So a child that keeps a copy sends it, with a pidfd of itself, to
+    /// the runner's releaser thread before its `execve` (`exec::spawn`'s `NsReleaser`),
+    /// which drops it once the child has exited: the grace period is paid there. (Holding
+    /// the copies in the runner's own descriptor table made things worse: every vfork
+    /// child inherits that table, and the child that closed the last copy at its `execve`
+    /// paid instead; the releaser's table is its own.)
     pub fn stays_in_prepared_mounts(&self) -> bool {
         let sys_admin = sys_admin();
         self.pid_namespace
