@@ -6,7 +6,10 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
+mod members;
 mod sorted;
+
+pub use members::{Members, push_str as push_json_str};
 
 fn ser_error(e: serde_json::Error) -> Error {
     Error::runner("cannot serialize JSON").with_source(e)

@@ -335,7 +335,7 @@ fn the_shared_values_document_is_the_sorted_pretty_document_of_every_value() {
         }
         let mut values = Map::new();
         for (id, text) in &interner.values {
-            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+            values.insert(hex(*id), serde_json::from_str(text).unwrap());
         }
         let whole = crate::util::json::to_sorted_pretty(&serde_json::json!({
             "schema_version": 2,
@@ -385,7 +385,7 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
         }
         let mut values = Map::new();
         for (id, text) in &interner.values {
-            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+            values.insert(hex(*id), serde_json::from_str(text).unwrap());
         }
         let want = crate::util::json::to_sorted_pretty(&serde_json::json!({
             "schema_version": 2,
@@ -394,6 +394,15 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
         .unwrap();
         assert_eq!(interner.document(2).unwrap(), want, "seed {seed}");
     }
+}
+
+/// The id written as `hex` (12 hex digits) as bytes.
+fn unhex(hex: &str) -> Id {
+    let mut id = [0; ID_HEX / 2];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    id
 }
 
 /// The old line path, kept as the reference: `to_value`, [`Interner::compact`] on its map,
@@ -660,7 +669,8 @@ fn shared_values_kept_as_text_are_the_tree_readings_values_and_refusals() {
         let mut text = if rng.chance(50) {
             let mut w = Interner::new(usize::MAX);
             for (id, v) in values_of(&doc) {
-                w.values.insert(id, serde_json::to_string(&v).unwrap());
+                w.values
+                    .insert(unhex(&id), serde_json::to_string(&v).unwrap());
             }
             String::from_utf8(w.document(2).unwrap()).unwrap()
         } else {
