@@ -60,10 +60,38 @@ fn ser(e: serde_json::Error) -> Error {
 // Interning
 // ---------------------------------------------------------------------------------------
 
+/// A shared value's id: the first [`ID_HEX`] / 2 bytes of the blake3 of its text (written
+/// as [`ID_HEX`] hex digits, whose order is the bytes' order).
+type Id = [u8; ID_HEX / 2];
+
+fn id_of(text: &[u8]) -> Id {
+    let mut id = [0; ID_HEX / 2];
+    id.copy_from_slice(&blake3::hash(text).as_bytes()[..ID_HEX / 2]);
+    id
+}
+
+/// Append the hex digits of `id` to `out`.
+fn push_hex(out: &mut Vec<u8>, id: Id) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in id {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
+fn hex(id: Id) -> String {
+    let mut out = Vec::with_capacity(ID_HEX);
+    push_hex(&mut out, id);
+    // Hex digits: ASCII.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The shared values of one run as they are written: id → compact JSON of the object.
+/// Ids are digests of the values, hashed again by the table with a random key (a plan's
+/// author, who chooses the values, cannot choose colliding table slots).
 #[derive(Debug, Default)]
 pub struct Interner {
-    values: HashMap<String, String>,
+    values: HashMap<Id, String>,
     cap: usize,
 }
 
@@ -86,6 +114,25 @@ impl Interner {
         self.values.is_empty()
     }
 
+    /// The id of the group whose compact JSON is `text` if it is shared: already held, or
+    /// added now; `None` if it cannot be (the cap is reached, or its id holds another
+    /// value). Once a text is shared it stays shared; once it cannot be, it never can
+    /// (values are never removed or replaced, and the count only grows).
+    fn intern(&mut self, text: &[u8]) -> Result<Option<Id>> {
+        let id = id_of(text);
+        Ok(match self.values.get(&id) {
+            Some(existing) => (existing.as_bytes() == text).then_some(id),
+            None if self.values.len() < self.cap => {
+                // JSON text made of `serde_json` output and ASCII: UTF-8.
+                let text = String::from_utf8(text.to_vec())
+                    .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
+                self.values.insert(id, text);
+                Some(id)
+            }
+            None => None,
+        })
+    }
+
     /// Move the keys of each group out of `obj` into a shared value and list their ids
     /// under [`SHARED_KEY`]. A group none of whose keys is present is skipped; a value
     /// that cannot be shared (cap reached, id collision) stays inline.
@@ -102,20 +149,9 @@ impl Interner {
                 continue;
             }
             let text = serde_json::to_string(&g).map_err(ser)?;
-            let hex = blake3::hash(text.as_bytes()).to_hex();
-            let id = hex[..ID_HEX].to_string();
-            let shared = match self.values.get(&id) {
-                Some(existing) => *existing == text,
-                None if self.values.len() < self.cap => {
-                    self.values.insert(id.clone(), text);
-                    true
-                }
-                None => false,
-            };
-            if shared {
-                ids.push(Value::String(id));
-            } else {
-                obj.extend(g);
+            match self.intern(text.as_bytes())? {
+                Some(id) => ids.push(Value::String(hex(id))),
+                None => obj.extend(g),
             }
         }
         if !ids.is_empty() {
@@ -128,7 +164,10 @@ impl Interner {
     /// sorted by key, as [`crate::util::json::sorted_members`] gives them): the members of
     /// each group that can be shared leave `members`, and the ids are returned in group
     /// order. The bytes are those of `compact` on the line's `Value` map: a group's text is
-    /// its members in key order, `{"k":v,...}`, as `serde_json` prints a sorted map.
+    /// its members in key order, `{"k":v,...}`, as `serde_json` prints a sorted map. The
+    /// line path before [`ResultWriter`] wrote from reused buffers; kept as the reference
+    /// of the tests.
+    #[cfg(test)]
     pub fn compact_members(
         &mut self,
         members: &mut Vec<(String, Vec<u8>)>,
@@ -154,22 +193,9 @@ impl Interner {
                 continue;
             }
             text.push(b'}');
-            let hex = blake3::hash(&text).to_hex();
-            let id = &hex[..ID_HEX];
-            let shared = match self.values.get(id) {
-                Some(existing) => existing.as_bytes() == text.as_slice(),
-                None if self.values.len() < self.cap => {
-                    // JSON text made of `serde_json` output and ASCII: UTF-8.
-                    let text = String::from_utf8(text)
-                        .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
-                    self.values.insert(id.to_string(), text);
-                    true
-                }
-                None => false,
-            };
-            if shared {
+            if let Some(id) = self.intern(&text)? {
                 members.retain(|(k, _)| !group.contains(&k.as_str()));
-                ids.push(id.to_string());
+                ids.push(hex(id));
             }
         }
         Ok(ids)
@@ -182,10 +208,10 @@ impl Interner {
     /// document), not through a JSON tree of every value: a run keeps up to
     /// [`MAX_SHARED_VALUES`] of them.
     pub fn document(&self, schema_version: u32) -> Result<Vec<u8>> {
-        let mut ids: Vec<&String> = self.values.keys().collect();
-        ids.sort();
+        let mut ids: Vec<(String, &String)> =
+            self.values.iter().map(|(id, v)| (hex(*id), v)).collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let head = serde_json::json!({"schema_version": schema_version, "values": null});
-        let values = &self.values;
         let mut fills: Vec<(&str, crate::util::json::Fill<'_>)> = vec![(
             "/values",
             Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
@@ -194,10 +220,10 @@ impl Interner {
                     o,
                     ind,
                     b'{',
-                    ids.iter().map(|id| {
-                        let mut line = serde_json::to_string(*id).map_err(std::io::Error::other)?;
+                    ids.iter().map(|(id, value)| {
+                        let mut line = serde_json::to_string(id).map_err(std::io::Error::other)?;
                         line.push_str(": ");
-                        pretty_compact(&values[*id], &by, &mut line);
+                        pretty_compact(value, &by, &mut line);
                         Ok(line)
                     }),
                 )
@@ -281,14 +307,26 @@ struct LinesFile<W> {
     last_key: Option<String>,
     lines: u64,
     bytes: u64,
+    /// The key groups its lines share.
+    groups: Vec<&'static [&'static str]>,
+    /// Per group, the text it had in the last line that had it, and what interning that
+    /// text gave (a text shared, or not, stays so: [`Interner::intern`]): most lines
+    /// repeat the previous line's profile, witness and counts, whose hashing is skipped.
+    memo: Vec<Option<(Vec<u8>, Option<Id>)>>,
 }
 
 /// Every result file of a run, written as sorted JSON Lines with one set of shared values.
 /// `W` is where a file's bytes go (a staged bundle member; a `Vec<u8>` in tests).
 pub struct ResultWriter<W: Write> {
     files: BTreeMap<String, LinesFile<W>>,
-    groups: BTreeMap<String, Vec<&'static [&'static str]>>,
     shared: Interner,
+    /// Buffers kept from line to line: the line's members, which of them went into shared
+    /// values, the ids it lists, a group's text, the line's text.
+    members: crate::util::json::Members,
+    taken: Vec<bool>,
+    ids: Vec<Id>,
+    group: Vec<u8>,
+    text: Vec<u8>,
 }
 
 impl<W: Write> ResultWriter<W> {
@@ -296,8 +334,12 @@ impl<W: Write> ResultWriter<W> {
     pub fn new(cap: usize) -> Self {
         Self {
             files: BTreeMap::new(),
-            groups: BTreeMap::new(),
             shared: Interner::new(cap),
+            members: crate::util::json::Members::default(),
+            taken: Vec::new(),
+            ids: Vec::new(),
+            group: Vec::new(),
+            text: Vec::new(),
         }
     }
 
@@ -310,67 +352,134 @@ impl<W: Write> ResultWriter<W> {
                 last_key: None,
                 lines: 0,
                 bytes: 0,
+                groups: groups.to_vec(),
+                memo: vec![None; groups.len()],
             },
         );
-        self.groups.insert(rel.to_string(), groups.to_vec());
     }
 
     /// Append `item` (an object) to `rel` under the sort key `key`. A key below the
     /// previous line's is refused: the file would not be sorted.
+    ///
+    /// The line is written from the item's members ([`crate::util::json::Members`], no
+    /// `Value` tree, no allocation per member): the bytes of [`Interner::compact`] on
+    /// `to_value(item)`'s map, then `serde_json` printing it.
     pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
-        // The line's members straight from the item (no `Value` tree): the bytes of
-        // `compact` on `to_value(item)`'s map, then `serde_json` printing it.
-        let Some(mut members) = crate::util::json::sorted_members(item)? else {
+        let m = &mut self.members;
+        if !m.fill(item).map_err(ser)? {
             return Err(Error::runner(format!(
                 "a line of {rel} is not a JSON object"
             )));
-        };
-        let groups = self.groups.get(rel).map(Vec::as_slice).unwrap_or_default();
-        let ids = self.shared.compact_members(&mut members, groups)?;
+        }
         let Some(f) = self.files.get_mut(rel) else {
             return Err(Error::runner(format!(
                 "{rel} is not a result file of this writer"
             )));
         };
+        // Each group's members (those not taken by an earlier group), as `{"k":v,...}` in
+        // key order; shared ones leave the line.
+        self.taken.clear();
+        self.taken.resize(m.len(), false);
+        self.ids.clear();
+        for (group, memo) in f.groups.iter().zip(f.memo.iter_mut()) {
+            let text = &mut self.group;
+            text.clear();
+            text.push(b'{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if !self.taken[i] && group.contains(&k) {
+                    if text.len() > 1 {
+                        text.push(b',');
+                    }
+                    crate::util::json::push_json_str(text, k).map_err(ser)?;
+                    text.push(b':');
+                    text.extend_from_slice(v);
+                }
+            }
+            if text.len() == 1 {
+                continue;
+            }
+            text.push(b'}');
+            let shared = match memo {
+                Some((last, id)) if last == text => *id,
+                _ => {
+                    let id = self.shared.intern(text)?;
+                    match memo {
+                        Some((last, was)) => {
+                            last.clear();
+                            last.extend_from_slice(text);
+                            *was = id;
+                        }
+                        None => *memo = Some((text.clone(), id)),
+                    }
+                    id
+                }
+            };
+            if let Some(id) = shared {
+                for (i, (k, _)) in m.iter().enumerate() {
+                    if group.contains(&k) {
+                        self.taken[i] = true;
+                    }
+                }
+                self.ids.push(id);
+            }
+        }
         if f.last_key.as_deref().is_some_and(|last| key < last) {
             return Err(Error::runner(format!(
                 "{rel}: `{key}` would follow `{}`: result lines must be written in order",
                 f.last_key.as_deref().unwrap_or_default()
             )));
         }
-        let mut text = Vec::with_capacity(512);
+        let text = &mut self.text;
+        text.clear();
         text.push(b'{');
-        let mut any = false;
-        let mut shared_written = ids.is_empty();
-        let mut put = |text: &mut Vec<u8>, k: &str, v: &[u8]| -> Result<()> {
-            if any {
-                text.push(b',');
+        let ids = &self.ids;
+        let put_ids = |text: &mut Vec<u8>| {
+            text.push(b'"');
+            text.extend_from_slice(SHARED_KEY.as_bytes());
+            text.extend_from_slice(b"\":[");
+            for (n, id) in ids.iter().enumerate() {
+                if n > 0 {
+                    text.push(b',');
+                }
+                text.push(b'"');
+                push_hex(text, *id);
+                text.push(b'"');
             }
-            any = true;
-            serde_json::to_writer(&mut *text, k).map_err(ser)?;
-            text.push(b':');
-            text.extend_from_slice(v);
-            Ok(())
+            text.push(b']');
         };
-        let shared_value = || -> Result<Vec<u8>> { serde_json::to_vec(&ids).map_err(ser) };
-        for (k, v) in &members {
+        let mut shared_written = ids.is_empty();
+        for (i, (k, v)) in m.iter().enumerate() {
+            if self.taken[i] {
+                continue;
+            }
             // `$shared` replaces a member of that name, as `Map::insert` does.
-            if !shared_written && k.as_str() >= SHARED_KEY {
-                put(&mut text, SHARED_KEY, &shared_value()?)?;
+            if !shared_written && k >= SHARED_KEY {
+                if text.len() > 1 {
+                    text.push(b',');
+                }
+                put_ids(text);
                 shared_written = true;
                 if k == SHARED_KEY {
                     continue;
                 }
             }
-            put(&mut text, k, v)?;
+            if text.len() > 1 {
+                text.push(b',');
+            }
+            crate::util::json::push_json_str(text, k).map_err(ser)?;
+            text.push(b':');
+            text.extend_from_slice(v);
         }
         if !shared_written {
-            put(&mut text, SHARED_KEY, &shared_value()?)?;
+            if text.len() > 1 {
+                text.push(b',');
+            }
+            put_ids(text);
         }
         text.push(b'}');
         text.push(b'\n');
         f.out
-            .write_all(&text)
+            .write_all(text)
             .map_err(|e| Error::io("write result file", Path::new(rel), e))?;
         f.bytes += text.len() as u64;
         f.lines += 1;

@@ -6,7 +6,14 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
+mod members;
 mod sorted;
+
+pub use members::{Members, push_str as push_json_str};
+
+/// The random values of `sorted`'s tests, for other generated tests.
+#[cfg(test)]
+pub(crate) use sorted::tests as generated;
 
 fn ser_error(e: serde_json::Error) -> Error {
     Error::runner("cannot serialize JSON").with_source(e)

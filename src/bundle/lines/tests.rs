@@ -335,7 +335,7 @@ fn the_shared_values_document_is_the_sorted_pretty_document_of_every_value() {
         }
         let mut values = Map::new();
         for (id, text) in &interner.values {
-            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+            values.insert(hex(*id), serde_json::from_str(text).unwrap());
         }
         let whole = crate::util::json::to_sorted_pretty(&serde_json::json!({
             "schema_version": 2,
@@ -385,7 +385,7 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
         }
         let mut values = Map::new();
         for (id, text) in &interner.values {
-            values.insert(id.clone(), serde_json::from_str(text).unwrap());
+            values.insert(hex(*id), serde_json::from_str(text).unwrap());
         }
         let want = crate::util::json::to_sorted_pretty(&serde_json::json!({
             "schema_version": 2,
@@ -394,6 +394,15 @@ fn the_shared_values_document_is_the_sorted_pretty_json_of_its_values() {
         .unwrap();
         assert_eq!(interner.document(2).unwrap(), want, "seed {seed}");
     }
+}
+
+/// The id written as `hex` (12 hex digits) as bytes.
+fn unhex(hex: &str) -> Id {
+    let mut id = [0; ID_HEX / 2];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    id
 }
 
 /// The old line path, kept as the reference: `to_value`, [`Interner::compact`] on its map,
@@ -660,7 +669,8 @@ fn shared_values_kept_as_text_are_the_tree_readings_values_and_refusals() {
         let mut text = if rng.chance(50) {
             let mut w = Interner::new(usize::MAX);
             for (id, v) in values_of(&doc) {
-                w.values.insert(id, serde_json::to_string(&v).unwrap());
+                w.values
+                    .insert(unhex(&id), serde_json::to_string(&v).unwrap());
             }
             String::from_utf8(w.document(2).unwrap()).unwrap()
         } else {
@@ -825,4 +835,110 @@ fn compact_text_made_pretty_is_the_value_paths_bytes() {
         pretty_compact(&text, by, &mut got);
         assert_eq!(got, format!("prefix {want}"), "seed {seed}: {text}");
     }
+}
+
+/// The line path before lines were written from reused buffers, verbatim (members from
+/// `sorted_members`, `compact_members`, the line joined from them): the reference of
+/// [`ResultWriter::line`]'s bytes. `None` where it failed (not an object, or an error).
+fn members_line<T: Serialize>(
+    shared: &mut Interner,
+    item: &T,
+    groups: &[&[&str]],
+) -> Option<Vec<u8>> {
+    let mut members = crate::util::json::sorted_members(item).ok()??;
+    let ids = shared.compact_members(&mut members, groups).ok()?;
+    let mut text = Vec::with_capacity(512);
+    text.push(b'{');
+    let mut any = false;
+    let mut shared_written = ids.is_empty();
+    let mut put = |text: &mut Vec<u8>, k: &str, v: &[u8]| {
+        if any {
+            text.push(b',');
+        }
+        any = true;
+        serde_json::to_writer(&mut *text, k).unwrap();
+        text.push(b':');
+        text.extend_from_slice(v);
+    };
+    let shared_value = serde_json::to_vec(&ids).unwrap();
+    for (k, v) in &members {
+        if !shared_written && k.as_str() >= SHARED_KEY {
+            put(&mut text, SHARED_KEY, &shared_value);
+            shared_written = true;
+            if k == SHARED_KEY {
+                continue;
+            }
+        }
+        put(&mut text, k, v);
+    }
+    if !shared_written {
+        put(&mut text, SHARED_KEY, &shared_value);
+    }
+    text.push(b'}');
+    text.push(b'\n');
+    Some(text)
+}
+
+/// Generated lines of every shape `sorted`'s generator makes (nested objects, arrays,
+/// strings needing escapes, unicode, floats, non-string map keys, duplicate keys) as the
+/// values of keys around `$shared` and of overlapping groups, present or absent, values
+/// drawn from a small pool so that groups repeat (shared, memoized) or change from line to
+/// line, under caps that fill: [`ResultWriter::line`] writes exactly the bytes of the old
+/// members path, and the same shared values document; it fails where that path failed.
+#[test]
+fn lines_from_reused_buffers_are_the_old_members_paths_bytes() {
+    use crate::util::json::generated::{Node, node};
+    let group_sets: [&[&[&str]]; 5] = [
+        &[&["kind", "alpha"], &["Caps"], &["ratio", "notes"]],
+        &[&["zeta", "kind"], &["kind", "errno_name"], &["missing"]],
+        &[&["$shared", "A"], &["#", "$a", "é"], &["target"]],
+        &[&["kind"], &["kind"], &["zeta", "target", "ratio"]],
+        &[],
+    ];
+    let (mut written, mut refused) = (0, 0);
+    for seed in 0..120u64 {
+        let mut rng = Rng(seed ^ 0x11e5);
+        let groups = group_sets[(seed % 5) as usize];
+        let cap = [1000, 3, 0, 1][rng.below(4)];
+        let pool: Vec<u64> = (0..=rng.below(6)).map(|_| rng.next()).collect();
+        // A value from the pool (the same seed gives the same node), or a fresh one.
+        let value = |rng: &mut Rng| -> Node {
+            let s = if rng.chance(70) {
+                *rng.pick(&pool)
+            } else {
+                rng.next()
+            };
+            node(&mut Rng(s | 1), 3)
+        };
+        let mut reference = Interner::new(cap);
+        let mut w = ResultWriter::new(cap);
+        w.add_file("l.jsonl", Vec::new(), groups);
+        let mut want = Vec::new();
+        for i in 0..rng.below(60) {
+            let key = format!("s{i:04}");
+            let item: BTreeMap<String, Node> = (0..rng.below(7))
+                .map(|_| ((*rng.pick(KEYS)).to_string(), value(&mut rng)))
+                .collect();
+            let old = members_line(&mut reference, &item, groups);
+            let new = w.line("l.jsonl", &key, &item);
+            assert_eq!(new.is_ok(), old.is_some(), "seed {seed} line {i}");
+            if let Some(line) = old {
+                want.extend(line);
+                written += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        let (files, doc) = w.finish(2).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&files["l.jsonl"]),
+            String::from_utf8_lossy(&want),
+            "seed {seed}"
+        );
+        assert_eq!(doc, reference.document(2).unwrap(), "seed {seed}");
+    }
+    assert!(
+        written > 2000 && refused > 20,
+        "written {written}, refused {refused}"
+    );
 }

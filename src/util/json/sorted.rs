@@ -699,7 +699,7 @@ impl ser::Serializer for Top {
 /// The object key `to_value` makes of a map key: a string as is, anything else (integers,
 /// bools, floats, chars, unit variants — or its error) exactly as `serde_json` converts it,
 /// by asking `serde_json` for a one-entry object with that key.
-fn map_key<T: Serialize + ?Sized>(key: &T) -> Res<String> {
+pub(super) fn map_key<T: Serialize + ?Sized>(key: &T) -> Res<String> {
     struct One<'k, K: ?Sized>(&'k K);
     impl<K: Serialize + ?Sized> Serialize for One<'_, K> {
         fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -857,7 +857,7 @@ fn other() -> Error {
 #[cfg(test)]
 // Narrowing a random f64 to an f32 field is the point (NaN, inf and rounding included).
 #[allow(clippy::cast_possible_truncation)]
-mod tests {
+pub(crate) mod tests {
     //! Generated: thousands of random values of derived types (fields declared out of
     //! order, every enum variant kind, flatten, maps with string and non-string keys,
     //! floats incl. NaN/inf/-0.0, odd strings, deep nesting) must give byte for byte what
@@ -879,7 +879,7 @@ mod tests {
         serde_json::to_string(&serde_json::to_value(v).ok()?).ok()
     }
 
-    struct Bytes(Vec<u8>);
+    pub(crate) struct Bytes(Vec<u8>);
     impl Serialize for Bytes {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(&self.0)
@@ -888,7 +888,7 @@ mod tests {
 
     #[derive(Serialize)]
     #[serde(untagged)]
-    enum Key {
+    pub(crate) enum Key {
         Str(String),
         U8(u8),
         I64(i64),
@@ -903,7 +903,7 @@ mod tests {
     }
 
     /// A map with any keys, in the given order, duplicates included.
-    struct Pairs(Vec<(Key, Node)>);
+    pub(crate) struct Pairs(pub(crate) Vec<(Key, Node)>);
     impl Serialize for Pairs {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeMap;
@@ -916,13 +916,13 @@ mod tests {
     }
 
     #[derive(Serialize, Clone, Copy)]
-    enum Kind {
+    pub(crate) enum Kind {
         Zed,
         Alpha,
     }
 
     #[derive(Serialize)]
-    enum Variant {
+    pub(crate) enum Variant {
         Unit,
         New(Box<Node>),
         Tuple(i8, Box<Node>, Kind),
@@ -935,7 +935,7 @@ mod tests {
     }
 
     #[derive(Serialize)]
-    struct Rec {
+    pub(crate) struct Rec {
         zeta: Option<Box<Node>>,
         mid: Vec<Node>,
         alpha: f32,
@@ -946,7 +946,7 @@ mod tests {
     }
 
     #[derive(Serialize)]
-    struct Flat {
+    pub(crate) struct Flat {
         zz: u8,
         #[serde(flatten)]
         rest: BTreeMap<String, Node>,
@@ -954,15 +954,15 @@ mod tests {
     }
 
     #[derive(Serialize)]
-    struct UnitS;
+    pub(crate) struct UnitS;
     #[derive(Serialize)]
-    struct NewS(Box<Node>);
+    pub(crate) struct NewS(Box<Node>);
     #[derive(Serialize)]
-    struct TupS(f64, Box<Node>);
+    pub(crate) struct TupS(f64, Box<Node>);
 
     #[derive(Serialize)]
     #[serde(untagged)]
-    enum Node {
+    pub(crate) enum Node {
         Null,
         Bool(bool),
         I64(i64),
@@ -988,7 +988,7 @@ mod tests {
         Value(serde_json::Value),
     }
 
-    fn string(r: &mut Rng) -> String {
+    pub(crate) fn string(r: &mut Rng) -> String {
         const POOL: &[char] = &[
             'a', 'b', 'z', 'A', '_', '0', ' ', '"', '\\', '/', '\u{0}', '\u{1}', '\n', '\t',
             '\u{1f}', '\u{7f}', 'é', 'ß', '\u{2028}', '\u{fffd}', '𝄞', '~',
@@ -996,7 +996,7 @@ mod tests {
         (0..r.below(6usize)).map(|_| *r.pick(POOL)).collect()
     }
 
-    fn float(r: &mut Rng) -> f64 {
+    pub(crate) fn float(r: &mut Rng) -> f64 {
         match r.below(10u8) {
             0 => f64::NAN,
             1 => f64::INFINITY,
@@ -1010,7 +1010,7 @@ mod tests {
         }
     }
 
-    fn key(r: &mut Rng) -> Key {
+    pub(crate) fn key(r: &mut Rng) -> Key {
         match r.below(40u8) {
             0 => Key::None(None),
             1 => Key::Nothing(()),
@@ -1026,7 +1026,7 @@ mod tests {
         }
     }
 
-    fn node(r: &mut Rng, depth: u32) -> Node {
+    pub(crate) fn node(r: &mut Rng, depth: u32) -> Node {
         let leaf = depth == 0 || r.chance(35);
         let pick = if leaf { r.below(14u8) } else { r.below(24u8) };
         let d = depth.saturating_sub(1);
@@ -1096,7 +1096,7 @@ mod tests {
         }
     }
 
-    fn variant(r: &mut Rng, d: u32) -> Variant {
+    pub(crate) fn variant(r: &mut Rng, d: u32) -> Variant {
         match r.below(5u8) {
             0 => Variant::Unit,
             1 => Variant::New(Box::new(node(r, d))),
