@@ -714,8 +714,8 @@ fn not_direct() -> Error {
 
 /// A map key written as the text `to_value` makes of it, for the plain cases
 /// (strings, unit variants, 32/64-bit integers, `Display`): anything else is an error, and
-/// the caller asks [`super::sorted::map_key`] (as `sorted`'s `KeyStr` does).
-struct KeyText<'a>(&'a mut String);
+/// the caller asks [`super::sorted::map_key`] (whose own fast path this is too).
+pub(super) struct KeyText<'a>(pub(super) &'a mut String);
 
 impl ser::Serializer for KeyText<'_> {
     type Ok = ();

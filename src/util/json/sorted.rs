@@ -709,8 +709,10 @@ pub(super) fn map_key<T: Serialize + ?Sized>(key: &T) -> Res<String> {
             m.end()
         }
     }
-    match key.serialize(KeyStr) {
-        Ok(s) => Ok(s),
+    // The fast path: a string key (the common case) without a detour.
+    let mut text = String::new();
+    match key.serialize(super::members::KeyText(&mut text)) {
+        Ok(()) => Ok(text),
         Err(_) => match serde_json::to_value(One(key))? {
             serde_json::Value::Object(m) => m
                 .into_iter()
@@ -722,136 +724,6 @@ pub(super) fn map_key<T: Serialize + ?Sized>(key: &T) -> Res<String> {
             )),
         },
     }
-}
-
-/// The fast path of [`map_key`]: a string key (the common case) without a detour.
-struct KeyStr;
-
-impl ser::Serializer for KeyStr {
-    type Ok = String;
-    type Error = Error;
-    type SerializeSeq = ser::Impossible<String, Error>;
-    type SerializeTuple = ser::Impossible<String, Error>;
-    type SerializeTupleStruct = ser::Impossible<String, Error>;
-    type SerializeTupleVariant = ser::Impossible<String, Error>;
-    type SerializeMap = ser::Impossible<String, Error>;
-    type SerializeStruct = ser::Impossible<String, Error>;
-    type SerializeStructVariant = ser::Impossible<String, Error>;
-
-    fn serialize_str(self, v: &str) -> Res<String> {
-        Ok(v.to_owned())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _n: &'static str,
-        v: &T,
-    ) -> Res<String> {
-        v.serialize(self)
-    }
-    fn serialize_unit_variant(self, _n: &'static str, _i: u32, v: &'static str) -> Res<String> {
-        Ok(v.to_owned())
-    }
-    fn serialize_u64(self, v: u64) -> Res<String> {
-        Ok(v.to_string())
-    }
-    fn serialize_u32(self, v: u32) -> Res<String> {
-        Ok(v.to_string())
-    }
-    fn serialize_i64(self, v: i64) -> Res<String> {
-        Ok(v.to_string())
-    }
-    fn serialize_i32(self, v: i32) -> Res<String> {
-        Ok(v.to_string())
-    }
-    fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Res<String> {
-        Ok(v.to_string())
-    }
-    // Everything else goes the slow way (`map_key`), which has serde_json's answer.
-    fn serialize_bool(self, _: bool) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_i8(self, _: i8) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_i16(self, _: i16) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_u8(self, _: u8) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_u16(self, _: u16) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_f32(self, _: f32) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_f64(self, _: f64) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_char(self, _: char) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_none(self) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_unit(self) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Res<String> {
-        Err(other())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Res<Self::SerializeSeq> {
-        Err(other())
-    }
-    fn serialize_tuple(self, _: usize) -> Res<Self::SerializeTuple> {
-        Err(other())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Res<Self::SerializeTupleStruct> {
-        Err(other())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Res<Self::SerializeTupleVariant> {
-        Err(other())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Res<Self::SerializeMap> {
-        Err(other())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Res<Self::SerializeStruct> {
-        Err(other())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Res<Self::SerializeStructVariant> {
-        Err(other())
-    }
-}
-
-fn other() -> Error {
-    <Error as ser::Error>::custom("not a plain key")
 }
 
 #[cfg(test)]
