@@ -14,8 +14,6 @@
 //! replaces an earlier value) and rewritten in place. The top-level object's entries are
 //! not joined: they stay spans of the buffer, sorted, for the caller to arrange.
 
-use std::fmt::Write as _;
-
 use serde::ser::{self, Serialize};
 use serde_json::Error;
 
@@ -497,7 +495,10 @@ impl ser::SerializeMap for Obj<'_> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Res<()> {
         let a = self.m.keys.len();
-        if key.serialize(KeyText(&mut self.m.keys)).is_err() {
+        if key
+            .serialize(super::sorted::KeyText(&mut self.m.keys))
+            .is_err()
+        {
             // Not a plain key: exactly as `serde_json` converts it (or its error).
             self.m.keys.truncate(a);
             let k = super::sorted::map_key(key)?;
@@ -710,136 +711,6 @@ const NOT_DIRECT: &str = "nexusmon: not a struct or map at the top";
 
 fn not_direct() -> Error {
     <Error as ser::Error>::custom(NOT_DIRECT)
-}
-
-/// A map key written as the text `to_value` makes of it, for the plain cases
-/// (strings, unit variants, 32/64-bit integers, `Display`): anything else is an error, and
-/// the caller asks [`super::sorted::map_key`] (whose own fast path this is too).
-pub(super) struct KeyText<'a>(pub(super) &'a mut String);
-
-impl ser::Serializer for KeyText<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = ser::Impossible<(), Error>;
-    type SerializeTuple = ser::Impossible<(), Error>;
-    type SerializeTupleStruct = ser::Impossible<(), Error>;
-    type SerializeTupleVariant = ser::Impossible<(), Error>;
-    type SerializeMap = ser::Impossible<(), Error>;
-    type SerializeStruct = ser::Impossible<(), Error>;
-    type SerializeStructVariant = ser::Impossible<(), Error>;
-
-    fn serialize_str(self, v: &str) -> Res<()> {
-        self.0.push_str(v);
-        Ok(())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _n: &'static str, v: &T) -> Res<()> {
-        v.serialize(self)
-    }
-    fn serialize_unit_variant(self, _n: &'static str, _i: u32, v: &'static str) -> Res<()> {
-        self.0.push_str(v);
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Res<()> {
-        write!(self.0, "{v}").map_err(|_| other())
-    }
-    fn serialize_u32(self, v: u32) -> Res<()> {
-        write!(self.0, "{v}").map_err(|_| other())
-    }
-    fn serialize_i64(self, v: i64) -> Res<()> {
-        write!(self.0, "{v}").map_err(|_| other())
-    }
-    fn serialize_i32(self, v: i32) -> Res<()> {
-        write!(self.0, "{v}").map_err(|_| other())
-    }
-    fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Res<()> {
-        write!(self.0, "{v}").map_err(|_| other())
-    }
-    // Everything else goes the slow way (`map_key`), which has serde_json's answer.
-    fn serialize_bool(self, _: bool) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_i8(self, _: i8) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_i16(self, _: i16) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_u8(self, _: u8) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_u16(self, _: u16) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_f32(self, _: f32) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_f64(self, _: f64) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_char(self, _: char) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_none(self) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_unit(self) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Res<()> {
-        Err(other())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Res<Self::SerializeSeq> {
-        Err(other())
-    }
-    fn serialize_tuple(self, _: usize) -> Res<Self::SerializeTuple> {
-        Err(other())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Res<Self::SerializeTupleStruct> {
-        Err(other())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Res<Self::SerializeTupleVariant> {
-        Err(other())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Res<Self::SerializeMap> {
-        Err(other())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Res<Self::SerializeStruct> {
-        Err(other())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Res<Self::SerializeStructVariant> {
-        Err(other())
-    }
-}
-
-fn other() -> Error {
-    <Error as ser::Error>::custom("not a plain key")
 }
 
 #[cfg(test)]
