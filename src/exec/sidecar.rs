@@ -24,6 +24,18 @@ pub(super) fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> bool {
 /// Send the start of `data` (as much as the socket takes at once, at least one byte)
 /// with `fds` attached to it; how many bytes went (`None`: nothing did).
 pub(super) fn send_some_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Option<usize> {
+    send_some_with_fds_flagged(sock, data, fds, 0)
+}
+
+/// [`send_some_with_fds`] with `sendmsg` flags added to `MSG_NOSIGNAL` (an exec child
+/// passes `MSG_DONTWAIT`). Allocates nothing and touches only its stack and the caller's
+/// buffers, so a `CLONE_VM` child may call it.
+pub(super) fn send_some_with_fds_flagged(
+    sock: RawFd,
+    data: &[u8],
+    fds: &[RawFd],
+    flags: libc::c_int,
+) -> Option<usize> {
     if fds.len() > MAX_FDS || data.is_empty() {
         return None;
     }
@@ -55,7 +67,7 @@ pub(super) fn send_some_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Opt
             );
         }
         let n = loop {
-            let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
+            let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL | flags);
             if n >= 0 || errno() != libc::EINTR {
                 break n;
             }

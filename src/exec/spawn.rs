@@ -753,10 +753,8 @@ pub(crate) fn await_released_mounts(timeout: std::time::Duration) {
 /// # Safety
 /// Only in the cloned child.
 unsafe fn send_own_mounts(sock: RawFd) -> bool {
-    #[repr(C, align(8))]
-    struct Control([u8; 32]);
-    // SAFETY: open, sendmsg and close on the child's own descriptors, with buffers on its
-    // stack; CMSG_* are pointer arithmetic on them.
+    // SAFETY: open, pidfd_open and close on the child's own descriptors; the send
+    // (`sidecar::send_some_with_fds_flagged`) allocates nothing and uses only its stack.
     unsafe {
         let ns = libc::open(
             c"/proc/self/ns/mnt".as_ptr(),
@@ -776,36 +774,14 @@ unsafe fn send_own_mounts(sock: RawFd) -> bool {
             libc::close(ns);
             return false;
         }
-        let byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_ptr().cast_mut().cast(),
-            iov_len: 1,
-        };
-        let mut control = Control([0; 32]);
-        let fd_bytes = u32::try_from(2 * std::mem::size_of::<RawFd>()).unwrap_or(8);
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(fd_bytes) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        let sent = !cmsg.is_null() && {
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
-            let slots = libc::CMSG_DATA(cmsg);
-            for (i, fd) in [ns, pidfd].into_iter().enumerate() {
-                std::ptr::write_unaligned(
-                    slots.add(i * std::mem::size_of::<RawFd>()).cast::<RawFd>(),
-                    fd,
-                );
-            }
-            libc::sendmsg(
-                sock,
-                &raw const msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            ) == 1
-        };
+        // One byte with both descriptors attached, without waiting: a full socket leaves the
+        // copy to this child's exit.
+        let sent = super::sidecar::send_some_with_fds_flagged(
+            sock,
+            &[0u8],
+            &[ns, pidfd],
+            libc::MSG_DONTWAIT,
+        ) == Some(1);
         libc::close(ns);
         libc::close(pidfd);
         sent
