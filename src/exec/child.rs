@@ -750,8 +750,9 @@ fn exec_child<'a>(
     if !spec.clean {
         cmd.process_group(0);
     }
-    let mut child = cmd
-        .spawn()
+    // From a thread holding the worker's full bounding set (`spawn::with_full`): this
+    // program drops nothing of it.
+    let mut child = spawn::with_full(|| cmd.spawn())
         .map_err(|e| Ended::SpawnFailed(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
     let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {

@@ -568,7 +568,10 @@ impl<'a> LiveExecutor<'a> {
         let keep = crate::sandbox::privilege::bounding_kept_by(
             self.profiles.values().map(|r| &r.compiled.child),
         );
-        let Ok(s) = ForkServer::start_keeping(&self.helper_exe, keep) else {
+        // From a thread holding the worker's full bounding set (it may have lowered its
+        // own to its exec children's: `spawn::dedicate_thread`).
+        let exe = &self.helper_exe;
+        let Ok(s) = super::spawn::with_full(|| ForkServer::start_keeping(exe, keep)) else {
             self.servers_failed.store(true, Ordering::Relaxed);
             return None;
         };
@@ -1568,11 +1571,13 @@ impl LiveExecutor<'_> {
     }
 
     fn tracking_for<'c>(&self, child: Option<&'c ChildCgroup>) -> ChildTracking<'c> {
+        // The worker joins its cgroup before its first child in any case, so a keeper it
+        // makes later (`spawn::dedicate_thread`) is born there and starts the fork server
+        // there.
+        let worker = self.worker_cgroup();
         match child {
             Some(c) => ChildTracking::Child(c),
-            None => self
-                .worker_cgroup()
-                .map_or(ChildTracking::None, ChildTracking::Worker),
+            None => worker.map_or(ChildTracking::None, ChildTracking::Worker),
         }
     }
 }

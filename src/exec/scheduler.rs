@@ -299,6 +299,9 @@ where
         for _ in 0..workers {
             let (queue, work_cv, main_cv) = (&queue, &work_cv, &main_cv);
             s.spawn(move || {
+                // This thread lives for these lanes only: it may lower its own bounding
+                // set to its children's (no spawner hand-off per child).
+                super::spawn::dedicate_thread();
                 let _alive = Alive { queue, main_cv };
                 // The job this worker finished last, handed over when it takes the next.
                 let mut last: Option<(usize, Option<R>)> = None;

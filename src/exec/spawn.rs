@@ -389,8 +389,12 @@ fn clone_child(
 /// [`Isolation::enforce_identity_from`] (given that thread's remembered set,
 /// [`privilege::thread_bounding`]) finds nothing left to drop.
 ///
-/// Why not lower the worker thread's own set: the worker also starts the builtin probes'
-/// fork servers and the namespace inits, which need what it holds. Why this is sound:
+/// A worker thread of the scheduler ([`dedicate_thread`]) lowers its *own* set instead, to
+/// the first such set its children keep, and clones those children itself (no hand-off);
+/// a spawner is used for a child keeping less than that, and the worker's *keeper*
+/// (a thread holding the set the worker had) for a child keeping more, for one that keeps
+/// its set, and for the fork servers and std-spawned helpers the worker starts
+/// ([`with_full`]). Why this is sound (for a spawner; [`dedicate_thread`] for the worker):
 ///
 /// - The spawner's set is exactly the worker's less what `keep` does not hold: it dropped
 ///   the rest, and the set read back after the drops must be that (else the spawner is not
@@ -411,65 +415,120 @@ fn clone_child(
 /// - The worker waits for `f` to finish before it goes on (`f` borrows its stack), so it
 ///   still runs one child at a time.
 pub fn with_bounding<R: Send>(keep: Option<u64>, f: impl FnOnce() -> R + Send) -> R {
-    let Some(keep) = keep.filter(|k| privilege::thread_bounding() & !k != 0) else {
+    let own = privilege::thread_bounding();
+    // A thread that lowered its own set ([`dedicate_thread`]) lends a child that must keep
+    // more than it holds now, or that does not touch its set at all, to its keeper, which
+    // holds the set the thread had: the child is cloned there as it was before.
+    if lowered() && keep.is_none_or(|k| k & !own != 0) {
+        return with_keeper(move || with_bounding(keep, f));
+    }
+    let Some(keep) = keep.filter(|k| own & !k != 0) else {
         return f();
     };
-    let mut f = Some(f);
-    let mut out = None;
-    let mut job = || {
-        if let Some(f) = f.take() {
-            out = Some(f());
+    // A dedicated thread's first such child: the thread lowers its own set to the child's
+    // (once), and this child and every later one keeping the same clones here, with no
+    // spawner in between.
+    if DEDICATED.get() && !lowered() {
+        // Tried once: a thread that could not lower its set uses spawners from then on.
+        DEDICATED.set(false);
+        if lower_to(keep) {
+            return f();
         }
-    };
-    let lent: *mut (dyn FnMut() + Send + '_) = &raw mut job;
-    // SAFETY: only the lifetime is erased. The spawner runs the job only between our send
-    // and its answer, which we wait for below (or learn that it ended without running
-    // it); `job` is dropped only after that, so it outlives every use of the pointer.
-    #[allow(clippy::transmute_ptr_to_ptr)] // only the lifetime changes, which no cast can do
-    let lent = Lent(unsafe {
-        std::mem::transmute::<*mut (dyn FnMut() + Send + '_), *mut (dyn FnMut() + Send + 'static)>(
-            lent,
-        )
-    });
-    let ran = SPAWNERS.with_borrow_mut(|spawners| {
-        let at = if let Some(at) = spawners.iter().position(|(k, _)| *k == keep) {
-            at
-        } else {
-            spawners.push((keep, Spawner::start(keep)?));
-            spawners.len() - 1
-        };
-        let spawner = &spawners[at].1;
-        spawner.jobs.send(lent).ok()?;
-        // A spawner answers every job it took, unless it ended first (then it never will
-        // touch the job: an ended thread runs nothing).
-        spawner.done.recv().ok()
-    });
-    #[allow(clippy::drop_non_drop)] // ends the borrows of `f` and `out` the job holds
-    drop(job);
-    // A job that panicked on the spawner panics its caller.
-    assert!(
-        ran != Some(false),
-        "a spawner thread's job panicked (see the panic above)"
-    );
-    // Not run (no spawner could be started, or it ended): here, the children dropping
-    // their own bounding set.
-    match f.take() {
-        Some(f) => f(),
-        None => match out {
-            Some(out) => out,
-            None => unreachable!("a job that ran without panicking left its result"),
-        },
     }
+    let spawner = SPAWNERS.with_borrow_mut(|spawners| {
+        if let Some((_, s)) = spawners.iter().find(|(k, _)| *k == keep) {
+            return Some(s.clone());
+        }
+        let s = std::rc::Rc::new(Spawner::start(Some(keep))?);
+        spawners.push((keep, s.clone()));
+        Some(s)
+    });
+    match spawner {
+        Some(s) => s.run(f).unwrap_or_else(|f| f()),
+        // No spawner could be started: here, the child dropping its own bounding set.
+        None => f(),
+    }
+}
+
+/// Mark the calling thread as one that lives for one run's lanes only and clones nothing
+/// but through this module, [`with_full`] and the closures it is lent (a scheduler's
+/// worker thread): [`with_bounding`] may lower its own bounding set to its children's.
+///
+/// Why: with a spawner, every child costs two hand-offs between the worker and its
+/// spawner (the job, then its answer: two context switches, each a wait for a core when
+/// both are busy). A worker whose own set already is its children's clones them itself.
+/// Why this is sound: a bounding set limits only what later programs can gain
+/// (`execve`) — the thread's own effective and permitted sets, with which it joins
+/// namespaces, mounts and clones, are unchanged — and the only programs a worker thread
+/// starts are its children (through [`with_bounding`], which clones one that must keep
+/// more than the lowered set, or that keeps its set, on the keeper: a thread made just
+/// before the drop, holding the set the worker had), fork servers and std-spawned
+/// helpers (started through [`with_full`], on the keeper too). The keeper is created by
+/// the worker, so it shares what a thread passes to its children: its cgroup (v1: the
+/// worker's, joined before any child is spawned), signal mask, its PID namespace for
+/// children (the thread's own: [`with_bounding`]'s closures enter an init's only for one
+/// clone) and lives as long as the worker (a thread-local of it), like the worker's own
+/// children's parent-death signal. What a child gets from its cloning thread is then the
+/// same as from a spawner of that set: the set itself, exactly (read back after the drop;
+/// a drop that left more is not used), and all else the worker's.
+pub(super) fn dedicate_thread() {
+    DEDICATED.set(true);
+}
+
+/// Run `f` (which starts a program: a fork server, a helper spawned by std) on a thread
+/// holding the bounding set this thread had before it lowered it ([`dedicate_thread`]);
+/// here when it never did.
+pub fn with_full<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if lowered() { with_keeper(f) } else { f() }
+}
+
+/// This thread lowered its own bounding set (it has a keeper).
+fn lowered() -> bool {
+    KEEPER.with_borrow(Option::is_some)
+}
+
+/// Run `f` on this thread's keeper (here if this thread has none: it never lowered its
+/// set). A keeper ends only with its worker's thread-locals, so it always answers; were it
+/// gone, `f` panics rather than run with less than it needs.
+fn with_keeper<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let keeper = KEEPER.with_borrow(Clone::clone);
+    match keeper {
+        Some(k) => match k.run(f) {
+            Ok(r) => r,
+            Err(_) => panic!("a worker's keeper thread ended before the worker"),
+        },
+        None => f(),
+    }
+}
+
+/// Lower this thread's own bounding set to `keep`, after starting its keeper (a thread
+/// made now holds the set this thread has); true when the set is then exactly `keep`
+/// (as far as this thread held it). A drop that failed part-way leaves a set between the
+/// two: the thread keeps its keeper (what it lost is there), and its children drop the
+/// rest themselves from the set read back.
+fn lower_to(keep: u64) -> bool {
+    let before = privilege::thread_bounding();
+    let Some(keeper) = Spawner::start(None) else {
+        return false;
+    };
+    // SAFETY: prctl on this thread's own bounding set.
+    let dropped = unsafe { privilege::drop_bounding_except(keep, 63) };
+    let now = privilege::reread_thread_bounding();
+    if now != before {
+        KEEPER.set(Some(std::rc::Rc::new(keeper)));
+    }
+    dropped && now == before & keep
 }
 
 /// A job lent to a spawner thread: a closure on the lending thread's stack.
 struct Lent(*mut (dyn FnMut() + Send + 'static));
 
 // SAFETY: the closure is `Send`; the pointer is only dereferenced by the spawner while the
-// lender waits for it (`with_bounding`).
+// lender waits for it (`Spawner::run`).
 unsafe impl Send for Lent {}
 
-/// A thread whose bounding set is one worker's children's ([`with_bounding`]).
+/// A thread whose bounding set is one worker's children's ([`with_bounding`]), or a
+/// worker's keeper (the set the worker had before it lowered its own).
 struct Spawner {
     jobs: std::sync::mpsc::Sender<Lent>,
     /// One answer per job: it returned (`true`) or panicked.
@@ -479,8 +538,13 @@ struct Spawner {
 thread_local! {
     /// This thread's spawners, by bounding set (a handful: one per distinct set of kept
     /// capabilities among the profiles). Dropped with the thread, which ends them.
-    static SPAWNERS: std::cell::RefCell<Vec<(u64, Spawner)>> =
+    static SPAWNERS: std::cell::RefCell<Vec<(u64, std::rc::Rc<Spawner>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// The keeper of a thread that lowered its own bounding set ([`dedicate_thread`]).
+    static KEEPER: std::cell::RefCell<Option<std::rc::Rc<Spawner>>> =
+        const { std::cell::RefCell::new(None) };
+    /// This thread may lower its own bounding set ([`dedicate_thread`]).
+    static DEDICATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 thread_local! {
@@ -491,7 +555,8 @@ thread_local! {
 /// The calling thread is a spawner thread: it clones nothing but the children of the jobs
 /// lent to it by [`with_bounding`] (no fork server, no namespace init, no thread), so what
 /// it sets for its children — the PID namespace they are born in — concerns those
-/// children only (`exec::child`'s `EnteredPidNs` keeps it between children).
+/// children only (`exec::child`'s `EnteredPidNs` keeps it between children). A keeper is
+/// not one (it also starts fork servers).
 pub(super) fn on_spawner() -> bool {
     ON_SPAWNER.get()
 }
@@ -499,26 +564,31 @@ pub(super) fn on_spawner() -> bool {
 impl Spawner {
     /// Start a thread that drops from its bounding set everything but `keep`; `None` if it
     /// cannot (no `CAP_SETPCAP`) or its set is then not exactly the calling thread's less
-    /// what `keep` does not hold.
-    fn start(keep: u64) -> Option<Self> {
+    /// what `keep` does not hold. With `keep` `None`: a keeper, which drops nothing.
+    fn start(keep: Option<u64>) -> Option<Self> {
         // What the children of the calling thread start with; the spawner's, less the rest.
-        let exact_set = privilege::thread_bounding() & keep;
+        let exact_set = privilege::thread_bounding() & keep.unwrap_or(u64::MAX);
         let (jobs, jobs_rx) = std::sync::mpsc::channel::<Lent>();
         let (done_tx, done) = std::sync::mpsc::channel::<bool>();
         let (ready_tx, ready) = std::sync::mpsc::channel::<bool>();
         std::thread::Builder::new()
             .spawn(move || {
-                // SAFETY: prctl on this thread's own bounding set.
-                let dropped = unsafe { privilege::drop_bounding_except(keep, 63) };
-                // Read back (and remembered for this thread's children).
-                let exact = dropped && privilege::thread_bounding() == exact_set;
+                let exact = match keep {
+                    Some(keep) => {
+                        // SAFETY: prctl on this thread's own bounding set.
+                        let dropped = unsafe { privilege::drop_bounding_except(keep, 63) };
+                        // Read back (and remembered for this thread's children).
+                        dropped && privilege::thread_bounding() == exact_set
+                    }
+                    None => true,
+                };
                 if ready_tx.send(exact).is_err() || !exact {
                     return;
                 }
-                ON_SPAWNER.set(true);
+                ON_SPAWNER.set(keep.is_some());
                 while let Ok(Lent(job)) = jobs_rx.recv() {
                     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        // SAFETY: the lender waits for our answer (`with_bounding`).
+                        // SAFETY: the lender waits for our answer (`Spawner::run`).
                         unsafe { (*job)() }
                     }))
                     .is_ok();
@@ -530,6 +600,47 @@ impl Spawner {
             .ok()?;
         ready.recv().ok().filter(|exact| *exact)?;
         Some(Self { jobs, done })
+    }
+
+    /// Run `f` on this thread and wait for it; `f` back if the thread ended first (then
+    /// it never touched the job: an ended thread runs nothing).
+    fn run<R: Send, F: FnOnce() -> R + Send>(&self, f: F) -> Result<R, F> {
+        let mut f = Some(f);
+        let mut out = None;
+        let mut job = || {
+            if let Some(f) = f.take() {
+                out = Some(f());
+            }
+        };
+        let lent: *mut (dyn FnMut() + Send + '_) = &raw mut job;
+        // SAFETY: only the lifetime is erased. The thread runs the job only between our
+        // send and its answer, which we wait for below (or learn that it ended without
+        // running it); `job` is dropped only after that, so it outlives every use of the
+        // pointer.
+        #[allow(clippy::transmute_ptr_to_ptr)] // only the lifetime changes, which no cast can do
+        let lent = Lent(unsafe {
+            std::mem::transmute::<*mut (dyn FnMut() + Send + '_), *mut (dyn FnMut() + Send + 'static)>(
+                lent,
+            )
+        });
+        let ran = match self.jobs.send(lent) {
+            Ok(()) => self.done.recv().ok(),
+            Err(_) => None,
+        };
+        #[allow(clippy::drop_non_drop)] // ends the borrows of `f` and `out` the job holds
+        drop(job);
+        // A job that panicked on the spawner panics its caller.
+        assert!(
+            ran != Some(false),
+            "a spawner thread's job panicked (see the panic above)"
+        );
+        match f.take() {
+            Some(f) => Err(f),
+            None => match out {
+                Some(out) => Ok(out),
+                None => unreachable!("a job that ran without panicking left its result"),
+            },
+        }
     }
 }
 
@@ -1748,5 +1859,129 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), sets.len(), "{sets:x?}");
+    }
+
+    /// A dedicated thread (a scheduler's worker: [`dedicate_thread`]) lowers its own
+    /// bounding set to the first set its children keep and clones those children itself;
+    /// generated children after it — keeping that set, less, more, or their whole set (no
+    /// bounding drop) — and programs started through [`with_full`] each get exactly what
+    /// they would get from a thread that never lowered its set: the kept set, else the
+    /// runner's whole set.
+    #[test]
+    fn a_dedicated_thread_lowers_its_own_set_and_each_child_still_gets_exactly_its_own() {
+        let runner = RunnerPrivileges::current();
+        if runner.effective & (1 << 8) == 0 || runner.euid != 0 {
+            // No CAP_SETPCAP: nothing is lowered (covered by the spawner test's fallback).
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().to_path_buf();
+        let mut state = 0x0DED_1CA7_E5ED_u64;
+        std::thread::spawn(move || {
+            dedicate_thread();
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let pool = [
+                0u64,
+                1 << 10,
+                (1 << 0) | (1 << 13),
+                (1 << 13) | (1 << 10) | (1 << 5),
+            ];
+            let mut first: Option<u64> = None;
+            for round in 0..40 {
+                let choice = if round == 0 { 0 } else { next() % 5 };
+                let (kept, clear) = match choice {
+                    0..=2 => (pool[usize::try_from(next() % 4).unwrap()], true),
+                    3 => (
+                        next() & runner.effective & runner.bounding & ((1u64 << 41) - 1),
+                        true,
+                    ),
+                    // Keeps its whole bounding set (no drop): cloned on the keeper.
+                    _ => (next() & runner.effective & (1 << 13), false),
+                };
+                let out = if round % 7 == 6 {
+                    // A program started by std from the worker (a fork server, a helper).
+                    let o = with_full(|| {
+                        std::process::Command::new("/bin/cat")
+                            .arg("/proc/self/status")
+                            .output()
+                    })
+                    .unwrap();
+                    assert!(o.status.success());
+                    let o = String::from_utf8_lossy(&o.stdout).into_owned();
+                    assert_eq!(status_mask(&o, "CapBnd:"), runner.bounding, "{round}\n{o}");
+                    assert_eq!(status_mask(&o, "CapEff:"), runner.effective, "{round}\n{o}");
+                    continue;
+                } else {
+                    let privileges = ChildPrivileges {
+                        applied: true,
+                        uid: 0,
+                        gid: 0,
+                        identity: false,
+                        capabilities: privilege::caps_names(kept),
+                        cap_last: runner.cap_last,
+                        bounding_cleared: clear,
+                        pid_namespace: false,
+                        namespace_init: None,
+                        pid_namespace_reason: None,
+                        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+                        baseline_host_reason: None,
+                        runner_environ: String::new(),
+                    };
+                    let (iso, _) = Isolation::new(&ChildRequest {
+                        privileges: &privileges,
+                        pid_namespace: Ok(()),
+                        scratch: &scratch,
+                        host_read_only: false,
+                        read_only_inputs: &[],
+                    });
+                    assert_eq!(iso.bounding_target(), clear.then_some(kept), "{round}");
+                    let (out, st) = run(&["/bin/cat", "/proc/self/status"], &iso, Path::new("/"));
+                    assert!(
+                        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                        "{round}: {out}"
+                    );
+                    out
+                };
+                let want_bounding = if clear { kept } else { runner.bounding };
+                assert_eq!(
+                    status_mask(&out, "CapBnd:"),
+                    want_bounding,
+                    "round {round}\n{out}"
+                );
+                // Root's `execve` gives a child that keeps its bounding set all of it.
+                let want_caps = if clear { kept } else { runner.bounding };
+                assert_eq!(
+                    status_mask(&out, "CapEff:"),
+                    want_caps,
+                    "round {round}\n{out}"
+                );
+                assert_eq!(
+                    status_mask(&out, "CapPrm:"),
+                    want_caps,
+                    "round {round}\n{out}"
+                );
+                if clear && first.is_none() {
+                    first = Some(kept);
+                }
+                // The thread lowered its own set to the first kept set, once.
+                let own = first.unwrap();
+                assert_eq!(privilege::bounding_set(63), own, "round {round}");
+                assert_eq!(privilege::thread_bounding(), own, "round {round}");
+                assert!(lowered(), "round {round}");
+                // Its own children need no spawner.
+                let sets = SPAWNERS.with_borrow(|s| s.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+                assert!(!sets.contains(&own), "{sets:x?}");
+                assert!(sets.iter().all(|k| k & !own == 0), "{sets:x?}");
+            }
+        })
+        .join()
+        .unwrap();
+        // The test thread's own set is untouched.
+        assert_eq!(privilege::bounding_set(63), runner.bounding);
     }
 }

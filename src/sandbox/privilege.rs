@@ -432,10 +432,7 @@ pub unsafe fn drop_bounding_known(keep: u64, present: u64) -> bool {
 /// without reading it again ([`Isolation::enforce_identity_from`]): 41 system calls less
 /// per child.
 pub fn thread_bounding() -> u64 {
-    thread_local! {
-        static BOUNDING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    }
-    BOUNDING.with(|b| {
+    THREAD_BOUNDING.with(|b| {
         if let Some(v) = b.get() {
             return v;
         }
@@ -443,6 +440,19 @@ pub fn thread_bounding() -> u64 {
         b.set(Some(v));
         v
     })
+}
+
+/// The calling thread's bounding set read again (and remembered): for a thread that has
+/// just lowered its own set ([`thread_bounding`] would still answer the set it read before).
+pub fn reread_thread_bounding() -> u64 {
+    let v = bounding_set(63);
+    THREAD_BOUNDING.with(|b| b.set(Some(v)));
+    v
+}
+
+thread_local! {
+    /// [`thread_bounding`]'s remembered value.
+    static THREAD_BOUNDING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
 /// The capabilities in this process's bounding set (bit `n`: capability `n`), read up to
