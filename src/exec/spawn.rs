@@ -493,10 +493,9 @@ fn lowered() -> bool {
 fn with_keeper<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let keeper = KEEPER.with_borrow(Clone::clone);
     match keeper {
-        Some(k) => match k.run(f) {
-            Ok(r) => r,
-            Err(_) => panic!("a worker's keeper thread ended before the worker"),
-        },
+        Some(k) => k
+            .run(f)
+            .unwrap_or_else(|_| panic!("a worker's keeper thread ended before the worker")),
         None => f(),
     }
 }
