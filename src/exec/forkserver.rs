@@ -310,6 +310,32 @@ struct Owed {
     /// Exited and kept a zombie for the runner's sweep; the server reaps it first thing
     /// on the next request (a launch names it), or at the end of its socket.
     zombie: Option<i32>,
+    /// The last launch's isolation and its JSON: a worker's children mostly bring the
+    /// same one, whose bytes are then copied instead of serialized again (pure
+    /// computation: equal isolations serialize to equal bytes).
+    iso_text: IsoText,
+}
+
+/// An isolation's JSON text, kept for the next isolation equal to it.
+#[derive(Debug, Default)]
+struct IsoText(Option<(Isolation, Vec<u8>)>);
+
+impl IsoText {
+    /// Append `iso`'s JSON to `out`: the bytes kept when `iso` equals the one they were
+    /// made from, else made now (and kept).
+    fn write(&mut self, iso: &Isolation, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        if let Some((last, text)) = &self.0
+            && last == iso
+        {
+            out.extend_from_slice(text);
+            return Ok(());
+        }
+        self.0 = None;
+        let text = serde_json::to_vec(iso)?;
+        out.extend_from_slice(&text);
+        self.0 = Some((iso.clone(), text));
+        Ok(())
+    }
 }
 
 impl ForkServer {
@@ -433,7 +459,8 @@ impl ForkServer {
             .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
         payload.push(b'\n');
         if let Some(iso) = spec.isolation {
-            serde_json::to_writer(&mut payload, iso)
+            owed.iso_text
+                .write(iso, &mut payload)
                 .map_err(|e| LaunchError::Server(format!("cannot encode the launch: {e}")))?;
         }
         let launch_len = u32::try_from(payload.len() - HEADER).ok();
@@ -1664,6 +1691,45 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Over generated sequences of launches (a few isolations repeated in runs, as a
+    /// worker's children bring them, and fresh ones equal to an earlier one), the runner's
+    /// kept text appends exactly the isolation's serialized bytes, after whatever the
+    /// payload held; and equal isolations are exactly those with equal bytes.
+    #[test]
+    fn the_kept_isolation_text_is_the_isolations_json() {
+        for seed in [0x160_6021_u64, 0x160_6022, 0x160_6023] {
+            let mut rng = Rng(seed);
+            let pool: Vec<Isolation> = (0..6).map(|_| isolation(&mut rng)).collect();
+            for a in &pool {
+                for b in &pool {
+                    assert_eq!(
+                        a == b,
+                        serde_json::to_vec(a).unwrap() == serde_json::to_vec(b).unwrap()
+                    );
+                }
+            }
+            let mut kept = IsoText::default();
+            let mut current = 0;
+            for step in 0..300 {
+                if rng.chance(30) {
+                    current = usize::try_from(rng.below(pool.len() as u64)).unwrap();
+                }
+                // Sometimes a fresh value equal to the pooled one (not the same object).
+                let iso = if rng.chance(50) {
+                    serde_json::from_slice(&serde_json::to_vec(&pool[current]).unwrap()).unwrap()
+                } else {
+                    pool[current].clone()
+                };
+                let mut payload = vec![7u8; usize::try_from(rng.below(20u64)).unwrap()];
+                let head = payload.clone();
+                kept.write(&iso, &mut payload).unwrap();
+                let mut want = head;
+                want.extend_from_slice(&serde_json::to_vec(&iso).unwrap());
+                assert_eq!(payload, want, "seed {seed:#x} step {step}");
             }
         }
     }

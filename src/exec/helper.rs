@@ -83,6 +83,49 @@ impl HelperRequest<'_> {
     pub fn to_args(&self) -> serde_json::Result<Vec<String>> {
         Ok(vec![HELPER_MODE.to_string(), serde_json::to_string(self)?])
     }
+
+    /// [`Self::to_args`] with `apply` given as its JSON text already ([`ApplyText`] of
+    /// this request's `apply`, serialized once per profile instead of once per child):
+    /// the same bytes, member by member in the derived order (the tests hold the two to
+    /// each other on generated requests).
+    pub fn to_args_with(&self, apply: &ApplyText) -> serde_json::Result<Vec<String>> {
+        let mut o: Vec<u8> = Vec::with_capacity(apply.0.len() + 256);
+        // Writes into a Vec cannot fail.
+        let _ = write!(o, "{{\"v\":{},\"op\":", self.v);
+        serde_json::to_writer(&mut o, &self.op)?;
+        o.extend_from_slice(b",\"target\":");
+        serde_json::to_writer(&mut o, &self.target)?;
+        o.extend_from_slice(b",\"destination\":");
+        serde_json::to_writer(&mut o, &self.destination)?;
+        o.extend_from_slice(b",\"apply\":");
+        o.extend_from_slice(apply.0.as_bytes());
+        let _ = write!(o, ",\"clean\":{},\"cgroup_procs\":", self.clean);
+        serde_json::to_writer(&mut o, &self.cgroup_procs)?;
+        let _ = write!(o, ",\"connect_timeout_ms\":{}", self.connect_timeout_ms);
+        if let Some(p) = self.observe_runner {
+            let _ = write!(o, ",\"observe_runner\":{p}");
+        }
+        if let Some(p) = self.runner_pid {
+            let _ = write!(o, ",\"runner_pid\":{p}");
+        }
+        o.push(b'}');
+        let text = String::from_utf8(o).map_err(|_| {
+            <serde_json::Error as serde::ser::Error>::custom("the request is not UTF-8")
+        })?;
+        Ok(vec![HELPER_MODE.to_string(), text])
+    }
+}
+
+/// An [`ApplySpec`]'s JSON text (what [`HelperRequest::to_args`] writes for `apply`), made
+/// once for a spec that many children apply: pure computation, cached beside the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyText(String);
+
+impl ApplyText {
+    /// The text of `spec`.
+    pub fn of(spec: &ApplySpec) -> serde_json::Result<Self> {
+        serde_json::to_string(spec).map(Self)
+    }
 }
 
 fn default_connect_timeout() -> u64 {
@@ -135,6 +178,69 @@ pub struct HelperLine {
     /// What the helper saw about itself (when the request asks: the preflight).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_self: Option<ChildSelf>,
+}
+
+impl HelperLine {
+    /// The line as a JSON value: what `serde_json::to_value` gives (`None` where that
+    /// fails), built member by member without the serializer's round trip per member (the
+    /// runner keeps it per attempt as the witness; the tests hold the two to each other on
+    /// generated lines).
+    pub fn to_value(&self) -> Option<serde_json::Value> {
+        use serde_json::{Map, Value};
+        // Every member named: a member added to the line must be added here too.
+        let Self {
+            v,
+            op,
+            target,
+            resolved_path,
+            outcome,
+            stage,
+            errno,
+            errno_name,
+            detail,
+            enforcement,
+            child_self,
+        } = self;
+        let mut m = Map::new();
+        let text = |s: &String| Value::String(s.clone());
+        m.insert("v".into(), Value::from(*v));
+        m.insert("op".into(), text(op));
+        if let Some(t) = target {
+            m.insert("target".into(), text(t));
+        }
+        if let Some(p) = resolved_path {
+            m.insert("resolved_path".into(), text(p));
+        }
+        m.insert("outcome".into(), Value::from(outcome.as_str()));
+        m.insert("stage".into(), Value::from(stage.as_str()));
+        if let Some(e) = errno {
+            m.insert("errno".into(), Value::from(*e));
+        }
+        if let Some(n) = errno_name {
+            m.insert("errno_name".into(), text(n));
+        }
+        m.insert("detail".into(), text(detail));
+        if let Some(HelperEnforcement {
+            ruleset,
+            abi,
+            no_new_privs,
+            seccomp,
+        }) = enforcement
+        {
+            let mut e = Map::new();
+            e.insert("ruleset".into(), Value::from(ruleset.as_str()));
+            if let Some(a) = abi {
+                e.insert("abi".into(), Value::from(*a));
+            }
+            e.insert("no_new_privs".into(), Value::Bool(*no_new_privs));
+            e.insert("seccomp".into(), Value::Bool(*seccomp));
+            m.insert("enforcement".into(), Value::Object(e));
+        }
+        if let Some(c) = child_self {
+            m.insert("child_self".into(), serde_json::to_value(c).ok()?);
+        }
+        Some(Value::Object(m))
+    }
 }
 
 /// Run the helper with its raw arguments; returns its exit code.
@@ -1042,5 +1148,157 @@ mod tests {
         let back: HelperRequest<'static> =
             serde_json::from_str(r#"{"v":1,"op":"noop","apply":{"nnp":false}}"#).unwrap();
         assert_eq!((back.target, back.connect_timeout_ms), (None, 2000));
+    }
+
+    /// Over generated requests (texts with quotes, escapes, control and non-ASCII
+    /// characters; every optional member present or absent; generated apply specs), the
+    /// request built with the apply spec's text made once has exactly the bytes of the
+    /// request serialized whole, and parses back to the request.
+    #[test]
+    fn the_request_with_a_cached_apply_text_has_the_bytes_of_the_serialized_request() {
+        use crate::model::registry::SeccompGroup;
+        use crate::sandbox::compile::{LandlockSpec, RlimitSpec};
+        use crate::util::testrng::Rng;
+        let text = |rng: &mut Rng| -> String {
+            let parts = [
+                "a",
+                "/tmp/x",
+                "\"",
+                "\\",
+                "\n",
+                "\u{1}",
+                "\u{7f}",
+                "\u{e9}",
+                "\u{1f600}",
+                " ",
+                "${S}",
+            ];
+            (0..rng.below(6u64)).map(|_| *rng.pick(&parts)).collect()
+        };
+        for seed in [0x160_6001_u64, 0x160_6002, 0x160_6003] {
+            let mut rng = Rng(seed);
+            for _ in 0..300 {
+                let spec = ApplySpec {
+                    landlock: rng.chance(70).then(|| LandlockSpec {
+                        hard: rng.chance(50),
+                        fs: rng.next() >> rng.below(64u64),
+                        net: rng.below(4u64),
+                        scopes: rng.below(4u64),
+                        paths: (0..rng.below(4u64))
+                            .map(|_| (text(&mut rng), rng.next()))
+                            .collect(),
+                        ports: (0..rng.below(3u64))
+                            .map(|_| (u16::try_from(rng.below(65536u64)).unwrap(), rng.below(4u64)))
+                            .collect(),
+                    }),
+                    seccomp: rng.subset(
+                        &[
+                            SeccompGroup::Udp,
+                            SeccompGroup::IoUring,
+                            SeccompGroup::NewSession,
+                        ],
+                        40,
+                    ),
+                    rlimits: (0..rng.below(3u64))
+                        .map(|i| RlimitSpec {
+                            name: format!("RLIMIT_{}", text(&mut rng)),
+                            resource: u32::try_from(i).unwrap(),
+                            soft: rng.next(),
+                            hard: rng.next(),
+                        })
+                        .collect(),
+                    nnp: rng.chance(50),
+                };
+                let opt = |rng: &mut Rng| rng.chance(60).then(|| text(rng));
+                let req = HelperRequest {
+                    v: *rng.pick(&[HELPER_VERSION, 0, u32::MAX]),
+                    op: text(&mut rng),
+                    target: opt(&mut rng),
+                    destination: opt(&mut rng),
+                    apply: Cow::Borrowed(&spec),
+                    clean: rng.chance(50),
+                    cgroup_procs: opt(&mut rng),
+                    connect_timeout_ms: rng.next() >> rng.below(64u64),
+                    observe_runner: rng
+                        .chance(30)
+                        .then(|| u32::try_from(rng.below(1u64 << 32)).unwrap()),
+                    runner_pid: rng
+                        .chance(70)
+                        .then(|| u32::try_from(rng.below(1u64 << 32)).unwrap()),
+                };
+                let cached = ApplyText::of(&spec).unwrap();
+                let args = req.to_args_with(&cached).unwrap();
+                assert_eq!(args, req.to_args().unwrap(), "seed {seed:#x}");
+                let back: HelperRequest<'static> = serde_json::from_str(&args[1]).unwrap();
+                assert_eq!(back, req);
+            }
+        }
+    }
+
+    /// Over generated helper lines (every optional member present or absent, every
+    /// outcome, stage and ruleset status, texts with escapes), the line's value built
+    /// member by member is exactly what `serde_json::to_value` gives.
+    #[test]
+    fn the_lines_value_is_what_serde_gives() {
+        use crate::util::testrng::Rng;
+        let outcomes = [
+            Outcome::Allow,
+            Outcome::Deny,
+            Outcome::Error,
+            Outcome::Timeout,
+            Outcome::ApplyFailed,
+            Outcome::Skipped,
+        ];
+        for seed in [0x160_6011_u64, 0x160_6012, 0x160_6013] {
+            let mut rng = Rng(seed);
+            for _ in 0..400 {
+                let text = |rng: &mut Rng| -> String {
+                    let parts = ["a", "/x", "\"", "\\", "\n", "\u{1}", "\u{e9}", " "];
+                    (0..rng.below(5u64)).map(|_| *rng.pick(&parts)).collect()
+                };
+                let stages = [
+                    Stage::Resolve,
+                    Stage::Apply,
+                    Stage::Exec,
+                    Stage::Operation,
+                    Stage::Timeout,
+                ];
+                let statuses = [
+                    RulesetStatus::FullyEnforced,
+                    RulesetStatus::PartiallyEnforced,
+                    RulesetStatus::NotEnforced,
+                ];
+                let l = HelperLine {
+                    v: u32::try_from(rng.below(1u64 << 32)).unwrap(),
+                    op: text(&mut rng),
+                    target: rng.chance(50).then(|| text(&mut rng)),
+                    resolved_path: rng.chance(50).then(|| text(&mut rng)),
+                    outcome: *rng.pick(&outcomes),
+                    stage: *rng.pick(&stages),
+                    errno: rng
+                        .chance(50)
+                        .then(|| i32::try_from(rng.below(300u64)).unwrap() - 10),
+                    errno_name: rng.chance(50).then(|| text(&mut rng)),
+                    detail: text(&mut rng),
+                    enforcement: rng.chance(60).then(|| HelperEnforcement {
+                        ruleset: *rng.pick(&statuses),
+                        abi: rng
+                            .chance(50)
+                            .then(|| u8::try_from(rng.below(256u64)).unwrap()),
+                        no_new_privs: rng.chance(50),
+                        seccomp: rng.chance(50),
+                    }),
+                    child_self: rng.chance(20).then(|| ChildSelf {
+                        pid: u32::try_from(rng.below(100u64)).unwrap(),
+                        ..ChildSelf::default()
+                    }),
+                };
+                assert_eq!(
+                    l.to_value(),
+                    serde_json::to_value(&l).ok(),
+                    "seed {seed:#x}: {l:?}"
+                );
+            }
+        }
     }
 }

@@ -78,6 +78,9 @@ pub struct ProfileRuntime {
     pub compiled: CompiledProfile,
     /// Its apply spec (the helper's `apply`), built once.
     pub spec: ApplySpec,
+    /// `spec`'s JSON text, made once on first use (every child of the profile but one
+    /// compiled for itself applies `spec`).
+    pub spec_text: std::sync::OnceLock<Option<helper::ApplyText>>,
     /// Its ruleset prepared in the parent for exec probes (built once, at preflight).
     pub prepared: Option<std::result::Result<Arc<Prepared>, ApplyFailure>>,
     /// What the preflight saw the kernel enforce.
@@ -364,6 +367,8 @@ fn account_processes(
 pub struct BaselineRuntime {
     /// The baseline apply spec.
     pub spec: ApplySpec,
+    /// Its JSON text, made once (see [`ProfileRuntime::spec_text`]).
+    pub spec_text: Option<helper::ApplyText>,
     /// Prepared for exec probes.
     pub prepared: std::result::Result<Arc<Prepared>, ApplyFailure>,
 }
@@ -374,7 +379,12 @@ impl BaselineRuntime {
     pub fn new() -> Self {
         let spec = compile::baseline_spec();
         let prepared = Prepared::new(&spec).map(Arc::new);
-        Self { spec, prepared }
+        let spec_text = helper::ApplyText::of(&spec).ok();
+        Self {
+            spec,
+            spec_text,
+            prepared,
+        }
     }
 }
 
@@ -471,6 +481,8 @@ pub struct LiveExecutor<'a> {
     shared_ns: Mutex<Vec<(std::thread::ThreadId, Arc<SharedNs>)>>,
     /// No fork server could be started: builtin probes execute the helper.
     servers_failed: std::sync::atomic::AtomicBool,
+    /// This process's id (in every helper request), read once.
+    runner_pid: u32,
 }
 
 /// One child's isolation, its record, and the init of its PID namespace.
@@ -532,6 +544,7 @@ impl<'a> LiveExecutor<'a> {
             servers: Mutex::new(Vec::new()),
             shared_ns: Mutex::new(Vec::new()),
             servers_failed: std::sync::atomic::AtomicBool::new(false),
+            runner_pid: std::process::id(),
         }
     }
 
@@ -958,16 +971,23 @@ impl<'a> LiveExecutor<'a> {
         server: Option<Arc<ForkServer>>,
     ) -> Attempt {
         let child_spec;
-        let apply = if lane == Lane::Scenario {
+        // The spec and, when it is one many children apply, its JSON text made once.
+        let (apply, apply_text) = if lane == Lane::Scenario {
             match child_compiled {
                 Some(c) => {
                     child_spec = c.apply_spec();
-                    &child_spec
+                    (&child_spec, None)
                 }
-                None => &runtime.spec,
+                None => (
+                    &runtime.spec,
+                    runtime
+                        .spec_text
+                        .get_or_init(|| helper::ApplyText::of(&runtime.spec).ok())
+                        .as_ref(),
+                ),
             }
         } else {
-            &self.baseline.spec
+            (&self.baseline.spec, self.baseline.spec_text.as_ref())
         };
         let connect_ms = (timeout.as_millis() / 2).clamp(1, 2000);
         let request = HelperRequest {
@@ -984,9 +1004,9 @@ impl<'a> LiveExecutor<'a> {
                 .map(|c| c.procs_path().to_string_lossy().into_owned()),
             connect_timeout_ms: u64::try_from(connect_ms).unwrap_or(2000),
             observe_runner: None,
-            runner_pid: Some(std::process::id()),
+            runner_pid: Some(self.runner_pid),
         };
-        let args = match request.to_args() {
+        let args = match apply_text.map_or_else(|| request.to_args(), |t| request.to_args_with(t)) {
             Ok(a) => a,
             Err(e) => {
                 return Attempt::without_child(
@@ -1649,7 +1669,7 @@ fn apply_line(a: &mut Attempt, l: &HelperLine, lane: Lane) {
             reported_by: "helper".into(),
         });
     }
-    a.witness = serde_json::to_value(l).ok();
+    a.witness = l.to_value();
 }
 
 fn ended_words(e: &Ended) -> String {

@@ -108,6 +108,7 @@ pub fn preflight_all(
                 runner: (setup.runner, setup.clean),
                 compiled: c.clone(),
                 spec,
+                spec_text: std::sync::OnceLock::new(),
                 prepared,
                 enforcement,
             },

@@ -293,10 +293,18 @@ pub fn observe_lane(
             break;
         }
     }
-    let last = attempts.last().cloned().unwrap_or_else(|| {
+    // The last attempt is the result; every attempt is listed only when there were
+    // several (then the last is also cloned into the list, else it is moved).
+    let several = attempts.len() > 1;
+    let last = if several {
+        attempts.last().cloned()
+    } else {
+        attempts.pop()
+    }
+    .unwrap_or_else(|| {
         LaneAttempt::without_child(Attempt::without_child(Outcome::Error, Stage::Resolve, ""))
     });
-    let flaky = attempts.len() > 1 && matches_expectation(sc.spec.expected, last.attempt.outcome);
+    let flaky = several && matches_expectation(sc.spec.expected, last.attempt.outcome);
     Observation {
         scenario_id: sc.spec.scenario_id.clone(),
         profile_id: sc.spec.profile_id.to_string(),
@@ -304,11 +312,11 @@ pub fn observe_lane(
         lane,
         operation: sc.probe.operation,
         driver: driver_of(sc).into(),
-        target: last.target.clone(),
-        argv: last.argv.clone(),
+        target: last.target,
+        argv: last.argv,
         timeout: sc.timeout,
-        result: last.attempt.clone(),
-        attempts: if attempts.len() > 1 {
+        result: last.attempt,
+        attempts: if several {
             attempts.into_iter().map(|a| a.attempt).collect()
         } else {
             Vec::new()

@@ -529,7 +529,7 @@ pub struct ChildRequest<'a> {
 // The unsafe methods rely on no invariant a deserialized value could break: every field is
 // plain data (C strings are checked for NULs when deserialized), used in the child as is.
 #[allow(clippy::unsafe_derive_deserialize)]
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Isolation {
     pid_namespace: bool,
     mount_namespace: bool,
