@@ -123,7 +123,10 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // `run` reads the lint report's positions only (`refuse_on_errors`), never its
     // excerpts: the plan's text (a policy matrix's whole file) goes before the plan's
     // lint runs (once its tree is parsed again from it).
-    let lint = select::lint_report_for_run(&mut loaded, &settings);
+    // Before the plan's tree is parsed again, the pages freed since load (the digest's
+    // canonical text, the registry lint's documents) go back to the kernel: what the tree
+    // cannot reuse no longer counts in the peak.
+    let lint = select::lint_report_for_run(&mut loaded, &settings, &mut return_free_memory);
     if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
         loaded.release_document();
         return_free_memory();

@@ -56,12 +56,13 @@ pub fn lint_report(loaded: &LoadedPlan, settings: &RunSettings) -> Result<crate:
 /// [`lint_report`] as `run` makes it, which judges the report by its findings' positions
 /// only: the plan's text is not quoted, and a plan loaded by
 /// [`crate::load::load_plan_for_run`] gets its tree back here, after its registry is
-/// linted ([`crate::lint::check_loaded_reparsing`]).
+/// linted and `between` is called ([`crate::lint::check_loaded_reparsing`]).
 pub fn lint_report_for_run(
     loaded: &mut LoadedPlan,
     settings: &RunSettings,
+    between: &mut dyn FnMut(),
 ) -> Result<crate::lint::Report> {
-    let report = crate::lint::check_loaded_reparsing(loaded, &settings.root, false)?;
+    let report = crate::lint::check_loaded_reparsing(loaded, &settings.root, false, between)?;
     Ok(waived(report, settings))
 }
 

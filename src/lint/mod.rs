@@ -421,12 +421,15 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
 /// registry's result is judged where [`check_loaded`] meets it). With `quote` false the
 /// plan's text is dropped once parsed and the report quotes no excerpt of the plan (as
 /// after [`crate::load::LoadedPlan::release_text`]: for `run`, which reads positions
-/// only). A plan whose tree is there is linted by [`check_loaded`] (after
-/// `release_text` unless `quote`).
+/// only). `between` is called once the registry is linted, before the plan is parsed
+/// again (`run` returns free pages to the kernel there). A plan whose tree is there is
+/// linted by [`check_loaded`] (after `release_text` unless `quote`; `between` is not
+/// called).
 pub fn check_loaded_reparsing(
     loaded: &mut crate::load::LoadedPlan,
     base: &Path,
     quote: bool,
+    between: &mut dyn FnMut(),
 ) -> Result<Report> {
     if !loaded.tree_dropped {
         if !quote {
@@ -436,6 +439,7 @@ pub fn check_loaded_reparsing(
     }
     let abs = absolute_existing(&loaded.path)?;
     let reg = lint_plan_registry(&abs, loaded);
+    between();
     let mut doc = match std::sync::Arc::get_mut(&mut loaded.doc) {
         Some(d) => d.reparsed_plan()?,
         None => loaded.doc.as_ref().clone().reparsed_plan()?,
@@ -726,7 +730,10 @@ mod tests {
             for quote in [true, false] {
                 let mut lean = crate::load::load_plan_for_run(&path).unwrap();
                 assert!(lean.tree_dropped, "seed {seed}");
-                let got = check_loaded_reparsing(&mut lean, root, quote).unwrap();
+                let mut calls = 0;
+                let got = check_loaded_reparsing(&mut lean, root, quote, &mut || calls += 1)
+                    .unwrap();
+                assert_eq!(calls, 1, "seed {seed}");
                 let bare_report;
                 let want = if quote {
                     &full
