@@ -708,10 +708,17 @@ mod tests {
                 continue;
             };
             let lean = lean.unwrap_or_else(|e| panic!("seed {seed}: {e:?}\n{text}"));
-            assert!(lean.doc.root.kind == crate::source::NodeKind::Null && !lean.doc.text.is_empty());
+            assert!(
+                lean.doc.root.kind == crate::source::NodeKind::Null && !lean.doc.text.is_empty()
+            );
             assert_eq!(
                 (&lean.plan, &lean.digest, &lean.probes, &lean.profiles),
-                (&loaded.plan, &loaded.digest, &loaded.probes, &loaded.profiles),
+                (
+                    &loaded.plan,
+                    &loaded.digest,
+                    &loaded.probes,
+                    &loaded.profiles
+                ),
                 "seed {seed}"
             );
             loaded_n += 1;
@@ -731,8 +738,8 @@ mod tests {
                 let mut lean = crate::load::load_plan_for_run(&path).unwrap();
                 assert!(lean.tree_dropped, "seed {seed}");
                 let mut calls = 0;
-                let got = check_loaded_reparsing(&mut lean, root, quote, &mut || calls += 1)
-                    .unwrap();
+                let got =
+                    check_loaded_reparsing(&mut lean, root, quote, &mut || calls += 1).unwrap();
                 assert_eq!(calls, 1, "seed {seed}");
                 let bare_report;
                 let want = if quote {
