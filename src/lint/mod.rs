@@ -410,7 +410,7 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
         return check_plan(&loaded.path, base);
     }
     let reg = lint_plan_registry(&abs, loaded)?;
-    loaded_report(loaded, abs, input, reg, base)
+    Ok(loaded_report(loaded, abs, input, reg, base))
 }
 
 /// [`check_loaded`] for a plan loaded by [`crate::load::load_plan_for_run`] (its tree
@@ -453,7 +453,7 @@ pub fn check_loaded_reparsing(
     if input.schema_errors || !input.validated.invalid.is_empty() {
         return check_plan(&loaded.path, base);
     }
-    loaded_report(loaded, abs, input, reg?, base)
+    Ok(loaded_report(loaded, abs, input, reg?, base))
 }
 
 /// The lint of the registry a loaded plan names (none if its directory is not found).
@@ -477,7 +477,7 @@ fn loaded_report(
     mut input: input::Input,
     reg: Option<registry::RegistryLint>,
     base: &Path,
-) -> Result<Report> {
+) -> Report {
     plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
     let mut report = Report {
         files_checked: 1,
@@ -496,7 +496,7 @@ fn loaded_report(
     }
     report.finish();
     report.add_sources(sources);
-    Ok(report)
+    report
 }
 
 impl Report {
