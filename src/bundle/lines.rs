@@ -208,6 +208,19 @@ impl Interner {
     /// document), not through a JSON tree of every value: a run keeps up to
     /// [`MAX_SHARED_VALUES`] of them.
     pub fn document(&self, schema_version: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_document(schema_version, &mut out)
+            .map_err(|e| Error::runner("cannot write the shared values").with_source(e))?;
+        Ok(out)
+    }
+
+    /// [`Interner::document`] written to `out` as it is made (the same bytes): a run's
+    /// shared values go to their file without a copy of the whole document in memory.
+    pub fn write_document(
+        &self,
+        schema_version: u32,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         let mut ids: Vec<(String, &String)> =
             self.values.iter().map(|(id, v)| (hex(*id), v)).collect();
         ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -229,10 +242,7 @@ impl Interner {
                 )
             }),
         )];
-        let mut out = Vec::new();
-        crate::util::json::write_pretty_with(&head, &mut fills, &mut out)
-            .map_err(|e| Error::runner("cannot write the shared values").with_source(e))?;
-        Ok(out)
+        crate::util::json::write_pretty_with(&head, &mut fills, out)
     }
 }
 
@@ -507,6 +517,12 @@ impl<W: Write> ResultWriter<W> {
     /// (`shared_values.json`'s bytes).
     pub fn finish(self, schema_version: u32) -> Result<(BTreeMap<String, W>, Vec<u8>)> {
         let doc = self.shared.document(schema_version)?;
+        Ok((self.finish_files()?.0, doc))
+    }
+
+    /// Flush every file; return them by name with the shared values, for the caller to
+    /// write (`Interner::write_document`) where it wants them.
+    pub fn finish_files(self) -> Result<(BTreeMap<String, W>, Interner)> {
         let mut out = BTreeMap::new();
         for (rel, mut f) in self.files {
             f.out
@@ -514,7 +530,7 @@ impl<W: Write> ResultWriter<W> {
                 .map_err(|e| Error::io("write result file", Path::new(&rel), e))?;
             out.insert(rel, f.out);
         }
-        Ok((out, doc))
+        Ok((out, self.shared))
     }
 }
 

@@ -39,7 +39,7 @@ use super::zygote::Zygote;
 use crate::bundle::lines::ReorderWindow;
 use crate::bundle::{BeginOptions, RESULT_FILES, SealInfo, Sealed, StagedBundle};
 use crate::error::ErrorKind;
-use crate::load::{LoadedPlan, load_plan};
+use crate::load::{LoadedPlan, load_plan_for_run};
 use crate::model::index::{AuditHead, BundleStatus};
 use crate::model::plan::Lanes;
 use crate::model::results::{
@@ -99,7 +99,9 @@ impl FailureStage {
 pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
     let started = Instant::now();
     let _signals = (!settings.dry).then(super::interrupt::Guard::install);
-    let loaded = load_plan(&settings.plan_path)?;
+    // An experiment's tree is dropped once its typed plan is read (the registry's load, the
+    // digest and the registry's lint are done without it); lint parses the text again.
+    let loaded = load_plan_for_run(&settings.plan_path)?;
     if let Some(want) = &settings.expect_plan_digest
         && *want != loaded.digest.blake3
     {
@@ -115,13 +117,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     // Lint first: an experiment's document (its spans, a tree of every matrix entry) is
     // needed for nothing after it, so it is released before the scenarios are listed.
     let mut loaded = loaded;
-    // `run` reads the lint report's positions only (`refuse_on_errors`), never its
-    // excerpts: the plan's text (a policy matrix's whole file) goes before lint runs.
-    loaded.release_text();
     // Nothing after load reads the registry's own entries (the plan's resolved copies are
     // what runs; lint reads the registry's files again).
     loaded.release_registry_entries();
-    let lint = select::lint_report(&loaded, &settings);
+    // `run` reads the lint report's positions only (`refuse_on_errors`), never its
+    // excerpts: the plan's text (a policy matrix's whole file) goes before the plan's
+    // lint runs (once its tree is parsed again from it).
+    // Before the plan's tree is parsed again, the pages freed since load (the digest's
+    // canonical text, the registry lint's documents) go back to the kernel: what the tree
+    // cannot reuse no longer counts in the peak.
+    let lint = select::lint_report_for_run(&mut loaded, &settings, &mut return_free_memory);
     if loaded.plan.kind == crate::model::plan::PlanKind::Experiment {
         loaded.release_document();
         return_free_memory();

@@ -182,6 +182,25 @@ impl SelectedScenarios {
         }
     }
 
+    /// The distinct profile ids of the selected scenarios, sorted, without building a run
+    /// (nor a string per scenario).
+    pub fn profile_ids(&self) -> std::collections::BTreeSet<&str> {
+        match &self.0 {
+            Listed::Runs(v) => v.iter().map(|s| s.spec.profile_id.as_str()).collect(),
+            Listed::Rows { rows, profiles, .. } => {
+                let mut used = vec![false; profiles.len()];
+                for r in rows {
+                    used[r.profile as usize] = true;
+                }
+                profiles
+                    .iter()
+                    .zip(used)
+                    .filter_map(|((id, _), u)| u.then_some(id.as_str()))
+                    .collect()
+            }
+        }
+    }
+
     /// Every scenario in order, one at a time.
     pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, ScenarioRun>> + '_ {
         (0..self.len()).map(|i| self.get(i))

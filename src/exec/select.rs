@@ -49,11 +49,29 @@ pub fn selection(loaded: &LoadedPlan, settings: &RunSettings) -> Result<Selectio
 /// document ([`LoadedPlan::release_document`]) and then select
 /// ([`selection_linted`]).
 pub fn lint_report(loaded: &LoadedPlan, settings: &RunSettings) -> Result<crate::lint::Report> {
-    let mut report = crate::lint::check_loaded(loaded, &settings.root)?;
+    let report = crate::lint::check_loaded(loaded, &settings.root)?;
+    Ok(waived(report, settings))
+}
+
+/// [`lint_report`] as `run` makes it, which judges the report by its findings' positions
+/// only: the plan's text is not quoted, and a plan loaded by
+/// [`crate::load::load_plan_for_run`] gets its tree back here, after its registry is
+/// linted and `between` is called ([`crate::lint::check_loaded_reparsing`]).
+pub fn lint_report_for_run(
+    loaded: &mut LoadedPlan,
+    settings: &RunSettings,
+    between: &mut dyn FnMut(),
+) -> Result<crate::lint::Report> {
+    let report = crate::lint::check_loaded_reparsing(loaded, &settings.root, false, between)?;
+    Ok(waived(report, settings))
+}
+
+/// The report without the findings the settings waive.
+fn waived(mut report: crate::lint::Report, settings: &RunSettings) -> crate::lint::Report {
     report
         .findings
         .retain(|f| !settings.lint_waivers.iter().any(|(c, _)| f.code.id() == *c));
-    Ok(report)
+    report
 }
 
 /// [`selection`] with the plan's lint report made beforehand ([`lint_report`]); it is
@@ -1152,6 +1170,9 @@ mod tests {
                     let ids: std::collections::BTreeSet<&str> =
                         eager.iter().map(|s| s.spec.probe_id.as_str()).collect();
                     assert_eq!(direct.probe_ids(), ids);
+                    let ids: std::collections::BTreeSet<&str> =
+                        eager.iter().map(|s| s.spec.profile_id.as_str()).collect();
+                    assert_eq!(direct.profile_ids(), ids);
                     whole += 1;
                 }
                 (Ok(eager), Ok(None)) => assert!(eager.is_empty(), "rows of a matrix missing"),
@@ -1189,6 +1210,10 @@ mod tests {
                         let ids: std::collections::BTreeSet<&str> =
                             eager.iter().map(|s| s.spec.probe_id.as_str()).collect();
                         assert_eq!(lazy.probe_ids(), ids);
+                        // And the profile ids (a selection may leave a profile unused).
+                        let ids: std::collections::BTreeSet<&str> =
+                            eager.iter().map(|s| s.spec.profile_id.as_str()).collect();
+                        assert_eq!(lazy.profile_ids(), ids);
                         compared += want.len();
                     }
                     (Err(a), Err(b)) => {

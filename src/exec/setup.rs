@@ -189,9 +189,11 @@ impl RunSetup {
         loaded: &LoadedPlan,
         scenarios: &SelectedScenarios,
     ) -> Result<BTreeMap<String, CompiledProfile>> {
+        // From the selection's profile table: no run (nor id string) per scenario.
         let mut profile_ids: BTreeSet<String> = scenarios
-            .iter()
-            .map(|s| s.spec.profile_id.to_string())
+            .profile_ids()
+            .into_iter()
+            .map(str::to_string)
             .collect();
         if let Some(p) = &loaded.plan.apply_preflight_profile {
             profile_ids.insert(p.to_string());

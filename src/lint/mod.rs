@@ -405,17 +405,79 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
     // The registry is linted after the plan's schema check, not on a thread beside it:
     // that saved ~3 ms but held both at once (a second malloc arena), +3 MiB of peak RSS
     // at 100,000 scenarios.
-    let mut input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
+    let input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
     if input.schema_errors || !input.validated.invalid.is_empty() {
         return check_plan(&loaded.path, base);
     }
+    let reg = lint_plan_registry(&abs, loaded)?;
+    Ok(loaded_report(loaded, abs, input, reg, base))
+}
+
+/// [`check_loaded`] for a plan loaded by [`crate::load::load_plan_for_run`] (its tree
+/// dropped, [`crate::load::LoadedPlan::tree_dropped`]): the registry is linted first,
+/// while no tree of the plan exists (its parse and schema value are freed by then), then
+/// the plan's text is parsed again into `loaded.doc` and the plan is linted as
+/// [`check_loaded`] does. The same report and the same errors in the same order (the
+/// registry's result is judged where [`check_loaded`] meets it). With `quote` false the
+/// plan's text is dropped once parsed and the report quotes no excerpt of the plan (as
+/// after [`crate::load::LoadedPlan::release_text`]: for `run`, which reads positions
+/// only). `between` is called once the registry is linted, before the plan is parsed
+/// again (`run` returns free pages to the kernel there). A plan whose tree is there is
+/// linted by [`check_loaded`] (after `release_text` unless `quote`; `between` is not
+/// called).
+pub fn check_loaded_reparsing(
+    loaded: &mut crate::load::LoadedPlan,
+    base: &Path,
+    quote: bool,
+    between: &mut dyn FnMut(),
+) -> Result<Report> {
+    if !loaded.tree_dropped {
+        if !quote {
+            loaded.release_text();
+        }
+        return check_loaded(loaded, base);
+    }
+    let abs = absolute_existing(&loaded.path)?;
+    let reg = lint_plan_registry(&abs, loaded);
+    between();
+    let mut doc = match std::sync::Arc::get_mut(&mut loaded.doc) {
+        Some(d) => d.reparsed_plan()?,
+        None => loaded.doc.as_ref().clone().reparsed_plan()?,
+    };
+    if !quote {
+        doc.text = String::new();
+    }
+    loaded.doc = std::sync::Arc::new(doc);
+    loaded.tree_dropped = false;
+    let input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
+    if input.schema_errors || !input.validated.invalid.is_empty() {
+        return check_plan(&loaded.path, base);
+    }
+    Ok(loaded_report(loaded, abs, input, reg?, base))
+}
+
+/// The lint of the registry a loaded plan names (none if its directory is not found).
+fn lint_plan_registry(
+    abs: &Path,
+    loaded: &crate::load::LoadedPlan,
+) -> Result<Option<registry::RegistryLint>> {
     let registry_dir = abs
         .parent()
         .and_then(|dir| crate::load::find_registry_dir(dir, &loaded.plan.registry_id));
-    let reg = match &registry_dir {
+    Ok(match &registry_dir {
         Some(d) => Some(registry::lint_registry(d)?),
         None => None,
-    };
+    })
+}
+
+/// The report of [`check_loaded`] once the plan's schema passed and its registry is linted.
+fn loaded_report(
+    loaded: &crate::load::LoadedPlan,
+    abs: PathBuf,
+    mut input: input::Input,
+    reg: Option<registry::RegistryLint>,
+    base: &Path,
+) -> Report {
     plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
     let mut report = Report {
         files_checked: 1,
@@ -434,7 +496,7 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
     }
     report.finish();
     report.add_sources(sources);
-    Ok(report)
+    report
 }
 
 impl Report {
@@ -635,9 +697,30 @@ mod tests {
             let text = plan_text(&mut r);
             std::fs::write(&path, &text).unwrap();
             let full = check_plan(&path, root).unwrap();
+            // `run`'s load (the tree dropped once the typed plan is read) fails where
+            // `load_plan` fails, with the same error, and loads the same plan and digest.
+            let lean = crate::load::load_plan_for_run(&path);
             let Ok(loaded) = crate::load::load_plan(&path) else {
+                let (Err(a), Err(b)) = (crate::load::load_plan(&path), lean) else {
+                    panic!("seed {seed}: only load_plan fails:\n{text}");
+                };
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "seed {seed}");
                 continue;
             };
+            let lean = lean.unwrap_or_else(|e| panic!("seed {seed}: {e:?}\n{text}"));
+            assert!(
+                lean.doc.root.kind == crate::source::NodeKind::Null && !lean.doc.text.is_empty()
+            );
+            assert_eq!(
+                (&lean.plan, &lean.digest, &lean.probes, &lean.profiles),
+                (
+                    &loaded.plan,
+                    &loaded.digest,
+                    &loaded.probes,
+                    &loaded.profiles
+                ),
+                "seed {seed}"
+            );
             loaded_n += 1;
             let compact = check_loaded(&loaded, root).unwrap();
             let schema = input::of_document(&path, std::sync::Arc::clone(&loaded.doc), "plan");
@@ -648,6 +731,35 @@ mod tests {
             assert_eq!(compact.omitted, full.omitted, "seed {seed}");
             assert_eq!(compact.files_checked, full.files_checked, "seed {seed}");
             assert_eq!(compact.sources, full.sources, "seed {seed}");
+            // `run`'s path: loaded without the tree, the registry linted first, the plan
+            // parsed again. Quoting, the report of the file; not quoting, the report of
+            // the loaded plan without its text.
+            for quote in [true, false] {
+                let mut lean = crate::load::load_plan_for_run(&path).unwrap();
+                assert!(lean.tree_dropped, "seed {seed}");
+                let mut calls = 0;
+                let got =
+                    check_loaded_reparsing(&mut lean, root, quote, &mut || calls += 1).unwrap();
+                assert_eq!(calls, 1, "seed {seed}");
+                let bare_report;
+                let want = if quote {
+                    &full
+                } else {
+                    let mut bare = crate::load::load_plan(&path).unwrap();
+                    bare.release_text();
+                    bare_report = check_loaded(&bare, root).unwrap();
+                    &bare_report
+                };
+                assert_eq!(got.findings, want.findings, "seed {seed} {quote}:\n{text}");
+                assert_eq!(got.omitted, want.omitted, "seed {seed} {quote}");
+                assert_eq!(got.files_checked, want.files_checked, "seed {seed}");
+                assert_eq!(got.sources, want.sources, "seed {seed} {quote}");
+                // The tree is back, as load_plan parsed it.
+                assert!(!lean.tree_dropped);
+                assert_eq!(lean.doc.root, loaded.doc.root, "seed {seed}");
+                assert_eq!(lean.doc.duplicates, loaded.doc.duplicates, "seed {seed}");
+                assert_eq!(lean.doc.text.is_empty(), !quote, "seed {seed}");
+            }
         }
         // Not vacuous: plans that load, with findings, most linted without the fallback.
         assert!(

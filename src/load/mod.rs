@@ -216,6 +216,9 @@ pub struct LoadedPlan {
     pub digest: Digest,
     /// Digest of the inputs the mission's worker tasks are given (missions only).
     pub inputs_digest: Option<Digest>,
+    /// `doc` holds the plan's text without its tree ([`load_plan_for_run`]): lint parses
+    /// the text again ([`crate::lint::check_loaded_reparsing`]).
+    pub tree_dropped: bool,
 }
 
 impl LoadedPlan {
@@ -411,8 +414,26 @@ impl Plan {
 
 /// Load a plan (JSON or YAML), its registry, resolve every reference and compute its digest.
 pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
-    let doc = Document::load_plan(path)?;
+    load_plan_keeping(path, true)
+}
+
+/// [`load_plan`] for `run`: an experiment's spanned tree (a policy matrix's every entry,
+/// ~88 bytes each) is dropped as soon as the typed plan is read from it, so it is not held
+/// while the registry loads, the digest is computed and the registry is linted; only the
+/// text stays ([`LoadedPlan::tree_dropped`]), and [`crate::lint::check_loaded_reparsing`]
+/// parses it again for lint's spans. The same value, digest and errors as [`load_plan`]
+/// (a mission's document is kept whole).
+pub fn load_plan_for_run(path: &Path) -> Result<LoadedPlan> {
+    load_plan_keeping(path, false)
+}
+
+fn load_plan_keeping(path: &Path, keep_tree: bool) -> Result<LoadedPlan> {
+    let mut doc = Document::load_plan(path)?;
     let plan: Plan = doc.deserialize_tree().map_err(|e| typed_error(&doc, &e))?;
+    let tree_dropped = !keep_tree && plan.kind == PlanKind::Experiment;
+    if tree_dropped {
+        doc.drop_tree();
+    }
     check_version(path, plan.schema_version)?;
     match (plan.kind, &plan.mission) {
         (PlanKind::Mission, None) => {
@@ -513,6 +534,7 @@ pub fn load_plan(path: &Path) -> Result<LoadedPlan> {
         workers,
         digest,
         inputs_digest,
+        tree_dropped,
     })
 }
 

@@ -403,6 +403,27 @@ impl Document {
         }
     }
 
+    /// Drop the tree (and what was found in it), keeping the path, format and text: the
+    /// document can be parsed again from its text ([`Document::reparsed_plan`]).
+    /// [`Document::locate`] then answers the document's start for every pointer.
+    pub fn drop_tree(&mut self) {
+        self.root = Node {
+            span: Span::default(),
+            kind: NodeKind::Null,
+        };
+        self.duplicates = Vec::new();
+        self.sorted = Mutex::new(HashMap::new());
+    }
+
+    /// The plan document parsed again from this one's text, within the plan budget as
+    /// [`Document::load_plan`] parsed it: the same tree and duplicates the plan had
+    /// before [`Document::drop_tree`]. The text moves into the result.
+    pub fn reparsed_plan(&mut self) -> Result<Self> {
+        let text = std::mem::take(&mut self.text);
+        Self::parse_within(self.path.clone(), text, self.format, Budget::plan())
+            .map_err(|e| syntax_error(&self.path, &e))
+    }
+
     /// The text of a 1-based line, without its newline.
     pub fn line_text(&self, line: u32) -> &str {
         self.text
