@@ -1415,7 +1415,7 @@ fn a_required_preflight_failure_runs_no_child_though_the_workers_got_ready_meanw
         let mut scenarios = serde_json::Map::new();
         for p in &chosen {
             let mut row = serde_json::Map::new();
-            for i in 0..1 + rng.below(5usize) {
+            for i in 0..=rng.below(5usize) {
                 let id = format!("connect-{p}-{i}");
                 probes.insert(
                     id.clone(),
