@@ -11,7 +11,10 @@
 //! [`PER_FILE_FSYNC_MAX`] files, through a directory descriptor opened at
 //! [`StagedBundle::begin`] (so it reports every writeback error on that filesystem since the
 //! run started); for fewer files, or on kernels older than 5.8 (whose `syncfs` does not
-//! report errors), an `fsync` of every file (in parallel), then of every directory. A failed
+//! report errors), an `fsync` of every file and every directory, all in flight at once
+//! (concurrent fsyncs share a journal commit; issued a few at a time each waited for its
+//! own: ~14 commits one after the other for a small run's bundle), every one completed
+//! before the index is written. A failed
 //! `syncfs`/`fsync` aborts the seal and is never retried: the bundle stays unsealed under
 //! `.staging` with `run_status.json` saying `failed`. Measured here: `fsync` per file costs
 //! ~0.26 ms (~5 s for 20,000 log files, ~2 s with 8 threads); one `syncfs` after 4,000 files
@@ -25,7 +28,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::fsio::{self, TEMP_PREFIX};
@@ -557,8 +559,10 @@ impl StagedBundle {
         let final_dir = self.out_root.join(&self.run_id);
         fsio::rename_noreplace(&self.dir, &final_dir)?;
         progress.moved = true;
-        fsio::sync_dir(&self.out_root)?;
-        fsio::sync_dir(&self.out_root.join(STAGING_DIR))?;
+        // The move is durable in both directories it touched (synced together: see
+        // `sync_all_at_once`) before LATEST names it.
+        let moved_in = [self.out_root.clone(), self.out_root.join(STAGING_DIR)];
+        sync_all_at_once(&moved_in, 2, &|d| fsio::sync_dir(d))?;
         self.crash_point(CrashPoint::AfterMove);
         let latest = Latest {
             run_id: self.run_id.clone(),
@@ -755,10 +759,15 @@ fn hash_members(dir_fd: &File, dir: &Path, files: &[String]) -> Result<Vec<Index
 /// Up to this many members, the barrier fsyncs each file instead of calling `syncfs`.
 const PER_FILE_FSYNC_MAX: usize = 128;
 
+/// Threads of the per-file barrier: every `fsync` waits for a journal commit, and
+/// concurrent ones share one, so the barrier issues them all at once (up to this many in
+/// flight) instead of a few at a time.
+const FSYNC_THREADS: usize = 32;
+
 /// Make every member and directory durable: for more than [`PER_FILE_FSYNC_MAX`] files, one
 /// `syncfs` where it reports errors (it covers file data and directory entries alike);
-/// otherwise an `fsync` of each file (in parallel) and of each directory, deepest first.
-/// Any error aborts; nothing is retried.
+/// otherwise an `fsync` of each file and of each directory, all of them in flight at once
+/// (see [`sync_all_at_once`]). Any error aborts; nothing is retried.
 fn make_durable(
     dir_fd: &File,
     dir: &Path,
@@ -786,17 +795,73 @@ fn make_durable(
         injected(dir)?;
         return fsio::syncfs(dir_fd, dir);
     }
-    members.par_iter().try_for_each(|rel| {
-        let path = dir.join(rel);
-        injected(&path)?;
-        let f = fsio::open_beneath(dir_fd, rel).map_err(|e| Error::io("open", &path, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &path, e))
-    })?;
     dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
-    for d in dirs.iter() {
-        fsio::sync_dir(&dir.join(d))?;
+    let mut work: Vec<Durable<'_>> = members.iter().map(|m| Durable::File(m)).collect();
+    work.extend(dirs.iter().map(|d| Durable::Dir(d)));
+    work.push(Durable::Dir(""));
+    sync_all_at_once(&work, FSYNC_THREADS, &|item| match item {
+        Durable::File(rel) => {
+            let path = dir.join(rel);
+            injected(&path)?;
+            let f = fsio::open_beneath(dir_fd, rel).map_err(|e| Error::io("open", &path, e))?;
+            f.sync_all().map_err(|e| Error::io("fsync", &path, e))
+        }
+        Durable::Dir("") => fsio::sync_dir(dir),
+        Durable::Dir(d) => fsio::sync_dir(&dir.join(d)),
+    })
+}
+
+/// One thing the per-file barrier makes durable: a member's data, or a directory's entries
+/// (`""`: the bundle directory).
+#[derive(Debug, Clone, Copy)]
+enum Durable<'a> {
+    File(&'a str),
+    Dir(&'a str),
+}
+
+/// Run `sync` on every item, up to `threads` at once, and wait for all of them; the first
+/// error in item order is returned (every item is tried once, none again). The barrier's
+/// guarantee is that all of them have completed before anything after it (the index) is
+/// written: which order they complete in among themselves is no part of it, as each makes
+/// only its own file's data or its own directory's entries durable. Issued together they
+/// share journal commits; issued a few at a time they wait for one commit after another.
+fn sync_all_at_once<T: Sync>(
+    items: &[T],
+    threads: usize,
+    sync: &(dyn Fn(&T) -> Result<()> + Sync),
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
+    let run = || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return;
+            };
+            if let Err(e) = sync(item) {
+                errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((i, e));
+            }
+        }
+    };
+    let helpers = threads.min(items.len()).saturating_sub(1);
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            // A thread that cannot be started leaves its share to the others.
+            let _ = std::thread::Builder::new().spawn_scoped(s, run);
+        }
+        run();
+    });
+    let mut errors = errors
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
     }
-    fsio::sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -979,6 +1044,67 @@ mod tests {
             assert_eq!(st.failure_stage.as_deref(), Some("seal"));
             assert!(st.error.unwrap().contains("Input/output error"));
         }
+    }
+
+    #[test]
+    fn the_barrier_tries_every_item_once_and_returns_the_first_error_in_order() {
+        // Generated: item counts, thread counts and failing items; every item is synced
+        // exactly once, all of them before the call returns, and the error is the one of
+        // the first failing item whatever order the threads finished in.
+        let mut rng = crate::util::testrng::Rng(0xba_7715);
+        for _ in 0..200 {
+            let n = rng.below(40usize);
+            let threads = 1 + rng.below(40usize);
+            let failing: Vec<bool> = (0..n).map(|_| rng.chance(10)).collect();
+            let items: Vec<usize> = (0..n).collect();
+            let seen: Vec<std::sync::atomic::AtomicUsize> = (0..n)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect();
+            let r = sync_all_at_once(&items, threads, &|i| {
+                if *i % 3 == 0 {
+                    std::thread::yield_now();
+                }
+                seen[*i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if failing[*i] {
+                    Err(Error::runner(format!("item {i}")))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(
+                seen.iter()
+                    .all(|c| c.load(std::sync::atomic::Ordering::SeqCst) == 1),
+                "every item synced once before the barrier returned"
+            );
+            match failing.iter().position(|f| *f) {
+                Some(first) => {
+                    assert!(
+                        r.unwrap_err()
+                            .to_string()
+                            .contains(&format!("item {first}"))
+                    );
+                }
+                None => assert!(r.is_ok()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_directory_fsync_fails_the_per_file_barrier() {
+        // A directory the barrier cannot open: the error names it and nothing is sealed.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("b");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/f"), b"1").unwrap();
+        let dir_fd = fsio::open_dir(&dir).unwrap();
+        let mut dirs = vec!["sub".to_string(), "gone".to_string()];
+        let e = make_durable(&dir_fd, &dir, &["sub/f"], &mut dirs, &Hooks::none()).unwrap_err();
+        assert!(
+            e.to_string().contains("gone") || format!("{e:?}").contains("gone"),
+            "{e:?}"
+        );
+        let mut dirs = vec!["sub".to_string()];
+        make_durable(&dir_fd, &dir, &["sub/f"], &mut dirs, &Hooks::none()).unwrap();
     }
 
     #[test]

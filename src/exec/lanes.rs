@@ -483,6 +483,33 @@ pub struct LiveExecutor<'a> {
     servers_failed: std::sync::atomic::AtomicBool,
     /// This process's id (in every helper request), read once.
     runner_pid: u32,
+    /// What the worker threads started ahead of the lanes get ready, with the bounding set
+    /// the fork servers keep, fixed from the compiled profiles before the runtimes exist
+    /// ([`LiveExecutor::start_workers`]; `None`: the servers' set comes from `profiles`).
+    ready: Option<WorkerReady>,
+    /// The lanes' worker threads when the executor started them ahead of the lanes
+    /// ([`LiveExecutor::start_workers`]), with how many of them have not ended yet.
+    workers: Option<(rayon::ThreadPool, Arc<WorkersAlive>)>,
+}
+
+/// How many of the executor's own worker threads have not ended, and a wake-up for
+/// [`LiveExecutor::end_workers`].
+#[derive(Debug, Default)]
+struct WorkersAlive {
+    count: Mutex<usize>,
+    ended: std::sync::Condvar,
+}
+
+/// What each worker thread gets ready before its first probe ([`LiveExecutor::start_workers`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerReady {
+    /// Worker threads to start (the lanes' jobs, at most as many as lane jobs).
+    pub threads: usize,
+    /// Start each thread's fork server (the selection has builtin probes).
+    pub fork_server: bool,
+    /// The bounding set the fork servers keep
+    /// ([`crate::sandbox::privilege::bounding_kept_by`] over every compiled profile).
+    pub server_keep: Option<u64>,
 }
 
 /// One child's isolation, its record, and the init of its PID namespace.
@@ -545,6 +572,97 @@ impl<'a> LiveExecutor<'a> {
             shared_ns: Mutex::new(Vec::new()),
             servers_failed: std::sync::atomic::AtomicBool::new(false),
             runner_pid: std::process::id(),
+            ready: None,
+            workers: None,
+        }
+    }
+
+    /// Start the lanes' worker threads now, before the lanes: [`Self::while_workers_get_ready`]
+    /// then gets each of them ready for its first probe (its cgroup joined, its fork server
+    /// started, its shared PID namespace's init made) while the calling thread runs the
+    /// preflight, and the scheduler runs the lanes' jobs on them ([`ProbeExecutor::threads`]).
+    /// Nothing is started if the threads cannot be (the scheduler then starts its own, each
+    /// getting ready on its first probe, as without this).
+    pub fn start_workers(&mut self, ready: WorkerReady) {
+        if ready.threads == 0 {
+            return;
+        }
+        let alive = Arc::new(WorkersAlive::default());
+        let on_exit = Arc::clone(&alive);
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(ready.threads)
+            .exit_handler(move |_| {
+                let mut n = on_exit
+                    .count
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *n = n.saturating_sub(1);
+                on_exit.ended.notify_all();
+            })
+            .build();
+        if let Ok(pool) = built {
+            *alive
+                .count
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = pool.current_num_threads();
+            self.ready = Some(ready);
+            self.workers = Some((pool, alive));
+        }
+    }
+
+    /// Run `meanwhile` (the preflight) on the calling thread while every worker thread
+    /// started by [`Self::start_workers`] gets ready for its first probe; returns once both
+    /// are done. Getting ready starts no probe's child: the threads join their cgroups,
+    /// start their fork servers (born there, as on a first probe) and take their shared
+    /// PID namespaces' inits from the zygote — none of it waits for, or is undone by, what
+    /// the preflight finds (a run it stops ends the servers and namespaces unused).
+    pub fn while_workers_get_ready<T>(&self, meanwhile: impl FnOnce() -> T) -> T {
+        let Some((pool, _)) = &self.workers else {
+            return meanwhile();
+        };
+        pool.in_place_scope(|s| {
+            s.spawn_broadcast(|_, _| self.get_ready());
+            meanwhile()
+        })
+    }
+
+    /// The calling worker thread's cgroup, fork server and shared namespace, made now
+    /// instead of on its first probe (the same calls, so the same results).
+    fn get_ready(&self) {
+        let _ = self.worker_cgroup();
+        if self.ready.is_some_and(|r| r.fork_server) {
+            let _ = self.fork_server();
+        }
+        if let Ok(z) = &self.zygote
+            && let Some(ns) = self.worker_ns()
+        {
+            let _ = ns.get(z);
+        }
+    }
+
+    /// End the worker threads [`Self::start_workers`] started, and wait (2 s at most) until
+    /// each has finished: a thread leaves its cgroup only as it exits, and the run's
+    /// cgroups are removed next. Call once the lanes are over.
+    pub fn end_workers(&mut self) {
+        let Some((pool, alive)) = self.workers.take() else {
+            return;
+        };
+        drop(pool);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut n = alive
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *n > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            n = alive
+                .ended
+                .wait_timeout(n, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -572,24 +690,32 @@ impl<'a> LiveExecutor<'a> {
         }
         let me = std::thread::current().id();
         let _ = self.worker_cgroup();
-        let mut servers = self.servers.lock().ok()?;
-        if let Some((_, s)) = servers.iter().find(|(t, s)| *t == me && !s.is_broken()) {
-            return Some(s.clone());
+        {
+            let mut servers = self.servers.lock().ok()?;
+            if let Some((_, s)) = servers.iter().find(|(t, s)| *t == me && !s.is_broken()) {
+                return Some(s.clone());
+            }
+            servers.retain(|(t, _)| *t != me);
         }
-        servers.retain(|(t, _)| *t != me);
         // Every builtin child of this run drops its bounding set to at most this.
-        let keep = crate::sandbox::privilege::bounding_kept_by(
-            self.profiles.values().map(|r| &r.compiled.child),
+        let keep = self.ready.map_or_else(
+            || {
+                crate::sandbox::privilege::bounding_kept_by(
+                    self.profiles.values().map(|r| &r.compiled.child),
+                )
+            },
+            |r| r.server_keep,
         );
-        // From a thread holding the worker's full bounding set (it may have lowered its
-        // own to its exec children's: `spawn::dedicate_thread`).
+        // Started without the lock (the workers' servers start side by side: only this
+        // thread ever adds its own entry), from a thread holding the worker's full bounding
+        // set (it may have lowered its own to its exec children's: `spawn::dedicate_thread`).
         let exe = &self.helper_exe;
         let Ok(s) = super::spawn::with_full(|| ForkServer::start_keeping(exe, keep)) else {
             self.servers_failed.store(true, Ordering::Relaxed);
             return None;
         };
         let s = Arc::new(s);
-        servers.push((me, s.clone()));
+        self.servers.lock().ok()?.push((me, s.clone()));
         Some(s)
     }
 
@@ -1609,11 +1735,26 @@ impl ProbeExecutor for LiveExecutor<'_> {
 
     /// End the fork servers (each reaped here, before the final leak sweep).
     fn finish(&self) {
+        self.finish_servers();
+    }
+
+    fn threads(&self) -> Option<&rayon::ThreadPool> {
+        self.workers.as_ref().map(|(p, _)| p)
+    }
+}
+
+impl LiveExecutor<'_> {
+    /// End every fork server (each reaps its last child first) and wait for them.
+    pub fn finish_servers(&self) {
         let servers = self
             .servers
             .lock()
             .map(|mut s| std::mem::take(&mut *s))
             .unwrap_or_default();
+        // Every server is told to end before any is waited for: they exit together.
+        for (_, s) in &servers {
+            s.retire();
+        }
         drop(servers);
     }
 }

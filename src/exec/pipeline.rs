@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::assemble::{self, AssembleCtx};
-use super::lanes::{BaselineRuntime, LiveExecutor, ProfileRuntime, RunCgroups};
+use super::lanes::{BaselineRuntime, LiveExecutor, ProfileRuntime, RunCgroups, WorkerReady};
 use super::oracle::{self, OracleOutput};
 use super::preflight;
 use super::scheduler::{LaneObservations, LaneSet, run_lanes, run_lanes_stream};
@@ -58,14 +58,9 @@ const AUDIT_BATCH: usize = 256;
 /// terminal table): every row up to this many scenarios, beyond it only notable rows.
 const KEEP_ROWS: usize = 1000;
 
-/// What the live executor is made of: the helper, the profiles' runtimes, the run's
-/// cgroups and the zygote.
-type LiveParts<'c> = (
-    PathBuf,
-    std::collections::BTreeMap<String, ProfileRuntime>,
-    &'c RunCgroups,
-    std::result::Result<Arc<Zygote>, String>,
-);
+/// The lanes' live executor (its workers started, its profiles' runtimes set) and the
+/// run's cgroups.
+type LiveParts<'e, 'c> = (LiveExecutor<'e>, &'c RunCgroups);
 
 /// The stage a run was in when it failed: `failure_stage` in the sealed bundle's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -264,6 +259,16 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     outcome
 }
 
+/// No lane runs (the preflight stopped the run, or failed): the workers started for the
+/// lanes end with their fork servers and shared namespaces, none of which started a
+/// probe's child, and the run's cgroups go.
+fn stand_down(executor: &mut LiveExecutor<'_>, cgroups: &RunCgroups, run_id: &str) {
+    executor.finish_servers();
+    executor.retire_namespaces();
+    executor.end_workers();
+    cgroups.remove(run_id);
+}
+
 /// Give the pages the allocator holds free back to the kernel (glibc's `malloc_trim`; a
 /// no-op elsewhere). Called once the plan's document is released: its tree (a policy
 /// matrix's every entry, in small allocations) is free then, and the scenario list built
@@ -416,7 +421,7 @@ struct Pipeline<'a> {
     zygote_kept: &'a std::sync::Mutex<Option<Arc<Zygote>>>,
 }
 
-impl Pipeline<'_> {
+impl<'a> Pipeline<'a> {
     /// Governance start → preflight → lanes → assemble and write. `stage` follows along,
     /// for the seal of a failed run.
     fn run(
@@ -450,16 +455,41 @@ impl Pipeline<'_> {
         if let (Ok(z), Ok(mut kept)) = (&zygote, self.zygote_kept.lock()) {
             *kept = Some(Arc::clone(z));
         }
-        let (preflight, runtimes) = preflight::preflight_all(
-            self.setup,
-            self.loaded,
-            self.scenarios,
-            &helper_exe,
-            cgroups.dir(),
-            zygote.as_ref(),
-            sink,
-        )?;
-        write::write_run_docs(bundle, &self.description(), &preflight)?;
+        let logs = BundleLogs(bundle);
+        let mut executor = self.executor(
+            helper_exe.clone(),
+            std::collections::BTreeMap::new(),
+            &cgroups,
+            zygote,
+            &logs,
+        );
+        // The lanes' worker threads start now and get ready for their first probe (cgroup,
+        // fork server, shared PID namespace) while this thread runs the preflight; no
+        // probe's child starts before the preflight is over and allows the lanes.
+        executor.start_workers(self.worker_ready());
+        let pre = executor.while_workers_get_ready(|| {
+            preflight::preflight_all(
+                self.setup,
+                self.loaded,
+                self.scenarios,
+                &helper_exe,
+                cgroups.dir(),
+                executor.zygote.as_ref(),
+                sink,
+            )
+        });
+        let (preflight, runtimes) = match pre {
+            Ok(p) => p,
+            Err(e) => {
+                stand_down(&mut executor, &cgroups, run_id);
+                return Err(e);
+            }
+        };
+        executor.profiles = runtimes;
+        if let Err(e) = write::write_run_docs(bundle, &self.description(), &preflight) {
+            stand_down(&mut executor, &cgroups, run_id);
+            return Err(e);
+        }
         drop(std::mem::take(&mut self.matrix));
         // The manifest's JSON tree (every resolved probe and profile) and the matrix are
         // free again.
@@ -467,7 +497,8 @@ impl Pipeline<'_> {
         if super::interrupt::pending().is_none()
             && let Some(reason) = preflight::required_failure(&preflight)
         {
-            cgroups.remove(run_id);
+            // No lane runs: the ready workers' servers and namespaces end unused.
+            stand_down(&mut executor, &cgroups, run_id);
             return Ok(self.no_lane_ran(reason, preflight));
         }
 
@@ -483,15 +514,14 @@ impl Pipeline<'_> {
             let audit = self.audit.take();
             return self.run_streaming(
                 bundle,
-                (helper_exe, runtimes, &cgroups, zygote),
+                (executor, &cgroups),
                 audit,
                 &preflight,
                 sink,
                 stage,
             );
         }
-        let mut observed =
-            self.execute_lanes(bundle, helper_exe, runtimes, &cgroups, zygote, sink)?;
+        let mut observed = self.execute_lanes(executor, &cgroups, sink)?;
         let audit_report = witness::finish(
             self.settings.kernel_audit,
             &self.audit_start,
@@ -577,17 +607,15 @@ impl Pipeline<'_> {
     fn run_streaming(
         &self,
         bundle: &StagedBundle,
-        live: LiveParts<'_>,
+        live: LiveParts<'_, '_>,
         audit: Option<AuditSession>,
         preflight: &[PreflightRecord],
         sink: &mut dyn EventSink,
         stage: &mut FailureStage,
     ) -> Result<RunOutcome> {
-        let (helper_exe, runtimes, cgroups, zygote) = live;
+        let (mut live_executor, cgroups) = live;
         let run_id = self.setup.run_id.as_str();
         let plan = &self.loaded.plan;
-        let logs = BundleLogs(bundle);
-        let live_executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
         let mut witness_stream = match audit {
             Some(s) => Some(witness::AuditStream::begin(bundle, s)?),
             None => None,
@@ -684,6 +712,7 @@ impl Pipeline<'_> {
         // directories go, and the PID namespaces end, while the rest is written and sealed.
         live_executor.retire_namespaces();
         self.setup.scratch.lanes_over();
+        live_executor.end_workers();
         cgroups.remove(run_id);
         // The lanes' threads freed what they held (in their own arenas): returned to the
         // kernel before the results are finished and the summary written.
@@ -787,16 +816,11 @@ impl Pipeline<'_> {
     /// fails the run.
     fn execute_lanes(
         &self,
-        bundle: &StagedBundle,
-        helper_exe: PathBuf,
-        runtimes: std::collections::BTreeMap<String, ProfileRuntime>,
+        mut executor: LiveExecutor<'_>,
         cgroups: &RunCgroups,
-        zygote: std::result::Result<Arc<Zygote>, String>,
         sink: &mut dyn EventSink,
     ) -> Result<LaneObservations> {
         let plan = &self.loaded.plan;
-        let logs = BundleLogs(bundle);
-        let executor = self.executor(helper_exe, runtimes, cgroups, zygote, &logs);
         let observed = run_lanes(
             &executor,
             self.runs,
@@ -807,6 +831,7 @@ impl Pipeline<'_> {
             sink,
         )?;
         executor.retire_namespaces();
+        executor.end_workers();
         cgroups.remove(&self.setup.run_id);
         if let Ok(mut slot) = executor.log_error.lock()
             && let Some(e) = slot.take()
@@ -816,15 +841,38 @@ impl Pipeline<'_> {
         Ok(observed)
     }
 
+    /// The lanes' worker threads to start before the preflight, and what each gets ready:
+    /// as many as the scheduler would start (the jobs, at most one per lane job), a fork
+    /// server each when a builtin probe is selected, keeping the bounding set every
+    /// compiled profile's children allow (what the servers keep when started on a first
+    /// probe: the runtimes are these profiles).
+    fn worker_ready(&self) -> WorkerReady {
+        let lanes = usize::from(self.baseline_on) + usize::from(self.loaded.plan.lanes.scenario);
+        let lane_jobs = self.scenarios.len().saturating_mul(lanes);
+        WorkerReady {
+            threads: (self.setup.jobs as usize).max(1).min(lane_jobs),
+            fork_server: self
+                .scenarios
+                .any_probe(|p| p.driver == crate::model::registry::Driver::Builtin),
+            server_keep: crate::sandbox::privilege::bounding_kept_by(
+                self.setup.compiled.values().map(|c| &c.child),
+            ),
+        }
+    }
+
     /// The live executor of the baseline and scenario lanes, logging into `logs`.
     fn executor<'e>(
-        &'e self,
+        &self,
         helper_exe: PathBuf,
         runtimes: std::collections::BTreeMap<String, ProfileRuntime>,
         cgroups: &RunCgroups,
         zygote: std::result::Result<Arc<Zygote>, String>,
         logs: &'e BundleLogs<'e>,
-    ) -> LiveExecutor<'e> {
+    ) -> LiveExecutor<'e>
+    where
+        'a: 'e,
+    {
+        let setup: &'a RunSetup = self.setup;
         let plan = &self.loaded.plan;
         let output_cap = plan
             .execution
@@ -833,7 +881,7 @@ impl Pipeline<'_> {
         let mut executor = LiveExecutor::new(
             helper_exe,
             self.setup.clean,
-            &self.setup.scratch,
+            &setup.scratch,
             self.setup.base_vars.clone(),
             self.setup.runner_env.clone(),
             runtimes,

@@ -233,6 +233,26 @@ pub fn run_dag_stream<J, R, S: JobSource<J> + ?Sized>(
 where
     R: Send,
 {
+    run_dag_stream_on(None, jobs, workers, window, exec, succeeded, on_done)
+}
+
+/// [`run_dag_stream`] whose workers run on the threads of `pool` when there is one (threads
+/// started before, e.g. made ready for their first job while the preflight ran: see
+/// `LiveExecutor::start_workers`), else on threads started here. Each worker occupies its
+/// thread until the run ends, so the pool holds at least `workers` threads for them all
+/// to run at once (fewer workers are started if it holds fewer).
+pub fn run_dag_stream_on<J, R, S: JobSource<J> + ?Sized>(
+    pool: Option<&rayon::ThreadPool>,
+    jobs: &S,
+    workers: usize,
+    window: Option<usize>,
+    exec: &dyn Executor<J, R>,
+    succeeded: &dyn Fn(&R) -> bool,
+    on_done: &mut dyn FnMut(usize, JobState<R>) -> Result<(), String>,
+) -> Result<(), String>
+where
+    R: Send,
+{
     let n = jobs.count();
     let mut done: Vec<bool> = vec![false; n];
     // The lowest job not finished yet: the window's base.
@@ -262,7 +282,10 @@ where
     }
     // Jobs in a cycle (or depending on an out-of-range index) can never be ready.
     let runnable = if has_deps { acyclic(jobs) } else { Vec::new() };
-    let workers = workers.max(1).min(n.max(1));
+    let workers = workers
+        .max(1)
+        .min(n.max(1))
+        .min(pool.map_or(usize::MAX, |p| p.current_num_threads().max(1)));
     let queue = Mutex::new(Queue {
         ready: VecDeque::new(),
         next_free: if has_deps { n } else { 0 },
@@ -295,50 +318,49 @@ where
         }
         q.limit = limit_of(low);
     }
-    let outcome = std::thread::scope(|s| {
-        for _ in 0..workers {
-            let (queue, work_cv, main_cv) = (&queue, &work_cv, &main_cv);
-            s.spawn(move || {
-                // This thread lives for these lanes only: it may lower its own bounding
-                // set to its children's (no spawner hand-off per child).
-                super::spawn::dedicate_thread();
-                let _alive = Alive { queue, main_cv };
-                // The job this worker finished last, handed over when it takes the next.
-                let mut last: Option<(usize, Option<R>)> = None;
-                loop {
-                    let next = {
-                        let mut q = lock(queue);
-                        if let Some(r) = last.take() {
-                            q.finished.push(r);
-                        }
-                        let next = loop {
-                            if q.closed {
-                                break None;
-                            }
-                            if let Some(i) = q.take(n) {
-                                break Some(i);
-                            }
-                            q.idle += 1;
-                            q.wake_main(main_cv);
-                            q = work_cv
-                                .wait(q)
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            q.idle -= 1;
-                        };
-                        q.wake_main(main_cv);
-                        next
-                    };
-                    let Some(i) = next else {
-                        return;
-                    };
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        exec.execute(&jobs.job(i))
-                    }))
-                    .ok();
-                    last = Some((i, r));
+    let (queue_ref, work_cv_ref, main_cv_ref) = (&queue, &work_cv, &main_cv);
+    let worker = move || {
+        let (queue, work_cv, main_cv) = (queue_ref, work_cv_ref, main_cv_ref);
+        // This thread runs these lanes' jobs only: it may lower its own bounding set to its
+        // children's (no spawner hand-off per child; `spawn::dedicate_thread`).
+        super::spawn::dedicate_thread();
+        let _alive = Alive { queue, main_cv };
+        // The job this worker finished last, handed over when it takes the next.
+        let mut last: Option<(usize, Option<R>)> = None;
+        loop {
+            let next = {
+                let mut q = lock(queue);
+                if let Some(r) = last.take() {
+                    q.finished.push(r);
                 }
-            });
+                let next = loop {
+                    if q.closed {
+                        break None;
+                    }
+                    if let Some(i) = q.take(n) {
+                        break Some(i);
+                    }
+                    q.idle += 1;
+                    q.wake_main(main_cv);
+                    q = work_cv
+                        .wait(q)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    q.idle -= 1;
+                };
+                q.wake_main(main_cv);
+                next
+            };
+            let Some(i) = next else {
+                return;
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                exec.execute(&jobs.job(i))
+            }))
+            .ok();
+            last = Some((i, r));
         }
+    };
+    let outcome = with_workers(pool, workers, &worker, || {
         let mut failure = None;
         let mut batch: Vec<(usize, Option<R>)> = Vec::new();
         'run: while finished < n {
@@ -440,6 +462,31 @@ where
     match outcome {
         Some(f) => Err(f),
         None => Ok(()),
+    }
+}
+
+/// Run `worker` on `n` threads — `pool`'s, or threads started here and ended with the
+/// call — while `main` runs on the calling thread; returns `main`'s result once every
+/// worker has returned (a worker's panic is resumed here, as a scoped thread's is).
+fn with_workers<T>(
+    pool: Option<&rayon::ThreadPool>,
+    n: usize,
+    worker: &(dyn Fn() + Sync),
+    main: impl FnOnce() -> T,
+) -> T {
+    match pool {
+        Some(p) => p.in_place_scope(|s| {
+            for _ in 0..n {
+                s.spawn(|_| worker());
+            }
+            main()
+        }),
+        None => std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(worker);
+            }
+            main()
+        }),
     }
 }
 
@@ -671,7 +718,8 @@ pub fn run_lanes_stream<S: ScenarioSource + ?Sized>(
             }
             Ok(())
         };
-        run_dag_stream(
+        run_dag_stream_on(
+            exec.threads(),
             &job_list,
             jobs,
             window.map(|w| w.saturating_mul(per_scenario.max(1))),
@@ -894,9 +942,12 @@ mod tests {
     /// `lowest unfinished + window`; an error from `on_done` stops the run.
     #[test]
     fn generated_dags_run_each_job_once_in_dependency_and_window_order() {
+        thread_local! {
+            static ON_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
         use crate::util::testrng::Rng;
         use std::sync::atomic::AtomicBool;
-        for seed in 0..40u64 {
+        for seed in 0..60u64 {
             let mut rng = Rng(seed);
             let n = rng.below(120usize);
             let deps_on = rng.chance(50);
@@ -934,10 +985,25 @@ mod tests {
             let window = (!deps_on && rng.chance(60)).then(|| 1 + rng.below(20usize));
             let workers = 1 + rng.below(4usize);
             let stop_at = rng.chance(15).then(|| rng.below(n.max(1)));
+            // Every other seed runs on a pool of threads started before (as the live
+            // executor's, made ready during the preflight), now and then fewer than the
+            // workers asked for: every job runs on one of its threads, and the same rules
+            // hold.
+            let pool = (seed % 2 == 1).then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1 + rng.below(4usize))
+                    .start_handler(|_| ON_POOL.with(|p| p.set(true)))
+                    .build()
+                    .unwrap()
+            });
+            let off_pool = AtomicBool::new(false);
             // What the workers saw: started, and the handed-on jobs when each started.
             let handed = Mutex::new(vec![false; n]);
             let bad = AtomicBool::new(false);
             let exec = |j: &usize| {
+                if ON_POOL.with(std::cell::Cell::get) != pool.is_some() {
+                    off_pool.store(true, Ordering::SeqCst);
+                }
                 let h = handed.lock().unwrap();
                 if deps[*j].iter().any(|&d| d < n && !h[d]) {
                     bad.store(true, Ordering::SeqCst);
@@ -954,7 +1020,8 @@ mod tests {
             };
             let mut states: Vec<Option<JobState<bool>>> = vec![None; n];
             let mut count = 0usize;
-            let out = run_dag_stream(
+            let out = run_dag_stream_on(
+                pool.as_ref(),
                 jobs.as_slice(),
                 workers,
                 window,
@@ -974,6 +1041,10 @@ mod tests {
             assert!(
                 !bad.load(Ordering::SeqCst),
                 "seed {seed}: a job started too early"
+            );
+            assert!(
+                !off_pool.load(Ordering::SeqCst),
+                "seed {seed}: a job ran on a thread that is not the pool's"
             );
             if let Some(k) = stop_at.filter(|&k| k < n) {
                 assert_eq!(out, Err("stop".to_string()), "seed {seed}");

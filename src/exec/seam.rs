@@ -201,6 +201,18 @@ impl SelectedScenarios {
         }
     }
 
+    /// True if any selected scenario's probe satisfies `f` (each distinct probe asked
+    /// once; no run built).
+    pub fn any_probe(&self, f: impl Fn(&Probe) -> bool) -> bool {
+        match &self.0 {
+            Listed::Runs(v) => v.iter().any(|s| f(&s.probe)),
+            Listed::Rows { rows, probes, .. } => {
+                let wanted: Vec<bool> = probes.iter().map(|(_, p)| f(p)).collect();
+                rows.iter().any(|r| wanted[r.probe as usize])
+            }
+        }
+    }
+
     /// Every scenario in order, one at a time.
     pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, ScenarioRun>> + '_ {
         (0..self.len()).map(|i| self.get(i))
@@ -283,6 +295,13 @@ pub trait ProbeExecutor: Sync {
     /// Every lane job has ended: release what the executor kept for them (the live
     /// executor's fork servers), before the final leak sweep.
     fn finish(&self) {}
+
+    /// The threads the lane jobs run on, when the executor started them itself (the live
+    /// executor's, made ready for their first probe during the preflight); `None`: the
+    /// scheduler starts its own.
+    fn threads(&self) -> Option<&rayon::ThreadPool> {
+        None
+    }
 }
 
 /// Run one lane of one scenario, retrying the scenario lane up to `retries` extra times

@@ -344,6 +344,10 @@ impl ProbeExecutor for Tracked<'_> {
     fn finish(&self) {
         self.inner.finish();
     }
+
+    fn threads(&self) -> Option<&rayon::ThreadPool> {
+        self.inner.threads()
+    }
 }
 
 /// The kernel's records matched to scenarios as they are written, for a run that streams

@@ -1379,3 +1379,131 @@ fn a_fork_server_and_the_zygote_hold_no_descriptor_the_runner_inherited() {
         assert!(held.is_empty(), "round {round}: the zygote holds {held:?}");
     }
 }
+
+/// The lanes' worker threads start before the preflight and get ready meanwhile (each
+/// joins its cgroup, starts its fork server, takes its PID namespace's init): generated
+/// plans of builtin probes that each connect to a TCP listener of the test's (every child
+/// that runs leaves a connection in its backlog, counted after the run), over random
+/// profiles and worker counts, with the plan's `apply_preflight_profile` one that cannot
+/// apply here (a `hard` profile pinning ABI 10) or one that can. When it cannot, the run
+/// stops with exit 5 before any lane: no probe's child ran (no connection, no result
+/// written), and the ready workers' fork servers and threads ended with the run (its
+/// cgroups are gone, which the kernel refuses while a process or thread is in one). When
+/// it can, every child of both lanes ran on those workers.
+#[test]
+fn a_required_preflight_failure_runs_no_child_though_the_workers_got_ready_meanwhile() {
+    let mut rng = Rng(0x9E_F1_16_47);
+    let mut stopped = 0;
+    for round in 0..6 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fs =
+            |allow: Value| json!({"landlock": {"abi": 7, "fs": {"handle": "all", "allow": allow}}});
+        let all_profiles = ["usr", "share", "etc"];
+        let chosen: Vec<&str> = all_profiles
+            .iter()
+            .copied()
+            .filter(|_| rng.chance(70))
+            .collect();
+        let chosen = if chosen.is_empty() {
+            vec!["usr"]
+        } else {
+            chosen
+        };
+        // No profile handles the network: both lanes' children connect.
+        let mut probes = serde_json::Map::new();
+        let mut scenarios = serde_json::Map::new();
+        for p in &chosen {
+            let mut row = serde_json::Map::new();
+            for i in 0..=rng.below(5usize) {
+                let id = format!("connect-{p}-{i}");
+                probes.insert(
+                    id.clone(),
+                    json!({"operation": "tcp-connect", "target": format!("127.0.0.1:{port}")}),
+                );
+                row.insert(id, json!("allow"));
+            }
+            scenarios.insert((*p).to_string(), Value::Object(row));
+        }
+        let n_probes = probes.len();
+        let fails = rng.chance(60);
+        let required = if fails { "udp-hard" } else { chosen[0] };
+        let profiles_doc = json!({"schema_version": 1, "registry_id": "pf", "profiles": {
+            "usr": fs(json!([{"path": "/usr", "access": ["read"]}])),
+            "share": fs(json!([{"path": "/usr/share", "access": ["read"]}])),
+            "etc": fs(json!([{"path": "/etc", "access": ["read"]}])),
+            "udp-hard": {"landlock": {"abi": 10, "net": {"udp_connect": [53]}}},
+        }});
+        let plan = json!({"schema_version": 1, "plan_id": "pf", "kind": "experiment",
+            "registry_id": "pf", "profiles": chosen, "scenarios": scenarios,
+            "apply_preflight_profile": required,
+            "lanes": {"baseline": true, "scenario": true, "oracle": true}});
+        let jobs = (1 + rng.below(4usize)).to_string();
+        let t = Test::new()
+            .write(
+                "registry/pf/probes.json",
+                &json!({"schema_version": 1, "registry_id": "pf", "probes": probes}).to_string(),
+            )
+            .write("registry/pf/profiles.json", &profiles_doc.to_string())
+            .write("plans/pf/plan.json", &plan.to_string());
+        let out = t.path().join("out").to_string_lossy().into_owned();
+        let t = t.args([
+            "run",
+            "--plan",
+            "plans/pf/plan.json",
+            "--out",
+            &out,
+            "--channel",
+            "clean",
+            "--jobs",
+            &jobs,
+        ]);
+        let r = t.run();
+        let why = format!("round {round}: jobs {jobs}, profiles {chosen:?}, required {required}");
+        r.code(if fails { 5 } else { 0 });
+        // Every connection a child made is in the backlog (completed by the kernel).
+        listener.set_nonblocking(true).unwrap();
+        let mut connections = 0;
+        while listener.accept().is_ok() {
+            connections += 1;
+        }
+        let b = bundle(&t);
+        let run_id = b.file_name().unwrap().to_string_lossy().into_owned();
+        let cgroup = Path::new("/sys/fs/cgroup/pids/nexusmon").join(&run_id);
+        assert!(!cgroup.exists(), "{why}: the run's cgroups are removed");
+        if fails {
+            stopped += 1;
+            assert_eq!(connections, 0, "{why}: a probe's child ran");
+            assert!(!b.join("runtime_results.jsonl").exists(), "{why}");
+            assert!(!b.join("baseline_results.jsonl").exists(), "{why}");
+            let st: Value =
+                serde_json::from_slice(&std::fs::read(b.join("run_status.json")).unwrap()).unwrap();
+            assert_eq!(st["failure_stage"], "preflight", "{why}");
+            let pre: Value =
+                serde_json::from_slice(&std::fs::read(b.join("apply_preflight.json")).unwrap())
+                    .unwrap();
+            let rec = pre["profiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["profile"] == "udp-hard")
+                .unwrap_or_else(|| panic!("{why}: {pre:#}"));
+            assert_eq!(rec["apply_ok"], false, "{why}");
+            assert_eq!(rec["required"], true, "{why}");
+        } else {
+            assert_eq!(connections, 2 * n_probes, "{why}");
+            for file in ["baseline_results.jsonl", "runtime_results.jsonl"] {
+                let lines = results(&b, file);
+                assert_eq!(lines.as_array().unwrap().len(), n_probes, "{why}");
+                for o in lines.as_array().unwrap() {
+                    assert_eq!(o["outcome"], "allow", "{why} {file}: {o:#}");
+                    assert_eq!(o["driver"], "builtin", "{why}");
+                }
+            }
+        }
+    }
+    assert!(
+        (1..6).contains(&stopped),
+        "both kinds of run were generated ({stopped} stopped of 6)"
+    );
+}
