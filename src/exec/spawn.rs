@@ -1377,6 +1377,28 @@ mod tests {
         (out, st)
     }
 
+    /// A child's privileges as these tests' children get them unless a test says
+    /// otherwise (struct update syntax): applied, root's identity unchanged, no capability
+    /// kept, its bounding set cleared, no PID namespace, the exec baseline's read-only host
+    /// by a mount namespace.
+    fn privileges(runner: &RunnerPrivileges) -> ChildPrivileges {
+        ChildPrivileges {
+            applied: true,
+            uid: 0,
+            gid: 0,
+            identity: false,
+            capabilities: Vec::new(),
+            cap_last: runner.cap_last,
+            bounding_cleared: true,
+            pid_namespace: false,
+            namespace_init: None,
+            pid_namespace_reason: None,
+            baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
+            baseline_host_reason: None,
+            runner_environ: String::new(),
+        }
+    }
+
     fn field(out: &str, key: &str) -> String {
         out.lines()
             .find_map(|l| l.strip_prefix(key))
@@ -1540,16 +1562,9 @@ mod tests {
             applied: runner.euid == 0,
             uid: runner.euid,
             gid: runner.egid,
-            identity: false,
-            capabilities: Vec::new(),
-            cap_last: runner.cap_last,
             bounding_cleared: runner.euid == 0,
-            pid_namespace: false,
-            namespace_init: None,
-            pid_namespace_reason: None,
             baseline_host_read_only: privilege::RO_NONE.into(),
-            baseline_host_reason: None,
-            runner_environ: String::new(),
+            ..privileges(&runner)
         };
         let (iso, _) = Isolation::new(&ChildRequest {
             privileges: &privileges,
@@ -1624,21 +1639,7 @@ mod tests {
         start_ns_releaser();
         let r = ns_releaser().expect("the releaser starts");
         let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-        let privileges = ChildPrivileges {
-            applied: true,
-            uid: 0,
-            gid: 0,
-            identity: false,
-            capabilities: Vec::new(),
-            cap_last: runner.cap_last,
-            bounding_cleared: true,
-            pid_namespace: false,
-            namespace_init: None,
-            pid_namespace_reason: None,
-            baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-            baseline_host_reason: None,
-            runner_environ: String::new(),
-        };
+        let privileges = privileges(&runner);
         let inputs = vec!["/etc/hostname".to_string()];
         let mut rng = crate::util::testrng::Rng(0x0e5_4e1e);
         let mut seen = Vec::new();
@@ -1783,19 +1784,11 @@ mod tests {
                 _ => (1000 + u32::try_from(next() % 1000).unwrap(), 2000, true),
             };
             let privileges = ChildPrivileges {
-                applied: true,
                 uid,
                 gid,
                 identity,
                 capabilities: privilege::caps_names(kept),
-                cap_last: runner.cap_last,
-                bounding_cleared: true,
-                pid_namespace: false,
-                namespace_init: None,
-                pid_namespace_reason: None,
-                baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-                baseline_host_reason: None,
-                runner_environ: String::new(),
+                ..privileges(&runner)
             };
             let (iso, _) = Isolation::new(&ChildRequest {
                 privileges: &privileges,
@@ -1917,19 +1910,9 @@ mod tests {
                     continue;
                 } else {
                     let privileges = ChildPrivileges {
-                        applied: true,
-                        uid: 0,
-                        gid: 0,
-                        identity: false,
                         capabilities: privilege::caps_names(kept),
-                        cap_last: runner.cap_last,
                         bounding_cleared: clear,
-                        pid_namespace: false,
-                        namespace_init: None,
-                        pid_namespace_reason: None,
-                        baseline_host_read_only: privilege::RO_MOUNT_NAMESPACE.into(),
-                        baseline_host_reason: None,
-                        runner_environ: String::new(),
+                        ..privileges(&runner)
                     };
                     let (iso, _) = Isolation::new(&ChildRequest {
                         privileges: &privileges,
