@@ -9,7 +9,8 @@
 //!
 //! The child runs [`child_main`] on a stack allocated by the parent. It makes raw system
 //! calls on data prepared in the parent only — no allocation, no lock, no panic, no
-//! unwinding: dup2 of stdio, the mounts of its mount namespace (private, or its worker's
+//! unwinding: dup2 of stdio, on the clean channel every other inherited descriptor closed
+//! but the few it still uses ([`close_inherited`]), the mounts of its mount namespace (private, or its worker's
 //! prepared one when it can never change it: `Isolation::stays_in_prepared_mounts`)
 //! ([`Isolation::enforce_mounts`]: the `/proc` of the PID namespace the runner started it in,
 //! the read-only host of the baseline), chdir, `setsid` / `setpgid`, umask,
@@ -1241,6 +1242,78 @@ pub(crate) fn empty_sigset() -> libc::sigset_t {
     }
 }
 
+/// How many descriptors above stdio a child keeps past [`close_inherited`] at most.
+const KEPT_MAX: usize = 5;
+
+/// In a child of the clean channel, right after its stdio: close every descriptor from 3
+/// on but the ones it still uses before its `execve` — the prepared mount namespace's init
+/// it joins, the releaser's socket, its cgroup's `cgroup.procs`, the runner's pidfd, its
+/// Landlock ruleset (all close-on-exec: the program gets none of them).
+///
+/// Why: the clone copied the runner's whole descriptor table, which is shared by its
+/// threads — another worker's child's pipe write ends among them, while that worker is
+/// between making its child's pipes and closing its own ends after the clone. Until this
+/// child's copy of such a write end is gone, the other child's output has no end, and the
+/// runner's drain of it waits (500 ms at most, then the output is recorded incomplete).
+/// Close-on-exec alone dropped the copies only at this child's `execve`, after its mounts
+/// (a namespace copy), chdir, cgroup join, identity and profile — under load, preempted
+/// anywhere in between. Now they live from the clone to here: the stdio `dup2`s. The end
+/// state at `execve` is the same (every one of them was close-on-exec), and so is the work
+/// (the same descriptors are closed, earlier). Not in the direct channel: there a
+/// descriptor the runner inherited without close-on-exec passes to the program, as it
+/// would with any spawn, and only `execve` tells those apart.
+///
+/// # Safety
+/// Only in the cloned child (its own descriptor table: no `CLONE_FILES`).
+unsafe fn close_inherited(a: &ChildArgs<'_>) -> bool {
+    let mut keep: [RawFd; KEPT_MAX] = [
+        a.join_mounts.unwrap_or(-1),
+        a.ns_release,
+        a.cgroup_fd.unwrap_or(-1),
+        a.runner,
+        a.prepared.child_fd().unwrap_or(-1),
+    ];
+    // SAFETY: as documented above.
+    unsafe { close_from_3_but(&mut keep) }
+}
+
+/// Close every descriptor from 3 on but those in `keep` (any order; negative ones, those
+/// below 3 and repeats are ignored; sorted in place): `close_range` over the gaps. No
+/// allocation.
+///
+/// # Safety
+/// The calling process's own descriptor table, none of whose other descriptors is used
+/// again.
+unsafe fn close_from_3_but(keep: &mut [RawFd; KEPT_MAX]) -> bool {
+    // Insertion sort: a handful of values, no allocation.
+    for i in 1..KEPT_MAX {
+        let mut j = i;
+        while j > 0 && keep[j - 1] > keep[j] {
+            keep.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let close = |lo: u32, hi: u32| {
+        // SAFETY: as the caller guarantees.
+        lo > hi || unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) } == 0
+    };
+    let mut lo: u32 = 3;
+    for &fd in keep.iter() {
+        // Negative: none; below `lo`: below 3, or a repeat.
+        let Ok(fd) = u32::try_from(fd) else {
+            continue;
+        };
+        if fd < lo {
+            continue;
+        }
+        if fd > lo && !close(lo, fd - 1) {
+            return false;
+        }
+        lo = fd + 1;
+    }
+    close(lo, u32::MAX)
+}
+
 /// The child, between clone and execve.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to the parent's `ChildArgs`, alive while the parent is suspended.
@@ -1255,6 +1328,15 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         reset_dispositions(a.reset);
         if !(onto(a.stdin, 0) && onto(a.stdout, 1) && onto(a.stderr, 2)) {
             return fail(&a.failure, STEP_STDIO, *libc::__errno_location());
+        }
+        // The clean channel: the copies of the runner's descriptors go now, all but the
+        // few this child still uses, before the slow steps ([`close_inherited`]).
+        if a.clean && !close_inherited(a) {
+            return fail(
+                &a.failure,
+                SetupStep::CloseFds as u32,
+                *libc::__errno_location(),
+            );
         }
         // Mounts first: the working directory is looked up after them.
         if let Some(iso) = a.isolation
@@ -1965,5 +2047,280 @@ mod tests {
         .unwrap();
         // The test thread's own set is untouched.
         assert_eq!(privilege::bounding_set(63), runner.bounding);
+    }
+
+    /// Shrink the pipe of `w` to one page and fill it: a blocking write of one more byte
+    /// then waits until the read end is read.
+    fn fill(w: &OwnedFd) {
+        // SAFETY: fcntl and write on our own descriptor, from a stack buffer.
+        unsafe {
+            let size = libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+            assert!(
+                size >= 4096,
+                "F_SETPIPE_SZ: {}",
+                std::io::Error::last_os_error()
+            );
+            let buf = vec![0u8; usize::try_from(size).unwrap()];
+            let n = libc::write(w.as_raw_fd(), buf.as_ptr().cast(), buf.len());
+            assert_eq!(n, isize::try_from(buf.len()).unwrap());
+        }
+    }
+
+    /// [`close_from_3_but`] closes exactly every descriptor from 3 on that it is not told
+    /// to keep: generated keep lists (unsorted, repeats, negative numbers, numbers below 3
+    /// and numbers of no descriptor among them) over generated tables (descriptors of this
+    /// test's at random numbers up to 600, gaps between them), in a forked child that
+    /// reports which of its descriptors are open after the call.
+    #[test]
+    fn close_from_3_but_closes_exactly_what_it_does_not_keep() {
+        const SEEN: usize = 640;
+        let mut rng = crate::util::testrng::Rng(0xc105_e0f3);
+        for round in 0..60 {
+            // This test's descriptors, each at a random free number (`F_DUPFD_CLOEXEC`:
+            // the lowest free one from there).
+            let ours: Vec<OwnedFd> = (0..rng.below(12usize))
+                .map(|_| {
+                    let base = libc::c_int::try_from(3 + rng.below(600u64)).unwrap();
+                    // SAFETY: duplicating stdin's number space with a fresh descriptor.
+                    let fd =
+                        unsafe { libc::fcntl(dev_null().unwrap(), libc::F_DUPFD_CLOEXEC, base) };
+                    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+                    // SAFETY: a fresh descriptor we own.
+                    unsafe { OwnedFd::from_raw_fd(fd) }
+                })
+                .collect();
+            let mut keep = [-1; KEPT_MAX];
+            for k in &mut keep {
+                *k = match rng.below(5u8) {
+                    0 if !ours.is_empty() => rng.pick(&ours).as_raw_fd(),
+                    1 => -1 - libc::c_int::from(rng.below(3u8)),
+                    2 => libc::c_int::from(rng.below(3u8)),
+                    3 => libc::c_int::try_from(3 + rng.below(600u64)).unwrap(),
+                    _ => keep_repeat(&ours, &mut rng),
+                };
+            }
+            let (r, w) = pipe().unwrap();
+            let asked = keep;
+            // SAFETY: the child only makes system calls (no allocation: the keep list and
+            // the report are on its stack) and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: as above, in the forked child.
+                unsafe {
+                    let mut k = asked;
+                    let ok = libc::dup2(w.as_raw_fd(), 1) == 1 && close_from_3_but(&mut k);
+                    let mut open = [0u8; SEEN / 8];
+                    for fd in 0..SEEN {
+                        let n = libc::c_int::try_from(fd).unwrap_or(0);
+                        if libc::fcntl(n, libc::F_GETFD) >= 0 {
+                            open[fd / 8] |= 1 << (fd % 8);
+                        }
+                    }
+                    libc::write(1, open.as_ptr().cast(), open.len());
+                    libc::_exit(i32::from(!ok));
+                }
+            }
+            drop(w);
+            let mut report = Vec::new();
+            std::fs::File::from(r).read_to_end(&mut report).unwrap();
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &raw mut st, 0) };
+            assert!(
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                "round {round}"
+            );
+            assert_eq!(report.len(), SEEN / 8, "round {round}");
+            let open = |fd: usize| report[fd / 8] & (1 << (fd % 8)) != 0;
+            // Every one of ours it was told to keep is open, and nothing else from 3 on
+            // (other tests' descriptors at numbers it keeps included: kept is kept).
+            for fd in 3..SEEN {
+                let kept = asked.contains(&libc::c_int::try_from(fd).unwrap());
+                let mine = ours
+                    .iter()
+                    .any(|o| usize::try_from(o.as_raw_fd()).unwrap() == fd);
+                if open(fd) {
+                    assert!(kept, "round {round}: {fd} open, keep {asked:?}");
+                } else {
+                    assert!(
+                        !(kept && mine),
+                        "round {round}: {fd} closed, keep {asked:?}"
+                    );
+                }
+            }
+            assert!(open(0) && open(1) && open(2), "round {round}: stdio");
+        }
+    }
+
+    /// One of `ours` again (a repeat in the keep list), else no descriptor.
+    fn keep_repeat(ours: &[OwnedFd], rng: &mut crate::util::testrng::Rng) -> libc::c_int {
+        if ours.is_empty() {
+            -1
+        } else {
+            rng.pick(ours).as_raw_fd()
+        }
+    }
+
+    /// A child of the clean channel holds no copy of the runner's descriptors past its
+    /// stdio ([`close_inherited`]): generated rounds open pipes in this process (as a worker
+    /// opens its child's pipes: close-on-exec, the write ends held), then spawn a child
+    /// that stops in its cgroup join (its `cgroup.procs` a full pipe), after its mounts
+    /// (a read-only host in some rounds) and chdir, before its identity, profile and
+    /// `execve`. While it waits there, its descriptor table holds exactly stdio and what
+    /// it still uses — the cgroup's, the runner's pidfd, the releaser's socket when it has
+    /// a mount namespace of its own to send, the Landlock ruleset when it has one — and
+    /// every pipe of this process reaches its end as soon as this process closes its write
+    /// end (before: only at the child's `execve`). Then it goes on and runs.
+    #[test]
+    fn a_clean_child_drops_the_runners_descriptors_before_its_slow_steps() {
+        let runner = RunnerPrivileges::current();
+        let root = runner.euid == 0 && runner.effective & (1 << 21) != 0;
+        if root {
+            start_ns_releaser();
+        }
+        let (_, runner_fd) = super::runner().unwrap();
+        let mut rng = crate::util::testrng::Rng(0x0dd_c105e);
+        for round in 0..16 {
+            let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+            let pipes: Vec<(OwnedFd, OwnedFd)> =
+                (0..=rng.below(5usize)).map(|_| pipe().unwrap()).collect();
+            let (block_r, block_w) = pipe().unwrap();
+            fill(&block_w);
+            let landlock = rng.chance(50);
+            let privileges = ChildPrivileges {
+                applied: root,
+                bounding_cleared: root,
+                baseline_host_read_only: if landlock {
+                    privilege::RO_LANDLOCK.into()
+                } else {
+                    privilege::RO_MOUNT_NAMESPACE.into()
+                },
+                ..privileges(&runner)
+            };
+            let (iso, ll) = Isolation::new(&ChildRequest {
+                privileges: &privileges,
+                pid_namespace: Err("not here".into()),
+                scratch: dir.path(),
+                host_read_only: rng.chance(70),
+                read_only_inputs: &[],
+            });
+            let isolation = (root && !iso.is_noop()).then_some(&iso);
+            let prepared = match &ll {
+                Some(ll) if isolation.is_some() => {
+                    Prepared::new(&crate::sandbox::compile::ApplySpec {
+                        landlock: Some(ll.clone()),
+                        seccomp: Vec::new(),
+                        rlimits: Vec::new(),
+                        nnp: true,
+                    })
+                    .unwrap()
+                }
+                _ => Prepared::none(),
+            };
+            let owns = isolation.is_some_and(|i| i.owns_mounts(false));
+            let mut want: Vec<RawFd> = vec![0, 1, 2, block_w.as_raw_fd(), runner_fd];
+            if owns && let Some(r) = ns_releaser() {
+                want.push(r.send.as_raw_fd());
+            }
+            want.extend(prepared.child_fd());
+            want.sort_unstable();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let argv = vec!["/bin/true".to_string()];
+            let cgroup = block_w.as_raw_fd();
+            std::thread::scope(|s| {
+                let spawner = s.spawn(|| {
+                    // SAFETY: gettid cannot fail.
+                    tx.send(unsafe { libc::gettid() }).unwrap();
+                    let spawned =
+                        with_bounding(isolation.and_then(Isolation::bounding_target), || {
+                            spawn(
+                                Path::new("/bin/true"),
+                                &argv,
+                                &[],
+                                Some(dir.path()),
+                                true,
+                                Some(cgroup),
+                                &prepared,
+                                None,
+                                isolation,
+                                None,
+                            )
+                        });
+                    // Reaped by this thread: its child dies with it (the parent-death
+                    // signal is the spawning thread's).
+                    let spawned = spawned.expect("spawned");
+                    let mut st = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(spawned.pid, &raw mut st, 0) };
+                    st
+                });
+                let tid = rx.recv().unwrap();
+                // The child of the spawning thread (or of the spawner it lent the spawn to)
+                // that waits in its write to the full pipe.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let child = loop {
+                    let found = std::fs::read_dir("/proc/self/task")
+                        .unwrap()
+                        .flatten()
+                        .find_map(|t| {
+                            let kids = std::fs::read_to_string(t.path().join("children")).ok()?;
+                            kids.split_whitespace().find_map(|k| {
+                                let sc =
+                                    std::fs::read_to_string(format!("/proc/{k}/syscall")).ok()?;
+                                let mut f = sc.split_whitespace();
+                                (f.next() == Some("1") && f.next() == Some(&format!("{cgroup:#x}")))
+                                    .then(|| k.to_string())
+                            })
+                        });
+                    if let Some(c) = found {
+                        break c;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "round {round}: no child waits in its cgroup join (spawner {tid})"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                };
+                let mut held: Vec<RawFd> = std::fs::read_dir(format!("/proc/{child}/fd"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().parse().unwrap())
+                    .collect();
+                held.sort_unstable();
+                // Every pipe of ours ends when we close our write end, though the child has
+                // not reached its `execve`.
+                let mut open_ended = Vec::new();
+                for (r, w) in pipes {
+                    drop(w);
+                    let mut p = libc::pollfd {
+                        fd: r.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: a valid pollfd.
+                    let n = unsafe { libc::poll(&raw mut p, 1, 0) };
+                    open_ended.push(n == 1 && p.revents & libc::POLLHUP != 0);
+                }
+                // Let it go on: read the full pipe.
+                let mut buf = vec![0u8; 8192];
+                // SAFETY: reading into a buffer of that size from our own descriptor.
+                let n =
+                    unsafe { libc::read(block_r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                assert!(n > 0, "round {round}");
+                let st = spawner.join().unwrap();
+                assert!(
+                    libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                    "round {round}: {st:#x}"
+                );
+                assert_eq!(
+                    held, want,
+                    "round {round}: the child waiting in its cgroup join holds these"
+                );
+                assert!(
+                    open_ended.iter().all(|e| *e),
+                    "round {round}: a pipe of the runner's has no end while the child waits: {open_ended:?}"
+                );
+            });
+        }
     }
 }

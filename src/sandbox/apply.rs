@@ -8,7 +8,7 @@
 //!   prepared ruleset fd, BPF program and rlimits in `pre_exec` with raw syscalls only
 //!   ([`Prepared::enforce_in_child`]).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use landlock::{
     AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
@@ -421,6 +421,12 @@ impl Prepared {
                 .collect(),
             nnp: spec.nnp,
         })
+    }
+
+    /// The descriptor the child still uses in [`Prepared::enforce_in_child`] (the Landlock
+    /// ruleset's), which it must keep open until then.
+    pub fn child_fd(&self) -> Option<RawFd> {
+        self.ruleset_fd.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Enforce in the child between clone and `execve`: raw syscalls on prepared data
