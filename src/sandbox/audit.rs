@@ -840,26 +840,25 @@ pub fn start_probed(
     } else {
         None
     };
-    let (mut control, recovered, before) = match probed.filter(|_| lock.is_none()) {
-        Some(p) => match p.control {
+    let (mut control, recovered, before) = if let Some(p) = probed.filter(|_| lock.is_none()) {
+        match p.control {
             Ok((control, before)) => (control, p.recovered, before),
             Err(e) => return unavailable(e),
-        },
-        None => {
-            let mut control = match Control::open() {
-                Ok(c) => c,
-                Err(e) => return unavailable(e),
-            };
-            let recovered = match &lock {
-                Some(l) => recover_stale(&mut control, l),
-                None => recover_stale_if_free(&mut control),
-            };
-            let before = match control.status() {
-                Ok(s) => s,
-                Err(e) => return unavailable(e),
-            };
-            (control, recovered, before)
         }
+    } else {
+        let mut control = match Control::open() {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        };
+        let recovered = match &lock {
+            Some(l) => recover_stale(&mut control, l),
+            None => recover_stale_if_free(&mut control),
+        };
+        let before = match control.status() {
+            Ok(s) => s,
+            Err(e) => return unavailable(e),
+        };
+        (control, recovered, before)
     };
     let mut restore = None;
     if before.enabled == 0 {
