@@ -540,7 +540,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("LATEST");
             let mut current: Option<Vec<u8>> = None;
-            for _ in 0..1 + rng.below(6u64) {
+            for _ in 0..=rng.below(6u64) {
                 let body: Vec<u8> = (0..rng.below(300usize))
                     .map(|_| rng.next().to_le_bytes()[0])
                     .collect();
