@@ -60,6 +60,21 @@ pub(crate) fn write_durable_hooked(
     fsx::write_atomic_opts(path, bytes, how, before_rename)
 }
 
+/// [`write_durable`] whose rename waits for `gate` (once the temp file is durable); an
+/// error from `gate` removes the temp file and renames nothing.
+pub(crate) fn write_durable_gated(
+    path: &Path,
+    bytes: &[u8],
+    gate: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let how = AtomicWrite {
+        mode: MEMBER_MODE,
+        sync_parent: true,
+        no_replace: false,
+    };
+    fsx::write_atomic_gated(path, bytes, how, gate)
+}
+
 /// Make `rels` under `base` read-only (0444).
 pub(crate) fn make_read_only(base: &Path, rels: &[&str]) -> Result<()> {
     for rel in rels {

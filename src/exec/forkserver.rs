@@ -27,7 +27,7 @@
 //! - the clean channel: the child gets stdio (stdin `/dev/null`, stdout and stderr the
 //!   runner's pipes), its mount namespace ([`Isolation::enforce_mounts`]), its
 //!   scratch directory as cwd, `setsid` and umask 022 (or its own process group on the
-//!   direct channel), its cgroup (`cgroup.procs` passed as a descriptor), its identity and
+//!   direct channel), its cgroup (its join file passed as a descriptor), its identity and
 //!   capabilities ([`Isolation::enforce_identity`]), the parent-death signal (after the
 //!   identity step, which would clear it; set once: the helper's code does not set it
 //!   again), the dumpable flag `execve` would have reset, exactly the environment the runner gives
@@ -86,8 +86,9 @@
 //!   mapping of 2 MiB, not a growable main stack: `RLIMIT_STACK` limits nothing in it (a
 //!   builtin probe's one operation does not grow a stack). A child's `ru_maxrss` is the
 //!   shared map's high-water mark (a fork's was its copy's: the same pages).
-//! - *cgroups.* The child is its own thread group, so writing `0` to `cgroup.procs` moves
-//!   only it (pids are counted per task); the pages it touches are charged to the memory
+//! - *cgroups.* The child is its own thread group of one thread, so writing `0` to its
+//!   cgroup's join file (v1 `tasks`, v2 `cgroup.procs`: `sandbox::cgroup::child_join_file`)
+//!   moves only it, all of it (pids are counted per task); the pages it touches are charged to the memory
 //!   map's owner (the server, in the worker's cgroup) where a memory controller counts
 //!   them (this runner uses only the pids controller).
 //!
@@ -212,7 +213,7 @@ struct Launch<'a> {
     cwd: Option<Cow<'a, Path>>,
     /// Clean channel: a new session and umask 022 (else a process group of its own).
     clean: bool,
-    /// A `cgroup.procs` descriptor follows stdout and stderr.
+    /// A cgroup join-file descriptor follows stdout and stderr.
     cgroup: bool,
     /// The pidfd of the PID namespace's init follows (a new init: the server keeps it
     /// until the next one, or its end).
@@ -254,7 +255,7 @@ pub struct LaunchSpec<'a> {
     pub clean: bool,
     /// Its isolation.
     pub isolation: Option<&'a Isolation>,
-    /// `cgroup.procs` of its own pids cgroup.
+    /// The join file of its own pids cgroup (`ChildCgroup::procs_fd`).
     pub cgroup_fd: Option<RawFd>,
     /// The init of its PID namespace (its pidfd goes to the server once: the server keeps
     /// it while the runner's thread uses the same init, which names it by `same_ns`).

@@ -318,13 +318,49 @@ fn unprotected_input(compiled: &CompiledProfile, reads: &[String]) -> Option<Str
 struct Resolved {
     /// The child's `${SCRATCH}`.
     job_dir: PathBuf,
-    /// Run variables with the child's `SCRATCH` and `HOME`.
-    vars: Vars,
+    /// Run variables with the child's `SCRATCH` and `HOME`, when this child needs them
+    /// ([`needs_vars`]); else made when a per-child compile asks ([`Resolved::vars`]).
+    vars: Option<Vars>,
+    /// The child's `HOME`.
+    home: String,
     target: Option<String>,
     destination: Option<String>,
     argv: Vec<String>,
     /// The declared read-only inputs (`reads`), expanded.
     reads: Vec<String>,
+}
+
+impl Resolved {
+    /// The child's variables: the run's with its `SCRATCH` and `HOME` (made now if
+    /// [`needs_vars`] said the probe itself needs none).
+    fn vars(&self, run: &Vars) -> std::borrow::Cow<'_, Vars> {
+        match &self.vars {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(child_vars(
+                run,
+                &self.job_dir.to_string_lossy(),
+                &self.home,
+            )),
+        }
+    }
+}
+
+/// The run's variables with a child's `SCRATCH` and `HOME` (nested references expanded).
+fn child_vars(run: &Vars, scratch: &str, home: &str) -> Vars {
+    run.with(&[("SCRATCH", scratch), ("HOME", home)]).nested()
+}
+
+/// Whether resolving `p` reads a variable: it has fixtures, or a `$` in its target,
+/// destination, argv or reads. Without one, every expansion is the text itself
+/// ([`Vars::expand`] copies what has no `$`), so the run's variables are not copied for
+/// the child (a `BTreeMap` clone of every variable per child).
+fn needs_vars(p: &crate::model::registry::Probe) -> bool {
+    let dollar = |s: &str| s.contains('$');
+    !p.fixtures.is_empty()
+        || p.target.as_deref().is_some_and(dollar)
+        || p.destination.as_deref().is_some_and(dollar)
+        || p.argv.iter().flatten().any(|a| dollar(a))
+        || p.reads.iter().any(|a| dollar(a))
 }
 
 /// The process accounting of a scenario-lane child whose profile limits processes (from
@@ -867,7 +903,7 @@ impl<'a> LiveExecutor<'a> {
         // A profile whose rules name the child's scratch directory is compiled again for
         // this child, now that its fixtures exist (same compiler, same IR).
         let child_compiled = if scenario_lane && runtime.compiled.per_child {
-            match runtime.compile_for_child(sc, &r.vars) {
+            match runtime.compile_for_child(sc, &r.vars(&self.vars)) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     return refused(format!(
@@ -952,32 +988,33 @@ impl<'a> LiveExecutor<'a> {
                 .find(|(k, _)| k == "HOME")
                 .map_or_else(|| dir_s.clone(), |(_, v)| v.clone())
         };
-        let vars = self
-            .vars
-            .with(&[("SCRATCH", dir_s.as_str()), ("HOME", home.as_str())])
-            .nested();
+        let empty = Vars::new();
+        let vars = needs_vars(p).then(|| child_vars(&self.vars, &dir_s, &home));
+        // Without a `$` to expand, an empty set expands every text to itself.
+        let v = vars.as_ref().unwrap_or(&empty);
         let expand = |s: &Option<String>| -> std::result::Result<Option<String>, String> {
             s.as_ref()
-                .map(|t| vars.expand(t).map_err(|e| e.message))
+                .map(|t| v.expand(t).map_err(|e| e.message))
                 .transpose()
         };
-        fixtures::create_fixtures(p, &vars, &job_dir)?;
+        fixtures::create_fixtures(p, v, &job_dir)?;
         let target = expand(&p.target)?;
         let destination = expand(&p.destination)?;
         let argv: Vec<String> = p
             .argv
             .iter()
             .flatten()
-            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .map(|a| v.expand(a).map_err(|e| e.message))
             .collect::<std::result::Result<_, _>>()?;
         let reads: Vec<String> = p
             .reads
             .iter()
-            .map(|a| vars.expand(a).map_err(|e| e.message))
+            .map(|a| v.expand(a).map_err(|e| e.message))
             .collect::<std::result::Result<_, _>>()?;
         Ok(Resolved {
             job_dir,
             vars,
+            home,
             target,
             destination,
             argv,
@@ -1829,6 +1866,93 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::chown_tree;
+
+    /// A probe that [`super::needs_vars`] says reads no variable resolves exactly as with
+    /// the child's variables: generated probes (texts of `$`, braces, names defined and
+    /// undefined, plain characters; fixtures or none) give the same target, destination,
+    /// argv and reads (or the same error) through the empty set as through the full one,
+    /// and every probe with a `$` anywhere, or a fixture, is said to need them.
+    #[test]
+    fn a_probe_without_a_dollar_resolves_the_same_without_the_variables() {
+        use crate::sandbox::vars::Vars;
+        use crate::util::testrng::Rng;
+        let mut run = Vars::new();
+        run.set("RUNNER_PID", "4242");
+        run.set("PORT_A", "8080");
+        run.set("NESTED", "${SCRATCH}/sub");
+        let full = super::child_vars(&run, "/dev/shm/nexusmon-x/scenario/p/q.a1", "/home/h");
+        let empty = Vars::new();
+        let parts = [
+            "$",
+            "{",
+            "}",
+            "${",
+            "$${",
+            "SCRATCH",
+            "HOME",
+            "NESTED",
+            "RUNNER_PID",
+            "UNDEFINED",
+            "/etc/",
+            "a",
+            "-",
+            ".",
+            " ",
+            "é",
+        ];
+        let text =
+            |rng: &mut Rng| -> String { (0..rng.below(7u64)).map(|_| *rng.pick(&parts)).collect() };
+        let (mut quiet, mut loud) = (0, 0);
+        for seed in 0..2000u64 {
+            let mut rng = Rng(seed);
+            let mut probe = serde_json::json!({"operation": "exec", "driver": "exec"});
+            if rng.chance(70) {
+                probe["target"] = text(&mut rng).into();
+            }
+            if rng.chance(30) {
+                probe["destination"] = text(&mut rng).into();
+            }
+            if rng.chance(50) {
+                let n = rng.below(4u64);
+                probe["argv"] = (0..n).map(|_| text(&mut rng)).collect::<Vec<_>>().into();
+            }
+            if rng.chance(30) {
+                let n = rng.below(3u64);
+                probe["reads"] = (0..n).map(|_| text(&mut rng)).collect::<Vec<_>>().into();
+            }
+            let fixtures = rng.chance(10);
+            if fixtures {
+                probe["fixtures"] = serde_json::json!([{"kind": "file", "path": "${SCRATCH}/f"}]);
+            }
+            let p: crate::model::registry::Probe = serde_json::from_value(probe.clone()).unwrap();
+            let texts: Vec<&String> = p
+                .target
+                .iter()
+                .chain(&p.destination)
+                .chain(p.argv.iter().flatten())
+                .chain(&p.reads)
+                .collect();
+            let dollar = texts.iter().any(|t| t.contains('$'));
+            assert_eq!(
+                super::needs_vars(&p),
+                dollar || fixtures,
+                "seed {seed}: {probe}"
+            );
+            if super::needs_vars(&p) {
+                loud += 1;
+                continue;
+            }
+            quiet += 1;
+            for t in texts {
+                assert_eq!(empty.expand(t), full.expand(t), "seed {seed}: `{t}`");
+                assert_eq!(empty.expand(t).as_deref(), Ok(t.as_str()));
+            }
+        }
+        assert!(
+            quiet > 200 && loud > 200,
+            "both kinds generated: {quiet} {loud}"
+        );
+    }
 
     /// What an earlier child left in a shared workspace cannot make the runner hand a host
     /// file over: a hard link to it and a symlink to it are left alone, the child's own

@@ -94,6 +94,8 @@ impl FailureStage {
 pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOutcome> {
     let started = Instant::now();
     let _signals = (!settings.dry).then(super::interrupt::Guard::install);
+    // The kernel-audit start's first steps (`auto`) wait on the kernel while the plan loads.
+    let audit_probe = witness::EarlyProbe::begin(settings.kernel_audit, settings.dry);
     // An experiment's tree is dropped once its typed plan is read (the registry's load, the
     // digest and the registry's lint are done without it); lint parses the text again.
     let loaded = load_plan_for_run(&settings.plan_path)?;
@@ -165,7 +167,11 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     }
 
     // The kernel's audit records: `require` fails here, before anything is written.
-    let (audit_start, mut audit) = witness::start(settings.kernel_audit, setup.facts.landlock_abi)?;
+    let (audit_start, mut audit) = witness::start(
+        settings.kernel_audit,
+        setup.facts.landlock_abi,
+        audit_probe.take(),
+    )?;
     // Results stream to disk as scenarios finish (the oracle lane then runs per scenario
     // as it is written) unless something needs every observation at the end: a mission's
     // tasks or workers (artifacts.json), or kernel audit records that cannot be matched

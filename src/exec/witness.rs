@@ -19,13 +19,52 @@ use crate::sandbox::audit::{self, AuditSession, AuditStart};
 use crate::util::json;
 use crate::{Error, Result};
 
+/// An `auto` start's first steps, taken on a thread of their own from the run's beginning
+/// (`sandbox::audit::AutoProbe`: waits, not work, overlapped with loading and linting the
+/// plan) and handed to [`start`] at its own point. Never for `off` or `require` (which
+/// takes its lock and may enable audit: nothing of it moves earlier) nor a dry run.
+/// Dropped unused (an earlier error ends the run), it waits for the thread.
+#[derive(Debug)]
+pub struct EarlyProbe(Option<std::thread::JoinHandle<Option<audit::AutoProbe>>>);
+
+impl EarlyProbe {
+    /// Start the probe for a run under `mode` (nothing for a dry run or another mode).
+    pub fn begin(mode: KernelAuditMode, dry: bool) -> Self {
+        Self(
+            (!dry && mode == KernelAuditMode::Auto)
+                .then(|| {
+                    std::thread::Builder::new()
+                        .name("audit-probe".into())
+                        .spawn(audit::probe_auto)
+                        .ok()
+                })
+                .flatten(),
+        )
+    }
+
+    /// The probe's result (`None`: none was taken; [`start`] takes the steps itself).
+    pub fn take(mut self) -> Option<audit::AutoProbe> {
+        self.0.take().and_then(|h| h.join().ok()).flatten()
+    }
+}
+
+impl Drop for EarlyProbe {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Start collecting under `mode`. `require` fails (exit 3, nothing written) when the
-/// kernel cannot give this runner its records.
+/// kernel cannot give this runner its records. `probed`: an `auto` start's first steps
+/// taken ahead ([`EarlyProbe`]).
 pub fn start(
     mode: KernelAuditMode,
     abi: Option<u8>,
+    probed: Option<audit::AutoProbe>,
 ) -> Result<(KernelAuditStart, Option<AuditSession>)> {
-    match audit::start(mode, abi) {
+    match audit::start_probed(mode, abi, probed) {
         Err(why) => Err(Error::runner(format!(
             "`--kernel-audit require`: cannot collect the kernel's Landlock audit records: {why}"
         ))

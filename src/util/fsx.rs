@@ -338,6 +338,36 @@ pub fn write_atomic_from(
     how: AtomicWrite,
     before_rename: impl FnOnce(),
 ) -> Result<()> {
+    write_atomic_gated_from(path, fill, how, || {
+        before_rename();
+        Ok(())
+    })
+}
+
+/// [`write_atomic_opts`] whose rename waits for `gate`, called once the temp file is
+/// written (and synced, as `how` says): an error from it removes the temp file and is
+/// returned, nothing renamed. The bundle's `LATEST` is written this way while the move it
+/// names is made durable, and renamed only once that succeeded.
+pub fn write_atomic_gated(
+    path: &Path,
+    bytes: &[u8],
+    how: AtomicWrite,
+    gate: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    write_atomic_gated_from(
+        path,
+        |w| w.write_all(bytes).map_err(|e| Error::io("write", path, e)),
+        how,
+        gate,
+    )
+}
+
+fn write_atomic_gated_from(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+    how: AtomicWrite,
+    gate: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let (dir, name) = dir_and_name(path)?;
     let tmp = temp_path_for(path);
     let tmp_name = tmp.file_name().unwrap_or_default();
@@ -360,11 +390,10 @@ pub fn write_atomic_from(
             .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
     })();
-    if let Err(e) = written {
+    if let Err(e) = written.and_then(|()| gate()) {
         let _ = dir.remove(tmp_name, false);
         return Err(e);
     }
-    before_rename();
     if how.no_replace {
         let linked = dir.link(tmp_name, name).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -498,6 +527,75 @@ pub fn relative_path(from: &Path, to: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gated write renames only when its gate succeeds, and only after the gate ran with
+    /// the temp file complete beside the target: generated sequences of gated writes of
+    /// random contents, gates passing or failing, over an existing file or none, leave the
+    /// last passed content under the name (or no file) and never a temp file.
+    #[test]
+    fn a_gated_write_renames_only_after_its_gate_passes() {
+        use crate::util::testrng::Rng;
+        for seed in 0..60u64 {
+            let mut rng = Rng(seed);
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("LATEST");
+            let mut current: Option<Vec<u8>> = None;
+            for _ in 0..=rng.below(6u64) {
+                let body: Vec<u8> = (0..rng.below(300usize))
+                    .map(|_| rng.next().to_le_bytes()[0])
+                    .collect();
+                let pass = rng.chance(60);
+                let how = AtomicWrite {
+                    mode: 0o644,
+                    sync_parent: rng.chance(50),
+                    no_replace: false,
+                };
+                let mut seen_temp = false;
+                let r = write_atomic_gated(&p, &body, how, || {
+                    // The temp file is complete; the name still holds what it held.
+                    let temps: Vec<PathBuf> = fs::read_dir(dir.path())
+                        .unwrap()
+                        .map(|e| e.unwrap().path())
+                        .filter(|q| {
+                            q.file_name()
+                                .unwrap()
+                                .to_string_lossy()
+                                .starts_with(".tmp.")
+                        })
+                        .collect();
+                    seen_temp = temps.len() == 1 && fs::read(&temps[0]).unwrap() == body;
+                    assert_eq!(
+                        fs::read(&p).ok(),
+                        current,
+                        "seed {seed}: renamed before the gate"
+                    );
+                    if pass {
+                        Ok(())
+                    } else {
+                        Err(crate::Error::runner("gate refused"))
+                    }
+                });
+                assert!(
+                    seen_temp,
+                    "seed {seed}: the gate ran with the temp file written"
+                );
+                assert_eq!(r.is_ok(), pass, "seed {seed}");
+                if pass {
+                    current = Some(body);
+                }
+                assert_eq!(fs::read(&p).ok(), current, "seed {seed}");
+                let names: Vec<_> = fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(
+                    names.len(),
+                    usize::from(current.is_some()),
+                    "seed {seed}: {names:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
