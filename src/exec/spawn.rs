@@ -147,8 +147,8 @@ fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
 
 /// Start `program` with `argv` (argv[0] included), `env` (`NAME=value` pairs), in `cwd`,
 /// stdin `/dev/null` (or the file `stdin`, opened read-only here), stdout/stderr piped, a
-/// new session (`clean`) or process group, optionally joining the pids cgroup whose
-/// `cgroup.procs` is open at `cgroup_fd`, in the namespaces and with the identity and
+/// new session (`clean`) or process group, optionally joining the pids cgroup whose join
+/// file (`cgroup::child_join_file`: v1 `tasks`, v2 `cgroup.procs`) is open at `cgroup_fd`, in the namespaces and with the identity and
 /// capabilities of `isolation`, with `prepared` enforced before `execve`.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
@@ -1247,7 +1247,7 @@ const KEPT_MAX: usize = 5;
 
 /// In a child of the clean channel, right after its stdio: close every descriptor from 3
 /// on but the ones it still uses before its `execve` — the prepared mount namespace's init
-/// it joins, the releaser's socket, its cgroup's `cgroup.procs`, the runner's pidfd, its
+/// it joins, the releaser's socket, its cgroup's join file, the runner's pidfd, its
 /// Landlock ruleset (all close-on-exec: the program gets none of them).
 ///
 /// Why: the clone copied the runner's whole descriptor table, which is shared by its
@@ -2164,7 +2164,7 @@ mod tests {
     /// A child of the clean channel holds no copy of the runner's descriptors past its
     /// stdio ([`close_inherited`]): generated rounds open pipes in this process (as a worker
     /// opens its child's pipes: close-on-exec, the write ends held), then spawn a child
-    /// that stops in its cgroup join (its `cgroup.procs` a full pipe), after its mounts
+    /// that stops in its cgroup join (its join file a full pipe), after its mounts
     /// (a read-only host in some rounds) and chdir, before its identity, profile and
     /// `execve`. While it waits there, its descriptor table holds exactly stdio and what
     /// it still uses — the cgroup's, the runner's pidfd, the releaser's socket when it has
