@@ -715,19 +715,20 @@ struct ProgramFacts {
     program: Resolution,
     execve: ExecveFacts,
     libraries: Vec<(Resolution, Ancestry)>,
+    /// A path was resolved as written relative (the program, an interpreter, a library):
+    /// against the base directory.
+    relative: bool,
 }
 
 impl ProgramFacts {
     /// True if the answer depends on the base directory (a relative path, or a
     /// resolution through the child's `/proc/self`).
     fn uses_base(&self) -> bool {
-        let all = std::iter::once(&self.program)
-            .chain(self.execve.interpreters.iter().map(|(r, _)| r))
-            .chain(self.libraries.iter().map(|(r, _)| r));
-        let mut all = all;
-        all.any(|r| r.note.is_some())
-            || !self.program.requested.is_absolute()
-            || self.execve.libraries.iter().any(|l| !l.is_absolute())
+        self.relative
+            || std::iter::once(&self.program)
+                .chain(self.execve.interpreters.iter().map(|(r, _)| r))
+                .chain(self.libraries.iter().map(|(r, _)| r))
+                .any(|r| r.note.is_some())
     }
 
     /// An estimate of the bytes held.
@@ -781,7 +782,11 @@ fn gather_program(path: &Path, base: &Path, with_libraries: bool) -> ProgramFact
     } else {
         Vec::new()
     };
+    let relative = !path.is_absolute()
+        || needs.execute.iter().any(|p| !p.is_absolute())
+        || (with_libraries && needs.read.iter().any(|p| !p.is_absolute()));
     ProgramFacts {
+        relative,
         execve: ExecveFacts {
             stat,
             ancestry,
@@ -1749,6 +1754,7 @@ mod tests {
             let mut mounted = false;
             let mut mounts = 0;
             let programs = programs(&root);
+            let bases = [root.clone(), root.join("links")];
             for seed in 0..3u64 {
                 let mut rng = crate::util::testrng::Rng(seed);
                 for step in 0..60 {
@@ -1767,10 +1773,12 @@ mod tests {
                             .map(|p| p.to_string_lossy().into_owned());
                         for _ in 0..2 {
                             let c = rng.pick(&profiles);
+                            // A relative target resolves against the base: two bases.
+                            let base = rng.pick(&bases);
                             let asks = [
-                                exec_input(program, &root, None),
-                                exec_input(program, &root, Some(&target)),
-                                exec_input(program, &root, relative.as_deref().or(Some(&target))),
+                                exec_input(program, base, None),
+                                exec_input(program, base, Some(&target)),
+                                exec_input(program, base, relative.as_deref().or(Some(&target))),
                             ];
                             for input in &asks {
                                 let memo = predict(c, input);
