@@ -103,6 +103,11 @@ pub fn seal(
     if rec.seen.keys().any(|(p, _)| !p.is_absolute()) {
         return None;
     }
+    // What the computation saw already tells an unsettled inode: no system call for it
+    // (a program its run just wrote is read afresh every time, at no extra cost).
+    if rec.seen.values().flatten().any(|id| id.ctime >= limit) {
+        return None;
+    }
     let mut checks = Vec::with_capacity(rec.seen.len());
     let mut devs: Vec<u64> = Vec::new();
     for ((path, follow), seen) in &rec.seen {
@@ -375,4 +380,82 @@ pub fn with_thread_memo<K: 'static, V: 'static, R>(
         let mut c = c.borrow_mut();
         f(c.get_or_insert_with(make))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn root_check() -> Vec<Check> {
+        vec![(
+            PathBuf::from("/"),
+            false,
+            paths::ident(Path::new("/"), false),
+        )]
+    }
+
+    #[test]
+    fn the_memo_stays_within_its_bounds() {
+        let mut m: FsMemo<u32, Vec<u8>> = FsMemo::new(8, 4096);
+        for k in 0..100u32 {
+            m.insert(k, Rc::new(vec![0; 100]), root_check(), 300);
+            let (n, b) = m.size();
+            assert!(n <= 8 && b <= 4096, "{n} entries, {b} bytes");
+        }
+        // The newest kept, the oldest dropped first.
+        assert!(m.get(|k| *k == 99).is_some());
+        assert!(m.get(|k| *k == 0).is_none());
+        // Larger than the whole budget: not kept.
+        m.insert(1000, Rc::new(Vec::new()), root_check(), 10_000);
+        assert!(m.get(|k| *k == 1000).is_none());
+        // A check that no longer holds: dropped, counted stale.
+        m.insert(
+            2000,
+            Rc::new(Vec::new()),
+            vec![(PathBuf::from("/"), false, None)],
+            10,
+        );
+        assert!(m.get(|k| *k == 2000).is_none());
+        assert_eq!(m.stats.stale, 1);
+        assert!(m.get(|k| *k == 2000).is_none());
+        assert_eq!(m.stats.stale, 1, "dropped once");
+    }
+
+    #[test]
+    fn seal_keeps_only_settled_trusted_absolute_records() {
+        let later = SystemTime::now() + Duration::from_hours(1);
+        // procfs: not trusted, however old.
+        let (_, rec) = paths::recording(|| paths::lstat(Path::new("/proc/self/status")));
+        assert!(seal(&rec, later, SETTLED).is_none());
+        // A file just written: not settled now, settled an hour from now (a trusted fs).
+        let tmp = tempfile::tempdir().unwrap();
+        let f = std::fs::canonicalize(tmp.path()).unwrap().join("f");
+        std::fs::write(&f, "x").unwrap();
+        let (_, rec) = paths::recording(|| paths::lstat(&f));
+        assert!(seal(&rec, SystemTime::now(), SETTLED).is_none());
+        if trusted_fs(&f) {
+            let checks = seal(&rec, later, SETTLED).unwrap();
+            assert_eq!(checks.len(), 1);
+            assert!(still_valid(&checks));
+            // A clock tick later (coarse timestamps tell changes a tick apart).
+            std::thread::sleep(Duration::from_millis(12));
+            std::fs::write(&f, "y").unwrap();
+            assert!(!still_valid(&checks), "a rewrite changes the identity");
+        }
+        // A relative path depends on the working directory: never kept.
+        let (_, rec) = paths::recording(|| paths::lstat(Path::new("relative/path")));
+        assert!(seal(&rec, later, SETTLED).is_none());
+        // Two answers for one lookup: never kept.
+        let (_, mut rec) = paths::recording(|| paths::lstat(Path::new("/")));
+        rec.inconsistent = true;
+        assert!(seal(&rec, later, SETTLED).is_none());
+    }
+
+    #[test]
+    fn the_clock_watch_sees_no_setting_by_itself() {
+        let w = ClockWatch::new().unwrap();
+        assert!(w.unchanged());
+        assert!(w.unchanged());
+    }
 }
