@@ -319,13 +319,23 @@ impl CompiledProfile {
     /// Decide one filesystem right on a canonical path: the shared matcher of the oracle
     /// (the ruleset builder adds exactly these rules with exactly these rights).
     pub fn fs_decide(&self, canonical: &Path, right: FsRights) -> FsDecision {
+        self.fs_decide_in(right, || paths::ancestry(canonical))
+    }
+
+    /// [`CompiledProfile::fs_decide`] with the path's [`paths::ancestry`] given (asked for
+    /// only when a rule must be matched).
+    pub fn fs_decide_in<A: std::ops::Deref<Target = [Option<(u64, u64)>]>>(
+        &self,
+        right: FsRights,
+        ancestry: impl FnOnce() -> A,
+    ) -> FsDecision {
         let Some(ll) = &self.landlock else {
             return FsDecision::NoLandlock;
         };
         if self.fs_restricted() & right == 0 {
             return FsDecision::Unhandled;
         }
-        let ancestry = paths::ancestry(canonical);
+        let ancestry = ancestry();
         ll.rules
             .iter()
             .position(|r| r.rights & right != 0 && r.covers_ancestry(&ancestry))

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::util::paths;
+
 /// What running a program needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProgramNeeds {
@@ -44,6 +46,7 @@ const DT_RUNPATH: i64 = 29;
 /// Parse the ELF header of `path`. `Ok(None)` if it is not a 64-bit little-endian ELF file.
 pub fn read_elf(path: &Path) -> std::io::Result<Option<ElfInfo>> {
     let f = File::open(path)?;
+    paths::note_open(path, &f);
     let mut hdr = [0u8; 64];
     if f.read_at(&mut hdr, 0)? < 64 || &hdr[..4] != b"\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
         return Ok(None);
@@ -159,31 +162,12 @@ pub fn library_dirs() -> Vec<PathBuf> {
 
 /// What running `program` needs: `#!` interpreters (recursively), the ELF interpreter, and
 /// the transitive `DT_NEEDED` libraries found in the runpath or the standard directories.
-/// Paths are as found (not canonicalized: the oracle canonicalizes them). Memoized per
-/// (path, size, mtime): a plan of thousands of exec probes parses each program once.
+/// Paths are as found (not canonicalized: the oracle canonicalizes them). Every lookup
+/// goes through [`paths`] and every file read is noted ([`paths::note_open`]), so a
+/// [`paths::recording`] holds everything the answer depends on (the oracle's memo of
+/// program facts reuses it only while all of that is unchanged).
 pub fn program_needs(program: &Path) -> ProgramNeeds {
-    type Key = (PathBuf, u64, i64, i64);
-    static CACHE: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::BTreeMap<Key, ProgramNeeds>>,
-    > = std::sync::OnceLock::new();
-    let key = crate::util::paths::stat(program).map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        (program.to_path_buf(), m.size(), m.mtime(), m.mtime_nsec())
-    });
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = &key
-        && let Ok(c) = cache.lock()
-        && let Some(n) = c.get(k)
-    {
-        return n.clone();
-    }
-    let needs = compute_needs(program);
-    if let Some(k) = key
-        && let Ok(mut c) = cache.lock()
-    {
-        c.insert(k, needs.clone());
-    }
-    needs
+    compute_needs(program)
 }
 
 fn compute_needs(program: &Path) -> ProgramNeeds {
@@ -202,7 +186,7 @@ fn compute_needs(program: &Path) -> ProgramNeeds {
     let elf = match read_elf(&prog) {
         Ok(Some(e)) => e,
         Ok(None) => {
-            if prog.exists() {
+            if paths::stat(&prog).is_some() {
                 needs.notes.push(format!(
                     "`{}` is not a 64-bit little-endian ELF file; its loader and libraries are not modelled",
                     prog.display()
@@ -239,7 +223,9 @@ fn compute_needs(program: &Path) -> ProgramNeeds {
         let found = if name.contains('/') {
             Some(PathBuf::from(&name))
         } else {
-            candidates.map(|d| d.join(&name)).find(|p| p.exists())
+            candidates
+                .map(|d| d.join(&name))
+                .find(|p| paths::stat(p).is_some())
         };
         match found {
             Some(lib) => {
@@ -249,9 +235,10 @@ fn compute_needs(program: &Path) -> ProgramNeeds {
                     }
                 }
                 // The interpreter is loaded by the kernel, not opened again by the loader.
-                let same_as_interp = elf.interpreter.as_ref().is_some_and(|i| {
-                    std::fs::canonicalize(i).ok() == std::fs::canonicalize(&lib).ok()
-                });
+                let same_as_interp = elf
+                    .interpreter
+                    .as_ref()
+                    .is_some_and(|i| real_path(Path::new(i)) == real_path(&lib));
                 if !same_as_interp {
                     needs.read.push(lib);
                 }
@@ -266,9 +253,17 @@ fn compute_needs(program: &Path) -> ProgramNeeds {
     needs
 }
 
+/// `realpath(path)`: the canonical path with every link followed, `None` if it does not
+/// exist (looked up through [`paths`]).
+fn real_path(path: &Path) -> Option<PathBuf> {
+    let r = paths::resolve(path, Path::new("/"), true);
+    r.exists.then_some(r.canonical)
+}
+
 /// The interpreter of a `#!` script.
 fn shebang(path: &Path) -> Option<PathBuf> {
     let f = File::open(path).ok()?;
+    paths::note_open(path, &f);
     let mut buf = [0u8; 256];
     let n = f.read_at(&mut buf, 0).ok()?;
     let line = buf[..n].strip_prefix(b"#!")?;

@@ -35,6 +35,7 @@
 //! 8. network rules match the port only.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::compile::{CompiledProfile, FsDecision, PortDecision};
 use super::elf;
@@ -42,6 +43,7 @@ use super::paths::{self, Resolution};
 use super::rights::{self, FsRights, fs, net, scope};
 use crate::model::registry::{Driver, Operation, SeccompGroup};
 use crate::model::results::{CitedRule, OracleCheck, OracleDecision, OracleVerdict, PathWitness};
+use crate::util::fsmemo::{self, FsMemo};
 
 /// What the oracle is asked.
 #[derive(Debug, Clone)]
@@ -67,7 +69,12 @@ pub struct OracleInput<'a> {
 /// Predict the profile's decision. Returns the verdict and the path witnesses made.
 ///
 /// Every path is looked up once per prediction ([`paths::one_view`]: the prediction is
-/// made against one view of each path it reads; the next prediction reads afresh).
+/// made against one view of each path it reads; the next prediction reads afresh). What
+/// running a program meets on the filesystem (the program, its `#!` and ELF interpreters
+/// and its libraries resolved, their ancestry, their ELF headers) is taken from this
+/// thread's memo when every lookup it was read from still answers the identical identity
+/// (`program_facts`, [`crate::util::fsmemo`]): the answer reading afresh gives. The
+/// profile's decisions on those facts are made for every prediction.
 pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, Vec<PathWitness>) {
     paths::one_view(|| predict_in_view(c, input))
 }
@@ -205,6 +212,12 @@ fn cited(kind: &str) -> CitedRule {
 impl Oracle<'_> {
     fn resolve(&mut self, path: &str, role: &str, follow: bool) -> Resolution {
         let r = paths::resolve_as_child(Path::new(path), self.input.base, follow);
+        self.witness(&r, role);
+        r
+    }
+
+    /// The path witness of a resolution (and its note).
+    fn witness(&mut self, r: &Resolution, role: &str) {
         if let Some(n) = &r.note
             && !self.notes.contains(n)
         {
@@ -218,14 +231,30 @@ impl Oracle<'_> {
             is_symlink: r.is_symlink,
             exists: r.exists,
         });
-        r
     }
 
     fn fs_check(&mut self, on: &Path, right: FsRights, role: &str) {
+        let decided = self.c.fs_decide(on, right);
+        self.fs_checked(on, right, role, &decided);
+    }
+
+    /// [`Oracle::fs_check`] on a path whose ancestry is known.
+    fn fs_check_in(
+        &mut self,
+        on: &Path,
+        ancestry: &[Option<(u64, u64)>],
+        right: FsRights,
+        role: &str,
+    ) {
+        let decided = self.c.fs_decide_in(right, || ancestry);
+        self.fs_checked(on, right, role, &decided);
+    }
+
+    fn fs_checked(&mut self, on: &Path, right: FsRights, role: &str, decided: &FsDecision) {
         let name = rights::fs_name(right);
         let on_s = on.to_string_lossy().into_owned();
         let pid = &self.c.profile_id;
-        let (decision, reason, cited_rule) = match self.c.fs_decide(on, right) {
+        let (decision, reason, cited_rule) = match *decided {
             FsDecision::NoLandlock => (
                 OracleDecision::Allow,
                 format!("profile `{pid}` has no Landlock filesystem rules"),
@@ -359,16 +388,15 @@ impl Oracle<'_> {
         });
     }
 
-    /// `execve` of `canonical`: the kernel opens it, then each `#!` interpreter and the ELF
-    /// interpreter, for execution (`read-file` and `execute` on each). Returns the
-    /// libraries the loader would then open.
-    fn execve(&mut self, canonical: &Path, role: &str) -> Vec<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
+    /// `execve` of `canonical` as its facts say: the kernel opens it, then each `#!`
+    /// interpreter and the ELF interpreter, for execution (`read-file` and `execute` on
+    /// each).
+    fn execve(&mut self, canonical: &Path, facts: &ExecveFacts, role: &str) {
         // What execve refuses for everyone before Landlock is asked.
-        if let Some(m) = paths::stat(canonical)
-            && (!m.is_file() || m.permissions().mode() & 0o111 == 0)
+        if let Some((is_file, mode)) = facts.stat
+            && (!is_file || mode & 0o111 == 0)
         {
-            let what = if m.is_file() {
+            let what = if is_file {
                 "a file without any execute permission bit"
             } else {
                 "not a regular file"
@@ -385,25 +413,28 @@ impl Oracle<'_> {
                 rule: cited("kernel"),
             });
         }
-        self.fs_check(canonical, fs::READ_FILE, role);
-        self.fs_check(canonical, fs::EXECUTE, role);
-        let needs = elf::program_needs(canonical);
-        for interp in &needs.execute {
-            let r = self.resolve(&interp.to_string_lossy(), "interpreter", true);
-            self.fs_check(&r.canonical, fs::READ_FILE, "interpreter");
-            self.fs_check(&r.canonical, fs::EXECUTE, "interpreter");
+        self.fs_check_in(canonical, &facts.ancestry, fs::READ_FILE, role);
+        self.fs_check_in(canonical, &facts.ancestry, fs::EXECUTE, role);
+        for (r, ancestry) in &facts.interpreters {
+            self.witness(r, "interpreter");
+            self.fs_check_in(&r.canonical, ancestry, fs::READ_FILE, "interpreter");
+            self.fs_check_in(&r.canonical, ancestry, fs::EXECUTE, "interpreter");
         }
-        self.notes.extend(needs.notes);
-        needs.read
+        self.notes.extend(facts.notes.iter().cloned());
     }
 
     /// Running a program to completion: `execve`, then `read-file` on the libraries.
     fn program(&mut self, program: &Path, role: &str) {
-        let prog = self.resolve(&program.to_string_lossy(), role, true);
-        let libs = self.execve(&prog.canonical, role);
-        for lib in &libs {
-            let r = self.resolve(&lib.to_string_lossy(), "library", true);
-            self.fs_check(&r.canonical, fs::READ_FILE, "library");
+        let facts = program_facts(
+            Path::new(&*program.to_string_lossy()),
+            self.input.base,
+            true,
+        );
+        self.witness(&facts.program, role);
+        self.execve(&facts.program.canonical, &facts.execve, role);
+        for (r, ancestry) in &facts.libraries {
+            self.witness(r, "library");
+            self.fs_check_in(&r.canonical, ancestry, fs::READ_FILE, "library");
         }
     }
 
@@ -443,8 +474,9 @@ impl Oracle<'_> {
             Operation::FileTruncate => self.on_target(&target, fs::TRUNCATE),
             Operation::DirList => self.on_target(&target, fs::READ_DIR),
             Operation::FileExec => {
-                let r = self.resolve(&target, "target", true);
-                self.execve(&r.canonical, "target");
+                let facts = program_facts(Path::new(&target), self.input.base, false);
+                self.witness(&facts.program, "target");
+                self.execve(&facts.program.canonical, &facts.execve, "target");
                 self.notes.push(
                     "file-exec judges execve only; the loader's libraries (read-file) are not needed for execve to succeed".into(),
                 );
@@ -651,6 +683,197 @@ impl Oracle<'_> {
             });
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Program facts: what running a program meets on the filesystem, memoized while unchanged
+// ---------------------------------------------------------------------------------------
+
+/// A path's [`paths::ancestry`].
+type Ancestry = Vec<Option<(u64, u64)>>;
+
+/// What `execve` of one canonical path meets on the filesystem (nothing of a profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExecveFacts {
+    /// `stat` of the path: (a regular file, mode bits); `None` if it does not exist.
+    stat: Option<(bool, u32)>,
+    /// The path's ancestry (the inodes Landlock rules are matched against).
+    ancestry: Ancestry,
+    /// The `#!` and ELF interpreters, resolved as the child sees them, with their ancestry.
+    interpreters: Vec<(Resolution, Ancestry)>,
+    /// What could not be modelled ([`elf::ProgramNeeds::notes`]).
+    notes: Vec<String>,
+    /// The libraries the loader opens, as found ([`elf::ProgramNeeds::read`]).
+    libraries: Vec<PathBuf>,
+}
+
+/// What running a program meets on the filesystem: the program resolved, what `execve`
+/// meets, and (running it to completion) the libraries resolved. The profile's decisions
+/// on these are made per prediction ([`Oracle::execve`], [`Oracle::program`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProgramFacts {
+    program: Resolution,
+    execve: ExecveFacts,
+    libraries: Vec<(Resolution, Ancestry)>,
+    /// A path was resolved as written relative (the program, an interpreter, a library):
+    /// against the base directory.
+    relative: bool,
+}
+
+impl ProgramFacts {
+    /// True if the answer depends on the base directory (a relative path, or a
+    /// resolution through the child's `/proc/self`).
+    fn uses_base(&self) -> bool {
+        self.relative
+            || std::iter::once(&self.program)
+                .chain(self.execve.interpreters.iter().map(|(r, _)| r))
+                .chain(self.libraries.iter().map(|(r, _)| r))
+                .any(|r| r.note.is_some())
+    }
+
+    /// An estimate of the bytes held.
+    fn bytes(&self) -> usize {
+        let res = |r: &Resolution| {
+            r.requested.as_os_str().len()
+                + r.canonical.as_os_str().len()
+                + r.note.as_ref().map_or(0, String::len)
+                + 96
+        };
+        let with = |v: &[(Resolution, Ancestry)]| {
+            v.iter()
+                .map(|(r, a)| res(r) + 24 * a.len() + 24)
+                .sum::<usize>()
+        };
+        256 + res(&self.program)
+            + 24 * self.execve.ancestry.len()
+            + with(&self.execve.interpreters)
+            + with(&self.libraries)
+            + self
+                .execve
+                .notes
+                .iter()
+                .map(|n| n.len() + 24)
+                .sum::<usize>()
+            + self
+                .execve
+                .libraries
+                .iter()
+                .map(|l| l.as_os_str().len() + 24)
+                .sum::<usize>()
+    }
+}
+
+/// Read the facts afresh (every lookup through [`paths`], in the caller's view).
+fn gather_program(path: &Path, base: &Path, with_libraries: bool) -> ProgramFacts {
+    use std::os::unix::fs::PermissionsExt;
+    let program = paths::resolve_as_child(path, base, true);
+    let canonical = &program.canonical;
+    let stat = paths::stat(canonical).map(|m| (m.is_file(), m.permissions().mode()));
+    let ancestry = paths::ancestry(canonical);
+    let needs = elf::program_needs(canonical);
+    let resolved = |p: &Path| {
+        let r = paths::resolve_as_child(Path::new(&*p.to_string_lossy()), base, true);
+        let a = paths::ancestry(&r.canonical);
+        (r, a)
+    };
+    let interpreters = needs.execute.iter().map(|i| resolved(i)).collect();
+    let libraries = if with_libraries {
+        needs.read.iter().map(|l| resolved(l)).collect()
+    } else {
+        Vec::new()
+    };
+    let relative = !path.is_absolute()
+        || needs.execute.iter().any(|p| !p.is_absolute())
+        || (with_libraries && needs.read.iter().any(|p| !p.is_absolute()));
+    ProgramFacts {
+        relative,
+        execve: ExecveFacts {
+            stat,
+            ancestry,
+            interpreters,
+            notes: needs.notes,
+            libraries: needs.read,
+        },
+        program,
+        libraries,
+    }
+}
+
+/// The memo's key: the program as requested, the base directory if the facts depend on
+/// it, and whether the libraries were resolved.
+#[derive(Debug, PartialEq, Eq)]
+struct ProgramKey {
+    path: PathBuf,
+    base: Option<PathBuf>,
+    with_libraries: bool,
+}
+
+/// Programs whose facts a thread keeps (the exec probes of a plan run a handful).
+const MEMO_ENTRIES: usize = 64;
+/// Bytes a thread's memo holds at most (estimated; one `/bin/true` is about 3 KiB).
+const MEMO_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Option<FsMemo<ProgramKey, ProgramFacts>>> =
+        const { std::cell::RefCell::new(None) };
+    /// Read afresh every time (the differential tests' reference).
+    static UNCACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The facts of running `path` from `base`: the ones read by an earlier prediction of
+/// this thread if every lookup they were read from still answers the same identity
+/// ([`crate::util::fsmemo`] argues why that is the answer reading afresh gives), else read
+/// afresh (and kept, if [`fsmemo::seal`] accepts the recording).
+fn program_facts(path: &Path, base: &Path, with_libraries: bool) -> Rc<ProgramFacts> {
+    if UNCACHED.with(std::cell::Cell::get) {
+        return Rc::new(gather_program(path, base, with_libraries));
+    }
+    let new = || FsMemo::new(MEMO_ENTRIES, MEMO_BYTES);
+    let (may_keep, settled, known) = fsmemo::with_thread_memo(&MEMO, new, |m| {
+        let may_keep = m.begin();
+        let known = may_keep
+            .then(|| {
+                m.get(|k| {
+                    k.path == path
+                        && k.with_libraries == with_libraries
+                        && k.base.as_deref().is_none_or(|b| b == base)
+                })
+            })
+            .flatten();
+        (may_keep, m.settled, known)
+    });
+    if let Some(f) = known {
+        return f;
+    }
+    let began = std::time::SystemTime::now();
+    let (facts, rec) = paths::recording(|| gather_program(path, base, with_libraries));
+    let facts = Rc::new(facts);
+    if may_keep && let Some(checks) = fsmemo::seal(&rec, began, settled) {
+        let key = ProgramKey {
+            path: path.to_path_buf(),
+            base: facts.uses_base().then(|| base.to_path_buf()),
+            with_libraries,
+        };
+        let bytes = facts.bytes();
+        fsmemo::with_thread_memo(&MEMO, new, |m| {
+            m.insert(key, Rc::clone(&facts), checks, bytes);
+        });
+    }
+    facts
+}
+
+/// Run `f` with every program fact of this thread read afresh (no memo).
+#[cfg(test)]
+fn uncached<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            UNCACHED.with(|u| u.set(false));
+        }
+    }
+    UNCACHED.with(|u| u.set(true));
+    let _reset = Reset;
+    f()
 }
 
 /// The `make-*` right for creating an entry of this type (a missing source is judged as a
@@ -1078,5 +1301,547 @@ mod tests {
             ask(&c, Operation::FileRead, "/proc/self/status").decision,
             OracleDecision::Deny
         );
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The program-facts memo against reading afresh
+    // -----------------------------------------------------------------------------------
+
+    /// A 64-bit little-endian ELF file: an interpreter (`PT_INTERP`), needed libraries
+    /// and a runpath (`PT_DYNAMIC`, its string table mapped by one `PT_LOAD` at 0).
+    fn elf(interp: Option<&str>, needed: &[&str], runpath: Option<&str>) -> Vec<u8> {
+        let mut strtab = vec![0u8];
+        let mut name_at = |s: &str| {
+            let at = strtab.len() as u64;
+            strtab.extend_from_slice(s.as_bytes());
+            strtab.push(0);
+            at
+        };
+        let needed_at: Vec<u64> = needed.iter().map(|n| name_at(n)).collect();
+        let runpath_at = runpath.map(&mut name_at);
+        let phnum: u64 = 3;
+        let interp_off = 64 + 56 * phnum;
+        let interp_bytes: Vec<u8> = interp
+            .map(|i| {
+                let mut b = i.as_bytes().to_vec();
+                b.push(0);
+                b
+            })
+            .unwrap_or_default();
+        let strtab_off = interp_off + interp_bytes.len() as u64;
+        let dyn_off = strtab_off + strtab.len() as u64;
+        let mut dynamic = Vec::new();
+        let mut entry = |tag: i64, val: u64| {
+            dynamic.extend_from_slice(&tag.to_le_bytes());
+            dynamic.extend_from_slice(&val.to_le_bytes());
+        };
+        for at in &needed_at {
+            entry(DT_NEEDED_TAG, *at);
+        }
+        if let Some(at) = runpath_at {
+            entry(29, at);
+        }
+        entry(5, strtab_off);
+        entry(0, 0);
+        let total = dyn_off + dynamic.len() as u64;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"\x7fELF\x02\x01\x01");
+        out.resize(16, 0);
+        out.extend_from_slice(&2u16.to_le_bytes()); // e_type
+        out.extend_from_slice(&62u16.to_le_bytes()); // e_machine
+        out.extend_from_slice(&1u32.to_le_bytes()); // e_version
+        out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+        out.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+        out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+        out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+        out.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        out.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        out.extend_from_slice(&u16::try_from(phnum).unwrap().to_le_bytes()); // e_phnum
+        out.extend_from_slice(&[0u8; 6]);
+        let mut ph = |t: u32, off: u64, size: u64| {
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&5u32.to_le_bytes());
+            for v in [off, off, off, size, size, 8] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        ph(1, 0, total); // PT_LOAD: the whole file at address 0
+        if interp.is_some() {
+            ph(3, interp_off, interp_bytes.len() as u64);
+        } else {
+            ph(6, 0, 0); // PT_PHDR: nothing the reader uses
+        }
+        ph(2, dyn_off, dynamic.len() as u64);
+        out.extend_from_slice(&interp_bytes);
+        out.extend_from_slice(&strtab);
+        out.extend_from_slice(&dynamic);
+        out
+    }
+
+    const DT_NEEDED_TAG: i64 = 1;
+
+    fn write_mode(path: &Path, bytes: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Set atime and mtime to a fixed old time (`touch -d`); ctime becomes now.
+    fn touch_old(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let t = libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        };
+        let times = [t, t];
+        // SAFETY: valid C string and times.
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+    }
+
+    /// Names of the variable parts of the tree: `name_a` and `name_b` are the same length,
+    /// so rewriting one into the other keeps a file's size.
+    const LIBS: [&str; 4] = ["libA.so", "libB.so", "libC.so", "libD.so"];
+
+    /// One of a few program bodies (a variant number picks interpreter and libraries).
+    fn variant(root: &Path, v: u64) -> Vec<u8> {
+        let ld = root.join("lib/ld.so");
+        let ld_link = root.join("ldlink/ld.so");
+        let ld_s = ld.to_string_lossy().into_owned();
+        let ld_link_s = ld_link.to_string_lossy().into_owned();
+        let lib = root.join("lib").to_string_lossy().into_owned();
+        let both = format!("{}:{lib}", root.join("lib2").to_string_lossy());
+        match v % 6 {
+            0 => elf(Some(&ld_s), &["libA.so"], Some(&lib)),
+            1 => elf(Some(&ld_s), &["libB.so"], Some(&lib)),
+            2 => elf(Some(&ld_link_s), &["libC.so", "libA.so"], Some(&both)),
+            3 => elf(Some(&ld_s), &["libD.so"], Some(&both)),
+            4 => elf(None, &["libA.so"], Some(&lib)),
+            _ => format!("#!{}\n", root.join("bin/p0").display()).into_bytes(),
+        }
+    }
+
+    /// The tree of the differential test: programs (hand-made ELF files, a script, a
+    /// copy of `/bin/true`), an ELF interpreter, libraries needing each other, and
+    /// symlink chains (absolute and relative) to programs, libraries and directories.
+    fn program_tree(root: &Path) {
+        use std::os::unix::fs::symlink;
+        for d in ["bin", "lib", "lib2", "links", "alt"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        symlink("lib", root.join("ldlink")).unwrap();
+        write_mode(&root.join("lib/ld.so"), &elf(None, &[], None), 0o755);
+        let lib = root.join("lib").to_string_lossy().into_owned();
+        write_mode(
+            &root.join("lib/libA.so.1"),
+            &elf(None, &["libB.so"], Some(&lib)),
+            0o755,
+        );
+        symlink("libA.so.1", root.join("lib/libA.so")).unwrap();
+        write_mode(&root.join("lib/libB.so"), &elf(None, &[], None), 0o644);
+        write_mode(
+            &root.join("lib/libC.so"),
+            &elf(None, &["libA.so"], None),
+            0o644,
+        );
+        write_mode(
+            &root.join("lib2/libC.so"),
+            &elf(None, &["libD.so"], None),
+            0o644,
+        );
+        for i in 0..4 {
+            write_mode(&root.join(format!("bin/p{i}")), &variant(root, i), 0o755);
+        }
+        std::fs::copy("/bin/true", root.join("bin/true")).unwrap();
+        symlink(root.join("links/l2"), root.join("links/l1")).unwrap();
+        symlink("../bin/p1", root.join("links/l2")).unwrap();
+        symlink("../bin", root.join("links/dir")).unwrap();
+        symlink(root.join("lib/libB.so"), root.join("alt/libD.so")).unwrap();
+        // Every file with the same old times: a same-size rewrite that restores them
+        // leaves only the ctime to tell.
+        for f in [
+            "lib/ld.so",
+            "lib/libA.so.1",
+            "lib/libB.so",
+            "lib/libC.so",
+            "lib2/libC.so",
+            "bin/true",
+        ] {
+            touch_old(&root.join(f));
+        }
+        for i in 0..4 {
+            touch_old(&root.join(format!("bin/p{i}")));
+        }
+    }
+
+    /// The programs asked about (some missing, some reached through links).
+    fn programs(root: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = (0..4).map(|i| root.join(format!("bin/p{i}"))).collect();
+        out.push(root.join("bin/true"));
+        out.push(root.join("links/l1"));
+        out.push(root.join("links/dir/p2"));
+        out.push(root.join("bin/missing"));
+        out.push(root.join("alt/p9"));
+        out.push(PathBuf::from("/bin/true"));
+        out
+    }
+
+    /// One random change to the tree; returns what it did (for the failure message).
+    fn mutate(root: &Path, rng: &mut crate::util::testrng::Rng, mounted: &mut bool) -> String {
+        use std::os::unix::fs::symlink;
+        let files = [
+            "bin/p0",
+            "bin/p1",
+            "bin/p2",
+            "bin/p3",
+            "bin/true",
+            "lib/ld.so",
+            "lib/libA.so.1",
+            "lib/libB.so",
+            "lib/libC.so",
+            "lib2/libC.so",
+        ];
+        let f = root.join(rng.pick(&files));
+        match rng.below(13u64) {
+            0 => {
+                // Replace by rename.
+                let tmp = f.with_file_name(".new");
+                write_mode(&tmp, &variant(root, rng.next()), 0o755);
+                std::fs::rename(&tmp, &f).unwrap();
+                format!("replace {} by rename", f.display())
+            }
+            1 | 10 | 11 => {
+                // Rewrite in place, same size (one library name for another), old times.
+                use std::io::{Seek, SeekFrom, Write};
+                let Ok(mut bytes) = std::fs::read(&f) else {
+                    return format!("rewrite {}: missing", f.display());
+                };
+                // A name the file holds, for another one.
+                let held: Vec<&str> = LIBS
+                    .iter()
+                    .copied()
+                    .filter(|n| bytes.windows(n.len()).any(|w| w == n.as_bytes()))
+                    .collect();
+                if let Some(from) = (!held.is_empty()).then(|| *rng.pick(&held)) {
+                    let others: Vec<&str> = LIBS.iter().copied().filter(|n| *n != from).collect();
+                    let to = *rng.pick(&others);
+                    if let Some(at) = bytes.windows(from.len()).position(|w| w == from.as_bytes()) {
+                        bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+                    }
+                }
+                let mut h = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+                h.seek(SeekFrom::Start(0)).unwrap();
+                h.write_all(&bytes).unwrap();
+                drop(h);
+                touch_old(&f);
+                format!("rewrite {} in place (same size), old times", f.display())
+            }
+            2 => {
+                // Retarget a symlink (replace it by rename or unlink + create).
+                let links = [
+                    "links/l1",
+                    "links/l2",
+                    "links/dir",
+                    "alt/libD.so",
+                    "lib/libA.so",
+                    "ldlink",
+                ];
+                let l = root.join(rng.pick(&links));
+                let targets = [
+                    "../bin/p2",
+                    "libA.so.1",
+                    "lib2",
+                    "lib",
+                    "../bin",
+                    "p3",
+                    "/bin/true",
+                    "nowhere",
+                ];
+                let t = *rng.pick(&targets);
+                if rng.chance(50) {
+                    let _ = std::fs::remove_file(&l);
+                    symlink(t, &l).unwrap();
+                } else {
+                    let tmp = l.with_file_name(".lnk");
+                    let _ = std::fs::remove_file(&tmp);
+                    symlink(t, &tmp).unwrap();
+                    std::fs::rename(&tmp, &l).unwrap();
+                }
+                format!("retarget {} -> {t}", l.display())
+            }
+            3 => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = if rng.chance(50) { 0o644 } else { 0o755 };
+                let _ = std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode));
+                format!("chmod {mode:o} {}", f.display())
+            }
+            4 => {
+                // Delete and recreate with the same bytes and old times.
+                let Ok(bytes) = std::fs::read(&f) else {
+                    return format!("recreate {}: missing", f.display());
+                };
+                std::fs::remove_file(&f).unwrap();
+                write_mode(&f, &bytes, 0o755);
+                touch_old(&f);
+                format!("delete and recreate {} (same size, old times)", f.display())
+            }
+            5 => {
+                touch_old(&f);
+                format!("touch -d old {}", f.display())
+            }
+            6 => {
+                let _ = std::fs::remove_file(&f);
+                format!("delete {}", f.display())
+            }
+            7 if !*mounted => {
+                // Swap two directories by renames (not while one is a mount point).
+                let (a, b, t) = (root.join("lib"), root.join("lib2"), root.join("alt/.swap"));
+                std::fs::rename(&a, &t).unwrap();
+                std::fs::rename(&b, &a).unwrap();
+                std::fs::rename(&t, &b).unwrap();
+                "swap lib and lib2".into()
+            }
+            8 if *mounted => {
+                let c = std::ffi::CString::new(root.join("lib2").as_os_str().as_encoded_bytes())
+                    .unwrap();
+                // SAFETY: valid C string.
+                assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
+                *mounted = false;
+                "umount lib2".into()
+            }
+            8 => {
+                // A tmpfs over `lib2` (in this thread's own mount namespace), with a
+                // library of its own.
+                let c = std::ffi::CString::new(root.join("lib2").as_os_str().as_encoded_bytes())
+                    .unwrap();
+                // SAFETY: valid C strings.
+                let rc = unsafe {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    )
+                };
+                if rc != 0 {
+                    return "mount tmpfs: not permitted".into();
+                }
+                *mounted = true;
+                write_mode(
+                    &root.join("lib2/libC.so"),
+                    &elf(None, &["libB.so"], None),
+                    0o755,
+                );
+                "mount tmpfs over lib2".into()
+            }
+            9 => {
+                // Restore a deleted program or library.
+                write_mode(&f, &variant(root, rng.next()), 0o755);
+                format!("write {}", f.display())
+            }
+            _ => "nothing".into(),
+        }
+    }
+
+    fn exec_profiles(root: &Path) -> Vec<CompiledProfile> {
+        let r = |p: &str, access: Vec<Access>| FsRule {
+            path: if p.starts_with('/') {
+                p.to_string()
+            } else {
+                root.join(p).to_string_lossy().into_owned()
+            },
+            access,
+            ..FsRule::default()
+        };
+        vec![
+            compiled(
+                Handle::All,
+                vec![
+                    r("bin", vec![Access::Read, Access::Exec]),
+                    r("/usr", vec![Access::Read, Access::Exec]),
+                ],
+            ),
+            compiled(
+                Handle::All,
+                vec![
+                    r("", vec![Access::Read, Access::Exec]),
+                    r("/usr", vec![Access::Read, Access::Exec]),
+                ],
+            ),
+            compiled(
+                Handle::All,
+                vec![
+                    r("bin", vec![Access::Exec]),
+                    r("lib", vec![Access::Read]),
+                    r("links", vec![Access::Read]),
+                ],
+            ),
+            compiled(Handle::List(vec![Access::Write]), vec![]),
+        ]
+    }
+
+    fn exec_input<'a>(
+        program: &'a Path,
+        base: &'a Path,
+        file_exec: Option<&'a str>,
+    ) -> OracleInput<'a> {
+        OracleInput {
+            scenario_id: "p:x",
+            probe_id: "x",
+            operation: if file_exec.is_some() {
+                Operation::FileExec
+            } else {
+                Operation::Exec
+            },
+            driver: if file_exec.is_some() {
+                Driver::Builtin
+            } else {
+                Driver::Exec
+            },
+            target: file_exec,
+            destination: None,
+            program: file_exec.is_none().then_some(program),
+            base,
+        }
+    }
+
+    fn memo_stats() -> fsmemo::MemoStats {
+        MEMO.with(|m| m.borrow().as_ref().map(|m| m.stats).unwrap_or_default())
+    }
+
+    /// Seeded: between predictions, random changes to a tree of programs, interpreters,
+    /// libraries and links (renames over files, same-size rewrites with old times,
+    /// retargeted and replaced symlinks, chmod, delete and recreate, a tmpfs mounted over
+    /// a directory, swapped directories); every prediction with the memo equals the one
+    /// read afresh, verdict and witnesses, for several profiles, both for running a
+    /// program and for `file-exec`. The memo is checked to have been used and to have
+    /// dropped answers the changes made stale.
+    #[test]
+    fn program_memo_predicts_what_reading_afresh_does() {
+        // Its own thread: the tmpfs goes in that thread's own mount namespace.
+        std::thread::spawn(|| {
+            // SAFETY: plain syscalls on this thread; mounts made private first.
+            let own_ns = unsafe {
+                libc::unshare(libc::CLONE_NEWNS) == 0
+                    && libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) == 0
+            };
+            let tmp = tempfile::tempdir().unwrap();
+            let root = std::fs::canonicalize(tmp.path()).unwrap();
+            program_tree(&root);
+            let profiles = exec_profiles(&root);
+            // Changes in this test follow a recording within a clock tick; it waits a
+            // tick after each change instead (see `fsmemo::SETTLED`).
+            MEMO.with(|m| {
+                *m.borrow_mut() = Some(FsMemo::new(MEMO_ENTRIES, MEMO_BYTES));
+                if let Some(m) = m.borrow_mut().as_mut() {
+                    m.settled = std::time::Duration::ZERO;
+                }
+            });
+            let mut mounted = false;
+            let mut mounts = 0;
+            let programs = programs(&root);
+            let bases = [root.clone(), root.join("links")];
+            for seed in 0..3u64 {
+                let mut rng = crate::util::testrng::Rng(seed);
+                for step in 0..60 {
+                    let change = if step == 0 {
+                        "none".to_string()
+                    } else {
+                        mutate(&root, &mut rng, &mut mounted)
+                    };
+                    mounts += usize::from(change.starts_with("mount tmpfs over"));
+                    std::thread::sleep(std::time::Duration::from_millis(12));
+                    for program in &programs {
+                        let target = program.to_string_lossy().into_owned();
+                        let relative = program
+                            .strip_prefix(&root)
+                            .ok()
+                            .map(|p| p.to_string_lossy().into_owned());
+                        for _ in 0..2 {
+                            let c = rng.pick(&profiles);
+                            // A relative target resolves against the base: two bases.
+                            let base = rng.pick(&bases);
+                            let asks = [
+                                exec_input(program, base, None),
+                                exec_input(program, base, Some(&target)),
+                                exec_input(program, base, relative.as_deref().or(Some(&target))),
+                            ];
+                            for input in &asks {
+                                let memo = predict(c, input);
+                                let fresh = uncached(|| predict(c, input));
+                                assert_eq!(
+                                    memo, fresh,
+                                    "seed {seed} step {step} after `{change}`: {input:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+                if mounted {
+                    mutate_umount(&root);
+                    mounted = false;
+                }
+            }
+            let stats = memo_stats();
+            assert!(stats.hits > 500, "{stats:?}");
+            assert!(stats.stale > 20, "{stats:?}");
+            if own_ns {
+                assert!(mounts > 0, "no tmpfs was mounted");
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    fn mutate_umount(root: &Path) {
+        let c = std::ffi::CString::new(root.join("lib2").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+
+    /// The memo keeps a settled program (`/bin/true`, installed long ago) and reuses it;
+    /// a program changed less than [`fsmemo::SETTLED`] ago is read afresh every time.
+    #[test]
+    fn program_memo_keeps_only_settled_programs() {
+        std::thread::spawn(|| {
+            let c = compiled(Handle::All, usr_only());
+            let base = Path::new("/");
+            let bin_true = Path::new("/bin/true");
+            let first = predict(&c, &exec_input(bin_true, base, None));
+            let kept = memo_stats().kept;
+            assert_eq!(kept, 1, "{:?}", memo_stats());
+            for _ in 0..3 {
+                assert_eq!(predict(&c, &exec_input(bin_true, base, None)), first);
+            }
+            assert_eq!(memo_stats().hits, 3, "{:?}", memo_stats());
+            let tmp = tempfile::tempdir().unwrap();
+            let p = tmp.path().join("fresh");
+            write_mode(&p, &std::fs::read("/bin/true").unwrap(), 0o755);
+            for _ in 0..3 {
+                let v = predict(&c, &exec_input(&p, base, None));
+                assert_eq!(v, uncached(|| predict(&c, &exec_input(&p, base, None))));
+            }
+            assert_eq!(memo_stats().kept, 1, "{:?}", memo_stats());
+            let (entries, bytes) =
+                MEMO.with(|m| m.borrow().as_ref().map(FsMemo::size).unwrap_or_default());
+            assert_eq!(entries, 1);
+            assert!(bytes > 0 && bytes < MEMO_BYTES, "{bytes}");
+        })
+        .join()
+        .unwrap();
     }
 }

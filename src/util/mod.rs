@@ -8,6 +8,7 @@
 
 pub mod digest;
 pub mod extsort;
+pub mod fsmemo;
 pub mod fsx;
 pub mod glob;
 pub mod host;

@@ -67,8 +67,19 @@ fn resolve_with(
         child_cwd,
         note: None,
         in_child_proc: false,
+        depth: 0,
+        final_entry: None,
+        gave_up: false,
     };
     let canonical = w.walk(&requested, follow_final);
+    // The requested entry itself, as the walk met it: its final component looked up in
+    // its resolved parent, which is the entry `lstat(requested)` reaches (the kernel
+    // resolves the parent through the same links) — unless the path ends in a way the
+    // walk normalizes (`/`, `/.`, `..`), which `final_entry` leaves unset.
+    let requested_entry = match w.final_entry.take() {
+        Some((name, answer)) if !w.gave_up && ends_with_name(&requested, &name) => answer,
+        _ => lstat(&requested),
+    };
     let (is_symlink, exists) = if w.in_child_proc {
         // Judged from the caller's own `/proc/self` (the same layout).
         let own = Path::new("/proc/self").join(
@@ -79,7 +90,7 @@ fn resolve_with(
         (false, lstat(&own).is_some())
     } else {
         (
-            lstat(&requested).is_some_and(|m| m.file_type().is_symlink()),
+            requested_entry.is_some_and(|m| m.file_type().is_symlink()),
             lstat(&canonical).is_some(),
         )
     };
@@ -92,6 +103,14 @@ fn resolve_with(
     }
 }
 
+/// True if `path`, as written, ends with the component `name` (not with `/`, `/.` or `..`,
+/// which `Path::components` normalizes away or which name another entry).
+fn ends_with_name(path: &Path, name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, n) = (path.as_os_str().as_bytes(), name.as_bytes());
+    !n.is_empty() && p.len() > n.len() && p.ends_with(n) && p[p.len() - n.len() - 1] == b'/'
+}
+
 /// One resolution in progress.
 struct Walk<'a> {
     links: u32,
@@ -100,10 +119,25 @@ struct Walk<'a> {
     note: Option<String>,
     /// The path has entered [`CHILD_PROC`]: components are appended as written.
     in_child_proc: bool,
+    /// Nesting of [`Walk::walk`] (1 in the requested path's own walk, more in a link's).
+    depth: u32,
+    /// The requested path's final component and what `lstat` answered for it, when the
+    /// walk looked it up in its resolved parent.
+    final_entry: Option<(std::ffi::OsString, Option<std::fs::Metadata>)>,
+    /// A link was left unresolved (unreadable, or past [`MAX_LINKS`]): the path as written
+    /// is no longer what the kernel would walk, so `final_entry` is not used.
+    gave_up: bool,
 }
 
 impl Walk<'_> {
     fn walk(&mut self, path: &Path, follow_final: bool) -> PathBuf {
+        self.depth += 1;
+        let out = self.walk_in(path, follow_final);
+        self.depth -= 1;
+        out
+    }
+
+    fn walk_in(&mut self, path: &Path, follow_final: bool) -> PathBuf {
         let comps: Vec<Component<'_>> = path.components().collect();
         let mut cur = PathBuf::from("/");
         let mut missing = false;
@@ -130,14 +164,20 @@ impl Walk<'_> {
                         cur = next;
                         continue;
                     }
-                    match lstat(&next) {
+                    let entry = lstat(&next);
+                    if last && self.depth == 1 {
+                        self.final_entry = Some((name.to_os_string(), entry.clone()));
+                    }
+                    match entry {
                         Some(m) if m.file_type().is_symlink() && (!last || follow_final) => {
                             self.links += 1;
                             let Some(target) = read_link(&next) else {
+                                self.gave_up = true;
                                 cur = next;
                                 continue;
                             };
                             if self.links > MAX_LINKS {
+                                self.gave_up = true;
                                 cur = next;
                                 continue;
                             }
@@ -257,6 +297,13 @@ thread_local! {
 /// is seen. A `stat` (following a final symlink) of a path whose `lstat` is known not to
 /// be a symlink is that `lstat`'s answer: both resolve every earlier component alike and
 /// differ only in a final symlink.
+///
+/// The one answer kept past a scope is the oracle's memo of what running a program meets
+/// (`sandbox::oracle`'s program facts: the program, its interpreters and libraries
+/// resolved, their ELF headers read), and it answers what reading afresh would: it is
+/// reused only after every lookup it was computed from ([`recording`]) answers the
+/// identical identity again, one `statx` each ([`crate::util::fsmemo`] argues why that
+/// means an identical answer, and where the race left is the one reading afresh has).
 pub fn one_view<R>(f: impl FnOnce() -> R) -> R {
     struct Reset(bool);
     impl Drop for Reset {
@@ -299,19 +346,21 @@ fn viewed<T: Clone>(
 
 /// `symlink_metadata(path)` (the entry itself), once per path in a [`one_view`] scope.
 pub fn lstat(path: &Path) -> Option<std::fs::Metadata> {
-    viewed(
+    let answer = viewed(
         path,
         |v| v.lstat.get(path).cloned(),
         || std::fs::symlink_metadata(path).ok(),
         |v, p, a| {
             v.lstat.insert(p, a);
         },
-    )
+    );
+    record(path, false, answer.as_ref().map(Ident::of));
+    answer
 }
 
 /// `metadata(path)` (a final symlink followed), once per path in a [`one_view`] scope.
 pub fn stat(path: &Path) -> Option<std::fs::Metadata> {
-    viewed(
+    let answer = viewed(
         path,
         |v| {
             v.stat.get(path).cloned().or_else(|| {
@@ -325,11 +374,18 @@ pub fn stat(path: &Path) -> Option<std::fs::Metadata> {
         |v, p, a| {
             v.stat.insert(p, a);
         },
-    )
+    );
+    record(path, true, answer.as_ref().map(Ident::of));
+    answer
 }
 
 /// `read_link(path)`, once per path in a [`one_view`] scope.
 pub fn read_link(path: &Path) -> Option<PathBuf> {
+    RECORD.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            rec.links.push(path.to_path_buf());
+        }
+    });
     viewed(
         path,
         |v| v.link.get(path).cloned(),
@@ -338,6 +394,203 @@ pub fn read_link(path: &Path) -> Option<PathBuf> {
             v.link.insert(p, a);
         },
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Identities of what a computation looked up, to reuse its answer while they hold
+// ---------------------------------------------------------------------------------------
+
+/// What `statx` reports of one inode that tells one state of it from another: which
+/// inode (device, inode number, birth time where the filesystem keeps one, the mount it
+/// was reached through) and its state (type and permissions, owner, link count, size,
+/// modification and change times to the nanosecond). See [`recording`] for why an equal
+/// identity means an equal answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident {
+    /// `st_dev` (as `std` reports it: `makedev(major, minor)`).
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// File type and permission bits.
+    pub mode: u32,
+    /// Hard links.
+    pub nlink: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+    /// Status change time (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+    /// Birth time, where `statx` reports one (not from a `std::fs::Metadata`).
+    pub btime: Option<(i64, i64)>,
+    /// The mount id (`STATX_MNT_ID`; not from a `std::fs::Metadata`).
+    pub mnt_id: Option<u64>,
+}
+
+impl Ident {
+    /// The identity in a `std::fs::Metadata` (no birth time, no mount id).
+    pub fn of(m: &std::fs::Metadata) -> Ident {
+        use std::os::unix::fs::MetadataExt;
+        Ident {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            btime: None,
+            mnt_id: None,
+        }
+    }
+
+    /// Equal in every field a `std::fs::Metadata` carries.
+    pub fn same_state(&self, other: &Ident) -> bool {
+        Ident {
+            btime: None,
+            mnt_id: None,
+            ..*self
+        } == Ident {
+            btime: None,
+            mnt_id: None,
+            ..*other
+        }
+    }
+
+    /// A symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+}
+
+/// The identity of `path` by one `statx` (`follow`: a final symlink followed), with the
+/// birth time and mount id where the kernel reports them; `None` for any error (no entry,
+/// no permission, …), as [`lstat`] and [`stat`] answer `None`.
+pub fn ident(path: &Path, follow: bool) -> Option<Ident> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    statx_ident(
+        &c,
+        libc::AT_FDCWD,
+        if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW },
+    )
+}
+
+/// The identity of the open file `f` (`statx` on the descriptor: no path walk).
+pub fn ident_of_file(f: &std::fs::File) -> Option<Ident> {
+    use std::os::fd::AsRawFd;
+    statx_ident(c"", f.as_raw_fd(), libc::AT_EMPTY_PATH)
+}
+
+fn statx_ident(c: &std::ffi::CStr, dirfd: i32, flags: i32) -> Option<Ident> {
+    // SAFETY: zeroed plain data filled by statx.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string, descriptor or AT_FDCWD, and out pointer.
+    let rc = unsafe {
+        libc::statx(
+            dirfd,
+            c.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME | libc::STATX_MNT_ID,
+            &raw mut st,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let ts = |t: libc::statx_timestamp| (t.tv_sec, i64::from(t.tv_nsec));
+    Some(Ident {
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        mode: u32::from(st.stx_mode),
+        nlink: u64::from(st.stx_nlink),
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        size: st.stx_size,
+        mtime: ts(st.stx_mtime),
+        ctime: ts(st.stx_ctime),
+        btime: (st.stx_mask & libc::STATX_BTIME != 0).then(|| ts(st.stx_btime)),
+        mnt_id: (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id),
+    })
+}
+
+/// Every lookup a computation made through [`lstat`], [`stat`] and [`read_link`] (and the
+/// files whose contents it read, [`note_open`]), from [`recording`].
+#[derive(Debug, Default)]
+pub struct Record {
+    /// (path, a final symlink followed) → the identity answered (`None`: no entry).
+    pub seen: std::collections::BTreeMap<(PathBuf, bool), Option<Ident>>,
+    /// Paths whose symlink target was read.
+    pub links: Vec<PathBuf>,
+    /// One lookup answered two different identities in the computation (something
+    /// changed during it), or an opened file could not be identified.
+    pub inconsistent: bool,
+}
+
+thread_local! {
+    static RECORD: RefCell<Option<Record>> = const { RefCell::new(None) };
+}
+
+/// Run `f`, recording every lookup it makes on this thread ([`Record`]); not nested (an
+/// inner call records into its own record).
+pub fn recording<R>(f: impl FnOnce() -> R) -> (R, Record) {
+    struct Restore(Option<Record>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            RECORD.with(|r| *r.borrow_mut() = outer);
+        }
+    }
+    let outer = RECORD.with(|r| r.borrow_mut().replace(Record::default()));
+    let restore = Restore(outer);
+    let out = f();
+    let rec = RECORD.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    drop(restore);
+    (out, rec)
+}
+
+fn record(path: &Path, follow: bool, answer: Option<Ident>) {
+    RECORD.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            match rec.seen.get(&(path.to_path_buf(), follow)) {
+                Some(known) => {
+                    let same = match (known, &answer) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => a.same_state(b),
+                        _ => false,
+                    };
+                    rec.inconsistent |= !same;
+                }
+                None => {
+                    rec.seen.insert((path.to_path_buf(), follow), answer);
+                }
+            }
+        }
+    });
+}
+
+/// Note that the contents of `f`, just opened at `path`, are about to be read: in a
+/// [`recording`], its identity (taken from the descriptor *before* any read, so a write
+/// after it changes what a later check sees) is recorded as what `stat(path)` answered.
+pub fn note_open(path: &Path, f: &std::fs::File) {
+    let recording = RECORD.with(|r| r.borrow().is_some());
+    if !recording {
+        return;
+    }
+    match ident_of_file(f) {
+        Some(id) => record(path, true, Some(id)),
+        None => RECORD.with(|r| {
+            if let Some(rec) = r.borrow_mut().as_mut() {
+                rec.inconsistent = true;
+            }
+        }),
+    }
 }
 
 /// The inode a path reaches (device and inode number, following a final symlink): the
