@@ -2288,7 +2288,10 @@ mod tests {
                     .collect();
                 held.sort_unstable();
                 // Every pipe of ours ends when we close our write end, though the child has
-                // not reached its `execve`.
+                // not reached its `execve` (and never will while we hold it). Waited for, not
+                // polled once: the test harness runs other tests in this process, and a child
+                // one of them clones meanwhile holds copies of our pipes until its own close
+                // (a moment); this child, without the early close, would hold them for good.
                 let mut open_ended = Vec::new();
                 for (r, w) in pipes {
                     drop(w);
@@ -2298,7 +2301,7 @@ mod tests {
                         revents: 0,
                     };
                     // SAFETY: a valid pollfd.
-                    let n = unsafe { libc::poll(&raw mut p, 1, 0) };
+                    let n = unsafe { libc::poll(&raw mut p, 1, 10_000) };
                     open_ended.push(n == 1 && p.revents & libc::POLLHUP != 0);
                 }
                 // Let it go on: read the full pipe.
