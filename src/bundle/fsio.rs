@@ -30,6 +30,14 @@ use crate::util::fsx::{self, AtomicWrite};
 /// nothing else can, and sealing has nothing to change.
 const MEMBER_MODE: u32 = 0o444;
 
+/// How [`write_durable`] lands a file: born read-only, the directory synced after the
+/// rename, replacing what was there.
+const DURABLE: AtomicWrite = AtomicWrite {
+    mode: MEMBER_MODE,
+    sync_parent: true,
+    no_replace: false,
+};
+
 /// Create a temp file exclusively (`O_EXCL`), so two writers can never share one. The file
 /// is born read-only (0444): the descriptor returned can write it, nothing else can, and
 /// sealing has nothing to change.
@@ -52,12 +60,7 @@ pub(crate) fn write_durable_hooked(
     bytes: &[u8],
     before_rename: impl FnOnce(),
 ) -> Result<()> {
-    let how = AtomicWrite {
-        mode: MEMBER_MODE,
-        sync_parent: true,
-        no_replace: false,
-    };
-    fsx::write_atomic_opts(path, bytes, how, before_rename)
+    fsx::write_atomic_opts(path, bytes, DURABLE, before_rename)
 }
 
 /// [`write_durable`] whose rename waits for `gate` (once the temp file is durable); an
@@ -67,12 +70,7 @@ pub(crate) fn write_durable_gated(
     bytes: &[u8],
     gate: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
-    let how = AtomicWrite {
-        mode: MEMBER_MODE,
-        sync_parent: true,
-        no_replace: false,
-    };
-    fsx::write_atomic_gated(path, bytes, how, gate)
+    fsx::write_atomic_gated(path, bytes, DURABLE, gate)
 }
 
 /// Make `rels` under `base` read-only (0444).

@@ -1728,16 +1728,11 @@ mod tests {
     fn program_memo_predicts_what_reading_afresh_does() {
         // Its own thread: the tmpfs goes in that thread's own mount namespace.
         std::thread::spawn(|| {
-            // SAFETY: plain syscalls on this thread; mounts made private first.
+            // SAFETY: unshare on this thread, which then owns its mount namespace; its
+            // mounts made private first.
             let own_ns = unsafe {
                 libc::unshare(libc::CLONE_NEWNS) == 0
-                    && libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) == 0
+                    && crate::sandbox::privilege::make_root_private()
             };
             let tmp = tempfile::tempdir().unwrap();
             let root = std::fs::canonicalize(tmp.path()).unwrap();
