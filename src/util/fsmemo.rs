@@ -244,18 +244,15 @@ impl ClockWatch {
         rc == 0
     }
 
-    /// True if the clock has not been set since the watch was armed; otherwise re-arms it
-    /// (from now on) and answers false.
+    /// True if the clock has not been set since the watch was armed. Once false, the
+    /// watch is spent: [`FsMemo::begin`] replaces it with a new one (a watch re-armed in
+    /// place that failed to arm would answer true for good).
     pub fn unchanged(&self) -> bool {
         use std::os::fd::AsRawFd;
         let mut buf = [0u8; 8];
         // SAFETY: valid descriptor and buffer.
         let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-            return true;
-        }
-        self.arm();
-        false
+        n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
     }
 }
 
@@ -305,12 +302,11 @@ impl<K: PartialEq, V> FsMemo<K, V> {
     /// since the last call, and answers whether recording may start (a clock watch is
     /// armed; without one nothing is kept).
     pub fn begin(&mut self) -> bool {
-        if let Some(c) = &self.clock {
-            if !c.unchanged() {
-                self.clear();
-            }
+        if self.clock.as_ref().is_some_and(ClockWatch::unchanged) {
             return true;
         }
+        // No watch yet, or the clock was set: nothing kept survives, and a new watch (armed
+        // from now on) is needed before anything is kept again.
         self.clear();
         self.clock = ClockWatch::new();
         self.clock.is_some()
@@ -452,10 +448,54 @@ mod tests {
         assert!(seal(&rec, later, SETTLED).is_none());
     }
 
+    /// The two tests of the clock watch run one at a time: one sets the clock.
+    static CLOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_clock_watch_sees_no_setting_by_itself() {
+        let _one = CLOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let w = ClockWatch::new().unwrap();
         assert!(w.unchanged());
         assert!(w.unchanged());
+    }
+
+    /// Setting the realtime clock (here to what it reads, a step of microseconds; root
+    /// only) empties the memo at the next `begin`, every time: the watch that saw the
+    /// setting is replaced by one armed afresh, which sees the next setting too.
+    #[test]
+    fn setting_the_clock_empties_the_memo_each_time() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let _one = CLOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let set_clock = || {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: out pointer, then the same value back.
+            unsafe {
+                assert_eq!(libc::clock_gettime(libc::CLOCK_REALTIME, &raw mut now), 0);
+                assert_eq!(libc::clock_settime(libc::CLOCK_REALTIME, &raw const now), 0);
+            }
+        };
+        let mut memo: FsMemo<u32, u32> = FsMemo::new(8, 1 << 20);
+        for round in 0..3u32 {
+            assert!(memo.begin(), "round {round}: a watch is armed");
+            memo.insert(round, Rc::new(round), Vec::new(), 8);
+            assert!(memo.begin());
+            assert_eq!(memo.get(|k| *k == round).as_deref(), Some(&round));
+            set_clock();
+            assert!(memo.begin(), "round {round}: a new watch after the setting");
+            assert!(
+                memo.get(|k| *k == round).is_none(),
+                "round {round}: kept across a clock setting"
+            );
+        }
     }
 }
