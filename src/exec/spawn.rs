@@ -656,8 +656,8 @@ impl Spawner {
 /// and `sched_process_exit` → `SIGCHLD` took 124 µs at the median and 2.9 ms at the 90th
 /// percentile against 65 µs and 0.1 ms for the bare spawn loop (benches/spawn_loop.c).
 ///
-/// How: right after its mounts, the child opens its own namespace (`/proc/self/ns/mnt`)
-/// and a pidfd of itself and sends both over a Unix socket (`SCM_RIGHTS`, without
+/// How: right after its mounts, the child opens a pidfd of itself and, from it, its own
+/// namespace ([`own_mount_ns`]) and sends both over a Unix socket (`SCM_RIGHTS`, without
 /// waiting: a full socket or any error leaves the namespace to the child's exit, as
 /// before). The *releaser* thread receives them and holds the namespace until the pidfd
 /// says the child has exited, so the child's exit only drops its own reference; then it
@@ -858,31 +858,28 @@ pub(crate) fn await_released_mounts(timeout: std::time::Duration) {
     }
 }
 
-/// In the child, after its mounts: open its own mount namespace and a pidfd of itself and
-/// send both to the releaser's socket `sock` without waiting; whether they went.
+/// In the child, after its mounts: a pidfd of itself and, from it, its own mount namespace
+/// ([`own_mount_ns`]), both sent to the releaser's socket `sock` without waiting; whether
+/// they went.
 ///
 /// # Safety
 /// Only in the cloned child.
 unsafe fn send_own_mounts(sock: RawFd) -> bool {
-    // SAFETY: open, pidfd_open and close on the child's own descriptors; the send
+    // SAFETY: pidfd_open, ioctl, open and close on the child's own descriptors; the send
     // (`sidecar::send_some_with_fds_flagged`) allocates nothing and uses only its stack.
     unsafe {
-        let ns = libc::open(
-            c"/proc/self/ns/mnt".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if ns < 0 {
-            return false;
-        }
         // SAFETY: getpid cannot fail; a pidfd of this very process (its pid as its own
         // PID namespace numbers it, where `pidfd_open` looks it up).
         let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0);
         let Ok(pidfd) = RawFd::try_from(pidfd) else {
-            libc::close(ns);
             return false;
         };
         if pidfd < 0 {
-            libc::close(ns);
+            return false;
+        }
+        let ns = own_mount_ns(pidfd, true);
+        if ns < 0 {
+            libc::close(pidfd);
             return false;
         }
         // One byte with both descriptors attached, without waiting: a full socket leaves the
@@ -896,6 +893,37 @@ unsafe fn send_own_mounts(sock: RawFd) -> bool {
         libc::close(ns);
         libc::close(pidfd);
         sent
+    }
+}
+
+/// `PIDFD_GET_MNT_NAMESPACE` (`_IO(PIDFS_IOCTL_MAGIC 0xFF, 3)`, Linux 6.11): a descriptor of
+/// the mount namespace of the process a pidfd names.
+const PIDFD_GET_MNT_NAMESPACE: libc::Ioctl = 0xFF03;
+
+/// A close-on-exec descriptor of the calling process's own mount namespace, or -1: asked
+/// of `pidfd`, a pidfd of the caller itself, by `PIDFD_GET_MNT_NAMESPACE` (with `by_pidfd`),
+/// else (an older kernel, or the ioctl refused) opened as `/proc/self/ns/mnt`. Both give
+/// the same namespace with the same check (nsfs's ptrace check, which a process passes on
+/// itself); the ioctl walks no path: the open looks up `/proc/self`, the child's fresh
+/// `/proc/<pid>` and `ns` in the namespace's procfs, dentries made for this child alone
+/// (about 20 µs of a baseline exec child's CPU, against a few for the ioctl).
+///
+/// # Safety
+/// Async-signal-safe (system calls only): callable in the cloned child.
+unsafe fn own_mount_ns(pidfd: RawFd, by_pidfd: bool) -> RawFd {
+    if by_pidfd {
+        // SAFETY: an ioctl without argument on a descriptor the caller owns.
+        let ns = unsafe { libc::ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0) };
+        if ns >= 0 {
+            return ns;
+        }
+    }
+    // SAFETY: opening a path with a static C string.
+    unsafe {
+        libc::open(
+            c"/proc/self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
     }
 }
 
@@ -1355,6 +1383,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             return fail(&a.failure, STEP_CHDIR, *libc::__errno_location());
         }
         if a.clean {
+            // Its own session, as documented. Its cost is the kernel's, not this code's:
+            // `setsid` makes a scheduler autogroup (`sched_autogroup_create_attach`,
+            // whatever `kernel.sched_autogroup_enabled` says), in which the child runs when
+            // the runner is in the root `cpu` cgroup with autogroups enabled (this host).
+            // Measured (issue 16, tenth session, load average 10–15 from other work): the
+            // 5,000-probe exec bench 45.7 s with it against 11.4 s with a process group
+            // instead (an `LD_PRELOAD` experiment, never committed; CPU 1,025 → 909 µs per
+            // child), and benches/spawn_loop.c with `POSIX_SPAWN_SETSID` 2.0–2.5× its own
+            // time without: each child's switch of scheduling group makes the runner's
+            // threads wait for their group's turn. A run `cpu` cgroup would end the
+            // scheduling cost, but a new `cpu` cgroup with RT group scheduling has no RT
+            // runtime (`sched_setscheduler(SCHED_FIFO)` is EPERM in it, allowed in an
+            // autogroup), so probes would see a different host.
             if libc::setsid() < 0 {
                 return fail(
                     &a.failure,
@@ -1701,6 +1742,143 @@ mod tests {
                 (k, got) => panic!("round {round}, kind {k}: {got:?}"),
             }
         }
+    }
+
+    /// What a child sends the releaser is its own mount namespace ([`own_mount_ns`]),
+    /// whichever way it is asked: in generated forked children that make 0–3 namespaces of
+    /// their own (`unshare`), go back to the runner's (`setns`) or not, and then hide
+    /// `/proc` or not (a tmpfs over it, in their own namespace), the descriptor from the
+    /// pidfd (`PIDFD_GET_MNT_NAMESPACE`) and the one from `/proc/self/ns/mnt` are the same
+    /// namespace (device and inode), a mount namespace (`NS_GET_NSTYPE`), close-on-exec,
+    /// and the runner's exactly when the child ended in the runner's. With `/proc` hidden
+    /// only the pidfd answers, so the ioctl is what answered (on a kernel that has it:
+    /// Linux 6.11; on an older one the child must find nothing rather than another
+    /// namespace).
+    #[test]
+    fn the_namespace_a_child_sends_is_its_own_however_it_is_asked() {
+        /// `NS_GET_NSTYPE` (`_IO(0xb7, 3)`): the type of a namespace descriptor.
+        const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+        let runner = RunnerPrivileges::current();
+        if runner.euid != 0 || runner.effective & (1 << 21) == 0 {
+            // Without CAP_SYS_ADMIN no child gets a mount namespace: nothing to send.
+            return;
+        }
+        let fstat = |fd: RawFd| {
+            // SAFETY: fstat of a descriptor into a zeroed stat.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            (unsafe { libc::fstat(fd, &raw mut st) } == 0).then_some((st.st_dev, st.st_ino))
+        };
+        let own = std::fs::File::open("/proc/self/ns/mnt").unwrap();
+        let own_id = fstat(own.as_raw_fd()).unwrap();
+        // SAFETY: a pidfd of this process, asked once for its namespace and closed.
+        let ioctl_here = unsafe {
+            let p = RawFd::try_from(libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0))
+                .unwrap_or(-1);
+            let ns = libc::ioctl(p, PIDFD_GET_MNT_NAMESPACE, 0);
+            let here = ns >= 0 && fstat(ns) == Some(own_id);
+            libc::close(ns);
+            libc::close(p);
+            here
+        };
+        let mut rng = crate::util::testrng::Rng(0x5e_4d_0f_0e);
+        let (mut hidden_rounds, mut own_rounds) = (0, 0);
+        for round in 0..48 {
+            let unshares = rng.below(4u32);
+            let back = unshares > 0 && rng.chance(30);
+            let hide = (unshares > 0 && !back) && rng.chance(50);
+            let (r, w) = pipe().unwrap();
+            let own_fd = own.as_raw_fd();
+            // SAFETY: the child only makes system calls (its report is on its stack) and
+            // exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: as above, in the forked child.
+                unsafe {
+                    let mut rep = [0u64; 8];
+                    let mut ok = true;
+                    for _ in 0..unshares {
+                        ok &= libc::unshare(libc::CLONE_NEWNS) == 0;
+                    }
+                    if back {
+                        ok &= libc::setns(own_fd, libc::CLONE_NEWNS) == 0;
+                    }
+                    if hide {
+                        ok &= libc::mount(
+                            std::ptr::null(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) == 0;
+                        ok &= libc::mount(
+                            c"none".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            0,
+                            std::ptr::null(),
+                        ) == 0;
+                    }
+                    let pidfd =
+                        RawFd::try_from(libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0))
+                            .unwrap_or(-1);
+                    let by_pidfd = own_mount_ns(pidfd, true);
+                    let by_path = own_mount_ns(pidfd, false);
+                    let mut st: libc::stat = std::mem::zeroed();
+                    for (i, fd) in [by_pidfd, by_path].into_iter().enumerate() {
+                        if fd >= 0 && libc::fstat(fd, &raw mut st) == 0 {
+                            rep[i * 3] = st.st_dev;
+                            rep[i * 3 + 1] = st.st_ino;
+                            let cloexec = libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0;
+                            let mnt = libc::ioctl(fd, NS_GET_NSTYPE, 0) == libc::CLONE_NEWNS;
+                            rep[i * 3 + 2] = u64::from(cloexec) | (u64::from(mnt) << 1);
+                        }
+                    }
+                    rep[6] = u64::from(ok);
+                    libc::write(w.as_raw_fd(), rep.as_ptr().cast(), size_of_val(&rep));
+                    libc::_exit(0);
+                }
+            }
+            drop(w);
+            let mut bytes = Vec::new();
+            std::fs::File::from(r).read_to_end(&mut bytes).unwrap();
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &raw mut st, 0) };
+            assert_eq!(bytes.len(), 64, "round {round}");
+            let rep: Vec<u64> = bytes
+                .chunks(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+                .collect();
+            let what = format!("round {round}: unshares {unshares}, back {back}, hide {hide}");
+            assert_eq!(rep[6], 1, "{what}: the child's own steps failed");
+            let by_pidfd = (rep[0], rep[1]);
+            let by_path = (rep[3], rep[4]);
+            let in_own = unshares > 0 && !back;
+            if hide {
+                hidden_rounds += 1;
+                // No `/proc` to open: only the pidfd can answer.
+                assert_eq!(by_path, (0, 0), "{what}: /proc was hidden");
+                if ioctl_here {
+                    assert_ne!(by_pidfd, (0, 0), "{what}: the pidfd did not answer");
+                    assert_eq!(rep[2], 3, "{what}: close-on-exec and a mount namespace");
+                    assert_ne!(by_pidfd, own_id, "{what}: the runner's namespace");
+                } else {
+                    assert_eq!(by_pidfd, (0, 0), "{what}: another namespace answered");
+                }
+                continue;
+            }
+            assert_ne!(by_path, (0, 0), "{what}: /proc/self/ns/mnt");
+            assert_eq!(rep[5], 3, "{what}: close-on-exec and a mount namespace");
+            assert_eq!(by_pidfd, by_path, "{what}: two different namespaces");
+            assert_eq!(rep[2], 3, "{what}: close-on-exec and a mount namespace");
+            assert_eq!(by_pidfd == own_id, !in_own, "{what}");
+            own_rounds += usize::from(in_own);
+        }
+        assert!(
+            hidden_rounds > 3 && own_rounds > 3,
+            "{hidden_rounds} {own_rounds}"
+        );
     }
 
     /// A child with a mount namespace of its own (a read-only host, read-only inputs, in
