@@ -1788,7 +1788,7 @@ mod tests {
             let back = unshares > 0 && rng.chance(30);
             let hide = (unshares > 0 && !back) && rng.chance(50);
             let (r, w) = pipe().unwrap();
-            let own_fd = own.as_raw_fd();
+            let runner_ns = own.as_raw_fd();
             // SAFETY: the child only makes system calls (its report is on its stack) and
             // exits.
             let pid = unsafe { libc::fork() };
@@ -1801,7 +1801,7 @@ mod tests {
                         ok &= libc::unshare(libc::CLONE_NEWNS) == 0;
                     }
                     if back {
-                        ok &= libc::setns(own_fd, libc::CLONE_NEWNS) == 0;
+                        ok &= libc::setns(runner_ns, libc::CLONE_NEWNS) == 0;
                     }
                     if hide {
                         ok &= libc::mount(
