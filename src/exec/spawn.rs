@@ -1387,15 +1387,17 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             // `setsid` makes a scheduler autogroup (`sched_autogroup_create_attach`,
             // whatever `kernel.sched_autogroup_enabled` says), in which the child runs when
             // the runner is in the root `cpu` cgroup with autogroups enabled (this host).
-            // Measured (issue 16, tenth session, load average 10–15 from other work): the
-            // 5,000-probe exec bench 45.7 s with it against 11.4 s with a process group
-            // instead (an `LD_PRELOAD` experiment, never committed; CPU 1,025 → 909 µs per
-            // child), and benches/spawn_loop.c with `POSIX_SPAWN_SETSID` 2.0–2.5× its own
-            // time without: each child's switch of scheduling group makes the runner's
-            // threads wait for their group's turn. A run `cpu` cgroup would end the
-            // scheduling cost, but a new `cpu` cgroup with RT group scheduling has no RT
-            // runtime (`sched_setscheduler(SCHED_FIFO)` is EPERM in it, allowed in an
-            // autogroup), so probes would see a different host.
+            // Measured (issue 16, tenth session, three sittings at load average 10–17 from
+            // other work; an `LD_PRELOAD` experiment with a process group instead, never
+            // committed): the 5,000-probe exec bench took 1.46–4.75× the bare spawn loop's
+            // wall time with it and 1.02–1.12× without (paired medians; CPU 847–1,025 and
+            // 827–909 µs per child), and benches/spawn_loop.c with `POSIX_SPAWN_SETSID`
+            // 2.0–2.5× its own time without. Apparently each child's switch of scheduling
+            // group makes the runner's threads wait for their group's turn when other
+            // groups are runnable. A run `cpu` cgroup would end the scheduling cost, but a
+            // new `cpu` cgroup with RT group scheduling has no RT runtime
+            // (`sched_setscheduler(SCHED_FIFO)` is EPERM in it, allowed in an autogroup),
+            // so probes would see a different host.
             if libc::setsid() < 0 {
                 return fail(
                     &a.failure,
