@@ -204,7 +204,7 @@ where
     R: Send,
 {
     let mut results: Vec<Option<JobState<R>>> = (0..jobs.len()).map(|_| None).collect();
-    run_dag_stream(jobs, workers, None, exec, succeeded, &mut |i, st| {
+    run_dag_stream(None, jobs, workers, None, exec, succeeded, &mut |i, st| {
         on_done(i, &st);
         results[i] = Some(st);
         Ok(())
@@ -222,26 +222,13 @@ where
 /// finished, so at most `window` jobs are ever started and not yet all finished below
 /// them (for jobs without dependencies, which start in index order). An error from
 /// `on_done` stops the run: no further job starts, and it is returned.
-pub fn run_dag_stream<J, R, S: JobSource<J> + ?Sized>(
-    jobs: &S,
-    workers: usize,
-    window: Option<usize>,
-    exec: &dyn Executor<J, R>,
-    succeeded: &dyn Fn(&R) -> bool,
-    on_done: &mut dyn FnMut(usize, JobState<R>) -> Result<(), String>,
-) -> Result<(), String>
-where
-    R: Send,
-{
-    run_dag_stream_on(None, jobs, workers, window, exec, succeeded, on_done)
-}
-
-/// [`run_dag_stream`] whose workers run on the threads of `pool` when there is one (threads
-/// started before, e.g. made ready for their first job while the preflight ran: see
+///
+/// The workers run on the threads of `pool` when there is one (threads started before,
+/// e.g. made ready for their first job while the preflight ran: see
 /// `LiveExecutor::start_workers`), else on threads started here. Each worker occupies its
 /// thread until the run ends, so the pool holds at least `workers` threads for them all
 /// to run at once (fewer workers are started if it holds fewer).
-pub fn run_dag_stream_on<J, R, S: JobSource<J> + ?Sized>(
+pub fn run_dag_stream<J, R, S: JobSource<J> + ?Sized>(
     pool: Option<&rayon::ThreadPool>,
     jobs: &S,
     workers: usize,
@@ -718,7 +705,7 @@ pub fn run_lanes_stream<S: ScenarioSource + ?Sized>(
             }
             Ok(())
         };
-        run_dag_stream_on(
+        run_dag_stream(
             exec.threads(),
             &job_list,
             jobs,
@@ -1020,7 +1007,7 @@ mod tests {
             };
             let mut states: Vec<Option<JobState<bool>>> = vec![None; n];
             let mut count = 0usize;
-            let out = run_dag_stream_on(
+            let out = run_dag_stream(
                 pool.as_ref(),
                 jobs.as_slice(),
                 workers,

@@ -71,6 +71,22 @@ impl ScenarioSource for [ScenarioRun] {
 #[derive(Debug)]
 pub struct SelectedScenarios(Listed);
 
+/// The ids of `table`'s entries that `picks` (indices into it) name at least once, sorted.
+fn used_ids<T>(
+    table: &[(crate::model::Id, T)],
+    picks: impl Iterator<Item = u32>,
+) -> std::collections::BTreeSet<&str> {
+    let mut used = vec![false; table.len()];
+    for i in picks {
+        used[i as usize] = true;
+    }
+    table
+        .iter()
+        .zip(used)
+        .filter_map(|((id, _), u)| u.then_some(id.as_str()))
+        .collect()
+}
+
 #[derive(Debug)]
 enum Listed {
     /// Resolved runs (a mission's).
@@ -168,17 +184,7 @@ impl SelectedScenarios {
     pub fn probe_ids(&self) -> std::collections::BTreeSet<&str> {
         match &self.0 {
             Listed::Runs(v) => v.iter().map(|s| s.spec.probe_id.as_str()).collect(),
-            Listed::Rows { rows, probes, .. } => {
-                let mut used = vec![false; probes.len()];
-                for r in rows {
-                    used[r.probe as usize] = true;
-                }
-                probes
-                    .iter()
-                    .zip(used)
-                    .filter_map(|((id, _), u)| u.then_some(id.as_str()))
-                    .collect()
-            }
+            Listed::Rows { rows, probes, .. } => used_ids(probes, rows.iter().map(|r| r.probe)),
         }
     }
 
@@ -188,15 +194,7 @@ impl SelectedScenarios {
         match &self.0 {
             Listed::Runs(v) => v.iter().map(|s| s.spec.profile_id.as_str()).collect(),
             Listed::Rows { rows, profiles, .. } => {
-                let mut used = vec![false; profiles.len()];
-                for r in rows {
-                    used[r.profile as usize] = true;
-                }
-                profiles
-                    .iter()
-                    .zip(used)
-                    .filter_map(|((id, _), u)| u.then_some(id.as_str()))
-                    .collect()
+                used_ids(profiles, rows.iter().map(|r| r.profile))
             }
         }
     }
