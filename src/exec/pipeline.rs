@@ -96,10 +96,6 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let _signals = (!settings.dry).then(super::interrupt::Guard::install);
     // The kernel-audit start's first steps (`auto`) wait on the kernel while the plan loads.
     let audit_probe = witness::EarlyProbe::begin(settings.kernel_audit, settings.dry);
-    // The zygote of the children's PID namespaces starts now too (on this thread: it dies
-    // with the thread that started it), beside the plan's load and lint: its start (an
-    // `execve` of this binary) was the longer path to the preflight's first child.
-    let early_zygote = early_zygote(&settings);
     // An experiment's tree is dropped once its typed plan is read (the registry's load, the
     // digest and the registry's lint are done without it); lint parses the text again.
     let loaded = load_plan_for_run(&settings.plan_path)?;
@@ -244,7 +240,6 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
         streams,
         shard: sel.shard.as_ref(),
         zygote_kept: &zygote_kept,
-        early_zygote,
     };
     let mut stage = FailureStage::Preflight;
     let result = pipeline.run(&bundle, sink, &mut stage);
@@ -268,38 +263,6 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     };
     drop(zygote_kept);
     outcome
-}
-
-/// The helper's program: this binary, unless the settings name another.
-fn helper_exe(settings: &RunSettings) -> Result<PathBuf> {
-    match &settings.helper_exe {
-        Some(p) => Ok(p.clone()),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("locate the nexusmon executable", "/proc/self/exe", e)),
-    }
-}
-
-/// The zygote, started at the run's first moment (from the calling thread, which the
-/// pipeline runs on to its end) when the run will need it, exactly when `Pipeline::run`
-/// would start it: a run that executes (not `--dry-run`) where every compiled profile's
-/// children get a PID namespace (the clean channel, a runner that can make them:
-/// [`crate::sandbox::privilege::RunnerPrivileges::children_get_pid_namespaces`], the
-/// profile compiler's own answer). Its `execve` and start then overlap the plan's load,
-/// lint and setup instead of delaying the preflight. A run that ends before its lanes (an
-/// error, nothing selected, a gate) drops it, which ends it as after a run.
-fn early_zygote(settings: &RunSettings) -> Option<std::result::Result<Arc<Zygote>, String>> {
-    let clean = settings.channel == crate::model::results::ChannelKind::Clean;
-    if settings.dry
-        || !crate::sandbox::privilege::RunnerPrivileges::current()
-            .children_get_pid_namespaces(clean)
-    {
-        return None;
-    }
-    Some(
-        helper_exe(settings)
-            .map_err(|e| e.to_string())
-            .and_then(|exe| Zygote::start(&exe).map(Arc::new)),
-    )
 }
 
 /// No lane runs (the preflight stopped the run, or failed): the workers started for the
@@ -462,8 +425,6 @@ struct Pipeline<'a> {
     /// A handle of the zygote kept beyond the executor (dropped, so waited for, after the
     /// seal).
     zygote_kept: &'a std::sync::Mutex<Option<Arc<Zygote>>>,
-    /// The zygote started at the run's first moment ([`early_zygote`]), if it was.
-    early_zygote: Option<std::result::Result<Arc<Zygote>, String>>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -491,14 +452,10 @@ impl<'a> Pipeline<'a> {
         let _non_dumpable = crate::sandbox::privilege::NonDumpable::new();
         // Children get PID namespaces from one zygote, started before any worker thread
         // joins a cgroup and stopped when the run is over.
-        // (Started at the run's first moment when every profile's children would get them:
-        // `early_zygote`; an unused one ends here.)
-        let early = self.early_zygote.take();
         let zygote: std::result::Result<Arc<Zygote>, String> =
             if self.setup.compiled.values().any(|c| c.child.pid_namespace) {
-                early.unwrap_or_else(|| Zygote::start(&helper_exe).map(Arc::new))
+                Zygote::start(&helper_exe).map(Arc::new)
             } else {
-                drop(early);
                 Err("no profile gives its children PID namespaces here".into())
             };
         if let (Ok(z), Ok(mut kept)) = (&zygote, self.zygote_kept.lock()) {
@@ -819,7 +776,11 @@ impl<'a> Pipeline<'a> {
 
     /// The helper executable: the settings', else this executable.
     fn helper_exe(&self) -> Result<PathBuf> {
-        helper_exe(self.settings)
+        match &self.settings.helper_exe {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("locate the nexusmon executable", "/proc/self/exe", e)),
+        }
     }
 
     fn description(&self) -> RunDescription<'_> {

@@ -125,13 +125,6 @@ impl RunnerPrivileges {
         self.effective & (1u64 << cap.number()) != 0
     }
 
-    /// Whether every profile compiled for this runner on this channel gives its children a
-    /// PID namespace (`ChildPrivileges::pid_namespace`: the same answer for every profile),
-    /// so that a run can start its zygote before its profiles are compiled.
-    pub fn children_get_pid_namespaces(&self, clean: bool) -> bool {
-        clean && self.namespaces_unavailable().is_none()
-    }
-
     /// Why the runner cannot give children namespaces, if it cannot.
     fn namespaces_unavailable(&self) -> Option<String> {
         (!self.has(LinuxCapability::SysAdmin)).then(|| {
@@ -1268,53 +1261,5 @@ mod tests {
         for mask in [0u64, 1, 1 << 40, all_caps(40), 0x1234_5678] {
             assert_eq!(caps_mask(&caps_names(mask)), mask);
         }
-    }
-
-    /// A run starts its zygote before compiling its profiles when
-    /// `children_get_pid_namespaces` says so (`exec::pipeline::early_zygote`): that must be
-    /// exactly whether the compiled profiles' children get a PID namespace, for any runner,
-    /// profile and channel.
-    #[test]
-    fn the_early_zygote_answer_is_every_compiled_profiles_pid_namespace() {
-        let mut rng = crate::util::testrng::Rng(0x2_96_07_e8);
-        let (mut with, mut without) = (0, 0);
-        for round in 0..400 {
-            let cap_last = 35 + rng.below(6u8);
-            let bits = |rng: &mut crate::util::testrng::Rng| match rng.below(4u8) {
-                0 => 0,
-                1 => all_caps(cap_last),
-                _ => rng.next() & all_caps(cap_last),
-            };
-            let runner = RunnerPrivileges {
-                euid: *rng.pick(&[0, 1000, 65534]),
-                egid: *rng.pick(&[0, 1000, 65534]),
-                effective: bits(&mut rng),
-                bounding: bits(&mut rng),
-                cap_last,
-                landlock: rng.chance(50),
-            };
-            let caps: Vec<LinuxCapability> = LinuxCapability::ALL
-                .iter()
-                .copied()
-                .filter(|_| rng.chance(10))
-                .collect();
-            let identity = rng.chance(30).then(|| Identity {
-                uid: *rng.pick(&[0, 1000, 4242]),
-                gid: *rng.pick(&[0, 1000, 4242]),
-            });
-            let clean = rng.chance(70);
-            let (c, _, _) = compile(&profile(&caps, identity), &runner, clean);
-            assert_eq!(
-                runner.children_get_pid_namespaces(clean),
-                c.pid_namespace,
-                "round {round}: {runner:?}, clean {clean}, caps {caps:?}, identity {identity:?}"
-            );
-            if c.pid_namespace {
-                with += 1;
-            } else {
-                without += 1;
-            }
-        }
-        assert!(with > 50 && without > 50, "{with} with, {without} without");
     }
 }
