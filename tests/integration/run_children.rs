@@ -182,7 +182,7 @@ fn unsafe_euid_is_root() -> bool {
 }
 
 #[test]
-fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run() {
+fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run_of_its_parent() {
     // A runner that no longer exists: a child that has exited and been reaped.
     let dead = std::process::Command::new("/bin/true")
         .spawn()
@@ -191,24 +191,45 @@ fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run() {
             c.wait().map(|_| id)
         })
         .unwrap();
-    let parent = std::path::Path::new("/dev/shm");
-    if !parent.is_dir() {
-        return;
-    }
-    let stale = parent.join(format!("nexusmon-stale-{}-{dead}", std::process::id()));
+    // The scratch parent this test's runs share (and no other test's).
+    let parent = tempfile::tempdir().unwrap();
+    let parent_s = parent.path().to_str().unwrap();
+    let stale = parent.path().join(format!("nexusmon-stale-{dead}"));
     std::fs::create_dir_all(stale.join("scenario/p/x.a1")).unwrap();
     std::fs::write(stale.join("owner.pid"), dead.to_string()).unwrap();
     // A live owner is never touched.
-    let live = parent.join(format!("nexusmon-live-{}", std::process::id()));
+    let live = parent
+        .path()
+        .join(format!("nexusmon-live-{}", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(live.join("owner.pid"), std::process::id().to_string()).unwrap();
+    // A run with another scratch parent (the harness's own for this test) leaves it alone.
     let (_t, r) = run_plan(
         Test::new(),
         "enforce",
         &["--only-scenario", "no-etc:read-os-release"],
     );
     r.code(0);
+    assert!(stale.exists(), "a run of another scratch parent swept it");
+    assert!(!r.stderr.contains("warning:"), "{}", r.stderr);
+    let (_t, r) = run_plan(
+        Test::new(),
+        "enforce",
+        &[
+            "--only-scenario",
+            "no-etc:read-os-release",
+            "--scratch-parent",
+            parent_s,
+        ],
+    );
+    r.code(0);
     assert!(!stale.exists(), "the stale scratch root was removed");
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: removed the scratch directory and pids cgroups of killed run stale-{dead}"
+        )),
+        "{}",
+        r.stderr
+    );
     assert!(live.exists(), "a live owner's scratch root is kept");
-    std::fs::remove_dir_all(&live).unwrap();
 }
