@@ -340,7 +340,7 @@ fn killed_runner_project(tag: &str) -> (Project, PathBuf) {
 /// `mark`, SIGKILL the runner, and check that its probes died with it (the grandchildren
 /// do too where they were in a PID namespace of their own). Returns the killed run's id.
 fn run_and_kill(p: &Project, mark: &Path, tag: &str, extra: &[&str]) -> String {
-    let before = std::fs::read_dir(p.path("out/.staging")).map_or(0, |d| d.count());
+    let before = std::fs::read_dir(p.path("out/.staging")).map_or(0, Iterator::count);
     let mut runner = nexusmon(p.root())
         .args([
             "run",
@@ -459,7 +459,7 @@ fn plant_junk(parent: &Path, outside: &Path, seed: u64) -> (Vec<PathBuf>, Vec<St
     let mut rng = crate::util::Rng(seed);
     let (mut keep, mut swept) = (Vec::new(), Vec::new());
     let word = |rng: &mut crate::util::Rng| -> String {
-        (0..1 + rng.below(8usize))
+        (0..=rng.below(8usize))
             .map(|_| *rng.pick(&['a', 'z', '0', '9', '_', '.', '-', 'Q']))
             .collect()
     };
@@ -637,7 +637,7 @@ fn a_killed_run_is_swept_only_by_the_runs_of_its_own_scratch_parent() {
     assert!(
         warned
             .iter()
-            .any(|l| l.contains(&format!("warning: killed")) && l.contains(&killed)),
+            .any(|l| l.starts_with("warning: killed") && l.contains(&killed)),
         "{}",
         r.stderr
     );
