@@ -308,6 +308,8 @@ pub struct RunArgs {
     /// is in run_manifest.json.
     #[arg(long)]
     pub keep_scratch: bool,
+    #[command(flatten)]
+    pub scratch: ScratchParentArg,
     /// Sign the sealed bundle with this SSH private key (Ed25519, ECDSA P-256 or RSA; a
     /// passphrase-protected one through ssh-agent): artifact_index.sig (SSHSIG, namespace
     /// nexusmon-bundle-v1) and bundle.intoto.json (a DSSE-signed in-toto Statement).
@@ -349,6 +351,19 @@ pub struct RunArgs {
     /// jobs pass, so a job made for another version of the plan fails instead of running it.
     #[arg(long, value_name = "BLAKE3")]
     pub expect_plan_digest: Option<String>,
+}
+
+/// `--scratch-parent` (`run`, `sandbox`, `learn`, `status --clean`).
+#[derive(Debug, Args)]
+pub struct ScratchParentArg {
+    /// The directory runs create their private scratch directory in (`nexusmon-<run_id>`;
+    /// default: /dev/shm, else the system temp dir). A run first cleans up after the killed
+    /// runs of the same directory, and only those (as `status --clean` does with it): runs
+    /// given different directories never touch each other's leftovers. It must exist, be
+    /// writable by the runner, be owned by its user or root, and not be writable by other
+    /// users unless sticky (as /tmp is).
+    #[arg(long, value_name = "DIR", env = "NEXUSMON_SCRATCH_PARENT")]
+    pub scratch_parent: Option<PathBuf>,
 }
 
 /// `--shard-strategy`.
@@ -457,6 +472,8 @@ pub struct SandboxArgs {
     /// grace; exit 124).
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub scratch: ScratchParentArg,
     /// The kernel's record of each denial (as `run --kernel-audit`); printed on stderr.
     #[arg(
         long,
@@ -508,6 +525,8 @@ pub struct LearnArgs {
     /// the rules it does without (one more run per rule).
     #[arg(long)]
     pub minimize: bool,
+    #[command(flatten)]
+    pub scratch: ScratchParentArg,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -735,9 +754,12 @@ pub struct StatusArgs {
     pub out: Option<PathBuf>,
     /// Clean up after killed runs: kill what is left in their pids cgroups and remove them,
     /// remove their scratch directories, and (when the out root is not locked) the
-    /// unsealed staging directories; say what was done.
+    /// unsealed staging directories; say what was done. Only the runs of one scratch
+    /// parent (--scratch-parent) are cleaned.
     #[arg(long)]
     pub clean: bool,
+    #[command(flatten)]
+    pub scratch: ScratchParentArg,
 }
 
 /// `validate-bundle`.

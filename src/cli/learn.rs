@@ -20,6 +20,7 @@ pub fn learn(ctx: &Ctx, io: &mut Io<'_>, a: &LearnArgs) -> Result<i32> {
         name: a.name.clone(),
         timeout_ms: a.timeout.saturating_mul(1000),
         minimize: a.minimize,
+        scratch_parent: ctx.scratch_parent(&a.scratch)?,
     })?;
     if ctx.json {
         let v = serde_json::json!({

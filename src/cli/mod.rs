@@ -153,6 +153,15 @@ impl Ctx {
     pub fn default_out(&self) -> PathBuf {
         self.root.join("out")
     }
+
+    /// `--scratch-parent` (or `NEXUSMON_SCRATCH_PARENT`), resolved against the current
+    /// directory and checked (`Scratch::resolve_parent`); `None`: the default parent.
+    pub fn scratch_parent(&self, a: &args::ScratchParentArg) -> Result<Option<PathBuf>> {
+        a.scratch_parent
+            .as_ref()
+            .map(|p| crate::exec::fixtures::Scratch::resolve_parent(&self.cwd.join(p)))
+            .transpose()
+    }
 }
 
 /// Run a parsed command line; returns the process exit code. Errors are rendered here, once:

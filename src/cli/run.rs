@@ -177,6 +177,7 @@ pub fn run(ctx: &Ctx, io: &mut Io<'_>, a: &RunArgs) -> Result<i32> {
         timeout: std::time::Duration::from_secs(a.lock_timeout),
     };
     settings.keep_scratch = a.keep_scratch;
+    settings.scratch_parent = ctx.scratch_parent(&a.scratch)?;
     settings.shard = a
         .shard
         .as_deref()

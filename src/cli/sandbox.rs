@@ -17,6 +17,7 @@ pub fn sandbox(ctx: &Ctx, io: &mut Io<'_>, a: &SandboxArgs) -> Result<i32> {
         timeout_ms: a.timeout.saturating_mul(1000),
         record: a.record.clone(),
         kernel_audit: a.kernel_audit.mode(),
+        scratch_parent: ctx.scratch_parent(&a.scratch)?,
     })?;
     // The command's own output passes through byte for byte, as it would without the
     // sandbox (escaping is for what nexusmon says; this is the program's data).

@@ -20,7 +20,10 @@ pub fn status(ctx: &Ctx, io: &mut Io<'_>, a: &StatusArgs) -> Result<i32> {
         .as_ref()
         .map_or_else(|| ctx.default_out(), |p| ctx.cwd.join(p));
     let cleaned = if a.clean {
-        Some(crate::exec::clean_after_killed_runs(&out_root)?)
+        Some(crate::exec::clean_after_killed_runs(
+            &out_root,
+            ctx.scratch_parent(&a.scratch)?.as_deref(),
+        )?)
     } else {
         None
     };

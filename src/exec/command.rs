@@ -39,6 +39,8 @@ pub struct CommandRequest {
     pub record: Option<PathBuf>,
     /// `--kernel-audit`.
     pub kernel_audit: KernelAuditMode,
+    /// `--scratch-parent` (checked; `None`: the default).
+    pub scratch_parent: Option<PathBuf>,
 }
 
 /// What the command did.
@@ -92,6 +94,7 @@ pub fn sandbox_command(req: &CommandRequest) -> Result<CommandOutcome> {
         timeout_ms: req.timeout_ms,
         record: req.record.as_deref(),
         kernel_audit: req.kernel_audit,
+        scratch_parent: req.scratch_parent.as_deref(),
     })?;
     out.registry = registry;
     Ok(out)
@@ -114,6 +117,8 @@ pub struct OneCommand<'a> {
     pub record: Option<&'a Path>,
     /// `--kernel-audit`.
     pub kernel_audit: KernelAuditMode,
+    /// Where the run's scratch root is created (`None`: the default parent).
+    pub scratch_parent: Option<&'a Path>,
 }
 
 /// Run `c` as a one-scenario plan in a private project (removed after) and read the
@@ -165,6 +170,7 @@ pub fn run_one(c: &OneCommand<'_>) -> Result<CommandOutcome> {
     };
     let mut settings = RunSettings::new(plan_path, project.clone(), out_root);
     settings.kernel_audit = c.kernel_audit;
+    settings.scratch_parent = c.scratch_parent.map(Path::to_path_buf);
     settings.lint_waivers = vec![(
         "NX221",
         "`sandbox` runs the command once, in the scenario lane: there is no baseline lane whose unconfined run the argv lint protects the host from".into(),

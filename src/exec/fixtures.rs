@@ -91,6 +91,62 @@ impl Scratch {
         }
     }
 
+    /// The scratch parent a user named (`--scratch-parent`), checked and made canonical (its
+    /// symlinks resolved once, here: the runner uses only the canonical path from then on).
+    /// It must be an existing directory that the runner can write and search, owned by the
+    /// runner's user or by root, and writable by no other user unless it is sticky (as
+    /// `/tmp` and `/dev/shm` are): in a directory anyone may write without the sticky bit,
+    /// or one another user owns, someone else could rename a run's scratch root away and put
+    /// their own in its place. Errors are usage errors (exit 2) naming the path and the fix.
+    pub fn resolve_parent(given: &Path) -> Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        const FIX: &str = "pass an existing directory you own that no other user can write (e.g. made with `mkdir -m 700 DIR`), or a shared sticky one such as /dev/shm";
+        let bad = |what: String| {
+            Error::usage(format!("--scratch-parent: {what}"))
+                .with_path(given)
+                .with_hint(FIX)
+        };
+        let canon =
+            std::fs::canonicalize(given).map_err(|e| bad(format!("cannot be resolved ({e})")))?;
+        // What is checked is where the symlinks lead: say so when it is not the path given.
+        let it = if canon == given {
+            "it".to_string()
+        } else {
+            format!("its target `{}`", canon.display())
+        };
+        let bad = |what: String| bad(format!("{it} {what}"));
+        let meta = std::fs::metadata(&canon).map_err(|e| bad(format!("cannot be read ({e})")))?;
+        if !meta.is_dir() {
+            return Err(bad("is not a directory".into()));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(bad(format!(
+                "is owned by uid {}, neither the runner's user (uid {me}) nor root",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode();
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(bad(format!(
+                "is writable by other users (mode {:04o}) and not sticky",
+                mode & 0o7777
+            )));
+        }
+        let writable = {
+            use std::os::unix::ffi::OsStrExt;
+            std::ffi::CString::new(canon.as_os_str().as_bytes()).is_ok_and(|c| {
+                // SAFETY: a valid C string.
+                unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+            })
+        };
+        if !writable {
+            return Err(bad("the runner cannot create directories in it".into()));
+        }
+        Ok(canon)
+    }
+
     /// Create `<tmp>/nexusmon-<run_id>` (refusing an existing one).
     pub fn create(tmp: &Path, run_id: &str) -> Result<Self> {
         let root = tmp.join(format!("nexusmon-{run_id}"));
@@ -109,60 +165,77 @@ impl Scratch {
     /// every process still in them (a probe's `setsid` descendant outlives a runner killed
     /// with SIGKILL: only its cgroup still knows it). Returns each run id cleaned with the
     /// processes killed. A root whose owner is alive, or unknown, is left alone.
+    ///
+    /// Only runs of this scratch parent: those with a scratch root in it, and killed runs
+    /// whose cgroups carry its mark ([`crate::sandbox::cgroup::scratch_mark`]) though their
+    /// scratch root is gone (cgroups without a mark, from older versions, belong to the
+    /// default parent). Runs with another scratch parent (`--scratch-parent`) are never
+    /// touched: runs that must not clean up after each other are given different parents.
     pub fn sweep_stale(parent: &Path, cgroup_root: Option<&Path>) -> Vec<SweptRun> {
         let mut cleaned = Vec::new();
-        let Ok(rd) = std::fs::read_dir(parent) else {
-            return cleaned;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(run_id) = name.strip_prefix("nexusmon-") else {
-                continue;
-            };
-            // The parent (`/dev/shm`, `/tmp`) is writable by everyone: only a directory of
-            // ours, named by a valid run id, is a scratch root. Anything else is another
-            // user's — a `nexusmon-..` with a dead pid in it would otherwise make this sweep
-            // kill every process in the cgroup hierarchy above the runs' cgroups.
-            if crate::bundle::writer::validate_run_id(run_id).is_err() || !owned_dir(&e.path()) {
-                continue;
+        let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            for e in rd.flatten() {
+                if let Some(swept) = Self::sweep_root(&e, cgroup_root) {
+                    cleaned.push(swept);
+                }
             }
-            let owner = e.path().join(OWNER_FILE);
-            let Some(pid) = std::fs::symlink_metadata(&owner)
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-                .and_then(|_| crate::util::fsx::read_capped(&owner, 64).ok())
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.trim().parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // (A kept root's owner file holds no pid: `KEPT`, left alone above.)
-            if crate::bundle::lock::pid_alive(pid) {
-                continue;
-            }
-            let killed = cgroup_root.map_or_else(Vec::new, |root| {
-                crate::sandbox::cgroup::kill_run_dir(root, run_id)
-            });
-            if std::fs::remove_dir_all(e.path()).is_ok() || !killed.is_empty() {
+        }
+        // Killed runs of this parent whose scratch root is already gone, but whose pids
+        // cgroups are not.
+        if let Some(root) = cgroup_root {
+            let mark = crate::sandbox::cgroup::scratch_mark(&parent);
+            let default = std::fs::canonicalize(Self::default_parent()).is_ok_and(|d| d == parent);
+            for run in crate::sandbox::cgroup::stale_runs(root, crate::bundle::lock::pid_alive) {
+                let ours = run.scratch.as_ref().map_or(default, |m| *m == mark);
+                if !ours || cleaned.iter().any(|c| c.run_id == run.run_id) {
+                    continue;
+                }
+                let killed = crate::sandbox::cgroup::kill_run_dir(root, &run.run_id);
                 cleaned.push(SweptRun {
-                    run_id: run_id.to_string(),
+                    run_id: run.run_id,
                     killed,
                 });
             }
         }
-        // Runs whose scratch directory is elsewhere (or already gone) but whose pids
-        // cgroups say their owner was killed.
-        if let Some(root) = cgroup_root {
-            for run_id in crate::sandbox::cgroup::stale_runs(root, crate::bundle::lock::pid_alive) {
-                if cleaned.iter().any(|c| c.run_id == run_id) {
-                    continue;
-                }
-                let killed = crate::sandbox::cgroup::kill_run_dir(root, &run_id);
-                cleaned.push(SweptRun { run_id, killed });
-            }
-        }
         cleaned.sort_by(|a, b| a.run_id.cmp(&b.run_id));
         cleaned
+    }
+
+    /// Sweep the entry `e` of a scratch parent if it is the scratch root of a killed run.
+    fn sweep_root(e: &std::fs::DirEntry, cgroup_root: Option<&Path>) -> Option<SweptRun> {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let run_id = name.strip_prefix("nexusmon-")?;
+        // The parent (`/dev/shm`, `/tmp`) is writable by everyone: only a directory of
+        // ours, named by a valid run id, is a scratch root. Anything else is another
+        // user's — a `nexusmon-..` with a dead pid in it would otherwise make this sweep
+        // kill every process in the cgroup hierarchy above the runs' cgroups.
+        if crate::bundle::writer::validate_run_id(run_id).is_err() || !owned_dir(&e.path()) {
+            return None;
+        }
+        let owner = e.path().join(OWNER_FILE);
+        // (A kept root's owner file holds no pid: `KEPT`, left alone here.)
+        let pid = std::fs::symlink_metadata(&owner)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|_| crate::util::fsx::read_capped(&owner, 64).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse::<u32>().ok())?;
+        if crate::bundle::lock::pid_alive(pid) {
+            return None;
+        }
+        let killed = cgroup_root.map_or_else(Vec::new, |root| {
+            crate::sandbox::cgroup::kill_run_dir(root, run_id)
+        });
+        (std::fs::remove_dir_all(e.path()).is_ok() || !killed.is_empty()).then(|| SweptRun {
+            run_id: run_id.to_string(),
+            killed,
+        })
+    }
+
+    /// The directory the scratch root is in.
+    pub fn parent(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
     }
 
     /// The root.
@@ -663,5 +736,178 @@ mod tests {
         assert!(foreign.join(OWNER_FILE).exists() && fifo.join(OWNER_FILE).exists());
         victim.kill().unwrap();
         victim.wait().unwrap();
+    }
+
+    /// A run's cgroup directory as a killed run leaves it, in a fake hierarchy (no
+    /// processes): its owner marker with a dead pid, its scratch parent's mark if `mark`.
+    fn fake_stale_cgroup(cg: &Path, run_id: &str, mark: Option<&Path>) -> PathBuf {
+        let dir = crate::sandbox::cgroup::run_dir(cg, run_id);
+        std::fs::create_dir_all(dir.join(format!("owner.{DEAD}"))).unwrap();
+        std::fs::create_dir_all(dir.join("w0")).unwrap();
+        if let Some(parent) = mark {
+            let parent = std::fs::canonicalize(parent).unwrap();
+            let m = crate::sandbox::cgroup::scratch_mark(&parent);
+            std::fs::create_dir_all(dir.join(format!("scratch.{m}"))).unwrap();
+        }
+        dir
+    }
+
+    /// A sweep of one scratch parent cleans exactly the killed runs of that parent and no
+    /// other's: generated runs spread over two parents, each killed (scratch root with a dead
+    /// owner, cgroups marked with its parent), killed with its scratch root already gone
+    /// (cgroups only), alive (owner: this process), kept, or of an older version (cgroups
+    /// without a mark, which only the default parent's sweep takes), among junk entries.
+    /// Sweeping one parent removes exactly its killed runs' scratch roots and cgroups; the
+    /// other parent's runs, live and kept runs and unmarked cgroups are untouched, and then
+    /// sweeping the other parent cleans exactly its own.
+    #[test]
+    fn the_stale_sweep_cleans_only_the_runs_of_its_scratch_parent() {
+        use crate::util::testrng::Rng;
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum State {
+            Killed,
+            KilledRootGone,
+            Alive,
+            Kept,
+            Unmarked,
+        }
+        const STATES: [State; 5] = [
+            State::Killed,
+            State::KilledRootGone,
+            State::Alive,
+            State::Kept,
+            State::Unmarked,
+        ];
+        for seed in 0..16u64 {
+            let mut rng = Rng(seed);
+            let t = tempfile::tempdir().unwrap();
+            let parents = [t.path().join("a"), t.path().join("b")];
+            let cg = t.path().join("cg");
+            for p in &parents {
+                std::fs::create_dir_all(p).unwrap();
+            }
+            // (run id, parent index, state)
+            let mut runs: Vec<(String, usize, State)> = Vec::new();
+            for i in 0..(2 + rng.below(10usize)) {
+                let id = format!("20260101T000000.000Z-{:08x}", seed * 1000 + i as u64);
+                let which = rng.below(2usize);
+                let state = *rng.pick(&STATES);
+                let parent = &parents[which];
+                match state {
+                    State::Killed | State::KilledRootGone | State::Unmarked => {
+                        let s = Scratch::create(parent, &id).unwrap();
+                        std::fs::write(s.root().join(OWNER_FILE), DEAD).unwrap();
+                        let mark = (state != State::Unmarked).then_some(parent.as_path());
+                        fake_stale_cgroup(&cg, &id, mark);
+                        if state != State::Killed {
+                            std::fs::remove_dir_all(s.root()).unwrap();
+                        }
+                    }
+                    State::Alive => {
+                        Scratch::create(parent, &id).unwrap();
+                        crate::sandbox::cgroup::create_run_dir(&cg, &id, parent).unwrap();
+                    }
+                    State::Kept => {
+                        let s = Scratch::create(parent, &id).unwrap();
+                        s.mark_kept().unwrap();
+                    }
+                }
+                runs.push((id, which, state));
+            }
+            // Junk beside the runs: names no run id has, files, symlinks to a killed root.
+            for (j, p) in parents.iter().enumerate() {
+                std::fs::write(p.join("nexusmon-not a run"), DEAD).unwrap();
+                std::fs::create_dir_all(p.join(format!("other-{j}"))).unwrap();
+                if let Some((id, _, _)) = runs.iter().find(|r| r.1 != j && r.2 == State::Killed) {
+                    let target = parents[1 - j].join(format!("nexusmon-{id}"));
+                    std::os::unix::fs::symlink(target, p.join(format!("nexusmon-{id}x"))).unwrap();
+                }
+            }
+            let cg_exists = |id: &str| crate::sandbox::cgroup::run_dir(&cg, id).exists();
+            let root_exists =
+                |which: usize, id: &str| parents[which].join(format!("nexusmon-{id}")).exists();
+            for sweep in [0usize, 1] {
+                let swept = Scratch::sweep_stale(&parents[sweep], Some(&cg));
+                let got: Vec<&str> = swept.iter().map(|s| s.run_id.as_str()).collect();
+                let mut want: Vec<&str> = runs
+                    .iter()
+                    .filter(|(_, w, s)| {
+                        *w == sweep && matches!(s, State::Killed | State::KilledRootGone)
+                    })
+                    .map(|(id, _, _)| id.as_str())
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(got, want, "seed {seed}, sweep of parent {sweep}: {runs:?}");
+                for (id, which, state) in &runs {
+                    let done = *which <= sweep; // parents swept so far: 0..=sweep
+                    let cleaned = done && matches!(state, State::Killed | State::KilledRootGone);
+                    let has_cg = !matches!(state, State::Kept);
+                    assert_eq!(
+                        cg_exists(id),
+                        has_cg && !cleaned,
+                        "seed {seed}, after sweep {sweep}: cgroup of {id} ({state:?}, parent {which})"
+                    );
+                    let has_root = matches!(state, State::Killed | State::Alive | State::Kept);
+                    assert_eq!(
+                        root_exists(*which, id),
+                        has_root && !cleaned,
+                        "seed {seed}, after sweep {sweep}: scratch root of {id} ({state:?}, parent {which})"
+                    );
+                }
+                for p in &parents {
+                    assert!(p.join("nexusmon-not a run").is_file(), "seed {seed}");
+                }
+            }
+        }
+    }
+
+    /// `--scratch-parent` takes an existing directory the runner owns (or root owns) that no
+    /// other user may write unless it is sticky, through symlinks (checked where they lead,
+    /// and used canonical); anything else is a usage error naming the path given, with the fix.
+    #[test]
+    fn a_scratch_parent_must_be_a_safe_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let ok = t.path().join("mine");
+        std::fs::create_dir(&ok).unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let sticky = t.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let group = t.path().join("group");
+        std::fs::create_dir(&group).unwrap();
+        std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let foreign = t.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let file = t.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let to_ok = t.path().join("to-ok");
+        std::os::unix::fs::symlink(&ok, &to_ok).unwrap();
+        let to_open = t.path().join("to-open");
+        std::os::unix::fs::symlink(&open, &to_open).unwrap();
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap();
+        assert_eq!(Scratch::resolve_parent(&ok).unwrap(), canon(&ok));
+        assert_eq!(Scratch::resolve_parent(&sticky).unwrap(), canon(&sticky));
+        assert_eq!(Scratch::resolve_parent(&to_ok).unwrap(), canon(&ok));
+        let missing = t.path().join("missing");
+        for (given, says) in [
+            (&open, "writable by other users (mode 0777) and not sticky"),
+            (&group, "writable by other users (mode 0770) and not sticky"),
+            (&foreign, "owned by uid 65534"),
+            (&file, "is not a directory"),
+            (&missing, "cannot be resolved"),
+            (&to_open, "its target"),
+        ] {
+            let e = Scratch::resolve_parent(given).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{e}");
+            assert_eq!(e.path(), Some(given.as_path()), "{e}");
+            assert!(e.message().contains(says), "{given:?}: {}", e.message());
+            assert!(e.message().starts_with("--scratch-parent: "), "{e}");
+            assert!(e.hint().is_some_and(|h| h.contains("mkdir -m 700")), "{e}");
+        }
     }
 }

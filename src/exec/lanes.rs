@@ -441,10 +441,12 @@ pub struct RunCgroups {
 }
 
 impl RunCgroups {
-    /// Create the run's directory under the host's pids cgroup `root`.
-    pub fn create(root: Option<&str>, run_id: &str) -> Self {
-        let dir =
-            root.and_then(|r| crate::sandbox::cgroup::create_run_dir(Path::new(r), run_id).ok());
+    /// Create the run's directory under the host's pids cgroup `root`, marked with the
+    /// parent of the run's scratch root (only a sweep of that parent cleans it up).
+    pub fn create(root: Option<&str>, run_id: &str, scratch_parent: &Path) -> Self {
+        let dir = root.and_then(|r| {
+            crate::sandbox::cgroup::create_run_dir(Path::new(r), run_id, scratch_parent).ok()
+        });
         Self {
             root: root.map(str::to_string),
             dir,

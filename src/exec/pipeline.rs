@@ -446,7 +446,11 @@ impl<'a> Pipeline<'a> {
         for (rel, bytes) in self.gate_files {
             bundle.write_bytes(rel, bytes)?;
         }
-        let cgroups = RunCgroups::create(self.setup.facts.pids_cgroup.as_deref(), run_id);
+        let cgroups = RunCgroups::create(
+            self.setup.facts.pids_cgroup.as_deref(),
+            run_id,
+            self.setup.scratch.parent(),
+        );
         // No child may read the runner's memory or environment through /proc while they
         // run (restored when the run is over).
         let _non_dumpable = crate::sandbox::privilege::NonDumpable::new();

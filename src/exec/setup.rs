@@ -277,13 +277,17 @@ fn scratch_root(
 }
 
 /// `status --clean`: what killed runs left behind, cleaned now: their scratch directories
-/// under the default scratch parent and their pids cgroups (every process still in them
-/// killed), and, when the out root is not locked by a live run, its unsealed staging
+/// under `scratch_parent` (else the default scratch parent) and their pids cgroups (every
+/// process still in them killed) — the same sweep a run with that scratch parent starts
+/// with — and, when the out root is not locked by a live run, its unsealed staging
 /// directories and stray temp files. Returns what was done, one sentence each.
-pub fn clean_after_killed_runs(out_root: &Path) -> crate::Result<Vec<String>> {
+pub fn clean_after_killed_runs(
+    out_root: &Path,
+    scratch_parent: Option<&Path>,
+) -> crate::Result<Vec<String>> {
     let facts = host_facts();
     let mut done: Vec<String> = Scratch::sweep_stale(
-        &Scratch::default_parent(),
+        &scratch_parent.map_or_else(Scratch::default_parent, Path::to_path_buf),
         facts.pids_cgroup.as_deref().map(Path::new),
     )
     .iter()

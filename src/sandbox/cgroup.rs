@@ -22,17 +22,50 @@ pub fn run_dir(root: &Path, run_id: &str) -> PathBuf {
 /// a later run (or `status --clean`) that finds the owner gone knows the run was killed.
 const OWNER_PREFIX: &str = "owner.";
 
-/// Create the run's cgroup directory, with its owner marker.
-pub fn create_run_dir(root: &Path, run_id: &str) -> std::io::Result<PathBuf> {
+/// Prefix of the empty cgroup directory that names the parent of a run's scratch root:
+/// `scratch.<mark>` ([`scratch_mark`]). Only a sweep of that parent kills the run's leftovers
+/// once its scratch root is gone: runs with another scratch parent (`--scratch-parent`) are
+/// never another's to clean.
+const SCRATCH_PREFIX: &str = "scratch.";
+
+/// The mark of a scratch parent in its runs' cgroups: the first 16 hex digits of the blake3
+/// of its path (canonical, as the runner uses it; a cgroup name cannot hold a `/`).
+pub fn scratch_mark(parent: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hex = crate::util::digest::blake3_hex(parent.as_os_str().as_bytes());
+    hex.truncate(16);
+    hex
+}
+
+/// Create the run's cgroup directory, with its owner marker and the mark of the parent of
+/// its scratch root.
+pub fn create_run_dir(
+    root: &Path,
+    run_id: &str,
+    scratch_parent: &Path,
+) -> std::io::Result<PathBuf> {
     let dir = run_dir(root, run_id);
     std::fs::create_dir_all(&dir)?;
     let _ = std::fs::create_dir(dir.join(format!("{OWNER_PREFIX}{}", std::process::id())));
+    let _ =
+        std::fs::create_dir(dir.join(format!("{SCRATCH_PREFIX}{}", scratch_mark(scratch_parent))));
     Ok(dir)
 }
 
+/// A run cgroup whose owner is gone ([`stale_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRun {
+    /// The run id (the directory's name).
+    pub run_id: String,
+    /// The mark of its scratch parent ([`scratch_mark`]); `None` for a run of a version that
+    /// did not record it (whose scratch parent was the default one).
+    pub scratch: Option<String>,
+}
+
 /// Run cgroups under `root` whose owner (recorded at creation) is no longer alive: the
-/// runs of killed runners. A run directory without an owner marker is left alone.
-pub fn stale_runs(root: &Path, alive: impl Fn(u32) -> bool) -> Vec<String> {
+/// runs of killed runners, sorted by run id. A run directory without an owner marker is
+/// left alone.
+pub fn stale_runs(root: &Path, alive: impl Fn(u32) -> bool) -> Vec<StaleRun> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(root.join("nexusmon")) else {
         return out;
@@ -44,17 +77,25 @@ pub fn stale_runs(root: &Path, alive: impl Fn(u32) -> bool) -> Vec<String> {
         let Ok(sub) = std::fs::read_dir(e.path()) else {
             continue;
         };
-        let owner = sub.flatten().find_map(|s| {
-            s.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix(OWNER_PREFIX))
+        let names: Vec<String> = sub
+            .flatten()
+            .filter_map(|s| s.file_name().to_str().map(str::to_string))
+            .collect();
+        let owner = names.iter().find_map(|n| {
+            n.strip_prefix(OWNER_PREFIX)
                 .and_then(|p| p.parse::<u32>().ok())
         });
+        let scratch = names
+            .iter()
+            .find_map(|n| n.strip_prefix(SCRATCH_PREFIX).map(str::to_string));
         if owner.is_some_and(|p| !alive(p)) {
-            out.push(e.file_name().to_string_lossy().into_owned());
+            out.push(StaleRun {
+                run_id: e.file_name().to_string_lossy().into_owned(),
+                scratch,
+            });
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     out
 }
 
@@ -368,7 +409,7 @@ mod tests {
         };
         assert_eq!(child_join_file(true), "tasks");
         let run = format!("test-join-{}", std::process::id());
-        let run_dir = create_run_dir(&root, &run).unwrap();
+        let run_dir = create_run_dir(&root, &run, Path::new("/dev/shm")).unwrap();
         // SAFETY: gettid cannot fail.
         let me = unsafe { libc::gettid() };
         let mine = cgroup_of(&format!("self/task/{me}"));
@@ -451,7 +492,7 @@ mod tests {
             let _ = child.wait();
             cg.remove();
         }
-        let _ = std::fs::remove_dir(run_dir.join(format!("{OWNER_PREFIX}{}", std::process::id())));
-        let _ = std::fs::remove_dir(&run_dir);
+        remove_run_dir(&root, &run);
+        assert!(!run_dir.exists());
     }
 }

@@ -223,6 +223,7 @@ fn without_audit_capabilities_auto_says_so_and_require_refuses() {
             ])
             .current_dir(p.root())
             .env("NO_COLOR", "1")
+            .env("NEXUSMON_SCRATCH_PARENT", crate::util::scratch_parent())
             .output()
             .expect("setpriv (util-linux)");
         (

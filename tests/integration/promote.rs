@@ -438,6 +438,7 @@ fn run_clean_under(p: &Project, prefix: &[&str]) -> PathBuf {
         .current_dir(p.root())
         .env_remove("NEXUSMON_STATE_DIR")
         .env_remove("NEXUSMON_ROOT")
+        .env("NEXUSMON_SCRATCH_PARENT", crate::util::scratch_parent())
         .output()
         .unwrap();
     assert!(

@@ -175,6 +175,9 @@ fn every_command_line_of_the_readme_works_as_written() {
             .env_remove("NEXUSMON_RUN_ID")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_STEP_SUMMARY")
+            // The harness's own scratch parent for this test, as `nexusmon()` gives (the
+            // README's lines that name one still win).
+            .env("NEXUSMON_SCRATCH_PARENT", crate::util::scratch_parent())
             .stdin(Stdio::null())
             .output()
             .unwrap();

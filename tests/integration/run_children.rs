@@ -182,7 +182,7 @@ fn unsafe_euid_is_root() -> bool {
 }
 
 #[test]
-fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run() {
+fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run_of_its_parent() {
     // A runner that no longer exists: a child that has exited and been reaped.
     let dead = std::process::Command::new("/bin/true")
         .spawn()
@@ -191,24 +191,135 @@ fn the_scratch_directory_of_a_killed_run_is_removed_by_the_next_run() {
             c.wait().map(|_| id)
         })
         .unwrap();
-    let parent = std::path::Path::new("/dev/shm");
-    if !parent.is_dir() {
-        return;
-    }
-    let stale = parent.join(format!("nexusmon-stale-{}-{dead}", std::process::id()));
+    // The scratch parent this test's runs share (and no other test's).
+    let parent = tempfile::tempdir().unwrap();
+    let parent_s = parent.path().to_str().unwrap();
+    let stale = parent.path().join(format!("nexusmon-stale-{dead}"));
     std::fs::create_dir_all(stale.join("scenario/p/x.a1")).unwrap();
     std::fs::write(stale.join("owner.pid"), dead.to_string()).unwrap();
     // A live owner is never touched.
-    let live = parent.join(format!("nexusmon-live-{}", std::process::id()));
+    let live = parent
+        .path()
+        .join(format!("nexusmon-live-{}", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(live.join("owner.pid"), std::process::id().to_string()).unwrap();
+    // A run with another scratch parent (the harness's own for this test) leaves it alone.
     let (_t, r) = run_plan(
         Test::new(),
         "enforce",
         &["--only-scenario", "no-etc:read-os-release"],
     );
     r.code(0);
+    assert!(stale.exists(), "a run of another scratch parent swept it");
+    assert!(!r.stderr.contains("warning:"), "{}", r.stderr);
+    let (_t, r) = run_plan(
+        Test::new(),
+        "enforce",
+        &[
+            "--only-scenario",
+            "no-etc:read-os-release",
+            "--scratch-parent",
+            parent_s,
+        ],
+    );
+    r.code(0);
     assert!(!stale.exists(), "the stale scratch root was removed");
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: removed the scratch directory and pids cgroups of killed run stale-{dead}"
+        )),
+        "{}",
+        r.stderr
+    );
     assert!(live.exists(), "a live owner's scratch root is kept");
-    std::fs::remove_dir_all(&live).unwrap();
+}
+
+/// `--scratch-parent` (or `NEXUSMON_SCRATCH_PARENT`) is where the run's scratch root goes
+/// (the manifest names it; it is gone after the run). A directory that is missing, not a
+/// directory, writable by others without the sticky bit, another user's, or reached through
+/// a symlink to one of those is refused by `run` and by `status --clean`, given by flag or
+/// by environment: exit 2 before anything is written, naming the path and the fix.
+#[test]
+fn the_scratch_parent_is_used_as_given_and_an_unsafe_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = |name: &str, mode: u32| {
+        let d = t.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        d
+    };
+    let good = dir("good", 0o700);
+    let sticky = dir("sticky", 0o1777);
+    let open = dir("open", 0o777);
+    let foreign = dir("foreign", 0o700);
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let file = t.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let link = t.path().join("link");
+    std::os::unix::fs::symlink(&open, &link).unwrap();
+    let select = ["--only-scenario", "no-etc:read-os-release"];
+    for ok in [&good, &sticky] {
+        let (run, r) = run_plan(
+            Test::new(),
+            "enforce",
+            &[&select[..], &["--scratch-parent", ok.to_str().unwrap()]].concat(),
+        );
+        r.code(0);
+        let scratch = read(&bundle(&run), "run_manifest.json")["scratch"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let want = std::fs::canonicalize(ok).unwrap().join("nexusmon-");
+        assert!(
+            scratch.starts_with(want.to_str().unwrap()),
+            "{scratch} is not in {ok:?}"
+        );
+        assert!(!std::path::Path::new(&scratch).exists(), "{scratch}");
+    }
+    let missing = t.path().join("missing");
+    for (bad, says) in [
+        (&missing, "cannot be resolved"),
+        (&file, "is not a directory"),
+        (&open, "writable by other users (mode 0777) and not sticky"),
+        (&foreign, "owned by uid 65534"),
+        (&link, "its target"),
+    ] {
+        let bad_s = bad.to_str().unwrap();
+        for by_env in [false, true] {
+            let test = if by_env {
+                Test::new().env("NEXUSMON_SCRATCH_PARENT", bad_s)
+            } else {
+                Test::new()
+            };
+            let extra: Vec<&str> = if by_env {
+                select.to_vec()
+            } else {
+                [&select[..], &["--scratch-parent", bad_s]].concat()
+            };
+            let (run, r) = run_plan(test, "enforce", &extra);
+            r.code(2);
+            for want in [
+                format!("error: {bad_s}: --scratch-parent: "),
+                says.to_string(),
+                "hint: pass an existing directory you own".to_string(),
+            ] {
+                assert!(r.stderr.contains(&want), "{bad_s} ({by_env}): {}", r.stderr);
+            }
+            assert!(
+                !run.path().join("out").exists(),
+                "{bad_s}: something was written"
+            );
+            let status = if by_env {
+                Test::new()
+                    .env("NEXUSMON_SCRATCH_PARENT", bad_s)
+                    .args(["status", "--clean"])
+            } else {
+                Test::new().args(["status", "--clean", "--scratch-parent", bad_s])
+            };
+            let r = status.run();
+            r.code(2);
+            assert!(r.stderr.contains(says), "{bad_s} ({by_env}): {}", r.stderr);
+        }
+    }
 }

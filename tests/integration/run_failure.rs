@@ -35,6 +35,7 @@ echo $? >"$T/emit.code"
         .args(["-m", "sh", "-c", script])
         .env("T", dir)
         .env("NX", bin())
+        .env("NEXUSMON_SCRATCH_PARENT", crate::util::scratch_parent())
         .env("ROOT", &root)
         .env("NO_COLOR", "1")
         .env_remove("NEXUSMON_ROOT")

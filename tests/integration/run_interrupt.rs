@@ -4,7 +4,7 @@
 //! killed with SIGKILL leaves nothing running once the next run has started.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,6 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
     // 66 scenarios × 2 executing lanes = 132 observations; stop in the first half so the
     // signal always lands while children are still to run (with the last quarter left,
     // children now fast enough all ended before the signal arrived, under load).
-    let mut own_runs = Vec::new();
     for (i, after) in moments(0x5eed_1e55, 10, 66).into_iter().enumerate() {
         let (events, code, stderr) =
             interrupt_after(start(&p, plan, &[]), after, libc::SIGINT, false);
@@ -108,7 +107,6 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
             "{stderr}"
         );
         let bundle = Path::new(end["bundle"].as_str().unwrap()).to_path_buf();
-        own_runs.push(bundle.file_name().unwrap().to_string_lossy().into_owned());
         p.nx(&["validate-bundle", "--bundle", bundle.to_str().unwrap()])
             .code(0);
         let status = read_json(&bundle.join("run_status.json"));
@@ -155,22 +153,9 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
         "out",
     ]);
     r.code(0);
-    // Runs on one host share the scratch parent and sweep each other's killed runs: a run
-    // another test killed meanwhile (`a_runner_killed_with_sigkill_…` here) may be swept by
-    // this one. None of this test's own runs may be, and nothing else may be warned about.
-    for line in r.stderr.lines().filter(|l| l.contains("warning:")) {
-        assert!(
-            line.contains("left by killed run") || line.contains("of killed run"),
-            "{}",
-            r.stderr
-        );
-        assert!(
-            !own_runs.iter().any(|id| line.contains(id.as_str())),
-            "an interrupted run of this test left something: {}",
-            r.stderr
-        );
-    }
-    assert_eq!(own_runs.len(), 10);
+    // (This test's runs have a scratch parent of their own: no other test's killed run
+    // can be swept, and warned about, here.)
+    assert!(!r.stderr.contains("warning:"), "{}", r.stderr);
 }
 
 #[test]
@@ -302,12 +287,12 @@ fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
-#[test]
-fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts() {
+/// A project with the `killed-runner` plan: a sleeper, a probe that leaves a `setsid`
+/// grandchild appending to `mark` (returned) every half second, and a fast one; `tag` is in
+/// every command line of their processes.
+fn killed_runner_project(tag: &str) -> (Project, PathBuf) {
     let p = Project::empty();
     let mark = p.path("grandchild.log");
-    // A unique word in every command line of the killed run's processes.
-    let tag = format!("kr{}", std::process::id());
     let plan = serde_json::json!({
         "schema_version": 1,
         "plan_id": "killed-runner",
@@ -348,6 +333,14 @@ fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts(
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     }
+    (p, mark)
+}
+
+/// Run the killed-runner plan (with `extra`), wait until its `setsid` grandchildren write to
+/// `mark`, SIGKILL the runner, and check that its probes died with it (the grandchildren
+/// do too where they were in a PID namespace of their own). Returns the killed run's id.
+fn run_and_kill(p: &Project, mark: &Path, tag: &str, extra: &[&str]) -> String {
+    let before = std::fs::read_dir(p.path("out/.staging")).map_or(0, Iterator::count);
     let mut runner = nexusmon(p.root())
         .args([
             "run",
@@ -358,34 +351,50 @@ fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts(
             "--jobs",
             "4",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Wait until the setsid grandchild writes, in both lanes.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while size(&mark) < 8 {
+    while size(mark) < 8 {
         assert!(Instant::now() < deadline, "the grandchild never wrote");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!alive(&tag).is_empty());
+    assert!(!alive(tag).is_empty());
     signal(&runner, libc::SIGKILL);
     runner.wait().unwrap();
     // The probes die with the runner (parent-death signal); the setsid grandchildren do
     // not: the kernel does not tell them.
     std::thread::sleep(Duration::from_millis(300));
-    let survivors = alive(&tag);
+    let survivors = alive(tag);
     assert!(
         survivors.iter().all(|s| !s.contains("sleep 60")),
         "a probe outlived its runner: {survivors:?}"
     );
-
-    let killed_run = std::fs::read_dir(p.path("out/.staging"))
+    let staged: Vec<String> = std::fs::read_dir(p.path("out/.staging"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .unwrap();
+        .collect();
+    assert_eq!(staged.len(), before + 1, "{staged:?}");
+    staged.into_iter().max().unwrap()
+}
+
+/// Whether `mark` still grows (over two of the grandchild's writes).
+fn still_growing(mark: &Path) -> bool {
+    let before = size(mark);
+    std::thread::sleep(Duration::from_millis(1500));
+    size(mark) != before
+}
+
+#[test]
+fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts() {
+    // A unique word in every command line of the killed run's processes.
+    let tag = format!("kr{}", std::process::id());
+    let (p, mark) = killed_runner_project(&tag);
+    let killed_run = run_and_kill(&p, &mark, &tag, &[]);
 
     // The next run (any plan, same host) kills what is left and says so.
     let r = p.nx(&[
@@ -399,27 +408,280 @@ fn a_runner_killed_with_sigkill_leaves_nothing_running_once_the_next_run_starts(
     ]);
     r.code(0);
     assert!(alive(&tag).is_empty(), "{:?}", alive(&tag));
-    let before = size(&mark);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(size(&mark), before, "the file still grows");
-    // Any run on this host sweeps the stale cgroups of killed runs: another test's run may
-    // have been first. Whichever run it was said so; if it was this one, it is here.
-    let said = format!("left by killed run {killed_run}");
-    if r.stderr.contains(&said) {
-        assert!(r.stderr.contains("warning: killed"), "{}", r.stderr);
-        let manifest = read_json(&crate::util::latest_bundle(p.root()).join("run_manifest.json"));
+    assert!(!still_growing(&mark), "the file still grows");
+    // The runs of this test share a scratch parent no other test uses: this run is the one
+    // that swept the killed run, and it says so (with the processes it killed, if the
+    // grandchildren outlived the runner: not where they had a PID namespace of their own),
+    // on stderr and in its manifest; every warning is about the killed run (its scratch
+    // and cgroups, its stale lock and staging directory in the out root they share).
+    let said = format!(" killed run {killed_run}");
+    let warned: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warned.iter().filter(|l| l.contains(&said)).count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        warned.iter().all(|l| l.contains(&killed_run)),
+        "{}",
+        r.stderr
+    );
+    let manifest = read_json(&crate::util::latest_bundle(p.root()).join("run_manifest.json"));
+    assert!(
+        manifest["housekeeping"].to_string().contains(&said),
+        "{manifest}"
+    );
+    assert!(
+        !cgroup_exists(&killed_run),
+        "the killed run's cgroups are still there"
+    );
+}
+
+/// Junk planted in a scratch parent (seeded): entries named like a scratch root that none
+/// is (names no run id has, files, a symlink to a directory with a dead owner, a directory
+/// another user owns), none of which a sweep may touch, and directories that are
+/// indistinguishable from a killed run's scratch root (ours, a valid run id, a dead owner
+/// pid), which a sweep must remove. Returns (untouchable paths, run ids to be swept).
+fn plant_junk(parent: &Path, outside: &Path, seed: u64) -> (Vec<PathBuf>, Vec<String>) {
+    let dead = std::process::Command::new("/bin/true")
+        .spawn()
+        .and_then(|mut c| {
+            let id = c.id();
+            c.wait().map(|_| id)
+        })
+        .unwrap()
+        .to_string();
+    let mut rng = crate::util::Rng(seed);
+    let (mut keep, mut swept) = (Vec::new(), Vec::new());
+    let word = |rng: &mut crate::util::Rng| -> String {
+        (0..=rng.below(8usize))
+            .map(|_| *rng.pick(&['a', 'z', '0', '9', '_', '.', '-', 'Q']))
+            .collect()
+    };
+    for i in 0..(4 + rng.below(8usize)) {
+        let kind = rng.below(6u32);
+        let bad = *rng.pick(&[" ", "$", "*", ":", "'", "~", "\\"]);
+        let id = format!("j{i}{}", word(&mut rng));
+        let at = |name: &str| parent.join(format!("nexusmon-{name}"));
+        match kind {
+            // Not a run id.
+            0 => {
+                let d = at(&format!("{id}{bad}x"));
+                std::fs::create_dir(&d).unwrap();
+                std::fs::write(d.join("owner.pid"), &dead).unwrap();
+                keep.push(d.join("owner.pid"));
+            }
+            // A file, not a directory.
+            1 => {
+                std::fs::write(at(&id), &dead).unwrap();
+                keep.push(at(&id));
+            }
+            // A symlink to a directory with a dead owner.
+            2 => {
+                let target = outside.join(&id);
+                std::fs::create_dir(&target).unwrap();
+                std::fs::write(target.join("owner.pid"), &dead).unwrap();
+                std::os::unix::fs::symlink(&target, at(&id)).unwrap();
+                keep.push(target.join("owner.pid"));
+                keep.push(at(&id));
+            }
+            // Another user's.
+            3 => {
+                let d = at(&id);
+                std::fs::create_dir(&d).unwrap();
+                std::fs::write(d.join("owner.pid"), &dead).unwrap();
+                std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+                keep.push(d.join("owner.pid"));
+            }
+            // A live owner (this test).
+            4 => {
+                let d = at(&id);
+                std::fs::create_dir(&d).unwrap();
+                std::fs::write(d.join("owner.pid"), std::process::id().to_string()).unwrap();
+                keep.push(d.join("owner.pid"));
+            }
+            // What a killed run leaves: swept.
+            _ => {
+                let d = at(&id);
+                std::fs::create_dir_all(d.join("scenario/p/x.a1")).unwrap();
+                std::fs::write(d.join("owner.pid"), &dead).unwrap();
+                swept.push(id);
+            }
+        }
+    }
+    swept.sort();
+    (keep, swept)
+}
+
+/// A run killed with SIGKILL is cleaned up by the next run of its own scratch parent, and by
+/// no run, nor `status --clean`, of another: its `setsid` leftover goes on running, its
+/// scratch root and cgroups stay, until a run with the same `--scratch-parent` kills it and
+/// says so. Junk planted in the killed run's parent (generated, [`plant_junk`]) is left
+/// alone by that sweep except what is indistinguishable from a killed run's scratch root.
+#[test]
+fn a_killed_run_is_swept_only_by_the_runs_of_its_own_scratch_parent() {
+    // Another nexusmon build on this host (an older one sweeps the cgroups of every killed
+    // run it finds) can kill the leftover while this test looks: that shows as a leftover
+    // gone that no run of this test said it killed (every run says what it kills), and the
+    // scenario is tried again; anything a run of this test did is asserted at once.
+    let mut interfered = Vec::new();
+    for attempt in 0..3 {
+        match killed_run_isolation(attempt) {
+            Ok(()) => return,
+            Err(why) => interfered.push(why),
+        }
+    }
+    panic!("the leftover was killed by no run of this test, every time: {interfered:?}");
+}
+
+/// One try of [`a_killed_run_is_swept_only_by_the_runs_of_its_own_scratch_parent`]; `Err`:
+/// the leftover went away and no run of this test did it.
+fn killed_run_isolation(attempt: u32) -> Result<(), String> {
+    let tag = format!("ks{}a{attempt}", std::process::id());
+    let (p, mark) = killed_runner_project(&tag);
+    let (mine, other, outside) = (p.path("scratch-a"), p.path("scratch-b"), p.path("outside"));
+    for d in [&mine, &other, &outside] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let (mine_s, other_s) = (mine.to_str().unwrap(), other.to_str().unwrap());
+    // Whatever happens below, nothing of this test's is left running after it.
+    let _sweep = crate::util::SweepOnDrop(mine.clone());
+    // The direct channel: no PID namespace ends the setsid grandchildren with the runner,
+    // only its cgroups know them.
+    let killed = run_and_kill(
+        &p,
+        &mark,
+        &tag,
+        &["--scratch-parent", mine_s, "--channel", "direct"],
+    );
+    let root = mine.join(format!("nexusmon-{killed}"));
+    assert!(root.join("owner.pid").is_file(), "{}", root.display());
+    if !cgroup_exists(&killed) {
+        return Err(format!(
+            "{killed}: its cgroups went before any run of this test"
+        ));
+    }
+    assert!(
+        !alive(&tag).is_empty(),
+        "the setsid grandchildren died with the runner"
+    );
+    // (Out roots of their own: the killed run's holds its stale lock, which a run would
+    // take over with a warning of its own.)
+    let fast = |parent: &str, out: &str| {
+        p.nx(&[
+            "run",
+            "--plan",
+            "plans/killed-runner/plan.json",
+            "--out",
+            out,
+            "--only-scenario",
+            "plain:fast",
+            "--scratch-parent",
+            parent,
+        ])
+    };
+    // Another parent: an explicit one, then the harness's own (through the environment).
+    let r = fast(other_s, "out-b");
+    r.code(0);
+    assert!(!r.stderr.contains("warning:"), "{}", r.stderr);
+    let r = p.nx(&[
+        "run",
+        "--plan",
+        "plans/killed-runner/plan.json",
+        "--out",
+        "out-h",
+        "--only-scenario",
+        "plain:fast",
+    ]);
+    r.code(0);
+    assert!(!r.stderr.contains("warning:"), "{}", r.stderr);
+    let r = p.nx(&[
+        "status",
+        "--clean",
+        "--out",
+        "elsewhere",
+        "--scratch-parent",
+        other_s,
+    ]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("clean: nothing left by killed runs"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        root.join("owner.pid").is_file(),
+        "another parent's run removed {}",
+        root.display()
+    );
+    // None of those runs said it killed anything (asserted above): the leftover is alive
+    // unless something else killed it.
+    if alive(&tag).is_empty() || !cgroup_exists(&killed) {
+        return Err(format!(
+            "{killed}: leftover gone after the other parent's runs"
+        ));
+    }
+    assert!(still_growing(&mark), "the leftover stopped writing");
+
+    // The same parent, with junk planted beside the killed run's scratch root.
+    let (keep, mut want) = plant_junk(&mine, &outside, 0x5c4a_7c11 ^ u64::from(std::process::id()));
+    want.push(killed.clone());
+    want.sort();
+    let r = fast(mine_s, "out-a");
+    r.code(0);
+    if !r.stderr.contains(&format!("left by killed run {killed} "))
+        && r.stderr.contains(&format!("of killed run {killed}\n"))
+    {
+        return Err(format!(
+            "{killed}: nothing left to kill by its parent's run: {}",
+            r.stderr
+        ));
+    }
+    assert!(alive(&tag).is_empty(), "{:?}", alive(&tag));
+    assert!(!still_growing(&mark), "the file still grows");
+    assert!(!root.exists());
+    assert!(
+        !cgroup_exists(&killed),
+        "the killed run's cgroups are still there"
+    );
+    let warned: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warned.len(), want.len(), "{}", r.stderr);
+    for id in &want {
         assert!(
-            manifest["housekeeping"].to_string().contains(&said),
-            "{manifest}"
+            warned
+                .iter()
+                .any(|l| l.ends_with(&format!("killed run {id}"))
+                    || l.contains(&format!("left by killed run {id} "))),
+            "{id}: {}",
+            r.stderr
         );
-    } else {
-        let pids = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(!mine.join(format!("nexusmon-{id}")).exists(), "{id}");
+    }
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.starts_with("warning: killed") && l.contains(&killed)),
+        "{}",
+        r.stderr
+    );
+    for k in &keep {
         assert!(
-            !pids.contains("pids") || !cgroup_exists(&killed_run),
-            "the killed run's cgroups are still there and this run did not say it swept them: {}",
+            std::fs::symlink_metadata(k).is_ok(),
+            "the sweep removed {}: {}",
+            k.display(),
             r.stderr
         );
     }
+    Ok(())
 }
 
 /// Whether the pids cgroup directory of run `run_id` still exists.

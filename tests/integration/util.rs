@@ -64,9 +64,59 @@ pub fn shipped_files(dir: &str, names: &[&str]) -> Vec<PathBuf> {
     out
 }
 
+thread_local! {
+    /// This test's scratch parent ([`scratch_parent`]), swept and removed when its thread
+    /// ends.
+    static SCRATCH_PARENT: (SweepOnDrop, tempfile::TempDir) = {
+        let t = tempfile::Builder::new()
+            .prefix("nx-test-scratch-")
+            .tempdir_in(nexusmon::exec::fixtures::Scratch::default_parent())
+            .expect("create the test's scratch parent");
+        (SweepOnDrop(t.path().to_path_buf()), t)
+    };
+}
+
+/// The scratch parent of this test's runs: a private directory (where the runner's default
+/// is: /dev/shm when writable) made on first use by the test's thread, swept and removed
+/// when the test ends. [`nexusmon`] passes it to every command (`NEXUSMON_SCRATCH_PARENT`),
+/// so a run sweeps only the killed runs of its own test: the runs of tests running alongside
+/// (some kill runners on purpose) are never swept, warned about, or cleaned up before their
+/// test looks. A test of the sweep across parents passes `--scratch-parent` itself.
+pub fn scratch_parent() -> PathBuf {
+    SCRATCH_PARENT.with(|(_, t)| t.path().to_path_buf())
+}
+
+/// On drop, `status --clean --scratch-parent` of the directory, if a scratch root is left
+/// in it: what the test's killed runs left (processes in their cgroups included) goes with
+/// the test, pass or fail, instead of waiting for a run of a directory that no longer
+/// exists. Never panics (it may run while a thread ends).
+pub struct SweepOnDrop(pub PathBuf);
+
+impl Drop for SweepOnDrop {
+    fn drop(&mut self) {
+        let left = std::fs::read_dir(&self.0).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("nexusmon-")))
+        });
+        if left {
+            let _ = Command::new(bin())
+                .args(["status", "--clean", "--scratch-parent"])
+                .arg(&self.0)
+                .arg("--out")
+                .arg(self.0.join("no-out-root"))
+                .env_remove("NEXUSMON_ROOT")
+                .env_remove("NEXUSMON_STATE_DIR")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// The command that runs the binary in `dir`: no `NEXUSMON_*` or GitHub Actions variables
-/// from the environment, no colour. Every test runs the binary through this (directly, or through
-/// [`Test`], [`run_in`] and [`Project::nx`]).
+/// from the environment, no colour, this test's own scratch parent ([`scratch_parent`]).
+/// Every test runs the binary through this (directly, or through [`Test`], [`run_in`] and
+/// [`Project::nx`]).
 pub fn nexusmon(dir: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.current_dir(dir)
@@ -75,6 +125,7 @@ pub fn nexusmon(dir: &Path) -> Command {
         .env_remove("NEXUSMON_RUN_ID")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
+        .env("NEXUSMON_SCRATCH_PARENT", scratch_parent())
         // Kernel audit is machine-wide state that the kernel-audit tests switch on for
         // their runs; no other test's bundle may depend on whether one of them is running
         // (those tests pass `--kernel-audit` explicitly, which wins over this).
@@ -758,6 +809,7 @@ pub fn measure(dir: &Path, args: &[&str]) -> Measured {
         .env_remove("NEXUSMON_RUN_ID")
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
+        .env("NEXUSMON_SCRATCH_PARENT", scratch_parent())
         .env("NO_COLOR", "1")
         .process_group(0)
         .stdin(Stdio::null())

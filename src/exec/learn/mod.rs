@@ -100,6 +100,8 @@ pub struct LearnRequest {
     /// `--minimize`: after learning, try each added rule away once and drop those the
     /// command does without.
     pub minimize: bool,
+    /// `--scratch-parent` (checked; `None`: the default).
+    pub scratch_parent: Option<PathBuf>,
 }
 
 /// What `learn` did.
@@ -143,6 +145,8 @@ struct Spec {
     timeout_ms: u64,
     /// The program's resolved path.
     program: PathBuf,
+    /// Where each run's scratch root is created (`None`: the default parent).
+    scratch_parent: Option<PathBuf>,
 }
 
 /// How one run of the command ended.
@@ -420,6 +424,7 @@ pub fn learn(req: &LearnRequest) -> Result<LearnOutcome> {
     let plan_path = req.out.join("plans").join(&ids.plan).join("plan.json");
     let mut settings = RunSettings::new(plan_path, fsx::absolute(&req.out)?, req.out.join("out"));
     settings.kernel_audit = KernelAuditMode::Require;
+    settings.scratch_parent.clone_from(&spec.scratch_parent);
     settings.command_line = std::iter::once("nexusmon learn".to_string())
         .chain(spec.argv.iter().cloned())
         .collect();
@@ -509,6 +514,7 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
                 reads: probe.reads.clone(),
                 timeout_ms: probe.timeout_ms.unwrap_or(req.timeout_ms),
                 program,
+                scratch_parent: req.scratch_parent.clone(),
             },
             bounds,
         ));
@@ -572,6 +578,7 @@ fn prepare(req: &LearnRequest) -> Result<(Spec, Bounds)> {
             reads,
             timeout_ms: req.timeout_ms,
             program,
+            scratch_parent: req.scratch_parent.clone(),
         },
         bounds,
     ))
@@ -821,6 +828,7 @@ fn run_round(
     fsx::write_new(&plan_path, &crate::util::json::to_sorted_pretty(&plan)?)?;
     let mut settings = RunSettings::new(plan_path, project.clone(), project.join("out"));
     settings.kernel_audit = KernelAuditMode::Require;
+    settings.scratch_parent.clone_from(&spec.scratch_parent);
     settings.command_line = vec!["nexusmon learn (a round)".into()];
     let outcome = super::execute(settings, &mut NullSink)?;
     if outcome.status == crate::model::results::RunStatus::Interrupted {
