@@ -129,7 +129,7 @@ fn steady_items(bundle: &Path, file: &str) -> serde_json::Value {
 /// scenario predicts the same (an exec probe of the same program under the same profile),
 /// writes the oracle verdicts and path witnesses the gathering run (`--gather-results`,
 /// every prediction made afresh) writes. Generated plans (seeded): exec probes of a few
-/// programs in random order (absolute, looked up in `PATH`, missing, a script with a `#!`
+/// programs in random order (through a symlinked directory or not, missing, a script with a `#!`
 /// line made as a fixture, through `/usr/bin/env`), some with a target, under profiles
 /// that allow them, deny the libraries, or have a rule on `${SCRATCH}` (compiled per
 /// scenario, never reused).
@@ -137,7 +137,7 @@ fn steady_items(bundle: &Path, file: &str) -> serde_json::Value {
 fn a_streamed_run_reusing_predictions_writes_the_gathered_runs_verdicts() {
     let argvs: [&[&str]; 6] = [
         &["/bin/true"],
-        &["true"],
+        &["/usr/bin/true"],
         &["/bin/sh", "-c", "exit 0"],
         &["/nonexistent/prog"],
         &["/usr/bin/env", "true"],
