@@ -135,7 +135,7 @@ fn steady_items(bundle: &Path, file: &str) -> serde_json::Value {
 /// scenario, never reused).
 #[test]
 fn a_streamed_run_reusing_predictions_writes_the_gathered_runs_verdicts() {
-    let argvs: [&[&str]; 6] = [
+    let commands: [&[&str]; 6] = [
         &["/bin/true"],
         &["/usr/bin/true"],
         &["/bin/sh", "-c", "exit 0"],
@@ -149,7 +149,7 @@ fn a_streamed_run_reusing_predictions_writes_the_gathered_runs_verdicts() {
         let mut probes = serde_json::Map::new();
         let n_probes = 40 + g.below(40);
         for i in 0..n_probes {
-            let argv = argvs[usize::try_from(g.below(argvs.len() as u64)).unwrap()];
+            let argv = commands[usize::try_from(g.below(commands.len() as u64)).unwrap()];
             let mut probe =
                 serde_json::json!({"operation": "exec", "driver": "exec", "argv": argv});
             if argv[0].starts_with("${SCRATCH}") {
