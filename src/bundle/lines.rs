@@ -323,6 +323,11 @@ struct LinesFile<W> {
     /// text gave (a text shared, or not, stays so: [`Interner::intern`]): most lines
     /// repeat the previous line's profile, witness and counts, whose hashing is skipped.
     memo: Vec<Option<(Vec<u8>, Option<Id>)>>,
+    /// The keys of the last line, by position, and for each which groups name it
+    /// (`member * groups + group`): lines of one file list the same keys, so a member's
+    /// groups are looked up once per key that changed, not once per group and line.
+    keys: Vec<String>,
+    in_group: Vec<bool>,
 }
 
 /// Every result file of a run, written as sorted JSON Lines with one set of shared values.
@@ -364,6 +369,8 @@ impl<W: Write> ResultWriter<W> {
                 bytes: 0,
                 groups: groups.to_vec(),
                 memo: vec![None; groups.len()],
+                keys: Vec::new(),
+                in_group: Vec::new(),
             },
         );
     }
@@ -375,28 +382,73 @@ impl<W: Write> ResultWriter<W> {
     /// `Value` tree, no allocation per member): the bytes of [`Interner::compact`] on
     /// `to_value(item)`'s map, then `serde_json` printing it.
     pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
-        let m = &mut self.members;
-        if !m.fill(item).map_err(ser)? {
+        if !self.members.fill(item).map_err(ser)? {
             return Err(Error::runner(format!(
                 "a line of {rel} is not a JSON object"
             )));
         }
+        self.write_members(rel, key)
+    }
+
+    /// [`ResultWriter::line`] for an item whose members are `item`'s over `base`'s
+    /// ([`crate::util::json::Members::overlay_on`]): the line of the larger object
+    /// `base` was filled from with `item`'s fields put in, when every other field is
+    /// unchanged — written without serializing that object again.
+    pub fn line_over<T: Serialize + ?Sized>(
+        &mut self,
+        rel: &str,
+        key: &str,
+        item: &T,
+        base: &crate::util::json::Members,
+    ) -> Result<()> {
+        if !self.members.fill(item).map_err(ser)? {
+            return Err(Error::runner(format!(
+                "a line of {rel} is not a JSON object"
+            )));
+        }
+        self.members.overlay_on(base);
+        self.write_members(rel, key)
+    }
+
+    /// Write the line of the members just filled.
+    fn write_members(&mut self, rel: &str, key: &str) -> Result<()> {
+        let m = &mut self.members;
         let Some(f) = self.files.get_mut(rel) else {
             return Err(Error::runner(format!(
                 "{rel} is not a result file of this writer"
             )));
         };
+        // Which groups name each member: `in_group[i * n + g]`, kept from the last line
+        // for every member whose key is the one it had there.
+        let n = f.groups.len();
+        f.keys.truncate(m.len());
+        f.in_group.resize(m.len() * n, false);
+        for (i, (k, _)) in m.iter().enumerate() {
+            if f.keys.get(i).is_some_and(|last| last == k) {
+                continue;
+            }
+            for (g, group) in f.groups.iter().enumerate() {
+                f.in_group[i * n + g] = group.contains(&k);
+            }
+            match f.keys.get_mut(i) {
+                Some(last) => {
+                    last.clear();
+                    last.push_str(k);
+                }
+                None => f.keys.push(k.to_string()),
+            }
+        }
         // Each group's members (those not taken by an earlier group), as `{"k":v,...}` in
         // key order; shared ones leave the line.
         self.taken.clear();
         self.taken.resize(m.len(), false);
         self.ids.clear();
-        for (group, memo) in f.groups.iter().zip(f.memo.iter_mut()) {
+        for (g, memo) in f.memo.iter_mut().enumerate() {
             let text = &mut self.group;
             text.clear();
             text.push(b'{');
             for (i, (k, v)) in m.iter().enumerate() {
-                if !self.taken[i] && group.contains(&k) {
+                if !self.taken[i] && f.in_group[i * n + g] {
                     if text.len() > 1 {
                         text.push(b',');
                     }
@@ -425,8 +477,8 @@ impl<W: Write> ResultWriter<W> {
                 }
             };
             if let Some(id) = shared {
-                for (i, (k, _)) in m.iter().enumerate() {
-                    if group.contains(&k) {
+                for i in 0..m.len() {
+                    if f.in_group[i * n + g] {
                         self.taken[i] = true;
                     }
                 }

@@ -16,6 +16,7 @@ use crate::load::LoadedPlan;
 use crate::model::registry::Driver;
 use crate::model::results::{Lane, OracleVerdict, PathWitness, RunEvent};
 use crate::sandbox::compile::{self, CompileContext, CompileHost, CompiledProfile};
+pub use crate::sandbox::oracle::LastPrediction;
 use crate::sandbox::oracle::{self, OracleInput};
 use crate::sandbox::vars::Vars;
 
@@ -42,25 +43,45 @@ pub fn oracle_lane(
 /// The oracle lane of one scenario (`None`: its profile was not compiled, or the lane is
 /// off): what [`oracle_lane`] computes for each, for a run that streams its results.
 pub fn oracle_one(setup: &RunSetup, loaded: &LoadedPlan, sc: &ScenarioRun) -> OracleOutput {
-    if !loaded.plan.lanes.oracle {
-        return None;
+    let mut last = LastPrediction::default();
+    if oracle_one_into(setup, loaded, sc, &mut last) {
+        last.take()
+    } else {
+        None
     }
-    setup.compiled.get(sc.spec.profile_id.as_str()).map(|c| {
-        oracle_for(
-            sc,
-            c,
-            &OracleEnv {
-                scratch: &setup.scratch,
-                base_vars: &setup.base_vars,
-                clean: setup.clean,
-                runner_home: setup.runner_home.as_deref(),
-                runner_env: &setup.runner_env,
-                host: &setup.host,
-                profile: loaded.profiles.get(&sc.spec.profile_id),
-                profiles_file: &loaded.registry.profiles_path,
-            },
-        )
-    })
+}
+
+/// [`oracle_one`] into `last` (false: no verdict): the last prediction is reused when it
+/// predicts the same ([`oracle::predict_reusing`]), so a run streaming its results keeps
+/// one `LastPrediction` for its scenarios and reads each verdict from it.
+pub fn oracle_one_into<'a>(
+    setup: &'a RunSetup,
+    loaded: &LoadedPlan,
+    sc: &ScenarioRun,
+    last: &mut LastPrediction<'a>,
+) -> bool {
+    if !loaded.plan.lanes.oracle {
+        return false;
+    }
+    let Some(c) = setup.compiled.get(sc.spec.profile_id.as_str()) else {
+        return false;
+    };
+    oracle_for(
+        sc,
+        c,
+        &OracleEnv {
+            scratch: &setup.scratch,
+            base_vars: &setup.base_vars,
+            clean: setup.clean,
+            runner_home: setup.runner_home.as_deref(),
+            runner_env: &setup.runner_env,
+            host: &setup.host,
+            profile: loaded.profiles.get(&sc.spec.profile_id),
+            profiles_file: &loaded.registry.profiles_path,
+        },
+        last,
+    );
+    true
 }
 
 /// What the oracle needs besides the scenario and the compiled profile.
@@ -75,12 +96,13 @@ struct OracleEnv<'a> {
     profiles_file: &'a Path,
 }
 
-/// The oracle for one scenario, with its own scratch directory and fixtures.
-fn oracle_for(
+/// The oracle for one scenario, with its own scratch directory and fixtures, into `last`.
+fn oracle_for<'c>(
     sc: &ScenarioRun,
-    c: &CompiledProfile,
+    c: &'c CompiledProfile,
     env: &OracleEnv<'_>,
-) -> (OracleVerdict, Vec<PathWitness>) {
+    last: &mut LastPrediction<'c>,
+) {
     let OracleEnv {
         scratch,
         base_vars,
@@ -143,29 +165,21 @@ fn oracle_for(
     }
     // Rules on the child's scratch directory: compile again against the oracle's own
     // scratch directory, now that its fixtures exist (as the scenario lane does per child).
-    let per_child;
-    let c = match (c.per_child, env.profile) {
-        (true, Some(profile)) => {
-            let ctx = CompileContext {
-                host: env.host,
-                vars: &vars,
-                before_child: false,
-            };
-            match compile::compile(&c.profile_id, profile, env.profiles_file, &ctx) {
-                Ok(x) => {
-                    per_child = x;
-                    &per_child
-                }
-                Err(e) => {
-                    notes.push(format!(
-                        "the profile could not be compiled for the oracle: {e}"
-                    ));
-                    c
-                }
-            }
+    let mut per_child = None;
+    if let (true, Some(profile)) = (c.per_child, env.profile) {
+        let ctx = CompileContext {
+            host: env.host,
+            vars: &vars,
+            before_child: false,
+        };
+        match compile::compile(&c.profile_id, profile, env.profiles_file, &ctx) {
+            Ok(x) => per_child = Some(x),
+            Err(e) => notes.push(format!(
+                "the profile could not be compiled for the oracle: {e}"
+            )),
         }
-        _ => c,
-    };
+    }
+    let profile = per_child.as_ref().unwrap_or(c);
     let target = sc.probe.target.as_ref().and_then(|t| vars.expand(t).ok());
     let destination = sc
         .probe
@@ -180,8 +194,9 @@ fn oracle_for(
             .and_then(|a| a.first())
             .and_then(|a| vars.expand(a).ok());
         let path_var = if clean {
-            c.env.set.get("PATH").cloned().or_else(|| {
-                c.env
+            profile.env.set.get("PATH").cloned().or_else(|| {
+                profile
+                    .env
                     .pass
                     .iter()
                     .any(|p| p == "PATH")
@@ -203,21 +218,25 @@ fn oracle_for(
     } else {
         None
     };
-    let (mut v, w) = oracle::predict(
-        c,
-        &OracleInput {
-            scenario_id: &sc.spec.scenario_id,
-            probe_id: sc.spec.probe_id.as_str(),
-            operation: sc.probe.operation,
-            driver: sc.probe.driver,
-            target: target.as_deref(),
-            destination: destination.as_deref(),
-            program: program.as_deref(),
-            base: &dir,
-        },
-    );
-    v.notes.extend(notes);
-    (v, w)
+    let input = OracleInput {
+        scenario_id: &sc.spec.scenario_id,
+        probe_id: sc.spec.probe_id.as_str(),
+        operation: sc.probe.operation,
+        driver: sc.probe.driver,
+        target: target.as_deref(),
+        destination: destination.as_deref(),
+        program: program.as_deref(),
+        base: &dir,
+    };
+    // A profile compiled for this scenario alone is not the run's: never reused.
+    match &per_child {
+        Some(p) => {
+            let (v, w) = oracle::predict(p, &input);
+            last.set(v, w);
+        }
+        None => oracle::predict_reusing(c, &input, last),
+    }
+    last.add_notes(notes);
 }
 
 /// The name, beneath `<scratch>/oracle`, of the run's one empty oracle directory (no

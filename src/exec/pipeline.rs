@@ -650,23 +650,28 @@ impl<'a> Pipeline<'a> {
             window: Some(REORDER_WINDOW),
         };
         let scenarios = self.scenarios;
+        let mut last = oracle::LastPrediction::default();
         let mut release = |si: usize,
                            b: Option<crate::model::results::Observation>,
                            s: Option<crate::model::results::Observation>,
                            sink: &mut dyn EventSink| {
             let sc = scenarios.get(si);
-            let mut computed = oracle::oracle_one(self.setup, self.loaded, &sc);
-            if let Some((_, w)) = &mut computed {
-                // The order `path_witnesses.jsonl` promises (and the gathering path's
-                // `assemble::split_oracle` gives): role, then requested path.
-                w.sort();
-                w.dedup();
-            }
-            if let Some((v, _)) = &computed {
-                sink.event(&oracle::oracle_event(&sc, v));
-            }
-            let (o, w) = match &computed {
-                Some((v, w)) => (Some(v), w.as_slice()),
+            // The last prediction, reused when the next one predicts the same (a plan's
+            // exec probes of one program under one profile).
+            let computed = if oracle::oracle_one_into(self.setup, self.loaded, &sc, &mut last) {
+                last.get_mut()
+            } else {
+                None
+            };
+            let (o, w) = match computed {
+                Some((v, w)) => {
+                    // The order `path_witnesses.jsonl` promises (and the gathering path's
+                    // `assemble::split_oracle` gives): role, then requested path.
+                    w.sort();
+                    w.dedup();
+                    sink.event(&oracle::oracle_event(&sc, v));
+                    (Some(&*v), w.as_slice())
+                }
                 None => (None, &[][..]),
             };
             let row = asm.scenario(&sc, b.as_ref(), s.as_ref(), o);

@@ -545,6 +545,84 @@ pub struct ScenarioLines<'a> {
 pub struct ResultStream<'b> {
     bundle: &'b StagedBundle,
     w: ResultWriter<BufWriter<StagedFile<'b>>>,
+    verdicts: VerdictLines,
+}
+
+/// The oracle's lines, each serialized whole only when it differs from the last one
+/// serialized in more than its scenario and probe ids: most scenarios of a plan repeat
+/// their neighbour's verdict (one program, one target, one profile) but for those, and
+/// the verdict (its checks, reasons and cited rules) is most of a scenario's JSON.
+#[derive(Debug, Default)]
+pub struct VerdictLines {
+    /// The last verdict serialized whole, and its members.
+    last: Option<OracleVerdict>,
+    members: json::Members,
+}
+
+/// A verdict's ids, serialized under the names [`OracleVerdict`] gives them.
+#[derive(serde::Serialize)]
+struct VerdictIds<'a> {
+    scenario_id: &'a str,
+    probe_id: &'a str,
+}
+
+/// True if `a` and `b` are equal in every field but the scenario and probe ids (every
+/// field named: a field added to the verdict does not compile here until it is compared).
+fn same_but_ids(a: &OracleVerdict, b: &OracleVerdict) -> bool {
+    let OracleVerdict {
+        scenario_id: _,
+        probe_id: _,
+        profile_id,
+        operation,
+        decision,
+        reason,
+        rule,
+        checks,
+        blockers,
+        notes,
+    } = a;
+    *decision == b.decision
+        && *operation == b.operation
+        && *reason == b.reason
+        && *rule == b.rule
+        && *checks == b.checks
+        && *blockers == b.blockers
+        && *notes == b.notes
+        && *profile_id == b.profile_id
+}
+
+impl VerdictLines {
+    /// Append `v`'s line to `rel` of `w` under `key`: the bytes [`ResultWriter::line`]
+    /// writes for it.
+    pub fn line<W: std::io::Write>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        rel: &str,
+        key: &str,
+        v: &OracleVerdict,
+    ) -> Result<()> {
+        if !self.last.as_ref().is_some_and(|last| same_but_ids(last, v)) {
+            // Out while the members are refilled: kept again only once they are `v`'s.
+            let mut last = self.last.take();
+            let object = self
+                .members
+                .fill(v)
+                .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
+            if !object {
+                return w.line(rel, key, v);
+            }
+            match &mut last {
+                Some(l) => l.clone_from(v),
+                None => last = Some(v.clone()),
+            }
+            self.last = last;
+        }
+        let ids = VerdictIds {
+            scenario_id: &v.scenario_id,
+            probe_id: &v.probe_id,
+        };
+        w.line_over(rel, key, &ids, &self.members)
+    }
 }
 
 impl<'b> ResultStream<'b> {
@@ -554,7 +632,11 @@ impl<'b> ResultStream<'b> {
         for (rel, groups) in LINE_FILES {
             w.add_file(rel, BufWriter::new(bundle.create_file(rel)?), groups);
         }
-        Ok(Self { bundle, w })
+        Ok(Self {
+            bundle,
+            w,
+            verdicts: VerdictLines::default(),
+        })
     }
 
     /// Append one scenario's lines.
@@ -567,7 +649,7 @@ impl<'b> ResultStream<'b> {
             self.w.line(RUNTIME_RESULTS, key, o)?;
         }
         if let Some(v) = s.oracle {
-            self.w.line(ORACLE_RESULTS, key, v)?;
+            self.verdicts.line(&mut self.w, ORACLE_RESULTS, key, v)?;
         }
         for w in s.witnesses {
             self.w.line(PATH_WITNESSES, &w.scenario_id, w)?;
@@ -863,5 +945,127 @@ mod tests {
                 "{n} entries"
             );
         }
+    }
+
+    /// A verdict of the shapes the oracle makes: ids, a few checks with reasons and cited
+    /// rules (strings to escape among them), blockers and notes sometimes.
+    fn gen_verdict(r: &mut crate::util::testrng::Rng) -> OracleVerdict {
+        use crate::model::registry::Operation;
+        use crate::model::results::{CitedRule, OracleCheck, OracleDecision};
+        let words = [
+            "/usr/bin/true",
+            "a \"quoted\" \\ path",
+            "\u{1}\u{e9}",
+            "",
+            "rule 0",
+        ];
+        let decision = |r: &mut crate::util::testrng::Rng| {
+            *r.pick(&[
+                OracleDecision::Allow,
+                OracleDecision::Deny,
+                OracleDecision::NotEnforceable,
+            ])
+        };
+        let rule = |r: &mut crate::util::testrng::Rng| CitedRule {
+            kind: (*r.pick(&["fs", "absent", "unhandled"])).to_string(),
+            index: r.chance(50).then(|| r.below(3u32)),
+            path: r.chance(50).then(|| (*r.pick(&words)).to_string()),
+            resolved_path: r.chance(30).then(|| (*r.pick(&words)).to_string()),
+            access: (0..r.below(3usize))
+                .map(|_| (*r.pick(&["read", "exec"])).to_string())
+                .collect(),
+            port: r.chance(10).then(|| r.below(65_535u16)),
+        };
+        let checks = (0..r.below(4usize))
+            .map(|_| OracleCheck {
+                right: (*r.pick(&["read-file", "execute"])).to_string(),
+                on: (*r.pick(&words)).to_string(),
+                role: (*r.pick(&["program", "library"])).to_string(),
+                decision: decision(r),
+                reason: (*r.pick(&words)).to_string(),
+                rule: rule(r),
+            })
+            .collect();
+        let probe = format!("p{}", r.below(40u32));
+        OracleVerdict {
+            scenario_id: format!("{}:{probe}", r.pick(&["a", "b"])),
+            profile_id: (*r.pick(&["a", "b"])).to_string(),
+            probe_id: probe,
+            operation: *r.pick(&[Operation::Exec, Operation::FileRead]),
+            decision: decision(r),
+            reason: (*r.pick(&words)).to_string(),
+            rule: rule(r),
+            checks,
+            blockers: (0..r.below(2usize))
+                .map(|_| (*r.pick(&["fs.read_file", "fs.execute"])).to_string())
+                .collect(),
+            notes: (0..r.below(2usize))
+                .map(|_| (*r.pick(&words)).to_string())
+                .collect(),
+        }
+    }
+
+    /// Seeded sequences of verdicts, most repeating an earlier one but for their ids, some
+    /// changed in one field: the oracle's lines written through [`VerdictLines`] (the
+    /// repeated members reused) are byte for byte those of [`ResultWriter::line`], with the
+    /// same shared values, under shared-value caps that fill.
+    #[test]
+    fn verdict_lines_reusing_members_are_the_whole_serializations_bytes() {
+        use crate::util::testrng::Rng;
+        let mut reused = 0;
+        for seed in 0..40u64 {
+            let mut r = Rng(seed);
+            let cap = *r.pick(&[lines::MAX_SHARED_VALUES, 3, 0]);
+            let groups = LINE_FILES
+                .iter()
+                .find(|(f, _)| *f == ORACLE_RESULTS)
+                .map(|(_, g)| *g)
+                .unwrap();
+            let mut fast = ResultWriter::new(cap);
+            fast.add_file(ORACLE_RESULTS, Vec::new(), groups);
+            let mut slow = ResultWriter::new(cap);
+            slow.add_file(ORACLE_RESULTS, Vec::new(), groups);
+            let mut verdicts = VerdictLines::default();
+            let mut pool: Vec<OracleVerdict> = (0..3).map(|_| gen_verdict(&mut r)).collect();
+            let mut prev = gen_verdict(&mut r);
+            for i in 0..200 {
+                // Mostly the previous scenario's verdict again (a run of one program).
+                let mut v = if r.chance(70) {
+                    prev.clone()
+                } else {
+                    r.pick(&pool).clone()
+                };
+                let fresh = gen_verdict(&mut r);
+                match r.below(10u32) {
+                    0 => v = fresh,
+                    1 => v.reason = fresh.reason,
+                    2 => v.checks = fresh.checks,
+                    3 => v.notes = fresh.notes,
+                    4 => v.profile_id = fresh.profile_id,
+                    _ => {
+                        v.scenario_id = fresh.scenario_id;
+                        v.probe_id = fresh.probe_id;
+                    }
+                }
+                if r.chance(5) {
+                    pool.push(v.clone());
+                }
+                let key = format!("s{i:05}");
+                let hit = verdicts.last.as_ref().is_some_and(|l| same_but_ids(l, &v));
+                reused += usize::from(hit);
+                verdicts.line(&mut fast, ORACLE_RESULTS, &key, &v).unwrap();
+                slow.line(ORACLE_RESULTS, &key, &v).unwrap();
+                prev = v;
+            }
+            let (a, da) = fast.finish(2).unwrap();
+            let (b, db) = slow.finish(2).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&a[ORACLE_RESULTS]),
+                String::from_utf8_lossy(&b[ORACLE_RESULTS]),
+                "seed {seed}"
+            );
+            assert_eq!(da, db, "seed {seed}");
+        }
+        assert!(reused > 2500, "reused {reused}");
     }
 }

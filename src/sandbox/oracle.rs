@@ -76,12 +76,127 @@ pub struct OracleInput<'a> {
 /// (`program_facts`, [`crate::util::fsmemo`]): the answer reading afresh gives. The
 /// profile's decisions on those facts are made for every prediction.
 pub fn predict(c: &CompiledProfile, input: &OracleInput<'_>) -> (OracleVerdict, Vec<PathWitness>) {
-    paths::one_view(|| predict_in_view(c, input))
+    paths::one_view(|| predict_in_view(c, input, None))
 }
 
+/// The last prediction made through [`predict_reusing`] (or [`LastPrediction::set`]), and
+/// what it was made from when that is everything it depends on: the profile (borrowed for
+/// `'c`, so no other profile can take its place while it is kept), an exec probe's
+/// operation, program and base directory, and the program's facts — the very `Rc` the
+/// memo of program facts answered ([`program_facts`]: reused only when every lookup it
+/// was read from answers the identical identity; a fresh reading is a new `Rc`, and the
+/// one kept here cannot be freed and its address reused). An exec probe without a target
+/// reads nothing else from the filesystem, and every other step of its prediction is a
+/// function of those, so an equal key predicts the identical verdict and witnesses but
+/// for the scenario and probe ids, which are rewritten in place (no allocation, nothing
+/// formatted again: a plan's exec probes of one program under one profile).
+#[derive(Debug, Default)]
+pub struct LastPrediction<'c> {
+    key: Option<PredictionKey<'c>>,
+    verdict: Option<OracleVerdict>,
+    witnesses: Vec<PathWitness>,
+    /// Predictions answered by reusing the last one.
+    reused: u64,
+}
+
+#[derive(Debug)]
+struct PredictionKey<'c> {
+    c: &'c CompiledProfile,
+    facts: Rc<ProgramFacts>,
+    operation: Operation,
+    program: PathBuf,
+    base: PathBuf,
+}
+
+impl LastPrediction<'_> {
+    /// Keep `verdict` and `witnesses` as the last prediction, reused by nothing.
+    pub fn set(&mut self, verdict: OracleVerdict, witnesses: Vec<PathWitness>) {
+        self.key = None;
+        self.verdict = Some(verdict);
+        self.witnesses = witnesses;
+    }
+
+    /// Append notes to the last verdict (which is then reused by nothing).
+    pub fn add_notes(&mut self, notes: Vec<String>) {
+        if notes.is_empty() {
+            return;
+        }
+        self.key = None;
+        if let Some(v) = &mut self.verdict {
+            v.notes.extend(notes);
+        }
+    }
+
+    /// The last verdict and its witnesses (`None` before any prediction).
+    pub fn get_mut(&mut self) -> Option<(&mut OracleVerdict, &mut Vec<PathWitness>)> {
+        self.verdict.as_mut().map(|v| (v, &mut self.witnesses))
+    }
+
+    /// Take the last verdict and its witnesses out.
+    pub fn take(&mut self) -> Option<(OracleVerdict, Vec<PathWitness>)> {
+        self.key = None;
+        self.verdict
+            .take()
+            .map(|v| (v, std::mem::take(&mut self.witnesses)))
+    }
+}
+
+/// [`predict`], into `last` (read it with [`LastPrediction::get_mut`]): the same verdict
+/// and witnesses, byte for byte, with the last prediction reused when its key is equal
+/// (see [`LastPrediction`]).
+pub fn predict_reusing<'c>(
+    c: &'c CompiledProfile,
+    input: &OracleInput<'_>,
+    last: &mut LastPrediction<'c>,
+) {
+    paths::one_view(|| {
+        let program = input.program.filter(|_| {
+            input.driver == Driver::Exec && input.target.is_none() && input.destination.is_none()
+        });
+        let Some(program) = program else {
+            let (v, w) = predict_in_view(c, input, None);
+            last.set(v, w);
+            return;
+        };
+        // What `Oracle::program` reads first, read here (in the same view) to key the memo.
+        let facts = program_facts(Path::new(&*program.to_string_lossy()), input.base, true);
+        let same = last.key.as_ref().is_some_and(|k| {
+            std::ptr::eq(k.c, c)
+                && Rc::ptr_eq(&k.facts, &facts)
+                && k.operation == input.operation
+                && k.program.as_os_str() == program.as_os_str()
+                && k.base.as_os_str() == input.base.as_os_str()
+        });
+        if same && let Some(v) = &mut last.verdict {
+            v.scenario_id.clear();
+            v.scenario_id.push_str(input.scenario_id);
+            v.probe_id.clear();
+            v.probe_id.push_str(input.probe_id);
+            for w in &mut last.witnesses {
+                w.scenario_id.clear();
+                w.scenario_id.push_str(input.scenario_id);
+            }
+            last.reused += 1;
+            return;
+        }
+        let (v, w) = predict_in_view(c, input, Some(Rc::clone(&facts)));
+        last.set(v, w);
+        last.key = Some(PredictionKey {
+            c,
+            facts,
+            operation: input.operation,
+            program: program.to_path_buf(),
+            base: input.base.to_path_buf(),
+        });
+    });
+}
+
+/// The prediction, in the current view; `facts`: the program's facts when the caller
+/// already read them (in this view), as [`Oracle::program`] would.
 fn predict_in_view(
     c: &CompiledProfile,
     input: &OracleInput<'_>,
+    facts: Option<Rc<ProgramFacts>>,
 ) -> (OracleVerdict, Vec<PathWitness>) {
     let mut o = Oracle {
         c,
@@ -93,7 +208,10 @@ fn predict_in_view(
     if input.driver == Driver::Exec
         && let Some(program) = input.program
     {
-        o.program(program, "program");
+        match facts {
+            Some(f) => o.program_from(&f, "program"),
+            None => o.program(program, "program"),
+        }
     }
     o.operation();
     if let Some(e) = &c.apply_error {
@@ -430,6 +548,11 @@ impl Oracle<'_> {
             self.input.base,
             true,
         );
+        self.program_from(&facts, role);
+    }
+
+    /// [`Oracle::program`] from the program's facts.
+    fn program_from(&mut self, facts: &ProgramFacts, role: &str) {
         self.witness(&facts.program, role);
         self.execve(&facts.program.canonical, &facts.execve, role);
         for (r, ancestry) in &facts.libraries {
@@ -1748,10 +1871,15 @@ mod tests {
             });
             let mut mounted = false;
             let mut mounts = 0;
+            // One last prediction for the whole test, as a streamed run keeps it: reused
+            // only when it predicts what reading afresh does.
+            let mut last = LastPrediction::default();
+            let mut reused = 0u64;
             let programs = programs(&root);
             let bases = [root.clone(), root.join("links")];
             for seed in 0..3u64 {
                 let mut rng = crate::util::testrng::Rng(seed);
+                let mut ids = crate::util::testrng::Rng(seed + 1000);
                 for step in 0..60 {
                     let change = if step == 0 {
                         "none".to_string()
@@ -1782,6 +1910,27 @@ mod tests {
                                     memo, fresh,
                                     "seed {seed} step {step} after `{change}`: {input:?}"
                                 );
+                                // The same ask under other ids, twice: the second reuses
+                                // the first unless something changed.
+                                for _ in 0..2 {
+                                    let probe = format!("q{}", ids.below(50));
+                                    let scenario = format!("s{}:{probe}", ids.below(3));
+                                    let ask = OracleInput {
+                                        scenario_id: &scenario,
+                                        probe_id: &probe,
+                                        ..input.clone()
+                                    };
+                                    let before = last.reused;
+                                    predict_reusing(c, &ask, &mut last);
+                                    reused += last.reused - before;
+                                    let fresh = uncached(|| predict(c, &ask));
+                                    let got = last.get_mut().map(|(v, w)| (v.clone(), w.clone()));
+                                    assert_eq!(
+                                        got,
+                                        Some(fresh),
+                                        "seed {seed} step {step} after `{change}`: {ask:?}"
+                                    );
+                                }
                             }
                         }
                     }
@@ -1793,6 +1942,10 @@ mod tests {
             }
             let stats = memo_stats();
             assert!(stats.hits > 500, "{stats:?}");
+            assert!(
+                reused > 100,
+                "the last prediction was reused {reused} times"
+            );
             assert!(stats.stale > 20, "{stats:?}");
             if own_ns {
                 assert!(mounts > 0, "no tmpfs was mounted");

@@ -101,6 +101,33 @@ impl Members {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         (0..self.len()).map(|i| self.get(i))
     }
+
+    /// Add every member of `base` whose key none of these members has (theirs win), in
+    /// key order: the members of the object `base` is the serialization of, with these
+    /// members' values put in. So when `self` was filled from an object with a few of
+    /// the fields of a larger one (the same names), and every other field of the larger
+    /// one equals that of the object `base` was filled from, the result is exactly what
+    /// [`Members::fill`] gives for the larger one — without serializing it again.
+    pub fn overlay_on(&mut self, base: &Members) {
+        let own = self.ents.len();
+        for i in 0..base.len() {
+            let (k, v) = base.get(i);
+            let taken = self.ents[..own]
+                .binary_search_by(|e| self.keys[e.key.0..e.key.1].cmp(k))
+                .is_ok();
+            if taken {
+                continue;
+            }
+            let key = push_key(&mut self.keys, k);
+            let start = self.vals.len();
+            self.vals.extend_from_slice(v);
+            let end = self.vals.len();
+            self.ents.push(Ent { key, start, end });
+        }
+        if self.ents.len() > own {
+            sort_entries(&self.keys, &mut self.ents, 0);
+        }
+    }
 }
 
 fn push_key(keys: &mut String, k: &str) -> (usize, usize) {
