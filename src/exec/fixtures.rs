@@ -77,14 +77,7 @@ impl Scratch {
     /// quarter millisecond an ext4 `mkdir` can), else the system temp dir.
     pub fn default_parent() -> PathBuf {
         let shm = Path::new("/dev/shm");
-        let writable = {
-            use std::os::unix::ffi::OsStrExt;
-            std::ffi::CString::new(shm.as_os_str().as_bytes()).is_ok_and(|c| {
-                // SAFETY: a valid C string.
-                unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-            })
-        };
-        if shm.is_dir() && writable {
+        if shm.is_dir() && crate::util::fsx::may_access(shm, libc::W_OK | libc::X_OK) {
             shm.to_path_buf()
         } else {
             std::env::temp_dir()
@@ -134,14 +127,7 @@ impl Scratch {
                 mode & 0o7777
             )));
         }
-        let writable = {
-            use std::os::unix::ffi::OsStrExt;
-            std::ffi::CString::new(canon.as_os_str().as_bytes()).is_ok_and(|c| {
-                // SAFETY: a valid C string.
-                unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-            })
-        };
-        if !writable {
+        if !crate::util::fsx::may_access(&canon, libc::W_OK | libc::X_OK) {
             return Err(bad("the runner cannot create directories in it".into()));
         }
         Ok(canon)

@@ -70,27 +70,19 @@ pub fn landlock_abi() -> Result<u8, String> {
 
 fn pids_cgroup() -> Option<String> {
     let v1 = Path::new("/sys/fs/cgroup/pids");
-    if v1.join("cgroup.procs").exists() && writable(v1) {
+    if v1.join("cgroup.procs").exists() && crate::util::fsx::may_access(v1, libc::W_OK) {
         return Some(v1.display().to_string());
     }
     for v2 in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let p = Path::new(v2);
         let controllers = std::fs::read_to_string(p.join("cgroup.controllers")).unwrap_or_default();
-        if controllers.split_whitespace().any(|c| c == "pids") && writable(p) {
+        if controllers.split_whitespace().any(|c| c == "pids")
+            && crate::util::fsx::may_access(p, libc::W_OK)
+        {
             return Some(p.display().to_string());
         }
     }
     None
-}
-
-fn writable(p: &Path) -> bool {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: valid C string.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 #[cfg(test)]

@@ -15,6 +15,17 @@ use std::path::{Path, PathBuf};
 use super::nofollow::Dir;
 use crate::{Error, Result};
 
+/// Whether this process may access `path` as `mode` (`libc::W_OK | libc::X_OK`: create
+/// entries in a directory) by `access(2)`, which checks with the real ids; false for a
+/// path holding a NUL byte.
+pub fn may_access(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).is_ok_and(|c| {
+        // SAFETY: a valid C string.
+        unsafe { libc::access(c.as_ptr(), mode) == 0 }
+    })
+}
+
 /// Read a whole file as bytes (user input: a missing file is exit 2).
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io_input("read", path, e))
