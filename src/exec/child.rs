@@ -220,6 +220,7 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
         server,
         ended: ended_at_start,
         pidfd: made_pidfd,
+        parent_children,
     } = match start_child(spec, cgroup) {
         Ok(x) => x,
         Err(ended) => return failed_before_spawn(start, ended),
@@ -253,7 +254,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // replaced, as soon as this child left anything in it or timed out; else it holds
     // nothing of this child once it is reaped.
     //
-    // The namespace's own listing proves in two or three system calls that it holds
+    // The cloning thread's and the init's `children` files (an exec child's: two `pread`s,
+    // `NsInit::holds_nothing_but`), else the namespace's own listing, prove that it holds
     // nothing but its init and this child (`NsInit::holds_only_the_child`); only when it
     // holds more is everything listed. It lists every process of the namespace, wherever
     // it was re-parented or whatever cgroup it moved to, so then nothing of this child is
@@ -261,7 +263,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // read; a cgroup of the child's own (a process limit) is emptied as before.
     let mut ns_clean = false;
     let sweep = if let Some(init) = &spec.ns_init {
-        ns_clean = init.holds_only_the_child() == Some(true);
+        ns_clean = parent_children.is_some_and(|fd| init.holds_nothing_but(fd, pid))
+            || init.holds_only_the_child() == Some(true);
         let survivors = if ns_clean {
             Vec::new()
         } else {
@@ -600,6 +603,9 @@ struct Started<'a> {
     ended: bool,
     /// A pidfd of it, if its clone made one.
     pidfd: Option<OwnedFd>,
+    /// The `children` file of the runner thread that cloned it
+    /// ([`spawn::Spawned::parent_children`]).
+    parent_children: Option<RawFd>,
 }
 
 /// How long a fork server may hold its `started` reply for a child with `timeout`: a
@@ -648,6 +654,7 @@ fn start_child<'a>(
                     server: Some(&**server),
                     ended: l.ended,
                     pidfd: None,
+                    parent_children: None,
                 });
             }
             Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),
@@ -717,6 +724,7 @@ fn exec_child<'a>(
                 server: None,
                 ended: false,
                 pidfd: s.pidfd,
+                parent_children: s.parent_children,
             }),
             Err(SpawnError::Exec(e)) => Err(Ended::SpawnFailed(e)),
             Err(SpawnError::Setup(step, e)) => Err(Ended::SetupFailed(step, e)),
@@ -767,6 +775,7 @@ fn exec_child<'a>(
         server: None,
         ended: false,
         pidfd: None,
+        parent_children: None,
     })
 }
 

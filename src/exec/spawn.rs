@@ -105,6 +105,11 @@ pub struct Spawned {
     /// A pidfd of it, made by the clone itself (`CLONE_PIDFD`); `None` where `clone3` is
     /// not available (the caller opens one).
     pub pidfd: Option<OwnedFd>,
+    /// The `children` file of the thread that cloned it (its `/proc/thread-self/children`,
+    /// opened once per thread and held as long as the thread lives, which outlives its
+    /// worker's call), for `NsInit::holds_nothing_but`; `None` on the runner's main thread
+    /// (whose children file other workers read for orphans) or if it cannot be opened.
+    pub parent_children: Option<RawFd>,
 }
 
 /// Why a spawn did not produce a running program.
@@ -373,6 +378,38 @@ fn clone_child(
         stdout: out_r,
         stderr: err_r,
         pidfd,
+        parent_children: thread_children(),
+    })
+}
+
+thread_local! {
+    /// This thread's `/proc/thread-self/children`, opened at its first spawn.
+    static THREAD_CHILDREN: std::cell::OnceCell<Option<OwnedFd>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// The calling thread's `children` file ([`Spawned::parent_children`]): `None` on the
+/// runner's main thread (orphans are re-parented to it, and other workers sweep them from
+/// its file: what hangs from it is not its one child's alone) or if it cannot be opened.
+fn thread_children() -> Option<RawFd> {
+    THREAD_CHILDREN.with(|c| {
+        c.get_or_init(|| {
+            // SAFETY: gettid and getpid take no argument.
+            if unsafe { libc::gettid() == libc::getpid() } {
+                return None;
+            }
+            // SAFETY: opening this thread's own file, a valid C string.
+            let fd = unsafe {
+                libc::open(
+                    c"/proc/thread-self/children".as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            // SAFETY: a fresh descriptor we own.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .as_ref()
+        .map(AsRawFd::as_raw_fd)
     })
 }
 

@@ -96,6 +96,9 @@ pub struct NsInit {
     /// A directory descriptor of the init's own detached procfs instance (see the module
     /// doc), when the kernel made one; read under the lock (its position is shared).
     procfs: Option<Mutex<OwnedFd>>,
+    /// The init's `children` file in that instance (`1/task/1/children`), opened once:
+    /// read with `pread` by [`NsInit::holds_nothing_but`].
+    children: Option<OwnedFd>,
     pid: u32,
     shared: bool,
     proc_mounted: bool,
@@ -149,9 +152,24 @@ impl Zygote {
             .map_err(|e| format!("the zygote is gone: {e}"))?;
         let (word, fd, procfs) = receive(sock.as_raw_fd())
             .ok_or_else(|| "the zygote gave no init (is it still running?)".to_string())?;
+        // Pid 1 of the instance is the init itself for as long as the namespace lives: the
+        // file can name no other process.
+        let children = procfs.as_ref().and_then(|p| {
+            // SAFETY: openat relative to our directory descriptor, a valid C string.
+            let c = unsafe {
+                libc::openat(
+                    p.as_raw_fd(),
+                    c"1/task/1/children".as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            // SAFETY: a fresh descriptor we own.
+            (c >= 0).then(|| unsafe { OwnedFd::from_raw_fd(c) })
+        });
         Ok(NsInit {
             pidfd: fd,
             procfs: procfs.map(Mutex::new),
+            children,
             pid: word & !PROC_MOUNTED,
             shared,
             proc_mounted: word & PROC_MOUNTED != 0,
@@ -278,6 +296,78 @@ impl NsInit {
         let procfs = self.procfs.as_ref()?.lock().ok()?;
         let pids = list_pids(procfs.as_raw_fd())?;
         Some(pids.len() == 2 && pids.contains(&1))
+    }
+
+    /// The namespace provably holds nothing but the init and the exited `child` (a zombie
+    /// its parent has not reaped), read from two `children` files instead of listing the
+    /// namespace: the file of the runner thread that cloned the child (`parent_children`,
+    /// that thread's `/proc/thread-self/children`: `exec::spawn::Spawned`) lists exactly
+    /// the child, then the init's (`1/task/1/children` of the init's procfs instance,
+    /// opened once) is empty. `false` when either does not hold or cannot be read: the
+    /// caller then lists the namespace ([`NsInit::holds_only_the_child`]). Two system
+    /// calls (`pread`), and no procfs entry
+    /// made for the child's new pid (the listing makes one per child, a dentry and an
+    /// inode: most of its cost).
+    ///
+    /// Why a `true` cannot miss a process of the namespace (or of one nested in it), live,
+    /// exiting or a zombie not reaped yet:
+    ///
+    /// - Follow any such process up its parents (`real_parent`). A parent that exits hands
+    ///   its children to a subreaper among their ancestors in the namespace or to the
+    ///   namespace's init before it becomes a zombie, so the chain stays in the namespace
+    ///   until it leaves it at the init (its top process is in the init's `children`) or at
+    ///   a parent outside. A process of the namespace whose parent is outside was created
+    ///   there by a process outside that entered it (`setns` on a reference to the
+    ///   namespace, with `CAP_SYS_ADMIN` over it), or with `CLONE_PARENT` by a process whose
+    ///   parent is outside. The processes that hold a reference are the runner (only the
+    ///   thread that cloned the child enters it, for that clone), the worker's fork server
+    ///   (idle: its worker runs one child at a time, and every earlier child of the
+    ///   namespace was seen through by this check or the listing) and the zygote (which
+    ///   makes only new namespaces' inits); no probe child can get one (each is in its own
+    ///   worker's PID namespace, whose processes are all it can name, but a builtin
+    ///   `signal-send` helper, which runs its one `kill` and nothing else, and the children
+    ///   of the direct channel, where no child has a PID namespace). So an outside parent
+    ///   is the cloning thread: of the child itself (a zombie now: its children were handed
+    ///   on when it exited) and of what it, or such a sibling, started with `CLONE_PARENT`.
+    /// - The thread's file is read first and lists only the child: nothing else of the
+    ///   namespace hangs from the thread then, and nothing can later (only a live process
+    ///   whose parent is the thread could add one, and the thread clones nothing while its
+    ///   worker is here). So everything of the namespace is in the init's subtree from then
+    ///   on, which nothing leaves but by dying (a re-parented process goes to an ancestor
+    ///   subreaper or the init; a dead one's children go the same way and it stays listed
+    ///   as a zombie until the init reaps it). The init's file, read next, is empty: its
+    ///   subtree is empty, and so is the namespace but for the child.
+    /// - A killed init lists no children, but it is not gone while the child is not
+    ///   reaped: the kernel keeps a dying init until every pid of its namespace is freed,
+    ///   the child's among them, and it kills and reaps everything of its subtree first
+    ///   (what hangs from the thread is killed too, and stays listed as its zombie). The
+    ///   listing says the same of such a namespace (the init is still listed).
+    pub fn holds_nothing_but(&self, parent_children: RawFd, child: u32) -> bool {
+        let Some(init_children) = self.children.as_ref() else {
+            return false;
+        };
+        if self.is_killed() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        // SAFETY: pread into a local buffer of its length, on a descriptor the caller holds.
+        let n = unsafe { libc::pread(parent_children, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let Some(text) = usize::try_from(n)
+            .ok()
+            .filter(|n| *n < buf.len())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+        else {
+            return false;
+        };
+        let mut listed = text.split_ascii_whitespace();
+        if listed.next().and_then(|p| p.parse::<u32>().ok()) != Some(child)
+            || listed.next().is_some()
+        {
+            return false;
+        }
+        // SAFETY: pread into a local buffer (one byte: any is too many), on our descriptor.
+        let n = unsafe { libc::pread(init_children.as_raw_fd(), buf.as_mut_ptr().cast(), 1, 0) };
+        n == 0
     }
 
     /// What a child left behind in the namespace: every live process but the init and the

@@ -99,3 +99,144 @@ fn each_exec_child_is_born_in_the_pid_namespace_its_spec_names() {
         }
     }
 }
+
+/// The processes whose parent is the calling thread (its `/proc/thread-self/children`).
+fn own_children() -> Vec<i32> {
+    std::fs::read_to_string("/proc/thread-self/children")
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// `NsInit::holds_nothing_but` (the two `children` files an exec child's leftover check
+/// reads before it lists the namespace) against what is really left: generated children of
+/// a shared namespace, cloned by this thread as the exec driver's worker clones them,
+/// leaving nothing or some of a background process (re-parented to the init), a double
+/// fork, `setsid`, a sibling started with `CLONE_PARENT` (this thread's child, not the
+/// init's), one such sibling that starts a process and exits at once (it becomes a zombie
+/// of this thread and its child the init's), a nested PID namespace, a process that moves
+/// to another cgroup; checked at once after the child's exit or a generated moment later.
+/// Whenever anything is left the check says no (and so does the listing); when nothing is,
+/// both say yes. Either read skipped fails a case.
+#[test]
+fn the_children_files_never_call_a_namespace_with_leftovers_clean() {
+    use std::os::unix::process::CommandExt;
+    let runner = RunnerPrivileges::current();
+    assert!(
+        runner.euid == 0 && runner.effective & (1 << 21) != 0,
+        "this test needs root with CAP_SYS_ADMIN (setns into the init's namespace)"
+    );
+    let zygote = Zygote::start(&bin()).unwrap();
+    let ns = SharedNs::default();
+    let own = std::fs::File::open("/proc/thread-self/ns/pid").unwrap();
+    let parent_children = std::fs::File::open("/proc/thread-self/children").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&parent_children);
+    let mut rng = Rng(0xC41D_F11E5);
+    let mut kinds = [0usize; 7];
+    let (mut clean, mut left_cases) = (0, 0);
+    for case in 0..40 {
+        let mut parts: Vec<String> = Vec::new();
+        let left = rng.below(3u8) != 0;
+        if left {
+            loop {
+                let k = rng.below(7u8) as usize;
+                kinds[k] += 1;
+                parts.push(
+                    match k {
+                        0 => "(exec >/dev/null 2>&1; sleep 1000) &",
+                        1 => "setsid sleep 1000 >/dev/null 2>&1 &",
+                        2 => "( (sleep 1000 >/dev/null 2>&1 &) & )",
+                        3 => {
+                            "perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) { \
+                             open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; \
+                             exec \"sleep\", \"1000\"; } exit 0'"
+                        }
+                        4 => {
+                            "perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) { \
+                             if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0; } exit 0'"
+                        }
+                        5 => "unshare --pid --fork sleep 1000 >/dev/null 2>&1 &",
+                        _ => {
+                            "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
+                             || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
+                        }
+                    }
+                    .to_string(),
+                );
+                if !rng.chance(35) {
+                    break;
+                }
+            }
+            // Give a background process time to start before the child exits.
+            parts.push("sleep 0.02".into());
+        } else {
+            parts
+                .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
+        }
+        let script = parts.join("\n");
+        let init = ns.get(&zygote).unwrap();
+        // Born in the init's namespace, as the exec driver's clone is; this thread's
+        // children are born in its own again before anything else is started.
+        // SAFETY: setns on descriptors we hold.
+        assert_eq!(unsafe { libc::setns(init.pidfd(), libc::CLONE_NEWPID) }, 0);
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn();
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&own), libc::CLONE_NEWPID) },
+            0
+        );
+        let child = child.unwrap();
+        let pid = child.id();
+        drop(child);
+        // Until it exited (a zombie, not reaped).
+        // SAFETY: zeroed plain data filled by waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child, leaving it unreaped.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(rc, 0);
+        if rng.chance(50) {
+            std::thread::sleep(Duration::from_millis(rng.below(20u64)));
+        }
+        let fast = init.holds_nothing_but(fd, pid);
+        let listed = init.holds_only_the_child();
+        let what = format!("case {case}: `{script}`: fast {fast}, listed {listed:?}");
+        if left {
+            left_cases += 1;
+            assert!(!fast, "{what}");
+            assert_eq!(listed, Some(false), "{what}");
+            init.kill();
+        } else {
+            clean += 1;
+            assert!(fast, "{what}");
+            assert_eq!(listed, Some(true), "{what}");
+        }
+        // Reap the child and what this thread holds of the namespace (killed with it).
+        for p in own_children() {
+            let mut st = 0;
+            // SAFETY: reaping our own children.
+            unsafe { libc::waitpid(p, &raw mut st, 0) };
+        }
+        if left {
+            init.wait_gone(2000);
+        }
+        assert!(own_children().is_empty(), "{what}");
+    }
+    assert!(clean > 5 && left_cases > 5, "{clean} {left_cases}");
+    assert!(kinds.iter().all(|k| *k > 0), "{kinds:?}");
+}
