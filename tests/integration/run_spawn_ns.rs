@@ -121,13 +121,19 @@ fn own_children() -> Vec<i32> {
 /// both say yes. Either read skipped fails a case.
 #[test]
 fn the_children_files_never_call_a_namespace_with_leftovers_clean() {
-    use std::os::unix::process::CommandExt;
     let runner = RunnerPrivileges::current();
     assert!(
         runner.euid == 0 && runner.effective & (1 << 21) != 0,
         "this test needs root with CAP_SYS_ADMIN (setns into the init's namespace)"
     );
+    // The zygote is this thread's child: the children are cloned by another thread (as a
+    // worker clones them), whose only children are they.
     let zygote = Zygote::start(&bin()).unwrap();
+    std::thread::scope(|s| s.spawn(|| clone_and_check(&zygote)).join().unwrap());
+}
+
+fn clone_and_check(zygote: &Zygote) {
+    use std::os::unix::process::CommandExt;
     let ns = SharedNs::default();
     let own = std::fs::File::open("/proc/thread-self/ns/pid").unwrap();
     let parent_children = std::fs::File::open("/proc/thread-self/children").unwrap();
@@ -175,7 +181,7 @@ fn the_children_files_never_call_a_namespace_with_leftovers_clean() {
                 .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
         }
         let script = parts.join("\n");
-        let init = ns.get(&zygote).unwrap();
+        let init = ns.get(zygote).unwrap();
         // Born in the init's namespace, as the exec driver's clone is; this thread's
         // children are born in its own again before anything else is started.
         // SAFETY: setns on descriptors we hold.
