@@ -144,38 +144,38 @@ fn clone_and_check(zygote: &Zygote) {
     for case in 0..40 {
         let mut parts: Vec<String> = Vec::new();
         let left = rng.below(3u8) != 0;
+        // The child itself (perl, exec'd last) clones a sibling with `CLONE_PARENT |
+        // SIGCHLD`: this thread's child, which lives on, or starts a process and exits.
+        let mut sibling = None;
         if left {
             loop {
                 let k = rng.below(7u8) as usize;
                 kinds[k] += 1;
-                parts.push(
-                    match k {
-                        0 => "(exec >/dev/null 2>&1; sleep 1000) &",
-                        1 => "setsid sleep 1000 >/dev/null 2>&1 &",
-                        2 => "( (sleep 1000 >/dev/null 2>&1 &) & )",
-                        3 => {
-                            "perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) { \
-                             open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; \
-                             exec \"sleep\", \"1000\"; } exit 0'"
-                        }
-                        4 => {
-                            "perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) { \
-                             if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0; } exit 0'"
-                        }
-                        5 => "unshare --pid --fork sleep 1000 >/dev/null 2>&1 &",
-                        _ => {
-                            "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
-                             || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
-                        }
-                    }
-                    .to_string(),
-                );
+                match k {
+                    0 => parts.push("(exec >/dev/null 2>&1; sleep 1000) &".into()),
+                    1 => parts.push("setsid sleep 1000 >/dev/null 2>&1 &".into()),
+                    2 => parts.push("( (sleep 1000 >/dev/null 2>&1 &) & )".into()),
+                    3 => sibling = Some("exec \"sleep\", \"1000\";"),
+                    4 => sibling = Some("if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0;"),
+                    5 => parts.push("unshare --pid --fork sleep 1000 >/dev/null 2>&1 &".into()),
+                    _ => parts.push(
+                        "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
+                         || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
+                            .into(),
+                    ),
+                }
                 if !rng.chance(35) {
                     break;
                 }
             }
             // Give a background process time to start before the child exits.
             parts.push("sleep 0.02".into());
+            if let Some(body) = sibling {
+                parts.push(format!(
+                    "exec perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) {{ \
+                     open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; {body} }} exit 0'"
+                ));
+            }
         } else {
             parts
                 .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
