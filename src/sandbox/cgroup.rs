@@ -38,17 +38,41 @@ pub fn scratch_mark(parent: &Path) -> String {
 }
 
 /// Create the run's cgroup directory, with its owner marker and the mark of the parent of
-/// its scratch root.
+/// its scratch root. Both marks or none: a run directory without its owner would never be
+/// swept, and one without its scratch mark would be swept by the default parent's runs
+/// instead of its own, so when a mark cannot be made, what this call made is removed again
+/// and the error names the mark's path (the run then goes on as without a run cgroup).
 pub fn create_run_dir(
     root: &Path,
     run_id: &str,
     scratch_parent: &Path,
 ) -> std::io::Result<PathBuf> {
     let dir = run_dir(root, run_id);
+    let existed = dir.is_dir();
     std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::create_dir(dir.join(format!("{OWNER_PREFIX}{}", std::process::id())));
-    let _ =
-        std::fs::create_dir(dir.join(format!("{SCRATCH_PREFIX}{}", scratch_mark(scratch_parent))));
+    let marks = [
+        dir.join(format!("{OWNER_PREFIX}{}", std::process::id())),
+        dir.join(format!("{SCRATCH_PREFIX}{}", scratch_mark(scratch_parent))),
+    ];
+    let mut made = Vec::new();
+    for mark in &marks {
+        match std::fs::create_dir(mark) {
+            Ok(()) => made.push(mark),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && mark.is_dir() => {}
+            Err(e) => {
+                for m in made {
+                    let _ = std::fs::remove_dir(m);
+                }
+                if !existed {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: cannot mark the run's cgroup: {e}", mark.display()),
+                ));
+            }
+        }
+    }
     Ok(dir)
 }
 
@@ -365,6 +389,95 @@ impl ChildCgroup {
 mod tests {
     use super::*;
     use crate::util::testrng::Rng;
+
+    /// A run's cgroup directory gets both marks or is not made: seeded obstacles (a file, a
+    /// symlink, a directory, or nothing where the run directory and each mark go, the run
+    /// directory there before or not) on a plain directory standing in for the cgroup root.
+    /// Whenever either mark is not a directory afterwards, the call failed, its error names
+    /// that mark, and nothing it made is left.
+    #[test]
+    fn a_run_cgroup_gets_both_marks_or_is_not_made() {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum At {
+            Nothing,
+            File,
+            Symlink,
+            Dir,
+        }
+        const AT: [At; 4] = [At::Nothing, At::File, At::Symlink, At::Dir];
+        fn put(path: &Path, at: At) {
+            match at {
+                At::Nothing => {}
+                At::File => std::fs::write(path, b"x").unwrap(),
+                At::Symlink => std::os::unix::fs::symlink("/nonexistent", path).unwrap(),
+                At::Dir => std::fs::create_dir(path).unwrap(),
+            }
+        }
+        let parent = Path::new("/dev/shm/some-parent");
+        let mut failures = 0;
+        for seed in 0..64u64 {
+            let mut rng = Rng(seed);
+            let root = tempfile::tempdir().unwrap();
+            let dir = run_dir(root.path(), "r1");
+            let pre_dir = rng.chance(60);
+            let (owner_at, scratch_at) = if pre_dir {
+                std::fs::create_dir_all(&dir).unwrap();
+                (*rng.pick(&AT), *rng.pick(&AT))
+            } else {
+                (At::Nothing, At::Nothing)
+            };
+            let owner = dir.join(format!("{OWNER_PREFIX}{}", std::process::id()));
+            let scratch = dir.join(format!("{SCRATCH_PREFIX}{}", scratch_mark(parent)));
+            put(&owner, owner_at);
+            put(&scratch, scratch_at);
+            let before: Vec<_> = listing(root.path());
+            let what =
+                format!("seed {seed}: dir {pre_dir}, owner {owner_at:?}, scratch {scratch_at:?}");
+            match create_run_dir(root.path(), "r1", parent) {
+                Ok(d) => {
+                    assert_eq!(d, dir, "{what}");
+                    assert!(owner.is_dir() && scratch.is_dir(), "{what}");
+                    assert!(
+                        ![owner_at, scratch_at]
+                            .iter()
+                            .any(|a| matches!(a, At::File | At::Symlink)),
+                        "{what}: made with a mark that is not a directory"
+                    );
+                }
+                Err(e) => {
+                    failures += 1;
+                    let bad = if matches!(owner_at, At::File | At::Symlink) {
+                        &owner
+                    } else {
+                        &scratch
+                    };
+                    assert!(
+                        e.to_string().contains(&bad.display().to_string()),
+                        "{what}: {e}"
+                    );
+                    assert_eq!(listing(root.path()), before, "{what}: left what it made");
+                }
+            }
+        }
+        assert!(failures > 0, "no seed put an obstacle in a mark's way");
+    }
+
+    /// Every path under `root`, sorted.
+    fn listing(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(p.clone());
+                }
+                out.push(p);
+            }
+        }
+        out.sort();
+        out
+    }
 
     /// The v1 pids hierarchy when this test may write to it (root), else `None`.
     fn v1_pids_root() -> Option<PathBuf> {

@@ -119,8 +119,14 @@ impl Drop for SweepOnDrop {
 /// [`Project::nx`]).
 pub fn nexusmon(dir: &Path) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.current_dir(dir)
-        .env_remove("NEXUSMON_ROOT")
+    test_env(cmd.current_dir(dir));
+    cmd
+}
+
+/// The environment every test's nexusmon runs with ([`nexusmon`], [`measure`]): none of the
+/// caller's nexusmon or CI variables, this test thread's private scratch parent, no colour.
+fn test_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("NEXUSMON_ROOT")
         .env_remove("NEXUSMON_STATE_DIR")
         .env_remove("NEXUSMON_RUN_ID")
         .env_remove("GITHUB_ACTIONS")
@@ -130,8 +136,7 @@ pub fn nexusmon(dir: &Path) -> Command {
         // their runs; no other test's bundle may depend on whether one of them is running
         // (those tests pass `--kernel-audit` explicitly, which wins over this).
         .env("NEXUSMON_KERNEL_AUDIT", "off")
-        .env("NO_COLOR", "1");
-    cmd
+        .env("NO_COLOR", "1")
 }
 
 /// The result of running the binary.
@@ -803,14 +808,8 @@ pub fn measure(dir: &Path, args: &[&str]) -> Measured {
         .arg("--")
         .arg(bin())
         .args(args)
-        .current_dir(dir)
-        .env_remove("NEXUSMON_ROOT")
-        .env_remove("NEXUSMON_STATE_DIR")
-        .env_remove("NEXUSMON_RUN_ID")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env("NEXUSMON_SCRATCH_PARENT", scratch_parent())
-        .env("NO_COLOR", "1")
+        .current_dir(dir);
+    test_env(&mut cmd)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
