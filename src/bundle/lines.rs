@@ -454,13 +454,13 @@ impl<W: Write> ResultWriter<W> {
                 if self.taken[i] || !f.in_group[i * n + g] {
                     continue;
                 }
-                let (k, v) = m.get(i);
+                let (key, value) = m.get(i);
                 if text.len() > 1 {
                     text.push(b',');
                 }
-                crate::util::json::push_json_str(text, k).map_err(ser)?;
+                crate::util::json::push_json_str(text, key).map_err(ser)?;
                 text.push(b':');
-                text.extend_from_slice(v);
+                text.extend_from_slice(value);
             }
             if text.len() == 1 {
                 continue;

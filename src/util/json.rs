@@ -53,7 +53,7 @@ pub fn write_sorted_pretty_at<T: Serialize + ?Sized>(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let steps = indent.len() / 2;
-    if indent.len() % 2 == 0 && indent.bytes().all(|b| b == b' ') {
+    if indent.len().is_multiple_of(2) && indent.bytes().all(|b| b == b' ') {
         return sorted::write_at(&mut &mut *out, true, steps, value).map_err(std::io::Error::from);
     }
     let mut text = Vec::new();

@@ -1172,7 +1172,7 @@ pub(crate) mod tests {
                 2 => "  \t ".to_string(),
                 _ => "  ".repeat(r.below(7usize)),
             };
-            let even = indent.len() % 2 == 0 && indent.bytes().all(|b| b == b' ');
+            let even = indent.len().is_multiple_of(2) && indent.bytes().all(|b| b == b' ');
             let want = oracle_pretty(&v).map(|mut t| {
                 t.pop();
                 String::from_utf8(t)
