@@ -382,11 +382,7 @@ impl<W: Write> ResultWriter<W> {
     /// `Value` tree, no allocation per member): the bytes of [`Interner::compact`] on
     /// `to_value(item)`'s map, then `serde_json` printing it.
     pub fn line<T: Serialize + ?Sized>(&mut self, rel: &str, key: &str, item: &T) -> Result<()> {
-        if !self.members.fill(item).map_err(ser)? {
-            return Err(Error::runner(format!(
-                "a line of {rel} is not a JSON object"
-            )));
-        }
+        self.fill(rel, item)?;
         self.write_members(rel, key)
     }
 
@@ -401,13 +397,20 @@ impl<W: Write> ResultWriter<W> {
         item: &T,
         base: &crate::util::json::Members,
     ) -> Result<()> {
-        if !self.members.fill(item).map_err(ser)? {
-            return Err(Error::runner(format!(
-                "a line of {rel} is not a JSON object"
-            )));
-        }
+        self.fill(rel, item)?;
         self.members.overlay_on(base);
         self.write_members(rel, key)
+    }
+
+    /// Fill the line's members from `item`, which must serialize as a JSON object.
+    fn fill<T: Serialize + ?Sized>(&mut self, rel: &str, item: &T) -> Result<()> {
+        if self.members.fill(item).map_err(ser)? {
+            Ok(())
+        } else {
+            Err(Error::runner(format!(
+                "a line of {rel} is not a JSON object"
+            )))
+        }
     }
 
     /// Write the line of the members just filled.
@@ -447,15 +450,17 @@ impl<W: Write> ResultWriter<W> {
             let text = &mut self.group;
             text.clear();
             text.push(b'{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if !self.taken[i] && f.in_group[i * n + g] {
-                    if text.len() > 1 {
-                        text.push(b',');
-                    }
-                    crate::util::json::push_json_str(text, k).map_err(ser)?;
-                    text.push(b':');
-                    text.extend_from_slice(v);
+            for i in 0..m.len() {
+                if self.taken[i] || !f.in_group[i * n + g] {
+                    continue;
                 }
+                let (key, value) = m.get(i);
+                if text.len() > 1 {
+                    text.push(b',');
+                }
+                crate::util::json::push_json_str(text, key).map_err(ser)?;
+                text.push(b':');
+                text.extend_from_slice(value);
             }
             if text.len() == 1 {
                 continue;

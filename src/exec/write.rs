@@ -120,7 +120,6 @@ fn write_manifest(
     let probes = std::mem::take(&mut manifest.probes);
     let mut head = serde_json::to_value(manifest)
         .map_err(|e| Error::runner("cannot serialize the run manifest").with_source(e))?;
-    let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     let mut fills: Vec<(&str, json::Fill<'_>)> = Vec::new();
     if !probes.is_empty() {
         head["probes"] = serde_json::Value::Null;
@@ -131,12 +130,9 @@ fn write_manifest(
         fills.push((
             "/selected",
             Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
-                json::pretty_seq(
-                    o,
-                    ind,
-                    b'[',
-                    d.scenarios.iter().map(|s| Ok(quoted(&s.spec.scenario_id))),
-                )
+                json::pretty_items(o, ind, b'[', d.scenarios.iter(), |o, s| {
+                    json_str(o, &s.spec.scenario_id)
+                })
             }),
         ));
     }
@@ -147,32 +143,15 @@ fn write_manifest(
             "/plan/scenarios",
             Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
                 let inner = format!("{ind}  ");
-                let mut body = Vec::new();
-                json::pretty_seq(
-                    o,
-                    ind,
-                    b'{',
-                    matrix.iter().map(|(profile, row)| {
-                        body.clear();
-                        json::pretty_seq(
-                            &mut body,
-                            &inner,
-                            b'{',
-                            row.iter().map(|(probe, e)| {
-                                Ok(format!(
-                                    "{}: {}",
-                                    quoted(probe.as_str()),
-                                    quoted(e.as_str())
-                                ))
-                            }),
-                        )?;
-                        Ok(format!(
-                            "{}: {}",
-                            quoted(profile.as_str()),
-                            String::from_utf8_lossy(&body)
-                        ))
-                    }),
-                )
+                json::pretty_items(o, ind, b'{', matrix.iter(), |o, (profile, row)| {
+                    json_str(o, profile.as_str())?;
+                    o.write_all(b": ")?;
+                    json::pretty_items(o, &inner, b'{', row.iter(), |o, (probe, e)| {
+                        json_str(o, probe.as_str())?;
+                        o.write_all(b": ")?;
+                        json_str(o, e.as_str())
+                    })
+                })
             }),
         ));
     }
@@ -191,21 +170,17 @@ fn write_manifest(
 fn map_fill<T: serde::Serialize + 'static>(entries: BTreeMap<String, T>) -> json::Fill<'static> {
     Box::new(move |o: &mut dyn std::io::Write, ind: &str| {
         let inner = format!("{ind}  ");
-        json::pretty_seq(
-            o,
-            ind,
-            b'{',
-            entries.iter().map(|(key, value)| {
-                let v = serde_json::to_value(value).map_err(std::io::Error::other)?;
-                let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
-                Ok(format!(
-                    "{}: {}",
-                    serde_json::Value::String(key.clone()),
-                    text.replace('\n', &format!("\n{inner}"))
-                ))
-            }),
-        )
+        json::pretty_items(o, ind, b'{', entries.iter(), |o, (key, value)| {
+            json_str(o, key)?;
+            o.write_all(b": ")?;
+            json::write_sorted_pretty_at(value, &inner, o)
+        })
     })
+}
+
+/// `s` as a JSON string.
+fn json_str(o: &mut dyn std::io::Write, s: &str) -> std::io::Result<()> {
+    serde_json::to_writer(o, s).map_err(std::io::Error::from)
 }
 
 /// Key-sorted pretty JSON of the object `head` with the map `entries` (given in key order)
@@ -239,14 +214,10 @@ pub fn pretty_map_doc<K: AsRef<str>, T: serde::Serialize>(
         } else {
             let mut any = false;
             for (name, entry) in entries.by_ref() {
-                let value = serde_json::to_value(&entry).map_err(std::io::Error::other)?;
                 out.write_all(if any { b",\n    " } else { b"{\n    " })?;
-                write!(
-                    out,
-                    "{}: {}",
-                    text(&serde_json::Value::String(name.as_ref().into()), "")?,
-                    text(&value, "    ")?
-                )?;
+                json_str(out, name.as_ref())?;
+                out.write_all(b": ")?;
+                json::write_sorted_pretty_at(&entry, "    ", out)?;
                 any = true;
             }
             out.write_all(if any { b"\n  }" } else { b"{}" })?;
@@ -945,6 +916,56 @@ mod tests {
                 "{n} entries"
             );
         }
+    }
+
+    /// Seeded: the expected matrix's document, written one entry at a time
+    /// (`pretty_map_doc`: each entry's value straight at its indentation), is the whole
+    /// document through `to_sorted_pretty`, for entries of every shape `sorted`'s
+    /// generator makes (nested objects and arrays, escapes, non-string keys, duplicate
+    /// keys), and fails where that fails.
+    #[test]
+    fn a_streamed_map_document_of_generated_entries_is_the_whole_documents_bytes() {
+        use crate::util::json::generated::node;
+        use crate::util::testrng::Rng;
+        let mut r = Rng(0x0e_a7_1c);
+        let (mut ok, mut err) = (0, 0);
+        for case in 0..400 {
+            let entries: Vec<(String, _)> = (0..r.below(5u32))
+                .map(|i| {
+                    (
+                        format!("p{i}:{}", ["a", "q\"x", "\u{e9}"][r.below(3usize)]),
+                        node(&mut r, 4),
+                    )
+                })
+                .collect();
+            let head = serde_json::json!({"schema_version": 2, "plan_id": "d\n"});
+            let mut out = Vec::new();
+            let wrote = pretty_map_doc(
+                &head,
+                "scenarios",
+                entries.iter().map(|(k, v)| (k.as_str(), v)),
+                &mut out,
+            );
+            let whole: Option<serde_json::Map<String, serde_json::Value>> = entries
+                .iter()
+                .map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
+                .collect();
+            let Some(whole) = whole else {
+                assert!(wrote.is_err(), "case {case}: the value path fails");
+                err += 1;
+                continue;
+            };
+            let mut doc = head.clone();
+            doc["scenarios"] = serde_json::Value::Object(whole);
+            assert!(wrote.is_ok(), "case {case}");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(json::to_sorted_pretty(&doc).unwrap()).unwrap(),
+                "case {case}"
+            );
+            ok += 1;
+        }
+        assert!(ok > 100 && err > 5, "ok {ok}, errors {err}");
     }
 
     /// A verdict of the shapes the oracle makes: ids, a few checks with reasons and cited

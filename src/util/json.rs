@@ -41,6 +41,27 @@ pub fn write_sorted_pretty<T: Serialize + ?Sized>(
         .map_err(|e| ser_error(serde_json::Error::io(e)))
 }
 
+/// The pretty sorted JSON of `value` (no trailing newline) as it reads where it sits at
+/// `indent` in a pretty document (`indent`: the indentation of the line it starts on, as
+/// [`Fill`]s and [`pretty_items`] are given it): the bytes of
+/// `serde_json::to_string_pretty(&to_value(value)?)` with every newline followed by
+/// `indent`, written without the tree, the string or the replacement. `indent` is two
+/// spaces per level wherever this module makes one; any other is written that way too.
+pub fn write_sorted_pretty_at<T: Serialize + ?Sized>(
+    value: &T,
+    indent: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let steps = indent.len() / 2;
+    if indent.len().is_multiple_of(2) && indent.bytes().all(|b| b == b' ') {
+        return sorted::write_at(&mut &mut *out, true, steps, value).map_err(std::io::Error::from);
+    }
+    let mut text = Vec::new();
+    sorted::write(&mut text, true, value).map_err(std::io::Error::from)?;
+    let text = String::from_utf8_lossy(&text);
+    out.write_all(text.replace('\n', &format!("\n{indent}")).as_bytes())
+}
+
 /// One compact line of sorted JSON (for JSONL files and NDJSON events), without newline:
 /// the bytes of `serde_json::to_string(&serde_json::to_value(value)?)`.
 pub fn to_sorted_line<T: Serialize + ?Sized>(value: &T) -> Result<String> {
@@ -159,12 +180,27 @@ pub fn pretty_seq(
     open: u8,
     items: impl Iterator<Item = std::io::Result<String>>,
 ) -> std::io::Result<()> {
+    pretty_items(out, indent, open, items, |o, item| {
+        o.write_all(item?.as_bytes())
+    })
+}
+
+/// [`pretty_seq`] with each item written by `write_item` where it goes (after its line's
+/// indentation; an object's item starts with its key) instead of given as a string.
+pub fn pretty_items<I>(
+    out: &mut dyn std::io::Write,
+    indent: &str,
+    open: u8,
+    items: impl Iterator<Item = I>,
+    mut write_item: impl FnMut(&mut dyn std::io::Write, I) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let close = if open == b'[' { b']' } else { b'}' };
     let mut any = false;
     for item in items {
-        let item = item?;
         out.write_all(&[if any { b',' } else { open }, b'\n'])?;
-        write!(out, "{indent}  {item}")?;
+        out.write_all(indent.as_bytes())?;
+        out.write_all(b"  ")?;
+        write_item(&mut *out, item)?;
         any = true;
     }
     if any {

@@ -23,11 +23,19 @@ pub(super) fn write<W: Write, T: Serialize + ?Sized>(
     pretty: bool,
     value: &T,
 ) -> Res<()> {
-    value.serialize(Ser {
-        out,
-        pretty,
-        depth: 0,
-    })
+    write_at(out, pretty, 0, value)
+}
+
+/// [`write`] of a value nested `depth` levels deep in a pretty document: its inner lines
+/// indented by `depth + 1` steps, its closing bracket by `depth` (what a value written at
+/// depth 0 has once every newline of it is followed by `depth` steps of indentation).
+pub(super) fn write_at<W: Write, T: Serialize + ?Sized>(
+    out: &mut W,
+    pretty: bool,
+    depth: usize,
+    value: &T,
+) -> Res<()> {
+    value.serialize(Ser { out, pretty, depth })
 }
 
 struct Ser<'a, W> {
@@ -1145,6 +1153,51 @@ pub(crate) mod tests {
         }
         // Both outcomes were exercised often.
         assert!(ok > 1000 && err > 20, "ok {ok}, errors {err}");
+    }
+
+    /// A value written where it sits in a pretty document (`write_sorted_pretty_at`, the
+    /// manifest's and expected matrix's entries) is the value path's pretty text with every
+    /// newline followed by that indentation: random values at indentations of 0-6 levels
+    /// and at ones that are not two spaces per level (the fallback), errors where the value
+    /// path errs.
+    #[test]
+    fn values_written_at_an_indentation_are_the_value_paths_text_indented() {
+        let mut r = Rng(0x1d_e27a);
+        let (mut ok, mut err, mut odd) = (0, 0, 0);
+        for i in 0..3000 {
+            let v = node(&mut r, if i % 40 == 0 { 9 } else { 4 });
+            let indent = match r.below(10u8) {
+                0 => "\t".to_string(),
+                1 => " ".repeat(1 + 2 * r.below(3usize)),
+                2 => "  \t ".to_string(),
+                _ => "  ".repeat(r.below(7usize)),
+            };
+            let even = indent.len().is_multiple_of(2) && indent.bytes().all(|b| b == b' ');
+            let want = oracle_pretty(&v).map(|mut t| {
+                t.pop();
+                String::from_utf8(t)
+                    .unwrap()
+                    .replace('\n', &format!("\n{indent}"))
+            });
+            let mut got = Vec::new();
+            let wrote = super::super::write_sorted_pretty_at(&v, &indent, &mut got).is_ok();
+            assert_eq!(wrote, want.is_some(), "case {i}, indent {indent:?}");
+            if let Some(w) = want {
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    w,
+                    "case {i}, indent {indent:?}"
+                );
+                ok += 1;
+                odd += usize::from(!even);
+            } else {
+                err += 1;
+            }
+        }
+        assert!(
+            ok > 1000 && err > 20 && odd > 100,
+            "ok {ok}, errors {err}, odd {odd}"
+        );
     }
 
     #[test]
