@@ -722,7 +722,7 @@ pub fn cpu_for_worker(index: usize) -> Option<usize> {
     {
         return None;
     }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+    let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
         // SAFETY: an index below the set's size.
         .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
         .collect();
@@ -735,7 +735,7 @@ pub fn cpu_for_worker(index: usize) -> Option<usize> {
 /// # Safety
 /// Changes the calling thread's affinity: only in the fork server, at its start.
 unsafe fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
-    if cpu >= libc::CPU_SETSIZE as usize {
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
         return None;
     }
     let size = std::mem::size_of::<libc::cpu_set_t>();
@@ -1748,7 +1748,7 @@ mod tests {
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: this thread's own affinity into a local set.
         assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut set) }, 0);
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
             // SAFETY: an index below the set's size.
             .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
             .collect();

@@ -1548,7 +1548,7 @@ fn a_pinned_servers_children_run_where_the_runner_could() {
     // SAFETY: this thread's own affinity into a local set.
     assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut all) }, 0);
     // SAFETY: indices below the set's size.
-    let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+    let allowed: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
         .filter(|c| unsafe { libc::CPU_ISSET(*c, &all) })
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -1583,7 +1583,8 @@ fn a_pinned_servers_children_run_where_the_runner_could() {
             // SAFETY: zeroed plain data.
             let mut s: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             for c in &set2 {
-                libc::CPU_SET(*c, &mut s);
+                // SAFETY: an index below the set's size, into a local set.
+                unsafe { libc::CPU_SET(*c, &mut s) };
             }
             // SAFETY: this thread's own affinity.
             assert_eq!(
@@ -1630,7 +1631,8 @@ fn a_pinned_servers_children_run_where_the_runner_could() {
             std::thread::sleep(Duration::from_millis(5));
         };
         let pinned = set.contains(&cpu);
-        pinned_rounds += usize::from(pinned);
+        // A round a pinned child would fail: the server on one CPU of several.
+        pinned_rounds += usize::from(pinned && set.len() > 1);
         let expect_server = if pinned {
             cpu.to_string()
         } else {
@@ -1652,5 +1654,10 @@ fn a_pinned_servers_children_run_where_the_runner_could() {
         );
         assert!(!server.is_broken());
     }
-    assert!(pinned_rounds > 2, "the generator pins some servers");
+    if allowed.len() > 1 {
+        assert!(
+            pinned_rounds > 1,
+            "the generator pins some servers to one CPU of several"
+        );
+    }
 }
