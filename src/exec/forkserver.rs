@@ -120,8 +120,9 @@
 //!   reads), and each hand-over to a task last run on another CPU wakes that CPU (an
 //!   inter-processor interrupt; in a virtual machine an exit from its idle state): on 2
 //!   cores that cost more than the probe. So each worker's server runs on one CPU of its
-//!   own while there are enough ([`cpu_for_worker`]: the worker's index among the CPUs the
-//!   runner may use; `cpu=N` on its command line, applied at its start), and the worker
+//!   own while there are enough ([`cpu_for_worker`]: the worker's index, offset by the
+//!   runner's pid, among the CPUs the runner may use; `cpu=N` on its command line, applied
+//!   at its start), and the worker
 //!   thread, woken by it, is drawn to that CPU by the scheduler. The server is not where
 //!   a probe runs: each child puts back the CPUs the server could use before it pinned
 //!   itself (the runner's thread's) as its first step, while still on the server's CPU
@@ -708,12 +709,14 @@ fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
     Ok(r)
 }
 
-/// The CPU the fork server of the worker thread numbered `index` runs on: the `index`-th
-/// (modulo their number) of the CPUs the calling thread may run on, so the servers of a
-/// run's workers are spread over them, one per CPU while there are as many CPUs as
-/// workers. `None` when the calling thread may run on one CPU only (nothing to choose) or
-/// its set cannot be read.
+/// The CPU the fork server of the worker thread numbered `index` runs on: the
+/// `(index + this process's pid)`-th (modulo their number) of the CPUs the calling thread
+/// may run on, so the servers of a run's workers are spread over them, one per CPU while
+/// there are as many CPUs as workers, and runs side by side (each `--jobs 1`, say) do not
+/// all start on the same one. `None` when the calling thread may run on one CPU only
+/// (nothing to choose) or its set cannot be read.
 pub fn cpu_for_worker(index: usize) -> Option<usize> {
+    let offset = usize::try_from(std::process::id()).unwrap_or(0);
     // SAFETY: zeroed plain data, filled by the call.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: the calling thread's own affinity into a local set of its size.
@@ -726,7 +729,7 @@ pub fn cpu_for_worker(index: usize) -> Option<usize> {
         // SAFETY: an index below the set's size.
         .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
         .collect();
-    (cpus.len() > 1).then(|| cpus[index % cpus.len()])
+    (cpus.len() > 1).then(|| cpus[index.wrapping_add(offset) % cpus.len()])
 }
 
 /// Pin the calling (single-threaded) process to `cpu`; the set it could run on before, or
@@ -1761,7 +1764,8 @@ mod tests {
                 Some(c) => {
                     assert!(cpus.len() > 1);
                     assert!(cpus.contains(&c));
-                    assert_eq!(c, cpus[index % cpus.len()]);
+                    let pid = usize::try_from(std::process::id()).unwrap();
+                    assert_eq!(c, cpus[(index + pid) % cpus.len()]);
                 }
                 None => assert!(cpus.len() < 2),
             }
