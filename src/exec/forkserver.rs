@@ -927,8 +927,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         fds,
                         &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd(), devnull),
-                        (&stack, bounding, abi, &empty),
-                        affinity.as_ref(),
+                        (&stack, bounding, abi, &empty, affinity.as_ref()),
                     ),
                     None => Served::Reply(refused(0, libc::EINVAL)),
                 }
@@ -1271,8 +1270,13 @@ fn launch(
     fds: Vec<OwnedFd>,
     for_children: &mut ForChildren,
     (alive_r, alive_w, devnull): (RawFd, RawFd, RawFd),
-    (stack, bounding, abi, child_mask): (&ChildStack, u64, Option<u8>, &libc::sigset_t),
-    affinity: Option<&libc::cpu_set_t>,
+    (stack, bounding, abi, child_mask, affinity): (
+        &ChildStack,
+        u64,
+        Option<u8>,
+        &libc::sigset_t,
+        Option<&libc::cpu_set_t>,
+    ),
 ) -> Served {
     let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
