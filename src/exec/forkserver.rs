@@ -115,6 +115,25 @@
 //!   and no child (`exec::child::run_child`). Such a child ran no helper code: it wrote
 //!   nothing and started nothing, and the runner's leak checks ran over it all the same.
 //!
+//! - *The CPU.* A probe hands over between three tasks several times (the worker thread
+//!   sends, the server clones, the child runs and exits, the server replies, the worker
+//!   reads), and each hand-over to a task last run on another CPU wakes that CPU (an
+//!   inter-processor interrupt; in a virtual machine an exit from its idle state): on 2
+//!   cores that cost more than the probe. So each worker's server runs on one CPU of its
+//!   own while there are enough ([`cpu_for_worker`]: the worker's index, offset by the
+//!   runner's pid, among the CPUs the runner may use; `cpu=N` on its command line, applied
+//!   at its start), and the worker
+//!   thread, woken by it, is drawn to that CPU by the scheduler. The server is not where
+//!   a probe runs: each child puts back the CPUs the server could use before it pinned
+//!   itself (the runner's thread's) as its first step, while still on the server's CPU
+//!   (born there, which that set holds, so nothing moves it at once), so a child runs
+//!   where an executed helper would; failing that (a cpuset shrunk during the run), it
+//!   reports a failed setup step (`SetupStep::CloseFds`, as for its stdio) and runs no
+//!   probe code. A CPU outside the server's set, or a set that cannot be read or changed,
+//!   leaves the server unpinned and its children as before. Only the server is pinned,
+//!   never the worker thread: its exec children must keep the runner's CPUs, and the
+//!   worker also serves other work.
+//!
 //! The server is single-threaded, so cloning it is plain. It ends at the end of its socket
 //! (the runner's executor closes it after the lanes, or the runner died); its children die
 //! with it (parent-death signal). A server that fails is replaced; a probe whose server
@@ -171,6 +190,14 @@ use crate::sandbox::privilege::Isolation;
 
 /// The fork server's argument (after the program).
 pub const FORK_SERVER_MODE: &str = "__forkserver";
+
+/// The prefix of the server's argument naming the CPU it runs on (`cpu=N`).
+const CPU_ARG: &str = "cpu=";
+
+/// A child that cannot be given back the server's former CPUs reports this step: the
+/// spawn's own process setup (`SetupStep::CloseFds`, as for its stdio, `chdir` and process
+/// group: [`spawn::reported`]).
+const STEP_AFFINITY: u32 = STEP_STDIO;
 
 /// The largest launch request the server reads (a profile's apply spec is far smaller).
 const MAX_REQUEST: u32 = 16 << 20;
@@ -351,12 +378,22 @@ impl ForkServer {
     /// ([`crate::sandbox::privilege::bounding_kept_by`]), so that each child has less to
     /// drop (a drop copies the credentials).
     pub fn start_keeping(exe: &Path, bounding: Option<u64>) -> Result<Self, String> {
+        Self::start_on(exe, bounding, None)
+    }
+
+    /// [`ForkServer::start_keeping`], the server running on CPU `cpu` only (a CPU the
+    /// calling thread may run on: [`cpu_for_worker`]) while each child it forks runs where
+    /// the server could before (see *The CPU* in the module doc).
+    pub fn start_on(exe: &Path, bounding: Option<u64>, cpu: Option<usize>) -> Result<Self, String> {
         let (ours, theirs) = UnixStream::pair()
             .map_err(|e| format!("cannot create the fork server's socket: {e}"))?;
         let mut cmd = Command::new(exe);
         cmd.arg0("nexusmon-forkserver").arg(FORK_SERVER_MODE);
         if let Some(mask) = bounding {
             cmd.arg(format!("{mask:x}"));
+        }
+        if let Some(cpu) = cpu {
+            cmd.arg(format!("{CPU_ARG}{cpu}"));
         }
         let child = cmd
             .env_clear()
@@ -672,6 +709,54 @@ fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
     Ok(r)
 }
 
+/// The CPU the fork server of the worker thread numbered `index` runs on: the
+/// `(index + this process's pid)`-th (modulo their number) of the CPUs the calling thread
+/// may run on, so the servers of a run's workers are spread over them, one per CPU while
+/// there are as many CPUs as workers, and runs side by side (each `--jobs 1`, say) do not
+/// all start on the same one. `None` when the calling thread may run on one CPU only
+/// (nothing to choose) or its set cannot be read.
+pub fn cpu_for_worker(index: usize) -> Option<usize> {
+    let offset = usize::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: zeroed plain data, filled by the call.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the calling thread's own affinity into a local set of its size.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) }
+        != 0
+    {
+        return None;
+    }
+    let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+        // SAFETY: an index below the set's size.
+        .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+        .collect();
+    (cpus.len() > 1).then(|| cpus[index.wrapping_add(offset) % cpus.len()])
+}
+
+/// Pin the calling (single-threaded) process to `cpu`; the set it could run on before, or
+/// `None` (nothing changed) if either call fails.
+///
+/// # Safety
+/// Changes the calling thread's affinity: only in the fork server, at its start.
+unsafe fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return None;
+    }
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: zeroed plain data, filled by the calls.
+    let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: this thread's own affinity, local sets of their size, an index below it.
+    unsafe {
+        if libc::sched_getaffinity(0, size, &raw mut before) != 0 || !libc::CPU_ISSET(cpu, &before)
+        {
+            return None;
+        }
+        libc::CPU_SET(cpu, &mut one);
+        (libc::sched_setaffinity(0, size, &raw const one) == 0).then_some(before)
+    }
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: valid array.
@@ -694,7 +779,22 @@ pub fn fork_server_main(args: &[String]) -> i32 {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
-    if let Some(keep) = args.first() {
+    let mut cpu = None;
+    let mut keep = None;
+    for a in args {
+        match a.strip_prefix(CPU_ARG) {
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) => cpu = Some(n),
+                Err(_) => return 2,
+            },
+            None if keep.is_none() => keep = Some(a),
+            None => return 2,
+        }
+    }
+    // The CPU this server runs on (its children run where it could before: `affinity`).
+    // SAFETY: this single-threaded server's own affinity.
+    let affinity = cpu.and_then(|c| unsafe { pin_to(c) });
+    if let Some(keep) = keep {
         let Ok(keep) = u64::from_str_radix(keep, 16) else {
             return 2;
         };
@@ -827,7 +927,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         fds,
                         &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd(), devnull),
-                        (&stack, bounding, abi, &empty),
+                        (&stack, bounding, abi, &empty, affinity.as_ref()),
                     ),
                     None => Served::Reply(refused(0, libc::EINVAL)),
                 }
@@ -1170,7 +1270,13 @@ fn launch(
     fds: Vec<OwnedFd>,
     for_children: &mut ForChildren,
     (alive_r, alive_w, devnull): (RawFd, RawFd, RawFd),
-    (stack, bounding, abi, child_mask): (&ChildStack, u64, Option<u8>, &libc::sigset_t),
+    (stack, bounding, abi, child_mask, affinity): (
+        &ChildStack,
+        u64,
+        Option<u8>,
+        &libc::sigset_t,
+        Option<&libc::cpu_set_t>,
+    ),
 ) -> Served {
     let refused = |e: i32| Served::Reply(refused(0, e));
     let mut it = fds.into_iter();
@@ -1286,6 +1392,7 @@ fn launch(
         bounding,
         report: &report,
         abi,
+        affinity,
     };
     // SAFETY: the server's own `environ`, put back once the child is gone.
     let own_environ = unsafe { environ };
@@ -1476,6 +1583,9 @@ struct ChildArgs<'a> {
     report: &'a AtomicU64,
     /// The kernel's Landlock ABI, queried once by the server (the helper reports it).
     abi: Option<u8>,
+    /// The CPUs the server could run on before it pinned itself to one: the child's
+    /// (`None`: the server is not pinned, and the child inherited them).
+    affinity: Option<&'a libc::cpu_set_t>,
 }
 
 /// The child's entry on its own stack.
@@ -1486,6 +1596,16 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: this child's own signal mask (blocked in the server across the clone).
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, &raw const a.mask, std::ptr::null_mut());
+    }
+    if let Some(set) = a.affinity {
+        // Back to the CPUs the server could run on before it pinned itself (the runner's):
+        // the child runs where an executed helper would. It is on the server's CPU now
+        // (born there), which this set holds, so nothing moves it at once.
+        // SAFETY: this child's own affinity, from a set the server read and never changes.
+        if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
+            // SAFETY: as in `fail`, before any step of the child.
+            unsafe { fail(a.report, STEP_AFFINITY, errno()) }
+        }
     }
     // SAFETY: in the fresh child, whose server waits without touching the shared memory.
     unsafe { child_main(a) }
@@ -1624,6 +1744,40 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
 mod tests {
     use super::*;
     use crate::model::results::ChildPrivileges;
+
+    /// The workers' servers are spread over the CPUs the caller may use: each gets one of
+    /// them, distinct ones while there are as many CPUs as workers, the same worker always
+    /// the same one; none on a single CPU.
+    #[test]
+    fn the_workers_servers_get_distinct_cpus_of_the_callers_set() {
+        // SAFETY: zeroed plain data, filled by the call.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: this thread's own affinity into a local set.
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut set) }, 0);
+        let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+            // SAFETY: an index below the set's size.
+            .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+            .collect();
+        let mut rng = Rng(0xC9_5E7);
+        for _ in 0..50 {
+            let index = rng.below(64);
+            let got = cpu_for_worker(index);
+            assert_eq!(got, cpu_for_worker(index), "the same worker, the same CPU");
+            match got {
+                Some(c) => {
+                    assert!(cpus.len() > 1);
+                    assert!(cpus.contains(&c));
+                    let pid = usize::try_from(std::process::id()).unwrap();
+                    assert_eq!(c, cpus[(index + pid) % cpus.len()]);
+                }
+                None => assert!(cpus.len() < 2),
+            }
+        }
+        let first: Vec<_> = (0..cpus.len()).map(cpu_for_worker).collect();
+        let distinct: std::collections::BTreeSet<_> = first.iter().flatten().collect();
+        assert_eq!(distinct.len(), if cpus.len() > 1 { cpus.len() } else { 0 });
+    }
     use crate::sandbox::privilege::{self, ChildRequest, RO_MOUNT_NAMESPACE};
     use crate::util::testrng::Rng;
 

@@ -748,7 +748,13 @@ impl<'a> LiveExecutor<'a> {
         // thread ever adds its own entry), from a thread holding the worker's full bounding
         // set (it may have lowered its own to its exec children's: `spawn::dedicate_thread`).
         let exe = &self.helper_exe;
-        let Ok(s) = super::spawn::with_full(|| ForkServer::start_keeping(exe, keep)) else {
+        // Each worker's server on a CPU of its own while there are enough: the worker, its
+        // server and the server's child hand over to each other several times per probe,
+        // and each hand-over to another CPU costs a wake-up there (`cpu_for_worker`).
+        let cpu = rayon::current_thread_index()
+            .or_else(|| self.servers.lock().ok().map(|s| s.len()))
+            .and_then(super::forkserver::cpu_for_worker);
+        let Ok(s) = super::spawn::with_full(|| ForkServer::start_on(exe, keep, cpu)) else {
             self.servers_failed.store(true, Ordering::Relaxed);
             return None;
         };

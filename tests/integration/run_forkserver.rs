@@ -1507,3 +1507,157 @@ fn a_required_preflight_failure_runs_no_child_though_the_workers_got_ready_meanw
         "both kinds of run were generated ({stopped} stopped of 6)"
     );
 }
+
+/// The CPUs `pid` may run on, as `/proc/<pid>/status` lists them.
+fn cpus_of(pid: impl std::fmt::Display) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `cpus` as the kernel lists them (`0-2,5`).
+fn cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// A fork server started on one CPU runs there only, and each child it forks runs where
+/// the thread that started the server could (generated sets of CPUs for that thread, a
+/// CPU inside it or not): a child's CPUs are an executed helper's, not its server's.
+#[test]
+fn a_pinned_servers_children_run_where_the_runner_could() {
+    // SAFETY: zeroed plain data, filled by the call.
+    let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: this thread's own affinity into a local set.
+    assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut all) }, 0);
+    // SAFETY: indices below the set's size.
+    let allowed: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+        .filter(|c| unsafe { libc::CPU_ISSET(*c, &all) })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut rng = Rng(0xC9_0AFF_1417);
+    let mut pinned_rounds = 0;
+    for round in 0..8 {
+        // A non-empty subset of the allowed CPUs for the thread that starts the server.
+        let mut set: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|_| rng.below(2) == 0)
+            .collect();
+        if set.is_empty() {
+            set.push(allowed[rng.below(allowed.len())]);
+        }
+        // The server's CPU: mostly one of the set, sometimes one outside it (not pinned).
+        let cpu = if rng.below(4) == 0 {
+            (0..64).find(|c| !set.contains(c)).unwrap()
+        } else {
+            set[rng.below(set.len())]
+        };
+        let fifo = d.join(format!("fifo{round}"));
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (set2, fifo2) = (set.clone(), fifo.clone());
+        let d2 = d.to_path_buf();
+        // The runner's worker thread: its CPUs, its server, its child (which blocks opening
+        // the fifo until this test opens the other end).
+        let worker = std::thread::spawn(move || {
+            // SAFETY: zeroed plain data.
+            let mut s: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for c in &set2 {
+                // SAFETY: an index below the set's size, into a local set.
+                unsafe { libc::CPU_SET(*c, &mut s) };
+            }
+            // SAFETY: this thread's own affinity.
+            assert_eq!(
+                unsafe {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const s)
+                },
+                0
+            );
+            let server = Arc::new(ForkServer::start_on(&bin(), None, Some(cpu)).unwrap());
+            let tx = server.pid();
+            let r = std::thread::scope(|sc| {
+                let h = sc.spawn(|| {
+                    child::run_child(&spec(request(&fifo2), &d2, Some(&server)), Tracking::None)
+                });
+                (tx, h.join().unwrap())
+            });
+            (r, server)
+        });
+        // Wait for the server's child to block on the fifo: its setup is over.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (server_pid, child) = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no child"
+            );
+            let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                let (_, rest) = stat.rsplit_once(") ")?;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let parent: u32 = f.get(1)?.parse().ok()?;
+                let comm = std::fs::read_to_string(format!("/proc/{parent}/cmdline")).ok()?;
+                // Blocked in `openat` (system call 257): past its setup.
+                let call = std::fs::read_to_string(e.path().join("syscall")).unwrap_or_default();
+                (comm.starts_with("nexusmon-forkserver")
+                    && f[0] == "S"
+                    && call.starts_with(&format!("{} ", libc::SYS_openat))
+                    && std::fs::read_link(e.path().join("cwd")).ok()? == d)
+                    .then_some((parent, pid))
+            });
+            if let Some(f) = found {
+                break f;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let pinned = set.contains(&cpu);
+        // A round a pinned child would fail: the server on one CPU of several.
+        pinned_rounds += usize::from(pinned && set.len() > 1);
+        let expect_server = if pinned {
+            cpu.to_string()
+        } else {
+            cpu_list(&set)
+        };
+        assert_eq!(
+            cpus_of(server_pid),
+            expect_server,
+            "round {round}: the server"
+        );
+        assert_eq!(cpus_of(child), cpu_list(&set), "round {round}: the child");
+        // Let the child read and end.
+        std::fs::write(&fifo, "x").unwrap();
+        let ((_, r), server) = worker.join().unwrap();
+        assert_eq!(r.ended, Ended::Exited(0), "round {round}: {r:?}");
+        assert!(
+            helper::parse_line(&r.stdout.kept).is_some(),
+            "round {round}"
+        );
+        assert!(!server.is_broken());
+    }
+    if allowed.len() > 1 {
+        assert!(
+            pinned_rounds > 1,
+            "the generator pins some servers to one CPU of several"
+        );
+    }
+}
