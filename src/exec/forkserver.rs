@@ -1744,6 +1744,8 @@ unsafe fn child_main(a: &ChildArgs<'_>) -> ! {
 mod tests {
     use super::*;
     use crate::model::results::ChildPrivileges;
+    use crate::sandbox::privilege::{self, ChildRequest, RO_MOUNT_NAMESPACE};
+    use crate::util::testrng::Rng;
 
     /// The workers' servers are spread over the CPUs the caller may use: each gets one of
     /// them, distinct ones while there are as many CPUs as workers, the same worker always
@@ -1778,8 +1780,6 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = first.iter().flatten().collect();
         assert_eq!(distinct.len(), if cpus.len() > 1 { cpus.len() } else { 0 });
     }
-    use crate::sandbox::privilege::{self, ChildRequest, RO_MOUNT_NAMESPACE};
-    use crate::util::testrng::Rng;
 
     /// A generated isolation (identity, kept capabilities, namespaces, read-only inputs).
     fn isolation(rng: &mut Rng) -> Isolation {
