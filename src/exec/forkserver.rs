@@ -717,6 +717,12 @@ fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
 /// (nothing to choose) or its set cannot be read.
 pub fn cpu_for_worker(index: usize) -> Option<usize> {
     let offset = usize::try_from(std::process::id()).unwrap_or(0);
+    let cpus = allowed_cpus()?;
+    (cpus.len() > 1).then(|| cpus[index.wrapping_add(offset) % cpus.len()])
+}
+
+/// The CPUs the calling thread may run on, ascending; `None` if its set cannot be read.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
     // SAFETY: zeroed plain data, filled by the call.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: the calling thread's own affinity into a local set of its size.
@@ -725,11 +731,12 @@ pub fn cpu_for_worker(index: usize) -> Option<usize> {
     {
         return None;
     }
-    let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
-        // SAFETY: an index below the set's size.
-        .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
-        .collect();
-    (cpus.len() > 1).then(|| cpus[index.wrapping_add(offset) % cpus.len()])
+    Some(
+        (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+            // SAFETY: an index below the set's size.
+            .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+            .collect(),
+    )
 }
 
 /// Pin the calling (single-threaded) process to `cpu`; the set it could run on before, or
@@ -1752,15 +1759,8 @@ mod tests {
     /// the same one; none on a single CPU.
     #[test]
     fn the_workers_servers_get_distinct_cpus_of_the_callers_set() {
-        // SAFETY: zeroed plain data, filled by the call.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: this thread's own affinity into a local set.
-        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut set) }, 0);
-        let cpus: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
-            // SAFETY: an index below the set's size.
-            .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
-            .collect();
+        let cpus = allowed_cpus().expect("this thread's CPUs");
+        assert!(!cpus.is_empty());
         let mut rng = Rng(0xC9_5E7);
         for _ in 0..50 {
             let index = rng.below(64);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexusmon::exec::child::{self, ChildSpec, Ended, Tracking};
-use nexusmon::exec::forkserver::ForkServer;
+use nexusmon::exec::forkserver::{self, ForkServer};
 use nexusmon::exec::helper::{self, HelperRequest};
 use nexusmon::sandbox::compile;
 use serde_json::{Value, json};
@@ -1542,15 +1542,7 @@ fn cpu_list(cpus: &[usize]) -> String {
 /// CPU inside it or not): a child's CPUs are an executed helper's, not its server's.
 #[test]
 fn a_pinned_servers_children_run_where_the_runner_could() {
-    // SAFETY: zeroed plain data, filled by the call.
-    let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: this thread's own affinity into a local set.
-    assert_eq!(unsafe { libc::sched_getaffinity(0, size, &raw mut all) }, 0);
-    // SAFETY: indices below the set's size.
-    let allowed: Vec<usize> = (0..8 * std::mem::size_of::<libc::cpu_set_t>())
-        .filter(|c| unsafe { libc::CPU_ISSET(*c, &all) })
-        .collect();
+    let allowed = forkserver::allowed_cpus().expect("this thread's CPUs");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut rng = Rng(0xC9_0AFF_1417);
