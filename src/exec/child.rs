@@ -813,19 +813,9 @@ thread_local! {
 fn own_pid_ns() -> std::result::Result<RawFd, i32> {
     OWN_PID_NS
         .with(|own| {
-            own.get_or_init(|| {
-                // SAFETY: opening this thread's own namespace link.
-                let fd = unsafe {
-                    libc::open(
-                        c"/proc/thread-self/ns/pid".as_ptr(),
-                        libc::O_RDONLY | libc::O_CLOEXEC,
-                    )
-                };
-                // SAFETY: a fresh descriptor we own.
-                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-            })
-            .as_ref()
-            .map(AsRawFd::as_raw_fd)
+            own.get_or_init(|| crate::util::fsx::open_cloexec(c"/proc/thread-self/ns/pid"))
+                .as_ref()
+                .map(AsRawFd::as_raw_fd)
         })
         .ok_or(libc::EBADF)
 }
@@ -956,6 +946,14 @@ fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
 /// besides the writers it handed out), so it is read to EOF; with `POLLIN` alone, data
 /// is there and one `read` returns it (at most the buffer) at once; otherwise it is not
 /// read. Closes the stream at EOF or an error.
+///
+/// `POLLHUP` without `POLLIN` is EOF already, and the stream is closed without a `read`
+/// (two system calls per child that wrote nothing: nearly every probe): a pipe's `poll`
+/// sets `POLLIN` whenever the pipe holds a byte and `POLLHUP` once it has no writer
+/// (`pipe_poll`, both read under the pipe's lock in one call), so the pair says "empty,
+/// and no writer left" — what the `read` returning 0 would have said, and since no writer
+/// can come back, nothing can be written after it. `POLLERR` and `POLLNVAL` (not a pipe's
+/// answers) still go through the `read`.
 fn drain(
     stream: &mut Option<File>,
     fds: &[libc::pollfd],
@@ -970,6 +968,11 @@ fn drain(
     let revents = fds.iter().find(|p| p.fd == fd).map_or(0, |p| p.revents);
     let to_eof = revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
     if !to_eof && revents & libc::POLLIN == 0 {
+        return;
+    }
+    if revents & (libc::POLLIN | libc::POLLERR | libc::POLLNVAL) == 0 {
+        // `POLLHUP` alone: empty and no writer left (see above).
+        *stream = None;
         return;
     }
     loop {
@@ -1254,6 +1257,86 @@ mod tests {
             output_cap: 1024,
             stdin: None,
             server: None,
+        }
+    }
+
+    /// Generated pipes (seeded): random bytes written, the writer closed before or between
+    /// polls, read ends drained by `poll` + [`drain`] as a child's are. Every byte written is
+    /// counted and the first `cap` kept, whatever came with `POLLHUP`; the stream ends only
+    /// once the writer is gone and the pipe is empty, and a `POLLHUP` without `POLLIN` ends
+    /// it in the very call (no `read` needed for EOF).
+    #[test]
+    fn a_drained_pipe_keeps_every_byte_and_ends_exactly_at_its_eof() {
+        use std::io::Write;
+        let mut rng = crate::util::testrng::Rng(0x5eed_d7a1);
+        let mut buf = vec![0u8; 4096];
+        for case in 0..300 {
+            let (r, w) = crate::exec::spawn::pipe_for_tests();
+            let mut w = Some(File::from(w));
+            let mut stream = Some(File::from(r));
+            let cap = rng.below(3000u64);
+            let mut cap_seen = Captured::default();
+            let mut written: Vec<u8> = Vec::new();
+            // Up to 4 writes of up to 8,000 bytes each time the writer writes.
+            let writes = rng.below(5u32);
+            let mut first = true;
+            for _ in 0..200 {
+                if let Some(wf) = w.as_mut()
+                    && (first || rng.chance(30))
+                {
+                    for _ in 0..writes {
+                        let n = rng.below(8_000usize);
+                        // What is not read yet stays far below the pipe's 16 page slots
+                        // (a slot is freed only once its page is read whole): never blocks.
+                        let unread = written.len() as u64 - cap_seen.bytes;
+                        if unread + n as u64 > 24_000 {
+                            break;
+                        }
+                        let chunk: Vec<u8> = (0..n).map(|_| rng.below(256u32) as u8).collect();
+                        wf.write_all(&chunk).unwrap();
+                        written.extend_from_slice(&chunk);
+                    }
+                }
+                first = false;
+                if w.is_some() && rng.chance(40) {
+                    w = None;
+                }
+                let Some(s) = &stream else { break };
+                let mut fds = [pollfd(s.as_raw_fd())];
+                poll(&mut fds, 0);
+                let pure_hup = fds[0].revents == libc::POLLHUP;
+                drain(&mut stream, &fds, &mut cap_seen, &mut buf, cap);
+                if pure_hup {
+                    assert!(stream.is_none(), "case {case}: POLLHUP alone is EOF");
+                }
+                if stream.is_none() {
+                    break;
+                }
+            }
+            assert!(
+                w.is_none() || stream.is_some(),
+                "case {case}: EOF while a writer lives"
+            );
+            if w.is_none() {
+                // Whatever is left is read now (as `drain_to_eof` would).
+                while let Some(s) = &stream {
+                    let mut fds = [pollfd(s.as_raw_fd())];
+                    poll(&mut fds, 1000);
+                    drain(&mut stream, &fds, &mut cap_seen, &mut buf, cap);
+                }
+                assert_eq!(
+                    cap_seen.bytes,
+                    written.len() as u64,
+                    "case {case}: bytes counted"
+                );
+                let kept = usize::try_from(cap).unwrap().min(written.len());
+                assert_eq!(cap_seen.kept, written[..kept], "case {case}: bytes kept");
+                assert_eq!(
+                    cap_seen.truncated,
+                    written.len() as u64 > cap,
+                    "case {case}"
+                );
+            }
         }
     }
 

@@ -121,6 +121,12 @@ pub enum SpawnError {
     Setup(SetupStep, i32),
 }
 
+/// A close-on-exec pipe `(read, write)` for the tests of other modules.
+#[cfg(test)]
+pub(super) fn pipe_for_tests() -> (OwnedFd, OwnedFd) {
+    pipe().expect("pipe2")
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: valid array.
@@ -398,15 +404,7 @@ fn thread_children() -> Option<RawFd> {
             if unsafe { libc::gettid() == libc::getpid() } {
                 return None;
             }
-            // SAFETY: opening this thread's own file, a valid C string.
-            let fd = unsafe {
-                libc::open(
-                    c"/proc/thread-self/children".as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            };
-            // SAFETY: a fresh descriptor we own.
-            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+            crate::util::fsx::open_cloexec(c"/proc/thread-self/children")
         })
         .as_ref()
         .map(AsRawFd::as_raw_fd)

@@ -26,6 +26,18 @@ pub fn may_access(path: &Path, mode: libc::c_int) -> bool {
     })
 }
 
+/// `open(path, O_RDONLY | O_CLOEXEC)` by the system call itself (no allocation, no path
+/// conversion): the descriptor, owned, or `None` on any error — for the runner's own
+/// `/proc` and `/dev` files it holds per thread or per process, whose absence the caller
+/// answers without an error message (a check skipped, an errno).
+pub fn open_cloexec(path: &std::ffi::CStr) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a valid C string; the flags ask for nothing but a read-only descriptor.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    // SAFETY: a fresh descriptor this call owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Read a whole file as bytes (user input: a missing file is exit 2).
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io_input("read", path, e))
