@@ -1292,7 +1292,7 @@ mod tests {
                         if unread + n as u64 > 24_000 {
                             break;
                         }
-                        let chunk: Vec<u8> = (0..n).map(|_| rng.below(256u32) as u8).collect();
+                        let chunk: Vec<u8> = (0..n).map(|_| rng.next().to_le_bytes()[0]).collect();
                         wf.write_all(&chunk).unwrap();
                         written.extend_from_slice(&chunk);
                     }
