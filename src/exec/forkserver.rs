@@ -823,157 +823,6 @@ unsafe fn pin_to(cpu: usize) -> Option<libc::cpu_set_t> {
     }
 }
 
-/// Children served between two looks at the server's run delay ([`Pin::contended`]).
-const PIN_LOOK_EVERY: u32 = 8;
-/// The shortest window (monotonic nanoseconds) over which the run delay is judged.
-const PIN_WINDOW_NS: u64 = 20_000_000;
-/// The mean wait for its CPU per time the server ran (nanoseconds) above which a window is
-/// contended: on its own CPU it waits 60-110 µs (measured on these 2 cores: woken by a
-/// child's end or its worker's request, it waits for that task, on the same CPU, to
-/// sleep), beside a busy loop 0.8-1.1 ms (a slice of the loop's).
-const PIN_WAIT_NS: u64 = 300_000;
-
-/// A server pinned to one CPU (see *The CPU* in the module doc), which gives it up for good
-/// when it finds itself waiting for it: a CPU another program keeps busy is shared with it
-/// by the scheduler, and the server, which cannot move, then waits at each wake-up (each
-/// hand-over of a probe) for the CPU it pinned itself to, while others may be idle.
-///
-/// Measured by the kernel: the server thread's `/proc/thread-self/schedstat` (the
-/// nanoseconds it spent runnable and not running, and the times it ran), read every
-/// [`PIN_LOOK_EVERY`] children (one `pread` and a clock read) and judged over at least
-/// [`PIN_WINDOW_NS`]: a mean wait above [`PIN_WAIT_NS`] per time it ran is contention. Not
-/// its share of the wall time: the hand-overs of a probe on one CPU make the server wait
-/// for the child or the worker it woke beside (a third of the wall time, idle), a few tens
-/// of microseconds each time; another program's slice is a millisecond.
-///
-/// Unpinning changes nothing a child sees but where it starts: a child inherits the set the
-/// server has (the one the runner's thread had, `before`), exactly what a pinned server's
-/// child put back as its first step, which it then no longer takes. It happens between
-/// children only (the last exited, the next not cloned yet), so no child reads `before`
-/// while it changes; `before` itself never changes.
-struct Pin {
-    /// The CPUs the server could run on before it pinned itself (its children's).
-    before: libc::cpu_set_t,
-    /// The server thread's `schedstat` (`None`: it could not be opened, never unpinned).
-    schedstat: Option<OwnedFd>,
-    /// Children served since the last look.
-    served: u32,
-    /// The window's start: what [`Look`] read then.
-    start: Option<Look>,
-}
-
-/// One look at the server thread's scheduling: monotonic nanoseconds, and from its
-/// `schedstat` the nanoseconds it waited to run and the times it ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Look {
-    at: u64,
-    waited: u64,
-    ran: u64,
-}
-
-impl Pin {
-    fn new(before: libc::cpu_set_t) -> Self {
-        // SAFETY: opening a static path read-only (kept for the server's life).
-        let schedstat = unsafe {
-            libc::open(
-                c"/proc/thread-self/schedstat".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        Self {
-            before,
-            // SAFETY: a fresh descriptor we own.
-            schedstat: (schedstat >= 0).then(|| unsafe { OwnedFd::from_raw_fd(schedstat) }),
-            served: 0,
-            start: None,
-        }
-    }
-
-    /// After each child: whether the window that just ended was contended (false between
-    /// looks, and when it cannot tell).
-    fn contended(&mut self) -> bool {
-        self.served += 1;
-        let Some(fd) = self
-            .schedstat
-            .as_ref()
-            .filter(|_| self.served >= PIN_LOOK_EVERY)
-        else {
-            return false;
-        };
-        self.served = 0;
-        let now = look(fd.as_raw_fd());
-        self.judge(now)
-    }
-
-    /// A look (`None`: unreadable): whether the window it ends (at least [`PIN_WINDOW_NS`]
-    /// since the last window's end) was contended; a shorter one goes on.
-    fn judge(&mut self, now: Option<Look>) -> bool {
-        let Some(now) = now else {
-            return false;
-        };
-        let Some(start) = self.start else {
-            self.start = Some(now);
-            return false;
-        };
-        if now.at.saturating_sub(start.at) < PIN_WINDOW_NS {
-            return false;
-        }
-        self.start = Some(now);
-        judged_contended(
-            now.waited.saturating_sub(start.waited),
-            now.ran.saturating_sub(start.ran),
-        )
-    }
-
-    /// Back to the CPUs the server could run on before; false (still pinned) if that fails.
-    ///
-    /// # Safety
-    /// Changes the calling thread's affinity: only in the fork server, between children.
-    unsafe fn unpin(&self) -> bool {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: this thread's own affinity, from a set of its size.
-        unsafe { libc::sched_setaffinity(0, size, &raw const self.before) == 0 }
-    }
-}
-
-/// A window in which the server waited `waited` nanoseconds over `ran` times it ran is
-/// contended: more than [`PIN_WAIT_NS`] each time on average.
-fn judged_contended(waited: u64, ran: u64) -> bool {
-    ran > 0 && waited > PIN_WAIT_NS.saturating_mul(ran)
-}
-
-/// The monotonic clock and the `schedstat` file `fd`, now.
-fn look(fd: RawFd) -> Option<Look> {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: reading the monotonic clock into a local.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut t) } != 0 {
-        return None;
-    }
-    let at = u64::try_from(t.tv_sec)
-        .ok()?
-        .checked_mul(1_000_000_000)?
-        .checked_add(u64::try_from(t.tv_nsec).ok()?)?;
-    let mut buf = [0u8; 96];
-    // SAFETY: pread into a local buffer of its length, on our descriptor.
-    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    let n = usize::try_from(n).ok().filter(|n| *n < buf.len())?;
-    let (waited, ran) = parse_schedstat(&buf[..n])?;
-    Some(Look { at, waited, ran })
-}
-
-/// The run delay and the times run of a `schedstat` text (`cpu_ns run_delay_ns
-/// timeslices`): its second and third fields.
-fn parse_schedstat(text: &[u8]) -> Option<(u64, u64)> {
-    let mut f = std::str::from_utf8(text)
-        .ok()?
-        .split_ascii_whitespace()
-        .skip(1);
-    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-}
-
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: valid array.
@@ -1008,10 +857,9 @@ pub fn fork_server_main(args: &[String]) -> i32 {
             None => return 2,
         }
     }
-    // The CPU this server runs on (its children run where it could before: `Pin::before`),
-    // until it finds itself waiting for it (`Pin::contended`).
+    // The CPU this server runs on (its children run where it could before: `affinity`).
     // SAFETY: this single-threaded server's own affinity.
-    let mut pin = cpu.and_then(|c| unsafe { pin_to(c) }).map(Pin::new);
+    let affinity = cpu.and_then(|c| unsafe { pin_to(c) });
     if let Some(keep) = keep {
         let Ok(keep) = u64::from_str_radix(keep, 16) else {
             return 2;
@@ -1145,13 +993,7 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                         fds,
                         &mut for_children,
                         (alive_r.as_raw_fd(), alive_w.as_raw_fd(), devnull),
-                        (
-                            &stack,
-                            bounding,
-                            abi,
-                            &empty,
-                            pin.as_ref().map(|p| &p.before),
-                        ),
+                        (&stack, bounding, abi, &empty, affinity.as_ref()),
                     ),
                     None => Served::Reply(refused(0, libc::EINVAL)),
                 }
@@ -1169,15 +1011,6 @@ pub fn fork_server_main(args: &[String]) -> i32 {
                 if !sent {
                     // The runner is gone: the loop ends at the closed socket.
                     break;
-                }
-                // Between children (the last one has exited; the next is not cloned yet):
-                // a server that waits for its CPU gives it up, and its next children
-                // inherit the CPUs it has again instead of putting them back themselves.
-                if pin.as_mut().is_some_and(Pin::contended)
-                    // SAFETY: this single-threaded server's own affinity, from a set it read.
-                    && pin.as_ref().is_some_and(|p| unsafe { p.unpin() })
-                {
-                    pin = None;
                 }
             }
             Served::Reply(reply) => {
@@ -2005,58 +1838,6 @@ mod tests {
         let first: Vec<_> = (0..cpus.len()).map(cpu_for_worker).collect();
         let distinct: std::collections::BTreeSet<_> = first.iter().flatten().collect();
         assert_eq!(distinct.len(), if cpus.len() > 1 { cpus.len() } else { 0 });
-    }
-
-    /// Over generated sequences of looks (clock, run delay and times run; some
-    /// unreadable), a pinned server is judged contended exactly when a window of at least
-    /// `PIN_WINDOW_NS` since the last judged one had it wait more than `PIN_WAIT_NS` per
-    /// time it ran on average; shorter windows go on, never judged.
-    #[test]
-    fn a_server_is_judged_contended_when_it_waited_long_each_time_it_ran() {
-        assert_eq!(parse_schedstat(b"123 456 7\n"), Some((456, 7)));
-        assert_eq!(parse_schedstat(b"123 456\n"), None);
-        assert_eq!(parse_schedstat(b"1 x 2\n"), None);
-        for seed in [0x9_1A_0001_u64, 0x9_1A_0002, 0x9_1A_0003] {
-            let mut rng = Rng(seed);
-            // SAFETY: zeroed plain data.
-            let mut pin = Pin::new(unsafe { std::mem::zeroed() });
-            let mut now = Look {
-                at: rng.below(1u64 << 40),
-                waited: rng.below(1u64 << 40),
-                ran: rng.below(1u64 << 30),
-            };
-            let mut start: Option<Look> = None;
-            let (mut yes, mut no) = (0, 0);
-            for step in 0..3000 {
-                now.at += rng.below(3 * PIN_WINDOW_NS / 2);
-                let ran = rng.below(200u64);
-                now.ran += ran;
-                // Waits of 0 to twice the limit per time run, around it.
-                now.waited += ran * rng.below(2 * PIN_WAIT_NS);
-                let readable = !rng.chance(5);
-                let got = pin.judge(readable.then_some(now));
-                let want = match (readable, start) {
-                    (false, _) => false,
-                    (true, None) => {
-                        start = Some(now);
-                        false
-                    }
-                    (true, Some(s)) if now.at - s.at >= PIN_WINDOW_NS => {
-                        start = Some(now);
-                        let ran = now.ran - s.ran;
-                        ran > 0 && now.waited - s.waited > PIN_WAIT_NS * ran
-                    }
-                    (true, Some(_)) => false,
-                };
-                assert_eq!(got, want, "seed {seed:#x} step {step}");
-                if got {
-                    yes += 1;
-                } else {
-                    no += 1;
-                }
-            }
-            assert!(yes > 50 && no > 50, "{yes} {no}");
-        }
     }
 
     /// A generated isolation (identity, kept capabilities, namespaces, read-only inputs).
