@@ -254,8 +254,8 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // replaced, as soon as this child left anything in it or timed out; else it holds
     // nothing of this child once it is reaped.
     //
-    // The cloning thread's and the init's `children` files (an exec child's: two `pread`s,
-    // `NsInit::holds_nothing_but`), else the namespace's own listing, prove that it holds
+    // The cloning thread's (the runner's, or the fork server's for a forked child) and the
+    // init's `children` files (two `pread`s, `NsInit::holds_nothing_but`), else the namespace's own listing, prove that it holds
     // nothing but its init and this child (`NsInit::holds_only_the_child`); only when it
     // holds more is everything listed. It lists every process of the namespace, wherever
     // it was re-parented or whatever cgroup it moved to, so then nothing of this child is
@@ -603,8 +603,9 @@ struct Started<'a> {
     ended: bool,
     /// A pidfd of it, if its clone made one.
     pidfd: Option<OwnedFd>,
-    /// The `children` file of the runner thread that cloned it
-    /// ([`spawn::Spawned::parent_children`]).
+    /// The `children` file of the thread that cloned it: the runner's
+    /// ([`spawn::Spawned::parent_children`]) or the fork server's
+    /// ([`ForkServer::children_file`]).
     parent_children: Option<RawFd>,
 }
 
@@ -654,7 +655,9 @@ fn start_child<'a>(
                     server: Some(&**server),
                     ended: l.ended,
                     pidfd: None,
-                    parent_children: None,
+                    // The server cloned it: its `children` file is the cloning thread's
+                    // (`ForkServer::children_file` argues why the check holds).
+                    parent_children: server.children_file(),
                 });
             }
             Err(LaunchError::Child(SpawnError::Exec(e))) => return Err(Ended::SpawnFailed(e)),

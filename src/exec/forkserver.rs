@@ -321,6 +321,9 @@ pub struct ForkServer {
     child: Mutex<Option<Child>>,
     pid: u32,
     broken: AtomicBool,
+    /// The server's `children` file (`/proc/<pid>/task/<pid>/children`: [`children_file_of`]),
+    /// opened once at its start: [`ForkServer::children_file`].
+    children: Option<OwnedFd>,
 }
 
 /// The children of a server whose end the runner has not dealt with yet.
@@ -410,13 +413,53 @@ impl ForkServer {
         crate::sandbox::cgroup::keep(pid);
         // A server that stops answering is given up (the probe then runs another way).
         let _ = ours.set_read_timeout(Some(Duration::from_secs(30)));
+        // The server is this process's child, not reaped while `child` is held: its pid
+        // names it until the drop.
+        let children = children_file_of(pid);
         Ok(Self {
             sock: Mutex::new(ours),
             state: Mutex::new(Owed::default()),
             child: Mutex::new(Some(child)),
             pid,
             broken: AtomicBool::new(false),
+            children,
         })
+    }
+
+    /// The server's `children` file, for the leftover check of its child's shared PID
+    /// namespace (`NsInit::holds_nothing_but`, as for an exec child the file of the thread
+    /// that cloned it): the server is single-threaded, so every process whose parent it is
+    /// hangs from this one file. `None` if it could not be opened (the caller lists the
+    /// namespace instead).
+    ///
+    /// Why the argument of `NsInit::holds_nothing_but` carries over to a child this server
+    /// cloned (`parent_children` this file, `child` the pid the server replied, exited and
+    /// kept a zombie):
+    ///
+    /// - The cloning "thread" is the server's one thread. It clones only when its worker
+    ///   thread's launch asks it to, and that worker thread runs one child at a time: while
+    ///   the worker checks this child's namespace, the server waits on its socket and clones
+    ///   nothing. The zombie of the child before was reaped on this child's launch, before
+    ///   its clone (the launch names it; a standalone reap was sent at once), so the file
+    ///   lists this child and whatever this child (or such a sibling) started with
+    ///   `CLONE_PARENT`, whose parent is then the server.
+    /// - The other holders of a reference to the namespace are as for an exec child: the
+    ///   worker thread (and its spawning threads, `spawn::with_bounding`), which enter it
+    ///   only for an exec child's clone and clone nothing while this child is checked —
+    ///   every earlier child of theirs in the namespace was seen through (reaped, and
+    ///   whatever it left found by this check or the listing, which ended the namespace) —
+    ///   and the zygote, which makes only new inits. No probe child holds one.
+    /// - So, the file listing exactly the child (read first), nothing of the namespace but
+    ///   it hangs from the server then or later (only a live process whose parent is the
+    ///   server could add one), and everything else of the namespace is in the init's
+    ///   subtree, which the init's empty `children` file (read next) shows empty.
+    ///
+    /// The pids in the file are those of this process's `/proc`, the one every other check
+    /// of the runner reads (`/proc/<pid>` of its children): [`children_file_of`] opens it
+    /// only when that `/proc` is this process's PID namespace's, so the file's pids and the
+    /// server's replies (its clone's pids, in the runner's namespace) are the same numbers.
+    pub fn children_file(&self) -> Option<RawFd> {
+        self.children.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// The server's pid.
@@ -707,6 +750,22 @@ fn read_reply(sock: &UnixStream) -> Result<Reply, String> {
         *v = i64::from_ne_bytes(w);
     }
     Ok(r)
+}
+
+/// The `children` file of the main thread of `pid` (a child of this process, not reaped:
+/// `/proc/<pid>/task/<pid>/children`), or `None` if it cannot be opened or if `/proc` is
+/// not this process's PID namespace's (`/proc/self` is not this process's pid there: its
+/// numbers would not be the runner's).
+pub fn children_file_of(pid: u32) -> Option<OwnedFd> {
+    let me = std::fs::read_link("/proc/self").ok()?;
+    if me.as_os_str().as_bytes() != std::process::id().to_string().as_bytes() {
+        return None;
+    }
+    let path = CString::new(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    // SAFETY: opening a valid C string read-only.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The CPU the fork server of the worker thread numbered `index` runs on: the

@@ -1653,3 +1653,185 @@ fn a_pinned_servers_children_run_where_the_runner_could() {
         );
     }
 }
+
+/// The stand-in for a fork server in the test below: a single-threaded process (perl) that
+/// enters the init's PID namespace (its pidfd is descriptor 3), starts the case's script as
+/// its child there, prints the child's pid, waits until it has exited without reaping it
+/// (`waitid(WEXITED | WNOWAIT)`), prints `exited`, and at the end of its stdin reaps every
+/// child it has and exits: what the server does with the child the runner checks.
+const STAND_IN: &str = r#"
+$| = 1;
+syscall(308, 3, 0x20000000) == 0 or die "setns: $!";
+my $pid = fork();
+die "fork: $!" unless defined $pid;
+if ($pid == 0) {
+    open STDOUT, ">/dev/null";
+    exec "/bin/sh", "-c", $ARGV[0];
+    exit 127;
+}
+print "$pid\n";
+my $info = "\0" x 128;
+syscall(247, 1, $pid, $info, 4 | 0x01000000, 0) == 0 or die "waitid: $!";
+print "exited\n";
+my $rest = <STDIN>;
+1 while waitpid(-1, 0) > 0;
+"#;
+
+/// The fork server's `children` file in the leftover check of its children's shared PID
+/// namespace (`ForkServer::children_file`, read by `NsInit::holds_nothing_but` before the
+/// namespace is listed). First the real server: each of its clean children (generated
+/// probes, told by their end within the hold or started and ended in two replies) is
+/// called clean by the two files, as by the listing, so the cheap check is the one taken. Then, since a probe's
+/// child cannot run what a hostile one would, a stand-in server ([`STAND_IN`]: a
+/// single-threaded process whose child the case's script is) with generated leftovers: a
+/// background process (re-parented to the init), `setsid`, a double fork, a sibling
+/// started with `CLONE_PARENT` (the server's child, not the init's), one that starts a
+/// process and exits at once (a zombie of the server; its child the init's), a nested PID
+/// namespace, a move to another cgroup; checked at once after the child's exit or a
+/// generated moment later. Whenever anything is left the check says no (and so does the
+/// listing); when nothing is, both say yes.
+#[test]
+fn a_servers_children_file_never_calls_a_namespace_with_leftovers_clean() {
+    use nexusmon::exec::forkserver::LaunchSpec;
+    use nexusmon::exec::zygote::{SharedNs, Zygote};
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let runner = root_with_sys_admin();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zygote = Zygote::start(&bin()).unwrap();
+    let ns = SharedNs::default();
+    let iso = util::isolation(&runner, d, 0, false, 0, true);
+    let mut rng = Rng(0x5E4_C41D);
+    // The real server's clean children.
+    let server = ForkServer::start(&bin()).unwrap();
+    let files = server.children_file().expect("the server's children file");
+    for step in 0..30 {
+        let target = d.join(format!("t{}", rng.below(3u8)));
+        if rng.chance(50) {
+            std::fs::write(&target, "x").unwrap();
+        }
+        let init = ns.get(&zygote).unwrap();
+        let args = request(&target);
+        let env = vec![("HOME".to_string(), d.to_string_lossy().into_owned())];
+        let launched = server
+            .launch(&LaunchSpec {
+                args: &args,
+                env: &env,
+                cwd: Some(d),
+                clean: true,
+                isolation: Some(&iso),
+                cgroup_fd: None,
+                ns_init: Some(&init),
+                ns_mounts: init.proc_mounted(),
+                hold_ms: *rng.pick(&[0, 20]),
+            })
+            .unwrap();
+        let end = server.exited(launched.pid, false).unwrap();
+        let what = format!("step {step}: {end:?}");
+        assert!(libc::WIFEXITED(end.status), "{what}");
+        let pid = u32::try_from(launched.pid).unwrap();
+        assert!(init.holds_nothing_but(files, pid), "{what}");
+        assert_eq!(init.holds_only_the_child(), Some(true), "{what}");
+    }
+    drop(server);
+    // A stand-in server's children, leaving something behind or not.
+    let mut kinds = [0usize; 7];
+    let (mut clean, mut left_cases) = (0, 0);
+    for case in 0..40 {
+        let mut parts: Vec<String> = Vec::new();
+        let left = rng.below(3u8) != 0;
+        // The child itself (perl, exec'd last) clones a sibling with `CLONE_PARENT |
+        // SIGCHLD`: the server's child, which lives on, or starts a process and exits.
+        let mut sibling = None;
+        if left {
+            loop {
+                let k = rng.below(7u8) as usize;
+                kinds[k] += 1;
+                match k {
+                    0 => parts.push("(exec >/dev/null 2>&1; sleep 1000) &".into()),
+                    1 => parts.push("setsid sleep 1000 >/dev/null 2>&1 &".into()),
+                    2 => parts.push("( (sleep 1000 >/dev/null 2>&1 &) & )".into()),
+                    3 => sibling = Some("exec \"sleep\", \"1000\";"),
+                    4 => sibling = Some("if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0;"),
+                    5 => parts.push("unshare --pid --fork sleep 1000 >/dev/null 2>&1 &".into()),
+                    _ => parts.push(
+                        "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
+                         || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
+                            .into(),
+                    ),
+                }
+                if !rng.chance(35) {
+                    break;
+                }
+            }
+            // Give a background process time to start before the child exits.
+            parts.push("sleep 0.02".into());
+            if let Some(body) = sibling {
+                parts.push(format!(
+                    "exec perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) {{ \
+                     open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; {body} }} exit 0'"
+                ));
+            }
+        } else {
+            parts
+                .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
+        }
+        let script = parts.join("\n");
+        let init = ns.get(&zygote).unwrap();
+        let pidfd = init.pidfd();
+        let mut cmd = std::process::Command::new("perl");
+        cmd.args(["-e", STAND_IN, &script])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: dup2 (async-signal-safe) of a descriptor this process holds.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(pidfd, 3) == 3 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut stand_in = cmd.spawn().unwrap();
+        let children = forkserver::children_file_of(stand_in.id()).expect("its children file");
+        let mut out = std::io::BufReader::new(stand_in.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let pid: u32 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "exited\n", "case {case}");
+        if rng.chance(50) {
+            std::thread::sleep(Duration::from_millis(rng.below(20u64)));
+        }
+        let fast = init.holds_nothing_but(children.as_raw_fd(), pid);
+        let listed = init.holds_only_the_child();
+        let what = format!("case {case}: `{script}`: fast {fast}, listed {listed:?}");
+        if left {
+            left_cases += 1;
+            assert!(!fast, "{what}");
+            assert_eq!(listed, Some(false), "{what}");
+            init.kill();
+        } else {
+            clean += 1;
+            assert!(fast, "{what}");
+            assert_eq!(listed, Some(true), "{what}");
+        }
+        // The stand-in reaps its child and what it holds of the namespace (killed with it).
+        let mut stdin = stand_in.stdin.take().unwrap();
+        stdin.write_all(b"\n").unwrap();
+        drop(stdin);
+        assert!(stand_in.wait().unwrap().success(), "{what}");
+        if left {
+            init.wait_gone(2000);
+        }
+    }
+    assert!(clean > 5 && left_cases > 5, "{clean} {left_cases}");
+    assert!(kinds.iter().all(|k| *k > 0), "{kinds:?}");
+}
