@@ -105,6 +105,40 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
     finish(input, Arc::new(doc), schema_name, &Document::value)
 }
 
+/// [`read`], or, when `loaded` is the document of the file `path` (a registry file
+/// `load` parsed: [`crate::load::Registry::documents`]), [`of_loaded`].
+pub fn read_or_reuse(
+    path: &Path,
+    schema_name: &'static str,
+    loaded: Option<&Arc<Document>>,
+) -> crate::Result<Input> {
+    match loaded {
+        Some(doc) if doc.path == path => of_loaded(path, Arc::clone(doc), schema_name),
+        _ => read(path, schema_name),
+    }
+}
+
+/// The [`Input`] [`read`] gives for `path`, from the document a successful
+/// [`Document::load`] of it made: the text read within the same limit and parsed by the
+/// same parser within the same budget as [`read`] does, so the same tree, duplicates,
+/// value and findings, without reading or parsing the file again.
+pub fn of_loaded(
+    path: &Path,
+    doc: Arc<Document>,
+    schema_name: &'static str,
+) -> crate::Result<Input> {
+    let input = Input {
+        path: path.to_path_buf(),
+        text: Some(doc.text.clone()),
+        doc: None,
+        value: None,
+        schema_errors: false,
+        validated: schema::Validated::default(),
+        findings: Vec::new(),
+    };
+    finish(input, doc, schema_name, &Document::value)
+}
+
 /// The syntax and schema stages of a plan document already parsed (by `load`): the same
 /// [`Input`] [`read`] gives for its file (but for [`Input::text`], left to the caller, which
 /// has it in `doc`), except that the value checked against the schema

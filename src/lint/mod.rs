@@ -439,6 +439,8 @@ pub fn check_loaded_reparsing(
     }
     let abs = absolute_existing(&loaded.path)?;
     let reg = lint_plan_registry(&abs, loaded);
+    // Nothing reads the registry's documents after its lint.
+    loaded.release_registry_documents();
     between();
     let mut doc = match std::sync::Arc::get_mut(&mut loaded.doc) {
         Some(d) => d.reparsed_plan()?,
@@ -465,7 +467,10 @@ fn lint_plan_registry(
         .parent()
         .and_then(|dir| crate::load::find_registry_dir(dir, &loaded.plan.registry_id));
     Ok(match &registry_dir {
-        Some(d) => Some(registry::lint_registry(d)?),
+        Some(d) => Some(registry::lint_registry_with(
+            d,
+            loaded.registry.documents.as_ref(),
+        )?),
         None => None,
     })
 }
