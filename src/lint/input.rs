@@ -23,7 +23,8 @@ pub struct Input {
     /// checks a plan a command has loaded, [`of_document`]).
     pub doc: Option<Arc<Document>>,
     /// The document's value with unknown keys removed (they mean nothing), so the typed
-    /// checks can read the rest.
+    /// checks can read the rest (taken by the reader of the file's typed content: a plan's
+    /// by `plan::read`, a registry file's by its lint).
     pub value: Option<Value>,
     /// True if the schema stage reported anything.
     pub schema_errors: bool,
