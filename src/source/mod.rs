@@ -622,13 +622,14 @@ impl<'a> Repeats<'a> {
                 .iter()
                 .find(|m| m.key.as_str() == key)
                 .map(|m| m.key_span),
-            Self::Hashed(first_of) => match first_of.get(key) {
-                Some(first) => Some(*first),
-                None => {
+            Self::Hashed(first_of) => {
+                if let Some(first) = first_of.get(key) {
+                    Some(*first)
+                } else {
                     first_of.insert(key, members[i].key_span);
                     None
                 }
-            },
+            }
         }
     }
 }
@@ -696,7 +697,7 @@ mod tests {
             if big {
                 format!("p{:05}", r.below(400u32))
             } else {
-                (0..1 + r.below(2usize)).map(|_| *r.pick(&POOL)).collect()
+                (0..=r.below(2usize)).map(|_| *r.pick(&POOL)).collect()
             }
         }
         fn json(r: &mut Rng, depth: u32, out: &mut String) {
@@ -705,7 +706,7 @@ mod tests {
             } else {
                 r.below(6u8)
             } {
-                0 => out.push_str("1"),
+                0 => out.push('1'),
                 1 => out.push_str("\"s\""),
                 2 => out.push_str("null"),
                 3 => {
@@ -746,7 +747,7 @@ mod tests {
                 }
             }
         }
-        let mut r = Rng(0xd0b1_e5);
+        let mut r = Rng(0x00d0_b1e5);
         let (mut found, mut none) = (0, 0);
         for i in 0..3000 {
             let mut text = String::new();
