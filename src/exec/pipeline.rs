@@ -96,6 +96,8 @@ pub fn execute(settings: RunSettings, sink: &mut dyn EventSink) -> Result<RunOut
     let _signals = (!settings.dry).then(super::interrupt::Guard::install);
     // The kernel-audit start's first steps (`auto`) wait on the kernel while the plan loads.
     let audit_probe = witness::EarlyProbe::begin(settings.kernel_audit, settings.dry);
+    // The lint schemas compile while the plan loads.
+    crate::lint::schema::compile_in_background();
     // An experiment's tree is dropped once its typed plan is read (the registry's load, the
     // digest and the registry's lint are done without it); lint parses the text again.
     let loaded = load_plan_for_run(&settings.plan_path)?;

@@ -23,7 +23,8 @@ pub struct Input {
     /// checks a plan a command has loaded, [`of_document`]).
     pub doc: Option<Arc<Document>>,
     /// The document's value with unknown keys removed (they mean nothing), so the typed
-    /// checks can read the rest.
+    /// checks can read the rest (taken by the reader of the file's typed content: a plan's
+    /// by `plan::read`, a registry file's by its lint).
     pub value: Option<Value>,
     /// True if the schema stage reported anything.
     pub schema_errors: bool,
@@ -103,6 +104,40 @@ pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
     };
     input.text = Some(text);
     finish(input, Arc::new(doc), schema_name, &Document::value)
+}
+
+/// [`read`], or, when `loaded` is the document of the file `path` (a registry file
+/// `load` parsed: [`crate::load::Registry::documents`]), [`of_loaded`].
+pub fn read_or_reuse(
+    path: &Path,
+    schema_name: &'static str,
+    loaded: Option<&Arc<Document>>,
+) -> crate::Result<Input> {
+    match loaded {
+        Some(doc) if doc.path == path => of_loaded(path, Arc::clone(doc), schema_name),
+        _ => read(path, schema_name),
+    }
+}
+
+/// The [`Input`] [`read`] gives for `path`, from the document a successful
+/// [`Document::load`] of it made: the text read within the same limit and parsed by the
+/// same parser within the same budget as [`read`] does, so the same tree, duplicates,
+/// value and findings, without reading or parsing the file again.
+pub fn of_loaded(
+    path: &Path,
+    doc: Arc<Document>,
+    schema_name: &'static str,
+) -> crate::Result<Input> {
+    let input = Input {
+        path: path.to_path_buf(),
+        text: Some(doc.text.clone()),
+        doc: None,
+        value: None,
+        schema_errors: false,
+        validated: schema::Validated::default(),
+        findings: Vec::new(),
+    };
+    finish(input, doc, schema_name, &Document::value)
 }
 
 /// The syntax and schema stages of a plan document already parsed (by `load`): the same

@@ -439,6 +439,8 @@ pub fn check_loaded_reparsing(
     }
     let abs = absolute_existing(&loaded.path)?;
     let reg = lint_plan_registry(&abs, loaded);
+    // Nothing reads the registry's documents after its lint.
+    loaded.release_registry_documents();
     between();
     let mut doc = match std::sync::Arc::get_mut(&mut loaded.doc) {
         Some(d) => d.reparsed_plan()?,
@@ -465,7 +467,10 @@ fn lint_plan_registry(
         .parent()
         .and_then(|dir| crate::load::find_registry_dir(dir, &loaded.plan.registry_id));
     Ok(match &registry_dir {
-        Some(d) => Some(registry::lint_registry(d)?),
+        Some(d) => Some(registry::lint_registry_with(
+            d,
+            loaded.registry.documents.as_ref(),
+        )?),
         None => None,
     })
 }
@@ -671,12 +676,16 @@ mod tests {
             r#", "p4": {"operation": "file-read", "target": "/proc/self/status"}"#,
             r#", "p5": {"operation": "file-read", "target": "/home/bob/x"}"#,
             r#", "p4": {"operation": "file-read", "target": "/proc/self/status"}, "p5": {"operation": "file-read", "target": "/home/bob/x"}"#,
+            // Keys written twice (load keeps the later one; lint reports both), in the
+            // documents `run`'s lint reuses from load.
+            r#", "p0": {"operation": "file-read", "target": "/etc/hostname"}"#,
+            r#", "p6": {"operation": "file-read", "target": "/etc/hosts", "target": "/home/bob/y"}"#,
         ];
         let path = root.join("plans/gen/plan.json");
         let (mut loaded_n, mut with_findings, mut compact_n, mut reg_findings) = (0, 0, 0, 0);
         for seed in 0..400u64 {
             let mut r = Rng(seed);
-            let extra = extra_probes[r.below(4usize)];
+            let extra = extra_probes[r.below(extra_probes.len())];
             std::fs::write(
                 reg.join("probes.json"),
                 format!(
@@ -722,6 +731,38 @@ mod tests {
                 "seed {seed}"
             );
             loaded_n += 1;
+            // The plan's digest and the registry digests are those of the canonical bytes
+            // `serde_json_canonicalizer` writes (the writer every earlier version used).
+            let reference = serde_json_canonicalizer::to_vec(&crate::load::DigestInput {
+                digest_version: crate::load::DIGEST_VERSION,
+                plan: &loaded.plan,
+                probes: &loaded.probes,
+                profiles: &loaded.profiles,
+                registry_id: &loaded.plan.registry_id,
+                workers: BTreeMap::new(),
+            })
+            .unwrap();
+            assert_eq!(
+                loaded.digest,
+                crate::util::digest::Digest::both_of(&reference),
+                "seed {seed}"
+            );
+            let digests =
+                crate::model::results::RegistryDigests::of(&loaded.probes, &loaded.profiles);
+            for (id, p) in &loaded.probes {
+                let want = serde_json_canonicalizer::to_vec(p).unwrap();
+                assert_eq!(
+                    digests.probes[id.as_str()],
+                    crate::util::digest::Digest::blake3_of(&want)
+                );
+            }
+            for (id, p) in &loaded.profiles {
+                let want = serde_json_canonicalizer::to_vec(p).unwrap();
+                assert_eq!(
+                    digests.profiles[id.as_str()],
+                    crate::util::digest::Digest::blake3_of(&want)
+                );
+            }
             let compact = check_loaded(&loaded, root).unwrap();
             let schema = input::of_document(&path, std::sync::Arc::clone(&loaded.doc), "plan");
             compact_n += usize::from(!schema.unwrap().schema_errors);
@@ -737,10 +778,13 @@ mod tests {
             for quote in [true, false] {
                 let mut lean = crate::load::load_plan_for_run(&path).unwrap();
                 assert!(lean.tree_dropped, "seed {seed}");
+                // The registry's documents, as load parsed them, are what lint checks.
+                assert!(lean.registry.documents.is_some(), "seed {seed}");
                 let mut calls = 0;
                 let got =
                     check_loaded_reparsing(&mut lean, root, quote, &mut || calls += 1).unwrap();
                 assert_eq!(calls, 1, "seed {seed}");
+                assert!(lean.registry.documents.is_none(), "seed {seed}");
                 let bare_report;
                 let want = if quote {
                     &full

@@ -76,6 +76,17 @@ pub fn data_files(dir: &Path, stem: &str) -> Vec<PathBuf> {
 
 /// Lint the registry in `dir` (absolute).
 pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
+    lint_registry_with(dir, None)
+}
+
+/// [`lint_registry`], with the probes and profiles files a command has loaded
+/// ([`crate::load::Registry::documents`]): a file that is the one a document was parsed
+/// from (the same path) is checked from that document instead of being read and parsed
+/// again ([`input::of_loaded`]: the same text, so the same tree and findings).
+pub fn lint_registry_with(
+    dir: &Path,
+    loaded: Option<&crate::load::RegistryDocuments>,
+) -> Result<RegistryLint> {
     let mut reg = RegistryLint {
         dir: dir.to_path_buf(),
         ..RegistryLint::default()
@@ -110,7 +121,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
     // Each file's value is moved out of its input for the checks (nothing reads
     // `input.value` after this; a copy would hold a large registry twice).
     if let Some(p) = probes_files.first() {
-        let mut input = input::read(p, "probes")?;
+        let mut input = input::read_or_reuse(p, "probes", loaded.map(|d| &d.probes))?;
         reg.files_checked += 1;
         reg.probes_read = input
             .value
@@ -124,7 +135,7 @@ pub fn lint_registry(dir: &Path) -> Result<RegistryLint> {
         reg.probes_path = Some(p.clone());
     }
     if let Some(p) = profiles_files.first() {
-        let mut input = input::read(p, "profiles")?;
+        let mut input = input::read_or_reuse(p, "profiles", loaded.map(|d| &d.profiles))?;
         reg.files_checked += 1;
         reg.profiles_read = input
             .value

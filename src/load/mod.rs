@@ -121,6 +121,20 @@ pub struct Registry {
     pub profiles: ProfilesFile,
     /// `workers.json` (optional): its path and content.
     pub workers: Option<(PathBuf, crate::model::worker::WorkersFile)>,
+    /// The parsed probes and profiles files (with their spans), for lint to check without
+    /// reading and parsing them again ([`crate::lint::check_loaded`]); `None` once taken
+    /// or released.
+    pub documents: Option<RegistryDocuments>,
+}
+
+/// The parsed documents of a registry's probes and profiles files, as [`Registry::load`]
+/// read them (each names its path).
+#[derive(Debug, Clone)]
+pub struct RegistryDocuments {
+    /// The probes file.
+    pub probes: std::sync::Arc<Document>,
+    /// The profiles file.
+    pub profiles: std::sync::Arc<Document>,
 }
 
 impl Registry {
@@ -129,8 +143,8 @@ impl Registry {
     pub fn load(dir: &Path) -> Result<Self> {
         let probes_path = find_data_file(dir, "probes")?;
         let profiles_path = find_data_file(dir, "profiles")?;
-        let (_, probes): (_, ProbesFile) = load_typed(&probes_path)?;
-        let (_, profiles): (_, ProfilesFile) = load_typed(&profiles_path)?;
+        let (probes_doc, probes): (_, ProbesFile) = load_typed(&probes_path)?;
+        let (profiles_doc, profiles): (_, ProfilesFile) = load_typed(&profiles_path)?;
         check_version(&probes_path, probes.schema_version)?;
         check_version(&profiles_path, profiles.schema_version)?;
         let dir_name = dir
@@ -159,6 +173,10 @@ impl Registry {
             probes,
             profiles,
             workers,
+            documents: Some(RegistryDocuments {
+                probes: std::sync::Arc::new(probes_doc),
+                profiles: std::sync::Arc::new(profiles_doc),
+            }),
         })
     }
 }
@@ -236,6 +254,11 @@ impl LoadedPlan {
     pub fn release_registry_entries(&mut self) {
         self.registry.probes.probes = BTreeMap::new();
         self.registry.profiles.profiles = BTreeMap::new();
+    }
+
+    /// Drop the registry's parsed documents ([`Registry::documents`], kept for lint).
+    pub fn release_registry_documents(&mut self) {
+        self.registry.documents = None;
     }
 
     /// Drop the parsed document's text (the tree stays, for lint's spans): for a caller

@@ -540,38 +540,106 @@ fn escaped_bytes(key: &str) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
+/// Every key written twice in an object of `node`, in document order (an object's own
+/// repeated keys before those inside a member's value come after that member), each with
+/// where its key was first written. A member's pointer is built only for a repeated key
+/// or a value that can hold one (an object or array), and an object's repeats are found by
+/// a scan of the earlier keys when it is small, by a check that its keys only increase
+/// (then none repeats: a generated registry or matrix) or by a hash of them otherwise.
 fn collect_duplicates(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate>) {
     match &node.kind {
         NodeKind::Object(members) => {
-            // Linear in the members (a large object must not cost a quadratic scan).
-            let mut first_of: HashMap<&str, Span> = HashMap::with_capacity(members.len());
-            for m in members {
-                if let Some(first) = first_of.get(m.key.as_str()) {
+            let mut repeats = Repeats::of(members);
+            for (i, m) in members.iter().enumerate() {
+                if let Some(first) = repeats.first(members, i) {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    push_pointer_token(pointer, &m.key);
                     out.push(Duplicate {
-                        pointer: format!("{pointer}/{}", escape_pointer_token(&m.key)),
+                        pointer: pointer.clone(),
                         span: m.key_span,
-                        first: *first,
+                        first,
                     });
-                } else {
-                    first_of.insert(&m.key, m.key_span);
+                    pointer.truncate(len);
                 }
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&escape_pointer_token(&m.key));
-                collect_duplicates(&m.value, pointer, out);
-                pointer.truncate(len);
+                if matches!(m.value.kind, NodeKind::Object(_) | NodeKind::Array(_)) {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    push_pointer_token(pointer, &m.key);
+                    collect_duplicates(&m.value, pointer, out);
+                    pointer.truncate(len);
+                }
             }
         }
         NodeKind::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                collect_duplicates(item, pointer, out);
-                pointer.truncate(len);
+                if matches!(item.kind, NodeKind::Object(_) | NodeKind::Array(_)) {
+                    use std::fmt::Write as _;
+                    let len = pointer.len();
+                    let _ = write!(pointer, "/{i}");
+                    collect_duplicates(item, pointer, out);
+                    pointer.truncate(len);
+                }
             }
         }
         _ => {}
+    }
+}
+
+/// How an object's repeated keys are found ([`collect_duplicates`]).
+enum Repeats<'a> {
+    /// Its keys only increase: none repeats.
+    None,
+    /// Few members: the earlier ones are scanned.
+    Scan,
+    /// The first span of every key seen so far.
+    Hashed(HashMap<&'a str, Span>),
+}
+
+impl<'a> Repeats<'a> {
+    const SCAN_UP_TO: usize = 16;
+
+    fn of(members: &'a [Member]) -> Self {
+        if members.len() <= Self::SCAN_UP_TO {
+            Self::Scan
+        } else if members
+            .windows(2)
+            .all(|w| w[0].key.as_str() < w[1].key.as_str())
+        {
+            Self::None
+        } else {
+            Self::Hashed(HashMap::with_capacity(members.len()))
+        }
+    }
+
+    /// Where the key of `members[i]` was first written, if an earlier member has it (to be
+    /// asked for every member in order).
+    fn first(&mut self, members: &'a [Member], i: usize) -> Option<Span> {
+        let key = members[i].key.as_str();
+        match self {
+            Self::None => None,
+            Self::Scan => members[..i]
+                .iter()
+                .find(|m| m.key.as_str() == key)
+                .map(|m| m.key_span),
+            Self::Hashed(first_of) => {
+                if let Some(first) = first_of.get(key) {
+                    Some(*first)
+                } else {
+                    first_of.insert(key, members[i].key_span);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// `token` escaped as [`escape_pointer_token`] does, appended to `pointer`.
+fn push_pointer_token(pointer: &mut String, token: &str) {
+    if token.contains(['~', '/']) {
+        pointer.push_str(&escape_pointer_token(token));
+    } else {
+        pointer.push_str(token);
     }
 }
 
@@ -580,6 +648,127 @@ mod tests {
     use std::fmt::Write as _;
 
     use super::*;
+
+    /// The repeated keys as every earlier version found them: a hash of every object's
+    /// keys and a pointer for every member (the reference of the generated test below).
+    fn old_collect(node: &Node, pointer: &mut String, out: &mut Vec<Duplicate>) {
+        match &node.kind {
+            NodeKind::Object(members) => {
+                // Linear in the members (a large object must not cost a quadratic scan).
+                let mut first_of: HashMap<&str, Span> = HashMap::with_capacity(members.len());
+                for m in members {
+                    if let Some(first) = first_of.get(m.key.as_str()) {
+                        out.push(Duplicate {
+                            pointer: format!("{pointer}/{}", escape_pointer_token(&m.key)),
+                            span: m.key_span,
+                            first: *first,
+                        });
+                    } else {
+                        first_of.insert(&m.key, m.key_span);
+                    }
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&escape_pointer_token(&m.key));
+                    old_collect(&m.value, pointer, out);
+                    pointer.truncate(len);
+                }
+            }
+            NodeKind::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = pointer.len();
+                    pointer.push('/');
+                    pointer.push_str(&i.to_string());
+                    old_collect(item, pointer, out);
+                    pointer.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Generated: random JSON and YAML documents (objects small and large, keys repeated
+    /// zero to several times, written in increasing order or not, keys with `~` and `/`,
+    /// nested arrays) give the repeated keys the reference finds, in its order.
+    #[test]
+    fn repeated_keys_are_those_of_the_reference_in_its_order() {
+        use crate::util::testrng::Rng;
+        fn key(r: &mut Rng, big: bool) -> String {
+            const POOL: [&str; 7] = ["a", "b", "~", "/", "x~1", "k", "é"];
+            if big {
+                format!("p{:05}", r.below(400u32))
+            } else {
+                (0..=r.below(2usize)).map(|_| *r.pick(&POOL)).collect()
+            }
+        }
+        fn json(r: &mut Rng, depth: u32, out: &mut String) {
+            match if depth == 0 {
+                r.below(3u8)
+            } else {
+                r.below(6u8)
+            } {
+                0 => out.push('1'),
+                1 => out.push_str("\"s\""),
+                2 => out.push_str("null"),
+                3 => {
+                    out.push('[');
+                    for i in 0..r.below(4usize) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        json(r, depth - 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    let big = r.chance(25);
+                    let n = if big {
+                        10 + r.below(40usize)
+                    } else {
+                        r.below(8usize)
+                    };
+                    // A large object's values are leaves: documents stay small.
+                    let inner = if big { 0 } else { depth - 1 };
+                    let mut keys: Vec<String> = (0..n).map(|_| key(r, big)).collect();
+                    if r.chance(50) {
+                        keys.sort();
+                        if r.chance(50) {
+                            keys.dedup();
+                        }
+                    }
+                    out.push('{');
+                    for (i, k) in keys.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{}:", serde_json::Value::from(k.as_str()));
+                        json(r, inner, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        let mut r = Rng(0x00d0_b1e5);
+        let (mut found, mut none) = (0, 0);
+        for i in 0..3000 {
+            let mut text = String::new();
+            let depth = 1 + r.below(4u32);
+            json(&mut r, depth, &mut text);
+            // JSON is YAML: the same document through the other parser, every 4th time.
+            let name = if i % 4 == 0 { "d.yaml" } else { "d.json" };
+            let Ok(doc) = Document::parse(name, text.clone()) else {
+                panic!("case {i} does not parse");
+            };
+            let mut want = Vec::new();
+            old_collect(&doc.root, &mut String::new(), &mut want);
+            assert_eq!(doc.duplicates, want, "case {i}");
+            if want.is_empty() {
+                none += 1;
+            } else {
+                found += 1;
+            }
+        }
+        assert!(found > 300 && none > 500, "found {found}, none {none}");
+    }
 
     const JSON: &str = "{\n  \"a\": [1, {\"b\": \"x\"}],\n  \"c/d\": true\n}\n";
     const YAML: &str = "a:\n  - 1\n  - b: x\n\"c/d\": true\n";

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
+mod canonical;
 mod members;
 mod sorted;
 
@@ -84,7 +85,9 @@ pub fn sorted_members<T: Serialize + ?Sized>(value: &T) -> Result<Option<Vec<Mem
 
 /// RFC 8785 (JCS) canonical bytes of `value`, the input of every JSON digest.
 pub fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json_canonicalizer::to_vec(value)
+    let mut out = Vec::with_capacity(128);
+    canonical::write(value, &mut out)
+        .map(|()| out)
         .map_err(|e| Error::runner("cannot canonicalize JSON").with_source(e))
 }
 
@@ -92,7 +95,7 @@ pub fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 /// hashes them as they come ([`crate::util::digest::Digest::both_of_canonical`]) rather
 /// than keeping a copy of the whole text (a policy matrix's plan is megabytes).
 pub fn canonical_to<T: Serialize, W: std::io::Write>(value: &T, out: &mut W) -> Result<()> {
-    serde_json_canonicalizer::to_writer(value, out)
+    canonical::write(value, out)
         .map_err(|e| Error::runner("cannot canonicalize JSON").with_source(e))
 }
 
