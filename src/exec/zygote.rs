@@ -300,9 +300,11 @@ impl NsInit {
 
     /// The namespace provably holds nothing but the init and the exited `child` (a zombie
     /// its parent has not reaped), read from two `children` files instead of listing the
-    /// namespace: the file of the runner thread that cloned the child (`parent_children`,
-    /// that thread's `/proc/thread-self/children`: `exec::spawn::Spawned`) lists exactly
-    /// the child, then the init's (`1/task/1/children` of the init's procfs instance,
+    /// namespace: the file of the process or thread that cloned the child
+    /// (`parent_children`: for an exec child the runner thread's
+    /// `/proc/thread-self/children`, `exec::spawn::Spawned`; for a forked builtin child the
+    /// fork server's, `exec::forkserver::ForkServer::children_file`, whose doc carries the
+    /// argument below over to the server) lists exactly the child, then the init's (`1/task/1/children` of the init's procfs instance,
     /// opened once) is empty. `false` when either does not hold or cannot be read: the
     /// caller then lists the namespace ([`NsInit::holds_only_the_child`]). Two system
     /// calls (`pread`), and no procfs entry

@@ -41,8 +41,9 @@ impl Digest {
     }
 
     /// [`Digest::both_of`] the RFC 8785 canonical JSON of `value`
-    /// ([`crate::util::json::canonical`]), hashed as it is written: the text is never
-    /// whole in memory.
+    /// ([`crate::util::json::canonical`]), hashed as it is written. What is held in
+    /// memory is the text of the objects still open (their members are sorted when they
+    /// close), which for an object at the top is its whole text.
     pub fn both_of_canonical<T: Serialize>(value: &T) -> Result<Self> {
         let mut h = BothHasher {
             blake3: blake3::Hasher::new(),
