@@ -255,9 +255,9 @@ pub fn run_child(spec: &ChildSpec, tracking: Tracking<'_>) -> ChildResult {
     // nothing of this child once it is reaped.
     //
     // The cloning thread's (the runner's, or the fork server's for a forked child) and the
-    // init's `children` files (two `pread`s, `NsInit::holds_nothing_but`), else the namespace's own listing, prove that it holds
-    // nothing but its init and this child (`NsInit::holds_only_the_child`); only when it
-    // holds more is everything listed. It lists every process of the namespace, wherever
+    // init's `children` files (two `pread`s, `NsInit::holds_nothing_but`), else the
+    // namespace's own listing, prove that it holds nothing but its init and this child
+    // (`NsInit::holds_only_the_child`); only when it holds more is everything listed. It lists every process of the namespace, wherever
     // it was re-parented or whatever cgroup it moved to, so then nothing of this child is
     // outside it and the worker's cgroup (shared with nothing else of this child) is not
     // read; a cgroup of the child's own (a process limit) is emptied as before.

@@ -762,10 +762,7 @@ pub fn children_file_of(pid: u32) -> Option<OwnedFd> {
         return None;
     }
     let path = CString::new(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    // SAFETY: opening a valid C string read-only.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    // SAFETY: a fresh descriptor we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::util::fsx::open_cloexec(&path)
 }
 
 /// The CPU the fork server of the worker thread numbered `index` runs on: the

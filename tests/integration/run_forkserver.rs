@@ -1737,48 +1737,10 @@ fn a_servers_children_file_never_calls_a_namespace_with_leftovers_clean() {
     }
     drop(server);
     // A stand-in server's children, leaving something behind or not.
-    let mut kinds = [0usize; 7];
+    let mut kinds = [0usize; util::LEFTOVER_KINDS];
     let (mut clean, mut left_cases) = (0, 0);
     for case in 0..40 {
-        let mut parts: Vec<String> = Vec::new();
-        let left = rng.below(3u8) != 0;
-        // The child itself (perl, exec'd last) clones a sibling with `CLONE_PARENT |
-        // SIGCHLD`: the server's child, which lives on, or starts a process and exits.
-        let mut sibling = None;
-        if left {
-            loop {
-                let k = rng.below(7u8) as usize;
-                kinds[k] += 1;
-                match k {
-                    0 => parts.push("(exec >/dev/null 2>&1; sleep 1000) &".into()),
-                    1 => parts.push("setsid sleep 1000 >/dev/null 2>&1 &".into()),
-                    2 => parts.push("( (sleep 1000 >/dev/null 2>&1 &) & )".into()),
-                    3 => sibling = Some("exec \"sleep\", \"1000\";"),
-                    4 => sibling = Some("if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0;"),
-                    5 => parts.push("unshare --pid --fork sleep 1000 >/dev/null 2>&1 &".into()),
-                    _ => parts.push(
-                        "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
-                         || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
-                            .into(),
-                    ),
-                }
-                if !rng.chance(35) {
-                    break;
-                }
-            }
-            // Give a background process time to start before the child exits.
-            parts.push("sleep 0.02".into());
-            if let Some(body) = sibling {
-                parts.push(format!(
-                    "exec perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) {{ \
-                     open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; {body} }} exit 0'"
-                ));
-            }
-        } else {
-            parts
-                .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
-        }
-        let script = parts.join("\n");
+        let (script, left) = util::leftover_script(&mut rng, &mut kinds);
         let init = ns.get(&zygote).unwrap();
         let pidfd = init.pidfd();
         let mut cmd = std::process::Command::new("perl");
@@ -1788,10 +1750,17 @@ fn a_servers_children_file_never_calls_a_namespace_with_leftovers_clean() {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        // SAFETY: dup2 (async-signal-safe) of a descriptor this process holds.
+        // SAFETY: dup2 and fcntl (async-signal-safe) of a descriptor this process holds.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(pidfd, 3) == 3 {
+                // The pidfd may be descriptor 3 already (another test's descriptors come and
+                // go): `dup2` onto itself keeps its close-on-exec, so clear it instead.
+                let ok = if pidfd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(pidfd, 3) == 3
+                };
+                if ok {
                     Ok(())
                 } else {
                     Err(std::io::Error::last_os_error())

@@ -13,7 +13,7 @@ use nexusmon::exec::child::{self, ChildSpec, Ended, Tracking};
 use nexusmon::exec::zygote::{NsInit, SharedNs, Zygote};
 use nexusmon::sandbox::privilege::RunnerPrivileges;
 
-use crate::util::Rng;
+use crate::util::{self, Rng};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexusmon"))
@@ -139,48 +139,10 @@ fn clone_and_check(zygote: &Zygote) {
     let parent_children = std::fs::File::open("/proc/thread-self/children").unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&parent_children);
     let mut rng = Rng(0xC41D_F11E5);
-    let mut kinds = [0usize; 7];
+    let mut kinds = [0usize; util::LEFTOVER_KINDS];
     let (mut clean, mut left_cases) = (0, 0);
     for case in 0..40 {
-        let mut parts: Vec<String> = Vec::new();
-        let left = rng.below(3u8) != 0;
-        // The child itself (perl, exec'd last) clones a sibling with `CLONE_PARENT |
-        // SIGCHLD`: this thread's child, which lives on, or starts a process and exits.
-        let mut sibling = None;
-        if left {
-            loop {
-                let k = rng.below(7u8) as usize;
-                kinds[k] += 1;
-                match k {
-                    0 => parts.push("(exec >/dev/null 2>&1; sleep 1000) &".into()),
-                    1 => parts.push("setsid sleep 1000 >/dev/null 2>&1 &".into()),
-                    2 => parts.push("( (sleep 1000 >/dev/null 2>&1 &) & )".into()),
-                    3 => sibling = Some("exec \"sleep\", \"1000\";"),
-                    4 => sibling = Some("if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0;"),
-                    5 => parts.push("unshare --pid --fork sleep 1000 >/dev/null 2>&1 &".into()),
-                    _ => parts.push(
-                        "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
-                         || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
-                            .into(),
-                    ),
-                }
-                if !rng.chance(35) {
-                    break;
-                }
-            }
-            // Give a background process time to start before the child exits.
-            parts.push("sleep 0.02".into());
-            if let Some(body) = sibling {
-                parts.push(format!(
-                    "exec perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) {{ \
-                     open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; {body} }} exit 0'"
-                ));
-            }
-        } else {
-            parts
-                .push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
-        }
-        let script = parts.join("\n");
+        let (script, left) = util::leftover_script(&mut rng, &mut kinds);
         let init = ns.get(zygote).unwrap();
         // Born in the init's namespace, as the exec driver's clone is; this thread's
         // children are born in its own again before anything else is started.

@@ -906,3 +906,54 @@ pub fn isolation(
     })
     .0
 }
+
+/// How many kinds of leftover [`leftover_script`] draws from.
+pub const LEFTOVER_KINDS: usize = 7;
+
+/// A shell script for the tests of the PID namespace's leftover check
+/// (`run_spawn_ns`, `run_forkserver`), and whether it leaves something behind in the
+/// namespace it runs in (two cases in three): a background process, a `setsid` one, a
+/// double fork, a `CLONE_PARENT` sibling that lives on or starts a process and exits, a
+/// nested PID namespace, a process that moves to the root cgroup, one or more of them; else
+/// a script that leaves nothing. `kinds` counts the leftovers drawn, by kind.
+pub fn leftover_script(rng: &mut Rng, kinds: &mut [usize; LEFTOVER_KINDS]) -> (String, bool) {
+    let mut parts: Vec<String> = Vec::new();
+    let left = rng.below(3u8) != 0;
+    // The script's process itself (perl, exec'd last) clones a sibling with `CLONE_PARENT
+    // | SIGCHLD`: a child of its own parent (the cloning thread, the server), which lives
+    // on, or starts a process and exits.
+    let mut sibling = None;
+    if left {
+        loop {
+            let k = rng.below(LEFTOVER_KINDS);
+            kinds[k] += 1;
+            match k {
+                0 => parts.push("(exec >/dev/null 2>&1; sleep 1000) &".into()),
+                1 => parts.push("setsid sleep 1000 >/dev/null 2>&1 &".into()),
+                2 => parts.push("( (sleep 1000 >/dev/null 2>&1 &) & )".into()),
+                3 => sibling = Some("exec \"sleep\", \"1000\";"),
+                4 => sibling = Some("if (fork() == 0) { exec \"sleep\", \"1000\"; } exit 0;"),
+                5 => parts.push("unshare --pid --fork sleep 1000 >/dev/null 2>&1 &".into()),
+                _ => parts.push(
+                    "(exec >/dev/null 2>&1; sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs \
+                     || echo $$ > /sys/fs/cgroup/pids/cgroup.procs; exec sleep 1000') &"
+                        .into(),
+                ),
+            }
+            if !rng.chance(35) {
+                break;
+            }
+        }
+        // Give a background process time to start before the script's process exits.
+        parts.push("sleep 0.02".into());
+        if let Some(body) = sibling {
+            parts.push(format!(
+                "exec perl -e 'if (syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0) {{ \
+                 open STDOUT, \">/dev/null\"; open STDERR, \">/dev/null\"; {body} }} exit 0'"
+            ));
+        }
+    } else {
+        parts.push(["true", "echo hi >/dev/null", "sleep 0.01"][rng.below(3u8) as usize].into());
+    }
+    (parts.join("\n"), left)
+}
