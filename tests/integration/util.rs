@@ -907,8 +907,81 @@ pub fn isolation(
     .0
 }
 
+/// One generated case of [`LeftoverCases`].
+pub struct LeftoverCase {
+    /// The shell script the child runs.
+    pub script: String,
+    /// Whether it leaves something behind in its PID namespace.
+    pub left: bool,
+}
+
 /// How many kinds of leftover [`leftover_script`] draws from.
-pub const LEFTOVER_KINDS: usize = 7;
+const LEFTOVER_KINDS: usize = 7;
+
+/// The generated cases of a test of the PID namespace's leftover check (`run_spawn_ns`,
+/// `run_forkserver`): the scripts ([`LeftoverCases::next`]), the verdicts of the two
+/// `children` files and of the listing on each ([`LeftoverCases::judge`]), and what the
+/// cases covered ([`LeftoverCases::assert_covered`]).
+#[derive(Default)]
+pub struct LeftoverCases {
+    /// The leftovers drawn, by kind.
+    kinds: [usize; LEFTOVER_KINDS],
+    /// Cases that left nothing, and cases that left something.
+    clean: usize,
+    left: usize,
+}
+
+impl LeftoverCases {
+    /// The next case ([`leftover_script`]).
+    pub fn next(&mut self, rng: &mut Rng) -> LeftoverCase {
+        let (script, left) = leftover_script(rng, &mut self.kinds);
+        LeftoverCase { script, left }
+    }
+
+    /// After a generated pause (none, or up to 20 ms), the check of `init`'s namespace once
+    /// `child` (a zombie of the process or thread whose `children` file is
+    /// `parent_children`) exited: the two files (`NsInit::holds_nothing_but`) and the
+    /// listing (`NsInit::holds_only_the_child`) must both say "left" exactly when `this`
+    /// leaves something; a namespace with leftovers is then killed. Returns the case's
+    /// description (`case` its number), for the caller's later assertions.
+    pub fn judge(
+        &mut self,
+        rng: &mut Rng,
+        case: usize,
+        this: &LeftoverCase,
+        init: &nexusmon::exec::zygote::NsInit,
+        parent_children: std::os::fd::RawFd,
+        child: u32,
+    ) -> String {
+        if rng.chance(50) {
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(20u64)));
+        }
+        let fast = init.holds_nothing_but(parent_children, child);
+        let listed = init.holds_only_the_child();
+        let what = format!(
+            "case {case}: `{}`: fast {fast}, listed {listed:?}",
+            this.script
+        );
+        if this.left {
+            self.left += 1;
+            assert!(!fast, "{what}");
+            assert_eq!(listed, Some(false), "{what}");
+            init.kill();
+        } else {
+            self.clean += 1;
+            assert!(fast, "{what}");
+            assert_eq!(listed, Some(true), "{what}");
+        }
+        what
+    }
+
+    /// More than five cases of each verdict, and every kind of leftover drawn.
+    pub fn assert_covered(&self) {
+        let (clean, left, kinds) = (self.clean, self.left, self.kinds);
+        assert!(clean > 5 && left > 5, "{clean} {left}");
+        assert!(kinds.iter().all(|k| *k > 0), "{kinds:?}");
+    }
+}
 
 /// A shell script for the tests of the PID namespace's leftover check
 /// (`run_spawn_ns`, `run_forkserver`), and whether it leaves something behind in the
@@ -916,7 +989,7 @@ pub const LEFTOVER_KINDS: usize = 7;
 /// double fork, a `CLONE_PARENT` sibling that lives on or starts a process and exits, a
 /// nested PID namespace, a process that moves to the root cgroup, one or more of them; else
 /// a script that leaves nothing. `kinds` counts the leftovers drawn, by kind.
-pub fn leftover_script(rng: &mut Rng, kinds: &mut [usize; LEFTOVER_KINDS]) -> (String, bool) {
+fn leftover_script(rng: &mut Rng, kinds: &mut [usize; LEFTOVER_KINDS]) -> (String, bool) {
     let mut parts: Vec<String> = Vec::new();
     let left = rng.below(3u8) != 0;
     // The script's process itself (perl, exec'd last) clones a sibling with `CLONE_PARENT
