@@ -36,15 +36,7 @@ pub struct Input {
 
 /// Read, parse and schema-check `path` against the schema `schema_name`.
 pub fn read(path: &Path, schema_name: &'static str) -> crate::Result<Input> {
-    let mut input = Input {
-        path: path.to_path_buf(),
-        text: None,
-        doc: None,
-        value: None,
-        schema_errors: false,
-        validated: schema::Validated::default(),
-        findings: Vec::new(),
-    };
+    let mut input = Input::empty(path, None);
     let plan = schema_name == "plan";
     let text = match read_text(path, plan) {
         Ok(t) => t,
@@ -128,15 +120,7 @@ pub fn of_loaded(
     doc: Arc<Document>,
     schema_name: &'static str,
 ) -> crate::Result<Input> {
-    let input = Input {
-        path: path.to_path_buf(),
-        text: Some(doc.text.clone()),
-        doc: None,
-        value: None,
-        schema_errors: false,
-        validated: schema::Validated::default(),
-        findings: Vec::new(),
-    };
+    let input = Input::empty(path, Some(doc.text.clone()));
     finish(input, doc, schema_name, &Document::value)
 }
 
@@ -151,16 +135,8 @@ pub fn of_document(
     doc: Arc<Document>,
     schema_name: &'static str,
 ) -> crate::Result<Input> {
-    let input = Input {
-        path: path.to_path_buf(),
-        // The caller has the text in `doc`: copied only for a report that shows it.
-        text: None,
-        doc: None,
-        value: None,
-        schema_errors: false,
-        validated: schema::Validated::default(),
-        findings: Vec::new(),
-    };
+    // The caller has the text in `doc`: copied only for a report that shows it.
+    let input = Input::empty(path, None);
     finish(input, doc, schema_name, &plan_value_for_schema)
 }
 
@@ -256,6 +232,20 @@ fn read_text(path: &Path, plan: bool) -> Result<String, (Code, crate::Error)> {
 }
 
 impl Input {
+    /// The input of `path` before its stages ran: its `text` (if read), nothing parsed,
+    /// checked or found yet.
+    fn empty(path: &Path, text: Option<String>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            text,
+            doc: None,
+            value: None,
+            schema_errors: false,
+            validated: schema::Validated::default(),
+            findings: Vec::new(),
+        }
+    }
+
     /// A sink over this input's document (which must exist).
     pub fn sink(&self) -> Option<Sink<'_>> {
         self.doc.as_ref().map(|d| Sink::new(d, &self.path))
