@@ -1,4 +1,4 @@
-//! Runs that do not end on their own: SIGINT at random moments of a 66-scenario run seals
+//! Runs that do not end on their own: SIGINT at random moments of a 67-scenario run seals
 //! an `interrupted` bundle that validates, ends the `--json` stream with `run-end` and exits
 //! 130; a second signal aborts at once and the next run says what it cleaned; a runner
 //! killed with SIGKILL leaves nothing running once the next run has started.
@@ -80,16 +80,44 @@ fn moments(seed: u64, n: usize, max: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The shipped project with a gate in `fs-confinement`: the `system-ro` scenario
+/// `hold-until-interrupted` runs `sleep 600` (in both executing lanes), so the run cannot
+/// end before a signal however fast its other children are. The plan then has 67
+/// scenarios (66 shipped).
+fn gated_fs_confinement() -> Project {
+    let p = Project::shipped();
+    let edit = |rel: &str, f: &dyn Fn(&mut Value)| {
+        let mut v = read_json(&p.path(rel));
+        f(&mut v);
+        std::fs::write(p.path(rel), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    };
+    edit("registry/linux-core/probes.json", &|v| {
+        v["probes"]["hold-until-interrupted"] = serde_json::json!({
+            "operation": "exec", "driver": "exec",
+            "argv": ["/usr/bin/sleep", "600"], "timeout_ms": 700_000
+        });
+    });
+    edit("plans/fs-confinement/plan.json", &|v| {
+        v["scenarios"]["system-ro"]["hold-until-interrupted"] = "allow".into();
+    });
+    p
+}
+
 #[test]
 fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
-    let p = Project::shipped();
+    let (p, scenarios) = (gated_fs_confinement(), 67);
     let plan = "plans/fs-confinement/plan.json";
-    // 66 scenarios × 2 executing lanes = 132 observations; stop in the first half so the
-    // signal always lands while children are still to run (with the last quarter left,
-    // children now fast enough all ended before the signal arrived, under load).
-    for (i, after) in moments(0x5eed_1e55, 10, 66).into_iter().enumerate() {
-        let (events, code, stderr) =
-            interrupt_after(start(&p, plan, &[]), after, libc::SIGINT, false);
+    // Every scenario but the gate runs in two executing lanes: the signal goes after any
+    // number of their observations, from none to all, while the gate (its two lanes hold
+    // two of the four workers at most) still holds the run open: it is always interrupted.
+    let others = 2 * (scenarios - 1);
+    for (i, after) in moments(0x5eed_1e55, 10, others + 1).into_iter().enumerate() {
+        let (events, code, stderr) = interrupt_after(
+            start(&p, plan, &["--jobs", "4"]),
+            after,
+            libc::SIGINT,
+            false,
+        );
         assert_eq!(code, 130, "moment {i} (after {after}): {stderr}");
         let end = events.last().unwrap();
         assert_eq!(end["type"], "run-end", "moment {i}: {end}");
@@ -119,9 +147,17 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
         // Every scenario has a row; those not observed are skipped, never mismatches.
         let runtime = crate::util::results(&bundle, "runtime_results.jsonl");
         let obs = runtime.as_array().unwrap();
-        assert_eq!(obs.len(), 66);
-        let skipped = obs.iter().filter(|o| o["outcome"] == "skipped").count();
-        assert!(skipped > 0, "moment {i}: nothing was interrupted");
+        assert_eq!(obs.len(), scenarios);
+        let gate = obs
+            .iter()
+            .find(|o| {
+                o["scenario_id"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("hold-until-interrupted")
+            })
+            .unwrap();
+        assert_eq!(gate["outcome"], "skipped", "moment {i}: {gate}");
         for o in obs.iter().filter(|o| o["outcome"] == "skipped") {
             assert!(
                 o["detail"]
@@ -160,9 +196,11 @@ fn sigint_at_ten_random_moments_seals_an_interrupted_bundle_that_validates() {
 
 #[test]
 fn sigterm_exits_143_and_a_second_signal_aborts_leaving_staging_the_next_run_reports() {
-    let p = Project::shipped();
+    // (Gated: the run cannot end before the signal, [`gated_fs_confinement`].)
+    let p = gated_fs_confinement();
     let plan = "plans/fs-confinement/plan.json";
-    let (events, code, _) = interrupt_after(start(&p, plan, &[]), 20, libc::SIGTERM, false);
+    let (events, code, _) =
+        interrupt_after(start(&p, plan, &["--jobs", "4"]), 20, libc::SIGTERM, false);
     assert_eq!(code, 143);
     assert_eq!(events.last().unwrap()["status"], "interrupted");
 
