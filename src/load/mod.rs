@@ -99,10 +99,12 @@ pub fn typed_error(doc: &Document, e: &TypedError) -> Error {
     ))
 }
 
-/// Load a document and deserialize it strictly.
+/// Load a document and deserialize it strictly: straight from its spanned tree
+/// ([`Document::deserialize_tree`]; no JSON value of the document is built first), the same
+/// value or the same error as through [`Document::deserialize`].
 pub fn load_typed<T: DeserializeOwned>(path: &Path) -> Result<(Document, T)> {
     let doc = Document::load(path)?;
-    let value: T = doc.deserialize().map_err(|e| typed_error(&doc, &e))?;
+    let value: T = doc.deserialize_tree().map_err(|e| typed_error(&doc, &e))?;
     Ok((doc, value))
 }
 
@@ -848,6 +850,111 @@ mod tests {
             assert_eq!(from_tree, from_value, "seed {seed}:\n{text}");
         }
         assert!(oks > 20 && errs > 100, "{oks} plans read, {errs} refused");
+    }
+
+    #[test]
+    fn registry_files_read_from_the_tree_are_the_files_read_from_the_value() {
+        // `load_typed` (the registry's probes, profiles and workers files) deserializes
+        // from the spanned tree: the same file, or the same error at the same pointer, as
+        // through the document's value, for the repository's registry files with seeded
+        // values of the wrong type put anywhere, enums written as one-key maps, keys
+        // written twice, unknown keys.
+        use crate::model::worker::WorkersFile;
+        use crate::source::Document;
+        use crate::util::testrng::Rng;
+        const WRONG: [&str; 12] = [
+            "null",
+            "7",
+            "-1",
+            "2.5",
+            "\"x\"",
+            "[]",
+            "[1, \"a\"]",
+            "{}",
+            "{\"read\": null}",
+            "true",
+            "\"file-read\"",
+            "[\"read\", \"exec\"]",
+        ];
+        fn same<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            doc: &Document,
+            what: &str,
+        ) -> bool {
+            let from_value = doc.deserialize::<T>();
+            let from_tree = doc.deserialize_tree::<T>();
+            assert_eq!(from_tree, from_value, "{what}:\n{}", doc.text);
+            from_value.is_ok()
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("registry");
+        let files = [
+            "linux-core/probes.json",
+            "linux-core/profiles.json",
+            "missions/probes.json",
+            "missions/profiles.json",
+            "workers/probes.json",
+            "workers/profiles.json",
+            "workers/workers.json",
+        ];
+        let (mut oks, mut errs) = (0, 0);
+        for (fi, rel) in files.iter().enumerate() {
+            let base = std::fs::read_to_string(root.join(rel)).unwrap();
+            // The places a value can be replaced: every `: value` of the text.
+            let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
+            for seed in 0..150u64 {
+                let mut r = Rng(seed * 31 + fi as u64);
+                let mut text = base.clone();
+                for _ in 0..r.below(3u32) {
+                    let at = *r.pick(&spots);
+                    if at >= text.len() {
+                        continue;
+                    }
+                    // Replace the next scalar token (up to `,` `}` `]`) or insert before it.
+                    let rest = &text[at..];
+                    let len = if rest.starts_with(['{', '[']) {
+                        0
+                    } else {
+                        rest.find([',', '}', ']']).unwrap_or(0)
+                    };
+                    let with = (*r.pick(&WRONG)).to_string();
+                    text.replace_range(at..at + len, &with);
+                }
+                if r.chance(15) {
+                    text =
+                        text.replacen("\"schema_version\"", "\"bogus\": 1, \"schema_version\"", 1);
+                }
+                if r.chance(15) {
+                    // A key written twice: the later one wins in both.
+                    if let Some(i) = text.find("\"description\": ") {
+                        text.insert_str(i, "\"description\": 5, ");
+                    }
+                }
+                let Ok(doc) = Document::parse(root.join(rel), text) else {
+                    continue;
+                };
+                let ok = if rel.ends_with("probes.json") {
+                    same::<crate::model::ProbesFile>(&doc, rel)
+                } else if rel.ends_with("profiles.json") {
+                    same::<crate::model::ProfilesFile>(&doc, rel)
+                } else {
+                    same::<WorkersFile>(&doc, rel)
+                };
+                oks += usize::from(ok);
+                errs += usize::from(!ok);
+            }
+            // The unmodified file reads through `load_typed` as through the value.
+            let doc = Document::load(&root.join(rel)).unwrap();
+            if rel.ends_with("probes.json") {
+                let (_, t): (_, crate::model::ProbesFile) = load_typed(&root.join(rel)).unwrap();
+                assert_eq!(Ok(t), doc.deserialize());
+            } else if rel.ends_with("profiles.json") {
+                let (_, t): (_, crate::model::ProfilesFile) = load_typed(&root.join(rel)).unwrap();
+                assert_eq!(Ok(t), doc.deserialize());
+            } else {
+                let (_, t): (_, WorkersFile) = load_typed(&root.join(rel)).unwrap();
+                assert_eq!(Ok(t), doc.deserialize());
+            }
+        }
+        assert!(oks > 150 && errs > 150, "{oks} files read, {errs} refused");
     }
 
     #[test]

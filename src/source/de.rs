@@ -144,9 +144,100 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         visitor.visit_unit()
     }
 
+    // The shapes `serde_json::Value` accepts for these hints, any other node refused with
+    // its own "invalid type" (a visitor that takes more than the hint's shape — a variant
+    // or field identifier also takes an integer index — must not get it from a node the
+    // value would have refused).
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::String(s) => visitor.visit_string(s.to_string()),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_string(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_string(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_string(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::String(_) | NodeKind::Array(_) => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Null => visitor.visit_unit(),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Array(_) => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Object(_) => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match &self.0.kind {
+            NodeKind::Array(_) | NodeKind::Object(_) => self.deserialize_any(visitor),
+            _ => Err(de::Error::invalid_type(unexpected(self.0), &visitor)),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-        byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64
     }
 }
 
