@@ -735,7 +735,7 @@ fn missions_shows_a_running_mission_apart_from_one_awaiting_approval() {
     let still_running = child.try_wait().unwrap().is_none();
     assert!(
         still_running,
-        "the task sleeps 4 s; the run ended too soon to check"
+        "the task waits for linger.go; the run ended before it was made"
     );
     assert_eq!(m["slow"]["state"], "running", "{m:#}");
     let run_id = m["slow"]["run_id"].as_str().unwrap().to_string();
@@ -749,6 +749,8 @@ fn missions_shows_a_running_mission_apart_from_one_awaiting_approval() {
         "{}",
         table.stdout
     );
+    // Let the task end.
+    std::fs::write(marks(&p).join("linger.go"), "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

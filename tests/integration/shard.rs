@@ -756,15 +756,15 @@ fn an_empty_shard_is_a_sealed_bundle_that_says_so_and_exits_6_unless_allowed() {
 #[test]
 fn an_interrupted_shard_is_refused_unless_allowed_and_then_the_merge_is_not_promotable() {
     let p = Project::shipped();
-    // One profile, three probes sleeping 2 s: the run is still in its lanes when the
-    // signal arrives right after it started.
+    // One profile, three probes sleeping 600 s (killed by the interrupt): the run is still
+    // in its lanes when the signal arrives right after it started, however loaded the host.
     write(
         &p,
         "registry/slow/probes.json",
         r#"{"schema_version": 1, "registry_id": "slow", "probes": {
-            "nap-a": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000},
-            "nap-b": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000},
-            "nap-c": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "2"], "timeout_ms": 10000}}}"#,
+            "nap-a": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "600"], "timeout_ms": 700000},
+            "nap-b": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "600"], "timeout_ms": 700000},
+            "nap-c": {"operation": "exec", "driver": "exec", "argv": ["/usr/bin/sleep", "600"], "timeout_ms": 700000}}}"#,
     );
     write(
         &p,
