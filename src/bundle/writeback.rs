@@ -31,6 +31,7 @@ pub(crate) const CHUNK: u64 = 1 << 20;
 pub(crate) const MIN_AT_COMMIT: u64 = 64 << 10;
 
 /// One range of one file to start writing back.
+#[derive(Debug)]
 struct Job {
     file: File,
     offset: u64,
@@ -50,15 +51,6 @@ enum State {
     Finished,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("offset", &self.offset)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
 /// The write-behind of one bundle (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct WriteBehind {
@@ -72,7 +64,7 @@ impl WriteBehind {
     /// Start writeback of `len` bytes of `file` at `offset`, on the background thread.
     /// Best effort: a descriptor that cannot be duplicated or a thread that cannot be started
     /// leaves the range to the barrier.
-    pub(crate) fn hand_on(&self, _path: &std::path::Path, file: &File, offset: u64, len: u64) {
+    pub(crate) fn hand_on(&self, path: &std::path::Path, file: &File, offset: u64, len: u64) {
         if len == 0 {
             return;
         }
@@ -87,7 +79,9 @@ impl WriteBehind {
         self.handed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((_path.to_path_buf(), offset, len));
+            .push((path.to_path_buf(), offset, len));
+        #[cfg(not(test))]
+        let _ = path;
         let Ok(file) = file.try_clone() else {
             return;
         };

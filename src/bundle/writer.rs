@@ -1183,7 +1183,7 @@ mod tests {
             let out = d.path().join("out");
             let b = begin(&out, "r1");
             let mut want: Vec<(String, Vec<u8>)> = Vec::new();
-            for i in 0..rng.below(6usize) + 2 {
+            for i in 0..rng.below(6u64) + 2 {
                 let size = match rng.below(4u8) {
                     0 => rng.below(MIN_AT_COMMIT),
                     1 => MIN_AT_COMMIT - 1 + rng.below(3u64),
@@ -1191,7 +1191,7 @@ mod tests {
                     _ => CHUNK * (1 + rng.below(3u64)) + rng.below(3 * CHUNK / 2),
                 };
                 let bytes: Vec<u8> = (0..size)
-                    .map(|j| (j as u8) ^ (seed as u8) ^ (i as u8))
+                    .map(|j| u8::try_from((j + seed + i) % 251).unwrap())
                     .collect();
                 let rel = format!("d{}/f{i}.bin", i % 2);
                 match rng.below(3u8) {
@@ -1200,7 +1200,8 @@ mod tests {
                         let mut f = b.create_file(&rel).unwrap();
                         let mut at = 0;
                         while at < bytes.len() {
-                            let n = (rng.below(CHUNK as usize / 2) + 1).min(bytes.len() - at);
+                            let n = usize::try_from(rng.below(CHUNK / 2) + 1).unwrap();
+                            let n = n.min(bytes.len() - at);
                             f.write_all(&bytes[at..at + n]).unwrap();
                             at += n;
                         }
