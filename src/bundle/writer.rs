@@ -20,7 +20,7 @@
 //! ~0.26 ms (~5 s for 20,000 log files, ~2 s with 8 threads); one `syncfs` after 4,000 files
 //! took 44 ms, but it also waits for every other process's dirty data on the filesystem,
 //! which is why a few files are fsynced one by one. Large members start writeback while the
-//! run goes on ([`super::writeback`]: a hint that makes nothing durable), so the barrier
+//! run goes on (`bundle::writeback`: a hint that makes nothing durable), so the barrier
 //! finds less left to write; the barrier itself is the same either way.
 //!
 //! After the index: the no-replace move, both directories it touched synced (together),
