@@ -45,6 +45,7 @@ pub mod reader;
 pub mod repair;
 pub mod signature;
 mod tree;
+mod writeback;
 pub mod writer;
 
 /// `runtime_results.jsonl`: one scenario-lane observation per line.
