@@ -777,6 +777,33 @@ mod tests {
         }
     }
 
+    /// `base` with up to two of its values (seeded places: after a `: `) replaced by what
+    /// `draw` gives (the next scalar token, up to `,` `}` `]`, replaced; before an object or
+    /// array, inserted).
+    fn values_replaced(
+        base: &str,
+        r: &mut crate::util::testrng::Rng,
+        draw: &mut dyn FnMut(&mut crate::util::testrng::Rng) -> String,
+    ) -> String {
+        let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
+        let mut text = base.to_string();
+        for _ in 0..r.below(3u32) {
+            let at = *r.pick(&spots);
+            if at >= text.len() {
+                continue;
+            }
+            let rest = &text[at..];
+            let len = if rest.starts_with(['{', '[']) {
+                0
+            } else {
+                rest.find([',', '}', ']']).unwrap_or(0)
+            };
+            let with = draw(r);
+            text.replace_range(at..at + len, &with);
+        }
+        text
+    }
+
     #[test]
     fn a_plan_read_from_the_tree_is_the_plan_read_from_its_value() {
         // `load_plan` deserializes from the spanned tree (no JSON tree of the matrix): the
@@ -809,31 +836,14 @@ mod tests {
               "requested_by": "me",
               "tasks": {"t": {"probe": "p0", "profile": "f0", "expect": "deny", "depends_on": ["u"]},
                         "u": {"worker": "w", "profile": "f1", "inputs": {"n": 1.5, "o": {"k": [1]}}}}}}"#;
-        // The places a value can be replaced: every `: value` of the text.
-        let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
         let (mut oks, mut errs) = (0, 0);
         for seed in 0..400u64 {
             let mut r = Rng(seed);
-            let mut text = base.to_string();
-            for _ in 0..r.below(3u32) {
-                let at = *r.pick(&spots);
-                if at >= text.len() {
-                    continue;
-                }
-                // Replace the next scalar token (up to `,` or `}`) or insert before it.
-                let rest = &text[at..];
-                let len = if rest.starts_with(['{', '[']) {
-                    0
-                } else {
-                    rest.find([',', '}', ']']).unwrap_or(0)
-                };
-                let with = match r.below(4u32) {
-                    0 => "\"allow\"".to_string(),
-                    1 => "{\"deny\": null}".to_string(),
-                    _ => (*r.pick(&WRONG)).to_string(),
-                };
-                text.replace_range(at..at + len, &with);
-            }
+            let mut text = values_replaced(base, &mut r, &mut |r| match r.below(4u32) {
+                0 => "\"allow\"".to_string(),
+                1 => "{\"deny\": null}".to_string(),
+                _ => (*r.pick(&WRONG)).to_string(),
+            });
             if r.chance(20) {
                 text = text.replacen("\"profiles\"", "\"bogus\": 1, \"profiles\"", 1);
             }
@@ -898,26 +908,10 @@ mod tests {
         let (mut oks, mut errs) = (0, 0);
         for (fi, rel) in files.iter().enumerate() {
             let base = std::fs::read_to_string(root.join(rel)).unwrap();
-            // The places a value can be replaced: every `: value` of the text.
-            let spots: Vec<usize> = base.match_indices(": ").map(|(i, _)| i + 2).collect();
             for seed in 0..150u64 {
                 let mut r = Rng(seed * 31 + fi as u64);
-                let mut text = base.clone();
-                for _ in 0..r.below(3u32) {
-                    let at = *r.pick(&spots);
-                    if at >= text.len() {
-                        continue;
-                    }
-                    // Replace the next scalar token (up to `,` `}` `]`) or insert before it.
-                    let rest = &text[at..];
-                    let len = if rest.starts_with(['{', '[']) {
-                        0
-                    } else {
-                        rest.find([',', '}', ']']).unwrap_or(0)
-                    };
-                    let with = (*r.pick(&WRONG)).to_string();
-                    text.replace_range(at..at + len, &with);
-                }
+                let mut text =
+                    values_replaced(&base, &mut r, &mut |r| (*r.pick(&WRONG)).to_string());
                 if r.chance(15) {
                     text =
                         text.replacen("\"schema_version\"", "\"bogus\": 1, \"schema_version\"", 1);
