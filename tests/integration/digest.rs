@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nexusmon::load::load_plan;
 use serde_json::Value;
 
-use crate::util::{Project, Test, repo_root};
+use crate::util::{Project, Test, edit_json, repo_root};
 
 fn digest(plan: &Path) -> String {
     load_plan(plan)
@@ -21,12 +21,6 @@ fn project() -> (Project, PathBuf) {
     let p = Project::shipped();
     let plan = p.path("plans/quickstart/plan.json");
     (p, plan)
-}
-
-fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
-    let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
 
 #[test]
@@ -55,7 +49,7 @@ fn formatting_key_order_and_schema_do_not_change_the_digest() {
     let (_t, plan) = project();
     let before = digest(&plan);
     // Re-serialize compactly with sorted keys and a different `$schema`.
-    edit(&plan, |v| {
+    edit_json(&plan, |v| {
         v["$schema"] = Value::String("https://example.invalid/plan.json".into());
     });
     let text = serde_json::to_string(
@@ -70,7 +64,7 @@ fn formatting_key_order_and_schema_do_not_change_the_digest() {
 fn editing_a_resolved_probe_changes_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.root().join("registry/linux-core/probes.json"), |v| {
+    edit_json(&t.root().join("registry/linux-core/probes.json"), |v| {
         v["probes"]["read-etc-hostname"]["timeout_ms"] = Value::from(1234);
     });
     assert_ne!(digest(&plan), before);
@@ -80,7 +74,7 @@ fn editing_a_resolved_probe_changes_the_digest() {
 fn editing_a_resolved_profile_changes_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.root().join("registry/linux-core/profiles.json"), |v| {
+    edit_json(&t.root().join("registry/linux-core/profiles.json"), |v| {
         v["profiles"]["net-deny-all"]["landlock"]["net"]["tcp_connect"] = serde_json::json!([443]);
     });
     assert_ne!(digest(&plan), before);
@@ -90,11 +84,11 @@ fn editing_a_resolved_profile_changes_the_digest() {
 fn editing_an_unreferenced_entry_does_not_change_the_digest() {
     let (t, plan) = project();
     let before = digest(&plan);
-    edit(&t.root().join("registry/linux-core/probes.json"), |v| {
+    edit_json(&t.root().join("registry/linux-core/probes.json"), |v| {
         v["probes"]["udp-send-discard"]["notes"] = Value::String("edited".into());
         v["probes"]["brand-new"] = serde_json::json!({"operation": "file-stat", "target": "/etc/hostname", "notes": "new"});
     });
-    edit(&t.root().join("registry/linux-core/profiles.json"), |v| {
+    edit_json(&t.root().join("registry/linux-core/profiles.json"), |v| {
         v["profiles"]["ipc-scoped"]["description"] = Value::String("edited".into());
     });
     assert_eq!(digest(&plan), before);
@@ -104,7 +98,7 @@ fn editing_an_unreferenced_entry_does_not_change_the_digest() {
 fn editing_the_plan_changes_the_digest() {
     let (_t, plan) = project();
     let before = digest(&plan);
-    edit(&plan, |v| {
+    edit_json(&plan, |v| {
         v["scenarios"]["system-ro"]["read-os-release"] = Value::String("deny".into());
     });
     assert_ne!(digest(&plan), before);

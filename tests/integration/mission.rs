@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::util::results;
-use crate::util::{Project, emit_packet, nexusmon};
+use crate::util::{Project, edit_json, emit_packet, nexusmon};
 
 /// The mission fixture project in a temp dir, `${MARK}` pointing at `<tmp>/marks`,
 /// `.nexusmon/` initialized.
@@ -535,10 +535,9 @@ fn tasks_hand_work_to_their_dependents_in_a_shared_workspace() {
     assert_eq!(base, json!([]));
 
     // Asked for explicitly, the baseline lane runs the tasks in order in its own workspace.
-    let plan = p.path("plans/workspace/plan.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
-    v["lanes"] = json!({"baseline": true});
-    std::fs::write(&plan, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    edit_json(&p.path("plans/workspace/plan.json"), |v| {
+        v["lanes"] = json!({"baseline": true});
+    });
     run(&p, "workspace", &[]).code(0);
     let b = latest(&p);
     assert_eq!(
@@ -647,10 +646,9 @@ fn auto_run_cb_drops_the_review_flag_and_losing_the_xp_brings_it_back() {
     // packets of three versions, plus a rerun of the last: 9 XP, AWAKENING, which does not
     // drop the flag.
     let version = |p: &Project, n: u32| {
-        let path = p.path("plans/review-c/plan.json");
-        let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        v["description"] = json!(format!("version {n}"));
-        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        edit_json(&p.path("plans/review-c/plan.json"), |v| {
+            v["description"] = json!(format!("version {n}"));
+        });
     };
     let mut packets = vec![packet_of_latest(&p, "c1")];
     for n in 2..=3 {
@@ -856,11 +854,10 @@ fn filters_that_cut_a_task_from_what_it_depends_on_are_refused() {
 #[test]
 fn lint_rejects_two_tasks_on_one_scenario_and_a_task_contradicting_a_scenario() {
     let p = project();
-    let plan = p.path("plans/chain/plan.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
-    v["mission"]["tasks"]["again"] = json!({"probe": "mark-fourth", "profile": "work"});
-    v["scenarios"] = json!({"work": {"read-shadow": "allow"}});
-    std::fs::write(&plan, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    edit_json(&p.path("plans/chain/plan.json"), |v| {
+        v["mission"]["tasks"]["again"] = json!({"probe": "mark-fourth", "profile": "work"});
+        v["scenarios"] = json!({"work": {"read-shadow": "allow"}});
+    });
     let r = p.nx(&["--json", "plan-lint", "plans/chain/plan.json"]);
     r.code(1);
     let report: Value = serde_json::from_str(&r.stdout).unwrap();

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::promote::{check_schema, make_writable};
-use crate::util::{Project, read_json};
+use crate::util::{Project, edit_json, read_json};
 
 const FILES: [&str; 3] = [
     "runtime_signatures.json",
@@ -301,10 +301,10 @@ fn a_packet_whose_bundle_changed_is_refused_by_promote_and_summarize_ops() {
     let bundle = p.path(packet["bundle"]["pointer"].as_str().unwrap());
     let f = bundle.join("summary.json");
     make_writable(&f);
-    let mut v = read_json(&f);
-    v["status"] = Value::from("ok");
-    v["exit_reason"] = Value::from("edited");
-    std::fs::write(&f, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    edit_json(&f, |v| {
+        v["status"] = Value::from("ok");
+        v["exit_reason"] = Value::from("edited");
+    });
     let r = p.nx(&["promote", "--out", "maps", "--packets", "pk.json"]);
     r.code(1);
     assert!(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Project, nexusmon, read_json};
+use crate::util::{Project, edit_json, nexusmon, read_json};
 
 /// `run --json` of `plan` in `p`, started (stdout piped).
 fn start(p: &Project, plan: &str, extra: &[&str]) -> Child {
@@ -86,18 +86,13 @@ fn moments(seed: u64, n: usize, max: usize) -> Vec<usize> {
 /// scenarios (66 shipped).
 fn gated_fs_confinement() -> Project {
     let p = Project::shipped();
-    let edit = |rel: &str, f: &dyn Fn(&mut Value)| {
-        let mut v = read_json(&p.path(rel));
-        f(&mut v);
-        std::fs::write(p.path(rel), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    };
-    edit("registry/linux-core/probes.json", &|v| {
+    edit_json(&p.path("registry/linux-core/probes.json"), |v| {
         v["probes"]["hold-until-interrupted"] = serde_json::json!({
             "operation": "exec", "driver": "exec",
             "argv": ["/usr/bin/sleep", "600"], "timeout_ms": 700_000
         });
     });
-    edit("plans/fs-confinement/plan.json", &|v| {
+    edit_json(&p.path("plans/fs-confinement/plan.json"), |v| {
         v["scenarios"]["system-ro"]["hold-until-interrupted"] = "allow".into();
     });
     p

@@ -584,6 +584,14 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Rewrite the JSON file `p` (pretty) after `f` changed its value.
+pub fn edit_json(p: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v = read_json(p);
+    f(&mut v);
+    std::fs::write(p, serde_json::to_vec_pretty(&v).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
+
 /// The items of the JSON Lines result file `file` of `bundle` (result schema version 2), each
 /// with the shared values its `$shared` names merged back, as one JSON array. Written here
 /// without nexusmon's reader: the format is meant to be read by anyone.
