@@ -161,8 +161,7 @@ pub fn plan_value_for_schema(doc: &Document) -> Value {
                     };
                     let mut row = serde_json::Map::new();
                     for e in entries {
-                        let plain = matches!(&e.value.kind, NodeKind::String(s) if s == "allow" || s == "deny");
-                        if plain && crate::model::id::is_valid_id(&e.key) {
+                        if crate::source::plain_matrix_entry(&e.key, &e.value) {
                             row.remove(e.key.as_str());
                         } else {
                             row.insert(e.key.to_string(), e.value.to_value());

@@ -418,13 +418,21 @@ pub fn check_loaded(loaded: &crate::load::LoadedPlan, base: &Path) -> Result<Rep
 /// while no tree of the plan exists (its parse and schema value are freed by then), then
 /// the plan's text is parsed again into `loaded.doc` and the plan is linted as
 /// [`check_loaded`] does. The same report and the same errors in the same order (the
-/// registry's result is judged where [`check_loaded`] meets it). With `quote` false the
-/// plan's text is dropped once parsed and the report quotes no excerpt of the plan (as
-/// after [`crate::load::LoadedPlan::release_text`]: for `run`, which reads positions
-/// only). `between` is called once the registry is linted, before the plan is parsed
-/// again (`run` returns free pages to the kernel there). A plan whose tree is there is
-/// linted by [`check_loaded`] (after `release_text` unless `quote`; `between` is not
-/// called).
+/// registry's result is judged where [`check_loaded`] meets it).
+///
+/// The text is parsed again without the matrix's plain entries
+/// ([`crate::source::Document::skeleton_plan`]: a policy matrix's every scenario, which
+/// lint reads from the typed plan and places only when it finds something there), so the
+/// plan is linted without a second tree of its matrix. Should the lint ask that tree for
+/// anything it left out ([`crate::source::Document::missed`]: a finding under a matrix
+/// row, say), its answers are discarded and the plan is linted again from the whole tree.
+///
+/// With `quote` false the plan's text is dropped once linted and the report quotes no
+/// excerpt of the plan (as after [`crate::load::LoadedPlan::release_text`]: for `run`,
+/// which reads positions only). `between` is called once the registry is linted, before
+/// the plan is parsed again (`run` returns free pages to the kernel there). A plan whose
+/// tree is there is linted by [`check_loaded`] (after `release_text` unless `quote`;
+/// `between` is not called).
 pub fn check_loaded_reparsing(
     loaded: &mut crate::load::LoadedPlan,
     base: &Path,
@@ -442,6 +450,48 @@ pub fn check_loaded_reparsing(
     // Nothing reads the registry's documents after its lint.
     loaded.release_registry_documents();
     between();
+    let skeleton = match std::sync::Arc::get_mut(&mut loaded.doc) {
+        Some(d) => d.skeleton_plan()?,
+        None => loaded.doc.as_ref().clone().skeleton_plan()?,
+    };
+    loaded.doc = std::sync::Arc::new(skeleton);
+    loaded.tree_dropped = false;
+    let mut input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
+    if loaded.doc.missed() {
+        drop(input);
+        return lint_whole_tree(loaded, abs, reg, base, quote);
+    }
+    if input.schema_errors || !input.validated.invalid.is_empty() {
+        drop(input);
+        if !quote {
+            loaded.release_text();
+        }
+        return check_plan(&loaded.path, base);
+    }
+    let reg = reg?;
+    plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
+    if loaded.doc.missed() {
+        drop(input);
+        return lint_whole_tree(loaded, abs, Ok(reg), base, quote);
+    }
+    let findings = std::mem::take(&mut input.findings);
+    drop(input);
+    if !quote {
+        loaded.release_text();
+    }
+    Ok(assembled_report(loaded, abs, findings, reg, quote))
+}
+
+/// The end of [`check_loaded_reparsing`] for a plan whose lint asked the tree without the
+/// matrix's plain entries for one of them: the whole tree parsed again from the text that
+/// tree holds, and the plan linted from it as [`check_loaded`] does.
+fn lint_whole_tree(
+    loaded: &mut crate::load::LoadedPlan,
+    abs: PathBuf,
+    reg: Result<Option<registry::RegistryLint>>,
+    base: &Path,
+    quote: bool,
+) -> Result<Report> {
     let mut doc = match std::sync::Arc::get_mut(&mut loaded.doc) {
         Some(d) => d.reparsed_plan()?,
         None => loaded.doc.as_ref().clone().reparsed_plan()?,
@@ -450,7 +500,6 @@ pub fn check_loaded_reparsing(
         doc.text = String::new();
     }
     loaded.doc = std::sync::Arc::new(doc);
-    loaded.tree_dropped = false;
     let input = input::of_document(&abs, std::sync::Arc::clone(&loaded.doc), "plan")?;
     if input.schema_errors || !input.validated.invalid.is_empty() {
         return check_plan(&loaded.path, base);
@@ -484,15 +533,34 @@ fn loaded_report(
     base: &Path,
 ) -> Report {
     plan::check_with(&loaded.plan, &mut input, false, reg.as_ref(), base);
+    let findings = std::mem::take(&mut input.findings);
+    assembled_report(loaded, abs, findings, reg, true)
+}
+
+/// The report of a loaded plan's `findings` with its registry's lint. The plan's text is
+/// copied for the report only when a finding needs its excerpt, and with `quote` (else the
+/// plan's source is empty, as the text of a plan after
+/// [`crate::load::LoadedPlan::release_text`]).
+fn assembled_report(
+    loaded: &crate::load::LoadedPlan,
+    abs: PathBuf,
+    mut findings: Vec<Finding>,
+    reg: Option<registry::RegistryLint>,
+    quote: bool,
+) -> Report {
     let mut report = Report {
         files_checked: 1,
         ..Report::default()
     };
-    report.findings.append(&mut input.findings);
-    // The plan's text is copied for the report only when a finding needs its excerpt.
+    report.findings.append(&mut findings);
     let mut sources: Vec<(PathBuf, String)> = Vec::new();
     if report.findings.iter().any(|f| f.file == abs) {
-        sources.push((abs, loaded.doc.text.clone()));
+        let text = if quote {
+            loaded.doc.text.clone()
+        } else {
+            String::new()
+        };
+        sources.push((abs, text));
     }
     if let Some(r) = reg {
         report.files_checked += r.files_checked;
@@ -608,7 +676,31 @@ mod tests {
             "  \"profiles\": {},",
             serde_json::to_string(&listed).unwrap()
         );
-        if r.chance(85) {
+        if r.chance(35) {
+            // A matrix that loads: rows of known profiles, each probe once (sorted or
+            // not), `allow` or `deny`, now and then an entry the schema faults.
+            t.push_str("  \"scenarios\": {");
+            for i in 0..1 + r.below(3u32) {
+                t.push_str(if i > 0 { ",\n    " } else { "\n    " });
+                let _ = write!(t, "\"{}\": {{", PROFILES[r.below(3usize)]);
+                let mut probes = vec!["p0", "p1", "p2", "p3"];
+                probes.retain(|_| r.chance(70));
+                if r.chance(50) {
+                    probes.reverse();
+                }
+                for (j, p) in probes.iter().enumerate() {
+                    t.push_str(if j > 0 { ",\n      " } else { "\n      " });
+                    let v = if r.chance(95) {
+                        VALUES[r.below(4usize)]
+                    } else {
+                        *r.pick(&VALUES)
+                    };
+                    let _ = write!(t, "\"{p}\": {v}");
+                }
+                t.push('}');
+            }
+            t.push_str("\n  },\n");
+        } else if r.chance(85) {
             t.push_str("  \"scenarios\": {");
             for i in 0..r.below(4u32) {
                 t.push_str(if i > 0 { ",\n    " } else { "\n    " });
@@ -680,11 +772,24 @@ mod tests {
             // documents `run`'s lint reuses from load.
             r#", "p0": {"operation": "file-read", "target": "/etc/hostname"}"#,
             r#", "p6": {"operation": "file-read", "target": "/etc/hosts", "target": "/home/bob/y"}"#,
+            // A probe plans name whose target uses a variable no plan defines: found in
+            // the plan's context, at its first reference (a matrix entry, often).
+            r#", "p3": {"operation": "file-read", "target": "${UNSET}/x"}"#,
+            r#", "p2": {"operation": "file-read", "target": "${UNSET}/y"}"#,
         ];
-        let path = root.join("plans/gen/plan.json");
         let (mut loaded_n, mut with_findings, mut compact_n, mut reg_findings) = (0, 0, 0, 0);
-        for seed in 0..400u64 {
+        let (mut skeleton_n, mut whole_n, mut yaml_n) = (0, 0, 0);
+        for seed in 0..800u64 {
             let mut r = Rng(seed);
+            // Every fourth plan is read as YAML (JSON is YAML's flow style): the other
+            // parser, its positions and its rows.
+            let (name, other) = if seed % 4 == 3 {
+                ("plan.yaml", "plan.json")
+            } else {
+                ("plan.json", "plan.yaml")
+            };
+            let path = root.join("plans/gen").join(name);
+            let _ = std::fs::remove_file(root.join("plans/gen").join(other));
             let extra = extra_probes[r.below(extra_probes.len())];
             std::fs::write(
                 reg.join("probes.json"),
@@ -798,13 +903,33 @@ mod tests {
                 assert_eq!(got.omitted, want.omitted, "seed {seed} {quote}");
                 assert_eq!(got.files_checked, want.files_checked, "seed {seed}");
                 assert_eq!(got.sources, want.sources, "seed {seed} {quote}");
-                // The tree is back, as load_plan parsed it.
+                // A tree is back: the whole one as load_plan parsed it, if the lint asked
+                // the one without the matrix's plain entries for what it left out; that
+                // one otherwise, with the same duplicates.
                 assert!(!lean.tree_dropped);
-                assert_eq!(lean.doc.root, loaded.doc.root, "seed {seed}");
+                let mut whole = lean.doc.as_ref().clone();
+                whole.text.clone_from(&loaded.doc.text);
+                let skeleton = whole.skeleton_plan().unwrap();
+                if skeleton.root == loaded.doc.root {
+                    // Nothing to leave out.
+                    assert_eq!(lean.doc.root, loaded.doc.root, "seed {seed}");
+                } else if lean.doc.root == loaded.doc.root {
+                    whole_n += 1;
+                } else {
+                    assert_eq!(lean.doc.root, skeleton.root, "seed {seed}");
+                    skeleton_n += 1;
+                }
                 assert_eq!(lean.doc.duplicates, loaded.doc.duplicates, "seed {seed}");
                 assert_eq!(lean.doc.text.is_empty(), !quote, "seed {seed}");
+                yaml_n += usize::from(name == "plan.yaml");
             }
         }
+        // Both ways are taken: linted without the plain entries, and again from the whole
+        // tree; YAML plans among them.
+        assert!(
+            skeleton_n > 100 && whole_n > 10 && yaml_n > 20,
+            "{skeleton_n} linted without plain entries, {whole_n} from the whole tree, {yaml_n} YAML; {loaded_n} loaded, {with_findings} with findings, {compact_n} without fallback"
+        );
         // Not vacuous: plans that load, with findings, most linted without the fallback.
         assert!(
             loaded_n > 50

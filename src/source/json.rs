@@ -4,7 +4,7 @@
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
 use crate::util::limits::{self, Budget};
 
-pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
+pub(super) fn parse(text: &str, budget: Budget, elide: bool) -> Result<Node, SyntaxError> {
     let mut p = Parser {
         chars: text.char_indices().peekable(),
         text,
@@ -13,6 +13,7 @@ pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
         depth: 0,
         budget,
         in_scenarios: false,
+        elide,
     };
     if text.starts_with('\u{feff}') {
         p.bump();
@@ -39,6 +40,8 @@ struct Parser<'a> {
     /// True while the value of the root's `scenarios` member is parsed (with a budget that
     /// admits matrix entries: a plan's).
     in_scenarios: bool,
+    /// Leave the plain entries out of the matrix's rows ([`super::elide_plain_entries`]).
+    elide: bool,
 }
 
 impl Parser<'_> {
@@ -94,6 +97,12 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> Result<Node, SyntaxError> {
+        self.value_as(false)
+    }
+
+    /// A value; `row`: an object here is a row of the plan's matrix (`/scenarios/<profile>`),
+    /// whose plain entries are left out when the parser elides them.
+    fn value_as(&mut self, row: bool) -> Result<Node, SyntaxError> {
         let start = self.pos();
         let len = if self.peek() == Some('"') {
             None
@@ -106,7 +115,7 @@ impl Parser<'_> {
                 .map_err(|e| SyntaxError::over_limit(e, start))?;
         }
         let kind = match self.peek() {
-            Some('{') => self.object()?,
+            Some('{') => self.object(row)?,
             Some('[') => self.array()?,
             Some('"') => NodeKind::String(self.charged_string(start)?.into()),
             Some('t') => self.word("true", NodeKind::Bool(true))?,
@@ -158,7 +167,7 @@ impl Parser<'_> {
         Ok(s)
     }
 
-    fn object(&mut self) -> Result<NodeKind, SyntaxError> {
+    fn object(&mut self, row: bool) -> Result<NodeKind, SyntaxError> {
         self.enter()?;
         self.bump(); // {
         let mut members = Vec::new();
@@ -217,8 +226,9 @@ impl Parser<'_> {
                 } else {
                     self.in_scenarios
                 };
+                let row = self.elide && matrix && self.depth == 2;
                 let outer = std::mem::replace(&mut self.in_scenarios, matrix);
-                let value = self.value();
+                let value = self.value_as(row);
                 self.in_scenarios = outer;
                 value?
             };
@@ -245,6 +255,9 @@ impl Parser<'_> {
             }
         }
         self.depth -= 1;
+        if row {
+            super::elide_plain_entries(&mut members);
+        }
         // A document is kept while it is used (a plan's, through a run's lint): no spare
         // capacity per collection.
         members.shrink_to_fit();
@@ -411,7 +424,7 @@ mod tests {
 
     /// Parse within the default budget.
     fn parse(text: &str) -> Result<Node, SyntaxError> {
-        super::parse(text, Budget::default())
+        super::parse(text, Budget::default(), false)
     }
 
     fn err(text: &str) -> SyntaxError {

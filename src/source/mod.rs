@@ -15,6 +15,7 @@ pub use text::Str;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 
@@ -160,6 +161,10 @@ pub struct Document {
     /// found in logarithmic time. Built on demand: a document nobody locates in (a plan
     /// that lints clean) indexes nothing.
     sorted: Mutex<HashMap<usize, Vec<u32>>>,
+    /// The rows of the plan's matrix lack their plain entries ([`Document::skeleton_plan`]).
+    elided: bool,
+    /// Something asked this elided document for what it left out ([`Document::missed`]).
+    missed: AtomicBool,
 }
 
 impl Clone for Document {
@@ -172,6 +177,8 @@ impl Clone for Document {
             duplicates: self.duplicates.clone(),
             // Addresses of the original's nodes: the copy builds its own.
             sorted: Mutex::new(HashMap::new()),
+            elided: self.elided,
+            missed: AtomicBool::new(self.missed.load(Ordering::Relaxed)),
         }
     }
 }
@@ -224,10 +231,22 @@ impl Document {
         format: Format,
         budget: Budget,
     ) -> std::result::Result<Self, SyntaxError> {
+        Self::parse_eliding(path, text, format, budget, false)
+    }
+
+    /// [`Document::parse_within`]; with `elide`, the rows of the plan's matrix leave out
+    /// their plain entries ([`elide_plain_entries`]).
+    fn parse_eliding(
+        path: impl Into<PathBuf>,
+        text: String,
+        format: Format,
+        budget: Budget,
+        elide: bool,
+    ) -> std::result::Result<Self, SyntaxError> {
         let mut duplicates = Vec::new();
         let root = match format {
-            Format::Json => json::parse(&text, budget)?,
-            Format::Yaml => yaml::parse(&text, budget)?,
+            Format::Json => json::parse(&text, budget, elide)?,
+            Format::Yaml => yaml::parse(&text, budget, elide)?,
         };
         collect_duplicates(&root, &mut String::new(), &mut duplicates);
         Ok(Self {
@@ -237,6 +256,8 @@ impl Document {
             root,
             duplicates,
             sorted: Mutex::new(HashMap::new()),
+            elided: elide,
+            missed: AtomicBool::new(false),
         })
     }
 
@@ -256,6 +277,7 @@ impl Document {
 
     /// The document as a JSON value (for a key written twice, the later one wins).
     pub fn value(&self) -> serde_json::Value {
+        self.miss();
         self.root.to_value()
     }
 
@@ -264,10 +286,26 @@ impl Document {
         deserialize_value(self.value())
     }
 
+    /// True if this document was parsed by [`Document::skeleton_plan`] and something asked
+    /// it for what it leaves out: its value ([`Document::value`], [`Document::deserialize`],
+    /// [`Document::deserialize_tree`]) or the place of a pointer below a row of the matrix
+    /// (`/scenarios/<profile>/…`, [`Document::locate`]), which it may answer otherwise than
+    /// the whole document would. Its answers to everything else are the whole document's.
+    pub fn missed(&self) -> bool {
+        self.missed.load(Ordering::Relaxed)
+    }
+
+    fn miss(&self) {
+        if self.elided {
+            self.missed.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// [`Document::deserialize`] straight from the tree, without building the document's
     /// JSON value first: the same value or the same error (pointer and message), in memory
     /// that does not hold the document twice (a plan's matrix).
     pub fn deserialize_tree<T: DeserializeOwned>(&self) -> std::result::Result<T, TypedError> {
+        self.miss();
         serde_path_to_error::deserialize(de::NodeDe(&self.root)).map_err(typed_of)
     }
 
@@ -277,6 +315,13 @@ impl Document {
     /// member it reached. Logarithmic time per pointer token in a large object (lint places
     /// thousands of findings in large documents), and nothing is indexed beforehand.
     pub fn locate(&self, pointer: &str) -> Location {
+        if self.elided
+            && pointer
+                .strip_prefix("/scenarios/")
+                .is_some_and(|rest| rest.contains('/'))
+        {
+            self.miss();
+        }
         if let Some((key_span, value_span)) = self.resolve(pointer) {
             return Location {
                 key_span,
@@ -400,6 +445,8 @@ impl Document {
             },
             duplicates: Vec::new(),
             sorted: Mutex::new(HashMap::new()),
+            elided: false,
+            missed: AtomicBool::new(false),
         }
     }
 
@@ -413,6 +460,8 @@ impl Document {
         };
         self.duplicates = Vec::new();
         self.sorted = Mutex::new(HashMap::new());
+        self.elided = false;
+        self.missed = AtomicBool::new(false);
     }
 
     /// The plan document parsed again from this one's text, within the plan budget as
@@ -424,6 +473,20 @@ impl Document {
             .map_err(|e| syntax_error(&self.path, &e))
     }
 
+    /// [`Document::reparsed_plan`] without the matrix's plain entries: every row of
+    /// `/scenarios` (not anchored, in YAML) whose keys are all distinct leaves out its
+    /// entries that are an id with the string `allow` or `deny` ([`plain_matrix_entry`]),
+    /// a policy matrix's every scenario. What the tree keeps answers as the whole
+    /// document's does: the same duplicates, spans of everything outside the rows' members,
+    /// and the rows' plain entries were left out of a plan's schema value anyway; what it
+    /// cannot answer, it records ([`Document::missed`]), for the caller to parse the whole
+    /// document ([`Document::reparsed_plan`]) and ask again. The text moves into the result.
+    pub fn skeleton_plan(&mut self) -> Result<Self> {
+        let text = std::mem::take(&mut self.text);
+        Self::parse_eliding(self.path.clone(), text, self.format, Budget::plan(), true)
+            .map_err(|e| syntax_error(&self.path, &e))
+    }
+
     /// The text of a 1-based line, without its newline.
     pub fn line_text(&self, line: u32) -> &str {
         self.text
@@ -431,6 +494,30 @@ impl Document {
             .nth((line as usize).saturating_sub(1))
             .unwrap_or("")
     }
+}
+
+/// True for an entry of a plan's matrix row that the plan schema cannot fault: an id key
+/// with the string `allow` or `deny`.
+pub fn plain_matrix_entry(key: &str, value: &Node) -> bool {
+    matches!(&value.kind, NodeKind::String(s) if s == "allow" || s == "deny")
+        && crate::model::id::is_valid_id(key)
+}
+
+/// Leave the plain entries ([`plain_matrix_entry`]) out of a row of a plan's matrix, if
+/// no key of the row is written twice (a repeated key is reported with the spans of both,
+/// and a plain entry may replace a value that is not: such a row is kept whole).
+fn elide_plain_entries(members: &mut Vec<Member>) {
+    let increasing = members
+        .windows(2)
+        .all(|w| w[0].key.as_str() < w[1].key.as_str());
+    if !increasing {
+        let mut keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return;
+        }
+    }
+    members.retain(|m| !plain_matrix_entry(&m.key, &m.value));
 }
 
 /// Turn a syntax error into an input error naming the file, line and column.
@@ -932,6 +1019,170 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A seeded plan-like document for [`the_skeleton_answers_as_the_whole_tree_does`]:
+    /// matrix rows of plain entries (sorted or not), entries the schema can fault (keys
+    /// that are no ids, other strings, numbers, objects), keys and rows written twice, rows
+    /// that are not objects, a second `scenarios`; in YAML, anchored rows, aliases of them
+    /// inside and outside the matrix, anchored entry values.
+    fn skeleton_case(r: &mut crate::util::testrng::Rng, yaml: bool) -> String {
+        const KEYS: [&str; 8] = ["p0", "p1", "p2", "p3", "Bad", "a/b", "x~1", "p1"];
+        const VALUES: [&str; 8] = [
+            "\"allow\"",
+            "\"deny\"",
+            "\"allow\"",
+            "\"deny\"",
+            "\"maybe\"",
+            "5",
+            "{\"k\": \"allow\", \"k\": \"deny\"}",
+            "[\"allow\"]",
+        ];
+        let rows = r.below(5usize);
+        let mut out = String::new();
+        if yaml {
+            out.push_str("schema_version: 1\nscenarios:\n");
+        } else {
+            out.push_str("{\"schema_version\": 1,\n\"scenarios\": {");
+        }
+        let mut anchors = 0;
+        for i in 0..rows {
+            let row = format!("r{}", r.below(4u32));
+            if yaml {
+                if anchors > 0 && r.chance(15) {
+                    let _ = writeln!(out, "  {row}: *a{}", r.below(anchors));
+                    continue;
+                }
+                let anchor = if r.chance(25) {
+                    anchors += 1;
+                    format!(" &a{}", anchors - 1)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "  {row}:{anchor}");
+            } else {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "\n \"{row}\": ");
+                if r.chance(8) {
+                    out.push_str("\"allow\"");
+                    continue;
+                }
+                out.push('{');
+            }
+            let n = r.below(12usize);
+            let sorted = r.chance(40);
+            for j in 0..n {
+                let key = if sorted {
+                    format!("q{j:02}")
+                } else if r.chance(70) {
+                    format!("q{}", r.below(20u32))
+                } else {
+                    (*r.pick(&KEYS)).to_string()
+                };
+                let v = if r.chance(80) {
+                    VALUES[r.below(4usize)]
+                } else {
+                    *r.pick(&VALUES)
+                };
+                if yaml {
+                    let v = if r.chance(10) {
+                        format!("&v{i}x{j} {v}")
+                    } else {
+                        v.into()
+                    };
+                    let _ = writeln!(out, "    {}: {v}", serde_json::Value::from(key.as_str()));
+                } else {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "\n  {}: {v}", serde_json::Value::from(key.as_str()));
+                }
+            }
+            if yaml && n == 0 {
+                out.push_str("    {}\n");
+            } else if !yaml {
+                out.push('}');
+            }
+        }
+        if yaml {
+            if rows == 0 {
+                out.push_str("  {}\n");
+            }
+            if anchors > 0 && r.chance(50) {
+                let _ = writeln!(out, "description: *a{}", r.below(anchors));
+            }
+            if r.chance(10) {
+                out.push_str("scenarios: {r0: {p0: allow}}\n");
+            }
+        } else {
+            out.push_str("\n}");
+            if r.chance(10) {
+                out.push_str(",\n\"scenarios\": [{\"p0\": \"allow\"}]");
+            }
+            out.push_str("}\n");
+        }
+        out
+    }
+
+    #[test]
+    fn the_skeleton_answers_as_the_whole_tree_does() {
+        // Seeded plans, JSON and YAML: the tree without the matrix's plain entries has the
+        // whole tree's duplicates and schema value, places every pointer outside the rows'
+        // members as the whole tree does without recording a miss, and records one for
+        // every pointer below a row and for its value.
+        use crate::util::testrng::Rng;
+        let (mut elided, mut kept) = (0, 0);
+        for seed in 0..1500u64 {
+            let mut r = Rng(seed);
+            let yaml = seed % 2 == 1;
+            let text = skeleton_case(&mut r, yaml);
+            let name = if yaml { "p.yaml" } else { "p.json" };
+            let whole = Document::parse_plan(name, text.clone())
+                .unwrap_or_else(|e| panic!("seed {seed}: {e:?}\n{text}"));
+            let mut source = Document::parse_plan(name, text.clone()).unwrap();
+            source.drop_tree();
+            let skeleton = source.skeleton_plan().unwrap();
+            assert_eq!(skeleton.text, text);
+            assert_eq!(skeleton.duplicates, whole.duplicates, "seed {seed}\n{text}");
+            assert_eq!(
+                crate::lint::input::plan_value_for_schema(&skeleton),
+                crate::lint::input::plan_value_for_schema(&whole),
+                "seed {seed}\n{text}"
+            );
+            assert!(!skeleton.missed(), "seed {seed}");
+            if skeleton.root == whole.root {
+                kept += 1;
+            } else {
+                elided += 1;
+            }
+            let index = full_index(&whole);
+            let mut pointers: Vec<String> = index.keys().cloned().collect();
+            pointers.sort();
+            for p in index.keys() {
+                pointers.push(format!("{p}/q1"));
+                pointers.push(format!("{p}/07"));
+            }
+            pointers.extend(["/scenarios/r9".into(), "/scenarios/r1/q99".into()]);
+            for p in &pointers {
+                let under_row = p
+                    .strip_prefix("/scenarios/")
+                    .is_some_and(|rest| rest.contains('/'));
+                let one = skeleton.clone();
+                let got = one.locate(p);
+                assert_eq!(one.missed(), under_row, "seed {seed}, pointer {p:?}");
+                if !under_row {
+                    assert_eq!(got, whole.locate(p), "seed {seed}, pointer {p:?}\n{text}");
+                }
+            }
+            let _ = skeleton.value();
+            assert!(skeleton.missed(), "seed {seed}");
+        }
+        assert!(
+            elided > 400 && kept > 100,
+            "{elided} elided, {kept} kept whole"
+        );
     }
 
     #[test]

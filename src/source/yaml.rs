@@ -18,7 +18,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 use super::{Member, Node, NodeKind, Pos, Span, SyntaxError};
 use crate::util::limits::{self, Budget, Cost, Exceeded};
 
-pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
+pub(super) fn parse(text: &str, budget: Budget, elide: bool) -> Result<Node, SyntaxError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
@@ -26,6 +26,8 @@ pub(super) fn parse(text: &str, budget: Budget) -> Result<Node, SyntaxError> {
         deepest: 0,
         budget,
         in_scenarios: false,
+        elide,
+        row_next: false,
     };
     b.document()
 }
@@ -42,6 +44,10 @@ struct Builder<'a> {
     /// True while the value of the root's `scenarios` member is built (with a budget that
     /// admits matrix entries: a plan's).
     in_scenarios: bool,
+    /// Leave the plain entries out of the matrix's rows ([`super::elide_plain_entries`]).
+    elide: bool,
+    /// The next node built is a row of the matrix (`/scenarios/<profile>`); taken by it.
+    row_next: bool,
 }
 
 fn pos(m: saphyr_parser::Marker) -> Pos {
@@ -133,6 +139,7 @@ impl<'a> Builder<'a> {
     fn node(&mut self, ev: Event<'a>, sp: YSpan) -> Result<Node, SyntaxError> {
         let start = pos(sp.start);
         let over = |e: Exceeded| SyntaxError::over_limit(e, start);
+        let row = std::mem::take(&mut self.row_next);
         let before = self.budget;
         let outer_deepest = self.deepest;
         self.deepest = self.depth;
@@ -251,9 +258,11 @@ impl<'a> Builder<'a> {
                             } else {
                                 self.in_scenarios
                             };
+                            self.row_next = self.elide && matrix && self.depth == 2;
                             let outer = std::mem::replace(&mut self.in_scenarios, matrix);
                             let value = self.node(ev, vsp);
                             self.in_scenarios = outer;
+                            self.row_next = false;
                             value?
                         }
                     };
@@ -264,6 +273,10 @@ impl<'a> Builder<'a> {
                     });
                 }
                 self.depth -= 1;
+                // An anchored row is kept whole: its aliases may stand anywhere.
+                if row && anchor == 0 {
+                    super::elide_plain_entries(&mut members);
+                }
                 members.shrink_to_fit();
                 let node = Node {
                     span: Span { start, end },
@@ -465,7 +478,7 @@ mod tests {
 
     /// Parse within the default budget.
     fn parse(text: &str) -> Result<Node, SyntaxError> {
-        super::parse(text, Budget::default())
+        super::parse(text, Budget::default(), false)
     }
 
     #[test]
