@@ -38,14 +38,52 @@ fn unexpected(node: &Node) -> de::Unexpected<'_> {
 }
 
 /// An object's members in the order of the value's map: sorted by key, and of a key written
-/// twice only the later member.
-fn value_order(members: &[Member]) -> Vec<&Member> {
-    let mut order: Vec<(usize, &Member)> = members.iter().enumerate().collect();
-    // Stable by key, then the later of equal keys first, so `dedup` keeps it.
-    order.sort_by(|(i, a), (j, b)| a.key.cmp(&b.key).then(j.cmp(i)));
-    order.dedup_by(|b, a| a.1.key == b.1.key);
-    order.into_iter().map(|(_, m)| m).collect()
+/// twice only the later member. Members whose keys already increase (a generated registry
+/// or matrix, a row of a few keys) are visited in place, without a list; others through
+/// one list of them, sorted.
+fn value_order(members: &[Member]) -> Order<'_> {
+    if members.windows(2).all(|w| w[0].key < w[1].key) {
+        return Order::InPlace(members.iter());
+    }
+    let mut order: Vec<&Member> = members.iter().collect();
+    // By key, then the later of equal keys first (members are one slice: the later one is
+    // at the higher address), so `dedup` keeps it.
+    order.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then_with(|| std::ptr::from_ref(*b).cmp(&std::ptr::from_ref(*a)))
+    });
+    order.dedup_by(|b, a| a.key == b.key);
+    Order::Sorted(order.into_iter())
 }
+
+/// The members of an object in [`value_order`].
+enum Order<'a> {
+    /// The members themselves, their keys increasing.
+    InPlace(std::slice::Iter<'a, Member>),
+    /// A sorted list of them.
+    Sorted(std::vec::IntoIter<&'a Member>),
+}
+
+impl<'a> Iterator for Order<'a> {
+    type Item = &'a Member;
+
+    fn next(&mut self) -> Option<&'a Member> {
+        match self {
+            Order::InPlace(it) => it.next(),
+            Order::Sorted(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Order::InPlace(it) => it.size_hint(),
+            Order::Sorted(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Order<'_> {}
 
 impl<'de> Deserializer<'de> for NodeDe<'de> {
     type Error = Error;
@@ -74,7 +112,7 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
                 let order = value_order(members);
                 let len = order.len();
                 let mut map = Map {
-                    members: order.into_iter(),
+                    members: order,
                     value: None,
                 };
                 let v = visitor.visit_map(&mut map)?;
@@ -102,8 +140,7 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, Error> {
         match &self.0.kind {
             NodeKind::Object(members) => {
-                let order = value_order(members);
-                let mut it = order.into_iter();
+                let mut it = value_order(members);
                 let Some(first) = it.next() else {
                     return Err(de::Error::invalid_value(
                         de::Unexpected::Map,
@@ -264,7 +301,7 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
 }
 
 struct Map<'a> {
-    members: std::vec::IntoIter<&'a Member>,
+    members: Order<'a>,
     value: Option<&'a Node>,
 }
 
@@ -278,8 +315,9 @@ impl<'de> MapAccess<'de> for Map<'de> {
         match self.members.next() {
             Some(m) => {
                 self.value = Some(&m.value);
-                let key: de::value::StringDeserializer<Error> =
-                    m.key.to_string().into_deserializer();
+                // The key as a `&str` (`visit_str`): a struct's field name is matched
+                // without a copy; a map's key type copies it as it would own a `String`.
+                let key: de::value::StrDeserializer<'_, Error> = m.key.as_str().into_deserializer();
                 seed.deserialize(key).map(Some)
             }
             None => Ok(None),
