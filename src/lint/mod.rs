@@ -680,7 +680,7 @@ mod tests {
             // A matrix that loads: rows of known profiles, each probe once (sorted or
             // not), `allow` or `deny`, now and then an entry the schema faults.
             t.push_str("  \"scenarios\": {");
-            for i in 0..1 + r.below(3u32) {
+            for i in 0..=r.below(3u32) {
                 t.push_str(if i > 0 { ",\n    " } else { "\n    " });
                 let _ = write!(t, "\"{}\": {{", PROFILES[r.below(3usize)]);
                 let mut probes = vec!["p0", "p1", "p2", "p3"];
