@@ -13,7 +13,11 @@
 #      (target: well under 1 s per 10,000 scenarios) and peak RSS, against `python3 -c
 #      json.load` of the same plan (parse only) and against plan-lint of the 1,000 plan.
 #
-# Peak RSS is GNU time's "Maximum resident set size" (/usr/bin/time -v). Times are medians
+# Peak RSS is GNU time's "Maximum resident set size" (/usr/bin/time -v); before every
+# measured command of nexusmon the binary's pages are dropped from the page cache
+# (posix_fadvise DONTNEED after an fsync), so every peak starts from the same state: a
+# freshly copied or freshly built binary otherwise measured 1.3-3.5 MiB more than the same
+# bytes read back from disk, which moved the 100,000/1,000 ratio by up to 0.1. Times are medians
 # of RUNS runs (default 5); the 100k run itself is made once (a few minutes at the
 # machine's rate of children) and its bundle reused, the 1k run RUNS times.
 #
@@ -47,9 +51,21 @@ for n in "$SMALL" "$BIG"; do
   [ -d "$W/p$n" ] || python3 benches/run_gen.py "$W/p$n" matrix "$n" on 50
 done
 
+# evict FILE: drop FILE's pages from the page cache (written back first; pages a running
+# process maps stay).
+evict() {
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.close(fd)' "$1"
+}
+
 # measure NAME CMD...: one run under GNU time; appends "NAME wall_s rss_kib" to $W/m.txt.
+# A run of the nexusmon binary starts with its pages evicted (see the header).
 measure() {
   local name=$1; shift
+  [ "$1" != "$BIN" ] || evict "$BIN"
   /usr/bin/time -f '%e %M' -o "$W/t.txt" "$@" >/dev/null 2>"$W/err.txt" || {
     local rc=$?
     # `run` exits 1 on mismatches; anything else is a failure of the benchmark.

@@ -8,7 +8,7 @@
 //! and directory entry durable, and only then is the index written (temp, `fsync`, rename,
 //! directory `fsync`): the index becomes durable only after every file it lists. The barrier
 //! is one `syncfs(2)` on the staging filesystem when the bundle has more than
-//! [`PER_FILE_FSYNC_MAX`] files, through a directory descriptor opened at
+//! `PER_FILE_FSYNC_MAX` (128) files, through a directory descriptor opened at
 //! [`StagedBundle::begin`] (so it reports every writeback error on that filesystem since the
 //! run started); for fewer files, or on kernels older than 5.8 (whose `syncfs` does not
 //! report errors), an `fsync` of every file and every directory, all in flight at once

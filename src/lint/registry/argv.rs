@@ -9,11 +9,16 @@
 //! Where paths are found in an argument: the argument itself when it starts with `/` or a
 //! variable; after `=` (`--out=/x`, `of=/x`); and at every word start inside an argument
 //! that reads like a shell command (`sh -c "cat /etc/x > /tmp/y"`: after whitespace or one
-//! of `;|&<>()'"`,:`). In the script of a shell (`sh`, `bash`, `dash`, … with `-c`), a path
-//! in command position (the script's start, or after `;`, `|`, `&`, `(`, `{`, a backquote)
-//! is a program it runs — executed, like `argv[0]` — and needs no declaration. A path the
-//! program builds at run time (`$(echo /tm)p`, `$1`) cannot be seen here; the baseline's
-//! read-only host is the backstop for those.
+//! of `;|&<>(){'"`,:`). In the script of a shell (`sh`, `bash`, `dash`, … with `-c`), a path
+//! in command position is a program it runs — executed, like `argv[0]` — and needs no
+//! declaration: the script's start; after a newline, `;`, `|`, `&` (not the `&` of a
+//! redirection `>&`), `(` (not an array's `=(`) or a backquote that no backslash escapes;
+//! and after a reserved word that is in command position itself (`{`, `!`, `if`, `then`,
+//! `elif`, `else`, `while`, `until`, `do`: `while …; do /usr/bin/x; done`, but not
+//! `echo do /tmp/x` or the brace expansion `{/a,/b}`). `command_position_agrees_with_dash_and_bash`
+//! checks this against the real shells. A path the program builds at run time
+//! (`$(echo /tm)p`, `$1`) cannot be seen here; the baseline's read-only host is the
+//! backstop for those.
 
 use super::super::codes::Code;
 use super::super::finding::{At, Sink};
@@ -21,8 +26,10 @@ use super::super::vars::{self, Lead, Scope};
 use crate::model::registry::{Driver, Probe};
 
 /// Characters after which a path may start inside an argument (not `)`: `$(dirname
-/// x)/y` continues a word).
-const STARTS_AFTER: &[char] = &[';', '|', '&', '<', '>', '(', '\'', '"', '`', '=', ':', ','];
+/// x)/y` continues a word; `{` for bash's brace expansion `{/a,/b}`).
+const STARTS_AFTER: &[char] = &[
+    ';', '|', '&', '<', '>', '(', '{', '\'', '"', '`', '=', ':', ',',
+];
 /// Characters that end a path inside an argument.
 const ENDS_AT: &[char] = &[';', '|', '&', '<', '>', '(', ')', '\'', '"', '`', ',', ':'];
 
@@ -44,8 +51,57 @@ const HARMLESS_UNDER: &[&str] = &["/dev/fd/", "/proc/self/", "/proc/thread-self/
 /// Shells whose `-c` argument is a script.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
 
-/// Characters after which a word in a shell script is in command position.
-const COMMAND_AFTER: &[char] = &[';', '|', '&', '(', '{', '`'];
+/// Characters after which a word in a shell script is in command position (unless
+/// escaped; `&` and `(` with the exceptions in [`command_position`]).
+const COMMAND_AFTER: &[char] = &['\n', ';', '|', '&', '(', '`'];
+
+/// Reserved words after which the next word is in command position again, when they are
+/// in command position themselves. `{` only as a word of its own: `{/a,/b}` is bash's brace
+/// expansion, not a group.
+const KEYWORDS: &[&str] = &[
+    "{", "!", "if", "then", "elif", "else", "while", "until", "do",
+];
+
+/// The shell's blanks (not every Unicode space: `do\u{a0}/x` is one word to a shell).
+fn blank(c: char) -> bool {
+    matches!(c, ' ' | '\t')
+}
+
+/// A word starting right after `before` (the script up to it) is in command position.
+fn command_position(before: &str) -> bool {
+    let t = before.trim_end_matches(blank);
+    let mut rev = t.chars().rev();
+    let Some(last) = rev.next() else {
+        return true;
+    };
+    let prior = rev.next();
+    if COMMAND_AFTER.contains(&last) {
+        // An odd number of backslashes before it makes it a literal character (`tee \; /x`).
+        let escapes = t[..t.len() - last.len_utf8()]
+            .chars()
+            .rev()
+            .take_while(|c| *c == '\\')
+            .count();
+        return escapes % 2 == 0
+            && match last {
+                // `>&/x`, `<&/x`: a redirection (bash writes `/x`), not a background `&`.
+                '&' => !matches!(prior, Some('>' | '<')),
+                // `a=(/x /y)`: an array's values, not a subshell.
+                '(' => prior != Some('='),
+                _ => true,
+            };
+    }
+    if t.len() == before.len() {
+        // No blank between: the word goes on (`{/a,/b}`, `>/x`, `"/x"`).
+        return false;
+    }
+    let start = t
+        .char_indices()
+        .rev()
+        .find(|(_, c)| blank(*c) || COMMAND_AFTER.contains(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    KEYWORDS.contains(&&t[start..]) && command_position(&t[..start])
+}
 
 /// The index of the shell script in `argv` (`sh -c SCRIPT`), if `argv` runs a shell.
 fn shell_script(argv: &[String]) -> Option<usize> {
@@ -67,11 +123,27 @@ fn argv_paths(arg: &str) -> Vec<&str> {
     argv_words(arg).into_iter().map(|(p, _)| p).collect()
 }
 
+/// Where the path at the start of `rest` ends: at whitespace, one of [`ENDS_AT`], or a `}`
+/// that closes no `${` of the path itself (`{/a,/b}` ends `/b`; `${SCRATCH}/x` goes on).
+fn path_end(rest: &str) -> usize {
+    let mut open = 0usize;
+    let mut prev = None;
+    for (i, ch) in rest.char_indices() {
+        match ch {
+            '{' if prev == Some('$') => open += 1,
+            '}' if open > 0 => open -= 1,
+            '}' => return i,
+            _ if ch.is_whitespace() || ENDS_AT.contains(&ch) => return i,
+            _ => {}
+        }
+        prev = Some(ch);
+    }
+    rest.len()
+}
+
 fn argv_words(arg: &str) -> Vec<(&str, bool)> {
     let mut out = Vec::new();
     let mut prev: Option<char> = None;
-    // The last character that was not whitespace.
-    let mut last_solid: Option<char> = None;
     let mut i = 0;
     while i < arg.len() {
         let rest = &arg[i..];
@@ -80,21 +152,14 @@ fn argv_words(arg: &str) -> Vec<(&str, bool)> {
         };
         let at_start = prev.is_none_or(|p| p.is_whitespace() || STARTS_AFTER.contains(&p));
         if at_start && (rest.starts_with('/') || rest.starts_with("${")) {
-            let end = rest
-                .find(|ch: char| ch.is_whitespace() || ENDS_AT.contains(&ch))
-                .unwrap_or(rest.len());
-            let command = last_solid.is_none_or(|p| COMMAND_AFTER.contains(&p));
-            out.push((&rest[..end], command));
+            let end = path_end(rest);
+            out.push((&rest[..end], command_position(&arg[..i])));
             let last = rest[..end].chars().last();
             i += end.max(c.len_utf8());
             prev = if end == 0 { Some(c) } else { last };
-            last_solid = prev;
             continue;
         }
         prev = Some(c);
-        if !c.is_whitespace() {
-            last_solid = Some(c);
-        }
         i += c.len_utf8();
     }
     out
@@ -237,6 +302,8 @@ mod tests {
         assert!(argv_paths("").is_empty());
         assert_eq!(argv_paths("é /x"), vec!["/x"]);
         assert_eq!(argv_paths("f=$(dirname /a)/b"), vec!["/a"]);
+        assert_eq!(argv_paths("{/a,/b/c}"), vec!["/a", "/b/c"]);
+        assert_eq!(argv_paths("${SCRATCH}/x}"), vec!["${SCRATCH}/x"]);
     }
 
     #[test]
@@ -276,6 +343,206 @@ mod tests {
     }
 
     use crate::util::testrng::Rng;
+
+    /// A generated shell script for the differential test: programs (`t<i>` exits 0, `f<i>`
+    /// 1, each logs its own path when run) placed so that every one of them runs, and
+    /// arguments (`a<i>`, never run) placed where a shell never executes a word, including
+    /// right after a reserved word used as an argument, an escaped `;`, a redirection.
+    struct ScriptGen<'a> {
+        rng: &'a mut Rng,
+        dir: &'a str,
+        bash: bool,
+        n: usize,
+        /// Every program path written, every argument path written.
+        programs: Vec<String>,
+        arguments: Vec<String>,
+    }
+
+    impl ScriptGen<'_> {
+        fn program(&mut self, succeeds: bool) -> String {
+            self.n += 1;
+            let p = format!(
+                "{}/run/{}{}",
+                self.dir,
+                if succeeds { 't' } else { 'f' },
+                self.n
+            );
+            self.programs.push(p.clone());
+            p
+        }
+
+        fn argument(&mut self) -> String {
+            self.n += 1;
+            let a = format!("{}/arg/a{}", self.dir, self.n);
+            self.arguments.push(a.clone());
+            a
+        }
+
+        /// A simple command that succeeds: a program and its arguments.
+        fn simple(&mut self) -> String {
+            let mut words = vec![self.program(true)];
+            for _ in 0..self.rng.below(4) {
+                let k = self.rng.below(if self.bash { 9 } else { 6 });
+                let w = match k {
+                    0 | 1 => self.argument(),
+                    // A reserved word as an argument: the word after it is an argument.
+                    2 => format!("{} {}", self.rng.pick(KEYWORDS), self.argument()),
+                    3 => format!("\\; {}", self.argument()),
+                    4 => format!(">{}", self.argument()),
+                    5 => format!("2>&1 {}", self.argument()),
+                    6 => format!(">&{}", self.argument()),
+                    7 => format!("{{{},{}}}", self.argument(), self.argument()),
+                    _ => format!("x={}", self.argument()),
+                };
+                words.push(w);
+            }
+            words.join(" ")
+        }
+
+        /// A list of commands that runs every program in it and succeeds.
+        fn list(&mut self, depth: usize) -> String {
+            let n = 1 + self.rng.below(3);
+            let mut parts = Vec::new();
+            for _ in 0..n {
+                parts.push(self.command(depth));
+            }
+            let mut out = parts[0].clone();
+            for p in &parts[1..] {
+                let sep = *self.rng.pick(&["; ", "\n", " && ", " | ", "\n\n  "]);
+                out.push_str(sep);
+                out.push_str(p);
+            }
+            out
+        }
+
+        fn command(&mut self, depth: usize) -> String {
+            let k = match (depth, self.bash) {
+                (0, _) => 0,
+                (_, false) => self.rng.below(12),
+                (_, true) => self.rng.below(13),
+            };
+            let d = depth.saturating_sub(1);
+            match k {
+                0..=2 => self.simple(),
+                3 => format!("if {}; then {}; fi", self.simple(), self.list(d)),
+                4 => format!(
+                    "if {}; then :; else {}; fi",
+                    self.program(false),
+                    self.list(d)
+                ),
+                5 => format!(
+                    "if {}; then :; elif {}; then {}; fi",
+                    self.program(false),
+                    self.simple(),
+                    self.list(d)
+                ),
+                6 => format!("while {}; do {}; break; done", self.simple(), self.list(d)),
+                7 => format!(
+                    "until {}\ndo\n{}; break\ndone",
+                    self.program(false),
+                    self.list(d)
+                ),
+                8 => format!("{{ {}; }}", self.list(d)),
+                9 => format!("( {} )", self.list(d)),
+                // `; :` so that a following `|` does not join the negated pipeline.
+                10 => format!("x=$( {} ); ! {}; :", self.list(d), self.program(false)),
+                11 => format!("{} || {}", self.program(false), self.simple()),
+                // bash: an array's values are not programs.
+                _ => format!(
+                    "a=({} {}); {}",
+                    self.argument(),
+                    self.argument(),
+                    self.simple()
+                ),
+            }
+        }
+    }
+
+    /// Seeded random scripts run by the real `dash` and `bash`: a path the lint takes for a
+    /// program (command position) is exactly a path the shell ran, and every path written
+    /// into the script is found. A program taken for an argument would only be a false
+    /// alarm; an argument taken for a program would hide a path the script may write.
+    #[test]
+    fn command_position_agrees_with_dash_and_bash() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_str().expect("utf-8 temp dir").to_string();
+        let log = format!("{dir}/log");
+        for sub in ["run", "arg"] {
+            std::fs::create_dir(format!("{dir}/{sub}")).expect("mkdir");
+        }
+        let (mut programs, mut arguments) = (0, 0);
+        for seed in 1..=150u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let bash = seed % 2 == 0;
+            let mut g = ScriptGen {
+                rng: &mut rng,
+                dir: &dir,
+                bash,
+                n: 0,
+                programs: Vec::new(),
+                arguments: Vec::new(),
+            };
+            let script = g.list(3);
+            let (gen_programs, gen_arguments) = (g.programs, g.arguments);
+            for p in &gen_programs {
+                let code = if p.rsplit('/').next().is_some_and(|n| n.starts_with('t')) {
+                    0
+                } else {
+                    1
+                };
+                let body = format!("#!/bin/sh\nprintf '%s\\n' \"$0\" >> '{log}'\nexit {code}\n");
+                std::fs::write(p, body).expect("write program");
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
+            let _ = std::fs::remove_file(&log);
+            let shell = if bash { "/bin/bash" } else { "/bin/dash" };
+            let out = std::process::Command::new(shell)
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap_or_else(|e| panic!("{shell}: {e}"));
+            let ran: std::collections::BTreeSet<String> = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let ctx = || {
+                format!(
+                    "seed {seed} {shell}:\n{script}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            };
+            // Every program ran (the generator's promise, checked so a wrong script
+            // cannot pass quietly), and no argument did.
+            for p in &gen_programs {
+                assert!(ran.contains(p), "{p} did not run: {}", ctx());
+            }
+            let words = argv_words(&script);
+            for (w, command) in &words {
+                assert_eq!(
+                    *command,
+                    ran.contains(*w),
+                    "`{w}` taken for {}: {}",
+                    if *command { "a program" } else { "an argument" },
+                    ctx()
+                );
+            }
+            let found: std::collections::BTreeSet<&str> = words.iter().map(|(w, _)| *w).collect();
+            for a in gen_arguments.iter().chain(&gen_programs) {
+                assert!(found.contains(a.as_str()), "`{a}` not found: {}", ctx());
+            }
+            programs += gen_programs.len();
+            arguments += gen_arguments.len();
+            for p in &gen_programs {
+                let _ = std::fs::remove_file(p);
+            }
+            for a in &gen_arguments {
+                let _ = std::fs::remove_file(a);
+            }
+        }
+        assert!(programs > 1000 && arguments > 500, "{programs} {arguments}");
+    }
 
     /// What a generated token is, and the host path it names when it names one.
     enum Token {
