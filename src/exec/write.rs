@@ -635,25 +635,59 @@ impl<'b> ResultStream<'b> {
 
     /// Commit every result file and write `shared_values.json`.
     pub fn finish(self) -> Result<()> {
-        let (files, shared) = self.w.finish_files()?;
+        self.prepare_finish().commit()
+    }
+
+    /// Flush every result file and write `shared_values.json` into its temp file, none of
+    /// them committed yet: the CPU of the end of the results, which a run does while its
+    /// lanes' machinery ends ([`FinishedStream::commit`] once the run may write them).
+    /// Dropped uncommitted, nothing of it stays in the bundle. An error is kept for
+    /// [`FinishedStream::commit`], which meets it where [`ResultStream::finish`] always did.
+    pub fn prepare_finish(self) -> FinishedStream<'b> {
+        let files = match self.w.finish_files() {
+            Ok(f) => f,
+            Err(e) => return FinishedStream(Err(e)),
+        };
+        let (files, shared) = files;
+        // Written as it is made: no copy of the whole document (~200 B per distinct value,
+        // megabytes at 100,000 scenarios) beside the table at the run's end.
+        let rel = lines::SHARED_FILE;
+        let shared = self.bundle.create_file(rel).and_then(|f| {
+            let mut f = BufWriter::new(f);
+            shared
+                .write_document(RESULTS_SCHEMA_VERSION, &mut f)
+                .and_then(|()| std::io::Write::flush(&mut f))
+                .map_err(|e| Error::io("write", Path::new(rel), e))?;
+            f.into_inner()
+                .map_err(|e| Error::io("write", Path::new(rel), e.into_error()))
+        });
+        FinishedStream(Ok((files, shared)))
+    }
+}
+
+/// The result files of a [`ResultStream`], flushed, with `shared_values.json` written (or
+/// the error that stopped either), none committed: see [`ResultStream::prepare_finish`].
+#[allow(clippy::type_complexity)]
+pub struct FinishedStream<'b>(
+    Result<(
+        BTreeMap<String, BufWriter<StagedFile<'b>>>,
+        Result<StagedFile<'b>>,
+    )>,
+);
+
+impl FinishedStream<'_> {
+    /// Commit every result file, then `shared_values.json`: the files, order and errors
+    /// of [`ResultStream::finish`] (an error writing the shared values is met after the
+    /// result files were committed, as there).
+    pub fn commit(self) -> Result<()> {
+        let (files, shared) = self.0?;
         for (rel, f) in files {
             let f = f
                 .into_inner()
                 .map_err(|e| Error::io("write result file", Path::new(&rel), e.into_error()))?;
             f.commit()?;
         }
-        // Written as it is made: no copy of the whole document (~200 B per distinct value,
-        // megabytes at 100,000 scenarios) beside the table at the run's end.
-        let rel = lines::SHARED_FILE;
-        let mut f = BufWriter::new(self.bundle.create_file(rel)?);
-        shared
-            .write_document(RESULTS_SCHEMA_VERSION, &mut f)
-            .and_then(|()| std::io::Write::flush(&mut f))
-            .map_err(|e| Error::io("write", Path::new(rel), e))?;
-        let f = f
-            .into_inner()
-            .map_err(|e| Error::io("write", Path::new(rel), e.into_error()))?;
-        f.commit()?;
+        shared?.commit()?;
         Ok(())
     }
 }
@@ -791,14 +825,38 @@ pub fn write_run_end(
     preflight: &[PreflightRecord],
     governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
-    bundle.write_json("mismatch_summary.json", a.mismatch_summary)?;
+    render_run_end(a, preflight, governance)?.write(bundle)
+}
+
+/// The files [`write_run_end`] writes, made in memory (their size is bounded: the kept
+/// rows and packets, not the plan): a run makes them while its result files are finished
+/// on another thread, and writes them once those are committed.
+#[derive(Debug)]
+pub struct RunEndFiles(Vec<(&'static str, Vec<u8>)>);
+
+impl RunEndFiles {
+    /// Write every file, in the order [`write_run_end`] always wrote them.
+    pub fn write(self, bundle: &StagedBundle) -> Result<()> {
+        for (rel, bytes) in self.0 {
+            bundle.write_bytes(rel, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of the files [`write_run_end`] writes.
+pub fn render_run_end(
+    a: &RunEnd<'_>,
+    preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
+) -> Result<RunEndFiles> {
+    let mismatch_summary = json::to_sorted_pretty(a.mismatch_summary)?;
     let mut jsonl = String::new();
     for p in a.packets {
         jsonl.push_str(&json::to_sorted_line(p)?);
         jsonl.push('\n');
     }
-    bundle.write_bytes("mismatch_packets.jsonl", jsonl.as_bytes())?;
-    bundle.write_json("summary.json", a.summary)?;
+    let summary = json::to_sorted_pretty(a.summary)?;
     let rows = crate::report::Slices {
         rows: a.rows,
         mismatches: a.packets,
@@ -813,10 +871,13 @@ pub fn write_run_end(
         view: None,
         links: "",
     };
-    bundle.write_bytes(
-        "summary.md",
-        &crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?,
-    )
+    let markdown = crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?;
+    Ok(RunEndFiles(vec![
+        ("mismatch_summary.json", mismatch_summary),
+        ("mismatch_packets.jsonl", jsonl.into_bytes()),
+        ("summary.json", summary),
+        ("summary.md", markdown),
+    ]))
 }
 
 #[cfg(test)]
