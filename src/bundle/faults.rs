@@ -22,7 +22,8 @@ pub enum CrashPoint {
     AfterFiles,
     /// Files hashed and `BLAKE3SUMS` written, before the durability barrier.
     BeforeSync,
-    /// Everything durable, index not yet written.
+    /// Everything durable, index not in place (its temp file, written and synced beside
+    /// the barrier, not renamed).
     AfterSync,
     /// Index temp file written and fsynced, not renamed.
     MidIndex,

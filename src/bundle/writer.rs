@@ -5,8 +5,10 @@
 //! complete) and are born read-only (0444; the writer keeps a writable descriptor).
 //!
 //! Durability: no `fsync` as each member is written. At seal, one barrier makes every member
-//! and directory entry durable, and only then is the index written (temp, `fsync`, rename,
-//! directory `fsync`): the index becomes durable only after every file it lists. The barrier
+//! and directory entry durable, and only then is the index renamed into place (its temp
+//! file is written and `fsync`ed while the barrier runs, sharing its journal commit; the
+//! rename waits for the barrier and does not happen if it fails; then the directory
+//! `fsync`): the index becomes durable only after every file it lists. The barrier
 //! is one `syncfs(2)` on the staging filesystem when the bundle has more than
 //! `PER_FILE_FSYNC_MAX` (128) files, through a directory descriptor opened at
 //! [`StagedBundle::begin`] (so it reports every writeback error on that filesystem since the
@@ -546,19 +548,24 @@ impl StagedBundle {
         self.write_behind.finish();
         self.crash_point(CrashPoint::BeforeSync);
         let member_paths: Vec<&str> = index.entries.iter().map(|e| e.path.as_str()).collect();
-        make_durable(
-            &self.dir_fd,
-            &self.dir,
-            &member_paths,
-            &mut dirs,
-            &self.faults,
-        )?;
-        self.crash_point(CrashPoint::AfterSync);
-
-        // The seal.
         let index_bytes = json::to_sorted_pretty(&index)?;
         let index_blake3 = digest::blake3_hex(&index_bytes);
-        self.write_index(&index_bytes, progress)?;
+        // The seal. The index's temp file is written and synced while the barrier runs (it
+        // names nothing until its rename, which waits for the barrier and is skipped, the
+        // temp file removed, if the barrier fails): its `fsync` shares the barrier's
+        // journal commit instead of waiting for one of its own after it.
+        std::thread::scope(|s| {
+            let dirs = &mut dirs;
+            let barrier = s
+                .spawn(|| make_durable(&self.dir_fd, &self.dir, &member_paths, dirs, &self.faults));
+            self.write_index(&index_bytes, progress, || {
+                barrier.join().unwrap_or_else(|_| {
+                    Err(Error::runner("the bundle's durability barrier panicked"))
+                })?;
+                self.crash_point(CrashPoint::AfterSync);
+                Ok(())
+            })
+        })?;
         self.crash_point(CrashPoint::AfterIndex);
         let signed_by = match &info.signer {
             Some(signer) => {
@@ -644,9 +651,20 @@ impl StagedBundle {
         Ok((files, dirs))
     }
 
-    fn write_index(&self, bytes: &[u8], progress: &mut Progress) -> Result<()> {
-        fsio::write_durable_hooked(&self.dir.join(INDEX_FILE), bytes, || {
+    /// Write the index (temp file, `fsync`, rename, directory `fsync`), its rename waiting
+    /// for `barrier` (the durability barrier of every file it lists), which runs while the
+    /// temp file is written and synced; an error from `barrier` removes the temp file and
+    /// renames nothing.
+    fn write_index(
+        &self,
+        bytes: &[u8],
+        progress: &mut Progress,
+        barrier: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        fsio::write_durable_gated(&self.dir.join(INDEX_FILE), bytes, || {
+            barrier()?;
             self.crash_point(CrashPoint::MidIndex);
+            Ok(())
         })?;
         progress.index_written = true;
         Ok(())
@@ -1075,6 +1093,76 @@ mod tests {
             assert_eq!(st.status, BundleStatus::Failed);
             assert_eq!(st.failure_stage.as_deref(), Some("seal"));
             assert!(st.error.unwrap().contains("Input/output error"));
+        }
+    }
+
+    #[test]
+    fn the_index_is_in_place_only_after_a_barrier_that_succeeded_and_no_temp_file_stays() {
+        // Generated bundles (file counts either side of the syncfs threshold, nested
+        // directories, both barrier paths, a failing barrier or not): the index's temp file
+        // is written beside the barrier, so a failed barrier must leave neither an index
+        // nor a temp file of one, and a sealed bundle must hold no temp file and validate,
+        // LATEST naming its index's digest.
+        fn temps(dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_dir() {
+                    temps(&e.path(), out);
+                } else if name.starts_with(TEMP_PREFIX) {
+                    out.push(e.path().display().to_string());
+                }
+            }
+        }
+        let mut rng = crate::util::testrng::Rng(0x005e_a11d);
+        for round in 0..24 {
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join("out");
+            let mut bundle = begin(&out, "r1");
+            let count = rng.below(2 * PER_FILE_FSYNC_MAX + 2);
+            for i in 0..count {
+                let rel = match rng.below(3usize) {
+                    0 => format!("f{i}.json"),
+                    1 => format!("d{}/f{i}", rng.below(4usize)),
+                    _ => format!("d{}/e{}/f{i}", rng.below(3usize), rng.below(3usize)),
+                };
+                let bytes = vec![b'x'; rng.below(5000usize)];
+                bundle.write_bytes(&rel, &bytes).unwrap();
+            }
+            let fail = rng.chance(40);
+            bundle.inject_faults(Faults {
+                fail_sync: fail,
+                per_file_fsync: rng.chance(50),
+                ..Faults::default()
+            });
+            let r = bundle.seal(info());
+            let mut left = Vec::new();
+            temps(&out, &mut left);
+            assert!(left.is_empty(), "round {round}: temp files left: {left:?}");
+            if fail {
+                let e = r.unwrap_err();
+                assert!(e.to_string().contains("durable"), "round {round}: {e}");
+                assert!(!out.join("r1").exists(), "round {round}");
+                assert!(!out.join("LATEST").exists(), "round {round}");
+                assert!(
+                    !out.join(".staging/r1").join(INDEX_FILE).exists(),
+                    "round {round}"
+                );
+            } else {
+                let sealed = r.unwrap();
+                let index = std::fs::read(out.join("r1").join(INDEX_FILE)).unwrap();
+                assert_eq!(
+                    digest::blake3_hex(&index),
+                    sealed.index_blake3,
+                    "round {round}"
+                );
+                assert_eq!(index, json::to_sorted_pretty(&sealed.index).unwrap());
+                let latest: Latest =
+                    serde_json::from_slice(&std::fs::read(out.join("LATEST")).unwrap()).unwrap();
+                assert_eq!(latest.artifact_index_blake3, sealed.index_blake3);
+                let report = crate::bundle::check_bundle(&out.join("r1")).unwrap();
+                assert!(report.is_valid(), "round {round}: {:?}", report.problems);
+            }
         }
     }
 

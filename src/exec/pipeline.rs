@@ -725,40 +725,68 @@ impl<'a> Pipeline<'a> {
                 w.finish(self.settings.kernel_audit, &self.audit_start)?
             }
         };
-        // Every child ended and every scenario was predicted and written: their
-        // directories go, and the PID namespaces end, while the rest is written and sealed.
-        live_executor.retire_namespaces();
-        self.setup.scratch.lanes_over();
-        live_executor.end_workers();
-        cgroups.remove(run_id);
-        // The lanes' threads freed what they held (in their own arenas): returned to the
-        // kernel before the results are finished and the summary written.
-        return_free_memory();
-        if let Ok(mut slot) = live_executor.log_error.lock()
-            && let Some(e) = slot.take()
-        {
-            return Err(e);
-        }
-        *stage = FailureStage::Write;
-        stream.finish()?;
-        let mut done = asm.finish(&self.assemble_ctx(), preflight);
-        done.summary.unattributed_leaks = unattributed;
-        done.summary.governance_flags = self.gate_flags.to_vec();
-        done.summary.kernel_audit = Some(audit);
-        self.mark_empty_shard(&mut done.summary);
-        let governance = self.governance_view();
-        write::write_run_end(
-            bundle,
-            &write::RunEnd {
-                rows: &done.rows,
-                packets: &done.packets,
-                mismatch_summary: &done.mismatch_summary,
-                summary: &done.summary,
-            },
-            preflight,
-            governance.as_ref(),
-        )?;
-        Ok(RunOutcome {
+        // Every child ended and every scenario was predicted and written. The end of the
+        // results (the files flushed, `shared_values.json` written: the largest file of a
+        // builtin run) is made on a thread of its own while the lanes' machinery ends and
+        // the summary is made here; nothing of it is committed before the log check below
+        // allows the run to write (dropped uncommitted, it leaves nothing in the bundle).
+        let stream = std::sync::Mutex::new(Some(stream));
+        let take = || {
+            stream
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        };
+        std::thread::scope(|s| {
+            let finishing = std::thread::Builder::new()
+                .name("results-end".into())
+                .spawn_scoped(s, || take().map(write::ResultStream::prepare_finish));
+            // Their directories go, and the PID namespaces end, while the rest is written
+            // and sealed.
+            live_executor.retire_namespaces();
+            self.setup.scratch.lanes_over();
+            live_executor.end_workers();
+            cgroups.remove(run_id);
+            // The lanes' threads freed what they held (in their own arenas): returned to the
+            // kernel before the results are finished and the summary written.
+            return_free_memory();
+            if let Ok(mut slot) = live_executor.log_error.lock()
+                && let Some(e) = slot.take()
+            {
+                return Err(e);
+            }
+            *stage = FailureStage::Write;
+            let mut done = asm.finish(&self.assemble_ctx(), preflight);
+            done.summary.unattributed_leaks = unattributed;
+            done.summary.governance_flags = self.gate_flags.to_vec();
+            done.summary.kernel_audit = Some(audit);
+            self.mark_empty_shard(&mut done.summary);
+            let governance = self.governance_view();
+            let end = write::render_run_end(
+                &write::RunEnd {
+                    rows: &done.rows,
+                    packets: &done.packets,
+                    mismatch_summary: &done.mismatch_summary,
+                    summary: &done.summary,
+                },
+                preflight,
+                governance.as_ref(),
+            );
+            let finished = match finishing.ok().map(std::thread::ScopedJoinHandle::join) {
+                Some(Ok(Some(f))) => f,
+                Some(Err(_)) => return Err(Error::runner("finishing the result files panicked")),
+                // No thread (resources): the same work, here.
+                Some(Ok(None)) | None => take()
+                    .map(write::ResultStream::prepare_finish)
+                    .ok_or_else(|| Error::runner("the result files were finished twice"))?,
+            };
+            // The result files first, then the run's end: the order (and the first error)
+            // of `ResultStream::finish` then `write_run_end`.
+            finished.commit()?;
+            end?.write(bundle)?;
+            Ok(done)
+        })
+        .map(|done| RunOutcome {
             run_id: Some(run_id.to_string()),
             status: done.summary.status,
             exit_code: done.summary.exit_code,

@@ -635,25 +635,59 @@ impl<'b> ResultStream<'b> {
 
     /// Commit every result file and write `shared_values.json`.
     pub fn finish(self) -> Result<()> {
-        let (files, shared) = self.w.finish_files()?;
+        self.prepare_finish().commit()
+    }
+
+    /// Flush every result file and write `shared_values.json` into its temp file, none of
+    /// them committed yet: the CPU of the end of the results, which a run does while its
+    /// lanes' machinery ends ([`FinishedStream::commit`] once the run may write them).
+    /// Dropped uncommitted, nothing of it stays in the bundle. An error is kept for
+    /// [`FinishedStream::commit`], which meets it where [`ResultStream::finish`] always did.
+    pub fn prepare_finish(self) -> FinishedStream<'b> {
+        let files = match self.w.finish_files() {
+            Ok(f) => f,
+            Err(e) => return FinishedStream(Err(e)),
+        };
+        let (files, shared) = files;
+        // Written as it is made: no copy of the whole document (~200 B per distinct value,
+        // megabytes at 100,000 scenarios) beside the table at the run's end.
+        let rel = lines::SHARED_FILE;
+        let shared = self.bundle.create_file(rel).and_then(|f| {
+            let mut f = BufWriter::new(f);
+            shared
+                .write_document(RESULTS_SCHEMA_VERSION, &mut f)
+                .and_then(|()| std::io::Write::flush(&mut f))
+                .map_err(|e| Error::io("write", Path::new(rel), e))?;
+            f.into_inner()
+                .map_err(|e| Error::io("write", Path::new(rel), e.into_error()))
+        });
+        FinishedStream(Ok((files, shared)))
+    }
+}
+
+/// The result files of a [`ResultStream`], flushed, with `shared_values.json` written (or
+/// the error that stopped either), none committed: see [`ResultStream::prepare_finish`].
+#[allow(clippy::type_complexity)]
+pub struct FinishedStream<'b>(
+    Result<(
+        BTreeMap<String, BufWriter<StagedFile<'b>>>,
+        Result<StagedFile<'b>>,
+    )>,
+);
+
+impl FinishedStream<'_> {
+    /// Commit every result file, then `shared_values.json`: the files, order and errors
+    /// of [`ResultStream::finish`] (an error writing the shared values is met after the
+    /// result files were committed, as there).
+    pub fn commit(self) -> Result<()> {
+        let (files, shared) = self.0?;
         for (rel, f) in files {
             let f = f
                 .into_inner()
                 .map_err(|e| Error::io("write result file", Path::new(&rel), e.into_error()))?;
             f.commit()?;
         }
-        // Written as it is made: no copy of the whole document (~200 B per distinct value,
-        // megabytes at 100,000 scenarios) beside the table at the run's end.
-        let rel = lines::SHARED_FILE;
-        let mut f = BufWriter::new(self.bundle.create_file(rel)?);
-        shared
-            .write_document(RESULTS_SCHEMA_VERSION, &mut f)
-            .and_then(|()| std::io::Write::flush(&mut f))
-            .map_err(|e| Error::io("write", Path::new(rel), e))?;
-        let f = f
-            .into_inner()
-            .map_err(|e| Error::io("write", Path::new(rel), e.into_error()))?;
-        f.commit()?;
+        shared?.commit()?;
         Ok(())
     }
 }
@@ -791,14 +825,38 @@ pub fn write_run_end(
     preflight: &[PreflightRecord],
     governance: Option<&crate::model::view::GovernanceView>,
 ) -> Result<()> {
-    bundle.write_json("mismatch_summary.json", a.mismatch_summary)?;
+    render_run_end(a, preflight, governance)?.write(bundle)
+}
+
+/// The files [`write_run_end`] writes, made in memory (their size is bounded: the kept
+/// rows and packets, not the plan): a run makes them while its result files are finished
+/// on another thread, and writes them once those are committed.
+#[derive(Debug)]
+pub struct RunEndFiles(Vec<(&'static str, Vec<u8>)>);
+
+impl RunEndFiles {
+    /// Write every file, in the order [`write_run_end`] always wrote them.
+    pub fn write(self, bundle: &StagedBundle) -> Result<()> {
+        for (rel, bytes) in self.0 {
+            bundle.write_bytes(rel, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of the files [`write_run_end`] writes.
+pub fn render_run_end(
+    a: &RunEnd<'_>,
+    preflight: &[PreflightRecord],
+    governance: Option<&crate::model::view::GovernanceView>,
+) -> Result<RunEndFiles> {
+    let mismatch_summary = json::to_sorted_pretty(a.mismatch_summary)?;
     let mut jsonl = String::new();
     for p in a.packets {
         jsonl.push_str(&json::to_sorted_line(p)?);
         jsonl.push('\n');
     }
-    bundle.write_bytes("mismatch_packets.jsonl", jsonl.as_bytes())?;
-    bundle.write_json("summary.json", a.summary)?;
+    let summary = json::to_sorted_pretty(a.summary)?;
     let rows = crate::report::Slices {
         rows: a.rows,
         mismatches: a.packets,
@@ -813,15 +871,186 @@ pub fn write_run_end(
         view: None,
         links: "",
     };
-    bundle.write_bytes(
-        "summary.md",
-        &crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?,
-    )
+    let markdown = crate::report::render(&crate::report::markdown::SummaryMarkdown, &report)?;
+    Ok(RunEndFiles(vec![
+        ("mismatch_summary.json", mismatch_summary),
+        ("mismatch_packets.jsonl", jsonl.into_bytes()),
+        ("summary.json", summary),
+        ("summary.md", markdown),
+    ]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The end of a streamed run's results made on another thread: generated scenarios
+    /// (seeded: ids, outcomes, a lane or the oracle missing, witnesses or none) written
+    /// through a [`ResultStream`] three ways. `prepare_finish` then `commit` reads back
+    /// exactly what `finish` does (and what was written); a prepared stream dropped
+    /// uncommitted (a run whose log check failed) leaves none of the result files and no
+    /// temp file in the sealed bundle.
+    #[test]
+    fn a_prepared_result_stream_commits_what_finish_writes_and_dropped_leaves_nothing() {
+        use crate::bundle::{BeginOptions, LockMode, LockOptions, RESULT_FILES, SealInfo};
+        use crate::model::index::BundleStatus;
+        use crate::util::testrng::Rng;
+        const OBS: &str = r#"{"attempt":1,"detail":"read 267 bytes","driver":"builtin","exit_code":0,"isolation":{"gid":0,"host_read_only":"none","pid_namespace":true,"uid":0},"lane":"LANE","operation":"file-read","outcome":"OUT","probe_id":"PROBE","profile_id":"PROF","resolved_path":"/usr/lib/os-release","rusage":{"max_rss_kib":9644,"sys_us":0,"user_us":166,"wall_us":4407},"scenario_id":"PROF:PROBE","stage":"operation","stderr":{"bytes":0,"kept":0,"truncated":false},"stdout":{"bytes":243,"kept":243,"truncated":false},"target":"/usr/lib/os-release","timeout":{"kill_grace_ms":500,"ms":10000,"source":"default"}}"#;
+        const VERDICT: &str = r#"{"checks":[{"decision":"OUT","on":"/usr/lib/os-release","reason":"rule 0 grants it","right":"read-file","role":"target","rule":{"access":["read","exec"],"index":0,"kind":"fs","path":"/usr","resolved_path":"/usr"}}],"decision":"OUT","operation":"file-read","probe_id":"PROBE","profile_id":"PROF","reason":"rule 0 grants it","rule":{"access":["read","exec"],"index":0,"kind":"fs","path":"/usr","resolved_path":"/usr"},"scenario_id":"PROF:PROBE"}"#;
+        const WITNESS: &str = r#"{"canonical":"/usr/lib/os-release","exists":true,"is_symlink":false,"requested":"/usr/lib/os-release","role":"target","scenario_id":"PROF:PROBE"}"#;
+        const ROW: &str = r#"{"attribution":"unaffected","baseline":{"outcome":"OUT","stage":"operation"},"expected":"allow","operation":"file-read","oracle":{"decision":"OUT","reason":"rule 0 grants it"},"probe_id":"PROBE","profile_id":"PROF","scenario":{"outcome":"OUT","stage":"operation"},"scenario_id":"PROF:PROBE","target":"/usr/lib/os-release"}"#;
+        fn fill<T: serde::de::DeserializeOwned>(
+            t: &str,
+            prof: &str,
+            probe: &str,
+            out: &str,
+            lane: &str,
+        ) -> T {
+            serde_json::from_str(
+                &t.replace("PROF", prof)
+                    .replace("PROBE", probe)
+                    .replace("OUT", out)
+                    .replace("LANE", lane),
+            )
+            .unwrap()
+        }
+        type Scenario = (
+            Option<Observation>,
+            Option<Observation>,
+            Option<OracleVerdict>,
+            Vec<crate::model::results::PathWitness>,
+            crate::model::results::NormalizedRow,
+        );
+        let write = |out: &Path, scenarios: &[Scenario], how: u8| -> crate::bundle::Sealed {
+            let bundle = StagedBundle::begin(&BeginOptions {
+                out_root: out.to_path_buf(),
+                run_id: Some("r1".into()),
+                lock: LockOptions {
+                    mode: LockMode::Fail,
+                    timeout: std::time::Duration::ZERO,
+                },
+            })
+            .unwrap();
+            for f in RESULT_FILES {
+                bundle.expect(f);
+            }
+            let mut stream = ResultStream::begin(&bundle).unwrap();
+            for (b, s, o, w, row) in scenarios {
+                stream
+                    .scenario(&ScenarioLines {
+                        baseline: b.as_ref(),
+                        scenario: s.as_ref(),
+                        oracle: o.as_ref(),
+                        witnesses: w,
+                        row,
+                    })
+                    .unwrap();
+            }
+            match how {
+                0 => stream.finish().unwrap(),
+                1 => std::thread::scope(|s| {
+                    s.spawn(move || stream.prepare_finish())
+                        .join()
+                        .unwrap()
+                        .commit()
+                        .unwrap();
+                }),
+                _ => drop(std::thread::scope(|s| {
+                    s.spawn(move || stream.prepare_finish()).join().unwrap()
+                })),
+            }
+            bundle
+                .seal(SealInfo {
+                    status: BundleStatus::Complete,
+                    failure_stage: None,
+                    error: None,
+                    plan_digest: None,
+                    audit_head: None,
+                    signer: None,
+                })
+                .unwrap()
+        };
+        let mut rng = Rng(0x00f1_e1d5);
+        for round in 0..12 {
+            let n = rng.below(60usize);
+            let profiles = ["a", "b-1", "c"];
+            let mut ids: Vec<(String, String)> = (0..n)
+                .map(|i| {
+                    (
+                        profiles[rng.below(3usize)].to_string(),
+                        format!("p{:04}", i * 7 + rng.below(7usize)),
+                    )
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let scenarios: Vec<Scenario> = ids
+                .iter()
+                .map(|(prof, probe)| {
+                    let out = ["allow", "deny"][rng.below(2usize)];
+                    (
+                        rng.chance(80)
+                            .then(|| fill(OBS, prof, probe, out, "baseline")),
+                        rng.chance(90)
+                            .then(|| fill(OBS, prof, probe, out, "scenario")),
+                        rng.chance(70).then(|| fill(VERDICT, prof, probe, out, "")),
+                        (0..rng.below(3usize))
+                            .map(|_| fill(WITNESS, prof, probe, out, ""))
+                            .collect(),
+                        fill(ROW, prof, probe, out, ""),
+                    )
+                })
+                .collect();
+            let tmp = tempfile::tempdir().unwrap();
+            let read = |how: u8| {
+                let out = tmp.path().join(format!("out{how}"));
+                let sealed = write(&out, &scenarios, how);
+                let b = crate::bundle::load_bundle(&sealed.dir).unwrap();
+                (sealed, b)
+            };
+            let (_, whole) = read(0);
+            let (_, prepared) = read(1);
+            let (a, b) = (
+                read_results(&whole).unwrap(),
+                read_results(&prepared).unwrap(),
+            );
+            assert_eq!(
+                a.baseline.observations, b.baseline.observations,
+                "round {round}"
+            );
+            assert_eq!(
+                a.runtime.observations, b.runtime.observations,
+                "round {round}"
+            );
+            assert_eq!(a.oracle.verdicts, b.oracle.verdicts, "round {round}");
+            assert_eq!(
+                a.witnesses.witnesses, b.witnesses.witnesses,
+                "round {round}"
+            );
+            let written: Vec<&Observation> =
+                scenarios.iter().filter_map(|s| s.1.as_ref()).collect();
+            assert_eq!(
+                b.runtime.observations.iter().collect::<Vec<_>>(),
+                written,
+                "round {round}"
+            );
+            let (dropped, _) = read(2);
+            for f in RESULT_FILES {
+                assert!(
+                    dropped.index.missing.iter().any(|m| m == f),
+                    "round {round}: {f} in a bundle whose results were never committed"
+                );
+            }
+            let mut names = Vec::new();
+            for e in std::fs::read_dir(&dropped.dir).unwrap() {
+                names.push(e.unwrap().file_name().to_string_lossy().into_owned());
+            }
+            assert!(
+                !names.iter().any(|n| n.starts_with(".tmp.")),
+                "round {round}: {names:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_map_filled_in_one_entry_at_a_time_is_the_whole_document_through_sorted_pretty() {
