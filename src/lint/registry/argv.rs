@@ -486,11 +486,8 @@ mod tests {
             let script = g.list(3);
             let (gen_programs, gen_arguments) = (g.programs, g.arguments);
             for p in &gen_programs {
-                let code = if p.rsplit('/').next().is_some_and(|n| n.starts_with('t')) {
-                    0
-                } else {
-                    1
-                };
+                // `t<i>` exits 0, `f<i>` exits 1.
+                let code = u8::from(p.rsplit('/').next().is_some_and(|n| n.starts_with('f')));
                 let body = format!("#!/bin/sh\nprintf '%s\\n' \"$0\" >> '{log}'\nexit {code}\n");
                 std::fs::write(p, body).expect("write program");
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
