@@ -83,6 +83,21 @@ pub struct SealInfo {
     pub signer: Option<SealSigner>,
 }
 
+impl SealInfo {
+    /// A complete run's seal with nothing else recorded (no plan digest, audit head or
+    /// signer); set fields on top with `SealInfo { .., ..SealInfo::complete() }`.
+    pub fn complete() -> Self {
+        Self {
+            status: BundleStatus::Complete,
+            failure_stage: None,
+            error: None,
+            plan_digest: None,
+            audit_head: None,
+            signer: None,
+        }
+    }
+}
+
 /// A sealed bundle.
 #[derive(Debug, Clone)]
 pub struct Sealed {
@@ -933,14 +948,7 @@ mod tests {
     }
 
     fn info() -> SealInfo {
-        SealInfo {
-            status: BundleStatus::Complete,
-            failure_stage: None,
-            error: None,
-            plan_digest: None,
-            audit_head: None,
-            signer: None,
-        }
+        SealInfo::complete()
     }
 
     #[test]

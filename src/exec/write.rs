@@ -893,7 +893,6 @@ mod tests {
     #[test]
     fn a_prepared_result_stream_commits_what_finish_writes_and_dropped_leaves_nothing() {
         use crate::bundle::{BeginOptions, LockMode, LockOptions, RESULT_FILES, SealInfo};
-        use crate::model::index::BundleStatus;
         use crate::util::testrng::Rng;
         const OBS: &str = r#"{"attempt":1,"detail":"read 267 bytes","driver":"builtin","exit_code":0,"isolation":{"gid":0,"host_read_only":"none","pid_namespace":true,"uid":0},"lane":"LANE","operation":"file-read","outcome":"OUT","probe_id":"PROBE","profile_id":"PROF","resolved_path":"/usr/lib/os-release","rusage":{"max_rss_kib":9644,"sys_us":0,"user_us":166,"wall_us":4407},"scenario_id":"PROF:PROBE","stage":"operation","stderr":{"bytes":0,"kept":0,"truncated":false},"stdout":{"bytes":243,"kept":243,"truncated":false},"target":"/usr/lib/os-release","timeout":{"kill_grace_ms":500,"ms":10000,"source":"default"}}"#;
         const VERDICT: &str = r#"{"checks":[{"decision":"OUT","on":"/usr/lib/os-release","reason":"rule 0 grants it","right":"read-file","role":"target","rule":{"access":["read","exec"],"index":0,"kind":"fs","path":"/usr","resolved_path":"/usr"}}],"decision":"OUT","operation":"file-read","probe_id":"PROBE","profile_id":"PROF","reason":"rule 0 grants it","rule":{"access":["read","exec"],"index":0,"kind":"fs","path":"/usr","resolved_path":"/usr"},"scenario_id":"PROF:PROBE"}"#;
@@ -959,16 +958,7 @@ mod tests {
                     s.spawn(move || stream.prepare_finish()).join().unwrap()
                 })),
             }
-            bundle
-                .seal(SealInfo {
-                    status: BundleStatus::Complete,
-                    failure_stage: None,
-                    error: None,
-                    plan_digest: None,
-                    audit_head: None,
-                    signer: None,
-                })
-                .unwrap()
+            bundle.seal(SealInfo::complete()).unwrap()
         };
         let mut rng = Rng(0x00f1_e1d5);
         for round in 0..12 {

@@ -5,7 +5,6 @@ use std::io::Write;
 
 use nexusmon::bundle::{BeginOptions, LockOptions, SealInfo, StagedBundle};
 use nexusmon::govern::audit::AuditKind;
-use nexusmon::model::index::BundleStatus;
 use serde_json::json;
 
 use crate::util::{Project, snapshot_settings};
@@ -51,12 +50,8 @@ fn seal_bundle(p: &Project, run_id: &str) {
         .unwrap();
     staged
         .seal(SealInfo {
-            status: BundleStatus::Complete,
-            failure_stage: None,
-            error: None,
-            plan_digest: None,
             audit_head: Some(gov.audit_head().unwrap()),
-            signer: None,
+            ..SealInfo::complete()
         })
         .unwrap();
 }

@@ -755,16 +755,7 @@ fn sealed_with(out: &Path, id: &str, shared: &[u8]) -> crate::bundle::Bundle {
     })
     .unwrap();
     b.write_bytes(SHARED_FILE, shared).unwrap();
-    let sealed = b
-        .seal(SealInfo {
-            status: crate::model::index::BundleStatus::Complete,
-            failure_stage: None,
-            error: None,
-            plan_digest: None,
-            audit_head: None,
-            signer: None,
-        })
-        .unwrap();
+    let sealed = b.seal(SealInfo::complete()).unwrap();
     crate::bundle::load_bundle(&sealed.dir).unwrap()
 }
 
