@@ -42,7 +42,7 @@ fn unexpected(node: &Node) -> de::Unexpected<'_> {
 /// or matrix, a row of a few keys) are visited in place, without a list; others through
 /// one list of them, sorted.
 fn value_order(members: &[Member]) -> Order<'_> {
-    if members.windows(2).all(|w| w[0].key < w[1].key) {
+    if super::keys_increase(members) {
         return Order::InPlace(members.iter());
     }
     let mut order: Vec<&Member> = members.iter().collect();

@@ -507,17 +507,18 @@ pub fn plain_matrix_entry(key: &str, value: &Node) -> bool {
 /// no key of the row is written twice (a repeated key is reported with the spans of both,
 /// and a plain entry may replace a value that is not: such a row is kept whole).
 fn elide_plain_entries(members: &mut Vec<Member>) {
-    let increasing = members
-        .windows(2)
-        .all(|w| w[0].key.as_str() < w[1].key.as_str());
-    if !increasing {
-        let mut keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
-        keys.sort_unstable();
-        if keys.windows(2).any(|w| w[0] == w[1]) {
-            return;
-        }
+    let mut repeats = Repeats::of(members);
+    if (0..members.len()).any(|i| repeats.first(members, i).is_some()) {
+        return;
     }
     members.retain(|m| !plain_matrix_entry(&m.key, &m.value));
+}
+
+/// The keys of `members` strictly increase (so none is written twice).
+pub(super) fn keys_increase(members: &[Member]) -> bool {
+    members
+        .windows(2)
+        .all(|w| w[0].key.as_str() < w[1].key.as_str())
 }
 
 /// Turn a syntax error into an input error naming the file, line and column.
@@ -689,10 +690,7 @@ impl<'a> Repeats<'a> {
     fn of(members: &'a [Member]) -> Self {
         if members.len() <= Self::SCAN_UP_TO {
             Self::Scan
-        } else if members
-            .windows(2)
-            .all(|w| w[0].key.as_str() < w[1].key.as_str())
-        {
+        } else if keys_increase(members) {
             Self::None
         } else {
             Self::Hashed(HashMap::with_capacity(members.len()))
