@@ -644,11 +644,10 @@ impl<'b> ResultStream<'b> {
     /// Dropped uncommitted, nothing of it stays in the bundle. An error is kept for
     /// [`FinishedStream::commit`], which meets it where [`ResultStream::finish`] always did.
     pub fn prepare_finish(self) -> FinishedStream<'b> {
-        let files = match self.w.finish_files() {
+        let (files, shared) = match self.w.finish_files() {
             Ok(f) => f,
             Err(e) => return FinishedStream(Err(e)),
         };
-        let (files, shared) = files;
         // Written as it is made: no copy of the whole document (~200 B per distinct value,
         // megabytes at 100,000 scenarios) beside the table at the run's end.
         let rel = lines::SHARED_FILE;
