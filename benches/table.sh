@@ -56,15 +56,16 @@ pm = lambda k, i=0: st.median(x[i] for x in probes[k])
 sm = lambda k, i: st.median(x[i] for x in scale[k])
 mib = lambda kib: kib / 1024
 ok = lambda c: "OK" if c else "MISSED"
-# GNU time reports 10 ms steps: a reference that small is shown as a ratio against 10 ms.
-div = lambda a, b: a / max(b, 0.01)
+# Wall times have microsecond steps (bash's EPOCHREALTIME); a reference under 1 ms is
+# shown as a ratio against 1 ms.
+div = lambda a, b: a / max(b, 0.001)
 rows = []  # (workload, nexusmon, reference, ratio, target)
 c_b, c_e = 2 * nb, 2 * ne
 rate = c_b / pm("builtin")
 floor = c_b / pm("fork-floor")
 iso = c_b / pm("fork-floor-isolated")
 rows.append((f"{nb:,} builtin file-read probes, both lanes ({c_b:,} children), oracle on, sealed",
-             f"{pm('builtin'):.2f} s = {rate:,.0f} children/s; CPU {1e6 * pm('builtin', 1) / c_b:.0f} us/child",
+             f"{pm('builtin'):.3f} s = {rate:,.0f} children/s; CPU {1e6 * pm('builtin', 1) / c_b:.0f} us/child",
              f"fork floor {floor:,.0f}/s (CPU {1e6 * pm('fork-floor', 1) / c_b:.0f} us/child); with namespaces {iso:,.0f}/s",
              f"{rate / floor:.3f}x floor; {rate / iso:.3f}x isolated",
              f">= 8,000/s {ok(rate >= 8000)}; >= 0.45x {ok(rate / floor >= 0.45)}"))
@@ -97,13 +98,13 @@ if "run-big" in scale:
         for k, what in (("validate", "validate-bundle"), ("emit", "emit-promotion")):
             if k in scale:
                 w, r = sm(k, 0), sm(k, 1)
-                rows.append((f"{what}, {big:,}-scenario bundle", f"{w:.2f} s, {mib(r):.1f} MiB",
-                             f"b3sum --check {bw:.2f} s, {mib(br):.1f} MiB",
+                rows.append((f"{what}, {big:,}-scenario bundle", f"{w:.3f} s, {mib(r):.1f} MiB",
+                             f"b3sum --check {bw:.3f} s, {mib(br):.1f} MiB",
                              f"{div(w, bw):.1f}x time, {r / br:.1f}x RSS", "(in the note)"))
     if "lint-big" in scale and "json-load" in scale:
         lb = sm("lint-big", 0)
-        rows.append((f"plan-lint, {big:,}-scenario plan", f"{lb:.2f} s = {lb / (big / 10000):.3f} s per 10k; {mib(sm('lint-big', 1)):.1f} MiB",
-                     f"python json.load {sm('json-load', 0):.2f} s, {mib(sm('json-load', 1)):.1f} MiB",
+        rows.append((f"plan-lint, {big:,}-scenario plan", f"{lb:.3f} s = {lb / (big / 10000):.4f} s per 10k; {mib(sm('lint-big', 1)):.1f} MiB",
+                     f"python json.load {sm('json-load', 0):.3f} s, {mib(sm('json-load', 1)):.1f} MiB",
                      f"{div(lb, sm('json-load', 0)):.1f}x", f"well under 1 s per 10k {ok(lb / (big / 10000) < 1)}"))
 if scale_rc:
     err = open(f"{t}/scale.err").read().strip().splitlines()
