@@ -15,7 +15,10 @@
 //! redirection `>&`), `(` (not an array's `=(`) or a backquote that no backslash escapes;
 //! and after a reserved word that is in command position itself (`{`, `!`, `if`, `then`,
 //! `elif`, `else`, `while`, `until`, `do`: `while …; do /usr/bin/x; done`, but not
-//! `echo do /tmp/x` or the brace expansion `{/a,/b}`). `command_position_agrees_with_dash_and_bash`
+//! `echo do /tmp/x` or the brace expansion `{/a,/b}`), after a plain assignment prefix
+//! (`A=1 /usr/bin/x`) or a command that runs its next word (`exec`, `command`, `env`,
+//! `nohup`, `nice`, `time`, with no option between) in command position itself.
+//! `command_position_agrees_with_dash_and_bash`
 //! checks this against the real shells. A path the program builds at run time
 //! (`$(echo /tm)p`, `$1`) cannot be seen here; the baseline's read-only host is the
 //! backstop for those.
@@ -62,45 +65,80 @@ const KEYWORDS: &[&str] = &[
     "{", "!", "if", "then", "elif", "else", "while", "until", "do",
 ];
 
+/// Commands that run the word right after them as a program when they are in command
+/// position themselves (`nohup /usr/bin/x`, `env /usr/bin/x`, `exec /usr/bin/x`; bash's
+/// `time` keyword, dash's `/usr/bin/time`). Only the next word, and only without options:
+/// `time -o /x …` and `env -C /x …` name a path to write or enter, so a word after an
+/// option stays an argument.
+const WRAPPERS: &[&str] = &["exec", "command", "env", "nohup", "nice", "time"];
+
+/// `word` is an assignment `NAME=VALUE` whose value is plain (no quote, `$`, backslash,
+/// backquote, brace or parenthesis), so that the blank after it really ends it:
+/// `A="x /y" /z` is not one (its `/y` stays an argument).
+fn plain_assignment(word: &str) -> bool {
+    let Some((name, value)) = word.split_once('=') else {
+        return false;
+    };
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:,+-@%".contains(c))
+}
+
 /// The shell's blanks (not every Unicode space: `do\u{a0}/x` is one word to a shell).
 fn blank(c: char) -> bool {
     matches!(c, ' ' | '\t')
 }
 
 /// A word starting right after `before` (the script up to it) is in command position.
-fn command_position(before: &str) -> bool {
-    let t = before.trim_end_matches(blank);
-    let mut rev = t.chars().rev();
-    let Some(last) = rev.next() else {
-        return true;
-    };
-    let prior = rev.next();
-    if COMMAND_AFTER.contains(&last) {
-        // An odd number of backslashes before it makes it a literal character (`tee \; /x`).
-        let escapes = t[..t.len() - last.len_utf8()]
-            .chars()
+/// A loop, not recursion, over the words before it: a script of a million `!` or `A=1`
+/// words takes a million steps and no stack.
+fn command_position(mut before: &str) -> bool {
+    loop {
+        let t = before.trim_end_matches(blank);
+        let mut rev = t.chars().rev();
+        let Some(last) = rev.next() else {
+            return true;
+        };
+        let prior = rev.next();
+        if COMMAND_AFTER.contains(&last) {
+            // An odd number of backslashes before it makes it a literal character (`tee \;
+            // /x`).
+            let escapes = t[..t.len() - last.len_utf8()]
+                .chars()
+                .rev()
+                .take_while(|c| *c == '\\')
+                .count();
+            return escapes % 2 == 0
+                && match last {
+                    // `>&/x`, `<&/x`: a redirection (bash writes `/x`), not a background `&`.
+                    '&' => !matches!(prior, Some('>' | '<')),
+                    // `a=(/x /y)`: an array's values, not a subshell.
+                    '(' => prior != Some('='),
+                    _ => true,
+                };
+        }
+        if t.len() == before.len() {
+            // No blank between: the word goes on (`{/a,/b}`, `>/x`, `"/x"`).
+            return false;
+        }
+        let start = t
+            .char_indices()
             .rev()
-            .take_while(|c| *c == '\\')
-            .count();
-        return escapes % 2 == 0
-            && match last {
-                // `>&/x`, `<&/x`: a redirection (bash writes `/x`), not a background `&`.
-                '&' => !matches!(prior, Some('>' | '<')),
-                // `a=(/x /y)`: an array's values, not a subshell.
-                '(' => prior != Some('='),
-                _ => true,
-            };
+            .find(|(_, c)| blank(*c) || COMMAND_AFTER.contains(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let word = &t[start..];
+        // A reserved word, a wrapper or an assignment prefix (`A=1 /usr/bin/x`, `env A=1
+        // /usr/bin/x`) leaves the next word in command position if it is there itself.
+        if !(KEYWORDS.contains(&word) || WRAPPERS.contains(&word) || plain_assignment(word)) {
+            return false;
+        }
+        before = &t[..start];
     }
-    if t.len() == before.len() {
-        // No blank between: the word goes on (`{/a,/b}`, `>/x`, `"/x"`).
-        return false;
-    }
-    let start = t
-        .char_indices()
-        .rev()
-        .find(|(_, c)| blank(*c) || COMMAND_AFTER.contains(c))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    KEYWORDS.contains(&&t[start..]) && command_position(&t[..start])
 }
 
 /// The index of the shell script in `argv` (`sh -c SCRIPT`), if `argv` runs a shell.
@@ -331,6 +369,32 @@ mod tests {
                 ("/etc/z".into(), false)
             ]
         );
+        // Wrappers and assignment prefixes run the next word; options, quoted values and
+        // the same words as arguments do not.
+        assert_eq!(
+            words("A=1 env B=x/y nohup /bin/a; time -o /tmp/t /bin/b; echo env /tmp/c"),
+            vec![
+                ("/bin/a".into(), true),
+                ("/tmp/t".into(), false),
+                ("/bin/b".into(), false),
+                ("/tmp/c".into(), false)
+            ]
+        );
+        assert_eq!(
+            words("A=\"x /tmp/a\" /bin/b; export A=1 /tmp/c; exec /bin/d"),
+            vec![
+                ("/tmp/a".into(), false),
+                ("/bin/b".into(), false),
+                ("/tmp/c".into(), false),
+                ("/bin/d".into(), true)
+            ]
+        );
+        // A long chain of prefixes is a loop, not a deep recursion.
+        for unit in ["! ", "A=1 ", "nohup ", "{ "] {
+            let script = format!("{}/bin/x", unit.repeat(500_000));
+            assert_eq!(argv_paths(&script), vec!["/bin/x"]);
+            assert!(command_position(&script[..script.len() - "/bin/x".len()]));
+        }
         let argv = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(shell_script(&argv(&["/bin/sh", "-c", "x"])), Some(2));
         assert_eq!(
@@ -378,11 +442,54 @@ mod tests {
             a
         }
 
-        /// A simple command that succeeds: a program and its arguments.
+        /// What may stand before a program and still run it: plain assignments, then
+        /// `command` (a builtin: nothing external may come before it) or, in bash, the
+        /// `time` keyword (first only: after an assignment it is `/usr/bin/time`), then
+        /// external commands that run their next word (`env` with assignments of its own,
+        /// `nohup`, `nice`).
+        fn prefix(&mut self) -> String {
+            let mut out = String::new();
+            let mut assigned = false;
+            for _ in 0..self.rng.below(3_usize).saturating_sub(1) {
+                out.push_str(&format!("A{}=x/{} ", self.rng.below(9), self.rng.below(9)));
+                assigned = true;
+            }
+            match self.rng.below(8) {
+                0 => out.push_str("command "),
+                1 if self.bash && !assigned => out.push_str("time "),
+                _ => {}
+            }
+            out + &self.external_prefix()
+        }
+
+        /// External commands that run their next word (what `exec` may be followed by).
+        fn external_prefix(&mut self) -> String {
+            let mut out = String::new();
+            for _ in 0..self.rng.below(4_usize).saturating_sub(1) {
+                let wrapper =
+                    *self
+                        .rng
+                        .pick(&["env ", "env B=1 C=/y ", "nohup ", "nice ", "env nice "]);
+                out.push_str(wrapper);
+            }
+            out
+        }
+
+        /// A simple command that succeeds: a program, maybe after a prefix that still runs
+        /// it, and its arguments.
         fn simple(&mut self) -> String {
-            let mut words = vec![self.program(true)];
+            let prefix = if self.rng.below(3) == 0 {
+                self.prefix()
+            } else {
+                String::new()
+            };
+            self.simple_after(&prefix)
+        }
+
+        fn simple_after(&mut self, prefix: &str) -> String {
+            let mut words = vec![format!("{prefix}{}", self.program(true))];
             for _ in 0..self.rng.below(4) {
-                let k = self.rng.below(if self.bash { 9 } else { 6 });
+                let k = self.rng.below(if self.bash { 12 } else { 9 });
                 let w = match k {
                     0 | 1 => self.argument(),
                     // A reserved word as an argument: the word after it is an argument.
@@ -390,8 +497,13 @@ mod tests {
                     3 => format!("\\; {}", self.argument()),
                     4 => format!(">{}", self.argument()),
                     5 => format!("2>&1 {}", self.argument()),
-                    6 => format!(">&{}", self.argument()),
-                    7 => format!("{{{},{}}}", self.argument(), self.argument()),
+                    // A wrapper or an assignment as an argument, or an assignment whose
+                    // quoted value holds a blank: the word after it is an argument.
+                    6 => format!("{} {}", self.rng.pick(WRAPPERS), self.argument()),
+                    7 => format!("A=1 {}", self.argument()),
+                    8 => format!("A=\"x {}\" {}", self.argument(), self.argument()),
+                    9 => format!(">&{}", self.argument()),
+                    10 => format!("{{{},{}}}", self.argument(), self.argument()),
                     _ => format!("x={}", self.argument()),
                 };
                 words.push(w);
@@ -418,8 +530,8 @@ mod tests {
         fn command(&mut self, depth: usize) -> String {
             let k = match (depth, self.bash) {
                 (0, _) => 0,
-                (_, false) => self.rng.below(12),
-                (_, true) => self.rng.below(13),
+                (_, false) => self.rng.below(13),
+                (_, true) => self.rng.below(14),
             };
             let d = depth.saturating_sub(1);
             match k {
@@ -447,6 +559,12 @@ mod tests {
                 // `; :` so that a following `|` does not join the negated pipeline.
                 10 => format!("x=$( {} ); ! {}; :", self.list(d), self.program(false)),
                 11 => format!("{} || {}", self.program(false), self.simple()),
+                // `exec` replaces the shell: only in a subshell of its own, or the rest
+                // would not run; only external commands may follow it.
+                12 => {
+                    let prefix = self.external_prefix();
+                    format!("( exec {} )", self.simple_after(&prefix))
+                }
                 // bash: an array's values are not programs.
                 _ => format!(
                     "a=({} {}); {}",
