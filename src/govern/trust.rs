@@ -392,32 +392,10 @@ fn parse_ssh_time(s: &str) -> std::result::Result<jiff::Timestamp, String> {
     tz.to_timestamp(dt).map_err(|_| bad())
 }
 
-/// OpenSSH pattern matching: `*` any run, `?` one character.
+/// OpenSSH pattern matching: `*` any run, `?` one character — the same as the run
+/// selectors' globs (`util::glob`, iterative, O(pattern × text)).
 fn match_pattern(s: &str, pat: &str) -> bool {
-    let s: Vec<char> = s.chars().collect();
-    let p: Vec<char> = pat.chars().collect();
-    let (mut i, mut j) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while i < s.len() {
-        if j < p.len() && (p[j] == '?' || p[j] == s[i]) {
-            i += 1;
-            j += 1;
-        } else if j < p.len() && p[j] == '*' {
-            star = Some(j);
-            mark = i;
-            j += 1;
-        } else if let Some(st) = star {
-            j = st + 1;
-            mark += 1;
-            i = mark;
-        } else {
-            return false;
-        }
-    }
-    while j < p.len() && p[j] == '*' {
-        j += 1;
-    }
-    j == p.len()
+    crate::util::glob::matches(pat, s)
 }
 
 /// OpenSSH pattern lists: a matching `!pattern` excludes; otherwise any match includes.
