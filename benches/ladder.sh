@@ -5,7 +5,8 @@
 # per-child step of nexusmon's added (benches/spawn_ladder.c, built here: `s` a session of
 # its own, `p` one shared PID namespace, `n` a private read-only copy of the mount
 # namespace with its directory writable, `h` that copy for every other child as in a
-# both-lanes run, `l` Landlock), all of them, and nexusmon's exec bench itself
+# both-lanes run, `l` Landlock, `r` with `n`/`h`: the copy's teardown handed to a releaser
+# thread as nexusmon's is), all of them (with and without `r`), and nexusmon's exec bench itself
 # (benches/run_gen.py exec, both lanes, the oracle on) — interleaved rounds after a
 # warm-up, `sync` between commands, GNU time for each. Prints medians of wall and CPU
 # (user + system of the command and its children: not the kernel threads' work a step
@@ -33,13 +34,13 @@ WORK="$(mktemp -d /tmp/nexusmon-ladder.XXXXXX)"
 SP="$(mktemp -d "${SPAWN_DIR_PARENT:-/dev/shm}/nexusmon-ladder.XXXXXX")"
 trap 'rm -rf "$WORK" "$SP"' EXIT
 
-cc -O2 -o "$WORK/spawn_ladder" benches/spawn_ladder.c
+cc -O2 -pthread -o "$WORK/spawn_ladder" benches/spawn_ladder.c
 python3 benches/run_gen.py "$WORK/exec" exec "$N_EXEC" on
 echo "== machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); runs=$RUNS" >&2
 
 declare -a NAMES CMDS
 row() { NAMES+=("$1"); CMDS+=("$2"); }
-for steps in - s p n h l sphl; do
+for steps in - s p n nr h hr l sphl sphlr; do
   s="$steps"
   [ "$s" = - ] && s=""
   row "loop${s:+ +$s}" \
@@ -73,10 +74,11 @@ for line in open(path):
     runs.setdefault(name.replace("_", " "), []).append((float(wall), float(user) + float(sys_)))
 children = 2 * ne
 base = st.median(c for _, c in runs["loop"])
+base_wall = st.median(w for w, _ in runs["loop"])
 print()
-print(f"{'command':<12} {'wall s':>8} {'CPU s':>8} {'CPU us/child':>13} {'extra us/child':>15}  (medians of {len(runs['loop'])} interleaved rounds, {children} children each)")
+print(f"{'command':<12} {'wall s':>8} {'x loop':>7} {'CPU s':>8} {'x loop':>7} {'CPU us/child':>13} {'extra us/child':>15}  (medians of {len(runs['loop'])} interleaved rounds, {children} children each)")
 for k, v in runs.items():
     w, c = st.median(x for x, _ in v), st.median(y for _, y in v)
-    print(f"{k:<12} {w:>8.2f} {c:>8.2f} {1e6 * c / children:>13.0f} {1e6 * (c - base) / children:>15.0f}")
+    print(f"{k:<12} {w:>8.2f} {w / base_wall:>7.2f} {c:>8.2f} {c / base:>7.2f} {1e6 * c / children:>13.0f} {1e6 * (c - base) / children:>15.0f}")
 print(f"(load average at the end: {open('/proc/loadavg').read().split()[0]}; other work on the machine slows every row)")
 PY

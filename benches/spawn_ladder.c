@@ -14,23 +14,82 @@
  *      exit;
  *   h  that copy for every other child only (a both-lanes run: the baseline copies, the
  *      scenario lane does not);
- *   l  each child restricted by Landlock (/usr readable and executable; no-new-privs).
+ *   l  each child restricted by Landlock (/usr readable and executable; no-new-privs);
+ *   r  with n or h: the copy's teardown off the child's exit, as nexusmon's releaser does
+ *      it: the child sends its namespace (PIDFD_GET_MNT_NAMESPACE of a pidfd of itself)
+ *      with that pidfd over a Unix socket to a thread of the loop's with a descriptor
+ *      table of its own, which closes both once the pidfd says the child exited (the
+ *      teardown's CPU and grace period are that thread's).
  * Needs root for p, n and h. Usage: spawn_ladder N DIR [STEPS]. Run one per core. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/landlock.h>
 #include <linux/mount.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* PIDFD_GET_MNT_NAMESPACE (_IO(0xFF, 3), Linux 6.11). */
+#define GET_MNT_NS 0xFF03
+#define HELD_MAX 64
+/* Namespaces received and released by the releaser (printed with LADDER_DEBUG set). */
+static volatile long received, released;
+
+/* The releaser: holds each received [namespace, pidfd] until the pidfd is readable (the
+ * child exited), then closes both. Its descriptor table is its own (no vfork child ever
+ * copies a held namespace). */
+static void *releaser(void *arg) {
+    int sock = *(int *)arg;
+    if (unshare(CLONE_FILES)) {
+        perror("spawn_ladder: releaser unshare(CLONE_FILES)");
+        exit(1);
+    }
+    int held_ns[HELD_MAX], held_pid[HELD_MAX], n = 0;
+    for (;;) {
+        struct pollfd fds[HELD_MAX + 1];
+        fds[0] = (struct pollfd){.fd = n < HELD_MAX ? sock : -1, .events = POLLIN};
+        for (int i = 0; i < n; i++)
+            fds[i + 1] = (struct pollfd){.fd = held_pid[i], .events = POLLIN};
+        if (poll(fds, n + 1, -1) < 0)
+            continue;
+        for (int i = n - 1; i >= 0; i--)
+            if (fds[i + 1].revents) {
+                close(held_ns[i]);
+                close(held_pid[i]);
+                released++;
+                held_ns[i] = held_ns[--n];
+                held_pid[i] = held_pid[n];
+            }
+        if (fds[0].revents & POLLIN) {
+            char buf[1];
+            char cbuf[CMSG_SPACE(2 * sizeof(int))];
+            struct iovec iov = {.iov_base = buf, .iov_len = 1};
+            struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                               .msg_controllen = sizeof cbuf};
+            if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) <= 0)
+                return NULL;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            if (c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(2 * sizeof(int))) {
+                memcpy(&held_ns[n], CMSG_DATA(c), sizeof(int));
+                memcpy(&held_pid[n], (char *)CMSG_DATA(c) + sizeof(int), sizeof(int));
+                n++;
+                received++;
+            }
+        }
+    }
+}
 
 int main(int argc, char **argv) {
     if (argc < 3) {
@@ -41,7 +100,24 @@ int main(int argc, char **argv) {
     const char *steps = argc > 3 ? argv[3] : "";
     int setsid_each = strchr(steps, 's') != NULL, pid_ns = strchr(steps, 'p') != NULL;
     int mounts_each = strchr(steps, 'n') != NULL, mounts_half = strchr(steps, 'h') != NULL;
-    int landlock = strchr(steps, 'l') != NULL;
+    int landlock = strchr(steps, 'l') != NULL, release = strchr(steps, 'r') != NULL;
+    int send_sock = -1;
+    static int recv_sock;
+    if (release) {
+        int sv[2];
+        pthread_t t;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) ||
+            pthread_create(&t, NULL, releaser, &sv[0])) {
+            perror("spawn_ladder: releaser");
+            return 1;
+        }
+        recv_sock = sv[0];
+        send_sock = sv[1];
+        /* The releaser closes the receiving end in the loop's table once it has a table
+         * of its own: crude, but a short wait suffices for a bench. */
+        usleep(10000);
+        close(recv_sock);
+    }
     int ruleset = -1;
     if (landlock) {
         struct landlock_ruleset_attr ra = {.handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE |
@@ -113,6 +189,27 @@ int main(int argc, char **argv) {
                     syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) ||
                     syscall(SYS_mount_setattr, AT_FDCWD, dir, AT_RECURSIVE, &rw, sizeof rw))
                     _exit(102);
+                if (release) {
+                    int fds[2];
+                    fds[1] = (int)syscall(SYS_pidfd_open, getpid(), 0);
+                    fds[0] = fds[1] < 0 ? -1 : ioctl(fds[1], GET_MNT_NS, 0);
+                    if (fds[0] < 0)
+                        _exit(106);
+                    char b = 0, cbuf[CMSG_SPACE(sizeof fds)];
+                    struct iovec iov = {.iov_base = &b, .iov_len = 1};
+                    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                                       .msg_controllen = sizeof cbuf};
+                    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+                    c->cmsg_level = SOL_SOCKET;
+                    c->cmsg_type = SCM_RIGHTS;
+                    c->cmsg_len = CMSG_LEN(sizeof fds);
+                    memcpy(CMSG_DATA(c), fds, sizeof fds);
+                    /* As nexusmon: without waiting; a full socket leaves the copy to the
+                     * child's exit. */
+                    sendmsg(send_sock, &m, MSG_DONTWAIT);
+                    close(fds[0]);
+                    close(fds[1]);
+                }
             }
             if (chdir(dir))
                 _exit(103);
@@ -130,6 +227,9 @@ int main(int argc, char **argv) {
             status = 1;
         }
     }
+    if (getenv("LADDER_DEBUG"))
+        fprintf(stderr, "spawn_ladder: releaser received %ld, released %ld\n", received,
+                released);
     if (init > 0) {
         kill(init, SIGKILL);
         waitpid(init, NULL, 0);
