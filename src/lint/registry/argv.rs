@@ -453,23 +453,22 @@ mod tests {
         /// after an assignment whose quoted value holds a blank (`A="x /a" /p`), where the
         /// lint stays conservative and reports it.
         fn prefix(&mut self) -> (String, bool) {
-            let mut out = String::new();
-            let mut assigned = false;
+            let mut words: Vec<String> = Vec::new();
             let quoted = self.rng.below(6) == 0;
             if quoted {
                 let a = self.argument();
-                out.push_str(&format!("A=\"x {a}\" "));
-                assigned = true;
+                words.push(format!("A=\"x {a}\" "));
             }
             for _ in 0..self.rng.below(3_usize).saturating_sub(1) {
-                out.push_str(&format!("A{}=x/{} ", self.rng.below(9), self.rng.below(9)));
-                assigned = true;
+                let (name, value) = (self.rng.below(9_usize), self.rng.below(9_usize));
+                words.push(format!("A{name}=x/{value} "));
             }
             match self.rng.below(8) {
-                0 => out.push_str("command "),
-                1 if self.bash && !assigned => out.push_str("time "),
+                0 => words.push("command ".into()),
+                1 if self.bash && words.is_empty() => words.push("time ".into()),
                 _ => {}
             }
+            let out = words.concat();
             (out + &self.external_prefix(), quoted)
         }
 
