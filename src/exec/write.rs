@@ -520,6 +520,7 @@ pub struct ResultStream<'b> {
     baseline: ReusedLines<Observation>,
     runtime: ReusedLines<Observation>,
     witnesses: ReusedLines<PathWitness>,
+    rows: ReusedLines<NormalizedRow>,
 }
 
 /// The oracle's lines, each serialized whole only when it differs from the last one
@@ -630,6 +631,49 @@ struct ObservationOwn<'a> {
     scenario_id: &'a str,
     probe_id: &'a str,
     rusage: &'a crate::model::results::Rusage,
+}
+
+/// A row's own fields, under the names [`NormalizedRow`] gives them.
+#[derive(serde::Serialize)]
+struct RowOwn<'a> {
+    scenario_id: &'a str,
+    profile_id: &'a str,
+    probe_id: &'a str,
+}
+
+/// True if two rows are equal in every field but the scenario, profile and probe ids.
+fn row_same_but_ids(a: &NormalizedRow, b: &NormalizedRow) -> bool {
+    let NormalizedRow {
+        scenario_id: _,
+        profile_id: _,
+        probe_id: _,
+        operation,
+        target,
+        expected,
+        control,
+        baseline,
+        scenario,
+        oracle,
+        attribution,
+        mismatches,
+        flaky,
+        task_id,
+        depends_on,
+        skipped_because,
+    } = a;
+    *operation == b.operation
+        && *target == b.target
+        && *expected == b.expected
+        && *control == b.control
+        && *baseline == b.baseline
+        && *scenario == b.scenario
+        && *oracle == b.oracle
+        && *attribution == b.attribution
+        && *mismatches == b.mismatches
+        && *flaky == b.flaky
+        && *task_id == b.task_id
+        && *depends_on == b.depends_on
+        && *skipped_because == b.skipped_because
 }
 
 /// A path witness's own field, under the name [`PathWitness`] gives it.
@@ -825,6 +869,24 @@ impl ReusedLines<Observation> {
     }
 }
 
+impl ReusedLines<NormalizedRow> {
+    /// Append the row `row`'s line to `rel` of `w` under `key`.
+    pub fn row<W: std::io::Write>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        rel: &str,
+        key: &str,
+        row: &NormalizedRow,
+    ) -> Result<()> {
+        let own = RowOwn {
+            scenario_id: &row.scenario_id,
+            profile_id: &row.profile_id,
+            probe_id: &row.probe_id,
+        };
+        self.line(w, (rel, key), row, row_same_but_ids, &own)
+    }
+}
+
 impl ReusedLines<PathWitness> {
     /// Append the path witness `p`'s line to `rel` of `w` under `key`.
     pub fn witness<W: std::io::Write>(
@@ -855,6 +917,7 @@ impl<'b> ResultStream<'b> {
             baseline: ReusedLines::default(),
             runtime: ReusedLines::default(),
             witnesses: ReusedLines::default(),
+            rows: ReusedLines::default(),
         })
     }
 
@@ -876,7 +939,7 @@ impl<'b> ResultStream<'b> {
             self.witnesses
                 .witness(&mut self.w, PATH_WITNESSES, &p.scenario_id, p)?;
         }
-        self.w.line(NORMALIZED_ROWS, key, s.row)
+        self.rows.row(&mut self.w, NORMALIZED_ROWS, key, s.row)
     }
 
     /// Scenario rows written so far.
@@ -1680,7 +1743,51 @@ mod tests {
         }
     }
 
-    /// Seeded sequences of observations and path witnesses, most repeating the previous
+    /// A normalized row of the shapes assembling makes.
+    fn gen_row(r: &mut crate::util::testrng::Rng) -> NormalizedRow {
+        use crate::model::plan::Expectation;
+        use crate::model::registry::Operation;
+        use crate::model::results::{
+            Attribution, LaneCell, MismatchKind, OracleCell, OracleDecision, Outcome, Stage,
+        };
+        let cell = |r: &mut crate::util::testrng::Rng| {
+            r.chance(80).then(|| LaneCell {
+                outcome: *r.pick(&[Outcome::Allow, Outcome::Deny]),
+                stage: *r.pick(&[Stage::Exec, Stage::Operation]),
+                errno_name: r.chance(30).then(|| "EACCES".to_string()),
+            })
+        };
+        let probe = format!("p{}", r.below(40u32));
+        NormalizedRow {
+            scenario_id: format!("{}:{probe}", r.pick(&["a", "b"])),
+            profile_id: (*r.pick(&["a", "b"])).to_string(),
+            probe_id: probe,
+            operation: *r.pick(&[Operation::Exec, Operation::FileRead]),
+            target: r
+                .chance(50)
+                .then(|| (*r.pick(&["/x", "a \"q\""])).to_string()),
+            expected: *r.pick(&[Expectation::Allow, Expectation::Deny]),
+            control: r.chance(10),
+            baseline: cell(r),
+            scenario: cell(r),
+            oracle: r.chance(80).then(|| OracleCell {
+                decision: *r.pick(&[OracleDecision::Allow, OracleDecision::Deny]),
+                reason: (*r.pick(&["rule 0", "\u{1}"])).to_string(),
+            }),
+            attribution: r
+                .chance(70)
+                .then(|| *r.pick(&[Attribution::Unaffected, Attribution::ProfileShaped])),
+            mismatches: (0..r.below(2usize))
+                .map(|_| *r.pick(&[MismatchKind::OracleDivergence, MismatchKind::Inconclusive]))
+                .collect(),
+            flaky: r.chance(10),
+            task_id: None,
+            depends_on: Vec::new(),
+            skipped_because: None,
+        }
+    }
+
+    /// Seeded sequences of observations, rows and path witnesses, most repeating the previous
     /// one but for their own fields (ids, rusage), some changed in one other field (a
     /// witness float's sign, a retried attempt's rusage, the isolation, …): the lines
     /// [`ReusedLines`] writes (the repeated members reused) are byte for byte those of
@@ -1700,6 +1807,8 @@ mod tests {
             }
             let mut obs = ReusedLines::<Observation>::default();
             let mut wit = ReusedLines::<PathWitness>::default();
+            let mut rows = ReusedLines::<NormalizedRow>::default();
+            let mut prev_row = gen_row(&mut r);
             let mut prev = gen_observation(&mut r);
             let mut prev_w = PathWitness {
                 scenario_id: "a:p0".into(),
@@ -1747,6 +1856,22 @@ mod tests {
                 } else {
                     whole += 1;
                 }
+                let mut row = prev_row.clone();
+                let fresh_row = gen_row(&mut r);
+                match r.below(8u32) {
+                    0 => row = fresh_row,
+                    1 => row.oracle = fresh_row.oracle,
+                    2 => row.mismatches = fresh_row.mismatches,
+                    3 => row.baseline = fresh_row.baseline,
+                    _ => {
+                        row.scenario_id = fresh_row.scenario_id;
+                        row.profile_id = fresh_row.profile_id;
+                        row.probe_id = fresh_row.probe_id;
+                    }
+                }
+                rows.row(&mut fast, NORMALIZED_ROWS, &key, &row).unwrap();
+                slow.line(NORMALIZED_ROWS, &key, &row).unwrap();
+                prev_row = row;
                 obs.observation(&mut fast, RUNTIME_RESULTS, &key, &o)
                     .unwrap();
                 slow.line(RUNTIME_RESULTS, &key, &o).unwrap();
@@ -1757,7 +1882,7 @@ mod tests {
             }
             let (a, da) = fast.finish(2).unwrap();
             let (b, db) = slow.finish(2).unwrap();
-            for rel in [RUNTIME_RESULTS, PATH_WITNESSES] {
+            for rel in [RUNTIME_RESULTS, PATH_WITNESSES, NORMALIZED_ROWS] {
                 assert_eq!(
                     String::from_utf8_lossy(&a[rel]),
                     String::from_utf8_lossy(&b[rel]),
