@@ -633,8 +633,10 @@ struct ObservationOwn<'a> {
     rusage: &'a crate::model::results::Rusage,
 }
 
-/// A row's own fields, under the names [`NormalizedRow`] gives them.
+/// A row's own fields, under the names [`NormalizedRow`] gives them (the names are the
+/// row's keys, so they cannot lose their common postfix).
 #[derive(serde::Serialize)]
+#[allow(clippy::struct_field_names)]
 struct RowOwn<'a> {
     scenario_id: &'a str,
     profile_id: &'a str,
