@@ -517,6 +517,10 @@ pub struct ResultStream<'b> {
     bundle: &'b StagedBundle,
     w: ResultWriter<BufWriter<StagedFile<'b>>>,
     verdicts: VerdictLines,
+    baseline: ReusedLines<Observation>,
+    runtime: ReusedLines<Observation>,
+    witnesses: ReusedLines<PathWitness>,
+    rows: ReusedLines<NormalizedRow>,
 }
 
 /// The oracle's lines, each serialized whole only when it differs from the last one
@@ -596,6 +600,311 @@ impl VerdictLines {
     }
 }
 
+/// A lane's observation lines (and the path witnesses' lines), each serialized whole only
+/// when it differs from the last one serialized in more than the fields every child has
+/// its own of: most observations of a run repeat their neighbour's probe shape, profile,
+/// isolation, enforcement, witness and streams, and differ in their scenario and probe ids
+/// and resource usage (a path witness: in its scenario id). The line is then those fields'
+/// members put over the last whole serialization's ([`ResultWriter::line_over`]), which is
+/// byte for byte what serializing it whole gives: every other field is equal, compared
+/// field by field ([`observation_same_but_own`], [`witness_same_but_id`]).
+#[derive(Debug)]
+pub struct ReusedLines<T> {
+    /// The last item serialized whole, and its members.
+    last: Option<T>,
+    members: json::Members,
+}
+
+impl<T> Default for ReusedLines<T> {
+    fn default() -> Self {
+        Self {
+            last: None,
+            members: json::Members::default(),
+        }
+    }
+}
+
+/// An observation's own fields, serialized under the names [`Observation`] gives them
+/// (`rusage` is its deciding attempt's, flattened into the observation).
+#[derive(serde::Serialize)]
+struct ObservationOwn<'a> {
+    scenario_id: &'a str,
+    probe_id: &'a str,
+    rusage: &'a crate::model::results::Rusage,
+}
+
+/// A row's own fields, under the names [`NormalizedRow`] gives them (the names are the
+/// row's keys, so they cannot lose their common postfix).
+#[derive(serde::Serialize)]
+#[allow(clippy::struct_field_names)]
+struct RowOwn<'a> {
+    scenario_id: &'a str,
+    profile_id: &'a str,
+    probe_id: &'a str,
+}
+
+/// True if two rows are equal in every field but the scenario, profile and probe ids.
+fn row_same_but_ids(a: &NormalizedRow, b: &NormalizedRow) -> bool {
+    let NormalizedRow {
+        scenario_id: _,
+        profile_id: _,
+        probe_id: _,
+        operation,
+        target,
+        expected,
+        control,
+        baseline,
+        scenario,
+        oracle,
+        attribution,
+        mismatches,
+        flaky,
+        task_id,
+        depends_on,
+        skipped_because,
+    } = a;
+    *operation == b.operation
+        && *target == b.target
+        && *expected == b.expected
+        && *control == b.control
+        && *baseline == b.baseline
+        && *scenario == b.scenario
+        && *oracle == b.oracle
+        && *attribution == b.attribution
+        && *mismatches == b.mismatches
+        && *flaky == b.flaky
+        && *task_id == b.task_id
+        && *depends_on == b.depends_on
+        && *skipped_because == b.skipped_because
+}
+
+/// A path witness's own field, under the name [`PathWitness`] gives it.
+#[derive(serde::Serialize)]
+struct WitnessOwn<'a> {
+    scenario_id: &'a str,
+}
+
+/// True if `a` and `b` are equal in every serialized field but the scenario id, the probe
+/// id and the deciding attempt's `rusage` (every field named: a field added to either
+/// struct does not compile here until it is compared). The witness, a JSON value, is
+/// compared by [`json_identical`] (equal values that print differently, `0.0` and `-0.0`,
+/// are not the same); the attempt's `trace` is never serialized.
+fn observation_same_but_own(a: &Observation, b: &Observation) -> bool {
+    let Observation {
+        scenario_id: _,
+        profile_id,
+        probe_id: _,
+        lane,
+        operation,
+        driver,
+        target,
+        argv,
+        timeout,
+        result,
+        attempts,
+        flaky,
+        task_id,
+        skipped_because,
+    } = a;
+    *profile_id == b.profile_id
+        && *lane == b.lane
+        && *operation == b.operation
+        && *driver == b.driver
+        && *target == b.target
+        && *flaky == b.flaky
+        && *task_id == b.task_id
+        && *skipped_because == b.skipped_because
+        && *timeout == b.timeout
+        && *argv == b.argv
+        && attempt_same_but_rusage(result, &b.result)
+        && attempts.len() == b.attempts.len()
+        && attempts
+            .iter()
+            .zip(&b.attempts)
+            // Every attempt's rusage is written in `attempts`: compared there.
+            .all(|(x, y)| x.rusage == y.rusage && attempt_same_but_rusage(x, y))
+}
+
+/// True if two attempts are equal in every serialized field but `rusage`.
+fn attempt_same_but_rusage(
+    a: &crate::model::results::Attempt,
+    b: &crate::model::results::Attempt,
+) -> bool {
+    let crate::model::results::Attempt {
+        attempt,
+        outcome,
+        stage,
+        errno,
+        errno_name,
+        detail,
+        exit_code,
+        signal,
+        resolved_path,
+        witness,
+        enforcement,
+        rusage: _,
+        stdout,
+        stderr,
+        leaked,
+        processes,
+        isolation,
+        worker,
+        kernel_denials,
+        trace: _,
+    } = a;
+    *attempt == b.attempt
+        && *outcome == b.outcome
+        && *stage == b.stage
+        && *errno == b.errno
+        && *errno_name == b.errno_name
+        && *detail == b.detail
+        && *exit_code == b.exit_code
+        && *signal == b.signal
+        && *resolved_path == b.resolved_path
+        && match (witness, &b.witness) {
+            (None, None) => true,
+            (Some(x), Some(y)) => json_identical(x, y),
+            _ => false,
+        }
+        && *enforcement == b.enforcement
+        && *stdout == b.stdout
+        && *stderr == b.stderr
+        && *leaked == b.leaked
+        && *processes == b.processes
+        && *isolation == b.isolation
+        && *worker == b.worker
+        && *kernel_denials == b.kernel_denials
+}
+
+/// True if two JSON values print the same: `==`, with numbers also of the same kind and,
+/// for floats, the same bits (`0.0 == -0.0`, yet they print differently).
+fn json_identical(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_u64() == y.as_u64()
+                && x.as_i64() == y.as_i64()
+                && x.is_f64() == y.is_f64()
+                && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_identical(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((kx, x), (ky, y))| kx == ky && json_identical(x, y))
+        }
+        _ => false,
+    }
+}
+
+/// True if two path witnesses are equal in every field but the scenario id.
+fn witness_same_but_id(a: &PathWitness, b: &PathWitness) -> bool {
+    let PathWitness {
+        scenario_id: _,
+        role,
+        requested,
+        canonical,
+        is_symlink,
+        exists,
+    } = a;
+    *role == b.role
+        && *requested == b.requested
+        && *canonical == b.canonical
+        && *is_symlink == b.is_symlink
+        && *exists == b.exists
+}
+
+impl<T: serde::Serialize + Clone> ReusedLines<T> {
+    /// Append `item`'s line to `rel` of `w` under `key`: the bytes [`ResultWriter::line`]
+    /// writes for it. `same` tells whether the last item serialized whole equals `item`
+    /// in every field but those `own` serializes, which must be fields `item` always
+    /// writes, under the same names.
+    fn line<W: std::io::Write, O: serde::Serialize>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        (rel, key): (&str, &str),
+        item: &T,
+        same: fn(&T, &T) -> bool,
+        own: &O,
+    ) -> Result<()> {
+        if !self.last.as_ref().is_some_and(|last| same(last, item)) {
+            // Out while the members are refilled: kept again only once they are `item`'s.
+            let mut last = self.last.take();
+            let object = self
+                .members
+                .fill(item)
+                .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
+            if !object {
+                return w.line(rel, key, item);
+            }
+            match &mut last {
+                Some(l) => l.clone_from(item),
+                None => last = Some(item.clone()),
+            }
+            self.last = last;
+        }
+        w.line_over(rel, key, own, &self.members)
+    }
+}
+
+impl ReusedLines<Observation> {
+    /// Append the observation `o`'s line to `rel` of `w` under `key`.
+    pub fn observation<W: std::io::Write>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        rel: &str,
+        key: &str,
+        o: &Observation,
+    ) -> Result<()> {
+        let own = ObservationOwn {
+            scenario_id: &o.scenario_id,
+            probe_id: &o.probe_id,
+            rusage: &o.result.rusage,
+        };
+        self.line(w, (rel, key), o, observation_same_but_own, &own)
+    }
+}
+
+impl ReusedLines<NormalizedRow> {
+    /// Append the row `row`'s line to `rel` of `w` under `key`.
+    pub fn row<W: std::io::Write>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        rel: &str,
+        key: &str,
+        row: &NormalizedRow,
+    ) -> Result<()> {
+        let own = RowOwn {
+            scenario_id: &row.scenario_id,
+            profile_id: &row.profile_id,
+            probe_id: &row.probe_id,
+        };
+        self.line(w, (rel, key), row, row_same_but_ids, &own)
+    }
+}
+
+impl ReusedLines<PathWitness> {
+    /// Append the path witness `p`'s line to `rel` of `w` under `key`.
+    pub fn witness<W: std::io::Write>(
+        &mut self,
+        w: &mut ResultWriter<W>,
+        rel: &str,
+        key: &str,
+        p: &PathWitness,
+    ) -> Result<()> {
+        let own = WitnessOwn {
+            scenario_id: &p.scenario_id,
+        };
+        self.line(w, (rel, key), p, witness_same_but_id, &own)
+    }
+}
+
 impl<'b> ResultStream<'b> {
     /// Open every result file in `bundle`.
     pub fn begin(bundle: &'b StagedBundle) -> Result<Self> {
@@ -607,6 +916,10 @@ impl<'b> ResultStream<'b> {
             bundle,
             w,
             verdicts: VerdictLines::default(),
+            baseline: ReusedLines::default(),
+            runtime: ReusedLines::default(),
+            witnesses: ReusedLines::default(),
+            rows: ReusedLines::default(),
         })
     }
 
@@ -614,18 +927,21 @@ impl<'b> ResultStream<'b> {
     pub fn scenario(&mut self, s: &ScenarioLines<'_>) -> Result<()> {
         let key = s.row.scenario_id.as_str();
         if let Some(o) = s.baseline {
-            self.w.line(BASELINE_RESULTS, key, o)?;
+            self.baseline
+                .observation(&mut self.w, BASELINE_RESULTS, key, o)?;
         }
         if let Some(o) = s.scenario {
-            self.w.line(RUNTIME_RESULTS, key, o)?;
+            self.runtime
+                .observation(&mut self.w, RUNTIME_RESULTS, key, o)?;
         }
         if let Some(v) = s.oracle {
             self.verdicts.line(&mut self.w, ORACLE_RESULTS, key, v)?;
         }
-        for w in s.witnesses {
-            self.w.line(PATH_WITNESSES, &w.scenario_id, w)?;
+        for p in s.witnesses {
+            self.witnesses
+                .witness(&mut self.w, PATH_WITNESSES, &p.scenario_id, p)?;
         }
-        self.w.line(NORMALIZED_ROWS, key, s.row)
+        self.rows.row(&mut self.w, NORMALIZED_ROWS, key, s.row)
     }
 
     /// Scenario rows written so far.
@@ -1306,5 +1622,316 @@ mod tests {
             assert_eq!(da, db, "seed {seed}");
         }
         assert!(reused > 2500, "reused {reused}");
+    }
+
+    /// An observation of the shapes a lane makes: ids, rusage, a witness (a JSON value
+    /// with floats whose sign only their printing tells), streams, enforcement, isolation
+    /// and process accounting sometimes, retried attempts sometimes.
+    fn gen_observation(r: &mut crate::util::testrng::Rng) -> Observation {
+        use crate::model::registry::Operation;
+        use crate::model::results::{
+            Attempt, ChildIsolation, Enforcement, Leaked, Outcome, ProcessAccounting,
+            RulesetStatus, Rusage, Stage, StreamCapture, TimeoutSetting, TimeoutSource,
+        };
+        let words = [
+            "/usr/bin/true",
+            "a \"quoted\" \\ path",
+            "\u{1}\u{e9}",
+            "",
+            "x",
+        ];
+        let rusage = |r: &mut crate::util::testrng::Rng| Rusage {
+            wall_us: r.below(3u64),
+            user_us: r.below(3u64),
+            sys_us: r.below(2u64),
+            max_rss_kib: r.below(2u64),
+        };
+        let capture = |r: &mut crate::util::testrng::Rng| StreamCapture {
+            bytes: r.below(3u64),
+            kept: r.below(2u64),
+            truncated: r.chance(20),
+            log: r.chance(20).then(|| (*r.pick(&words)).to_string()),
+            complete: !r.chance(10),
+        };
+        let witness = |r: &mut crate::util::testrng::Rng| {
+            let n = r
+                .pick(&[
+                    serde_json::json!(0.0),
+                    serde_json::json!(-0.0),
+                    serde_json::json!(0),
+                    serde_json::json!(-1),
+                    serde_json::json!(1.5),
+                    serde_json::json!(u64::MAX),
+                ])
+                .clone();
+            serde_json::json!({"errno": n, "path": *r.pick(&words), "list": [n, null, true]})
+        };
+        let attempt = |r: &mut crate::util::testrng::Rng| Attempt {
+            attempt: 1 + r.below(2u32),
+            outcome: *r.pick(&[Outcome::Allow, Outcome::Deny, Outcome::Error]),
+            stage: *r.pick(&[Stage::Exec, Stage::Operation]),
+            errno: r.chance(30).then(|| r.below(3i32)),
+            errno_name: r.chance(30).then(|| "EACCES".to_string()),
+            detail: (*r.pick(&words)).to_string(),
+            exit_code: r.chance(50).then(|| r.below(2i32)),
+            signal: r.chance(10).then(|| "SIGKILL".to_string()),
+            resolved_path: r.chance(50).then(|| (*r.pick(&words)).to_string()),
+            witness: r.chance(70).then(|| witness(r)),
+            enforcement: r.chance(70).then(|| Enforcement {
+                ruleset: *r.pick(&[RulesetStatus::FullyEnforced, RulesetStatus::NotEnforced]),
+                abi: r.chance(50).then(|| r.below(8u8)),
+                no_new_privs: r.chance(50),
+                seccomp: r.chance(50),
+                reported_by: (*r.pick(&words)).to_string(),
+            }),
+            rusage: rusage(r),
+            stdout: capture(r),
+            stderr: capture(r),
+            leaked: (0..r.below(2usize))
+                .map(|_| Leaked {
+                    pid: r.below(3u32),
+                    comm: (*r.pick(&words)).to_string(),
+                    found_by: "cgroup".into(),
+                    action: "killed".into(),
+                })
+                .collect(),
+            processes: r.chance(50).then(|| ProcessAccounting {
+                limit: r.below(3u64),
+                peak: r.chance(50).then(|| r.below(3u64)),
+                refused_forks: r.chance(20).then(|| r.below(2u64)),
+                enforced_by: "pids".into(),
+            }),
+            isolation: r.chance(50).then(|| ChildIsolation {
+                uid: r.below(2u32),
+                gid: r.below(2u32),
+                capabilities: (0..r.below(2usize)).map(|_| "CAP_X".to_string()).collect(),
+                pid_namespace: r.chance(50),
+                pid_namespace_reason: r.chance(20).then(|| (*r.pick(&words)).to_string()),
+                host_read_only: (*r.pick(&words)).to_string(),
+                read_only_inputs: Vec::new(),
+                read_only_inputs_reason: None,
+            }),
+            worker: None,
+            kernel_denials: None,
+            trace: None,
+        };
+        let probe = format!("p{}", r.below(40u32));
+        let result = attempt(r);
+        Observation {
+            scenario_id: format!("{}:{probe}", r.pick(&["a", "b"])),
+            profile_id: (*r.pick(&["a", "b"])).to_string(),
+            probe_id: probe,
+            lane: *r.pick(&[Lane::Baseline, Lane::Scenario]),
+            operation: *r.pick(&[Operation::Exec, Operation::FileRead]),
+            driver: (*r.pick(&["exec", "builtin"])).to_string(),
+            target: r.chance(50).then(|| (*r.pick(&words)).to_string()),
+            argv: (0..r.below(3usize))
+                .map(|_| (*r.pick(&words)).to_string())
+                .collect(),
+            timeout: TimeoutSetting {
+                ms: r.below(3u64),
+                source: *r.pick(&[TimeoutSource::Probe, TimeoutSource::Default]),
+                kill_grace_ms: r.below(2u64),
+            },
+            attempts: if r.chance(20) {
+                vec![attempt(r), result.clone()]
+            } else {
+                Vec::new()
+            },
+            result,
+            flaky: r.chance(10),
+            task_id: r.chance(10).then(|| (*r.pick(&words)).to_string()),
+            skipped_because: None,
+        }
+    }
+
+    /// A normalized row of the shapes assembling makes.
+    fn gen_row(r: &mut crate::util::testrng::Rng) -> NormalizedRow {
+        use crate::model::plan::Expectation;
+        use crate::model::registry::Operation;
+        use crate::model::results::{
+            Attribution, LaneCell, MismatchKind, OracleCell, OracleDecision, Outcome, Stage,
+        };
+        let cell = |r: &mut crate::util::testrng::Rng| {
+            r.chance(80).then(|| LaneCell {
+                outcome: *r.pick(&[Outcome::Allow, Outcome::Deny]),
+                stage: *r.pick(&[Stage::Exec, Stage::Operation]),
+                errno_name: r.chance(30).then(|| "EACCES".to_string()),
+            })
+        };
+        let probe = format!("p{}", r.below(40u32));
+        NormalizedRow {
+            scenario_id: format!("{}:{probe}", r.pick(&["a", "b"])),
+            profile_id: (*r.pick(&["a", "b"])).to_string(),
+            probe_id: probe,
+            operation: *r.pick(&[Operation::Exec, Operation::FileRead]),
+            target: r
+                .chance(50)
+                .then(|| (*r.pick(&["/x", "a \"q\""])).to_string()),
+            expected: *r.pick(&[Expectation::Allow, Expectation::Deny]),
+            control: r.chance(10),
+            baseline: cell(r),
+            scenario: cell(r),
+            oracle: r.chance(80).then(|| OracleCell {
+                decision: *r.pick(&[OracleDecision::Allow, OracleDecision::Deny]),
+                reason: (*r.pick(&["rule 0", "\u{1}"])).to_string(),
+            }),
+            attribution: r
+                .chance(70)
+                .then(|| *r.pick(&[Attribution::Unaffected, Attribution::ProfileShaped])),
+            mismatches: (0..r.below(2usize))
+                .map(|_| *r.pick(&[MismatchKind::OracleDivergence, MismatchKind::Inconclusive]))
+                .collect(),
+            flaky: r.chance(10),
+            task_id: None,
+            depends_on: Vec::new(),
+            skipped_because: None,
+        }
+    }
+
+    /// Seeded sequences of observations, rows and path witnesses, most repeating the previous
+    /// one but for their own fields (ids, rusage), some changed in one other field (a
+    /// witness float's sign, a retried attempt's rusage, the isolation, …): the lines
+    /// [`ReusedLines`] writes (the repeated members reused) are byte for byte those of
+    /// [`ResultWriter::line`], with the same shared values, under caps that fill.
+    #[test]
+    fn observation_and_witness_lines_reusing_members_are_the_whole_serializations_bytes() {
+        use crate::util::testrng::Rng;
+        let (mut reused, mut whole) = (0usize, 0usize);
+        for seed in 0..40u64 {
+            let mut r = Rng(seed);
+            let cap = *r.pick(&[lines::MAX_SHARED_VALUES, 3, 0]);
+            let mut fast = ResultWriter::new(cap);
+            let mut slow = ResultWriter::new(cap);
+            for (rel, groups) in LINE_FILES {
+                fast.add_file(rel, Vec::new(), groups);
+                slow.add_file(rel, Vec::new(), groups);
+            }
+            let mut obs = ReusedLines::<Observation>::default();
+            let mut wit = ReusedLines::<PathWitness>::default();
+            let mut rows = ReusedLines::<NormalizedRow>::default();
+            let mut prev_row = gen_row(&mut r);
+            let mut prev = gen_observation(&mut r);
+            let mut prev_w = PathWitness {
+                scenario_id: "a:p0".into(),
+                role: "program".into(),
+                requested: "/bin/true".into(),
+                canonical: "/usr/bin/true".into(),
+                is_symlink: true,
+                exists: true,
+            };
+            for i in 0..150 {
+                let mut o = prev.clone();
+                let fresh = gen_observation(&mut r);
+                match r.below(16u32) {
+                    0 => o = fresh,
+                    1 => o.result.witness = fresh.result.witness,
+                    2 => o.result.isolation = fresh.result.isolation,
+                    3 => o.attempts = fresh.attempts,
+                    4 => {
+                        if let Some(a) = o.attempts.first_mut() {
+                            a.rusage = fresh.result.rusage;
+                        }
+                    }
+                    5 => o.result.detail = fresh.result.detail,
+                    6 => o.argv = fresh.argv,
+                    7 => o.result.stdout = fresh.result.stdout,
+                    _ => {
+                        o.scenario_id = fresh.scenario_id;
+                        o.probe_id = fresh.probe_id;
+                        o.result.rusage = fresh.result.rusage;
+                    }
+                }
+                let mut p = prev_w.clone();
+                match r.below(6u32) {
+                    0 => p.canonical = (*r.pick(&["/usr/bin/true", "/x"])).to_string(),
+                    1 => p.is_symlink = r.chance(50),
+                    _ => p.scenario_id = o.scenario_id.clone(),
+                }
+                let key = format!("s{i:05}");
+                let hit = obs
+                    .last
+                    .as_ref()
+                    .is_some_and(|l| observation_same_but_own(l, &o));
+                if hit {
+                    reused += 1;
+                } else {
+                    whole += 1;
+                }
+                let mut row = prev_row.clone();
+                let fresh_row = gen_row(&mut r);
+                match r.below(8u32) {
+                    0 => row = fresh_row,
+                    1 => row.oracle = fresh_row.oracle,
+                    2 => row.mismatches = fresh_row.mismatches,
+                    3 => row.baseline = fresh_row.baseline,
+                    _ => {
+                        row.scenario_id = fresh_row.scenario_id;
+                        row.profile_id = fresh_row.profile_id;
+                        row.probe_id = fresh_row.probe_id;
+                    }
+                }
+                rows.row(&mut fast, NORMALIZED_ROWS, &key, &row).unwrap();
+                slow.line(NORMALIZED_ROWS, &key, &row).unwrap();
+                prev_row = row;
+                obs.observation(&mut fast, RUNTIME_RESULTS, &key, &o)
+                    .unwrap();
+                slow.line(RUNTIME_RESULTS, &key, &o).unwrap();
+                wit.witness(&mut fast, PATH_WITNESSES, &key, &p).unwrap();
+                slow.line(PATH_WITNESSES, &key, &p).unwrap();
+                prev = o;
+                prev_w = p;
+            }
+            let (a, da) = fast.finish(2).unwrap();
+            let (b, db) = slow.finish(2).unwrap();
+            for rel in [RUNTIME_RESULTS, PATH_WITNESSES, NORMALIZED_ROWS] {
+                assert_eq!(
+                    String::from_utf8_lossy(&a[rel]),
+                    String::from_utf8_lossy(&b[rel]),
+                    "seed {seed}, {rel}"
+                );
+            }
+            assert_eq!(da, db, "seed {seed}");
+        }
+        assert!(
+            reused > 2500 && whole > 1000,
+            "reused {reused}, whole {whole}"
+        );
+    }
+
+    /// The comparison of JSON values tells apart exactly the values that print apart.
+    #[test]
+    fn json_identical_is_printing_the_same() {
+        use crate::util::testrng::Rng;
+        let atoms = [
+            serde_json::json!(0.0),
+            serde_json::json!(-0.0),
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(null),
+            serde_json::json!(false),
+            serde_json::json!("0"),
+        ];
+        let mut r = Rng(7);
+        let make = |r: &mut Rng| match r.below(3u32) {
+            0 => r.pick(&atoms).clone(),
+            1 => serde_json::json!([r.pick(&atoms).clone(), r.pick(&atoms).clone()]),
+            _ => serde_json::json!({ *r.pick(&["a", "b"]): r.pick(&atoms).clone() }),
+        };
+        let (mut same, mut differ) = (0, 0);
+        for _ in 0..2000 {
+            let a = make(&mut r);
+            let b = if r.chance(30) {
+                a.clone()
+            } else {
+                make(&mut r)
+            };
+            let printed = serde_json::to_string(&a).unwrap() == serde_json::to_string(&b).unwrap();
+            assert_eq!(json_identical(&a, &b), printed, "{a} vs {b}");
+            if printed { same += 1 } else { differ += 1 }
+        }
+        assert!(same > 100 && differ > 100, "{same} {differ}");
     }
 }
