@@ -20,17 +20,17 @@ pub enum CrashPoint {
     MidFile,
     /// Every member written, seal not started.
     AfterFiles,
-    /// Files hashed and `BLAKE3SUMS` written, before the durability barrier.
+    /// Files hashed and `BLAKE3SUMS` written; the index not written yet.
     BeforeSync,
-    /// Everything durable, index not in place (its temp file, written and synced beside
-    /// the barrier, not renamed).
-    AfterSync,
-    /// Index temp file written and fsynced, not renamed.
+    /// Index temp file written, not renamed.
     MidIndex,
-    /// Index in place under `.staging`; `BLAKE3SUMS` and the index still writable.
+    /// Index in place under `.staging` (signatures not written yet), nothing synced.
     AfterIndex,
-    /// Every file read-only, bundle not yet moved.
+    /// Every file written and read-only, the durability barrier not run yet.
     AfterChmod,
+    /// The barrier done (every member, the index and every directory durable), bundle not
+    /// yet moved.
+    AfterSync,
     /// Bundle moved to `out/<run_id>`, `LATEST` not updated.
     AfterMove,
     /// `LATEST` temp written, not renamed.
@@ -46,10 +46,10 @@ impl CrashPoint {
         Self::MidFile,
         Self::AfterFiles,
         Self::BeforeSync,
-        Self::AfterSync,
         Self::MidIndex,
         Self::AfterIndex,
         Self::AfterChmod,
+        Self::AfterSync,
         Self::AfterMove,
         Self::MidLatest,
         Self::AfterLatest,
@@ -62,10 +62,10 @@ impl CrashPoint {
             Self::MidFile => "mid-file",
             Self::AfterFiles => "after-files",
             Self::BeforeSync => "before-sync",
-            Self::AfterSync => "after-sync",
             Self::MidIndex => "mid-index",
             Self::AfterIndex => "after-index",
             Self::AfterChmod => "after-chmod",
+            Self::AfterSync => "after-sync",
             Self::AfterMove => "after-move",
             Self::MidLatest => "mid-latest",
             Self::AfterLatest => "after-latest",
@@ -93,6 +93,10 @@ pub struct Faults {
     pub fail_sync: bool,
     /// Use per-file `fsync` instead of `syncfs` (the path taken on kernels < 5.8).
     pub per_file_fsync: bool,
+    /// Where the per-file barrier records what it made durable, as each `fsync` succeeds:
+    /// a file's bundle-relative path, a directory's with a trailing `/` (the bundle
+    /// directory itself: `/`). A test reads it after the seal.
+    pub synced: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 /// The writer's armed faults and the state they need.
@@ -151,6 +155,15 @@ impl Hooks {
     pub(crate) fn per_file_fsync(&self) -> bool {
         self.faults.per_file_fsync
     }
+
+    /// Record an item the per-file barrier made durable (see [`Faults::synced`]).
+    pub(crate) fn note_synced(&self, item: impl FnOnce() -> String) {
+        if let Some(log) = &self.faults.synced {
+            log.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(item());
+        }
+    }
 }
 
 /// No faults can be armed in this build: every check is constant.
@@ -186,4 +199,8 @@ impl Hooks {
     pub(crate) fn per_file_fsync(&self) -> bool {
         false
     }
+
+    #[inline]
+    #[allow(clippy::unused_self)]
+    pub(crate) fn note_synced(&self, _item: impl FnOnce() -> String) {}
 }

@@ -47,8 +47,8 @@ pub(crate) fn create_temp(tmp: &Path) -> Result<File> {
 
 /// Write `bytes` to `path` through a temp file and a rename, with an `fsync` of the file
 /// before the rename and of the directory after it: the classic durable atomic write, for
-/// the few files that must be durable on their own (the index, `LATEST`, repair outputs).
-/// The file is born read-only.
+/// the few files that must be durable on their own (`LATEST`, a repair's outputs; a seal's
+/// index is synced by the seal's barrier instead). The file is born read-only.
 pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     write_durable_hooked(path, bytes, || {})
 }

@@ -233,6 +233,7 @@ pub fn bundle_write(ctx: &Ctx, io: &mut Io<'_>, a: &BundleWriteArgs) -> Result<i
             crash_write_number: 0,
             fail_sync: a.fail_sync,
             per_file_fsync: a.per_file_fsync,
+            synced: None,
         },
         signer: a
             .sign_with

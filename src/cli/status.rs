@@ -193,7 +193,9 @@ fn staging_lines(l: &mut Lines, o: &OutRootState) {
             let _ = write!(what, " at {stage}");
         }
         if e.has_index {
-            what.push_str(", sealed but never published");
+            // The index is renamed into place before the durability barrier: a crash
+            // during the barrier leaves one whose members need not all be on disk.
+            what.push_str(", indexed but never published");
         }
         let started = e.started_at.as_deref().unwrap_or("?");
         l.raw(&format!(
