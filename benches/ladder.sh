@@ -5,15 +5,18 @@
 # per-child step of nexusmon's added (benches/spawn_ladder.c, built here: `s` a session of
 # its own, `p` one shared PID namespace, `n` a private read-only copy of the mount
 # namespace with its directory writable, `h` that copy for every other child as in a
-# both-lanes run, `l` Landlock, `r` with `n`/`h`: the copy's teardown handed to a releaser
-# thread as nexusmon's is), all of them (with and without `r`), and nexusmon's exec bench itself
+# both-lanes run, `l` Landlock (with `h`: only for the children that do not copy, the
+# scenario lane), `r` with `n`/`h`: the copy's teardown handed to a releaser thread as
+# nexusmon's is), all of them (with and without `r`: the floor of a both-lanes run's own
+# children), and nexusmon's exec bench itself
 # (benches/run_gen.py exec, both lanes, the oracle on) — interleaved rounds after a
 # warm-up, `sync` between commands, GNU time for each. Prints medians of wall and CPU
 # (user + system of the command and its children: not the kernel threads' work a step
 # causes, such as RCU callbacks and expedited grace periods) and each row's extra CPU per
 # child over the bare loop.
 # Needs root (namespaces). Usage: benches/ladder.sh [runs]
-# Env: N_EXEC (5000), NEXUSMON_BIN (a binary to measure instead of building one; `none`:
+# Env: LADDER_STEPS (the rows, `-` the bare loop, which every run needs: default
+#      "- s p n nr h hr l sphl sphlr"), N_EXEC (5000), NEXUSMON_BIN (a binary to measure instead of building one; `none`:
 #      the ladder only), SPAWN_DIR_PARENT (/dev/shm, as probes.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +43,7 @@ echo "== machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/load
 
 declare -a NAMES CMDS
 row() { NAMES+=("$1"); CMDS+=("$2"); }
-for steps in - s p n nr h hr l sphl sphlr; do
+for steps in ${LADDER_STEPS:-- s p n nr h hr l sphl sphlr}; do
   s="$steps"
   [ "$s" = - ] && s=""
   row "loop${s:+ +$s}" \

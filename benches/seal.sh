@@ -16,6 +16,7 @@
 #      writer's file go: a directory on the disk under test; default a temp dir in /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export LC_ALL=C # EPOCHREALTIME and awk with a decimal point
 RUNS="${1:-5}"
 N_BUILTIN="${N_BUILTIN:-1000}"
 MODES="${MODES:-idle dirty busy}"
@@ -45,10 +46,14 @@ for round in $(seq 0 "$RUNS"); do
         busy) dd if=/dev/zero of="$WORK/big" bs=4M count=100000 oflag=direct status=none & DD=$!; sleep 0.1 ;;
         *) echo "unknown mode $mode" >&2; exit 2 ;;
       esac
-      /usr/bin/time -f '%e %U %S' -o "$WORK/t.txt" "$bin" run \
+      # Wall time from bash's microsecond clock (GNU time's %e has 10 ms steps).
+      t0=$EPOCHREALTIME
+      /usr/bin/time -f '%U %S' -o "$WORK/t.txt" "$bin" run \
         --plan "$WORK/proj/plans/builtin/plan.json" --out "$WORK/out" --jobs 2 -q >/dev/null
+      t1=$EPOCHREALTIME
       if [ -n "$DD" ]; then kill "$DD"; wait "$DD" 2>/dev/null || true; DD=; rm -f "$WORK/big"; fi
-      [ "$round" = 0 ] || echo "$mode $name $round $(tail -1 "$WORK/t.txt")" >>"$WORK/m.txt"
+      wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
+      [ "$round" = 0 ] || echo "$mode $name $round $wall $(tail -1 "$WORK/t.txt")" >>"$WORK/m.txt"
     done
   done
   [ "$round" = 0 ] || echo "== round $round/$RUNS done" >&2
@@ -66,7 +71,7 @@ for (mode, name), v in runs.items():
     w = st.median(x for x, _ in v)
     med[(mode, name)] = w
     print(f"{mode:<8} {name:<4} {w:>9.3f} {2 * n / w:>11.0f} {st.median(c for _, c in v):>7.3f}  "
-          + " ".join(f"{x:.2f}" for x, _ in v))
+          + " ".join(f"{x:.3f}" for x, _ in v))
 for (mode, name), w in med.items():
     if name == "B":
         print(f"{mode}: B/A wall {w / med[(mode, 'A')]:.3f}")

@@ -15,6 +15,8 @@
  *   h  that copy for every other child only (a both-lanes run: the baseline copies, the
  *      scenario lane does not);
  *   l  each child restricted by Landlock (/usr readable and executable; no-new-privs);
+ *      with h, only the children that do not copy (a both-lanes run: the scenario lane
+ *      is restricted, the baseline is not);
  *   r  with n or h: the copy's teardown off the child's exit, as nexusmon's releaser does
  *      it: the child sends its namespace (PIDFD_GET_MNT_NAMESPACE of a pidfd of itself)
  *      with that pidfd over a Unix socket to a thread of the loop's with a descriptor
@@ -215,8 +217,9 @@ int main(int argc, char **argv) {
                 _exit(103);
             if (setsid_each && setsid() < 0)
                 _exit(104);
-            if (landlock && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-                             syscall(SYS_landlock_restrict_self, ruleset, 0)))
+            if (landlock && !(mounts_half && copy) &&
+                (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+                 syscall(SYS_landlock_restrict_self, ruleset, 0)))
                 _exit(105);
             execve(args[0], args, envp);
             _exit(127);
