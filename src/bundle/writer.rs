@@ -1140,17 +1140,7 @@ mod tests {
         for round in 0..24 {
             let tmp = tempfile::tempdir().unwrap();
             let out = tmp.path().join("out");
-            let mut bundle = begin(&out, "r1");
-            let count = rng.below(2 * PER_FILE_FSYNC_MAX + 2);
-            for i in 0..count {
-                let rel = match rng.below(3usize) {
-                    0 => format!("f{i}.json"),
-                    1 => format!("d{}/f{i}", rng.below(4usize)),
-                    _ => format!("d{}/e{}/f{i}", rng.below(3usize), rng.below(3usize)),
-                };
-                let bytes = vec![b'x'; rng.below(5000usize)];
-                bundle.write_bytes(&rel, &bytes).unwrap();
-            }
+            let mut bundle = generated_bundle(&mut rng, &out, b'x', 5000);
             let fail = rng.chance(40);
             bundle.inject_faults(Faults {
                 fail_sync: fail,
@@ -1188,6 +1178,30 @@ mod tests {
         }
     }
 
+    /// A bundle `r1` in `out` of 0 to `2 × PER_FILE_FSYNC_MAX + 1` generated files (either
+    /// side of the `syncfs` threshold) in up to two levels of directories, each up to
+    /// `max_len` bytes of `fill`.
+    fn generated_bundle(
+        rng: &mut crate::util::testrng::Rng,
+        out: &Path,
+        fill: u8,
+        max_len: usize,
+    ) -> StagedBundle {
+        let bundle = begin(out, "r1");
+        let count = rng.below(2 * PER_FILE_FSYNC_MAX + 2);
+        for i in 0..count {
+            let rel = match rng.below(3usize) {
+                0 => format!("f{i}.json"),
+                1 => format!("d{}/f{i}", rng.below(4usize)),
+                _ => format!("d{}/e{}/f{i}", rng.below(3usize), rng.below(3usize)),
+            };
+            bundle
+                .write_bytes(&rel, &vec![fill; rng.below(max_len)])
+                .unwrap();
+        }
+        bundle
+    }
+
     #[test]
     fn every_file_and_directory_a_sealed_bundle_publishes_was_synced_by_the_barrier() {
         // Generated bundles (nested directories, file counts either side of the syncfs
@@ -1199,18 +1213,7 @@ mod tests {
         for round in 0..16 {
             let tmp = tempfile::tempdir().unwrap();
             let out = tmp.path().join("out");
-            let mut bundle = begin(&out, "r1");
-            let count = rng.below(2 * PER_FILE_FSYNC_MAX + 2);
-            for i in 0..count {
-                let rel = match rng.below(3usize) {
-                    0 => format!("f{i}.json"),
-                    1 => format!("d{}/f{i}", rng.below(4usize)),
-                    _ => format!("d{}/e{}/f{i}", rng.below(3usize), rng.below(3usize)),
-                };
-                bundle
-                    .write_bytes(&rel, &vec![b'y'; rng.below(3000usize)])
-                    .unwrap();
-            }
+            let mut bundle = generated_bundle(&mut rng, &out, b'y', 3000);
             let log = std::sync::Arc::new(Mutex::new(Vec::new()));
             bundle.inject_faults(Faults {
                 per_file_fsync: true,

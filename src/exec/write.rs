@@ -527,12 +527,7 @@ pub struct ResultStream<'b> {
 /// serialized in more than its scenario and probe ids: most scenarios of a plan repeat
 /// their neighbour's verdict (one program, one target, one profile) but for those, and
 /// the verdict (its checks, reasons and cited rules) is most of a scenario's JSON.
-#[derive(Debug, Default)]
-pub struct VerdictLines {
-    /// The last verdict serialized whole, and its members.
-    last: Option<OracleVerdict>,
-    members: json::Members,
-}
+pub type VerdictLines = ReusedLines<OracleVerdict>;
 
 /// A verdict's ids, serialized under the names [`OracleVerdict`] gives them.
 #[derive(serde::Serialize)]
@@ -566,37 +561,21 @@ fn same_but_ids(a: &OracleVerdict, b: &OracleVerdict) -> bool {
         && *profile_id == b.profile_id
 }
 
-impl VerdictLines {
-    /// Append `v`'s line to `rel` of `w` under `key`: the bytes [`ResultWriter::line`]
-    /// writes for it.
-    pub fn line<W: std::io::Write>(
+impl ReusedLines<OracleVerdict> {
+    /// Append the verdict `v`'s line to `rel` of `w` under `key`: the bytes
+    /// [`ResultWriter::line`] writes for it.
+    pub fn verdict<W: std::io::Write>(
         &mut self,
         w: &mut ResultWriter<W>,
         rel: &str,
         key: &str,
         v: &OracleVerdict,
     ) -> Result<()> {
-        if !self.last.as_ref().is_some_and(|last| same_but_ids(last, v)) {
-            // Out while the members are refilled: kept again only once they are `v`'s.
-            let mut last = self.last.take();
-            let object = self
-                .members
-                .fill(v)
-                .map_err(|e| Error::runner("cannot serialize JSON").with_source(e))?;
-            if !object {
-                return w.line(rel, key, v);
-            }
-            match &mut last {
-                Some(l) => l.clone_from(v),
-                None => last = Some(v.clone()),
-            }
-            self.last = last;
-        }
         let ids = VerdictIds {
             scenario_id: &v.scenario_id,
             probe_id: &v.probe_id,
         };
-        w.line_over(rel, key, &ids, &self.members)
+        self.line(w, (rel, key), v, same_but_ids, &ids)
     }
 }
 
@@ -935,7 +914,7 @@ impl<'b> ResultStream<'b> {
                 .observation(&mut self.w, RUNTIME_RESULTS, key, o)?;
         }
         if let Some(v) = s.oracle {
-            self.verdicts.line(&mut self.w, ORACLE_RESULTS, key, v)?;
+            self.verdicts.verdict(&mut self.w, ORACLE_RESULTS, key, v)?;
         }
         for p in s.witnesses {
             self.witnesses
@@ -1608,7 +1587,9 @@ mod tests {
                 let key = format!("s{i:05}");
                 let hit = verdicts.last.as_ref().is_some_and(|l| same_but_ids(l, &v));
                 reused += usize::from(hit);
-                verdicts.line(&mut fast, ORACLE_RESULTS, &key, &v).unwrap();
+                verdicts
+                    .verdict(&mut fast, ORACLE_RESULTS, &key, &v)
+                    .unwrap();
                 slow.line(ORACLE_RESULTS, &key, &v).unwrap();
                 prev = v;
             }
